@@ -1,0 +1,246 @@
+/*
+ * cli.c - messages, parsing helpers, progress bar and signals shared by the
+ * commands. Messages go to stderr prefixed with the command ("weld ties:
+ * error: ..."), results to stdout.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *cli_name = "weld";
+int cli_verbosity = 1;
+
+static void vmsg(const char *kind, const char *fmt, va_list ap)
+{
+	cli_progress_end();
+	fprintf(stderr, "%s: %s", cli_name, kind);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg("error: ", fmt, ap);
+	va_end(ap);
+}
+
+void cli_warning(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cli_verbosity < 1)
+		return;
+	va_start(ap, fmt);
+	vmsg("warning: ", fmt, ap);
+	va_end(ap);
+}
+
+void cli_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cli_verbosity < 2)
+		return;
+	va_start(ap, fmt);
+	vmsg("", fmt, ap);
+	va_end(ap);
+}
+
+int cli_usage_error(const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmsg("error: ", fmt, ap);
+	va_end(ap);
+	fputs(usage, stderr);
+	return EXIT_USAGE;
+}
+
+int cli_fail(const struct weld_error *err)
+{
+	cli_error("%s", err->msg);
+	return EXIT_FAIL;
+}
+
+bool cli_double(const char *opt, const char *s, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(s, &end);
+	if (!*s || *end || errno || !isfinite(*out)) {
+		cli_error("invalid value '%s' for '%s': not a number", s, opt);
+		return false;
+	}
+	return true;
+}
+
+bool cli_int(const char *opt, const char *s, long lo, long hi, long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtol(s, &end, 10);
+	if (!*s || *end || errno || *out < lo || *out > hi) {
+		cli_error("invalid value '%s' for '%s': not an integer in [%ld, %ld]", s, opt, lo, hi);
+		return false;
+	}
+	return true;
+}
+
+bool cli_size(const char *opt, const char *s, uint64_t *out)
+{
+	if (weld_parse_size(s, out) < 0) {
+		cli_error("invalid value '%s' for '%s': not a size (e.g. 512M, 5G)", s, opt);
+		return false;
+	}
+	return true;
+}
+
+bool cli_list(const char *opt, const char *s, double *vals, size_t max, size_t *n)
+{
+	char *copy = strdup(s), *save = NULL, *tok;
+	bool ok = copy != NULL;
+
+	*n = 0;
+	for (tok = ok ? strtok_r(copy, ",", &save) : NULL; ok && tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (*n == max) {
+			cli_error("too many values for '%s' (at most %zu)", opt, max);
+			ok = false;
+		} else {
+			ok = cli_double(opt, tok, &vals[(*n)++]);
+		}
+	}
+	if (ok && !*n) {
+		cli_error("empty list for '%s'", opt);
+		ok = false;
+	}
+	free(copy);
+	return ok;
+}
+
+bool cli_dtype(const char *s, int *out)
+{
+	static const struct { const char *name; int t; } names[] = {
+		{ "auto", -1 }, { "bf16", WELD_BF16 }, { "bfloat16", WELD_BF16 },
+		{ "f16", WELD_F16 }, { "float16", WELD_F16 }, { "fp16", WELD_F16 },
+		{ "f32", WELD_F32 }, { "float32", WELD_F32 }, { "fp32", WELD_F32 },
+		{ "f64", WELD_F64 }, { "float64", WELD_F64 },
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(s, names[i].name) == 0) {
+			*out = names[i].t;
+			return true;
+		}
+	cli_error("invalid value '%s' for '--dtype': expected auto, bf16, f16, f32 or f64", s);
+	return false;
+}
+
+static void on_signal(int sig)
+{
+	weld_writer_cleanup_on_signal();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void cli_install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+static struct {
+	bool active;
+	double start, last;
+} bar;
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void cli_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	char a[32], b[32], r[32];
+	double t = now(), el, rate;
+	int width = 24, fill;
+
+	(void)ctx;
+	if (cli_verbosity < 1 || !isatty(STDERR_FILENO))
+		return;
+	if (!bar.active) {
+		bar.active = true;
+		bar.start = bar.last = t;
+	}
+	if (t - bar.last < 0.1 && done < total)
+		return;
+	bar.last = t;
+	el = t - bar.start;
+	rate = el > 0 ? (double)done / el : 0;
+	fill = total ? (int)((double)width * (double)done / (double)total) : width;
+	if (fill > width)
+		fill = width;
+	weld_format_size(done, a, sizeof(a));
+	weld_format_size(total, b, sizeof(b));
+	weld_format_size((uint64_t)rate, r, sizeof(r));
+	fprintf(stderr, "\r[%.*s%*s] %s / %s  %s/s", fill, "########################",
+		width - fill, "", a, b, r);
+	if (rate > 0 && done < total) {
+		long eta = (long)((double)(total - done) / rate);
+
+		fprintf(stderr, "  ETA %ld:%02ld ", eta / 60, eta % 60);
+	} else {
+		fprintf(stderr, "            ");
+	}
+}
+
+void cli_progress_end(void)
+{
+	if (bar.active) {
+		fputs("\r\033[K", stderr);
+		bar.active = false;
+	}
+}
+
+void cli_warn_cb(void *ctx, const char *msg)
+{
+	(void)ctx;
+	cli_warning("%s", msg);
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}

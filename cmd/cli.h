@@ -1,0 +1,55 @@
+/*
+ * cli.h - what the commands share: messages, usage errors, number parsing,
+ * the progress bar and signal handling.
+ *
+ * Adding a command: write cmd/cmd_<name>.c with `int cmd_<name>(int argc,
+ * char **argv)` (argv[0] is the command name), add its row to the table in
+ * cmd/main.c, and write man/weld-<name>.1.
+ */
+#ifndef WELD_CLI_H
+#define WELD_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "weld.h"
+
+/* exit statuses */
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+
+extern const char *cli_name;   /* "weld ties": the prefix of every message */
+extern int cli_verbosity;      /* 0 quiet, 1 normal, 2 verbose */
+
+void cli_error(const char *fmt, ...) WELD_PRINTF(1, 2);
+void cli_warning(const char *fmt, ...) WELD_PRINTF(1, 2);
+void cli_info(const char *fmt, ...) WELD_PRINTF(1, 2);   /* -v only */
+/* Print "error: ..." and the usage on stderr; returns EXIT_USAGE. */
+int cli_usage_error(const char *usage, const char *fmt, ...) WELD_PRINTF(2, 3);
+/* Report a library error; returns EXIT_FAIL (EXIT_USAGE for WELD_ERR_ARG
+ * found while parsing is the caller's choice). */
+int cli_fail(const struct weld_error *err);
+
+/* Checked parsing; on failure print a usage error naming the option. */
+bool cli_double(const char *opt, const char *s, double *out);
+bool cli_int(const char *opt, const char *s, long lo, long hi, long *out);
+bool cli_size(const char *opt, const char *s, uint64_t *out);
+/* "0.3,0.5" -> vals (at most max); false on a bad item. */
+bool cli_list(const char *opt, const char *s, double *vals, size_t max, size_t *n);
+/* --dtype auto|bf16|f16|f32 (and f64): -1 for auto. */
+bool cli_dtype(const char *s, int *out);
+
+/* SIGINT/SIGTERM remove the temporary output folder, then end the process. */
+void cli_install_signals(void);
+/* Callback for weld_merge_opts.progress: a bar on stderr if it is a tty. */
+void cli_progress(void *ctx, uint64_t done, uint64_t total);
+void cli_progress_end(void);
+/* Callback for weld_merge_opts.warn. */
+void cli_warn_cb(void *ctx, const char *msg);
+
+/* JSON string escaping for --json output (to stdout). */
+void cli_json_string(FILE *f, const char *s);
+
+#endif

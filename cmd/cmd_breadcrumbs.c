@@ -1,0 +1,42 @@
+/*
+ * cmd_breadcrumbs.c - weld breadcrumbs: Model Breadcrumbs: drop the largest outliers and the smallest deltas
+ */
+#include "merge_cli.h"
+
+static const struct merge_spec spec = {
+	.name = "breadcrumbs",
+	.method = WELD_METHOD_BREADCRUMBS,
+	.opts = MO_LAMBDA | MO_DENSITY | MO_SCOPE | MO_SIGN | MO_NORMALIZE | MO_COMBINE | MO_GAMMA | MO_NEEDS_BASE,
+	.density = 0.9,
+	.normalize = false,
+	.combine = WELD_COMBINE_SUM,
+	.usage =
+	"usage: weld breadcrumbs --base BASE -o OUT [--density D[,D...]] [--gamma G] [--weights W[,W...]] [--lambda L] [--scope S] [--combine sum|ties] [options] MODEL...\n"
+	"\n  per unit, zero the top gamma by |delta| and keep the next density: out = B + lambda * tau\n"
+	"      --base MODEL        the pre-trained model (required)\n"
+	"      --density D[,D...]  fraction kept after the outliers (default 0.9)\n"
+	"      --gamma G           fraction of largest outliers removed (default 0.01)\n"
+	"      --weights W[,W...]  per-model weight (default 1)\n"
+	"      --lambda L          scale of the merged task vector (default 1)\n"
+	"      --scope S           tensor|row|model (default tensor; row is the original code)\n"
+	"      --combine C         sum (default) | ties (mergekit breadcrumbs_ties)\n"
+	"      --sign sum|count    sign election with --combine ties (default sum)\n"
+	"      --normalize         divide by the summed weights\n"
+	"\n"
+	"  -o, --output DIR        output folder (refused if it exists, unless -f)\n"
+	"  -f, --force             replace an existing output once the new one is complete\n"
+	"      --dtype TYPE        auto|bf16|f16|f32|f64 (default auto: the base's dtype)\n"
+	"  -j, --threads N         worker threads (default: all cores)\n"
+	"      --max-memory SIZE   memory budget, e.g. 512M, 4G (default 1G)\n"
+	"      --shard-size SIZE   largest output shard (default 5G; 0 = one file)\n"
+	"      --allow-missing     merge a tensor over the models that have it\n"
+	"      --no-copy-files     do not copy config and tokenizer files\n"
+	"  -q, --quiet / -v, --verbose\n"
+	"      --json              machine-readable summary on stdout\n"
+	"  MODEL may carry values: MODEL:weight=0.5,density=0.3\n",
+};
+
+int cmd_breadcrumbs(int argc, char **argv)
+{
+	return merge_main(&spec, argc, argv);
+}

@@ -1,0 +1,45 @@
+/*
+ * cmd_consensus.c - weld consensus: TALL masks and Consensus Merging
+ */
+#include "merge_cli.h"
+
+static const struct merge_spec spec = {
+	.name = "consensus",
+	.method = WELD_METHOD_CONSENSUS,
+	.opts = MO_LAMBDA | MO_DENSITY | MO_SCOPE | MO_SIGN | MO_CONSENSUS | MO_NEEDS_BASE,
+	.density = 0.2,
+	.normalize = false,
+	.combine = WELD_COMBINE_SUM,
+	.usage =
+	"usage: weld consensus --base BASE -o OUT [--from ta|ties] [--density D] [--mask-lambda L[,L...]] [--k K] [--lambda L] [--weights W[,W...]] [--save-masks FILE] [options] MODEL...\nnt       weld consensus --apply-mask I --masks FILE --base BASE --merged MERGED -o OUT\n"
+	"\n  tau = sum w_i delta_i (or the TIES vector), mask_i = |delta_i| > l_i |tau - delta_i|,\n"
+	"  out = B + lambda * tau where at least k masks agree\n"
+	"      --base MODEL        the pre-trained model (required)\n"
+	"      --from ta|ties      merged vector: task arithmetic (default) or TIES disjoint sum\n"
+	"      --density D[,D...]  TIES trim with --from ties (default 0.2)\n"
+	"      --mask-lambda L,..  TALL mask threshold per model (default 0.6)\n"
+	"      --k K               keep where at least K masks agree (default 2)\n"
+	"      --weights W[,W...]  per-model weight (default 1)\n"
+	"      --lambda L          scale of the merged vector (default 1)\n"
+	"      --scope S           top-k unit with --from ties (default tensor)\n"
+	"      --sign sum|count    sign election with --from ties (default sum)\n"
+	"      --save-masks FILE   also write the TALL masks, bit-packed, to FILE\n"
+	"      --apply-mask I      rebuild task I: B + mask_I * (MERGED - B), with --masks, --merged\n"
+	"\n"
+	"  -o, --output DIR        output folder (refused if it exists, unless -f)\n"
+	"  -f, --force             replace an existing output once the new one is complete\n"
+	"      --dtype TYPE        auto|bf16|f16|f32|f64 (default auto: the base's dtype)\n"
+	"  -j, --threads N         worker threads (default: all cores)\n"
+	"      --max-memory SIZE   memory budget, e.g. 512M, 4G (default 1G)\n"
+	"      --shard-size SIZE   largest output shard (default 5G; 0 = one file)\n"
+	"      --allow-missing     merge a tensor over the models that have it\n"
+	"      --no-copy-files     do not copy config and tokenizer files\n"
+	"  -q, --quiet / -v, --verbose\n"
+	"      --json              machine-readable summary on stdout\n"
+	"  MODEL may carry values: MODEL:weight=0.5,density=0.3\n",
+};
+
+int cmd_consensus(int argc, char **argv)
+{
+	return merge_main(&spec, argc, argv);
+}

@@ -1,0 +1,132 @@
+/*
+ * cmd_convert.c - weld convert: rewrite a model as a safetensors folder,
+ * optionally in another dtype or shard size. Tensors whose dtype does not
+ * change are copied byte for byte.
+ */
+#include "cli.h"
+#include "commands.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+	"usage: weld convert MODEL -o OUT [--dtype TYPE] [--shard-size SIZE] [--max-memory SIZE] [options]\n"
+	"\n  write MODEL (safetensors or PyTorch .bin) as a safetensors folder\n"
+	"  -o, --output DIR        output folder (refused if it exists, unless -f)\n"
+	"  -f, --force             replace an existing output once the new one is complete\n"
+	"      --dtype TYPE        bf16|f16|f32|f64 for floating tensors (default: unchanged)\n"
+	"      --shard-size SIZE   largest output shard (default 5G; 0 = one file)\n"
+	"      --max-memory SIZE   memory budget (default 1G)\n"
+	"  -j, --threads N         worker threads (default: all cores)\n"
+	"      --no-copy-files     do not copy config and tokenizer files\n"
+	"  -q, --quiet / -v, --verbose\n"
+	"      --json              machine-readable summary on stdout\n";
+
+enum { O_DTYPE = 256, O_SHARD, O_MAXMEM, O_NO_COPY, O_JSON };
+
+int cmd_convert(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "threads", required_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "dtype", required_argument, NULL, O_DTYPE },
+		{ "shard-size", required_argument, NULL, O_SHARD },
+		{ "max-memory", required_argument, NULL, O_MAXMEM },
+		{ "no-copy-files", no_argument, NULL, O_NO_COPY },
+		{ "json", no_argument, NULL, O_JSON },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct weld_merge_opts o = {
+		.method = WELD_METHOD_COPY, .dtype = -1, .max_memory = 1000000000ull,
+		.shard_size = 5000000000ull, .copy_files = true,
+		.warn = cli_warn_cb, .progress = cli_progress,
+	};
+	struct weld_error err = { 0 };
+	const char *out = NULL;
+	bool json = false;
+	weld_plan *p = NULL;
+	int c, mi, r = EXIT_FAIL;
+	long l;
+
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":o:fj:qvh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': out = optarg; break;
+		case 'f': o.force = true; break;
+		case 'j':
+			if (!cli_int("--threads", optarg, 1, 1024, &l))
+				return EXIT_USAGE;
+			o.threads = (int)l;
+			break;
+		case 'q': cli_verbosity = 0; break;
+		case 'v': cli_verbosity = 2; break;
+		case 'h': fputs(usage, stdout); return EXIT_OK;
+		case O_DTYPE:
+			if (!cli_dtype(optarg, &o.dtype))
+				return EXIT_USAGE;
+			break;
+		case O_SHARD:
+			if (!cli_size("--shard-size", optarg, &o.shard_size))
+				return EXIT_USAGE;
+			break;
+		case O_MAXMEM:
+			if (!cli_size("--max-memory", optarg, &o.max_memory))
+				return EXIT_USAGE;
+			break;
+		case O_NO_COPY: o.copy_files = false; break;
+		case O_JSON: json = true; break;
+		case ':': return cli_usage_error(usage, "option '%s' needs a value", argv[optind - 1]);
+		default: return cli_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (argc - optind != 1)
+		return cli_usage_error(usage, "expected one MODEL");
+	if (!out)
+		return cli_usage_error(usage, "an output folder is required (-o OUT)");
+	o.recipe_json = "{\"command\":[\"convert\"]}";
+	p = weld_plan_new(&o);
+	if (!p || (mi = weld_plan_add_model(p, argv[optind], &err)) < 0)
+		goto fail;
+	for (size_t i = 0; i < weld_model_count(weld_plan_model(p, mi)); i++) {
+		const struct weld_tensor_info *t = weld_model_tensor(weld_plan_model(p, mi), i);
+		struct weld_source src = { .model = mi, .tensor = (int64_t)i, .weight = 1, .density = 1 };
+		struct weld_job j = {
+			.name = t->name, .ndim = t->ndim, .nelem = t->nelem,
+			.method = WELD_METHOD_COPY, .base_model = -1, .base_tensor = -1,
+			.nsrc = 1, .src = &src, .lambda = 1, .mask_model = -1, .mask_tensor = -1,
+		};
+
+		memcpy(j.shape, t->shape, sizeof(j.shape));
+		j.dtype = weld_dtype_is_float(t->dtype) && o.dtype >= 0 ? (enum weld_dtype)o.dtype
+									 : t->dtype;
+		if (weld_plan_add_job(p, &j, &err) < 0)
+			goto fail;
+	}
+	if (weld_plan_finish(p, &err) < 0)
+		goto fail;
+	cli_install_signals();
+	if (weld_plan_execute(p, out, &err) < 0)
+		goto fail;
+	cli_progress_end();
+	if (json) {
+		printf("{\"output\":");
+		cli_json_string(stdout, out);
+		printf(",\"tensors\":%zu,\"bytes_read\":%llu}\n", weld_plan_job_count(p),
+		       (unsigned long long)weld_plan_input_bytes(p));
+	}
+	weld_plan_free(p);
+	return EXIT_OK;
+fail:
+	if (!p)
+		cli_error("out of memory");
+	else
+		r = cli_fail(&err);
+	weld_plan_free(p);
+	return r;
+}

@@ -1,0 +1,45 @@
+/*
+ * cmd_dare.c - weld dare: DARE: random drop and rescale of task vectors
+ */
+#include "merge_cli.h"
+
+static const struct merge_spec spec = {
+	.name = "dare",
+	.method = WELD_METHOD_DARE,
+	.opts = MO_LAMBDA | MO_DENSITY | MO_SCOPE | MO_SIGN | MO_NORMALIZE | MO_RESCALE | MO_COMBINE | MO_TRIM | MO_SEED | MO_NEEDS_BASE,
+	.density = 0.5,
+	.normalize = false,
+	.combine = WELD_COMBINE_SUM,
+	.usage =
+	"usage: weld dare --base BASE -o OUT [--density D[,D...]] [--weights W[,W...]] [--lambda L] [--rescale inverse|l1|none] [--combine sum|ties] [--trim D2] [--seed N] [options] MODEL...\n"
+	"\n  keep each delta with probability density, rescale the kept ones, then sum\n"
+	"  (or TIES-style election with --combine ties): out = B + lambda * tau\n"
+	"      --base MODEL        the pre-trained model (required)\n"
+	"      --density D[,D...]  keep probability in (0, 1] (default 0.5)\n"
+	"      --weights W[,W...]  per-model weight (default 1)\n"
+	"      --lambda L          scale of the merged task vector (default 1)\n"
+	"      --rescale R         inverse (x 1/d, default) | l1 | none\n"
+	"      --combine C         sum (default) | ties\n"
+	"      --trim D2           with --combine ties: also keep only the top D2 after dropping\n"
+	"      --scope S           tensor|row|model: unit of l1 rescale and --trim (default tensor)\n"
+	"      --sign sum|count    sign election with --combine ties (default sum)\n"
+	"      --normalize         divide by the summed weights (disjoint mean with ties)\n"
+	"      --seed N            random seed (default 0)\n"
+	"\n"
+	"  -o, --output DIR        output folder (refused if it exists, unless -f)\n"
+	"  -f, --force             replace an existing output once the new one is complete\n"
+	"      --dtype TYPE        auto|bf16|f16|f32|f64 (default auto: the base's dtype)\n"
+	"  -j, --threads N         worker threads (default: all cores)\n"
+	"      --max-memory SIZE   memory budget, e.g. 512M, 4G (default 1G)\n"
+	"      --shard-size SIZE   largest output shard (default 5G; 0 = one file)\n"
+	"      --allow-missing     merge a tensor over the models that have it\n"
+	"      --no-copy-files     do not copy config and tokenizer files\n"
+	"  -q, --quiet / -v, --verbose\n"
+	"      --json              machine-readable summary on stdout\n"
+	"  MODEL may carry values: MODEL:weight=0.5,density=0.3\n",
+};
+
+int cmd_dare(int argc, char **argv)
+{
+	return merge_main(&spec, argc, argv);
+}

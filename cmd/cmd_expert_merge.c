@@ -1,0 +1,457 @@
+/*
+ * cmd_expert_merge.c - weld expert-merge: merge the experts of each MoE
+ * layer of one checkpoint into fewer groups (M-SMoE). Parses the command
+ * line, reads the stats file and config.json, and hands everything to
+ * lib/moe.c, which plans (every check, before any output exists) and then
+ * streams the result.
+ */
+#include "cli.h"
+#include "commands.h"
+#include "merge_cli.h"
+#include "moe.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_TEXT (256u << 20)
+
+/* --align prints a warning above this FFN width (the solve is O(F^3)). */
+#define ALIGN_WARN_FFN 4096
+
+static const char usage[] =
+	"usage: weld expert-merge -o <out> --groups <G> [--stats <file.json>]\n"
+	"                         [--similarity router|weight] [--uniform-groups] [--align]\n"
+	"                         [--layout alias|compact] [--dtype auto|bf16|f16|f32]\n"
+	"                         [-j <n>] [--max-memory <size>] [--shard-size <size>]\n"
+	"                         [-f] [-q | -v] [--json] [--no-copy-files] <moe-model>\n"
+	"\n"
+	"    -o, --output <dir>       output folder (refused if it exists, unless -f)\n"
+	"    --groups <G>             groups (distinct experts) per MoE layer, the average\n"
+	"                             when --stats drives a global allocation\n"
+	"    --stats <file.json>      routing statistics: per layer 'frequency' (and\n"
+	"                             optional 'similarity'); default: uniform usage\n"
+	"    --similarity <s>         router (default: cosine of router rows) or weight\n"
+	"    --uniform-groups         G groups in every layer, even with --stats\n"
+	"    --align                  permute each member's FFN neurons to its dominant\n"
+	"                             expert first (cost O(F^3) per member)\n"
+	"    --layout <l>             alias (default: keep E experts) or compact (G)\n"
+	"    --dtype <t>              output dtype of floating tensors (default: auto)\n"
+	"    -j, --threads <n>        worker threads (default: all cores)\n"
+	"    --max-memory <size>      memory budget (default: 1G)\n"
+	"    --shard-size <size>      largest output shard (default: 5G; 0: one file)\n"
+	"    -f, --force              replace an existing output folder\n"
+	"    -q, --quiet / -v, --verbose\n"
+	"    --json                   print a JSON summary on stdout\n"
+	"    --no-copy-files          do not copy config and tokenizer files\n";
+
+enum {
+	O_GROUPS = 256, O_STATS, O_SIMILARITY, O_UNIFORM, O_ALIGN, O_LAYOUT, O_DTYPE,
+	O_MAXMEM, O_SHARD, O_JSON, O_NO_COPY,
+};
+
+static const struct option long_opts[] = {
+	{ "output", required_argument, NULL, 'o' },
+	{ "force", no_argument, NULL, 'f' },
+	{ "threads", required_argument, NULL, 'j' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "groups", required_argument, NULL, O_GROUPS },
+	{ "stats", required_argument, NULL, O_STATS },
+	{ "similarity", required_argument, NULL, O_SIMILARITY },
+	{ "uniform-groups", no_argument, NULL, O_UNIFORM },
+	{ "align", no_argument, NULL, O_ALIGN },
+	{ "layout", required_argument, NULL, O_LAYOUT },
+	{ "dtype", required_argument, NULL, O_DTYPE },
+	{ "max-memory", required_argument, NULL, O_MAXMEM },
+	{ "shard-size", required_argument, NULL, O_SHARD },
+	{ "json", no_argument, NULL, O_JSON },
+	{ "no-copy-files", no_argument, NULL, O_NO_COPY },
+	{ NULL, 0, NULL, 0 },
+};
+
+struct args {
+	const char *out, *model, *stats_path;
+	struct weld_moe_opts o;
+	uint64_t shard_size;
+	bool force, json, copy_files;
+};
+
+static const char *const dtype_torch[] = {
+	[WELD_F64] = "float64", [WELD_F32] = "float32", [WELD_F16] = "float16",
+	[WELD_BF16] = "bfloat16",
+};
+
+/* 0 to go on, -1 after -h, else an exit status. */
+static int parse(int argc, char **argv, struct args *a)
+{
+	long l;
+	int c;
+
+	a->o.out_dtype = -1;
+	a->o.max_memory = 1000000000ull;
+	a->shard_size = 5000000000ull;
+	a->copy_files = true;
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":o:fj:qvh", long_opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': a->out = optarg; break;
+		case 'f': a->force = true; break;
+		case 'j':
+			if (!cli_int("--threads", optarg, 1, 1024, &l))
+				return EXIT_USAGE;
+			a->o.threads = (int)l;
+			break;
+		case 'q': cli_verbosity = 0; break;
+		case 'v': cli_verbosity = 2; break;
+		case 'h': fputs(usage, stdout); return -1;
+		case O_GROUPS:
+			if (!cli_int("--groups", optarg, 1, 65536, &l))
+				return EXIT_USAGE;
+			a->o.groups = (int)l;
+			break;
+		case O_STATS: a->stats_path = optarg; break;
+		case O_SIMILARITY:
+			if (strcmp(optarg, "router") == 0)
+				a->o.similarity = WELD_MOE_SIM_ROUTER;
+			else if (strcmp(optarg, "weight") == 0)
+				a->o.similarity = WELD_MOE_SIM_WEIGHT;
+			else
+				return cli_usage_error(usage, "invalid value '%s' for '--similarity': "
+						       "expected router or weight", optarg);
+			break;
+		case O_UNIFORM: a->o.uniform_groups = true; break;
+		case O_ALIGN: a->o.align = true; break;
+		case O_LAYOUT:
+			if (strcmp(optarg, "alias") == 0)
+				a->o.layout = WELD_MOE_OUT_ALIAS;
+			else if (strcmp(optarg, "compact") == 0)
+				a->o.layout = WELD_MOE_OUT_COMPACT;
+			else
+				return cli_usage_error(usage, "invalid value '%s' for '--layout': "
+						       "expected alias or compact", optarg);
+			break;
+		case O_DTYPE:
+			if (!cli_dtype(optarg, &a->o.out_dtype))
+				return EXIT_USAGE;
+			break;
+		case O_MAXMEM:
+			if (!cli_size("--max-memory", optarg, &a->o.max_memory))
+				return EXIT_USAGE;
+			break;
+		case O_SHARD:
+			if (!cli_size("--shard-size", optarg, &a->shard_size))
+				return EXIT_USAGE;
+			break;
+		case O_JSON: a->json = true; break;
+		case O_NO_COPY: a->copy_files = false; break;
+		case ':':
+			return cli_usage_error(usage, "option '%s' needs a value", argv[optind - 1]);
+		default:
+			return cli_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind == argc)
+		return cli_usage_error(usage, "no MoE model given");
+	if (argc - optind > 1)
+		return cli_usage_error(usage, "expert-merge takes one model, got %d", argc - optind);
+	a->model = argv[optind];
+	if (!a->o.groups)
+		return cli_usage_error(usage, "--groups is required");
+	if (!a->out && !merge_plan_only)
+		return cli_usage_error(usage, "an output folder is required (-o OUT)");
+	if (a->o.max_memory == 0)
+		return cli_usage_error(usage, "--max-memory must be more than 0");
+	return 0;
+}
+
+/* The whole of a small text file, NUL-terminated; NULL with *missing set if
+ * it does not exist (when may_miss), else NULL after an error message. */
+static char *read_text(const char *path, bool may_miss, bool *missing, size_t *len)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	int fd;
+
+	*missing = false;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (may_miss && errno == ENOENT) {
+			*missing = true;
+			return NULL;
+		}
+		cli_error("cannot open '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_TEXT) {
+		cli_error("'%s': not a regular file of at most 256 MB", path);
+		close(fd);
+		return NULL;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		cli_error("out of memory reading '%s'", path);
+		close(fd);
+		return NULL;
+	}
+	while (got < (size_t)st.st_size) {
+		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			cli_error("cannot read '%s': %s", path, r < 0 ? strerror(errno) : "file shrank");
+			free(buf);
+			close(fd);
+			return NULL;
+		}
+		got += (size_t)r;
+	}
+	close(fd);
+	buf[got] = '\0';
+	*len = got;
+	return buf;
+}
+
+/* The command line as a JSON object, kept in the output's metadata. */
+static char *recipe_json(int argc, char **argv)
+{
+	cJSON *root = cJSON_CreateObject(), *cmd = cJSON_AddArrayToObject(root, "command");
+	char *s = NULL;
+
+	if (root && cmd) {
+		bool ok = true;
+
+		for (int i = 0; i < argc && ok; i++) {
+			cJSON *v = cJSON_CreateString(i ? argv[i] : "expert-merge");
+
+			ok = v && cJSON_AddItemToArray(cmd, v);
+		}
+		if (ok)
+			s = cJSON_PrintUnformatted(root);
+	}
+	cJSON_Delete(root);
+	return s;
+}
+
+static void print_int_list(FILE *f, const int *v, int n, const char *sep)
+{
+	for (int k = 0; k < n; k++)
+		fprintf(f, "%s%d", k ? sep : "", v[k]);
+}
+
+static void print_layers_json(const struct weld_moe_plan *p)
+{
+	const struct weld_moe_layout *lo = &p->layout;
+	const int e_n = lo->n_experts;
+
+	printf("\"layers\":[");
+	for (int l = 0; l < lo->n_layers; l++) {
+		printf("%s{\"layer\":%d,\"groups\":%d,\"expert_to_group\":[", l ? "," : "",
+		       lo->layers[l].index, p->groups[l]);
+		print_int_list(stdout, p->label + (size_t)l * (size_t)e_n, e_n, ",");
+		printf("],\"dominant\":[");
+		print_int_list(stdout, p->dominant + (size_t)l * (size_t)e_n, p->groups[l], ",");
+		printf("]}");
+	}
+	printf("]");
+}
+
+static void group_range(const struct weld_moe_plan *p, int *lo_g, int *hi_g, long *total)
+{
+	*lo_g = *hi_g = p->groups[0];
+	*total = 0;
+	for (int l = 0; l < p->layout.n_layers; l++) {
+		*lo_g = p->groups[l] < *lo_g ? p->groups[l] : *lo_g;
+		*hi_g = p->groups[l] > *hi_g ? p->groups[l] : *hi_g;
+		*total += p->groups[l];
+	}
+}
+
+/* 'weld plan expert-merge ...': what would be done, writing nothing. */
+static void print_plan(const struct args *a, const struct weld_moe_plan *p)
+{
+	const struct weld_moe_layout *lo = &p->layout;
+	const char *layout = a->o.layout == WELD_MOE_OUT_COMPACT ? "compact" : "alias";
+	int lo_g, hi_g;
+	long total;
+
+	group_range(p, &lo_g, &hi_g, &total);
+	if (a->json) {
+		printf("{\"method\":\"expert-merge\",\"model\":");
+		cli_json_string(stdout, a->model);
+		printf(",\"style\":\"%s\",\"experts\":%d,\"moe_layers\":%d,\"hidden\":%lld,"
+		       "\"layout\":\"%s\",\"similarity\":\"%s\",\"align\":%s,\"align_bytes\":%llu,",
+		       lo->style, lo->n_experts, lo->n_layers, (long long)lo->hidden, layout,
+		       p->sim_source, a->o.align ? "true" : "false",
+		       (unsigned long long)p->align_bytes);
+		print_layers_json(p);
+		printf("}\n");
+		return;
+	}
+	printf("method      expert-merge (M-SMoE)\n");
+	printf("model       %s (%s layout, %d experts, %d MoE layers, hidden %lld)\n", a->model,
+	       lo->style, lo->n_experts, lo->n_layers, (long long)lo->hidden);
+	if (lo_g == hi_g)
+		printf("groups      %d per layer\n", lo_g);
+	else
+		printf("groups      %d to %d per layer, %ld in total (global allocation)\n", lo_g,
+		       hi_g, total);
+	printf("similarity  %s\nlayout      %s\nalign       %s\n", p->sim_source, layout,
+	       a->o.align ? "yes" : "no");
+	for (int l = 0; l < lo->n_layers; l++) {
+		printf("layer %d: %d groups, expert->group ", lo->layers[l].index, p->groups[l]);
+		print_int_list(stdout, p->label + (size_t)l * (size_t)lo->n_experts, lo->n_experts, " ");
+		printf(", dominant ");
+		print_int_list(stdout, p->dominant + (size_t)l * (size_t)lo->n_experts, p->groups[l], " ");
+		putchar('\n');
+	}
+}
+
+static void warn_align(const struct weld_moe_plan *p)
+{
+	int64_t f = 0;
+	char mem[32];
+
+	for (int l = 0; l < p->layout.n_layers; l++)
+		if (p->layout.layers[l].ffn > f)
+			f = p->layout.layers[l].ffn;
+	if (f <= ALIGN_WARN_FFN)
+		return;
+	weld_format_size(p->align_bytes, mem, sizeof(mem));
+	cli_warning("--align on FFN width %lld: about %.1e operations and %s of memory "
+		    "(the assignment is O(F^3) per member); this may take hours",
+		    (long long)f, p->align_work, mem);
+}
+
+int cmd_expert_merge(int argc, char **argv)
+{
+	struct args a;
+	struct weld_error err = { 0 };
+	struct weld_moe_plan plan;
+	struct weld_writer_opts wo = { 0 };
+	weld_model *m = NULL;
+	char *stats = NULL, *config = NULL, *config_path = NULL, *recipe = NULL;
+	struct timespec t0, t1;
+	struct stat st;
+	bool missing, planned = false;
+	int r;
+
+	memset(&a, 0, sizeof(a));
+	r = parse(argc, argv, &a);
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	r = EXIT_FAIL;
+	/* before the similarity pass, which may read the whole model */
+	if (!merge_plan_only && !a.force && lstat(a.out, &st) == 0) {
+		cli_error("'%s' already exists; not overwritten (use -f to replace it)", a.out);
+		goto out;
+	}
+	if (a.stats_path) {
+		if (!(stats = read_text(a.stats_path, false, &missing, &a.o.stats_len)))
+			goto out;
+		a.o.stats = stats;
+		a.o.stats_name = a.stats_path;
+	}
+	if (weld_model_open(&m, a.model, &err) < 0) {
+		r = cli_fail(&err);
+		goto out;
+	}
+	{
+		const size_t len = strlen(weld_model_dir(m)) + sizeof("/config.json");
+
+		config_path = malloc(len);
+		if (!config_path) {
+			cli_error("out of memory");
+			goto out;
+		}
+		snprintf(config_path, len, "%s/config.json", weld_model_dir(m));
+	}
+	config = read_text(config_path, true, &missing, &a.o.config_len);
+	if (!config && !missing)
+		goto out;
+	a.o.config = config;
+
+	if (weld_moe_plan_build(&plan, m, &a.o, &err) < 0) {
+		r = cli_fail(&err);
+		goto out;
+	}
+	planned = true;
+	if (a.o.align)
+		warn_align(&plan);
+	if (merge_plan_only) {
+		print_plan(&a, &plan);
+		r = EXIT_OK;
+		goto out;
+	}
+	for (int l = 0; l < plan.layout.n_layers && cli_verbosity >= 2; l++) {
+		char line[1024];
+		size_t used = 0;
+
+		for (int e = 0; e < plan.layout.n_experts && used + 16 < sizeof(line); e++)
+			used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%d", e ? " " : "",
+						 plan.label[(size_t)l * (size_t)plan.layout.n_experts + (size_t)e]);
+		cli_info("layer %d: %d groups, expert->group %s", plan.layout.layers[l].index,
+			 plan.groups[l], line);
+	}
+
+	recipe = recipe_json(argc, argv);
+	wo.shard_size = a.shard_size;
+	wo.force = a.force;
+	wo.recipe_json = recipe;
+	wo.copy_from = a.copy_files ? weld_model_dir(m) : NULL;
+	wo.torch_dtype = a.o.out_dtype >= 0 ? dtype_torch[a.o.out_dtype] : NULL;
+	cli_install_signals();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (weld_moe_write(&plan, m, a.out, &wo, cli_progress, NULL, &err) < 0) {
+		r = cli_fail(&err);
+		goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cli_progress_end();
+	{
+		const double secs = (double)(t1.tv_sec - t0.tv_sec) +
+				    (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+		int lo_g, hi_g;
+		long total;
+
+		group_range(&plan, &lo_g, &hi_g, &total);
+		if (a.json) {
+			printf("{\"output\":");
+			cli_json_string(stdout, a.out);
+			printf(",\"method\":\"expert-merge\",\"layout\":\"%s\",\"similarity\":\"%s\","
+			       "\"experts\":%d,\"seconds\":%.3f,",
+			       a.o.layout == WELD_MOE_OUT_COMPACT ? "compact" : "alias",
+			       plan.sim_source, plan.layout.n_experts, secs);
+			print_layers_json(&plan);
+			printf("}\n");
+		} else if (cli_verbosity >= 1) {
+			fprintf(stderr, "%s: wrote '%s': %d MoE layers, %d experts -> ", cli_name, a.out,
+				plan.layout.n_layers, plan.layout.n_experts);
+			if (lo_g == hi_g)
+				fprintf(stderr, "%d groups", lo_g);
+			else
+				fprintf(stderr, "%d to %d groups (%ld in total)", lo_g, hi_g, total);
+			fprintf(stderr, " per layer (%.2f s)\n", secs);
+		}
+	}
+	r = EXIT_OK;
+out:
+	if (planned)
+		weld_moe_plan_release(&plan);
+	weld_model_close(m);
+	free(stats);
+	free(config);
+	free(config_path);
+	free(recipe);
+	return r;
+}

@@ -1,0 +1,110 @@
+/*
+ * cmd_inspect.c - weld inspect: list a model's tensors.
+ */
+#include "cli.h"
+#include "commands.h"
+
+#include <getopt.h>
+#include <string.h>
+
+static const char usage[] =
+	"usage: weld inspect [--hash] [--json] MODEL\n"
+	"\n  list every tensor: name, dtype, shape, bytes and the file holding it\n"
+	"      --hash    add the XXH3-64 of each tensor's bytes\n"
+	"      --json    one JSON object on stdout\n";
+
+static void shape(const struct weld_tensor_info *t, char *buf, size_t len)
+{
+	size_t o = (size_t)snprintf(buf, len, "[");
+
+	for (int d = 0; d < t->ndim && o < len; d++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%lld", d ? ", " : "",
+				      (long long)t->shape[d]);
+	if (o < len)
+		snprintf(buf + o, len - o, "]");
+}
+
+static const char *base_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+
+	return s ? s + 1 : p;
+}
+
+int cmd_inspect(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "hash", no_argument, NULL, 'H' },
+		{ "json", no_argument, NULL, 'J' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct weld_error err = { 0 };
+	bool hash = false, json = false;
+	uint64_t total = 0;
+	weld_model *m;
+	int c;
+
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'H': hash = true; break;
+		case 'J': json = true; break;
+		case 'h': fputs(usage, stdout); return EXIT_OK;
+		default: return cli_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (argc - optind != 1)
+		return cli_usage_error(usage, "expected one MODEL");
+	if (weld_model_open(&m, argv[optind], &err) < 0)
+		return cli_fail(&err);
+	if (json) {
+		printf("{\"model\":");
+		cli_json_string(stdout, argv[optind]);
+		printf(",\"format\":\"%s\",\"tensors\":[", weld_model_format(m));
+	}
+	for (size_t i = 0; i < weld_model_count(m); i++) {
+		const struct weld_tensor_info *t = weld_model_tensor(m, i);
+		char sh[256], hex[17] = "";
+		uint64_t h;
+
+		if (hash) {
+			if (weld_model_hash(m, i, &h, &err) < 0) {
+				weld_model_close(m);
+				if (json)
+					printf("]}\n");
+				return cli_fail(&err);
+			}
+			weld_hex64(h, hex);
+		}
+		shape(t, sh, sizeof(sh));
+		total += t->nbytes;
+		if (json) {
+			printf("%s{\"name\":", i ? "," : "");
+			cli_json_string(stdout, t->name);
+			printf(",\"dtype\":\"%s\",\"shape\":%s,\"bytes\":%llu,\"file\":",
+			       weld_dtype_name(t->dtype), sh, (unsigned long long)t->nbytes);
+			cli_json_string(stdout, base_name(weld_model_file_path(m, (size_t)t->file)));
+			if (hash)
+				printf(",\"xxh3\":\"%s\"", hex);
+			printf("}");
+		} else {
+			printf("%s\t%s\t%s\t%llu\t%s%s%s\n", t->name, weld_dtype_name(t->dtype), sh,
+			       (unsigned long long)t->nbytes,
+			       base_name(weld_model_file_path(m, (size_t)t->file)), hash ? "\t" : "", hex);
+		}
+	}
+	if (json) {
+		printf("],\"total_bytes\":%llu,\"files\":%zu}\n", (unsigned long long)total,
+		       weld_model_file_count(m));
+	} else {
+		char sz[32];
+
+		weld_format_size(total, sz, sizeof(sz));
+		printf("# %zu tensors, %s (%llu bytes) in %zu %s file(s)\n", weld_model_count(m), sz,
+		       (unsigned long long)total, weld_model_file_count(m), weld_model_format(m));
+	}
+	weld_model_close(m);
+	return EXIT_OK;
+}

@@ -1,0 +1,120 @@
+/*
+ * main.c - weld's entry point: find the command in the table and run it.
+ */
+#include "cli.h"
+#include "commands.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+};
+
+/* keep sorted */
+static const struct cmd commands[] = {
+	{ "average", cmd_average, "weighted mean of N models" },
+	{ "breadcrumbs", cmd_breadcrumbs, "Model Breadcrumbs: drop the largest outliers and the smallest deltas" },
+	{ "consensus", cmd_consensus, "TALL masks + Consensus Merging" },
+	{ "convert", cmd_convert, "rewrite a model in another format, dtype or shard size" },
+	{ "dare", cmd_dare, "DARE: random drop and rescale of task vectors" },
+	{ "diff", cmd_diff, "per-tensor comparison of two models" },
+	{ "expert-merge", cmd_expert_merge, "M-SMoE: merge the experts of one MoE checkpoint into fewer groups" },
+	{ "help", cmd_help, "show the usage of weld or of a command" },
+	{ "inspect", cmd_inspect, "list a model's tensors: name, dtype, shape, bytes, file" },
+	{ "plan", cmd_plan, "validate a command or recipe and print what it would do" },
+	{ "task-arithmetic", cmd_task_arithmetic, "base + lambda * sum of weighted task vectors" },
+	{ "ties", cmd_ties, "TIES-Merging: trim, elect sign, disjoint mean" },
+	{ "verify", cmd_verify, "re-hash a weld output against its recorded XXH3 checksums" },
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const char usage[] =
+	"usage: weld <command> [<options>] [<arguments>]\n"
+	"       weld help [<command>]\n"
+	"       weld --version\n";
+
+static void list_commands(FILE *f)
+{
+	fputs(usage, f);
+	fputs("\ncommands:\n", f);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
+	fputs("\n'weld help <command>' or 'weld <command> -h' shows a command's options;\n"
+	      "'man weld-<command>' the whole story.\n", f);
+}
+
+static const struct cmd *find(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static int cmd_dispatch_usage(const char *name, FILE *f)
+{
+	const struct cmd *c = find(name);
+	char *argv[] = { (char *)name, (char *)"-h", NULL };
+
+	if (!c)
+		return -1;
+	(void)f;
+	return c->fn(2, argv);
+}
+
+int cmd_help(int argc, char **argv)
+{
+	cli_name = "weld help";
+	if (argc < 2) {
+		list_commands(stdout);
+		return EXIT_OK;
+	}
+	if (argc > 2 || cmd_dispatch_usage(argv[1], stdout) < 0) {
+		cli_error("'%s' is not a weld command; see 'weld help'", argv[1]);
+		return EXIT_USAGE;
+	}
+	return EXIT_OK;
+}
+
+/* Run the command named argv[0]; used by main and by 'weld plan'. */
+int cmd_run_named(int argc, char **argv)
+{
+	const struct cmd *c = find(argv[0]);
+	static char prefix[64];
+
+	if (!c) {
+		fprintf(stderr, "weld: error: '%s' is not a weld command; see 'weld help'\n", argv[0]);
+		return EXIT_USAGE;
+	}
+	snprintf(prefix, sizeof(prefix), "weld %s", c->name);
+	cli_name = prefix;
+	return c->fn(argc, argv);
+}
+
+int main(int argc, char **argv)
+{
+	int ret;
+
+	if (argc < 2) {
+		list_commands(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+		printf("weld %s\n", WELD_VERSION);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		list_commands(stdout);
+		return EXIT_OK;
+	}
+	ret = cmd_run_named(argc - 1, argv + 1);
+	/* a full disk can show up only now */
+	if (fflush(stdout) || ferror(stdout)) {
+		fprintf(stderr, "%s: error: cannot write to standard output\n", cli_name);
+		return EXIT_FAIL;
+	}
+	return ret;
+}

@@ -1,0 +1,612 @@
+/*
+ * merge_cli.c - parse a merge command line, plan, then run or print.
+ *
+ * The order matters to users: every usage error (exit 2) is reported before
+ * any file is opened, every model and plan error (exit 1) before the output
+ * folder is created.
+ */
+#include "merge_cli.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_MODELS 64
+
+bool merge_plan_only;
+
+enum {
+	O_BASE = 256, O_WEIGHTS, O_DENSITY, O_LAMBDA, O_DTYPE, O_SCOPE, O_SEED,
+	O_MAXMEM, O_SHARD, O_ALLOW_MISSING, O_NO_COPY, O_JSON, O_SIGN, O_NORMALIZE,
+	O_NO_NORMALIZE, O_RESCALE, O_COMBINE, O_TRIM, O_GAMMA, O_FROM, O_MASK_LAMBDA,
+	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED,
+};
+
+static const struct option long_opts[] = {
+	{ "output", required_argument, NULL, 'o' },
+	{ "force", no_argument, NULL, 'f' },
+	{ "threads", required_argument, NULL, 'j' },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "base", required_argument, NULL, O_BASE },
+	{ "weights", required_argument, NULL, O_WEIGHTS },
+	{ "density", required_argument, NULL, O_DENSITY },
+	{ "lambda", required_argument, NULL, O_LAMBDA },
+	{ "dtype", required_argument, NULL, O_DTYPE },
+	{ "scope", required_argument, NULL, O_SCOPE },
+	{ "seed", required_argument, NULL, O_SEED },
+	{ "max-memory", required_argument, NULL, O_MAXMEM },
+	{ "shard-size", required_argument, NULL, O_SHARD },
+	{ "allow-missing", no_argument, NULL, O_ALLOW_MISSING },
+	{ "no-copy-files", no_argument, NULL, O_NO_COPY },
+	{ "json", no_argument, NULL, O_JSON },
+	{ "sign", required_argument, NULL, O_SIGN },
+	{ "normalize", no_argument, NULL, O_NORMALIZE },
+	{ "no-normalize", no_argument, NULL, O_NO_NORMALIZE },
+	{ "rescale", required_argument, NULL, O_RESCALE },
+	{ "combine", required_argument, NULL, O_COMBINE },
+	{ "trim", required_argument, NULL, O_TRIM },
+	{ "gamma", required_argument, NULL, O_GAMMA },
+	{ "from", required_argument, NULL, O_FROM },
+	{ "mask-lambda", required_argument, NULL, O_MASK_LAMBDA },
+	{ "k", required_argument, NULL, O_K },
+	{ "save-masks", required_argument, NULL, O_SAVE_MASKS },
+	{ "apply-mask", required_argument, NULL, O_APPLY_MASK },
+	{ "masks", required_argument, NULL, O_MASKS },
+	{ "merged", required_argument, NULL, O_MERGED },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Which enum merge_opt bit an option needs (0: every merge takes it). */
+static unsigned opt_bit(int c)
+{
+	switch (c) {
+	case O_LAMBDA: return MO_LAMBDA;
+	case O_DENSITY: return MO_DENSITY;
+	case O_SCOPE: return MO_SCOPE;
+	case O_SIGN: return MO_SIGN;
+	case O_NORMALIZE: case O_NO_NORMALIZE: return MO_NORMALIZE;
+	case O_RESCALE: return MO_RESCALE;
+	case O_COMBINE: return MO_COMBINE;
+	case O_TRIM: return MO_TRIM;
+	case O_GAMMA: return MO_GAMMA;
+	case O_SEED: return MO_SEED;
+	case O_FROM: case O_MASK_LAMBDA: case O_K: case O_SAVE_MASKS:
+	case O_APPLY_MASK: case O_MASKS: case O_MERGED:
+		return MO_CONSENSUS;
+	default: return 0;
+	}
+}
+
+struct model_arg {
+	const char *path;
+	char *owned;
+	bool has_w, has_d, has_ml;
+	double w, d, ml;
+};
+
+struct merge_args {
+	const char *out, *base, *save_masks, *masks, *merged;
+	struct model_arg m[MAX_MODELS];
+	size_t n;
+	double weights[MAX_MODELS], density[MAX_MODELS], mask_lambda[MAX_MODELS];
+	size_t nweights, ndensity, nmask_lambda;
+	double lambda, trim, gamma;
+	long apply_mask;
+	bool json;
+	struct weld_merge_opts o;
+};
+
+static int pick(const char *usage, const char *opt, const char *s,
+		const char *const *names, int *out)
+{
+	for (int i = 0; names[i]; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	return cli_usage_error(usage, "invalid value '%s' for '%s'", s, opt);
+}
+
+/*
+ * MODEL[:key=value,...]: per-model values after the last ':' when what
+ * follows looks like key=value; "./a:b" stays a path.
+ */
+static int parse_model(const char *usage, const char *arg, struct model_arg *m)
+{
+	const char *colon = strrchr(arg, ':');
+	char *opts, *save = NULL, *tok;
+
+	memset(m, 0, sizeof(*m));
+	m->path = arg;
+	if (!colon || !strchr(colon, '='))
+		return 0;
+	m->owned = strndup(arg, (size_t)(colon - arg));
+	opts = strdup(colon + 1);
+	if (!m->owned || !opts) {
+		free(opts);
+		cli_error("out of memory");
+		return EXIT_FAIL;
+	}
+	m->path = m->owned;
+	for (tok = strtok_r(opts, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		double v;
+
+		if (!eq) {
+			free(opts);
+			return cli_usage_error(usage, "model '%s': '%s' is not key=value", arg, tok);
+		}
+		*eq = 0;
+		if (!cli_double(tok, eq + 1, &v)) {
+			free(opts);
+			return EXIT_USAGE;
+		}
+		if (!strcmp(tok, "weight"))
+			m->has_w = true, m->w = v;
+		else if (!strcmp(tok, "density"))
+			m->has_d = true, m->d = v;
+		else if (!strcmp(tok, "mask_lambda") || !strcmp(tok, "mask-lambda"))
+			m->has_ml = true, m->ml = v;
+		else {
+			free(opts);
+			return cli_usage_error(usage, "model '%s': unknown key '%s' (weight, density, mask_lambda)",
+					       arg, tok);
+		}
+	}
+	free(opts);
+	return 0;
+}
+
+/* Per-model value: MODEL:key=, else the list (one value for all), else dflt. */
+static double per_model(const double *list, size_t nlist, size_t i, bool has, double v,
+			double dflt)
+{
+	if (has)
+		return v;
+	if (nlist == 1)
+		return list[0];
+	if (nlist > i)
+		return list[i];
+	return dflt;
+}
+
+static int parse(const struct merge_spec *spec, int argc, char **argv, struct merge_args *a)
+{
+	static const char *const scopes[] = { "tensor", "row", "model", NULL };
+	static const char *const signs[] = { "sum", "count", NULL };
+	static const char *const rescales[] = { "inverse", "l1", "none", NULL };
+	static const char *const combines[] = { "sum", "ties", NULL };
+	static const char *const froms[] = { "ta", "ties", NULL };
+	const char *u = spec->usage;
+	int c, v = 0;
+	long l;
+
+	a->lambda = 1;
+	a->gamma = 0.01;
+	a->apply_mask = -1;
+	a->o.method = spec->method;
+	a->o.normalize = spec->normalize;
+	a->o.combine = spec->combine;
+	a->o.k = 2;
+	a->o.dtype = -1;
+	a->o.max_memory = 1000000000ull;
+	a->o.shard_size = 5000000000ull;
+	a->o.copy_files = true;
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":o:fj:qvh", long_opts, NULL)) != -1) {
+		unsigned bit = opt_bit(c);
+
+		if (bit && !(spec->opts & bit))
+			return cli_usage_error(u, "option '%s' is not used by 'weld %s'",
+					       argv[optind - 1], spec->name);
+		switch (c) {
+		case 'o': a->out = optarg; break;
+		case 'f': a->o.force = true; break;
+		case 'j':
+			if (!cli_int("--threads", optarg, 1, 1024, &l))
+				return EXIT_USAGE;
+			a->o.threads = (int)l;
+			break;
+		case 'q': cli_verbosity = 0; break;
+		case 'v': cli_verbosity = 2; break;
+		case 'h': fputs(u, stdout); return -1;
+		case O_BASE: a->base = optarg; break;
+		case O_WEIGHTS:
+			if (!cli_list("--weights", optarg, a->weights, MAX_MODELS, &a->nweights))
+				return EXIT_USAGE;
+			break;
+		case O_DENSITY:
+			if (!cli_list("--density", optarg, a->density, MAX_MODELS, &a->ndensity))
+				return EXIT_USAGE;
+			break;
+		case O_MASK_LAMBDA:
+			if (!cli_list("--mask-lambda", optarg, a->mask_lambda, MAX_MODELS, &a->nmask_lambda))
+				return EXIT_USAGE;
+			break;
+		case O_LAMBDA:
+			if (!cli_double("--lambda", optarg, &a->lambda))
+				return EXIT_USAGE;
+			break;
+		case O_TRIM:
+			if (!cli_double("--trim", optarg, &a->trim))
+				return EXIT_USAGE;
+			if (!(a->trim > 0 && a->trim <= 1))
+				return cli_usage_error(u, "--trim %s is outside (0, 1]", optarg);
+			break;
+		case O_GAMMA:
+			if (!cli_double("--gamma", optarg, &a->gamma))
+				return EXIT_USAGE;
+			if (!(a->gamma >= 0 && a->gamma < 1))
+				return cli_usage_error(u, "--gamma %s is outside [0, 1)", optarg);
+			break;
+		case O_DTYPE:
+			if (!cli_dtype(optarg, &a->o.dtype))
+				return EXIT_USAGE;
+			break;
+		case O_SCOPE:
+			if (pick(u, "--scope", optarg, scopes, &v))
+				return EXIT_USAGE;
+			a->o.scope = (enum weld_scope)v;
+			break;
+		case O_SIGN:
+			if (pick(u, "--sign", optarg, signs, &v))
+				return EXIT_USAGE;
+			a->o.sign = (enum weld_sign)v;
+			break;
+		case O_RESCALE:
+			if (pick(u, "--rescale", optarg, rescales, &v))
+				return EXIT_USAGE;
+			a->o.rescale = (enum weld_rescale)v;
+			break;
+		case O_COMBINE:
+			if (pick(u, "--combine", optarg, combines, &v))
+				return EXIT_USAGE;
+			a->o.combine = (enum weld_combine)v;
+			break;
+		case O_FROM:
+			if (pick(u, "--from", optarg, froms, &v))
+				return EXIT_USAGE;
+			a->o.from = (enum weld_from)v;
+			break;
+		case O_NORMALIZE: a->o.normalize = true; break;
+		case O_NO_NORMALIZE: a->o.normalize = false; break;
+		case O_SEED: {
+			char *end;
+
+			a->o.seed = strtoull(optarg, &end, 0);
+			if (!*optarg || *end || *optarg == '-')
+				return cli_usage_error(u, "invalid value '%s' for '--seed'", optarg);
+			break;
+		}
+		case O_MAXMEM:
+			if (!cli_size("--max-memory", optarg, &a->o.max_memory))
+				return EXIT_USAGE;
+			break;
+		case O_SHARD:
+			if (!cli_size("--shard-size", optarg, &a->o.shard_size))
+				return EXIT_USAGE;
+			break;
+		case O_ALLOW_MISSING: a->o.allow_missing = true; break;
+		case O_NO_COPY: a->o.copy_files = false; break;
+		case O_JSON: a->json = true; break;
+		case O_K:
+			if (!cli_int("--k", optarg, 0, MAX_MODELS, &l))
+				return EXIT_USAGE;
+			a->o.k = (int)l;
+			break;
+		case O_SAVE_MASKS: a->save_masks = optarg; break;
+		case O_APPLY_MASK:
+			if (!cli_int("--apply-mask", optarg, 1, MAX_MODELS, &a->apply_mask))
+				return EXIT_USAGE;
+			break;
+		case O_MASKS: a->masks = optarg; break;
+		case O_MERGED: a->merged = optarg; break;
+		case ':':
+			return cli_usage_error(u, "option '%s' needs a value", argv[optind - 1]);
+		default:
+			return cli_usage_error(u, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	for (int i = optind; i < argc; i++) {
+		int r;
+
+		if (a->n == MAX_MODELS)
+			return cli_usage_error(u, "too many models (at most %d)", MAX_MODELS);
+		r = parse_model(u, argv[i], &a->m[a->n++]);
+		if (r)
+			return r;
+	}
+	if (!a->out && !merge_plan_only)
+		return cli_usage_error(u, "an output folder is required (-o OUT)");
+	if (a->apply_mask > 0) {
+		if (!a->masks || !a->merged || !a->base)
+			return cli_usage_error(u, "--apply-mask needs --masks FILE, --merged MODEL and --base MODEL");
+		if (a->n)
+			return cli_usage_error(u, "--apply-mask takes no MODEL arguments");
+		return 0;
+	}
+	if (!a->n)
+		return cli_usage_error(u, "no models to merge");
+	if ((spec->opts & MO_NEEDS_BASE) && !a->base)
+		return cli_usage_error(u, "--base is required: %s works on task vectors (model - base)",
+				       spec->name);
+	if (a->nweights > 1 && a->nweights != a->n)
+		return cli_usage_error(u, "--weights has %zu values for %zu models", a->nweights, a->n);
+	if (a->ndensity > 1 && a->ndensity != a->n)
+		return cli_usage_error(u, "--density has %zu values for %zu models", a->ndensity, a->n);
+	if (a->nmask_lambda > 1 && a->nmask_lambda != a->n)
+		return cli_usage_error(u, "--mask-lambda has %zu values for %zu models",
+				       a->nmask_lambda, a->n);
+	for (size_t i = 0; i < a->n; i++) {
+		double d = per_model(a->density, a->ndensity, i, a->m[i].has_d, a->m[i].d, spec->density);
+
+		if ((spec->opts & MO_DENSITY) && !(d > 0 && d <= 1))
+			return cli_usage_error(u, "density %g of '%s' is outside (0, 1]", d, a->m[i].path);
+	}
+	if (a->save_masks && spec->method != WELD_METHOD_CONSENSUS)
+		return cli_usage_error(u, "--save-masks is for consensus");
+	return 0;
+}
+
+static int build_apply_mask(weld_plan *p, struct merge_args *a, struct weld_error *err)
+{
+	int b = weld_plan_add_model(p, a->base, err), m, k;
+	const weld_model *base, *merged, *masks;
+	char name[4096];
+
+	if (b < 0 || (m = weld_plan_add_model(p, a->merged, err)) < 0 ||
+	    (k = weld_plan_add_model(p, a->masks, err)) < 0)
+		return -1;
+	base = weld_plan_model(p, b);
+	merged = weld_plan_model(p, m);
+	masks = weld_plan_model(p, k);
+	for (size_t i = 0; i < weld_model_count(base); i++) {
+		const struct weld_tensor_info *t = weld_model_tensor(base, i);
+		int64_t mi = weld_model_find(merged, t->name);
+		struct weld_source src = { .model = m, .tensor = mi, .weight = 1, .density = 1 };
+		struct weld_job j = { 0 };
+
+		if (mi < 0)
+			return weld_fail(err, WELD_ERR_MISMATCH, "tensor '%s': missing from '%s'",
+					 t->name, a->merged);
+		if (weld_model_tensor(merged, (size_t)mi)->nelem != t->nelem)
+			return weld_fail(err, WELD_ERR_MISMATCH,
+					 "tensor '%s': different sizes in '%s' and '%s'", t->name,
+					 a->base, a->merged);
+		j.name = t->name;
+		j.ndim = t->ndim;
+		memcpy(j.shape, t->shape, sizeof(j.shape));
+		j.nelem = t->nelem;
+		j.nsrc = 1;
+		j.src = &src;
+		j.lambda = 1;
+		j.mask_model = -1;
+		j.mask_tensor = -1;
+		j.base_model = -1;
+		j.base_tensor = -1;
+		if (!weld_dtype_is_float(t->dtype)) {
+			j.method = WELD_METHOD_COPY;
+			j.dtype = t->dtype;
+		} else {
+			const struct weld_tensor_info *mt;
+
+			snprintf(name, sizeof(name), "%s.mask.%ld", t->name, a->apply_mask);
+			j.mask_tensor = weld_model_find(masks, name);
+			mt = j.mask_tensor >= 0 ? weld_model_tensor(masks, (size_t)j.mask_tensor) : NULL;
+			if (!mt)
+				return weld_fail(err, WELD_ERR_MISMATCH,
+						 "'%s': no mask tensor '%s' (is task %ld in this file?)",
+						 a->masks, name, a->apply_mask);
+			if (mt->dtype != WELD_U8 || mt->nelem != (t->nelem + 7) / 8)
+				return weld_fail(err, WELD_ERR_FORMAT,
+						 "'%s': tensor '%s': expected %llu U8 bytes for %llu elements",
+						 a->masks, name, (unsigned long long)((t->nelem + 7) / 8),
+						 (unsigned long long)t->nelem);
+			j.method = WELD_METHOD_APPLY_MASK;
+			j.dtype = a->o.dtype >= 0 ? (enum weld_dtype)a->o.dtype
+				 : weld_model_tensor(merged, (size_t)mi)->dtype;
+			j.base_model = b;
+			j.base_tensor = (int64_t)i;
+			j.mask_model = k;
+		}
+		if (weld_plan_add_job(p, &j, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int build(const struct merge_spec *spec, weld_plan *p, struct merge_args *a,
+		 struct weld_error *err)
+{
+	struct weld_model_params mp[MAX_MODELS];
+	int idx[MAX_MODELS], base = -1;
+
+	if (a->apply_mask > 0)
+		return build_apply_mask(p, a, err);
+	if (a->base && (base = weld_plan_add_model(p, a->base, err)) < 0)
+		return -1;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct model_arg *m = &a->m[i];
+
+		if ((idx[i] = weld_plan_add_model(p, m->path, err)) < 0)
+			return -1;
+		mp[i].weight = per_model(a->weights, a->nweights, i, m->has_w, m->w, 1.0);
+		mp[i].density = per_model(a->density, a->ndensity, i, m->has_d, m->d, spec->density);
+		mp[i].mask_lambda = per_model(a->mask_lambda, a->nmask_lambda, i, m->has_ml, m->ml, 0.6);
+	}
+	if (spec->method == WELD_METHOD_AVERAGE)
+		base = -1;   /* DESIGN 4.2: average takes no base */
+	return weld_plan_standard(p, base, idx, a->n, mp, a->lambda, a->gamma, NULL, NULL, err);
+}
+
+static void print_shape(FILE *f, const struct weld_job *j)
+{
+	fputc('[', f);
+	for (int d = 0; d < j->ndim; d++)
+		fprintf(f, "%s%lld", d ? ", " : "", (long long)j->shape[d]);
+	fputc(']', f);
+}
+
+void merge_print_plan(const weld_plan *p, bool json)
+{
+	const struct weld_merge_opts *o = weld_plan_opts(p);
+	static const char *const scopes[] = { "tensor", "row", "model" };
+	char mem[32], lim[32];
+	uint64_t out_bytes = 0;
+
+	for (size_t i = 0; i < weld_plan_job_count(p); i++)
+		out_bytes += weld_plan_job(p, i)->nelem * weld_dtype_size(weld_plan_job(p, i)->dtype);
+	weld_format_size(weld_plan_memory(p), mem, sizeof(mem));
+	weld_format_size(o->max_memory, lim, sizeof(lim));
+	if (json) {
+		printf("{\"method\":\"%s\",\"scope\":\"%s\",\"seed\":%llu,\"memory_bytes\":%llu,"
+		       "\"chunk_elements\":%llu,\"input_bytes\":%llu,\"output_bytes\":%llu,\"models\":[",
+		       weld_method_name(o->method), scopes[o->scope], (unsigned long long)o->seed,
+		       (unsigned long long)weld_plan_memory(p),
+		       (unsigned long long)weld_plan_chunk_elems(p),
+		       (unsigned long long)weld_plan_input_bytes(p), (unsigned long long)out_bytes);
+		for (size_t m = 0; m < weld_plan_model_count(p); m++) {
+			printf(m ? "," : "");
+			cli_json_string(stdout, weld_model_path(weld_plan_model(p, (int)m)));
+		}
+		printf("],\"tensors\":[");
+		for (size_t i = 0; i < weld_plan_job_count(p); i++) {
+			const struct weld_job *j = weld_plan_job(p, i);
+
+			printf("%s{\"name\":", i ? "," : "");
+			cli_json_string(stdout, j->name);
+			printf(",\"dtype\":\"%s\",\"shape\":", weld_dtype_name(j->dtype));
+			print_shape(stdout, j);
+			printf(",\"method\":\"%s\",\"lambda\":%.17g,\"sources\":[",
+			       weld_method_name(j->method), j->lambda);
+			for (size_t s = 0; s < j->nsrc; s++)
+				printf("%s{\"model\":%d,\"weight\":%.17g,\"density\":%.17g}", s ? "," : "",
+				       j->src[s].model, j->src[s].weight, j->src[s].density);
+			printf("]}");
+		}
+		printf("]}\n");
+		return;
+	}
+	printf("method   %s\nscope    %s\nseed     %llu\n", weld_method_name(o->method),
+	       scopes[o->scope], (unsigned long long)o->seed);
+	for (size_t m = 0; m < weld_plan_model_count(p); m++)
+		printf("model %zu  %s\n", m, weld_model_path(weld_plan_model(p, (int)m)));
+	printf("memory   %s of buffers (--max-memory %s), %llu elements per chunk\n", mem, lim,
+	       (unsigned long long)weld_plan_chunk_elems(p));
+	weld_format_size(weld_plan_input_bytes(p), mem, sizeof(mem));
+	weld_format_size(out_bytes, lim, sizeof(lim));
+	printf("reads    %s\nwrites   %s in %zu tensors\n", mem, lim, weld_plan_job_count(p));
+	for (size_t i = 0; i < weld_plan_job_count(p); i++) {
+		const struct weld_job *j = weld_plan_job(p, i);
+
+		printf("%s %s ", j->name, weld_dtype_name(j->dtype));
+		print_shape(stdout, j);
+		printf(" %s", weld_method_name(j->method));
+		if (j->method != WELD_METHOD_COPY && j->method != WELD_METHOD_AVERAGE)
+			printf(" lambda=%g", j->lambda);
+		for (size_t s = 0; s < j->nsrc; s++) {
+			printf(" model%d", j->src[s].model);
+			if (j->method != WELD_METHOD_COPY)
+				printf("(w=%g,d=%g)", j->src[s].weight, j->src[s].density);
+		}
+		putchar('\n');
+	}
+}
+
+/* The normalised command line, stored in the output's metadata. */
+static char *recipe_json(const struct merge_spec *spec, int argc, char **argv)
+{
+	size_t len = 64;
+	char *s, *p;
+
+	for (int i = 0; i < argc; i++)
+		len += 2 * strlen(argv[i]) + 4;
+	s = malloc(len);
+	if (!s)
+		return NULL;
+	p = s + sprintf(s, "{\"command\":[\"%s\"", spec->name);
+	for (int i = 1; i < argc; i++) {
+		*p++ = ',';
+		*p++ = '"';
+		for (const char *c = argv[i]; *c; c++) {
+			if (*c == '"' || *c == '\\')
+				*p++ = '\\';
+			*p++ = (unsigned char)*c < 0x20 ? ' ' : *c;
+		}
+		*p++ = '"';
+	}
+	strcpy(p, "]}");
+	return s;
+}
+
+int merge_main(const struct merge_spec *spec, int argc, char **argv)
+{
+	struct merge_args a;
+	struct weld_error err = { 0 };
+	weld_plan *p = NULL;
+	char *recipe = NULL;
+	struct timespec t0, t1;
+	int r;
+
+	memset(&a, 0, sizeof(a));
+	r = parse(spec, argc, argv, &a);
+	if (r)
+		goto done;
+	if (a.apply_mask > 0)
+		a.o.method = WELD_METHOD_APPLY_MASK;
+	a.o.masks_out = a.save_masks;
+	a.o.warn = cli_warn_cb;
+	a.o.progress = cli_progress;
+	recipe = recipe_json(spec, argc, argv);
+	a.o.recipe_json = recipe;
+	p = weld_plan_new(&a.o);
+	if (!p) {
+		cli_error("out of memory");
+		r = EXIT_FAIL;
+		goto done;
+	}
+	if (build(spec, p, &a, &err) < 0 || weld_plan_finish(p, &err) < 0) {
+		r = cli_fail(&err);
+		goto done;
+	}
+	if (merge_plan_only) {
+		merge_print_plan(p, a.json);
+		r = EXIT_OK;
+		goto done;
+	}
+	cli_install_signals();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (weld_plan_execute(p, a.out, &err) < 0) {
+		r = cli_fail(&err);
+		goto done;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	cli_progress_end();
+	if (a.json) {
+		printf("{\"output\":");
+		cli_json_string(stdout, a.out);
+		printf(",\"method\":\"%s\",\"tensors\":%zu,\"bytes_read\":%llu,\"seconds\":%.3f}\n",
+		       weld_method_name(a.o.method), weld_plan_job_count(p),
+		       (unsigned long long)weld_plan_input_bytes(p),
+		       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+	} else if (cli_verbosity >= 1) {
+		char sz[32];
+
+		weld_format_size(weld_plan_input_bytes(p), sz, sizeof(sz));
+		fprintf(stderr, "%s: wrote '%s' (%zu tensors, %s read in %.2f s)\n", cli_name, a.out,
+			weld_plan_job_count(p), sz,
+			(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+	}
+	r = EXIT_OK;
+done:
+	weld_plan_free(p);
+	free(recipe);
+	for (size_t i = 0; i < a.n; i++)
+		free(a.m[i].owned);
+	return r < 0 ? EXIT_OK : r;
+}

@@ -1,0 +1,48 @@
+/*
+ * merge_cli.h - the command line shared by every merge command.
+ *
+ * Each merge command is a `struct merge_spec`: its method, which options it
+ * takes, and its defaults. merge_main() parses, plans (every error is found
+ * before anything is written), then either prints the plan ('weld plan') or
+ * executes it.
+ */
+#ifndef WELD_MERGE_CLI_H
+#define WELD_MERGE_CLI_H
+
+#include "cli.h"
+#include "commands.h"
+
+enum merge_opt {
+	MO_LAMBDA = 1 << 0,
+	MO_DENSITY = 1 << 1,
+	MO_SCOPE = 1 << 2,
+	MO_SIGN = 1 << 3,
+	MO_NORMALIZE = 1 << 4,
+	MO_RESCALE = 1 << 5,
+	MO_COMBINE = 1 << 6,
+	MO_TRIM = 1 << 7,
+	MO_GAMMA = 1 << 8,
+	MO_SEED = 1 << 9,
+	MO_CONSENSUS = 1 << 10,  /* --from --mask-lambda --k --save-masks --apply-mask */
+	MO_NEEDS_BASE = 1 << 11,
+};
+
+struct merge_spec {
+	const char *name;
+	enum weld_method method;
+	unsigned opts;           /* enum merge_opt */
+	const char *usage;       /* the synopsis and option list, for -h */
+	double density;          /* default */
+	bool normalize;          /* default */
+	enum weld_combine combine;
+};
+
+/* Set by 'weld plan <command line>': print the plan, write nothing. */
+extern bool merge_plan_only;
+
+int merge_main(const struct merge_spec *spec, int argc, char **argv);
+
+/* Print a finished plan in stable text (or JSON) on stdout. */
+void merge_print_plan(const weld_plan *p, bool json);
+
+#endif

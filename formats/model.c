@@ -1,0 +1,669 @@
+/*
+ * model.c - a checkpoint as one set of tensors, whatever its files.
+ *
+ * weld_model_open() takes a folder or a file. A folder is read in this
+ * order of preference: model.safetensors.index.json (shards), a single
+ * model.safetensors, pytorch_model.bin.index.json, pytorch_model.bin, then
+ * every *.safetensors it holds. Each file's format is chosen from its first
+ * bytes, not its name. An index must agree exactly with its shards: every
+ * name it lists is in the shard it names, and no shard holds a name it does
+ * not list. Tensors are kept sorted by name, and data is read with pread
+ * following each tensor's strides, so memory never grows with the model.
+ */
+#include "format.h"
+#include "pickle.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define INDEX_MAX_BYTES (64u << 20)
+#define GATHER_WINDOW (16u << 20)
+
+struct model_file {
+	char *path;
+	int fd;
+	uint64_t size;
+};
+
+struct meta_kv {
+	char *key, *value;
+	int file;
+};
+
+struct weld_model {
+	char *path, *dir;
+	const char *format;
+	struct model_file *files;
+	size_t nfiles;
+	struct weld_tensor_info *t;
+	size_t n, cap;
+	struct meta_kv *meta;
+	size_t nmeta;
+	int parsing;            /* file whose header is being parsed */
+};
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = malloc(n);
+
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(n);
+
+	if (p)
+		snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+int weld_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
+		    struct weld_error *err)
+{
+	char *p = buf;
+
+	while (n) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return weld_fail_errno(err, "'%s': read of %zu bytes at offset %llu failed",
+					       path, n, (unsigned long long)off);
+		}
+		if (r == 0)
+			return weld_fail(err, WELD_ERR_FORMAT,
+					 "'%s': unexpected end of file at offset %llu (file changed while reading?)",
+					 path, (unsigned long long)off);
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+uint64_t weld_model_file_size(const weld_model *m, int file)
+{
+	return m->files[file].size;
+}
+
+int weld_model_file_fd(const weld_model *m, int file)
+{
+	return m->files[file].fd;
+}
+
+size_t weld_model_file_count(const weld_model *m)
+{
+	return m->nfiles;
+}
+
+const char *weld_model_file_path(const weld_model *m, size_t file)
+{
+	return m->files[file].path;
+}
+
+size_t weld_model_count(const weld_model *m)
+{
+	return m->n;
+}
+
+const struct weld_tensor_info *weld_model_tensor(const weld_model *m, size_t i)
+{
+	return &m->t[i];
+}
+
+const char *weld_model_path(const weld_model *m)
+{
+	return m->path;
+}
+
+const char *weld_model_dir(const weld_model *m)
+{
+	return m->dir;
+}
+
+const char *weld_model_format(const weld_model *m)
+{
+	return m->format;
+}
+
+const char *weld_model_metadata(const weld_model *m, const char *key)
+{
+	for (size_t i = 0; i < m->nmeta; i++)
+		if (strcmp(m->meta[i].key, key) == 0)
+			return m->meta[i].value;
+	return NULL;
+}
+
+const char *weld_model_file_metadata(const weld_model *m, size_t file, const char *key)
+{
+	for (size_t i = 0; i < m->nmeta; i++)
+		if (m->meta[i].file == (int)file && strcmp(m->meta[i].key, key) == 0)
+			return m->meta[i].value;
+	return NULL;
+}
+
+int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
+			    struct weld_error *err)
+{
+	struct meta_kv *nm;
+
+	if (weld_model_file_metadata(m, (size_t)m->parsing, key))
+		return 0;
+	nm = realloc(m->meta, (m->nmeta + 1) * sizeof(*nm));
+	if (!nm)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	m->meta = nm;
+	nm[m->nmeta].file = m->parsing;
+	nm[m->nmeta].key = xstrdup(key);
+	nm[m->nmeta].value = xstrdup(value);
+	if (!nm[m->nmeta].key || !nm[m->nmeta].value) {
+		free(nm[m->nmeta].key);
+		free(nm[m->nmeta].value);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	m->nmeta++;
+	return 0;
+}
+
+int weld_model_add_tensor(weld_model *m, const struct weld_tensor_info *info,
+			  struct weld_error *err)
+{
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? 2 * m->cap : 64;
+		struct weld_tensor_info *t = realloc(m->t, cap * sizeof(*t));
+
+		if (!t)
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		m->t = t;
+		m->cap = cap;
+	}
+	m->t[m->n] = *info;
+	m->t[m->n].name = xstrdup(info->name);
+	if (!m->t[m->n].name)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	m->n++;
+	return 0;
+}
+
+static int add_file(weld_model *m, const char *path, struct weld_error *err)
+{
+	struct model_file *f;
+	struct stat st;
+	int fd;
+
+	f = realloc(m->files, (m->nfiles + 1) * sizeof(*f));
+	if (!f)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	m->files = f;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return weld_fail_errno(err, "cannot open '%s'", path);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return weld_fail(err, WELD_ERR_IO, "'%s': not a regular file", path);
+	}
+	f[m->nfiles].path = xstrdup(path);
+	f[m->nfiles].fd = fd;
+	f[m->nfiles].size = (uint64_t)st.st_size;
+	if (!f[m->nfiles].path) {
+		close(fd);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	return (int)m->nfiles++;
+}
+
+/* Open one file and hand it to the parser its first bytes select. */
+static int parse_file(weld_model *m, const char *path, struct weld_error *err)
+{
+	unsigned char head[64];
+	size_t got;
+	int file = add_file(m, path, err);
+
+	if (file < 0)
+		return -1;
+	m->parsing = file;
+	got = m->files[file].size < sizeof(head) ? (size_t)m->files[file].size : sizeof(head);
+	if (weld_pread_full(m->files[file].fd, head, got, 0, path, err) < 0)
+		return -1;
+	if (weld_torch_probe(head, got)) {
+		if (m->format && strcmp(m->format, "pytorch") != 0)
+			m->format = "mixed";
+		else
+			m->format = "pytorch";
+		return weld_torch_parse(m, file, err);
+	}
+	if (weld_torch_legacy_probe(head, got))
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "'%s': legacy PyTorch (pre-1.6) checkpoint: re-save it with a current torch, or convert it to safetensors",
+				 path);
+	if (weld_safetensors_probe(head, got) || got >= 8) {
+		if (m->format && strcmp(m->format, "safetensors") != 0)
+			m->format = "mixed";
+		else
+			m->format = "safetensors";
+		return weld_safetensors_parse(m, file, err);
+	}
+	return weld_fail(err, WELD_ERR_FORMAT,
+			 "'%s': not a safetensors or PyTorch checkpoint (%zu bytes)", path, got);
+}
+
+static int read_small_file(const char *path, char **out, struct weld_error *err)
+{
+	struct stat st;
+	char *buf;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return weld_fail_errno(err, "cannot open '%s'", path);
+	if (fstat(fd, &st) < 0 || st.st_size > INDEX_MAX_BYTES) {
+		close(fd);
+		return weld_fail(err, WELD_ERR_FORMAT, "'%s': larger than %u bytes", path,
+				 INDEX_MAX_BYTES);
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		close(fd);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	if (weld_pread_full(fd, buf, (size_t)st.st_size, 0, path, err) < 0) {
+		free(buf);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	buf[st.st_size] = 0;
+	*out = buf;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * A sharded checkpoint: parse the index, open each shard once (in name
+ * order), then check that the index and the shards agree both ways.
+ */
+static int open_index(weld_model *m, const char *index, struct weld_error *err)
+{
+	char *text = NULL, **shards = NULL;
+	cJSON *root = NULL;
+	const cJSON *map, *e;
+	size_t ns = 0, nmap = 0;
+	int ret = -1;
+
+	if (read_small_file(index, &text, err) < 0)
+		return -1;
+	root = cJSON_Parse(text);
+	map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
+	if (!cJSON_IsObject(map)) {
+		weld_fail(err, WELD_ERR_FORMAT, "'%s': %s", index,
+			  root ? "weight_map: missing or not an object" : "invalid JSON");
+		goto out;
+	}
+	nmap = (size_t)cJSON_GetArraySize(map);
+	shards = calloc(nmap ? nmap : 1, sizeof(*shards));
+	if (!shards) {
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	cJSON_ArrayForEach(e, map) {
+		const char *s = cJSON_IsString(e) ? e->valuestring : NULL;
+
+		if (!s || !*s || strchr(s, '/') || strcmp(s, "..") == 0) {
+			weld_fail(err, WELD_ERR_FORMAT,
+				  "'%s': weight_map.%s: shard must be a file name in the same folder",
+				  index, e->string);
+			goto out;
+		}
+		shards[ns++] = e->valuestring;
+	}
+	qsort(shards, ns, sizeof(*shards), cmp_str);
+	for (size_t i = 0; i < ns; i++) {
+		char *p;
+		int r;
+
+		if (i && strcmp(shards[i], shards[i - 1]) == 0)
+			continue;
+		p = path_join(m->dir, shards[i]);
+		if (!p) {
+			weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		r = parse_file(m, p, err);
+		free(p);
+		if (r < 0)
+			goto out;
+	}
+	/* Shards hold exactly what the index lists, where it lists it. */
+	m->format = m->format ? m->format : "safetensors";
+	for (size_t i = 0; i < m->n; i++) {
+		const cJSON *where = cJSON_GetObjectItemCaseSensitive(map, m->t[i].name);
+		const char *fp = m->files[m->t[i].file].path;
+		const char *base = strrchr(fp, '/');
+
+		base = base ? base + 1 : fp;
+		if (!where) {
+			weld_fail(err, WELD_ERR_FORMAT,
+				  "'%s': tensor '%s': in shard '%s' but not in the index's weight_map",
+				  index, m->t[i].name, base);
+			goto out;
+		}
+		if (strcmp(where->valuestring, base) != 0) {
+			weld_fail(err, WELD_ERR_FORMAT,
+				  "'%s': tensor '%s': weight_map says '%s' but it is in '%s'",
+				  index, m->t[i].name, where->valuestring, base);
+			goto out;
+		}
+	}
+	if (m->n != nmap) {
+		/* Some listed name is in no shard: find it for the message. */
+		cJSON_ArrayForEach(e, map) {
+			bool found = false;
+
+			for (size_t i = 0; i < m->n && !found; i++)
+				found = strcmp(m->t[i].name, e->string) == 0;
+			if (!found) {
+				weld_fail(err, WELD_ERR_FORMAT,
+					  "'%s': weight_map.%s: tensor not found in shard '%s'",
+					  index, e->string, e->valuestring);
+				goto out;
+			}
+		}
+		weld_fail(err, WELD_ERR_FORMAT, "'%s': weight_map: duplicate names", index);
+		goto out;
+	}
+	ret = 0;
+out:
+	cJSON_Delete(root);
+	free(shards);
+	free(text);
+	return ret;
+}
+
+static int has_suffix(const char *s, const char *suf)
+{
+	size_t a = strlen(s), b = strlen(suf);
+
+	return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+static bool is_file(const char *dir, const char *name)
+{
+	char *p = path_join(dir, name);
+	struct stat st;
+	bool ok = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
+
+	free(p);
+	return ok;
+}
+
+static int open_folder(weld_model *m, struct weld_error *err)
+{
+	static const char *const index_names[] = {
+		"model.safetensors.index.json", "pytorch_model.bin.index.json",
+	};
+	static const char *const single_names[] = {
+		"model.safetensors", "pytorch_model.bin",
+	};
+	char **names = NULL;
+	size_t nn = 0;
+	DIR *d;
+	struct dirent *de;
+	int ret = -1;
+
+	for (int k = 0; k < 2; k++) {
+		if (is_file(m->dir, index_names[k])) {
+			char *p = path_join(m->dir, index_names[k]);
+			int r = p ? open_index(m, p, err) : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+
+			free(p);
+			return r;
+		}
+		if (is_file(m->dir, single_names[k])) {
+			char *p = path_join(m->dir, single_names[k]);
+			int r = p ? parse_file(m, p, err) : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+
+			free(p);
+			return r;
+		}
+	}
+	d = opendir(m->dir);
+	if (!d)
+		return weld_fail_errno(err, "cannot open folder '%s'", m->dir);
+	while ((de = readdir(d))) {
+		char **nn2;
+
+		if (!has_suffix(de->d_name, ".safetensors") || !is_file(m->dir, de->d_name))
+			continue;
+		nn2 = realloc(names, (nn + 1) * sizeof(*names));
+		if (!nn2 || !(nn2[nn] = xstrdup(de->d_name))) {
+			names = nn2 ? nn2 : names;
+			weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		names = nn2;
+		nn++;
+	}
+	if (!nn) {
+		weld_fail(err, WELD_ERR_FORMAT,
+			  "'%s': no model.safetensors, model.safetensors.index.json, pytorch_model.bin[.index.json] or *.safetensors in this folder",
+			  m->dir);
+		goto out;
+	}
+	qsort(names, nn, sizeof(*names), cmp_str);
+	for (size_t i = 0; i < nn; i++) {
+		char *p = path_join(m->dir, names[i]);
+		int r = p ? parse_file(m, p, err) : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+
+		free(p);
+		if (r < 0)
+			goto out;
+	}
+	ret = 0;
+out:
+	if (d)
+		closedir(d);
+	for (size_t i = 0; i < nn; i++)
+		free(names[i]);
+	free(names);
+	return ret;
+}
+
+static int cmp_tensor(const void *a, const void *b)
+{
+	return strcmp(((const struct weld_tensor_info *)a)->name,
+		      ((const struct weld_tensor_info *)b)->name);
+}
+
+int weld_model_open(weld_model **out, const char *path, struct weld_error *err)
+{
+	weld_model *m;
+	struct stat st;
+	int r;
+
+	*out = NULL;
+	if (stat(path, &st) < 0)
+		return weld_fail_errno(err, "cannot open model '%s'", path);
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	m->path = xstrdup(path);
+	if (S_ISDIR(st.st_mode)) {
+		m->dir = xstrdup(path);
+	} else {
+		char *tmp = xstrdup(path);
+
+		m->dir = tmp ? xstrdup(dirname(tmp)) : NULL;
+		free(tmp);
+	}
+	if (!m->path || !m->dir) {
+		weld_model_close(m);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	r = S_ISDIR(st.st_mode) ? open_folder(m, err) : parse_file(m, path, err);
+	if (r < 0) {
+		weld_model_close(m);
+		return -1;
+	}
+	qsort(m->t, m->n, sizeof(*m->t), cmp_tensor);
+	for (size_t i = 1; i < m->n; i++)
+		if (strcmp(m->t[i - 1].name, m->t[i].name) == 0) {
+			weld_fail(err, WELD_ERR_FORMAT,
+				  "'%s': tensor '%s': present in both '%s' and '%s'", path,
+				  m->t[i].name, m->files[m->t[i - 1].file].path,
+				  m->files[m->t[i].file].path);
+			weld_model_close(m);
+			return -1;
+		}
+	*out = m;
+	return 0;
+}
+
+void weld_model_close(weld_model *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->nfiles; i++) {
+		close(m->files[i].fd);
+		free(m->files[i].path);
+	}
+	for (size_t i = 0; i < m->n; i++)
+		free((char *)m->t[i].name);
+	for (size_t i = 0; i < m->nmeta; i++) {
+		free(m->meta[i].key);
+		free(m->meta[i].value);
+	}
+	free(m->meta);
+	free(m->files);
+	free(m->t);
+	free(m->path);
+	free(m->dir);
+	free(m);
+}
+
+int64_t weld_model_find(const weld_model *m, const char *name)
+{
+	size_t lo = 0, hi = m->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(m->t[mid].name, name);
+
+		if (c == 0)
+			return (int64_t)mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* Byte offset (from element 0) of the flat C-order index j of a view. */
+static uint64_t view_offset(const struct weld_tensor_info *t, uint64_t j)
+{
+	uint64_t off = 0;
+
+	for (int d = t->ndim - 1; d >= 0; d--) {
+		uint64_t dim = (uint64_t)t->shape[d];
+
+		off += (j % dim) * (uint64_t)t->stride[d];
+		j /= dim;
+	}
+	return off * weld_dtype_size(t->dtype);
+}
+
+/*
+ * A non-contiguous view (a transposed tensor saved by torch): gather the
+ * requested elements window by window, so that memory stays bounded and
+ * each window of the storage is read once per call.
+ */
+static int read_strided(const weld_model *m, const struct weld_tensor_info *t,
+			uint64_t first, size_t n, unsigned char *dst,
+			struct weld_error *err)
+{
+	size_t es = weld_dtype_size(t->dtype);
+	uint64_t lo = UINT64_MAX, hi = 0;
+	unsigned char *win;
+	int ret = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		uint64_t o = view_offset(t, first + k);
+
+		lo = o < lo ? o : lo;
+		hi = o > hi ? o : hi;
+	}
+	hi += es;
+	win = malloc(GATHER_WINDOW);
+	if (!win)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	for (uint64_t ws = lo; ws < hi && !ret; ws += GATHER_WINDOW - es) {
+		uint64_t we = hi - ws < GATHER_WINDOW ? hi : ws + GATHER_WINDOW;
+
+		ret = weld_pread_full(m->files[t->file].fd, win, (size_t)(we - ws),
+				      t->offset + ws, m->files[t->file].path, err);
+		for (size_t k = 0; k < n && !ret; k++) {
+			uint64_t o = view_offset(t, first + k);
+
+			if (o >= ws && o + es <= we)
+				memcpy(dst + k * es, win + (o - ws), es);
+		}
+	}
+	free(win);
+	return ret;
+}
+
+int weld_model_read(const weld_model *m, size_t i, uint64_t first, size_t n,
+		    void *dst, struct weld_error *err)
+{
+	const struct weld_tensor_info *t = &m->t[i];
+	size_t es = weld_dtype_size(t->dtype);
+
+	if (first > t->nelem || n > t->nelem - first)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': read past its %llu elements",
+				 t->name, (unsigned long long)t->nelem);
+	if (!n)
+		return 0;
+	if (!t->contiguous)
+		return read_strided(m, t, first, n, dst, err);
+	return weld_pread_full(m->files[t->file].fd, dst, n * es, t->offset + first * es,
+			       m->files[t->file].path, err);
+}
+
+int weld_model_read_f32(const weld_model *m, size_t i, uint64_t first, size_t n,
+			float *dst, void *scratch, struct weld_error *err)
+{
+	const struct weld_tensor_info *t = &m->t[i];
+	void *buf = scratch;
+	int r;
+
+	if (!weld_dtype_is_float(t->dtype))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': dtype %s is not a float type",
+				 t->name, weld_dtype_name(t->dtype));
+	if (t->dtype == WELD_F32)
+		return weld_model_read(m, i, first, n, dst, err);
+	if (!buf && !(buf = malloc(n * weld_dtype_size(t->dtype) + 1)))
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	r = weld_model_read(m, i, first, n, buf, err);
+	if (!r)
+		weld_decode_f32(t->dtype, buf, dst, n);
+	if (buf != scratch)
+		free(buf);
+	return r;
+}

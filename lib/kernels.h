@@ -1,0 +1,54 @@
+/*
+ * kernels.h - the element-wise arithmetic of the merge methods, on plain
+ * float arrays. Nothing here knows about files, tensors or threads: the
+ * engine hands each thread its own slice.
+ */
+#ifndef WELD_KERNELS_H
+#define WELD_KERNELS_H
+
+#include "merge.h"
+
+#define WELD_K_MAX_SRC 64
+
+/* v[j] -= b[j] */
+void weld_k_sub(float *v, const float *b, size_t n);
+
+/*
+ * dare's drop for elements whose flat indices are first..first+n-1: keep
+ * v[j] when the DESIGN 4.9 draw is below density, times factor; zero it
+ * otherwise. With sums != NULL, sums[0] = sum |v| and sums[1] = sum of the
+ * kept |v| (before the factor), in double, in order.
+ */
+void weld_k_dare_drop(float *v, size_t n, uint64_t key, uint64_t first, double density,
+		      float factor, double sums[2]);
+/* The same over one row with --rescale l1 measured on that row. */
+void weld_k_dare_row_l1(float *v, size_t n, uint64_t key, uint64_t first, double density);
+
+/* out[0] += sum b^2, out[1] += sum x^2, out[2] += sum b*x, in double, in order
+ * (out is overwritten, not accumulated). */
+void weld_k_dots(const float *b, const float *x, size_t n, double out[3]);
+/* slerp coefficients (mergekit's, with its 0.9995 lerp fallback). */
+void weld_k_slerp_coeffs(double n0sq, double n1sq, double dot, double t,
+			 double *s0, double *s1);
+
+struct weld_combine_args {
+	enum weld_method method;
+	size_t n;                       /* sources */
+	const float *w;                 /* weights */
+	const float *const *v;          /* per source: x (average, slerp) or delta */
+	const unsigned char *const *keep; /* per source top-k mask, or NULL */
+	const unsigned char *const *drop; /* breadcrumbs: the top outliers, or NULL */
+	const float *mask_lambda;       /* consensus */
+	const float *base;              /* NULL for average */
+	float lambda;
+	bool normalize, ties, sign_count;
+	int k;                          /* consensus */
+	double s0, s1;                  /* slerp */
+	unsigned char *maskbits;        /* consensus: packed masks, or NULL */
+	size_t maskstride;              /* bytes between two sources' masks */
+};
+
+/* out[j] for j in [lo, hi); lo must be a multiple of 8 when maskbits is set. */
+void weld_k_combine(const struct weld_combine_args *a, size_t lo, size_t hi, float *out);
+
+#endif

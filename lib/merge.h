@@ -1,0 +1,173 @@
+/*
+ * merge.h - the merge engine: plan a merge, then stream it.
+ *
+ * A plan holds the opened input models and one job per output tensor. A job
+ * names its sources (model, tensor, per-source weight and density) and the
+ * method that combines them. weld_plan_standard() builds the usual jobs (every
+ * tensor of the base, matched by name in every model); recipes may add jobs
+ * of their own (slices, renamed layers). weld_plan_finish() checks the whole
+ * plan and sizes the chunks from the memory budget, before any tensor data
+ * is read. weld_plan_execute() then streams: tensor by tensor, chunk by
+ * chunk, OpenMP inside each chunk, the output written as it is produced.
+ * The result depends only on the inputs and options, never on the thread
+ * count or the memory budget.
+ */
+#ifndef WELD_MERGE_H
+#define WELD_MERGE_H
+
+#include "weld.h"
+
+enum weld_method {
+	WELD_METHOD_COPY,             /* one source, converted to the output dtype */
+	WELD_METHOD_AVERAGE,
+	WELD_METHOD_TASK_ARITHMETIC,
+	WELD_METHOD_TIES,
+	WELD_METHOD_DARE,
+	WELD_METHOD_BREADCRUMBS,
+	WELD_METHOD_CONSENSUS,
+	WELD_METHOD_SLERP,            /* base = t 0 end, one model = t 1 end */
+	WELD_METHOD_APPLY_MASK,       /* base + mask .* (merged - base) */
+};
+
+enum weld_scope { WELD_SCOPE_TENSOR, WELD_SCOPE_ROW, WELD_SCOPE_MODEL };
+enum weld_sign { WELD_SIGN_SUM, WELD_SIGN_COUNT };
+enum weld_rescale { WELD_RESCALE_INVERSE, WELD_RESCALE_L1, WELD_RESCALE_NONE };
+enum weld_combine { WELD_COMBINE_SUM, WELD_COMBINE_TIES };
+enum weld_from { WELD_FROM_TA, WELD_FROM_TIES };
+
+/* Method-wide options (the same for every tensor). */
+struct weld_merge_opts {
+	enum weld_method method;
+	enum weld_scope scope;
+	enum weld_sign sign;
+	enum weld_rescale rescale;
+	enum weld_combine combine;
+	enum weld_from from;          /* consensus */
+	bool normalize;
+	double trim;                  /* dare --combine ties --trim; 0 = none */
+	int k;                        /* consensus: keep where >= k masks agree */
+	uint64_t seed;
+	int dtype;                    /* enum weld_dtype, or -1 for auto */
+	int threads;                  /* 0 = all cores */
+	uint64_t max_memory;
+	uint64_t shard_size;
+	bool allow_missing;
+	bool force;
+	bool copy_files;
+	const char *recipe_json;      /* stored in the output's metadata */
+	const char *masks_out;        /* consensus --save-masks FILE, or NULL */
+	/* callbacks (any may be NULL) */
+	void (*warn)(void *ctx, const char *msg);
+	void (*progress)(void *ctx, uint64_t done, uint64_t total);
+	void *cb_ctx;
+};
+
+/* One input of a job. */
+struct weld_source {
+	int model;          /* index in the plan's models */
+	int64_t tensor;     /* index in that model */
+	int rng_index;      /* 1-based model number for the RNG of DESIGN 4.9 */
+	double weight;
+	double density;
+	double mask_lambda; /* consensus */
+};
+
+/* One output tensor. */
+struct weld_job {
+	const char *name;
+	enum weld_dtype dtype;        /* output dtype */
+	int ndim;
+	int64_t shape[WELD_MAX_DIMS];
+	uint64_t nelem;
+	enum weld_method method;      /* COPY for integer tensors and passthrough */
+	int base_model;               /* -1 if none */
+	int64_t base_tensor;
+	size_t nsrc;
+	struct weld_source *src;      /* copied by weld_plan_add_job */
+	double lambda;
+	double gamma;                 /* breadcrumbs */
+	double t;                     /* slerp */
+	int mask_model;               /* apply-mask: the masks file, and */
+	int64_t mask_tensor;          /* its U8 tensor for this job */
+};
+
+typedef struct weld_plan weld_plan;
+
+/* Per-tensor parameters, for recipes whose values vary with the layer: called
+ * once per (job, source) with the defaults filled in; may change weight,
+ * density, mask_lambda of the source and lambda/gamma/t of the job. */
+typedef int (*weld_param_fn)(void *ctx, const char *tensor, int slot,
+			     struct weld_source *src, struct weld_job *job,
+			     struct weld_error *err);
+
+weld_plan *weld_plan_new(const struct weld_merge_opts *o);
+void weld_plan_free(weld_plan *p);
+
+/* Open a model (see weld_model_open) and return its index, or -1. */
+int weld_plan_add_model(weld_plan *p, const char *path, struct weld_error *err);
+size_t weld_plan_model_count(const weld_plan *p);
+const weld_model *weld_plan_model(const weld_plan *p, int i);
+
+/* Add one job (copied, sources included). */
+int weld_plan_add_job(weld_plan *p, const struct weld_job *j, struct weld_error *err);
+
+/* Per-model defaults for weld_plan_standard. */
+struct weld_model_params {
+	double weight, density, mask_lambda;
+};
+
+/*
+ * The usual jobs: every tensor of the base (else of models[0]) becomes an
+ * output of the same name, merged from the same name in every model.
+ * Integer tensors are copied from the base (else models[0]). Embedding-like
+ * tensors with more rows than the base are cropped (a warning); any other
+ * shape mismatch, a missing tensor (unless allow_missing) or a dtype that
+ * cannot be merged is an error naming the tensor, both shapes and both files.
+ * mp[i] are model i's parameters; fn (may be NULL) refines them per tensor.
+ */
+int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
+		       const struct weld_model_params *mp, double lambda, double gamma,
+		       weld_param_fn fn, void *fn_ctx, struct weld_error *err);
+
+/* Check every job and size the chunks; after this the plan is read-only. */
+int weld_plan_finish(weld_plan *p, struct weld_error *err);
+
+size_t weld_plan_job_count(const weld_plan *p);
+const struct weld_job *weld_plan_job(const weld_plan *p, size_t i);
+const struct weld_merge_opts *weld_plan_opts(const weld_plan *p);
+/* Peak memory the execution will use for its buffers, and the chunk size. */
+uint64_t weld_plan_memory(const weld_plan *p);
+uint64_t weld_plan_chunk_elems(const weld_plan *p);
+/* Bytes of tensor data the execution reads (all passes). */
+uint64_t weld_plan_input_bytes(const weld_plan *p);
+
+/* Run the plan, writing the output folder out (atomically). */
+int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err);
+
+/* The method's name as weld's commands spell it. */
+const char *weld_method_name(enum weld_method m);
+
+/* DESIGN 4.9: the key of (tensor name, model number, seed), and the keep
+ * decision for element j with density d. */
+uint64_t weld_rng_key(const char *tensor, int model_number, uint64_t seed);
+double weld_rng_uniform(uint64_t key, uint64_t j);
+
+/*
+ * Top-k selection over an array, without sorting it (radix select over the
+ * bits of |x|). Fills *thresh with the k-th largest |x| (as raw f32 bits)
+ * and *n_equal_keep with how many elements equal to it are kept (the ones
+ * with the lowest positions). k == 0 selects nothing; k >= n everything.
+ * scratch must hold n uint32_t.
+ */
+struct weld_topk {
+	uint32_t thresh;     /* key of the k-th largest |x| */
+	uint64_t keep_equal; /* elements with key == thresh to keep */
+	bool all, none;
+};
+void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
+		      struct weld_topk *out);
+/* Apply a selection: keep[j] = 1 for the selected elements of x, in order. */
+void weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
+		    uint64_t equal_before, unsigned char *keep);
+
+#endif

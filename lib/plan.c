@@ -1,0 +1,496 @@
+/*
+ * plan.c - build and check a merge plan before any tensor data is read.
+ *
+ * Everything a user can get wrong is found here: missing tensors, shape and
+ * dtype mismatches, parameters out of range, a row too long for the memory
+ * budget. Only when the plan is complete does weld_plan_execute() create
+ * the output folder.
+ */
+#include "merge.h"
+#include "plan_impl.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RESERVE_BYTES (24ull << 20)   /* binary, headers, stacks */
+
+const char *weld_method_name(enum weld_method m)
+{
+	static const char *const names[] = {
+		[WELD_METHOD_COPY] = "copy",
+		[WELD_METHOD_AVERAGE] = "average",
+		[WELD_METHOD_TASK_ARITHMETIC] = "task-arithmetic",
+		[WELD_METHOD_TIES] = "ties",
+		[WELD_METHOD_DARE] = "dare",
+		[WELD_METHOD_BREADCRUMBS] = "breadcrumbs",
+		[WELD_METHOD_CONSENSUS] = "consensus",
+		[WELD_METHOD_SLERP] = "slerp",
+		[WELD_METHOD_APPLY_MASK] = "apply-mask",
+	};
+	return (unsigned)m < sizeof(names) / sizeof(names[0]) ? names[m] : "?";
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = malloc(n);
+
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+void weld_plan_warn(const weld_plan *p, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	if (!p->o.warn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	p->o.warn(p->o.cb_ctx, msg);
+}
+
+weld_plan *weld_plan_new(const struct weld_merge_opts *o)
+{
+	weld_plan *p = calloc(1, sizeof(*p));
+
+	if (p)
+		p->o = *o;
+	return p;
+}
+
+void weld_plan_free(weld_plan *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->njobs; i++) {
+		free((char *)p->jobs[i].name);
+		free(p->jobs[i].src);
+	}
+	for (size_t i = 0; i < p->nmodels; i++)
+		weld_model_close(p->models[i]);
+	free(p->models);
+	free(p->jobs);
+	free(p);
+}
+
+int weld_plan_add_model(weld_plan *p, const char *path, struct weld_error *err)
+{
+	weld_model **nm = realloc(p->models, (p->nmodels + 1) * sizeof(*nm));
+
+	if (!nm)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	p->models = nm;
+	if (weld_model_open(&nm[p->nmodels], path, err) < 0)
+		return -1;
+	return (int)p->nmodels++;
+}
+
+size_t weld_plan_model_count(const weld_plan *p)
+{
+	return p->nmodels;
+}
+
+const weld_model *weld_plan_model(const weld_plan *p, int i)
+{
+	return p->models[i];
+}
+
+size_t weld_plan_job_count(const weld_plan *p)
+{
+	return p->njobs;
+}
+
+const struct weld_job *weld_plan_job(const weld_plan *p, size_t i)
+{
+	return &p->jobs[i];
+}
+
+const struct weld_merge_opts *weld_plan_opts(const weld_plan *p)
+{
+	return &p->o;
+}
+
+uint64_t weld_plan_memory(const weld_plan *p)
+{
+	return p->memory;
+}
+
+uint64_t weld_plan_chunk_elems(const weld_plan *p)
+{
+	return p->chunk;
+}
+
+uint64_t weld_plan_input_bytes(const weld_plan *p)
+{
+	return p->input_bytes;
+}
+
+int weld_plan_add_job(weld_plan *p, const struct weld_job *j, struct weld_error *err)
+{
+	struct weld_job *nj;
+
+	if (p->njobs == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 256;
+
+		nj = realloc(p->jobs, cap * sizeof(*nj));
+		if (!nj)
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		p->jobs = nj;
+		p->cap = cap;
+	}
+	nj = &p->jobs[p->njobs];
+	*nj = *j;
+	nj->name = xstrdup(j->name);
+	nj->src = malloc((j->nsrc ? j->nsrc : 1) * sizeof(*nj->src));
+	if (!nj->name || !nj->src) {
+		free((char *)nj->name);
+		free(nj->src);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	memcpy(nj->src, j->src, j->nsrc * sizeof(*nj->src));
+	if (!nj->nelem) {
+		nj->nelem = 1;
+		for (int d = 0; d < nj->ndim; d++)
+			nj->nelem *= (uint64_t)nj->shape[d];
+	}
+	p->njobs++;
+	return 0;
+}
+
+static bool is_embedding(const char *name)
+{
+	static const char *const keys[] = {
+		"embed_tokens", "lm_head", "wte", "word_embeddings",
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strstr(name, keys[i]))
+			return true;
+	return false;
+}
+
+static void shape_str(const struct weld_tensor_info *t, char *buf, size_t len)
+{
+	size_t o = (size_t)snprintf(buf, len, "[");
+
+	for (int d = 0; d < t->ndim && o < len; d++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%lld", d ? ", " : "",
+				      (long long)t->shape[d]);
+	if (o < len)
+		snprintf(buf + o, len - o, "]");
+}
+
+/* Output dtype for a float tensor of dtype t. */
+static enum weld_dtype out_dtype(const weld_plan *p, enum weld_dtype t)
+{
+	if (p->o.dtype >= 0)
+		return (enum weld_dtype)p->o.dtype;
+	if (t == WELD_F64 || t == WELD_F32 || t == WELD_F16 || t == WELD_BF16)
+		return t;
+	return WELD_BF16;
+}
+
+/* Can model m's tensor `ti` feed an output shaped like `ref`? 0 yes,
+ * 1 yes after cropping rows, -1 no (err filled). */
+static int check_shape(const weld_plan *p, int m, const struct weld_tensor_info *ti,
+		       int refm, const struct weld_tensor_info *ref,
+		       struct weld_error *err)
+{
+	char a[128], b[128];
+	bool same = ti->ndim == ref->ndim;
+
+	for (int d = 0; same && d < ti->ndim; d++)
+		same = ti->shape[d] == ref->shape[d];
+	if (same)
+		return 0;
+	if (is_embedding(ref->name) && ti->ndim == ref->ndim && ti->ndim >= 1 &&
+	    ti->shape[0] > ref->shape[0]) {
+		bool rest = true;
+
+		for (int d = 1; d < ti->ndim; d++)
+			rest = rest && ti->shape[d] == ref->shape[d];
+		if (rest)
+			return 1;
+	}
+	shape_str(ti, a, sizeof(a));
+	shape_str(ref, b, sizeof(b));
+	return weld_fail(err, WELD_ERR_MISMATCH,
+			 "tensor '%s': shape %s in '%s' but %s in '%s'", ref->name, a,
+			 weld_model_path(p->models[m]), b, weld_model_path(p->models[refm]));
+}
+
+int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
+		       const struct weld_model_params *mp, double lambda, double gamma,
+		       weld_param_fn fn, void *fn_ctx, struct weld_error *err)
+{
+	int refm = base >= 0 ? base : models[0];
+	const weld_model *ref = p->models[refm];
+	struct weld_source *src = malloc((n + 1) * sizeof(*src));
+	size_t extra_warned = 0;
+	int ret = -1;
+
+	if (!src)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; i < weld_model_count(ref); i++) {
+		const struct weld_tensor_info *rt = weld_model_tensor(ref, i);
+		struct weld_job j = { 0 };
+
+		j.name = rt->name;
+		j.ndim = rt->ndim;
+		memcpy(j.shape, rt->shape, sizeof(j.shape));
+		j.nelem = rt->nelem;
+		j.base_model = -1;
+		j.base_tensor = -1;
+		j.lambda = lambda;
+		j.gamma = gamma;
+		j.src = src;
+		j.mask_model = -1;
+		j.mask_tensor = -1;
+		if (!weld_dtype_is_float(rt->dtype)) {
+			/* integers are copied from the reference; the others only
+			 * compared, to warn about a difference */
+			j.method = WELD_METHOD_COPY;
+			j.dtype = rt->dtype;
+			src[j.nsrc++] = (struct weld_source){ .model = refm, .tensor = (int64_t)i };
+			for (size_t k = 0; k < n; k++) {
+				int64_t ti = weld_model_find(p->models[models[k]], rt->name);
+
+				if (models[k] == refm || ti < 0)
+					continue;
+				src[j.nsrc++] = (struct weld_source){ .model = models[k], .tensor = ti };
+			}
+			if (weld_plan_add_job(p, &j, err) < 0)
+				goto out;
+			continue;
+		}
+		j.method = p->o.method;
+		j.dtype = out_dtype(p, rt->dtype);
+		if (base >= 0) {
+			j.base_model = base;
+			j.base_tensor = (int64_t)i;
+		}
+		for (size_t k = 0; k < n; k++) {
+			const weld_model *m = p->models[models[k]];
+			int64_t ti = weld_model_find(m, rt->name);
+			const struct weld_tensor_info *t;
+			int r;
+
+			if (ti < 0) {
+				if (p->o.allow_missing)
+					continue;
+				weld_fail(err, WELD_ERR_MISMATCH,
+					  "tensor '%s': missing from '%s' (--allow-missing merges it over the models that have it)",
+					  rt->name, weld_model_path(m));
+				goto out;
+			}
+			t = weld_model_tensor(m, (size_t)ti);
+			if (!weld_dtype_is_float(t->dtype)) {
+				weld_fail(err, WELD_ERR_MISMATCH,
+					  "tensor '%s': dtype %s in '%s' but %s in '%s'", rt->name,
+					  weld_dtype_name(t->dtype), weld_model_path(m),
+					  weld_dtype_name(rt->dtype), weld_model_path(ref));
+				goto out;
+			}
+			r = check_shape(p, models[k], t, refm, rt, err);
+			if (r < 0)
+				goto out;
+			if (r == 1)
+				weld_plan_warn(p, "tensor '%s': '%s' has %lld rows, the base %lld: using the first %lld",
+					       rt->name, weld_model_path(m), (long long)t->shape[0],
+					       (long long)rt->shape[0], (long long)rt->shape[0]);
+			src[j.nsrc] = (struct weld_source){
+				.model = models[k], .tensor = ti, .rng_index = (int)k + 1,
+				.weight = mp[k].weight, .density = mp[k].density,
+				.mask_lambda = mp[k].mask_lambda,
+			};
+			if (fn && fn(fn_ctx, rt->name, (int)k, &src[j.nsrc], &j, err) < 0)
+				goto out;
+			j.nsrc++;
+		}
+		if (!j.nsrc && base < 0) {
+			weld_fail(err, WELD_ERR_MISMATCH, "tensor '%s': in no model", rt->name);
+			goto out;
+		}
+		if (!j.nsrc) {
+			/* only the base has it: the merged task vector is zero */
+			j.method = WELD_METHOD_COPY;
+			src[j.nsrc++] = (struct weld_source){ .model = base, .tensor = (int64_t)i };
+		}
+		if (weld_plan_add_job(p, &j, err) < 0)
+			goto out;
+	}
+	for (size_t k = 0; k < n && !extra_warned; k++) {
+		const weld_model *m = p->models[models[k]];
+
+		for (size_t i = 0; i < weld_model_count(m); i++)
+			if (weld_model_find(ref, weld_model_tensor(m, i)->name) < 0)
+				extra_warned++;
+		if (extra_warned)
+			weld_plan_warn(p, "'%s' has %zu tensor(s) that '%s' lacks (e.g. '%s'); they are not in the output",
+				       weld_model_path(m), extra_warned, weld_model_path(ref),
+				       weld_model_tensor(m, 0)->name);
+	}
+	ret = 0;
+out:
+	free(src);
+	return ret;
+}
+
+static bool uses_density(const weld_plan *p, const struct weld_job *j)
+{
+	switch (j->method) {
+	case WELD_METHOD_TIES:
+	case WELD_METHOD_DARE:
+	case WELD_METHOD_BREADCRUMBS:
+		return true;
+	case WELD_METHOD_CONSENSUS:
+		return p->o.from == WELD_FROM_TIES;
+	default:
+		return false;
+	}
+}
+
+static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_error *err)
+{
+	bool needs_base = j->method != WELD_METHOD_COPY && j->method != WELD_METHOD_AVERAGE;
+
+	if (needs_base && j->base_model < 0)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': %s needs a base model",
+				 j->name, weld_method_name(j->method));
+	if (j->method == WELD_METHOD_COPY && j->nsrc < 1)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': nothing to copy", j->name);
+	if (j->method == WELD_METHOD_SLERP && j->nsrc != 1)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': slerp takes exactly two models (base and one other), not %zu",
+				 j->name, j->nsrc + 1);
+	for (size_t s = 0; s < j->nsrc; s++) {
+		const struct weld_source *src = &j->src[s];
+		const char *mp = weld_model_path(p->models[src->model]);
+
+		if (!isfinite(src->weight))
+			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': weight of '%s' is not finite",
+					 j->name, mp);
+		if (uses_density(p, j) && !(src->density > 0 && src->density <= 1))
+			return weld_fail(err, WELD_ERR_ARG,
+					 "tensor '%s': density %g of '%s' is outside (0, 1]",
+					 j->name, src->density, mp);
+		if (j->method == WELD_METHOD_CONSENSUS && !(src->mask_lambda >= 0 && isfinite(src->mask_lambda)))
+			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': mask lambda %g of '%s' must be >= 0",
+					 j->name, src->mask_lambda, mp);
+	}
+	if (!isfinite(j->lambda))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': lambda is not finite", j->name);
+	if (j->method == WELD_METHOD_BREADCRUMBS && !(j->gamma >= 0 && j->gamma < 1))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': gamma %g is outside [0, 1)",
+				 j->name, j->gamma);
+	if (j->method == WELD_METHOD_SLERP && !isfinite(j->t))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': t %g is not finite", j->name, j->t);
+	if (j->method == WELD_METHOD_AVERAGE && p->o.normalize) {
+		double sw = 0;
+
+		for (size_t s = 0; s < j->nsrc; s++)
+			sw += j->src[s].weight;
+		if (sw == 0)
+			return weld_fail(err, WELD_ERR_ARG,
+					 "tensor '%s': the weights sum to 0 (use --no-normalize for a plain sum)",
+					 j->name);
+	}
+	return 0;
+}
+
+/* --scope model needs one density per model and the same sources in every
+ * merged job, because each model is one selection unit. */
+static int check_model_scope(const weld_plan *p, struct weld_error *err)
+{
+	const struct weld_job *first = NULL;
+
+	for (size_t i = 0; i < p->njobs; i++) {
+		const struct weld_job *j = &p->jobs[i];
+
+		if (j->method == WELD_METHOD_COPY)
+			continue;
+		if (!first) {
+			first = j;
+			continue;
+		}
+		if (j->nsrc != first->nsrc)
+			return weld_fail(err, WELD_ERR_ARG,
+					 "--scope model: tensor '%s' has %zu sources but '%s' has %zu (all tensors must come from the same models)",
+					 j->name, j->nsrc, first->name, first->nsrc);
+		for (size_t s = 0; s < j->nsrc; s++) {
+			if (j->src[s].model != first->src[s].model)
+				return weld_fail(err, WELD_ERR_ARG,
+						 "--scope model: tensor '%s' takes its sources from other models than '%s'",
+						 j->name, first->name);
+			if (j->src[s].density != first->src[s].density)
+				return weld_fail(err, WELD_ERR_ARG,
+						 "--scope model: density of '%s' is %g for '%s' but %g for '%s' (one value per model)",
+						 weld_model_path(p->models[j->src[s].model]),
+						 j->src[s].density, j->name, first->src[s].density,
+						 first->name);
+		}
+	}
+	return 0;
+}
+
+int weld_plan_finish(weld_plan *p, struct weld_error *err)
+{
+	size_t maxsrc = 1, threads = (size_t)(p->o.threads > 0 ? p->o.threads : 1);
+	uint64_t fixed, per_elem, budget, max_row = 1;
+	bool row = p->o.scope == WELD_SCOPE_ROW;
+
+	if (!p->njobs)
+		return weld_fail(err, WELD_ERR_ARG, "nothing to merge: no tensors");
+	for (size_t i = 0; i < p->njobs; i++) {
+		const struct weld_job *j = &p->jobs[i];
+
+		if (check_job(p, j, err) < 0)
+			return -1;
+		maxsrc = j->nsrc > maxsrc ? j->nsrc : maxsrc;
+		if (row && j->method != WELD_METHOD_COPY && j->ndim > 0 &&
+		    (uint64_t)j->shape[j->ndim - 1] > max_row)
+			max_row = (uint64_t)j->shape[j->ndim - 1];
+		for (size_t s = 0; s < j->nsrc; s++) {
+			const struct weld_tensor_info *t =
+				weld_model_tensor(p->models[j->src[s].model], (size_t)j->src[s].tensor);
+
+			p->input_bytes += j->nelem * weld_dtype_size(t->dtype);
+		}
+		if (j->base_model >= 0)
+			p->input_bytes += j->nelem *
+				weld_dtype_size(weld_model_tensor(p->models[j->base_model],
+								  (size_t)j->base_tensor)->dtype);
+	}
+	if (p->o.scope == WELD_SCOPE_MODEL && check_model_scope(p, err) < 0)
+		return -1;
+	/*
+	 * Buffers: f32 for every source, the base and the output, the encoded
+	 * output, two keep masks per source; per thread a raw read buffer and
+	 * histograms; the totals of the histograms.
+	 */
+	per_elem = 4 * (maxsrc + 2) + 8 + 2 * maxsrc;
+	fixed = threads * (WELD_RAW_BUF + (uint64_t)maxsrc * 2 * WELD_HIST_BINS * 4) +
+		(uint64_t)maxsrc * 2 * WELD_HIST_BINS * 8 * 2 + RESERVE_BYTES;
+	budget = p->o.max_memory > fixed ? p->o.max_memory - fixed : 0;
+	p->chunk = budget / per_elem / WELD_BLOCK * WELD_BLOCK;
+	if (p->chunk < WELD_MIN_CHUNK)
+		p->chunk = WELD_MIN_CHUNK;
+	if (row) {
+		uint64_t rows = p->chunk / max_row / 8 * 8;
+
+		if (rows < 8)
+			return weld_fail(err, WELD_ERR_ARG,
+					 "--scope row: rows of %llu elements do not fit in --max-memory %llu (8 rows need %llu bytes); raise --max-memory",
+					 (unsigned long long)max_row,
+					 (unsigned long long)p->o.max_memory,
+					 (unsigned long long)(fixed + 8 * max_row * per_elem));
+	}
+	p->memory = fixed + p->chunk * per_elem;
+	p->finished = true;
+	return 0;
+}

@@ -1,0 +1,29 @@
+/*
+ * rng.c - the counter-based random numbers of DESIGN 4.9.
+ *
+ * Every element's draw depends only on (seed, tensor name, model number,
+ * element index), so results do not depend on threads, chunking or the
+ * order in which tensors are processed.
+ */
+#include "merge.h"
+
+#include <xxhash.h>
+#include <string.h>
+
+#define GOLDEN 0x9E3779B97F4A7C15ULL
+
+uint64_t weld_rng_key(const char *tensor, int model_number, uint64_t seed)
+{
+	return XXH64(tensor, strlen(tensor), seed) ^ (GOLDEN * (uint64_t)model_number);
+}
+
+double weld_rng_uniform(uint64_t key, uint64_t j)
+{
+	uint64_t z = key + j;
+
+	z += GOLDEN;
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	z ^= z >> 31;
+	return (double)(z >> 11) * 0x1.0p-53;
+}

@@ -1,0 +1,26 @@
+/*
+ * fixtures.h - helpers shared by the unit tests: temporary folders and
+ * small files written byte by byte, so that tests build the exact (often
+ * broken) inputs they need.
+ */
+#ifndef WELD_FIXTURES_H
+#define WELD_FIXTURES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A new empty folder under $TMPDIR (or /tmp); caller frees the string and
+ * removes the folder with fixture_rmtree(). NULL on failure. */
+char *fixture_tmpdir(void);
+/* rm -rf path (path may be NULL). */
+void fixture_rmtree(const char *path);
+/* Write len bytes to dir/name; returns a malloc'd full path or NULL. */
+char *fixture_write(const char *dir, const char *name, const void *data, size_t len);
+/* Write a safetensors file whose header is exactly `header` (no padding)
+ * followed by data_len bytes of data (data may be NULL for zeros). */
+char *fixture_safetensors(const char *dir, const char *name, const char *header,
+			  const void *data, size_t data_len);
+/* 1 if the path exists. */
+int fixture_exists(const char *path);
+
+#endif

@@ -1,0 +1,232 @@
+/*
+ * test_util.c - hashing, size parsing and formatting (lib/util.c), and
+ * error filling (lib/error.c).
+ *
+ * The XXH3 values were computed with `xxhsum -H3` on files holding the same
+ * bytes, so they check that weld hashes what the Debian tool hashes.
+ */
+#include <stdarg.h>   /* cmocka 1.1.x needs these four before cmocka.h */
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+#include "weld.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+/* ---------------------------------------------------------------- hashing */
+
+static void test_xxh3_known_values(void **state)
+{
+	char hex[17];
+
+	(void)state;
+	assert_true(weld_xxh3("", 0) == 0x2d06800538d394c2ull);
+	assert_true(weld_xxh3(NULL, 0) == 0x2d06800538d394c2ull);
+	assert_true(weld_xxh3("abc", 3) == 0x78af5f94892f3950ull);
+	weld_hex64(weld_xxh3("abc", 3), hex);
+	assert_string_equal(hex, "78af5f94892f3950");
+}
+
+static void test_hex64(void **state)
+{
+	char hex[17];
+
+	(void)state;
+	memset(hex, 'x', sizeof(hex));
+	weld_hex64(0, hex);
+	assert_string_equal(hex, "0000000000000000");
+	weld_hex64(UINT64_MAX, hex);
+	assert_string_equal(hex, "ffffffffffffffff");
+	weld_hex64(0x0123456789abcdefull, hex);
+	assert_string_equal(hex, "0123456789abcdef");
+	weld_hex64(0xa, hex);
+	assert_string_equal(hex, "000000000000000a");
+}
+
+/* ---------------------------------------------------------------- sizes */
+
+static void test_parse_size_accepts(void **state)
+{
+	static const struct {
+		const char *s;
+		uint64_t want;
+	} cases[] = {
+		{ "0", 0 },
+		{ "1000", 1000 },
+		{ "5G", 5000000000ull },
+		{ "5g", 5000000000ull },
+		{ "5GB", 5000000000ull },
+		{ "5gb", 5000000000ull },
+		{ "512M", 512000000ull },
+		{ "1.5G", 1500000000ull },
+		{ "2Gi", 2147483648ull },
+		{ "2GiB", 2147483648ull },
+		{ "2gib", 2147483648ull },
+		{ "1K", 1000 },
+		{ "1k", 1000 },
+		{ "1KiB", 1024 },
+		{ "1Ki", 1024 },
+		{ "3T", 3000000000000ull },
+		{ "1Ti", 1099511627776ull },
+		{ "512B", 512 },
+		{ "0.5Ki", 512 },
+		{ "0.001K", 1 },
+		{ "1.0009K", 1000 },
+		{ "0.1M", 100000 },
+		{ "0.29K", 290 },
+		{ "1.5", 1 },
+		{ "007M", 7000000 },
+		{ "0.999999999999999999999Ki", 1023 },
+		{ "18446744073709551615", UINT64_MAX },
+		{ "18446744073.709551615G", UINT64_MAX },
+		{ "16777215.99999999999Ti", 18446744073709551605ull },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t got = 42;
+
+		if (weld_parse_size(cases[i].s, &got) != 0)
+			fail_msg("'%s' rejected", cases[i].s);
+		if (got != cases[i].want)
+			fail_msg("'%s': %llu, want %llu", cases[i].s,
+				 (unsigned long long)got, (unsigned long long)cases[i].want);
+	}
+}
+
+static void test_parse_size_rejects(void **state)
+{
+	static const char *const cases[] = {
+		"", "-1", "+1", " 1", "1 ", "5 G", "12X", "G", "Gi", "B", ".5G", "1.",
+		"1.G", "1..5", "1e9", "0x10", "1Gb2", "1iB", "1GiBB", "5KK", "1Bi",
+		"99999999999999999999", "18446744073709551616", "18446744073709551.616K",
+		"16777216Ti", "18446744074G", "nan", "inf",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t got = 42;
+
+		if (weld_parse_size(cases[i], &got) != -1)
+			fail_msg("'%s' accepted as %llu", cases[i], (unsigned long long)got);
+		assert_true(got == 42);
+	}
+	assert_int_equal(weld_parse_size(NULL, &(uint64_t){ 0 }), -1);
+}
+
+static void test_format_size(void **state)
+{
+	static const struct {
+		uint64_t n;
+		const char *want;
+	} cases[] = {
+		{ 0, "0 B" },
+		{ 512, "512 B" },
+		{ 999, "999 B" },
+		{ 1000, "1.00 kB" },
+		{ 1500, "1.50 kB" },
+		{ 1504, "1.50 kB" },
+		{ 1505, "1.51 kB" },
+		{ 3200000, "3.20 MB" },
+		{ 999994, "999.99 kB" },
+		{ 999995, "1.00 MB" },
+		{ 999999, "1.00 MB" },
+		{ 1073741824, "1.07 GB" },
+		{ 5000000000ull, "5.00 GB" },
+		{ 1234567890123ull, "1.23 TB" },
+		{ 2000000000000000ull, "2.00 PB" },
+		{ UINT64_MAX, "18.45 EB" },
+	};
+	char buf[32];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		weld_format_size(cases[i].n, buf, sizeof(buf));
+		assert_string_equal(buf, cases[i].want);
+	}
+}
+
+static void test_format_size_small_buffer(void **state)
+{
+	char buf[8] = "xxxxxxx";
+
+	(void)state;
+	weld_format_size(1500, buf, 4);
+	assert_string_equal(buf, "1.5");
+	assert_int_equal(buf[4], 'x');
+	weld_format_size(1500, buf, 0);
+	assert_string_equal(buf, "1.5");
+	weld_format_size(1500, NULL, 0);
+}
+
+/* ---------------------------------------------------------------- errors */
+
+static void test_fail_fills_error(void **state)
+{
+	struct weld_error err = { .sys_errno = 99 };
+
+	(void)state;
+	errno = EINTR;
+	assert_int_equal(weld_fail(&err, WELD_ERR_FORMAT, "tensor '%s': bad %d", "x.weight", 7), -1);
+	assert_int_equal(err.status, WELD_ERR_FORMAT);
+	assert_int_equal(err.sys_errno, 0);
+	assert_string_equal(err.msg, "tensor 'x.weight': bad 7");
+	assert_int_equal(errno, EINTR);
+	assert_int_equal(weld_fail(NULL, WELD_ERR_ARG, "ignored"), -1);
+}
+
+static void test_fail_errno_appends_reason(void **state)
+{
+	struct weld_error err = { 0 };
+	char want[sizeof(err.msg)];
+
+	(void)state;
+	snprintf(want, sizeof(want), "cannot open 'a.safetensors': %s", strerror(ENOENT));
+	errno = ENOENT;
+	assert_int_equal(weld_fail_errno(&err, "cannot open '%s'", "a.safetensors"), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(err.status, WELD_ERR_IO);
+	assert_int_equal(err.sys_errno, ENOENT);
+	assert_string_equal(err.msg, want);
+
+	errno = EACCES;
+	assert_int_equal(weld_fail_errno(NULL, "ignored"), -1);
+	assert_int_equal(errno, EACCES);
+}
+
+static void test_fail_truncates_long_messages(void **state)
+{
+	struct weld_error err;
+	char big[3000];
+
+	(void)state;
+	memset(&err, 'z', sizeof(err));
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	weld_fail(&err, WELD_ERR_ARG, "%s", big);
+	assert_int_equal(strlen(err.msg), sizeof(err.msg) - 1);
+	errno = EIO;
+	weld_fail_errno(&err, "%s", big);
+	assert_int_equal(strlen(err.msg), sizeof(err.msg) - 1);
+	assert_int_equal(err.sys_errno, EIO);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_xxh3_known_values),
+		cmocka_unit_test(test_hex64),
+		cmocka_unit_test(test_parse_size_accepts),
+		cmocka_unit_test(test_parse_size_rejects),
+		cmocka_unit_test(test_format_size),
+		cmocka_unit_test(test_format_size_small_buffer),
+		cmocka_unit_test(test_fail_fills_error),
+		cmocka_unit_test(test_fail_errno_appends_reason),
+		cmocka_unit_test(test_fail_truncates_long_messages),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
