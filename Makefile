@@ -6,7 +6,7 @@ CC      ?= gcc
 CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wwrite-strings -Wformat=2 -Wvla -Wundef
-REQ      = -std=c11 -D_GNU_SOURCE -fopenmp -fno-fast-math -ffp-contract=off -MMD -MP
+REQ      = -std=c11 -D_GNU_SOURCE -fopenmp -fno-fast-math -ffp-contract=off -fno-trapping-math -fvect-cost-model=dynamic -MMD -MP
 PKGS     = libzip libcjson libxxhash zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lzip -lcjson -lxxhash -lz)

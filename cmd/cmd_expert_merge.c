@@ -329,7 +329,7 @@ static void warn_align(const struct weld_moe_plan *p)
 		return;
 	weld_format_size(p->align_bytes, mem, sizeof(mem));
 	cli_warning("--align on FFN width %lld: about %.1e operations and %s of memory "
-		    "(the assignment is O(F^3) per member); this may take hours",
+		    "(the assignment is O(F^3) per member); this may take hours or more",
 		    (long long)f, p->align_work, mem);
 }
 

@@ -1,5 +1,205 @@
-/* placeholder until recipes land */
+/*
+ * cmd_run.c - weld run: merge by a recipe (mergekit's configuration schema
+ * as JSON), and the recipe form of weld plan.
+ *
+ * The recipe is read, checked and planned by lib/recipe.c; every recipe
+ * error (exit 1) is reported before the output folder is created, every
+ * usage error (exit 2) before the recipe is read.
+ */
 #include "cli.h"
 #include "commands.h"
-int cmd_run(int argc, char **argv) { (void)argc; (void)argv; cli_error("recipes are not built yet"); return EXIT_FAIL; }
-int cmd_run_plan(int argc, char **argv) { return cmd_run(argc, argv); }
+#include "merge_cli.h"
+#include "recipe.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char run_usage[] =
+	"usage: weld run [<options>] -o OUT RECIPE.json\n"
+	"       weld run [<options>] -o OUT --from-output DIR\n"
+	"\n  merge models as a JSON recipe says (mergekit's configuration schema; see\n"
+	"  weld-run(1)); everything is checked before the output folder is created\n"
+	"  -o, --output DIR        output folder (required)\n"
+	"  -f, --force             replace an existing output folder\n"
+	"      --from-output DIR   run again the recipe stored in DIR, a weld output\n"
+	"  -j, --threads N         worker threads (default: all cores)\n"
+	"      --max-memory SIZE   memory budget (default: the recipe's, else 1G)\n"
+	"      --shard-size SIZE   largest output shard (default: the recipe's, else 5G)\n"
+	"  -q, --quiet             no progress bar, no warnings\n"
+	"  -v, --verbose           say what was written\n"
+	"      --json              summary as JSON on stdout\n";
+
+static const char plan_usage[] =
+	"usage: weld plan [--json] [-j N] [--max-memory SIZE] [--shard-size SIZE] RECIPE.json\n"
+	"\n  check a recipe and print, for every output tensor, the method, the evaluated\n"
+	"  parameters and the sources, and the memory bound; write nothing\n"
+	"      --json              one JSON object instead of text\n"
+	"  -j, --threads N         threads the memory bound assumes\n"
+	"      --max-memory SIZE   memory budget (default: the recipe's, else 1G)\n"
+	"      --shard-size SIZE   largest output shard (default: the recipe's, else 5G)\n";
+
+enum { O_MAXMEM = 256, O_SHARD, O_JSON, O_FROM };
+
+struct run_args {
+	const char *out, *recipe, *from;
+	bool json;
+	struct weld_recipe_settings s;
+};
+
+/* Returns 0, EXIT_USAGE, or -1 after printing the help. */
+static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
+{
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "threads", required_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "max-memory", required_argument, NULL, O_MAXMEM },
+		{ "shard-size", required_argument, NULL, O_SHARD },
+		{ "json", no_argument, NULL, O_JSON },
+		{ "from-output", required_argument, NULL, O_FROM },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *u = plan ? plan_usage : run_usage;
+	long l;
+	int c;
+
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":o:fj:qvh", opts, NULL)) != -1) {
+		if (plan && (c == 'o' || c == 'f' || c == 'q' || c == 'v' || c == O_FROM))
+			return cli_usage_error(u, "option '%s' is not used by 'weld plan' (it writes nothing)",
+					       argv[optind - 1]);
+		switch (c) {
+		case 'o': a->out = optarg; break;
+		case 'f': a->s.force = true; break;
+		case 'j':
+			if (!cli_int("--threads", optarg, 1, 1024, &l))
+				return EXIT_USAGE;
+			a->s.threads = (int)l;
+			break;
+		case 'q': cli_verbosity = 0; break;
+		case 'v': cli_verbosity = 2; break;
+		case 'h': fputs(u, stdout); return -1;
+		case O_MAXMEM:
+			if (!cli_size("--max-memory", optarg, &a->s.max_memory))
+				return EXIT_USAGE;
+			a->s.has_max_memory = true;
+			break;
+		case O_SHARD:
+			if (!cli_size("--shard-size", optarg, &a->s.shard_size))
+				return EXIT_USAGE;
+			a->s.has_shard_size = true;
+			break;
+		case O_JSON: a->json = true; break;
+		case O_FROM: a->from = optarg; break;
+		case ':':
+			return cli_usage_error(u, "option '%s' needs a value", argv[optind - 1]);
+		default:
+			return cli_usage_error(u, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (argc - optind > 1)
+		return cli_usage_error(u, "expected one recipe, got %d arguments", argc - optind);
+	a->recipe = optind < argc ? argv[optind] : NULL;
+	if (a->recipe && a->from)
+		return cli_usage_error(u, "give a RECIPE.json or --from-output DIR, not both");
+	if (!a->recipe && !a->from)
+		return cli_usage_error(u, "expected a RECIPE.json (or --from-output DIR)");
+	if (!plan && !a->out)
+		return cli_usage_error(u, "an output folder is required (-o OUT)");
+	return 0;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) * 1e-9;
+}
+
+static int run(int argc, char **argv, bool plan)
+{
+	struct run_args a;
+	struct weld_error err = { 0 };
+	weld_recipe *r = NULL;
+	weld_plan *p = NULL;
+	struct timespec t0;
+	int ret;
+
+	memset(&a, 0, sizeof(a));
+	ret = parse_args(argc, argv, plan, &a);
+	if (ret)
+		return ret < 0 ? EXIT_OK : ret;
+	a.s.warn = cli_warn_cb;
+	a.s.progress = cli_progress;
+	if ((a.from ? weld_recipe_from_output(&r, a.from, &err)
+		    : weld_recipe_load(&r, a.recipe, &err)) < 0 ||
+	    weld_recipe_plan(r, &a.s, &p, &err) < 0) {
+		ret = cli_fail(&err);
+		goto out;
+	}
+	if (plan) {
+		struct merge_plan_labels labels = {
+			.recipe = a.recipe,
+			.method = weld_recipe_method(r),
+			.recipe_json = weld_recipe_json(r),
+		};
+		const char **names = calloc(weld_plan_model_count(p) + 1, sizeof(*names));
+
+		if (!names) {
+			cli_error("out of memory");
+			ret = EXIT_FAIL;
+			goto out;
+		}
+		for (size_t i = 0; i < weld_plan_model_count(p); i++)
+			names[i] = weld_recipe_model_label(r, i);
+		labels.models = names;
+		merge_print_plan(p, a.json, &labels);
+		free(names);
+		ret = EXIT_OK;
+		goto out;
+	}
+	cli_install_signals();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (weld_plan_execute(p, a.out, &err) < 0) {
+		ret = cli_fail(&err);
+		goto out;
+	}
+	cli_progress_end();
+	if (a.json) {
+		printf("{\"output\":");
+		cli_json_string(stdout, a.out);
+		printf(",\"method\":");
+		cli_json_string(stdout, weld_recipe_method(r));
+		printf(",\"tensors\":%zu,\"bytes_read\":%llu,\"seconds\":%.3f}\n",
+		       weld_plan_job_count(p), (unsigned long long)weld_plan_input_bytes(p),
+		       seconds_since(&t0));
+	} else if (cli_verbosity >= 2) {
+		char sz[32];
+
+		weld_format_size(weld_plan_input_bytes(p), sz, sizeof(sz));
+		fprintf(stderr, "%s: wrote '%s' (%s, %zu tensors, %s read in %.2f s)\n", cli_name,
+			a.out, weld_recipe_method(r), weld_plan_job_count(p), sz, seconds_since(&t0));
+	}
+	ret = EXIT_OK;
+out:
+	weld_plan_free(p);
+	weld_recipe_free(r);
+	return ret;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	return run(argc, argv, false);
+}
+
+int cmd_run_plan(int argc, char **argv)
+{
+	return run(argc, argv, true);
+}

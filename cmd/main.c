@@ -25,6 +25,7 @@ static const struct cmd commands[] = {
 	{ "help", cmd_help, "show the usage of weld or of a command" },
 	{ "inspect", cmd_inspect, "list a model's tensors: name, dtype, shape, bytes, file" },
 	{ "plan", cmd_plan, "validate a command or recipe and print what it would do" },
+	{ "run", cmd_run, "run a JSON recipe (mergekit's configuration schema)" },
 	{ "task-arithmetic", cmd_task_arithmetic, "base + lambda * sum of weighted task vectors" },
 	{ "ties", cmd_ties, "TIES-Merging: trim, elect sign, disjoint mean" },
 	{ "verify", cmd_verify, "re-hash a weld output against its recorded XXH3 checksums" },

@@ -452,10 +452,155 @@ static void print_shape(FILE *f, const struct weld_job *j)
 	fputc(']', f);
 }
 
-void merge_print_plan(const weld_plan *p, bool json)
+/* Which per-tensor values a job's method reads (the plan shows only those). */
+static bool uses_lambda(enum weld_method m)
+{
+	return m == WELD_METHOD_TASK_ARITHMETIC || m == WELD_METHOD_TIES ||
+	       m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS ||
+	       m == WELD_METHOD_CONSENSUS;
+}
+
+static bool uses_density(const struct weld_merge_opts *o, enum weld_method m)
+{
+	return m == WELD_METHOD_TIES || m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS ||
+	       (m == WELD_METHOD_CONSENSUS && o->from == WELD_FROM_TIES);
+}
+
+static bool elects_signs(const struct weld_merge_opts *o)
+{
+	switch (o->method) {
+	case WELD_METHOD_TIES: return true;
+	case WELD_METHOD_DARE:
+	case WELD_METHOD_BREADCRUMBS: return o->combine == WELD_COMBINE_TIES;
+	case WELD_METHOD_CONSENSUS: return o->from == WELD_FROM_TIES;
+	default: return false;
+	}
+}
+
+/* One option of print_options: key=value (text) or "key":value (JSON). */
+static void print_opt(bool json, bool *first, const char *key, const char *val, bool str)
+{
+	if (json)
+		printf(str ? "%s\"%s\":\"%s\"" : "%s\"%s\":%s", *first ? "" : ",", key, val);
+	else
+		printf("%s%s=%s", *first ? "" : " ", key, val);
+	*first = false;
+}
+
+/* The method-wide options that matter for the plan's method. */
+static void print_options(const struct weld_merge_opts *o, bool json)
+{
+	static const char *const scopes[] = { "tensor", "row", "model" };
+	static const char *const signs[] = { "sum", "count" };
+	static const char *const rescales[] = { "inverse", "l1", "none" };
+	static const char *const combines[] = { "sum", "ties" };
+	static const char *const froms[] = { "ta", "ties" };
+	enum weld_method m = o->method;
+	bool first = true;
+	char num[32];
+
+	if (m == WELD_METHOD_AVERAGE || m == WELD_METHOD_TASK_ARITHMETIC || m == WELD_METHOD_TIES ||
+	    m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS)
+		print_opt(json, &first, "normalize", o->normalize ? "true" : "false", false);
+	if (m == WELD_METHOD_TIES || m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS ||
+	    m == WELD_METHOD_CONSENSUS)
+		print_opt(json, &first, "scope", scopes[o->scope], true);
+	if (m == WELD_METHOD_DARE)
+		print_opt(json, &first, "rescale", rescales[o->rescale], true);
+	if (m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS)
+		print_opt(json, &first, "combine", combines[o->combine], true);
+	if (m == WELD_METHOD_CONSENSUS) {
+		print_opt(json, &first, "from", froms[o->from], true);
+		snprintf(num, sizeof(num), "%d", o->k);
+		print_opt(json, &first, "k", num, false);
+	}
+	if (elects_signs(o))
+		print_opt(json, &first, "sign", signs[o->sign], true);
+	if (m == WELD_METHOD_DARE && o->combine == WELD_COMBINE_TIES && o->trim > 0) {
+		snprintf(num, sizeof(num), json ? "%.17g" : "%g", o->trim);
+		print_opt(json, &first, "trim", num, false);
+	}
+	if (first && !json)
+		printf("none");
+}
+
+static void print_job_json(const weld_plan *p, const struct weld_job *j)
+{
+	printf("{\"name\":");
+	cli_json_string(stdout, j->name);
+	printf(",\"dtype\":\"%s\",\"shape\":", weld_dtype_name(j->dtype));
+	print_shape(stdout, j);
+	printf(",\"method\":\"%s\",\"lambda\":%.17g", weld_method_name(j->method), j->lambda);
+	if (j->method == WELD_METHOD_BREADCRUMBS)
+		printf(",\"gamma\":%.17g", j->gamma);
+	if (j->method == WELD_METHOD_SLERP)
+		printf(",\"t\":%.17g", j->t);
+	if (j->base_model >= 0) {
+		printf(",\"base\":{\"model\":%d,\"tensor\":", j->base_model);
+		cli_json_string(stdout, weld_model_tensor(weld_plan_model(p, j->base_model),
+							  (size_t)j->base_tensor)->name);
+		putchar('}');
+	}
+	printf(",\"sources\":[");
+	for (size_t s = 0; s < j->nsrc; s++) {
+		const struct weld_source *src = &j->src[s];
+
+		printf("%s{\"model\":%d,\"tensor\":", s ? "," : "", src->model);
+		cli_json_string(stdout, weld_model_tensor(weld_plan_model(p, src->model),
+							  (size_t)src->tensor)->name);
+		printf(",\"weight\":%.17g,\"density\":%.17g", src->weight, src->density);
+		if (j->method == WELD_METHOD_CONSENSUS)
+			printf(",\"mask_lambda\":%.17g", src->mask_lambda);
+		putchar('}');
+	}
+	printf("]}");
+}
+
+static void print_job_text(const weld_plan *p, const struct weld_job *j)
 {
 	const struct weld_merge_opts *o = weld_plan_opts(p);
-	static const char *const scopes[] = { "tensor", "row", "model" };
+
+	printf("%s %s ", j->name, weld_dtype_name(j->dtype));
+	print_shape(stdout, j);
+	printf(" %s", weld_method_name(j->method));
+	if (uses_lambda(j->method))
+		printf(" lambda=%g", j->lambda);
+	if (j->method == WELD_METHOD_BREADCRUMBS)
+		printf(" gamma=%g", j->gamma);
+	if (j->method == WELD_METHOD_SLERP)
+		printf(" t=%g", j->t);
+	if (j->base_model >= 0) {
+		const char *bn = weld_model_tensor(weld_plan_model(p, j->base_model),
+						   (size_t)j->base_tensor)->name;
+
+		printf(" base=model%d", j->base_model);
+		if (strcmp(bn, j->name))
+			printf(":%s", bn);
+	}
+	for (size_t s = 0; s < j->nsrc; s++) {
+		const struct weld_source *src = &j->src[s];
+		const char *sn = weld_model_tensor(weld_plan_model(p, src->model),
+						   (size_t)src->tensor)->name;
+
+		printf(" model%d", src->model);
+		if (strcmp(sn, j->name))
+			printf(":%s", sn);
+		if (j->method == WELD_METHOD_COPY || j->method == WELD_METHOD_SLERP)
+			continue;
+		printf("(w=%g", src->weight);
+		if (uses_density(o, j->method))
+			printf(",d=%g", src->density);
+		if (j->method == WELD_METHOD_CONSENSUS)
+			printf(",ml=%g", src->mask_lambda);
+		putchar(')');
+	}
+	putchar('\n');
+}
+
+void merge_print_plan(const weld_plan *p, bool json, const struct merge_plan_labels *labels)
+{
+	const struct weld_merge_opts *o = weld_plan_opts(p);
+	const char *method = labels && labels->method ? labels->method : weld_method_name(o->method);
 	char mem[32], lim[32];
 	uint64_t out_bytes = 0;
 
@@ -464,58 +609,48 @@ void merge_print_plan(const weld_plan *p, bool json)
 	weld_format_size(weld_plan_memory(p), mem, sizeof(mem));
 	weld_format_size(o->max_memory, lim, sizeof(lim));
 	if (json) {
-		printf("{\"method\":\"%s\",\"scope\":\"%s\",\"seed\":%llu,\"memory_bytes\":%llu,"
+		printf("{\"method\":");
+		cli_json_string(stdout, method);
+		printf(",\"options\":{");
+		print_options(o, true);
+		printf("},\"seed\":%llu,\"memory_bytes\":%llu,\"max_memory\":%llu,"
 		       "\"chunk_elements\":%llu,\"input_bytes\":%llu,\"output_bytes\":%llu,\"models\":[",
-		       weld_method_name(o->method), scopes[o->scope], (unsigned long long)o->seed,
-		       (unsigned long long)weld_plan_memory(p),
+		       (unsigned long long)o->seed, (unsigned long long)weld_plan_memory(p),
+		       (unsigned long long)o->max_memory,
 		       (unsigned long long)weld_plan_chunk_elems(p),
 		       (unsigned long long)weld_plan_input_bytes(p), (unsigned long long)out_bytes);
 		for (size_t m = 0; m < weld_plan_model_count(p); m++) {
 			printf(m ? "," : "");
-			cli_json_string(stdout, weld_model_path(weld_plan_model(p, (int)m)));
+			cli_json_string(stdout, labels && labels->models
+					? labels->models[m] : weld_model_path(weld_plan_model(p, (int)m)));
 		}
 		printf("],\"tensors\":[");
 		for (size_t i = 0; i < weld_plan_job_count(p); i++) {
-			const struct weld_job *j = weld_plan_job(p, i);
-
-			printf("%s{\"name\":", i ? "," : "");
-			cli_json_string(stdout, j->name);
-			printf(",\"dtype\":\"%s\",\"shape\":", weld_dtype_name(j->dtype));
-			print_shape(stdout, j);
-			printf(",\"method\":\"%s\",\"lambda\":%.17g,\"sources\":[",
-			       weld_method_name(j->method), j->lambda);
-			for (size_t s = 0; s < j->nsrc; s++)
-				printf("%s{\"model\":%d,\"weight\":%.17g,\"density\":%.17g}", s ? "," : "",
-				       j->src[s].model, j->src[s].weight, j->src[s].density);
-			printf("]}");
+			printf(i ? "," : "");
+			print_job_json(p, weld_plan_job(p, i));
 		}
-		printf("]}\n");
+		printf("]");
+		if (labels && labels->recipe_json)
+			printf(",\"recipe\":%s", labels->recipe_json);
+		printf("}\n");
 		return;
 	}
-	printf("method   %s\nscope    %s\nseed     %llu\n", weld_method_name(o->method),
-	       scopes[o->scope], (unsigned long long)o->seed);
+	if (labels && labels->recipe)
+		printf("recipe   %s\n", labels->recipe);
+	printf("method   %s\n", method);
+	printf("options  ");
+	print_options(o, false);
+	printf("\nseed     %llu\n", (unsigned long long)o->seed);
 	for (size_t m = 0; m < weld_plan_model_count(p); m++)
-		printf("model %zu  %s\n", m, weld_model_path(weld_plan_model(p, (int)m)));
+		printf("model %zu  %s\n", m, labels && labels->models
+		       ? labels->models[m] : weld_model_path(weld_plan_model(p, (int)m)));
 	printf("memory   %s of buffers (--max-memory %s), %llu elements per chunk\n", mem, lim,
 	       (unsigned long long)weld_plan_chunk_elems(p));
 	weld_format_size(weld_plan_input_bytes(p), mem, sizeof(mem));
 	weld_format_size(out_bytes, lim, sizeof(lim));
 	printf("reads    %s\nwrites   %s in %zu tensors\n", mem, lim, weld_plan_job_count(p));
-	for (size_t i = 0; i < weld_plan_job_count(p); i++) {
-		const struct weld_job *j = weld_plan_job(p, i);
-
-		printf("%s %s ", j->name, weld_dtype_name(j->dtype));
-		print_shape(stdout, j);
-		printf(" %s", weld_method_name(j->method));
-		if (j->method != WELD_METHOD_COPY && j->method != WELD_METHOD_AVERAGE)
-			printf(" lambda=%g", j->lambda);
-		for (size_t s = 0; s < j->nsrc; s++) {
-			printf(" model%d", j->src[s].model);
-			if (j->method != WELD_METHOD_COPY)
-				printf("(w=%g,d=%g)", j->src[s].weight, j->src[s].density);
-		}
-		putchar('\n');
-	}
+	for (size_t i = 0; i < weld_plan_job_count(p); i++)
+		print_job_text(p, weld_plan_job(p, i));
 }
 
 /* The normalised command line, stored in the output's metadata. */
@@ -575,7 +710,7 @@ int merge_main(const struct merge_spec *spec, int argc, char **argv)
 		goto done;
 	}
 	if (merge_plan_only) {
-		merge_print_plan(p, a.json);
+		merge_print_plan(p, a.json, NULL);
 		r = EXIT_OK;
 		goto done;
 	}

@@ -42,7 +42,21 @@ extern bool merge_plan_only;
 
 int merge_main(const struct merge_spec *spec, int argc, char **argv);
 
-/* Print a finished plan in stable text (or JSON) on stdout. */
-void merge_print_plan(const weld_plan *p, bool json);
+/* How a recipe names things, for merge_print_plan (all may be NULL). */
+struct merge_plan_labels {
+	const char *recipe;          /* the recipe file */
+	const char *method;          /* merge_method as the recipe spells it */
+	const char *const *models;   /* model i as the recipe names it */
+	const char *recipe_json;     /* the normalised recipe, added to --json */
+};
+
+/*
+ * Print a finished plan on stdout: a header (method, options, models,
+ * memory bound), then one line per output tensor with its dtype, shape,
+ * method, evaluated parameters, base and sources (a source tensor whose
+ * name differs from the output's is shown as modelN:name). Stable text,
+ * fit for diffing; json gives one JSON object instead. labels may be NULL.
+ */
+void merge_print_plan(const weld_plan *p, bool json, const struct merge_plan_labels *labels);
 
 #endif

@@ -521,7 +521,8 @@ int weld_model_open(weld_model **out, const char *path, struct weld_error *err)
 		weld_model_close(m);
 		return -1;
 	}
-	qsort(m->t, m->n, sizeof(*m->t), cmp_tensor);
+	if (m->n > 1)	/* m->t is NULL when the model has no tensor */
+		qsort(m->t, m->n, sizeof(*m->t), cmp_tensor);
 	for (size_t i = 1; i < m->n; i++)
 		if (strcmp(m->t[i - 1].name, m->t[i].name) == 0) {
 			weld_fail(err, WELD_ERR_FORMAT,

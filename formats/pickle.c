@@ -32,14 +32,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Real data.pkl files keep a few dozen values on the stack and a handful of
- * marks (SETITEMS batches hold 2000); these caps only stop hostile files. */
+/*
+ * Real data.pkl files keep a few dozen values on the stack and a handful of
+ * marks (SETITEMS batches hold 2000); these caps only stop hostile files.
+ */
 #define MAX_STACK 65536
 #define MAX_MARKS 1024
 #define MAX_DICT_DEPTH 32
 #define MAX_GLOBAL_NAME 256
-/* Byte budget: fixed part plus this many bytes per input byte (a state
- * dict's objects take about 6 bytes per pickle byte). */
+/*
+ * Byte budget: fixed part plus this many bytes per input byte (a state
+ * dict's objects take about 6 bytes per pickle byte).
+ */
 #define BUDGET_BASE (16u << 20)
 #define BUDGET_PER_BYTE 24u
 
@@ -121,9 +125,11 @@ struct ptensor {
 	int64_t stride[WELD_MAX_DIMS];
 };
 
-/* Heap object; `len` counts bytes (strings) or values (containers; a dict
+/*
+ * Heap object; `len` counts bytes (strings) or values (containers; a dict
  * holds key, value, key, value...). Tuples and strings are allocated with
- * their contents; lists and dicts grow `items` separately. */
+ * their contents; lists and dicts grow `items` separately.
+ */
 struct pobj {
 	struct pobj *next;
 	unsigned char type;
@@ -475,14 +481,16 @@ static int op_string(struct vm *vm, int op, size_t lenbytes, unsigned char type)
 
 /* ---------------------------------------------------------------- memo */
 
-static int memo_put(struct vm *vm, uint64_t idx)
+static int memo_put(struct vm *vm, uint64_t idx, int op)
 {
-	struct pval *v = top(vm, "BINPUT");
+	struct pval *v = top(vm, op_name(op));
 
 	if (!v)
 		return -1;
-	/* Picklers number memo slots 0, 1, 2...; refusing gaps keeps the memo
-	 * no larger than the number of PUTs the input holds. */
+	/*
+	 * Picklers number memo slots 0, 1, 2...; refusing gaps keeps the memo
+	 * no larger than the number of PUTs the input holds.
+	 */
 	if (idx > vm->memo_len)
 		return fail(vm, "memo index %llu at byte %zu skips ahead of the %zu stored objects",
 			    (unsigned long long)idx, vm->op_at, vm->memo_len);
@@ -615,6 +623,8 @@ static int op_tuple_n(struct vm *vm, size_t n, const char *op)
 
 static int append_values(struct vm *vm, struct pobj *o, const struct pval *v, size_t n)
 {
+	if (!n)
+		return 0;
 	if (grow(vm, (void **)&o->u.items, &o->cap, o->len + n, sizeof(struct pval)) < 0)
 		return -1;
 	memcpy(o->u.items + o->len, v, n * sizeof(struct pval));
@@ -622,8 +632,10 @@ static int append_values(struct vm *vm, struct pobj *o, const struct pval *v, si
 	return 0;
 }
 
-/* SETITEM, SETITEMS, APPEND, APPENDS: values[start, sp) go into the
- * container just below them. */
+/*
+ * SETITEM, SETITEMS, APPEND, APPENDS: values[start, sp) go into the
+ * container just below them.
+ */
 static int fill_container(struct vm *vm, size_t start, unsigned char type, const char *op)
 {
 	struct pval *c;
@@ -1087,15 +1099,15 @@ static int run(struct vm *vm, struct pval *root)
 				return -1;
 			break;
 		case 'q':
-			if (need(vm, 1, op) < 0 || memo_put(vm, read_le(vm, 1)) < 0)
+			if (need(vm, 1, op) < 0 || memo_put(vm, read_le(vm, 1), op) < 0)
 				return -1;
 			break;
 		case 'r':
-			if (need(vm, 4, op) < 0 || memo_put(vm, read_le(vm, 4)) < 0)
+			if (need(vm, 4, op) < 0 || memo_put(vm, read_le(vm, 4), op) < 0)
 				return -1;
 			break;
 		case 0x94: /* MEMOIZE */
-			if (memo_put(vm, vm->memo_len) < 0)
+			if (memo_put(vm, vm->memo_len, op) < 0)
 				return -1;
 			break;
 		case 'h':
@@ -1293,8 +1305,10 @@ static int collect_dict(struct vm *vm, struct collect *c, struct pobj *d, size_t
 	if (depth > MAX_DICT_DEPTH)
 		return fail(vm, "dict '%s': dicts nested deeper than %d levels", label,
 			    MAX_DICT_DEPTH);
-	/* Each dict once: a dict reachable twice (or from itself) would make the
-	 * flattened names repeat or grow without end. */
+	/*
+	 * Each dict once: a dict reachable twice (or from itself) would make the
+	 * flattened names repeat or grow without end.
+	 */
 	if (d->visited)
 		return fail(vm, "dict '%s': the same dict appears twice in the state dict",
 			    label);
@@ -1344,8 +1358,10 @@ static const struct pval *dict_get(const struct pobj *d, const char *key)
 	return NULL;
 }
 
-/* The dict holding the weights: the root, or its 'state_dict' / 'model'
- * entry when the root holds no tensor itself (a training checkpoint). */
+/*
+ * The dict holding the weights: the root, or its 'state_dict' / 'model'
+ * entry when the root holds no tensor itself (a training checkpoint).
+ */
 static struct pobj *weights_dict(struct pobj *root)
 {
 	static const char *const wrappers[] = { "state_dict", "model" };

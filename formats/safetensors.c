@@ -10,7 +10,7 @@
  *
  * Nothing in the header is trusted: the JSON text is pre-scanned for what
  * cJSON would let through (NUL and control bytes, invalid UTF-8, \u0000 in
- * names), numbers must be integers in [0, 2^53], and the data offsets must
+ * names), numbers must be integers in [0, 2^53), and the data offsets must
  * tile the buffer exactly, in the reference reader's order of checks.
  */
 #include "format.h"
@@ -113,7 +113,11 @@ static int prescan(const unsigned char *h, size_t n, const char *path,
 	return 0;
 }
 
-/* A JSON number that is an integer in [0, 2^53]. */
+/*
+ * A JSON number that is an integer in [0, 2^53). cJSON keeps only the
+ * double, and 2^53 + 1 rounds to 2^53: 2^53 itself is refused, so that a
+ * value that was not exact cannot pass.
+ */
 static bool json_u64(const cJSON *v, uint64_t *out)
 {
 	double d;
@@ -121,7 +125,7 @@ static bool json_u64(const cJSON *v, uint64_t *out)
 	if (!cJSON_IsNumber(v))
 		return false;
 	d = v->valuedouble;
-	if (!(d >= 0 && d <= ST_MAX_INT) || floor(d) != d)
+	if (!(d >= 0 && d < ST_MAX_INT) || floor(d) != d)
 		return false;
 	*out = (uint64_t)d;
 	return true;
@@ -203,7 +207,7 @@ static int parse_tensor(const cJSON *t, struct st_entry *e, const char *path,
 					 path, name, WELD_MAX_DIMS);
 		if (!json_u64(d, &v) || v > INT64_MAX)
 			return weld_fail(err, WELD_ERR_FORMAT,
-					 "'%s': tensor '%s': shape[%d]: not an integer in [0, 2^53]",
+					 "'%s': tensor '%s': shape[%d]: not an integer in [0, 2^53)",
 					 path, name, ndim);
 		if (!weld_mul_u64(nelem, v, &nelem))
 			return weld_fail(err, WELD_ERR_FORMAT,
@@ -219,7 +223,7 @@ static int parse_tensor(const cJSON *t, struct st_entry *e, const char *path,
 	    !json_u64(cJSON_GetArrayItem(offs, 1), &e->end))
 		return weld_fail(err, WELD_ERR_FORMAT,
 				 "'%s': tensor '%s': data_offsets: %s", path, name,
-				 offs ? "not two integers in [0, 2^53]" : "missing");
+				 offs ? "not two integers in [0, 2^53)" : "missing");
 	e->info.name = name;
 	e->info.ndim = ndim;
 	e->info.nelem = nelem;

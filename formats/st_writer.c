@@ -73,6 +73,7 @@ struct weld_writer {
 	/* every path the temporary folder may hold, for the signal handler */
 	char **paths;
 	size_t npaths;
+	struct out_tensor **names;  /* the tensors in name order, for find */
 	bool committed;
 };
 
@@ -334,10 +335,16 @@ int weld_writer_open(weld_writer **out, const char *dir,
 	w->extra_data = xstrdup(opts->extra_data);
 	snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 	w->out = xstrdup(dir);
-	w->tmp = join3(dir, ".weld-tmp-", pid);
+	if (!w->out)
+		goto nomem;
+	/* "out/" names the folder "out": the temporary folder and the folder
+	 * moved aside are its siblings, never inside it. */
+	for (size_t l = strlen(w->out); l > 1 && w->out[l - 1] == '/'; l--)
+		w->out[l - 1] = 0;
+	w->tmp = join3(w->out, ".weld-tmp-", pid);
 	w->t = calloc(n ? n : 1, sizeof(*w->t));
 	w->n = n;
-	if (!w->out || !w->tmp || !w->t)
+	if (!w->tmp || !w->t)
 		goto nomem;
 	for (size_t i = 0; i < n; i++) {
 		struct out_tensor *o = &w->t[i];
@@ -360,10 +367,10 @@ int weld_writer_open(weld_writer **out, const char *dir,
 
 		if (!ord)
 			goto nomem;
+		w->names = ord;
 		for (size_t i = 1; i < n && !dup; i++)
 			if (strcmp(ord[i - 1]->name, ord[i]->name) == 0)
 				dup = ord[i]->name;
-		free(ord);
 		if (dup) {
 			weld_fail(err, WELD_ERR_ARG, "tensor '%s': written twice", dup);
 			weld_writer_close(w);
@@ -418,9 +425,19 @@ fail:
 
 int64_t weld_writer_find(const weld_writer *w, const char *name)
 {
-	for (size_t i = 0; i < w->n; i++)
-		if (strcmp(w->t[i].name, name) == 0)
-			return (int64_t)i;
+	size_t lo = 0, hi = w->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(w->names[mid]->name, name);
+
+		if (c == 0)
+			return w->names[mid] - w->t;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
 	return -1;
 }
 
@@ -458,6 +475,10 @@ int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 	if (len > t->nbytes - t->written)
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': more bytes than its size",
 				 t->name);
+	/* Nothing to do; and on a finished tensor, a new hash state would
+	 * replace its hash with the hash of no bytes. */
+	if (!len)
+		return 0;
 	if (!t->xxh) {
 		t->xxh = XXH3_createState();
 		if (!t->xxh)
@@ -837,6 +858,7 @@ void weld_writer_close(weld_writer *w)
 	for (size_t i = 0; i < w->npaths; i++)
 		free(w->paths[i]);
 	free(w->paths);
+	free(w->names);
 	free(w->s);
 	free(w->t);
 	free(w->out);

@@ -49,8 +49,10 @@
 #define ZIP64_LOCATOR_SIZE 20u
 #define ZIP64_EOCD_SIZE 56u
 #define ZIP_MAX_COMMENT 65535u
-/* A central directory of 100k tensors is ~10 MB; data.pkl ~ 150 bytes a
- * tensor. Both caps are far above real checkpoints. */
+/*
+ * A central directory of 100k tensors is ~10 MB; data.pkl ~ 150 bytes a
+ * tensor. Both caps are far above real checkpoints.
+ */
 #define MAX_CENTRAL_DIR (512ull << 20)
 #define MAX_DATA_PKL (64ull << 20)
 
@@ -82,8 +84,10 @@ struct zip_end {
 	uint64_t records_start;  /* first byte of the zip64 EOCD or EOCD */
 };
 
-/* Find the EOCD among the last 22 + 65535 bytes: the last signature whose
- * comment length reaches exactly the end of the file. */
+/*
+ * Find the EOCD among the last 22 + 65535 bytes: the last signature whose
+ * comment length reaches exactly the end of the file.
+ */
 static int find_eocd(int fd, uint64_t size, const char *path, struct zip_end *z,
 		     unsigned char *eocd, struct weld_error *err)
 {
@@ -291,6 +295,13 @@ static int check_local(int fd, uint64_t cd_offset, const char *path,
 			  "another file", path, e->name);
 		goto out;
 	}
+	/* A reader trusting the local header would see other bytes than we do. */
+	if (le16(h + 8) != e->method) {
+		weld_fail(err, WELD_ERR_FORMAT, "'%s': zip entry '%s': local header says "
+			  "compression method %u, the central directory %u", path, e->name,
+			  le16(h + 8), e->method);
+		goto out;
+	}
 	e->data = end + le16(h + 28);
 	if (!weld_add_u64(e->data, e->csize, &end) || end > cd_offset) {
 		weld_fail(err, WELD_ERR_FORMAT, "'%s': zip entry '%s': data (offset %llu, %llu "
@@ -417,8 +428,10 @@ void weld_zip_dir_free(struct weld_zip_dir *dir)
 
 /* ---------------------------------------------------------------- records */
 
-/* Read a whole small record (stored or deflated), at most cap bytes once
- * inflated, and check its CRC. *out is malloc'd. */
+/*
+ * Read a whole small record (stored or deflated), at most cap bytes once
+ * inflated, and check its CRC. *out is malloc'd.
+ */
 static int read_record(int fd, const char *path, const struct weld_zip_entry *e,
 		       uint64_t cap, unsigned char **out, struct weld_error *err)
 {
@@ -610,8 +623,10 @@ static int register_tensors(const char *path, int file, const struct weld_zip_di
 		info.nelem = t->nelem;
 		info.nbytes = t->nbytes;
 		info.file = file;
-		/* Cannot overflow: the record ends before the central directory and the
-		 * view ends inside the record (checked by the pickle layer). */
+		/*
+		 * Cannot overflow: the record ends before the central directory and the
+		 * view ends inside the record (checked by the pickle layer).
+		 */
 		info.offset = slots[t->storage].entry->data + t->byte_offset;
 		info.contiguous = t->contiguous;
 		if (add(ctx, &info, err) < 0)

@@ -3,11 +3,12 @@
  *
  * Every merge computes in float32 (DESIGN §3), so each element read is
  * decoded here and each element written is encoded here. The conversions
- * work on bit patterns with integer arithmetic: their results do not depend
- * on the rounding mode, on flush-to-zero or on -ffast-math, and decoding
- * then re-encoding a value gives back its bits. The bulk functions are the
- * hot path of every merge; their loops are kept free of calls and branches
- * so that the compiler can vectorise them. Data in files is little-endian.
+ * work on bit patterns with integer arithmetic (plus exact small-integer to
+ * float conversions): their results do not depend on the rounding mode, on
+ * flush-to-zero or on -ffast-math, and decoding then re-encoding a value
+ * gives back its bits (a NaN stays a NaN). The bulk functions are the
+ * hot path of every merge; most of their kernels are branch-free so that
+ * the compiler can vectorise them. Data in files is little-endian.
  */
 #include "weld.h"
 
@@ -107,6 +108,8 @@ static inline uint32_t to_bits(float f)
 #define LE32(x) (x)
 #define LE64(x) (x)
 #endif
+
+/* ---------------------------------------------------------------- element kernels */
 
 /*
  * The kernels below choose between candidate results with masks rather

@@ -3,16 +3,23 @@
  *
  * A job runs in passes over its unit (DESIGN 4.1: the tensor, each row, or
  * the whole model):
- *   - an L1 pass (dare --rescale l1): sums of |delta| and of the kept part;
- *   - two histogram passes (any top-k): the high then the low 16 bits of
- *     the magnitude keys, which give the exact k-th largest magnitude;
- *   - a slerp pass: norms and the dot product of the two tensors;
- *   - the apply pass, which computes and writes the output.
- * Rows fit in a chunk, so with --scope row every statistic is taken in
- * memory inside the apply pass; with --scope model the statistics passes run
- * over every job before the first apply pass. Within a chunk each thread owns
- * a fixed slice; integer counts are combined in slice order and floating
- * sums per fixed block, so the bytes never depend on the thread count.
+ *   L1     dare --rescale l1: sums of |delta| and of its kept part;
+ *   HI, LO any top-k: histograms of the high then the low 16 bits of the
+ *          magnitude keys, which give the exact k-th largest magnitude;
+ *   SLERP  norms and dot product of the two tensors;
+ *   COUNT  elements equal to a threshold before each thread's slice, when
+ *          only some of them are kept (the lowest positions win);
+ *   APPLY  compute the output and write it.
+ * With --scope row every statistic is taken in memory, row by row, inside
+ * APPLY; with --scope model the statistics passes run over every job
+ * before the first APPLY.
+ *
+ * A chunk is split into one slice per thread (T slices whatever the number
+ * of threads the runtime grants); a slice is read super-tile by super-tile
+ * with pread and computed tile by tile in buffers that stay in cache.
+ * Integer counts are combined in slice order and floating sums per fixed
+ * block of WELD_BLOCK elements, so no byte depends on the thread count or
+ * the chunk size.
  */
 #include "merge.h"
 #include "kernels.h"
@@ -25,6 +32,15 @@
 #include <string.h>
 
 #define MAX_SEL 2
+#define SUPER (8 * WELD_BLOCK)
+
+enum pass { P_L1, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY };
+
+enum drop_mode {
+	DROP_NONE,      /* dare's drop is left to the row code (row + l1) */
+	DROP_PLAIN,     /* drop, no rescale (the L1 pass) */
+	DROP_RESCALE,   /* drop and multiply by the source's factor */
+};
 
 struct sel_state {
 	uint64_t k;             /* elements to keep in the current unit */
@@ -35,54 +51,40 @@ struct sel_state {
 	uint64_t eq_before;     /* elements equal to the threshold seen so far */
 };
 
+/* What one slice (one value of t) owns. */
+struct tctx {
+	unsigned char *raw;     /* (S + 1) super-tiles of raw input */
+	float *b, *out, *v, *scratch;
+	unsigned char *keep;    /* S * MAX_SEL tiles */
+	uint32_t *hist;         /* S * MAX_SEL * BINS */
+	uint32_t *rowtmp;
+	uint64_t eq[WELD_K_MAX_SRC * MAX_SEL];
+	struct weld_error err;
+	bool failed;
+};
+
 struct exec {
 	weld_plan *p;
 	const struct weld_merge_opts *o;
 	int T;
-	uint64_t C;
+	uint64_t C;             /* chunk elements */
 	size_t S;               /* most sources of any job */
-	float *base, *out, **v;
-	unsigned char *outraw, **keep;
-	unsigned char **raw;    /* per thread read buffer */
-	uint32_t **th;          /* per thread histograms, S * MAX_SEL * BINS */
-	uint32_t **rowtmp;      /* per thread scratch for row selection */
+	size_t TL;              /* tile capacity (elements) */
+	size_t SL;              /* super-tile capacity (elements) */
+	size_t raw_es;          /* largest input element size */
+	struct tctx *tc;
+	unsigned char *outraw, *maskbits;
+	size_t maskstride;
 	struct sel_state *sel;  /* S * MAX_SEL */
 	double *l1_all, *l1_kept, *blocksum;
-	float *factor;          /* per source rescale factor */
+	float *factor;
 	uint64_t *rng_key;
-	uint64_t *eqcnt;        /* T * S * MAX_SEL */
-	unsigned char *maskbits;/* S * C/8 */
 	double slerp_s0, slerp_s1;
 	weld_writer *w, *mw;
 	uint64_t done;
-	int failed;
-	struct weld_error terr;
 };
 
 /* ------------------------------------------------------------------ helpers */
-
-static void slice(uint64_t n, int t, int nt, uint64_t *lo, uint64_t *hi)
-{
-	uint64_t nb = (n + WELD_BLOCK - 1) / WELD_BLOCK;
-
-	*lo = nb * (uint64_t)t / (uint64_t)nt * WELD_BLOCK;
-	*hi = nb * (uint64_t)(t + 1) / (uint64_t)nt * WELD_BLOCK;
-	if (*lo > n)
-		*lo = n;
-	if (*hi > n)
-		*hi = n;
-}
-
-static void thread_fail(struct exec *e, const struct weld_error *err)
-{
-#pragma omp critical(weld_fail)
-	{
-		if (!e->failed) {
-			e->failed = 1;
-			e->terr = *err;
-		}
-	}
-}
 
 static const struct weld_tensor_info *src_info(const struct exec *e, const struct weld_source *s)
 {
@@ -116,6 +118,17 @@ static bool task_vectors(const struct weld_job *j)
 	       j->method != WELD_METHOD_APPLY_MASK && j->method != WELD_METHOD_COPY;
 }
 
+static bool row_scope(const struct exec *e, const struct weld_job *j)
+{
+	return e->o->scope == WELD_SCOPE_ROW && j->method != WELD_METHOD_COPY &&
+	       j->method != WELD_METHOD_APPLY_MASK && j->method != WELD_METHOD_SLERP;
+}
+
+static uint64_t row_len(const struct weld_job *j)
+{
+	return j->ndim && j->shape[j->ndim - 1] ? (uint64_t)j->shape[j->ndim - 1] : 1;
+}
+
 /* k of selection q of source s over a unit of m elements (DESIGN 4.1, 4.6). */
 static uint64_t unit_k(const struct exec *e, const struct weld_job *j, size_t s, int q,
 		       uint64_t m)
@@ -131,98 +144,302 @@ static uint64_t unit_k(const struct exec *e, const struct weld_job *j, size_t s,
 	return q == 0 ? top + keep : top;
 }
 
-/* ------------------------------------------------------------------ loading */
-
-/* Read elements [lo, hi) of a source (relative to chunk start `first`) into dst. */
-static int read_range(struct exec *e, int t, int model, int64_t tensor, uint64_t first,
-		      uint64_t lo, uint64_t hi, float *dst, struct weld_error *err)
+/* Granule of slices: whole blocks, or 8 whole rows (mask bytes never
+ * straddle two slices). Tiles: one block, or as many rows as fit. */
+static uint64_t granule(const struct exec *e, const struct weld_job *j)
 {
-	const weld_model *m = e->p->models[model];
-	size_t es = weld_dtype_size(weld_model_tensor(m, (size_t)tensor)->dtype);
-	uint64_t step = WELD_RAW_BUF / es;
-
-	for (uint64_t a = lo; a < hi; a += step) {
-		uint64_t n = hi - a < step ? hi - a : step;
-
-		if (weld_model_read_f32(m, (size_t)tensor, first + a, (size_t)n, dst + a,
-					e->raw[t], err) < 0)
-			return -1;
-	}
-	return 0;
+	return row_scope(e, j) ? 8 * row_len(j) : WELD_BLOCK;
 }
 
-enum drop_mode {
-	DROP_NONE,      /* dare's drop is left to the caller (rows with l1) */
-	DROP_PLAIN,     /* drop, no rescale (the l1 pass) */
-	DROP_RESCALE,   /* drop and multiply by the source's factor */
-};
-
-/*
- * Fill base and v[s] for elements [first, first + n) of job j: the inputs
- * decoded to f32, then delta = x - base for the task-vector methods, then
- * dare's drop. With l1 != NULL, per-block sums of |delta| and |kept delta|
- * go to l1[(block * S + s) * 2 + {0,1}].
- */
-static void prepare(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
-		    enum drop_mode mode, double *l1)
+static uint64_t tile_len(const struct exec *e, const struct weld_job *j)
 {
-#pragma omp parallel num_threads(e->T)
-	{
-		int t = omp_get_thread_num(), nt = omp_get_num_threads();
-		struct weld_error err = { 0 };
-		uint64_t lo, hi;
+	uint64_t rl = row_len(j);
 
-		slice(n, t, nt, &lo, &hi);
-		if (lo < hi && j->base_model >= 0 &&
-		    read_range(e, t, j->base_model, j->base_tensor, first, lo, hi, e->base, &err) < 0)
-			thread_fail(e, &err);
-		for (size_t s = 0; s < j->nsrc && lo < hi && !e->failed; s++) {
-			float *v = e->v[s];
+	if (!row_scope(e, j))
+		return WELD_BLOCK;
+	return rl >= e->TL ? rl : e->TL / rl * rl;
+}
 
-			if (read_range(e, t, j->src[s].model, j->src[s].tensor, first, lo, hi, v, &err) < 0) {
-				thread_fail(e, &err);
-				break;
-			}
-			if (task_vectors(j))
-				weld_k_sub(v + lo, e->base + lo, (size_t)(hi - lo));
-			if (j->method != WELD_METHOD_DARE || mode == DROP_NONE)
-				continue;
-			for (uint64_t b = lo; b < hi; b += WELD_BLOCK) {
-				uint64_t bn = hi - b < WELD_BLOCK ? hi - b : WELD_BLOCK;
-				double sums[2];
+static void slice(uint64_t n, uint64_t g, int t, int nt, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t ng = (n + g - 1) / g;
 
-				weld_k_dare_drop(v + b, (size_t)bn, e->rng_key[s], first + b,
-						 j->src[s].density,
-						 mode == DROP_RESCALE ? e->factor[s] : 1.0f,
-						 l1 ? sums : NULL);
-				if (l1) {
-					uint64_t blk = b / WELD_BLOCK;
+	*lo = ng * (uint64_t)t / (uint64_t)nt * g;
+	*hi = ng * (uint64_t)(t + 1) / (uint64_t)nt * g;
+	*lo = *lo > n ? n : *lo;
+	*hi = *hi > n ? n : *hi;
+}
 
-					l1[(blk * e->S + s) * 2] = sums[0];
-					l1[(blk * e->S + s) * 2 + 1] = sums[1];
-				}
+static void set_keys(struct exec *e, const struct weld_job *j)
+{
+	for (size_t s = 0; s < j->nsrc; s++)
+		e->rng_key[s] = weld_rng_key(j->name, j->src[s].rng_index, e->o->seed);
+}
+
+/* dare's rescale factor when it needs no L1 pass. */
+static void set_factors(struct exec *e, const struct weld_job *j)
+{
+	for (size_t s = 0; s < j->nsrc; s++)
+		e->factor[s] = e->o->rescale == WELD_RESCALE_INVERSE
+			? (float)(1.0 / j->src[s].density) : 1.0f;
+}
+
+/* ------------------------------------------------------------------ one slice */
+
+/* Inputs of one tile: b, and v[s] = x (or delta), after dare's drop. */
+static void tile_inputs(struct exec *e, const struct weld_job *j, struct tctx *c,
+			const unsigned char *const *raw, size_t off, uint64_t g, size_t len,
+			enum drop_mode mode, double *l1)
+{
+	if (j->base_model >= 0) {
+		enum weld_dtype t = weld_model_tensor(e->p->models[j->base_model],
+						      (size_t)j->base_tensor)->dtype;
+
+		weld_decode_f32(t, raw[0] + off * weld_dtype_size(t), c->b, len);
+	}
+	for (size_t s = 0; s < j->nsrc; s++) {
+		enum weld_dtype t = src_info(e, &j->src[s])->dtype;
+		float *v = c->v + s * e->TL;
+
+		weld_decode_f32(t, raw[s + 1] + off * weld_dtype_size(t), v, len);
+		if (task_vectors(j))
+			weld_k_sub(v, c->b, len);
+		if (j->method == WELD_METHOD_DARE && mode != DROP_NONE) {
+			double sums[2];
+
+			weld_k_dare_drop(v, len, e->rng_key[s], g, j->src[s].density,
+					 mode == DROP_RESCALE ? e->factor[s] : 1.0f, l1 ? sums : NULL);
+			if (l1) {
+				l1[s * 2] = sums[0];
+				l1[s * 2 + 1] = sums[1];
 			}
 		}
 	}
 }
 
-/* ------------------------------------------------------------------ writing */
-
-static int emit(struct exec *e, const struct weld_job *j, uint64_t n, struct weld_error *err)
+/* --scope row: dare's l1 and the top-k of each row of the tile. */
+static void tile_rows(struct exec *e, const struct weld_job *j, struct tctx *c, uint64_t g,
+		      size_t len)
 {
-	size_t es = weld_dtype_size(j->dtype);
-	int64_t wi = weld_writer_find(e->w, j->name);
+	uint64_t rl = row_len(j);
+	int ns = nsel(e, j);
 
+	for (uint64_t r = 0; r < len; r += rl)
+		for (size_t s = 0; s < j->nsrc; s++) {
+			float *v = c->v + s * e->TL + r;
+
+			if (needs_l1(e, j))
+				weld_k_dare_row_l1(v, (size_t)rl, e->rng_key[s], g + r,
+						   j->src[s].density);
+			for (int q = 0; q < ns; q++) {
+				struct weld_topk sel;
+
+				weld_topk_select(v, (size_t)rl, unit_k(e, j, s, q, rl), c->rowtmp, &sel);
+				weld_topk_mask(v, (size_t)rl, &sel, 0,
+					       c->keep + (s * MAX_SEL + (size_t)q) * e->TL + r);
+			}
+		}
+}
+
+static void tile_apply(struct exec *e, const struct weld_job *j, struct tctx *c,
+		       uint64_t first, uint64_t g, size_t len)
+{
+	struct weld_combine_args a = { 0 };
+	float w[WELD_K_MAX_SRC], ml[WELD_K_MAX_SRC];
+	const float *v[WELD_K_MAX_SRC];
+	const unsigned char *k1[WELD_K_MAX_SRC], *k2[WELD_K_MAX_SRC];
+	int ns = nsel(e, j);
+	size_t oes = weld_dtype_size(j->dtype);
+
+	if (j->method == WELD_METHOD_APPLY_MASK) {
+		for (size_t i = 0; i < len; i++) {
+			uint64_t bit = g - first + i;
+			float b = c->b[i];
+
+			c->out[i] = e->maskbits[bit / 8] >> (bit % 8) & 1 ? b + (c->v[i] - b) : b;
+		}
+		weld_encode_f32(j->dtype, c->out, e->outraw + (g - first) * oes, len);
+		return;
+	}
+	if (row_scope(e, j)) {
+		tile_rows(e, j, c, g, len);
+	} else {
+		for (size_t s = 0; s < j->nsrc; s++)
+			for (int q = 0; q < ns; q++) {
+				const struct sel_state *st = &e->sel[s * MAX_SEL + (size_t)q];
+				const float *vs = c->v + s * e->TL;
+				uint64_t *eq = &c->eq[s * MAX_SEL + (size_t)q];
+
+				*eq += weld_topk_mask(vs, len, &st->sel, *eq,
+						      c->keep + (s * MAX_SEL + (size_t)q) * e->TL);
+			}
+	}
+	for (size_t s = 0; s < j->nsrc; s++) {
+		w[s] = (float)j->src[s].weight;
+		ml[s] = (float)j->src[s].mask_lambda;
+		v[s] = c->v + s * e->TL;
+		k1[s] = ns >= 1 ? c->keep + s * MAX_SEL * e->TL : NULL;
+		k2[s] = ns >= 2 ? c->keep + (s * MAX_SEL + 1) * e->TL : NULL;
+	}
+	a.method = j->method;
+	a.n = j->nsrc;
+	a.w = w;
+	a.v = v;
+	a.keep = k1;
+	a.drop = k2;
+	a.mask_lambda = ml;
+	a.base = j->base_model >= 0 ? c->b : NULL;
+	a.lambda = (float)j->lambda;
+	a.normalize = e->o->normalize;
+	a.ties = j->method == WELD_METHOD_TIES ||
+		 (j->method == WELD_METHOD_CONSENSUS && e->o->from == WELD_FROM_TIES) ||
+		 ((j->method == WELD_METHOD_DARE || j->method == WELD_METHOD_BREADCRUMBS) &&
+		  e->o->combine == WELD_COMBINE_TIES);
+	a.sign_count = e->o->sign == WELD_SIGN_COUNT;
+	a.k = e->o->k;
+	a.s0 = e->slerp_s0;
+	a.s1 = e->slerp_s1;
+	a.maskbits = e->mw ? e->maskbits : NULL;
+	a.maskstride = e->maskstride;
+	a.bitpos = g - first;
+	weld_k_combine(&a, len, c->out, c->scratch);
+	weld_encode_f32(j->dtype, c->out, e->outraw + (g - first) * oes, len);
+}
+
+static void tile_stats(struct exec *e, const struct weld_job *j, struct tctx *c,
+		       enum pass pass, size_t len)
+{
+	int ns = nsel(e, j);
+
+	for (size_t s = 0; s < j->nsrc; s++)
+		for (int q = 0; q < ns; q++) {
+			struct sel_state *st = &e->sel[s * MAX_SEL + (size_t)q];
+			const float *vs = c->v + s * e->TL;
+
+			if (st->sel.all || st->sel.none)
+				continue;
+			if (pass == P_HI)
+				weld_hist_hi(vs, len, c->hist + (s * MAX_SEL + (size_t)q) * WELD_HIST_BINS);
+			else if (pass == P_LO)
+				weld_hist_lo(vs, len, st->bin,
+					     c->hist + (s * MAX_SEL + (size_t)q) * WELD_HIST_BINS);
+			else
+				c->eq[s * MAX_SEL + (size_t)q] += weld_count_equal(vs, len, st->sel.thresh);
+		}
+}
+
+/* Read elements [lo, hi) of the chunk and run one pass over them. */
+static void run_slice(struct exec *e, const struct weld_job *j, struct tctx *c,
+		      uint64_t first, uint64_t lo, uint64_t hi, enum pass pass,
+		      enum drop_mode mode)
+{
+	const unsigned char *rawp[WELD_K_MAX_SRC + 1];
+	uint64_t tl = tile_len(e, j), sl = e->SL / tl * tl;
+
+	for (size_t s = 0; s <= j->nsrc; s++)
+		rawp[s] = c->raw + s * e->SL * e->raw_es;
+	for (uint64_t a = lo; a < hi && !c->failed; a += sl) {
+		uint64_t an = hi - a < sl ? hi - a : sl;
+
+		/* one pread per input per super-tile */
+		for (size_t s = 0; s <= j->nsrc && !c->failed; s++) {
+			int m = s ? j->src[s - 1].model : j->base_model;
+			int64_t t = s ? j->src[s - 1].tensor : j->base_tensor;
+
+			if (m < 0)
+				continue;
+			if (weld_model_read(e->p->models[m], (size_t)t, first + a, (size_t)an,
+					    (void *)rawp[s], &c->err) < 0)
+				c->failed = true;
+		}
+		for (uint64_t b = a; b < a + an && !c->failed; b += tl) {
+			size_t len = (size_t)(a + an - b < tl ? a + an - b : tl);
+			double *l1 = pass == P_L1 ? e->blocksum + (b / WELD_BLOCK) * e->S * 2 : NULL;
+
+			tile_inputs(e, j, c, rawp, (size_t)(b - a), first + b, len, mode, l1);
+			switch (pass) {
+			case P_L1:
+				break;
+			case P_SLERP:
+				weld_k_dots(c->b, c->v, len, &e->blocksum[(b / WELD_BLOCK) * 3]);
+				break;
+			case P_APPLY:
+				tile_apply(e, j, c, first, first + b, len);
+				break;
+			default:
+				tile_stats(e, j, c, pass, len);
+				break;
+			}
+		}
+	}
+}
+
+/* ------------------------------------------------------------------ one chunk */
+
+static int run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
+		     enum pass pass, enum drop_mode mode, struct weld_error *err)
+{
+	uint64_t g = granule(e, j);
+	size_t nq = j->nsrc * MAX_SEL;
+
+	for (int t = 0; t < e->T; t++) {
+		struct tctx *c = &e->tc[t];
+
+		c->failed = false;
+		if (pass == P_HI || pass == P_LO)
+			memset(c->hist, 0, nq * WELD_HIST_BINS * sizeof(uint32_t));
+		if (pass == P_COUNT)
+			memset(c->eq, 0, sizeof(c->eq));
+	}
 #pragma omp parallel num_threads(e->T)
 	{
-		uint64_t lo, hi;
+		int tid = omp_get_thread_num(), nth = omp_get_num_threads();
 
-		slice(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
-		if (lo < hi)
-			weld_encode_f32(j->dtype, e->out + lo, e->outraw + lo * es, (size_t)(hi - lo));
+		for (int t = tid; t < e->T; t += nth) {
+			uint64_t lo, hi;
+
+			slice(n, g, t, e->T, &lo, &hi);
+			if (lo < hi)
+				run_slice(e, j, &e->tc[t], first, lo, hi, pass, mode);
+		}
 	}
-	return weld_writer_write(e->w, (size_t)wi, e->outraw, (size_t)(n * es), err);
+	for (int t = 0; t < e->T; t++)
+		if (e->tc[t].failed) {
+			*err = e->tc[t].err;
+			return -1;
+		}
+	if (pass == P_HI || pass == P_LO) {
+		for (size_t q = 0; q < nq; q++) {
+			struct sel_state *st = &e->sel[q];
+			uint64_t *tot = pass == P_LO ? st->hlo : st->hhi;
+
+			if (st->sel.all || st->sel.none || (int)(q % MAX_SEL) >= nsel(e, j))
+				continue;
+			for (int t = 0; t < e->T; t++) {
+				const uint32_t *h = e->tc[t].hist + q * WELD_HIST_BINS;
+
+				for (size_t b = 0; b < WELD_HIST_BINS; b++)
+					tot[b] += h[b];
+			}
+		}
+	} else if (pass == P_COUNT) {
+		/* each slice starts with the equal elements of the slices before it */
+		for (size_t q = 0; q < nq; q++) {
+			uint64_t run = e->sel[q].eq_before;
+
+			for (int t = 0; t < e->T; t++) {
+				uint64_t mine = e->tc[t].eq[q];
+
+				e->tc[t].eq[q] = run;
+				run += mine;
+			}
+			e->sel[q].eq_before = run;
+		}
+	}
+	return 0;
 }
+
+/* ------------------------------------------------------------------ writing */
 
 static void progress(struct exec *e, const struct weld_job *j, uint64_t n)
 {
@@ -235,8 +452,6 @@ static void progress(struct exec *e, const struct weld_job *j, uint64_t n)
 		e->o->progress(e->o->cb_ctx, e->done, e->p->input_bytes);
 }
 
-/* ------------------------------------------------------------------ copy */
-
 static int run_copy(struct exec *e, const struct weld_job *j, struct weld_error *err)
 {
 	const struct weld_source *s = &j->src[0];
@@ -245,14 +460,23 @@ static int run_copy(struct exec *e, const struct weld_job *j, struct weld_error 
 	size_t es = weld_dtype_size(in), oes = weld_dtype_size(j->dtype);
 	int64_t wi = weld_writer_find(e->w, j->name);
 	uint64_t step = e->C;
+	unsigned char *other = NULL;
 	bool differs = false;
+	float *f = NULL;
+	int r = -1;
 
+	if (j->nsrc > 1 && !(other = malloc(step * es)))
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (in != j->dtype && !(f = malloc(step * sizeof(float)))) {
+		free(other);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
 	for (uint64_t first = 0; first < j->nelem; first += step) {
 		uint64_t n = j->nelem - first < step ? j->nelem - first : step;
 
 		if (in == j->dtype) {
 			if (weld_model_read(m, (size_t)s->tensor, first, (size_t)n, e->outraw, err) < 0)
-				return -1;
+				goto out;
 			/* integer tensors: warn if another model's copy differs */
 			for (size_t k = 1; k < j->nsrc && !differs; k++) {
 				const struct weld_tensor_info *o = src_info(e, &j->src[k]);
@@ -262,18 +486,18 @@ static int run_copy(struct exec *e, const struct weld_job *j, struct weld_error 
 					break;
 				}
 				if (weld_model_read(e->p->models[j->src[k].model], (size_t)j->src[k].tensor,
-						    first, (size_t)n, e->outraw + n * es, err) < 0)
-					return -1;
-				differs = memcmp(e->outraw, e->outraw + n * es, (size_t)(n * es)) != 0;
+						    first, (size_t)n, other, err) < 0)
+					goto out;
+				differs = memcmp(e->outraw, other, (size_t)(n * es)) != 0;
 			}
 		} else {
-			if (weld_model_read_f32(m, (size_t)s->tensor, first, (size_t)n, e->out,
+			if (weld_model_read_f32(m, (size_t)s->tensor, first, (size_t)n, f,
 						e->outraw, err) < 0)
-				return -1;
-			weld_encode_f32(j->dtype, e->out, e->outraw, (size_t)n);
+				goto out;
+			weld_encode_f32(j->dtype, f, e->outraw, (size_t)n);
 		}
 		if (weld_writer_write(e->w, (size_t)wi, e->outraw, (size_t)(n * oes), err) < 0)
-			return -1;
+			goto out;
 		e->done += n * es;
 		if (e->o->progress)
 			e->o->progress(e->o->cb_ctx, e->done, e->p->input_bytes);
@@ -281,6 +505,24 @@ static int run_copy(struct exec *e, const struct weld_job *j, struct weld_error 
 	if (differs)
 		weld_plan_warn(e->p, "tensor '%s': %s tensor differs between models; copied from '%s'",
 			       j->name, weld_dtype_name(in), weld_model_path(m));
+	r = 0;
+out:
+	free(other);
+	free(f);
+	return r;
+}
+
+static int write_masks(struct exec *e, const struct weld_job *j, uint64_t n,
+		       struct weld_error *err)
+{
+	char name[4096];
+
+	for (size_t s = 0; s < j->nsrc; s++) {
+		snprintf(name, sizeof(name), "%s.mask.%zu", j->name, s + 1);
+		if (weld_writer_write(e->mw, (size_t)weld_writer_find(e->mw, name),
+				      e->maskbits + s * e->maskstride, (size_t)((n + 7) / 8), err) < 0)
+			return -1;
+	}
 	return 0;
 }
 
@@ -289,103 +531,90 @@ static int run_copy(struct exec *e, const struct weld_job *j, struct weld_error 
 static void sel_reset(struct exec *e, const struct weld_job *j, uint64_t unit)
 {
 	for (size_t s = 0; s < j->nsrc; s++)
-		for (int q = 0; q < nsel(e, j); q++) {
-			struct sel_state *st = &e->sel[s * MAX_SEL + q];
+		for (int q = 0; q < MAX_SEL; q++) {
+			struct sel_state *st = &e->sel[s * MAX_SEL + (size_t)q];
 
-			st->k = unit_k(e, j, s, q, unit);
-			memset(st->hhi, 0, WELD_HIST_BINS * sizeof(uint64_t));
-			memset(st->hlo, 0, WELD_HIST_BINS * sizeof(uint64_t));
 			memset(&st->sel, 0, sizeof(st->sel));
 			st->eq_before = 0;
-		}
-}
-
-/* One histogram pass over a chunk already prepared: lo = false for the
- * high 16 bits, true for the low 16 bits within the chosen bin. */
-static void hist_chunk(struct exec *e, const struct weld_job *j, uint64_t n, bool low)
-{
-	int ns = nsel(e, j);
-
-#pragma omp parallel num_threads(e->T)
-	{
-		int t = omp_get_thread_num(), nt = omp_get_num_threads();
-		uint64_t lo, hi;
-
-		slice(n, t, nt, &lo, &hi);
-		for (size_t s = 0; s < j->nsrc; s++)
-			for (int q = 0; q < ns; q++) {
-				struct sel_state *st = &e->sel[s * MAX_SEL + q];
-				uint32_t *h = e->th[t] + (s * MAX_SEL + (size_t)q) * WELD_HIST_BINS;
-
-				if (st->k == 0 || st->sel.all)
-					continue;
-				memset(h, 0, WELD_HIST_BINS * sizeof(uint32_t));
-				if (!low)
-					weld_hist_hi(e->v[s] + lo, (size_t)(hi - lo), h);
-				else
-					weld_hist_lo(e->v[s] + lo, (size_t)(hi - lo), st->bin, h);
-			}
-#pragma omp barrier
-		/* merge: thread t adds its share of the bins over all threads */
-		for (size_t s = 0; s < j->nsrc; s++)
-			for (int q = 0; q < ns; q++) {
-				struct sel_state *st = &e->sel[s * MAX_SEL + q];
-				uint64_t *tot = low ? st->hlo : st->hhi;
-				size_t b0 = WELD_HIST_BINS * (size_t)t / (size_t)nt;
-				size_t b1 = WELD_HIST_BINS * (size_t)(t + 1) / (size_t)nt;
-
-				if (st->k == 0 || st->sel.all)
-					continue;
-				for (int u = 0; u < nt; u++) {
-					const uint32_t *h = e->th[u] + (s * MAX_SEL + (size_t)q) * WELD_HIST_BINS;
-
-					for (size_t b = b0; b < b1; b++)
-						tot[b] += h[b];
-				}
-			}
-	}
-}
-
-/* After the high pass: choose each selection's bin. After the low pass:
- * the exact threshold and the number of equal elements to keep. */
-static void sel_pick(struct exec *e, const struct weld_job *j, uint64_t unit, bool low)
-{
-	for (size_t s = 0; s < j->nsrc; s++)
-		for (int q = 0; q < nsel(e, j); q++) {
-			struct sel_state *st = &e->sel[s * MAX_SEL + q];
-			uint64_t above;
-
-			if (st->k == 0) {
+			if (q >= nsel(e, j)) {
 				st->sel.none = true;
 				continue;
 			}
-			if (st->k >= unit) {
-				st->sel.all = true;
+			st->k = unit_k(e, j, s, q, unit);
+			st->sel.none = st->k == 0;
+			st->sel.all = st->k >= unit;
+			memset(st->hhi, 0, WELD_HIST_BINS * sizeof(uint64_t));
+			memset(st->hlo, 0, WELD_HIST_BINS * sizeof(uint64_t));
+		}
+}
+
+/* After HI: each selection's bin. After LO: the exact threshold and how
+ * many of the elements equal to it are kept. */
+static void sel_pick(struct exec *e, const struct weld_job *j, bool low)
+{
+	for (size_t s = 0; s < j->nsrc; s++)
+		for (int q = 0; q < nsel(e, j); q++) {
+			struct sel_state *st = &e->sel[s * MAX_SEL + (size_t)q];
+			uint64_t above;
+			uint32_t lo;
+
+			if (st->sel.all || st->sel.none)
 				continue;
-			}
 			if (!low) {
 				st->bin = weld_hist_pick(st->hhi, st->k, &st->above);
 				continue;
 			}
-			st->sel.thresh = st->bin << 16 |
-					 weld_hist_pick(st->hlo, st->k - st->above, &above);
+			lo = weld_hist_pick(st->hlo, st->k - st->above, &above);
+			st->sel.thresh = st->bin << 16 | lo;
 			st->sel.keep_equal = st->k - st->above - above;
 		}
 }
 
-static bool sel_needed(const struct exec *e, const struct weld_job *j)
+static bool sel_active(const struct exec *e, const struct weld_job *j)
 {
-	for (size_t s = 0; s < j->nsrc; s++)
-		for (int q = 0; q < nsel(e, j); q++) {
-			const struct sel_state *st = &e->sel[s * MAX_SEL + q];
-
-			if (st->k && !st->sel.all)
-				return true;
-		}
+	for (size_t q = 0; q < j->nsrc * MAX_SEL; q++)
+		if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+			return true;
+	(void)j;
 	return false;
 }
 
-/* dare l1 factors from unit totals (DESIGN 4.5: skip if either < 1e-7). */
+/* A COUNT pass is needed only when some elements equal to a threshold are
+ * kept and others are not. */
+static bool sel_partial(const struct exec *e, const struct weld_job *j)
+{
+	for (size_t q = 0; q < j->nsrc * MAX_SEL; q++) {
+		const struct sel_state *st = &e->sel[q];
+
+		if (!st->sel.all && !st->sel.none &&
+		    st->sel.keep_equal < st->hlo[st->sel.thresh & 0xFFFF])
+			return true;
+	}
+	return false;
+}
+
+static int over_chunks(struct exec *e, const struct weld_job *j, enum pass pass,
+		       enum drop_mode mode, struct weld_error *err)
+{
+	for (uint64_t first = 0; first < j->nelem; first += e->C) {
+		uint64_t n = j->nelem - first < e->C ? j->nelem - first : e->C;
+
+		if (run_chunk(e, j, first, n, pass, mode, err) < 0)
+			return -1;
+		if (pass == P_L1)
+			for (uint64_t b = 0; b < (n + WELD_BLOCK - 1) / WELD_BLOCK; b++)
+				for (size_t s = 0; s < j->nsrc; s++) {
+					e->l1_all[s] += e->blocksum[(b * e->S + s) * 2];
+					e->l1_kept[s] += e->blocksum[(b * e->S + s) * 2 + 1];
+				}
+		if (pass == P_SLERP)
+			for (uint64_t b = 0; b < (n + WELD_BLOCK - 1) / WELD_BLOCK; b++)
+				for (int k = 0; k < 3; k++)
+					e->blocksum[3 * (e->C / WELD_BLOCK + 1) + (size_t)k] += e->blocksum[b * 3 + (size_t)k];
+	}
+	return 0;
+}
+
 static void l1_factors(struct exec *e, const struct weld_job *j)
 {
 	for (size_t s = 0; s < j->nsrc; s++) {
@@ -395,358 +624,127 @@ static void l1_factors(struct exec *e, const struct weld_job *j)
 	}
 }
 
-static void l1_add_chunk(struct exec *e, const struct weld_job *j, uint64_t n)
+/* The statistics of one unit. With --scope model, `jobs` are all merged
+ * jobs (in name order) and the unit is their union. */
+static int unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		      struct weld_error *err)
 {
-	uint64_t nb = (n + WELD_BLOCK - 1) / WELD_BLOCK;
+	const struct weld_job *j0 = jobs[0];
+	uint64_t unit = 0;
 
-	for (uint64_t b = 0; b < nb; b++)
-		for (size_t s = 0; s < j->nsrc; s++) {
-			e->l1_all[s] += e->blocksum[(b * e->S + s) * 2];
-			e->l1_kept[s] += e->blocksum[(b * e->S + s) * 2 + 1];
+	for (size_t i = 0; i < nj; i++)
+		unit += jobs[i]->nelem;
+	if (needs_l1(e, j0)) {
+		memset(e->l1_all, 0, e->S * sizeof(double));
+		memset(e->l1_kept, 0, e->S * sizeof(double));
+		for (size_t i = 0; i < nj; i++) {
+			set_keys(e, jobs[i]);
+			if (over_chunks(e, jobs[i], P_L1, DROP_PLAIN, err) < 0)
+				return -1;
 		}
-}
-
-static void set_keys(struct exec *e, const struct weld_job *j)
-{
-	for (size_t s = 0; s < j->nsrc; s++)
-		e->rng_key[s] = weld_rng_key(j->name, j->src[s].rng_index, e->o->seed);
-}
-
-/* dare's rescale factor when it does not need an l1 pass. */
-static void set_factors(struct exec *e, const struct weld_job *j)
-{
-	for (size_t s = 0; s < j->nsrc; s++)
-		e->factor[s] = e->o->rescale == WELD_RESCALE_INVERSE
-			? (float)(1.0 / j->src[s].density) : 1.0f;
-}
-
-/* Statistics passes of one job (tensor scope) or one pass of every job
- * (model scope, called per job with the shared state). */
-static int stats_l1(struct exec *e, const struct weld_job *j)
-{
-	set_keys(e, j);
-	for (uint64_t first = 0; first < j->nelem && !e->failed; first += e->C) {
-		uint64_t n = j->nelem - first < e->C ? j->nelem - first : e->C;
-
-		prepare(e, j, first, n, DROP_PLAIN, e->blocksum);
-		l1_add_chunk(e, j, n);
+		l1_factors(e, j0);
+	} else {
+		set_factors(e, j0);
 	}
-	return e->failed ? -1 : 0;
-}
-
-static int stats_hist(struct exec *e, const struct weld_job *j, bool low)
-{
-	set_keys(e, j);
-	for (uint64_t first = 0; first < j->nelem && !e->failed; first += e->C) {
-		uint64_t n = j->nelem - first < e->C ? j->nelem - first : e->C;
-
-		prepare(e, j, first, n, DROP_RESCALE, NULL);
-		if (!e->failed)
-			hist_chunk(e, j, n, low);
-	}
-	return e->failed ? -1 : 0;
-}
-
-static int stats_slerp(struct exec *e, const struct weld_job *j)
-{
-	double nb0 = 0, nb1 = 0, dot = 0, t = j->t;
-
-	for (uint64_t first = 0; first < j->nelem && !e->failed; first += e->C) {
-		uint64_t n = j->nelem - first < e->C ? j->nelem - first : e->C;
-		uint64_t nb = (n + WELD_BLOCK - 1) / WELD_BLOCK;
-
-		prepare(e, j, first, n, DROP_NONE, NULL);
-#pragma omp parallel for num_threads(e->T) schedule(static)
-		for (uint64_t b = 0; b < nb; b++) {
-			uint64_t lo = b * WELD_BLOCK, hi = lo + WELD_BLOCK < n ? lo + WELD_BLOCK : n;
-
-			weld_k_dots(e->base + lo, e->v[0] + lo, (size_t)(hi - lo),
-				    &e->blocksum[b * 3]);
+	sel_reset(e, j0, unit);
+	if (!sel_active(e, j0))
+		return 0;
+	for (int low = 0; low < 2; low++) {
+		for (size_t i = 0; i < nj; i++) {
+			set_keys(e, jobs[i]);
+			if (over_chunks(e, jobs[i], low ? P_LO : P_HI, DROP_RESCALE, err) < 0)
+				return -1;
 		}
-		for (uint64_t b = 0; b < nb; b++) {
-			nb0 += e->blocksum[b * 3];
-			nb1 += e->blocksum[b * 3 + 1];
-			dot += e->blocksum[b * 3 + 2];
-		}
-	}
-	weld_k_slerp_coeffs(nb0, nb1, dot, t, &e->slerp_s0, &e->slerp_s1);
-	return e->failed ? -1 : 0;
-}
-
-/* ------------------------------------------------------------------ apply */
-
-/* Keep masks of a prepared chunk from the unit-wide selections. */
-static void mask_chunk(struct exec *e, const struct weld_job *j, uint64_t n)
-{
-	int ns = nsel(e, j);
-	size_t nq = e->S * MAX_SEL;
-
-#pragma omp parallel num_threads(e->T)
-	{
-		int t = omp_get_thread_num(), nt = omp_get_num_threads();
-		uint64_t lo, hi;
-
-		slice(n, t, nt, &lo, &hi);
-		for (size_t s = 0; s < j->nsrc; s++)
-			for (int q = 0; q < ns; q++) {
-				const struct sel_state *st = &e->sel[s * MAX_SEL + q];
-
-				e->eqcnt[(size_t)t * nq + s * MAX_SEL + (size_t)q] =
-					st->sel.all || st->sel.none ? 0
-					: weld_count_equal(e->v[s] + lo, (size_t)(hi - lo), st->sel.thresh);
-			}
-#pragma omp barrier
-		for (size_t s = 0; s < j->nsrc; s++)
-			for (int q = 0; q < ns; q++) {
-				const struct sel_state *st = &e->sel[s * MAX_SEL + q];
-				uint64_t before = st->eq_before;
-
-				for (int u = 0; u < t; u++)
-					before += e->eqcnt[(size_t)u * nq + s * MAX_SEL + (size_t)q];
-				weld_topk_mask(e->v[s] + lo, (size_t)(hi - lo), &st->sel, before,
-					       e->keep[s * MAX_SEL + (size_t)q] + lo);
-			}
-	}
-	for (size_t s = 0; s < j->nsrc; s++)
-		for (int q = 0; q < ns; q++)
-			for (int u = 0; u < e->T; u++)
-				e->sel[s * MAX_SEL + q].eq_before += e->eqcnt[(size_t)u * nq + s * MAX_SEL + (size_t)q];
-}
-
-/* --scope row: every statistic in memory, one row at a time. */
-static void rows_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n)
-{
-	uint64_t rl = j->ndim ? (uint64_t)j->shape[j->ndim - 1] : 1;
-	uint64_t nrows = rl ? n / rl : 0;
-	int ns = nsel(e, j);
-	bool l1 = needs_l1(e, j);
-
-#pragma omp parallel for num_threads(e->T) schedule(static)
-	for (uint64_t r = 0; r < nrows; r++) {
-		uint32_t *tmp = e->rowtmp[omp_get_thread_num()];
-		uint64_t lo = r * rl;
-
-		for (size_t s = 0; s < j->nsrc; s++) {
-			float *v = e->v[s] + lo;
-
-			if (l1)
-				weld_k_dare_row_l1(v, (size_t)rl, e->rng_key[s], first + lo,
-						   j->src[s].density);
-			for (int q = 0; q < ns; q++) {
-				struct weld_topk sel;
-
-				weld_topk_select(v, (size_t)rl, unit_k(e, j, s, q, rl), tmp, &sel);
-				weld_topk_mask(v, (size_t)rl, &sel, 0,
-					       e->keep[s * MAX_SEL + (size_t)q] + lo);
-			}
-		}
-	}
-}
-
-static void combine_chunk(struct exec *e, const struct weld_job *j, uint64_t n)
-{
-	struct weld_combine_args a = { 0 };
-	float w[WELD_K_MAX_SRC], ml[WELD_K_MAX_SRC];
-	const float *v[WELD_K_MAX_SRC];
-	const unsigned char *k1[WELD_K_MAX_SRC], *k2[WELD_K_MAX_SRC];
-	int ns = nsel(e, j);
-
-	for (size_t s = 0; s < j->nsrc; s++) {
-		w[s] = (float)j->src[s].weight;
-		ml[s] = (float)j->src[s].mask_lambda;
-		v[s] = e->v[s];
-		k1[s] = ns >= 1 ? e->keep[s * MAX_SEL] : NULL;
-		k2[s] = ns >= 2 ? e->keep[s * MAX_SEL + 1] : NULL;
-	}
-	a.method = j->method;
-	a.n = j->nsrc;
-	a.w = w;
-	a.v = v;
-	a.keep = k1;
-	a.drop = k2;
-	a.mask_lambda = ml;
-	a.base = j->base_model >= 0 ? e->base : NULL;
-	a.lambda = (float)j->lambda;
-	a.normalize = e->o->normalize;
-	a.ties = j->method == WELD_METHOD_TIES ||
-		 (j->method == WELD_METHOD_CONSENSUS && e->o->from == WELD_FROM_TIES) ||
-		 ((j->method == WELD_METHOD_DARE || j->method == WELD_METHOD_BREADCRUMBS) &&
-		  e->o->combine == WELD_COMBINE_TIES);
-	a.sign_count = e->o->sign == WELD_SIGN_COUNT;
-	a.k = e->o->k;
-	a.s0 = e->slerp_s0;
-	a.s1 = e->slerp_s1;
-	a.maskbits = e->maskbits;
-	a.maskstride = (size_t)(e->C / 8 + 1);
-#pragma omp parallel num_threads(e->T)
-	{
-		uint64_t lo, hi;
-
-		/* slices are whole blocks, so mask bytes are never shared */
-		slice(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
-		if (lo < hi)
-			weld_k_combine(&a, (size_t)lo, (size_t)hi, e->out);
-	}
-}
-
-static int apply_mask_chunk(struct exec *e, const struct weld_job *j, uint64_t first,
-			    uint64_t n, struct weld_error *err)
-{
-	const weld_model *mm = e->p->models[j->mask_model];
-	uint64_t nbytes = (n + 7) / 8;
-
-	if (weld_model_read(mm, (size_t)j->mask_tensor, first / 8, (size_t)nbytes,
-			    e->maskbits, err) < 0)
-		return -1;
-#pragma omp parallel for num_threads(e->T) schedule(static)
-	for (uint64_t i = 0; i < n; i++) {
-		float b = e->base[i];
-
-		e->out[i] = e->maskbits[i / 8] >> (i % 8) & 1 ? b + (e->v[0][i] - b) : b;
+		sel_pick(e, j0, low);
 	}
 	return 0;
 }
 
-static int write_masks(struct exec *e, const struct weld_job *j, uint64_t n,
-		       struct weld_error *err)
-{
-	char name[4096];
-
-	for (size_t s = 0; s < j->nsrc; s++) {
-		int64_t mi;
-
-		snprintf(name, sizeof(name), "%s.mask.%zu", j->name, s + 1);
-		mi = weld_writer_find(e->mw, name);
-		if (weld_writer_write(e->mw, (size_t)mi, e->maskbits + s * (e->C / 8 + 1),
-				      (size_t)((n + 7) / 8), err) < 0)
-			return -1;
-	}
-	return 0;
-}
+/* ------------------------------------------------------------------ jobs */
 
 static int apply_job(struct exec *e, const struct weld_job *j, struct weld_error *err)
 {
-	bool row = e->o->scope == WELD_SCOPE_ROW;
-
-	/* with --scope row and --rescale l1, dare drops and rescales per row */
+	bool row = row_scope(e, j);
 	enum drop_mode mode = row && needs_l1(e, j) ? DROP_NONE : DROP_RESCALE;
-
+	bool count = !row && sel_active(e, j) && sel_partial(e, j);
 	uint64_t step = e->C;
 
 	if (row) {
-		/* whole rows, a multiple of 8 of them (mask bytes stay aligned) */
-		uint64_t rl = j->ndim ? (uint64_t)j->shape[j->ndim - 1] : 1;
+		uint64_t g = 8 * row_len(j);
 
-		step = rl ? e->C / rl / 8 * 8 * rl : e->C;
-		if (!step)
-			step = e->C;
+		step = e->C / g * g;
 	}
 	set_keys(e, j);
 	for (uint64_t first = 0; first < j->nelem; first += step) {
 		uint64_t n = j->nelem - first < step ? j->nelem - first : step;
 
-		prepare(e, j, first, n, mode, NULL);
-		if (e->failed)
-			break;
-		if (j->method == WELD_METHOD_APPLY_MASK) {
-			if (apply_mask_chunk(e, j, first, n, err) < 0)
+		if (j->method == WELD_METHOD_APPLY_MASK &&
+		    weld_model_read(e->p->models[j->mask_model], (size_t)j->mask_tensor, first / 8,
+				    (size_t)((n + 7) / 8), e->maskbits, err) < 0)
+			return -1;
+		if (e->mw)
+			memset(e->maskbits, 0, j->nsrc * e->maskstride);
+		if (count) {
+			if (run_chunk(e, j, first, n, P_COUNT, mode, err) < 0)
 				return -1;
 		} else {
-			if (row)
-				rows_chunk(e, j, first, n);
-			else if (nsel(e, j))
-				mask_chunk(e, j, n);
-			combine_chunk(e, j, n);
-			if (e->mw && write_masks(e, j, n, err) < 0)
-				return -1;
+			for (int t = 0; t < e->T; t++)
+				memset(e->tc[t].eq, 0, sizeof(e->tc[t].eq));
 		}
-		if (emit(e, j, n, err) < 0)
+		if (run_chunk(e, j, first, n, P_APPLY, mode, err) < 0)
+			return -1;
+		if (e->mw && j->method == WELD_METHOD_CONSENSUS && write_masks(e, j, n, err) < 0)
+			return -1;
+		if (weld_writer_write(e->w, (size_t)weld_writer_find(e->w, j->name), e->outraw,
+				      (size_t)(n * weld_dtype_size(j->dtype)), err) < 0)
 			return -1;
 		progress(e, j, n);
 	}
-	if (e->failed) {
-		*err = e->terr;
-		return -1;
-	}
 	return 0;
 }
-
-/* ------------------------------------------------------------------ driver */
 
 static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *err)
 {
 	if (j->method == WELD_METHOD_COPY)
 		return run_copy(e, j, err);
-	if (j->method == WELD_METHOD_SLERP && stats_slerp(e, j) < 0)
-		goto fail;
-	if (e->o->scope != WELD_SCOPE_MODEL && !needs_l1(e, j))
-		set_factors(e, j);
-	if (e->o->scope == WELD_SCOPE_TENSOR) {
-		if (needs_l1(e, j)) {
-			for (size_t s = 0; s < j->nsrc; s++)
-				e->l1_all[s] = e->l1_kept[s] = 0;
-			if (stats_l1(e, j) < 0)
-				goto fail;
-			l1_factors(e, j);
-		}
-		sel_reset(e, j, j->nelem);
-		sel_pick(e, j, j->nelem, false);
-		if (sel_needed(e, j)) {
-			if (stats_hist(e, j, false) < 0)
-				goto fail;
-			sel_pick(e, j, j->nelem, false);
-			if (stats_hist(e, j, true) < 0)
-				goto fail;
-			sel_pick(e, j, j->nelem, true);
-		}
+	if (j->method == WELD_METHOD_SLERP) {
+		double *tot = e->blocksum + 3 * (e->C / WELD_BLOCK + 1);
+
+		tot[0] = tot[1] = tot[2] = 0;
+		if (over_chunks(e, j, P_SLERP, DROP_NONE, err) < 0)
+			return -1;
+		weld_k_slerp_coeffs(tot[0], tot[1], tot[2], j->t, &e->slerp_s0, &e->slerp_s1);
+	}
+	if (e->o->scope == WELD_SCOPE_ROW) {
+		if (!needs_l1(e, j))
+			set_factors(e, j);
+		sel_reset(e, j, 0);
+	} else if (e->o->scope == WELD_SCOPE_TENSOR && unit_stats(e, &j, 1, err) < 0) {
+		return -1;
 	}
 	return apply_job(e, j, err);
-fail:
-	*err = e->terr;
-	return -1;
 }
 
-/* --scope model: each statistics pass runs over every merged job. */
+/* --scope model: the statistics of all merged jobs, before any output. */
 static int model_stats(struct exec *e, struct weld_error *err)
 {
 	weld_plan *p = e->p;
-	const struct weld_job *first = NULL;
-	uint64_t unit = 0;
+	const struct weld_job **jobs = malloc((p->njobs + 1) * sizeof(*jobs));
+	size_t nj = 0;
+	int r = 0;
 
+	if (!jobs)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	for (size_t i = 0; i < p->njobs; i++)
-		if (p->jobs[i].method != WELD_METHOD_COPY) {
-			if (!first)
-				first = &p->jobs[i];
-			unit += p->jobs[i].nelem;
-		}
-	if (!first)
-		return 0;
-	if (needs_l1(e, first)) {
-		for (size_t s = 0; s < first->nsrc; s++)
-			e->l1_all[s] = e->l1_kept[s] = 0;
-		for (size_t i = 0; i < p->njobs; i++)
-			if (p->jobs[i].method != WELD_METHOD_COPY && stats_l1(e, &p->jobs[i]) < 0)
-				goto fail;
-		l1_factors(e, first);
-	} else {
-		set_factors(e, first);
-	}
-	sel_reset(e, first, unit);
-	sel_pick(e, first, unit, false);
-	if (!sel_needed(e, first))
-		return 0;
-	for (int low = 0; low < 2; low++) {
-		for (size_t i = 0; i < p->njobs; i++)
-			if (p->jobs[i].method != WELD_METHOD_COPY &&
-			    stats_hist(e, &p->jobs[i], low) < 0)
-				goto fail;
-		sel_pick(e, first, unit, low);
-	}
-	return 0;
-fail:
-	*err = e->terr;
-	return -1;
+		if (p->jobs[i].method != WELD_METHOD_COPY)
+			jobs[nj++] = &p->jobs[i];
+	if (nj)
+		r = unit_stats(e, jobs, nj, err);
+	free(jobs);
+	return r;
 }
+
+/* ------------------------------------------------------------------ set-up */
 
 static const char *torch_dtype_name(enum weld_dtype t)
 {
@@ -757,6 +755,54 @@ static const char *torch_dtype_name(enum weld_dtype t)
 	case WELD_BF16: return "bfloat16";
 	default: return NULL;
 	}
+}
+
+static int open_mask_writer(struct exec *e, struct weld_error *err)
+{
+	weld_plan *p = e->p;
+	size_t nm = 0, k = 0;
+	struct weld_out_tensor *t;
+	struct weld_writer_opts mo = { 0 };
+	char **names;
+	int r;
+
+	for (size_t i = 0; i < p->njobs; i++)
+		if (p->jobs[i].method == WELD_METHOD_CONSENSUS)
+			nm += p->jobs[i].nsrc;
+	t = calloc(nm + 1, sizeof(*t));
+	names = calloc(nm + 1, sizeof(*names));
+	if (!t || !names) {
+		free(t);
+		free(names);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < p->njobs; i++) {
+		const struct weld_job *j = &p->jobs[i];
+
+		if (j->method != WELD_METHOD_CONSENSUS)
+			continue;
+		for (size_t s = 0; s < j->nsrc; s++, k++) {
+			size_t len = strlen(j->name) + 32;
+
+			if (!(names[k] = malloc(len)))
+				break;
+			snprintf(names[k], len, "%s.mask.%zu", j->name, s + 1);
+			t[k].name = names[k];
+			t[k].dtype = WELD_U8;
+			t[k].ndim = 1;
+			t[k].shape[0] = (int64_t)((j->nelem + 7) / 8);
+		}
+	}
+	mo.force = p->o.force;
+	mo.recipe_json = p->o.recipe_json;
+	mo.single_file = true;
+	r = k == nm ? weld_writer_open(&e->mw, p->o.masks_out, t, nm, &mo, err)
+		    : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; i < nm; i++)
+		free(names[i]);
+	free(names);
+	free(t);
+	return r;
 }
 
 static int open_writers(struct exec *e, const char *out, struct weld_error *err)
@@ -782,140 +828,85 @@ static int open_writers(struct exec *e, const char *out, struct weld_error *err)
 	wo.shard_size = p->o.shard_size;
 	wo.force = p->o.force;
 	wo.recipe_json = p->o.recipe_json;
-	if (p->o.copy_files && p->nmodels) {
+	wo.edit_config = p->o.edit_config;
+	wo.edit_config_ctx = p->o.edit_config_ctx;
+	if (p->o.copy_files) {
 		const struct weld_job *j0 = &p->jobs[0];
 		int m = j0->base_model >= 0 ? j0->base_model : j0->src[0].model;
 
-		wo.copy_from = weld_model_dir(p->models[m]);
+		wo.copy_from = p->o.config_from ? p->o.config_from : weld_model_dir(p->models[m]);
 	}
 	wo.torch_dtype = ref ? torch_dtype_name(ref->dtype) : NULL;
 	r = weld_writer_open(&e->w, out, t, p->njobs, &wo, err);
 	free(t);
 	if (r < 0 || !p->o.masks_out)
 		return r;
-	/* consensus --save-masks: one U8 tensor of packed bits per model */
-	{
-		size_t nm = 0, k = 0;
-		char **names;
-		struct weld_writer_opts mo = { 0 };
-
-		for (size_t i = 0; i < p->njobs; i++)
-			if (p->jobs[i].method == WELD_METHOD_CONSENSUS)
-				nm += p->jobs[i].nsrc;
-		t = calloc(nm + 1, sizeof(*t));
-		names = calloc(nm + 1, sizeof(*names));
-		if (!t || !names) {
-			free(t);
-			free(names);
-			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-		}
-		for (size_t i = 0; i < p->njobs; i++) {
-			const struct weld_job *j = &p->jobs[i];
-
-			if (j->method != WELD_METHOD_CONSENSUS)
-				continue;
-			for (size_t s = 0; s < j->nsrc; s++, k++) {
-				size_t len = strlen(j->name) + 32;
-
-				names[k] = malloc(len);
-				if (!names[k])
-					break;
-				snprintf(names[k], len, "%s.mask.%zu", j->name, s + 1);
-				t[k].name = names[k];
-				t[k].dtype = WELD_U8;
-				t[k].ndim = 1;
-				t[k].shape[0] = (int64_t)((j->nelem + 7) / 8);
-			}
-		}
-		mo.force = p->o.force;
-		mo.recipe_json = p->o.recipe_json;
-		mo.single_file = true;
-		r = k == nm ? weld_writer_open(&e->mw, p->o.masks_out, t, nm, &mo, err)
-			    : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-		for (size_t i = 0; i < nm; i++)
-			free(names[i]);
-		free(names);
-		free(t);
-	}
-	return r;
+	return open_mask_writer(e, err);
 }
 
 static void exec_free(struct exec *e)
 {
-	for (size_t s = 0; s < e->S; s++)
-		free(e->v ? e->v[s] : NULL);
-	for (size_t q = 0; q < e->S * MAX_SEL; q++) {
-		free(e->keep ? e->keep[q] : NULL);
-		if (e->sel) {
-			free(e->sel[q].hhi);
-			free(e->sel[q].hlo);
-		}
+	for (int t = 0; e->tc && t < e->T; t++) {
+		struct tctx *c = &e->tc[t];
+
+		free(c->raw);
+		free(c->b);
+		free(c->out);
+		free(c->v);
+		free(c->scratch);
+		free(c->keep);
+		free(c->hist);
+		free(c->rowtmp);
 	}
-	for (int t = 0; t < e->T; t++) {
-		free(e->raw ? e->raw[t] : NULL);
-		free(e->th ? e->th[t] : NULL);
-		free(e->rowtmp ? e->rowtmp[t] : NULL);
+	for (size_t q = 0; e->sel && q < e->S * MAX_SEL; q++) {
+		free(e->sel[q].hhi);
+		free(e->sel[q].hlo);
 	}
-	free(e->v);
-	free(e->keep);
+	free(e->tc);
 	free(e->sel);
-	free(e->raw);
-	free(e->th);
-	free(e->rowtmp);
-	free(e->base);
-	free(e->out);
 	free(e->outraw);
+	free(e->maskbits);
 	free(e->l1_all);
 	free(e->l1_kept);
 	free(e->blocksum);
 	free(e->factor);
 	free(e->rng_key);
-	free(e->eqcnt);
-	free(e->maskbits);
 	weld_writer_close(e->w);
 	weld_writer_close(e->mw);
 }
 
 static int exec_alloc(struct exec *e)
 {
-	weld_plan *p = e->p;
-	uint64_t C = e->C, max_row = 1;
-	size_t S = e->S, nb = (size_t)((C + WELD_BLOCK - 1) / WELD_BLOCK);
+	size_t S = e->S, nb = (size_t)(e->C / WELD_BLOCK + 2);
 	bool ok;
 
-	for (size_t i = 0; i < p->njobs; i++)
-		if (p->jobs[i].ndim && (uint64_t)p->jobs[i].shape[p->jobs[i].ndim - 1] > max_row)
-			max_row = (uint64_t)p->jobs[i].shape[p->jobs[i].ndim - 1];
-	if (max_row > C)
-		max_row = C;
-	e->base = malloc(C * sizeof(float));
-	e->out = malloc(C * sizeof(float));
-	e->outraw = malloc(C * 8 * 2);
-	e->v = calloc(S, sizeof(*e->v));
-	e->keep = calloc(S * MAX_SEL, sizeof(*e->keep));
+	e->tc = calloc((size_t)e->T, sizeof(*e->tc));
 	e->sel = calloc(S * MAX_SEL, sizeof(*e->sel));
-	e->raw = calloc((size_t)e->T, sizeof(*e->raw));
-	e->th = calloc((size_t)e->T, sizeof(*e->th));
-	e->rowtmp = calloc((size_t)e->T, sizeof(*e->rowtmp));
+	e->outraw = malloc(e->C * 8);
+	e->maskstride = (size_t)(e->C / 8 + 1);
+	e->maskbits = calloc(S * e->maskstride, 1);
 	e->l1_all = calloc(S, sizeof(double));
 	e->l1_kept = calloc(S, sizeof(double));
-	e->blocksum = calloc(nb * (S > 2 ? S : 2) * 2 + 3 * nb, sizeof(double));
+	e->blocksum = calloc(nb * (S > 2 ? S : 2) * 2 + 3 * nb + 8, sizeof(double));
 	e->factor = calloc(S, sizeof(float));
 	e->rng_key = calloc(S, sizeof(uint64_t));
-	e->eqcnt = calloc((size_t)e->T * S * MAX_SEL, sizeof(uint64_t));
-	e->maskbits = calloc(S * (C / 8 + 1), 1);
-	ok = e->base && e->out && e->outraw && e->v && e->keep && e->sel && e->raw &&
-	     e->th && e->rowtmp && e->l1_all && e->l1_kept && e->blocksum && e->factor &&
-	     e->rng_key && e->eqcnt && e->maskbits;
-	for (size_t s = 0; ok && s < S; s++)
-		ok = (e->v[s] = malloc(C * sizeof(float))) != NULL;
+	ok = e->tc && e->sel && e->outraw && e->maskbits && e->l1_all && e->l1_kept &&
+	     e->blocksum && e->factor && e->rng_key;
 	for (size_t q = 0; ok && q < S * MAX_SEL; q++)
-		ok = (e->keep[q] = malloc(C)) && (e->sel[q].hhi = malloc(WELD_HIST_BINS * 8)) &&
-		     (e->sel[q].hlo = malloc(WELD_HIST_BINS * 8));
-	for (int t = 0; ok && t < e->T; t++)
-		ok = (e->raw[t] = malloc(WELD_RAW_BUF)) &&
-		     (e->th[t] = malloc(S * MAX_SEL * WELD_HIST_BINS * sizeof(uint32_t))) &&
-		     (e->rowtmp[t] = malloc(max_row * sizeof(uint32_t)));
+		ok = (e->sel[q].hhi = malloc(WELD_HIST_BINS * 8)) &&
+		     (e->sel[q].hlo = calloc(WELD_HIST_BINS, 8));
+	for (int t = 0; ok && t < e->T; t++) {
+		struct tctx *c = &e->tc[t];
+
+		ok = (c->raw = malloc((S + 1) * e->SL * e->raw_es)) &&
+		     (c->b = malloc(e->TL * sizeof(float))) &&
+		     (c->out = malloc(e->TL * sizeof(float))) &&
+		     (c->v = malloc(S * e->TL * sizeof(float))) &&
+		     (c->scratch = malloc((4 + S) * e->TL * sizeof(float))) &&
+		     (c->keep = malloc(S * MAX_SEL * e->TL)) &&
+		     (c->hist = malloc(S * MAX_SEL * WELD_HIST_BINS * sizeof(uint32_t))) &&
+		     (c->rowtmp = malloc(e->TL * sizeof(uint32_t)));
+	}
 	return ok ? 0 : -1;
 }
 
@@ -928,15 +919,17 @@ int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 		return weld_fail(err, WELD_ERR_ARG, "plan not finished");
 	e.p = p;
 	e.o = &p->o;
-	e.T = p->o.threads > 0 ? p->o.threads : omp_get_num_procs();
+	e.T = weld_plan_threads(p);
 	e.C = p->chunk;
+	e.TL = (size_t)p->tile;
+	e.SL = (size_t)p->super;
+	e.raw_es = (size_t)p->raw_es;
 	e.S = 1;
 	for (size_t i = 0; i < p->njobs; i++)
 		e.S = p->jobs[i].nsrc > e.S ? p->jobs[i].nsrc : e.S;
-	if (e.S > WELD_K_MAX_SRC) {
+	if (e.S > WELD_K_MAX_SRC)
 		return weld_fail(err, WELD_ERR_ARG, "at most %d models can be merged at once",
 				 WELD_K_MAX_SRC);
-	}
 	if (exec_alloc(&e) < 0) {
 		weld_fail(err, WELD_ERR_NOMEM, "out of memory for %llu-element chunks (lower --max-memory)",
 			  (unsigned long long)e.C);

@@ -9,6 +9,7 @@
 #include "kernels.h"
 
 #include <math.h>
+#include <string.h>
 
 void weld_k_sub(float *v, const float *b, size_t n)
 {
@@ -79,90 +80,161 @@ void weld_k_slerp_coeffs(double n0sq, double n1sq, double dot, double t,
 	*s1 = sin(th * t) / sn;
 }
 
-static inline float kept(const struct weld_combine_args *a, size_t s, size_t j)
+/* v[j] where keep[j] (and not drop[j]), +0 elsewhere: a bit mask, so that
+ * the loop vectorises and an inf or NaN that is not kept stays out. */
+static inline float masked(float v, bool keep)
 {
-	if (a->keep && a->keep[s] && !a->keep[s][j])
-		return 0.0f;
-	if (a->drop && a->drop[s] && a->drop[s][j])
-		return 0.0f;
-	return a->v[s][j];
+	uint32_t u;
+	float f;
+
+	memcpy(&u, &v, sizeof(u));
+	u &= (uint32_t)0 - (uint32_t)keep;
+	memcpy(&f, &u, sizeof(f));
+	return f;
 }
 
-/* TIES election and disjoint merge of the kept values at element j. */
-static float ties_at(const struct weld_combine_args *a, size_t j, bool normalize)
+/* p[j] = w * (kept ? v[j] : 0) for source s. */
+static void weighted_kept(const struct weld_combine_args *a, size_t s, size_t len, float *p)
 {
-	float p[WELD_K_MAX_SRC], num = 0, den = 0, sum = 0;
-	int count = 0, sign;
+	const float *v = a->v[s];
+	const unsigned char *k = a->keep ? a->keep[s] : NULL;
+	const unsigned char *d = a->drop ? a->drop[s] : NULL;
+	float w = a->w[s];
 
+	if (k && d)
+		for (size_t j = 0; j < len; j++)
+			p[j] = w * masked(v[j], k[j] & !d[j]);
+	else if (k)
+		for (size_t j = 0; j < len; j++)
+			p[j] = w * masked(v[j], k[j]);
+	else
+		for (size_t j = 0; j < len; j++)
+			p[j] = w * v[j];
+}
+
+/*
+ * TIES election and disjoint merge of the kept values: tau[j]. Source by
+ * source over the whole tile (so the loops vectorise); for each element the
+ * additions still happen in source order. scratch: (3 + n) * len floats.
+ */
+static void ties_tile(const struct weld_combine_args *a, size_t len, bool normalize,
+		      float *tau, float *scratch)
+{
+	float *sum = scratch, *cnt = scratch + len, *den = scratch + 2 * len;
+	float *p = scratch + 3 * len;
+
+	for (size_t j = 0; j < len; j++)
+		sum[j] = cnt[j] = tau[j] = den[j] = 0;
 	for (size_t s = 0; s < a->n; s++) {
-		p[s] = a->w[s] * kept(a, s, j);
-		sum += p[s];
-		count += (p[s] > 0) - (p[s] < 0);
-	}
-	sign = (a->sign_count ? count >= 0 : sum >= 0) ? 1 : -1;
-	for (size_t s = 0; s < a->n; s++)
-		if ((sign > 0 && p[s] > 0) || (sign < 0 && p[s] < 0)) {
-			num += p[s];
-			den += a->w[s];
+		float *ps = p + s * len;
+
+		weighted_kept(a, s, len, ps);
+		for (size_t j = 0; j < len; j++) {
+			sum[j] += ps[j];
+			cnt[j] += (float)(ps[j] > 0) - (float)(ps[j] < 0);
 		}
-	if (!normalize)
-		return num;
-	return num / (den == 0 ? 1.0f : den);
+	}
+	if (a->sign_count)
+		for (size_t j = 0; j < len; j++)
+			sum[j] = cnt[j] >= 0 ? 1.0f : -1.0f;
+	else
+		for (size_t j = 0; j < len; j++)
+			sum[j] = sum[j] >= 0 ? 1.0f : -1.0f;
+	for (size_t s = 0; s < a->n; s++) {
+		const float *ps = p + s * len;
+		float w = a->w[s];
+
+		for (size_t j = 0; j < len; j++) {
+			bool agree = sum[j] * ps[j] > 0;
+
+			tau[j] += agree ? ps[j] : 0.0f;
+			den[j] += agree ? w : 0.0f;
+		}
+	}
+	if (normalize)
+		for (size_t j = 0; j < len; j++) {
+			float d = den[j] == 0 ? 1.0f : den[j];
+
+			tau[j] = tau[j] / d;
+		}
 }
 
-void weld_k_combine(const struct weld_combine_args *a, size_t lo, size_t hi, float *out)
+/* acc[j] = sum over sources of w * kept value, in source order. */
+static void weighted_sum(const struct weld_combine_args *a, size_t len, float *acc, float *p)
 {
-	float sw = 0;
+	for (size_t j = 0; j < len; j++)
+		acc[j] = 0;
+	for (size_t s = 0; s < a->n; s++) {
+		weighted_kept(a, s, len, p);
+		for (size_t j = 0; j < len; j++)
+			acc[j] += p[j];
+	}
+}
+
+void weld_k_combine(const struct weld_combine_args *a, size_t len, float *out, float *scratch)
+{
+	float sw = 0, *acc = scratch + (3 + a->n) * len;
 
 	for (size_t s = 0; s < a->n; s++)
 		sw += a->w[s];
-	for (size_t j = lo; j < hi; j++) {
-		float acc = 0;
+	switch (a->method) {
+	case WELD_METHOD_AVERAGE:
+		weighted_sum(a, len, out, scratch);
+		if (a->normalize)
+			for (size_t j = 0; j < len; j++)
+				out[j] = out[j] / sw;
+		return;
+	case WELD_METHOD_SLERP: {
+		float s0 = (float)a->s0, s1 = (float)a->s1;
 
-		switch (a->method) {
-		case WELD_METHOD_AVERAGE:
-			for (size_t s = 0; s < a->n; s++)
-				acc += a->w[s] * a->v[s][j];
-			out[j] = a->normalize ? acc / sw : acc;
-			break;
-		case WELD_METHOD_SLERP:
-			out[j] = (float)a->s0 * a->base[j] + (float)a->s1 * a->v[0][j];
-			break;
-		case WELD_METHOD_CONSENSUS: {
-			int cnt = 0;
+		for (size_t j = 0; j < len; j++)
+			out[j] = s0 * a->base[j] + s1 * a->v[0][j];
+		return;
+	}
+	case WELD_METHOD_CONSENSUS: {
+		float *cnt = scratch;   /* ties_tile is done with its scratch by then */
 
-			if (a->ties)
-				acc = ties_at(a, j, false);
-			else
-				for (size_t s = 0; s < a->n; s++)
-					acc += a->w[s] * a->v[s][j];
-			for (size_t s = 0; s < a->n; s++) {
-				float d = a->v[s][j];
-				bool m = fabsf(d) > a->mask_lambda[s] * fabsf(acc - d);
+		if (a->ties)
+			ties_tile(a, len, false, acc, scratch);
+		else {
+			struct weld_combine_args all = *a;
 
-				cnt += m;
-				if (a->maskbits) {
-					unsigned char *byte = a->maskbits + s * a->maskstride + j / 8;
+			all.keep = NULL;
+			all.drop = NULL;
+			weighted_sum(&all, len, acc, scratch);
+		}
+		for (size_t j = 0; j < len; j++)
+			cnt[j] = 0;
+		for (size_t s = 0; s < a->n; s++) {
+			const float *d = a->v[s];
+			float ml = a->mask_lambda[s];
 
-					if (j % 8 == 0)
-						*byte = 0;
-					*byte |= (unsigned char)(m << (j % 8));
+			for (size_t j = 0; j < len; j++) {
+				bool m = fabsf(d[j]) > ml * fabsf(acc[j] - d[j]);
+
+				cnt[j] += m;
+				if (m && a->maskbits) {
+					uint64_t bit = a->bitpos + j;
+
+					a->maskbits[s * a->maskstride + bit / 8] |= (unsigned char)(1u << (bit % 8));
 				}
 			}
-			out[j] = a->base[j] + a->lambda * (cnt >= a->k ? acc : 0.0f);
-			break;
 		}
-		default:
-			if (a->ties) {
-				acc = ties_at(a, j, a->normalize);
-			} else {
-				for (size_t s = 0; s < a->n; s++)
-					acc += a->w[s] * kept(a, s, j);
-				if (a->normalize && fabsf(sw) >= 1e-8f)
-					acc /= sw;
-			}
-			out[j] = a->base[j] + a->lambda * acc;
-			break;
+		for (size_t j = 0; j < len; j++)
+			out[j] = a->base[j] + a->lambda * (cnt[j] >= (float)a->k ? acc[j] : 0.0f);
+		return;
+	}
+	default:
+		if (a->ties) {
+			ties_tile(a, len, a->normalize, acc, scratch);
+		} else {
+			weighted_sum(a, len, acc, scratch);
+			if (a->normalize && fabsf(sw) >= 1e-8f)
+				for (size_t j = 0; j < len; j++)
+					acc[j] = acc[j] / sw;
 		}
+		for (size_t j = 0; j < len; j++)
+			out[j] = a->base[j] + a->lambda * acc[j];
+		return;
 	}
 }

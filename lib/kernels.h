@@ -31,6 +31,10 @@ void weld_k_dots(const float *b, const float *x, size_t n, double out[3]);
 void weld_k_slerp_coeffs(double n0sq, double n1sq, double dot, double t,
 			 double *s0, double *s1);
 
+/*
+ * The combining step of every method over one tile of n elements. Arrays
+ * are the tile's own (index 0 = the tile's first element).
+ */
 struct weld_combine_args {
 	enum weld_method method;
 	size_t n;                       /* sources */
@@ -44,11 +48,14 @@ struct weld_combine_args {
 	bool normalize, ties, sign_count;
 	int k;                          /* consensus */
 	double s0, s1;                  /* slerp */
-	unsigned char *maskbits;        /* consensus: packed masks, or NULL */
-	size_t maskstride;              /* bytes between two sources' masks */
+	/* consensus: bit (bitpos + j) of maskbits[s * maskstride] is set for a
+	 * true mask (bits are only ORed in: the caller zeroes them), or NULL */
+	unsigned char *maskbits;
+	size_t maskstride;
+	uint64_t bitpos;
 };
 
-/* out[j] for j in [lo, hi); lo must be a multiple of 8 when maskbits is set. */
-void weld_k_combine(const struct weld_combine_args *a, size_t lo, size_t hi, float *out);
+/* out[0..len) for one tile; scratch holds (4 + n) * len floats. */
+void weld_k_combine(const struct weld_combine_args *a, size_t len, float *out, float *scratch);
 
 #endif

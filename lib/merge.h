@@ -56,6 +56,12 @@ struct weld_merge_opts {
 	bool copy_files;
 	const char *recipe_json;      /* stored in the output's metadata */
 	const char *masks_out;        /* consensus --save-masks FILE, or NULL */
+	/* passed to the writer (see weld_writer_opts), may be NULL */
+	int (*edit_config)(void *ctx, void *cjson_root, struct weld_error *err);
+	void *edit_config_ctx;
+	/* folder to copy config.json and tokenizer files from; NULL: the
+	 * first job's base model, else its first source */
+	const char *config_from;
 	/* callbacks (any may be NULL) */
 	void (*warn)(void *ctx, const char *msg);
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
@@ -166,8 +172,10 @@ struct weld_topk {
 };
 void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 		      struct weld_topk *out);
-/* Apply a selection: keep[j] = 1 for the selected elements of x, in order. */
-void weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
-		    uint64_t equal_before, unsigned char *keep);
+/* Apply a selection: keep[j] = 1 for the selected elements of x, given
+ * that equal_before elements equal to the threshold came before x[0] in
+ * the unit. Returns how many elements of x equal the threshold. */
+uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
+			uint64_t equal_before, unsigned char *keep);
 
 #endif

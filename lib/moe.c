@@ -504,6 +504,31 @@ void weld_moe_merge(float *dst, const float *const *src, const float *coef, int 
 
 /* ================================================================ neuron alignment */
 
+/*
+ * Alignment score <a, b>: only its ranking matters (it picks the
+ * permutation), and there are F^2 of them, so speed wins over the double
+ * sums of the similarity: eight float32 partial sums over each block of 64
+ * elements (a shape the compiler turns into SIMD without reassociating),
+ * block sums added in double, always in the same order.
+ */
+static double dot_score(const float *a, const float *b, size_t len)
+{
+	double acc = 0.0;
+	size_t k = 0;
+
+	for (; k + 64 <= len; k += 64) {
+		float s[8] = { 0 };
+
+		for (size_t i = 0; i < 64; i += 8)
+			for (int j = 0; j < 8; j++)
+				s[j] += a[k + i + (size_t)j] * b[k + i + (size_t)j];
+		acc += (double)(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])));
+	}
+	for (; k < len; k++)
+		acc += (double)a[k] * (double)b[k];
+	return acc;
+}
+
 /* Row r of the packed matrix: [gate[r, :], up[r, :], down[:, r]]. */
 static void pack_ffn(const struct weld_moe_ffn *x, int64_t f, int64_t h, float *out)
 {
@@ -558,12 +583,8 @@ int weld_moe_align(const struct weld_moe_ffn *ref, const struct weld_moe_ffn *tg
 		for (int64_t t = 0; t < f; t++) {
 			const float *bt = b + (size_t)t * w;
 
-			for (int64_t r = r0; r < r1; r++) {
-				double s = 0.0;
-
-				dot_blocked_add(&s, a + (size_t)r * w, bt, w);
-				cost[(size_t)r * (size_t)f + (size_t)t] = s;
-			}
+			for (int64_t r = r0; r < r1; r++)
+				cost[(size_t)r * (size_t)f + (size_t)t] = dot_score(a + (size_t)r * w, bt, w);
 		}
 	}
 	ret = weld_lap_solve(cost, (int)f, true, perm, NULL, err);
@@ -1131,7 +1152,7 @@ static int weight_similarity(const weld_model *m, const struct weld_moe_layout *
 
 			for (int e = 0; e < e_n; e++)
 				if (weld_model_read_f32(m, tensor_of(lo, l, e, s), off, len,
-							(float *)x[e], scratch, err) < 0)
+							data + (size_t)e * (size_t)chunk, scratch, err) < 0)
 					goto out;
 			weld_moe_gram_update(gram, e_n, x, len);
 		}
@@ -1205,7 +1226,7 @@ int weld_moe_plan_build(struct weld_moe_plan *p, const weld_model *m,
 	struct weld_moe_layout *lo = &p->layout;
 	int *ids = NULL;
 	double *simbuf = NULL;
-	int e_n, l_n, ret = -1;
+	int e_n, l_n, needed = 0, ret = -1;
 
 	memset(p, 0, sizeof(*p));
 	p->opts = *o;
@@ -1274,12 +1295,12 @@ int weld_moe_plan_build(struct weld_moe_plan *p, const weld_model *m,
 		}
 	}
 
-	p->sim_source = o->similarity == WELD_MOE_SIM_WEIGHT ? "weight" : "router";
 	for (int l = 0; l < l_n; l++) {
 		const double *freq = p->stats.freq ? p->stats.freq + (size_t)l * (size_t)e_n : NULL;
 		const double *sim = NULL;
 
 		if (p->groups[l] < e_n) {
+			needed++;
 			if (p->stats.sim && p->stats.sim[l]) {
 				sim = p->stats.sim[l];
 				p->n_stats_sim++;
@@ -1298,8 +1319,14 @@ int weld_moe_plan_build(struct weld_moe_plan *p, const weld_model *m,
 				   p->dominant + (size_t)l * (size_t)e_n, err) < 0)
 			goto out;
 	}
-	if (p->n_stats_sim == l_n)
+	if (needed == 0)
+		p->sim_source = "none";
+	else if (p->n_stats_sim == needed)
 		p->sim_source = "stats";
+	else if (o->similarity == WELD_MOE_SIM_WEIGHT)
+		p->sim_source = p->n_stats_sim ? "stats+weight" : "weight";
+	else
+		p->sim_source = p->n_stats_sim ? "stats+router" : "router";
 
 	if (o->align) {
 		const double w = 3.0 * (double)lo->hidden;
@@ -1548,15 +1575,21 @@ static float *read_whole(struct write_ctx *c, size_t i)
 	return x;
 }
 
-static void free_ffn(struct weld_moe_ffn *x)
+/* An expert's three main matrices, read whole, and the view of them. */
+struct loaded_ffn {
+	float *gate, *up, *down;
+	struct weld_moe_ffn view;
+};
+
+static void free_ffn(struct loaded_ffn *x)
 {
-	free((void *)x->gate);
-	free((void *)x->up);
-	free((void *)x->down);
+	free(x->gate);
+	free(x->up);
+	free(x->down);
 	memset(x, 0, sizeof(*x));
 }
 
-static int load_ffn(struct write_ctx *c, int l, int e, struct weld_moe_ffn *x)
+static int load_ffn(struct write_ctx *c, int l, int e, struct loaded_ffn *x)
 {
 	const struct weld_moe_layout *lo = &c->p->layout;
 
@@ -1567,6 +1600,9 @@ static int load_ffn(struct write_ctx *c, int l, int e, struct weld_moe_ffn *x)
 		free_ffn(x);
 		return -1;
 	}
+	x->view.gate = x->gate;
+	x->view.up = x->up;
+	x->view.down = x->down;
 	return 0;
 }
 
@@ -1584,11 +1620,11 @@ static int align_layer(struct write_ctx *c, int l, int *perm, bool *has)
 	const int *dom = p->dominant + (size_t)l * (size_t)e_n;
 
 	for (int g = 0; g < p->groups[l]; g++) {
-		struct weld_moe_ffn ref = { 0 };
+		struct loaded_ffn ref = { 0 };
 		bool loaded = false;
 
 		for (int e = 0; e < e_n; e++) {
-			struct weld_moe_ffn tgt = { 0 };
+			struct loaded_ffn tgt = { 0 };
 			int r;
 
 			if (label[e] != g || e == dom[g])
@@ -1600,7 +1636,8 @@ static int align_layer(struct write_ctx *c, int l, int *perm, bool *has)
 				free_ffn(&ref);
 				return -1;
 			}
-			r = weld_moe_align(&ref, &tgt, f, lo->hidden, perm + (size_t)e * (size_t)f, c->err);
+			r = weld_moe_align(&ref.view, &tgt.view, f, lo->hidden,
+					   perm + (size_t)e * (size_t)f, c->err);
 			free_ffn(&tgt);
 			if (r < 0) {
 				char why[sizeof(c->err->msg)];
@@ -1691,9 +1728,11 @@ static int merge_tensor(struct write_ctx *c, int l, int s, const int *members, i
 			const int e = members[k];
 			const int *pe = perm && has[e] ? perm + (size_t)e * (size_t)f : NULL;
 
-			srcp[k] = src + (size_t)k * (size_t)(step * cols);
-			if (read_rows(c, tensor_of(lo, l, e, s), r0, r1, cols, pe, axis,
-				      (float *)srcp[k], scratch, tmp) < 0)
+			float *buf = src + (size_t)k * (size_t)(step * cols);
+
+			srcp[k] = buf;
+			if (read_rows(c, tensor_of(lo, l, e, s), r0, r1, cols, pe, axis, buf,
+				      scratch, tmp) < 0)
 				goto out;
 		}
 		weld_moe_merge(dst, srcp, coef, nm, len);

@@ -173,7 +173,8 @@ struct weld_moe_ffn {
  * Weight matching of a target expert to a reference expert: perm[r] is the
  * target neuron that goes to position r, chosen to maximise
  * sum_r C[r][perm[r]] with C = W1r W1t^T + W3r W3t^T + W2r^T W2t (an F x F
- * matrix; entries summed in double), solved exactly by weld_lap_solve().
+ * matrix; float32 partial sums over blocks of 64 elements, added in
+ * double), solved exactly by weld_lap_solve().
  * Applying it (target rows of W1 and W3, and columns of W2, taken in the
  * order perm) leaves the expert's function unchanged.
  * Needs F*F doubles and 2*F*(3H) floats of scratch. Returns 0, or -1.
@@ -282,7 +283,9 @@ struct weld_moe_plan {
 	int *groups;                      /* per layer */
 	int *label;                       /* n_layers x E: group of each expert */
 	int *dominant;                    /* n_layers x E: first groups[l] valid */
-	const char *sim_source;           /* "stats", "router" or "weight" per run */
+	/* where the similarities came from: "stats", "router", "weight",
+	 * "stats+router", "stats+weight", or "none" (no layer needed one) */
+	const char *sim_source;
 	int n_stats_sim;                  /* layers whose similarity came from stats */
 	uint64_t align_bytes;             /* scratch --align needs (0 without) */
 	double align_work;                /* rough operation count of --align */

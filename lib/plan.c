@@ -10,12 +10,14 @@
 #include "plan_impl.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define RESERVE_BYTES (24ull << 20)   /* binary, headers, stacks */
+#define WELD_MAX_CHUNK (16ull << 20)  /* elements: larger gains nothing */
 
 const char *weld_method_name(enum weld_method m)
 {
@@ -438,10 +440,15 @@ static int check_model_scope(const weld_plan *p, struct weld_error *err)
 	return 0;
 }
 
+int weld_plan_threads(const weld_plan *p)
+{
+	return p->o.threads > 0 ? p->o.threads : omp_get_num_procs();
+}
+
 int weld_plan_finish(weld_plan *p, struct weld_error *err)
 {
-	size_t maxsrc = 1, threads = (size_t)(p->o.threads > 0 ? p->o.threads : 1);
-	uint64_t fixed, per_elem, budget, max_row = 1;
+	uint64_t threads = (uint64_t)weld_plan_threads(p), maxsrc = 1, max_row = 1;
+	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 4;
 	bool row = p->o.scope == WELD_SCOPE_ROW;
 
 	if (!p->njobs)
@@ -458,8 +465,10 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		for (size_t s = 0; s < j->nsrc; s++) {
 			const struct weld_tensor_info *t =
 				weld_model_tensor(p->models[j->src[s].model], (size_t)j->src[s].tensor);
+			uint64_t es = weld_dtype_size(t->dtype);
 
-			p->input_bytes += j->nelem * weld_dtype_size(t->dtype);
+			p->input_bytes += j->nelem * es;
+			raw_es = es > raw_es ? es : raw_es;
 		}
 		if (j->base_model >= 0)
 			p->input_bytes += j->nelem *
@@ -469,28 +478,42 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	if (p->o.scope == WELD_SCOPE_MODEL && check_model_scope(p, err) < 0)
 		return -1;
 	/*
-	 * Buffers: f32 for every source, the base and the output, the encoded
-	 * output, two keep masks per source; per thread a raw read buffer and
-	 * histograms; the totals of the histograms.
+	 * Per thread: raw super-tiles of every input, f32 tiles (sources, base,
+	 * output, scratch), keep masks, histograms and a row buffer. Shared: the
+	 * encoded output chunk, the packed masks and the histogram totals.
 	 */
-	per_elem = 4 * (maxsrc + 2) + 8 + 2 * maxsrc;
-	fixed = threads * (WELD_RAW_BUF + (uint64_t)maxsrc * 2 * WELD_HIST_BINS * 4) +
-		(uint64_t)maxsrc * 2 * WELD_HIST_BINS * 8 * 2 + RESERVE_BYTES;
-	budget = p->o.max_memory > fixed ? p->o.max_memory - fixed : 0;
+	if (row && max_row > tile)
+		tile = max_row;
+	super = tile > 8 * WELD_BLOCK ? tile : 8 * WELD_BLOCK;
+	fixed = threads * ((maxsrc + 1) * super * raw_es + (maxsrc + 6) * tile * 4 +
+			   2 * maxsrc * tile + maxsrc * 2 * WELD_HIST_BINS * 4 + tile * 4) +
+		maxsrc * 2 * WELD_HIST_BINS * 8 * 2 + RESERVE_BYTES;
+	per_elem = 8 + maxsrc / 8 + 1;
+	if (p->o.max_memory < fixed + WELD_MIN_CHUNK * per_elem)
+		return weld_fail(err, WELD_ERR_ARG,
+				 "--max-memory %llu is too small: this merge needs at least %llu bytes%s",
+				 (unsigned long long)p->o.max_memory,
+				 (unsigned long long)(fixed + WELD_MIN_CHUNK * per_elem),
+				 row ? " (--scope row holds whole rows in memory)" : "");
+	budget = p->o.max_memory - fixed;
 	p->chunk = budget / per_elem / WELD_BLOCK * WELD_BLOCK;
-	if (p->chunk < WELD_MIN_CHUNK)
-		p->chunk = WELD_MIN_CHUNK;
-	if (row) {
-		uint64_t rows = p->chunk / max_row / 8 * 8;
+	if (p->chunk > WELD_MAX_CHUNK)
+		p->chunk = WELD_MAX_CHUNK;
+	{
+		uint64_t largest = WELD_MIN_CHUNK;
 
-		if (rows < 8)
-			return weld_fail(err, WELD_ERR_ARG,
-					 "--scope row: rows of %llu elements do not fit in --max-memory %llu (8 rows need %llu bytes); raise --max-memory",
-					 (unsigned long long)max_row,
-					 (unsigned long long)p->o.max_memory,
-					 (unsigned long long)(fixed + 8 * max_row * per_elem));
+		for (size_t i = 0; i < p->njobs; i++)
+			largest = p->jobs[i].nelem > largest ? p->jobs[i].nelem : largest;
+		largest = (largest + WELD_BLOCK - 1) / WELD_BLOCK * WELD_BLOCK;
+		if (p->chunk > largest)
+			p->chunk = largest;
 	}
-	p->memory = fixed + p->chunk * per_elem;
+	if (row && p->chunk < 8 * max_row)
+		p->chunk = (8 * max_row + WELD_BLOCK - 1) / WELD_BLOCK * WELD_BLOCK;
+	p->tile = tile;
+	p->super = super;
+	p->raw_es = raw_es;
+	p->memory = fixed - RESERVE_BYTES + p->chunk * per_elem;
 	p->finished = true;
 	return 0;
 }

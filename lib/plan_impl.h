@@ -13,7 +13,6 @@
  * size and thread count. Chunks are whole blocks. */
 #define WELD_BLOCK 4096
 #define WELD_MIN_CHUNK (16 * WELD_BLOCK)
-#define WELD_RAW_BUF (256u << 10)   /* per-thread read buffer */
 
 struct weld_plan {
 	struct weld_merge_opts o;
@@ -22,10 +21,16 @@ struct weld_plan {
 	struct weld_job *jobs;
 	size_t njobs, cap;
 	uint64_t chunk;        /* elements per chunk */
+	uint64_t tile;         /* tile capacity of a thread (elements) */
+	uint64_t super;        /* elements read per input per pread */
+	uint64_t raw_es;       /* largest input element size */
 	uint64_t memory;       /* bytes of buffers at that chunk size */
 	uint64_t input_bytes;
 	bool finished;
 };
+
+/* Threads the execution uses (the option, else every core). */
+int weld_plan_threads(const weld_plan *p);
 
 void weld_plan_warn(const weld_plan *p, const char *fmt, ...) WELD_PRINTF(2, 3);
 

@@ -70,21 +70,34 @@ void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 	out->keep_equal = need;
 }
 
-void weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
-		    uint64_t equal_before, unsigned char *keep)
+uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
+			uint64_t equal_before, unsigned char *keep)
 {
-	uint64_t seen = equal_before;
+	uint32_t t = sel->thresh;
+	uint64_t eq;
+	bool keep_eq;
 
 	if (sel->all || sel->none) {
 		memset(keep, sel->all, n);
-		return;
+		return 0;
 	}
-	for (size_t j = 0; j < n; j++) {
+	eq = weld_count_equal(x, n, t);
+	/* only the range where the kept equal elements run out needs order */
+	if (equal_before >= sel->keep_equal || equal_before + eq <= sel->keep_equal) {
+		keep_eq = equal_before < sel->keep_equal;
+		for (size_t j = 0; j < n; j++) {
+			uint32_t key = weld_key(x[j]);
+
+			keep[j] = key > t || (keep_eq && key == t);
+		}
+		return eq;
+	}
+	for (size_t j = 0, seen = (size_t)equal_before; j < n; j++) {
 		uint32_t key = weld_key(x[j]);
 
-		keep[j] = key > sel->thresh ||
-			  (key == sel->thresh && seen++ < sel->keep_equal);
+		keep[j] = key > t || (key == t && seen++ < sel->keep_equal);
 	}
+	return eq;
 }
 
 void weld_hist_hi(const float *x, size_t n, uint32_t *h)

@@ -1,0 +1,2546 @@
+/*
+ * recipe.c - read, check and plan a merge recipe: mergekit's configuration
+ * schema written as JSON (DESIGN 5).
+ *
+ * Checking happens in two rounds, both before anything is written. Parsing
+ * walks the JSON once and refuses every unknown key, wrong type or value out
+ * of range with the JSON path of the culprit; it also resolves every model
+ * reference to an absolute path (recipe folder, then the Hugging Face
+ * cache). Planning opens the models, checks layer ranges and depths, then
+ * evaluates each parameter for each tensor (gradients over layers, filter
+ * lists, the precedence source > slice > top level > method default) into
+ * the engine's jobs. The normalised recipe stored in the output is printed
+ * from the parsed tree with every default written out, so reading it back
+ * gives the same plan and the same bytes.
+ */
+#include "recipe.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RECIPE_MAX_BYTES (16u << 20)
+#define WHERE_LEN 256
+#define MAX_SEED_EXACT 9007199254740992.0   /* 2^53: larger seeds go in strings */
+
+/* ---------------------------------------------------------------- parameters */
+
+enum param {
+	P_WEIGHT, P_DENSITY, P_GAMMA, P_MASK_LAMBDA, P_SCALE,  /* per model */
+	P_LAMBDA, P_T,                                          /* per tensor */
+	P_NORMALIZE, P_RESCALE, P_INT8_MASK,                    /* whole merge */
+	P_COUNT
+};
+#define PB(p) (1u << (p))
+
+enum range {
+	R_ANY,        /* any finite number */
+	R_DENSITY,    /* (0, 1] */
+	R_GAMMA,      /* [0, 1) */
+	R_UNIT,       /* [0, 1] */
+	R_NONNEG,     /* [0, inf) */
+	R_BOOL,       /* true/false (or 1/0, as YAML booleans become in mergekit) */
+};
+
+struct param_def {
+	const char *name;
+	enum { PER_MODEL, PER_TENSOR, WHOLE_MERGE } kind;
+	enum range range;
+};
+
+static const struct param_def param_defs[P_COUNT] = {
+	[P_WEIGHT] = { "weight", PER_MODEL, R_ANY },
+	[P_DENSITY] = { "density", PER_MODEL, R_DENSITY },
+	[P_GAMMA] = { "gamma", PER_MODEL, R_GAMMA },
+	[P_MASK_LAMBDA] = { "mask_lambda", PER_MODEL, R_NONNEG },
+	[P_SCALE] = { "scale", PER_MODEL, R_ANY },
+	[P_LAMBDA] = { "lambda", PER_TENSOR, R_ANY },
+	[P_T] = { "t", PER_TENSOR, R_UNIT },
+	[P_NORMALIZE] = { "normalize", WHOLE_MERGE, R_BOOL },
+	[P_RESCALE] = { "rescale", WHOLE_MERGE, R_BOOL },
+	[P_INT8_MASK] = { "int8_mask", WHOLE_MERGE, R_BOOL },
+};
+
+/* ---------------------------------------------------------------- the weld object */
+
+enum wkey {
+	W_SCOPE, W_SEED, W_SIGN, W_RESCALE, W_COMBINE, W_TRIM, W_FROM, W_K,
+	W_SHARD_SIZE, W_MAX_MEMORY, W_ALLOW_MISSING, W_COPY_FILES,
+	W_COUNT
+};
+#define WB(k) (1u << (k))
+#define W_GENERAL (WB(W_SHARD_SIZE) | WB(W_MAX_MEMORY) | WB(W_ALLOW_MISSING) | WB(W_COPY_FILES))
+
+static const char *const wkey_names[W_COUNT] = {
+	"scope", "seed", "sign", "rescale", "combine", "trim", "from", "k",
+	"shard_size", "max_memory", "allow_missing", "copy_files",
+};
+
+static const char *const scope_names[] = { "tensor", "row", "model", NULL };
+static const char *const sign_names[] = { "sum", "count", NULL };
+static const char *const rescale_names[] = { "inverse", "l1", "none", NULL };
+static const char *const combine_names[] = { "sum", "ties", NULL };
+static const char *const from_names[] = { "ta", "ties", NULL };
+
+/* ---------------------------------------------------------------- methods */
+
+enum base_rule {
+	BASE_LISTED,    /* no base: a base_model must also be listed as a model */
+	BASE_REQUIRED,  /* task vectors: every tensor is merged against the base */
+	BASE_DONOR,     /* passthrough: the base only gives config.json & co */
+};
+
+struct method_def {
+	const char *name;
+	enum weld_method method;    /* WELD_METHOD_COPY for passthrough */
+	unsigned params;            /* PB() of the parameters it takes */
+	unsigned keys;              /* WB() of its keys in the weld object */
+	enum base_rule base;
+	double density, gamma;      /* defaults */
+	bool normalize;
+	enum weld_rescale rescale;
+	enum weld_combine combine;
+	bool combine_fixed;         /* the name says sum or ties */
+};
+
+#define GTA_PARAMS (PB(P_WEIGHT) | PB(P_LAMBDA) | PB(P_NORMALIZE) | PB(P_INT8_MASK))
+
+/*
+ * mergekit's names take mergekit's defaults (reference/mergekit.md 1.2):
+ * density 1 everywhere, normalize only for ties, rescale (L1) for the dare
+ * pair. weld's own names (average, task-arithmetic, dare, consensus) take
+ * the defaults of weld's commands.
+ */
+static const struct method_def methods[] = {
+	{ .name = "linear", .method = WELD_METHOD_AVERAGE,
+	  .params = PB(P_WEIGHT) | PB(P_NORMALIZE), .base = BASE_LISTED,
+	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	{ .name = "average", .method = WELD_METHOD_AVERAGE,
+	  .params = PB(P_WEIGHT) | PB(P_NORMALIZE), .base = BASE_LISTED,
+	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	{ .name = "task_arithmetic", .method = WELD_METHOD_TASK_ARITHMETIC,
+	  .params = GTA_PARAMS, .base = BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	{ .name = "task-arithmetic", .method = WELD_METHOD_TASK_ARITHMETIC,
+	  .params = PB(P_WEIGHT) | PB(P_LAMBDA) | PB(P_NORMALIZE), .base = BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	{ .name = "ties", .method = WELD_METHOD_TIES,
+	  .params = GTA_PARAMS | PB(P_DENSITY) | PB(P_RESCALE),
+	  .keys = WB(W_SCOPE) | WB(W_SIGN), .base = BASE_REQUIRED,
+	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE,
+	  .combine = WELD_COMBINE_TIES, .combine_fixed = true },
+	{ .name = "dare_linear", .method = WELD_METHOD_DARE,
+	  .params = GTA_PARAMS | PB(P_DENSITY) | PB(P_RESCALE),
+	  .keys = WB(W_SCOPE) | WB(W_SEED) | WB(W_RESCALE) | WB(W_COMBINE),
+	  .base = BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_L1,
+	  .combine = WELD_COMBINE_SUM, .combine_fixed = true },
+	{ .name = "dare_ties", .method = WELD_METHOD_DARE,
+	  .params = GTA_PARAMS | PB(P_DENSITY) | PB(P_RESCALE),
+	  .keys = WB(W_SCOPE) | WB(W_SEED) | WB(W_RESCALE) | WB(W_COMBINE) | WB(W_SIGN) | WB(W_TRIM),
+	  .base = BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_L1,
+	  .combine = WELD_COMBINE_TIES, .combine_fixed = true },
+	{ .name = "dare", .method = WELD_METHOD_DARE,
+	  .params = PB(P_WEIGHT) | PB(P_DENSITY) | PB(P_LAMBDA) | PB(P_NORMALIZE) | PB(P_RESCALE),
+	  .keys = WB(W_SCOPE) | WB(W_SEED) | WB(W_RESCALE) | WB(W_COMBINE) | WB(W_SIGN) | WB(W_TRIM),
+	  .base = BASE_REQUIRED, .density = 0.5, .rescale = WELD_RESCALE_INVERSE,
+	  .combine = WELD_COMBINE_SUM },
+	{ .name = "breadcrumbs", .method = WELD_METHOD_BREADCRUMBS,
+	  .params = GTA_PARAMS | PB(P_DENSITY) | PB(P_GAMMA) | PB(P_RESCALE),
+	  .keys = WB(W_SCOPE) | WB(W_SIGN) | WB(W_COMBINE), .base = BASE_REQUIRED,
+	  .density = 1, .gamma = 0.01, .rescale = WELD_RESCALE_NONE, .combine = WELD_COMBINE_SUM },
+	{ .name = "breadcrumbs_ties", .method = WELD_METHOD_BREADCRUMBS,
+	  .params = GTA_PARAMS | PB(P_DENSITY) | PB(P_GAMMA) | PB(P_RESCALE),
+	  .keys = WB(W_SCOPE) | WB(W_SIGN) | WB(W_COMBINE), .base = BASE_REQUIRED,
+	  .density = 1, .gamma = 0.01, .rescale = WELD_RESCALE_NONE,
+	  .combine = WELD_COMBINE_TIES, .combine_fixed = true },
+	{ .name = "slerp", .method = WELD_METHOD_SLERP, .params = PB(P_T),
+	  .base = BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	{ .name = "passthrough", .method = WELD_METHOD_COPY, .params = PB(P_SCALE),
+	  .base = BASE_DONOR, .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	{ .name = "consensus", .method = WELD_METHOD_CONSENSUS,
+	  .params = PB(P_WEIGHT) | PB(P_DENSITY) | PB(P_MASK_LAMBDA) | PB(P_LAMBDA),
+	  .keys = WB(W_SCOPE) | WB(W_SIGN) | WB(W_FROM) | WB(W_K), .base = BASE_REQUIRED,
+	  .density = 0.2, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+};
+#define NMETHODS (sizeof(methods) / sizeof(methods[0]))
+
+/* mergekit methods weld does not implement (yet). */
+static const char *const mergekit_only[] = {
+	"della", "della_linear", "model_stock", "nuslerp", "multislerp", "karcher", "sce",
+	"nearswap", "arcee_fusion", "ram", "ramplus_tl",
+};
+
+static const char *const top_keys[] = {
+	"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
+	"tokenizer_source", "weld",
+};
+
+/* ---------------------------------------------------------------- the recipe */
+
+struct rmodel {
+	char *label;    /* as the recipe names it */
+	char *path;     /* resolved, absolute */
+	char *where;    /* JSON path of its first mention */
+	int layers;     /* 1 + its largest layer index; 0 without layers */
+};
+
+struct rsource {
+	int model;              /* index in recipe.models */
+	int a, b;               /* layer_range [a, b), or -1 with models: */
+	const cJSON *params;    /* borrowed from the tree, may be NULL */
+	char where[64];         /* "models[1]", "slices[0].sources[2]" */
+};
+
+struct rslice {
+	struct rsource *src;
+	size_t nsrc;
+	const cJSON *params;
+	int base;               /* base model (recipe.models index) or -1 */
+	bool base_given;        /* the slice names its own base_model */
+	int base_src;           /* index in src of the base, or -1 */
+	char where[32];
+};
+
+struct weld_recipe {
+	char *label, *dir;
+	cJSON *root;
+	const struct method_def *m;
+	struct rmodel *models;
+	size_t nmodels;
+	struct rslice *slices;  /* models: is kept as one slice without ranges */
+	size_t nslices;
+	bool use_slices;
+	int base;               /* top-level base_model, or -1 */
+	const cJSON *params;    /* top-level parameters, or NULL */
+	const char *dtype_name, *out_dtype_name, *tokenizer_source;
+	struct weld_merge_opts o;
+	bool rescale_set, sign_set, trim_set;
+	char *json;             /* the normalised recipe */
+	char *config_from;
+	const char **labels;
+	size_t nlabels;
+	int *layer_map;         /* output layer -> its source layer (slices) */
+	size_t nlayers_out;
+	char gamma_where[WHERE_LEN];  /* where the current tensor's gamma came from */
+};
+
+static void set_where(char *dst, size_t len, const char *fmt, ...) WELD_PRINTF(3, 4);
+
+static void set_where(char *dst, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(dst, len, fmt, ap);
+	va_end(ap);
+}
+
+/* Fill err with "<recipe>: <JSON path>: <message>" and return -1. */
+static int rfail(const weld_recipe *r, struct weld_error *err, const char *where,
+		 const char *fmt, ...) WELD_PRINTF(4, 5);
+
+static int rfail(const weld_recipe *r, struct weld_error *err, const char *where,
+		 const char *fmt, ...)
+{
+	char msg[900];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (where && *where)
+		return weld_fail(err, WELD_ERR_ARG, "%s: %s: %s", r->label, where, msg);
+	return weld_fail(err, WELD_ERR_ARG, "%s: %s", r->label, msg);
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = malloc(n);
+
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+static char *join_path(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *p = malloc(la + lb + 2);
+
+	if (!p)
+		return NULL;
+	memcpy(p, a, la);
+	p[la] = '/';
+	memcpy(p + la + 1, b, lb + 1);
+	return p;
+}
+
+/* A new string from a format (caller frees), or NULL. */
+static char *strfmt(const char *fmt, ...) WELD_PRINTF(1, 2);
+
+static char *strfmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !(p = malloc((size_t)n + 1)))
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+static bool is_dir(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static const char *json_type(const cJSON *v)
+{
+	if (cJSON_IsBool(v))
+		return "a boolean";
+	if (cJSON_IsNumber(v))
+		return "a number";
+	if (cJSON_IsString(v))
+		return "a string";
+	if (cJSON_IsArray(v))
+		return "a list";
+	if (cJSON_IsObject(v))
+		return "an object";
+	return "null";
+}
+
+/* ---------------------------------------------------------------- did you mean */
+
+size_t weld_edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), row[65], prev;
+
+	if (la > 64 || lb > 64)
+		return SIZE_MAX;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		prev = row[0];
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t del = row[j] + 1, ins = row[j - 1] + 1;
+			size_t sub = prev + (a[i - 1] != b[j - 1]);
+			size_t best = del < ins ? del : ins;
+
+			prev = row[j];
+			row[j] = best < sub ? best : sub;
+		}
+	}
+	return row[lb];
+}
+
+/* The closest of names to s, if it is close enough to be a typo. */
+static const char *suggest(const char *s, const char *const *names, size_t n)
+{
+	size_t best = SIZE_MAX, lim = strlen(s) <= 4 ? 1 : 2;
+	const char *pick = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t d = names[i] ? weld_edit_distance(s, names[i]) : SIZE_MAX;
+
+		if (d < best) {
+			best = d;
+			pick = names[i];
+		}
+	}
+	return best <= lim ? pick : NULL;
+}
+
+static int pick_name(const char *s, const char *const *names)
+{
+	for (int i = 0; names[i]; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* "a, b or c" */
+static void list_names(char *buf, size_t len, const char *const *names, size_t n)
+{
+	size_t o = 0;
+
+	buf[0] = 0;
+	for (size_t i = 0; i < n && o < len; i++) {
+		if (!names[i])
+			continue;
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", names[i]);
+	}
+}
+
+static void method_params(const struct method_def *m, char *buf, size_t len)
+{
+	const char *names[P_COUNT];
+
+	for (int p = 0; p < P_COUNT; p++)
+		names[p] = m->params & PB(p) ? param_defs[p].name : NULL;
+	list_names(buf, len, names, P_COUNT);
+	if (!buf[0])
+		snprintf(buf, len, "none");
+}
+
+/* Refuse a key that repeats an earlier one of the same object. */
+static int check_dups(const weld_recipe *r, const cJSON *obj, const char *where,
+		      struct weld_error *err)
+{
+	for (const cJSON *a = obj->child; a; a = a->next)
+		for (const cJSON *b = obj->child; b != a; b = b->next)
+			if (strcmp(a->string, b->string) == 0)
+				return rfail(r, err, where, "key '%s' appears twice", a->string);
+	return 0;
+}
+
+/* Every key of obj must be one of names; the message suggests the nearest. */
+static int check_keys(const weld_recipe *r, const cJSON *obj, const char *where,
+		      const char *const *names, size_t n, struct weld_error *err)
+{
+	char path[WHERE_LEN], all[512];
+
+	if (check_dups(r, obj, where, err) < 0)
+		return -1;
+	for (const cJSON *k = obj->child; k; k = k->next) {
+		const char *near;
+		bool known = false;
+
+		for (size_t i = 0; i < n && !known; i++)
+			known = strcmp(k->string, names[i]) == 0;
+		if (known)
+			continue;
+		set_where(path, sizeof(path), "%s%s%s", where, *where ? "." : "", k->string);
+		near = suggest(k->string, names, n);
+		if (near)
+			return rfail(r, err, path, "unknown key (did you mean '%s'?)", near);
+		list_names(all, sizeof(all), names, n);
+		return rfail(r, err, path, "unknown key (expected one of: %s)", all);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- model references */
+
+/* The Hugging Face cache folder, and how it was chosen (for messages). */
+static char *hf_cache(const char **how)
+{
+	const char *v = getenv("HF_HUB_CACHE");
+
+	if (v && *v) {
+		*how = "$HF_HUB_CACHE";
+		return xstrdup(v);
+	}
+	v = getenv("HF_HOME");
+	if (v && *v) {
+		*how = "$HF_HOME/hub";
+		return join_path(v, "hub");
+	}
+	v = getenv("HOME");
+	*how = "~/.cache/huggingface/hub; $HF_HUB_CACHE and $HF_HOME are unset";
+	return join_path(v && *v ? v : ".", ".cache/huggingface/hub");
+}
+
+/* "name" or "org/name" made of letters, digits, '-', '_' and '.'. */
+static bool repo_like(const char *s)
+{
+	int slashes = 0;
+	const char *part = s;
+
+	if (!*s)
+		return false;
+	for (const char *c = s;; c++) {
+		if (*c == '/' || !*c) {
+			size_t n = (size_t)(c - part);
+
+			if (n == 0 || (n == 1 && part[0] == '.') || (n == 2 && !strncmp(part, "..", 2)))
+				return false;
+			if (!*c)
+				break;
+			if (++slashes > 1)
+				return false;
+			part = c + 1;
+			continue;
+		}
+		if (!(*c == '-' || *c == '_' || *c == '.' || (*c >= '0' && *c <= '9') ||
+		      (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')))
+			return false;
+	}
+	return true;
+}
+
+/* The snapshot folder a ref names (refs/<ref> holds a commit hash). */
+static char *read_ref(const char *repo_dir, const char *ref)
+{
+	char *path, *snap = NULL, buf[128];
+	size_t n;
+	FILE *f;
+
+	if (strstr(ref, "..") || strchr(ref, '/'))
+		return NULL;
+	path = strfmt("%s/refs/%s", repo_dir, ref);
+	if (!path)
+		return NULL;
+	f = fopen(path, "r");
+	free(path);
+	if (!f)
+		return NULL;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		n--;
+	buf[n] = 0;
+	if (n == 0 || strchr(buf, '/') || strstr(buf, ".."))
+		return NULL;
+	path = strfmt("%s/snapshots/%s", repo_dir, buf);
+	if (!path)
+		return NULL;
+	if (is_dir(path))
+		snap = path;
+	else
+		free(path);
+	return snap;
+}
+
+/* The newest snapshot (by modification time, then name). */
+static char *newest_snapshot(const char *repo_dir)
+{
+	char *snaps = join_path(repo_dir, "snapshots"), *best = NULL;
+	struct timespec best_t = { 0, 0 };
+	struct dirent *e;
+	DIR *d;
+
+	if (!snaps)
+		return NULL;
+	d = opendir(snaps);
+	while (d && (e = readdir(d))) {
+		char *p;
+		struct stat st;
+
+		if (e->d_name[0] == '.')
+			continue;
+		p = join_path(snaps, e->d_name);
+		if (!p)
+			break;
+		if (stat(p, &st) == 0 && S_ISDIR(st.st_mode) &&
+		    (!best || st.st_mtim.tv_sec > best_t.tv_sec ||
+		     (st.st_mtim.tv_sec == best_t.tv_sec && st.st_mtim.tv_nsec > best_t.tv_nsec) ||
+		     (st.st_mtim.tv_sec == best_t.tv_sec && st.st_mtim.tv_nsec == best_t.tv_nsec &&
+		      strcmp(p, best) > 0))) {
+			free(best);
+			best = p;
+			best_t = st.st_mtim;
+		} else {
+			free(p);
+		}
+	}
+	if (d)
+		closedir(d);
+	free(snaps);
+	return best;
+}
+
+/*
+ * Look `repo` up in the Hugging Face cache: models--org--name/snapshots/<h>
+ * where <h> is what refs/<rev> names, or <rev> itself when it is a snapshot
+ * hash; without a revision refs/main, else the newest snapshot. On failure
+ * *why says what was looked at.
+ */
+static char *hf_lookup(const char *repo, const char *rev, char *why, size_t wlen)
+{
+	const char *how;
+	char *cache = hf_cache(&how), *repo_dir, *snap = NULL;
+	const char *slash = strchr(repo, '/');
+
+	if (!cache)
+		return NULL;
+	/* org/name -> models--org--name */
+	if (slash)
+		repo_dir = strfmt("%s/models--%.*s--%s", cache, (int)(slash - repo), repo, slash + 1);
+	else
+		repo_dir = strfmt("%s/models--%s", cache, repo);
+	if (!repo_dir) {
+		free(cache);
+		return NULL;
+	}
+	if (!is_dir(repo_dir)) {
+		snprintf(why, wlen, "not in the Hugging Face cache: no folder '%s' (%s)", repo_dir, how);
+	} else {
+		snap = read_ref(repo_dir, rev ? rev : "main");
+		if (!snap && rev && !strchr(rev, '/') && !strstr(rev, "..")) {
+			char *p = strfmt("%s/snapshots/%s", repo_dir, rev);
+
+			if (p) {
+				if (is_dir(p))
+					snap = p;
+				else
+					free(p);
+			}
+		}
+		if (!snap && !rev)
+			snap = newest_snapshot(repo_dir);
+		if (!snap && rev)
+			snprintf(why, wlen, "revision '%s' is neither a ref ('%s/refs/%s') nor a snapshot ('%s/snapshots/%s') in the Hugging Face cache",
+				 rev, repo_dir, rev, repo_dir, rev);
+		else if (!snap)
+			snprintf(why, wlen, "'%s' in the Hugging Face cache holds no snapshot", repo_dir);
+	}
+	if (snap) {
+		char *real = realpath(snap, NULL);
+
+		free(snap);
+		snap = real;
+	}
+	free(repo_dir);
+	free(cache);
+	return snap;
+}
+
+/* Drop "." parts and fold "dir/.." in place (for messages; the file itself
+ * is found through realpath). */
+static void tidy_path(char *p)
+{
+	bool abs = *p == '/';
+	char *out = p + abs;
+	const char *seg = p + abs;
+	size_t kept = 0;   /* segments of the output that ".." may remove */
+
+	while (*seg) {
+		const char *end = strchr(seg, '/');
+		size_t n = end ? (size_t)(end - seg) : strlen(seg);
+		bool dotdot = n == 2 && seg[0] == '.' && seg[1] == '.';
+
+		if (n == 0 || (n == 1 && seg[0] == '.')) {
+			/* nothing */
+		} else if (dotdot && (kept || abs)) {
+			while (kept && out > p + abs && out[-1] != '/')
+				out--;
+			if (kept && out > p + abs)
+				out--;
+			kept -= kept > 0;
+		} else {
+			if (out > p + abs)
+				*out++ = '/';
+			memmove(out, seg, n);
+			out += n;
+			kept += !dotdot;
+		}
+		seg += n + (end != NULL);
+	}
+	if (out == p)
+		*out++ = '.';
+	*out = 0;
+}
+
+/*
+ * A model reference: a local path (absolute, ~/..., or relative to the
+ * recipe's folder), else `org/name[@revision]` in the Hugging Face cache.
+ * weld never downloads. Returns the absolute path (caller frees) or NULL.
+ */
+static char *resolve_model(const weld_recipe *r, const char *spec, const char *where,
+			   struct weld_error *err)
+{
+	char *local, *found = NULL, why[1200] = "";
+	const char *home = getenv("HOME");
+
+	if (!*spec) {
+		rfail(r, err, where, "empty model path");
+		return NULL;
+	}
+	if (spec[0] == '/')
+		local = xstrdup(spec);
+	else if (spec[0] == '~' && spec[1] == '/')
+		local = join_path(home && *home ? home : ".", spec + 2);
+	else
+		local = join_path(r->dir, spec);
+	if (local)
+		tidy_path(local);
+	if (!local) {
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		return NULL;
+	}
+	if (access(local, F_OK) == 0) {
+		found = realpath(local, NULL);
+		if (!found)
+			weld_fail_errno(err, "%s: %s: cannot resolve '%s'", r->label, where, local);
+		free(local);
+		return found;
+	}
+	{
+		char *name = xstrdup(spec), *at = name ? strrchr(name, '@') : NULL;
+		const char *rev = NULL;
+
+		if (at && at[1]) {
+			*at = 0;
+			rev = at + 1;
+		}
+		if (name && repo_like(name))
+			found = hf_lookup(name, rev, why, sizeof(why));
+		free(name);
+	}
+	if (!found) {
+		if (why[0])
+			rfail(r, err, where, "model '%s' not found: no file or folder '%s'; %s; weld never downloads models",
+			      spec, local, why);
+		else if (strchr(spec, '+'))
+			rfail(r, err, where, "model '%s' not found: no file or folder '%s' (LoRA references 'model+lora' are not supported)",
+			      spec, local);
+		else
+			rfail(r, err, where, "model '%s' not found: no file or folder '%s'", spec, local);
+	}
+	free(local);
+	return found;
+}
+
+/* Parse a model reference (string or mergekit's object form) and return
+ * its index in r->models (shared by every mention of the same path). */
+static int add_model(weld_recipe *r, const cJSON *v, const char *where, int *idx,
+		     struct weld_error *err)
+{
+	static const char *const ref_keys[] = { "model", "lora", "override_architecture" };
+	static const char *const path_keys[] = { "path", "revision" };
+	char spec_buf[4096], sub[WHERE_LEN];
+	const char *spec;
+	struct rmodel *nm;
+	char *path;
+
+	if (cJSON_IsString(v)) {
+		spec = v->valuestring;
+	} else if (cJSON_IsObject(v)) {
+		const cJSON *mp, *p, *rev;
+
+		if (check_keys(r, v, where, ref_keys, 3, err) < 0)
+			return -1;
+		if (cJSON_GetObjectItemCaseSensitive(v, "lora")) {
+			set_where(sub, sizeof(sub), "%s.lora", where);
+			return rfail(r, err, sub, "LoRA references are not supported (merge the adapter first)");
+		}
+		if (cJSON_GetObjectItemCaseSensitive(v, "override_architecture")) {
+			set_where(sub, sizeof(sub), "%s.override_architecture", where);
+			return rfail(r, err, sub, "not supported: weld works from tensor names, not architectures");
+		}
+		mp = cJSON_GetObjectItemCaseSensitive(v, "model");
+		set_where(sub, sizeof(sub), "%s.model", where);
+		if (!cJSON_IsObject(mp))
+			return rfail(r, err, mp ? sub : where, "expected {\"path\": ..., \"revision\": ...}");
+		if (check_keys(r, mp, sub, path_keys, 2, err) < 0)
+			return -1;
+		p = cJSON_GetObjectItemCaseSensitive(mp, "path");
+		rev = cJSON_GetObjectItemCaseSensitive(mp, "revision");
+		if (!cJSON_IsString(p))
+			return rfail(r, err, sub, "needs a \"path\" string");
+		if (rev && !cJSON_IsString(rev)) {
+			set_where(sub, sizeof(sub), "%s.model.revision", where);
+			return rfail(r, err, sub, "expected a string, not %s", json_type(rev));
+		}
+		snprintf(spec_buf, sizeof(spec_buf), "%s%s%s", p->valuestring, rev ? "@" : "",
+			 rev ? rev->valuestring : "");
+		spec = spec_buf;
+	} else {
+		return rfail(r, err, where, "expected a model path (a string), not %s",
+			     v ? json_type(v) : "nothing");
+	}
+	path = resolve_model(r, spec, where, err);
+	if (!path)
+		return -1;
+	for (size_t i = 0; i < r->nmodels; i++)
+		if (strcmp(r->models[i].path, path) == 0) {
+			free(path);
+			*idx = (int)i;
+			return 0;
+		}
+	nm = realloc(r->models, (r->nmodels + 1) * sizeof(*nm));
+	if (!nm) {
+		free(path);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	r->models = nm;
+	nm = &r->models[r->nmodels];
+	memset(nm, 0, sizeof(*nm));
+	nm->path = path;
+	nm->label = xstrdup(spec);
+	nm->where = xstrdup(where);
+	if (!nm->label || !nm->where) {
+		free(nm->label);
+		free(nm->where);
+		free(path);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	*idx = (int)r->nmodels++;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- checking values */
+
+static int check_number(const weld_recipe *r, const struct param_def *pd, double v,
+			const char *where, struct weld_error *err)
+{
+	if (!isfinite(v))
+		return rfail(r, err, where, "%s must be a finite number", pd->name);
+	switch (pd->range) {
+	case R_DENSITY:
+		if (!(v > 0 && v <= 1))
+			return rfail(r, err, where, "%s %g is outside (0, 1]", pd->name, v);
+		break;
+	case R_GAMMA:
+		if (!(v >= 0 && v < 1))
+			return rfail(r, err, where, "%s %g is outside [0, 1)", pd->name, v);
+		break;
+	case R_UNIT:
+		if (!(v >= 0 && v <= 1))
+			return rfail(r, err, where, "%s %g is outside [0, 1]", pd->name, v);
+		break;
+	case R_NONNEG:
+		if (!(v >= 0))
+			return rfail(r, err, where, "%s %g must be >= 0", pd->name, v);
+		break;
+	case R_BOOL:
+		if (v != 0 && v != 1)
+			return rfail(r, err, where, "expected true or false, not %g", v);
+		break;
+	case R_ANY:
+		break;
+	}
+	return 0;
+}
+
+/* A gradient: a non-empty list of numbers. */
+static int check_gradient(const weld_recipe *r, const struct param_def *pd, const cJSON *v,
+			  const char *where, struct weld_error *err)
+{
+	char sub[WHERE_LEN];
+	size_t i = 0;
+
+	if (!v->child)
+		return rfail(r, err, where, "empty list");
+	for (const cJSON *e = v->child; e; e = e->next, i++) {
+		set_where(sub, sizeof(sub), "%s[%zu]", where, i);
+		if (!cJSON_IsNumber(e))
+			return rfail(r, err, sub, "a gradient holds numbers only, not %s", json_type(e));
+		if (check_number(r, pd, e->valuedouble, sub, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * A parameter setting (reference/mergekit.md 2.2): a number, a gradient, or
+ * a list of {"filter": "substring", "value": number | gradient}. The
+ * whole-merge switches (normalize, rescale, int8_mask) take one value.
+ */
+static int check_setting(const weld_recipe *r, const struct param_def *pd, const cJSON *v,
+			 const char *where, struct weld_error *err)
+{
+	static const char *const cond_keys[] = { "filter", "value" };
+	char sub[WHERE_LEN];
+	size_t i = 0;
+
+	if (pd->range == R_BOOL) {
+		if (cJSON_IsBool(v))
+			return 0;
+		if (cJSON_IsNumber(v))
+			return check_number(r, pd, v->valuedouble, where, err);
+		return rfail(r, err, where, "expected true or false, not %s (%s is one value for the whole merge)",
+			     json_type(v), pd->name);
+	}
+	if (cJSON_IsNumber(v))
+		return check_number(r, pd, v->valuedouble, where, err);
+	if (cJSON_IsObject(v))
+		return rfail(r, err, where, "a {\"filter\", \"value\"} entry must be inside a list: [{...}, {\"value\": ...}]");
+	if (!cJSON_IsArray(v))
+		return rfail(r, err, where, "expected a number, a list of numbers (a gradient) or a list of {\"filter\", \"value\"} objects, not %s",
+			     json_type(v));
+	if (!v->child)
+		return rfail(r, err, where, "empty list");
+	if (cJSON_IsNumber(v->child))
+		return check_gradient(r, pd, v, where, err);
+	for (const cJSON *e = v->child; e; e = e->next, i++) {
+		const cJSON *f, *val;
+
+		set_where(sub, sizeof(sub), "%s[%zu]", where, i);
+		if (!cJSON_IsObject(e))
+			return rfail(r, err, sub, "expected a {\"filter\", \"value\"} object like the other entries, not %s",
+				     json_type(e));
+		if (check_keys(r, e, sub, cond_keys, 2, err) < 0)
+			return -1;
+		f = cJSON_GetObjectItemCaseSensitive(e, "filter");
+		val = cJSON_GetObjectItemCaseSensitive(e, "value");
+		if (f && !cJSON_IsString(f)) {
+			set_where(sub, sizeof(sub), "%s[%zu].filter", where, i);
+			return rfail(r, err, sub, "expected a string (a substring of tensor names), not %s",
+				     json_type(f));
+		}
+		if (!val)
+			return rfail(r, err, sub, "entry without a \"value\"");
+		set_where(sub, sizeof(sub), "%s[%zu].value", where, i);
+		if (cJSON_IsNumber(val)) {
+			if (check_number(r, pd, val->valuedouble, sub, err) < 0)
+				return -1;
+		} else if (cJSON_IsArray(val)) {
+			if (check_gradient(r, pd, val, sub, err) < 0)
+				return -1;
+		} else {
+			return rfail(r, err, sub, "expected a number or a list of numbers, not %s",
+				     json_type(val));
+		}
+	}
+	return 0;
+}
+
+static bool setting_true(const cJSON *v)
+{
+	return cJSON_IsTrue(v) || (cJSON_IsNumber(v) && v->valuedouble != 0);
+}
+
+/* Is parameter p used by this recipe (given its weld settings)? */
+static bool param_in_use(const weld_recipe *r, enum param p)
+{
+	if (!(r->m->params & PB(p)))
+		return false;
+	if (p == P_DENSITY && r->m->method == WELD_METHOD_CONSENSUS)
+		return r->o.from == WELD_FROM_TIES;
+	return true;
+}
+
+enum level { LV_TOP, LV_SLICE, LV_SOURCE };
+
+static int parse_params(const weld_recipe *r, const cJSON *obj, enum level lv, const char *where,
+			struct weld_error *err)
+{
+	const char *all[P_COUNT], *mine[P_COUNT];
+	char path[WHERE_LEN], list[256];
+
+	if (!cJSON_IsObject(obj))
+		return rfail(r, err, where, "expected an object of parameters, not %s", json_type(obj));
+	if (check_dups(r, obj, where, err) < 0)
+		return -1;
+	for (int p = 0; p < P_COUNT; p++) {
+		all[p] = param_defs[p].name;
+		mine[p] = r->m->params & PB(p) ? param_defs[p].name : NULL;
+	}
+	for (const cJSON *k = obj->child; k; k = k->next) {
+		int p = -1;
+		const struct param_def *pd;
+
+		set_where(path, sizeof(path), "%s.%s", where, k->string);
+		for (int i = 0; i < P_COUNT && p < 0; i++)
+			if (strcmp(k->string, all[i]) == 0)
+				p = i;
+		if (p < 0) {
+			const char *near = suggest(k->string, mine, P_COUNT);
+
+			if (!near)
+				near = suggest(k->string, all, P_COUNT);
+			method_params(r->m, list, sizeof(list));
+			if (near)
+				return rfail(r, err, path, "unknown parameter (did you mean '%s'?)", near);
+			return rfail(r, err, path, "unknown parameter (%s takes: %s)", r->m->name, list);
+		}
+		pd = &param_defs[p];
+		if (!(r->m->params & PB(p))) {
+			method_params(r->m, list, sizeof(list));
+			return rfail(r, err, path, "'%s' is not a parameter of %s (it takes: %s)",
+				     pd->name, r->m->name, list);
+		}
+		if (pd->kind == WHOLE_MERGE && lv != LV_TOP)
+			return rfail(r, err, path, "'%s' holds for the whole merge: set it in the top-level parameters",
+				     pd->name);
+		if (pd->kind == PER_TENSOR && lv == LV_SOURCE)
+			return rfail(r, err, path, "'%s' is not a per-model parameter: set it in the top-level or a slice's parameters",
+				     pd->name);
+		if (!param_in_use(r, (enum param)p))
+			return rfail(r, err, path, "'%s' is used by consensus only with \"weld\": {\"from\": \"ties\"}",
+				     pd->name);
+		if (check_setting(r, pd, k, path, err) < 0)
+			return -1;
+		if (p == P_RESCALE && setting_true(k) && r->m->method != WELD_METHOD_DARE)
+			return rfail(r, err, path, "rescale: true (mergekit's L1 rescaling of the kept values) is supported only by the dare methods");
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the weld object */
+
+static int parse_size_value(const weld_recipe *r, const cJSON *v, const char *where,
+			    uint64_t *out, struct weld_error *err)
+{
+	if (cJSON_IsString(v)) {
+		if (weld_parse_size(v->valuestring, out) < 0)
+			return rfail(r, err, where, "'%s' is not a size (e.g. 512M, 5G, 2Gi)", v->valuestring);
+		return 0;
+	}
+	if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= MAX_SEED_EXACT &&
+	    v->valuedouble == floor(v->valuedouble)) {
+		*out = (uint64_t)v->valuedouble;
+		return 0;
+	}
+	return rfail(r, err, where, "expected a byte count or a size string such as \"5G\", not %s",
+		     cJSON_IsNumber(v) ? "a negative or fractional number" : json_type(v));
+}
+
+static int parse_enum(const weld_recipe *r, const cJSON *v, const char *where,
+		      const char *const *names, int *out, struct weld_error *err)
+{
+	char all[128];
+	size_t n = 0;
+
+	while (names[n])
+		n++;
+	if (cJSON_IsString(v) && (*out = pick_name(v->valuestring, names)) >= 0)
+		return 0;
+	list_names(all, sizeof(all), names, n);
+	if (cJSON_IsString(v)) {
+		const char *near = suggest(v->valuestring, names, n);
+
+		if (near)
+			return rfail(r, err, where, "unknown value '%s' (did you mean '%s'?)",
+				     v->valuestring, near);
+		return rfail(r, err, where, "unknown value '%s' (expected one of: %s)",
+			     v->valuestring, all);
+	}
+	return rfail(r, err, where, "expected one of %s (a string), not %s", all, json_type(v));
+}
+
+static bool combines_ties(const weld_recipe *r)
+{
+	switch (r->m->method) {
+	case WELD_METHOD_TIES:
+		return true;
+	case WELD_METHOD_DARE:
+	case WELD_METHOD_BREADCRUMBS:
+		return r->o.combine == WELD_COMBINE_TIES;
+	case WELD_METHOD_CONSENSUS:
+		return r->o.from == WELD_FROM_TIES;
+	default:
+		return false;
+	}
+}
+
+static int parse_weld(weld_recipe *r, const cJSON *obj, struct weld_error *err)
+{
+	const struct method_def *m = r->m;
+	const char *mine[W_COUNT];
+	char path[WHERE_LEN], list[256];
+	int v;
+
+	if (!cJSON_IsObject(obj))
+		return rfail(r, err, "weld", "expected an object, not %s", json_type(obj));
+	if (check_dups(r, obj, "weld", err) < 0)
+		return -1;
+	for (int k = 0; k < W_COUNT; k++)
+		mine[k] = (m->keys | W_GENERAL) & WB(k) ? wkey_names[k] : NULL;
+	for (const cJSON *e = obj->child; e; e = e->next) {
+		int k = -1;
+
+		set_where(path, sizeof(path), "weld.%s", e->string);
+		for (int i = 0; i < W_COUNT && k < 0; i++)
+			if (strcmp(e->string, wkey_names[i]) == 0)
+				k = i;
+		list_names(list, sizeof(list), mine, W_COUNT);
+		if (k < 0) {
+			const char *near = suggest(e->string, mine, W_COUNT);
+
+			if (!near)
+				near = suggest(e->string, wkey_names, W_COUNT);
+			if (near)
+				return rfail(r, err, path, "unknown key (did you mean '%s'?)", near);
+			return rfail(r, err, path, "unknown key (for %s: %s)", m->name, list);
+		}
+		if (!((m->keys | W_GENERAL) & WB(k)))
+			return rfail(r, err, path, "'%s' is not used by %s (its weld keys: %s)",
+				     wkey_names[k], m->name, list);
+		switch ((enum wkey)k) {
+		case W_SCOPE:
+			if (parse_enum(r, e, path, scope_names, &v, err) < 0)
+				return -1;
+			r->o.scope = (enum weld_scope)v;
+			break;
+		case W_SIGN:
+			if (parse_enum(r, e, path, sign_names, &v, err) < 0)
+				return -1;
+			r->o.sign = (enum weld_sign)v;
+			r->sign_set = true;
+			break;
+		case W_RESCALE:
+			if (parse_enum(r, e, path, rescale_names, &v, err) < 0)
+				return -1;
+			r->o.rescale = (enum weld_rescale)v;
+			r->rescale_set = true;
+			break;
+		case W_COMBINE:
+			if (parse_enum(r, e, path, combine_names, &v, err) < 0)
+				return -1;
+			if (m->combine_fixed && (enum weld_combine)v != m->combine)
+				return rfail(r, err, path, "%s always %s (merge_method '%s' with combine '%s' does the other)",
+					     m->name,
+					     m->combine == WELD_COMBINE_TIES ? "elects signs (ties)" : "sums",
+					     m->method == WELD_METHOD_DARE ? "dare" : "breadcrumbs",
+					     combine_names[v]);
+			r->o.combine = (enum weld_combine)v;
+			break;
+		case W_FROM:
+			if (parse_enum(r, e, path, from_names, &v, err) < 0)
+				return -1;
+			r->o.from = (enum weld_from)v;
+			break;
+		case W_TRIM:
+			if (!cJSON_IsNumber(e) || !(e->valuedouble > 0 && e->valuedouble <= 1))
+				return rfail(r, err, path, "expected a density in (0, 1]");
+			r->o.trim = e->valuedouble;
+			r->trim_set = true;
+			break;
+		case W_K:
+			if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) ||
+			    e->valuedouble < 0 || e->valuedouble > 64)
+				return rfail(r, err, path, "expected an integer in [0, 64]");
+			r->o.k = (int)e->valuedouble;
+			break;
+		case W_SEED:
+			if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble <= MAX_SEED_EXACT &&
+			    e->valuedouble == floor(e->valuedouble)) {
+				r->o.seed = (uint64_t)e->valuedouble;
+			} else if (cJSON_IsString(e) && e->valuestring[0] >= '0' && e->valuestring[0] <= '9') {
+				char *end;
+
+				errno = 0;
+				r->o.seed = strtoull(e->valuestring, &end, 10);
+				if (errno || *end)
+					return rfail(r, err, path, "'%s' is not an integer in [0, 2^64)",
+						     e->valuestring);
+			} else {
+				return rfail(r, err, path, "expected a non-negative integer (as a string above 2^53)");
+			}
+			break;
+		case W_SHARD_SIZE:
+			if (parse_size_value(r, e, path, &r->o.shard_size, err) < 0)
+				return -1;
+			break;
+		case W_MAX_MEMORY:
+			if (parse_size_value(r, e, path, &r->o.max_memory, err) < 0)
+				return -1;
+			break;
+		case W_ALLOW_MISSING:
+		case W_COPY_FILES:
+			if (!cJSON_IsBool(e))
+				return rfail(r, err, path, "expected true or false, not %s", json_type(e));
+			if (k == W_ALLOW_MISSING)
+				r->o.allow_missing = cJSON_IsTrue(e);
+			else
+				r->o.copy_files = cJSON_IsTrue(e);
+			break;
+		case W_COUNT:
+			break;
+		}
+	}
+	if (r->sign_set && !combines_ties(r))
+		return rfail(r, err, "weld.sign", "%s", m->method == WELD_METHOD_CONSENSUS
+			     ? "sign is used only with \"from\": \"ties\""
+			     : "sign is used only with \"combine\": \"ties\"");
+	if (r->trim_set && r->o.combine != WELD_COMBINE_TIES)
+		return rfail(r, err, "weld.trim", "trim is used only with \"combine\": \"ties\"");
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the top level */
+
+static int parse_dtype(const weld_recipe *r, const cJSON *v, const char *where, int *out,
+		       const char **canon, struct weld_error *err)
+{
+	static const struct { const char *name; enum weld_dtype t; } names[] = {
+		{ "bfloat16", WELD_BF16 }, { "float16", WELD_F16 }, { "float32", WELD_F32 },
+		{ "float64", WELD_F64 }, { "bf16", WELD_BF16 }, { "f16", WELD_F16 },
+		{ "fp16", WELD_F16 }, { "half", WELD_F16 }, { "f32", WELD_F32 },
+		{ "fp32", WELD_F32 }, { "float", WELD_F32 }, { "f64", WELD_F64 },
+		{ "double", WELD_F64 },
+	};
+	static const char *const canon_names[] = {
+		[WELD_BF16] = "bfloat16", [WELD_F16] = "float16", [WELD_F32] = "float32",
+		[WELD_F64] = "float64",
+	};
+	const char *s;
+
+	if (!cJSON_IsString(v))
+		return rfail(r, err, where, "expected a dtype name such as \"bfloat16\", not %s",
+			     json_type(v));
+	s = v->valuestring;
+	if (strncmp(s, "torch.", 6) == 0)
+		s += 6;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i].name) == 0) {
+			*out = (int)names[i].t;
+			*canon = canon_names[names[i].t];
+			return 0;
+		}
+	if (strcmp(s, "int64") == 0)
+		return rfail(r, err, where, "weld merges floating-point tensors: int64 is not an output dtype (integer tensors are copied as they are)");
+	return rfail(r, err, where, "unknown dtype '%s' (expected bfloat16, float16, float32 or float64)",
+		     v->valuestring);
+}
+
+static int parse_models(weld_recipe *r, const cJSON *arr, struct weld_error *err)
+{
+	static const char *const keys[] = { "model", "parameters" };
+	struct rslice *sl;
+	char where[WHERE_LEN];
+	size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
+
+	if (!cJSON_IsArray(arr) || !n)
+		return rfail(r, err, "models", "expected a non-empty list of {\"model\": ...} objects");
+	r->slices = calloc(1, sizeof(*r->slices));
+	if (!r->slices || !(r->slices->src = calloc(n, sizeof(*sl->src))))
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	r->nslices = 1;
+	sl = r->slices;
+	sl->base = r->base;
+	sl->base_src = -1;
+	snprintf(sl->where, sizeof(sl->where), "models");
+	for (const cJSON *e = arr->child; e; e = e->next, i++) {
+		struct rsource *s = &sl->src[i];
+		const cJSON *mv;
+
+		set_where(s->where, sizeof(s->where), "models[%zu]", i);
+		s->a = s->b = -1;
+		if (!cJSON_IsObject(e))
+			return rfail(r, err, s->where, "expected {\"model\": ...}, not %s", json_type(e));
+		if (check_keys(r, e, s->where, keys, 2, err) < 0)
+			return -1;
+		mv = cJSON_GetObjectItemCaseSensitive(e, "model");
+		set_where(where, sizeof(where), "%s.model", s->where);
+		if (!mv)
+			return rfail(r, err, s->where, "missing \"model\"");
+		if (add_model(r, mv, where, &s->model, err) < 0)
+			return -1;
+		s->params = cJSON_GetObjectItemCaseSensitive(e, "parameters");
+		set_where(where, sizeof(where), "%s.parameters", s->where);
+		if (s->params && parse_params(r, s->params, LV_SOURCE, where, err) < 0)
+			return -1;
+		if (s->model == r->base && sl->base_src < 0)
+			sl->base_src = (int)i;
+		sl->nsrc++;
+	}
+	return 0;
+}
+
+static int parse_range(const weld_recipe *r, const cJSON *v, const char *where, int *a, int *b,
+		       struct weld_error *err)
+{
+	const cJSON *x, *y;
+
+	if (!v)
+		return rfail(r, err, where, "missing (each source of a slice needs [start, end])");
+	x = cJSON_IsArray(v) ? v->child : NULL;
+	y = x ? x->next : NULL;
+	if (!x || !y || y->next || !cJSON_IsNumber(x) || !cJSON_IsNumber(y) ||
+	    x->valuedouble != floor(x->valuedouble) || y->valuedouble != floor(y->valuedouble) ||
+	    x->valuedouble < 0 || y->valuedouble > 1e6 || x->valuedouble > y->valuedouble)
+		return rfail(r, err, where, "expected [start, end]: two integers with 0 <= start <= end (end excluded)");
+	*a = (int)x->valuedouble;
+	*b = (int)y->valuedouble;
+	return 0;
+}
+
+static int parse_slices(weld_recipe *r, const cJSON *arr, struct weld_error *err)
+{
+	static const char *const slice_keys[] = { "sources", "parameters", "base_model", "residual_weight" };
+	static const char *const src_keys[] = { "model", "layer_range", "parameters" };
+	size_t n = (size_t)cJSON_GetArraySize(arr), k = 0;
+	char where[WHERE_LEN];
+
+	if (!cJSON_IsArray(arr) || !n)
+		return rfail(r, err, "slices", "expected a non-empty list of {\"sources\": [...]} objects");
+	r->slices = calloc(n, sizeof(*r->slices));
+	if (!r->slices)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	r->use_slices = true;
+	for (const cJSON *e = arr->child; e; e = e->next, k++) {
+		struct rslice *sl = &r->slices[k];
+		const cJSON *srcs, *bm;
+		size_t ns, j = 0;
+
+		r->nslices++;
+		set_where(sl->where, sizeof(sl->where), "slices[%zu]", k);
+		sl->base = r->base;
+		sl->base_src = -1;
+		if (!cJSON_IsObject(e))
+			return rfail(r, err, sl->where, "expected {\"sources\": [...]}, not %s", json_type(e));
+		if (check_keys(r, e, sl->where, slice_keys, 4, err) < 0)
+			return -1;
+		if (cJSON_GetObjectItemCaseSensitive(e, "residual_weight")) {
+			set_where(where, sizeof(where), "%s.residual_weight", sl->where);
+			return rfail(r, err, where, "not supported (mergekit reads it but never uses it)");
+		}
+		bm = cJSON_GetObjectItemCaseSensitive(e, "base_model");
+		if (bm) {
+			set_where(where, sizeof(where), "%s.base_model", sl->where);
+			if (add_model(r, bm, where, &sl->base, err) < 0)
+				return -1;
+			sl->base_given = true;
+		}
+		srcs = cJSON_GetObjectItemCaseSensitive(e, "sources");
+		ns = (size_t)cJSON_GetArraySize(srcs);
+		set_where(where, sizeof(where), "%s.sources", sl->where);
+		if (!cJSON_IsArray(srcs) || !ns)
+			return rfail(r, err, srcs ? where : sl->where,
+				     "expected a non-empty list of sources {\"model\", \"layer_range\"}");
+		sl->src = calloc(ns, sizeof(*sl->src));
+		if (!sl->src)
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		for (const cJSON *se = srcs->child; se; se = se->next, j++) {
+			struct rsource *s = &sl->src[j];
+			const cJSON *mv;
+
+			set_where(s->where, sizeof(s->where), "%s.sources[%zu]", sl->where, j);
+			if (!cJSON_IsObject(se))
+				return rfail(r, err, s->where, "expected {\"model\", \"layer_range\"}, not %s",
+					     json_type(se));
+			if (check_keys(r, se, s->where, src_keys, 3, err) < 0)
+				return -1;
+			mv = cJSON_GetObjectItemCaseSensitive(se, "model");
+			set_where(where, sizeof(where), "%s.model", s->where);
+			if (!mv)
+				return rfail(r, err, s->where, "missing \"model\"");
+			if (add_model(r, mv, where, &s->model, err) < 0)
+				return -1;
+			set_where(where, sizeof(where), "%s.layer_range", s->where);
+			if (parse_range(r, cJSON_GetObjectItemCaseSensitive(se, "layer_range"), where,
+					&s->a, &s->b, err) < 0)
+				return -1;
+			if (j > 0 && s->b - s->a != sl->src[0].b - sl->src[0].a)
+				return rfail(r, err, where, "%d layers, but %s.sources[0] has %d: the sources of a slice are merged layer by layer",
+					     s->b - s->a, sl->where, sl->src[0].b - sl->src[0].a);
+			s->params = cJSON_GetObjectItemCaseSensitive(se, "parameters");
+			set_where(where, sizeof(where), "%s.parameters", s->where);
+			if (s->params && parse_params(r, s->params, LV_SOURCE, where, err) < 0)
+				return -1;
+			if (s->model == sl->base && sl->base_src < 0)
+				sl->base_src = (int)j;
+			sl->nsrc++;
+		}
+		sl->params = cJSON_GetObjectItemCaseSensitive(e, "parameters");
+		set_where(where, sizeof(where), "%s.parameters", sl->where);
+		if (sl->params && parse_params(r, sl->params, LV_SLICE, where, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Sources of a slice that are merged (all but the base's, for methods on
+ * task vectors). */
+static size_t merged_sources(const weld_recipe *r, const struct rslice *sl)
+{
+	size_t n = 0;
+
+	for (size_t j = 0; j < sl->nsrc; j++)
+		if (r->m->base != BASE_REQUIRED || sl->src[j].model != sl->base)
+			n++;
+	return n;
+}
+
+/* What the method needs from the model lists (files are checked later). */
+static int check_structure(const weld_recipe *r, struct weld_error *err)
+{
+	const struct method_def *m = r->m;
+	char where[WHERE_LEN];
+
+	for (size_t k = 0; k < r->nslices; k++) {
+		const struct rslice *sl = &r->slices[k];
+		size_t n = merged_sources(r, sl);
+		const char *at = r->use_slices ? sl->where : "models";
+
+		if (m->base == BASE_REQUIRED) {
+			if (sl->base < 0)
+				return rfail(r, err, "base_model", "%s needs a base_model (the model whose task vectors are merged%s)",
+					     m->name, m->method == WELD_METHOD_SLERP ? "; t = 0 gives it" : "");
+			if (r->use_slices && sl->base_src < 0) {
+				set_where(where, sizeof(where), "%s.sources", sl->where);
+				return rfail(r, err, where, "the base model '%s' is not among this slice's sources (each layer is merged against the base's same layer)",
+					     r->models[sl->base].label);
+			}
+			if (n == 0)
+				return rfail(r, err, at, "no model to merge besides the base model");
+			if (m->method == WELD_METHOD_SLERP && n != 1)
+				return rfail(r, err, at, "slerp merges exactly two models, the base and one other (found %zu others)",
+					     n);
+			if (m->method == WELD_METHOD_CONSENSUS && (size_t)r->o.k > n)
+				return rfail(r, err, "weld.k", "k = %d is more than the %zu models of %s: nothing would be kept",
+					     r->o.k, n, at);
+		} else if (m->base == BASE_LISTED && !r->use_slices && r->base >= 0) {
+			bool listed = false;
+
+			for (size_t j = 0; j < sl->nsrc; j++)
+				listed = listed || sl->src[j].model == r->base;
+			if (!listed)
+				return rfail(r, err, "base_model", "%s does not merge against a base: list '%s' under models (with a weight) or remove base_model",
+					     m->name, r->models[r->base].label);
+		} else if (m->base == BASE_DONOR && sl->nsrc != 1) {
+			if (!r->use_slices)
+				return rfail(r, err, "models", "passthrough copies one model (found %zu); use slices to stack layers of several",
+					     sl->nsrc);
+			set_where(where, sizeof(where), "%s.sources", sl->where);
+			return rfail(r, err, where, "passthrough takes one source per slice (found %zu)", sl->nsrc);
+		}
+	}
+	if (m->params & PB(P_T) && !(r->params && cJSON_GetObjectItemCaseSensitive(r->params, "t")))
+		for (size_t k = 0; k < r->nslices; k++) {
+			const struct rslice *sl = &r->slices[k];
+
+			if (r->use_slices && sl->params && cJSON_GetObjectItemCaseSensitive(sl->params, "t"))
+				continue;
+			return rfail(r, err, "parameters.t", "slerp needs t (0 gives the base model, 1 the other; a list gives a gradient over the layers)");
+		}
+	return 0;
+}
+
+static const struct method_def *find_method(const weld_recipe *r, const cJSON *v,
+					     struct weld_error *err)
+{
+	const char *names[NMETHODS];
+	char all[256];
+	const char *near;
+
+	for (size_t i = 0; i < NMETHODS; i++)
+		names[i] = methods[i].name;
+	list_names(all, sizeof(all), names, NMETHODS);
+	if (!v) {
+		rfail(r, err, "merge_method", "missing (one of: %s)", all);
+		return NULL;
+	}
+	if (!cJSON_IsString(v)) {
+		rfail(r, err, "merge_method", "expected a method name (a string), not %s", json_type(v));
+		return NULL;
+	}
+	for (size_t i = 0; i < NMETHODS; i++)
+		if (strcmp(v->valuestring, methods[i].name) == 0)
+			return &methods[i];
+	for (size_t i = 0; i < sizeof(mergekit_only) / sizeof(mergekit_only[0]); i++)
+		if (strcmp(v->valuestring, mergekit_only[i]) == 0) {
+			rfail(r, err, "merge_method", "'%s' is a mergekit method weld does not implement (weld's: %s)",
+			      v->valuestring, all);
+			return NULL;
+		}
+	if (strcmp(v->valuestring, "expert-merge") == 0 || strcmp(v->valuestring, "expert_merge") == 0) {
+		rfail(r, err, "merge_method", "expert merging has its own command: weld expert-merge");
+		return NULL;
+	}
+	near = suggest(v->valuestring, names, NMETHODS);
+	if (near)
+		rfail(r, err, "merge_method", "unknown method '%s' (did you mean '%s'?)", v->valuestring, near);
+	else
+		rfail(r, err, "merge_method", "unknown method '%s' (one of: %s)", v->valuestring, all);
+	return NULL;
+}
+
+static int parse_root(weld_recipe *r, struct weld_error *err)
+{
+	static const struct { const char *key, *why; } unsupported[] = {
+		{ "modules", "multi-module recipes are not supported" },
+		{ "tokenizer", "building a tokenizer is not supported: weld copies the tokenizer files of the base model (else the first model)" },
+		{ "chat_template", "not supported: weld copies the tokenizer files, chat template included, of the base model (else the first model)" },
+	};
+	const cJSON *root = r->root, *v;
+
+	for (size_t i = 0; i < sizeof(unsupported) / sizeof(unsupported[0]); i++)
+		if (cJSON_GetObjectItemCaseSensitive(root, unsupported[i].key))
+			return rfail(r, err, unsupported[i].key, "%s", unsupported[i].why);
+	if (check_keys(r, root, "", top_keys, sizeof(top_keys) / sizeof(top_keys[0]), err) < 0)
+		return -1;
+	r->m = find_method(r, cJSON_GetObjectItemCaseSensitive(root, "merge_method"), err);
+	if (!r->m)
+		return -1;
+	r->o.method = r->m->method;
+	r->o.scope = WELD_SCOPE_TENSOR;
+	r->o.sign = WELD_SIGN_SUM;
+	r->o.rescale = r->m->rescale;
+	r->o.combine = r->m->combine;
+	r->o.from = WELD_FROM_TA;
+	r->o.normalize = r->m->normalize;
+	r->o.k = 2;
+	r->o.dtype = -1;
+	r->o.max_memory = 1000000000ull;
+	r->o.shard_size = 5000000000ull;
+	r->o.copy_files = true;
+	if ((v = cJSON_GetObjectItemCaseSensitive(root, "weld")) && parse_weld(r, v, err) < 0)
+		return -1;
+	if ((v = cJSON_GetObjectItemCaseSensitive(root, "base_model")) &&
+	    add_model(r, v, "base_model", &r->base, err) < 0)
+		return -1;
+	{
+		const cJSON *mv = cJSON_GetObjectItemCaseSensitive(root, "models");
+		const cJSON *sv = cJSON_GetObjectItemCaseSensitive(root, "slices");
+
+		if (mv && sv)
+			return rfail(r, err, "slices", "give either models or slices, not both");
+		if (!mv && !sv)
+			return rfail(r, err, NULL, "the recipe needs models (whole models) or slices (layer ranges)");
+		if (mv ? parse_models(r, mv, err) < 0 : parse_slices(r, sv, err) < 0)
+			return -1;
+	}
+	r->params = cJSON_GetObjectItemCaseSensitive(root, "parameters");
+	if (r->params) {
+		if (parse_params(r, r->params, LV_TOP, "parameters", err) < 0)
+			return -1;
+		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "normalize")))
+			r->o.normalize = setting_true(v);
+		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "rescale")) && !r->rescale_set)
+			r->o.rescale = setting_true(v) ? WELD_RESCALE_L1 : WELD_RESCALE_NONE;
+	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(root, "dtype")) &&
+	    parse_dtype(r, v, "dtype", &r->o.dtype, &r->dtype_name, err) < 0)
+		return -1;
+	if ((v = cJSON_GetObjectItemCaseSensitive(root, "out_dtype"))) {
+		int d;
+
+		if (parse_dtype(r, v, "out_dtype", &d, &r->out_dtype_name, err) < 0)
+			return -1;
+		r->o.dtype = d;   /* weld computes in float32: out_dtype wins */
+	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(root, "tokenizer_source"))) {
+		if (!cJSON_IsString(v) || strcmp(v->valuestring, "base") != 0)
+			return rfail(r, err, "tokenizer_source", "only \"base\" is supported: weld copies the tokenizer files of the base model (else the first model)");
+		r->tokenizer_source = v->valuestring;
+	}
+	return check_structure(r, err);
+}
+
+/* "line L, column C" of a byte offset. */
+static void text_position(const char *text, size_t off, int *line, int *col)
+{
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off; i++) {
+		if (text[i] == '\n') {
+			(*line)++;
+			*col = 1;
+		} else {
+			(*col)++;
+		}
+	}
+}
+
+int weld_recipe_parse(weld_recipe **out, const char *text, size_t len, const char *label,
+		      const char *dir, struct weld_error *err)
+{
+	weld_recipe *r = calloc(1, sizeof(*r));
+	const char *end = NULL;
+	size_t i = 0;
+
+	*out = NULL;
+	if (!r)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	r->base = -1;
+	r->label = xstrdup(label);
+	r->dir = xstrdup(dir ? dir : ".");
+	if (!r->label || !r->dir) {
+		weld_recipe_free(r);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	while (i < len && strchr(" \t\r\n", text[i]))
+		i++;
+	if (i < len && text[i] != '{') {
+		rfail(r, err, NULL, "not a JSON object (a YAML config converts with: yq -o=json config.yml > recipe.json)");
+		weld_recipe_free(r);
+		return -1;
+	}
+	r->root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+	if (end) {
+		size_t off = (size_t)(end - text);
+
+		while (off < len && strchr(" \t\r\n", text[off]))
+			off++;
+		if (r->root && off < len && text[off]) {
+			cJSON_Delete(r->root);
+			r->root = NULL;
+			end = text + off;
+		}
+	}
+	if (!r->root || !cJSON_IsObject(r->root)) {
+		int line, col;
+
+		if (!r->root && end && end >= text && (size_t)(end - text) <= len) {
+			text_position(text, (size_t)(end - text), &line, &col);
+			rfail(r, err, NULL, "invalid JSON at line %d, column %d", line, col);
+		} else {
+			rfail(r, err, NULL, "expected a JSON object");
+		}
+		weld_recipe_free(r);
+		return -1;
+	}
+	if (parse_root(r, err) < 0) {
+		weld_recipe_free(r);
+		return -1;
+	}
+	*out = r;
+	return 0;
+}
+
+int weld_recipe_load(weld_recipe **out, const char *path, struct weld_error *err)
+{
+	char *text = NULL, *copy, *dir;
+	size_t n = 0;
+	struct stat st;
+	FILE *f;
+	int ret;
+
+	*out = NULL;
+	f = fopen(path, "rb");
+	if (!f)
+		return weld_fail_errno(err, "cannot read recipe '%s'", path);
+	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > RECIPE_MAX_BYTES) {
+		fclose(f);
+		return weld_fail(err, WELD_ERR_IO, "cannot read recipe '%s': not a file of at most 16 MB",
+				 path);
+	}
+	text = malloc((size_t)st.st_size + 1);
+	if (text)
+		n = fread(text, 1, (size_t)st.st_size, f);
+	if (!text || ferror(f)) {
+		fclose(f);
+		free(text);
+		return text ? weld_fail_errno(err, "cannot read recipe '%s'", path)
+			    : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	fclose(f);
+	text[n] = 0;
+	copy = xstrdup(path);
+	dir = copy ? realpath(dirname(copy), NULL) : NULL;
+	ret = dir ? weld_recipe_parse(out, text, n, path, dir, err)
+		  : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	free(dir);
+	free(copy);
+	free(text);
+	return ret;
+}
+
+int weld_recipe_from_output(weld_recipe **out, const char *dir, struct weld_error *err)
+{
+	weld_model *m = NULL;
+	const char *text;
+	char *label = NULL;
+	cJSON *probe = NULL;
+	int ret = -1;
+
+	*out = NULL;
+	if (weld_model_open(&m, dir, err) < 0)
+		return -1;
+	text = weld_model_metadata(m, "weld_recipe");
+	if (!text) {
+		weld_fail(err, WELD_ERR_ARG, "'%s': no weld_recipe in its metadata (not written by weld?)", dir);
+		goto out;
+	}
+	probe = cJSON_Parse(text);
+	if (cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(probe, "command"))) {
+		char cmd[700];
+		size_t o = (size_t)snprintf(cmd, sizeof(cmd), "weld");
+		const cJSON *a;
+
+		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(probe, "command"))
+			if (cJSON_IsString(a) && o < sizeof(cmd))
+				o += (size_t)snprintf(cmd + o, sizeof(cmd) - o, " %s", a->valuestring);
+		weld_fail(err, WELD_ERR_ARG, "'%s' was written by a command line, not a recipe: %s",
+			  dir, cmd);
+		goto out;
+	}
+	label = strfmt("%s:weld_recipe", dir);
+	if (!label) {
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	ret = weld_recipe_parse(out, text, strlen(text), label, dir, err);
+out:
+	free(label);
+	cJSON_Delete(probe);
+	weld_model_close(m);
+	return ret;
+}
+
+void weld_recipe_free(weld_recipe *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->nmodels; i++) {
+		free(r->models[i].label);
+		free(r->models[i].path);
+		free(r->models[i].where);
+	}
+	for (size_t k = 0; k < r->nslices; k++)
+		free(r->slices[k].src);
+	free(r->models);
+	free(r->slices);
+	cJSON_Delete(r->root);
+	cJSON_free(r->json);
+	free(r->config_from);
+	free(r->labels);
+	free(r->layer_map);
+	free(r->label);
+	free(r->dir);
+	free(r);
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+/*
+ * The layer of a tensor: its first dot-separated component made only of
+ * digits ("model.layers.12.mlp.up_proj.weight" -> 12), or -1. *at and *len
+ * locate that component in the name.
+ */
+static long name_layer(const char *name, size_t *at, size_t *len)
+{
+	const char *part = name;
+
+	for (const char *c = name;; c++) {
+		if (*c != '.' && *c)
+			continue;
+		if (c > part && c - part <= 9) {
+			const char *d = part;
+
+			while (d < c && *d >= '0' && *d <= '9')
+				d++;
+			if (d == c) {
+				if (at)
+					*at = (size_t)(part - name);
+				if (len)
+					*len = (size_t)(c - part);
+				return strtol(part, NULL, 10);
+			}
+		}
+		if (!*c)
+			return -1;
+		part = c + 1;
+	}
+}
+
+/* The name with its layer component replaced by `layer` (caller frees). */
+static char *rename_layer(const char *name, long layer)
+{
+	size_t at, len;
+
+	if (name_layer(name, &at, &len) < 0)
+		return xstrdup(name);
+	return strfmt("%.*s%ld%s", (int)at, name, layer, name + at + len);
+}
+
+static int model_layers(const weld_model *m)
+{
+	long top = -1;
+
+	for (size_t i = 0; i < weld_model_count(m); i++) {
+		long l = name_layer(weld_model_tensor(m, i)->name, NULL, NULL);
+
+		if (l > top)
+			top = l;
+	}
+	return (int)(top + 1);
+}
+
+/* Piecewise-linear interpolation of a gradient at t in [0, 1]. */
+static double gradient_at(const cJSON *list, double t)
+{
+	int n = cJSON_GetArraySize(list), i0, i1;
+	double x, frac;
+
+	if (n == 1)
+		return list->child->valuedouble;
+	x = t * (double)(n - 1);
+	i0 = (int)floor(x);
+	if (i0 > n - 1)
+		i0 = n - 1;
+	i1 = i0 + 1 < n ? i0 + 1 : n - 1;
+	frac = x - (double)i0;
+	return (1 - frac) * cJSON_GetArrayItem(list, i0)->valuedouble +
+	       frac * cJSON_GetArrayItem(list, i1)->valuedouble;
+}
+
+/*
+ * Evaluate a checked setting for one tensor. Returns 1 with *out set, or 0
+ * when it is a filter list with no entry for this tensor (the next level of
+ * precedence then decides). *entry is the index of the filter entry used, or
+ * -1.
+ */
+static int eval_setting(const cJSON *v, const char *name, double t, double *out, int *entry)
+{
+	int i = 0;
+
+	*entry = -1;
+	if (cJSON_IsBool(v)) {
+		*out = cJSON_IsTrue(v);
+		return 1;
+	}
+	if (cJSON_IsNumber(v)) {
+		*out = v->valuedouble;
+		return 1;
+	}
+	if (cJSON_IsNumber(v->child)) {
+		*out = gradient_at(v, t);
+		return 1;
+	}
+	for (const cJSON *e = v->child; e; e = e->next, i++) {
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(e, "filter");
+		const cJSON *val = cJSON_GetObjectItemCaseSensitive(e, "value");
+
+		if (!f || !strcmp(f->valuestring, "*") || strstr(name, f->valuestring)) {
+			*entry = i;
+			*out = cJSON_IsNumber(val) ? val->valuedouble : gradient_at(val, t);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The method's default for p, or false when it has none (t, scale). */
+static bool param_default(const weld_recipe *r, enum param p, double *out)
+{
+	switch (p) {
+	case P_WEIGHT: case P_LAMBDA: *out = 1; return true;
+	case P_DENSITY: *out = r->m->density; return true;
+	case P_GAMMA: *out = r->m->gamma; return true;
+	case P_MASK_LAMBDA: *out = 0.6; return true;
+	case P_NORMALIZE: *out = r->m->normalize; return true;
+	default: return false;
+	}
+}
+
+/*
+ * The value of p for one source of one tensor, by mergekit's precedence:
+ * the source's parameters (per-model parameters only), the slice's, the top
+ * level's, then the method's default. Per-model parameters match filters
+ * against the source's tensor name, the others against the output name.
+ * Returns 1 with *out (and *where: the JSON path that decided, "" for a
+ * default), or 0 when nothing gives a value.
+ */
+static int param_value(const weld_recipe *r, enum param p, const struct rsource *rs,
+		       const struct rslice *sl, const char *out_name, const char *in_name,
+		       double t, double *out, char *where, size_t wlen)
+{
+	const struct param_def *pd = &param_defs[p];
+	const char *name = pd->kind == PER_MODEL ? in_name : out_name;
+	const cJSON *levels[3];
+	const char *paths[3];
+	int entry;
+
+	levels[0] = pd->kind == PER_MODEL && rs ? rs->params : NULL;
+	paths[0] = rs ? rs->where : "";
+	levels[1] = r->use_slices && sl ? sl->params : NULL;
+	paths[1] = sl ? sl->where : "";
+	levels[2] = r->params;
+	paths[2] = NULL;
+	for (int l = 0; l < 3; l++) {
+		const cJSON *v = levels[l] ? cJSON_GetObjectItemCaseSensitive(levels[l], pd->name) : NULL;
+
+		if (!v || !eval_setting(v, name, t, out, &entry))
+			continue;
+		if (paths[l] && entry >= 0)
+			set_where(where, wlen, "%s.parameters.%s[%d]", paths[l], pd->name, entry);
+		else if (paths[l])
+			set_where(where, wlen, "%s.parameters.%s", paths[l], pd->name);
+		else if (entry >= 0)
+			set_where(where, wlen, "parameters.%s[%d]", pd->name, entry);
+		else
+			set_where(where, wlen, "parameters.%s", pd->name);
+		return 1;
+	}
+	where[0] = 0;
+	return param_default(r, p, out) ? 1 : 0;
+}
+
+/*
+ * Fill one source of a job (and the job's own values) for one tensor.
+ * job->nsrc is the number of sources already filled, so 0 marks the first.
+ */
+static int eval_source(weld_recipe *r, const struct rsource *rs, const struct rslice *sl,
+		       const char *out_name, const char *in_name, double t,
+		       struct weld_source *src, struct weld_job *job, struct weld_error *err)
+{
+	const struct method_def *m = r->m;
+	char where[WHERE_LEN];
+	double v;
+
+	if (m->params & PB(P_WEIGHT))
+		param_value(r, P_WEIGHT, rs, sl, out_name, in_name, t, &src->weight, where, sizeof(where));
+	if (param_in_use(r, P_DENSITY))
+		param_value(r, P_DENSITY, rs, sl, out_name, in_name, t, &src->density, where, sizeof(where));
+	if (m->params & PB(P_MASK_LAMBDA))
+		param_value(r, P_MASK_LAMBDA, rs, sl, out_name, in_name, t, &src->mask_lambda, where,
+			    sizeof(where));
+	if (m->params & PB(P_GAMMA)) {
+		param_value(r, P_GAMMA, rs, sl, out_name, in_name, t, &v, where, sizeof(where));
+		if (job->nsrc == 0) {
+			job->gamma = v;
+			snprintf(r->gamma_where, sizeof(r->gamma_where), "%s",
+				 where[0] ? where : "the default");
+		} else if (v != job->gamma) {
+			return rfail(r, err, where[0] ? where : rs->where,
+				     "gamma %g for tensor '%s' differs from %g (%s) for another model: weld takes one gamma per tensor",
+				     v, out_name, job->gamma, r->gamma_where);
+		}
+	}
+	if (m->params & PB(P_SCALE) &&
+	    param_value(r, P_SCALE, rs, sl, out_name, in_name, t, &v, where, sizeof(where))) {
+		/* a scaled copy is a one-model weighted sum */
+		src->weight = v;
+		job->method = WELD_METHOD_AVERAGE;
+	}
+	if (m->params & PB(P_LAMBDA))
+		param_value(r, P_LAMBDA, rs, sl, out_name, in_name, t, &job->lambda, where, sizeof(where));
+	if (m->params & PB(P_T) &&
+	    !param_value(r, P_T, rs, sl, out_name, in_name, t, &job->t, where, sizeof(where))) {
+		if (r->use_slices && sl->params && cJSON_GetObjectItemCaseSensitive(sl->params, "t"))
+			set_where(where, sizeof(where), "%s.parameters.t", sl->where);
+		else
+			set_where(where, sizeof(where), "parameters.t");
+		return rfail(r, err, where, "no entry gives t for tensor '%s' (add a {\"value\": ...} without a filter)",
+			     out_name);
+	}
+	return 0;
+}
+
+/* t of the gradients for a layer at offset o of n layers (mergekit: a
+ * slice of one layer gives 1); tensors outside the layers use 0. */
+static double layer_t(long o, long n)
+{
+	if (o < 0)
+		return 0;
+	return n > 1 ? (double)o / (double)(n - 1) : 1;
+}
+
+/* ---------------------------------------------------------------- planning */
+
+struct models_ctx {
+	weld_recipe *r;
+	const struct rsource **slot;
+	int layers;
+};
+
+static int models_param(void *ctx, const char *tensor, int slot, struct weld_source *src,
+			struct weld_job *job, struct weld_error *err)
+{
+	const struct models_ctx *c = ctx;
+	double t = layer_t(name_layer(tensor, NULL, NULL), c->layers);
+
+	return eval_source(c->r, c->slot[slot], &c->r->slices[0], tensor, tensor, t, src, job, err);
+}
+
+/* Put the recipe's name before an engine message, whose hints name the
+ * command-line options: say them as recipe keys. */
+static void prefix_label(const weld_recipe *r, struct weld_error *err)
+{
+	static const char *const hints[][2] = {
+		{ "--no-normalize", "\"normalize\": false" },
+		{ "--allow-missing", "\"weld\": {\"allow_missing\": true}" },
+		{ "--scope model", "\"weld\": {\"scope\": \"model\"}" },
+		{ "--scope row", "\"weld\": {\"scope\": \"row\"}" },
+	};
+	char msg[sizeof(err->msg)];
+	size_t o = 0;
+
+	if (!err)
+		return;
+	for (const char *c = err->msg; *c && o + 1 < sizeof(msg);) {
+		size_t h = 0;
+
+		while (h < sizeof(hints) / sizeof(hints[0]) &&
+		       strncmp(c, hints[h][0], strlen(hints[h][0])) != 0)
+			h++;
+		if (h < sizeof(hints) / sizeof(hints[0])) {
+			o += (size_t)snprintf(msg + o, sizeof(msg) - o, "%s", hints[h][1]);
+			c += strlen(hints[h][0]);
+		} else {
+			msg[o++] = *c++;
+		}
+	}
+	msg[o < sizeof(msg) ? o : sizeof(msg) - 1] = 0;
+	weld_fail(err, err->status, "%s: %s", r->label, msg);
+}
+
+/* models: every tensor of the base (else the first model), matched by name. */
+static int plan_models(weld_recipe *r, weld_plan *p, struct weld_error *err)
+{
+	const struct rslice *sl = &r->slices[0];
+	const struct rsource **slot = calloc(sl->nsrc, sizeof(*slot));
+	struct weld_model_params *mp = calloc(sl->nsrc, sizeof(*mp));
+	int *idx = calloc(sl->nsrc, sizeof(*idx)), base = -1, ref;
+	struct models_ctx c = { r, slot, 0 };
+	size_t n = 0;
+	int ret = -1;
+
+	if (!slot || !mp || !idx) {
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (r->m->base == BASE_REQUIRED)
+		base = r->base;
+	for (size_t j = 0; j < sl->nsrc; j++) {
+		const struct rsource *s = &sl->src[j];
+
+		if (s->model == base) {
+			if (s->params && s->params->child && r->o.warn) {
+				char msg[512];
+
+				snprintf(msg, sizeof(msg), "%s: %s.parameters: the base model's parameters are not used",
+					 r->label, s->where);
+				r->o.warn(r->o.cb_ctx, msg);
+			}
+			continue;
+		}
+		slot[n] = s;
+		idx[n] = s->model;
+		mp[n].weight = 1;
+		mp[n].density = r->m->density;
+		mp[n].mask_lambda = 0.6;
+		n++;
+	}
+	ref = base >= 0 ? base : slot[0]->model;
+	c.layers = r->models[ref].layers;
+	for (size_t k = 0; k < n; k++) {
+		const struct rmodel *mk = &r->models[slot[k]->model];
+
+		if (mk->layers != c.layers) {
+			char where[WHERE_LEN];
+
+			set_where(where, sizeof(where), "%s.model", slot[k]->where);
+			rfail(r, err, where, "'%s' has %d layers but '%s' has %d: whole models merge layer by layer (slices can pick layers)",
+			      mk->label, mk->layers, r->models[ref].label, c.layers);
+			goto out;
+		}
+	}
+	ret = weld_plan_standard(p, base, idx, n, mp, 1.0, r->m->gamma, models_param, &c, err);
+	if (ret < 0 && err && err->status != WELD_ERR_ARG)
+		prefix_label(r, err);
+out:
+	free(slot);
+	free(mp);
+	free(idx);
+	return ret;
+}
+
+static bool is_embedding(const char *name)
+{
+	return strstr(name, "embed_tokens") || strstr(name, "lm_head") || strstr(name, "wte") ||
+	       strstr(name, "word_embeddings");
+}
+
+/* Tensors outside the layers that come before them (embeddings); the
+ * others (final norm, lm_head) come after (reference/mergekit.md 2.4). */
+static bool is_pre_weight(const char *name)
+{
+	return (strstr(name, "embed") && !strstr(name, "lm_head")) || strstr(name, "wte") ||
+	       strstr(name, "wpe");
+}
+
+static void shape_text(const struct weld_tensor_info *t, char *buf, size_t len)
+{
+	size_t o = (size_t)snprintf(buf, len, "[");
+
+	for (int d = 0; d < t->ndim && o < len; d++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+	if (o < len)
+		snprintf(buf + o, len - o, "]");
+}
+
+/* 0: same shape; 1: an embedding with more rows (its first rows are used);
+ * -1: a mismatch (err filled). */
+static int slice_shape(const weld_recipe *r, const struct rsource *s, const char *in_name,
+		       const struct weld_tensor_info *t, const struct weld_tensor_info *ref,
+		       const char *ref_label, struct weld_error *err)
+{
+	char a[128], b[128];
+	bool same = t->ndim == ref->ndim;
+
+	for (int d = 0; same && d < t->ndim; d++)
+		same = t->shape[d] == ref->shape[d];
+	if (same)
+		return 0;
+	if (is_embedding(in_name) && t->ndim == ref->ndim && t->ndim >= 1 &&
+	    t->shape[0] > ref->shape[0]) {
+		bool rest = true;
+
+		for (int d = 1; d < t->ndim; d++)
+			rest = rest && t->shape[d] == ref->shape[d];
+		if (rest)
+			return 1;
+	}
+	shape_text(t, a, sizeof(a));
+	shape_text(ref, b, sizeof(b));
+	return rfail(r, err, s->where, "tensor '%s': shape %s in '%s' but %s in '%s'", in_name, a,
+		     r->models[s->model].label, b, ref_label);
+}
+
+static enum weld_dtype output_dtype(const weld_recipe *r, enum weld_dtype t)
+{
+	if (r->o.dtype >= 0)
+		return (enum weld_dtype)r->o.dtype;
+	if (t == WELD_F64 || t == WELD_F32 || t == WELD_F16 || t == WELD_BF16)
+		return t;
+	return WELD_BF16;
+}
+
+/* The source a slice's tensor list comes from: the base, else the first. */
+static const struct rsource *slice_ref(const weld_recipe *r, const struct rslice *sl)
+{
+	if (r->m->base == BASE_REQUIRED && sl->base_src >= 0)
+		return &sl->src[sl->base_src];
+	return &sl->src[0];
+}
+
+/*
+ * One output tensor of a slice: ref_name is the reference source's tensor,
+ * offset the layer offset inside the slice (-1 for tensors outside the
+ * layers, read under the same name from every source).
+ */
+static int slice_job(weld_recipe *r, weld_plan *p, const struct rslice *sl, long offset,
+		     const char *ref_name, const char *out_name, double t, struct weld_error *err)
+{
+	const struct rsource *ref = slice_ref(r, sl);
+	const weld_model *refm = weld_plan_model(p, ref->model);
+	int64_t ri = weld_model_find(refm, ref_name);
+	const struct weld_tensor_info *rt = weld_model_tensor(refm, (size_t)ri);
+	struct weld_source *src = calloc(sl->nsrc + 1, sizeof(*src));
+	struct weld_job j = { 0 };
+	int number = 0, ret = -1;
+
+	if (!src)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	j.name = out_name;
+	j.ndim = rt->ndim;
+	memcpy(j.shape, rt->shape, sizeof(j.shape));
+	j.nelem = rt->nelem;
+	j.base_model = -1;
+	j.base_tensor = -1;
+	j.mask_model = -1;
+	j.mask_tensor = -1;
+	j.lambda = 1;
+	j.gamma = r->m->gamma;
+	j.src = src;
+	if (!weld_dtype_is_float(rt->dtype)) {
+		j.method = WELD_METHOD_COPY;
+		j.dtype = rt->dtype;
+		src[j.nsrc++] = (struct weld_source){ .model = ref->model, .tensor = ri };
+		ret = weld_plan_add_job(p, &j, err);
+		goto out;
+	}
+	j.method = r->o.method;
+	j.dtype = output_dtype(r, rt->dtype);
+	if (r->m->base == BASE_REQUIRED) {
+		j.base_model = ref->model;
+		j.base_tensor = ri;
+	}
+	for (size_t k = 0; k < sl->nsrc; k++) {
+		const struct rsource *s = &sl->src[k];
+		const weld_model *m = weld_plan_model(p, s->model);
+		char *in_name;
+		int64_t ti;
+		int shape;
+
+		if (r->m->base == BASE_REQUIRED && s->model == sl->base)
+			continue;
+		number++;
+		in_name = offset >= 0 ? rename_layer(ref_name, s->a + offset) : xstrdup(ref_name);
+		if (!in_name) {
+			weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		ti = weld_model_find(m, in_name);
+		if (ti < 0) {
+			if (!r->o.allow_missing)
+				rfail(r, err, s->where, "tensor '%s' is missing from '%s' (\"weld\": {\"allow_missing\": true} merges it over the models that have it)",
+				      in_name, r->models[s->model].label);
+			free(in_name);
+			if (!r->o.allow_missing)
+				goto out;
+			continue;
+		}
+		if (!weld_dtype_is_float(weld_model_tensor(m, (size_t)ti)->dtype)) {
+			rfail(r, err, s->where, "tensor '%s': dtype %s in '%s' but %s in '%s'", in_name,
+			      weld_dtype_name(weld_model_tensor(m, (size_t)ti)->dtype),
+			      r->models[s->model].label, weld_dtype_name(rt->dtype),
+			      r->models[ref->model].label);
+			free(in_name);
+			goto out;
+		}
+		shape = slice_shape(r, s, in_name, weld_model_tensor(m, (size_t)ti), rt,
+				    r->models[ref->model].label, err);
+		if (shape == 1 && r->o.warn) {
+			char msg[1024];
+
+			snprintf(msg, sizeof(msg), "tensor '%s': '%s' has more rows than '%s': using the first %lld",
+				 in_name, r->models[s->model].label, r->models[ref->model].label,
+				 (long long)rt->shape[0]);
+			r->o.warn(r->o.cb_ctx, msg);
+		}
+		src[j.nsrc] = (struct weld_source){
+			.model = s->model, .tensor = ti, .rng_index = number, .weight = 1,
+			.density = r->m->density, .mask_lambda = 0.6,
+		};
+		if (shape < 0 || eval_source(r, s, sl, out_name, in_name, t, &src[j.nsrc], &j, err) < 0) {
+			free(in_name);
+			goto out;
+		}
+		free(in_name);
+		j.nsrc++;
+	}
+	if (!j.nsrc) {
+		if (j.base_model < 0) {
+			rfail(r, err, sl->where, "tensor '%s' is in none of this slice's models", ref_name);
+			goto out;
+		}
+		j.method = WELD_METHOD_COPY;
+		src[j.nsrc++] = (struct weld_source){ .model = j.base_model, .tensor = j.base_tensor };
+		j.base_model = -1;
+		j.base_tensor = -1;
+	}
+	ret = weld_plan_add_job(p, &j, err);
+out:
+	free(src);
+	return ret;
+}
+
+/* Tensors of a slice's reference model outside the layers, before (pre) or
+ * after them. */
+static int slice_outer(weld_recipe *r, weld_plan *p, const struct rslice *sl, bool pre,
+		       struct weld_error *err)
+{
+	const weld_model *m = weld_plan_model(p, slice_ref(r, sl)->model);
+
+	for (size_t i = 0; i < weld_model_count(m); i++) {
+		const char *name = weld_model_tensor(m, i)->name;
+
+		if (name_layer(name, NULL, NULL) < 0 && is_pre_weight(name) == pre &&
+		    slice_job(r, p, sl, -1, name, name, 0, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * slices: the embeddings from the first slice's models, then each slice's
+ * layers renumbered from 0 in order, then the final norm and lm_head from
+ * the last slice's models (reference/mergekit.md 2.4).
+ */
+static int plan_slices(weld_recipe *r, weld_plan *p, struct weld_error *err)
+{
+	size_t total = 0, out_layer = 0;
+
+	for (size_t k = 0; k < r->nslices; k++) {
+		const struct rslice *sl = &r->slices[k];
+
+		for (size_t j = 0; j < sl->nsrc; j++) {
+			const struct rsource *s = &sl->src[j];
+			const struct rmodel *mm = &r->models[s->model];
+			char where[WHERE_LEN];
+
+			set_where(where, sizeof(where), "%s.layer_range", s->where);
+			if (mm->layers == 0 && s->b > 0)
+				return rfail(r, err, where, "'%s' has no numbered layers (no tensor name with an integer component)",
+					     mm->label);
+			if (s->b > mm->layers)
+				return rfail(r, err, where, "[%d, %d] is outside '%s', which has %d layers (a range within [0, %d])",
+					     s->a, s->b, mm->label, mm->layers, mm->layers);
+		}
+		total += (size_t)(sl->src[0].b - sl->src[0].a);
+	}
+	free(r->layer_map);
+	r->layer_map = calloc(total + 1, sizeof(*r->layer_map));
+	if (!r->layer_map)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (slice_outer(r, p, &r->slices[0], true, err) < 0)
+		return -1;
+	for (size_t k = 0; k < r->nslices; k++) {
+		const struct rslice *sl = &r->slices[k];
+		const struct rsource *ref = slice_ref(r, sl);
+		const weld_model *m = weld_plan_model(p, ref->model);
+		long n = ref->b - ref->a;
+
+		for (long o = 0; o < n; o++, out_layer++) {
+			r->layer_map[out_layer] = ref->a + (int)o;
+			for (size_t i = 0; i < weld_model_count(m); i++) {
+				const char *name = weld_model_tensor(m, i)->name;
+				char *out_name;
+				int rc;
+
+				if (name_layer(name, NULL, NULL) != ref->a + o)
+					continue;
+				out_name = rename_layer(name, (long)out_layer);
+				if (!out_name)
+					return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+				rc = slice_job(r, p, sl, o, name, out_name, layer_t(o, n), err);
+				free(out_name);
+				if (rc < 0)
+					return -1;
+			}
+		}
+	}
+	r->nlayers_out = out_layer;
+	return slice_outer(r, p, &r->slices[r->nslices - 1], false, err);
+}
+
+/* config.json of a frankenmerge: the new layer count (and per-layer lists). */
+static int edit_config(void *ctx, void *cjson_root, struct weld_error *err)
+{
+	static const char *const keys[] = { "num_hidden_layers", "n_layer", "num_layers" };
+	const weld_recipe *r = ctx;
+	cJSON *root = cjson_root, *objs[2], *lt;
+	long old = -1;
+
+	(void)err;
+	objs[0] = root;
+	objs[1] = cJSON_GetObjectItemCaseSensitive(root, "text_config");
+	for (int o = 0; o < 2; o++) {
+		if (!cJSON_IsObject(objs[o]))
+			continue;
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			cJSON *v = cJSON_GetObjectItemCaseSensitive(objs[o], keys[k]);
+
+			if (!cJSON_IsNumber(v))
+				continue;
+			if (old < 0)
+				old = (long)v->valuedouble;
+			cJSON_SetNumberValue(v, (double)r->nlayers_out);
+		}
+	}
+	lt = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+	if (cJSON_IsArray(lt) && cJSON_GetArraySize(lt) == old && old > 0) {
+		cJSON *nl = cJSON_CreateArray();
+
+		for (size_t i = 0; nl && i < r->nlayers_out; i++) {
+			int from = r->layer_map[i] < old ? r->layer_map[i] : (int)old - 1;
+
+			cJSON_AddItemToArray(nl, cJSON_Duplicate(cJSON_GetArrayItem(lt, from), 1));
+		}
+		if (nl)
+			cJSON_ReplaceItemInObjectCaseSensitive(root, "layer_types", nl);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the normalised recipe */
+
+static cJSON *dup_or_new(const cJSON *v)
+{
+	return v ? cJSON_Duplicate(v, 1) : cJSON_CreateObject();
+}
+
+static cJSON *source_json(const weld_recipe *r, const struct rsource *s)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o)
+		return NULL;
+	cJSON_AddStringToObject(o, "model", r->models[s->model].path);
+	if (s->a >= 0) {
+		int range[2] = { s->a, s->b };
+
+		cJSON_AddItemToObject(o, "layer_range", cJSON_CreateIntArray(range, 2));
+	}
+	if (s->params)
+		cJSON_AddItemToObject(o, "parameters", cJSON_Duplicate(s->params, 1));
+	return o;
+}
+
+static cJSON *weld_json(const weld_recipe *r)
+{
+	const struct method_def *m = r->m;
+	cJSON *w = cJSON_CreateObject();
+
+	if (!w)
+		return NULL;
+	if (m->keys & WB(W_SCOPE))
+		cJSON_AddStringToObject(w, "scope", scope_names[r->o.scope]);
+	if (m->keys & WB(W_SEED)) {
+		if ((double)r->o.seed <= MAX_SEED_EXACT) {
+			cJSON_AddNumberToObject(w, "seed", (double)r->o.seed);
+		} else {
+			char buf[24];
+
+			snprintf(buf, sizeof(buf), "%llu", (unsigned long long)r->o.seed);
+			cJSON_AddStringToObject(w, "seed", buf);
+		}
+	}
+	if (m->keys & WB(W_SIGN) && combines_ties(r))
+		cJSON_AddStringToObject(w, "sign", sign_names[r->o.sign]);
+	if (m->keys & WB(W_RESCALE))
+		cJSON_AddStringToObject(w, "rescale", rescale_names[r->o.rescale]);
+	if (m->keys & WB(W_COMBINE))
+		cJSON_AddStringToObject(w, "combine", combine_names[r->o.combine]);
+	if (r->trim_set)
+		cJSON_AddNumberToObject(w, "trim", r->o.trim);
+	if (m->keys & WB(W_FROM))
+		cJSON_AddStringToObject(w, "from", from_names[r->o.from]);
+	if (m->keys & WB(W_K))
+		cJSON_AddNumberToObject(w, "k", r->o.k);
+	cJSON_AddNumberToObject(w, "shard_size", (double)r->o.shard_size);
+	cJSON_AddBoolToObject(w, "allow_missing", r->o.allow_missing);
+	cJSON_AddBoolToObject(w, "copy_files", r->o.copy_files);
+	return w;
+}
+
+/*
+ * The recipe as stored in the output: the same keys, every model path made
+ * absolute, every default the method uses written into the top-level
+ * parameters and the weld object (max_memory and threads are left out:
+ * they never change the bytes). Parsing it again gives the same plan and
+ * the same text.
+ */
+static int build_json(weld_recipe *r, struct weld_error *err)
+{
+	cJSON *o = cJSON_CreateObject(), *params, *list;
+	bool ok = o != NULL;
+
+	if (ok) {
+		cJSON_AddStringToObject(o, "merge_method", r->m->name);
+		if (r->base >= 0)
+			cJSON_AddStringToObject(o, "base_model", r->models[r->base].path);
+		list = cJSON_AddArrayToObject(o, r->use_slices ? "slices" : "models");
+		for (size_t k = 0; list && k < r->nslices; k++) {
+			const struct rslice *sl = &r->slices[k];
+			cJSON *so, *srcs;
+
+			if (!r->use_slices) {
+				for (size_t j = 0; j < sl->nsrc; j++)
+					cJSON_AddItemToArray(list, source_json(r, &sl->src[j]));
+				continue;
+			}
+			so = cJSON_CreateObject();
+			srcs = so ? cJSON_AddArrayToObject(so, "sources") : NULL;
+			for (size_t j = 0; srcs && j < sl->nsrc; j++)
+				cJSON_AddItemToArray(srcs, source_json(r, &sl->src[j]));
+			if (so && sl->params)
+				cJSON_AddItemToObject(so, "parameters", cJSON_Duplicate(sl->params, 1));
+			if (so && sl->base_given)
+				cJSON_AddStringToObject(so, "base_model", r->models[sl->base].path);
+			cJSON_AddItemToArray(list, so);
+		}
+		params = dup_or_new(r->params);
+		for (int p = 0; params && p < P_COUNT; p++) {
+			double v;
+
+			if (!param_in_use(r, (enum param)p) || p == P_RESCALE || p == P_INT8_MASK ||
+			    cJSON_GetObjectItemCaseSensitive(params, param_defs[p].name) ||
+			    !param_default(r, (enum param)p, &v))
+				continue;
+			if (param_defs[p].range == R_BOOL)
+				cJSON_AddBoolToObject(params, param_defs[p].name, v != 0);
+			else
+				cJSON_AddNumberToObject(params, param_defs[p].name, v);
+		}
+		cJSON_AddItemToObject(o, "parameters", params);
+		if (r->dtype_name)
+			cJSON_AddStringToObject(o, "dtype", r->dtype_name);
+		if (r->out_dtype_name)
+			cJSON_AddStringToObject(o, "out_dtype", r->out_dtype_name);
+		if (r->tokenizer_source)
+			cJSON_AddStringToObject(o, "tokenizer_source", r->tokenizer_source);
+		cJSON_AddItemToObject(o, "weld", weld_json(r));
+		cJSON_free(r->json);
+		r->json = cJSON_PrintUnformatted(o);
+		ok = r->json != NULL;
+	}
+	cJSON_Delete(o);
+	return ok ? 0 : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+}
+
+/* ---------------------------------------------------------------- the plan */
+
+/* The folder config.json & co come from: the base model, else the first. */
+static char *donor_dir(const weld_recipe *r)
+{
+	const char *path = r->models[r->base >= 0 ? r->base : r->slices[0].src[0].model].path;
+	char *copy, *d;
+
+	if (is_dir(path))
+		return xstrdup(path);
+	copy = xstrdup(path);
+	d = copy ? xstrdup(dirname(copy)) : NULL;
+	free(copy);
+	return d;
+}
+
+int weld_recipe_plan(weld_recipe *r, const struct weld_recipe_settings *s, weld_plan **out,
+		     struct weld_error *err)
+{
+	weld_plan *p = NULL;
+
+	*out = NULL;
+	if (s) {
+		r->o.threads = s->threads;
+		if (s->has_max_memory)
+			r->o.max_memory = s->max_memory;
+		if (s->has_shard_size)
+			r->o.shard_size = s->shard_size;
+		r->o.force = s->force;
+		r->o.warn = s->warn;
+		r->o.progress = s->progress;
+		r->o.cb_ctx = s->cb_ctx;
+	}
+	if (build_json(r, err) < 0)
+		return -1;
+	free(r->config_from);
+	r->config_from = donor_dir(r);
+	free(r->labels);
+	r->labels = calloc(r->nmodels + 1, sizeof(*r->labels));
+	if (!r->config_from || !r->labels)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	r->o.recipe_json = r->json;
+	r->o.config_from = r->config_from;
+	r->o.edit_config = r->use_slices ? edit_config : NULL;
+	r->o.edit_config_ctx = r;
+	p = weld_plan_new(&r->o);
+	if (!p)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	/* every model, in order of first mention: plan index = recipe index */
+	for (size_t i = 0; i < r->nmodels; i++) {
+		struct weld_error e = { 0 };
+
+		if (weld_plan_add_model(p, r->models[i].path, &e) < 0) {
+			weld_fail(err, e.status, "%s: %s: %s", r->label, r->models[i].where, e.msg);
+			if (err)
+				err->sys_errno = e.sys_errno;
+			goto fail;
+		}
+		r->labels[i] = r->models[i].label;
+		r->models[i].layers = model_layers(weld_plan_model(p, (int)i));
+	}
+	r->nlabels = r->nmodels;
+	if ((r->use_slices ? plan_slices(r, p, err) : plan_models(r, p, err)) < 0)
+		goto fail;
+	if (weld_plan_finish(p, err) < 0) {
+		prefix_label(r, err);
+		goto fail;
+	}
+	*out = p;
+	return 0;
+fail:
+	weld_plan_free(p);
+	return -1;
+}
+
+const char *weld_recipe_json(const weld_recipe *r)
+{
+	return r->json;
+}
+
+const char *weld_recipe_method(const weld_recipe *r)
+{
+	return r->m->name;
+}
+
+const char *weld_recipe_model_label(const weld_recipe *r, size_t i)
+{
+	return i < r->nlabels ? r->labels[i] : NULL;
+}

@@ -1,0 +1,308 @@
+#!/bin/sh
+# test_expert_merge.sh - weld expert-merge end to end on tiny MoE checkpoints
+# written by expert_merge_fixture.py (4 experts in two known clusters, 2 MoE
+# layers, F = 6, H = 8). Each output is compared with the M-SMoE formulas
+# worked out in float64 by the fixture's 'check'.
+#
+# usage: WELD=./weld sh tests/cli/test_expert_merge.sh
+set -eu
+
+WELD=${WELD:-./weld}
+case $WELD in
+*/*) WELD=$(cd "$(dirname "$WELD")" && pwd)/$(basename "$WELD") ;;
+esac
+PY=/usr/bin/python3
+if ! "$PY" -c 'import numpy' 2>/dev/null; then
+	echo "test_expert_merge: needs $PY with NumPy (make deps, or apt-get install python3-numpy)" >&2
+	exit 1
+fi
+HERE=$(cd "$(dirname "$0")" && pwd)
+FIX="$HERE/expert_merge_fixture.py"
+T=$(mktemp -d "${TMPDIR:-/tmp}/weld-expert-merge-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+trap 'exit 130' INT TERM
+
+pass=0
+fail=0
+
+fixture() {
+	"$PY" "$FIX" "$@"
+}
+
+ok() {
+	pass=$((pass + 1))
+	echo "ok - $1"
+}
+
+not_ok() {
+	fail=$((fail + 1))
+	echo "not ok - $1"
+	sed 's/^/#   /' "$T/stderr" "$T/stdout" 2>/dev/null | head -20
+}
+
+# expect NAME FUNCTION: the function must succeed
+expect() {
+	if "$2" >"$T/stdout" 2>"$T/stderr"; then ok "$1"; else not_ok "$1"; fi
+}
+
+# refuse NAME STATUS TEXT OUT CMD...: CMD exits with STATUS, says TEXT on
+# stderr, and leaves neither OUT nor a temporary folder beside it
+refuse() {
+	name=$1 want=$2 text=$3 out=$4
+	shift 4
+	set +e
+	"$@" >"$T/stdout" 2>"$T/stderr"
+	rc=$?
+	set -e
+	if [ "$rc" -ne "$want" ]; then
+		echo "#   exit status $rc, expected $want" >>"$T/stderr"
+		not_ok "$name"
+	elif ! grep -qF -- "$text" "$T/stderr"; then
+		echo "#   stderr lacks: $text" >>"$T/stderr"
+		not_ok "$name"
+	elif [ -e "$out" ] || ls -d "$out".weld-tmp-* >/dev/null 2>&1; then
+		echo "#   '$out' was created" >>"$T/stderr"
+		not_ok "$name"
+	else
+		ok "$name"
+	fi
+}
+
+# ---------------------------------------------------------------- fixtures
+
+fixture make "$T/mix"
+fixture make "$T/mix16" --dtype bf16
+fixture make "$T/perm" --permuted
+fixture make "$T/qwen" --style qwen
+fixture make "$T/deepseek" --style qwen --dense-first
+fixture make "$T/dense" --style dense
+fixture stats "$T/balanced.json" balanced
+fixture stats "$T/balanced12.json" balanced --layers 1,2
+fixture stats "$T/skewed.json" skewed
+fixture stats "$T/negative.json" negative
+printf '{"layers": {"0": {"frequency": [1, 1, 1, 1]},}}' >"$T/broken.json"
+# similarities that contradict the router clusters: layer 0 (dominants 0, 2)
+# sends 1 to 0 and 3 to 2; layer 1 (dominants 3, 2) sends 1 to 3 and 0 to 2
+cat >"$T/similar.json" <<'EOF'
+{"layers": {
+  "0": {"frequency": [0.4, 0.1, 0.3, 0.2],
+        "similarity": [[1, 0, 0, 0], [0.8, 1, 0.2, 0], [0, 0, 1, 0], [0.1, 0, 0.9, 1]]},
+  "1": {"frequency": [0.1, 0.2, 0.3, 0.4],
+        "similarity": [[1, 0, 0.9, 0.1], [0, 1, 0.2, 0.9], [0, 0, 1, 0], [0, 0, 0, 1]]}}}
+EOF
+
+# ---------------------------------------------------------------- alias layout
+
+alias_stats() {
+	"$WELD" expert-merge -q -o "$T/a1" --groups 2 --stats "$T/balanced.json" "$T/mix" &&
+	fixture check "$T/mix" "$T/a1" --layout alias --stats "$T/balanced.json" --groups 2 &&
+	test -f "$T/a1/tokenizer.json" &&
+	grep -q '"num_local_experts":[[:space:]]*4' "$T/a1/config.json"
+}
+expect "alias: shapes kept, members hold the frequency-weighted mean" alias_stats
+
+alias_uniform() {
+	"$WELD" expert-merge -q -o "$T/a2" --groups 2 "$T/mix" &&
+	fixture check "$T/mix" "$T/a2" --layout alias --groups 2
+}
+expect "alias without stats: uniform usage, dominants 0..G-1" alias_uniform
+
+alias_three() {
+	"$WELD" expert-merge -q -o "$T/a3" --groups 3 "$T/qwen" &&
+	fixture check "$T/qwen" "$T/a3" --layout alias --groups 3
+}
+expect "alias, Qwen2-MoE names, 3 groups, shared expert untouched" alias_three
+
+alias_weight() {
+	"$WELD" expert-merge -q -o "$T/a4" --groups 2 --similarity weight "$T/mix" &&
+	fixture check "$T/mix" "$T/a4" --layout alias --groups 2
+}
+expect "--similarity weight finds the same clusters" alias_weight
+
+alias_bf16() {
+	"$WELD" expert-merge -q -o "$T/a5" --groups 2 --stats "$T/balanced.json" "$T/mix16" &&
+	fixture check "$T/mix16" "$T/a5" --layout alias --stats "$T/balanced.json" --groups 2
+}
+expect "bf16 input stays bf16" alias_bf16
+
+dtype_option() {
+	"$WELD" expert-merge -q -o "$T/a6" --groups 2 --dtype bf16 "$T/mix" &&
+	fixture check "$T/mix" "$T/a6" --layout alias --groups 2 &&
+	grep -q '"torch_dtype":[[:space:]]*"bfloat16"' "$T/a6/config.json"
+}
+expect "--dtype bf16 converts every floating tensor and config.json" dtype_option
+
+global_allocation() {
+	"$WELD" expert-merge -q --json -o "$T/a7" --groups 2 --stats "$T/skewed.json" "$T/mix" >"$T/a7.json" &&
+	"$PY" -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+g = [l["groups"] for l in s["layers"]]
+assert g == [1, 4], g
+assert s["layers"][0]["expert_to_group"] == [0, 0, 0, 0]
+assert s["layers"][1]["expert_to_group"] == [0, 1, 2, 3]
+' "$T/a7.json"
+}
+expect "global allocation: skewed usage gives 1 and 4 groups (--json)" global_allocation
+
+stats_similarity() {
+	"$WELD" expert-merge -q --json -o "$T/a9" --groups 2 --stats "$T/similar.json" "$T/mix" \
+		>"$T/a9.json" &&
+	"$PY" -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["similarity"] == "stats", s["similarity"]
+assert [l["expert_to_group"] for l in s["layers"]] == [[0, 0, 1, 1], [1, 0, 1, 0]], s
+assert [l["dominant"] for l in s["layers"]] == [[0, 2], [3, 2]], s
+' "$T/a9.json"
+}
+expect "similarity matrices from --stats override the router" stats_similarity
+
+uniform_groups() {
+	"$WELD" expert-merge -q -o "$T/a8" --groups 2 --uniform-groups --stats "$T/skewed.json" \
+		--layout compact "$T/mix" &&
+	fixture check "$T/mix" "$T/a8" --layout compact --stats "$T/skewed.json" --groups 2
+}
+expect "--uniform-groups forces G with skewed stats" uniform_groups
+
+# ---------------------------------------------------------------- compact layout
+
+compact_mixtral() {
+	"$WELD" expert-merge -q -o "$T/c1" --groups 2 --stats "$T/balanced.json" --layout compact \
+		"$T/mix" &&
+	fixture check "$T/mix" "$T/c1" --layout compact --stats "$T/balanced.json" --groups 2 &&
+	grep -q '"num_local_experts":[[:space:]]*2' "$T/c1/config.json" &&
+	grep -q '"num_hidden_layers":[[:space:]]*2' "$T/c1/config.json"
+}
+expect "compact: consistent Mixtral folder, experts 0..G-1, router [G, H]" compact_mixtral
+
+compact_deepseek() {
+	"$WELD" expert-merge -q -o "$T/c2" --groups 2 --stats "$T/balanced12.json" \
+		--layout compact "$T/deepseek" &&
+	fixture check "$T/deepseek" "$T/c2" --layout compact --stats "$T/balanced12.json" --groups 2 &&
+	grep -q '"n_routed_experts":[[:space:]]*2' "$T/c2/config.json"
+}
+expect "compact DeepSeek-MoE: dense first layer copied, n_routed_experts updated" compact_deepseek
+
+# ---------------------------------------------------------------- alignment
+
+align_recovers() {
+	"$WELD" expert-merge -q -o "$T/p1" --groups 2 --align "$T/perm" &&
+	fixture check "$T/perm" "$T/p1" --layout alias --groups 2 --aligned &&
+	"$WELD" expert-merge -q -o "$T/p2" --groups 2 "$T/perm" &&
+	! fixture check "$T/perm" "$T/p2" --layout alias --groups 2 --aligned 2>/dev/null
+}
+expect "--align undoes planted neuron permutations before merging" align_recovers
+
+align_warning() {
+	fixture make "$T/wide" --ffn 4100 &&
+	"$WELD" plan expert-merge --groups 2 --align "$T/wide" >/dev/null 2>"$T/wide.err" &&
+	grep -q 'warning: --align on FFN width 4100' "$T/wide.err" &&
+	"$WELD" plan expert-merge --groups 2 --align "$T/mix" >/dev/null 2>"$T/narrow.err" &&
+	! grep -q warning "$T/narrow.err"
+}
+expect "--align warns before a large run (F > 4096)" align_warning
+
+# ---------------------------------------------------------------- determinism
+
+same_bytes() {
+	"$WELD" expert-merge -q -o "$T/d1" --groups 2 --similarity weight -j1 "$T/mix" &&
+	"$WELD" expert-merge -q -o "$T/d2" --groups 2 --similarity weight -j4 --max-memory 1K "$T/mix" &&
+	fixture same "$T/d1" "$T/d2" &&
+	"$WELD" expert-merge -q -o "$T/d3" --groups 2 --align -j3 --max-memory 4K "$T/perm" &&
+	fixture same "$T/p1" "$T/d3"
+}
+expect "same tensors for any -j and --max-memory" same_bytes
+
+sharded() {
+	"$WELD" expert-merge -q -o "$T/s1" --groups 2 --shard-size 2K "$T/mix" &&
+	test -f "$T/s1/model.safetensors.index.json" &&
+	fixture check "$T/mix" "$T/s1" --layout alias --groups 2
+}
+expect "--shard-size splits the output" sharded
+
+no_copy() {
+	"$WELD" expert-merge -q -o "$T/n1" --groups 2 --no-copy-files "$T/mix" &&
+	test ! -e "$T/n1/config.json" && test ! -e "$T/n1/tokenizer.json" &&
+	test -f "$T/n1/expert_groups.json"
+}
+expect "--no-copy-files writes only tensors and expert_groups.json" no_copy
+
+force() {
+	mkdir "$T/f1" && : >"$T/f1/old" &&
+	! "$WELD" expert-merge -q -o "$T/f1" --groups 2 "$T/mix" 2>/dev/null &&
+	test -f "$T/f1/old" &&
+	"$WELD" expert-merge -q -f -o "$T/f1" --groups 2 "$T/mix" &&
+	test ! -e "$T/f1/old" && fixture check "$T/mix" "$T/f1" --layout alias --groups 2
+}
+expect "an existing output needs -f, then is replaced" force
+
+plan_only() {
+	"$WELD" plan expert-merge -o "$T/pl" --groups 2 --stats "$T/balanced.json" "$T/mix" >"$T/plan.txt" &&
+	test ! -e "$T/pl" &&
+	grep -q '^layer 0: 2 groups, expert->group 0 1 1 0, dominant 0 2$' "$T/plan.txt" &&
+	grep -q '^layer 1: 2 groups, expert->group 0 1 1 0, dominant 3 2$' "$T/plan.txt"
+}
+expect "weld plan expert-merge prints the groups and writes nothing" plan_only
+
+help_text() {
+	"$WELD" expert-merge -h | grep -q '^usage: weld expert-merge'
+}
+expect "-h prints the usage on stdout" help_text
+
+# ---------------------------------------------------------------- man page examples
+
+# Each command of the man page's EXAMPLES runs verbatim, on fixtures given
+# the names the page uses.
+man_examples() (
+	man="$HERE/../../man/weld-expert-merge.1"
+	mkdir -p "$T/ex" && cd "$T/ex" &&
+	ln -s ../mix mixtral-8x7b && ln -s ../qwen qwen-moe && ln -s ../perm small-moe &&
+	cp ../balanced.json stats.json &&
+	sed -n '/^\.SH EXAMPLES/,/^\.SH/p' "$man" | sed -e 's/\\-/-/g' |
+		sed -e ':a' -e '/\\e$/{N;s/\\e\n */ /;ba' -e '}' | grep '^weld ' >cmds &&
+	test "$(wc -l <cmds)" -eq 4 &&
+	while read -r line; do
+		# shellcheck disable=SC2086
+		"$WELD" ${line#weld } >/dev/null || { echo "failed: $line" >&2; return 1; }
+	done <cmds &&
+	test -f mixtral-m4/expert_groups.json && test -f moe-2e/expert_groups.json &&
+	test -f merged/expert_groups.json
+)
+expect "the man page examples run" man_examples
+
+# ---------------------------------------------------------------- errors
+
+refuse "unknown MoE layout" 1 "found 0 expert tensors among 13" "$T/e1" \
+	"$WELD" expert-merge -o "$T/e1" --groups 2 "$T/dense"
+refuse "negative frequency names its JSON path" 1 \
+	"negative.json: layers.1.frequency[2]: negative value -1" "$T/e2" \
+	"$WELD" expert-merge -o "$T/e2" --groups 2 --stats "$T/negative.json" "$T/mix"
+refuse "stats for the wrong layers" 1 "layers.2: layer 2 has no experts (MoE layers: 0-1)" \
+	"$T/e3" "$WELD" expert-merge -o "$T/e3" --groups 2 --stats "$T/balanced12.json" "$T/mix"
+refuse "stats that are not JSON" 1 "broken.json: invalid JSON at line 1" "$T/e4" \
+	"$WELD" expert-merge -o "$T/e4" --groups 2 --stats "$T/broken.json" "$T/mix"
+refuse "missing stats file" 1 "cannot open" "$T/e5" \
+	"$WELD" expert-merge -o "$T/e5" --groups 2 --stats "$T/nope.json" "$T/mix"
+refuse "compact with unequal group counts" 1 \
+	"--layout compact needs the same number of groups in every layer" "$T/e6" \
+	"$WELD" expert-merge -o "$T/e6" --groups 2 --stats "$T/skewed.json" --layout compact "$T/mix"
+refuse "compact with fewer groups than experts per token" 1 "num_experts_per_tok" "$T/e7" \
+	"$WELD" expert-merge -o "$T/e7" --groups 1 --layout compact "$T/mix"
+refuse "more groups than experts" 1 "--groups 5: the model has 4 experts per layer" "$T/e8" \
+	"$WELD" expert-merge -o "$T/e8" --groups 5 "$T/mix"
+refuse "--align beyond --max-memory" 1 "--align needs about" "$T/e9" \
+	"$WELD" expert-merge -o "$T/e9" --groups 2 --align --max-memory 1K "$T/mix"
+refuse "missing --groups is a usage error" 2 "--groups is required" "$T/u1" \
+	"$WELD" expert-merge -o "$T/u1" "$T/mix"
+refuse "bad --layout is a usage error" 2 "invalid value 'wide' for '--layout'" "$T/u2" \
+	"$WELD" expert-merge -o "$T/u2" --groups 2 --layout wide "$T/mix"
+refuse "--groups 0 is a usage error" 2 "invalid value '0' for '--groups'" "$T/u3" \
+	"$WELD" expert-merge -o "$T/u3" --groups 0 "$T/mix"
+refuse "two models is a usage error" 2 "takes one model" "$T/u4" \
+	"$WELD" expert-merge -o "$T/u4" --groups 2 "$T/mix" "$T/qwen"
+refuse "an option of other merges is a usage error" 2 "unknown option '--base'" "$T/u5" \
+	"$WELD" expert-merge -o "$T/u5" --groups 2 --base "$T/mix" "$T/mix"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
