@@ -45,17 +45,20 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/fixtures.c $(BUILD)/libweld.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Iformats -o $@ $< tests/unit/fixtures.c $(BUILD)/libweld.a $(LIBS) -lcmocka $(LDFLAGS)
 
+$(BUILD)/mkmodel: tests/tools/mkmodel.c $(BUILD)/libweld.a
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libweld.a $(LIBS) $(LDFLAGS)
+
 deps:  ## install the Debian packages weld needs, if any is missing
 	@sh tests/deps.sh
 
 demo: deps  ## build, create small example models and merge them
-	@$(MAKE) --no-print-directory weld
+	@$(MAKE) --no-print-directory weld $(BUILD)/mkmodel
 	@sh tests/demo.sh
 
 unit: $(TESTS)  ## build and run the cmocka unit tests
 	@sh tests/run-unit.sh $(TESTS)
 
-cli: weld  ## run the command-line tests
+cli: weld $(BUILD)/mkmodel  ## run the command-line tests
 	@sh tests/cli/run.sh
 
 asan:  ## unit and CLI tests under AddressSanitizer + UBSan
@@ -70,7 +73,7 @@ check: deps  ## install what is missing, build, run every test (plain and saniti
 	@$(MAKE) --no-print-directory weld unit
 	@$(MAKE) --no-print-directory cli
 	@$(MAKE) --no-print-directory asan
-	@WELD=build-asan/weld-asan sh tests/cli/run.sh quick
+	@WELD=$(CURDIR)/build-asan/weld-asan sh tests/cli/run.sh quick
 
 fuzz:  ## build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 	@sh tests/fuzz/run.sh

@@ -29,7 +29,8 @@ int cmd_plan(int argc, char **argv)
 		fputs(usage, stdout);
 		return EXIT_OK;
 	}
-	if (ends_with(argv[argc - 1], ".json") && (argc == 2 || argv[1][0] == '-')) {
+	if (ends_with(argv[1], ".json") ||
+	    (ends_with(argv[argc - 1], ".json") && (argc == 2 || argv[1][0] == '-'))) {
 		argv[0] = (char *)"run";
 		return cmd_run_plan(argc, argv);
 	}

@@ -73,7 +73,8 @@ static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
 	while ((c = getopt_long(argc, argv, ":o:fj:qvh", opts, NULL)) != -1) {
 		if (plan && (c == 'o' || c == 'f' || c == 'q' || c == 'v' || c == O_FROM))
 			return cli_usage_error(u, "option '%s' is not used by 'weld plan' (it writes nothing)",
-					       argv[optind - 1]);
+					       c == 'o' ? "--output" : c == 'f' ? "--force" :
+					       c == 'q' ? "--quiet" : c == 'v' ? "--verbose" : "--from-output");
 		switch (c) {
 		case 'o': a->out = optarg; break;
 		case 'f': a->s.force = true; break;

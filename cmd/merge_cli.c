@@ -8,6 +8,7 @@
 #include "merge_cli.h"
 
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -59,6 +60,19 @@ static const struct option long_opts[] = {
 	{ "merged", required_argument, NULL, O_MERGED },
 	{ NULL, 0, NULL, 0 },
 };
+
+/* "--gamma" for an option's code. */
+static const char *opt_name(int c)
+{
+	static char buf[64];
+
+	for (const struct option *o = long_opts; o->name; o++)
+		if (o->val == c) {
+			snprintf(buf, sizeof(buf), "--%s", o->name);
+			return buf;
+		}
+	return "?";
+}
 
 /* Which enum merge_opt bit an option needs (0: every merge takes it). */
 static unsigned opt_bit(int c)
@@ -203,7 +217,7 @@ static int parse(const struct merge_spec *spec, int argc, char **argv, struct me
 
 		if (bit && !(spec->opts & bit))
 			return cli_usage_error(u, "option '%s' is not used by 'weld %s'",
-					       argv[optind - 1], spec->name);
+					       opt_name(c), spec->name);
 		switch (c) {
 		case 'o': a->out = optarg; break;
 		case 'f': a->o.force = true; break;

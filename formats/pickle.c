@@ -172,24 +172,18 @@ struct vm {
 
 /* ---------------------------------------------------------------- errors */
 
-static int vfail(struct weld_error *err, enum weld_status st, const char *fmt, va_list ap)
-{
-	if (err) {
-		err->status = st;
-		err->sys_errno = 0;
-		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	}
-	return -1;
-}
-
 static int fail(struct vm *vm, const char *fmt, ...) WELD_PRINTF(2, 3);
 static int fail(struct vm *vm, const char *fmt, ...)
 {
 	va_list ap;
 
-	va_start(ap, fmt);
-	vfail(vm->err, WELD_ERR_FORMAT, fmt, ap);
-	va_end(ap);
+	if (vm->err) {
+		vm->err->status = WELD_ERR_FORMAT;
+		vm->err->sys_errno = 0;
+		va_start(ap, fmt);
+		vsnprintf(vm->err->msg, sizeof(vm->err->msg), fmt, ap);
+		va_end(ap);
+	}
 	return -1;
 }
 

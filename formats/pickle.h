@@ -15,16 +15,20 @@
  *    torch._utils._rebuild_tensor_v3, torch._utils._rebuild_parameter, the
  *    typed storage classes torch.{Double,Float,Half,BFloat16,Long,Int,Short,
  *    Char,Byte,Bool}Storage, torch(.storage).UntypedStorage (bytes, used
- *    with _rebuild_tensor_v3) and the torch dtypes _rebuild_tensor_v3 names;
+ *    with _rebuild_tensor_v3) and the torch dtypes _rebuild_tensor_v3 names
+ *    (torch.storage._TypedStorage/TypedStorage never appear in a zip
+ *    checkpoint's persistent ids, which name the classes above, so they
+ *    are refused like any other global);
  *  - persistent ids ('storage', <storage class>, '<decimal key>', location,
  *    numel); the location is ignored.
  *
  * Which dict holds the weights: the pickle's root must be a dict. If the
  * root has no tensor of its own and a key 'state_dict' (else 'model') whose
  * value is a dict, that dict is used and the root's other entries (epoch,
- * optimizer state...) are parsed but ignored. Nested dicts are flattened:
- * {"model": {"layers": {"0": {"w": t}}}} gives the name "model.layers.0.w".
- * Every other leaf must be a tensor.
+ * optimizer state...) are parsed but ignored (so {"model": {"w": t}}
+ * gives the name "w"). Nested dicts are then flattened with '.':
+ * {"encoder": {"layers": {"0": {"w": t}}}} gives "encoder.layers.0.w".
+ * Every other leaf must be a tensor; a dict may appear only once.
  */
 #ifndef WELD_PICKLE_H
 #define WELD_PICKLE_H

@@ -32,7 +32,6 @@
 #include <string.h>
 
 #define MAX_SEL 2
-#define SUPER (8 * WELD_BLOCK)
 
 enum pass { P_L1, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY };
 
@@ -44,7 +43,7 @@ enum drop_mode {
 
 struct sel_state {
 	uint64_t k;             /* elements to keep in the current unit */
-	uint64_t *hhi, *hlo;    /* histogram totals */
+	uint64_t *hist;         /* histogram totals: high bits, then low bits */
 	uint32_t bin;
 	uint64_t above;
 	struct weld_topk sel;
@@ -72,6 +71,7 @@ struct exec {
 	size_t TL;              /* tile capacity (elements) */
 	size_t SL;              /* super-tile capacity (elements) */
 	size_t raw_es;          /* largest input element size */
+	size_t QS;              /* histograms per source (p->maxsel) */
 	struct tctx *tc;
 	unsigned char *outraw, *maskbits;
 	size_t maskstride;
@@ -319,10 +319,10 @@ static void tile_stats(struct exec *e, const struct weld_job *j, struct tctx *c,
 			if (st->sel.all || st->sel.none)
 				continue;
 			if (pass == P_HI)
-				weld_hist_hi(vs, len, c->hist + (s * MAX_SEL + (size_t)q) * WELD_HIST_BINS);
+				weld_hist_hi(vs, len, c->hist + (s * e->QS + (size_t)q) * WELD_HIST_BINS);
 			else if (pass == P_LO)
 				weld_hist_lo(vs, len, st->bin,
-					     c->hist + (s * MAX_SEL + (size_t)q) * WELD_HIST_BINS);
+					     c->hist + (s * e->QS + (size_t)q) * WELD_HIST_BINS);
 			else
 				c->eq[s * MAX_SEL + (size_t)q] += weld_count_equal(vs, len, st->sel.thresh);
 		}
@@ -387,7 +387,7 @@ static int run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, u
 
 		c->failed = false;
 		if (pass == P_HI || pass == P_LO)
-			memset(c->hist, 0, nq * WELD_HIST_BINS * sizeof(uint32_t));
+			memset(c->hist, 0, j->nsrc * e->QS * WELD_HIST_BINS * sizeof(uint32_t));
 		if (pass == P_COUNT)
 			memset(c->eq, 0, sizeof(c->eq));
 	}
@@ -411,12 +411,13 @@ static int run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, u
 	if (pass == P_HI || pass == P_LO) {
 		for (size_t q = 0; q < nq; q++) {
 			struct sel_state *st = &e->sel[q];
-			uint64_t *tot = pass == P_LO ? st->hlo : st->hhi;
+			uint64_t *tot = st->hist;
+			size_t s = q / MAX_SEL, k = q % MAX_SEL;
 
-			if (st->sel.all || st->sel.none || (int)(q % MAX_SEL) >= nsel(e, j))
+			if (st->sel.all || st->sel.none || (int)k >= nsel(e, j))
 				continue;
 			for (int t = 0; t < e->T; t++) {
-				const uint32_t *h = e->tc[t].hist + q * WELD_HIST_BINS;
+				const uint32_t *h = e->tc[t].hist + (s * e->QS + k) * WELD_HIST_BINS;
 
 				for (size_t b = 0; b < WELD_HIST_BINS; b++)
 					tot[b] += h[b];
@@ -543,8 +544,8 @@ static void sel_reset(struct exec *e, const struct weld_job *j, uint64_t unit)
 			st->k = unit_k(e, j, s, q, unit);
 			st->sel.none = st->k == 0;
 			st->sel.all = st->k >= unit;
-			memset(st->hhi, 0, WELD_HIST_BINS * sizeof(uint64_t));
-			memset(st->hlo, 0, WELD_HIST_BINS * sizeof(uint64_t));
+			if (!st->sel.all && !st->sel.none)
+				memset(st->hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
 		}
 }
 
@@ -561,10 +562,12 @@ static void sel_pick(struct exec *e, const struct weld_job *j, bool low)
 			if (st->sel.all || st->sel.none)
 				continue;
 			if (!low) {
-				st->bin = weld_hist_pick(st->hhi, st->k, &st->above);
+				st->bin = weld_hist_pick(st->hist, st->k, &st->above);
+				/* the same totals now count the low bits */
+				memset(st->hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
 				continue;
 			}
-			lo = weld_hist_pick(st->hlo, st->k - st->above, &above);
+			lo = weld_hist_pick(st->hist, st->k - st->above, &above);
 			st->sel.thresh = st->bin << 16 | lo;
 			st->sel.keep_equal = st->k - st->above - above;
 		}
@@ -587,7 +590,7 @@ static bool sel_partial(const struct exec *e, const struct weld_job *j)
 		const struct sel_state *st = &e->sel[q];
 
 		if (!st->sel.all && !st->sel.none &&
-		    st->sel.keep_equal < st->hlo[st->sel.thresh & 0xFFFF])
+		    st->sel.keep_equal < st->hist[st->sel.thresh & 0xFFFF])
 			return true;
 	}
 	return false;
@@ -859,8 +862,7 @@ static void exec_free(struct exec *e)
 		free(c->rowtmp);
 	}
 	for (size_t q = 0; e->sel && q < e->S * MAX_SEL; q++) {
-		free(e->sel[q].hhi);
-		free(e->sel[q].hlo);
+		free(e->sel[q].hist);
 	}
 	free(e->tc);
 	free(e->sel);
@@ -893,8 +895,8 @@ static int exec_alloc(struct exec *e)
 	ok = e->tc && e->sel && e->outraw && e->maskbits && e->l1_all && e->l1_kept &&
 	     e->blocksum && e->factor && e->rng_key;
 	for (size_t q = 0; ok && q < S * MAX_SEL; q++)
-		ok = (e->sel[q].hhi = malloc(WELD_HIST_BINS * 8)) &&
-		     (e->sel[q].hlo = calloc(WELD_HIST_BINS, 8));
+		if (q % MAX_SEL < e->QS)
+			ok = (e->sel[q].hist = calloc(WELD_HIST_BINS, 8)) != NULL;
 	for (int t = 0; ok && t < e->T; t++) {
 		struct tctx *c = &e->tc[t];
 
@@ -904,7 +906,7 @@ static int exec_alloc(struct exec *e)
 		     (c->v = malloc(S * e->TL * sizeof(float))) &&
 		     (c->scratch = malloc((4 + S) * e->TL * sizeof(float))) &&
 		     (c->keep = malloc(S * MAX_SEL * e->TL)) &&
-		     (c->hist = malloc(S * MAX_SEL * WELD_HIST_BINS * sizeof(uint32_t))) &&
+		     (c->hist = malloc(S * e->QS * WELD_HIST_BINS * sizeof(uint32_t) + 1)) &&
 		     (c->rowtmp = malloc(e->TL * sizeof(uint32_t)));
 	}
 	return ok ? 0 : -1;
@@ -924,6 +926,7 @@ int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 	e.TL = (size_t)p->tile;
 	e.SL = (size_t)p->super;
 	e.raw_es = (size_t)p->raw_es;
+	e.QS = (size_t)p->maxsel;
 	e.S = 1;
 	for (size_t i = 0; i < p->njobs; i++)
 		e.S = p->jobs[i].nsrc > e.S ? p->jobs[i].nsrc : e.S;

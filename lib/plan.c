@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RESERVE_BYTES (24ull << 20)   /* binary, headers, stacks */
+#define RESERVE_BYTES (4ull << 20)    /* binary, headers, stacks */
 #define WELD_MAX_CHUNK (16ull << 20)  /* elements: larger gains nothing */
 
 const char *weld_method_name(enum weld_method m)
@@ -358,6 +358,23 @@ static bool uses_density(const weld_plan *p, const struct weld_job *j)
 	}
 }
 
+/* Top-k selections per source a job makes (DESIGN 4.1). */
+static int selections(const weld_plan *p, const struct weld_job *j)
+{
+	switch (j->method) {
+	case WELD_METHOD_TIES:
+		return 1;
+	case WELD_METHOD_BREADCRUMBS:
+		return 2;
+	case WELD_METHOD_DARE:
+		return p->o.combine == WELD_COMBINE_TIES && p->o.trim > 0;
+	case WELD_METHOD_CONSENSUS:
+		return p->o.from == WELD_FROM_TIES;
+	default:
+		return 0;
+	}
+}
+
 static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_error *err)
 {
 	bool needs_base = j->method != WELD_METHOD_COPY && j->method != WELD_METHOD_AVERAGE;
@@ -448,7 +465,7 @@ int weld_plan_threads(const weld_plan *p)
 int weld_plan_finish(weld_plan *p, struct weld_error *err)
 {
 	uint64_t threads = (uint64_t)weld_plan_threads(p), maxsrc = 1, max_row = 1;
-	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 4;
+	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 4, maxsel = 0;
 	bool row = p->o.scope == WELD_SCOPE_ROW;
 
 	if (!p->njobs)
@@ -459,6 +476,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		if (check_job(p, j, err) < 0)
 			return -1;
 		maxsrc = j->nsrc > maxsrc ? j->nsrc : maxsrc;
+		if ((uint64_t)selections(p, j) > maxsel)
+			maxsel = (uint64_t)selections(p, j);
 		if (row && j->method != WELD_METHOD_COPY && j->ndim > 0 &&
 		    (uint64_t)j->shape[j->ndim - 1] > max_row)
 			max_row = (uint64_t)j->shape[j->ndim - 1];
@@ -484,10 +503,10 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	 */
 	if (row && max_row > tile)
 		tile = max_row;
-	super = tile > 8 * WELD_BLOCK ? tile : 8 * WELD_BLOCK;
+	super = tile > WELD_SUPER ? tile : WELD_SUPER;
 	fixed = threads * ((maxsrc + 1) * super * raw_es + (maxsrc + 6) * tile * 4 +
-			   2 * maxsrc * tile + maxsrc * 2 * WELD_HIST_BINS * 4 + tile * 4) +
-		maxsrc * 2 * WELD_HIST_BINS * 8 * 2 + RESERVE_BYTES;
+			   2 * maxsrc * tile + maxsrc * maxsel * WELD_HIST_BINS * 4 + tile * 4) +
+		maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
 	per_elem = 8 + maxsrc / 8 + 1;
 	if (p->o.max_memory < fixed + WELD_MIN_CHUNK * per_elem)
 		return weld_fail(err, WELD_ERR_ARG,
@@ -513,6 +532,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	p->tile = tile;
 	p->super = super;
 	p->raw_es = raw_es;
+	p->maxsel = (int)maxsel;
 	p->memory = fixed - RESERVE_BYTES + p->chunk * per_elem;
 	p->finished = true;
 	return 0;

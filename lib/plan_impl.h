@@ -13,6 +13,7 @@
  * size and thread count. Chunks are whole blocks. */
 #define WELD_BLOCK 4096
 #define WELD_MIN_CHUNK (16 * WELD_BLOCK)
+#define WELD_SUPER (4 * WELD_BLOCK)  /* elements read per input per pread */
 
 struct weld_plan {
 	struct weld_merge_opts o;
@@ -24,6 +25,7 @@ struct weld_plan {
 	uint64_t tile;         /* tile capacity of a thread (elements) */
 	uint64_t super;        /* elements read per input per pread */
 	uint64_t raw_es;       /* largest input element size */
+	int maxsel;            /* most top-k selections per source of any job */
 	uint64_t memory;       /* bytes of buffers at that chunk size */
 	uint64_t input_bytes;
 	bool finished;

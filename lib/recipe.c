@@ -1943,9 +1943,9 @@ static void prefix_label(const weld_recipe *r, struct weld_error *err)
 {
 	static const char *const hints[][2] = {
 		{ "--no-normalize", "\"normalize\": false" },
-		{ "--allow-missing", "\"weld\": {\"allow_missing\": true}" },
-		{ "--scope model", "\"weld\": {\"scope\": \"model\"}" },
-		{ "--scope row", "\"weld\": {\"scope\": \"row\"}" },
+		{ "--allow-missing", "weld.allow_missing" },
+		{ "--scope model", "weld.scope 'model'" },
+		{ "--scope row", "weld.scope 'row'" },
 	};
 	char msg[sizeof(err->msg)];
 	size_t o = 0;

@@ -15,7 +15,8 @@ Options: --weights W[,W...] (default 1), --density D (mergekit default 1),
 --gamma G (0.01), --lambda L (1), --normalize/--no-normalize (mergekit's
 per-method default), --mask-lambda L (0.6), --k K (2), --seed N (0),
 --threads N (default: all cores), --out-dtype bf16|f16|f32 (default: the
-base's dtype).
+base's dtype), --stable (equal magnitudes ranked by lowest position, as weld
+does, instead of torch's unspecified order).
 
 Per output tensor, in lexicographic name order (mergekit's schedule): read
 the tensor of every input (pread of its bytes, torch.frombuffer), convert to
@@ -85,13 +86,33 @@ def rescaled_masked(t, mask, rescale):
     return masked * (before / after)
 
 
+# mergekit's sorts leave the order of equal magnitudes unspecified; with
+# --stable, equal magnitudes rank by lowest position first (weld's rule), so
+# that the output can be compared with weld's bit for bit.
+STABLE = False
+
+
+def order_desc(w):
+    """Indices of w by decreasing value."""
+    if STABLE:
+        return torch.sort(w, descending=True, stable=True)[1]
+    return torch.argsort(w, descending=True)
+
+
+def order_asc(w):
+    """Indices of w by increasing value."""
+    if STABLE:
+        return torch.sort(w, descending=True, stable=True)[1].flip(0)
+    return torch.sort(w)[1]
+
+
 def magnitude(t, density):
     if density >= 1:
         return t
     k = int(density * t.numel())
     assert k > 0, "density %g keeps no element of a %d-element tensor" % (density, t.numel())
     w = t.abs().view(-1)
-    idx = torch.argsort(w, descending=True)[:k]
+    idx = order_desc(w)[:k]
     mask = torch.zeros_like(w)
     mask[idx] = 1
     return t * mask.view_as(t)
@@ -114,7 +135,7 @@ def magnitude_outliers(t, density, gamma):
     if n_bot < 0:
         n_top += n_bot
         n_bot = 0
-    idx = torch.sort(t.abs().view(-1))[1]
+    idx = order_asc(t.abs().view(-1))
     mask = torch.zeros(n, dtype=t.dtype)
     # the Python slice [n_bot:-n_top] is empty when n_top == 0, as in mergekit
     mask[idx[n_bot:-n_top]] = 1
@@ -212,7 +233,11 @@ def main(argv):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--out-dtype", choices=["bf16", "f16", "f32"])
+    ap.add_argument("--stable", action="store_true",
+                    help="rank equal magnitudes by lowest position (weld's rule)")
     a = ap.parse_args(argv)
+    global STABLE
+    STABLE = a.stable
     method = ALIASES.get(a.method, a.method)
     if method not in GTA and method not in ("linear", "consensus"):
         ap.error("unknown method %r" % a.method)

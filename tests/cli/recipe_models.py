@@ -266,7 +266,8 @@ def solved_weight(recipe_path, out_dir, tensor, model_path):
         w = param([m.get("parameters", {}), r.get("parameters", {})], "weight", tensor, t, 1.0)
         rest -= lam * w * (sio.load_model(p)[tensor].astype(np.float64) - b)
     d = (x - b).ravel()
-    print("%.4f" % (float(np.dot(rest.ravel(), d)) / float(np.dot(d, d)) / lam))
+    w = float(np.dot(rest.ravel(), d)) / float(np.dot(d, d)) / lam
+    print("%.4f" % (w + 0.0 if abs(w) >= 5e-5 else 0.0))
 
 
 def main(argv):

@@ -78,26 +78,39 @@ static void put_file(const char *name, const uint8_t *p, size_t n)
 		abort();
 }
 
-/* Lay out a folder from the parts of the input; returns its path. */
-static const char *make_folder(const uint8_t *data, size_t size, bool index)
-{
-	static const char *const names[MAX_SHARDS + 1] = {
-		"s0.safetensors", "s1.safetensors", "s2.safetensors", "s3.safetensors",
-		"model.safetensors.index.json",
-	};
-	size_t k = index ? 0 : 1;
+static const char *const names[MAX_SHARDS + 1] = {
+	"s0.safetensors", "s1.safetensors", "s2.safetensors", "s3.safetensors",
+	"model.safetensors.index.json",
+};
 
-	if (!folder[0]) {
-		snprintf(folder, sizeof(folder), "/tmp/weld-fuzz-XXXXXX");
-		if (!mkdtemp(folder))
-			abort();
-	}
+static void empty_folder(void)
+{
 	for (size_t i = 0; i <= MAX_SHARDS; i++) {
 		char fp[128];
 
 		snprintf(fp, sizeof(fp), "%s/%s", folder, names[i]);
 		unlink(fp);
 	}
+}
+
+static void remove_folder(void)
+{
+	empty_folder();
+	rmdir(folder);
+}
+
+/* Lay out a folder from the parts of the input; returns its path. */
+static const char *make_folder(const uint8_t *data, size_t size, bool index)
+{
+	size_t k = index ? 0 : 1;
+
+	if (!folder[0]) {
+		snprintf(folder, sizeof(folder), "/tmp/weld-fuzz-XXXXXX");
+		if (!mkdtemp(folder))
+			abort();
+		atexit(remove_folder);
+	}
+	empty_folder();
 	while (k <= MAX_SHARDS) {
 		const uint8_t *sep = memmem(data, size, SEP, 4);
 		size_t n = sep ? (size_t)(sep - data) : size;

@@ -1,0 +1,185 @@
+#!/bin/sh
+# Benchmark weld's merge methods against the I/O floor (cat of the inputs)
+# and against the same merge done by PyTorch following mergekit's per-tensor
+# code (torch_merge.py), on the same machine and thread count.
+#
+# Environment:
+#   WELD                 binary to measure (default ./weld; nothing is built)
+#   BENCH_DIR            work folder (default /tmp/weld-bench); the family is
+#                        generated once under it and reused
+#   BENCH_SIZE           full (4 x ~1 GB bf16, default) or small (4 x 5 MB)
+#   WELD_BENCH_METHODS   methods to run (default: average task-arithmetic ties
+#                        dare breadcrumbs consensus)
+#   BENCH_THREADS        threads for weld (-j) and torch (default: nproc)
+#   BENCH_NO_TORCH=1     skip the PyTorch runs
+#   BENCH_VERIFY=1       also compare weld's and torch's outputs where they
+#                        must agree (average, task-arithmetic, consensus)
+#   PYTHON               Python with numpy and torch (default /usr/bin/python3)
+#
+# Prints a table: method, weld wall s, GB/s of input, ratio to cat, torch
+# wall s, speed-up of weld over torch, peak RSS of each (MB); the table is
+# also saved to $BENCH_DIR/results-$BENCH_SIZE.txt.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+WELD=${WELD:-./weld}
+BENCH_DIR=${BENCH_DIR:-/tmp/weld-bench}
+BENCH_SIZE=${BENCH_SIZE:-full}
+METHODS=${WELD_BENCH_METHODS:-"average task-arithmetic ties dare breadcrumbs consensus"}
+THREADS=${BENCH_THREADS:-$(nproc)}
+PYTHON=${PYTHON:-/usr/bin/python3}
+NO_TORCH=${BENCH_NO_TORCH:-0}
+VERIFY=${BENCH_VERIFY:-0}
+
+say() { printf '%s\n' "bench: $*" >&2; }
+
+case $WELD in
+/*) ;;
+*) WELD=$(pwd)/$WELD ;;
+esac
+if [ ! -x "$WELD" ]; then
+	say "no weld binary at $WELD (run make first)"
+	exit 1
+fi
+case $BENCH_SIZE in
+full|small) ;;
+*) say "BENCH_SIZE must be full or small"; exit 2 ;;
+esac
+
+# tools: GNU time, and numpy/torch for the family and the baseline
+need=""
+[ -x /usr/bin/time ] || need="$need time"
+"$PYTHON" -c 'import numpy' 2>/dev/null || need="$need python3-numpy"
+if [ "$NO_TORCH" != 1 ]; then
+	"$PYTHON" -c 'import torch' 2>/dev/null || need="$need python3-torch"
+fi
+if [ -n "$need" ]; then
+	say "installing:$need"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need >&2
+fi
+
+mkdir -p "$BENCH_DIR"
+fam=$BENCH_DIR/family-$BENCH_SIZE
+logs=$BENCH_DIR/logs
+mkdir -p "$logs"
+"$PYTHON" "$here/gen_family.py" "$fam" --size "$BENCH_SIZE" >&2
+
+B=$fam/base
+MODELS="$fam/ft1 $fam/ft2 $fam/ft3"
+files=$(ls "$B"/*.safetensors "$fam"/ft1/*.safetensors "$fam"/ft2/*.safetensors "$fam"/ft3/*.safetensors)
+input_bytes=$(cat $files | wc -c)
+
+# run LOG CMD...: run CMD under /usr/bin/time -v; sets WALL (s), RSS (MB), ST
+run() {
+	log=$1
+	shift
+	ST=0
+	/usr/bin/time -v -o "$log.time" "$@" >"$log.out" 2>"$log.err" || ST=$?
+	WALL=$(awk -F': ' '/Elapsed \(wall clock\)/ { print $2 }' "$log.time" |
+		awk -F: '{ if (NF == 3) printf "%.2f", $1 * 3600 + $2 * 60 + $3;
+		           else printf "%.2f", $1 * 60 + $2 }')
+	RSS=$(awk -F': ' '/Maximum resident set size/ { printf "%d", $2 / 1024 }' "$log.time")
+}
+
+# warm the page cache, then take the best of three cats as the I/O floor
+cat $files >/dev/null
+cat $files >/dev/null
+cat_s=""
+for i in 1 2 3; do
+	run "$logs/cat" sh -c 'cat "$@" >/dev/null' sh $files
+	cat_s=$(awk -v a="$cat_s" -v b="$WALL" 'BEGIN { if (a == "" || b + 0 < a + 0) print b; else print a }')
+done
+# a floor of 0.00 s (tiny family) would make every ratio infinite
+cat_s=$(awk -v c="$cat_s" 'BEGIN { if (c + 0 < 0.01) c = 0.01; print c }')
+
+weld_version=$("$WELD" --version 2>/dev/null | head -n 1 || true)
+result=$BENCH_DIR/results-$BENCH_SIZE.txt
+{
+	echo "weld bench: ${weld_version:-weld}, $BENCH_SIZE family ($fam), $(nproc) cores, $THREADS threads"
+	awk -v b="$input_bytes" -v c="$cat_s" 'BEGIN {
+		printf "input: 4 models, %.3f GB; cat of the inputs (page cache warm): %.2f s = %.2f GB/s\n",
+		       b / 1e9, c, b / 1e9 / c }'
+	echo "weld runs with --max-memory 256M -q -f -j $THREADS; torch with torch.set_num_threads($THREADS)"
+	echo
+	printf '%-16s %8s %7s %7s %9s %9s %8s %9s\n' method "weld s" "GB/s" "x cat" "torch s" "speed-up" "weld MB" "torch MB"
+} | tee "$result"
+
+for m in $METHODS; do
+	case $m in
+	average)         wargs="average $B $MODELS";         targs="linear - $B $MODELS" ;;
+	task-arithmetic) wargs="task-arithmetic --base $B $MODELS"; targs="task_arithmetic $B $MODELS" ;;
+	ties)            wargs="ties --base $B --density 0.2 $MODELS"; targs="ties $B $MODELS --density 0.2" ;;
+	dare)            wargs="dare --base $B --density 0.5 --rescale l1 --seed 0 $MODELS"
+	                 targs="dare_linear $B $MODELS --density 0.5 --seed 0" ;;
+	breadcrumbs)     wargs="breadcrumbs --base $B --density 0.9 --gamma 0.01 $MODELS"
+	                 targs="breadcrumbs $B $MODELS --density 0.9 --gamma 0.01" ;;
+	consensus)       wargs="consensus --base $B $MODELS"; targs="consensus $B $MODELS" ;;
+	*) say "unknown method $m"; continue ;;
+	esac
+	wout=$BENCH_DIR/out-weld-$m
+	tout=$BENCH_DIR/out-torch-$m
+	rm -rf "$wout" "$tout"
+
+	set -- $wargs
+	cmd=$1
+	shift
+	run "$logs/weld-$m" "$WELD" "$cmd" -o "$wout" --max-memory 256M -q -f -j "$THREADS" "$@"
+	if [ "$ST" = 0 ]; then
+		w_s=$WALL
+		w_mb=$RSS
+	else
+		w_s=failed
+		w_mb=-
+		say "weld $m failed (exit $ST): $(head -n 1 "$logs/weld-$m.err")"
+	fi
+
+	t_s=-
+	t_mb=-
+	if [ "$NO_TORCH" != 1 ]; then
+		set -- $targs
+		tm=$1
+		shift
+		tb=$1
+		shift
+		run "$logs/torch-$m" "$PYTHON" "$here/torch_merge.py" "$tm" "$tout" "$tb" "$@" --threads "$THREADS"
+		if [ "$ST" = 0 ]; then
+			t_s=$WALL
+			t_mb=$RSS
+		else
+			t_s=failed
+			say "torch $m failed (exit $ST): $(tail -n 1 "$logs/torch-$m.err")"
+		fi
+	fi
+
+	if [ "$VERIFY" = 1 ] && [ "$w_s" != failed ] && [ "$t_s" != failed ] && [ "$t_s" != - ]; then
+		case $m in
+		average|task-arithmetic|consensus)
+			BENCH_REF="$here/../ref" "$PYTHON" - "$wout" "$tout" "$m" >&2 <<'EOF'
+import sys, os
+sys.path.insert(0, os.environ["BENCH_REF"])
+import numpy as np, safetensors_io as st
+a, b = st.model_index(sys.argv[1]), st.model_index(sys.argv[2])
+worst, diff = 0.0, 0
+for n in b:
+    x, y = st.read_f32(a[n]), st.read_f32(b[n])
+    diff += int(np.sum(x != y))
+    worst = max(worst, float(np.max(np.abs(x - y))) if x.size else 0.0)
+print("bench: %s: weld vs torch: %d elements differ, max |diff| %.3g" % (sys.argv[3], diff, worst))
+EOF
+			;;
+		esac
+	fi
+	rm -rf "$wout" "$tout"
+
+	awk -v m="$m" -v ws="$w_s" -v ts="$t_s" -v wm="$w_mb" -v tmb="$t_mb" \
+	    -v b="$input_bytes" -v c="$cat_s" 'BEGIN {
+		if (ws == "failed") { gbs = "-"; xc = "-"; su = "-" }
+		else {
+			s = ws + 0; if (s < 0.01) s = 0.01
+			gbs = sprintf("%.2f", b / 1e9 / s); xc = sprintf("%.1f", s / c)
+			su = (ts == "-" || ts == "failed") ? "-" : sprintf("%.1fx", (ts + 0) / s)
+		}
+		printf "%-16s %8s %7s %7s %9s %9s %8s %9s\n", m, ws, gbs, xc, ts, su, wm, tmb
+	}' | tee -a "$result"
+done
+echo "(x cat = weld time / cat time; speed-up = torch time / weld time; logs in $logs)" | tee -a "$result"

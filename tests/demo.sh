@@ -1,0 +1,40 @@
+#!/bin/sh
+# make demo: build small example models with weld's own writer, then
+# inspect, convert, verify and merge them with every method.
+set -eu
+W=${WELD:-./weld}
+MK=${MKMODEL:-build/mkmodel}
+D=demo
+say() { printf '\n$ %s\n' "$*"; "$@"; }
+
+rm -rf "$D"
+mkdir -p "$D"
+echo "creating example models in $D/ (a base and three fine-tunes, 2 layers, bf16)"
+$MK "$D/base" --layers 2 --hidden 64 --inter 128 --vocab 256 --int
+$MK "$D/math" --layers 2 --hidden 64 --inter 128 --vocab 256 --int --seed 1 --noise 0.5
+$MK "$D/code" --layers 2 --hidden 64 --inter 128 --vocab 256 --int --seed 2 --noise 0.5
+$MK "$D/chat" --layers 2 --hidden 64 --inter 128 --vocab 256 --int --seed 3 --noise 0.5
+
+say $W inspect "$D/base"
+say $W convert "$D/base" -o "$D/base-f32" --dtype f32 -q
+say $W convert "$D/base-f32" -o "$D/base-bf16" --dtype bf16 -q
+say $W verify "$D/base-bf16"
+say $W plan ties --base "$D/base" -o "$D/ties" --density 0.3 "$D/math" "$D/code" "$D/chat"
+
+F="$D/math $D/code $D/chat"
+say $W average -o "$D/average" -q $F
+say $W task-arithmetic --base "$D/base" -o "$D/task-arithmetic" --lambda 0.8 -q $F
+say $W ties --base "$D/base" -o "$D/ties" --density 0.3 -q $F
+say $W dare --base "$D/base" -o "$D/dare" --density 0.5 --seed 7 -q $F
+say $W breadcrumbs --base "$D/base" -o "$D/breadcrumbs" --density 0.8 --gamma 0.02 -q $F
+say $W consensus --base "$D/base" -o "$D/consensus" --k 2 --save-masks "$D/masks.safetensors" -q $F
+
+echo
+echo "how far each merge moved the model.layers.0.mlp.up_proj weights from the base:"
+for m in average task-arithmetic ties dare breadcrumbs consensus; do
+	printf '%-16s ' "$m"
+	$W diff "$D/base" "$D/$m" | grep 'layers.0.mlp.up_proj' | cut -f2-4 |
+		awk -F'\t' '{ printf "max |diff| %s  rms %s  cosine %s\n", $1, $2, $3 }'
+done
+echo
+echo "demo done: the models and merges are in $D/"
