@@ -5,6 +5,7 @@
 # tests/fuzz/corpus_<name>/ when that folder exists. New inputs go to
 # build-fuzz/corpus_<name>/, crash reproducers to build-fuzz/. Exits 1 if
 # any target fails to build or finds a crash. Called by `make fuzz`.
+# FUZZ_SECONDS=0 only builds the targets and runs each seed once.
 #
 #   FUZZ_SECONDS=600 sh tests/fuzz/run.sh            # all targets
 #   sh tests/fuzz/run.sh safetensors                  # only fuzz_safetensors.c
@@ -98,8 +99,14 @@ for src in tests/fuzz/fuzz_*.c; do
 	seeds="tests/fuzz/corpus_$name"
 	mkdir -p "$work" || exit 1
 	[ -d "$seeds" ] || seeds=""
-	echo "fuzz: running fuzz_$name for $SECONDS_EACH s (seeds: ${seeds:-none})"
-	if "$bin" -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=2048 \
+	if [ "$SECONDS_EACH" = 0 ]; then
+		limit="-runs=0"
+		echo "fuzz: running the seeds of fuzz_$name once (seeds: ${seeds:-none})"
+	else
+		limit="-max_total_time=$SECONDS_EACH"
+		echo "fuzz: running fuzz_$name for $SECONDS_EACH s (seeds: ${seeds:-none})"
+	fi
+	if "$bin" "$limit" -timeout=20 -rss_limit_mb=2048 \
 		-print_final_stats=1 -artifact_prefix="$OUT/fuzz_$name-" \
 		"$work" $seeds >"$OUT/fuzz_$name.log" 2>&1; then
 		grep -E '^stat::number_of_executed_units|^Done ' "$OUT/fuzz_$name.log"

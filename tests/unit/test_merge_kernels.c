@@ -1,0 +1,277 @@
+/*
+ * test_merge_kernels.c - the pieces of the merge methods on plain arrays:
+ * top-k selection and its tie rule, the random numbers of DESIGN 4.9, and
+ * the per-element formulas on hand-computed cases.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "weld.h"
+#include "kernels.h"
+#include "select.h"
+
+static void select_mask(const float *x, size_t n, uint64_t k, unsigned char *keep)
+{
+	uint32_t *scratch = malloc(n * sizeof(uint32_t) + 4);
+	struct weld_topk sel;
+
+	weld_topk_select(x, n, k, scratch, &sel);
+	weld_topk_mask(x, n, &sel, 0, keep);
+	free(scratch);
+}
+
+static size_t count(const unsigned char *k, size_t n)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < n; i++)
+		c += k[i];
+	return c;
+}
+
+static void test_topk_distinct(void **state)
+{
+	const float x[] = { 0.5f, -3, 2, -0.25f, 1, 4, -1.5f, 0 };
+	unsigned char keep[8];
+	const unsigned char want[] = { 0, 1, 1, 0, 0, 1, 0, 0 };
+
+	(void)state;
+	select_mask(x, 8, 3, keep);
+	assert_memory_equal(keep, want, 8);
+}
+
+/* Among equal magnitudes the lowest positions are kept, exactly k in all. */
+static void test_topk_ties_lowest_position(void **state)
+{
+	const float x[] = { 1, -2, 2, 1, -2, 0.5f, 2, 1 };
+	unsigned char keep[8];
+	const unsigned char want2[] = { 0, 1, 1, 0, 0, 0, 0, 0 };
+	const unsigned char want5[] = { 1, 1, 1, 0, 1, 0, 1, 0 };
+
+	(void)state;
+	select_mask(x, 8, 2, keep);
+	assert_memory_equal(keep, want2, 8);
+	select_mask(x, 8, 5, keep);
+	assert_memory_equal(keep, want5, 8);
+}
+
+static void test_topk_edges(void **state)
+{
+	const float x[] = { 3, 1, 2 };
+	unsigned char keep[3];
+
+	(void)state;
+	select_mask(x, 3, 0, keep);
+	assert_int_equal(count(keep, 3), 0);
+	select_mask(x, 3, 3, keep);
+	assert_int_equal(count(keep, 3), 3);
+	select_mask(x, 3, 9, keep);
+	assert_int_equal(count(keep, 3), 3);
+}
+
+/* Many equal bf16 magnitudes: always exactly k kept, and they are the
+ * first ones, in position order. */
+static void test_topk_bf16_exact_k(void **state)
+{
+	enum { N = 10000 };
+	float *x = malloc(N * sizeof(float));
+	unsigned char *keep = malloc(N);
+
+	(void)state;
+	for (int i = 0; i < N; i++)
+		x[i] = weld_bf16_to_f32((uint16_t)(0x3C00 + (i * 7919) % 5)) * (i % 2 ? -1 : 1);
+	for (uint64_t k = 0; k <= N; k += 997) {
+		float thr;
+		size_t kept_eq = 0, seen_gap = 0;
+
+		select_mask(x, N, k, keep);
+		assert_int_equal(count(keep, N), k);
+		if (!k)
+			continue;
+		thr = INFINITY;
+		for (int i = 0; i < N; i++)
+			if (keep[i] && fabsf(x[i]) < thr)
+				thr = fabsf(x[i]);
+		/* kept equal elements form a prefix of the equal ones */
+		for (int i = 0; i < N; i++) {
+			if (fabsf(x[i]) > thr)
+				assert_true(keep[i]);
+			if (fabsf(x[i]) == thr) {
+				if (keep[i]) {
+					assert_int_equal(seen_gap, 0);
+					kept_eq++;
+				} else {
+					seen_gap = 1;
+				}
+			}
+			if (fabsf(x[i]) < thr)
+				assert_false(keep[i]);
+		}
+	}
+	free(x);
+	free(keep);
+}
+
+/* Masking in pieces with the count of equal elements before each piece
+ * gives the same mask as one call over the whole unit. */
+static void test_topk_mask_in_pieces(void **state)
+{
+	enum { N = 1000 };
+	float x[N];
+	unsigned char whole[N], part[N];
+	uint32_t scratch[N];
+	struct weld_topk sel;
+	uint64_t before = 0;
+
+	(void)state;
+	for (int i = 0; i < N; i++)
+		x[i] = (float)((i * 37) % 11);
+	weld_topk_select(x, N, 400, scratch, &sel);
+	weld_topk_mask(x, N, &sel, 0, whole);
+	for (int a = 0; a < N; a += 77) {
+		int n = N - a < 77 ? N - a : 77;
+
+		before += weld_topk_mask(x + a, (size_t)n, &sel, before, part + a);
+	}
+	assert_memory_equal(whole, part, N);
+	assert_int_equal(count(whole, N), 400);
+}
+
+/* Values computed by an independent implementation of DESIGN 4.9
+ * (tests/ref/weld_ref.py, its XXH64 checked against xxhsum -H1). */
+static void test_rng_known_values(void **state)
+{
+	(void)state;
+	assert_true(weld_rng_key("model.layers.0.mlp.up_proj.weight", 1, 0) == 0x11241eb5149233b2ULL);
+	assert_true(weld_rng_key("a", 3, 42) == 0x52429375d028c4f3ULL);
+	assert_true(weld_rng_key("", 2, 7) == 0xa99e911d919ebc23ULL);
+	assert_true(weld_rng_uniform(0x11241eb5149233b2ULL, 0) == 0x1.6d504ff598640p-4);
+	assert_true(weld_rng_uniform(0x11241eb5149233b2ULL, 3) == 0x1.714bfe796ccf2p-2);
+	assert_true(weld_rng_uniform(0x52429375d028c4f3ULL, 1) == 0x1.e36886fe0c600p-1);
+	assert_true(weld_rng_uniform(0xa99e911d919ebc23ULL, 2) == 0x1.58542be305ea3p-1);
+}
+
+static void test_rng_keep_rate(void **state)
+{
+	uint64_t key = weld_rng_key("t", 1, 0), kept = 0;
+
+	(void)state;
+	for (uint64_t j = 0; j < 100000; j++)
+		kept += weld_rng_uniform(key, j) < 0.3;
+	assert_in_range(kept, 29500, 30500);
+}
+
+static float combine1(enum weld_method m, const float *const *v, const float *w, size_t n,
+		      const float *base, bool ties, bool normalize,
+		      const unsigned char *const *keep)
+{
+	struct weld_combine_args a = { 0 };
+	float out[1], scratch[(4 + 8) * 1];
+
+	a.method = m;
+	a.n = n;
+	a.w = w;
+	a.v = v;
+	a.keep = keep;
+	a.base = base;
+	a.lambda = 1;
+	a.ties = ties;
+	a.normalize = normalize;
+	weld_k_combine(&a, 1, out, scratch);
+	return out[0];
+}
+
+static void test_average_and_task_arithmetic(void **state)
+{
+	const float x0[] = { 1 }, x1[] = { 3 }, x2[] = { 8 }, b[] = { 2 };
+	const float *v[] = { x0, x1, x2 };
+	const float w[] = { 1, 1, 2 };
+	const float d0[] = { -1 }, d1[] = { 1 }, d2[] = { 6 };
+	const float *d[] = { d0, d1, d2 };
+
+	(void)state;
+	/* (1 + 3 + 16) / 4 */
+	assert_float_equal(combine1(WELD_METHOD_AVERAGE, v, w, 3, NULL, false, true, NULL), 5, 0);
+	assert_float_equal(combine1(WELD_METHOD_AVERAGE, v, w, 3, NULL, false, false, NULL), 20, 0);
+	/* 2 + (-1 + 1 + 12) */
+	assert_float_equal(combine1(WELD_METHOD_TASK_ARITHMETIC, d, w, 3, b, false, false, NULL), 14, 0);
+	assert_float_equal(combine1(WELD_METHOD_TASK_ARITHMETIC, d, w, 3, b, false, true, NULL), 5, 0);
+}
+
+/* DESIGN 4.4 on one element: deltas 0.5, -0.3, 0.2, 0 with weights 1:
+ * sum 0.4 >= 0 elects +; agreeing 0.5 and 0.2 -> mean 0.35; the exact zero
+ * never agrees. With count: +2 vs -1 -> +. */
+static void test_ties_one_element(void **state)
+{
+	const float a0[] = { 0.5f }, a1[] = { -0.3f }, a2[] = { 0.2f }, a3[] = { 0 }, b[] = { 1 };
+	const float *v[] = { a0, a1, a2, a3 };
+	const float w[] = { 1, 1, 1, 1 };
+	const unsigned char k1[] = { 1 }, k0[] = { 0 };
+	const unsigned char *keep[] = { k1, k1, k1, k1 };
+	const unsigned char *keep_trim[] = { k0, k1, k1, k1 };
+
+	(void)state;
+	assert_float_equal(combine1(WELD_METHOD_TIES, v, w, 4, b, true, true, keep), 1 + 0.35f, 1e-7);
+	assert_float_equal(combine1(WELD_METHOD_TIES, v, w, 4, b, true, false, keep), 1 + 0.7f, 1e-7);
+	/* 0.5 trimmed: -0.3 + 0.2 < 0 elects -, only -0.3 agrees */
+	assert_float_equal(combine1(WELD_METHOD_TIES, v, w, 4, b, true, true, keep_trim), 1 - 0.3f, 1e-7);
+}
+
+static void test_dare_drop_rescale(void **state)
+{
+	enum { N = 64 };
+	float v[N];
+	uint64_t key = weld_rng_key("w", 1, 9);
+	double sums[2];
+
+	(void)state;
+	for (int i = 0; i < N; i++)
+		v[i] = 1;
+	weld_k_dare_drop(v, N, key, 100, 0.5, 2.0f, sums);
+	for (int i = 0; i < N; i++) {
+		bool keep = weld_rng_uniform(key, 100 + (uint64_t)i) < 0.5;
+
+		assert_float_equal(v[i], keep ? 2.0f : 0.0f, 0);
+	}
+	assert_float_equal(sums[0], N, 0);
+}
+
+static void test_slerp_coefficients(void **state)
+{
+	double s0, s1;
+
+	(void)state;
+	/* orthogonal unit vectors: theta = pi/2, t = 0.5 -> sin(pi/4) each */
+	weld_k_slerp_coeffs(1, 1, 0, 0.5, &s0, &s1);
+	assert_float_equal(s0, sqrt(0.5), 1e-12);
+	assert_float_equal(s1, sqrt(0.5), 1e-12);
+	/* nearly parallel: linear interpolation */
+	weld_k_slerp_coeffs(1, 1, 0.9999, 0.25, &s0, &s1);
+	assert_float_equal(s0, 0.75, 0);
+	assert_float_equal(s1, 0.25, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_topk_distinct),
+		cmocka_unit_test(test_topk_ties_lowest_position),
+		cmocka_unit_test(test_topk_edges),
+		cmocka_unit_test(test_topk_bf16_exact_k),
+		cmocka_unit_test(test_topk_mask_in_pieces),
+		cmocka_unit_test(test_rng_known_values),
+		cmocka_unit_test(test_rng_keep_rate),
+		cmocka_unit_test(test_average_and_task_arithmetic),
+		cmocka_unit_test(test_ties_one_element),
+		cmocka_unit_test(test_dare_drop_rescale),
+		cmocka_unit_test(test_slerp_coefficients),
+	};
+	return cmocka_run_group_tests_name("merge kernels", tests, NULL, NULL);
+}
