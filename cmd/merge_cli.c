@@ -108,7 +108,7 @@ struct merge_args {
 	size_t n;
 	double weights[MAX_MODELS], density[MAX_MODELS], mask_lambda[MAX_MODELS];
 	size_t nweights, ndensity, nmask_lambda;
-	double lambda, trim, gamma;
+	double lambda, gamma;
 	long apply_mask;
 	bool json;
 	struct weld_merge_opts o;
@@ -247,9 +247,9 @@ static int parse(const struct merge_spec *spec, int argc, char **argv, struct me
 				return EXIT_USAGE;
 			break;
 		case O_TRIM:
-			if (!cli_double("--trim", optarg, &a->trim))
+			if (!cli_double("--trim", optarg, &a->o.trim))
 				return EXIT_USAGE;
-			if (!(a->trim > 0 && a->trim <= 1))
+			if (!(a->o.trim > 0 && a->o.trim <= 1))
 				return cli_usage_error(u, "--trim %s is outside (0, 1]", optarg);
 			break;
 		case O_GAMMA:
@@ -362,6 +362,8 @@ static int parse(const struct merge_spec *spec, int argc, char **argv, struct me
 		if ((spec->opts & MO_DENSITY) && !(d > 0 && d <= 1))
 			return cli_usage_error(u, "density %g of '%s' is outside (0, 1]", d, a->m[i].path);
 	}
+	if (a->o.trim > 0 && a->o.combine != WELD_COMBINE_TIES)
+		return cli_usage_error(u, "--trim needs --combine ties");
 	if (a->save_masks && spec->method != WELD_METHOD_CONSENSUS)
 		return cli_usage_error(u, "--save-masks is for consensus");
 	return 0;
@@ -544,7 +546,9 @@ static void print_job_json(const weld_plan *p, const struct weld_job *j)
 	cli_json_string(stdout, j->name);
 	printf(",\"dtype\":\"%s\",\"shape\":", weld_dtype_name(j->dtype));
 	print_shape(stdout, j);
-	printf(",\"method\":\"%s\",\"lambda\":%.17g", weld_method_name(j->method), j->lambda);
+	printf(",\"method\":\"%s\"", weld_method_name(j->method));
+	if (uses_lambda(j->method))
+		printf(",\"lambda\":%.17g", j->lambda);
 	if (j->method == WELD_METHOD_BREADCRUMBS)
 		printf(",\"gamma\":%.17g", j->gamma);
 	if (j->method == WELD_METHOD_SLERP)

@@ -465,7 +465,7 @@ int weld_plan_threads(const weld_plan *p)
 int weld_plan_finish(weld_plan *p, struct weld_error *err)
 {
 	uint64_t threads = (uint64_t)weld_plan_threads(p), maxsrc = 1, max_row = 1;
-	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 4, maxsel = 0;
+	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 1, maxsel = 0;
 	bool row = p->o.scope == WELD_SCOPE_ROW;
 
 	if (!p->njobs)

@@ -13,7 +13,7 @@
  * size and thread count. Chunks are whole blocks. */
 #define WELD_BLOCK 4096
 #define WELD_MIN_CHUNK (16 * WELD_BLOCK)
-#define WELD_SUPER (4 * WELD_BLOCK)  /* elements read per input per pread */
+#define WELD_SUPER (16 * WELD_BLOCK)  /* elements read per input per pread */
 
 struct weld_plan {
 	struct weld_merge_opts o;

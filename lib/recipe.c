@@ -115,10 +115,10 @@ struct method_def {
 #define GTA_PARAMS (PB(P_WEIGHT) | PB(P_LAMBDA) | PB(P_NORMALIZE) | PB(P_INT8_MASK))
 
 /*
- * mergekit's names take mergekit's defaults (reference/mergekit.md 1.2):
- * density 1 everywhere, normalize only for ties, rescale (L1) for the dare
- * pair. weld's own names (average, task-arithmetic, dare, consensus) take
- * the defaults of weld's commands.
+ * mergekit's names take mergekit's defaults: density 1 everywhere,
+ * normalize only for ties, rescale (L1) for the dare pair. weld's own names
+ * (average, task-arithmetic, dare, consensus) take the defaults of weld's
+ * commands.
  */
 static const struct method_def methods[] = {
 	{ .name = "linear", .method = WELD_METHOD_AVERAGE,
@@ -842,7 +842,7 @@ static int check_gradient(const weld_recipe *r, const struct param_def *pd, cons
 }
 
 /*
- * A parameter setting (reference/mergekit.md 2.2): a number, a gradient, or
+ * A parameter setting, as mergekit reads it: a number, a gradient, or
  * a list of {"filter": "substring", "value": number | gradient}. The
  * whole-merge switches (normalize, rescale, int8_mask) take one value.
  */
@@ -2037,7 +2037,7 @@ static bool is_embedding(const char *name)
 }
 
 /* Tensors outside the layers that come before them (embeddings); the
- * others (final norm, lm_head) come after (reference/mergekit.md 2.4). */
+ * others (final norm, lm_head) come after, as mergekit plans them. */
 static bool is_pre_weight(const char *name)
 {
 	return (strstr(name, "embed") && !strstr(name, "lm_head")) || strstr(name, "wte") ||
@@ -2231,7 +2231,7 @@ static int slice_outer(weld_recipe *r, weld_plan *p, const struct rslice *sl, bo
 /*
  * slices: the embeddings from the first slice's models, then each slice's
  * layers renumbered from 0 in order, then the final norm and lm_head from
- * the last slice's models (reference/mergekit.md 2.4).
+ * the last slice's models, as mergekit plans a frankenmerge.
  */
 static int plan_slices(weld_recipe *r, weld_plan *p, struct weld_error *err)
 {

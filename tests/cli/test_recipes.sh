@@ -138,7 +138,7 @@ if [ "$w1" = 1.0000 ] && [ "$w2" = 0.2500 ]; then ok "filter: the first matching
 
 (cd "$T/recipes" && "$WELD" plan frankenmerge.json) >"$T/plan1.txt" 2>&1 || true
 expect "frankenmerge plan shows renamed sources" grep -qxF \
-	"model.layers.3.mlp.up_proj.weight F32 [16, 8] copy model1:model.layers.1.mlp.up_proj.weight" "$T/plan1.txt"
+	"model.layers.2.mlp.up_proj.weight F32 [16, 8] copy model1:model.layers.1.mlp.up_proj.weight" "$T/plan1.txt"
 (cd "$T/recipes" && "$WELD" plan gradient.json) >"$T/plan2.txt" 2>&1 || true
 expect "gradient plan shows the weight of each layer" grep -qxF \
 	"model.layers.1.mlp.up_proj.weight F32 [16, 8] task-arithmetic lambda=1 base=model0 model1(w=0.333333) model2(w=0.666667)" \

@@ -528,6 +528,49 @@ static void test_zero_length_writes(void **state)
 	free(out);
 }
 
+/* Different tensors may be written from different threads at once. */
+static void test_parallel_writes(void **state)
+{
+	enum { N = 48 };
+	struct weld_out_tensor t[N];
+	char names[N][24];
+	struct weld_writer_opts o = { .shard_size = 4000 };
+	char *out = join(*state, "out");
+	weld_writer *w;
+	weld_model *m = NULL;
+	struct weld_error err = { 0 };
+	int failed = 0;
+
+	for (int k = 0; k < N; k++) {
+		snprintf(names[k], sizeof(names[k]), "layer.%02d", k);
+		t[k] = (struct weld_out_tensor){ names[k], k % 3 ? WELD_F32 : WELD_BF16, 2,
+						 { 7 + k, 13 } };
+	}
+	w = open_writer(out, t, N, &o);
+	assert_true(weld_writer_shards(w) > 1);
+	assert_int_equal(weld_writer_find(w, "absent"), -1);
+#pragma omp parallel for schedule(dynamic, 1) reduction(+:failed)
+	for (int k = 0; k < N; k++) {
+		struct weld_error e = { 0 };
+		size_t nb = tensor_bytes(&t[k]), step = 5;
+		unsigned char *b = malloc(nb);
+		size_t i = (size_t)weld_writer_find(w, t[k].name);
+
+		fill(b, nb, (unsigned)k);
+		for (size_t off = 0; off < nb && !failed; off += step)
+			failed += weld_writer_write(w, i, b + off, nb - off < step ? nb - off : step,
+						    &e) != 0;
+		free(b);
+	}
+	assert_int_equal(failed, 0);
+	commit_ok(w);
+	weld_writer_close(w);
+	assert_int_equal(weld_model_open(&m, out, &err), 0);
+	check_model(m, t, N);
+	weld_model_close(m);
+	free(out);
+}
+
 /* ---------------------------------------------------------------- shards */
 
 static void test_sharding_hf_names_and_index(void **state)
@@ -1042,6 +1085,7 @@ int main(void)
 		D(test_names_needing_escapes),
 		D(test_no_tensors),
 		D(test_zero_length_writes),
+		D(test_parallel_writes),
 		D(test_sharding_hf_names_and_index),
 		D(test_shard_size_zero_is_one_file),
 		D(test_single_file_mode),
