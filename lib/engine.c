@@ -27,6 +27,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +74,8 @@ struct exec {
 	size_t raw_es;          /* largest input element size */
 	size_t QS;              /* histograms per source (p->maxsel) */
 	struct tctx *tc;
-	unsigned char *outraw, *maskbits;
+	unsigned char *outraw;  /* the output buffer of the current chunk */
+	unsigned char *maskbits;
 	size_t maskstride;
 	struct sel_state *sel;  /* S * MAX_SEL */
 	double *l1_all, *l1_kept, *blocksum;
@@ -81,8 +83,131 @@ struct exec {
 	uint64_t *rng_key;
 	double slerp_s0, slerp_s1;
 	weld_writer *w, *mw;
-	uint64_t done;
+	uint64_t done, total;   /* progress: bytes read over all passes */
+	struct outq *q;
 };
+
+/* ------------------------------------------------------------------ output queue */
+
+/*
+ * Writing a chunk (pwrite and its XXH3) overlaps computing the next one: a
+ * writer thread takes the chunks in order, from two alternating buffers.
+ */
+struct outq {
+	pthread_t th;
+	bool started, stop, has;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	weld_writer *w;
+	size_t wi, len;
+	const unsigned char *buf;
+	uint64_t submitted, completed;
+	bool failed;
+	struct weld_error err;
+	unsigned char *bufs[2];
+};
+
+static void *outq_main(void *arg)
+{
+	struct outq *q = arg;
+
+	pthread_mutex_lock(&q->mu);
+	for (;;) {
+		while (!q->has && !q->stop)
+			pthread_cond_wait(&q->cv, &q->mu);
+		if (!q->has)
+			break;
+		pthread_mutex_unlock(&q->mu);
+		if (!q->failed && weld_writer_write(q->w, q->wi, q->buf, q->len, &q->err) < 0)
+			q->failed = true;
+		pthread_mutex_lock(&q->mu);
+		q->has = false;
+		q->completed++;
+		pthread_cond_broadcast(&q->cv);
+	}
+	pthread_mutex_unlock(&q->mu);
+	return NULL;
+}
+
+/* Wait until at most `pending` submitted chunks are still unwritten. */
+static int outq_wait(struct outq *q, uint64_t pending, struct weld_error *err)
+{
+	pthread_mutex_lock(&q->mu);
+	while (q->submitted - q->completed > pending)
+		pthread_cond_wait(&q->cv, &q->mu);
+	pthread_mutex_unlock(&q->mu);
+	if (q->failed) {
+		*err = q->err;
+		return -1;
+	}
+	return 0;
+}
+
+/* The buffer for the next chunk, once the writer is done with it. */
+static unsigned char *outq_buffer(struct exec *e, struct weld_error *err)
+{
+	struct outq *q = e->q;
+
+	if (outq_wait(q, 1, err) < 0)
+		return NULL;
+	return q->bufs[q->submitted % 2];
+}
+
+static int outq_submit(struct exec *e, size_t wi, size_t len, struct weld_error *err)
+{
+	struct outq *q = e->q;
+
+	if (outq_wait(q, 0, err) < 0)
+		return -1;
+	pthread_mutex_lock(&q->mu);
+	q->w = e->w;
+	q->wi = wi;
+	q->buf = q->bufs[q->submitted % 2];
+	q->len = len;
+	q->has = true;
+	q->submitted++;
+	pthread_cond_broadcast(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+	return 0;
+}
+
+static int outq_start(struct exec *e, size_t bytes)
+{
+	struct outq *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return -1;
+	e->q = q;
+	pthread_mutex_init(&q->mu, NULL);
+	pthread_cond_init(&q->cv, NULL);
+	q->bufs[0] = malloc(bytes);
+	q->bufs[1] = malloc(bytes);
+	if (!q->bufs[0] || !q->bufs[1] || pthread_create(&q->th, NULL, outq_main, q) != 0)
+		return -1;
+	q->started = true;
+	return 0;
+}
+
+static void outq_stop(struct exec *e)
+{
+	struct outq *q = e->q;
+
+	if (!q)
+		return;
+	if (q->started) {
+		pthread_mutex_lock(&q->mu);
+		q->stop = true;
+		pthread_cond_broadcast(&q->cv);
+		pthread_mutex_unlock(&q->mu);
+		pthread_join(q->th, NULL);
+	}
+	pthread_mutex_destroy(&q->mu);
+	pthread_cond_destroy(&q->cv);
+	free(q->bufs[0]);
+	free(q->bufs[1]);
+	free(q);
+	e->q = NULL;
+}
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -442,15 +567,45 @@ static int run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, u
 
 /* ------------------------------------------------------------------ writing */
 
+static uint64_t job_bytes(const struct exec *e, const struct weld_job *j, uint64_t n)
+{
+	uint64_t b = 0;
+
+	for (size_t s = 0; s < j->nsrc; s++)
+		b += n * weld_dtype_size(src_info(e, &j->src[s])->dtype);
+	if (j->base_model >= 0)
+		b += n * weld_dtype_size(weld_model_tensor(e->p->models[j->base_model],
+							   (size_t)j->base_tensor)->dtype);
+	return b;
+}
+
 static void progress(struct exec *e, const struct weld_job *j, uint64_t n)
 {
-	for (size_t s = 0; s < j->nsrc; s++)
-		e->done += n * weld_dtype_size(src_info(e, &j->src[s])->dtype);
-	if (j->base_model >= 0)
-		e->done += n * weld_dtype_size(weld_model_tensor(e->p->models[j->base_model],
-								 (size_t)j->base_tensor)->dtype);
+	e->done += job_bytes(e, j, n);
+	if (e->done > e->total)
+		e->total = e->done;
 	if (e->o->progress)
-		e->o->progress(e->o->cb_ctx, e->done, e->p->input_bytes);
+		e->o->progress(e->o->cb_ctx, e->done, e->total);
+}
+
+/* Bytes all passes will read: the statistics passes count too. */
+static uint64_t total_bytes(const struct exec *e)
+{
+	uint64_t t = 0;
+
+	for (size_t i = 0; i < e->p->njobs; i++) {
+		const struct weld_job *j = &e->p->jobs[i];
+		uint64_t passes = 1;
+
+		if (j->method == WELD_METHOD_SLERP)
+			passes++;
+		if (needs_l1(e, j) && e->o->scope != WELD_SCOPE_ROW)
+			passes++;
+		if (nsel(e, j) && e->o->scope != WELD_SCOPE_ROW)
+			passes += 2;
+		t += passes * job_bytes(e, j, j->nelem);
+	}
+	return t;
 }
 
 static int run_copy(struct exec *e, const struct weld_job *j, struct weld_error *err)
@@ -475,6 +630,8 @@ static int run_copy(struct exec *e, const struct weld_job *j, struct weld_error 
 	for (uint64_t first = 0; first < j->nelem; first += step) {
 		uint64_t n = j->nelem - first < step ? j->nelem - first : step;
 
+		if (!(e->outraw = outq_buffer(e, err)))
+			goto out;
 		if (in == j->dtype) {
 			if (weld_model_read(m, (size_t)s->tensor, first, (size_t)n, e->outraw, err) < 0)
 				goto out;
@@ -497,11 +654,9 @@ static int run_copy(struct exec *e, const struct weld_job *j, struct weld_error 
 				goto out;
 			weld_encode_f32(j->dtype, f, e->outraw, (size_t)n);
 		}
-		if (weld_writer_write(e->w, (size_t)wi, e->outraw, (size_t)(n * oes), err) < 0)
+		if (outq_submit(e, (size_t)wi, (size_t)(n * oes), err) < 0)
 			goto out;
-		e->done += n * es;
-		if (e->o->progress)
-			e->o->progress(e->o->cb_ctx, e->done, e->p->input_bytes);
+		progress(e, j, n);
 	}
 	if (differs)
 		weld_plan_warn(e->p, "tensor '%s': %s tensor differs between models; copied from '%s'",
@@ -604,6 +759,7 @@ static int over_chunks(struct exec *e, const struct weld_job *j, enum pass pass,
 
 		if (run_chunk(e, j, first, n, pass, mode, err) < 0)
 			return -1;
+		progress(e, j, n);
 		if (pass == P_L1)
 			for (uint64_t b = 0; b < (n + WELD_BLOCK - 1) / WELD_BLOCK; b++)
 				for (size_t s = 0; s < j->nsrc; s++) {
@@ -687,6 +843,8 @@ static int apply_job(struct exec *e, const struct weld_job *j, struct weld_error
 			return -1;
 		if (e->mw)
 			memset(e->maskbits, 0, j->nsrc * e->maskstride);
+		if (!(e->outraw = outq_buffer(e, err)))
+			return -1;
 		if (count) {
 			if (run_chunk(e, j, first, n, P_COUNT, mode, err) < 0)
 				return -1;
@@ -698,8 +856,8 @@ static int apply_job(struct exec *e, const struct weld_job *j, struct weld_error
 			return -1;
 		if (e->mw && j->method == WELD_METHOD_CONSENSUS && write_masks(e, j, n, err) < 0)
 			return -1;
-		if (weld_writer_write(e->w, (size_t)weld_writer_find(e->w, j->name), e->outraw,
-				      (size_t)(n * weld_dtype_size(j->dtype)), err) < 0)
+		if (outq_submit(e, (size_t)weld_writer_find(e->w, j->name),
+				(size_t)(n * weld_dtype_size(j->dtype)), err) < 0)
 			return -1;
 		progress(e, j, n);
 	}
@@ -866,7 +1024,7 @@ static void exec_free(struct exec *e)
 	}
 	free(e->tc);
 	free(e->sel);
-	free(e->outraw);
+	outq_stop(e);
 	free(e->maskbits);
 	free(e->l1_all);
 	free(e->l1_kept);
@@ -884,7 +1042,6 @@ static int exec_alloc(struct exec *e)
 
 	e->tc = calloc((size_t)e->T, sizeof(*e->tc));
 	e->sel = calloc(S * MAX_SEL, sizeof(*e->sel));
-	e->outraw = malloc(e->C * 8);
 	e->maskstride = (size_t)(e->C / 8 + 1);
 	e->maskbits = calloc(S * e->maskstride, 1);
 	e->l1_all = calloc(S, sizeof(double));
@@ -892,7 +1049,8 @@ static int exec_alloc(struct exec *e)
 	e->blocksum = calloc(nb * (S > 2 ? S : 2) * 2 + 3 * nb + 8, sizeof(double));
 	e->factor = calloc(S, sizeof(float));
 	e->rng_key = calloc(S, sizeof(uint64_t));
-	ok = e->tc && e->sel && e->outraw && e->maskbits && e->l1_all && e->l1_kept &&
+	ok = outq_start(e, (size_t)e->C * 8) == 0;
+	ok = ok && e->tc && e->sel && e->maskbits && e->l1_all && e->l1_kept &&
 	     e->blocksum && e->factor && e->rng_key;
 	for (size_t q = 0; ok && q < S * MAX_SEL; q++)
 		if (q % MAX_SEL < e->QS)
@@ -940,11 +1098,14 @@ int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 	}
 	if (open_writers(&e, out, err) < 0)
 		goto out;
+	e.total = total_bytes(&e);
 	if (p->o.scope == WELD_SCOPE_MODEL && model_stats(&e, err) < 0)
 		goto out;
 	for (size_t i = 0; i < p->njobs; i++)
 		if (run_job(&e, &p->jobs[i], err) < 0)
 			goto out;
+	if (outq_wait(e.q, 0, err) < 0)
+		goto out;
 	if (e.mw && weld_writer_commit(e.mw, err) < 0)
 		goto out;
 	if (weld_writer_commit(e.w, err) < 0)

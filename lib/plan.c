@@ -507,7 +507,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	fixed = threads * ((maxsrc + 1) * super * raw_es + (maxsrc + 6) * tile * 4 +
 			   2 * maxsrc * tile + maxsrc * maxsel * WELD_HIST_BINS * 4 + tile * 4) +
 		maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
-	per_elem = 8 + maxsrc / 8 + 1;
+	per_elem = 2 * 8 + maxsrc / 8 + 1;  /* two output buffers, packed masks */
 	if (p->o.max_memory < fixed + WELD_MIN_CHUNK * per_elem)
 		return weld_fail(err, WELD_ERR_ARG,
 				 "--max-memory %llu is too small: this merge needs at least %llu bytes%s",

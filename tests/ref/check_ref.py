@@ -245,7 +245,7 @@ def run_weld(weld, argv, out, extra=()):
     except subprocess.TimeoutExpired:
         return cmd, None, "timed out after %d s" % TIMEOUT
     except OSError as e:
-        return cmd, None, str(e)
+        return cmd, None, "cannot run: %s" % e
     err = p.stderr.decode("utf-8", "replace").strip().splitlines()
     return cmd, p.returncode, (err[0] if err else "")
 
