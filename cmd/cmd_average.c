@@ -1,7 +1,7 @@
 /*
  * cmd_average.c - weld average: weighted mean of N models
  */
-#include "merge_cli.h"
+#include "options.h"
 
 static const struct merge_spec spec = {
 	.name = "average",

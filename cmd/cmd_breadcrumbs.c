@@ -1,7 +1,7 @@
 /*
  * cmd_breadcrumbs.c - weld breadcrumbs: Model Breadcrumbs: drop the largest outliers and the smallest deltas
  */
-#include "merge_cli.h"
+#include "options.h"
 
 static const struct merge_spec spec = {
 	.name = "breadcrumbs",

@@ -1,7 +1,7 @@
 /*
  * cmd_consensus.c - weld consensus: TALL masks and Consensus Merging
  */
-#include "merge_cli.h"
+#include "options.h"
 
 static const struct merge_spec spec = {
 	.name = "consensus",
@@ -11,7 +11,8 @@ static const struct merge_spec spec = {
 	.normalize = false,
 	.combine = WELD_COMBINE_SUM,
 	.usage =
-	"usage: weld consensus --base BASE -o OUT [--from ta|ties] [--density D] [--mask-lambda L[,L...]] [--k K] [--lambda L] [--weights W[,W...]] [--save-masks FILE] [options] MODEL...\nnt       weld consensus --apply-mask I --masks FILE --base BASE --merged MERGED -o OUT\n"
+	"usage: weld consensus --base BASE -o OUT [--from ta|ties] [--density D] [--mask-lambda L[,L...]] [--k K] [--lambda L] [--weights W[,W...]] [--save-masks FILE] [options] MODEL...\n"
+	"       weld consensus --apply-mask I --masks FILE --base BASE --merged MERGED -o OUT\n"
 	"\n  tau = sum w_i delta_i (or the TIES vector), mask_i = |delta_i| > l_i |tau - delta_i|,\n"
 	"  out = B + lambda * tau where at least k masks agree\n"
 	"      --base MODEL        the pre-trained model (required)\n"
@@ -24,7 +25,9 @@ static const struct merge_spec spec = {
 	"      --scope S           top-k unit with --from ties (default tensor)\n"
 	"      --sign sum|count    sign election with --from ties (default sum)\n"
 	"      --save-masks FILE   also write the TALL masks, bit-packed, to FILE\n"
-	"      --apply-mask I      rebuild task I: B + mask_I * (MERGED - B), with --masks, --merged\n"
+	"      --apply-mask I      rebuild task I: B + mask_I * (MERGED - B)\n"
+	"      --masks FILE        the masks written by --save-masks (with --apply-mask)\n"
+	"      --merged MODEL      the consensus output (with --apply-mask)\n"
 	"\n"
 	"  -o, --output DIR        output folder (refused if it exists, unless -f)\n"
 	"  -f, --force             replace an existing output once the new one is complete\n"

@@ -110,6 +110,9 @@ int cmd_convert(int argc, char **argv)
 	}
 	if (weld_plan_finish(p, &err) < 0)
 		goto fail;
+	cli_info("%zu tensors, %llu bytes to read, %llu elements per chunk", weld_plan_job_count(p),
+		 (unsigned long long)weld_plan_input_bytes(p),
+		 (unsigned long long)weld_plan_chunk_elems(p));
 	cli_install_signals();
 	if (weld_plan_execute(p, out, &err) < 0)
 		goto fail;

@@ -1,7 +1,7 @@
 /*
  * cmd_dare.c - weld dare: DARE: random drop and rescale of task vectors
  */
-#include "merge_cli.h"
+#include "options.h"
 
 static const struct merge_spec spec = {
 	.name = "dare",

@@ -7,7 +7,7 @@
  */
 #include "cli.h"
 #include "commands.h"
-#include "merge_cli.h"
+#include "options.h"
 #include "moe.h"
 
 #include <cjson/cJSON.h>

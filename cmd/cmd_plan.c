@@ -3,7 +3,7 @@
  * print what it would do, writing nothing.
  */
 #include "commands.h"
-#include "merge_cli.h"
+#include "options.h"
 
 #include <string.h>
 

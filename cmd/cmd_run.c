@@ -8,7 +8,7 @@
  */
 #include "cli.h"
 #include "commands.h"
-#include "merge_cli.h"
+#include "options.h"
 #include "recipe.h"
 
 #include <getopt.h>

@@ -1,7 +1,7 @@
 /*
  * cmd_task_arithmetic.c - weld task-arithmetic: base + lambda * sum of weighted task vectors
  */
-#include "merge_cli.h"
+#include "options.h"
 
 static const struct merge_spec spec = {
 	.name = "task-arithmetic",

@@ -1,7 +1,7 @@
 /*
  * cmd_ties.c - weld ties: TIES-Merging: trim, elect sign, disjoint mean
  */
-#include "merge_cli.h"
+#include "options.h"
 
 static const struct merge_spec spec = {
 	.name = "ties",

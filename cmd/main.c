@@ -68,12 +68,20 @@ static int cmd_dispatch_usage(const char *name, FILE *f)
 
 int cmd_help(int argc, char **argv)
 {
+	static const char usage_help[] = "usage: weld help [<command>]\n";
+
 	cli_name = "weld help";
-	if (argc < 2) {
+	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		fputs(usage_help, stdout);
+		return EXIT_OK;
+	}
+	if (argc > 2)
+		return cli_usage_error(usage_help, "expected at most one command");
+	if (argc < 2 || !strcmp(argv[1], "help")) {
 		list_commands(stdout);
 		return EXIT_OK;
 	}
-	if (argc > 2 || cmd_dispatch_usage(argv[1], stdout) < 0) {
+	if (cmd_dispatch_usage(argv[1], stdout) < 0) {
 		cli_error("'%s' is not a weld command; see 'weld help'", argv[1]);
 		return EXIT_USAGE;
 	}

@@ -618,7 +618,11 @@ static int write_config(weld_writer *w, const char *src, struct weld_error *err)
 		goto out;
 	}
 	text = malloc((size_t)st.st_size + 1);
-	if (!text || weld_pread_full(fd, text, (size_t)st.st_size, 0, src, err) < 0)
+	if (!text) {
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (weld_pread_full(fd, text, (size_t)st.st_size, 0, src, err) < 0)
 		goto out;
 	text[st.st_size] = 0;
 	root = cJSON_Parse(text);

@@ -147,6 +147,10 @@ uint64_t weld_plan_chunk_elems(const weld_plan *p);
 /* Bytes of tensor data the execution reads (all passes). */
 uint64_t weld_plan_input_bytes(const weld_plan *p);
 
+/* Set the recipe stored in the output's metadata (borrowed until the plan
+ * is freed). */
+void weld_plan_set_recipe(weld_plan *p, const char *recipe_json);
+
 /* Run the plan, writing the output folder out (atomically). */
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err);
 

@@ -119,6 +119,11 @@ const struct weld_merge_opts *weld_plan_opts(const weld_plan *p)
 	return &p->o;
 }
 
+void weld_plan_set_recipe(weld_plan *p, const char *recipe_json)
+{
+	p->o.recipe_json = recipe_json;
+}
+
 uint64_t weld_plan_memory(const weld_plan *p)
 {
 	return p->memory;
@@ -234,7 +239,6 @@ int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
 	int refm = base >= 0 ? base : models[0];
 	const weld_model *ref = p->models[refm];
 	struct weld_source *src = malloc((n + 1) * sizeof(*src));
-	size_t extra_warned = 0;
 	int ret = -1;
 
 	if (!src)
@@ -303,9 +307,10 @@ int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
 			if (r < 0)
 				goto out;
 			if (r == 1)
-				weld_plan_warn(p, "tensor '%s': '%s' has %lld rows, the base %lld: using the first %lld",
+				weld_plan_warn(p, "tensor '%s': '%s' has %lld rows, '%s' %lld: using the first %lld",
 					       rt->name, weld_model_path(m), (long long)t->shape[0],
-					       (long long)rt->shape[0], (long long)rt->shape[0]);
+					       weld_model_path(ref), (long long)rt->shape[0],
+					       (long long)rt->shape[0]);
 			src[j.nsrc] = (struct weld_source){
 				.model = models[k], .tensor = ti, .rng_index = (int)k + 1,
 				.weight = mp[k].weight, .density = mp[k].density,
@@ -327,16 +332,20 @@ int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
 		if (weld_plan_add_job(p, &j, err) < 0)
 			goto out;
 	}
-	for (size_t k = 0; k < n && !extra_warned; k++) {
+	/* tensors the reference lacks are not merged: say so, once per model */
+	for (size_t k = 0; k < n; k++) {
 		const weld_model *m = p->models[models[k]];
+		const char *example = NULL;
+		size_t extra = 0;
 
 		for (size_t i = 0; i < weld_model_count(m); i++)
-			if (weld_model_find(ref, weld_model_tensor(m, i)->name) < 0)
-				extra_warned++;
-		if (extra_warned)
+			if (weld_model_find(ref, weld_model_tensor(m, i)->name) < 0) {
+				if (!extra++)
+					example = weld_model_tensor(m, i)->name;
+			}
+		if (extra && models[k] != refm)
 			weld_plan_warn(p, "'%s' has %zu tensor(s) that '%s' lacks (e.g. '%s'); they are not in the output",
-				       weld_model_path(m), extra_warned, weld_model_path(ref),
-				       weld_model_tensor(m, 0)->name);
+				       weld_model_path(m), extra, weld_model_path(ref), example);
 	}
 	ret = 0;
 out:
@@ -459,7 +468,8 @@ static int check_model_scope(const weld_plan *p, struct weld_error *err)
 
 int weld_plan_threads(const weld_plan *p)
 {
-	return p->o.threads > 0 ? p->o.threads : omp_get_num_procs();
+	/* OMP_NUM_THREADS, else every core */
+	return p->o.threads > 0 ? p->o.threads : omp_get_max_threads();
 }
 
 int weld_plan_finish(weld_plan *p, struct weld_error *err)

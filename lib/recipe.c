@@ -2455,6 +2455,22 @@ static int build_json(weld_recipe *r, struct weld_error *err)
 	return ok ? 0 : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 }
 
+char *weld_recipe_normalise(const char *text, struct weld_error *err)
+{
+	weld_recipe *r;
+	char *out = NULL;
+
+	if (weld_recipe_parse(&r, text, strlen(text), "recipe", NULL, err) < 0)
+		return NULL;
+	if (build_json(r, err) == 0) {
+		out = strdup(r->json);
+		if (!out)
+			weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	weld_recipe_free(r);
+	return out;
+}
+
 /* ---------------------------------------------------------------- the plan */
 
 /* The folder config.json & co come from: the base model, else the first. */

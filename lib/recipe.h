@@ -58,6 +58,10 @@ int weld_recipe_plan(weld_recipe *r, const struct weld_recipe_settings *s, weld_
  * weld_recipe_plan): every model path absolute, every default written out,
  * compact JSON. Running it again gives the same bytes. */
 const char *weld_recipe_json(const weld_recipe *r);
+/* Parse a recipe (paths resolved against the current folder) and return
+ * its normalised form, as weld_recipe_json() would after planning, without
+ * opening any model. The caller frees the string; NULL on error. */
+char *weld_recipe_normalise(const char *text, struct weld_error *err);
 /* merge_method as the recipe spells it. */
 const char *weld_recipe_method(const weld_recipe *r);
 /* How the recipe names the plan's model i (valid after weld_recipe_plan). */

@@ -20,14 +20,29 @@ for cmd in "average" "task-arithmetic $B --lambda 0.7" "ties $B --density 0.3" \
 	if [ $? -ne 0 ]; then
 		bad "$name ran"
 	else
-		hashes "$TMP/a" >"$TMP/ha"; hashes "$TMP/b" >"$TMP/hb"; hashes "$TMP/c" >"$TMP/hc"
-		if cmp -s "$TMP/ha" "$TMP/hb" && cmp -s "$TMP/ha" "$TMP/hc"; then
-			ok "$name: same bytes for -j 1/2/3 and --max-memory 16M/64M/1G"
+		if cmp -s "$TMP/a/model.safetensors" "$TMP/b/model.safetensors" &&
+		   cmp -s "$TMP/a/model.safetensors" "$TMP/c/model.safetensors"; then
+			ok "$name: same file for -j 1/2/3 and --max-memory 16M/64M/1G"
 		else
 			bad "$name: outputs differ between -j / --max-memory"
 		fi
 	fi
 	rm -rf "$TMP/a" "$TMP/b" "$TMP/c"
+done
+
+# the recipe stored in the output runs again to the same file
+for cmd in "ties $B --density 0.3 --scope row" "dare $B --rescale l1 --combine ties --trim 0.5 --seed 9" \
+	   "breadcrumbs $B --combine ties --sign count" "consensus $B --k 1 --mask-lambda 0.4,0.5,0.6" \
+	   "task-arithmetic $B --weights 1,0.5,0.25 --normalize --dtype f32" "average --no-normalize"; do
+	name=$(echo "$cmd" | sed "s|$TMP/||g")
+	if "$WELD" $cmd -q -o "$TMP/r1" $FT 2>"$TMP/err" &&
+	   "$WELD" run --from-output "$TMP/r1" -q -o "$TMP/r2" 2>>"$TMP/err" &&
+	   cmp -s "$TMP/r1/model.safetensors" "$TMP/r2/model.safetensors"; then
+		ok "$name: weld run --from-output rebuilds the same file"
+	else
+		bad "$name: weld run --from-output rebuilds the same file"
+	fi
+	rm -rf "$TMP/r1" "$TMP/r2"
 done
 
 # integer tensors are copied from the base

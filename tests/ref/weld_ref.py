@@ -33,6 +33,13 @@ min |w_i delta_i| / |div|, which in the generated test families is 1e-3 or
 more, three orders of magnitude above 16 * u * M (about 3e-6 for M = 3).
 Discrete decisions (top-k, signs, DARE keep bits, TALL masks) are therefore
 checked exactly through their effect on the values.
+
+As a command, it takes weld's merge syntax and writes model.safetensors:
+    weld_ref.py ties --base B -o OUT --density 0.3 --scope row --dtype f32 A C D
+(methods average, task-arithmetic, ties, dare, breadcrumbs, consensus; the
+options of DESIGN 2 and 4, MODEL:weight=W,density=D; options that only
+affect speed, such as -j or --max-memory, are accepted and ignored). It holds
+every model in memory: it is meant for small test models.
 """
 
 import math

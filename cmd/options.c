@@ -1,12 +1,14 @@
 /*
- * merge_cli.c - parse a merge command line, plan, then run or print.
+ * options.c - parse a merge command line, plan, then run or print.
  *
  * The order matters to users: every usage error (exit 2) is reported before
  * any file is opened, every model and plan error (exit 1) before the output
  * folder is created.
  */
-#include "merge_cli.h"
+#include "options.h"
+#include "recipe.h"
 
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,7 +294,7 @@ static int parse(const struct merge_spec *spec, int argc, char **argv, struct me
 		case O_SEED: {
 			char *end;
 
-			a->o.seed = strtoull(optarg, &end, 0);
+			a->o.seed = strtoull(optarg, &end, 10);
 			if (!*optarg || *end || *optarg == '-')
 				return cli_usage_error(u, "invalid value '%s' for '--seed'", optarg);
 			break;
@@ -342,6 +344,8 @@ static int parse(const struct merge_spec *spec, int argc, char **argv, struct me
 			return cli_usage_error(u, "--apply-mask needs --masks FILE, --merged MODEL and --base MODEL");
 		if (a->n)
 			return cli_usage_error(u, "--apply-mask takes no MODEL arguments");
+		if (a->save_masks)
+			return cli_usage_error(u, "--save-masks and --apply-mask do not go together");
 		return 0;
 	}
 	if (!a->n)
@@ -444,7 +448,9 @@ static int build(const struct merge_spec *spec, weld_plan *p, struct merge_args 
 
 	if (a->apply_mask > 0)
 		return build_apply_mask(p, a, err);
-	if (a->base && (base = weld_plan_add_model(p, a->base, err)) < 0)
+	if (spec->method == WELD_METHOD_AVERAGE && a->base)
+		cli_warning("--base is not used by average (list the base as a MODEL to include it)");
+	else if (a->base && (base = weld_plan_add_model(p, a->base, err)) < 0)
 		return -1;
 	for (size_t i = 0; i < a->n; i++) {
 		const struct model_arg *m = &a->m[i];
@@ -455,8 +461,6 @@ static int build(const struct merge_spec *spec, weld_plan *p, struct merge_args 
 		mp[i].density = per_model(a->density, a->ndensity, i, m->has_d, m->d, spec->density);
 		mp[i].mask_lambda = per_model(a->mask_lambda, a->nmask_lambda, i, m->has_ml, m->ml, 0.6);
 	}
-	if (spec->method == WELD_METHOD_AVERAGE)
-		base = -1;   /* DESIGN 4.2: average takes no base */
 	return weld_plan_standard(p, base, idx, a->n, mp, a->lambda, a->gamma, NULL, NULL, err);
 }
 
@@ -671,30 +675,117 @@ void merge_print_plan(const weld_plan *p, bool json, const struct merge_plan_lab
 		print_job_text(p, weld_plan_job(p, i));
 }
 
-/* The normalised command line, stored in the output's metadata. */
-static char *recipe_json(const struct merge_spec *spec, int argc, char **argv)
+/* An absolute path for the stored recipe (the path itself if that fails). */
+static void add_path(cJSON *obj, const char *key, const char *path)
 {
-	size_t len = 64;
-	char *s, *p;
+	char *abs = realpath(path, NULL);
 
-	for (int i = 0; i < argc; i++)
-		len += 2 * strlen(argv[i]) + 4;
-	s = malloc(len);
-	if (!s)
+	cJSON_AddStringToObject(obj, key, abs ? abs : path);
+	free(abs);
+}
+
+/*
+ * The merge as a normalised recipe (DESIGN 5), stored in the output's
+ * metadata: absolute paths, every value that changes the bytes written out,
+ * nothing that does not (-j, --max-memory, -o). `weld run --from-output`
+ * runs it again.
+ */
+static char *recipe_json(const struct merge_spec *spec, const struct merge_args *a)
+{
+	static const char *const scopes[] = { "tensor", "row", "model" };
+	static const char *const signs[] = { "sum", "count" };
+	static const char *const rescales[] = { "inverse", "l1", "none" };
+	static const char *const combines[] = { "sum", "ties" };
+	static const char *const froms[] = { "ta", "ties" };
+	static const char *const dtypes[] = {
+		[WELD_F64] = "float64", [WELD_F32] = "float32",
+		[WELD_F16] = "float16", [WELD_BF16] = "bfloat16",
+	};
+	cJSON *r = cJSON_CreateObject(), *models, *params, *w;
+	unsigned o = spec->opts;
+	char *text;
+
+	if (!r)
 		return NULL;
-	p = s + sprintf(s, "{\"command\":[\"%s\"", spec->name);
-	for (int i = 1; i < argc; i++) {
-		*p++ = ',';
-		*p++ = '"';
-		for (const char *c = argv[i]; *c; c++) {
-			if (*c == '"' || *c == '\\')
-				*p++ = '\\';
-			*p++ = (unsigned char)*c < 0x20 ? ' ' : *c;
-		}
-		*p++ = '"';
+	if (a->apply_mask > 0) {
+		/* no recipe form: record what was done */
+		cJSON_AddStringToObject(r, "weld_command", "consensus --apply-mask");
+		cJSON_AddNumberToObject(r, "task", (double)a->apply_mask);
+		add_path(r, "base_model", a->base);
+		add_path(r, "merged", a->merged);
+		add_path(r, "masks", a->masks);
+		goto done;
 	}
-	strcpy(p, "]}");
-	return s;
+	cJSON_AddStringToObject(r, "merge_method", spec->name);
+	if (a->base && spec->method != WELD_METHOD_AVERAGE)
+		add_path(r, "base_model", a->base);
+	models = cJSON_AddArrayToObject(r, "models");
+	for (size_t i = 0; i < a->n; i++) {
+		const struct model_arg *m = &a->m[i];
+		cJSON *e = cJSON_CreateObject(), *mp;
+
+		cJSON_AddItemToArray(models, e);
+		add_path(e, "model", m->path);
+		mp = cJSON_AddObjectToObject(e, "parameters");
+		cJSON_AddNumberToObject(mp, "weight",
+					per_model(a->weights, a->nweights, i, m->has_w, m->w, 1.0));
+		if ((o & MO_DENSITY) && !(spec->method == WELD_METHOD_CONSENSUS &&
+					    a->o.from != WELD_FROM_TIES))
+			cJSON_AddNumberToObject(mp, "density",
+						per_model(a->density, a->ndensity, i, m->has_d, m->d,
+							  spec->density));
+		if (o & MO_GAMMA)
+			cJSON_AddNumberToObject(mp, "gamma", a->gamma);
+		if (o & MO_CONSENSUS)
+			cJSON_AddNumberToObject(mp, "mask_lambda",
+						per_model(a->mask_lambda, a->nmask_lambda, i,
+							  m->has_ml, m->ml, 0.6));
+	}
+	params = cJSON_AddObjectToObject(r, "parameters");
+	if (o & MO_LAMBDA)
+		cJSON_AddNumberToObject(params, "lambda", a->lambda);
+	if (o & MO_NORMALIZE)
+		cJSON_AddBoolToObject(params, "normalize", a->o.normalize);
+	if (a->o.dtype >= 0)
+		cJSON_AddStringToObject(r, "out_dtype", dtypes[a->o.dtype]);
+	w = cJSON_AddObjectToObject(r, "weld");
+	if (o & MO_SCOPE)
+		cJSON_AddStringToObject(w, "scope", scopes[a->o.scope]);
+	if ((o & MO_SIGN) && (spec->method == WELD_METHOD_TIES ||
+			       (o & MO_COMBINE ? a->o.combine == WELD_COMBINE_TIES
+					       : a->o.from == WELD_FROM_TIES)))
+		cJSON_AddStringToObject(w, "sign", signs[a->o.sign]);
+	if (o & MO_SEED)
+		cJSON_AddNumberToObject(w, "seed", (double)a->o.seed);
+	if (o & MO_RESCALE)
+		cJSON_AddStringToObject(w, "rescale", rescales[a->o.rescale]);
+	if (o & MO_COMBINE)
+		cJSON_AddStringToObject(w, "combine", combines[a->o.combine]);
+	if ((o & MO_TRIM) && a->o.trim > 0)
+		cJSON_AddNumberToObject(w, "trim", a->o.trim);
+	if (o & MO_CONSENSUS) {
+		cJSON_AddStringToObject(w, "from", froms[a->o.from]);
+		cJSON_AddNumberToObject(w, "k", a->o.k);
+	}
+	cJSON_AddNumberToObject(w, "shard_size", (double)a->o.shard_size);
+	cJSON_AddBoolToObject(w, "allow_missing", a->o.allow_missing);
+	cJSON_AddBoolToObject(w, "copy_files", a->o.copy_files);
+done:
+	text = cJSON_PrintUnformatted(r);
+	cJSON_Delete(r);
+	if (text && a->apply_mask <= 0) {
+		/* exactly the text `weld run` would store for this recipe */
+		struct weld_error err = { 0 };
+		char *norm = weld_recipe_normalise(text, &err);
+
+		if (!norm)
+			cli_warning("stored recipe is not normalised: %s", err.msg);
+		else {
+			cJSON_free(text);
+			text = norm;
+		}
+	}
+	return text;
 }
 
 int merge_main(const struct merge_spec *spec, int argc, char **argv)
@@ -715,8 +806,6 @@ int merge_main(const struct merge_spec *spec, int argc, char **argv)
 	a.o.masks_out = a.save_masks;
 	a.o.warn = cli_warn_cb;
 	a.o.progress = cli_progress;
-	recipe = recipe_json(spec, argc, argv);
-	a.o.recipe_json = recipe;
 	p = weld_plan_new(&a.o);
 	if (!p) {
 		cli_error("out of memory");
@@ -727,10 +816,21 @@ int merge_main(const struct merge_spec *spec, int argc, char **argv)
 		r = cli_fail(&err);
 		goto done;
 	}
+	recipe = recipe_json(spec, &a);
+	weld_plan_set_recipe(p, recipe);
 	if (merge_plan_only) {
 		merge_print_plan(p, a.json, NULL);
 		r = EXIT_OK;
 		goto done;
+	}
+	if (cli_verbosity >= 2) {
+		char mem[32], in[32];
+
+		weld_format_size(weld_plan_memory(p), mem, sizeof(mem));
+		weld_format_size(weld_plan_input_bytes(p), in, sizeof(in));
+		cli_info("%zu tensors from %zu models, %s to read, %s of buffers, %llu elements per chunk",
+			 weld_plan_job_count(p), weld_plan_model_count(p), in, mem,
+			 (unsigned long long)weld_plan_chunk_elems(p));
 	}
 	cli_install_signals();
 	clock_gettime(CLOCK_MONOTONIC, &t0);

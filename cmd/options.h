@@ -1,13 +1,13 @@
 /*
- * merge_cli.h - the command line shared by every merge command.
+ * options.h - the command line shared by every merge command.
  *
  * Each merge command is a `struct merge_spec`: its method, which options it
  * takes, and its defaults. merge_main() parses, plans (every error is found
  * before anything is written), then either prints the plan ('weld plan') or
  * executes it.
  */
-#ifndef WELD_MERGE_CLI_H
-#define WELD_MERGE_CLI_H
+#ifndef WELD_OPTIONS_H
+#define WELD_OPTIONS_H
 
 #include "cli.h"
 #include "commands.h"
