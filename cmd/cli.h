@@ -41,7 +41,8 @@ bool cli_list(const char *opt, const char *s, double *vals, size_t max, size_t *
 /* --dtype auto|bf16|f16|f32 (and f64): -1 for auto. */
 bool cli_dtype(const char *s, int *out);
 
-/* SIGINT/SIGTERM remove the temporary output folder, then end the process. */
+/* SIGINT, SIGTERM, SIGHUP and SIGPIPE remove the temporary output folder,
+ * then end the process as the signal would. */
 void cli_install_signals(void);
 /* Callback for weld_merge_opts.progress: a bar on stderr if it is a tty. */
 void cli_progress(void *ctx, uint64_t done, uint64_t total);

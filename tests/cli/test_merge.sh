@@ -66,7 +66,7 @@ fails "shape mismatch names both shapes and files" 1 "tensor '.*': shape \[.*\] 
 fails "missing tensor" 1 "tensor 'model.layers.1.*missing from '.*short'" "$WELD" task-arithmetic $B -o "$TMP/e9" "$TMP/ft1" "$TMP/short"
 check "--allow-missing merges over the models that have it" "$WELD" task-arithmetic $B --allow-missing -q -o "$TMP/am" "$TMP/ft1" "$TMP/short"
 "$MKMODEL" "$TMP/bigvocab" --layers 2 --hidden 128 --inter 1536 --vocab 640 --seed 4 --noise 0.5 >/dev/null
-check "larger embeddings are cropped to the base" sh -c "'$WELD' task-arithmetic $B -o '$TMP/crop' '$TMP/bigvocab' 2>&1 | grep -q 'using the first 512' && '$WELD' inspect '$TMP/crop' | grep -q 'embed_tokens.weight	BF16	\[512, 128\]'"
+check "larger embeddings are cropped to the base" sh -c "'$WELD' task-arithmetic $B -o '$TMP/crop' '$TMP/bigvocab' 2>'$TMP/crop.err' && grep -q 'using the first 512' '$TMP/crop.err' && '$WELD' inspect '$TMP/crop' | grep -q 'embed_tokens.weight	BF16	\[512, 128\]'"
 check "no output folder after the errors" sh -c "! ls -d '$TMP'/e[0-9]* 2>/dev/null"
 
 # an interrupted merge leaves neither the output nor its temporary folder
