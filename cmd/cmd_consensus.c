@@ -28,18 +28,7 @@ static const struct merge_spec spec = {
 	"      --apply-mask I      rebuild task I: B + mask_I * (MERGED - B)\n"
 	"      --masks FILE        the masks written by --save-masks (with --apply-mask)\n"
 	"      --merged MODEL      the consensus output (with --apply-mask)\n"
-	"\n"
-	"  -o, --output DIR        output folder (refused if it exists, unless -f)\n"
-	"  -f, --force             replace an existing output once the new one is complete\n"
-	"      --dtype TYPE        auto|bf16|f16|f32|f64 (default auto: the base's dtype)\n"
-	"  -j, --threads N         worker threads (default: all cores)\n"
-	"      --max-memory SIZE   memory budget, e.g. 512M, 4G (default 1G)\n"
-	"      --shard-size SIZE   largest output shard (default 5G; 0 = one file)\n"
-	"      --allow-missing     merge a tensor over the models that have it\n"
-	"      --no-copy-files     do not copy config and tokenizer files\n"
-	"  -q, --quiet / -v, --verbose\n"
-	"      --json              machine-readable summary on stdout\n"
-	"  MODEL may carry values: MODEL:weight=0.5,density=0.3\n",
+	MERGE_COMMON_USAGE,
 };
 
 int cmd_consensus(int argc, char **argv)

@@ -12,6 +12,21 @@
 #include "cli.h"
 #include "commands.h"
 
+/* The options every merge command takes, for the end of its -h text. */
+#define MERGE_COMMON_USAGE \
+	"\n" \
+	"  -o, --output DIR        output folder (refused if it exists, unless -f)\n" \
+	"  -f, --force             replace an existing output once the new one is complete\n" \
+	"      --dtype TYPE        auto|bf16|f16|f32|f64 (default auto: the base's dtype)\n" \
+	"  -j, --threads N         worker threads (default: OMP_NUM_THREADS, else all cores)\n" \
+	"      --max-memory SIZE   memory budget, e.g. 512M, 4G (default 1G)\n" \
+	"      --shard-size SIZE   largest output shard (default 5G; 0 = one file)\n" \
+	"      --allow-missing     merge a tensor over the models that have it\n" \
+	"      --no-copy-files     do not copy config and tokenizer files\n" \
+	"  -q, --quiet / -v, --verbose\n" \
+	"      --json              machine-readable summary on stdout\n" \
+	"  MODEL may carry values: MODEL:weight=0.5,density=0.3\n"
+
 enum merge_opt {
 	MO_LAMBDA = 1 << 0,
 	MO_DENSITY = 1 << 1,
