@@ -18,7 +18,7 @@ static const char usage[] =
 	"      --dtype TYPE        bf16|f16|f32|f64 for floating tensors (default: unchanged)\n"
 	"      --shard-size SIZE   largest output shard (default 5G; 0 = one file)\n"
 	"      --max-memory SIZE   memory budget (default 1G)\n"
-	"  -j, --threads N         worker threads (default: all cores)\n"
+	"  -j, --threads N         worker threads (default: OMP_NUM_THREADS, else all cores)\n"
 	"      --no-copy-files     do not copy config and tokenizer files\n"
 	"  -q, --quiet / -v, --verbose\n"
 	"      --json              machine-readable summary on stdout\n";

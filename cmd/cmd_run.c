@@ -24,7 +24,7 @@ static const char run_usage[] =
 	"  -o, --output DIR        output folder (required)\n"
 	"  -f, --force             replace an existing output folder\n"
 	"      --from-output DIR   run again the recipe stored in DIR, a weld output\n"
-	"  -j, --threads N         worker threads (default: all cores)\n"
+	"  -j, --threads N         worker threads (default: OMP_NUM_THREADS, else all cores)\n"
 	"      --max-memory SIZE   memory budget (default: the recipe's, else 1G)\n"
 	"      --shard-size SIZE   largest output shard (default: the recipe's, else 5G)\n"
 	"  -q, --quiet             no progress bar, no warnings\n"
