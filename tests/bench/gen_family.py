@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, os.path.join(HERE, "..", "ref"))
 import safetensors_io as stio  # noqa: E402
 

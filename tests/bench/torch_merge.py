@@ -36,6 +36,7 @@ import time
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, os.path.join(HERE, "..", "ref"))
 import safetensors_io as stio  # noqa: E402
 

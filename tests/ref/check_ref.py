@@ -28,6 +28,7 @@ import tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
 sys.path.insert(0, HERE)
 import safetensors_io as stio  # noqa: E402
 import weld_ref as R  # noqa: E402
