@@ -20,16 +20,22 @@ void weld_k_sub(float *v, const float *b, size_t n)
 void weld_k_dare_drop(float *v, size_t n, uint64_t key, uint64_t first, double density,
 		      float factor, double sums[2])
 {
+	uint64_t thr = weld_rng_threshold(density);
+	unsigned char keep[1024];
 	double all = 0, kept = 0;
 
-	for (size_t j = 0; j < n; j++) {
-		bool keep = weld_rng_uniform(key, first + j) < density;
+	for (size_t a = 0; a < n; a += sizeof(keep)) {
+		size_t m = n - a < sizeof(keep) ? n - a : sizeof(keep);
+		float *x = v + a;
 
-		if (sums) {
-			all += fabs((double)v[j]);
-			kept += keep ? fabs((double)v[j]) : 0;
-		}
-		v[j] = keep ? v[j] * factor : 0.0f;
+		weld_rng_keep(key, first + a, m, thr, keep);
+		if (sums)
+			for (size_t j = 0; j < m; j++) {
+				all += fabs((double)x[j]);
+				kept += keep[j] ? fabs((double)x[j]) : 0;
+			}
+		for (size_t j = 0; j < m; j++)
+			x[j] = keep[j] ? x[j] * factor : 0.0f;
 	}
 	if (sums) {
 		sums[0] = all;
@@ -209,16 +215,16 @@ void weld_k_combine(const struct weld_combine_args *a, size_t len, float *out, f
 			const float *d = a->v[s];
 			float ml = a->mask_lambda[s];
 
-			for (size_t j = 0; j < len; j++) {
-				bool m = fabsf(d[j]) > ml * fabsf(acc[j] - d[j]);
-
-				cnt[j] += m;
-				if (m && a->maskbits) {
+			for (size_t j = 0; j < len; j++)
+				cnt[j] += (float)(fabsf(d[j]) > ml * fabsf(acc[j] - d[j]));
+			if (!a->maskbits)
+				continue;
+			for (size_t j = 0; j < len; j++)
+				if (fabsf(d[j]) > ml * fabsf(acc[j] - d[j])) {
 					uint64_t bit = a->bitpos + j;
 
 					a->maskbits[s * a->maskstride + bit / 8] |= (unsigned char)(1u << (bit % 8));
 				}
-			}
 		}
 		for (size_t j = 0; j < len; j++)
 			out[j] = a->base[j] + a->lambda * (cnt[j] >= (float)a->k ? acc[j] : 0.0f);

@@ -17,6 +17,15 @@
 
 #include "weld.h"
 
+/* Hot loops are compiled for several instruction sets and picked at run
+ * time. Only exact operations run in them (no fused multiply-add, no
+ * reassociation), so every variant gives the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define WELD_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define WELD_HOT
+#endif
+
 enum weld_method {
 	WELD_METHOD_COPY,             /* one source, converted to the output dtype */
 	WELD_METHOD_AVERAGE,
@@ -161,6 +170,10 @@ const char *weld_method_name(enum weld_method m);
  * decision for element j with density d. */
 uint64_t weld_rng_key(const char *tensor, int model_number, uint64_t seed);
 double weld_rng_uniform(uint64_t key, uint64_t j);
+/* The same decision in integers: element j is kept iff its draw is below
+ * weld_rng_threshold(d); weld_rng_keep fills keep[i] for j = first + i. */
+uint64_t weld_rng_threshold(double d);
+void weld_rng_keep(uint64_t key, uint64_t first, size_t n, uint64_t thr, unsigned char *keep);
 
 /*
  * Top-k selection over an array, without sorting it (radix select over the
