@@ -84,6 +84,7 @@ struct exec {
 	double slerp_s0, slerp_s1;
 	weld_writer *w, *mw;
 	uint64_t done, total;   /* progress: bytes read over all passes */
+	uint64_t hist_pending;  /* elements counted in the threads' histograms */
 	struct outq *q;
 };
 
@@ -501,6 +502,32 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct tctx *c,
 
 /* ------------------------------------------------------------------ one chunk */
 
+static void hist_zero(struct exec *e, const struct weld_job *j)
+{
+	for (int t = 0; t < e->T; t++)
+		memset(e->tc[t].hist, 0, j->nsrc * e->QS * WELD_HIST_BINS * sizeof(uint32_t));
+	e->hist_pending = 0;
+}
+
+/* Add the threads' histograms to the totals, in thread order. */
+static void hist_merge(struct exec *e, const struct weld_job *j)
+{
+	for (size_t q = 0; q < j->nsrc * MAX_SEL; q++) {
+		struct sel_state *st = &e->sel[q];
+		size_t s = q / MAX_SEL, k = q % MAX_SEL;
+
+		if (st->sel.all || st->sel.none || (int)k >= nsel(e, j))
+			continue;
+		for (int t = 0; t < e->T; t++) {
+			const uint32_t *h = e->tc[t].hist + (s * e->QS + k) * WELD_HIST_BINS;
+
+			for (size_t b = 0; b < WELD_HIST_BINS; b++)
+				st->hist[b] += h[b];
+		}
+	}
+	hist_zero(e, j);
+}
+
 static int run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
 		     enum pass pass, enum drop_mode mode, struct weld_error *err)
 {
@@ -511,8 +538,6 @@ static int run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, u
 		struct tctx *c = &e->tc[t];
 
 		c->failed = false;
-		if (pass == P_HI || pass == P_LO)
-			memset(c->hist, 0, j->nsrc * e->QS * WELD_HIST_BINS * sizeof(uint32_t));
 		if (pass == P_COUNT)
 			memset(c->eq, 0, sizeof(c->eq));
 	}
@@ -534,20 +559,10 @@ static int run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, u
 			return -1;
 		}
 	if (pass == P_HI || pass == P_LO) {
-		for (size_t q = 0; q < nq; q++) {
-			struct sel_state *st = &e->sel[q];
-			uint64_t *tot = st->hist;
-			size_t s = q / MAX_SEL, k = q % MAX_SEL;
-
-			if (st->sel.all || st->sel.none || (int)k >= nsel(e, j))
-				continue;
-			for (int t = 0; t < e->T; t++) {
-				const uint32_t *h = e->tc[t].hist + (s * e->QS + k) * WELD_HIST_BINS;
-
-				for (size_t b = 0; b < WELD_HIST_BINS; b++)
-					tot[b] += h[b];
-			}
-		}
+		/* uint32 per-thread counts: fold them in before they could wrap */
+		e->hist_pending += n;
+		if (e->hist_pending > (1ull << 31))
+			hist_merge(e, j);
 	} else if (pass == P_COUNT) {
 		/* each slice starts with the equal elements of the slices before it */
 		for (size_t q = 0; q < nq; q++) {
@@ -754,6 +769,8 @@ static bool sel_partial(const struct exec *e, const struct weld_job *j)
 static int over_chunks(struct exec *e, const struct weld_job *j, enum pass pass,
 		       enum drop_mode mode, struct weld_error *err)
 {
+	if (pass == P_HI || pass == P_LO)
+		hist_zero(e, j);
 	for (uint64_t first = 0; first < j->nelem; first += e->C) {
 		uint64_t n = j->nelem - first < e->C ? j->nelem - first : e->C;
 
@@ -771,6 +788,8 @@ static int over_chunks(struct exec *e, const struct weld_job *j, enum pass pass,
 				for (int k = 0; k < 3; k++)
 					e->blocksum[3 * (e->C / WELD_BLOCK + 1) + (size_t)k] += e->blocksum[b * 3 + (size_t)k];
 	}
+	if (pass == P_HI || pass == P_LO)
+		hist_merge(e, j);
 	return 0;
 }
 

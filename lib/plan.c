@@ -17,7 +17,7 @@
 #include <string.h>
 
 #define RESERVE_BYTES (4ull << 20)    /* binary, headers, stacks */
-#define WELD_MAX_CHUNK (16ull << 20)  /* elements: larger gains nothing */
+#define WELD_MAX_CHUNK (1ull << 20)   /* elements: larger only costs page faults */
 
 const char *weld_method_name(enum weld_method m)
 {

@@ -15,8 +15,15 @@
 #   BENCH_VERIFY=1       also compare weld's and torch's outputs where they
 #                        must agree (average, task-arithmetic, consensus)
 #   PYTHON               Python with numpy and torch (default /usr/bin/python3)
+#   BENCH_OUT            folder the merged models are written to (default
+#                        BENCH_DIR; /dev/shm takes the disk out of the timing)
 #
-# Prints a table: method, weld wall s, GB/s of input, ratio to cat, torch
+# The I/O floor is measured in the same run: cat of the inputs to /dev/null,
+# and separately the same plus writing one model-sized output (cp of the
+# base into BENCH_OUT, then sync), since every merge also writes its output.
+#
+# Prints a table: method, weld wall s, GB/s of input, ratio to cat and to the
+# read + write floor, torch
 # wall s, speed-up of weld over torch, peak RSS of each (MB); the table is
 # also saved to $BENCH_DIR/results-$BENCH_SIZE.txt.
 set -eu
@@ -30,6 +37,7 @@ THREADS=${BENCH_THREADS:-$(nproc)}
 PYTHON=${PYTHON:-/usr/bin/python3}
 NO_TORCH=${BENCH_NO_TORCH:-0}
 VERIFY=${BENCH_VERIFY:-0}
+BENCH_OUT=${BENCH_OUT:-}
 
 say() { printf '%s\n' "bench: $*" >&2; }
 
@@ -91,6 +99,18 @@ for i in 1 2 3; do
 done
 # a floor of 0.00 s (tiny family) would make every ratio infinite
 cat_s=$(awk -v c="$cat_s" 'BEGIN { if (c + 0 < 0.01) c = 0.01; print c }')
+# writing one output: copy the base where the merges write, and flush it
+OUT=${BENCH_OUT:-$BENCH_DIR}
+mkdir -p "$OUT"
+wr_s=""
+for i in 1 2 3; do
+	rm -rf "$OUT/floor-copy"
+	sync
+	run "$logs/write" sh -c 'cp -r "$1" "$2" && sync' sh "$B" "$OUT/floor-copy"
+	wr_s=$(awk -v a="$wr_s" -v b="$WALL" 'BEGIN { if (a == "" || b + 0 < a + 0) print b; else print a }')
+done
+rm -rf "$OUT/floor-copy"
+floor_s=$(awk -v c="$cat_s" -v w="$wr_s" 'BEGIN { print c + w }')
 
 weld_version=$("$WELD" --version 2>/dev/null | head -n 1 || true)
 result=$BENCH_DIR/results-$BENCH_SIZE.txt
@@ -99,9 +119,10 @@ result=$BENCH_DIR/results-$BENCH_SIZE.txt
 	awk -v b="$input_bytes" -v c="$cat_s" 'BEGIN {
 		printf "input: 4 models, %.3f GB; cat of the inputs (page cache warm): %.2f s = %.2f GB/s\n",
 		       b / 1e9, c, b / 1e9 / c }'
+	echo "writing one output to $OUT (cp of the base + sync): $wr_s s; read + write floor: $floor_s s"
 	echo "weld runs with --max-memory 256M -q -f -j $THREADS; torch with torch.set_num_threads($THREADS)"
 	echo
-	printf '%-16s %8s %7s %7s %9s %9s %8s %9s\n' method "weld s" "GB/s" "x cat" "torch s" "speed-up" "weld MB" "torch MB"
+	printf '%-16s %8s %7s %7s %7s %9s %9s %8s %9s\n' method "weld s" "GB/s" "x cat" "x floor" "torch s" "speed-up" "weld MB" "torch MB"
 } | tee "$result"
 
 for m in $METHODS; do
@@ -116,8 +137,8 @@ for m in $METHODS; do
 	consensus)       wargs="consensus --base $B $MODELS"; targs="consensus $B $MODELS" ;;
 	*) say "unknown method $m"; continue ;;
 	esac
-	wout=$BENCH_DIR/out-weld-$m
-	tout=$BENCH_DIR/out-torch-$m
+	wout=$OUT/out-weld-$m
+	tout=$OUT/out-torch-$m
 	rm -rf "$wout" "$tout"
 
 	set -- $wargs
@@ -172,14 +193,15 @@ EOF
 	rm -rf "$wout" "$tout"
 
 	awk -v m="$m" -v ws="$w_s" -v ts="$t_s" -v wm="$w_mb" -v tmb="$t_mb" \
-	    -v b="$input_bytes" -v c="$cat_s" 'BEGIN {
-		if (ws == "failed") { gbs = "-"; xc = "-"; su = "-" }
+	    -v b="$input_bytes" -v c="$cat_s" -v f="$floor_s" 'BEGIN {
+		if (ws == "failed") { gbs = "-"; xc = "-"; xf = "-"; su = "-" }
 		else {
 			s = ws + 0; if (s < 0.01) s = 0.01
 			gbs = sprintf("%.2f", b / 1e9 / s); xc = sprintf("%.1f", s / c)
+			xf = sprintf("%.1f", s / f)
 			su = (ts == "-" || ts == "failed") ? "-" : sprintf("%.1fx", (ts + 0) / s)
 		}
-		printf "%-16s %8s %7s %7s %9s %9s %8s %9s\n", m, ws, gbs, xc, ts, su, wm, tmb
+		printf "%-16s %8s %7s %7s %7s %9s %9s %8s %9s\n", m, ws, gbs, xc, xf, ts, su, wm, tmb
 	}' | tee -a "$result"
 done
-echo "(x cat = weld time / cat time; speed-up = torch time / weld time; logs in $logs)" | tee -a "$result"
+echo "(x cat = weld time / cat time; x floor = weld time / (cat + write) time; speed-up = torch time / weld time; logs in $logs)" | tee -a "$result"
