@@ -17,29 +17,96 @@ void weld_k_sub(float *v, const float *b, size_t n)
 		v[j] -= b[j];
 }
 
+/* v[j] where keep[j] (and not drop[j]), +0 elsewhere: a bit mask, so that
+ * the loop vectorises and an inf or NaN that is not kept stays out. */
+static inline float masked(float v, bool keep)
+{
+	uint32_t u;
+	float f;
+
+	memcpy(&u, &v, sizeof(u));
+	u &= (uint32_t)0 - (uint32_t)keep;
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+/*
+ * |x| summed over a fixed pattern: element j goes to lane j % 8 of its call;
+ * each group of 64 elements is summed per lane in float, the groups are
+ * added per lane in double, and the lanes in order. Vectorisable, and the
+ * same on every machine, because no part of the pattern depends on threads.
+ */
+#define LANES 8
+#define GROUP 64
+typedef float lanes_t __attribute__((vector_size(LANES * sizeof(float))));
+
+static void lanes_add(double *acc, const lanes_t *v)
+{
+	for (int l = 0; l < LANES; l++)
+		acc[l] += (*v)[l];
+}
+
+static double lanes_total(const double *acc)
+{
+	double t = 0;
+
+	for (int l = 0; l < LANES; l++)
+		t += acc[l];
+	return t;
+}
+
+static void lanes_load(lanes_t *v, const float *x, size_t avail)
+{
+	if (avail >= LANES) {
+		memcpy(v, x, sizeof(*v));
+	} else {
+		for (size_t l = 0; l < LANES; l++)
+			(*v)[l] = l < avail ? x[l] : 0.0f;
+	}
+}
+
 void weld_k_dare_drop(float *v, size_t n, uint64_t key, uint64_t first, double density,
 		      float factor, double sums[2])
 {
 	uint64_t thr = weld_rng_threshold(density);
 	unsigned char keep[1024];
-	double all = 0, kept = 0;
+	float kx[1024];
+	double all[LANES] = { 0 }, kept[LANES] = { 0 };
 
 	for (size_t a = 0; a < n; a += sizeof(keep)) {
 		size_t m = n - a < sizeof(keep) ? n - a : sizeof(keep);
 		float *x = v + a;
 
 		weld_rng_keep(key, first + a, m, thr, keep);
-		if (sums)
-			for (size_t j = 0; j < m; j++) {
-				all += fabs((double)x[j]);
-				kept += keep[j] ? fabs((double)x[j]) : 0;
+		if (sums) {
+			for (size_t j = 0; j < m; j++)
+				kx[j] = masked(x[j], keep[j]);
+			for (size_t g = 0; g < m; g += GROUP) {
+				lanes_t sa = { 0 }, sk = { 0 };
+
+				for (size_t j = g; j < g + GROUP && j < m; j += LANES) {
+					lanes_t xa, xk;
+
+					lanes_load(&xa, x + j, m - j);
+					lanes_load(&xk, kx + j, m - j);
+
+					for (int l = 0; l < LANES; l++) {
+						xa[l] = fabsf(xa[l]);
+						xk[l] = fabsf(xk[l]);
+					}
+					sa += xa;
+					sk += xk;
+				}
+				lanes_add(all, &sa);
+				lanes_add(kept, &sk);
 			}
+		}
 		for (size_t j = 0; j < m; j++)
-			x[j] = keep[j] ? x[j] * factor : 0.0f;
+			x[j] = masked(x[j] * factor, keep[j]);
 	}
 	if (sums) {
-		sums[0] = all;
-		sums[1] = kept;
+		sums[0] = lanes_total(all);
+		sums[1] = lanes_total(kept);
 	}
 }
 
@@ -56,16 +123,28 @@ void weld_k_dare_row_l1(float *v, size_t n, uint64_t key, uint64_t first, double
 
 void weld_k_dots(const float *b, const float *x, size_t n, double out[3])
 {
-	double bb = 0, xx = 0, bx = 0;
+	double bb[LANES] = { 0 }, xx[LANES] = { 0 }, bx[LANES] = { 0 };
 
-	for (size_t j = 0; j < n; j++) {
-		bb += (double)b[j] * b[j];
-		xx += (double)x[j] * x[j];
-		bx += (double)b[j] * x[j];
+	for (size_t g = 0; g < n; g += GROUP) {
+		lanes_t sbb = { 0 }, sxx = { 0 }, sbx = { 0 };
+
+		for (size_t j = g; j < g + GROUP && j < n; j += LANES) {
+			lanes_t p, q;
+
+			lanes_load(&p, b + j, n - j);
+			lanes_load(&q, x + j, n - j);
+
+			sbb += p * p;
+			sxx += q * q;
+			sbx += p * q;
+		}
+		lanes_add(bb, &sbb);
+		lanes_add(xx, &sxx);
+		lanes_add(bx, &sbx);
 	}
-	out[0] = bb;
-	out[1] = xx;
-	out[2] = bx;
+	out[0] = lanes_total(bb);
+	out[1] = lanes_total(xx);
+	out[2] = lanes_total(bx);
 }
 
 void weld_k_slerp_coeffs(double n0sq, double n1sq, double dot, double t,
@@ -84,19 +163,6 @@ void weld_k_slerp_coeffs(double n0sq, double n1sq, double dot, double t,
 	sn = sin(th);
 	*s0 = sin(th - th * t) / sn;
 	*s1 = sin(th * t) / sn;
-}
-
-/* v[j] where keep[j] (and not drop[j]), +0 elsewhere: a bit mask, so that
- * the loop vectorises and an inf or NaN that is not kept stays out. */
-static inline float masked(float v, bool keep)
-{
-	uint32_t u;
-	float f;
-
-	memcpy(&u, &v, sizeof(u));
-	u &= (uint32_t)0 - (uint32_t)keep;
-	memcpy(&f, &u, sizeof(f));
-	return f;
 }
 
 /* p[j] = w * (kept ? v[j] : 0) for source s. */

@@ -17,15 +17,16 @@ void weld_k_sub(float *v, const float *b, size_t n);
  * dare's drop for elements whose flat indices are first..first+n-1: keep
  * v[j] when the DESIGN 4.9 draw is below density, times factor; zero it
  * otherwise. With sums != NULL, sums[0] = sum |v| and sums[1] = sum of the
- * kept |v| (before the factor), in double, in order.
+ * kept |v| (before the factor): float within groups of 64 elements, double
+ * across them, in a fixed pattern (see kernels.c).
  */
 void weld_k_dare_drop(float *v, size_t n, uint64_t key, uint64_t first, double density,
 		      float factor, double sums[2]);
 /* The same over one row with --rescale l1 measured on that row. */
 void weld_k_dare_row_l1(float *v, size_t n, uint64_t key, uint64_t first, double density);
 
-/* out[0] += sum b^2, out[1] += sum x^2, out[2] += sum b*x, in double, in order
- * (out is overwritten, not accumulated). */
+/* out[0] = sum b^2, out[1] = sum x^2, out[2] = sum b*x, summed like the
+ * dare sums above. */
 void weld_k_dots(const float *b, const float *x, size_t n, double out[3]);
 /* slerp coefficients (mergekit's, with its 0.9995 lerp fallback). */
 void weld_k_slerp_coeffs(double n0sq, double n1sq, double dot, double t,

@@ -168,6 +168,21 @@ static void test_rng_keep_rate(void **state)
 	assert_in_range(kept, 29500, 30500);
 }
 
+/* The integer keep decision agrees with u < d, also at the edges of d. */
+static void test_rng_keep_matches_uniform(void **state)
+{
+	const double ds[] = { 1e-9, 0.1, 0.3, 0.5, 0.7, 0x1.fffffffffffffp-1, 1, 0.6 };
+	uint64_t key = weld_rng_key("x", 2, 5);
+	unsigned char keep[4096];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ds) / sizeof(ds[0]); i++) {
+		weld_rng_keep(key, 1000, sizeof(keep), weld_rng_threshold(ds[i]), keep);
+		for (size_t j = 0; j < sizeof(keep); j++)
+			assert_int_equal(keep[j], weld_rng_uniform(key, 1000 + j) < ds[i]);
+	}
+}
+
 static float combine1(enum weld_method m, const float *const *v, const float *w, size_t n,
 		      const float *base, bool ties, bool normalize,
 		      const unsigned char *const *keep)
@@ -268,6 +283,7 @@ int main(void)
 		cmocka_unit_test(test_topk_mask_in_pieces),
 		cmocka_unit_test(test_rng_known_values),
 		cmocka_unit_test(test_rng_keep_rate),
+		cmocka_unit_test(test_rng_keep_matches_uniform),
 		cmocka_unit_test(test_average_and_task_arithmetic),
 		cmocka_unit_test(test_ties_one_element),
 		cmocka_unit_test(test_dare_drop_rescale),
