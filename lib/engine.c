@@ -34,7 +34,10 @@
 
 #define MAX_SEL 2
 
-enum pass { P_L1, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY };
+enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY };
+
+/* P_SAMPLE reads one super-tile in SAMPLE_STRIDE. */
+#define SAMPLE_STRIDE 16
 
 enum drop_mode {
 	DROP_NONE,      /* dare's drop is left to the row code (row + l1) */
@@ -59,8 +62,32 @@ struct tctx {
 	uint32_t *hist;         /* S * MAX_SEL * BINS */
 	uint32_t *rowtmp;
 	uint64_t eq[WELD_K_MAX_SRC * MAX_SEL];
+	/* keys recorded in a statistics pass, per selection, in position order */
+	uint32_t *rec[WELD_K_MAX_SRC * MAX_SEL];
+	size_t rec_len[WELD_K_MAX_SRC * MAX_SEL], rec_cap[WELD_K_MAX_SRC * MAX_SEL];
+	bool rec_over;
 	struct weld_error err;
 	bool failed;
+};
+
+/*
+ * Recording lets one statistics pass stand for up to three. While the high
+ * bits are counted, the keys whose high bits fall in a range guessed from a
+ * sample are kept; if the k-th largest falls in that range, the exact
+ * threshold comes from those keys (no pass over the low bits), and so do
+ * the positions of the elements equal to it (no counting pass). Anything
+ * that does not fit the memory set aside for it falls back to the passes.
+ */
+struct recorder {
+	bool on;                /* keys are being recorded */
+	bool over;              /* a thread ran out of room: not usable */
+	bool valid;             /* eqc holds this unit's counts */
+	uint32_t lo[WELD_K_MAX_SRC * MAX_SEL], hi[WELD_K_MAX_SRC * MAX_SEL];
+	size_t per_thread;      /* keys a thread may hold, all selections */
+	uint64_t *off;          /* [(seq * T + t) * QQ + q]: where chunk seq's keys start */
+	uint64_t *eqc;          /* [(seq * T + t) * QQ + q]: keys equal to the threshold */
+	uint64_t nseq, capseq;
+	uint64_t apply_seq;
 };
 
 struct exec {
@@ -85,6 +112,8 @@ struct exec {
 	weld_writer *w, *mw;
 	uint64_t done, total;   /* progress: bytes read over all passes */
 	uint64_t hist_pending;  /* elements counted in the threads' histograms */
+	struct recorder rec;
+	size_t QQ;              /* S * MAX_SEL */
 	struct outq *q;
 };
 
@@ -432,6 +461,41 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct tctx *c,
 	weld_encode_f32(j->dtype, c->out, e->outraw + (g - first) * oes, len);
 }
 
+/* Append the keys of vs whose high bits are in selection q's range
+ * (branch-free: every key is stored, the length grows only for those in
+ * range). */
+static void record_keys(struct exec *e, struct tctx *c, size_t q, const float *vs, size_t len)
+{
+	uint32_t lo = e->rec.lo[q], width = e->rec.hi[q] - e->rec.lo[q];
+	size_t n = c->rec_len[q];
+	uint32_t *buf;
+
+	if (n + len > c->rec_cap[q]) {
+		size_t used = 0, cap = c->rec_cap[q] ? 2 * c->rec_cap[q] : 65536;
+		uint32_t *nb;
+
+		for (size_t k = 0; k < e->QQ; k++)
+			used += c->rec_cap[k];
+		while (cap < n + len)
+			cap *= 2;
+		if (used - c->rec_cap[q] + cap > e->rec.per_thread ||
+		    !(nb = realloc(c->rec[q], cap * sizeof(uint32_t)))) {
+			c->rec_over = true;
+			return;
+		}
+		c->rec[q] = nb;
+		c->rec_cap[q] = cap;
+	}
+	buf = c->rec[q];
+	for (size_t i = 0; i < len; i++) {
+		uint32_t key = weld_key(vs[i]);
+
+		buf[n] = key;
+		n += (key >> 16) - lo <= width;
+	}
+	c->rec_len[q] = n;
+}
+
 static void tile_stats(struct exec *e, const struct weld_job *j, struct tctx *c,
 		       enum pass pass, size_t len)
 {
@@ -444,7 +508,9 @@ static void tile_stats(struct exec *e, const struct weld_job *j, struct tctx *c,
 
 			if (st->sel.all || st->sel.none)
 				continue;
-			if (pass == P_HI)
+			if (e->rec.on && !c->rec_over)
+				record_keys(e, c, s * MAX_SEL + (size_t)q, vs, len);
+			if (pass == P_HI || pass == P_SAMPLE)
 				weld_hist_hi(vs, len, c->hist + (s * e->QS + (size_t)q) * WELD_HIST_BINS);
 			else if (pass == P_LO)
 				weld_hist_lo(vs, len, st->bin,
@@ -467,6 +533,8 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct tctx *c,
 	for (uint64_t a = lo; a < hi && !c->failed; a += sl) {
 		uint64_t an = hi - a < sl ? hi - a : sl;
 
+		if (pass == P_SAMPLE && (first + a) / sl % SAMPLE_STRIDE)
+			continue;
 		/* one pread per input per super-tile */
 		for (size_t s = 0; s <= j->nsrc && !c->failed; s++) {
 			int m = s ? j->src[s - 1].model : j->base_model;
@@ -498,6 +566,166 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct tctx *c,
 			}
 		}
 	}
+}
+
+/* ------------------------------------------------------------------ recording */
+
+static void rec_clear(struct exec *e)
+{
+	for (int t = 0; t < e->T; t++) {
+		for (size_t q = 0; q < e->QQ; q++) {
+			free(e->tc[t].rec[q]);
+			e->tc[t].rec[q] = NULL;
+			e->tc[t].rec_len[q] = e->tc[t].rec_cap[q] = 0;
+		}
+		e->tc[t].rec_over = false;
+	}
+	e->rec.on = e->rec.over = false;
+	e->rec.nseq = 0;
+}
+
+/* Start recording, for each active selection, the high bins lo[q]..hi[q]. */
+static void rec_start(struct exec *e)
+{
+	rec_clear(e);
+	e->rec.on = e->rec.per_thread > 0;
+}
+
+/* A new chunk: note where its keys start in every list. */
+static int rec_chunk(struct exec *e)
+{
+	struct recorder *r = &e->rec;
+	size_t per = (size_t)e->T * e->QQ;
+
+	if (r->nseq == r->capseq) {
+		uint64_t cap = r->capseq ? 2 * r->capseq : 64;
+		uint64_t *off = realloc(r->off, cap * per * sizeof(*off));
+		uint64_t *eqc = off ? realloc(r->eqc, cap * per * sizeof(*eqc)) : NULL;
+
+		if (off)
+			r->off = off;
+		if (!off || !eqc)
+			return -1;
+		r->eqc = eqc;
+		r->capseq = cap;
+	}
+	for (int t = 0; t < e->T; t++)
+		for (size_t q = 0; q < e->QQ; q++)
+			r->off[(r->nseq * (uint64_t)e->T + (uint64_t)t) * e->QQ + q] = e->tc[t].rec_len[q];
+	r->nseq++;
+	return 0;
+}
+
+/* Stop recording; true if every list is complete. */
+static bool rec_stop(struct exec *e)
+{
+	bool ok = e->rec.on;
+
+	for (int t = 0; t < e->T; t++)
+		ok = ok && !e->tc[t].rec_over;
+	e->rec.on = false;
+	e->rec.over = !ok;
+	return ok;
+}
+
+/* Was every key of selection q's chosen bin recorded? */
+static bool rec_covers(const struct exec *e, size_t q, uint32_t bin)
+{
+	return !e->rec.over && bin >= e->rec.lo[q] && bin <= e->rec.hi[q];
+}
+
+/* The low-bit histogram of the chosen bin, from the recorded keys. */
+static void rec_low_hist(struct exec *e, size_t q)
+{
+	struct sel_state *st = &e->sel[q];
+
+	memset(st->hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+	for (int t = 0; t < e->T; t++)
+		for (size_t i = 0; i < e->tc[t].rec_len[q]; i++) {
+			uint32_t key = e->tc[t].rec[q][i];
+
+			if (key >> 16 == st->bin)
+				st->hist[key & 0xFFFF]++;
+		}
+}
+
+/* Keys equal to each threshold, per chunk and slice; then drop the keys. */
+static void rec_counts(struct exec *e)
+{
+	struct recorder *r = &e->rec;
+
+	for (uint64_t sq = 0; sq < r->nseq; sq++)
+		for (int t = 0; t < e->T; t++)
+			for (size_t q = 0; q < e->QQ; q++) {
+				uint64_t i = (sq * (uint64_t)e->T + (uint64_t)t) * e->QQ + q;
+				uint64_t end = sq + 1 < r->nseq ? r->off[i + (uint64_t)e->T * e->QQ]
+								: e->tc[t].rec_len[q];
+				const struct sel_state *st = &e->sel[q];
+				uint64_t cnt = 0;
+
+				if (!st->sel.all && !st->sel.none && e->tc[t].rec[q])
+					for (uint64_t k = r->off[i]; k < end; k++)
+						cnt += e->tc[t].rec[q][k] == st->sel.thresh;
+				r->eqc[i] = cnt;
+			}
+	r->valid = true;
+	r->apply_seq = 0;
+	for (int t = 0; t < e->T; t++)
+		for (size_t q = 0; q < e->QQ; q++) {
+			free(e->tc[t].rec[q]);
+			e->tc[t].rec[q] = NULL;
+			e->tc[t].rec_len[q] = e->tc[t].rec_cap[q] = 0;
+		}
+}
+
+/* Instead of a counting pass: each slice's equal elements before it. */
+static void rec_apply_counts(struct exec *e)
+{
+	struct recorder *r = &e->rec;
+	uint64_t sq = r->apply_seq++;
+
+	for (size_t q = 0; q < e->QQ; q++) {
+		uint64_t run = e->sel[q].eq_before;
+
+		for (int t = 0; t < e->T; t++) {
+			uint64_t mine = sq < r->nseq ? r->eqc[(sq * (uint64_t)e->T + (uint64_t)t) * e->QQ + q] : 0;
+
+			e->tc[t].eq[q] = run;
+			run += mine;
+		}
+		e->sel[q].eq_before = run;
+	}
+}
+
+/*
+ * The range of high bins to record for selection q: around the rank of the
+ * k-th largest in the sample, widened so that the true bin is almost always
+ * inside (if not, the passes of the fallback give the same result).
+ */
+static void rec_guess(struct exec *e, size_t q, uint64_t unit)
+{
+	struct sel_state *st = &e->sel[q];
+	uint64_t ns = 0, above;
+	double ks, d;
+	uint64_t r_hi, r_lo;
+
+	for (size_t b = 0; b < WELD_HIST_BINS; b++)
+		ns += st->hist[b];
+	if (!ns) {
+		e->rec.lo[q] = 1;
+		e->rec.hi[q] = 0;
+		return;
+	}
+	ks = (double)st->k * (double)ns / (double)unit;
+	d = 4 * sqrt(ks) + 0.002 * (double)ns + 8;
+	r_lo = ks - d < 1 ? 1 : (uint64_t)(ks - d);
+	r_hi = ks + d > (double)ns ? ns : (uint64_t)(ks + d) + 1;
+	e->rec.hi[q] = weld_hist_pick(st->hist, r_lo, &above);
+	e->rec.lo[q] = weld_hist_pick(st->hist, r_hi, &above);
+	if (e->rec.hi[q] < WELD_HIST_BINS - 1)
+		e->rec.hi[q]++;
+	if (e->rec.lo[q] > 0)
+		e->rec.lo[q]--;
 }
 
 /* ------------------------------------------------------------------ one chunk */
@@ -541,6 +769,8 @@ static int run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, u
 		if (pass == P_COUNT)
 			memset(c->eq, 0, sizeof(c->eq));
 	}
+	if (e->rec.on && rec_chunk(e) < 0)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 #pragma omp parallel num_threads(e->T)
 	{
 		int tid = omp_get_thread_num(), nth = omp_get_num_threads();
@@ -558,7 +788,7 @@ static int run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, u
 			*err = e->tc[t].err;
 			return -1;
 		}
-	if (pass == P_HI || pass == P_LO) {
+	if (pass == P_HI || pass == P_LO || pass == P_SAMPLE) {
 		/* uint32 per-thread counts: fold them in before they could wrap */
 		e->hist_pending += n;
 		if (e->hist_pending > (1ull << 31))
@@ -701,13 +931,13 @@ static int write_masks(struct exec *e, const struct weld_job *j, uint64_t n,
 
 static void sel_reset(struct exec *e, const struct weld_job *j, uint64_t unit)
 {
-	for (size_t s = 0; s < j->nsrc; s++)
+	for (size_t s = 0; s < e->S; s++)
 		for (int q = 0; q < MAX_SEL; q++) {
 			struct sel_state *st = &e->sel[s * MAX_SEL + (size_t)q];
 
 			memset(&st->sel, 0, sizeof(st->sel));
 			st->eq_before = 0;
-			if (q >= nsel(e, j)) {
+			if (s >= j->nsrc || q >= nsel(e, j)) {
 				st->sel.none = true;
 				continue;
 			}
@@ -769,7 +999,7 @@ static bool sel_partial(const struct exec *e, const struct weld_job *j)
 static int over_chunks(struct exec *e, const struct weld_job *j, enum pass pass,
 		       enum drop_mode mode, struct weld_error *err)
 {
-	if (pass == P_HI || pass == P_LO)
+	if (pass == P_HI || pass == P_LO || pass == P_SAMPLE)
 		hist_zero(e, j);
 	for (uint64_t first = 0; first < j->nelem; first += e->C) {
 		uint64_t n = j->nelem - first < e->C ? j->nelem - first : e->C;
@@ -788,7 +1018,7 @@ static int over_chunks(struct exec *e, const struct weld_job *j, enum pass pass,
 				for (int k = 0; k < 3; k++)
 					e->blocksum[3 * (e->C / WELD_BLOCK + 1) + (size_t)k] += e->blocksum[b * 3 + (size_t)k];
 	}
-	if (pass == P_HI || pass == P_LO)
+	if (pass == P_HI || pass == P_LO || pass == P_SAMPLE)
 		hist_merge(e, j);
 	return 0;
 }
@@ -800,6 +1030,18 @@ static void l1_factors(struct exec *e, const struct weld_job *j)
 
 		e->factor[s] = a < 1e-7 || k < 1e-7 ? 1.0f : (float)(a / k);
 	}
+}
+
+/* One statistics pass over every job of the unit. */
+static int stats_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		      enum pass pass, struct weld_error *err)
+{
+	for (size_t i = 0; i < nj; i++) {
+		set_keys(e, jobs[i]);
+		if (over_chunks(e, jobs[i], pass, DROP_RESCALE, err) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 /* The statistics of one unit. With --scope model, `jobs` are all merged
@@ -825,14 +1067,51 @@ static int unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t
 		set_factors(e, j0);
 	}
 	sel_reset(e, j0, unit);
+	e->rec.valid = false;
 	if (!sel_active(e, j0))
 		return 0;
-	for (int low = 0; low < 2; low++) {
-		for (size_t i = 0; i < nj; i++) {
-			set_keys(e, jobs[i]);
-			if (over_chunks(e, jobs[i], low ? P_LO : P_HI, DROP_RESCALE, err) < 0)
+	if (e->rec.per_thread) {
+		bool covered = true;
+
+		/* a sample of the unit guesses where each threshold lies */
+		if (stats_pass(e, jobs, nj, P_SAMPLE, err) < 0)
+			return -1;
+		for (size_t q = 0; q < e->QQ; q++)
+			if (!e->sel[q].sel.all && !e->sel[q].sel.none) {
+				rec_guess(e, q, unit);
+				memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+			}
+		rec_start(e);
+		if (stats_pass(e, jobs, nj, P_HI, err) < 0)
+			return -1;
+		rec_stop(e);
+		sel_pick(e, j0, false);
+		for (size_t q = 0; q < e->QQ; q++)
+			if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+				covered = covered && rec_covers(e, q, e->sel[q].bin);
+		if (!covered) {
+			/* record just the chosen bins while counting their low bits */
+			for (size_t q = 0; q < e->QQ; q++)
+				e->rec.lo[q] = e->rec.hi[q] = e->sel[q].bin;
+			rec_start(e);
+			if (stats_pass(e, jobs, nj, P_LO, err) < 0)
 				return -1;
+			rec_stop(e);
+		} else {
+			for (size_t q = 0; q < e->QQ; q++)
+				if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+					rec_low_hist(e, q);
 		}
+		sel_pick(e, j0, true);
+		if (!e->rec.over)
+			rec_counts(e);
+		else
+			rec_clear(e);
+		return 0;
+	}
+	for (int low = 0; low < 2; low++) {
+		if (stats_pass(e, jobs, nj, low ? P_LO : P_HI, err) < 0)
+			return -1;
 		sel_pick(e, j0, low);
 	}
 	return 0;
@@ -864,7 +1143,9 @@ static int apply_job(struct exec *e, const struct weld_job *j, struct weld_error
 			memset(e->maskbits, 0, j->nsrc * e->maskstride);
 		if (!(e->outraw = outq_buffer(e, err)))
 			return -1;
-		if (count) {
+		if (count && e->rec.valid) {
+			rec_apply_counts(e);
+		} else if (count) {
 			if (run_chunk(e, j, first, n, P_COUNT, mode, err) < 0)
 				return -1;
 		} else {
@@ -1044,6 +1325,10 @@ static void exec_free(struct exec *e)
 	free(e->tc);
 	free(e->sel);
 	outq_stop(e);
+	if (e->tc)
+		rec_clear(e);
+	free(e->rec.off);
+	free(e->rec.eqc);
 	free(e->maskbits);
 	free(e->l1_all);
 	free(e->l1_kept);
@@ -1104,12 +1389,14 @@ int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 	e.SL = (size_t)p->super;
 	e.raw_es = (size_t)p->raw_es;
 	e.QS = (size_t)p->maxsel;
+	e.rec.per_thread = (size_t)(p->record_bytes / sizeof(uint32_t) / (uint64_t)e.T);
 	e.S = 1;
 	for (size_t i = 0; i < p->njobs; i++)
 		e.S = p->jobs[i].nsrc > e.S ? p->jobs[i].nsrc : e.S;
 	if (e.S > WELD_K_MAX_SRC)
 		return weld_fail(err, WELD_ERR_ARG, "at most %d models can be merged at once",
 				 WELD_K_MAX_SRC);
+	e.QQ = e.S * MAX_SEL;
 	if (exec_alloc(&e) < 0) {
 		weld_fail(err, WELD_ERR_NOMEM, "out of memory for %llu-element chunks (lower --max-memory)",
 			  (unsigned long long)e.C);

@@ -525,6 +525,11 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 				 (unsigned long long)(fixed + WELD_MIN_CHUNK * per_elem),
 				 row ? " (--scope row holds whole rows in memory)" : "");
 	budget = p->o.max_memory - fixed;
+	/* top-k: a quarter of what is left may hold recorded keys */
+	if (maxsel && !row) {
+		p->record_bytes = budget / 4;
+		budget -= p->record_bytes;
+	}
 	p->chunk = budget / per_elem / WELD_BLOCK * WELD_BLOCK;
 	if (p->chunk > WELD_MAX_CHUNK)
 		p->chunk = WELD_MAX_CHUNK;
@@ -543,7 +548,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	p->super = super;
 	p->raw_es = raw_es;
 	p->maxsel = (int)maxsel;
-	p->memory = fixed - RESERVE_BYTES + p->chunk * per_elem;
+	p->memory = fixed - RESERVE_BYTES + p->chunk * per_elem + p->record_bytes;
 	p->finished = true;
 	return 0;
 }
