@@ -210,6 +210,14 @@ static int parse(const struct merge_spec *spec, int argc, char **argv, struct me
 	a->o.k = 2;
 	a->o.dtype = -1;
 	a->o.max_memory = 1000000000ull;
+	a->o.record_memory = UINT64_MAX;
+	{
+		/* tuning: memory the top-k passes may use for recorded keys */
+		const char *rm = getenv("WELD_RECORD_MEMORY");
+
+		if (rm && weld_parse_size(rm, &a->o.record_memory) < 0)
+			return cli_usage_error(u, "WELD_RECORD_MEMORY='%s' is not a size", rm);
+	}
 	a->o.shard_size = 5000000000ull;
 	a->o.copy_files = true;
 	optind = 0;

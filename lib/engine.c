@@ -471,7 +471,7 @@ static void record_keys(struct exec *e, struct tctx *c, size_t q, const float *v
 	uint32_t *buf;
 
 	if (n + len > c->rec_cap[q]) {
-		size_t used = 0, cap = c->rec_cap[q] ? 2 * c->rec_cap[q] : 65536;
+		size_t used = 0, cap = c->rec_cap[q] ? 2 * c->rec_cap[q] : 8192;
 		uint32_t *nb;
 
 		for (size_t k = 0; k < e->QQ; k++)

@@ -59,6 +59,9 @@ struct weld_merge_opts {
 	int dtype;                    /* enum weld_dtype, or -1 for auto */
 	int threads;                  /* 0 = all cores */
 	uint64_t max_memory;
+	/* part of max_memory that top-k passes may fill with recorded keys to
+	 * save passes: 0 = none, UINT64_MAX = a quarter (the default) */
+	uint64_t record_memory;
 	uint64_t shard_size;
 	bool allow_missing;
 	bool force;

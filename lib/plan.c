@@ -528,6 +528,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	/* top-k: a quarter of what is left may hold recorded keys */
 	if (maxsel && !row) {
 		p->record_bytes = budget / 4;
+		if (p->o.record_memory < p->record_bytes)
+			p->record_bytes = p->o.record_memory;
 		budget -= p->record_bytes;
 	}
 	p->chunk = budget / per_elem / WELD_BLOCK * WELD_BLOCK;

@@ -1475,6 +1475,7 @@ static int parse_root(weld_recipe *r, struct weld_error *err)
 	r->o.k = 2;
 	r->o.dtype = -1;
 	r->o.max_memory = 1000000000ull;
+	r->o.record_memory = UINT64_MAX;
 	r->o.shard_size = 5000000000ull;
 	r->o.copy_files = true;
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "weld")) && parse_weld(r, v, err) < 0)

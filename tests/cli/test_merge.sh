@@ -30,6 +30,24 @@ for cmd in "average" "task-arithmetic $B --lambda 0.7" "ties $B --density 0.3" \
 	rm -rf "$TMP/a" "$TMP/b" "$TMP/c"
 done
 
+# top-k with keys recorded (the default), with too little room to record
+# them (64K), and without recording (0): the same bytes
+for cmd in "ties $B --density 0.3" "ties $B --density 0.3 --scope model" \
+	   "breadcrumbs $B --density 0.8 --gamma 0.05" "dare $B --combine ties --trim 0.5" \
+	   "consensus $B --from ties"; do
+	name=$(echo "$cmd" | sed "s|$TMP/||g")
+	"$WELD" $cmd -q -o "$TMP/a" $FT 2>"$TMP/err" &&
+	WELD_RECORD_MEMORY=64K "$WELD" $cmd -q -o "$TMP/b" $FT 2>>"$TMP/err" &&
+	WELD_RECORD_MEMORY=0 "$WELD" $cmd -q -o "$TMP/c" $FT 2>>"$TMP/err"
+	if [ $? -eq 0 ] && cmp -s "$TMP/a/model.safetensors" "$TMP/b/model.safetensors" &&
+	   cmp -s "$TMP/a/model.safetensors" "$TMP/c/model.safetensors"; then
+		ok "$name: same file with and without recorded keys"
+	else
+		bad "$name: same file with and without recorded keys"
+	fi
+	rm -rf "$TMP/a" "$TMP/b" "$TMP/c"
+done
+
 # the recipe stored in the output runs again to the same file
 for cmd in "ties $B --density 0.3 --scope row" "dare $B --rescale l1 --combine ties --trim 0.5 --seed 9" \
 	   "breadcrumbs $B --combine ties --sign count" "consensus $B --k 1 --mask-lambda 0.4,0.5,0.6" \
