@@ -1307,6 +1307,10 @@ static int open_writers(struct exec *e, const char *out, struct weld_error *err)
 
 static void exec_free(struct exec *e)
 {
+	/* the writer thread first: it may still be writing a chunk */
+	outq_stop(e);
+	if (e->tc)
+		rec_clear(e);
 	for (int t = 0; e->tc && t < e->T; t++) {
 		struct tctx *c = &e->tc[t];
 
@@ -1324,9 +1328,6 @@ static void exec_free(struct exec *e)
 	}
 	free(e->tc);
 	free(e->sel);
-	outq_stop(e);
-	if (e->tc)
-		rec_clear(e);
 	free(e->rec.off);
 	free(e->rec.eqc);
 	free(e->maskbits);
