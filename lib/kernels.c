@@ -11,7 +11,7 @@
 #include <math.h>
 #include <string.h>
 
-void weld_k_sub(float *v, const float *b, size_t n)
+WELD_HOT void weld_k_sub(float *v, const float *b, size_t n)
 {
 	for (size_t j = 0; j < n; j++)
 		v[j] -= b[j];
@@ -243,7 +243,7 @@ static void weighted_sum(const struct weld_combine_args *a, size_t len, float *a
 	}
 }
 
-void weld_k_combine(const struct weld_combine_args *a, size_t len, float *out, float *scratch)
+WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, float *out, float *scratch)
 {
 	float sw = 0, *acc = scratch + (3 + a->n) * len;
 

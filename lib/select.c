@@ -70,7 +70,7 @@ void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 	out->keep_equal = need;
 }
 
-uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
+WELD_HOT uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
 			uint64_t equal_before, unsigned char *keep)
 {
 	uint32_t t = sel->thresh;
@@ -100,13 +100,13 @@ uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
 	return eq;
 }
 
-void weld_hist_hi(const float *x, size_t n, uint32_t *h)
+WELD_HOT void weld_hist_hi(const float *x, size_t n, uint32_t *h)
 {
 	for (size_t j = 0; j < n; j++)
 		h[weld_key(x[j]) >> 16]++;
 }
 
-void weld_hist_lo(const float *x, size_t n, uint32_t bin, uint32_t *h)
+WELD_HOT void weld_hist_lo(const float *x, size_t n, uint32_t bin, uint32_t *h)
 {
 	for (size_t j = 0; j < n; j++) {
 		uint32_t key = weld_key(x[j]);
