@@ -74,6 +74,7 @@ check: deps  ## install what is missing, build, run every test (plain and saniti
 	@$(MAKE) --no-print-directory cli
 	@$(MAKE) --no-print-directory asan
 	@WELD=$(CURDIR)/build-asan/weld-asan sh tests/cli/run.sh quick
+	@sh tests/compare_builds.sh $(CURDIR)/weld $(CURDIR)/build-asan/weld-asan
 
 fuzz:  ## build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 	@sh tests/fuzz/run.sh

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Same bytes from two builds of weld: the optimised one (whose hot loops
+# may run as AVX2 clones) and the sanitizer one (baseline instructions
+# only). Usage: compare_builds.sh WELD_A WELD_B
+set -u
+A=$1
+B=$2
+MKMODEL=${MKMODEL:-$(pwd)/build/mkmodel}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/weld-builds-XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+pass=0 fail=0
+G="--layers 2 --hidden 96 --inter 640 --vocab 300"
+"$MKMODEL" "$TMP/base" $G >/dev/null
+for s in 1 2 3; do "$MKMODEL" "$TMP/ft$s" $G --seed $s --noise 0.5 >/dev/null; done
+FT="$TMP/ft1 $TMP/ft2 $TMP/ft3"
+for cmd in "average" "task-arithmetic --lambda 0.7" "ties --density 0.3" "ties --scope row" \
+	   "dare --rescale l1 --combine ties --trim 0.5" "breadcrumbs --gamma 0.05" \
+	   "consensus --from ties" "convert"; do
+	case $cmd in
+	average) args="$FT" ;;
+	convert) args="$TMP/ft1 --dtype f16" ;;
+	*) args="--base $TMP/base $FT" ;;
+	esac
+	if "$A" $cmd -q -o "$TMP/a" $args && "$B" $cmd -q -o "$TMP/b" $args &&
+	   cmp -s "$TMP/a/model.safetensors" "$TMP/b/model.safetensors"; then
+		pass=$((pass + 1)); echo "ok   $cmd: same file from both builds"
+	else
+		fail=$((fail + 1)); echo "FAIL $cmd: the builds differ"
+	fi
+	rm -rf "$TMP/a" "$TMP/b"
+done
+echo "builds: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
