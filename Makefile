@@ -79,8 +79,8 @@ check: deps  ## install what is missing, build, run every test (plain and saniti
 fuzz:  ## build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 	@sh tests/fuzz/run.sh
 
-bench: weld  ## speed and memory against cat and PyTorch (needs ~10 GB of disk)
-	@sh tests/bench/run.sh
+bench: weld $(BUILD)/mkmodel  ## speed and memory against cat and PyTorch (needs ~10 GB of disk)
+	@MKMODEL=$(CURDIR)/$(BUILD)/mkmodel sh tests/bench/run.sh
 
 install: weld  ## install the binary and man pages under PREFIX
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1

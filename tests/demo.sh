@@ -37,4 +37,10 @@ for m in average task-arithmetic ties dare breadcrumbs consensus; do
 		awk -F'\t' '{ printf "max |diff| %s  rms %s  cosine %s\n", $1, $2, $3 }'
 done
 echo
+echo "an 8-expert Mixtral-style MoE merged into 4 experts per layer (M-SMoE):"
+$MK "$D/moe" --layers 2 --hidden 64 --inter 96 --vocab 256 --experts 8
+say $W expert-merge "$D/moe" -o "$D/moe-4" --groups 4 --layout compact -q
+grep '"num_local_experts"' "$D/moe-4/config.json"
+$W inspect "$D/moe-4" | tail -1
+echo
 echo "demo done: the models and merges are in $D/"

@@ -9,7 +9,9 @@
 #                        generated once under it and reused
 #   BENCH_SIZE           full (4 x ~1 GB bf16, default) or small (4 x 5 MB)
 #   WELD_BENCH_METHODS   methods to run (default: average task-arithmetic ties
-#                        dare breadcrumbs consensus)
+#                        dare breadcrumbs consensus, then expert-merge on an
+#                        8-expert MoE made by tests/tools/mkmodel.c)
+#   MKMODEL              that generator (make bench passes it)
 #   BENCH_THREADS        threads for weld (-j) and torch (default: nproc)
 #   BENCH_NO_TORCH=1     skip the PyTorch runs
 #   BENCH_VERIFY=1       also compare weld's and torch's outputs where they
@@ -135,6 +137,7 @@ for m in $METHODS; do
 	breadcrumbs)     wargs="breadcrumbs --base $B --density 0.9 --gamma 0.01 $MODELS"
 	                 targs="breadcrumbs $B $MODELS --density 0.9 --gamma 0.01" ;;
 	consensus)       wargs="consensus --base $B $MODELS"; targs="consensus $B $MODELS" ;;
+	expert-merge) continue ;;   # after the loop: it needs an MoE
 	*) say "unknown method $m"; continue ;;
 	esac
 	wout=$OUT/out-weld-$m
@@ -204,4 +207,39 @@ EOF
 		printf "%-16s %8s %7s %7s %7s %9s %9s %8s %9s\n", m, ws, gbs, xc, xf, ts, su, wm, tmb
 	}' | tee -a "$result"
 done
+# expert-merge works on one MoE checkpoint (made by tests/tools/mkmodel.c);
+# there is no PyTorch baseline for it, only the floors of that model
+MKMODEL=${MKMODEL:-$(pwd)/build/mkmodel}
+case " $METHODS " in
+*" expert-merge "*|*" average task-arithmetic ties dare breadcrumbs consensus "*)
+	if [ -x "$MKMODEL" ]; then
+		moe=$BENCH_DIR/moe-$BENCH_SIZE
+		if [ ! -f "$moe/config.json" ]; then
+			if [ "$BENCH_SIZE" = full ]; then
+				"$MKMODEL" "$moe" --experts 8 --layers 4 --hidden 1024 --inter 3584 --vocab 32000 --shard-size 500M
+			else
+				"$MKMODEL" "$moe" --experts 8 --layers 2 --hidden 64 --inter 96 --vocab 256
+			fi
+		fi
+		mfiles=$(ls "$moe"/*.safetensors)
+		mbytes=$(cat $mfiles | wc -c)
+		cat $mfiles >/dev/null
+		run "$logs/cat-moe" sh -c 'cat "$@" >/dev/null' sh $mfiles
+		mcat=$(awk -v c="$WALL" 'BEGIN { if (c + 0 < 0.01) c = 0.01; print c }')
+		rm -rf "$OUT/out-weld-moe"
+		run "$logs/weld-expert-merge" "$WELD" expert-merge "$moe" -o "$OUT/out-weld-moe" \
+			--groups 4 --layout compact --max-memory 256M -q -f -j "$THREADS"
+		if [ "$ST" = 0 ]; then
+			awk -v ws="$WALL" -v wm="$RSS" -v b="$mbytes" -v c="$mcat" -v f="$(awk -v a="$mcat" -v w="$wr_s" 'BEGIN { print a + w / 2 }')" 'BEGIN {
+				s = ws + 0; if (s < 0.01) s = 0.01
+				printf "%-16s %8s %7.2f %7.1f %7.1f %9s %9s %8s %9s\n", "expert-merge", ws,
+				       b / 1e9 / s, s / c, s / f, "-", "-", wm, "-" }' | tee -a "$result"
+			echo "(expert-merge: one $(awk -v b="$mbytes" 'BEGIN { printf "%.2f", b / 1e9 }') GB 8-expert MoE to 4 experts per layer, --layout compact; its floor is cat of that model plus writing half a model)" | tee -a "$result"
+		else
+			say "weld expert-merge failed (exit $ST): $(head -n 1 "$logs/weld-expert-merge.err")"
+		fi
+		rm -rf "$OUT/out-weld-moe"
+	fi
+	;;
+esac
 echo "(x cat = weld time / cat time; x floor = weld time / (cat + write) time; speed-up = torch time / weld time; logs in $logs)" | tee -a "$result"

@@ -4,12 +4,14 @@
  *
  *   mkmodel OUT [--layers L] [--hidden H] [--inter I] [--vocab V]
  *               [--dtype bf16|f16|f32] [--seed N] [--noise SIGMA]
- *               [--shard-size SIZE] [--int]
+ *               [--shard-size SIZE] [--int] [--experts E]
  *
  * Values are drawn from a seeded counter-based generator, so the same
  * arguments give the same bytes on every machine. With --noise the model
  * is the seed-0 "base" plus noise drawn from --seed: a fine-tune of it.
  * --int adds an I64 tensor (like position ids) that merges must copy.
+ * --experts E makes it a Mixtral-style MoE: each layer's MLP becomes a
+ * router and E experts (block_sparse_moe.experts.N.w1/w2/w3).
  */
 #include "weld.h"
 
@@ -44,13 +46,13 @@ struct spec {
 
 int main(int argc, char **argv)
 {
-	long layers = 2, hidden = 64, inter = 128, vocab = 256, seed = 0;
+	long layers = 2, hidden = 64, inter = 128, vocab = 256, seed = 0, experts = 0;
 	double noise = 0;
 	uint64_t shard = 0;
 	bool with_int = false;
 	enum weld_dtype dt = WELD_BF16;
-	struct spec sp[256];
-	struct weld_out_tensor ot[256];
+	struct spec sp[2048];
+	struct weld_out_tensor ot[2048];
 	struct weld_writer_opts wo = { 0 };
 	struct weld_error err = { 0 };
 	weld_writer *w;
@@ -77,6 +79,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--inter")) inter = atol(v);
 		else if (!strcmp(a, "--vocab")) vocab = atol(v);
 		else if (!strcmp(a, "--seed")) seed = atol(v);
+		else if (!strcmp(a, "--experts")) experts = atol(v);
 		else if (!strcmp(a, "--noise")) noise = atof(v);
 		else if (!strcmp(a, "--shard-size")) weld_parse_size(v, &shard);
 		else if (!strcmp(a, "--dtype")) {
@@ -86,7 +89,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (layers < 1 || layers > 30 || hidden < 1 || inter < 1 || vocab < 1) {
+	if (layers < 1 || layers > 30 || hidden < 1 || inter < 1 || vocab < 1 ||
+	    experts < 0 || experts > 64) {
 		fprintf(stderr, "mkmodel: bad sizes\n");
 		return 2;
 	}
@@ -105,12 +109,25 @@ int main(int argc, char **argv)
 			snprintf(nm, sizeof(nm), "model.layers.%ld.self_attn.%s.weight", l, proj[k]);
 			ADD(nm, hidden, hidden, 2);
 		}
-		snprintf(nm, sizeof(nm), "model.layers.%ld.mlp.gate_proj.weight", l);
-		ADD(nm, inter, hidden, 2);
-		snprintf(nm, sizeof(nm), "model.layers.%ld.mlp.up_proj.weight", l);
-		ADD(nm, inter, hidden, 2);
-		snprintf(nm, sizeof(nm), "model.layers.%ld.mlp.down_proj.weight", l);
-		ADD(nm, hidden, inter, 2);
+		if (experts) {
+			snprintf(nm, sizeof(nm), "model.layers.%ld.block_sparse_moe.gate.weight", l);
+			ADD(nm, experts, hidden, 2);
+			for (long x = 0; x < experts; x++) {
+				snprintf(nm, sizeof(nm), "model.layers.%ld.block_sparse_moe.experts.%ld.w1.weight", l, x);
+				ADD(nm, inter, hidden, 2);
+				snprintf(nm, sizeof(nm), "model.layers.%ld.block_sparse_moe.experts.%ld.w2.weight", l, x);
+				ADD(nm, hidden, inter, 2);
+				snprintf(nm, sizeof(nm), "model.layers.%ld.block_sparse_moe.experts.%ld.w3.weight", l, x);
+				ADD(nm, inter, hidden, 2);
+			}
+		} else {
+			snprintf(nm, sizeof(nm), "model.layers.%ld.mlp.gate_proj.weight", l);
+			ADD(nm, inter, hidden, 2);
+			snprintf(nm, sizeof(nm), "model.layers.%ld.mlp.up_proj.weight", l);
+			ADD(nm, inter, hidden, 2);
+			snprintf(nm, sizeof(nm), "model.layers.%ld.mlp.down_proj.weight", l);
+			ADD(nm, hidden, inter, 2);
+		}
 		snprintf(nm, sizeof(nm), "model.layers.%ld.input_layernorm.weight", l);
 		ADD(nm, hidden, 0, 1);
 		snprintf(nm, sizeof(nm), "model.layers.%ld.post_attention_layernorm.weight", l);
@@ -129,11 +146,20 @@ int main(int argc, char **argv)
 		ot[n].ndim = 1;
 		ot[n].shape[0] = 16;
 	}
-	snprintf(config, sizeof(config),
-		 "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
-		 "  \"hidden_size\": %ld,\n  \"intermediate_size\": %ld,\n  \"num_hidden_layers\": %ld,\n"
-		 "  \"vocab_size\": %ld,\n  \"torch_dtype\": \"%s\"\n}\n", hidden, inter, layers, vocab,
-		 dt == WELD_F32 ? "float32" : dt == WELD_F16 ? "float16" : "bfloat16");
+	if (experts)
+		snprintf(config, sizeof(config),
+			 "{\n  \"architectures\": [\"MixtralForCausalLM\"],\n  \"model_type\": \"mixtral\",\n"
+			 "  \"hidden_size\": %ld,\n  \"intermediate_size\": %ld,\n  \"num_hidden_layers\": %ld,\n"
+			 "  \"num_local_experts\": %ld,\n  \"num_experts_per_tok\": 2,\n"
+			 "  \"vocab_size\": %ld,\n  \"torch_dtype\": \"%s\"\n}\n", hidden, inter, layers,
+			 experts, vocab,
+			 dt == WELD_F32 ? "float32" : dt == WELD_F16 ? "float16" : "bfloat16");
+	else
+		snprintf(config, sizeof(config),
+			 "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
+			 "  \"hidden_size\": %ld,\n  \"intermediate_size\": %ld,\n  \"num_hidden_layers\": %ld,\n"
+			 "  \"vocab_size\": %ld,\n  \"torch_dtype\": \"%s\"\n}\n", hidden, inter, layers, vocab,
+			 dt == WELD_F32 ? "float32" : dt == WELD_F16 ? "float16" : "bfloat16");
 	wo.shard_size = shard;
 	wo.force = true;
 	wo.extra_name = "config.json";
