@@ -15,6 +15,16 @@
 
 #include "weld.h"
 
+/* getopt_long rows every command that writes a model takes:
+ * -o -f -j -q -v -h */
+#define CLI_OUTPUT_OPTIONS \
+	{ "output", required_argument, NULL, 'o' }, \
+	{ "force", no_argument, NULL, 'f' }, \
+	{ "threads", required_argument, NULL, 'j' }, \
+	{ "quiet", no_argument, NULL, 'q' }, \
+	{ "verbose", no_argument, NULL, 'v' }, \
+	{ "help", no_argument, NULL, 'h' }
+
 /* exit statuses */
 #define EXIT_OK 0
 #define EXIT_FAIL 1

@@ -28,12 +28,7 @@ enum { O_DTYPE = 256, O_SHARD, O_MAXMEM, O_NO_COPY, O_JSON };
 int cmd_convert(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "threads", required_argument, NULL, 'j' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
+		CLI_OUTPUT_OPTIONS,
 		{ "dtype", required_argument, NULL, O_DTYPE },
 		{ "shard-size", required_argument, NULL, O_SHARD },
 		{ "max-memory", required_argument, NULL, O_MAXMEM },

@@ -57,12 +57,7 @@ enum {
 };
 
 static const struct option long_opts[] = {
-	{ "output", required_argument, NULL, 'o' },
-	{ "force", no_argument, NULL, 'f' },
-	{ "threads", required_argument, NULL, 'j' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
+	CLI_OUTPUT_OPTIONS,
 	{ "groups", required_argument, NULL, O_GROUPS },
 	{ "stats", required_argument, NULL, O_STATS },
 	{ "similarity", required_argument, NULL, O_SIMILARITY },

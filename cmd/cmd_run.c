@@ -52,12 +52,7 @@ struct run_args {
 static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
 {
 	static const struct option opts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "threads", required_argument, NULL, 'j' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
+		CLI_OUTPUT_OPTIONS,
 		{ "max-memory", required_argument, NULL, O_MAXMEM },
 		{ "shard-size", required_argument, NULL, O_SHARD },
 		{ "json", no_argument, NULL, O_JSON },

@@ -28,12 +28,7 @@ enum {
 };
 
 static const struct option long_opts[] = {
-	{ "output", required_argument, NULL, 'o' },
-	{ "force", no_argument, NULL, 'f' },
-	{ "threads", required_argument, NULL, 'j' },
-	{ "quiet", no_argument, NULL, 'q' },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
+	CLI_OUTPUT_OPTIONS,
 	{ "base", required_argument, NULL, O_BASE },
 	{ "weights", required_argument, NULL, O_WEIGHTS },
 	{ "density", required_argument, NULL, O_DENSITY },
