@@ -50,16 +50,6 @@ struct weld_model {
 	int parsing;            /* file whose header is being parsed */
 };
 
-static char *xstrdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 static char *path_join(const char *dir, const char *name)
 {
 	size_t n = strlen(dir) + strlen(name) + 2;
@@ -168,8 +158,8 @@ int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	m->meta = nm;
 	nm[m->nmeta].file = m->parsing;
-	nm[m->nmeta].key = xstrdup(key);
-	nm[m->nmeta].value = xstrdup(value);
+	nm[m->nmeta].key = strdup(key);
+	nm[m->nmeta].value = strdup(value);
 	if (!nm[m->nmeta].key || !nm[m->nmeta].value) {
 		free(nm[m->nmeta].key);
 		free(nm[m->nmeta].value);
@@ -192,7 +182,7 @@ int weld_model_add_tensor(weld_model *m, const struct weld_tensor_info *info,
 		m->cap = cap;
 	}
 	m->t[m->n] = *info;
-	m->t[m->n].name = xstrdup(info->name);
+	m->t[m->n].name = strdup(info->name);
 	if (!m->t[m->n].name)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	m->n++;
@@ -216,7 +206,7 @@ static int add_file(weld_model *m, const char *path, struct weld_error *err)
 		close(fd);
 		return weld_fail(err, WELD_ERR_IO, "'%s': not a regular file", path);
 	}
-	f[m->nfiles].path = xstrdup(path);
+	f[m->nfiles].path = strdup(path);
 	f[m->nfiles].fd = fd;
 	f[m->nfiles].size = (uint64_t)st.st_size;
 	if (!f[m->nfiles].path) {
@@ -452,7 +442,7 @@ static int open_folder(weld_model *m, struct weld_error *err)
 		if (!has_suffix(de->d_name, ".safetensors") || !is_file(m->dir, de->d_name))
 			continue;
 		nn2 = realloc(names, (nn + 1) * sizeof(*names));
-		if (!nn2 || !(nn2[nn] = xstrdup(de->d_name))) {
+		if (!nn2 || !(nn2[nn] = strdup(de->d_name))) {
 			names = nn2 ? nn2 : names;
 			weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 			goto out;
@@ -503,13 +493,13 @@ int weld_model_open(weld_model **out, const char *path, struct weld_error *err)
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	m->path = xstrdup(path);
+	m->path = strdup(path);
 	if (S_ISDIR(st.st_mode)) {
-		m->dir = xstrdup(path);
+		m->dir = strdup(path);
 	} else {
-		char *tmp = xstrdup(path);
+		char *tmp = strdup(path);
 
-		m->dir = tmp ? xstrdup(dirname(tmp)) : NULL;
+		m->dir = tmp ? strdup(dirname(tmp)) : NULL;
 		free(tmp);
 	}
 	if (!m->path || !m->dir) {

@@ -248,18 +248,7 @@ static const struct weld_tensor_info *src_info(const struct exec *e, const struc
 
 static int nsel(const struct exec *e, const struct weld_job *j)
 {
-	switch (j->method) {
-	case WELD_METHOD_TIES:
-		return 1;
-	case WELD_METHOD_BREADCRUMBS:
-		return 2;
-	case WELD_METHOD_DARE:
-		return e->o->combine == WELD_COMBINE_TIES && e->o->trim > 0 ? 1 : 0;
-	case WELD_METHOD_CONSENSUS:
-		return e->o->from == WELD_FROM_TIES ? 1 : 0;
-	default:
-		return 0;
-	}
+	return weld_job_selections(e->o, j);
 }
 
 static bool needs_l1(const struct exec *e, const struct weld_job *j)

@@ -166,6 +166,18 @@ void weld_plan_set_recipe(weld_plan *p, const char *recipe_json);
 /* Run the plan, writing the output folder out (atomically). */
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err);
 
+/* Top-k selections per source that job j makes under options o (DESIGN
+ * 4.1): 1 for ties, 2 for breadcrumbs, ... */
+int weld_job_selections(const struct weld_merge_opts *o, const struct weld_job *j);
+
+/* Can tensor t feed an output shaped like ref? 0: same shape; 1: an
+ * embedding-like tensor (by name) with more rows, whose first rows are
+ * used; -1: no. */
+int weld_shape_fit(const char *name, const struct weld_tensor_info *t,
+		   const struct weld_tensor_info *ref);
+/* "[4096, 11008]" */
+void weld_shape_text(const struct weld_tensor_info *t, char *buf, size_t len);
+
 /* The method's name as weld's commands spell it. */
 const char *weld_method_name(enum weld_method m);
 

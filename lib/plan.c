@@ -35,16 +35,6 @@ const char *weld_method_name(enum weld_method m)
 	return (unsigned)m < sizeof(names) / sizeof(names[0]) ? names[m] : "?";
 }
 
-static char *xstrdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 void weld_plan_warn(const weld_plan *p, const char *fmt, ...)
 {
 	char msg[1024];
@@ -154,7 +144,7 @@ int weld_plan_add_job(weld_plan *p, const struct weld_job *j, struct weld_error 
 	}
 	nj = &p->jobs[p->njobs];
 	*nj = *j;
-	nj->name = xstrdup(j->name);
+	nj->name = strdup(j->name);
 	nj->src = malloc((j->nsrc ? j->nsrc : 1) * sizeof(*nj->src));
 	if (!nj->name || !nj->src) {
 		free((char *)nj->name);
@@ -171,6 +161,7 @@ int weld_plan_add_job(weld_plan *p, const struct weld_job *j, struct weld_error 
 	return 0;
 }
 
+/* Embedding-like tensors may have more rows than the base (added tokens). */
 static bool is_embedding(const char *name)
 {
 	static const char *const keys[] = {
@@ -182,7 +173,7 @@ static bool is_embedding(const char *name)
 	return false;
 }
 
-static void shape_str(const struct weld_tensor_info *t, char *buf, size_t len)
+void weld_shape_text(const struct weld_tensor_info *t, char *buf, size_t len)
 {
 	size_t o = (size_t)snprintf(buf, len, "[");
 
@@ -191,6 +182,39 @@ static void shape_str(const struct weld_tensor_info *t, char *buf, size_t len)
 				      (long long)t->shape[d]);
 	if (o < len)
 		snprintf(buf + o, len - o, "]");
+}
+
+int weld_shape_fit(const char *name, const struct weld_tensor_info *t,
+		   const struct weld_tensor_info *ref)
+{
+	bool same = t->ndim == ref->ndim, rest = true;
+
+	for (int d = 0; same && d < t->ndim; d++)
+		same = t->shape[d] == ref->shape[d];
+	if (same)
+		return 0;
+	if (!is_embedding(name) || t->ndim != ref->ndim || t->ndim < 1 ||
+	    t->shape[0] <= ref->shape[0])
+		return -1;
+	for (int d = 1; d < t->ndim; d++)
+		rest = rest && t->shape[d] == ref->shape[d];
+	return rest ? 1 : -1;
+}
+
+int weld_job_selections(const struct weld_merge_opts *o, const struct weld_job *j)
+{
+	switch (j->method) {
+	case WELD_METHOD_TIES:
+		return 1;
+	case WELD_METHOD_BREADCRUMBS:
+		return 2;
+	case WELD_METHOD_DARE:
+		return o->combine == WELD_COMBINE_TIES && o->trim > 0;
+	case WELD_METHOD_CONSENSUS:
+		return o->from == WELD_FROM_TIES;
+	default:
+		return 0;
+	}
 }
 
 /* Output dtype for a float tensor of dtype t. */
@@ -210,23 +234,12 @@ static int check_shape(const weld_plan *p, int m, const struct weld_tensor_info 
 		       struct weld_error *err)
 {
 	char a[128], b[128];
-	bool same = ti->ndim == ref->ndim;
+	int r = weld_shape_fit(ref->name, ti, ref);
 
-	for (int d = 0; same && d < ti->ndim; d++)
-		same = ti->shape[d] == ref->shape[d];
-	if (same)
-		return 0;
-	if (is_embedding(ref->name) && ti->ndim == ref->ndim && ti->ndim >= 1 &&
-	    ti->shape[0] > ref->shape[0]) {
-		bool rest = true;
-
-		for (int d = 1; d < ti->ndim; d++)
-			rest = rest && ti->shape[d] == ref->shape[d];
-		if (rest)
-			return 1;
-	}
-	shape_str(ti, a, sizeof(a));
-	shape_str(ref, b, sizeof(b));
+	if (r >= 0)
+		return r;
+	weld_shape_text(ti, a, sizeof(a));
+	weld_shape_text(ref, b, sizeof(b));
 	return weld_fail(err, WELD_ERR_MISMATCH,
 			 "tensor '%s': shape %s in '%s' but %s in '%s'", ref->name, a,
 			 weld_model_path(p->models[m]), b, weld_model_path(p->models[refm]));
@@ -367,23 +380,6 @@ static bool uses_density(const weld_plan *p, const struct weld_job *j)
 	}
 }
 
-/* Top-k selections per source a job makes (DESIGN 4.1). */
-static int selections(const weld_plan *p, const struct weld_job *j)
-{
-	switch (j->method) {
-	case WELD_METHOD_TIES:
-		return 1;
-	case WELD_METHOD_BREADCRUMBS:
-		return 2;
-	case WELD_METHOD_DARE:
-		return p->o.combine == WELD_COMBINE_TIES && p->o.trim > 0;
-	case WELD_METHOD_CONSENSUS:
-		return p->o.from == WELD_FROM_TIES;
-	default:
-		return 0;
-	}
-}
-
 static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_error *err)
 {
 	bool needs_base = j->method != WELD_METHOD_COPY && j->method != WELD_METHOD_AVERAGE;
@@ -486,8 +482,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		if (check_job(p, j, err) < 0)
 			return -1;
 		maxsrc = j->nsrc > maxsrc ? j->nsrc : maxsrc;
-		if ((uint64_t)selections(p, j) > maxsel)
-			maxsel = (uint64_t)selections(p, j);
+		if ((uint64_t)weld_job_selections(&p->o, j) > maxsel)
+			maxsel = (uint64_t)weld_job_selections(&p->o, j);
 		if (row && j->method != WELD_METHOD_COPY && j->ndim > 0 &&
 		    (uint64_t)j->shape[j->ndim - 1] > max_row)
 			max_row = (uint64_t)j->shape[j->ndim - 1];

@@ -262,16 +262,6 @@ static int rfail(const weld_recipe *r, struct weld_error *err, const char *where
 	return weld_fail(err, WELD_ERR_ARG, "%s: %s", r->label, msg);
 }
 
-static char *xstrdup(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 static char *join_path(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);
@@ -447,7 +437,7 @@ static char *hf_cache(const char **how)
 
 	if (v && *v) {
 		*how = "$HF_HUB_CACHE";
-		return xstrdup(v);
+		return strdup(v);
 	}
 	v = getenv("HF_HOME");
 	if (v && *v) {
@@ -666,7 +656,7 @@ static char *resolve_model(const weld_recipe *r, const char *spec, const char *w
 		return NULL;
 	}
 	if (spec[0] == '/')
-		local = xstrdup(spec);
+		local = strdup(spec);
 	else if (spec[0] == '~' && spec[1] == '/')
 		local = join_path(home && *home ? home : ".", spec + 2);
 	else
@@ -685,7 +675,7 @@ static char *resolve_model(const weld_recipe *r, const char *spec, const char *w
 		return found;
 	}
 	{
-		char *name = xstrdup(spec), *at = name ? strrchr(name, '@') : NULL;
+		char *name = strdup(spec), *at = name ? strrchr(name, '@') : NULL;
 		const char *rev = NULL;
 
 		if (at && at[1]) {
@@ -776,8 +766,8 @@ static int add_model(weld_recipe *r, const cJSON *v, const char *where, int *idx
 	nm = &r->models[r->nmodels];
 	memset(nm, 0, sizeof(*nm));
 	nm->path = path;
-	nm->label = xstrdup(spec);
-	nm->where = xstrdup(where);
+	nm->label = strdup(spec);
+	nm->where = strdup(where);
 	if (!nm->label || !nm->where) {
 		free(nm->label);
 		free(nm->where);
@@ -1547,8 +1537,8 @@ int weld_recipe_parse(weld_recipe **out, const char *text, size_t len, const cha
 	if (!r)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	r->base = -1;
-	r->label = xstrdup(label);
-	r->dir = xstrdup(dir ? dir : ".");
+	r->label = strdup(label);
+	r->dir = strdup(dir ? dir : ".");
 	if (!r->label || !r->dir) {
 		weld_recipe_free(r);
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
@@ -1620,7 +1610,7 @@ int weld_recipe_load(weld_recipe **out, const char *path, struct weld_error *err
 	}
 	fclose(f);
 	text[n] = 0;
-	copy = xstrdup(path);
+	copy = strdup(path);
 	dir = copy ? realpath(dirname(copy), NULL) : NULL;
 	ret = dir ? weld_recipe_parse(out, text, n, path, dir, err)
 		  : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
@@ -1734,7 +1724,7 @@ static char *rename_layer(const char *name, long layer)
 	size_t at, len;
 
 	if (name_layer(name, &at, &len) < 0)
-		return xstrdup(name);
+		return strdup(name);
 	return strfmt("%.*s%ld%s", (int)at, name, layer, name + at + len);
 }
 
@@ -2031,28 +2021,12 @@ out:
 	return ret;
 }
 
-static bool is_embedding(const char *name)
-{
-	return strstr(name, "embed_tokens") || strstr(name, "lm_head") || strstr(name, "wte") ||
-	       strstr(name, "word_embeddings");
-}
-
 /* Tensors outside the layers that come before them (embeddings); the
  * others (final norm, lm_head) come after, as mergekit plans them. */
 static bool is_pre_weight(const char *name)
 {
 	return (strstr(name, "embed") && !strstr(name, "lm_head")) || strstr(name, "wte") ||
 	       strstr(name, "wpe");
-}
-
-static void shape_text(const struct weld_tensor_info *t, char *buf, size_t len)
-{
-	size_t o = (size_t)snprintf(buf, len, "[");
-
-	for (int d = 0; d < t->ndim && o < len; d++)
-		o += (size_t)snprintf(buf + o, len - o, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-	if (o < len)
-		snprintf(buf + o, len - o, "]");
 }
 
 /* 0: same shape; 1: an embedding with more rows (its first rows are used);
@@ -2062,23 +2036,12 @@ static int slice_shape(const weld_recipe *r, const struct rsource *s, const char
 		       const char *ref_label, struct weld_error *err)
 {
 	char a[128], b[128];
-	bool same = t->ndim == ref->ndim;
+	int fit = weld_shape_fit(in_name, t, ref);
 
-	for (int d = 0; same && d < t->ndim; d++)
-		same = t->shape[d] == ref->shape[d];
-	if (same)
-		return 0;
-	if (is_embedding(in_name) && t->ndim == ref->ndim && t->ndim >= 1 &&
-	    t->shape[0] > ref->shape[0]) {
-		bool rest = true;
-
-		for (int d = 1; d < t->ndim; d++)
-			rest = rest && t->shape[d] == ref->shape[d];
-		if (rest)
-			return 1;
-	}
-	shape_text(t, a, sizeof(a));
-	shape_text(ref, b, sizeof(b));
+	if (fit >= 0)
+		return fit;
+	weld_shape_text(t, a, sizeof(a));
+	weld_shape_text(ref, b, sizeof(b));
 	return rfail(r, err, s->where, "tensor '%s': shape %s in '%s' but %s in '%s'", in_name, a,
 		     r->models[s->model].label, b, ref_label);
 }
@@ -2152,7 +2115,7 @@ static int slice_job(weld_recipe *r, weld_plan *p, const struct rslice *sl, long
 		if (r->m->base == BASE_REQUIRED && s->model == sl->base)
 			continue;
 		number++;
-		in_name = offset >= 0 ? rename_layer(ref_name, s->a + offset) : xstrdup(ref_name);
+		in_name = offset >= 0 ? rename_layer(ref_name, s->a + offset) : strdup(ref_name);
 		if (!in_name) {
 			weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 			goto out;
@@ -2481,9 +2444,9 @@ static char *donor_dir(const weld_recipe *r)
 	char *copy, *d;
 
 	if (is_dir(path))
-		return xstrdup(path);
-	copy = xstrdup(path);
-	d = copy ? xstrdup(dirname(copy)) : NULL;
+		return strdup(path);
+	copy = strdup(path);
+	d = copy ? strdup(dirname(copy)) : NULL;
 	free(copy);
 	return d;
 }
