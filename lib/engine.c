@@ -835,9 +835,10 @@ static uint64_t total_bytes(const struct exec *e)
 			passes++;
 		if (needs_l1(e, j) && e->o->scope != WELD_SCOPE_ROW)
 			passes++;
-		if (nsel(e, j) && e->o->scope != WELD_SCOPE_ROW)
-			passes += 2;
 		t += passes * job_bytes(e, j, j->nelem);
+		/* top-k: a 1/16 sample and one pass (more only if the guess misses) */
+		if (nsel(e, j) && e->o->scope != WELD_SCOPE_ROW)
+			t += job_bytes(e, j, j->nelem) + job_bytes(e, j, j->nelem) / SAMPLE_STRIDE;
 	}
 	return t;
 }
@@ -995,7 +996,7 @@ static int over_chunks(struct exec *e, const struct weld_job *j, enum pass pass,
 
 		if (run_chunk(e, j, first, n, pass, mode, err) < 0)
 			return -1;
-		progress(e, j, n);
+		progress(e, j, pass == P_SAMPLE ? n / SAMPLE_STRIDE : n);
 		if (pass == P_L1)
 			for (uint64_t b = 0; b < (n + WELD_BLOCK - 1) / WELD_BLOCK; b++)
 				for (size_t s = 0; s < j->nsrc; s++) {
