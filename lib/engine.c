@@ -66,6 +66,7 @@ struct tctx {
 	uint32_t *rec[WELD_K_MAX_SRC * MAX_SEL];
 	size_t rec_len[WELD_K_MAX_SRC * MAX_SEL], rec_cap[WELD_K_MAX_SRC * MAX_SEL];
 	bool rec_over;
+	uint64_t rec_above[WELD_K_MAX_SRC * MAX_SEL]; /* keys above the range */
 	struct weld_error err;
 	bool failed;
 };
@@ -457,6 +458,7 @@ static void record_keys(struct exec *e, struct tctx *c, size_t q, const float *v
 {
 	uint32_t lo = e->rec.lo[q], width = e->rec.hi[q] - e->rec.lo[q];
 	size_t n = c->rec_len[q];
+	uint64_t above = 0;
 	uint32_t *buf;
 
 	if (n + len > c->rec_cap[q]) {
@@ -481,8 +483,10 @@ static void record_keys(struct exec *e, struct tctx *c, size_t q, const float *v
 
 		buf[n] = key;
 		n += (key >> 16) - lo <= width;
+		above += (key >> 16) > lo + width;
 	}
 	c->rec_len[q] = n;
+	c->rec_above[q] += above;
 }
 
 static void tile_stats(struct exec *e, const struct weld_job *j, struct tctx *c,
@@ -499,6 +503,8 @@ static void tile_stats(struct exec *e, const struct weld_job *j, struct tctx *c,
 				continue;
 			if (e->rec.on && !c->rec_over)
 				record_keys(e, c, s * MAX_SEL + (size_t)q, vs, len);
+			if (pass == P_HI && e->rec.on)
+				continue;   /* the recorded keys and the count above stand for it */
 			if (pass == P_HI || pass == P_SAMPLE)
 				weld_hist_hi(vs, len, c->hist + (s * e->QS + (size_t)q) * WELD_HIST_BINS);
 			else if (pass == P_LO)
@@ -566,6 +572,7 @@ static void rec_clear(struct exec *e)
 			free(e->tc[t].rec[q]);
 			e->tc[t].rec[q] = NULL;
 			e->tc[t].rec_len[q] = e->tc[t].rec_cap[q] = 0;
+			e->tc[t].rec_above[q] = 0;
 		}
 		e->tc[t].rec_over = false;
 	}
@@ -617,10 +624,31 @@ static bool rec_stop(struct exec *e)
 	return ok;
 }
 
-/* Was every key of selection q's chosen bin recorded? */
-static bool rec_covers(const struct exec *e, size_t q, uint32_t bin)
+/*
+ * After a recording pass (no histogram): if the k-th largest key of
+ * selection q is among the recorded ones, set its bin and the count of
+ * keys above that bin, and return true.
+ */
+static bool rec_locate(struct exec *e, size_t q)
 {
-	return !e->rec.over && bin >= e->rec.lo[q] && bin <= e->rec.hi[q];
+	struct sel_state *st = &e->sel[q];
+	uint64_t above = 0, n = 0, above2;
+
+	if (e->rec.over)
+		return false;
+	for (int t = 0; t < e->T; t++) {
+		above += e->tc[t].rec_above[q];
+		n += e->tc[t].rec_len[q];
+	}
+	if (above >= st->k || above + n < st->k)
+		return false;
+	memset(st->hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+	for (int t = 0; t < e->T; t++)
+		for (size_t i = 0; i < e->tc[t].rec_len[q]; i++)
+			st->hist[e->tc[t].rec[q][i] >> 16]++;
+	st->bin = weld_hist_pick(st->hist, st->k - above, &above2);
+	st->above = above + above2;
+	return true;
 }
 
 /* The low-bit histogram of the chosen bin, from the recorded keys. */
@@ -1071,26 +1099,34 @@ static int unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t
 				rec_guess(e, q, unit);
 				memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
 			}
+		/* one pass: count the keys above each range, record those in it */
 		rec_start(e);
 		if (stats_pass(e, jobs, nj, P_HI, err) < 0)
 			return -1;
 		rec_stop(e);
-		sel_pick(e, j0, false);
 		for (size_t q = 0; q < e->QQ; q++)
 			if (!e->sel[q].sel.all && !e->sel[q].sel.none)
-				covered = covered && rec_covers(e, q, e->sel[q].bin);
-		if (!covered) {
-			/* record just the chosen bins while counting their low bits */
+				covered = covered && rec_locate(e, q);
+		if (covered) {
+			for (size_t q = 0; q < e->QQ; q++)
+				if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+					rec_low_hist(e, q);
+		} else {
+			/* the guess missed: count the high bits, then record just the
+			 * chosen bins while counting their low bits */
+			rec_clear(e);
+			for (size_t q = 0; q < e->QQ; q++)
+				if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+					memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+			if (stats_pass(e, jobs, nj, P_HI, err) < 0)
+				return -1;
+			sel_pick(e, j0, false);
 			for (size_t q = 0; q < e->QQ; q++)
 				e->rec.lo[q] = e->rec.hi[q] = e->sel[q].bin;
 			rec_start(e);
 			if (stats_pass(e, jobs, nj, P_LO, err) < 0)
 				return -1;
 			rec_stop(e);
-		} else {
-			for (size_t q = 0; q < e->QQ; q++)
-				if (!e->sel[q].sel.all && !e->sel[q].sel.none)
-					rec_low_hist(e, q);
 		}
 		sel_pick(e, j0, true);
 		if (!e->rec.over)
