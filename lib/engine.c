@@ -3,13 +3,17 @@
  *
  * A job runs in passes over its unit (DESIGN 4.1: the tensor, each row, or
  * the whole model):
- *   L1     dare --rescale l1: sums of |delta| and of its kept part;
- *   HI, LO any top-k: histograms of the high then the low 16 bits of the
- *          magnitude keys, which give the exact k-th largest magnitude;
- *   SLERP  norms and dot product of the two tensors;
- *   COUNT  elements equal to a threshold before each thread's slice, when
- *          only some of them are kept (the lowest positions win);
- *   APPLY  compute the output and write it.
+ *   L1      dare --rescale l1: sums of |delta| and of its kept part;
+ *   SAMPLE  any top-k: a histogram of 1/16 of the magnitude keys, from which
+ *           a range of keys around the k-th largest is guessed;
+ *   HI      the keys above that range are counted and those in it recorded,
+ *           which gives the exact threshold and the positions of the ties
+ *           (or, when the guess missed or the keys do not fit, a histogram
+ *           of the high 16 bits, and then LO for the low 16 bits);
+ *   COUNT   without recorded keys: the elements equal to the threshold
+ *           before each slice, when only some of them are kept;
+ *   SLERP   norms and dot product of the two tensors;
+ *   APPLY   compute the output and write it.
  * With --scope row every statistic is taken in memory, row by row, inside
  * APPLY; with --scope model the statistics passes run over every job
  * before the first APPLY.
