@@ -41,28 +41,7 @@ expect() {
 	if "$@" >"$T/stdout" 2>"$T/stderr"; then ok "$name"; else not_ok "$name"; fi
 }
 
-# refuse NAME STATUS TEXT OUT CMD...: CMD exits with STATUS, says TEXT on
-# stderr, and leaves neither OUT nor a temporary folder beside it
-refuse() {
-	name=$1 want=$2 text=$3 out=$4
-	shift 4
-	set +e
-	"$@" >"$T/stdout" 2>"$T/stderr"
-	rc=$?
-	set -e
-	if [ "$rc" -ne "$want" ]; then
-		echo "#   exit status $rc, expected $want" >>"$T/stderr"
-		not_ok "$name"
-	elif ! grep -qF -- "$text" "$T/stderr"; then
-		echo "#   stderr lacks: $text" >>"$T/stderr"
-		not_ok "$name"
-	elif [ -e "$out" ] || ls -d "$out".weld-tmp-* >/dev/null 2>&1; then
-		echo "#   '$out' was created" >>"$T/stderr"
-		not_ok "$name"
-	else
-		ok "$name"
-	fi
-}
+. "$(dirname "$0")/refuse.sh"
 
 # bad NAME JSON TEXT: a recipe (written to recipes/bad.json, beside the
 # worked recipes, so ../demo/... resolves) that weld plan and weld run must

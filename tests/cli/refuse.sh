@@ -1,0 +1,24 @@
+# refuse.sh - sourced by the command-line tests that define ok, not_ok and
+# a scratch folder $T.
+# refuse NAME STATUS TEXT OUT CMD...: CMD exits with STATUS, says TEXT on
+# stderr, and leaves neither OUT nor a temporary folder beside it
+refuse() {
+	name=$1 want=$2 text=$3 out=$4
+	shift 4
+	set +e
+	"$@" >"$T/stdout" 2>"$T/stderr"
+	rc=$?
+	set -e
+	if [ "$rc" -ne "$want" ]; then
+		echo "#   exit status $rc, expected $want" >>"$T/stderr"
+		not_ok "$name"
+	elif ! grep -qF -- "$text" "$T/stderr"; then
+		echo "#   stderr lacks: $text" >>"$T/stderr"
+		not_ok "$name"
+	elif [ -e "$out" ] || ls -d "$out".weld-tmp-* >/dev/null 2>&1; then
+		echo "#   '$out' was created" >>"$T/stderr"
+		not_ok "$name"
+	else
+		ok "$name"
+	fi
+}
