@@ -523,7 +523,21 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	budget = p->o.max_memory - fixed;
 	/* top-k: a quarter of what is left may hold recorded keys */
 	if (maxsel && !row) {
+		/* never more than every key of the largest unit */
+		uint64_t unit = 0, most;
+
+		for (size_t i = 0; i < p->njobs; i++) {
+			uint64_t n = p->jobs[i].method == WELD_METHOD_COPY ? 0 : p->jobs[i].nelem;
+
+			if (p->o.scope == WELD_SCOPE_MODEL)
+				unit += n;
+			else if (n > unit)
+				unit = n;
+		}
+		most = unit * maxsrc * maxsel * sizeof(uint32_t) + threads * 8192 * 4 * maxsrc * maxsel;
 		p->record_bytes = budget / 4;
+		if (p->record_bytes > most)
+			p->record_bytes = most;
 		if (p->o.record_memory < p->record_bytes)
 			p->record_bytes = p->o.record_memory;
 		budget -= p->record_bytes;
