@@ -27,11 +27,11 @@
  */
 #include "merge.h"
 #include "kernels.h"
+#include "outq.h"
 #include "plan_impl.h"
 
 #include <math.h>
 #include <omp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,130 +119,8 @@ struct exec {
 	uint64_t hist_pending;  /* elements counted in the threads' histograms */
 	struct recorder rec;
 	size_t QQ;              /* S * MAX_SEL */
-	struct outq *q;
+	struct weld_outq *q;
 };
-
-/* ------------------------------------------------------------------ output queue */
-
-/*
- * Writing a chunk (pwrite and its XXH3) overlaps computing the next one: a
- * writer thread takes the chunks in order, from two alternating buffers.
- */
-struct outq {
-	pthread_t th;
-	bool started, stop, has;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	weld_writer *w;
-	size_t wi, len;
-	const unsigned char *buf;
-	uint64_t submitted, completed;
-	bool failed;
-	struct weld_error err;
-	unsigned char *bufs[2];
-};
-
-static void *outq_main(void *arg)
-{
-	struct outq *q = arg;
-
-	pthread_mutex_lock(&q->mu);
-	for (;;) {
-		while (!q->has && !q->stop)
-			pthread_cond_wait(&q->cv, &q->mu);
-		if (!q->has)
-			break;
-		pthread_mutex_unlock(&q->mu);
-		if (!q->failed && weld_writer_write(q->w, q->wi, q->buf, q->len, &q->err) < 0)
-			q->failed = true;
-		pthread_mutex_lock(&q->mu);
-		q->has = false;
-		q->completed++;
-		pthread_cond_broadcast(&q->cv);
-	}
-	pthread_mutex_unlock(&q->mu);
-	return NULL;
-}
-
-/* Wait until at most `pending` submitted chunks are still unwritten. */
-static int outq_wait(struct outq *q, uint64_t pending, struct weld_error *err)
-{
-	pthread_mutex_lock(&q->mu);
-	while (q->submitted - q->completed > pending)
-		pthread_cond_wait(&q->cv, &q->mu);
-	pthread_mutex_unlock(&q->mu);
-	if (q->failed) {
-		*err = q->err;
-		return -1;
-	}
-	return 0;
-}
-
-/* The buffer for the next chunk, once the writer is done with it. */
-static unsigned char *outq_buffer(struct exec *e, struct weld_error *err)
-{
-	struct outq *q = e->q;
-
-	if (outq_wait(q, 1, err) < 0)
-		return NULL;
-	return q->bufs[q->submitted % 2];
-}
-
-static int outq_submit(struct exec *e, size_t wi, size_t len, struct weld_error *err)
-{
-	struct outq *q = e->q;
-
-	if (outq_wait(q, 0, err) < 0)
-		return -1;
-	pthread_mutex_lock(&q->mu);
-	q->w = e->w;
-	q->wi = wi;
-	q->buf = q->bufs[q->submitted % 2];
-	q->len = len;
-	q->has = true;
-	q->submitted++;
-	pthread_cond_broadcast(&q->cv);
-	pthread_mutex_unlock(&q->mu);
-	return 0;
-}
-
-static int outq_start(struct exec *e, size_t bytes)
-{
-	struct outq *q = calloc(1, sizeof(*q));
-
-	if (!q)
-		return -1;
-	e->q = q;
-	pthread_mutex_init(&q->mu, NULL);
-	pthread_cond_init(&q->cv, NULL);
-	q->bufs[0] = malloc(bytes);
-	q->bufs[1] = malloc(bytes);
-	if (!q->bufs[0] || !q->bufs[1] || pthread_create(&q->th, NULL, outq_main, q) != 0)
-		return -1;
-	q->started = true;
-	return 0;
-}
-
-static void outq_stop(struct exec *e)
-{
-	struct outq *q = e->q;
-
-	if (!q)
-		return;
-	if (q->started) {
-		pthread_mutex_lock(&q->mu);
-		q->stop = true;
-		pthread_cond_broadcast(&q->cv);
-		pthread_mutex_unlock(&q->mu);
-		pthread_join(q->th, NULL);
-	}
-	pthread_mutex_destroy(&q->mu);
-	pthread_cond_destroy(&q->cv);
-	free(q->bufs[0]);
-	free(q->bufs[1]);
-	free(q);
-	e->q = NULL;
-}
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -897,7 +775,7 @@ static int run_copy(struct exec *e, const struct weld_job *j, struct weld_error 
 	for (uint64_t first = 0; first < j->nelem; first += step) {
 		uint64_t n = j->nelem - first < step ? j->nelem - first : step;
 
-		if (!(e->outraw = outq_buffer(e, err)))
+		if (!(e->outraw = weld_outq_buffer(e->q, err)))
 			goto out;
 		if (in == j->dtype) {
 			if (weld_model_read(m, (size_t)s->tensor, first, (size_t)n, e->outraw, err) < 0)
@@ -921,7 +799,7 @@ static int run_copy(struct exec *e, const struct weld_job *j, struct weld_error 
 				goto out;
 			weld_encode_f32(j->dtype, f, e->outraw, (size_t)n);
 		}
-		if (outq_submit(e, (size_t)wi, (size_t)(n * oes), err) < 0)
+		if (weld_outq_submit(e->q, e->w, (size_t)wi, (size_t)(n * oes), err) < 0)
 			goto out;
 		progress(e, j, n);
 	}
@@ -1171,7 +1049,7 @@ static int apply_job(struct exec *e, const struct weld_job *j, struct weld_error
 			return -1;
 		if (e->mw)
 			memset(e->maskbits, 0, j->nsrc * e->maskstride);
-		if (!(e->outraw = outq_buffer(e, err)))
+		if (!(e->outraw = weld_outq_buffer(e->q, err)))
 			return -1;
 		if (count && e->rec.valid) {
 			rec_apply_counts(e);
@@ -1186,8 +1064,8 @@ static int apply_job(struct exec *e, const struct weld_job *j, struct weld_error
 			return -1;
 		if (e->mw && j->method == WELD_METHOD_CONSENSUS && write_masks(e, j, n, err) < 0)
 			return -1;
-		if (outq_submit(e, (size_t)weld_writer_find(e->w, j->name),
-				(size_t)(n * weld_dtype_size(j->dtype)), err) < 0)
+		if (weld_outq_submit(e->q, e->w, (size_t)weld_writer_find(e->w, j->name),
+				     (size_t)(n * weld_dtype_size(j->dtype)), err) < 0)
 			return -1;
 		progress(e, j, n);
 	}
@@ -1338,7 +1216,8 @@ static int open_writers(struct exec *e, const char *out, struct weld_error *err)
 static void exec_free(struct exec *e)
 {
 	/* the writer thread first: it may still be writing a chunk */
-	outq_stop(e);
+	weld_outq_free(e->q);
+	e->q = NULL;
 	if (e->tc)
 		rec_clear(e);
 	for (int t = 0; e->tc && t < e->T; t++) {
@@ -1384,7 +1263,7 @@ static int exec_alloc(struct exec *e)
 	e->blocksum = calloc(nb * (S > 2 ? S : 2) * 2 + 3 * nb + 8, sizeof(double));
 	e->factor = calloc(S, sizeof(float));
 	e->rng_key = calloc(S, sizeof(uint64_t));
-	ok = outq_start(e, (size_t)e->C * 8) == 0;
+	ok = (e->q = weld_outq_new((size_t)e->C * 8)) != NULL;
 	ok = ok && e->tc && e->sel && e->maskbits && e->l1_all && e->l1_kept &&
 	     e->blocksum && e->factor && e->rng_key;
 	for (size_t q = 0; ok && q < S * MAX_SEL; q++)
@@ -1441,7 +1320,7 @@ int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 	for (size_t i = 0; i < p->njobs; i++)
 		if (run_job(&e, &p->jobs[i], err) < 0)
 			goto out;
-	if (outq_wait(e.q, 0, err) < 0)
+	if (weld_outq_drain(e.q, err) < 0)
 		goto out;
 	if (e.mw && weld_writer_commit(e.mw, err) < 0)
 		goto out;
