@@ -21,23 +21,10 @@ FIX="$HERE/expert_merge_fixture.py"
 T=$(mktemp -d "${TMPDIR:-/tmp}/weld-expert-merge-XXXXXX")
 trap 'rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM
-
-pass=0
-fail=0
+. "$HERE/harness.sh"
 
 fixture() {
 	"$PY" "$FIX" "$@"
-}
-
-ok() {
-	pass=$((pass + 1))
-	echo "ok - $1"
-}
-
-not_ok() {
-	fail=$((fail + 1))
-	echo "not ok - $1"
-	sed 's/^/#   /' "$T/stderr" "$T/stdout" 2>/dev/null | head -20
 }
 
 # expect NAME FUNCTION: the function must succeed
@@ -45,7 +32,6 @@ expect() {
 	if "$2" >"$T/stdout" 2>"$T/stderr"; then ok "$1"; else not_ok "$1"; fi
 }
 
-. "$(dirname "$0")/refuse.sh"
 
 # ---------------------------------------------------------------- fixtures
 

@@ -19,20 +19,7 @@ FIX="$HERE/recipe_models.py"
 T=$(mktemp -d "${TMPDIR:-/tmp}/weld-recipes-XXXXXX")
 trap 'rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM
-
-pass=0
-fail=0
-
-ok() {
-	pass=$((pass + 1))
-	echo "ok - $1"
-}
-
-not_ok() {
-	fail=$((fail + 1))
-	echo "not ok - $1"
-	sed 's/^/#   /' "$T/stderr" "$T/stdout" 2>/dev/null | head -20
-}
+. "$HERE/harness.sh"
 
 # expect NAME CMD...: CMD must succeed
 expect() {
@@ -41,7 +28,6 @@ expect() {
 	if "$@" >"$T/stdout" 2>"$T/stderr"; then ok "$name"; else not_ok "$name"; fi
 }
 
-. "$(dirname "$0")/refuse.sh"
 
 # bad NAME JSON TEXT: a recipe (written to recipes/bad.json, beside the
 # worked recipes, so ../demo/... resolves) that weld plan and weld run must

@@ -81,3 +81,27 @@ int fixture_exists(const char *path)
 	struct stat st;
 	return stat(path, &st) == 0;
 }
+
+int fixture_setup_dir(void **state)
+{
+	*state = fixture_tmpdir();
+	return *state ? 0 : -1;
+}
+
+int fixture_teardown_dir(void **state)
+{
+	fixture_rmtree(*state);
+	free(*state);
+	return 0;
+}
+
+char *fixture_path(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(n);
+
+	if (!p)
+		abort();
+	snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}

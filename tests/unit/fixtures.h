@@ -20,6 +20,11 @@ char *fixture_write(const char *dir, const char *name, const void *data, size_t 
  * followed by data_len bytes of data (data may be NULL for zeros). */
 char *fixture_safetensors(const char *dir, const char *name, const char *header,
 			  const void *data, size_t data_len);
+/* cmocka setup/teardown: *state is a new temporary folder, removed after. */
+int fixture_setup_dir(void **state);
+int fixture_teardown_dir(void **state);
+/* dir/name, malloc'd (never NULL: aborts when out of memory). */
+char *fixture_path(const char *dir, const char *name);
 /* 1 if the path exists. */
 int fixture_exists(const char *path);
 

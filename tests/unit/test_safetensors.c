@@ -23,29 +23,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static int setup_dir(void **state)
-{
-	*state = fixture_tmpdir();
-	return *state ? 0 : -1;
-}
-
-static int teardown_dir(void **state)
-{
-	fixture_rmtree(*state);
-	free(*state);
-	return 0;
-}
-
-static char *join(const char *dir, const char *name)
-{
-	size_t n = strlen(dir) + strlen(name) + 2;
-	char *p = malloc(n);
-
-	assert_non_null(p);
-	snprintf(p, n, "%s/%s", dir, name);
-	return p;
-}
-
 /* A safetensors file whose header is hlen bytes at hdr (NUL bytes allowed),
  * followed by dlen bytes of data (zeros when data is NULL). */
 static char *write_st(const char *dir, const char *name, const void *hdr, size_t hlen,
@@ -803,7 +780,7 @@ static void test_sharded_index_reads_as_one_model(void **state)
 
 static void test_sharded_index_names_missing_tensor(void **state)
 {
-	char *idx = join(*state, "model.safetensors.index.json");
+	char *idx = fixture_path(*state, "model.safetensors.index.json");
 
 	write_two_shards(*state);
 	write_index(*state, "{\"weight_map\":{\"a\":\"" SHARD1 "\",\"b\":\"" SHARD1 "\","
@@ -814,7 +791,7 @@ static void test_sharded_index_names_missing_tensor(void **state)
 
 static void test_sharded_shard_holds_unlisted_tensor(void **state)
 {
-	char *idx = join(*state, "model.safetensors.index.json");
+	char *idx = fixture_path(*state, "model.safetensors.index.json");
 
 	write_two_shards(*state);
 	write_index(*state, "{\"weight_map\":{\"a\":\"" SHARD1 "\",\"c\":\"" SHARD2 "\"}}");
@@ -824,7 +801,7 @@ static void test_sharded_shard_holds_unlisted_tensor(void **state)
 
 static void test_sharded_index_names_wrong_shard(void **state)
 {
-	char *idx = join(*state, "model.safetensors.index.json");
+	char *idx = fixture_path(*state, "model.safetensors.index.json");
 
 	write_two_shards(*state);
 	write_index(*state, "{\"weight_map\":{\"a\":\"" SHARD1 "\",\"b\":\"" SHARD2 "\","
@@ -835,8 +812,8 @@ static void test_sharded_index_names_wrong_shard(void **state)
 
 static void test_sharded_weight_map_path_refused(void **state)
 {
-	char *idx = join(*state, "model.safetensors.index.json");
-	char *sub = join(*state, "sub");
+	char *idx = fixture_path(*state, "model.safetensors.index.json");
+	char *sub = fixture_path(*state, "sub");
 
 	assert_int_equal(mkdir(sub, 0755), 0);
 	write_two_shards(sub);
@@ -858,7 +835,7 @@ static void test_sharded_weight_map_path_refused(void **state)
 
 static void test_sharded_bad_index(void **state)
 {
-	char *idx = join(*state, "model.safetensors.index.json");
+	char *idx = fixture_path(*state, "model.safetensors.index.json");
 	struct weld_error err = { 0 };
 	weld_model *m = NULL;
 
@@ -881,7 +858,7 @@ static void test_sharded_bad_index(void **state)
 /* A malformed shard is reported with the shard's own path. */
 static void test_sharded_bad_shard(void **state)
 {
-	char *s2 = join(*state, SHARD2);
+	char *s2 = fixture_path(*state, SHARD2);
 
 	write_two_shards(*state);
 	free(write_st(*state, SHARD2, "{\"c\":{}}", 8, NULL, 0));
@@ -929,7 +906,7 @@ static void test_missing_path(void **state)
 {
 	struct weld_error err = { 0 };
 	weld_model *m = (weld_model *)&err;
-	char *p = join(*state, "nothing-here");
+	char *p = fixture_path(*state, "nothing-here");
 
 	assert_int_equal(weld_model_open(&m, p, &err), -1);
 	assert_null(m);
@@ -940,7 +917,7 @@ static void test_missing_path(void **state)
 
 int main(void)
 {
-#define D(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
+#define D(f) cmocka_unit_test_setup_teardown(f, fixture_setup_dir, fixture_teardown_dir)
 	const struct CMUnitTest tests[] = {
 		D(test_reads_every_dtype),
 		D(test_reference_vector_file_and_folder),

@@ -26,29 +26,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static int setup_dir(void **state)
-{
-	*state = fixture_tmpdir();
-	return *state ? 0 : -1;
-}
-
-static int teardown_dir(void **state)
-{
-	fixture_rmtree(*state);
-	free(*state);
-	return 0;
-}
-
-static char *join(const char *dir, const char *name)
-{
-	size_t n = strlen(dir) + strlen(name) + 2;
-	char *p = malloc(n);
-
-	assert_non_null(p);
-	snprintf(p, n, "%s/%s", dir, name);
-	return p;
-}
-
 /* The temporary folder a writer of `out` uses. */
 static char *tmp_name(const char *out)
 {
@@ -294,8 +271,8 @@ static void test_roundtrip_same_bytes(void **state)
 {
 	struct weld_writer_opts o = { 0 };
 	struct weld_error err = { 0 };
-	char *out = join(*state, "out");
-	char *file = join(out, "model.safetensors");
+	char *out = fixture_path(*state, "out");
+	char *file = fixture_path(out, "model.safetensors");
 	weld_writer *w = open_writer(out, mixed, NMIXED, &o);
 	weld_model *m = NULL;
 	float v[6];
@@ -347,8 +324,8 @@ static void test_tensor_order_and_offsets(void **state)
 		"ids", "h", "a.w", "b.w", "empty", "q", "emb", "s", "u", "e4", "mask", "flag",
 	};
 	struct weld_writer_opts o = { 0 };
-	char *out = join(*state, "out");
-	char *file = join(out, "model.safetensors");
+	char *out = fixture_path(*state, "out");
+	char *file = fixture_path(out, "model.safetensors");
 	weld_writer *w = open_writer(out, mixed, NMIXED, &o);
 	uint64_t pos = 0, data_len;
 	const cJSON *it;
@@ -390,8 +367,8 @@ static void test_tensor_order_and_offsets(void **state)
 static void test_header_padding_and_metadata(void **state)
 {
 	struct weld_writer_opts o = { .recipe_json = "{\"merge_method\":\"ties\"}" };
-	char *out = join(*state, "out");
-	char *file = join(out, "model.safetensors");
+	char *out = fixture_path(*state, "out");
+	char *file = fixture_path(out, "model.safetensors");
 	weld_writer *w = open_writer(out, mixed, NMIXED, &o);
 	const cJSON *meta;
 	cJSON *hdr;
@@ -426,8 +403,8 @@ static void test_padding_every_length(void **state)
 	for (int len = 1; len <= 16; len++) {
 		struct weld_out_tensor t[1] = { F(name, WELD_U8, 1, 1) };
 		struct weld_writer_opts o = { .force = true };
-		char *out = join(*state, "out");
-		char *file = join(out, "model.safetensors");
+		char *out = fixture_path(*state, "out");
+		char *file = fixture_path(out, "model.safetensors");
 		weld_writer *w;
 		weld_model *m = NULL;
 		struct weld_error err = { 0 };
@@ -456,8 +433,8 @@ static void test_names_needing_escapes(void **state)
 		F("", WELD_U8, 1, 3),
 	};
 	struct weld_writer_opts o = { 0 };
-	char *out = join(*state, "out");
-	char *file = join(out, "model.safetensors");
+	char *out = fixture_path(*state, "out");
+	char *file = fixture_path(out, "model.safetensors");
 	weld_writer *w = open_writer(out, t, 3, &o);
 	weld_model *m = NULL;
 	struct weld_error err = { 0 };
@@ -479,7 +456,7 @@ static void test_names_needing_escapes(void **state)
 static void test_no_tensors(void **state)
 {
 	struct weld_writer_opts o = { 0 };
-	char *out = join(*state, "out");
+	char *out = fixture_path(*state, "out");
 	weld_writer *w = open_writer(out, NULL, 0, &o);
 	weld_model *m = NULL;
 	struct weld_error err = { 0 };
@@ -500,8 +477,8 @@ static void test_zero_length_writes(void **state)
 	static const struct weld_out_tensor t[] = { F("a", WELD_F32, 1, 4), F("e", WELD_F32, 1, 0) };
 	struct weld_writer_opts o = { 0 };
 	struct weld_error err = { 0 };
-	char *out = join(*state, "out");
-	char *file = join(out, "model.safetensors");
+	char *out = fixture_path(*state, "out");
+	char *file = fixture_path(out, "model.safetensors");
 	weld_writer *w = open_writer(out, t, 2, &o);
 	unsigned char b[16];
 	weld_model *m = NULL;
@@ -535,7 +512,7 @@ static void test_parallel_writes(void **state)
 	struct weld_out_tensor t[N];
 	char names[N][24];
 	struct weld_writer_opts o = { .shard_size = 4000 };
-	char *out = join(*state, "out");
+	char *out = fixture_path(*state, "out");
 	weld_writer *w;
 	weld_model *m = NULL;
 	struct weld_error err = { 0 };
@@ -594,8 +571,8 @@ static void test_sharding_hf_names_and_index(void **state)
 	};
 	struct weld_writer_opts o = { .shard_size = 16 };
 	struct weld_error err = { 0 };
-	char *out = join(*state, "out");
-	char *idx = join(out, "model.safetensors.index.json");
+	char *out = fixture_path(*state, "out");
+	char *idx = fixture_path(out, "model.safetensors.index.json");
 	weld_writer *w = open_writer(out, t, 6, &o);
 	const cJSON *map, *it;
 	cJSON *root;
@@ -628,7 +605,7 @@ static void test_sharding_hf_names_and_index(void **state)
 
 	/* each shard is a complete safetensors file holding its own tensors */
 	for (k = 0; k < 6; k++) {
-		char *p = join(out, shard_of[k][1]);
+		char *p = fixture_path(out, shard_of[k][1]);
 		cJSON *hdr = read_header(p, NULL);
 
 		assert_non_null(cJSON_GetObjectItemCaseSensitive(hdr, shard_of[k][0]));
@@ -647,8 +624,8 @@ static void test_sharding_hf_names_and_index(void **state)
 static void test_shard_size_zero_is_one_file(void **state)
 {
 	struct weld_writer_opts o = { .shard_size = 0 };
-	char *out = join(*state, "out");
-	char *file = join(out, "model.safetensors");
+	char *out = fixture_path(*state, "out");
+	char *file = fixture_path(out, "model.safetensors");
 	weld_writer *w = open_writer(out, mixed, NMIXED, &o);
 	weld_model *m = NULL;
 	struct weld_error err = { 0 };
@@ -682,7 +659,7 @@ static void test_single_file_mode(void **state)
 	struct weld_writer_opts o = { .single_file = true, .shard_size = 8,
 				      .copy_from = *state };
 	struct weld_error err = { 0 };
-	char *out = join(*state, "merged.safetensors");
+	char *out = fixture_path(*state, "merged.safetensors");
 	weld_writer *w;
 	weld_model *m = NULL;
 	struct stat st;
@@ -723,8 +700,8 @@ static void test_output_with_trailing_slash(void **state)
 {
 	struct weld_writer_opts o = { 0 };
 	struct weld_error err = { 0 };
-	char *out = join(*state, "out");
-	char *slash = join(*state, "out//");
+	char *out = fixture_path(*state, "out");
+	char *slash = fixture_path(*state, "out//");
 	weld_writer *w = open_writer(slash, mixed, 2, &o);
 	weld_model *m = NULL;
 
@@ -758,8 +735,8 @@ static void test_existing_output_refused_then_forced(void **state)
 {
 	struct weld_writer_opts o = { 0 };
 	struct weld_error err = { 0 };
-	char *out = join(*state, "out");
-	char *marker = join(out, "old.txt");
+	char *out = fixture_path(*state, "out");
+	char *marker = fixture_path(out, "old.txt");
 	weld_writer *w = (weld_writer *)&err;
 	weld_model *m = NULL;
 
@@ -804,7 +781,7 @@ static void test_close_without_commit_leaves_nothing(void **state)
 {
 	struct weld_writer_opts o = { .shard_size = 16 };
 	struct weld_error err = { 0 };
-	char *out = join(*state, "out");
+	char *out = fixture_path(*state, "out");
 	char *tmp = tmp_name(out);
 	weld_writer *w = open_writer(out, mixed, NMIXED, &o);
 	unsigned char b[4] = { 1, 2, 3, 4 };
@@ -834,7 +811,7 @@ static void test_commit_incomplete_fails(void **state)
 	};
 	struct weld_writer_opts o = { 0 };
 	struct weld_error err = { 0 };
-	char *out = join(*state, "out");
+	char *out = fixture_path(*state, "out");
 	weld_writer *w = open_writer(out, t, 3, &o);
 	unsigned char b[16] = { 0 };
 
@@ -864,7 +841,7 @@ static void test_write_more_than_tensor_fails(void **state)
 	static const struct weld_out_tensor t[] = { F("a", WELD_F32, 1, 2), F("b", WELD_U8, 1, 3) };
 	struct weld_writer_opts o = { 0 };
 	struct weld_error err = { 0 };
-	char *out = join(*state, "out");
+	char *out = fixture_path(*state, "out");
 	weld_writer *w = open_writer(out, t, 2, &o);
 	unsigned char b[16];
 	size_t a = (size_t)weld_writer_find(w, "a");
@@ -906,7 +883,7 @@ static void test_reserved_and_duplicate_names_refused(void **state)
 	};
 	struct weld_writer_opts o = { 0 };
 	struct weld_error err = { 0 };
-	char *out = join(*state, "out");
+	char *out = fixture_path(*state, "out");
 	weld_writer *w = (weld_writer *)&err;
 
 	assert_int_equal(weld_writer_open(&w, out, meta, 2, &o, &err), -1);
@@ -953,8 +930,8 @@ static void test_config_copied_and_edited(void **state)
 	static const char cfg_in[] =
 		"{\"architectures\":[\"MixtralForCausalLM\"],\"torch_dtype\":\"float32\","
 		"\"num_local_experts\":8,\"hidden_size\":64}";
-	char *src = join(*state, "src"), *out = join(*state, "out");
-	char *cfg_path = join(out, "config.json"), *tok_path = join(out, "tokenizer.json");
+	char *src = fixture_path(*state, "src"), *out = fixture_path(*state, "out");
+	char *cfg_path = fixture_path(out, "config.json"), *tok_path = fixture_path(out, "tokenizer.json");
 	struct edit_ctx ctx = { 0, false };
 	struct weld_writer_opts o = {
 		.copy_from = src, .torch_dtype = "bfloat16",
@@ -994,7 +971,7 @@ static void test_config_copied_and_edited(void **state)
 	assert_memory_equal(text, tok, len);
 	free(text);
 	{
-		char *p = join(out, "expert_groups.json");
+		char *p = fixture_path(out, "expert_groups.json");
 
 		text = read_text(p, NULL);
 		assert_string_equal(text, "{\"0\":[0,0,1]}\n");
@@ -1005,7 +982,7 @@ static void test_config_copied_and_edited(void **state)
 	/* a failing edit_config fails the commit and leaves nothing */
 	{
 		struct weld_error err = { 0 };
-		char *out2 = join(*state, "out2");
+		char *out2 = fixture_path(*state, "out2");
 
 		ctx.fail = true;
 		w = open_writer(out2, mixed, NMIXED, &o);
@@ -1041,8 +1018,8 @@ static void test_cleanup_on_signal_removes_tmp(void **state)
 {
 	struct weld_writer_opts o = { .shard_size = 16 };
 	struct weld_error err = { 0 };
-	char *out = join(*state, "out"), *out2 = join(*state, "other");
-	char *done = join(*state, "done");
+	char *out = fixture_path(*state, "out"), *out2 = fixture_path(*state, "other");
+	char *done = fixture_path(*state, "done");
 	char *tmp = tmp_name(out), *tmp2 = tmp_name(out2);
 	weld_writer *w, *w2, *w3;
 	unsigned char b[8] = { 0 };
@@ -1076,7 +1053,7 @@ static void test_cleanup_on_signal_removes_tmp(void **state)
 
 int main(void)
 {
-#define D(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
+#define D(f) cmocka_unit_test_setup_teardown(f, fixture_setup_dir, fixture_teardown_dir)
 	const struct CMUnitTest tests[] = {
 		D(test_roundtrip_same_bytes),
 		D(test_tensor_order_and_offsets),

@@ -1,5 +1,19 @@
-# refuse.sh - sourced by the command-line tests that define ok, not_ok and
-# a scratch folder $T.
+# harness.sh - sourced by the command-line tests that keep their scratch
+# files in $T: pass/fail counters, ok, not_ok and refuse.
+pass=0
+fail=0
+
+ok() {
+	pass=$((pass + 1))
+	echo "ok - $1"
+}
+
+not_ok() {
+	fail=$((fail + 1))
+	echo "not ok - $1"
+	sed 's/^/#   /' "$T/stderr" "$T/stdout" 2>/dev/null | head -20
+}
+
 # refuse NAME STATUS TEXT OUT CMD...: CMD exits with STATUS, says TEXT on
 # stderr, and leaves neither OUT nor a temporary folder beside it
 refuse() {
