@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -71,6 +72,27 @@ int cli_fail(const struct weld_error *err)
 {
 	cli_error("%s", err->msg);
 	return EXIT_FAIL;
+}
+
+enum cli_opt cli_output_opt(int c, const char *usage, const char **out, bool *force,
+			    int *threads)
+{
+	long l;
+
+	switch (c) {
+	case 'o': *out = optarg; return CLI_OPT_TAKEN;
+	case 'f': *force = true; return CLI_OPT_TAKEN;
+	case 'q': cli_verbosity = 0; return CLI_OPT_TAKEN;
+	case 'v': cli_verbosity = 2; return CLI_OPT_TAKEN;
+	case 'h': fputs(usage, stdout); return CLI_OPT_HELP;
+	case 'j':
+		if (!cli_int("--threads", optarg, 1, 1024, &l))
+			return CLI_OPT_BAD;
+		*threads = (int)l;
+		return CLI_OPT_TAKEN;
+	default:
+		return CLI_OPT_OTHER;
+	}
 }
 
 bool cli_double(const char *opt, const char *s, double *out)

@@ -25,6 +25,18 @@
 	{ "verbose", no_argument, NULL, 'v' }, \
 	{ "help", no_argument, NULL, 'h' }
 
+/* What cli_output_opt() did with an option. */
+enum cli_opt {
+	CLI_OPT_OTHER = 0,  /* not one of CLI_OUTPUT_OPTIONS: the caller's */
+	CLI_OPT_TAKEN = 1,  /* handled */
+	CLI_OPT_HELP = -1,  /* -h: usage printed on stdout, exit 0 */
+	CLI_OPT_BAD = -2,   /* a bad value: message printed, exit 2 */
+};
+/* Handle -o, -f, -j, -q, -v and -h (with optarg for the value): they set
+ * *out, *force, *threads and the verbosity. */
+enum cli_opt cli_output_opt(int c, const char *usage, const char **out, bool *force,
+			    int *threads);
+
 /* exit statuses */
 #define EXIT_OK 0
 #define EXIT_FAIL 1

@@ -46,22 +46,17 @@ int cmd_convert(int argc, char **argv)
 	bool json = false;
 	weld_plan *p = NULL;
 	int c, mi, r = EXIT_FAIL;
-	long l;
 
 	optind = 0;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":o:fj:qvh", opts, NULL)) != -1) {
+		switch (cli_output_opt(c, usage, &out, &o.force, &o.threads)) {
+		case CLI_OPT_TAKEN: continue;
+		case CLI_OPT_HELP: return EXIT_OK;
+		case CLI_OPT_BAD: return EXIT_USAGE;
+		case CLI_OPT_OTHER: break;
+		}
 		switch (c) {
-		case 'o': out = optarg; break;
-		case 'f': o.force = true; break;
-		case 'j':
-			if (!cli_int("--threads", optarg, 1, 1024, &l))
-				return EXIT_USAGE;
-			o.threads = (int)l;
-			break;
-		case 'q': cli_verbosity = 0; break;
-		case 'v': cli_verbosity = 2; break;
-		case 'h': fputs(usage, stdout); return EXIT_OK;
 		case O_DTYPE:
 			if (!cli_dtype(optarg, &o.dtype))
 				return EXIT_USAGE;

@@ -97,17 +97,13 @@ static int parse(int argc, char **argv, struct args *a)
 	optind = 0;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":o:fj:qvh", long_opts, NULL)) != -1) {
+		switch (cli_output_opt(c, usage, &a->out, &a->force, &a->o.threads)) {
+		case CLI_OPT_TAKEN: continue;
+		case CLI_OPT_HELP: return -1;
+		case CLI_OPT_BAD: return EXIT_USAGE;
+		case CLI_OPT_OTHER: break;
+		}
 		switch (c) {
-		case 'o': a->out = optarg; break;
-		case 'f': a->force = true; break;
-		case 'j':
-			if (!cli_int("--threads", optarg, 1, 1024, &l))
-				return EXIT_USAGE;
-			a->o.threads = (int)l;
-			break;
-		case 'q': cli_verbosity = 0; break;
-		case 'v': cli_verbosity = 2; break;
-		case 'h': fputs(usage, stdout); return -1;
 		case O_GROUPS:
 			if (!cli_int("--groups", optarg, 1, 65536, &l))
 				return EXIT_USAGE;

@@ -60,7 +60,6 @@ static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *u = plan ? plan_usage : run_usage;
-	long l;
 	int c;
 
 	optind = 0;
@@ -70,17 +69,13 @@ static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
 			return cli_usage_error(u, "option '%s' is not used by 'weld plan' (it writes nothing)",
 					       c == 'o' ? "--output" : c == 'f' ? "--force" :
 					       c == 'q' ? "--quiet" : c == 'v' ? "--verbose" : "--from-output");
+		switch (cli_output_opt(c, u, &a->out, &a->s.force, &a->s.threads)) {
+		case CLI_OPT_TAKEN: continue;
+		case CLI_OPT_HELP: return -1;
+		case CLI_OPT_BAD: return EXIT_USAGE;
+		case CLI_OPT_OTHER: break;
+		}
 		switch (c) {
-		case 'o': a->out = optarg; break;
-		case 'f': a->s.force = true; break;
-		case 'j':
-			if (!cli_int("--threads", optarg, 1, 1024, &l))
-				return EXIT_USAGE;
-			a->s.threads = (int)l;
-			break;
-		case 'q': cli_verbosity = 0; break;
-		case 'v': cli_verbosity = 2; break;
-		case 'h': fputs(u, stdout); return -1;
 		case O_MAXMEM:
 			if (!cli_size("--max-memory", optarg, &a->s.max_memory))
 				return EXIT_USAGE;

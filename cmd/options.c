@@ -223,17 +223,13 @@ static int parse(const struct merge_spec *spec, int argc, char **argv, struct me
 		if (bit && !(spec->opts & bit))
 			return cli_usage_error(u, "option '%s' is not used by 'weld %s'",
 					       opt_name(c), spec->name);
+		switch (cli_output_opt(c, u, &a->out, &a->o.force, &a->o.threads)) {
+		case CLI_OPT_TAKEN: continue;
+		case CLI_OPT_HELP: return -1;
+		case CLI_OPT_BAD: return EXIT_USAGE;
+		case CLI_OPT_OTHER: break;
+		}
 		switch (c) {
-		case 'o': a->out = optarg; break;
-		case 'f': a->o.force = true; break;
-		case 'j':
-			if (!cli_int("--threads", optarg, 1, 1024, &l))
-				return EXIT_USAGE;
-			a->o.threads = (int)l;
-			break;
-		case 'q': cli_verbosity = 0; break;
-		case 'v': cli_verbosity = 2; break;
-		case 'h': fputs(u, stdout); return -1;
 		case O_BASE: a->base = optarg; break;
 		case O_WEIGHTS:
 			if (!cli_list("--weights", optarg, a->weights, MAX_MODELS, &a->nweights))
