@@ -471,6 +471,7 @@ int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 {
 	struct out_tensor *t = &w->t[i];
 	struct shard *s = &w->s[t->shard];
+	uint64_t off;
 
 	if (len > t->nbytes - t->written)
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': more bytes than its size",
@@ -485,9 +486,14 @@ int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		XXH3_64bits_reset(t->xxh);
 	}
-	if (pwrite_full(s->fd, data, len, 8 + s->header_len + t->begin + t->written,
-			s->path, err) < 0)
+	off = 8 + s->header_len + t->begin + t->written;
+	if (pwrite_full(s->fd, data, len, off, s->path, err) < 0)
 		return -1;
+#ifdef SYNC_FILE_RANGE_WRITE
+	/* start writing back now, so that commit's fsync has little left to
+	 * wait for; a hint only, its failure is commit's to report */
+	(void)sync_file_range(s->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+#endif
 	XXH3_64bits_update(t->xxh, data, len);
 	t->written += len;
 	if (t->written == t->nbytes) {

@@ -18,9 +18,11 @@
  * APPLY; with --scope model the statistics passes run over every job
  * before the first APPLY.
  *
- * A chunk is split into one slice per thread (T slices whatever the number
- * of threads the runtime grants); a slice is read super-tile by super-tile
- * with pread and computed tile by tile in buffers that stay in cache.
+ * A chunk is split into T slices (one or four per thread, see plan.c),
+ * which the threads take as they become free; a slice is read super-tile by
+ * super-tile with pread and computed tile by tile in buffers that stay in
+ * cache. Histograms are per thread (integer counts: any order gives the
+ * same totals); recorded keys and counts are per slice.
  * Integer counts are combined in slice order and floating sums per fixed
  * block of WELD_BLOCK elements, so no byte depends on the thread count or
  * the chunk size.
@@ -63,7 +65,7 @@ struct tctx {
 	unsigned char *raw;     /* (S + 1) super-tiles of raw input */
 	float *b, *out, *v, *scratch;
 	unsigned char *keep;    /* S * MAX_SEL tiles */
-	uint32_t *hist;         /* S * MAX_SEL * BINS */
+	uint32_t *hist;         /* the running thread's histograms */
 	uint32_t *rowtmp;
 	uint64_t eq[WELD_K_MAX_SRC * MAX_SEL];
 	/* keys recorded in a statistics pass, per selection, in position order */
@@ -98,7 +100,8 @@ struct recorder {
 struct exec {
 	weld_plan *p;
 	const struct weld_merge_opts *o;
-	int T;
+	int T;                  /* slices of a chunk */
+	int nth;                /* threads */
 	uint64_t C;             /* chunk elements */
 	size_t S;               /* most sources of any job */
 	size_t TL;              /* tile capacity (elements) */
@@ -116,6 +119,8 @@ struct exec {
 	double slerp_s0, slerp_s1;
 	weld_writer *w, *mw;
 	uint64_t done, total;   /* progress: bytes read over all passes */
+	uint32_t **thist;       /* per thread: S * QS * BINS counts */
+	bool hist_used;         /* thist holds counts not yet merged */
 	uint64_t hist_pending;  /* elements counted in the threads' histograms */
 	struct recorder rec;
 	size_t QQ;              /* S * MAX_SEL */
@@ -341,7 +346,6 @@ static void record_keys(struct exec *e, struct tctx *c, size_t q, const float *v
 	uint32_t lo = e->rec.lo[q], width = e->rec.hi[q] - e->rec.lo[q];
 	size_t n = c->rec_len[q];
 	uint64_t above = 0;
-	uint32_t *buf;
 
 	if (n + len > c->rec_cap[q]) {
 		size_t used = 0, cap = c->rec_cap[q] ? 2 * c->rec_cap[q] : 8192;
@@ -359,14 +363,7 @@ static void record_keys(struct exec *e, struct tctx *c, size_t q, const float *v
 		c->rec[q] = nb;
 		c->rec_cap[q] = cap;
 	}
-	buf = c->rec[q];
-	for (size_t i = 0; i < len; i++) {
-		uint32_t key = weld_key(vs[i]);
-
-		buf[n] = key;
-		n += (key >> 16) - lo <= width;
-		above += (key >> 16) > lo + width;
-	}
+	n += weld_record_keys(vs, len, lo, width, c->rec[q] + n, &above);
 	c->rec_len[q] = n;
 	c->rec_above[q] += above;
 }
@@ -631,22 +628,24 @@ static void rec_guess(struct exec *e, size_t q, uint64_t unit)
 
 static void hist_zero(struct exec *e, const struct weld_job *j)
 {
-	for (int t = 0; t < e->T; t++)
-		memset(e->tc[t].hist, 0, j->nsrc * e->QS * WELD_HIST_BINS * sizeof(uint32_t));
+	if (e->hist_used)
+		for (int t = 0; t < e->nth; t++)
+			memset(e->thist[t], 0, j->nsrc * e->QS * WELD_HIST_BINS * sizeof(uint32_t));
+	e->hist_used = false;
 	e->hist_pending = 0;
 }
 
-/* Add the threads' histograms to the totals, in thread order. */
+/* Add the threads' histograms to the totals (integer sums: any order). */
 static void hist_merge(struct exec *e, const struct weld_job *j)
 {
-	for (size_t q = 0; q < j->nsrc * MAX_SEL; q++) {
+	for (size_t q = 0; e->hist_used && q < j->nsrc * MAX_SEL; q++) {
 		struct sel_state *st = &e->sel[q];
 		size_t s = q / MAX_SEL, k = q % MAX_SEL;
 
 		if (st->sel.all || st->sel.none || (int)k >= nsel(e, j))
 			continue;
-		for (int t = 0; t < e->T; t++) {
-			const uint32_t *h = e->tc[t].hist + (s * e->QS + k) * WELD_HIST_BINS;
+		for (int t = 0; t < e->nth; t++) {
+			const uint32_t *h = e->thist[t] + (s * e->QS + k) * WELD_HIST_BINS;
 
 			for (size_t b = 0; b < WELD_HIST_BINS; b++)
 				st->hist[b] += h[b];
@@ -670,17 +669,16 @@ static int run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, u
 	}
 	if (e->rec.on && rec_chunk(e) < 0)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-#pragma omp parallel num_threads(e->T)
-	{
-		int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+	if (pass == P_SAMPLE || pass == P_LO || (pass == P_HI && !e->rec.on))
+		e->hist_used = true;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(e->nth)
+	for (int t = 0; t < e->T; t++) {
+		uint64_t lo, hi;
 
-		for (int t = tid; t < e->T; t += nth) {
-			uint64_t lo, hi;
-
-			slice(n, g, t, e->T, &lo, &hi);
-			if (lo < hi)
-				run_slice(e, j, &e->tc[t], first, lo, hi, pass, mode);
-		}
+		slice(n, g, t, e->T, &lo, &hi);
+		e->tc[t].hist = e->thist[omp_get_thread_num()];
+		if (lo < hi)
+			run_slice(e, j, &e->tc[t], first, lo, hi, pass, mode);
 	}
 	for (int t = 0; t < e->T; t++)
 		if (e->tc[t].failed) {
@@ -1229,12 +1227,14 @@ static void exec_free(struct exec *e)
 		free(c->v);
 		free(c->scratch);
 		free(c->keep);
-		free(c->hist);
 		free(c->rowtmp);
 	}
 	for (size_t q = 0; e->sel && q < e->S * MAX_SEL; q++) {
 		free(e->sel[q].hist);
 	}
+	for (int t = 0; e->thist && t < e->nth; t++)
+		free(e->thist[t]);
+	free(e->thist);
 	free(e->tc);
 	free(e->sel);
 	free(e->rec.off);
@@ -1269,6 +1269,9 @@ static int exec_alloc(struct exec *e)
 	for (size_t q = 0; ok && q < S * MAX_SEL; q++)
 		if (q % MAX_SEL < e->QS)
 			ok = (e->sel[q].hist = calloc(WELD_HIST_BINS, 8)) != NULL;
+	ok = ok && (e->thist = calloc((size_t)e->nth, sizeof(*e->thist)));
+	for (int t = 0; ok && t < e->nth; t++)
+		ok = (e->thist[t] = calloc(S * e->QS * WELD_HIST_BINS + 1, sizeof(uint32_t))) != NULL;
 	for (int t = 0; ok && t < e->T; t++) {
 		struct tctx *c = &e->tc[t];
 
@@ -1278,7 +1281,6 @@ static int exec_alloc(struct exec *e)
 		     (c->v = malloc(S * e->TL * sizeof(float))) &&
 		     (c->scratch = malloc((4 + S) * e->TL * sizeof(float))) &&
 		     (c->keep = malloc(S * MAX_SEL * e->TL)) &&
-		     (c->hist = malloc(S * e->QS * WELD_HIST_BINS * sizeof(uint32_t) + 1)) &&
 		     (c->rowtmp = malloc(e->TL * sizeof(uint32_t)));
 	}
 	return ok ? 0 : -1;
@@ -1293,7 +1295,8 @@ int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 		return weld_fail(err, WELD_ERR_ARG, "plan not finished");
 	e.p = p;
 	e.o = &p->o;
-	e.T = weld_plan_threads(p);
+	e.T = p->slices;
+	e.nth = weld_plan_threads(p);
 	e.C = p->chunk;
 	e.TL = (size_t)p->tile;
 	e.SL = (size_t)p->super;

@@ -65,7 +65,7 @@ static void lanes_load(lanes_t *v, const float *x, size_t avail)
 	}
 }
 
-void weld_k_dare_drop(float *v, size_t n, uint64_t key, uint64_t first, double density,
+WELD_HOT void weld_k_dare_drop(float *v, size_t n, uint64_t key, uint64_t first, double density,
 		      float factor, double sums[2])
 {
 	uint64_t thr = weld_rng_threshold(density);

@@ -471,6 +471,7 @@ int weld_plan_threads(const weld_plan *p)
 int weld_plan_finish(weld_plan *p, struct weld_error *err)
 {
 	uint64_t threads = (uint64_t)weld_plan_threads(p), maxsrc = 1, max_row = 1;
+	uint64_t slices, per_slice, shared;
 	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 1, maxsel = 0;
 	bool row = p->o.scope == WELD_SCOPE_ROW;
 
@@ -503,16 +504,29 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	if (p->o.scope == WELD_SCOPE_MODEL && check_model_scope(p, err) < 0)
 		return -1;
 	/*
-	 * Per thread: raw super-tiles of every input, f32 tiles (sources, base,
-	 * output, scratch), keep masks, histograms and a row buffer. Shared: the
-	 * encoded output chunk, the packed masks and the histogram totals.
+	 * Per slice: raw super-tiles of every input, f32 tiles (sources, base,
+	 * output, scratch), keep masks and a row buffer; per thread: histograms.
+	 * Shared: the encoded output chunk, the packed masks and the histogram
+	 * totals.
 	 */
 	if (row && max_row > tile)
 		tile = max_row;
 	super = tile > WELD_SUPER ? tile : WELD_SUPER;
-	fixed = threads * ((maxsrc + 1) * super * raw_es + (maxsrc + 6) * tile * 4 +
-			   2 * maxsrc * tile + maxsrc * maxsel * WELD_HIST_BINS * 4 + tile * 4) +
-		maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
+	per_slice = (maxsrc + 1) * super * raw_es + (maxsrc + 6) * tile * 4 + 2 * maxsrc * tile +
+		    tile * 4;
+	shared = threads * maxsrc * maxsel * WELD_HIST_BINS * 4 +
+		 maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
+	/*
+	 * A chunk is cut into more slices than there are threads, handed out as
+	 * threads become free: a thread that the system preempts (for the
+	 * writer, say) then holds up the chunk by one small slice, not by a
+	 * whole share. Four per thread, where their buffers take at most an
+	 * eighth of the memory; else one per thread.
+	 */
+	slices = threads > 1 ? 4 * threads : 1;
+	if (slices * per_slice > p->o.max_memory / 8)
+		slices = threads;
+	fixed = slices * per_slice + shared;
 	per_elem = 2 * 8 + maxsrc / 8 + 1;  /* two output buffers, packed masks */
 	if (p->o.max_memory < fixed + WELD_MIN_CHUNK * per_elem)
 		return weld_fail(err, WELD_ERR_ARG,
@@ -534,7 +548,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 			else if (n > unit)
 				unit = n;
 		}
-		most = unit * maxsrc * maxsel * sizeof(uint32_t) + threads * 8192 * 4 * maxsrc * maxsel;
+		most = unit * maxsrc * maxsel * sizeof(uint32_t) + slices * 8192 * 4 * maxsrc * maxsel;
 		p->record_bytes = budget / 4;
 		if (p->record_bytes > most)
 			p->record_bytes = most;
@@ -558,6 +572,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		p->chunk = (8 * max_row + WELD_BLOCK - 1) / WELD_BLOCK * WELD_BLOCK;
 	p->tile = tile;
 	p->super = super;
+	p->slices = (int)slices;
 	p->raw_es = raw_es;
 	p->maxsel = (int)maxsel;
 	p->memory = fixed - RESERVE_BYTES + p->chunk * per_elem + p->record_bytes;

@@ -24,6 +24,7 @@ struct weld_plan {
 	uint64_t chunk;        /* elements per chunk */
 	uint64_t tile;         /* tile capacity of a thread (elements) */
 	uint64_t super;        /* elements read per input per pread */
+	int slices;            /* a chunk's slices (>= threads) */
 	uint64_t raw_es;       /* largest input element size */
 	int maxsel;            /* most top-k selections per source of any job */
 	uint64_t record_bytes; /* keys a statistics pass may keep (engine.c) */

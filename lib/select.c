@@ -116,6 +116,42 @@ WELD_HOT void weld_hist_lo(const float *x, size_t n, uint32_t bin, uint32_t *h)
 	}
 }
 
+WELD_HOT size_t weld_record_keys(const float *x, size_t n, uint32_t lo, uint32_t width,
+				 uint32_t *out, uint64_t *above)
+{
+	size_t w = 0, j = 0;
+	uint64_t ab = 0;
+
+	/* most blocks hold no key in range: test a block, store only if one is */
+	for (; j + 16 <= n; j += 16) {
+		uint32_t in = 0, a = 0;
+
+		for (size_t i = 0; i < 16; i++) {
+			uint32_t h = weld_key(x[j + i]) >> 16;
+
+			in |= h - lo <= width;
+			a += h > lo + width;
+		}
+		ab += a;
+		if (in)
+			for (size_t i = 0; i < 16; i++) {
+				uint32_t key = weld_key(x[j + i]);
+
+				out[w] = key;
+				w += (key >> 16) - lo <= width;
+			}
+	}
+	for (; j < n; j++) {
+		uint32_t key = weld_key(x[j]);
+
+		out[w] = key;
+		w += (key >> 16) - lo <= width;
+		ab += (key >> 16) > lo + width;
+	}
+	*above += ab;
+	return w;
+}
+
 uint32_t weld_hist_pick(const uint64_t *h, uint64_t need, uint64_t *above)
 {
 	uint64_t acc = 0;

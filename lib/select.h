@@ -22,6 +22,13 @@ static inline uint32_t weld_key(float x)
 void weld_hist_hi(const float *x, size_t n, uint32_t *h);
 /* h[key & 0xFFFF]++ for each x whose key >> 16 == bin. */
 void weld_hist_lo(const float *x, size_t n, uint32_t bin, uint32_t *h);
+/*
+ * Append to out, in order, the keys of x whose high 16 bits h satisfy
+ * h - lo <= width (unsigned), and add to *above how many have h > lo + width.
+ * out must have room for n keys; returns how many were appended.
+ */
+size_t weld_record_keys(const float *x, size_t n, uint32_t lo, uint32_t width,
+			uint32_t *out, uint64_t *above);
 /* The bin holding the need-th largest key (need >= 1), and in *above how
  * many keys lie in higher bins. */
 uint32_t weld_hist_pick(const uint64_t *h, uint64_t need, uint64_t *above);

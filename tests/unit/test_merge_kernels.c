@@ -144,6 +144,41 @@ static void test_topk_mask_in_pieces(void **state)
 	assert_int_equal(count(whole, N), 400);
 }
 
+/* weld_record_keys against a plain loop: blocks with and without keys in
+ * range, a ragged tail, and keys just outside both ends of the range. */
+static void test_record_keys(void **state)
+{
+	enum { N = 1000 };
+	float x[N];
+	uint32_t got[N], want[N], lo = 0x3F80, width = 3;
+	uint64_t above = 0, want_above = 0;
+	size_t n, m = 0;
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		uint32_t u = (uint32_t)(0x3F7E + (i * 7) % 8) << 16 | (uint32_t)(i * 2654435761u >> 16);
+
+		if (i >= 160 && i < 480)
+			u = 0x3F000000u;  /* whole blocks with nothing in range */
+		if (i % 3 == 0)
+			u |= 0x80000000u; /* the sign is not part of the key */
+		memcpy(&x[i], &u, sizeof(u));
+	}
+	for (int i = 0; i < N; i++) {
+		uint32_t key = weld_key(x[i]);
+
+		if ((key >> 16) - lo <= width)
+			want[m++] = key;
+		want_above += (key >> 16) > lo + width;
+	}
+	n = weld_record_keys(x, N - 5, lo, width, got, &above);
+	n += weld_record_keys(x + N - 5, 5, lo, width, got + n, &above);
+	assert_int_equal(n, m);
+	assert_true(m > 100 && want_above > 100);
+	assert_memory_equal(got, want, m * sizeof(uint32_t));
+	assert_int_equal(above, want_above);
+}
+
 /* Values computed by an independent implementation of DESIGN 4.9
  * (tests/ref/weld_ref.py, its XXH64 checked against xxhsum -H1). */
 static void test_rng_known_values(void **state)
@@ -281,6 +316,7 @@ int main(void)
 		cmocka_unit_test(test_topk_edges),
 		cmocka_unit_test(test_topk_bf16_exact_k),
 		cmocka_unit_test(test_topk_mask_in_pieces),
+		cmocka_unit_test(test_record_keys),
 		cmocka_unit_test(test_rng_known_values),
 		cmocka_unit_test(test_rng_keep_rate),
 		cmocka_unit_test(test_rng_keep_matches_uniform),
