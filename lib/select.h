@@ -29,6 +29,9 @@ void weld_hist_lo(const float *x, size_t n, uint32_t bin, uint32_t *h);
  */
 size_t weld_record_keys(const float *x, size_t n, uint32_t lo, uint32_t width,
 			uint32_t *out, uint64_t *above);
+/* The same in plain C (what weld_record_keys runs without AVX-512). */
+size_t weld_record_keys_generic(const float *x, size_t n, uint32_t lo, uint32_t width,
+				uint32_t *out, uint64_t *above);
 /* The bin holding the need-th largest key (need >= 1), and in *above how
  * many keys lie in higher bins. */
 uint32_t weld_hist_pick(const uint64_t *h, uint64_t need, uint64_t *above);

@@ -171,12 +171,18 @@ static void test_record_keys(void **state)
 			want[m++] = key;
 		want_above += (key >> 16) > lo + width;
 	}
-	n = weld_record_keys(x, N - 5, lo, width, got, &above);
-	n += weld_record_keys(x + N - 5, 5, lo, width, got + n, &above);
-	assert_int_equal(n, m);
 	assert_true(m > 100 && want_above > 100);
-	assert_memory_equal(got, want, m * sizeof(uint32_t));
-	assert_int_equal(above, want_above);
+	for (int generic = 0; generic < 2; generic++) {
+		size_t (*rec)(const float *, size_t, uint32_t, uint32_t, uint32_t *, uint64_t *) =
+			generic ? weld_record_keys_generic : weld_record_keys;
+
+		above = 0;
+		n = rec(x, N - 5, lo, width, got, &above);
+		n += rec(x + N - 5, 5, lo, width, got + n, &above);
+		assert_int_equal(n, m);
+		assert_memory_equal(got, want, m * sizeof(uint32_t));
+		assert_int_equal(above, want_above);
+	}
 }
 
 /* Values computed by an independent implementation of DESIGN 4.9
