@@ -116,6 +116,9 @@ struct exec {
 	double *l1_all, *l1_kept, *blocksum;
 	float *factor;
 	uint64_t *rng_key;
+	/* dare --rescale l1: the L1 pass's draws, per source, for APPLY */
+	unsigned char *drops;
+	enum { DRAWS_NONE, DRAWS_STORE, DRAWS_KNOWN } draws;
 	double slerp_s0, slerp_s1;
 	weld_writer *w, *mw;
 	uint64_t done, total;   /* progress: bytes read over all passes */
@@ -239,8 +242,12 @@ static void tile_inputs(struct exec *e, const struct weld_job *j, struct tctx *c
 		if (j->method == WELD_METHOD_DARE && mode != DROP_NONE) {
 			double sums[2];
 
+			unsigned char *bits = e->draws == DRAWS_NONE ? NULL
+				: e->drops + s * e->p->drop_stride + g / 8;
+
 			weld_k_dare_drop(v, len, e->rng_key[s], g, j->src[s].density,
-					 mode == DROP_RESCALE ? e->factor[s] : 1.0f, l1 ? sums : NULL);
+					 mode == DROP_RESCALE ? e->factor[s] : 1.0f, l1 ? sums : NULL,
+					 bits, e->draws == DRAWS_KNOWN);
 			if (l1) {
 				l1[s * 2] = sums[0];
 				l1[s * 2 + 1] = sums[1];
@@ -273,6 +280,36 @@ static void tile_rows(struct exec *e, const struct weld_job *j, struct tctx *c, 
 		}
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
+/*
+ * Encode a tile into the output chunk. The chunk's lines were last read by
+ * the writer thread, on another core: ordinary stores would first fetch
+ * each line back (half the time of a merge like consensus went there), so
+ * the tile is encoded in cache and streamed out with non-temporal stores.
+ */
+static void out_encode(enum weld_dtype t, const float *src, unsigned char *dst, size_t len)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	_Alignas(64) unsigned char tmp[WELD_BLOCK * 8];
+	size_t bytes = len * weld_dtype_size(t);
+
+	if (bytes <= sizeof(tmp) && (uintptr_t)dst % 16 == 0) {
+		size_t i = 0;
+
+		weld_encode_f32(t, src, tmp, len);
+		for (; i + 16 <= bytes; i += 16)
+			_mm_stream_si128((__m128i *)(void *)(dst + i),
+					 _mm_load_si128((const __m128i *)(const void *)(tmp + i)));
+		memcpy(dst + i, tmp + i, bytes - i);
+		return;
+	}
+#endif
+	weld_encode_f32(t, src, dst, len);
+}
+
 static void tile_apply(struct exec *e, const struct weld_job *j, struct tctx *c,
 		       uint64_t first, uint64_t g, size_t len)
 {
@@ -290,7 +327,7 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct tctx *c,
 
 			c->out[i] = e->maskbits[bit / 8] >> (bit % 8) & 1 ? b + (c->v[i] - b) : b;
 		}
-		weld_encode_f32(j->dtype, c->out, e->outraw + (g - first) * oes, len);
+		out_encode(j->dtype, c->out, e->outraw + (g - first) * oes, len);
 		return;
 	}
 	if (row_scope(e, j)) {
@@ -335,7 +372,7 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct tctx *c,
 	a.maskstride = e->maskstride;
 	a.bitpos = g - first;
 	weld_k_combine(&a, len, c->out, c->scratch);
-	weld_encode_f32(j->dtype, c->out, e->outraw + (g - first) * oes, len);
+	out_encode(j->dtype, c->out, e->outraw + (g - first) * oes, len);
 }
 
 /* Append the keys of vs whose high bits are in selection q's range
@@ -440,6 +477,10 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct tctx *c,
 			}
 		}
 	}
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (pass == P_APPLY)
+		_mm_sfence();   /* the streamed output is complete before the writer reads it */
+#endif
 }
 
 /* ------------------------------------------------------------------ recording */
@@ -955,11 +996,16 @@ static int unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t
 	if (needs_l1(e, j0)) {
 		memset(e->l1_all, 0, e->S * sizeof(double));
 		memset(e->l1_kept, 0, e->S * sizeof(double));
+		/* one tensor whose draws fit: keep them for the apply pass */
+		if (nj == 1 && e->drops && j0->nelem <= 8 * e->p->drop_stride)
+			e->draws = DRAWS_STORE;
 		for (size_t i = 0; i < nj; i++) {
 			set_keys(e, jobs[i]);
 			if (over_chunks(e, jobs[i], P_L1, DROP_PLAIN, err) < 0)
 				return -1;
 		}
+		if (e->draws == DRAWS_STORE)
+			e->draws = DRAWS_KNOWN;
 		l1_factors(e, j0);
 	} else {
 		set_factors(e, j0);
@@ -1082,6 +1128,7 @@ static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *
 			return -1;
 		weld_k_slerp_coeffs(tot[0], tot[1], tot[2], j->t, &e->slerp_s0, &e->slerp_s1);
 	}
+	e->draws = DRAWS_NONE;
 	if (e->o->scope == WELD_SCOPE_ROW) {
 		if (!needs_l1(e, j))
 			set_factors(e, j);
@@ -1245,6 +1292,7 @@ static void exec_free(struct exec *e)
 	free(e->blocksum);
 	free(e->factor);
 	free(e->rng_key);
+	free(e->drops);
 	weld_writer_close(e->w);
 	weld_writer_close(e->mw);
 }
@@ -1263,7 +1311,10 @@ static int exec_alloc(struct exec *e)
 	e->blocksum = calloc(nb * (S > 2 ? S : 2) * 2 + 3 * nb + 8, sizeof(double));
 	e->factor = calloc(S, sizeof(float));
 	e->rng_key = calloc(S, sizeof(uint64_t));
+	if (e->p->drop_stride)
+		e->drops = malloc(S * e->p->drop_stride);
 	ok = (e->q = weld_outq_new((size_t)e->C * 8)) != NULL;
+	ok = ok && (e->drops || !e->p->drop_stride);
 	ok = ok && e->tc && e->sel && e->maskbits && e->l1_all && e->l1_kept &&
 	     e->blocksum && e->factor && e->rng_key;
 	for (size_t q = 0; ok && q < S * MAX_SEL; q++)

@@ -65,8 +65,26 @@ static void lanes_load(lanes_t *v, const float *x, size_t avail)
 	}
 }
 
+WELD_HOT /* keep[0..m) from bits (bit j % 8 of byte j / 8), or into them. */
+static void bits_to_keep(const unsigned char *bits, size_t m, unsigned char *keep)
+{
+	for (size_t j = 0; j < m; j++)
+		keep[j] = bits[j / 8] >> (j % 8) & 1;
+}
+
+static void keep_to_bits(const unsigned char *keep, size_t m, unsigned char *bits)
+{
+	for (size_t i = 0; i < (m + 7) / 8; i++) {
+		unsigned char b = 0;
+
+		for (size_t k = 0; k < 8 && 8 * i + k < m; k++)
+			b |= (unsigned char)(keep[8 * i + k] << k);
+		bits[i] = b;
+	}
+}
+
 WELD_HOT void weld_k_dare_drop(float *v, size_t n, uint64_t key, uint64_t first, double density,
-		      float factor, double sums[2])
+			       float factor, double sums[2], unsigned char *bits, bool known)
 {
 	uint64_t thr = weld_rng_threshold(density);
 	unsigned char keep[1024];
@@ -77,7 +95,13 @@ WELD_HOT void weld_k_dare_drop(float *v, size_t n, uint64_t key, uint64_t first,
 		size_t m = n - a < sizeof(keep) ? n - a : sizeof(keep);
 		float *x = v + a;
 
-		weld_rng_keep(key, first + a, m, thr, keep);
+		if (bits && known) {
+			bits_to_keep(bits + a / 8, m, keep);
+		} else {
+			weld_rng_keep(key, first + a, m, thr, keep);
+			if (bits)
+				keep_to_bits(keep, m, bits + a / 8);
+		}
 		if (sums) {
 			for (size_t j = 0; j < m; j++)
 				kx[j] = masked(x[j], keep[j]);
@@ -115,7 +139,7 @@ void weld_k_dare_row_l1(float *v, size_t n, uint64_t key, uint64_t first, double
 	double s[2];
 	float f;
 
-	weld_k_dare_drop(v, n, key, first, density, 1.0f, s);
+	weld_k_dare_drop(v, n, key, first, density, 1.0f, s, NULL, false);
 	f = s[0] < 1e-7 || s[1] < 1e-7 ? 1.0f : (float)(s[0] / s[1]);
 	for (size_t j = 0; j < n; j++)
 		v[j] *= f;
@@ -237,9 +261,18 @@ static void weighted_sum(const struct weld_combine_args *a, size_t len, float *a
 	for (size_t j = 0; j < len; j++)
 		acc[j] = 0;
 	for (size_t s = 0; s < a->n; s++) {
-		weighted_kept(a, s, len, p);
-		for (size_t j = 0; j < len; j++)
-			acc[j] += p[j];
+		const float *v = a->v[s];
+		float w = a->w[s];
+
+		if ((a->keep && a->keep[s]) || (a->drop && a->drop[s])) {
+			weighted_kept(a, s, len, p);
+			for (size_t j = 0; j < len; j++)
+				acc[j] += p[j];
+		} else {
+			/* the same roundings as above: w * v, then the sum */
+			for (size_t j = 0; j < len; j++)
+				acc[j] += w * v[j];
+		}
 	}
 }
 

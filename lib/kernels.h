@@ -18,10 +18,12 @@ void weld_k_sub(float *v, const float *b, size_t n);
  * v[j] when the DESIGN 4.9 draw is below density, times factor; zero it
  * otherwise. With sums != NULL, sums[0] = sum |v| and sums[1] = sum of the
  * kept |v| (before the factor): float within groups of 64 elements, double
- * across them, in a fixed pattern (see kernels.c).
+ * across them, in a fixed pattern (see kernels.c). With bits != NULL the
+ * draws are stored there (bit j % 8 of byte j / 8), or, when known, taken
+ * from there instead of drawn again.
  */
 void weld_k_dare_drop(float *v, size_t n, uint64_t key, uint64_t first, double density,
-		      float factor, double sums[2]);
+		      float factor, double sums[2], unsigned char *bits, bool known);
 /* The same over one row with --rescale l1 measured on that row. */
 void weld_k_dare_row_l1(float *v, size_t n, uint64_t key, uint64_t first, double density);
 

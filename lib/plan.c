@@ -556,6 +556,20 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 			p->record_bytes = p->o.record_memory;
 		budget -= p->record_bytes;
 	}
+	/* dare --rescale l1 per tensor: the L1 pass keeps its draws as bits for
+	 * the apply pass, where an eighth of what is left holds them */
+	if (!row && p->o.scope == WELD_SCOPE_TENSOR && p->o.rescale == WELD_RESCALE_L1) {
+		uint64_t largest = 0;
+
+		for (size_t i = 0; i < p->njobs; i++)
+			if (p->jobs[i].method == WELD_METHOD_DARE && p->jobs[i].nelem > largest)
+				largest = p->jobs[i].nelem;
+		largest = (largest + WELD_BLOCK - 1) / WELD_BLOCK * WELD_BLOCK;
+		if (largest && maxsrc * (largest / 8) <= budget / 8) {
+			p->drop_stride = largest / 8;
+			budget -= maxsrc * p->drop_stride;
+		}
+	}
 	p->chunk = budget / per_elem / WELD_BLOCK * WELD_BLOCK;
 	if (p->chunk > WELD_MAX_CHUNK)
 		p->chunk = WELD_MAX_CHUNK;
@@ -575,7 +589,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	p->slices = (int)slices;
 	p->raw_es = raw_es;
 	p->maxsel = (int)maxsel;
-	p->memory = fixed - RESERVE_BYTES + p->chunk * per_elem + p->record_bytes;
+	p->memory = fixed - RESERVE_BYTES + p->chunk * per_elem + p->record_bytes +
+		    maxsrc * p->drop_stride;
 	p->finished = true;
 	return 0;
 }

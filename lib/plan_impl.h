@@ -28,6 +28,7 @@ struct weld_plan {
 	uint64_t raw_es;       /* largest input element size */
 	int maxsel;            /* most top-k selections per source of any job */
 	uint64_t record_bytes; /* keys a statistics pass may keep (engine.c) */
+	uint64_t drop_stride;  /* dare --rescale l1: bytes of draws kept per source */
 	uint64_t memory;       /* bytes of buffers at that chunk size */
 	uint64_t input_bytes;
 	bool finished;

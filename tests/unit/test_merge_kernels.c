@@ -290,13 +290,35 @@ static void test_dare_drop_rescale(void **state)
 	(void)state;
 	for (int i = 0; i < N; i++)
 		v[i] = 1;
-	weld_k_dare_drop(v, N, key, 100, 0.5, 2.0f, sums);
+	weld_k_dare_drop(v, N, key, 100, 0.5, 2.0f, sums, NULL, false);
 	for (int i = 0; i < N; i++) {
 		bool keep = weld_rng_uniform(key, 100 + (uint64_t)i) < 0.5;
 
 		assert_float_equal(v[i], keep ? 2.0f : 0.0f, 0);
 	}
 	assert_float_equal(sums[0], N, 0);
+}
+
+/* Draws stored as bits, then taken from them, give what fresh draws give;
+ * the bits are the draws (and a key that draws differently is ignored). */
+static void test_dare_drop_bits(void **state)
+{
+	enum { N = 2500 };
+	static float a[N], b[N], c[N];
+	static unsigned char bits[(N + 7) / 8];
+	uint64_t key = weld_rng_key("w", 2, 5);
+
+	(void)state;
+	for (int i = 0; i < N; i++)
+		a[i] = b[i] = c[i] = (float)(i % 17) - 8.5f;
+	weld_k_dare_drop(a, N, key, 4096, 0.3, 1.5f, NULL, NULL, false);
+	weld_k_dare_drop(b, N, key, 4096, 0.3, 1.5f, NULL, bits, false);
+	weld_k_dare_drop(c, N, key ^ 1, 4096, 0.3, 1.5f, NULL, bits, true);
+	assert_memory_equal(a, b, sizeof(a));
+	assert_memory_equal(a, c, sizeof(a));
+	for (int i = 0; i < N; i++)
+		assert_int_equal(bits[i / 8] >> (i % 8) & 1,
+				 weld_rng_uniform(key, 4096 + (uint64_t)i) < 0.3);
 }
 
 static void test_slerp_coefficients(void **state)
@@ -329,6 +351,7 @@ int main(void)
 		cmocka_unit_test(test_average_and_task_arithmetic),
 		cmocka_unit_test(test_ties_one_element),
 		cmocka_unit_test(test_dare_drop_rescale),
+		cmocka_unit_test(test_dare_drop_bits),
 		cmocka_unit_test(test_slerp_coefficients),
 	};
 	return cmocka_run_group_tests_name("merge kernels", tests, NULL, NULL);
