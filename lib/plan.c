@@ -565,7 +565,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 			if (p->jobs[i].method == WELD_METHOD_DARE && p->jobs[i].nelem > largest)
 				largest = p->jobs[i].nelem;
 		largest = (largest + WELD_BLOCK - 1) / WELD_BLOCK * WELD_BLOCK;
-		if (largest && maxsrc * (largest / 8) <= budget / 8) {
+		if (largest && maxsrc * (largest / 8) <= budget / 8 &&
+		    budget - maxsrc * (largest / 8) >= WELD_MIN_CHUNK * per_elem) {
 			p->drop_stride = largest / 8;
 			budget -= maxsrc * p->drop_stride;
 		}

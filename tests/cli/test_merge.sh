@@ -48,6 +48,20 @@ for cmd in "ties $B --density 0.3" "ties $B --density 0.3 --scope model" \
 	rm -rf "$TMP/a" "$TMP/b" "$TMP/c"
 done
 
+# dare --rescale l1 keeps the draws of its L1 pass for the apply pass when
+# they fit (1G), and draws again when they do not (8.2 MB leaves no room)
+for cmd in "dare $B --rescale l1 --density 0.4 --seed 2" "dare $B --rescale l1 --combine ties"; do
+	name=$(echo "$cmd" | sed "s|$TMP/||g")
+	if "$WELD" $cmd -q -j 1 --max-memory 8200000 -o "$TMP/a" $FT 2>"$TMP/err" &&
+	   "$WELD" $cmd -q -j 2 --max-memory 1G -o "$TMP/b" $FT 2>>"$TMP/err" &&
+	   cmp -s "$TMP/a/model.safetensors" "$TMP/b/model.safetensors"; then
+		ok "$name: same file with draws kept and drawn again"
+	else
+		bad "$name: same file with draws kept and drawn again"
+	fi
+	rm -rf "$TMP/a" "$TMP/b"
+done
+
 # the recipe stored in the output runs again to the same file
 for cmd in "ties $B --density 0.3 --scope row" "dare $B --rescale l1 --combine ties --trim 0.5 --seed 9" \
 	   "breadcrumbs $B --combine ties --sign count" "consensus $B --k 1 --mask-lambda 0.4,0.5,0.6" \
