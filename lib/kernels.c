@@ -65,21 +65,46 @@ static void lanes_load(lanes_t *v, const float *x, size_t avail)
 	}
 }
 
-WELD_HOT /* keep[0..m) from bits (bit j % 8 of byte j / 8), or into them. */
+WELD_HOT /*
+ * keep[0..m) from bits (bit j % 8 of byte j / 8), or into them, eight at a
+ * time with multiplications where bytes sit in memory little-end first:
+ * spreading b * 0x0101.. & 0x8040201008040201 puts bit k in byte k, and
+ * (x * 0x0102040810204080) >> 56 gathers the low bit of each byte back.
+ */
 static void bits_to_keep(const unsigned char *bits, size_t m, unsigned char *keep)
 {
-	for (size_t j = 0; j < m; j++)
+	size_t j = 0;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	for (; j + 8 <= m; j += 8) {
+		uint64_t x = bits[j / 8] * 0x0101010101010101ull & 0x8040201008040201ull;
+
+		x = (x + 0x7F7F7F7F7F7F7F7Full) >> 7 & 0x0101010101010101ull;
+		memcpy(keep + j, &x, 8);
+	}
+#endif
+	for (; j < m; j++)
 		keep[j] = bits[j / 8] >> (j % 8) & 1;
 }
 
 static void keep_to_bits(const unsigned char *keep, size_t m, unsigned char *bits)
 {
-	for (size_t i = 0; i < (m + 7) / 8; i++) {
+	size_t j = 0;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	for (; j + 8 <= m; j += 8) {
+		uint64_t x;
+
+		memcpy(&x, keep + j, 8);
+		bits[j / 8] = (unsigned char)(x * 0x0102040810204080ull >> 56);
+	}
+#endif
+	for (; j < m; j += 8) {
 		unsigned char b = 0;
 
-		for (size_t k = 0; k < 8 && 8 * i + k < m; k++)
-			b |= (unsigned char)(keep[8 * i + k] << k);
-		bits[i] = b;
+		for (size_t k = 0; k < 8 && j + k < m; k++)
+			b |= (unsigned char)(keep[j + k] << k);
+		bits[j / 8] = b;
 	}
 }
 
