@@ -215,7 +215,7 @@ void weld_k_slerp_coeffs(double n0sq, double n1sq, double dot, double t,
 }
 
 /* p[j] = w * (kept ? v[j] : 0) for source s. */
-static void weighted_kept(const struct weld_combine_args *a, size_t s, size_t len, float *p)
+static inline __attribute__((always_inline)) void weighted_kept(const struct weld_combine_args *a, size_t s, size_t len, float *p)
 {
 	const float *v = a->v[s];
 	const unsigned char *k = a->keep ? a->keep[s] : NULL;
@@ -238,7 +238,7 @@ static void weighted_kept(const struct weld_combine_args *a, size_t s, size_t le
  * source over the whole tile (so the loops vectorise); for each element the
  * additions still happen in source order. scratch: (3 + n) * len floats.
  */
-static void ties_tile(const struct weld_combine_args *a, size_t len, bool normalize,
+static inline __attribute__((always_inline)) void ties_tile(const struct weld_combine_args *a, size_t len, bool normalize,
 		      float *tau, float *scratch)
 {
 	float *sum = scratch, *cnt = scratch + len, *den = scratch + 2 * len;
@@ -281,7 +281,7 @@ static void ties_tile(const struct weld_combine_args *a, size_t len, bool normal
 }
 
 /* acc[j] = sum over sources of w * kept value, in source order. */
-static void weighted_sum(const struct weld_combine_args *a, size_t len, float *acc, float *p)
+static inline __attribute__((always_inline)) void weighted_sum(const struct weld_combine_args *a, size_t len, float *acc, float *p)
 {
 	for (size_t j = 0; j < len; j++)
 		acc[j] = 0;

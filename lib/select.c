@@ -195,7 +195,7 @@ uint32_t weld_hist_pick(const uint64_t *h, uint64_t need, uint64_t *above)
 	return b;
 }
 
-uint64_t weld_count_equal(const float *x, size_t n, uint32_t key)
+WELD_HOT uint64_t weld_count_equal(const float *x, size_t n, uint32_t key)
 {
 	uint64_t c = 0;
 
