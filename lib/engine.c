@@ -591,9 +591,10 @@ static void rec_counts(struct exec *e)
 {
 	struct recorder *r = &e->rec;
 
-	for (uint64_t sq = 0; sq < r->nseq; sq++)
-		for (int t = 0; t < e->T; t++)
-			for (size_t q = 0; q < e->QQ; q++) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(e->nth)
+	for (size_t q = 0; q < e->QQ; q++)
+		for (uint64_t sq = 0; sq < r->nseq; sq++)
+			for (int t = 0; t < e->T; t++) {
 				uint64_t i = (sq * (uint64_t)e->T + (uint64_t)t) * e->QQ + q;
 				uint64_t end = sq + 1 < r->nseq ? r->off[i + (uint64_t)e->T * e->QQ]
 								: e->tc[t].rec_len[q];
@@ -1030,10 +1031,13 @@ static int unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t
 		if (stats_pass(e, jobs, nj, P_HI, err) < 0)
 			return -1;
 		rec_stop(e);
+		/* selections are independent: one thread each */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(e->nth) reduction(&& : covered)
 		for (size_t q = 0; q < e->QQ; q++)
 			if (!e->sel[q].sel.all && !e->sel[q].sel.none)
-				covered = covered && rec_locate(e, q);
+				covered = rec_locate(e, q) && covered;
 		if (covered) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(e->nth)
 			for (size_t q = 0; q < e->QQ; q++)
 				if (!e->sel[q].sel.all && !e->sel[q].sel.none)
 					rec_low_hist(e, q);
