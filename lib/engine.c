@@ -236,9 +236,13 @@ static void tile_inputs(struct exec *e, const struct weld_job *j, struct tctx *c
 		enum weld_dtype t = src_info(e, &j->src[s])->dtype;
 		float *v = c->v + s * e->TL;
 
-		weld_decode_f32(t, raw[s + 1] + off * weld_dtype_size(t), v, len);
-		if (task_vectors(j))
-			weld_k_sub(v, c->b, len);
+		if (task_vectors(j) && t == WELD_BF16) {
+			weld_k_delta_bf16(raw[s + 1] + off * 2, c->b, v, len);
+		} else {
+			weld_decode_f32(t, raw[s + 1] + off * weld_dtype_size(t), v, len);
+			if (task_vectors(j))
+				weld_k_sub(v, c->b, len);
+		}
 		if (j->method == WELD_METHOD_DARE && mode != DROP_NONE) {
 			double sums[2];
 

@@ -17,6 +17,23 @@ WELD_HOT void weld_k_sub(float *v, const float *b, size_t n)
 		v[j] -= b[j];
 }
 
+WELD_HOT void weld_k_delta_bf16(const unsigned char *x, const float *b, float *v, size_t n)
+{
+	for (size_t j = 0; j < n; j++) {
+		uint16_t h;
+		uint32_t u;
+		float f;
+
+		memcpy(&h, x + 2 * j, sizeof(h));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+		h = __builtin_bswap16(h);
+#endif
+		u = (uint32_t)h << 16;
+		memcpy(&f, &u, sizeof(f));
+		v[j] = f - b[j];
+	}
+}
+
 /* v[j] where keep[j] (and not drop[j]), +0 elsewhere: a bit mask, so that
  * the loop vectorises and an inf or NaN that is not kept stays out. */
 static inline float masked(float v, bool keep)
