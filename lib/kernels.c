@@ -17,21 +17,31 @@ WELD_HOT void weld_k_sub(float *v, const float *b, size_t n)
 		v[j] -= b[j];
 }
 
+static inline float bf16_at(const unsigned char *x, size_t j)
+{
+	uint16_t h;
+	uint32_t u;
+	float f;
+
+	memcpy(&h, x + 2 * j, sizeof(h));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	h = __builtin_bswap16(h);
+#endif
+	u = (uint32_t)h << 16;
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+WELD_HOT void weld_k_bf16(const unsigned char *x, float *v, size_t n)
+{
+	for (size_t j = 0; j < n; j++)
+		v[j] = bf16_at(x, j);
+}
+
 WELD_HOT void weld_k_delta_bf16(const unsigned char *x, const float *b, float *v, size_t n)
 {
-	for (size_t j = 0; j < n; j++) {
-		uint16_t h;
-		uint32_t u;
-		float f;
-
-		memcpy(&h, x + 2 * j, sizeof(h));
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-		h = __builtin_bswap16(h);
-#endif
-		u = (uint32_t)h << 16;
-		memcpy(&f, &u, sizeof(f));
-		v[j] = f - b[j];
-	}
+	for (size_t j = 0; j < n; j++)
+		v[j] = bf16_at(x, j) - b[j];
 }
 
 /* v[j] where keep[j] (and not drop[j]), +0 elsewhere: a bit mask, so that
