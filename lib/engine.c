@@ -230,10 +230,7 @@ static void tile_inputs(struct exec *e, const struct weld_job *j, struct tctx *c
 		enum weld_dtype t = weld_model_tensor(e->p->models[j->base_model],
 						      (size_t)j->base_tensor)->dtype;
 
-		if (t == WELD_BF16)
-			weld_k_bf16(raw[0] + off * 2, c->b, len);
-		else
-			weld_decode_f32(t, raw[0] + off * weld_dtype_size(t), c->b, len);
+		weld_decode_f32(t, raw[0] + off * weld_dtype_size(t), c->b, len);
 	}
 	for (size_t s = 0; s < j->nsrc; s++) {
 		enum weld_dtype t = src_info(e, &j->src[s])->dtype;
@@ -241,8 +238,6 @@ static void tile_inputs(struct exec *e, const struct weld_job *j, struct tctx *c
 
 		if (task_vectors(j) && t == WELD_BF16) {
 			weld_k_delta_bf16(raw[s + 1] + off * 2, c->b, v, len);
-		} else if (t == WELD_BF16) {
-			weld_k_bf16(raw[s + 1] + off * 2, v, len);
 		} else {
 			weld_decode_f32(t, raw[s + 1] + off * weld_dtype_size(t), v, len);
 			if (task_vectors(j))

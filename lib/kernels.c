@@ -32,12 +32,6 @@ static inline float bf16_at(const unsigned char *x, size_t j)
 	return f;
 }
 
-WELD_HOT void weld_k_bf16(const unsigned char *x, float *v, size_t n)
-{
-	for (size_t j = 0; j < n; j++)
-		v[j] = bf16_at(x, j);
-}
-
 WELD_HOT void weld_k_delta_bf16(const unsigned char *x, const float *b, float *v, size_t n)
 {
 	for (size_t j = 0; j < n; j++)

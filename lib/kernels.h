@@ -15,8 +15,6 @@ void weld_k_sub(float *v, const float *b, size_t n);
 /* v[j] = x[j] - b[j] for little-endian bf16 x: decoding and weld_k_sub in
  * one pass, with the same result */
 void weld_k_delta_bf16(const unsigned char *x, const float *b, float *v, size_t n);
-/* v[j] = x[j] for little-endian bf16 x (weld_decode_f32, in a hot clone) */
-void weld_k_bf16(const unsigned char *x, float *v, size_t n);
 
 /*
  * dare's drop for elements whose flat indices are first..first+n-1: keep

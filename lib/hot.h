@@ -1,0 +1,17 @@
+/*
+ * hot.h - WELD_HOT marks the loops that carry a merge.
+ */
+#ifndef WELD_HOT_H
+#define WELD_HOT_H
+
+/* Hot loops are compiled for several instruction sets and picked at run
+ * time (x86-64-v4 brings AVX-512's 64-bit multiplies to dare's random
+ * draws). Only exact operations run in them (no fused multiply-add, no
+ * reassociation), so every variant gives the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define WELD_HOT __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define WELD_HOT
+#endif
+
+#endif
