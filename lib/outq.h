@@ -2,18 +2,23 @@
  * outq.h - write output chunks from a thread of their own, so that writing
  * chunk k (pwrite and its XXH3) overlaps computing chunk k + 1.
  *
- * Two buffers alternate: weld_outq_buffer() returns the one the next chunk
- * may fill (waiting until the writer is done with it), weld_outq_submit()
- * hands it over. Chunks are written in the order they are submitted.
+ * A ring of buffers: weld_outq_buffer() returns the one the next chunk may
+ * fill (waiting until the writer is done with it), weld_outq_submit() hands
+ * it over. Several chunks may wait, so that the writer, which shares the
+ * cores with the computing threads, never holds up the next chunk while it
+ * catches up. Chunks are written in the order they are submitted.
  */
 #ifndef WELD_OUTQ_H
 #define WELD_OUTQ_H
 
 #include "weld.h"
 
+#define WELD_OUTQ_BUFS 4
+
 struct weld_outq;
 
-/* Start the writer thread with two buffers of `bytes` each; NULL on failure. */
+/* Start the writer thread with WELD_OUTQ_BUFS buffers of `bytes` each; NULL
+ * on failure. */
 struct weld_outq *weld_outq_new(size_t bytes);
 /* The buffer for the next chunk, or NULL (err filled) if a write failed. */
 unsigned char *weld_outq_buffer(struct weld_outq *q, struct weld_error *err);

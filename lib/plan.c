@@ -7,6 +7,7 @@
  * the output folder.
  */
 #include "merge.h"
+#include "outq.h"
 #include "plan_impl.h"
 
 #include <math.h>
@@ -527,7 +528,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	if (slices * per_slice > p->o.max_memory / 8)
 		slices = threads;
 	fixed = slices * per_slice + shared;
-	per_elem = 2 * 8 + maxsrc / 8 + 1;  /* two output buffers, packed masks */
+	per_elem = WELD_OUTQ_BUFS * 8 + maxsrc / 8 + 1;  /* output buffers, packed masks */
 	if (p->o.max_memory < fixed + WELD_MIN_CHUNK * per_elem)
 		return weld_fail(err, WELD_ERR_ARG,
 				 "--max-memory %llu is too small: this merge needs at least %llu bytes%s",
