@@ -23,7 +23,8 @@
 #                        BENCH_DIR; /dev/shm takes the disk out of the timing)
 #
 # Shared machines are noisy: each timed run starts after a sync (no writeback
-# left from the run before), and every figure is the best of several runs.
+# left from the run before) with its inputs in the page cache, and every
+# figure is the best of several runs.
 # The I/O floor is measured in the same run: cat of the inputs to /dev/null,
 # and separately the same plus writing one model-sized output (cp of the
 # base into BENCH_OUT, then sync), since every merge also writes its output.
@@ -96,8 +97,11 @@ run() {
 	RSS=$(awk -F': ' '/Maximum resident set size/ { printf "%d", $2 / 1024 }' "$log.time")
 }
 
-# best OUT LOG CMD...: BENCH_REPEAT runs of CMD, each after removing OUT and
-# a sync; WALL is the best time, RSS the largest peak, ST the first failure
+# best OUT LOG CMD...: BENCH_REPEAT runs of CMD, each after removing OUT, a
+# sync (this disk discards freed blocks: a deleted output costs the next run
+# otherwise), and a cat of the inputs ($warm) so that they are in the page
+# cache whatever ran before; WALL is the best time, RSS the largest peak, ST
+# the first failure
 best() {
 	bout=$1
 	blog=$2
@@ -108,6 +112,8 @@ best() {
 	i=0
 	while [ "$i" -lt "$REPEAT" ]; do
 		rm -rf "$bout"
+		sync
+		cat $warm >/dev/null
 		sync
 		run "$blog" "$@"
 		if [ "$ST" != 0 ]; then
@@ -123,6 +129,7 @@ best() {
 	ST=$bst
 }
 
+warm=$files
 # warm the page cache, then take the best of three cats as the I/O floor
 cat $files >/dev/null
 cat $files >/dev/null
@@ -256,6 +263,7 @@ case " $METHODS " in
 		fi
 		mfiles=$(ls "$moe"/*.safetensors)
 		mbytes=$(cat $mfiles | wc -c)
+		warm=$mfiles
 		cat $mfiles >/dev/null
 		run "$logs/cat-moe" sh -c 'cat "$@" >/dev/null' sh $mfiles
 		mcat=$(awk -v c="$WALL" 'BEGIN { if (c + 0 < 0.01) c = 0.01; print c }')
