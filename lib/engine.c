@@ -3,7 +3,8 @@
  *
  * A job runs in passes over its unit (DESIGN 4.1: the tensor, each row, or
  * the whole model):
- *   L1      dare --rescale l1: sums of |delta| and of its kept part;
+ *   L1      dare --rescale l1: sums of |delta| and of its kept part (the
+ *           draws are kept as bits for APPLY when they fit);
  *   SAMPLE  any top-k: a histogram of 1/16 of the magnitude keys, from which
  *           a range of keys around the k-th largest is guessed;
  *   HI      the keys above that range are counted and those in it recorded,
@@ -37,6 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #define MAX_SEL 2
 
@@ -245,7 +249,6 @@ static void tile_inputs(struct exec *e, const struct weld_job *j, struct tctx *c
 		}
 		if (j->method == WELD_METHOD_DARE && mode != DROP_NONE) {
 			double sums[2];
-
 			unsigned char *bits = e->draws == DRAWS_NONE ? NULL
 				: e->drops + s * e->p->drop_stride + g / 8;
 
@@ -284,14 +287,10 @@ static void tile_rows(struct exec *e, const struct weld_job *j, struct tctx *c, 
 		}
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
-
 /*
  * Encode a tile into the output chunk. The chunk's lines were last read by
  * the writer thread, on another core: ordinary stores would first fetch
- * each line back (half the time of a merge like consensus went there), so
+ * each line back (a fifth of the time of a consensus merge went there), so
  * the tile is encoded in cache and streamed out with non-temporal stores.
  */
 static void out_encode(enum weld_dtype t, const float *src, unsigned char *dst, size_t len)

@@ -86,7 +86,7 @@ static void lanes_load(lanes_t *v, const float *x, size_t avail)
 	}
 }
 
-WELD_HOT /*
+/*
  * keep[0..m) from bits (bit j % 8 of byte j / 8), or into them, eight at a
  * time with multiplications where bytes sit in memory little-end first:
  * spreading b * 0x0101.. & 0x8040201008040201 puts bit k in byte k, and
@@ -236,7 +236,11 @@ void weld_k_slerp_coeffs(double n0sq, double n1sq, double dot, double t,
 }
 
 /* p[j] = w * (kept ? v[j] : 0) for source s. */
-static inline __attribute__((always_inline)) void weighted_kept(const struct weld_combine_args *a, size_t s, size_t len, float *p)
+/* The helpers below are inlined so that each instruction-set clone of
+ * weld_k_combine gets its own copy (a call would run the baseline one). */
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE void weighted_kept(const struct weld_combine_args *a, size_t s, size_t len, float *p)
 {
 	const float *v = a->v[s];
 	const unsigned char *k = a->keep ? a->keep[s] : NULL;
@@ -259,7 +263,7 @@ static inline __attribute__((always_inline)) void weighted_kept(const struct wel
  * source over the whole tile (so the loops vectorise); for each element the
  * additions still happen in source order. scratch: (3 + n) * len floats.
  */
-static inline __attribute__((always_inline)) void ties_tile(const struct weld_combine_args *a, size_t len, bool normalize,
+INLINE void ties_tile(const struct weld_combine_args *a, size_t len, bool normalize,
 		      float *tau, float *scratch)
 {
 	float *sum = scratch, *cnt = scratch + len, *den = scratch + 2 * len;
@@ -302,7 +306,7 @@ static inline __attribute__((always_inline)) void ties_tile(const struct weld_co
 }
 
 /* acc[j] = sum over sources of w * kept value, in source order. */
-static inline __attribute__((always_inline)) void weighted_sum(const struct weld_combine_args *a, size_t len, float *acc, float *p)
+INLINE void weighted_sum(const struct weld_combine_args *a, size_t len, float *acc, float *p)
 {
 	for (size_t j = 0; j < len; j++)
 		acc[j] = 0;
