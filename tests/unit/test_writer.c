@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "weld.h"
+#include "outq.h"
 #include "fixtures.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -502,6 +503,69 @@ static void test_zero_length_writes(void **state)
 	check_model(m, t, 2);
 	weld_model_close(m);
 	free(file);
+	free(out);
+}
+
+/* The engine's writer thread: chunks submitted through the ring land in
+ * order; a write that fails there (here: more bytes than the tensor has)
+ * is reported by a later buffer request and by the drain, and the output
+ * is not published. */
+static void test_outq_order_and_failure(void **state)
+{
+	static const struct weld_out_tensor t[] = { F("a", WELD_F32, 1, 64) };
+	struct weld_writer_opts o = { 0 };
+	struct weld_error err = { 0 };
+	char *out = fixture_path(*state, "out");
+	weld_writer *w = open_writer(out, t, 1, &o);
+	struct weld_outq *q = weld_outq_new(64);
+	unsigned char want[256], *b;
+	weld_model *m = NULL;
+	bool failed = false;
+
+	assert_non_null(q);
+	fill(want, sizeof(want), 3);
+	/* ten chunks of 16 bytes: more than the ring holds, so it wraps */
+	for (int k = 0; k < 10; k++) {
+		assert_non_null(b = weld_outq_buffer(q, &err));
+		memcpy(b, want + 16 * k, 16);
+		assert_int_equal(weld_outq_submit(q, w, 0, 16, &err), 0);
+	}
+	assert_int_equal(weld_outq_drain(q, &err), 0);
+	/* 160 of 256 bytes written; 112 more overflow the tensor */
+	assert_non_null(b = weld_outq_buffer(q, &err));
+	memcpy(b, want + 160, 64);
+	assert_int_equal(weld_outq_submit(q, w, 0, 64, &err), 0);
+	assert_non_null(b = weld_outq_buffer(q, &err));
+	assert_int_equal(weld_outq_submit(q, w, 0, 48, &err), 0);
+	for (int k = 0; k < 8 && !failed; k++)
+		failed = !(b = weld_outq_buffer(q, &err)) || weld_outq_submit(q, w, 0, 16, &err) < 0;
+	assert_true(weld_outq_drain(q, &err) < 0);
+	assert_non_null(strstr(err.msg, "more bytes than its size"));
+	weld_outq_free(q);
+	weld_writer_close(w);
+	assert_int_not_equal(weld_model_open(&m, out, &err), 0);
+	{
+		/* the same chunks, in order and without the overflow, make the
+		 * tensor: the ring kept their order */
+		unsigned char got[256];
+
+		w = open_writer(out, t, 1, &o);
+		q = weld_outq_new(64);
+		assert_non_null(q);
+		for (int k = 0; k < 16; k++) {
+			assert_non_null(b = weld_outq_buffer(q, &err));
+			memcpy(b, want + 16 * k, 16);
+			assert_int_equal(weld_outq_submit(q, w, 0, 16, &err), 0);
+		}
+		assert_int_equal(weld_outq_drain(q, &err), 0);
+		weld_outq_free(q);
+		commit_ok(w);
+		weld_writer_close(w);
+		assert_int_equal(weld_model_open(&m, out, &err), 0);
+		assert_int_equal(weld_model_read(m, 0, 0, 64, got, &err), 0);
+		assert_memory_equal(got, want, sizeof(got));
+		weld_model_close(m);
+	}
 	free(out);
 }
 
@@ -1063,6 +1127,7 @@ int main(void)
 		D(test_no_tensors),
 		D(test_zero_length_writes),
 		D(test_parallel_writes),
+		D(test_outq_order_and_failure),
 		D(test_sharding_hf_names_and_index),
 		D(test_shard_size_zero_is_one_file),
 		D(test_single_file_mode),
