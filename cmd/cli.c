@@ -68,6 +68,13 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+int cli_bad_option(const char *usage, int c, char *const argv[])
+{
+	if (c == ':')
+		return cli_usage_error(usage, "option '%s' needs a value", argv[optind - 1]);
+	return cli_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+}
+
 int cli_fail(const struct weld_error *err)
 {
 	cli_error("%s", err->msg);

@@ -50,6 +50,9 @@ void cli_warning(const char *fmt, ...) WELD_PRINTF(1, 2);
 void cli_info(const char *fmt, ...) WELD_PRINTF(1, 2);   /* -v only */
 /* Print "error: ..." and the usage on stderr; returns EXIT_USAGE. */
 int cli_usage_error(const char *usage, const char *fmt, ...) WELD_PRINTF(2, 3);
+/* The usage error for what getopt_long returned as c for argv[optind - 1]:
+ * ':' (a value missing) or anything unknown; returns EXIT_USAGE. */
+int cli_bad_option(const char *usage, int c, char *const argv[]);
 /* Report a library error; returns EXIT_FAIL (EXIT_USAGE for WELD_ERR_ARG
  * found while parsing is the caller's choice). */
 int cli_fail(const struct weld_error *err);

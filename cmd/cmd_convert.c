@@ -71,8 +71,7 @@ int cmd_convert(int argc, char **argv)
 			break;
 		case O_NO_COPY: o.copy_files = false; break;
 		case O_JSON: json = true; break;
-		case ':': return cli_usage_error(usage, "option '%s' needs a value", argv[optind - 1]);
-		default: return cli_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		default: return cli_bad_option(usage, c, argv);
 		}
 	}
 	if (argc - optind != 1)

@@ -41,7 +41,7 @@ int cmd_diff(int argc, char **argv)
 		switch (c) {
 		case 'J': json = true; break;
 		case 'h': fputs(usage, stdout); return EXIT_OK;
-		default: return cli_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		default: return cli_bad_option(usage, c, argv);
 		}
 	}
 	if (argc - optind != 2)

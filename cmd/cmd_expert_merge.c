@@ -144,10 +144,8 @@ static int parse(int argc, char **argv, struct args *a)
 			break;
 		case O_JSON: a->json = true; break;
 		case O_NO_COPY: a->copy_files = false; break;
-		case ':':
-			return cli_usage_error(usage, "option '%s' needs a value", argv[optind - 1]);
 		default:
-			return cli_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option(usage, c, argv);
 		}
 	}
 	if (optind == argc)

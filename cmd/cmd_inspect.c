@@ -52,7 +52,7 @@ int cmd_inspect(int argc, char **argv)
 		case 'H': hash = true; break;
 		case 'J': json = true; break;
 		case 'h': fputs(usage, stdout); return EXIT_OK;
-		default: return cli_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		default: return cli_bad_option(usage, c, argv);
 		}
 	}
 	if (argc - optind != 1)

@@ -88,10 +88,8 @@ static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
 			break;
 		case O_JSON: a->json = true; break;
 		case O_FROM: a->from = optarg; break;
-		case ':':
-			return cli_usage_error(u, "option '%s' needs a value", argv[optind - 1]);
 		default:
-			return cli_usage_error(u, "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option(u, c, argv);
 		}
 	}
 	if (argc - optind > 1)

@@ -35,7 +35,7 @@ int cmd_verify(int argc, char **argv)
 		switch (c) {
 		case 'q': cli_verbosity = 0; break;
 		case 'h': fputs(usage, stdout); return EXIT_OK;
-		default: return cli_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		default: return cli_bad_option(usage, c, argv);
 		}
 	}
 	if (argc - optind != 1)

@@ -321,10 +321,8 @@ static int parse(const struct merge_spec *spec, int argc, char **argv, struct me
 			break;
 		case O_MASKS: a->masks = optarg; break;
 		case O_MERGED: a->merged = optarg; break;
-		case ':':
-			return cli_usage_error(u, "option '%s' needs a value", argv[optind - 1]);
 		default:
-			return cli_usage_error(u, "unknown option '%s'", argv[optind - 1]);
+			return cli_bad_option(u, c, argv);
 		}
 	}
 	for (int i = optind; i < argc; i++) {
