@@ -10,6 +10,8 @@ check "help lists the commands" sh -c "'$WELD' help | grep -q ties && '$WELD' he
 check "help CMD prints its usage" sh -c "'$WELD' help convert | grep -q 'usage: weld convert'"
 fails "unknown command" 2 "not a weld command" "$WELD" frobnicate
 fails "unknown option" 2 "unknown option" "$WELD" inspect --frob "$M"
+fails "option without its value" 2 "option '--max-memory' needs a value" "$WELD" convert "$M" -o "$TMP/nv" --max-memory
+fails "merge option without its value" 2 "option '--density' needs a value" "$WELD" ties --base "$M" "$M" -o "$TMP/nv" --density
 fails "missing -o" 2 "output folder is required" "$WELD" convert "$M"
 
 # inspect
