@@ -1,5 +1,14 @@
 # harness.sh - sourced by the command-line tests that keep their scratch
-# files in $T: pass/fail counters, ok, not_ok and refuse.
+# files in $T: WELD made absolute, PY, the scratch folder $T (named after
+# $NAME, removed on exit), pass/fail counters, ok, not_ok and refuse.
+WELD=${WELD:-./weld}
+case $WELD in
+*/*) WELD=$(cd "$(dirname "$WELD")" && pwd)/$(basename "$WELD") ;;
+esac
+PY=/usr/bin/python3
+T=$(mktemp -d "${TMPDIR:-/tmp}/weld-$NAME-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+trap 'exit 130' INT TERM
 pass=0
 fail=0
 

@@ -7,21 +7,14 @@
 # usage: WELD=./weld sh tests/cli/test_expert_merge.sh
 set -eu
 
-WELD=${WELD:-./weld}
-case $WELD in
-*/*) WELD=$(cd "$(dirname "$WELD")" && pwd)/$(basename "$WELD") ;;
-esac
-PY=/usr/bin/python3
+HERE=$(cd "$(dirname "$0")" && pwd)
+NAME=expert-merge
+. "$HERE/harness.sh"
 if ! "$PY" -c 'import numpy' 2>/dev/null; then
 	echo "test_expert_merge: needs $PY with NumPy (make deps, or apt-get install python3-numpy)" >&2
 	exit 1
 fi
-HERE=$(cd "$(dirname "$0")" && pwd)
 FIX="$HERE/expert_merge_fixture.py"
-T=$(mktemp -d "${TMPDIR:-/tmp}/weld-expert-merge-XXXXXX")
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM
-. "$HERE/harness.sh"
 
 fixture() {
 	"$PY" "$FIX" "$@"

@@ -8,18 +8,11 @@
 # usage: WELD=./weld sh tests/cli/test_recipes.sh
 set -eu
 
-WELD=${WELD:-./weld}
-case $WELD in
-*/*) WELD=$(cd "$(dirname "$WELD")" && pwd)/$(basename "$WELD") ;;
-esac
-PY=/usr/bin/python3
 HERE=$(cd "$(dirname "$0")" && pwd)
+NAME=recipes
+. "$HERE/harness.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 FIX="$HERE/recipe_models.py"
-T=$(mktemp -d "${TMPDIR:-/tmp}/weld-recipes-XXXXXX")
-trap 'rm -rf "$T"' EXIT
-trap 'exit 130' INT TERM
-. "$HERE/harness.sh"
 
 # expect NAME CMD...: CMD must succeed
 expect() {
