@@ -17,16 +17,17 @@ MANDIR  ?= $(PREFIX)/share/man
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 
-LIB_SRC  = $(wildcard lib/*.c) $(wildcard formats/*.c)
+LIB_SRC  = $(wildcard lib/common/*.c formats/*.c lib/*.c lib/engine/*.c lib/recipe/*.c lib/moe/*.c)
 CMD_SRC  = $(wildcard cmd/*.c)
 TEST_SRC = $(wildcard tests/unit/test_*.c)
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 CMD_OBJ  = $(CMD_SRC:%.c=$(BUILD)/%.o)
 TESTS    = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-ALL_CFLAGS = $(REQ) $(WARN) $(PKG_CFLAGS) -Ilib $(CFLAGS)
+INCLUDES = -Ilib/common -Iformats -Ilib -Ilib/engine -Ilib/recipe -Ilib/moe
+ALL_CFLAGS = $(REQ) $(WARN) $(PKG_CFLAGS) $(INCLUDES) $(CFLAGS)
 
-.PHONY: all deps demo check unit cli asan fuzz bench install uninstall clean help
+.PHONY: all deps demo check check-layers unit cli asan fuzz bench install uninstall clean help
 
 all: weld  ## build ./weld
 
@@ -43,7 +44,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/fixtures.c $(BUILD)/libweld.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Iformats -o $@ $< tests/unit/fixtures.c $(BUILD)/libweld.a $(LIBS) -lcmocka $(LDFLAGS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< tests/unit/fixtures.c $(BUILD)/libweld.a $(LIBS) -lcmocka $(LDFLAGS)
 
 $(BUILD)/mkmodel: tests/tools/mkmodel.c $(BUILD)/libweld.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libweld.a $(LIBS) $(LDFLAGS)
@@ -69,7 +70,11 @@ asan:  ## unit and CLI tests under AddressSanitizer + UBSan
 build-asan/weld-asan: $(BUILD)/libweld.a $(CMD_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $(CMD_OBJ) $(BUILD)/libweld.a $(LIBS) $(LDFLAGS)
 
+check-layers:  ## fail on an #include that points up the layering (lib/common < formats < lib < cmd)
+	@sh tests/check_layers.sh
+
 check: deps  ## install what is missing, build, run every test (plain and sanitized)
+	@$(MAKE) --no-print-directory check-layers
 	@$(MAKE) --no-print-directory weld unit
 	@$(MAKE) --no-print-directory cli
 	@$(MAKE) --no-print-directory asan

@@ -166,49 +166,17 @@ static int parse(int argc, char **argv, struct args *a)
  * it does not exist (when may_miss), else NULL after an error message. */
 static char *read_text(const char *path, bool may_miss, bool *missing, size_t *len)
 {
-	struct stat st;
+	struct weld_error err = { 0 };
 	char *buf = NULL;
-	size_t got = 0;
-	int fd;
 
 	*missing = false;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (may_miss && errno == ENOENT) {
-			*missing = true;
-			return NULL;
-		}
-		cli_error("cannot open '%s': %s", path, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_TEXT) {
-		cli_error("'%s': not a regular file of at most 256 MB", path);
-		close(fd);
-		return NULL;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		cli_error("out of memory reading '%s'", path);
-		close(fd);
-		return NULL;
-	}
-	while (got < (size_t)st.st_size) {
-		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			cli_error("cannot read '%s': %s", path, r < 0 ? strerror(errno) : "file shrank");
-			free(buf);
-			close(fd);
-			return NULL;
-		}
-		got += (size_t)r;
-	}
-	close(fd);
-	buf[got] = '\0';
-	*len = got;
-	return buf;
+	if (weld_read_small_file(path, MAX_TEXT, &buf, len, &err) == 0)
+		return buf;
+	if (may_miss && err.sys_errno == ENOENT)
+		*missing = true;
+	else
+		cli_fail(&err);
+	return NULL;
 }
 
 /* The command line as a JSON object, kept in the output's metadata. */
@@ -355,15 +323,9 @@ int cmd_expert_merge(int argc, char **argv)
 		r = cli_fail(&err);
 		goto out;
 	}
-	{
-		const size_t len = strlen(weld_model_dir(m)) + sizeof("/config.json");
-
-		config_path = malloc(len);
-		if (!config_path) {
-			cli_error("out of memory");
-			goto out;
-		}
-		snprintf(config_path, len, "%s/config.json", weld_model_dir(m));
+	if (!(config_path = weld_path_join(weld_model_dir(m), "config.json"))) {
+		cli_error("out of memory");
+		goto out;
 	}
 	config = read_text(config_path, true, &missing, &a.o.config_len);
 	if (!config && !missing)

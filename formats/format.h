@@ -13,7 +13,7 @@
 #ifndef WELD_FORMAT_H
 #define WELD_FORMAT_H
 
-#include "../lib/weld.h"
+#include "model.h"
 
 /* Size, descriptor and path of file `file` of the model. */
 uint64_t weld_model_file_size(const weld_model *m, int file);
@@ -28,20 +28,6 @@ int weld_model_add_tensor(weld_model *m, const struct weld_tensor_info *info,
 /* Remember one __metadata__ entry (copied); the first value of a key wins. */
 int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
 			    struct weld_error *err);
-
-/* pread exactly n bytes at off, or fail naming the file. */
-int weld_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
-		    struct weld_error *err);
-
-/* Overflow-checked helpers: return false on overflow. */
-static inline bool weld_mul_u64(uint64_t a, uint64_t b, uint64_t *out)
-{
-	return !__builtin_mul_overflow(a, b, out);
-}
-static inline bool weld_add_u64(uint64_t a, uint64_t b, uint64_t *out)
-{
-	return !__builtin_add_overflow(a, b, out);
-}
 
 /* Fill t->stride with C-order strides from t->shape (saturating: only an
  * empty tensor can have a stride product that overflows, and it is never

@@ -50,41 +50,6 @@ struct weld_model {
 	int parsing;            /* file whose header is being parsed */
 };
 
-static char *path_join(const char *dir, const char *name)
-{
-	size_t n = strlen(dir) + strlen(name) + 2;
-	char *p = malloc(n);
-
-	if (p)
-		snprintf(p, n, "%s/%s", dir, name);
-	return p;
-}
-
-int weld_pread_full(int fd, void *buf, size_t n, uint64_t off, const char *path,
-		    struct weld_error *err)
-{
-	char *p = buf;
-
-	while (n) {
-		ssize_t r = pread(fd, p, n, (off_t)off);
-
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return weld_fail_errno(err, "'%s': read of %zu bytes at offset %llu failed",
-					       path, n, (unsigned long long)off);
-		}
-		if (r == 0)
-			return weld_fail(err, WELD_ERR_FORMAT,
-					 "'%s': unexpected end of file at offset %llu (file changed while reading?)",
-					 path, (unsigned long long)off);
-		p += r;
-		n -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
-}
-
 uint64_t weld_model_file_size(const weld_model *m, int file)
 {
 	return m->files[file].size;
@@ -251,35 +216,6 @@ static int parse_file(weld_model *m, const char *path, struct weld_error *err)
 			 "'%s': not a safetensors or PyTorch checkpoint (%zu bytes)", path, got);
 }
 
-static int read_small_file(const char *path, char **out, struct weld_error *err)
-{
-	struct stat st;
-	char *buf;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return weld_fail_errno(err, "cannot open '%s'", path);
-	if (fstat(fd, &st) < 0 || st.st_size > INDEX_MAX_BYTES) {
-		close(fd);
-		return weld_fail(err, WELD_ERR_FORMAT, "'%s': larger than %u bytes", path,
-				 INDEX_MAX_BYTES);
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		close(fd);
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	}
-	if (weld_pread_full(fd, buf, (size_t)st.st_size, 0, path, err) < 0) {
-		free(buf);
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	buf[st.st_size] = 0;
-	*out = buf;
-	return 0;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -297,7 +233,7 @@ static int open_index(weld_model *m, const char *index, struct weld_error *err)
 	size_t ns = 0, nmap = 0;
 	int ret = -1;
 
-	if (read_small_file(index, &text, err) < 0)
+	if (weld_read_small_file(index, INDEX_MAX_BYTES, &text, NULL, err) < 0)
 		return -1;
 	root = cJSON_Parse(text);
 	map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
@@ -330,7 +266,7 @@ static int open_index(weld_model *m, const char *index, struct weld_error *err)
 
 		if (i && strcmp(shards[i], shards[i - 1]) == 0)
 			continue;
-		p = path_join(m->dir, shards[i]);
+		p = weld_path_join(m->dir, shards[i]);
 		if (!p) {
 			weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 			goto out;
@@ -395,7 +331,7 @@ static int has_suffix(const char *s, const char *suf)
 
 static bool is_file(const char *dir, const char *name)
 {
-	char *p = path_join(dir, name);
+	char *p = weld_path_join(dir, name);
 	struct stat st;
 	bool ok = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 
@@ -419,14 +355,14 @@ static int open_folder(weld_model *m, struct weld_error *err)
 
 	for (int k = 0; k < 2; k++) {
 		if (is_file(m->dir, index_names[k])) {
-			char *p = path_join(m->dir, index_names[k]);
+			char *p = weld_path_join(m->dir, index_names[k]);
 			int r = p ? open_index(m, p, err) : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 
 			free(p);
 			return r;
 		}
 		if (is_file(m->dir, single_names[k])) {
-			char *p = path_join(m->dir, single_names[k]);
+			char *p = weld_path_join(m->dir, single_names[k]);
 			int r = p ? parse_file(m, p, err) : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 
 			free(p);
@@ -458,7 +394,7 @@ static int open_folder(weld_model *m, struct weld_error *err)
 	}
 	qsort(names, nn, sizeof(*names), cmp_str);
 	for (size_t i = 0; i < nn; i++) {
-		char *p = path_join(m->dir, names[i]);
+		char *p = weld_path_join(m->dir, names[i]);
 		int r = p ? parse_file(m, p, err) : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 
 		free(p);

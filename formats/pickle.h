@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../lib/weld.h"
+#include "format.h"
 
 /* Longest tensor name (dict keys joined with '.') weld accepts. */
 #define WELD_PICKLE_MAX_NAME 1024

@@ -4,7 +4,7 @@
  * elements per buffer whatever the tensor size; sums run in double, block
  * by block in order, so the numbers are the same on every machine.
  */
-#include "weld.h"
+#include "compare.h"
 
 #include <math.h>
 #include <stdlib.h>

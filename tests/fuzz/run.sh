@@ -48,7 +48,7 @@ PKGS="libzip libcjson libxxhash zlib"
 PKG_CFLAGS=$(pkg-config --cflags $PKGS 2>/dev/null)
 PKG_LIBS=$(pkg-config --libs $PKGS 2>/dev/null || echo -lzip -lcjson -lxxhash -lz)
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fno-fast-math -ffp-contract=off
-	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -Ilib -Iformats"
+	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -Ilib/common -Iformats -Ilib -Ilib/engine -Ilib/recipe -Ilib/moe"
 
 # OpenMP if this clang has libomp; otherwise the library is built serial
 # and only the objects the targets use are linked (from an archive), so the
@@ -63,7 +63,7 @@ echo "fuzz: building the library with $CLANG ${OMP:-(no OpenMP)}"
 mkdir -p "$OUT/obj" || exit 1
 rm -f "$OUT/libweld-fuzz.a"
 objs=""
-for src in lib/*.c formats/*.c; do
+for src in lib/*.c lib/*/*.c formats/*.c; do
 	obj="$OUT/obj/$(echo "$src" | tr / _ | sed 's/\.c$/.o/')"
 	if ! "$CLANG" $CFLAGS $OMP $PKG_CFLAGS -c -o "$obj" "$src" 2>"$obj.log"; then
 		if [ -z "$OMP" ] && grep -q omp "$src"; then

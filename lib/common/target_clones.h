@@ -1,8 +1,8 @@
 /*
- * hot.h - WELD_HOT marks the loops that carry a merge.
+ * target_clones.h - WELD_HOT marks the loops that carry a merge.
  */
-#ifndef WELD_HOT_H
-#define WELD_HOT_H
+#ifndef WELD_TARGET_CLONES_H
+#define WELD_TARGET_CLONES_H
 
 /* Hot loops are compiled for several instruction sets and picked at run
  * time (x86-64-v4 brings AVX-512's 64-bit multiplies to dare's random

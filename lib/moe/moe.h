@@ -21,7 +21,7 @@
 #ifndef WELD_MOE_H
 #define WELD_MOE_H
 
-#include "weld.h"
+#include "merge.h"
 
 /* eps of the cosine (per norm, as torch.nn.functional.cosine_similarity)
  * and of the merge denominator, as in the reference code (FP32_EPS). */

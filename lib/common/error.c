@@ -7,7 +7,7 @@
  * `return weld_fail_errno(...)`, and both accept a NULL err for callers that
  * only want the status.
  */
-#include "weld.h"
+#include "base.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -15,9 +15,8 @@
 #ifndef WELD_MERGE_H
 #define WELD_MERGE_H
 
-#include "weld.h"
-
-#include "hot.h"
+#include "model.h"
+#include "target_clones.h"
 
 enum weld_method {
 	WELD_METHOD_COPY,             /* one source, converted to the output dtype */

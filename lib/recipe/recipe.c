@@ -262,19 +262,6 @@ static int rfail(const weld_recipe *r, struct weld_error *err, const char *where
 	return weld_fail(err, WELD_ERR_ARG, "%s: %s", r->label, msg);
 }
 
-static char *join_path(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	char *p = malloc(la + lb + 2);
-
-	if (!p)
-		return NULL;
-	memcpy(p, a, la);
-	p[la] = '/';
-	memcpy(p + la + 1, b, lb + 1);
-	return p;
-}
-
 /* A new string from a format (caller frees), or NULL. */
 static char *strfmt(const char *fmt, ...) WELD_PRINTF(1, 2);
 
@@ -442,11 +429,11 @@ static char *hf_cache(const char **how)
 	v = getenv("HF_HOME");
 	if (v && *v) {
 		*how = "$HF_HOME/hub";
-		return join_path(v, "hub");
+		return weld_path_join(v, "hub");
 	}
 	v = getenv("HOME");
 	*how = "~/.cache/huggingface/hub; $HF_HUB_CACHE and $HF_HOME are unset";
-	return join_path(v && *v ? v : ".", ".cache/huggingface/hub");
+	return weld_path_join(v && *v ? v : ".", ".cache/huggingface/hub");
 }
 
 /* "name" or "org/name" made of letters, digits, '-', '_' and '.'. */
@@ -513,7 +500,7 @@ static char *read_ref(const char *repo_dir, const char *ref)
 /* The newest snapshot (by modification time, then name). */
 static char *newest_snapshot(const char *repo_dir)
 {
-	char *snaps = join_path(repo_dir, "snapshots"), *best = NULL;
+	char *snaps = weld_path_join(repo_dir, "snapshots"), *best = NULL;
 	struct timespec best_t = { 0, 0 };
 	struct dirent *e;
 	DIR *d;
@@ -527,7 +514,7 @@ static char *newest_snapshot(const char *repo_dir)
 
 		if (e->d_name[0] == '.')
 			continue;
-		p = join_path(snaps, e->d_name);
+		p = weld_path_join(snaps, e->d_name);
 		if (!p)
 			break;
 		if (stat(p, &st) == 0 && S_ISDIR(st.st_mode) &&
@@ -658,9 +645,9 @@ static char *resolve_model(const weld_recipe *r, const char *spec, const char *w
 	if (spec[0] == '/')
 		local = strdup(spec);
 	else if (spec[0] == '~' && spec[1] == '/')
-		local = join_path(home && *home ? home : ".", spec + 2);
+		local = weld_path_join(home && *home ? home : ".", spec + 2);
 	else
-		local = join_path(r->dir, spec);
+		local = weld_path_join(r->dir, spec);
 	if (local)
 		tidy_path(local);
 	if (!local) {

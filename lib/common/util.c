@@ -7,7 +7,7 @@
  * arithmetic on its digits, never through a double, so every spelling of a
  * size gives the same count of bytes on every machine.
  */
-#include "weld.h"
+#include "base.h"
 
 #include <stdio.h>
 #include <xxhash.h>

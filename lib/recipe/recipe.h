@@ -20,7 +20,7 @@
 #ifndef WELD_RECIPE_H
 #define WELD_RECIPE_H
 
-#include "weld.h"
+#include "merge.h"
 
 typedef struct weld_recipe weld_recipe;
 

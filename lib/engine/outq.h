@@ -11,7 +11,7 @@
 #ifndef WELD_OUTQ_H
 #define WELD_OUTQ_H
 
-#include "weld.h"
+#include "model.h"
 
 #define WELD_OUTQ_BUFS 4
 

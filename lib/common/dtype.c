@@ -10,8 +10,8 @@
  * hot path of every merge; most of their kernels are branch-free so that
  * the compiler can vectorise them. Data in files is little-endian.
  */
-#include "hot.h"
-#include "weld.h"
+#include "base.h"
+#include "target_clones.h"
 
 #include <string.h>
 

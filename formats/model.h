@@ -1,0 +1,121 @@
+/*
+ * model.h - checkpoints on disk: the model reader (any supported format,
+ * detected by content) and the model writer (a safetensors folder,
+ * published atomically). Depends only on base.h.
+ */
+#ifndef WELD_MODEL_H
+#define WELD_MODEL_H
+
+#include "base.h"
+
+/* ---------------------------------------------------------------- model reader */
+
+/*
+ * A weld_model is one checkpoint: a folder (safetensors, sharded or not, or
+ * a PyTorch .bin set) or a single file, detected by content. Opening parses
+ * and validates every header; tensor data is read later with pread, never
+ * mapped or loaded whole. Reading is thread-safe: several threads may call
+ * weld_model_read*() on one model at once.
+ */
+typedef struct weld_model weld_model;
+
+struct weld_tensor_info {
+	const char *name;       /* borrowed */
+	enum weld_dtype dtype;
+	int ndim;
+	int64_t shape[WELD_MAX_DIMS];
+	uint64_t nelem;         /* product of shape, checked */
+	uint64_t nbytes;        /* nelem * dtype size, checked */
+	int file;               /* index of the file holding the data */
+	uint64_t offset;        /* absolute file offset of element 0 */
+	int64_t stride[WELD_MAX_DIMS]; /* in elements */
+	bool contiguous;        /* C order, no gaps */
+};
+
+int weld_model_open(weld_model **out, const char *path, struct weld_error *err);
+void weld_model_close(weld_model *m);
+
+size_t weld_model_count(const weld_model *m);
+const struct weld_tensor_info *weld_model_tensor(const weld_model *m, size_t i);
+/* Index of the tensor called name, or -1. */
+int64_t weld_model_find(const weld_model *m, const char *name);
+const char *weld_model_path(const weld_model *m);   /* as given */
+/* Folder holding config.json & co (the path itself, or a file's folder). */
+const char *weld_model_dir(const weld_model *m);
+const char *weld_model_format(const weld_model *m); /* "safetensors", "pytorch" */
+size_t weld_model_file_count(const weld_model *m);
+const char *weld_model_file_path(const weld_model *m, size_t file);
+/* A __metadata__ value of the safetensors files (the first file that has
+ * the key wins), or NULL. */
+const char *weld_model_metadata(const weld_model *m, const char *key);
+/* The same for one file of the model. */
+const char *weld_model_file_metadata(const weld_model *m, size_t file, const char *key);
+
+/* Copy the raw little-endian bytes of elements [first, first + n) of tensor
+ * i, packed, into dst (n * dtype size bytes). */
+int weld_model_read(const weld_model *m, size_t i, uint64_t first, size_t n,
+		    void *dst, struct weld_error *err);
+/* Same, decoded to float32; integer dtypes are refused. scratch, if not
+ * NULL, must hold n * dtype size bytes (else the call allocates). */
+int weld_model_read_f32(const weld_model *m, size_t i, uint64_t first, size_t n,
+			float *dst, void *scratch, struct weld_error *err);
+
+/* XXH3-64 of tensor i's packed bytes (what a weld output records). */
+int weld_model_hash(const weld_model *m, size_t i, uint64_t *out, struct weld_error *err);
+
+/* ---------------------------------------------------------------- model writer */
+
+/*
+ * The writer lays out every shard and header before any data is written, so
+ * that tensor data can then be written at known offsets in any tensor order,
+ * from several threads (one thread per tensor at a time; within a tensor the
+ * bytes must come in order, because the XXH3 of each tensor is computed as
+ * it streams). Work happens in "<out>.weld-tmp-<pid>" beside the output;
+ * weld_writer_commit() fills the final headers, fsyncs, and renames it into
+ * place. weld_writer_close() without a commit removes the temporary folder.
+ */
+typedef struct weld_writer weld_writer;
+
+struct weld_out_tensor {
+	const char *name;       /* copied by the writer */
+	enum weld_dtype dtype;
+	int ndim;
+	int64_t shape[WELD_MAX_DIMS];
+};
+
+struct weld_writer_opts {
+	uint64_t shard_size;    /* largest shard in bytes; 0 = one file */
+	bool force;             /* replace an existing output */
+	const char *recipe_json;/* stored as __metadata__.weld_recipe, or NULL */
+	const char *copy_from;  /* folder to copy config/tokenizer files from, or NULL */
+	const char *torch_dtype;/* torch_dtype to set in the copied config.json, or NULL */
+	/* If set, called on the parsed config.json before it is written (e.g. to
+	 * change num_local_experts); return -1 and fill err to fail. */
+	int (*edit_config)(void *ctx, void *cjson_root, struct weld_error *err);
+	void *edit_config_ctx;
+	/* Write one .safetensors file at `dir` instead of a folder (no index,
+	 * no side files); shard_size is ignored. */
+	bool single_file;
+	/* Extra file to write in the output folder (name, contents), or NULL. */
+	const char *extra_name;
+	const char *extra_data;
+};
+
+int weld_writer_open(weld_writer **out, const char *dir,
+		     const struct weld_out_tensor *t, size_t n,
+		     const struct weld_writer_opts *opts, struct weld_error *err);
+/* Index of a tensor in the writer, by name, or -1. */
+int64_t weld_writer_find(const weld_writer *w, const char *name);
+/* Append len bytes to tensor i (its bytes so far + len must not exceed its size). */
+int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
+		      struct weld_error *err);
+int weld_writer_commit(weld_writer *w, struct weld_error *err);
+void weld_writer_close(weld_writer *w);
+/* Number of shards the layout uses. */
+size_t weld_writer_shards(const weld_writer *w);
+
+/* Async-signal-safe: remove the temporary folder of every writer that is
+ * open. Meant for SIGINT/SIGTERM handlers. */
+void weld_writer_cleanup_on_signal(void);
+
+#endif
