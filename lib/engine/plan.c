@@ -7,6 +7,7 @@
  * the output folder.
  */
 #include "merge.h"
+#include "method.h"
 #include "outq.h"
 #include "plan_impl.h"
 
@@ -19,22 +20,6 @@
 
 #define RESERVE_BYTES (4ull << 20)    /* binary, headers, stacks */
 #define WELD_MAX_CHUNK (1ull << 20)   /* elements: larger only costs page faults */
-
-const char *weld_method_name(enum weld_method m)
-{
-	static const char *const names[] = {
-		[WELD_METHOD_COPY] = "copy",
-		[WELD_METHOD_AVERAGE] = "average",
-		[WELD_METHOD_TASK_ARITHMETIC] = "task-arithmetic",
-		[WELD_METHOD_TIES] = "ties",
-		[WELD_METHOD_DARE] = "dare",
-		[WELD_METHOD_BREADCRUMBS] = "breadcrumbs",
-		[WELD_METHOD_CONSENSUS] = "consensus",
-		[WELD_METHOD_SLERP] = "slerp",
-		[WELD_METHOD_APPLY_MASK] = "apply-mask",
-	};
-	return (unsigned)m < sizeof(names) / sizeof(names[0]) ? names[m] : "?";
-}
 
 void weld_plan_warn(const weld_plan *p, const char *fmt, ...)
 {
@@ -202,22 +187,6 @@ int weld_shape_fit(const char *name, const struct weld_tensor_info *t,
 	return rest ? 1 : -1;
 }
 
-int weld_job_selections(const struct weld_merge_opts *o, const struct weld_job *j)
-{
-	switch (j->method) {
-	case WELD_METHOD_TIES:
-		return 1;
-	case WELD_METHOD_BREADCRUMBS:
-		return 2;
-	case WELD_METHOD_DARE:
-		return o->combine == WELD_COMBINE_TIES && o->trim > 0;
-	case WELD_METHOD_CONSENSUS:
-		return o->from == WELD_FROM_TIES;
-	default:
-		return 0;
-	}
-}
-
 /* Output dtype for a float tensor of dtype t. */
 static enum weld_dtype out_dtype(const weld_plan *p, enum weld_dtype t)
 {
@@ -367,32 +336,23 @@ out:
 	return ret;
 }
 
-static bool uses_density(const weld_plan *p, const struct weld_job *j)
-{
-	switch (j->method) {
-	case WELD_METHOD_TIES:
-	case WELD_METHOD_DARE:
-	case WELD_METHOD_BREADCRUMBS:
-		return true;
-	case WELD_METHOD_CONSENSUS:
-		return p->o.from == WELD_FROM_TIES;
-	default:
-		return false;
-	}
-}
-
 static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_error *err)
 {
-	bool needs_base = j->method != WELD_METHOD_COPY && j->method != WELD_METHOD_AVERAGE;
+	bool needs_base = weld_method_base(j->method) == WELD_BASE_REQUIRED;
+	size_t min_src, max_src;
 
+	weld_method_sources(j->method, &min_src, &max_src);
 	if (needs_base && j->base_model < 0)
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': %s needs a base model",
 				 j->name, weld_method_name(j->method));
-	if (j->method == WELD_METHOD_COPY && j->nsrc < 1)
+	if (j->nsrc < min_src && j->method == WELD_METHOD_COPY)
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': nothing to copy", j->name);
-	if (j->method == WELD_METHOD_SLERP && j->nsrc != 1)
-		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': slerp takes exactly two models (base and one other), not %zu",
-				 j->name, j->nsrc + 1);
+	if ((j->nsrc < min_src || j->nsrc > max_src) && needs_base && max_src == 1)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': %s takes exactly two models (base and one other), not %zu",
+				 j->name, weld_method_name(j->method), j->nsrc + 1);
+	if (j->nsrc < min_src || j->nsrc > max_src)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': %s takes %zu to %zu models, not %zu",
+				 j->name, weld_method_name(j->method), min_src, max_src, j->nsrc);
 	for (size_t s = 0; s < j->nsrc; s++) {
 		const struct weld_source *src = &j->src[s];
 		const char *mp = weld_model_path(p->models[src->model]);
@@ -400,20 +360,20 @@ static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_e
 		if (!isfinite(src->weight))
 			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': weight of '%s' is not finite",
 					 j->name, mp);
-		if (uses_density(p, j) && !(src->density > 0 && src->density <= 1))
+		if (weld_method_uses(&p->o, j->method, WELD_P_DENSITY) && !(src->density > 0 && src->density <= 1))
 			return weld_fail(err, WELD_ERR_ARG,
 					 "tensor '%s': density %g of '%s' is outside (0, 1]",
 					 j->name, src->density, mp);
-		if (j->method == WELD_METHOD_CONSENSUS && !(src->mask_lambda >= 0 && isfinite(src->mask_lambda)))
+		if (weld_method_uses(&p->o, j->method, WELD_P_MASK_LAMBDA) && !(src->mask_lambda >= 0 && isfinite(src->mask_lambda)))
 			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': mask lambda %g of '%s' must be >= 0",
 					 j->name, src->mask_lambda, mp);
 	}
 	if (!isfinite(j->lambda))
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': lambda is not finite", j->name);
-	if (j->method == WELD_METHOD_BREADCRUMBS && !(j->gamma >= 0 && j->gamma < 1))
+	if (weld_method_uses(&p->o, j->method, WELD_P_GAMMA) && !(j->gamma >= 0 && j->gamma < 1))
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': gamma %g is outside [0, 1)",
 				 j->name, j->gamma);
-	if (j->method == WELD_METHOD_SLERP && !isfinite(j->t))
+	if (weld_method_uses(&p->o, j->method, WELD_P_T) && !isfinite(j->t))
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': t %g is not finite", j->name, j->t);
 	if (j->method == WELD_METHOD_AVERAGE && p->o.normalize) {
 		double sw = 0;

@@ -14,6 +14,7 @@
  * gives the same plan and the same bytes.
  */
 #include "recipe.h"
+#include "method.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -31,153 +32,6 @@
 #define RECIPE_MAX_BYTES (16u << 20)
 #define WHERE_LEN 256
 #define MAX_SEED_EXACT 9007199254740992.0   /* 2^53: larger seeds go in strings */
-
-/* ---------------------------------------------------------------- parameters */
-
-enum param {
-	P_WEIGHT, P_DENSITY, P_GAMMA, P_MASK_LAMBDA, P_SCALE,  /* per model */
-	P_LAMBDA, P_T,                                          /* per tensor */
-	P_NORMALIZE, P_RESCALE, P_INT8_MASK,                    /* whole merge */
-	P_COUNT
-};
-#define PB(p) (1u << (p))
-
-enum range {
-	R_ANY,        /* any finite number */
-	R_DENSITY,    /* (0, 1] */
-	R_GAMMA,      /* [0, 1) */
-	R_UNIT,       /* [0, 1] */
-	R_NONNEG,     /* [0, inf) */
-	R_BOOL,       /* true/false (or 1/0, as YAML booleans become in mergekit) */
-};
-
-struct param_def {
-	const char *name;
-	enum { PER_MODEL, PER_TENSOR, WHOLE_MERGE } kind;
-	enum range range;
-};
-
-static const struct param_def param_defs[P_COUNT] = {
-	[P_WEIGHT] = { "weight", PER_MODEL, R_ANY },
-	[P_DENSITY] = { "density", PER_MODEL, R_DENSITY },
-	[P_GAMMA] = { "gamma", PER_MODEL, R_GAMMA },
-	[P_MASK_LAMBDA] = { "mask_lambda", PER_MODEL, R_NONNEG },
-	[P_SCALE] = { "scale", PER_MODEL, R_ANY },
-	[P_LAMBDA] = { "lambda", PER_TENSOR, R_ANY },
-	[P_T] = { "t", PER_TENSOR, R_UNIT },
-	[P_NORMALIZE] = { "normalize", WHOLE_MERGE, R_BOOL },
-	[P_RESCALE] = { "rescale", WHOLE_MERGE, R_BOOL },
-	[P_INT8_MASK] = { "int8_mask", WHOLE_MERGE, R_BOOL },
-};
-
-/* ---------------------------------------------------------------- the weld object */
-
-enum wkey {
-	W_SCOPE, W_SEED, W_SIGN, W_RESCALE, W_COMBINE, W_TRIM, W_FROM, W_K,
-	W_SHARD_SIZE, W_MAX_MEMORY, W_ALLOW_MISSING, W_COPY_FILES,
-	W_COUNT
-};
-#define WB(k) (1u << (k))
-#define W_GENERAL (WB(W_SHARD_SIZE) | WB(W_MAX_MEMORY) | WB(W_ALLOW_MISSING) | WB(W_COPY_FILES))
-
-static const char *const wkey_names[W_COUNT] = {
-	"scope", "seed", "sign", "rescale", "combine", "trim", "from", "k",
-	"shard_size", "max_memory", "allow_missing", "copy_files",
-};
-
-static const char *const scope_names[] = { "tensor", "row", "model", NULL };
-static const char *const sign_names[] = { "sum", "count", NULL };
-static const char *const rescale_names[] = { "inverse", "l1", "none", NULL };
-static const char *const combine_names[] = { "sum", "ties", NULL };
-static const char *const from_names[] = { "ta", "ties", NULL };
-
-/* ---------------------------------------------------------------- methods */
-
-enum base_rule {
-	BASE_LISTED,    /* no base: a base_model must also be listed as a model */
-	BASE_REQUIRED,  /* task vectors: every tensor is merged against the base */
-	BASE_DONOR,     /* passthrough: the base only gives config.json & co */
-};
-
-struct method_def {
-	const char *name;
-	enum weld_method method;    /* WELD_METHOD_COPY for passthrough */
-	unsigned params;            /* PB() of the parameters it takes */
-	unsigned keys;              /* WB() of its keys in the weld object */
-	enum base_rule base;
-	double density, gamma;      /* defaults */
-	bool normalize;
-	enum weld_rescale rescale;
-	enum weld_combine combine;
-	bool combine_fixed;         /* the name says sum or ties */
-};
-
-#define GTA_PARAMS (PB(P_WEIGHT) | PB(P_LAMBDA) | PB(P_NORMALIZE) | PB(P_INT8_MASK))
-
-/*
- * mergekit's names take mergekit's defaults: density 1 everywhere,
- * normalize only for ties, rescale (L1) for the dare pair. weld's own names
- * (average, task-arithmetic, dare, consensus) take the defaults of weld's
- * commands.
- */
-static const struct method_def methods[] = {
-	{ .name = "linear", .method = WELD_METHOD_AVERAGE,
-	  .params = PB(P_WEIGHT) | PB(P_NORMALIZE), .base = BASE_LISTED,
-	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
-	{ .name = "average", .method = WELD_METHOD_AVERAGE,
-	  .params = PB(P_WEIGHT) | PB(P_NORMALIZE), .base = BASE_LISTED,
-	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
-	{ .name = "task_arithmetic", .method = WELD_METHOD_TASK_ARITHMETIC,
-	  .params = GTA_PARAMS, .base = BASE_REQUIRED,
-	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
-	{ .name = "task-arithmetic", .method = WELD_METHOD_TASK_ARITHMETIC,
-	  .params = PB(P_WEIGHT) | PB(P_LAMBDA) | PB(P_NORMALIZE), .base = BASE_REQUIRED,
-	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
-	{ .name = "ties", .method = WELD_METHOD_TIES,
-	  .params = GTA_PARAMS | PB(P_DENSITY) | PB(P_RESCALE),
-	  .keys = WB(W_SCOPE) | WB(W_SIGN), .base = BASE_REQUIRED,
-	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE,
-	  .combine = WELD_COMBINE_TIES, .combine_fixed = true },
-	{ .name = "dare_linear", .method = WELD_METHOD_DARE,
-	  .params = GTA_PARAMS | PB(P_DENSITY) | PB(P_RESCALE),
-	  .keys = WB(W_SCOPE) | WB(W_SEED) | WB(W_RESCALE) | WB(W_COMBINE),
-	  .base = BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_L1,
-	  .combine = WELD_COMBINE_SUM, .combine_fixed = true },
-	{ .name = "dare_ties", .method = WELD_METHOD_DARE,
-	  .params = GTA_PARAMS | PB(P_DENSITY) | PB(P_RESCALE),
-	  .keys = WB(W_SCOPE) | WB(W_SEED) | WB(W_RESCALE) | WB(W_COMBINE) | WB(W_SIGN) | WB(W_TRIM),
-	  .base = BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_L1,
-	  .combine = WELD_COMBINE_TIES, .combine_fixed = true },
-	{ .name = "dare", .method = WELD_METHOD_DARE,
-	  .params = PB(P_WEIGHT) | PB(P_DENSITY) | PB(P_LAMBDA) | PB(P_NORMALIZE) | PB(P_RESCALE),
-	  .keys = WB(W_SCOPE) | WB(W_SEED) | WB(W_RESCALE) | WB(W_COMBINE) | WB(W_SIGN) | WB(W_TRIM),
-	  .base = BASE_REQUIRED, .density = 0.5, .rescale = WELD_RESCALE_INVERSE,
-	  .combine = WELD_COMBINE_SUM },
-	{ .name = "breadcrumbs", .method = WELD_METHOD_BREADCRUMBS,
-	  .params = GTA_PARAMS | PB(P_DENSITY) | PB(P_GAMMA) | PB(P_RESCALE),
-	  .keys = WB(W_SCOPE) | WB(W_SIGN) | WB(W_COMBINE), .base = BASE_REQUIRED,
-	  .density = 1, .gamma = 0.01, .rescale = WELD_RESCALE_NONE, .combine = WELD_COMBINE_SUM },
-	{ .name = "breadcrumbs_ties", .method = WELD_METHOD_BREADCRUMBS,
-	  .params = GTA_PARAMS | PB(P_DENSITY) | PB(P_GAMMA) | PB(P_RESCALE),
-	  .keys = WB(W_SCOPE) | WB(W_SIGN) | WB(W_COMBINE), .base = BASE_REQUIRED,
-	  .density = 1, .gamma = 0.01, .rescale = WELD_RESCALE_NONE,
-	  .combine = WELD_COMBINE_TIES, .combine_fixed = true },
-	{ .name = "slerp", .method = WELD_METHOD_SLERP, .params = PB(P_T),
-	  .base = BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
-	{ .name = "passthrough", .method = WELD_METHOD_COPY, .params = PB(P_SCALE),
-	  .base = BASE_DONOR, .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
-	{ .name = "consensus", .method = WELD_METHOD_CONSENSUS,
-	  .params = PB(P_WEIGHT) | PB(P_DENSITY) | PB(P_MASK_LAMBDA) | PB(P_LAMBDA),
-	  .keys = WB(W_SCOPE) | WB(W_SIGN) | WB(W_FROM) | WB(W_K), .base = BASE_REQUIRED,
-	  .density = 0.2, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
-};
-#define NMETHODS (sizeof(methods) / sizeof(methods[0]))
-
-/* mergekit methods weld does not implement (yet). */
-static const char *const mergekit_only[] = {
-	"della", "della_linear", "model_stock", "nuslerp", "multislerp", "karcher", "sce",
-	"nearswap", "arcee_fusion", "ram", "ramplus_tl",
-};
 
 static const char *const top_keys[] = {
 	"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
@@ -213,7 +67,7 @@ struct rslice {
 struct weld_recipe {
 	char *label, *dir;
 	cJSON *root;
-	const struct method_def *m;
+	const struct weld_method_spelling *m;
 	struct rmodel *models;
 	size_t nmodels;
 	struct rslice *slices;  /* models: is kept as one slice without ranges */
@@ -346,14 +200,6 @@ static const char *suggest(const char *s, const char *const *names, size_t n)
 	return best <= lim ? pick : NULL;
 }
 
-static int pick_name(const char *s, const char *const *names)
-{
-	for (int i = 0; names[i]; i++)
-		if (strcmp(s, names[i]) == 0)
-			return i;
-	return -1;
-}
-
 /* "a, b or c" */
 static void list_names(char *buf, size_t len, const char *const *names, size_t n)
 {
@@ -367,13 +213,13 @@ static void list_names(char *buf, size_t len, const char *const *names, size_t n
 	}
 }
 
-static void method_params(const struct method_def *m, char *buf, size_t len)
+static void method_params(const struct weld_method_spelling *m, char *buf, size_t len)
 {
-	const char *names[P_COUNT];
+	const char *names[WELD_P_COUNT];
 
-	for (int p = 0; p < P_COUNT; p++)
-		names[p] = m->params & PB(p) ? param_defs[p].name : NULL;
-	list_names(buf, len, names, P_COUNT);
+	for (int p = 0; p < WELD_P_COUNT; p++)
+		names[p] = m->params & WELD_PB(p) ? weld_param_defs[p].name : NULL;
+	list_names(buf, len, names, WELD_P_COUNT);
 	if (!buf[0])
 		snprintf(buf, len, "none");
 }
@@ -767,40 +613,40 @@ static int add_model(weld_recipe *r, const cJSON *v, const char *where, int *idx
 
 /* ---------------------------------------------------------------- checking values */
 
-static int check_number(const weld_recipe *r, const struct param_def *pd, double v,
+static int check_number(const weld_recipe *r, const struct weld_param_def *pd, double v,
 			const char *where, struct weld_error *err)
 {
 	if (!isfinite(v))
 		return rfail(r, err, where, "%s must be a finite number", pd->name);
 	switch (pd->range) {
-	case R_DENSITY:
+	case WELD_RANGE_DENSITY:
 		if (!(v > 0 && v <= 1))
 			return rfail(r, err, where, "%s %g is outside (0, 1]", pd->name, v);
 		break;
-	case R_GAMMA:
+	case WELD_RANGE_GAMMA:
 		if (!(v >= 0 && v < 1))
 			return rfail(r, err, where, "%s %g is outside [0, 1)", pd->name, v);
 		break;
-	case R_UNIT:
+	case WELD_RANGE_UNIT:
 		if (!(v >= 0 && v <= 1))
 			return rfail(r, err, where, "%s %g is outside [0, 1]", pd->name, v);
 		break;
-	case R_NONNEG:
+	case WELD_RANGE_NONNEG:
 		if (!(v >= 0))
 			return rfail(r, err, where, "%s %g must be >= 0", pd->name, v);
 		break;
-	case R_BOOL:
+	case WELD_RANGE_BOOL:
 		if (v != 0 && v != 1)
 			return rfail(r, err, where, "expected true or false, not %g", v);
 		break;
-	case R_ANY:
+	case WELD_RANGE_ANY:
 		break;
 	}
 	return 0;
 }
 
 /* A gradient: a non-empty list of numbers. */
-static int check_gradient(const weld_recipe *r, const struct param_def *pd, const cJSON *v,
+static int check_gradient(const weld_recipe *r, const struct weld_param_def *pd, const cJSON *v,
 			  const char *where, struct weld_error *err)
 {
 	char sub[WHERE_LEN];
@@ -823,14 +669,14 @@ static int check_gradient(const weld_recipe *r, const struct param_def *pd, cons
  * a list of {"filter": "substring", "value": number | gradient}. The
  * whole-merge switches (normalize, rescale, int8_mask) take one value.
  */
-static int check_setting(const weld_recipe *r, const struct param_def *pd, const cJSON *v,
+static int check_setting(const weld_recipe *r, const struct weld_param_def *pd, const cJSON *v,
 			 const char *where, struct weld_error *err)
 {
 	static const char *const cond_keys[] = { "filter", "value" };
 	char sub[WHERE_LEN];
 	size_t i = 0;
 
-	if (pd->range == R_BOOL) {
+	if (pd->range == WELD_RANGE_BOOL) {
 		if (cJSON_IsBool(v))
 			return 0;
 		if (cJSON_IsNumber(v))
@@ -888,13 +734,11 @@ static bool setting_true(const cJSON *v)
 }
 
 /* Is parameter p used by this recipe (given its weld settings)? */
-static bool param_in_use(const weld_recipe *r, enum param p)
+static bool param_in_use(const weld_recipe *r, enum weld_param p)
 {
-	if (!(r->m->params & PB(p)))
+	if (!(r->m->params & WELD_PB(p)))
 		return false;
-	if (p == P_DENSITY && r->m->method == WELD_METHOD_CONSENSUS)
-		return r->o.from == WELD_FROM_TIES;
-	return true;
+	return p != WELD_P_DENSITY || weld_method_uses(&r->o, r->m->method, p);
 }
 
 enum level { LV_TOP, LV_SLICE, LV_SOURCE };
@@ -902,53 +746,53 @@ enum level { LV_TOP, LV_SLICE, LV_SOURCE };
 static int parse_params(const weld_recipe *r, const cJSON *obj, enum level lv, const char *where,
 			struct weld_error *err)
 {
-	const char *all[P_COUNT], *mine[P_COUNT];
+	const char *all[WELD_P_COUNT], *mine[WELD_P_COUNT];
 	char path[WHERE_LEN], list[256];
 
 	if (!cJSON_IsObject(obj))
 		return rfail(r, err, where, "expected an object of parameters, not %s", json_type(obj));
 	if (check_dups(r, obj, where, err) < 0)
 		return -1;
-	for (int p = 0; p < P_COUNT; p++) {
-		all[p] = param_defs[p].name;
-		mine[p] = r->m->params & PB(p) ? param_defs[p].name : NULL;
+	for (int p = 0; p < WELD_P_COUNT; p++) {
+		all[p] = weld_param_defs[p].name;
+		mine[p] = r->m->params & WELD_PB(p) ? weld_param_defs[p].name : NULL;
 	}
 	for (const cJSON *k = obj->child; k; k = k->next) {
 		int p = -1;
-		const struct param_def *pd;
+		const struct weld_param_def *pd;
 
 		set_where(path, sizeof(path), "%s.%s", where, k->string);
-		for (int i = 0; i < P_COUNT && p < 0; i++)
+		for (int i = 0; i < WELD_P_COUNT && p < 0; i++)
 			if (strcmp(k->string, all[i]) == 0)
 				p = i;
 		if (p < 0) {
-			const char *near = suggest(k->string, mine, P_COUNT);
+			const char *near = suggest(k->string, mine, WELD_P_COUNT);
 
 			if (!near)
-				near = suggest(k->string, all, P_COUNT);
+				near = suggest(k->string, all, WELD_P_COUNT);
 			method_params(r->m, list, sizeof(list));
 			if (near)
 				return rfail(r, err, path, "unknown parameter (did you mean '%s'?)", near);
 			return rfail(r, err, path, "unknown parameter (%s takes: %s)", r->m->name, list);
 		}
-		pd = &param_defs[p];
-		if (!(r->m->params & PB(p))) {
+		pd = &weld_param_defs[p];
+		if (!(r->m->params & WELD_PB(p))) {
 			method_params(r->m, list, sizeof(list));
 			return rfail(r, err, path, "'%s' is not a parameter of %s (it takes: %s)",
 				     pd->name, r->m->name, list);
 		}
-		if (pd->kind == WHOLE_MERGE && lv != LV_TOP)
+		if (pd->kind == WELD_WHOLE_MERGE && lv != LV_TOP)
 			return rfail(r, err, path, "'%s' holds for the whole merge: set it in the top-level parameters",
 				     pd->name);
-		if (pd->kind == PER_TENSOR && lv == LV_SOURCE)
+		if (pd->kind == WELD_PER_TENSOR && lv == LV_SOURCE)
 			return rfail(r, err, path, "'%s' is not a per-model parameter: set it in the top-level or a slice's parameters",
 				     pd->name);
-		if (!param_in_use(r, (enum param)p))
+		if (!param_in_use(r, (enum weld_param)p))
 			return rfail(r, err, path, "'%s' is used by consensus only with \"weld\": {\"from\": \"ties\"}",
 				     pd->name);
 		if (check_setting(r, pd, k, path, err) < 0)
 			return -1;
-		if (p == P_RESCALE && setting_true(k) && r->m->method != WELD_METHOD_DARE)
+		if (p == WELD_P_RESCALE && setting_true(k) && r->m->method != WELD_METHOD_DARE)
 			return rfail(r, err, path, "rescale: true (mergekit's L1 rescaling of the kept values) is supported only by the dare methods");
 	}
 	return 0;
@@ -981,7 +825,7 @@ static int parse_enum(const weld_recipe *r, const cJSON *v, const char *where,
 
 	while (names[n])
 		n++;
-	if (cJSON_IsString(v) && (*out = pick_name(v->valuestring, names)) >= 0)
+	if (cJSON_IsString(v) && (*out = weld_name_index(names, v->valuestring)) >= 0)
 		return 0;
 	list_names(all, sizeof(all), names, n);
 	if (cJSON_IsString(v)) {
@@ -998,23 +842,13 @@ static int parse_enum(const weld_recipe *r, const cJSON *v, const char *where,
 
 static bool combines_ties(const weld_recipe *r)
 {
-	switch (r->m->method) {
-	case WELD_METHOD_TIES:
-		return true;
-	case WELD_METHOD_DARE:
-	case WELD_METHOD_BREADCRUMBS:
-		return r->o.combine == WELD_COMBINE_TIES;
-	case WELD_METHOD_CONSENSUS:
-		return r->o.from == WELD_FROM_TIES;
-	default:
-		return false;
-	}
+	return weld_method_elects_signs(&r->o, r->m->method);
 }
 
 static int parse_weld(weld_recipe *r, const cJSON *obj, struct weld_error *err)
 {
-	const struct method_def *m = r->m;
-	const char *mine[W_COUNT];
+	const struct weld_method_spelling *m = r->m;
+	const char *mine[WELD_K_COUNT];
 	char path[WHERE_LEN], list[256];
 	int v;
 
@@ -1022,75 +856,75 @@ static int parse_weld(weld_recipe *r, const cJSON *obj, struct weld_error *err)
 		return rfail(r, err, "weld", "expected an object, not %s", json_type(obj));
 	if (check_dups(r, obj, "weld", err) < 0)
 		return -1;
-	for (int k = 0; k < W_COUNT; k++)
-		mine[k] = (m->keys | W_GENERAL) & WB(k) ? wkey_names[k] : NULL;
+	for (int k = 0; k < WELD_K_COUNT; k++)
+		mine[k] = (m->keys | WELD_K_GENERAL) & WELD_KB(k) ? weld_key_names[k] : NULL;
 	for (const cJSON *e = obj->child; e; e = e->next) {
 		int k = -1;
 
 		set_where(path, sizeof(path), "weld.%s", e->string);
-		for (int i = 0; i < W_COUNT && k < 0; i++)
-			if (strcmp(e->string, wkey_names[i]) == 0)
+		for (int i = 0; i < WELD_K_COUNT && k < 0; i++)
+			if (weld_key_names[i] && strcmp(e->string, weld_key_names[i]) == 0)
 				k = i;
-		list_names(list, sizeof(list), mine, W_COUNT);
+		list_names(list, sizeof(list), mine, WELD_K_COUNT);
 		if (k < 0) {
-			const char *near = suggest(e->string, mine, W_COUNT);
+			const char *near = suggest(e->string, mine, WELD_K_COUNT);
 
 			if (!near)
-				near = suggest(e->string, wkey_names, W_COUNT);
+				near = suggest(e->string, weld_key_names, WELD_K_COUNT);
 			if (near)
 				return rfail(r, err, path, "unknown key (did you mean '%s'?)", near);
 			return rfail(r, err, path, "unknown key (for %s: %s)", m->name, list);
 		}
-		if (!((m->keys | W_GENERAL) & WB(k)))
+		if (!((m->keys | WELD_K_GENERAL) & WELD_KB(k)))
 			return rfail(r, err, path, "'%s' is not used by %s (its weld keys: %s)",
-				     wkey_names[k], m->name, list);
-		switch ((enum wkey)k) {
-		case W_SCOPE:
-			if (parse_enum(r, e, path, scope_names, &v, err) < 0)
+				     weld_key_names[k], m->name, list);
+		switch ((enum weld_key)k) {
+		case WELD_K_SCOPE:
+			if (parse_enum(r, e, path, weld_scope_names, &v, err) < 0)
 				return -1;
 			r->o.scope = (enum weld_scope)v;
 			break;
-		case W_SIGN:
-			if (parse_enum(r, e, path, sign_names, &v, err) < 0)
+		case WELD_K_SIGN:
+			if (parse_enum(r, e, path, weld_sign_names, &v, err) < 0)
 				return -1;
 			r->o.sign = (enum weld_sign)v;
 			r->sign_set = true;
 			break;
-		case W_RESCALE:
-			if (parse_enum(r, e, path, rescale_names, &v, err) < 0)
+		case WELD_K_RESCALE:
+			if (parse_enum(r, e, path, weld_rescale_names, &v, err) < 0)
 				return -1;
 			r->o.rescale = (enum weld_rescale)v;
 			r->rescale_set = true;
 			break;
-		case W_COMBINE:
-			if (parse_enum(r, e, path, combine_names, &v, err) < 0)
+		case WELD_K_COMBINE:
+			if (parse_enum(r, e, path, weld_combine_names, &v, err) < 0)
 				return -1;
 			if (m->combine_fixed && (enum weld_combine)v != m->combine)
 				return rfail(r, err, path, "%s always %s (merge_method '%s' with combine '%s' does the other)",
 					     m->name,
 					     m->combine == WELD_COMBINE_TIES ? "elects signs (ties)" : "sums",
 					     m->method == WELD_METHOD_DARE ? "dare" : "breadcrumbs",
-					     combine_names[v]);
+					     weld_combine_names[v]);
 			r->o.combine = (enum weld_combine)v;
 			break;
-		case W_FROM:
-			if (parse_enum(r, e, path, from_names, &v, err) < 0)
+		case WELD_K_FROM:
+			if (parse_enum(r, e, path, weld_from_names, &v, err) < 0)
 				return -1;
 			r->o.from = (enum weld_from)v;
 			break;
-		case W_TRIM:
+		case WELD_K_TRIM:
 			if (!cJSON_IsNumber(e) || !(e->valuedouble > 0 && e->valuedouble <= 1))
 				return rfail(r, err, path, "expected a density in (0, 1]");
 			r->o.trim = e->valuedouble;
 			r->trim_set = true;
 			break;
-		case W_K:
+		case WELD_K_K:
 			if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) ||
 			    e->valuedouble < 0 || e->valuedouble > 64)
 				return rfail(r, err, path, "expected an integer in [0, 64]");
 			r->o.k = (int)e->valuedouble;
 			break;
-		case W_SEED:
+		case WELD_K_SEED:
 			if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble <= MAX_SEED_EXACT &&
 			    e->valuedouble == floor(e->valuedouble)) {
 				r->o.seed = (uint64_t)e->valuedouble;
@@ -1106,24 +940,25 @@ static int parse_weld(weld_recipe *r, const cJSON *obj, struct weld_error *err)
 				return rfail(r, err, path, "expected a non-negative integer (as a string above 2^53)");
 			}
 			break;
-		case W_SHARD_SIZE:
+		case WELD_K_SHARD_SIZE:
 			if (parse_size_value(r, e, path, &r->o.shard_size, err) < 0)
 				return -1;
 			break;
-		case W_MAX_MEMORY:
+		case WELD_K_MAX_MEMORY:
 			if (parse_size_value(r, e, path, &r->o.max_memory, err) < 0)
 				return -1;
 			break;
-		case W_ALLOW_MISSING:
-		case W_COPY_FILES:
+		case WELD_K_ALLOW_MISSING:
+		case WELD_K_COPY_FILES:
 			if (!cJSON_IsBool(e))
 				return rfail(r, err, path, "expected true or false, not %s", json_type(e));
-			if (k == W_ALLOW_MISSING)
+			if (k == WELD_K_ALLOW_MISSING)
 				r->o.allow_missing = cJSON_IsTrue(e);
 			else
 				r->o.copy_files = cJSON_IsTrue(e);
 			break;
-		case W_COUNT:
+		case WELD_K_MASKS:
+		case WELD_K_COUNT:
 			break;
 		}
 	}
@@ -1326,7 +1161,7 @@ static size_t merged_sources(const weld_recipe *r, const struct rslice *sl)
 	size_t n = 0;
 
 	for (size_t j = 0; j < sl->nsrc; j++)
-		if (r->m->base != BASE_REQUIRED || sl->src[j].model != sl->base)
+		if (r->m->base != WELD_BASE_REQUIRED || sl->src[j].model != sl->base)
 			n++;
 	return n;
 }
@@ -1334,7 +1169,7 @@ static size_t merged_sources(const weld_recipe *r, const struct rslice *sl)
 /* What the method needs from the model lists (files are checked later). */
 static int check_structure(const weld_recipe *r, struct weld_error *err)
 {
-	const struct method_def *m = r->m;
+	const struct weld_method_spelling *m = r->m;
 	char where[WHERE_LEN];
 
 	for (size_t k = 0; k < r->nslices; k++) {
@@ -1342,7 +1177,7 @@ static int check_structure(const weld_recipe *r, struct weld_error *err)
 		size_t n = merged_sources(r, sl);
 		const char *at = r->use_slices ? sl->where : "models";
 
-		if (m->base == BASE_REQUIRED) {
+		if (m->base == WELD_BASE_REQUIRED) {
 			if (sl->base < 0)
 				return rfail(r, err, "base_model", "%s needs a base_model (the model whose task vectors are merged%s)",
 					     m->name, m->method == WELD_METHOD_SLERP ? "; t = 0 gives it" : "");
@@ -1359,7 +1194,7 @@ static int check_structure(const weld_recipe *r, struct weld_error *err)
 			if (m->method == WELD_METHOD_CONSENSUS && (size_t)r->o.k > n)
 				return rfail(r, err, "weld.k", "k = %d is more than the %zu models of %s: nothing would be kept",
 					     r->o.k, n, at);
-		} else if (m->base == BASE_LISTED && !r->use_slices && r->base >= 0) {
+		} else if (m->base == WELD_BASE_NONE && !r->use_slices && r->base >= 0) {
 			bool listed = false;
 
 			for (size_t j = 0; j < sl->nsrc; j++)
@@ -1367,7 +1202,7 @@ static int check_structure(const weld_recipe *r, struct weld_error *err)
 			if (!listed)
 				return rfail(r, err, "base_model", "%s does not merge against a base: list '%s' under models (with a weight) or remove base_model",
 					     m->name, r->models[r->base].label);
-		} else if (m->base == BASE_DONOR && sl->nsrc != 1) {
+		} else if (m->base == WELD_BASE_DONOR && sl->nsrc != 1) {
 			if (!r->use_slices)
 				return rfail(r, err, "models", "passthrough copies one model (found %zu); use slices to stack layers of several",
 					     sl->nsrc);
@@ -1375,7 +1210,7 @@ static int check_structure(const weld_recipe *r, struct weld_error *err)
 			return rfail(r, err, where, "passthrough takes one source per slice (found %zu)", sl->nsrc);
 		}
 	}
-	if (m->params & PB(P_T) && !(r->params && cJSON_GetObjectItemCaseSensitive(r->params, "t")))
+	if (m->params & WELD_PB(WELD_P_T) && !(r->params && cJSON_GetObjectItemCaseSensitive(r->params, "t")))
 		for (size_t k = 0; k < r->nslices; k++) {
 			const struct rslice *sl = &r->slices[k];
 
@@ -1386,16 +1221,18 @@ static int check_structure(const weld_recipe *r, struct weld_error *err)
 	return 0;
 }
 
-static const struct method_def *find_method(const weld_recipe *r, const cJSON *v,
-					     struct weld_error *err)
+static const struct weld_method_spelling *find_method(const weld_recipe *r, const cJSON *v,
+						       struct weld_error *err)
 {
-	const char *names[NMETHODS];
+	const struct weld_method_spelling *m;
+	const char *names[64];
+	size_t n = 0;
 	char all[256];
 	const char *near;
 
-	for (size_t i = 0; i < NMETHODS; i++)
-		names[i] = methods[i].name;
-	list_names(all, sizeof(all), names, NMETHODS);
+	while (n < 64 && (m = weld_method_spelling_at(n, WELD_IN_RECIPE)))
+		names[n++] = m->name;
+	list_names(all, sizeof(all), names, n);
 	if (!v) {
 		rfail(r, err, "merge_method", "missing (one of: %s)", all);
 		return NULL;
@@ -1404,20 +1241,18 @@ static const struct method_def *find_method(const weld_recipe *r, const cJSON *v
 		rfail(r, err, "merge_method", "expected a method name (a string), not %s", json_type(v));
 		return NULL;
 	}
-	for (size_t i = 0; i < NMETHODS; i++)
-		if (strcmp(v->valuestring, methods[i].name) == 0)
-			return &methods[i];
-	for (size_t i = 0; i < sizeof(mergekit_only) / sizeof(mergekit_only[0]); i++)
-		if (strcmp(v->valuestring, mergekit_only[i]) == 0) {
-			rfail(r, err, "merge_method", "'%s' is a mergekit method weld does not implement (weld's: %s)",
-			      v->valuestring, all);
-			return NULL;
-		}
+	if ((m = weld_method_find(v->valuestring, WELD_IN_RECIPE)))
+		return m;
+	if (weld_method_mergekit_only(v->valuestring)) {
+		rfail(r, err, "merge_method", "'%s' is a mergekit method weld does not implement (weld's: %s)",
+		      v->valuestring, all);
+		return NULL;
+	}
 	if (strcmp(v->valuestring, "expert-merge") == 0 || strcmp(v->valuestring, "expert_merge") == 0) {
 		rfail(r, err, "merge_method", "expert merging has its own command: weld expert-merge");
 		return NULL;
 	}
-	near = suggest(v->valuestring, names, NMETHODS);
+	near = suggest(v->valuestring, names, n);
 	if (near)
 		rfail(r, err, "merge_method", "unknown method '%s' (did you mean '%s'?)", v->valuestring, near);
 	else
@@ -1442,19 +1277,7 @@ static int parse_root(weld_recipe *r, struct weld_error *err)
 	r->m = find_method(r, cJSON_GetObjectItemCaseSensitive(root, "merge_method"), err);
 	if (!r->m)
 		return -1;
-	r->o.method = r->m->method;
-	r->o.scope = WELD_SCOPE_TENSOR;
-	r->o.sign = WELD_SIGN_SUM;
-	r->o.rescale = r->m->rescale;
-	r->o.combine = r->m->combine;
-	r->o.from = WELD_FROM_TA;
-	r->o.normalize = r->m->normalize;
-	r->o.k = 2;
-	r->o.dtype = -1;
-	r->o.max_memory = 1000000000ull;
-	r->o.record_memory = UINT64_MAX;
-	r->o.shard_size = 5000000000ull;
-	r->o.copy_files = true;
+	weld_merge_opts_init(&r->o, r->m);
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "weld")) && parse_weld(r, v, err) < 0)
 		return -1;
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "base_model")) &&
@@ -1783,16 +1606,9 @@ static int eval_setting(const cJSON *v, const char *name, double t, double *out,
 }
 
 /* The method's default for p, or false when it has none (t, scale). */
-static bool param_default(const weld_recipe *r, enum param p, double *out)
+static bool param_default(const weld_recipe *r, enum weld_param p, double *out)
 {
-	switch (p) {
-	case P_WEIGHT: case P_LAMBDA: *out = 1; return true;
-	case P_DENSITY: *out = r->m->density; return true;
-	case P_GAMMA: *out = r->m->gamma; return true;
-	case P_MASK_LAMBDA: *out = 0.6; return true;
-	case P_NORMALIZE: *out = r->m->normalize; return true;
-	default: return false;
-	}
+	return weld_method_default(r->m, p, out);
 }
 
 /*
@@ -1803,17 +1619,17 @@ static bool param_default(const weld_recipe *r, enum param p, double *out)
  * Returns 1 with *out (and *where: the JSON path that decided, "" for a
  * default), or 0 when nothing gives a value.
  */
-static int param_value(const weld_recipe *r, enum param p, const struct rsource *rs,
+static int param_value(const weld_recipe *r, enum weld_param p, const struct rsource *rs,
 		       const struct rslice *sl, const char *out_name, const char *in_name,
 		       double t, double *out, char *where, size_t wlen)
 {
-	const struct param_def *pd = &param_defs[p];
-	const char *name = pd->kind == PER_MODEL ? in_name : out_name;
+	const struct weld_param_def *pd = &weld_param_defs[p];
+	const char *name = pd->kind == WELD_PER_MODEL ? in_name : out_name;
 	const cJSON *levels[3];
 	const char *paths[3];
 	int entry;
 
-	levels[0] = pd->kind == PER_MODEL && rs ? rs->params : NULL;
+	levels[0] = pd->kind == WELD_PER_MODEL && rs ? rs->params : NULL;
 	paths[0] = rs ? rs->where : "";
 	levels[1] = r->use_slices && sl ? sl->params : NULL;
 	paths[1] = sl ? sl->where : "";
@@ -1846,19 +1662,19 @@ static int eval_source(weld_recipe *r, const struct rsource *rs, const struct rs
 		       const char *out_name, const char *in_name, double t,
 		       struct weld_source *src, struct weld_job *job, struct weld_error *err)
 {
-	const struct method_def *m = r->m;
+	const struct weld_method_spelling *m = r->m;
 	char where[WHERE_LEN];
 	double v;
 
-	if (m->params & PB(P_WEIGHT))
-		param_value(r, P_WEIGHT, rs, sl, out_name, in_name, t, &src->weight, where, sizeof(where));
-	if (param_in_use(r, P_DENSITY))
-		param_value(r, P_DENSITY, rs, sl, out_name, in_name, t, &src->density, where, sizeof(where));
-	if (m->params & PB(P_MASK_LAMBDA))
-		param_value(r, P_MASK_LAMBDA, rs, sl, out_name, in_name, t, &src->mask_lambda, where,
+	if (m->params & WELD_PB(WELD_P_WEIGHT))
+		param_value(r, WELD_P_WEIGHT, rs, sl, out_name, in_name, t, &src->weight, where, sizeof(where));
+	if (param_in_use(r, WELD_P_DENSITY))
+		param_value(r, WELD_P_DENSITY, rs, sl, out_name, in_name, t, &src->density, where, sizeof(where));
+	if (m->params & WELD_PB(WELD_P_MASK_LAMBDA))
+		param_value(r, WELD_P_MASK_LAMBDA, rs, sl, out_name, in_name, t, &src->mask_lambda, where,
 			    sizeof(where));
-	if (m->params & PB(P_GAMMA)) {
-		param_value(r, P_GAMMA, rs, sl, out_name, in_name, t, &v, where, sizeof(where));
+	if (m->params & WELD_PB(WELD_P_GAMMA)) {
+		param_value(r, WELD_P_GAMMA, rs, sl, out_name, in_name, t, &v, where, sizeof(where));
 		if (job->nsrc == 0) {
 			job->gamma = v;
 			snprintf(r->gamma_where, sizeof(r->gamma_where), "%s",
@@ -1869,16 +1685,16 @@ static int eval_source(weld_recipe *r, const struct rsource *rs, const struct rs
 				     v, out_name, job->gamma, r->gamma_where);
 		}
 	}
-	if (m->params & PB(P_SCALE) &&
-	    param_value(r, P_SCALE, rs, sl, out_name, in_name, t, &v, where, sizeof(where))) {
+	if (m->params & WELD_PB(WELD_P_SCALE) &&
+	    param_value(r, WELD_P_SCALE, rs, sl, out_name, in_name, t, &v, where, sizeof(where))) {
 		/* a scaled copy is a one-model weighted sum */
 		src->weight = v;
 		job->method = WELD_METHOD_AVERAGE;
 	}
-	if (m->params & PB(P_LAMBDA))
-		param_value(r, P_LAMBDA, rs, sl, out_name, in_name, t, &job->lambda, where, sizeof(where));
-	if (m->params & PB(P_T) &&
-	    !param_value(r, P_T, rs, sl, out_name, in_name, t, &job->t, where, sizeof(where))) {
+	if (m->params & WELD_PB(WELD_P_LAMBDA))
+		param_value(r, WELD_P_LAMBDA, rs, sl, out_name, in_name, t, &job->lambda, where, sizeof(where));
+	if (m->params & WELD_PB(WELD_P_T) &&
+	    !param_value(r, WELD_P_T, rs, sl, out_name, in_name, t, &job->t, where, sizeof(where))) {
 		if (r->use_slices && sl->params && cJSON_GetObjectItemCaseSensitive(sl->params, "t"))
 			set_where(where, sizeof(where), "%s.parameters.t", sl->where);
 		else
@@ -1962,7 +1778,7 @@ static int plan_models(weld_recipe *r, weld_plan *p, struct weld_error *err)
 		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (r->m->base == BASE_REQUIRED)
+	if (r->m->base == WELD_BASE_REQUIRED)
 		base = r->base;
 	for (size_t j = 0; j < sl->nsrc; j++) {
 		const struct rsource *s = &sl->src[j];
@@ -2045,7 +1861,7 @@ static enum weld_dtype output_dtype(const weld_recipe *r, enum weld_dtype t)
 /* The source a slice's tensor list comes from: the base, else the first. */
 static const struct rsource *slice_ref(const weld_recipe *r, const struct rslice *sl)
 {
-	if (r->m->base == BASE_REQUIRED && sl->base_src >= 0)
+	if (r->m->base == WELD_BASE_REQUIRED && sl->base_src >= 0)
 		return &sl->src[sl->base_src];
 	return &sl->src[0];
 }
@@ -2088,7 +1904,7 @@ static int slice_job(weld_recipe *r, weld_plan *p, const struct rslice *sl, long
 	}
 	j.method = r->o.method;
 	j.dtype = output_dtype(r, rt->dtype);
-	if (r->m->base == BASE_REQUIRED) {
+	if (r->m->base == WELD_BASE_REQUIRED) {
 		j.base_model = ref->model;
 		j.base_tensor = ri;
 	}
@@ -2099,7 +1915,7 @@ static int slice_job(weld_recipe *r, weld_plan *p, const struct rslice *sl, long
 		int64_t ti;
 		int shape;
 
-		if (r->m->base == BASE_REQUIRED && s->model == sl->base)
+		if (r->m->base == WELD_BASE_REQUIRED && s->model == sl->base)
 			continue;
 		number++;
 		in_name = offset >= 0 ? rename_layer(ref_name, s->a + offset) : strdup(ref_name);
@@ -2306,14 +2122,14 @@ static cJSON *source_json(const weld_recipe *r, const struct rsource *s)
 
 static cJSON *weld_json(const weld_recipe *r)
 {
-	const struct method_def *m = r->m;
+	const struct weld_method_spelling *m = r->m;
 	cJSON *w = cJSON_CreateObject();
 
 	if (!w)
 		return NULL;
-	if (m->keys & WB(W_SCOPE))
-		cJSON_AddStringToObject(w, "scope", scope_names[r->o.scope]);
-	if (m->keys & WB(W_SEED)) {
+	if (m->keys & WELD_KB(WELD_K_SCOPE))
+		cJSON_AddStringToObject(w, "scope", weld_scope_names[r->o.scope]);
+	if (m->keys & WELD_KB(WELD_K_SEED)) {
 		if ((double)r->o.seed <= MAX_SEED_EXACT) {
 			cJSON_AddNumberToObject(w, "seed", (double)r->o.seed);
 		} else {
@@ -2323,17 +2139,17 @@ static cJSON *weld_json(const weld_recipe *r)
 			cJSON_AddStringToObject(w, "seed", buf);
 		}
 	}
-	if (m->keys & WB(W_SIGN) && combines_ties(r))
-		cJSON_AddStringToObject(w, "sign", sign_names[r->o.sign]);
-	if (m->keys & WB(W_RESCALE))
-		cJSON_AddStringToObject(w, "rescale", rescale_names[r->o.rescale]);
-	if (m->keys & WB(W_COMBINE))
-		cJSON_AddStringToObject(w, "combine", combine_names[r->o.combine]);
+	if (m->keys & WELD_KB(WELD_K_SIGN) && combines_ties(r))
+		cJSON_AddStringToObject(w, "sign", weld_sign_names[r->o.sign]);
+	if (m->keys & WELD_KB(WELD_K_RESCALE))
+		cJSON_AddStringToObject(w, "rescale", weld_rescale_names[r->o.rescale]);
+	if (m->keys & WELD_KB(WELD_K_COMBINE))
+		cJSON_AddStringToObject(w, "combine", weld_combine_names[r->o.combine]);
 	if (r->trim_set)
 		cJSON_AddNumberToObject(w, "trim", r->o.trim);
-	if (m->keys & WB(W_FROM))
-		cJSON_AddStringToObject(w, "from", from_names[r->o.from]);
-	if (m->keys & WB(W_K))
+	if (m->keys & WELD_KB(WELD_K_FROM))
+		cJSON_AddStringToObject(w, "from", weld_from_names[r->o.from]);
+	if (m->keys & WELD_KB(WELD_K_K))
 		cJSON_AddNumberToObject(w, "k", r->o.k);
 	cJSON_AddNumberToObject(w, "shard_size", (double)r->o.shard_size);
 	cJSON_AddBoolToObject(w, "allow_missing", r->o.allow_missing);
@@ -2378,17 +2194,17 @@ static int build_json(weld_recipe *r, struct weld_error *err)
 			cJSON_AddItemToArray(list, so);
 		}
 		params = dup_or_new(r->params);
-		for (int p = 0; params && p < P_COUNT; p++) {
+		for (int p = 0; params && p < WELD_P_COUNT; p++) {
 			double v;
 
-			if (!param_in_use(r, (enum param)p) || p == P_RESCALE || p == P_INT8_MASK ||
-			    cJSON_GetObjectItemCaseSensitive(params, param_defs[p].name) ||
-			    !param_default(r, (enum param)p, &v))
+			if (!param_in_use(r, (enum weld_param)p) || p == WELD_P_RESCALE || p == WELD_P_INT8_MASK ||
+			    cJSON_GetObjectItemCaseSensitive(params, weld_param_defs[p].name) ||
+			    !param_default(r, (enum weld_param)p, &v))
 				continue;
-			if (param_defs[p].range == R_BOOL)
-				cJSON_AddBoolToObject(params, param_defs[p].name, v != 0);
+			if (weld_param_defs[p].range == WELD_RANGE_BOOL)
+				cJSON_AddBoolToObject(params, weld_param_defs[p].name, v != 0);
 			else
-				cJSON_AddNumberToObject(params, param_defs[p].name, v);
+				cJSON_AddNumberToObject(params, weld_param_defs[p].name, v);
 		}
 		cJSON_AddItemToObject(o, "parameters", params);
 		if (r->dtype_name)

@@ -1,0 +1,276 @@
+/*
+ * method.c - the table of merge methods (see method.h for how to add one).
+ */
+#include "method.h"
+
+#include <stdint.h>
+#include <string.h>
+
+const struct weld_param_def weld_param_defs[WELD_P_COUNT] = {
+	[WELD_P_WEIGHT] = { "weight", WELD_PER_MODEL, WELD_RANGE_ANY },
+	[WELD_P_DENSITY] = { "density", WELD_PER_MODEL, WELD_RANGE_DENSITY },
+	[WELD_P_GAMMA] = { "gamma", WELD_PER_MODEL, WELD_RANGE_GAMMA },
+	[WELD_P_MASK_LAMBDA] = { "mask_lambda", WELD_PER_MODEL, WELD_RANGE_NONNEG },
+	[WELD_P_SCALE] = { "scale", WELD_PER_MODEL, WELD_RANGE_ANY },
+	[WELD_P_LAMBDA] = { "lambda", WELD_PER_TENSOR, WELD_RANGE_ANY },
+	[WELD_P_T] = { "t", WELD_PER_TENSOR, WELD_RANGE_UNIT },
+	[WELD_P_NORMALIZE] = { "normalize", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_RESCALE] = { "rescale", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_INT8_MASK] = { "int8_mask", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+};
+
+const char *const weld_key_names[WELD_K_COUNT] = {
+	"scope", "seed", "sign", "rescale", "combine", "trim", "from", "k", NULL,
+	"shard_size", "max_memory", "allow_missing", "copy_files",
+};
+
+const char *const weld_scope_names[] = { "tensor", "row", "model", NULL };
+const char *const weld_sign_names[] = { "sum", "count", NULL };
+const char *const weld_rescale_names[] = { "inverse", "l1", "none", NULL };
+const char *const weld_combine_names[] = { "sum", "ties", NULL };
+const char *const weld_from_names[] = { "ta", "ties", NULL };
+
+int weld_name_index(const char *const *names, const char *s)
+{
+	for (int i = 0; names[i]; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* ---------------------------------------------------------------- methods */
+
+struct method_row {
+	const char *name;
+	enum weld_base_rule base;
+	size_t min_sources, max_sources;
+};
+
+static const struct method_row methods[] = {
+	[WELD_METHOD_COPY] = { "copy", WELD_BASE_NONE, 1, SIZE_MAX },	/* the others are compared */
+	[WELD_METHOD_AVERAGE] = { "average", WELD_BASE_NONE, 1, WELD_MAX_MODELS },
+	[WELD_METHOD_TASK_ARITHMETIC] = { "task-arithmetic", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS },
+	[WELD_METHOD_TIES] = { "ties", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS },
+	[WELD_METHOD_DARE] = { "dare", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS },
+	[WELD_METHOD_BREADCRUMBS] = { "breadcrumbs", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS },
+	[WELD_METHOD_CONSENSUS] = { "consensus", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS },
+	[WELD_METHOD_SLERP] = { "slerp", WELD_BASE_REQUIRED, 1, 1 },
+	[WELD_METHOD_APPLY_MASK] = { "apply-mask", WELD_BASE_REQUIRED, 1, 1 },
+};
+#define NMETHODS (sizeof(methods) / sizeof(methods[0]))
+
+const char *weld_method_name(enum weld_method m)
+{
+	return (unsigned)m < NMETHODS ? methods[m].name : "?";
+}
+
+enum weld_base_rule weld_method_base(enum weld_method m)
+{
+	return (unsigned)m < NMETHODS ? methods[m].base : WELD_BASE_NONE;
+}
+
+void weld_method_sources(enum weld_method m, size_t *min, size_t *max)
+{
+	*min = (unsigned)m < NMETHODS ? methods[m].min_sources : 1;
+	*max = (unsigned)m < NMETHODS ? methods[m].max_sources : 1;
+}
+
+bool weld_method_elects_signs(const struct weld_merge_opts *o, enum weld_method m)
+{
+	switch (m) {
+	case WELD_METHOD_TIES: return true;
+	case WELD_METHOD_DARE:
+	case WELD_METHOD_BREADCRUMBS: return o->combine == WELD_COMBINE_TIES;
+	case WELD_METHOD_CONSENSUS: return o->from == WELD_FROM_TIES;
+	default: return false;
+	}
+}
+
+bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum weld_param p)
+{
+	switch (p) {
+	case WELD_P_WEIGHT:
+		return m != WELD_METHOD_COPY && m != WELD_METHOD_SLERP;
+	case WELD_P_DENSITY:
+		return m == WELD_METHOD_TIES || m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS ||
+		       (m == WELD_METHOD_CONSENSUS && o->from == WELD_FROM_TIES);
+	case WELD_P_GAMMA:
+		return m == WELD_METHOD_BREADCRUMBS;
+	case WELD_P_MASK_LAMBDA:
+		return m == WELD_METHOD_CONSENSUS;
+	case WELD_P_LAMBDA:
+		return m == WELD_METHOD_TASK_ARITHMETIC || m == WELD_METHOD_TIES ||
+		       m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS ||
+		       m == WELD_METHOD_CONSENSUS;
+	case WELD_P_T:
+		return m == WELD_METHOD_SLERP;
+	case WELD_P_NORMALIZE:
+		return m == WELD_METHOD_AVERAGE || m == WELD_METHOD_TASK_ARITHMETIC ||
+		       m == WELD_METHOD_TIES || m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS;
+	default:
+		return false;
+	}
+}
+
+int weld_job_selections(const struct weld_merge_opts *o, const struct weld_job *j)
+{
+	switch (j->method) {
+	case WELD_METHOD_TIES:
+		return 1;
+	case WELD_METHOD_BREADCRUMBS:
+		return 2;
+	case WELD_METHOD_DARE:
+		return o->combine == WELD_COMBINE_TIES && o->trim > 0;
+	case WELD_METHOD_CONSENSUS:
+		return o->from == WELD_FROM_TIES;
+	default:
+		return 0;
+	}
+}
+
+/* ---------------------------------------------------------------- spellings */
+
+#define P(x) WELD_PB(WELD_P_##x)
+#define K(x) WELD_KB(WELD_K_##x)
+#define GTA_PARAMS (P(WEIGHT) | P(LAMBDA) | P(NORMALIZE) | P(INT8_MASK))
+#define BOTH (WELD_IN_COMMAND | WELD_IN_RECIPE)
+
+/*
+ * In a recipe, mergekit's names take mergekit's defaults: density 1
+ * everywhere, normalize only for ties, rescale (L1) for the dare pair.
+ * weld's names (average, task-arithmetic, dare, consensus) take the
+ * defaults of weld's commands, which are the same row. ties and
+ * breadcrumbs are both: the recipe row has mergekit's defaults, the
+ * command row the paper's (DESIGN 5).
+ */
+static const struct weld_method_spelling spellings[] = {
+	{ .name = "linear", .method = WELD_METHOD_AVERAGE, .where = WELD_IN_RECIPE,
+	  .params = P(WEIGHT) | P(NORMALIZE), .base = WELD_BASE_NONE,
+	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	{ .name = "average", .method = WELD_METHOD_AVERAGE, .where = BOTH,
+	  .params = P(WEIGHT) | P(NORMALIZE), .base = WELD_BASE_NONE,
+	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "weighted mean of N models" },
+	{ .name = "task_arithmetic", .method = WELD_METHOD_TASK_ARITHMETIC, .where = WELD_IN_RECIPE,
+	  .params = GTA_PARAMS, .base = WELD_BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	{ .name = "task-arithmetic", .method = WELD_METHOD_TASK_ARITHMETIC, .where = BOTH,
+	  .params = P(WEIGHT) | P(LAMBDA) | P(NORMALIZE), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "base + lambda * sum of weighted task vectors" },
+	{ .name = "ties", .method = WELD_METHOD_TIES, .where = WELD_IN_RECIPE,
+	  .params = GTA_PARAMS | P(DENSITY) | P(RESCALE),
+	  .keys = K(SCOPE) | K(SIGN), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE,
+	  .combine = WELD_COMBINE_TIES, .combine_fixed = true },
+	{ .name = "dare_linear", .method = WELD_METHOD_DARE, .where = WELD_IN_RECIPE,
+	  .params = GTA_PARAMS | P(DENSITY) | P(RESCALE),
+	  .keys = K(SCOPE) | K(SEED) | K(RESCALE) | K(COMBINE),
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_L1,
+	  .combine = WELD_COMBINE_SUM, .combine_fixed = true },
+	{ .name = "dare_ties", .method = WELD_METHOD_DARE, .where = WELD_IN_RECIPE,
+	  .params = GTA_PARAMS | P(DENSITY) | P(RESCALE),
+	  .keys = K(SCOPE) | K(SEED) | K(RESCALE) | K(COMBINE) | K(SIGN) | K(TRIM),
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_L1,
+	  .combine = WELD_COMBINE_TIES, .combine_fixed = true },
+	{ .name = "dare", .method = WELD_METHOD_DARE, .where = BOTH,
+	  .params = P(WEIGHT) | P(DENSITY) | P(LAMBDA) | P(NORMALIZE) | P(RESCALE),
+	  .keys = K(SCOPE) | K(SEED) | K(RESCALE) | K(COMBINE) | K(SIGN) | K(TRIM),
+	  .base = WELD_BASE_REQUIRED, .density = 0.5, .rescale = WELD_RESCALE_INVERSE,
+	  .combine = WELD_COMBINE_SUM,
+	  .summary = "DARE: random drop and rescale of task vectors" },
+	{ .name = "breadcrumbs", .method = WELD_METHOD_BREADCRUMBS, .where = WELD_IN_RECIPE,
+	  .params = GTA_PARAMS | P(DENSITY) | P(GAMMA) | P(RESCALE),
+	  .keys = K(SCOPE) | K(SIGN) | K(COMBINE), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .gamma = WELD_DEFAULT_GAMMA, .rescale = WELD_RESCALE_NONE,
+	  .combine = WELD_COMBINE_SUM },
+	{ .name = "breadcrumbs_ties", .method = WELD_METHOD_BREADCRUMBS, .where = WELD_IN_RECIPE,
+	  .params = GTA_PARAMS | P(DENSITY) | P(GAMMA) | P(RESCALE),
+	  .keys = K(SCOPE) | K(SIGN) | K(COMBINE), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .gamma = WELD_DEFAULT_GAMMA, .rescale = WELD_RESCALE_NONE,
+	  .combine = WELD_COMBINE_TIES, .combine_fixed = true },
+	{ .name = "slerp", .method = WELD_METHOD_SLERP, .where = WELD_IN_RECIPE, .params = P(T),
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true },
+	{ .name = "passthrough", .method = WELD_METHOD_COPY, .where = WELD_IN_RECIPE,
+	  .params = P(SCALE), .base = WELD_BASE_DONOR, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true },
+	{ .name = "consensus", .method = WELD_METHOD_CONSENSUS, .where = BOTH,
+	  .params = P(WEIGHT) | P(DENSITY) | P(MASK_LAMBDA) | P(LAMBDA),
+	  .keys = K(SCOPE) | K(SIGN) | K(FROM) | K(K) | K(MASKS), .base = WELD_BASE_REQUIRED,
+	  .density = 0.2, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "TALL masks + Consensus Merging" },
+	/* the commands whose defaults differ from mergekit's recipe names */
+	{ .name = "ties", .method = WELD_METHOD_TIES, .where = WELD_IN_COMMAND,
+	  .params = P(WEIGHT) | P(DENSITY) | P(LAMBDA) | P(NORMALIZE),
+	  .keys = K(SCOPE) | K(SIGN), .base = WELD_BASE_REQUIRED,
+	  .density = 0.2, .normalize = true, .combine = WELD_COMBINE_TIES,
+	  .summary = "TIES-Merging: trim, elect sign, disjoint mean" },
+	{ .name = "breadcrumbs", .method = WELD_METHOD_BREADCRUMBS, .where = WELD_IN_COMMAND,
+	  .params = P(WEIGHT) | P(DENSITY) | P(LAMBDA) | P(NORMALIZE) | P(GAMMA),
+	  .keys = K(SCOPE) | K(SIGN) | K(COMBINE), .base = WELD_BASE_REQUIRED,
+	  .density = 0.9, .gamma = WELD_DEFAULT_GAMMA, .combine = WELD_COMBINE_SUM,
+	  .summary = "Model Breadcrumbs: drop the largest outliers and the smallest deltas" },
+};
+#define NSPELLINGS (sizeof(spellings) / sizeof(spellings[0]))
+
+/* mergekit methods weld does not implement. */
+static const char *const mergekit_only[] = {
+	"della", "della_linear", "model_stock", "nuslerp", "multislerp", "karcher", "sce",
+	"nearswap", "arcee_fusion", "ram", "ramplus_tl",
+};
+
+const struct weld_method_spelling *weld_method_find(const char *name, unsigned where)
+{
+	for (size_t i = 0; i < NSPELLINGS; i++)
+		if ((spellings[i].where & where) && strcmp(spellings[i].name, name) == 0)
+			return &spellings[i];
+	return NULL;
+}
+
+const struct weld_method_spelling *weld_method_spelling_at(size_t i, unsigned where)
+{
+	for (size_t k = 0; k < NSPELLINGS; k++)
+		if ((spellings[k].where & where) && i-- == 0)
+			return &spellings[k];
+	return NULL;
+}
+
+bool weld_method_mergekit_only(const char *name)
+{
+	for (size_t i = 0; i < sizeof(mergekit_only) / sizeof(mergekit_only[0]); i++)
+		if (strcmp(name, mergekit_only[i]) == 0)
+			return true;
+	return false;
+}
+
+bool weld_method_default(const struct weld_method_spelling *s, enum weld_param p, double *out)
+{
+	switch (p) {
+	case WELD_P_WEIGHT: *out = WELD_DEFAULT_WEIGHT; return true;
+	case WELD_P_LAMBDA: *out = WELD_DEFAULT_LAMBDA; return true;
+	case WELD_P_DENSITY: *out = s->density; return true;
+	case WELD_P_GAMMA: *out = s->gamma; return true;
+	case WELD_P_MASK_LAMBDA: *out = WELD_DEFAULT_MASK_LAMBDA; return true;
+	case WELD_P_NORMALIZE: *out = s->normalize; return true;
+	default: return false;
+	}
+}
+
+void weld_merge_opts_init(struct weld_merge_opts *o, const struct weld_method_spelling *s)
+{
+	memset(o, 0, sizeof(*o));
+	o->method = s->method;
+	o->scope = WELD_SCOPE_TENSOR;
+	o->sign = WELD_SIGN_SUM;
+	o->rescale = s->rescale;
+	o->combine = s->combine;
+	o->from = WELD_FROM_TA;
+	o->normalize = s->normalize;
+	o->k = WELD_DEFAULT_K;
+	o->dtype = -1;
+	o->max_memory = WELD_DEFAULT_MAX_MEMORY;
+	o->record_memory = UINT64_MAX;
+	o->shard_size = WELD_DEFAULT_SHARD_SIZE;
+	o->copy_files = true;
+}
