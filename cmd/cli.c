@@ -57,22 +57,22 @@ void cli_info(const char *fmt, ...)
 	va_end(ap);
 }
 
-int cli_usage_error(const char *usage, const char *fmt, ...)
+int cli_usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
 	vmsg("error: ", fmt, ap);
 	va_end(ap);
-	fputs(usage, stderr);
+	fprintf(stderr, "try '%s -h'\n", cli_name);
 	return EXIT_USAGE;
 }
 
-int cli_bad_option(const char *usage, int c, char *const argv[])
+int cli_bad_option(int c, char *const argv[])
 {
 	if (c == ':')
-		return cli_usage_error(usage, "option '%s' needs a value", argv[optind - 1]);
-	return cli_usage_error(usage, "unknown option '%s'", argv[optind - 1]);
+		return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+	return cli_usage_error("unknown option '%s'", argv[optind - 1]);
 }
 
 int cli_fail(const struct weld_error *err)
@@ -109,7 +109,7 @@ bool cli_double(const char *opt, const char *s, double *out)
 	errno = 0;
 	*out = strtod(s, &end);
 	if (!*s || *end || errno || !isfinite(*out)) {
-		cli_error("invalid value '%s' for '%s': not a number", s, opt);
+		cli_usage_error("invalid value '%s' for '%s': not a number", s, opt);
 		return false;
 	}
 	return true;
@@ -122,7 +122,7 @@ bool cli_int(const char *opt, const char *s, long lo, long hi, long *out)
 	errno = 0;
 	*out = strtol(s, &end, 10);
 	if (!*s || *end || errno || *out < lo || *out > hi) {
-		cli_error("invalid value '%s' for '%s': not an integer in [%ld, %ld]", s, opt, lo, hi);
+		cli_usage_error("invalid value '%s' for '%s': not an integer in [%ld, %ld]", s, opt, lo, hi);
 		return false;
 	}
 	return true;
@@ -131,7 +131,7 @@ bool cli_int(const char *opt, const char *s, long lo, long hi, long *out)
 bool cli_size(const char *opt, const char *s, uint64_t *out)
 {
 	if (weld_parse_size(s, out) < 0) {
-		cli_error("invalid value '%s' for '%s': not a size (e.g. 512M, 5G)", s, opt);
+		cli_usage_error("invalid value '%s' for '%s': not a size (e.g. 512M, 5G)", s, opt);
 		return false;
 	}
 	return true;
@@ -146,14 +146,14 @@ bool cli_list(const char *opt, const char *s, double *vals, size_t max, size_t *
 	for (tok = ok ? strtok_r(copy, ",", &save) : NULL; ok && tok;
 	     tok = strtok_r(NULL, ",", &save)) {
 		if (*n == max) {
-			cli_error("too many values for '%s' (at most %zu)", opt, max);
+			cli_usage_error("too many values for '%s' (at most %zu)", opt, max);
 			ok = false;
 		} else {
 			ok = cli_double(opt, tok, &vals[(*n)++]);
 		}
 	}
 	if (ok && !*n) {
-		cli_error("empty list for '%s'", opt);
+		cli_usage_error("empty list for '%s'", opt);
 		ok = false;
 	}
 	free(copy);
@@ -162,18 +162,9 @@ bool cli_list(const char *opt, const char *s, double *vals, size_t max, size_t *
 
 bool cli_dtype(const char *s, int *out)
 {
-	static const struct { const char *name; int t; } names[] = {
-		{ "auto", -1 }, { "bf16", WELD_BF16 }, { "bfloat16", WELD_BF16 },
-		{ "f16", WELD_F16 }, { "float16", WELD_F16 }, { "fp16", WELD_F16 },
-		{ "f32", WELD_F32 }, { "float32", WELD_F32 }, { "fp32", WELD_F32 },
-		{ "f64", WELD_F64 }, { "float64", WELD_F64 },
-	};
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strcasecmp(s, names[i].name) == 0) {
-			*out = names[i].t;
-			return true;
-		}
-	cli_error("invalid value '%s' for '--dtype': expected auto, bf16, f16, f32 or f64", s);
+	if (weld_dtype_parse_output(s, true, out) == 0)
+		return true;
+	cli_usage_error("invalid value '%s' for '--dtype': expected auto, bf16, f16, f32 or f64", s);
 	return false;
 }
 

@@ -48,16 +48,18 @@ extern int cli_verbosity;      /* 0 quiet, 1 normal, 2 verbose */
 void cli_error(const char *fmt, ...) WELD_PRINTF(1, 2);
 void cli_warning(const char *fmt, ...) WELD_PRINTF(1, 2);
 void cli_info(const char *fmt, ...) WELD_PRINTF(1, 2);   /* -v only */
-/* Print "error: ..." and the usage on stderr; returns EXIT_USAGE. */
-int cli_usage_error(const char *usage, const char *fmt, ...) WELD_PRINTF(2, 3);
+/* A usage error: "error: ..." and "try '<command> -h'" on stderr (the
+ * whole usage only for -h, as git does); returns EXIT_USAGE. */
+int cli_usage_error(const char *fmt, ...) WELD_PRINTF(1, 2);
 /* The usage error for what getopt_long returned as c for argv[optind - 1]:
  * ':' (a value missing) or anything unknown; returns EXIT_USAGE. */
-int cli_bad_option(const char *usage, int c, char *const argv[]);
+int cli_bad_option(int c, char *const argv[]);
 /* Report a library error; returns EXIT_FAIL (EXIT_USAGE for WELD_ERR_ARG
  * found while parsing is the caller's choice). */
 int cli_fail(const struct weld_error *err);
 
-/* Checked parsing; on failure print a usage error naming the option. */
+/* Checked parsing; on failure print a usage error naming the option and
+ * the value. */
 bool cli_double(const char *opt, const char *s, double *out);
 bool cli_int(const char *opt, const char *s, long lo, long hi, long *out);
 bool cli_size(const char *opt, const char *s, uint64_t *out);

@@ -1,16 +1,10 @@
 /*
  * cmd_breadcrumbs.c - weld breadcrumbs: Model Breadcrumbs: drop the largest outliers and the smallest deltas
+ * (its options and defaults are its row of the method table, lib/method.c)
  */
-#include "options.h"
+#include "merge_cmd.h"
 
-static const struct merge_spec spec = {
-	.name = "breadcrumbs",
-	.method = WELD_METHOD_BREADCRUMBS,
-	.opts = MO_LAMBDA | MO_DENSITY | MO_SCOPE | MO_SIGN | MO_NORMALIZE | MO_COMBINE | MO_GAMMA | MO_NEEDS_BASE,
-	.density = 0.9,
-	.normalize = false,
-	.combine = WELD_COMBINE_SUM,
-	.usage =
+static const char usage[] =
 	"usage: weld breadcrumbs --base BASE -o OUT [--density D[,D...]] [--gamma G] [--weights W[,W...]] [--lambda L] [--scope S] [--combine sum|ties] [options] MODEL...\n"
 	"\n  per unit, zero the top gamma by |delta| and keep the next density: out = B + lambda * tau\n"
 	"      --base MODEL        the pre-trained model (required)\n"
@@ -22,10 +16,9 @@ static const struct merge_spec spec = {
 	"      --combine C         sum (default) | ties (mergekit breadcrumbs_ties)\n"
 	"      --sign sum|count    sign election with --combine ties (default sum)\n"
 	"      --normalize         divide by the summed weights\n"
-	MERGE_COMMON_USAGE,
-};
+	MERGE_COMMON_USAGE;
 
 int cmd_breadcrumbs(int argc, char **argv)
 {
-	return merge_main(&spec, argc, argv);
+	return merge_main("breadcrumbs", usage, argc, argv);
 }

@@ -1,16 +1,10 @@
 /*
  * cmd_consensus.c - weld consensus: TALL masks and Consensus Merging
+ * (its options and defaults are its row of the method table, lib/method.c)
  */
-#include "options.h"
+#include "merge_cmd.h"
 
-static const struct merge_spec spec = {
-	.name = "consensus",
-	.method = WELD_METHOD_CONSENSUS,
-	.opts = MO_LAMBDA | MO_DENSITY | MO_SCOPE | MO_SIGN | MO_CONSENSUS | MO_NEEDS_BASE,
-	.density = 0.2,
-	.normalize = false,
-	.combine = WELD_COMBINE_SUM,
-	.usage =
+static const char usage[] =
 	"usage: weld consensus --base BASE -o OUT [--from ta|ties] [--density D] [--mask-lambda L[,L...]] [--k K] [--lambda L] [--weights W[,W...]] [--save-masks FILE] [options] MODEL...\n"
 	"       weld consensus --apply-mask I --masks FILE --base BASE --merged MERGED -o OUT\n"
 	"\n  tau = sum w_i delta_i (or the TIES vector), mask_i = |delta_i| > l_i |tau - delta_i|,\n"
@@ -28,10 +22,9 @@ static const struct merge_spec spec = {
 	"      --apply-mask I      rebuild task I: B + mask_I * (MERGED - B)\n"
 	"      --masks FILE        the masks written by --save-masks (with --apply-mask)\n"
 	"      --merged MODEL      the consensus output (with --apply-mask)\n"
-	MERGE_COMMON_USAGE,
-};
+	MERGE_COMMON_USAGE;
 
 int cmd_consensus(int argc, char **argv)
 {
-	return merge_main(&spec, argc, argv);
+	return merge_main("consensus", usage, argc, argv);
 }

@@ -71,13 +71,13 @@ int cmd_convert(int argc, char **argv)
 			break;
 		case O_NO_COPY: o.copy_files = false; break;
 		case O_JSON: json = true; break;
-		default: return cli_bad_option(usage, c, argv);
+		default: return cli_bad_option(c, argv);
 		}
 	}
 	if (argc - optind != 1)
-		return cli_usage_error(usage, "expected one MODEL");
+		return cli_usage_error("expected one MODEL");
 	if (!out)
-		return cli_usage_error(usage, "an output folder is required (-o OUT)");
+		return cli_usage_error("an output folder is required (-o OUT)");
 	o.recipe_json = "{\"command\":[\"convert\"]}";
 	p = weld_plan_new(&o);
 	if (!p || (mi = weld_plan_add_model(p, argv[optind], &err)) < 0)

@@ -1,16 +1,10 @@
 /*
  * cmd_dare.c - weld dare: DARE: random drop and rescale of task vectors
+ * (its options and defaults are its row of the method table, lib/method.c)
  */
-#include "options.h"
+#include "merge_cmd.h"
 
-static const struct merge_spec spec = {
-	.name = "dare",
-	.method = WELD_METHOD_DARE,
-	.opts = MO_LAMBDA | MO_DENSITY | MO_SCOPE | MO_SIGN | MO_NORMALIZE | MO_RESCALE | MO_COMBINE | MO_TRIM | MO_SEED | MO_NEEDS_BASE,
-	.density = 0.5,
-	.normalize = false,
-	.combine = WELD_COMBINE_SUM,
-	.usage =
+static const char usage[] =
 	"usage: weld dare --base BASE -o OUT [--density D[,D...]] [--weights W[,W...]] [--lambda L] [--rescale inverse|l1|none] [--combine sum|ties] [--trim D2] [--seed N] [options] MODEL...\n"
 	"\n  keep each delta with probability density, rescale the kept ones, then sum\n"
 	"  (or TIES-style election with --combine ties): out = B + lambda * tau\n"
@@ -25,10 +19,9 @@ static const struct merge_spec spec = {
 	"      --sign sum|count    sign election with --combine ties (default sum)\n"
 	"      --normalize         divide by the summed weights (disjoint mean with ties)\n"
 	"      --seed N            random seed (default 0)\n"
-	MERGE_COMMON_USAGE,
-};
+	MERGE_COMMON_USAGE;
 
 int cmd_dare(int argc, char **argv)
 {
-	return merge_main(&spec, argc, argv);
+	return merge_main("dare", usage, argc, argv);
 }

@@ -41,11 +41,11 @@ int cmd_diff(int argc, char **argv)
 		switch (c) {
 		case 'J': json = true; break;
 		case 'h': fputs(usage, stdout); return EXIT_OK;
-		default: return cli_bad_option(usage, c, argv);
+		default: return cli_bad_option(c, argv);
 		}
 	}
 	if (argc - optind != 2)
-		return cli_usage_error(usage, "expected two models");
+		return cli_usage_error("expected two models");
 	for (int k = 0; k < 2; k++)
 		if (weld_model_open(&m[k], argv[optind + k], &err) < 0) {
 			weld_model_close(m[0]);

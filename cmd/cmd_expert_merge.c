@@ -7,7 +7,7 @@
  */
 #include "cli.h"
 #include "commands.h"
-#include "options.h"
+#include "merge_cmd.h"
 #include "moe.h"
 
 #include <cjson/cJSON.h>
@@ -116,7 +116,7 @@ static int parse(int argc, char **argv, struct args *a)
 			else if (strcmp(optarg, "weight") == 0)
 				a->o.similarity = WELD_MOE_SIM_WEIGHT;
 			else
-				return cli_usage_error(usage, "invalid value '%s' for '--similarity': "
+				return cli_usage_error("invalid value '%s' for '--similarity': "
 						       "expected router or weight", optarg);
 			break;
 		case O_UNIFORM: a->o.uniform_groups = true; break;
@@ -127,7 +127,7 @@ static int parse(int argc, char **argv, struct args *a)
 			else if (strcmp(optarg, "compact") == 0)
 				a->o.layout = WELD_MOE_OUT_COMPACT;
 			else
-				return cli_usage_error(usage, "invalid value '%s' for '--layout': "
+				return cli_usage_error("invalid value '%s' for '--layout': "
 						       "expected alias or compact", optarg);
 			break;
 		case O_DTYPE:
@@ -145,20 +145,20 @@ static int parse(int argc, char **argv, struct args *a)
 		case O_JSON: a->json = true; break;
 		case O_NO_COPY: a->copy_files = false; break;
 		default:
-			return cli_bad_option(usage, c, argv);
+			return cli_bad_option(c, argv);
 		}
 	}
 	if (optind == argc)
-		return cli_usage_error(usage, "no MoE model given");
+		return cli_usage_error("no MoE model given");
 	if (argc - optind > 1)
-		return cli_usage_error(usage, "expert-merge takes one model, got %d", argc - optind);
+		return cli_usage_error("expert-merge takes one model, got %d", argc - optind);
 	a->model = argv[optind];
 	if (!a->o.groups)
-		return cli_usage_error(usage, "--groups is required");
+		return cli_usage_error("--groups is required");
 	if (!a->out && !merge_plan_only)
-		return cli_usage_error(usage, "an output folder is required (-o OUT)");
+		return cli_usage_error("an output folder is required (-o OUT)");
 	if (a->o.max_memory == 0)
-		return cli_usage_error(usage, "--max-memory must be more than 0");
+		return cli_usage_error("--max-memory must be more than 0");
 	return 0;
 }
 

@@ -3,7 +3,7 @@
  * print what it would do, writing nothing.
  */
 #include "commands.h"
-#include "options.h"
+#include "merge_cmd.h"
 
 #include <string.h>
 
@@ -24,7 +24,7 @@ static bool ends_with(const char *s, const char *suf)
 int cmd_plan(int argc, char **argv)
 {
 	if (argc < 2)
-		return cli_usage_error(usage, "expected a merge command or a recipe");
+		return cli_usage_error("expected a merge command or a recipe");
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		fputs(usage, stdout);
 		return EXIT_OK;

@@ -8,7 +8,7 @@
  */
 #include "cli.h"
 #include "commands.h"
-#include "options.h"
+#include "plan_print.h"
 #include "recipe.h"
 
 #include <getopt.h>
@@ -66,7 +66,7 @@ static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":o:fj:qvh", opts, NULL)) != -1) {
 		if (plan && (c == 'o' || c == 'f' || c == 'q' || c == 'v' || c == O_FROM))
-			return cli_usage_error(u, "option '%s' is not used by 'weld plan' (it writes nothing)",
+			return cli_usage_error("option '%s' is not used by 'weld plan' (it writes nothing)",
 					       c == 'o' ? "--output" : c == 'f' ? "--force" :
 					       c == 'q' ? "--quiet" : c == 'v' ? "--verbose" : "--from-output");
 		switch (cli_output_opt(c, u, &a->out, &a->s.force, &a->s.threads)) {
@@ -89,18 +89,18 @@ static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
 		case O_JSON: a->json = true; break;
 		case O_FROM: a->from = optarg; break;
 		default:
-			return cli_bad_option(u, c, argv);
+			return cli_bad_option(c, argv);
 		}
 	}
 	if (argc - optind > 1)
-		return cli_usage_error(u, "expected one recipe, got %d arguments", argc - optind);
+		return cli_usage_error("expected one recipe, got %d arguments", argc - optind);
 	a->recipe = optind < argc ? argv[optind] : NULL;
 	if (a->recipe && a->from)
-		return cli_usage_error(u, "give a RECIPE.json or --from-output DIR, not both");
+		return cli_usage_error("give a RECIPE.json or --from-output DIR, not both");
 	if (!a->recipe && !a->from)
-		return cli_usage_error(u, "expected a RECIPE.json (or --from-output DIR)");
+		return cli_usage_error("expected a RECIPE.json (or --from-output DIR)");
 	if (!plan && !a->out)
-		return cli_usage_error(u, "an output folder is required (-o OUT)");
+		return cli_usage_error("an output folder is required (-o OUT)");
 	return 0;
 }
 
@@ -134,7 +134,7 @@ static int run(int argc, char **argv, bool plan)
 		goto out;
 	}
 	if (plan) {
-		struct merge_plan_labels labels = {
+		struct plan_labels labels = {
 			.recipe = a.recipe,
 			.method = weld_recipe_method(r),
 			.recipe_json = weld_recipe_json(r),
@@ -149,7 +149,7 @@ static int run(int argc, char **argv, bool plan)
 		for (size_t i = 0; i < weld_plan_model_count(p); i++)
 			names[i] = weld_recipe_model_label(r, i);
 		labels.models = names;
-		merge_print_plan(p, a.json, &labels);
+		plan_print(p, a.json, &labels);
 		free(names);
 		ret = EXIT_OK;
 		goto out;

@@ -1,16 +1,10 @@
 /*
  * cmd_ties.c - weld ties: TIES-Merging: trim, elect sign, disjoint mean
+ * (its options and defaults are its row of the method table, lib/method.c)
  */
-#include "options.h"
+#include "merge_cmd.h"
 
-static const struct merge_spec spec = {
-	.name = "ties",
-	.method = WELD_METHOD_TIES,
-	.opts = MO_LAMBDA | MO_DENSITY | MO_SCOPE | MO_SIGN | MO_NORMALIZE | MO_NEEDS_BASE,
-	.density = 0.2,
-	.normalize = true,
-	.combine = WELD_COMBINE_TIES,
-	.usage =
+static const char usage[] =
 	"usage: weld ties --base BASE -o OUT [--density D[,D...]] [--weights W[,W...]] [--lambda L] [--scope S] [--sign sum|count] [--no-normalize] [options] MODEL...\n"
 	"\n  trim each task vector to its top density by |delta|, elect a sign per element,\n"
 	"  average the deltas that agree with it: out = B + lambda * tau\n"
@@ -21,10 +15,9 @@ static const struct merge_spec spec = {
 	"      --scope S           tensor|row|model: unit of the top-k (default tensor)\n"
 	"      --sign sum|count    sign election (default sum)\n"
 	"      --no-normalize      disjoint sum instead of disjoint mean\n"
-	MERGE_COMMON_USAGE,
-};
+	MERGE_COMMON_USAGE;
 
 int cmd_ties(int argc, char **argv)
 {
-	return merge_main(&spec, argc, argv);
+	return merge_main("ties", usage, argc, argv);
 }

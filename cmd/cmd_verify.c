@@ -35,11 +35,11 @@ int cmd_verify(int argc, char **argv)
 		switch (c) {
 		case 'q': cli_verbosity = 0; break;
 		case 'h': fputs(usage, stdout); return EXIT_OK;
-		default: return cli_bad_option(usage, c, argv);
+		default: return cli_bad_option(c, argv);
 		}
 	}
 	if (argc - optind != 1)
-		return cli_usage_error(usage, "expected one MODEL");
+		return cli_usage_error("expected one MODEL");
 	if (weld_model_open(&m, argv[optind], &err) < 0)
 		return cli_fail(&err);
 	rec = calloc(weld_model_file_count(m), sizeof(*rec));

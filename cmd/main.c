@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 #include "commands.h"
+#include "method.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -10,24 +11,24 @@
 struct cmd {
 	const char *name;
 	int (*fn)(int argc, char **argv);
-	const char *summary;
+	const char *summary;    /* NULL: a merge command, whose summary is in the method table */
 };
 
 /* keep sorted */
 static const struct cmd commands[] = {
-	{ "average", cmd_average, "weighted mean of N models" },
-	{ "breadcrumbs", cmd_breadcrumbs, "Model Breadcrumbs: drop the largest outliers and the smallest deltas" },
-	{ "consensus", cmd_consensus, "TALL masks + Consensus Merging" },
+	{ "average", cmd_average, NULL },
+	{ "breadcrumbs", cmd_breadcrumbs, NULL },
+	{ "consensus", cmd_consensus, NULL },
 	{ "convert", cmd_convert, "rewrite a model in another format, dtype or shard size" },
-	{ "dare", cmd_dare, "DARE: random drop and rescale of task vectors" },
+	{ "dare", cmd_dare, NULL },
 	{ "diff", cmd_diff, "per-tensor comparison of two models" },
 	{ "expert-merge", cmd_expert_merge, "M-SMoE: merge the experts of one MoE checkpoint into fewer groups" },
 	{ "help", cmd_help, "show the usage of weld or of a command" },
 	{ "inspect", cmd_inspect, "list a model's tensors: name, dtype, shape, bytes, file" },
 	{ "plan", cmd_plan, "validate a command or recipe and print what it would do" },
 	{ "run", cmd_run, "run a JSON recipe (mergekit's configuration schema)" },
-	{ "task-arithmetic", cmd_task_arithmetic, "base + lambda * sum of weighted task vectors" },
-	{ "ties", cmd_ties, "TIES-Merging: trim, elect sign, disjoint mean" },
+	{ "task-arithmetic", cmd_task_arithmetic, NULL },
+	{ "ties", cmd_ties, NULL },
 	{ "verify", cmd_verify, "re-hash a weld output against its recorded XXH3 checksums" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -42,7 +43,8 @@ static void list_commands(FILE *f)
 	fputs(usage, f);
 	fputs("\ncommands:\n", f);
 	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary ? commands[i].summary
+			: weld_method_find(commands[i].name, WELD_IN_COMMAND)->summary);
 	fputs("\n'weld help <command>' or 'weld <command> -h' shows a command's options;\n"
 	      "'man weld-<command>' the whole story.\n", f);
 }
@@ -76,7 +78,7 @@ int cmd_help(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (argc > 2)
-		return cli_usage_error(usage_help, "expected at most one command");
+		return cli_usage_error("expected at most one command");
 	if (argc < 2 || !strcmp(argv[1], "help")) {
 		list_commands(stdout);
 		return EXIT_OK;

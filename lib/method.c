@@ -236,6 +236,14 @@ const struct weld_method_spelling *weld_method_spelling_at(size_t i, unsigned wh
 	return NULL;
 }
 
+bool weld_method_takes(enum weld_method m, enum weld_key k)
+{
+	for (size_t i = 0; i < NSPELLINGS; i++)
+		if (spellings[i].method == m && (spellings[i].keys & WELD_KB(k)))
+			return true;
+	return false;
+}
+
 bool weld_method_mergekit_only(const char *name)
 {
 	for (size_t i = 0; i < sizeof(mergekit_only) / sizeof(mergekit_only[0]); i++)

@@ -121,6 +121,8 @@ struct weld_method_spelling {
 const struct weld_method_spelling *weld_method_find(const char *name, unsigned where);
 /* The i-th spelling accepted in where, in table order, or NULL past the end. */
 const struct weld_method_spelling *weld_method_spelling_at(size_t i, unsigned where);
+/* Does some spelling of method m take option k (then plans show it)? */
+bool weld_method_takes(enum weld_method m, enum weld_key k);
 /* Is name a mergekit method weld does not implement? */
 bool weld_method_mergekit_only(const char *name);
 

@@ -64,6 +64,12 @@ enum weld_dtype {
 
 const char *weld_dtype_name(enum weld_dtype t);    /* "BF16" */
 int weld_dtype_parse(const char *s, enum weld_dtype *out); /* 0, or -1 unknown */
+/* An output dtype as users write it: bf16, bfloat16, f16, float16, fp16,
+ * half, f32, float32, fp32, float, f64, float64, double, any case, with or
+ * without "torch."; "auto" gives -1 when allow_auto. 0, or -1 unknown. */
+int weld_dtype_parse_output(const char *s, bool allow_auto, int *out);
+/* PyTorch's name of a floating dtype ("bfloat16"), or NULL for others. */
+const char *weld_dtype_torch_name(enum weld_dtype t);
 size_t weld_dtype_size(enum weld_dtype t);         /* bytes per element */
 bool weld_dtype_is_float(enum weld_dtype t);       /* merged (F*) or copied */
 /* Order of the safetensors reference writer: larger rank first. */

@@ -14,9 +14,11 @@
 #include "target_clones.h"
 
 #include <string.h>
+#include <strings.h>
 
 static const struct {
 	const char *name;
+	const char *torch;   /* PyTorch's name */
 	size_t size;
 	bool is_float;
 	int rank;
@@ -26,21 +28,21 @@ static const struct {
 	 * enum declaration; its writer sorts by that position, descending
 	 * (formats.md §1.5). The gaps belong to dtypes weld does not support.
 	 */
-	[WELD_F64]     = { "F64",     8, true,  19 },
-	[WELD_F32]     = { "F32",     4, true,  17 },
-	[WELD_F16]     = { "F16",     2, true,  13 },
-	[WELD_BF16]    = { "BF16",    2, true,  14 },
-	[WELD_F8_E4M3] = { "F8_E4M3", 1, true,   7 },
-	[WELD_F8_E5M2] = { "F8_E5M2", 1, true,   6 },
-	[WELD_I64]     = { "I64",     8, false, 20 },
-	[WELD_I32]     = { "I32",     4, false, 15 },
-	[WELD_I16]     = { "I16",     2, false, 11 },
-	[WELD_I8]      = { "I8",      1, false,  5 },
-	[WELD_U64]     = { "U64",     8, false, 21 },
-	[WELD_U32]     = { "U32",     4, false, 16 },
-	[WELD_U16]     = { "U16",     2, false, 12 },
-	[WELD_U8]      = { "U8",      1, false,  4 },
-	[WELD_BOOL]    = { "BOOL",    1, false,  0 },
+	[WELD_F64]     = { "F64",     "float64",       8, true,  19 },
+	[WELD_F32]     = { "F32",     "float32",       4, true,  17 },
+	[WELD_F16]     = { "F16",     "float16",       2, true,  13 },
+	[WELD_BF16]    = { "BF16",    "bfloat16",      2, true,  14 },
+	[WELD_F8_E4M3] = { "F8_E4M3", "float8_e4m3fn", 1, true,   7 },
+	[WELD_F8_E5M2] = { "F8_E5M2", "float8_e5m2",   1, true,   6 },
+	[WELD_I64]     = { "I64",     "int64",         8, false, 20 },
+	[WELD_I32]     = { "I32",     "int32",         4, false, 15 },
+	[WELD_I16]     = { "I16",     "int16",         2, false, 11 },
+	[WELD_I8]      = { "I8",      "int8",          1, false,  5 },
+	[WELD_U64]     = { "U64",     "uint64",        8, false, 21 },
+	[WELD_U32]     = { "U32",     "uint32",        4, false, 16 },
+	[WELD_U16]     = { "U16",     "uint16",        2, false, 12 },
+	[WELD_U8]      = { "U8",      "uint8",         1, false,  4 },
+	[WELD_BOOL]    = { "BOOL",    "bool",          1, false,  0 },
 };
 
 static bool valid(enum weld_dtype t)
@@ -63,6 +65,34 @@ int weld_dtype_parse(const char *s, enum weld_dtype *out)
 			return 0;
 		}
 	}
+	return -1;
+}
+
+const char *weld_dtype_torch_name(enum weld_dtype t)
+{
+	return valid(t) ? dtypes[t].torch : NULL;
+}
+
+int weld_dtype_parse_output(const char *s, bool allow_auto, int *out)
+{
+	static const struct { const char *name; int t; } names[] = {
+		{ "bfloat16", WELD_BF16 }, { "bf16", WELD_BF16 },
+		{ "float16", WELD_F16 }, { "f16", WELD_F16 }, { "fp16", WELD_F16 }, { "half", WELD_F16 },
+		{ "float32", WELD_F32 }, { "f32", WELD_F32 }, { "fp32", WELD_F32 }, { "float", WELD_F32 },
+		{ "float64", WELD_F64 }, { "f64", WELD_F64 }, { "double", WELD_F64 },
+	};
+
+	if (allow_auto && strcasecmp(s, "auto") == 0) {
+		*out = -1;
+		return 0;
+	}
+	if (strncmp(s, "torch.", 6) == 0)
+		s += 6;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(s, names[i].name) == 0) {
+			*out = names[i].t;
+			return 0;
+		}
 	return -1;
 }
 

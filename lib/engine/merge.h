@@ -139,6 +139,15 @@ int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
 		       const struct weld_model_params *mp, double lambda, double gamma,
 		       weld_param_fn fn, void *fn_ctx, struct weld_error *err);
 
+/*
+ * The jobs of `weld consensus --apply-mask`: base + mask_task .* (merged -
+ * base) for every float tensor of the base, the masks read from the file
+ * masks (tensors "<name>.mask.<task>", see DESIGN 4.7); integer tensors
+ * are copied from merged. Messages name the files by the paths given.
+ */
+int weld_plan_apply_mask(weld_plan *p, const char *base, const char *merged, const char *masks,
+			 long task, struct weld_error *err);
+
 /* Check every job and size the chunks; after this the plan is read-only. */
 int weld_plan_finish(weld_plan *p, struct weld_error *err);
 

@@ -976,32 +976,14 @@ static int parse_weld(weld_recipe *r, const cJSON *obj, struct weld_error *err)
 static int parse_dtype(const weld_recipe *r, const cJSON *v, const char *where, int *out,
 		       const char **canon, struct weld_error *err)
 {
-	static const struct { const char *name; enum weld_dtype t; } names[] = {
-		{ "bfloat16", WELD_BF16 }, { "float16", WELD_F16 }, { "float32", WELD_F32 },
-		{ "float64", WELD_F64 }, { "bf16", WELD_BF16 }, { "f16", WELD_F16 },
-		{ "fp16", WELD_F16 }, { "half", WELD_F16 }, { "f32", WELD_F32 },
-		{ "fp32", WELD_F32 }, { "float", WELD_F32 }, { "f64", WELD_F64 },
-		{ "double", WELD_F64 },
-	};
-	static const char *const canon_names[] = {
-		[WELD_BF16] = "bfloat16", [WELD_F16] = "float16", [WELD_F32] = "float32",
-		[WELD_F64] = "float64",
-	};
-	const char *s;
-
 	if (!cJSON_IsString(v))
 		return rfail(r, err, where, "expected a dtype name such as \"bfloat16\", not %s",
 			     json_type(v));
-	s = v->valuestring;
-	if (strncmp(s, "torch.", 6) == 0)
-		s += 6;
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strcmp(s, names[i].name) == 0) {
-			*out = (int)names[i].t;
-			*canon = canon_names[names[i].t];
-			return 0;
-		}
-	if (strcmp(s, "int64") == 0)
+	if (weld_dtype_parse_output(v->valuestring, false, out) == 0) {
+		*canon = weld_dtype_torch_name((enum weld_dtype)*out);
+		return 0;
+	}
+	if (strcmp(v->valuestring, "int64") == 0)
 		return rfail(r, err, where, "weld merges floating-point tensors: int64 is not an output dtype (integer tensors are copied as they are)");
 	return rfail(r, err, where, "unknown dtype '%s' (expected bfloat16, float16, float32 or float64)",
 		     v->valuestring);

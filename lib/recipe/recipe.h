@@ -20,7 +20,7 @@
 #ifndef WELD_RECIPE_H
 #define WELD_RECIPE_H
 
-#include "merge.h"
+#include "method.h"
 
 typedef struct weld_recipe weld_recipe;
 
@@ -66,6 +66,27 @@ char *weld_recipe_normalise(const char *text, struct weld_error *err);
 const char *weld_recipe_method(const weld_recipe *r);
 /* How the recipe names the plan's model i (valid after weld_recipe_plan). */
 const char *weld_recipe_model_label(const weld_recipe *r, size_t i);
+
+/* A merge given on the command line (see weld_recipe_of_command). */
+struct weld_command_merge {
+	const struct weld_method_spelling *spelling;  /* the command's row of the method table */
+	const char *base;                    /* or NULL */
+	size_t n;
+	const char *const *models;           /* model paths, n */
+	const struct weld_model_params *mp;  /* their weight, density, mask_lambda, n */
+	double lambda, gamma;
+	const struct weld_merge_opts *o;
+};
+
+/* The normalised recipe of a command-line merge, as weld_recipe_json()
+ * would give for the same merge written as a recipe (caller frees). If it
+ * cannot be normalised, the plain recipe is returned and *err says why (a
+ * warning); NULL when out of memory. */
+char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_error *err);
+/* What `weld consensus --apply-mask` stores: it has no recipe form (caller
+ * frees; NULL when out of memory). */
+char *weld_recipe_of_apply_mask(const char *base, const char *merged, const char *masks,
+				long task);
 
 /* Levenshtein distance of two short strings (for did-you-mean hints). */
 size_t weld_edit_distance(const char *a, const char *b);

@@ -90,7 +90,16 @@ check "plan writes nothing" sh -c "'$WELD' plan ties $B -o '$TMP/planned' $FT | 
 
 # errors before anything is written
 fails "ties without --base" 2 "--base is required" "$WELD" ties -o "$TMP/e1" $FT
-fails "density 0" 2 "density 0 of .* outside \(0, 1\]" "$WELD" ties $B --density 0 -o "$TMP/e2" $FT
+fails "density 0" 2 "invalid value '0' for '--density': outside \(0, 1\]" "$WELD" ties $B --density 0 -o "$TMP/e2" $FT
+fails "per-model density 1.5" 2 "invalid value '1.5' for 'density': outside \(0, 1\]" "$WELD" ties $B -o "$TMP/e2" "$TMP/ft1:density=1.5" "$TMP/ft2"
+fails "per-model value the method does not use" 2 "'density' is not used by 'weld average'" "$WELD" average -o "$TMP/e2" "$TMP/ft1:density=0.5" "$TMP/ft2"
+# a usage error is the error and one line pointing to -h, not the whole usage
+"$WELD" ties $B --density 1.5 -o "$TMP/e2" $FT 2>"$TMP/err"
+if [ "$(wc -l <"$TMP/err")" -eq 2 ] && grep -qx "try 'weld ties -h'" "$TMP/err"; then
+	ok "usage error: two lines, the second points to -h"
+else
+	bad "usage error: two lines, the second points to -h"
+fi
 fails "density 1.5" 2 "outside \(0, 1\]" "$WELD" dare $B --density 1.5 -o "$TMP/e3" $FT
 fails "no models" 2 "no models to merge" "$WELD" average -o "$TMP/e4"
 fails "option of another method" 2 "'--gamma' is not used by 'weld ties'" "$WELD" ties $B --gamma 0.1 -o "$TMP/e5" $FT

@@ -1,0 +1,201 @@
+/*
+ * plan_print.c - weld plan's output: the plan of a merge as stable text
+ * (one line per output tensor, fit for diffing) or as one JSON object.
+ * What a line shows of a job is what the method table says its method
+ * reads.
+ */
+#include "plan_print.h"
+#include "cli.h"
+#include "method.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void print_shape(FILE *f, const struct weld_job *j)
+{
+	fputc('[', f);
+	for (int d = 0; d < j->ndim; d++)
+		fprintf(f, "%s%lld", d ? ", " : "", (long long)j->shape[d]);
+	fputc(']', f);
+}
+
+/* Does a job of method m under options o read parameter p? (The plan
+ * shows only those.) */
+static bool uses(const struct weld_merge_opts *o, enum weld_method m, enum weld_param p)
+{
+	return weld_method_uses(o, m, p);
+}
+
+/* One option of print_options: key=value (text) or "key":value (JSON). */
+static void print_opt(bool json, bool *first, const char *key, const char *val, bool str)
+{
+	if (json)
+		printf(str ? "%s\"%s\":\"%s\"" : "%s\"%s\":%s", *first ? "" : ",", key, val);
+	else
+		printf("%s%s=%s", *first ? "" : " ", key, val);
+	*first = false;
+}
+
+/* The method-wide options that matter for the plan's method. */
+static void print_options(const struct weld_merge_opts *o, bool json)
+{
+	enum weld_method m = o->method;
+	bool first = true;
+	char num[32];
+
+	if (uses(o, m, WELD_P_NORMALIZE))
+		print_opt(json, &first, "normalize", o->normalize ? "true" : "false", false);
+	if (weld_method_takes(m, WELD_K_SCOPE))
+		print_opt(json, &first, "scope", weld_scope_names[o->scope], true);
+	if (weld_method_takes(m, WELD_K_RESCALE))
+		print_opt(json, &first, "rescale", weld_rescale_names[o->rescale], true);
+	if (weld_method_takes(m, WELD_K_COMBINE))
+		print_opt(json, &first, "combine", weld_combine_names[o->combine], true);
+	if (weld_method_takes(m, WELD_K_FROM)) {
+		print_opt(json, &first, "from", weld_from_names[o->from], true);
+		snprintf(num, sizeof(num), "%d", o->k);
+		print_opt(json, &first, "k", num, false);
+	}
+	if (weld_method_elects_signs(o, m))
+		print_opt(json, &first, "sign", weld_sign_names[o->sign], true);
+	if (weld_method_takes(m, WELD_K_TRIM) && o->combine == WELD_COMBINE_TIES && o->trim > 0) {
+		snprintf(num, sizeof(num), json ? "%.17g" : "%g", o->trim);
+		print_opt(json, &first, "trim", num, false);
+	}
+	if (first && !json)
+		printf("none");
+}
+
+static void print_job_json(const weld_plan *p, const struct weld_job *j)
+{
+	const struct weld_merge_opts *o = weld_plan_opts(p);
+
+	printf("{\"name\":");
+	cli_json_string(stdout, j->name);
+	printf(",\"dtype\":\"%s\",\"shape\":", weld_dtype_name(j->dtype));
+	print_shape(stdout, j);
+	printf(",\"method\":\"%s\"", weld_method_name(j->method));
+	if (uses(o, j->method, WELD_P_LAMBDA))
+		printf(",\"lambda\":%.17g", j->lambda);
+	if (uses(o, j->method, WELD_P_GAMMA))
+		printf(",\"gamma\":%.17g", j->gamma);
+	if (uses(o, j->method, WELD_P_T))
+		printf(",\"t\":%.17g", j->t);
+	if (j->base_model >= 0) {
+		printf(",\"base\":{\"model\":%d,\"tensor\":", j->base_model);
+		cli_json_string(stdout, weld_model_tensor(weld_plan_model(p, j->base_model),
+							  (size_t)j->base_tensor)->name);
+		putchar('}');
+	}
+	printf(",\"sources\":[");
+	for (size_t s = 0; s < j->nsrc; s++) {
+		const struct weld_source *src = &j->src[s];
+
+		printf("%s{\"model\":%d,\"tensor\":", s ? "," : "", src->model);
+		cli_json_string(stdout, weld_model_tensor(weld_plan_model(p, src->model),
+							  (size_t)src->tensor)->name);
+		printf(",\"weight\":%.17g,\"density\":%.17g", src->weight, src->density);
+		if (uses(o, j->method, WELD_P_MASK_LAMBDA))
+			printf(",\"mask_lambda\":%.17g", src->mask_lambda);
+		putchar('}');
+	}
+	printf("]}");
+}
+
+static void print_job_text(const weld_plan *p, const struct weld_job *j)
+{
+	const struct weld_merge_opts *o = weld_plan_opts(p);
+
+	printf("%s %s ", j->name, weld_dtype_name(j->dtype));
+	print_shape(stdout, j);
+	printf(" %s", weld_method_name(j->method));
+	if (uses(o, j->method, WELD_P_LAMBDA))
+		printf(" lambda=%g", j->lambda);
+	if (uses(o, j->method, WELD_P_GAMMA))
+		printf(" gamma=%g", j->gamma);
+	if (uses(o, j->method, WELD_P_T))
+		printf(" t=%g", j->t);
+	if (j->base_model >= 0) {
+		const char *bn = weld_model_tensor(weld_plan_model(p, j->base_model),
+						   (size_t)j->base_tensor)->name;
+
+		printf(" base=model%d", j->base_model);
+		if (strcmp(bn, j->name))
+			printf(":%s", bn);
+	}
+	for (size_t s = 0; s < j->nsrc; s++) {
+		const struct weld_source *src = &j->src[s];
+		const char *sn = weld_model_tensor(weld_plan_model(p, src->model),
+						   (size_t)src->tensor)->name;
+
+		printf(" model%d", src->model);
+		if (strcmp(sn, j->name))
+			printf(":%s", sn);
+		if (!uses(o, j->method, WELD_P_WEIGHT))
+			continue;
+		printf("(w=%g", src->weight);
+		if (uses(o, j->method, WELD_P_DENSITY))
+			printf(",d=%g", src->density);
+		if (uses(o, j->method, WELD_P_MASK_LAMBDA))
+			printf(",ml=%g", src->mask_lambda);
+		putchar(')');
+	}
+	putchar('\n');
+}
+
+void plan_print(const weld_plan *p, bool json, const struct plan_labels *labels)
+{
+	const struct weld_merge_opts *o = weld_plan_opts(p);
+	const char *method = labels && labels->method ? labels->method : weld_method_name(o->method);
+	char mem[32], lim[32];
+	uint64_t out_bytes = 0;
+
+	for (size_t i = 0; i < weld_plan_job_count(p); i++)
+		out_bytes += weld_plan_job(p, i)->nelem * weld_dtype_size(weld_plan_job(p, i)->dtype);
+	weld_format_size(weld_plan_memory(p), mem, sizeof(mem));
+	weld_format_size(o->max_memory, lim, sizeof(lim));
+	if (json) {
+		printf("{\"method\":");
+		cli_json_string(stdout, method);
+		printf(",\"options\":{");
+		print_options(o, true);
+		printf("},\"seed\":%llu,\"memory_bytes\":%llu,\"max_memory\":%llu,"
+		       "\"chunk_elements\":%llu,\"input_bytes\":%llu,\"output_bytes\":%llu,\"models\":[",
+		       (unsigned long long)o->seed, (unsigned long long)weld_plan_memory(p),
+		       (unsigned long long)o->max_memory,
+		       (unsigned long long)weld_plan_chunk_elems(p),
+		       (unsigned long long)weld_plan_input_bytes(p), (unsigned long long)out_bytes);
+		for (size_t m = 0; m < weld_plan_model_count(p); m++) {
+			printf(m ? "," : "");
+			cli_json_string(stdout, labels && labels->models
+					? labels->models[m] : weld_model_path(weld_plan_model(p, (int)m)));
+		}
+		printf("],\"tensors\":[");
+		for (size_t i = 0; i < weld_plan_job_count(p); i++) {
+			printf(i ? "," : "");
+			print_job_json(p, weld_plan_job(p, i));
+		}
+		printf("]");
+		if (labels && labels->recipe_json)
+			printf(",\"recipe\":%s", labels->recipe_json);
+		printf("}\n");
+		return;
+	}
+	if (labels && labels->recipe)
+		printf("recipe   %s\n", labels->recipe);
+	printf("method   %s\n", method);
+	printf("options  ");
+	print_options(o, false);
+	printf("\nseed     %llu\n", (unsigned long long)o->seed);
+	for (size_t m = 0; m < weld_plan_model_count(p); m++)
+		printf("model %zu  %s\n", m, labels && labels->models
+		       ? labels->models[m] : weld_model_path(weld_plan_model(p, (int)m)));
+	printf("memory   %s of buffers (--max-memory %s), %llu elements per chunk\n", mem, lim,
+	       (unsigned long long)weld_plan_chunk_elems(p));
+	weld_format_size(weld_plan_input_bytes(p), mem, sizeof(mem));
+	weld_format_size(out_bytes, lim, sizeof(lim));
+	printf("reads    %s\nwrites   %s in %zu tensors\n", mem, lim, weld_plan_job_count(p));
+	for (size_t i = 0; i < weld_plan_job_count(p); i++)
+		print_job_text(p, weld_plan_job(p, i));
+}
+
