@@ -1,7 +1,8 @@
 /*
  * weld.h - the public interface of weld's library, for the commands and
  * the tests: the base (base.h), checkpoints on disk (model.h), the merge
- * engine (merge.h) and the model comparison of weld diff (compare.h).
+ * engine (merge.h), the model comparison of weld diff (compare.h) and the
+ * checksum check of weld verify (verify.h).
  * Inside the library, each file includes only the headers of its own
  * layer and those below it (see tests/check_layers.sh).
  */
@@ -12,5 +13,6 @@
 #include "model.h"
 #include "merge.h"
 #include "compare.h"
+#include "verify.h"
 
 #endif
