@@ -75,6 +75,24 @@ int cli_bad_option(int c, char *const argv[])
 	return cli_usage_error("unknown option '%s'", argv[optind - 1]);
 }
 
+int cli_check_output(const weld_plan *p, const char *out, bool force, bool single_file)
+{
+	size_t n = weld_plan_model_count(p);
+	const char **in = calloc(n ? n : 1, sizeof(*in));
+	struct weld_error err = { 0 };
+	int r;
+
+	if (!in) {
+		cli_error("out of memory");
+		return EXIT_FAIL;
+	}
+	for (size_t i = 0; i < n; i++)
+		in[i] = weld_model_path(weld_plan_model(p, (int)i));
+	r = weld_output_check(out, force, single_file, in, n, &err);
+	free(in);
+	return r < 0 ? cli_fail(&err) : 0;
+}
+
 int cli_fail(const struct weld_error *err)
 {
 	cli_error("%s", err->msg);
@@ -87,7 +105,13 @@ enum cli_opt cli_output_opt(int c, const char *usage, const char **out, bool *fo
 	long l;
 
 	switch (c) {
-	case 'o': *out = optarg; return CLI_OPT_TAKEN;
+	case 'o':
+		if (!*optarg) {
+			cli_usage_error("the output path given to '-o' is empty");
+			return CLI_OPT_BAD;
+		}
+		*out = optarg;
+		return CLI_OPT_TAKEN;
 	case 'f': *force = true; return CLI_OPT_TAKEN;
 	case 'q': cli_verbosity = 0; return CLI_OPT_TAKEN;
 	case 'v': cli_verbosity = 2; return CLI_OPT_TAKEN;

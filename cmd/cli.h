@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "weld.h"
+#include "output_guard.h"
 
 /* getopt_long rows every command that writes a model takes:
  * -o -f -j -q -v -h */
@@ -57,6 +58,10 @@ int cli_bad_option(int c, char *const argv[]);
 /* Report a library error; returns EXIT_FAIL (EXIT_USAGE for WELD_ERR_ARG
  * found while parsing is the caller's choice). */
 int cli_fail(const struct weld_error *err);
+
+/* May out be written by the merge of plan p (see weld_output_check; the
+ * inputs are the plan's models)? 0, or EXIT_FAIL after the message. */
+int cli_check_output(const weld_plan *p, const char *out, bool force, bool single_file);
 
 /* Checked parsing; on failure print a usage error naming the option and
  * the value. */

@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 #include "commands.h"
+#include "method.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -37,8 +38,8 @@ int cmd_convert(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct weld_merge_opts o = {
-		.method = WELD_METHOD_COPY, .dtype = -1, .max_memory = 1000000000ull,
-		.shard_size = 5000000000ull, .copy_files = true,
+		.method = WELD_METHOD_COPY, .dtype = -1, .max_memory = WELD_DEFAULT_MAX_MEMORY,
+		.shard_size = WELD_DEFAULT_SHARD_SIZE, .copy_files = true,
 		.warn = cli_warn_cb, .progress = cli_progress,
 	};
 	struct weld_error err = { 0 };
@@ -99,6 +100,11 @@ int cmd_convert(int argc, char **argv)
 	}
 	if (weld_plan_finish(p, &err) < 0)
 		goto fail;
+	if ((r = cli_check_output(p, out, o.force, false))) {
+		weld_plan_free(p);
+		return r;
+	}
+	r = EXIT_FAIL;
 	cli_info("%zu tensors, %llu bytes to read, %llu elements per chunk", weld_plan_job_count(p),
 		 (unsigned long long)weld_plan_input_bytes(p),
 		 (unsigned long long)weld_plan_chunk_elems(p));

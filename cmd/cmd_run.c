@@ -133,6 +133,8 @@ static int run(int argc, char **argv, bool plan)
 		ret = cli_fail(&err);
 		goto out;
 	}
+	if (a.out && (ret = cli_check_output(p, a.out, a.s.force, false)))
+		goto out;
 	if (plan) {
 		struct plan_labels labels = {
 			.recipe = a.recipe,

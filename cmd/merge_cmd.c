@@ -503,6 +503,9 @@ int merge_main(const char *name, const char *usage, int argc, char **argv)
 		r = cli_fail(&err);
 		goto done;
 	}
+	if ((a.out && (r = cli_check_output(p, a.out, a.o.force, false))) ||
+	    (a.save_masks && (r = cli_check_output(p, a.save_masks, a.o.force, true))))
+		goto done;
 	recipe = recipe_json(&a);
 	weld_plan_set_recipe(p, recipe);
 	if (merge_plan_only) {

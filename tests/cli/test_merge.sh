@@ -93,6 +93,26 @@ fails "ties without --base" 2 "--base is required" "$WELD" ties -o "$TMP/e1" $FT
 fails "density 0" 2 "invalid value '0' for '--density': outside \(0, 1\]" "$WELD" ties $B --density 0 -o "$TMP/e2" $FT
 fails "per-model density 1.5" 2 "invalid value '1.5' for 'density': outside \(0, 1\]" "$WELD" ties $B -o "$TMP/e2" "$TMP/ft1:density=1.5" "$TMP/ft2"
 fails "per-model value the method does not use" 2 "'density' is not used by 'weld average'" "$WELD" average -o "$TMP/e2" "$TMP/ft1:density=0.5" "$TMP/ft2"
+fails "empty output path" 2 "output path given to '-o' is empty" "$WELD" average -o "" $FT
+fails "a per-model key is named, not garbage" 2 "unknown key 'wieght'" "$WELD" ties $B -o "$TMP/e2" "$TMP/ft1:wieght=2" "$TMP/ft2"
+
+# -f replaces only a model output that is not an input, inside one or holding one
+mkdir -p "$TMP/P"
+"$MKMODEL" "$TMP/P/a" --layers 1 --hidden 32 --inter 64 --vocab 50 >/dev/null
+"$MKMODEL" "$TMP/P/b" --layers 1 --hidden 32 --inter 64 --vocab 50 --seed 2 >/dev/null
+echo keep >"$TMP/P/notes.txt"
+fails "-f refuses a folder holding the inputs" 1 "holds the input" "$WELD" average -q -f -o "$TMP/P" "$TMP/P/a" "$TMP/P/b"
+check "... and leaves it whole" test -f "$TMP/P/notes.txt" -a -f "$TMP/P/a/model.safetensors"
+fails "-f refuses an input as the output" 1 "is an input of this merge" "$WELD" average -q -f -o "$TMP/P/a" "$TMP/P/a" "$TMP/P/b"
+mkdir "$TMP/P/a/sub"
+fails "-f refuses a folder inside an input" 1 "is inside the input" "$WELD" average -q -f -o "$TMP/P/a/sub" "$TMP/P/a" "$TMP/P/b"
+mkdir "$TMP/other" && echo x >"$TMP/other/data.csv"
+fails "-f refuses a folder that is not a model output" 1 "holds 'data.csv', which is not a model" "$WELD" average -q -f -o "$TMP/other" "$TMP/P/a" "$TMP/P/b"
+check "... and leaves it whole" test -f "$TMP/other/data.csv"
+"$WELD" average -q -o "$TMP/prev" "$TMP/P/a" "$TMP/P/b"
+check "-f replaces an earlier output" "$WELD" average -q -f --weights 1,2 -o "$TMP/prev" "$TMP/P/a" "$TMP/P/b"
+fails "plan says the output exists" 1 "already exists; not overwritten" "$WELD" plan average -o "$TMP/prev" "$TMP/P/a" "$TMP/P/b"
+
 # a usage error is the error and one line pointing to -h, not the whole usage
 "$WELD" ties $B --density 1.5 -o "$TMP/e2" $FT 2>"$TMP/err"
 if [ "$(wc -l <"$TMP/err")" -eq 2 ] && grep -qx "try 'weld ties -h'" "$TMP/err"; then
