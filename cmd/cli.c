@@ -18,11 +18,45 @@
 const char *cli_name = "weld";
 int cli_verbosity = 1;
 
+/* s with every control character written as \xNN, so that a hostile
+ * tensor or file name cannot drive the terminal. */
+static void put_safe(FILE *f, const char *s)
+{
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		if (*c < 0x20 || *c == 0x7f)
+			fprintf(f, "\\x%02x", *c);
+		else
+			fputc(*c, f);
+	}
+}
+
+const char *cli_safe(const char *s)
+{
+	static char bufs[8][8192];
+	static unsigned next;
+	char *b = bufs[next++ % 8];
+	size_t o = 0;
+
+	for (const unsigned char *c = (const unsigned char *)s; *c && o + 8 < sizeof(bufs[0]); c++) {
+		if (*c < 0x20 || *c == 0x7f)
+			o += (size_t)snprintf(b + o, 5, "\\x%02x", *c);
+		else
+			b[o++] = (char)*c;
+	}
+	b[o] = 0;
+	return b;
+}
+
 static void vmsg(const char *kind, const char *fmt, va_list ap)
 {
+	char *text = NULL;
+
 	cli_progress_end();
 	fprintf(stderr, "%s: %s", cli_name, kind);
-	vfprintf(stderr, fmt, ap);
+	if (vasprintf(&text, fmt, ap) >= 0) {
+		put_safe(stderr, text);
+		free(text);
+	}
 	fputc('\n', stderr);
 }
 

@@ -82,6 +82,11 @@ void cli_progress_end(void);
 /* Callback for weld_merge_opts.warn. */
 void cli_warn_cb(void *ctx, const char *msg);
 
+/* s for a terminal: control characters written as \xNN (a borrowed
+ * buffer, one of eight reused in turn; very long strings are cut). Messages
+ * (cli_error & co) do this themselves. */
+const char *cli_safe(const char *s);
+
 /* JSON string escaping for --json output (to stdout). */
 void cli_json_string(FILE *f, const char *s);
 

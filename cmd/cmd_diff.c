@@ -84,7 +84,7 @@ int cmd_diff(int argc, char **argv)
 				cli_json_string(stdout, a->name);
 				printf(",\"equal\":%s,\"compared\":\"bytes\"}", eq ? "true" : "false");
 			} else {
-				printf("%s\t%s\n", a->name, eq ? "identical" :
+				printf("%s\t%s\n", cli_safe(a->name), eq ? "identical" :
 				       a->nelem != b->nelem ? "different sizes" : "different");
 			}
 			first = false;
@@ -106,7 +106,7 @@ int cmd_diff(int argc, char **argv)
 			num(d.cosine);
 			printf(",\"n_diff\":%llu}", (unsigned long long)d.n_diff);
 		} else {
-			printf("%s\t%.6g\t%.6g\t%.9f\t%llu\n", a->name, d.max_abs, d.rms, d.cosine,
+			printf("%s\t%.6g\t%.6g\t%.9f\t%llu\n", cli_safe(a->name), d.max_abs, d.rms, d.cosine,
 			       (unsigned long long)d.n_diff);
 		}
 		first = false;

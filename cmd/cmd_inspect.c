@@ -90,9 +90,9 @@ int cmd_inspect(int argc, char **argv)
 				printf(",\"xxh3\":\"%s\"", hex);
 			printf("}");
 		} else {
-			printf("%s\t%s\t%s\t%llu\t%s%s%s\n", t->name, weld_dtype_name(t->dtype), sh,
+			printf("%s\t%s\t%s\t%llu\t%s%s%s\n", cli_safe(t->name), weld_dtype_name(t->dtype), sh,
 			       (unsigned long long)t->nbytes,
-			       base_name(weld_model_file_path(m, (size_t)t->file)), hash ? "\t" : "", hex);
+			       cli_safe(base_name(weld_model_file_path(m, (size_t)t->file))), hash ? "\t" : "", hex);
 		}
 	}
 	if (json) {

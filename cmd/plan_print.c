@@ -106,7 +106,7 @@ static void print_job_text(const weld_plan *p, const struct weld_job *j)
 {
 	const struct weld_merge_opts *o = weld_plan_opts(p);
 
-	printf("%s %s ", j->name, weld_dtype_name(j->dtype));
+	printf("%s %s ", cli_safe(j->name), weld_dtype_name(j->dtype));
 	print_shape(stdout, j);
 	printf(" %s", weld_method_name(j->method));
 	if (uses(o, j->method, WELD_P_LAMBDA))
@@ -121,7 +121,7 @@ static void print_job_text(const weld_plan *p, const struct weld_job *j)
 
 		printf(" base=model%d", j->base_model);
 		if (strcmp(bn, j->name))
-			printf(":%s", bn);
+			printf(":%s", cli_safe(bn));
 	}
 	for (size_t s = 0; s < j->nsrc; s++) {
 		const struct weld_source *src = &j->src[s];
@@ -130,7 +130,7 @@ static void print_job_text(const weld_plan *p, const struct weld_job *j)
 
 		printf(" model%d", src->model);
 		if (strcmp(sn, j->name))
-			printf(":%s", sn);
+			printf(":%s", cli_safe(sn));
 		if (!uses(o, j->method, WELD_P_WEIGHT))
 			continue;
 		printf("(w=%g", src->weight);
@@ -182,14 +182,14 @@ void plan_print(const weld_plan *p, bool json, const struct plan_labels *labels)
 		return;
 	}
 	if (labels && labels->recipe)
-		printf("recipe   %s\n", labels->recipe);
+		printf("recipe   %s\n", cli_safe(labels->recipe));
 	printf("method   %s\n", method);
 	printf("options  ");
 	print_options(o, false);
 	printf("\nseed     %llu\n", (unsigned long long)o->seed);
 	for (size_t m = 0; m < weld_plan_model_count(p); m++)
-		printf("model %zu  %s\n", m, labels && labels->models
-		       ? labels->models[m] : weld_model_path(weld_plan_model(p, (int)m)));
+		printf("model %zu  %s\n", m, cli_safe(labels && labels->models
+		       ? labels->models[m] : weld_model_path(weld_plan_model(p, (int)m))));
 	printf("memory   %s of buffers (--max-memory %s), %llu elements per chunk\n", mem, lim,
 	       (unsigned long long)weld_plan_chunk_elems(p));
 	weld_format_size(weld_plan_input_bytes(p), mem, sizeof(mem));

@@ -77,5 +77,16 @@ $PY -c "
 import struct; h=b'{\"a\":{\"dtype\":\"Q7\",\"shape\":[1],\"data_offsets\":[0,4]}}'
 open('$TMP/dt.safetensors','wb').write(struct.pack('<Q', len(h)) + h + b'1234')"
 fails "unknown dtype" 1 "tensor 'a': dtype: unknown" "$WELD" convert "$TMP/dt.safetensors" -o "$TMP/x3"
+# control characters in names reach no terminal raw: written as \xNN
+cat >"$TMP/ctl.py" <<'PYEOF'
+import json, struct, sys
+for path, n in ((sys.argv[1], 2), (sys.argv[2], 3)):
+    h = json.dumps({"w\u001b]0;x\u0007": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + bytes(4 * n))
+PYEOF
+$PY "$TMP/ctl.py" "$TMP/ctl2.safetensors" "$TMP/ctl3.safetensors"
+check "inspect escapes control characters" sh -c "'$WELD' inspect '$TMP/ctl2.safetensors' | grep -qF 'w\\x1b]0;x\\x07' && ! '$WELD' inspect '$TMP/ctl2.safetensors' | grep -q \"\$(printf '\\033')\""
+fails "errors escape control characters" 1 "tensor 'w\\\\x1b\\]0;x\\\\x07'" "$WELD" average -o "$TMP/x4" "$TMP/ctl2.safetensors" "$TMP/ctl3.safetensors"
 check "nothing written for malformed inputs" sh -c "! ls -d '$TMP'/x1* '$TMP'/x2* '$TMP'/x3* 2>/dev/null"
 summary
