@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -168,6 +169,10 @@ bool cli_double(const char *opt, const char *s, double *out)
 	*out = strtod(s, &end);
 	if (!*s || *end || errno || !isfinite(*out)) {
 		cli_usage_error("invalid value '%s' for '%s': not a number", s, opt);
+		return false;
+	}
+	if (fabs(*out) > FLT_MAX) {
+		cli_usage_error("invalid value '%s' for '%s': outside the float32 range", s, opt);
 		return false;
 	}
 	return true;

@@ -11,6 +11,7 @@
 #include "outq.h"
 #include "plan_impl.h"
 
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -336,6 +337,13 @@ out:
 	return ret;
 }
 
+/* Parameters are used in float32: a value that is not finite there is
+ * refused (1e39 would turn every element into inf or NaN). */
+static bool f32_finite(double v)
+{
+	return isfinite(v) && fabs(v) <= FLT_MAX;
+}
+
 static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_error *err)
 {
 	bool needs_base = weld_method_base(j->method) == WELD_BASE_REQUIRED;
@@ -357,19 +365,25 @@ static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_e
 		const struct weld_source *src = &j->src[s];
 		const char *mp = weld_model_path(p->models[src->model]);
 
-		if (!isfinite(src->weight))
-			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': weight of '%s' is not finite",
-					 j->name, mp);
+		if (!f32_finite(src->weight))
+			return weld_fail(err, WELD_ERR_ARG,
+					 "tensor '%s': weight %g of '%s' is not a finite float32 number",
+					 j->name, src->weight, mp);
+		if (!f32_finite(src->weight * j->lambda))
+			return weld_fail(err, WELD_ERR_ARG,
+					 "tensor '%s': weight %g of '%s' times lambda %g is not a finite float32 number",
+					 j->name, src->weight, mp, j->lambda);
 		if (weld_method_uses(&p->o, j->method, WELD_P_DENSITY) && !(src->density > 0 && src->density <= 1))
 			return weld_fail(err, WELD_ERR_ARG,
 					 "tensor '%s': density %g of '%s' is outside (0, 1]",
 					 j->name, src->density, mp);
-		if (weld_method_uses(&p->o, j->method, WELD_P_MASK_LAMBDA) && !(src->mask_lambda >= 0 && isfinite(src->mask_lambda)))
+		if (weld_method_uses(&p->o, j->method, WELD_P_MASK_LAMBDA) && !(src->mask_lambda >= 0 && f32_finite(src->mask_lambda)))
 			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': mask lambda %g of '%s' must be >= 0",
 					 j->name, src->mask_lambda, mp);
 	}
-	if (!isfinite(j->lambda))
-		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': lambda is not finite", j->name);
+	if (!f32_finite(j->lambda))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': lambda %g is not a finite float32 number",
+				 j->name, j->lambda);
 	if (weld_method_uses(&p->o, j->method, WELD_P_GAMMA) && !(j->gamma >= 0 && j->gamma < 1))
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': gamma %g is outside [0, 1)",
 				 j->name, j->gamma);

@@ -93,6 +93,7 @@ fails "ties without --base" 2 "--base is required" "$WELD" ties -o "$TMP/e1" $FT
 fails "density 0" 2 "invalid value '0' for '--density': outside \(0, 1\]" "$WELD" ties $B --density 0 -o "$TMP/e2" $FT
 fails "per-model density 1.5" 2 "invalid value '1.5' for 'density': outside \(0, 1\]" "$WELD" ties $B -o "$TMP/e2" "$TMP/ft1:density=1.5" "$TMP/ft2"
 fails "per-model value the method does not use" 2 "'density' is not used by 'weld average'" "$WELD" average -o "$TMP/e2" "$TMP/ft1:density=0.5" "$TMP/ft2"
+fails "lambda beyond float32" 2 "invalid value '1e39' for '--lambda': outside the float32 range" "$WELD" task-arithmetic $B --lambda 1e39 -o "$TMP/e2" $FT
 fails "empty output path" 2 "output path given to '-o' is empty" "$WELD" average -o "" $FT
 fails "a per-model key is named, not garbage" 2 "unknown key 'wieght'" "$WELD" ties $B -o "$TMP/e2" "$TMP/ft1:wieght=2" "$TMP/ft2"
 
