@@ -1,12 +1,20 @@
 # weld - merge neural-network checkpoints by weight arithmetic.
-# CFLAGS/LDFLAGS belong to the user; warnings and required flags live in
-# other variables. `make help` lists the targets.
+# CFLAGS/CPPFLAGS/LDFLAGS belong to the user; warnings and required flags
+# live in other variables. `make help` lists the targets. Any C11 compiler
+# with OpenMP builds weld: `make CC=clang BUILD=build-clang`.
 
-CC      ?= gcc
+# make's built-in CC is cc: gcc unless the user names a compiler
+ifeq ($(origin CC),default)
+CC       = gcc
+endif
 CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wwrite-strings -Wformat=2 -Wvla -Wundef
-REQ      = -std=c11 -D_GNU_SOURCE -fopenmp -fno-fast-math -ffp-contract=off -fno-trapping-math -fvect-cost-model=dynamic -MMD -MP
+REQ      = -std=c11 -D_GNU_SOURCE -fopenmp -fno-fast-math -ffp-contract=off -fno-trapping-math -MMD -MP $(GCC_ONLY)
+# Flags only gcc knows, given when $(CC) says it is gcc (clang also
+# defines __GNUC__, so the probe reads the --version text).
+CC_IS_GCC := $(shell $(CC) --version 2>/dev/null | grep -q 'Free Software Foundation' && echo yes)
+GCC_ONLY = $(if $(CC_IS_GCC),-fvect-cost-model=dynamic)
 PKGS     = libzip libcjson libxxhash zlib
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lzip -lcjson -lxxhash -lz)
@@ -25,13 +33,18 @@ CMD_OBJ  = $(CMD_SRC:%.c=$(BUILD)/%.o)
 TESTS    = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 INCLUDES = -Ilib/common -Iformats -Ilib -Ilib/engine -Ilib/recipe -Ilib/moe
-ALL_CFLAGS = $(REQ) $(WARN) $(PKG_CFLAGS) $(INCLUDES) $(CFLAGS)
+ALL_CFLAGS = $(REQ) $(WARN) $(PKG_CFLAGS) $(INCLUDES) $(CPPFLAGS) $(CFLAGS)
 
-.PHONY: all deps demo check check-layers unit cli asan fuzz bench install uninstall clean help
+.PHONY: all weld deps demo check check-layers unit cli asan fuzz bench install uninstall clean help
 
 all: weld  ## build ./weld
 
-weld: $(BUILD)/libweld.a $(CMD_OBJ)
+# ./weld is a copy of $(BUILD)/weld, refreshed whenever they differ, so that
+# it is always the binary of the BUILD last asked for.
+weld: $(BUILD)/weld
+	@cmp -s $(BUILD)/weld weld || cp $(BUILD)/weld weld
+
+$(BUILD)/weld: $(BUILD)/libweld.a $(CMD_OBJ)
 	$(CC) $(ALL_CFLAGS) -o $@ $(CMD_OBJ) $(BUILD)/libweld.a $(LIBS) $(LDFLAGS)
 
 $(BUILD)/libweld.a: $(LIB_OBJ)
@@ -50,7 +63,7 @@ $(BUILD)/mkmodel: tests/tools/mkmodel.c $(BUILD)/libweld.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libweld.a $(LIBS) $(LDFLAGS)
 
 deps:  ## install the Debian packages weld needs, if any is missing
-	@sh tests/deps.sh
+	@PYTHON=$(PYTHON) sh tests/deps.sh
 
 demo: deps  ## build, create small example models and merge them
 	@$(MAKE) --no-print-directory weld $(BUILD)/mkmodel
@@ -60,7 +73,7 @@ unit: $(TESTS)  ## build and run the cmocka unit tests
 	@sh tests/run-unit.sh $(TESTS)
 
 cli: weld $(BUILD)/mkmodel  ## run the command-line tests
-	@sh tests/cli/run.sh
+	@WELD=$(CURDIR)/weld MKMODEL=$(CURDIR)/$(BUILD)/mkmodel PYTHON=$(PYTHON) sh tests/cli/run.sh
 
 asan:  ## unit and CLI tests under AddressSanitizer + UBSan
 	@$(MAKE) --no-print-directory BUILD=build-asan \
@@ -78,14 +91,15 @@ check: deps  ## install what is missing, build, run every test (plain and saniti
 	@$(MAKE) --no-print-directory weld unit
 	@$(MAKE) --no-print-directory cli
 	@$(MAKE) --no-print-directory asan
-	@WELD=$(CURDIR)/build-asan/weld-asan sh tests/cli/run.sh quick
-	@sh tests/compare_builds.sh $(CURDIR)/weld $(CURDIR)/build-asan/weld-asan
+	@WELD=$(CURDIR)/build-asan/weld-asan MKMODEL=$(CURDIR)/$(BUILD)/mkmodel PYTHON=$(PYTHON) \
+	  sh tests/cli/run.sh quick
+	@MKMODEL=$(CURDIR)/$(BUILD)/mkmodel sh tests/compare_builds.sh $(CURDIR)/weld $(CURDIR)/build-asan/weld-asan
 
 fuzz:  ## build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 	@sh tests/fuzz/run.sh
 
 bench: weld $(BUILD)/mkmodel  ## speed and memory against cat and PyTorch (needs ~10 GB of disk)
-	@MKMODEL=$(CURDIR)/$(BUILD)/mkmodel sh tests/bench/run.sh
+	@MKMODEL=$(CURDIR)/$(BUILD)/mkmodel PYTHON=$(PYTHON) sh tests/bench/run.sh
 
 install: weld  ## install the binary and man pages under PREFIX
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
@@ -97,7 +111,7 @@ uninstall:
 	cd man && for f in *.1; do rm -f $(DESTDIR)$(MANDIR)/man1/$$f; done
 
 clean:
-	rm -rf build build-asan build-fuzz weld
+	rm -rf $(BUILD) build build-asan build-fuzz weld
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'

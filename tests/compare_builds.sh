@@ -23,9 +23,9 @@ for cmd in "average" "task-arithmetic --lambda 0.7" "ties --density 0.3" "ties -
 	esac
 	if "$A" $cmd -q -o "$TMP/a" $args && "$B" $cmd -q -o "$TMP/b" $args &&
 	   cmp -s "$TMP/a/model.safetensors" "$TMP/b/model.safetensors"; then
-		pass=$((pass + 1)); echo "ok   $cmd: same file from both builds"
+		pass=$((pass + 1)); echo "ok - $cmd: same file from both builds"
 	else
-		fail=$((fail + 1)); echo "FAIL $cmd: the builds differ"
+		fail=$((fail + 1)); echo "not ok - $cmd: the builds differ"
 	fi
 	rm -rf "$TMP/a" "$TMP/b"
 done

@@ -13,8 +13,10 @@ have_pc libzip || have_hdr zip.h || need="$need libzip-dev"
 have_pc libcjson || have_hdr cjson/cJSON.h || need="$need libcjson-dev"
 have_hdr xxhash.h || need="$need libxxhash-dev"
 have_hdr stdarg.h && printf '#include <stdarg.h>\n#include <stddef.h>\n#include <setjmp.h>\n#include <cmocka.h>\nint main(void){return 0;}\n' | ${CC:-cc} -x c - -o /dev/null 2>/dev/null || need="$need libcmocka-dev"
-# tests: the NumPy reference implementation and xxhsum for known answers
-[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import numpy' 2>/dev/null || need="$need python3 python3-numpy"
+# tests: the NumPy reference implementation (in $PYTHON, as the tests run
+# it) and xxhsum for known answers
+PYTHON=${PYTHON:-/usr/bin/python3}
+"$PYTHON" -c 'import numpy' 2>/dev/null || need="$need python3 python3-numpy"
 command -v xxhsum >/dev/null 2>&1 || need="$need xxhash"
 [ -x /usr/bin/time ] || need="$need time"
 if [ -z "$need" ]; then

@@ -1,47 +1,115 @@
-# harness.sh - sourced by the command-line tests that keep their scratch
-# files in $T: WELD made absolute, PY, the scratch folder $T (named after
-# $NAME, removed on exit), pass/fail counters, ok, not_ok and refuse.
-WELD=${WELD:-./weld}
+# harness.sh - sourced by every tests/cli/test_*.sh. It sets:
+#
+#   HERE, ROOT   tests/cli and the repository, as absolute paths
+#   WELD         the binary under test (default ROOT/weld), made absolute
+#   MKMODEL      the example-model generator (default ROOT/build/mkmodel)
+#   PYTHON       the Python with NumPy the fixtures use (/usr/bin/python3)
+#   T            a scratch folder, removed on exit
+#
+# and gives one vocabulary of checks. Each check prints one line, "ok - ",
+# "not ok - " or "skip - " and its name, and adds to pass, fail or skipped;
+# summary prints "N passed, M failed, K skipped" (what tests/cli/run.sh
+# adds up) and fails if any check failed. A failure also prints the stderr
+# and stdout the check captured in $T/stderr and $T/stdout, as "#" lines.
+#
+#   expect NAME CMD...                   CMD succeeds
+#   refuse [-E] NAME STATUS TEXT OUT CMD...
+#                                        CMD fails as it should (see below)
+#   ok NAME / not_ok NAME / skip NAME    record a result worked out by hand
+#   summary                              the totals; last line of a script
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+WELD=${WELD:-$ROOT/weld}
 case $WELD in
 */*) WELD=$(cd "$(dirname "$WELD")" && pwd)/$(basename "$WELD") ;;
 esac
-PY=/usr/bin/python3
-T=$(mktemp -d "${TMPDIR:-/tmp}/weld-$NAME-XXXXXX")
+MKMODEL=${MKMODEL:-$ROOT/build/mkmodel}
+case $MKMODEL in
+/*) ;;
+*) MKMODEL=$(pwd)/$MKMODEL ;;
+esac
+PYTHON=${PYTHON:-/usr/bin/python3}
+T=$(mktemp -d "${TMPDIR:-/tmp}/weld-$(basename "$0" .sh)-XXXXXX")
 trap 'rm -rf "$T"' EXIT
 trap 'exit 130' INT TERM
 pass=0
 fail=0
+skipped=0
+
+# The captured output belongs to one check: forget it once reported.
+forget_output() {
+	rm -f "$T/stdout" "$T/stderr"
+}
 
 ok() {
 	pass=$((pass + 1))
 	echo "ok - $1"
+	forget_output
 }
 
 not_ok() {
 	fail=$((fail + 1))
 	echo "not ok - $1"
 	sed 's/^/#   /' "$T/stderr" "$T/stdout" 2>/dev/null | head -20
+	forget_output
 }
 
-# refuse NAME STATUS TEXT OUT CMD...: CMD exits with STATUS, says TEXT on
-# stderr, and leaves neither OUT nor a temporary folder beside it
+# skip NAME: a check that cannot run here; never counted as passed
+skip() {
+	skipped=$((skipped + 1))
+	echo "skip - $1"
+	forget_output
+}
+
+# expect NAME CMD...: CMD (a command or a shell function) exits 0
+expect() {
+	_name=$1
+	shift
+	if "$@" >"$T/stdout" 2>"$T/stderr"; then ok "$_name"; else not_ok "$_name"; fi
+}
+
+# refuse [-E] NAME STATUS TEXT OUT CMD...: CMD exits with STATUS and says
+# TEXT on stderr (a fixed string; with -E an extended regular expression);
+# an error (STATUS 1) is one line. OUT is the output CMD must not write: if
+# it did not exist before, it does not exist after, and no temporary folder
+# OUT.weld-tmp-* is left beside it ("-" for a command that writes nothing).
 refuse() {
-	name=$1 want=$2 text=$3 out=$4
+	_grep=-F
+	if [ "$1" = -E ]; then
+		_grep=-E
+		shift
+	fi
+	_name=$1 _want=$2 _text=$3 _out=$4
 	shift 4
+	_existed=false
+	[ "$_out" != - ] && [ -e "$_out" ] && _existed=true
+	case $- in *e*) _errexit=true ;; *) _errexit=false ;; esac
 	set +e
 	"$@" >"$T/stdout" 2>"$T/stderr"
-	rc=$?
-	set -e
-	if [ "$rc" -ne "$want" ]; then
-		echo "#   exit status $rc, expected $want" >>"$T/stderr"
-		not_ok "$name"
-	elif ! grep -qF -- "$text" "$T/stderr"; then
-		echo "#   stderr lacks: $text" >>"$T/stderr"
-		not_ok "$name"
-	elif [ -e "$out" ] || ls -d "$out".weld-tmp-* >/dev/null 2>&1; then
-		echo "#   '$out' was created" >>"$T/stderr"
-		not_ok "$name"
+	_rc=$?
+	if $_errexit; then set -e; fi
+	if [ "$_rc" -ne "$_want" ]; then
+		echo "exit status $_rc, expected $_want" >>"$T/stderr"
+		not_ok "$_name"
+	elif ! grep -q "$_grep" -- "$_text" "$T/stderr"; then
+		echo "stderr lacks: $_text" >>"$T/stderr"
+		not_ok "$_name"
+	elif [ "$_want" = 1 ] && [ "$(wc -l <"$T/stderr")" -ne 1 ]; then
+		echo "the error is not one line" >>"$T/stderr"
+		not_ok "$_name"
+	elif [ "$_out" != - ] && ! $_existed && [ -e "$_out" ]; then
+		echo "'$_out' was created" >>"$T/stderr"
+		not_ok "$_name"
+	elif [ "$_out" != - ] && ls -d "$_out".weld-tmp-* >/dev/null 2>&1; then
+		echo "a temporary folder '$_out.weld-tmp-*' was left" >>"$T/stderr"
+		not_ok "$_name"
 	else
-		ok "$name"
+		ok "$_name"
 	fi
+}
+
+summary() {
+	echo "$pass passed, $fail failed, $skipped skipped"
+	[ "$fail" -eq 0 ]
 }

@@ -7,24 +7,16 @@
 # usage: WELD=./weld sh tests/cli/test_expert_merge.sh
 set -eu
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-NAME=expert-merge
-. "$HERE/harness.sh"
-if ! "$PY" -c 'import numpy' 2>/dev/null; then
-	echo "test_expert_merge: needs $PY with NumPy (make deps, or apt-get install python3-numpy)" >&2
+. "$(dirname "$0")/harness.sh"
+if ! "$PYTHON" -c 'import numpy' 2>/dev/null; then
+	echo "test_expert_merge: needs $PYTHON with NumPy (make deps, or apt-get install python3-numpy)" >&2
 	exit 1
 fi
 FIX="$HERE/expert_merge_fixture.py"
 
 fixture() {
-	"$PY" "$FIX" "$@"
+	"$PYTHON" "$FIX" "$@"
 }
-
-# expect NAME FUNCTION: the function must succeed
-expect() {
-	if "$2" >"$T/stdout" 2>"$T/stderr"; then ok "$1"; else not_ok "$1"; fi
-}
-
 
 # ---------------------------------------------------------------- fixtures
 
@@ -92,7 +84,7 @@ expect "--dtype bf16 converts every floating tensor and config.json" dtype_optio
 
 global_allocation() {
 	"$WELD" expert-merge -q --json -o "$T/a7" --groups 2 --stats "$T/skewed.json" "$T/mix" >"$T/a7.json" &&
-	"$PY" -c '
+	"$PYTHON" -c '
 import json, sys
 s = json.load(open(sys.argv[1]))
 g = [l["groups"] for l in s["layers"]]
@@ -106,7 +98,7 @@ expect "global allocation: skewed usage gives 1 and 4 groups (--json)" global_al
 stats_similarity() {
 	"$WELD" expert-merge -q --json -o "$T/a9" --groups 2 --stats "$T/similar.json" "$T/mix" \
 		>"$T/a9.json" &&
-	"$PY" -c '
+	"$PYTHON" -c '
 import json, sys
 s = json.load(open(sys.argv[1]))
 assert s["similarity"] == "stats", s["similarity"]
@@ -262,5 +254,4 @@ refuse "two models is a usage error" 2 "takes one model" "$T/u4" \
 refuse "an option of other merges is a usage error" 2 "unknown option '--base'" "$T/u5" \
 	"$WELD" expert-merge -o "$T/u5" --groups 2 --base "$T/mix" "$T/mix"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary

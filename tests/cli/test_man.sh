@@ -2,8 +2,7 @@
 # The man pages: one per command, they render without warnings, they name
 # every option that 'weld <command> -h' prints, and the command lines of
 # their EXAMPLES run on small generated models.
-. "$(dirname "$0")/lib.sh"
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/harness.sh"
 MAN=$ROOT/man
 
 # Pages whose EXAMPLES this test runs: their model names are the fixtures
@@ -13,8 +12,6 @@ RUN_EXAMPLES="weld weld-average weld-task-arithmetic weld-ties weld-dare
 weld-breadcrumbs weld-consensus weld-inspect weld-convert weld-verify
 weld-diff weld-help"
 
-skip() { PASS=$((PASS + 1)); printf 'skip %s\n' "$1"; }
-
 # src PAGE: the page's text with roff escapes for '-', '\' and fonts undone
 src() {
 	sed -e 's/\\f[BIRP]//g' -e 's/\\f(..//g' -e 's/\\-/-/g' -e 's/\\e/\\/g' \
@@ -22,21 +19,21 @@ src() {
 }
 
 # The commands, from the table 'weld help' prints.
-"$WELD" help | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p' >"$TMP/commands"
-check "weld help lists the commands" test -s "$TMP/commands"
+"$WELD" help | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p' >"$T/commands"
+expect "weld help lists the commands" test -s "$T/commands"
 
 # 1. every cmd/cmd_*.c, and every command weld lists, has its page
 for f in "$ROOT"/cmd/cmd_*.c; do
 	c=$(basename "$f" .c | sed -e 's/^cmd_//' -e 's/_/-/g')
-	check "cmd/$(basename "$f") has man/weld-$c.1" test -f "$MAN/weld-$c.1"
+	expect "cmd/$(basename "$f") has man/weld-$c.1" test -f "$MAN/weld-$c.1"
 done
-check "man/weld.1 exists" test -f "$MAN/weld.1"
-src "$MAN/weld.1" >"$TMP/weld1" 2>/dev/null
+expect "man/weld.1 exists" test -f "$MAN/weld.1"
+src "$MAN/weld.1" >"$T/weld1" 2>/dev/null
 while read -r c; do
-	check "command '$c' has man/weld-$c.1" test -f "$MAN/weld-$c.1"
-	check "weld.1 lists '$c' and refers to weld-$c(1)" \
-		sh -c "grep -qxF '.B $c' '$TMP/weld1' && grep -qF '.BR weld-$c (1)' '$TMP/weld1'"
-done <"$TMP/commands"
+	expect "command '$c' has man/weld-$c.1" test -f "$MAN/weld-$c.1"
+	expect "weld.1 lists '$c' and refers to weld-$c(1)" \
+		sh -c "grep -qxF '.B $c' '$T/weld1' && grep -qF '.BR weld-$c (1)' '$T/weld1'"
+done <"$T/commands"
 
 # 2. every page renders without a warning (man runs tbl and the like when a
 # page asks for them; groff is the fallback)
@@ -55,13 +52,12 @@ for p in "$MAN"/*.1; do
 		skip "$n renders without warnings (neither man nor groff is installed)"
 		continue
 	fi
-	if render "$p" >/dev/null 2>"$TMP/err" && ! [ -s "$TMP/err" ]; then
+	if render "$p" >/dev/null 2>"$T/stderr" && ! [ -s "$T/stderr" ]; then
 		ok "$n renders without warnings"
 	else
-		bad "$n renders without warnings"
+		not_ok "$n renders without warnings"
 	fi
 done
-rm -f "$TMP/err"
 
 # 3. the sections every page of this set has
 for n in $RUN_EXAMPLES; do
@@ -74,7 +70,7 @@ for n in $RUN_EXAMPLES; do
 	if head -1 "$p" | grep -q '^\.TH [A-Z-]* 1 ' && [ -z "$miss" ]; then
 		ok "$n.1: .TH in section 1 and the usual sections"
 	else
-		bad "$n.1: sections missing:${miss:- .TH}"
+		not_ok "$n.1: sections missing:${miss:- .TH}"
 	fi
 done
 
@@ -84,28 +80,28 @@ while read -r c; do
 	[ -f "$p" ] || continue
 	if [ "$c" = help ]; then
 		# 'weld help' takes no option: its usage is the list of commands
-		"$WELD" help >"$TMP/usage" 2>&1
+		"$WELD" help >"$T/usage" 2>&1
 	else
-		"$WELD" "$c" -h >"$TMP/usage" 2>&1
+		"$WELD" "$c" -h >"$T/usage" 2>&1
 	fi
-	src "$p" >"$TMP/page"
+	src "$p" >"$T/page"
 	missing=""
-	for o in $(grep -oE -- '(^|[] [(/|,])--?[a-zA-Z][a-zA-Z0-9-]*' "$TMP/usage" |
+	for o in $(grep -oE -- '(^|[] [(/|,])--?[a-zA-Z][a-zA-Z0-9-]*' "$T/usage" |
 		   sed 's/^[^-]*//' | sort -u); do
-		grep -qE -- "(^|[^a-zA-Z0-9-])$o([^a-zA-Z0-9-]|\$)" "$TMP/page" || missing="$missing $o"
+		grep -qE -- "(^|[^a-zA-Z0-9-])$o([^a-zA-Z0-9-]|\$)" "$T/page" || missing="$missing $o"
 	done
 	if [ -z "$missing" ]; then
 		ok "weld-$c.1 names every option of 'weld $c -h'"
 	else
-		bad "weld-$c.1 lacks:$missing"
+		not_ok "weld-$c.1 lacks:$missing"
 	fi
-done <"$TMP/commands"
+done <"$T/commands"
 
 # 5. the EXAMPLES run. Fixtures under the names the pages use; each page's
 # examples run in order in a folder of their own, with 'weld' on the PATH.
-F=$TMP/fix
-mkdir -p "$F" "$TMP/bin"
-ln -s "$WELD" "$TMP/bin/weld"
+F=$T/fix
+mkdir -p "$F" "$T/bin"
+ln -s "$WELD" "$T/bin/weld"
 G="--layers 2 --hidden 64 --inter 96 --vocab 128 --int"
 "$MKMODEL" "$F/llama-base" $G >/dev/null
 "$MKMODEL" "$F/llama-math" $G --seed 1 --noise 0.5 >/dev/null
@@ -141,27 +137,26 @@ examples() {
 for n in $RUN_EXAMPLES; do
 	p=$MAN/$n.1
 	if ! [ -f "$p" ]; then
-		bad "$n.1 exists (its examples cannot run)"
+		not_ok "$n.1 exists (its examples cannot run)"
 		continue
 	fi
-	d=$TMP/ex/$n
+	d=$T/ex/$n
 	mkdir -p "$d"
 	for m in "$F"/*; do ln -s "$m" "$d/$(basename "$m")"; done
-	examples "$p" >"$TMP/cmds"
-	if ! [ -s "$TMP/cmds" ]; then
-		bad "$n.1 has example command lines"
+	examples "$p" >"$T/cmds"
+	if ! [ -s "$T/cmds" ]; then
+		not_ok "$n.1 has example command lines"
 		continue
 	fi
 	while IFS= read -r line; do
-		if (cd "$d" && PATH="$TMP/bin:$PATH" exsh "$line") >"$TMP/out" 2>"$TMP/err" </dev/null; then
+		if (cd "$d" && PATH="$T/bin:$PATH" exsh "$line") >"$T/stdout" 2>"$T/stderr" </dev/null; then
 			ok "$n.1 example: $line"
 		else
-			bad "$n.1 example: $line"
+			not_ok "$n.1 example: $line"
 		fi
-	done <"$TMP/cmds"
+	done <"$T/cmds"
 done
-rm -f "$TMP/err"
 for n in weld-run weld-plan weld-expert-merge; do
-	printf 'note %s.1: examples not run here (need recipes, statistics or MoE models)\n' "$n"
+	printf '# %s.1: examples not run here (need recipes, statistics or MoE models)\n' "$n"
 done
 summary

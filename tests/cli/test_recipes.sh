@@ -8,24 +8,14 @@
 # usage: WELD=./weld sh tests/cli/test_recipes.sh
 set -eu
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-NAME=recipes
-. "$HERE/harness.sh"
-ROOT=$(cd "$HERE/../.." && pwd)
+. "$(dirname "$0")/harness.sh"
 FIX="$HERE/recipe_models.py"
 
-# expect NAME CMD...: CMD must succeed
-expect() {
-	name=$1
-	shift
-	if "$@" >"$T/stdout" 2>"$T/stderr"; then ok "$name"; else not_ok "$name"; fi
-}
-
-
-# bad NAME JSON TEXT: a recipe (written to recipes/bad.json, beside the
-# worked recipes, so ../demo/... resolves) that weld plan and weld run must
-# refuse with exit 1 and TEXT (which names the JSON path) in the message
-bad() {
+# refuse_recipe NAME JSON TEXT: a recipe (written to recipes/bad.json,
+# beside the worked recipes, so ../demo/... resolves) that weld plan and
+# weld run must refuse with exit 1 and TEXT (which names the JSON path) in
+# the message
+refuse_recipe() {
 	printf '%s\n' "$2" >"$T/recipes/bad.json"
 	refuse "plan refuses: $1" 1 "bad.json: $3" "$T/bad-out" "$WELD" plan "$T/recipes/bad.json"
 	refuse "run refuses: $1" 1 "bad.json: $3" "$T/bad-out" "$WELD" run -q "$T/recipes/bad.json" -o "$T/bad-out"
@@ -38,8 +28,8 @@ names_shapes() {
 # ---------------------------------------------------------------- fixtures
 
 cp -R "$ROOT/recipes" "$T/recipes"
-"$PY" "$FIX" make "$T/demo"
-"$PY" "$FIX" make "$T/deep" --layers 6 --only math
+"$PYTHON" "$FIX" make "$T/demo"
+"$PYTHON" "$FIX" make "$T/deep" --layers 6 --only math
 names_shapes "$T/demo/base" >"$T/base.shapes"
 mkdir "$T/out" "$T/again"
 
@@ -50,7 +40,7 @@ for recipe in "$T"/recipes/*.json; do
 	out="$T/out/$n"
 	expect "plan $n" "$WELD" plan "$recipe"
 	expect "plan --json $n is JSON" sh -c '"$1" plan --json "$2" | "$3" -m json.tool' \
-		sh "$WELD" "$recipe" "$PY"
+		sh "$WELD" "$recipe" "$PYTHON"
 	expect "run $n" "$WELD" run -q "$recipe" -o "$out"
 	if [ "$n" != frankenmerge ]; then
 		names_shapes "$out" >"$T/out.shapes" 2>/dev/null || true
@@ -66,32 +56,32 @@ done
 # ---------------------------------------------------------------- what the outputs hold
 
 expect "task_arithmetic matches the hand computation" \
-	"$PY" "$FIX" check-ta "$T/recipes/task_arithmetic.json" "$T/out/task_arithmetic"
+	"$PYTHON" "$FIX" check-ta "$T/recipes/task_arithmetic.json" "$T/out/task_arithmetic"
 expect "gradient matches the hand computation" \
-	"$PY" "$FIX" check-ta "$T/recipes/gradient.json" "$T/out/gradient"
+	"$PYTHON" "$FIX" check-ta "$T/recipes/gradient.json" "$T/out/gradient"
 expect "filter matches the hand computation" \
-	"$PY" "$FIX" check-ta "$T/recipes/filter.json" "$T/out/filter"
+	"$PYTHON" "$FIX" check-ta "$T/recipes/filter.json" "$T/out/filter"
 expect "slerp matches mergekit's formula (filters and gradients of t)" \
-	"$PY" "$FIX" check-slerp "$T/recipes/slerp.json" "$T/out/slerp"
+	"$PYTHON" "$FIX" check-slerp "$T/recipes/slerp.json" "$T/out/slerp"
 expect "frankenmerge: renumbered byte copies, num_hidden_layers and layer_types updated" \
-	"$PY" "$FIX" check-slices "$T/recipes/frankenmerge.json" "$T/out/frankenmerge"
+	"$PYTHON" "$FIX" check-slices "$T/recipes/frankenmerge.json" "$T/out/frankenmerge"
 
 # gradient.json gives math the weight [0, 1] over 4 layers: 0, 1/3, 2/3, 1
 grad_ok=true
 for l in 0 1 2 3; do
-	w=$("$PY" "$FIX" weights "$T/recipes/gradient.json" "$T/out/gradient" \
+	w=$("$PYTHON" "$FIX" weights "$T/recipes/gradient.json" "$T/out/gradient" \
 		"model.layers.$l.mlp.up_proj.weight" ../demo/math)
 	want=$(awk "BEGIN { printf \"%.4f\", $l / 3 }")
 	[ "$w" = "$want" ] || { grad_ok=false; echo "#   layer $l: weight $w, expected $want"; }
 done
 if $grad_ok; then ok "gradient: a different weight on each layer (0, 1/3, 2/3, 1)"; else
-	: >"$T/stderr"; : >"$T/stdout"; not_ok "gradient: a different weight on each layer"; fi
+	not_ok "gradient: a different weight on each layer"; fi
 
 # filter.json: math weighs 1 on mlp tensors and 0.25 elsewhere
-w1=$("$PY" "$FIX" weights "$T/recipes/filter.json" "$T/out/filter" model.layers.2.mlp.down_proj.weight ../demo/math)
-w2=$("$PY" "$FIX" weights "$T/recipes/filter.json" "$T/out/filter" model.layers.2.self_attn.q_proj.weight ../demo/math)
+w1=$("$PYTHON" "$FIX" weights "$T/recipes/filter.json" "$T/out/filter" model.layers.2.mlp.down_proj.weight ../demo/math)
+w2=$("$PYTHON" "$FIX" weights "$T/recipes/filter.json" "$T/out/filter" model.layers.2.self_attn.q_proj.weight ../demo/math)
 if [ "$w1" = 1.0000 ] && [ "$w2" = 0.2500 ]; then ok "filter: the first matching filter wins, else the fallback"; else
-	echo "#   mlp $w1 (want 1.0000), self_attn $w2 (want 0.2500)" >"$T/stderr"; : >"$T/stdout"
+	echo "mlp $w1 (want 1.0000), self_attn $w2 (want 0.2500)" >"$T/stderr"
 	not_ok "filter: the first matching filter wins, else the fallback"; fi
 
 (cd "$T/recipes" && "$WELD" plan frankenmerge.json) >"$T/plan1.txt" 2>&1 || true
@@ -113,7 +103,7 @@ import json, sys
 r = json.load(sys.stdin)[\"recipe\"]
 assert r[\"base_model\"] == \"$2/demo/base\", r
 assert r[\"parameters\"][\"density\"] == 1 and r[\"parameters\"][\"lambda\"] == 1, r
-assert r[\"weld\"][\"sign\"] == \"sum\" and r[\"weld\"][\"scope\"] == \"tensor\", r"' sh "$WELD" "$(cd "$T" && pwd -P)" "$PY"
+assert r[\"weld\"][\"sign\"] == \"sum\" and r[\"weld\"][\"scope\"] == \"tensor\", r"' sh "$WELD" "$(cd "$T" && pwd -P)" "$PYTHON"
 expect "--shard-size is recorded and reused by --from-output" sh -c '
 	"$1" run -q --shard-size 4K "$2/recipes/linear.json" -o "$2/sharded" &&
 	"$1" run -q --from-output "$2/sharded" -o "$2/sharded2" &&
@@ -132,7 +122,7 @@ hf_recipe() {
 	printf '{"merge_method": "task_arithmetic", "base_model": "%s", "models": [{"model": "../demo/math"}]}\n' \
 		"$1" >"$T/recipes/hf.json"
 	HF_HUB_CACHE="$T/hf" "$WELD" plan --json "$T/recipes/hf.json" |
-		"$PY" -c 'import json, sys; print(json.load(sys.stdin)["recipe"]["base_model"])'
+		"$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["recipe"]["base_model"])'
 }
 for spec in demo/base:1111aaaa demo/base@v2:2222bbbb demo/base@2222bbbb:2222bbbb; do
 	name=${spec%:*}
@@ -140,7 +130,7 @@ for spec in demo/base:1111aaaa demo/base@v2:2222bbbb demo/base@2222bbbb:2222bbbb
 	if got=$(hf_recipe "$name" 2>"$T/stderr") && [ "$got" = "$(cd "$H/snapshots/$snap" && pwd -P)" ]; then
 		ok "Hugging Face cache: $name is snapshot $snap"
 	else
-		echo "#   got '${got:-}'" >>"$T/stderr"; : >"$T/stdout"
+		echo "got '${got:-}'" >>"$T/stderr"
 		not_ok "Hugging Face cache: $name is snapshot $snap"
 	fi
 done
@@ -149,7 +139,7 @@ touch -t 200101010000 "$H/snapshots/1111aaaa"
 if got=$(hf_recipe demo/base 2>"$T/stderr") && [ "$got" = "$(cd "$H/snapshots/2222bbbb" && pwd -P)" ]; then
 	ok "Hugging Face cache: without refs/main, the newest snapshot"
 else
-	: >"$T/stdout"; not_ok "Hugging Face cache: without refs/main, the newest snapshot"
+	not_ok "Hugging Face cache: without refs/main, the newest snapshot"
 fi
 printf '{"merge_method": "task_arithmetic", "base_model": "demo/base@nope", "models": [{"model": "../demo/math"}]}\n' >"$T/recipes/hf.json"
 refuse "Hugging Face cache: an unknown revision" 1 "hf.json: base_model: model 'demo/base@nope' not found" \
@@ -162,74 +152,74 @@ refuse "Hugging Face cache: a missing model names every place looked at" 1 \
 # ---------------------------------------------------------------- recipe errors (exit 1)
 
 M='"base_model": "../demo/base", "merge_method"'
-bad "unknown parameter, with a suggestion" \
+refuse_recipe "unknown parameter, with a suggestion" \
 	"{$M: \"ties\", \"models\": [{\"model\": \"../demo/math\"}, {\"model\": \"../demo/code\", \"parameters\": {\"desnity\": 0.5}}]}" \
 	"models[1].parameters.desnity: unknown parameter (did you mean 'density'?)"
-bad "unknown top-level key" \
+refuse_recipe "unknown top-level key" \
 	'{"merge_methd": "ties", "models": [{"model": "../demo/math"}]}' \
 	"merge_methd: unknown key (did you mean 'merge_method'?)"
-bad "unknown key in the weld object" \
+refuse_recipe "unknown key in the weld object" \
 	"{$M: \"dare_ties\", \"models\": [{\"model\": \"../demo/math\"}], \"weld\": {\"sed\": 1}}" \
 	"weld.sed: unknown key (did you mean 'seed'?)"
-bad "unknown key in a filter entry" \
+refuse_recipe "unknown key in a filter entry" \
 	"{$M: \"ties\", \"models\": [{\"model\": \"../demo/math\", \"parameters\": {\"weight\": [{\"filtre\": \"mlp\", \"value\": 1}]}}]}" \
 	"models[0].parameters.weight[0].filtre: unknown key (did you mean 'filter'?)"
-bad "unknown method" \
+refuse_recipe "unknown method" \
 	"{$M: \"tie\", \"models\": [{\"model\": \"../demo/math\"}]}" \
 	"merge_method: unknown method 'tie' (did you mean 'ties'?)"
-bad "a parameter the method does not take" \
+refuse_recipe "a parameter the method does not take" \
 	"{$M: \"ties\", \"models\": [{\"model\": \"../demo/math\"}], \"parameters\": {\"gamma\": 0.1}}" \
 	"parameters.gamma: 'gamma' is not a parameter of ties"
-bad "a whole-tensor parameter given per model" \
+refuse_recipe "a whole-tensor parameter given per model" \
 	"{$M: \"ties\", \"models\": [{\"model\": \"../demo/math\", \"parameters\": {\"lambda\": 0.5}}]}" \
 	"models[0].parameters.lambda: 'lambda' is not a per-model parameter"
-bad "wrong type" \
+refuse_recipe "wrong type" \
 	"{$M: \"ties\", \"models\": [{\"model\": \"../demo/math\"}], \"parameters\": {\"lambda\": \"high\"}}" \
 	"parameters.lambda: expected a number"
-bad "wrong type in a gradient" \
+refuse_recipe "wrong type in a gradient" \
 	"{$M: \"ties\", \"models\": [{\"model\": \"../demo/math\", \"parameters\": {\"weight\": [1, \"x\"]}}]}" \
 	"models[0].parameters.weight[1]: a gradient holds numbers only"
-bad "a filter entry outside a list" \
+refuse_recipe "a filter entry outside a list" \
 	"{$M: \"ties\", \"models\": [{\"model\": \"../demo/math\"}], \"parameters\": {\"weight\": {\"filter\": \"mlp\", \"value\": 1}}}" \
 	"parameters.weight: a {\"filter\", \"value\"} entry must be inside a list"
-bad "value out of range" \
+refuse_recipe "value out of range" \
 	"{$M: \"ties\", \"models\": [{\"model\": \"../demo/math\", \"parameters\": {\"density\": 1.5}}]}" \
 	"models[0].parameters.density: density 1.5 is outside (0, 1]"
-bad "value out of range in a filter list" \
+refuse_recipe "value out of range in a filter list" \
 	"{$M: \"slerp\", \"models\": [{\"model\": \"../demo/math\"}], \"parameters\": {\"t\": [{\"filter\": \"mlp\", \"value\": [0, 2]}, {\"value\": 0.5}]}}" \
 	"parameters.t[0].value[1]: t 2 is outside [0, 1]"
-bad "weld value out of range" \
+refuse_recipe "weld value out of range" \
 	"{$M: \"dare_ties\", \"models\": [{\"model\": \"../demo/math\"}], \"weld\": {\"trim\": 0}}" \
 	"weld.trim: expected a density in (0, 1]"
-bad "missing model folder" \
+refuse_recipe "missing model folder" \
 	"{$M: \"ties\", \"models\": [{\"model\": \"../demo/math\"}, {\"model\": \"../demo/nope\"}]}" \
 	"models[1].model: model '../demo/nope' not found: no file or folder"
-bad "missing base model" \
+refuse_recipe "missing base model" \
 	'{"merge_method": "ties", "models": [{"model": "../demo/math"}]}' \
 	"base_model: ties needs a base_model"
-bad "layer_range outside the model" \
+refuse_recipe "layer_range outside the model" \
 	'{"merge_method": "passthrough", "slices": [{"sources": [{"model": "../demo/math", "layer_range": [0, 2]}]}, {"sources": [{"model": "../demo/code", "layer_range": [2, 9]}]}]}' \
 	"slices[1].sources[0].layer_range: [2, 9] is outside '../demo/code', which has 4 layers"
-bad "unequal layer counts in a slice" \
+refuse_recipe "unequal layer counts in a slice" \
 	'{"merge_method": "linear", "slices": [{"sources": [{"model": "../demo/math", "layer_range": [0, 2]}, {"model": "../demo/code", "layer_range": [0, 3]}]}]}' \
 	"slices[0].sources[1].layer_range: 3 layers, but slices[0].sources[0] has 2"
-bad "unequal layer counts between whole models" \
+refuse_recipe "unequal layer counts between whole models" \
 	"{$M: \"ties\", \"models\": [{\"model\": \"../demo/math\"}, {\"model\": \"../deep/math\"}]}" \
 	"models[1].model: '../deep/math' has 6 layers but '../demo/base' has 4"
-bad "passthrough with two sources in a slice" \
+refuse_recipe "passthrough with two sources in a slice" \
 	'{"merge_method": "passthrough", "slices": [{"sources": [{"model": "../demo/math", "layer_range": [0, 2]}, {"model": "../demo/code", "layer_range": [0, 2]}]}]}' \
 	"slices[0].sources: passthrough takes one source per slice"
-bad "slerp without t" \
+refuse_recipe "slerp without t" \
 	"{$M: \"slerp\", \"models\": [{\"model\": \"../demo/math\"}]}" \
 	"parameters.t: slerp needs t"
-bad "invalid JSON" \
+refuse_recipe "invalid JSON" \
 	"{$M: \"ties\", \"models\": [{\"model\": \"../demo/math\"},]}" \
 	"invalid JSON at line 1"
 
 printf '{"merge_method": "ties"}\n' >"$T/recipes/bad.json"
 mkdir "$T/exists"
 echo keep >"$T/exists/file"
-refuse "an existing output without -f" 1 "exists" "$T/nothing" \
+refuse "an existing output without -f" 1 "exists" "$T/exists" \
 	"$WELD" run -q "$T/recipes/task_arithmetic.json" -o "$T/exists"
 expect "the existing output is untouched" sh -c 'test "$(cat "$1/file")" = keep' sh "$T/exists"
 refuse "--from-output of a folder without a recipe" 1 "no weld_recipe" "$T/fo-out" \
@@ -248,5 +238,4 @@ refuse "run with a bad --shard-size" 2 "invalid value 'lots' for '--shard-size'"
 refuse "plan with -o" 2 "'--output' is not used by 'weld plan'" "$T/u-out" \
 	"$WELD" plan -o "$T/u-out" "$T/recipes/linear.json"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary
