@@ -121,8 +121,16 @@ int cli_check_output(const weld_plan *p, const char *out, bool force, bool singl
 		cli_error("out of memory");
 		return EXIT_FAIL;
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		in[i] = weld_model_path(weld_plan_model(p, (int)i));
+		/* the output's recipe (JSON) names every input */
+		if (!weld_utf8_valid(in[i])) {
+			cli_error("'%s': the path is not valid UTF-8, and weld records every input path in the output's recipe (JSON): rename it",
+				  in[i]);
+			free(in);
+			return EXIT_FAIL;
+		}
+	}
 	r = weld_output_check(out, force, single_file, in, n, &err);
 	free(in);
 	return r < 0 ? cli_fail(&err) : 0;

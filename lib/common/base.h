@@ -102,6 +102,12 @@ int weld_parse_size(const char *s, uint64_t *out);
 /* "1.23 GB" style, decimal units. */
 void weld_format_size(uint64_t n, char *buf, size_t len);
 
+/* Length of the UTF-8 sequence at p (at most n bytes), or 0 if it is not
+ * valid UTF-8 (overlong forms and surrogates included). */
+size_t weld_utf8_len(const unsigned char *p, size_t n);
+/* Is the NUL-terminated s valid UTF-8? */
+bool weld_utf8_valid(const char *s);
+
 /* Overflow-checked helpers: return false on overflow. */
 static inline bool weld_mul_u64(uint64_t a, uint64_t b, uint64_t *out)
 {

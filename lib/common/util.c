@@ -10,6 +10,7 @@
 #include "base.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <xxhash.h>
 
 uint64_t weld_xxh3(const void *p, size_t n)
@@ -133,4 +134,45 @@ void weld_format_size(uint64_t n, char *buf, size_t len)
 	}
 	snprintf(buf, len, "%llu.%02u %s", (unsigned long long)(hundredths / 100),
 		 (unsigned)(hundredths % 100), units[u]);
+}
+
+size_t weld_utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned c = p[0];
+	size_t len;
+	uint32_t cp;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		len = 2, cp = c & 0x1F;
+	else if (c >= 0xE0 && c <= 0xEF)
+		len = 3, cp = c & 0x0F;
+	else if (c >= 0xF0 && c <= 0xF4)
+		len = 4, cp = c & 0x07;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3F);
+	}
+	/* overlong forms, surrogates, beyond U+10FFFF */
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+	    (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return len;
+}
+
+bool weld_utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s);
+
+	for (size_t i = 0, l; i < n; i += l)
+		if (!(l = weld_utf8_len(p + i, n - i)))
+			return false;
+	return true;
 }

@@ -96,6 +96,20 @@ refuse "a per-model key is named, not garbage" 2 "unknown key 'wieght'" "$T/e2" 
 refuse "lambda beyond float32" 2 "invalid value '1e39' for '--lambda': outside the float32 range" "$T/e2" "$WELD" task-arithmetic $B --lambda 1e39 -o "$T/e2" $FT
 refuse "empty output path" 2 "output path given to '-o' is empty" - "$WELD" average -o "" $FT
 
+# every output weld publishes can be read again, whatever the input paths
+odd="$T/odd dir \"q\" back\\slash ü
+nl"
+mkdir -p "$odd"
+"$MKMODEL" "$odd/m1" --layers 1 --hidden 32 --inter 64 --vocab 50 >/dev/null
+"$MKMODEL" "$odd/m2" --layers 1 --hidden 32 --inter 64 --vocab 50 --seed 2 >/dev/null
+expect "merge of oddly named inputs" "$WELD" average -q -o "$odd/out" "$odd/m1" "$odd/m2"
+expect "... whose output verifies" "$WELD" verify -q "$odd/out"
+expect "... and runs again from its recipe" "$WELD" run -q --from-output "$odd/out" -o "$odd/again"
+bad=$(printf 'bad\377')
+mkdir -p "$T/$bad"
+"$MKMODEL" "$T/$bad/m" --layers 1 --hidden 32 --inter 64 --vocab 50 >/dev/null
+refuse "an input path that is not UTF-8 is refused" 1 "is not valid UTF-8" "$T/u8out" "$WELD" average -q -o "$T/u8out" "$T/$bad/m" "$odd/m2"
+
 # a usage error is the error and one line pointing to -h, not the whole usage
 usage_error_is_two_lines() {
 	"$WELD" ties $B --density 1.5 -o "$T/e2" $FT 2>"$T/usage-err"
