@@ -11,6 +11,8 @@
 #include "outq.h"
 #include "plan_impl.h"
 
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <omp.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define RESERVE_BYTES (4ull << 20)    /* binary, headers, stacks */
 #define WELD_MAX_CHUNK (1ull << 20)   /* elements: larger only costs page faults */
@@ -443,6 +446,43 @@ int weld_plan_threads(const weld_plan *p)
 	return p->o.threads > 0 ? p->o.threads : omp_get_max_threads();
 }
 
+const char *weld_plan_config_dir(const weld_plan *p)
+{
+	const struct weld_job *j0;
+
+	if (!p->o.copy_files || !p->njobs)
+		return NULL;
+	if (p->o.config_from)
+		return p->o.config_from;
+	j0 = &p->jobs[0];
+	return weld_model_dir(p->models[j0->base_model >= 0 ? j0->base_model : j0->src[0].model]);
+}
+
+/* The config.json the output copies must be readable JSON now, not only
+ * when the merge is done. */
+static int check_config(const weld_plan *p, struct weld_error *err)
+{
+	const char *dir = weld_plan_config_dir(p);
+	char *path, *text = NULL;
+	cJSON *root = NULL;
+	struct stat st;
+	int r = 0;
+
+	if (!dir)
+		return 0;
+	if (!(path = weld_path_join(dir, "config.json")))
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (lstat(path, &st) == 0 || errno != ENOENT) {
+		r = weld_read_small_file(path, WELD_CONFIG_MAX_BYTES, &text, NULL, err);
+		if (r == 0 && !cJSON_IsObject(root = cJSON_Parse(text)))
+			r = weld_fail(err, WELD_ERR_FORMAT, "'%s': not a JSON object", path);
+	}
+	cJSON_Delete(root);
+	free(text);
+	free(path);
+	return r;
+}
+
 int weld_plan_finish(weld_plan *p, struct weld_error *err)
 {
 	uint64_t threads = (uint64_t)weld_plan_threads(p), maxsrc = 1, max_row = 1;
@@ -452,6 +492,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 
 	if (!p->njobs)
 		return weld_fail(err, WELD_ERR_ARG, "nothing to merge: no tensors");
+	if (check_config(p, err) < 0)
+		return -1;
 	for (size_t i = 0; i < p->njobs; i++) {
 		const struct weld_job *j = &p->jobs[i];
 

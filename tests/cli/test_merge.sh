@@ -110,6 +110,12 @@ mkdir -p "$T/$bad"
 "$MKMODEL" "$T/$bad/m" --layers 1 --hidden 32 --inter 64 --vocab 50 >/dev/null
 refuse "an input path that is not UTF-8 is refused" 1 "is not valid UTF-8" "$T/u8out" "$WELD" average -q -o "$T/u8out" "$T/$bad/m" "$odd/m2"
 
+# a base whose config.json is not JSON is refused at plan time
+"$MKMODEL" "$T/badcfg" --layers 1 --hidden 32 --inter 64 --vocab 50 >/dev/null
+echo '{broken' >"$T/badcfg/config.json"
+refuse "plan refuses a config.json that is not JSON" 1 "badcfg/config.json': not a JSON object" - "$WELD" plan task-arithmetic --base "$T/badcfg" "$odd/m2"
+refuse "... and so does the merge, writing nothing" 1 "badcfg/config.json': not a JSON object" "$T/cfgout" "$WELD" task-arithmetic -q --base "$T/badcfg" -o "$T/cfgout" "$odd/m2"
+
 # a usage error is the error and one line pointing to -h, not the whole usage
 usage_error_is_two_lines() {
 	"$WELD" ties $B --density 1.5 -o "$T/e2" $FT 2>"$T/usage-err"
