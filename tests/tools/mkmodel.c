@@ -60,9 +60,16 @@ int main(int argc, char **argv)
 	size_t n = 0;
 	const char *out;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: mkmodel OUT [--layers L] [--hidden H] [--inter I] [--vocab V] "
-			"[--dtype bf16|f16|f32] [--seed N] [--noise SIGMA] [--shard-size SIZE] [--int]\n");
+	static const char usage[] =
+		"usage: mkmodel OUT [--layers L] [--hidden H] [--inter I] [--vocab V] [--experts E] "
+		"[--dtype bf16|f16|f32] [--seed N] [--noise SIGMA] [--shard-size SIZE] [--int]\n";
+
+	if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (argc < 2 || argv[1][0] == '-') {
+		fputs(usage, stderr);
 		return 2;
 	}
 	out = argv[1];
@@ -153,13 +160,13 @@ int main(int argc, char **argv)
 			 "  \"num_local_experts\": %ld,\n  \"num_experts_per_tok\": 2,\n"
 			 "  \"vocab_size\": %ld,\n  \"torch_dtype\": \"%s\"\n}\n", hidden, inter, layers,
 			 experts, vocab,
-			 dt == WELD_F32 ? "float32" : dt == WELD_F16 ? "float16" : "bfloat16");
+			 weld_dtype_torch_name(dt));
 	else
 		snprintf(config, sizeof(config),
 			 "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n"
 			 "  \"hidden_size\": %ld,\n  \"intermediate_size\": %ld,\n  \"num_hidden_layers\": %ld,\n"
 			 "  \"vocab_size\": %ld,\n  \"torch_dtype\": \"%s\"\n}\n", hidden, inter, layers, vocab,
-			 dt == WELD_F32 ? "float32" : dt == WELD_F16 ? "float16" : "bfloat16");
+			 weld_dtype_torch_name(dt));
 	wo.shard_size = shard;
 	wo.force = true;
 	wo.extra_name = "config.json";
