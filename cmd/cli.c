@@ -48,6 +48,8 @@ const char *cli_safe(const char *s)
 	return b;
 }
 
+static void vmsg(const char *kind, const char *fmt, va_list ap) WELD_PRINTF(2, 0);
+
 static void vmsg(const char *kind, const char *fmt, va_list ap)
 {
 	char *text = NULL;
