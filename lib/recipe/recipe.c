@@ -15,6 +15,7 @@
  */
 #include "recipe.h"
 #include "method.h"
+#include "suggest.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -158,60 +159,7 @@ static const char *json_type(const cJSON *v)
 	return "null";
 }
 
-/* ---------------------------------------------------------------- did you mean */
-
-size_t weld_edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b), row[65], prev;
-
-	if (la > 64 || lb > 64)
-		return SIZE_MAX;
-	for (size_t j = 0; j <= lb; j++)
-		row[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		prev = row[0];
-		row[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t del = row[j] + 1, ins = row[j - 1] + 1;
-			size_t sub = prev + (a[i - 1] != b[j - 1]);
-			size_t best = del < ins ? del : ins;
-
-			prev = row[j];
-			row[j] = best < sub ? best : sub;
-		}
-	}
-	return row[lb];
-}
-
-/* The closest of names to s, if it is close enough to be a typo. */
-static const char *suggest(const char *s, const char *const *names, size_t n)
-{
-	size_t best = SIZE_MAX, lim = strlen(s) <= 4 ? 1 : 2;
-	const char *pick = NULL;
-
-	for (size_t i = 0; i < n; i++) {
-		size_t d = names[i] ? weld_edit_distance(s, names[i]) : SIZE_MAX;
-
-		if (d < best) {
-			best = d;
-			pick = names[i];
-		}
-	}
-	return best <= lim ? pick : NULL;
-}
-
-/* "a, b or c" */
-static void list_names(char *buf, size_t len, const char *const *names, size_t n)
-{
-	size_t o = 0;
-
-	buf[0] = 0;
-	for (size_t i = 0; i < n && o < len; i++) {
-		if (!names[i])
-			continue;
-		o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", names[i]);
-	}
-}
+/* ---------------------------------------------------------------- checking keys */
 
 static void method_params(const struct weld_method_spelling *m, char *buf, size_t len)
 {
@@ -219,7 +167,7 @@ static void method_params(const struct weld_method_spelling *m, char *buf, size_
 
 	for (int p = 0; p < WELD_P_COUNT; p++)
 		names[p] = m->params & WELD_PB(p) ? weld_param_defs[p].name : NULL;
-	list_names(buf, len, names, WELD_P_COUNT);
+	weld_list_names(buf, len, names, WELD_P_COUNT);
 	if (!buf[0])
 		snprintf(buf, len, "none");
 }
@@ -252,10 +200,10 @@ static int check_keys(const weld_recipe *r, const cJSON *obj, const char *where,
 		if (known)
 			continue;
 		set_where(path, sizeof(path), "%s%s%s", where, *where ? "." : "", k->string);
-		near = suggest(k->string, names, n);
+		near = weld_suggest(k->string, names, n);
 		if (near)
 			return rfail(r, err, path, "unknown key (did you mean '%s'?)", near);
-		list_names(all, sizeof(all), names, n);
+		weld_list_names(all, sizeof(all), names, n);
 		return rfail(r, err, path, "unknown key (expected one of: %s)", all);
 	}
 	return 0;
@@ -766,10 +714,10 @@ static int parse_params(const weld_recipe *r, const cJSON *obj, enum level lv, c
 			if (strcmp(k->string, all[i]) == 0)
 				p = i;
 		if (p < 0) {
-			const char *near = suggest(k->string, mine, WELD_P_COUNT);
+			const char *near = weld_suggest(k->string, mine, WELD_P_COUNT);
 
 			if (!near)
-				near = suggest(k->string, all, WELD_P_COUNT);
+				near = weld_suggest(k->string, all, WELD_P_COUNT);
 			method_params(r->m, list, sizeof(list));
 			if (near)
 				return rfail(r, err, path, "unknown parameter (did you mean '%s'?)", near);
@@ -827,9 +775,9 @@ static int parse_enum(const weld_recipe *r, const cJSON *v, const char *where,
 		n++;
 	if (cJSON_IsString(v) && (*out = weld_name_index(names, v->valuestring)) >= 0)
 		return 0;
-	list_names(all, sizeof(all), names, n);
+	weld_list_names(all, sizeof(all), names, n);
 	if (cJSON_IsString(v)) {
-		const char *near = suggest(v->valuestring, names, n);
+		const char *near = weld_suggest(v->valuestring, names, n);
 
 		if (near)
 			return rfail(r, err, where, "unknown value '%s' (did you mean '%s'?)",
@@ -865,12 +813,12 @@ static int parse_weld(weld_recipe *r, const cJSON *obj, struct weld_error *err)
 		for (int i = 0; i < WELD_K_COUNT && k < 0; i++)
 			if (weld_key_names[i] && strcmp(e->string, weld_key_names[i]) == 0)
 				k = i;
-		list_names(list, sizeof(list), mine, WELD_K_COUNT);
+		weld_list_names(list, sizeof(list), mine, WELD_K_COUNT);
 		if (k < 0) {
-			const char *near = suggest(e->string, mine, WELD_K_COUNT);
+			const char *near = weld_suggest(e->string, mine, WELD_K_COUNT);
 
 			if (!near)
-				near = suggest(e->string, weld_key_names, WELD_K_COUNT);
+				near = weld_suggest(e->string, weld_key_names, WELD_K_COUNT);
 			if (near)
 				return rfail(r, err, path, "unknown key (did you mean '%s'?)", near);
 			return rfail(r, err, path, "unknown key (for %s: %s)", m->name, list);
@@ -1214,7 +1162,7 @@ static const struct weld_method_spelling *find_method(const weld_recipe *r, cons
 
 	while (n < 64 && (m = weld_method_spelling_at(n, WELD_IN_RECIPE)))
 		names[n++] = m->name;
-	list_names(all, sizeof(all), names, n);
+	weld_list_names(all, sizeof(all), names, n);
 	if (!v) {
 		rfail(r, err, "merge_method", "missing (one of: %s)", all);
 		return NULL;
@@ -1234,7 +1182,7 @@ static const struct weld_method_spelling *find_method(const weld_recipe *r, cons
 		rfail(r, err, "merge_method", "expert merging has its own command: weld expert-merge");
 		return NULL;
 	}
-	near = suggest(v->valuestring, names, n);
+	near = weld_suggest(v->valuestring, names, n);
 	if (near)
 		rfail(r, err, "merge_method", "unknown method '%s' (did you mean '%s'?)", v->valuestring, near);
 	else
