@@ -14,11 +14,11 @@
  * gives the same plan and the same bytes.
  */
 #include "recipe.h"
+#include "hf_cache.h"
 #include "method.h"
 #include "suggest.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
@@ -211,180 +211,6 @@ static int check_keys(const weld_recipe *r, const cJSON *obj, const char *where,
 
 /* ---------------------------------------------------------------- model references */
 
-/* The Hugging Face cache folder, and how it was chosen (for messages). */
-static char *hf_cache(const char **how)
-{
-	const char *v = getenv("HF_HUB_CACHE");
-
-	if (v && *v) {
-		*how = "$HF_HUB_CACHE";
-		return strdup(v);
-	}
-	v = getenv("HF_HOME");
-	if (v && *v) {
-		*how = "$HF_HOME/hub";
-		return weld_path_join(v, "hub");
-	}
-	v = getenv("HOME");
-	*how = "~/.cache/huggingface/hub; $HF_HUB_CACHE and $HF_HOME are unset";
-	return weld_path_join(v && *v ? v : ".", ".cache/huggingface/hub");
-}
-
-/* "name" or "org/name" made of letters, digits, '-', '_' and '.'. */
-static bool repo_like(const char *s)
-{
-	int slashes = 0;
-	const char *part = s;
-
-	if (!*s)
-		return false;
-	for (const char *c = s;; c++) {
-		if (*c == '/' || !*c) {
-			size_t n = (size_t)(c - part);
-
-			if (n == 0 || (n == 1 && part[0] == '.') || (n == 2 && !strncmp(part, "..", 2)))
-				return false;
-			if (!*c)
-				break;
-			if (++slashes > 1)
-				return false;
-			part = c + 1;
-			continue;
-		}
-		if (!(*c == '-' || *c == '_' || *c == '.' || (*c >= '0' && *c <= '9') ||
-		      (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z')))
-			return false;
-	}
-	return true;
-}
-
-/* The snapshot folder a ref names (refs/<ref> holds a commit hash). */
-static char *read_ref(const char *repo_dir, const char *ref)
-{
-	char *path, *snap = NULL, buf[128];
-	size_t n;
-	FILE *f;
-
-	if (strstr(ref, "..") || strchr(ref, '/'))
-		return NULL;
-	path = strfmt("%s/refs/%s", repo_dir, ref);
-	if (!path)
-		return NULL;
-	f = fopen(path, "r");
-	free(path);
-	if (!f)
-		return NULL;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-		n--;
-	buf[n] = 0;
-	if (n == 0 || strchr(buf, '/') || strstr(buf, ".."))
-		return NULL;
-	path = strfmt("%s/snapshots/%s", repo_dir, buf);
-	if (!path)
-		return NULL;
-	if (is_dir(path))
-		snap = path;
-	else
-		free(path);
-	return snap;
-}
-
-/* The newest snapshot (by modification time, then name). */
-static char *newest_snapshot(const char *repo_dir)
-{
-	char *snaps = weld_path_join(repo_dir, "snapshots"), *best = NULL;
-	struct timespec best_t = { 0, 0 };
-	struct dirent *e;
-	DIR *d;
-
-	if (!snaps)
-		return NULL;
-	d = opendir(snaps);
-	while (d && (e = readdir(d))) {
-		char *p;
-		struct stat st;
-
-		if (e->d_name[0] == '.')
-			continue;
-		p = weld_path_join(snaps, e->d_name);
-		if (!p)
-			break;
-		if (stat(p, &st) == 0 && S_ISDIR(st.st_mode) &&
-		    (!best || st.st_mtim.tv_sec > best_t.tv_sec ||
-		     (st.st_mtim.tv_sec == best_t.tv_sec && st.st_mtim.tv_nsec > best_t.tv_nsec) ||
-		     (st.st_mtim.tv_sec == best_t.tv_sec && st.st_mtim.tv_nsec == best_t.tv_nsec &&
-		      strcmp(p, best) > 0))) {
-			free(best);
-			best = p;
-			best_t = st.st_mtim;
-		} else {
-			free(p);
-		}
-	}
-	if (d)
-		closedir(d);
-	free(snaps);
-	return best;
-}
-
-/*
- * Look `repo` up in the Hugging Face cache: models--org--name/snapshots/<h>
- * where <h> is what refs/<rev> names, or <rev> itself when it is a snapshot
- * hash; without a revision refs/main, else the newest snapshot. On failure
- * *why says what was looked at.
- */
-static char *hf_lookup(const char *repo, const char *rev, char *why, size_t wlen)
-{
-	const char *how;
-	char *cache = hf_cache(&how), *repo_dir, *snap = NULL;
-	const char *slash = strchr(repo, '/');
-
-	if (!cache)
-		return NULL;
-	/* org/name -> models--org--name */
-	if (slash)
-		repo_dir = strfmt("%s/models--%.*s--%s", cache, (int)(slash - repo), repo, slash + 1);
-	else
-		repo_dir = strfmt("%s/models--%s", cache, repo);
-	if (!repo_dir) {
-		free(cache);
-		return NULL;
-	}
-	if (!is_dir(repo_dir)) {
-		snprintf(why, wlen, "not in the Hugging Face cache: no folder '%s' (%s)", repo_dir, how);
-	} else {
-		snap = read_ref(repo_dir, rev ? rev : "main");
-		if (!snap && rev && !strchr(rev, '/') && !strstr(rev, "..")) {
-			char *p = strfmt("%s/snapshots/%s", repo_dir, rev);
-
-			if (p) {
-				if (is_dir(p))
-					snap = p;
-				else
-					free(p);
-			}
-		}
-		if (!snap && !rev)
-			snap = newest_snapshot(repo_dir);
-		if (!snap && rev)
-			snprintf(why, wlen, "revision '%s' is neither a ref ('%s/refs/%s') nor a snapshot ('%s/snapshots/%s') in the Hugging Face cache",
-				 rev, repo_dir, rev, repo_dir, rev);
-		else if (!snap)
-			snprintf(why, wlen, "'%s' in the Hugging Face cache holds no snapshot", repo_dir);
-	}
-	if (snap) {
-		char *real = realpath(snap, NULL);
-
-		free(snap);
-		snap = real;
-	}
-	free(repo_dir);
-	free(cache);
-	return snap;
-}
-
 /* Drop "." parts and fold "dir/.." in place (for messages; the file itself
  * is found through realpath). */
 static void tidy_path(char *p)
@@ -429,7 +255,8 @@ static void tidy_path(char *p)
 static char *resolve_model(const weld_recipe *r, const char *spec, const char *where,
 			   struct weld_error *err)
 {
-	char *local, *found = NULL, why[1200] = "";
+	struct weld_error hf = { 0 };   /* why the cache does not hold spec, if it is a name */
+	char *local, *found = NULL;
 	const char *home = getenv("HOME");
 
 	if (!*spec) {
@@ -455,22 +282,13 @@ static char *resolve_model(const weld_recipe *r, const char *spec, const char *w
 		free(local);
 		return found;
 	}
-	{
-		char *name = strdup(spec), *at = name ? strrchr(name, '@') : NULL;
-		const char *rev = NULL;
-
-		if (at && at[1]) {
-			*at = 0;
-			rev = at + 1;
-		}
-		if (name && repo_like(name))
-			found = hf_lookup(name, rev, why, sizeof(why));
-		free(name);
-	}
+	if (weld_hf_is_name(spec) && weld_hf_snapshot(spec, &found, &hf) < 0 &&
+	    hf.status != WELD_ERR_ARG)
+		hf.msg[0] = 0;
 	if (!found) {
-		if (why[0])
+		if (hf.msg[0])
 			rfail(r, err, where, "model '%s' not found: no file or folder '%s'; %s; weld never downloads models",
-			      spec, local, why);
+			      spec, local, hf.msg);
 		else if (strchr(spec, '+'))
 			rfail(r, err, where, "model '%s' not found: no file or folder '%s' (LoRA references 'model+lora' are not supported)",
 			      spec, local);
