@@ -1,68 +1,14 @@
 /*
  * recipe_eval.c - the value of each parameter for one tensor of one
- * source. The tensor's layer (the first all-digit component of its name)
- * places it on the gradients, a filter list gives its first entry whose
- * substring the name holds, and mergekit's precedence decides between the
+ * source. A gradient is read at t, the tensor's place among the layers
+ * (0 to 1, given by the planner); a filter list gives its first entry whose
+ * substring the name holds; mergekit's precedence decides between the
  * levels: the source, the slice, the top level, then the method's default.
  */
 #include "recipe_impl.h"
 
 #include <math.h>
 #include <string.h>
-
-/*
- * The layer of a tensor: its first dot-separated component made only of
- * digits ("model.layers.12.mlp.up_proj.weight" -> 12), or -1. *at and *len
- * locate that component in the name.
- */
-long weld_recipe_name_layer(const char *name, size_t *at, size_t *len)
-{
-	const char *part = name;
-
-	for (const char *c = name;; c++) {
-		if (*c != '.' && *c)
-			continue;
-		if (c > part && c - part <= 9) {
-			const char *d = part;
-
-			while (d < c && *d >= '0' && *d <= '9')
-				d++;
-			if (d == c) {
-				if (at)
-					*at = (size_t)(part - name);
-				if (len)
-					*len = (size_t)(c - part);
-				return strtol(part, NULL, 10);
-			}
-		}
-		if (!*c)
-			return -1;
-		part = c + 1;
-	}
-}
-
-/* The name with its layer component replaced by `layer` (caller frees). */
-char *weld_recipe_rename_layer(const char *name, long layer)
-{
-	size_t at, len;
-
-	if (weld_recipe_name_layer(name, &at, &len) < 0)
-		return strdup(name);
-	return strfmt("%.*s%ld%s", (int)at, name, layer, name + at + len);
-}
-
-int weld_recipe_model_layers(const weld_model *m)
-{
-	long top = -1;
-
-	for (size_t i = 0; i < weld_model_count(m); i++) {
-		long l = weld_recipe_name_layer(weld_model_tensor(m, i)->name, NULL, NULL);
-
-		if (l > top)
-			top = l;
-	}
-	return (int)(top + 1);
-}
 
 /* Piecewise-linear interpolation of a gradient at t in [0, 1]. */
 static double gradient_at(const cJSON *list, double t)

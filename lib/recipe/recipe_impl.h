@@ -194,12 +194,6 @@ int weld_recipe_parse_params(const weld_recipe *r, const cJSON *obj, enum level 
 /* recipe_values.c: check the weld object and set r->o from it. */
 int weld_recipe_parse_weld(weld_recipe *r, const cJSON *obj, struct weld_error *err);
 
-/* recipe_eval.c: the layer of a tensor name, or -1; a copy of the name
- * with another layer (caller frees, NULL when out of memory); 1 + the
- * largest layer of a model. */
-long weld_recipe_name_layer(const char *name, size_t *at, size_t *len);
-char *weld_recipe_rename_layer(const char *name, long layer);
-int weld_recipe_model_layers(const weld_model *m);
 /* recipe_eval.c: fill one source of a job, and the job's own values, for
  * one tensor. */
 int weld_recipe_eval_source(weld_recipe *r, const struct rsource *rs, const struct rslice *sl,

@@ -140,12 +140,93 @@ static int parse_range(const weld_recipe *r, const cJSON *v, const char *where, 
 	return 0;
 }
 
-static int parse_slices(weld_recipe *r, const cJSON *arr, struct weld_error *err)
+/* Source j of slice sl: {"model", "layer_range", "parameters"}. */
+static int parse_source(weld_recipe *r, struct rslice *sl, const cJSON *se, size_t j,
+			struct weld_error *err)
+{
+	static const char *const src_keys[] = { "model", "layer_range", "parameters" };
+	struct rsource *s = &sl->src[j];
+	const cJSON *mv;
+	char where[WHERE_LEN];
+
+	set_where(s->where, sizeof(s->where), "%s.sources[%zu]", sl->where, j);
+	if (!cJSON_IsObject(se))
+		return rfail(r, err, s->where, "expected {\"model\", \"layer_range\"}, not %s",
+			     json_type(se));
+	if (weld_recipe_check_keys(r, se, s->where, src_keys, 3, err) < 0)
+		return -1;
+	mv = cJSON_GetObjectItemCaseSensitive(se, "model");
+	set_where(where, sizeof(where), "%s.model", s->where);
+	if (!mv)
+		return rfail(r, err, s->where, "missing \"model\"");
+	if (weld_recipe_add_model(r, mv, where, &s->model, err) < 0)
+		return -1;
+	set_where(where, sizeof(where), "%s.layer_range", s->where);
+	if (parse_range(r, cJSON_GetObjectItemCaseSensitive(se, "layer_range"), where,
+			&s->a, &s->b, err) < 0)
+		return -1;
+	if (j > 0 && s->b - s->a != sl->src[0].b - sl->src[0].a)
+		return rfail(r, err, where, "%d layers, but %s.sources[0] has %d: the sources of a slice are merged layer by layer",
+			     s->b - s->a, sl->where, sl->src[0].b - sl->src[0].a);
+	s->params = cJSON_GetObjectItemCaseSensitive(se, "parameters");
+	set_where(where, sizeof(where), "%s.parameters", s->where);
+	if (s->params && weld_recipe_parse_params(r, s->params, LV_SOURCE, where, err) < 0)
+		return -1;
+	if (s->model == sl->base && sl->base_src < 0)
+		sl->base_src = (int)j;
+	sl->nsrc++;
+	return 0;
+}
+
+/* Slice k: {"sources": [...], "parameters", "base_model"}. */
+static int parse_slice(weld_recipe *r, const cJSON *e, size_t k, struct weld_error *err)
 {
 	static const char *const slice_keys[] = { "sources", "parameters", "base_model", "residual_weight" };
-	static const char *const src_keys[] = { "model", "layer_range", "parameters" };
-	size_t n = (size_t)cJSON_GetArraySize(arr), k = 0;
+	struct rslice *sl = &r->slices[k];
+	const cJSON *srcs, *bm;
+	size_t ns, j = 0;
 	char where[WHERE_LEN];
+
+	set_where(sl->where, sizeof(sl->where), "slices[%zu]", k);
+	sl->base = r->base;
+	sl->base_src = -1;
+	if (!cJSON_IsObject(e))
+		return rfail(r, err, sl->where, "expected {\"sources\": [...]}, not %s", json_type(e));
+	if (weld_recipe_check_keys(r, e, sl->where, slice_keys, 4, err) < 0)
+		return -1;
+	if (cJSON_GetObjectItemCaseSensitive(e, "residual_weight")) {
+		set_where(where, sizeof(where), "%s.residual_weight", sl->where);
+		return rfail(r, err, where, "not supported (mergekit reads it but never uses it)");
+	}
+	bm = cJSON_GetObjectItemCaseSensitive(e, "base_model");
+	if (bm) {
+		set_where(where, sizeof(where), "%s.base_model", sl->where);
+		if (weld_recipe_add_model(r, bm, where, &sl->base, err) < 0)
+			return -1;
+		sl->base_given = true;
+	}
+	srcs = cJSON_GetObjectItemCaseSensitive(e, "sources");
+	ns = (size_t)cJSON_GetArraySize(srcs);
+	set_where(where, sizeof(where), "%s.sources", sl->where);
+	if (!cJSON_IsArray(srcs) || !ns)
+		return rfail(r, err, srcs ? where : sl->where,
+			     "expected a non-empty list of sources {\"model\", \"layer_range\"}");
+	sl->src = calloc(ns, sizeof(*sl->src));
+	if (!sl->src)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	for (const cJSON *se = srcs->child; se; se = se->next, j++)
+		if (parse_source(r, sl, se, j, err) < 0)
+			return -1;
+	sl->params = cJSON_GetObjectItemCaseSensitive(e, "parameters");
+	set_where(where, sizeof(where), "%s.parameters", sl->where);
+	if (sl->params && weld_recipe_parse_params(r, sl->params, LV_SLICE, where, err) < 0)
+		return -1;
+	return 0;
+}
+
+static int parse_slices(weld_recipe *r, const cJSON *arr, struct weld_error *err)
+{
+	size_t n = (size_t)cJSON_GetArraySize(arr), k = 0;
 
 	if (!cJSON_IsArray(arr) || !n)
 		return rfail(r, err, "slices", "expected a non-empty list of {\"sources\": [...]} objects");
@@ -154,73 +235,8 @@ static int parse_slices(weld_recipe *r, const cJSON *arr, struct weld_error *err
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	r->use_slices = true;
 	for (const cJSON *e = arr->child; e; e = e->next, k++) {
-		struct rslice *sl = &r->slices[k];
-		const cJSON *srcs, *bm;
-		size_t ns, j = 0;
-
-		r->nslices++;
-		set_where(sl->where, sizeof(sl->where), "slices[%zu]", k);
-		sl->base = r->base;
-		sl->base_src = -1;
-		if (!cJSON_IsObject(e))
-			return rfail(r, err, sl->where, "expected {\"sources\": [...]}, not %s", json_type(e));
-		if (weld_recipe_check_keys(r, e, sl->where, slice_keys, 4, err) < 0)
-			return -1;
-		if (cJSON_GetObjectItemCaseSensitive(e, "residual_weight")) {
-			set_where(where, sizeof(where), "%s.residual_weight", sl->where);
-			return rfail(r, err, where, "not supported (mergekit reads it but never uses it)");
-		}
-		bm = cJSON_GetObjectItemCaseSensitive(e, "base_model");
-		if (bm) {
-			set_where(where, sizeof(where), "%s.base_model", sl->where);
-			if (weld_recipe_add_model(r, bm, where, &sl->base, err) < 0)
-				return -1;
-			sl->base_given = true;
-		}
-		srcs = cJSON_GetObjectItemCaseSensitive(e, "sources");
-		ns = (size_t)cJSON_GetArraySize(srcs);
-		set_where(where, sizeof(where), "%s.sources", sl->where);
-		if (!cJSON_IsArray(srcs) || !ns)
-			return rfail(r, err, srcs ? where : sl->where,
-				     "expected a non-empty list of sources {\"model\", \"layer_range\"}");
-		sl->src = calloc(ns, sizeof(*sl->src));
-		if (!sl->src)
-			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-		for (const cJSON *se = srcs->child; se; se = se->next, j++) {
-			struct rsource *s = &sl->src[j];
-			const cJSON *mv;
-
-			set_where(s->where, sizeof(s->where), "%s.sources[%zu]", sl->where, j);
-			if (!cJSON_IsObject(se))
-				return rfail(r, err, s->where, "expected {\"model\", \"layer_range\"}, not %s",
-					     json_type(se));
-			if (weld_recipe_check_keys(r, se, s->where, src_keys, 3, err) < 0)
-				return -1;
-			mv = cJSON_GetObjectItemCaseSensitive(se, "model");
-			set_where(where, sizeof(where), "%s.model", s->where);
-			if (!mv)
-				return rfail(r, err, s->where, "missing \"model\"");
-			if (weld_recipe_add_model(r, mv, where, &s->model, err) < 0)
-				return -1;
-			set_where(where, sizeof(where), "%s.layer_range", s->where);
-			if (parse_range(r, cJSON_GetObjectItemCaseSensitive(se, "layer_range"), where,
-					&s->a, &s->b, err) < 0)
-				return -1;
-			if (j > 0 && s->b - s->a != sl->src[0].b - sl->src[0].a)
-				return rfail(r, err, where, "%d layers, but %s.sources[0] has %d: the sources of a slice are merged layer by layer",
-					     s->b - s->a, sl->where, sl->src[0].b - sl->src[0].a);
-			s->params = cJSON_GetObjectItemCaseSensitive(se, "parameters");
-			set_where(where, sizeof(where), "%s.parameters", s->where);
-			if (s->params &&
-			    weld_recipe_parse_params(r, s->params, LV_SOURCE, where, err) < 0)
-				return -1;
-			if (s->model == sl->base && sl->base_src < 0)
-				sl->base_src = (int)j;
-			sl->nsrc++;
-		}
-		sl->params = cJSON_GetObjectItemCaseSensitive(e, "parameters");
-		set_where(where, sizeof(where), "%s.parameters", sl->where);
-		if (sl->params && weld_recipe_parse_params(r, sl->params, LV_SLICE, where, err) < 0)
+		r->nslices++;   /* weld_recipe_free frees what the slice holds so far */
+		if (parse_slice(r, e, k, err) < 0)
 			return -1;
 	}
 	return 0;

@@ -4,13 +4,72 @@
  * or slices stacked, their layers renumbered from 0, between the
  * embeddings of the first slice's models and the final norm and lm_head of
  * the last (slices:, as mergekit plans a frankenmerge), with config.json
- * given the new layer count.
+ * given the new layer count. A tensor's layer is the first all-digit
+ * component of its name; its place among the layers of its slice or model
+ * is the t at which the recipe's gradients are read.
  */
 #include "recipe_impl.h"
 
 #include <libgen.h>
 #include <string.h>
 #include <sys/stat.h>
+
+/* ---------------------------------------------------------------- layers */
+
+/*
+ * The layer of a tensor: its first dot-separated component made only of
+ * digits ("model.layers.12.mlp.up_proj.weight" -> 12), or -1. *at and *len
+ * locate that component in the name.
+ */
+static long name_layer(const char *name, size_t *at, size_t *len)
+{
+	const char *part = name;
+
+	for (const char *c = name;; c++) {
+		if (*c != '.' && *c)
+			continue;
+		if (c > part && c - part <= 9) {
+			const char *d = part;
+
+			while (d < c && *d >= '0' && *d <= '9')
+				d++;
+			if (d == c) {
+				if (at)
+					*at = (size_t)(part - name);
+				if (len)
+					*len = (size_t)(c - part);
+				return strtol(part, NULL, 10);
+			}
+		}
+		if (!*c)
+			return -1;
+		part = c + 1;
+	}
+}
+
+/* The name with its layer component replaced by `layer` (caller frees). */
+static char *rename_layer(const char *name, long layer)
+{
+	size_t at, len;
+
+	if (name_layer(name, &at, &len) < 0)
+		return strdup(name);
+	return strfmt("%.*s%ld%s", (int)at, name, layer, name + at + len);
+}
+
+/* 1 + the largest layer of m's tensors; 0 when none has a layer. */
+static int model_layers(const weld_model *m)
+{
+	long top = -1;
+
+	for (size_t i = 0; i < weld_model_count(m); i++) {
+		long l = name_layer(weld_model_tensor(m, i)->name, NULL, NULL);
+
+		if (l > top)
+			top = l;
+	}
+	return (int)(top + 1);
+}
 
 /* t of the gradients for a layer at offset o of n layers (mergekit: a
  * slice of one layer gives 1); tensors outside the layers use 0. */
@@ -20,6 +79,8 @@ static double layer_t(long o, long n)
 		return 0;
 	return n > 1 ? (double)o / (double)(n - 1) : 1;
 }
+
+/* ---------------------------------------------------------------- engine messages */
 
 /* Put the recipe's name before an engine message, whose hints name the
  * command-line options: say them as recipe keys. */
@@ -65,7 +126,7 @@ static int models_param(void *ctx, const char *tensor, int slot, struct weld_sou
 			struct weld_job *job, struct weld_error *err)
 {
 	const struct models_ctx *c = ctx;
-	double t = layer_t(weld_recipe_name_layer(tensor, NULL, NULL), c->layers);
+	double t = layer_t(name_layer(tensor, NULL, NULL), c->layers);
 
 	return weld_recipe_eval_source(c->r, c->slot[slot], &c->r->slices[0], tensor, tensor, t,
 				       src, job, err);
@@ -177,6 +238,42 @@ static const struct rsource *slice_ref(const weld_recipe *r, const struct rslice
 }
 
 /*
+ * The tensor in_name of source s of a slice, checked against the reference
+ * tensor rt (of the model ref_label): 1 with its index in *ti, 0 when it is
+ * missing and weld.allow_missing lets the merge go on without it, -1 on
+ * error.
+ */
+static int source_tensor(const weld_recipe *r, const weld_plan *p, const struct rsource *s,
+			 const char *in_name, const struct weld_tensor_info *rt,
+			 const char *ref_label, int64_t *ti, struct weld_error *err)
+{
+	const weld_model *m = weld_plan_model(p, s->model);
+	const char *label = r->models[s->model].label;
+	int shape;
+
+	*ti = weld_model_find(m, in_name);
+	if (*ti < 0) {
+		if (r->o.allow_missing)
+			return 0;
+		return rfail(r, err, s->where, "tensor '%s' is missing from '%s' (\"weld\": {\"allow_missing\": true} merges it over the models that have it)",
+			     in_name, label);
+	}
+	if (!weld_dtype_is_float(weld_model_tensor(m, (size_t)*ti)->dtype))
+		return rfail(r, err, s->where, "tensor '%s': dtype %s in '%s' but %s in '%s'", in_name,
+			     weld_dtype_name(weld_model_tensor(m, (size_t)*ti)->dtype), label,
+			     weld_dtype_name(rt->dtype), ref_label);
+	shape = slice_shape(r, s, in_name, weld_model_tensor(m, (size_t)*ti), rt, ref_label, err);
+	if (shape == 1 && r->o.warn) {
+		char msg[1024];
+
+		snprintf(msg, sizeof(msg), "tensor '%s': '%s' has more rows than '%s': using the first %lld",
+			 in_name, label, ref_label, (long long)rt->shape[0]);
+		r->o.warn(r->o.cb_ctx, msg);
+	}
+	return shape < 0 ? -1 : 1;
+}
+
+/*
  * One output tensor of a slice: ref_name is the reference source's tensor,
  * offset the layer offset inside the slice (-1 for tensors outside the
  * layers, read under the same name from every source).
@@ -220,59 +317,34 @@ static int slice_job(weld_recipe *r, weld_plan *p, const struct rslice *sl, long
 	}
 	for (size_t k = 0; k < sl->nsrc; k++) {
 		const struct rsource *s = &sl->src[k];
-		const weld_model *m = weld_plan_model(p, s->model);
 		char *in_name;
 		int64_t ti;
-		int shape;
+		int found;
 
 		if (r->m->base == WELD_BASE_REQUIRED && s->model == sl->base)
 			continue;
 		number++;
-		in_name = offset >= 0 ? weld_recipe_rename_layer(ref_name, s->a + offset)
+		in_name = offset >= 0 ? rename_layer(ref_name, s->a + offset)
 				      : strdup(ref_name);
 		if (!in_name) {
 			weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 			goto out;
 		}
-		ti = weld_model_find(m, in_name);
-		if (ti < 0) {
-			if (!r->o.allow_missing)
-				rfail(r, err, s->where, "tensor '%s' is missing from '%s' (\"weld\": {\"allow_missing\": true} merges it over the models that have it)",
-				      in_name, r->models[s->model].label);
-			free(in_name);
-			if (!r->o.allow_missing)
-				goto out;
-			continue;
-		}
-		if (!weld_dtype_is_float(weld_model_tensor(m, (size_t)ti)->dtype)) {
-			rfail(r, err, s->where, "tensor '%s': dtype %s in '%s' but %s in '%s'", in_name,
-			      weld_dtype_name(weld_model_tensor(m, (size_t)ti)->dtype),
-			      r->models[s->model].label, weld_dtype_name(rt->dtype),
-			      r->models[ref->model].label);
-			free(in_name);
-			goto out;
-		}
-		shape = slice_shape(r, s, in_name, weld_model_tensor(m, (size_t)ti), rt,
-				    r->models[ref->model].label, err);
-		if (shape == 1 && r->o.warn) {
-			char msg[1024];
-
-			snprintf(msg, sizeof(msg), "tensor '%s': '%s' has more rows than '%s': using the first %lld",
-				 in_name, r->models[s->model].label, r->models[ref->model].label,
-				 (long long)rt->shape[0]);
-			r->o.warn(r->o.cb_ctx, msg);
-		}
-		src[j.nsrc] = (struct weld_source){
-			.model = s->model, .tensor = ti, .rng_index = number, .weight = 1,
-			.density = r->m->density, .mask_lambda = 0.6,
-		};
-		if (shape < 0 || weld_recipe_eval_source(r, s, sl, out_name, in_name, t, &src[j.nsrc],
-							 &j, err) < 0) {
-			free(in_name);
-			goto out;
+		found = source_tensor(r, p, s, in_name, rt, r->models[ref->model].label, &ti, err);
+		if (found > 0) {
+			src[j.nsrc] = (struct weld_source){
+				.model = s->model, .tensor = ti, .rng_index = number, .weight = 1,
+				.density = r->m->density, .mask_lambda = 0.6,
+			};
+			if (weld_recipe_eval_source(r, s, sl, out_name, in_name, t, &src[j.nsrc], &j,
+						    err) < 0)
+				found = -1;
+			else
+				j.nsrc++;
 		}
 		free(in_name);
-		j.nsrc++;
+		if (found < 0)
+			goto out;
 	}
 	if (!j.nsrc) {
 		if (j.base_model < 0) {
@@ -300,7 +372,7 @@ static int slice_outer(weld_recipe *r, weld_plan *p, const struct rslice *sl, bo
 	for (size_t i = 0; i < weld_model_count(m); i++) {
 		const char *name = weld_model_tensor(m, i)->name;
 
-		if (weld_recipe_name_layer(name, NULL, NULL) < 0 && is_pre_weight(name) == pre &&
+		if (name_layer(name, NULL, NULL) < 0 && is_pre_weight(name) == pre &&
 		    slice_job(r, p, sl, -1, name, name, 0, err) < 0)
 			return -1;
 	}
@@ -353,9 +425,9 @@ static int plan_slices(weld_recipe *r, weld_plan *p, struct weld_error *err)
 				char *out_name;
 				int rc;
 
-				if (weld_recipe_name_layer(name, NULL, NULL) != ref->a + o)
+				if (name_layer(name, NULL, NULL) != ref->a + o)
 					continue;
-				out_name = weld_recipe_rename_layer(name, (long)out_layer);
+				out_name = rename_layer(name, (long)out_layer);
 				if (!out_name)
 					return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 				rc = slice_job(r, p, sl, o, name, out_name, layer_t(o, n), err);
@@ -474,7 +546,7 @@ int weld_recipe_plan(weld_recipe *r, const struct weld_recipe_settings *s, weld_
 			goto fail;
 		}
 		r->labels[i] = r->models[i].label;
-		r->models[i].layers = weld_recipe_model_layers(weld_plan_model(p, (int)i));
+		r->models[i].layers = model_layers(weld_plan_model(p, (int)i));
 	}
 	r->nlabels = r->nmodels;
 	if ((r->use_slices ? plan_slices(r, p, err) : plan_models(r, p, err)) < 0)

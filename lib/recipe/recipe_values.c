@@ -236,125 +236,151 @@ static int parse_enum(const weld_recipe *r, const cJSON *v, const char *where,
 	return rfail(r, err, where, "expected one of %s (a string), not %s", all, json_type(v));
 }
 
-int weld_recipe_parse_weld(weld_recipe *r, const cJSON *obj, struct weld_error *err)
+/* A seed: an integer up to 2^53, or a string of digits below 2^64. */
+static int parse_seed(const weld_recipe *r, const cJSON *e, const char *where, uint64_t *out,
+		      struct weld_error *err)
+{
+	if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble <= MAX_SEED_EXACT &&
+	    e->valuedouble == floor(e->valuedouble)) {
+		*out = (uint64_t)e->valuedouble;
+		return 0;
+	}
+	if (cJSON_IsString(e) && e->valuestring[0] >= '0' && e->valuestring[0] <= '9') {
+		char *end;
+
+		errno = 0;
+		*out = strtoull(e->valuestring, &end, 10);
+		if (errno || *end)
+			return rfail(r, err, where, "'%s' is not an integer in [0, 2^64)", e->valuestring);
+		return 0;
+	}
+	return rfail(r, err, where, "expected a non-negative integer (as a string above 2^53)");
+}
+
+/* The key of the weld object that e is, in *k: refused when weld has no
+ * such key or the recipe's method does not use it. */
+static int weld_key_of(const weld_recipe *r, const cJSON *e, const char *where, int *k,
+		       struct weld_error *err)
 {
 	const struct weld_method_spelling *m = r->m;
 	const char *mine[WELD_K_COUNT];
-	char path[WHERE_LEN], list[256];
+	char list[256];
+
+	for (int i = 0; i < WELD_K_COUNT; i++)
+		mine[i] = (m->keys | WELD_K_GENERAL) & WELD_KB(i) ? weld_key_names[i] : NULL;
+	*k = -1;
+	for (int i = 0; i < WELD_K_COUNT && *k < 0; i++)
+		if (weld_key_names[i] && strcmp(e->string, weld_key_names[i]) == 0)
+			*k = i;
+	weld_list_names(list, sizeof(list), mine, WELD_K_COUNT);
+	if (*k < 0) {
+		const char *near = weld_suggest(e->string, mine, WELD_K_COUNT);
+
+		if (!near)
+			near = weld_suggest(e->string, weld_key_names, WELD_K_COUNT);
+		if (near)
+			return rfail(r, err, where, "unknown key (did you mean '%s'?)", near);
+		return rfail(r, err, where, "unknown key (for %s: %s)", m->name, list);
+	}
+	if (!((m->keys | WELD_K_GENERAL) & WELD_KB(*k)))
+		return rfail(r, err, where, "'%s' is not used by %s (its weld keys: %s)",
+			     weld_key_names[*k], m->name, list);
+	return 0;
+}
+
+/* Check the value e of weld key k and set the merge option it names. */
+static int weld_key_value(weld_recipe *r, enum weld_key k, const cJSON *e, const char *where,
+			  struct weld_error *err)
+{
+	const struct weld_method_spelling *m = r->m;
 	int v;
+
+	switch (k) {
+	case WELD_K_SCOPE:
+		if (parse_enum(r, e, where, weld_scope_names, &v, err) < 0)
+			return -1;
+		r->o.scope = (enum weld_scope)v;
+		break;
+	case WELD_K_SIGN:
+		if (parse_enum(r, e, where, weld_sign_names, &v, err) < 0)
+			return -1;
+		r->o.sign = (enum weld_sign)v;
+		r->sign_set = true;
+		break;
+	case WELD_K_RESCALE:
+		if (parse_enum(r, e, where, weld_rescale_names, &v, err) < 0)
+			return -1;
+		r->o.rescale = (enum weld_rescale)v;
+		r->rescale_set = true;
+		break;
+	case WELD_K_COMBINE:
+		if (parse_enum(r, e, where, weld_combine_names, &v, err) < 0)
+			return -1;
+		if (m->combine_fixed && (enum weld_combine)v != m->combine)
+			return rfail(r, err, where, "%s always %s (merge_method '%s' with combine '%s' does the other)",
+				     m->name,
+				     m->combine == WELD_COMBINE_TIES ? "elects signs (ties)" : "sums",
+				     m->method == WELD_METHOD_DARE ? "dare" : "breadcrumbs",
+				     weld_combine_names[v]);
+		r->o.combine = (enum weld_combine)v;
+		break;
+	case WELD_K_FROM:
+		if (parse_enum(r, e, where, weld_from_names, &v, err) < 0)
+			return -1;
+		r->o.from = (enum weld_from)v;
+		break;
+	case WELD_K_TRIM:
+		if (!cJSON_IsNumber(e) || !(e->valuedouble > 0 && e->valuedouble <= 1))
+			return rfail(r, err, where, "expected a density in (0, 1]");
+		r->o.trim = e->valuedouble;
+		r->trim_set = true;
+		break;
+	case WELD_K_K:
+		if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) ||
+		    e->valuedouble < 0 || e->valuedouble > 64)
+			return rfail(r, err, where, "expected an integer in [0, 64]");
+		r->o.k = (int)e->valuedouble;
+		break;
+	case WELD_K_SEED:
+		return parse_seed(r, e, where, &r->o.seed, err);
+	case WELD_K_SHARD_SIZE:
+		return parse_size_value(r, e, where, &r->o.shard_size, err);
+	case WELD_K_MAX_MEMORY:
+		return parse_size_value(r, e, where, &r->o.max_memory, err);
+	case WELD_K_ALLOW_MISSING:
+	case WELD_K_COPY_FILES:
+		if (!cJSON_IsBool(e))
+			return rfail(r, err, where, "expected true or false, not %s", json_type(e));
+		if (k == WELD_K_ALLOW_MISSING)
+			r->o.allow_missing = cJSON_IsTrue(e);
+		else
+			r->o.copy_files = cJSON_IsTrue(e);
+		break;
+	case WELD_K_MASKS:
+	case WELD_K_COUNT:
+		break;
+	}
+	return 0;
+}
+
+int weld_recipe_parse_weld(weld_recipe *r, const cJSON *obj, struct weld_error *err)
+{
+	char path[WHERE_LEN];
 
 	if (!cJSON_IsObject(obj))
 		return rfail(r, err, "weld", "expected an object, not %s", json_type(obj));
 	if (weld_recipe_check_dups(r, obj, "weld", err) < 0)
 		return -1;
-	for (int k = 0; k < WELD_K_COUNT; k++)
-		mine[k] = (m->keys | WELD_K_GENERAL) & WELD_KB(k) ? weld_key_names[k] : NULL;
 	for (const cJSON *e = obj->child; e; e = e->next) {
-		int k = -1;
+		int k;
 
 		set_where(path, sizeof(path), "weld.%s", e->string);
-		for (int i = 0; i < WELD_K_COUNT && k < 0; i++)
-			if (weld_key_names[i] && strcmp(e->string, weld_key_names[i]) == 0)
-				k = i;
-		weld_list_names(list, sizeof(list), mine, WELD_K_COUNT);
-		if (k < 0) {
-			const char *near = weld_suggest(e->string, mine, WELD_K_COUNT);
-
-			if (!near)
-				near = weld_suggest(e->string, weld_key_names, WELD_K_COUNT);
-			if (near)
-				return rfail(r, err, path, "unknown key (did you mean '%s'?)", near);
-			return rfail(r, err, path, "unknown key (for %s: %s)", m->name, list);
-		}
-		if (!((m->keys | WELD_K_GENERAL) & WELD_KB(k)))
-			return rfail(r, err, path, "'%s' is not used by %s (its weld keys: %s)",
-				     weld_key_names[k], m->name, list);
-		switch ((enum weld_key)k) {
-		case WELD_K_SCOPE:
-			if (parse_enum(r, e, path, weld_scope_names, &v, err) < 0)
-				return -1;
-			r->o.scope = (enum weld_scope)v;
-			break;
-		case WELD_K_SIGN:
-			if (parse_enum(r, e, path, weld_sign_names, &v, err) < 0)
-				return -1;
-			r->o.sign = (enum weld_sign)v;
-			r->sign_set = true;
-			break;
-		case WELD_K_RESCALE:
-			if (parse_enum(r, e, path, weld_rescale_names, &v, err) < 0)
-				return -1;
-			r->o.rescale = (enum weld_rescale)v;
-			r->rescale_set = true;
-			break;
-		case WELD_K_COMBINE:
-			if (parse_enum(r, e, path, weld_combine_names, &v, err) < 0)
-				return -1;
-			if (m->combine_fixed && (enum weld_combine)v != m->combine)
-				return rfail(r, err, path, "%s always %s (merge_method '%s' with combine '%s' does the other)",
-					     m->name,
-					     m->combine == WELD_COMBINE_TIES ? "elects signs (ties)" : "sums",
-					     m->method == WELD_METHOD_DARE ? "dare" : "breadcrumbs",
-					     weld_combine_names[v]);
-			r->o.combine = (enum weld_combine)v;
-			break;
-		case WELD_K_FROM:
-			if (parse_enum(r, e, path, weld_from_names, &v, err) < 0)
-				return -1;
-			r->o.from = (enum weld_from)v;
-			break;
-		case WELD_K_TRIM:
-			if (!cJSON_IsNumber(e) || !(e->valuedouble > 0 && e->valuedouble <= 1))
-				return rfail(r, err, path, "expected a density in (0, 1]");
-			r->o.trim = e->valuedouble;
-			r->trim_set = true;
-			break;
-		case WELD_K_K:
-			if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) ||
-			    e->valuedouble < 0 || e->valuedouble > 64)
-				return rfail(r, err, path, "expected an integer in [0, 64]");
-			r->o.k = (int)e->valuedouble;
-			break;
-		case WELD_K_SEED:
-			if (cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble <= MAX_SEED_EXACT &&
-			    e->valuedouble == floor(e->valuedouble)) {
-				r->o.seed = (uint64_t)e->valuedouble;
-			} else if (cJSON_IsString(e) && e->valuestring[0] >= '0' && e->valuestring[0] <= '9') {
-				char *end;
-
-				errno = 0;
-				r->o.seed = strtoull(e->valuestring, &end, 10);
-				if (errno || *end)
-					return rfail(r, err, path, "'%s' is not an integer in [0, 2^64)",
-						     e->valuestring);
-			} else {
-				return rfail(r, err, path, "expected a non-negative integer (as a string above 2^53)");
-			}
-			break;
-		case WELD_K_SHARD_SIZE:
-			if (parse_size_value(r, e, path, &r->o.shard_size, err) < 0)
-				return -1;
-			break;
-		case WELD_K_MAX_MEMORY:
-			if (parse_size_value(r, e, path, &r->o.max_memory, err) < 0)
-				return -1;
-			break;
-		case WELD_K_ALLOW_MISSING:
-		case WELD_K_COPY_FILES:
-			if (!cJSON_IsBool(e))
-				return rfail(r, err, path, "expected true or false, not %s", json_type(e));
-			if (k == WELD_K_ALLOW_MISSING)
-				r->o.allow_missing = cJSON_IsTrue(e);
-			else
-				r->o.copy_files = cJSON_IsTrue(e);
-			break;
-		case WELD_K_MASKS:
-		case WELD_K_COUNT:
-			break;
-		}
+		if (weld_key_of(r, e, path, &k, err) < 0 ||
+		    weld_key_value(r, (enum weld_key)k, e, path, err) < 0)
+			return -1;
 	}
 	if (r->sign_set && !combines_ties(r))
-		return rfail(r, err, "weld.sign", "%s", m->method == WELD_METHOD_CONSENSUS
+		return rfail(r, err, "weld.sign", "%s", r->m->method == WELD_METHOD_CONSENSUS
 			     ? "sign is used only with \"from\": \"ties\""
 			     : "sign is used only with \"combine\": \"ties\"");
 	if (r->trim_set && r->o.combine != WELD_COMBINE_TIES)
