@@ -159,6 +159,7 @@ static inline bool param_in_use(const weld_recipe *r, enum weld_param p)
 	return p != WELD_P_DENSITY || weld_method_uses(&r->o, r->m->method, p);
 }
 
+/* Does the merge elect signs as ties does (what weld.sign is for)? */
 static inline bool combines_ties(const weld_recipe *r)
 {
 	return weld_method_elects_signs(&r->o, r->m->method);
@@ -174,6 +175,9 @@ static inline bool param_default(const weld_recipe *r, enum weld_param p, double
 enum level { LV_TOP, LV_SLICE, LV_SOURCE };
 
 /* ---------------------------------------------------------------- across lib/recipe */
+
+/* Not part of the library's interface: only the files of lib/recipe see
+ * these. Each is defined in the file named before it. */
 
 /* recipe_parse.c: refuse a key of obj that repeats an earlier one. */
 int weld_recipe_check_dups(const weld_recipe *r, const cJSON *obj, const char *where,
