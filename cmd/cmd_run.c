@@ -2,7 +2,7 @@
  * cmd_run.c - weld run: merge by a recipe (mergekit's configuration schema
  * as JSON), and the recipe form of weld plan.
  *
- * The recipe is read, checked and planned by lib/recipe.c; every recipe
+ * The recipe is read, checked and planned by lib/recipe/; every recipe
  * error (exit 1) is reported before the output folder is created, every
  * usage error (exit 2) before the recipe is read.
  */

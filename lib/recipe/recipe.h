@@ -21,6 +21,7 @@
 #define WELD_RECIPE_H
 
 #include "method.h"
+#include "suggest.h"   /* weld_edit_distance and the other did-you-mean hints */
 
 typedef struct weld_recipe weld_recipe;
 
@@ -87,8 +88,5 @@ char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_err
  * frees; NULL when out of memory). */
 char *weld_recipe_of_apply_mask(const char *base, const char *merged, const char *masks,
 				long task);
-
-/* Levenshtein distance of two short strings (for did-you-mean hints). */
-size_t weld_edit_distance(const char *a, const char *b);
 
 #endif
