@@ -4,6 +4,7 @@
  */
 #include "commands.h"
 #include "merge_cmd.h"
+#include "method.h"
 
 #include <string.h>
 
@@ -34,6 +35,10 @@ int cmd_plan(int argc, char **argv)
 		argv[0] = (char *)"run";
 		return cmd_run_plan(argc, argv);
 	}
+	/* the commands that honour merge_plan_only: the merges */
+	if (!weld_method_find(argv[1], WELD_IN_COMMAND) && strcmp(argv[1], "expert-merge") != 0)
+		return cli_usage_error("'%s' is not a merge command: weld plan takes a merge command line or a recipe",
+				       argv[1]);
 	merge_plan_only = true;
 	return cmd_run_named(argc - 1, argv + 1);
 }

@@ -116,6 +116,8 @@ echo '{broken' >"$T/badcfg/config.json"
 refuse "plan refuses a config.json that is not JSON" 1 "badcfg/config.json': not a JSON object" - "$WELD" plan task-arithmetic --base "$T/badcfg" "$odd/m2"
 refuse "... and so does the merge, writing nothing" 1 "badcfg/config.json': not a JSON object" "$T/cfgout" "$WELD" task-arithmetic -q --base "$T/badcfg" -o "$T/cfgout" "$odd/m2"
 
+refuse "plan refuses a command that is not a merge" 2 "'convert' is not a merge command" "$T/cv" "$WELD" plan convert "$T/ft1" -o "$T/cv"
+
 # a usage error is the error and one line pointing to -h, not the whole usage
 usage_error_is_two_lines() {
 	"$WELD" ties $B --density 1.5 -o "$T/e2" $FT 2>"$T/usage-err"
