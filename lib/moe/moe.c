@@ -14,6 +14,7 @@
  *    the chunk size.
  */
 #include "moe.h"
+#include "lap.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>

@@ -5,9 +5,9 @@
  *
  * The interface has two halves:
  *  - pure math on plain arrays (stats validation, group-count allocation,
- *    similarity, grouping, the linear-assignment solver, neuron alignment,
- *    the frequency-weighted merge), which touches no file and is what the
- *    unit tests exercise;
+ *    similarity, grouping, neuron alignment, the frequency-weighted merge),
+ *    which touches no file and is what the unit tests exercise (the
+ *    linear-assignment solver the alignment uses is in lap.h);
  *  - a driver (weld_moe_layout_detect, weld_moe_plan_build, weld_moe_write)
  *    that applies it to a weld_model and streams the result into a
  *    weld_writer, holding at most one layer's worth of expert rows (bounded
@@ -142,20 +142,6 @@ void weld_moe_merge_coefs(const double *freq, double uniform_freq,
 void weld_moe_merge(float *dst, const float *const *src, const float *coef, int n,
 		    size_t len);
 
-/* ---------------------------------------------------------------- linear assignment (lap.c) */
-
-/*
- * Solve the n x n linear assignment problem on cost (row-major): find the
- * permutation assign[] (row i -> column assign[i]) that minimises
- * sum_i cost[i][assign[i]], or maximises it if maximize is true. Exact
- * (shortest augmenting paths with dual potentials, i.e. the Hungarian
- * method in the Jonker-Volgenant form), O(n^3) time, O(n) extra memory,
- * deterministic. If total is not NULL it receives the optimal sum.
- * Returns 0, or -1 if n < 1, an entry is not finite, or out of memory.
- */
-int weld_lap_solve(const double *cost, int n, bool maximize, int *assign,
-		   double *total, struct weld_error *err);
-
 /* ---------------------------------------------------------------- neuron alignment */
 
 /*
@@ -174,7 +160,7 @@ struct weld_moe_ffn {
  * target neuron that goes to position r, chosen to maximise
  * sum_r C[r][perm[r]] with C = W1r W1t^T + W3r W3t^T + W2r^T W2t (an F x F
  * matrix; float32 partial sums over blocks of 64 elements, added in
- * double), solved exactly by weld_lap_solve().
+ * double), solved exactly by weld_lap_solve() (lap.h).
  * Applying it (target rows of W1 and W3, and columns of W2, taken in the
  * order perm) leaves the expert's function unchanged.
  * Needs F*F doubles and 2*F*(3H) floats of scratch. Returns 0, or -1.

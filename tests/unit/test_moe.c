@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "moe.h"
+#include "lap.h"
 
 /* ---------------------------------------------------------------- helpers */
 
