@@ -72,6 +72,10 @@ int weld_moe_stats_parse(struct weld_moe_stats *st, const char *text, size_t len
 /* Free what weld_moe_stats_parse() allocated; st may be NULL or empty. */
 void weld_moe_stats_release(struct weld_moe_stats *st);
 
+/* The whole text of the stats file at path, NUL-terminated (*len bytes
+ * before the NUL; the caller frees *text). Returns 0, or -1. */
+int weld_moe_read_stats(const char *path, char **text, size_t *len, struct weld_error *err);
+
 /* ---------------------------------------------------------------- group counts and grouping */
 
 /*
@@ -233,6 +237,12 @@ int weld_moe_layout_detect(struct weld_moe_layout *lo,
 			   struct weld_error *err);
 void weld_moe_layout_release(struct weld_moe_layout *lo);
 
+/* The text of the config.json beside m's files, for weld_moe_opts.config
+ * (the caller frees *text). A missing config.json is not an error: 0 with
+ * *text NULL. Returns 0, or -1 if it exists and cannot be read. */
+int weld_moe_read_config(const weld_model *m, char **text, size_t *len,
+			 struct weld_error *err);
+
 /* ---------------------------------------------------------------- plan and write */
 
 enum weld_moe_similarity {
@@ -293,14 +303,25 @@ void weld_moe_plan_release(struct weld_moe_plan *p);
  * dominant expert of each group. Caller frees; NULL if out of memory. */
 char *weld_moe_groups_json(const struct weld_moe_plan *p);
 
+/* "alias" or "compact", as --layout and expert_groups.json spell them. */
+const char *weld_moe_out_layout_name(enum weld_moe_out_layout layout);
+
+/* The fewest and the most groups of any layer of a plan, and their sum. */
+void weld_moe_plan_group_range(const struct weld_moe_plan *p, int *min, int *max,
+			       long *total);
+
+/* The widest FFN (F) of any layer: what --align's O(F^3) cost grows with. */
+int64_t weld_moe_plan_max_ffn(const struct weld_moe_plan *p);
+
 /* Called after each output tensor with the input bytes processed so far. */
 typedef void (*weld_moe_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 /*
  * Write the merged checkpoint to out_dir. wopts supplies shard size, force,
- * recipe and copy_from/torch_dtype; this function adds the config edit of
- * the compact layout and expert_groups.json. Streams layer by layer: with
- * --align, per group the permutations of its members are computed first.
+ * recipe and copy_from; this function adds the torch_dtype of an explicit
+ * --dtype, the config edit of the compact layout and expert_groups.json.
+ * Streams layer by layer: with --align, per group the permutations of its
+ * members are computed first.
  * Returns 0 once the output is committed, or -1 (no output left behind).
  */
 int weld_moe_write(const struct weld_moe_plan *p, const weld_model *m,
