@@ -429,7 +429,9 @@ static int make_layers(struct weld_moe_layout *lo, struct name_scan *sc, struct 
 		if (sc->pre[k].max_expert + 1 > lo->n_experts)
 			lo->n_experts = sc->pre[k].max_expert + 1;
 	lo->n_layers = npre;
-	lo->layers = calloc((size_t)npre, sizeof(*lo->layers));
+	/* npre >= 1 (scan_names() refuses a model without experts), which the
+	 * compiler cannot see from here */
+	lo->layers = calloc(npre > 0 ? (size_t)npre : 1, sizeof(*lo->layers));
 	if (!lo->layers)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	for (int k = 0; k < npre; k++) {
