@@ -1,9 +1,8 @@
 /*
  * cmd_expert_merge.c - weld expert-merge: merge the experts of each MoE
  * layer of one checkpoint into fewer groups (M-SMoE). Parses the command
- * line, reads the stats file and config.json, and hands everything to
- * lib/moe.c, which plans (every check, before any output exists) and then
- * streams the result.
+ * line, hands it to lib/moe (moe.h), which plans (every check, before any
+ * output exists) and then streams the result, and reports the groups.
  */
 #include "cli.h"
 #include "commands.h"
@@ -11,16 +10,11 @@
 #include "moe.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
-
-#define MAX_TEXT (256u << 20)
 
 /* --align prints a warning above this FFN width (the solve is O(F^3)). */
 #define ALIGN_WARN_FFN 4096
@@ -77,11 +71,6 @@ struct args {
 	struct weld_moe_opts o;
 	uint64_t shard_size;
 	bool force, json, copy_files;
-};
-
-static const char *const dtype_torch[] = {
-	[WELD_F64] = "float64", [WELD_F32] = "float32", [WELD_F16] = "float16",
-	[WELD_BF16] = "bfloat16",
 };
 
 /* 0 to go on, -1 after -h, else an exit status. */
@@ -162,23 +151,6 @@ static int parse(int argc, char **argv, struct args *a)
 	return 0;
 }
 
-/* The whole of a small text file, NUL-terminated; NULL with *missing set if
- * it does not exist (when may_miss), else NULL after an error message. */
-static char *read_text(const char *path, bool may_miss, bool *missing, size_t *len)
-{
-	struct weld_error err = { 0 };
-	char *buf = NULL;
-
-	*missing = false;
-	if (weld_read_small_file(path, MAX_TEXT, &buf, len, &err) == 0)
-		return buf;
-	if (may_miss && err.sys_errno == ENOENT)
-		*missing = true;
-	else
-		cli_fail(&err);
-	return NULL;
-}
-
 /* The command line as a JSON object, kept in the output's metadata. */
 static char *recipe_json(int argc, char **argv)
 {
@@ -223,26 +195,15 @@ static void print_layers_json(const struct weld_moe_plan *p)
 	printf("]");
 }
 
-static void group_range(const struct weld_moe_plan *p, int *lo_g, int *hi_g, long *total)
-{
-	*lo_g = *hi_g = p->groups[0];
-	*total = 0;
-	for (int l = 0; l < p->layout.n_layers; l++) {
-		*lo_g = p->groups[l] < *lo_g ? p->groups[l] : *lo_g;
-		*hi_g = p->groups[l] > *hi_g ? p->groups[l] : *hi_g;
-		*total += p->groups[l];
-	}
-}
-
 /* 'weld plan expert-merge ...': what would be done, writing nothing. */
 static void print_plan(const struct args *a, const struct weld_moe_plan *p)
 {
 	const struct weld_moe_layout *lo = &p->layout;
-	const char *layout = a->o.layout == WELD_MOE_OUT_COMPACT ? "compact" : "alias";
+	const char *layout = weld_moe_out_layout_name(a->o.layout);
 	int lo_g, hi_g;
 	long total;
 
-	group_range(p, &lo_g, &hi_g, &total);
+	weld_moe_plan_group_range(p, &lo_g, &hi_g, &total);
 	if (a->json) {
 		printf("{\"method\":\"expert-merge\",\"model\":");
 		cli_json_string(stdout, a->model);
@@ -276,18 +237,76 @@ static void print_plan(const struct args *a, const struct weld_moe_plan *p)
 
 static void warn_align(const struct weld_moe_plan *p)
 {
-	int64_t f = 0;
+	const int64_t f = weld_moe_plan_max_ffn(p);
 	char mem[32];
 
-	for (int l = 0; l < p->layout.n_layers; l++)
-		if (p->layout.layers[l].ffn > f)
-			f = p->layout.layers[l].ffn;
 	if (f <= ALIGN_WARN_FFN)
 		return;
 	weld_format_size(p->align_bytes, mem, sizeof(mem));
 	cli_warning("--align on FFN width %lld: about %.1e operations and %s of memory "
 		    "(the assignment is O(F^3) per member); this may take hours or more",
 		    (long long)f, p->align_work, mem);
+}
+
+/* -v: the group of every expert, one line per layer. */
+static void print_groups(const struct weld_moe_plan *p)
+{
+	const int e_n = p->layout.n_experts;
+
+	for (int l = 0; l < p->layout.n_layers; l++) {
+		char line[1024];
+		size_t used = 0;
+
+		for (int e = 0; e < e_n && used + 16 < sizeof(line); e++)
+			used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%d", e ? " " : "",
+						 p->label[(size_t)l * (size_t)e_n + (size_t)e]);
+		cli_info("layer %d: %d groups, expert->group %s", p->layout.layers[l].index,
+			 p->groups[l], line);
+	}
+}
+
+/* After the output is written: --json on stdout, else one line on stderr. */
+static void print_summary(const struct args *a, const struct weld_moe_plan *p, double secs)
+{
+	int lo_g, hi_g;
+	long total;
+
+	weld_moe_plan_group_range(p, &lo_g, &hi_g, &total);
+	if (a->json) {
+		printf("{\"output\":");
+		cli_json_string(stdout, a->out);
+		printf(",\"method\":\"expert-merge\",\"layout\":\"%s\",\"similarity\":\"%s\","
+		       "\"experts\":%d,\"seconds\":%.3f,",
+		       weld_moe_out_layout_name(a->o.layout), p->sim_source, p->layout.n_experts,
+		       secs);
+		print_layers_json(p);
+		printf("}\n");
+	} else if (cli_verbosity >= 1) {
+		fprintf(stderr, "%s: wrote '%s': %d MoE layers, %d experts -> ", cli_name, a->out,
+			p->layout.n_layers, p->layout.n_experts);
+		if (lo_g == hi_g)
+			fprintf(stderr, "%d groups", lo_g);
+		else
+			fprintf(stderr, "%d to %d groups (%ld in total)", lo_g, hi_g, total);
+		fprintf(stderr, " per layer (%.2f s)\n", secs);
+	}
+}
+
+/* The stats file, the model and the config.json beside it, into a->o. */
+static int open_inputs(struct args *a, weld_model **m, char **stats, char **config,
+		       struct weld_error *err)
+{
+	if (a->stats_path) {
+		if (weld_moe_read_stats(a->stats_path, stats, &a->o.stats_len, err) < 0)
+			return -1;
+		a->o.stats = *stats;
+		a->o.stats_name = a->stats_path;
+	}
+	if (weld_model_open(m, a->model, err) < 0 ||
+	    weld_moe_read_config(*m, config, &a->o.config_len, err) < 0)
+		return -1;
+	a->o.config = *config;
+	return 0;
 }
 
 int cmd_expert_merge(int argc, char **argv)
@@ -297,10 +316,10 @@ int cmd_expert_merge(int argc, char **argv)
 	struct weld_moe_plan plan;
 	struct weld_writer_opts wo = { 0 };
 	weld_model *m = NULL;
-	char *stats = NULL, *config = NULL, *config_path = NULL, *recipe = NULL;
+	char *stats = NULL, *config = NULL, *recipe = NULL;
 	struct timespec t0, t1;
 	struct stat st;
-	bool missing, planned = false;
+	bool planned = false;
 	int r;
 
 	memset(&a, 0, sizeof(a));
@@ -313,26 +332,8 @@ int cmd_expert_merge(int argc, char **argv)
 		cli_error("'%s' already exists; not overwritten (use -f to replace it)", a.out);
 		goto out;
 	}
-	if (a.stats_path) {
-		if (!(stats = read_text(a.stats_path, false, &missing, &a.o.stats_len)))
-			goto out;
-		a.o.stats = stats;
-		a.o.stats_name = a.stats_path;
-	}
-	if (weld_model_open(&m, a.model, &err) < 0) {
-		r = cli_fail(&err);
-		goto out;
-	}
-	if (!(config_path = weld_path_join(weld_model_dir(m), "config.json"))) {
-		cli_error("out of memory");
-		goto out;
-	}
-	config = read_text(config_path, true, &missing, &a.o.config_len);
-	if (!config && !missing)
-		goto out;
-	a.o.config = config;
-
-	if (weld_moe_plan_build(&plan, m, &a.o, &err) < 0) {
+	if (open_inputs(&a, &m, &stats, &config, &err) < 0 ||
+	    weld_moe_plan_build(&plan, m, &a.o, &err) < 0) {
 		r = cli_fail(&err);
 		goto out;
 	}
@@ -344,23 +345,14 @@ int cmd_expert_merge(int argc, char **argv)
 		r = EXIT_OK;
 		goto out;
 	}
-	for (int l = 0; l < plan.layout.n_layers && cli_verbosity >= 2; l++) {
-		char line[1024];
-		size_t used = 0;
-
-		for (int e = 0; e < plan.layout.n_experts && used + 16 < sizeof(line); e++)
-			used += (size_t)snprintf(line + used, sizeof(line) - used, "%s%d", e ? " " : "",
-						 plan.label[(size_t)l * (size_t)plan.layout.n_experts + (size_t)e]);
-		cli_info("layer %d: %d groups, expert->group %s", plan.layout.layers[l].index,
-			 plan.groups[l], line);
-	}
+	if (cli_verbosity >= 2)
+		print_groups(&plan);
 
 	recipe = recipe_json(argc, argv);
 	wo.shard_size = a.shard_size;
 	wo.force = a.force;
 	wo.recipe_json = recipe;
 	wo.copy_from = a.copy_files ? weld_model_dir(m) : NULL;
-	wo.torch_dtype = a.o.out_dtype >= 0 ? dtype_torch[a.o.out_dtype] : NULL;
 	cli_install_signals();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (weld_moe_write(&plan, m, a.out, &wo, cli_progress, NULL, &err) < 0) {
@@ -369,32 +361,8 @@ int cmd_expert_merge(int argc, char **argv)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	cli_progress_end();
-	{
-		const double secs = (double)(t1.tv_sec - t0.tv_sec) +
-				    (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-		int lo_g, hi_g;
-		long total;
-
-		group_range(&plan, &lo_g, &hi_g, &total);
-		if (a.json) {
-			printf("{\"output\":");
-			cli_json_string(stdout, a.out);
-			printf(",\"method\":\"expert-merge\",\"layout\":\"%s\",\"similarity\":\"%s\","
-			       "\"experts\":%d,\"seconds\":%.3f,",
-			       a.o.layout == WELD_MOE_OUT_COMPACT ? "compact" : "alias",
-			       plan.sim_source, plan.layout.n_experts, secs);
-			print_layers_json(&plan);
-			printf("}\n");
-		} else if (cli_verbosity >= 1) {
-			fprintf(stderr, "%s: wrote '%s': %d MoE layers, %d experts -> ", cli_name, a.out,
-				plan.layout.n_layers, plan.layout.n_experts);
-			if (lo_g == hi_g)
-				fprintf(stderr, "%d groups", lo_g);
-			else
-				fprintf(stderr, "%d to %d groups (%ld in total)", lo_g, hi_g, total);
-			fprintf(stderr, " per layer (%.2f s)\n", secs);
-		}
-	}
+	print_summary(&a, &plan, (double)(t1.tv_sec - t0.tv_sec) +
+			  (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
 	r = EXIT_OK;
 out:
 	if (planned)
@@ -402,7 +370,6 @@ out:
 	weld_model_close(m);
 	free(stats);
 	free(config);
-	free(config_path);
 	free(recipe);
 	return r;
 }

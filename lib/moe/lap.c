@@ -10,7 +10,7 @@
  * O(n) extra memory. The scan order is fixed (columns in increasing order,
  * the first minimum wins), so the result is deterministic.
  */
-#include "moe.h"
+#include "lap.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -5,9 +5,9 @@
  *
  * The interface has two halves:
  *  - pure math on plain arrays (stats validation, group-count allocation,
- *    similarity, grouping, the linear-assignment solver, neuron alignment,
- *    the frequency-weighted merge), which touches no file and is what the
- *    unit tests exercise;
+ *    similarity, grouping, neuron alignment, the frequency-weighted merge),
+ *    which touches no file and is what the unit tests exercise (the
+ *    linear-assignment solver the alignment uses is in lap.h);
  *  - a driver (weld_moe_layout_detect, weld_moe_plan_build, weld_moe_write)
  *    that applies it to a weld_model and streams the result into a
  *    weld_writer, holding at most one layer's worth of expert rows (bounded
@@ -71,6 +71,10 @@ int weld_moe_stats_parse(struct weld_moe_stats *st, const char *text, size_t len
 			 int n_experts, struct weld_error *err);
 /* Free what weld_moe_stats_parse() allocated; st may be NULL or empty. */
 void weld_moe_stats_release(struct weld_moe_stats *st);
+
+/* The whole text of the stats file at path, NUL-terminated (*len bytes
+ * before the NUL; the caller frees *text). Returns 0, or -1. */
+int weld_moe_read_stats(const char *path, char **text, size_t *len, struct weld_error *err);
 
 /* ---------------------------------------------------------------- group counts and grouping */
 
@@ -142,20 +146,6 @@ void weld_moe_merge_coefs(const double *freq, double uniform_freq,
 void weld_moe_merge(float *dst, const float *const *src, const float *coef, int n,
 		    size_t len);
 
-/* ---------------------------------------------------------------- linear assignment (lap.c) */
-
-/*
- * Solve the n x n linear assignment problem on cost (row-major): find the
- * permutation assign[] (row i -> column assign[i]) that minimises
- * sum_i cost[i][assign[i]], or maximises it if maximize is true. Exact
- * (shortest augmenting paths with dual potentials, i.e. the Hungarian
- * method in the Jonker-Volgenant form), O(n^3) time, O(n) extra memory,
- * deterministic. If total is not NULL it receives the optimal sum.
- * Returns 0, or -1 if n < 1, an entry is not finite, or out of memory.
- */
-int weld_lap_solve(const double *cost, int n, bool maximize, int *assign,
-		   double *total, struct weld_error *err);
-
 /* ---------------------------------------------------------------- neuron alignment */
 
 /*
@@ -174,7 +164,7 @@ struct weld_moe_ffn {
  * target neuron that goes to position r, chosen to maximise
  * sum_r C[r][perm[r]] with C = W1r W1t^T + W3r W3t^T + W2r^T W2t (an F x F
  * matrix; float32 partial sums over blocks of 64 elements, added in
- * double), solved exactly by weld_lap_solve().
+ * double), solved exactly by weld_lap_solve() (lap.h).
  * Applying it (target rows of W1 and W3, and columns of W2, taken in the
  * order perm) leaves the expert's function unchanged.
  * Needs F*F doubles and 2*F*(3H) floats of scratch. Returns 0, or -1.
@@ -247,6 +237,12 @@ int weld_moe_layout_detect(struct weld_moe_layout *lo,
 			   struct weld_error *err);
 void weld_moe_layout_release(struct weld_moe_layout *lo);
 
+/* The text of the config.json beside m's files, for weld_moe_opts.config
+ * (the caller frees *text). A missing config.json is not an error: 0 with
+ * *text NULL. Returns 0, or -1 if it exists and cannot be read. */
+int weld_moe_read_config(const weld_model *m, char **text, size_t *len,
+			 struct weld_error *err);
+
 /* ---------------------------------------------------------------- plan and write */
 
 enum weld_moe_similarity {
@@ -307,14 +303,25 @@ void weld_moe_plan_release(struct weld_moe_plan *p);
  * dominant expert of each group. Caller frees; NULL if out of memory. */
 char *weld_moe_groups_json(const struct weld_moe_plan *p);
 
+/* "alias" or "compact", as --layout and expert_groups.json spell them. */
+const char *weld_moe_out_layout_name(enum weld_moe_out_layout layout);
+
+/* The fewest and the most groups of any layer of a plan, and their sum. */
+void weld_moe_plan_group_range(const struct weld_moe_plan *p, int *min, int *max,
+			       long *total);
+
+/* The widest FFN (F) of any layer: what --align's O(F^3) cost grows with. */
+int64_t weld_moe_plan_max_ffn(const struct weld_moe_plan *p);
+
 /* Called after each output tensor with the input bytes processed so far. */
 typedef void (*weld_moe_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 
 /*
  * Write the merged checkpoint to out_dir. wopts supplies shard size, force,
- * recipe and copy_from/torch_dtype; this function adds the config edit of
- * the compact layout and expert_groups.json. Streams layer by layer: with
- * --align, per group the permutations of its members are computed first.
+ * recipe and copy_from; this function adds the torch_dtype of an explicit
+ * --dtype, the config edit of the compact layout and expert_groups.json.
+ * Streams layer by layer: with --align, per group the permutations of its
+ * members are computed first.
  * Returns 0 once the output is committed, or -1 (no output left behind).
  */
 int weld_moe_write(const struct weld_moe_plan *p, const weld_model *m,

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "moe.h"
+#include "lap.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -663,6 +664,95 @@ static void test_layout_errors(void **state)
 	assert_non_null(strstr(err.msg, "unknown expert tensor 'w4.weight'"));
 }
 
+/* One failure per detection step, each with its message, and nothing
+ * left allocated in the layout. */
+static void test_layout_step_errors(void **state)
+{
+	static struct fake_model m;
+	struct weld_moe_layout lo;
+	struct weld_error err = { 0 };
+
+	(void)state;
+	/* config.json that is not an object */
+	memset(&m, 0, sizeof(m));
+	add_moe_layer(&m, true, 0, 2, 6, 8);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, "[1]", 3, &err), -1);
+	assert_string_equal(err.msg, "config.json: not a JSON object");
+	assert_null(lo.layers);
+
+	/* scan: two naming styles */
+	add_moe_layer(&m, false, 1, 2, 6, 8);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_string_equal(err.msg, "tensor 'model.layers.1.mlp.experts.0.gate_proj.weight': mixes "
+			    "'mlp.experts' with 'block_sparse_moe.experts' (in "
+			    "'model.layers.0.block_sparse_moe.experts.1.w2.weight')");
+	assert_null(lo.suffix);
+
+	/* scan: an expert index beyond the limit */
+	memset(&m, 0, sizeof(m));
+	add_tensor(&m, "model.layers.0.mlp.experts.70000.gate_proj.weight", 2, 6, 8);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_string_equal(err.msg, "tensor 'model.layers.0.mlp.experts.70000.gate_proj.weight': "
+			    "expert index 70000 is too large");
+
+	/* suffixes: a main weight missing */
+	memset(&m, 0, sizeof(m));
+	add_tensor(&m, "model.layers.0.mlp.experts.0.gate_proj.weight", 2, 6, 8);
+	add_tensor(&m, "model.layers.0.mlp.experts.0.down_proj.weight", 2, 8, 6);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_string_equal(err.msg, "no 'model.layers.0.mlp.experts.0.up_proj.weight' tensors "
+			    "in 'qwen' MoE");
+
+	/* layers: no layer index in the prefix */
+	memset(&m, 0, sizeof(m));
+	add_tensor(&m, "encoder.mlp.experts.0.gate_proj.weight", 2, 6, 8);
+	add_tensor(&m, "encoder.mlp.experts.0.up_proj.weight", 2, 6, 8);
+	add_tensor(&m, "encoder.mlp.experts.0.down_proj.weight", 2, 8, 6);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_string_equal(err.msg, "'encoder.mlp.experts': cannot tell which layer this is");
+
+	/* layers: two prefixes with the same index */
+	memset(&m, 0, sizeof(m));
+	add_moe_layer(&m, false, 3, 2, 6, 8);
+	add_tensor(&m, "vision.layers.3.mlp.experts.0.gate_proj.weight", 2, 6, 8);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_string_equal(err.msg, "'model.layers.3.mlp.experts' and 'vision.layers.3.mlp.experts' "
+			    "both look like layer 3");
+
+	/* checks: a router with the wrong number of rows */
+	memset(&m, 0, sizeof(m));
+	add_moe_layer(&m, true, 0, 2, 6, 8);
+	add_tensor(&m, "model.layers.0.block_sparse_moe.gate.bias", 1, 3, 0);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_string_equal(err.msg, "router 'model.layers.0.block_sparse_moe.gate.bias': first "
+			    "dimension 3, expected the 2 experts");
+	assert_null(lo.roles);
+}
+
+/* What the command prints of a plan: its group range, widest FFN and
+ * layout name, on a plan filled by hand. */
+static void test_plan_summaries(void **state)
+{
+	struct weld_moe_layer layers[3] = { { .ffn = 6 }, { .ffn = 14 }, { .ffn = 10 } };
+	int groups[3] = { 3, 1, 2 };
+	struct weld_moe_plan p;
+	int lo_g, hi_g;
+	long total;
+
+	(void)state;
+	memset(&p, 0, sizeof(p));
+	p.layout.n_layers = 3;
+	p.layout.layers = layers;
+	p.groups = groups;
+	weld_moe_plan_group_range(&p, &lo_g, &hi_g, &total);
+	assert_int_equal(lo_g, 1);
+	assert_int_equal(hi_g, 3);
+	assert_int_equal(total, 6);
+	assert_int_equal(weld_moe_plan_max_ffn(&p), 14);
+	assert_string_equal(weld_moe_out_layout_name(WELD_MOE_OUT_ALIAS), "alias");
+	assert_string_equal(weld_moe_out_layout_name(WELD_MOE_OUT_COMPACT), "compact");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -686,6 +776,8 @@ int main(void)
 		cmocka_unit_test(test_layout_mixtral),
 		cmocka_unit_test(test_layout_deepseek_dense_and_shared),
 		cmocka_unit_test(test_layout_errors),
+		cmocka_unit_test(test_layout_step_errors),
+		cmocka_unit_test(test_plan_summaries),
 	};
 	return cmocka_run_group_tests_name("moe", tests, NULL, NULL);
 }

@@ -1,0 +1,456 @@
+/*
+ * moe_write.c - write the merged checkpoint of a plan: the output tensor
+ * list (all of them in the alias layout, G experts per layer and shrunk
+ * routers in the compact one), the copy of every other tensor, then layer
+ * by layer the merge of each group, streamed in row chunks sized from
+ * --max-memory; with --align the members' neurons are permuted first.
+ * Sums run over members in index order, so the bytes do not depend on -j
+ * or on the chunk size.
+ */
+#include "moe_impl.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One weld_moe_write() call, shared by its steps. */
+struct write_ctx {
+	const struct weld_moe_plan *p;
+	const weld_model *m;
+	weld_writer *w;
+	struct weld_error *err;
+	uint64_t budget;
+	int64_t *out_of;          /* per input tensor: output tensor, or -1 */
+	size_t *widx;             /* per output tensor: index in the writer */
+	weld_moe_progress_fn progress;
+	void *progress_ctx;
+	uint64_t done, total;
+};
+
+static bool encodable(enum weld_dtype d)
+{
+	return d == WELD_F64 || d == WELD_F32 || d == WELD_F16 || d == WELD_BF16;
+}
+
+/* Output dtype of a merged expert tensor: --dtype, else the input's when it
+ * can be written, else BF16 (8-bit float experts). */
+static enum weld_dtype merged_dtype(const struct weld_moe_plan *p, enum weld_dtype in)
+{
+	if (p->opts.out_dtype >= 0)
+		return (enum weld_dtype)p->opts.out_dtype;
+	return encodable(in) ? in : WELD_BF16;
+}
+
+/* Output dtype of a copied tensor: converted only for an explicit --dtype,
+ * and only if it is floating. */
+static enum weld_dtype copied_dtype(const struct weld_moe_plan *p, enum weld_dtype in)
+{
+	if (p->opts.out_dtype >= 0 && weld_dtype_is_float(in))
+		return (enum weld_dtype)p->opts.out_dtype;
+	return in;
+}
+
+static void report(struct write_ctx *c, uint64_t bytes)
+{
+	c->done += bytes;
+	if (c->progress)
+		c->progress(c->progress_ctx, c->done, c->total);
+}
+
+/* Copy elements [first, first + count) of input tensor i to writer tensor
+ * wi, converting to out when it differs from the input dtype. */
+static int copy_elements(struct write_ctx *c, size_t i, size_t wi, enum weld_dtype out,
+			 uint64_t first, uint64_t count, void *raw, float *f32, void *enc,
+			 uint64_t chunk)
+{
+	const struct weld_tensor_info *t = weld_model_tensor(c->m, i);
+
+	for (uint64_t off = 0; off < count; off += chunk) {
+		const size_t len = (size_t)(count - off < chunk ? count - off : chunk);
+
+		if (out == t->dtype) {
+			if (weld_model_read(c->m, i, first + off, len, raw, c->err) < 0 ||
+			    weld_writer_write(c->w, wi, raw, len * weld_dtype_size(out), c->err) < 0)
+				return -1;
+			continue;
+		}
+		if (weld_model_read_f32(c->m, i, first + off, len, f32, raw, c->err) < 0)
+			return -1;
+		if (weld_encode_f32(out, f32, enc, len) < 0)
+			return weld_fail(c->err, WELD_ERR_ARG, "tensor '%s': cannot write dtype %s",
+					 t->name, weld_dtype_name(out));
+		if (weld_writer_write(c->w, wi, enc, len * weld_dtype_size(out), c->err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Non-expert tensors: copied; in the compact layout the routers keep the
+ * rows of the dominant experts, in group order. */
+static int copy_plain(struct write_ctx *c, const struct weld_out_tensor *ot)
+{
+	const struct weld_moe_plan *p = c->p;
+	const size_t n = weld_model_count(c->m);
+	const uint64_t chunk = c->budget / 20 > 0 ? c->budget / 20 : 1;
+	void *raw = malloc((size_t)chunk * 8);
+	float *f32 = malloc((size_t)chunk * sizeof(float));
+	void *enc = malloc((size_t)chunk * 8);
+	int ret = -1;
+
+	if (!raw || !f32 || !enc) {
+		weld_fail(c->err, WELD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct weld_moe_tensor_role *r = &p->layout.roles[i];
+		const struct weld_tensor_info *t = weld_model_tensor(c->m, i);
+		const int64_t k = c->out_of[i];
+		size_t wi;
+
+		if (r->role == WELD_MOE_EXPERT)
+			continue;
+		wi = c->widx[k];
+		if (r->role == WELD_MOE_ROUTER && p->opts.layout == WELD_MOE_OUT_COMPACT) {
+			const int e_n = p->layout.n_experts;
+			const int *dom = p->dominant + (size_t)r->layer * (size_t)e_n;
+			const uint64_t row = t->nelem / (uint64_t)e_n;
+
+			for (int g = 0; g < p->groups[r->layer]; g++)
+				if (copy_elements(c, i, wi, ot[k].dtype, (uint64_t)dom[g] * row, row,
+						  raw, f32, enc, chunk) < 0)
+					goto out;
+		} else if (copy_elements(c, i, wi, ot[k].dtype, 0, t->nelem, raw, f32, enc,
+					 chunk) < 0) {
+			goto out;
+		}
+		report(c, t->nbytes);
+	}
+	ret = 0;
+out:
+	free(raw);
+	free(f32);
+	free(enc);
+	return ret;
+}
+
+/* Rows [r0, r1) of a [rows, cols] view of tensor i, aligned by perm if given. */
+static int read_rows(struct write_ctx *c, size_t i, uint64_t r0, uint64_t r1, uint64_t cols,
+		     const int *perm, enum weld_moe_axis axis, float *dst, void *scratch,
+		     float *tmp)
+{
+	if (perm && axis == WELD_MOE_AXIS_ROWS) {
+		for (uint64_t r = r0; r < r1; r++)
+			if (weld_model_read_f32(c->m, i, (uint64_t)perm[r] * cols, (size_t)cols,
+						dst + (size_t)(r - r0) * (size_t)cols, scratch, c->err) < 0)
+				return -1;
+		return 0;
+	}
+	if (weld_model_read_f32(c->m, i, r0 * cols, (size_t)((r1 - r0) * cols), dst, scratch,
+				c->err) < 0)
+		return -1;
+	if (perm && axis == WELD_MOE_AXIS_COLS) {
+		for (uint64_t r = r0; r < r1; r++) {
+			float *row = dst + (size_t)(r - r0) * (size_t)cols;
+
+			for (uint64_t k = 0; k < cols; k++)
+				tmp[k] = row[perm[k]];
+			memcpy(row, tmp, (size_t)cols * sizeof(float));
+		}
+	}
+	return 0;
+}
+
+/*
+ * Merge one tensor (suffix s) of group g of layer l and write it to every
+ * output tensor that holds the group (targets[0..nt)).
+ */
+static int merge_tensor(struct write_ctx *c, int l, int s, const int *members, int nm,
+			const float *coef, const int *perm, const bool *has,
+			const size_t *targets, int nt)
+{
+	const struct weld_moe_layout *lo = &c->p->layout;
+	const struct weld_tensor_info *t0 = weld_model_tensor(c->m, weld_moe_tensor_of(lo, l, members[0], s));
+	const enum weld_dtype out = merged_dtype(c->p, t0->dtype);
+	const enum weld_moe_axis axis = perm ? lo->axis[s] : WELD_MOE_AXIS_NONE;
+	const uint64_t rows = t0->ndim >= 1 && t0->shape[0] > 0 ? (uint64_t)t0->shape[0] : 1;
+	const uint64_t cols = t0->nelem / rows;
+	const int64_t f = lo->layers[l].ffn;
+	/* per row: member rows and the merged row (float), encode + read scratch */
+	const uint64_t per_row = cols * ((uint64_t)(nm + 1) * sizeof(float) + 16);
+	uint64_t step = per_row ? c->budget / per_row : rows;
+	float *src = NULL, *dst = NULL, *tmp = NULL;
+	const float **srcp = NULL;
+	void *enc = NULL, *scratch = NULL;
+	int ret = -1;
+
+	if (t0->nelem == 0)
+		return 0;
+	if (step < 1)
+		step = 1;
+	if (step > rows)
+		step = rows;
+	src = malloc((size_t)(step * cols) * (size_t)nm * sizeof(*src));
+	dst = malloc((size_t)(step * cols) * sizeof(*dst));
+	enc = malloc((size_t)(step * cols) * 8);
+	scratch = malloc((size_t)(step * cols) * 8);
+	tmp = malloc((size_t)cols * sizeof(*tmp));
+	srcp = malloc((size_t)nm * sizeof(*srcp));
+	if (!src || !dst || !enc || !scratch || !tmp || !srcp) {
+		weld_fail(c->err, WELD_ERR_NOMEM, "out of memory merging '%s'", t0->name);
+		goto out;
+	}
+	for (uint64_t r0 = 0; r0 < rows; r0 += step) {
+		const uint64_t r1 = rows - r0 < step ? rows : r0 + step;
+		const size_t len = (size_t)((r1 - r0) * cols);
+
+		for (int k = 0; k < nm; k++) {
+			const int e = members[k];
+			const int *pe = perm && has[e] ? perm + (size_t)e * (size_t)f : NULL;
+
+			float *buf = src + (size_t)k * (size_t)(step * cols);
+
+			srcp[k] = buf;
+			if (read_rows(c, weld_moe_tensor_of(lo, l, e, s), r0, r1, cols, pe, axis, buf,
+				      scratch, tmp) < 0)
+				goto out;
+		}
+		weld_moe_merge(dst, srcp, coef, nm, len);
+		if (weld_encode_f32(out, dst, enc, len) < 0) {
+			weld_fail(c->err, WELD_ERR_ARG, "tensor '%s': cannot write dtype %s",
+				  t0->name, weld_dtype_name(out));
+			goto out;
+		}
+		for (int k = 0; k < nt; k++)
+			if (weld_writer_write(c->w, targets[k], enc, len * weld_dtype_size(out),
+					      c->err) < 0)
+				goto out;
+	}
+	for (int k = 0; k < nm; k++)
+		report(c, weld_model_tensor(c->m, weld_moe_tensor_of(lo, l, members[k], s))->nbytes);
+	ret = 0;
+out:
+	free(src);
+	free(dst);
+	free(enc);
+	free(scratch);
+	free(tmp);
+	free(srcp);
+	return ret;
+}
+
+static int merge_layer(struct write_ctx *c, int l)
+{
+	const struct weld_moe_plan *p = c->p;
+	const struct weld_moe_layout *lo = &p->layout;
+	const int e_n = lo->n_experts;
+	const int *label = p->label + (size_t)l * (size_t)e_n;
+	int *members = malloc((size_t)e_n * sizeof(*members));
+	float *coef = malloc((size_t)e_n * sizeof(*coef));
+	size_t *targets = malloc((size_t)e_n * sizeof(*targets));
+	int *perm = NULL;
+	bool *has = NULL;
+	int ret = -1;
+
+	if (!members || !coef || !targets) {
+		weld_fail(c->err, WELD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (p->opts.align) {
+		perm = malloc((size_t)e_n * (size_t)lo->layers[l].ffn * sizeof(*perm));
+		has = calloc((size_t)e_n, sizeof(*has));
+		if (!perm || !has) {
+			weld_fail(c->err, WELD_ERR_NOMEM, "--align: out of memory");
+			goto out;
+		}
+		if (weld_moe_align_layer(p, c->m, l, perm, has, c->err) < 0)
+			goto out;
+	}
+	for (int g = 0; g < p->groups[l]; g++) {
+		int nm = 0;
+
+		for (int e = 0; e < e_n; e++)
+			if (label[e] == g)
+				members[nm++] = e;
+		weld_moe_merge_coefs(p->stats.freq ? p->stats.freq + (size_t)l * (size_t)e_n : NULL,
+				     1.0 / e_n, members, nm, coef);
+		for (int s = 0; s < lo->n_suffix; s++) {
+			int nt = 0;
+
+			if (p->opts.layout == WELD_MOE_OUT_COMPACT) {
+				const int64_t k = c->out_of[weld_moe_tensor_of(lo, l, g, s)];
+
+				targets[nt++] = c->widx[k];
+			} else {
+				for (int k = 0; k < nm; k++) {
+					const int64_t o = c->out_of[weld_moe_tensor_of(lo, l, members[k], s)];
+
+					targets[nt++] = c->widx[o];
+				}
+			}
+			if (merge_tensor(c, l, s, members, nm, coef, perm, has, targets, nt) < 0)
+				goto out;
+		}
+	}
+	ret = 0;
+out:
+	free(members);
+	free(coef);
+	free(targets);
+	free(perm);
+	free(has);
+	return ret;
+}
+
+/* The output tensors, in input order; out_of maps input to output. */
+static int build_outputs(const struct weld_moe_plan *p, const weld_model *m,
+			 struct weld_out_tensor *ot, size_t *count, int64_t *out_of,
+			 char **names, struct weld_error *err)
+{
+	const struct weld_moe_layout *lo = &p->layout;
+	const size_t n = weld_model_count(m);
+	const bool compact = p->opts.layout == WELD_MOE_OUT_COMPACT;
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct weld_tensor_info *t = weld_model_tensor(m, i);
+		const struct weld_moe_tensor_role *r = &lo->roles[i];
+		struct weld_out_tensor *o = &ot[k];
+
+		out_of[i] = -1;
+		o->name = t->name;
+		o->ndim = t->ndim;
+		memcpy(o->shape, t->shape, sizeof(o->shape));
+		o->dtype = copied_dtype(p, t->dtype);
+		if (r->role == WELD_MOE_ROUTER && compact) {
+			o->shape[0] = p->groups[r->layer];
+		} else if (r->role == WELD_MOE_EXPERT) {
+			const struct weld_tensor_info *t0 =
+				weld_model_tensor(m, weld_moe_tensor_of(lo, r->layer, 0, r->suffix));
+
+			o->dtype = merged_dtype(p, t0->dtype);
+			if (compact) {
+				const char *prefix = lo->layers[r->layer].prefix;
+				const char *suffix = lo->suffix[r->suffix];
+				const size_t len = strlen(prefix) + strlen(suffix) + 32;
+
+				if (r->expert >= p->groups[r->layer])
+					continue;
+				names[k] = malloc(len);
+				if (!names[k])
+					return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+				snprintf(names[k], len, "%sexperts.%d.%s", prefix, r->expert, suffix);
+				o->name = names[k];
+			}
+		}
+		out_of[i] = (int64_t)k++;
+	}
+	*count = k;
+	return 0;
+}
+
+/* config.json's torch_dtype for an explicit --dtype; NULL for a dtype
+ * torch has no name of ours for (none that --dtype takes). */
+static const char *torch_dtype_name(int t)
+{
+	switch (t) {
+	case WELD_F64: return "float64";
+	case WELD_F32: return "float32";
+	case WELD_F16: return "float16";
+	case WELD_BF16: return "bfloat16";
+	default: return NULL;
+	}
+}
+
+/*
+ * Open the writer on the count output tensors ot, adding to wopts the
+ * expert_groups.json text (*groups_json, the caller frees it), the
+ * torch_dtype of an explicit --dtype and, in the compact layout, the edit
+ * that sets config.json's expert counts to *compact_groups (which must
+ * live until the commit). Fills c->w and c->widx.
+ */
+static int open_writer(struct write_ctx *c, const char *out_dir, const struct weld_out_tensor *ot,
+		       size_t count, const struct weld_writer_opts *wopts, char **groups_json,
+		       int *compact_groups)
+{
+	const struct weld_moe_plan *p = c->p;
+	struct weld_writer_opts wo = *wopts;
+
+	*groups_json = weld_moe_groups_json(p);
+	if (!*groups_json)
+		return weld_fail(c->err, WELD_ERR_NOMEM, "out of memory");
+	wo.extra_name = "expert_groups.json";
+	wo.extra_data = *groups_json;
+	if (p->opts.out_dtype >= 0)
+		wo.torch_dtype = torch_dtype_name(p->opts.out_dtype);
+	if (p->opts.layout == WELD_MOE_OUT_COMPACT) {
+		wo.edit_config = weld_moe_config_set_experts;
+		wo.edit_config_ctx = compact_groups;
+	}
+	if (weld_writer_open(&c->w, out_dir, ot, count, &wo, c->err) < 0)
+		return -1;
+	/* the writer keeps its own order; look each name up once */
+	c->widx = malloc((count ? count : 1) * sizeof(*c->widx));
+	if (!c->widx)
+		return weld_fail(c->err, WELD_ERR_NOMEM, "out of memory");
+	for (size_t k = 0; k < count; k++)
+		c->widx[k] = (size_t)weld_writer_find(c->w, ot[k].name);
+	return 0;
+}
+
+int weld_moe_write(const struct weld_moe_plan *p, const weld_model *m,
+		   const char *out_dir, const struct weld_writer_opts *wopts,
+		   weld_moe_progress_fn progress, void *progress_ctx,
+		   struct weld_error *err)
+{
+	const size_t n = weld_model_count(m);
+	struct weld_out_tensor *ot = calloc(n ? n : 1, sizeof(*ot));
+	char **names = calloc(n ? n : 1, sizeof(*names));
+	int64_t *out_of = malloc((n ? n : 1) * sizeof(*out_of));
+	struct write_ctx c = { 0 };
+	char *groups_json = NULL;
+	int compact_groups = p->groups ? p->groups[0] : 0;
+	size_t count = 0;
+	int ret = -1;
+
+	c.p = p;
+	c.m = m;
+	c.err = err;
+	c.budget = weld_moe_buffer_budget(&p->opts);
+	c.out_of = out_of;
+	c.progress = progress;
+	c.progress_ctx = progress_ctx;
+	if (!ot || !names || !out_of) {
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (p->opts.threads > 0)
+		omp_set_num_threads(p->opts.threads);
+	if (p->layout.n_tensors != n) {
+		weld_fail(err, WELD_ERR_ARG, "the plan was made for another model");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		c.total += weld_model_tensor(m, i)->nbytes;
+	if (build_outputs(p, m, ot, &count, out_of, names, err) < 0 ||
+	    open_writer(&c, out_dir, ot, count, wopts, &groups_json, &compact_groups) < 0 ||
+	    copy_plain(&c, ot) < 0)
+		goto out;
+	for (int l = 0; l < p->layout.n_layers; l++)
+		if (merge_layer(&c, l) < 0)
+			goto out;
+	if (weld_writer_commit(c.w, err) < 0)
+		goto out;
+	ret = 0;
+out:
+	weld_writer_close(c.w);
+	if (names)
+		for (size_t k = 0; k < n; k++)
+			free(names[k]);
+	free(names);
+	free(ot);
+	free(out_of);
+	free(c.widx);
+	free(groups_json);
+	return ret;
+}
