@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "merge_cmd.h"
+#include "method.h"
 #include "moe.h"
 
 #include <cjson/cJSON.h>
@@ -77,11 +78,12 @@ struct args {
 static int parse(int argc, char **argv, struct args *a)
 {
 	long l;
+	int v;
 	int c;
 
 	a->o.out_dtype = -1;
-	a->o.max_memory = 1000000000ull;
-	a->shard_size = 5000000000ull;
+	a->o.max_memory = WELD_DEFAULT_MAX_MEMORY;
+	a->shard_size = WELD_DEFAULT_SHARD_SIZE;
 	a->copy_files = true;
 	optind = 0;
 	opterr = 0;
@@ -100,10 +102,8 @@ static int parse(int argc, char **argv, struct args *a)
 			break;
 		case O_STATS: a->stats_path = optarg; break;
 		case O_SIMILARITY:
-			if (strcmp(optarg, "router") == 0)
-				a->o.similarity = WELD_MOE_SIM_ROUTER;
-			else if (strcmp(optarg, "weight") == 0)
-				a->o.similarity = WELD_MOE_SIM_WEIGHT;
+			if ((v = weld_name_index(weld_moe_similarity_names, optarg)) >= 0)
+				a->o.similarity = (enum weld_moe_similarity)v;
 			else
 				return cli_usage_error("invalid value '%s' for '--similarity': "
 						       "expected router or weight", optarg);
@@ -111,10 +111,8 @@ static int parse(int argc, char **argv, struct args *a)
 		case O_UNIFORM: a->o.uniform_groups = true; break;
 		case O_ALIGN: a->o.align = true; break;
 		case O_LAYOUT:
-			if (strcmp(optarg, "alias") == 0)
-				a->o.layout = WELD_MOE_OUT_ALIAS;
-			else if (strcmp(optarg, "compact") == 0)
-				a->o.layout = WELD_MOE_OUT_COMPACT;
+			if ((v = weld_name_index(weld_moe_layout_names, optarg)) >= 0)
+				a->o.layout = (enum weld_moe_out_layout)v;
 			else
 				return cli_usage_error("invalid value '%s' for '--layout': "
 						       "expected alias or compact", optarg);
@@ -149,27 +147,6 @@ static int parse(int argc, char **argv, struct args *a)
 	if (a->o.max_memory == 0)
 		return cli_usage_error("--max-memory must be more than 0");
 	return 0;
-}
-
-/* The command line as a JSON object, kept in the output's metadata. */
-static char *recipe_json(int argc, char **argv)
-{
-	cJSON *root = cJSON_CreateObject(), *cmd = cJSON_AddArrayToObject(root, "command");
-	char *s = NULL;
-
-	if (root && cmd) {
-		bool ok = true;
-
-		for (int i = 0; i < argc && ok; i++) {
-			cJSON *v = cJSON_CreateString(i ? argv[i] : "expert-merge");
-
-			ok = v && cJSON_AddItemToArray(cmd, v);
-		}
-		if (ok)
-			s = cJSON_PrintUnformatted(root);
-	}
-	cJSON_Delete(root);
-	return s;
 }
 
 static void print_int_list(FILE *f, const int *v, int n, const char *sep)
@@ -348,7 +325,7 @@ int cmd_expert_merge(int argc, char **argv)
 	if (cli_verbosity >= 2)
 		print_groups(&plan);
 
-	recipe = recipe_json(argc, argv);
+	recipe = weld_moe_recipe_json(a.model, a.stats_path, &a.o, a.shard_size, a.copy_files);
 	wo.shard_size = a.shard_size;
 	wo.force = a.force;
 	wo.recipe_json = recipe;

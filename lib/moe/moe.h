@@ -299,12 +299,23 @@ int weld_moe_plan_build(struct weld_moe_plan *p, const weld_model *m,
 			const struct weld_moe_opts *o, struct weld_error *err);
 void weld_moe_plan_release(struct weld_moe_plan *p);
 
+/* What weld records of an expert merge in its output (__metadata__.
+ * weld_recipe): the model and the stats file as absolute paths, and every
+ * setting that changes the bytes written (not -j, --max-memory or -o), as
+ * compact JSON; the caller frees it. NULL when out of memory. */
+char *weld_moe_recipe_json(const char *model, const char *stats_path,
+			   const struct weld_moe_opts *o, uint64_t shard_size, bool copy_files);
+
 /* The expert_groups.json text of a plan: layer -> expert -> group, plus the
  * dominant expert of each group. Caller frees; NULL if out of memory. */
 char *weld_moe_groups_json(const struct weld_moe_plan *p);
 
 /* "alias" or "compact", as --layout and expert_groups.json spell them. */
 const char *weld_moe_out_layout_name(enum weld_moe_out_layout layout);
+/* The names of the two enumerations, in enum order, NULL-terminated
+ * (--similarity, --layout). */
+extern const char *const weld_moe_similarity_names[];
+extern const char *const weld_moe_layout_names[];
 
 /* The fewest and the most groups of any layer of a plan, and their sum. */
 void weld_moe_plan_group_range(const struct weld_moe_plan *p, int *min, int *max,

@@ -66,8 +66,8 @@ static const char *sim_source(const struct weld_moe_plan *p, int needed)
 	if (p->n_stats_sim == needed)
 		return "stats";
 	if (p->opts.similarity == WELD_MOE_SIM_WEIGHT)
-		return p->n_stats_sim ? "stats+weight" : "weight";
-	return p->n_stats_sim ? "stats+router" : "router";
+		return p->n_stats_sim ? "stats+weight" : weld_moe_similarity_names[WELD_MOE_SIM_WEIGHT];
+	return p->n_stats_sim ? "stats+router" : weld_moe_similarity_names[WELD_MOE_SIM_ROUTER];
 }
 
 /*
@@ -234,9 +234,12 @@ out:
 	return text;
 }
 
+const char *const weld_moe_similarity_names[] = { "router", "weight", NULL };
+const char *const weld_moe_layout_names[] = { "alias", "compact", NULL };
+
 const char *weld_moe_out_layout_name(enum weld_moe_out_layout layout)
 {
-	return layout == WELD_MOE_OUT_COMPACT ? "compact" : "alias";
+	return weld_moe_layout_names[layout == WELD_MOE_OUT_COMPACT];
 }
 
 void weld_moe_plan_group_range(const struct weld_moe_plan *p, int *min, int *max, long *total)
@@ -258,4 +261,43 @@ int64_t weld_moe_plan_max_ffn(const struct weld_moe_plan *p)
 		if (p->layout.layers[l].ffn > f)
 			f = p->layout.layers[l].ffn;
 	return f;
+}
+
+/* An absolute path (the path itself if that fails). */
+static void add_path(cJSON *obj, const char *key, const char *path)
+{
+	char *abs = realpath(path, NULL);
+
+	cJSON_AddStringToObject(obj, key, abs ? abs : path);
+	free(abs);
+}
+
+char *weld_moe_recipe_json(const char *model, const char *stats_path,
+			   const struct weld_moe_opts *o, uint64_t shard_size, bool copy_files)
+{
+	cJSON *r = cJSON_CreateObject(), *w;
+	char *text = NULL;
+
+	if (!r)
+		return NULL;
+	cJSON_AddStringToObject(r, "merge_method", "expert-merge");
+	add_path(r, "model", model);
+	if (o->out_dtype >= 0)
+		cJSON_AddStringToObject(r, "out_dtype",
+					weld_dtype_torch_name((enum weld_dtype)o->out_dtype));
+	w = cJSON_AddObjectToObject(r, "weld");
+	if (w) {
+		cJSON_AddNumberToObject(w, "groups", o->groups);
+		cJSON_AddBoolToObject(w, "uniform_groups", o->uniform_groups);
+		if (stats_path)
+			add_path(w, "stats", stats_path);
+		cJSON_AddStringToObject(w, "similarity", weld_moe_similarity_names[o->similarity]);
+		cJSON_AddBoolToObject(w, "align", o->align);
+		cJSON_AddStringToObject(w, "layout", weld_moe_layout_names[o->layout]);
+		cJSON_AddNumberToObject(w, "shard_size", (double)shard_size);
+		cJSON_AddBoolToObject(w, "copy_files", copy_files);
+		text = cJSON_PrintUnformatted(r);
+	}
+	cJSON_Delete(r);
+	return text;
 }

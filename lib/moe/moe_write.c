@@ -349,19 +349,6 @@ static int build_outputs(const struct weld_moe_plan *p, const weld_model *m,
 	return 0;
 }
 
-/* config.json's torch_dtype for an explicit --dtype; NULL for a dtype
- * torch has no name of ours for (none that --dtype takes). */
-static const char *torch_dtype_name(int t)
-{
-	switch (t) {
-	case WELD_F64: return "float64";
-	case WELD_F32: return "float32";
-	case WELD_F16: return "float16";
-	case WELD_BF16: return "bfloat16";
-	default: return NULL;
-	}
-}
-
 /*
  * Open the writer on the count output tensors ot, adding to wopts the
  * expert_groups.json text (*groups_json, the caller frees it), the
@@ -382,7 +369,7 @@ static int open_writer(struct write_ctx *c, const char *out_dir, const struct we
 	wo.extra_name = "expert_groups.json";
 	wo.extra_data = *groups_json;
 	if (p->opts.out_dtype >= 0)
-		wo.torch_dtype = torch_dtype_name(p->opts.out_dtype);
+		wo.torch_dtype = weld_dtype_torch_name(p->opts.out_dtype);
 	if (p->opts.layout == WELD_MOE_OUT_COMPACT) {
 		wo.edit_config = weld_moe_config_set_experts;
 		wo.edit_config_ctx = compact_groups;

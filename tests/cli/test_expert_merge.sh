@@ -57,6 +57,15 @@ alias_uniform() {
 }
 expect "alias without stats: uniform usage, dominants 0..G-1" alias_uniform
 
+# the same bytes for any -j, --max-memory and output name: the recorded
+# recipe holds the settings, not the command line
+same_any_threads() {
+	"$WELD" expert-merge -q -j 1 --max-memory 64M -o "$T/j1" --groups 2 --align "$T/mix" &&
+	"$WELD" expert-merge -q -j 2 -o "$T/j2-other-name" --groups 2 --align "$T/mix" &&
+	diff -r "$T/j1" "$T/j2-other-name" >/dev/null
+}
+expect "same output for -j 1 and -j 2, and any -o" same_any_threads
+
 alias_three() {
 	"$WELD" expert-merge -q -o "$T/a3" --groups 3 "$T/qwen" &&
 	fixture check "$T/qwen" "$T/a3" --layout alias --groups 3
