@@ -214,6 +214,30 @@ static void test_fail_truncates_long_messages(void **state)
 	assert_int_equal(err.sys_errno, EIO);
 }
 
+static void test_utf8_valid(void **state)
+{
+	(void)state;
+	assert_true(weld_utf8_valid("plain/path"));
+	assert_true(weld_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+	assert_false(weld_utf8_valid("bad\xff"));
+	assert_false(weld_utf8_valid("\xc0\xaf"));          /* overlong '/' */
+	assert_false(weld_utf8_valid("\xed\xa0\x80"));      /* a surrogate */
+	assert_false(weld_utf8_valid("\xf4\x90\x80\x80"));  /* above U+10FFFF */
+	assert_false(weld_utf8_valid("cut \xe2\x82"));       /* truncated */
+}
+
+static void test_read_small_file_refuses_non_regular(void **state)
+{
+	struct weld_error err = { 0 };
+	char *text = NULL;
+
+	(void)state;
+	assert_int_equal(weld_read_small_file("/dev/null", 100, &text, NULL, &err), -1);
+	assert_non_null(strstr(err.msg, "not a regular file"));
+	assert_int_equal(weld_read_small_file("/", 100, &text, NULL, &err), -1);
+	assert_null(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -226,6 +250,8 @@ int main(void)
 		cmocka_unit_test(test_fail_fills_error),
 		cmocka_unit_test(test_fail_errno_appends_reason),
 		cmocka_unit_test(test_fail_truncates_long_messages),
+		cmocka_unit_test(test_utf8_valid),
+		cmocka_unit_test(test_read_small_file_refuses_non_regular),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
