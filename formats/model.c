@@ -11,7 +11,6 @@
  * following each tensor's strides, so memory never grows with the model.
  */
 #include "format.h"
-#include "pickle.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -181,10 +180,11 @@ static int add_file(weld_model *m, const char *path, struct weld_error *err)
 	return (int)m->nfiles++;
 }
 
-/* Open one file and hand it to the parser its first bytes select. */
+/* Open one file and hand it to the format its first bytes select. */
 static int parse_file(weld_model *m, const char *path, struct weld_error *err)
 {
 	unsigned char head[64];
+	const struct weld_format *f;
 	size_t got;
 	int file = add_file(m, path, err);
 
@@ -194,26 +194,14 @@ static int parse_file(weld_model *m, const char *path, struct weld_error *err)
 	got = m->files[file].size < sizeof(head) ? (size_t)m->files[file].size : sizeof(head);
 	if (weld_pread_full(m->files[file].fd, head, got, 0, path, err) < 0)
 		return -1;
-	if (weld_torch_probe(head, got)) {
-		if (m->format && strcmp(m->format, "pytorch") != 0)
-			m->format = "mixed";
-		else
-			m->format = "pytorch";
-		return weld_torch_parse(m, file, err);
-	}
-	if (weld_torch_legacy_probe(head, got))
-		return weld_fail(err, WELD_ERR_FORMAT,
-				 "'%s': legacy PyTorch (pre-1.6) checkpoint: re-save it with a current torch, or convert it to safetensors",
-				 path);
-	if (weld_safetensors_probe(head, got) || got >= 8) {
-		if (m->format && strcmp(m->format, "safetensors") != 0)
-			m->format = "mixed";
-		else
-			m->format = "safetensors";
-		return weld_safetensors_parse(m, file, err);
-	}
-	return weld_fail(err, WELD_ERR_FORMAT,
-			 "'%s': not a safetensors or PyTorch checkpoint (%zu bytes)", path, got);
+	f = weld_format_detect(head, got, path, err);
+	if (!f)
+		return -1;
+	if (m->format && strcmp(m->format, f->name) != 0)
+		m->format = "mixed";
+	else
+		m->format = f->name;
+	return f->parse(m, file, err);
 }
 
 static int cmp_str(const void *a, const void *b)

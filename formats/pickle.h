@@ -2,9 +2,9 @@
  * pickle.h - the inside of weld's PyTorch reader: a pickle interpreter that
  * executes nothing (pickle.c) and the zip container walker (torch_zip.c).
  *
- * The model layer only needs weld_torch_probe()/weld_torch_parse() from
- * format.h and weld_torch_legacy_probe() from here; the other functions are
- * exposed so that tests and the fuzzer can drive each layer on its own.
+ * The model layer only sees the format rows weld_torch_zip_format and
+ * weld_torch_legacy_format (format.h); the functions here are exposed so
+ * that tests and the fuzzer can drive each layer on its own.
  *
  * What the interpreter accepts (everything else is refused, naming the
  * opcode or the global):
@@ -47,6 +47,8 @@
  * pickle whose first object is the long integer 0x1950a86a20f9469cfc6c.
  */
 bool weld_torch_legacy_probe(const unsigned char *head, size_t n);
+/* True if head starts like a zip archive (a local header signature). */
+bool weld_torch_probe(const unsigned char *head, size_t n);
 
 /* ---------------------------------------------------------------- pickle */
 
@@ -135,7 +137,7 @@ typedef int (*weld_torch_add_fn)(void *ctx, const struct weld_tensor_info *info,
 /*
  * The whole reader without the model layer: check the zip file open as fd,
  * run its data.pkl and pass every tensor (file index `file`, absolute
- * offsets) to add(). weld_torch_parse() is this with add() =
+ * offsets) to add(). The format row parses with add() =
  * weld_model_add_tensor().
  */
 int weld_torch_scan(int fd, uint64_t size, const char *path, int file,

@@ -712,8 +712,27 @@ static int add_to_model(void *ctx, const struct weld_tensor_info *info,
 	return weld_model_add_tensor(ctx, info, err);
 }
 
-int weld_torch_parse(weld_model *m, int file, struct weld_error *err)
+static int torch_parse(weld_model *m, int file, struct weld_error *err)
 {
 	return weld_torch_scan(weld_model_file_fd(m, file), weld_model_file_size(m, file),
 			       weld_model_file_path(m, (size_t)file), file, add_to_model, m, err);
 }
+
+static int refuse_legacy(weld_model *m, int file, struct weld_error *err)
+{
+	return weld_fail(err, WELD_ERR_FORMAT,
+			 "'%s': legacy PyTorch (pre-1.6) checkpoint: re-save it with a current torch, or convert it to safetensors",
+			 weld_model_file_path(m, (size_t)file));
+}
+
+const struct weld_format weld_torch_zip_format = {
+	.name = "pytorch",
+	.probe = weld_torch_probe,
+	.parse = torch_parse,
+};
+
+const struct weld_format weld_torch_legacy_format = {
+	.name = "pytorch",
+	.probe = weld_torch_legacy_probe,
+	.parse = refuse_legacy,
+};
