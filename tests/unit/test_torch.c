@@ -23,7 +23,9 @@
 
 #include "weld.h"
 #include "format.h"
-#include "pickle.h"
+#include "state_dict.h"
+#include "torch_zip.h"
+#include "zip_dir.h"
 #include "fixtures.h"
 
 /* ---------------------------------------------------------------- byte builder */
@@ -168,11 +170,11 @@ static const struct tspec plain = {
 /* Run a pickle that must fail; check the status and a piece of the message. */
 static void expect_pickle_error(const void *pkl, size_t len, const char *needle)
 {
-	struct weld_pickle_result r;
+	struct weld_state_dict r;
 	struct weld_error err = { 0 };
 
-	if (weld_pickle_load(pkl, len, &r, &err) == 0) {
-		weld_pickle_result_free(&r);
+	if (weld_state_dict_load(pkl, len, &r, &err) == 0) {
+		weld_state_dict_free(&r);
 		fail_msg("the pickle loaded; expected '%s'", needle);
 	}
 	if (!strstr(err.msg, needle))
@@ -183,11 +185,11 @@ static void expect_pickle_error(const void *pkl, size_t len, const char *needle)
 }
 
 /* Run a pickle that must load. */
-static void load_ok(const struct buf *p, struct weld_pickle_result *r)
+static void load_ok(const struct buf *p, struct weld_state_dict *r)
 {
 	struct weld_error err = { 0 };
 
-	if (weld_pickle_load(p->b, p->n, r, &err) != 0)
+	if (weld_state_dict_load(p->b, p->n, r, &err) != 0)
 		fail_msg("pickle refused: %s", err.msg);
 }
 
@@ -204,8 +206,8 @@ static void expect_spec_error(const struct tspec *t, size_t n, const char *needl
 static void test_pickle_plain_tensor(void **state)
 {
 	struct buf p = pk_state_dict(&plain, 1);
-	struct weld_pickle_result r;
-	const struct weld_pickle_tensor *t;
+	struct weld_state_dict r;
+	const struct weld_sd_tensor *t;
 
 	(void)state;
 	load_ok(&p, &r);
@@ -226,8 +228,8 @@ static void test_pickle_plain_tensor(void **state)
 	assert_string_equal(r.storages[t->storage].key, "0");
 	assert_int_equal(r.storages[t->storage].nbytes, 48);
 	assert_true(r.storages[t->storage].used);
-	weld_pickle_result_free(&r);
-	weld_pickle_result_free(NULL);
+	weld_state_dict_free(&r);
+	weld_state_dict_free(NULL);
 	free(p.b);
 }
 
@@ -242,7 +244,7 @@ static void test_pickle_views_and_shared_storage(void **state)
 		{ "none", "5", "HalfStorage", 12, 12, 2, { 0, 5 }, { 5, 1 }, NULL },
 	};
 	struct buf p = pk_state_dict(t, 6);
-	struct weld_pickle_result r;
+	struct weld_state_dict r;
 
 	(void)state;
 	load_ok(&p, &r);
@@ -264,7 +266,7 @@ static void test_pickle_views_and_shared_storage(void **state)
 	assert_int_equal(r.tensors[4].byte_offset, 8);
 	assert_int_equal(r.tensors[5].nelem, 0);
 	assert_int_equal(r.tensors[5].byte_offset, 24);
-	weld_pickle_result_free(&r);
+	weld_state_dict_free(&r);
 	free(p.b);
 }
 
@@ -275,7 +277,7 @@ static void test_pickle_views_and_shared_storage(void **state)
 static void test_pickle_large_dict_long_memo(void **state)
 {
 	struct buf p = { 0 };
-	struct weld_pickle_result r;
+	struct weld_state_dict r;
 	uint32_t memo = 0;
 
 	(void)state;
@@ -333,7 +335,7 @@ static void test_pickle_large_dict_long_memo(void **state)
 	assert_int_equal(r.tensors[1099].shape[0], 71099);
 	assert_int_equal(r.tensors[1099].byte_offset, 1099 * 4);
 	assert_string_equal(r.storages[r.tensors[1099].storage].key, "0");
-	weld_pickle_result_free(&r);
+	weld_state_dict_free(&r);
 	free(p.b);
 }
 
@@ -346,7 +348,7 @@ static void test_pickle_rebuild_v3_and_untyped(void **state)
 		{ "typed", "3", "FloatStorage", 2, 0, 1, { 2 }, { 1 }, "float32" },
 	};
 	struct buf p = pk_state_dict(t, 4);
-	struct weld_pickle_result r;
+	struct weld_state_dict r;
 
 	(void)state;
 	load_ok(&p, &r);
@@ -357,7 +359,7 @@ static void test_pickle_rebuild_v3_and_untyped(void **state)
 	assert_int_equal(r.tensors[2].dtype, WELD_U16);
 	assert_int_equal(r.tensors[2].byte_offset, 2);
 	assert_int_equal(r.tensors[3].dtype, WELD_F32);
-	weld_pickle_result_free(&r);
+	weld_state_dict_free(&r);
 	free(p.b);
 
 	/* an untyped storage of 7 bytes holds three u16 elements, not four */
@@ -382,13 +384,13 @@ static void test_pickle_long1_sizes(void **state)
 		{ INT64_C(1) << 16, INT64_C(1) << 16 }, { INT64_C(1) << 16, 1 }, NULL
 	};
 	struct buf p = pk_state_dict(&t, 1);
-	struct weld_pickle_result r;
+	struct weld_state_dict r;
 
 	(void)state;
 	load_ok(&p, &r);
 	assert_int_equal(r.tensors[0].nelem, UINT64_C(1) << 32);
 	assert_int_equal(r.tensors[0].byte_offset, UINT64_C(1) << 32);
-	weld_pickle_result_free(&r);
+	weld_state_dict_free(&r);
 	free(p.b);
 }
 
@@ -400,7 +402,7 @@ static void test_pickle_wrapper_and_nesting(void **state)
 	(void)state;
 	for (int w = 0; w < 3; w++) {
 		struct buf p = { 0 };
-		struct weld_pickle_result r;
+		struct weld_state_dict r;
 
 		op(&p, 0x80);
 		op(&p, 2);
@@ -429,7 +431,7 @@ static void test_pickle_wrapper_and_nesting(void **state)
 			load_ok(&p, &r);
 			assert_int_equal(r.ntensors, 1);
 			assert_string_equal(r.tensors[0].name, "encoder.layer");
-			weld_pickle_result_free(&r);
+			weld_state_dict_free(&r);
 		} else {
 			/* not a known wrapper: every leaf must be a tensor */
 			expect_pickle_error(p.b, p.n, "key 'epoch': value is a int, not a tensor");
@@ -617,10 +619,10 @@ static void test_pickle_refuses_truncation(void **state)
 
 	(void)state;
 	for (size_t len = 0; len < p.n; len++) {
-		struct weld_pickle_result r;
+		struct weld_state_dict r;
 		struct weld_error err = { 0 };
 
-		assert_int_equal(weld_pickle_load(p.b, len, &r, &err), -1);
+		assert_int_equal(weld_state_dict_load(p.b, len, &r, &err), -1);
 		assert_int_equal(err.status, WELD_ERR_FORMAT);
 	}
 	free(p.b);
