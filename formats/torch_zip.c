@@ -19,12 +19,11 @@
 #include "format.h"
 #include "state_dict.h"
 #include "torch_zip.h"
-#include "zip_dir.h"
+#include "zip_archive.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 /* data.pkl takes ~150 bytes a tensor: this cap is far above real checkpoints. */
 #define MAX_DATA_PKL (64ull << 20)
@@ -32,82 +31,6 @@
 bool weld_torch_probe(const unsigned char *head, size_t n)
 {
 	return n >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4;
-}
-
-/* ---------------------------------------------------------------- records */
-
-/*
- * Read a whole small record (stored or deflated), at most cap bytes once
- * inflated, and check its CRC. *out is malloc'd.
- */
-static int read_record(int fd, const char *path, const struct weld_zip_entry *e,
-		       uint64_t cap, unsigned char **out, struct weld_error *err)
-{
-	unsigned char *in = NULL, *buf;
-	z_stream zs;
-	int zr;
-
-	*out = NULL;
-	if (e->usize > cap)
-		return weld_fail(err, WELD_ERR_FORMAT, "'%s': '%s' is %llu bytes; weld reads at "
-				 "most %llu", path, e->name, (unsigned long long)e->usize,
-				 (unsigned long long)cap);
-	if (e->method != 0 && e->method != 8)
-		return weld_fail(err, WELD_ERR_FORMAT, "'%s': '%s' uses compression method %u; "
-				 "weld reads stored or deflated records only", path, e->name,
-				 e->method);
-	if (e->method == 0 && e->csize != e->usize)
-		return weld_fail(err, WELD_ERR_FORMAT, "'%s': '%s' is stored but its sizes "
-				 "differ (%llu and %llu)", path, e->name,
-				 (unsigned long long)e->csize, (unsigned long long)e->usize);
-	/* Deflate cannot grow data by more than ~0.1%: a larger input is bogus. */
-	if (e->method == 8 && e->csize > cap + cap / 512 + 1024)
-		return weld_fail(err, WELD_ERR_FORMAT, "'%s': '%s': compressed size %llu is "
-				 "implausible", path, e->name, (unsigned long long)e->csize);
-	buf = malloc(e->usize ? (size_t)e->usize : 1);
-	if (!buf)
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	if (e->method == 0) {
-		if (weld_pread_full(fd, buf, (size_t)e->usize, e->data, path, err) < 0)
-			goto fail;
-	} else {
-		in = malloc(e->csize ? (size_t)e->csize : 1);
-		if (!in) {
-			weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-			goto fail;
-		}
-		if (weld_pread_full(fd, in, (size_t)e->csize, e->data, path, err) < 0)
-			goto fail;
-		memset(&zs, 0, sizeof(zs));
-		if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) {
-			weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-			goto fail;
-		}
-		zs.next_in = in;
-		zs.avail_in = (uInt)e->csize;
-		zs.next_out = buf;
-		zs.avail_out = (uInt)e->usize;
-		zr = inflate(&zs, Z_FINISH);
-		inflateEnd(&zs);
-		if (zr != Z_STREAM_END || zs.total_out != e->usize) {
-			weld_fail(err, WELD_ERR_FORMAT, "'%s': '%s' does not inflate to its declared "
-				  "%llu bytes", path, e->name, (unsigned long long)e->usize);
-			goto fail;
-		}
-		free(in);
-		in = NULL;
-	}
-	if (crc32(0L, buf, (uInt)e->usize) != e->crc) {
-		weld_fail(err, WELD_ERR_FORMAT, "'%s': '%s': CRC mismatch (the file is corrupt)",
-			  path, e->name);
-		goto fail;
-	}
-	*out = buf;
-	return 0;
-fail:
-	free(in);
-	free(buf);
-	return -1;
 }
 
 /* ---------------------------------------------------------------- torch */
@@ -139,8 +62,8 @@ static char *record_name(const char *prefix, size_t plen, const char *rest)
 	return s;
 }
 
-static int check_byteorder(int fd, const char *path, const struct weld_zip_dir *dir,
-			   const char *prefix, size_t plen, struct weld_error *err)
+static int check_byteorder(struct weld_zip *z, const char *prefix, size_t plen,
+			   struct weld_error *err)
 {
 	char *name = record_name(prefix, plen, "byteorder");
 	const struct weld_zip_entry *e;
@@ -149,15 +72,15 @@ static int check_byteorder(int fd, const char *path, const struct weld_zip_dir *
 
 	if (!name)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	e = weld_zip_find(dir, name);
+	e = weld_zip_find(&z->dir, name);
 	free(name);
 	if (!e)
 		return 0;
-	if (read_record(fd, path, e, 16, &v, err) < 0)
+	if (weld_zip_read(z, e, 16, &v, err) < 0)
 		return -1;
 	if (e->usize != 6 || memcmp(v, "little", 6))
 		ret = weld_fail(err, WELD_ERR_FORMAT, "'%s': byteorder is not 'little'; weld "
-				"reads little-endian checkpoints only", path);
+				"reads little-endian checkpoints only", z->path);
 	free(v);
 	return ret;
 }
@@ -252,7 +175,7 @@ static int torch_parse(weld_model *m, int file, struct weld_error *err)
 	int fd = weld_model_file_fd(m, file);
 	uint64_t size = weld_model_file_size(m, file);
 	const char *path = weld_model_file_path(m, (size_t)file);
-	struct weld_zip_dir dir;
+	struct weld_zip z;
 	struct weld_state_dict res = { 0 };
 	const struct weld_zip_entry *pkl;
 	unsigned char *buf = NULL;
@@ -261,20 +184,20 @@ static int torch_parse(weld_model *m, int file, struct weld_error *err)
 	size_t plen;
 	int ret = -1;
 
-	if (weld_zip_read_dir(fd, size, path, &dir, err) < 0)
+	if (weld_zip_open(&z, fd, size, path, err) < 0)
 		return -1;
-	if (is_torchscript(&dir)) {
+	if (is_torchscript(&z.dir)) {
 		weld_fail(err, WELD_ERR_FORMAT, "'%s' is a TorchScript archive (torch.jit.save), "
 			  "not a state dict: load it with torch.jit.load() and save its "
 			  "state_dict() with torch.save() or as safetensors", path);
 		goto out;
 	}
-	if (!dir.n) {
+	if (!z.dir.n) {
 		weld_fail(err, WELD_ERR_FORMAT, "'%s': empty zip archive, not a PyTorch "
 			  "checkpoint", path);
 		goto out;
 	}
-	prefix = dir.entries[0].name;
+	prefix = z.dir.entries[0].name;
 	slash = strchr(prefix, '/');
 	if (!slash) {
 		weld_fail(err, WELD_ERR_FORMAT, "'%s': zip entry '%s' is not in a folder: not a "
@@ -287,14 +210,14 @@ static int torch_parse(weld_model *m, int file, struct weld_error *err)
 		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	pkl = weld_zip_find(&dir, name);
+	pkl = weld_zip_find(&z.dir, name);
 	if (!pkl) {
 		weld_fail(err, WELD_ERR_FORMAT, "'%s': zip archive has no '%s': not a PyTorch "
 			  "checkpoint", path, name);
 		goto out;
 	}
-	if (check_byteorder(fd, path, &dir, prefix, plen, err) < 0 ||
-	    read_record(fd, path, pkl, MAX_DATA_PKL, &buf, err) < 0)
+	if (check_byteorder(&z, prefix, plen, err) < 0 ||
+	    weld_zip_read(&z, pkl, MAX_DATA_PKL, &buf, err) < 0)
 		goto out;
 	if (weld_state_dict_load(buf, (size_t)pkl->usize, &res, err) < 0) {
 		char msg[sizeof(err->msg)];
@@ -306,14 +229,14 @@ static int torch_parse(weld_model *m, int file, struct weld_error *err)
 		}
 		goto out;
 	}
-	if (register_tensors(m, file, &dir, prefix, plen, &res, err) < 0)
+	if (register_tensors(m, file, &z.dir, prefix, plen, &res, err) < 0)
 		goto out;
 	ret = 0;
 out:
 	weld_state_dict_free(&res);
 	free(buf);
 	free(name);
-	weld_zip_dir_free(&dir);
+	weld_zip_close(&z);
 	return ret;
 }
 

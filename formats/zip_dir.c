@@ -226,8 +226,11 @@ static int parse_central(const unsigned char *cd, size_t cd_size, uint64_t count
 		memcpy(e->name, h + ZIP_CENTRAL_SIZE, nlen);
 		e->name[nlen] = '\0';
 		dir->n++;
+		e->version = le16(h + 6);
 		e->flags = le16(h + 8);
 		e->method = le16(h + 10);
+		e->mtime = le16(h + 12);
+		e->mdate = le16(h + 14);
 		e->crc = le32(h + 16);
 		e->csize = le32(h + 20);
 		e->usize = le32(h + 24);
@@ -244,9 +247,42 @@ static int parse_central(const unsigned char *cd, size_t cd_size, uint64_t count
 	return 0;
 }
 
+/*
+ * What else a local header says must agree with the central directory:
+ * version needed (no higher), modification time, and CRC and sizes, which
+ * may be zero when bit 3 (data descriptor) is set, as torch writes them,
+ * or saturated when a zip64 extra holds them.
+ */
+static int check_local_fields(const char *path, const struct weld_zip_entry *e,
+			      const unsigned char *h, struct weld_error *err)
+{
+	static const char *const field[3] = { "CRC", "compressed size", "uncompressed size" };
+	const uint32_t local[3] = { le32(h + 14), le32(h + 18), le32(h + 22) };
+	const uint64_t central[3] = { e->crc, e->csize, e->usize };
+	const bool descriptor = le16(h + 6) & 8;
+
+	if (le16(h + 4) > e->version)
+		return weld_fail(err, WELD_ERR_FORMAT, "'%s': zip entry '%s': local header needs "
+				 "zip version %u, the central directory %u", path, e->name,
+				 le16(h + 4), e->version);
+	if (le16(h + 10) != e->mtime || le16(h + 12) != e->mdate)
+		return weld_fail(err, WELD_ERR_FORMAT, "'%s': zip entry '%s': local header says "
+				 "modification time %04x %04x, the central directory %04x %04x",
+				 path, e->name, le16(h + 12), le16(h + 10), e->mdate, e->mtime);
+	for (int k = 0; k < 3; k++) {
+		if (local[k] == central[k] || (descriptor && local[k] == 0) ||
+		    (k && local[k] == 0xffffffff))
+			continue;
+		return weld_fail(err, WELD_ERR_FORMAT, "'%s': zip entry '%s': local header says "
+				 "%s %lu, the central directory %llu", path, e->name, field[k],
+				 (unsigned long)local[k], (unsigned long long)central[k]);
+	}
+	return 0;
+}
+
 /* Check e's local header and find where its data begins. */
 static int check_local(int fd, uint64_t cd_offset, const char *path,
-		       struct weld_zip_entry *e, struct weld_error *err)
+		       struct weld_zip_entry *e, unsigned char *local, struct weld_error *err)
 {
 	size_t nlen = strlen(e->name);
 	unsigned char *h;
@@ -279,6 +315,7 @@ static int check_local(int fd, uint64_t cd_offset, const char *path,
 			  le16(h + 8), e->method);
 		goto out;
 	}
+	memcpy(local, h, ZIP_LOCAL_SIZE);
 	e->data = end + le16(h + 28);
 	if (!weld_add_u64(e->data, e->csize, &end) || end > cd_offset) {
 		weld_fail(err, WELD_ERR_FORMAT, "'%s': zip entry '%s': data (offset %llu, %llu "
@@ -347,7 +384,7 @@ int weld_zip_read_dir(int fd, uint64_t size, const char *path,
 		      struct weld_zip_dir *dir, struct weld_error *err)
 {
 	struct zip_end z = { 0 };
-	unsigned char *cd = NULL;
+	unsigned char *cd = NULL, (*local)[ZIP_LOCAL_SIZE] = NULL;
 	int ret = -1;
 
 	memset(dir, 0, sizeof(*dir));
@@ -360,13 +397,22 @@ int weld_zip_read_dir(int fd, uint64_t size, const char *path,
 	if (weld_pread_full(fd, cd, (size_t)z.cd_size, z.cd_offset, path, err) < 0 ||
 	    parse_central(cd, (size_t)z.cd_size, z.entries, path, dir, err) < 0)
 		goto out;
+	local = malloc((dir->n ? dir->n : 1) * sizeof(*local));
+	if (!local) {
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
 	for (size_t i = 0; i < dir->n; i++)
-		if (check_local(fd, z.cd_offset, path, &dir->entries[i], err) < 0)
+		if (check_local(fd, z.cd_offset, path, &dir->entries[i], local[i], err) < 0)
 			goto out;
 	if (index_dir(path, dir, err) < 0)
 		goto out;
+	for (size_t i = 0; i < dir->n; i++)
+		if (check_local_fields(path, &dir->entries[i], local[i], err) < 0)
+			goto out;
 	ret = 0;
 out:
+	free(local);
 	free(cd);
 	if (ret)
 		weld_zip_dir_free(dir);

@@ -16,8 +16,10 @@
 /* One entry of the central directory, with its local header checked. */
 struct weld_zip_entry {
 	char *name;             /* NUL-free, NUL-terminated */
+	uint16_t version;       /* version needed to extract */
 	uint16_t flags;
 	uint16_t method;        /* 0 stored, 8 deflated, ... */
+	uint16_t mtime, mdate;  /* MS-DOS modification time and date */
 	uint32_t crc;
 	uint64_t csize;         /* compressed size */
 	uint64_t usize;         /* uncompressed size */
@@ -35,9 +37,12 @@ struct weld_zip_dir {
 /*
  * Read the end records and the central directory of the zip file open as
  * fd (size bytes, called path in messages), and check each entry's local
- * header: signature, same name, same method, header and data inside the
- * file and before the central directory, no encrypted entry, no two
- * entries with one name or overlapping. Returns 0 or -1 (*dir left empty).
+ * header: signature, header and data inside the file and before the
+ * central directory, and the fields a reader of local headers would trust
+ * (libzip's consistency check compares them): the same name, method,
+ * modification time, CRC and sizes (zero with a data descriptor), a
+ * version needed no higher. No encrypted entry, no two entries with one
+ * name or overlapping. Returns 0 or -1 (*dir left empty).
  */
 int weld_zip_read_dir(int fd, uint64_t size, const char *path,
 		      struct weld_zip_dir *dir, struct weld_error *err);
