@@ -59,6 +59,20 @@ int weld_model_file_fd(const weld_model *m, int file);
 int weld_model_add_tensor(weld_model *m, const struct weld_tensor_info *info,
 			  struct weld_error *err);
 
+/*
+ * Data a file cannot serve by byte range (a compressed zip entry) is
+ * copied once, at open, into a descriptor of the parser's making (an
+ * unlinked temporary file). weld_model_add_source() hands that descriptor
+ * to the model, which reads from it with pread like a file and closes it
+ * with the model (and at once if the call fails). Returns the source's
+ * number (>= 1), or -1. Tensors registered against the source with
+ * weld_model_add_tensor_in() have info->offset counting in it; their
+ * info->file still names the checkpoint file they belong to.
+ */
+int weld_model_add_source(weld_model *m, int file, int fd, struct weld_error *err);
+int weld_model_add_tensor_in(weld_model *m, const struct weld_tensor_info *info, int source,
+			     struct weld_error *err);
+
 /* Remember one __metadata__ entry (copied); the first value of a key wins. */
 int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
 			    struct weld_error *err);

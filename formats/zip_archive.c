@@ -328,6 +328,8 @@ int weld_zip_read(struct weld_zip *z, const struct weld_zip_entry *e, uint64_t c
 /* ---------------------------------------------------------------- extracting to a file */
 
 struct file_sink {
+	const struct weld_zip *z;
+	const struct weld_zip_entry *e;
 	int fd;
 	uint64_t off;
 	const char *to;
@@ -344,7 +346,8 @@ static int put_file(void *ctx, const unsigned char *p, size_t n, uint64_t at,
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			return weld_fail_errno(err, "write to %s failed", s->to);
+			return weld_fail_errno(err, "'%s': zip entry '%s': write of its inflated "
+					       "data to %s failed", s->z->path, s->e->name, s->to);
 		p += r;
 		n -= (size_t)r;
 		at += (uint64_t)r;
@@ -355,7 +358,7 @@ static int put_file(void *ctx, const unsigned char *p, size_t n, uint64_t at,
 int weld_zip_extract(struct weld_zip *z, const struct weld_zip_entry *e, int fd,
 		     uint64_t off, const char *to, struct weld_error *err)
 {
-	struct file_sink s = { fd, off, to };
+	struct file_sink s = { z, e, fd, off, to };
 
 	return stream(z, e, put_file, &s, err);
 }

@@ -803,6 +803,7 @@ struct zentry {
 	const void *data;
 	size_t len;
 	int method;             /* 0 stored, 8 deflated */
+	uint64_t declared;      /* uncompressed size written in the headers; 0: len */
 };
 
 /*
@@ -816,6 +817,7 @@ static struct buf zip_build(const struct zentry *e, size_t n, bool zip64)
 
 	for (size_t i = 0; i < n; i++) {
 		uint64_t lho = z.n, csize = e[i].len;
+		uint64_t usize = e[i].declared ? e[i].declared : e[i].len;
 		uint32_t crc = (uint32_t)crc32(0L, e[i].data, (uInt)e[i].len);
 		unsigned char *packed = NULL;
 		size_t nlen = strlen(e[i].name);
@@ -841,7 +843,7 @@ static struct buf zip_build(const struct zentry *e, size_t n, bool zip64)
 		put_le(&z, 0, 4);
 		put_le(&z, crc, 4);
 		put_le(&z, csize, 4);
-		put_le(&z, e[i].len, 4);
+		put_le(&z, usize, 4);
 		put_le(&z, nlen, 2);
 		put_le(&z, 0, 2);
 		put(&z, e[i].name, nlen);
@@ -856,7 +858,7 @@ static struct buf zip_build(const struct zentry *e, size_t n, bool zip64)
 		put_le(&cd, 0, 4);
 		put_le(&cd, crc, 4);
 		put_le(&cd, zip64 ? 0xffffffff : csize, 4);
-		put_le(&cd, zip64 ? 0xffffffff : e[i].len, 4);
+		put_le(&cd, zip64 ? 0xffffffff : usize, 4);
 		put_le(&cd, nlen, 2);
 		put_le(&cd, zip64 ? 28 : 0, 2);
 		put_le(&cd, 0, 2);
@@ -868,7 +870,7 @@ static struct buf zip_build(const struct zentry *e, size_t n, bool zip64)
 		if (zip64) {
 			put_le(&cd, 1, 2);
 			put_le(&cd, 24, 2);
-			put_le(&cd, e[i].len, 8);
+			put_le(&cd, usize, 8);
 			put_le(&cd, csize, 8);
 			put_le(&cd, lho, 8);
 		}
@@ -1167,6 +1169,50 @@ static void test_fixture_refusals(void **state)
 	free(script);
 }
 
+/*
+ * views.bin re-packed by Python's zipfile with every entry deflated
+ * (make_deflated.py): the same tensors as the stored original, element by
+ * element, and as torch printed them, read from the inflated copy.
+ */
+static void test_fixture_deflated(void **state)
+{
+	char *a = data_path("views.bin"), *b = data_path("views_deflated.bin");
+	struct weld_error err = { 0 };
+	weld_model *ma = NULL, *mb = NULL;
+
+	(void)state;
+	if (weld_model_open(&ma, a, &err) != 0 || weld_model_open(&mb, b, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_string_equal(weld_model_format(mb), "pytorch");
+	assert_int_equal(weld_model_file_count(mb), 1);
+	compare_with_torch(mb, "views.json");
+	assert_int_equal(weld_model_count(ma), weld_model_count(mb));
+	for (size_t i = 0; i < weld_model_count(ma); i++) {
+		const struct weld_tensor_info *ta = weld_model_tensor(ma, i);
+		const struct weld_tensor_info *tb = weld_model_tensor(mb, i);
+		size_t es = weld_dtype_size(ta->dtype);
+		unsigned char ea[8], eb[8];
+
+		assert_string_equal(ta->name, tb->name);
+		assert_int_equal(ta->dtype, tb->dtype);
+		assert_int_equal(ta->ndim, tb->ndim);
+		assert_memory_equal(ta->shape, tb->shape, sizeof(ta->shape));
+		assert_memory_equal(ta->stride, tb->stride, sizeof(ta->stride));
+		assert_int_equal(ta->contiguous, tb->contiguous);
+		assert_int_equal(tb->file, 0);
+		for (uint64_t k = 0; k < ta->nelem; k++) {
+			assert_int_equal(weld_model_read(ma, i, k, 1, ea, &err), 0);
+			assert_int_equal(weld_model_read(mb, i, k, 1, eb, &err), 0);
+			if (memcmp(ea, eb, es))
+				fail_msg("'%s'[%llu] differs", ta->name, (unsigned long long)k);
+		}
+	}
+	weld_model_close(ma);
+	weld_model_close(mb);
+	free(a);
+	free(b);
+}
+
 /* ---------------------------------------------------------------- patched and built zips */
 
 /* Offset of the central-directory entry called name in a zip image. */
@@ -1200,11 +1246,16 @@ static void test_zip_patched_fixture(void **state)
 
 	(void)state;
 	assert_non_null(dir);
-	/* storage record compressed */
+	/* a stored storage relabelled deflated: its bytes are no deflate stream */
 	memcpy(z, orig, n);
 	set_method(z, n, "basic/data/2", 8, 8);
-	expect_bytes(dir, "a.bin", z, n, "tensor 'model.layers.0.mlp.weight': storage '2' is "
-		     "compressed (method 8); weld reads stored entries only");
+	expect_bytes(dir, "a.bin", z, n, "zip entry 'basic/data/2': data: the deflate stream "
+		     "is damaged");
+	/* a storage compressed with another method than deflate */
+	memcpy(z, orig, n);
+	set_method(z, n, "basic/data/2", 12, 12);
+	expect_bytes(dir, "k.bin", z, n, "tensor 'model.layers.0.mlp.weight': storage '2' is "
+		     "compressed with method 12; weld reads stored or deflated entries only");
 	/* local header offset past the end of the file */
 	memcpy(z, orig, n);
 	at = central_entry(z, n, "basic/data/2");
@@ -1302,14 +1353,14 @@ static void write_ckpt(const char *dir, const char *name, const struct buf *pkl,
 	size_t k = 0;
 	struct buf z;
 
-	e[k++] = (struct zentry){ "ckpt/data.pkl", pkl->b, pkl->n, pkl_method };
+	e[k++] = (struct zentry){ "ckpt/data.pkl", pkl->b, pkl->n, pkl_method, 0 };
 	for (size_t i = 0; i < n; i++) {
 		snprintf(names[i], sizeof(names[i]), "ckpt/data/%zu", i);
-		e[k++] = (struct zentry){ names[i], data[i], len[i], 0 };
+		e[k++] = (struct zentry){ names[i], data[i], len[i], 0, 0 };
 	}
 	if (byteorder)
-		e[k++] = (struct zentry){ "ckpt/byteorder", byteorder, strlen(byteorder), 0 };
-	e[k++] = (struct zentry){ "ckpt/version", "3\n", 2, 0 };
+		e[k++] = (struct zentry){ "ckpt/byteorder", byteorder, strlen(byteorder), 0, 0 };
+	e[k++] = (struct zentry){ "ckpt/version", "3\n", 2, 0, 0 };
 	z = zip_build(e, k, zip64);
 	expect_bytes(dir, name, z.b, z.n, needle);
 	free(z.b);
@@ -1379,8 +1430,8 @@ static void test_zip_built_archives(void **state)
 	}
 	{
 		struct zentry e[2] = {
-			{ "data.pkl", "\x80\x02}.", 4, 0 },
-			{ "x/data.pkl", "\x80\x02}.", 4, 0 },
+			{ "data.pkl", "\x80\x02}.", 4, 0, 0 },
+			{ "x/data.pkl", "\x80\x02}.", 4, 0, 0 },
 		};
 		struct buf z = zip_build(e, 2, false);
 
@@ -1411,7 +1462,7 @@ static void test_zip_built_archives(void **state)
 static void test_zip_directory(void **state)
 {
 	struct zentry e[3] = {
-		{ "p/b", "bb", 2, 0 }, { "p/a", "a", 1, 0 }, { "p/c", "ccc", 3, 8 },
+		{ "p/b", "bb", 2, 0, 0 }, { "p/a", "a", 1, 0, 0 }, { "p/c", "ccc", 3, 8, 0 },
 	};
 	struct buf z = zip_build(e, 3, true);
 	char *dir = fixture_tmpdir(), *path = fixture_write(dir, "z.zip", z.b, z.n);
@@ -1471,6 +1522,7 @@ int main(void)
 		cmocka_unit_test(test_fixture_sharded_folder),
 		cmocka_unit_test(test_fixture_offsets),
 		cmocka_unit_test(test_fixture_refusals),
+		cmocka_unit_test(test_fixture_deflated),
 		cmocka_unit_test(test_zip_patched_fixture),
 		cmocka_unit_test(test_zip_damage_does_not_crash),
 		cmocka_unit_test(test_zip_built_archives),
