@@ -96,16 +96,57 @@ static int find_eocd(int fd, uint64_t size, const char *path, struct zip_end *z,
 			 "of central directory record", path);
 }
 
+/*
+ * The zip64 end record the locator at loc_at points to, if there is a
+ * locator: its counts and offsets replace the EOCD's. Returns 1 if found,
+ * 0 if there is no locator, -1 on error.
+ */
+static int read_zip64(int fd, const char *path, uint64_t loc_at, struct zip_end *z,
+		      struct weld_error *err)
+{
+	unsigned char loc[ZIP64_LOCATOR_SIZE], e64[ZIP64_EOCD_SIZE];
+	uint64_t e64_at;
+
+	if (weld_pread_full(fd, loc, sizeof(loc), loc_at, path, err) < 0)
+		return -1;
+	if (le32(loc) != ZIP64_LOCATOR_SIG)
+		return 0;
+	e64_at = le64(loc + 8);
+	if (le32(loc + 4) != 0 || le32(loc + 16) > 1)
+		return weld_fail(err, WELD_ERR_FORMAT, "'%s': multi-disk zip archives are not "
+				 "supported", path);
+	if (e64_at > loc_at || loc_at - e64_at < ZIP64_EOCD_SIZE)
+		return weld_fail(err, WELD_ERR_FORMAT, "'%s': zip64 end record offset %llu is "
+				 "outside the file", path, (unsigned long long)e64_at);
+	if (weld_pread_full(fd, e64, sizeof(e64), e64_at, path, err) < 0)
+		return -1;
+	if (le32(e64) != ZIP64_EOCD_SIG)
+		return weld_fail(err, WELD_ERR_FORMAT, "'%s': no zip64 end record at offset %llu",
+				 path, (unsigned long long)e64_at);
+	if (le32(e64 + 16) != 0 || le32(e64 + 20) != 0 || le64(e64 + 24) != le64(e64 + 32))
+		return weld_fail(err, WELD_ERR_FORMAT, "'%s': multi-disk zip archives are not "
+				 "supported", path);
+	/* Its size field counts the bytes after itself, up to the locator. */
+	if (le64(e64 + 4) != loc_at - e64_at - 12)
+		return weld_fail(err, WELD_ERR_FORMAT, "'%s': zip64 end record size %llu does not "
+				 "reach its locator", path, (unsigned long long)le64(e64 + 4));
+	z->entries = le64(e64 + 32);
+	z->cd_size = le64(e64 + 40);
+	z->cd_offset = le64(e64 + 48);
+	z->records_start = e64_at;
+	return 1;
+}
+
 static int read_end(int fd, uint64_t size, const char *path, struct zip_end *z,
 		    struct weld_error *err)
 {
-	unsigned char e[ZIP_EOCD_SIZE] = { 0 }, loc[ZIP64_LOCATOR_SIZE], e64[ZIP64_EOCD_SIZE];
-	uint64_t eocd_at, loc_at, e64_at, end;
+	unsigned char e[ZIP_EOCD_SIZE] = { 0 };
+	uint64_t end;
 	bool saturated;
+	int r = 0;
 
 	if (find_eocd(fd, size, path, z, e, err) < 0)
 		return -1;
-	eocd_at = z->records_start;
 	if (le16(e + 4) != 0 || le16(e + 6) != 0)
 		return weld_fail(err, WELD_ERR_FORMAT, "'%s': multi-disk zip archives are not "
 				 "supported", path);
@@ -115,32 +156,14 @@ static int read_end(int fd, uint64_t size, const char *path, struct zip_end *z,
 	saturated = le16(e + 8) == 0xffff || z->entries == 0xffff ||
 		    z->cd_size == 0xffffffff || z->cd_offset == 0xffffffff;
 	/* torch always writes the zip64 records; other writers only when needed. */
-	if (eocd_at >= ZIP64_LOCATOR_SIZE) {
-		loc_at = eocd_at - ZIP64_LOCATOR_SIZE;
-		if (weld_pread_full(fd, loc, sizeof(loc), loc_at, path, err) < 0)
-			return -1;
-		if (le32(loc) == ZIP64_LOCATOR_SIG) {
-			e64_at = le64(loc + 8);
-			if (e64_at > loc_at || loc_at - e64_at < ZIP64_EOCD_SIZE)
-				return weld_fail(err, WELD_ERR_FORMAT, "'%s': zip64 end record offset "
-						 "%llu is outside the file", path,
-						 (unsigned long long)e64_at);
-			if (weld_pread_full(fd, e64, sizeof(e64), e64_at, path, err) < 0)
-				return -1;
-			if (le32(e64) != ZIP64_EOCD_SIG)
-				return weld_fail(err, WELD_ERR_FORMAT, "'%s': no zip64 end record at "
-						 "offset %llu", path, (unsigned long long)e64_at);
-			if (le32(e64 + 16) != 0 || le32(e64 + 20) != 0)
-				return weld_fail(err, WELD_ERR_FORMAT, "'%s': multi-disk zip "
-						 "archives are not supported", path);
-			z->entries = le64(e64 + 32);
-			z->cd_size = le64(e64 + 40);
-			z->cd_offset = le64(e64 + 48);
-			z->records_start = e64_at;
-			saturated = false;
-		}
-	}
-	if (saturated)
+	if (z->records_start >= ZIP64_LOCATOR_SIZE)
+		r = read_zip64(fd, path, z->records_start - ZIP64_LOCATOR_SIZE, z, err);
+	if (r < 0)
+		return -1;
+	if (!r && le16(e + 8) != le16(e + 10))
+		return weld_fail(err, WELD_ERR_FORMAT, "'%s': multi-disk zip archives are not "
+				 "supported", path);
+	if (saturated && !r)
 		return weld_fail(err, WELD_ERR_FORMAT, "'%s': zip end record needs a zip64 record, "
 				 "which is missing", path);
 	if (!weld_add_u64(z->cd_offset, z->cd_size, &end) || end > z->records_start)
@@ -280,6 +303,40 @@ static int check_local_fields(const char *path, const struct weld_zip_entry *e,
 	return 0;
 }
 
+/*
+ * A local header's extra field is a run of (id, length, data) records, as
+ * libzip parses it; fewer than four zero bytes may trail (zipalign pads
+ * so). torch's "FB" padding record is one of them.
+ */
+static int check_local_extra(int fd, const char *path, const struct weld_zip_entry *e,
+			     const unsigned char *h, struct weld_error *err)
+{
+	size_t n = le16(h + 28), i = 0;
+	unsigned char *x;
+	int ret = -1;
+
+	if (!n)
+		return 0;
+	x = malloc(n);
+	if (!x)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (weld_pread_full(fd, x, n, e->data - n, path, err) < 0)
+		goto out;
+	while (n - i >= 4 && (size_t)le16(x + i + 2) <= n - i - 4)
+		i += 4 + (size_t)le16(x + i + 2);
+	while (i < n && n - i < 4 && !x[i])
+		i++;
+	if (i != n) {
+		weld_fail(err, WELD_ERR_FORMAT, "'%s': zip entry '%s': the local header's extra "
+			  "field is malformed at byte %zu of %zu", path, e->name, i, n);
+		goto out;
+	}
+	ret = 0;
+out:
+	free(x);
+	return ret;
+}
+
 /* Check e's local header and find where its data begins. */
 static int check_local(int fd, uint64_t cd_offset, const char *path,
 		       struct weld_zip_entry *e, unsigned char *local, struct weld_error *err)
@@ -408,7 +465,8 @@ int weld_zip_read_dir(int fd, uint64_t size, const char *path,
 	if (index_dir(path, dir, err) < 0)
 		goto out;
 	for (size_t i = 0; i < dir->n; i++)
-		if (check_local_fields(path, &dir->entries[i], local[i], err) < 0)
+		if (check_local_fields(path, &dir->entries[i], local[i], err) < 0 ||
+		    check_local_extra(fd, path, &dir->entries[i], local[i], err) < 0)
 			goto out;
 	ret = 0;
 out:

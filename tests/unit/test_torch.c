@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -1458,6 +1459,195 @@ static void test_zip_built_archives(void **state)
 	free(dir);
 }
 
+/* ---------------------------------------------------------------- deflated storages */
+
+static uint32_t get_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void set_le32(unsigned char *p, uint32_t v)
+{
+	for (int k = 0; k < 4; k++)
+		p[k] = (unsigned char)(v >> (8 * k));
+}
+
+/* Offset of the local header of entry `name` in a zip image. */
+static size_t local_header(const unsigned char *z, size_t n, const char *name)
+{
+	return get_le32(z + central_entry(z, n, name) + 42);
+}
+
+/* Offset of the first data byte of entry `name`. */
+static size_t local_data(const unsigned char *z, size_t n, const char *name)
+{
+	size_t lho = local_header(z, n, name);
+
+	return lho + 30 + (z[lho + 26] | z[lho + 27] << 8) + (z[lho + 28] | z[lho + 29] << 8);
+}
+
+/* Set a 32-bit field of entry `name` in its central (at +central) and local
+ * (at +local) headers: Python's zipfile writes CRC and sizes in both. */
+static void set_field(unsigned char *z, size_t n, const char *name, size_t central,
+		      size_t local, uint32_t v)
+{
+	set_le32(z + central_entry(z, n, name) + central, v);
+	set_le32(z + local_header(z, n, name) + local, v);
+}
+
+/* Open path expecting an I/O error whose message holds needle. */
+static void expect_io_error(const char *path, const char *needle)
+{
+	struct weld_error err = { 0 };
+	weld_model *m = NULL;
+
+	if (weld_model_open(&m, path, &err) == 0)
+		fail_msg("'%s' opened; expected '%s'", path, needle);
+	if (!strstr(err.msg, needle))
+		fail_msg("message '%s' lacks '%s'", err.msg, needle);
+	assert_int_equal(err.status, WELD_ERR_IO);
+}
+
+/* Number of entries of a folder, "." and ".." aside. */
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+/*
+ * views_deflated.bin, damaged: a broken deflate stream, a CRC that does not
+ * match, a declared size that is not the pickle's. Each is refused naming
+ * the file and the entry, before any tensor is registered.
+ */
+static void test_zip_deflated_damage(void **state)
+{
+	char *src = data_path("views_deflated.bin"), *dir = fixture_tmpdir();
+	size_t n;
+	unsigned char *orig = slurp(src, &n), *z = malloc(n);
+
+	(void)state;
+	assert_non_null(dir);
+	memcpy(z, orig, n);
+	z[local_data(z, n, "archive/data/1") + 5] ^= 0x55;
+	expect_bytes(dir, "a.bin", z, n, "zip entry 'archive/data/1': data: the deflate stream "
+		     "is damaged");
+	memcpy(z, orig, n);
+	set_field(z, n, "archive/data/1", 16, 14,
+		  get_le32(z + central_entry(z, n, "archive/data/1") + 16) ^ 1);
+	expect_bytes(dir, "b.bin", z, n, "'archive/data/1': CRC mismatch (the file is corrupt)");
+	/* the zip declares 100 bytes, the pickle 96 */
+	memcpy(z, orig, n);
+	set_field(z, n, "archive/data/1", 24, 22, 100);
+	expect_bytes(dir, "c.bin", z, n, "tensor 'permuted': storage '1' is declared as 96 bytes "
+		     "but its deflated record 'archive/data/1' as 100");
+	/* the same, central and local headers disagreeing */
+	memcpy(z, orig, n);
+	set_le32(z + central_entry(z, n, "archive/data/1") + 24, 100);
+	expect_bytes(dir, "d.bin", z, n, "zip entry 'archive/data/1': local header says "
+		     "uncompressed size 96, the central directory 100");
+	fixture_rmtree(dir);
+	free(dir);
+	free(orig);
+	free(z);
+	free(src);
+}
+
+/* A checkpoint of one tensor t whose storage '0' is data[0..len), deflated,
+ * with `declared` as its uncompressed size. */
+static void write_deflated(const char *dir, const char *name, const struct tspec *t,
+			   const void *data, size_t len, uint64_t declared, const char *needle)
+{
+	struct buf pkl = pk_state_dict(t, 1);
+	struct zentry e[3] = {
+		{ "ckpt/data.pkl", pkl.b, pkl.n, 0, 0 },
+		{ "ckpt/data/0", data, len, 8, declared },
+		{ "ckpt/version", "3\n", 2, 0, 0 },
+	};
+	struct buf z = zip_build(e, 3, false);
+
+	expect_bytes(dir, name, z.b, z.n, needle);
+	free(z.b);
+	free(pkl.b);
+}
+
+/*
+ * Deflated data that lies about its size where the pickle and the zip
+ * agree: it inflates to fewer bytes, or to more (refused at the first byte
+ * too many), or declares more than its compressed bytes can hold (a zip
+ * bomb, refused before anything is inflated).
+ */
+static void test_zip_deflated_sizes(void **state)
+{
+	static const float w[12] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
+	char *dir = fixture_tmpdir();
+	struct tspec t = plain;
+
+	(void)state;
+	assert_non_null(dir);
+	write_deflated(dir, "ok.bin", &t, w, sizeof(w), 0, NULL);
+	t.numel = 13;
+	write_deflated(dir, "fewer.bin", &t, w, sizeof(w), 52, "zip entry 'ckpt/data/0': data "
+		       "inflates to 48 bytes, not the 52 its uncompressed size declares");
+	t.numel = 11;
+	t.ndim = 1;
+	t.shape[0] = 11;
+	t.stride[0] = 1;
+	write_deflated(dir, "more.bin", &t, w, sizeof(w), 44, "zip entry 'ckpt/data/0': data "
+		       "inflates to more than the 44 bytes its uncompressed size declares");
+	t.numel = 1 << 28;
+	write_deflated(dir, "bomb.bin", &t, w, sizeof(w), 1u << 30, "tensor 'w': storage '0': "
+		       "record 'ckpt/data/0': ");
+	write_deflated(dir, "bomb2.bin", &t, w, sizeof(w), 1u << 30, "compressed bytes cannot "
+		       "inflate to the 1073741824 its uncompressed size declares");
+	fixture_rmtree(dir);
+	free(dir);
+}
+
+/*
+ * The inflated copy lives in $TMPDIR and leaves no name there, while the
+ * model is open or after; a TMPDIR where no file can be made is an I/O
+ * error naming it.
+ */
+static void test_zip_deflated_tmpdir(void **state)
+{
+	char *src = data_path("views_deflated.bin"), *dir = fixture_tmpdir();
+	const char *old = getenv("TMPDIR");
+	char *saved = old ? strdup(old) : NULL;
+	struct weld_error err = { 0 };
+	weld_model *m = NULL;
+	float f;
+
+	(void)state;
+	assert_non_null(dir);
+	assert_int_equal(setenv("TMPDIR", dir, 1), 0);
+	if (weld_model_open(&m, src, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(count_entries(dir), 0);
+	assert_int_equal(weld_model_read(m, (size_t)weld_model_find(m, "row"), 0, 1, &f, &err), 0);
+	assert_true(f == 0.0f);   /* base[1][0] = -1 + 4 * 0.25 */
+	weld_model_close(m);
+	assert_int_equal(count_entries(dir), 0);
+	assert_int_equal(setenv("TMPDIR", "/nonexistent/weld-test", 1), 0);
+	expect_io_error(src, "cannot create a temporary file in '/nonexistent/weld-test' for its "
+			"deflated storages");
+	if (saved)
+		setenv("TMPDIR", saved, 1);
+	else
+		unsetenv("TMPDIR");
+	free(saved);
+	fixture_rmtree(dir);
+	free(dir);
+	free(src);
+}
+
 /* The zip layer on its own, for what the model layer does not show. */
 static void test_zip_directory(void **state)
 {
@@ -1526,6 +1716,9 @@ int main(void)
 		cmocka_unit_test(test_zip_patched_fixture),
 		cmocka_unit_test(test_zip_damage_does_not_crash),
 		cmocka_unit_test(test_zip_built_archives),
+		cmocka_unit_test(test_zip_deflated_damage),
+		cmocka_unit_test(test_zip_deflated_sizes),
+		cmocka_unit_test(test_zip_deflated_tmpdir),
 		cmocka_unit_test(test_zip_directory),
 	};
 	return cmocka_run_group_tests_name("torch", tests, NULL, NULL);
