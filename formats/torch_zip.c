@@ -231,7 +231,10 @@ static int resolve_storage(struct ckpt *c, size_t si, const char *tensor,
 	if (e->method != 0) {
 		if (check_deflated(c, s, tensor, e, err) < 0)
 			return -1;
-		/* No overflow: each size is at most 1032 times the file's. */
+		/*
+		 * No overflow: each is at most 1032 times its compressed size, and
+		 * those add up to less than the file (entries do not overlap).
+		 */
 		c->inflated += e->usize;
 		c->ncompressed++;
 	} else if (e->csize != e->usize) {
@@ -296,7 +299,7 @@ static int create_copy_file(const struct ckpt *c, uint64_t need, const char **di
 static int inflate_storages(struct ckpt *c, int *source, struct weld_error *err)
 {
 	const char *dir;
-	char to[64];
+	char to[320];
 	uint64_t at = 0;
 	int fd;
 
@@ -310,7 +313,7 @@ static int inflate_storages(struct ckpt *c, int *source, struct weld_error *err)
 	*source = weld_model_add_source(c->m, c->file, fd, err);
 	if (*source < 0)
 		return -1;
-	snprintf(to, sizeof(to), "a temporary file in '%.40s'", dir);
+	snprintf(to, sizeof(to), "a temporary file in '%s'", dir);
 	for (size_t i = 0; i < c->sd.nstorages; i++) {
 		const struct weld_zip_entry *e = c->slots[i].entry;
 
