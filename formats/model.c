@@ -5,10 +5,13 @@
  * order of preference: model.safetensors.index.json (shards), a single
  * model.safetensors, pytorch_model.bin.index.json, pytorch_model.bin, then
  * every *.safetensors it holds. Each file's format is chosen from its first
- * bytes, not its name. An index must agree exactly with its shards: every
- * name it lists is in the shard it names, and no shard holds a name it does
- * not list. Tensors are kept sorted by name, and data is read with pread
- * following each tensor's strides, so memory never grows with the model.
+ * bytes, not its name, by the table of formats (registry.c). An index must
+ * agree exactly with its shards: every name it lists is in the shard it
+ * names, and no shard holds a name it does not list. Tensors are kept
+ * sorted by name, and data is read with pread following each tensor's
+ * strides, so memory never grows with the model: from the tensor's file,
+ * or from the descriptor its parser handed over for data the file cannot
+ * serve by range (weld_model_add_source()).
  */
 #include "format.h"
 
