@@ -1,9 +1,11 @@
 /*
- * format.h - what a file-format parser sees of a weld_model.
+ * format.h - what a file-format parser sees of a weld_model, and the table
+ * of formats the model layer consults.
  *
  * The model layer (formats/model.c) finds the files of a checkpoint, opens
- * them, and hands each one to the parser its first bytes select. A parser
- * validates the file's header and registers every tensor with
+ * them, and hands each one to the format whose probe claims its first
+ * bytes (registry.c holds the table; model.c never names a parser). A
+ * parser validates the file's header and registers every tensor with
  * weld_model_add_tensor(): the file index, the absolute byte offset of
  * element 0 and the strides in elements. The model layer then reads any
  * element range with pread, following the strides, so a parser never
@@ -15,6 +17,38 @@
 
 #include "model.h"
 
+/* ---------------------------------------------------------------- the table */
+
+/*
+ * One file format, like a libarchive reader: its name (what
+ * weld_model_format() reports), a probe that looks at the first bytes of a
+ * file (head[0..n), n = min(64, file size)) without reading more, and the
+ * parser that registers the file's tensors. A format that takes any file of
+ * at least `claims_rest` bytes no probe claimed (0: none) parses it so that
+ * a damaged header gets that parser's message rather than "unknown format".
+ */
+struct weld_format {
+	const char *name;
+	bool (*probe)(const unsigned char *head, size_t n);
+	int (*parse)(weld_model *m, int file, struct weld_error *err);
+	size_t claims_rest;
+};
+
+/*
+ * The format of the file called path that starts with head[0..n): the
+ * first row (in registry.c's order) whose probe claims it, else a row that
+ * claims the rest, else NULL with err filled (naming path).
+ */
+const struct weld_format *weld_format_detect(const unsigned char *head, size_t n,
+					     const char *path, struct weld_error *err);
+
+/* The rows, each defined in its format's file and listed in registry.c. */
+extern const struct weld_format weld_torch_zip_format;    /* torch_zip.c */
+extern const struct weld_format weld_torch_legacy_format; /* torch_zip.c: refused */
+extern const struct weld_format weld_safetensors_format;  /* safetensors.c */
+
+/* ---------------------------------------------------------------- what parsers call */
+
 /* Size, descriptor and path of file `file` of the model. */
 uint64_t weld_model_file_size(const weld_model *m, int file);
 int weld_model_file_fd(const weld_model *m, int file);
@@ -24,6 +58,20 @@ int weld_model_file_fd(const weld_model *m, int file);
  * checked by the parser. */
 int weld_model_add_tensor(weld_model *m, const struct weld_tensor_info *info,
 			  struct weld_error *err);
+
+/*
+ * Data a file cannot serve by byte range (a compressed zip entry) is
+ * copied once, at open, into a descriptor of the parser's making (an
+ * unlinked temporary file). weld_model_add_source() hands that descriptor
+ * to the model, which reads from it with pread like a file and closes it
+ * with the model (and at once if the call fails). Returns the source's
+ * number (>= 1), or -1. Tensors registered against the source with
+ * weld_model_add_tensor_in() have info->offset counting in it; their
+ * info->file still names the checkpoint file they belong to.
+ */
+int weld_model_add_source(weld_model *m, int file, int fd, struct weld_error *err);
+int weld_model_add_tensor_in(weld_model *m, const struct weld_tensor_info *info, int source,
+			     struct weld_error *err);
 
 /* Remember one __metadata__ entry (copied); the first value of a key wins. */
 int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
@@ -42,13 +90,5 @@ static inline void weld_contiguous_strides(struct weld_tensor_info *t)
 			s = INT64_MAX;
 	}
 }
-
-/* safetensors (formats/safetensors.c) */
-bool weld_safetensors_probe(const unsigned char *head, size_t n);
-int weld_safetensors_parse(weld_model *m, int file, struct weld_error *err);
-
-/* PyTorch zip checkpoints (formats/torch_zip.c + formats/pickle.c) */
-bool weld_torch_probe(const unsigned char *head, size_t n);
-int weld_torch_parse(weld_model *m, int file, struct weld_error *err);
 
 #endif

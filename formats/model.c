@@ -5,13 +5,15 @@
  * order of preference: model.safetensors.index.json (shards), a single
  * model.safetensors, pytorch_model.bin.index.json, pytorch_model.bin, then
  * every *.safetensors it holds. Each file's format is chosen from its first
- * bytes, not its name. An index must agree exactly with its shards: every
- * name it lists is in the shard it names, and no shard holds a name it does
- * not list. Tensors are kept sorted by name, and data is read with pread
- * following each tensor's strides, so memory never grows with the model.
+ * bytes, not its name, by the table of formats (registry.c). An index must
+ * agree exactly with its shards: every name it lists is in the shard it
+ * names, and no shard holds a name it does not list. Tensors are kept
+ * sorted by name, and data is read with pread following each tensor's
+ * strides, so memory never grows with the model: from the tensor's file,
+ * or from the descriptor its parser handed over for data the file cannot
+ * serve by range (weld_model_add_source()).
  */
 #include "format.h"
-#include "pickle.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -38,12 +40,26 @@ struct meta_kv {
 	int file;
 };
 
+/* A descriptor holding data of a file that the file cannot serve by range. */
+struct model_source {
+	int fd;
+	char *label;            /* for messages: "<file path> (inflated entries)" */
+};
+
+/* A tensor, and where its bytes are read: its file (source 0) or a source. */
+struct model_tensor {
+	struct weld_tensor_info info;
+	int source;
+};
+
 struct weld_model {
 	char *path, *dir;
 	const char *format;
 	struct model_file *files;
 	size_t nfiles;
-	struct weld_tensor_info *t;
+	struct model_source *sources;
+	size_t nsources;
+	struct model_tensor *t;
 	size_t n, cap;
 	struct meta_kv *meta;
 	size_t nmeta;
@@ -77,7 +93,7 @@ size_t weld_model_count(const weld_model *m)
 
 const struct weld_tensor_info *weld_model_tensor(const weld_model *m, size_t i)
 {
-	return &m->t[i];
+	return &m->t[i].info;
 }
 
 const char *weld_model_path(const weld_model *m)
@@ -134,24 +150,52 @@ int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
 	return 0;
 }
 
-int weld_model_add_tensor(weld_model *m, const struct weld_tensor_info *info,
-			  struct weld_error *err)
+int weld_model_add_source(weld_model *m, int file, int fd, struct weld_error *err)
+{
+	struct model_source *s = realloc(m->sources, (m->nsources + 1) * sizeof(*s));
+	const char *path = m->files[file].path;
+	size_t len = strlen(path) + sizeof(" (inflated entries)");
+
+	if (!s) {
+		close(fd);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	m->sources = s;
+	s[m->nsources].fd = fd;
+	s[m->nsources].label = malloc(len);
+	if (!s[m->nsources].label) {
+		close(fd);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	snprintf(s[m->nsources].label, len, "%s (inflated entries)", path);
+	return (int)++m->nsources;
+}
+
+int weld_model_add_tensor_in(weld_model *m, const struct weld_tensor_info *info, int source,
+			     struct weld_error *err)
 {
 	if (m->n == m->cap) {
 		size_t cap = m->cap ? 2 * m->cap : 64;
-		struct weld_tensor_info *t = realloc(m->t, cap * sizeof(*t));
+		struct model_tensor *t = realloc(m->t, cap * sizeof(*t));
 
 		if (!t)
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		m->t = t;
 		m->cap = cap;
 	}
-	m->t[m->n] = *info;
-	m->t[m->n].name = strdup(info->name);
-	if (!m->t[m->n].name)
+	m->t[m->n].info = *info;
+	m->t[m->n].source = source;
+	m->t[m->n].info.name = strdup(info->name);
+	if (!m->t[m->n].info.name)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	m->n++;
 	return 0;
+}
+
+int weld_model_add_tensor(weld_model *m, const struct weld_tensor_info *info,
+			  struct weld_error *err)
+{
+	return weld_model_add_tensor_in(m, info, 0, err);
 }
 
 static int add_file(weld_model *m, const char *path, struct weld_error *err)
@@ -181,10 +225,11 @@ static int add_file(weld_model *m, const char *path, struct weld_error *err)
 	return (int)m->nfiles++;
 }
 
-/* Open one file and hand it to the parser its first bytes select. */
+/* Open one file and hand it to the format its first bytes select. */
 static int parse_file(weld_model *m, const char *path, struct weld_error *err)
 {
 	unsigned char head[64];
+	const struct weld_format *f;
 	size_t got;
 	int file = add_file(m, path, err);
 
@@ -194,26 +239,14 @@ static int parse_file(weld_model *m, const char *path, struct weld_error *err)
 	got = m->files[file].size < sizeof(head) ? (size_t)m->files[file].size : sizeof(head);
 	if (weld_pread_full(m->files[file].fd, head, got, 0, path, err) < 0)
 		return -1;
-	if (weld_torch_probe(head, got)) {
-		if (m->format && strcmp(m->format, "pytorch") != 0)
-			m->format = "mixed";
-		else
-			m->format = "pytorch";
-		return weld_torch_parse(m, file, err);
-	}
-	if (weld_torch_legacy_probe(head, got))
-		return weld_fail(err, WELD_ERR_FORMAT,
-				 "'%s': legacy PyTorch (pre-1.6) checkpoint: re-save it with a current torch, or convert it to safetensors",
-				 path);
-	if (weld_safetensors_probe(head, got) || got >= 8) {
-		if (m->format && strcmp(m->format, "safetensors") != 0)
-			m->format = "mixed";
-		else
-			m->format = "safetensors";
-		return weld_safetensors_parse(m, file, err);
-	}
-	return weld_fail(err, WELD_ERR_FORMAT,
-			 "'%s': not a safetensors or PyTorch checkpoint (%zu bytes)", path, got);
+	f = weld_format_detect(head, got, path, err);
+	if (!f)
+		return -1;
+	if (m->format && strcmp(m->format, f->name) != 0)
+		m->format = "mixed";
+	else
+		m->format = f->name;
+	return f->parse(m, file, err);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -279,21 +312,22 @@ static int open_index(weld_model *m, const char *index, struct weld_error *err)
 	/* Shards hold exactly what the index lists, where it lists it. */
 	m->format = m->format ? m->format : "safetensors";
 	for (size_t i = 0; i < m->n; i++) {
-		const cJSON *where = cJSON_GetObjectItemCaseSensitive(map, m->t[i].name);
-		const char *fp = m->files[m->t[i].file].path;
+		const struct weld_tensor_info *t = &m->t[i].info;
+		const cJSON *where = cJSON_GetObjectItemCaseSensitive(map, t->name);
+		const char *fp = m->files[t->file].path;
 		const char *base = strrchr(fp, '/');
 
 		base = base ? base + 1 : fp;
 		if (!where) {
 			weld_fail(err, WELD_ERR_FORMAT,
 				  "'%s': tensor '%s': in shard '%s' but not in the index's weight_map",
-				  index, m->t[i].name, base);
+				  index, t->name, base);
 			goto out;
 		}
 		if (strcmp(where->valuestring, base) != 0) {
 			weld_fail(err, WELD_ERR_FORMAT,
 				  "'%s': tensor '%s': weight_map says '%s' but it is in '%s'",
-				  index, m->t[i].name, where->valuestring, base);
+				  index, t->name, where->valuestring, base);
 			goto out;
 		}
 	}
@@ -303,7 +337,7 @@ static int open_index(weld_model *m, const char *index, struct weld_error *err)
 			bool found = false;
 
 			for (size_t i = 0; i < m->n && !found; i++)
-				found = strcmp(m->t[i].name, e->string) == 0;
+				found = strcmp(m->t[i].info.name, e->string) == 0;
 			if (!found) {
 				weld_fail(err, WELD_ERR_FORMAT,
 					  "'%s': weight_map.%s: tensor not found in shard '%s'",
@@ -413,8 +447,8 @@ out:
 
 static int cmp_tensor(const void *a, const void *b)
 {
-	return strcmp(((const struct weld_tensor_info *)a)->name,
-		      ((const struct weld_tensor_info *)b)->name);
+	return strcmp(((const struct model_tensor *)a)->info.name,
+		      ((const struct model_tensor *)b)->info.name);
 }
 
 int weld_model_open(weld_model **out, const char *path, struct weld_error *err)
@@ -450,11 +484,11 @@ int weld_model_open(weld_model **out, const char *path, struct weld_error *err)
 	if (m->n > 1)	/* m->t is NULL when the model has no tensor */
 		qsort(m->t, m->n, sizeof(*m->t), cmp_tensor);
 	for (size_t i = 1; i < m->n; i++)
-		if (strcmp(m->t[i - 1].name, m->t[i].name) == 0) {
+		if (strcmp(m->t[i - 1].info.name, m->t[i].info.name) == 0) {
 			weld_fail(err, WELD_ERR_FORMAT,
 				  "'%s': tensor '%s': present in both '%s' and '%s'", path,
-				  m->t[i].name, m->files[m->t[i - 1].file].path,
-				  m->files[m->t[i].file].path);
+				  m->t[i].info.name, m->files[m->t[i - 1].info.file].path,
+				  m->files[m->t[i].info.file].path);
 			weld_model_close(m);
 			return -1;
 		}
@@ -470,13 +504,18 @@ void weld_model_close(weld_model *m)
 		close(m->files[i].fd);
 		free(m->files[i].path);
 	}
+	for (size_t i = 0; i < m->nsources; i++) {
+		close(m->sources[i].fd);
+		free(m->sources[i].label);
+	}
 	for (size_t i = 0; i < m->n; i++)
-		free((char *)m->t[i].name);
+		free((char *)m->t[i].info.name);
 	for (size_t i = 0; i < m->nmeta; i++) {
 		free(m->meta[i].key);
 		free(m->meta[i].value);
 	}
 	free(m->meta);
+	free(m->sources);
 	free(m->files);
 	free(m->t);
 	free(m->path);
@@ -490,7 +529,7 @@ int64_t weld_model_find(const weld_model *m, const char *name)
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(m->t[mid].name, name);
+		int c = strcmp(m->t[mid].info.name, name);
 
 		if (c == 0)
 			return (int64_t)mid;
@@ -521,7 +560,7 @@ static uint64_t view_offset(const struct weld_tensor_info *t, uint64_t j)
  * requested elements window by window, so that memory stays bounded and
  * each window of the storage is read once per call.
  */
-static int read_strided(const weld_model *m, const struct weld_tensor_info *t,
+static int read_strided(int fd, const char *path, const struct weld_tensor_info *t,
 			uint64_t first, size_t n, unsigned char *dst,
 			struct weld_error *err)
 {
@@ -543,8 +582,7 @@ static int read_strided(const weld_model *m, const struct weld_tensor_info *t,
 	for (uint64_t ws = lo; ws < hi && !ret; ws += GATHER_WINDOW - es) {
 		uint64_t we = hi - ws < GATHER_WINDOW ? hi : ws + GATHER_WINDOW;
 
-		ret = weld_pread_full(m->files[t->file].fd, win, (size_t)(we - ws),
-				      t->offset + ws, m->files[t->file].path, err);
+		ret = weld_pread_full(fd, win, (size_t)(we - ws), t->offset + ws, path, err);
 		for (size_t k = 0; k < n && !ret; k++) {
 			uint64_t o = view_offset(t, first + k);
 
@@ -559,24 +597,29 @@ static int read_strided(const weld_model *m, const struct weld_tensor_info *t,
 int weld_model_read(const weld_model *m, size_t i, uint64_t first, size_t n,
 		    void *dst, struct weld_error *err)
 {
-	const struct weld_tensor_info *t = &m->t[i];
+	const struct weld_tensor_info *t = &m->t[i].info;
 	size_t es = weld_dtype_size(t->dtype);
+	int fd = m->files[t->file].fd, source = m->t[i].source;
+	const char *path = m->files[t->file].path;
 
 	if (first > t->nelem || n > t->nelem - first)
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': read past its %llu elements",
 				 t->name, (unsigned long long)t->nelem);
 	if (!n)
 		return 0;
+	if (source) {
+		fd = m->sources[source - 1].fd;
+		path = m->sources[source - 1].label;
+	}
 	if (!t->contiguous)
-		return read_strided(m, t, first, n, dst, err);
-	return weld_pread_full(m->files[t->file].fd, dst, n * es, t->offset + first * es,
-			       m->files[t->file].path, err);
+		return read_strided(fd, path, t, first, n, dst, err);
+	return weld_pread_full(fd, dst, n * es, t->offset + first * es, path, err);
 }
 
 int weld_model_read_f32(const weld_model *m, size_t i, uint64_t first, size_t n,
 			float *dst, void *scratch, struct weld_error *err)
 {
-	const struct weld_tensor_info *t = &m->t[i];
+	const struct weld_tensor_info *t = &m->t[i].info;
 	void *buf = scratch;
 	int r;
 

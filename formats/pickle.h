@@ -1,10 +1,6 @@
 /*
- * pickle.h - the inside of weld's PyTorch reader: a pickle interpreter that
- * executes nothing (pickle.c) and the zip container walker (torch_zip.c).
- *
- * The model layer only needs weld_torch_probe()/weld_torch_parse() from
- * format.h and weld_torch_legacy_probe() from here; the other functions are
- * exposed so that tests and the fuzzer can drive each layer on its own.
+ * pickle.h - a pickle interpreter that executes nothing: the machine
+ * (pickle.c) and the globals it allows (pickle_globals.c).
  *
  * What the interpreter accepts (everything else is refused, naming the
  * opcode or the global):
@@ -22,13 +18,14 @@
  *  - persistent ids ('storage', <storage class>, '<decimal key>', location,
  *    numel); the location is ignored.
  *
- * Which dict holds the weights: the pickle's root must be a dict. If the
- * root has no tensor of its own and a key 'state_dict' (else 'model') whose
- * value is a dict, that dict is used and the root's other entries (epoch,
- * optimizer state...) are parsed but ignored (so {"model": {"w": t}}
- * gives the name "w"). Nested dicts are then flattened with '.':
- * {"encoder": {"layers": {"0": {"w": t}}}} gives "encoder.layers.0.w".
- * Every other leaf must be a tensor; a dict may appear only once.
+ * A run leaves the values the pickle built: the root (the one value STOP
+ * finds on the stack) and what it reaches: strings, containers, and the
+ * tensors the rebuild functions "made", each only a record of the
+ * arguments they were called with; plus the storages the persistent ids
+ * named. The arguments' types are checked, their meaning is not: whether
+ * a tensor's view fits its storage is the caller's to check (state_dict.c).
+ * Every object is counted against a byte budget proportional to the input,
+ * which the caller may draw on too (weld_pickle_reserve()).
  */
 #ifndef WELD_PICKLE_H
 #define WELD_PICKLE_H
@@ -37,108 +34,84 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "format.h"
+#include "base.h"
 
-/* Longest tensor name (dict keys joined with '.') weld accepts. */
-#define WELD_PICKLE_MAX_NAME 1024
-
-/*
- * True if head starts like a legacy (pre-1.6, non-zip) torch.save() file: a
- * pickle whose first object is the long integer 0x1950a86a20f9469cfc6c.
- */
-bool weld_torch_legacy_probe(const unsigned char *head, size_t n);
-
-/* ---------------------------------------------------------------- pickle */
-
-/* One storage named by a persistent id: the zip record <prefix>/data/<key>. */
-struct weld_pickle_storage {
-	char *key;              /* decimal digits */
-	enum weld_dtype dtype;  /* of the storage class (U8 for UntypedStorage) */
-	uint64_t nbytes;        /* numel x element size, checked */
-	bool used;              /* some tensor in the result views it */
+enum weld_ptype {
+	WELD_P_NONE, WELD_P_BOOL, WELD_P_INT, WELD_P_FLOAT, WELD_P_STR, WELD_P_BYTES,
+	WELD_P_TUPLE, WELD_P_LIST, WELD_P_DICT, WELD_P_GLOBAL, WELD_P_STORAGE, WELD_P_TENSOR
 };
 
-/* One tensor of the state dict, its view already checked against its storage. */
-struct weld_pickle_tensor {
-	char *name;             /* joined keys, valid UTF-8, no NUL */
-	size_t storage;         /* index in weld_pickle_result.storages */
+struct weld_pobj;
+
+/* A value on the stack, in the memo or inside a container. */
+struct weld_pval {
+	unsigned char type;     /* enum weld_ptype */
+	union {
+		int64_t i;      /* BOOL, INT; GLOBAL: a row of pickle_globals.c's table */
+		double f;
+		size_t storage; /* STORAGE: index in the run's storages */
+		struct weld_pobj *o; /* STR, BYTES, TUPLE, LIST, DICT, TENSOR */
+	} u;
+};
+
+/* What _rebuild_tensor_v2/v3 was called with: a view, not checked yet. */
+struct weld_ptensor {
+	size_t storage;         /* index in the run's storages */
 	enum weld_dtype dtype;
-	int ndim;
+	unsigned esize;
+	int ndim;               /* may exceed WELD_MAX_DIMS: refused by name later */
+	int64_t offset;         /* storage_offset, in elements */
 	int64_t shape[WELD_MAX_DIMS];
-	int64_t stride[WELD_MAX_DIMS];  /* elements, all >= 0 */
-	uint64_t storage_offset;        /* elements */
-	uint64_t nelem;
-	uint64_t nbytes;                /* nelem x element size */
-	uint64_t byte_offset;           /* of element 0 inside the storage */
-	bool contiguous;                /* strides are C order (size-1 dims ignored) */
-};
-
-struct weld_pickle_result {
-	struct weld_pickle_tensor *tensors;  /* in the pickle's dict order */
-	size_t ntensors;
-	struct weld_pickle_storage *storages;
-	size_t nstorages;
+	int64_t stride[WELD_MAX_DIMS];
 };
 
 /*
- * Run the pickle buf[0..len) (a data.pkl) and collect the tensors of its
- * state dict into *out. Returns 0, or -1 with err filled (status
- * WELD_ERR_FORMAT or WELD_ERR_NOMEM; the message has no file name, the
- * caller adds it). Memory used is bounded by a small multiple of len.
- * On failure *out is left empty. Free with weld_pickle_result_free().
+ * Heap object; `len` counts bytes (strings) or values (containers; a dict
+ * holds key, value, key, value...). Tuples and strings are allocated with
+ * their contents; lists and dicts grow `items` separately.
  */
-int weld_pickle_load(const unsigned char *buf, size_t len,
-		     struct weld_pickle_result *out, struct weld_error *err);
-/* Free what weld_pickle_load() stored in *r and empty it; NULL is fine. */
-void weld_pickle_result_free(struct weld_pickle_result *r);
-
-/* ---------------------------------------------------------------- zip */
-
-/* One entry of the central directory, with its local header checked. */
-struct weld_zip_entry {
-	char *name;             /* NUL-free, NUL-terminated */
-	uint16_t flags;
-	uint16_t method;        /* 0 stored, 8 deflated, ... */
-	uint32_t crc;
-	uint64_t csize;         /* compressed size */
-	uint64_t usize;         /* uncompressed size */
-	uint64_t header;        /* offset of the local header */
-	uint64_t data;          /* offset of the first data byte */
+struct weld_pobj {
+	struct weld_pobj *next;
+	unsigned char type;
+	bool visited;           /* false after a run: free for the caller's walk */
+	size_t len, cap;
+	union {
+		char *s;        /* NUL-terminated (len bytes before the NUL) */
+		struct weld_pval *items;
+		struct weld_ptensor *t;
+	} u;
 };
 
-struct weld_zip_dir {
-	struct weld_zip_entry *entries;   /* in central-directory order */
-	size_t n;
-	const struct weld_zip_entry **by_name;  /* the same entries, sorted by name */
-	uint64_t cd_offset;               /* where the central directory starts */
+/* A storage named by a persistent id. */
+struct weld_pstorage {
+	uint64_t key;
+	char text[24];          /* the key as written: canonical decimal */
+	enum weld_dtype dtype;
+	unsigned esize;         /* of the storage class; 1 when untyped */
+	bool untyped;
+	uint64_t nbytes;        /* numel x esize, checked */
 };
 
-/*
- * Read the end records and the central directory of the zip file open as
- * fd (size bytes, called path in messages), and check each entry's local
- * header: signature, same name, header and data inside the file and before
- * the central directory, no two entries overlapping. Returns 0 or -1.
- */
-int weld_zip_read_dir(int fd, uint64_t size, const char *path,
-		      struct weld_zip_dir *dir, struct weld_error *err);
-/* The entry called name, or NULL. */
-const struct weld_zip_entry *weld_zip_find(const struct weld_zip_dir *dir,
-					   const char *name);
-void weld_zip_dir_free(struct weld_zip_dir *dir);
-
-/* ---------------------------------------------------------------- torch */
-
-/* Called once per tensor; return -1 (with err filled) to stop. */
-typedef int (*weld_torch_add_fn)(void *ctx, const struct weld_tensor_info *info,
-				 struct weld_error *err);
+/* A machine that ran a pickle: it owns every value the run built. */
+struct weld_pickle;
 
 /*
- * The whole reader without the model layer: check the zip file open as fd,
- * run its data.pkl and pass every tensor (file index `file`, absolute
- * offsets) to add(). weld_torch_parse() is this with add() =
- * weld_model_add_tensor().
+ * Run the pickle buf[0..len) until STOP. On success *out is the machine
+ * (free with weld_pickle_free()); on failure it is NULL and err is filled
+ * (WELD_ERR_FORMAT or WELD_ERR_NOMEM; the message names the opcode and its
+ * byte offset, not the file: the caller adds it).
  */
-int weld_torch_scan(int fd, uint64_t size, const char *path, int file,
-		    weld_torch_add_fn add, void *ctx, struct weld_error *err);
+int weld_pickle_run(const unsigned char *buf, size_t len, struct weld_pickle **out,
+		    struct weld_error *err);
+/* The value STOP left (borrowed from pk). */
+struct weld_pval weld_pickle_root(const struct weld_pickle *pk);
+size_t weld_pickle_storage_count(const struct weld_pickle *pk);
+const struct weld_pstorage *weld_pickle_storage(const struct weld_pickle *pk, size_t i);
+/* Count n more bytes against the run's budget; fails (WELD_ERR_FORMAT,
+ * "more than its size justifies") when the input cannot justify them. */
+int weld_pickle_reserve(struct weld_pickle *pk, size_t n, struct weld_error *err);
+/* "None", "int", "dict", ... for messages. */
+const char *weld_pickle_type_name(const struct weld_pval *v);
+void weld_pickle_free(struct weld_pickle *pk);
 
 #endif

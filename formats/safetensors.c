@@ -23,7 +23,7 @@
 #define ST_MAX_HEADER 100000000ULL
 #define ST_MAX_INT 9007199254740992.0 /* 2^53 */
 
-bool weld_safetensors_probe(const unsigned char *head, size_t n)
+static bool safetensors_probe(const unsigned char *head, size_t n)
 {
 	uint64_t len = 0;
 
@@ -272,7 +272,7 @@ static int check_layout(struct st_entry *e, size_t n, uint64_t data_start,
 	return 0;
 }
 
-int weld_safetensors_parse(weld_model *m, int file, struct weld_error *err)
+static int safetensors_parse(weld_model *m, int file, struct weld_error *err)
 {
 	const char *path = weld_model_file_path(m, (size_t)file);
 	uint64_t fsize = weld_model_file_size(m, file), hlen = 0;
@@ -367,3 +367,11 @@ out:
 	free(h);
 	return ret;
 }
+
+/* Also every file of 8+ bytes no other probe claims: see registry.c. */
+const struct weld_format weld_safetensors_format = {
+	.name = "safetensors",
+	.probe = safetensors_probe,
+	.parse = safetensors_parse,
+	.claims_rest = 8,
+};

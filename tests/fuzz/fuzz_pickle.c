@@ -1,15 +1,15 @@
 /*
- * fuzz_pickle.c - libFuzzer target for the data.pkl interpreter.
+ * fuzz_pickle.c - libFuzzer target for the data.pkl interpreter and the
+ * state-dict flattening (formats/pickle*.c, formats/state_dict.c).
  *
- * Feeds arbitrary bytes to weld_pickle_load() and, when a pickle is
+ * Feeds arbitrary bytes to weld_state_dict_load() and, when a pickle is
  * accepted, checks what the reader promises the model layer: every
  * tensor's view lies inside its storage, names are unique-looking C strings
  * of bounded length, counts are consistent. A broken promise traps, so the
  * fuzzer reports it like a crash.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Ilib -Iformats \
- *       tests/fuzz/fuzz_pickle.c formats/pickle.c -o fuzz_pickle
- *   ./fuzz_pickle -max_total_time=600 tests/fuzz/corpus_pickle
+ *   sh tests/fuzz/run.sh pickle    (builds it against the whole library)
+ *   build-fuzz/fuzz_pickle -max_total_time=600 tests/fuzz/corpus_pickle
  *
  * Seeds: tests/fuzz/corpus_pickle/ (the data.pkl of each torch.save()
  * fixture, written by tests/data/torch/make_fixtures.py).
@@ -18,7 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "pickle.h"
+#include "state_dict.h"
+#include "torch_zip.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -38,9 +39,9 @@ static unsigned esize(enum weld_dtype t)
 	}
 }
 
-static void check_tensor(const struct weld_pickle_result *r, const struct weld_pickle_tensor *t)
+static void check_tensor(const struct weld_state_dict *r, const struct weld_sd_tensor *t)
 {
-	const struct weld_pickle_storage *s;
+	const struct weld_sd_storage *s;
 	uint64_t last = t->storage_offset, n = 1;
 	size_t len;
 
@@ -48,7 +49,7 @@ static void check_tensor(const struct weld_pickle_result *r, const struct weld_p
 	s = &r->storages[t->storage];
 	check(s->used);
 	len = strlen(t->name);
-	check(len > 0 && len <= WELD_PICKLE_MAX_NAME);
+	check(len > 0 && len <= WELD_SD_MAX_NAME);
 	check(t->ndim >= 0 && t->ndim <= WELD_MAX_DIMS);
 	for (int k = 0; k < t->ndim; k++) {
 		check(t->shape[k] >= 0 && t->stride[k] >= 0);
@@ -70,17 +71,17 @@ static void check_tensor(const struct weld_pickle_result *r, const struct weld_p
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct weld_pickle_result r;
+	struct weld_state_dict r;
 	struct weld_error err;
 
 	(void)weld_torch_legacy_probe(data, size);
-	if (weld_pickle_load(data, size, &r, &err) == 0) {
+	if (weld_state_dict_load(data, size, &r, &err) == 0) {
 		for (size_t i = 0; i < r.ntensors; i++)
 			check_tensor(&r, &r.tensors[i]);
 		for (size_t i = 0; i < r.nstorages; i++)
 			check(r.storages[i].key && r.storages[i].key[0] >= '0' &&
 			      r.storages[i].key[0] <= '9');
-		weld_pickle_result_free(&r);
+		weld_state_dict_free(&r);
 	} else {
 		check(err.status == WELD_ERR_FORMAT || err.status == WELD_ERR_NOMEM);
 		check(memchr(err.msg, '\0', sizeof(err.msg)) != NULL && err.msg[0]);

@@ -1,10 +1,12 @@
 /*
- * test_torch.c - the PyTorch zip reader: the pickle interpreter on
- * hand-built byte strings, the zip walker on hand-built and patched
- * archives, and whole checkpoints written by torch.save() (tests/data/torch,
- * made by make_fixtures.py) read through weld_model_open() and compared
- * value by value with what torch printed into the .json beside each file.
- * Hostile inputs must fail with a message naming what is wrong.
+ * test_torch.c - the PyTorch zip reader: the pickle interpreter and the
+ * state-dict flattening on hand-built byte strings, the zip walker and
+ * libzip's reading on hand-built and patched archives, and whole
+ * checkpoints written by torch.save() (tests/data/torch, made by
+ * make_fixtures.py; views_deflated.bin re-packed by make_deflated.py) read
+ * through weld_model_open() and compared value by value with what torch
+ * printed into the .json beside each file. Hostile inputs must fail with a
+ * message naming what is wrong; damage that nothing reads must not matter.
  */
 #include <stdarg.h>   /* cmocka 1.1.x needs these four before cmocka.h */
 #include <stddef.h>
@@ -14,6 +16,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,7 +26,9 @@
 
 #include "weld.h"
 #include "format.h"
-#include "pickle.h"
+#include "state_dict.h"
+#include "torch_zip.h"
+#include "zip_dir.h"
 #include "fixtures.h"
 
 /* ---------------------------------------------------------------- byte builder */
@@ -168,11 +173,11 @@ static const struct tspec plain = {
 /* Run a pickle that must fail; check the status and a piece of the message. */
 static void expect_pickle_error(const void *pkl, size_t len, const char *needle)
 {
-	struct weld_pickle_result r;
+	struct weld_state_dict r;
 	struct weld_error err = { 0 };
 
-	if (weld_pickle_load(pkl, len, &r, &err) == 0) {
-		weld_pickle_result_free(&r);
+	if (weld_state_dict_load(pkl, len, &r, &err) == 0) {
+		weld_state_dict_free(&r);
 		fail_msg("the pickle loaded; expected '%s'", needle);
 	}
 	if (!strstr(err.msg, needle))
@@ -183,11 +188,11 @@ static void expect_pickle_error(const void *pkl, size_t len, const char *needle)
 }
 
 /* Run a pickle that must load. */
-static void load_ok(const struct buf *p, struct weld_pickle_result *r)
+static void load_ok(const struct buf *p, struct weld_state_dict *r)
 {
 	struct weld_error err = { 0 };
 
-	if (weld_pickle_load(p->b, p->n, r, &err) != 0)
+	if (weld_state_dict_load(p->b, p->n, r, &err) != 0)
 		fail_msg("pickle refused: %s", err.msg);
 }
 
@@ -204,8 +209,8 @@ static void expect_spec_error(const struct tspec *t, size_t n, const char *needl
 static void test_pickle_plain_tensor(void **state)
 {
 	struct buf p = pk_state_dict(&plain, 1);
-	struct weld_pickle_result r;
-	const struct weld_pickle_tensor *t;
+	struct weld_state_dict r;
+	const struct weld_sd_tensor *t;
 
 	(void)state;
 	load_ok(&p, &r);
@@ -226,8 +231,8 @@ static void test_pickle_plain_tensor(void **state)
 	assert_string_equal(r.storages[t->storage].key, "0");
 	assert_int_equal(r.storages[t->storage].nbytes, 48);
 	assert_true(r.storages[t->storage].used);
-	weld_pickle_result_free(&r);
-	weld_pickle_result_free(NULL);
+	weld_state_dict_free(&r);
+	weld_state_dict_free(NULL);
 	free(p.b);
 }
 
@@ -242,7 +247,7 @@ static void test_pickle_views_and_shared_storage(void **state)
 		{ "none", "5", "HalfStorage", 12, 12, 2, { 0, 5 }, { 5, 1 }, NULL },
 	};
 	struct buf p = pk_state_dict(t, 6);
-	struct weld_pickle_result r;
+	struct weld_state_dict r;
 
 	(void)state;
 	load_ok(&p, &r);
@@ -264,7 +269,7 @@ static void test_pickle_views_and_shared_storage(void **state)
 	assert_int_equal(r.tensors[4].byte_offset, 8);
 	assert_int_equal(r.tensors[5].nelem, 0);
 	assert_int_equal(r.tensors[5].byte_offset, 24);
-	weld_pickle_result_free(&r);
+	weld_state_dict_free(&r);
 	free(p.b);
 }
 
@@ -275,7 +280,7 @@ static void test_pickle_views_and_shared_storage(void **state)
 static void test_pickle_large_dict_long_memo(void **state)
 {
 	struct buf p = { 0 };
-	struct weld_pickle_result r;
+	struct weld_state_dict r;
 	uint32_t memo = 0;
 
 	(void)state;
@@ -333,7 +338,7 @@ static void test_pickle_large_dict_long_memo(void **state)
 	assert_int_equal(r.tensors[1099].shape[0], 71099);
 	assert_int_equal(r.tensors[1099].byte_offset, 1099 * 4);
 	assert_string_equal(r.storages[r.tensors[1099].storage].key, "0");
-	weld_pickle_result_free(&r);
+	weld_state_dict_free(&r);
 	free(p.b);
 }
 
@@ -346,7 +351,7 @@ static void test_pickle_rebuild_v3_and_untyped(void **state)
 		{ "typed", "3", "FloatStorage", 2, 0, 1, { 2 }, { 1 }, "float32" },
 	};
 	struct buf p = pk_state_dict(t, 4);
-	struct weld_pickle_result r;
+	struct weld_state_dict r;
 
 	(void)state;
 	load_ok(&p, &r);
@@ -357,7 +362,7 @@ static void test_pickle_rebuild_v3_and_untyped(void **state)
 	assert_int_equal(r.tensors[2].dtype, WELD_U16);
 	assert_int_equal(r.tensors[2].byte_offset, 2);
 	assert_int_equal(r.tensors[3].dtype, WELD_F32);
-	weld_pickle_result_free(&r);
+	weld_state_dict_free(&r);
 	free(p.b);
 
 	/* an untyped storage of 7 bytes holds three u16 elements, not four */
@@ -382,13 +387,13 @@ static void test_pickle_long1_sizes(void **state)
 		{ INT64_C(1) << 16, INT64_C(1) << 16 }, { INT64_C(1) << 16, 1 }, NULL
 	};
 	struct buf p = pk_state_dict(&t, 1);
-	struct weld_pickle_result r;
+	struct weld_state_dict r;
 
 	(void)state;
 	load_ok(&p, &r);
 	assert_int_equal(r.tensors[0].nelem, UINT64_C(1) << 32);
 	assert_int_equal(r.tensors[0].byte_offset, UINT64_C(1) << 32);
-	weld_pickle_result_free(&r);
+	weld_state_dict_free(&r);
 	free(p.b);
 }
 
@@ -400,7 +405,7 @@ static void test_pickle_wrapper_and_nesting(void **state)
 	(void)state;
 	for (int w = 0; w < 3; w++) {
 		struct buf p = { 0 };
-		struct weld_pickle_result r;
+		struct weld_state_dict r;
 
 		op(&p, 0x80);
 		op(&p, 2);
@@ -429,7 +434,7 @@ static void test_pickle_wrapper_and_nesting(void **state)
 			load_ok(&p, &r);
 			assert_int_equal(r.ntensors, 1);
 			assert_string_equal(r.tensors[0].name, "encoder.layer");
-			weld_pickle_result_free(&r);
+			weld_state_dict_free(&r);
 		} else {
 			/* not a known wrapper: every leaf must be a tensor */
 			expect_pickle_error(p.b, p.n, "key 'epoch': value is a int, not a tensor");
@@ -617,10 +622,10 @@ static void test_pickle_refuses_truncation(void **state)
 
 	(void)state;
 	for (size_t len = 0; len < p.n; len++) {
-		struct weld_pickle_result r;
+		struct weld_state_dict r;
 		struct weld_error err = { 0 };
 
-		assert_int_equal(weld_pickle_load(p.b, len, &r, &err), -1);
+		assert_int_equal(weld_state_dict_load(p.b, len, &r, &err), -1);
 		assert_int_equal(err.status, WELD_ERR_FORMAT);
 	}
 	free(p.b);
@@ -801,6 +806,7 @@ struct zentry {
 	const void *data;
 	size_t len;
 	int method;             /* 0 stored, 8 deflated */
+	uint64_t declared;      /* uncompressed size written in the headers; 0: len */
 };
 
 /*
@@ -814,6 +820,7 @@ static struct buf zip_build(const struct zentry *e, size_t n, bool zip64)
 
 	for (size_t i = 0; i < n; i++) {
 		uint64_t lho = z.n, csize = e[i].len;
+		uint64_t usize = e[i].declared ? e[i].declared : e[i].len;
 		uint32_t crc = (uint32_t)crc32(0L, e[i].data, (uInt)e[i].len);
 		unsigned char *packed = NULL;
 		size_t nlen = strlen(e[i].name);
@@ -839,7 +846,7 @@ static struct buf zip_build(const struct zentry *e, size_t n, bool zip64)
 		put_le(&z, 0, 4);
 		put_le(&z, crc, 4);
 		put_le(&z, csize, 4);
-		put_le(&z, e[i].len, 4);
+		put_le(&z, usize, 4);
 		put_le(&z, nlen, 2);
 		put_le(&z, 0, 2);
 		put(&z, e[i].name, nlen);
@@ -854,7 +861,7 @@ static struct buf zip_build(const struct zentry *e, size_t n, bool zip64)
 		put_le(&cd, 0, 4);
 		put_le(&cd, crc, 4);
 		put_le(&cd, zip64 ? 0xffffffff : csize, 4);
-		put_le(&cd, zip64 ? 0xffffffff : e[i].len, 4);
+		put_le(&cd, zip64 ? 0xffffffff : usize, 4);
 		put_le(&cd, nlen, 2);
 		put_le(&cd, zip64 ? 28 : 0, 2);
 		put_le(&cd, 0, 2);
@@ -866,7 +873,7 @@ static struct buf zip_build(const struct zentry *e, size_t n, bool zip64)
 		if (zip64) {
 			put_le(&cd, 1, 2);
 			put_le(&cd, 24, 2);
-			put_le(&cd, e[i].len, 8);
+			put_le(&cd, usize, 8);
 			put_le(&cd, csize, 8);
 			put_le(&cd, lho, 8);
 		}
@@ -1165,6 +1172,50 @@ static void test_fixture_refusals(void **state)
 	free(script);
 }
 
+/*
+ * views.bin re-packed by Python's zipfile with every entry deflated
+ * (make_deflated.py): the same tensors as the stored original, element by
+ * element, and as torch printed them, read from the inflated copy.
+ */
+static void test_fixture_deflated(void **state)
+{
+	char *a = data_path("views.bin"), *b = data_path("views_deflated.bin");
+	struct weld_error err = { 0 };
+	weld_model *ma = NULL, *mb = NULL;
+
+	(void)state;
+	if (weld_model_open(&ma, a, &err) != 0 || weld_model_open(&mb, b, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_string_equal(weld_model_format(mb), "pytorch");
+	assert_int_equal(weld_model_file_count(mb), 1);
+	compare_with_torch(mb, "views.json");
+	assert_int_equal(weld_model_count(ma), weld_model_count(mb));
+	for (size_t i = 0; i < weld_model_count(ma); i++) {
+		const struct weld_tensor_info *ta = weld_model_tensor(ma, i);
+		const struct weld_tensor_info *tb = weld_model_tensor(mb, i);
+		size_t es = weld_dtype_size(ta->dtype);
+		unsigned char ea[8], eb[8];
+
+		assert_string_equal(ta->name, tb->name);
+		assert_int_equal(ta->dtype, tb->dtype);
+		assert_int_equal(ta->ndim, tb->ndim);
+		assert_memory_equal(ta->shape, tb->shape, sizeof(ta->shape));
+		assert_memory_equal(ta->stride, tb->stride, sizeof(ta->stride));
+		assert_int_equal(ta->contiguous, tb->contiguous);
+		assert_int_equal(tb->file, 0);
+		for (uint64_t k = 0; k < ta->nelem; k++) {
+			assert_int_equal(weld_model_read(ma, i, k, 1, ea, &err), 0);
+			assert_int_equal(weld_model_read(mb, i, k, 1, eb, &err), 0);
+			if (memcmp(ea, eb, es))
+				fail_msg("'%s'[%llu] differs", ta->name, (unsigned long long)k);
+		}
+	}
+	weld_model_close(ma);
+	weld_model_close(mb);
+	free(a);
+	free(b);
+}
+
 /* ---------------------------------------------------------------- patched and built zips */
 
 /* Offset of the central-directory entry called name in a zip image. */
@@ -1198,11 +1249,16 @@ static void test_zip_patched_fixture(void **state)
 
 	(void)state;
 	assert_non_null(dir);
-	/* storage record compressed */
+	/* a stored storage relabelled deflated: its bytes are no deflate stream */
 	memcpy(z, orig, n);
 	set_method(z, n, "basic/data/2", 8, 8);
-	expect_bytes(dir, "a.bin", z, n, "tensor 'model.layers.0.mlp.weight': storage '2' is "
-		     "compressed (method 8); weld reads stored entries only");
+	expect_bytes(dir, "a.bin", z, n, "zip entry 'basic/data/2': data: the deflate stream "
+		     "is damaged");
+	/* a storage compressed with another method than deflate */
+	memcpy(z, orig, n);
+	set_method(z, n, "basic/data/2", 12, 12);
+	expect_bytes(dir, "k.bin", z, n, "tensor 'model.layers.0.mlp.weight': storage '2' is "
+		     "compressed with method 12; weld reads stored or deflated entries only");
 	/* local header offset past the end of the file */
 	memcpy(z, orig, n);
 	at = central_entry(z, n, "basic/data/2");
@@ -1252,37 +1308,208 @@ static void test_zip_patched_fixture(void **state)
 	free(src);
 }
 
+/* ---------------------------------------------------------------- damage, byte by byte */
+
+static uint32_t get_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void set_le32(unsigned char *p, uint32_t v)
+{
+	for (int k = 0; k < 4; k++)
+		p[k] = (unsigned char)(v >> (8 * k));
+}
+
+/* What changing one byte of a checkpoint must do. */
+enum flip { FLIP_SAME, FLIP_CHANGED, FLIP_REFUSED };
+
+/* Where the parts of a torch.save() archive lie, as zip_dir.c reads them. */
+struct zlayout {
+	struct weld_zip_dir dir;
+	size_t central[16];     /* each central-directory entry, in order */
+	size_t z64, loc, eocd;  /* zip64 end record, its locator, the EOCD */
+};
+
+static void zlayout_read(struct zlayout *L, const char *path, const unsigned char *z, size_t n)
+{
+	struct weld_error err = { 0 };
+	int fd = open(path, O_RDONLY);
+	size_t at;
+
+	assert_true(fd >= 0);
+	if (weld_zip_read_dir(fd, n, path, &L->dir, &err) != 0)
+		fail_msg("%s", err.msg);
+	close(fd);
+	assert_true(L->dir.n <= 16);
+	at = (size_t)L->dir.cd_offset;
+	for (size_t i = 0; i < L->dir.n; i++) {
+		L->central[i] = at;
+		at += 46 + (size_t)(z[at + 28] | z[at + 29] << 8) +
+		      (size_t)(z[at + 30] | z[at + 31] << 8) + (size_t)(z[at + 32] | z[at + 33] << 8);
+	}
+	L->z64 = at;
+	L->eocd = n - 22;       /* torch writes no archive comment */
+	L->loc = L->eocd - 20;
+	assert_int_equal(get_le32(z + L->loc), 0x07064b50);
+}
+
 /*
- * Every truncation and every single-byte change of the end of a real file
- * either opens or fails cleanly (run under ASan/UBSan by `make asan`).
+ * What XOR-ing byte i of views.bin with k (not 0) must do. torch writes
+ * every entry stored, with a data descriptor (bit 3: CRC and sizes zero in
+ * the local header, the real ones after the data) except the empty
+ * storage, and a zip64 end record whose counts the EOCD repeats. What
+ * nobody reads may change freely; what is read must be refused when it
+ * lies, except tensor data, which is read by byte range without a CRC.
  */
-static void test_zip_damage_does_not_crash(void **state)
+static enum flip expect_flip(const struct zlayout *L, size_t i, unsigned k)
+{
+	if (i >= L->eocd)       /* signature, disk numbers, comment length: refused */
+		return i - L->eocd >= 8 && i - L->eocd < 20 ? FLIP_SAME : FLIP_REFUSED;
+	if (i >= L->loc)        /* no locator: the EOCD's values serve, and they are right */
+		return i - L->loc < 4 ? FLIP_SAME : FLIP_REFUSED;
+	if (i >= L->z64)        /* only the versions are free */
+		return i - L->z64 >= 12 && i - L->z64 < 16 ? FLIP_SAME : FLIP_REFUSED;
+	for (size_t j = 0; j < L->dir.n; j++) {
+		const struct weld_zip_entry *e = &L->dir.entries[j];
+		const size_t nlen = strlen(e->name), c = L->central[j], h = (size_t)e->header;
+		const size_t x = h + 30 + nlen, d = (size_t)e->data, end = d + (size_t)e->csize;
+		const bool pkl = strstr(e->name, "/data.pkl") != NULL;  /* read by libzip */
+		const bool storage = strstr(e->name, "/data/") != NULL; /* viewed by tensors */
+		const bool descriptor = e->flags & 8;
+		size_t f;
+
+		if (i >= c && i < c + 46 + nlen) {
+			f = i - c;
+			if (f >= 4 && f < 10)   /* versions, flags but bit 0 (encrypted) */
+				return f == 8 && (k & 1) ? FLIP_REFUSED : FLIP_SAME;
+			if (f >= 16 && f < 20)  /* CRC: checked if read, or in the local header */
+				return pkl || !descriptor ? FLIP_REFUSED : FLIP_SAME;
+			if (f >= 24 && f < 28)  /* size of an entry nobody reads */
+				return pkl || storage ? FLIP_REFUSED : FLIP_SAME;
+			if (f >= 34 && f < 42)  /* disk number, attributes */
+				return FLIP_SAME;
+			return FLIP_REFUSED;
+		}
+		if (i >= h && i < x) {
+			f = i - h;
+			if (f == 6)     /* clearing bit 3 makes the zero CRC and sizes lie */
+				return (k & 8) && descriptor ? FLIP_REFUSED : FLIP_SAME;
+			return f == 7 ? FLIP_SAME : FLIP_REFUSED;
+		}
+		if (i >= x && i < d)    /* the "FB" padding record: its length must fit */
+			return i - x == 2 || i - x == 3 ? FLIP_REFUSED : FLIP_SAME;
+		if (i >= d && i < end)
+			return pkl ? FLIP_REFUSED : storage ? FLIP_CHANGED : FLIP_SAME;
+		if (descriptor && i >= end && i < end + 16)     /* nobody reads descriptors */
+			return FLIP_SAME;
+	}
+	fail_msg("byte %zu is in no part of the archive", i);
+	return FLIP_REFUSED;
+}
+
+/* Tensor t's packed bytes, gathered from the file image z by its offset and strides. */
+static void gather(const struct weld_tensor_info *t, const unsigned char *z, unsigned char *out)
+{
+	size_t es = weld_dtype_size(t->dtype);
+
+	for (uint64_t j = 0; j < t->nelem; j++) {
+		uint64_t rest = j, off = 0;
+
+		for (int dim = t->ndim - 1; dim >= 0; dim--) {
+			off += rest % (uint64_t)t->shape[dim] * (uint64_t)t->stride[dim];
+			rest /= (uint64_t)t->shape[dim];
+		}
+		memcpy(out + j * es, z + t->offset + off * es, es);
+	}
+}
+
+/* The damaged file opened: every tensor holds the bytes z holds where the
+ * original said it lies; *changed tells whether any differs from orig. */
+static void check_flipped_data(const weld_model *orig_m, const char *path, const unsigned char *orig,
+			       const unsigned char *z, bool *changed)
+{
+	struct weld_error err = { 0 };
+	weld_model *m = NULL;
+
+	if (weld_model_open(&m, path, &err) != 0)
+		fail_msg("'%s' refused: %s", path, err.msg);
+	assert_int_equal(weld_model_count(m), weld_model_count(orig_m));
+	*changed = false;
+	for (size_t i = 0; i < weld_model_count(orig_m); i++) {
+		const struct weld_tensor_info *t = weld_model_tensor(orig_m, i);
+		size_t nb = (size_t)t->nbytes + 1;
+		unsigned char *got = malloc(nb), *want = malloc(nb), *was = malloc(nb);
+
+		assert_string_equal(weld_model_tensor(m, i)->name, t->name);
+		assert_int_equal(weld_model_read(m, i, 0, (size_t)t->nelem, got, &err), 0);
+		gather(t, z, want);
+		gather(t, orig, was);
+		assert_memory_equal(got, want, (size_t)t->nbytes);
+		*changed = *changed || memcmp(got, was, (size_t)t->nbytes);
+		free(got);
+		free(want);
+		free(was);
+	}
+	weld_model_close(m);
+}
+
+/*
+ * Every truncation of a real file is refused, and every single-byte change
+ * of its last 700 bytes does what expect_flip() says: refused with a
+ * format error naming the file, or opened with the right data, changed
+ * only where tensor data was changed (run under ASan/UBSan by `make asan`).
+ */
+static void test_zip_damage_is_refused_or_read_right(void **state)
 {
 	char *src = data_path("views.bin"), *dir = fixture_tmpdir();
-	size_t n;
+	size_t n, counts[3] = { 0 };
 	unsigned char *orig = slurp(src, &n), *z = malloc(n);
+	struct weld_error err = { 0 };
+	weld_model *orig_m = NULL;
+	struct zlayout L;
 
 	(void)state;
+	assert_non_null(dir);
 	for (size_t len = 0; len < n; len += 7) {
 		char *path = fixture_write(dir, "t.bin", orig, len);
-		struct weld_error err = { 0 };
 		weld_model *m = NULL;
 
 		assert_int_equal(weld_model_open(&m, path, &err), -1);
+		assert_int_equal(err.status, WELD_ERR_FORMAT);
+		assert_non_null(strstr(err.msg, path));
 		free(path);
 	}
+	assert_int_equal(weld_model_open(&orig_m, src, &err), 0);
+	zlayout_read(&L, src, orig, n);
 	for (size_t i = n > 700 ? n - 700 : 0; i < n; i++) {
-		char *path;
-		struct weld_error err = { 0 };
+		unsigned k = (0x5a + i) & 0xff;
+		enum flip want = k ? expect_flip(&L, i, k) : FLIP_SAME;
 		weld_model *m = NULL;
+		bool changed;
+		char *path;
 
 		memcpy(z, orig, n);
-		z[i] ^= (unsigned char)(0x5a + i);
+		z[i] ^= (unsigned char)k;
 		path = fixture_write(dir, "f.bin", z, n);
-		if (weld_model_open(&m, path, &err) == 0)
-			weld_model_close(m);
+		if (want == FLIP_REFUSED) {
+			if (weld_model_open(&m, path, &err) == 0)
+				fail_msg("byte %zu ^ 0x%02x: opened; expected a refusal", i, k);
+			assert_int_equal(err.status, WELD_ERR_FORMAT);
+			assert_non_null(strstr(err.msg, path));
+		} else {
+			check_flipped_data(orig_m, path, orig, z, &changed);
+			if (changed != (want == FLIP_CHANGED))
+				fail_msg("byte %zu ^ 0x%02x: data %s", i, k,
+					 changed ? "changed" : "unchanged");
+		}
+		counts[want]++;
 		free(path);
 	}
+	/* every kind of outcome is exercised */
+	assert_true(counts[FLIP_SAME] && counts[FLIP_CHANGED] && counts[FLIP_REFUSED]);
+	weld_zip_dir_free(&L.dir);
+	weld_model_close(orig_m);
 	fixture_rmtree(dir);
 	free(dir);
 	free(orig);
@@ -1300,14 +1527,14 @@ static void write_ckpt(const char *dir, const char *name, const struct buf *pkl,
 	size_t k = 0;
 	struct buf z;
 
-	e[k++] = (struct zentry){ "ckpt/data.pkl", pkl->b, pkl->n, pkl_method };
+	e[k++] = (struct zentry){ "ckpt/data.pkl", pkl->b, pkl->n, pkl_method, 0 };
 	for (size_t i = 0; i < n; i++) {
 		snprintf(names[i], sizeof(names[i]), "ckpt/data/%zu", i);
-		e[k++] = (struct zentry){ names[i], data[i], len[i], 0 };
+		e[k++] = (struct zentry){ names[i], data[i], len[i], 0, 0 };
 	}
 	if (byteorder)
-		e[k++] = (struct zentry){ "ckpt/byteorder", byteorder, strlen(byteorder), 0 };
-	e[k++] = (struct zentry){ "ckpt/version", "3\n", 2, 0 };
+		e[k++] = (struct zentry){ "ckpt/byteorder", byteorder, strlen(byteorder), 0, 0 };
+	e[k++] = (struct zentry){ "ckpt/version", "3\n", 2, 0, 0 };
 	z = zip_build(e, k, zip64);
 	expect_bytes(dir, name, z.b, z.n, needle);
 	free(z.b);
@@ -1377,8 +1604,8 @@ static void test_zip_built_archives(void **state)
 	}
 	{
 		struct zentry e[2] = {
-			{ "data.pkl", "\x80\x02}.", 4, 0 },
-			{ "x/data.pkl", "\x80\x02}.", 4, 0 },
+			{ "data.pkl", "\x80\x02}.", 4, 0, 0 },
+			{ "x/data.pkl", "\x80\x02}.", 4, 0, 0 },
 		};
 		struct buf z = zip_build(e, 2, false);
 
@@ -1405,11 +1632,189 @@ static void test_zip_built_archives(void **state)
 	free(dir);
 }
 
+/* ---------------------------------------------------------------- deflated storages */
+
+/* Offset of the local header of entry `name` in a zip image. */
+static size_t local_header(const unsigned char *z, size_t n, const char *name)
+{
+	return get_le32(z + central_entry(z, n, name) + 42);
+}
+
+/* Offset of the first data byte of entry `name`. */
+static size_t local_data(const unsigned char *z, size_t n, const char *name)
+{
+	size_t lho = local_header(z, n, name);
+
+	return lho + 30 + (z[lho + 26] | z[lho + 27] << 8) + (z[lho + 28] | z[lho + 29] << 8);
+}
+
+/* Set a 32-bit field of entry `name` in its central (at +central) and local
+ * (at +local) headers: Python's zipfile writes CRC and sizes in both. */
+static void set_field(unsigned char *z, size_t n, const char *name, size_t central,
+		      size_t local, uint32_t v)
+{
+	set_le32(z + central_entry(z, n, name) + central, v);
+	set_le32(z + local_header(z, n, name) + local, v);
+}
+
+/* Open path expecting an I/O error whose message holds needle. */
+static void expect_io_error(const char *path, const char *needle)
+{
+	struct weld_error err = { 0 };
+	weld_model *m = NULL;
+
+	if (weld_model_open(&m, path, &err) == 0)
+		fail_msg("'%s' opened; expected '%s'", path, needle);
+	if (!strstr(err.msg, needle))
+		fail_msg("message '%s' lacks '%s'", err.msg, needle);
+	assert_int_equal(err.status, WELD_ERR_IO);
+}
+
+/* Number of entries of a folder, "." and ".." aside. */
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+/*
+ * views_deflated.bin, damaged: a broken deflate stream, a CRC that does not
+ * match, a declared size that is not the pickle's. Each is refused naming
+ * the file and the entry, before any tensor is registered.
+ */
+static void test_zip_deflated_damage(void **state)
+{
+	char *src = data_path("views_deflated.bin"), *dir = fixture_tmpdir();
+	size_t n;
+	unsigned char *orig = slurp(src, &n), *z = malloc(n);
+
+	(void)state;
+	assert_non_null(dir);
+	memcpy(z, orig, n);
+	z[local_data(z, n, "archive/data/1") + 5] ^= 0x55;
+	expect_bytes(dir, "a.bin", z, n, "zip entry 'archive/data/1': data: the deflate stream "
+		     "is damaged");
+	memcpy(z, orig, n);
+	set_field(z, n, "archive/data/1", 16, 14,
+		  get_le32(z + central_entry(z, n, "archive/data/1") + 16) ^ 1);
+	expect_bytes(dir, "b.bin", z, n, "'archive/data/1': CRC mismatch (the file is corrupt)");
+	/* the zip declares 100 bytes, the pickle 96 */
+	memcpy(z, orig, n);
+	set_field(z, n, "archive/data/1", 24, 22, 100);
+	expect_bytes(dir, "c.bin", z, n, "tensor 'permuted': storage '1' is declared as 96 bytes "
+		     "but its deflated record 'archive/data/1' as 100");
+	/* the same, central and local headers disagreeing */
+	memcpy(z, orig, n);
+	set_le32(z + central_entry(z, n, "archive/data/1") + 24, 100);
+	expect_bytes(dir, "d.bin", z, n, "zip entry 'archive/data/1': local header says "
+		     "uncompressed size 96, the central directory 100");
+	fixture_rmtree(dir);
+	free(dir);
+	free(orig);
+	free(z);
+	free(src);
+}
+
+/* A checkpoint of one tensor t whose storage '0' is data[0..len), deflated,
+ * with `declared` as its uncompressed size. */
+static void write_deflated(const char *dir, const char *name, const struct tspec *t,
+			   const void *data, size_t len, uint64_t declared, const char *needle)
+{
+	struct buf pkl = pk_state_dict(t, 1);
+	struct zentry e[3] = {
+		{ "ckpt/data.pkl", pkl.b, pkl.n, 0, 0 },
+		{ "ckpt/data/0", data, len, 8, declared },
+		{ "ckpt/version", "3\n", 2, 0, 0 },
+	};
+	struct buf z = zip_build(e, 3, false);
+
+	expect_bytes(dir, name, z.b, z.n, needle);
+	free(z.b);
+	free(pkl.b);
+}
+
+/*
+ * Deflated data that lies about its size where the pickle and the zip
+ * agree: it inflates to fewer bytes, or to more (refused at the first byte
+ * too many), or declares more than its compressed bytes can hold (a zip
+ * bomb, refused before anything is inflated).
+ */
+static void test_zip_deflated_sizes(void **state)
+{
+	static const float w[12] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
+	char *dir = fixture_tmpdir();
+	struct tspec t = plain;
+
+	(void)state;
+	assert_non_null(dir);
+	write_deflated(dir, "ok.bin", &t, w, sizeof(w), 0, NULL);
+	t.numel = 13;
+	write_deflated(dir, "fewer.bin", &t, w, sizeof(w), 52, "zip entry 'ckpt/data/0': data "
+		       "inflates to 48 bytes, not the 52 its uncompressed size declares");
+	t.numel = 11;
+	t.ndim = 1;
+	t.shape[0] = 11;
+	t.stride[0] = 1;
+	write_deflated(dir, "more.bin", &t, w, sizeof(w), 44, "zip entry 'ckpt/data/0': data "
+		       "inflates to more than the 44 bytes its uncompressed size declares");
+	t.numel = 1 << 28;
+	write_deflated(dir, "bomb.bin", &t, w, sizeof(w), 1u << 30, "tensor 'w': storage '0': "
+		       "record 'ckpt/data/0': ");
+	write_deflated(dir, "bomb2.bin", &t, w, sizeof(w), 1u << 30, "compressed bytes cannot "
+		       "inflate to the 1073741824 its uncompressed size declares");
+	fixture_rmtree(dir);
+	free(dir);
+}
+
+/*
+ * The inflated copy lives in $TMPDIR and leaves no name there, while the
+ * model is open or after; a TMPDIR where no file can be made is an I/O
+ * error naming it.
+ */
+static void test_zip_deflated_tmpdir(void **state)
+{
+	char *src = data_path("views_deflated.bin"), *dir = fixture_tmpdir();
+	const char *old = getenv("TMPDIR");
+	char *saved = old ? strdup(old) : NULL;
+	struct weld_error err = { 0 };
+	weld_model *m = NULL;
+	float f;
+
+	(void)state;
+	assert_non_null(dir);
+	assert_int_equal(setenv("TMPDIR", dir, 1), 0);
+	if (weld_model_open(&m, src, &err) != 0)
+		fail_msg("%s", err.msg);
+	assert_int_equal(count_entries(dir), 0);
+	assert_int_equal(weld_model_read(m, (size_t)weld_model_find(m, "row"), 0, 1, &f, &err), 0);
+	assert_true(f == 0.0f);   /* base[1][0] = -1 + 4 * 0.25 */
+	weld_model_close(m);
+	assert_int_equal(count_entries(dir), 0);
+	assert_int_equal(setenv("TMPDIR", "/nonexistent/weld-test", 1), 0);
+	expect_io_error(src, "cannot create a temporary file in '/nonexistent/weld-test' for its "
+			"deflated storages");
+	if (saved)
+		setenv("TMPDIR", saved, 1);
+	else
+		unsetenv("TMPDIR");
+	free(saved);
+	fixture_rmtree(dir);
+	free(dir);
+	free(src);
+}
+
 /* The zip layer on its own, for what the model layer does not show. */
 static void test_zip_directory(void **state)
 {
 	struct zentry e[3] = {
-		{ "p/b", "bb", 2, 0 }, { "p/a", "a", 1, 0 }, { "p/c", "ccc", 3, 8 },
+		{ "p/b", "bb", 2, 0, 0 }, { "p/a", "a", 1, 0, 0 }, { "p/c", "ccc", 3, 8, 0 },
 	};
 	struct buf z = zip_build(e, 3, true);
 	char *dir = fixture_tmpdir(), *path = fixture_write(dir, "z.zip", z.b, z.n);
@@ -1469,9 +1874,13 @@ int main(void)
 		cmocka_unit_test(test_fixture_sharded_folder),
 		cmocka_unit_test(test_fixture_offsets),
 		cmocka_unit_test(test_fixture_refusals),
+		cmocka_unit_test(test_fixture_deflated),
 		cmocka_unit_test(test_zip_patched_fixture),
-		cmocka_unit_test(test_zip_damage_does_not_crash),
+		cmocka_unit_test(test_zip_damage_is_refused_or_read_right),
 		cmocka_unit_test(test_zip_built_archives),
+		cmocka_unit_test(test_zip_deflated_damage),
+		cmocka_unit_test(test_zip_deflated_sizes),
+		cmocka_unit_test(test_zip_deflated_tmpdir),
 		cmocka_unit_test(test_zip_directory),
 	};
 	return cmocka_run_group_tests_name("torch", tests, NULL, NULL);

@@ -1,11 +1,12 @@
 /*
- * test_writer.c - the safetensors writer (formats/st_writer.c): what it
- * writes reads back through weld_model_open() with the same bytes; the
- * layout follows the reference writer (dtype rank descending then name,
- * consecutive offsets, header padded with spaces to a multiple of 8); the
- * metadata records XXH3-64 of every tensor; shards and the index follow the
- * Hugging Face names; and whatever fails or is interrupted leaves neither a
- * temporary folder nor an output behind.
+ * test_writer.c - the safetensors writer (formats/safetensors_writer.c,
+ * formats/output_dir.c): what it writes reads back through
+ * weld_model_open() with the same bytes; the layout follows the reference
+ * writer (dtype rank descending then name, consecutive offsets, header
+ * padded with spaces to a multiple of 8); the metadata records XXH3-64 of
+ * every tensor; shards and the index follow the Hugging Face names; and
+ * whatever fails or is interrupted leaves neither a temporary folder nor an
+ * output behind.
  */
 #include <stdarg.h>   /* cmocka 1.1.x needs these four before cmocka.h */
 #include <stddef.h>
