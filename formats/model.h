@@ -8,6 +8,9 @@
 
 #include "base.h"
 
+/* The largest config.json weld reads (and copies into an output). */
+#define WELD_CONFIG_MAX_BYTES (16u << 20)
+
 /* ---------------------------------------------------------------- model reader */
 
 /*

@@ -8,6 +8,7 @@
  * advance, so that it is async-signal-safe.
  */
 #include "output_dir.h"
+#include "output_guard.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -21,16 +22,10 @@
 
 #define MAX_LIVE 4
 #define COPY_BUF (1u << 20)
-#define MAX_CONFIG (16 << 20)
 
-/* Files copied from the source model when present, besides config.json. */
-static const char *const copy_names[] = {
-	"generation_config.json", "tokenizer.json", "tokenizer_config.json",
-	"special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt",
-	"added_tokens.json", "chat_template.json", "chat_template.jinja",
-	"preprocessor_config.json",
-};
-#define NCOPY (sizeof(copy_names) / sizeof(copy_names[0]))
+/* Files copied from the source model when present, besides config.json:
+ * the side files of output_guard.c. */
+#define copy_names weld_side_files
 
 /* The temporary folders that exist now, for the signal handler. */
 static struct weld_outdir *volatile live[MAX_LIVE];
@@ -127,7 +122,7 @@ int weld_outdir_add_side_files(struct weld_outdir *d, struct weld_error *err)
 {
 	if (weld_outdir_add(d, "config.json", err) < 0)
 		return -1;
-	for (size_t k = 0; k < NCOPY; k++)
+	for (size_t k = 0; copy_names[k]; k++)
 		if (weld_outdir_add(d, copy_names[k], err) < 0)
 			return -1;
 	return 0;
@@ -269,7 +264,7 @@ static int write_config(const char *src, const char *dst, const char *torch_dtyp
 	struct stat st;
 
 	fd = open(src, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0 || st.st_size > MAX_CONFIG) {
+	if (fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size > WELD_CONFIG_MAX_BYTES) {
 		weld_fail(err, WELD_ERR_FORMAT, "'%s': cannot read (or larger than 16 MB)", src);
 		goto out;
 	}
@@ -327,7 +322,7 @@ int weld_outdir_copy_side_files(struct weld_outdir *d, const char *from,
 		r = write_config(src, dst, torch_dtype, edit_config, edit_config_ctx, err);
 	free(src);
 	free(dst);
-	for (size_t k = 0; !r && k < NCOPY; k++) {
+	for (size_t k = 0; !r && copy_names[k]; k++) {
 		char *f = weld_path_join(from, copy_names[k]);
 		char *t = weld_outdir_path(d, copy_names[k]);
 

@@ -10,14 +10,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Files weld copies or writes beside the weights; *.safetensors and their
- * index are recognised by suffix. */
-static const char *const side_files[] = {
-	"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+const char *const weld_side_files[] = {
+	"generation_config.json", "tokenizer.json", "tokenizer_config.json",
 	"special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt",
 	"added_tokens.json", "chat_template.json", "chat_template.jinja",
-	"preprocessor_config.json", "expert_groups.json",
+	"preprocessor_config.json", NULL,
 };
+
+/* What weld writes beside the weights besides the side files; *.safetensors
+ * and their index are recognised by suffix. */
+static const char *const written_files[] = { "config.json", "expert_groups.json", NULL };
 
 static bool ends_with(const char *s, const char *suf)
 {
@@ -26,14 +28,19 @@ static bool ends_with(const char *s, const char *suf)
 	return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+static bool name_in(const char *const *names, const char *name)
+{
+	for (size_t i = 0; names[i]; i++)
+		if (strcmp(name, names[i]) == 0)
+			return true;
+	return false;
+}
+
 bool weld_is_model_folder_file(const char *name)
 {
 	if (ends_with(name, ".safetensors") || ends_with(name, ".safetensors.index.json"))
 		return true;
-	for (size_t i = 0; i < sizeof(side_files) / sizeof(side_files[0]); i++)
-		if (strcmp(name, side_files[i]) == 0)
-			return true;
-	return false;
+	return name_in(weld_side_files, name) || name_in(written_files, name);
 }
 
 /* Is path a or inside a (both canonical)? */

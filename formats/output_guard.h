@@ -8,6 +8,10 @@
 
 #include "base.h"
 
+/* The files an output copies from its source model when present, besides
+ * config.json (tokenizer, generation and chat-template files), NULL-ended. */
+extern const char *const weld_side_files[];
+
 /* Is name a file a model folder holds (weights, index, config, tokenizer,
  * the files weld writes beside them)? */
 bool weld_is_model_folder_file(const char *name);

@@ -148,8 +148,6 @@ int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
 int weld_plan_apply_mask(weld_plan *p, const char *base, const char *merged, const char *masks,
 			 long task, struct weld_error *err);
 
-/* The largest config.json weld reads. */
-#define WELD_CONFIG_MAX_BYTES (16u << 20)
 /* The folder whose config.json and tokenizer files the output copies, or
  * NULL when none is copied (a borrowed string; after the jobs are added). */
 const char *weld_plan_config_dir(const weld_plan *p);
