@@ -30,7 +30,7 @@
  */
 #include "merge.h"
 #include "kernels.h"
-#include "outq.h"
+#include "write_queue.h"
 #include "plan_impl.h"
 
 #include <math.h>

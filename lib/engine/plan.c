@@ -7,7 +7,7 @@
  * the output folder.
  */
 #include "merge.h"
-#include "outq.h"
+#include "write_queue.h"
 #include "plan_impl.h"
 
 #include <math.h>
