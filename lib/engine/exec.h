@@ -3,9 +3,11 @@
  * streaming engine (all private to lib/engine):
  *   engine.c       the driver: set-up, the passes of each job, progress;
  *                  one chunk: its slices over the threads, the reads into
- *                  tiles, and what each pass does with a tile; the output
+ *                  tiles, and what each pass does with a tile
  *   select_pass.c  the statistics passes: top-k thresholds from histograms
  *                  and recorded keys, dare's L1 sums, slerp's dot products
+ *   output.c       the output: writers, encoding tiles, copied tensors,
+ *                  consensus masks
  *
  * A job runs in passes over its unit (DESIGN 4.1: the tensor, each row, or
  * the whole model):
@@ -247,7 +249,7 @@ int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, siz
 int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
 			enum pass pass, enum drop_mode mode, struct weld_error *err);
 
-/* engine.c: the output */
+/* output.c */
 
 /* Open the output (and --save-masks) writers for every job of the plan. */
 int weld_exec_open_writers(struct exec *e, const char *out, struct weld_error *err);
