@@ -1,11 +1,11 @@
 /*
  * exec.h - the state of one execution of a plan, shared by the files of the
  * streaming engine (all private to lib/engine):
- *   engine.c       the driver: set-up, the passes of each job, progress;
- *                  one chunk: its slices over the threads, the reads into
- *                  tiles, and what each pass does with a tile
+ *   engine.c       the driver: set-up, the passes of each job, progress
  *   select_pass.c  the statistics passes: top-k thresholds from histograms
  *                  and recorded keys, dare's L1 sums, slerp's dot products
+ *   tiles.c        one chunk: its slices over the threads, the reads into
+ *                  tiles, and what each pass does with a tile
  *   output.c       the output: writers, encoding tiles, copied tensors,
  *                  consensus masks
  *
@@ -242,7 +242,7 @@ int weld_exec_over_chunks(struct exec *e, const struct weld_job *j, enum pass pa
 int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 			 struct weld_error *err);
 
-/* engine.c: one chunk */
+/* tiles.c */
 
 /* Run one pass over elements [first, first + n) of job j: the chunk's
  * slices in parallel, then the slice-order folding of their counts. */
