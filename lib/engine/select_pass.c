@@ -15,6 +15,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+
 /* Append the keys of vs whose high bits are in selection q's range
  * (branch-free: every key is stored, the length grows only for those in
  * range). */
@@ -418,6 +419,102 @@ static int stats_pass(struct exec *e, const struct weld_job *const *jobs, size_t
 	return 0;
 }
 
+/* dare --rescale l1: the L1 pass over the unit, then each source's rescale
+ * factor from its sums; any other method's factors need no pass. */
+static int unit_factors(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+			struct weld_error *err)
+{
+	const struct weld_job *j0 = jobs[0];
+
+	if (!needs_l1(e, j0)) {
+		weld_exec_set_factors(e, j0);
+		return 0;
+	}
+	memset(e->l1_all, 0, e->max_src * sizeof(double));
+	memset(e->l1_kept, 0, e->max_src * sizeof(double));
+	/* one tensor whose draws fit: keep them for the apply pass */
+	if (nj == 1 && e->draw_bits && j0->nelem <= 8 * e->plan->drop_stride)
+		e->draws = DRAWS_STORE;
+	for (size_t i = 0; i < nj; i++) {
+		weld_exec_set_keys(e, jobs[i]);
+		if (weld_exec_over_chunks(e, jobs[i], P_L1, DROP_PLAIN, err) < 0)
+			return -1;
+	}
+	if (e->draws == DRAWS_STORE)
+		e->draws = DRAWS_KNOWN;
+	l1_factors(e, j0);
+	return 0;
+}
+
+/* The thresholds from recorded keys: a sample guesses each range, one pass
+ * records it; if a guess missed, a HI pass picks the bins and a LO pass
+ * records them. The recorded keys then give the counts APPLY needs. */
+static int select_recorded(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+			   uint64_t unit, struct weld_error *err)
+{
+	const struct weld_job *j0 = jobs[0];
+	bool covered = true;
+
+	/* a sample of the unit guesses where each threshold lies */
+	if (stats_pass(e, jobs, nj, P_SAMPLE, err) < 0)
+		return -1;
+	for (size_t q = 0; q < e->sel_slots; q++)
+		if (!e->sel[q].sel.all && !e->sel[q].sel.none) {
+			rec_guess(e, q, unit);
+			memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+		}
+	/* one pass: count the keys above each range, record those in it */
+	rec_start(e);
+	if (stats_pass(e, jobs, nj, P_HI, err) < 0)
+		return -1;
+	rec_stop(e);
+	/* selections are independent: one thread each */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads) reduction(&& : covered)
+	for (size_t q = 0; q < e->sel_slots; q++)
+		if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+			covered = rec_locate(e, q) && covered;
+	if (covered) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads)
+		for (size_t q = 0; q < e->sel_slots; q++)
+			if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+				rec_low_hist(e, q);
+	} else {
+		/* the guess missed: count the high bits, then record just the
+		 * chosen bins while counting their low bits */
+		weld_exec_rec_clear(e);
+		for (size_t q = 0; q < e->sel_slots; q++)
+			if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+				memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+		if (stats_pass(e, jobs, nj, P_HI, err) < 0)
+			return -1;
+		sel_pick(e, j0, false);
+		for (size_t q = 0; q < e->sel_slots; q++)
+			e->rec.bin_lo[q] = e->rec.bin_hi[q] = e->sel[q].hi_bin;
+		rec_start(e);
+		if (stats_pass(e, jobs, nj, P_LO, err) < 0)
+			return -1;
+		rec_stop(e);
+	}
+	sel_pick(e, j0, true);
+	if (!e->rec.overflow)
+		rec_counts(e);
+	else
+		weld_exec_rec_clear(e);
+	return 0;
+}
+
+/* The thresholds from histograms alone: a HI pass, then a LO pass. */
+static int select_histograms(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+			     struct weld_error *err)
+{
+	for (int low = 0; low < 2; low++) {
+		if (stats_pass(e, jobs, nj, low ? P_LO : P_HI, err) < 0)
+			return -1;
+		sel_pick(e, jobs[0], low);
+	}
+	return 0;
+}
+
 /* The statistics of one unit. With --scope model, `jobs` are all merged
  * jobs (in name order) and the unit is their union. */
 int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t nj,
@@ -428,81 +525,13 @@ int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, siz
 
 	for (size_t i = 0; i < nj; i++)
 		unit += jobs[i]->nelem;
-	if (needs_l1(e, j0)) {
-		memset(e->l1_all, 0, e->max_src * sizeof(double));
-		memset(e->l1_kept, 0, e->max_src * sizeof(double));
-		/* one tensor whose draws fit: keep them for the apply pass */
-		if (nj == 1 && e->draw_bits && j0->nelem <= 8 * e->plan->drop_stride)
-			e->draws = DRAWS_STORE;
-		for (size_t i = 0; i < nj; i++) {
-			weld_exec_set_keys(e, jobs[i]);
-			if (weld_exec_over_chunks(e, jobs[i], P_L1, DROP_PLAIN, err) < 0)
-				return -1;
-		}
-		if (e->draws == DRAWS_STORE)
-			e->draws = DRAWS_KNOWN;
-		l1_factors(e, j0);
-	} else {
-		weld_exec_set_factors(e, j0);
-	}
+	if (unit_factors(e, jobs, nj, err) < 0)
+		return -1;
 	weld_exec_sel_reset(e, j0, unit);
 	e->rec.valid = false;
 	if (!weld_exec_sel_active(e, j0))
 		return 0;
-	if (e->rec.per_slice) {
-		bool covered = true;
-
-		/* a sample of the unit guesses where each threshold lies */
-		if (stats_pass(e, jobs, nj, P_SAMPLE, err) < 0)
-			return -1;
-		for (size_t q = 0; q < e->sel_slots; q++)
-			if (!e->sel[q].sel.all && !e->sel[q].sel.none) {
-				rec_guess(e, q, unit);
-				memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
-			}
-		/* one pass: count the keys above each range, record those in it */
-		rec_start(e);
-		if (stats_pass(e, jobs, nj, P_HI, err) < 0)
-			return -1;
-		rec_stop(e);
-		/* selections are independent: one thread each */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads) reduction(&& : covered)
-		for (size_t q = 0; q < e->sel_slots; q++)
-			if (!e->sel[q].sel.all && !e->sel[q].sel.none)
-				covered = rec_locate(e, q) && covered;
-		if (covered) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads)
-			for (size_t q = 0; q < e->sel_slots; q++)
-				if (!e->sel[q].sel.all && !e->sel[q].sel.none)
-					rec_low_hist(e, q);
-		} else {
-			/* the guess missed: count the high bits, then record just the
-			 * chosen bins while counting their low bits */
-			weld_exec_rec_clear(e);
-			for (size_t q = 0; q < e->sel_slots; q++)
-				if (!e->sel[q].sel.all && !e->sel[q].sel.none)
-					memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
-			if (stats_pass(e, jobs, nj, P_HI, err) < 0)
-				return -1;
-			sel_pick(e, j0, false);
-			for (size_t q = 0; q < e->sel_slots; q++)
-				e->rec.bin_lo[q] = e->rec.bin_hi[q] = e->sel[q].hi_bin;
-			rec_start(e);
-			if (stats_pass(e, jobs, nj, P_LO, err) < 0)
-				return -1;
-			rec_stop(e);
-		}
-		sel_pick(e, j0, true);
-		if (!e->rec.overflow)
-			rec_counts(e);
-		else
-			weld_exec_rec_clear(e);
-		return 0;
-	}
-	for (int low = 0; low < 2; low++) {
-		if (stats_pass(e, jobs, nj, low ? P_LO : P_HI, err) < 0)
-			return -1;
-		sel_pick(e, j0, low);
-	}
-	return 0;
+	if (e->rec.per_slice)
+		return select_recorded(e, jobs, nj, unit, err);
+	return select_histograms(e, jobs, nj, err);
 }
