@@ -206,7 +206,7 @@ static inline double *slerp_totals(const struct exec *e)
 
 /* dare: the key of each source's draws for job j. */
 void weld_exec_set_keys(struct exec *e, const struct weld_job *j);
-/* Count n elements of job j as read (once per pass) and report progress. */
+/* Count the input bytes of n elements of job j as read; report progress. */
 void weld_exec_progress(struct exec *e, const struct weld_job *j, uint64_t n);
 
 /* select_pass.c */

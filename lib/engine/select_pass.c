@@ -6,7 +6,7 @@
  * range of high bits it lies in; one pass then counts the keys above that
  * range and records those in it, and the recorded keys give the exact
  * threshold and, per chunk and slice, how many elements equal it (APPLY
- * keeps the first of them). When the guess misses, or the keys do not fit
+ * keeps those of lowest position). When the guess misses, or the keys do not fit
  * the memory set aside for them, histograms of the high and then the low
  * 16 bits give the threshold, and APPLY is preceded by a COUNT pass.
  * Histograms hold integer counts, so the order of their sums is free.
@@ -89,7 +89,8 @@ void weld_exec_rec_clear(struct exec *e)
 	e->rec.n_chunks = 0;
 }
 
-/* Start recording, for each active selection, the high bins lo[q]..hi[q]. */
+/* Start recording, for each active selection q, the high bins
+ * bin_lo[q]..bin_hi[q]. */
 static void rec_start(struct exec *e)
 {
 	weld_exec_rec_clear(e);
