@@ -235,11 +235,11 @@ void weld_k_slerp_coeffs(double n0sq, double n1sq, double dot, double t,
 	*s1 = sin(th * t) / sn;
 }
 
-/* p[j] = w * (kept ? v[j] : 0) for source s. */
 /* The helpers below are inlined so that each instruction-set clone of
  * weld_k_combine gets its own copy (a call would run the baseline one). */
 #define INLINE static inline __attribute__((always_inline))
 
+/* p[j] = w * (kept ? v[j] : 0) for source s. */
 INLINE void weighted_kept(const struct weld_combine_args *a, size_t s, size_t len, float *p)
 {
 	const float *v = a->v[s];

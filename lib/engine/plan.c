@@ -8,7 +8,7 @@
  */
 #include "merge.h"
 #include "method.h"
-#include "outq.h"
+#include "write_queue.h"
 #include "plan_impl.h"
 
 #include <cjson/cJSON.h>

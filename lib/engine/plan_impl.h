@@ -1,6 +1,6 @@
 /*
  * plan_impl.h - the inside of a weld_plan, shared by plan.c (building and
- * checking) and engine.c (execution).
+ * checking) and the engine's files (execution, see exec.h).
  */
 #ifndef WELD_PLAN_IMPL_H
 #define WELD_PLAN_IMPL_H
@@ -20,14 +20,14 @@ struct weld_plan {
 	weld_model **models;
 	size_t nmodels;
 	struct weld_job *jobs;
-	size_t njobs, cap;
+	size_t njobs, cap;     /* jobs, and room for them */
 	uint64_t chunk;        /* elements per chunk */
 	uint64_t tile;         /* tile capacity of a thread (elements) */
 	uint64_t super;        /* elements read per input per pread */
 	int slices;            /* a chunk's slices (>= threads) */
 	uint64_t raw_es;       /* largest input element size */
 	int maxsel;            /* most top-k selections per source of any job */
-	uint64_t record_bytes; /* keys a statistics pass may keep (engine.c) */
+	uint64_t record_bytes; /* keys a statistics pass may keep (select_pass.c) */
 	uint64_t drop_stride;  /* dare --rescale l1: bytes of draws kept per source */
 	uint64_t memory;       /* bytes of buffers at that chunk size */
 	uint64_t input_bytes;

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "weld.h"
-#include "outq.h"
+#include "write_queue.h"
 #include "fixtures.h"
 
 /* ---------------------------------------------------------------- helpers */

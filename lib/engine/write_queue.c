@@ -1,8 +1,8 @@
 /*
- * outq.c - the writer thread of the engine (see outq.h): a ring of
- * WELD_OUTQ_BUFS buffers, written in the order they are submitted.
+ * write_queue.c - the writer thread of the engine (see write_queue.h): a
+ * ring of WELD_OUTQ_BUFS buffers, written in the order they are submitted.
  */
-#include "outq.h"
+#include "write_queue.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -1,6 +1,7 @@
 /*
- * outq.h - write output chunks from a thread of their own, so that writing
- * chunk k (pwrite and its XXH3) overlaps computing chunk k + 1.
+ * write_queue.h - the engine's output write queue (weld_outq): output
+ * chunks are written from a thread of their own, so that writing chunk k
+ * (pwrite and its XXH3) overlaps computing chunk k + 1.
  *
  * A ring of buffers: weld_outq_buffer() returns the one the next chunk may
  * fill (waiting until the writer is done with it), weld_outq_submit() hands
@@ -8,8 +9,8 @@
  * cores with the computing threads, never holds up the next chunk while it
  * catches up. Chunks are written in the order they are submitted.
  */
-#ifndef WELD_OUTQ_H
-#define WELD_OUTQ_H
+#ifndef WELD_WRITE_QUEUE_H
+#define WELD_WRITE_QUEUE_H
 
 #include "model.h"
 

@@ -1,0 +1,265 @@
+/*
+ * exec.h - the state of one execution of a plan, shared by the files of the
+ * streaming engine (all private to lib/engine):
+ *   engine.c       the driver: set-up, the passes of each job, progress
+ *   select_pass.c  the statistics passes: top-k thresholds from histograms
+ *                  and recorded keys, dare's L1 sums, slerp's dot products
+ *   tiles.c        one chunk: its slices over the threads, the reads into
+ *                  tiles, and what each pass does with a tile
+ *   output.c       the output: writers, encoding tiles, copied tensors,
+ *                  consensus masks
+ *
+ * A job runs in passes over its unit (DESIGN 4.1: the tensor, each row, or
+ * the whole model):
+ *   L1      dare --rescale l1: sums of |delta| and of its kept part (the
+ *           draws are kept as bits for APPLY when they fit);
+ *   SAMPLE  any top-k: a histogram of 1/16 of the magnitude keys, from which
+ *           a range of keys around the k-th largest is guessed;
+ *   HI      the keys above that range are counted and those in it recorded,
+ *           which gives the exact threshold and the positions of the ties
+ *           (or, when the guess missed or the keys do not fit, a histogram
+ *           of the high 16 bits, and then LO for the low 16 bits);
+ *   COUNT   without recorded keys: the elements equal to the threshold
+ *           before each slice, when only some of them are kept;
+ *   SLERP   norms and dot product of the two tensors;
+ *   APPLY   compute the output and write it.
+ * With --scope row every statistic is taken in memory, row by row, inside
+ * APPLY; with --scope model the statistics passes run over every job
+ * before the first APPLY.
+ *
+ * Inside the parallel loop over the slices of a chunk, a slice writes only
+ * its own struct slice_ctx, the histograms of the thread running it, and
+ * the parts of the chunk buffers (block_sums, out_chunk, mask_bits,
+ * draw_bits) that cover its elements; everything else is written between
+ * parallel loops. Integer counts are combined in slice order and floating
+ * sums per fixed block of WELD_BLOCK elements, so no byte depends on the
+ * thread count or the chunk size.
+ */
+#ifndef WELD_EXEC_H
+#define WELD_EXEC_H
+
+#include "merge.h"
+#include "kernels.h"
+#include "plan_impl.h"
+#include "write_queue.h"
+
+#include <math.h>
+
+#define MAX_SEL 2               /* most top-k selections per source */
+
+enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY };
+
+/* P_SAMPLE reads one super-tile in SAMPLE_STRIDE. */
+#define SAMPLE_STRIDE 16
+
+enum drop_mode {
+	DROP_NONE,      /* dare's drop is left to the row code (row + l1) */
+	DROP_PLAIN,     /* drop, no rescale (the L1 pass) */
+	DROP_RESCALE,   /* drop and multiply by the source's factor */
+};
+
+/* One top-k selection of one source over the current unit. */
+struct sel_state {
+	uint64_t k;             /* elements to keep in the current unit */
+	uint64_t *hist;         /* histogram totals: high bits, then low bits */
+	uint32_t hi_bin;        /* after HI: the high-bits bin of the threshold */
+	uint64_t n_above;       /* after HI: keys in the bins above hi_bin */
+	struct weld_topk sel;   /* the threshold and how many equal to it are kept */
+	uint64_t eq_before;     /* elements equal to the threshold seen so far */
+};
+
+/* What one slice (one value of t) owns. */
+struct slice_ctx {
+	unsigned char *raw;     /* (max_src + 1) super-tiles of raw input: base, sources */
+	float *base;            /* the tile's base values */
+	float *out;             /* the tile's output values */
+	float *vals;            /* max_src tiles: x, or delta, of each source */
+	float *scratch;         /* (4 + max_src) tiles for weld_k_combine */
+	unsigned char *keep;    /* max_src * MAX_SEL tiles of top-k masks */
+	uint32_t *hist;         /* the running thread's histograms */
+	uint32_t *row_keys;     /* one tile of keys for weld_topk_select (--scope row) */
+	/* per selection: the elements equal to its threshold before this slice
+	 * (COUNT first counts those of the slice; APPLY advances it) */
+	uint64_t n_equal[WELD_K_MAX_SRC * MAX_SEL];
+	/* keys recorded in a statistics pass, per selection, in position order */
+	uint32_t *rec_keys[WELD_K_MAX_SRC * MAX_SEL];
+	size_t rec_len[WELD_K_MAX_SRC * MAX_SEL], rec_cap[WELD_K_MAX_SRC * MAX_SEL];
+	bool rec_overflow;      /* ran out of room: the recorded keys are not usable */
+	uint64_t rec_above[WELD_K_MAX_SRC * MAX_SEL]; /* keys above the range */
+	struct weld_error err;
+	bool failed;
+};
+
+/*
+ * Recording lets one statistics pass stand for up to three. While the high
+ * bits are counted, the keys whose high bits fall in a range guessed from a
+ * sample are kept; if the k-th largest falls in that range, the exact
+ * threshold comes from those keys (no pass over the low bits), and so do
+ * the positions of the elements equal to it (no counting pass). Anything
+ * that does not fit the memory set aside for it falls back to the passes.
+ * Per-chunk tables are indexed [(chunk * n_slices + t) * sel_slots + q].
+ */
+struct recorder {
+	bool on;                /* keys are being recorded */
+	bool overflow;          /* a slice ran out of room: not usable */
+	bool valid;             /* chunk_eq holds this unit's counts */
+	/* per selection: the range of high-bits bins recorded */
+	uint32_t bin_lo[WELD_K_MAX_SRC * MAX_SEL], bin_hi[WELD_K_MAX_SRC * MAX_SEL];
+	size_t per_slice;       /* keys a slice may hold, all selections */
+	uint64_t *chunk_start;  /* where each chunk's keys start in a slice's list */
+	uint64_t *chunk_eq;     /* each chunk's keys equal to the threshold */
+	uint64_t n_chunks, chunks_cap;  /* chunks recorded, room in the tables */
+	uint64_t apply_chunk;   /* the next chunk APPLY takes its counts from */
+};
+
+/* The state of one execution. */
+struct exec {
+	weld_plan *plan;
+	const struct weld_merge_opts *opts;
+	int n_slices;           /* slices of a chunk */
+	int n_threads;          /* threads */
+	uint64_t chunk_elems;   /* chunk capacity (elements) */
+	size_t max_src;         /* most sources of any job */
+	size_t tile_elems;      /* tile capacity (elements) */
+	size_t super_elems;     /* super-tile capacity (elements) */
+	size_t raw_elem_size;   /* largest input element size */
+	size_t hists_per_src;   /* histograms per source (plan->maxsel) */
+	size_t sel_slots;       /* selections of all sources: max_src * MAX_SEL */
+	struct slice_ctx *slices;       /* n_slices */
+	unsigned char *out_chunk;       /* the output buffer of the current chunk */
+	/* consensus masks of the chunk (max_src rows of mask_stride bytes), or
+	 * the mask read by apply-mask */
+	unsigned char *mask_bits;
+	size_t mask_stride;
+	struct sel_state *sel;  /* sel_slots: source s, selection q at s * MAX_SEL + q */
+	double *l1_all, *l1_kept;       /* dare --rescale l1: per source sums of the L1 pass */
+	double *block_sums;     /* per block of a chunk: L1 sums, or SLERP dots and totals */
+	float *factor;          /* dare: per source rescale factor */
+	uint64_t *rng_key;      /* dare: per source key of the draws */
+	/* dare --rescale l1: the L1 pass's draws, per source, for APPLY */
+	unsigned char *draw_bits;
+	enum { DRAWS_NONE, DRAWS_STORE, DRAWS_KNOWN } draws;
+	double slerp_s0, slerp_s1;      /* slerp: the coefficients of the current job */
+	weld_writer *writer, *mask_writer;
+	uint64_t bytes_done, bytes_total;       /* progress: bytes read over all passes */
+	uint32_t **thread_hist; /* per thread: max_src * hists_per_src * BINS counts */
+	bool hist_used;         /* thread_hist holds counts not yet merged */
+	uint64_t hist_pending;  /* elements counted in the threads' histograms */
+	struct recorder rec;
+	struct weld_outq *queue;        /* writes the output chunks */
+};
+
+/* The input tensor of source s. */
+static inline const struct weld_tensor_info *src_info(const struct exec *e,
+						      const struct weld_source *s)
+{
+	return weld_model_tensor(e->plan->models[s->model], (size_t)s->tensor);
+}
+
+/* Top-k selections per source of job j (0 to MAX_SEL). */
+static inline int nsel(const struct exec *e, const struct weld_job *j)
+{
+	return weld_job_selections(e->opts, j);
+}
+
+/* Whether job j needs dare's L1 sums (--rescale l1). */
+static inline bool needs_l1(const struct exec *e, const struct weld_job *j)
+{
+	return j->method == WELD_METHOD_DARE && e->opts->rescale == WELD_RESCALE_L1;
+}
+
+/* Whether job j's selections are taken row by row, inside APPLY. */
+static inline bool row_scope(const struct exec *e, const struct weld_job *j)
+{
+	return e->opts->scope == WELD_SCOPE_ROW && j->method != WELD_METHOD_COPY &&
+	       j->method != WELD_METHOD_APPLY_MASK && j->method != WELD_METHOD_SLERP;
+}
+
+/* Elements of a row: the last dimension (1-D tensors are one row). */
+static inline uint64_t row_len(const struct weld_job *j)
+{
+	return j->ndim && j->shape[j->ndim - 1] ? (uint64_t)j->shape[j->ndim - 1] : 1;
+}
+
+/* k of selection q of source s over a unit of m elements (DESIGN 4.1, 4.6). */
+static inline uint64_t unit_k(const struct exec *e, const struct weld_job *j, size_t s, int q,
+			      uint64_t m)
+{
+	double d = j->method == WELD_METHOD_DARE ? e->opts->trim : j->src[s].density;
+	uint64_t keep = d >= 1 ? m : (uint64_t)floor(d * (double)m), top;
+
+	if (j->method != WELD_METHOD_BREADCRUMBS)
+		return keep;
+	top = (uint64_t)floor(j->gamma * (double)m);
+	if (top + keep > m)
+		top = m - keep;
+	return q == 0 ? top + keep : top;
+}
+
+/* slerp: after the per-block dots of a chunk, the job's running totals. */
+static inline double *slerp_totals(const struct exec *e)
+{
+	return e->block_sums + 3 * (e->chunk_elems / WELD_BLOCK + 1);
+}
+
+/* engine.c */
+
+/* dare: the key of each source's draws for job j. */
+void weld_exec_set_keys(struct exec *e, const struct weld_job *j);
+/* Count the input bytes of n elements of job j as read; report progress. */
+void weld_exec_progress(struct exec *e, const struct weld_job *j, uint64_t n);
+
+/* select_pass.c */
+
+/* dare: each source's rescale factor when there is no L1 pass. */
+void weld_exec_set_factors(struct exec *e, const struct weld_job *j);
+/* The statistics pass of one tile of len elements: histogram, record or
+ * count the keys of each active selection. Runs inside the slice loop. */
+void weld_exec_tile_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			  enum pass pass, size_t len);
+/* Recording, before a chunk: note where its keys start; -1 if out of
+ * memory. */
+int weld_exec_rec_chunk(struct exec *e);
+/* Recording: drop every recorded key and stop. */
+void weld_exec_rec_clear(struct exec *e);
+/* APPLY with recorded keys: set each slice's equal elements before it from
+ * the counts of the next chunk (instead of a COUNT pass). */
+void weld_exec_rec_apply_counts(struct exec *e);
+/* Add the threads' histograms to the selections' totals. */
+void weld_exec_hist_merge(struct exec *e, const struct weld_job *j);
+/* Start every selection of job j over a unit of `unit` elements. */
+void weld_exec_sel_reset(struct exec *e, const struct weld_job *j, uint64_t unit);
+/* Whether some selection keeps part of its unit. */
+bool weld_exec_sel_active(const struct exec *e, const struct weld_job *j);
+/* Whether APPLY needs the counts of the elements equal to a threshold. */
+bool weld_exec_sel_partial(const struct exec *e, const struct weld_job *j);
+/* One pass (not APPLY) over every chunk of job j, with the folding of its
+ * histograms and block sums. */
+int weld_exec_over_chunks(struct exec *e, const struct weld_job *j, enum pass pass,
+			  enum drop_mode mode, struct weld_error *err);
+/* The statistics of one unit: the nj jobs `jobs`, which are one tensor, or
+ * with --scope model all merged jobs in name order. */
+int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+			 struct weld_error *err);
+
+/* tiles.c */
+
+/* Run one pass over elements [first, first + n) of job j: the chunk's
+ * slices in parallel, then the slice-order folding of their counts. */
+int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
+			enum pass pass, enum drop_mode mode, struct weld_error *err);
+
+/* output.c */
+
+/* Open the output (and --save-masks) writers for every job of the plan. */
+int weld_exec_open_writers(struct exec *e, const char *out, struct weld_error *err);
+/* Encode len floats of a tile as dtype t at dst, in the output chunk; a
+ * chunk with streamed stores needs an _mm_sfence() before it is written. */
+void weld_exec_encode_tile(enum weld_dtype t, const float *src, unsigned char *dst, size_t len);
+/* A copied (unmerged) tensor, chunk by chunk. */
+int weld_exec_copy_job(struct exec *e, const struct weld_job *j, struct weld_error *err);
+/* Write the consensus masks of the current chunk (n elements) of job j. */
+int weld_exec_write_masks(struct exec *e, const struct weld_job *j, uint64_t n,
+			  struct weld_error *err);
+
+#endif

@@ -1,0 +1,538 @@
+/*
+ * select_pass.c - the statistics passes, which run before APPLY: the top-k
+ * threshold of each selection (DESIGN 4.1), dare's L1 sums, slerp's dots.
+ *
+ * A threshold is the k-th largest magnitude key. A 1/16 sample guesses the
+ * range of high bits it lies in; one pass then counts the keys above that
+ * range and records those in it, and the recorded keys give the exact
+ * threshold and, per chunk and slice, how many elements equal it (APPLY
+ * keeps those of lowest position). When the guess misses, or the keys do not fit
+ * the memory set aside for them, histograms of the high and then the low
+ * 16 bits give the threshold, and APPLY is preceded by a COUNT pass.
+ * Histograms hold integer counts, so the order of their sums is free.
+ */
+#include "exec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Append the keys of vs whose high bits are in selection q's range
+ * (branch-free: every key is stored, the length grows only for those in
+ * range). */
+static void record_keys(struct exec *e, struct slice_ctx *c, size_t q, const float *vs, size_t len)
+{
+	uint32_t lo = e->rec.bin_lo[q], width = e->rec.bin_hi[q] - e->rec.bin_lo[q];
+	size_t n = c->rec_len[q];
+	uint64_t above = 0;
+
+	if (n + len > c->rec_cap[q]) {
+		size_t used = 0, cap = c->rec_cap[q] ? 2 * c->rec_cap[q] : 8192;
+		uint32_t *nb;
+
+		for (size_t k = 0; k < e->sel_slots; k++)
+			used += c->rec_cap[k];
+		while (cap < n + len)
+			cap *= 2;
+		if (used - c->rec_cap[q] + cap > e->rec.per_slice ||
+		    !(nb = realloc(c->rec_keys[q], cap * sizeof(uint32_t)))) {
+			c->rec_overflow = true;
+			return;
+		}
+		c->rec_keys[q] = nb;
+		c->rec_cap[q] = cap;
+	}
+	n += weld_record_keys(vs, len, lo, width, c->rec_keys[q] + n, &above);
+	c->rec_len[q] = n;
+	c->rec_above[q] += above;
+}
+
+void weld_exec_tile_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			  enum pass pass, size_t len)
+{
+	int ns = nsel(e, j);
+
+	for (size_t s = 0; s < j->nsrc; s++)
+		for (int q = 0; q < ns; q++) {
+			struct sel_state *st = &e->sel[s * MAX_SEL + (size_t)q];
+			const float *vs = c->vals + s * e->tile_elems;
+			uint32_t *hist = c->hist + (s * e->hists_per_src + (size_t)q) *
+						   WELD_HIST_BINS;
+
+			if (st->sel.all || st->sel.none)
+				continue;
+			if (e->rec.on && !c->rec_overflow)
+				record_keys(e, c, s * MAX_SEL + (size_t)q, vs, len);
+			if (pass == P_HI && e->rec.on)
+				continue;   /* the recorded keys and the count above stand for it */
+			if (pass == P_HI || pass == P_SAMPLE)
+				weld_hist_hi(vs, len, hist);
+			else if (pass == P_LO)
+				weld_hist_lo(vs, len, st->hi_bin, hist);
+			else
+				c->n_equal[s * MAX_SEL + (size_t)q] +=
+					weld_count_equal(vs, len, st->sel.thresh);
+		}
+}
+
+void weld_exec_rec_clear(struct exec *e)
+{
+	for (int t = 0; t < e->n_slices; t++) {
+		for (size_t q = 0; q < e->sel_slots; q++) {
+			free(e->slices[t].rec_keys[q]);
+			e->slices[t].rec_keys[q] = NULL;
+			e->slices[t].rec_len[q] = e->slices[t].rec_cap[q] = 0;
+			e->slices[t].rec_above[q] = 0;
+		}
+		e->slices[t].rec_overflow = false;
+	}
+	e->rec.on = e->rec.overflow = false;
+	e->rec.n_chunks = 0;
+}
+
+/* Start recording, for each active selection q, the high bins
+ * bin_lo[q]..bin_hi[q]. */
+static void rec_start(struct exec *e)
+{
+	weld_exec_rec_clear(e);
+	e->rec.on = e->rec.per_slice > 0;
+}
+
+/* Where the recorder's tables hold chunk `chunk`, slice t, selection q. */
+static uint64_t rec_index(const struct exec *e, uint64_t chunk, int t, size_t q)
+{
+	return (chunk * (uint64_t)e->n_slices + (uint64_t)t) * e->sel_slots + q;
+}
+
+/* A new chunk: note where its keys start in every list. */
+int weld_exec_rec_chunk(struct exec *e)
+{
+	struct recorder *r = &e->rec;
+	size_t per = (size_t)e->n_slices * e->sel_slots;
+
+	if (r->n_chunks == r->chunks_cap) {
+		uint64_t cap = r->chunks_cap ? 2 * r->chunks_cap : 64;
+		uint64_t *start = realloc(r->chunk_start, cap * per * sizeof(*start));
+		uint64_t *eq = start ? realloc(r->chunk_eq, cap * per * sizeof(*eq)) : NULL;
+
+		if (start)
+			r->chunk_start = start;
+		if (!start || !eq)
+			return -1;
+		r->chunk_eq = eq;
+		r->chunks_cap = cap;
+	}
+	for (int t = 0; t < e->n_slices; t++)
+		for (size_t q = 0; q < e->sel_slots; q++)
+			r->chunk_start[rec_index(e, r->n_chunks, t, q)] = e->slices[t].rec_len[q];
+	r->n_chunks++;
+	return 0;
+}
+
+/* Stop recording; true if every list is complete. */
+static bool rec_stop(struct exec *e)
+{
+	bool ok = e->rec.on;
+
+	for (int t = 0; t < e->n_slices; t++)
+		ok = ok && !e->slices[t].rec_overflow;
+	e->rec.on = false;
+	e->rec.overflow = !ok;
+	return ok;
+}
+
+/*
+ * After a recording pass (no histogram): if the k-th largest key of
+ * selection q is among the recorded ones, set its bin and the count of
+ * keys above that bin, and return true.
+ */
+static bool rec_locate(struct exec *e, size_t q)
+{
+	struct sel_state *st = &e->sel[q];
+	uint64_t above = 0, n = 0, above2;
+
+	if (e->rec.overflow)
+		return false;
+	for (int t = 0; t < e->n_slices; t++) {
+		above += e->slices[t].rec_above[q];
+		n += e->slices[t].rec_len[q];
+	}
+	if (above >= st->k || above + n < st->k)
+		return false;
+	memset(st->hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+	for (int t = 0; t < e->n_slices; t++)
+		for (size_t i = 0; i < e->slices[t].rec_len[q]; i++)
+			st->hist[e->slices[t].rec_keys[q][i] >> 16]++;
+	st->hi_bin = weld_hist_pick(st->hist, st->k - above, &above2);
+	st->n_above = above + above2;
+	return true;
+}
+
+/* The low-bit histogram of the chosen bin, from the recorded keys. */
+static void rec_low_hist(struct exec *e, size_t q)
+{
+	struct sel_state *st = &e->sel[q];
+
+	memset(st->hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+	for (int t = 0; t < e->n_slices; t++)
+		for (size_t i = 0; i < e->slices[t].rec_len[q]; i++) {
+			uint32_t key = e->slices[t].rec_keys[q][i];
+
+			if (key >> 16 == st->hi_bin)
+				st->hist[key & 0xFFFF]++;
+		}
+}
+
+/* Keys equal to each threshold, per chunk and slice; then drop the keys. */
+static void rec_counts(struct exec *e)
+{
+	struct recorder *r = &e->rec;
+
+#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads)
+	for (size_t q = 0; q < e->sel_slots; q++)
+		for (uint64_t sq = 0; sq < r->n_chunks; sq++)
+			for (int t = 0; t < e->n_slices; t++) {
+				uint64_t i = rec_index(e, sq, t, q);
+				uint64_t end = sq + 1 < r->n_chunks
+					? r->chunk_start[rec_index(e, sq + 1, t, q)]
+					: e->slices[t].rec_len[q];
+				const struct sel_state *st = &e->sel[q];
+				const uint32_t *keys = e->slices[t].rec_keys[q];
+				uint64_t cnt = 0;
+
+				if (!st->sel.all && !st->sel.none && keys)
+					for (uint64_t k = r->chunk_start[i]; k < end; k++)
+						cnt += keys[k] == st->sel.thresh;
+				r->chunk_eq[i] = cnt;
+			}
+	r->valid = true;
+	r->apply_chunk = 0;
+	for (int t = 0; t < e->n_slices; t++)
+		for (size_t q = 0; q < e->sel_slots; q++) {
+			free(e->slices[t].rec_keys[q]);
+			e->slices[t].rec_keys[q] = NULL;
+			e->slices[t].rec_len[q] = e->slices[t].rec_cap[q] = 0;
+		}
+}
+
+/* Instead of a counting pass: each slice's equal elements before it. */
+void weld_exec_rec_apply_counts(struct exec *e)
+{
+	struct recorder *r = &e->rec;
+	uint64_t sq = r->apply_chunk++;
+
+	for (size_t q = 0; q < e->sel_slots; q++) {
+		uint64_t run = e->sel[q].eq_before;
+
+		for (int t = 0; t < e->n_slices; t++) {
+			uint64_t mine = sq < r->n_chunks ? r->chunk_eq[rec_index(e, sq, t, q)] : 0;
+
+			e->slices[t].n_equal[q] = run;
+			run += mine;
+		}
+		e->sel[q].eq_before = run;
+	}
+}
+
+/*
+ * The range of high bins to record for selection q: around the rank of the
+ * k-th largest in the sample, widened so that the true bin is almost always
+ * inside (if not, the passes of the fallback give the same result).
+ */
+static void rec_guess(struct exec *e, size_t q, uint64_t unit)
+{
+	struct sel_state *st = &e->sel[q];
+	uint64_t ns = 0, above;
+	double ks, d;
+	uint64_t r_hi, r_lo;
+
+	for (size_t b = 0; b < WELD_HIST_BINS; b++)
+		ns += st->hist[b];
+	if (!ns) {
+		e->rec.bin_lo[q] = 1;
+		e->rec.bin_hi[q] = 0;
+		return;
+	}
+	ks = (double)st->k * (double)ns / (double)unit;
+	d = 4 * sqrt(ks) + 0.002 * (double)ns + 8;
+	r_lo = ks - d < 1 ? 1 : (uint64_t)(ks - d);
+	r_hi = ks + d > (double)ns ? ns : (uint64_t)(ks + d) + 1;
+	e->rec.bin_hi[q] = weld_hist_pick(st->hist, r_lo, &above);
+	e->rec.bin_lo[q] = weld_hist_pick(st->hist, r_hi, &above);
+	if (e->rec.bin_hi[q] < WELD_HIST_BINS - 1)
+		e->rec.bin_hi[q]++;
+	if (e->rec.bin_lo[q] > 0)
+		e->rec.bin_lo[q]--;
+}
+
+static void hist_zero(struct exec *e, const struct weld_job *j)
+{
+	if (e->hist_used)
+		for (int t = 0; t < e->n_threads; t++)
+			memset(e->thread_hist[t], 0,
+			       j->nsrc * e->hists_per_src * WELD_HIST_BINS * sizeof(uint32_t));
+	e->hist_used = false;
+	e->hist_pending = 0;
+}
+
+/* Add the threads' histograms to the totals (integer sums: any order). */
+void weld_exec_hist_merge(struct exec *e, const struct weld_job *j)
+{
+	for (size_t q = 0; e->hist_used && q < j->nsrc * MAX_SEL; q++) {
+		struct sel_state *st = &e->sel[q];
+		size_t s = q / MAX_SEL, k = q % MAX_SEL;
+
+		if (st->sel.all || st->sel.none || (int)k >= nsel(e, j))
+			continue;
+		for (int t = 0; t < e->n_threads; t++) {
+			const uint32_t *h =
+				e->thread_hist[t] + (s * e->hists_per_src + k) * WELD_HIST_BINS;
+
+			for (size_t b = 0; b < WELD_HIST_BINS; b++)
+				st->hist[b] += h[b];
+		}
+	}
+	hist_zero(e, j);
+}
+
+void weld_exec_sel_reset(struct exec *e, const struct weld_job *j, uint64_t unit)
+{
+	for (size_t s = 0; s < e->max_src; s++)
+		for (int q = 0; q < MAX_SEL; q++) {
+			struct sel_state *st = &e->sel[s * MAX_SEL + (size_t)q];
+
+			memset(&st->sel, 0, sizeof(st->sel));
+			st->eq_before = 0;
+			if (s >= j->nsrc || q >= nsel(e, j)) {
+				st->sel.none = true;
+				continue;
+			}
+			st->k = unit_k(e, j, s, q, unit);
+			st->sel.none = st->k == 0;
+			st->sel.all = st->k >= unit;
+			if (!st->sel.all && !st->sel.none)
+				memset(st->hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+		}
+}
+
+/* After HI: each selection's bin. After LO: the exact threshold and how
+ * many of the elements equal to it are kept. */
+static void sel_pick(struct exec *e, const struct weld_job *j, bool low)
+{
+	for (size_t s = 0; s < j->nsrc; s++)
+		for (int q = 0; q < nsel(e, j); q++) {
+			struct sel_state *st = &e->sel[s * MAX_SEL + (size_t)q];
+			uint64_t above;
+			uint32_t lo;
+
+			if (st->sel.all || st->sel.none)
+				continue;
+			if (!low) {
+				st->hi_bin = weld_hist_pick(st->hist, st->k, &st->n_above);
+				/* the same totals now count the low bits */
+				memset(st->hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+				continue;
+			}
+			lo = weld_hist_pick(st->hist, st->k - st->n_above, &above);
+			st->sel.thresh = st->hi_bin << 16 | lo;
+			st->sel.keep_equal = st->k - st->n_above - above;
+		}
+}
+
+bool weld_exec_sel_active(const struct exec *e, const struct weld_job *j)
+{
+	for (size_t q = 0; q < j->nsrc * MAX_SEL; q++)
+		if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+			return true;
+	(void)j;
+	return false;
+}
+
+/* A COUNT pass is needed only when some elements equal to a threshold are
+ * kept and others are not. */
+bool weld_exec_sel_partial(const struct exec *e, const struct weld_job *j)
+{
+	for (size_t q = 0; q < j->nsrc * MAX_SEL; q++) {
+		const struct sel_state *st = &e->sel[q];
+
+		if (!st->sel.all && !st->sel.none &&
+		    st->sel.keep_equal < st->hist[st->sel.thresh & 0xFFFF])
+			return true;
+	}
+	return false;
+}
+
+int weld_exec_over_chunks(struct exec *e, const struct weld_job *j, enum pass pass,
+			  enum drop_mode mode, struct weld_error *err)
+{
+	if (pass == P_HI || pass == P_LO || pass == P_SAMPLE)
+		hist_zero(e, j);
+	for (uint64_t first = 0; first < j->nelem; first += e->chunk_elems) {
+		uint64_t n = j->nelem - first < e->chunk_elems ? j->nelem - first : e->chunk_elems;
+
+		if (weld_exec_run_chunk(e, j, first, n, pass, mode, err) < 0)
+			return -1;
+		weld_exec_progress(e, j, pass == P_SAMPLE ? n / SAMPLE_STRIDE : n);
+		if (pass == P_L1)
+			for (uint64_t b = 0; b < (n + WELD_BLOCK - 1) / WELD_BLOCK; b++)
+				for (size_t s = 0; s < j->nsrc; s++) {
+					const double *sums =
+						e->block_sums + (b * e->max_src + s) * 2;
+
+					e->l1_all[s] += sums[0];
+					e->l1_kept[s] += sums[1];
+				}
+		if (pass == P_SLERP)
+			for (uint64_t b = 0; b < (n + WELD_BLOCK - 1) / WELD_BLOCK; b++)
+				for (int k = 0; k < 3; k++)
+					slerp_totals(e)[k] += e->block_sums[b * 3 + (size_t)k];
+	}
+	if (pass == P_HI || pass == P_LO || pass == P_SAMPLE)
+		weld_exec_hist_merge(e, j);
+	return 0;
+}
+
+/* dare's rescale factor when it needs no L1 pass. */
+void weld_exec_set_factors(struct exec *e, const struct weld_job *j)
+{
+	for (size_t s = 0; s < j->nsrc; s++)
+		e->factor[s] = e->opts->rescale == WELD_RESCALE_INVERSE
+			? (float)(1.0 / j->src[s].density) : 1.0f;
+}
+
+static void l1_factors(struct exec *e, const struct weld_job *j)
+{
+	for (size_t s = 0; s < j->nsrc; s++) {
+		double a = e->l1_all[s], k = e->l1_kept[s];
+
+		e->factor[s] = a < 1e-7 || k < 1e-7 ? 1.0f : (float)(a / k);
+	}
+}
+
+/* One statistics pass over every job of the unit. */
+static int stats_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		      enum pass pass, struct weld_error *err)
+{
+	for (size_t i = 0; i < nj; i++) {
+		weld_exec_set_keys(e, jobs[i]);
+		if (weld_exec_over_chunks(e, jobs[i], pass, DROP_RESCALE, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* dare --rescale l1: the L1 pass over the unit, then each source's rescale
+ * factor from its sums; any other method's factors need no pass. */
+static int unit_factors(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+			struct weld_error *err)
+{
+	const struct weld_job *j0 = jobs[0];
+
+	if (!needs_l1(e, j0)) {
+		weld_exec_set_factors(e, j0);
+		return 0;
+	}
+	memset(e->l1_all, 0, e->max_src * sizeof(double));
+	memset(e->l1_kept, 0, e->max_src * sizeof(double));
+	/* one tensor whose draws fit: keep them for the apply pass */
+	if (nj == 1 && e->draw_bits && j0->nelem <= 8 * e->plan->drop_stride)
+		e->draws = DRAWS_STORE;
+	for (size_t i = 0; i < nj; i++) {
+		weld_exec_set_keys(e, jobs[i]);
+		if (weld_exec_over_chunks(e, jobs[i], P_L1, DROP_PLAIN, err) < 0)
+			return -1;
+	}
+	if (e->draws == DRAWS_STORE)
+		e->draws = DRAWS_KNOWN;
+	l1_factors(e, j0);
+	return 0;
+}
+
+/* The thresholds from recorded keys: a sample guesses each range, one pass
+ * records it; if a guess missed, a HI pass picks the bins and a LO pass
+ * records them. The recorded keys then give the counts APPLY needs. */
+static int select_recorded(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+			   uint64_t unit, struct weld_error *err)
+{
+	const struct weld_job *j0 = jobs[0];
+	bool covered = true;
+
+	/* a sample of the unit guesses where each threshold lies */
+	if (stats_pass(e, jobs, nj, P_SAMPLE, err) < 0)
+		return -1;
+	for (size_t q = 0; q < e->sel_slots; q++)
+		if (!e->sel[q].sel.all && !e->sel[q].sel.none) {
+			rec_guess(e, q, unit);
+			memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+		}
+	/* one pass: count the keys above each range, record those in it */
+	rec_start(e);
+	if (stats_pass(e, jobs, nj, P_HI, err) < 0)
+		return -1;
+	rec_stop(e);
+	/* selections are independent: one thread each */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads) reduction(&& : covered)
+	for (size_t q = 0; q < e->sel_slots; q++)
+		if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+			covered = rec_locate(e, q) && covered;
+	if (covered) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads)
+		for (size_t q = 0; q < e->sel_slots; q++)
+			if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+				rec_low_hist(e, q);
+	} else {
+		/* the guess missed: count the high bits, then record just the
+		 * chosen bins while counting their low bits */
+		weld_exec_rec_clear(e);
+		for (size_t q = 0; q < e->sel_slots; q++)
+			if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+				memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+		if (stats_pass(e, jobs, nj, P_HI, err) < 0)
+			return -1;
+		sel_pick(e, j0, false);
+		for (size_t q = 0; q < e->sel_slots; q++)
+			e->rec.bin_lo[q] = e->rec.bin_hi[q] = e->sel[q].hi_bin;
+		rec_start(e);
+		if (stats_pass(e, jobs, nj, P_LO, err) < 0)
+			return -1;
+		rec_stop(e);
+	}
+	sel_pick(e, j0, true);
+	if (!e->rec.overflow)
+		rec_counts(e);
+	else
+		weld_exec_rec_clear(e);
+	return 0;
+}
+
+/* The thresholds from histograms alone: a HI pass, then a LO pass. */
+static int select_histograms(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+			     struct weld_error *err)
+{
+	for (int low = 0; low < 2; low++) {
+		if (stats_pass(e, jobs, nj, low ? P_LO : P_HI, err) < 0)
+			return -1;
+		sel_pick(e, jobs[0], low);
+	}
+	return 0;
+}
+
+/* The statistics of one unit. With --scope model, `jobs` are all merged
+ * jobs (in name order) and the unit is their union. */
+int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+			 struct weld_error *err)
+{
+	const struct weld_job *j0 = jobs[0];
+	uint64_t unit = 0;
+
+	for (size_t i = 0; i < nj; i++)
+		unit += jobs[i]->nelem;
+	if (unit_factors(e, jobs, nj, err) < 0)
+		return -1;
+	weld_exec_sel_reset(e, j0, unit);
+	e->rec.valid = false;
+	if (!weld_exec_sel_active(e, j0))
+		return 0;
+	if (e->rec.per_slice)
+		return select_recorded(e, jobs, nj, unit, err);
+	return select_histograms(e, jobs, nj, err);
+}

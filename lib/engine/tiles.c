@@ -1,0 +1,293 @@
+/*
+ * tiles.c - one chunk of a job: one pass over its elements.
+ *
+ * A chunk is split into n_slices slices (one or four per thread, see
+ * plan.c), which the threads take as they become free; a slice is read
+ * super-tile by super-tile with pread (one read per input) and computed
+ * tile by tile in buffers that stay in cache. A tile's inputs are decoded
+ * to float (the base, then each source's x or delta after dare's drop);
+ * the statistics passes then hand the tile to select_pass.c, and APPLY
+ * masks it (the top-k of each row first with --scope row), combines it
+ * (kernels.c) and encodes it into the output chunk.
+ * Histograms are per thread; recorded keys and counts are per slice.
+ */
+#include "exec.h"
+
+#include <omp.h>
+#include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
+
+/* Whether job j merges task vectors (delta = x - base) rather than x. */
+static bool task_vectors(const struct weld_job *j)
+{
+	return j->method != WELD_METHOD_AVERAGE && j->method != WELD_METHOD_SLERP &&
+	       j->method != WELD_METHOD_APPLY_MASK && j->method != WELD_METHOD_COPY;
+}
+
+/* Granule of slices: whole blocks, or 8 whole rows (mask bytes never
+ * straddle two slices). Tiles: one block, or as many rows as fit. */
+static uint64_t granule(const struct exec *e, const struct weld_job *j)
+{
+	return row_scope(e, j) ? 8 * row_len(j) : WELD_BLOCK;
+}
+
+static uint64_t tile_len(const struct exec *e, const struct weld_job *j)
+{
+	uint64_t rl = row_len(j);
+
+	if (!row_scope(e, j))
+		return WELD_BLOCK;
+	return rl >= e->tile_elems ? rl : e->tile_elems / rl * rl;
+}
+
+/* Slice t of nt of a chunk of n elements: [lo, hi), in whole granules g. */
+static void slice(uint64_t n, uint64_t g, int t, int nt, uint64_t *lo, uint64_t *hi)
+{
+	uint64_t ng = (n + g - 1) / g;
+
+	*lo = ng * (uint64_t)t / (uint64_t)nt * g;
+	*hi = ng * (uint64_t)(t + 1) / (uint64_t)nt * g;
+	*lo = *lo > n ? n : *lo;
+	*hi = *hi > n ? n : *hi;
+}
+
+/* Inputs of one tile: b, and v[s] = x (or delta), after dare's drop. */
+static void tile_inputs(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			const unsigned char *const *raw, size_t off, uint64_t g, size_t len,
+			enum drop_mode mode, double *l1)
+{
+	if (j->base_model >= 0) {
+		enum weld_dtype t = weld_model_tensor(e->plan->models[j->base_model],
+						      (size_t)j->base_tensor)->dtype;
+
+		weld_decode_f32(t, raw[0] + off * weld_dtype_size(t), c->base, len);
+	}
+	for (size_t s = 0; s < j->nsrc; s++) {
+		enum weld_dtype t = src_info(e, &j->src[s])->dtype;
+		float *v = c->vals + s * e->tile_elems;
+
+		if (task_vectors(j) && t == WELD_BF16) {
+			weld_k_delta_bf16(raw[s + 1] + off * 2, c->base, v, len);
+		} else {
+			weld_decode_f32(t, raw[s + 1] + off * weld_dtype_size(t), v, len);
+			if (task_vectors(j))
+				weld_k_sub(v, c->base, len);
+		}
+		if (j->method == WELD_METHOD_DARE && mode != DROP_NONE) {
+			double sums[2];
+			unsigned char *bits = e->draws == DRAWS_NONE ? NULL
+				: e->draw_bits + s * e->plan->drop_stride + g / 8;
+
+			weld_k_dare_drop(v, len, e->rng_key[s], g, j->src[s].density,
+					 mode == DROP_RESCALE ? e->factor[s] : 1.0f,
+					 l1 ? sums : NULL, bits, e->draws == DRAWS_KNOWN);
+			if (l1) {
+				l1[s * 2] = sums[0];
+				l1[s * 2 + 1] = sums[1];
+			}
+		}
+	}
+}
+
+/* --scope row: dare's l1 and the top-k of each row of the tile. */
+static void tile_rows(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+		      uint64_t g, size_t len)
+{
+	uint64_t rl = row_len(j);
+	int ns = nsel(e, j);
+
+	for (uint64_t r = 0; r < len; r += rl)
+		for (size_t s = 0; s < j->nsrc; s++) {
+			float *v = c->vals + s * e->tile_elems + r;
+
+			if (needs_l1(e, j))
+				weld_k_dare_row_l1(v, (size_t)rl, e->rng_key[s], g + r,
+						   j->src[s].density);
+			for (int q = 0; q < ns; q++) {
+				size_t sq = s * MAX_SEL + (size_t)q;
+				struct weld_topk sel;
+
+				weld_topk_select(v, (size_t)rl, unit_k(e, j, s, q, rl), c->row_keys,
+						 &sel);
+				weld_topk_mask(v, (size_t)rl, &sel, 0,
+					       c->keep + sq * e->tile_elems + r);
+			}
+		}
+}
+
+/* APPLY on the tile of len elements at flat index g (the chunk starts at
+ * first): the top-k masks, the method's combination, the encoding into the
+ * output chunk. */
+static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+		       uint64_t first, uint64_t g, size_t len)
+{
+	struct weld_combine_args a = { 0 };
+	float w[WELD_K_MAX_SRC], ml[WELD_K_MAX_SRC];
+	const float *v[WELD_K_MAX_SRC];
+	const unsigned char *k1[WELD_K_MAX_SRC], *k2[WELD_K_MAX_SRC];
+	int ns = nsel(e, j);
+	size_t oes = weld_dtype_size(j->dtype);
+
+	if (j->method == WELD_METHOD_APPLY_MASK) {
+		for (size_t i = 0; i < len; i++) {
+			uint64_t bit = g - first + i;
+			float b = c->base[i];
+
+			c->out[i] = e->mask_bits[bit / 8] >> (bit % 8) & 1 ? b + (c->vals[i] - b)
+									    : b;
+		}
+		weld_exec_encode_tile(j->dtype, c->out, e->out_chunk + (g - first) * oes, len);
+		return;
+	}
+	if (row_scope(e, j)) {
+		tile_rows(e, j, c, g, len);
+	} else {
+		for (size_t s = 0; s < j->nsrc; s++)
+			for (int q = 0; q < ns; q++) {
+				size_t sq = s * MAX_SEL + (size_t)q;
+				const float *vs = c->vals + s * e->tile_elems;
+				uint64_t *eq = &c->n_equal[sq];
+
+				*eq += weld_topk_mask(vs, len, &e->sel[sq].sel, *eq,
+						      c->keep + sq * e->tile_elems);
+			}
+	}
+	for (size_t s = 0; s < j->nsrc; s++) {
+		w[s] = (float)j->src[s].weight;
+		ml[s] = (float)j->src[s].mask_lambda;
+		v[s] = c->vals + s * e->tile_elems;
+		k1[s] = ns >= 1 ? c->keep + s * MAX_SEL * e->tile_elems : NULL;
+		k2[s] = ns >= 2 ? c->keep + (s * MAX_SEL + 1) * e->tile_elems : NULL;
+	}
+	a.method = j->method;
+	a.n = j->nsrc;
+	a.w = w;
+	a.v = v;
+	a.keep = k1;
+	a.drop = k2;
+	a.mask_lambda = ml;
+	a.base = j->base_model >= 0 ? c->base : NULL;
+	a.lambda = (float)j->lambda;
+	a.normalize = e->opts->normalize;
+	a.ties = j->method == WELD_METHOD_TIES ||
+		 (j->method == WELD_METHOD_CONSENSUS && e->opts->from == WELD_FROM_TIES) ||
+		 ((j->method == WELD_METHOD_DARE || j->method == WELD_METHOD_BREADCRUMBS) &&
+		  e->opts->combine == WELD_COMBINE_TIES);
+	a.sign_count = e->opts->sign == WELD_SIGN_COUNT;
+	a.k = e->opts->k;
+	a.s0 = e->slerp_s0;
+	a.s1 = e->slerp_s1;
+	a.maskbits = e->mask_writer ? e->mask_bits : NULL;
+	a.maskstride = e->mask_stride;
+	a.bitpos = g - first;
+	weld_k_combine(&a, len, c->out, c->scratch);
+	weld_exec_encode_tile(j->dtype, c->out, e->out_chunk + (g - first) * oes, len);
+}
+
+/* Read elements [lo, hi) of the chunk and run one pass over them. */
+static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+		      uint64_t first, uint64_t lo, uint64_t hi, enum pass pass,
+		      enum drop_mode mode)
+{
+	const unsigned char *rawp[WELD_K_MAX_SRC + 1];
+	uint64_t tl = tile_len(e, j), sl = e->super_elems / tl * tl;
+
+	for (size_t s = 0; s <= j->nsrc; s++)
+		rawp[s] = c->raw + s * e->super_elems * e->raw_elem_size;
+	for (uint64_t a = lo; a < hi && !c->failed; a += sl) {
+		uint64_t an = hi - a < sl ? hi - a : sl;
+
+		if (pass == P_SAMPLE && (first + a) / sl % SAMPLE_STRIDE)
+			continue;
+		/* one pread per input per super-tile */
+		for (size_t s = 0; s <= j->nsrc && !c->failed; s++) {
+			int m = s ? j->src[s - 1].model : j->base_model;
+			int64_t t = s ? j->src[s - 1].tensor : j->base_tensor;
+
+			if (m < 0)
+				continue;
+			if (weld_model_read(e->plan->models[m], (size_t)t, first + a, (size_t)an,
+					    (void *)rawp[s], &c->err) < 0)
+				c->failed = true;
+		}
+		for (uint64_t b = a; b < a + an && !c->failed; b += tl) {
+			size_t len = (size_t)(a + an - b < tl ? a + an - b : tl);
+			uint64_t blk = b / WELD_BLOCK;
+			double *l1 = pass == P_L1 ? e->block_sums + blk * e->max_src * 2 : NULL;
+
+			tile_inputs(e, j, c, rawp, (size_t)(b - a), first + b, len, mode, l1);
+			switch (pass) {
+			case P_L1:
+				break;
+			case P_SLERP:
+				weld_k_dots(c->base, c->vals, len, &e->block_sums[blk * 3]);
+				break;
+			case P_APPLY:
+				tile_apply(e, j, c, first, first + b, len);
+				break;
+			default:
+				weld_exec_tile_stats(e, j, c, pass, len);
+				break;
+			}
+		}
+	}
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (pass == P_APPLY)
+		_mm_sfence();   /* the streamed output is complete before the writer reads it */
+#endif
+}
+
+int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
+			enum pass pass, enum drop_mode mode, struct weld_error *err)
+{
+	uint64_t g = granule(e, j);
+	size_t nq = j->nsrc * MAX_SEL;
+
+	for (int t = 0; t < e->n_slices; t++) {
+		struct slice_ctx *c = &e->slices[t];
+
+		c->failed = false;
+		if (pass == P_COUNT)
+			memset(c->n_equal, 0, sizeof(c->n_equal));
+	}
+	if (e->rec.on && weld_exec_rec_chunk(e) < 0)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (pass == P_SAMPLE || pass == P_LO || (pass == P_HI && !e->rec.on))
+		e->hist_used = true;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads)
+	for (int t = 0; t < e->n_slices; t++) {
+		uint64_t lo, hi;
+
+		slice(n, g, t, e->n_slices, &lo, &hi);
+		e->slices[t].hist = e->thread_hist[omp_get_thread_num()];
+		if (lo < hi)
+			run_slice(e, j, &e->slices[t], first, lo, hi, pass, mode);
+	}
+	for (int t = 0; t < e->n_slices; t++)
+		if (e->slices[t].failed) {
+			*err = e->slices[t].err;
+			return -1;
+		}
+	if (pass == P_HI || pass == P_LO || pass == P_SAMPLE) {
+		/* uint32 per-thread counts: fold them in before they could wrap */
+		e->hist_pending += n;
+		if (e->hist_pending > (1ull << 31))
+			weld_exec_hist_merge(e, j);
+	} else if (pass == P_COUNT) {
+		/* each slice starts with the equal elements of the slices before it */
+		for (size_t q = 0; q < nq; q++) {
+			uint64_t run = e->sel[q].eq_before;
+
+			for (int t = 0; t < e->n_slices; t++) {
+				uint64_t mine = e->slices[t].n_equal[q];
+
+				e->slices[t].n_equal[q] = run;
+				run += mine;
+			}
+			e->sel[q].eq_before = run;
+		}
+	}
+	return 0;
+}
