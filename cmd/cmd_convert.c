@@ -116,7 +116,7 @@ int cmd_convert(int argc, char **argv)
 		printf("{\"output\":");
 		cli_json_string(stdout, out);
 		printf(",\"tensors\":%zu,\"bytes_read\":%llu}\n", weld_plan_job_count(p),
-		       (unsigned long long)weld_plan_input_bytes(p));
+		       (unsigned long long)weld_plan_bytes_read(p));
 	}
 	weld_plan_free(p);
 	return EXIT_OK;

@@ -169,12 +169,12 @@ static int run(int argc, char **argv, bool plan)
 		printf(",\"method\":");
 		cli_json_string(stdout, weld_recipe_method(r));
 		printf(",\"tensors\":%zu,\"bytes_read\":%llu,\"seconds\":%.3f}\n",
-		       weld_plan_job_count(p), (unsigned long long)weld_plan_input_bytes(p),
+		       weld_plan_job_count(p), (unsigned long long)weld_plan_bytes_read(p),
 		       seconds_since(&t0));
 	} else if (cli_verbosity >= 2) {
 		char sz[32];
 
-		weld_format_size(weld_plan_input_bytes(p), sz, sizeof(sz));
+		weld_format_size(weld_plan_bytes_read(p), sz, sizeof(sz));
 		fprintf(stderr, "%s: wrote '%s' (%s, %zu tensors, %s read in %.2f s)\n", cli_name,
 			a.out, weld_recipe_method(r), weld_plan_job_count(p), sz, seconds_since(&t0));
 	}

@@ -451,9 +451,9 @@ static void report(const struct merge_args *a, const weld_plan *p, double secs)
 		cli_json_string(stdout, a->out);
 		printf(",\"method\":\"%s\",\"tensors\":%zu,\"bytes_read\":%llu,\"seconds\":%.3f}\n",
 		       weld_method_name(a->o.method), weld_plan_job_count(p),
-		       (unsigned long long)weld_plan_input_bytes(p), secs);
+		       (unsigned long long)weld_plan_bytes_read(p), secs);
 	} else if (cli_verbosity >= 1) {
-		weld_format_size(weld_plan_input_bytes(p), sz, sizeof(sz));
+		weld_format_size(weld_plan_bytes_read(p), sz, sizeof(sz));
 		fprintf(stderr, "%s: wrote '%s' (%zu tensors, %s read in %.2f s)\n", cli_name, a->out,
 			weld_plan_job_count(p), sz, secs);
 	}
@@ -465,7 +465,7 @@ static void report_plan_verbose(const weld_plan *p)
 
 	weld_format_size(weld_plan_memory(p), mem, sizeof(mem));
 	weld_format_size(weld_plan_input_bytes(p), in, sizeof(in));
-	cli_info("%zu tensors from %zu models, %s to read, %s of buffers, %llu elements per chunk",
+	cli_info("%zu tensors from %zu models, %s of input tensors, %s of buffers, %llu elements per chunk",
 		 weld_plan_job_count(p), weld_plan_model_count(p), in, mem,
 		 (unsigned long long)weld_plan_chunk_elems(p));
 }

@@ -3,6 +3,7 @@
  */
 #include "method.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -44,16 +45,18 @@ struct method_row {
 	const char *name;
 	enum weld_base_rule base;
 	size_t min_sources, max_sources;
+	bool task_vectors;      /* merges delta = x - base, not x */
+	bool random_drop;       /* drops elements at random (DESIGN 4.9) */
 };
 
 static const struct method_row methods[] = {
 	[WELD_METHOD_COPY] = { "copy", WELD_BASE_NONE, 1, SIZE_MAX },	/* the others are compared */
 	[WELD_METHOD_AVERAGE] = { "average", WELD_BASE_NONE, 1, WELD_MAX_MODELS },
-	[WELD_METHOD_TASK_ARITHMETIC] = { "task-arithmetic", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS },
-	[WELD_METHOD_TIES] = { "ties", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS },
-	[WELD_METHOD_DARE] = { "dare", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS },
-	[WELD_METHOD_BREADCRUMBS] = { "breadcrumbs", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS },
-	[WELD_METHOD_CONSENSUS] = { "consensus", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS },
+	[WELD_METHOD_TASK_ARITHMETIC] = { "task-arithmetic", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
+	[WELD_METHOD_TIES] = { "ties", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
+	[WELD_METHOD_DARE] = { "dare", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, true },
+	[WELD_METHOD_BREADCRUMBS] = { "breadcrumbs", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
+	[WELD_METHOD_CONSENSUS] = { "consensus", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
 	[WELD_METHOD_SLERP] = { "slerp", WELD_BASE_REQUIRED, 1, 1 },
 	[WELD_METHOD_APPLY_MASK] = { "apply-mask", WELD_BASE_REQUIRED, 1, 1 },
 };
@@ -110,6 +113,43 @@ bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum 
 	default:
 		return false;
 	}
+}
+
+bool weld_method_task_vectors(enum weld_method m)
+{
+	return (unsigned)m < NMETHODS && methods[m].task_vectors;
+}
+
+bool weld_method_random_drop(enum weld_method m)
+{
+	return (unsigned)m < NMETHODS && methods[m].random_drop;
+}
+
+bool weld_method_l1_rescale(const struct weld_merge_opts *o, enum weld_method m)
+{
+	return o->rescale == WELD_RESCALE_L1 && weld_method_random_drop(m);
+}
+
+bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m)
+{
+	return o->scope == WELD_SCOPE_ROW && weld_method_takes(m, WELD_K_SCOPE);
+}
+
+uint64_t weld_method_unit_k(const struct weld_merge_opts *o, const struct weld_job *j, size_t s,
+			    int q, uint64_t m)
+{
+	/* dare selects only for --trim, after its drop */
+	double d = weld_method_random_drop(j->method) ? o->trim : j->src[s].density;
+	uint64_t keep = d >= 1 ? m : (uint64_t)floor(d * (double)m), top;
+
+	if (j->method != WELD_METHOD_BREADCRUMBS)
+		return keep;
+	/* breadcrumbs: selection 0 keeps the top + keep largest, selection 1
+	 * drops the top (DESIGN 4.6) */
+	top = (uint64_t)floor(j->gamma * (double)m);
+	if (top + keep > m)
+		top = m - keep;
+	return q == 0 ? top + keep : top;
 }
 
 int weld_job_selections(const struct weld_merge_opts *o, const struct weld_job *j)

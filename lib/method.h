@@ -16,7 +16,8 @@
  *     options) and its defaults there (a recipe takes mergekit's);
  *  3. if it reads a value or makes a selection pass under a condition,
  *     say so in weld_method_uses() / weld_method_selections();
- *  4. write its kernel (lib/engine/kernels.c) and its case in the engine;
+ *  4. write its kernel (lib/engine/kernels.c: weld_k_combine's switch) and,
+ *     for a new kind of pass, its case in the engine (lib/engine/);
  *  5. a command: cmd/cmd_<name>.c with its usage text, a line in
  *     cmd/main.c and cmd/commands.h, and man/weld-<name>.1; a recipe in
  *     recipes/ and its tests.
@@ -152,5 +153,20 @@ void weld_method_sources(enum weld_method m, size_t *min, size_t *max);
 bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum weld_param p);
 /* Does it elect a sign per element (TIES steps 2-3)? */
 bool weld_method_elects_signs(const struct weld_merge_opts *o, enum weld_method m);
+
+/* Does method m merge task vectors (delta = x - base) rather than x? */
+bool weld_method_task_vectors(enum weld_method m);
+/* Does it drop elements at random (DESIGN 4.9)? */
+bool weld_method_random_drop(enum weld_method m);
+/* Does it make an L1 pass (dare --rescale l1: sums of |delta| and of its
+ * kept part per unit) before APPLY? */
+bool weld_method_l1_rescale(const struct weld_merge_opts *o, enum weld_method m);
+/* Are its units (top-k, L1) rows, taken inside APPLY (--scope row)? */
+bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m);
+/* The passes: weld_job_selections() (merge.h) top-k selections per source,
+ * and k of selection q of source s over a unit of m elements (DESIGN 4.1,
+ * 4.6). */
+uint64_t weld_method_unit_k(const struct weld_merge_opts *o, const struct weld_job *j, size_t s,
+			    int q, uint64_t m);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void weld_exec_set_keys(struct exec *e, const struct weld_job *j)
 {
@@ -271,6 +272,7 @@ int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 	if (weld_exec_open_writers(&e, out, err) < 0)
 		goto out;
 	e.bytes_total = total_bytes(&e);
+	p->bytes_read = e.bytes_total;
 	if (p->o.scope == WELD_SCOPE_MODEL && model_stats(&e, err) < 0)
 		goto out;
 	for (size_t i = 0; i < p->njobs; i++)
@@ -280,8 +282,16 @@ int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 		goto out;
 	if (e.mask_writer && weld_writer_commit(e.mask_writer, err) < 0)
 		goto out;
-	if (weld_writer_commit(e.writer, err) < 0)
+	if (weld_writer_commit(e.writer, err) < 0) {
+		/* the masks belong to an output that does not exist */
+		if (e.mask_writer)
+			unlink(p->o.masks_out);
 		goto out;
+	}
+	/* the progress ends at what was read, which the estimate only guessed */
+	p->bytes_read = e.bytes_done;
+	if (p->o.progress)
+		p->o.progress(p->o.cb_ctx, e.bytes_done, e.bytes_done);
 	ret = 0;
 out:
 	exec_free(&e);

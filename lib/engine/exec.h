@@ -39,6 +39,7 @@
 #define WELD_EXEC_H
 
 #include "merge.h"
+#include "method.h"
 #include "kernels.h"
 #include "plan_impl.h"
 #include "write_queue.h"
@@ -165,14 +166,13 @@ static inline int nsel(const struct exec *e, const struct weld_job *j)
 /* Whether job j needs dare's L1 sums (--rescale l1). */
 static inline bool needs_l1(const struct exec *e, const struct weld_job *j)
 {
-	return j->method == WELD_METHOD_DARE && e->opts->rescale == WELD_RESCALE_L1;
+	return weld_method_l1_rescale(e->opts, j->method);
 }
 
 /* Whether job j's selections are taken row by row, inside APPLY. */
 static inline bool row_scope(const struct exec *e, const struct weld_job *j)
 {
-	return e->opts->scope == WELD_SCOPE_ROW && j->method != WELD_METHOD_COPY &&
-	       j->method != WELD_METHOD_APPLY_MASK && j->method != WELD_METHOD_SLERP;
+	return weld_method_row_units(e->opts, j->method);
 }
 
 /* Elements of a row: the last dimension (1-D tensors are one row). */
@@ -185,15 +185,7 @@ static inline uint64_t row_len(const struct weld_job *j)
 static inline uint64_t unit_k(const struct exec *e, const struct weld_job *j, size_t s, int q,
 			      uint64_t m)
 {
-	double d = j->method == WELD_METHOD_DARE ? e->opts->trim : j->src[s].density;
-	uint64_t keep = d >= 1 ? m : (uint64_t)floor(d * (double)m), top;
-
-	if (j->method != WELD_METHOD_BREADCRUMBS)
-		return keep;
-	top = (uint64_t)floor(j->gamma * (double)m);
-	if (top + keep > m)
-		top = m - keep;
-	return q == 0 ? top + keep : top;
+	return weld_method_unit_k(e->opts, j, s, q, m);
 }
 
 /* slerp: after the per-block dots of a chunk, the job's running totals. */

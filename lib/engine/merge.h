@@ -161,8 +161,13 @@ const struct weld_merge_opts *weld_plan_opts(const weld_plan *p);
 /* Peak memory the execution will use for its buffers, and the chunk size. */
 uint64_t weld_plan_memory(const weld_plan *p);
 uint64_t weld_plan_chunk_elems(const weld_plan *p);
-/* Bytes of tensor data the execution reads (all passes). */
+/* Bytes of tensor data the merge takes from its inputs: each source and
+ * base tensor once (the statistics passes read some of it again). */
 uint64_t weld_plan_input_bytes(const weld_plan *p);
+/* Bytes of tensor data the execution read over all its passes (top-k
+ * statistics, dare's L1 sums, slerp's dots): what the progress counts,
+ * valid after weld_plan_execute. */
+uint64_t weld_plan_bytes_read(const weld_plan *p);
 
 /* Set the recipe stored in the output's metadata (borrowed until the plan
  * is freed). */

@@ -39,18 +39,6 @@ void weld_exec_encode_tile(enum weld_dtype t, const float *src, unsigned char *d
 	weld_encode_f32(t, src, dst, len);
 }
 
-/* config.json's torch_dtype for a floating dtype, else NULL. */
-static const char *torch_dtype_name(enum weld_dtype t)
-{
-	switch (t) {
-	case WELD_F64: return "float64";
-	case WELD_F32: return "float32";
-	case WELD_F16: return "float16";
-	case WELD_BF16: return "bfloat16";
-	default: return NULL;
-	}
-}
-
 /* --save-masks: one file of U8 tensors "<name>.mask.<i>", the bit-packed
  * TALL masks of each consensus job's sources. */
 static int open_mask_writer(struct exec *e, struct weld_error *err)
@@ -126,13 +114,8 @@ int weld_exec_open_writers(struct exec *e, const char *out, struct weld_error *e
 	wo.recipe_json = p->o.recipe_json;
 	wo.edit_config = p->o.edit_config;
 	wo.edit_config_ctx = p->o.edit_config_ctx;
-	if (p->o.copy_files) {
-		const struct weld_job *j0 = &p->jobs[0];
-		int m = j0->base_model >= 0 ? j0->base_model : j0->src[0].model;
-
-		wo.copy_from = p->o.config_from ? p->o.config_from : weld_model_dir(p->models[m]);
-	}
-	wo.torch_dtype = ref ? torch_dtype_name(ref->dtype) : NULL;
+	wo.copy_from = weld_plan_config_dir(p);
+	wo.torch_dtype = ref ? weld_dtype_torch_name(ref->dtype) : NULL;
 	r = weld_writer_open(&e->writer, out, t, p->njobs, &wo, err);
 	free(t);
 	if (r < 0 || !p->o.masks_out)

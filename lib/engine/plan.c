@@ -119,6 +119,11 @@ uint64_t weld_plan_input_bytes(const weld_plan *p)
 	return p->input_bytes;
 }
 
+uint64_t weld_plan_bytes_read(const weld_plan *p)
+{
+	return p->bytes_read;
+}
+
 int weld_plan_add_job(weld_plan *p, const struct weld_job *j, struct weld_error *err)
 {
 	struct weld_job *nj;
@@ -502,7 +507,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		maxsrc = j->nsrc > maxsrc ? j->nsrc : maxsrc;
 		if ((uint64_t)weld_job_selections(&p->o, j) > maxsel)
 			maxsel = (uint64_t)weld_job_selections(&p->o, j);
-		if (row && j->method != WELD_METHOD_COPY && j->ndim > 0 &&
+		if (row && weld_method_row_units(&p->o, j->method) && j->ndim > 0 &&
 		    (uint64_t)j->shape[j->ndim - 1] > max_row)
 			max_row = (uint64_t)j->shape[j->ndim - 1];
 		for (size_t s = 0; s < j->nsrc; s++) {

@@ -31,6 +31,7 @@ struct weld_plan {
 	uint64_t drop_stride;  /* dare --rescale l1: bytes of draws kept per source */
 	uint64_t memory;       /* bytes of buffers at that chunk size */
 	uint64_t input_bytes;
+	uint64_t bytes_read;     /* over all passes: estimated, then counted by the execution */
 	bool finished;
 };
 

@@ -22,8 +22,7 @@
 /* Whether job j merges task vectors (delta = x - base) rather than x. */
 static bool task_vectors(const struct weld_job *j)
 {
-	return j->method != WELD_METHOD_AVERAGE && j->method != WELD_METHOD_SLERP &&
-	       j->method != WELD_METHOD_APPLY_MASK && j->method != WELD_METHOD_COPY;
+	return weld_method_task_vectors(j->method);
 }
 
 /* Granule of slices: whole blocks, or 8 whole rows (mask bytes never
@@ -75,7 +74,7 @@ static void tile_inputs(struct exec *e, const struct weld_job *j, struct slice_c
 			if (task_vectors(j))
 				weld_k_sub(v, c->base, len);
 		}
-		if (j->method == WELD_METHOD_DARE && mode != DROP_NONE) {
+		if (weld_method_random_drop(j->method) && mode != DROP_NONE) {
 			double sums[2];
 			unsigned char *bits = e->draws == DRAWS_NONE ? NULL
 				: e->draw_bits + s * e->plan->drop_stride + g / 8;
@@ -171,10 +170,7 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 	a.base = j->base_model >= 0 ? c->base : NULL;
 	a.lambda = (float)j->lambda;
 	a.normalize = e->opts->normalize;
-	a.ties = j->method == WELD_METHOD_TIES ||
-		 (j->method == WELD_METHOD_CONSENSUS && e->opts->from == WELD_FROM_TIES) ||
-		 ((j->method == WELD_METHOD_DARE || j->method == WELD_METHOD_BREADCRUMBS) &&
-		  e->opts->combine == WELD_COMBINE_TIES);
+	a.ties = weld_method_elects_signs(e->opts, j->method);
 	a.sign_count = e->opts->sign == WELD_SIGN_COUNT;
 	a.k = e->opts->k;
 	a.s0 = e->slerp_s0;

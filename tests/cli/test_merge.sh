@@ -118,6 +118,19 @@ refuse "... and so does the merge, writing nothing" 1 "badcfg/config.json': not 
 
 refuse "plan refuses a command that is not a merge" 2 "'convert' is not a merge command" "$T/cv" "$WELD" plan convert "$T/ft1" -o "$T/cv"
 
+# the summary counts what every pass read, as the progress bar does: ties
+# reads its inputs again for its statistics, average once
+reads_all_passes() {
+	"$WELD" plan ties --json $B "$T/ft1" "$T/ft2" >"$T/pl.json" &&
+	"$WELD" ties -q --json $B -o "$T/rd" "$T/ft1" "$T/ft2" >"$T/rd.json" &&
+	"$PYTHON" -c 'import json, sys
+p = json.load(open(sys.argv[1])); r = json.load(open(sys.argv[2]))
+assert r["bytes_read"] > p["input_bytes"], (r["bytes_read"], p["input_bytes"])' "$T/pl.json" "$T/rd.json"
+}
+expect "the summary counts the statistics passes" reads_all_passes
+# --save-masks is not published when the merge is not
+refuse "no masks file from a merge that fails" 1 "" "$T/masks.st" "$WELD" consensus -q $B --save-masks "$T/masks.st" -o "$T/no/such/dir/out" "$T/ft1" "$T/ft2"
+
 # a usage error is the error and one line pointing to -h, not the whole usage
 usage_error_is_two_lines() {
 	"$WELD" ties $B --density 1.5 -o "$T/e2" $FT 2>"$T/usage-err"
