@@ -488,6 +488,48 @@ static int check_config(const weld_plan *p, struct weld_error *err)
 	return r;
 }
 
+/* Top-k: a quarter of the budget left may hold recorded keys, never more
+ * than every key of the largest unit. Sets and returns p->record_bytes. */
+static uint64_t record_budget(weld_plan *p, uint64_t budget, uint64_t maxsrc, uint64_t maxsel,
+			      uint64_t slices)
+{
+	uint64_t unit = 0, most;
+
+	for (size_t i = 0; i < p->njobs; i++) {
+		uint64_t n = p->jobs[i].method == WELD_METHOD_COPY ? 0 : p->jobs[i].nelem;
+
+		if (p->o.scope == WELD_SCOPE_MODEL)
+			unit += n;
+		else if (n > unit)
+			unit = n;
+	}
+	most = unit * maxsrc * maxsel * sizeof(uint32_t) + slices * 8192 * 4 * maxsrc * maxsel;
+	p->record_bytes = budget / 4;
+	if (p->record_bytes > most)
+		p->record_bytes = most;
+	if (p->o.record_memory < p->record_bytes)
+		p->record_bytes = p->o.record_memory;
+	return p->record_bytes;
+}
+
+/* dare --rescale l1 per tensor: the L1 pass keeps its draws as bits for
+ * the apply pass, where an eighth of the budget left holds them. Sets
+ * p->drop_stride and returns the bytes taken (0: the draws are made again). */
+static uint64_t draws_budget(weld_plan *p, uint64_t budget, uint64_t maxsrc, uint64_t per_elem)
+{
+	uint64_t largest = 0;
+
+	for (size_t i = 0; i < p->njobs; i++)
+		if (weld_method_l1_rescale(&p->o, p->jobs[i].method) && p->jobs[i].nelem > largest)
+			largest = p->jobs[i].nelem;
+	largest = (largest + WELD_BLOCK - 1) / WELD_BLOCK * WELD_BLOCK;
+	if (!largest || maxsrc * (largest / 8) > budget / 8 ||
+	    budget - maxsrc * (largest / 8) < WELD_MIN_CHUNK * per_elem)
+		return 0;
+	p->drop_stride = largest / 8;
+	return maxsrc * p->drop_stride;
+}
+
 int weld_plan_finish(weld_plan *p, struct weld_error *err)
 {
 	uint64_t threads = (uint64_t)weld_plan_threads(p), maxsrc = 1, max_row = 1;
@@ -557,42 +599,10 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 				 (unsigned long long)(fixed + WELD_MIN_CHUNK * per_elem),
 				 row ? " (--scope row holds whole rows in memory)" : "");
 	budget = p->o.max_memory - fixed;
-	/* top-k: a quarter of what is left may hold recorded keys */
-	if (maxsel && !row) {
-		/* never more than every key of the largest unit */
-		uint64_t unit = 0, most;
-
-		for (size_t i = 0; i < p->njobs; i++) {
-			uint64_t n = p->jobs[i].method == WELD_METHOD_COPY ? 0 : p->jobs[i].nelem;
-
-			if (p->o.scope == WELD_SCOPE_MODEL)
-				unit += n;
-			else if (n > unit)
-				unit = n;
-		}
-		most = unit * maxsrc * maxsel * sizeof(uint32_t) + slices * 8192 * 4 * maxsrc * maxsel;
-		p->record_bytes = budget / 4;
-		if (p->record_bytes > most)
-			p->record_bytes = most;
-		if (p->o.record_memory < p->record_bytes)
-			p->record_bytes = p->o.record_memory;
-		budget -= p->record_bytes;
-	}
-	/* dare --rescale l1 per tensor: the L1 pass keeps its draws as bits for
-	 * the apply pass, where an eighth of what is left holds them */
-	if (!row && p->o.scope == WELD_SCOPE_TENSOR && p->o.rescale == WELD_RESCALE_L1) {
-		uint64_t largest = 0;
-
-		for (size_t i = 0; i < p->njobs; i++)
-			if (p->jobs[i].method == WELD_METHOD_DARE && p->jobs[i].nelem > largest)
-				largest = p->jobs[i].nelem;
-		largest = (largest + WELD_BLOCK - 1) / WELD_BLOCK * WELD_BLOCK;
-		if (largest && maxsrc * (largest / 8) <= budget / 8 &&
-		    budget - maxsrc * (largest / 8) >= WELD_MIN_CHUNK * per_elem) {
-			p->drop_stride = largest / 8;
-			budget -= maxsrc * p->drop_stride;
-		}
-	}
+	if (maxsel && !row)
+		budget -= record_budget(p, budget, maxsrc, maxsel, slices);
+	if (!row && p->o.scope == WELD_SCOPE_TENSOR)
+		budget -= draws_budget(p, budget, maxsrc, per_elem);
 	p->chunk = budget / per_elem / WELD_BLOCK * WELD_BLOCK;
 	if (p->chunk > WELD_MAX_CHUNK)
 		p->chunk = WELD_MAX_CHUNK;
