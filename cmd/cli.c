@@ -138,6 +138,14 @@ int cli_check_output(const weld_plan *p, const char *out, bool force, bool singl
 	return r < 0 ? cli_fail(&err) : 0;
 }
 
+double cli_seconds_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) * 1e-9;
+}
+
 int cli_fail(const struct weld_error *err)
 {
 	cli_error("%s", err->msg);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "weld.h"
 #include "output_guard.h"
@@ -86,6 +87,9 @@ void cli_warn_cb(void *ctx, const char *msg);
  * buffer, one of eight reused in turn; very long strings are cut). Messages
  * (cli_error & co) do this themselves. */
 const char *cli_safe(const char *s);
+
+/* Seconds since *t0 (CLOCK_MONOTONIC), for the summaries. */
+double cli_seconds_since(const struct timespec *t0);
 
 /* JSON string escaping for --json output (to stdout). */
 void cli_json_string(FILE *f, const char *s);

@@ -294,7 +294,7 @@ int cmd_expert_merge(int argc, char **argv)
 	struct weld_writer_opts wo = { 0 };
 	weld_model *m = NULL;
 	char *stats = NULL, *config = NULL, *recipe = NULL;
-	struct timespec t0, t1;
+	struct timespec t0;
 	struct stat st;
 	bool planned = false;
 	int r;
@@ -336,10 +336,8 @@ int cmd_expert_merge(int argc, char **argv)
 		r = cli_fail(&err);
 		goto out;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
 	cli_progress_end();
-	print_summary(&a, &plan, (double)(t1.tv_sec - t0.tv_sec) +
-			  (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+	print_summary(&a, &plan, cli_seconds_since(&t0));
 	r = EXIT_OK;
 out:
 	if (planned)

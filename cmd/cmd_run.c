@@ -104,14 +104,6 @@ static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
 	return 0;
 }
 
-static double seconds_since(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) * 1e-9;
-}
-
 static int run(int argc, char **argv, bool plan)
 {
 	struct run_args a;
@@ -170,13 +162,13 @@ static int run(int argc, char **argv, bool plan)
 		cli_json_string(stdout, weld_recipe_method(r));
 		printf(",\"tensors\":%zu,\"bytes_read\":%llu,\"seconds\":%.3f}\n",
 		       weld_plan_job_count(p), (unsigned long long)weld_plan_bytes_read(p),
-		       seconds_since(&t0));
+		       cli_seconds_since(&t0));
 	} else if (cli_verbosity >= 2) {
 		char sz[32];
 
 		weld_format_size(weld_plan_bytes_read(p), sz, sizeof(sz));
 		fprintf(stderr, "%s: wrote '%s' (%s, %zu tensors, %s read in %.2f s)\n", cli_name,
-			a.out, weld_recipe_method(r), weld_plan_job_count(p), sz, seconds_since(&t0));
+			a.out, weld_recipe_method(r), weld_plan_job_count(p), sz, cli_seconds_since(&t0));
 	}
 	ret = EXIT_OK;
 out:

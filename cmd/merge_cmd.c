@@ -434,14 +434,6 @@ static char *recipe_json(const struct merge_args *a)
 	return text;
 }
 
-static double seconds_since(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) * 1e-9;
-}
-
 static void report(const struct merge_args *a, const weld_plan *p, double secs)
 {
 	char sz[32];
@@ -522,7 +514,7 @@ int merge_main(const char *name, const char *usage, int argc, char **argv)
 		goto done;
 	}
 	cli_progress_end();
-	report(&a, p, seconds_since(&t0));
+	report(&a, p, cli_seconds_since(&t0));
 	r = EXIT_OK;
 done:
 	weld_plan_free(p);
