@@ -11,6 +11,13 @@
 /* The largest config.json weld reads (and copies into an output). */
 #define WELD_CONFIG_MAX_BYTES (16u << 20)
 
+/*
+ * The most tensors weld reads from one file or writes to one shard: a bound
+ * on what a header makes weld allocate (about 1 KB a tensor while it is
+ * parsed). The largest real checkpoints hold some 10^5 tensors in all.
+ */
+#define WELD_MAX_TENSORS_PER_FILE (1u << 19)
+
 /* ---------------------------------------------------------------- model reader */
 
 /*
