@@ -73,7 +73,9 @@ int weld_model_add_source(weld_model *m, int file, int fd, struct weld_error *er
 int weld_model_add_tensor_in(weld_model *m, const struct weld_tensor_info *info, int source,
 			     struct weld_error *err);
 
-/* Remember one __metadata__ entry (copied); the first value of a key wins. */
+/* Remember one __metadata__ entry of the file being parsed (copied). The
+ * parser makes sure that a file's keys are unique: nothing is looked up
+ * here, so that a header of many keys is read in linear time. */
 int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
 			    struct weld_error *err);
 
