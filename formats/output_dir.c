@@ -198,12 +198,12 @@ int weld_write_text_file(const char *path, const char *text, struct weld_error *
 
 static int copy_file(const char *from, const char *to, struct weld_error *err)
 {
-	int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, r = 0;
+	int in = weld_open_regular(from, NULL, err), out = -1, r = 0;
 	char *buf = NULL;
 	uint64_t off = 0;
 
 	if (in < 0)
-		return weld_fail_errno(err, "cannot open '%s'", from);
+		return -1;
 	out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	buf = malloc(COPY_BUF);
 	if (out < 0 || !buf) {
@@ -260,22 +260,10 @@ static int write_config(const char *src, const char *dst, const char *torch_dtyp
 {
 	char *text = NULL, *outp = NULL;
 	cJSON *root = NULL;
-	int r = -1, fd;
-	struct stat st;
+	int r = -1;
 
-	fd = open(src, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size > WELD_CONFIG_MAX_BYTES) {
-		weld_fail(err, WELD_ERR_FORMAT, "'%s': cannot read (or larger than 16 MB)", src);
+	if (weld_read_small_file(src, WELD_CONFIG_MAX_BYTES, &text, NULL, err) < 0)
 		goto out;
-	}
-	text = malloc((size_t)st.st_size + 1);
-	if (!text) {
-		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	if (weld_pread_full(fd, text, (size_t)st.st_size, 0, src, err) < 0)
-		goto out;
-	text[st.st_size] = 0;
 	root = cJSON_Parse(text);
 	if (!cJSON_IsObject(root)) {
 		weld_fail(err, WELD_ERR_FORMAT, "'%s': not a JSON object", src);
@@ -294,8 +282,6 @@ static int write_config(const char *src, const char *dst, const char *torch_dtyp
 	}
 	r = weld_write_text_file(dst, outp, err);
 out:
-	if (fd >= 0)
-		close(fd);
 	cJSON_Delete(root);
 	free(outp);
 	free(text);

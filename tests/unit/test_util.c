@@ -17,8 +17,11 @@
 #include "name_table.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- hashing */
 
@@ -242,6 +245,44 @@ static void test_read_small_file_refuses_non_regular(void **state)
 	assert_null(text);
 }
 
+/* A FIFO, a folder or a device is refused at once, saying what it is; a
+ * missing file keeps its errno. */
+static void test_open_regular_refuses_without_blocking(void **state)
+{
+	char dir[] = "/tmp/weld-open-XXXXXX", fifo[64], file[64];
+	struct weld_error err = { 0 };
+	uint64_t size = 0;
+	int fd;
+
+	(void)state;
+	alarm(20);      /* a FIFO opened for reading would wait for a writer */
+	assert_non_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	snprintf(file, sizeof(file), "%s/file", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(weld_open_regular(fifo, &size, &err), -1);
+	assert_non_null(strstr(err.msg, "is a FIFO, not a regular file"));
+	assert_non_null(strstr(err.msg, fifo));
+	assert_int_equal(weld_open_regular(dir, &size, &err), -1);
+	assert_non_null(strstr(err.msg, "is a folder"));
+	assert_int_equal(weld_open_regular("/dev/null", &size, &err), -1);
+	assert_non_null(strstr(err.msg, "is a character device"));
+	assert_int_equal(weld_open_regular(file, &size, &err), -1);
+	assert_int_equal(err.sys_errno, ENOENT);
+	fd = open(file, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0 && write(fd, "abc", 3) == 3);
+	close(fd);
+	fd = weld_open_regular(file, &size, &err);
+	assert_true(fd >= 0);
+	assert_int_equal(size, 3);
+	assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+	close(fd);
+	alarm(0);
+	unlink(fifo);
+	unlink(file);
+	rmdir(dir);
+}
+
 /* ---------------------------------------------------------------- name tables */
 
 /*
@@ -404,6 +445,7 @@ int main(void)
 		cmocka_unit_test(test_fail_truncates_long_messages),
 		cmocka_unit_test(test_utf8_valid),
 		cmocka_unit_test(test_read_small_file_refuses_non_regular),
+		cmocka_unit_test(test_open_regular_refuses_without_blocking),
 		cmocka_unit_test(test_name_table_is_linear),
 		cmocka_unit_test(test_name_table_equal_strings_not_pointers),
 		cmocka_unit_test(test_json_number_forms),

@@ -1077,6 +1077,43 @@ static void test_config_copied_and_edited(void **state)
 	free(out);
 }
 
+/* A FIFO as the source's config.json is refused, naming it, rather than
+ * waited on; a FIFO tokenizer file is not a file to copy. */
+static void test_side_file_fifo_refused(void **state)
+{
+	char *src = fixture_path(*state, "src"), *out = fixture_path(*state, "out");
+	char *cfg = fixture_path(src, "config.json"), *tok = fixture_path(src, "tokenizer.json");
+	struct weld_writer_opts o = { .copy_from = src };
+	struct weld_error err = { 0 };
+	weld_writer *w;
+
+	alarm(20);
+	assert_int_equal(mkdir(src, 0755), 0);
+	assert_int_equal(mkfifo(cfg, 0644), 0);
+	w = open_writer(out, mixed, 1, &o);
+	write_all(w, mixed, 1);
+	assert_int_equal(weld_writer_commit(w, &err), -1);
+	if (!strstr(err.msg, cfg) || !strstr(err.msg, "is a FIFO"))
+		print_error("message: %s\n", err.msg);
+	assert_non_null(strstr(err.msg, "is a FIFO, not a regular file"));
+	assert_non_null(strstr(err.msg, cfg));
+	weld_writer_close(w);
+	assert_false(fixture_exists(out));
+	assert_entries(*state, 1);      /* src */
+	assert_int_equal(unlink(cfg), 0);
+	assert_int_equal(mkfifo(tok, 0644), 0);
+	w = open_writer(out, mixed, 1, &o);
+	write_all(w, mixed, 1);
+	commit_ok(w);
+	weld_writer_close(w);
+	assert_entries(out, 1);         /* model.safetensors */
+	alarm(0);
+	free(tok);
+	free(cfg);
+	free(out);
+	free(src);
+}
+
 /* ---------------------------------------------------------------- signals */
 
 static void test_cleanup_on_signal_removes_tmp(void **state)
@@ -1139,6 +1176,7 @@ int main(void)
 		D(test_write_more_than_tensor_fails),
 		D(test_reserved_and_duplicate_names_refused),
 		D(test_config_copied_and_edited),
+		D(test_side_file_fifo_refused),
 		D(test_cleanup_on_signal_removes_tmp),
 	};
 #undef D
