@@ -206,23 +206,19 @@ int weld_model_add_tensor(weld_model *m, const struct weld_tensor_info *info,
 static int add_file(weld_model *m, const char *path, struct weld_error *err)
 {
 	struct model_file *f;
-	struct stat st;
+	uint64_t size;
 	int fd;
 
 	f = realloc(m->files, (m->nfiles + 1) * sizeof(*f));
 	if (!f)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	m->files = f;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = weld_open_regular(path, &size, err);
 	if (fd < 0)
-		return weld_fail_errno(err, "cannot open '%s'", path);
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return weld_fail(err, WELD_ERR_IO, "'%s': not a regular file", path);
-	}
+		return -1;
 	f[m->nfiles].path = strdup(path);
 	f[m->nfiles].fd = fd;
-	f[m->nfiles].size = (uint64_t)st.st_size;
+	f[m->nfiles].size = size;
 	if (!f[m->nfiles].path) {
 		close(fd);
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
@@ -244,7 +240,7 @@ static int parse_file(weld_model *m, const char *path, struct weld_error *err)
 	got = m->files[file].size < sizeof(head) ? (size_t)m->files[file].size : sizeof(head);
 	if (weld_pread_full(m->files[file].fd, head, got, 0, path, err) < 0)
 		return -1;
-	f = weld_format_detect(head, got, path, err);
+	f = weld_format_detect(head, got, m->files[file].size, path, err);
 	if (!f)
 		return -1;
 	if (m->format && strcmp(m->format, f->name) != 0)
@@ -458,70 +454,117 @@ static int has_suffix(const char *s, const char *suf)
 	return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-static bool is_file(const char *dir, const char *name)
+/*
+ * Is dir/name a regular file (1), absent (0), or there but not readable as
+ * one (-1, err says why: a folder, a FIFO, a symbolic link loop or to
+ * nothing, the errno)? *pathp gets dir/name (caller frees).
+ */
+static int folder_entry(const char *dir, const char *name, char **pathp,
+			struct weld_error *err)
 {
 	char *p = weld_path_join(dir, name);
 	struct stat st;
-	bool ok = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 
-	free(p);
-	return ok;
+	*pathp = p;
+	if (!p)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (lstat(p, &st) < 0)
+		return errno == ENOENT ? 0 : weld_fail_errno(err, "cannot open '%s'", p);
+	if (stat(p, &st) < 0) {
+		if (errno == ENOENT)
+			return weld_fail(err, WELD_ERR_IO, "'%s' is a symbolic link to a file that "
+					 "does not exist", p);
+		return weld_fail_errno(err, "cannot open '%s'", p);
+	}
+	if (!S_ISREG(st.st_mode)) {
+		int fd = weld_open_regular(p, NULL, err);  /* refused: says what it is */
+
+		if (fd < 0)
+			return -1;
+		close(fd);      /* it became a regular file meanwhile */
+	}
+	return 1;
 }
 
-static int open_folder(weld_model *m, struct weld_error *err)
+/* The first of the preferred names the folder holds, opened: 1 if one was
+ * there (r its result), 0 if none. */
+static int open_preferred(weld_model *m, int *r, struct weld_error *err)
 {
-	static const char *const index_names[] = {
-		"model.safetensors.index.json", "pytorch_model.bin.index.json",
+	static const char *const names[] = {
+		"model.safetensors.index.json", "model.safetensors",
+		"pytorch_model.bin.index.json", "pytorch_model.bin",
 	};
-	static const char *const single_names[] = {
-		"model.safetensors", "pytorch_model.bin",
-	};
+
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		char *p;
+		int there = folder_entry(m->dir, names[k], &p, err);
+
+		if (there != 0) {
+			*r = there < 0 ? -1 : k % 2 ? parse_file(m, p, err) : open_index(m, p, err);
+			free(p);
+			return 1;
+		}
+		free(p);
+	}
+	return 0;
+}
+
+/* The names of the folder's *.safetensors files, each a regular file
+ * (anything else of that name is refused with its cause), sorted. */
+static int list_safetensors(weld_model *m, char ***namesp, size_t *nn, struct weld_error *err)
+{
 	char **names = NULL;
-	size_t nn = 0;
-	DIR *d;
+	DIR *d = opendir(m->dir);
 	struct dirent *de;
 	int ret = -1;
 
-	for (int k = 0; k < 2; k++) {
-		if (is_file(m->dir, index_names[k])) {
-			char *p = weld_path_join(m->dir, index_names[k]);
-			int r = p ? open_index(m, p, err) : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-
-			free(p);
-			return r;
-		}
-		if (is_file(m->dir, single_names[k])) {
-			char *p = weld_path_join(m->dir, single_names[k]);
-			int r = p ? parse_file(m, p, err) : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-
-			free(p);
-			return r;
-		}
-	}
-	d = opendir(m->dir);
+	*nn = 0;
 	if (!d)
 		return weld_fail_errno(err, "cannot open folder '%s'", m->dir);
 	while ((de = readdir(d))) {
-		char **nn2;
+		char **nn2, *p;
+		int there;
 
-		if (!has_suffix(de->d_name, ".safetensors") || !is_file(m->dir, de->d_name))
+		if (!has_suffix(de->d_name, ".safetensors"))
 			continue;
-		nn2 = realloc(names, (nn + 1) * sizeof(*names));
-		if (!nn2 || !(nn2[nn] = strdup(de->d_name))) {
+		there = folder_entry(m->dir, de->d_name, &p, err);
+		free(p);
+		if (there <= 0)
+			goto out;
+		nn2 = realloc(names, (*nn + 1) * sizeof(*names));
+		if (!nn2 || !(nn2[*nn] = strdup(de->d_name))) {
 			names = nn2 ? nn2 : names;
 			weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 			goto out;
 		}
 		names = nn2;
-		nn++;
+		(*nn)++;
 	}
+	if (*nn)
+		qsort(names, *nn, sizeof(*names), cmp_str);
+	ret = 0;
+out:
+	closedir(d);
+	*namesp = names;
+	return ret;
+}
+
+static int open_folder(weld_model *m, struct weld_error *err)
+{
+	char **names = NULL;
+	size_t nn = 0;
+	int ret = -1;
+
+	if (open_preferred(m, &ret, err))
+		return ret;
+	if (list_safetensors(m, &names, &nn, err) < 0)
+		goto out;
 	if (!nn) {
 		weld_fail(err, WELD_ERR_FORMAT,
 			  "'%s': no model.safetensors, model.safetensors.index.json, pytorch_model.bin[.index.json] or *.safetensors in this folder",
 			  m->dir);
 		goto out;
 	}
-	qsort(names, nn, sizeof(*names), cmp_str);
 	for (size_t i = 0; i < nn; i++) {
 		char *p = weld_path_join(m->dir, names[i]);
 		int r = p ? parse_file(m, p, err) : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
@@ -532,8 +575,6 @@ static int open_folder(weld_model *m, struct weld_error *err)
 	}
 	ret = 0;
 out:
-	if (d)
-		closedir(d);
 	for (size_t i = 0; i < nn; i++)
 		free(names[i]);
 	free(names);

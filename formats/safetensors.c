@@ -46,6 +46,24 @@ static bool safetensors_probe(const unsigned char *head, size_t n)
 	       head[8] == '\n' || head[8] == '\r';
 }
 
+/*
+ * A file the probe refused that is still a safetensors file, damaged: its
+ * header length fits in the file (the damage is in the header), or the
+ * header starts with '{' (a truncated file, a length over the limit). The
+ * first 8 bytes of a text file read as a length of 10^18 or more, and its
+ * ninth byte is seldom a '{'.
+ */
+static bool safetensors_damaged(const unsigned char *head, size_t n, uint64_t size)
+{
+	uint64_t len = 0;
+
+	if (n < 8)
+		return false;
+	for (int i = 0; i < 8; i++)
+		len |= (uint64_t)head[i] << (8 * i);
+	return (len <= ST_MAX_HEADER && len <= size - 8) || (n > 8 && head[8] == '{');
+}
+
 /* Length of the UTF-8 sequence at p (max n bytes), or 0 if invalid. */
 static size_t utf8_len(const unsigned char *p, size_t n)
 {
@@ -549,10 +567,9 @@ out:
 	return ret;
 }
 
-/* Also every file of 8+ bytes no other probe claims: see registry.c. */
 const struct weld_format weld_safetensors_format = {
 	.name = "safetensors",
 	.probe = safetensors_probe,
 	.parse = safetensors_parse,
-	.claims_rest = 8,
+	.damaged = safetensors_damaged,
 };

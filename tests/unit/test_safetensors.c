@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "weld.h"
 #include "fixtures.h"
@@ -1090,6 +1091,125 @@ static void test_empty_folder(void **state)
 	open_fails(*state, *state, "no model.safetensors");
 }
 
+/* ---------------------------------------------------------------- what is not a model file */
+
+/* Open path, expecting an I/O error whose message holds path and `why`. */
+static void open_fails_io(const char *path, const char *named_path, const char *why)
+{
+	struct weld_error err = { 0 };
+	weld_model *m = (weld_model *)&err;
+
+	assert_int_equal(weld_model_open(&m, path, &err), -1);
+	assert_null(m);
+	if (err.status != WELD_ERR_IO || !strstr(err.msg, named_path) || !strstr(err.msg, why))
+		print_error("status %d, message \"%s\"; wanted \"%s\" and \"%s\"\n",
+			    (int)err.status, err.msg, named_path, why);
+	assert_int_equal(err.status, WELD_ERR_IO);
+	assert_non_null(strstr(err.msg, named_path));
+	assert_non_null(strstr(err.msg, why));
+}
+
+/*
+ * A FIFO in place of a model file, a shard or an index is refused at once
+ * (opening one for reading would wait for a writer forever); the alarm
+ * turns such a wait into a failure of the test.
+ */
+static void test_fifo_refused(void **state)
+{
+	char *fifo = fixture_path(*state, "pipe.safetensors");
+	char *sub = fixture_path(*state, "sub"), *inner, *shard;
+
+	alarm(20);
+	assert_int_equal(mkfifo(fifo, 0644), 0);
+	open_fails_io(fifo, fifo, "is a FIFO, not a regular file");
+	/* the only *.safetensors of a folder */
+	open_fails_io(*state, fifo, "is a FIFO");
+	/* model.safetensors of a folder */
+	assert_int_equal(mkdir(sub, 0755), 0);
+	inner = fixture_path(sub, "model.safetensors");
+	assert_int_equal(mkfifo(inner, 0644), 0);
+	open_fails_io(sub, inner, "is a FIFO");
+	assert_int_equal(unlink(inner), 0);
+	/* a shard named by the index, and the index itself */
+	write_two_shards(sub);
+	shard = fixture_path(sub, SHARD2);
+	assert_int_equal(unlink(shard), 0);
+	assert_int_equal(mkfifo(shard, 0644), 0);
+	write_index(sub, "{\"weight_map\":{\"a\":\"" SHARD1 "\",\"b\":\"" SHARD1 "\","
+			 "\"c\":\"" SHARD2 "\"}}");
+	open_fails_io(sub, shard, "is a FIFO");
+	free(inner);
+	inner = fixture_path(sub, "model.safetensors.index.json");
+	assert_int_equal(unlink(inner), 0);
+	assert_int_equal(mkfifo(inner, 0644), 0);
+	open_fails_io(sub, inner, "is a FIFO");
+	/* a device */
+	open_fails_io("/dev/zero", "/dev/zero", "is a character device, not a regular file");
+	alarm(0);
+	free(shard);
+	free(inner);
+	free(sub);
+	free(fifo);
+}
+
+/* A folder's model.safetensors that cannot be read as a file is reported
+ * with its cause, not as "no model.safetensors". */
+static void test_folder_entry_not_a_file(void **state)
+{
+	char *p = fixture_path(*state, "model.safetensors");
+	char *idx = fixture_path(*state, "model.safetensors.index.json");
+	char *x = fixture_path(*state, "x.safetensors");
+
+	assert_int_equal(mkdir(p, 0755), 0);
+	open_fails_io(*state, p, "is a folder, not a regular file");
+	assert_int_equal(rmdir(p), 0);
+	assert_int_equal(symlink("model.safetensors", p), 0);          /* a loop */
+	open_fails_io(*state, p, "Too many levels of symbolic links");
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(symlink("gone.safetensors", p), 0);
+	open_fails_io(*state, p, "is a symbolic link to a file that does not exist");
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(mkdir(idx, 0755), 0);
+	open_fails_io(*state, idx, "is a folder");
+	assert_int_equal(rmdir(idx), 0);
+	/* a folder among the *.safetensors of a folder without index */
+	free(write_st(*state, "a.safetensors", T("a"), strlen(T("a")), NULL, 1));
+	assert_int_equal(mkdir(x, 0755), 0);
+	open_fails_io(*state, x, "is a folder");
+	free(x);
+	free(idx);
+	free(p);
+}
+
+/*
+ * A file is a damaged safetensors file only if it looks like one: a text
+ * file or a config.json given as a model is not a checkpoint, while a
+ * truncated safetensors file still gets the safetensors message.
+ */
+static void test_not_a_checkpoint_by_content(void **state)
+{
+	static const char passwd[] = "root:x:0:0:root:/root:/bin/bash\n"
+				     "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n";
+	static const char config[] = "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n"
+				     "  \"hidden_size\": 4096\n}\n";
+	char *p = fixture_write(*state, "passwd", passwd, sizeof(passwd) - 1);
+	char *c = fixture_write(*state, "config.json", config, sizeof(config) - 1);
+	char *t;
+	char msg[64];
+
+	snprintf(msg, sizeof(msg), "not a safetensors or PyTorch checkpoint (%zu bytes)",
+		 sizeof(passwd) - 1);
+	open_fails(p, p, msg);
+	open_fails(c, c, "not a safetensors or PyTorch checkpoint");
+	/* a safetensors file cut inside its header */
+	t = write_st(*state, "cut.safetensors", T("a"), strlen(T("a")), NULL, 1);
+	assert_int_equal(truncate(t, 20), 0);
+	open_fails(t, t, "header length 53 goes beyond the end of the file (20 bytes)");
+	free(t);
+	free(c);
+	free(p);
+}
+
 static void test_missing_path(void **state)
 {
 	struct weld_error err = { 0 };
@@ -1163,6 +1283,9 @@ int main(void)
 		D(test_folder_tensor_in_two_files),
 		D(test_empty_folder),
 		D(test_missing_path),
+		D(test_fifo_refused),
+		D(test_folder_entry_not_a_file),
+		D(test_not_a_checkpoint_by_content),
 	};
 #undef D
 	return cmocka_run_group_tests_name("safetensors", tests, NULL, NULL);
