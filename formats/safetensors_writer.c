@@ -90,65 +90,150 @@ static int cmp_write_order(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-/* The header JSON of shard k, with real hashes once `final`. */
-static char *shard_header(const weld_writer *w, size_t k, bool final)
-{
-	const struct shard *s = &w->s[k];
-	cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
-	cJSON *hashes = cJSON_CreateObject();
-	char *hashes_text, *out = NULL;
-	bool ok = root && meta && hashes;
+/* ---------------------------------------------------------------- shard headers */
 
-	if (ok) {
-		cJSON_AddItemToObject(root, "__metadata__", meta);
-		meta = NULL;
+/*
+ * A shard's header is written here rather than through cJSON, so that its
+ * length is known at open without building it, and so that writing a
+ * header of many tensors costs one buffer, not a tree. The text is what
+ * cJSON_PrintUnformatted() gives for the same object (the tests compare
+ * the two): strings escaped as cJSON escapes them, integers in decimal.
+ * A pass with a NULL buffer only counts.
+ */
+struct text {
+	char *buf;          /* NULL: count only */
+	size_t len;
+};
+
+static void put(struct text *t, const char *s, size_t n)
+{
+	if (t->buf)
+		memcpy(t->buf + t->len, s, n);
+	t->len += n;
+}
+
+/* Byte c of a string escaped as cJSON does into e; its length (1 to 6). */
+static size_t escape_byte(unsigned char c, char e[7])
+{
+	static const char short_form[] = "\"\"\\\\\bb\ff\nn\rr\tt";
+
+	for (size_t k = 0; short_form[k]; k += 2)
+		if (c == (unsigned char)short_form[k]) {
+			e[0] = '\\';
+			e[1] = short_form[k + 1];
+			return 2;
+		}
+	if (c < 0x20) {
+		snprintf(e, 7, "\\u%04x", c);
+		return 6;
 	}
-	for (size_t i = s->first; ok && i < s->first + s->count; i++) {
+	e[0] = (char)c;
+	return 1;
+}
+
+/* Does byte c stand for itself in a JSON string? */
+static bool plain_byte(unsigned char c)
+{
+	return c >= 0x20 && c != '"' && c != '\\';
+}
+
+/* s[0..n) escaped `times` times: the text of a JSON string (without its
+ * quotes) inside times - 1 levels of JSON strings. Runs of plain bytes are
+ * copied whole, whatever the level. */
+static void put_escaped(struct text *t, const char *s, size_t n, int times)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		size_t j = i;
+		char e[7];
+
+		while (j < n && (!times || plain_byte((unsigned char)s[j])))
+			j++;
+		put(t, s + i, j - i);
+		if (j == n)
+			break;
+		put_escaped(t, e, escape_byte((unsigned char)s[j], e), times - 1);
+		i = j + 1;
+	}
+}
+
+/* JSON text at `level` strings deep (its own bytes escaped level times). */
+static void put_json(struct text *t, const char *s, int level)
+{
+	put_escaped(t, s, strlen(s), level);
+}
+
+/* The JSON string s, at `level` strings deep. */
+static void put_string(struct text *t, const char *s, int level)
+{
+	put_json(t, "\"", level);
+	put_escaped(t, s, strlen(s), level + 1);
+	put_json(t, "\"", level);
+}
+
+static void put_u64(struct text *t, uint64_t v)
+{
+	char d[24];
+
+	put(t, d, (size_t)snprintf(d, sizeof(d), "%llu", (unsigned long long)v));
+}
+
+/* "weld_xxh3": the JSON object {name: hex, ...} of the shard, as a string. */
+static void put_hashes(struct text *t, const weld_writer *w, const struct shard *s, bool final)
+{
+	put_json(t, "\"{", 0);
+	for (size_t i = s->first; i < s->first + s->count; i++) {
 		char hex[17] = "0000000000000000";
 
 		if (final)
 			weld_hex64(w->t[i].hash, hex);
-		ok = cJSON_AddStringToObject(hashes, w->t[i].name, hex) != NULL;
+		if (i > s->first)
+			put_json(t, ",", 1);
+		put_string(t, w->t[i].name, 1);
+		put_json(t, ":", 1);
+		put_string(t, hex, 1);
 	}
-	hashes_text = ok ? cJSON_PrintUnformatted(hashes) : NULL;
-	if (ok && hashes_text) {
-		cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+	put_json(t, "}\"", 0);
+}
 
-		ok = cJSON_AddStringToObject(m, "format", "pt") &&
-		     cJSON_AddStringToObject(m, "weld_version", WELD_VERSION) &&
-		     (!w->recipe || cJSON_AddStringToObject(m, "weld_recipe", w->recipe)) &&
-		     cJSON_AddStringToObject(m, "weld_xxh3", hashes_text);
-	} else {
-		ok = false;
+static void put_tensor(struct text *t, const struct out_tensor *o)
+{
+	put_json(t, ",", 0);
+	put_string(t, o->name, 0);
+	put_json(t, ":{\"dtype\":", 0);
+	put_string(t, weld_dtype_name(o->dtype), 0);
+	put_json(t, ",\"shape\":[", 0);
+	for (int d = 0; d < o->ndim; d++) {
+		if (d)
+			put_json(t, ",", 0);
+		put_u64(t, (uint64_t)o->shape[d]);
 	}
-	for (size_t i = s->first; ok && i < s->first + s->count; i++) {
-		const struct out_tensor *t = &w->t[i];
-		cJSON *o = cJSON_CreateObject(), *shape = cJSON_CreateArray();
-		cJSON *offs = cJSON_CreateArray();
+	put_json(t, "],\"data_offsets\":[", 0);
+	put_u64(t, o->begin);
+	put_json(t, ",", 0);
+	put_u64(t, o->begin + o->nbytes);
+	put_json(t, "]}", 0);
+}
 
-		ok = o && shape && offs;
-		if (ok) {
-			cJSON_AddItemToObject(root, t->name, o);
-			cJSON_AddStringToObject(o, "dtype", weld_dtype_name(t->dtype));
-			cJSON_AddItemToObject(o, "shape", shape);
-			cJSON_AddItemToObject(o, "data_offsets", offs);
-			for (int d = 0; d < t->ndim; d++)
-				cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
-			cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)t->begin));
-			cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(t->begin + t->nbytes)));
-		} else {
-			cJSON_Delete(o);
-			cJSON_Delete(shape);
-			cJSON_Delete(offs);
-		}
+/* The header JSON of shard k (unpadded) into t, with real hashes once
+ * `final`. */
+static void shard_header(const weld_writer *w, size_t k, bool final, struct text *t)
+{
+	const struct shard *s = &w->s[k];
+
+	put_json(t, "{\"__metadata__\":{\"format\":\"pt\",\"weld_version\":", 0);
+	put_string(t, WELD_VERSION, 0);
+	if (w->recipe) {
+		put_json(t, ",\"weld_recipe\":", 0);
+		put_string(t, w->recipe, 0);
 	}
-	if (ok)
-		out = cJSON_PrintUnformatted(root);
-	cJSON_free(hashes_text);
-	cJSON_Delete(hashes);
-	cJSON_Delete(meta);
-	cJSON_Delete(root);
-	return out;
+	put_json(t, ",\"weld_xxh3\":", 0);
+	put_hashes(t, w, s, final);
+	put_json(t, "}", 0);
+	for (size_t i = s->first; i < s->first + s->count; i++)
+		put_tensor(t, &w->t[i]);
+	put_json(t, "}", 0);
 }
 
 static int cmp_name_ptr(const void *a, const void *b)
@@ -191,6 +276,33 @@ static int validate_tensors(const struct weld_out_tensor *t, size_t n,
 	return 0;
 }
 
+/*
+ * The padded length of shard k's header, counted without building it, and
+ * refused at once when a reader would refuse the file: a header over 100
+ * MB, or more tensors than a file may hold.
+ */
+static int size_header(weld_writer *w, size_t k, struct weld_error *err)
+{
+	struct shard *s = &w->s[k];
+	struct text t = { NULL, 0 };
+	const bool one = w->opts.single_file;
+	const char *split = one ? "" : " (split the output into smaller shards)";
+
+	if (s->count > WELD_MAX_TENSORS_PER_FILE)
+		return weld_fail(err, WELD_ERR_ARG, "'%s': %s%s%s would hold %zu tensors, more than "
+				 "the %u a file may hold%s", w->dir.out, one ? "it" : "'",
+				 one ? "" : s->name, one ? "" : "'", s->count,
+				 WELD_MAX_TENSORS_PER_FILE, split);
+	shard_header(w, k, false, &t);
+	s->header_len = (t.len + 7) / 8 * 8;
+	if (s->header_len > MAX_HEADER)
+		return weld_fail(err, WELD_ERR_ARG, "'%s': the header of %s%s%s would be %llu "
+				 "bytes (%zu tensors), over the 100000000 a reader accepts%s",
+				 w->dir.out, one ? "the file" : "'", one ? "" : s->name,
+				 one ? "" : "'", (unsigned long long)s->header_len, s->count, split);
+	return 0;
+}
+
 /* Greedy split in write order: a new shard when the next tensor would
  * push the current one past shard_size; a larger tensor gets its own. */
 static int plan_shards(weld_writer *w, struct weld_error *err)
@@ -219,7 +331,6 @@ static int plan_shards(weld_writer *w, struct weld_error *err)
 	}
 	for (size_t k = 0; k < w->ns; k++) {
 		char name[64];
-		char *h;
 
 		if (w->ns == 1)
 			snprintf(name, sizeof(name), "model.safetensors");
@@ -228,17 +339,10 @@ static int plan_shards(weld_writer *w, struct weld_error *err)
 		w->s[k].name = xstrdup(name);
 		w->s[k].path = weld_outdir_path(&w->dir, name);
 		w->s[k].fd = -1;
-		h = shard_header(w, k, false);
-		if (!w->s[k].name || !w->s[k].path || !h) {
-			free(h);
+		if (!w->s[k].name || !w->s[k].path)
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-		}
-		w->s[k].header_len = (strlen(h) + 7) / 8 * 8;
-		free(h);
-		if (w->s[k].header_len > MAX_HEADER)
-			return weld_fail(err, WELD_ERR_ARG,
-					 "shard '%s': header of %llu bytes is over the 100 MB limit",
-					 name, (unsigned long long)w->s[k].header_len);
+		if (size_header(w, k, err) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -393,6 +497,33 @@ int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 	return 0;
 }
 
+/* Shard k's header with the real hashes, padded with spaces, at offset 0. */
+static int write_header(weld_writer *w, size_t k, struct weld_error *err)
+{
+	struct shard *s = &w->s[k];
+	struct text t = { NULL, 0 };
+	unsigned char *buf;
+	int r;
+
+	/* the hashes have a fixed width: the length counted at open holds */
+	shard_header(w, k, true, &t);
+	if ((t.len + 7) / 8 * 8 != s->header_len)
+		return weld_fail(err, WELD_ERR_ARG, "'%s': the header of '%s' changed length",
+				 w->dir.out, s->name);
+	buf = malloc(8 + s->header_len);
+	if (!buf)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	for (int b = 0; b < 8; b++)
+		buf[b] = (unsigned char)(s->header_len >> (8 * b));
+	t.buf = (char *)buf + 8;
+	t.len = 0;
+	shard_header(w, k, true, &t);
+	memset(buf + 8 + t.len, ' ', s->header_len - t.len);
+	r = weld_pwrite_full(s->fd, buf, 8 + s->header_len, 0, s->path, err);
+	free(buf);
+	return r;
+}
+
 static int write_index(weld_writer *w, struct weld_error *err)
 {
 	cJSON *root = cJSON_CreateObject(), *meta, *map;
@@ -455,28 +586,8 @@ int weld_writer_commit(weld_writer *w, struct weld_error *err)
 		}
 	for (size_t k = 0; k < w->ns; k++) {
 		struct shard *s = &w->s[k];
-		char *h = shard_header(w, k, true);
-		unsigned char *buf;
-		size_t hl;
-		int r;
 
-		if (!h)
-			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-		hl = strlen(h);
-		buf = malloc(8 + s->header_len);
-		if (!buf || (hl + 7) / 8 * 8 != s->header_len) {
-			free(h);
-			free(buf);
-			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-		}
-		for (int b = 0; b < 8; b++)
-			buf[b] = (unsigned char)(s->header_len >> (8 * b));
-		memcpy(buf + 8, h, hl);
-		memset(buf + 8 + hl, ' ', s->header_len - hl);
-		free(h);
-		r = weld_pwrite_full(s->fd, buf, 8 + s->header_len, 0, s->path, err);
-		free(buf);
-		if (r < 0)
+		if (write_header(w, k, err) < 0)
 			return -1;
 		if (fsync(s->fd) < 0)
 			return weld_fail_errno(err, "fsync of '%s' failed", s->path);

@@ -455,6 +455,146 @@ static void test_names_needing_escapes(void **state)
 	free(out);
 }
 
+/*
+ * The header is written without cJSON; its bytes must be those of
+ * cJSON_PrintUnformatted() for the same object (what weld wrote before, and
+ * what `weld verify` and the tests parse), with names and a recipe that hold
+ * every byte JSON escapes.
+ */
+static char *cjson_header(const cJSON *file_hdr, const char *recipe)
+{
+	cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "__metadata__");
+	cJSON *hashes = cJSON_Parse(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(file_hdr, "__metadata__"), "weld_xxh3")->valuestring);
+	const cJSON *t;
+	char *text, *out;
+
+	assert_non_null(hashes);
+	text = cJSON_PrintUnformatted(hashes);
+	cJSON_AddStringToObject(meta, "format", "pt");
+	cJSON_AddStringToObject(meta, "weld_version", WELD_VERSION);
+	if (recipe)
+		cJSON_AddStringToObject(meta, "weld_recipe", recipe);
+	cJSON_AddStringToObject(meta, "weld_xxh3", text);
+	cJSON_ArrayForEach(t, file_hdr) {
+		cJSON *o, *shape, *offs;
+		const cJSON *d;
+
+		if (!strcmp(t->string, "__metadata__"))
+			continue;
+		o = cJSON_AddObjectToObject(root, t->string);
+		cJSON_AddStringToObject(o, "dtype", cJSON_GetObjectItemCaseSensitive(t, "dtype")->valuestring);
+		shape = cJSON_AddArrayToObject(o, "shape");
+		cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(t, "shape"))
+			cJSON_AddItemToArray(shape, cJSON_CreateNumber(d->valuedouble));
+		offs = cJSON_AddArrayToObject(o, "data_offsets");
+		cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(t, "data_offsets"))
+			cJSON_AddItemToArray(offs, cJSON_CreateNumber(d->valuedouble));
+	}
+	out = cJSON_PrintUnformatted(root);
+	cJSON_free(text);
+	cJSON_Delete(hashes);
+	cJSON_Delete(root);
+	return out;
+}
+
+static void test_header_bytes_as_cjson_prints_them(void **state)
+{
+	static char all[256], low[40];
+	const char *recipe = "{\"m\":\"a\\\"b\",\"p\":\"\\u0001\\n\\t/\xc3\xa9\"}\x7f\x01\x1f";
+	struct weld_out_tensor t[] = {
+		F(all, WELD_F32, 2, 2, 3), F(low, WELD_BF16, 0), F("plain.weight", WELD_U8, 1, 5),
+		F("q\"b\\s/\x7f", WELD_I64, 3, 1, 2, 1),
+	};
+	struct weld_writer_opts o = { .recipe_json = recipe, .shard_size = 30 };
+	char *out = fixture_path(*state, "out");
+	weld_writer *w;
+	size_t ns;
+
+	for (int c = 1; c < 256; c++)
+		all[c - 1] = (char)c;
+	for (int c = 1; c < 40; c++)
+		low[c - 1] = (char)(c < 32 ? c : 'a' + c - 32);
+	w = open_writer(out, t, 4, &o);
+	ns = weld_writer_shards(w);
+	assert_true(ns > 1);
+	write_all(w, t, 4);
+	commit_ok(w);
+	weld_writer_close(w);
+	for (size_t k = 0; k < ns; k++) {
+		char name[64], *file, *text, *want;
+		size_t len;
+		uint64_t n = 0;
+		cJSON *hdr;
+
+		snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", k + 1, ns);
+		file = fixture_path(out, name);
+		hdr = read_header(file, NULL);
+		want = cjson_header(hdr, recipe);
+		text = read_text(file, &len);
+		for (int i = 0; i < 8; i++)
+			n |= (uint64_t)(unsigned char)text[i] << (8 * i);
+		assert_int_equal(n, (strlen(want) + 7) / 8 * 8);
+		assert_memory_equal(text + 8, want, strlen(want));
+		free(text);
+		cJSON_free(want);
+		cJSON_Delete(hdr);
+		free(file);
+	}
+	free(out);
+}
+
+/*
+ * A header a reader would refuse is refused at open, before any file is
+ * made, naming the output: over 100 MB (names of 1 to 11,000 bytes make
+ * some 121 MB), or more tensors than a file may hold.
+ */
+static void test_header_over_the_limits_refused_at_open(void **state)
+{
+	size_t n = 11000, many = WELD_MAX_TENSORS_PER_FILE + 1;
+	char *names = malloc(n + 1), (*small)[12] = malloc(many * sizeof(*small));
+	struct weld_out_tensor *t = calloc(many, sizeof(*t));
+	struct weld_writer_opts o = { 0 };
+	struct weld_error err = { 0 };
+	char *out = fixture_path(*state, "out");
+	weld_writer *w = (weld_writer *)&err;
+
+	assert_true(names && small && t);
+	memset(names, 'n', n);
+	names[n] = 0;
+	for (size_t i = 0; i < n; i++)
+		t[i] = (struct weld_out_tensor)F(names + i, WELD_U8, 1, 1);
+	assert_int_equal(weld_writer_open(&w, out, t, n, &o, &err), -1);
+	assert_null(w);
+	if (!strstr(err.msg, out) || !strstr(err.msg, "over the 100000000"))
+		print_error("message: %s\n", err.msg);
+	assert_non_null(strstr(err.msg, out));
+	assert_non_null(strstr(err.msg, "the header of 'model.safetensors' would be"));
+	assert_non_null(strstr(err.msg, "(11000 tensors), over the 100000000"));
+	assert_entries(*state, 0);
+	/* sharded small enough, it is written */
+	o.shard_size = 1000;
+	w = open_writer(out, t, n, &o);
+	weld_writer_close(w);
+	assert_entries(*state, 0);
+
+	o.shard_size = 0;
+	for (size_t i = 0; i < many; i++) {
+		snprintf(small[i], sizeof(small[i]), "t%zu", i);
+		t[i] = (struct weld_out_tensor)F(small[i], WELD_U8, 1, 1);
+	}
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(weld_writer_open(&w, out, t, many, &o, &err), -1);
+	assert_non_null(strstr(err.msg, out));
+	assert_non_null(strstr(err.msg, "would hold 524289 tensors, more than the 524288 a file "
+				"may hold"));
+	assert_entries(*state, 0);
+	free(t);
+	free(small);
+	free(names);
+	free(out);
+}
+
 static void test_no_tensors(void **state)
 {
 	struct weld_writer_opts o = { 0 };
@@ -1162,6 +1302,8 @@ int main(void)
 		D(test_header_padding_and_metadata),
 		D(test_padding_every_length),
 		D(test_names_needing_escapes),
+		D(test_header_bytes_as_cjson_prints_them),
+		D(test_header_over_the_limits_refused_at_open),
 		D(test_no_tensors),
 		D(test_zero_length_writes),
 		D(test_parallel_writes),
