@@ -48,6 +48,7 @@ struct out_tensor {
 
 struct shard {
 	char *path;         /* inside the temporary folder */
+	char *label;        /* what messages call it: "<out>/<name>", or <out> */
 	char *name;
 	int fd;
 	uint64_t header_len;/* padded JSON length, N */
@@ -56,6 +57,7 @@ struct shard {
 };
 
 struct weld_writer {
+	const char *out;            /* the output, for messages: dir.out once made */
 	struct weld_outdir dir;
 	struct out_tensor *t;
 	size_t n;
@@ -255,23 +257,26 @@ static struct out_tensor **by_name(const weld_writer *w)
 	return p;
 }
 
-static int validate_tensors(const struct weld_out_tensor *t, size_t n,
+/* The caller's tensors make a valid header (out names the output). */
+static int validate_tensors(const char *out, const struct weld_out_tensor *t, size_t n,
 			    struct weld_error *err)
 {
 	for (size_t i = 0; i < n; i++) {
 		uint64_t ne = 1;
 
 		if (strcmp(t[i].name, "__metadata__") == 0)
-			return weld_fail(err, WELD_ERR_ARG, "tensor name '__metadata__' is reserved");
+			return weld_fail(err, WELD_ERR_ARG,
+					 "'%s': tensor name '__metadata__' is reserved", out);
 		if (t[i].ndim < 0 || t[i].ndim > WELD_MAX_DIMS)
-			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': bad rank %d",
-					 t[i].name, t[i].ndim);
+			return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': bad rank %d",
+					 out, t[i].name, t[i].ndim);
 		for (int d = 0; d < t[i].ndim; d++)
 			if (t[i].shape[d] < 0 || !weld_mul_u64(ne, (uint64_t)t[i].shape[d], &ne))
-				return weld_fail(err, WELD_ERR_ARG, "tensor '%s': bad shape",
-						 t[i].name);
+				return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': bad shape",
+						 out, t[i].name);
 		if (!weld_mul_u64(ne, weld_dtype_size(t[i].dtype), &ne))
-			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': too large", t[i].name);
+			return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': too large", out,
+					 t[i].name);
 	}
 	return 0;
 }
@@ -290,7 +295,7 @@ static int size_header(weld_writer *w, size_t k, struct weld_error *err)
 
 	if (s->count > WELD_MAX_TENSORS_PER_FILE)
 		return weld_fail(err, WELD_ERR_ARG, "'%s': %s%s%s would hold %zu tensors, more than "
-				 "the %u a file may hold%s", w->dir.out, one ? "it" : "'",
+				 "the %u a file may hold%s", w->out, one ? "it" : "'",
 				 one ? "" : s->name, one ? "" : "'", s->count,
 				 WELD_MAX_TENSORS_PER_FILE, split);
 	shard_header(w, k, false, &t);
@@ -298,7 +303,7 @@ static int size_header(weld_writer *w, size_t k, struct weld_error *err)
 	if (s->header_len > MAX_HEADER)
 		return weld_fail(err, WELD_ERR_ARG, "'%s': the header of %s%s%s would be %llu "
 				 "bytes (%zu tensors), over the 100000000 a reader accepts%s",
-				 w->dir.out, one ? "the file" : "'", one ? "" : s->name,
+				 w->out, one ? "the file" : "'", one ? "" : s->name,
 				 one ? "" : "'", (unsigned long long)s->header_len, s->count, split);
 	return 0;
 }
@@ -329,6 +334,8 @@ static int plan_shards(weld_writer *w, struct weld_error *err)
 		s->count++;
 		s->data_len = cur;
 	}
+	for (size_t k = 0; k < w->ns; k++)
+		w->s[k].fd = -1;
 	for (size_t k = 0; k < w->ns; k++) {
 		char name[64];
 
@@ -337,9 +344,7 @@ static int plan_shards(weld_writer *w, struct weld_error *err)
 		else
 			snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", k + 1, w->ns);
 		w->s[k].name = xstrdup(name);
-		w->s[k].path = weld_outdir_path(&w->dir, name);
-		w->s[k].fd = -1;
-		if (!w->s[k].name || !w->s[k].path)
+		if (!w->s[k].name)
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		if (size_header(w, k, err) < 0)
 			return -1;
@@ -378,17 +383,25 @@ static int add_tensors(weld_writer *w, const struct weld_out_tensor *t, size_t n
 	w->names = ord;
 	for (size_t i = 1; i < n; i++)
 		if (strcmp(ord[i - 1]->name, ord[i]->name) == 0)
-			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': written twice",
-					 ord[i]->name);
+			return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': written twice",
+					 w->out, ord[i]->name);
 	return 0;
 }
 
-/* Name every file of the output, create the temporary folder and the shards. */
+/* Name every file of the output, create the folder it is written in and
+ * the shards. */
 static int create_files(weld_writer *w, struct weld_error *err)
 {
-	for (size_t k = 0; k < w->ns; k++)
-		if (weld_outdir_add(&w->dir, w->s[k].name, err) < 0)
+	for (size_t k = 0; k < w->ns; k++) {
+		struct shard *s = &w->s[k];
+
+		s->path = weld_outdir_path(&w->dir, s->name);
+		s->label = weld_outdir_label(&w->dir, s->name);
+		if (!s->path || !s->label)
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		if (weld_outdir_add(&w->dir, s->name, err) < 0)
 			return -1;
+	}
 	if (weld_outdir_add(&w->dir, "model.safetensors.index.json", err) < 0 ||
 	    (w->extra_name && weld_outdir_add(&w->dir, w->extra_name, err) < 0) ||
 	    weld_outdir_add_side_files(&w->dir, err) < 0 ||
@@ -399,9 +412,10 @@ static int create_files(weld_writer *w, struct weld_error *err)
 
 		s->fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (s->fd < 0)
-			return weld_fail_errno(err, "cannot create '%s'", s->path);
+			return weld_fail_errno(err, "cannot create '%s'", s->label);
 		if (ftruncate(s->fd, (off_t)(8 + s->header_len + s->data_len)) < 0)
-			return weld_fail_errno(err, "cannot size '%s'", s->path);
+			return weld_fail_errno(err, "cannot make '%s' %llu bytes long", s->label,
+					       (unsigned long long)(8 + s->header_len + s->data_len));
 	}
 	return 0;
 }
@@ -416,17 +430,21 @@ int weld_writer_open(weld_writer **out, const char *dir,
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	if (weld_outdir_init(&w->dir, dir, opts->force, err) < 0 ||
-	    validate_tensors(t, n, err) < 0)
-		goto fail;
+	w->out = dir;
+	w->dir.owner_fd = -1;
 	w->opts = *opts;
 	w->recipe = xstrdup(opts->recipe_json);
 	w->copy_from = xstrdup(opts->copy_from);
 	w->torch_dtype = xstrdup(opts->torch_dtype);
 	w->extra_name = xstrdup(opts->extra_name);
 	w->extra_data = xstrdup(opts->extra_data);
-	if (add_tensors(w, t, n, err) < 0 || plan_shards(w, err) < 0 ||
-	    create_files(w, err) < 0)
+	/* the layout is checked before anything is made on disk */
+	if (validate_tensors(dir, t, n, err) < 0 || add_tensors(w, t, n, err) < 0 ||
+	    plan_shards(w, err) < 0 ||
+	    weld_outdir_init(&w->dir, dir, opts->force, opts->single_file, err) < 0)
+		goto fail;
+	w->out = w->dir.out;
+	if (create_files(w, err) < 0)
 		goto fail;
 	*out = w;
 	return 0;
@@ -466,8 +484,8 @@ int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 	uint64_t off;
 
 	if (len > t->nbytes - t->written)
-		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': more bytes than its size",
-				 t->name);
+		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': more bytes than its size",
+				 w->out, t->name);
 	/* Nothing to do; and on a finished tensor, a new hash state would
 	 * replace its hash with the hash of no bytes. */
 	if (!len)
@@ -479,7 +497,7 @@ int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 		XXH3_64bits_reset(t->xxh);
 	}
 	off = 8 + s->header_len + t->begin + t->written;
-	if (weld_pwrite_full(s->fd, data, len, off, s->path, err) < 0)
+	if (weld_pwrite_full(s->fd, data, len, off, s->label, err) < 0)
 		return -1;
 #ifdef SYNC_FILE_RANGE_WRITE
 	/* start writing back now, so that commit's fsync has little left to
@@ -509,7 +527,7 @@ static int write_header(weld_writer *w, size_t k, struct weld_error *err)
 	shard_header(w, k, true, &t);
 	if ((t.len + 7) / 8 * 8 != s->header_len)
 		return weld_fail(err, WELD_ERR_ARG, "'%s': the header of '%s' changed length",
-				 w->dir.out, s->name);
+				 w->out, s->name);
 	buf = malloc(8 + s->header_len);
 	if (!buf)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
@@ -519,8 +537,21 @@ static int write_header(weld_writer *w, size_t k, struct weld_error *err)
 	t.len = 0;
 	shard_header(w, k, true, &t);
 	memset(buf + 8 + t.len, ' ', s->header_len - t.len);
-	r = weld_pwrite_full(s->fd, buf, 8 + s->header_len, 0, s->path, err);
+	r = weld_pwrite_full(s->fd, buf, 8 + s->header_len, 0, s->label, err);
 	free(buf);
+	return r;
+}
+
+/* A text file of the output folder. */
+static int write_output_file(weld_writer *w, const char *name, const char *text,
+			     struct weld_error *err)
+{
+	char *path = weld_outdir_path(&w->dir, name), *label = weld_outdir_label(&w->dir, name);
+	int r = path && label ? weld_write_text_file(path, label, text, err)
+		: weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+
+	free(label);
+	free(path);
 	return r;
 }
 
@@ -528,7 +559,7 @@ static int write_index(weld_writer *w, struct weld_error *err)
 {
 	cJSON *root = cJSON_CreateObject(), *meta, *map;
 	uint64_t total = 0;
-	char *text, *path;
+	char *text;
 	int r;
 
 	if (!root)
@@ -552,12 +583,8 @@ static int write_index(weld_writer *w, struct weld_error *err)
 	}
 	text = cJSON_Print(root);
 	cJSON_Delete(root);
-	path = weld_outdir_path(&w->dir, "model.safetensors.index.json");
-	if (!text || !path) {
-		free(text);
-		free(path);
+	if (!text)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	}
 	{
 		size_t l = strlen(text);
 		char *t2 = realloc(text, l + 2);
@@ -567,9 +594,8 @@ static int write_index(weld_writer *w, struct weld_error *err)
 			memcpy(text + l, "\n", 2);
 		}
 	}
-	r = weld_write_text_file(path, text, err);
+	r = write_output_file(w, "model.safetensors.index.json", text, err);
 	free(text);
-	free(path);
 	return r;
 }
 
@@ -578,7 +604,8 @@ int weld_writer_commit(weld_writer *w, struct weld_error *err)
 	for (size_t i = 0; i < w->n; i++)
 		if (!w->t[i].done && w->t[i].nbytes) {
 			return weld_fail(err, WELD_ERR_ARG,
-					 "tensor '%s': %llu of %llu bytes written", w->t[i].name,
+					 "'%s': tensor '%s': %llu of %llu bytes written", w->out,
+					 w->t[i].name,
 					 (unsigned long long)w->t[i].written,
 					 (unsigned long long)w->t[i].nbytes);
 		} else if (!w->t[i].nbytes) {
@@ -590,30 +617,24 @@ int weld_writer_commit(weld_writer *w, struct weld_error *err)
 		if (write_header(w, k, err) < 0)
 			return -1;
 		if (fsync(s->fd) < 0)
-			return weld_fail_errno(err, "fsync of '%s' failed", s->path);
+			return weld_fail_errno(err, "fsync of '%s' failed", s->label);
 		if (close(s->fd) < 0) {
 			s->fd = -1;
-			return weld_fail_errno(err, "close of '%s' failed", s->path);
+			return weld_fail_errno(err, "close of '%s' failed", s->label);
 		}
 		s->fd = -1;
 	}
 	if (w->opts.single_file)
-		return weld_outdir_publish_file(&w->dir, w->s[0].path, err);
+		return weld_outdir_publish(&w->dir, w->s[0].path, err);
 	if (w->ns > 1 && write_index(w, err) < 0)
 		return -1;
 	if (weld_outdir_copy_side_files(&w->dir, w->copy_from, w->torch_dtype,
 					w->opts.edit_config, w->opts.edit_config_ctx, err) < 0)
 		return -1;
-	if (w->extra_name) {
-		char *p = weld_outdir_path(&w->dir, w->extra_name);
-		int r = p ? weld_write_text_file(p, w->extra_data ? w->extra_data : "", err)
-			  : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-
-		free(p);
-		if (r < 0)
-			return -1;
-	}
-	return weld_outdir_publish(&w->dir, err);
+	if (w->extra_name &&
+	    write_output_file(w, w->extra_name, w->extra_data ? w->extra_data : "", err) < 0)
+		return -1;
+	return weld_outdir_publish(&w->dir, NULL, err);
 }
 
 void weld_writer_close(weld_writer *w)
@@ -624,6 +645,7 @@ void weld_writer_close(weld_writer *w)
 		if (w->s[k].fd >= 0)
 			close(w->s[k].fd);
 		free(w->s[k].path);
+		free(w->s[k].label);
 		free(w->s[k].name);
 	}
 	weld_outdir_release(&w->dir);

@@ -19,7 +19,9 @@
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "weld.h"
@@ -28,15 +30,44 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-/* The temporary folder a writer of `out` uses. */
-static char *tmp_name(const char *out)
-{
-	size_t n = strlen(out) + 64;
-	char *p = malloc(n);
+/*
+ * The temporary folder a writer of dir/base in process pid uses: the
+ * ".weld-tmp-XXXXXX" of dir whose owner file names them (caller frees), or
+ * NULL.
+ */
+static char *read_text(const char *path, size_t *len);
 
-	assert_non_null(p);
-	snprintf(p, n, "%s.weld-tmp-%ld", out, (long)getpid());
-	return p;
+static char *tmp_of_pid(const char *dir, const char *base, long pid)
+{
+	char want[512], *found = NULL;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	assert_non_null(d);
+	snprintf(want, sizeof(want), "weld temporary output\noutput: %s\npid: %ld\n", base, pid);
+	while (!found && (de = readdir(d))) {
+		char *owner, *text;
+
+		if (strncmp(de->d_name, ".weld-tmp-", 10) || strlen(de->d_name) != 16)
+			continue;
+		owner = fixture_path(dir, de->d_name);
+		found = owner;
+		owner = fixture_path(found, "owner");
+		text = fixture_exists(owner) ? read_text(owner, NULL) : NULL;
+		if (!text || strcmp(text, want) != 0) {
+			free(found);
+			found = NULL;
+		}
+		free(text);
+		free(owner);
+	}
+	closedir(d);
+	return found;
+}
+
+static char *tmp_of(const char *dir, const char *base)
+{
+	return tmp_of_pid(dir, base, (long)getpid());
 }
 
 /* Number of entries in dir (without . and ..); names joined by '|' into
@@ -987,11 +1018,12 @@ static void test_close_without_commit_leaves_nothing(void **state)
 	struct weld_writer_opts o = { .shard_size = 16 };
 	struct weld_error err = { 0 };
 	char *out = fixture_path(*state, "out");
-	char *tmp = tmp_name(out);
 	weld_writer *w = open_writer(out, mixed, NMIXED, &o);
+	char *tmp = tmp_of(*state, "out");
 	unsigned char b[4] = { 1, 2, 3, 4 };
 
 	assert_true(weld_writer_shards(w) > 1);
+	assert_non_null(tmp);
 	assert_true(fixture_exists(tmp));
 	assert_int_equal(weld_writer_write(w, (size_t)weld_writer_find(w, "a.w"), b, 4, &err), 0);
 	weld_writer_close(w);
@@ -1254,6 +1286,149 @@ static void test_side_file_fifo_refused(void **state)
 	free(src);
 }
 
+/* ---------------------------------------------------------------- temporary folders */
+
+/*
+ * The temporary folder's name is short and new whatever the output is
+ * called: an output name of 255 bytes is written, two writers of one output
+ * in one process do not collide, and nothing is left after the commit.
+ */
+static void test_temporary_folder_short_and_unique(void **state)
+{
+	struct weld_writer_opts o = { 0 };
+	struct weld_error err = { 0 };
+	char name[257], *out, *tmp, *owner, *text, want[400];
+	weld_writer *w, *w2;
+	weld_model *m = NULL;
+
+	memset(name, 'n', 255);
+	name[255] = 0;
+	out = fixture_path(*state, name);
+	w = open_writer(out, mixed, NMIXED, &o);
+	tmp = tmp_of(*state, name);
+	assert_non_null(tmp);
+	assert_int_equal(strlen(tmp), strlen(*state) + 1 + 16);
+	owner = fixture_path(tmp, "owner");
+	text = read_text(owner, NULL);
+	snprintf(want, sizeof(want), "weld temporary output\noutput: %s\npid: %ld\n", name,
+		 (long)getpid());
+	assert_string_equal(text, want);
+	free(text);
+	free(owner);
+	/* a second writer of the same output, in the same process */
+	o.force = true;
+	w2 = open_writer(out, mixed, 1, &o);
+	assert_entries(*state, 2);
+	weld_writer_close(w2);
+	assert_entries(*state, 1);
+	write_all(w, mixed, NMIXED);
+	commit_ok(w);
+	weld_writer_close(w);
+	assert_false(fixture_exists(tmp));
+	assert_entries(*state, 1);
+	assert_int_equal(weld_model_open(&m, out, &err), 0);
+	check_model(m, mixed, NMIXED);
+	weld_model_close(m);
+	free(tmp);
+	free(out);
+	/* a name no file system holds */
+	name[255] = 'n';
+	name[256] = 0;
+	out = fixture_path(*state, name);
+	w = (weld_writer *)&err;
+	assert_int_equal(weld_writer_open(&w, out, mixed, 1, &o, &err), -1);
+	assert_null(w);
+	assert_non_null(strstr(err.msg, "the name is longer than 255 bytes"));
+	assert_entries(*state, 1);
+	free(out);
+}
+
+/* A temporary folder for the output, made by hand: an owner file with the
+ * given text (unlocked), and a file in new/. */
+static char *fake_tmp(const char *dir, const char *suffix, const char *owner_text)
+{
+	char name[32], *tmp, *sub;
+
+	snprintf(name, sizeof(name), ".weld-tmp-%s", suffix);
+	tmp = fixture_path(dir, name);
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	if (owner_text)
+		free(fixture_write(tmp, "owner", owner_text, strlen(owner_text)));
+	sub = fixture_path(tmp, "new");
+	assert_int_equal(mkdir(sub, 0755), 0);
+	free(fixture_write(sub, "model.safetensors", "partial", 7));
+	free(sub);
+	return tmp;
+}
+
+/*
+ * A run killed with SIGKILL leaves its temporary folder; the next run for
+ * the same output removes it, and only it: not the folder of another
+ * output, of a run still alive (its owner file is locked), one without an
+ * owner file, or a symbolic link.
+ */
+static void test_stale_folder_of_killed_run_removed(void **state)
+{
+	struct weld_writer_opts o = { 0 };
+	char *out = fixture_path(*state, "out"), *killed, *other, *bare, *link, *target, *alive;
+	weld_writer *w, *w_alive;
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct weld_error err = { 0 };
+		weld_writer *wc = NULL;
+
+		if (weld_writer_open(&wc, out, mixed, NMIXED, &o, &err) == 0)
+			raise(SIGKILL);
+		_exit(1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	killed = tmp_of_pid(*state, "out", (long)pid);
+	assert_non_null(killed);
+	other = fake_tmp(*state, "other1", "weld temporary output\noutput: other\npid: 1\n");
+	bare = fake_tmp(*state, "bare00", NULL);
+	target = fixture_tmpdir();
+	free(fake_tmp(target, "target", "weld temporary output\noutput: out\npid: 1\n"));
+	link = fixture_path(*state, ".weld-tmp-link00");
+	{
+		char *t = fixture_path(target, ".weld-tmp-target");
+
+		assert_int_equal(symlink(t, link), 0);
+		free(t);
+	}
+	o.force = true;
+	assert_true(fixture_exists(killed));
+	w_alive = open_writer(out, mixed, 1, &o);
+	assert_false(fixture_exists(killed));
+	alive = tmp_of(*state, "out");
+	assert_non_null(alive);
+	/* a second run while the first is alive: its owner file is locked */
+	w = open_writer(out, mixed, NMIXED, &o);
+	assert_true(fixture_exists(alive));
+	assert_true(fixture_exists(other));
+	assert_true(fixture_exists(bare));
+	{
+		char *t = fixture_path(target, ".weld-tmp-target/new/model.safetensors");
+
+		assert_true(fixture_exists(t));
+		free(t);
+	}
+	weld_writer_close(w);
+	weld_writer_close(w_alive);
+	assert_false(fixture_exists(alive));
+	fixture_rmtree(target);
+	free(target);
+	free(link);
+	free(bare);
+	free(other);
+	free(alive);
+	free(killed);
+	free(out);
+}
+
 /* ---------------------------------------------------------------- signals */
 
 static void test_cleanup_on_signal_removes_tmp(void **state)
@@ -1262,7 +1437,7 @@ static void test_cleanup_on_signal_removes_tmp(void **state)
 	struct weld_error err = { 0 };
 	char *out = fixture_path(*state, "out"), *out2 = fixture_path(*state, "other");
 	char *done = fixture_path(*state, "done");
-	char *tmp = tmp_name(out), *tmp2 = tmp_name(out2);
+	char *tmp, *tmp2;
 	weld_writer *w, *w2, *w3;
 	unsigned char b[8] = { 0 };
 
@@ -1273,10 +1448,12 @@ static void test_cleanup_on_signal_removes_tmp(void **state)
 
 	w = open_writer(out, mixed, NMIXED, &o);
 	w2 = open_writer(out2, mixed, 1, &o);
+	tmp = tmp_of(*state, "out");
+	tmp2 = tmp_of(*state, "other");
 	assert_int_equal(weld_writer_write(w, (size_t)weld_writer_find(w, "ids"), b, 8, &err), 0);
-	assert_true(fixture_exists(tmp));
-	assert_true(fixture_exists(tmp2));
-	weld_writer_cleanup_on_signal();
+	assert_true(tmp && fixture_exists(tmp));
+	assert_true(tmp2 && fixture_exists(tmp2));
+	assert_true(weld_writer_cleanup_on_signal(SIGINT));
 	assert_false(fixture_exists(tmp));
 	assert_false(fixture_exists(tmp2));
 	assert_false(fixture_exists(out));
@@ -1320,6 +1497,8 @@ int main(void)
 		D(test_config_copied_and_edited),
 		D(test_side_file_fifo_refused),
 		D(test_cleanup_on_signal_removes_tmp),
+		D(test_temporary_folder_short_and_unique),
+		D(test_stale_folder_of_killed_run_removed),
 	};
 #undef D
 	return cmocka_run_group_tests_name("writer", tests, NULL, NULL);
