@@ -400,9 +400,10 @@ void weld_outdir_release(struct weld_outdir *d)
 {
 	if (!d)
 		return;
-	set_live(d, NULL);
+	/* removed before the handler forgets it: a signal in between finds it */
 	if (d->tmp && !d->committed && !d->keep)
 		remove_tmp(d);
+	set_live(d, NULL);
 	if (d->owner && d->owner_fd >= 0)
 		close(d->owner_fd);
 	for (size_t i = 0; i < d->npaths; i++)
@@ -597,15 +598,17 @@ int weld_outdir_copy_side_files(struct weld_outdir *d, const char *from,
 
 /* ---------------------------------------------------------------- publication */
 
-static int fsync_dir(const char *path, const char *label, struct weld_error *err)
+/* fsync the folder path; what says what it is in messages. */
+static int fsync_dir(const char *path, const char *what, const char *out,
+		     struct weld_error *err)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	int r = 0;
 
 	if (fd < 0)
-		return weld_fail_errno(err, "cannot open the folder of '%s'", label);
+		return weld_fail_errno(err, "cannot open %s'%s'", what, out);
 	if (fsync(fd) < 0)
-		r = weld_fail_errno(err, "fsync of the folder of '%s' failed", label);
+		r = weld_fail_errno(err, "fsync of %s'%s' failed", what, out);
 	close(fd);
 	return r;
 }
@@ -670,7 +673,7 @@ int weld_outdir_publish(struct weld_outdir *d, const char *file, struct weld_err
 	bool moved = false;
 	int r;
 
-	if (!file && fsync_dir(d->content, d->out, err) < 0)
+	if (!file && fsync_dir(d->content, "", d->out, err) < 0)
 		return -1;
 	if (begin_publish(d, err) < 0)
 		return -1;
@@ -681,7 +684,7 @@ int weld_outdir_publish(struct weld_outdir *d, const char *file, struct weld_err
 	d->committed = true;
 	set_live(d, NULL);
 	remove_leftovers(d, moved);
-	r = fsync_dir(d->parent, d->out, err);
+	r = fsync_dir(d->parent, "the folder that holds ", d->out, err);
 	end_publish(true);
 	return r;
 }
