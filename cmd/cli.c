@@ -251,7 +251,9 @@ bool cli_dtype(const char *s, int *out)
 
 static void on_signal(int sig)
 {
-	weld_writer_cleanup_on_signal();
+	/* false: an output is being published, or was, and the merge succeeded */
+	if (!weld_writer_cleanup_on_signal(sig))
+		return;
 	signal(sig, SIG_DFL);
 	raise(sig);
 }

@@ -23,24 +23,27 @@
  * One file format, like a libarchive reader: its name (what
  * weld_model_format() reports), a probe that looks at the first bytes of a
  * file (head[0..n), n = min(64, file size)) without reading more, and the
- * parser that registers the file's tensors. A format that takes any file of
- * at least `claims_rest` bytes no probe claimed (0: none) parses it so that
- * a damaged header gets that parser's message rather than "unknown format".
+ * parser that registers the file's tensors. A file no probe claims may
+ * still be a damaged file of a format: `damaged` (NULL: never) says so from
+ * the same bytes and the file's size, and the file is then parsed, so that
+ * the damage gets that parser's message rather than "not a checkpoint".
  */
 struct weld_format {
 	const char *name;
 	bool (*probe)(const unsigned char *head, size_t n);
 	int (*parse)(weld_model *m, int file, struct weld_error *err);
-	size_t claims_rest;
+	bool (*damaged)(const unsigned char *head, size_t n, uint64_t size);
 };
 
 /*
- * The format of the file called path that starts with head[0..n): the
- * first row (in registry.c's order) whose probe claims it, else a row that
- * claims the rest, else NULL with err filled (naming path).
+ * The format of the file called path (size bytes) that starts with
+ * head[0..n): the first row (in registry.c's order) whose probe claims it,
+ * else the first that takes it as damaged, else NULL with err filled
+ * ("'path': not a safetensors or PyTorch checkpoint").
  */
 const struct weld_format *weld_format_detect(const unsigned char *head, size_t n,
-					     const char *path, struct weld_error *err);
+					     uint64_t size, const char *path,
+					     struct weld_error *err);
 
 /* The rows, each defined in its format's file and listed in registry.c. */
 extern const struct weld_format weld_torch_zip_format;    /* torch_zip.c */
@@ -73,7 +76,9 @@ int weld_model_add_source(weld_model *m, int file, int fd, struct weld_error *er
 int weld_model_add_tensor_in(weld_model *m, const struct weld_tensor_info *info, int source,
 			     struct weld_error *err);
 
-/* Remember one __metadata__ entry (copied); the first value of a key wins. */
+/* Remember one __metadata__ entry of the file being parsed (copied). The
+ * parser makes sure that a file's keys are unique: nothing is looked up
+ * here, so that a header of many keys is read in linear time. */
 int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
 			    struct weld_error *err);
 

@@ -114,30 +114,29 @@ bool weld_hf_is_name(const char *ref)
 	return repo_like(ref, split_ref(ref, &rev));
 }
 
-/* The snapshot folder a ref names (refs/<ref> holds a commit hash). */
+/* The snapshot folder a ref names (refs/<ref>, a regular file, holds a
+ * commit hash). */
 static char *read_ref(const char *repo_dir, const char *ref)
 {
-	char *path, *snap = NULL, buf[128];
-	size_t n;
-	FILE *f;
+	char *path, *snap = NULL, *buf = NULL;
+	size_t n = 0;
+	int r;
 
 	if (strstr(ref, "..") || strchr(ref, '/'))
 		return NULL;
 	path = strfmt("%s/refs/%s", repo_dir, ref);
 	if (!path)
 		return NULL;
-	f = fopen(path, "r");
+	r = weld_read_small_file(path, 127, &buf, &n, NULL);
 	free(path);
-	if (!f)
+	if (r < 0)
 		return NULL;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
 	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
 		n--;
 	buf[n] = 0;
-	if (n == 0 || strchr(buf, '/') || strstr(buf, ".."))
-		return NULL;
-	path = strfmt("%s/snapshots/%s", repo_dir, buf);
+	path = n == 0 || strlen(buf) != n || strchr(buf, '/') || strstr(buf, "..") ? NULL
+		: strfmt("%s/snapshots/%s", repo_dir, buf);
+	free(buf);
 	if (!path)
 		return NULL;
 	if (is_dir(path))

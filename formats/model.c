@@ -14,6 +14,8 @@
  * serve by range (weld_model_add_source()).
  */
 #include "format.h"
+#include "json_scan.h"
+#include "name_table.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -62,7 +64,7 @@ struct weld_model {
 	struct model_tensor *t;
 	size_t n, cap;
 	struct meta_kv *meta;
-	size_t nmeta;
+	size_t nmeta, meta_cap;
 	int parsing;            /* file whose header is being parsed */
 };
 
@@ -130,14 +132,17 @@ const char *weld_model_file_metadata(const weld_model *m, size_t file, const cha
 int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
 			    struct weld_error *err)
 {
-	struct meta_kv *nm;
+	struct meta_kv *nm = m->meta;
 
-	if (weld_model_file_metadata(m, (size_t)m->parsing, key))
-		return 0;
-	nm = realloc(m->meta, (m->nmeta + 1) * sizeof(*nm));
-	if (!nm)
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	m->meta = nm;
+	if (m->nmeta == m->meta_cap) {
+		size_t cap = m->meta_cap ? 2 * m->meta_cap : 16;
+
+		nm = realloc(m->meta, cap * sizeof(*nm));
+		if (!nm)
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		m->meta = nm;
+		m->meta_cap = cap;
+	}
 	nm[m->nmeta].file = m->parsing;
 	nm[m->nmeta].key = strdup(key);
 	nm[m->nmeta].value = strdup(value);
@@ -201,23 +206,19 @@ int weld_model_add_tensor(weld_model *m, const struct weld_tensor_info *info,
 static int add_file(weld_model *m, const char *path, struct weld_error *err)
 {
 	struct model_file *f;
-	struct stat st;
+	uint64_t size;
 	int fd;
 
 	f = realloc(m->files, (m->nfiles + 1) * sizeof(*f));
 	if (!f)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	m->files = f;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = weld_open_regular(path, &size, err);
 	if (fd < 0)
-		return weld_fail_errno(err, "cannot open '%s'", path);
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return weld_fail(err, WELD_ERR_IO, "'%s': not a regular file", path);
-	}
+		return -1;
 	f[m->nfiles].path = strdup(path);
 	f[m->nfiles].fd = fd;
-	f[m->nfiles].size = (uint64_t)st.st_size;
+	f[m->nfiles].size = size;
 	if (!f[m->nfiles].path) {
 		close(fd);
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
@@ -239,7 +240,7 @@ static int parse_file(weld_model *m, const char *path, struct weld_error *err)
 	got = m->files[file].size < sizeof(head) ? (size_t)m->files[file].size : sizeof(head);
 	if (weld_pread_full(m->files[file].fd, head, got, 0, path, err) < 0)
 		return -1;
-	f = weld_format_detect(head, got, path, err);
+	f = weld_format_detect(head, got, m->files[file].size, path, err);
 	if (!f)
 		return -1;
 	if (m->format && strcmp(m->format, f->name) != 0)
@@ -254,45 +255,171 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+struct index_scan {
+	const char *index;
+	struct weld_error *err;
+};
+
+/* A string of the index holding "\u0000", which cJSON would cut short. */
+static int index_nul(void *ctx, const struct weld_json_token *t)
+{
+	const struct index_scan *c = ctx;
+	const struct weld_json_frame *p = t->path;
+	bool in_map = t->depth == 2 && weld_json_key_is(&p[0], "weight_map");
+
+	if ((t->kind != WELD_JSON_KEY && t->kind != WELD_JSON_STRING) ||
+	    !weld_json_has_nul(t->text, t->len))
+		return 0;
+	if (in_map && t->kind == WELD_JSON_KEY)
+		return weld_fail(c->err, WELD_ERR_FORMAT,
+				 "'%s': weight_map: tensor name '%.*s' contains \\u0000", c->index,
+				 (int)t->len, t->text);
+	if (in_map)
+		return weld_fail(c->err, WELD_ERR_FORMAT,
+				 "'%s': weight_map.%.*s: shard name contains \\u0000", c->index,
+				 (int)p[1].key_len, p[1].key);
+	if (t->depth && p[0].key)
+		return weld_fail(c->err, WELD_ERR_FORMAT, "'%s': %.*s: contains \\u0000",
+				 c->index, (int)p[0].key_len, p[0].key);
+	return weld_fail(c->err, WELD_ERR_FORMAT, "'%s': a string contains \\u0000", c->index);
+}
+
+/* The index's weight_map (borrowed from *root, which the caller deletes). */
+static const cJSON *index_map(const char *index, const char *text, cJSON **root,
+			      struct weld_error *err)
+{
+	struct index_scan c = { index, err };
+	const cJSON *map;
+
+	if (weld_json_scan(text, strlen(text), index_nul, &c) == -1)
+		return NULL;
+	*root = cJSON_Parse(text);
+	map = *root ? cJSON_GetObjectItemCaseSensitive(*root, "weight_map") : NULL;
+	if (!cJSON_IsObject(map)) {
+		weld_fail(err, WELD_ERR_FORMAT, "'%s': %s", index,
+			  *root ? "weight_map: missing or not an object" : "invalid JSON");
+		return NULL;
+	}
+	return map;
+}
+
+/* The shard names of the map, each a file of the index's folder, into
+ * shards[0 .. *ns) (borrowed from the map), sorted. */
+static int index_shards(const char *index, const cJSON *map, const char **shards,
+			size_t *ns, struct weld_error *err)
+{
+	const cJSON *e;
+
+	*ns = 0;
+	cJSON_ArrayForEach(e, map) {
+		const char *s = cJSON_IsString(e) ? e->valuestring : NULL;
+
+		if (!s || !*s || strchr(s, '/') || strcmp(s, "..") == 0)
+			return weld_fail(err, WELD_ERR_FORMAT,
+					 "'%s': weight_map.%s: shard must be a file name in the same folder",
+					 index, e->string);
+		shards[(*ns)++] = s;
+	}
+	qsort(shards, *ns, sizeof(*shards), cmp_str);
+	return 0;
+}
+
+/*
+ * Shards hold exactly what the index lists, where it lists it: every
+ * tensor is found in the map by hash, and every name of the map must have
+ * been found once. entries[k] is the map's k-th item.
+ */
+static int index_agrees(weld_model *m, const char *index, const cJSON **entries, size_t nmap,
+			struct weld_name_table *names, struct weld_error *err)
+{
+	bool *seen = calloc(nmap ? nmap : 1, sizeof(*seen));
+	int ret = -1;
+
+	if (!seen)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; i < m->n; i++) {
+		const struct weld_tensor_info *t = &m->t[i].info;
+		const char *fp = m->files[t->file].path, *base = strrchr(fp, '/');
+		size_t k;
+
+		base = base ? base + 1 : fp;
+		if (!weld_name_table_find(names, t->name, &k)) {
+			weld_fail(err, WELD_ERR_FORMAT,
+				  "'%s': tensor '%s': in shard '%s' but not in the index's weight_map",
+				  index, t->name, base);
+			goto out;
+		}
+		if (strcmp(entries[k]->valuestring, base) != 0) {
+			weld_fail(err, WELD_ERR_FORMAT,
+				  "'%s': tensor '%s': weight_map says '%s' but it is in '%s'",
+				  index, t->name, entries[k]->valuestring, base);
+			goto out;
+		}
+		seen[k] = true;
+	}
+	for (size_t k = 0; k < nmap; k++)
+		if (!seen[k]) {
+			weld_fail(err, WELD_ERR_FORMAT,
+				  "'%s': weight_map.%s: tensor not found in shard '%s'",
+				  index, entries[k]->string, entries[k]->valuestring);
+			goto out;
+		}
+	ret = 0;
+out:
+	free(seen);
+	return ret;
+}
+
+/* The map's items in order, and its names in a table (duplicates refused). */
+static int index_names(const char *index, const cJSON *map, const cJSON **entries,
+		       struct weld_name_table *names, struct weld_error *err)
+{
+	const cJSON *e;
+	size_t k = 0;
+
+	cJSON_ArrayForEach(e, map) {
+		int r = weld_name_table_add(names, e->string, k, NULL);
+
+		if (r < 0)
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		if (r > 0)
+			return weld_fail(err, WELD_ERR_FORMAT, "'%s': weight_map.%s: duplicate name",
+					 index, e->string);
+		entries[k++] = e;
+	}
+	return 0;
+}
+
 /*
  * A sharded checkpoint: parse the index, open each shard once (in name
  * order), then check that the index and the shards agree both ways.
  */
 static int open_index(weld_model *m, const char *index, struct weld_error *err)
 {
-	char *text = NULL, **shards = NULL;
+	char *text = NULL;
+	const char **shards = NULL;
+	const cJSON **entries = NULL;
+	struct weld_name_table names = { 0 };
 	cJSON *root = NULL;
-	const cJSON *map, *e;
-	size_t ns = 0, nmap = 0;
+	const cJSON *map;
+	size_t ns = 0, nmap;
 	int ret = -1;
 
 	if (weld_read_small_file(index, INDEX_MAX_BYTES, &text, NULL, err) < 0)
 		return -1;
-	root = cJSON_Parse(text);
-	map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
-	if (!cJSON_IsObject(map)) {
-		weld_fail(err, WELD_ERR_FORMAT, "'%s': %s", index,
-			  root ? "weight_map: missing or not an object" : "invalid JSON");
+	map = index_map(index, text, &root, err);
+	if (!map)
 		goto out;
-	}
 	nmap = (size_t)cJSON_GetArraySize(map);
 	shards = calloc(nmap ? nmap : 1, sizeof(*shards));
-	if (!shards) {
+	entries = calloc(nmap ? nmap : 1, sizeof(*entries));
+	if (!shards || !entries || weld_name_table_init(&names, nmap) < 0) {
 		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	cJSON_ArrayForEach(e, map) {
-		const char *s = cJSON_IsString(e) ? e->valuestring : NULL;
-
-		if (!s || !*s || strchr(s, '/') || strcmp(s, "..") == 0) {
-			weld_fail(err, WELD_ERR_FORMAT,
-				  "'%s': weight_map.%s: shard must be a file name in the same folder",
-				  index, e->string);
-			goto out;
-		}
-		shards[ns++] = e->valuestring;
-	}
-	qsort(shards, ns, sizeof(*shards), cmp_str);
+	if (index_shards(index, map, shards, &ns, err) < 0 ||
+	    index_names(index, map, entries, &names, err) < 0)
+		goto out;
 	for (size_t i = 0; i < ns; i++) {
 		char *p;
 		int r;
@@ -309,48 +436,12 @@ static int open_index(weld_model *m, const char *index, struct weld_error *err)
 		if (r < 0)
 			goto out;
 	}
-	/* Shards hold exactly what the index lists, where it lists it. */
 	m->format = m->format ? m->format : "safetensors";
-	for (size_t i = 0; i < m->n; i++) {
-		const struct weld_tensor_info *t = &m->t[i].info;
-		const cJSON *where = cJSON_GetObjectItemCaseSensitive(map, t->name);
-		const char *fp = m->files[t->file].path;
-		const char *base = strrchr(fp, '/');
-
-		base = base ? base + 1 : fp;
-		if (!where) {
-			weld_fail(err, WELD_ERR_FORMAT,
-				  "'%s': tensor '%s': in shard '%s' but not in the index's weight_map",
-				  index, t->name, base);
-			goto out;
-		}
-		if (strcmp(where->valuestring, base) != 0) {
-			weld_fail(err, WELD_ERR_FORMAT,
-				  "'%s': tensor '%s': weight_map says '%s' but it is in '%s'",
-				  index, t->name, where->valuestring, base);
-			goto out;
-		}
-	}
-	if (m->n != nmap) {
-		/* Some listed name is in no shard: find it for the message. */
-		cJSON_ArrayForEach(e, map) {
-			bool found = false;
-
-			for (size_t i = 0; i < m->n && !found; i++)
-				found = strcmp(m->t[i].info.name, e->string) == 0;
-			if (!found) {
-				weld_fail(err, WELD_ERR_FORMAT,
-					  "'%s': weight_map.%s: tensor not found in shard '%s'",
-					  index, e->string, e->valuestring);
-				goto out;
-			}
-		}
-		weld_fail(err, WELD_ERR_FORMAT, "'%s': weight_map: duplicate names", index);
-		goto out;
-	}
-	ret = 0;
+	ret = index_agrees(m, index, entries, nmap, &names, err);
 out:
+	weld_name_table_free(&names);
 	cJSON_Delete(root);
+	free(entries);
 	free(shards);
 	free(text);
 	return ret;
@@ -363,70 +454,117 @@ static int has_suffix(const char *s, const char *suf)
 	return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
-static bool is_file(const char *dir, const char *name)
+/*
+ * Is dir/name a regular file (1), absent (0), or there but not readable as
+ * one (-1, err says why: a folder, a FIFO, a symbolic link loop or to
+ * nothing, the errno)? *pathp gets dir/name (caller frees).
+ */
+static int folder_entry(const char *dir, const char *name, char **pathp,
+			struct weld_error *err)
 {
 	char *p = weld_path_join(dir, name);
 	struct stat st;
-	bool ok = p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 
-	free(p);
-	return ok;
+	*pathp = p;
+	if (!p)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (lstat(p, &st) < 0)
+		return errno == ENOENT ? 0 : weld_fail_errno(err, "cannot open '%s'", p);
+	if (stat(p, &st) < 0) {
+		if (errno == ENOENT)
+			return weld_fail(err, WELD_ERR_IO, "'%s' is a symbolic link to a file that "
+					 "does not exist", p);
+		return weld_fail_errno(err, "cannot open '%s'", p);
+	}
+	if (!S_ISREG(st.st_mode)) {
+		int fd = weld_open_regular(p, NULL, err);  /* refused: says what it is */
+
+		if (fd < 0)
+			return -1;
+		close(fd);      /* it became a regular file meanwhile */
+	}
+	return 1;
 }
 
-static int open_folder(weld_model *m, struct weld_error *err)
+/* The first of the preferred names the folder holds, opened: 1 if one was
+ * there (r its result), 0 if none. */
+static int open_preferred(weld_model *m, int *r, struct weld_error *err)
 {
-	static const char *const index_names[] = {
-		"model.safetensors.index.json", "pytorch_model.bin.index.json",
+	static const char *const names[] = {
+		"model.safetensors.index.json", "model.safetensors",
+		"pytorch_model.bin.index.json", "pytorch_model.bin",
 	};
-	static const char *const single_names[] = {
-		"model.safetensors", "pytorch_model.bin",
-	};
+
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		char *p;
+		int there = folder_entry(m->dir, names[k], &p, err);
+
+		if (there != 0) {
+			*r = there < 0 ? -1 : k % 2 ? parse_file(m, p, err) : open_index(m, p, err);
+			free(p);
+			return 1;
+		}
+		free(p);
+	}
+	return 0;
+}
+
+/* The names of the folder's *.safetensors files, each a regular file
+ * (anything else of that name is refused with its cause), sorted. */
+static int list_safetensors(weld_model *m, char ***namesp, size_t *nn, struct weld_error *err)
+{
 	char **names = NULL;
-	size_t nn = 0;
-	DIR *d;
+	DIR *d = opendir(m->dir);
 	struct dirent *de;
 	int ret = -1;
 
-	for (int k = 0; k < 2; k++) {
-		if (is_file(m->dir, index_names[k])) {
-			char *p = weld_path_join(m->dir, index_names[k]);
-			int r = p ? open_index(m, p, err) : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-
-			free(p);
-			return r;
-		}
-		if (is_file(m->dir, single_names[k])) {
-			char *p = weld_path_join(m->dir, single_names[k]);
-			int r = p ? parse_file(m, p, err) : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-
-			free(p);
-			return r;
-		}
-	}
-	d = opendir(m->dir);
+	*nn = 0;
 	if (!d)
 		return weld_fail_errno(err, "cannot open folder '%s'", m->dir);
 	while ((de = readdir(d))) {
-		char **nn2;
+		char **nn2, *p;
+		int there;
 
-		if (!has_suffix(de->d_name, ".safetensors") || !is_file(m->dir, de->d_name))
+		if (!has_suffix(de->d_name, ".safetensors"))
 			continue;
-		nn2 = realloc(names, (nn + 1) * sizeof(*names));
-		if (!nn2 || !(nn2[nn] = strdup(de->d_name))) {
+		there = folder_entry(m->dir, de->d_name, &p, err);
+		free(p);
+		if (there <= 0)
+			goto out;
+		nn2 = realloc(names, (*nn + 1) * sizeof(*names));
+		if (!nn2 || !(nn2[*nn] = strdup(de->d_name))) {
 			names = nn2 ? nn2 : names;
 			weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 			goto out;
 		}
 		names = nn2;
-		nn++;
+		(*nn)++;
 	}
+	if (*nn)
+		qsort(names, *nn, sizeof(*names), cmp_str);
+	ret = 0;
+out:
+	closedir(d);
+	*namesp = names;
+	return ret;
+}
+
+static int open_folder(weld_model *m, struct weld_error *err)
+{
+	char **names = NULL;
+	size_t nn = 0;
+	int ret = -1;
+
+	if (open_preferred(m, &ret, err))
+		return ret;
+	if (list_safetensors(m, &names, &nn, err) < 0)
+		goto out;
 	if (!nn) {
 		weld_fail(err, WELD_ERR_FORMAT,
 			  "'%s': no model.safetensors, model.safetensors.index.json, pytorch_model.bin[.index.json] or *.safetensors in this folder",
 			  m->dir);
 		goto out;
 	}
-	qsort(names, nn, sizeof(*names), cmp_str);
 	for (size_t i = 0; i < nn; i++) {
 		char *p = weld_path_join(m->dir, names[i]);
 		int r = p ? parse_file(m, p, err) : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
@@ -437,8 +575,6 @@ static int open_folder(weld_model *m, struct weld_error *err)
 	}
 	ret = 0;
 out:
-	if (d)
-		closedir(d);
 	for (size_t i = 0; i < nn; i++)
 		free(names[i]);
 	free(names);

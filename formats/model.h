@@ -11,6 +11,13 @@
 /* The largest config.json weld reads (and copies into an output). */
 #define WELD_CONFIG_MAX_BYTES (16u << 20)
 
+/*
+ * The most tensors weld reads from one file or writes to one shard: a bound
+ * on what a header makes weld allocate (about 1 KB a tensor while it is
+ * parsed). The largest real checkpoints hold some 10^5 tensors in all.
+ */
+#define WELD_MAX_TENSORS_PER_FILE (1u << 19)
+
 /* ---------------------------------------------------------------- model reader */
 
 /*
@@ -73,9 +80,12 @@ int weld_model_hash(const weld_model *m, size_t i, uint64_t *out, struct weld_er
  * that tensor data can then be written at known offsets in any tensor order,
  * from several threads (one thread per tensor at a time; within a tensor the
  * bytes must come in order, because the XXH3 of each tensor is computed as
- * it streams). Work happens in "<out>.weld-tmp-<pid>" beside the output;
- * weld_writer_commit() fills the final headers, fsyncs, and renames it into
- * place. weld_writer_close() without a commit removes the temporary folder.
+ * it streams). Work happens in a temporary folder ".weld-tmp-XXXXXX" in the
+ * output's parent folder (output_dir.h); weld_writer_commit() fills the
+ * final headers, fsyncs, and renames the output into place.
+ * weld_writer_close() without a commit removes the temporary folder.
+ * Temporary folders that a killed run left for the same output are removed
+ * by the next weld_writer_open() of that output.
  */
 typedef struct weld_writer weld_writer;
 
@@ -117,8 +127,19 @@ void weld_writer_close(weld_writer *w);
 /* Number of shards the layout uses. */
 size_t weld_writer_shards(const weld_writer *w);
 
-/* Async-signal-safe: remove the temporary folder of every writer that is
- * open. Meant for SIGINT/SIGTERM handlers. */
-void weld_writer_cleanup_on_signal(void);
+/*
+ * For SIGINT/SIGTERM handlers; async-signal-safe, from any thread. Returns
+ * true after removing the temporary folder of every writer that is open:
+ * the handler should then end the process as the signal would. Returns
+ * false, removing nothing, while an output is being published or once one
+ * is published and no other is under construction: the merge has
+ * succeeded (or the publication fails and raises the signal again), and the
+ * handler should just return. The signal is then kept: see below.
+ */
+bool weld_writer_cleanup_on_signal(int sig);
+/* The signal weld_writer_cleanup_on_signal() kept rather than acted on (0:
+ * none), forgotten once read. A signal still kept when a new output begins
+ * is raised again then. */
+int weld_writer_take_deferred_signal(void);
 
 #endif

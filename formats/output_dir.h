@@ -1,59 +1,94 @@
 /*
- * output_dir.h - the life of an output folder, whatever writes its files.
+ * output_dir.h - the life of an output, whatever writes its files.
+ *
+ * An output OUT is built in a temporary folder beside it, in OUT's parent
+ * folder, whose name is short and new (mkdtemp) whatever OUT is called:
+ *
+ *   PARENT/.weld-tmp-XXXXXX/          mode 0700, ours alone
+ *       owner                         "weld temporary output", OUT's name
+ *                                     and the pid; locked (flock) while
+ *                                     the process lives
+ *       new/                          the output being written: the
+ *                                     folder, or the folder of the one
+ *                                     file of a single-file output
+ *       old                           an existing OUT, moved aside while
+ *                                     -f replaces it
  *
  * Calling sequence (output_dir.c):
  *
- *   weld_outdir_init()     refuse an existing output unless forced; name
- *                          the temporary folder "<out>.weld-tmp-<pid>",
- *                          beside the output, never inside it
- *   weld_outdir_add()      name every file the folder may come to hold,
+ *   weld_outdir_init()     refuse an existing output unless forced; remove
+ *                          the temporary folders of earlier runs for the
+ *                          same OUT whose owner is gone (killed, crashed);
+ *                          create the temporary folder and its owner file;
+ *                          from now on SIGINT/SIGTERM
+ *                          (weld_writer_cleanup_on_signal()) removes it
+ *   weld_outdir_add()      name every file the output may come to hold,
  *                          so that a signal handler can remove them
  *                          without allocating (side files: _add_side_files)
- *   weld_outdir_create()   mkdir the folder; from now on SIGINT/SIGTERM
- *                          (weld_writer_cleanup_on_signal()) removes it
+ *   weld_outdir_create()   mkdir new/
  *   ... the writer fills its files ...
  *   weld_outdir_copy_side_files()   config.json (edited) and the
  *                          tokenizer/generation files of the source model
- *   weld_outdir_publish()  fsync the folder, move an existing output aside
- *                          (with force), rename the folder into place,
- *                          remove the old one, fsync the parent
- *   weld_outdir_release()  remove the folder unless published; free
+ *   weld_outdir_publish()  fsync new/, move an existing OUT into the
+ *                          temporary folder (with force), rename new/ to
+ *                          OUT, remove the temporary folder, fsync the
+ *                          parent. A signal that comes from the first rename
+ *                          on does not stop it: the output is published (or
+ *                          the old one put back, and the signal then acted
+ *                          on), see weld_writer_cleanup_on_signal().
+ *   weld_outdir_release()  remove the temporary folder unless published;
+ *                          free
  *
- * A struct weld_outdir is owned by its writer: init fills it, release
- * empties it (release accepts one that init failed to fill).
+ * Every message names OUT as the user gave it (or OUT/<file>), never the
+ * temporary folder, except where a file is left there on purpose. A struct
+ * weld_outdir is owned by its writer: init fills it, release empties it
+ * (release accepts one that init failed to fill).
  */
 #ifndef WELD_OUTPUT_DIR_H
 #define WELD_OUTPUT_DIR_H
 
 #include "model.h"
 
+/* The temporary folder's name in OUT's parent: this prefix, 6 characters. */
+#define WELD_OUTDIR_TMP_PREFIX ".weld-tmp-"
+
 struct weld_outdir {
 	char *out;              /* the output path, without trailing '/' */
+	char *parent, *base;    /* its folder and its name */
 	char *tmp;              /* the temporary folder; NULL once it is not ours */
-	char *old;              /* an existing output, moved aside while replacing */
-	char **paths;           /* every file the temporary folder may hold */
+	char *owner;            /* tmp/owner */
+	char *content;          /* tmp/new, what becomes the output */
+	char *old;              /* tmp/old, an existing output moved aside */
+	char **paths;           /* every file content may hold */
 	size_t npaths, cap;
+	int owner_fd;           /* holds the lock on owner; -1 if none */
+	size_t stale_removed;   /* temporary folders of earlier runs removed */
 	bool force;
+	bool single_file;       /* the output is the one file in content */
 	bool committed;         /* published: nothing left to remove */
+	bool keep;              /* tmp holds what must not be removed (old) */
 };
 
-/* Fill d for the output `out`; fails (WELD_ERR_EXISTS) if out exists and
- * force is false. */
-int weld_outdir_init(struct weld_outdir *d, const char *out, bool force,
+/* Fill d for the output `out` (see above); fails (WELD_ERR_EXISTS) if out
+ * exists and force is false. */
+int weld_outdir_init(struct weld_outdir *d, const char *out, bool force, bool single_file,
 		     struct weld_error *err);
-/* "<tmp>/<name>" in a new string (caller frees), or NULL when out of memory. */
+/* "<content>/<name>" in a new string (caller frees), or NULL when out of memory. */
 char *weld_outdir_path(const struct weld_outdir *d, const char *name);
-/* Name a file the temporary folder may hold (before weld_outdir_create()). */
+/* How messages call that file: "OUT/<name>", or OUT for a single-file
+ * output (caller frees), or NULL when out of memory. */
+char *weld_outdir_label(const struct weld_outdir *d, const char *name);
+/* Name a file the output may hold (before weld_outdir_create()). */
 int weld_outdir_add(struct weld_outdir *d, const char *name, struct weld_error *err);
 /* Name config.json and the side files weld_outdir_copy_side_files() copies. */
 int weld_outdir_add_side_files(struct weld_outdir *d, struct weld_error *err);
-/* Create the temporary folder and register it for signal cleanup. */
+/* Create the folder the output is written in. */
 int weld_outdir_create(struct weld_outdir *d, struct weld_error *err);
 
 /*
  * Copy config.json (torch_dtype set if not NULL, then edit_config applied
  * if not NULL) and the tokenizer/generation files present in the folder
- * `from` into the temporary folder, each fsynced. NULL from: nothing.
+ * `from` into the output, each fsynced. NULL from: nothing.
  */
 int weld_outdir_copy_side_files(struct weld_outdir *d, const char *from,
 				const char *torch_dtype,
@@ -61,20 +96,19 @@ int weld_outdir_copy_side_files(struct weld_outdir *d, const char *from,
 						   struct weld_error *err),
 				void *edit_config_ctx, struct weld_error *err);
 
-/* fsync the temporary folder and rename it to the output (see above). */
-int weld_outdir_publish(struct weld_outdir *d, struct weld_error *err);
-/* Single-file output: rename the file `path` (inside the temporary
- * folder) to the output, and remove the folder. */
-int weld_outdir_publish_file(struct weld_outdir *d, const char *path,
-			     struct weld_error *err);
+/* Publish the output (see above). For a single-file output, `file` is
+ * its path in content (NULL for a folder). */
+int weld_outdir_publish(struct weld_outdir *d, const char *file, struct weld_error *err);
 /* Remove the temporary folder and its named files unless published, and
  * free what d holds. */
 void weld_outdir_release(struct weld_outdir *d);
 
-/* Write text to a new file at path, fsynced and closed. */
-int weld_write_text_file(const char *path, const char *text, struct weld_error *err);
-/* pwrite exactly n bytes at off, or fail naming the file. */
-int weld_pwrite_full(int fd, const void *buf, size_t n, uint64_t off, const char *path,
+/* Write text to a new file at path (called label in messages), fsynced
+ * and closed. */
+int weld_write_text_file(const char *path, const char *label, const char *text,
+			 struct weld_error *err);
+/* pwrite exactly n bytes at off, or fail naming the file (label). */
+int weld_pwrite_full(int fd, const void *buf, size_t n, uint64_t off, const char *label,
 		     struct weld_error *err);
 
 #endif

@@ -8,12 +8,20 @@
  *   offset 8 + N  the data buffer; offsets are relative to it, e is one past
  *   file size     exactly 8 + N + the last e (no holes, no trailing bytes)
  *
- * Nothing in the header is trusted: the JSON text is pre-scanned for what
- * cJSON would let through (NUL and control bytes, invalid UTF-8, \u0000 in
- * names), numbers must be integers in [0, 2^53), and the data offsets must
- * tile the buffer exactly, in the reference reader's order of checks.
+ * Nothing in the header is trusted. The JSON text is pre-scanned for what
+ * cJSON would let through but serde_json (the reference) refuses: NUL and
+ * control bytes, invalid UTF-8, \u0000 in any string, numbers that are not
+ * JSON (01), shape and data_offsets entries that are not written as
+ * integers (2.0, 2e0, -0), more than WELD_MAX_TENSORS_PER_FILE entries.
+ * Then keys must be unique (at the top level, in __metadata__, and the
+ * three fields of a tensor), numbers integers in [0, 2^53), and the data
+ * offsets must tile the buffer exactly, in the reference reader's order of
+ * checks. Duplicates are found by hash, so a header of many keys is read in
+ * linear time.
  */
 #include "format.h"
+#include "json_scan.h"
+#include "name_table.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -22,6 +30,7 @@
 
 #define ST_MAX_HEADER 100000000ULL
 #define ST_MAX_INT 9007199254740992.0 /* 2^53 */
+#define ST_MAX_TENSORS WELD_MAX_TENSORS_PER_FILE
 
 static bool safetensors_probe(const unsigned char *head, size_t n)
 {
@@ -35,6 +44,24 @@ static bool safetensors_probe(const unsigned char *head, size_t n)
 		return false;
 	return head[8] == '{' || head[8] == ' ' || head[8] == '\t' ||
 	       head[8] == '\n' || head[8] == '\r';
+}
+
+/*
+ * A file the probe refused that is still a safetensors file, damaged: its
+ * header length fits in the file (the damage is in the header), or the
+ * header starts with '{' (a truncated file, a length over the limit). The
+ * first 8 bytes of a text file read as a length of 10^18 or more, and its
+ * ninth byte is seldom a '{'.
+ */
+static bool safetensors_damaged(const unsigned char *head, size_t n, uint64_t size)
+{
+	uint64_t len = 0;
+
+	if (n < 8)
+		return false;
+	for (int i = 0; i < 8; i++)
+		len |= (uint64_t)head[i] << (8 * i);
+	return (len <= ST_MAX_HEADER && len <= size - 8) || (n > 8 && head[8] == '{');
 }
 
 /* Length of the UTF-8 sequence at p (max n bytes), or 0 if invalid. */
@@ -70,8 +97,8 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 /*
  * Reject what serde_json (the reference) rejects but cJSON accepts: bytes
  * below 0x20 other than JSON whitespace outside strings, any control byte
- * inside strings, invalid UTF-8, a first byte that is not '{' or
- * whitespace, and "\u0000" escapes (cJSON would truncate the name there).
+ * inside strings, invalid UTF-8, and a first byte that is not '{' or
+ * whitespace.
  */
 static int prescan(const unsigned char *h, size_t n, const char *path,
 		   struct weld_error *err)
@@ -94,11 +121,6 @@ static int prescan(const unsigned char *h, size_t n, const char *path,
 					 "'%s': header: control byte 0x%02x at offset %zu",
 					 path, c, i + 8);
 		if (in_str && c == '\\') {
-			if (i + 1 < n && h[i + 1] == 'u' && i + 6 <= n &&
-			    memcmp(h + i + 2, "0000", 4) == 0)
-				return weld_fail(err, WELD_ERR_FORMAT,
-						 "'%s': header: string contains \\u0000 at offset %zu",
-						 path, i + 8);
 			i += 2;
 			continue;
 		}
@@ -111,6 +133,118 @@ static int prescan(const unsigned char *h, size_t n, const char *path,
 		i += l;
 	}
 	return 0;
+}
+
+/* ---------------------------------------------------------------- tokens */
+
+/*
+ * What cJSON's tree cannot show is checked on the tokens, before parsing:
+ * "\u0000" in a string (cJSON would cut the name there), numbers that are
+ * not JSON ("01"), shape and data_offsets entries written with a fraction,
+ * an exponent or a sign (serde reads them as usize), and the number of
+ * entries (checked before anything is allocated for them).
+ */
+struct token_check {
+	const char *path;
+	size_t entries;         /* top-level keys: tensors and __metadata__ */
+	struct weld_error *err;
+};
+
+/* Does the token lie inside the tensor entry path[0] (not __metadata__)? */
+static bool in_tensor(const struct weld_json_token *t)
+{
+	return t->depth >= 2 && !weld_json_key_is(&t->path[0], "__metadata__");
+}
+
+/* A string holding \u0000, refused with where it is. */
+static int refuse_nul(const struct token_check *c, const struct weld_json_token *t)
+{
+	const struct weld_json_frame *p = t->path;
+	const bool key = t->kind == WELD_JSON_KEY;
+
+	if (t->depth == 1 && key)
+		return weld_fail(c->err, WELD_ERR_FORMAT,
+				 "'%s': tensor '%.*s': name contains \\u0000", c->path,
+				 (int)t->len, t->text);
+	if (t->depth == 1 || (t->depth > 2 && !in_tensor(t)))
+		return weld_fail(c->err, WELD_ERR_FORMAT, "'%s': %.*s: contains \\u0000",
+				 c->path, (int)p[0].key_len, p[0].key);
+	if (!in_tensor(t))
+		return weld_fail(c->err, WELD_ERR_FORMAT, key
+				 ? "'%s': __metadata__: key '%.*s' contains \\u0000"
+				 : "'%s': __metadata__.%.*s: value contains \\u0000", c->path,
+				 (int)(key ? t->len : p[1].key_len), key ? t->text : p[1].key);
+	if (t->depth == 2 && key)
+		return weld_fail(c->err, WELD_ERR_FORMAT,
+				 "'%s': tensor '%.*s': key '%.*s' contains \\u0000", c->path,
+				 (int)p[0].key_len, p[0].key, (int)t->len, t->text);
+	return weld_fail(c->err, WELD_ERR_FORMAT, "'%s': tensor '%.*s': %.*s: contains \\u0000",
+			 c->path, (int)p[0].key_len, p[0].key, (int)p[1].key_len, p[1].key);
+}
+
+/* An element of a tensor's shape or data_offsets must be a non-negative
+ * JSON integer: no fraction, exponent, sign or leading zero. */
+static int check_dimension(const struct token_check *c, const struct weld_json_token *t)
+{
+	const struct weld_json_frame *p = t->path;
+	enum weld_json_number form = weld_json_number_form(t->text, t->len);
+	const char *why = form == WELD_JSON_REAL ? "written with a fraction or an exponent"
+		: form == WELD_JSON_NOT_A_NUMBER ? "not a JSON number"
+		: t->text[0] == '-' ? "negative" : NULL;
+
+	if (!why)
+		return 0;
+	return weld_fail(c->err, WELD_ERR_FORMAT,
+			 "'%s': tensor '%.*s': %.*s[%zu]: '%.*s' is not an integer (%s)",
+			 c->path, (int)p[0].key_len, p[0].key, (int)p[1].key_len, p[1].key,
+			 p[2].index, (int)t->len, t->text, why);
+}
+
+static int check_number(const struct token_check *c, const struct weld_json_token *t)
+{
+	const struct weld_json_frame *p = t->path;
+
+	if (t->depth == 3 && in_tensor(t) && !p[2].object &&
+	    (weld_json_key_is(&p[1], "shape") || weld_json_key_is(&p[1], "data_offsets")))
+		return check_dimension(c, t);
+	if (weld_json_number_form(t->text, t->len) != WELD_JSON_NOT_A_NUMBER)
+		return 0;
+	if (in_tensor(t))
+		return weld_fail(c->err, WELD_ERR_FORMAT,
+				 "'%s': tensor '%.*s': %.*s: '%.*s' is not a JSON number", c->path,
+				 (int)p[0].key_len, p[0].key, (int)p[1].key_len, p[1].key,
+				 (int)t->len, t->text);
+	return weld_fail(c->err, WELD_ERR_FORMAT,
+			 "'%s': header: '%.*s' at offset %zu is not a JSON number", c->path,
+			 (int)t->len, t->text, t->offset + 8);
+}
+
+static int check_token(void *ctx, const struct weld_json_token *t)
+{
+	struct token_check *c = ctx;
+
+	if (t->kind == WELD_JSON_KEY && t->depth == 1 && ++c->entries > ST_MAX_TENSORS + 1)
+		return weld_fail(c->err, WELD_ERR_FORMAT,
+				 "'%s': header: more than %u tensors (the limit of a file)",
+				 c->path, ST_MAX_TENSORS);
+	if ((t->kind == WELD_JSON_KEY || t->kind == WELD_JSON_STRING) &&
+	    weld_json_has_nul(t->text, t->len))
+		return refuse_nul(c, t);
+	if (t->kind == WELD_JSON_NUMBER)
+		return check_number(c, t);
+	return 0;
+}
+
+static int check_tokens(const char *h, size_t n, const char *path, struct weld_error *err)
+{
+	struct token_check c = { .path = path, .err = err };
+	int r = weld_json_scan(h, n, check_token, &c);
+
+	if (r == WELD_JSON_TOO_DEEP)
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "'%s': header: JSON nested deeper than %d levels", path,
+				 WELD_JSON_MAX_DEPTH);
+	return r;
 }
 
 /*
@@ -147,29 +281,64 @@ static int cmp_offsets(const void *a, const void *b)
 	return 0;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-	const struct st_entry *x = *(const struct st_entry *const *)a;
-	const struct st_entry *y = *(const struct st_entry *const *)b;
-
-	return strcmp(x->info.name, y->info.name);
-}
-
+/* Keys are unique: cJSON keeps duplicates, serde refuses them (or, in a
+ * map, keeps the last, where cJSON's lookup finds the first). */
 static int parse_metadata(weld_model *m, const cJSON *meta, const char *path,
 			  struct weld_error *err)
 {
+	struct weld_name_table keys;
 	const cJSON *kv;
+	int ret = -1;
 
 	if (!cJSON_IsObject(meta))
 		return weld_fail(err, WELD_ERR_FORMAT,
 				 "'%s': __metadata__: not an object of strings", path);
+	if (weld_name_table_init(&keys, (size_t)cJSON_GetArraySize(meta)) < 0)
+		return weld_fail(err, WELD_ERR_NOMEM, "'%s': out of memory", path);
 	cJSON_ArrayForEach(kv, meta) {
-		if (!cJSON_IsString(kv))
-			return weld_fail(err, WELD_ERR_FORMAT,
-					 "'%s': __metadata__.%s: value is not a string",
-					 path, kv->string);
+		int r = weld_name_table_add(&keys, kv->string, 0, NULL);
+
+		if (r != 0) {
+			weld_fail(err, r < 0 ? WELD_ERR_NOMEM : WELD_ERR_FORMAT, r < 0
+				  ? "'%s': out of memory" : "'%s': __metadata__.%s: duplicate key",
+				  path, kv->string);
+			goto out;
+		}
+		if (!cJSON_IsString(kv)) {
+			weld_fail(err, WELD_ERR_FORMAT, "'%s': __metadata__.%s: value is not a string",
+				  path, kv->string);
+			goto out;
+		}
 		if (weld_model_set_metadata(m, kv->string, kv->valuestring, err) < 0)
-			return -1;
+			goto out;
+	}
+	ret = 0;
+out:
+	weld_name_table_free(&keys);
+	return ret;
+}
+
+/*
+ * The three fields of a tensor entry, each at most once (serde refuses a
+ * duplicate field); other keys are ignored, as serde ignores them.
+ */
+static int tensor_fields(const cJSON *t, const cJSON *f[3], const char *path,
+			 struct weld_error *err)
+{
+	static const char *const names[3] = { "dtype", "shape", "data_offsets" };
+	const cJSON *kv;
+
+	f[0] = f[1] = f[2] = NULL;
+	cJSON_ArrayForEach(kv, t) {
+		for (int k = 0; k < 3; k++) {
+			if (strcmp(kv->string, names[k]) != 0)
+				continue;
+			if (f[k])
+				return weld_fail(err, WELD_ERR_FORMAT,
+						 "'%s': tensor '%s': %s: duplicate key", path,
+						 t->string, names[k]);
+			f[k] = kv;
+		}
 	}
 	return 0;
 }
@@ -178,16 +347,18 @@ static int parse_tensor(const cJSON *t, struct st_entry *e, const char *path,
 			struct weld_error *err)
 {
 	const char *name = t->string;
-	const cJSON *dt, *shape, *offs, *d;
+	const cJSON *f[3], *dt, *shape, *offs, *d;
 	uint64_t nelem = 1, nbytes;
 	int ndim = 0;
 
 	if (!cJSON_IsObject(t))
 		return weld_fail(err, WELD_ERR_FORMAT, "'%s': tensor '%s': not an object",
 				 path, name);
-	dt = cJSON_GetObjectItemCaseSensitive(t, "dtype");
-	shape = cJSON_GetObjectItemCaseSensitive(t, "shape");
-	offs = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
+	if (tensor_fields(t, f, path, err) < 0)
+		return -1;
+	dt = f[0];
+	shape = f[1];
+	offs = f[2];
 	if (!cJSON_IsString(dt))
 		return weld_fail(err, WELD_ERR_FORMAT, "'%s': tensor '%s': dtype: %s",
 				 path, name, dt ? "not a string" : "missing");
@@ -272,19 +443,15 @@ static int check_layout(struct st_entry *e, size_t n, uint64_t data_start,
 	return 0;
 }
 
-static int safetensors_parse(weld_model *m, int file, struct weld_error *err)
+/* The header text of the file (caller frees *out, NUL-terminated). */
+static int read_header(weld_model *m, int file, char **out, uint64_t *hlenp,
+		       struct weld_error *err)
 {
 	const char *path = weld_model_file_path(m, (size_t)file);
 	uint64_t fsize = weld_model_file_size(m, file), hlen = 0;
 	int fd = weld_model_file_fd(m, file);
 	unsigned char lenbuf[8];
-	char *h = NULL;
-	cJSON *root = NULL;
-	const cJSON *it;
-	struct st_entry *e = NULL;
-	struct st_entry **byname = NULL;
-	size_t n = 0, cap;
-	int ret = -1;
+	char *h;
 
 	if (fsize < 8)
 		return weld_fail(err, WELD_ERR_FORMAT,
@@ -305,10 +472,74 @@ static int safetensors_parse(weld_model *m, int file, struct weld_error *err)
 	h = malloc(hlen + 1);
 	if (!h)
 		return weld_fail(err, WELD_ERR_NOMEM, "'%s': out of memory for the header", path);
-	if (weld_pread_full(fd, h, hlen, 8, path, err) < 0)
-		goto out;
+	if (weld_pread_full(fd, h, hlen, 8, path, err) < 0) {
+		free(h);
+		return -1;
+	}
 	h[hlen] = 0;
-	if (prescan((unsigned char *)h, hlen, path, err) < 0)
+	*out = h;
+	*hlenp = hlen;
+	return 0;
+}
+
+/*
+ * The tensors of the header into e[0 .. *n) and its metadata into the
+ * model. Top-level keys are unique (cJSON keeps duplicates, the reference
+ * refuses them), found by hash so that the check stays linear.
+ */
+static int parse_entries(weld_model *m, int file, const cJSON *root, struct st_entry *e,
+			 size_t *n, struct weld_error *err)
+{
+	const char *path = weld_model_file_path(m, (size_t)file);
+	struct weld_name_table keys;
+	const cJSON *it;
+	int ret = -1;
+
+	if (weld_name_table_init(&keys, (size_t)cJSON_GetArraySize(root)) < 0)
+		return weld_fail(err, WELD_ERR_NOMEM, "'%s': out of memory", path);
+	*n = 0;
+	cJSON_ArrayForEach(it, root) {
+		bool meta = strcmp(it->string, "__metadata__") == 0;
+		int r = weld_name_table_add(&keys, it->string, 0, NULL);
+
+		if (r < 0) {
+			weld_fail(err, WELD_ERR_NOMEM, "'%s': out of memory", path);
+			goto out;
+		}
+		if (r > 0) {
+			if (meta)
+				weld_fail(err, WELD_ERR_FORMAT, "'%s': __metadata__: duplicate key", path);
+			else
+				weld_fail(err, WELD_ERR_FORMAT, "'%s': tensor '%s': duplicate name",
+					  path, it->string);
+			goto out;
+		}
+		if (meta ? parse_metadata(m, it, path, err) < 0
+			 : parse_tensor(it, &e[*n], path, err) < 0)
+			goto out;
+		if (!meta)
+			e[(*n)++].info.file = file;
+	}
+	ret = 0;
+out:
+	weld_name_table_free(&keys);
+	return ret;
+}
+
+static int safetensors_parse(weld_model *m, int file, struct weld_error *err)
+{
+	const char *path = weld_model_file_path(m, (size_t)file);
+	uint64_t fsize = weld_model_file_size(m, file), hlen = 0;
+	char *h = NULL;
+	cJSON *root = NULL;
+	struct st_entry *e = NULL;
+	size_t n = 0, entries;
+	int ret = -1;
+
+	if (read_header(m, file, &h, &hlen, err) < 0)
+		return -1;
+	if (prescan((unsigned char *)h, hlen, path, err) < 0 ||
+	    check_tokens(h, hlen, path, err) < 0)
 		goto out;
 	root = cJSON_ParseWithLengthOpts(h, hlen + 1, NULL, 1);
 	if (!root || !cJSON_IsObject(root)) {
@@ -316,62 +547,29 @@ static int safetensors_parse(weld_model *m, int file, struct weld_error *err)
 			  root ? " (not an object)" : "");
 		goto out;
 	}
-	cap = (size_t)cJSON_GetArraySize(root);
-	e = calloc(cap ? cap : 1, sizeof(*e));
-	byname = calloc(cap ? cap : 1, sizeof(*byname));
-	if (!e || !byname) {
+	entries = (size_t)cJSON_GetArraySize(root);
+	e = calloc(entries ? entries : 1, sizeof(*e));
+	if (!e) {
 		weld_fail(err, WELD_ERR_NOMEM, "'%s': out of memory", path);
 		goto out;
 	}
-	cJSON_ArrayForEach(it, root) {
-		if (strcmp(it->string, "__metadata__") == 0) {
-			if (parse_metadata(m, it, path, err) < 0)
-				goto out;
-			continue;
-		}
-		if (parse_tensor(it, &e[n], path, err) < 0)
-			goto out;
-		e[n].info.file = file;
-		n++;
-	}
-	/* cJSON keeps duplicate keys; the reference rejects them. */
-	for (size_t i = 0; i < n; i++)
-		byname[i] = &e[i];
-	qsort(byname, n, sizeof(*byname), cmp_names);
-	for (size_t i = 1; i < n; i++)
-		if (strcmp(byname[i - 1]->info.name, byname[i]->info.name) == 0) {
-			weld_fail(err, WELD_ERR_FORMAT, "'%s': tensor '%s': duplicate name",
-				  path, byname[i]->info.name);
-			goto out;
-		}
-	{
-		int seen_meta = 0;
-
-		cJSON_ArrayForEach(it, root)
-			seen_meta += strcmp(it->string, "__metadata__") == 0;
-		if (seen_meta > 1) {
-			weld_fail(err, WELD_ERR_FORMAT, "'%s': __metadata__: duplicate key", path);
-			goto out;
-		}
-	}
-	if (check_layout(e, n, 8 + hlen, fsize, path, err) < 0)
+	if (parse_entries(m, file, root, e, &n, err) < 0 ||
+	    check_layout(e, n, 8 + hlen, fsize, path, err) < 0)
 		goto out;
 	for (size_t i = 0; i < n; i++)
 		if (weld_model_add_tensor(m, &e[i].info, err) < 0)
 			goto out;
 	ret = 0;
 out:
-	free(byname);
 	free(e);
 	cJSON_Delete(root);
 	free(h);
 	return ret;
 }
 
-/* Also every file of 8+ bytes no other probe claims: see registry.c. */
 const struct weld_format weld_safetensors_format = {
 	.name = "safetensors",
 	.probe = safetensors_probe,
 	.parse = safetensors_parse,
-	.claims_rest = 8,
+	.damaged = safetensors_damaged,
 };

@@ -48,6 +48,7 @@ struct out_tensor {
 
 struct shard {
 	char *path;         /* inside the temporary folder */
+	char *label;        /* what messages call it: "<out>/<name>", or <out> */
 	char *name;
 	int fd;
 	uint64_t header_len;/* padded JSON length, N */
@@ -56,6 +57,7 @@ struct shard {
 };
 
 struct weld_writer {
+	const char *out;            /* the output, for messages: dir.out once made */
 	struct weld_outdir dir;
 	struct out_tensor *t;
 	size_t n;
@@ -90,65 +92,150 @@ static int cmp_write_order(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-/* The header JSON of shard k, with real hashes once `final`. */
-static char *shard_header(const weld_writer *w, size_t k, bool final)
-{
-	const struct shard *s = &w->s[k];
-	cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
-	cJSON *hashes = cJSON_CreateObject();
-	char *hashes_text, *out = NULL;
-	bool ok = root && meta && hashes;
+/* ---------------------------------------------------------------- shard headers */
 
-	if (ok) {
-		cJSON_AddItemToObject(root, "__metadata__", meta);
-		meta = NULL;
+/*
+ * A shard's header is written here rather than through cJSON, so that its
+ * length is known at open without building it, and so that writing a
+ * header of many tensors costs one buffer, not a tree. The text is what
+ * cJSON_PrintUnformatted() gives for the same object (the tests compare
+ * the two): strings escaped as cJSON escapes them, integers in decimal.
+ * A pass with a NULL buffer only counts.
+ */
+struct text {
+	char *buf;          /* NULL: count only */
+	size_t len;
+};
+
+static void put(struct text *t, const char *s, size_t n)
+{
+	if (t->buf)
+		memcpy(t->buf + t->len, s, n);
+	t->len += n;
+}
+
+/* Byte c of a string escaped as cJSON does into e; its length (1 to 6). */
+static size_t escape_byte(unsigned char c, char e[7])
+{
+	static const char short_form[] = "\"\"\\\\\bb\ff\nn\rr\tt";
+
+	for (size_t k = 0; short_form[k]; k += 2)
+		if (c == (unsigned char)short_form[k]) {
+			e[0] = '\\';
+			e[1] = short_form[k + 1];
+			return 2;
+		}
+	if (c < 0x20) {
+		snprintf(e, 7, "\\u%04x", c);
+		return 6;
 	}
-	for (size_t i = s->first; ok && i < s->first + s->count; i++) {
+	e[0] = (char)c;
+	return 1;
+}
+
+/* Does byte c stand for itself in a JSON string? */
+static bool plain_byte(unsigned char c)
+{
+	return c >= 0x20 && c != '"' && c != '\\';
+}
+
+/* s[0..n) escaped `times` times: the text of a JSON string (without its
+ * quotes) inside times - 1 levels of JSON strings. Runs of plain bytes are
+ * copied whole, whatever the level. */
+static void put_escaped(struct text *t, const char *s, size_t n, int times)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		size_t j = i;
+		char e[7];
+
+		while (j < n && (!times || plain_byte((unsigned char)s[j])))
+			j++;
+		put(t, s + i, j - i);
+		if (j == n)
+			break;
+		put_escaped(t, e, escape_byte((unsigned char)s[j], e), times - 1);
+		i = j + 1;
+	}
+}
+
+/* JSON text at `level` strings deep (its own bytes escaped level times). */
+static void put_json(struct text *t, const char *s, int level)
+{
+	put_escaped(t, s, strlen(s), level);
+}
+
+/* The JSON string s, at `level` strings deep. */
+static void put_string(struct text *t, const char *s, int level)
+{
+	put_json(t, "\"", level);
+	put_escaped(t, s, strlen(s), level + 1);
+	put_json(t, "\"", level);
+}
+
+static void put_u64(struct text *t, uint64_t v)
+{
+	char d[24];
+
+	put(t, d, (size_t)snprintf(d, sizeof(d), "%llu", (unsigned long long)v));
+}
+
+/* "weld_xxh3": the JSON object {name: hex, ...} of the shard, as a string. */
+static void put_hashes(struct text *t, const weld_writer *w, const struct shard *s, bool final)
+{
+	put_json(t, "\"{", 0);
+	for (size_t i = s->first; i < s->first + s->count; i++) {
 		char hex[17] = "0000000000000000";
 
 		if (final)
 			weld_hex64(w->t[i].hash, hex);
-		ok = cJSON_AddStringToObject(hashes, w->t[i].name, hex) != NULL;
+		if (i > s->first)
+			put_json(t, ",", 1);
+		put_string(t, w->t[i].name, 1);
+		put_json(t, ":", 1);
+		put_string(t, hex, 1);
 	}
-	hashes_text = ok ? cJSON_PrintUnformatted(hashes) : NULL;
-	if (ok && hashes_text) {
-		cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+	put_json(t, "}\"", 0);
+}
 
-		ok = cJSON_AddStringToObject(m, "format", "pt") &&
-		     cJSON_AddStringToObject(m, "weld_version", WELD_VERSION) &&
-		     (!w->recipe || cJSON_AddStringToObject(m, "weld_recipe", w->recipe)) &&
-		     cJSON_AddStringToObject(m, "weld_xxh3", hashes_text);
-	} else {
-		ok = false;
+static void put_tensor(struct text *t, const struct out_tensor *o)
+{
+	put_json(t, ",", 0);
+	put_string(t, o->name, 0);
+	put_json(t, ":{\"dtype\":", 0);
+	put_string(t, weld_dtype_name(o->dtype), 0);
+	put_json(t, ",\"shape\":[", 0);
+	for (int d = 0; d < o->ndim; d++) {
+		if (d)
+			put_json(t, ",", 0);
+		put_u64(t, (uint64_t)o->shape[d]);
 	}
-	for (size_t i = s->first; ok && i < s->first + s->count; i++) {
-		const struct out_tensor *t = &w->t[i];
-		cJSON *o = cJSON_CreateObject(), *shape = cJSON_CreateArray();
-		cJSON *offs = cJSON_CreateArray();
+	put_json(t, "],\"data_offsets\":[", 0);
+	put_u64(t, o->begin);
+	put_json(t, ",", 0);
+	put_u64(t, o->begin + o->nbytes);
+	put_json(t, "]}", 0);
+}
 
-		ok = o && shape && offs;
-		if (ok) {
-			cJSON_AddItemToObject(root, t->name, o);
-			cJSON_AddStringToObject(o, "dtype", weld_dtype_name(t->dtype));
-			cJSON_AddItemToObject(o, "shape", shape);
-			cJSON_AddItemToObject(o, "data_offsets", offs);
-			for (int d = 0; d < t->ndim; d++)
-				cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
-			cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)t->begin));
-			cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(t->begin + t->nbytes)));
-		} else {
-			cJSON_Delete(o);
-			cJSON_Delete(shape);
-			cJSON_Delete(offs);
-		}
+/* The header JSON of shard k (unpadded) into t, with real hashes once
+ * `final`. */
+static void shard_header(const weld_writer *w, size_t k, bool final, struct text *t)
+{
+	const struct shard *s = &w->s[k];
+
+	put_json(t, "{\"__metadata__\":{\"format\":\"pt\",\"weld_version\":", 0);
+	put_string(t, WELD_VERSION, 0);
+	if (w->recipe) {
+		put_json(t, ",\"weld_recipe\":", 0);
+		put_string(t, w->recipe, 0);
 	}
-	if (ok)
-		out = cJSON_PrintUnformatted(root);
-	cJSON_free(hashes_text);
-	cJSON_Delete(hashes);
-	cJSON_Delete(meta);
-	cJSON_Delete(root);
-	return out;
+	put_json(t, ",\"weld_xxh3\":", 0);
+	put_hashes(t, w, s, final);
+	put_json(t, "}", 0);
+	for (size_t i = s->first; i < s->first + s->count; i++)
+		put_tensor(t, &w->t[i]);
+	put_json(t, "}", 0);
 }
 
 static int cmp_name_ptr(const void *a, const void *b)
@@ -170,24 +257,54 @@ static struct out_tensor **by_name(const weld_writer *w)
 	return p;
 }
 
-static int validate_tensors(const struct weld_out_tensor *t, size_t n,
+/* The caller's tensors make a valid header (out names the output). */
+static int validate_tensors(const char *out, const struct weld_out_tensor *t, size_t n,
 			    struct weld_error *err)
 {
 	for (size_t i = 0; i < n; i++) {
 		uint64_t ne = 1;
 
 		if (strcmp(t[i].name, "__metadata__") == 0)
-			return weld_fail(err, WELD_ERR_ARG, "tensor name '__metadata__' is reserved");
+			return weld_fail(err, WELD_ERR_ARG,
+					 "'%s': tensor name '__metadata__' is reserved", out);
 		if (t[i].ndim < 0 || t[i].ndim > WELD_MAX_DIMS)
-			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': bad rank %d",
-					 t[i].name, t[i].ndim);
+			return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': bad rank %d",
+					 out, t[i].name, t[i].ndim);
 		for (int d = 0; d < t[i].ndim; d++)
 			if (t[i].shape[d] < 0 || !weld_mul_u64(ne, (uint64_t)t[i].shape[d], &ne))
-				return weld_fail(err, WELD_ERR_ARG, "tensor '%s': bad shape",
-						 t[i].name);
+				return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': bad shape",
+						 out, t[i].name);
 		if (!weld_mul_u64(ne, weld_dtype_size(t[i].dtype), &ne))
-			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': too large", t[i].name);
+			return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': too large", out,
+					 t[i].name);
 	}
+	return 0;
+}
+
+/*
+ * The padded length of shard k's header, counted without building it, and
+ * refused at once when a reader would refuse the file: a header over 100
+ * MB, or more tensors than a file may hold.
+ */
+static int size_header(weld_writer *w, size_t k, struct weld_error *err)
+{
+	struct shard *s = &w->s[k];
+	struct text t = { NULL, 0 };
+	const bool one = w->opts.single_file;
+	const char *split = one ? "" : " (split the output into smaller shards)";
+
+	if (s->count > WELD_MAX_TENSORS_PER_FILE)
+		return weld_fail(err, WELD_ERR_ARG, "'%s': %s%s%s would hold %zu tensors, more than "
+				 "the %u a file may hold%s", w->out, one ? "it" : "'",
+				 one ? "" : s->name, one ? "" : "'", s->count,
+				 WELD_MAX_TENSORS_PER_FILE, split);
+	shard_header(w, k, false, &t);
+	s->header_len = (t.len + 7) / 8 * 8;
+	if (s->header_len > MAX_HEADER)
+		return weld_fail(err, WELD_ERR_ARG, "'%s': the header of %s%s%s would be %llu "
+				 "bytes (%zu tensors), over the 100000000 a reader accepts%s",
+				 w->out, one ? "the file" : "'", one ? "" : s->name,
+				 one ? "" : "'", (unsigned long long)s->header_len, s->count, split);
 	return 0;
 }
 
@@ -217,28 +334,20 @@ static int plan_shards(weld_writer *w, struct weld_error *err)
 		s->count++;
 		s->data_len = cur;
 	}
+	for (size_t k = 0; k < w->ns; k++)
+		w->s[k].fd = -1;
 	for (size_t k = 0; k < w->ns; k++) {
 		char name[64];
-		char *h;
 
 		if (w->ns == 1)
 			snprintf(name, sizeof(name), "model.safetensors");
 		else
 			snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", k + 1, w->ns);
 		w->s[k].name = xstrdup(name);
-		w->s[k].path = weld_outdir_path(&w->dir, name);
-		w->s[k].fd = -1;
-		h = shard_header(w, k, false);
-		if (!w->s[k].name || !w->s[k].path || !h) {
-			free(h);
+		if (!w->s[k].name)
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-		}
-		w->s[k].header_len = (strlen(h) + 7) / 8 * 8;
-		free(h);
-		if (w->s[k].header_len > MAX_HEADER)
-			return weld_fail(err, WELD_ERR_ARG,
-					 "shard '%s': header of %llu bytes is over the 100 MB limit",
-					 name, (unsigned long long)w->s[k].header_len);
+		if (size_header(w, k, err) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -274,17 +383,25 @@ static int add_tensors(weld_writer *w, const struct weld_out_tensor *t, size_t n
 	w->names = ord;
 	for (size_t i = 1; i < n; i++)
 		if (strcmp(ord[i - 1]->name, ord[i]->name) == 0)
-			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': written twice",
-					 ord[i]->name);
+			return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': written twice",
+					 w->out, ord[i]->name);
 	return 0;
 }
 
-/* Name every file of the output, create the temporary folder and the shards. */
+/* Name every file of the output, create the folder it is written in and
+ * the shards. */
 static int create_files(weld_writer *w, struct weld_error *err)
 {
-	for (size_t k = 0; k < w->ns; k++)
-		if (weld_outdir_add(&w->dir, w->s[k].name, err) < 0)
+	for (size_t k = 0; k < w->ns; k++) {
+		struct shard *s = &w->s[k];
+
+		s->path = weld_outdir_path(&w->dir, s->name);
+		s->label = weld_outdir_label(&w->dir, s->name);
+		if (!s->path || !s->label)
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		if (weld_outdir_add(&w->dir, s->name, err) < 0)
 			return -1;
+	}
 	if (weld_outdir_add(&w->dir, "model.safetensors.index.json", err) < 0 ||
 	    (w->extra_name && weld_outdir_add(&w->dir, w->extra_name, err) < 0) ||
 	    weld_outdir_add_side_files(&w->dir, err) < 0 ||
@@ -295,9 +412,10 @@ static int create_files(weld_writer *w, struct weld_error *err)
 
 		s->fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (s->fd < 0)
-			return weld_fail_errno(err, "cannot create '%s'", s->path);
+			return weld_fail_errno(err, "cannot create '%s'", s->label);
 		if (ftruncate(s->fd, (off_t)(8 + s->header_len + s->data_len)) < 0)
-			return weld_fail_errno(err, "cannot size '%s'", s->path);
+			return weld_fail_errno(err, "cannot make '%s' %llu bytes long", s->label,
+					       (unsigned long long)(8 + s->header_len + s->data_len));
 	}
 	return 0;
 }
@@ -312,17 +430,21 @@ int weld_writer_open(weld_writer **out, const char *dir,
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	if (weld_outdir_init(&w->dir, dir, opts->force, err) < 0 ||
-	    validate_tensors(t, n, err) < 0)
-		goto fail;
+	w->out = dir;
+	w->dir.owner_fd = -1;
 	w->opts = *opts;
 	w->recipe = xstrdup(opts->recipe_json);
 	w->copy_from = xstrdup(opts->copy_from);
 	w->torch_dtype = xstrdup(opts->torch_dtype);
 	w->extra_name = xstrdup(opts->extra_name);
 	w->extra_data = xstrdup(opts->extra_data);
-	if (add_tensors(w, t, n, err) < 0 || plan_shards(w, err) < 0 ||
-	    create_files(w, err) < 0)
+	/* the layout is checked before anything is made on disk */
+	if (validate_tensors(dir, t, n, err) < 0 || add_tensors(w, t, n, err) < 0 ||
+	    plan_shards(w, err) < 0 ||
+	    weld_outdir_init(&w->dir, dir, opts->force, opts->single_file, err) < 0)
+		goto fail;
+	w->out = w->dir.out;
+	if (create_files(w, err) < 0)
 		goto fail;
 	*out = w;
 	return 0;
@@ -362,8 +484,8 @@ int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 	uint64_t off;
 
 	if (len > t->nbytes - t->written)
-		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': more bytes than its size",
-				 t->name);
+		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': more bytes than its size",
+				 w->out, t->name);
 	/* Nothing to do; and on a finished tensor, a new hash state would
 	 * replace its hash with the hash of no bytes. */
 	if (!len)
@@ -375,7 +497,7 @@ int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 		XXH3_64bits_reset(t->xxh);
 	}
 	off = 8 + s->header_len + t->begin + t->written;
-	if (weld_pwrite_full(s->fd, data, len, off, s->path, err) < 0)
+	if (weld_pwrite_full(s->fd, data, len, off, s->label, err) < 0)
 		return -1;
 #ifdef SYNC_FILE_RANGE_WRITE
 	/* start writing back now, so that commit's fsync has little left to
@@ -393,11 +515,51 @@ int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 	return 0;
 }
 
+/* Shard k's header with the real hashes, padded with spaces, at offset 0. */
+static int write_header(weld_writer *w, size_t k, struct weld_error *err)
+{
+	struct shard *s = &w->s[k];
+	struct text t = { NULL, 0 };
+	unsigned char *buf;
+	int r;
+
+	/* the hashes have a fixed width: the length counted at open holds */
+	shard_header(w, k, true, &t);
+	if ((t.len + 7) / 8 * 8 != s->header_len)
+		return weld_fail(err, WELD_ERR_ARG, "'%s': the header of '%s' changed length",
+				 w->out, s->name);
+	buf = malloc(8 + s->header_len);
+	if (!buf)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	for (int b = 0; b < 8; b++)
+		buf[b] = (unsigned char)(s->header_len >> (8 * b));
+	t.buf = (char *)buf + 8;
+	t.len = 0;
+	shard_header(w, k, true, &t);
+	memset(buf + 8 + t.len, ' ', s->header_len - t.len);
+	r = weld_pwrite_full(s->fd, buf, 8 + s->header_len, 0, s->label, err);
+	free(buf);
+	return r;
+}
+
+/* A text file of the output folder. */
+static int write_output_file(weld_writer *w, const char *name, const char *text,
+			     struct weld_error *err)
+{
+	char *path = weld_outdir_path(&w->dir, name), *label = weld_outdir_label(&w->dir, name);
+	int r = path && label ? weld_write_text_file(path, label, text, err)
+		: weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+
+	free(label);
+	free(path);
+	return r;
+}
+
 static int write_index(weld_writer *w, struct weld_error *err)
 {
 	cJSON *root = cJSON_CreateObject(), *meta, *map;
 	uint64_t total = 0;
-	char *text, *path;
+	char *text;
 	int r;
 
 	if (!root)
@@ -421,12 +583,8 @@ static int write_index(weld_writer *w, struct weld_error *err)
 	}
 	text = cJSON_Print(root);
 	cJSON_Delete(root);
-	path = weld_outdir_path(&w->dir, "model.safetensors.index.json");
-	if (!text || !path) {
-		free(text);
-		free(path);
+	if (!text)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	}
 	{
 		size_t l = strlen(text);
 		char *t2 = realloc(text, l + 2);
@@ -436,9 +594,8 @@ static int write_index(weld_writer *w, struct weld_error *err)
 			memcpy(text + l, "\n", 2);
 		}
 	}
-	r = weld_write_text_file(path, text, err);
+	r = write_output_file(w, "model.safetensors.index.json", text, err);
 	free(text);
-	free(path);
 	return r;
 }
 
@@ -447,7 +604,8 @@ int weld_writer_commit(weld_writer *w, struct weld_error *err)
 	for (size_t i = 0; i < w->n; i++)
 		if (!w->t[i].done && w->t[i].nbytes) {
 			return weld_fail(err, WELD_ERR_ARG,
-					 "tensor '%s': %llu of %llu bytes written", w->t[i].name,
+					 "'%s': tensor '%s': %llu of %llu bytes written", w->out,
+					 w->t[i].name,
 					 (unsigned long long)w->t[i].written,
 					 (unsigned long long)w->t[i].nbytes);
 		} else if (!w->t[i].nbytes) {
@@ -455,54 +613,28 @@ int weld_writer_commit(weld_writer *w, struct weld_error *err)
 		}
 	for (size_t k = 0; k < w->ns; k++) {
 		struct shard *s = &w->s[k];
-		char *h = shard_header(w, k, true);
-		unsigned char *buf;
-		size_t hl;
-		int r;
 
-		if (!h)
-			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-		hl = strlen(h);
-		buf = malloc(8 + s->header_len);
-		if (!buf || (hl + 7) / 8 * 8 != s->header_len) {
-			free(h);
-			free(buf);
-			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-		}
-		for (int b = 0; b < 8; b++)
-			buf[b] = (unsigned char)(s->header_len >> (8 * b));
-		memcpy(buf + 8, h, hl);
-		memset(buf + 8 + hl, ' ', s->header_len - hl);
-		free(h);
-		r = weld_pwrite_full(s->fd, buf, 8 + s->header_len, 0, s->path, err);
-		free(buf);
-		if (r < 0)
+		if (write_header(w, k, err) < 0)
 			return -1;
 		if (fsync(s->fd) < 0)
-			return weld_fail_errno(err, "fsync of '%s' failed", s->path);
+			return weld_fail_errno(err, "fsync of '%s' failed", s->label);
 		if (close(s->fd) < 0) {
 			s->fd = -1;
-			return weld_fail_errno(err, "close of '%s' failed", s->path);
+			return weld_fail_errno(err, "close of '%s' failed", s->label);
 		}
 		s->fd = -1;
 	}
 	if (w->opts.single_file)
-		return weld_outdir_publish_file(&w->dir, w->s[0].path, err);
+		return weld_outdir_publish(&w->dir, w->s[0].path, err);
 	if (w->ns > 1 && write_index(w, err) < 0)
 		return -1;
 	if (weld_outdir_copy_side_files(&w->dir, w->copy_from, w->torch_dtype,
 					w->opts.edit_config, w->opts.edit_config_ctx, err) < 0)
 		return -1;
-	if (w->extra_name) {
-		char *p = weld_outdir_path(&w->dir, w->extra_name);
-		int r = p ? weld_write_text_file(p, w->extra_data ? w->extra_data : "", err)
-			  : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-
-		free(p);
-		if (r < 0)
-			return -1;
-	}
-	return weld_outdir_publish(&w->dir, err);
+	if (w->extra_name &&
+	    write_output_file(w, w->extra_name, w->extra_data ? w->extra_data : "", err) < 0)
+		return -1;
+	return weld_outdir_publish(&w->dir, NULL, err);
 }
 
 void weld_writer_close(weld_writer *w)
@@ -513,6 +645,7 @@ void weld_writer_close(weld_writer *w)
 		if (w->s[k].fd >= 0)
 			close(w->s[k].fd);
 		free(w->s[k].path);
+		free(w->s[k].label);
 		free(w->s[k].name);
 	}
 	weld_outdir_release(&w->dir);

@@ -39,6 +39,13 @@
 
 /* data.pkl takes ~150 bytes a tensor: this cap is far above real checkpoints. */
 #define MAX_DATA_PKL (64ull << 20)
+/*
+ * A deflated data.pkl may inflate to this many times its compressed size
+ * (real ones: 6 with protocol 2, 18 with protocol 4). The pickle's memory
+ * budget grows with its inflated size, so this keeps what a small file can
+ * make weld allocate proportional to the file, not to deflate's 1032:1.
+ */
+#define PKL_MAX_RATIO 64u
 /* Deflate turns one byte into at most 1032 (a 258-byte match costs 2 bits). */
 #define DEFLATE_MAX_RATIO 1032u
 
@@ -160,6 +167,12 @@ static int load_state_dict(struct ckpt *c, const struct weld_zip_entry *pkl,
 	unsigned char *buf = NULL;
 	int ret = -1;
 
+	if (pkl->method != 0 && pkl->usize / PKL_MAX_RATIO > pkl->csize)
+		return weld_fail(err, WELD_ERR_FORMAT, "'%s': data.pkl: %llu compressed bytes "
+				 "declare %llu, more than %u times as many: a state dict's pickle "
+				 "does not compress so well", c->path,
+				 (unsigned long long)pkl->csize, (unsigned long long)pkl->usize,
+				 PKL_MAX_RATIO);
 	if (weld_zip_read(&c->z, pkl, MAX_DATA_PKL, &buf, err) < 0)
 		return -1;
 	if (weld_state_dict_load(buf, (size_t)pkl->usize, &c->sd, err) < 0) {
@@ -379,6 +392,11 @@ static int torch_parse(weld_model *m, int file, struct weld_error *err)
 	if (find_layout(&c, &pkl, err) < 0 || check_byteorder(&c, err) < 0 ||
 	    load_state_dict(&c, pkl, err) < 0)
 		goto out;
+	if (c.sd.ntensors > WELD_MAX_TENSORS_PER_FILE) {
+		weld_fail(err, WELD_ERR_FORMAT, "'%s': data.pkl: more than %u tensors (the limit "
+			  "of a file)", c.path, WELD_MAX_TENSORS_PER_FILE);
+		goto out;
+	}
 	c.slots = calloc(c.sd.nstorages ? c.sd.nstorages : 1, sizeof(*c.slots));
 	if (!c.slots) {
 		weld_fail(err, WELD_ERR_NOMEM, "out of memory");

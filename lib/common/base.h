@@ -123,10 +123,21 @@ static inline bool weld_add_u64(uint64_t a, uint64_t b, uint64_t *out)
 /* "dir/name" in a new string (caller frees), or NULL when out of memory. */
 char *weld_path_join(const char *dir, const char *name);
 
+/*
+ * Open the regular file at path for reading; *size, if not NULL, gets its
+ * size. Anything else (a folder, a FIFO, a device, a socket) is refused with
+ * an error naming it and what it is, without blocking: the kind is checked
+ * with stat() first, and the file is then opened with O_NONBLOCK and checked
+ * again with fstat() (it may have changed in between), O_NONBLOCK being
+ * cleared before the descriptor is returned. Returns the descriptor, or -1
+ * (an open that fails keeps its errno in err->sys_errno).
+ */
+int weld_open_regular(const char *path, uint64_t *size, struct weld_error *err);
+
 /* The whole of the regular file at path, NUL-terminated (caller frees
  * *out; *len, if not NULL, gets its length). A file larger than max bytes,
- * or one that is not a regular file (a FIFO, a device, a folder), is
- * refused with an error naming it. */
+ * or one that is not a regular file (weld_open_regular()), is refused with
+ * an error naming it. */
 int weld_read_small_file(const char *path, uint64_t max, char **out, size_t *len,
 			 struct weld_error *err);
 

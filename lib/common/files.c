@@ -1,6 +1,7 @@
 /*
- * files.c - the file helpers every layer shares: join a path, read a small
- * file whole, pread a range whole.
+ * files.c - the file helpers every layer shares: join a path, open a file
+ * that must be a regular one (never blocking on a FIFO), read a small file
+ * whole, pread a range whole.
  */
 #include "base.h"
 
@@ -25,38 +26,83 @@ char *weld_path_join(const char *dir, const char *name)
 	return p;
 }
 
+/* What a file that is not a regular one is, for messages. */
+static const char *file_kind(mode_t mode)
+{
+	if (S_ISDIR(mode))
+		return "a folder";
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISCHR(mode))
+		return "a character device";
+	if (S_ISBLK(mode))
+		return "a block device";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	return "a special file";
+}
+
+static int refuse_kind(const char *path, mode_t mode, struct weld_error *err)
+{
+	return weld_fail(err, WELD_ERR_IO, "'%s' is %s, not a regular file", path,
+			 file_kind(mode));
+}
+
+int weld_open_regular(const char *path, uint64_t *size, struct weld_error *err)
+{
+	struct stat st;
+	int fd, flags;
+
+	if (stat(path, &st) < 0)
+		return weld_fail_errno(err, "cannot open '%s'", path);
+	if (!S_ISREG(st.st_mode))
+		return refuse_kind(path, st.st_mode, err);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return weld_fail_errno(err, "cannot open '%s'", path);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		if (S_ISREG(st.st_mode))
+			weld_fail_errno(err, "cannot stat '%s'", path);
+		else
+			refuse_kind(path, st.st_mode, err);
+		close(fd);
+		return -1;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+		weld_fail_errno(err, "cannot open '%s'", path);
+		close(fd);
+		return -1;
+	}
+	if (size)
+		*size = (uint64_t)st.st_size;
+	return fd;
+}
+
 int weld_read_small_file(const char *path, uint64_t max, char **out, size_t *len,
 			 struct weld_error *err)
 {
-	struct stat st;
+	uint64_t size = 0;
 	char *buf = NULL;
-	int r = -1, fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	int r = -1, fd = weld_open_regular(path, &size, err);
 
 	if (fd < 0)
-		return weld_fail_errno(err, "cannot open '%s'", path);
-	if (fstat(fd, &st) < 0) {
-		weld_fail_errno(err, "cannot stat '%s'", path);
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		weld_fail(err, WELD_ERR_FORMAT, "'%s': not a regular file", path);
-		goto out;
-	}
-	if ((uint64_t)st.st_size > max) {
+		return -1;
+	if (size > max) {
 		weld_fail(err, WELD_ERR_FORMAT, "'%s': larger than %llu bytes", path,
 			  (unsigned long long)max);
 		goto out;
 	}
-	buf = malloc((size_t)st.st_size + 1);
+	buf = malloc((size_t)size + 1);
 	if (!buf) {
 		weld_fail(err, WELD_ERR_NOMEM, "out of memory reading '%s'", path);
 		goto out;
 	}
-	if (weld_pread_full(fd, buf, (size_t)st.st_size, 0, path, err) < 0)
+	if (weld_pread_full(fd, buf, (size_t)size, 0, path, err) < 0)
 		goto out;
-	buf[st.st_size] = 0;
+	buf[size] = 0;
 	if (len)
-		*len = (size_t)st.st_size;
+		*len = (size_t)size;
 	*out = buf;
 	buf = NULL;
 	r = 0;

@@ -92,4 +92,23 @@ PYEOF
 expect "inspect escapes control characters" sh -c "'$WELD' inspect '$T/ctl2.safetensors' | grep -qF 'w\\x1b]0;x\\x07' && ! '$WELD' inspect '$T/ctl2.safetensors' | grep -q \"\$(printf '\\033')\""
 refuse "errors escape control characters" 1 "tensor 'w\\x1b]0;x\\x07'" "$T/x4" "$WELD" average -o "$T/x4" "$T/ctl2.safetensors" "$T/ctl3.safetensors"
 expect "nothing written for malformed inputs" sh -c "! ls -d '$T'/x1* '$T'/x2* '$T'/x3* 2>/dev/null"
+# the temporary folder: ".weld-tmp-XXXXXX" in the output's parent, whatever its name
+long=$(printf '%0250d' 0)
+expect "an output name of 250 characters" "$WELD" convert "$M" -o "$T/$long" -q
+expect "no .weld-tmp-* left beside the outputs" sh -c "! ls -d '$T'/.weld-tmp-* 2>/dev/null"
+mkdir -p "$T/.weld-tmp-stale1/new" "$T/.weld-tmp-stale2/new"
+printf 'weld temporary output\noutput: st\npid: 1\n' >"$T/.weld-tmp-stale1/owner"
+printf 'weld temporary output\noutput: other\npid: 1\n' >"$T/.weld-tmp-stale2/owner"
+expect "a killed run's temporary folder goes at the next run for its output" sh -c "'$WELD' convert '$M' -o '$T/st' -q && ! test -e '$T/.weld-tmp-stale1' && test -e '$T/.weld-tmp-stale2'"
+rm -rf "$T/.weld-tmp-stale2"
+refuse "an output in a missing folder is named as such" 1 "cannot create a temporary folder for '$T/nodir/out' in '$T/nodir'" "$T/nodir/out" "$WELD" convert "$M" -o "$T/nodir/out"
+refuse "a write error names the output, not its temporary folder" 1 "'$T/fz/model.safetensors'" "$T/fz" sh -c "trap '' XFSZ; ulimit -f 1; exec '$WELD' convert '$M' -o '$T/fz' -q"
+expect "no .weld-tmp-* left after a failed write" sh -c "! ls -d '$T'/.weld-tmp-* 2>/dev/null"
+
+# inputs that are not model files
+mkfifo "$T/fifo.safetensors"
+refuse "a FIFO as a model is refused at once" 1 "fifo.safetensors' is a FIFO, not a regular file" "$T/x5" timeout 20 "$WELD" convert "$T/fifo.safetensors" -o "$T/x5"
+refuse "a text file is not a checkpoint" 1 "cut.py': not a safetensors or PyTorch checkpoint" "$T/x6" "$WELD" convert "$T/cut.py" -o "$T/x6"
+mkdir -p "$T/dm/model.safetensors"
+refuse "a folder named model.safetensors is named as such" 1 "dm/model.safetensors' is a folder, not a regular file" "$T/x7" "$WELD" convert "$T/dm" -o "$T/x7"
 summary

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "weld.h"
 #include "fixtures.h"
@@ -703,9 +704,122 @@ static void test_bad_invalid_utf8(void **state)
 
 static void test_bad_u0000_escape(void **state)
 {
-	/* cJSON would truncate "a\u0000b" to "a" */
-	expect_bad(*state, T("a\\u0000b"), 1, "header: string contains \\u0000");
-	expect_bad(*state, "{\"__metadata__\":{\"k\":\"\\u0000\"}}", 0, "\\u0000");
+	/* cJSON would truncate "a\u0000b" to "a": each place is named */
+	expect_bad(*state, T("a\\u0000b"), 1, "tensor 'a\\u0000b': name contains \\u0000");
+	expect_bad(*state, "{\"__metadata__\":{\"k\":\"\\u0000\"}}", 0,
+		   "__metadata__.k: value contains \\u0000");
+	expect_bad(*state, "{\"__metadata__\":{\"k\\u0000\":\"v\"}}", 0,
+		   "__metadata__: key 'k\\u0000' contains \\u0000");
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\\u0000\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+		   1, "tensor 'a': dtype: contains \\u0000");
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],"
+		   "\"x\\u0000\":1}}", 1, "tensor 'a': key 'x\\u0000' contains \\u0000");
+	/* an escaped backslash followed by "u0000" is no NUL */
+	{
+		char *p = write_st(*state, "ok.safetensors", T("a\\\\u0000"),
+				   strlen(T("a\\\\u0000")), NULL, 1);
+		weld_model *m = open_ok(p);
+
+		assert_true(weld_model_find(m, "a\\u0000") >= 0);
+		weld_model_close(m);
+		free(p);
+	}
+}
+
+/* serde reads dtype, shape and data_offsets into a struct: a second copy of
+ * one of them is an error (other keys are ignored, duplicates included). */
+static void test_bad_duplicate_field_in_tensor(void **state)
+{
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"dtype\":\"F32\",\"shape\":[1],"
+		   "\"data_offsets\":[0,1]}}", 1, "tensor 'a': dtype: duplicate key");
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"shape\":[4],"
+		   "\"data_offsets\":[0,1]}}", 1, "tensor 'a': shape: duplicate key");
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],"
+		   "\"data_offsets\":[0,1]}}", 1, "tensor 'a': data_offsets: duplicate key");
+	{
+		const char *hdr = "{\"a\":{\"dtype\":\"U8\",\"x\":1,\"shape\":[1],\"x\":2,"
+				  "\"data_offsets\":[0,1]}}";
+		char *p = write_st(*state, "ok.safetensors", hdr, strlen(hdr), NULL, 1);
+
+		weld_model_close(open_ok(p));
+		free(p);
+	}
+}
+
+/* A shape or data_offsets entry is a usize to serde: a JSON integer, not
+ * 2.0, 2e0 or -0, which cJSON reads as the same double. */
+static void test_bad_shape_not_written_as_integer(void **state)
+{
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"shape\":[2.0],\"data_offsets\":[0,2]}}", 2,
+		   "tensor 'a': shape[0]: '2.0' is not an integer (written with a fraction");
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"shape\":[1,2e0],\"data_offsets\":[0,2]}}", 2,
+		   "tensor 'a': shape[1]: '2e0' is not an integer");
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"shape\":[2E+0],\"data_offsets\":[0,2]}}", 2,
+		   "tensor 'a': shape[0]: '2E+0'");
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"shape\":[-0],\"data_offsets\":[0,0]}}", 0,
+		   "tensor 'a': shape[0]: '-0' is not an integer (negative)");
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2.0]}}", 2,
+		   "tensor 'a': data_offsets[1]: '2.0' is not an integer");
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0e5,2]}}", 2,
+		   "tensor 'a': data_offsets[0]: '0e5'");
+}
+
+/* JSON has no leading zeros: serde refuses "01" wherever it stands. */
+static void test_bad_number_with_leading_zero(void **state)
+{
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"shape\":[01],\"data_offsets\":[0,1]}}", 1,
+		   "tensor 'a': shape[0]: '01' is not an integer (not a JSON number)");
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[00,1]}}", 1,
+		   "tensor 'a': data_offsets[0]: '00'");
+	expect_bad(*state, "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],"
+		   "\"extra\":[007]}}", 1, "tensor 'a': extra: '007' is not a JSON number");
+	expect_bad(*state, "{\"__metadata__\":{\"k\":\"v\"},\"x\":-01}", 0,
+		   "header: '-01' at offset 38 is not a JSON number");
+}
+
+/* Each top-level key is checked against the limit before anything is
+ * built for it. */
+static void test_bad_too_many_tensors(void **state)
+{
+	size_t n = WELD_MAX_TENSORS_PER_FILE + 1, len = 0;
+	char *hdr = malloc(16 * n + 64), msg[64];
+
+	assert_non_null(hdr);
+	len += (size_t)sprintf(hdr, "{\"__metadata__\":{}");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)sprintf(hdr + len, ",\"t%zu\":0", i);
+	hdr[len++] = '}';
+	snprintf(msg, sizeof(msg), "header: more than %u tensors", WELD_MAX_TENSORS_PER_FILE);
+	expect_bad_n(*state, hdr, len, 0, msg);
+	free(hdr);
+}
+
+/* A header of many metadata keys is read in linear time, and a
+ * duplicate key among them is found and named. */
+static void test_metadata_many_keys_one_duplicate(void **state)
+{
+	size_t n = 200000, len = 0;
+	char *hdr = malloc(32 * n + 128);
+	char *p;
+	weld_model *m;
+
+	assert_non_null(hdr);
+	len += (size_t)sprintf(hdr, "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+			       "\"__metadata__\":{");
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)sprintf(hdr + len, "%s\"key%zu\":\"v%zu\"", i ? "," : "", i, i);
+	memcpy(hdr + len, "}}", 3);
+	p = write_st(*state, "many.safetensors", hdr, len + 2, NULL, 1);
+	m = open_ok(p);
+	assert_string_equal(weld_model_metadata(m, "key0"), "v0");
+	assert_string_equal(weld_model_metadata(m, "key199999"), "v199999");
+	assert_string_equal(weld_model_file_metadata(m, 0, "key123456"), "v123456");
+	weld_model_close(m);
+	free(p);
+	/* the same, with key77777 given a second time at the end */
+	len += (size_t)sprintf(hdr + len, ",\"key77777\":\"again\"}}");
+	expect_bad_n(*state, hdr, len, 1, "__metadata__.key77777: duplicate key");
+	free(hdr);
 }
 
 static void test_bad_bom(void **state)
@@ -868,6 +982,81 @@ static void test_sharded_bad_shard(void **state)
 	free(s2);
 }
 
+/* cJSON would cut a name at "\u0000": the index would then name another
+ * shard or tensor than it says. */
+static void test_sharded_index_nul_in_names(void **state)
+{
+	char *idx = fixture_path(*state, "model.safetensors.index.json");
+
+	write_two_shards(*state);
+	write_index(*state, "{\"weight_map\":{\"a\":\"" SHARD1 "\\u0000x\",\"b\":\"" SHARD1
+			    "\",\"c\":\"" SHARD2 "\"}}");
+	open_fails(*state, idx, "weight_map.a: shard name contains \\u0000");
+	write_index(*state, "{\"weight_map\":{\"a\":\"" SHARD1 "\",\"b\\u0000zz\":\"" SHARD1
+			    "\",\"b\":\"" SHARD1 "\",\"c\":\"" SHARD2 "\"}}");
+	open_fails(*state, idx, "weight_map: tensor name 'b\\u0000zz' contains \\u0000");
+	write_index(*state, "{\"metadata\":{\"note\":\"\\u0000\"},\"weight_map\":{}}");
+	open_fails(*state, idx, "metadata: contains \\u0000");
+	free(idx);
+}
+
+static void test_sharded_index_duplicate_name(void **state)
+{
+	char *idx = fixture_path(*state, "model.safetensors.index.json");
+
+	write_two_shards(*state);
+	write_index(*state, "{\"weight_map\":{\"a\":\"" SHARD1 "\",\"b\":\"" SHARD1 "\","
+			    "\"c\":\"" SHARD2 "\",\"a\":\"" SHARD1 "\"}}");
+	open_fails(*state, idx, "weight_map.a: duplicate name");
+	free(idx);
+}
+
+/* 100,000 tensors in two shards: the index and the shards are matched by
+ * hash (linear), and a disagreement is still named. */
+static void test_sharded_index_many_tensors(void **state)
+{
+	size_t n = 100000, half = n / 2;
+	char *h[2], *map = malloc(64 * n + 64), *idx = fixture_path(*state,
+		"model.safetensors.index.json");
+	size_t hl[2] = { 0, 0 }, ml = 0;
+	weld_model *m;
+
+	assert_non_null(map);
+	for (int k = 0; k < 2; k++) {
+		h[k] = malloc(80 * half + 16);
+		assert_non_null(h[k]);
+		h[k][hl[k]++] = '{';
+	}
+	ml += (size_t)sprintf(map, "{\"weight_map\":{");
+	for (size_t i = 0; i < n; i++) {
+		int k = i >= half;
+		size_t j = i - (size_t)k * half;
+
+		hl[k] += (size_t)sprintf(h[k] + hl[k], "%s\"t%zu\":{\"dtype\":\"U8\",\"shape\":[1],"
+					 "\"data_offsets\":[%zu,%zu]}", j ? "," : "", i, j, j + 1);
+		ml += (size_t)sprintf(map + ml, "%s\"t%zu\":\"%s\"", i ? "," : "", i,
+				      k ? SHARD2 : SHARD1);
+	}
+	for (int k = 0; k < 2; k++) {
+		h[k][hl[k]++] = '}';
+		free(write_st(*state, k ? SHARD2 : SHARD1, h[k], hl[k], NULL, half));
+	}
+	memcpy(map + ml, "}}", 3);
+	write_index(*state, map);
+	m = open_ok(*state);
+	assert_int_equal(weld_model_count(m), n);
+	assert_int_equal(weld_model_tensor(m, find(m, "t99999"))->offset, 8 + hl[1] + half - 1);
+	weld_model_close(m);
+	/* the last name of the map is not in any shard */
+	memcpy(map + ml, ",\"t100000\":\"" SHARD2 "\"}}", sizeof(",\"t100000\":\"" SHARD2 "\"}}"));
+	write_index(*state, map);
+	open_fails(*state, idx, "weight_map.t100000: tensor not found in shard '" SHARD2 "'");
+	for (int k = 0; k < 2; k++)
+		free(h[k]);
+	free(map);
+	free(idx);
+}
+
 static void test_folder_without_index(void **state)
 {
 	struct weld_error err = { 0 };
@@ -900,6 +1089,125 @@ static void test_empty_folder(void **state)
 	open_fails(*state, *state, "no model.safetensors");
 	free(fixture_write(*state, "config.json", "{}", 2));
 	open_fails(*state, *state, "no model.safetensors");
+}
+
+/* ---------------------------------------------------------------- what is not a model file */
+
+/* Open path, expecting an I/O error whose message holds path and `why`. */
+static void open_fails_io(const char *path, const char *named_path, const char *why)
+{
+	struct weld_error err = { 0 };
+	weld_model *m = (weld_model *)&err;
+
+	assert_int_equal(weld_model_open(&m, path, &err), -1);
+	assert_null(m);
+	if (err.status != WELD_ERR_IO || !strstr(err.msg, named_path) || !strstr(err.msg, why))
+		print_error("status %d, message \"%s\"; wanted \"%s\" and \"%s\"\n",
+			    (int)err.status, err.msg, named_path, why);
+	assert_int_equal(err.status, WELD_ERR_IO);
+	assert_non_null(strstr(err.msg, named_path));
+	assert_non_null(strstr(err.msg, why));
+}
+
+/*
+ * A FIFO in place of a model file, a shard or an index is refused at once
+ * (opening one for reading would wait for a writer forever); the alarm
+ * turns such a wait into a failure of the test.
+ */
+static void test_fifo_refused(void **state)
+{
+	char *fifo = fixture_path(*state, "pipe.safetensors");
+	char *sub = fixture_path(*state, "sub"), *inner, *shard;
+
+	alarm(20);
+	assert_int_equal(mkfifo(fifo, 0644), 0);
+	open_fails_io(fifo, fifo, "is a FIFO, not a regular file");
+	/* the only *.safetensors of a folder */
+	open_fails_io(*state, fifo, "is a FIFO");
+	/* model.safetensors of a folder */
+	assert_int_equal(mkdir(sub, 0755), 0);
+	inner = fixture_path(sub, "model.safetensors");
+	assert_int_equal(mkfifo(inner, 0644), 0);
+	open_fails_io(sub, inner, "is a FIFO");
+	assert_int_equal(unlink(inner), 0);
+	/* a shard named by the index, and the index itself */
+	write_two_shards(sub);
+	shard = fixture_path(sub, SHARD2);
+	assert_int_equal(unlink(shard), 0);
+	assert_int_equal(mkfifo(shard, 0644), 0);
+	write_index(sub, "{\"weight_map\":{\"a\":\"" SHARD1 "\",\"b\":\"" SHARD1 "\","
+			 "\"c\":\"" SHARD2 "\"}}");
+	open_fails_io(sub, shard, "is a FIFO");
+	free(inner);
+	inner = fixture_path(sub, "model.safetensors.index.json");
+	assert_int_equal(unlink(inner), 0);
+	assert_int_equal(mkfifo(inner, 0644), 0);
+	open_fails_io(sub, inner, "is a FIFO");
+	/* a device */
+	open_fails_io("/dev/zero", "/dev/zero", "is a character device, not a regular file");
+	alarm(0);
+	free(shard);
+	free(inner);
+	free(sub);
+	free(fifo);
+}
+
+/* A folder's model.safetensors that cannot be read as a file is reported
+ * with its cause, not as "no model.safetensors". */
+static void test_folder_entry_not_a_file(void **state)
+{
+	char *p = fixture_path(*state, "model.safetensors");
+	char *idx = fixture_path(*state, "model.safetensors.index.json");
+	char *x = fixture_path(*state, "x.safetensors");
+
+	assert_int_equal(mkdir(p, 0755), 0);
+	open_fails_io(*state, p, "is a folder, not a regular file");
+	assert_int_equal(rmdir(p), 0);
+	assert_int_equal(symlink("model.safetensors", p), 0);          /* a loop */
+	open_fails_io(*state, p, "Too many levels of symbolic links");
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(symlink("gone.safetensors", p), 0);
+	open_fails_io(*state, p, "is a symbolic link to a file that does not exist");
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(mkdir(idx, 0755), 0);
+	open_fails_io(*state, idx, "is a folder");
+	assert_int_equal(rmdir(idx), 0);
+	/* a folder among the *.safetensors of a folder without index */
+	free(write_st(*state, "a.safetensors", T("a"), strlen(T("a")), NULL, 1));
+	assert_int_equal(mkdir(x, 0755), 0);
+	open_fails_io(*state, x, "is a folder");
+	free(x);
+	free(idx);
+	free(p);
+}
+
+/*
+ * A file is a damaged safetensors file only if it looks like one: a text
+ * file or a config.json given as a model is not a checkpoint, while a
+ * truncated safetensors file still gets the safetensors message.
+ */
+static void test_not_a_checkpoint_by_content(void **state)
+{
+	static const char passwd[] = "root:x:0:0:root:/root:/bin/bash\n"
+				     "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n";
+	static const char config[] = "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n"
+				     "  \"hidden_size\": 4096\n}\n";
+	char *p = fixture_write(*state, "passwd", passwd, sizeof(passwd) - 1);
+	char *c = fixture_write(*state, "config.json", config, sizeof(config) - 1);
+	char *t;
+	char msg[64];
+
+	snprintf(msg, sizeof(msg), "not a safetensors or PyTorch checkpoint (%zu bytes)",
+		 sizeof(passwd) - 1);
+	open_fails(p, p, msg);
+	open_fails(c, c, "not a safetensors or PyTorch checkpoint");
+	/* a safetensors file cut inside its header */
+	t = write_st(*state, "cut.safetensors", T("a"), strlen(T("a")), NULL, 1);
+	assert_int_equal(truncate(t, 20), 0);
+	open_fails(t, t, "header length 53 goes beyond the end of the file (20 bytes)");
+	free(t);
+	free(c);
+	free(p);
 }
 
 static void test_missing_path(void **state)
@@ -955,6 +1263,11 @@ int main(void)
 		D(test_bad_nul_and_control_bytes),
 		D(test_bad_invalid_utf8),
 		D(test_bad_u0000_escape),
+		D(test_bad_duplicate_field_in_tensor),
+		D(test_bad_shape_not_written_as_integer),
+		D(test_bad_number_with_leading_zero),
+		D(test_bad_too_many_tensors),
+		D(test_metadata_many_keys_one_duplicate),
 		D(test_bad_bom),
 		D(test_sharded_index_reads_as_one_model),
 		D(test_sharded_index_names_missing_tensor),
@@ -963,10 +1276,16 @@ int main(void)
 		D(test_sharded_weight_map_path_refused),
 		D(test_sharded_bad_index),
 		D(test_sharded_bad_shard),
+		D(test_sharded_index_nul_in_names),
+		D(test_sharded_index_duplicate_name),
+		D(test_sharded_index_many_tensors),
 		D(test_folder_without_index),
 		D(test_folder_tensor_in_two_files),
 		D(test_empty_folder),
 		D(test_missing_path),
+		D(test_fifo_refused),
+		D(test_folder_entry_not_a_file),
+		D(test_not_a_checkpoint_by_content),
 	};
 #undef D
 	return cmocka_run_group_tests_name("safetensors", tests, NULL, NULL);

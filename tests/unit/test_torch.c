@@ -1810,6 +1810,41 @@ static void test_zip_deflated_tmpdir(void **state)
 	free(src);
 }
 
+/*
+ * A deflated data.pkl may inflate to at most 64 times its compressed size,
+ * so that the pickle's memory budget (which grows with the inflated size)
+ * stays proportional to the file: 1 MB of empty tuples deflates ~1000:1 and
+ * is refused before it is inflated; a state dict deflated is read.
+ */
+static void test_zip_deflated_pickle_ratio(void **state)
+{
+	static const float w[12] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
+	const void *data[1] = { w };
+	const size_t len[1] = { sizeof(w) };
+	char *dir = fixture_tmpdir();
+	struct buf bomb = { 0 }, ok = pk_state_dict(&plain, 1);
+
+	(void)state;
+	assert_non_null(dir);
+	op(&bomb, 0x80);
+	op(&bomb, 2);
+	op(&bomb, ']');
+	for (size_t i = 0; i < (1u << 19); i++) {
+		op(&bomb, ')');
+		op(&bomb, 'a');
+	}
+	op(&bomb, '.');
+	write_ckpt(dir, "bomb.bin", &bomb, NULL, NULL, 0, 8, false, NULL,
+		   "bomb.bin': data.pkl: ");
+	write_ckpt(dir, "bomb.bin", &bomb, NULL, NULL, 0, 8, false, NULL,
+		   "declare 1048580, more than 64 times as many");
+	write_ckpt(dir, "ok.bin", &ok, data, len, 1, 8, false, NULL, NULL);
+	free(ok.b);
+	free(bomb.b);
+	fixture_rmtree(dir);
+	free(dir);
+}
+
 /* The zip layer on its own, for what the model layer does not show. */
 static void test_zip_directory(void **state)
 {
@@ -1882,6 +1917,7 @@ int main(void)
 		cmocka_unit_test(test_zip_deflated_sizes),
 		cmocka_unit_test(test_zip_deflated_tmpdir),
 		cmocka_unit_test(test_zip_directory),
+		cmocka_unit_test(test_zip_deflated_pickle_ratio),
 	};
 	return cmocka_run_group_tests_name("torch", tests, NULL, NULL);
 }

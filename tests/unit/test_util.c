@@ -1,6 +1,7 @@
 /*
- * test_util.c - hashing, size parsing and formatting (lib/util.c), and
- * error filling (lib/error.c).
+ * test_util.c - hashing, size parsing and formatting (lib/util.c), error
+ * filling (lib/error.c), name tables (name_table.c) and the JSON token
+ * walk (json_scan.c).
  *
  * The XXH3 values were computed with `xxhsum -H3` on files holding the same
  * bytes, so they check that weld hashes what the Debian tool hashes.
@@ -12,9 +13,15 @@
 #include <string.h>
 #include <cmocka.h>
 #include "weld.h"
+#include "json_scan.h"
+#include "name_table.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- hashing */
 
@@ -238,6 +245,192 @@ static void test_read_small_file_refuses_non_regular(void **state)
 	assert_null(text);
 }
 
+/* A FIFO, a folder or a device is refused at once, saying what it is; a
+ * missing file keeps its errno. */
+static void test_open_regular_refuses_without_blocking(void **state)
+{
+	char dir[] = "/tmp/weld-open-XXXXXX", fifo[64], file[64];
+	struct weld_error err = { 0 };
+	uint64_t size = 0;
+	int fd;
+
+	(void)state;
+	alarm(20);      /* a FIFO opened for reading would wait for a writer */
+	assert_non_null(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	snprintf(file, sizeof(file), "%s/file", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(weld_open_regular(fifo, &size, &err), -1);
+	assert_non_null(strstr(err.msg, "is a FIFO, not a regular file"));
+	assert_non_null(strstr(err.msg, fifo));
+	assert_int_equal(weld_open_regular(dir, &size, &err), -1);
+	assert_non_null(strstr(err.msg, "is a folder"));
+	assert_int_equal(weld_open_regular("/dev/null", &size, &err), -1);
+	assert_non_null(strstr(err.msg, "is a character device"));
+	assert_int_equal(weld_open_regular(file, &size, &err), -1);
+	assert_int_equal(err.sys_errno, ENOENT);
+	fd = open(file, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0 && write(fd, "abc", 3) == 3);
+	close(fd);
+	fd = weld_open_regular(file, &size, &err);
+	assert_true(fd >= 0);
+	assert_int_equal(size, 3);
+	assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+	close(fd);
+	alarm(0);
+	unlink(fifo);
+	unlink(file);
+	rmdir(dir);
+}
+
+/* ---------------------------------------------------------------- name tables */
+
+/*
+ * 200,000 names: each add and each find compares names byte by byte only
+ * when their 64-bit hashes are equal, so the count of comparisons stays at
+ * one per successful find (the match itself), not a walk of the names.
+ */
+static void test_name_table_is_linear(void **state)
+{
+	size_t n = 200000, v = 0;
+	char (*names)[16] = malloc(n * sizeof(*names));
+	struct weld_name_table t;
+
+	(void)state;
+	assert_non_null(names);
+	assert_int_equal(weld_name_table_init(&t, 10), 0);     /* grows as needed */
+	for (size_t i = 0; i < n; i++) {
+		snprintf(names[i], sizeof(names[i]), "layer.%zu", i);
+		assert_int_equal(weld_name_table_add(&t, names[i], i, NULL), 0);
+	}
+	assert_int_equal(t.n, n);
+	assert_true(t.compares <= 4);
+	for (size_t i = 0; i < n; i++) {
+		assert_true(weld_name_table_find(&t, names[i], &v));
+		assert_int_equal(v, i);
+	}
+	assert_true(t.compares <= n + 4);
+	assert_false(weld_name_table_find(&t, "layer.200000", NULL));
+	assert_false(weld_name_table_find(&t, "", NULL));
+	/* a name given twice: not added, its value reported */
+	assert_int_equal(weld_name_table_add(&t, "layer.77777", 1, &v), 1);
+	assert_int_equal(v, 77777);
+	assert_int_equal(t.n, n);
+	weld_name_table_free(&t);
+	weld_name_table_free(&t);      /* emptied: freeing again is fine */
+	free(names);
+}
+
+static void test_name_table_equal_strings_not_pointers(void **state)
+{
+	struct weld_name_table t;
+	char a[] = "same", b[] = "same";
+	size_t v = 0;
+
+	(void)state;
+	assert_int_equal(weld_name_table_init(&t, 0), 0);
+	assert_int_equal(weld_name_table_add(&t, a, 7, NULL), 0);
+	assert_int_equal(weld_name_table_add(&t, b, 8, &v), 1);
+	assert_int_equal(v, 7);
+	assert_int_equal(weld_name_table_add(&t, "", 9, NULL), 0);
+	assert_true(weld_name_table_find(&t, "", &v));
+	assert_int_equal(v, 9);
+	weld_name_table_free(&t);
+}
+
+/* ---------------------------------------------------------------- JSON scan */
+
+static void test_json_number_forms(void **state)
+{
+	static const struct { const char *s; enum weld_json_number f; } cases[] = {
+		{ "0", WELD_JSON_INTEGER }, { "7", WELD_JSON_INTEGER },
+		{ "-0", WELD_JSON_INTEGER }, { "9007199254740993", WELD_JSON_INTEGER },
+		{ "2.0", WELD_JSON_REAL }, { "2e0", WELD_JSON_REAL }, { "2E+5", WELD_JSON_REAL },
+		{ "-0.5e-3", WELD_JSON_REAL }, { "0.0", WELD_JSON_REAL },
+		{ "01", WELD_JSON_NOT_A_NUMBER }, { "-01", WELD_JSON_NOT_A_NUMBER },
+		{ "00", WELD_JSON_NOT_A_NUMBER }, { "+1", WELD_JSON_NOT_A_NUMBER },
+		{ "1.", WELD_JSON_NOT_A_NUMBER }, { ".5", WELD_JSON_NOT_A_NUMBER },
+		{ "1e", WELD_JSON_NOT_A_NUMBER }, { "1e+", WELD_JSON_NOT_A_NUMBER },
+		{ "-", WELD_JSON_NOT_A_NUMBER }, { "", WELD_JSON_NOT_A_NUMBER },
+		{ "1-2", WELD_JSON_NOT_A_NUMBER }, { "1.2.3", WELD_JSON_NOT_A_NUMBER },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (weld_json_number_form(cases[i].s, strlen(cases[i].s)) != cases[i].f)
+			fail_msg("'%s': form %d, expected %d", cases[i].s,
+				 weld_json_number_form(cases[i].s, strlen(cases[i].s)), cases[i].f);
+	}
+}
+
+static void test_json_has_nul(void **state)
+{
+	(void)state;
+	assert_true(weld_json_has_nul("a\\u0000", 7));
+	assert_true(weld_json_has_nul("\\\\\\u0000", 8));   /* \\ then \u0000 */
+	assert_false(weld_json_has_nul("\\\\u0000", 7));    /* \\ then u0000 */
+	assert_false(weld_json_has_nul("\\u0001", 6));
+	assert_false(weld_json_has_nul("\\u000", 5));
+	assert_false(weld_json_has_nul("u0000", 5));
+}
+
+struct seen {
+	char log[512];
+};
+
+/* Append "depth:kind:text@path" for each token, path as key/index steps. */
+static int log_token(void *ctx, const struct weld_json_token *t)
+{
+	struct seen *s = ctx;
+	size_t l = strlen(s->log);
+
+	l += (size_t)snprintf(s->log + l, sizeof(s->log) - l, "%d%c%.*s@", t->depth,
+			      "KSNL"[t->kind], (int)t->len, t->text);
+	for (int d = 0; d < t->depth; d++) {
+		const struct weld_json_frame *f = &t->path[d];
+
+		if (f->object)
+			l += (size_t)snprintf(s->log + l, sizeof(s->log) - l, "/%.*s",
+					      (int)f->key_len, f->key ? f->key : "");
+		else
+			l += (size_t)snprintf(s->log + l, sizeof(s->log) - l, "/%zu", f->index);
+	}
+	snprintf(s->log + l, sizeof(s->log) - l, " ");
+	return 0;
+}
+
+static int stop_at_number(void *ctx, const struct weld_json_token *t)
+{
+	(void)ctx;
+	return t->kind == WELD_JSON_NUMBER ? -1 : 0;
+}
+
+static void test_json_scan_paths(void **state)
+{
+	const char *text = "{\"a\":{\"b\":[1, {\"c\":\"x\\\"y\"}]}, \"d\":true,\"e\":[[],[2]]}";
+	struct seen s = { "" };
+	char deep[300];
+
+	(void)state;
+	assert_int_equal(weld_json_scan(text, strlen(text), log_token, &s), 0);
+	assert_string_equal(s.log,
+			    "1Ka@/a 2Kb@/a/b 3N1@/a/b/0 4Kc@/a/b/1/c 4Sx\\\"y@/a/b/1/c "
+			    "1Kd@/d 1Ltrue@/d 1Ke@/e 3N2@/e/1/0 ");
+	assert_int_equal(weld_json_scan(text, strlen(text), stop_at_number, NULL), -1);
+	/* nesting past the limit stops the walk */
+	memset(deep, '[', sizeof(deep));
+	assert_int_equal(weld_json_scan(deep, sizeof(deep), log_token, &s), WELD_JSON_TOO_DEEP);
+	memset(deep, '[', WELD_JSON_MAX_DEPTH);
+	assert_int_equal(weld_json_scan(deep, WELD_JSON_MAX_DEPTH, log_token, &s), 0);
+	/* what it does not understand ends the walk quietly */
+	s.log[0] = 0;
+	assert_int_equal(weld_json_scan("{\"a\":#,\"b\":1}", 13, log_token, &s), 0);
+	assert_string_equal(s.log, "1Ka@/a ");
+	s.log[0] = 0;
+	assert_int_equal(weld_json_scan("{\"a\":\"open", 10, log_token, &s), 0);
+	assert_string_equal(s.log, "1Ka@/a ");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -252,6 +445,12 @@ int main(void)
 		cmocka_unit_test(test_fail_truncates_long_messages),
 		cmocka_unit_test(test_utf8_valid),
 		cmocka_unit_test(test_read_small_file_refuses_non_regular),
+		cmocka_unit_test(test_open_regular_refuses_without_blocking),
+		cmocka_unit_test(test_name_table_is_linear),
+		cmocka_unit_test(test_name_table_equal_strings_not_pointers),
+		cmocka_unit_test(test_json_number_forms),
+		cmocka_unit_test(test_json_has_nul),
+		cmocka_unit_test(test_json_scan_paths),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,7 +19,9 @@
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "weld.h"
@@ -28,15 +30,44 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-/* The temporary folder a writer of `out` uses. */
-static char *tmp_name(const char *out)
-{
-	size_t n = strlen(out) + 64;
-	char *p = malloc(n);
+/*
+ * The temporary folder a writer of dir/base in process pid uses: the
+ * ".weld-tmp-XXXXXX" of dir whose owner file names them (caller frees), or
+ * NULL.
+ */
+static char *read_text(const char *path, size_t *len);
 
-	assert_non_null(p);
-	snprintf(p, n, "%s.weld-tmp-%ld", out, (long)getpid());
-	return p;
+static char *tmp_of_pid(const char *dir, const char *base, long pid)
+{
+	char want[512], *found = NULL;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	assert_non_null(d);
+	snprintf(want, sizeof(want), "weld temporary output\noutput: %s\npid: %ld\n", base, pid);
+	while (!found && (de = readdir(d))) {
+		char *owner, *text;
+
+		if (strncmp(de->d_name, ".weld-tmp-", 10) || strlen(de->d_name) != 16)
+			continue;
+		owner = fixture_path(dir, de->d_name);
+		found = owner;
+		owner = fixture_path(found, "owner");
+		text = fixture_exists(owner) ? read_text(owner, NULL) : NULL;
+		if (!text || strcmp(text, want) != 0) {
+			free(found);
+			found = NULL;
+		}
+		free(text);
+		free(owner);
+	}
+	closedir(d);
+	return found;
+}
+
+static char *tmp_of(const char *dir, const char *base)
+{
+	return tmp_of_pid(dir, base, (long)getpid());
 }
 
 /* Number of entries in dir (without . and ..); names joined by '|' into
@@ -455,6 +486,146 @@ static void test_names_needing_escapes(void **state)
 	free(out);
 }
 
+/*
+ * The header is written without cJSON; its bytes must be those of
+ * cJSON_PrintUnformatted() for the same object (what weld wrote before, and
+ * what `weld verify` and the tests parse), with names and a recipe that hold
+ * every byte JSON escapes.
+ */
+static char *cjson_header(const cJSON *file_hdr, const char *recipe)
+{
+	cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "__metadata__");
+	cJSON *hashes = cJSON_Parse(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(file_hdr, "__metadata__"), "weld_xxh3")->valuestring);
+	const cJSON *t;
+	char *text, *out;
+
+	assert_non_null(hashes);
+	text = cJSON_PrintUnformatted(hashes);
+	cJSON_AddStringToObject(meta, "format", "pt");
+	cJSON_AddStringToObject(meta, "weld_version", WELD_VERSION);
+	if (recipe)
+		cJSON_AddStringToObject(meta, "weld_recipe", recipe);
+	cJSON_AddStringToObject(meta, "weld_xxh3", text);
+	cJSON_ArrayForEach(t, file_hdr) {
+		cJSON *o, *shape, *offs;
+		const cJSON *d;
+
+		if (!strcmp(t->string, "__metadata__"))
+			continue;
+		o = cJSON_AddObjectToObject(root, t->string);
+		cJSON_AddStringToObject(o, "dtype", cJSON_GetObjectItemCaseSensitive(t, "dtype")->valuestring);
+		shape = cJSON_AddArrayToObject(o, "shape");
+		cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(t, "shape"))
+			cJSON_AddItemToArray(shape, cJSON_CreateNumber(d->valuedouble));
+		offs = cJSON_AddArrayToObject(o, "data_offsets");
+		cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(t, "data_offsets"))
+			cJSON_AddItemToArray(offs, cJSON_CreateNumber(d->valuedouble));
+	}
+	out = cJSON_PrintUnformatted(root);
+	cJSON_free(text);
+	cJSON_Delete(hashes);
+	cJSON_Delete(root);
+	return out;
+}
+
+static void test_header_bytes_as_cjson_prints_them(void **state)
+{
+	static char all[256], low[40];
+	const char *recipe = "{\"m\":\"a\\\"b\",\"p\":\"\\u0001\\n\\t/\xc3\xa9\"}\x7f\x01\x1f";
+	struct weld_out_tensor t[] = {
+		F(all, WELD_F32, 2, 2, 3), F(low, WELD_BF16, 0), F("plain.weight", WELD_U8, 1, 5),
+		F("q\"b\\s/\x7f", WELD_I64, 3, 1, 2, 1),
+	};
+	struct weld_writer_opts o = { .recipe_json = recipe, .shard_size = 30 };
+	char *out = fixture_path(*state, "out");
+	weld_writer *w;
+	size_t ns;
+
+	for (int c = 1; c < 256; c++)
+		all[c - 1] = (char)c;
+	for (int c = 1; c < 40; c++)
+		low[c - 1] = (char)(c < 32 ? c : 'a' + c - 32);
+	w = open_writer(out, t, 4, &o);
+	ns = weld_writer_shards(w);
+	assert_true(ns > 1);
+	write_all(w, t, 4);
+	commit_ok(w);
+	weld_writer_close(w);
+	for (size_t k = 0; k < ns; k++) {
+		char name[64], *file, *text, *want;
+		size_t len;
+		uint64_t n = 0;
+		cJSON *hdr;
+
+		snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", k + 1, ns);
+		file = fixture_path(out, name);
+		hdr = read_header(file, NULL);
+		want = cjson_header(hdr, recipe);
+		text = read_text(file, &len);
+		for (int i = 0; i < 8; i++)
+			n |= (uint64_t)(unsigned char)text[i] << (8 * i);
+		assert_int_equal(n, (strlen(want) + 7) / 8 * 8);
+		assert_memory_equal(text + 8, want, strlen(want));
+		free(text);
+		cJSON_free(want);
+		cJSON_Delete(hdr);
+		free(file);
+	}
+	free(out);
+}
+
+/*
+ * A header a reader would refuse is refused at open, before any file is
+ * made, naming the output: over 100 MB (names of 1 to 11,000 bytes make
+ * some 121 MB), or more tensors than a file may hold.
+ */
+static void test_header_over_the_limits_refused_at_open(void **state)
+{
+	size_t n = 11000, many = WELD_MAX_TENSORS_PER_FILE + 1;
+	char *names = malloc(n + 1), (*small)[12] = malloc(many * sizeof(*small));
+	struct weld_out_tensor *t = calloc(many, sizeof(*t));
+	struct weld_writer_opts o = { 0 };
+	struct weld_error err = { 0 };
+	char *out = fixture_path(*state, "out");
+	weld_writer *w = (weld_writer *)&err;
+
+	assert_true(names && small && t);
+	memset(names, 'n', n);
+	names[n] = 0;
+	for (size_t i = 0; i < n; i++)
+		t[i] = (struct weld_out_tensor)F(names + i, WELD_U8, 1, 1);
+	assert_int_equal(weld_writer_open(&w, out, t, n, &o, &err), -1);
+	assert_null(w);
+	if (!strstr(err.msg, out) || !strstr(err.msg, "over the 100000000"))
+		print_error("message: %s\n", err.msg);
+	assert_non_null(strstr(err.msg, out));
+	assert_non_null(strstr(err.msg, "the header of 'model.safetensors' would be"));
+	assert_non_null(strstr(err.msg, "(11000 tensors), over the 100000000"));
+	assert_entries(*state, 0);
+	/* sharded small enough, it is written */
+	o.shard_size = 1000;
+	w = open_writer(out, t, n, &o);
+	weld_writer_close(w);
+	assert_entries(*state, 0);
+
+	o.shard_size = 0;
+	for (size_t i = 0; i < many; i++) {
+		snprintf(small[i], sizeof(small[i]), "t%zu", i);
+		t[i] = (struct weld_out_tensor)F(small[i], WELD_U8, 1, 1);
+	}
+	memset(&err, 0, sizeof(err));
+	assert_int_equal(weld_writer_open(&w, out, t, many, &o, &err), -1);
+	assert_non_null(strstr(err.msg, out));
+	assert_non_null(strstr(err.msg, "would hold 524289 tensors, more than the 524288 a file "
+				"may hold"));
+	assert_entries(*state, 0);
+	free(t);
+	free(small);
+	free(names);
+	free(out);
+}
+
 static void test_no_tensors(void **state)
 {
 	struct weld_writer_opts o = { 0 };
@@ -847,11 +1018,12 @@ static void test_close_without_commit_leaves_nothing(void **state)
 	struct weld_writer_opts o = { .shard_size = 16 };
 	struct weld_error err = { 0 };
 	char *out = fixture_path(*state, "out");
-	char *tmp = tmp_name(out);
 	weld_writer *w = open_writer(out, mixed, NMIXED, &o);
+	char *tmp = tmp_of(*state, "out");
 	unsigned char b[4] = { 1, 2, 3, 4 };
 
 	assert_true(weld_writer_shards(w) > 1);
+	assert_non_null(tmp);
 	assert_true(fixture_exists(tmp));
 	assert_int_equal(weld_writer_write(w, (size_t)weld_writer_find(w, "a.w"), b, 4, &err), 0);
 	weld_writer_close(w);
@@ -1077,6 +1249,186 @@ static void test_config_copied_and_edited(void **state)
 	free(out);
 }
 
+/* A FIFO as the source's config.json is refused, naming it, rather than
+ * waited on; a FIFO tokenizer file is not a file to copy. */
+static void test_side_file_fifo_refused(void **state)
+{
+	char *src = fixture_path(*state, "src"), *out = fixture_path(*state, "out");
+	char *cfg = fixture_path(src, "config.json"), *tok = fixture_path(src, "tokenizer.json");
+	struct weld_writer_opts o = { .copy_from = src };
+	struct weld_error err = { 0 };
+	weld_writer *w;
+
+	alarm(20);
+	assert_int_equal(mkdir(src, 0755), 0);
+	assert_int_equal(mkfifo(cfg, 0644), 0);
+	w = open_writer(out, mixed, 1, &o);
+	write_all(w, mixed, 1);
+	assert_int_equal(weld_writer_commit(w, &err), -1);
+	if (!strstr(err.msg, cfg) || !strstr(err.msg, "is a FIFO"))
+		print_error("message: %s\n", err.msg);
+	assert_non_null(strstr(err.msg, "is a FIFO, not a regular file"));
+	assert_non_null(strstr(err.msg, cfg));
+	weld_writer_close(w);
+	assert_false(fixture_exists(out));
+	assert_entries(*state, 1);      /* src */
+	assert_int_equal(unlink(cfg), 0);
+	assert_int_equal(mkfifo(tok, 0644), 0);
+	w = open_writer(out, mixed, 1, &o);
+	write_all(w, mixed, 1);
+	commit_ok(w);
+	weld_writer_close(w);
+	assert_entries(out, 1);         /* model.safetensors */
+	alarm(0);
+	free(tok);
+	free(cfg);
+	free(out);
+	free(src);
+}
+
+/* ---------------------------------------------------------------- temporary folders */
+
+/*
+ * The temporary folder's name is short and new whatever the output is
+ * called: an output name of 255 bytes is written, two writers of one output
+ * in one process do not collide, and nothing is left after the commit.
+ */
+static void test_temporary_folder_short_and_unique(void **state)
+{
+	struct weld_writer_opts o = { 0 };
+	struct weld_error err = { 0 };
+	char name[257], *out, *tmp, *owner, *text, want[400];
+	weld_writer *w, *w2;
+	weld_model *m = NULL;
+
+	memset(name, 'n', 255);
+	name[255] = 0;
+	out = fixture_path(*state, name);
+	w = open_writer(out, mixed, NMIXED, &o);
+	tmp = tmp_of(*state, name);
+	assert_non_null(tmp);
+	assert_int_equal(strlen(tmp), strlen(*state) + 1 + 16);
+	owner = fixture_path(tmp, "owner");
+	text = read_text(owner, NULL);
+	snprintf(want, sizeof(want), "weld temporary output\noutput: %s\npid: %ld\n", name,
+		 (long)getpid());
+	assert_string_equal(text, want);
+	free(text);
+	free(owner);
+	/* a second writer of the same output, in the same process */
+	o.force = true;
+	w2 = open_writer(out, mixed, 1, &o);
+	assert_entries(*state, 2);
+	weld_writer_close(w2);
+	assert_entries(*state, 1);
+	write_all(w, mixed, NMIXED);
+	commit_ok(w);
+	weld_writer_close(w);
+	assert_false(fixture_exists(tmp));
+	assert_entries(*state, 1);
+	assert_int_equal(weld_model_open(&m, out, &err), 0);
+	check_model(m, mixed, NMIXED);
+	weld_model_close(m);
+	free(tmp);
+	free(out);
+	/* a name no file system holds */
+	name[255] = 'n';
+	name[256] = 0;
+	out = fixture_path(*state, name);
+	w = (weld_writer *)&err;
+	assert_int_equal(weld_writer_open(&w, out, mixed, 1, &o, &err), -1);
+	assert_null(w);
+	assert_non_null(strstr(err.msg, "the name is longer than 255 bytes"));
+	assert_entries(*state, 1);
+	free(out);
+}
+
+/* A temporary folder for the output, made by hand: an owner file with the
+ * given text (unlocked), and a file in new/. */
+static char *fake_tmp(const char *dir, const char *suffix, const char *owner_text)
+{
+	char name[32], *tmp, *sub;
+
+	snprintf(name, sizeof(name), ".weld-tmp-%s", suffix);
+	tmp = fixture_path(dir, name);
+	assert_int_equal(mkdir(tmp, 0700), 0);
+	if (owner_text)
+		free(fixture_write(tmp, "owner", owner_text, strlen(owner_text)));
+	sub = fixture_path(tmp, "new");
+	assert_int_equal(mkdir(sub, 0755), 0);
+	free(fixture_write(sub, "model.safetensors", "partial", 7));
+	free(sub);
+	return tmp;
+}
+
+/*
+ * A run killed with SIGKILL leaves its temporary folder; the next run for
+ * the same output removes it, and only it: not the folder of another
+ * output, of a run still alive (its owner file is locked), one without an
+ * owner file, or a symbolic link.
+ */
+static void test_stale_folder_of_killed_run_removed(void **state)
+{
+	struct weld_writer_opts o = { 0 };
+	char *out = fixture_path(*state, "out"), *killed, *other, *bare, *link, *target, *alive;
+	weld_writer *w, *w_alive;
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct weld_error err = { 0 };
+		weld_writer *wc = NULL;
+
+		if (weld_writer_open(&wc, out, mixed, NMIXED, &o, &err) == 0)
+			raise(SIGKILL);
+		_exit(1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	killed = tmp_of_pid(*state, "out", (long)pid);
+	assert_non_null(killed);
+	other = fake_tmp(*state, "other1", "weld temporary output\noutput: other\npid: 1\n");
+	bare = fake_tmp(*state, "bare00", NULL);
+	target = fixture_tmpdir();
+	free(fake_tmp(target, "target", "weld temporary output\noutput: out\npid: 1\n"));
+	link = fixture_path(*state, ".weld-tmp-link00");
+	{
+		char *t = fixture_path(target, ".weld-tmp-target");
+
+		assert_int_equal(symlink(t, link), 0);
+		free(t);
+	}
+	o.force = true;
+	assert_true(fixture_exists(killed));
+	w_alive = open_writer(out, mixed, 1, &o);
+	assert_false(fixture_exists(killed));
+	alive = tmp_of(*state, "out");
+	assert_non_null(alive);
+	/* a second run while the first is alive: its owner file is locked */
+	w = open_writer(out, mixed, NMIXED, &o);
+	assert_true(fixture_exists(alive));
+	assert_true(fixture_exists(other));
+	assert_true(fixture_exists(bare));
+	{
+		char *t = fixture_path(target, ".weld-tmp-target/new/model.safetensors");
+
+		assert_true(fixture_exists(t));
+		free(t);
+	}
+	weld_writer_close(w);
+	weld_writer_close(w_alive);
+	assert_false(fixture_exists(alive));
+	fixture_rmtree(target);
+	free(target);
+	free(link);
+	free(bare);
+	free(other);
+	free(alive);
+	free(killed);
+	free(out);
+}
+
 /* ---------------------------------------------------------------- signals */
 
 static void test_cleanup_on_signal_removes_tmp(void **state)
@@ -1085,7 +1437,7 @@ static void test_cleanup_on_signal_removes_tmp(void **state)
 	struct weld_error err = { 0 };
 	char *out = fixture_path(*state, "out"), *out2 = fixture_path(*state, "other");
 	char *done = fixture_path(*state, "done");
-	char *tmp = tmp_name(out), *tmp2 = tmp_name(out2);
+	char *tmp, *tmp2;
 	weld_writer *w, *w2, *w3;
 	unsigned char b[8] = { 0 };
 
@@ -1096,10 +1448,12 @@ static void test_cleanup_on_signal_removes_tmp(void **state)
 
 	w = open_writer(out, mixed, NMIXED, &o);
 	w2 = open_writer(out2, mixed, 1, &o);
+	tmp = tmp_of(*state, "out");
+	tmp2 = tmp_of(*state, "other");
 	assert_int_equal(weld_writer_write(w, (size_t)weld_writer_find(w, "ids"), b, 8, &err), 0);
-	assert_true(fixture_exists(tmp));
-	assert_true(fixture_exists(tmp2));
-	weld_writer_cleanup_on_signal();
+	assert_true(tmp && fixture_exists(tmp));
+	assert_true(tmp2 && fixture_exists(tmp2));
+	assert_true(weld_writer_cleanup_on_signal(SIGINT));
 	assert_false(fixture_exists(tmp));
 	assert_false(fixture_exists(tmp2));
 	assert_false(fixture_exists(out));
@@ -1125,6 +1479,8 @@ int main(void)
 		D(test_header_padding_and_metadata),
 		D(test_padding_every_length),
 		D(test_names_needing_escapes),
+		D(test_header_bytes_as_cjson_prints_them),
+		D(test_header_over_the_limits_refused_at_open),
 		D(test_no_tensors),
 		D(test_zero_length_writes),
 		D(test_parallel_writes),
@@ -1139,7 +1495,10 @@ int main(void)
 		D(test_write_more_than_tensor_fails),
 		D(test_reserved_and_duplicate_names_refused),
 		D(test_config_copied_and_edited),
+		D(test_side_file_fifo_refused),
 		D(test_cleanup_on_signal_removes_tmp),
+		D(test_temporary_folder_short_and_unique),
+		D(test_stale_folder_of_killed_run_removed),
 	};
 #undef D
 	return cmocka_run_group_tests_name("writer", tests, NULL, NULL);
