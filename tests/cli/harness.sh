@@ -73,7 +73,7 @@ expect() {
 # TEXT on stderr (a fixed string; with -E an extended regular expression);
 # an error (STATUS 1) is one line. OUT is the output CMD must not write: if
 # it did not exist before, it does not exist after, and no temporary folder
-# OUT.weld-tmp-* is left beside it ("-" for a command that writes nothing).
+# .weld-tmp-* is left in OUT's folder ("-" for a command that writes nothing).
 refuse() {
 	_grep=-F
 	if [ "$1" = -E ]; then
@@ -101,8 +101,8 @@ refuse() {
 	elif [ "$_out" != - ] && ! $_existed && [ -e "$_out" ]; then
 		echo "'$_out' was created" >>"$T/stderr"
 		not_ok "$_name"
-	elif [ "$_out" != - ] && ls -d "$_out".weld-tmp-* >/dev/null 2>&1; then
-		echo "a temporary folder '$_out.weld-tmp-*' was left" >>"$T/stderr"
+	elif [ "$_out" != - ] && ls -d "$(dirname "$_out")"/.weld-tmp-* >/dev/null 2>&1; then
+		echo "a temporary folder '$(dirname "$_out")/.weld-tmp-*' was left" >>"$T/stderr"
 		not_ok "$_name"
 	else
 		ok "$_name"

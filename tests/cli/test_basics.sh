@@ -56,7 +56,7 @@ expect "index lists every tensor" sh -c "'$PYTHON' -c 'import json; d=json.load(
 refuse "existing output refused" 1 "already exists" "$T/sh" "$WELD" convert "$M" -o "$T/sh" -q
 expect "existing output replaced with -f" "$WELD" convert "$M" -o "$T/sh" -f -q --shard-size 0
 expect "-f replaced the old shards" sh -c "test -f '$T/sh/model.safetensors' && ! test -e '$T/sh/model-00001-of-00004.safetensors'"
-expect "no temporary folder left" sh -c "! ls -d '$T'/*weld-tmp* 2>/dev/null"
+expect "no temporary folder left" sh -c "! ls -d '$T'/.weld-tmp-* 2>/dev/null"
 
 # verify
 expect "verify a weld output" "$WELD" verify "$T/sh"

@@ -177,7 +177,7 @@ sleep 0.3
 kill -INT $pid 2>/dev/null
 wait $pid
 rc=$?
-if ls -d "$T"/int.weld-tmp-* >/dev/null 2>&1; then
+if ls -d "$T"/.weld-tmp-* >/dev/null 2>&1; then
 	not_ok "SIGINT left a temporary folder"
 elif [ $rc -ne 0 ] && [ -e "$T/int" ]; then
 	not_ok "SIGINT left a partial output"
