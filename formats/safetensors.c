@@ -64,36 +64,6 @@ static bool safetensors_damaged(const unsigned char *head, size_t n, uint64_t si
 	return (len <= ST_MAX_HEADER && len <= size - 8) || (n > 8 && head[8] == '{');
 }
 
-/* Length of the UTF-8 sequence at p (max n bytes), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	unsigned c = p[0];
-	size_t len;
-	uint32_t cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF)
-		len = 2, cp = c & 0x1F;
-	else if (c >= 0xE0 && c <= 0xEF)
-		len = 3, cp = c & 0x0F;
-	else if (c >= 0xF0 && c <= 0xF4)
-		len = 4, cp = c & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3F);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-		return 0;
-	return len;
-}
-
 /*
  * Reject what serde_json (the reference) rejects but cJSON accepts: bytes
  * below 0x20 other than JSON whitespace outside strings, any control byte
@@ -126,7 +96,7 @@ static int prescan(const unsigned char *h, size_t n, const char *path,
 		}
 		if (c == '"')
 			in_str = !in_str;
-		l = utf8_len(h + i, n - i);
+		l = weld_utf8_len(h + i, n - i);
 		if (!l)
 			return weld_fail(err, WELD_ERR_FORMAT,
 					 "'%s': header: invalid UTF-8 at offset %zu", path, i + 8);

@@ -45,40 +45,12 @@ static int nomem(struct collect *c)
 	return weld_fail(c->err, WELD_ERR_NOMEM, "out of memory");
 }
 
+/* Valid UTF-8 without NUL (a tensor name ends up in JSON and C strings). */
 static bool valid_utf8(const unsigned char *s, size_t n)
 {
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned c = s[i], len, min;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			if (!c)
-				return false;
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			len = 2; cp = c & 0x1f; min = 0x80;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			len = 3; cp = c & 0x0f; min = 0x800;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4; cp = c & 0x07; min = 0x10000;
-		} else {
+	for (size_t i = 0, l; i < n; i += l)
+		if (!s[i] || !(l = weld_utf8_len(s + i, n - i)))
 			return false;
-		}
-		if (n - i < len)
-			return false;
-		for (unsigned k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += len;
-	}
 	return true;
 }
 
