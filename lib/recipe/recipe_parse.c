@@ -484,30 +484,12 @@ int weld_recipe_load(weld_recipe **out, const char *path, struct weld_error *err
 {
 	char *text = NULL, *copy, *dir;
 	size_t n = 0;
-	struct stat st;
-	FILE *f;
 	int ret;
 
 	*out = NULL;
-	f = fopen(path, "rb");
-	if (!f)
-		return weld_fail_errno(err, "cannot read recipe '%s'", path);
-	if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > RECIPE_MAX_BYTES) {
-		fclose(f);
-		return weld_fail(err, WELD_ERR_IO, "cannot read recipe '%s': not a file of at most 16 MB",
-				 path);
-	}
-	text = malloc((size_t)st.st_size + 1);
-	if (text)
-		n = fread(text, 1, (size_t)st.st_size, f);
-	if (!text || ferror(f)) {
-		fclose(f);
-		free(text);
-		return text ? weld_fail_errno(err, "cannot read recipe '%s'", path)
-			    : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	}
-	fclose(f);
-	text[n] = 0;
+	/* a regular file only: a FIFO would block */
+	if (weld_read_small_file(path, RECIPE_MAX_BYTES, &text, &n, err) < 0)
+		return -1;
 	copy = strdup(path);
 	dir = copy ? realpath(dirname(copy), NULL) : NULL;
 	ret = dir ? weld_recipe_parse(out, text, n, path, dir, err)

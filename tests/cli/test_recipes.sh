@@ -240,4 +240,7 @@ refuse "run with a bad --shard-size" 2 "invalid value 'lots' for '--shard-size'"
 refuse "plan with -o" 2 "'--output' is not used by 'weld plan'" "$T/u-out" \
 	"$WELD" plan -o "$T/u-out" "$T/recipes/linear.json"
 
+mkfifo "$T/fifo.json"
+refuse "a recipe that is a FIFO is refused without blocking" 1 "is a FIFO, not a regular file" - timeout 10 "$WELD" plan "$T/fifo.json"
+
 summary
