@@ -262,7 +262,7 @@ static int check_structure(const weld_recipe *r, struct weld_error *err)
 
 	for (size_t k = 0; k < r->nslices; k++) {
 		const struct rslice *sl = &r->slices[k];
-		size_t n = merged_sources(r, sl);
+		size_t n = merged_sources(r, sl), lo, hi;
 		const char *at = r->use_slices ? sl->where : "models";
 
 		if (m->base == WELD_BASE_REQUIRED) {
@@ -276,10 +276,11 @@ static int check_structure(const weld_recipe *r, struct weld_error *err)
 			}
 			if (n == 0)
 				return rfail(r, err, at, "no model to merge besides the base model");
-			if (m->method == WELD_METHOD_SLERP && n != 1)
-				return rfail(r, err, at, "slerp merges exactly two models, the base and one other (found %zu others)",
-					     n);
-			if (m->method == WELD_METHOD_CONSENSUS && (size_t)r->o.k > n)
+			weld_method_sources(m->method, &lo, &hi);
+			if (hi == 1 && n != 1)
+				return rfail(r, err, at, "%s merges exactly two models, the base and one other (found %zu others)",
+					     m->name, n);
+			if (weld_method_takes(m->method, WELD_K_K) && (size_t)r->o.k > n)
 				return rfail(r, err, "weld.k", "k = %d is more than the %zu models of %s: nothing would be kept",
 					     r->o.k, n, at);
 		} else if (m->base == WELD_BASE_NONE && !r->use_slices && r->base >= 0) {

@@ -188,7 +188,7 @@ int weld_recipe_parse_params(const weld_recipe *r, const cJSON *obj, enum level 
 				     pd->name);
 		if (check_setting(r, pd, k, path, err) < 0)
 			return -1;
-		if (p == WELD_P_RESCALE && setting_true(k) && r->m->method != WELD_METHOD_DARE)
+		if (p == WELD_P_RESCALE && setting_true(k) && !weld_method_random_drop(r->m->method))
 			return rfail(r, err, path, "rescale: true (mergekit's L1 rescaling of the kept values) is supported only by the dare methods");
 	}
 	return 0;
@@ -320,7 +320,7 @@ static int weld_key_value(weld_recipe *r, enum weld_key k, const cJSON *e, const
 			return rfail(r, err, where, "%s always %s (merge_method '%s' with combine '%s' does the other)",
 				     m->name,
 				     m->combine == WELD_COMBINE_TIES ? "elects signs (ties)" : "sums",
-				     m->method == WELD_METHOD_DARE ? "dare" : "breadcrumbs",
+				     weld_method_name(m->method),
 				     weld_combine_names[v]);
 		r->o.combine = (enum weld_combine)v;
 		break;
@@ -380,7 +380,7 @@ int weld_recipe_parse_weld(weld_recipe *r, const cJSON *obj, struct weld_error *
 			return -1;
 	}
 	if (r->sign_set && !combines_ties(r))
-		return rfail(r, err, "weld.sign", "%s", r->m->method == WELD_METHOD_CONSENSUS
+		return rfail(r, err, "weld.sign", "%s", weld_method_takes(r->m->method, WELD_K_FROM)
 			     ? "sign is used only with \"from\": \"ties\""
 			     : "sign is used only with \"combine\": \"ties\"");
 	if (r->trim_set && r->o.combine != WELD_COMBINE_TIES)
