@@ -7,6 +7,7 @@
  * read back from an output, free.
  */
 #include "recipe_impl.h"
+#include "json_scan.h"
 #include "suggest.h"
 
 #include <libgen.h>
@@ -425,6 +426,35 @@ static void text_position(const char *text, size_t off, int *line, int *col)
 	}
 }
 
+/* A string with the escape \u0000 would be cut short by every C string
+ * that holds it (a model path, a name): refused, with its JSON path. */
+struct nul_scan {
+	weld_recipe *r;
+	struct weld_error *err;
+};
+
+static int refuse_nul(void *ctx, const struct weld_json_token *t)
+{
+	struct nul_scan *ns = ctx;
+	char where[WHERE_LEN];
+	size_t o = 0;
+
+	if ((t->kind != WELD_JSON_KEY && t->kind != WELD_JSON_STRING) ||
+	    !weld_json_has_nul(t->text, t->len))
+		return 0;
+	where[0] = 0;
+	for (int d = 0; d < t->depth && o + 1 < sizeof(where); d++) {
+		const struct weld_json_frame *f = &t->path[d];
+
+		if (f->object && f->key)
+			o += (size_t)snprintf(where + o, sizeof(where) - o, "%s%.*s", o ? "." : "",
+					      (int)f->key_len, f->key);
+		else if (!f->object)
+			o += (size_t)snprintf(where + o, sizeof(where) - o, "[%zu]", f->index);
+	}
+	return rfail(ns->r, ns->err, where, "\\u0000 in a string: weld's names and paths cannot hold it");
+}
+
 int weld_recipe_parse(weld_recipe **out, const char *text, size_t len, const char *label,
 		      const char *dir, struct weld_error *err)
 {
@@ -448,6 +478,14 @@ int weld_recipe_parse(weld_recipe **out, const char *text, size_t len, const cha
 		rfail(r, err, NULL, "not a JSON object (a YAML config converts with: yq -o=json config.yml > recipe.json)");
 		weld_recipe_free(r);
 		return -1;
+	}
+	{
+		struct nul_scan ns = { r, err };
+
+		if (weld_json_scan(text, len, refuse_nul, &ns) < 0) {
+			weld_recipe_free(r);
+			return -1;
+		}
 	}
 	r->root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
 	if (end) {

@@ -240,6 +240,9 @@ refuse "run with a bad --shard-size" 2 "invalid value 'lots' for '--shard-size'"
 refuse "plan with -o" 2 "'--output' is not used by 'weld plan'" "$T/u-out" \
 	"$WELD" plan -o "$T/u-out" "$T/recipes/linear.json"
 
+refuse_recipe "\u0000 in a model path" '{"merge_method": "linear", "models": [{"model": "../demo/math\u0000x"}]}' \
+	'models[0].model: \u0000 in a string'
+
 mkfifo "$T/fifo.json"
 refuse "a recipe that is a FIFO is refused without blocking" 1 "is a FIFO, not a regular file" - timeout 10 "$WELD" plan "$T/fifo.json"
 
