@@ -17,26 +17,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* A new string from a format (caller frees), or NULL. */
-static char *strfmt(const char *fmt, ...) WELD_PRINTF(1, 2);
-
-static char *strfmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *p;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || !(p = malloc((size_t)n + 1)))
-		return NULL;
-	va_start(ap, fmt);
-	vsnprintf(p, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	return p;
-}
-
 static bool is_dir(const char *path)
 {
 	struct stat st;
@@ -124,7 +104,7 @@ static char *read_ref(const char *repo_dir, const char *ref)
 
 	if (strstr(ref, "..") || strchr(ref, '/'))
 		return NULL;
-	path = strfmt("%s/refs/%s", repo_dir, ref);
+	path = weld_strfmt("%s/refs/%s", repo_dir, ref);
 	if (!path)
 		return NULL;
 	r = weld_read_small_file(path, 127, &buf, &n, NULL);
@@ -135,7 +115,7 @@ static char *read_ref(const char *repo_dir, const char *ref)
 		n--;
 	buf[n] = 0;
 	path = n == 0 || strlen(buf) != n || strchr(buf, '/') || strstr(buf, "..") ? NULL
-		: strfmt("%s/snapshots/%s", repo_dir, buf);
+		: weld_strfmt("%s/snapshots/%s", repo_dir, buf);
 	free(buf);
 	if (!path)
 		return NULL;
@@ -191,7 +171,7 @@ static char *find_snapshot(const char *repo_dir, const char *rev, struct weld_er
 	char *snap = read_ref(repo_dir, rev ? rev : "main");
 
 	if (!snap && rev && !strchr(rev, '/') && !strstr(rev, "..")) {
-		char *p = strfmt("%s/snapshots/%s", repo_dir, rev);
+		char *p = weld_strfmt("%s/snapshots/%s", repo_dir, rev);
 
 		if (p) {
 			if (is_dir(p))
@@ -217,8 +197,8 @@ static char *repo_folder(const char *cache, const char *name, size_t n)
 	const char *slash = memchr(name, '/', n);
 
 	if (!slash)
-		return strfmt("%s/models--%.*s", cache, (int)n, name);
-	return strfmt("%s/models--%.*s--%.*s", cache, (int)(slash - name), name,
+		return weld_strfmt("%s/models--%.*s", cache, (int)n, name);
+	return weld_strfmt("%s/models--%.*s--%.*s", cache, (int)(slash - name), name,
 		      (int)(n - (size_t)(slash - name) - 1), slash + 1);
 }
 

@@ -102,6 +102,10 @@ int weld_parse_size(const char *s, uint64_t *out);
 /* "1.23 GB" style, decimal units. */
 void weld_format_size(uint64_t n, char *buf, size_t len);
 
+/* A new string from a printf format (the caller frees it), or NULL when
+ * out of memory. */
+char *weld_strfmt(const char *fmt, ...) WELD_PRINTF(1, 2);
+
 /* Length of the UTF-8 sequence at p (at most n bytes), or 0 if it is not
  * valid UTF-8 (overlong forms and surrogates included). */
 size_t weld_utf8_len(const unsigned char *p, size_t n);

@@ -9,6 +9,8 @@
  */
 #include "base.h"
 
+#include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
@@ -175,4 +177,21 @@ bool weld_utf8_valid(const char *s)
 		if (!(l = weld_utf8_len(p + i, n - i)))
 			return false;
 	return true;
+}
+
+char *weld_strfmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !(p = malloc((size_t)n + 1)))
+		return NULL;
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
 }

@@ -108,26 +108,6 @@ static inline int rfail(const weld_recipe *r, struct weld_error *err, const char
 	return weld_fail(err, WELD_ERR_ARG, "%s: %s", r->label, msg);
 }
 
-/* A new string from a format (caller frees), or NULL. */
-static inline char *strfmt(const char *fmt, ...) WELD_PRINTF(1, 2);
-
-static inline char *strfmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *p;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0 || !(p = malloc((size_t)n + 1)))
-		return NULL;
-	va_start(ap, fmt);
-	vsnprintf(p, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	return p;
-}
-
 static inline const char *json_type(const cJSON *v)
 {
 	if (cJSON_IsBool(v))

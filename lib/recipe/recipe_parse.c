@@ -568,7 +568,7 @@ int weld_recipe_from_output(weld_recipe **out, const char *dir, struct weld_erro
 			  dir, cmd);
 		goto out;
 	}
-	label = strfmt("%s:weld_recipe", dir);
+	label = weld_strfmt("%s:weld_recipe", dir);
 	if (!label) {
 		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		goto out;

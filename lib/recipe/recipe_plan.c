@@ -54,7 +54,7 @@ static char *rename_layer(const char *name, long layer)
 
 	if (name_layer(name, &at, &len) < 0)
 		return strdup(name);
-	return strfmt("%.*s%ld%s", (int)at, name, layer, name + at + len);
+	return weld_strfmt("%.*s%ld%s", (int)at, name, layer, name + at + len);
 }
 
 /* 1 + the largest layer of m's tensors; 0 when none has a layer. */
