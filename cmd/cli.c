@@ -112,30 +112,36 @@ int cli_bad_option(int c, char *const argv[])
 	return cli_usage_error("unknown option '%s'", argv[optind - 1]);
 }
 
+int cli_check_paths(const char *out, bool force, bool single_file, const char *const *in,
+		    size_t n)
+{
+	struct weld_error err = { 0 };
+
+	for (size_t i = 0; i < n; i++)
+		/* the output's recipe (JSON) names every input */
+		if (!weld_utf8_valid(in[i])) {
+			cli_error("'%s': the path is not valid UTF-8, and weld records every input path in the output's recipe (JSON): rename it",
+				  in[i]);
+			return EXIT_FAIL;
+		}
+	return weld_output_check(out, force, single_file, in, n, &err) < 0 ? cli_fail(&err) : 0;
+}
+
 int cli_check_output(const weld_plan *p, const char *out, bool force, bool single_file)
 {
 	size_t n = weld_plan_model_count(p);
 	const char **in = calloc(n ? n : 1, sizeof(*in));
-	struct weld_error err = { 0 };
 	int r;
 
 	if (!in) {
 		cli_error("out of memory");
 		return EXIT_FAIL;
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		in[i] = weld_model_path(weld_plan_model(p, (int)i));
-		/* the output's recipe (JSON) names every input */
-		if (!weld_utf8_valid(in[i])) {
-			cli_error("'%s': the path is not valid UTF-8, and weld records every input path in the output's recipe (JSON): rename it",
-				  in[i]);
-			free(in);
-			return EXIT_FAIL;
-		}
-	}
-	r = weld_output_check(out, force, single_file, in, n, &err);
+	r = cli_check_paths(out, force, single_file, in, n);
 	free(in);
-	return r < 0 ? cli_fail(&err) : 0;
+	return r;
 }
 
 double cli_seconds_since(const struct timespec *t0)

@@ -63,6 +63,9 @@ int cli_fail(const struct weld_error *err);
 /* May out be written by the merge of plan p (see weld_output_check; the
  * inputs are the plan's models)? 0, or EXIT_FAIL after the message. */
 int cli_check_output(const weld_plan *p, const char *out, bool force, bool single_file);
+/* The same for the n input paths in (every input path must be UTF-8). */
+int cli_check_paths(const char *out, bool force, bool single_file, const char *const *in,
+		    size_t n);
 
 /* Checked parsing; on failure print a usage error naming the option and
  * the value. */

@@ -14,7 +14,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 /* --align prints a warning above this FFN width (the solve is O(F^3)). */
@@ -295,7 +294,6 @@ int cmd_expert_merge(int argc, char **argv)
 	weld_model *m = NULL;
 	char *stats = NULL, *config = NULL, *recipe = NULL;
 	struct timespec t0;
-	struct stat st;
 	bool planned = false;
 	int r;
 
@@ -305,10 +303,13 @@ int cmd_expert_merge(int argc, char **argv)
 		return r < 0 ? EXIT_OK : r;
 	r = EXIT_FAIL;
 	/* before the similarity pass, which may read the whole model */
-	if (!merge_plan_only && !a.force && lstat(a.out, &st) == 0) {
-		cli_error("'%s' already exists; not overwritten (use -f to replace it)", a.out);
-		goto out;
+	{
+		const char *in[2] = { a.model, a.stats_path };
+
+		if (a.out && (r = cli_check_paths(a.out, a.force, false, in, a.stats_path ? 2 : 1)))
+			goto out;
 	}
+	r = EXIT_FAIL;
 	if (open_inputs(&a, &m, &stats, &config, &err) < 0 ||
 	    weld_moe_plan_build(&plan, m, &a.o, &err) < 0) {
 		r = cli_fail(&err);

@@ -138,7 +138,7 @@ static bool density_ok(const char *opt, double d)
 static int parse_model_value(const struct weld_method_spelling *s, const char *arg, char *tok,
 			     struct model_arg *m)
 {
-	char *eq = strchr(tok, '='), opt[64];
+	char *eq = strchr(tok, '=');
 	double v;
 	int p;
 
@@ -156,10 +156,9 @@ static int parse_model_value(const struct weld_method_spelling *s, const char *a
 				       arg, tok);
 	if (!(s->params & WELD_PB(p)))
 		return cli_usage_error("model '%s': '%s' is not used by 'weld %s'", arg, tok, s->name);
-	snprintf(opt, sizeof(opt), "%s", tok);
-	if (!cli_double(opt, eq + 1, &v))
+	if (!cli_double(tok, eq + 1, &v))
 		return EXIT_USAGE;
-	if (p == WELD_P_DENSITY && !density_ok(opt, v))
+	if (p == WELD_P_DENSITY && !density_ok(tok, v))
 		return EXIT_USAGE;
 	m->has[p] = true;
 	m->v[p] = v;

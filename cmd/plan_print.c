@@ -19,13 +19,6 @@ static void print_shape(FILE *f, const struct weld_job *j)
 	fputc(']', f);
 }
 
-/* Does a job of method m under options o read parameter p? (The plan
- * shows only those.) */
-static bool uses(const struct weld_merge_opts *o, enum weld_method m, enum weld_param p)
-{
-	return weld_method_uses(o, m, p);
-}
-
 /* One option of print_options: key=value (text) or "key":value (JSON). */
 static void print_opt(bool json, bool *first, const char *key, const char *val, bool str)
 {
@@ -43,7 +36,7 @@ static void print_options(const struct weld_merge_opts *o, bool json)
 	bool first = true;
 	char num[32];
 
-	if (uses(o, m, WELD_P_NORMALIZE))
+	if (weld_method_uses(o, m, WELD_P_NORMALIZE))
 		print_opt(json, &first, "normalize", o->normalize ? "true" : "false", false);
 	if (weld_method_takes(m, WELD_K_SCOPE))
 		print_opt(json, &first, "scope", weld_scope_names[o->scope], true);
@@ -75,11 +68,11 @@ static void print_job_json(const weld_plan *p, const struct weld_job *j)
 	printf(",\"dtype\":\"%s\",\"shape\":", weld_dtype_name(j->dtype));
 	print_shape(stdout, j);
 	printf(",\"method\":\"%s\"", weld_method_name(j->method));
-	if (uses(o, j->method, WELD_P_LAMBDA))
+	if (weld_method_uses(o, j->method, WELD_P_LAMBDA))
 		printf(",\"lambda\":%.17g", j->lambda);
-	if (uses(o, j->method, WELD_P_GAMMA))
+	if (weld_method_uses(o, j->method, WELD_P_GAMMA))
 		printf(",\"gamma\":%.17g", j->gamma);
-	if (uses(o, j->method, WELD_P_T))
+	if (weld_method_uses(o, j->method, WELD_P_T))
 		printf(",\"t\":%.17g", j->t);
 	if (j->base_model >= 0) {
 		printf(",\"base\":{\"model\":%d,\"tensor\":", j->base_model);
@@ -95,7 +88,7 @@ static void print_job_json(const weld_plan *p, const struct weld_job *j)
 		cli_json_string(stdout, weld_model_tensor(weld_plan_model(p, src->model),
 							  (size_t)src->tensor)->name);
 		printf(",\"weight\":%.17g,\"density\":%.17g", src->weight, src->density);
-		if (uses(o, j->method, WELD_P_MASK_LAMBDA))
+		if (weld_method_uses(o, j->method, WELD_P_MASK_LAMBDA))
 			printf(",\"mask_lambda\":%.17g", src->mask_lambda);
 		putchar('}');
 	}
@@ -109,11 +102,11 @@ static void print_job_text(const weld_plan *p, const struct weld_job *j)
 	printf("%s %s ", cli_safe(j->name), weld_dtype_name(j->dtype));
 	print_shape(stdout, j);
 	printf(" %s", weld_method_name(j->method));
-	if (uses(o, j->method, WELD_P_LAMBDA))
+	if (weld_method_uses(o, j->method, WELD_P_LAMBDA))
 		printf(" lambda=%g", j->lambda);
-	if (uses(o, j->method, WELD_P_GAMMA))
+	if (weld_method_uses(o, j->method, WELD_P_GAMMA))
 		printf(" gamma=%g", j->gamma);
-	if (uses(o, j->method, WELD_P_T))
+	if (weld_method_uses(o, j->method, WELD_P_T))
 		printf(" t=%g", j->t);
 	if (j->base_model >= 0) {
 		const char *bn = weld_model_tensor(weld_plan_model(p, j->base_model),
@@ -131,12 +124,12 @@ static void print_job_text(const weld_plan *p, const struct weld_job *j)
 		printf(" model%d", src->model);
 		if (strcmp(sn, j->name))
 			printf(":%s", cli_safe(sn));
-		if (!uses(o, j->method, WELD_P_WEIGHT))
+		if (!weld_method_uses(o, j->method, WELD_P_WEIGHT))
 			continue;
 		printf("(w=%g", src->weight);
-		if (uses(o, j->method, WELD_P_DENSITY))
+		if (weld_method_uses(o, j->method, WELD_P_DENSITY))
 			printf(",d=%g", src->density);
-		if (uses(o, j->method, WELD_P_MASK_LAMBDA))
+		if (weld_method_uses(o, j->method, WELD_P_MASK_LAMBDA))
 			printf(",ml=%g", src->mask_lambda);
 		putchar(')');
 	}

@@ -65,6 +65,9 @@ same_any_threads() {
 	diff -r "$T/j1" "$T/j2-other-name" >/dev/null
 }
 expect "same output for -j 1 and -j 2, and any -o" same_any_threads
+mkdir "$T/holder" && cp -R "$T/mix" "$T/holder/mix"
+refuse "-f refuses a folder holding the input" 1 "holds the input" - "$WELD" expert-merge -q -f --groups 2 -o "$T/holder" "$T/holder/mix"
+expect "... and leaves it whole" test -f "$T/holder/mix/config.json"
 
 alias_three() {
 	"$WELD" expert-merge -q -o "$T/a3" --groups 3 "$T/qwen" &&
@@ -188,11 +191,12 @@ no_copy() {
 expect "--no-copy-files writes only tensors and expert_groups.json" no_copy
 
 force() {
-	mkdir "$T/f1" && : >"$T/f1/old" &&
+	mkdir "$T/f1" && : >"$T/f1/expert_groups.json" && : >"$T/f1/model-00009-of-00009.safetensors" &&
 	! "$WELD" expert-merge -q -o "$T/f1" --groups 2 "$T/mix" 2>/dev/null &&
-	test -f "$T/f1/old" &&
+	test -f "$T/f1/model-00009-of-00009.safetensors" &&
 	"$WELD" expert-merge -q -f -o "$T/f1" --groups 2 "$T/mix" &&
-	test ! -e "$T/f1/old" && fixture check "$T/mix" "$T/f1" --layout alias --groups 2
+	test ! -e "$T/f1/model-00009-of-00009.safetensors" && test -s "$T/f1/expert_groups.json" &&
+	fixture check "$T/mix" "$T/f1" --layout alias --groups 2
 }
 expect "an existing output needs -f, then is replaced" force
 
