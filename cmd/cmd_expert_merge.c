@@ -24,7 +24,8 @@ static const char usage[] =
 	"                         [--similarity router|weight] [--uniform-groups] [--align]\n"
 	"                         [--layout alias|compact] [--dtype auto|bf16|f16|f32]\n"
 	"                         [-j <n>] [--max-memory <size>] [--shard-size <size>]\n"
-	"                         [-f] [-q | -v] [--json] [--no-copy-files] <moe-model>\n"
+	"                         [-f] [-q | -v] [--json] [--no-copy-files] [--allow-nonfinite]\n"
+	"                         <moe-model>\n"
 	"\n"
 	"    -o, --output <dir>       output folder (refused if it exists, unless -f)\n"
 	"    --groups <G>             groups (distinct experts) per MoE layer, the average\n"
@@ -43,11 +44,12 @@ static const char usage[] =
 	"    -f, --force              replace an existing output folder\n"
 	"    -q, --quiet / -v, --verbose\n"
 	"    --json                   print a JSON summary on stdout\n"
-	"    --no-copy-files          do not copy config and tokenizer files\n";
+	"    --no-copy-files          do not copy config and tokenizer files\n"
+	"    --allow-nonfinite        merge experts holding NaN or inf (default: an error)\n";
 
 enum {
 	O_GROUPS = 256, O_STATS, O_SIMILARITY, O_UNIFORM, O_ALIGN, O_LAYOUT, O_DTYPE,
-	O_MAXMEM, O_SHARD, O_JSON, O_NO_COPY,
+	O_MAXMEM, O_SHARD, O_JSON, O_NO_COPY, O_ALLOW_NONFINITE,
 };
 
 static const struct option long_opts[] = {
@@ -63,6 +65,7 @@ static const struct option long_opts[] = {
 	{ "shard-size", required_argument, NULL, O_SHARD },
 	{ "json", no_argument, NULL, O_JSON },
 	{ "no-copy-files", no_argument, NULL, O_NO_COPY },
+	{ "allow-nonfinite", no_argument, NULL, O_ALLOW_NONFINITE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -108,6 +111,7 @@ static int parse(int argc, char **argv, struct args *a)
 						       "expected router or weight", optarg);
 			break;
 		case O_UNIFORM: a->o.uniform_groups = true; break;
+		case O_ALLOW_NONFINITE: a->o.allow_nonfinite = true; break;
 		case O_ALIGN: a->o.align = true; break;
 		case O_LAYOUT:
 			if ((v = weld_name_index(weld_moe_layout_names, optarg)) >= 0)

@@ -150,7 +150,7 @@ static int run(int argc, char **argv, bool plan)
 	}
 	cli_install_signals();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (weld_plan_execute(p, a.out, &err) < 0) {
+	if (weld_recipe_execute(r, p, a.out, &err) < 0) {
 		ret = cli_fail(&err);
 		goto out;
 	}

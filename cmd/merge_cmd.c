@@ -23,7 +23,7 @@ enum {
 	O_BASE = 256, O_WEIGHTS, O_DENSITY, O_LAMBDA, O_DTYPE, O_SCOPE, O_SEED,
 	O_MAXMEM, O_SHARD, O_ALLOW_MISSING, O_NO_COPY, O_JSON, O_SIGN, O_NORMALIZE,
 	O_NO_NORMALIZE, O_RESCALE, O_COMBINE, O_TRIM, O_GAMMA, O_FROM, O_MASK_LAMBDA,
-	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED,
+	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED, O_ALLOW_NONFINITE,
 };
 
 static const struct option long_opts[] = {
@@ -38,6 +38,7 @@ static const struct option long_opts[] = {
 	{ "max-memory", required_argument, NULL, O_MAXMEM },
 	{ "shard-size", required_argument, NULL, O_SHARD },
 	{ "allow-missing", no_argument, NULL, O_ALLOW_MISSING },
+	{ "allow-nonfinite", no_argument, NULL, O_ALLOW_NONFINITE },
 	{ "no-copy-files", no_argument, NULL, O_NO_COPY },
 	{ "json", no_argument, NULL, O_JSON },
 	{ "sign", required_argument, NULL, O_SIGN },
@@ -306,6 +307,7 @@ static int parse_common_opt(int c, struct merge_args *a)
 	case O_MAXMEM: return cli_size("--max-memory", optarg, &a->o.max_memory) ? 0 : EXIT_USAGE;
 	case O_SHARD: return cli_size("--shard-size", optarg, &a->o.shard_size) ? 0 : EXIT_USAGE;
 	case O_ALLOW_MISSING: a->o.allow_missing = true; return 0;
+	case O_ALLOW_NONFINITE: a->o.allow_nonfinite = true; return 0;
 	case O_NO_COPY: a->o.copy_files = false; return 0;
 	case O_JSON: a->json = true; return 0;
 	default: return -1;

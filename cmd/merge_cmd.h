@@ -23,6 +23,7 @@
 	"      --max-memory SIZE   memory budget, e.g. 512M, 4G (default 1G)\n" \
 	"      --shard-size SIZE   largest output shard (default 5G; 0 = one file)\n" \
 	"      --allow-missing     merge a tensor over the models that have it\n" \
+	"      --allow-nonfinite   merge inputs holding NaN or inf (default: an error)\n" \
 	"      --no-copy-files     do not copy config and tokenizer files\n" \
 	"  -q, --quiet / -v, --verbose\n" \
 	"      --json              machine-readable summary on stdout\n" \

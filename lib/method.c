@@ -22,7 +22,7 @@ const struct weld_param_def weld_param_defs[WELD_P_COUNT] = {
 
 const char *const weld_key_names[WELD_K_COUNT] = {
 	"scope", "seed", "sign", "rescale", "combine", "trim", "from", "k", NULL,
-	"shard_size", "max_memory", "allow_missing", "copy_files",
+	"shard_size", "max_memory", "allow_missing", "copy_files", "allow_nonfinite",
 };
 
 const char *const weld_scope_names[] = { "tensor", "row", "model", NULL };

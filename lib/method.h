@@ -71,6 +71,7 @@ enum weld_key {
 	WELD_K_SCOPE, WELD_K_SEED, WELD_K_SIGN, WELD_K_RESCALE, WELD_K_COMBINE, WELD_K_TRIM,
 	WELD_K_FROM, WELD_K_K, WELD_K_MASKS,
 	WELD_K_SHARD_SIZE, WELD_K_MAX_MEMORY, WELD_K_ALLOW_MISSING, WELD_K_COPY_FILES,
+	WELD_K_ALLOW_NONFINITE,
 	WELD_K_COUNT
 };
 /* The name of each key in a recipe's weld object (NULL: not there). */
@@ -79,7 +80,8 @@ extern const char *const weld_key_names[WELD_K_COUNT];
 #define WELD_PB(p) (1u << (p))
 #define WELD_KB(k) (1u << (k))
 #define WELD_K_GENERAL (WELD_KB(WELD_K_SHARD_SIZE) | WELD_KB(WELD_K_MAX_MEMORY) | \
-			WELD_KB(WELD_K_ALLOW_MISSING) | WELD_KB(WELD_K_COPY_FILES))
+			WELD_KB(WELD_K_ALLOW_MISSING) | WELD_KB(WELD_K_COPY_FILES) | \
+			WELD_KB(WELD_K_ALLOW_NONFINITE))
 
 /* Names of weld's enumerations, in enum order, NULL-terminated. */
 extern const char *const weld_scope_names[];   /* tensor row model */

@@ -176,6 +176,7 @@ static void exec_free(struct exec *e)
 		free(c->scratch);
 		free(c->keep);
 		free(c->row_keys);
+		free(c->nan);
 	}
 	for (size_t q = 0; e->sel && q < e->max_src * MAX_SEL; q++) {
 		free(e->sel[q].hist);
@@ -235,7 +236,8 @@ static int exec_alloc(struct exec *e)
 		     (c->vals = malloc(n_src * e->tile_elems * sizeof(float))) &&
 		     (c->scratch = malloc((4 + n_src) * e->tile_elems * sizeof(float))) &&
 		     (c->keep = malloc(n_src * MAX_SEL * e->tile_elems)) &&
-		     (c->row_keys = malloc(e->tile_elems * sizeof(uint32_t)));
+		     (c->row_keys = malloc(e->tile_elems * sizeof(uint32_t))) &&
+		     (!e->opts->allow_nonfinite || (c->nan = malloc(e->tile_elems)));
 	}
 	return ok ? 0 : -1;
 }

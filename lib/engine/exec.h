@@ -87,6 +87,12 @@ struct slice_ctx {
 	size_t rec_len[WELD_K_MAX_SRC * MAX_SEL], rec_cap[WELD_K_MAX_SRC * MAX_SEL];
 	bool rec_overflow;      /* ran out of room: the recorded keys are not usable */
 	uint64_t rec_above[WELD_K_MAX_SRC * MAX_SEL]; /* keys above the range */
+	/* --allow-nonfinite: nan[i] = some input is NaN at element i of the
+	 * tile, when tile_nan */
+	unsigned char *nan;
+	bool tile_nan;
+	int nonfinite;          /* 0, or 1 + the input (0 base, s + 1 source s)
+				 * found holding NaN or +-Inf */
 	struct weld_error err;
 	bool failed;
 };
@@ -240,6 +246,13 @@ int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, siz
  * slices in parallel, then the slice-order folding of their counts. */
 int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
 			enum pass pass, enum drop_mode mode, struct weld_error *err);
+
+/* nonfinite.c */
+
+/* The error for input `input` of job j (0 the base, s + 1 source s) found
+ * holding NaN or +-Inf: its count over the whole tensor. Returns -1. */
+int weld_exec_nonfinite_error(const struct exec *e, const struct weld_job *j, int input,
+			      struct weld_error *err);
 
 /* output.c */
 

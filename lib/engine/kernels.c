@@ -38,6 +38,72 @@ WELD_HOT void weld_k_delta_bf16(const unsigned char *x, const float *b, float *v
 		v[j] = bf16_at(x, j) - b[j];
 }
 
+/* The bits of x[j] and of bf16 x[j]: the exponent all ones is NaN or +-Inf. */
+static inline uint32_t f32_bits(const float *x, size_t j)
+{
+	uint32_t u;
+
+	memcpy(&u, x + j, sizeof(u));
+	return u;
+}
+
+static inline uint16_t bf16_bits(const unsigned char *x, size_t j)
+{
+	uint16_t h;
+
+	memcpy(&h, x + 2 * j, sizeof(h));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	h = __builtin_bswap16(h);
+#endif
+	return h;
+}
+
+/* Counted in 32-bit lanes over pieces of COUNT_PIECE elements, so that the
+ * loops vectorise. */
+#define COUNT_PIECE 4096
+
+WELD_HOT size_t weld_k_count_nonfinite(const float *x, size_t n)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < n; i += COUNT_PIECE) {
+		size_t m = n - i < COUNT_PIECE ? n - i : COUNT_PIECE;
+		uint32_t k = 0;
+
+		for (size_t j = 0; j < m; j++)
+			k += (f32_bits(x + i, j) & 0x7f800000u) == 0x7f800000u;
+		c += k;
+	}
+	return c;
+}
+
+WELD_HOT size_t weld_k_count_nonfinite_bf16(const unsigned char *x, size_t n)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < n; i += COUNT_PIECE) {
+		size_t m = n - i < COUNT_PIECE ? n - i : COUNT_PIECE;
+		uint16_t k = 0;   /* 16-bit lanes: COUNT_PIECE < 65536 */
+
+		for (size_t j = 0; j < m; j++)
+			k = (uint16_t)(k + ((bf16_bits(x + 2 * i, j) & 0x7f80u) == 0x7f80u));
+		c += k;
+	}
+	return c;
+}
+
+void weld_k_mark_nan(const float *x, size_t n, unsigned char *nan)
+{
+	for (size_t j = 0; j < n; j++)
+		nan[j] |= (f32_bits(x, j) & 0x7fffffffu) > 0x7f800000u;
+}
+
+void weld_k_mark_nan_bf16(const unsigned char *x, size_t n, unsigned char *nan)
+{
+	for (size_t j = 0; j < n; j++)
+		nan[j] |= (bf16_bits(x, j) & 0x7fffu) > 0x7f80u;
+}
+
 /* v[j] where keep[j] (and not drop[j]), +0 elsewhere: a bit mask, so that
  * the loop vectorises and an inf or NaN that is not kept stays out. */
 static inline float masked(float v, bool keep)

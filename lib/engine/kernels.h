@@ -16,6 +16,13 @@ void weld_k_sub(float *v, const float *b, size_t n);
  * one pass, with the same result */
 void weld_k_delta_bf16(const unsigned char *x, const float *b, float *v, size_t n);
 
+/* How many of x[0..n) are NaN or +-Inf (float, or little-endian bf16). */
+size_t weld_k_count_nonfinite(const float *x, size_t n);
+size_t weld_k_count_nonfinite_bf16(const unsigned char *x, size_t n);
+/* nan[j] |= x[j] is NaN (float, or little-endian bf16). */
+void weld_k_mark_nan(const float *x, size_t n, unsigned char *nan);
+void weld_k_mark_nan_bf16(const unsigned char *x, size_t n, unsigned char *nan);
+
 /*
  * dare's drop for elements whose flat indices are first..first+n-1: keep
  * v[j] when the DESIGN 4.9 draw is below density, times factor; zero it

@@ -56,6 +56,7 @@ struct weld_merge_opts {
 	uint64_t record_memory;
 	uint64_t shard_size;
 	bool allow_missing;
+	bool allow_nonfinite;         /* merge NaN and +-Inf inputs (weld(1)) */
 	bool force;
 	bool copy_files;
 	const char *recipe_json;      /* stored in the output's metadata */
@@ -190,6 +191,10 @@ void weld_shape_text(const struct weld_tensor_info *t, char *buf, size_t len);
 
 /* The method's name as weld's commands spell it. */
 const char *weld_method_name(enum weld_method m);
+
+/* The error for tensor `tensor` of m, found holding NaN or +-Inf: it names
+ * the model, its file and the count over the whole tensor. Returns -1. */
+int weld_nonfinite_error(const weld_model *m, size_t tensor, struct weld_error *err);
 
 /* DESIGN 4.9: the key of (tensor name, model number, seed), and the keep
  * decision for element j with density d. */

@@ -569,7 +569,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		return -1;
 	/*
 	 * Per slice: raw super-tiles of every input, f32 tiles (sources, base,
-	 * output, scratch), keep masks and a row buffer; per thread: histograms.
+	 * output, scratch), keep masks, a row buffer (and with --allow-nonfinite
+	 * a NaN mask); per thread: histograms.
 	 * Shared: the encoded output chunk, the packed masks and the histogram
 	 * totals.
 	 */
@@ -577,7 +578,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		tile = max_row;
 	super = tile > WELD_SUPER ? tile : WELD_SUPER;
 	per_slice = (maxsrc + 1) * super * raw_es + (maxsrc + 6) * tile * 4 + 2 * maxsrc * tile +
-		    tile * 4;
+		    tile * 4 + (p->o.allow_nonfinite ? tile : 0);
 	shared = threads * maxsrc * maxsel * WELD_HIST_BINS * 4 +
 		 maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
 	/*

@@ -13,6 +13,7 @@
  */
 #include "exec.h"
 
+#include <math.h>
 #include <omp.h>
 #include <string.h>
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -52,25 +53,63 @@ static void slice(uint64_t n, uint64_t g, int t, int nt, uint64_t *lo, uint64_t 
 	*hi = *hi > n ? n : *hi;
 }
 
-/* Inputs of one tile: b, and v[s] = x (or delta), after dare's drop. */
+/*
+ * APPLY: input `input` (0 the base, s + 1 source s) of the tile, as floats x
+ * or, when it is bf16, its raw bits (half the bytes to look at): false if it
+ * holds NaN or +-Inf and the merge refuses them; with --allow-nonfinite, its
+ * NaN positions are marked instead.
+ */
+static bool check_input(const struct exec *e, struct slice_ctx *c, int input, const float *x,
+			const unsigned char *bf16, size_t len)
+{
+	size_t nf = bf16 ? weld_k_count_nonfinite_bf16(bf16, len) : weld_k_count_nonfinite(x, len);
+
+	if (!nf)
+		return true;
+	if (!e->opts->allow_nonfinite) {
+		c->nonfinite = input + 1;
+		c->failed = true;
+		return false;
+	}
+	if (!c->tile_nan)
+		memset(c->nan, 0, len);
+	c->tile_nan = true;
+	if (bf16)
+		weld_k_mark_nan_bf16(bf16, len, c->nan);
+	else
+		weld_k_mark_nan(x, len, c->nan);
+	return true;
+}
+
+/* Inputs of one tile: b, and v[s] = x (or delta), after dare's drop; APPLY
+ * (check) also looks for NaN and +-Inf. */
 static void tile_inputs(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			const unsigned char *const *raw, size_t off, uint64_t g, size_t len,
-			enum drop_mode mode, double *l1)
+			enum drop_mode mode, double *l1, bool check)
 {
+	c->tile_nan = false;
 	if (j->base_model >= 0) {
 		enum weld_dtype t = weld_model_tensor(e->plan->models[j->base_model],
 						      (size_t)j->base_tensor)->dtype;
 
 		weld_decode_f32(t, raw[0] + off * weld_dtype_size(t), c->base, len);
+		if (check && !check_input(e, c, 0, c->base, t == WELD_BF16 ? raw[0] + off * 2 : NULL,
+					  len))
+			return;
 	}
 	for (size_t s = 0; s < j->nsrc; s++) {
 		enum weld_dtype t = src_info(e, &j->src[s])->dtype;
+		const unsigned char *x = raw[s + 1] + off * weld_dtype_size(t);
 		float *v = c->vals + s * e->tile_elems;
 
 		if (task_vectors(j) && t == WELD_BF16) {
-			weld_k_delta_bf16(raw[s + 1] + off * 2, c->base, v, len);
+			if (check && !check_input(e, c, (int)s + 1, NULL, x, len))
+				return;
+			weld_k_delta_bf16(x, c->base, v, len);
 		} else {
-			weld_decode_f32(t, raw[s + 1] + off * weld_dtype_size(t), v, len);
+			weld_decode_f32(t, x, v, len);
+			if (check && !check_input(e, c, (int)s + 1, v, t == WELD_BF16 ? x : NULL, len))
+				return;
 			if (task_vectors(j))
 				weld_k_sub(v, c->base, len);
 		}
@@ -116,6 +155,16 @@ static void tile_rows(struct exec *e, const struct weld_job *j, struct slice_ctx
 		}
 }
 
+/* --allow-nonfinite: NaN wherever some input is NaN (weld(1)). */
+static void poison_nan(const struct slice_ctx *c, size_t len)
+{
+	if (!c->tile_nan)
+		return;
+	for (size_t i = 0; i < len; i++)
+		if (c->nan[i])
+			c->out[i] = NAN;
+}
+
 /* APPLY on the tile of len elements at flat index g (the chunk starts at
  * first): the top-k masks, the method's combination, the encoding into the
  * output chunk. */
@@ -137,6 +186,7 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 			c->out[i] = e->mask_bits[bit / 8] >> (bit % 8) & 1 ? b + (c->vals[i] - b)
 									    : b;
 		}
+		poison_nan(c, len);
 		weld_exec_encode_tile(j->dtype, c->out, e->out_chunk + (g - first) * oes, len);
 		return;
 	}
@@ -179,6 +229,7 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 	a.maskstride = e->mask_stride;
 	a.bitpos = g - first;
 	weld_k_combine(&a, len, c->out, c->scratch);
+	poison_nan(c, len);
 	weld_exec_encode_tile(j->dtype, c->out, e->out_chunk + (g - first) * oes, len);
 }
 
@@ -213,7 +264,10 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 			uint64_t blk = b / WELD_BLOCK;
 			double *l1 = pass == P_L1 ? e->block_sums + blk * e->max_src * 2 : NULL;
 
-			tile_inputs(e, j, c, rawp, (size_t)(b - a), first + b, len, mode, l1);
+			tile_inputs(e, j, c, rawp, (size_t)(b - a), first + b, len, mode, l1,
+				    pass == P_APPLY);
+			if (c->failed)
+				break;
 			switch (pass) {
 			case P_L1:
 				break;
@@ -245,6 +299,7 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 		struct slice_ctx *c = &e->slices[t];
 
 		c->failed = false;
+		c->nonfinite = 0;
 		if (pass == P_COUNT)
 			memset(c->n_equal, 0, sizeof(c->n_equal));
 	}
@@ -260,6 +315,16 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 		e->slices[t].hist = e->thread_hist[omp_get_thread_num()];
 		if (lo < hi)
 			run_slice(e, j, &e->slices[t], first, lo, hi, pass, mode);
+	}
+	{
+		int nonfinite = 0;
+
+		/* the first input found holding NaN or +-Inf, in input order */
+		for (int t = 0; t < e->n_slices; t++)
+			if (e->slices[t].nonfinite && (!nonfinite || e->slices[t].nonfinite < nonfinite))
+				nonfinite = e->slices[t].nonfinite;
+		if (nonfinite)
+			return weld_exec_nonfinite_error(e, j, nonfinite - 1, err);
 	}
 	for (int t = 0; t < e->n_slices; t++)
 		if (e->slices[t].failed) {

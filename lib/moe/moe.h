@@ -264,6 +264,7 @@ struct weld_moe_opts {
 	int out_dtype;                    /* enum weld_dtype, or -1 for auto */
 	uint64_t max_memory;              /* bytes; buffers are sized from it */
 	int threads;                      /* OpenMP threads, 0 = the default */
+	bool allow_nonfinite;             /* merge experts holding NaN or +-Inf */
 	const char *stats;                /* stats text, or NULL */
 	size_t stats_len;
 	const char *stats_name;           /* for messages */

@@ -296,6 +296,8 @@ char *weld_moe_recipe_json(const char *model, const char *stats_path,
 		cJSON_AddStringToObject(w, "layout", weld_moe_layout_names[o->layout]);
 		cJSON_AddNumberToObject(w, "shard_size", (double)shard_size);
 		cJSON_AddBoolToObject(w, "copy_files", copy_files);
+		if (o->allow_nonfinite)
+			cJSON_AddBoolToObject(w, "allow_nonfinite", true);
 		text = cJSON_PrintUnformatted(r);
 	}
 	cJSON_Delete(r);

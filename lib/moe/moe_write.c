@@ -8,6 +8,7 @@
  * or on the chunk size.
  */
 #include "moe_impl.h"
+#include "kernels.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -214,6 +215,10 @@ static int merge_tensor(struct write_ctx *c, int l, int s, const int *members, i
 			if (read_rows(c, weld_moe_tensor_of(lo, l, e, s), r0, r1, cols, pe, axis, buf,
 				      scratch, tmp) < 0)
 				goto out;
+			if (!c->p->opts.allow_nonfinite && weld_k_count_nonfinite(buf, len)) {
+				weld_nonfinite_error(c->m, weld_moe_tensor_of(lo, l, e, s), c->err);
+				goto out;
+			}
 		}
 		weld_moe_merge(dst, srcp, coef, nm, len);
 		if (weld_encode_f32(out, dst, enc, len) < 0) {

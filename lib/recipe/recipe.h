@@ -55,6 +55,11 @@ void weld_recipe_free(weld_recipe *r);
 int weld_recipe_plan(weld_recipe *r, const struct weld_recipe_settings *s, weld_plan **out,
 		     struct weld_error *err);
 
+/* Execute the plan of r into out (weld_plan_execute); an error is put in
+ * the recipe's terms: its name first, the hints as recipe keys. */
+int weld_recipe_execute(const weld_recipe *r, weld_plan *p, const char *out,
+			struct weld_error *err);
+
 /* The normalised recipe, as stored in the output (valid after a successful
  * weld_recipe_plan): every model path absolute, every default written out,
  * compact JSON. Running it again gives the same bytes. */

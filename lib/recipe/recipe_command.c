@@ -71,6 +71,8 @@ static void add_weld(cJSON *r, const struct weld_command_merge *c)
 	cJSON_AddNumberToObject(w, "shard_size", (double)o->shard_size);
 	cJSON_AddBoolToObject(w, "allow_missing", o->allow_missing);
 	cJSON_AddBoolToObject(w, "copy_files", o->copy_files);
+	if (o->allow_nonfinite)
+		cJSON_AddBoolToObject(w, "allow_nonfinite", true);
 }
 
 char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_error *err)

@@ -64,6 +64,8 @@ static cJSON *weld_json(const weld_recipe *r)
 	cJSON_AddNumberToObject(w, "shard_size", (double)r->o.shard_size);
 	cJSON_AddBoolToObject(w, "allow_missing", r->o.allow_missing);
 	cJSON_AddBoolToObject(w, "copy_files", r->o.copy_files);
+	if (r->o.allow_nonfinite)
+		cJSON_AddBoolToObject(w, "allow_nonfinite", true);
 	return w;
 }
 

@@ -89,11 +89,13 @@ static void prefix_label(const weld_recipe *r, struct weld_error *err)
 	static const char *const hints[][2] = {
 		{ "--no-normalize", "\"normalize\": false" },
 		{ "--allow-missing", "weld.allow_missing" },
+		{ "--allow-nonfinite", "weld.allow_nonfinite" },
 		{ "--scope model", "weld.scope 'model'" },
 		{ "--scope row", "weld.scope 'row'" },
 	};
 	char msg[sizeof(err->msg)];
 	size_t o = 0;
+	int saved_errno;
 
 	if (!err)
 		return;
@@ -111,7 +113,19 @@ static void prefix_label(const weld_recipe *r, struct weld_error *err)
 		}
 	}
 	msg[o < sizeof(msg) ? o : sizeof(msg) - 1] = 0;
+	saved_errno = err->sys_errno;
 	weld_fail(err, err->status, "%s: %s", r->label, msg);
+	err->sys_errno = saved_errno;
+}
+
+int weld_recipe_execute(const weld_recipe *r, weld_plan *p, const char *out,
+			struct weld_error *err)
+{
+	if (weld_plan_execute(p, out, err) == 0)
+		return 0;
+	if (err && err->status != WELD_ERR_INTERRUPTED)
+		prefix_label(r, err);
+	return -1;
 }
 
 /* ---------------------------------------------------------------- models: */

@@ -349,12 +349,15 @@ static int weld_key_value(weld_recipe *r, enum weld_key k, const cJSON *e, const
 		return parse_size_value(r, e, where, &r->o.max_memory, err);
 	case WELD_K_ALLOW_MISSING:
 	case WELD_K_COPY_FILES:
+	case WELD_K_ALLOW_NONFINITE:
 		if (!cJSON_IsBool(e))
 			return rfail(r, err, where, "expected true or false, not %s", json_type(e));
 		if (k == WELD_K_ALLOW_MISSING)
 			r->o.allow_missing = cJSON_IsTrue(e);
-		else
+		else if (k == WELD_K_COPY_FILES)
 			r->o.copy_files = cJSON_IsTrue(e);
+		else
+			r->o.allow_nonfinite = cJSON_IsTrue(e);
 		break;
 	case WELD_K_MASKS:
 	case WELD_K_COUNT:

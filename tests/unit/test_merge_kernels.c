@@ -336,6 +336,42 @@ static void test_slerp_coefficients(void **state)
 	assert_float_equal(s1, 0.25, 0);
 }
 
+/* NaN (quiet, signalling, negative), +-inf count; the largest finite
+ * values, subnormals and zeros do not. */
+static void test_count_nonfinite(void **state)
+{
+	const uint32_t bits[] = {
+		0x7fc00000u, 0x7f800001u, 0xffc00000u, 0x7f800000u, 0xff800000u, /* non-finite */
+		0x7f7fffffu, 0xff7fffffu, 0x00000001u, 0x80000000u, 0x00000000u, 0x3f800000u,
+	};
+	float x[sizeof(bits) / sizeof(bits[0])];
+	unsigned char nan[sizeof(bits) / sizeof(bits[0])] = { 0 };
+	const unsigned char want[] = { 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0 };
+	(void)state;
+
+	memcpy(x, bits, sizeof(x));
+	assert_int_equal(weld_k_count_nonfinite(x, 11), 5);
+	assert_int_equal(weld_k_count_nonfinite(x + 5, 6), 0);
+	assert_int_equal(weld_k_count_nonfinite(x, 0), 0);
+	weld_k_mark_nan(x, 11, nan);
+	assert_memory_equal(nan, want, sizeof(want));
+}
+
+static void test_count_nonfinite_bf16(void **state)
+{
+	/* little-endian bf16: NaN, -NaN, +inf, -inf, then max finite, 1, 0 */
+	const unsigned char x[] = { 0xc0, 0x7f, 0xc1, 0xff, 0x80, 0x7f, 0x80, 0xff,
+				    0x7f, 0x7f, 0x80, 0x3f, 0x00, 0x00 };
+	unsigned char nan[7] = { 0 };
+	const unsigned char want[7] = { 1, 1, 0, 0, 0, 0, 0 };
+	(void)state;
+
+	assert_int_equal(weld_k_count_nonfinite_bf16(x, 7), 4);
+	assert_int_equal(weld_k_count_nonfinite_bf16(x + 8, 3), 0);
+	weld_k_mark_nan_bf16(x, 7, nan);
+	assert_memory_equal(nan, want, sizeof(want));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -353,6 +389,8 @@ int main(void)
 		cmocka_unit_test(test_dare_drop_rescale),
 		cmocka_unit_test(test_dare_drop_bits),
 		cmocka_unit_test(test_slerp_coefficients),
+		cmocka_unit_test(test_count_nonfinite),
+		cmocka_unit_test(test_count_nonfinite_bf16),
 	};
 	return cmocka_run_group_tests_name("merge kernels", tests, NULL, NULL);
 }
