@@ -127,6 +127,10 @@ static int run(int argc, char **argv, bool plan)
 	}
 	if (a.out && (ret = cli_check_output(p, a.out, a.s.force, false)))
 		goto out;
+	if (weld_plan_check_output(p, a.out ? a.out : "OUT", &err) < 0) {
+		ret = cli_fail(&err);
+		goto out;
+	}
 	if (plan) {
 		struct plan_labels labels = {
 			.recipe = a.recipe,

@@ -501,6 +501,10 @@ int merge_main(const char *name, const char *usage, int argc, char **argv)
 		goto done;
 	recipe = recipe_json(&a);
 	weld_plan_set_recipe(p, recipe);
+	if (weld_plan_check_output(p, a.out ? a.out : "OUT", &err) < 0) {
+		r = cli_fail(&err);
+		goto done;
+	}
 	if (merge_plan_only) {
 		plan_print(p, a.json, NULL);
 		r = EXIT_OK;

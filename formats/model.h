@@ -117,6 +117,11 @@ struct weld_writer_opts {
 int weld_writer_open(weld_writer **out, const char *dir,
 		     const struct weld_out_tensor *t, size_t n,
 		     const struct weld_writer_opts *opts, struct weld_error *err);
+/* The checks weld_writer_open makes of a layout before it touches the disk
+ * (names, shapes, shards, each header's size and tensor count), alone:
+ * 0 if the output could be written, else -1 with the error open would give. */
+int weld_writer_check(const char *dir, const struct weld_out_tensor *t, size_t n,
+		      const struct weld_writer_opts *opts, struct weld_error *err);
 /* Index of a tensor in the writer, by name, or -1. */
 int64_t weld_writer_find(const weld_writer *w, const char *name);
 /* Append len bytes to tensor i (its bytes so far + len must not exceed its size). */

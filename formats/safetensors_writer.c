@@ -453,6 +453,27 @@ fail:
 	return -1;
 }
 
+int weld_writer_check(const char *dir, const struct weld_out_tensor *t, size_t n,
+		      const struct weld_writer_opts *opts, struct weld_error *err)
+{
+	weld_writer *w = calloc(1, sizeof(*w));
+	int r;
+
+	if (!w)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	w->out = dir;
+	w->dir.owner_fd = -1;
+	w->opts = *opts;
+	w->recipe = xstrdup(opts->recipe_json);
+	if (opts->recipe_json && !w->recipe)
+		r = weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	else
+		r = validate_tensors(dir, t, n, err) < 0 || add_tensors(w, t, n, err) < 0 ||
+		    plan_shards(w, err) < 0 ? -1 : 0;
+	weld_writer_close(w);
+	return r;
+}
+
 int64_t weld_writer_find(const weld_writer *w, const char *name)
 {
 	size_t lo = 0, hi = w->n;

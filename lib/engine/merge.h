@@ -174,6 +174,11 @@ uint64_t weld_plan_bytes_read(const weld_plan *p);
  * is freed). */
 void weld_plan_set_recipe(weld_plan *p, const char *recipe_json);
 
+/* Could the finished plan's output be written at out (its shards, the size
+ * and tensor count of each header, with the recipe set so far)? Checked
+ * without touching the disk; weld_plan_execute checks it again. */
+int weld_plan_check_output(const weld_plan *p, const char *out, struct weld_error *err);
+
 /* Run the plan, writing the output folder out (atomically). */
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err);
 

@@ -89,16 +89,15 @@ static int open_mask_writer(struct exec *e, struct weld_error *err)
 	return r;
 }
 
-int weld_exec_open_writers(struct exec *e, const char *out, struct weld_error *err)
+/* The output's tensors (one per job) and writer options; NULL if out of
+ * memory. The caller frees the list. */
+static struct weld_out_tensor *output_layout(const weld_plan *p, struct weld_writer_opts *wo)
 {
-	weld_plan *p = e->plan;
 	struct weld_out_tensor *t = calloc(p->njobs + 1, sizeof(*t));
-	struct weld_writer_opts wo = { 0 };
 	const struct weld_job *ref = NULL;
-	int r;
 
 	if (!t)
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		return NULL;
 	for (size_t i = 0; i < p->njobs; i++) {
 		const struct weld_job *j = &p->jobs[i];
 
@@ -109,13 +108,39 @@ int weld_exec_open_writers(struct exec *e, const char *out, struct weld_error *e
 		if (!ref && weld_dtype_is_float(j->dtype))
 			ref = j;
 	}
-	wo.shard_size = p->o.shard_size;
-	wo.force = p->o.force;
-	wo.recipe_json = p->o.recipe_json;
-	wo.edit_config = p->o.edit_config;
-	wo.edit_config_ctx = p->o.edit_config_ctx;
-	wo.copy_from = weld_plan_config_dir(p);
-	wo.torch_dtype = ref ? weld_dtype_torch_name(ref->dtype) : NULL;
+	memset(wo, 0, sizeof(*wo));
+	wo->shard_size = p->o.shard_size;
+	wo->force = p->o.force;
+	wo->recipe_json = p->o.recipe_json;
+	wo->edit_config = p->o.edit_config;
+	wo->edit_config_ctx = p->o.edit_config_ctx;
+	wo->copy_from = weld_plan_config_dir(p);
+	wo->torch_dtype = ref ? weld_dtype_torch_name(ref->dtype) : NULL;
+	return t;
+}
+
+int weld_plan_check_output(const weld_plan *p, const char *out, struct weld_error *err)
+{
+	struct weld_writer_opts wo;
+	struct weld_out_tensor *t = output_layout(p, &wo);
+	int r;
+
+	if (!t)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	r = weld_writer_check(out, t, p->njobs, &wo, err);
+	free(t);
+	return r;
+}
+
+int weld_exec_open_writers(struct exec *e, const char *out, struct weld_error *err)
+{
+	weld_plan *p = e->plan;
+	struct weld_writer_opts wo;
+	struct weld_out_tensor *t = output_layout(p, &wo);
+	int r;
+
+	if (!t)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	r = weld_writer_open(&e->writer, out, t, p->njobs, &wo, err);
 	free(t);
 	if (r < 0 || !p->o.masks_out)

@@ -116,6 +116,19 @@ echo '{broken' >"$T/badcfg/config.json"
 refuse "plan refuses a config.json that is not JSON" 1 "badcfg/config.json': not a JSON object" - "$WELD" plan task-arithmetic --base "$T/badcfg" "$odd/m2"
 refuse "... and so does the merge, writing nothing" 1 "badcfg/config.json': not a JSON object" "$T/cfgout" "$WELD" task-arithmetic -q --base "$T/badcfg" -o "$T/cfgout" "$odd/m2"
 
+# an output whose header a reader would refuse (over 100 MB: 3,000 names of
+# 20,000 bytes, written twice, with the checksums) is refused by the plan
+"$PYTHON" -c "
+import json, struct
+h = {('%05d' % i) + 'n' * 19995: {'dtype': 'F32', 'shape': [1], 'data_offsets': [4 * i, 4 * i + 4]}
+     for i in range(3000)}
+b = json.dumps(h, separators=(',', ':')).encode()
+open('$T/long.safetensors', 'wb').write(struct.pack('<Q', len(b)) + b + bytes(4 * 3000))"
+refuse "plan refuses an output header over 100 MB" 1 "over the 100000000 a reader accepts (split the output" - "$WELD" plan average "$T/long.safetensors" "$T/long.safetensors"
+refuse "... and so does the merge, before reading any tensor" 1 "over the 100000000" "$T/longout" "$WELD" average -q -o "$T/longout" "$T/long.safetensors" "$T/long.safetensors"
+expect "... which shards small enough pass" "$WELD" plan average --shard-size 1K "$T/long.safetensors" "$T/long.safetensors"
+rm -f "$T/long.safetensors"
+
 refuse "plan refuses a command that is not a merge" 2 "'convert' is not a merge command" "$T/cv" "$WELD" plan convert "$T/ft1" -o "$T/cv"
 
 # the summary counts what every pass read, as the progress bar does: ties

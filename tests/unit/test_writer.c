@@ -595,6 +595,10 @@ static void test_header_over_the_limits_refused_at_open(void **state)
 	names[n] = 0;
 	for (size_t i = 0; i < n; i++)
 		t[i] = (struct weld_out_tensor)F(names + i, WELD_U8, 1, 1);
+	/* the check alone says the same, and makes nothing either */
+	assert_int_equal(weld_writer_check(out, t, n, &o, &err), -1);
+	assert_non_null(strstr(err.msg, "(11000 tensors), over the 100000000"));
+	assert_entries(*state, 0);
 	assert_int_equal(weld_writer_open(&w, out, t, n, &o, &err), -1);
 	assert_null(w);
 	if (!strstr(err.msg, out) || !strstr(err.msg, "over the 100000000"))
@@ -603,8 +607,10 @@ static void test_header_over_the_limits_refused_at_open(void **state)
 	assert_non_null(strstr(err.msg, "the header of 'model.safetensors' would be"));
 	assert_non_null(strstr(err.msg, "(11000 tensors), over the 100000000"));
 	assert_entries(*state, 0);
-	/* sharded small enough, it is written */
+	/* sharded small enough, it passes the check and is written */
 	o.shard_size = 1000;
+	assert_int_equal(weld_writer_check(out, t, n, &o, &err), 0);
+	assert_entries(*state, 0);
 	w = open_writer(out, t, n, &o);
 	weld_writer_close(w);
 	assert_entries(*state, 0);
