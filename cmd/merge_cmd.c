@@ -7,6 +7,7 @@
  * error (exit 1) before the output folder is created.
  */
 #include "merge_cmd.h"
+
 #include "plan_print.h"
 #include "recipe.h"
 
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -347,6 +349,15 @@ static int check_args(struct merge_args *a)
 	return 0;
 }
 
+
+/* Do two paths name the same file or folder? */
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
 /* 0, an exit status, or -1 after printing the usage for -h. */
 static int parse(const char *usage, int argc, char **argv, struct merge_args *a)
 {
@@ -406,6 +417,10 @@ static int build(weld_plan *p, struct merge_args *a, struct weld_error *err)
 	for (size_t i = 0; i < a->n; i++) {
 		if ((idx[i] = weld_plan_add_model(p, a->m[i].path, err)) < 0)
 			return -1;
+		if (base >= 0 && a->spec->base == WELD_BASE_REQUIRED && same_file(a->base, a->m[i].path))
+			return weld_fail(err, WELD_ERR_ARG,
+					 "'%s' is the base model: its task vector is zero, and a recipe (as mergekit) would leave it out; give it only as --base",
+					 a->m[i].path);
 		mp[i] = model_params(a, i);
 	}
 	return weld_plan_standard(p, base, idx, a->n, mp, a->lambda, a->gamma, NULL, NULL, err);

@@ -91,8 +91,7 @@ struct slice_ctx {
 	 * tile, when tile_nan */
 	unsigned char *nan;
 	bool tile_nan;
-	int nonfinite;          /* 0, or 1 + the input (0 base, s + 1 source s)
-				 * found holding NaN or +-Inf */
+	bool nonfinite;         /* an input of the tile holds NaN or +-Inf */
 	struct weld_error err;
 	bool failed;
 };
@@ -249,9 +248,10 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 
 /* nonfinite.c */
 
-/* The error for input `input` of job j (0 the base, s + 1 source s) found
- * holding NaN or +-Inf: its count over the whole tensor. Returns -1. */
-int weld_exec_nonfinite_error(const struct exec *e, const struct weld_job *j, int input,
+/* The error for job j, some input of which holds NaN or +-Inf: the first
+ * such input (the base, then the sources in order) and its count over the
+ * whole tensor. Returns -1. */
+int weld_exec_nonfinite_error(const struct exec *e, const struct weld_job *j,
 			      struct weld_error *err);
 
 /* output.c */

@@ -54,11 +54,21 @@ int weld_nonfinite_error(const weld_model *m, size_t tensor, struct weld_error *
 			 (unsigned long long)n, (unsigned long long)t->nelem, n == 1 ? "is" : "are");
 }
 
-int weld_exec_nonfinite_error(const struct exec *e, const struct weld_job *j, int input,
+int weld_exec_nonfinite_error(const struct exec *e, const struct weld_job *j,
 			      struct weld_error *err)
 {
-	int model = input ? j->src[input - 1].model : j->base_model;
-	int64_t tensor = input ? j->src[input - 1].tensor : j->base_tensor;
+	/* the first input in input order, whatever chunk found one: the same
+	 * message for any -j and --max-memory */
+	for (size_t i = j->base_model >= 0 ? 0 : 1; i <= j->nsrc; i++) {
+		int model = i ? j->src[i - 1].model : j->base_model;
+		size_t tensor = (size_t)(i ? j->src[i - 1].tensor : j->base_tensor);
+		uint64_t n;
 
-	return weld_nonfinite_error(e->plan->models[model], (size_t)tensor, err);
+		if (count_nonfinite(e->plan->models[model], tensor, &n, err) < 0)
+			return -1;
+		if (n)
+			return weld_nonfinite_error(e->plan->models[model], tensor, err);
+	}
+	return weld_fail(err, WELD_ERR_FORMAT, "tensor '%s': a NaN or infinite value was read, "
+			 "then not found again (did an input change during the merge?)", j->name);
 }

@@ -54,12 +54,12 @@ static void slice(uint64_t n, uint64_t g, int t, int nt, uint64_t *lo, uint64_t 
 }
 
 /*
- * APPLY: input `input` (0 the base, s + 1 source s) of the tile, as floats x
- * or, when it is bf16, its raw bits (half the bytes to look at): false if it
- * holds NaN or +-Inf and the merge refuses them; with --allow-nonfinite, its
- * NaN positions are marked instead.
+ * APPLY: an input of the tile, as floats x or, when it is bf16, as its raw
+ * bits (half the bytes to look at): false if it holds NaN or +-Inf and the
+ * merge refuses them; with --allow-nonfinite, its NaN positions are marked
+ * instead.
  */
-static bool check_input(const struct exec *e, struct slice_ctx *c, int input, const float *x,
+static bool check_input(const struct exec *e, struct slice_ctx *c, const float *x,
 			const unsigned char *bf16, size_t len)
 {
 	size_t nf = bf16 ? weld_k_count_nonfinite_bf16(bf16, len) : weld_k_count_nonfinite(x, len);
@@ -67,7 +67,7 @@ static bool check_input(const struct exec *e, struct slice_ctx *c, int input, co
 	if (!nf)
 		return true;
 	if (!e->opts->allow_nonfinite) {
-		c->nonfinite = input + 1;
+		c->nonfinite = true;
 		c->failed = true;
 		return false;
 	}
@@ -93,7 +93,7 @@ static void tile_inputs(struct exec *e, const struct weld_job *j, struct slice_c
 						      (size_t)j->base_tensor)->dtype;
 
 		weld_decode_f32(t, raw[0] + off * weld_dtype_size(t), c->base, len);
-		if (check && !check_input(e, c, 0, c->base, t == WELD_BF16 ? raw[0] + off * 2 : NULL,
+		if (check && !check_input(e, c, c->base, t == WELD_BF16 ? raw[0] + off * 2 : NULL,
 					  len))
 			return;
 	}
@@ -103,12 +103,12 @@ static void tile_inputs(struct exec *e, const struct weld_job *j, struct slice_c
 		float *v = c->vals + s * e->tile_elems;
 
 		if (task_vectors(j) && t == WELD_BF16) {
-			if (check && !check_input(e, c, (int)s + 1, NULL, x, len))
+			if (check && !check_input(e, c, NULL, x, len))
 				return;
 			weld_k_delta_bf16(x, c->base, v, len);
 		} else {
 			weld_decode_f32(t, x, v, len);
-			if (check && !check_input(e, c, (int)s + 1, v, t == WELD_BF16 ? x : NULL, len))
+			if (check && !check_input(e, c, v, t == WELD_BF16 ? x : NULL, len))
 				return;
 			if (task_vectors(j))
 				weld_k_sub(v, c->base, len);
@@ -299,7 +299,7 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 		struct slice_ctx *c = &e->slices[t];
 
 		c->failed = false;
-		c->nonfinite = 0;
+		c->nonfinite = false;
 		if (pass == P_COUNT)
 			memset(c->n_equal, 0, sizeof(c->n_equal));
 	}
@@ -316,16 +316,9 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 		if (lo < hi)
 			run_slice(e, j, &e->slices[t], first, lo, hi, pass, mode);
 	}
-	{
-		int nonfinite = 0;
-
-		/* the first input found holding NaN or +-Inf, in input order */
-		for (int t = 0; t < e->n_slices; t++)
-			if (e->slices[t].nonfinite && (!nonfinite || e->slices[t].nonfinite < nonfinite))
-				nonfinite = e->slices[t].nonfinite;
-		if (nonfinite)
-			return weld_exec_nonfinite_error(e, j, nonfinite - 1, err);
-	}
+	for (int t = 0; t < e->n_slices; t++)
+		if (e->slices[t].nonfinite)
+			return weld_exec_nonfinite_error(e, j, err);
 	for (int t = 0; t < e->n_slices; t++)
 		if (e->slices[t].failed) {
 			*err = e->slices[t].err;

@@ -129,6 +129,8 @@ refuse "... and so does the merge, before reading any tensor" 1 "over the 100000
 expect "... which shards small enough pass" "$WELD" plan average --shard-size 1K "$T/long.safetensors" "$T/long.safetensors"
 rm -f "$T/long.safetensors"
 
+refuse "the base given as a model too is refused" 1 "'$T/ft1/' is the base model: its task vector is zero" "$T/bm" "$WELD" task-arithmetic -q --base "$T/ft1" -o "$T/bm" "$T/ft1/" "$T/ft2"
+
 refuse "plan refuses a command that is not a merge" 2 "'convert' is not a merge command" "$T/cv" "$WELD" plan convert "$T/ft1" -o "$T/cv"
 
 # the summary counts what every pass read, as the progress bar does: ties

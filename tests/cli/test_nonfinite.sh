@@ -25,7 +25,9 @@ refuse "... with the option that lets them through" 1 "(--allow-nonfinite merges
 	"$T/o1" "$WELD" average -q -o "$T/o1" "$T/a" "$T/clean"
 refuse "ties: a NaN and a -inf in a bf16 model" 1 \
 	"tensor 'w' in '$T/b' ($T/b/model.safetensors): 2 of its 384 values" \
-	"$T/o1" "$WELD" ties -q --base "$T/clean" -o "$T/o1" "$T/b" "$T/clean"
+	"$T/o1" "$WELD" ties -q --base "$T/clean" -o "$T/o1" "$T/b" "$T/a"
+refuse "the base first, then the models in order, whatever the chunk" 1 "tensor 'w' in '$T/b'" \
+	"$T/o1" "$WELD" ties -q -j 1 --max-memory 9M --base "$T/clean" -o "$T/o1" "$T/b" "$T/a"
 refuse "a NaN in the base" 1 "tensor 'bias' in '$T/base' ($T/base/model.safetensors): 1 of its 24 values is NaN" \
 	"$T/o1" "$WELD" task-arithmetic -q $B -o "$T/o1" "$T/clean"
 refuse "a statistics pass first, then the refusal" 1 "2 of its 384 values" \

@@ -13,7 +13,7 @@ expect "inspect a sharded .bin folder" sh -c "'$WELD' inspect '$D/sharded' | tai
 # x and its safetensors copy average to x exactly
 expect "average of a .bin folder and its safetensors copy" "$WELD" average -q -o "$T/avg" "$D/sharded" "$T/sharded"
 expect "that average equals the input" sh -c "'$WELD' diff '$D/sharded' '$T/avg' | tail -1 | grep -q '4 identical, 0 different'"
-expect "ties with a .bin base and mixed models" "$WELD" ties -q --base "$D/sharded" -o "$T/ties" "$T/sharded" "$D/sharded"
+expect "ties with a .bin base and safetensors models" "$WELD" ties -q --base "$D/sharded" -o "$T/ties" "$T/sharded" "$T/avg"
 expect "its output verifies" "$WELD" verify -q "$T/ties"
 refuse "legacy checkpoint refused" 1 "legacy PyTorch (pre-1.6) checkpoint" - "$WELD" inspect "$D/legacy.bin"
 refuse "TorchScript archive refused" 1 "TorchScript" - "$WELD" inspect "$D/torchscript.pt"
