@@ -364,6 +364,12 @@ static int scan_names(struct name_scan *sc, struct weld_moe_layout *lo,
 		if (e >= MAX_EXPERTS)
 			return weld_fail(err, WELD_ERR_FORMAT,
 					 "tensor '%s': expert index %ld is too large", t[i]->name, e);
+		/* "experts.01." would be taken for "experts.1.": two tensors, one slot */
+		if (suffix - (t[i]->name + plen + 8) > 2 && t[i]->name[plen + 8] == '0')
+			return weld_fail(err, WELD_ERR_FORMAT,
+					 "tensor '%s': expert index '%.*s' has a leading zero (the same number as expert %ld)",
+					 t[i]->name, (int)(suffix - (t[i]->name + plen + 8) - 1),
+					 t[i]->name + plen + 8, e);
 		if (check_projection(st, suffix, t[i]->name, err) < 0)
 			return -1;
 		if ((k = add_prefix(sc, t[i]->name, plen)) < 0)

@@ -649,6 +649,14 @@ static void test_layout_errors(void **state)
 	assert_string_equal(err.msg, "layer 1: missing 'model.layers.1.block_sparse_moe.experts.3.w1.weight' "
 			    "(the model has 4 experts per layer)");
 
+	/* an expert index with a leading zero would share expert 1's slot */
+	memset(&m, 0, sizeof(m));
+	add_moe_layer(&m, true, 0, 2, 6, 8);
+	add_tensor(&m, "model.layers.0.block_sparse_moe.experts.01.w1.weight", 2, 6, 8);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_string_equal(err.msg, "tensor 'model.layers.0.block_sparse_moe.experts.01.w1.weight': "
+			    "expert index '01' has a leading zero (the same number as expert 1)");
+
 	/* wrong shapes */
 	memset(&m, 0, sizeof(m));
 	add_moe_layer(&m, true, 0, 2, 6, 8);
