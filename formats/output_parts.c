@@ -301,11 +301,21 @@ static int read_description(struct part *p, struct weld_error *err)
 	char hex[17];
 	size_t len = 0;
 	cJSON *root = NULL;
+	struct stat st;
 	uint64_t v;
 	int r = -1;
 
 	if (!path)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (stat(p->dir, &st) < 0) {
+		weld_fail_errno(err, "cannot read the part '%s'", p->dir);
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		weld_fail(err, WELD_ERR_FORMAT, "'%s' is not a folder (a part is a folder OUT.part-I-of-N)",
+			  p->dir);
+		goto out;
+	}
 	if (weld_read_small_file(path, MAX_PART_FILE, &text, &len, err) < 0) {
 		if (err && err->sys_errno == ENOENT)
 			weld_fail(err, WELD_ERR_FORMAT,
