@@ -60,6 +60,16 @@ done
 WELD_RECORD_MEMORY=0 split_join "$T/tiesc" 3 $TIES && same "$T/ties" "$T/tiesc" &&
 	ok "ties --scope model in 3 parts, counting passes instead of recorded keys: cmp-identical" ||
 	not_ok "ties --scope model in 3 parts, counting passes instead of recorded keys: cmp-identical"
+# every method with whole-model statistics, and dare's draws
+TB="--base $T/tie/base $T/tie/a $T/tie/b $T/tie/c --shard-size 8K --max-memory 16M"
+for m in "dare --density 0.5 --combine ties --trim 0.3 --scope model --seed 5" \
+	 "dare --density 0.5 --rescale l1 --scope model --seed 5" \
+	 "breadcrumbs --density 0.6 --gamma 0.1 --scope model" \
+	 "consensus --from ties --density 0.4 --scope model" "ties --density 0.4 --scope row"; do
+	rm -rf "$T/m1" "$T/m3"
+	"$WELD" $m $TB -q -o "$T/m1" && split_join "$T/m3" 3 "$WELD" $m $TB && same "$T/m1" "$T/m3" &&
+		ok "$m in 3 parts: cmp-identical" || not_ok "$m in 3 parts: cmp-identical"
+done
 for n in 1 2 4; do
 	split_join "$T/run$n" "$n" $RUN && same "$T/run" "$T/run$n" &&
 		ok "weld run of a recipe in $n parts: cmp-identical" ||
