@@ -128,7 +128,18 @@ else
 	skip "GNU parallel runs 3 parts (parallel is not installed: make deps)"
 fi
 
-# 5. join refuses what is not the complete set of parts of one merge
+# 5. DeepSeek-V3's shape (sparse files, no disk): the plan of a TIES merge
+# of three such models, and which shards part 37 of 163 writes
+D=$T/ds
+for m in base a b; do "$PYTHON" "$ROOT/tests/tools/deepseek_sparse.py" "$D/$m" >/dev/null; done
+"$WELD" plan ties --base "$D/base" "$D/a" "$D/b" --density 0.5 --dtype bf16 --json >"$T/ds.json" 2>"$T/ds.err"
+expect "weld plan of a ties merge of three DeepSeek-V3-shaped models: 91990 tensors, 2.06 TB read, 1.37 TB written, buffers within 1G" \
+	"$PYTHON" -c "import json, sys; d = json.load(open(sys.argv[1]));
+assert len(d['tensors']) == 91990 and d['input_bytes'] == 2060164443840, d['input_bytes']
+assert d['output_bytes'] == 1367209413920 and d['memory_bytes'] <= 1 << 30" "$T/ds.json"
+rm -rf "$D"
+
+# 6. join refuses what is not the complete set of parts of one merge
 split3() { for i in 1 2 3; do $TA -q -o "$T/$1" --part $i/3 || return 1; done; }
 split3 j
 refuse "a missing part is named" 1 "2 parts given, but" "$T/jo" \
