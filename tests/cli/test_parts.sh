@@ -91,6 +91,19 @@ expect "the parts are removed once joined" test ! -e "$T/ta3.part-1-of-3"
 refuse "a part is refused if it exists (no -f)" 1 "already exists" - $TA -q -o "$T/p" --part 2/3
 expect "-f replaces a part" $TA -q -f -o "$T/p" --part 2/3
 
+# parts on another file system: the join copies what it cannot link
+S=$(mktemp -d /dev/shm/weld-parts-XXXXXX 2>/dev/null) || S=""
+if [ -n "$S" ] && [ "$(stat -c %d "$S")" != "$(stat -c %d "$T")" ]; then
+	for i in 1 2; do $TA -q -o "$S/x" --part $i/2; done
+	"$WELD" join --json -o "$T/xdev" "$S"/x.part-*-of-2 >"$T/xdev.json" &&
+		grep -q '"copied":[1-9]' "$T/xdev.json" && same "$T/ta" "$T/xdev" &&
+		ok "parts on another file system are copied into the output: cmp-identical" ||
+		not_ok "parts on another file system are copied into the output: cmp-identical"
+else
+	skip "parts on another file system (no /dev/shm on another device here)"
+fi
+[ -n "$S" ] && rm -rf "$S"
+
 # 3. --part auto
 auto() { env -u SLURM_ARRAY_TASK_ID -u JOB_COMPLETION_INDEX "$@"; }
 (export SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_COUNT=3 SLURM_ARRAY_TASK_STEP=1
