@@ -35,7 +35,7 @@ TESTS    = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 INCLUDES = -Ilib/common -Iformats -Ilib -Ilib/engine -Ilib/recipe -Ilib/moe
 ALL_CFLAGS = $(REQ) $(WARN) $(PKG_CFLAGS) $(INCLUDES) $(CPPFLAGS) $(CFLAGS)
 
-.PHONY: all weld deps demo check check-layers unit cli asan fuzz bench install uninstall clean help
+.PHONY: all weld deps demo check check-layers check-slurm slurm unit cli asan fuzz bench install uninstall clean help
 
 all: weld  ## build ./weld
 
@@ -94,6 +94,16 @@ check: deps  ## install what is missing, build, run every test (plain and saniti
 	@WELD=$(CURDIR)/build-asan/weld-asan MKMODEL=$(CURDIR)/$(BUILD)/mkmodel PYTHON=$(PYTHON) \
 	  sh tests/cli/run.sh quick
 	@MKMODEL=$(CURDIR)/$(BUILD)/mkmodel sh tests/compare_builds.sh $(CURDIR)/weld $(CURDIR)/build-asan/weld-asan
+	@$(MAKE) --no-print-directory slurm
+
+slurm: weld $(BUILD)/mkmodel  ## a merge in parts on a one-node Slurm cluster (skipped if Slurm is missing)
+	@echo "== tests/slurm/test_slurm.sh"
+	@WELD=$(CURDIR)/weld MKMODEL=$(CURDIR)/$(BUILD)/mkmodel sh tests/slurm/test_slurm.sh
+
+check-slurm:  ## install slurm-wlm and munge if missing, then the Slurm test (a failure if it cannot run)
+	@WITH_SLURM=1 PYTHON=$(PYTHON) sh tests/deps.sh
+	@$(MAKE) --no-print-directory weld $(BUILD)/mkmodel
+	@WELD=$(CURDIR)/weld MKMODEL=$(CURDIR)/$(BUILD)/mkmodel SLURM_REQUIRED=1 sh tests/slurm/test_slurm.sh
 
 fuzz:  ## build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 	@sh tests/fuzz/run.sh

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <float.h>
+#include <limits.h>
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -213,6 +214,102 @@ bool cli_int(const char *opt, const char *s, long lo, long hi, long *out)
 		return false;
 	}
 	return true;
+}
+
+/* A variable of the environment as a number in [lo, hi]; false if unset. */
+static int env_long(const char *name, long lo, long hi, bool *set, long *out)
+{
+	const char *v = getenv(name);
+	char *end;
+
+	*set = v && *v;
+	if (!*set)
+		return 0;
+	errno = 0;
+	*out = strtol(v, &end, 10);
+	if (*end || errno || *out < lo || *out > hi)
+		return cli_usage_error("--part auto: %s='%s' is not an integer in [%ld, %ld]", name,
+				       v, lo, hi);
+	return 0;
+}
+
+/* Part and count of a Slurm job array task (--array=MIN-MAX[:STEP]). */
+static int slurm_part(long *part, long *parts)
+{
+	long id, count, min = 0, step = 1;
+	bool set, has_count, has_min, has_step;
+
+	if (env_long("SLURM_ARRAY_TASK_ID", 0, LONG_MAX / 2, &set, &id) ||
+	    env_long("SLURM_ARRAY_TASK_COUNT", 1, WELD_MAX_PARTS, &has_count, &count) ||
+	    env_long("SLURM_ARRAY_TASK_MIN", 0, LONG_MAX / 2, &has_min, &min) ||
+	    env_long("SLURM_ARRAY_TASK_STEP", 1, LONG_MAX / 2, &has_step, &step))
+		return EXIT_USAGE;
+	if (!has_count || !has_min)
+		return cli_usage_error("--part auto: SLURM_ARRAY_TASK_ID is set but not SLURM_ARRAY_TASK_%s",
+				       has_count ? "MIN" : "COUNT");
+	if (id < min || (id - min) % step || (id - min) / step >= count)
+		return cli_usage_error("--part auto: task %ld is not one of the %ld tasks of the array from %ld by %ld",
+				       id, count, min, step);
+	*part = (id - min) / step + 1;
+	*parts = count;
+	return 0;
+}
+
+int cli_part(const char *spec, const char *parts_opt, unsigned *part, unsigned *parts)
+{
+	long i = 0, n = 0, given = 0;
+	bool slurm, k8s;
+	char *end;
+
+	if (parts_opt && !cli_int("--parts", parts_opt, 1, WELD_MAX_PARTS, &given))
+		return EXIT_USAGE;
+	if (strcmp(spec, "auto") != 0) {
+		if (parts_opt)
+			return cli_usage_error("--parts goes with --part auto (--part I/N says N)");
+		errno = 0;
+		i = strtol(spec, &end, 10);
+		if (end == spec || *end != '/' || errno)
+			return cli_usage_error("invalid value '%s' for '--part': not I/N or auto", spec);
+		n = strtol(end + 1, &end, 10);
+		if (*end || errno || n < 1 || n > (long)WELD_MAX_PARTS || i < 1 || i > n)
+			return cli_usage_error("invalid value '%s' for '--part': I/N needs 1 <= I <= N <= %u",
+					       spec, WELD_MAX_PARTS);
+	} else {
+		slurm = getenv("SLURM_ARRAY_TASK_ID") && *getenv("SLURM_ARRAY_TASK_ID");
+		k8s = getenv("JOB_COMPLETION_INDEX") && *getenv("JOB_COMPLETION_INDEX");
+		if (slurm) {
+			if (slurm_part(&i, &n))
+				return EXIT_USAGE;
+			if (given && given != n)
+				return cli_usage_error("--parts %ld, but the Slurm array has %ld tasks", given, n);
+		} else if (k8s) {
+			if (!given)
+				return cli_usage_error("--part auto from JOB_COMPLETION_INDEX needs --parts N (the job's completions)");
+			if (env_long("JOB_COMPLETION_INDEX", 0, given - 1, &k8s, &i))
+				return EXIT_USAGE;
+			i++;
+			n = given;
+		} else {
+			return cli_usage_error("--part auto: neither SLURM_ARRAY_TASK_ID (a Slurm job array) nor JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) is set");
+		}
+	}
+	*part = (unsigned)i;
+	*parts = (unsigned)n;
+	return 0;
+}
+
+char *cli_part_output(const char *out, unsigned part, unsigned parts)
+{
+	size_t len = strlen(out), n;
+	char *p;
+
+	while (len > 1 && out[len - 1] == '/')
+		len--;
+	n = len + 48;
+	p = malloc(n);
+	if (p)
+		snprintf(p, n, "%.*s.part-%u-of-%u", (int)len, out, part, parts);
+	return p;
 }
 
 bool cli_size(const char *opt, const char *s, uint64_t *out)

@@ -16,6 +16,7 @@
 
 #include "weld.h"
 #include "output_guard.h"
+#include "output_parts.h"
 
 /* getopt_long rows every command that writes a model takes:
  * -o -f -j -q -v -h */
@@ -76,6 +77,18 @@ bool cli_size(const char *opt, const char *s, uint64_t *out);
 bool cli_list(const char *opt, const char *s, double *vals, size_t max, size_t *n);
 /* --dtype auto|bf16|f16|f32 (and f64): -1 for auto. */
 bool cli_dtype(const char *s, int *out);
+
+/*
+ * --part I/N, or --part auto: from Slurm's job array variables
+ * (SLURM_ARRAY_TASK_ID, _COUNT, _MIN and _STEP), else from Kubernetes'
+ * JOB_COMPLETION_INDEX (0-based) with parts_opt, the value of --parts N
+ * (NULL if not given). Sets *part (1-based) and *parts; returns 0, or
+ * EXIT_USAGE after the message.
+ */
+int cli_part(const char *spec, const char *parts_opt, unsigned *part, unsigned *parts);
+/* The folder part I of N of the output out is written in, "OUT.part-I-of-N"
+ * (out without its trailing '/'); caller frees, NULL when out of memory. */
+char *cli_part_output(const char *out, unsigned part, unsigned parts);
 
 /* SIGINT, SIGTERM, SIGHUP and SIGPIPE remove the temporary output folder,
  * then end the process as the signal would. */

@@ -29,7 +29,9 @@ static const char run_usage[] =
 	"      --shard-size SIZE   largest output shard (default: the recipe's, else 5G)\n"
 	"  -q, --quiet             no progress bar, no warnings\n"
 	"  -v, --verbose           say what was written\n"
-	"      --json              summary as JSON on stdout\n";
+	"      --json              summary as JSON on stdout\n"
+	"      --part I/N|auto     write only part I of N of the output (OUT.part-I-of-N,\n"
+	"                          see weld-join(1)); auto: from Slurm or --parts N\n";
 
 static const char plan_usage[] =
 	"usage: weld plan [--json] [-j N] [--max-memory SIZE] [--shard-size SIZE] RECIPE.json\n"
@@ -40,10 +42,12 @@ static const char plan_usage[] =
 	"      --max-memory SIZE   memory budget (default: the recipe's, else 1G)\n"
 	"      --shard-size SIZE   largest output shard (default: the recipe's, else 5G)\n";
 
-enum { O_MAXMEM = 256, O_SHARD, O_JSON, O_FROM };
+enum { O_MAXMEM = 256, O_SHARD, O_JSON, O_FROM, O_PART, O_PARTS };
 
 struct run_args {
 	const char *out, *recipe, *from;
+	const char *part, *parts;     /* --part, --parts as given */
+	char *part_out;               /* OUT.part-I-of-N */
 	bool json;
 	struct weld_recipe_settings s;
 };
@@ -57,6 +61,8 @@ static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
 		{ "shard-size", required_argument, NULL, O_SHARD },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "from-output", required_argument, NULL, O_FROM },
+		{ "part", required_argument, NULL, O_PART },
+		{ "parts", required_argument, NULL, O_PARTS },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *u = plan ? plan_usage : run_usage;
@@ -65,10 +71,12 @@ static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
 	optind = 0;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":o:fj:qvh", opts, NULL)) != -1) {
-		if (plan && (c == 'o' || c == 'f' || c == 'q' || c == 'v' || c == O_FROM))
+		if (plan && (c == 'o' || c == 'f' || c == 'q' || c == 'v' || c == O_FROM ||
+			     c == O_PART || c == O_PARTS))
 			return cli_usage_error("option '%s' is not used by 'weld plan' (it writes nothing)",
 					       c == 'o' ? "--output" : c == 'f' ? "--force" :
-					       c == 'q' ? "--quiet" : c == 'v' ? "--verbose" : "--from-output");
+					       c == 'q' ? "--quiet" : c == 'v' ? "--verbose" :
+					       c == O_FROM ? "--from-output" : c == O_PART ? "--part" : "--parts");
 		switch (cli_output_opt(c, u, &a->out, &a->s.force, &a->s.threads)) {
 		case CLI_OPT_TAKEN: continue;
 		case CLI_OPT_HELP: return -1;
@@ -88,6 +96,8 @@ static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
 			break;
 		case O_JSON: a->json = true; break;
 		case O_FROM: a->from = optarg; break;
+		case O_PART: a->part = optarg; break;
+		case O_PARTS: a->parts = optarg; break;
 		default:
 			return cli_bad_option(c, argv);
 		}
@@ -101,6 +111,15 @@ static int parse_args(int argc, char **argv, bool plan, struct run_args *a)
 		return cli_usage_error("expected a RECIPE.json (or --from-output DIR)");
 	if (!plan && !a->out)
 		return cli_usage_error("an output folder is required (-o OUT)");
+	if (a->parts && !a->part)
+		return cli_usage_error("--parts goes with --part auto");
+	if (a->part) {
+		if (cli_part(a->part, a->parts, &a->s.part, &a->s.parts))
+			return EXIT_USAGE;
+		if (!(a->part_out = cli_part_output(a->out, a->s.part, a->s.parts)))
+			return cli_usage_error("out of memory");
+		a->out = a->part_out;
+	}
 	return 0;
 }
 
@@ -115,8 +134,10 @@ static int run(int argc, char **argv, bool plan)
 
 	memset(&a, 0, sizeof(a));
 	ret = parse_args(argc, argv, plan, &a);
-	if (ret)
+	if (ret) {
+		free(a.part_out);
 		return ret < 0 ? EXIT_OK : ret;
+	}
 	a.s.warn = cli_warn_cb;
 	a.s.progress = cli_progress;
 	if ((a.from ? weld_recipe_from_output(&r, a.from, &err)
@@ -178,6 +199,7 @@ static int run(int argc, char **argv, bool plan)
 out:
 	weld_plan_free(p);
 	weld_recipe_free(r);
+	free(a.part_out);
 	return ret;
 }
 

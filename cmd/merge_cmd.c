@@ -25,7 +25,7 @@ enum {
 	O_BASE = 256, O_WEIGHTS, O_DENSITY, O_LAMBDA, O_DTYPE, O_SCOPE, O_SEED,
 	O_MAXMEM, O_SHARD, O_ALLOW_MISSING, O_NO_COPY, O_JSON, O_SIGN, O_NORMALIZE,
 	O_NO_NORMALIZE, O_RESCALE, O_COMBINE, O_TRIM, O_GAMMA, O_FROM, O_MASK_LAMBDA,
-	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED, O_ALLOW_NONFINITE,
+	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED, O_ALLOW_NONFINITE, O_PART, O_PARTS,
 };
 
 static const struct option long_opts[] = {
@@ -57,6 +57,8 @@ static const struct option long_opts[] = {
 	{ "apply-mask", required_argument, NULL, O_APPLY_MASK },
 	{ "masks", required_argument, NULL, O_MASKS },
 	{ "merged", required_argument, NULL, O_MERGED },
+	{ "part", required_argument, NULL, O_PART },
+	{ "parts", required_argument, NULL, O_PARTS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -107,6 +109,8 @@ struct model_arg {
 struct merge_args {
 	const struct weld_method_spelling *spec;
 	const char *out, *base, *save_masks, *masks, *merged;
+	const char *part, *parts;     /* --part, --parts as given */
+	char *part_out;               /* OUT.part-I-of-N */
 	struct model_arg m[WELD_MAX_MODELS];
 	size_t n;
 	double weights[WELD_MAX_MODELS], density[WELD_MAX_MODELS], mask_lambda[WELD_MAX_MODELS];
@@ -312,6 +316,8 @@ static int parse_common_opt(int c, struct merge_args *a)
 	case O_ALLOW_NONFINITE: a->o.allow_nonfinite = true; return 0;
 	case O_NO_COPY: a->o.copy_files = false; return 0;
 	case O_JSON: a->json = true; return 0;
+	case O_PART: a->part = optarg; return 0;
+	case O_PARTS: a->parts = optarg; return 0;
 	default: return -1;
 	}
 }
@@ -323,6 +329,20 @@ static int check_args(struct merge_args *a)
 
 	if (!a->out && !merge_plan_only)
 		return cli_usage_error("an output folder is required (-o OUT)");
+	if (a->parts && !a->part)
+		return cli_usage_error("--parts goes with --part auto");
+	if (a->part) {
+		if (cli_part(a->part, a->parts, &a->o.part, &a->o.parts))
+			return EXIT_USAGE;
+		if (a->save_masks)
+			return cli_usage_error("--save-masks writes one file: it does not go with --part");
+		if (a->out && !(a->part_out = cli_part_output(a->out, a->o.part, a->o.parts))) {
+			cli_error("out of memory");
+			return EXIT_FAIL;
+		}
+		if (a->part_out)
+			a->out = a->part_out;
+	}
 	if (a->apply_mask > 0) {
 		if (!a->masks || !a->merged || !a->base)
 			return cli_usage_error("--apply-mask needs --masks FILE, --merged MODEL and --base MODEL");
@@ -539,6 +559,7 @@ int merge_main(const char *name, const char *usage, int argc, char **argv)
 done:
 	weld_plan_free(p);
 	free(recipe);
+	free(a.part_out);
 	for (size_t i = 0; i < a.n; i++)
 		free(a.m[i].owned);
 	return r < 0 ? EXIT_OK : r;

@@ -27,6 +27,8 @@
 	"      --no-copy-files     do not copy config and tokenizer files\n" \
 	"  -q, --quiet / -v, --verbose\n" \
 	"      --json              machine-readable summary on stdout\n" \
+	"      --part I/N|auto     write only part I of N of the output (OUT.part-I-of-N,\n" \
+	"                          see weld-join(1)); auto: from Slurm or --parts N\n" \
 	"  MODEL may carry values: MODEL:weight=0.5,density=0.3\n"
 
 /* Set by 'weld plan <command line>': print the plan, write nothing. */

@@ -112,6 +112,10 @@ struct weld_writer_opts {
 	/* Extra file to write in the output folder (name, contents), or NULL. */
 	const char *extra_name;
 	const char *extra_data;
+	/* Write only part `part` (1-based) of `parts` of the shards, and a
+	 * description of the part instead of the index (output_parts.h);
+	 * parts = 0: the whole output. */
+	unsigned part, parts;
 };
 
 int weld_writer_open(weld_writer **out, const char *dir,
@@ -131,6 +135,8 @@ int weld_writer_commit(weld_writer *w, struct weld_error *err);
 void weld_writer_close(weld_writer *w);
 /* Number of shards the layout uses. */
 size_t weld_writer_shards(const weld_writer *w);
+/* Does this writer write tensor i (false: it lies in another part's shard)? */
+bool weld_writer_holds(const weld_writer *w, size_t i);
 
 /*
  * For SIGINT/SIGTERM handlers; async-signal-safe, from any thread. Returns

@@ -458,8 +458,7 @@ int weld_write_text_file(const char *path, const char *label, const char *text,
 	return r;
 }
 
-/* Copy the regular file from to the new file to (called label). */
-static int copy_file(const char *from, const char *to, const char *label,
+int weld_copy_file(const char *from, const char *to, const char *label,
 		     struct weld_error *err)
 {
 	int in = weld_open_regular(from, NULL, err), out = -1, r = 0;
@@ -572,7 +571,7 @@ static int copy_side_file(struct weld_outdir *d, const char *from, const char *n
 	else if (config)
 		r = write_config(src, dst, label, torch_dtype, edit_config, ctx, err);
 	else
-		r = copy_file(src, dst, label, err);
+		r = weld_copy_file(src, dst, label, err);
 	free(label);
 	free(dst);
 	free(src);

@@ -107,6 +107,10 @@ void weld_outdir_release(struct weld_outdir *d);
  * and closed. */
 int weld_write_text_file(const char *path, const char *label, const char *text,
 			 struct weld_error *err);
+/* Copy the regular file from to the new file to (called label in
+ * messages), fsynced and closed. */
+int weld_copy_file(const char *from, const char *to, const char *label,
+		   struct weld_error *err);
 /* pwrite exactly n bytes at off, or fail naming the file (label). */
 int weld_pwrite_full(int fd, const void *buf, size_t n, uint64_t off, const char *label,
 		     struct weld_error *err);

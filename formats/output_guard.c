@@ -2,6 +2,7 @@
  * output_guard.c - may an output path be written (see output_guard.h)?
  */
 #include "output_guard.h"
+#include "output_parts.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,7 +20,8 @@ const char *const weld_side_files[] = {
 
 /* What weld writes beside the weights besides the side files; *.safetensors
  * and their index are recognised by suffix. */
-static const char *const written_files[] = { "config.json", "expert_groups.json", NULL };
+static const char *const written_files[] = { "config.json", "expert_groups.json",
+					      WELD_PART_FILE, NULL };
 
 static bool ends_with(const char *s, const char *suf)
 {

@@ -12,6 +12,9 @@
  * tensor at a time. Commit rewrites each header with the real XXH3-64 values
  * (same length, so no data moves), writes the index and the copied config
  * files, fsyncs everything, and renames the temporary folder into place.
+ * Part I of N of an output (--part) has the same layout, but creates and
+ * writes only its own shards (output_parts.h), and a description of the
+ * part in place of the index.
  *
  *   shard:  u64 LE N | N bytes of JSON header, space-padded to a multiple
  *           of 8 | tensor data in write order, packed
@@ -21,6 +24,7 @@
  */
 #include "format.h"
 #include "output_dir.h"
+#include "output_parts.h"
 
 #include <cjson/cJSON.h>
 #include <fcntl.h>
@@ -54,6 +58,7 @@ struct shard {
 	uint64_t header_len;/* padded JSON length, N */
 	uint64_t data_len;
 	size_t first, count;/* range in the sorted tensor array */
+	bool mine;          /* written by this part (every shard without --part) */
 };
 
 struct weld_writer {
@@ -308,6 +313,23 @@ static int size_header(weld_writer *w, size_t k, struct weld_error *err)
 	return 0;
 }
 
+/* Which shards this writer writes: all, or those of its part. */
+static int mark_part(weld_writer *w, struct weld_error *err)
+{
+	size_t first = 0, count = w->ns;
+
+	if (w->opts.parts) {
+		if (w->opts.single_file || w->opts.parts > WELD_MAX_PARTS || w->opts.part < 1 ||
+		    w->opts.part > w->opts.parts)
+			return weld_fail(err, WELD_ERR_ARG, "'%s': cannot write part %u of %u",
+					 w->out, w->opts.part, w->opts.parts);
+		count = weld_part_shards(w->ns, w->opts.part, w->opts.parts, &first);
+	}
+	for (size_t k = first; k < first + count; k++)
+		w->s[k].mine = true;
+	return 0;
+}
+
 /* Greedy split in write order: a new shard when the next tensor would
  * push the current one past shard_size; a larger tensor gets its own. */
 static int plan_shards(weld_writer *w, struct weld_error *err)
@@ -349,7 +371,7 @@ static int plan_shards(weld_writer *w, struct weld_error *err)
 		if (size_header(w, k, err) < 0)
 			return -1;
 	}
-	return 0;
+	return mark_part(w, err);
 }
 
 /* Fill w->t from the caller's tensors, in write order, names unique. */
@@ -399,10 +421,11 @@ static int create_files(weld_writer *w, struct weld_error *err)
 		s->label = weld_outdir_label(&w->dir, s->name);
 		if (!s->path || !s->label)
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-		if (weld_outdir_add(&w->dir, s->name, err) < 0)
+		if (s->mine && weld_outdir_add(&w->dir, s->name, err) < 0)
 			return -1;
 	}
-	if (weld_outdir_add(&w->dir, "model.safetensors.index.json", err) < 0 ||
+	if (weld_outdir_add(&w->dir, w->opts.parts ? WELD_PART_FILE
+						   : "model.safetensors.index.json", err) < 0 ||
 	    (w->extra_name && weld_outdir_add(&w->dir, w->extra_name, err) < 0) ||
 	    weld_outdir_add_side_files(&w->dir, err) < 0 ||
 	    weld_outdir_create(&w->dir, err) < 0)
@@ -410,6 +433,8 @@ static int create_files(weld_writer *w, struct weld_error *err)
 	for (size_t k = 0; k < w->ns; k++) {
 		struct shard *s = &w->s[k];
 
+		if (!s->mine)
+			continue;
 		s->fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (s->fd < 0)
 			return weld_fail_errno(err, "cannot create '%s'", s->label);
@@ -497,6 +522,11 @@ size_t weld_writer_shards(const weld_writer *w)
 	return w->ns;
 }
 
+bool weld_writer_holds(const weld_writer *w, size_t i)
+{
+	return w->s[w->t[i].shard].mine;
+}
+
 int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 		      struct weld_error *err)
 {
@@ -504,6 +534,9 @@ int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 	struct shard *s = &w->s[t->shard];
 	uint64_t off;
 
+	if (!s->mine)
+		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s' is not in part %u of %u",
+				 w->out, t->name, w->opts.part, w->opts.parts);
 	if (len > t->nbytes - t->written)
 		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': more bytes than its size",
 				 w->out, t->name);
@@ -576,15 +609,15 @@ static int write_output_file(weld_writer *w, const char *name, const char *text,
 	return r;
 }
 
-static int write_index(weld_writer *w, struct weld_error *err)
+/* The text of model.safetensors.index.json (caller frees), or NULL. */
+static char *index_text(const weld_writer *w)
 {
 	cJSON *root = cJSON_CreateObject(), *meta, *map;
 	uint64_t total = 0;
 	char *text;
-	int r;
 
 	if (!root)
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		return NULL;
 	meta = cJSON_AddObjectToObject(root, "metadata");
 	map = cJSON_AddObjectToObject(root, "weight_map");
 	for (size_t i = 0; i < w->n; i++)
@@ -596,7 +629,7 @@ static int write_index(weld_writer *w, struct weld_error *err)
 
 		if (!ord) {
 			cJSON_Delete(root);
-			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+			return NULL;
 		}
 		for (size_t i = 0; i < w->n; i++)
 			cJSON_AddStringToObject(map, ord[i]->name, w->s[ord[i]->shard].name);
@@ -604,9 +637,7 @@ static int write_index(weld_writer *w, struct weld_error *err)
 	}
 	text = cJSON_Print(root);
 	cJSON_Delete(root);
-	if (!text)
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	{
+	if (text) {
 		size_t l = strlen(text);
 		char *t2 = realloc(text, l + 2);
 
@@ -615,15 +646,46 @@ static int write_index(weld_writer *w, struct weld_error *err)
 			memcpy(text + l, "\n", 2);
 		}
 	}
-	r = write_output_file(w, "model.safetensors.index.json", text, err);
+	return text;
+}
+
+static int write_index(weld_writer *w, struct weld_error *err)
+{
+	char *text = index_text(w);
+	int r = text ? write_output_file(w, "model.safetensors.index.json", text, err)
+		     : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+
 	free(text);
+	return r;
+}
+
+/* WELD_PART_FILE: the part, the index and every shard's size. */
+static int write_part(weld_writer *w, struct weld_error *err)
+{
+	struct weld_part_shard *ps = calloc(w->ns, sizeof(*ps));
+	char *index = w->ns > 1 ? index_text(w) : NULL, *text = NULL;
+	int r;
+
+	for (size_t k = 0; ps && k < w->ns; k++) {
+		ps[k].name = w->s[k].name;
+		ps[k].bytes = 8 + w->s[k].header_len + w->s[k].data_len;
+	}
+	if (ps && (index || w->ns == 1))
+		text = weld_part_describe(w->opts.part, w->opts.parts, w->recipe, index, ps, w->ns);
+	r = text ? write_output_file(w, WELD_PART_FILE, text, err)
+		 : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	free(text);
+	free(index);
+	free(ps);
 	return r;
 }
 
 int weld_writer_commit(weld_writer *w, struct weld_error *err)
 {
 	for (size_t i = 0; i < w->n; i++)
-		if (!w->t[i].done && w->t[i].nbytes) {
+		if (!w->s[w->t[i].shard].mine) {
+			continue;
+		} else if (!w->t[i].done && w->t[i].nbytes) {
 			return weld_fail(err, WELD_ERR_ARG,
 					 "'%s': tensor '%s': %llu of %llu bytes written", w->out,
 					 w->t[i].name,
@@ -635,6 +697,8 @@ int weld_writer_commit(weld_writer *w, struct weld_error *err)
 	for (size_t k = 0; k < w->ns; k++) {
 		struct shard *s = &w->s[k];
 
+		if (!s->mine)
+			continue;
 		if (write_header(w, k, err) < 0)
 			return -1;
 		if (fsync(s->fd) < 0)
@@ -647,7 +711,7 @@ int weld_writer_commit(weld_writer *w, struct weld_error *err)
 	}
 	if (w->opts.single_file)
 		return weld_outdir_publish(&w->dir, w->s[0].path, err);
-	if (w->ns > 1 && write_index(w, err) < 0)
+	if (w->opts.parts ? write_part(w, err) < 0 : w->ns > 1 && write_index(w, err) < 0)
 		return -1;
 	if (weld_outdir_copy_side_files(&w->dir, w->copy_from, w->torch_dtype,
 					w->opts.edit_config, w->opts.edit_config_ctx, err) < 0)

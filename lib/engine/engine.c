@@ -7,7 +7,9 @@
  * --scope model those of all jobs come first, with --scope row they are
  * taken inside APPLY), then APPLY chunk by chunk (tiles.c), each output
  * chunk handed to the write queue. Progress counts the bytes read by
- * every pass.
+ * every pass. With --part, the jobs whose tensor lies in another part's
+ * shards are skipped, but --scope model still takes its statistics over
+ * every job: they are the same in every part.
  */
 #include "exec.h"
 
@@ -43,6 +45,14 @@ void weld_exec_progress(struct exec *e, const struct weld_job *j, uint64_t n)
 		e->opts->progress(e->opts->cb_ctx, e->bytes_done, e->bytes_total);
 }
 
+/* Is job j written by this execution (not in another part's shards)? */
+static bool job_held(const struct exec *e, const struct weld_job *j)
+{
+	int64_t wi = weld_writer_find(e->writer, j->name);
+
+	return wi >= 0 && weld_writer_holds(e->writer, (size_t)wi);
+}
+
 /* Bytes all passes will read: the statistics passes count too. */
 static uint64_t total_bytes(const struct exec *e)
 {
@@ -51,6 +61,13 @@ static uint64_t total_bytes(const struct exec *e)
 	for (size_t i = 0; i < e->plan->njobs; i++) {
 		const struct weld_job *j = &e->plan->jobs[i];
 		uint64_t passes = 1;
+
+		if (!job_held(e, j)) {
+			/* --scope model: its statistics are still taken */
+			if (nsel(e, j) && e->opts->scope == WELD_SCOPE_MODEL)
+				t += job_bytes(e, j, j->nelem) + job_bytes(e, j, j->nelem) / SAMPLE_STRIDE;
+			continue;
+		}
 
 		if (j->method == WELD_METHOD_SLERP)
 			passes++;
@@ -137,6 +154,41 @@ static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *
 		return -1;
 	}
 	return apply_job(e, j, err);
+}
+
+/*
+ * --part with --scope model: a merged job of another part counts the
+ * elements equal to each threshold as its APPLY would have (from the
+ * recorded counts, else a COUNT pass), so that the ties this part keeps are
+ * those the whole merge keeps.
+ */
+static int skip_job(struct exec *e, const struct weld_job *j, struct weld_error *err)
+{
+	if (j->method == WELD_METHOD_COPY || e->opts->scope != WELD_SCOPE_MODEL ||
+	    !weld_exec_sel_active(e, j) || !weld_exec_sel_partial(e, j))
+		return 0;
+	e->draws = DRAWS_NONE;
+	weld_exec_set_keys(e, j);
+	for (uint64_t first = 0; first < j->nelem; first += e->chunk_elems) {
+		uint64_t n = j->nelem - first < e->chunk_elems ? j->nelem - first : e->chunk_elems;
+
+		if (e->rec.valid)
+			weld_exec_rec_apply_counts(e);
+		else if (weld_exec_run_chunk(e, j, first, n, P_COUNT, DROP_RESCALE, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* One past the last merged job this execution writes (0: none). */
+static size_t merged_end(const struct exec *e)
+{
+	size_t end = 0;
+
+	for (size_t i = 0; i < e->plan->njobs; i++)
+		if (e->plan->jobs[i].method != WELD_METHOD_COPY && job_held(e, &e->plan->jobs[i]))
+			end = i + 1;
+	return end;
 }
 
 /* --scope model: the statistics of all merged jobs, before any output. */
@@ -245,6 +297,7 @@ static int exec_alloc(struct exec *e)
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 {
 	struct exec e = { 0 };
+	size_t end;
 	int ret = -1;
 
 	if (!p->finished)
@@ -275,10 +328,13 @@ int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 		goto out;
 	e.bytes_total = total_bytes(&e);
 	p->bytes_read = e.bytes_total;
-	if (p->o.scope == WELD_SCOPE_MODEL && model_stats(&e, err) < 0)
+	end = merged_end(&e);
+	/* a part that merges nothing needs no statistics */
+	if (p->o.scope == WELD_SCOPE_MODEL && end && model_stats(&e, err) < 0)
 		goto out;
 	for (size_t i = 0; i < p->njobs; i++)
-		if (run_job(&e, &p->jobs[i], err) < 0)
+		if (job_held(&e, &p->jobs[i]) ? run_job(&e, &p->jobs[i], err) < 0
+		    : i < end && skip_job(&e, &p->jobs[i], err) < 0)
 			goto out;
 	if (weld_outq_drain(e.queue, err) < 0)
 		goto out;

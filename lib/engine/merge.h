@@ -67,6 +67,9 @@ struct weld_merge_opts {
 	/* folder to copy config.json and tokenizer files from; NULL: the
 	 * first job's base model, else its first source */
 	const char *config_from;
+	/* --part: write only part `part` (1-based) of `parts` of the output's
+	 * shards (output_parts.h), skipping the jobs of the others; 0: all */
+	unsigned part, parts;
 	/* callbacks (any may be NULL) */
 	void (*warn)(void *ctx, const char *msg);
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);

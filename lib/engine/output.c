@@ -116,6 +116,8 @@ static struct weld_out_tensor *output_layout(const weld_plan *p, struct weld_wri
 	wo->edit_config_ctx = p->o.edit_config_ctx;
 	wo->copy_from = weld_plan_config_dir(p);
 	wo->torch_dtype = ref ? weld_dtype_torch_name(ref->dtype) : NULL;
+	wo->part = p->o.part;
+	wo->parts = p->o.parts;
 	return t;
 }
 

@@ -32,6 +32,7 @@ struct weld_recipe_settings {
 	bool has_max_memory, has_shard_size;
 	uint64_t max_memory, shard_size;
 	bool force;
+	unsigned part, parts;   /* --part I/N (0: the whole output) */
 	void (*warn)(void *ctx, const char *msg);
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
 	void *cb_ctx;

@@ -530,6 +530,8 @@ int weld_recipe_plan(weld_recipe *r, const struct weld_recipe_settings *s, weld_
 		if (s->has_shard_size)
 			r->o.shard_size = s->shard_size;
 		r->o.force = s->force;
+		r->o.part = s->part;
+		r->o.parts = s->parts;
 		r->o.warn = s->warn;
 		r->o.progress = s->progress;
 		r->o.cb_ctx = s->cb_ctx;
