@@ -9,6 +9,7 @@ int cmd_breadcrumbs(int argc, char **argv);
 int cmd_consensus(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_dare(int argc, char **argv);
+int cmd_della(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_expert_merge(int argc, char **argv);
 int cmd_help(int argc, char **argv);

@@ -21,6 +21,7 @@ static const struct cmd commands[] = {
 	{ "consensus", cmd_consensus, NULL },
 	{ "convert", cmd_convert, "rewrite a model in another format, dtype or shard size" },
 	{ "dare", cmd_dare, NULL },
+	{ "della", cmd_della, NULL },
 	{ "diff", cmd_diff, "per-tensor comparison of two models" },
 	{ "expert-merge", cmd_expert_merge, "M-SMoE: merge the experts of one MoE checkpoint into fewer groups" },
 	{ "help", cmd_help, "show the usage of weld or of a command" },

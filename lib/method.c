@@ -18,6 +18,7 @@ const struct weld_param_def weld_param_defs[WELD_P_COUNT] = {
 	[WELD_P_NORMALIZE] = { "normalize", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
 	[WELD_P_RESCALE] = { "rescale", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
 	[WELD_P_INT8_MASK] = { "int8_mask", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_EPSILON] = { "epsilon", WELD_PER_MODEL, WELD_RANGE_UNIT },
 };
 
 const char *const weld_key_names[WELD_K_COUNT] = {
@@ -47,6 +48,10 @@ struct method_row {
 	size_t min_sources, max_sources;
 	bool task_vectors;      /* merges delta = x - base, not x */
 	bool random_drop;       /* drops elements at random (DESIGN 4.9) */
+	/* methods added since: the parameters it reads (WELD_PB; 0 = see
+	 * weld_method_uses), and whether it drops by rank in the row (della) */
+	unsigned uses;
+	bool rank_drop;
 };
 
 static const struct method_row methods[] = {
@@ -59,6 +64,11 @@ static const struct method_row methods[] = {
 	[WELD_METHOD_CONSENSUS] = { "consensus", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
 	[WELD_METHOD_SLERP] = { "slerp", WELD_BASE_REQUIRED, 1, 1 },
 	[WELD_METHOD_APPLY_MASK] = { "apply-mask", WELD_BASE_REQUIRED, 1, 1 },
+	[WELD_METHOD_DELLA] = { "della", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, .task_vectors = true,
+				.uses = WELD_PB(WELD_P_WEIGHT) | WELD_PB(WELD_P_DENSITY) |
+					WELD_PB(WELD_P_EPSILON) | WELD_PB(WELD_P_LAMBDA) |
+					WELD_PB(WELD_P_NORMALIZE),
+				.rank_drop = true },
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 
@@ -83,7 +93,8 @@ bool weld_method_elects_signs(const struct weld_merge_opts *o, enum weld_method 
 	switch (m) {
 	case WELD_METHOD_TIES: return true;
 	case WELD_METHOD_DARE:
-	case WELD_METHOD_BREADCRUMBS: return o->combine == WELD_COMBINE_TIES;
+	case WELD_METHOD_BREADCRUMBS:
+	case WELD_METHOD_DELLA: return o->combine == WELD_COMBINE_TIES;
 	case WELD_METHOD_CONSENSUS: return o->from == WELD_FROM_TIES;
 	default: return false;
 	}
@@ -91,6 +102,8 @@ bool weld_method_elects_signs(const struct weld_merge_opts *o, enum weld_method 
 
 bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum weld_param p)
 {
+	if ((unsigned)m < NMETHODS && methods[m].uses)
+		return (methods[m].uses & WELD_PB(p)) != 0;
 	switch (p) {
 	case WELD_P_WEIGHT:
 		return m != WELD_METHOD_COPY && m != WELD_METHOD_SLERP;
@@ -132,7 +145,18 @@ bool weld_method_l1_rescale(const struct weld_merge_opts *o, enum weld_method m)
 
 bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m)
 {
-	return o->scope == WELD_SCOPE_ROW && weld_method_takes(m, WELD_K_SCOPE);
+	return (o->scope == WELD_SCOPE_ROW && weld_method_takes(m, WELD_K_SCOPE)) ||
+	       weld_method_rank_drop(m);
+}
+
+bool weld_method_rank_drop(enum weld_method m)
+{
+	return (unsigned)m < NMETHODS && methods[m].rank_drop;
+}
+
+bool weld_method_rescales(enum weld_method m)
+{
+	return weld_method_random_drop(m) || weld_method_rank_drop(m);
 }
 
 uint64_t weld_method_unit_k(const struct weld_merge_opts *o, const struct weld_job *j, size_t s,
@@ -251,12 +275,30 @@ static const struct weld_method_spelling spellings[] = {
 	  .keys = K(SCOPE) | K(SIGN) | K(COMBINE), .base = WELD_BASE_REQUIRED,
 	  .density = 0.9, .gamma = WELD_DEFAULT_GAMMA, .combine = WELD_COMBINE_SUM,
 	  .summary = "Model Breadcrumbs: drop the largest outliers and the smallest deltas" },
+	/* della (METHODS 3): mergekit's two names, and the command (the paper's
+	 * inverse rescale, density 0.5, TIES election) */
+	{ .name = "della", .method = WELD_METHOD_DELLA, .where = WELD_IN_RECIPE,
+	  .params = GTA_PARAMS | P(DENSITY) | P(EPSILON) | P(RESCALE),
+	  .keys = K(SEED) | K(RESCALE) | K(SIGN) | K(COMBINE), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_L1,
+	  .combine = WELD_COMBINE_TIES },
+	{ .name = "della_linear", .method = WELD_METHOD_DELLA, .where = WELD_IN_RECIPE,
+	  .params = GTA_PARAMS | P(DENSITY) | P(EPSILON) | P(RESCALE),
+	  .keys = K(SEED) | K(RESCALE), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_L1,
+	  .combine = WELD_COMBINE_SUM, .combine_fixed = true },
+	{ .name = "della", .method = WELD_METHOD_DELLA, .where = WELD_IN_COMMAND,
+	  .params = P(WEIGHT) | P(DENSITY) | P(EPSILON) | P(LAMBDA) | P(NORMALIZE),
+	  .keys = K(SEED) | K(RESCALE) | K(COMBINE) | K(SIGN), .base = WELD_BASE_REQUIRED,
+	  .density = 0.5, .normalize = true, .rescale = WELD_RESCALE_INVERSE,
+	  .combine = WELD_COMBINE_TIES,
+	  .summary = "DELLA: keep probability by magnitude rank in the row, rescale, elect" },
 };
 #define NSPELLINGS (sizeof(spellings) / sizeof(spellings[0]))
 
 /* mergekit methods weld does not implement. */
 static const char *const mergekit_only[] = {
-	"della", "della_linear", "model_stock", "nuslerp", "multislerp", "karcher", "sce",
+	"model_stock", "nuslerp", "multislerp", "karcher", "sce",
 	"nearswap", "arcee_fusion", "ram", "ramplus_tl",
 };
 
@@ -301,6 +343,7 @@ bool weld_method_default(const struct weld_method_spelling *s, enum weld_param p
 	case WELD_P_GAMMA: *out = s->gamma; return true;
 	case WELD_P_MASK_LAMBDA: *out = WELD_DEFAULT_MASK_LAMBDA; return true;
 	case WELD_P_NORMALIZE: *out = s->normalize; return true;
+	case WELD_P_EPSILON: *out = WELD_DEFAULT_EPSILON; return true;
 	default: return false;
 	}
 }

@@ -41,6 +41,7 @@ enum weld_param {
 	WELD_P_WEIGHT, WELD_P_DENSITY, WELD_P_GAMMA, WELD_P_MASK_LAMBDA, WELD_P_SCALE, /* per model */
 	WELD_P_LAMBDA, WELD_P_T,                                                       /* per tensor */
 	WELD_P_NORMALIZE, WELD_P_RESCALE, WELD_P_INT8_MASK,                            /* whole merge */
+	WELD_P_EPSILON,                                                                /* per model */
 	WELD_P_COUNT
 };
 
@@ -133,6 +134,7 @@ bool weld_method_mergekit_only(const char *name);
 #define WELD_DEFAULT_GAMMA 0.01
 #define WELD_DEFAULT_MASK_LAMBDA 0.6
 #define WELD_DEFAULT_K 2
+#define WELD_DEFAULT_EPSILON 0.15
 
 /* The default of parameter p for a spelling; false when it has none (t,
  * scale, rescale, int8_mask). */
@@ -163,6 +165,11 @@ bool weld_method_random_drop(enum weld_method m);
 bool weld_method_l1_rescale(const struct weld_merge_opts *o, enum weld_method m);
 /* Are its units (top-k, L1) rows, taken inside APPLY (--scope row)? */
 bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m);
+/* Does it drop elements with a keep probability from their rank in the row
+ * (della: always row units; with --rescale l1 an L1 pass over the tensor)? */
+bool weld_method_rank_drop(enum weld_method m);
+/* Does it take mergekit's `rescale` (the random-drop methods)? */
+bool weld_method_rescales(enum weld_method m);
 /* The passes: weld_job_selections() (merge.h) top-k selections per source,
  * and k of selection q of source s over a unit of m elements (DESIGN 4.1,
  * 4.6). */

@@ -56,6 +56,8 @@ static uint64_t total_bytes(const struct exec *e)
 			passes++;
 		if (needs_l1(e, j) && e->opts->scope != WELD_SCOPE_ROW)
 			passes++;
+		if (weld_method_rank_drop(j->method) && e->opts->rescale == WELD_RESCALE_L1)
+			passes++;
 		t += passes * job_bytes(e, j, j->nelem);
 		/* top-k: a 1/16 sample and one pass (more only if the guess misses) */
 		if (nsel(e, j) && e->opts->scope != WELD_SCOPE_ROW)
@@ -136,6 +138,8 @@ static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *
 		   weld_exec_unit_stats(e, &j, 1, err) < 0) {
 		return -1;
 	}
+	if (weld_method_rank_drop(j->method) && weld_exec_rank_stats(e, j, err) < 0)
+		return -1;
 	return apply_job(e, j, err);
 }
 
@@ -194,6 +198,8 @@ static void exec_free(struct exec *e)
 	free(e->factor);
 	free(e->rng_key);
 	free(e->draw_bits);
+	free(e->rank_scratch);
+	free(e->rank_sums);
 	weld_writer_close(e->writer);
 	weld_writer_close(e->mask_writer);
 }
@@ -237,7 +243,7 @@ static int exec_alloc(struct exec *e)
 		     (c->keep = malloc(n_src * MAX_SEL * e->tile_elems)) &&
 		     (c->row_keys = malloc(e->tile_elems * sizeof(uint32_t)));
 	}
-	return ok ? 0 : -1;
+	return ok && weld_exec_rank_alloc(e) == 0 ? 0 : -1;
 }
 
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)

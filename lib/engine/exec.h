@@ -42,13 +42,15 @@
 #include "method.h"
 #include "kernels.h"
 #include "plan_impl.h"
+#include "rank.h"
 #include "write_queue.h"
 
 #include <math.h>
 
 #define MAX_SEL 2               /* most top-k selections per source */
 
-enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY };
+enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY,
+	    P_RANK_L1 /* della --rescale l1: exact sums of |delta| and of its kept part */ };
 
 /* P_SAMPLE reads one super-tile in SAMPLE_STRIDE. */
 #define SAMPLE_STRIDE 16
@@ -148,6 +150,10 @@ struct exec {
 	uint64_t hist_pending;  /* elements counted in the threads' histograms */
 	struct recorder rec;
 	struct weld_outq *queue;        /* writes the output chunks */
+	/* della (rank_pass.c): per slice, 4 tiles of rank scratch, and the
+	 * exact sums of each source (all, kept) */
+	uint32_t *rank_scratch;
+	struct weld_xsum *rank_sums;
 };
 
 /* The input tensor of source s. */
@@ -240,6 +246,18 @@ int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, siz
  * slices in parallel, then the slice-order folding of their counts. */
 int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
 			enum pass pass, enum drop_mode mode, struct weld_error *err);
+
+/* rank_pass.c */
+
+/* della, before APPLY: each source's factor (the L1 pass when --rescale
+ * l1). */
+int weld_exec_rank_stats(struct exec *e, const struct weld_job *j, struct weld_error *err);
+/* della on the rows of one tile at flat index g: the drop (APPLY), or the
+ * drop and its sums (P_RANK_L1). Runs inside the slice loop. */
+void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			 uint64_t g, size_t len, enum pass pass);
+/* Buffers for della's rows; -1 if out of memory. */
+int weld_exec_rank_alloc(struct exec *e);
 
 /* output.c */
 

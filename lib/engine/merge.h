@@ -28,6 +28,7 @@ enum weld_method {
 	WELD_METHOD_CONSENSUS,
 	WELD_METHOD_SLERP,            /* base = t 0 end, one model = t 1 end */
 	WELD_METHOD_APPLY_MASK,       /* base + mask .* (merged - base) */
+	WELD_METHOD_DELLA,            /* rank-based keep probability per row (METHODS 3) */
 };
 
 enum weld_scope { WELD_SCOPE_TENSOR, WELD_SCOPE_ROW, WELD_SCOPE_MODEL };
@@ -80,6 +81,7 @@ struct weld_source {
 	double weight;
 	double density;
 	double mask_lambda; /* consensus */
+	double epsilon;     /* della: half the spread of the keep probability */
 };
 
 /* One output tensor. */
@@ -124,6 +126,7 @@ int weld_plan_add_job(weld_plan *p, const struct weld_job *j, struct weld_error 
 /* Per-model defaults for weld_plan_standard. */
 struct weld_model_params {
 	double weight, density, mask_lambda;
+	double epsilon;
 };
 
 /*
@@ -175,6 +178,10 @@ void weld_plan_set_recipe(weld_plan *p, const char *recipe_json);
 
 /* Run the plan, writing the output folder out (atomically). */
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err);
+
+/* Passes job i of a finished plan makes over its inputs: between *lo and
+ * *hi (equal unless a top-k threshold may need more passes, DESIGN 7). */
+void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi);
 
 /* Top-k selections per source that job j makes under options o (DESIGN
  * 4.1): 1 for ties, 2 for breadcrumbs, ... */

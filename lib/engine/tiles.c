@@ -97,6 +97,10 @@ static void tile_rows(struct exec *e, const struct weld_job *j, struct slice_ctx
 	uint64_t rl = row_len(j);
 	int ns = nsel(e, j);
 
+	if (weld_method_rank_drop(j->method)) {
+		weld_exec_rank_rows(e, j, c, g, len, P_APPLY);
+		return;
+	}
 	for (uint64_t r = 0; r < len; r += rl)
 		for (size_t s = 0; s < j->nsrc; s++) {
 			float *v = c->vals + s * e->tile_elems + r;
@@ -219,6 +223,9 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 				break;
 			case P_SLERP:
 				weld_k_dots(c->base, c->vals, len, &e->block_sums[blk * 3]);
+				break;
+			case P_RANK_L1:
+				weld_exec_rank_rows(e, j, c, first + b, len, pass);
 				break;
 			case P_APPLY:
 				tile_apply(e, j, c, first, first + b, len);

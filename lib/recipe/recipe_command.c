@@ -41,6 +41,8 @@ static void add_models(cJSON *r, const struct weld_command_merge *c)
 			cJSON_AddNumberToObject(mp, "gamma", c->gamma);
 		if (s->params & WELD_PB(WELD_P_MASK_LAMBDA))
 			cJSON_AddNumberToObject(mp, "mask_lambda", c->mp[i].mask_lambda);
+		if (s->params & WELD_PB(WELD_P_EPSILON))
+			cJSON_AddNumberToObject(mp, "epsilon", c->mp[i].epsilon);
 	}
 }
 

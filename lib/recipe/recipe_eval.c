@@ -126,6 +126,9 @@ int weld_recipe_eval_source(weld_recipe *r, const struct rsource *rs, const stru
 	if (m->params & WELD_PB(WELD_P_MASK_LAMBDA))
 		param_value(r, WELD_P_MASK_LAMBDA, rs, sl, out_name, in_name, t, &src->mask_lambda, where,
 			    sizeof(where));
+	if (m->params & WELD_PB(WELD_P_EPSILON))
+		param_value(r, WELD_P_EPSILON, rs, sl, out_name, in_name, t, &src->epsilon, where,
+			    sizeof(where));
 	if (m->params & WELD_PB(WELD_P_GAMMA)) {
 		param_value(r, WELD_P_GAMMA, rs, sl, out_name, in_name, t, &v, where, sizeof(where));
 		if (job->nsrc == 0) {

@@ -188,8 +188,8 @@ int weld_recipe_parse_params(const weld_recipe *r, const cJSON *obj, enum level 
 				     pd->name);
 		if (check_setting(r, pd, k, path, err) < 0)
 			return -1;
-		if (p == WELD_P_RESCALE && setting_true(k) && !weld_method_random_drop(r->m->method))
-			return rfail(r, err, path, "rescale: true (mergekit's L1 rescaling of the kept values) is supported only by the dare methods");
+		if (p == WELD_P_RESCALE && setting_true(k) && !weld_method_rescales(r->m->method))
+			return rfail(r, err, path, "rescale: true (mergekit's L1 rescaling of the kept values) is supported only by the dare and della methods");
 	}
 	return 0;
 }

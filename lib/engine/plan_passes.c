@@ -1,0 +1,31 @@
+/*
+ * plan_passes.c - how many times the execution reads each job's inputs,
+ * for `weld plan` (the counts engine.c's passes make; see exec.h).
+ */
+#include "plan_impl.h"
+#include "method.h"
+
+void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
+{
+	const struct weld_job *j = &p->jobs[i];
+	bool row = weld_method_row_units(&p->o, j->method);
+	int n = 1;
+
+	*lo = *hi = 1;
+	if (j->method == WELD_METHOD_COPY)
+		return;
+	if (j->method == WELD_METHOD_SLERP)
+		n++;            /* the dot products */
+	if (weld_method_l1_rescale(&p->o, j->method) && !row)
+		n++;            /* dare's L1 sums */
+	if (weld_method_rank_drop(j->method) && p->o.rescale == WELD_RESCALE_L1)
+		n++;            /* della's L1 sums (its ranks are taken in memory, row by row) */
+	*lo = *hi = n;
+	if (weld_job_selections(&p->o, j) && !row) {
+		/* a 1/16 sample and one pass that records the keys near the
+		 * threshold; when the guess misses, a pass over the low bits and
+		 * one counting the elements equal to the threshold */
+		*lo = n + 1;
+		*hi = n + 3;
+	}
+}
