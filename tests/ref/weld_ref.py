@@ -55,6 +55,7 @@ if HERE not in sys.path:
     sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
     sys.path.insert(0, HERE)
 import safetensors_io as stio  # noqa: E402
+import ref_rank  # noqa: E402
 
 F32 = np.float32
 U64 = np.uint64
@@ -542,17 +543,45 @@ def consensus(base, models, weights=None, source="ta", density=0.2,
     return _finish(base, masked, mag, lam, names, with_bound)
 
 
+def della(base, models, weights=None, density=0.5, epsilon=0.15, lam=1.0, seed=0,
+          rescale="inverse", combine="ties", sign="sum", normalize=True, with_bound=False):
+    """METHODS 3: per-row rank keep probability (ref_rank.py), rescale, then
+    the GTA combination of METHODS 1 (election + normalize, or a sum)."""
+    names = _check_names(base, models)
+    n = len(models)
+    w = per_model(weights, n, "weights") or [1.0] * n
+    dens = per_model(density, n, "density")
+    eps = per_model(epsilon, n, "epsilon")
+    for di, ei in zip(dens, eps):
+        if di < 1 and not (ei >= 0 and di - ei > 0 and di + ei < 1):
+            raise RefError("density %g and epsilon %g: keep probability outside (0, 1)" % (di, ei))
+    deltas = _deltas(base, models)
+    dropped = []
+    for i, (d, di, ei) in enumerate(zip(deltas, dens, eps), start=1):
+        dropped.append({k: ref_rank.della_drop(v, rng_uniform(k, seed, i, v.size), di, ei, rescale)
+                        for k, v in d.items()})
+    tau, mag = {}, {}
+    for name in names:
+        dl = [t[name] for t in dropped]
+        if combine == "sum":
+            tau[name], mag[name] = _weighted_sum(dl, w, normalize)
+        else:
+            tau[name], mag[name] = elect_merge(dl, w, sign, normalize)
+    return _finish(base, tau, mag, lam, names, with_bound)
+
+
 # ---------------------------------------------------------------------------
 # command line with weld's syntax (DESIGN 2)
 
-METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus")
+METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus", "della")
 _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": "weights",
            "--density": "density", "--lambda": "lambda", "--dtype": "dtype",
            "--scope": "scope", "--seed": "seed", "-j": "threads", "--threads": "threads",
            "--max-memory": "max_memory", "--shard-size": "shard_size", "--sign": "sign",
            "--rescale": "rescale", "--combine": "combine", "--trim": "trim",
            "--gamma": "gamma", "--from": "from", "--mask-lambda": "mask_lambda",
-           "--k": "k", "--save-masks": "save_masks", "--apply-mask": "apply_mask"}
+           "--k": "k", "--save-masks": "save_masks", "--apply-mask": "apply_mask",
+           "--epsilon": "epsilon"}
 _FLAGS = {"-f": "force", "--force": "force", "--allow-missing": "allow_missing",
           "--no-copy-files": "no_copy_files", "-q": "quiet", "--quiet": "quiet",
           "-v": "verbose", "--verbose": "verbose", "--json": "json"}
@@ -674,6 +703,13 @@ def run(argv, loader=stio.load_model, with_bound=True):
         ml = _floats(a["mask_lambda"]) if "mask_lambda" in a else 0.6
         return consensus(base, models, w, a.get("from", "ta"), d, ml, int(a.get("k", 2)),
                          lam, scope, sign, with_bound=with_bound)
+    if meth == "della":
+        d = _model_values(a, "density", "density", 0.5)
+        e = _model_values(a, "epsilon", "epsilon", 0.15)
+        norm = True if a["normalize"] is None else a["normalize"]
+        return della(base, models, w, d, e, lam, int(a.get("seed", 0)) & M64,
+                     a.get("rescale", "inverse"), a.get("combine", "ties"), sign, norm,
+                     with_bound=with_bound)
     raise RefError("unknown method %r" % meth)
 
 
