@@ -117,6 +117,7 @@ struct weld_method_spelling {
 	enum weld_combine combine;
 	bool combine_fixed;           /* the name says sum or ties */
 	const char *summary;          /* one line for 'weld help' (commands) */
+	bool weight_required;         /* a recipe must give every model a weight (METHODS 0) */
 };
 
 /* The spelling called name and accepted in where (WELD_IN_*), or NULL. */

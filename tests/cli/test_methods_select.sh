@@ -1,0 +1,183 @@
+#!/bin/sh
+# test_methods_select.sh - the methods with rank statistics (della):
+# determinism over -j and --max-memory, the command against its recipe
+# spelling and the NumPy reference (width-1 rows included), the plan, and
+# the errors (exit 1 naming the tensor or the JSON path, exit 2 for usage).
+. "$(dirname "$0")/harness.sh"
+REF="$ROOT/tests/ref/weld_ref.py"
+G="--layers 2 --hidden 128 --inter 1536 --vocab 512"
+"$MKMODEL" "$T/base" $G >/dev/null
+for s in 1 2 3; do "$MKMODEL" "$T/ft$s" $G --seed $s --noise 0.5 >/dev/null; done
+B="--base $T/base"
+FT="$T/ft1 $T/ft2 $T/ft3"
+
+# same bytes for any -j and --max-memory (16M makes several chunks per tensor)
+for cmd in "della $B" "della $B --rescale l1 --density 0.3 --epsilon 0.2" \
+	   "della $B --rescale none --combine sum --no-normalize --seed 9" \
+	   "della $B --rescale l1 --sign count --weights 1,0.5,2"; do
+	name=$(echo "$cmd" | sed "s|$T/||g")
+	"$WELD" $cmd -q -j 1 --max-memory 16M -o "$T/a" $FT 2>"$T/stderr" &&
+	"$WELD" $cmd -q -j 2 --max-memory 1G -o "$T/b" $FT 2>>"$T/stderr" &&
+	"$WELD" $cmd -q -j 3 --max-memory 64M -o "$T/c" $FT 2>>"$T/stderr"
+	if [ $? -ne 0 ]; then
+		not_ok "$name ran"
+	elif cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" &&
+	     cmp -s "$T/a/model.safetensors" "$T/c/model.safetensors"; then
+		ok "$name: same file for -j 1/2/3 and --max-memory 16M/64M/1G"
+	else
+		not_ok "$name: outputs differ between -j / --max-memory"
+	fi
+	rm -rf "$T/a" "$T/b" "$T/c"
+done
+
+# the recipe stored by the command runs again to the same file
+"$WELD" della $B --rescale l1 --epsilon 0.1,0.2,0.05 --seed 4 -q -o "$T/r1" $FT 2>"$T/stderr" &&
+"$WELD" run --from-output "$T/r1" -q -o "$T/r2" 2>>"$T/stderr"
+if [ $? -eq 0 ] && cmp -s "$T/r1/model.safetensors" "$T/r2/model.safetensors"; then
+	ok "della: weld run --from-output rebuilds the same file"
+else
+	not_ok "della: weld run --from-output rebuilds the same file"
+fi
+
+# mergekit's della_linear in a recipe is weld della --combine sum
+# --no-normalize --rescale l1 with the same values (the same tensors; the
+# files differ in the recipe they store)
+cat >"$T/dl.json" <<JSON
+{"merge_method": "della_linear", "base_model": "$T/base",
+ "models": [{"model": "$T/ft1", "parameters": {"weight": 0.5, "density": 0.4, "epsilon": 0.2}},
+            {"model": "$T/ft2", "parameters": {"weight": 1.5, "density": 0.6}}],
+ "weld": {"seed": 11}}
+JSON
+"$WELD" run -q "$T/dl.json" -o "$T/d1" 2>"$T/stderr" &&
+"$WELD" della $B --combine sum --no-normalize --rescale l1 --seed 11 -q -o "$T/d2" \
+	"$T/ft1:weight=0.5,density=0.4,epsilon=0.2" "$T/ft2:weight=1.5,density=0.6" 2>>"$T/stderr"
+if [ $? -eq 0 ] && "$WELD" inspect --hash "$T/d1" >"$T/h1" && "$WELD" inspect --hash "$T/d2" >"$T/h2" &&
+   cmp -s "$T/h1" "$T/h2"; then
+	ok "della_linear recipe = weld della --combine sum --no-normalize --rescale l1"
+else
+	not_ok "della_linear recipe = weld della --combine sum --no-normalize --rescale l1"
+fi
+
+# rows of width 1, one row, 0-D and 3-D tensors: bit for bit the reference
+if "$PYTHON" - "$T/odd" "$ROOT/tests/ref" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import safetensors_io as stio
+rng = np.random.default_rng(3)
+shapes = {"col": (37, 1), "vec": (50,), "one": (1, 9), "cube": (3, 4, 6), "scalar": ()}
+base = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
+for name, m in [("base", base)] + [("m%d" % i, {n: (v + rng.uniform(-0.1, 0.1, v.shape)).astype(np.float32)
+                                             for n, v in base.items()}) for i in (1, 2)]:
+    os.makedirs(os.path.join(sys.argv[1], name))
+    stio.save_file(os.path.join(sys.argv[1], name, "model.safetensors"), m)
+PY
+then
+	for opts in "--rescale inverse --density 0.5" "--rescale l1 --density 0.3 --epsilon 0.25" \
+		    "--rescale none --combine sum --density 0.6 --seed 5"; do
+		O="$T/odd"
+		rm -rf "$O/w" "$O/r"
+		if "$WELD" della --base "$O/base" $opts -q -o "$O/w" "$O/m1" "$O/m2" 2>"$T/stderr" &&
+		   "$PYTHON" "$REF" della --base "$O/base" $opts -o "$O/r" "$O/m1" "$O/m2" 2>>"$T/stderr" &&
+		   "$PYTHON" - "$O/w" "$O/r" "$ROOT/tests/ref" 2>>"$T/stderr" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[3])
+import safetensors_io as stio
+a, b = (stio.model_index(p) for p in sys.argv[1:3])
+assert set(a) == set(b), (sorted(a), sorted(b))
+for n in a:
+    assert a[n].dtype == b[n].dtype and stio.read_raw(a[n]).tobytes() == stio.read_raw(b[n]).tobytes(), n
+PY
+		then
+			ok "della $opts: width-1 rows, 0-D and 3-D tensors match the reference bit for bit"
+		else
+			not_ok "della $opts: width-1 rows, 0-D and 3-D tensors match the reference bit for bit"
+		fi
+	done
+else
+	not_ok "odd-shaped fixture"
+fi
+
+# the plan: epsilon per model, the passes per tensor (2 with an L1 pass)
+"$WELD" plan della $B --rescale l1 --epsilon 0.1 $FT >"$T/plan" 2>&1
+if grep -q 'model.norm.weight BF16 \[128\] della passes=2 lambda=1 .*(w=1,d=0.5,eps=0.1)' "$T/plan"; then
+	ok "plan della: passes=2 and eps per model"
+else
+	not_ok "plan della: passes=2 and eps per model"
+fi
+"$WELD" plan della $B $FT >"$T/plan" 2>&1
+if grep -q 'model.norm.weight BF16 \[128\] della lambda=1 ' "$T/plan" &&
+   grep -q '^options  normalize=true rescale=inverse combine=ties sign=sum$' "$T/plan"; then
+	ok "plan della: one pass with --rescale inverse; the command's defaults"
+else
+	not_ok "plan della: one pass with --rescale inverse; the command's defaults"
+fi
+"$WELD" plan della --json $B --rescale l1 $FT >"$T/plan.json" 2>&1
+if "$PYTHON" -c 'import json, sys
+p = json.load(open(sys.argv[1]))
+t = p["tensors"][0]
+assert t["passes"] == [2, 2], t
+assert all(s["epsilon"] == 0.15 for s in t["sources"]), t' "$T/plan.json" 2>"$T/stderr"; then
+	ok "plan --json della: passes and epsilon"
+else
+	not_ok "plan --json della: passes and epsilon"
+fi
+
+# errors
+refuse "della: density and epsilon out of range (plan time)" 1 \
+	"density 0.9 and epsilon 0.15 of '$T/ft1' give keep probabilities outside (0, 1)" \
+	"$T/e" "$WELD" della $B --density 0.9 -o "$T/e" "$T/ft1"
+refuse "della: epsilon list length" 2 "--epsilon has 2 values for 3 models" \
+	"$T/e" "$WELD" della $B --epsilon 0.1,0.2 -o "$T/e" $FT
+refuse "della: --epsilon 1" 2 "invalid value '1' for '--epsilon'" \
+	"$T/e" "$WELD" della $B --epsilon 1 -o "$T/e" $FT
+refuse "della: no base" 2 "--base is required" "$T/e" "$WELD" della -o "$T/e" $FT
+refuse "della: no model" 2 "no models to merge" "$T/e" "$WELD" della $B -o "$T/e"
+refuse "della: --gamma is not its option" 2 "option '--gamma' is not used by 'weld della'" \
+	"$T/e" "$WELD" della $B --gamma 0.1 -o "$T/e" $FT
+refuse "della: MODEL:gamma=" 2 "'gamma'" "$T/e" "$WELD" della $B -o "$T/e" "$T/ft1:gamma=0.1"
+
+# a row longer than the memory budget holds: refused, naming the tensor
+if "$PYTHON" - "$T/wide" "$ROOT/tests/ref" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import safetensors_io as stio
+for i, name in enumerate(("base", "m1")):
+    os.makedirs(os.path.join(sys.argv[1], name))
+    stio.save_file(os.path.join(sys.argv[1], name, "model.safetensors"),
+                   {"wide.weight": np.full((2, 1 << 21), i, np.float32)})
+PY
+then
+	refuse "della: a row wider than --max-memory holds" 1 \
+		"della holds whole rows in memory; tensor 'wide.weight' has rows of 2097152 elements" \
+		"$T/e" "$WELD" della --base "$T/wide/base" --max-memory 32M -o "$T/e" "$T/wide/m1"
+	expect "della: the same row under a budget that holds it" \
+		"$WELD" della --base "$T/wide/base" --max-memory 400M -q -o "$T/wide/out" "$T/wide/m1"
+else
+	not_ok "wide-row fixture"
+fi
+
+# recipes: weight is required; parameters della does not take; epsilon's range
+mkdir "$T/rc"
+recipe_refuse() {
+	printf '%s\n' "$2" >"$T/rc/bad.json"
+	refuse "recipe: $1" 1 "bad.json: $3" "$T/e" "$WELD" run -q "$T/rc/bad.json" -o "$T/e"
+}
+recipe_refuse "della without weight" \
+	"{\"merge_method\":\"della\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/ft1\",\"parameters\":{\"density\":0.5}}]}" \
+	"models[0].parameters.weight: della needs a weight for every model"
+recipe_refuse "della_linear with gamma" \
+	"{\"merge_method\":\"della_linear\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/ft1\",\"parameters\":{\"weight\":1,\"gamma\":0.1}}]}" \
+	"models[0].parameters.gamma: 'gamma' is not a parameter of della_linear"
+recipe_refuse "della with epsilon 1.5" \
+	"{\"merge_method\":\"della\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/ft1\",\"parameters\":{\"weight\":1,\"epsilon\":1.5}}]}" \
+	"models[0].parameters.epsilon: epsilon 1.5 is outside [0, 1]"
+recipe_refuse "della_linear with weld.combine" \
+	"{\"merge_method\":\"della_linear\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/ft1\",\"parameters\":{\"weight\":1}}],\"weld\":{\"combine\":\"ties\"}}" \
+	"weld.combine: 'combine' is not used by della_linear"
+recipe_refuse "della with only the base" \
+	"{\"merge_method\":\"della\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/base\"}]}" \
+	"models: no model to merge besides the base model"
+
+summary
