@@ -14,6 +14,7 @@ int cmd_diff(int argc, char **argv);
 int cmd_expert_merge(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_pcb(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 /* weld plan RECIPE.json: argv[0] is "run"; prints the plan, writes nothing. */

@@ -24,7 +24,7 @@ enum {
 	O_MAXMEM, O_SHARD, O_ALLOW_MISSING, O_NO_COPY, O_JSON, O_SIGN, O_NORMALIZE,
 	O_NO_NORMALIZE, O_RESCALE, O_COMBINE, O_TRIM, O_GAMMA, O_FROM, O_MASK_LAMBDA,
 	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED,
-	O_EPSILON,
+	O_EPSILON, O_CLIP,
 };
 
 static const struct option long_opts[] = {
@@ -56,6 +56,7 @@ static const struct option long_opts[] = {
 	{ "masks", required_argument, NULL, O_MASKS },
 	{ "merged", required_argument, NULL, O_MERGED },
 	{ "epsilon", required_argument, NULL, O_EPSILON },
+	{ "clip", required_argument, NULL, O_CLIP },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -87,7 +88,7 @@ static bool takes(const struct weld_method_spelling *s, int c)
 		{ O_FROM, -1, WELD_K_FROM }, { O_K, -1, WELD_K_K },
 		{ O_SAVE_MASKS, -1, WELD_K_MASKS }, { O_APPLY_MASK, -1, WELD_K_MASKS },
 		{ O_MASKS, -1, WELD_K_MASKS }, { O_MERGED, -1, WELD_K_MASKS },
-		{ O_EPSILON, WELD_P_EPSILON, -1 },
+		{ O_EPSILON, WELD_P_EPSILON, -1 }, { O_CLIP, -1, WELD_K_CLIP },
 	};
 
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -267,6 +268,12 @@ static int parse_method_opt(int c, struct merge_args *a)
 			return EXIT_USAGE;
 		if (!(a->o.trim > 0 && a->o.trim <= 1))
 			return cli_usage_error("invalid value '%s' for '--trim': outside (0, 1]", optarg);
+		return 0;
+	case O_CLIP:
+		if (!cli_double("--clip", optarg, &a->o.clip))
+			return EXIT_USAGE;
+		if (!(a->o.clip >= 0 && a->o.clip < 0.5))
+			return cli_usage_error("invalid value '%s' for '--clip': outside [0, 0.5)", optarg);
 		return 0;
 	case O_GAMMA:
 		if (!cli_double("--gamma", optarg, &a->gamma))

@@ -23,7 +23,7 @@ const struct weld_param_def weld_param_defs[WELD_P_COUNT] = {
 
 const char *const weld_key_names[WELD_K_COUNT] = {
 	"scope", "seed", "sign", "rescale", "combine", "trim", "from", "k", NULL,
-	"shard_size", "max_memory", "allow_missing", "copy_files",
+	"shard_size", "max_memory", "allow_missing", "copy_files", "clip",
 };
 
 const char *const weld_scope_names[] = { "tensor", "row", "model", NULL };
@@ -52,6 +52,7 @@ struct method_row {
 	 * weld_method_uses), and whether it drops by rank in the row (della) */
 	unsigned uses;
 	bool rank_drop;
+	bool pcb;               /* PCB's balancing scores */
 };
 
 static const struct method_row methods[] = {
@@ -69,6 +70,10 @@ static const struct method_row methods[] = {
 					WELD_PB(WELD_P_EPSILON) | WELD_PB(WELD_P_LAMBDA) |
 					WELD_PB(WELD_P_NORMALIZE),
 				.rank_drop = true },
+	[WELD_METHOD_PCB] = { "pcb", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, .task_vectors = true,
+			      .uses = WELD_PB(WELD_P_WEIGHT) | WELD_PB(WELD_P_DENSITY) |
+				      WELD_PB(WELD_P_LAMBDA),
+			      .pcb = true },
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 
@@ -152,6 +157,11 @@ bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m)
 bool weld_method_rank_drop(enum weld_method m)
 {
 	return (unsigned)m < NMETHODS && methods[m].rank_drop;
+}
+
+bool weld_method_pcb(enum weld_method m)
+{
+	return (unsigned)m < NMETHODS && methods[m].pcb;
 }
 
 bool weld_method_rescales(enum weld_method m)
@@ -293,6 +303,12 @@ static const struct weld_method_spelling spellings[] = {
 	  .density = 0.5, .normalize = true, .rescale = WELD_RESCALE_INVERSE,
 	  .combine = WELD_COMBINE_TIES,
 	  .summary = "DELLA: keep probability by magnitude rank in the row, rescale, elect" },
+	/* PCB-Merging (METHODS 12): weld's own name, a command and a recipe */
+	{ .name = "pcb", .method = WELD_METHOD_PCB, .where = BOTH,
+	  .params = P(WEIGHT) | P(DENSITY) | P(LAMBDA), .keys = K(SCOPE) | K(CLIP),
+	  .base = WELD_BASE_REQUIRED, .density = 0.1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true,
+	  .summary = "PCB-Merging: intra/inter balancing scores, drop, rescale" },
 };
 #define NSPELLINGS (sizeof(spellings) / sizeof(spellings[0]))
 
@@ -364,4 +380,5 @@ void weld_merge_opts_init(struct weld_merge_opts *o, const struct weld_method_sp
 	o->record_memory = UINT64_MAX;
 	o->shard_size = WELD_DEFAULT_SHARD_SIZE;
 	o->copy_files = true;
+	o->clip = WELD_DEFAULT_CLIP;
 }

@@ -72,6 +72,7 @@ enum weld_key {
 	WELD_K_SCOPE, WELD_K_SEED, WELD_K_SIGN, WELD_K_RESCALE, WELD_K_COMBINE, WELD_K_TRIM,
 	WELD_K_FROM, WELD_K_K, WELD_K_MASKS,
 	WELD_K_SHARD_SIZE, WELD_K_MAX_MEMORY, WELD_K_ALLOW_MISSING, WELD_K_COPY_FILES,
+	WELD_K_CLIP,
 	WELD_K_COUNT
 };
 /* The name of each key in a recipe's weld object (NULL: not there). */
@@ -136,6 +137,7 @@ bool weld_method_mergekit_only(const char *name);
 #define WELD_DEFAULT_MASK_LAMBDA 0.6
 #define WELD_DEFAULT_K 2
 #define WELD_DEFAULT_EPSILON 0.15
+#define WELD_DEFAULT_CLIP 0.0001
 
 /* The default of parameter p for a spelling; false when it has none (t,
  * scale, rescale, int8_mask). */
@@ -169,6 +171,9 @@ bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m);
 /* Does it drop elements with a keep probability from their rank in the row
  * (della: always row units; with --rescale l1 an L1 pass over the tensor)? */
 bool weld_method_rank_drop(enum weld_method m);
+/* Does it weigh task-vector entries by PCB's balancing scores (its own
+ * statistics passes and APPLY, pcb_pass.c)? */
+bool weld_method_pcb(enum weld_method m);
 /* Does it take mergekit's `rescale` (the random-drop methods)? */
 bool weld_method_rescales(enum weld_method m);
 /* The passes: weld_job_selections() (merge.h) top-k selections per source,

@@ -58,6 +58,8 @@ static uint64_t total_bytes(const struct exec *e)
 			passes++;
 		if (weld_method_rank_drop(j->method) && e->opts->rescale == WELD_RESCALE_L1)
 			passes++;
+		if (weld_method_pcb(j->method) && e->opts->scope != WELD_SCOPE_ROW)
+			passes += 4;
 		t += passes * job_bytes(e, j, j->nelem);
 		/* top-k: a 1/16 sample and one pass (more only if the guess misses) */
 		if (nsel(e, j) && e->opts->scope != WELD_SCOPE_ROW)
@@ -140,6 +142,9 @@ static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *
 	}
 	if (weld_method_rank_drop(j->method) && weld_exec_rank_stats(e, j, err) < 0)
 		return -1;
+	if (weld_method_pcb(j->method) && e->opts->scope == WELD_SCOPE_TENSOR &&
+	    weld_exec_pcb_unit(e, &j, 1, err) < 0)
+		return -1;
 	return apply_job(e, j, err);
 }
 
@@ -158,6 +163,8 @@ static int model_stats(struct exec *e, struct weld_error *err)
 			jobs[nj++] = &p->jobs[i];
 	if (nj)
 		r = weld_exec_unit_stats(e, jobs, nj, err);
+	if (nj && r == 0 && weld_method_pcb(jobs[0]->method))
+		r = weld_exec_pcb_unit(e, jobs, nj, err);
 	free(jobs);
 	return r;
 }
@@ -200,6 +207,7 @@ static void exec_free(struct exec *e)
 	free(e->draw_bits);
 	free(e->rank_scratch);
 	free(e->rank_sums);
+	weld_exec_pcb_free(e);
 	weld_writer_close(e->writer);
 	weld_writer_close(e->mask_writer);
 }
@@ -243,7 +251,7 @@ static int exec_alloc(struct exec *e)
 		     (c->keep = malloc(n_src * MAX_SEL * e->tile_elems)) &&
 		     (c->row_keys = malloc(e->tile_elems * sizeof(uint32_t)));
 	}
-	return ok && weld_exec_rank_alloc(e) == 0 ? 0 : -1;
+	return ok && weld_exec_rank_alloc(e) == 0 && weld_exec_pcb_alloc(e) == 0 ? 0 : -1;
 }
 
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)

@@ -50,7 +50,9 @@
 #define MAX_SEL 2               /* most top-k selections per source */
 
 enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY,
-	    P_RANK_L1 /* della --rescale l1: exact sums of |delta| and of its kept part */ };
+	    P_RANK_L1, /* della --rescale l1: exact sums of |delta| and of its kept part */
+	    /* pcb: histograms of the high, then the low bits of |delta|, then of beta */
+	    P_PCB_CLIP_HI, P_PCB_CLIP_LO, P_PCB_BETA_HI, P_PCB_BETA_LO };
 
 /* P_SAMPLE reads one super-tile in SAMPLE_STRIDE. */
 #define SAMPLE_STRIDE 16
@@ -154,6 +156,7 @@ struct exec {
 	 * exact sums of each source (all, kept) */
 	uint32_t *rank_scratch;
 	struct weld_xsum *rank_sums;
+	struct pcb_exec *pcb;   /* pcb's statistics (pcb_pass.c), or NULL */
 };
 
 /* The input tensor of source s. */
@@ -258,6 +261,23 @@ void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_
 			 uint64_t g, size_t len, enum pass pass);
 /* Buffers for della's rows; -1 if out of memory. */
 int weld_exec_rank_alloc(struct exec *e);
+
+/* pcb_pass.c */
+
+/* Buffers for pcb's statistics passes (-1 if out of memory), and their end. */
+int weld_exec_pcb_alloc(struct exec *e);
+void weld_exec_pcb_free(struct exec *e);
+/* pcb: the clip bounds and drop thresholds of every source over the unit
+ * (the nj jobs `jobs`: one tensor, or with --scope model the whole model). */
+int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		       struct weld_error *err);
+/* A statistics pass of pcb over one tile of len elements (slice loop). */
+void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			size_t len, enum pass pass);
+/* pcb's APPLY of the tile at flat index g (its rows' statistics first with
+ * --scope row), encoded into the output chunk that starts at first. */
+void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			 uint64_t first, uint64_t g, size_t len);
 
 /* output.c */
 

@@ -29,6 +29,7 @@ enum weld_method {
 	WELD_METHOD_SLERP,            /* base = t 0 end, one model = t 1 end */
 	WELD_METHOD_APPLY_MASK,       /* base + mask .* (merged - base) */
 	WELD_METHOD_DELLA,            /* rank-based keep probability per row (METHODS 3) */
+	WELD_METHOD_PCB,              /* PCB-Merging: balancing scores, drop, rescale (METHODS 12) */
 };
 
 enum weld_scope { WELD_SCOPE_TENSOR, WELD_SCOPE_ROW, WELD_SCOPE_MODEL };
@@ -59,6 +60,7 @@ struct weld_merge_opts {
 	bool allow_missing;
 	bool force;
 	bool copy_files;
+	double clip;                  /* pcb: fraction clipped at each end of |delta| */
 	const char *recipe_json;      /* stored in the output's metadata */
 	const char *masks_out;        /* consensus --save-masks FILE, or NULL */
 	/* passed to the writer (see weld_writer_opts), may be NULL */

@@ -548,8 +548,12 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 
 	if (!p->njobs)
 		return weld_fail(err, WELD_ERR_ARG, "nothing to merge: no tensors");
-	for (size_t i = 0; i < p->njobs; i++)
-		p->ranks = p->ranks || weld_method_rank_drop(p->jobs[i].method);
+	for (size_t i = 0; i < p->njobs; i++) {
+		bool pcb = weld_method_pcb(p->jobs[i].method);
+
+		p->ranks = p->ranks || weld_method_rank_drop(p->jobs[i].method) || (pcb && row);
+		p->pcb_stats = p->pcb_stats || (pcb && !row);
+	}
 	row = row || p->ranks;
 	if (check_config(p, err) < 0)
 		return -1;
@@ -596,6 +600,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		per_slice += 4 * tile * 4 + maxsrc * 2 * sizeof(struct weld_xsum);
 	shared = threads * maxsrc * maxsel * WELD_HIST_BINS * 4 +
 		 maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
+	if (p->pcb_stats)       /* two histograms per source, per thread and in total */
+		shared += threads * maxsrc * 2 * WELD_HIST_BINS * 4 + maxsrc * 2 * WELD_HIST_BINS * 8;
 	/*
 	 * A chunk is cut into more slices than there are threads, handed out as
 	 * threads become free: a thread that the system preempts (for the

@@ -20,6 +20,8 @@ void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 		n++;            /* dare's L1 sums */
 	if (weld_method_rank_drop(j->method) && p->o.rescale == WELD_RESCALE_L1)
 		n++;            /* della's L1 sums (its ranks are taken in memory, row by row) */
+	if (weld_method_pcb(j->method) && !row)
+		n += 4;         /* pcb: two histogram passes for the clip bounds, two for beta's */
 	*lo = *hi = n;
 	if (weld_job_selections(&p->o, j) && !row) {
 		/* a 1/16 sample and one pass that records the keys near the

@@ -133,6 +133,10 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 	int ns = nsel(e, j);
 	size_t oes = weld_dtype_size(j->dtype);
 
+	if (weld_method_pcb(j->method)) {
+		weld_exec_pcb_apply(e, j, c, first, g, len);
+		return;
+	}
 	if (j->method == WELD_METHOD_APPLY_MASK) {
 		for (size_t i = 0; i < len; i++) {
 			uint64_t bit = g - first + i;
@@ -226,6 +230,12 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 				break;
 			case P_RANK_L1:
 				weld_exec_rank_rows(e, j, c, first + b, len, pass);
+				break;
+			case P_PCB_CLIP_HI:
+			case P_PCB_CLIP_LO:
+			case P_PCB_BETA_HI:
+			case P_PCB_BETA_LO:
+				weld_exec_pcb_tile(e, j, c, len, pass);
 				break;
 			case P_APPLY:
 				tile_apply(e, j, c, first, first + b, len);

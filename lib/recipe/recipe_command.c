@@ -70,6 +70,8 @@ static void add_weld(cJSON *r, const struct weld_command_merge *c)
 		cJSON_AddStringToObject(w, "from", weld_from_names[o->from]);
 	if (s->keys & WELD_KB(WELD_K_K))
 		cJSON_AddNumberToObject(w, "k", o->k);
+	if (s->keys & WELD_KB(WELD_K_CLIP))
+		cJSON_AddNumberToObject(w, "clip", o->clip);
 	cJSON_AddNumberToObject(w, "shard_size", (double)o->shard_size);
 	cJSON_AddBoolToObject(w, "allow_missing", o->allow_missing);
 	cJSON_AddBoolToObject(w, "copy_files", o->copy_files);

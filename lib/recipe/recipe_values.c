@@ -356,6 +356,11 @@ static int weld_key_value(weld_recipe *r, enum weld_key k, const cJSON *e, const
 		else
 			r->o.copy_files = cJSON_IsTrue(e);
 		break;
+	case WELD_K_CLIP:
+		if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble < 0.5))
+			return rfail(r, err, where, "expected a fraction in [0, 0.5)");
+		r->o.clip = e->valuedouble;
+		break;
 	case WELD_K_MASKS:
 	case WELD_K_COUNT:
 		break;

@@ -115,7 +115,7 @@ def make_layouts(root, src):
 # ---------------------------------------------------------------------------
 # cases: (name, family, argv with B/M1/M2/M3 placeholders, out dtype)
 
-BIT_EXACT = ("della",)
+BIT_EXACT = ("della", "pcb")
 
 def cases():
     C = []
@@ -177,6 +177,13 @@ def cases():
     add("della/model-spec", "della %s --rescale l1 M1:density=0.4,epsilon=0.3 M2 M3:weight=0.5" % TV)
     add("della/no-normalize", "della %s --density 0.6 --no-normalize --lambda 0.8 %s" % (TV, M))
     add("della/sign-count", "della %s --density 0.5 --sign count --weights 1,2,0.5 %s" % (TV, M))
+    # pcb (exact order statistics of |delta| and beta per unit)
+    for scope in ("tensor", "row", "model"):
+        add("pcb/scope-%s" % scope, "pcb %s --density 0.3 --scope %s %s" % (TV, scope, M))
+    add("pcb/default", "pcb %s %s" % (TV, M))
+    add("pcb/clip-weights", "pcb %s --density 0.2,0.5,1 --clip 0.1 --weights 1,0.5,2 --lambda 1.5 %s" % (TV, M))
+    add("pcb/row-clip", "pcb %s --density 0.5 --clip 0.2 --scope row %s" % (TV, M))
+    add("pcb/model-spec", "pcb %s --scope model M1:density=0.4,weight=0.7 M2 M3" % TV)
     # breadcrumbs
     for scope in ("tensor", "row", "model"):
         add("breadcrumbs/scope-%s" % scope,
@@ -209,7 +216,8 @@ def cases():
                        ("dare/l1-ties", "dare %s --density 0.5 --rescale l1 --combine ties %s" % (TV, M)),
                        ("breadcrumbs/scope-tensor", "breadcrumbs %s --density 0.5 --gamma 0.1 %s" % (TV, M)),
                        ("consensus/ties-tensor", "consensus %s --from ties --density 0.3 %s" % (TV, M)),
-                       ("della/l1-ties", "della %s --density 0.5 --rescale l1 %s" % (TV, M))]:
+                       ("della/l1-ties", "della %s --density 0.5 --rescale l1 %s" % (TV, M)),
+                       ("pcb/scope-model", "pcb %s --density 0.3 --scope model %s" % (TV, M))]:
         add(name, argv, fam="bf16")
     add("average/dtype-auto", "average --weights 0.3,0.5,0.2 " + M, fam="bf16", dtype=None)
     add("ties/dtype-auto", "ties %s --density 0.3 %s" % (TV, M), fam="bf16", dtype=None)
@@ -232,6 +240,8 @@ def cases():
     add("dare/threads", "dare %s --density 0.5 --rescale l1 %s" % (TV, M), kind="threads")
     add("consensus/threads", "consensus %s --from ties %s" % (TV, M), kind="threads")
     add("della/threads", "della %s --density 0.4 --rescale l1 %s" % (TV, M), kind="threads")
+    add("pcb/threads", "pcb %s --density 0.3 %s" % (TV, M), kind="threads")
+    add("pcb/threads-model", "pcb %s --density 0.3 --scope model %s" % (TV, M), kind="threads")
     # refused before anything is written
     add("average/zero-weight-sum", "average --weights 1,-1,0 " + M, kind="refuse")
     add("ties/density-0", "ties %s --density 0 %s" % (TV, M), kind="refuse")
@@ -241,6 +251,8 @@ def cases():
     add("ties/bad-scope", "ties %s --scope layer %s" % (TV, M), kind="refuse")
     add("della/epsilon-too-big", "della %s --density 0.8 --epsilon 0.2 %s" % (TV, M), kind="refuse")
     add("della/scope", "della %s --scope row %s" % (TV, M), kind="refuse")
+    add("pcb/clip-0.5", "pcb %s --clip 0.5 %s" % (TV, M), kind="refuse")
+    add("pcb/density-0", "pcb %s --density 0 %s" % (TV, M), kind="refuse")
     return C
 
 

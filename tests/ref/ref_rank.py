@@ -54,3 +54,102 @@ def della_drop(delta, u, d, eps, rescale):
         if before >= 1e-7 and after >= 1e-7:
             kept = (kept * F32(before / after)).astype(F32)
     return kept
+
+
+# ---------------------------------------------------------------------------
+# PCB-Merging (METHODS.md section 12), weld's order of float32 operations:
+#   clip bounds lo = s[floor(m rho)], hi = s[trunc(m (1 - rho) - 1)] of |delta|
+#   sorted ascending over the unit (indices in double, clamped to m - 1);
+#   a = min(max(|delta|, lo), hi); N = (a - min(lo, hi)) / (hi - min(lo, hi))
+#   (0 when hi = min(lo, hi)); intra = f32(exp(f64(f32(n) * (N * N))));
+#   inter = f32(tanh(f64(delta * S))), S = the deltas summed in model order;
+#   beta = intra * inter; thr = b[floor(m (1 - r))], top = b[m - 1], b = beta
+#   sorted ascending by its bits (-0 below +0); score = (beta - thr) / (top -
+#   thr) where beta > thr (0 elsewhere, and everywhere when top = thr);
+#   tau = sum_i (w_i * sign(delta_i) a_i) * score_i / max(sum_i score_i,
+#   1e-12), sums starting with model 1's term; out = B + lambda * tau.
+
+
+def _signed_keys(x):
+    u = np.ascontiguousarray(x, F32).view(np.uint32).astype(np.uint64)
+    return np.where(u & 0x80000000, (~u) & 0xFFFFFFFF, u | 0x80000000)
+
+
+def _key_float(k):
+    k = int(k)
+    u = k & 0x7FFFFFFF if k & 0x80000000 else (~k) & 0xFFFFFFFF
+    return np.array([u], np.uint32).view(F32)[0]
+
+
+def pcb_lo_index(m, clip):
+    return min(int(math.floor(m * clip)), m - 1)
+
+
+def pcb_hi_index(m, clip):
+    x = m * (1 - clip) - 1
+    return 0 if x <= 0 else min(int(x), m - 1)
+
+
+def pcb_thr_index(m, ratio):
+    return min(int(math.floor(m * (1 - ratio))), m - 1)
+
+
+def _clip_abs(d, lo, hi):
+    return np.minimum(np.maximum(np.abs(d), lo), hi).astype(F32)
+
+
+def pcb_beta(d, s, n, lo, hi):
+    mn = min(lo, hi)
+    span = F32(F32(hi) - F32(mn))
+    a = _clip_abs(d, lo, hi)
+    if span > 0:
+        nn = ((a - F32(mn)) / span).astype(F32)
+    else:
+        nn = np.zeros_like(a)
+    intra = np.exp((F32(n) * (nn * nn)).astype(np.float64)).astype(F32)
+    inter = np.tanh((d * s).astype(F32).astype(np.float64)).astype(F32)
+    return (intra * inter).astype(F32)
+
+
+def pcb_unit(deltas, ratios, clip):
+    """deltas[i] = model i's flat float32 deltas over one unit (a list of
+    pieces each: the tensors of a --scope model unit). Returns, per model,
+    (lo, hi, thr, top)."""
+    n = len(deltas)
+    m = sum(p.size for p in deltas[0])
+    bounds = []
+    for pieces in deltas:
+        a = np.sort(np.abs(np.concatenate(pieces)).astype(F32))
+        bounds.append((a[pcb_lo_index(m, clip)], a[pcb_hi_index(m, clip)]))
+    sums = [None] * len(deltas[0])
+    for k in range(len(deltas[0])):
+        acc = deltas[0][k].copy()
+        for p in deltas[1:]:
+            acc = (acc + p[k]).astype(F32)
+        sums[k] = acc
+    out = []
+    for i, pieces in enumerate(deltas):
+        lo, hi = bounds[i]
+        beta = np.concatenate([pcb_beta(p, sums[k], n, lo, hi) for k, p in enumerate(pieces)])
+        keys = np.sort(_signed_keys(beta))
+        out.append((lo, hi, _key_float(keys[pcb_thr_index(m, ratios[i])]), _key_float(keys[m - 1])))
+    return out, sums
+
+
+def pcb_combine(d, sum_, stats, w, base, lam):
+    n = len(d)
+    num = den = None
+    for i in range(n):
+        lo, hi, thr, top = stats[i]
+        a = _clip_abs(d[i], lo, hi)
+        t = np.where(d[i] > 0, a, np.where(d[i] < 0, -a, F32(0))).astype(F32)
+        b = pcb_beta(d[i], sum_, n, lo, hi)
+        if top != thr:
+            sc = np.where(b > thr, ((b - F32(thr)) / F32(F32(top) - F32(thr))).astype(F32),
+                          F32(0)).astype(F32)
+        else:
+            sc = np.zeros_like(b)
+        term = ((F32(w[i]) * t).astype(F32) * sc).astype(F32)
+        num = term if num is None else (num + term).astype(F32)
+        den = sc if den is None else (den + sc).astype(F32)
+    return (base + F32(lam) * (num / np.maximum(den, F32(1e-12)))).astype(F32)

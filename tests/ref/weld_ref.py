@@ -570,10 +570,43 @@ def della(base, models, weights=None, density=0.5, epsilon=0.15, lam=1.0, seed=0
     return _finish(base, tau, mag, lam, names, with_bound)
 
 
+def pcb(base, models, weights=None, density=0.1, lam=1.0, clip=0.0001, scope="tensor",
+        with_bound=False):
+    """METHODS 12 (PCB-Merging), unit by unit (ref_rank.py)."""
+    names = _check_names(base, models)
+    n = len(models)
+    w = per_model(weights, n, "weights") or [1.0] * n
+    ratios = per_model(density, n, "density")
+    deltas = _deltas(base, models)
+    out, mag = {}, {}
+    if scope == "model":
+        flat = [[d[k].ravel() for k in names] for d in deltas]
+        stats, sums = ref_rank.pcb_unit(flat, ratios, clip)
+        for k, name in enumerate(names):
+            b = _f32(base[name]).ravel()
+            out[name] = ref_rank.pcb_combine([f[k] for f in flat], sums[k], stats, w, b,
+                                             lam).reshape(base[name].shape)
+    else:
+        for name in names:
+            shape = base[name].shape
+            width = shape[-1] if (scope == "row" and len(shape)) else max(1, int(np.prod(shape)))
+            rows = [d[name].reshape(-1, width) for d in deltas]
+            b = _f32(base[name]).reshape(-1, width)
+            res = np.empty_like(b)
+            for r in range(b.shape[0]):
+                dr = [x[r] for x in rows]
+                stats, sums = ref_rank.pcb_unit([[x] for x in dr], ratios, clip)
+                res[r] = ref_rank.pcb_combine(dr, sums[0], stats, w, b[r], lam)
+            out[name] = res.reshape(shape)
+    for name in names:
+        mag[name] = np.abs(out[name].astype(np.float64))
+    return (out, mag) if with_bound else out
+
+
 # ---------------------------------------------------------------------------
 # command line with weld's syntax (DESIGN 2)
 
-METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus", "della")
+METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus", "della", "pcb")
 _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": "weights",
            "--density": "density", "--lambda": "lambda", "--dtype": "dtype",
            "--scope": "scope", "--seed": "seed", "-j": "threads", "--threads": "threads",
@@ -581,7 +614,7 @@ _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": 
            "--rescale": "rescale", "--combine": "combine", "--trim": "trim",
            "--gamma": "gamma", "--from": "from", "--mask-lambda": "mask_lambda",
            "--k": "k", "--save-masks": "save_masks", "--apply-mask": "apply_mask",
-           "--epsilon": "epsilon"}
+           "--epsilon": "epsilon", "--clip": "clip"}
 _FLAGS = {"-f": "force", "--force": "force", "--allow-missing": "allow_missing",
           "--no-copy-files": "no_copy_files", "-q": "quiet", "--quiet": "quiet",
           "-v": "verbose", "--verbose": "verbose", "--json": "json"}
@@ -710,6 +743,10 @@ def run(argv, loader=stio.load_model, with_bound=True):
         return della(base, models, w, d, e, lam, int(a.get("seed", 0)) & M64,
                      a.get("rescale", "inverse"), a.get("combine", "ties"), sign, norm,
                      with_bound=with_bound)
+    if meth == "pcb":
+        d = _model_values(a, "density", "density", 0.1)
+        return pcb(base, models, w, d, lam, float(a.get("clip", 0.0001)), scope,
+                   with_bound=with_bound)
     raise RefError("unknown method %r" % meth)
 
 
