@@ -1,10 +1,24 @@
 #!/bin/sh
-# test_methods_select.sh - the methods with rank statistics (della):
+# test_methods_select.sh - the methods with rank and order statistics
+# (della, pcb):
 # determinism over -j and --max-memory, the command against its recipe
 # spelling and the NumPy reference (width-1 rows included), the plan, and
 # the errors (exit 1 naming the tensor or the JSON path, exit 2 for usage).
 . "$(dirname "$0")/harness.sh"
 REF="$ROOT/tests/ref/weld_ref.py"
+
+# same_tensors A B: the two models hold the same tensors, byte for byte
+same_tensors() {
+	"$PYTHON" - "$1" "$2" "$ROOT/tests/ref" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[3])
+import safetensors_io as stio
+a, b = (stio.model_index(p) for p in sys.argv[1:3])
+assert set(a) == set(b), (sorted(a), sorted(b))
+for n in a:
+    assert a[n].dtype == b[n].dtype and stio.read_raw(a[n]).tobytes() == stio.read_raw(b[n]).tobytes(), n
+PY
+}
 G="--layers 2 --hidden 128 --inter 1536 --vocab 512"
 "$MKMODEL" "$T/base" $G >/dev/null
 for s in 1 2 3; do "$MKMODEL" "$T/ft$s" $G --seed $s --noise 0.5 >/dev/null; done
@@ -79,16 +93,7 @@ then
 		rm -rf "$O/w" "$O/r"
 		if "$WELD" della --base "$O/base" $opts -q -o "$O/w" "$O/m1" "$O/m2" 2>"$T/stderr" &&
 		   "$PYTHON" "$REF" della --base "$O/base" $opts -o "$O/r" "$O/m1" "$O/m2" 2>>"$T/stderr" &&
-		   "$PYTHON" - "$O/w" "$O/r" "$ROOT/tests/ref" 2>>"$T/stderr" <<'PY'
-import sys
-sys.path.insert(0, sys.argv[3])
-import safetensors_io as stio
-a, b = (stio.model_index(p) for p in sys.argv[1:3])
-assert set(a) == set(b), (sorted(a), sorted(b))
-for n in a:
-    assert a[n].dtype == b[n].dtype and stio.read_raw(a[n]).tobytes() == stio.read_raw(b[n]).tobytes(), n
-PY
-		then
+		   same_tensors "$O/w" "$O/r" 2>>"$T/stderr"; then
 			ok "della $opts: width-1 rows, 0-D and 3-D tensors match the reference bit for bit"
 		else
 			not_ok "della $opts: width-1 rows, 0-D and 3-D tensors match the reference bit for bit"
@@ -179,5 +184,130 @@ recipe_refuse "della_linear with weld.combine" \
 recipe_refuse "della with only the base" \
 	"{\"merge_method\":\"della\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/base\"}]}" \
 	"models: no model to merge besides the base model"
+
+# ---------------------------------------------------------------- pcb
+
+for cmd in "pcb $B" "pcb $B --density 0.3 --clip 0.01" "pcb $B --scope row --density 0.5" \
+	   "pcb $B --scope model --density 0.2 --weights 1,2,0.5 --lambda 1.2"; do
+	name=$(echo "$cmd" | sed "s|$T/||g")
+	"$WELD" $cmd -q -j 1 --max-memory 16M -o "$T/a" $FT 2>"$T/stderr" &&
+	"$WELD" $cmd -q -j 2 --max-memory 1G -o "$T/b" $FT 2>>"$T/stderr" &&
+	"$WELD" $cmd -q -j 3 --max-memory 64M -o "$T/c" $FT 2>>"$T/stderr"
+	if [ $? -ne 0 ]; then
+		not_ok "$name ran"
+	elif cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" &&
+	     cmp -s "$T/a/model.safetensors" "$T/c/model.safetensors"; then
+		ok "$name: same file for -j 1/2/3 and --max-memory 16M/64M/1G"
+	else
+		not_ok "$name: outputs differ between -j / --max-memory"
+	fi
+	rm -rf "$T/a" "$T/b" "$T/c"
+done
+
+# the reference, bit for bit, on tensors split over several chunks
+# (--max-memory 16M), for each scope
+for sc in tensor row model; do
+	if "$WELD" pcb $B --scope $sc --density 0.25 --clip 0.01 --dtype f32 -q -j 2 --max-memory 16M \
+		-o "$T/pw-$sc" "$T/ft1" "$T/ft2" 2>"$T/stderr" &&
+	   "$PYTHON" "$REF" pcb $B --scope $sc --density 0.25 --clip 0.01 --dtype f32 \
+		-o "$T/pr-$sc" "$T/ft1" "$T/ft2" 2>>"$T/stderr" &&
+	   same_tensors "$T/pw-$sc" "$T/pr-$sc"; then
+		ok "pcb --scope $sc: the reference's tensors, bit for bit"
+	else
+		not_ok "pcb --scope $sc: the reference's tensors, bit for bit"
+	fi
+	rm -rf "$T/pw-$sc" "$T/pr-$sc"
+done
+
+# degenerate units: a constant delta (max = min of the clipped values), a
+# unit of 10 at density 0.1 (top = thr: nothing kept, out = base), width-1
+# rows, 0-D
+if "$PYTHON" - "$T/pdeg" "$ROOT/tests/ref" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import safetensors_io as stio
+rng = np.random.default_rng(5)
+shapes = {"ten": (10,), "flat": (4, 6), "col": (9, 1), "scalar": (), "cube": (2, 3, 5)}
+base = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
+for i in (1, 2):
+    m = {n: (v + rng.uniform(-0.1, 0.1, v.shape)).astype(np.float32) for n, v in base.items()}
+    m["flat"] = (base["flat"] + np.float32(0.125 * i)).astype(np.float32)
+    os.makedirs(os.path.join(sys.argv[1], "m%d" % i))
+    stio.save_file(os.path.join(sys.argv[1], "m%d" % i, "model.safetensors"), m)
+os.makedirs(os.path.join(sys.argv[1], "base"))
+stio.save_file(os.path.join(sys.argv[1], "base", "model.safetensors"), base)
+PY
+then
+	P="$T/pdeg"
+	for opts in "--density 0.1" "--density 0.5 --scope row" "--density 0.3 --scope model --clip 0.2"; do
+		rm -rf "$P/w" "$P/r"
+		if "$WELD" pcb --base "$P/base" $opts -q -o "$P/w" "$P/m1" "$P/m2" 2>"$T/stderr" &&
+		   "$PYTHON" "$REF" pcb --base "$P/base" $opts -o "$P/r" "$P/m1" "$P/m2" 2>>"$T/stderr" &&
+		   same_tensors "$P/w" "$P/r"; then
+			ok "pcb $opts: constant, 10-element, width-1, 0-D and 3-D units match the reference"
+		else
+			not_ok "pcb $opts: constant, 10-element, width-1, 0-D and 3-D units match the reference"
+		fi
+	done
+	"$WELD" pcb --base "$P/base" --density 0.1 -q -f -o "$P/w" "$P/m1" "$P/m2" 2>"$T/stderr"
+	"$WELD" diff "$P/base" "$P/w" >"$T/diff" 2>>"$T/stderr"
+	if grep -q '^ten	0	0	' "$T/diff" && grep -q '^scalar	0	0	' "$T/diff"; then
+		ok "pcb: a unit of 10 at density 0.1 (top = thr) and a 0-D tensor give the base"
+	else
+		not_ok "pcb: a unit of 10 at density 0.1 (top = thr) and a 0-D tensor give the base"
+	fi
+else
+	not_ok "pcb degenerate fixture"
+fi
+
+# the recipe name is the command
+cat >"$T/pcb.json" <<JSON
+{"merge_method": "pcb", "base_model": "$T/base",
+ "models": [{"model": "$T/ft1", "parameters": {"weight": 0.5, "density": 0.2}},
+            {"model": "$T/ft2", "parameters": {"density": 0.4}}],
+ "parameters": {"lambda": 1.3}, "weld": {"scope": "model", "clip": 0.001}}
+JSON
+"$WELD" run -q "$T/pcb.json" -o "$T/q1" 2>"$T/stderr" &&
+"$WELD" pcb $B --scope model --clip 0.001 --lambda 1.3 -q -o "$T/q2" \
+	"$T/ft1:weight=0.5,density=0.2" "$T/ft2:density=0.4" 2>>"$T/stderr"
+if [ $? -eq 0 ] && same_tensors "$T/q1" "$T/q2"; then
+	ok "pcb recipe = weld pcb with the same values"
+else
+	not_ok "pcb recipe = weld pcb with the same values"
+fi
+expect "pcb: weld run --from-output rebuilds the same tensors" \
+	sh -c '"$1" run --from-output "$2" -q -o "$3" && cmp "$2/model.safetensors" "$3/model.safetensors"' \
+	sh "$WELD" "$T/q2" "$T/q3"
+
+# the plan: five passes per tensor (scope tensor or model), one with row
+"$WELD" plan pcb $B $FT >"$T/plan" 2>&1
+if grep -q '^options  scope=tensor clip=0.0001$' "$T/plan" &&
+   grep -q 'model.norm.weight BF16 \[128\] pcb passes=5 lambda=1 .*(w=1,d=0.1)' "$T/plan"; then
+	ok "plan pcb: options, passes=5, density per model"
+else
+	not_ok "plan pcb: options, passes=5, density per model"
+fi
+"$WELD" plan pcb $B --scope row $FT >"$T/plan" 2>&1
+if grep -q 'model.norm.weight BF16 \[128\] pcb lambda=1 ' "$T/plan"; then
+	ok "plan pcb --scope row: one pass"
+else
+	not_ok "plan pcb --scope row: one pass"
+fi
+
+refuse "pcb: --clip 0.5" 2 "invalid value '0.5' for '--clip'" "$T/e" \
+	"$WELD" pcb $B --clip 0.5 -o "$T/e" $FT
+refuse "pcb: --epsilon is not its option" 2 "option '--epsilon' is not used by 'weld pcb'" "$T/e" \
+	"$WELD" pcb $B --epsilon 0.1 -o "$T/e" $FT
+refuse "pcb: no base" 2 "--base is required" "$T/e" "$WELD" pcb -o "$T/e" $FT
+recipe_refuse "pcb with clip 0.7" \
+	"{\"merge_method\":\"pcb\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/ft1\"}],\"weld\":{\"clip\":0.7}}" \
+	"weld.clip: expected a fraction in [0, 0.5)"
+recipe_refuse "pcb with epsilon" \
+	"{\"merge_method\":\"pcb\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/ft1\",\"parameters\":{\"epsilon\":0.1}}]}" \
+	"models[0].parameters.epsilon: 'epsilon' is not a parameter of pcb"
+recipe_refuse "pcb: --scope model with densities that vary by tensor" \
+	"{\"merge_method\":\"pcb\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/ft1\",\"parameters\":{\"density\":[0.1,0.5]}}],\"weld\":{\"scope\":\"model\"}}" \
+	"weld.scope 'model': density of"
 
 summary
