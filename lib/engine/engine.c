@@ -10,6 +10,7 @@
  * every pass.
  */
 #include "exec.h"
+#include "hist_pass.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -207,7 +208,7 @@ static void exec_free(struct exec *e)
 	free(e->draw_bits);
 	free(e->rank_scratch);
 	free(e->rank_sums);
-	weld_exec_pcb_free(e);
+	weld_exec_hist_free(e);
 	weld_writer_close(e->writer);
 	weld_writer_close(e->mask_writer);
 }
@@ -251,7 +252,7 @@ static int exec_alloc(struct exec *e)
 		     (c->keep = malloc(n_src * MAX_SEL * e->tile_elems)) &&
 		     (c->row_keys = malloc(e->tile_elems * sizeof(uint32_t)));
 	}
-	return ok && weld_exec_rank_alloc(e) == 0 && weld_exec_pcb_alloc(e) == 0 ? 0 : -1;
+	return ok && weld_exec_rank_alloc(e) == 0 && weld_exec_hist_alloc(e) == 0 ? 0 : -1;
 }
 
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)

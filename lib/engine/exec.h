@@ -156,7 +156,7 @@ struct exec {
 	 * exact sums of each source (all, kept) */
 	uint32_t *rank_scratch;
 	struct weld_xsum *rank_sums;
-	struct pcb_exec *pcb;   /* pcb's statistics (pcb_pass.c), or NULL */
+	struct hist_exec *hs;   /* order statistics by histograms (hist_pass.c), or NULL */
 };
 
 /* The input tensor of source s. */
@@ -264,9 +264,6 @@ int weld_exec_rank_alloc(struct exec *e);
 
 /* pcb_pass.c */
 
-/* Buffers for pcb's statistics passes (-1 if out of memory), and their end. */
-int weld_exec_pcb_alloc(struct exec *e);
-void weld_exec_pcb_free(struct exec *e);
 /* pcb: the clip bounds and drop thresholds of every source over the unit
  * (the nj jobs `jobs`: one tensor, or with --scope model the whole model). */
 int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_t nj,

@@ -15,55 +15,13 @@
  * statistics come from a radix sort of its keys, inside APPLY.
  */
 #include "exec.h"
+#include "hist_pass.h"
 #include "pcb.h"
 
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define BINS 65536
-
-struct pcb_exec {
-	struct weld_pcb_unit unit[WELD_K_MAX_SRC];
-	uint32_t **thread_hist;         /* per thread: max_src * 2 histograms */
-	uint64_t *hist;                 /* their totals */
-	uint32_t bin[WELD_K_MAX_SRC][2];        /* after a HI pass: the bin of each statistic */
-	uint64_t rank[WELD_K_MAX_SRC][2];       /* the wanted index; after HI, inside its bin */
-	uint64_t pending;               /* elements counted in the threads' histograms */
-};
-
-int weld_exec_pcb_alloc(struct exec *e)
-{
-	size_t per = e->max_src * 2 * BINS;
-	struct pcb_exec *p;
-
-	if (!e->plan->pcb_stats)
-		return 0;
-	if (!(p = e->pcb = calloc(1, sizeof(*p))))
-		return -1;
-	p->hist = calloc(per, sizeof(uint64_t));
-	p->thread_hist = calloc((size_t)e->n_threads, sizeof(*p->thread_hist));
-	if (!p->hist || !p->thread_hist)
-		return -1;
-	for (int t = 0; t < e->n_threads; t++)
-		if (!(p->thread_hist[t] = calloc(per, sizeof(uint32_t))))
-			return -1;
-	return 0;
-}
-
-void weld_exec_pcb_free(struct exec *e)
-{
-	struct pcb_exec *p = e->pcb;
-
-	if (!p)
-		return;
-	for (int t = 0; p->thread_hist && t < e->n_threads; t++)
-		free(p->thread_hist[t]);
-	free(p->thread_hist);
-	free(p->hist);
-	free(p);
-	e->pcb = NULL;
-}
+#define BINS WELD_HP_BINS
 
 /* beta of every source over len elements of the tile at offset r, with the
  * clip bounds of u: scratch holds the sum, then beta of source s at
@@ -85,8 +43,8 @@ static void tile_beta(const struct exec *e, const struct weld_job *j, struct sli
 void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			size_t len, enum pass pass)
 {
-	struct pcb_exec *p = e->pcb;
-	uint32_t *h = p->thread_hist[omp_get_thread_num()];
+	struct hist_exec *p = e->hs;
+	uint32_t *h = weld_exec_hist_mine(e);
 	bool beta = pass == P_PCB_BETA_HI || pass == P_PCB_BETA_LO;
 	bool hi = pass == P_PCB_CLIP_HI || pass == P_PCB_BETA_HI;
 
@@ -111,96 +69,27 @@ void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_c
 	}
 }
 
-/* Add the threads' counts to the totals and clear them. */
-static void fold(struct exec *e, size_t nsrc)
-{
-	struct pcb_exec *p = e->pcb;
-
-	for (int t = 0; t < e->n_threads; t++) {
-		uint32_t *h = p->thread_hist[t];
-
-		for (size_t i = 0; i < nsrc * 2 * BINS; i++) {
-			p->hist[i] += h[i];
-			h[i] = 0;
-		}
-	}
-	p->pending = 0;
-}
-
-/* One statistics pass over every job of the unit. */
-static int stats_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
-		      enum pass pass, struct weld_error *err)
-{
-	struct pcb_exec *p = e->pcb;
-	size_t nsrc = jobs[0]->nsrc;
-
-	memset(p->hist, 0, nsrc * 2 * BINS * sizeof(uint64_t));
-	for (size_t i = 0; i < nj; i++)
-		for (uint64_t first = 0; first < jobs[i]->nelem; first += e->chunk_elems) {
-			uint64_t n = jobs[i]->nelem - first;
-
-			n = n < e->chunk_elems ? n : e->chunk_elems;
-			if (weld_exec_run_chunk(e, jobs[i], first, n, pass, DROP_NONE, err) < 0)
-				return -1;
-			weld_exec_progress(e, jobs[i], n);
-			/* uint32 per-thread counts: fold them in before they could wrap */
-			if ((p->pending += n) > (1ull << 31))
-				fold(e, nsrc);
-		}
-	fold(e, nsrc);
-	return 0;
-}
-
-/* After a HI pass: the bin of each wanted rank, and the rank inside it. */
-static void pick_bins(struct pcb_exec *p, size_t nsrc)
-{
-	for (size_t s = 0; s < nsrc; s++)
-		for (int q = 0; q < 2; q++) {
-			const uint64_t *h = p->hist + s * 2 * BINS;
-			uint64_t below = 0;
-			uint32_t b = 0;
-
-			while (b < BINS - 1 && below + h[b] <= p->rank[s][q])
-				below += h[b++];
-			p->bin[s][q] = b;
-			p->rank[s][q] -= below;
-		}
-}
-
-/* After a LO pass: the key of each statistic. */
-static uint32_t pick_key(const struct pcb_exec *p, size_t s, int q)
-{
-	const uint64_t *h = p->hist + (s * 2 + (size_t)q) * BINS;
-	uint64_t below = 0;
-	uint32_t b = 0;
-
-	while (b < BINS - 1 && below + h[b] <= p->rank[s][q])
-		below += h[b++];
-	return p->bin[s][q] << 16 | b;
-}
-
 /* The two statistics of every source over the unit (indices in p->rank). */
 static int two_stats(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 		     enum pass hi, enum pass lo, uint32_t key[][2], struct weld_error *err)
 {
-	struct pcb_exec *p = e->pcb;
 	size_t nsrc = jobs[0]->nsrc;
 
-	if (stats_pass(e, jobs, nj, hi, err) < 0)
+	if (weld_exec_hist_pass(e, jobs, nj, hi, err) < 0)
 		return -1;
-	pick_bins(p, nsrc);
-	if (stats_pass(e, jobs, nj, lo, err) < 0)
+	weld_exec_hist_pick_bins(e, nsrc, 2);
+	if (weld_exec_hist_pass(e, jobs, nj, lo, err) < 0)
 		return -1;
 	for (size_t s = 0; s < nsrc; s++)
 		for (int q = 0; q < 2; q++)
-			key[s][q] = pick_key(p, s, q);
+			key[s][q] = weld_exec_hist_pick_key(e, s, q);
 	return 0;
 }
 
 int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 		       struct weld_error *err)
 {
-	struct pcb_exec *p = e->pcb;
+	struct hist_exec *p = e->hs;
 	const struct weld_job *j0 = jobs[0];
 	uint32_t key[WELD_K_MAX_SRC][2];
 	uint64_t m = 0;
@@ -276,7 +165,7 @@ void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_
 		w[s] = (float)j->src[s].weight;
 	for (size_t r = 0; r < len; r += rl) {
 		struct weld_pcb_unit row[WELD_K_MAX_SRC];
-		const struct weld_pcb_unit *u = e->pcb ? e->pcb->unit : row;
+		const struct weld_pcb_unit *u = e->hs ? e->hs->unit : row;
 
 		if (row_scope(e, j)) {
 			row_stats(e, j, c, r, rl, row);

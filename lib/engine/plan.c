@@ -552,7 +552,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		bool pcb = weld_method_pcb(p->jobs[i].method);
 
 		p->ranks = p->ranks || weld_method_rank_drop(p->jobs[i].method) || (pcb && row);
-		p->pcb_stats = p->pcb_stats || (pcb && !row);
+		p->hist_stats = p->hist_stats || (pcb && !row);
 	}
 	row = row || p->ranks;
 	if (check_config(p, err) < 0)
@@ -600,7 +600,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		per_slice += 4 * tile * 4 + maxsrc * 2 * sizeof(struct weld_xsum);
 	shared = threads * maxsrc * maxsel * WELD_HIST_BINS * 4 +
 		 maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
-	if (p->pcb_stats)       /* two histograms per source, per thread and in total */
+	if (p->hist_stats)      /* two histograms per source, per thread and in total */
 		shared += threads * maxsrc * 2 * WELD_HIST_BINS * 4 + maxsrc * 2 * WELD_HIST_BINS * 8;
 	/*
 	 * A chunk is cut into more slices than there are threads, handed out as
