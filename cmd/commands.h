@@ -19,6 +19,7 @@ int cmd_plan(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 /* weld plan RECIPE.json: argv[0] is "run"; prints the plan, writes nothing. */
 int cmd_run_plan(int argc, char **argv);
+int cmd_sce(int argc, char **argv);
 int cmd_task_arithmetic(int argc, char **argv);
 int cmd_ties(int argc, char **argv);
 int cmd_verify(int argc, char **argv);

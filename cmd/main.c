@@ -29,6 +29,7 @@ static const struct cmd commands[] = {
 	{ "pcb", cmd_pcb, NULL },
 	{ "plan", cmd_plan, "validate a command or recipe and print what it would do" },
 	{ "run", cmd_run, "run a JSON recipe (mergekit's configuration schema)" },
+	{ "sce", cmd_sce, NULL },
 	{ "task-arithmetic", cmd_task_arithmetic, NULL },
 	{ "ties", cmd_ties, NULL },
 	{ "verify", cmd_verify, "re-hash a weld output against its recorded XXH3 checksums" },

@@ -24,7 +24,7 @@ enum {
 	O_MAXMEM, O_SHARD, O_ALLOW_MISSING, O_NO_COPY, O_JSON, O_SIGN, O_NORMALIZE,
 	O_NO_NORMALIZE, O_RESCALE, O_COMBINE, O_TRIM, O_GAMMA, O_FROM, O_MASK_LAMBDA,
 	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED,
-	O_EPSILON, O_CLIP,
+	O_EPSILON, O_CLIP, O_SELECT_TOPK,
 };
 
 static const struct option long_opts[] = {
@@ -57,6 +57,7 @@ static const struct option long_opts[] = {
 	{ "merged", required_argument, NULL, O_MERGED },
 	{ "epsilon", required_argument, NULL, O_EPSILON },
 	{ "clip", required_argument, NULL, O_CLIP },
+	{ "select-topk", required_argument, NULL, O_SELECT_TOPK },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -89,6 +90,7 @@ static bool takes(const struct weld_method_spelling *s, int c)
 		{ O_SAVE_MASKS, -1, WELD_K_MASKS }, { O_APPLY_MASK, -1, WELD_K_MASKS },
 		{ O_MASKS, -1, WELD_K_MASKS }, { O_MERGED, -1, WELD_K_MASKS },
 		{ O_EPSILON, WELD_P_EPSILON, -1 }, { O_CLIP, -1, WELD_K_CLIP },
+		{ O_SELECT_TOPK, WELD_P_SELECT_TOPK, -1 },
 	};
 
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -269,6 +271,8 @@ static int parse_method_opt(int c, struct merge_args *a)
 		if (!(a->o.trim > 0 && a->o.trim <= 1))
 			return cli_usage_error("invalid value '%s' for '--trim': outside (0, 1]", optarg);
 		return 0;
+	case O_SELECT_TOPK:
+		return cli_double("--select-topk", optarg, &a->o.select_topk) ? 0 : EXIT_USAGE;
 	case O_CLIP:
 		if (!cli_double("--clip", optarg, &a->o.clip))
 			return EXIT_USAGE;

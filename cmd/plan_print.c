@@ -55,6 +55,10 @@ static void print_options(const struct weld_merge_opts *o, bool json)
 		snprintf(num, sizeof(num), json ? "%.17g" : "%g", o->trim);
 		print_opt(json, &first, "trim", num, false);
 	}
+	if (weld_method_uses(o, m, WELD_P_SELECT_TOPK)) {
+		snprintf(num, sizeof(num), json ? "%.17g" : "%g", o->select_topk);
+		print_opt(json, &first, "select_topk", num, false);
+	}
 	if (weld_method_takes(m, WELD_K_CLIP)) {
 		snprintf(num, sizeof(num), json ? "%.17g" : "%g", o->clip);
 		print_opt(json, &first, "clip", num, false);

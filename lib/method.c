@@ -19,6 +19,7 @@ const struct weld_param_def weld_param_defs[WELD_P_COUNT] = {
 	[WELD_P_RESCALE] = { "rescale", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
 	[WELD_P_INT8_MASK] = { "int8_mask", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
 	[WELD_P_EPSILON] = { "epsilon", WELD_PER_MODEL, WELD_RANGE_UNIT },
+	[WELD_P_SELECT_TOPK] = { "select_topk", WELD_WHOLE_MERGE, WELD_RANGE_ANY },
 };
 
 const char *const weld_key_names[WELD_K_COUNT] = {
@@ -53,6 +54,7 @@ struct method_row {
 	unsigned uses;
 	bool rank_drop;
 	bool pcb;               /* PCB's balancing scores */
+	bool sce;               /* sce's variance selection and energy weights */
 };
 
 static const struct method_row methods[] = {
@@ -74,6 +76,8 @@ static const struct method_row methods[] = {
 			      .uses = WELD_PB(WELD_P_WEIGHT) | WELD_PB(WELD_P_DENSITY) |
 				      WELD_PB(WELD_P_LAMBDA),
 			      .pcb = true },
+	[WELD_METHOD_SCE] = { "sce", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, .task_vectors = true,
+			      .uses = WELD_PB(WELD_P_SELECT_TOPK), .sce = true },
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 
@@ -162,6 +166,11 @@ bool weld_method_rank_drop(enum weld_method m)
 bool weld_method_pcb(enum weld_method m)
 {
 	return (unsigned)m < NMETHODS && methods[m].pcb;
+}
+
+bool weld_method_sce(enum weld_method m)
+{
+	return (unsigned)m < NMETHODS && methods[m].sce;
 }
 
 bool weld_method_rescales(enum weld_method m)
@@ -309,12 +318,17 @@ static const struct weld_method_spelling spellings[] = {
 	  .base = WELD_BASE_REQUIRED, .density = 0.1, .rescale = WELD_RESCALE_NONE,
 	  .combine_fixed = true,
 	  .summary = "PCB-Merging: intra/inter balancing scores, drop, rescale" },
+	/* sce (METHODS 5): mergekit's name is the command's */
+	{ .name = "sce", .method = WELD_METHOD_SCE, .where = BOTH,
+	  .params = P(SELECT_TOPK) | P(INT8_MASK), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "SCE: keep the positions of largest variance, erase sign conflicts, energy weights" },
 };
 #define NSPELLINGS (sizeof(spellings) / sizeof(spellings[0]))
 
 /* mergekit methods weld does not implement. */
 static const char *const mergekit_only[] = {
-	"model_stock", "nuslerp", "multislerp", "karcher", "sce",
+	"model_stock", "nuslerp", "multislerp", "karcher",
 	"nearswap", "arcee_fusion", "ram", "ramplus_tl",
 };
 
@@ -360,6 +374,7 @@ bool weld_method_default(const struct weld_method_spelling *s, enum weld_param p
 	case WELD_P_MASK_LAMBDA: *out = WELD_DEFAULT_MASK_LAMBDA; return true;
 	case WELD_P_NORMALIZE: *out = s->normalize; return true;
 	case WELD_P_EPSILON: *out = WELD_DEFAULT_EPSILON; return true;
+	case WELD_P_SELECT_TOPK: *out = WELD_DEFAULT_SELECT_TOPK; return true;
 	default: return false;
 	}
 }
@@ -381,4 +396,5 @@ void weld_merge_opts_init(struct weld_merge_opts *o, const struct weld_method_sp
 	o->shard_size = WELD_DEFAULT_SHARD_SIZE;
 	o->copy_files = true;
 	o->clip = WELD_DEFAULT_CLIP;
+	o->select_topk = WELD_DEFAULT_SELECT_TOPK;
 }

@@ -42,6 +42,7 @@ enum weld_param {
 	WELD_P_LAMBDA, WELD_P_T,                                                       /* per tensor */
 	WELD_P_NORMALIZE, WELD_P_RESCALE, WELD_P_INT8_MASK,                            /* whole merge */
 	WELD_P_EPSILON,                                                                /* per model */
+	WELD_P_SELECT_TOPK,                                                            /* whole merge */
 	WELD_P_COUNT
 };
 
@@ -138,6 +139,7 @@ bool weld_method_mergekit_only(const char *name);
 #define WELD_DEFAULT_K 2
 #define WELD_DEFAULT_EPSILON 0.15
 #define WELD_DEFAULT_CLIP 0.0001
+#define WELD_DEFAULT_SELECT_TOPK 1.0
 
 /* The default of parameter p for a spelling; false when it has none (t,
  * scale, rescale, int8_mask). */
@@ -174,6 +176,10 @@ bool weld_method_rank_drop(enum weld_method m);
 /* Does it weigh task-vector entries by PCB's balancing scores (its own
  * statistics passes and APPLY, pcb_pass.c)? */
 bool weld_method_pcb(enum weld_method m);
+/* Does it keep the positions of the largest variance across models and
+ * weigh models by their energy (sce: its own passes and APPLY,
+ * sce_pass.c)? */
+bool weld_method_sce(enum weld_method m);
 /* Does it take mergekit's `rescale` (the random-drop methods)? */
 bool weld_method_rescales(enum weld_method m);
 /* The passes: weld_job_selections() (merge.h) top-k selections per source,

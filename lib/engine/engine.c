@@ -61,6 +61,8 @@ static uint64_t total_bytes(const struct exec *e)
 			passes++;
 		if (weld_method_pcb(j->method) && e->opts->scope != WELD_SCOPE_ROW)
 			passes += 4;
+		if (weld_method_sce(j->method))
+			passes += 3;
 		t += passes * job_bytes(e, j, j->nelem);
 		/* top-k: a 1/16 sample and one pass (more only if the guess misses) */
 		if (nsel(e, j) && e->opts->scope != WELD_SCOPE_ROW)
@@ -106,6 +108,8 @@ static int apply_job(struct exec *e, const struct weld_job *j, struct weld_error
 			for (int t = 0; t < e->n_slices; t++)
 				memset(e->slices[t].n_equal, 0, sizeof(e->slices[t].n_equal));
 		}
+		if (weld_method_sce(j->method) && weld_exec_sce_chunk(e, j, first, n, err) < 0)
+			return -1;
 		if (weld_exec_run_chunk(e, j, first, n, P_APPLY, mode, err) < 0)
 			return -1;
 		if (e->mask_writer && j->method == WELD_METHOD_CONSENSUS &&
@@ -145,6 +149,8 @@ static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *
 		return -1;
 	if (weld_method_pcb(j->method) && e->opts->scope == WELD_SCOPE_TENSOR &&
 	    weld_exec_pcb_unit(e, &j, 1, err) < 0)
+		return -1;
+	if (weld_method_sce(j->method) && weld_exec_sce_unit(e, j, err) < 0)
 		return -1;
 	return apply_job(e, j, err);
 }

@@ -52,7 +52,9 @@
 enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY,
 	    P_RANK_L1, /* della --rescale l1: exact sums of |delta| and of its kept part */
 	    /* pcb: histograms of the high, then the low bits of |delta|, then of beta */
-	    P_PCB_CLIP_HI, P_PCB_CLIP_LO, P_PCB_BETA_HI, P_PCB_BETA_LO };
+	    P_PCB_CLIP_HI, P_PCB_CLIP_LO, P_PCB_BETA_HI, P_PCB_BETA_LO,
+	    /* sce: the variances' histograms, the equal ones per slice, the energies */
+	    P_SCE_HI, P_SCE_LO, P_SCE_COUNT, P_SCE_SUM };
 
 /* P_SAMPLE reads one super-tile in SAMPLE_STRIDE. */
 #define SAMPLE_STRIDE 16
@@ -274,6 +276,21 @@ void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_c
 /* pcb's APPLY of the tile at flat index g (its rows' statistics first with
  * --scope row), encoded into the output chunk that starts at first. */
 void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			 uint64_t first, uint64_t g, size_t len);
+
+/* sce_pass.c */
+
+/* sce: the threshold of the variances and each model's share. */
+int weld_exec_sce_unit(struct exec *e, const struct weld_job *j, struct weld_error *err);
+/* sce, before a pass over the chunk [first, first + n): the equal
+ * variances before each slice (a counting pass when only some are kept). */
+int weld_exec_sce_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
+			struct weld_error *err);
+/* A statistics pass of sce over one tile (slice loop). */
+void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			size_t len, enum pass pass);
+/* sce's APPLY of the tile at flat index g. */
+void weld_exec_sce_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			 uint64_t first, uint64_t g, size_t len);
 
 /* output.c */

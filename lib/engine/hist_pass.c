@@ -107,17 +107,20 @@ void weld_exec_hist_pick_bins(struct exec *e, size_t nsrc, int nslots)
 				below += hs[b++];
 			h->bin[s][q] = b;
 			h->rank[s][q] -= below;
+			h->below[s][q] = below;
 		}
 }
 
-uint32_t weld_exec_hist_pick_key(const struct exec *e, size_t s, int q)
+uint32_t weld_exec_hist_pick_key(struct exec *e, size_t s, int q)
 {
-	const struct hist_exec *h = e->hs;
+	struct hist_exec *h = e->hs;
 	const uint64_t *hs = h->hist + (s * 2 + (size_t)q) * BINS;
 	uint64_t below = 0;
 	uint32_t b = 0;
 
 	while (b < BINS - 1 && below + hs[b] <= h->rank[s][q])
 		below += hs[b++];
+	h->below[s][q] += below;
+	h->equal[s][q] = hs[b];
 	return h->bin[s][q] << 16 | b;
 }

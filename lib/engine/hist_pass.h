@@ -32,12 +32,15 @@ struct hist_exec {
 	uint32_t bin[WELD_K_MAX_SRC][2];     /* after a HI pass: the bin of each slot */
 	uint64_t rank[WELD_K_MAX_SRC][2];    /* the wanted rank; after HI, inside its bin */
 	uint64_t pending;               /* elements counted in the threads' histograms */
+	/* after a LO pass: keys below each slot's key, and equal to it */
+	uint64_t below[WELD_K_MAX_SRC][2], equal[WELD_K_MAX_SRC][2];
 	/* what the methods found */
 	struct weld_pcb_unit unit[WELD_K_MAX_SRC];   /* pcb */
 	uint32_t thr;                   /* sce: key of the k-th largest variance */
 	uint64_t keep_equal, n_equal;   /* sce: of the keys equal to it, kept and all */
 	bool keep_all, keep_none;       /* sce: no selection, or nothing kept */
 	uint64_t *eq_run;               /* sce: per slice, equal keys seen before its next element */
+	uint64_t eq_seen;               /* sce: equal keys in the chunks before */
 	float a[WELD_K_MAX_SRC];     /* sce: each model's share */
 };
 
@@ -51,8 +54,9 @@ int weld_exec_hist_pass(struct exec *e, const struct weld_job *const *jobs, size
 /* After a HI pass: the bin of each slot's rank (nslots slots of nsrc
  * sources), and the rank inside it. */
 void weld_exec_hist_pick_bins(struct exec *e, size_t nsrc, int nslots);
-/* After a LO pass: the key of slot q of source s. */
-uint32_t weld_exec_hist_pick_key(const struct exec *e, size_t s, int q);
+/* After a LO pass: the key of slot q of source s (and how many keys are
+ * below it and equal to it, in below[s][q] and equal[s][q]). */
+uint32_t weld_exec_hist_pick_key(struct exec *e, size_t s, int q);
 /* This thread's histograms (inside the slice loop). */
 uint32_t *weld_exec_hist_mine(struct exec *e);
 

@@ -30,6 +30,7 @@ enum weld_method {
 	WELD_METHOD_APPLY_MASK,       /* base + mask .* (merged - base) */
 	WELD_METHOD_DELLA,            /* rank-based keep probability per row (METHODS 3) */
 	WELD_METHOD_PCB,              /* PCB-Merging: balancing scores, drop, rescale (METHODS 12) */
+	WELD_METHOD_SCE,              /* select by variance, calculate, erase (METHODS 5) */
 };
 
 enum weld_scope { WELD_SCOPE_TENSOR, WELD_SCOPE_ROW, WELD_SCOPE_MODEL };
@@ -61,6 +62,7 @@ struct weld_merge_opts {
 	bool force;
 	bool copy_files;
 	double clip;                  /* pcb: fraction clipped at each end of |delta| */
+	double select_topk;           /* sce: fraction of the varying positions kept */
 	const char *recipe_json;      /* stored in the output's metadata */
 	const char *masks_out;        /* consensus --save-masks FILE, or NULL */
 	/* passed to the writer (see weld_writer_opts), may be NULL */

@@ -552,7 +552,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		bool pcb = weld_method_pcb(p->jobs[i].method);
 
 		p->ranks = p->ranks || weld_method_rank_drop(p->jobs[i].method) || (pcb && row);
-		p->hist_stats = p->hist_stats || (pcb && !row);
+		p->hist_stats = p->hist_stats || (pcb && !row) || weld_method_sce(p->jobs[i].method);
 	}
 	row = row || p->ranks;
 	if (check_config(p, err) < 0)
@@ -598,6 +598,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		    tile * 4;
 	if (p->ranks)   /* della: rank scratch (rank_pass.c) and exact sums */
 		per_slice += 4 * tile * 4 + maxsrc * 2 * sizeof(struct weld_xsum);
+	else if (p->hist_stats) /* sce: exact sums */
+		per_slice += maxsrc * 2 * sizeof(struct weld_xsum);
 	shared = threads * maxsrc * maxsel * WELD_HIST_BINS * 4 +
 		 maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
 	if (p->hist_stats)      /* two histograms per source, per thread and in total */

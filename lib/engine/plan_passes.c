@@ -23,6 +23,15 @@ void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 	if (weld_method_pcb(j->method) && !row)
 		n += 4;         /* pcb: two histogram passes for the clip bounds, two for beta's */
 	*lo = *hi = n;
+	if (weld_method_sce(j->method)) {
+		double tau = p->o.select_topk;
+
+		/* two histogram passes for the threshold, one for the energies;
+		 * a counting pass before each of the last two when the threshold
+		 * splits equal variances; nothing but APPLY when nothing is kept */
+		*lo = tau <= 0 ? 1 : tau < 1 ? 4 : 2;
+		*hi = tau <= 0 ? 1 : tau < 1 ? 6 : 2;
+	}
 	if (weld_job_selections(&p->o, j) && !row) {
 		/* a 1/16 sample and one pass that records the keys near the
 		 * threshold; when the guess misses, a pass over the low bits and

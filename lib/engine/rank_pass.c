@@ -19,11 +19,13 @@ int weld_exec_rank_alloc(struct exec *e)
 {
 	size_t n = (size_t)e->n_slices;
 
-	if (!e->plan->ranks)
+	/* the sums serve sce too */
+	if (!e->plan->ranks && !e->plan->hist_stats)
 		return 0;
-	e->rank_scratch = malloc(n * 4 * e->tile_elems * sizeof(uint32_t));
+	if (e->plan->ranks && !(e->rank_scratch = malloc(n * 4 * e->tile_elems * sizeof(uint32_t))))
+		return -1;
 	e->rank_sums = calloc(n * e->max_src * 2, sizeof(struct weld_xsum));
-	return e->rank_scratch && e->rank_sums ? 0 : -1;
+	return e->rank_sums ? 0 : -1;
 }
 
 void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_ctx *c,

@@ -137,6 +137,10 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 		weld_exec_pcb_apply(e, j, c, first, g, len);
 		return;
 	}
+	if (weld_method_sce(j->method)) {
+		weld_exec_sce_apply(e, j, c, first, g, len);
+		return;
+	}
 	if (j->method == WELD_METHOD_APPLY_MASK) {
 		for (size_t i = 0; i < len; i++) {
 			uint64_t bit = g - first + i;
@@ -236,6 +240,12 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 			case P_PCB_BETA_HI:
 			case P_PCB_BETA_LO:
 				weld_exec_pcb_tile(e, j, c, len, pass);
+				break;
+			case P_SCE_HI:
+			case P_SCE_LO:
+			case P_SCE_COUNT:
+			case P_SCE_SUM:
+				weld_exec_sce_tile(e, j, c, len, pass);
 				break;
 			case P_APPLY:
 				tile_apply(e, j, c, first, first + b, len);

@@ -115,7 +115,7 @@ def make_layouts(root, src):
 # ---------------------------------------------------------------------------
 # cases: (name, family, argv with B/M1/M2/M3 placeholders, out dtype)
 
-BIT_EXACT = ("della", "pcb")
+BIT_EXACT = ("della", "pcb", "sce")
 
 def cases():
     C = []
@@ -184,6 +184,11 @@ def cases():
     add("pcb/clip-weights", "pcb %s --density 0.2,0.5,1 --clip 0.1 --weights 1,0.5,2 --lambda 1.5 %s" % (TV, M))
     add("pcb/row-clip", "pcb %s --density 0.5 --clip 0.2 --scope row %s" % (TV, M))
     add("pcb/model-spec", "pcb %s --scope model M1:density=0.4,weight=0.7 M2 M3" % TV)
+    # sce (the tie tensors give plateaus of equal variances at the threshold)
+    for tau in ("1", "0.7", "0.3", "0.1", "0.01", "0"):
+        add("sce/topk-%s" % tau, "sce %s --select-topk %s %s" % (TV, tau, M))
+    add("sce/default", "sce %s %s" % (TV, M))
+    add("sce/one-model", "sce %s --select-topk 0.5 M2" % TV)
     # breadcrumbs
     for scope in ("tensor", "row", "model"):
         add("breadcrumbs/scope-%s" % scope,
@@ -217,7 +222,8 @@ def cases():
                        ("breadcrumbs/scope-tensor", "breadcrumbs %s --density 0.5 --gamma 0.1 %s" % (TV, M)),
                        ("consensus/ties-tensor", "consensus %s --from ties --density 0.3 %s" % (TV, M)),
                        ("della/l1-ties", "della %s --density 0.5 --rescale l1 %s" % (TV, M)),
-                       ("pcb/scope-model", "pcb %s --density 0.3 --scope model %s" % (TV, M))]:
+                       ("pcb/scope-model", "pcb %s --density 0.3 --scope model %s" % (TV, M)),
+                       ("sce/topk-0.3", "sce %s --select-topk 0.3 %s" % (TV, M))]:
         add(name, argv, fam="bf16")
     add("average/dtype-auto", "average --weights 0.3,0.5,0.2 " + M, fam="bf16", dtype=None)
     add("ties/dtype-auto", "ties %s --density 0.3 %s" % (TV, M), fam="bf16", dtype=None)
@@ -242,6 +248,7 @@ def cases():
     add("della/threads", "della %s --density 0.4 --rescale l1 %s" % (TV, M), kind="threads")
     add("pcb/threads", "pcb %s --density 0.3 %s" % (TV, M), kind="threads")
     add("pcb/threads-model", "pcb %s --density 0.3 --scope model %s" % (TV, M), kind="threads")
+    add("sce/threads", "sce %s --select-topk 0.3 %s" % (TV, M), kind="threads")
     # refused before anything is written
     add("average/zero-weight-sum", "average --weights 1,-1,0 " + M, kind="refuse")
     add("ties/density-0", "ties %s --density 0 %s" % (TV, M), kind="refuse")
@@ -253,6 +260,7 @@ def cases():
     add("della/scope", "della %s --scope row %s" % (TV, M), kind="refuse")
     add("pcb/clip-0.5", "pcb %s --clip 0.5 %s" % (TV, M), kind="refuse")
     add("pcb/density-0", "pcb %s --density 0 %s" % (TV, M), kind="refuse")
+    add("sce/weights", "sce %s --weights 1,2,3 %s" % (TV, M), kind="refuse")
     return C
 
 

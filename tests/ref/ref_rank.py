@@ -153,3 +153,54 @@ def pcb_combine(d, sum_, stats, w, base, lam):
         num = term if num is None else (num + term).astype(F32)
         den = sc if den is None else (den + sc).astype(F32)
     return (base + F32(lam) * (num / np.maximum(den, F32(1e-12)))).astype(F32)
+
+
+# ---------------------------------------------------------------------------
+# sce (METHODS.md section 5), weld's order of float32 operations: the
+# variance v = sum_i (t_i - mean)^2 / n, mean = (sum_i t_i) / n; with
+# 0 < select_topk < 1, the k = floor(c * select_topk) largest v kept (c = the
+# non-zero v; ties to the lowest position), every t_i zeroed elsewhere;
+# energies e_i = fsum(float32(t_i * t_i)) / L, shares a_i = e_i / sum e
+# (1/n when that sum is below 1e-6); the elected sign s = +1 where
+# sum_i t_i >= 0; out = B + sum_i [agree] a_i t_i / max(sum_i [agree] a_i,
+# 1e-6), sums from 0 in model order.
+
+
+def sce_tensor(base, ts, tau):
+    n = len(ts)
+    shape = base.shape
+    t = [np.asarray(x, F32).ravel() for x in ts]
+    size = t[0].size
+    if tau < 1:
+        keep = np.zeros(size, bool)
+        if tau > 0:
+            acc = t[0].copy()
+            for x in t[1:]:
+                acc = (acc + x).astype(F32)
+            mean = (acc / F32(n)).astype(F32)
+            var = ((t[0] - mean) * (t[0] - mean)).astype(F32)
+            for x in t[1:]:
+                var = (var + (x - mean) * (x - mean)).astype(F32)
+            var = (var / F32(n)).astype(F32)
+            k = int(math.floor(np.count_nonzero(var) * tau))
+            if k > 0:
+                key = var.view(np.uint32) & 0x7FFFFFFF
+                order = np.lexsort((np.arange(size), -key.astype(np.int64)))
+                keep[order[:k]] = True
+        t = [np.where(keep, x, F32(0)).astype(F32) for x in t]
+    en = [math.fsum(float(v) for v in (x * x).astype(F32)) / size for x in t]
+    total = 0.0
+    for v in en:
+        total += v
+    a = [F32(1.0 / n if abs(total) < 1e-6 else v / total) for v in en]
+    s = t[0].copy()
+    for x in t[1:]:
+        s = (s + x).astype(F32)
+    num = np.zeros(size, F32)
+    den = np.zeros(size, F32)
+    for ai, x in zip(a, t):
+        agree = np.where(s >= 0, x > 0, x < 0)
+        num = (num + np.where(agree, (ai * x).astype(F32), F32(0))).astype(F32)
+        den = (den + np.where(agree, ai, F32(0))).astype(F32)
+    out = (np.asarray(base, F32).ravel() + num / np.maximum(den, F32(1e-6))).astype(F32)
+    return out.reshape(shape)

@@ -603,10 +603,20 @@ def pcb(base, models, weights=None, density=0.1, lam=1.0, clip=0.0001, scope="te
     return (out, mag) if with_bound else out
 
 
+def sce(base, models, select_topk=1.0, with_bound=False):
+    """METHODS 5 (Select, Calculate, Erase), tensor by tensor (ref_rank.py)."""
+    names = _check_names(base, models)
+    deltas = _deltas(base, models)
+    out = {k: ref_rank.sce_tensor(_f32(base[k]), [d[k] for d in deltas], select_topk)
+           for k in names}
+    mag = {k: np.abs(v.astype(np.float64)) for k, v in out.items()}
+    return (out, mag) if with_bound else out
+
+
 # ---------------------------------------------------------------------------
 # command line with weld's syntax (DESIGN 2)
 
-METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus", "della", "pcb")
+METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus", "della", "pcb", "sce")
 _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": "weights",
            "--density": "density", "--lambda": "lambda", "--dtype": "dtype",
            "--scope": "scope", "--seed": "seed", "-j": "threads", "--threads": "threads",
@@ -614,7 +624,7 @@ _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": 
            "--rescale": "rescale", "--combine": "combine", "--trim": "trim",
            "--gamma": "gamma", "--from": "from", "--mask-lambda": "mask_lambda",
            "--k": "k", "--save-masks": "save_masks", "--apply-mask": "apply_mask",
-           "--epsilon": "epsilon", "--clip": "clip"}
+           "--epsilon": "epsilon", "--clip": "clip", "--select-topk": "select_topk"}
 _FLAGS = {"-f": "force", "--force": "force", "--allow-missing": "allow_missing",
           "--no-copy-files": "no_copy_files", "-q": "quiet", "--quiet": "quiet",
           "-v": "verbose", "--verbose": "verbose", "--json": "json"}
@@ -743,6 +753,8 @@ def run(argv, loader=stio.load_model, with_bound=True):
         return della(base, models, w, d, e, lam, int(a.get("seed", 0)) & M64,
                      a.get("rescale", "inverse"), a.get("combine", "ties"), sign, norm,
                      with_bound=with_bound)
+    if meth == "sce":
+        return sce(base, models, float(a.get("select_topk", 1.0)), with_bound=with_bound)
     if meth == "pcb":
         d = _model_values(a, "density", "density", 0.1)
         return pcb(base, models, w, d, lam, float(a.get("clip", 0.0001)), scope,
