@@ -1,6 +1,6 @@
 #!/bin/sh
 # test_methods_select.sh - the methods with rank and order statistics
-# (della, pcb):
+# (della, pcb, sce):
 # determinism over -j and --max-memory, the command against its recipe
 # spelling and the NumPy reference (width-1 rows included), the plan, and
 # the errors (exit 1 naming the tensor or the JSON path, exit 2 for usage).
@@ -309,5 +309,107 @@ recipe_refuse "pcb with epsilon" \
 recipe_refuse "pcb: --scope model with densities that vary by tensor" \
 	"{\"merge_method\":\"pcb\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/ft1\",\"parameters\":{\"density\":[0.1,0.5]}}],\"weld\":{\"scope\":\"model\"}}" \
 	"weld.scope 'model': density of"
+
+# ---------------------------------------------------------------- sce
+
+for cmd in "sce $B" "sce $B --select-topk 0.3" "sce $B --select-topk 0.05" "sce $B --select-topk 0"; do
+	name=$(echo "$cmd" | sed "s|$T/||g")
+	"$WELD" $cmd -q -j 1 --max-memory 24M -o "$T/a" $FT 2>"$T/stderr" &&
+	"$WELD" $cmd -q -j 2 --max-memory 1G -o "$T/b" $FT 2>>"$T/stderr" &&
+	"$WELD" $cmd -q -j 3 --max-memory 64M -o "$T/c" $FT 2>>"$T/stderr"
+	if [ $? -ne 0 ]; then
+		not_ok "$name ran"
+	elif cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" &&
+	     cmp -s "$T/a/model.safetensors" "$T/c/model.safetensors"; then
+		ok "$name: same file for -j 1/2/3 and --max-memory 24M/64M/1G"
+	else
+		not_ok "$name: outputs differ between -j / --max-memory"
+	fi
+	rm -rf "$T/a" "$T/b" "$T/c"
+done
+
+# plateaus: deltas of a few values make many equal variances, so the
+# threshold splits them across chunks and slices (a counting pass); the
+# reference keeps the lowest positions too
+if "$PYTHON" - "$T/plat" "$ROOT/tests/ref" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import safetensors_io as stio
+rng = np.random.default_rng(9)
+vals = np.array([0, 0.125, -0.125, 0.25, -0.25, 0.5], np.float32)
+shapes = {"big": (700, 300), "ramp": (4096 * 5 + 7,), "scalar": ()}
+base = {n: (rng.integers(-8, 9, s) / 8).astype(np.float32) for n, s in shapes.items()}
+os.makedirs(os.path.join(sys.argv[1], "base"))
+stio.save_file(os.path.join(sys.argv[1], "base", "model.safetensors"), base)
+for i in (1, 2, 3):
+    m = {n: (v + rng.choice(vals, size=v.shape, p=[0.4, 0.15, 0.15, 0.1, 0.1, 0.1])).astype(np.float32)
+         for n, v in base.items()}
+    os.makedirs(os.path.join(sys.argv[1], "m%d" % i))
+    stio.save_file(os.path.join(sys.argv[1], "m%d" % i, "model.safetensors"), m)
+PY
+then
+	P="$T/plat"
+	for t in 0.3 0.77; do
+		for mm in "-j 3 --max-memory 24M" "-j 1"; do
+			rm -rf "$P/w" "$P/r"
+			if "$WELD" sce --base "$P/base" --select-topk $t $mm -q -o "$P/w" "$P/m1" "$P/m2" "$P/m3" 2>"$T/stderr" &&
+			   "$PYTHON" "$REF" sce --base "$P/base" --select-topk $t -o "$P/r" "$P/m1" "$P/m2" "$P/m3" 2>>"$T/stderr" &&
+			   same_tensors "$P/w" "$P/r"; then
+				ok "sce --select-topk $t $mm: plateaus of equal variances match the reference"
+			else
+				not_ok "sce --select-topk $t $mm: plateaus of equal variances match the reference"
+			fi
+		done
+	done
+else
+	not_ok "sce plateau fixture"
+fi
+
+# k = 0 (one model: every variance is 0) gives the base
+"$WELD" sce $B --select-topk 0.5 -q -o "$T/s1" "$T/ft1" 2>"$T/stderr" &&
+"$WELD" diff "$T/base" "$T/s1" >"$T/diff" 2>>"$T/stderr"
+if [ $? -eq 0 ] && [ -s "$T/diff" ] &&
+   grep -v '^#' "$T/diff" | awk -F'\t' '$2 != 0 { bad = 1 } END { exit bad }'; then
+	ok "sce, one model, k = 0: the base"
+else
+	not_ok "sce, one model, k = 0: the base"
+fi
+
+# the recipe name is the command
+cat >"$T/sce.json" <<JSON
+{"merge_method": "sce", "base_model": "$T/base",
+ "models": [{"model": "$T/ft1"}, {"model": "$T/ft2"}, {"model": "$T/ft3"}],
+ "parameters": {"select_topk": 0.2}}
+JSON
+"$WELD" run -q "$T/sce.json" -o "$T/s2" 2>"$T/stderr" &&
+"$WELD" sce $B --select-topk 0.2 -q -o "$T/s3" $FT 2>>"$T/stderr"
+if [ $? -eq 0 ] && same_tensors "$T/s2" "$T/s3"; then
+	ok "sce recipe = weld sce with the same select_topk"
+else
+	not_ok "sce recipe = weld sce with the same select_topk"
+fi
+expect "sce: weld run --from-output rebuilds the same tensors" \
+	sh -c '"$1" run --from-output "$2" -q -o "$3" && cmp "$2/model.safetensors" "$3/model.safetensors"' \
+	sh "$WELD" "$T/s3" "$T/s4"
+
+"$WELD" plan sce $B --select-topk 0.3 $FT >"$T/plan" 2>&1
+if grep -q '^options  select_topk=0.3$' "$T/plan" &&
+   grep -q 'model.norm.weight BF16 \[128\] sce passes=4-6 base=model0 model1 model2 model3$' "$T/plan"; then
+	ok "plan sce: select_topk, passes=4-6, no weights"
+else
+	not_ok "plan sce: select_topk, passes=4-6, no weights"
+fi
+refuse "sce: --weights is not its option" 2 "option '--weights' is not used by 'weld sce'" "$T/e" \
+	"$WELD" sce $B --weights 1 -o "$T/e" $FT
+refuse "sce: MODEL:weight=" 2 "'weight' is not used by 'weld sce'" "$T/e" \
+	"$WELD" sce $B -o "$T/e" "$T/ft1:weight=2"
+refuse "sce: no base" 2 "--base is required" "$T/e" "$WELD" sce -o "$T/e" $FT
+recipe_refuse "sce with a weight" \
+	"{\"merge_method\":\"sce\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/ft1\",\"parameters\":{\"weight\":1}}]}" \
+	"models[0].parameters.weight: 'weight' is not a parameter of sce"
+recipe_refuse "sce with select_topk per model" \
+	"{\"merge_method\":\"sce\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/ft1\",\"parameters\":{\"select_topk\":0.5}}]}" \
+	"models[0].parameters.select_topk: 'select_topk' holds for the whole merge"
 
 summary
