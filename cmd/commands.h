@@ -4,6 +4,7 @@
 #ifndef WELD_COMMANDS_H
 #define WELD_COMMANDS_H
 
+int cmd_arcee_fusion(int argc, char **argv);
 int cmd_average(int argc, char **argv);
 int cmd_breadcrumbs(int argc, char **argv);
 int cmd_consensus(int argc, char **argv);

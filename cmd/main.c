@@ -16,6 +16,7 @@ struct cmd {
 
 /* keep sorted */
 static const struct cmd commands[] = {
+	{ "arcee-fusion", cmd_arcee_fusion, NULL },
 	{ "average", cmd_average, NULL },
 	{ "breadcrumbs", cmd_breadcrumbs, NULL },
 	{ "consensus", cmd_consensus, NULL },

@@ -55,6 +55,9 @@ struct method_row {
 	bool rank_drop;
 	bool pcb;               /* PCB's balancing scores */
 	bool sce;               /* sce's variance selection and energy weights */
+	bool arcee;             /* arcee_fusion's importance quantiles */
+	bool rows;              /* its statistics need whole rows in memory */
+	bool no_params;         /* it reads no parameter at all */
 };
 
 static const struct method_row methods[] = {
@@ -78,6 +81,8 @@ static const struct method_row methods[] = {
 			      .pcb = true },
 	[WELD_METHOD_SCE] = { "sce", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, .task_vectors = true,
 			      .uses = WELD_PB(WELD_P_SELECT_TOPK), .sce = true },
+	[WELD_METHOD_ARCEE_FUSION] = { "arcee-fusion", WELD_BASE_REQUIRED, 1, 1,
+				       .arcee = true, .rows = true, .no_params = true },
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 
@@ -111,7 +116,7 @@ bool weld_method_elects_signs(const struct weld_merge_opts *o, enum weld_method 
 
 bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum weld_param p)
 {
-	if ((unsigned)m < NMETHODS && methods[m].uses)
+	if ((unsigned)m < NMETHODS && (methods[m].uses || methods[m].no_params))
 		return (methods[m].uses & WELD_PB(p)) != 0;
 	switch (p) {
 	case WELD_P_WEIGHT:
@@ -155,7 +160,7 @@ bool weld_method_l1_rescale(const struct weld_merge_opts *o, enum weld_method m)
 bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m)
 {
 	return (o->scope == WELD_SCOPE_ROW && weld_method_takes(m, WELD_K_SCOPE)) ||
-	       weld_method_rank_drop(m);
+	       weld_method_rank_drop(m) || ((unsigned)m < NMETHODS && methods[m].rows);
 }
 
 bool weld_method_rank_drop(enum weld_method m)
@@ -171,6 +176,11 @@ bool weld_method_pcb(enum weld_method m)
 bool weld_method_sce(enum weld_method m)
 {
 	return (unsigned)m < NMETHODS && methods[m].sce;
+}
+
+bool weld_method_arcee(enum weld_method m)
+{
+	return (unsigned)m < NMETHODS && methods[m].arcee;
 }
 
 bool weld_method_rescales(enum weld_method m)
@@ -323,13 +333,21 @@ static const struct weld_method_spelling spellings[] = {
 	  .params = P(SELECT_TOPK) | P(INT8_MASK), .base = WELD_BASE_REQUIRED,
 	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
 	  .summary = "SCE: keep the positions of largest variance, erase sign conflicts, energy weights" },
+	/* arcee_fusion (METHODS 11): base and one model, no parameters */
+	{ .name = "arcee_fusion", .method = WELD_METHOD_ARCEE_FUSION, .where = WELD_IN_RECIPE,
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true },
+	{ .name = "arcee-fusion", .method = WELD_METHOD_ARCEE_FUSION, .where = BOTH,
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true,
+	  .summary = "Arcee Fusion: the model's values where they matter (importance fence), else the base's" },
 };
 #define NSPELLINGS (sizeof(spellings) / sizeof(spellings[0]))
 
 /* mergekit methods weld does not implement. */
 static const char *const mergekit_only[] = {
 	"model_stock", "nuslerp", "multislerp", "karcher",
-	"nearswap", "arcee_fusion", "ram", "ramplus_tl",
+	"nearswap", "ram", "ramplus_tl",
 };
 
 const struct weld_method_spelling *weld_method_find(const char *name, unsigned where)

@@ -180,6 +180,10 @@ bool weld_method_pcb(enum weld_method m);
  * weigh models by their energy (sce: its own passes and APPLY,
  * sce_pass.c)? */
 bool weld_method_sce(enum weld_method m);
+/* Does it take the base's value where an importance (|x - base| times the
+ * row's KL divergence) is below a quantile fence (arcee_fusion: its own
+ * passes and APPLY, arcee_pass.c)? */
+bool weld_method_arcee(enum weld_method m);
 /* Does it take mergekit's `rescale` (the random-drop methods)? */
 bool weld_method_rescales(enum weld_method m);
 /* The passes: weld_job_selections() (merge.h) top-k selections per source,

@@ -63,6 +63,8 @@ static uint64_t total_bytes(const struct exec *e)
 			passes += 4;
 		if (weld_method_sce(j->method))
 			passes += 3;
+		if (weld_method_arcee(j->method) && j->ndim > 0)
+			passes += 2;
 		t += passes * job_bytes(e, j, j->nelem);
 		/* top-k: a 1/16 sample and one pass (more only if the guess misses) */
 		if (nsel(e, j) && e->opts->scope != WELD_SCOPE_ROW)
@@ -151,6 +153,8 @@ static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *
 	    weld_exec_pcb_unit(e, &j, 1, err) < 0)
 		return -1;
 	if (weld_method_sce(j->method) && weld_exec_sce_unit(e, j, err) < 0)
+		return -1;
+	if (weld_method_arcee(j->method) && weld_exec_arcee_unit(e, j, err) < 0)
 		return -1;
 	return apply_job(e, j, err);
 }

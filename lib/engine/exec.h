@@ -54,7 +54,9 @@ enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY,
 	    /* pcb: histograms of the high, then the low bits of |delta|, then of beta */
 	    P_PCB_CLIP_HI, P_PCB_CLIP_LO, P_PCB_BETA_HI, P_PCB_BETA_LO,
 	    /* sce: the variances' histograms, the equal ones per slice, the energies */
-	    P_SCE_HI, P_SCE_LO, P_SCE_COUNT, P_SCE_SUM };
+	    P_SCE_HI, P_SCE_LO, P_SCE_COUNT, P_SCE_SUM,
+	    /* arcee_fusion: the importances' histograms */
+	    P_ARCEE_HI, P_ARCEE_LO };
 
 /* P_SAMPLE reads one super-tile in SAMPLE_STRIDE. */
 #define SAMPLE_STRIDE 16
@@ -292,6 +294,17 @@ void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_c
 /* sce's APPLY of the tile at flat index g. */
 void weld_exec_sce_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			 uint64_t first, uint64_t g, size_t len);
+
+/* arcee_pass.c */
+
+/* arcee_fusion: the importance fence of the tensor. */
+int weld_exec_arcee_unit(struct exec *e, const struct weld_job *j, struct weld_error *err);
+/* A statistics pass of arcee_fusion over one tile of whole rows. */
+void weld_exec_arcee_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			  size_t len, enum pass pass);
+/* arcee_fusion's APPLY of the tile at flat index g. */
+void weld_exec_arcee_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			   uint64_t first, uint64_t g, size_t len);
 
 /* output.c */
 

@@ -13,13 +13,14 @@
 
 int weld_exec_hist_alloc(struct exec *e)
 {
-	size_t per = e->max_src * 2 * BINS;
+	size_t width = e->max_src < 2 ? 2 : e->max_src, per = width * 2 * BINS;
 	struct hist_exec *h;
 
 	if (!e->plan->hist_stats)
 		return 0;
 	if (!(h = e->hs = calloc(1, sizeof(*h))))
 		return -1;
+	h->width = width;
 	h->hist = calloc(per, sizeof(uint64_t));
 	h->thread_hist = calloc((size_t)e->n_threads, sizeof(*h->thread_hist));
 	h->thread_count = calloc((size_t)e->n_threads, sizeof(uint64_t));
@@ -73,15 +74,19 @@ int weld_exec_hist_pass(struct exec *e, const struct weld_job *const *jobs, size
 			int pass, struct weld_error *err)
 {
 	struct hist_exec *h = e->hs;
-	size_t nsrc = jobs[0]->nsrc;
+	size_t nsrc = jobs[0]->nsrc < h->width ? h->width : jobs[0]->nsrc;
 
 	memset(h->hist, 0, nsrc * 2 * BINS * sizeof(uint64_t));
 	memset(h->thread_count, 0, (size_t)e->n_threads * sizeof(uint64_t));
-	for (size_t i = 0; i < nj; i++)
-		for (uint64_t first = 0; first < jobs[i]->nelem; first += e->chunk_elems) {
+	for (size_t i = 0; i < nj; i++) {
+		/* with rows in memory, chunks are whole groups of 8 rows */
+		uint64_t g = row_scope(e, jobs[i]) ? 8 * row_len(jobs[i]) : 1;
+		uint64_t step = e->chunk_elems / g * g;
+
+		for (uint64_t first = 0; first < jobs[i]->nelem; first += step) {
 			uint64_t n = jobs[i]->nelem - first;
 
-			n = n < e->chunk_elems ? n : e->chunk_elems;
+			n = n < step ? n : step;
 			if (weld_exec_run_chunk(e, jobs[i], first, n, (enum pass)pass, DROP_NONE, err) < 0)
 				return -1;
 			weld_exec_progress(e, jobs[i], n);
@@ -89,26 +94,30 @@ int weld_exec_hist_pass(struct exec *e, const struct weld_job *const *jobs, size
 			if ((h->pending += n) > (1ull << 31))
 				fold(e, nsrc);
 		}
+	}
 	fold(e, nsrc);
 	return 0;
 }
 
-void weld_exec_hist_pick_bins(struct exec *e, size_t nsrc, int nslots)
+void weld_exec_hist_pick_bin(struct exec *e, size_t from, size_t s, int q)
 {
 	struct hist_exec *h = e->hs;
+	const uint64_t *hs = h->hist + from * 2 * BINS;
+	uint64_t below = 0;
+	uint32_t b = 0;
 
+	while (b < BINS - 1 && below + hs[b] <= h->rank[s][q])
+		below += hs[b++];
+	h->bin[s][q] = b;
+	h->rank[s][q] -= below;
+	h->below[s][q] = below;
+}
+
+void weld_exec_hist_pick_bins(struct exec *e, size_t nsrc, int nslots)
+{
 	for (size_t s = 0; s < nsrc; s++)
-		for (int q = 0; q < nslots; q++) {
-			const uint64_t *hs = h->hist + s * 2 * BINS;
-			uint64_t below = 0;
-			uint32_t b = 0;
-
-			while (b < BINS - 1 && below + hs[b] <= h->rank[s][q])
-				below += hs[b++];
-			h->bin[s][q] = b;
-			h->rank[s][q] -= below;
-			h->below[s][q] = below;
-		}
+		for (int q = 0; q < nslots; q++)
+			weld_exec_hist_pick_bin(e, s, s, q);
 }
 
 uint32_t weld_exec_hist_pick_key(struct exec *e, size_t s, int q)

@@ -32,6 +32,7 @@ struct hist_exec {
 	uint32_t bin[WELD_K_MAX_SRC][2];     /* after a HI pass: the bin of each slot */
 	uint64_t rank[WELD_K_MAX_SRC][2];    /* the wanted rank; after HI, inside its bin */
 	uint64_t pending;               /* elements counted in the threads' histograms */
+	size_t width;                   /* sources the histograms are for (at least 2) */
 	/* after a LO pass: keys below each slot's key, and equal to it */
 	uint64_t below[WELD_K_MAX_SRC][2], equal[WELD_K_MAX_SRC][2];
 	/* what the methods found */
@@ -42,6 +43,7 @@ struct hist_exec {
 	uint64_t *eq_run;               /* sce: per slice, equal keys seen before its next element */
 	uint64_t eq_seen;               /* sce: equal keys in the chunks before */
 	float a[WELD_K_MAX_SRC];     /* sce: each model's share */
+	double fence;                   /* arcee_fusion: Q(.5) + 1.5 (Q(.75) - Q(.25)) */
 };
 
 /* Buffers (when the plan needs them; -1 if out of memory), and their end. */
@@ -54,6 +56,8 @@ int weld_exec_hist_pass(struct exec *e, const struct weld_job *const *jobs, size
 /* After a HI pass: the bin of each slot's rank (nslots slots of nsrc
  * sources), and the rank inside it. */
 void weld_exec_hist_pick_bins(struct exec *e, size_t nsrc, int nslots);
+/* The same for slot q of source s from the HI histogram of source from. */
+void weld_exec_hist_pick_bin(struct exec *e, size_t from, size_t s, int q);
 /* After a LO pass: the key of slot q of source s (and how many keys are
  * below it and equal to it, in below[s][q] and equal[s][q]). */
 uint32_t weld_exec_hist_pick_key(struct exec *e, size_t s, int q);

@@ -31,6 +31,7 @@ enum weld_method {
 	WELD_METHOD_DELLA,            /* rank-based keep probability per row (METHODS 3) */
 	WELD_METHOD_PCB,              /* PCB-Merging: balancing scores, drop, rescale (METHODS 12) */
 	WELD_METHOD_SCE,              /* select by variance, calculate, erase (METHODS 5) */
+	WELD_METHOD_ARCEE_FUSION,     /* the base where the change is unimportant (METHODS 11) */
 };
 
 enum weld_scope { WELD_SCOPE_TENSOR, WELD_SCOPE_ROW, WELD_SCOPE_MODEL };

@@ -552,7 +552,9 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		bool pcb = weld_method_pcb(p->jobs[i].method);
 
 		p->ranks = p->ranks || weld_method_rank_drop(p->jobs[i].method) || (pcb && row);
-		p->hist_stats = p->hist_stats || (pcb && !row) || weld_method_sce(p->jobs[i].method);
+		p->hist_stats = p->hist_stats || (pcb && !row) || weld_method_sce(p->jobs[i].method) ||
+				weld_method_arcee(p->jobs[i].method);
+		p->ranks = p->ranks || weld_method_arcee(p->jobs[i].method);
 	}
 	row = row || p->ranks;
 	if (check_config(p, err) < 0)
@@ -603,7 +605,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	shared = threads * maxsrc * maxsel * WELD_HIST_BINS * 4 +
 		 maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
 	if (p->hist_stats)      /* two histograms per source, per thread and in total */
-		shared += threads * maxsrc * 2 * WELD_HIST_BINS * 4 + maxsrc * 2 * WELD_HIST_BINS * 8;
+		shared += (threads * 4 + 8) * (maxsrc < 2 ? 2 : maxsrc) * 2 * WELD_HIST_BINS;
 	/*
 	 * A chunk is cut into more slices than there are threads, handed out as
 	 * threads become free: a thread that the system preempts (for the

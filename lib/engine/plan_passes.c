@@ -23,6 +23,8 @@ void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 	if (weld_method_pcb(j->method) && !row)
 		n += 4;         /* pcb: two histogram passes for the clip bounds, two for beta's */
 	*lo = *hi = n;
+	if (weld_method_arcee(j->method) && j->ndim > 0)
+		*lo = *hi = 3;  /* histograms of the importance's high, then low bits */
 	if (weld_method_sce(j->method)) {
 		double tau = p->o.select_topk;
 

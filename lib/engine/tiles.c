@@ -141,6 +141,10 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 		weld_exec_sce_apply(e, j, c, first, g, len);
 		return;
 	}
+	if (weld_method_arcee(j->method)) {
+		weld_exec_arcee_apply(e, j, c, first, g, len);
+		return;
+	}
 	if (j->method == WELD_METHOD_APPLY_MASK) {
 		for (size_t i = 0; i < len; i++) {
 			uint64_t bit = g - first + i;
@@ -246,6 +250,10 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 			case P_SCE_COUNT:
 			case P_SCE_SUM:
 				weld_exec_sce_tile(e, j, c, len, pass);
+				break;
+			case P_ARCEE_HI:
+			case P_ARCEE_LO:
+				weld_exec_arcee_tile(e, j, c, len, pass);
 				break;
 			case P_APPLY:
 				tile_apply(e, j, c, first, first + b, len);

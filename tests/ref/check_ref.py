@@ -115,7 +115,7 @@ def make_layouts(root, src):
 # ---------------------------------------------------------------------------
 # cases: (name, family, argv with B/M1/M2/M3 placeholders, out dtype)
 
-BIT_EXACT = ("della", "pcb", "sce")
+BIT_EXACT = ("della", "pcb", "sce", "arcee-fusion")
 
 def cases():
     C = []
@@ -189,6 +189,9 @@ def cases():
         add("sce/topk-%s" % tau, "sce %s --select-topk %s %s" % (TV, tau, M))
     add("sce/default", "sce %s %s" % (TV, M))
     add("sce/one-model", "sce %s --select-topk 0.5 M2" % TV)
+    # arcee_fusion (base and one model)
+    for m in ("M1", "M2", "M3"):
+        add("arcee-fusion/%s" % m.lower(), "arcee-fusion %s %s" % (TV, m))
     # breadcrumbs
     for scope in ("tensor", "row", "model"):
         add("breadcrumbs/scope-%s" % scope,
@@ -223,7 +226,8 @@ def cases():
                        ("consensus/ties-tensor", "consensus %s --from ties --density 0.3 %s" % (TV, M)),
                        ("della/l1-ties", "della %s --density 0.5 --rescale l1 %s" % (TV, M)),
                        ("pcb/scope-model", "pcb %s --density 0.3 --scope model %s" % (TV, M)),
-                       ("sce/topk-0.3", "sce %s --select-topk 0.3 %s" % (TV, M))]:
+                       ("sce/topk-0.3", "sce %s --select-topk 0.3 %s" % (TV, M)),
+                       ("arcee-fusion/m1", "arcee-fusion %s M1" % TV)]:
         add(name, argv, fam="bf16")
     add("average/dtype-auto", "average --weights 0.3,0.5,0.2 " + M, fam="bf16", dtype=None)
     add("ties/dtype-auto", "ties %s --density 0.3 %s" % (TV, M), fam="bf16", dtype=None)
@@ -249,6 +253,7 @@ def cases():
     add("pcb/threads", "pcb %s --density 0.3 %s" % (TV, M), kind="threads")
     add("pcb/threads-model", "pcb %s --density 0.3 --scope model %s" % (TV, M), kind="threads")
     add("sce/threads", "sce %s --select-topk 0.3 %s" % (TV, M), kind="threads")
+    add("arcee-fusion/threads", "arcee-fusion %s M2" % TV, kind="threads")
     # refused before anything is written
     add("average/zero-weight-sum", "average --weights 1,-1,0 " + M, kind="refuse")
     add("ties/density-0", "ties %s --density 0 %s" % (TV, M), kind="refuse")
@@ -261,6 +266,7 @@ def cases():
     add("pcb/clip-0.5", "pcb %s --clip 0.5 %s" % (TV, M), kind="refuse")
     add("pcb/density-0", "pcb %s --density 0 %s" % (TV, M), kind="refuse")
     add("sce/weights", "sce %s --weights 1,2,3 %s" % (TV, M), kind="refuse")
+    add("arcee-fusion/two-models", "arcee-fusion %s M1 M2" % TV, kind="refuse")
     return C
 
 

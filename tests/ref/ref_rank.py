@@ -204,3 +204,49 @@ def sce_tensor(base, ts, tau):
         den = (den + np.where(agree, ai, F32(0))).astype(F32)
     out = (np.asarray(base, F32).ravel() + num / np.maximum(den, F32(1e-6))).astype(F32)
     return out.reshape(shape)
+
+
+# ---------------------------------------------------------------------------
+# arcee_fusion (METHODS.md section 11), weld's order of operations: per row
+# (the last dimension), e = exp(x - max x) in double with the C library's
+# exp (Python's math module), s = the e summed in row order, p = e_b/s_b +
+# 1e-8, q = e_a/s_a + 1e-8, kl = sum in row order of p log(p/q);
+# importance = float32(|b - a|) * float32(kl); the fence Q(.5) + 1.5 (Q(.75)
+# - Q(.25)) in double, Q(x) = the floor(x (L - 1))-th smallest importance of
+# the whole tensor; out = a + (b - a) * [importance >= fence]; 0-D: b.
+
+
+def _row_exps(x):
+    mx = -math.inf
+    for v in x:
+        mx = float(v) if float(v) > mx else mx
+    e = [math.exp(float(v) - mx) for v in x]
+    s = 0.0
+    for v in e:
+        s += v
+    return e, s
+
+
+def arcee_tensor(a, b):
+    a = np.asarray(a, F32)
+    b = np.asarray(b, F32)
+    if a.ndim == 0:
+        return b.copy()
+    w = a.shape[-1]
+    ra, rb = a.reshape(-1, w), b.reshape(-1, w)
+    imp = np.empty_like(ra)
+    for r in range(ra.shape[0]):
+        eb, sb = _row_exps(rb[r])
+        ea, sa = _row_exps(ra[r])
+        kl = 0.0
+        for j in range(w):
+            p = eb[j] / sb + 1e-8
+            q = ea[j] / sa + 1e-8
+            kl += p * math.log(p / q)
+        imp[r] = (np.abs((rb[r] - ra[r]).astype(F32)) * F32(kl)).astype(F32)
+    keys = np.sort(_signed_keys(imp.ravel()))
+    n = keys.size
+    q25, q50, q75 = (float(_key_float(keys[int(math.floor(x * (n - 1)))])) for x in (0.25, 0.5, 0.75))
+    fence = q50 + 1.5 * (q75 - q25)
+    m = np.where(imp.astype(np.float64) >= fence, F32(1), F32(0)).astype(F32)
+    return (ra + ((rb - ra).astype(F32) * m).astype(F32)).astype(F32).reshape(a.shape)

@@ -613,10 +613,20 @@ def sce(base, models, select_topk=1.0, with_bound=False):
     return (out, mag) if with_bound else out
 
 
+def arcee_fusion(base, models, with_bound=False):
+    """METHODS 11 (mergekit's arcee_fusion): base and one model."""
+    names = _check_names(base, models)
+    if len(models) != 1:
+        raise RefError("arcee-fusion takes exactly one model besides the base")
+    out = {k: ref_rank.arcee_tensor(_f32(base[k]), _f32(models[0][k])) for k in names}
+    mag = {k: np.abs(v.astype(np.float64)) for k, v in out.items()}
+    return (out, mag) if with_bound else out
+
+
 # ---------------------------------------------------------------------------
 # command line with weld's syntax (DESIGN 2)
 
-METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus", "della", "pcb", "sce")
+METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus", "della", "pcb", "sce", "arcee-fusion")
 _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": "weights",
            "--density": "density", "--lambda": "lambda", "--dtype": "dtype",
            "--scope": "scope", "--seed": "seed", "-j": "threads", "--threads": "threads",
@@ -753,6 +763,8 @@ def run(argv, loader=stio.load_model, with_bound=True):
         return della(base, models, w, d, e, lam, int(a.get("seed", 0)) & M64,
                      a.get("rescale", "inverse"), a.get("combine", "ties"), sign, norm,
                      with_bound=with_bound)
+    if meth == "arcee-fusion":
+        return arcee_fusion(base, models, with_bound=with_bound)
     if meth == "sce":
         return sce(base, models, float(a.get("select_topk", 1.0)), with_bound=with_bound)
     if meth == "pcb":
