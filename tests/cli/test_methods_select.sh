@@ -1,6 +1,6 @@
 #!/bin/sh
 # test_methods_select.sh - the methods with rank and order statistics
-# (della, pcb, sce):
+# (della, pcb, sce, arcee-fusion):
 # determinism over -j and --max-memory, the command against its recipe
 # spelling and the NumPy reference (width-1 rows included), the plan, and
 # the errors (exit 1 naming the tensor or the JSON path, exit 2 for usage).
@@ -411,5 +411,95 @@ recipe_refuse "sce with a weight" \
 recipe_refuse "sce with select_topk per model" \
 	"{\"merge_method\":\"sce\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/ft1\",\"parameters\":{\"select_topk\":0.5}}]}" \
 	"models[0].parameters.select_topk: 'select_topk' holds for the whole merge"
+
+# ---------------------------------------------------------------- arcee-fusion
+
+"$WELD" arcee-fusion $B -q -j 1 --max-memory 16M -o "$T/a" "$T/ft1" 2>"$T/stderr" &&
+"$WELD" arcee-fusion $B -q -j 3 --max-memory 1G -o "$T/b" "$T/ft1" 2>>"$T/stderr"
+if [ $? -eq 0 ] && cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors"; then
+	ok "arcee-fusion: same file for -j 1/3 and --max-memory 16M/1G"
+else
+	not_ok "arcee-fusion: same file for -j 1/3 and --max-memory 16M/1G"
+fi
+rm -rf "$T/b"
+if "$PYTHON" "$REF" arcee-fusion $B -o "$T/b" "$T/ft1" 2>"$T/stderr" && same_tensors "$T/a" "$T/b"; then
+	ok "arcee-fusion: the reference's tensors bit for bit (tensors over several chunks)"
+else
+	not_ok "arcee-fusion: the reference's tensors bit for bit (tensors over several chunks)"
+fi
+rm -rf "$T/a" "$T/b"
+
+# degenerate: most rows unchanged (Q(.25) = Q(.75) = 0: the fence is Q(.5)
+# and everything at or above it is taken), width-1 rows (kl = 0), 0-D
+# (the model's value)
+if "$PYTHON" - "$T/af" "$ROOT/tests/ref" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import safetensors_io as stio
+rng = np.random.default_rng(11)
+shapes = {"mostly": (40, 16), "col": (30, 1), "scalar": (), "cube": (3, 4, 7), "vec": (33,)}
+base = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
+m = {n: (v + rng.uniform(-0.2, 0.2, v.shape)).astype(np.float32) for n, v in base.items()}
+m["mostly"][:35] = base["mostly"][:35]
+for name, d in (("base", base), ("m", m)):
+    os.makedirs(os.path.join(sys.argv[1], name))
+    stio.save_file(os.path.join(sys.argv[1], name, "model.safetensors"), d)
+PY
+then
+	A="$T/af"
+	if "$WELD" arcee-fusion --base "$A/base" -q -o "$A/w" "$A/m" 2>"$T/stderr" &&
+	   "$PYTHON" "$REF" arcee-fusion --base "$A/base" -o "$A/r" "$A/m" 2>>"$T/stderr" &&
+	   same_tensors "$A/w" "$A/r"; then
+		ok "arcee-fusion: unchanged rows, width-1 rows, 0-D and 3-D match the reference"
+	else
+		not_ok "arcee-fusion: unchanged rows, width-1 rows, 0-D and 3-D match the reference"
+	fi
+	# every changed element is taken (a + (b - a), the model's value to
+	# an ulp): the 5 changed rows of 16 and the 30 width-1 rows; 0-D: exact
+	"$WELD" diff "$A/m" "$A/w" >"$T/diff" 2>>"$T/stderr"
+	"$WELD" diff "$A/base" "$A/w" >"$T/diff2" 2>>"$T/stderr"
+	if grep -q '^scalar	0	0	' "$T/diff" && grep -q '^col	.*	30$' "$T/diff2" &&
+	   grep -q '^mostly	.*	80$' "$T/diff2"; then
+		ok "arcee-fusion: with Q(.25) = Q(.75) = 0 and kl = 0 every changed element is taken"
+	else
+		not_ok "arcee-fusion: with Q(.25) = Q(.75) = 0 and kl = 0 every changed element is taken"
+	fi
+else
+	not_ok "arcee-fusion degenerate fixture"
+fi
+
+# mergekit's recipe lists the base among the two models
+cat >"$T/af.json" <<JSON
+{"merge_method": "arcee_fusion", "base_model": "$T/base",
+ "models": [{"model": "$T/base"}, {"model": "$T/ft2"}]}
+JSON
+"$WELD" run -q "$T/af.json" -o "$T/f1" 2>"$T/stderr" &&
+"$WELD" arcee-fusion $B -q -o "$T/f2" "$T/ft2" 2>>"$T/stderr"
+if [ $? -eq 0 ] && same_tensors "$T/f1" "$T/f2"; then
+	ok "arcee_fusion recipe = weld arcee-fusion"
+else
+	not_ok "arcee_fusion recipe = weld arcee-fusion"
+fi
+expect "arcee-fusion: weld run --from-output rebuilds the same tensors" \
+	sh -c '"$1" run --from-output "$2" -q -o "$3" && cmp "$2/model.safetensors" "$3/model.safetensors"' \
+	sh "$WELD" "$T/f2" "$T/f3"
+"$WELD" plan arcee-fusion $B "$T/ft1" >"$T/plan" 2>&1
+if grep -q 'model.norm.weight BF16 \[128\] arcee-fusion passes=3 base=model0 model1$' "$T/plan"; then
+	ok "plan arcee-fusion: passes=3"
+else
+	not_ok "plan arcee-fusion: passes=3"
+fi
+refuse "arcee-fusion: two models" 1 "arcee-fusion takes exactly two models (base and one other), not 3" \
+	"$T/e" "$WELD" arcee-fusion $B -o "$T/e" "$T/ft1" "$T/ft2"
+refuse "arcee-fusion: --weights is not its option" 2 "option '--weights' is not used by 'weld arcee-fusion'" \
+	"$T/e" "$WELD" arcee-fusion $B --weights 1 -o "$T/e" "$T/ft1"
+refuse "arcee-fusion: no base" 2 "--base is required" "$T/e" "$WELD" arcee-fusion -o "$T/e" "$T/ft1"
+recipe_refuse "arcee_fusion with a parameter" \
+	"{\"merge_method\":\"arcee_fusion\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/ft1\",\"parameters\":{\"weight\":1}}]}" \
+	"models[0].parameters.weight: 'weight' is not a parameter of arcee_fusion"
+recipe_refuse "arcee_fusion with only the base" \
+	"{\"merge_method\":\"arcee_fusion\",\"base_model\":\"$T/base\",\"models\":[{\"model\":\"$T/base\"}]}" \
+	"models: no model to merge besides the base model"
 
 summary
