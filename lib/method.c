@@ -49,15 +49,6 @@ struct method_row {
 	size_t min_sources, max_sources;
 	bool task_vectors;      /* merges delta = x - base, not x */
 	bool random_drop;       /* drops elements at random (DESIGN 4.9) */
-	/* methods added since: the parameters it reads (WELD_PB; 0 = see
-	 * weld_method_uses), and whether it drops by rank in the row (della) */
-	unsigned uses;
-	bool rank_drop;
-	bool pcb;               /* PCB's balancing scores */
-	bool sce;               /* sce's variance selection and energy weights */
-	bool arcee;             /* arcee_fusion's importance quantiles */
-	bool rows;              /* its statistics need whole rows in memory */
-	bool no_params;         /* it reads no parameter at all */
 };
 
 static const struct method_row methods[] = {
@@ -70,21 +61,51 @@ static const struct method_row methods[] = {
 	[WELD_METHOD_CONSENSUS] = { "consensus", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
 	[WELD_METHOD_SLERP] = { "slerp", WELD_BASE_REQUIRED, 1, 1 },
 	[WELD_METHOD_APPLY_MASK] = { "apply-mask", WELD_BASE_REQUIRED, 1, 1 },
-	[WELD_METHOD_DELLA] = { "della", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, .task_vectors = true,
-				.uses = WELD_PB(WELD_P_WEIGHT) | WELD_PB(WELD_P_DENSITY) |
-					WELD_PB(WELD_P_EPSILON) | WELD_PB(WELD_P_LAMBDA) |
-					WELD_PB(WELD_P_NORMALIZE),
-				.rank_drop = true },
-	[WELD_METHOD_PCB] = { "pcb", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, .task_vectors = true,
-			      .uses = WELD_PB(WELD_P_WEIGHT) | WELD_PB(WELD_P_DENSITY) |
-				      WELD_PB(WELD_P_LAMBDA),
-			      .pcb = true },
-	[WELD_METHOD_SCE] = { "sce", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, .task_vectors = true,
-			      .uses = WELD_PB(WELD_P_SELECT_TOPK), .sce = true },
-	[WELD_METHOD_ARCEE_FUSION] = { "arcee-fusion", WELD_BASE_REQUIRED, 1, 1,
-				       .arcee = true, .rows = true, .no_params = true },
+	[WELD_METHOD_DELLA] = { .name = "della", .base = WELD_BASE_REQUIRED, .min_sources = 1,
+				.max_sources = WELD_MAX_MODELS, .task_vectors = true },
+	[WELD_METHOD_PCB] = { .name = "pcb", .base = WELD_BASE_REQUIRED, .min_sources = 1,
+			      .max_sources = WELD_MAX_MODELS, .task_vectors = true },
+	[WELD_METHOD_SCE] = { .name = "sce", .base = WELD_BASE_REQUIRED, .min_sources = 1,
+			      .max_sources = WELD_MAX_MODELS, .task_vectors = true },
+	[WELD_METHOD_ARCEE_FUSION] = { .name = "arcee-fusion", .base = WELD_BASE_REQUIRED,
+				       .min_sources = 1, .max_sources = 1 },
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
+
+/*
+ * What the methods with statistics passes of their own read and do. A
+ * method with a row here says which parameters it reads (uses, or none)
+ * instead of weld_method_uses()'s cases.
+ */
+struct method_stats {
+	unsigned uses;          /* WELD_PB() of the parameters it reads */
+	bool no_params;         /* it reads none */
+	bool rank_drop;         /* della: keep probability by rank in the row */
+	bool pcb;               /* PCB's balancing scores */
+	bool sce;               /* sce's variance selection and energy weights */
+	bool arcee;             /* arcee_fusion's importance quantiles */
+	bool rows;              /* its statistics need whole rows in memory */
+};
+
+static const struct method_stats stats[] = {
+	[WELD_METHOD_DELLA] = { .uses = WELD_PB(WELD_P_WEIGHT) | WELD_PB(WELD_P_DENSITY) |
+					WELD_PB(WELD_P_EPSILON) | WELD_PB(WELD_P_LAMBDA) |
+					WELD_PB(WELD_P_NORMALIZE),
+				.rank_drop = true, .rows = true },
+	[WELD_METHOD_PCB] = { .uses = WELD_PB(WELD_P_WEIGHT) | WELD_PB(WELD_P_DENSITY) |
+				      WELD_PB(WELD_P_LAMBDA),
+			      .pcb = true },
+	[WELD_METHOD_SCE] = { .uses = WELD_PB(WELD_P_SELECT_TOPK), .sce = true },
+	[WELD_METHOD_ARCEE_FUSION] = { .no_params = true, .arcee = true, .rows = true },
+};
+
+/* Method m's row of stats[] (all false for the others). */
+static const struct method_stats *stats_of(enum weld_method m)
+{
+	static const struct method_stats none;
+
+	return (unsigned)m < sizeof(stats) / sizeof(stats[0]) ? &stats[m] : &none;
+}
 
 const char *weld_method_name(enum weld_method m)
 {
@@ -116,8 +137,8 @@ bool weld_method_elects_signs(const struct weld_merge_opts *o, enum weld_method 
 
 bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum weld_param p)
 {
-	if ((unsigned)m < NMETHODS && (methods[m].uses || methods[m].no_params))
-		return (methods[m].uses & WELD_PB(p)) != 0;
+	if (stats_of(m)->uses || stats_of(m)->no_params)
+		return (stats_of(m)->uses & WELD_PB(p)) != 0;
 	switch (p) {
 	case WELD_P_WEIGHT:
 		return m != WELD_METHOD_COPY && m != WELD_METHOD_SLERP;
@@ -160,27 +181,27 @@ bool weld_method_l1_rescale(const struct weld_merge_opts *o, enum weld_method m)
 bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m)
 {
 	return (o->scope == WELD_SCOPE_ROW && weld_method_takes(m, WELD_K_SCOPE)) ||
-	       weld_method_rank_drop(m) || ((unsigned)m < NMETHODS && methods[m].rows);
+	       stats_of(m)->rows;
 }
 
 bool weld_method_rank_drop(enum weld_method m)
 {
-	return (unsigned)m < NMETHODS && methods[m].rank_drop;
+	return stats_of(m)->rank_drop;
 }
 
 bool weld_method_pcb(enum weld_method m)
 {
-	return (unsigned)m < NMETHODS && methods[m].pcb;
+	return stats_of(m)->pcb;
 }
 
 bool weld_method_sce(enum weld_method m)
 {
-	return (unsigned)m < NMETHODS && methods[m].sce;
+	return stats_of(m)->sce;
 }
 
 bool weld_method_arcee(enum weld_method m)
 {
-	return (unsigned)m < NMETHODS && methods[m].arcee;
+	return stats_of(m)->arcee;
 }
 
 bool weld_method_rescales(enum weld_method m)
