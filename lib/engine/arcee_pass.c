@@ -25,7 +25,7 @@ static float *tile_importance(struct exec *e, const struct weld_job *j, struct s
 			      size_t len)
 {
 	size_t t = (size_t)(c - e->slices), rl = (size_t)row_len(j);
-	double *scratch = (double *)(void *)(e->rank_scratch + t * 4 * e->tile_elems);
+	double *scratch = (double *)(void *)(e->rank_scratch + t * RANK_SCRATCH * e->tile_elems);
 
 	for (size_t r = 0; r < len; r += rl)
 		weld_k_arcee_importance(c->base + r, c->vals + r, rl, scratch, c->scratch + r);

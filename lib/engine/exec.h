@@ -48,6 +48,7 @@
 #include <math.h>
 
 #define MAX_SEL 2               /* most top-k selections per source */
+#define RANK_SCRATCH 8          /* uint32 per element of a slice's rank scratch */
 
 enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY,
 	    P_RANK_L1, /* della --rescale l1: exact sums of |delta| and of its kept part */
@@ -156,8 +157,8 @@ struct exec {
 	uint64_t hist_pending;  /* elements counted in the threads' histograms */
 	struct recorder rec;
 	struct weld_outq *queue;        /* writes the output chunks */
-	/* della (rank_pass.c): per slice, 4 tiles of rank scratch, and the
-	 * exact sums of each source (all, kept) */
+	/* della (rank_pass.c): per slice, RANK_SCRATCH tiles of rank scratch,
+	 * and the exact sums of each source (all, kept) */
 	uint32_t *rank_scratch;
 	struct weld_xsum *rank_sums;
 	struct hist_exec *hs;   /* order statistics by histograms (hist_pass.c), or NULL */

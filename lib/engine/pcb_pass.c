@@ -125,7 +125,7 @@ static void row_stats(struct exec *e, const struct weld_job *j, struct slice_ctx
 		      size_t w, struct weld_pcb_unit *u)
 {
 	size_t t = (size_t)(c - e->slices);
-	uint32_t *keys = e->rank_scratch + t * 4 * e->tile_elems, *tmp = keys + w;
+	uint32_t *keys = e->rank_scratch + t * RANK_SCRATCH * e->tile_elems, *tmp = keys + w;
 
 	for (size_t s = 0; s < j->nsrc; s++) {
 		const float *d = c->vals + s * e->tile_elems + r;

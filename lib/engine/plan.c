@@ -599,7 +599,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	per_slice = (maxsrc + 1) * super * raw_es + (maxsrc + 6) * tile * 4 + 2 * maxsrc * tile +
 		    tile * 4;
 	if (p->ranks)   /* della: rank scratch (rank_pass.c) and exact sums */
-		per_slice += 4 * tile * 4 + maxsrc * 2 * sizeof(struct weld_xsum);
+		per_slice += 8 * tile * 4 + maxsrc * 2 * sizeof(struct weld_xsum);
 	else if (p->hist_stats) /* sce: exact sums */
 		per_slice += maxsrc * 2 * sizeof(struct weld_xsum);
 	shared = threads * maxsrc * maxsel * WELD_HIST_BINS * 4 +

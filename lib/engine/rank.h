@@ -38,15 +38,22 @@ double weld_xsum_value(const struct weld_xsum *s);
 void weld_k_row_order(const float *v, size_t w, uint32_t *order, uint32_t *scratch);
 
 /*
- * della's drop on one row (METHODS 3 steps 2-5): v[0..w) are the deltas of
- * the elements whose flat indices are first..first+w-1, d the density, eps
- * epsilon, key the source's DESIGN 4.9 key. Element of rank r keeps with
- * p = (d - eps) + (2 t) eps, t = (r - 1)/(w - 1) (p = d for w = 1), in
- * double; a kept element becomes v / (float)p when inverse, else v *
- * factor; a dropped one +0. d >= 1 leaves the row as it is. scratch holds
- * 4 * w uint32_t.
+ * della's keep probabilities for rows of width w (METHODS 3 step 3): the
+ * element of rank i + 1 keeps with p = (d - eps) + (2 t) eps, t = i/(w - 1)
+ * (p = d for w = 1), in double; thr[i] = weld_rng_threshold(p) (a draw is
+ * kept iff its 53 bits are below it: u < p) and pf[i] = float(p).
  */
-void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first, double d, double eps,
-		      bool inverse, float factor, uint32_t *scratch);
+void weld_k_della_table(size_t w, double d, double eps, uint64_t *thr, float *pf);
+
+/*
+ * della's drop on one row (METHODS 3 steps 2-5): v[0..w) are the deltas of
+ * the elements whose flat indices are first..first+w-1, key the source's
+ * DESIGN 4.9 key, thr and pf its weld_k_della_table. A kept element
+ * becomes v / pf[rank] when inverse, else v * factor; a dropped one +0.
+ * scratch holds 4 * w uint32_t. (d >= 1 keeps the row as it is: the caller
+ * does not call this.)
+ */
+void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first, const uint64_t *thr,
+		      const float *pf, bool inverse, float factor, uint32_t *scratch);
 
 #endif

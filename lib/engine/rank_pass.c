@@ -22,7 +22,8 @@ int weld_exec_rank_alloc(struct exec *e)
 	/* the sums serve sce too */
 	if (!e->plan->ranks && !e->plan->hist_stats)
 		return 0;
-	if (e->plan->ranks && !(e->rank_scratch = malloc(n * 4 * e->tile_elems * sizeof(uint32_t))))
+	if (e->plan->ranks &&
+	    !(e->rank_scratch = malloc(n * RANK_SCRATCH * e->tile_elems * sizeof(uint32_t))))
 		return -1;
 	e->rank_sums = calloc(n * e->max_src * 2, sizeof(struct weld_xsum));
 	return e->rank_sums ? 0 : -1;
@@ -32,22 +33,30 @@ void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_
 			 uint64_t g, size_t len, enum pass pass)
 {
 	size_t t = (size_t)(c - e->slices), rl = (size_t)row_len(j);
-	uint32_t *scratch = e->rank_scratch + t * 4 * e->tile_elems;
+	uint32_t *scratch = e->rank_scratch + t * RANK_SCRATCH * e->tile_elems;
+	/* the keep table of the source, after the row scratch */
+	uint64_t *thr = (uint64_t *)(void *)(scratch + 4 * rl);
+	float *pf = (float *)(void *)(thr + rl);
 	bool inverse = e->opts->rescale == WELD_RESCALE_INVERSE, sums = pass == P_RANK_L1;
 
-	for (size_t r = 0; r < len; r += rl)
-		for (size_t s = 0; s < j->nsrc; s++) {
+	for (size_t s = 0; s < j->nsrc; s++) {
+		struct weld_xsum *x = e->rank_sums + (t * e->max_src + s) * 2;
+		bool all = j->src[s].density >= 1;
+
+		if (!all)
+			weld_k_della_table(rl, j->src[s].density, j->src[s].epsilon, thr, pf);
+		for (size_t r = 0; r < len; r += rl) {
 			float *v = c->vals + s * e->tile_elems + r;
-			struct weld_xsum *x = e->rank_sums + (t * e->max_src + s) * 2;
 
 			if (sums)
 				weld_xsum_add_abs(&x[0], v, rl);
-			weld_k_della_row(v, rl, e->rng_key[s], g + r, j->src[s].density,
-					 j->src[s].epsilon, inverse, sums ? 1.0f : e->factor[s],
-					 scratch);
+			if (!all)
+				weld_k_della_row(v, rl, e->rng_key[s], g + r, thr, pf, inverse,
+						 sums ? 1.0f : e->factor[s], scratch);
 			if (sums)
 				weld_xsum_add_abs(&x[1], v, rl);
 		}
+	}
 }
 
 /* The L1 pass: every chunk (whole rows), then each source's factor. */

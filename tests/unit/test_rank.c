@@ -70,9 +70,17 @@ static void della_row(float *v, size_t w, uint64_t key, uint64_t first, double d
 		      bool inverse, float factor)
 {
 	uint32_t *scratch = malloc(4 * w * sizeof(uint32_t));
+	uint64_t *thr = malloc(w * sizeof(uint64_t));
+	float *pf = malloc(w * sizeof(float));
 
-	weld_k_della_row(v, w, key, first, d, eps, inverse, factor, scratch);
+	/* d >= 1 keeps the row: the engine does not call the kernel */
+	if (d < 1) {
+		weld_k_della_table(w, d, eps, thr, pf);
+		weld_k_della_row(v, w, key, first, thr, pf, inverse, factor, scratch);
+	}
 	free(scratch);
+	free(thr);
+	free(pf);
 }
 
 /* three elements, d = 0.5, eps = 0.2: p = 0.3, 0.5, 0.7 by rank; each kept
