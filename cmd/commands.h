@@ -4,20 +4,24 @@
 #ifndef WELD_COMMANDS_H
 #define WELD_COMMANDS_H
 
+int cmd_arcee_fusion(int argc, char **argv);
 int cmd_average(int argc, char **argv);
 int cmd_breadcrumbs(int argc, char **argv);
 int cmd_consensus(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_dare(int argc, char **argv);
+int cmd_della(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_expert_merge(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_join(int argc, char **argv);
+int cmd_pcb(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 /* weld plan RECIPE.json: argv[0] is "run"; prints the plan, writes nothing. */
 int cmd_run_plan(int argc, char **argv);
+int cmd_sce(int argc, char **argv);
 int cmd_task_arithmetic(int argc, char **argv);
 int cmd_ties(int argc, char **argv);
 int cmd_verify(int argc, char **argv);

@@ -16,18 +16,22 @@ struct cmd {
 
 /* keep sorted */
 static const struct cmd commands[] = {
+	{ "arcee-fusion", cmd_arcee_fusion, NULL },
 	{ "average", cmd_average, NULL },
 	{ "breadcrumbs", cmd_breadcrumbs, NULL },
 	{ "consensus", cmd_consensus, NULL },
 	{ "convert", cmd_convert, "rewrite a model in another format, dtype or shard size" },
 	{ "dare", cmd_dare, NULL },
+	{ "della", cmd_della, NULL },
 	{ "diff", cmd_diff, "per-tensor comparison of two models" },
 	{ "expert-merge", cmd_expert_merge, "M-SMoE: merge the experts of one MoE checkpoint into fewer groups" },
 	{ "help", cmd_help, "show the usage of weld or of a command" },
 	{ "inspect", cmd_inspect, "list a model's tensors: name, dtype, shape, bytes, file" },
 	{ "join", cmd_join, "assemble the parts of a merge split over several machines" },
+	{ "pcb", cmd_pcb, NULL },
 	{ "plan", cmd_plan, "validate a command or recipe and print what it would do" },
 	{ "run", cmd_run, "run a JSON recipe (mergekit's configuration schema)" },
+	{ "sce", cmd_sce, NULL },
 	{ "task-arithmetic", cmd_task_arithmetic, NULL },
 	{ "ties", cmd_ties, NULL },
 	{ "verify", cmd_verify, "re-hash a weld output against its recorded XXH3 checksums" },

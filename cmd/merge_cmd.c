@@ -26,6 +26,7 @@ enum {
 	O_MAXMEM, O_SHARD, O_ALLOW_MISSING, O_NO_COPY, O_JSON, O_SIGN, O_NORMALIZE,
 	O_NO_NORMALIZE, O_RESCALE, O_COMBINE, O_TRIM, O_GAMMA, O_FROM, O_MASK_LAMBDA,
 	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED, O_ALLOW_NONFINITE, O_PART, O_PARTS,
+	O_EPSILON, O_CLIP, O_SELECT_TOPK,
 };
 
 static const struct option long_opts[] = {
@@ -59,6 +60,9 @@ static const struct option long_opts[] = {
 	{ "merged", required_argument, NULL, O_MERGED },
 	{ "part", required_argument, NULL, O_PART },
 	{ "parts", required_argument, NULL, O_PARTS },
+	{ "epsilon", required_argument, NULL, O_EPSILON },
+	{ "clip", required_argument, NULL, O_CLIP },
+	{ "select-topk", required_argument, NULL, O_SELECT_TOPK },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -90,6 +94,8 @@ static bool takes(const struct weld_method_spelling *s, int c)
 		{ O_FROM, -1, WELD_K_FROM }, { O_K, -1, WELD_K_K },
 		{ O_SAVE_MASKS, -1, WELD_K_MASKS }, { O_APPLY_MASK, -1, WELD_K_MASKS },
 		{ O_MASKS, -1, WELD_K_MASKS }, { O_MERGED, -1, WELD_K_MASKS },
+		{ O_EPSILON, WELD_P_EPSILON, -1 }, { O_CLIP, -1, WELD_K_CLIP },
+		{ O_SELECT_TOPK, WELD_P_SELECT_TOPK, -1 },
 	};
 
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -115,6 +121,8 @@ struct merge_args {
 	size_t n;
 	double weights[WELD_MAX_MODELS], density[WELD_MAX_MODELS], mask_lambda[WELD_MAX_MODELS];
 	size_t nweights, ndensity, nmask_lambda;
+	double epsilon[WELD_MAX_MODELS];
+	size_t nepsilon;
 	double lambda, gamma;
 	long apply_mask;
 	bool json;
@@ -134,6 +142,15 @@ static bool density_ok(const char *opt, double d)
 	if (d > 0 && d <= 1)
 		return true;
 	cli_usage_error("invalid value '%g' for '%s': outside (0, 1]", d, opt);
+	return false;
+}
+
+/* An epsilon, from --epsilon or MODEL:epsilon=, must be in [0, 1). */
+static bool epsilon_ok(const char *opt, double e)
+{
+	if (e >= 0 && e < 1)
+		return true;
+	cli_usage_error("invalid value '%g' for '%s': outside [0, 1)", e, opt);
 	return false;
 }
 
@@ -159,13 +176,15 @@ static int parse_model_value(const struct weld_method_spelling *s, const char *a
 		    p != WELD_P_GAMMA && p != WELD_P_SCALE)
 			break;
 	if (p == WELD_P_COUNT)
-		return cli_usage_error("model '%s': unknown key '%s' (weight, density, mask_lambda)",
+		return cli_usage_error("model '%s': unknown key '%s' (weight, density, mask_lambda, epsilon)",
 				       arg, tok);
 	if (!(s->params & WELD_PB(p)))
 		return cli_usage_error("model '%s': '%s' is not used by 'weld %s'", arg, tok, s->name);
 	if (!cli_double(tok, eq + 1, &v))
 		return EXIT_USAGE;
 	if (p == WELD_P_DENSITY && !density_ok(tok, v))
+		return EXIT_USAGE;
+	if (p == WELD_P_EPSILON && !epsilon_ok(tok, v))
 		return EXIT_USAGE;
 	m->has[p] = true;
 	m->v[p] = v;
@@ -219,6 +238,8 @@ static struct weld_model_params model_params(const struct merge_args *a, size_t 
 		.density = per_model(a->density, a->ndensity, i, m, WELD_P_DENSITY, a->spec->density),
 		.mask_lambda = per_model(a->mask_lambda, a->nmask_lambda, i, m, WELD_P_MASK_LAMBDA,
 					 WELD_DEFAULT_MASK_LAMBDA),
+		.epsilon = per_model(a->epsilon, a->nepsilon, i, m, WELD_P_EPSILON,
+				     WELD_DEFAULT_EPSILON),
 	};
 }
 
@@ -243,12 +264,27 @@ static int parse_method_opt(int c, struct merge_args *a)
 	case O_WEIGHTS: return parse_list("--weights", a->weights, &a->nweights, false);
 	case O_DENSITY: return parse_list("--density", a->density, &a->ndensity, true);
 	case O_MASK_LAMBDA: return parse_list("--mask-lambda", a->mask_lambda, &a->nmask_lambda, false);
+	case O_EPSILON:
+		if (parse_list("--epsilon", a->epsilon, &a->nepsilon, false))
+			return EXIT_USAGE;
+		for (size_t i = 0; i < a->nepsilon; i++)
+			if (!epsilon_ok("--epsilon", a->epsilon[i]))
+				return EXIT_USAGE;
+		return 0;
 	case O_LAMBDA: return cli_double("--lambda", optarg, &a->lambda) ? 0 : EXIT_USAGE;
 	case O_TRIM:
 		if (!cli_double("--trim", optarg, &a->o.trim))
 			return EXIT_USAGE;
 		if (!(a->o.trim > 0 && a->o.trim <= 1))
 			return cli_usage_error("invalid value '%s' for '--trim': outside (0, 1]", optarg);
+		return 0;
+	case O_SELECT_TOPK:
+		return cli_double("--select-topk", optarg, &a->o.select_topk) ? 0 : EXIT_USAGE;
+	case O_CLIP:
+		if (!cli_double("--clip", optarg, &a->o.clip))
+			return EXIT_USAGE;
+		if (!(a->o.clip >= 0 && a->o.clip < 0.5))
+			return cli_usage_error("invalid value '%s' for '--clip': outside [0, 0.5)", optarg);
 		return 0;
 	case O_GAMMA:
 		if (!cli_double("--gamma", optarg, &a->gamma))
@@ -364,6 +400,8 @@ static int check_args(struct merge_args *a)
 	if (a->nmask_lambda > 1 && a->nmask_lambda != a->n)
 		return cli_usage_error("--mask-lambda has %zu values for %zu models",
 				       a->nmask_lambda, a->n);
+	if (a->nepsilon > 1 && a->nepsilon != a->n)
+		return cli_usage_error("--epsilon has %zu values for %zu models", a->nepsilon, a->n);
 	if (a->o.trim > 0 && a->o.combine != WELD_COMBINE_TIES)
 		return cli_usage_error("--trim needs --combine ties");
 	return 0;

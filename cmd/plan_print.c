@@ -55,19 +55,44 @@ static void print_options(const struct weld_merge_opts *o, bool json)
 		snprintf(num, sizeof(num), json ? "%.17g" : "%g", o->trim);
 		print_opt(json, &first, "trim", num, false);
 	}
+	if (weld_method_uses(o, m, WELD_P_SELECT_TOPK)) {
+		snprintf(num, sizeof(num), json ? "%.17g" : "%g", o->select_topk);
+		print_opt(json, &first, "select_topk", num, false);
+	}
+	if (weld_method_takes(m, WELD_K_CLIP)) {
+		snprintf(num, sizeof(num), json ? "%.17g" : "%g", o->clip);
+		print_opt(json, &first, "clip", num, false);
+	}
 	if (first && !json)
 		printf("none");
 }
 
-static void print_job_json(const weld_plan *p, const struct weld_job *j)
+/* The passes of job i over its inputs, when more than one (text), or
+ * always (JSON: "passes":[lo,hi]). */
+static void print_passes(const weld_plan *p, size_t i, bool json)
+{
+	int lo, hi;
+
+	weld_plan_job_passes(p, i, &lo, &hi);
+	if (json)
+		printf(",\"passes\":[%d,%d]", lo, hi);
+	else if (lo != hi)
+		printf(" passes=%d-%d", lo, hi);
+	else if (lo > 1)
+		printf(" passes=%d", lo);
+}
+
+static void print_job_json(const weld_plan *p, size_t i)
 {
 	const struct weld_merge_opts *o = weld_plan_opts(p);
+	const struct weld_job *j = weld_plan_job(p, i);
 
 	printf("{\"name\":");
 	cli_json_string(stdout, j->name);
 	printf(",\"dtype\":\"%s\",\"shape\":", weld_dtype_name(j->dtype));
 	print_shape(stdout, j);
 	printf(",\"method\":\"%s\"", weld_method_name(j->method));
+	print_passes(p, i, true);
 	if (weld_method_uses(o, j->method, WELD_P_LAMBDA))
 		printf(",\"lambda\":%.17g", j->lambda);
 	if (weld_method_uses(o, j->method, WELD_P_GAMMA))
@@ -90,18 +115,22 @@ static void print_job_json(const weld_plan *p, const struct weld_job *j)
 		printf(",\"weight\":%.17g,\"density\":%.17g", src->weight, src->density);
 		if (weld_method_uses(o, j->method, WELD_P_MASK_LAMBDA))
 			printf(",\"mask_lambda\":%.17g", src->mask_lambda);
+		if (weld_method_uses(o, j->method, WELD_P_EPSILON))
+			printf(",\"epsilon\":%.17g", src->epsilon);
 		putchar('}');
 	}
 	printf("]}");
 }
 
-static void print_job_text(const weld_plan *p, const struct weld_job *j)
+static void print_job_text(const weld_plan *p, size_t i)
 {
 	const struct weld_merge_opts *o = weld_plan_opts(p);
+	const struct weld_job *j = weld_plan_job(p, i);
 
 	printf("%s %s ", cli_safe(j->name), weld_dtype_name(j->dtype));
 	print_shape(stdout, j);
 	printf(" %s", weld_method_name(j->method));
+	print_passes(p, i, false);
 	if (weld_method_uses(o, j->method, WELD_P_LAMBDA))
 		printf(" lambda=%g", j->lambda);
 	if (weld_method_uses(o, j->method, WELD_P_GAMMA))
@@ -131,6 +160,8 @@ static void print_job_text(const weld_plan *p, const struct weld_job *j)
 			printf(",d=%g", src->density);
 		if (weld_method_uses(o, j->method, WELD_P_MASK_LAMBDA))
 			printf(",ml=%g", src->mask_lambda);
+		if (weld_method_uses(o, j->method, WELD_P_EPSILON))
+			printf(",eps=%g", src->epsilon);
 		putchar(')');
 	}
 	putchar('\n');
@@ -166,7 +197,7 @@ void plan_print(const weld_plan *p, bool json, const struct plan_labels *labels)
 		printf("],\"tensors\":[");
 		for (size_t i = 0; i < weld_plan_job_count(p); i++) {
 			printf(i ? "," : "");
-			print_job_json(p, weld_plan_job(p, i));
+			print_job_json(p, i);
 		}
 		printf("]");
 		if (labels && labels->recipe_json)
@@ -189,6 +220,6 @@ void plan_print(const weld_plan *p, bool json, const struct plan_labels *labels)
 	weld_format_size(out_bytes, lim, sizeof(lim));
 	printf("reads    %s\nwrites   %s in %zu tensors\n", mem, lim, weld_plan_job_count(p));
 	for (size_t i = 0; i < weld_plan_job_count(p); i++)
-		print_job_text(p, weld_plan_job(p, i));
+		print_job_text(p, i);
 }
 

@@ -18,11 +18,13 @@ const struct weld_param_def weld_param_defs[WELD_P_COUNT] = {
 	[WELD_P_NORMALIZE] = { "normalize", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
 	[WELD_P_RESCALE] = { "rescale", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
 	[WELD_P_INT8_MASK] = { "int8_mask", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_EPSILON] = { "epsilon", WELD_PER_MODEL, WELD_RANGE_UNIT },
+	[WELD_P_SELECT_TOPK] = { "select_topk", WELD_WHOLE_MERGE, WELD_RANGE_ANY },
 };
 
 const char *const weld_key_names[WELD_K_COUNT] = {
 	"scope", "seed", "sign", "rescale", "combine", "trim", "from", "k", NULL,
-	"shard_size", "max_memory", "allow_missing", "copy_files", "allow_nonfinite",
+	"shard_size", "max_memory", "allow_missing", "copy_files", "allow_nonfinite", "clip",
 };
 
 const char *const weld_scope_names[] = { "tensor", "row", "model", NULL };
@@ -59,8 +61,51 @@ static const struct method_row methods[] = {
 	[WELD_METHOD_CONSENSUS] = { "consensus", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
 	[WELD_METHOD_SLERP] = { "slerp", WELD_BASE_REQUIRED, 1, 1 },
 	[WELD_METHOD_APPLY_MASK] = { "apply-mask", WELD_BASE_REQUIRED, 1, 1 },
+	[WELD_METHOD_DELLA] = { .name = "della", .base = WELD_BASE_REQUIRED, .min_sources = 1,
+				.max_sources = WELD_MAX_MODELS, .task_vectors = true },
+	[WELD_METHOD_PCB] = { .name = "pcb", .base = WELD_BASE_REQUIRED, .min_sources = 1,
+			      .max_sources = WELD_MAX_MODELS, .task_vectors = true },
+	[WELD_METHOD_SCE] = { .name = "sce", .base = WELD_BASE_REQUIRED, .min_sources = 1,
+			      .max_sources = WELD_MAX_MODELS, .task_vectors = true },
+	[WELD_METHOD_ARCEE_FUSION] = { .name = "arcee-fusion", .base = WELD_BASE_REQUIRED,
+				       .min_sources = 1, .max_sources = 1 },
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
+
+/*
+ * What the methods with statistics passes of their own read and do. A
+ * method with a row here says which parameters it reads (uses, or none)
+ * instead of weld_method_uses()'s cases.
+ */
+struct method_stats {
+	unsigned uses;          /* WELD_PB() of the parameters it reads */
+	bool no_params;         /* it reads none */
+	bool rank_drop;         /* della: keep probability by rank in the row */
+	bool pcb;               /* PCB's balancing scores */
+	bool sce;               /* sce's variance selection and energy weights */
+	bool arcee;             /* arcee_fusion's importance quantiles */
+	bool rows;              /* its statistics need whole rows in memory */
+};
+
+static const struct method_stats stats[] = {
+	[WELD_METHOD_DELLA] = { .uses = WELD_PB(WELD_P_WEIGHT) | WELD_PB(WELD_P_DENSITY) |
+					WELD_PB(WELD_P_EPSILON) | WELD_PB(WELD_P_LAMBDA) |
+					WELD_PB(WELD_P_NORMALIZE),
+				.rank_drop = true, .rows = true },
+	[WELD_METHOD_PCB] = { .uses = WELD_PB(WELD_P_WEIGHT) | WELD_PB(WELD_P_DENSITY) |
+				      WELD_PB(WELD_P_LAMBDA),
+			      .pcb = true },
+	[WELD_METHOD_SCE] = { .uses = WELD_PB(WELD_P_SELECT_TOPK), .sce = true },
+	[WELD_METHOD_ARCEE_FUSION] = { .no_params = true, .arcee = true, .rows = true },
+};
+
+/* Method m's row of stats[] (all false for the others). */
+static const struct method_stats *stats_of(enum weld_method m)
+{
+	static const struct method_stats none;
+
+	return (unsigned)m < sizeof(stats) / sizeof(stats[0]) ? &stats[m] : &none;
+}
 
 const char *weld_method_name(enum weld_method m)
 {
@@ -83,7 +128,8 @@ bool weld_method_elects_signs(const struct weld_merge_opts *o, enum weld_method 
 	switch (m) {
 	case WELD_METHOD_TIES: return true;
 	case WELD_METHOD_DARE:
-	case WELD_METHOD_BREADCRUMBS: return o->combine == WELD_COMBINE_TIES;
+	case WELD_METHOD_BREADCRUMBS:
+	case WELD_METHOD_DELLA: return o->combine == WELD_COMBINE_TIES;
 	case WELD_METHOD_CONSENSUS: return o->from == WELD_FROM_TIES;
 	default: return false;
 	}
@@ -91,6 +137,8 @@ bool weld_method_elects_signs(const struct weld_merge_opts *o, enum weld_method 
 
 bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum weld_param p)
 {
+	if (stats_of(m)->uses || stats_of(m)->no_params)
+		return (stats_of(m)->uses & WELD_PB(p)) != 0;
 	switch (p) {
 	case WELD_P_WEIGHT:
 		return m != WELD_METHOD_COPY && m != WELD_METHOD_SLERP;
@@ -132,7 +180,33 @@ bool weld_method_l1_rescale(const struct weld_merge_opts *o, enum weld_method m)
 
 bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m)
 {
-	return o->scope == WELD_SCOPE_ROW && weld_method_takes(m, WELD_K_SCOPE);
+	return (o->scope == WELD_SCOPE_ROW && weld_method_takes(m, WELD_K_SCOPE)) ||
+	       stats_of(m)->rows;
+}
+
+bool weld_method_rank_drop(enum weld_method m)
+{
+	return stats_of(m)->rank_drop;
+}
+
+bool weld_method_pcb(enum weld_method m)
+{
+	return stats_of(m)->pcb;
+}
+
+bool weld_method_sce(enum weld_method m)
+{
+	return stats_of(m)->sce;
+}
+
+bool weld_method_arcee(enum weld_method m)
+{
+	return stats_of(m)->arcee;
+}
+
+bool weld_method_rescales(enum weld_method m)
+{
+	return weld_method_random_drop(m) || weld_method_rank_drop(m);
 }
 
 uint64_t weld_method_unit_k(const struct weld_merge_opts *o, const struct weld_job *j, size_t s,
@@ -251,13 +325,50 @@ static const struct weld_method_spelling spellings[] = {
 	  .keys = K(SCOPE) | K(SIGN) | K(COMBINE), .base = WELD_BASE_REQUIRED,
 	  .density = 0.9, .gamma = WELD_DEFAULT_GAMMA, .combine = WELD_COMBINE_SUM,
 	  .summary = "Model Breadcrumbs: drop the largest outliers and the smallest deltas" },
+	/* della (METHODS 3): mergekit's two names, and the command (the paper's
+	 * inverse rescale, density 0.5, TIES election) */
+	{ .name = "della", .method = WELD_METHOD_DELLA, .where = WELD_IN_RECIPE,
+	  .params = GTA_PARAMS | P(DENSITY) | P(EPSILON) | P(RESCALE),
+	  .keys = K(SEED) | K(RESCALE) | K(SIGN) | K(COMBINE), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_L1,
+	  .combine = WELD_COMBINE_TIES, .weight_required = true },
+	{ .name = "della_linear", .method = WELD_METHOD_DELLA, .where = WELD_IN_RECIPE,
+	  .params = GTA_PARAMS | P(DENSITY) | P(EPSILON) | P(RESCALE),
+	  .keys = K(SEED) | K(RESCALE), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_L1,
+	  .combine = WELD_COMBINE_SUM, .combine_fixed = true, .weight_required = true },
+	{ .name = "della", .method = WELD_METHOD_DELLA, .where = WELD_IN_COMMAND,
+	  .params = P(WEIGHT) | P(DENSITY) | P(EPSILON) | P(LAMBDA) | P(NORMALIZE),
+	  .keys = K(SEED) | K(RESCALE) | K(COMBINE) | K(SIGN), .base = WELD_BASE_REQUIRED,
+	  .density = 0.5, .normalize = true, .rescale = WELD_RESCALE_INVERSE,
+	  .combine = WELD_COMBINE_TIES,
+	  .summary = "DELLA: keep probability by magnitude rank in the row, rescale, elect" },
+	/* PCB-Merging (METHODS 12): weld's own name, a command and a recipe */
+	{ .name = "pcb", .method = WELD_METHOD_PCB, .where = BOTH,
+	  .params = P(WEIGHT) | P(DENSITY) | P(LAMBDA), .keys = K(SCOPE) | K(CLIP),
+	  .base = WELD_BASE_REQUIRED, .density = 0.1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true,
+	  .summary = "PCB-Merging: intra/inter balancing scores, drop, rescale" },
+	/* sce (METHODS 5): mergekit's name is the command's */
+	{ .name = "sce", .method = WELD_METHOD_SCE, .where = BOTH,
+	  .params = P(SELECT_TOPK) | P(INT8_MASK), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "SCE: keep the positions of largest variance, erase sign conflicts, energy weights" },
+	/* arcee_fusion (METHODS 11): base and one model, no parameters */
+	{ .name = "arcee_fusion", .method = WELD_METHOD_ARCEE_FUSION, .where = WELD_IN_RECIPE,
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true },
+	{ .name = "arcee-fusion", .method = WELD_METHOD_ARCEE_FUSION, .where = BOTH,
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true,
+	  .summary = "Arcee Fusion: the model's values where they matter (importance fence), else the base's" },
 };
 #define NSPELLINGS (sizeof(spellings) / sizeof(spellings[0]))
 
 /* mergekit methods weld does not implement. */
 static const char *const mergekit_only[] = {
-	"della", "della_linear", "model_stock", "nuslerp", "multislerp", "karcher", "sce",
-	"nearswap", "arcee_fusion", "ram", "ramplus_tl",
+	"model_stock", "nuslerp", "multislerp", "karcher",
+	"nearswap", "ram", "ramplus_tl",
 };
 
 const struct weld_method_spelling *weld_method_find(const char *name, unsigned where)
@@ -301,6 +412,8 @@ bool weld_method_default(const struct weld_method_spelling *s, enum weld_param p
 	case WELD_P_GAMMA: *out = s->gamma; return true;
 	case WELD_P_MASK_LAMBDA: *out = WELD_DEFAULT_MASK_LAMBDA; return true;
 	case WELD_P_NORMALIZE: *out = s->normalize; return true;
+	case WELD_P_EPSILON: *out = WELD_DEFAULT_EPSILON; return true;
+	case WELD_P_SELECT_TOPK: *out = WELD_DEFAULT_SELECT_TOPK; return true;
 	default: return false;
 	}
 }
@@ -321,4 +434,6 @@ void weld_merge_opts_init(struct weld_merge_opts *o, const struct weld_method_sp
 	o->record_memory = UINT64_MAX;
 	o->shard_size = WELD_DEFAULT_SHARD_SIZE;
 	o->copy_files = true;
+	o->clip = WELD_DEFAULT_CLIP;
+	o->select_topk = WELD_DEFAULT_SELECT_TOPK;
 }

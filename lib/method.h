@@ -41,6 +41,8 @@ enum weld_param {
 	WELD_P_WEIGHT, WELD_P_DENSITY, WELD_P_GAMMA, WELD_P_MASK_LAMBDA, WELD_P_SCALE, /* per model */
 	WELD_P_LAMBDA, WELD_P_T,                                                       /* per tensor */
 	WELD_P_NORMALIZE, WELD_P_RESCALE, WELD_P_INT8_MASK,                            /* whole merge */
+	WELD_P_EPSILON,                                                                /* per model */
+	WELD_P_SELECT_TOPK,                                                            /* whole merge */
 	WELD_P_COUNT
 };
 
@@ -72,6 +74,7 @@ enum weld_key {
 	WELD_K_FROM, WELD_K_K, WELD_K_MASKS,
 	WELD_K_SHARD_SIZE, WELD_K_MAX_MEMORY, WELD_K_ALLOW_MISSING, WELD_K_COPY_FILES,
 	WELD_K_ALLOW_NONFINITE,
+	WELD_K_CLIP,
 	WELD_K_COUNT
 };
 /* The name of each key in a recipe's weld object (NULL: not there). */
@@ -118,6 +121,7 @@ struct weld_method_spelling {
 	enum weld_combine combine;
 	bool combine_fixed;           /* the name says sum or ties */
 	const char *summary;          /* one line for 'weld help' (commands) */
+	bool weight_required;         /* a recipe must give every model a weight (METHODS 0) */
 };
 
 /* The spelling called name and accepted in where (WELD_IN_*), or NULL. */
@@ -135,6 +139,9 @@ bool weld_method_mergekit_only(const char *name);
 #define WELD_DEFAULT_GAMMA 0.01
 #define WELD_DEFAULT_MASK_LAMBDA 0.6
 #define WELD_DEFAULT_K 2
+#define WELD_DEFAULT_EPSILON 0.15
+#define WELD_DEFAULT_CLIP 0.0001
+#define WELD_DEFAULT_SELECT_TOPK 1.0
 
 /* The default of parameter p for a spelling; false when it has none (t,
  * scale, rescale, int8_mask). */
@@ -165,6 +172,22 @@ bool weld_method_random_drop(enum weld_method m);
 bool weld_method_l1_rescale(const struct weld_merge_opts *o, enum weld_method m);
 /* Are its units (top-k, L1) rows, taken inside APPLY (--scope row)? */
 bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m);
+/* Does it drop elements with a keep probability from their rank in the row
+ * (della: always row units; with --rescale l1 an L1 pass over the tensor)? */
+bool weld_method_rank_drop(enum weld_method m);
+/* Does it weigh task-vector entries by PCB's balancing scores (its own
+ * statistics passes and APPLY, pcb_pass.c)? */
+bool weld_method_pcb(enum weld_method m);
+/* Does it keep the positions of the largest variance across models and
+ * weigh models by their energy (sce: its own passes and APPLY,
+ * sce_pass.c)? */
+bool weld_method_sce(enum weld_method m);
+/* Does it take the base's value where an importance (|x - base| times the
+ * row's KL divergence) is below a quantile fence (arcee_fusion: its own
+ * passes and APPLY, arcee_pass.c)? */
+bool weld_method_arcee(enum weld_method m);
+/* Does it take mergekit's `rescale` (the random-drop methods)? */
+bool weld_method_rescales(enum weld_method m);
 /* The passes: weld_job_selections() (merge.h) top-k selections per source,
  * and k of selection q of source s over a unit of m elements (DESIGN 4.1,
  * 4.6). */

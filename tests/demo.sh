@@ -28,10 +28,14 @@ say $W ties --base "$D/base" -o "$D/ties" --density 0.3 -q $F
 say $W dare --base "$D/base" -o "$D/dare" --density 0.5 --seed 7 -q $F
 say $W breadcrumbs --base "$D/base" -o "$D/breadcrumbs" --density 0.8 --gamma 0.02 -q $F
 say $W consensus --base "$D/base" -o "$D/consensus" --k 2 --save-masks "$D/masks.safetensors" -q $F
+say $W della --base "$D/base" -o "$D/della" --density 0.5 --epsilon 0.1 --seed 7 -q $F
+say $W pcb --base "$D/base" -o "$D/pcb" --density 0.2 -q $F
+say $W sce --base "$D/base" -o "$D/sce" --select-topk 0.3 -q $F
+say $W arcee-fusion --base "$D/base" -o "$D/arcee-fusion" -q "$D/math"
 
 echo
 echo "how far each merge moved the model.layers.0.mlp.up_proj weights from the base:"
-for m in average task-arithmetic ties dare breadcrumbs consensus; do
+for m in average task-arithmetic ties dare breadcrumbs consensus della pcb sce arcee-fusion; do
 	printf '%-16s ' "$m"
 	$W diff "$D/base" "$D/$m" | grep 'layers.0.mlp.up_proj' | cut -f2-4 |
 		awk -F'\t' '{ printf "max |diff| %s  rms %s  cosine %s\n", $1, $2, $3 }'

@@ -12,6 +12,7 @@
  * every job: they are the same in every part.
  */
 #include "exec.h"
+#include "hist_pass.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,14 @@ static uint64_t total_bytes(const struct exec *e)
 			passes++;
 		if (needs_l1(e, j) && e->opts->scope != WELD_SCOPE_ROW)
 			passes++;
+		if (weld_method_rank_drop(j->method) && e->opts->rescale == WELD_RESCALE_L1)
+			passes++;
+		if (weld_method_pcb(j->method) && e->opts->scope != WELD_SCOPE_ROW)
+			passes += 4;
+		if (weld_method_sce(j->method))
+			passes += 3;
+		if (weld_method_arcee(j->method) && j->ndim > 0)
+			passes += 2;
 		t += passes * job_bytes(e, j, j->nelem);
 		/* top-k: a 1/16 sample and one pass (more only if the guess misses) */
 		if (nsel(e, j) && e->opts->scope != WELD_SCOPE_ROW)
@@ -118,6 +127,8 @@ static int apply_job(struct exec *e, const struct weld_job *j, struct weld_error
 			for (int t = 0; t < e->n_slices; t++)
 				memset(e->slices[t].n_equal, 0, sizeof(e->slices[t].n_equal));
 		}
+		if (weld_method_sce(j->method) && weld_exec_sce_chunk(e, j, first, n, err) < 0)
+			return -1;
 		if (weld_exec_run_chunk(e, j, first, n, P_APPLY, mode, err) < 0)
 			return -1;
 		if (e->mask_writer && j->method == WELD_METHOD_CONSENSUS &&
@@ -153,6 +164,15 @@ static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *
 		   weld_exec_unit_stats(e, &j, 1, err) < 0) {
 		return -1;
 	}
+	if (weld_method_rank_drop(j->method) && weld_exec_rank_stats(e, j, err) < 0)
+		return -1;
+	if (weld_method_pcb(j->method) && e->opts->scope == WELD_SCOPE_TENSOR &&
+	    weld_exec_pcb_unit(e, &j, 1, err) < 0)
+		return -1;
+	if (weld_method_sce(j->method) && weld_exec_sce_unit(e, j, err) < 0)
+		return -1;
+	if (weld_method_arcee(j->method) && weld_exec_arcee_unit(e, j, err) < 0)
+		return -1;
 	return apply_job(e, j, err);
 }
 
@@ -206,6 +226,8 @@ static int model_stats(struct exec *e, struct weld_error *err)
 			jobs[nj++] = &p->jobs[i];
 	if (nj)
 		r = weld_exec_unit_stats(e, jobs, nj, err);
+	if (nj && r == 0 && weld_method_pcb(jobs[0]->method))
+		r = weld_exec_pcb_unit(e, jobs, nj, err);
 	free(jobs);
 	return r;
 }
@@ -247,6 +269,9 @@ static void exec_free(struct exec *e)
 	free(e->factor);
 	free(e->rng_key);
 	free(e->draw_bits);
+	free(e->rank_scratch);
+	free(e->rank_sums);
+	weld_exec_hist_free(e);
 	weld_writer_close(e->writer);
 	weld_writer_close(e->mask_writer);
 }
@@ -291,7 +316,7 @@ static int exec_alloc(struct exec *e)
 		     (c->row_keys = malloc(e->tile_elems * sizeof(uint32_t))) &&
 		     (!e->opts->allow_nonfinite || (c->nan = malloc(e->tile_elems)));
 	}
-	return ok ? 0 : -1;
+	return ok && weld_exec_rank_alloc(e) == 0 && weld_exec_hist_alloc(e) == 0 ? 0 : -1;
 }
 
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)

@@ -42,13 +42,22 @@
 #include "method.h"
 #include "kernels.h"
 #include "plan_impl.h"
+#include "rank.h"
 #include "write_queue.h"
 
 #include <math.h>
 
 #define MAX_SEL 2               /* most top-k selections per source */
+#define RANK_SCRATCH 8          /* uint32 per element of a slice's rank scratch */
 
-enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY };
+enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY,
+	    P_RANK_L1, /* della --rescale l1: exact sums of |delta| and of its kept part */
+	    /* pcb: histograms of the high, then the low bits of |delta|, then of beta */
+	    P_PCB_CLIP_HI, P_PCB_CLIP_LO, P_PCB_BETA_HI, P_PCB_BETA_LO,
+	    /* sce: the variances' histograms, the equal ones per slice, the energies */
+	    P_SCE_HI, P_SCE_LO, P_SCE_COUNT, P_SCE_SUM,
+	    /* arcee_fusion: the importances' histograms */
+	    P_ARCEE_HI, P_ARCEE_LO };
 
 /* P_SAMPLE reads one super-tile in SAMPLE_STRIDE. */
 #define SAMPLE_STRIDE 16
@@ -153,6 +162,11 @@ struct exec {
 	uint64_t hist_pending;  /* elements counted in the threads' histograms */
 	struct recorder rec;
 	struct weld_outq *queue;        /* writes the output chunks */
+	/* della (rank_pass.c): per slice, RANK_SCRATCH tiles of rank scratch,
+	 * and the exact sums of each source (all, kept) */
+	uint32_t *rank_scratch;
+	struct weld_xsum *rank_sums;
+	struct hist_exec *hs;   /* order statistics by histograms (hist_pass.c), or NULL */
 };
 
 /* The input tensor of source s. */
@@ -245,6 +259,11 @@ int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, siz
  * slices in parallel, then the slice-order folding of their counts. */
 int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
 			enum pass pass, enum drop_mode mode, struct weld_error *err);
+/* The tile at flat index g, computed in c->out: NaN where an input is NaN
+ * (--allow-nonfinite), then encoded into the output chunk that starts at
+ * first. Every APPLY ends with it. */
+void weld_exec_put_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			uint64_t first, uint64_t g, size_t len);
 
 /* nonfinite.c */
 
@@ -253,6 +272,57 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
  * whole tensor. Returns -1. */
 int weld_exec_nonfinite_error(const struct exec *e, const struct weld_job *j,
 			      struct weld_error *err);
+/* rank_pass.c */
+
+/* della, before APPLY: each source's factor (the L1 pass when --rescale
+ * l1). */
+int weld_exec_rank_stats(struct exec *e, const struct weld_job *j, struct weld_error *err);
+/* della on the rows of one tile at flat index g: the drop (APPLY), or the
+ * drop and its sums (P_RANK_L1). Runs inside the slice loop. */
+void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			 uint64_t g, size_t len, enum pass pass);
+/* Buffers for della's rows; -1 if out of memory. */
+int weld_exec_rank_alloc(struct exec *e);
+
+/* pcb_pass.c */
+
+/* pcb: the clip bounds and drop thresholds of every source over the unit
+ * (the nj jobs `jobs`: one tensor, or with --scope model the whole model). */
+int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		       struct weld_error *err);
+/* A statistics pass of pcb over one tile of len elements (slice loop). */
+void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			size_t len, enum pass pass);
+/* pcb's APPLY of the tile at flat index g (its rows' statistics first with
+ * --scope row), encoded into the output chunk that starts at first. */
+void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			 uint64_t first, uint64_t g, size_t len);
+
+/* sce_pass.c */
+
+/* sce: the threshold of the variances and each model's share. */
+int weld_exec_sce_unit(struct exec *e, const struct weld_job *j, struct weld_error *err);
+/* sce, before a pass over the chunk [first, first + n): the equal
+ * variances before each slice (a counting pass when only some are kept). */
+int weld_exec_sce_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
+			struct weld_error *err);
+/* A statistics pass of sce over one tile (slice loop). */
+void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			size_t len, enum pass pass);
+/* sce's APPLY of the tile at flat index g. */
+void weld_exec_sce_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			 uint64_t first, uint64_t g, size_t len);
+
+/* arcee_pass.c */
+
+/* arcee_fusion: the importance fence of the tensor. */
+int weld_exec_arcee_unit(struct exec *e, const struct weld_job *j, struct weld_error *err);
+/* A statistics pass of arcee_fusion over one tile of whole rows. */
+void weld_exec_arcee_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			  size_t len, enum pass pass);
+/* arcee_fusion's APPLY of the tile at flat index g. */
+void weld_exec_arcee_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			   uint64_t first, uint64_t g, size_t len);
 
 /* output.c */
 

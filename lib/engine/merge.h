@@ -28,6 +28,10 @@ enum weld_method {
 	WELD_METHOD_CONSENSUS,
 	WELD_METHOD_SLERP,            /* base = t 0 end, one model = t 1 end */
 	WELD_METHOD_APPLY_MASK,       /* base + mask .* (merged - base) */
+	WELD_METHOD_DELLA,            /* rank-based keep probability per row (METHODS 3) */
+	WELD_METHOD_PCB,              /* PCB-Merging: balancing scores, drop, rescale (METHODS 12) */
+	WELD_METHOD_SCE,              /* select by variance, calculate, erase (METHODS 5) */
+	WELD_METHOD_ARCEE_FUSION,     /* the base where the change is unimportant (METHODS 11) */
 };
 
 enum weld_scope { WELD_SCOPE_TENSOR, WELD_SCOPE_ROW, WELD_SCOPE_MODEL };
@@ -59,6 +63,8 @@ struct weld_merge_opts {
 	bool allow_nonfinite;         /* merge NaN and +-Inf inputs (weld(1)) */
 	bool force;
 	bool copy_files;
+	double clip;                  /* pcb: fraction clipped at each end of |delta| */
+	double select_topk;           /* sce: fraction of the varying positions kept */
 	const char *recipe_json;      /* stored in the output's metadata */
 	const char *masks_out;        /* consensus --save-masks FILE, or NULL */
 	/* passed to the writer (see weld_writer_opts), may be NULL */
@@ -84,6 +90,7 @@ struct weld_source {
 	double weight;
 	double density;
 	double mask_lambda; /* consensus */
+	double epsilon;     /* della: half the spread of the keep probability */
 };
 
 /* One output tensor. */
@@ -128,6 +135,7 @@ int weld_plan_add_job(weld_plan *p, const struct weld_job *j, struct weld_error 
 /* Per-model defaults for weld_plan_standard. */
 struct weld_model_params {
 	double weight, density, mask_lambda;
+	double epsilon;
 };
 
 /*
@@ -184,6 +192,10 @@ int weld_plan_check_output(const weld_plan *p, const char *out, struct weld_erro
 
 /* Run the plan, writing the output folder out (atomically). */
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err);
+
+/* Passes job i of a finished plan makes over its inputs: between *lo and
+ * *hi (equal unless a top-k threshold may need more passes, DESIGN 7). */
+void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi);
 
 /* Top-k selections per source that job j makes under options o (DESIGN
  * 4.1): 1 for ties, 2 for breadcrumbs, ... */

@@ -10,6 +10,7 @@
 #include "method.h"
 #include "write_queue.h"
 #include "plan_impl.h"
+#include "rank.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -307,6 +308,7 @@ int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
 				.model = models[k], .tensor = ti, .rng_index = (int)k + 1,
 				.weight = mp[k].weight, .density = mp[k].density,
 				.mask_lambda = mp[k].mask_lambda,
+				.epsilon = mp[k].epsilon,
 			};
 			if (fn && fn(fn_ctx, rt->name, (int)k, &src[j.nsrc], &j, err) < 0)
 				goto out;
@@ -388,6 +390,11 @@ static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_e
 		if (weld_method_uses(&p->o, j->method, WELD_P_MASK_LAMBDA) && !(src->mask_lambda >= 0 && f32_finite(src->mask_lambda)))
 			return weld_fail(err, WELD_ERR_ARG, "tensor '%s': mask lambda %g of '%s' must be >= 0",
 					 j->name, src->mask_lambda, mp);
+		if (weld_method_uses(&p->o, j->method, WELD_P_EPSILON) && src->density < 1 &&
+		    !(src->epsilon >= 0 && src->density - src->epsilon > 0 && src->density + src->epsilon < 1))
+			return weld_fail(err, WELD_ERR_ARG,
+					 "tensor '%s': density %g and epsilon %g of '%s' give keep probabilities outside (0, 1) (need epsilon < density < 1 - epsilon)",
+					 j->name, src->density, src->epsilon, mp);
 	}
 	if (!f32_finite(j->lambda))
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': lambda %g is not a finite float32 number",
@@ -536,9 +543,20 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	uint64_t slices, per_slice, shared;
 	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 1, maxsel = 0;
 	bool row = p->o.scope == WELD_SCOPE_ROW;
+	const struct weld_job *widest = NULL;  /* the job whose rows are longest */
+	char why[512] = "";
 
 	if (!p->njobs)
 		return weld_fail(err, WELD_ERR_ARG, "nothing to merge: no tensors");
+	for (size_t i = 0; i < p->njobs; i++) {
+		bool pcb = weld_method_pcb(p->jobs[i].method);
+
+		p->ranks = p->ranks || weld_method_rank_drop(p->jobs[i].method) || (pcb && row);
+		p->hist_stats = p->hist_stats || (pcb && !row) || weld_method_sce(p->jobs[i].method) ||
+				weld_method_arcee(p->jobs[i].method);
+		p->ranks = p->ranks || weld_method_arcee(p->jobs[i].method);
+	}
+	row = row || p->ranks;
 	if (check_config(p, err) < 0)
 		return -1;
 	for (size_t i = 0; i < p->njobs; i++) {
@@ -550,8 +568,10 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		if ((uint64_t)weld_job_selections(&p->o, j) > maxsel)
 			maxsel = (uint64_t)weld_job_selections(&p->o, j);
 		if (row && weld_method_row_units(&p->o, j->method) && j->ndim > 0 &&
-		    (uint64_t)j->shape[j->ndim - 1] > max_row)
+		    (uint64_t)j->shape[j->ndim - 1] > max_row) {
 			max_row = (uint64_t)j->shape[j->ndim - 1];
+			widest = j;
+		}
 		for (size_t s = 0; s < j->nsrc; s++) {
 			const struct weld_tensor_info *t =
 				weld_model_tensor(p->models[j->src[s].model], (size_t)j->src[s].tensor);
@@ -579,8 +599,14 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	super = tile > WELD_SUPER ? tile : WELD_SUPER;
 	per_slice = (maxsrc + 1) * super * raw_es + (maxsrc + 6) * tile * 4 + 2 * maxsrc * tile +
 		    tile * 4 + (p->o.allow_nonfinite ? tile : 0);
+	if (p->ranks)   /* della: rank scratch (rank_pass.c) and exact sums */
+		per_slice += 8 * tile * 4 + maxsrc * 2 * sizeof(struct weld_xsum);
+	else if (p->hist_stats) /* sce: exact sums */
+		per_slice += maxsrc * 2 * sizeof(struct weld_xsum);
 	shared = threads * maxsrc * maxsel * WELD_HIST_BINS * 4 +
 		 maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
+	if (p->hist_stats)      /* two histograms per source, per thread and in total */
+		shared += (threads * 4 + 8) * (maxsrc < 2 ? 2 : maxsrc) * 2 * WELD_HIST_BINS;
 	/*
 	 * A chunk is cut into more slices than there are threads, handed out as
 	 * threads become free: a thread that the system preempts (for the
@@ -593,12 +619,16 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		slices = threads;
 	fixed = slices * per_slice + shared;
 	per_elem = WELD_OUTQ_BUFS * 8 + maxsrc / 8 + 1;  /* output buffers, packed masks */
+	if (p->ranks && widest)
+		snprintf(why, sizeof(why), " (%s holds whole rows in memory; tensor '%s' has rows of %llu elements)",
+			 weld_method_name(widest->method), widest->name, (unsigned long long)max_row);
+	else if (row)
+		snprintf(why, sizeof(why), " (--scope row holds whole rows in memory)");
 	if (p->o.max_memory < fixed + WELD_MIN_CHUNK * per_elem)
 		return weld_fail(err, WELD_ERR_ARG,
 				 "--max-memory %llu is too small: this merge needs at least %llu bytes%s",
 				 (unsigned long long)p->o.max_memory,
-				 (unsigned long long)(fixed + WELD_MIN_CHUNK * per_elem),
-				 row ? " (--scope row holds whole rows in memory)" : "");
+				 (unsigned long long)(fixed + WELD_MIN_CHUNK * per_elem), why);
 	budget = p->o.max_memory - fixed;
 	if (maxsel && !row)
 		budget -= record_budget(p, budget, maxsrc, maxsel, slices);

@@ -33,6 +33,8 @@ struct weld_plan {
 	uint64_t input_bytes;
 	uint64_t bytes_read;     /* over all passes: estimated, then counted by the execution */
 	bool finished;
+	bool ranks;              /* some job ranks its rows (della): rank_pass.c's buffers */
+	bool hist_stats;         /* order statistics by histograms (pcb, sce): hist_pass.c's buffers */
 };
 
 /* Threads the execution uses (the option, else every core). */

@@ -136,6 +136,10 @@ static void tile_rows(struct exec *e, const struct weld_job *j, struct slice_ctx
 	uint64_t rl = row_len(j);
 	int ns = nsel(e, j);
 
+	if (weld_method_rank_drop(j->method)) {
+		weld_exec_rank_rows(e, j, c, g, len, P_APPLY);
+		return;
+	}
 	for (uint64_t r = 0; r < len; r += rl)
 		for (size_t s = 0; s < j->nsrc; s++) {
 			float *v = c->vals + s * e->tile_elems + r;
@@ -155,14 +159,16 @@ static void tile_rows(struct exec *e, const struct weld_job *j, struct slice_ctx
 		}
 }
 
-/* --allow-nonfinite: NaN wherever some input is NaN (weld(1)). */
-static void poison_nan(const struct slice_ctx *c, size_t len)
+void weld_exec_put_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			uint64_t first, uint64_t g, size_t len)
 {
-	if (!c->tile_nan)
-		return;
-	for (size_t i = 0; i < len; i++)
-		if (c->nan[i])
-			c->out[i] = NAN;
+	/* --allow-nonfinite: NaN wherever some input is NaN (weld(1)) */
+	if (c->tile_nan)
+		for (size_t i = 0; i < len; i++)
+			if (c->nan[i])
+				c->out[i] = NAN;
+	weld_exec_encode_tile(j->dtype, c->out, e->out_chunk + (g - first) * weld_dtype_size(j->dtype),
+			      len);
 }
 
 /* APPLY on the tile of len elements at flat index g (the chunk starts at
@@ -176,8 +182,19 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 	const float *v[WELD_K_MAX_SRC];
 	const unsigned char *k1[WELD_K_MAX_SRC], *k2[WELD_K_MAX_SRC];
 	int ns = nsel(e, j);
-	size_t oes = weld_dtype_size(j->dtype);
 
+	if (weld_method_pcb(j->method)) {
+		weld_exec_pcb_apply(e, j, c, first, g, len);
+		return;
+	}
+	if (weld_method_sce(j->method)) {
+		weld_exec_sce_apply(e, j, c, first, g, len);
+		return;
+	}
+	if (weld_method_arcee(j->method)) {
+		weld_exec_arcee_apply(e, j, c, first, g, len);
+		return;
+	}
 	if (j->method == WELD_METHOD_APPLY_MASK) {
 		for (size_t i = 0; i < len; i++) {
 			uint64_t bit = g - first + i;
@@ -186,8 +203,7 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 			c->out[i] = e->mask_bits[bit / 8] >> (bit % 8) & 1 ? b + (c->vals[i] - b)
 									    : b;
 		}
-		poison_nan(c, len);
-		weld_exec_encode_tile(j->dtype, c->out, e->out_chunk + (g - first) * oes, len);
+		weld_exec_put_tile(e, j, c, first, g, len);
 		return;
 	}
 	if (row_scope(e, j)) {
@@ -229,8 +245,7 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 	a.maskstride = e->mask_stride;
 	a.bitpos = g - first;
 	weld_k_combine(&a, len, c->out, c->scratch);
-	poison_nan(c, len);
-	weld_exec_encode_tile(j->dtype, c->out, e->out_chunk + (g - first) * oes, len);
+	weld_exec_put_tile(e, j, c, first, g, len);
 }
 
 /* Read elements [lo, hi) of the chunk and run one pass over them. */
@@ -273,6 +288,25 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 				break;
 			case P_SLERP:
 				weld_k_dots(c->base, c->vals, len, &e->block_sums[blk * 3]);
+				break;
+			case P_RANK_L1:
+				weld_exec_rank_rows(e, j, c, first + b, len, pass);
+				break;
+			case P_PCB_CLIP_HI:
+			case P_PCB_CLIP_LO:
+			case P_PCB_BETA_HI:
+			case P_PCB_BETA_LO:
+				weld_exec_pcb_tile(e, j, c, len, pass);
+				break;
+			case P_SCE_HI:
+			case P_SCE_LO:
+			case P_SCE_COUNT:
+			case P_SCE_SUM:
+				weld_exec_sce_tile(e, j, c, len, pass);
+				break;
+			case P_ARCEE_HI:
+			case P_ARCEE_LO:
+				weld_exec_arcee_tile(e, j, c, len, pass);
 				break;
 			case P_APPLY:
 				tile_apply(e, j, c, first, first + b, len);

@@ -34,13 +34,16 @@ static void add_models(cJSON *r, const struct weld_command_merge *c)
 		cJSON_AddItemToArray(models, e);
 		add_path(e, "model", c->models[i]);
 		mp = cJSON_AddObjectToObject(e, "parameters");
-		cJSON_AddNumberToObject(mp, "weight", c->mp[i].weight);
+		if (s->params & WELD_PB(WELD_P_WEIGHT))
+			cJSON_AddNumberToObject(mp, "weight", c->mp[i].weight);
 		if ((s->params & WELD_PB(WELD_P_DENSITY)) && weld_method_uses(o, s->method, WELD_P_DENSITY))
 			cJSON_AddNumberToObject(mp, "density", c->mp[i].density);
 		if (s->params & WELD_PB(WELD_P_GAMMA))
 			cJSON_AddNumberToObject(mp, "gamma", c->gamma);
 		if (s->params & WELD_PB(WELD_P_MASK_LAMBDA))
 			cJSON_AddNumberToObject(mp, "mask_lambda", c->mp[i].mask_lambda);
+		if (s->params & WELD_PB(WELD_P_EPSILON))
+			cJSON_AddNumberToObject(mp, "epsilon", c->mp[i].epsilon);
 	}
 }
 
@@ -68,6 +71,8 @@ static void add_weld(cJSON *r, const struct weld_command_merge *c)
 		cJSON_AddStringToObject(w, "from", weld_from_names[o->from]);
 	if (s->keys & WELD_KB(WELD_K_K))
 		cJSON_AddNumberToObject(w, "k", o->k);
+	if (s->keys & WELD_KB(WELD_K_CLIP))
+		cJSON_AddNumberToObject(w, "clip", o->clip);
 	cJSON_AddNumberToObject(w, "shard_size", (double)o->shard_size);
 	cJSON_AddBoolToObject(w, "allow_missing", o->allow_missing);
 	cJSON_AddBoolToObject(w, "copy_files", o->copy_files);
@@ -92,6 +97,8 @@ char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_err
 		cJSON_AddNumberToObject(params, "lambda", c->lambda);
 	if (s->params & WELD_PB(WELD_P_NORMALIZE))
 		cJSON_AddBoolToObject(params, "normalize", c->o->normalize);
+	if (s->params & WELD_PB(WELD_P_SELECT_TOPK))
+		cJSON_AddNumberToObject(params, "select_topk", c->o->select_topk);
 	if (c->o->dtype >= 0)
 		cJSON_AddStringToObject(r, "out_dtype", weld_dtype_torch_name((enum weld_dtype)c->o->dtype));
 	add_weld(r, c);

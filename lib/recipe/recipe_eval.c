@@ -119,12 +119,21 @@ int weld_recipe_eval_source(weld_recipe *r, const struct rsource *rs, const stru
 	char where[WHERE_LEN];
 	double v;
 
-	if (m->params & WELD_PB(WELD_P_WEIGHT))
+	if (m->params & WELD_PB(WELD_P_WEIGHT)) {
 		param_value(r, WELD_P_WEIGHT, rs, sl, out_name, in_name, t, &src->weight, where, sizeof(where));
+		if (m->weight_required && !where[0]) {
+			set_where(where, sizeof(where), "%s.parameters.weight", rs->where);
+			return rfail(r, err, where, "%s needs a weight for every model (mergekit: missing required parameter), none given for tensor '%s'",
+				     m->name, in_name);
+		}
+	}
 	if (param_in_use(r, WELD_P_DENSITY))
 		param_value(r, WELD_P_DENSITY, rs, sl, out_name, in_name, t, &src->density, where, sizeof(where));
 	if (m->params & WELD_PB(WELD_P_MASK_LAMBDA))
 		param_value(r, WELD_P_MASK_LAMBDA, rs, sl, out_name, in_name, t, &src->mask_lambda, where,
+			    sizeof(where));
+	if (m->params & WELD_PB(WELD_P_EPSILON))
+		param_value(r, WELD_P_EPSILON, rs, sl, out_name, in_name, t, &src->epsilon, where,
 			    sizeof(where));
 	if (m->params & WELD_PB(WELD_P_GAMMA)) {
 		param_value(r, WELD_P_GAMMA, rs, sl, out_name, in_name, t, &v, where, sizeof(where));

@@ -390,6 +390,8 @@ static int parse_root(weld_recipe *r, struct weld_error *err)
 			return -1;
 		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "normalize")))
 			r->o.normalize = setting_true(v);
+		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "select_topk")) && cJSON_IsNumber(v))
+			r->o.select_topk = v->valuedouble;
 		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "rescale")) && !r->rescale_set)
 			r->o.rescale = setting_true(v) ? WELD_RESCALE_L1 : WELD_RESCALE_NONE;
 	}

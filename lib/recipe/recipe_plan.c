@@ -181,6 +181,7 @@ static int plan_models(weld_recipe *r, weld_plan *p, struct weld_error *err)
 		mp[n].weight = 1;
 		mp[n].density = r->m->density;
 		mp[n].mask_lambda = 0.6;
+		mp[n].epsilon = WELD_DEFAULT_EPSILON;
 		n++;
 	}
 	ref = base >= 0 ? base : slot[0]->model;
@@ -349,6 +350,7 @@ static int slice_job(weld_recipe *r, weld_plan *p, const struct rslice *sl, long
 			src[j.nsrc] = (struct weld_source){
 				.model = s->model, .tensor = ti, .rng_index = number, .weight = 1,
 				.density = r->m->density, .mask_lambda = 0.6,
+				.epsilon = WELD_DEFAULT_EPSILON,
 			};
 			if (weld_recipe_eval_source(r, s, sl, out_name, in_name, t, &src[j.nsrc], &j,
 						    err) < 0)

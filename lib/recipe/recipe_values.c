@@ -188,8 +188,8 @@ int weld_recipe_parse_params(const weld_recipe *r, const cJSON *obj, enum level 
 				     pd->name);
 		if (check_setting(r, pd, k, path, err) < 0)
 			return -1;
-		if (p == WELD_P_RESCALE && setting_true(k) && !weld_method_random_drop(r->m->method))
-			return rfail(r, err, path, "rescale: true (mergekit's L1 rescaling of the kept values) is supported only by the dare methods");
+		if (p == WELD_P_RESCALE && setting_true(k) && !weld_method_rescales(r->m->method))
+			return rfail(r, err, path, "rescale: true (mergekit's L1 rescaling of the kept values) is supported only by the dare and della methods");
 	}
 	return 0;
 }
@@ -358,6 +358,11 @@ static int weld_key_value(weld_recipe *r, enum weld_key k, const cJSON *e, const
 			r->o.copy_files = cJSON_IsTrue(e);
 		else
 			r->o.allow_nonfinite = cJSON_IsTrue(e);
+		break;
+	case WELD_K_CLIP:
+		if (!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble < 0.5))
+			return rfail(r, err, where, "expected a fraction in [0, 0.5)");
+		r->o.clip = e->valuedouble;
 		break;
 	case WELD_K_MASKS:
 	case WELD_K_COUNT:

@@ -9,8 +9,10 @@
 #                        generated once under it and reused
 #   BENCH_SIZE           full (4 x ~1 GB bf16, default) or small (4 x 5 MB)
 #   WELD_BENCH_METHODS   methods to run (default: average task-arithmetic ties
-#                        dare breadcrumbs consensus, then expert-merge on an
-#                        8-expert MoE made by tests/tools/mkmodel.c)
+#                        dare breadcrumbs consensus della pcb sce arcee-fusion,
+#                        then expert-merge on an 8-expert MoE made by
+#                        tests/tools/mkmodel.c; della, pcb, sce and
+#                        arcee-fusion have no PyTorch baseline yet)
 #   MKMODEL              that generator (make bench passes it)
 #   BENCH_THREADS        threads for weld (-j) and torch (default: nproc)
 #   BENCH_REPEAT         runs of each merge, weld and torch alike; the best
@@ -39,7 +41,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 WELD=${WELD:-./weld}
 BENCH_DIR=${BENCH_DIR:-/tmp/weld-bench}
 BENCH_SIZE=${BENCH_SIZE:-full}
-METHODS=${WELD_BENCH_METHODS:-"average task-arithmetic ties dare breadcrumbs consensus"}
+METHODS=${WELD_BENCH_METHODS:-"average task-arithmetic ties dare breadcrumbs consensus della pcb sce arcee-fusion"}
 THREADS=${BENCH_THREADS:-$(nproc)}
 REPEAT=${BENCH_REPEAT:-3}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -177,6 +179,10 @@ for m in $METHODS; do
 	breadcrumbs)     wargs="breadcrumbs --base $B --density 0.9 --gamma 0.01 $MODELS"
 	                 targs="breadcrumbs $B $MODELS --density 0.9 --gamma 0.01" ;;
 	consensus)       wargs="consensus --base $B $MODELS"; targs="consensus $B $MODELS" ;;
+	della)           wargs="della --base $B --density 0.5 --rescale l1 $MODELS"; targs="" ;;
+	pcb)             wargs="pcb --base $B --density 0.1 $MODELS"; targs="" ;;
+	sce)             wargs="sce --base $B --select-topk 0.3 $MODELS"; targs="" ;;
+	arcee-fusion)    wargs="arcee-fusion --base $B $fam/ft1"; targs="" ;;
 	expert-merge) continue ;;   # after the loop: it needs an MoE
 	*) say "unknown method $m"; continue ;;
 	esac
@@ -199,7 +205,7 @@ for m in $METHODS; do
 
 	t_s=-
 	t_mb=-
-	if [ "$NO_TORCH" != 1 ]; then
+	if [ "$NO_TORCH" != 1 ] && [ -n "$targs" ]; then
 		set -- $targs
 		tm=$1
 		shift
@@ -251,7 +257,7 @@ done
 # there is no PyTorch baseline for it, only the floors of that model
 MKMODEL=${MKMODEL:-$(pwd)/build/mkmodel}
 case " $METHODS " in
-*" expert-merge "*|*" average task-arithmetic ties dare breadcrumbs consensus "*)
+*" expert-merge "*|*" average task-arithmetic ties dare breadcrumbs consensus "*|*" consensus della pcb sce arcee-fusion "*)
 	if [ -x "$MKMODEL" ]; then
 		moe=$BENCH_DIR/moe-$BENCH_SIZE
 		if [ ! -f "$moe/config.json" ]; then

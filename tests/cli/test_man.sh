@@ -9,7 +9,7 @@ MAN=$ROOT/man
 # made below. (weld-run.1, weld-plan.1 and weld-expert-merge.1 use recipes,
 # statistics files and MoE checkpoints this test does not build.)
 RUN_EXAMPLES="weld weld-average weld-task-arithmetic weld-ties weld-dare
-weld-breadcrumbs weld-consensus weld-inspect weld-convert weld-verify
+weld-breadcrumbs weld-consensus weld-della weld-pcb weld-sce weld-arcee-fusion weld-inspect weld-convert weld-verify
 weld-diff weld-help weld-join"
 
 # src PAGE: the page's text with roff escapes for '-', '\' and fonts undone

@@ -115,12 +115,17 @@ def make_layouts(root, src):
 # ---------------------------------------------------------------------------
 # cases: (name, family, argv with B/M1/M2/M3 placeholders, out dtype)
 
+BIT_EXACT = ("della", "pcb", "sce", "arcee-fusion")
+
 def cases():
     C = []
 
     def add(name, argv, fam="f32", dtype="f32", kind="compare"):
         C.append({"name": "%s/%s" % (name, fam), "fam": fam, "argv": argv.split(),
-                  "dtype": dtype, "kind": kind})
+                  "dtype": dtype, "kind": kind,
+                  # methods whose reference follows weld's order of operations
+                  # exactly must match it bit for bit, not only within tolerance
+                  "exact": argv.split()[0] in BIT_EXACT})
 
     TV = "--base B"
     M = "M1 M2 M3"
@@ -162,6 +167,31 @@ def cases():
     add("dare/ties-normalize", "dare %s --density 0.5 --combine ties --normalize %s" % (TV, M))
     add("dare/ties-sign-count", "dare %s --density 0.5 --combine ties --sign count %s" % (TV, M))
     add("dare/weights-lambda", "dare %s --density 0.5 --weights 0.5,1,1.5 --lambda 0.8 %s" % (TV, M))
+    # della (ranks in each row; the tie tensors hold many equal magnitudes)
+    for rescale in ("inverse", "l1", "none"):
+        for combine in ("sum", "ties"):
+            add("della/%s-%s" % (rescale, combine),
+                "della %s --density 0.5 --rescale %s --combine %s %s" % (TV, rescale, combine, M))
+    add("della/default", "della %s %s" % (TV, M))
+    add("della/per-model", "della %s --density 0.3,0.6,1 --epsilon 0.2,0.1,0.1 --seed 7 %s" % (TV, M))
+    add("della/model-spec", "della %s --rescale l1 M1:density=0.4,epsilon=0.3 M2 M3:weight=0.5" % TV)
+    add("della/no-normalize", "della %s --density 0.6 --no-normalize --lambda 0.8 %s" % (TV, M))
+    add("della/sign-count", "della %s --density 0.5 --sign count --weights 1,2,0.5 %s" % (TV, M))
+    # pcb (exact order statistics of |delta| and beta per unit)
+    for scope in ("tensor", "row", "model"):
+        add("pcb/scope-%s" % scope, "pcb %s --density 0.3 --scope %s %s" % (TV, scope, M))
+    add("pcb/default", "pcb %s %s" % (TV, M))
+    add("pcb/clip-weights", "pcb %s --density 0.2,0.5,1 --clip 0.1 --weights 1,0.5,2 --lambda 1.5 %s" % (TV, M))
+    add("pcb/row-clip", "pcb %s --density 0.5 --clip 0.2 --scope row %s" % (TV, M))
+    add("pcb/model-spec", "pcb %s --scope model M1:density=0.4,weight=0.7 M2 M3" % TV)
+    # sce (the tie tensors give plateaus of equal variances at the threshold)
+    for tau in ("1", "0.7", "0.3", "0.1", "0.01", "0"):
+        add("sce/topk-%s" % tau, "sce %s --select-topk %s %s" % (TV, tau, M))
+    add("sce/default", "sce %s %s" % (TV, M))
+    add("sce/one-model", "sce %s --select-topk 0.5 M2" % TV)
+    # arcee_fusion (base and one model)
+    for m in ("M1", "M2", "M3"):
+        add("arcee-fusion/%s" % m.lower(), "arcee-fusion %s %s" % (TV, m))
     # breadcrumbs
     for scope in ("tensor", "row", "model"):
         add("breadcrumbs/scope-%s" % scope,
@@ -193,7 +223,11 @@ def cases():
                        ("ties/scope-model", "ties %s --density 0.3 --scope model %s" % (TV, M)),
                        ("dare/l1-ties", "dare %s --density 0.5 --rescale l1 --combine ties %s" % (TV, M)),
                        ("breadcrumbs/scope-tensor", "breadcrumbs %s --density 0.5 --gamma 0.1 %s" % (TV, M)),
-                       ("consensus/ties-tensor", "consensus %s --from ties --density 0.3 %s" % (TV, M))]:
+                       ("consensus/ties-tensor", "consensus %s --from ties --density 0.3 %s" % (TV, M)),
+                       ("della/l1-ties", "della %s --density 0.5 --rescale l1 %s" % (TV, M)),
+                       ("pcb/scope-model", "pcb %s --density 0.3 --scope model %s" % (TV, M)),
+                       ("sce/topk-0.3", "sce %s --select-topk 0.3 %s" % (TV, M)),
+                       ("arcee-fusion/m1", "arcee-fusion %s M1" % TV)]:
         add(name, argv, fam="bf16")
     add("average/dtype-auto", "average --weights 0.3,0.5,0.2 " + M, fam="bf16", dtype=None)
     add("ties/dtype-auto", "ties %s --density 0.3 %s" % (TV, M), fam="bf16", dtype=None)
@@ -215,6 +249,11 @@ def cases():
     add("ties/threads", "ties %s --density 0.3 --scope model %s" % (TV, M), kind="threads")
     add("dare/threads", "dare %s --density 0.5 --rescale l1 %s" % (TV, M), kind="threads")
     add("consensus/threads", "consensus %s --from ties %s" % (TV, M), kind="threads")
+    add("della/threads", "della %s --density 0.4 --rescale l1 %s" % (TV, M), kind="threads")
+    add("pcb/threads", "pcb %s --density 0.3 %s" % (TV, M), kind="threads")
+    add("pcb/threads-model", "pcb %s --density 0.3 --scope model %s" % (TV, M), kind="threads")
+    add("sce/threads", "sce %s --select-topk 0.3 %s" % (TV, M), kind="threads")
+    add("arcee-fusion/threads", "arcee-fusion %s M2" % TV, kind="threads")
     # refused before anything is written
     add("average/zero-weight-sum", "average --weights 1,-1,0 " + M, kind="refuse")
     add("ties/density-0", "ties %s --density 0 %s" % (TV, M), kind="refuse")
@@ -222,6 +261,12 @@ def cases():
     add("dare/weights-count", "dare %s --weights 1,2 %s" % (TV, M), kind="refuse")
     add("ties/no-base", "ties --density 0.3 " + M, kind="refuse")
     add("ties/bad-scope", "ties %s --scope layer %s" % (TV, M), kind="refuse")
+    add("della/epsilon-too-big", "della %s --density 0.8 --epsilon 0.2 %s" % (TV, M), kind="refuse")
+    add("della/scope", "della %s --scope row %s" % (TV, M), kind="refuse")
+    add("pcb/clip-0.5", "pcb %s --clip 0.5 %s" % (TV, M), kind="refuse")
+    add("pcb/density-0", "pcb %s --density 0 %s" % (TV, M), kind="refuse")
+    add("sce/weights", "sce %s --weights 1,2,3 %s" % (TV, M), kind="refuse")
+    add("arcee-fusion/two-models", "arcee-fusion %s M1 M2" % TV, kind="refuse")
     return C
 
 
@@ -347,6 +392,10 @@ def run_case(case, weld, fams, work):
         return False, ("exit %s: %s" % (rc, err)) if rc is not None else err, cmd
     want = (case["dtype"] or ("bf16" if case["fam"] == "bf16" else "f32")).upper()
     ok, msg = compare(out, ref, bound, want)
+    if ok and case["exact"]:
+        total, exact = [int(w) for w in msg.replace(",", "").split()[0:3:2]]
+        if total != exact:
+            return False, "not bit-exact: " + msg, cmd
     return ok, msg, cmd
 
 

@@ -55,6 +55,7 @@ if HERE not in sys.path:
     sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
     sys.path.insert(0, HERE)
 import safetensors_io as stio  # noqa: E402
+import ref_rank  # noqa: E402
 
 F32 = np.float32
 U64 = np.uint64
@@ -542,17 +543,98 @@ def consensus(base, models, weights=None, source="ta", density=0.2,
     return _finish(base, masked, mag, lam, names, with_bound)
 
 
+def della(base, models, weights=None, density=0.5, epsilon=0.15, lam=1.0, seed=0,
+          rescale="inverse", combine="ties", sign="sum", normalize=True, with_bound=False):
+    """METHODS 3: per-row rank keep probability (ref_rank.py), rescale, then
+    the GTA combination of METHODS 1 (election + normalize, or a sum)."""
+    names = _check_names(base, models)
+    n = len(models)
+    w = per_model(weights, n, "weights") or [1.0] * n
+    dens = per_model(density, n, "density")
+    eps = per_model(epsilon, n, "epsilon")
+    for di, ei in zip(dens, eps):
+        if di < 1 and not (ei >= 0 and di - ei > 0 and di + ei < 1):
+            raise RefError("density %g and epsilon %g: keep probability outside (0, 1)" % (di, ei))
+    deltas = _deltas(base, models)
+    dropped = []
+    for i, (d, di, ei) in enumerate(zip(deltas, dens, eps), start=1):
+        dropped.append({k: ref_rank.della_drop(v, rng_uniform(k, seed, i, v.size), di, ei, rescale)
+                        for k, v in d.items()})
+    tau, mag = {}, {}
+    for name in names:
+        dl = [t[name] for t in dropped]
+        if combine == "sum":
+            tau[name], mag[name] = _weighted_sum(dl, w, normalize)
+        else:
+            tau[name], mag[name] = elect_merge(dl, w, sign, normalize)
+    return _finish(base, tau, mag, lam, names, with_bound)
+
+
+def pcb(base, models, weights=None, density=0.1, lam=1.0, clip=0.0001, scope="tensor",
+        with_bound=False):
+    """METHODS 12 (PCB-Merging), unit by unit (ref_rank.py)."""
+    names = _check_names(base, models)
+    n = len(models)
+    w = per_model(weights, n, "weights") or [1.0] * n
+    ratios = per_model(density, n, "density")
+    deltas = _deltas(base, models)
+    out, mag = {}, {}
+    if scope == "model":
+        flat = [[d[k].ravel() for k in names] for d in deltas]
+        stats, sums = ref_rank.pcb_unit(flat, ratios, clip)
+        for k, name in enumerate(names):
+            b = _f32(base[name]).ravel()
+            out[name] = ref_rank.pcb_combine([f[k] for f in flat], sums[k], stats, w, b,
+                                             lam).reshape(base[name].shape)
+    else:
+        for name in names:
+            shape = base[name].shape
+            width = shape[-1] if (scope == "row" and len(shape)) else max(1, int(np.prod(shape)))
+            rows = [d[name].reshape(-1, width) for d in deltas]
+            b = _f32(base[name]).reshape(-1, width)
+            res = np.empty_like(b)
+            for r in range(b.shape[0]):
+                dr = [x[r] for x in rows]
+                stats, sums = ref_rank.pcb_unit([[x] for x in dr], ratios, clip)
+                res[r] = ref_rank.pcb_combine(dr, sums[0], stats, w, b[r], lam)
+            out[name] = res.reshape(shape)
+    for name in names:
+        mag[name] = np.abs(out[name].astype(np.float64))
+    return (out, mag) if with_bound else out
+
+
+def sce(base, models, select_topk=1.0, with_bound=False):
+    """METHODS 5 (Select, Calculate, Erase), tensor by tensor (ref_rank.py)."""
+    names = _check_names(base, models)
+    deltas = _deltas(base, models)
+    out = {k: ref_rank.sce_tensor(_f32(base[k]), [d[k] for d in deltas], select_topk)
+           for k in names}
+    mag = {k: np.abs(v.astype(np.float64)) for k, v in out.items()}
+    return (out, mag) if with_bound else out
+
+
+def arcee_fusion(base, models, with_bound=False):
+    """METHODS 11 (mergekit's arcee_fusion): base and one model."""
+    names = _check_names(base, models)
+    if len(models) != 1:
+        raise RefError("arcee-fusion takes exactly one model besides the base")
+    out = {k: ref_rank.arcee_tensor(_f32(base[k]), _f32(models[0][k])) for k in names}
+    mag = {k: np.abs(v.astype(np.float64)) for k, v in out.items()}
+    return (out, mag) if with_bound else out
+
+
 # ---------------------------------------------------------------------------
 # command line with weld's syntax (DESIGN 2)
 
-METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus")
+METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus", "della", "pcb", "sce", "arcee-fusion")
 _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": "weights",
            "--density": "density", "--lambda": "lambda", "--dtype": "dtype",
            "--scope": "scope", "--seed": "seed", "-j": "threads", "--threads": "threads",
            "--max-memory": "max_memory", "--shard-size": "shard_size", "--sign": "sign",
            "--rescale": "rescale", "--combine": "combine", "--trim": "trim",
            "--gamma": "gamma", "--from": "from", "--mask-lambda": "mask_lambda",
-           "--k": "k", "--save-masks": "save_masks", "--apply-mask": "apply_mask"}
+           "--k": "k", "--save-masks": "save_masks", "--apply-mask": "apply_mask",
+           "--epsilon": "epsilon", "--clip": "clip", "--select-topk": "select_topk"}
 _FLAGS = {"-f": "force", "--force": "force", "--allow-missing": "allow_missing",
           "--no-copy-files": "no_copy_files", "-q": "quiet", "--quiet": "quiet",
           "-v": "verbose", "--verbose": "verbose", "--json": "json"}
@@ -674,6 +756,21 @@ def run(argv, loader=stio.load_model, with_bound=True):
         ml = _floats(a["mask_lambda"]) if "mask_lambda" in a else 0.6
         return consensus(base, models, w, a.get("from", "ta"), d, ml, int(a.get("k", 2)),
                          lam, scope, sign, with_bound=with_bound)
+    if meth == "della":
+        d = _model_values(a, "density", "density", 0.5)
+        e = _model_values(a, "epsilon", "epsilon", 0.15)
+        norm = True if a["normalize"] is None else a["normalize"]
+        return della(base, models, w, d, e, lam, int(a.get("seed", 0)) & M64,
+                     a.get("rescale", "inverse"), a.get("combine", "ties"), sign, norm,
+                     with_bound=with_bound)
+    if meth == "arcee-fusion":
+        return arcee_fusion(base, models, with_bound=with_bound)
+    if meth == "sce":
+        return sce(base, models, float(a.get("select_topk", 1.0)), with_bound=with_bound)
+    if meth == "pcb":
+        d = _model_values(a, "density", "density", 0.1)
+        return pcb(base, models, w, d, lam, float(a.get("clip", 0.0001)), scope,
+                   with_bound=with_bound)
     raise RefError("unknown method %r" % meth)
 
 

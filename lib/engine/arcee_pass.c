@@ -1,0 +1,92 @@
+/*
+ * arcee_pass.c - arcee_fusion in the streaming engine (METHODS 11).
+ *
+ * Each row (the last dimension) is whole in one tile, so its KL divergence
+ * and its elements' importance are computed in memory. The fence
+ * Q(.5) + 1.5 (Q(.75) - Q(.25)) needs three exact quantiles of the
+ * importance over the whole tensor (no sampling): a HI pass counts the
+ * high 16 bits of the importance keys, a LO pass the low 16 bits inside
+ * the three bins that hold the wanted ranks (hist_pass.c). Then APPLY:
+ * three reads in all; a 0-D tensor is the model's value, one read.
+ */
+#include "exec.h"
+#include "arcee.h"
+#include "hist_pass.h"
+
+#include <math.h>
+
+/* The wanted quantiles, as (source, slot) of the histogram tables. */
+static const struct { size_t s; int q; double x; } quantile[3] = {
+	{ 0, 0, 0.25 }, { 0, 1, 0.5 }, { 1, 0, 0.75 },
+};
+
+/* Importance of the tile's len elements (whole rows), in scratch. */
+static float *tile_importance(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			      size_t len)
+{
+	size_t t = (size_t)(c - e->slices), rl = (size_t)row_len(j);
+	double *scratch = (double *)(void *)(e->rank_scratch + t * RANK_SCRATCH * e->tile_elems);
+
+	for (size_t r = 0; r < len; r += rl)
+		weld_k_arcee_importance(c->base + r, c->vals + r, rl, scratch, c->scratch + r);
+	return c->scratch;
+}
+
+void weld_exec_arcee_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			  size_t len, enum pass pass)
+{
+	struct hist_exec *h = e->hs;
+	const float *imp = tile_importance(e, j, c, len);
+	uint32_t *hh = weld_exec_hist_mine(e);
+
+	for (size_t i = 0; i < len; i++) {
+		uint32_t k = weld_pcb_signed_key(imp[i]);
+
+		if (pass == P_ARCEE_HI) {
+			hh[k >> 16]++;
+			continue;
+		}
+		for (int w = 0; w < 3; w++) {
+			size_t s = quantile[w].s;
+			int q = quantile[w].q;
+
+			hh[(s * 2 + (size_t)q) * WELD_HP_BINS + (k & 0xFFFF)] += (k >> 16) == h->bin[s][q];
+		}
+	}
+}
+
+void weld_exec_arcee_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			   uint64_t first, uint64_t g, size_t len)
+{
+	if (j->ndim == 0) {
+		/* METHODS 11: a 0-D tensor is the model's */
+		for (size_t i = 0; i < len; i++)
+			c->out[i] = c->vals[i];
+	} else {
+		weld_k_arcee_apply(c->base, c->vals, tile_importance(e, j, c, len), e->hs->fence, len,
+				   c->out);
+	}
+	weld_exec_put_tile(e, j, c, first, g, len);
+}
+
+int weld_exec_arcee_unit(struct exec *e, const struct weld_job *j, struct weld_error *err)
+{
+	struct hist_exec *h = e->hs;
+	double q[3];
+
+	if (j->ndim == 0 || !j->nelem)
+		return 0;
+	for (int w = 0; w < 3; w++)
+		h->rank[quantile[w].s][quantile[w].q] =
+			(uint64_t)floor(quantile[w].x * (double)(j->nelem - 1));
+	if (weld_exec_hist_pass(e, &j, 1, P_ARCEE_HI, err) < 0)
+		return -1;
+	for (int w = 0; w < 3; w++)
+		weld_exec_hist_pick_bin(e, 0, quantile[w].s, quantile[w].q);
+	if (weld_exec_hist_pass(e, &j, 1, P_ARCEE_LO, err) < 0)
+		return -1;
+	for (int w = 0; w < 3; w++)
+		q[w] = weld_pcb_key_float(weld_exec_hist_pick_key(e, quantile[w].s, quantile[w].q), 1);
+	h->fence = q[1] + 1.5 * (q[2] - q[0]);
+	return 0;
+}

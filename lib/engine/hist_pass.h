@@ -1,0 +1,67 @@
+/*
+ * hist_pass.h - exact order statistics of a tensor-sized quantity (|delta|,
+ * pcb's beta, sce's variance) from two histogram passes over the unit,
+ * shared by pcb_pass.c and sce_pass.c (private to lib/engine).
+ *
+ * Each source has two statistic slots. A HI pass counts the high 16 bits
+ * of the keys (one histogram per source, slot 0); the wanted ranks (0-based,
+ * ascending) then give each slot's bin; a LO pass counts the low 16 bits of
+ * the keys in each slot's bin; the rank inside the bin gives the key.
+ * Counts are integers, kept per thread and folded in any order: the result
+ * does not depend on threads or chunks, and plateaus of equal keys cost
+ * nothing more.
+ */
+#ifndef WELD_HIST_PASS_H
+#define WELD_HIST_PASS_H
+
+#include "kernels.h"
+#include "pcb.h"
+
+#include <stdbool.h>
+
+#define WELD_HP_BINS 65536
+
+struct exec;
+struct weld_job;
+struct weld_error;
+
+struct hist_exec {
+	uint32_t **thread_hist;         /* per thread: max_src * 2 histograms */
+	uint64_t *hist;                 /* their totals */
+	uint64_t *thread_count;         /* per thread: a count the pass keeps (sce: zeros) */
+	uint32_t bin[WELD_K_MAX_SRC][2];     /* after a HI pass: the bin of each slot */
+	uint64_t rank[WELD_K_MAX_SRC][2];    /* the wanted rank; after HI, inside its bin */
+	uint64_t pending;               /* elements counted in the threads' histograms */
+	size_t width;                   /* sources the histograms are for (at least 2) */
+	/* after a LO pass: keys below each slot's key, and equal to it */
+	uint64_t below[WELD_K_MAX_SRC][2], equal[WELD_K_MAX_SRC][2];
+	/* what the methods found */
+	struct weld_pcb_unit unit[WELD_K_MAX_SRC];   /* pcb */
+	uint32_t thr;                   /* sce: key of the k-th largest variance */
+	uint64_t keep_equal, n_equal;   /* sce: of the keys equal to it, kept and all */
+	bool keep_all, keep_none;       /* sce: no selection, or nothing kept */
+	uint64_t *eq_run;               /* sce: per slice, equal keys seen before its next element */
+	uint64_t eq_seen;               /* sce: equal keys in the chunks before */
+	float a[WELD_K_MAX_SRC];     /* sce: each model's share */
+	double fence;                   /* arcee_fusion: Q(.5) + 1.5 (Q(.75) - Q(.25)) */
+};
+
+/* Buffers (when the plan needs them; -1 if out of memory), and their end. */
+int weld_exec_hist_alloc(struct exec *e);
+void weld_exec_hist_free(struct exec *e);
+/* One pass over every job of the unit with the totals cleared first and
+ * the threads' counts folded in at the end. */
+int weld_exec_hist_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+			int pass, struct weld_error *err);
+/* After a HI pass: the bin of each slot's rank (nslots slots of nsrc
+ * sources), and the rank inside it. */
+void weld_exec_hist_pick_bins(struct exec *e, size_t nsrc, int nslots);
+/* The same for slot q of source s from the HI histogram of source from. */
+void weld_exec_hist_pick_bin(struct exec *e, size_t from, size_t s, int q);
+/* After a LO pass: the key of slot q of source s (and how many keys are
+ * below it and equal to it, in below[s][q] and equal[s][q]). */
+uint32_t weld_exec_hist_pick_key(struct exec *e, size_t s, int q);
+/* This thread's histograms (inside the slice loop). */
+uint32_t *weld_exec_hist_mine(struct exec *e);
+
+#endif

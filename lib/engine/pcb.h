@@ -1,0 +1,70 @@
+/*
+ * pcb.h - PCB-Merging's per-element formulas (METHODS 12), on plain float
+ * arrays, and the order statistics they need: keys that sort like the
+ * values, and the k-th smallest of a small array. Nothing here knows about
+ * files, tensors or threads.
+ */
+#ifndef WELD_PCB_H
+#define WELD_PCB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* The statistics of one model over one unit. */
+struct weld_pcb_unit {
+	float lo, hi;           /* clip bounds of |delta| */
+	float thr, top;         /* drop threshold and largest of beta */
+};
+
+/* Key of |x| (sorts like |x|), and back. */
+static inline uint32_t weld_pcb_abs_key(float x)
+{
+	uint32_t u;
+
+	memcpy(&u, &x, sizeof(u));
+	return u & 0x7FFFFFFFu;
+}
+
+/* Key of a signed x (sorts like x, -0 just below +0), and back. */
+static inline uint32_t weld_pcb_signed_key(float x)
+{
+	uint32_t u;
+
+	memcpy(&u, &x, sizeof(u));
+	return u & 0x80000000u ? ~u : u | 0x80000000u;
+}
+
+static inline float weld_pcb_key_float(uint32_t key, int is_signed)
+{
+	uint32_t u = !is_signed ? key : key & 0x80000000u ? key & 0x7FFFFFFFu : ~key;
+	float f;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+/* Index (0-based, ascending) of the clip bounds and the drop threshold in a
+ * unit of m elements (METHODS 12 steps 1 and 5: in double, truncated). */
+uint64_t weld_pcb_lo_index(uint64_t m, double clip);
+uint64_t weld_pcb_hi_index(uint64_t m, double clip);
+uint64_t weld_pcb_thr_index(uint64_t m, double ratio);
+
+/* The k-th smallest (0-based) of keys[0..n), which it reorders; tmp holds
+ * n keys. A radix sort: the same time on plateaus of equal keys. */
+uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp);
+
+/* sum[j] = d[0][j] + d[1][j] + ... in model order (float32). */
+void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum);
+/* beta of one model (steps 1-4): the clipped magnitude's exp(n N^2) times
+ * tanh(delta * sum), exp and tanh in double rounded to float32. */
+void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float hi, size_t len,
+		     float *beta);
+/* out = base + lambda * sum_i w_i clip(d_i) s_i / max(sum_i s_i, 1e-12),
+ * s_i = (beta_i - thr_i)/(top_i - thr_i) where beta_i > thr_i, else 0
+ * (and 0 when top_i = thr_i). */
+void weld_k_pcb_combine(const float *const *d, const float *const *beta, size_t n,
+			const struct weld_pcb_unit *u, const float *w, const float *base,
+			float lambda, size_t len, float *out);
+
+#endif

@@ -1,0 +1,184 @@
+/*
+ * pcb_pass.c - PCB-Merging in the streaming engine (METHODS 12).
+ *
+ * Per model and unit (the tensor, each row, or the whole model) PCB needs
+ * four order statistics: the clip bounds of |delta| (the lo-th and hi-th
+ * smallest), then, from scores beta that depend on those bounds and on
+ * every model's delta, the drop threshold and the largest beta. With
+ * --scope tensor or model each pair is exact from two passes over the
+ * unit: a histogram of the keys' high 16 bits finds the bin holding each
+ * wanted rank, a histogram of the low 16 bits inside that bin the key
+ * itself. Counts are integers (per thread, folded in any order), so the
+ * statistics do not depend on threads or chunks, and a plateau of equal
+ * values costs what any other data costs. Four statistics passes, then
+ * APPLY. With --scope row each row is whole in one tile and its
+ * statistics come from a radix sort of its keys, inside APPLY.
+ */
+#include "exec.h"
+#include "hist_pass.h"
+#include "pcb.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BINS WELD_HP_BINS
+
+/* beta of every source over len elements of the tile at offset r, with the
+ * clip bounds of u: scratch holds the sum, then beta of source s at
+ * scratch + (1 + s) * tile_elems. */
+static void tile_beta(const struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+		      size_t r, size_t len, const struct weld_pcb_unit *u)
+{
+	const float *d[WELD_K_MAX_SRC];
+	float *sum = c->scratch + r;
+
+	for (size_t s = 0; s < j->nsrc; s++)
+		d[s] = c->vals + s * e->tile_elems + r;
+	weld_k_pcb_sum(d, j->nsrc, len, sum);
+	for (size_t s = 0; s < j->nsrc; s++)
+		weld_k_pcb_beta(d[s], sum, j->nsrc, u[s].lo, u[s].hi, len,
+				c->scratch + (1 + s) * e->tile_elems + r);
+}
+
+void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			size_t len, enum pass pass)
+{
+	struct hist_exec *p = e->hs;
+	uint32_t *h = weld_exec_hist_mine(e);
+	bool beta = pass == P_PCB_BETA_HI || pass == P_PCB_BETA_LO;
+	bool hi = pass == P_PCB_CLIP_HI || pass == P_PCB_BETA_HI;
+
+	if (beta)
+		tile_beta(e, j, c, 0, len, p->unit);
+	for (size_t s = 0; s < j->nsrc; s++) {
+		const float *x = beta ? c->scratch + (1 + s) * e->tile_elems
+				      : c->vals + s * e->tile_elems;
+		uint32_t *h0 = h + s * 2 * BINS, *h1 = h0 + BINS;
+		uint32_t b0 = p->bin[s][0], b1 = p->bin[s][1];
+
+		for (size_t i = 0; i < len; i++) {
+			uint32_t k = beta ? weld_pcb_signed_key(x[i]) : weld_pcb_abs_key(x[i]);
+
+			if (hi) {
+				h0[k >> 16]++;
+			} else {
+				h0[k & 0xFFFF] += (k >> 16) == b0;
+				h1[k & 0xFFFF] += (k >> 16) == b1;
+			}
+		}
+	}
+}
+
+/* The two statistics of every source over the unit (indices in p->rank). */
+static int two_stats(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		     enum pass hi, enum pass lo, uint32_t key[][2], struct weld_error *err)
+{
+	size_t nsrc = jobs[0]->nsrc;
+
+	if (weld_exec_hist_pass(e, jobs, nj, hi, err) < 0)
+		return -1;
+	weld_exec_hist_pick_bins(e, nsrc, 2);
+	if (weld_exec_hist_pass(e, jobs, nj, lo, err) < 0)
+		return -1;
+	for (size_t s = 0; s < nsrc; s++)
+		for (int q = 0; q < 2; q++)
+			key[s][q] = weld_exec_hist_pick_key(e, s, q);
+	return 0;
+}
+
+int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		       struct weld_error *err)
+{
+	struct hist_exec *p = e->hs;
+	const struct weld_job *j0 = jobs[0];
+	uint32_t key[WELD_K_MAX_SRC][2];
+	uint64_t m = 0;
+
+	for (size_t i = 0; i < nj; i++)
+		m += jobs[i]->nelem;
+	if (!m)
+		return 0;
+	for (size_t s = 0; s < j0->nsrc; s++) {
+		p->rank[s][0] = weld_pcb_lo_index(m, e->opts->clip);
+		p->rank[s][1] = weld_pcb_hi_index(m, e->opts->clip);
+	}
+	if (two_stats(e, jobs, nj, P_PCB_CLIP_HI, P_PCB_CLIP_LO, key, err) < 0)
+		return -1;
+	for (size_t s = 0; s < j0->nsrc; s++) {
+		p->unit[s].lo = weld_pcb_key_float(key[s][0], 0);
+		p->unit[s].hi = weld_pcb_key_float(key[s][1], 0);
+		p->rank[s][0] = weld_pcb_thr_index(m, j0->src[s].density);
+		p->rank[s][1] = m - 1;
+	}
+	if (two_stats(e, jobs, nj, P_PCB_BETA_HI, P_PCB_BETA_LO, key, err) < 0)
+		return -1;
+	for (size_t s = 0; s < j0->nsrc; s++) {
+		p->unit[s].thr = weld_pcb_key_float(key[s][0], 1);
+		p->unit[s].top = weld_pcb_key_float(key[s][1], 1);
+	}
+	return 0;
+}
+
+/* --scope row: the statistics of the row at offset r of the tile, in
+ * memory. */
+static void row_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c, size_t r,
+		      size_t w, struct weld_pcb_unit *u)
+{
+	size_t t = (size_t)(c - e->slices);
+	uint32_t *keys = e->rank_scratch + t * RANK_SCRATCH * e->tile_elems, *tmp = keys + w;
+
+	for (size_t s = 0; s < j->nsrc; s++) {
+		const float *d = c->vals + s * e->tile_elems + r;
+
+		for (size_t i = 0; i < w; i++)
+			keys[i] = weld_pcb_abs_key(d[i]);
+		u[s].lo = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_lo_index(w, e->opts->clip),
+							      tmp), 0);
+		for (size_t i = 0; i < w; i++)
+			keys[i] = weld_pcb_abs_key(d[i]);
+		u[s].hi = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_hi_index(w, e->opts->clip),
+							      tmp), 0);
+	}
+	tile_beta(e, j, c, r, w, u);
+	for (size_t s = 0; s < j->nsrc; s++) {
+		const float *b = c->scratch + (1 + s) * e->tile_elems + r;
+		uint32_t top = 0;
+
+		for (size_t i = 0; i < w; i++) {
+			keys[i] = weld_pcb_signed_key(b[i]);
+			top = keys[i] > top ? keys[i] : top;
+		}
+		u[s].top = weld_pcb_key_float(top, 1);
+		u[s].thr = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_thr_index(w,
+								j->src[s].density), tmp), 1);
+	}
+}
+
+void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			 uint64_t first, uint64_t g, size_t len)
+{
+	const float *d[WELD_K_MAX_SRC], *beta[WELD_K_MAX_SRC];
+	float w[WELD_K_MAX_SRC];
+	size_t rl = row_scope(e, j) ? (size_t)row_len(j) : len;
+
+	for (size_t s = 0; s < j->nsrc; s++)
+		w[s] = (float)j->src[s].weight;
+	for (size_t r = 0; r < len; r += rl) {
+		struct weld_pcb_unit row[WELD_K_MAX_SRC];
+		const struct weld_pcb_unit *u = e->hs ? e->hs->unit : row;
+
+		if (row_scope(e, j)) {
+			row_stats(e, j, c, r, rl, row);
+			u = row;
+		} else {
+			tile_beta(e, j, c, r, rl, u);
+		}
+		for (size_t s = 0; s < j->nsrc; s++) {
+			d[s] = c->vals + s * e->tile_elems + r;
+			beta[s] = c->scratch + (1 + s) * e->tile_elems + r;
+		}
+		weld_k_pcb_combine(d, beta, j->nsrc, u, w, c->base + r, (float)j->lambda, rl,
+				   c->out + r);
+	}
+	weld_exec_put_tile(e, j, c, first, g, len);
+}

@@ -1,0 +1,44 @@
+/*
+ * plan_passes.c - how many times the execution reads each job's inputs,
+ * for `weld plan` (the counts engine.c's passes make; see exec.h).
+ */
+#include "plan_impl.h"
+#include "method.h"
+
+void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
+{
+	const struct weld_job *j = &p->jobs[i];
+	bool row = weld_method_row_units(&p->o, j->method);
+	int n = 1;
+
+	*lo = *hi = 1;
+	if (j->method == WELD_METHOD_COPY)
+		return;
+	if (j->method == WELD_METHOD_SLERP)
+		n++;            /* the dot products */
+	if (weld_method_l1_rescale(&p->o, j->method) && !row)
+		n++;            /* dare's L1 sums */
+	if (weld_method_rank_drop(j->method) && p->o.rescale == WELD_RESCALE_L1)
+		n++;            /* della's L1 sums (its ranks are taken in memory, row by row) */
+	if (weld_method_pcb(j->method) && !row)
+		n += 4;         /* pcb: two histogram passes for the clip bounds, two for beta's */
+	*lo = *hi = n;
+	if (weld_method_arcee(j->method) && j->ndim > 0)
+		*lo = *hi = 3;  /* histograms of the importance's high, then low bits */
+	if (weld_method_sce(j->method)) {
+		double tau = p->o.select_topk;
+
+		/* two histogram passes for the threshold, one for the energies;
+		 * a counting pass before each of the last two when the threshold
+		 * splits equal variances; nothing but APPLY when nothing is kept */
+		*lo = tau <= 0 ? 1 : tau < 1 ? 4 : 2;
+		*hi = tau <= 0 ? 1 : tau < 1 ? 6 : 2;
+	}
+	if (weld_job_selections(&p->o, j) && !row) {
+		/* a 1/16 sample and one pass that records the keys near the
+		 * threshold; when the guess misses, a pass over the low bits and
+		 * one counting the elements equal to the threshold */
+		*lo = n + 1;
+		*hi = n + 3;
+	}
+}

@@ -1,0 +1,102 @@
+/*
+ * rank_pass.c - della's rows (METHODS 3): the keep probability of each
+ * element from its magnitude's rank in its row, the drop, and, with
+ * --rescale l1, a pass before APPLY that takes each source's exact sums of
+ * |delta| and of its kept part over the whole tensor.
+ *
+ * A row is a slice along the last dimension, and every row is whole in one
+ * tile (the plan sizes tiles and chunks to hold the longest row, or says
+ * how much memory that needs), so ranks are taken in memory by
+ * weld_k_row_order. The sums are exact (struct weld_xsum), so what each
+ * slice adds up does not depend on how the tensor was cut.
+ */
+#include "exec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int weld_exec_rank_alloc(struct exec *e)
+{
+	size_t n = (size_t)e->n_slices;
+
+	/* the sums serve sce too */
+	if (!e->plan->ranks && !e->plan->hist_stats)
+		return 0;
+	if (e->plan->ranks &&
+	    !(e->rank_scratch = malloc(n * RANK_SCRATCH * e->tile_elems * sizeof(uint32_t))))
+		return -1;
+	e->rank_sums = calloc(n * e->max_src * 2, sizeof(struct weld_xsum));
+	return e->rank_sums ? 0 : -1;
+}
+
+void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			 uint64_t g, size_t len, enum pass pass)
+{
+	size_t t = (size_t)(c - e->slices), rl = (size_t)row_len(j);
+	uint32_t *scratch = e->rank_scratch + t * RANK_SCRATCH * e->tile_elems;
+	/* the keep table of the source, after the row scratch */
+	uint64_t *thr = (uint64_t *)(void *)(scratch + 4 * rl);
+	float *pf = (float *)(void *)(thr + rl);
+	bool inverse = e->opts->rescale == WELD_RESCALE_INVERSE, sums = pass == P_RANK_L1;
+
+	for (size_t s = 0; s < j->nsrc; s++) {
+		struct weld_xsum *x = e->rank_sums + (t * e->max_src + s) * 2;
+		bool all = j->src[s].density >= 1;
+
+		if (!all)
+			weld_k_della_table(rl, j->src[s].density, j->src[s].epsilon, thr, pf);
+		for (size_t r = 0; r < len; r += rl) {
+			float *v = c->vals + s * e->tile_elems + r;
+
+			if (sums)
+				weld_xsum_add_abs(&x[0], v, rl);
+			if (!all)
+				weld_k_della_row(v, rl, e->rng_key[s], g + r, thr, pf, inverse,
+						 sums ? 1.0f : e->factor[s], scratch);
+			if (sums)
+				weld_xsum_add_abs(&x[1], v, rl);
+		}
+	}
+}
+
+/* The L1 pass: every chunk (whole rows), then each source's factor. */
+static int l1_pass(struct exec *e, const struct weld_job *j, struct weld_error *err)
+{
+	uint64_t g = 8 * row_len(j), step = e->chunk_elems / g * g;
+	size_t ns = (size_t)e->n_slices;
+
+	memset(e->rank_sums, 0, ns * e->max_src * 2 * sizeof(struct weld_xsum));
+	for (uint64_t first = 0; first < j->nelem; first += step) {
+		uint64_t n = j->nelem - first < step ? j->nelem - first : step;
+
+		if (weld_exec_run_chunk(e, j, first, n, P_RANK_L1, DROP_NONE, err) < 0)
+			return -1;
+		weld_exec_progress(e, j, n);
+	}
+	for (size_t s = 0; s < j->nsrc; s++) {
+		struct weld_xsum all, kept;
+		double a, k;
+
+		all = e->rank_sums[s * 2];
+		kept = e->rank_sums[s * 2 + 1];
+		for (size_t t = 1; t < ns; t++) {
+			weld_xsum_merge(&all, &e->rank_sums[(t * e->max_src + s) * 2]);
+			weld_xsum_merge(&kept, &e->rank_sums[(t * e->max_src + s) * 2 + 1]);
+		}
+		a = weld_xsum_value(&all);
+		k = weld_xsum_value(&kept);
+		/* mergekit's rescaled_masked_tensor: no rescale when either is tiny */
+		e->factor[s] = a < 1e-7 || k < 1e-7 ? 1.0f : (float)(a / k);
+	}
+	return 0;
+}
+
+int weld_exec_rank_stats(struct exec *e, const struct weld_job *j, struct weld_error *err)
+{
+	for (size_t s = 0; s < j->nsrc; s++)
+		e->factor[s] = 1.0f;
+	weld_exec_set_keys(e, j);
+	if (e->opts->rescale != WELD_RESCALE_L1)
+		return 0;
+	return l1_pass(e, j, err);
+}

@@ -1,0 +1,197 @@
+/*
+ * sce_pass.c - sce in the streaming engine (METHODS 5), tensor by tensor.
+ *
+ * With 0 < select_topk < 1 the positions kept are those of the k largest
+ * variances across the models (k = floor(c * select_topk), c the number of
+ * non-zero variances; ties to the lowest position, DESIGN 4.1). A HI pass
+ * counts the high bits of the variances' keys and the zeros, a LO pass
+ * gives the exact k-th largest key (hist_pass.c). The energy of each model
+ * (the mean of its selected t^2) needs one more pass, whose sums are exact
+ * (struct weld_xsum); APPLY then writes. When only some of the variances
+ * equal to the threshold are kept, a counting pass over each chunk first
+ * tells each slice how many of them come before it, for that pass and for
+ * APPLY. Passes: 4, or 6 with such ties; 2 with select_topk >= 1 (no
+ * selection); 1 when nothing is kept.
+ */
+#include "exec.h"
+#include "hist_pass.h"
+#include "sce.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* The variances of the tile's len elements, in scratch. */
+static const float *tile_var(const struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			     size_t len, const float **t)
+{
+	for (size_t s = 0; s < j->nsrc; s++)
+		t[s] = c->vals + s * e->tile_elems;
+	weld_k_sce_var(t, j->nsrc, len, c->scratch);
+	return c->scratch;
+}
+
+static void tile_mask(struct exec *e, struct slice_ctx *c, const float *v, size_t len)
+{
+	struct hist_exec *h = e->hs;
+
+	weld_k_sce_mask(v, len, h->thr, h->keep_equal, &h->eq_run[c - e->slices], h->keep_all,
+			h->keep_none, c->keep);
+}
+
+void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			size_t len, enum pass pass)
+{
+	struct hist_exec *h = e->hs;
+	const float *t[WELD_K_MAX_SRC], *v = tile_var(e, j, c, len, t);
+	uint32_t *hh = weld_exec_hist_mine(e);
+	size_t ti = (size_t)(c - e->slices);
+	uint64_t n = 0;
+
+	switch (pass) {
+	case P_SCE_HI:
+		for (size_t i = 0; i < len; i++) {
+			uint32_t k = weld_pcb_abs_key(v[i]);
+
+			hh[k >> 16]++;
+			n += k == 0;
+		}
+		h->thread_count[omp_get_thread_num()] += n;
+		return;
+	case P_SCE_LO:
+		for (size_t i = 0; i < len; i++) {
+			uint32_t k = weld_pcb_abs_key(v[i]);
+
+			hh[k & 0xFFFF] += (k >> 16) == h->bin[0][0];
+		}
+		return;
+	case P_SCE_COUNT:
+		for (size_t i = 0; i < len; i++)
+			n += weld_pcb_abs_key(v[i]) == h->thr;
+		h->eq_run[ti] += n;
+		return;
+	default:        /* P_SCE_SUM: each model's sum of its selected t^2 */
+		tile_mask(e, c, v, len);
+		for (size_t s = 0; s < j->nsrc; s++) {
+			float *sq = c->out;
+
+			for (size_t i = 0; i < len; i++) {
+				float x = c->keep[i] ? t[s][i] : 0.0f;
+
+				sq[i] = x * x;
+			}
+			weld_xsum_add_abs(&e->rank_sums[(ti * e->max_src + s) * 2], sq, len);
+		}
+		return;
+	}
+}
+
+void weld_exec_sce_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			 uint64_t first, uint64_t g, size_t len)
+{
+	const float *t[WELD_K_MAX_SRC], *v = tile_var(e, j, c, len, t);
+
+	tile_mask(e, c, v, len);
+	weld_k_sce_combine(t, c->keep, j->nsrc, e->hs->a, c->base, len, c->out);
+	weld_exec_put_tile(e, j, c, first, g, len);
+}
+
+int weld_exec_sce_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
+			struct weld_error *err)
+{
+	struct hist_exec *h = e->hs;
+	uint64_t run = h->eq_seen;
+
+	memset(h->eq_run, 0, (size_t)e->n_slices * sizeof(uint64_t));
+	if (h->keep_all || h->keep_none || h->keep_equal == 0 || h->keep_equal == h->n_equal)
+		return 0;       /* all or none of the equal ones: their order does not matter */
+	if (weld_exec_run_chunk(e, j, first, n, P_SCE_COUNT, DROP_NONE, err) < 0)
+		return -1;
+	weld_exec_progress(e, j, n);
+	for (int t = 0; t < e->n_slices; t++) {
+		uint64_t mine = h->eq_run[t];
+
+		h->eq_run[t] = run;
+		run += mine;
+	}
+	h->eq_seen = run;
+	return 0;
+}
+
+/* The k-th largest variance: its key, how many equal to it are kept. */
+static int select_variance(struct exec *e, const struct weld_job *j, struct weld_error *err)
+{
+	struct hist_exec *h = e->hs;
+	uint64_t m = j->nelem, zeros = 0, k;
+
+	if (weld_exec_hist_pass(e, &j, 1, P_SCE_HI, err) < 0)
+		return -1;
+	for (int t = 0; t < e->n_threads; t++)
+		zeros += h->thread_count[t];
+	k = (uint64_t)floor((double)(m - zeros) * e->opts->select_topk);
+	if (k == 0) {
+		h->keep_none = true;
+		return 0;
+	}
+	h->rank[0][0] = m - k;
+	weld_exec_hist_pick_bins(e, 1, 1);
+	if (weld_exec_hist_pass(e, &j, 1, P_SCE_LO, err) < 0)
+		return -1;
+	h->thr = weld_exec_hist_pick_key(e, 0, 0);
+	h->n_equal = h->equal[0][0];
+	/* k = those above the threshold + the equal ones kept */
+	h->keep_equal = k - (m - h->below[0][0] - h->n_equal);
+	return 0;
+}
+
+/* Each model's share a_i of the energy (METHODS 5 step 3). */
+static int energies(struct exec *e, const struct weld_job *j, struct weld_error *err)
+{
+	struct hist_exec *h = e->hs;
+	double en[WELD_K_MAX_SRC], total = 0;
+	size_t ns = (size_t)e->n_slices;
+
+	memset(e->rank_sums, 0, ns * e->max_src * 2 * sizeof(struct weld_xsum));
+	h->eq_seen = 0;
+	for (uint64_t first = 0; first < j->nelem; first += e->chunk_elems) {
+		uint64_t n = j->nelem - first < e->chunk_elems ? j->nelem - first : e->chunk_elems;
+
+		if (weld_exec_sce_chunk(e, j, first, n, err) < 0 ||
+		    weld_exec_run_chunk(e, j, first, n, P_SCE_SUM, DROP_NONE, err) < 0)
+			return -1;
+		weld_exec_progress(e, j, n);
+	}
+	for (size_t s = 0; s < j->nsrc; s++) {
+		struct weld_xsum x = e->rank_sums[s * 2];
+
+		for (size_t t = 1; t < ns; t++)
+			weld_xsum_merge(&x, &e->rank_sums[(t * e->max_src + s) * 2]);
+		en[s] = weld_xsum_value(&x) / (double)j->nelem;
+		total += en[s];
+	}
+	for (size_t s = 0; s < j->nsrc; s++)
+		h->a[s] = (float)(fabs(total) < 1e-6 ? 1.0 / (double)j->nsrc : en[s] / total);
+	return 0;
+}
+
+int weld_exec_sce_unit(struct exec *e, const struct weld_job *j, struct weld_error *err)
+{
+	struct hist_exec *h = e->hs;
+	double tau = e->opts->select_topk;
+
+	h->keep_all = !(tau < 1);
+	h->keep_none = tau <= 0;
+	h->keep_equal = h->n_equal = 0;
+	h->thr = 0;
+	if (!h->keep_all && !h->keep_none && select_variance(e, j, err) < 0)
+		return -1;
+	if (h->keep_none) {
+		/* every t is 0: the shares do not matter */
+		for (size_t s = 0; s < j->nsrc; s++)
+			h->a[s] = (float)(1.0 / (double)j->nsrc);
+	} else if (energies(e, j, err) < 0) {
+		return -1;
+	}
+	h->eq_seen = 0;         /* APPLY counts the equal ones again */
+	return 0;
+}

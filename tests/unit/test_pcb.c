@@ -1,0 +1,148 @@
+/*
+ * test_pcb.c - PCB-Merging's pieces on plain arrays (lib/engine/pcb.c):
+ * the indices of the order statistics, the keys and their k-th smallest,
+ * beta and the combination on hand-computed cases, and the degenerate
+ * rules of METHODS 12 (a constant unit, top = thr).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "pcb.h"
+
+/* METHODS 12: lo = s[floor(d rho)], hi = s[trunc(d (1 - rho) - 1)],
+ * thr = s[floor(d (1 - r))] */
+static void test_indices(void **state)
+{
+	(void)state;
+	assert_int_equal(weld_pcb_lo_index(10, 0.0001), 0);
+	assert_int_equal(weld_pcb_hi_index(10, 0.0001), 8);
+	assert_int_equal(weld_pcb_lo_index(100000, 0.0001), 10);
+	assert_int_equal(weld_pcb_hi_index(100000, 0.0001), 99989);
+	assert_int_equal(weld_pcb_hi_index(1, 0.0001), 0);      /* trunc(-1e-4) = 0 */
+	assert_int_equal(weld_pcb_lo_index(1, 0.0001), 0);
+	assert_int_equal(weld_pcb_thr_index(10, 0.1), 9);       /* = top: nothing kept */
+	assert_int_equal(weld_pcb_thr_index(10, 0.3), 7);
+	assert_int_equal(weld_pcb_thr_index(10, 1), 0);
+	assert_int_equal(weld_pcb_thr_index(7, 1e-300), 6);     /* never past the end */
+}
+
+/* signed keys sort like the values, -0 just below +0; the k-th smallest of
+ * a plateau is the plateau's value */
+static void test_keys(void **state)
+{
+	const float v[] = { 2.0f, -1.0f, 0.0f, 0.5f, -0.0f, -3.5f };
+	const float want[] = { -3.5f, -1.0f, -0.0f, 0.0f, 0.5f, 2.0f };
+	uint32_t keys[6], tmp[6], plateau[1000], ptmp[1000];
+
+	(void)state;
+	for (size_t k = 0; k < 6; k++) {
+		float f;
+
+		for (size_t i = 0; i < 6; i++)
+			keys[i] = weld_pcb_signed_key(v[i]);
+		f = weld_pcb_key_float(weld_pcb_kth_key(keys, 6, k, tmp), 1);
+		assert_memory_equal(&f, &want[k], sizeof(f));
+	}
+	for (size_t i = 0; i < 6; i++)
+		keys[i] = weld_pcb_abs_key(v[i]);
+	assert_true(weld_pcb_key_float(weld_pcb_kth_key(keys, 6, 4, tmp), 0) == 2.0f);
+	for (size_t i = 0; i < 1000; i++)
+		plateau[i] = weld_pcb_signed_key(i < 10 ? -1.0f : 0.25f);
+	assert_true(weld_pcb_key_float(weld_pcb_kth_key(plateau, 1000, 500, ptmp), 1) == 0.25f);
+}
+
+/* n = 2, delta = (0.5, -0.25) at one element: S = 0.25; lo = 0.25, hi = 0.5
+ * make N = 1 for the first, 0 for the second */
+static void test_beta(void **state)
+{
+	const float d0[] = { 0.5f }, d1[] = { -0.25f };
+	const float *d[] = { d0, d1 };
+	float sum[1], b[1];
+
+	(void)state;
+	weld_k_pcb_sum(d, 2, 1, sum);
+	assert_true(sum[0] == 0.25f);
+	weld_k_pcb_beta(d0, sum, 2, 0.25f, 0.5f, 1, b);
+	assert_true(b[0] == (float)exp(2.0) * (float)tanh(0.125));
+	weld_k_pcb_beta(d1, sum, 2, 0.25f, 0.5f, 1, b);
+	assert_true(b[0] == 1.0f * (float)tanh(-0.0625));
+	/* a constant unit (lo = hi): N = 0, intra = 1 */
+	weld_k_pcb_beta(d0, sum, 2, 0.5f, 0.5f, 1, b);
+	assert_true(b[0] == (float)tanh(0.125));
+}
+
+/* one model, w = 2, lambda = 0.5: scores 0.5 and 1 */
+static void test_combine(void **state)
+{
+	const float d0[] = { 1.0f, -2.0f }, b0[] = { 0.5f, 0.9f }, base[] = { 10, 10 };
+	const float *d[] = { d0 }, *b[] = { b0 };
+	const struct weld_pcb_unit u = { .lo = 1, .hi = 2, .thr = 0.1f, .top = 0.9f };
+	const float w[] = { 2 };
+	float out[2];
+
+	(void)state;
+	weld_k_pcb_combine(d, b, 1, &u, w, base, 0.5f, 2, out);
+	assert_true(out[0] == 10 + 0.5f * ((2 * 1.0f * ((0.5f - 0.1f) / (0.9f - 0.1f))) /
+					   ((0.5f - 0.1f) / (0.9f - 0.1f))));
+	assert_true(out[1] == 8.0f);
+}
+
+/* top = thr: the model gives nothing (METHODS 12: 0/0 in the reference
+ * code); with every model so, out = base */
+static void test_top_equals_thr(void **state)
+{
+	const float d0[] = { 1.0f, -2.0f }, d1[] = { 3.0f, 4.0f };
+	const float b0[] = { 0.7f, 0.7f }, b1[] = { 0.2f, 0.9f }, base[] = { 1.5f, -0.5f };
+	const float *d[] = { d0, d1 }, *b[] = { b0, b1 };
+	struct weld_pcb_unit u[2] = {
+		{ .lo = 0, .hi = 10, .thr = 0.7f, .top = 0.7f },
+		{ .lo = 0, .hi = 10, .thr = 0.9f, .top = 0.9f },
+	};
+	const float w[] = { 1, 1 };
+	float out[2];
+
+	(void)state;
+	weld_k_pcb_combine(d, b, 2, u, w, base, 1.0f, 2, out);
+	assert_true(out[0] == 1.5f && out[1] == -0.5f);
+	/* the second model alone counts once its top differs: score 1 at
+	 * element 1, 0 at element 0 (0.2 is below thr) */
+	u[1].thr = 0.5f;
+	weld_k_pcb_combine(d, b, 2, u, w, base, 1.0f, 2, out);
+	assert_true(out[0] == 1.5f && out[1] == -0.5f + 4.0f);
+}
+
+/* clip: |delta| is clamped to [lo, hi] before the sign is put back; a zero
+ * delta stays 0 */
+static void test_clip_sign(void **state)
+{
+	const float d0[] = { 0.01f, -5.0f, 0.0f }, b0[] = { 1, 1, 1 }, base[] = { 0, 0, 0 };
+	const float *d[] = { d0 }, *b[] = { b0 };
+	const struct weld_pcb_unit u = { .lo = 0.1f, .hi = 2.0f, .thr = 0.0f, .top = 1.0f };
+	const float w[] = { 1 };
+	float out[3];
+
+	(void)state;
+	weld_k_pcb_combine(d, b, 1, &u, w, base, 1.0f, 3, out);
+	assert_true(out[0] == 0.1f && out[1] == -2.0f && out[2] == 0.0f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_indices),
+		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_beta),
+		cmocka_unit_test(test_combine),
+		cmocka_unit_test(test_top_equals_thr),
+		cmocka_unit_test(test_clip_sign),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

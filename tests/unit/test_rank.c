@@ -1,0 +1,194 @@
+/*
+ * test_rank.c - della's pieces on plain arrays (lib/engine/rank.c): the
+ * rank order in a row and its tie rule, the keep probability and the
+ * rescale of one row (width 1 included), and the exact sums.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "weld.h"
+#include "rank.h"
+
+static void order_of(const float *v, size_t w, uint32_t *order)
+{
+	uint32_t *scratch = malloc(3 * w * sizeof(uint32_t));
+
+	weld_k_row_order(v, w, order, scratch);
+	free(scratch);
+}
+
+/* rank 1 = smallest |v|; equal magnitudes: the lower position ranks higher */
+static void test_row_order_ties(void **state)
+{
+	const float v[] = { 0.5f, -0.25f, -0.5f, 0.1f, 0.0f, -0.0f };
+	const uint32_t want[] = { 5, 4, 3, 1, 2, 0 };
+	uint32_t order[6];
+
+	(void)state;
+	order_of(v, 6, order);
+	assert_memory_equal(order, want, sizeof(want));
+}
+
+/* a plateau: every element equal, ranks follow positions backwards */
+static void test_row_order_plateau(void **state)
+{
+	enum { W = 1000 };
+	float v[W];
+	uint32_t order[W];
+
+	(void)state;
+	for (size_t i = 0; i < W; i++)
+		v[i] = (i % 2) ? -3.0f : 3.0f;
+	order_of(v, W, order);
+	for (size_t i = 0; i < W; i++)
+		assert_int_equal(order[i], W - 1 - i);
+}
+
+/* magnitudes that differ in each byte of their bits sort by value */
+static void test_row_order_bytes(void **state)
+{
+	enum { W = 257 };
+	float v[W];
+	uint32_t order[W];
+
+	(void)state;
+	for (size_t i = 0; i < W; i++)
+		v[i] = ((i * 7919) % W + 1) * 1.0009765625f * ((i & 1) ? -1.0f : 1.0f);
+	order_of(v, W, order);
+	for (size_t i = 1; i < W; i++)
+		assert_true(fabsf(v[order[i - 1]]) < fabsf(v[order[i]]));
+}
+
+static void della_row(float *v, size_t w, uint64_t key, uint64_t first, double d, double eps,
+		      bool inverse, float factor)
+{
+	uint32_t *scratch = malloc(4 * w * sizeof(uint32_t));
+	uint64_t *thr = malloc(w * sizeof(uint64_t));
+	float *pf = malloc(w * sizeof(float));
+
+	/* d >= 1 keeps the row: the engine does not call the kernel */
+	if (d < 1) {
+		weld_k_della_table(w, d, eps, thr, pf);
+		weld_k_della_row(v, w, key, first, thr, pf, inverse, factor, scratch);
+	}
+	free(scratch);
+	free(thr);
+	free(pf);
+}
+
+/* three elements, d = 0.5, eps = 0.2: p = 0.3, 0.5, 0.7 by rank; each kept
+ * iff its draw is below its p, divided by float(p) */
+static void test_della_row_probabilities(void **state)
+{
+	const float in[] = { 0.2f, -0.9f, 0.4f };  /* ranks 1, 3, 2 */
+	const double p[] = { 0.3, 0.7, 0.5 };
+	uint64_t key = weld_rng_key("t", 1, 0);
+	int kept = 0, dropped = 0;
+
+	(void)state;
+	for (uint64_t first = 0; first < 200; first += 3) {
+		float v[3];
+
+		memcpy(v, in, sizeof(v));
+		della_row(v, 3, key, first, 0.5, 0.2, true, 1.0f);
+		for (size_t j = 0; j < 3; j++) {
+			bool keep = weld_rng_uniform(key, first + j) < p[j];
+
+			if (keep)
+				assert_true(v[j] == in[j] / (float)p[j]);
+			else
+				assert_true(v[j] == 0.0f && !signbit(v[j]));
+			kept += keep;
+			dropped += !keep;
+		}
+	}
+	assert_true(kept > 0 && dropped > 0);
+}
+
+/* width 1: p = d (mergekit's 0/0); the l1 form multiplies by the factor */
+static void test_della_row_width_one(void **state)
+{
+	uint64_t key = weld_rng_key("w1", 2, 5);
+	int kept = 0, dropped = 0;
+
+	(void)state;
+	for (uint64_t j = 0; j < 64; j++) {
+		float v = -0.75f, f = 1.5f;
+		bool keep = weld_rng_uniform(key, j) < 0.4;
+
+		della_row(&v, 1, key, j, 0.4, 0.3, false, f);
+		assert_true(v == (keep ? -0.75f * f : 0.0f));
+		kept += keep;
+		dropped += !keep;
+	}
+	assert_true(kept > 0 && dropped > 0);
+}
+
+/* d >= 1: nothing dropped, nothing rescaled */
+static void test_della_row_density_one(void **state)
+{
+	float v[] = { 1, -2, 3, 0 };
+	const float want[] = { 1, -2, 3, 0 };
+
+	(void)state;
+	della_row(v, 4, 99, 0, 1.0, 0.15, true, 3.0f);
+	assert_memory_equal(v, want, sizeof(want));
+}
+
+static double xsum_of(const float *x, size_t n, size_t split)
+{
+	struct weld_xsum a = { 0 }, b = { 0 };
+
+	weld_xsum_add_abs(&a, x, split);
+	weld_xsum_add_abs(&b, x + split, n - split);
+	weld_xsum_merge(&a, &b);
+	return weld_xsum_value(&a);
+}
+
+/* the exact sum, rounded once: the same for any split of the values */
+static void test_xsum_exact(void **state)
+{
+	float tenth[10], big[] = { 1e30f, 1.0f, -1e30f };
+	float half[] = { 1.0f, 0x1p-53f }, above[] = { 1.0f, 0x1p-53f, 0x1p-80f };
+	float tiny[] = { 0x1p-149f, -0x1p-149f, 0x1p-148f };
+	float special[] = { 1.0f, INFINITY }, nan_[] = { 1.0f, NAN, -INFINITY };
+
+	(void)state;
+	for (size_t i = 0; i < 10; i++)
+		tenth[i] = 0.1f;
+	for (size_t s = 0; s <= 10; s++)
+		assert_true(xsum_of(tenth, 10, s) == 10.0 * (double)0.1f);
+	/* 2e30 + 1 rounds to 2e30 in double, whatever the order */
+	for (size_t s = 0; s <= 3; s++)
+		assert_true(xsum_of(big, 3, s) == 2.0 * (double)1e30f);
+	/* 1 + 2^-53 is half an ulp: to even; a little more rounds up */
+	assert_true(xsum_of(half, 2, 1) == 1.0);
+	assert_true(xsum_of(above, 3, 1) == 1.0 + 0x1p-52);
+	/* subnormal floats */
+	assert_true(xsum_of(tiny, 3, 2) == 0x1p-147);
+	assert_true(xsum_of(tiny, 0, 0) == 0.0);
+	assert_true(isinf(xsum_of(special, 2, 1)));
+	assert_true(isnan(xsum_of(nan_, 3, 1)));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_row_order_ties),
+		cmocka_unit_test(test_row_order_plateau),
+		cmocka_unit_test(test_row_order_bytes),
+		cmocka_unit_test(test_della_row_probabilities),
+		cmocka_unit_test(test_della_row_width_one),
+		cmocka_unit_test(test_della_row_density_one),
+		cmocka_unit_test(test_xsum_exact),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
