@@ -13,7 +13,9 @@ int cmd_diff(int argc, char **argv);
 int cmd_expert_merge(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_nearswap(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_ram(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 /* weld plan RECIPE.json: argv[0] is "run"; prints the plan, writes nothing. */
 int cmd_run_plan(int argc, char **argv);

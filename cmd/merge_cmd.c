@@ -24,6 +24,7 @@ enum {
 	O_MAXMEM, O_SHARD, O_ALLOW_MISSING, O_NO_COPY, O_JSON, O_SIGN, O_NORMALIZE,
 	O_NO_NORMALIZE, O_RESCALE, O_COMBINE, O_TRIM, O_GAMMA, O_FROM, O_MASK_LAMBDA,
 	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED,
+	O_T, O_EPSILON, O_R, O_ALPHA, O_PLUS,
 };
 
 static const struct option long_opts[] = {
@@ -54,6 +55,11 @@ static const struct option long_opts[] = {
 	{ "apply-mask", required_argument, NULL, O_APPLY_MASK },
 	{ "masks", required_argument, NULL, O_MASKS },
 	{ "merged", required_argument, NULL, O_MERGED },
+	{ "t", required_argument, NULL, O_T },
+	{ "epsilon", required_argument, NULL, O_EPSILON },
+	{ "r", required_argument, NULL, O_R },
+	{ "alpha", required_argument, NULL, O_ALPHA },
+	{ "plus", no_argument, NULL, O_PLUS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -85,6 +91,8 @@ static bool takes(const struct weld_method_spelling *s, int c)
 		{ O_FROM, -1, WELD_K_FROM }, { O_K, -1, WELD_K_K },
 		{ O_SAVE_MASKS, -1, WELD_K_MASKS }, { O_APPLY_MASK, -1, WELD_K_MASKS },
 		{ O_MASKS, -1, WELD_K_MASKS }, { O_MERGED, -1, WELD_K_MASKS },
+		{ O_T, WELD_P_T, -1 }, { O_EPSILON, WELD_P_EPSILON, -1 },
+		{ O_R, WELD_P_R, -1 }, { O_ALPHA, WELD_P_ALPHA, -1 }, { O_PLUS, -1, WELD_K_PLUS },
 	};
 
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -112,6 +120,10 @@ struct merge_args {
 	long apply_mask;
 	bool json;
 	struct weld_merge_opts o;
+	/* per-tensor values (the same for every tensor on the command line),
+	 * and which were given */
+	double tv[WELD_P_COUNT];
+	bool tv_set[WELD_P_COUNT];
 };
 
 static int pick(const char *opt, const char *s, const char *const *names, int *out)
@@ -225,6 +237,22 @@ static int parse_list(const char *opt, double *vals, size_t *n, bool densities)
 	return 0;
 }
 
+/* A per-tensor value (--t, --epsilon, ...), in the range its spelling gives. */
+static int tensor_value(const char *opt, enum weld_param p, struct merge_args *a)
+{
+	double v;
+
+	if (!cli_double(opt, optarg, &v))
+		return EXIT_USAGE;
+	if (weld_param_range(a->spec, p) == WELD_RANGE_UNIT && !(v >= 0 && v <= 1))
+		return cli_usage_error("invalid value '%s' for '%s': outside [0, 1]", optarg, opt);
+	if (weld_param_range(a->spec, p) == WELD_RANGE_NONNEG && !(v >= 0))
+		return cli_usage_error("invalid value '%s' for '%s': must be >= 0", optarg, opt);
+	a->tv[p] = v;
+	a->tv_set[p] = true;
+	return 0;
+}
+
 /* One option of the method's own; 0 or an exit status. */
 static int parse_method_opt(int c, struct merge_args *a)
 {
@@ -294,6 +322,11 @@ static int parse_method_opt(int c, struct merge_args *a)
 		return cli_int("--apply-mask", optarg, 1, WELD_MAX_MODELS, &a->apply_mask) ? 0 : EXIT_USAGE;
 	case O_MASKS: a->masks = optarg; return 0;
 	case O_MERGED: a->merged = optarg; return 0;
+	case O_T: return tensor_value("--t", WELD_P_T, a);
+	case O_EPSILON: return tensor_value("--epsilon", WELD_P_EPSILON, a);
+	case O_R: return tensor_value("--r", WELD_P_R, a);
+	case O_ALPHA: return tensor_value("--alpha", WELD_P_ALPHA, a);
+	case O_PLUS: a->o.ram_plus = true; return 0;
 	default: return -1;
 	}
 }
@@ -342,6 +375,21 @@ static int check_args(struct merge_args *a)
 				       a->nmask_lambda, a->n);
 	if (a->o.trim > 0 && a->o.combine != WELD_COMBINE_TIES)
 		return cli_usage_error("--trim needs --combine ties");
+	for (int p = 0; p < WELD_P_COUNT; p++) {
+		double d;
+
+		if (weld_param_defs[p].kind != WELD_PER_TENSOR || p == WELD_P_LAMBDA ||
+		    !(s->params & WELD_PB(p)))
+			continue;
+		if (a->tv_set[p] && !weld_method_uses(&a->o, s->method, (enum weld_param)p))
+			return cli_usage_error("--%s is used by 'weld %s' only with --plus",
+					       weld_param_defs[p].name, s->name);
+		if (!a->tv_set[p] && !weld_method_default(s, (enum weld_param)p, &d))
+			return cli_usage_error("--%s is required by 'weld %s'",
+					       weld_param_defs[p].name, s->name);
+		if (!a->tv_set[p])
+			a->tv[p] = d;
+	}
 	return 0;
 }
 
@@ -389,6 +437,20 @@ static int parse(const char *usage, int argc, char **argv, struct merge_args *a)
 	return check_args(a);
 }
 
+/* Every tensor takes the per-tensor values of the command line. */
+static int tensor_values(void *ctx, const char *tensor, int slot, struct weld_source *src,
+			 struct weld_job *job, struct weld_error *err)
+{
+	const struct merge_args *a = ctx;
+
+	(void)tensor, (void)slot, (void)src, (void)err;
+	job->t = a->tv[WELD_P_T];
+	job->epsilon = a->tv[WELD_P_EPSILON];
+	job->ram_r = a->tv[WELD_P_R];
+	job->ram_alpha = a->tv[WELD_P_ALPHA];
+	return 0;
+}
+
 static int build(weld_plan *p, struct merge_args *a, struct weld_error *err)
 {
 	struct weld_model_params mp[WELD_MAX_MODELS];
@@ -406,7 +468,7 @@ static int build(weld_plan *p, struct merge_args *a, struct weld_error *err)
 			return -1;
 		mp[i] = model_params(a, i);
 	}
-	return weld_plan_standard(p, base, idx, a->n, mp, a->lambda, a->gamma, NULL, NULL, err);
+	return weld_plan_standard(p, base, idx, a->n, mp, a->lambda, a->gamma, tensor_values, a, err);
 }
 
 /* The normalised recipe stored in the output (NULL only when out of memory). */
@@ -418,6 +480,8 @@ static char *recipe_json(const struct merge_args *a)
 	struct weld_command_merge c = {
 		.spelling = a->spec, .base = a->base, .n = a->n, .models = paths, .mp = mp,
 		.lambda = a->lambda, .gamma = a->gamma, .o = &a->o,
+		.t = a->tv[WELD_P_T], .epsilon = a->tv[WELD_P_EPSILON],
+		.ram_r = a->tv[WELD_P_R], .ram_alpha = a->tv[WELD_P_ALPHA],
 	};
 	char *text;
 

@@ -55,6 +55,8 @@ static void print_options(const struct weld_merge_opts *o, bool json)
 		snprintf(num, sizeof(num), json ? "%.17g" : "%g", o->trim);
 		print_opt(json, &first, "trim", num, false);
 	}
+	if (weld_method_takes(m, WELD_K_PLUS))
+		print_opt(json, &first, "plus", o->ram_plus ? "true" : "false", false);
 	if (first && !json)
 		printf("none");
 }
@@ -74,6 +76,12 @@ static void print_job_json(const weld_plan *p, const struct weld_job *j)
 		printf(",\"gamma\":%.17g", j->gamma);
 	if (weld_method_uses(o, j->method, WELD_P_T))
 		printf(",\"t\":%.17g", j->t);
+	if (weld_method_uses(o, j->method, WELD_P_EPSILON))
+		printf(",\"epsilon\":%.17g", j->epsilon);
+	if (weld_method_uses(o, j->method, WELD_P_R))
+		printf(",\"r\":%.17g,\"alpha\":%.17g", j->ram_r, j->ram_alpha);
+	if (weld_job_stats(o, j))
+		printf(",\"passes\":2");
 	if (j->base_model >= 0) {
 		printf(",\"base\":{\"model\":%d,\"tensor\":", j->base_model);
 		cli_json_string(stdout, weld_model_tensor(weld_plan_model(p, j->base_model),
@@ -108,6 +116,12 @@ static void print_job_text(const weld_plan *p, const struct weld_job *j)
 		printf(" gamma=%g", j->gamma);
 	if (weld_method_uses(o, j->method, WELD_P_T))
 		printf(" t=%g", j->t);
+	if (weld_method_uses(o, j->method, WELD_P_EPSILON))
+		printf(" epsilon=%g", j->epsilon);
+	if (weld_method_uses(o, j->method, WELD_P_R))
+		printf(" r=%g alpha=%g", j->ram_r, j->ram_alpha);
+	if (weld_job_stats(o, j))
+		printf(" passes=2");
 	if (j->base_model >= 0) {
 		const char *bn = weld_model_tensor(weld_plan_model(p, j->base_model),
 						   (size_t)j->base_tensor)->name;

@@ -18,11 +18,14 @@ const struct weld_param_def weld_param_defs[WELD_P_COUNT] = {
 	[WELD_P_NORMALIZE] = { "normalize", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
 	[WELD_P_RESCALE] = { "rescale", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
 	[WELD_P_INT8_MASK] = { "int8_mask", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_EPSILON] = { "epsilon", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
+	[WELD_P_R] = { "r", WELD_PER_TENSOR, WELD_RANGE_ANY },
+	[WELD_P_ALPHA] = { "alpha", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
 };
 
 const char *const weld_key_names[WELD_K_COUNT] = {
 	"scope", "seed", "sign", "rescale", "combine", "trim", "from", "k", NULL,
-	"shard_size", "max_memory", "allow_missing", "copy_files",
+	"shard_size", "max_memory", "allow_missing", "copy_files", NULL,
 };
 
 const char *const weld_scope_names[] = { "tensor", "row", "model", NULL };
@@ -47,6 +50,7 @@ struct method_row {
 	size_t min_sources, max_sources;
 	bool task_vectors;      /* merges delta = x - base, not x */
 	bool random_drop;       /* drops elements at random (DESIGN 4.9) */
+	bool exact_shapes;      /* a larger vocabulary is an error, not cropped */
 };
 
 static const struct method_row methods[] = {
@@ -59,6 +63,8 @@ static const struct method_row methods[] = {
 	[WELD_METHOD_CONSENSUS] = { "consensus", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
 	[WELD_METHOD_SLERP] = { "slerp", WELD_BASE_REQUIRED, 1, 1 },
 	[WELD_METHOD_APPLY_MASK] = { "apply-mask", WELD_BASE_REQUIRED, 1, 1 },
+	[WELD_METHOD_NEARSWAP] = { "nearswap", WELD_BASE_REQUIRED, 1, 1, false, false, true },
+	[WELD_METHOD_RAM] = { "ram", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false, true },
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 
@@ -93,7 +99,8 @@ bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum 
 {
 	switch (p) {
 	case WELD_P_WEIGHT:
-		return m != WELD_METHOD_COPY && m != WELD_METHOD_SLERP;
+		return m != WELD_METHOD_COPY && m != WELD_METHOD_SLERP && m != WELD_METHOD_NEARSWAP &&
+		       m != WELD_METHOD_RAM;
 	case WELD_P_DENSITY:
 		return m == WELD_METHOD_TIES || m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS ||
 		       (m == WELD_METHOD_CONSENSUS && o->from == WELD_FROM_TIES);
@@ -106,7 +113,12 @@ bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum 
 		       m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS ||
 		       m == WELD_METHOD_CONSENSUS;
 	case WELD_P_T:
-		return m == WELD_METHOD_SLERP;
+		return m == WELD_METHOD_SLERP || m == WELD_METHOD_NEARSWAP;
+	case WELD_P_EPSILON:
+		return m == WELD_METHOD_RAM;
+	case WELD_P_R:
+	case WELD_P_ALPHA:
+		return m == WELD_METHOD_RAM && o->ram_plus;
 	case WELD_P_NORMALIZE:
 		return m == WELD_METHOD_AVERAGE || m == WELD_METHOD_TASK_ARITHMETIC ||
 		       m == WELD_METHOD_TIES || m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS;
@@ -118,6 +130,21 @@ bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum 
 bool weld_method_task_vectors(enum weld_method m)
 {
 	return (unsigned)m < NMETHODS && methods[m].task_vectors;
+}
+
+bool weld_method_crops_vocab(enum weld_method m)
+{
+	return (unsigned)m < NMETHODS && !methods[m].exact_shapes;
+}
+
+size_t weld_job_stats(const struct weld_merge_opts *o, const struct weld_job *j)
+{
+	switch (j->method) {
+	case WELD_METHOD_RAM:
+		return o->ram_plus ? 2 * j->nsrc : 0;
+	default:
+		return 0;
+	}
 }
 
 bool weld_method_random_drop(enum weld_method m)
@@ -251,13 +278,28 @@ static const struct weld_method_spelling spellings[] = {
 	  .keys = K(SCOPE) | K(SIGN) | K(COMBINE), .base = WELD_BASE_REQUIRED,
 	  .density = 0.9, .gamma = WELD_DEFAULT_GAMMA, .combine = WELD_COMBINE_SUM,
 	  .summary = "Model Breadcrumbs: drop the largest outliers and the smallest deltas" },
+	/* mergekit's element-wise two-model and agent-merging methods (METHODS 9, 10) */
+	{ .name = "nearswap", .method = WELD_METHOD_NEARSWAP, .where = BOTH, .params = P(T),
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true, .t_distance = true,
+	  .summary = "take the model where it is within t of the base, interpolate beyond" },
+	{ .name = "ram", .method = WELD_METHOD_RAM, .where = WELD_IN_RECIPE, .params = P(EPSILON),
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true },
+	{ .name = "ramplus_tl", .method = WELD_METHOD_RAM, .where = WELD_IN_RECIPE,
+	  .params = P(EPSILON) | P(R) | P(ALPHA), .base = WELD_BASE_REQUIRED, .density = 1,
+	  .rescale = WELD_RESCALE_NONE, .combine_fixed = true, .plus = true },
+	{ .name = "ram", .method = WELD_METHOD_RAM, .where = WELD_IN_COMMAND,
+	  .params = P(EPSILON) | P(R) | P(ALPHA), .keys = K(PLUS), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "Reinforced Agent Merging: the surviving deltas, alone or averaged (and RAM+)" },
 };
 #define NSPELLINGS (sizeof(spellings) / sizeof(spellings[0]))
 
 /* mergekit methods weld does not implement. */
 static const char *const mergekit_only[] = {
 	"della", "della_linear", "model_stock", "nuslerp", "multislerp", "karcher", "sce",
-	"nearswap", "arcee_fusion", "ram", "ramplus_tl",
+	"arcee_fusion",
 };
 
 const struct weld_method_spelling *weld_method_find(const char *name, unsigned where)
@@ -292,6 +334,22 @@ bool weld_method_mergekit_only(const char *name)
 	return false;
 }
 
+enum weld_range weld_param_range(const struct weld_method_spelling *s, enum weld_param p)
+{
+	return p == WELD_P_T && s->t_distance ? WELD_RANGE_ANY : weld_param_defs[p].range;
+}
+
+const char *weld_method_recipe_name(const struct weld_method_spelling *s,
+				    const struct weld_merge_opts *o)
+{
+	/* the recipe spelling of the same method whose name fixes ram_plus */
+	for (size_t i = 0; s->method == WELD_METHOD_RAM && i < NSPELLINGS; i++)
+		if ((spellings[i].where & WELD_IN_RECIPE) && spellings[i].method == s->method &&
+		    spellings[i].plus == o->ram_plus)
+			return spellings[i].name;
+	return s->name;
+}
+
 bool weld_method_default(const struct weld_method_spelling *s, enum weld_param p, double *out)
 {
 	switch (p) {
@@ -301,6 +359,9 @@ bool weld_method_default(const struct weld_method_spelling *s, enum weld_param p
 	case WELD_P_GAMMA: *out = s->gamma; return true;
 	case WELD_P_MASK_LAMBDA: *out = WELD_DEFAULT_MASK_LAMBDA; return true;
 	case WELD_P_NORMALIZE: *out = s->normalize; return true;
+	case WELD_P_EPSILON: *out = WELD_DEFAULT_RAM_EPSILON; return true;
+	case WELD_P_R: *out = WELD_DEFAULT_RAM_R; return true;
+	case WELD_P_ALPHA: *out = WELD_DEFAULT_RAM_ALPHA; return true;
 	default: return false;
 	}
 }
@@ -321,4 +382,5 @@ void weld_merge_opts_init(struct weld_merge_opts *o, const struct weld_method_sp
 	o->record_memory = UINT64_MAX;
 	o->shard_size = WELD_DEFAULT_SHARD_SIZE;
 	o->copy_files = true;
+	o->ram_plus = s->plus;
 }

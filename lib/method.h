@@ -41,6 +41,7 @@ enum weld_param {
 	WELD_P_WEIGHT, WELD_P_DENSITY, WELD_P_GAMMA, WELD_P_MASK_LAMBDA, WELD_P_SCALE, /* per model */
 	WELD_P_LAMBDA, WELD_P_T,                                                       /* per tensor */
 	WELD_P_NORMALIZE, WELD_P_RESCALE, WELD_P_INT8_MASK,                            /* whole merge */
+	WELD_P_EPSILON, WELD_P_R, WELD_P_ALPHA,                                        /* per tensor */
 	WELD_P_COUNT
 };
 
@@ -71,6 +72,7 @@ enum weld_key {
 	WELD_K_SCOPE, WELD_K_SEED, WELD_K_SIGN, WELD_K_RESCALE, WELD_K_COMBINE, WELD_K_TRIM,
 	WELD_K_FROM, WELD_K_K, WELD_K_MASKS,
 	WELD_K_SHARD_SIZE, WELD_K_MAX_MEMORY, WELD_K_ALLOW_MISSING, WELD_K_COPY_FILES,
+	WELD_K_PLUS,        /* weld ram --plus: ramplus_tl (command line only) */
 	WELD_K_COUNT
 };
 /* The name of each key in a recipe's weld object (NULL: not there). */
@@ -116,6 +118,8 @@ struct weld_method_spelling {
 	enum weld_combine combine;
 	bool combine_fixed;           /* the name says sum or ties */
 	const char *summary;          /* one line for 'weld help' (commands) */
+	bool t_distance;              /* t is a distance (any number), not a fraction in [0, 1] */
+	bool plus;                    /* ram: the name is ramplus_tl */
 };
 
 /* The spelling called name and accepted in where (WELD_IN_*), or NULL. */
@@ -126,6 +130,13 @@ const struct weld_method_spelling *weld_method_spelling_at(size_t i, unsigned wh
 bool weld_method_takes(enum weld_method m, enum weld_key k);
 /* Is name a mergekit method weld does not implement? */
 bool weld_method_mergekit_only(const char *name);
+/* The range of parameter p's values for spelling s (weld_param_defs[p]'s,
+ * unless the spelling says otherwise). */
+enum weld_range weld_param_range(const struct weld_method_spelling *s, enum weld_param p);
+/* The recipe name of a merge made by spelling s with options o (a command
+ * whose options select another recipe name: weld ram --plus = ramplus_tl). */
+const char *weld_method_recipe_name(const struct weld_method_spelling *s,
+				    const struct weld_merge_opts *o);
 
 /* Defaults every method shares (weld_method_default covers the rest). */
 #define WELD_DEFAULT_WEIGHT 1.0
@@ -133,6 +144,9 @@ bool weld_method_mergekit_only(const char *name);
 #define WELD_DEFAULT_GAMMA 0.01
 #define WELD_DEFAULT_MASK_LAMBDA 0.6
 #define WELD_DEFAULT_K 2
+#define WELD_DEFAULT_RAM_EPSILON 1e-5
+#define WELD_DEFAULT_RAM_R 0.1
+#define WELD_DEFAULT_RAM_ALPHA 0.2
 
 /* The default of parameter p for a spelling; false when it has none (t,
  * scale, rescale, int8_mask). */
@@ -156,6 +170,16 @@ bool weld_method_elects_signs(const struct weld_merge_opts *o, enum weld_method 
 
 /* Does method m merge task vectors (delta = x - base) rather than x? */
 bool weld_method_task_vectors(enum weld_method m);
+/* May method m crop an embedding with more rows (a larger vocabulary) to
+ * the reference's rows (METHODS 0)? */
+bool weld_method_crops_vocab(enum weld_method m);
+
+/*
+ * The statistics pass of a job (before APPLY, over the whole tensor): the
+ * number of sums it takes per block of WELD_BLOCK elements, 0 when it makes
+ * none. ramplus_tl: per source S_i and U_i (METHODS 10), in that order.
+ */
+size_t weld_job_stats(const struct weld_merge_opts *o, const struct weld_job *j);
 /* Does it drop elements at random (DESIGN 4.9)? */
 bool weld_method_random_drop(enum weld_method m);
 /* Does it make an L1 pass (dare --rescale l1: sums of |delta| and of its

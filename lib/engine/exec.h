@@ -22,6 +22,8 @@
  *   COUNT   without recorded keys: the elements equal to the threshold
  *           before each slice, when only some of them are kept;
  *   SLERP   norms and dot product of the two tensors;
+ *   STATS   a method's own sums over the tensor (weld_job_stats(), e.g.
+ *           ramplus_tl's counts), folded into coefficients before APPLY;
  *   APPLY   compute the output and write it.
  * With --scope row every statistic is taken in memory, row by row, inside
  * APPLY; with --scope model the statistics passes run over every job
@@ -48,7 +50,7 @@
 
 #define MAX_SEL 2               /* most top-k selections per source */
 
-enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY };
+enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY, P_STATS };
 
 /* P_SAMPLE reads one super-tile in SAMPLE_STRIDE. */
 #define SAMPLE_STRIDE 16
@@ -148,6 +150,9 @@ struct exec {
 	uint64_t hist_pending;  /* elements counted in the threads' histograms */
 	struct recorder rec;
 	struct weld_outq *queue;        /* writes the output chunks */
+	size_t stats_max;       /* most sums per block of any job's STATS pass */
+	double *stats;          /* STATS: the current job's totals */
+	float *coef;            /* STATS: per source coefficients for APPLY */
 };
 
 /* The input tensor of source s. */
@@ -233,6 +238,15 @@ int weld_exec_over_chunks(struct exec *e, const struct weld_job *j, enum pass pa
  * with --scope model all merged jobs in name order. */
 int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 			 struct weld_error *err);
+
+/* stats_pass.c */
+
+/* STATS on one tile of len elements (one block): its sums into out. */
+void weld_exec_tile_job_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			      size_t len, double *out);
+/* The STATS pass of job j, if its method makes one, and the coefficients
+ * APPLY takes from it. */
+int weld_exec_job_stats(struct exec *e, const struct weld_job *j, struct weld_error *err);
 
 /* tiles.c */
 

@@ -379,6 +379,12 @@ WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, floa
 			out[j] = a->base[j] + a->lambda * (cnt[j] >= (float)a->k ? acc[j] : 0.0f);
 		return;
 	}
+	case WELD_METHOD_NEARSWAP:
+		weld_k_nearswap(a->base, a->v[0], len, a->t, out);
+		return;
+	case WELD_METHOD_RAM:
+		weld_k_ram(a->base, a->v, a->n, len, a->epsilon, a->coef, out);
+		return;
 	default:
 		if (a->ties) {
 			ties_tile(a, len, a->normalize, acc, scratch);

@@ -59,9 +59,28 @@ struct weld_combine_args {
 	unsigned char *maskbits;
 	size_t maskstride;
 	uint64_t bitpos;
+	float t;                        /* nearswap */
+	float epsilon;                  /* ram */
+	const float *coef;              /* ramplus_tl: lambda_i per source, or NULL */
 };
 
 /* out[0..len) for one tile; scratch holds (4 + n) * len floats. */
 void weld_k_combine(const struct weld_combine_args *a, size_t len, float *out, float *scratch);
+
+/* kernels_swap.c (METHODS 9, 10) */
+
+/* nearswap: a = clamp(t / max(|b - x|, 1e-6), 0, 1); out = a x + (1 - a) b. */
+void weld_k_nearswap(const float *b, const float *x, size_t len, float t, float *out);
+/* ram: out = b + the delta that alone has |delta| > eps (times lam[i]
+ * when lam != NULL: ramplus_tl), or the mean of several; b where none. */
+void weld_k_ram(const float *b, const float *const *v, size_t n, size_t len, float eps,
+		const float *lam, float *out);
+/* ramplus_tl's statistics of len elements: counts[2i] = S_i (elements
+ * where delta_i and another survive), counts[2i + 1] = U_i (delta_i
+ * alone). */
+void weld_k_ram_counts(const float *const *v, size_t n, size_t len, float eps, double *counts);
+/* lam[i] = 1 + r * clamp(S_i / max(U_i, eps), 0, alpha), in double. */
+void weld_k_ram_lambdas(const double *counts, size_t n, double eps, double r, double alpha,
+			float *lam);
 
 #endif

@@ -28,6 +28,8 @@ enum weld_method {
 	WELD_METHOD_CONSENSUS,
 	WELD_METHOD_SLERP,            /* base = t 0 end, one model = t 1 end */
 	WELD_METHOD_APPLY_MASK,       /* base + mask .* (merged - base) */
+	WELD_METHOD_NEARSWAP,         /* METHODS 9: toward the model where it is near the base */
+	WELD_METHOD_RAM,              /* METHODS 10: ram, and ramplus_tl with opts.ram_plus */
 };
 
 enum weld_scope { WELD_SCOPE_TENSOR, WELD_SCOPE_ROW, WELD_SCOPE_MODEL };
@@ -70,6 +72,7 @@ struct weld_merge_opts {
 	void (*warn)(void *ctx, const char *msg);
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
 	void *cb_ctx;
+	bool ram_plus;                /* ram: RAM+ (ramplus_tl), a statistics pass per tensor */
 };
 
 /* One input of a job. */
@@ -99,6 +102,8 @@ struct weld_job {
 	double t;                     /* slerp */
 	int mask_model;               /* apply-mask: the masks file, and */
 	int64_t mask_tensor;          /* its U8 tensor for this job */
+	double epsilon;               /* ram: |delta| > epsilon survives */
+	double ram_r, ram_alpha;      /* ramplus_tl: r and alpha */
 };
 
 typedef struct weld_plan weld_plan;

@@ -298,6 +298,14 @@ int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
 			r = check_shape(p, models[k], t, refm, rt, err);
 			if (r < 0)
 				goto out;
+			if (r == 1 && !weld_method_crops_vocab(j.method)) {
+				weld_fail(err, WELD_ERR_MISMATCH,
+					  "tensor '%s': '%s' has %lld rows, '%s' %lld: %s needs the same vocabulary size in every model",
+					  rt->name, weld_model_path(m), (long long)t->shape[0],
+					  weld_model_path(ref), (long long)rt->shape[0],
+					  weld_method_name(j.method));
+				goto out;
+			}
 			if (r == 1)
 				weld_plan_warn(p, "tensor '%s': '%s' has %lld rows, '%s' %lld: using the first %lld",
 					       rt->name, weld_model_path(m), (long long)t->shape[0],
@@ -397,6 +405,18 @@ static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_e
 				 j->name, j->gamma);
 	if (weld_method_uses(&p->o, j->method, WELD_P_T) && !isfinite(j->t))
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': t %g is not finite", j->name, j->t);
+	if (weld_method_uses(&p->o, j->method, WELD_P_T) && !f32_finite(j->t))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': t %g is not a finite float32 number",
+				 j->name, j->t);
+	if (weld_method_uses(&p->o, j->method, WELD_P_EPSILON) && !(j->epsilon >= 0 && f32_finite(j->epsilon)))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': epsilon %g must be a finite number >= 0",
+				 j->name, j->epsilon);
+	if (weld_method_uses(&p->o, j->method, WELD_P_R) && !f32_finite(j->ram_r))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': r %g is not a finite float32 number",
+				 j->name, j->ram_r);
+	if (weld_method_uses(&p->o, j->method, WELD_P_ALPHA) && !(j->ram_alpha >= 0 && f32_finite(j->ram_alpha)))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': alpha %g must be a finite number >= 0",
+				 j->name, j->ram_alpha);
 	if (j->method == WELD_METHOD_AVERAGE && p->o.normalize) {
 		double sw = 0;
 

@@ -178,6 +178,9 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 	a.maskbits = e->mask_writer ? e->mask_bits : NULL;
 	a.maskstride = e->mask_stride;
 	a.bitpos = g - first;
+	a.t = (float)j->t;
+	a.epsilon = (float)j->epsilon;
+	a.coef = weld_job_stats(e->opts, j) ? e->coef : NULL;
 	weld_k_combine(&a, len, c->out, c->scratch);
 	weld_exec_encode_tile(j->dtype, c->out, e->out_chunk + (g - first) * oes, len);
 }
@@ -219,6 +222,10 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 				break;
 			case P_SLERP:
 				weld_k_dots(c->base, c->vals, len, &e->block_sums[blk * 3]);
+				break;
+			case P_STATS:
+				weld_exec_tile_job_stats(e, j, c, len,
+							 &e->block_sums[blk * weld_job_stats(e->opts, j)]);
 				break;
 			case P_APPLY:
 				tile_apply(e, j, c, first, first + b, len);

@@ -34,7 +34,8 @@ static void add_models(cJSON *r, const struct weld_command_merge *c)
 		cJSON_AddItemToArray(models, e);
 		add_path(e, "model", c->models[i]);
 		mp = cJSON_AddObjectToObject(e, "parameters");
-		cJSON_AddNumberToObject(mp, "weight", c->mp[i].weight);
+		if (s->params & WELD_PB(WELD_P_WEIGHT))
+			cJSON_AddNumberToObject(mp, "weight", c->mp[i].weight);
 		if ((s->params & WELD_PB(WELD_P_DENSITY)) && weld_method_uses(o, s->method, WELD_P_DENSITY))
 			cJSON_AddNumberToObject(mp, "density", c->mp[i].density);
 		if (s->params & WELD_PB(WELD_P_GAMMA))
@@ -81,7 +82,7 @@ char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_err
 
 	if (!r)
 		return NULL;
-	cJSON_AddStringToObject(r, "merge_method", s->name);
+	cJSON_AddStringToObject(r, "merge_method", weld_method_recipe_name(s, c->o));
 	if (c->base && s->base != WELD_BASE_NONE)
 		add_path(r, "base_model", c->base);
 	add_models(r, c);
@@ -90,6 +91,14 @@ char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_err
 		cJSON_AddNumberToObject(params, "lambda", c->lambda);
 	if (s->params & WELD_PB(WELD_P_NORMALIZE))
 		cJSON_AddBoolToObject(params, "normalize", c->o->normalize);
+	if (s->params & WELD_PB(WELD_P_T))
+		cJSON_AddNumberToObject(params, "t", c->t);
+	if (weld_method_uses(c->o, s->method, WELD_P_EPSILON))
+		cJSON_AddNumberToObject(params, "epsilon", c->epsilon);
+	if (weld_method_uses(c->o, s->method, WELD_P_R))
+		cJSON_AddNumberToObject(params, "r", c->ram_r);
+	if (weld_method_uses(c->o, s->method, WELD_P_ALPHA))
+		cJSON_AddNumberToObject(params, "alpha", c->ram_alpha);
 	if (c->o->dtype >= 0)
 		cJSON_AddStringToObject(r, "out_dtype", weld_dtype_torch_name((enum weld_dtype)c->o->dtype));
 	add_weld(r, c);

@@ -306,7 +306,9 @@ static int check_structure(const weld_recipe *r, struct weld_error *err)
 
 			if (r->use_slices && sl->params && cJSON_GetObjectItemCaseSensitive(sl->params, "t"))
 				continue;
-			return rfail(r, err, "parameters.t", "slerp needs t (0 gives the base model, 1 the other; a list gives a gradient over the layers)");
+			return rfail(r, err, "parameters.t", "%s needs t (%s; a list gives a gradient over the layers)",
+				     m->name, m->t_distance ? "a distance to the base"
+				     : "0 gives the base model, 1 the other");
 		}
 	return 0;
 }

@@ -29,7 +29,7 @@ static int check_number(const weld_recipe *r, const struct weld_param_def *pd, d
 {
 	if (!isfinite(v))
 		return rfail(r, err, where, "%s must be a finite number", pd->name);
-	switch (pd->range) {
+	switch (weld_param_range(r->m, (enum weld_param)(pd - weld_param_defs))) {
 	case WELD_RANGE_DENSITY:
 		if (!(v > 0 && v <= 1))
 			return rfail(r, err, where, "%s %g is outside (0, 1]", pd->name, v);
@@ -357,6 +357,7 @@ static int weld_key_value(weld_recipe *r, enum weld_key k, const cJSON *e, const
 			r->o.copy_files = cJSON_IsTrue(e);
 		break;
 	case WELD_K_MASKS:
+	case WELD_K_PLUS:
 	case WELD_K_COUNT:
 		break;
 	}

@@ -185,6 +185,30 @@ def cases():
     add("consensus/ties-tensor", "consensus %s --from ties --density 0.3 %s" % (TV, M))
     add("consensus/ties-row", "consensus %s --from ties --density 0.5 --scope row --k 1 %s" % (TV, M))
     add("consensus/ties-model", "consensus %s --from ties --density 0.4 --scope model %s" % (TV, M))
+    # nearswap (METHODS 9): |delta| is in [0.02, 0.1], so t = 0.05 mixes the
+    # model, the base and interpolations; the tie tensors hold exact zeros
+    add("nearswap/t-0.05", "nearswap %s --t 0.05 M1" % TV)
+    add("nearswap/t-1", "nearswap %s --t 1 M2" % TV)
+    add("nearswap/t-0", "nearswap %s --t 0 M3" % TV)
+    add("nearswap/t-negative", "nearswap %s --t -0.5 M1" % TV)
+    add("nearswap/t-0.05", "nearswap %s --t 0.05 M1" % TV, fam="bf16")
+    # ram, ramplus_tl (METHODS 10): epsilon 0.05 leaves 0 to 3 survivors
+    add("ram/default", "ram %s %s" % (TV, M))
+    add("ram/epsilon-0.05", "ram %s --epsilon 0.05 %s" % (TV, M))
+    add("ram/one-model", "ram %s --epsilon 0.05 M2" % TV)
+    add("ram/plus", "ram %s --plus --epsilon 0.05 %s" % (TV, M))
+    add("ram/plus-r-alpha", "ram %s --plus --epsilon 0.06 --r 0.5 --alpha 1 %s" % (TV, M))
+    add("ram/plus-default", "ram %s --plus %s" % (TV, M))
+    add("ram/plus", "ram %s --plus --epsilon 0.05 %s" % (TV, M), fam="bf16")
+    add("ram/plus", "ram %s --plus --epsilon 0.05 %s" % (TV, M), fam="layouts")
+    add("nearswap/threads", "nearswap %s --t 0.05 M1" % TV, kind="threads")
+    add("ram/plus-threads", "ram %s --plus --epsilon 0.05 %s" % (TV, M), kind="threads")
+    add("nearswap/no-t", "nearswap %s M1" % TV, kind="refuse")
+    add("nearswap/two-models", "nearswap %s --t 0.1 M1 M2" % TV, kind="refuse")
+    add("nearswap/no-base", "nearswap --t 0.1 M1", kind="refuse")
+    add("ram/r-without-plus", "ram %s --r 0.2 %s" % (TV, M), kind="refuse")
+    add("ram/negative-epsilon", "ram %s --epsilon -1 %s" % (TV, M), kind="refuse")
+    add("ram/weights", "ram %s --weights 1,2,3 %s" % (TV, M), kind="refuse")
     # the same on bf16 inputs (f32 output), and with the input dtype kept
     for name, argv in [("average/default", "average " + M),
                        ("task-arithmetic/weights-lambda",

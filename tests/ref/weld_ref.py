@@ -55,6 +55,7 @@ if HERE not in sys.path:
     sys.dont_write_bytecode = True  # keep __pycache__ out of the source tree
     sys.path.insert(0, HERE)
 import safetensors_io as stio  # noqa: E402
+import weld_ref_swap  # noqa: E402
 
 F32 = np.float32
 U64 = np.uint64
@@ -545,17 +546,19 @@ def consensus(base, models, weights=None, source="ta", density=0.2,
 # ---------------------------------------------------------------------------
 # command line with weld's syntax (DESIGN 2)
 
-METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus")
+METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus",
+           "nearswap", "ram")
 _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": "weights",
            "--density": "density", "--lambda": "lambda", "--dtype": "dtype",
            "--scope": "scope", "--seed": "seed", "-j": "threads", "--threads": "threads",
            "--max-memory": "max_memory", "--shard-size": "shard_size", "--sign": "sign",
            "--rescale": "rescale", "--combine": "combine", "--trim": "trim",
            "--gamma": "gamma", "--from": "from", "--mask-lambda": "mask_lambda",
-           "--k": "k", "--save-masks": "save_masks", "--apply-mask": "apply_mask"}
+           "--k": "k", "--save-masks": "save_masks", "--apply-mask": "apply_mask",
+           "--t": "t", "--epsilon": "epsilon", "--r": "r", "--alpha": "alpha"}
 _FLAGS = {"-f": "force", "--force": "force", "--allow-missing": "allow_missing",
           "--no-copy-files": "no_copy_files", "-q": "quiet", "--quiet": "quiet",
-          "-v": "verbose", "--verbose": "verbose", "--json": "json"}
+          "-v": "verbose", "--verbose": "verbose", "--json": "json", "--plus": "plus"}
 _MODEL_SPEC = re.compile(r"^(.*):((?:[a-z_]+=[^,:=]+)(?:,[a-z_]+=[^,:=]+)*)$")
 
 
@@ -674,7 +677,27 @@ def run(argv, loader=stio.load_model, with_bound=True):
         ml = _floats(a["mask_lambda"]) if "mask_lambda" in a else 0.6
         return consensus(base, models, w, a.get("from", "ta"), d, ml, int(a.get("k", 2)),
                          lam, scope, sign, with_bound=with_bound)
+    if meth == "nearswap":
+        if "t" not in a:
+            raise RefError("--t is required")
+        if len(models) != 1:
+            raise RefError("nearswap takes one model besides the base")
+        return _bounded(weld_ref_swap.nearswap(base, models, float(a["t"]),
+                                               _check_names(base, models)), with_bound)
+    if meth == "ram":
+        if not a.get("plus") and ("r" in a or "alpha" in a):
+            raise RefError("--r and --alpha need --plus")
+        eps, alpha = float(a.get("epsilon", 1e-5)), float(a.get("alpha", 0.2))
+        if eps < 0 or alpha < 0:
+            raise RefError("epsilon and alpha must be >= 0")
+        return _bounded(weld_ref_swap.ram(base, models, eps, bool(a.get("plus")),
+                                          float(a.get("r", 0.1)), alpha,
+                                          _check_names(base, models)), with_bound)
     raise RefError("unknown method %r" % meth)
+
+
+def _bounded(result, with_bound):
+    return result if with_bound else result[0]
 
 
 def main(argv):

@@ -1,0 +1,62 @@
+/*
+ * stats_pass.c - a method's statistics pass (P_STATS): the sums it needs
+ * over the whole tensor before APPLY (weld_job_stats() says how many per
+ * block), then the per-source coefficients APPLY takes from them.
+ *
+ * Each tile is one block of WELD_BLOCK elements and writes its own sums;
+ * after each chunk the blocks are added in order, so the totals, and the
+ * bytes of the output, depend neither on the thread count nor on the
+ * chunk size.
+ */
+#include "exec.h"
+
+#include <string.h>
+
+void weld_exec_tile_job_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			      size_t len, double *out)
+{
+	const float *v[WELD_K_MAX_SRC];
+
+	for (size_t s = 0; s < j->nsrc; s++)
+		v[s] = c->vals + s * e->tile_elems;
+	switch (j->method) {
+	case WELD_METHOD_RAM:
+		weld_k_ram_counts(v, j->nsrc, len, (float)j->epsilon, out);
+		break;
+	default:
+		break;
+	}
+}
+
+/* The coefficients of job j from its totals e->stats. */
+static void finish(struct exec *e, const struct weld_job *j)
+{
+	switch (j->method) {
+	case WELD_METHOD_RAM:
+		weld_k_ram_lambdas(e->stats, j->nsrc, j->epsilon, j->ram_r, j->ram_alpha, e->coef);
+		break;
+	default:
+		break;
+	}
+}
+
+int weld_exec_job_stats(struct exec *e, const struct weld_job *j, struct weld_error *err)
+{
+	size_t ns = weld_job_stats(e->opts, j);
+
+	if (!ns)
+		return 0;
+	memset(e->stats, 0, ns * sizeof(double));
+	for (uint64_t first = 0; first < j->nelem; first += e->chunk_elems) {
+		uint64_t n = j->nelem - first < e->chunk_elems ? j->nelem - first : e->chunk_elems;
+
+		if (weld_exec_run_chunk(e, j, first, n, P_STATS, DROP_NONE, err) < 0)
+			return -1;
+		weld_exec_progress(e, j, n);
+		for (uint64_t b = 0; b < (n + WELD_BLOCK - 1) / WELD_BLOCK; b++)
+			for (size_t k = 0; k < ns; k++)
+				e->stats[k] += e->block_sums[b * ns + k];
+	}
+	finish(e, j);
+	return 0;
+}
