@@ -50,7 +50,6 @@ struct method_row {
 	size_t min_sources, max_sources;
 	bool task_vectors;      /* merges delta = x - base, not x */
 	bool random_drop;       /* drops elements at random (DESIGN 4.9) */
-	bool exact_shapes;      /* a larger vocabulary is an error, not cropped */
 };
 
 static const struct method_row methods[] = {
@@ -63,10 +62,15 @@ static const struct method_row methods[] = {
 	[WELD_METHOD_CONSENSUS] = { "consensus", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
 	[WELD_METHOD_SLERP] = { "slerp", WELD_BASE_REQUIRED, 1, 1 },
 	[WELD_METHOD_APPLY_MASK] = { "apply-mask", WELD_BASE_REQUIRED, 1, 1 },
-	[WELD_METHOD_NEARSWAP] = { "nearswap", WELD_BASE_REQUIRED, 1, 1, false, false, true },
-	[WELD_METHOD_RAM] = { "ram", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false, true },
+	[WELD_METHOD_NEARSWAP] = { "nearswap", WELD_BASE_REQUIRED, 1, 1, false, false },
+	[WELD_METHOD_RAM] = { "ram", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
+
+/* Methods that refuse a larger vocabulary rather than crop it (METHODS 0). */
+static const bool exact_shapes[NMETHODS] = {
+	[WELD_METHOD_NEARSWAP] = true, [WELD_METHOD_RAM] = true,
+};
 
 const char *weld_method_name(enum weld_method m)
 {
@@ -134,7 +138,7 @@ bool weld_method_task_vectors(enum weld_method m)
 
 bool weld_method_crops_vocab(enum weld_method m)
 {
-	return (unsigned)m < NMETHODS && !methods[m].exact_shapes;
+	return (unsigned)m < NMETHODS && !exact_shapes[m];
 }
 
 size_t weld_job_stats(const struct weld_merge_opts *o, const struct weld_job *j)
