@@ -13,6 +13,7 @@ int cmd_diff(int argc, char **argv);
 int cmd_expert_merge(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_model_stock(int argc, char **argv);
 int cmd_nearswap(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_ram(int argc, char **argv);

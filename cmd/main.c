@@ -25,6 +25,7 @@ static const struct cmd commands[] = {
 	{ "expert-merge", cmd_expert_merge, "M-SMoE: merge the experts of one MoE checkpoint into fewer groups" },
 	{ "help", cmd_help, "show the usage of weld or of a command" },
 	{ "inspect", cmd_inspect, "list a model's tensors: name, dtype, shape, bytes, file" },
+	{ "model-stock", cmd_model_stock, NULL },
 	{ "nearswap", cmd_nearswap, NULL },
 	{ "plan", cmd_plan, "validate a command or recipe and print what it would do" },
 	{ "ram", cmd_ram, NULL },

@@ -24,7 +24,7 @@ enum {
 	O_MAXMEM, O_SHARD, O_ALLOW_MISSING, O_NO_COPY, O_JSON, O_SIGN, O_NORMALIZE,
 	O_NO_NORMALIZE, O_RESCALE, O_COMBINE, O_TRIM, O_GAMMA, O_FROM, O_MASK_LAMBDA,
 	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED,
-	O_T, O_EPSILON, O_R, O_ALPHA, O_PLUS,
+	O_T, O_EPSILON, O_R, O_ALPHA, O_PLUS, O_FILTER_WISE,
 };
 
 static const struct option long_opts[] = {
@@ -60,6 +60,7 @@ static const struct option long_opts[] = {
 	{ "r", required_argument, NULL, O_R },
 	{ "alpha", required_argument, NULL, O_ALPHA },
 	{ "plus", no_argument, NULL, O_PLUS },
+	{ "filter-wise", no_argument, NULL, O_FILTER_WISE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -93,6 +94,7 @@ static bool takes(const struct weld_method_spelling *s, int c)
 		{ O_MASKS, -1, WELD_K_MASKS }, { O_MERGED, -1, WELD_K_MASKS },
 		{ O_T, WELD_P_T, -1 }, { O_EPSILON, WELD_P_EPSILON, -1 },
 		{ O_R, WELD_P_R, -1 }, { O_ALPHA, WELD_P_ALPHA, -1 }, { O_PLUS, -1, WELD_K_PLUS },
+		{ O_FILTER_WISE, WELD_P_FILTER_WISE, -1 },
 	};
 
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
@@ -327,6 +329,7 @@ static int parse_method_opt(int c, struct merge_args *a)
 	case O_R: return tensor_value("--r", WELD_P_R, a);
 	case O_ALPHA: return tensor_value("--alpha", WELD_P_ALPHA, a);
 	case O_PLUS: a->o.ram_plus = true; return 0;
+	case O_FILTER_WISE: a->o.scope = WELD_SCOPE_ROW; return 0;  /* statistics per row */
 	default: return -1;
 	}
 }

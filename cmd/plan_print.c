@@ -55,6 +55,8 @@ static void print_options(const struct weld_merge_opts *o, bool json)
 		snprintf(num, sizeof(num), json ? "%.17g" : "%g", o->trim);
 		print_opt(json, &first, "trim", num, false);
 	}
+	if (weld_method_uses(o, m, WELD_P_FILTER_WISE))
+		print_opt(json, &first, "filter_wise", o->scope == WELD_SCOPE_ROW ? "true" : "false", false);
 	if (weld_method_takes(m, WELD_K_PLUS))
 		print_opt(json, &first, "plus", o->ram_plus ? "true" : "false", false);
 	if (first && !json)

@@ -21,6 +21,7 @@ const struct weld_param_def weld_param_defs[WELD_P_COUNT] = {
 	[WELD_P_EPSILON] = { "epsilon", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
 	[WELD_P_R] = { "r", WELD_PER_TENSOR, WELD_RANGE_ANY },
 	[WELD_P_ALPHA] = { "alpha", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
+	[WELD_P_FILTER_WISE] = { "filter_wise", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
 };
 
 const char *const weld_key_names[WELD_K_COUNT] = {
@@ -64,6 +65,7 @@ static const struct method_row methods[] = {
 	[WELD_METHOD_APPLY_MASK] = { "apply-mask", WELD_BASE_REQUIRED, 1, 1 },
 	[WELD_METHOD_NEARSWAP] = { "nearswap", WELD_BASE_REQUIRED, 1, 1, false, false },
 	[WELD_METHOD_RAM] = { "ram", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
+	[WELD_METHOD_MODEL_STOCK] = { "model-stock", WELD_BASE_REQUIRED, 2, WELD_MAX_MODELS, false, false },
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 
@@ -104,7 +106,7 @@ bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum 
 	switch (p) {
 	case WELD_P_WEIGHT:
 		return m != WELD_METHOD_COPY && m != WELD_METHOD_SLERP && m != WELD_METHOD_NEARSWAP &&
-		       m != WELD_METHOD_RAM;
+		       m != WELD_METHOD_RAM && m != WELD_METHOD_MODEL_STOCK;
 	case WELD_P_DENSITY:
 		return m == WELD_METHOD_TIES || m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS ||
 		       (m == WELD_METHOD_CONSENSUS && o->from == WELD_FROM_TIES);
@@ -123,6 +125,8 @@ bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum 
 	case WELD_P_R:
 	case WELD_P_ALPHA:
 		return m == WELD_METHOD_RAM && o->ram_plus;
+	case WELD_P_FILTER_WISE:
+		return m == WELD_METHOD_MODEL_STOCK;
 	case WELD_P_NORMALIZE:
 		return m == WELD_METHOD_AVERAGE || m == WELD_METHOD_TASK_ARITHMETIC ||
 		       m == WELD_METHOD_TIES || m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS;
@@ -146,6 +150,8 @@ size_t weld_job_stats(const struct weld_merge_opts *o, const struct weld_job *j)
 	switch (j->method) {
 	case WELD_METHOD_RAM:
 		return o->ram_plus ? 2 * j->nsrc : 0;
+	case WELD_METHOD_MODEL_STOCK:
+		return o->scope == WELD_SCOPE_ROW ? 0 : j->nsrc * (j->nsrc + 1) / 2;
 	default:
 		return 0;
 	}
@@ -163,7 +169,9 @@ bool weld_method_l1_rescale(const struct weld_merge_opts *o, enum weld_method m)
 
 bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m)
 {
-	return o->scope == WELD_SCOPE_ROW && weld_method_takes(m, WELD_K_SCOPE);
+	/* --scope row, or model_stock's filter_wise, which sets it */
+	return o->scope == WELD_SCOPE_ROW &&
+	       (weld_method_takes(m, WELD_K_SCOPE) || weld_method_uses(o, m, WELD_P_FILTER_WISE));
 }
 
 uint64_t weld_method_unit_k(const struct weld_merge_opts *o, const struct weld_job *j, size_t s,
@@ -293,6 +301,13 @@ static const struct weld_method_spelling spellings[] = {
 	{ .name = "ramplus_tl", .method = WELD_METHOD_RAM, .where = WELD_IN_RECIPE,
 	  .params = P(EPSILON) | P(R) | P(ALPHA), .base = WELD_BASE_REQUIRED, .density = 1,
 	  .rescale = WELD_RESCALE_NONE, .combine_fixed = true, .plus = true },
+	{ .name = "model_stock", .method = WELD_METHOD_MODEL_STOCK, .where = WELD_IN_RECIPE,
+	  .params = P(FILTER_WISE), .base = WELD_BASE_REQUIRED, .density = 1,
+	  .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	{ .name = "model-stock", .method = WELD_METHOD_MODEL_STOCK, .where = WELD_IN_COMMAND,
+	  .params = P(FILTER_WISE), .base = WELD_BASE_REQUIRED, .density = 1,
+	  .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "Model Stock: toward the models' mean by their task vectors' mean cosine" },
 	{ .name = "ram", .method = WELD_METHOD_RAM, .where = WELD_IN_COMMAND,
 	  .params = P(EPSILON) | P(R) | P(ALPHA), .keys = K(PLUS), .base = WELD_BASE_REQUIRED,
 	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
@@ -302,7 +317,7 @@ static const struct weld_method_spelling spellings[] = {
 
 /* mergekit methods weld does not implement. */
 static const char *const mergekit_only[] = {
-	"della", "della_linear", "model_stock", "nuslerp", "multislerp", "karcher", "sce",
+	"della", "della_linear", "nuslerp", "multislerp", "karcher", "sce",
 	"arcee_fusion",
 };
 
@@ -346,8 +361,9 @@ enum weld_range weld_param_range(const struct weld_method_spelling *s, enum weld
 const char *weld_method_recipe_name(const struct weld_method_spelling *s,
 				    const struct weld_merge_opts *o)
 {
-	/* the recipe spelling of the same method whose name fixes ram_plus */
-	for (size_t i = 0; s->method == WELD_METHOD_RAM && i < NSPELLINGS; i++)
+	/* a command-only spelling: the first recipe spelling of its method
+	 * that agrees with o (ram --plus is ramplus_tl) */
+	for (size_t i = 0; !(s->where & WELD_IN_RECIPE) && i < NSPELLINGS; i++)
 		if ((spellings[i].where & WELD_IN_RECIPE) && spellings[i].method == s->method &&
 		    spellings[i].plus == o->ram_plus)
 			return spellings[i].name;
@@ -366,6 +382,7 @@ bool weld_method_default(const struct weld_method_spelling *s, enum weld_param p
 	case WELD_P_EPSILON: *out = WELD_DEFAULT_RAM_EPSILON; return true;
 	case WELD_P_R: *out = WELD_DEFAULT_RAM_R; return true;
 	case WELD_P_ALPHA: *out = WELD_DEFAULT_RAM_ALPHA; return true;
+	case WELD_P_FILTER_WISE: *out = 0; return true;
 	default: return false;
 	}
 }

@@ -42,6 +42,7 @@ enum weld_param {
 	WELD_P_LAMBDA, WELD_P_T,                                                       /* per tensor */
 	WELD_P_NORMALIZE, WELD_P_RESCALE, WELD_P_INT8_MASK,                            /* whole merge */
 	WELD_P_EPSILON, WELD_P_R, WELD_P_ALPHA,                                        /* per tensor */
+	WELD_P_FILTER_WISE,                                                            /* whole merge */
 	WELD_P_COUNT
 };
 
@@ -177,7 +178,9 @@ bool weld_method_crops_vocab(enum weld_method m);
 /*
  * The statistics pass of a job (before APPLY, over the whole tensor): the
  * number of sums it takes per block of WELD_BLOCK elements, 0 when it makes
- * none. ramplus_tl: per source S_i and U_i (METHODS 10), in that order.
+ * none. ramplus_tl: per source S_i and U_i (METHODS 10), in that order;
+ * model_stock (per tensor, not filter_wise): the Gram matrix of the task
+ * vectors, its upper triangle row by row (weld_k_gram).
  */
 size_t weld_job_stats(const struct weld_merge_opts *o, const struct weld_job *j);
 /* Does it drop elements at random (DESIGN 4.9)? */

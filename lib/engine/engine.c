@@ -131,6 +131,8 @@ static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *
 	}
 	if (weld_exec_job_stats(e, j, err) < 0)
 		return -1;
+	for (int t = 0; t < e->n_slices; t++)
+		e->slices[t].notes = 0;
 	e->draws = DRAWS_NONE;
 	if (e->opts->scope == WELD_SCOPE_ROW) {
 		if (!needs_l1(e, j))
@@ -140,7 +142,10 @@ static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *
 		   weld_exec_unit_stats(e, &j, 1, err) < 0) {
 		return -1;
 	}
-	return apply_job(e, j, err);
+	if (apply_job(e, j, err) < 0)
+		return -1;
+	weld_exec_job_notes(e, j);
+	return 0;
 }
 
 /* --scope model: the statistics of all merged jobs, before any output. */

@@ -91,6 +91,7 @@ struct slice_ctx {
 	uint64_t rec_above[WELD_K_MAX_SRC * MAX_SEL]; /* keys above the range */
 	struct weld_error err;
 	bool failed;
+	uint64_t notes;         /* APPLY: rows with a degenerate statistic (model_stock) */
 };
 
 /*
@@ -153,6 +154,7 @@ struct exec {
 	size_t stats_max;       /* most sums per block of any job's STATS pass */
 	double *stats;          /* STATS: the current job's totals */
 	float *coef;            /* STATS: per source coefficients for APPLY */
+	bool note;              /* STATS: the tensor's statistic is degenerate */
 };
 
 /* The input tensor of source s. */
@@ -247,6 +249,13 @@ void weld_exec_tile_job_stats(struct exec *e, const struct weld_job *j, struct s
 /* The STATS pass of job j, if its method makes one, and the coefficients
  * APPLY takes from it. */
 int weld_exec_job_stats(struct exec *e, const struct weld_job *j, struct weld_error *err);
+/* Row units whose statistic is taken inside APPLY, row by row (model_stock
+ * filter_wise): compute and combine the tile (a filled for it); false if
+ * the method has no such statistic. */
+bool weld_exec_row_stats_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			       struct weld_combine_args *a, size_t len);
+/* After APPLY: report the degenerate statistics of job j as a warning. */
+void weld_exec_job_notes(struct exec *e, const struct weld_job *j);
 
 /* tiles.c */
 

@@ -385,6 +385,9 @@ WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, floa
 	case WELD_METHOD_RAM:
 		weld_k_ram(a->base, a->v, a->n, len, a->epsilon, a->coef, out);
 		return;
+	case WELD_METHOD_MODEL_STOCK:
+		weld_k_model_stock(a->base, a->v, a->n, len, a->coef[0], out);
+		return;
 	default:
 		if (a->ties) {
 			ties_tile(a, len, a->normalize, acc, scratch);

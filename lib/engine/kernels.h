@@ -61,7 +61,9 @@ struct weld_combine_args {
 	uint64_t bitpos;
 	float t;                        /* nearswap */
 	float epsilon;                  /* ram */
-	const float *coef;              /* ramplus_tl: lambda_i per source, or NULL */
+	/* from the STATS pass, or NULL: ramplus_tl's lambda_i per source;
+	 * model_stock's t in coef[0] */
+	const float *coef;
 };
 
 /* out[0..len) for one tile; scratch holds (4 + n) * len floats. */
@@ -82,5 +84,19 @@ void weld_k_ram_counts(const float *const *v, size_t n, size_t len, float eps, d
 /* lam[i] = 1 + r * clamp(S_i / max(U_i, eps), 0, alpha), in double. */
 void weld_k_ram_lambdas(const double *counts, size_t n, double eps, double r, double alpha,
 			float *lam);
+
+/* kernels_stock.c (METHODS 4) */
+
+/* g = the Gram matrix of d_s = x_s - b over len elements (d_s in float32,
+ * products and sums in double): its upper triangle row by row, g[0] =
+ * <d_0, d_0>, g[1] = <d_0, d_1>, ..., n (n + 1) / 2 values. */
+void weld_k_gram(const float *b, const float *const *x, size_t n, size_t len, double *g);
+/* Model Stock's t = n c / (1 + (n - 1) c) from the Gram matrix, c the mean
+ * over pairs of <d_i, d_j> / max(|d_i| |d_j|, 1e-6) clamped to [-1, 1];
+ * 0 with *degenerate set when 1 + (n - 1) c = 0. */
+double weld_k_model_stock_t(const double *g, size_t n, bool *degenerate);
+/* out = t * (sum x_s / n) + (1 - t) * b. */
+void weld_k_model_stock(const float *b, const float *const *x, size_t n, size_t len,
+			float t, float *out);
 
 #endif

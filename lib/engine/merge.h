@@ -30,6 +30,7 @@ enum weld_method {
 	WELD_METHOD_APPLY_MASK,       /* base + mask .* (merged - base) */
 	WELD_METHOD_NEARSWAP,         /* METHODS 9: toward the model where it is near the base */
 	WELD_METHOD_RAM,              /* METHODS 10: ram, and ramplus_tl with opts.ram_plus */
+	WELD_METHOD_MODEL_STOCK,      /* METHODS 4: filter_wise = --scope row */
 };
 
 enum weld_scope { WELD_SCOPE_TENSOR, WELD_SCOPE_ROW, WELD_SCOPE_MODEL };

@@ -556,6 +556,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	uint64_t slices, per_slice, shared;
 	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 1, maxsel = 0;
 	bool row = p->o.scope == WELD_SCOPE_ROW;
+	size_t maxstats = 0;
 
 	if (!p->njobs)
 		return weld_fail(err, WELD_ERR_ARG, "nothing to merge: no tensors");
@@ -569,6 +570,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		maxsrc = j->nsrc > maxsrc ? j->nsrc : maxsrc;
 		if ((uint64_t)weld_job_selections(&p->o, j) > maxsel)
 			maxsel = (uint64_t)weld_job_selections(&p->o, j);
+		maxstats = weld_job_stats(&p->o, j) > maxstats ? weld_job_stats(&p->o, j) : maxstats;
 		if (row && weld_method_row_units(&p->o, j->method) && j->ndim > 0 &&
 		    (uint64_t)j->shape[j->ndim - 1] > max_row)
 			max_row = (uint64_t)j->shape[j->ndim - 1];
@@ -612,6 +614,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		slices = threads;
 	fixed = slices * per_slice + shared;
 	per_elem = WELD_OUTQ_BUFS * 8 + maxsrc / 8 + 1;  /* output buffers, packed masks */
+	/* a STATS pass's sums per block */
+	per_elem += (maxstats * 8 + WELD_BLOCK - 1) / WELD_BLOCK;
 	if (p->o.max_memory < fixed + WELD_MIN_CHUNK * per_elem)
 		return weld_fail(err, WELD_ERR_ARG,
 				 "--max-memory %llu is too small: this merge needs at least %llu bytes%s",

@@ -10,6 +10,7 @@
  */
 #include "exec.h"
 
+#include <stdio.h>
 #include <string.h>
 
 void weld_exec_tile_job_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
@@ -23,6 +24,9 @@ void weld_exec_tile_job_stats(struct exec *e, const struct weld_job *j, struct s
 	case WELD_METHOD_RAM:
 		weld_k_ram_counts(v, j->nsrc, len, (float)j->epsilon, out);
 		break;
+	case WELD_METHOD_MODEL_STOCK:
+		weld_k_gram(c->base, v, j->nsrc, len, out);
+		break;
 	default:
 		break;
 	}
@@ -35,6 +39,9 @@ static void finish(struct exec *e, const struct weld_job *j)
 	case WELD_METHOD_RAM:
 		weld_k_ram_lambdas(e->stats, j->nsrc, j->epsilon, j->ram_r, j->ram_alpha, e->coef);
 		break;
+	case WELD_METHOD_MODEL_STOCK:
+		e->coef[0] = (float)weld_k_model_stock_t(e->stats, j->nsrc, &e->note);
+		break;
 	default:
 		break;
 	}
@@ -44,6 +51,7 @@ int weld_exec_job_stats(struct exec *e, const struct weld_job *j, struct weld_er
 {
 	size_t ns = weld_job_stats(e->opts, j);
 
+	e->note = false;
 	if (!ns)
 		return 0;
 	memset(e->stats, 0, ns * sizeof(double));
@@ -59,4 +67,50 @@ int weld_exec_job_stats(struct exec *e, const struct weld_job *j, struct weld_er
 	}
 	finish(e, j);
 	return 0;
+}
+
+bool weld_exec_row_stats_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			       struct weld_combine_args *a, size_t len)
+{
+	uint64_t rl = row_len(j);
+	double g[WELD_K_MAX_SRC * (WELD_K_MAX_SRC + 1) / 2];
+	const float *v[WELD_K_MAX_SRC];
+
+	(void)a;
+	switch (j->method) {
+	case WELD_METHOD_MODEL_STOCK:
+		break;
+	default:
+		return false;
+	}
+	for (uint64_t r = 0; r < len; r += rl) {
+		bool degenerate;
+		float t;
+
+		for (size_t s = 0; s < j->nsrc; s++)
+			v[s] = c->vals + s * e->tile_elems + r;
+		weld_k_gram(c->base + r, v, j->nsrc, (size_t)rl, g);
+		t = (float)weld_k_model_stock_t(g, j->nsrc, &degenerate);
+		c->notes += degenerate;
+		weld_k_model_stock(c->base + r, v, j->nsrc, (size_t)rl, t, c->out + r);
+	}
+	return true;
+}
+
+void weld_exec_job_notes(struct exec *e, const struct weld_job *j)
+{
+	uint64_t rows = 0;
+	char msg[512];
+
+	for (int t = 0; t < e->n_slices; t++)
+		rows += e->slices[t].notes;
+	if ((!rows && !e->note) || !e->opts->warn)
+		return;
+	if (rows)
+		snprintf(msg, sizeof(msg), "tensor '%s': %llu of %llu rows have 1 + (n - 1) * mean cosine = 0: t = 0 there (the base)",
+			 j->name, (unsigned long long)rows, (unsigned long long)(j->nelem / row_len(j)));
+	else
+		snprintf(msg, sizeof(msg), "tensor '%s': 1 + (n - 1) * mean cosine = 0: t = 0 (the base)",
+			 j->name);
+	e->opts->warn(e->opts->cb_ctx, msg);
 }

@@ -181,7 +181,8 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 	a.t = (float)j->t;
 	a.epsilon = (float)j->epsilon;
 	a.coef = weld_job_stats(e->opts, j) ? e->coef : NULL;
-	weld_k_combine(&a, len, c->out, c->scratch);
+	if (!(row_scope(e, j) && weld_exec_row_stats_apply(e, j, c, &a, len)))
+		weld_k_combine(&a, len, c->out, c->scratch);
 	weld_exec_encode_tile(j->dtype, c->out, e->out_chunk + (g - first) * oes, len);
 }
 

@@ -93,6 +93,8 @@ char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_err
 		cJSON_AddBoolToObject(params, "normalize", c->o->normalize);
 	if (s->params & WELD_PB(WELD_P_T))
 		cJSON_AddNumberToObject(params, "t", c->t);
+	if (s->params & WELD_PB(WELD_P_FILTER_WISE))
+		cJSON_AddBoolToObject(params, "filter_wise", c->o->scope == WELD_SCOPE_ROW);
 	if (weld_method_uses(c->o, s->method, WELD_P_EPSILON))
 		cJSON_AddNumberToObject(params, "epsilon", c->epsilon);
 	if (weld_method_uses(c->o, s->method, WELD_P_R))

@@ -392,6 +392,9 @@ static int parse_root(weld_recipe *r, struct weld_error *err)
 			return -1;
 		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "normalize")))
 			r->o.normalize = setting_true(v);
+		/* model_stock's statistics per row: weld's row units */
+		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "filter_wise")) && setting_true(v))
+			r->o.scope = WELD_SCOPE_ROW;
 		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "rescale")) && !r->rescale_set)
 			r->o.rescale = setting_true(v) ? WELD_RESCALE_L1 : WELD_RESCALE_NONE;
 	}

@@ -56,6 +56,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 import safetensors_io as stio  # noqa: E402
 import weld_ref_swap  # noqa: E402
+import weld_ref_interp  # noqa: E402
 
 F32 = np.float32
 U64 = np.uint64
@@ -547,7 +548,7 @@ def consensus(base, models, weights=None, source="ta", density=0.2,
 # command line with weld's syntax (DESIGN 2)
 
 METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus",
-           "nearswap", "ram")
+           "nearswap", "ram", "model-stock")
 _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": "weights",
            "--density": "density", "--lambda": "lambda", "--dtype": "dtype",
            "--scope": "scope", "--seed": "seed", "-j": "threads", "--threads": "threads",
@@ -558,7 +559,8 @@ _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": 
            "--t": "t", "--epsilon": "epsilon", "--r": "r", "--alpha": "alpha"}
 _FLAGS = {"-f": "force", "--force": "force", "--allow-missing": "allow_missing",
           "--no-copy-files": "no_copy_files", "-q": "quiet", "--quiet": "quiet",
-          "-v": "verbose", "--verbose": "verbose", "--json": "json", "--plus": "plus"}
+          "-v": "verbose", "--verbose": "verbose", "--json": "json", "--plus": "plus",
+          "--filter-wise": "filter_wise"}
 _MODEL_SPEC = re.compile(r"^(.*):((?:[a-z_]+=[^,:=]+)(?:,[a-z_]+=[^,:=]+)*)$")
 
 
@@ -693,6 +695,11 @@ def run(argv, loader=stio.load_model, with_bound=True):
         return _bounded(weld_ref_swap.ram(base, models, eps, bool(a.get("plus")),
                                           float(a.get("r", 0.1)), alpha,
                                           _check_names(base, models)), with_bound)
+    if meth == "model-stock":
+        if len(models) < 2:
+            raise RefError("model-stock needs two models or more")
+        return _bounded(weld_ref_interp.model_stock(base, models, bool(a.get("filter_wise")),
+                                                    _check_names(base, models)), with_bound)
     raise RefError("unknown method %r" % meth)
 
 
