@@ -24,7 +24,7 @@ enum {
 	O_MAXMEM, O_SHARD, O_ALLOW_MISSING, O_NO_COPY, O_JSON, O_SIGN, O_NORMALIZE,
 	O_NO_NORMALIZE, O_RESCALE, O_COMBINE, O_TRIM, O_GAMMA, O_FROM, O_MASK_LAMBDA,
 	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED,
-	O_T, O_EPSILON, O_R, O_ALPHA, O_PLUS, O_FILTER_WISE,
+	O_T, O_EPSILON, O_R, O_ALPHA, O_PLUS, O_FILTER_WISE, O_NO_FLATTEN, O_EPS, O_MAX_ITER, O_TOL,
 };
 
 static const struct option long_opts[] = {
@@ -61,6 +61,10 @@ static const struct option long_opts[] = {
 	{ "alpha", required_argument, NULL, O_ALPHA },
 	{ "plus", no_argument, NULL, O_PLUS },
 	{ "filter-wise", no_argument, NULL, O_FILTER_WISE },
+	{ "no-flatten", no_argument, NULL, O_NO_FLATTEN },
+	{ "eps", required_argument, NULL, O_EPS },
+	{ "max-iter", required_argument, NULL, O_MAX_ITER },
+	{ "tol", required_argument, NULL, O_TOL },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -94,14 +98,22 @@ static bool takes(const struct weld_method_spelling *s, int c)
 		{ O_MASKS, -1, WELD_K_MASKS }, { O_MERGED, -1, WELD_K_MASKS },
 		{ O_T, WELD_P_T, -1 }, { O_EPSILON, WELD_P_EPSILON, -1 },
 		{ O_R, WELD_P_R, -1 }, { O_ALPHA, WELD_P_ALPHA, -1 }, { O_PLUS, -1, WELD_K_PLUS },
-		{ O_FILTER_WISE, WELD_P_FILTER_WISE, -1 },
+		{ O_FILTER_WISE, WELD_P_FILTER_WISE, -1 }, { O_NO_FLATTEN, WELD_P_NUSLERP_FLATTEN, -1 },
+		{ O_NORMALIZE, WELD_P_NORMALIZE_WEIGHTS, -1 }, { O_NO_NORMALIZE, WELD_P_NORMALIZE_WEIGHTS, -1 },
+		{ O_EPS, WELD_P_EPS, -1 }, { O_MAX_ITER, WELD_P_MAX_ITER, -1 }, { O_TOL, WELD_P_TOL, -1 },
 	};
+	bool listed = false;
 
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (map[i].opt == c)
-			return map[i].param >= 0 ? (s->params & WELD_PB(map[i].param)) != 0
-						  : (s->keys & WELD_KB(map[i].key)) != 0;
-	return true;
+	/* an option may stand for several parameters (--no-normalize) */
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (map[i].opt != c)
+			continue;
+		listed = true;
+		if (map[i].param >= 0 ? (s->params & WELD_PB(map[i].param)) != 0
+				      : (s->keys & WELD_KB(map[i].key)) != 0)
+			return true;
+	}
+	return !listed;
 }
 
 struct model_arg {
@@ -250,6 +262,8 @@ static int tensor_value(const char *opt, enum weld_param p, struct merge_args *a
 		return cli_usage_error("invalid value '%s' for '%s': outside [0, 1]", optarg, opt);
 	if (weld_param_range(a->spec, p) == WELD_RANGE_NONNEG && !(v >= 0))
 		return cli_usage_error("invalid value '%s' for '%s': must be >= 0", optarg, opt);
+	if (weld_param_range(a->spec, p) == WELD_RANGE_COUNT && !(v >= 0 && v == (double)(long)v && v <= 1e6))
+		return cli_usage_error("invalid value '%s' for '%s': an integer in [0, 1000000]", optarg, opt);
 	a->tv[p] = v;
 	a->tv_set[p] = true;
 	return 0;
@@ -330,6 +344,10 @@ static int parse_method_opt(int c, struct merge_args *a)
 	case O_ALPHA: return tensor_value("--alpha", WELD_P_ALPHA, a);
 	case O_PLUS: a->o.ram_plus = true; return 0;
 	case O_FILTER_WISE: a->o.scope = WELD_SCOPE_ROW; return 0;  /* statistics per row */
+	case O_NO_FLATTEN: a->o.scope = WELD_SCOPE_ROW; return 0;   /* vectors are rows */
+	case O_EPS: return tensor_value("--eps", WELD_P_EPS, a);
+	case O_MAX_ITER: return tensor_value("--max-iter", WELD_P_MAX_ITER, a);
+	case O_TOL: return tensor_value("--tol", WELD_P_TOL, a);
 	default: return -1;
 	}
 }
@@ -448,7 +466,9 @@ static int tensor_values(void *ctx, const char *tensor, int slot, struct weld_so
 
 	(void)tensor, (void)slot, (void)src, (void)err;
 	job->t = a->tv[WELD_P_T];
-	job->epsilon = a->tv[WELD_P_EPSILON];
+	job->epsilon = a->spec->params & WELD_PB(WELD_P_EPS) ? a->tv[WELD_P_EPS] : a->tv[WELD_P_EPSILON];
+	job->tol = a->tv[WELD_P_TOL];
+	job->max_iter = a->tv[WELD_P_MAX_ITER];
 	job->ram_r = a->tv[WELD_P_R];
 	job->ram_alpha = a->tv[WELD_P_ALPHA];
 	return 0;
@@ -483,8 +503,11 @@ static char *recipe_json(const struct merge_args *a)
 	struct weld_command_merge c = {
 		.spelling = a->spec, .base = a->base, .n = a->n, .models = paths, .mp = mp,
 		.lambda = a->lambda, .gamma = a->gamma, .o = &a->o,
-		.t = a->tv[WELD_P_T], .epsilon = a->tv[WELD_P_EPSILON],
+		.t = a->tv[WELD_P_T],
+		.epsilon = a->spec->params & WELD_PB(WELD_P_EPS) ? a->tv[WELD_P_EPS]
+								  : a->tv[WELD_P_EPSILON],
 		.ram_r = a->tv[WELD_P_R], .ram_alpha = a->tv[WELD_P_ALPHA],
+		.tol = a->tv[WELD_P_TOL], .max_iter = a->tv[WELD_P_MAX_ITER],
 	};
 	char *text;
 

@@ -57,6 +57,10 @@ static void print_options(const struct weld_merge_opts *o, bool json)
 	}
 	if (weld_method_uses(o, m, WELD_P_FILTER_WISE))
 		print_opt(json, &first, "filter_wise", o->scope == WELD_SCOPE_ROW ? "true" : "false", false);
+	if (weld_method_uses(o, m, WELD_P_NUSLERP_FLATTEN))
+		print_opt(json, &first, "nuslerp_flatten", o->scope == WELD_SCOPE_ROW ? "false" : "true", false);
+	if (weld_method_uses(o, m, WELD_P_NORMALIZE_WEIGHTS))
+		print_opt(json, &first, "normalize_weights", o->normalize ? "true" : "false", false);
 	if (weld_method_takes(m, WELD_K_PLUS))
 		print_opt(json, &first, "plus", o->ram_plus ? "true" : "false", false);
 	if (first && !json)
@@ -82,6 +86,10 @@ static void print_job_json(const weld_plan *p, const struct weld_job *j)
 		printf(",\"epsilon\":%.17g", j->epsilon);
 	if (weld_method_uses(o, j->method, WELD_P_R))
 		printf(",\"r\":%.17g,\"alpha\":%.17g", j->ram_r, j->ram_alpha);
+	if (weld_method_uses(o, j->method, WELD_P_EPS))
+		printf(",\"eps\":%.17g", j->epsilon);
+	if (weld_method_uses(o, j->method, WELD_P_MAX_ITER))
+		printf(",\"max_iter\":%.17g,\"tol\":%.17g", j->max_iter, j->tol);
 	if (weld_job_stats(o, j))
 		printf(",\"passes\":2");
 	if (j->base_model >= 0) {
@@ -122,6 +130,10 @@ static void print_job_text(const weld_plan *p, const struct weld_job *j)
 		printf(" epsilon=%g", j->epsilon);
 	if (weld_method_uses(o, j->method, WELD_P_R))
 		printf(" r=%g alpha=%g", j->ram_r, j->ram_alpha);
+	if (weld_method_uses(o, j->method, WELD_P_EPS))
+		printf(" eps=%g", j->epsilon);
+	if (weld_method_uses(o, j->method, WELD_P_MAX_ITER))
+		printf(" max_iter=%g tol=%g", j->max_iter, j->tol);
 	if (weld_job_stats(o, j))
 		printf(" passes=2");
 	if (j->base_model >= 0) {

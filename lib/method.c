@@ -22,6 +22,12 @@ const struct weld_param_def weld_param_defs[WELD_P_COUNT] = {
 	[WELD_P_R] = { "r", WELD_PER_TENSOR, WELD_RANGE_ANY },
 	[WELD_P_ALPHA] = { "alpha", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
 	[WELD_P_FILTER_WISE] = { "filter_wise", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_NUSLERP_FLATTEN] = { "nuslerp_flatten", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_NUSLERP_ROW_WISE] = { "nuslerp_row_wise", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_NORMALIZE_WEIGHTS] = { "normalize_weights", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_EPS] = { "eps", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
+	[WELD_P_MAX_ITER] = { "max_iter", WELD_PER_TENSOR, WELD_RANGE_COUNT },
+	[WELD_P_TOL] = { "tol", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
 };
 
 const char *const weld_key_names[WELD_K_COUNT] = {
@@ -66,12 +72,16 @@ static const struct method_row methods[] = {
 	[WELD_METHOD_NEARSWAP] = { "nearswap", WELD_BASE_REQUIRED, 1, 1, false, false },
 	[WELD_METHOD_RAM] = { "ram", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
 	[WELD_METHOD_MODEL_STOCK] = { "model-stock", WELD_BASE_REQUIRED, 2, WELD_MAX_MODELS, false, false },
+	[WELD_METHOD_NUSLERP] = { "nuslerp", WELD_BASE_OPTIONAL, 2, 2, false, false },
+	[WELD_METHOD_MULTISLERP] = { "multislerp", WELD_BASE_OPTIONAL, 1, WELD_MAX_MODELS, false, false },
+	[WELD_METHOD_KARCHER] = { "karcher", WELD_BASE_NONE, 1, WELD_MAX_MODELS, false, false },
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 
 /* Methods that refuse a larger vocabulary rather than crop it (METHODS 0). */
 static const bool exact_shapes[NMETHODS] = {
 	[WELD_METHOD_NEARSWAP] = true, [WELD_METHOD_RAM] = true,
+	[WELD_METHOD_MULTISLERP] = true, [WELD_METHOD_KARCHER] = true,
 };
 
 const char *weld_method_name(enum weld_method m)
@@ -106,7 +116,7 @@ bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum 
 	switch (p) {
 	case WELD_P_WEIGHT:
 		return m != WELD_METHOD_COPY && m != WELD_METHOD_SLERP && m != WELD_METHOD_NEARSWAP &&
-		       m != WELD_METHOD_RAM && m != WELD_METHOD_MODEL_STOCK;
+		       m != WELD_METHOD_RAM && m != WELD_METHOD_MODEL_STOCK && m != WELD_METHOD_KARCHER;
 	case WELD_P_DENSITY:
 		return m == WELD_METHOD_TIES || m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS ||
 		       (m == WELD_METHOD_CONSENSUS && o->from == WELD_FROM_TIES);
@@ -127,6 +137,15 @@ bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum 
 		return m == WELD_METHOD_RAM && o->ram_plus;
 	case WELD_P_FILTER_WISE:
 		return m == WELD_METHOD_MODEL_STOCK;
+	case WELD_P_NUSLERP_FLATTEN:
+	case WELD_P_NUSLERP_ROW_WISE:
+		return m == WELD_METHOD_NUSLERP;
+	case WELD_P_NORMALIZE_WEIGHTS:
+	case WELD_P_EPS:
+		return m == WELD_METHOD_MULTISLERP;
+	case WELD_P_MAX_ITER:
+	case WELD_P_TOL:
+		return m == WELD_METHOD_KARCHER;
 	case WELD_P_NORMALIZE:
 		return m == WELD_METHOD_AVERAGE || m == WELD_METHOD_TASK_ARITHMETIC ||
 		       m == WELD_METHOD_TIES || m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS;
@@ -151,7 +170,11 @@ size_t weld_job_stats(const struct weld_merge_opts *o, const struct weld_job *j)
 	case WELD_METHOD_RAM:
 		return o->ram_plus ? 2 * j->nsrc : 0;
 	case WELD_METHOD_MODEL_STOCK:
+	case WELD_METHOD_NUSLERP:
 		return o->scope == WELD_SCOPE_ROW ? 0 : j->nsrc * (j->nsrc + 1) / 2;
+	case WELD_METHOD_MULTISLERP:
+	case WELD_METHOD_KARCHER:
+		return j->nsrc * (j->nsrc + 1) / 2;
 	default:
 		return 0;
 	}
@@ -171,7 +194,8 @@ bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m)
 {
 	/* --scope row, or model_stock's filter_wise, which sets it */
 	return o->scope == WELD_SCOPE_ROW &&
-	       (weld_method_takes(m, WELD_K_SCOPE) || weld_method_uses(o, m, WELD_P_FILTER_WISE));
+	       (weld_method_takes(m, WELD_K_SCOPE) || weld_method_uses(o, m, WELD_P_FILTER_WISE) ||
+		weld_method_uses(o, m, WELD_P_NUSLERP_FLATTEN));
 }
 
 uint64_t weld_method_unit_k(const struct weld_merge_opts *o, const struct weld_job *j, size_t s,
@@ -308,6 +332,21 @@ static const struct weld_method_spelling spellings[] = {
 	  .params = P(FILTER_WISE), .base = WELD_BASE_REQUIRED, .density = 1,
 	  .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
 	  .summary = "Model Stock: toward the models' mean by their task vectors' mean cosine" },
+	/* the spherical interpolations (METHODS 6-8) */
+	{ .name = "nuslerp", .method = WELD_METHOD_NUSLERP, .where = BOTH,
+	  .params = P(WEIGHT) | P(NUSLERP_FLATTEN) | P(NUSLERP_ROW_WISE),
+	  .base = WELD_BASE_OPTIONAL, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true, .weight_required = true,
+	  .summary = "slerp of two models (or task vectors) at t = w2 / (w1 + w2)" },
+	{ .name = "multislerp", .method = WELD_METHOD_MULTISLERP, .where = BOTH,
+	  .params = P(WEIGHT) | P(NORMALIZE_WEIGHTS) | P(EPS), .base = WELD_BASE_OPTIONAL,
+	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .weight_required = true,
+	  .summary = "weighted spherical mean of several models (or task vectors)" },
+	{ .name = "karcher", .method = WELD_METHOD_KARCHER, .where = BOTH,
+	  .params = P(MAX_ITER) | P(TOL), .base = WELD_BASE_NONE, .density = 1,
+	  .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "Karcher (Riemannian) mean of the models on the sphere" },
 	{ .name = "ram", .method = WELD_METHOD_RAM, .where = WELD_IN_COMMAND,
 	  .params = P(EPSILON) | P(R) | P(ALPHA), .keys = K(PLUS), .base = WELD_BASE_REQUIRED,
 	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
@@ -317,8 +356,7 @@ static const struct weld_method_spelling spellings[] = {
 
 /* mergekit methods weld does not implement. */
 static const char *const mergekit_only[] = {
-	"della", "della_linear", "nuslerp", "multislerp", "karcher", "sce",
-	"arcee_fusion",
+	"della", "della_linear", "sce", "arcee_fusion",
 };
 
 const struct weld_method_spelling *weld_method_find(const char *name, unsigned where)
@@ -383,6 +421,12 @@ bool weld_method_default(const struct weld_method_spelling *s, enum weld_param p
 	case WELD_P_R: *out = WELD_DEFAULT_RAM_R; return true;
 	case WELD_P_ALPHA: *out = WELD_DEFAULT_RAM_ALPHA; return true;
 	case WELD_P_FILTER_WISE: *out = 0; return true;
+	case WELD_P_NUSLERP_FLATTEN: *out = 1; return true;
+	case WELD_P_NUSLERP_ROW_WISE: *out = 0; return true;
+	case WELD_P_NORMALIZE_WEIGHTS: *out = s->normalize; return true;
+	case WELD_P_EPS: *out = WELD_DEFAULT_MULTISLERP_EPS; return true;
+	case WELD_P_MAX_ITER: *out = WELD_DEFAULT_KARCHER_MAX_ITER; return true;
+	case WELD_P_TOL: *out = WELD_DEFAULT_KARCHER_TOL; return true;
 	default: return false;
 	}
 }

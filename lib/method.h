@@ -43,6 +43,8 @@ enum weld_param {
 	WELD_P_NORMALIZE, WELD_P_RESCALE, WELD_P_INT8_MASK,                            /* whole merge */
 	WELD_P_EPSILON, WELD_P_R, WELD_P_ALPHA,                                        /* per tensor */
 	WELD_P_FILTER_WISE,                                                            /* whole merge */
+	WELD_P_NUSLERP_FLATTEN, WELD_P_NUSLERP_ROW_WISE, WELD_P_NORMALIZE_WEIGHTS,     /* whole merge */
+	WELD_P_EPS, WELD_P_MAX_ITER, WELD_P_TOL,                                       /* per tensor */
 	WELD_P_COUNT
 };
 
@@ -55,6 +57,7 @@ enum weld_range {
 	WELD_RANGE_UNIT,    /* [0, 1] */
 	WELD_RANGE_NONNEG,  /* [0, inf) */
 	WELD_RANGE_BOOL,    /* true/false (or 1/0, as YAML booleans become in mergekit) */
+	WELD_RANGE_COUNT,   /* an integer >= 0 */
 };
 
 struct weld_param_def {
@@ -99,6 +102,7 @@ enum weld_base_rule {
 	WELD_BASE_NONE,     /* no base: a base_model must also be listed as a model */
 	WELD_BASE_REQUIRED, /* task vectors: every tensor is merged against the base */
 	WELD_BASE_DONOR,    /* passthrough: the base only gives config.json & co */
+	WELD_BASE_OPTIONAL, /* task vectors when a base is given, else the models themselves */
 };
 
 /* Where a spelling of a method is accepted. */
@@ -121,6 +125,7 @@ struct weld_method_spelling {
 	const char *summary;          /* one line for 'weld help' (commands) */
 	bool t_distance;              /* t is a distance (any number), not a fraction in [0, 1] */
 	bool plus;                    /* ram: the name is ramplus_tl */
+	bool weight_required;         /* a recipe gives every model a weight (mergekit requires it) */
 };
 
 /* The spelling called name and accepted in where (WELD_IN_*), or NULL. */
@@ -148,6 +153,9 @@ const char *weld_method_recipe_name(const struct weld_method_spelling *s,
 #define WELD_DEFAULT_RAM_EPSILON 1e-5
 #define WELD_DEFAULT_RAM_R 0.1
 #define WELD_DEFAULT_RAM_ALPHA 0.2
+#define WELD_DEFAULT_MULTISLERP_EPS 1e-8
+#define WELD_DEFAULT_KARCHER_MAX_ITER 10
+#define WELD_DEFAULT_KARCHER_TOL 1e-5
 
 /* The default of parameter p for a spelling; false when it has none (t,
  * scale, rescale, int8_mask). */
@@ -180,7 +188,9 @@ bool weld_method_crops_vocab(enum weld_method m);
  * number of sums it takes per block of WELD_BLOCK elements, 0 when it makes
  * none. ramplus_tl: per source S_i and U_i (METHODS 10), in that order;
  * model_stock (per tensor, not filter_wise): the Gram matrix of the task
- * vectors, its upper triangle row by row (weld_k_gram).
+ * vectors, its upper triangle row by row (weld_k_gram); nuslerp (flattened),
+ * multislerp: that of the task vectors, or of the models without a base;
+ * karcher: that of the inputs.
  */
 size_t weld_job_stats(const struct weld_merge_opts *o, const struct weld_job *j);
 /* Does it drop elements at random (DESIGN 4.9)? */

@@ -224,7 +224,7 @@ static int exec_alloc(struct exec *e)
 	e->block_sums = calloc(nb * (n_src > 2 ? n_src : 2) * 2 + 3 * nb + 8 + nb * e->stats_max,
 			       sizeof(double));
 	e->stats = calloc(e->stats_max + 1, sizeof(double));
-	e->coef = calloc(n_src, sizeof(float));
+	e->coef = calloc(n_src + 4, sizeof(float));
 	e->factor = calloc(n_src, sizeof(float));
 	e->rng_key = calloc(n_src, sizeof(uint64_t));
 	if (e->plan->drop_stride)

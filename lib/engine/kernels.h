@@ -88,8 +88,9 @@ void weld_k_ram_lambdas(const double *counts, size_t n, double eps, double r, do
 /* kernels_stock.c (METHODS 4) */
 
 /* g = the Gram matrix of d_s = x_s - b over len elements (d_s in float32,
- * products and sums in double): its upper triangle row by row, g[0] =
- * <d_0, d_0>, g[1] = <d_0, d_1>, ..., n (n + 1) / 2 values. */
+ * products and sums in double; d_s = x_s when b is NULL): its upper
+ * triangle row by row, g[0] = <d_0, d_0>, g[1] = <d_0, d_1>, ...,
+ * n (n + 1) / 2 values. */
 void weld_k_gram(const float *b, const float *const *x, size_t n, size_t len, double *g);
 /* Model Stock's t = n c / (1 + (n - 1) c) from the Gram matrix, c the mean
  * over pairs of <d_i, d_j> / max(|d_i| |d_j|, 1e-6) clamped to [-1, 1];
@@ -98,5 +99,30 @@ double weld_k_model_stock_t(const double *g, size_t n, bool *degenerate);
 /* out = t * (sum x_s / n) + (1 - t) * b. */
 void weld_k_model_stock(const float *b, const float *const *x, size_t n, size_t len,
 			float t, float *out);
+
+/* kernels_sphere.c (METHODS 6-8); g is a Gram matrix from weld_k_gram */
+
+/* nuslerp's t = w1 / (w0 + w1), 0.5 when |w0 + w1| < 1e-6. */
+double weld_k_nuslerp_t(double w0, double w1);
+/* coef = {sin((1 - t) theta), sin(t theta), sin theta} for the two vectors
+ * of g (theta from their normalised dot product), or {1 - t, t, 1} where
+ * |sin theta| < 1e-8. */
+void weld_k_nuslerp_coeffs(const double *g, double t, float *coef);
+/* out = (c0 v0 + c1 v1) / s, or b + the same on v - b when b != NULL. */
+void weld_k_nuslerp(const float *b, const float *v0, const float *v1, size_t len,
+		    const float *coef, float *out);
+/* multislerp's closed form: out = sum beta_i F_i with beta_i =
+ * (sum_j w_j |F_j|) a_i / |mu|, a_i = w_i / (|F_i| + eps), mu = sum a_i F_i.
+ * Returns 0, 1 when |mu| < eps with n = 2 (beta = w, the linear fallback),
+ * -1 when |mu| < eps with n > 2 (an error). */
+int weld_k_multislerp_coeffs(const double *g, size_t n, const double *w, double eps, double *beta);
+/* karcher: the Riemannian mean of the n inputs on the sphere, each counting
+ * 1/n, iterated on the coefficients of u = sum gamma_i x_i / |x_i| (u stays
+ * in their span); out = sum beta_i x_i (METHODS 8). */
+void weld_k_karcher_coeffs(const double *g, size_t n, int max_iter, double tol, double *beta);
+/* out = sum beta_s x_s, or b + sum beta_s (x_s - b) when b != NULL (float32,
+ * source order). */
+void weld_k_lincomb(const float *b, const float *const *x, size_t n, size_t len,
+		    const float *beta, float *out);
 
 #endif

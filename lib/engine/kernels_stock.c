@@ -21,7 +21,7 @@ WELD_HOT void weld_k_gram(const float *b, const float *const *x, size_t n, size_
 		size_t k = 0;
 
 		for (size_t s = 0; s < n; s++)
-			d[s] = (double)(x[s][j] - b[j]);
+			d[s] = b ? (double)(x[s][j] - b[j]) : (double)x[s][j];
 		for (size_t s = 0; s < n; s++)
 			for (size_t q = s; q < n; q++)
 				g[k++] += d[s] * d[q];

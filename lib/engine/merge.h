@@ -31,6 +31,9 @@ enum weld_method {
 	WELD_METHOD_NEARSWAP,         /* METHODS 9: toward the model where it is near the base */
 	WELD_METHOD_RAM,              /* METHODS 10: ram, and ramplus_tl with opts.ram_plus */
 	WELD_METHOD_MODEL_STOCK,      /* METHODS 4: filter_wise = --scope row */
+	WELD_METHOD_NUSLERP,          /* METHODS 6: nuslerp_flatten false = --scope row */
+	WELD_METHOD_MULTISLERP,       /* METHODS 7 */
+	WELD_METHOD_KARCHER,          /* METHODS 8 */
 };
 
 enum weld_scope { WELD_SCOPE_TENSOR, WELD_SCOPE_ROW, WELD_SCOPE_MODEL };
@@ -103,8 +106,9 @@ struct weld_job {
 	double t;                     /* slerp */
 	int mask_model;               /* apply-mask: the masks file, and */
 	int64_t mask_tensor;          /* its U8 tensor for this job */
-	double epsilon;               /* ram: |delta| > epsilon survives */
+	double epsilon;               /* ram: |delta| > epsilon survives; multislerp: eps */
 	double ram_r, ram_alpha;      /* ramplus_tl: r and alpha */
+	double tol, max_iter;         /* karcher */
 };
 
 typedef struct weld_plan weld_plan;

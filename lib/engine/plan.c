@@ -417,7 +417,17 @@ static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_e
 	if (weld_method_uses(&p->o, j->method, WELD_P_ALPHA) && !(j->ram_alpha >= 0 && f32_finite(j->ram_alpha)))
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': alpha %g must be a finite number >= 0",
 				 j->name, j->ram_alpha);
-	if (j->method == WELD_METHOD_AVERAGE && p->o.normalize) {
+	if (weld_method_uses(&p->o, j->method, WELD_P_MAX_ITER) &&
+	    !(j->max_iter >= 0 && j->max_iter == floor(j->max_iter) && j->max_iter <= 1e6))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': max_iter %g is not an integer in [0, 1000000]",
+				 j->name, j->max_iter);
+	if (weld_method_uses(&p->o, j->method, WELD_P_TOL) && !(j->tol >= 0 && isfinite(j->tol)))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': tol %g must be a finite number >= 0",
+				 j->name, j->tol);
+	if (weld_method_uses(&p->o, j->method, WELD_P_EPS) && !(j->epsilon >= 0 && isfinite(j->epsilon)))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': eps %g must be a finite number >= 0",
+				 j->name, j->epsilon);
+	if ((j->method == WELD_METHOD_AVERAGE || j->method == WELD_METHOD_MULTISLERP) && p->o.normalize) {
 		double sw = 0;
 
 		for (size_t s = 0; s < j->nsrc; s++)

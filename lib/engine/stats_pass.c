@@ -27,14 +27,33 @@ void weld_exec_tile_job_stats(struct exec *e, const struct weld_job *j, struct s
 	case WELD_METHOD_MODEL_STOCK:
 		weld_k_gram(c->base, v, j->nsrc, len, out);
 		break;
+	case WELD_METHOD_NUSLERP:
+	case WELD_METHOD_MULTISLERP:
+	case WELD_METHOD_KARCHER:
+		/* of the task vectors when there is a base */
+		weld_k_gram(j->base_model >= 0 ? c->base : NULL, v, j->nsrc, len, out);
+		break;
 	default:
 		break;
 	}
 }
 
-/* The coefficients of job j from its totals e->stats. */
-static void finish(struct exec *e, const struct weld_job *j)
+/* multislerp: the weights, divided by their sum with normalize_weights. */
+static void multislerp_weights(const struct exec *e, const struct weld_job *j, double *w)
 {
+	double sum = 0;
+
+	for (size_t s = 0; s < j->nsrc; s++)
+		sum += j->src[s].weight;
+	for (size_t s = 0; s < j->nsrc; s++)
+		w[s] = e->opts->normalize ? j->src[s].weight / sum : j->src[s].weight;
+}
+
+/* The coefficients of job j from its totals e->stats. */
+static int finish(struct exec *e, const struct weld_job *j, struct weld_error *err)
+{
+	double w[WELD_K_MAX_SRC], beta[WELD_K_MAX_SRC];
+
 	switch (j->method) {
 	case WELD_METHOD_RAM:
 		weld_k_ram_lambdas(e->stats, j->nsrc, j->epsilon, j->ram_r, j->ram_alpha, e->coef);
@@ -42,9 +61,28 @@ static void finish(struct exec *e, const struct weld_job *j)
 	case WELD_METHOD_MODEL_STOCK:
 		e->coef[0] = (float)weld_k_model_stock_t(e->stats, j->nsrc, &e->note);
 		break;
+	case WELD_METHOD_NUSLERP:
+		weld_k_nuslerp_coeffs(e->stats, weld_k_nuslerp_t(j->src[0].weight, j->src[1].weight),
+				      e->coef);
+		break;
+	case WELD_METHOD_MULTISLERP:
+		multislerp_weights(e, j, w);
+		if (weld_k_multislerp_coeffs(e->stats, j->nsrc, w, j->epsilon, beta) < 0)
+			return weld_fail(err, WELD_ERR_ARG,
+					 "tensor '%s': the weighted sum of the %zu normalised inputs is zero (below eps %g): multislerp has no direction",
+					 j->name, j->nsrc, j->epsilon);
+		for (size_t s = 0; s < j->nsrc; s++)
+			e->coef[s] = (float)beta[s];
+		break;
+	case WELD_METHOD_KARCHER:
+		weld_k_karcher_coeffs(e->stats, j->nsrc, (int)j->max_iter, j->tol, beta);
+		for (size_t s = 0; s < j->nsrc; s++)
+			e->coef[s] = (float)beta[s];
+		break;
 	default:
 		break;
 	}
+	return 0;
 }
 
 int weld_exec_job_stats(struct exec *e, const struct weld_job *j, struct weld_error *err)
@@ -65,8 +103,7 @@ int weld_exec_job_stats(struct exec *e, const struct weld_job *j, struct weld_er
 			for (size_t k = 0; k < ns; k++)
 				e->stats[k] += e->block_sums[b * ns + k];
 	}
-	finish(e, j);
-	return 0;
+	return finish(e, j, err);
 }
 
 bool weld_exec_row_stats_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
@@ -79,20 +116,27 @@ bool weld_exec_row_stats_apply(struct exec *e, const struct weld_job *j, struct 
 	(void)a;
 	switch (j->method) {
 	case WELD_METHOD_MODEL_STOCK:
+	case WELD_METHOD_NUSLERP:
 		break;
 	default:
 		return false;
 	}
 	for (uint64_t r = 0; r < len; r += rl) {
+		const float *b = j->base_model >= 0 ? c->base + r : NULL;
 		bool degenerate;
-		float t;
+		float t, coef[3];
 
 		for (size_t s = 0; s < j->nsrc; s++)
 			v[s] = c->vals + s * e->tile_elems + r;
-		weld_k_gram(c->base + r, v, j->nsrc, (size_t)rl, g);
+		weld_k_gram(b, v, j->nsrc, (size_t)rl, g);
+		if (j->method == WELD_METHOD_NUSLERP) {
+			weld_k_nuslerp_coeffs(g, weld_k_nuslerp_t(j->src[0].weight, j->src[1].weight), coef);
+			weld_k_nuslerp(b, v[0], v[1], (size_t)rl, coef, c->out + r);
+			continue;
+		}
 		t = (float)weld_k_model_stock_t(g, j->nsrc, &degenerate);
 		c->notes += degenerate;
-		weld_k_model_stock(c->base + r, v, j->nsrc, (size_t)rl, t, c->out + r);
+		weld_k_model_stock(b, v, j->nsrc, (size_t)rl, t, c->out + r);
 	}
 	return true;
 }

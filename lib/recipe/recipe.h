@@ -78,6 +78,7 @@ struct weld_command_merge {
 	double lambda, gamma;
 	const struct weld_merge_opts *o;
 	double t, epsilon, ram_r, ram_alpha;  /* per-tensor values the method may take */
+	double tol, max_iter;
 };
 
 /* The normalised recipe of a command-line merge, as weld_recipe_json()

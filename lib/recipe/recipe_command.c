@@ -95,6 +95,16 @@ char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_err
 		cJSON_AddNumberToObject(params, "t", c->t);
 	if (s->params & WELD_PB(WELD_P_FILTER_WISE))
 		cJSON_AddBoolToObject(params, "filter_wise", c->o->scope == WELD_SCOPE_ROW);
+	if (s->params & WELD_PB(WELD_P_NUSLERP_FLATTEN))
+		cJSON_AddBoolToObject(params, "nuslerp_flatten", c->o->scope != WELD_SCOPE_ROW);
+	if (s->params & WELD_PB(WELD_P_NORMALIZE_WEIGHTS))
+		cJSON_AddBoolToObject(params, "normalize_weights", c->o->normalize);
+	if (s->params & WELD_PB(WELD_P_EPS))
+		cJSON_AddNumberToObject(params, "eps", c->epsilon);
+	if (s->params & WELD_PB(WELD_P_MAX_ITER))
+		cJSON_AddNumberToObject(params, "max_iter", c->max_iter);
+	if (s->params & WELD_PB(WELD_P_TOL))
+		cJSON_AddNumberToObject(params, "tol", c->tol);
 	if (weld_method_uses(c->o, s->method, WELD_P_EPSILON))
 		cJSON_AddNumberToObject(params, "epsilon", c->epsilon);
 	if (weld_method_uses(c->o, s->method, WELD_P_R))

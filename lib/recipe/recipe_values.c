@@ -50,6 +50,10 @@ static int check_number(const weld_recipe *r, const struct weld_param_def *pd, d
 		if (v != 0 && v != 1)
 			return rfail(r, err, where, "expected true or false, not %g", v);
 		break;
+	case WELD_RANGE_COUNT:
+		if (!(v >= 0 && v == floor(v) && v <= 1e6))
+			return rfail(r, err, where, "%s %g must be an integer in [0, 1000000]", pd->name, v);
+		break;
 	case WELD_RANGE_ANY:
 		break;
 	}

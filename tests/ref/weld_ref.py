@@ -548,7 +548,7 @@ def consensus(base, models, weights=None, source="ta", density=0.2,
 # command line with weld's syntax (DESIGN 2)
 
 METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus",
-           "nearswap", "ram", "model-stock")
+           "nearswap", "ram", "model-stock", "nuslerp", "multislerp", "karcher")
 _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": "weights",
            "--density": "density", "--lambda": "lambda", "--dtype": "dtype",
            "--scope": "scope", "--seed": "seed", "-j": "threads", "--threads": "threads",
@@ -556,11 +556,13 @@ _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": 
            "--rescale": "rescale", "--combine": "combine", "--trim": "trim",
            "--gamma": "gamma", "--from": "from", "--mask-lambda": "mask_lambda",
            "--k": "k", "--save-masks": "save_masks", "--apply-mask": "apply_mask",
-           "--t": "t", "--epsilon": "epsilon", "--r": "r", "--alpha": "alpha"}
+           "--t": "t", "--epsilon": "epsilon", "--r": "r", "--alpha": "alpha",
+           "--eps": "eps", "--max-iter": "max_iter", "--tol": "tol"}
 _FLAGS = {"-f": "force", "--force": "force", "--allow-missing": "allow_missing",
           "--no-copy-files": "no_copy_files", "-q": "quiet", "--quiet": "quiet",
           "-v": "verbose", "--verbose": "verbose", "--json": "json", "--plus": "plus",
-          "--filter-wise": "filter_wise"}
+          "--filter-wise": "filter_wise",
+          "--no-flatten": "no_flatten"}
 _MODEL_SPEC = re.compile(r"^(.*):((?:[a-z_]+=[^,:=]+)(?:,[a-z_]+=[^,:=]+)*)$")
 
 
@@ -645,6 +647,8 @@ def run(argv, loader=stio.load_model, with_bound=True):
     if not models:
         raise RefError("no models")
     base = None
+    if meth in ("nuslerp", "multislerp", "karcher"):
+        return _sphere(meth, a, models, loader, with_bound)
     if meth != "average":
         if "base" not in a:
             raise RefError("--base is required")
@@ -701,6 +705,27 @@ def run(argv, loader=stio.load_model, with_bound=True):
         return _bounded(weld_ref_interp.model_stock(base, models, bool(a.get("filter_wise")),
                                                     _check_names(base, models)), with_bound)
     raise RefError("unknown method %r" % meth)
+
+
+def _sphere(meth, a, models, loader, with_bound):
+    """nuslerp, multislerp (optional base), karcher (no base)."""
+    base = loader(a["base"]) if "base" in a and meth != "karcher" else None
+    names = _check_names(base, models)
+    w = _model_values(a, "weight", "weights", 1.0)
+    try:
+        if meth == "nuslerp":
+            if len(models) != 2:
+                raise RefError("nuslerp takes two models")
+            res = weld_ref_interp.nuslerp(base, models, w, not a.get("no_flatten"), names)
+        elif meth == "multislerp":
+            norm = True if a["normalize"] is None else a["normalize"]
+            res = weld_ref_interp.multislerp(base, models, w, norm, float(a.get("eps", 1e-8)), names)
+        else:
+            res = weld_ref_interp.karcher(models, int(a.get("max_iter", 10)),
+                                          float(a.get("tol", 1e-5)), names)
+    except ValueError as e:
+        raise RefError(str(e))
+    return _bounded(res, with_bound)
 
 
 def _bounded(result, with_bound):
