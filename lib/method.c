@@ -249,7 +249,8 @@ int weld_job_selections(const struct weld_merge_opts *o, const struct weld_job *
 static const struct weld_method_spelling spellings[] = {
 	{ .name = "linear", .method = WELD_METHOD_AVERAGE, .where = WELD_IN_RECIPE,
 	  .params = P(WEIGHT) | P(NORMALIZE), .base = WELD_BASE_NONE,
-	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .weight_required = true },
 	{ .name = "average", .method = WELD_METHOD_AVERAGE, .where = BOTH,
 	  .params = P(WEIGHT) | P(NORMALIZE), .base = WELD_BASE_NONE,
 	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,

@@ -93,5 +93,15 @@ bad "karcher: max_iter is an integer" "{\"merge_method\": \"karcher\", \"models\
 	"parameters.max_iter: max_iter 2.5 must be an integer"
 bad "nuslerp: vectors along dim 0 are not supported yet" "{\"merge_method\": \"nuslerp\", \"models\": [{\"model\": \"$T/ft1\", \"parameters\": {\"weight\": 1}}, {\"model\": \"$T/ft2\", \"parameters\": {\"weight\": 1}}], \"parameters\": {\"nuslerp_flatten\": false, \"nuslerp_row_wise\": true}}" \
 	"parameters.nuslerp_row_wise: vectors along dim 0"
-
+# linear (METHODS 2) keeps the rules mergekit's recipes have: a weight per
+# model, and a weight sum of 0 with normalize is refused (mergekit: NaN)
+bad "linear needs every weight" "{\"merge_method\": \"linear\", \"models\": [{\"model\": \"$T/ft1\", \"parameters\": {\"weight\": 1}}, {\"model\": \"$T/ft2\"}]}" \
+	"models[1]: linear needs a weight for every model"
+bad "linear: weights summing to 0" "{\"merge_method\": \"linear\", \"models\": [{\"model\": \"$T/ft1\", \"parameters\": {\"weight\": 1}}, {\"model\": \"$T/ft2\", \"parameters\": {\"weight\": -1}}]}" \
+	"the weights sum to 0"
+cat >"$T/lin0.json" <<JSON
+{"merge_method": "linear", "parameters": {"normalize": false},
+ "models": [{"model": "$T/ft1", "parameters": {"weight": 1}}, {"model": "$T/ft2", "parameters": {"weight": -1}}]}
+JSON
+expect "linear: weights summing to 0 are fine without normalize" "$WELD" run -q "$T/lin0.json" -o "$T/lin0"
 summary
