@@ -25,6 +25,7 @@ enum {
 	O_NO_NORMALIZE, O_RESCALE, O_COMBINE, O_TRIM, O_GAMMA, O_FROM, O_MASK_LAMBDA,
 	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED,
 	O_T, O_EPSILON, O_R, O_ALPHA, O_PLUS, O_FILTER_WISE, O_NO_FLATTEN, O_EPS, O_MAX_ITER, O_TOL,
+	O_ROW_WISE,
 };
 
 static const struct option long_opts[] = {
@@ -62,6 +63,7 @@ static const struct option long_opts[] = {
 	{ "plus", no_argument, NULL, O_PLUS },
 	{ "filter-wise", no_argument, NULL, O_FILTER_WISE },
 	{ "no-flatten", no_argument, NULL, O_NO_FLATTEN },
+	{ "row-wise", no_argument, NULL, O_ROW_WISE },
 	{ "eps", required_argument, NULL, O_EPS },
 	{ "max-iter", required_argument, NULL, O_MAX_ITER },
 	{ "tol", required_argument, NULL, O_TOL },
@@ -101,6 +103,7 @@ static bool takes(const struct weld_method_spelling *s, int c)
 		{ O_FILTER_WISE, WELD_P_FILTER_WISE, -1 }, { O_NO_FLATTEN, WELD_P_NUSLERP_FLATTEN, -1 },
 		{ O_NORMALIZE, WELD_P_NORMALIZE_WEIGHTS, -1 }, { O_NO_NORMALIZE, WELD_P_NORMALIZE_WEIGHTS, -1 },
 		{ O_EPS, WELD_P_EPS, -1 }, { O_MAX_ITER, WELD_P_MAX_ITER, -1 }, { O_TOL, WELD_P_TOL, -1 },
+		{ O_ROW_WISE, WELD_P_NUSLERP_ROW_WISE, -1 },
 	};
 	bool listed = false;
 
@@ -345,6 +348,7 @@ static int parse_method_opt(int c, struct merge_args *a)
 	case O_PLUS: a->o.ram_plus = true; return 0;
 	case O_FILTER_WISE: a->o.scope = WELD_SCOPE_ROW; return 0;  /* statistics per row */
 	case O_NO_FLATTEN: a->o.scope = WELD_SCOPE_ROW; return 0;   /* vectors are rows */
+	case O_ROW_WISE: a->o.nuslerp_columns = true; return 0;      /* ... or columns */
 	case O_EPS: return tensor_value("--eps", WELD_P_EPS, a);
 	case O_MAX_ITER: return tensor_value("--max-iter", WELD_P_MAX_ITER, a);
 	case O_TOL: return tensor_value("--tol", WELD_P_TOL, a);
@@ -396,6 +400,10 @@ static int check_args(struct merge_args *a)
 				       a->nmask_lambda, a->n);
 	if (a->o.trim > 0 && a->o.combine != WELD_COMBINE_TIES)
 		return cli_usage_error("--trim needs --combine ties");
+	if (a->o.nuslerp_columns && a->o.scope != WELD_SCOPE_ROW)
+		return cli_usage_error("--row-wise needs --no-flatten (a flattened tensor is one vector)");
+	if (a->o.nuslerp_columns)
+		a->o.scope = WELD_SCOPE_TENSOR;    /* columns: a statistics pass, not row units */
 	for (int p = 0; p < WELD_P_COUNT; p++) {
 		double d;
 

@@ -57,8 +57,11 @@ static void print_options(const struct weld_merge_opts *o, bool json)
 	}
 	if (weld_method_uses(o, m, WELD_P_FILTER_WISE))
 		print_opt(json, &first, "filter_wise", o->scope == WELD_SCOPE_ROW ? "true" : "false", false);
-	if (weld_method_uses(o, m, WELD_P_NUSLERP_FLATTEN))
-		print_opt(json, &first, "nuslerp_flatten", o->scope == WELD_SCOPE_ROW ? "false" : "true", false);
+	if (weld_method_uses(o, m, WELD_P_NUSLERP_FLATTEN)) {
+		print_opt(json, &first, "nuslerp_flatten",
+			  o->scope == WELD_SCOPE_ROW || o->nuslerp_columns ? "false" : "true", false);
+		print_opt(json, &first, "nuslerp_row_wise", o->nuslerp_columns ? "true" : "false", false);
+	}
 	if (weld_method_uses(o, m, WELD_P_NORMALIZE_WEIGHTS))
 		print_opt(json, &first, "normalize_weights", o->normalize ? "true" : "false", false);
 	if (weld_method_takes(m, WELD_K_PLUS))

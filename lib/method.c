@@ -169,8 +169,12 @@ size_t weld_job_stats(const struct weld_merge_opts *o, const struct weld_job *j)
 	switch (j->method) {
 	case WELD_METHOD_RAM:
 		return o->ram_plus ? 2 * j->nsrc : 0;
-	case WELD_METHOD_MODEL_STOCK:
 	case WELD_METHOD_NUSLERP:
+		if (o->nuslerp_columns)
+			return 3 * (weld_job_columns(j) < WELD_STATS_BLOCK ? weld_job_columns(j)
+									   : WELD_STATS_BLOCK);
+		return o->scope == WELD_SCOPE_ROW ? 0 : 3;
+	case WELD_METHOD_MODEL_STOCK:
 		return o->scope == WELD_SCOPE_ROW ? 0 : j->nsrc * (j->nsrc + 1) / 2;
 	case WELD_METHOD_MULTISLERP:
 	case WELD_METHOD_KARCHER:
@@ -178,6 +182,18 @@ size_t weld_job_stats(const struct weld_merge_opts *o, const struct weld_job *j)
 	default:
 		return 0;
 	}
+}
+
+size_t weld_job_stats_total(const struct weld_merge_opts *o, const struct weld_job *j)
+{
+	if (j->method == WELD_METHOD_NUSLERP && o->nuslerp_columns)
+		return 3 * weld_job_columns(j);
+	return weld_job_stats(o, j);
+}
+
+uint64_t weld_job_columns(const struct weld_job *j)
+{
+	return j->ndim && j->shape[0] > 0 ? j->nelem / (uint64_t)j->shape[0] : 1;
 }
 
 bool weld_method_random_drop(enum weld_method m)

@@ -30,6 +30,8 @@
 /* Default sizes of every merge (DESIGN 2): --max-memory and --shard-size. */
 #define WELD_DEFAULT_MAX_MEMORY 1000000000ull
 #define WELD_DEFAULT_SHARD_SIZE 5000000000ull
+/* Elements per block of a statistics pass (plan_impl.h's WELD_BLOCK). */
+#define WELD_STATS_BLOCK 4096
 /* The most models one merge takes. */
 #define WELD_MAX_MODELS 64
 
@@ -193,6 +195,12 @@ bool weld_method_crops_vocab(enum weld_method m);
  * karcher: that of the inputs.
  */
 size_t weld_job_stats(const struct weld_merge_opts *o, const struct weld_job *j);
+/* The totals of that pass: the same number, except for nuslerp along dim 0
+ * (nuslerp_row_wise), whose blocks hold the sums of the columns they touch,
+ * 3 per column, and whose totals 3 per column of the tensor. */
+size_t weld_job_stats_total(const struct weld_merge_opts *o, const struct weld_job *j);
+/* nuslerp along dim 0: the number of vectors (columns), elements apart. */
+uint64_t weld_job_columns(const struct weld_job *j);
 /* Does it drop elements at random (DESIGN 4.9)? */
 bool weld_method_random_drop(enum weld_method m);
 /* Does it make an L1 pass (dare --rescale l1: sums of |delta| and of its

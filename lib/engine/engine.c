@@ -223,8 +223,8 @@ static int exec_alloc(struct exec *e)
 	e->l1_kept = calloc(n_src, sizeof(double));
 	e->block_sums = calloc(nb * (n_src > 2 ? n_src : 2) * 2 + 3 * nb + 8 + nb * e->stats_max,
 			       sizeof(double));
-	e->stats = calloc(e->stats_max + 1, sizeof(double));
-	e->coef = calloc(n_src + 4, sizeof(float));
+	e->stats = calloc(e->stats_total_max + 1, sizeof(double));
+	e->coef = calloc(n_src + 4 + e->stats_total_max, sizeof(float));
 	e->factor = calloc(n_src, sizeof(float));
 	e->rng_key = calloc(n_src, sizeof(uint64_t));
 	if (e->plan->drop_stride)
@@ -278,6 +278,8 @@ int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 
 		e.max_src = p->jobs[i].nsrc > e.max_src ? p->jobs[i].nsrc : e.max_src;
 		e.stats_max = ns > e.stats_max ? ns : e.stats_max;
+		ns = weld_job_stats_total(&p->o, &p->jobs[i]);
+		e.stats_total_max = ns > e.stats_total_max ? ns : e.stats_total_max;
 	}
 	if (e.max_src > WELD_K_MAX_SRC)
 		return weld_fail(err, WELD_ERR_ARG, "at most %d models can be merged at once",

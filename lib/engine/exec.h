@@ -152,6 +152,7 @@ struct exec {
 	struct recorder rec;
 	struct weld_outq *queue;        /* writes the output chunks */
 	size_t stats_max;       /* most sums per block of any job's STATS pass */
+	size_t stats_total_max; /* most totals of any job's STATS pass */
 	double *stats;          /* STATS: the current job's totals */
 	float *coef;            /* STATS: per source coefficients for APPLY */
 	bool note;              /* STATS: the tensor's statistic is degenerate */
@@ -245,7 +246,7 @@ int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, siz
 
 /* STATS on one tile of len elements (one block): its sums into out. */
 void weld_exec_tile_job_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
-			      size_t len, double *out);
+			      uint64_t g, size_t len, double *out);
 /* The STATS pass of job j, if its method makes one, and the coefficients
  * APPLY takes from it. */
 int weld_exec_job_stats(struct exec *e, const struct weld_job *j, struct weld_error *err);

@@ -389,7 +389,10 @@ WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, floa
 		weld_k_model_stock(a->base, a->v, a->n, len, a->coef[0], out);
 		return;
 	case WELD_METHOD_NUSLERP:
-		weld_k_nuslerp(a->base, a->v[0], a->v[1], len, a->coef, out);
+		if (a->ncols)
+			weld_k_nuslerp_cols(a->base, a->v[0], a->v[1], len, a->coef, a->ncols, a->col0, out);
+		else
+			weld_k_nuslerp(a->base, a->v[0], a->v[1], len, a->coef, out);
 		return;
 	case WELD_METHOD_MULTISLERP:
 	case WELD_METHOD_KARCHER:

@@ -62,8 +62,9 @@ struct weld_combine_args {
 	float t;                        /* nearswap */
 	float epsilon;                  /* ram */
 	/* from the STATS pass, or NULL: ramplus_tl's lambda_i per source;
-	 * model_stock's t in coef[0] */
+	 * model_stock's t in coef[0]; nuslerp's three, or three per column */
 	const float *coef;
+	uint64_t ncols, col0;           /* nuslerp along dim 0: columns, and the tile's first */
 };
 
 /* out[0..len) for one tile; scratch holds (4 + n) * len floats. */
@@ -111,6 +112,17 @@ void weld_k_nuslerp_coeffs(const double *g, double t, float *coef);
 /* out = (c0 v0 + c1 v1) / s, or b + the same on v - b when b != NULL. */
 void weld_k_nuslerp(const float *b, const float *v0, const float *v1, size_t len,
 		    const float *coef, float *out);
+/* The same with the three coefficients of each column: element j belongs
+ * to column (col0 + j) % ncols. */
+void weld_k_nuslerp_cols(const float *b, const float *v0, const float *v1, size_t len,
+			 const float *coef, uint64_t ncols, uint64_t col0, float *out);
+/* nuslerp along dim 0, the sums of one block of len <= 4096 elements whose
+ * first has flat index g: for each column c it touches, <v0,v0>, <v0,v1>,
+ * <v1,v1> (v = x - b, or x when b is NULL) at out[3 * slot], slot = c when
+ * ncols < 4096, else the element's place in the block (every element is
+ * then a column of its own). */
+void weld_k_col_dots(const float *b, const float *v0, const float *v1, size_t len, uint64_t g,
+		     uint64_t ncols, double *out);
 /* multislerp's closed form: out = sum beta_i F_i with beta_i =
  * (sum_j w_j |F_j|) a_i / |mu|, a_i = w_i / (|F_i| + eps), mu = sum a_i F_i.
  * Returns 0, 1 when |mu| < eps with n = 2 (beta = w, the linear fallback),

@@ -57,6 +57,42 @@ WELD_HOT void weld_k_nuslerp(const float *b, const float *v0, const float *v1, s
 	}
 }
 
+WELD_HOT void weld_k_nuslerp_cols(const float *b, const float *v0, const float *v1, size_t len,
+				  const float *coef, uint64_t ncols, uint64_t col0, float *out)
+{
+	uint64_t c = col0;
+
+	for (size_t j = 0; j < len; j++) {
+		const float *k = coef + 3 * c;
+		float d0 = b ? v0[j] - b[j] : v0[j], d1 = b ? v1[j] - b[j] : v1[j];
+		float s = (k[0] * d0 + k[1] * d1) / k[2];
+
+		out[j] = b ? b[j] + s : s;
+		if (++c == ncols)
+			c = 0;
+	}
+}
+
+void weld_k_col_dots(const float *b, const float *v0, const float *v1, size_t len, uint64_t g,
+		     uint64_t ncols, double *out)
+{
+	bool own = ncols >= 4096;       /* each element its own slot */
+	uint64_t c = g % ncols;
+
+	memset(out, 0, 3 * (own ? len : ncols) * sizeof(*out));
+	for (size_t j = 0; j < len; j++) {
+		double p = b ? (double)(v0[j] - b[j]) : (double)v0[j];
+		double q = b ? (double)(v1[j] - b[j]) : (double)v1[j];
+		double *o = out + 3 * (own ? j : c);
+
+		o[0] += p * p;
+		o[1] += p * q;
+		o[2] += q * q;
+		if (++c == ncols)
+			c = 0;
+	}
+}
+
 /* <x_i, x_j> from the packed upper triangle of n inputs. */
 static double gram_at(const double *g, size_t n, size_t i, size_t j)
 {
@@ -179,17 +215,30 @@ void weld_k_karcher_coeffs(const double *g, size_t n, int max_iter, double tol, 
 WELD_HOT void weld_k_lincomb(const float *b, const float *const *x, size_t n, size_t len,
 			     const float *beta, float *out)
 {
-	for (size_t j = 0; j < len; j++) {
-		float acc = 0;
+	float acc[1024], d[1024];
 
-		if (b) {
-			for (size_t s = 0; s < n; s++)
-				acc += beta[s] * (x[s][j] - b[j]);
-			out[j] = b[j] + acc;
-		} else {
-			for (size_t s = 0; s < n; s++)
-				acc += beta[s] * x[s][j];
-			out[j] = acc;
+	/* source by source over pieces, the sum in source order per element */
+	for (size_t a = 0; a < len; a += 1024) {
+		size_t m = len - a < 1024 ? len - a : 1024;
+		const float *bb = b ? b + a : NULL;
+
+		memset(acc, 0, m * sizeof(*acc));
+		for (size_t s = 0; s < n; s++) {
+			const float *xs = x[s] + a;
+			float bs = beta[s];
+
+			if (bb) {
+				for (size_t j = 0; j < m; j++)
+					d[j] = xs[j] - bb[j];
+				xs = d;
+			}
+			for (size_t j = 0; j < m; j++)
+				acc[j] += bs * xs[j];
 		}
+		if (bb)
+			for (size_t j = 0; j < m; j++)
+				out[a + j] = bb[j] + acc[j];
+		else
+			memcpy(out + a, acc, m * sizeof(*acc));
 	}
 }

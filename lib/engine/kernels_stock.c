@@ -9,22 +9,46 @@
 #include "kernels.h"
 
 #include <math.h>
+#include <string.h>
 
+/* Elements taken at a time: the task vectors of a piece, in double. */
+#define PIECE 64
+typedef double dvec __attribute__((vector_size(4 * sizeof(double))));
+
+/*
+ * Each product d_s[j] d_q[j] is exact in double; a piece's products go to
+ * lane j % 4 of a vector sum, the lanes are added in order and the piece's
+ * total to g, piece after piece: a fixed pattern that vectorises.
+ */
 WELD_HOT void weld_k_gram(const float *b, const float *const *x, size_t n, size_t len, double *g)
 {
 	size_t np = n * (n + 1) / 2;
-	double d[WELD_K_MAX_SRC];
+	double d[WELD_K_MAX_SRC][PIECE];
 
 	for (size_t k = 0; k < np; k++)
 		g[k] = 0;
-	for (size_t j = 0; j < len; j++) {
-		size_t k = 0;
+	for (size_t a = 0; a < len; a += PIECE) {
+		size_t m = len - a < PIECE ? len - a : PIECE, k = 0;
 
+		for (size_t s = 0; s < n; s++) {
+			for (size_t j = 0; j < m; j++)
+				d[s][j] = b ? (double)(x[s][a + j] - b[a + j]) : (double)x[s][a + j];
+			for (size_t j = m; j < PIECE; j++)
+				d[s][j] = 0;
+		}
 		for (size_t s = 0; s < n; s++)
-			d[s] = b ? (double)(x[s][j] - b[j]) : (double)x[s][j];
-		for (size_t s = 0; s < n; s++)
-			for (size_t q = s; q < n; q++)
-				g[k++] += d[s] * d[q];
+			for (size_t q = s; q < n; q++, k++) {
+				dvec acc = { 0, 0, 0, 0 };
+
+				for (size_t j = 0; j < PIECE; j += 4) {
+					dvec p, r;
+
+					memcpy(&p, &d[s][j], sizeof(p));
+					memcpy(&r, &d[q][j], sizeof(r));
+					acc += p * r;
+				}
+				g[k] += (acc[0] + acc[1]) + (acc[2] + acc[3]);
+			}
 	}
 }
 
@@ -61,13 +85,18 @@ double weld_k_model_stock_t(const double *g, size_t n, bool *degenerate)
 WELD_HOT void weld_k_model_stock(const float *b, const float *const *x, size_t n, size_t len,
 				 float t, float *out)
 {
-	float fn = (float)n, u = 1.0f - t;
+	float fn = (float)n, u = 1.0f - t, acc[1024];
 
-	for (size_t j = 0; j < len; j++) {
-		float acc = 0;
+	/* source by source over pieces, the sum in model order per element */
+	for (size_t a = 0; a < len; a += 1024) {
+		size_t m = len - a < 1024 ? len - a : 1024;
 
+		for (size_t j = 0; j < m; j++)
+			acc[j] = 0;
 		for (size_t s = 0; s < n; s++)
-			acc += x[s][j];
-		out[j] = t * (acc / fn) + u * b[j];
+			for (size_t j = 0; j < m; j++)
+				acc[j] += x[s][a + j];
+		for (size_t j = 0; j < m; j++)
+			out[a + j] = t * (acc[j] / fn) + u * b[a + j];
 	}
 }

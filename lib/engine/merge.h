@@ -77,6 +77,7 @@ struct weld_merge_opts {
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
 	void *cb_ctx;
 	bool ram_plus;                /* ram: RAM+ (ramplus_tl), a statistics pass per tensor */
+	bool nuslerp_columns;         /* nuslerp: vectors along dim 0 (nuslerp_row_wise) */
 };
 
 /* One input of a job. */

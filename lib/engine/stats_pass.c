@@ -13,8 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 
+_Static_assert(WELD_STATS_BLOCK == WELD_BLOCK, "method.h's block is the engine's");
+
 void weld_exec_tile_job_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
-			      size_t len, double *out)
+			      uint64_t g, size_t len, double *out)
 {
 	const float *v[WELD_K_MAX_SRC];
 
@@ -28,6 +30,12 @@ void weld_exec_tile_job_stats(struct exec *e, const struct weld_job *j, struct s
 		weld_k_gram(c->base, v, j->nsrc, len, out);
 		break;
 	case WELD_METHOD_NUSLERP:
+		if (e->opts->nuslerp_columns) {
+			weld_k_col_dots(j->base_model >= 0 ? c->base : NULL, v[0], v[1], len, g,
+					weld_job_columns(j), out);
+			break;
+		}
+		/* fall through */
 	case WELD_METHOD_MULTISLERP:
 	case WELD_METHOD_KARCHER:
 		/* of the task vectors when there is a base */
@@ -62,8 +70,11 @@ static int finish(struct exec *e, const struct weld_job *j, struct weld_error *e
 		e->coef[0] = (float)weld_k_model_stock_t(e->stats, j->nsrc, &e->note);
 		break;
 	case WELD_METHOD_NUSLERP:
-		weld_k_nuslerp_coeffs(e->stats, weld_k_nuslerp_t(j->src[0].weight, j->src[1].weight),
-				      e->coef);
+		/* one vector, or one per column */
+		for (uint64_t k = 0; k < (e->opts->nuslerp_columns ? weld_job_columns(j) : 1); k++)
+			weld_k_nuslerp_coeffs(e->stats + 3 * k,
+					      weld_k_nuslerp_t(j->src[0].weight, j->src[1].weight),
+					      e->coef + 3 * k);
 		break;
 	case WELD_METHOD_MULTISLERP:
 		multislerp_weights(e, j, w);
@@ -85,6 +96,32 @@ static int finish(struct exec *e, const struct weld_job *j, struct weld_error *e
 	return 0;
 }
 
+/* Add the sums of the blocks of a chunk of n elements at flat index first
+ * to the totals, in block order. */
+static void fold(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n, size_t ns)
+{
+	uint64_t nc = weld_job_columns(j);
+
+	for (uint64_t b = 0; b < (n + WELD_BLOCK - 1) / WELD_BLOCK; b++) {
+		const double *s = e->block_sums + b * ns;
+		uint64_t g = first + b * WELD_BLOCK, len = n - b * WELD_BLOCK;
+
+		len = len < WELD_BLOCK ? len : WELD_BLOCK;
+		if (!(j->method == WELD_METHOD_NUSLERP && e->opts->nuslerp_columns)) {
+			for (size_t k = 0; k < ns; k++)
+				e->stats[k] += s[k];
+			continue;
+		}
+		/* per column: the block's slots are its columns, or its elements */
+		for (uint64_t k = 0; k < (nc >= WELD_BLOCK ? len : nc); k++) {
+			uint64_t c = nc >= WELD_BLOCK ? (g + k) % nc : k;
+
+			for (int q = 0; q < 3; q++)
+				e->stats[3 * c + (uint64_t)q] += s[3 * k + (uint64_t)q];
+		}
+	}
+}
+
 int weld_exec_job_stats(struct exec *e, const struct weld_job *j, struct weld_error *err)
 {
 	size_t ns = weld_job_stats(e->opts, j);
@@ -92,16 +129,14 @@ int weld_exec_job_stats(struct exec *e, const struct weld_job *j, struct weld_er
 	e->note = false;
 	if (!ns)
 		return 0;
-	memset(e->stats, 0, ns * sizeof(double));
+	memset(e->stats, 0, weld_job_stats_total(e->opts, j) * sizeof(double));
 	for (uint64_t first = 0; first < j->nelem; first += e->chunk_elems) {
 		uint64_t n = j->nelem - first < e->chunk_elems ? j->nelem - first : e->chunk_elems;
 
 		if (weld_exec_run_chunk(e, j, first, n, P_STATS, DROP_NONE, err) < 0)
 			return -1;
 		weld_exec_progress(e, j, n);
-		for (uint64_t b = 0; b < (n + WELD_BLOCK - 1) / WELD_BLOCK; b++)
-			for (size_t k = 0; k < ns; k++)
-				e->stats[k] += e->block_sums[b * ns + k];
+		fold(e, j, first, n, ns);
 	}
 	return finish(e, j, err);
 }

@@ -181,6 +181,10 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 	a.t = (float)j->t;
 	a.epsilon = (float)j->epsilon;
 	a.coef = weld_job_stats(e->opts, j) ? e->coef : NULL;
+	if (j->method == WELD_METHOD_NUSLERP && e->opts->nuslerp_columns) {
+		a.ncols = weld_job_columns(j);
+		a.col0 = g % a.ncols;
+	}
 	if (!(row_scope(e, j) && weld_exec_row_stats_apply(e, j, c, &a, len)))
 		weld_k_combine(&a, len, c->out, c->scratch);
 	weld_exec_encode_tile(j->dtype, c->out, e->out_chunk + (g - first) * oes, len);
@@ -225,7 +229,7 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 				weld_k_dots(c->base, c->vals, len, &e->block_sums[blk * 3]);
 				break;
 			case P_STATS:
-				weld_exec_tile_job_stats(e, j, c, len,
+				weld_exec_tile_job_stats(e, j, c, first + b, len,
 							 &e->block_sums[blk * weld_job_stats(e->opts, j)]);
 				break;
 			case P_APPLY:

@@ -95,8 +95,11 @@ char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_err
 		cJSON_AddNumberToObject(params, "t", c->t);
 	if (s->params & WELD_PB(WELD_P_FILTER_WISE))
 		cJSON_AddBoolToObject(params, "filter_wise", c->o->scope == WELD_SCOPE_ROW);
-	if (s->params & WELD_PB(WELD_P_NUSLERP_FLATTEN))
-		cJSON_AddBoolToObject(params, "nuslerp_flatten", c->o->scope != WELD_SCOPE_ROW);
+	if (s->params & WELD_PB(WELD_P_NUSLERP_FLATTEN)) {
+		cJSON_AddBoolToObject(params, "nuslerp_flatten",
+				      c->o->scope != WELD_SCOPE_ROW && !c->o->nuslerp_columns);
+		cJSON_AddBoolToObject(params, "nuslerp_row_wise", c->o->nuslerp_columns);
+	}
 	if (s->params & WELD_PB(WELD_P_NORMALIZE_WEIGHTS))
 		cJSON_AddBoolToObject(params, "normalize_weights", c->o->normalize);
 	if (s->params & WELD_PB(WELD_P_EPS))

@@ -395,14 +395,14 @@ static int parse_root(weld_recipe *r, struct weld_error *err)
 		/* model_stock's statistics per row: weld's row units */
 		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "filter_wise")) && setting_true(v))
 			r->o.scope = WELD_SCOPE_ROW;
-		/* nuslerp's vectors: rows unless flattened (columns: not yet) */
+		/* nuslerp's vectors: the tensor, else rows, or with row_wise
+		 * columns (along dim 0) */
 		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "nuslerp_flatten")) && !setting_true(v)) {
 			const cJSON *rw = cJSON_GetObjectItemCaseSensitive(r->params, "nuslerp_row_wise");
 
-			if (rw && setting_true(rw))
-				return rfail(r, err, "parameters.nuslerp_row_wise",
-					     "vectors along dim 0 (nuslerp_row_wise with nuslerp_flatten false) are not supported yet");
-			r->o.scope = WELD_SCOPE_ROW;
+			r->o.nuslerp_columns = rw && setting_true(rw);
+			if (!r->o.nuslerp_columns)
+				r->o.scope = WELD_SCOPE_ROW;
 		}
 		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "normalize_weights")))
 			r->o.normalize = setting_true(v);

@@ -91,8 +91,36 @@ bad "karcher takes no weight" "{\"merge_method\": \"karcher\", \"models\": [{\"m
 	"models[0].parameters.weight: 'weight' is not a parameter of karcher"
 bad "karcher: max_iter is an integer" "{\"merge_method\": \"karcher\", \"models\": [{\"model\": \"$T/ft1\"}], \"parameters\": {\"max_iter\": 2.5}}" \
 	"parameters.max_iter: max_iter 2.5 must be an integer"
-bad "nuslerp: vectors along dim 0 are not supported yet" "{\"merge_method\": \"nuslerp\", \"models\": [{\"model\": \"$T/ft1\", \"parameters\": {\"weight\": 1}}, {\"model\": \"$T/ft2\", \"parameters\": {\"weight\": 1}}], \"parameters\": {\"nuslerp_flatten\": false, \"nuslerp_row_wise\": true}}" \
-	"parameters.nuslerp_row_wise: vectors along dim 0"
+refuse "nuslerp --row-wise needs --no-flatten" 2 "--row-wise needs --no-flatten" "$T/e6" \
+	"$WELD" nuslerp --row-wise -o "$T/e6" "$T/ft1" "$T/ft2"
+
+# nuslerp along dim 0 (columns): with 4608 columns every element of a block
+# is a column of its own; the NumPy reference gives the same bytes, and so
+# does the recipe
+W="--layers 1 --hidden 64 --inter 4608 --vocab 128"
+"$MKMODEL" "$T/wb" $W >/dev/null
+"$MKMODEL" "$T/w1" $W --seed 1 --noise 0.5 >/dev/null
+"$MKMODEL" "$T/w2" $W --seed 2 --noise 0.5 >/dev/null
+"$WELD" nuslerp -q --base "$T/wb" --no-flatten --row-wise --dtype f32 -j 1 --max-memory 16M \
+	-o "$T/col1" "$T/w1" "$T/w2"
+"$WELD" nuslerp -q --base "$T/wb" --no-flatten --row-wise --dtype f32 -j 3 -o "$T/col3" "$T/w1" "$T/w2"
+expect "nuslerp columns: same file for -j 1/3 and --max-memory 16M/1G" \
+	cmp "$T/col1/model.safetensors" "$T/col3/model.safetensors"
+if "$PYTHON" -c 'import numpy' 2>/dev/null; then
+	"$PYTHON" "$ROOT/tests/ref/weld_ref.py" nuslerp --base "$T/wb" --no-flatten --row-wise --dtype f32 \
+		-o "$T/colref" "$T/w1" "$T/w2"
+	expect "nuslerp columns: the same tensors as the NumPy reference" \
+		sh -c '"$1" diff "$2" "$3" | grep -q "^# 12 identical, 0 different"' sh "$WELD" "$T/col1" "$T/colref"
+else
+	skip "nuslerp columns against the NumPy reference (no numpy)"
+fi
+cat >"$T/col.json" <<JSON
+{"merge_method": "nuslerp", "base_model": "$T/wb", "out_dtype": "float32",
+ "models": [{"model": "$T/w1", "parameters": {"weight": 1}}, {"model": "$T/w2", "parameters": {"weight": 1}}],
+ "parameters": {"nuslerp_flatten": false, "nuslerp_row_wise": true}}
+JSON
+expect "recipe nuslerp_row_wise runs" "$WELD" run -q "$T/col.json" -o "$T/col-r"
+expect "recipe nuslerp_row_wise = weld nuslerp --no-flatten --row-wise" same_tensors "$T/col1" "$T/col-r"
 # linear (METHODS 2) keeps the rules mergekit's recipes have: a weight per
 # model, and a weight sum of 0 with normalize is refused (mergekit: NaN)
 bad "linear needs every weight" "{\"merge_method\": \"linear\", \"models\": [{\"model\": \"$T/ft1\", \"parameters\": {\"weight\": 1}}, {\"model\": \"$T/ft2\"}]}" \

@@ -562,7 +562,7 @@ _FLAGS = {"-f": "force", "--force": "force", "--allow-missing": "allow_missing",
           "--no-copy-files": "no_copy_files", "-q": "quiet", "--quiet": "quiet",
           "-v": "verbose", "--verbose": "verbose", "--json": "json", "--plus": "plus",
           "--filter-wise": "filter_wise",
-          "--no-flatten": "no_flatten"}
+          "--no-flatten": "no_flatten", "--row-wise": "row_wise"}
 _MODEL_SPEC = re.compile(r"^(.*):((?:[a-z_]+=[^,:=]+)(?:,[a-z_]+=[^,:=]+)*)$")
 
 
@@ -716,7 +716,8 @@ def _sphere(meth, a, models, loader, with_bound):
         if meth == "nuslerp":
             if len(models) != 2:
                 raise RefError("nuslerp takes two models")
-            res = weld_ref_interp.nuslerp(base, models, w, not a.get("no_flatten"), names)
+            res = weld_ref_interp.nuslerp(base, models, w, not a.get("no_flatten"), names,
+                                          bool(a.get("row_wise")))
         elif meth == "multislerp":
             norm = True if a["normalize"] is None else a["normalize"]
             res = weld_ref_interp.multislerp(base, models, w, norm, float(a.get("eps", 1e-8)), names)

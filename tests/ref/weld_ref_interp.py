@@ -70,9 +70,10 @@ def _units(b, flatten):
     return b.size // b.shape[-1], b.shape[-1]
 
 
-def nuslerp(base, models, weights, flatten, names):
+def nuslerp(base, models, weights, flatten, names, row_wise=False):
     """Slerp of two models (task vectors with a base) at t = w2/(w1 + w2),
-    per tensor or per row; the lerp where |sin theta| < 1e-8."""
+    per tensor, per row, or (row_wise, not flattened) per vector along
+    dim 0; the lerp where |sin theta| < 1e-8."""
     if len(models) != 2:
         raise ValueError("nuslerp takes exactly two models")
     w0, w1 = weights or (1.0, 1.0)
@@ -83,8 +84,15 @@ def nuslerp(base, models, weights, flatten, names):
         b = _f32(base[name]) if base is not None else None
         v0 = (x0 - b).astype(F32) if b is not None else x0
         v1 = (x1 - b).astype(F32) if b is not None else x1
-        rows, w = _units(x0, flatten)
-        v0r, v1r = v0.reshape(rows, w), v1.reshape(rows, w)
+        cols = row_wise and not flatten and x0.ndim >= 1
+        if cols:
+            # vectors along dim 0: the columns of (d0, rest)
+            d0 = x0.shape[0]
+            v0r, v1r = v0.reshape(d0, -1).T, v1.reshape(d0, -1).T
+            rows = v0r.shape[0]
+        else:
+            rows, w = _units(x0, flatten)
+            v0r, v1r = v0.reshape(rows, w), v1.reshape(rows, w)
         c = np.zeros((rows, 3), F32)
         for r in range(rows):
             p, q = v0r[r].astype(np.float64), v1r[r].astype(np.float64)
@@ -96,9 +104,12 @@ def nuslerp(base, models, weights, flatten, names):
                 c[r] = (1 - t, t, 1)
             else:
                 c[r] = (np.sin((1 - t) * th), np.sin(t * th), s)
-        res = ((c[:, 0:1] * v0r + c[:, 1:2] * v1r) / c[:, 2:3]).astype(F32).reshape(x0.shape)
+        res = ((c[:, 0:1] * v0r + c[:, 1:2] * v1r) / c[:, 2:3]).astype(F32)
         mag = ((np.abs(c[:, 0:1].astype(np.float64)) * np.abs(v0r) + np.abs(c[:, 1:2].astype(np.float64))
-                * np.abs(v1r)) / np.abs(c[:, 2:3].astype(np.float64))).reshape(x0.shape)
+                * np.abs(v1r)) / np.abs(c[:, 2:3].astype(np.float64)))
+        if cols:
+            res, mag = res.T, mag.T
+        res, mag = np.ascontiguousarray(res).reshape(x0.shape), np.ascontiguousarray(mag).reshape(x0.shape)
         if b is not None:
             res = (b + res).astype(F32)
             mag = mag + np.abs(b.astype(np.float64))
