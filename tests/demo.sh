@@ -28,10 +28,13 @@ say $W ties --base "$D/base" -o "$D/ties" --density 0.3 -q $F
 say $W dare --base "$D/base" -o "$D/dare" --density 0.5 --seed 7 -q $F
 say $W breadcrumbs --base "$D/base" -o "$D/breadcrumbs" --density 0.8 --gamma 0.02 -q $F
 say $W consensus --base "$D/base" -o "$D/consensus" --k 2 --save-masks "$D/masks.safetensors" -q $F
+say $W model-stock --base "$D/base" -o "$D/model-stock" -q $F
+say $W nuslerp --base "$D/base" -o "$D/nuslerp" --weights 1,3 -q "$D/math" "$D/code"
+say $W karcher -o "$D/karcher" -q $F
 
 echo
 echo "how far each merge moved the model.layers.0.mlp.up_proj weights from the base:"
-for m in average task-arithmetic ties dare breadcrumbs consensus; do
+for m in average task-arithmetic ties dare breadcrumbs consensus model-stock nuslerp karcher; do
 	printf '%-16s ' "$m"
 	$W diff "$D/base" "$D/$m" | grep 'layers.0.mlp.up_proj' | cut -f2-4 |
 		awk -F'\t' '{ printf "max |diff| %s  rms %s  cosine %s\n", $1, $2, $3 }'
