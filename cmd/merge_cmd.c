@@ -98,7 +98,7 @@ static bool takes(const struct weld_method_spelling *s, int c)
 		{ O_FROM, -1, WELD_K_FROM }, { O_K, -1, WELD_K_K },
 		{ O_SAVE_MASKS, -1, WELD_K_MASKS }, { O_APPLY_MASK, -1, WELD_K_MASKS },
 		{ O_MASKS, -1, WELD_K_MASKS }, { O_MERGED, -1, WELD_K_MASKS },
-		{ O_T, WELD_P_T, -1 }, { O_EPSILON, WELD_P_EPSILON, -1 },
+		{ O_T, WELD_P_T, -1 }, { O_EPSILON, WELD_P_RAM_EPSILON, -1 },
 		{ O_R, WELD_P_R, -1 }, { O_ALPHA, WELD_P_ALPHA, -1 }, { O_PLUS, -1, WELD_K_PLUS },
 		{ O_FILTER_WISE, WELD_P_FILTER_WISE, -1 }, { O_NO_FLATTEN, WELD_P_NUSLERP_FLATTEN, -1 },
 		{ O_NORMALIZE, WELD_P_NORMALIZE_WEIGHTS, -1 }, { O_NO_NORMALIZE, WELD_P_NORMALIZE_WEIGHTS, -1 },
@@ -342,7 +342,7 @@ static int parse_method_opt(int c, struct merge_args *a)
 	case O_MASKS: a->masks = optarg; return 0;
 	case O_MERGED: a->merged = optarg; return 0;
 	case O_T: return tensor_value("--t", WELD_P_T, a);
-	case O_EPSILON: return tensor_value("--epsilon", WELD_P_EPSILON, a);
+	case O_EPSILON: return tensor_value("--epsilon", WELD_P_RAM_EPSILON, a);
 	case O_R: return tensor_value("--r", WELD_P_R, a);
 	case O_ALPHA: return tensor_value("--alpha", WELD_P_ALPHA, a);
 	case O_PLUS: a->o.ram_plus = true; return 0;
@@ -474,7 +474,7 @@ static int tensor_values(void *ctx, const char *tensor, int slot, struct weld_so
 
 	(void)tensor, (void)slot, (void)src, (void)err;
 	job->t = a->tv[WELD_P_T];
-	job->epsilon = a->spec->params & WELD_PB(WELD_P_EPS) ? a->tv[WELD_P_EPS] : a->tv[WELD_P_EPSILON];
+	job->epsilon = a->spec->params & WELD_PB(WELD_P_EPS) ? a->tv[WELD_P_EPS] : a->tv[WELD_P_RAM_EPSILON];
 	job->tol = a->tv[WELD_P_TOL];
 	job->max_iter = a->tv[WELD_P_MAX_ITER];
 	job->ram_r = a->tv[WELD_P_R];
@@ -513,7 +513,7 @@ static char *recipe_json(const struct merge_args *a)
 		.lambda = a->lambda, .gamma = a->gamma, .o = &a->o,
 		.t = a->tv[WELD_P_T],
 		.epsilon = a->spec->params & WELD_PB(WELD_P_EPS) ? a->tv[WELD_P_EPS]
-								  : a->tv[WELD_P_EPSILON],
+								  : a->tv[WELD_P_RAM_EPSILON],
 		.ram_r = a->tv[WELD_P_R], .ram_alpha = a->tv[WELD_P_ALPHA],
 		.tol = a->tv[WELD_P_TOL], .max_iter = a->tv[WELD_P_MAX_ITER],
 	};

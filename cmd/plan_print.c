@@ -85,7 +85,7 @@ static void print_job_json(const weld_plan *p, const struct weld_job *j)
 		printf(",\"gamma\":%.17g", j->gamma);
 	if (weld_method_uses(o, j->method, WELD_P_T))
 		printf(",\"t\":%.17g", j->t);
-	if (weld_method_uses(o, j->method, WELD_P_EPSILON))
+	if (weld_method_uses(o, j->method, WELD_P_RAM_EPSILON))
 		printf(",\"epsilon\":%.17g", j->epsilon);
 	if (weld_method_uses(o, j->method, WELD_P_R))
 		printf(",\"r\":%.17g,\"alpha\":%.17g", j->ram_r, j->ram_alpha);
@@ -129,7 +129,7 @@ static void print_job_text(const weld_plan *p, const struct weld_job *j)
 		printf(" gamma=%g", j->gamma);
 	if (weld_method_uses(o, j->method, WELD_P_T))
 		printf(" t=%g", j->t);
-	if (weld_method_uses(o, j->method, WELD_P_EPSILON))
+	if (weld_method_uses(o, j->method, WELD_P_RAM_EPSILON))
 		printf(" epsilon=%g", j->epsilon);
 	if (weld_method_uses(o, j->method, WELD_P_R))
 		printf(" r=%g alpha=%g", j->ram_r, j->ram_alpha);

@@ -18,7 +18,7 @@ const struct weld_param_def weld_param_defs[WELD_P_COUNT] = {
 	[WELD_P_NORMALIZE] = { "normalize", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
 	[WELD_P_RESCALE] = { "rescale", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
 	[WELD_P_INT8_MASK] = { "int8_mask", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
-	[WELD_P_EPSILON] = { "epsilon", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
+	[WELD_P_RAM_EPSILON] = { "epsilon", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
 	[WELD_P_R] = { "r", WELD_PER_TENSOR, WELD_RANGE_ANY },
 	[WELD_P_ALPHA] = { "alpha", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
 	[WELD_P_FILTER_WISE] = { "filter_wise", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
@@ -130,7 +130,7 @@ bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum 
 		       m == WELD_METHOD_CONSENSUS;
 	case WELD_P_T:
 		return m == WELD_METHOD_SLERP || m == WELD_METHOD_NEARSWAP;
-	case WELD_P_EPSILON:
+	case WELD_P_RAM_EPSILON:
 		return m == WELD_METHOD_RAM;
 	case WELD_P_R:
 	case WELD_P_ALPHA:
@@ -434,7 +434,7 @@ bool weld_method_default(const struct weld_method_spelling *s, enum weld_param p
 	case WELD_P_GAMMA: *out = s->gamma; return true;
 	case WELD_P_MASK_LAMBDA: *out = WELD_DEFAULT_MASK_LAMBDA; return true;
 	case WELD_P_NORMALIZE: *out = s->normalize; return true;
-	case WELD_P_EPSILON: *out = WELD_DEFAULT_RAM_EPSILON; return true;
+	case WELD_P_RAM_EPSILON: *out = WELD_DEFAULT_RAM_EPSILON; return true;
 	case WELD_P_R: *out = WELD_DEFAULT_RAM_R; return true;
 	case WELD_P_ALPHA: *out = WELD_DEFAULT_RAM_ALPHA; return true;
 	case WELD_P_FILTER_WISE: *out = 0; return true;

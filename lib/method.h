@@ -43,7 +43,7 @@ enum weld_param {
 	WELD_P_WEIGHT, WELD_P_DENSITY, WELD_P_GAMMA, WELD_P_MASK_LAMBDA, WELD_P_SCALE, /* per model */
 	WELD_P_LAMBDA, WELD_P_T,                                                       /* per tensor */
 	WELD_P_NORMALIZE, WELD_P_RESCALE, WELD_P_INT8_MASK,                            /* whole merge */
-	WELD_P_EPSILON, WELD_P_R, WELD_P_ALPHA,                                        /* per tensor */
+	WELD_P_RAM_EPSILON, WELD_P_R, WELD_P_ALPHA,                                        /* per tensor */
 	WELD_P_FILTER_WISE,                                                            /* whole merge */
 	WELD_P_NUSLERP_FLATTEN, WELD_P_NUSLERP_ROW_WISE, WELD_P_NORMALIZE_WEIGHTS,     /* whole merge */
 	WELD_P_EPS, WELD_P_MAX_ITER, WELD_P_TOL,                                       /* per tensor */

@@ -408,7 +408,7 @@ static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_e
 	if (weld_method_uses(&p->o, j->method, WELD_P_T) && !f32_finite(j->t))
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': t %g is not a finite float32 number",
 				 j->name, j->t);
-	if (weld_method_uses(&p->o, j->method, WELD_P_EPSILON) && !(j->epsilon >= 0 && f32_finite(j->epsilon)))
+	if (weld_method_uses(&p->o, j->method, WELD_P_RAM_EPSILON) && !(j->epsilon >= 0 && f32_finite(j->epsilon)))
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': epsilon %g must be a finite number >= 0",
 				 j->name, j->epsilon);
 	if (weld_method_uses(&p->o, j->method, WELD_P_R) && !f32_finite(j->ram_r))

@@ -108,7 +108,7 @@ char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_err
 		cJSON_AddNumberToObject(params, "max_iter", c->max_iter);
 	if (s->params & WELD_PB(WELD_P_TOL))
 		cJSON_AddNumberToObject(params, "tol", c->tol);
-	if (weld_method_uses(c->o, s->method, WELD_P_EPSILON))
+	if (weld_method_uses(c->o, s->method, WELD_P_RAM_EPSILON))
 		cJSON_AddNumberToObject(params, "epsilon", c->epsilon);
 	if (weld_method_uses(c->o, s->method, WELD_P_R))
 		cJSON_AddNumberToObject(params, "r", c->ram_r);

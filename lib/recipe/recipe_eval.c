@@ -151,8 +151,8 @@ int weld_recipe_eval_source(weld_recipe *r, const struct rsource *rs, const stru
 	}
 	if (m->params & WELD_PB(WELD_P_LAMBDA))
 		param_value(r, WELD_P_LAMBDA, rs, sl, out_name, in_name, t, &job->lambda, where, sizeof(where));
-	if (m->params & WELD_PB(WELD_P_EPSILON))
-		param_value(r, WELD_P_EPSILON, rs, sl, out_name, in_name, t, &job->epsilon, where, sizeof(where));
+	if (m->params & WELD_PB(WELD_P_RAM_EPSILON))
+		param_value(r, WELD_P_RAM_EPSILON, rs, sl, out_name, in_name, t, &job->epsilon, where, sizeof(where));
 	if (m->params & WELD_PB(WELD_P_R))
 		param_value(r, WELD_P_R, rs, sl, out_name, in_name, t, &job->ram_r, where, sizeof(where));
 	if (m->params & WELD_PB(WELD_P_ALPHA))
