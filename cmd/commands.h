@@ -16,8 +16,14 @@ int cmd_expert_merge(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_join(int argc, char **argv);
+int cmd_karcher(int argc, char **argv);
+int cmd_model_stock(int argc, char **argv);
+int cmd_multislerp(int argc, char **argv);
+int cmd_nearswap(int argc, char **argv);
+int cmd_nuslerp(int argc, char **argv);
 int cmd_pcb(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_ram(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 /* weld plan RECIPE.json: argv[0] is "run"; prints the plan, writes nothing. */
 int cmd_run_plan(int argc, char **argv);

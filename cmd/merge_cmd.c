@@ -27,6 +27,8 @@ enum {
 	O_NO_NORMALIZE, O_RESCALE, O_COMBINE, O_TRIM, O_GAMMA, O_FROM, O_MASK_LAMBDA,
 	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED, O_ALLOW_NONFINITE, O_PART, O_PARTS,
 	O_EPSILON, O_CLIP, O_SELECT_TOPK,
+	O_T, O_R, O_ALPHA, O_PLUS, O_FILTER_WISE, O_NO_FLATTEN, O_EPS, O_MAX_ITER, O_TOL,
+	O_ROW_WISE,
 };
 
 static const struct option long_opts[] = {
@@ -63,6 +65,16 @@ static const struct option long_opts[] = {
 	{ "epsilon", required_argument, NULL, O_EPSILON },
 	{ "clip", required_argument, NULL, O_CLIP },
 	{ "select-topk", required_argument, NULL, O_SELECT_TOPK },
+	{ "t", required_argument, NULL, O_T },
+	{ "r", required_argument, NULL, O_R },
+	{ "alpha", required_argument, NULL, O_ALPHA },
+	{ "plus", no_argument, NULL, O_PLUS },
+	{ "filter-wise", no_argument, NULL, O_FILTER_WISE },
+	{ "no-flatten", no_argument, NULL, O_NO_FLATTEN },
+	{ "row-wise", no_argument, NULL, O_ROW_WISE },
+	{ "eps", required_argument, NULL, O_EPS },
+	{ "max-iter", required_argument, NULL, O_MAX_ITER },
+	{ "tol", required_argument, NULL, O_TOL },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -96,13 +108,25 @@ static bool takes(const struct weld_method_spelling *s, int c)
 		{ O_MASKS, -1, WELD_K_MASKS }, { O_MERGED, -1, WELD_K_MASKS },
 		{ O_EPSILON, WELD_P_EPSILON, -1 }, { O_CLIP, -1, WELD_K_CLIP },
 		{ O_SELECT_TOPK, WELD_P_SELECT_TOPK, -1 },
+		{ O_T, WELD_P_T, -1 }, { O_EPSILON, WELD_P_RAM_EPSILON, -1 },
+		{ O_R, WELD_P_R, -1 }, { O_ALPHA, WELD_P_ALPHA, -1 }, { O_PLUS, -1, WELD_K_PLUS },
+		{ O_FILTER_WISE, WELD_P_FILTER_WISE, -1 }, { O_NO_FLATTEN, WELD_P_NUSLERP_FLATTEN, -1 },
+		{ O_NORMALIZE, WELD_P_NORMALIZE_WEIGHTS, -1 }, { O_NO_NORMALIZE, WELD_P_NORMALIZE_WEIGHTS, -1 },
+		{ O_EPS, WELD_P_EPS, -1 }, { O_MAX_ITER, WELD_P_MAX_ITER, -1 }, { O_TOL, WELD_P_TOL, -1 },
+		{ O_ROW_WISE, WELD_P_NUSLERP_ROW_WISE, -1 },
 	};
+	bool listed = false;
 
-	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-		if (map[i].opt == c)
-			return map[i].param >= 0 ? (s->params & WELD_PB(map[i].param)) != 0
-						  : (s->keys & WELD_KB(map[i].key)) != 0;
-	return true;
+	/* an option may stand for several parameters (--no-normalize) */
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (map[i].opt != c)
+			continue;
+		listed = true;
+		if (map[i].param >= 0 ? (s->params & WELD_PB(map[i].param)) != 0
+				      : (s->keys & WELD_KB(map[i].key)) != 0)
+			return true;
+	}
+	return !listed;
 }
 
 struct model_arg {
@@ -127,6 +151,10 @@ struct merge_args {
 	long apply_mask;
 	bool json;
 	struct weld_merge_opts o;
+	/* per-tensor values (the same for every tensor on the command line),
+	 * and which were given */
+	double tv[WELD_P_COUNT];
+	bool tv_set[WELD_P_COUNT];
 };
 
 static int pick(const char *opt, const char *s, const char *const *names, int *out)
@@ -253,6 +281,24 @@ static int parse_list(const char *opt, double *vals, size_t *n, bool densities)
 	return 0;
 }
 
+/* A per-tensor value (--t, --epsilon, ...), in the range its spelling gives. */
+static int tensor_value(const char *opt, enum weld_param p, struct merge_args *a)
+{
+	double v;
+
+	if (!cli_double(opt, optarg, &v))
+		return EXIT_USAGE;
+	if (weld_param_range(a->spec, p) == WELD_RANGE_UNIT && !(v >= 0 && v <= 1))
+		return cli_usage_error("invalid value '%s' for '%s': outside [0, 1]", optarg, opt);
+	if (weld_param_range(a->spec, p) == WELD_RANGE_NONNEG && !(v >= 0))
+		return cli_usage_error("invalid value '%s' for '%s': must be >= 0", optarg, opt);
+	if (weld_param_range(a->spec, p) == WELD_RANGE_COUNT && !(v >= 0 && v == (double)(long)v && v <= 1e6))
+		return cli_usage_error("invalid value '%s' for '%s': an integer in [0, 1000000]", optarg, opt);
+	a->tv[p] = v;
+	a->tv_set[p] = true;
+	return 0;
+}
+
 /* One option of the method's own; 0 or an exit status. */
 static int parse_method_opt(int c, struct merge_args *a)
 {
@@ -265,6 +311,9 @@ static int parse_method_opt(int c, struct merge_args *a)
 	case O_DENSITY: return parse_list("--density", a->density, &a->ndensity, true);
 	case O_MASK_LAMBDA: return parse_list("--mask-lambda", a->mask_lambda, &a->nmask_lambda, false);
 	case O_EPSILON:
+		/* della's is per model, ram's one value for the merge */
+		if (a->spec->params & WELD_PB(WELD_P_RAM_EPSILON))
+			return tensor_value("--epsilon", WELD_P_RAM_EPSILON, a);
 		if (parse_list("--epsilon", a->epsilon, &a->nepsilon, false))
 			return EXIT_USAGE;
 		for (size_t i = 0; i < a->nepsilon; i++)
@@ -337,6 +386,16 @@ static int parse_method_opt(int c, struct merge_args *a)
 		return cli_int("--apply-mask", optarg, 1, WELD_MAX_MODELS, &a->apply_mask) ? 0 : EXIT_USAGE;
 	case O_MASKS: a->masks = optarg; return 0;
 	case O_MERGED: a->merged = optarg; return 0;
+	case O_T: return tensor_value("--t", WELD_P_T, a);
+	case O_R: return tensor_value("--r", WELD_P_R, a);
+	case O_ALPHA: return tensor_value("--alpha", WELD_P_ALPHA, a);
+	case O_PLUS: a->o.ram_plus = true; return 0;
+	case O_FILTER_WISE: a->o.scope = WELD_SCOPE_ROW; return 0;  /* statistics per row */
+	case O_NO_FLATTEN: a->o.scope = WELD_SCOPE_ROW; return 0;   /* vectors are rows */
+	case O_ROW_WISE: a->o.nuslerp_columns = true; return 0;      /* ... or columns */
+	case O_EPS: return tensor_value("--eps", WELD_P_EPS, a);
+	case O_MAX_ITER: return tensor_value("--max-iter", WELD_P_MAX_ITER, a);
+	case O_TOL: return tensor_value("--tol", WELD_P_TOL, a);
 	default: return -1;
 	}
 }
@@ -404,6 +463,25 @@ static int check_args(struct merge_args *a)
 		return cli_usage_error("--epsilon has %zu values for %zu models", a->nepsilon, a->n);
 	if (a->o.trim > 0 && a->o.combine != WELD_COMBINE_TIES)
 		return cli_usage_error("--trim needs --combine ties");
+	if (a->o.nuslerp_columns && a->o.scope != WELD_SCOPE_ROW)
+		return cli_usage_error("--row-wise needs --no-flatten (a flattened tensor is one vector)");
+	if (a->o.nuslerp_columns)
+		a->o.scope = WELD_SCOPE_TENSOR;    /* columns: a statistics pass, not row units */
+	for (int p = 0; p < WELD_P_COUNT; p++) {
+		double d;
+
+		if (weld_param_defs[p].kind != WELD_PER_TENSOR || p == WELD_P_LAMBDA ||
+		    !(s->params & WELD_PB(p)))
+			continue;
+		if (a->tv_set[p] && !weld_method_uses(&a->o, s->method, (enum weld_param)p))
+			return cli_usage_error("--%s is used by 'weld %s' only with --plus",
+					       weld_param_defs[p].name, s->name);
+		if (!a->tv_set[p] && !weld_method_default(s, (enum weld_param)p, &d))
+			return cli_usage_error("--%s is required by 'weld %s'",
+					       weld_param_defs[p].name, s->name);
+		if (!a->tv_set[p])
+			a->tv[p] = d;
+	}
 	return 0;
 }
 
@@ -460,6 +538,22 @@ static int parse(const char *usage, int argc, char **argv, struct merge_args *a)
 	return check_args(a);
 }
 
+/* Every tensor takes the per-tensor values of the command line. */
+static int tensor_values(void *ctx, const char *tensor, int slot, struct weld_source *src,
+			 struct weld_job *job, struct weld_error *err)
+{
+	const struct merge_args *a = ctx;
+
+	(void)tensor, (void)slot, (void)src, (void)err;
+	job->t = a->tv[WELD_P_T];
+	job->epsilon = a->spec->params & WELD_PB(WELD_P_EPS) ? a->tv[WELD_P_EPS] : a->tv[WELD_P_RAM_EPSILON];
+	job->tol = a->tv[WELD_P_TOL];
+	job->max_iter = a->tv[WELD_P_MAX_ITER];
+	job->ram_r = a->tv[WELD_P_R];
+	job->ram_alpha = a->tv[WELD_P_ALPHA];
+	return 0;
+}
+
 static int build(weld_plan *p, struct merge_args *a, struct weld_error *err)
 {
 	struct weld_model_params mp[WELD_MAX_MODELS];
@@ -481,7 +575,7 @@ static int build(weld_plan *p, struct merge_args *a, struct weld_error *err)
 					 a->m[i].path);
 		mp[i] = model_params(a, i);
 	}
-	return weld_plan_standard(p, base, idx, a->n, mp, a->lambda, a->gamma, NULL, NULL, err);
+	return weld_plan_standard(p, base, idx, a->n, mp, a->lambda, a->gamma, tensor_values, a, err);
 }
 
 /* The normalised recipe stored in the output (NULL only when out of memory). */
@@ -493,6 +587,11 @@ static char *recipe_json(const struct merge_args *a)
 	struct weld_command_merge c = {
 		.spelling = a->spec, .base = a->base, .n = a->n, .models = paths, .mp = mp,
 		.lambda = a->lambda, .gamma = a->gamma, .o = &a->o,
+		.t = a->tv[WELD_P_T],
+		.epsilon = a->spec->params & WELD_PB(WELD_P_EPS) ? a->tv[WELD_P_EPS]
+								  : a->tv[WELD_P_RAM_EPSILON],
+		.ram_r = a->tv[WELD_P_R], .ram_alpha = a->tv[WELD_P_ALPHA],
+		.tol = a->tv[WELD_P_TOL], .max_iter = a->tv[WELD_P_MAX_ITER],
 	};
 	char *text;
 

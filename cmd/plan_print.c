@@ -63,6 +63,17 @@ static void print_options(const struct weld_merge_opts *o, bool json)
 		snprintf(num, sizeof(num), json ? "%.17g" : "%g", o->clip);
 		print_opt(json, &first, "clip", num, false);
 	}
+	if (weld_method_uses(o, m, WELD_P_FILTER_WISE))
+		print_opt(json, &first, "filter_wise", o->scope == WELD_SCOPE_ROW ? "true" : "false", false);
+	if (weld_method_uses(o, m, WELD_P_NUSLERP_FLATTEN)) {
+		print_opt(json, &first, "nuslerp_flatten",
+			  o->scope == WELD_SCOPE_ROW || o->nuslerp_columns ? "false" : "true", false);
+		print_opt(json, &first, "nuslerp_row_wise", o->nuslerp_columns ? "true" : "false", false);
+	}
+	if (weld_method_uses(o, m, WELD_P_NORMALIZE_WEIGHTS))
+		print_opt(json, &first, "normalize_weights", o->normalize ? "true" : "false", false);
+	if (weld_method_takes(m, WELD_K_PLUS))
+		print_opt(json, &first, "plus", o->ram_plus ? "true" : "false", false);
 	if (first && !json)
 		printf("none");
 }
@@ -99,6 +110,16 @@ static void print_job_json(const weld_plan *p, size_t i)
 		printf(",\"gamma\":%.17g", j->gamma);
 	if (weld_method_uses(o, j->method, WELD_P_T))
 		printf(",\"t\":%.17g", j->t);
+	if (weld_method_uses(o, j->method, WELD_P_RAM_EPSILON))
+		printf(",\"epsilon\":%.17g", j->epsilon);
+	if (weld_method_uses(o, j->method, WELD_P_R))
+		printf(",\"r\":%.17g,\"alpha\":%.17g", j->ram_r, j->ram_alpha);
+	if (weld_method_uses(o, j->method, WELD_P_EPS))
+		printf(",\"eps\":%.17g", j->epsilon);
+	if (weld_method_uses(o, j->method, WELD_P_MAX_ITER))
+		printf(",\"max_iter\":%.17g,\"tol\":%.17g", j->max_iter, j->tol);
+	if (weld_job_stats(o, j))
+		printf(",\"passes\":2");
 	if (j->base_model >= 0) {
 		printf(",\"base\":{\"model\":%d,\"tensor\":", j->base_model);
 		cli_json_string(stdout, weld_model_tensor(weld_plan_model(p, j->base_model),
@@ -137,6 +158,16 @@ static void print_job_text(const weld_plan *p, size_t i)
 		printf(" gamma=%g", j->gamma);
 	if (weld_method_uses(o, j->method, WELD_P_T))
 		printf(" t=%g", j->t);
+	if (weld_method_uses(o, j->method, WELD_P_RAM_EPSILON))
+		printf(" epsilon=%g", j->epsilon);
+	if (weld_method_uses(o, j->method, WELD_P_R))
+		printf(" r=%g alpha=%g", j->ram_r, j->ram_alpha);
+	if (weld_method_uses(o, j->method, WELD_P_EPS))
+		printf(" eps=%g", j->epsilon);
+	if (weld_method_uses(o, j->method, WELD_P_MAX_ITER))
+		printf(" max_iter=%g tol=%g", j->max_iter, j->tol);
+	if (weld_job_stats(o, j))
+		printf(" passes=2");
 	if (j->base_model >= 0) {
 		const char *bn = weld_model_tensor(weld_plan_model(p, j->base_model),
 						   (size_t)j->base_tensor)->name;

@@ -20,11 +20,21 @@ const struct weld_param_def weld_param_defs[WELD_P_COUNT] = {
 	[WELD_P_INT8_MASK] = { "int8_mask", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
 	[WELD_P_EPSILON] = { "epsilon", WELD_PER_MODEL, WELD_RANGE_UNIT },
 	[WELD_P_SELECT_TOPK] = { "select_topk", WELD_WHOLE_MERGE, WELD_RANGE_ANY },
+	[WELD_P_RAM_EPSILON] = { "epsilon", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
+	[WELD_P_R] = { "r", WELD_PER_TENSOR, WELD_RANGE_ANY },
+	[WELD_P_ALPHA] = { "alpha", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
+	[WELD_P_FILTER_WISE] = { "filter_wise", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_NUSLERP_FLATTEN] = { "nuslerp_flatten", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_NUSLERP_ROW_WISE] = { "nuslerp_row_wise", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_NORMALIZE_WEIGHTS] = { "normalize_weights", WELD_WHOLE_MERGE, WELD_RANGE_BOOL },
+	[WELD_P_EPS] = { "eps", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
+	[WELD_P_MAX_ITER] = { "max_iter", WELD_PER_TENSOR, WELD_RANGE_COUNT },
+	[WELD_P_TOL] = { "tol", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
 };
 
 const char *const weld_key_names[WELD_K_COUNT] = {
 	"scope", "seed", "sign", "rescale", "combine", "trim", "from", "k", NULL,
-	"shard_size", "max_memory", "allow_missing", "copy_files", "allow_nonfinite", "clip",
+	"shard_size", "max_memory", "allow_missing", "copy_files", "allow_nonfinite", "clip", NULL,
 };
 
 const char *const weld_scope_names[] = { "tensor", "row", "model", NULL };
@@ -52,15 +62,15 @@ struct method_row {
 };
 
 static const struct method_row methods[] = {
-	[WELD_METHOD_COPY] = { "copy", WELD_BASE_NONE, 1, SIZE_MAX },	/* the others are compared */
-	[WELD_METHOD_AVERAGE] = { "average", WELD_BASE_NONE, 1, WELD_MAX_MODELS },
+	[WELD_METHOD_COPY] = { "copy", WELD_BASE_NONE, 1, SIZE_MAX, false, false },	/* the others are compared */
+	[WELD_METHOD_AVERAGE] = { "average", WELD_BASE_NONE, 1, WELD_MAX_MODELS, false, false },
 	[WELD_METHOD_TASK_ARITHMETIC] = { "task-arithmetic", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
 	[WELD_METHOD_TIES] = { "ties", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
 	[WELD_METHOD_DARE] = { "dare", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, true },
 	[WELD_METHOD_BREADCRUMBS] = { "breadcrumbs", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
 	[WELD_METHOD_CONSENSUS] = { "consensus", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
-	[WELD_METHOD_SLERP] = { "slerp", WELD_BASE_REQUIRED, 1, 1 },
-	[WELD_METHOD_APPLY_MASK] = { "apply-mask", WELD_BASE_REQUIRED, 1, 1 },
+	[WELD_METHOD_SLERP] = { "slerp", WELD_BASE_REQUIRED, 1, 1, false, false },
+	[WELD_METHOD_APPLY_MASK] = { "apply-mask", WELD_BASE_REQUIRED, 1, 1, false, false },
 	[WELD_METHOD_DELLA] = { .name = "della", .base = WELD_BASE_REQUIRED, .min_sources = 1,
 				.max_sources = WELD_MAX_MODELS, .task_vectors = true },
 	[WELD_METHOD_PCB] = { .name = "pcb", .base = WELD_BASE_REQUIRED, .min_sources = 1,
@@ -69,6 +79,12 @@ static const struct method_row methods[] = {
 			      .max_sources = WELD_MAX_MODELS, .task_vectors = true },
 	[WELD_METHOD_ARCEE_FUSION] = { .name = "arcee-fusion", .base = WELD_BASE_REQUIRED,
 				       .min_sources = 1, .max_sources = 1 },
+	[WELD_METHOD_NEARSWAP] = { "nearswap", WELD_BASE_REQUIRED, 1, 1, false, false },
+	[WELD_METHOD_RAM] = { "ram", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
+	[WELD_METHOD_MODEL_STOCK] = { "model-stock", WELD_BASE_REQUIRED, 2, WELD_MAX_MODELS, false, false },
+	[WELD_METHOD_NUSLERP] = { "nuslerp", WELD_BASE_OPTIONAL, 2, 2, false, false },
+	[WELD_METHOD_MULTISLERP] = { "multislerp", WELD_BASE_OPTIONAL, 1, WELD_MAX_MODELS, false, false },
+	[WELD_METHOD_KARCHER] = { "karcher", WELD_BASE_NONE, 1, WELD_MAX_MODELS, false, false },
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 
@@ -107,6 +123,13 @@ static const struct method_stats *stats_of(enum weld_method m)
 	return (unsigned)m < sizeof(stats) / sizeof(stats[0]) ? &stats[m] : &none;
 }
 
+/* Methods that refuse a larger vocabulary rather than crop it (METHODS 0). */
+static const bool exact_shapes[NMETHODS] = {
+	[WELD_METHOD_NEARSWAP] = true, [WELD_METHOD_RAM] = true,
+	[WELD_METHOD_MULTISLERP] = true, [WELD_METHOD_KARCHER] = true,
+	[WELD_METHOD_SCE] = true, [WELD_METHOD_PCB] = true,
+};
+
 const char *weld_method_name(enum weld_method m)
 {
 	return (unsigned)m < NMETHODS ? methods[m].name : "?";
@@ -141,7 +164,8 @@ bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum 
 		return (stats_of(m)->uses & WELD_PB(p)) != 0;
 	switch (p) {
 	case WELD_P_WEIGHT:
-		return m != WELD_METHOD_COPY && m != WELD_METHOD_SLERP;
+		return m != WELD_METHOD_COPY && m != WELD_METHOD_SLERP && m != WELD_METHOD_NEARSWAP &&
+		       m != WELD_METHOD_RAM && m != WELD_METHOD_MODEL_STOCK && m != WELD_METHOD_KARCHER;
 	case WELD_P_DENSITY:
 		return m == WELD_METHOD_TIES || m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS ||
 		       (m == WELD_METHOD_CONSENSUS && o->from == WELD_FROM_TIES);
@@ -154,7 +178,23 @@ bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum 
 		       m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS ||
 		       m == WELD_METHOD_CONSENSUS;
 	case WELD_P_T:
-		return m == WELD_METHOD_SLERP;
+		return m == WELD_METHOD_SLERP || m == WELD_METHOD_NEARSWAP;
+	case WELD_P_RAM_EPSILON:
+		return m == WELD_METHOD_RAM;
+	case WELD_P_R:
+	case WELD_P_ALPHA:
+		return m == WELD_METHOD_RAM && o->ram_plus;
+	case WELD_P_FILTER_WISE:
+		return m == WELD_METHOD_MODEL_STOCK;
+	case WELD_P_NUSLERP_FLATTEN:
+	case WELD_P_NUSLERP_ROW_WISE:
+		return m == WELD_METHOD_NUSLERP;
+	case WELD_P_NORMALIZE_WEIGHTS:
+	case WELD_P_EPS:
+		return m == WELD_METHOD_MULTISLERP;
+	case WELD_P_MAX_ITER:
+	case WELD_P_TOL:
+		return m == WELD_METHOD_KARCHER;
 	case WELD_P_NORMALIZE:
 		return m == WELD_METHOD_AVERAGE || m == WELD_METHOD_TASK_ARITHMETIC ||
 		       m == WELD_METHOD_TIES || m == WELD_METHOD_DARE || m == WELD_METHOD_BREADCRUMBS;
@@ -166,6 +206,43 @@ bool weld_method_uses(const struct weld_merge_opts *o, enum weld_method m, enum 
 bool weld_method_task_vectors(enum weld_method m)
 {
 	return (unsigned)m < NMETHODS && methods[m].task_vectors;
+}
+
+bool weld_method_crops_vocab(enum weld_method m)
+{
+	return (unsigned)m < NMETHODS && !exact_shapes[m];
+}
+
+size_t weld_job_stats(const struct weld_merge_opts *o, const struct weld_job *j)
+{
+	switch (j->method) {
+	case WELD_METHOD_RAM:
+		return o->ram_plus ? 2 * j->nsrc : 0;
+	case WELD_METHOD_NUSLERP:
+		if (o->nuslerp_columns)
+			return 3 * (weld_job_columns(j) < WELD_STATS_BLOCK ? weld_job_columns(j)
+									   : WELD_STATS_BLOCK);
+		return o->scope == WELD_SCOPE_ROW ? 0 : 3;
+	case WELD_METHOD_MODEL_STOCK:
+		return o->scope == WELD_SCOPE_ROW ? 0 : j->nsrc * (j->nsrc + 1) / 2;
+	case WELD_METHOD_MULTISLERP:
+	case WELD_METHOD_KARCHER:
+		return j->nsrc * (j->nsrc + 1) / 2;
+	default:
+		return 0;
+	}
+}
+
+size_t weld_job_stats_total(const struct weld_merge_opts *o, const struct weld_job *j)
+{
+	if (j->method == WELD_METHOD_NUSLERP && o->nuslerp_columns)
+		return 3 * weld_job_columns(j);
+	return weld_job_stats(o, j);
+}
+
+uint64_t weld_job_columns(const struct weld_job *j)
+{
+	return j->ndim && j->shape[0] > 0 ? j->nelem / (uint64_t)j->shape[0] : 1;
 }
 
 bool weld_method_random_drop(enum weld_method m)
@@ -180,10 +257,13 @@ bool weld_method_l1_rescale(const struct weld_merge_opts *o, enum weld_method m)
 
 bool weld_method_row_units(const struct weld_merge_opts *o, enum weld_method m)
 {
-	return (o->scope == WELD_SCOPE_ROW && weld_method_takes(m, WELD_K_SCOPE)) ||
+	/* --scope row, or model_stock's filter_wise or nuslerp's rows, which set
+	 * it; or a method whose statistics need whole rows */
+	return (o->scope == WELD_SCOPE_ROW &&
+		(weld_method_takes(m, WELD_K_SCOPE) || weld_method_uses(o, m, WELD_P_FILTER_WISE) ||
+		 weld_method_uses(o, m, WELD_P_NUSLERP_FLATTEN))) ||
 	       stats_of(m)->rows;
 }
-
 bool weld_method_rank_drop(enum weld_method m)
 {
 	return stats_of(m)->rank_drop;
@@ -260,7 +340,8 @@ int weld_job_selections(const struct weld_merge_opts *o, const struct weld_job *
 static const struct weld_method_spelling spellings[] = {
 	{ .name = "linear", .method = WELD_METHOD_AVERAGE, .where = WELD_IN_RECIPE,
 	  .params = P(WEIGHT) | P(NORMALIZE), .base = WELD_BASE_NONE,
-	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .weight_required = true },
 	{ .name = "average", .method = WELD_METHOD_AVERAGE, .where = BOTH,
 	  .params = P(WEIGHT) | P(NORMALIZE), .base = WELD_BASE_NONE,
 	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
@@ -362,13 +443,50 @@ static const struct weld_method_spelling spellings[] = {
 	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
 	  .combine_fixed = true,
 	  .summary = "Arcee Fusion: the model's values where they matter (importance fence), else the base's" },
+	/* mergekit's element-wise two-model and agent-merging methods (METHODS 9, 10) */
+	{ .name = "nearswap", .method = WELD_METHOD_NEARSWAP, .where = BOTH, .params = P(T),
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true, .t_distance = true,
+	  .summary = "take the model where it is within t of the base, interpolate beyond" },
+	{ .name = "ram", .method = WELD_METHOD_RAM, .where = WELD_IN_RECIPE, .params = P(RAM_EPSILON),
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true },
+	{ .name = "ramplus_tl", .method = WELD_METHOD_RAM, .where = WELD_IN_RECIPE,
+	  .params = P(RAM_EPSILON) | P(R) | P(ALPHA), .base = WELD_BASE_REQUIRED, .density = 1,
+	  .rescale = WELD_RESCALE_NONE, .combine_fixed = true, .plus = true },
+	{ .name = "model_stock", .method = WELD_METHOD_MODEL_STOCK, .where = WELD_IN_RECIPE,
+	  .params = P(FILTER_WISE), .base = WELD_BASE_REQUIRED, .density = 1,
+	  .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	{ .name = "model-stock", .method = WELD_METHOD_MODEL_STOCK, .where = WELD_IN_COMMAND,
+	  .params = P(FILTER_WISE), .base = WELD_BASE_REQUIRED, .density = 1,
+	  .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "Model Stock: toward the models' mean by their task vectors' mean cosine" },
+	/* the spherical interpolations (METHODS 6-8) */
+	{ .name = "nuslerp", .method = WELD_METHOD_NUSLERP, .where = BOTH,
+	  .params = P(WEIGHT) | P(NUSLERP_FLATTEN) | P(NUSLERP_ROW_WISE),
+	  .base = WELD_BASE_OPTIONAL, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true, .weight_required = true,
+	  .summary = "slerp of two models (or task vectors) at t = w2 / (w1 + w2)" },
+	{ .name = "multislerp", .method = WELD_METHOD_MULTISLERP, .where = BOTH,
+	  .params = P(WEIGHT) | P(NORMALIZE_WEIGHTS) | P(EPS), .base = WELD_BASE_OPTIONAL,
+	  .density = 1, .normalize = true, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .weight_required = true,
+	  .summary = "weighted spherical mean of several models (or task vectors)" },
+	{ .name = "karcher", .method = WELD_METHOD_KARCHER, .where = BOTH,
+	  .params = P(MAX_ITER) | P(TOL), .base = WELD_BASE_NONE, .density = 1,
+	  .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "Karcher (Riemannian) mean of the models on the sphere" },
+	{ .name = "ram", .method = WELD_METHOD_RAM, .where = WELD_IN_COMMAND,
+	  .params = P(RAM_EPSILON) | P(R) | P(ALPHA), .keys = K(PLUS), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "Reinforced Agent Merging: the surviving deltas, alone or averaged (and RAM+)" },
 };
 #define NSPELLINGS (sizeof(spellings) / sizeof(spellings[0]))
 
-/* mergekit methods weld does not implement. */
+/* mergekit methods weld does not implement, NULL-terminated (none today:
+ * a recipe naming one would be told so, not "unknown method"). */
 static const char *const mergekit_only[] = {
-	"model_stock", "nuslerp", "multislerp", "karcher",
-	"nearswap", "ram", "ramplus_tl",
+	NULL,
 };
 
 const struct weld_method_spelling *weld_method_find(const char *name, unsigned where)
@@ -397,10 +515,27 @@ bool weld_method_takes(enum weld_method m, enum weld_key k)
 
 bool weld_method_mergekit_only(const char *name)
 {
-	for (size_t i = 0; i < sizeof(mergekit_only) / sizeof(mergekit_only[0]); i++)
+	for (size_t i = 0; mergekit_only[i]; i++)
 		if (strcmp(name, mergekit_only[i]) == 0)
 			return true;
 	return false;
+}
+
+enum weld_range weld_param_range(const struct weld_method_spelling *s, enum weld_param p)
+{
+	return p == WELD_P_T && s->t_distance ? WELD_RANGE_ANY : weld_param_defs[p].range;
+}
+
+const char *weld_method_recipe_name(const struct weld_method_spelling *s,
+				    const struct weld_merge_opts *o)
+{
+	/* a command-only spelling: the first recipe spelling of its method
+	 * that agrees with o (ram --plus is ramplus_tl) */
+	for (size_t i = 0; !(s->where & WELD_IN_RECIPE) && i < NSPELLINGS; i++)
+		if ((spellings[i].where & WELD_IN_RECIPE) && spellings[i].method == s->method &&
+		    spellings[i].plus == o->ram_plus)
+			return spellings[i].name;
+	return s->name;
 }
 
 bool weld_method_default(const struct weld_method_spelling *s, enum weld_param p, double *out)
@@ -414,6 +549,16 @@ bool weld_method_default(const struct weld_method_spelling *s, enum weld_param p
 	case WELD_P_NORMALIZE: *out = s->normalize; return true;
 	case WELD_P_EPSILON: *out = WELD_DEFAULT_EPSILON; return true;
 	case WELD_P_SELECT_TOPK: *out = WELD_DEFAULT_SELECT_TOPK; return true;
+	case WELD_P_RAM_EPSILON: *out = WELD_DEFAULT_RAM_EPSILON; return true;
+	case WELD_P_R: *out = WELD_DEFAULT_RAM_R; return true;
+	case WELD_P_ALPHA: *out = WELD_DEFAULT_RAM_ALPHA; return true;
+	case WELD_P_FILTER_WISE: *out = 0; return true;
+	case WELD_P_NUSLERP_FLATTEN: *out = 1; return true;
+	case WELD_P_NUSLERP_ROW_WISE: *out = 0; return true;
+	case WELD_P_NORMALIZE_WEIGHTS: *out = s->normalize; return true;
+	case WELD_P_EPS: *out = WELD_DEFAULT_MULTISLERP_EPS; return true;
+	case WELD_P_MAX_ITER: *out = WELD_DEFAULT_KARCHER_MAX_ITER; return true;
+	case WELD_P_TOL: *out = WELD_DEFAULT_KARCHER_TOL; return true;
 	default: return false;
 	}
 }
@@ -436,4 +581,5 @@ void weld_merge_opts_init(struct weld_merge_opts *o, const struct weld_method_sp
 	o->copy_files = true;
 	o->clip = WELD_DEFAULT_CLIP;
 	o->select_topk = WELD_DEFAULT_SELECT_TOPK;
+	o->ram_plus = s->plus;
 }

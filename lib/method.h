@@ -30,6 +30,8 @@
 /* Default sizes of every merge (DESIGN 2): --max-memory and --shard-size. */
 #define WELD_DEFAULT_MAX_MEMORY 1000000000ull
 #define WELD_DEFAULT_SHARD_SIZE 5000000000ull
+/* Elements per block of a statistics pass (plan_impl.h's WELD_BLOCK). */
+#define WELD_STATS_BLOCK 4096
 /* The most models one merge takes. */
 #define WELD_MAX_MODELS 64
 
@@ -43,6 +45,10 @@ enum weld_param {
 	WELD_P_NORMALIZE, WELD_P_RESCALE, WELD_P_INT8_MASK,                            /* whole merge */
 	WELD_P_EPSILON,                                                                /* per model */
 	WELD_P_SELECT_TOPK,                                                            /* whole merge */
+	WELD_P_RAM_EPSILON, WELD_P_R, WELD_P_ALPHA,                                        /* per tensor */
+	WELD_P_FILTER_WISE,                                                            /* whole merge */
+	WELD_P_NUSLERP_FLATTEN, WELD_P_NUSLERP_ROW_WISE, WELD_P_NORMALIZE_WEIGHTS,     /* whole merge */
+	WELD_P_EPS, WELD_P_MAX_ITER, WELD_P_TOL,                                       /* per tensor */
 	WELD_P_COUNT
 };
 
@@ -55,6 +61,7 @@ enum weld_range {
 	WELD_RANGE_UNIT,    /* [0, 1] */
 	WELD_RANGE_NONNEG,  /* [0, inf) */
 	WELD_RANGE_BOOL,    /* true/false (or 1/0, as YAML booleans become in mergekit) */
+	WELD_RANGE_COUNT,   /* an integer >= 0 */
 };
 
 struct weld_param_def {
@@ -75,6 +82,7 @@ enum weld_key {
 	WELD_K_SHARD_SIZE, WELD_K_MAX_MEMORY, WELD_K_ALLOW_MISSING, WELD_K_COPY_FILES,
 	WELD_K_ALLOW_NONFINITE,
 	WELD_K_CLIP,
+	WELD_K_PLUS,        /* weld ram --plus: ramplus_tl (command line only) */
 	WELD_K_COUNT
 };
 /* The name of each key in a recipe's weld object (NULL: not there). */
@@ -101,6 +109,7 @@ enum weld_base_rule {
 	WELD_BASE_NONE,     /* no base: a base_model must also be listed as a model */
 	WELD_BASE_REQUIRED, /* task vectors: every tensor is merged against the base */
 	WELD_BASE_DONOR,    /* passthrough: the base only gives config.json & co */
+	WELD_BASE_OPTIONAL, /* task vectors when a base is given, else the models themselves */
 };
 
 /* Where a spelling of a method is accepted. */
@@ -121,7 +130,9 @@ struct weld_method_spelling {
 	enum weld_combine combine;
 	bool combine_fixed;           /* the name says sum or ties */
 	const char *summary;          /* one line for 'weld help' (commands) */
-	bool weight_required;         /* a recipe must give every model a weight (METHODS 0) */
+	bool t_distance;              /* t is a distance (any number), not a fraction in [0, 1] */
+	bool plus;                    /* ram: the name is ramplus_tl */
+	bool weight_required;         /* a recipe gives every model a weight (mergekit requires it) */
 };
 
 /* The spelling called name and accepted in where (WELD_IN_*), or NULL. */
@@ -132,6 +143,13 @@ const struct weld_method_spelling *weld_method_spelling_at(size_t i, unsigned wh
 bool weld_method_takes(enum weld_method m, enum weld_key k);
 /* Is name a mergekit method weld does not implement? */
 bool weld_method_mergekit_only(const char *name);
+/* The range of parameter p's values for spelling s (weld_param_defs[p]'s,
+ * unless the spelling says otherwise). */
+enum weld_range weld_param_range(const struct weld_method_spelling *s, enum weld_param p);
+/* The recipe name of a merge made by spelling s with options o (a command
+ * whose options select another recipe name: weld ram --plus = ramplus_tl). */
+const char *weld_method_recipe_name(const struct weld_method_spelling *s,
+				    const struct weld_merge_opts *o);
 
 /* Defaults every method shares (weld_method_default covers the rest). */
 #define WELD_DEFAULT_WEIGHT 1.0
@@ -142,6 +160,12 @@ bool weld_method_mergekit_only(const char *name);
 #define WELD_DEFAULT_EPSILON 0.15
 #define WELD_DEFAULT_CLIP 0.0001
 #define WELD_DEFAULT_SELECT_TOPK 1.0
+#define WELD_DEFAULT_RAM_EPSILON 1e-5
+#define WELD_DEFAULT_RAM_R 0.1
+#define WELD_DEFAULT_RAM_ALPHA 0.2
+#define WELD_DEFAULT_MULTISLERP_EPS 1e-8
+#define WELD_DEFAULT_KARCHER_MAX_ITER 10
+#define WELD_DEFAULT_KARCHER_TOL 1e-5
 
 /* The default of parameter p for a spelling; false when it has none (t,
  * scale, rescale, int8_mask). */
@@ -165,6 +189,26 @@ bool weld_method_elects_signs(const struct weld_merge_opts *o, enum weld_method 
 
 /* Does method m merge task vectors (delta = x - base) rather than x? */
 bool weld_method_task_vectors(enum weld_method m);
+/* May method m crop an embedding with more rows (a larger vocabulary) to
+ * the reference's rows (METHODS 0)? */
+bool weld_method_crops_vocab(enum weld_method m);
+
+/*
+ * The statistics pass of a job (before APPLY, over the whole tensor): the
+ * number of sums it takes per block of WELD_BLOCK elements, 0 when it makes
+ * none. ramplus_tl: per source S_i and U_i (METHODS 10), in that order;
+ * model_stock (per tensor, not filter_wise): the Gram matrix of the task
+ * vectors, its upper triangle row by row (weld_k_gram); nuslerp (flattened),
+ * multislerp: that of the task vectors, or of the models without a base;
+ * karcher: that of the inputs.
+ */
+size_t weld_job_stats(const struct weld_merge_opts *o, const struct weld_job *j);
+/* The totals of that pass: the same number, except for nuslerp along dim 0
+ * (nuslerp_row_wise), whose blocks hold the sums of the columns they touch,
+ * 3 per column, and whose totals 3 per column of the tensor. */
+size_t weld_job_stats_total(const struct weld_merge_opts *o, const struct weld_job *j);
+/* nuslerp along dim 0: the number of vectors (columns), elements apart. */
+uint64_t weld_job_columns(const struct weld_job *j);
 /* Does it drop elements at random (DESIGN 4.9)? */
 bool weld_method_random_drop(enum weld_method m);
 /* Does it make an L1 pass (dare --rescale l1: sums of |delta| and of its

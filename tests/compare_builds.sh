@@ -15,10 +15,14 @@ for s in 1 2 3; do "$MKMODEL" "$TMP/ft$s" $G --seed $s --noise 0.5 >/dev/null; d
 FT="$TMP/ft1 $TMP/ft2 $TMP/ft3"
 for cmd in "average" "task-arithmetic --lambda 0.7" "ties --density 0.3" "ties --scope row" \
 	   "dare --rescale l1 --combine ties --trim 0.5" "breadcrumbs --gamma 0.05" \
-	   "consensus --from ties" "convert"; do
+	   "consensus --from ties" "convert" "nearswap --t 0.05" "ram --plus --epsilon 0.01" \
+	   "model-stock" "model-stock --filter-wise" "nuslerp --no-flatten --row-wise" \
+	   "multislerp --weights 1,2,3" "karcher"; do
 	case $cmd in
-	average) args="$FT" ;;
+	average|karcher) args="$FT" ;;
 	convert) args="$TMP/ft1 --dtype f16" ;;
+	nearswap*) args="--base $TMP/base $TMP/ft1" ;;
+	nuslerp*) args="--base $TMP/base $TMP/ft1 $TMP/ft2" ;;
 	*) args="--base $TMP/base $FT" ;;
 	esac
 	if "$A" $cmd -q -o "$TMP/a" $args && "$B" $cmd -q -o "$TMP/b" $args &&

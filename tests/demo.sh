@@ -33,9 +33,13 @@ say $W pcb --base "$D/base" -o "$D/pcb" --density 0.2 -q $F
 say $W sce --base "$D/base" -o "$D/sce" --select-topk 0.3 -q $F
 say $W arcee-fusion --base "$D/base" -o "$D/arcee-fusion" -q "$D/math"
 
+say $W model-stock --base "$D/base" -o "$D/model-stock" -q $F
+say $W nuslerp --base "$D/base" -o "$D/nuslerp" --weights 1,3 -q "$D/math" "$D/code"
+say $W karcher -o "$D/karcher" -q $F
+
 echo
 echo "how far each merge moved the model.layers.0.mlp.up_proj weights from the base:"
-for m in average task-arithmetic ties dare breadcrumbs consensus della pcb sce arcee-fusion; do
+for m in average task-arithmetic ties dare breadcrumbs consensus della pcb sce arcee-fusion model-stock nuslerp karcher; do
 	printf '%-16s ' "$m"
 	$W diff "$D/base" "$D/$m" | grep 'layers.0.mlp.up_proj' | cut -f2-4 |
 		awk -F'\t' '{ printf "max |diff| %s  rms %s  cosine %s\n", $1, $2, $3 }'

@@ -72,6 +72,8 @@ static uint64_t total_bytes(const struct exec *e)
 
 		if (j->method == WELD_METHOD_SLERP)
 			passes++;
+		if (weld_job_stats(e->opts, j))
+			passes++;
 		if (needs_l1(e, j) && e->opts->scope != WELD_SCOPE_ROW)
 			passes++;
 		if (weld_method_rank_drop(j->method) && e->opts->rescale == WELD_RESCALE_L1)
@@ -155,6 +157,10 @@ static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *
 			return -1;
 		weld_k_slerp_coeffs(tot[0], tot[1], tot[2], j->t, &e->slerp_s0, &e->slerp_s1);
 	}
+	if (weld_exec_job_stats(e, j, err) < 0)
+		return -1;
+	for (int t = 0; t < e->n_slices; t++)
+		e->slices[t].notes = 0;
 	e->draws = DRAWS_NONE;
 	if (e->opts->scope == WELD_SCOPE_ROW) {
 		if (!needs_l1(e, j))
@@ -173,7 +179,10 @@ static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *
 		return -1;
 	if (weld_method_arcee(j->method) && weld_exec_arcee_unit(e, j, err) < 0)
 		return -1;
-	return apply_job(e, j, err);
+	if (apply_job(e, j, err) < 0)
+		return -1;
+	weld_exec_job_notes(e, j);
+	return 0;
 }
 
 /*
@@ -272,6 +281,8 @@ static void exec_free(struct exec *e)
 	free(e->rank_scratch);
 	free(e->rank_sums);
 	weld_exec_hist_free(e);
+	free(e->stats);
+	free(e->coef);
 	weld_writer_close(e->writer);
 	weld_writer_close(e->mask_writer);
 }
@@ -288,13 +299,17 @@ static int exec_alloc(struct exec *e)
 	e->mask_bits = calloc(n_src * e->mask_stride, 1);
 	e->l1_all = calloc(n_src, sizeof(double));
 	e->l1_kept = calloc(n_src, sizeof(double));
-	e->block_sums = calloc(nb * (n_src > 2 ? n_src : 2) * 2 + 3 * nb + 8, sizeof(double));
+	e->block_sums = calloc(nb * (n_src > 2 ? n_src : 2) * 2 + 3 * nb + 8 + nb * e->stats_max,
+			       sizeof(double));
+	e->stats = calloc(e->stats_total_max + 1, sizeof(double));
+	e->coef = calloc(n_src + 4 + e->stats_total_max, sizeof(float));
 	e->factor = calloc(n_src, sizeof(float));
 	e->rng_key = calloc(n_src, sizeof(uint64_t));
 	if (e->plan->drop_stride)
 		e->draw_bits = malloc(n_src * e->plan->drop_stride);
 	ok = (e->queue = weld_outq_new((size_t)e->chunk_elems * 8)) != NULL;
 	ok = ok && (e->draw_bits || !e->plan->drop_stride);
+	ok = ok && e->stats && e->coef;
 	ok = ok && e->slices && e->sel && e->mask_bits && e->l1_all && e->l1_kept &&
 	     e->block_sums && e->factor && e->rng_key;
 	for (size_t q = 0; ok && q < n_src * MAX_SEL; q++)
@@ -338,8 +353,14 @@ int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 	e.hists_per_src = (size_t)p->maxsel;
 	e.rec.per_slice = (size_t)(p->record_bytes / sizeof(uint32_t) / (uint64_t)e.n_slices);
 	e.max_src = 1;
-	for (size_t i = 0; i < p->njobs; i++)
+	for (size_t i = 0; i < p->njobs; i++) {
+		size_t ns = weld_job_stats(&p->o, &p->jobs[i]);
+
 		e.max_src = p->jobs[i].nsrc > e.max_src ? p->jobs[i].nsrc : e.max_src;
+		e.stats_max = ns > e.stats_max ? ns : e.stats_max;
+		ns = weld_job_stats_total(&p->o, &p->jobs[i]);
+		e.stats_total_max = ns > e.stats_total_max ? ns : e.stats_total_max;
+	}
 	if (e.max_src > WELD_K_MAX_SRC)
 		return weld_fail(err, WELD_ERR_ARG, "at most %d models can be merged at once",
 				 WELD_K_MAX_SRC);

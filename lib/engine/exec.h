@@ -22,6 +22,8 @@
  *   COUNT   without recorded keys: the elements equal to the threshold
  *           before each slice, when only some of them are kept;
  *   SLERP   norms and dot product of the two tensors;
+ *   STATS   a method's own sums over the tensor (weld_job_stats(), e.g.
+ *           ramplus_tl's counts), folded into coefficients before APPLY;
  *   APPLY   compute the output and write it.
  * With --scope row every statistic is taken in memory, row by row, inside
  * APPLY; with --scope model the statistics passes run over every job
@@ -57,7 +59,9 @@ enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY,
 	    /* sce: the variances' histograms, the equal ones per slice, the energies */
 	    P_SCE_HI, P_SCE_LO, P_SCE_COUNT, P_SCE_SUM,
 	    /* arcee_fusion: the importances' histograms */
-	    P_ARCEE_HI, P_ARCEE_LO };
+	    P_ARCEE_HI, P_ARCEE_LO,
+	    P_STATS,   /* the sums of stats_pass.c (slerp's family, model_stock, ram+) */
+};
 
 /* P_SAMPLE reads one super-tile in SAMPLE_STRIDE. */
 #define SAMPLE_STRIDE 16
@@ -103,6 +107,7 @@ struct slice_ctx {
 	bool nonfinite;         /* an input of the tile holds NaN or +-Inf */
 	struct weld_error err;
 	bool failed;
+	uint64_t notes;         /* APPLY: rows with a degenerate statistic (model_stock) */
 };
 
 /*
@@ -167,6 +172,11 @@ struct exec {
 	uint32_t *rank_scratch;
 	struct weld_xsum *rank_sums;
 	struct hist_exec *hs;   /* order statistics by histograms (hist_pass.c), or NULL */
+	size_t stats_max;       /* most sums per block of any job's STATS pass */
+	size_t stats_total_max; /* most totals of any job's STATS pass */
+	double *stats;          /* STATS: the current job's totals */
+	float *coef;            /* STATS: per source coefficients for APPLY */
+	bool note;              /* STATS: the tensor's statistic is degenerate */
 };
 
 /* The input tensor of source s. */
@@ -252,6 +262,22 @@ int weld_exec_over_chunks(struct exec *e, const struct weld_job *j, enum pass pa
  * with --scope model all merged jobs in name order. */
 int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 			 struct weld_error *err);
+
+/* stats_pass.c */
+
+/* STATS on one tile of len elements (one block): its sums into out. */
+void weld_exec_tile_job_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			      uint64_t g, size_t len, double *out);
+/* The STATS pass of job j, if its method makes one, and the coefficients
+ * APPLY takes from it. */
+int weld_exec_job_stats(struct exec *e, const struct weld_job *j, struct weld_error *err);
+/* Row units whose statistic is taken inside APPLY, row by row (model_stock
+ * filter_wise): compute and combine the tile (a filled for it); false if
+ * the method has no such statistic. */
+bool weld_exec_row_stats_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			       struct weld_combine_args *a, size_t len);
+/* After APPLY: report the degenerate statistics of job j as a warning. */
+void weld_exec_job_notes(struct exec *e, const struct weld_job *j);
 
 /* tiles.c */
 

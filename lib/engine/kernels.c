@@ -445,6 +445,28 @@ WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, floa
 			out[j] = a->base[j] + a->lambda * (cnt[j] >= (float)a->k ? acc[j] : 0.0f);
 		return;
 	}
+	case WELD_METHOD_NEARSWAP:
+		weld_k_nearswap(a->base, a->v[0], len, a->t, out);
+		return;
+	case WELD_METHOD_RAM:
+		weld_k_ram(a->base, a->v, a->n, len, a->epsilon, a->coef, out);
+		return;
+	case WELD_METHOD_MODEL_STOCK:
+		weld_k_model_stock(a->base, a->v, a->n, len, a->coef[0], out);
+		return;
+	case WELD_METHOD_NUSLERP:
+		if (a->ncols)
+			weld_k_nuslerp_cols(a->base, a->v[0], a->v[1], len, a->coef, a->ncols, a->col0, out);
+		else
+			weld_k_nuslerp(a->base, a->v[0], a->v[1], len, a->coef, out);
+		return;
+	case WELD_METHOD_MULTISLERP:
+	case WELD_METHOD_KARCHER:
+		if (a->n == 1)  /* one input: itself */
+			memcpy(out, a->v[0], len * sizeof(*out));
+		else
+			weld_k_lincomb(a->base, a->v, a->n, len, a->coef, out);
+		return;
 	default:
 		if (a->ties) {
 			ties_tile(a, len, a->normalize, acc, scratch);

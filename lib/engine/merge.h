@@ -32,6 +32,12 @@ enum weld_method {
 	WELD_METHOD_PCB,              /* PCB-Merging: balancing scores, drop, rescale (METHODS 12) */
 	WELD_METHOD_SCE,              /* select by variance, calculate, erase (METHODS 5) */
 	WELD_METHOD_ARCEE_FUSION,     /* the base where the change is unimportant (METHODS 11) */
+	WELD_METHOD_NEARSWAP,         /* METHODS 9: toward the model where it is near the base */
+	WELD_METHOD_RAM,              /* METHODS 10: ram, and ramplus_tl with opts.ram_plus */
+	WELD_METHOD_MODEL_STOCK,      /* METHODS 4: filter_wise = --scope row */
+	WELD_METHOD_NUSLERP,          /* METHODS 6: nuslerp_flatten false = --scope row */
+	WELD_METHOD_MULTISLERP,       /* METHODS 7 */
+	WELD_METHOD_KARCHER,          /* METHODS 8 */
 };
 
 enum weld_scope { WELD_SCOPE_TENSOR, WELD_SCOPE_ROW, WELD_SCOPE_MODEL };
@@ -80,6 +86,8 @@ struct weld_merge_opts {
 	void (*warn)(void *ctx, const char *msg);
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
 	void *cb_ctx;
+	bool ram_plus;                /* ram: RAM+ (ramplus_tl), a statistics pass per tensor */
+	bool nuslerp_columns;         /* nuslerp: vectors along dim 0 (nuslerp_row_wise) */
 };
 
 /* One input of a job. */
@@ -110,6 +118,9 @@ struct weld_job {
 	double t;                     /* slerp */
 	int mask_model;               /* apply-mask: the masks file, and */
 	int64_t mask_tensor;          /* its U8 tensor for this job */
+	double epsilon;               /* ram: |delta| > epsilon survives; multislerp: eps */
+	double ram_r, ram_alpha;      /* ramplus_tl: r and alpha */
+	double tol, max_iter;         /* karcher */
 };
 
 typedef struct weld_plan weld_plan;

@@ -299,6 +299,14 @@ int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
 			r = check_shape(p, models[k], t, refm, rt, err);
 			if (r < 0)
 				goto out;
+			if (r == 1 && !weld_method_crops_vocab(j.method)) {
+				weld_fail(err, WELD_ERR_MISMATCH,
+					  "tensor '%s': '%s' has %lld rows, '%s' %lld: %s needs the same vocabulary size in every model",
+					  rt->name, weld_model_path(m), (long long)t->shape[0],
+					  weld_model_path(ref), (long long)rt->shape[0],
+					  weld_method_name(j.method));
+				goto out;
+			}
 			if (r == 1)
 				weld_plan_warn(p, "tensor '%s': '%s' has %lld rows, '%s' %lld: using the first %lld",
 					       rt->name, weld_model_path(m), (long long)t->shape[0],
@@ -404,7 +412,29 @@ static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_e
 				 j->name, j->gamma);
 	if (weld_method_uses(&p->o, j->method, WELD_P_T) && !isfinite(j->t))
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': t %g is not finite", j->name, j->t);
-	if (j->method == WELD_METHOD_AVERAGE && p->o.normalize) {
+	if (weld_method_uses(&p->o, j->method, WELD_P_T) && !f32_finite(j->t))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': t %g is not a finite float32 number",
+				 j->name, j->t);
+	if (weld_method_uses(&p->o, j->method, WELD_P_RAM_EPSILON) && !(j->epsilon >= 0 && f32_finite(j->epsilon)))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': epsilon %g must be a finite number >= 0",
+				 j->name, j->epsilon);
+	if (weld_method_uses(&p->o, j->method, WELD_P_R) && !f32_finite(j->ram_r))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': r %g is not a finite float32 number",
+				 j->name, j->ram_r);
+	if (weld_method_uses(&p->o, j->method, WELD_P_ALPHA) && !(j->ram_alpha >= 0 && f32_finite(j->ram_alpha)))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': alpha %g must be a finite number >= 0",
+				 j->name, j->ram_alpha);
+	if (weld_method_uses(&p->o, j->method, WELD_P_MAX_ITER) &&
+	    !(j->max_iter >= 0 && j->max_iter == floor(j->max_iter) && j->max_iter <= 1e6))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': max_iter %g is not an integer in [0, 1000000]",
+				 j->name, j->max_iter);
+	if (weld_method_uses(&p->o, j->method, WELD_P_TOL) && !(j->tol >= 0 && isfinite(j->tol)))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': tol %g must be a finite number >= 0",
+				 j->name, j->tol);
+	if (weld_method_uses(&p->o, j->method, WELD_P_EPS) && !(j->epsilon >= 0 && isfinite(j->epsilon)))
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': eps %g must be a finite number >= 0",
+				 j->name, j->epsilon);
+	if ((j->method == WELD_METHOD_AVERAGE || j->method == WELD_METHOD_MULTISLERP) && p->o.normalize) {
 		double sw = 0;
 
 		for (size_t s = 0; s < j->nsrc; s++)
@@ -545,6 +575,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	bool row = p->o.scope == WELD_SCOPE_ROW;
 	const struct weld_job *widest = NULL;  /* the job whose rows are longest */
 	char why[512] = "";
+	size_t maxstats = 0;
 
 	if (!p->njobs)
 		return weld_fail(err, WELD_ERR_ARG, "nothing to merge: no tensors");
@@ -567,6 +598,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		maxsrc = j->nsrc > maxsrc ? j->nsrc : maxsrc;
 		if ((uint64_t)weld_job_selections(&p->o, j) > maxsel)
 			maxsel = (uint64_t)weld_job_selections(&p->o, j);
+		maxstats = weld_job_stats(&p->o, j) > maxstats ? weld_job_stats(&p->o, j) : maxstats;
 		if (row && weld_method_row_units(&p->o, j->method) && j->ndim > 0 &&
 		    (uint64_t)j->shape[j->ndim - 1] > max_row) {
 			max_row = (uint64_t)j->shape[j->ndim - 1];
@@ -624,6 +656,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 			 weld_method_name(widest->method), widest->name, (unsigned long long)max_row);
 	else if (row)
 		snprintf(why, sizeof(why), " (--scope row holds whole rows in memory)");
+	/* a STATS pass's sums per block */
+	per_elem += (maxstats * 8 + WELD_BLOCK - 1) / WELD_BLOCK;
 	if (p->o.max_memory < fixed + WELD_MIN_CHUNK * per_elem)
 		return weld_fail(err, WELD_ERR_ARG,
 				 "--max-memory %llu is too small: this merge needs at least %llu bytes%s",

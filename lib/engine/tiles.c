@@ -244,7 +244,15 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 	a.maskbits = e->mask_writer ? e->mask_bits : NULL;
 	a.maskstride = e->mask_stride;
 	a.bitpos = g - first;
-	weld_k_combine(&a, len, c->out, c->scratch);
+	a.t = (float)j->t;
+	a.epsilon = (float)j->epsilon;
+	a.coef = weld_job_stats(e->opts, j) ? e->coef : NULL;
+	if (j->method == WELD_METHOD_NUSLERP && e->opts->nuslerp_columns) {
+		a.ncols = weld_job_columns(j);
+		a.col0 = g % a.ncols;
+	}
+	if (!(row_scope(e, j) && weld_exec_row_stats_apply(e, j, c, &a, len)))
+		weld_k_combine(&a, len, c->out, c->scratch);
 	weld_exec_put_tile(e, j, c, first, g, len);
 }
 
@@ -307,6 +315,10 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 			case P_ARCEE_HI:
 			case P_ARCEE_LO:
 				weld_exec_arcee_tile(e, j, c, len, pass);
+				break;
+			case P_STATS:
+				weld_exec_tile_job_stats(e, j, c, first + b, len,
+							 &e->block_sums[blk * weld_job_stats(e->opts, j)]);
 				break;
 			case P_APPLY:
 				tile_apply(e, j, c, first, first + b, len);

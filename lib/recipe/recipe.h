@@ -83,6 +83,8 @@ struct weld_command_merge {
 	const struct weld_model_params *mp;  /* their weight, density, mask_lambda, n */
 	double lambda, gamma;
 	const struct weld_merge_opts *o;
+	double t, epsilon, ram_r, ram_alpha;  /* per-tensor values the method may take */
+	double tol, max_iter;
 };
 
 /* The normalised recipe of a command-line merge, as weld_recipe_json()

@@ -88,7 +88,7 @@ char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_err
 
 	if (!r)
 		return NULL;
-	cJSON_AddStringToObject(r, "merge_method", s->name);
+	cJSON_AddStringToObject(r, "merge_method", weld_method_recipe_name(s, c->o));
 	if (c->base && s->base != WELD_BASE_NONE)
 		add_path(r, "base_model", c->base);
 	add_models(r, c);
@@ -99,6 +99,29 @@ char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_err
 		cJSON_AddBoolToObject(params, "normalize", c->o->normalize);
 	if (s->params & WELD_PB(WELD_P_SELECT_TOPK))
 		cJSON_AddNumberToObject(params, "select_topk", c->o->select_topk);
+	if (s->params & WELD_PB(WELD_P_T))
+		cJSON_AddNumberToObject(params, "t", c->t);
+	if (s->params & WELD_PB(WELD_P_FILTER_WISE))
+		cJSON_AddBoolToObject(params, "filter_wise", c->o->scope == WELD_SCOPE_ROW);
+	if (s->params & WELD_PB(WELD_P_NUSLERP_FLATTEN)) {
+		cJSON_AddBoolToObject(params, "nuslerp_flatten",
+				      c->o->scope != WELD_SCOPE_ROW && !c->o->nuslerp_columns);
+		cJSON_AddBoolToObject(params, "nuslerp_row_wise", c->o->nuslerp_columns);
+	}
+	if (s->params & WELD_PB(WELD_P_NORMALIZE_WEIGHTS))
+		cJSON_AddBoolToObject(params, "normalize_weights", c->o->normalize);
+	if (s->params & WELD_PB(WELD_P_EPS))
+		cJSON_AddNumberToObject(params, "eps", c->epsilon);
+	if (s->params & WELD_PB(WELD_P_MAX_ITER))
+		cJSON_AddNumberToObject(params, "max_iter", c->max_iter);
+	if (s->params & WELD_PB(WELD_P_TOL))
+		cJSON_AddNumberToObject(params, "tol", c->tol);
+	if (weld_method_uses(c->o, s->method, WELD_P_RAM_EPSILON))
+		cJSON_AddNumberToObject(params, "epsilon", c->epsilon);
+	if (weld_method_uses(c->o, s->method, WELD_P_R))
+		cJSON_AddNumberToObject(params, "r", c->ram_r);
+	if (weld_method_uses(c->o, s->method, WELD_P_ALPHA))
+		cJSON_AddNumberToObject(params, "alpha", c->ram_alpha);
 	if (c->o->dtype >= 0)
 		cJSON_AddStringToObject(r, "out_dtype", weld_dtype_torch_name((enum weld_dtype)c->o->dtype));
 	add_weld(r, c);

@@ -119,13 +119,14 @@ int weld_recipe_eval_source(weld_recipe *r, const struct rsource *rs, const stru
 	char where[WHERE_LEN];
 	double v;
 
-	if (m->params & WELD_PB(WELD_P_WEIGHT)) {
-		param_value(r, WELD_P_WEIGHT, rs, sl, out_name, in_name, t, &src->weight, where, sizeof(where));
-		if (m->weight_required && !where[0]) {
-			set_where(where, sizeof(where), "%s.parameters.weight", rs->where);
-			return rfail(r, err, where, "%s needs a weight for every model (mergekit: missing required parameter), none given for tensor '%s'",
-				     m->name, in_name);
-		}
+	if (m->params & WELD_PB(WELD_P_WEIGHT) &&
+	    !param_value(r, WELD_P_WEIGHT, rs, sl, out_name, in_name, t, &src->weight, where, sizeof(where)))
+		return rfail(r, err, rs->where, "no weight for tensor '%s' (add a {\"value\": ...} without a filter)",
+			     out_name);
+	if (m->weight_required && !where[0]) {
+		set_where(where, sizeof(where), "%s.parameters.weight", rs->where);
+		return rfail(r, err, where, "%s needs a weight for every model (mergekit: missing required parameter 'weight'), none given for tensor '%s'",
+			     m->name, in_name);
 	}
 	if (param_in_use(r, WELD_P_DENSITY))
 		param_value(r, WELD_P_DENSITY, rs, sl, out_name, in_name, t, &src->density, where, sizeof(where));
@@ -155,6 +156,18 @@ int weld_recipe_eval_source(weld_recipe *r, const struct rsource *rs, const stru
 	}
 	if (m->params & WELD_PB(WELD_P_LAMBDA))
 		param_value(r, WELD_P_LAMBDA, rs, sl, out_name, in_name, t, &job->lambda, where, sizeof(where));
+	if (m->params & WELD_PB(WELD_P_RAM_EPSILON))
+		param_value(r, WELD_P_RAM_EPSILON, rs, sl, out_name, in_name, t, &job->epsilon, where, sizeof(where));
+	if (m->params & WELD_PB(WELD_P_R))
+		param_value(r, WELD_P_R, rs, sl, out_name, in_name, t, &job->ram_r, where, sizeof(where));
+	if (m->params & WELD_PB(WELD_P_ALPHA))
+		param_value(r, WELD_P_ALPHA, rs, sl, out_name, in_name, t, &job->ram_alpha, where, sizeof(where));
+	if (m->params & WELD_PB(WELD_P_EPS))
+		param_value(r, WELD_P_EPS, rs, sl, out_name, in_name, t, &job->epsilon, where, sizeof(where));
+	if (m->params & WELD_PB(WELD_P_MAX_ITER))
+		param_value(r, WELD_P_MAX_ITER, rs, sl, out_name, in_name, t, &job->max_iter, where, sizeof(where));
+	if (m->params & WELD_PB(WELD_P_TOL))
+		param_value(r, WELD_P_TOL, rs, sl, out_name, in_name, t, &job->tol, where, sizeof(where));
 	if (m->params & WELD_PB(WELD_P_T) &&
 	    !param_value(r, WELD_P_T, rs, sl, out_name, in_name, t, &job->t, where, sizeof(where))) {
 		if (r->use_slices && sl->params && cJSON_GetObjectItemCaseSensitive(sl->params, "t"))

@@ -125,6 +125,12 @@ static inline const char *json_type(const cJSON *v)
 
 /* ---------------------------------------------------------------- what the recipe uses */
 
+/* Does slice sl merge against its base (which is then not a source)? */
+static inline bool merges_on_base(const weld_recipe *r, const struct rslice *sl)
+{
+	return r->m->base == WELD_BASE_REQUIRED || (r->m->base == WELD_BASE_OPTIONAL && sl->base >= 0);
+}
+
 /* A whole-merge switch (normalize, rescale, ...): true, or a number but 0. */
 static inline bool setting_true(const cJSON *v)
 {

@@ -250,7 +250,7 @@ static size_t merged_sources(const weld_recipe *r, const struct rslice *sl)
 	size_t n = 0;
 
 	for (size_t j = 0; j < sl->nsrc; j++)
-		if (r->m->base != WELD_BASE_REQUIRED || sl->src[j].model != sl->base)
+		if (!merges_on_base(r, sl) || sl->src[j].model != sl->base)
 			n++;
 	return n;
 }
@@ -266,7 +266,7 @@ static int check_structure(const weld_recipe *r, struct weld_error *err)
 		size_t n = merged_sources(r, sl), lo, hi;
 		const char *at = r->use_slices ? sl->where : "models";
 
-		if (m->base == WELD_BASE_REQUIRED) {
+		if (merges_on_base(r, sl)) {
 			if (sl->base < 0)
 				return rfail(r, err, "base_model", "%s needs a base_model (the model whose task vectors are merged%s)",
 					     m->name, m->method == WELD_METHOD_SLERP ? "; t = 0 gives it" : "");
@@ -306,7 +306,9 @@ static int check_structure(const weld_recipe *r, struct weld_error *err)
 
 			if (r->use_slices && sl->params && cJSON_GetObjectItemCaseSensitive(sl->params, "t"))
 				continue;
-			return rfail(r, err, "parameters.t", "slerp needs t (0 gives the base model, 1 the other; a list gives a gradient over the layers)");
+			return rfail(r, err, "parameters.t", "%s needs t (%s; a list gives a gradient over the layers)",
+				     m->name, m->t_distance ? "a distance to the base"
+				     : "0 gives the base model, 1 the other");
 		}
 	return 0;
 }
@@ -392,6 +394,20 @@ static int parse_root(weld_recipe *r, struct weld_error *err)
 			r->o.normalize = setting_true(v);
 		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "select_topk")) && cJSON_IsNumber(v))
 			r->o.select_topk = v->valuedouble;
+		/* model_stock's statistics per row: weld's row units */
+		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "filter_wise")) && setting_true(v))
+			r->o.scope = WELD_SCOPE_ROW;
+		/* nuslerp's vectors: the tensor, else rows, or with row_wise
+		 * columns (along dim 0) */
+		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "nuslerp_flatten")) && !setting_true(v)) {
+			const cJSON *rw = cJSON_GetObjectItemCaseSensitive(r->params, "nuslerp_row_wise");
+
+			r->o.nuslerp_columns = rw && setting_true(rw);
+			if (!r->o.nuslerp_columns)
+				r->o.scope = WELD_SCOPE_ROW;
+		}
+		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "normalize_weights")))
+			r->o.normalize = setting_true(v);
 		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "rescale")) && !r->rescale_set)
 			r->o.rescale = setting_true(v) ? WELD_RESCALE_L1 : WELD_RESCALE_NONE;
 	}

@@ -161,7 +161,7 @@ static int plan_models(weld_recipe *r, weld_plan *p, struct weld_error *err)
 		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	if (r->m->base == WELD_BASE_REQUIRED)
+	if (merges_on_base(r, sl))
 		base = r->base;
 	for (size_t j = 0; j < sl->nsrc; j++) {
 		const struct rsource *s = &sl->src[j];
@@ -247,7 +247,7 @@ static enum weld_dtype output_dtype(const weld_recipe *r, enum weld_dtype t)
 /* The source a slice's tensor list comes from: the base, else the first. */
 static const struct rsource *slice_ref(const weld_recipe *r, const struct rslice *sl)
 {
-	if (r->m->base == WELD_BASE_REQUIRED && sl->base_src >= 0)
+	if (merges_on_base(r, sl) && sl->base_src >= 0)
 		return &sl->src[sl->base_src];
 	return &sl->src[0];
 }
@@ -326,7 +326,7 @@ static int slice_job(weld_recipe *r, weld_plan *p, const struct rslice *sl, long
 	}
 	j.method = r->o.method;
 	j.dtype = output_dtype(r, rt->dtype);
-	if (r->m->base == WELD_BASE_REQUIRED) {
+	if (merges_on_base(r, sl)) {
 		j.base_model = ref->model;
 		j.base_tensor = ri;
 	}
@@ -336,7 +336,7 @@ static int slice_job(weld_recipe *r, weld_plan *p, const struct rslice *sl, long
 		int64_t ti;
 		int found;
 
-		if (r->m->base == WELD_BASE_REQUIRED && s->model == sl->base)
+		if (merges_on_base(r, sl) && s->model == sl->base)
 			continue;
 		number++;
 		in_name = offset >= 0 ? rename_layer(ref_name, s->a + offset)

@@ -29,7 +29,7 @@ static int check_number(const weld_recipe *r, const struct weld_param_def *pd, d
 {
 	if (!isfinite(v))
 		return rfail(r, err, where, "%s must be a finite number", pd->name);
-	switch (pd->range) {
+	switch (weld_param_range(r->m, (enum weld_param)(pd - weld_param_defs))) {
 	case WELD_RANGE_DENSITY:
 		if (!(v > 0 && v <= 1))
 			return rfail(r, err, where, "%s %g is outside (0, 1]", pd->name, v);
@@ -49,6 +49,10 @@ static int check_number(const weld_recipe *r, const struct weld_param_def *pd, d
 	case WELD_RANGE_BOOL:
 		if (v != 0 && v != 1)
 			return rfail(r, err, where, "expected true or false, not %g", v);
+		break;
+	case WELD_RANGE_COUNT:
+		if (!(v >= 0 && v == floor(v) && v <= 1e6))
+			return rfail(r, err, where, "%s %g must be an integer in [0, 1000000]", pd->name, v);
 		break;
 	case WELD_RANGE_ANY:
 		break;
@@ -158,8 +162,10 @@ int weld_recipe_parse_params(const weld_recipe *r, const cJSON *obj, enum level 
 		const struct weld_param_def *pd;
 
 		set_where(path, sizeof(path), "%s.%s", where, k->string);
-		for (int i = 0; i < WELD_P_COUNT && p < 0; i++)
-			if (strcmp(k->string, all[i]) == 0)
+		/* two parameters may share a name (della's per-model epsilon,
+		 * ram's global one): the one the method takes */
+		for (int i = 0; i < WELD_P_COUNT; i++)
+			if (strcmp(k->string, all[i]) == 0 && (p < 0 || mine[i]))
 				p = i;
 		if (p < 0) {
 			const char *near = weld_suggest(k->string, mine, WELD_P_COUNT);
@@ -365,6 +371,7 @@ static int weld_key_value(weld_recipe *r, enum weld_key k, const cJSON *e, const
 		r->o.clip = e->valuedouble;
 		break;
 	case WELD_K_MASKS:
+	case WELD_K_PLUS:
 	case WELD_K_COUNT:
 		break;
 	}

@@ -9,10 +9,11 @@
 #                        generated once under it and reused
 #   BENCH_SIZE           full (4 x ~1 GB bf16, default) or small (4 x 5 MB)
 #   WELD_BENCH_METHODS   methods to run (default: average task-arithmetic ties
-#                        dare breadcrumbs consensus della pcb sce arcee-fusion,
-#                        then expert-merge on an 8-expert MoE made by
-#                        tests/tools/mkmodel.c; della, pcb, sce and
-#                        arcee-fusion have no PyTorch baseline yet)
+#                        dare breadcrumbs consensus della pcb sce arcee-fusion
+#                        nearswap ram ramplus model-stock nuslerp multislerp
+#                        karcher, then expert-merge on an 8-expert MoE made by
+#                        tests/tools/mkmodel.c); the methods after consensus
+#                        have no PyTorch row
 #   MKMODEL              that generator (make bench passes it)
 #   BENCH_THREADS        threads for weld (-j) and torch (default: nproc)
 #   BENCH_REPEAT         runs of each merge, weld and torch alike; the best
@@ -41,7 +42,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 WELD=${WELD:-./weld}
 BENCH_DIR=${BENCH_DIR:-/tmp/weld-bench}
 BENCH_SIZE=${BENCH_SIZE:-full}
-METHODS=${WELD_BENCH_METHODS:-"average task-arithmetic ties dare breadcrumbs consensus della pcb sce arcee-fusion"}
+METHODS=${WELD_BENCH_METHODS:-"average task-arithmetic ties dare breadcrumbs consensus della pcb sce arcee-fusion nearswap ram ramplus model-stock nuslerp multislerp karcher"}
 THREADS=${BENCH_THREADS:-$(nproc)}
 REPEAT=${BENCH_REPEAT:-3}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -183,6 +184,14 @@ for m in $METHODS; do
 	pcb)             wargs="pcb --base $B --density 0.1 $MODELS"; targs="" ;;
 	sce)             wargs="sce --base $B --select-topk 0.3 $MODELS"; targs="" ;;
 	arcee-fusion)    wargs="arcee-fusion --base $B $fam/ft1"; targs="" ;;
+	# no PyTorch path for these (targs empty)
+	nearswap)        wargs="nearswap --base $B --t 0.001 ${MODELS%% *}"; targs="" ;;
+	ram)             wargs="ram --base $B --epsilon 1e-4 $MODELS"; targs="" ;;
+	ramplus)         wargs="ram --plus --base $B --epsilon 1e-4 $MODELS"; targs="" ;;
+	model-stock)     wargs="model-stock --base $B $MODELS"; targs="" ;;
+	nuslerp)         wargs="nuslerp --base $B --weights 1,3 $(echo $MODELS | cut -d' ' -f1-2)"; targs="" ;;
+	multislerp)      wargs="multislerp --base $B $MODELS"; targs="" ;;
+	karcher)         wargs="karcher $MODELS"; targs="" ;;
 	expert-merge) continue ;;   # after the loop: it needs an MoE
 	*) say "unknown method $m"; continue ;;
 	esac

@@ -10,7 +10,8 @@ MAN=$ROOT/man
 # statistics files and MoE checkpoints this test does not build.)
 RUN_EXAMPLES="weld weld-average weld-task-arithmetic weld-ties weld-dare
 weld-breadcrumbs weld-consensus weld-della weld-pcb weld-sce weld-arcee-fusion weld-inspect weld-convert weld-verify
-weld-diff weld-help weld-join"
+weld-diff weld-help weld-join weld-nearswap weld-ram weld-model-stock
+weld-nuslerp weld-multislerp weld-karcher"
 
 # src PAGE: the page's text with roff escapes for '-', '\' and fonts undone
 src() {

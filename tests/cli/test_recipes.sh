@@ -215,7 +215,7 @@ refuse_recipe "slerp without t" \
 refuse_recipe "invalid JSON" \
 	"{$M: \"ties\", \"models\": [{\"model\": \"../demo/math\"},]}" \
 	"invalid JSON at line 1"
-many=$("$PYTHON" -c 'import json; print(json.dumps({"merge_method": "linear", "models": [{"model": "../demo/math"}] * 65}))')
+many=$("$PYTHON" -c 'import json; print(json.dumps({"merge_method": "linear", "models": [{"model": "../demo/math", "parameters": {"weight": 1}}] * 65}))')
 refuse_recipe "more models than a merge takes" "$many" "tensor 'lm_head.weight': average takes 1 to 64 models, not 65"
 
 printf '{"merge_method": "ties"}\n' >"$T/recipes/bad.json"

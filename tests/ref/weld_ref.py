@@ -56,6 +56,8 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 import safetensors_io as stio  # noqa: E402
 import ref_rank  # noqa: E402
+import weld_ref_swap  # noqa: E402
+import weld_ref_interp  # noqa: E402
 
 F32 = np.float32
 U64 = np.uint64
@@ -626,7 +628,8 @@ def arcee_fusion(base, models, with_bound=False):
 # ---------------------------------------------------------------------------
 # command line with weld's syntax (DESIGN 2)
 
-METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus", "della", "pcb", "sce", "arcee-fusion")
+METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus", "della", "pcb", "sce", "arcee-fusion",
+           "nearswap", "ram", "model-stock", "nuslerp", "multislerp", "karcher")
 _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": "weights",
            "--density": "density", "--lambda": "lambda", "--dtype": "dtype",
            "--scope": "scope", "--seed": "seed", "-j": "threads", "--threads": "threads",
@@ -634,10 +637,14 @@ _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": 
            "--rescale": "rescale", "--combine": "combine", "--trim": "trim",
            "--gamma": "gamma", "--from": "from", "--mask-lambda": "mask_lambda",
            "--k": "k", "--save-masks": "save_masks", "--apply-mask": "apply_mask",
-           "--epsilon": "epsilon", "--clip": "clip", "--select-topk": "select_topk"}
+           "--epsilon": "epsilon", "--clip": "clip", "--select-topk": "select_topk",
+           "--t": "t", "--r": "r", "--alpha": "alpha",
+           "--eps": "eps", "--max-iter": "max_iter", "--tol": "tol"}
 _FLAGS = {"-f": "force", "--force": "force", "--allow-missing": "allow_missing",
           "--no-copy-files": "no_copy_files", "-q": "quiet", "--quiet": "quiet",
-          "-v": "verbose", "--verbose": "verbose", "--json": "json"}
+          "-v": "verbose", "--verbose": "verbose", "--json": "json", "--plus": "plus",
+          "--filter-wise": "filter_wise",
+          "--no-flatten": "no_flatten", "--row-wise": "row_wise"}
 _MODEL_SPEC = re.compile(r"^(.*):((?:[a-z_]+=[^,:=]+)(?:,[a-z_]+=[^,:=]+)*)$")
 
 
@@ -722,6 +729,8 @@ def run(argv, loader=stio.load_model, with_bound=True):
     if not models:
         raise RefError("no models")
     base = None
+    if meth in ("nuslerp", "multislerp", "karcher"):
+        return _sphere(meth, a, models, loader, with_bound)
     if meth != "average":
         if "base" not in a:
             raise RefError("--base is required")
@@ -771,7 +780,54 @@ def run(argv, loader=stio.load_model, with_bound=True):
         d = _model_values(a, "density", "density", 0.1)
         return pcb(base, models, w, d, lam, float(a.get("clip", 0.0001)), scope,
                    with_bound=with_bound)
+    if meth == "nearswap":
+        if "t" not in a:
+            raise RefError("--t is required")
+        if len(models) != 1:
+            raise RefError("nearswap takes one model besides the base")
+        return _bounded(weld_ref_swap.nearswap(base, models, float(a["t"]),
+                                               _check_names(base, models)), with_bound)
+    if meth == "ram":
+        if not a.get("plus") and ("r" in a or "alpha" in a):
+            raise RefError("--r and --alpha need --plus")
+        eps, alpha = float(a.get("epsilon", 1e-5)), float(a.get("alpha", 0.2))
+        if eps < 0 or alpha < 0:
+            raise RefError("epsilon and alpha must be >= 0")
+        return _bounded(weld_ref_swap.ram(base, models, eps, bool(a.get("plus")),
+                                          float(a.get("r", 0.1)), alpha,
+                                          _check_names(base, models)), with_bound)
+    if meth == "model-stock":
+        if len(models) < 2:
+            raise RefError("model-stock needs two models or more")
+        return _bounded(weld_ref_interp.model_stock(base, models, bool(a.get("filter_wise")),
+                                                    _check_names(base, models)), with_bound)
     raise RefError("unknown method %r" % meth)
+
+
+def _sphere(meth, a, models, loader, with_bound):
+    """nuslerp, multislerp (optional base), karcher (no base)."""
+    base = loader(a["base"]) if "base" in a and meth != "karcher" else None
+    names = _check_names(base, models)
+    w = _model_values(a, "weight", "weights", 1.0)
+    try:
+        if meth == "nuslerp":
+            if len(models) != 2:
+                raise RefError("nuslerp takes two models")
+            res = weld_ref_interp.nuslerp(base, models, w, not a.get("no_flatten"), names,
+                                          bool(a.get("row_wise")))
+        elif meth == "multislerp":
+            norm = True if a["normalize"] is None else a["normalize"]
+            res = weld_ref_interp.multislerp(base, models, w, norm, float(a.get("eps", 1e-8)), names)
+        else:
+            res = weld_ref_interp.karcher(models, int(a.get("max_iter", 10)),
+                                          float(a.get("tol", 1e-5)), names)
+    except ValueError as e:
+        raise RefError(str(e))
+    return _bounded(res, with_bound)
+
+
+def _bounded(result, with_bound):
+    return result if with_bound else result[0]
 
 
 def main(argv):

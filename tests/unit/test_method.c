@@ -141,7 +141,9 @@ static void test_takes(void **state)
 	assert_false(weld_method_takes(WELD_METHOD_TIES, WELD_K_RESCALE));
 	assert_true(weld_method_takes(WELD_METHOD_CONSENSUS, WELD_K_MASKS));
 	assert_false(weld_method_takes(WELD_METHOD_AVERAGE, WELD_K_SCOPE));
-	assert_true(weld_method_mergekit_only("model_stock"));
+	assert_true(weld_method_mergekit_only("sce"));
+	assert_false(weld_method_mergekit_only("karcher"));
+	assert_false(weld_method_mergekit_only("model_stock"));
 	assert_false(weld_method_mergekit_only("ties"));
 }
 

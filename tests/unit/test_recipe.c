@@ -382,7 +382,8 @@ static void test_relative_paths_resolved_against_recipe_folder(void **state)
 	char cwd[PATH_MAX], *top = realpath(*state, NULL), want[PATH_MAX + 64];
 	char *sub = fixture_path(*state, "r/deeper"), *file = fixture_path(sub, "recipe.json");
 	char *text = json("{'merge_method': 'linear',"
-			  " 'models': [{'model': '../../m/math'}, {'model': '../../m/code'}]}");
+			  " 'models': [{'model': '../../m/math', 'parameters': {'weight': 1}},"
+			  " {'model': '../../m/code', 'parameters': {'weight': 1}}]}");
 	struct weld_error err = { 0 };
 	weld_recipe *r = NULL;
 	weld_plan *p;
@@ -408,8 +409,8 @@ static void test_relative_paths_resolved_against_recipe_folder(void **state)
 
 	/* an absolute path stays as it is */
 	free(text);
-	snprintf(want, sizeof(want), "{'merge_method': 'linear', 'models': [{'model': '%s/m/math'}]}",
-		 top);
+	snprintf(want, sizeof(want), "{'merge_method': 'linear', 'models': [{'model': '%s/m/math',"
+		 " 'parameters': {'weight': 1}}]}", top);
 	r = parse_ok(state, want);
 	p = plan_ok(r);
 	snprintf(want, sizeof(want), "%s/m/math", top);

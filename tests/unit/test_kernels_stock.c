@@ -1,0 +1,82 @@
+/*
+ * test_kernels_stock.c - Model Stock (METHODS 4) on hand-computed cases:
+ * the Gram matrix, t from the mean cosine with each degenerate rule (a zero
+ * task vector, colinear and opposite task vectors, 1 + (n - 1) c = 0, a
+ * cosine beyond 1), and the output.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "weld.h"
+#include "kernels.h"
+
+static void test_gram(void **state)
+{
+	const float b[] = { 1, 1, 1 }, x0[] = { 2, 1, 1 }, x1[] = { 1, 3, 0 }, x2[] = { 1, 1, 1 };
+	const float *x[] = { x0, x1, x2 };
+	double g[6];
+
+	(void)state;
+	/* d0 = (1, 0, 0), d1 = (0, 2, -1), d2 = 0 */
+	weld_k_gram(b, x, 3, 3, g);
+	assert_true(g[0] == 1 && g[1] == 0 && g[2] == 0);    /* <d0,d0> <d0,d1> <d0,d2> */
+	assert_true(g[3] == 5 && g[4] == 0);                 /* <d1,d1> <d1,d2> */
+	assert_true(g[5] == 0);                              /* <d2,d2> */
+}
+
+static void test_stock_t(void **state)
+{
+	bool deg;
+	/* packed upper triangles */
+	const double orth[] = { 1, 0, 4 };            /* n = 2, c = 0 */
+	const double same[] = { 4, 6, 9 };            /* (2,0) and (3,0): c = 1 */
+	const double opposite[] = { 1, -3, 9 };       /* (1,0) and (-3,0): c = -1 */
+	const double zero[] = { 0, 0, 4 };            /* a zero task vector: c = 0 */
+	const double beyond[] = { 1, 1.5, 1 };        /* c = 1.5, clamped to 1 */
+	const double half[] = { 1, 0.5, 0.5, 1, 0.5, 1 };       /* n = 3, c = 0.5 */
+	const double minus_half[] = { 1, -0.5, -0.5, 1, -0.5, 1 }; /* n = 3, c = -0.5 */
+
+	(void)state;
+	assert_true(weld_k_model_stock_t(orth, 2, &deg) == 0 && !deg);
+	assert_true(weld_k_model_stock_t(same, 2, &deg) == 1 && !deg);
+	assert_true(weld_k_model_stock_t(zero, 2, &deg) == 0 && !deg);
+	assert_true(weld_k_model_stock_t(beyond, 2, &deg) == 1 && !deg);
+	/* t = 3 * 0.5 / (1 + 2 * 0.5) */
+	assert_true(weld_k_model_stock_t(half, 3, &deg) == 0.75 && !deg);
+	/* 1 + (n - 1) c = 0: t = 0 and the flag */
+	assert_true(weld_k_model_stock_t(opposite, 2, &deg) == 0 && deg);
+	assert_true(weld_k_model_stock_t(minus_half, 3, &deg) == 0 && deg);
+}
+
+static void test_stock_output(void **state)
+{
+	const float b[] = { 1, 2 }, x0[] = { 3, 4 }, x1[] = { 5, 6 };
+	const float *x[] = { x0, x1 };
+	float out[2];
+
+	(void)state;
+	/* mean (4, 5); t = 0.5 */
+	weld_k_model_stock(b, x, 2, 2, 0.5f, out);
+	assert_true(out[0] == 2.5f && out[1] == 3.5f);
+	/* t = 0: the base; t = 1: the mean; t = 2 extrapolates */
+	weld_k_model_stock(b, x, 2, 2, 0, out);
+	assert_true(out[0] == 1 && out[1] == 2);
+	weld_k_model_stock(b, x, 2, 2, 1, out);
+	assert_true(out[0] == 4 && out[1] == 5);
+	weld_k_model_stock(b, x, 2, 2, 2, out);
+	assert_true(out[0] == 7 && out[1] == 8);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_gram),
+		cmocka_unit_test(test_stock_t),
+		cmocka_unit_test(test_stock_output),
+	};
+	return cmocka_run_group_tests_name("model_stock kernels", tests, NULL, NULL);
+}
