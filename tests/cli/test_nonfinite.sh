@@ -50,17 +50,20 @@ refuse "a recipe: the hint names the recipe key" 1 "weld.allow_nonfinite merges 
 nan_only() {
 	"$PYTHON" "$FIX" nan-at "$1" >"$T/nan-got" && cmp -s "$T/nan-got" "$T/nan-union"
 }
-# nan_covers OUT: OUT is NaN at least where some input is (pcb and sce weigh
-# each model by statistics of its whole tensor, which a NaN makes NaN)
+# nan_covers OUT: OUT is NaN at least where some input is (pcb, sce and the
+# spherical methods scale by statistics of the whole tensor, which a NaN
+# makes NaN)
 nan_covers() {
 	"$PYTHON" "$FIX" nan-at "$1" | sort >"$T/nan-got" && sort "$T/nan-union" >"$T/nan-want" &&
 		[ -z "$(comm -13 "$T/nan-got" "$T/nan-want")" ]
 }
-for m in average task-arithmetic ties dare breadcrumbs consensus della pcb sce; do
-	case $m in average) in="$T/base $T/a $T/b" ;; *) in="$B $T/a $T/b" ;; esac
+for m in average task-arithmetic ties dare breadcrumbs consensus della pcb sce ram model-stock \
+	nuslerp multislerp karcher; do
+	case $m in average | karcher) in="$T/base $T/a $T/b" ;; *) in="$B $T/a $T/b" ;; esac
 	expect "$m --allow-nonfinite merges" "$WELD" $m -q --allow-nonfinite -o "$T/m-$m" $in
 	case $m in
-	pcb | sce) expect "... NaN wherever an input is NaN" nan_covers "$T/m-$m" ;;
+	pcb | sce | model-stock | nuslerp | multislerp | karcher)
+		expect "... NaN wherever an input is NaN" nan_covers "$T/m-$m" ;;
 	*) expect "... NaN where an input is NaN, nowhere else" nan_only "$T/m-$m" ;;
 	esac
 done

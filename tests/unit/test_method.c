@@ -141,10 +141,15 @@ static void test_takes(void **state)
 	assert_false(weld_method_takes(WELD_METHOD_TIES, WELD_K_RESCALE));
 	assert_true(weld_method_takes(WELD_METHOD_CONSENSUS, WELD_K_MASKS));
 	assert_false(weld_method_takes(WELD_METHOD_AVERAGE, WELD_K_SCOPE));
-	assert_true(weld_method_mergekit_only("sce"));
-	assert_false(weld_method_mergekit_only("karcher"));
-	assert_false(weld_method_mergekit_only("model_stock"));
-	assert_false(weld_method_mergekit_only("ties"));
+	/* every method of mergekit's has a recipe name */
+	for (const char *const *n = (const char *const[]){ "linear", "passthrough", "slerp",
+		"nuslerp", "multislerp", "karcher", "task_arithmetic", "ties", "dare_ties",
+		"dare_linear", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear",
+		"model_stock", "sce", "nearswap", "arcee_fusion", "ram", "ramplus_tl", NULL };
+	     *n; n++) {
+		assert_non_null(weld_method_find(*n, WELD_IN_RECIPE));
+		assert_false(weld_method_mergekit_only(*n));
+	}
 }
 
 static void test_name_tables(void **state)
