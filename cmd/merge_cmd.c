@@ -23,7 +23,7 @@ enum {
 	O_BASE = 256, O_WEIGHTS, O_DENSITY, O_LAMBDA, O_DTYPE, O_SCOPE, O_SEED,
 	O_MAXMEM, O_SHARD, O_ALLOW_MISSING, O_NO_COPY, O_JSON, O_SIGN, O_NORMALIZE,
 	O_NO_NORMALIZE, O_RESCALE, O_COMBINE, O_TRIM, O_GAMMA, O_FROM, O_MASK_LAMBDA,
-	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED,
+	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED, O_FORMAT,
 };
 
 static const struct option long_opts[] = {
@@ -54,6 +54,7 @@ static const struct option long_opts[] = {
 	{ "apply-mask", required_argument, NULL, O_APPLY_MASK },
 	{ "masks", required_argument, NULL, O_MASKS },
 	{ "merged", required_argument, NULL, O_MERGED },
+	{ "format", required_argument, NULL, O_FORMAT },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -302,7 +303,8 @@ static int parse_method_opt(int c, struct merge_args *a)
 static int parse_common_opt(int c, struct merge_args *a)
 {
 	switch (c) {
-	case O_DTYPE: return cli_dtype(optarg, &a->o.dtype) ? 0 : EXIT_USAGE;
+	case O_DTYPE: return cli_out_dtype(optarg, &a->o) ? 0 : EXIT_USAGE;
+	case O_FORMAT: return cli_format(optarg, &a->o.format) ? 0 : EXIT_USAGE;
 	case O_MAXMEM: return cli_size("--max-memory", optarg, &a->o.max_memory) ? 0 : EXIT_USAGE;
 	case O_SHARD: return cli_size("--shard-size", optarg, &a->o.shard_size) ? 0 : EXIT_USAGE;
 	case O_ALLOW_MISSING: a->o.allow_missing = true; return 0;
@@ -499,6 +501,12 @@ int merge_main(const char *name, const char *usage, int argc, char **argv)
 		goto done;
 	recipe = recipe_json(&a);
 	weld_plan_set_recipe(p, recipe);
+	{
+		char note[1024];
+
+		if (cli_verbosity >= 1 && weld_plan_output_note(p, note, sizeof(note)))
+			fprintf(stderr, "%s: note: %s\n", cli_name, cli_safe(note));
+	}
 	if (merge_plan_only) {
 		plan_print(p, a.json, NULL);
 		r = EXIT_OK;

@@ -37,4 +37,26 @@ void weld_gguf_kvs_free(struct weld_gguf_kv *kv, size_t n);
  * a dtype GGUF cannot hold. */
 int weld_gguf_tensor_type(const struct weld_tensor_info *t);
 
+/* The ggml type the GGUF writer stores a tensor in (DESIGN 6.1): base is
+ * the base's tensor of that name (or NULL), dtype what the merge writes,
+ * requested a ggml type asked for (--dtype) or -1 for auto. Tensors of one
+ * dimension stay F32 when a type is asked for, and any tensor whose rows
+ * are not whole blocks; auto keeps the base's type when weld encodes it
+ * (F32 F16 BF16 Q8_0 Q4_0) and gives F16 otherwise. -1: a dtype GGUF
+ * cannot hold. */
+int weld_gguf_store_type(const struct weld_tensor_info *base, enum weld_dtype dtype,
+			 int requested, int ndim, uint64_t ne0);
+
+/* The GGUF writer behind weld_writer_open() when opts->gguf_base is set
+ * (the same calling sequence, see model.h). */
+struct weld_gguf_writer;
+int weld_gguf_writer_open(struct weld_gguf_writer **w, const char *path,
+			  const struct weld_out_tensor *t, size_t n,
+			  const struct weld_writer_opts *opts, struct weld_error *err);
+int64_t weld_gguf_writer_find(const struct weld_gguf_writer *w, const char *name);
+int weld_gguf_writer_write(struct weld_gguf_writer *w, size_t i, const void *data, size_t len,
+			   struct weld_error *err);
+int weld_gguf_writer_commit(struct weld_gguf_writer *w, struct weld_error *err);
+void weld_gguf_writer_close(struct weld_gguf_writer *w);
+
 #endif

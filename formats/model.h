@@ -130,6 +130,12 @@ struct weld_writer_opts {
 	/* Extra file to write in the output folder (name, contents), or NULL. */
 	const char *extra_name;
 	const char *extra_data;
+	/* Write one GGUF file at `dir` instead (gguf.h): the GGUF model whose
+	 * keys, tensor order and tensor types it follows; NULL: safetensors.
+	 * gguf_type: the ggml type asked for, or -1 (auto). shard_size,
+	 * copy_from and the config options are ignored. */
+	const weld_model *gguf_base;
+	int gguf_type;
 };
 
 int weld_writer_open(weld_writer **out, const char *dir,

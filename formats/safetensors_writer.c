@@ -20,6 +20,7 @@
  *           name: {"dtype", "shape", "data_offsets": [begin, end]}, ...}
  */
 #include "format.h"
+#include "gguf.h"
 #include "output_dir.h"
 
 #include <cjson/cJSON.h>
@@ -66,6 +67,7 @@ struct weld_writer {
 	struct weld_writer_opts opts;
 	char *recipe, *copy_from, *torch_dtype, *extra_name, *extra_data;
 	struct out_tensor **names;  /* the tensors in name order, for find */
+	struct weld_gguf_writer *gguf;  /* a GGUF output: everything goes there */
 };
 
 static char *xstrdup(const char *s)
@@ -433,6 +435,12 @@ int weld_writer_open(weld_writer **out, const char *dir,
 	w->out = dir;
 	w->dir.owner_fd = -1;
 	w->opts = *opts;
+	if (opts->gguf_base) {
+		if (weld_gguf_writer_open(&w->gguf, dir, t, n, opts, err) < 0)
+			goto fail;
+		*out = w;
+		return 0;
+	}
 	w->recipe = xstrdup(opts->recipe_json);
 	w->copy_from = xstrdup(opts->copy_from);
 	w->torch_dtype = xstrdup(opts->torch_dtype);
@@ -457,6 +465,8 @@ int64_t weld_writer_find(const weld_writer *w, const char *name)
 {
 	size_t lo = 0, hi = w->n;
 
+	if (w->gguf)
+		return weld_gguf_writer_find(w->gguf, name);
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		int c = strcmp(w->names[mid]->name, name);
@@ -473,16 +483,22 @@ int64_t weld_writer_find(const weld_writer *w, const char *name)
 
 size_t weld_writer_shards(const weld_writer *w)
 {
+	if (w->gguf)
+		return 1;
 	return w->ns;
 }
 
 int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 		      struct weld_error *err)
 {
-	struct out_tensor *t = &w->t[i];
-	struct shard *s = &w->s[t->shard];
+	struct out_tensor *t;
+	struct shard *s;
 	uint64_t off;
 
+	if (w->gguf)
+		return weld_gguf_writer_write(w->gguf, i, data, len, err);
+	t = &w->t[i];
+	s = &w->s[t->shard];
 	if (len > t->nbytes - t->written)
 		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': more bytes than its size",
 				 w->out, t->name);
@@ -601,6 +617,8 @@ static int write_index(weld_writer *w, struct weld_error *err)
 
 int weld_writer_commit(weld_writer *w, struct weld_error *err)
 {
+	if (w->gguf)
+		return weld_gguf_writer_commit(w->gguf, err);
 	for (size_t i = 0; i < w->n; i++)
 		if (!w->t[i].done && w->t[i].nbytes) {
 			return weld_fail(err, WELD_ERR_ARG,
@@ -641,6 +659,7 @@ void weld_writer_close(weld_writer *w)
 {
 	if (!w)
 		return;
+	weld_gguf_writer_close(w->gguf);
 	for (size_t k = 0; k < w->ns; k++) {
 		if (w->s[k].fd >= 0)
 			close(w->s[k].fd);

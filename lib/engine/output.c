@@ -116,6 +116,7 @@ int weld_exec_open_writers(struct exec *e, const char *out, struct weld_error *e
 	wo.edit_config_ctx = p->o.edit_config_ctx;
 	wo.copy_from = weld_plan_config_dir(p);
 	wo.torch_dtype = ref ? weld_dtype_torch_name(ref->dtype) : NULL;
+	weld_exec_gguf_opts(p, &wo);
 	r = weld_writer_open(&e->writer, out, t, p->njobs, &wo, err);
 	free(t);
 	if (r < 0 || !p->o.masks_out)

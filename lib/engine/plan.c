@@ -594,6 +594,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	}
 	if (p->o.scope == WELD_SCOPE_MODEL && check_model_scope(p, err) < 0)
 		return -1;
+	if (weld_plan_output_format(p, err) < 0)
+		return -1;
 	/*
 	 * Per slice: raw super-tiles of every input, f32 tiles (sources, base,
 	 * output, scratch), keep masks and a row buffer; per thread: histograms.

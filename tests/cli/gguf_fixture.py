@@ -91,3 +91,97 @@ def llama(path, seed, wtype):
 
 if __name__ == "__main__":
     llama(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "Q8_0")
+
+
+def read(path):
+    """The tensors of a GGUF file: name -> (shape in PyTorch order, ggml
+    type id, stored bytes); and its keys in order."""
+    g = open(path, "rb").read()
+    nt, nkv = struct.unpack("<QQ", g[8:24])
+    pos = 24
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+    def string(p):
+        n = struct.unpack("<Q", g[p:p + 8])[0]
+        return g[p + 8:p + 8 + n].decode(), p + 8 + n
+    keys, align = [], 32
+    for _ in range(nkv):
+        key, pos = string(pos)
+        keys.append(key)
+        vt = struct.unpack("<I", g[pos:pos + 4])[0]
+        pos += 4
+        if vt == 8:
+            _, pos = string(pos)
+        elif vt == 9:
+            et, cnt = struct.unpack("<IQ", g[pos:pos + 12])
+            pos += 12
+            for _ in range(cnt):
+                if et == 8:
+                    _, pos = string(pos)
+                else:
+                    pos += sizes[et]
+        else:
+            if key == "general.alignment":
+                align = struct.unpack("<I", g[pos:pos + 4])[0]
+            pos += sizes[vt]
+    infos = []
+    for _ in range(nt):
+        name, pos = string(pos)
+        nd = struct.unpack("<I", g[pos:pos + 4])[0]
+        pos += 4
+        ne = struct.unpack("<%dQ" % nd, g[pos:pos + 8 * nd])
+        pos += 8 * nd
+        ty, off = struct.unpack("<IQ", g[pos:pos + 12])
+        pos += 12
+        infos.append((name, ne, ty, off))
+    start = (pos + align - 1) // align * align
+    out = {}
+    for name, ne, ty, off in infos:
+        blk, size = {v[0]: (v[1], v[2]) for v in BLOCK.values()}[ty]
+        nbytes = int(np.prod(ne)) // blk * size
+        out[name] = (list(reversed(ne)), ty, g[start + off:start + off + nbytes])
+    return out, keys
+
+
+def f32_values(shape, ty, raw):
+    """Decode F32 / F16 / Q8_0 / Q4_0 data to float32 (NumPy, as ggml)."""
+    n = int(np.prod(shape))
+    if ty == 0:
+        return np.frombuffer(raw, "<f4").reshape(shape)
+    if ty == 1:
+        return np.frombuffer(raw, "<f2").astype(np.float32).reshape(shape)
+    if ty == 8:
+        b = np.frombuffer(raw, np.uint8).reshape(n // 32, 34)
+        d = b[:, :2].copy().view("<f2").astype(np.float32)
+        return (b[:, 2:].copy().view(np.int8).astype(np.float32) * d).reshape(shape)
+    if ty == 2:
+        b = np.frombuffer(raw, np.uint8).reshape(n // 32, 18)
+        d = b[:, :2].copy().view("<f2").astype(np.float32)
+        q = np.concatenate([b[:, 2:] & 15, b[:, 2:] >> 4], axis=1).astype(np.float32) - 8
+        return (q * d).reshape(shape)
+    raise ValueError("type %d" % ty)
+
+
+def quant_q8_0(x):
+    """ggml's quantize_row_q8_0_ref, as gguf-py's quants.py writes it."""
+    b = x.reshape(-1, 32).astype(np.float32)
+    d = (np.abs(b).max(axis=1, keepdims=True) / np.float32(127)).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        idv = np.where(d == 0, np.float32(0), np.float32(1) / d).astype(np.float32)
+    q = np.trunc(b * idv + np.copysign(np.float32(0.5), b * idv)).astype(np.int8)   # roundf
+    return np.concatenate([d.astype("<f2").view(np.uint8), q.view(np.uint8)], axis=1).tobytes()
+
+
+def quant_q4_0(x):
+    """ggml's quantize_row_q4_0_ref with the fused multiply-add gguf-py
+    emulates (f64 product and sum, one rounding to f32, truncation)."""
+    b = x.reshape(-1, 32).astype(np.float32)
+    i = np.abs(b).argmax(axis=1)
+    mx = b[np.arange(len(b)), i][:, None]
+    d = (mx / np.float32(-8)).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        idv = np.where(d == 0, np.float32(0), np.float32(1) / d).astype(np.float32)
+    v = (b.astype(np.float64) * idv.astype(np.float64) + 8.5).astype(np.float32)
+    q = np.minimum(15, np.trunc(v)).astype(np.uint8)
+    qs = q[:, :16] | (q[:, 16:] << 4)
+    return np.concatenate([d.astype("<f2").view(np.uint8), qs], axis=1).tobytes()

@@ -753,6 +753,82 @@ static void test_q8_0_q4_0_encoders(void **state)
 	assert_int_equal(b8[2], 0);
 }
 
+/* ---------------------------------------------------------------- writer */
+
+static void test_store_types(void **state)
+{
+	struct weld_tensor_info q4k = { .dtype = WELD_F32, .quant = WELD_GGML_Q4_K, .ndim = 2 };
+	struct weld_tensor_info q8 = { .dtype = WELD_F32, .quant = WELD_GGML_Q8_0, .ndim = 2 };
+	struct weld_tensor_info bf = { .dtype = WELD_BF16, .ndim = 2 };
+
+	(void)state;
+	assert_int_equal(weld_gguf_store_type(&q4k, WELD_F32, -1, 2, 256), WELD_GGML_F16);
+	assert_int_equal(weld_gguf_store_type(&q8, WELD_F32, -1, 2, 64), WELD_GGML_Q8_0);
+	assert_int_equal(weld_gguf_store_type(&bf, WELD_BF16, -1, 2, 64), WELD_GGML_BF16);
+	assert_int_equal(weld_gguf_store_type(&q8, WELD_F32, WELD_GGML_Q4_0, 2, 64), WELD_GGML_Q4_0);
+	/* 1-D stays F32 when a type is asked for; rows that are not whole blocks too */
+	assert_int_equal(weld_gguf_store_type(&q8, WELD_F32, WELD_GGML_Q8_0, 1, 64), WELD_GGML_F32);
+	assert_int_equal(weld_gguf_store_type(NULL, WELD_F32, WELD_GGML_Q8_0, 2, 48), WELD_GGML_F32);
+	assert_int_equal(weld_gguf_store_type(NULL, WELD_I32, -1, 1, 3), 26);
+	assert_int_equal(weld_gguf_store_type(NULL, WELD_U8, -1, 1, 3), -1);
+}
+
+/* Writes that cut blocks: the writer keeps the partial block. */
+static void test_writer_in_pieces(void **state)
+{
+	struct weld_error err = { 0 };
+	struct buf b = { 0 };
+	struct weld_out_tensor t[2] = {
+		{ .name = "b", .dtype = WELD_F32, .ndim = 2, .shape = { 2, 64 } },
+		{ .name = "a", .dtype = WELD_F32, .ndim = 1, .shape = { 32 } },
+	};
+	struct weld_writer_opts o = { .gguf_type = WELD_GGML_Q8_0 };
+	weld_writer *w;
+	weld_model *m, *out;
+	float x[128], y[128];
+	unsigned char q[136];
+	char *p, *op = fixture_path(*state, "out.gguf");
+
+	good_file(&b, 3);
+	p = save(*state, "m.gguf", &b);
+	m = open_ok(p);
+	o.gguf_base = m;
+	for (int i = 0; i < 128; i++)
+		x[i] = (float)((i * 37) % 101) / 7 - 7;
+	if (weld_writer_open(&w, op, t, 2, &o, &err) < 0)
+		print_error("%s\n", err.msg);
+	assert_non_null(w);
+	for (size_t k = 0; k < 128; k += 5)
+		assert_int_equal(weld_writer_write(w, (size_t)weld_writer_find(w, "b"), x + k,
+						   (k + 5 <= 128 ? 5 : 128 - k) * 4, &err), 0);
+	assert_int_equal(weld_writer_write(w, (size_t)weld_writer_find(w, "a"), x, 128, &err), 0);
+	if (weld_writer_commit(w, &err) < 0)
+		print_error("%s\n", err.msg);
+	assert_int_equal(err.status, WELD_OK);
+	weld_writer_close(w);
+	out = open_ok(op);
+	/* the base's order: a before b; a is 1-D, F32 */
+	assert_true(weld_model_tensor(out, 0)->offset < weld_model_tensor(out, 1)->offset);
+	assert_int_equal(weld_model_tensor(out, 0)->quant, 0);
+	assert_int_equal(weld_model_tensor(out, 1)->quant, WELD_GGML_Q8_0);
+	assert_int_equal(weld_model_read_stored(out, 1, 0, 136, q, &err), 0);
+	{
+		unsigned char want[136];
+
+		weld_quant_q8_0(x, want, 4);
+		assert_memory_equal(q, want, 136);
+	}
+	assert_int_equal(weld_model_read_f32(out, 0, 0, 32, y, NULL, &err), 0);
+	assert_memory_equal(x, y, 128);
+	assert_int_equal(weld_verify(out, NULL, NULL, NULL), 0);
+	assert_string_equal(weld_model_metadata(out, "general.architecture"), "llama");
+	assert_string_equal(weld_model_metadata(out, "general.file_type"), "7");
+	weld_model_close(out);
+	weld_model_close(m);
+	free(op);
+	free(p);
+}
+
 int main(void)
 {
 #define D(f) cmocka_unit_test_setup_teardown(f, fixture_setup_dir, fixture_teardown_dir)
@@ -772,6 +848,8 @@ int main(void)
 		cmocka_unit_test(test_block_types),
 		cmocka_unit_test(test_q4_k_by_hand),
 		cmocka_unit_test(test_q8_0_q4_0_encoders),
+		cmocka_unit_test(test_store_types),
+		D(test_writer_in_pieces),
 	};
 
 	return cmocka_run_group_tests_name("gguf", tests, NULL, NULL);
