@@ -189,6 +189,10 @@ int weld_plan_output_format(const weld_plan *p, struct weld_error *err);
  * weld does not encode is written as F16), into buf: true if there is one. */
 bool weld_plan_output_note(const weld_plan *p, char *buf, size_t len);
 
+/* The type job j is stored in: its dtype's name, or for a GGUF output the
+ * ggml type the writer will use ("Q8_0"). */
+const char *weld_plan_job_type_name(const weld_plan *p, const struct weld_job *j);
+
 /* Run the plan, writing the output folder out (atomically). */
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err);
 

@@ -93,3 +93,18 @@ void weld_exec_gguf_opts(const weld_plan *p, struct weld_writer_opts *wo)
 	wo->gguf_base = ref_model(p);
 	wo->gguf_type = gguf_type(p);
 }
+
+const char *weld_plan_job_type_name(const weld_plan *p, const struct weld_job *j)
+{
+	const weld_model *ref = ref_model(p);
+	int64_t bi;
+	int t;
+
+	if (weld_plan_output_format(p, NULL) != WELD_FORMAT_GGUF)
+		return weld_dtype_name(j->dtype);
+	bi = weld_model_find(ref, j->name);
+	t = weld_gguf_store_type(bi >= 0 ? weld_model_tensor(ref, (size_t)bi) : NULL, j->dtype,
+				 gguf_type(p), j->ndim,
+				 j->ndim ? (uint64_t)j->shape[j->ndim - 1] : 1);
+	return t >= 0 ? weld_ggml_type_name((uint32_t)t) : weld_dtype_name(j->dtype);
+}

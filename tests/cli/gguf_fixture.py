@@ -5,6 +5,10 @@ weld's writer (NumPy only).
                                            chat-template keys, 2-D weights in
                                            TYPE (F32 F16 BF16 Q8_0 Q4_0 Q4_K
                                            Q6_K ...), norms in F32
+    gguf_fixture.py --family DIR small|full
+                                           base.gguf, ft1.gguf, ft2.gguf and
+                                           ft3.gguf in Q8_0 (full: about 0.5 GB
+                                           each), for make bench
 
 Quantised tensors are random blocks (every bit pattern is a valid block)
 with finite fp16 scales, so that any decoder must follow the formulas.
@@ -64,11 +68,10 @@ def write(path, tensors, kvs, align=32):
         f.write(head + data)
 
 
-def llama(path, seed, wtype):
+def llama(path, seed, wtype, h=256, ff=512, vocab=64, layers=2):
     rng = np.random.default_rng(seed)
-    h, ff, vocab = 256, 512, 64
     tensors = [("token_embd.weight", wtype, [vocab, h]), ("output_norm.weight", "F32", [h])]
-    for layer in range(2):
+    for layer in range(layers):
         p = "blk.%d." % layer
         tensors += [(p + "attn_norm.weight", "F32", [h]), (p + "attn_q.weight", wtype, [h, h]),
                     (p + "attn_k.weight", wtype, [h, h]), (p + "ffn_up.weight", wtype, [ff, h]),
@@ -77,7 +80,7 @@ def llama(path, seed, wtype):
     kvs = [kv("general.architecture", 8, gstr("llama")),
            kv("general.name", 8, gstr("fixture")),
            kv("general.file_type", 4, struct.pack("<I", 7 if wtype == "Q8_0" else 1)),
-           kv("llama.block_count", 4, struct.pack("<I", 2)),
+           kv("llama.block_count", 4, struct.pack("<I", layers)),
            kv("llama.embedding_length", 4, struct.pack("<I", h)),
            kv("llama.rope.freq_base", 6, struct.pack("<f", 10000.0)),
            kv("tokenizer.ggml.add_bos_token", 7, b"\x01"),
@@ -89,8 +92,22 @@ def llama(path, seed, wtype):
     write(path, [(n, t, s, tensor_bytes(rng, t, s)) for n, t, s in tensors], kvs)
 
 
+def family(folder, size):
+    import os
+    os.makedirs(folder, exist_ok=True)
+    dims = dict(h=2048, ff=5632, vocab=32000, layers=10) if size == "full" else {}
+    for seed, name in enumerate(["base", "ft1", "ft2", "ft3"]):
+        path = os.path.join(folder, name + ".gguf")
+        if not os.path.exists(path):
+            llama(path + ".tmp", seed, "Q8_0", **dims)
+            os.rename(path + ".tmp", path)
+
+
 if __name__ == "__main__":
-    llama(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "Q8_0")
+    if sys.argv[1] == "--family":
+        family(sys.argv[2], sys.argv[3])
+    else:
+        llama(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "Q8_0")
 
 
 def read(path):
