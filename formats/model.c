@@ -147,6 +147,13 @@ bool weld_model_metadata_at(const weld_model *m, size_t i, const char **key,
 	return true;
 }
 
+uint64_t weld_tensor_stored_bytes(const struct weld_tensor_info *t, uint64_t n)
+{
+	const struct weld_ggml_type_info *q = t->quant ? weld_ggml_type(t->quant) : NULL;
+
+	return q ? n / q->block * q->bytes : n * weld_dtype_size(t->dtype);
+}
+
 const char *weld_tensor_type_name(const struct weld_tensor_info *t)
 {
 	const char *q = t->quant ? weld_ggml_type_name(t->quant) : NULL;

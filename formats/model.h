@@ -69,6 +69,9 @@ const char *weld_model_file_metadata(const weld_model *m, size_t file, const cha
 size_t weld_model_metadata_count(const weld_model *m);
 bool weld_model_metadata_at(const weld_model *m, size_t i, const char **key,
 			    const char **value, int *file);
+/* Bytes that n elements of tensor t take in its file (n a multiple of its
+ * block when it is stored in blocks, else rounded down). */
+uint64_t weld_tensor_stored_bytes(const struct weld_tensor_info *t, uint64_t n);
 /* The type a tensor is stored in: its block type when quant ("Q8_0"),
  * else its dtype's name. */
 const char *weld_tensor_type_name(const struct weld_tensor_info *t);

@@ -584,13 +584,13 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 				weld_model_tensor(p->models[j->src[s].model], (size_t)j->src[s].tensor);
 			uint64_t es = weld_dtype_size(t->dtype);
 
-			p->input_bytes += j->nelem * es;
+			p->input_bytes += weld_tensor_stored_bytes(t, j->nelem);
 			raw_es = es > raw_es ? es : raw_es;
 		}
 		if (j->base_model >= 0)
-			p->input_bytes += j->nelem *
-				weld_dtype_size(weld_model_tensor(p->models[j->base_model],
-								  (size_t)j->base_tensor)->dtype);
+			p->input_bytes += weld_tensor_stored_bytes(
+				weld_model_tensor(p->models[j->base_model], (size_t)j->base_tensor),
+				j->nelem);
 	}
 	if (p->o.scope == WELD_SCOPE_MODEL && check_model_scope(p, err) < 0)
 		return -1;
