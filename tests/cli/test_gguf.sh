@@ -123,6 +123,10 @@ cp "$T/m.gguf" "$T/bad.gguf"
 printf 'x' | dd of="$T/bad.gguf" bs=1 seek=40000 conv=notrunc 2>/dev/null
 refuse "verify finds a changed byte" 1 "XXH3" - "$WELD" verify "$T/bad.gguf"
 expect "a K-quant base gives F16, with a note" sh -c "'$WELD' average '$T/Q4_K.gguf' '$T/Q4_K.gguf' -o '$T/k.gguf' 2>'$T/k.err' && grep -q 'note: .*Q4_K tensors, which weld does not encode: they are written as F16 (llama.cpp.s llama-quantize' '$T/k.err' && '$WELD' inspect '$T/k.gguf' | grep -q '^blk.0.attn_q.weight	F16	' && '$WELD' inspect '$T/k.gguf' | grep -q '^# general.file_type = 1$'"
+expect "an F16 base gives F16" sh -c "'$WELD' average '$T/F16.gguf' '$T/F16.gguf' -o '$T/h.gguf' -q && '$WELD' inspect '$T/h.gguf' | grep -q '^blk.0.attn_q.weight	F16	' && '$WELD' inspect '$T/h.gguf' | grep -q '^# general.file_type = 1$'"
+expect "averaging a model with itself gives it back" same "$T/F16.gguf" "$T/h.gguf"
+expect "--dtype bf16 writes BF16" sh -c "'$WELD' convert '$T/Q8_0.gguf' -o '$T/bf.gguf' --dtype bf16 -q && '$WELD' inspect '$T/bf.gguf' | grep -q '^blk.0.attn_q.weight	BF16	' && '$WELD' inspect '$T/bf.gguf' | grep -q '^output_norm.weight	F32	' && '$WELD' inspect '$T/bf.gguf' | grep -q '^# general.file_type = 32$'"
+expect "weld plan shows the GGUF types" sh -c "'$WELD' plan ties --base '$T/f0q8.gguf' '$T/f1q4.gguf' -o '$T/p.gguf' | grep -q '^blk.0.attn_q.weight Q8_0 \[256, 256\] ties' && test ! -e '$T/p.gguf'"
 refuse "no GGUF from safetensors" 1 "GGUF output needs GGUF models" "$T/x.gguf" "$WELD" convert "$T/q8" -o "$T/x.gguf" --format gguf
 refuse "no Q8_0 in safetensors" 1 "--dtype q8_0 is a GGUF type" "$T/x" "$WELD" average "$T/Q8_0.gguf" -o "$T/x" --dtype q8_0 --format safetensors
 refuse "--format is checked" 2 "invalid value 'onnx' for '--format'" - "$WELD" average "$T/Q8_0.gguf" -o "$T/x" --format onnx
