@@ -433,35 +433,34 @@ static int store(struct weld_gguf_writer *w, struct gtensor *t, const void *data
 	return 0;
 }
 
-/* Encode n floats (whole blocks) of t and store them. */
+/* Elements converted per step: the writer's own buffers stay this small
+ * whatever the chunk a write brings (a multiple of every block). */
+#define STEP 65536
+
+/* Encode n floats (whole blocks) of t and store them; buf holds the
+ * encoded bytes of STEP floats. */
 static int encode(struct weld_gguf_writer *w, struct gtensor *t, const float *f, size_t n,
-		  struct weld_error *err)
+		  unsigned char *buf, struct weld_error *err)
 {
 	const struct weld_ggml_type_info *q = weld_ggml_type(t->type);
-	size_t bytes = n / q->block * q->bytes;
-	unsigned char *buf;
-	int r;
 
-	if (!n)
-		return 0;
-	if (!(buf = malloc(bytes)))
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	weld_ggml_encode(t->type, f, buf, n);
-	r = store(w, t, buf, bytes, err);
-	free(buf);
-	return r;
+	for (size_t k = 0; k < n; k += STEP) {
+		size_t m = n - k < STEP ? n - k : STEP;
+
+		weld_ggml_encode(t->type, f + k, buf, m);
+		if (store(w, t, buf, m / q->block * q->bytes, err) < 0)
+			return -1;
+	}
+	return 0;
 }
 
-/* Elements arriving in another dtype than the stored one: decoded, and
- * encoded in whole blocks; the rest of a block waits in t->pend. */
-static int convert(struct weld_gguf_writer *w, struct gtensor *t, const void *data, size_t n,
-		   struct weld_error *err)
+/* Elements arriving in another type than the stored one: decoded, and
+ * encoded in whole blocks, STEP at a time; the rest of a block waits in
+ * t->pend. */
+static int convert(struct weld_gguf_writer *w, struct gtensor *t, const unsigned char *p,
+		   size_t n, unsigned char *buf, float *f, struct weld_error *err)
 {
 	const size_t B = weld_ggml_type(t->type)->block, es = weld_dtype_size(t->dtype);
-	const unsigned char *p = data;
-	float *f;
-	size_t whole;
-	int r;
 
 	if (t->npend) {
 		size_t k = B - t->npend < n ? B - t->npend : n;
@@ -473,19 +472,20 @@ static int convert(struct weld_gguf_writer *w, struct gtensor *t, const void *da
 		if (t->npend < B)
 			return 0;
 		t->npend = 0;
-		if (encode(w, t, t->pend, B, err) < 0)
+		if (encode(w, t, t->pend, B, buf, err) < 0)
 			return -1;
 	}
-	whole = n / B * B;
-	if (!(f = malloc((whole ? whole : 1) * sizeof(float))))
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	weld_decode_f32(t->dtype, p, f, whole);
-	r = encode(w, t, f, whole, err);
-	free(f);
-	if (r < 0)
-		return -1;
-	weld_decode_f32(t->dtype, p + whole * es, t->pend, n - whole);
-	t->npend = n - whole;
+	while (n >= B) {
+		size_t m = n / B * B < STEP ? n / B * B : STEP;
+
+		weld_decode_f32(t->dtype, p, f, m);
+		if (encode(w, t, f, m, buf, err) < 0)
+			return -1;
+		p += m * es;
+		n -= m;
+	}
+	weld_decode_f32(t->dtype, p, t->pend, n);
+	t->npend = n;
 	return 0;
 }
 
@@ -494,6 +494,8 @@ int weld_gguf_writer_write(struct weld_gguf_writer *w, size_t i, const void *dat
 {
 	struct gtensor *t = &w->t[i];
 	size_t es = weld_dtype_size(t->dtype), n = len / es;
+	unsigned char *buf;
+	int r;
 
 	if (len % es || n > t->nelem - t->in_done)
 		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': more bytes than its size",
@@ -501,7 +503,13 @@ int weld_gguf_writer_write(struct weld_gguf_writer *w, size_t i, const void *dat
 	t->in_done += n;
 	if (dtype_type(t->dtype) == (int)t->type)
 		return store(w, t, data, len, err);
-	return convert(w, t, data, n, err);
+	/* encoded bytes of STEP floats: at most 4 per element (F32) */
+	buf = malloc(STEP * sizeof(float) * 2);
+	if (!buf)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	r = convert(w, t, data, n, buf, (float *)(void *)(buf + STEP * sizeof(float)), err);
+	free(buf);
+	return r;
 }
 
 /* ---------------------------------------------------------------- commit */
