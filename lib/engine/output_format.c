@@ -10,6 +10,11 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Chunks, slices and super-tiles start at multiples of WELD_BLOCK (or of
+ * whole rows, and a GGUF row is whole blocks): a chunk never cuts a GGUF
+ * block, so block types are read block-aligned (model.c). */
+_Static_assert(WELD_BLOCK % 256 == 0, "a chunk is whole blocks of every GGUF type");
+
 /* The model the output follows: the first job's base, else its first
  * source; NULL without jobs. */
 static const weld_model *ref_model(const weld_plan *p)
