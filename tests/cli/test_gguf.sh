@@ -117,6 +117,7 @@ expect "an F32 GGUF merge equals the merge of the decoded values" same "$T/m32.g
 "$WELD" convert "$T/m32.gguf" -o "$T/m32q8.gguf" --dtype q8_0 -q || exit 1
 expect "the Q8_0 merge is the F32 merge quantised" sh -c "'$WELD' inspect --hash '$T/m.gguf' | grep -v '^#' | cut -f1,6 >'$T/h1' && '$WELD' inspect --hash '$T/m32q8.gguf' | grep -v '^#' | cut -f1,6 >'$T/h2' && cmp -s '$T/h1' '$T/h2'"
 expect "verify a GGUF output" "$WELD" verify "$T/m.gguf"
+expect "same bytes for any -j and --max-memory" sh -c "'$WELD' ties --base '$T/f0q8.gguf' '$T/f1q4.gguf' '$T/f2q8.gguf' '$T/Q4_K.gguf' -o '$T/m1.gguf' --density 0.4 -q -j 1 --max-memory 10M && cmp '$T/m.gguf' '$T/m1.gguf'"
 expect "metadata carried over, weld keys added" sh -c "'$WELD' inspect '$T/m.gguf' | grep -q '^# tokenizer.chat_template = ' && '$WELD' inspect '$T/m.gguf' | grep -q '^# weld.recipe = {\"merge_method\":\"ties\"' && '$WELD' inspect '$T/m.gguf' | grep -q '^# general.file_type = 7$'"
 expect "tensors in the base's order" sh -c "cd '$HERE' && '$PYTHON' -c 'import gguf_fixture as g, sys; a = list(g.read(sys.argv[1])[0]); b = list(g.read(sys.argv[2])[0]); assert a == b, (a, b)' '$T/f0.gguf' '$T/m.gguf'"
 cp "$T/m.gguf" "$T/bad.gguf"
