@@ -477,9 +477,14 @@ static int convert(struct weld_gguf_writer *w, struct gtensor *t, const unsigned
 	}
 	while (n >= B) {
 		size_t m = n / B * B < STEP ? n / B * B : STEP;
+		const float *src = f;
 
-		weld_decode_f32(t->dtype, p, f, m);
-		if (encode(w, t, f, m, buf, err) < 0)
+		/* float32 data in place is encoded from where it is */
+		if (t->dtype == WELD_F32 && (uintptr_t)p % _Alignof(float) == 0)
+			src = (const float *)(const void *)p;
+		else
+			weld_decode_f32(t->dtype, p, f, m);
+		if (encode(w, t, src, m, buf, err) < 0)
 			return -1;
 		p += m * es;
 		n -= m;

@@ -328,6 +328,22 @@ static int to_i8(float v)
 	return (int8_t)(int)v;
 }
 
+/* C's roundf (half away from zero) of v, as an int8 the way to_i8() gives
+ * it: the truncation, then a step when the fraction, exact in float for
+ * |v| < 2^23, is at least one half. roundf itself is a library call. */
+static int round_i8(float v)
+{
+	int i;
+	float fr;
+
+	if (!(v > -129.0f && v < 128.0f))
+		return 0;
+	i = (int)v;
+	fr = v - (float)i;
+	i += (fr >= 0.5f) - (fr <= -0.5f);
+	return (int8_t)i;
+}
+
 void weld_quant_q8_0(const float *x, unsigned char *b, size_t nb)
 {
 	for (size_t i = 0; i < nb; i++, x += 32, b += 34) {
@@ -339,7 +355,7 @@ void weld_quant_q8_0(const float *x, unsigned char *b, size_t nb)
 		id = d != 0.0f ? 1.0f / d : 0.0f;
 		put_h16(b, d);
 		for (int j = 0; j < 32; j++)
-			b[2 + j] = (unsigned char)to_i8(roundf(x[j] * id));
+			b[2 + j] = (unsigned char)round_i8(x[j] * id);
 	}
 }
 

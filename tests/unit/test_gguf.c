@@ -753,6 +753,37 @@ static void test_q8_0_q4_0_encoders(void **state)
 	assert_int_equal(b8[2], 0);
 }
 
+/* Q8_0 rounds as C's roundf: d = 1 (amax 127), so q = roundf(x), checked
+ * on every quarter in [-127, 127] and on the floats next to each half. */
+static void test_q8_0_rounding(void **state)
+{
+	float x[32], v[4096];
+	unsigned char b[34];
+	size_t nv = 0;
+
+	(void)state;
+	for (int i = -508; i <= 508; i++) {
+		float q = (float)i / 4;
+
+		v[nv++] = q;
+		if (i % 4 == 2 || i % 4 == -2) {     /* a half */
+			v[nv++] = nextafterf(q, 0.0f);
+			v[nv++] = nextafterf(q, q * 2);
+		}
+	}
+	for (size_t k = 0; k < nv; k += 31) {
+		x[0] = 127.0f;
+		for (int j = 1; j < 32; j++)
+			x[j] = k + (size_t)j - 1 < nv ? v[k + (size_t)j - 1] : 0.0f;
+		weld_quant_q8_0(x, b, 1);
+		assert_int_equal(b[0] | b[1] << 8, 0x3c00);
+		for (int j = 0; j < 32; j++)
+			if ((int8_t)b[2 + j] != (int)roundf(x[j]))
+				fail_msg("%.9g gives %d, roundf %g", (double)x[j], (int8_t)b[2 + j],
+					 (double)roundf(x[j]));
+	}
+}
+
 /* ---------------------------------------------------------------- writer */
 
 static void test_store_types(void **state)
@@ -848,6 +879,7 @@ int main(void)
 		cmocka_unit_test(test_block_types),
 		cmocka_unit_test(test_q4_k_by_hand),
 		cmocka_unit_test(test_q8_0_q4_0_encoders),
+		cmocka_unit_test(test_q8_0_rounding),
 		cmocka_unit_test(test_store_types),
 		D(test_writer_in_pieces),
 	};
