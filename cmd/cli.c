@@ -4,6 +4,7 @@
  * error: ..."), results to stdout.
  */
 #include "cli.h"
+#include "quant.h"
 
 #include <errno.h>
 #include <float.h>
@@ -140,6 +141,8 @@ int cli_check_output(const weld_plan *p, const char *out, bool force, bool singl
 	}
 	for (size_t i = 0; i < n; i++)
 		in[i] = weld_model_path(weld_plan_model(p, (int)i));
+	/* a GGUF output is one file */
+	single_file = single_file || weld_plan_output_format(p, NULL) == WELD_FORMAT_GGUF;
 	r = cli_check_paths(out, force, single_file, in, n);
 	free(in);
 	return r;
@@ -342,6 +345,35 @@ bool cli_list(const char *opt, const char *s, double *vals, size_t max, size_t *
 	}
 	free(copy);
 	return ok;
+}
+
+bool cli_out_dtype(const char *s, struct weld_merge_opts *o)
+{
+	int q = weld_ggml_type_parse(s);
+
+	if (q == WELD_GGML_Q8_0 || q == WELD_GGML_Q4_0) {
+		o->dtype = WELD_F32;
+		o->out_quant = (uint32_t)q;
+		return true;
+	}
+	o->out_quant = 0;
+	if (weld_dtype_parse_output(s, true, &o->dtype) == 0)
+		return true;
+	cli_usage_error("invalid value '%s' for '--dtype': expected auto, bf16, f16, f32, f64, "
+			"or for a GGUF output q8_0 or q4_0", s);
+	return false;
+}
+
+bool cli_format(const char *s, int *out)
+{
+	if (strcmp(s, "safetensors") == 0)
+		*out = WELD_FORMAT_SAFETENSORS;
+	else if (strcmp(s, "gguf") == 0)
+		*out = WELD_FORMAT_GGUF;
+	else
+		return cli_usage_error("invalid value '%s' for '--format': expected safetensors or gguf",
+				       s) == 0;
+	return true;
 }
 
 bool cli_dtype(const char *s, int *out)

@@ -77,6 +77,11 @@ bool cli_size(const char *opt, const char *s, uint64_t *out);
 bool cli_list(const char *opt, const char *s, double *vals, size_t max, size_t *n);
 /* --dtype auto|bf16|f16|f32 (and f64): -1 for auto. */
 bool cli_dtype(const char *s, int *out);
+/* The same, with q8_0 and q4_0 (GGUF block types), into o->dtype and
+ * o->out_quant. */
+bool cli_out_dtype(const char *s, struct weld_merge_opts *o);
+/* --format safetensors|gguf. */
+bool cli_format(const char *s, int *out);
 
 /*
  * --part I/N, or --part auto: from Slurm's job array variables

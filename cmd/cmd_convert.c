@@ -12,11 +12,14 @@
 #include <string.h>
 
 static const char usage[] =
-	"usage: weld convert MODEL -o OUT [--dtype TYPE] [--shard-size SIZE] [--max-memory SIZE] [options]\n"
-	"\n  write MODEL (safetensors or PyTorch .bin) as a safetensors folder\n"
+	"usage: weld convert MODEL -o OUT [--dtype TYPE] [--format FMT] [--shard-size SIZE] [--max-memory SIZE] [options]\n"
+	"\n  write MODEL (safetensors or PyTorch .bin) as a safetensors folder, or a GGUF\n"
+	"  file as a GGUF file (re-typed) or a safetensors folder (GGUF names kept)\n"
 	"  -o, --output DIR        output folder (refused if it exists, unless -f)\n"
 	"  -f, --force             replace an existing output once the new one is complete\n"
-	"      --dtype TYPE        bf16|f16|f32|f64 for floating tensors (default: unchanged)\n"
+	"      --dtype TYPE        bf16|f16|f32|f64 for floating tensors, or q8_0|q4_0 for a\n"
+	"                          GGUF output (default: unchanged)\n"
+	"      --format FMT        safetensors|gguf (default: the input's; GGUF only from GGUF)\n"
 	"      --shard-size SIZE   largest output shard (default 5G; 0 = one file)\n"
 	"      --max-memory SIZE   memory budget (default 1G)\n"
 	"  -j, --threads N         worker threads (default: OMP_NUM_THREADS, else all cores)\n"
@@ -24,7 +27,7 @@ static const char usage[] =
 	"  -q, --quiet / -v, --verbose\n"
 	"      --json              machine-readable summary on stdout\n";
 
-enum { O_DTYPE = 256, O_SHARD, O_MAXMEM, O_NO_COPY, O_JSON };
+enum { O_DTYPE = 256, O_SHARD, O_MAXMEM, O_NO_COPY, O_JSON, O_FORMAT };
 
 int cmd_convert(int argc, char **argv)
 {
@@ -35,6 +38,7 @@ int cmd_convert(int argc, char **argv)
 		{ "max-memory", required_argument, NULL, O_MAXMEM },
 		{ "no-copy-files", no_argument, NULL, O_NO_COPY },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "format", required_argument, NULL, O_FORMAT },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct weld_merge_opts o = {
@@ -59,7 +63,11 @@ int cmd_convert(int argc, char **argv)
 		}
 		switch (c) {
 		case O_DTYPE:
-			if (!cli_dtype(optarg, &o.dtype))
+			if (!cli_out_dtype(optarg, &o))
+				return EXIT_USAGE;
+			break;
+		case O_FORMAT:
+			if (!cli_format(optarg, &o.format))
 				return EXIT_USAGE;
 			break;
 		case O_SHARD:
@@ -105,6 +113,12 @@ int cmd_convert(int argc, char **argv)
 		return r;
 	}
 	r = EXIT_FAIL;
+	{
+		char note[1024];
+
+		if (cli_verbosity >= 1 && weld_plan_output_note(p, note, sizeof(note)))
+			fprintf(stderr, "%s: note: %s\n", cli_name, cli_safe(note));
+	}
 	cli_info("%zu tensors, %llu bytes to read, %llu elements per chunk", weld_plan_job_count(p),
 		 (unsigned long long)weld_plan_input_bytes(p),
 		 (unsigned long long)weld_plan_chunk_elems(p));

@@ -10,6 +10,7 @@
 static const char usage[] =
 	"usage: weld inspect [--hash] [--json] MODEL\n"
 	"\n  list every tensor: name, dtype, shape, bytes and the file holding it\n"
+	"  (and, for a GGUF file, its metadata keys)\n"
 	"      --hash    add the XXH3-64 of each tensor's bytes\n"
 	"      --json    one JSON object on stdout\n";
 
@@ -22,6 +23,35 @@ static void shape(const struct weld_tensor_info *t, char *buf, size_t len)
 				      (long long)t->shape[d]);
 	if (o < len)
 		snprintf(buf + o, len - o, "]");
+}
+
+/* A GGUF file's key/value pairs (those of its first file): "# key = value"
+ * lines, or a "metadata" JSON object. */
+static void print_metadata(const weld_model *m, bool json)
+{
+	const char *k, *v;
+	int file;
+	bool first = true;
+
+	if (strcmp(weld_model_format(m), "gguf") != 0)
+		return;
+	if (json)
+		printf(",\"metadata\":{");
+	for (size_t i = 0; weld_model_metadata_at(m, i, &k, &v, &file); i++) {
+		if (file != 0 || strncmp(k, "weld_", 5) == 0)
+			continue;
+		if (json) {
+			printf("%s", first ? "" : ",");
+			cli_json_string(stdout, k);
+			printf(":");
+			cli_json_string(stdout, v);
+		} else {
+			printf("# %s = %s\n", cli_safe(k), cli_safe(v));
+		}
+		first = false;
+	}
+	if (json)
+		printf("}");
 }
 
 static const char *base_name(const char *p)
@@ -83,22 +113,26 @@ int cmd_inspect(int argc, char **argv)
 		if (json) {
 			printf("%s{\"name\":", i ? "," : "");
 			cli_json_string(stdout, t->name);
-			printf(",\"dtype\":\"%s\",\"shape\":%s,\"bytes\":%llu,\"file\":",
-			       weld_dtype_name(t->dtype), sh, (unsigned long long)t->nbytes);
+			printf(",\"dtype\":\"%s\",\"shape\":%s,\"bytes\":%llu,\"offset\":%llu,\"file\":",
+			       weld_tensor_type_name(t), sh, (unsigned long long)t->nbytes,
+			       (unsigned long long)t->offset);
 			cli_json_string(stdout, base_name(weld_model_file_path(m, (size_t)t->file)));
 			if (hash)
 				printf(",\"xxh3\":\"%s\"", hex);
 			printf("}");
 		} else {
-			printf("%s\t%s\t%s\t%llu\t%s%s%s\n", cli_safe(t->name), weld_dtype_name(t->dtype), sh,
+			printf("%s\t%s\t%s\t%llu\t%s%s%s\n", cli_safe(t->name), weld_tensor_type_name(t), sh,
 			       (unsigned long long)t->nbytes,
 			       cli_safe(base_name(weld_model_file_path(m, (size_t)t->file))), hash ? "\t" : "", hex);
 		}
 	}
 	if (json) {
-		printf("],\"total_bytes\":%llu,\"files\":%zu}\n", (unsigned long long)total,
+		printf("]");
+		print_metadata(m, true);
+		printf(",\"total_bytes\":%llu,\"files\":%zu}\n", (unsigned long long)total,
 		       weld_model_file_count(m));
 	} else {
+		print_metadata(m, false);
 		char sz[32];
 
 		weld_format_size(total, sz, sizeof(sz));

@@ -28,7 +28,7 @@ enum {
 	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED, O_ALLOW_NONFINITE, O_PART, O_PARTS,
 	O_EPSILON, O_CLIP, O_SELECT_TOPK,
 	O_T, O_R, O_ALPHA, O_PLUS, O_FILTER_WISE, O_NO_FLATTEN, O_EPS, O_MAX_ITER, O_TOL,
-	O_ROW_WISE,
+	O_ROW_WISE, O_FORMAT,
 };
 
 static const struct option long_opts[] = {
@@ -75,6 +75,7 @@ static const struct option long_opts[] = {
 	{ "eps", required_argument, NULL, O_EPS },
 	{ "max-iter", required_argument, NULL, O_MAX_ITER },
 	{ "tol", required_argument, NULL, O_TOL },
+	{ "format", required_argument, NULL, O_FORMAT },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -404,7 +405,8 @@ static int parse_method_opt(int c, struct merge_args *a)
 static int parse_common_opt(int c, struct merge_args *a)
 {
 	switch (c) {
-	case O_DTYPE: return cli_dtype(optarg, &a->o.dtype) ? 0 : EXIT_USAGE;
+	case O_DTYPE: return cli_out_dtype(optarg, &a->o) ? 0 : EXIT_USAGE;
+	case O_FORMAT: return cli_format(optarg, &a->o.format) ? 0 : EXIT_USAGE;
 	case O_MAXMEM: return cli_size("--max-memory", optarg, &a->o.max_memory) ? 0 : EXIT_USAGE;
 	case O_SHARD: return cli_size("--shard-size", optarg, &a->o.shard_size) ? 0 : EXIT_USAGE;
 	case O_ALLOW_MISSING: a->o.allow_missing = true; return 0;
@@ -676,6 +678,12 @@ int merge_main(const char *name, const char *usage, int argc, char **argv)
 	if (weld_plan_check_output(p, a.out ? a.out : "OUT", &err) < 0) {
 		r = cli_fail(&err);
 		goto done;
+	}
+	{
+		char note[1024];
+
+		if (cli_verbosity >= 1 && weld_plan_output_note(p, note, sizeof(note)))
+			fprintf(stderr, "%s: note: %s\n", cli_name, cli_safe(note));
 	}
 	if (merge_plan_only) {
 		plan_print(p, a.json, NULL);

@@ -100,7 +100,7 @@ static void print_job_json(const weld_plan *p, size_t i)
 
 	printf("{\"name\":");
 	cli_json_string(stdout, j->name);
-	printf(",\"dtype\":\"%s\",\"shape\":", weld_dtype_name(j->dtype));
+	printf(",\"dtype\":\"%s\",\"shape\":", weld_plan_job_type_name(p, j));
 	print_shape(stdout, j);
 	printf(",\"method\":\"%s\"", weld_method_name(j->method));
 	print_passes(p, i, true);
@@ -148,7 +148,7 @@ static void print_job_text(const weld_plan *p, size_t i)
 	const struct weld_merge_opts *o = weld_plan_opts(p);
 	const struct weld_job *j = weld_plan_job(p, i);
 
-	printf("%s %s ", cli_safe(j->name), weld_dtype_name(j->dtype));
+	printf("%s %s ", cli_safe(j->name), weld_plan_job_type_name(p, j));
 	print_shape(stdout, j);
 	printf(" %s", weld_method_name(j->method));
 	print_passes(p, i, false);

@@ -49,12 +49,18 @@ const struct weld_format *weld_format_detect(const unsigned char *head, size_t n
 extern const struct weld_format weld_torch_zip_format;    /* torch_zip.c */
 extern const struct weld_format weld_torch_legacy_format; /* torch_zip.c: refused */
 extern const struct weld_format weld_safetensors_format;  /* safetensors.c */
+extern const struct weld_format weld_gguf_format;         /* gguf.c */
 
 /* ---------------------------------------------------------------- what parsers call */
 
 /* Size, descriptor and path of file `file` of the model. */
 uint64_t weld_model_file_size(const weld_model *m, int file);
 int weld_model_file_fd(const weld_model *m, int file);
+
+/* Open one more file of the model (a split set's next file), to be parsed
+ * by the caller; its index, or -1. Metadata set from now on is that
+ * file's. */
+int weld_model_add_file(weld_model *m, const char *path, struct weld_error *err);
 
 /* Register a tensor; the name is copied. Fails on a duplicate name (the
  * message names both files). info->nelem and info->nbytes must already be

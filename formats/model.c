@@ -16,6 +16,7 @@
 #include "format.h"
 #include "json_scan.h"
 #include "name_table.h"
+#include "quant.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -129,6 +130,37 @@ const char *weld_model_file_metadata(const weld_model *m, size_t file, const cha
 	return NULL;
 }
 
+size_t weld_model_metadata_count(const weld_model *m)
+{
+	return m->nmeta;
+}
+
+bool weld_model_metadata_at(const weld_model *m, size_t i, const char **key,
+			    const char **value, int *file)
+{
+	if (i >= m->nmeta)
+		return false;
+	*key = m->meta[i].key;
+	*value = m->meta[i].value;
+	if (file)
+		*file = m->meta[i].file;
+	return true;
+}
+
+uint64_t weld_tensor_stored_bytes(const struct weld_tensor_info *t, uint64_t n)
+{
+	const struct weld_ggml_type_info *q = t->quant ? weld_ggml_type(t->quant) : NULL;
+
+	return q ? n / q->block * q->bytes : n * weld_dtype_size(t->dtype);
+}
+
+const char *weld_tensor_type_name(const struct weld_tensor_info *t)
+{
+	const char *q = t->quant ? weld_ggml_type_name(t->quant) : NULL;
+
+	return q ? q : weld_dtype_name(t->dtype);
+}
+
 int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
 			    struct weld_error *err)
 {
@@ -224,6 +256,15 @@ static int add_file(weld_model *m, const char *path, struct weld_error *err)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	}
 	return (int)m->nfiles++;
+}
+
+int weld_model_add_file(weld_model *m, const char *path, struct weld_error *err)
+{
+	int file = add_file(m, path, err);
+
+	if (file >= 0)
+		m->parsing = file;
+	return file;
 }
 
 /* Open one file and hand it to the format its first bytes select. */
@@ -730,6 +771,74 @@ static int read_strided(int fd, const char *path, const struct weld_tensor_info 
 	return ret;
 }
 
+/*
+ * Elements [first, first + n) of a tensor stored in blocks, decoded to
+ * float32. Whole blocks (what the engine asks for: its chunks are block
+ * multiples) are read into the tail of dst and decoded forward, each block
+ * copied out before its floats are written (the floats of block k end
+ * before the stored bytes of block k + 1 begin, as a block of B floats
+ * takes more room than its stored bytes). A range that cuts a block is
+ * read through a bounded buffer.
+ */
+static int read_blocks(int fd, const char *path, const struct weld_tensor_info *t,
+		       uint64_t first, size_t n, float *dst, struct weld_error *err)
+{
+	const struct weld_ggml_type_info *q = weld_ggml_type(t->quant);
+	const uint64_t B = q->block, S = q->bytes, fb = first / B;
+	const uint64_t nb = (first + n + B - 1) / B - fb;
+	unsigned char blk[512];
+	unsigned char *raw, *tmp;
+	float *f;
+	int r = 0;
+
+	if (first % B == 0 && n % B == 0) {
+		raw = (unsigned char *)dst + n * sizeof(float) - nb * S;
+		if (weld_pread_full(fd, raw, (size_t)(nb * S), t->offset + fb * S, path, err) < 0)
+			return -1;
+		for (uint64_t k = 0; k < nb; k++) {
+			memcpy(blk, raw + k * S, (size_t)S);
+			q->decode(blk, dst + k * B, 1);
+		}
+		return 0;
+	}
+	tmp = malloc((size_t)(S + B * sizeof(float)));
+	if (!tmp)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	f = (float *)(void *)tmp;
+	raw = tmp + B * sizeof(float);
+	for (uint64_t k = 0; k < nb && !r; k++) {
+		uint64_t lo = (fb + k) * B, a = lo > first ? lo : first;
+		uint64_t b = lo + B < first + n ? lo + B : first + n;
+
+		r = weld_pread_full(fd, raw, (size_t)S, t->offset + (fb + k) * S, path, err);
+		if (!r) {
+			q->decode(raw, f, 1);
+			memcpy(dst + (a - first), f + (a - lo), (size_t)(b - a) * sizeof(float));
+		}
+	}
+	free(tmp);
+	return r;
+}
+
+int weld_model_read_stored(const weld_model *m, size_t i, uint64_t off, size_t n, void *dst,
+			   struct weld_error *err)
+{
+	const struct weld_tensor_info *t = &m->t[i].info;
+	int fd = m->files[t->file].fd, source = m->t[i].source;
+	const char *path = m->files[t->file].path;
+
+	if (!t->contiguous)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': not stored contiguously", t->name);
+	if (off > t->nbytes || n > t->nbytes - off)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': read past its %llu bytes",
+				 t->name, (unsigned long long)t->nbytes);
+	if (source) {
+		fd = m->sources[source - 1].fd;
+		path = m->sources[source - 1].label;
+	}
+	return n ? weld_pread_full(fd, dst, n, t->offset + off, path, err) : 0;
+}
+
 int weld_model_read(const weld_model *m, size_t i, uint64_t first, size_t n,
 		    void *dst, struct weld_error *err)
 {
@@ -747,6 +856,8 @@ int weld_model_read(const weld_model *m, size_t i, uint64_t first, size_t n,
 		fd = m->sources[source - 1].fd;
 		path = m->sources[source - 1].label;
 	}
+	if (t->quant)
+		return read_blocks(fd, path, t, first, n, dst, err);
 	if (!t->contiguous)
 		return read_strided(fd, path, t, first, n, dst, err);
 	return weld_pread_full(fd, dst, n * es, t->offset + first * es, path, err);

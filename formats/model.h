@@ -40,6 +40,10 @@ struct weld_tensor_info {
 	uint64_t offset;        /* absolute file offset of element 0 */
 	int64_t stride[WELD_MAX_DIMS]; /* in elements */
 	bool contiguous;        /* C order, no gaps */
+	/* Non-zero: the data is stored in blocks of this ggml type (quant.h,
+	 * a GGUF file) and dtype is F32, what reads deliver; nbytes counts
+	 * the stored bytes. */
+	uint8_t quant;
 };
 
 int weld_model_open(weld_model **out, const char *path, struct weld_error *err);
@@ -52,7 +56,7 @@ int64_t weld_model_find(const weld_model *m, const char *name);
 const char *weld_model_path(const weld_model *m);   /* as given */
 /* Folder holding config.json & co (the path itself, or a file's folder). */
 const char *weld_model_dir(const weld_model *m);
-const char *weld_model_format(const weld_model *m); /* "safetensors", "pytorch" */
+const char *weld_model_format(const weld_model *m); /* "safetensors", "pytorch", "gguf" */
 size_t weld_model_file_count(const weld_model *m);
 const char *weld_model_file_path(const weld_model *m, size_t file);
 /* A __metadata__ value of the safetensors files (the first file that has
@@ -60,15 +64,32 @@ const char *weld_model_file_path(const weld_model *m, size_t file);
 const char *weld_model_metadata(const weld_model *m, const char *key);
 /* The same for one file of the model. */
 const char *weld_model_file_metadata(const weld_model *m, size_t file, const char *key);
+/* Metadata entry i (in file order, 0 <= i < count): false past the end.
+ * For a GGUF file, every key/value pair, the value shown as text. */
+size_t weld_model_metadata_count(const weld_model *m);
+bool weld_model_metadata_at(const weld_model *m, size_t i, const char **key,
+			    const char **value, int *file);
+/* Bytes that n elements of tensor t take in its file (n a multiple of its
+ * block when it is stored in blocks, else rounded down). */
+uint64_t weld_tensor_stored_bytes(const struct weld_tensor_info *t, uint64_t n);
+/* The type a tensor is stored in: its block type when quant ("Q8_0"),
+ * else its dtype's name. */
+const char *weld_tensor_type_name(const struct weld_tensor_info *t);
 
 /* Copy the raw little-endian bytes of elements [first, first + n) of tensor
- * i, packed, into dst (n * dtype size bytes). */
+ * i, packed, into dst (n * dtype size bytes); for a tensor stored in
+ * blocks (quant), their float32 values. */
 int weld_model_read(const weld_model *m, size_t i, uint64_t first, size_t n,
 		    void *dst, struct weld_error *err);
 /* Same, decoded to float32; integer dtypes are refused. scratch, if not
  * NULL, must hold n * dtype size bytes (else the call allocates). */
 int weld_model_read_f32(const weld_model *m, size_t i, uint64_t first, size_t n,
 			float *dst, void *scratch, struct weld_error *err);
+
+/* Copy n stored bytes of tensor i from byte off of its data (for a
+ * tensor stored in blocks, the blocks as stored). */
+int weld_model_read_stored(const weld_model *m, size_t i, uint64_t off, size_t n, void *dst,
+			   struct weld_error *err);
 
 /* XXH3-64 of tensor i's packed bytes (what a weld output records). */
 int weld_model_hash(const weld_model *m, size_t i, uint64_t *out, struct weld_error *err);
@@ -116,6 +137,12 @@ struct weld_writer_opts {
 	 * description of the part instead of the index (output_parts.h);
 	 * parts = 0: the whole output. */
 	unsigned part, parts;
+	/* Write one GGUF file at `dir` instead (gguf.h): the GGUF model whose
+	 * keys, tensor order and tensor types it follows; NULL: safetensors.
+	 * gguf_type: the ggml type asked for, or -1 (auto). shard_size,
+	 * copy_from and the config options are ignored. */
+	const weld_model *gguf_base;
+	int gguf_type;
 };
 
 int weld_writer_open(weld_writer **out, const char *dir,

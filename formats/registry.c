@@ -14,6 +14,7 @@ static const struct weld_format *const formats[] = {
 	&weld_torch_zip_format,
 	&weld_torch_legacy_format,
 	&weld_safetensors_format,
+	&weld_gguf_format,
 };
 
 #define NFORMATS (sizeof(formats) / sizeof(formats[0]))

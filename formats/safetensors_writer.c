@@ -23,6 +23,7 @@
  *           name: {"dtype", "shape", "data_offsets": [begin, end]}, ...}
  */
 #include "format.h"
+#include "gguf.h"
 #include "output_dir.h"
 #include "output_parts.h"
 
@@ -71,6 +72,7 @@ struct weld_writer {
 	struct weld_writer_opts opts;
 	char *recipe, *copy_from, *torch_dtype, *extra_name, *extra_data;
 	struct out_tensor **names;  /* the tensors in name order, for find */
+	struct weld_gguf_writer *gguf;  /* a GGUF output: everything goes there */
 };
 
 static char *xstrdup(const char *s)
@@ -458,6 +460,12 @@ int weld_writer_open(weld_writer **out, const char *dir,
 	w->out = dir;
 	w->dir.owner_fd = -1;
 	w->opts = *opts;
+	if (opts->gguf_base) {
+		if (weld_gguf_writer_open(&w->gguf, dir, t, n, opts, err) < 0)
+			goto fail;
+		*out = w;
+		return 0;
+	}
 	w->recipe = xstrdup(opts->recipe_json);
 	w->copy_from = xstrdup(opts->copy_from);
 	w->torch_dtype = xstrdup(opts->torch_dtype);
@@ -481,10 +489,12 @@ fail:
 int weld_writer_check(const char *dir, const struct weld_out_tensor *t, size_t n,
 		      const struct weld_writer_opts *opts, struct weld_error *err)
 {
-	weld_writer *w = calloc(1, sizeof(*w));
+	weld_writer *w;
 	int r;
 
-	if (!w)
+	if (opts->gguf_base)    /* one GGUF file: its writer checks its layout at open */
+		return 0;
+	if (!(w = calloc(1, sizeof(*w))))
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	w->out = dir;
 	w->dir.owner_fd = -1;
@@ -503,6 +513,8 @@ int64_t weld_writer_find(const weld_writer *w, const char *name)
 {
 	size_t lo = 0, hi = w->n;
 
+	if (w->gguf)
+		return weld_gguf_writer_find(w->gguf, name);
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		int c = strcmp(w->names[mid]->name, name);
@@ -519,21 +531,27 @@ int64_t weld_writer_find(const weld_writer *w, const char *name)
 
 size_t weld_writer_shards(const weld_writer *w)
 {
+	if (w->gguf)
+		return 1;
 	return w->ns;
 }
 
 bool weld_writer_holds(const weld_writer *w, size_t i)
 {
-	return w->s[w->t[i].shard].mine;
+	return w->gguf || w->s[w->t[i].shard].mine;
 }
 
 int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 		      struct weld_error *err)
 {
-	struct out_tensor *t = &w->t[i];
-	struct shard *s = &w->s[t->shard];
+	struct out_tensor *t;
+	struct shard *s;
 	uint64_t off;
 
+	if (w->gguf)
+		return weld_gguf_writer_write(w->gguf, i, data, len, err);
+	t = &w->t[i];
+	s = &w->s[t->shard];
 	if (!s->mine)
 		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s' is not in part %u of %u",
 				 w->out, t->name, w->opts.part, w->opts.parts);
@@ -682,6 +700,8 @@ static int write_part(weld_writer *w, struct weld_error *err)
 
 int weld_writer_commit(weld_writer *w, struct weld_error *err)
 {
+	if (w->gguf)
+		return weld_gguf_writer_commit(w->gguf, err);
 	for (size_t i = 0; i < w->n; i++)
 		if (!w->s[w->t[i].shard].mine) {
 			continue;
@@ -726,6 +746,7 @@ void weld_writer_close(weld_writer *w)
 {
 	if (!w)
 		return;
+	weld_gguf_writer_close(w->gguf);
 	for (size_t k = 0; k < w->ns; k++) {
 		if (w->s[k].fd >= 0)
 			close(w->s[k].fd);

@@ -30,10 +30,10 @@ static uint64_t job_bytes(const struct exec *e, const struct weld_job *j, uint64
 	uint64_t b = 0;
 
 	for (size_t s = 0; s < j->nsrc; s++)
-		b += n * weld_dtype_size(src_info(e, &j->src[s])->dtype);
+		b += weld_tensor_stored_bytes(src_info(e, &j->src[s]), n);
 	if (j->base_model >= 0)
-		b += n * weld_dtype_size(weld_model_tensor(e->plan->models[j->base_model],
-							   (size_t)j->base_tensor)->dtype);
+		b += weld_tensor_stored_bytes(weld_model_tensor(e->plan->models[j->base_model],
+								(size_t)j->base_tensor), n);
 	return b;
 }
 

@@ -354,6 +354,9 @@ void weld_exec_arcee_apply(struct exec *e, const struct weld_job *j, struct slic
 
 /* Open the output (and --save-masks) writers for every job of the plan. */
 int weld_exec_open_writers(struct exec *e, const char *out, struct weld_error *err);
+/* For a GGUF output (output_format.c): the model the writer follows and
+ * the type asked for, into wo; nothing for a safetensors output. */
+void weld_exec_gguf_opts(const weld_plan *p, struct weld_writer_opts *wo);
 /* Encode len floats of a tile as dtype t at dst, in the output chunk; a
  * chunk with streamed stores needs an _mm_sfence() before it is written. */
 void weld_exec_encode_tile(enum weld_dtype t, const float *src, unsigned char *dst, size_t len);

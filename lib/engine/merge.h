@@ -41,6 +41,7 @@ enum weld_method {
 };
 
 enum weld_scope { WELD_SCOPE_TENSOR, WELD_SCOPE_ROW, WELD_SCOPE_MODEL };
+enum weld_out_format { WELD_FORMAT_AUTO, WELD_FORMAT_SAFETENSORS, WELD_FORMAT_GGUF };
 enum weld_sign { WELD_SIGN_SUM, WELD_SIGN_COUNT };
 enum weld_rescale { WELD_RESCALE_INVERSE, WELD_RESCALE_L1, WELD_RESCALE_NONE };
 enum weld_combine { WELD_COMBINE_SUM, WELD_COMBINE_TIES };
@@ -82,6 +83,10 @@ struct weld_merge_opts {
 	/* --part: write only part `part` (1-based) of `parts` of the output's
 	 * shards (output_parts.h), skipping the jobs of the others; 0: all */
 	unsigned part, parts;
+	/* output file format (enum weld_out_format), and the ggml block type
+	 * asked for by --dtype q8_0|q4_0 (a GGUF output only; 0: none) */
+	int format;
+	uint32_t out_quant;
 	/* callbacks (any may be NULL) */
 	void (*warn)(void *ctx, const char *msg);
 	void (*progress)(void *ctx, uint64_t done, uint64_t total);
@@ -200,6 +205,21 @@ void weld_plan_set_recipe(weld_plan *p, const char *recipe_json);
  * and tensor count of each header, with the recipe set so far)? Checked
  * without touching the disk; weld_plan_execute checks it again. */
 int weld_plan_check_output(const weld_plan *p, const char *out, struct weld_error *err);
+
+/*
+ * The output's format (DESIGN 6.1): the one asked for, else GGUF when the
+ * base (else the first model) is GGUF, else safetensors. GGUF output from
+ * other inputs, and a GGUF block type for a safetensors output, are
+ * refused (-1, err says why). After the jobs are added.
+ */
+int weld_plan_output_format(const weld_plan *p, struct weld_error *err);
+/* A one-line note for the user about the output (a GGUF base of a type
+ * weld does not encode is written as F16), into buf: true if there is one. */
+bool weld_plan_output_note(const weld_plan *p, char *buf, size_t len);
+
+/* The type job j is stored in: its dtype's name, or for a GGUF output the
+ * ggml type the writer will use ("Q8_0"). */
+const char *weld_plan_job_type_name(const weld_plan *p, const struct weld_job *j);
 
 /* Run the plan, writing the output folder out (atomically). */
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err);

@@ -118,6 +118,7 @@ static struct weld_out_tensor *output_layout(const weld_plan *p, struct weld_wri
 	wo->torch_dtype = ref ? weld_dtype_torch_name(ref->dtype) : NULL;
 	wo->part = p->o.part;
 	wo->parts = p->o.parts;
+	weld_exec_gguf_opts(p, wo);
 	return t;
 }
 

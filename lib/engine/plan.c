@@ -225,15 +225,38 @@ static int check_shape(const weld_plan *p, int m, const struct weld_tensor_info 
 			 weld_model_path(p->models[m]), b, weld_model_path(p->models[refm]));
 }
 
+/*
+ * GGUF models merge only with GGUF models (DESIGN 6.1): llama.cpp renames
+ * the tensors and permutes the Q/K rows of llama-family models, so a
+ * tensor of one format is not the same-named tensor of the other.
+ */
+static int check_formats(const weld_plan *p, int a, int b, struct weld_error *err)
+{
+	const weld_model *x = p->models[a], *y = p->models[b];
+	bool gx = strcmp(weld_model_format(x), "gguf") == 0;
+	bool gy = strcmp(weld_model_format(y), "gguf") == 0;
+
+	if (gx == gy)
+		return 0;
+	return weld_fail(err, WELD_ERR_MISMATCH,
+			 "'%s' is a GGUF model and '%s' is not: GGUF models merge only with GGUF models "
+			 "(llama.cpp renames tensors and permutes the Q/K rows of llama-family models)",
+			 weld_model_path(gx ? x : y), weld_model_path(gx ? y : x));
+}
+
 int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
 		       const struct weld_model_params *mp, double lambda, double gamma,
 		       weld_param_fn fn, void *fn_ctx, struct weld_error *err)
 {
 	int refm = base >= 0 ? base : models[0];
 	const weld_model *ref = p->models[refm];
-	struct weld_source *src = malloc((n + 1) * sizeof(*src));
+	struct weld_source *src;
 	int ret = -1;
 
+	for (size_t i = 0; i < n; i++)
+		if (check_formats(p, refm, models[i], err) < 0)
+			return -1;
+	src = malloc((n + 1) * sizeof(*src));
 	if (!src)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	for (size_t i = 0; i < weld_model_count(ref); i++) {
@@ -595,6 +618,10 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 
 		if (check_job(p, j, err) < 0)
 			return -1;
+		for (size_t s = 0; s < j->nsrc; s++)
+			if (check_formats(p, j->base_model >= 0 ? j->base_model : j->src[0].model,
+					  j->src[s].model, err) < 0)
+				return -1;
 		maxsrc = j->nsrc > maxsrc ? j->nsrc : maxsrc;
 		if ((uint64_t)weld_job_selections(&p->o, j) > maxsel)
 			maxsel = (uint64_t)weld_job_selections(&p->o, j);
@@ -609,16 +636,21 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 				weld_model_tensor(p->models[j->src[s].model], (size_t)j->src[s].tensor);
 			uint64_t es = weld_dtype_size(t->dtype);
 
-			p->input_bytes += j->nelem * es;
+			p->input_bytes += weld_tensor_stored_bytes(t, j->nelem);
 			raw_es = es > raw_es ? es : raw_es;
 		}
 		if (j->base_model >= 0)
-			p->input_bytes += j->nelem *
-				weld_dtype_size(weld_model_tensor(p->models[j->base_model],
-								  (size_t)j->base_tensor)->dtype);
+			p->input_bytes += weld_tensor_stored_bytes(
+				weld_model_tensor(p->models[j->base_model], (size_t)j->base_tensor),
+				j->nelem);
 	}
 	if (p->o.scope == WELD_SCOPE_MODEL && check_model_scope(p, err) < 0)
 		return -1;
+	if (weld_plan_output_format(p, err) < 0)
+		return -1;
+	if (p->o.parts && weld_plan_output_format(p, NULL) == WELD_FORMAT_GGUF)
+		return weld_fail(err, WELD_ERR_ARG,
+				 "--part splits an output by its safetensors shards; a GGUF output is one file (add --format safetensors, or merge on one machine)");
 	/*
 	 * Per slice: raw super-tiles of every input, f32 tiles (sources, base,
 	 * output, scratch), keep masks, a row buffer (and with --allow-nonfinite

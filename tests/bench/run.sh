@@ -12,7 +12,8 @@
 #                        dare breadcrumbs consensus della pcb sce arcee-fusion
 #                        nearswap ram ramplus model-stock nuslerp multislerp
 #                        karcher, then expert-merge on an 8-expert MoE made by
-#                        tests/tools/mkmodel.c); the methods after consensus
+#                        tests/tools/mkmodel.c, then gguf: ties of four Q8_0
+#                        GGUF models into Q8_0); the methods after consensus
 #                        have no PyTorch row
 #   MKMODEL              that generator (make bench passes it)
 #   BENCH_THREADS        threads for weld (-j) and torch (default: nproc)
@@ -192,7 +193,7 @@ for m in $METHODS; do
 	nuslerp)         wargs="nuslerp --base $B --weights 1,3 $(echo $MODELS | cut -d' ' -f1-2)"; targs="" ;;
 	multislerp)      wargs="multislerp --base $B $MODELS"; targs="" ;;
 	karcher)         wargs="karcher $MODELS"; targs="" ;;
-	expert-merge) continue ;;   # after the loop: it needs an MoE
+	expert-merge|gguf) continue ;;   # after the loop: they need other models
 	*) say "unknown method $m"; continue ;;
 	esac
 	wout=$OUT/out-weld-$m
@@ -295,6 +296,43 @@ case " $METHODS " in
 		fi
 		rm -rf "$OUT/out-weld-moe"
 	fi
+	;;
+esac
+# GGUF: ties of four Q8_0 GGUF models (tests/cli/gguf_fixture.py) into a
+# Q8_0 GGUF file; its floor is cat of those inputs plus writing one of them
+case " $METHODS " in
+*" gguf "*|*" average task-arithmetic ties dare breadcrumbs consensus "*)
+	gfam=$BENCH_DIR/gguf-$BENCH_SIZE
+	"$PYTHON" "$here/../cli/gguf_fixture.py" --family "$gfam" "$BENCH_SIZE" >&2
+	gfiles="$gfam/base.gguf $gfam/ft1.gguf $gfam/ft2.gguf $gfam/ft3.gguf"
+	gbytes=$(cat $gfiles | wc -c)
+	warm=$gfiles
+	cat $gfiles >/dev/null
+	gcat=""
+	gwr=""
+	for i in 1 2 3; do
+		run "$logs/cat-gguf" sh -c 'cat "$@" >/dev/null' sh $gfiles
+		gcat=$(awk -v a="$gcat" -v b="$WALL" 'BEGIN { if (a == "" || b + 0 < a + 0) print b; else print a }')
+		rm -f "$OUT/floor-copy.gguf"
+		sync
+		run "$logs/write-gguf" sh -c 'cp "$1" "$2" && sync' sh "$gfam/base.gguf" "$OUT/floor-copy.gguf"
+		gwr=$(awk -v a="$gwr" -v b="$WALL" 'BEGIN { if (a == "" || b + 0 < a + 0) print b; else print a }')
+	done
+	rm -f "$OUT/floor-copy.gguf"
+	gcat=$(awk -v c="$gcat" 'BEGIN { if (c + 0 < 0.01) c = 0.01; print c }')
+	best "$OUT/out-weld.gguf" "$logs/weld-gguf" "$WELD" ties --base "$gfam/base.gguf" --density 0.2 \
+		"$gfam/ft1.gguf" "$gfam/ft2.gguf" "$gfam/ft3.gguf" -o "$OUT/out-weld.gguf" \
+		--max-memory 256M -q -f -j "$THREADS"
+	if [ "$ST" = 0 ]; then
+		awk -v ws="$WALL" -v wm="$RSS" -v b="$gbytes" -v c="$gcat" -v f="$(awk -v a="$gcat" -v w="$gwr" 'BEGIN { print a + w }')" 'BEGIN {
+			s = ws + 0; if (s < 0.01) s = 0.01
+			printf "%-16s %8s %7.2f %7.1f %7.1f %9s %9s %8s %9s\n", "ties gguf q8_0", ws,
+			       b / 1e9 / s, s / c, s / f, "-", "-", wm, "-" }' | tee -a "$result"
+		echo "(ties gguf q8_0: 4 Q8_0 GGUF models, $(awk -v b="$gbytes" 'BEGIN { printf "%.2f", b / 1e9 }') GB, decoded, merged and written as Q8_0; its floor is cat of them ($gcat s) plus writing one ($gwr s))" | tee -a "$result"
+	else
+		say "weld ties on GGUF failed (exit $ST): $(head -n 1 "$logs/weld-gguf.err")"
+	fi
+	rm -f "$OUT/out-weld.gguf"
 	;;
 esac
 echo "(x cat = weld time / cat time; x floor = weld time / (cat + write) time; speed-up = torch time / weld time; logs in $logs)" | tee -a "$result"

@@ -1,0 +1,576 @@
+/*
+ * gguf_writer.c - write one GGUF v3 file (llama.cpp) from a merge.
+ *
+ *   "GGUF" | u32 3 | i64 tensor_count | i64 kv_count
+ *   the base's key/value pairs, in its order, verbatim, except
+ *       general.file_type (set to match), general.alignment and split.*
+ *       (dropped: the file is single, aligned to 32), general.
+ *       quantization_version (2 when a tensor is quantised), weld.*
+ *   weld.version (string), weld.recipe (string, when there is a recipe),
+ *   weld.xxh3 (array of strings: the XXH3-64 of each tensor's stored
+ *       bytes, 16 hex digits, in tensor order; filled at commit)
+ *   tensor infos in the base's tensor order (tensors the base lacks after,
+ *       by name): ne = the shape reversed, offsets the running sum of
+ *       sizes padded to 32
+ *   zero padding to 32, then the data, each tensor padded to 32
+ *
+ * The layout is fixed at open and the file created at its final size, so
+ * that tensors can then be written at known offsets from any thread, as
+ * the safetensors writer does (model.h). A tensor arrives in its dtype
+ * (F32, F16 or BF16 for floats) and is stored in its ggml type: as is,
+ * or decoded and re-encoded (quant.c), block by block, the elements of a
+ * partial block kept until the next write. The output is published as the
+ * file `out` with output_dir.c, like every output.
+ */
+#include "format.h"
+#include "gguf.h"
+#include "output_dir.h"
+#include "quant.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define ALIGN WELD_GGUF_ALIGNMENT
+#define FILE_NAME "model.gguf"
+
+struct gtensor {
+	char *name;
+	enum weld_dtype dtype;          /* what writes bring */
+	uint32_t type;                  /* what is stored */
+	int ndim;
+	uint64_t ne[WELD_MAX_DIMS];     /* GGUF order */
+	uint64_t nelem, nbytes, offset; /* offset from the data start */
+	uint64_t in_done;               /* elements received */
+	uint64_t out_done;              /* bytes stored */
+	float pend[256];                /* elements of a partial block */
+	size_t npend;
+	XXH3_state_t *xxh;
+	uint64_t hash;
+	int64_t base_pos;               /* position in the base's file order */
+};
+
+struct weld_gguf_writer {
+	struct weld_outdir dir;
+	const char *out;
+	char *path, *label;
+	int fd;
+	struct gtensor *t;
+	size_t n;
+	struct gtensor **names;         /* by name, for find */
+	struct weld_gguf_kv *kv;        /* the base's pairs */
+	size_t nkv;
+	char *recipe;
+	uint64_t header_len, data_start, total;
+	uint32_t file_type;
+	bool quantised;
+};
+
+/* ---------------------------------------------------------------- types */
+
+/* The ggml type of a dtype written as is, or -1. */
+static int dtype_type(enum weld_dtype d)
+{
+	switch (d) {
+	case WELD_F32: return WELD_GGML_F32;
+	case WELD_F16: return WELD_GGML_F16;
+	case WELD_BF16: return WELD_GGML_BF16;
+	case WELD_I8: return 24;
+	case WELD_I16: return 25;
+	case WELD_I32: return 26;
+	case WELD_I64: return 27;
+	case WELD_F64: return 28;
+	default: return -1;
+	}
+}
+
+static bool writable(int type)
+{
+	return type == WELD_GGML_F32 || type == WELD_GGML_F16 || type == WELD_GGML_BF16 ||
+	       type == WELD_GGML_Q8_0 || type == WELD_GGML_Q4_0;
+}
+
+int weld_gguf_store_type(const struct weld_tensor_info *base, enum weld_dtype dtype,
+			 int requested, int ndim, uint64_t ne0)
+{
+	int bt = base ? weld_gguf_tensor_type(base) : -1;
+	int t;
+
+	if (!weld_dtype_is_float(dtype) || dtype == WELD_F64)
+		return dtype_type(dtype);
+	if (requested >= 0)
+		t = ndim <= 1 ? WELD_GGML_F32 : requested;
+	else if (bt >= 0)
+		t = writable(bt) ? bt : WELD_GGML_F16;
+	else
+		t = dtype_type(dtype);
+	if (t < 0)
+		t = WELD_GGML_F32;
+	if (ne0 % weld_ggml_type((uint32_t)t)->block)
+		t = WELD_GGML_F32;
+	return t;
+}
+
+/* llama.cpp's llama_ftype for the commonest stored type of tensors of
+ * two or more dimensions. */
+static uint32_t file_type(const struct gtensor *t, size_t n)
+{
+	static const struct { uint32_t type, ftype; } map[] = {
+		{ WELD_GGML_F32, 0 }, { WELD_GGML_F16, 1 }, { WELD_GGML_Q4_0, 2 },
+		{ WELD_GGML_Q8_0, 7 }, { WELD_GGML_BF16, 32 },
+	};
+	uint64_t count[sizeof(map) / sizeof(map[0])] = { 0 };
+	size_t best = 0;
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++)
+			if (t[i].ndim >= 2 && t[i].type == map[k].type)
+				count[k] += t[i].nelem;
+	for (size_t k = 1; k < sizeof(map) / sizeof(map[0]); k++)
+		if (count[k] > count[best])
+			best = k;
+	return map[best].ftype;
+}
+
+/* ---------------------------------------------------------------- header */
+
+struct out {
+	unsigned char *p;       /* NULL: count only */
+	uint64_t len;
+};
+
+static void put(struct out *o, const void *d, size_t n)
+{
+	if (o->p)
+		memcpy(o->p + o->len, d, n);
+	o->len += n;
+}
+
+static void put_u32(struct out *o, uint32_t v)
+{
+	unsigned char b[4] = { (unsigned char)v, (unsigned char)(v >> 8),
+			       (unsigned char)(v >> 16), (unsigned char)(v >> 24) };
+
+	put(o, b, 4);
+}
+
+static void put_u64(struct out *o, uint64_t v)
+{
+	unsigned char b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (unsigned char)(v >> (8 * i));
+	put(o, b, 8);
+}
+
+static void put_str(struct out *o, const char *s)
+{
+	put_u64(o, strlen(s));
+	put(o, s, strlen(s));
+}
+
+/* Base keys the writer sets itself or drops. */
+static bool replaced(const char *key)
+{
+	return strcmp(key, "general.file_type") == 0 || strcmp(key, "general.alignment") == 0 ||
+	       strcmp(key, "general.quantization_version") == 0 ||
+	       strncmp(key, "split.", 6) == 0 || strncmp(key, "weld.", 5) == 0;
+}
+
+static uint64_t kv_count(const struct weld_gguf_writer *w)
+{
+	uint64_t n = 3 + (w->recipe != NULL) + w->quantised;      /* file_type, weld.* */
+
+	for (size_t i = 0; i < w->nkv; i++)
+		n += !replaced(w->kv[i].key);
+	return n;
+}
+
+static void header(const struct weld_gguf_writer *w, struct out *o, bool final)
+{
+	put(o, "GGUF", 4);
+	put_u32(o, 3);
+	put_u64(o, w->n);
+	put_u64(o, kv_count(w));
+	for (size_t i = 0; i < w->nkv; i++) {
+		const struct weld_gguf_kv *kv = &w->kv[i];
+
+		if (replaced(kv->key))
+			continue;
+		put_str(o, kv->key);
+		put_u32(o, kv->type);
+		put(o, kv->value, kv->len);
+	}
+	put_str(o, "general.file_type");
+	put_u32(o, WELD_GGUF_U32);
+	put_u32(o, w->file_type);
+	if (w->quantised) {
+		put_str(o, "general.quantization_version");
+		put_u32(o, WELD_GGUF_U32);
+		put_u32(o, 2);
+	}
+	put_str(o, "weld.version");
+	put_u32(o, WELD_GGUF_STRING);
+	put_str(o, WELD_VERSION);
+	if (w->recipe) {
+		put_str(o, "weld.recipe");
+		put_u32(o, WELD_GGUF_STRING);
+		put_str(o, w->recipe);
+	}
+	put_str(o, "weld.xxh3");
+	put_u32(o, WELD_GGUF_ARRAY);
+	put_u32(o, WELD_GGUF_STRING);
+	put_u64(o, w->n);
+	for (size_t i = 0; i < w->n; i++) {
+		char hex[17] = "0000000000000000";
+
+		if (final)
+			weld_hex64(w->t[i].hash, hex);
+		put_str(o, hex);
+	}
+	for (size_t i = 0; i < w->n; i++) {
+		const struct gtensor *t = &w->t[i];
+
+		put_str(o, t->name);
+		put_u32(o, (uint32_t)t->ndim);
+		for (int d = 0; d < t->ndim; d++)
+			put_u64(o, t->ne[d]);
+		put_u32(o, t->type);
+		put_u64(o, t->offset);
+	}
+}
+
+/* ---------------------------------------------------------------- open */
+
+static int cmp_order(const void *a, const void *b)
+{
+	const struct gtensor *x = a, *y = b;
+
+	if (x->base_pos != y->base_pos)
+		return x->base_pos < y->base_pos ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp((*(struct gtensor *const *)a)->name, (*(struct gtensor *const *)b)->name);
+}
+
+/* The base's tensors in file order: pos[i] for tensor i of the base. */
+static int64_t base_position(const weld_model *base, const char *name)
+{
+	int64_t i = base ? weld_model_find(base, name) : -1;
+	const struct weld_tensor_info *t;
+
+	if (i < 0)
+		return INT64_MAX;
+	t = weld_model_tensor(base, (size_t)i);
+	/* file index, then offset: the order of the infos in the files */
+	return (int64_t)((uint64_t)t->file << 48 | (t->offset & ((1ull << 48) - 1)));
+}
+
+static int add_tensor(struct weld_gguf_writer *w, struct gtensor *g,
+		      const struct weld_out_tensor *t, const struct weld_writer_opts *o,
+		      struct weld_error *err)
+{
+	const weld_model *base = o->gguf_base;
+	int64_t bi = weld_model_find(base, t->name);
+	int type;
+	uint64_t ne0 = t->ndim ? (uint64_t)t->shape[t->ndim - 1] : 1, rows;
+
+	if (strlen(t->name) > 63 || !t->name[0])
+		return weld_fail(err, WELD_ERR_ARG,
+				 "'%s': tensor '%s': a GGUF name is 1 to 63 bytes", w->out, t->name);
+	if (t->ndim > 4)
+		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': %d dimensions, GGUF holds 4",
+				 w->out, t->name, t->ndim);
+	type = weld_gguf_store_type(bi >= 0 ? weld_model_tensor(base, (size_t)bi) : NULL,
+				    t->dtype, o->gguf_type, t->ndim, ne0);
+	if (type < 0)
+		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': dtype %s cannot be stored in GGUF",
+				 w->out, t->name, weld_dtype_name(t->dtype));
+	g->name = strdup(t->name);
+	if (!g->name)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	g->dtype = t->dtype;
+	g->type = (uint32_t)type;
+	g->ndim = t->ndim ? t->ndim : 1;
+	g->ne[0] = 1;
+	g->nelem = 1;
+	for (int d = 0; d < t->ndim; d++) {
+		g->ne[d] = (uint64_t)t->shape[t->ndim - 1 - d];
+		if (!weld_mul_u64(g->nelem, g->ne[d], &g->nelem))
+			return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': too large", w->out,
+					 t->name);
+	}
+	rows = g->nelem / weld_ggml_type(g->type)->block;
+	if (!weld_mul_u64(rows, weld_ggml_type(g->type)->bytes, &g->nbytes))
+		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': too large", w->out, t->name);
+	g->base_pos = base_position(base, t->name);
+	w->quantised |= weld_ggml_type(g->type)->block > 1;
+	return 0;
+}
+
+static int lay_out(struct weld_gguf_writer *w, const struct weld_out_tensor *t, size_t n,
+		   const struct weld_writer_opts *o, struct weld_error *err)
+{
+	struct out count = { NULL, 0 };
+	uint64_t pos = 0;
+
+	w->t = calloc(n ? n : 1, sizeof(*w->t));
+	w->names = calloc(n ? n : 1, sizeof(*w->names));
+	if (!w->t || !w->names)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	w->n = n;
+	for (size_t i = 0; i < n; i++)
+		if (add_tensor(w, &w->t[i], &t[i], o, err) < 0)
+			return -1;
+	qsort(w->t, n, sizeof(*w->t), cmp_order);
+	for (size_t i = 0; i < n; i++) {
+		w->t[i].offset = pos;
+		pos += (w->t[i].nbytes + ALIGN - 1) / ALIGN * ALIGN;
+		w->names[i] = &w->t[i];
+	}
+	qsort(w->names, n, sizeof(*w->names), cmp_name);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(w->names[i - 1]->name, w->names[i]->name) == 0)
+			return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': written twice", w->out,
+					 w->names[i]->name);
+	w->file_type = file_type(w->t, n);
+	header(w, &count, false);
+	w->header_len = count.len;
+	w->data_start = (count.len + ALIGN - 1) / ALIGN * ALIGN;
+	w->total = w->data_start + pos;
+	return 0;
+}
+
+int weld_gguf_writer_open(struct weld_gguf_writer **out, const char *path,
+			  const struct weld_out_tensor *t, size_t n,
+			  const struct weld_writer_opts *o, struct weld_error *err)
+{
+	struct weld_gguf_writer *w = calloc(1, sizeof(*w));
+	const weld_model *base = o->gguf_base;
+
+	*out = NULL;
+	if (!w)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	w->fd = -1;
+	w->out = path;
+	w->dir.owner_fd = -1;
+	if (o->recipe_json && !(w->recipe = strdup(o->recipe_json))) {
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	if (weld_gguf_read_kvs(weld_model_file_path(base, 0), &w->kv, &w->nkv, err) < 0 ||
+	    lay_out(w, t, n, o, err) < 0 ||
+	    weld_outdir_init(&w->dir, path, o->force, true, err) < 0)
+		goto fail;
+	w->out = w->dir.out;
+	w->path = weld_outdir_path(&w->dir, FILE_NAME);
+	w->label = strdup(w->out);
+	if (!w->path || !w->label) {
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	if (weld_outdir_add(&w->dir, FILE_NAME, err) < 0 || weld_outdir_create(&w->dir, err) < 0)
+		goto fail;
+	w->fd = open(w->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (w->fd < 0) {
+		weld_fail_errno(err, "cannot create '%s'", w->label);
+		goto fail;
+	}
+	if (ftruncate(w->fd, (off_t)w->total) < 0) {
+		weld_fail_errno(err, "cannot make '%s' %llu bytes long", w->label,
+				(unsigned long long)w->total);
+		goto fail;
+	}
+	*out = w;
+	return 0;
+fail:
+	weld_gguf_writer_close(w);
+	return -1;
+}
+
+int64_t weld_gguf_writer_find(const struct weld_gguf_writer *w, const char *name)
+{
+	size_t lo = 0, hi = w->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(w->names[mid]->name, name);
+
+		if (c == 0)
+			return w->names[mid] - w->t;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+/* ---------------------------------------------------------------- data */
+
+/* Store len bytes of t's data, hashing them. */
+static int store(struct weld_gguf_writer *w, struct gtensor *t, const void *data, size_t len,
+		 struct weld_error *err)
+{
+	if (!len)
+		return 0;
+	if (!t->xxh) {
+		if (!(t->xxh = XXH3_createState()))
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		XXH3_64bits_reset(t->xxh);
+	}
+	if (weld_pwrite_full(w->fd, data, len, w->data_start + t->offset + t->out_done, w->label,
+			     err) < 0)
+		return -1;
+	XXH3_64bits_update(t->xxh, data, len);
+	t->out_done += len;
+	return 0;
+}
+
+/* Elements converted per step: the writer's own buffers stay this small
+ * whatever the chunk a write brings (a multiple of every block). */
+#define STEP 65536
+
+/* Encode n floats (whole blocks) of t and store them; buf holds the
+ * encoded bytes of STEP floats. */
+static int encode(struct weld_gguf_writer *w, struct gtensor *t, const float *f, size_t n,
+		  unsigned char *buf, struct weld_error *err)
+{
+	const struct weld_ggml_type_info *q = weld_ggml_type(t->type);
+
+	for (size_t k = 0; k < n; k += STEP) {
+		size_t m = n - k < STEP ? n - k : STEP;
+
+		weld_ggml_encode(t->type, f + k, buf, m);
+		if (store(w, t, buf, m / q->block * q->bytes, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Elements arriving in another type than the stored one: decoded, and
+ * encoded in whole blocks, STEP at a time; the rest of a block waits in
+ * t->pend. */
+static int convert(struct weld_gguf_writer *w, struct gtensor *t, const unsigned char *p,
+		   size_t n, unsigned char *buf, float *f, struct weld_error *err)
+{
+	const size_t B = weld_ggml_type(t->type)->block, es = weld_dtype_size(t->dtype);
+
+	if (t->npend) {
+		size_t k = B - t->npend < n ? B - t->npend : n;
+
+		weld_decode_f32(t->dtype, p, t->pend + t->npend, k);
+		t->npend += k;
+		p += k * es;
+		n -= k;
+		if (t->npend < B)
+			return 0;
+		t->npend = 0;
+		if (encode(w, t, t->pend, B, buf, err) < 0)
+			return -1;
+	}
+	while (n >= B) {
+		size_t m = n / B * B < STEP ? n / B * B : STEP;
+		const float *src = f;
+
+		/* float32 data in place is encoded from where it is */
+		if (t->dtype == WELD_F32 && (uintptr_t)p % _Alignof(float) == 0)
+			src = (const float *)(const void *)p;
+		else
+			weld_decode_f32(t->dtype, p, f, m);
+		if (encode(w, t, src, m, buf, err) < 0)
+			return -1;
+		p += m * es;
+		n -= m;
+	}
+	weld_decode_f32(t->dtype, p, t->pend, n);
+	t->npend = n;
+	return 0;
+}
+
+int weld_gguf_writer_write(struct weld_gguf_writer *w, size_t i, const void *data, size_t len,
+			   struct weld_error *err)
+{
+	struct gtensor *t = &w->t[i];
+	size_t es = weld_dtype_size(t->dtype), n = len / es;
+	unsigned char *buf;
+	int r;
+
+	if (len % es || n > t->nelem - t->in_done)
+		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': more bytes than its size",
+				 w->out, t->name);
+	t->in_done += n;
+	if (dtype_type(t->dtype) == (int)t->type)
+		return store(w, t, data, len, err);
+	/* encoded bytes of STEP floats: at most 4 per element (F32) */
+	buf = malloc(STEP * sizeof(float) * 2);
+	if (!buf)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	r = convert(w, t, data, n, buf, (float *)(void *)(buf + STEP * sizeof(float)), err);
+	free(buf);
+	return r;
+}
+
+/* ---------------------------------------------------------------- commit */
+
+int weld_gguf_writer_commit(struct weld_gguf_writer *w, struct weld_error *err)
+{
+	struct out o = { NULL, 0 };
+	int r;
+
+	for (size_t i = 0; i < w->n; i++) {
+		struct gtensor *t = &w->t[i];
+
+		if (t->in_done != t->nelem || t->out_done != t->nbytes || t->npend)
+			return weld_fail(err, WELD_ERR_ARG,
+					 "'%s': tensor '%s': %llu of %llu elements written", w->out,
+					 t->name, (unsigned long long)t->in_done,
+					 (unsigned long long)t->nelem);
+		t->hash = t->xxh ? XXH3_64bits_digest(t->xxh) : XXH3_64bits("", 0);
+	}
+	o.p = calloc(1, (size_t)w->data_start);
+	if (!o.p)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	header(w, &o, true);
+	r = o.len == w->header_len ? weld_pwrite_full(w->fd, o.p, (size_t)w->data_start, 0,
+						      w->label, err)
+				   : weld_fail(err, WELD_ERR_ARG, "'%s': the header changed length",
+					       w->out);
+	free(o.p);
+	if (r < 0)
+		return -1;
+	if (fsync(w->fd) < 0)
+		return weld_fail_errno(err, "fsync of '%s' failed", w->label);
+	r = close(w->fd);
+	w->fd = -1;
+	if (r < 0)
+		return weld_fail_errno(err, "close of '%s' failed", w->label);
+	return weld_outdir_publish(&w->dir, w->path, err);
+}
+
+void weld_gguf_writer_close(struct weld_gguf_writer *w)
+{
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	weld_outdir_release(&w->dir);
+	for (size_t i = 0; i < w->n; i++) {
+		free(w->t[i].name);
+		if (w->t[i].xxh)
+			XXH3_freeState(w->t[i].xxh);
+	}
+	weld_gguf_kvs_free(w->kv, w->nkv);
+	free(w->names);
+	free(w->t);
+	free(w->recipe);
+	free(w->path);
+	free(w->label);
+	free(w);
+}
