@@ -15,6 +15,8 @@
 #   expect NAME CMD...                   CMD succeeds
 #   refuse [-E] NAME STATUS TEXT OUT CMD...
 #                                        CMD fails as it should (see below)
+#   same_bytes SMALL NAME ARGS...        weld ARGS gives one file for any -j
+#                                        and --max-memory (SMALL, 64M, 1G)
 #   ok NAME / not_ok NAME / skip NAME    record a result worked out by hand
 #   summary                              the totals; last line of a script
 set -u
@@ -107,6 +109,25 @@ refuse() {
 	else
 		ok "$_name"
 	fi
+}
+
+# same_bytes SMALL NAME ARGS...: weld ARGS (a merge, without -o) writes the
+# same model.safetensors with -j 1 --max-memory SMALL, -j 2 --max-memory 1G
+# and -j 3 --max-memory 64M (DESIGN 3: the bytes never depend on them)
+same_bytes() {
+	_small=$1 _name=$2
+	shift 2
+	if ! "$WELD" "$@" -q -j 1 --max-memory "$_small" -o "$T/sb1" 2>"$T/stderr" ||
+	   ! "$WELD" "$@" -q -j 2 --max-memory 1G -o "$T/sb2" 2>>"$T/stderr" ||
+	   ! "$WELD" "$@" -q -j 3 --max-memory 64M -o "$T/sb3" 2>>"$T/stderr"; then
+		not_ok "$_name ran"
+	elif cmp -s "$T/sb1/model.safetensors" "$T/sb2/model.safetensors" &&
+	     cmp -s "$T/sb1/model.safetensors" "$T/sb3/model.safetensors"; then
+		ok "$_name: same file for -j 1/2/3 and --max-memory $_small/64M/1G"
+	else
+		not_ok "$_name: outputs differ between -j / --max-memory"
+	fi
+	rm -rf "$T/sb1" "$T/sb2" "$T/sb3"
 }
 
 summary() {

@@ -167,14 +167,14 @@ expect "--align warns before a large run (F > 4096)" align_warning
 
 # ---------------------------------------------------------------- determinism
 
-same_bytes() {
+same_expert_bytes() {
 	"$WELD" expert-merge -q -o "$T/d1" --groups 2 --similarity weight -j1 "$T/mix" &&
 	"$WELD" expert-merge -q -o "$T/d2" --groups 2 --similarity weight -j4 --max-memory 1K "$T/mix" &&
 	fixture same "$T/d1" "$T/d2" &&
 	"$WELD" expert-merge -q -o "$T/d3" --groups 2 --align -j3 --max-memory 4K "$T/perm" &&
 	fixture same "$T/p1" "$T/d3"
 }
-expect "same tensors for any -j and --max-memory" same_bytes
+expect "same tensors for any -j and --max-memory" same_expert_bytes
 
 sharded() {
 	"$WELD" expert-merge -q -o "$T/s1" --groups 2 --shard-size 2K "$T/mix" &&

@@ -12,21 +12,7 @@ for cmd in "average" "task-arithmetic $B --lambda 0.7" "ties $B --density 0.3" \
 	   "ties $B --density 0.3 --scope model" "ties $B --density 0.3 --scope row" \
 	   "dare $B --density 0.4 --seed 5" "dare $B --rescale l1 --combine ties --trim 0.5" \
 	   "breadcrumbs $B --density 0.8 --gamma 0.05" "consensus $B --from ties --density 0.3"; do
-	name=$(echo "$cmd" | sed "s|$T/||g")
-	"$WELD" $cmd -q -j 1 --max-memory 16M -o "$T/a" $FT 2>"$T/stderr" &&
-	"$WELD" $cmd -q -j 2 --max-memory 1G -o "$T/b" $FT 2>>"$T/stderr" &&
-	"$WELD" $cmd -q -j 3 --max-memory 64M -o "$T/c" $FT 2>>"$T/stderr"
-	if [ $? -ne 0 ]; then
-		not_ok "$name ran"
-	else
-		if cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" &&
-		   cmp -s "$T/a/model.safetensors" "$T/c/model.safetensors"; then
-			ok "$name: same file for -j 1/2/3 and --max-memory 16M/64M/1G"
-		else
-			not_ok "$name: outputs differ between -j / --max-memory"
-		fi
-	fi
-	rm -rf "$T/a" "$T/b" "$T/c"
+	same_bytes 16M "$(echo "$cmd" | sed "s|$T/||g")" $cmd $FT
 done
 
 # top-k with keys recorded (the default), with too little room to record

@@ -29,19 +29,7 @@ FT="$T/ft1 $T/ft2 $T/ft3"
 for cmd in "della $B" "della $B --rescale l1 --density 0.3 --epsilon 0.2" \
 	   "della $B --rescale none --combine sum --no-normalize --seed 9" \
 	   "della $B --rescale l1 --sign count --weights 1,0.5,2"; do
-	name=$(echo "$cmd" | sed "s|$T/||g")
-	"$WELD" $cmd -q -j 1 --max-memory 16M -o "$T/a" $FT 2>"$T/stderr" &&
-	"$WELD" $cmd -q -j 2 --max-memory 1G -o "$T/b" $FT 2>>"$T/stderr" &&
-	"$WELD" $cmd -q -j 3 --max-memory 64M -o "$T/c" $FT 2>>"$T/stderr"
-	if [ $? -ne 0 ]; then
-		not_ok "$name ran"
-	elif cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" &&
-	     cmp -s "$T/a/model.safetensors" "$T/c/model.safetensors"; then
-		ok "$name: same file for -j 1/2/3 and --max-memory 16M/64M/1G"
-	else
-		not_ok "$name: outputs differ between -j / --max-memory"
-	fi
-	rm -rf "$T/a" "$T/b" "$T/c"
+	same_bytes 16M "$(echo "$cmd" | sed "s|$T/||g")" $cmd $FT
 done
 
 # the recipe stored by the command runs again to the same file
@@ -189,19 +177,7 @@ recipe_refuse "della with only the base" \
 
 for cmd in "pcb $B" "pcb $B --density 0.3 --clip 0.01" "pcb $B --scope row --density 0.5" \
 	   "pcb $B --scope model --density 0.2 --weights 1,2,0.5 --lambda 1.2"; do
-	name=$(echo "$cmd" | sed "s|$T/||g")
-	"$WELD" $cmd -q -j 1 --max-memory 16M -o "$T/a" $FT 2>"$T/stderr" &&
-	"$WELD" $cmd -q -j 2 --max-memory 1G -o "$T/b" $FT 2>>"$T/stderr" &&
-	"$WELD" $cmd -q -j 3 --max-memory 64M -o "$T/c" $FT 2>>"$T/stderr"
-	if [ $? -ne 0 ]; then
-		not_ok "$name ran"
-	elif cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" &&
-	     cmp -s "$T/a/model.safetensors" "$T/c/model.safetensors"; then
-		ok "$name: same file for -j 1/2/3 and --max-memory 16M/64M/1G"
-	else
-		not_ok "$name: outputs differ between -j / --max-memory"
-	fi
-	rm -rf "$T/a" "$T/b" "$T/c"
+	same_bytes 16M "$(echo "$cmd" | sed "s|$T/||g")" $cmd $FT
 done
 
 # the reference, bit for bit, on tensors split over several chunks
@@ -313,19 +289,7 @@ recipe_refuse "pcb: --scope model with densities that vary by tensor" \
 # ---------------------------------------------------------------- sce
 
 for cmd in "sce $B" "sce $B --select-topk 0.3" "sce $B --select-topk 0.05" "sce $B --select-topk 0"; do
-	name=$(echo "$cmd" | sed "s|$T/||g")
-	"$WELD" $cmd -q -j 1 --max-memory 24M -o "$T/a" $FT 2>"$T/stderr" &&
-	"$WELD" $cmd -q -j 2 --max-memory 1G -o "$T/b" $FT 2>>"$T/stderr" &&
-	"$WELD" $cmd -q -j 3 --max-memory 64M -o "$T/c" $FT 2>>"$T/stderr"
-	if [ $? -ne 0 ]; then
-		not_ok "$name ran"
-	elif cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" &&
-	     cmp -s "$T/a/model.safetensors" "$T/c/model.safetensors"; then
-		ok "$name: same file for -j 1/2/3 and --max-memory 24M/64M/1G"
-	else
-		not_ok "$name: outputs differ between -j / --max-memory"
-	fi
-	rm -rf "$T/a" "$T/b" "$T/c"
+	same_bytes 24M "$(echo "$cmd" | sed "s|$T/||g")" $cmd $FT
 done
 
 # plateaus: deltas of a few values make many equal variances, so the

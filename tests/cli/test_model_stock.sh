@@ -17,19 +17,7 @@ same_tensors() {
 }
 
 for cmd in "model-stock $B $FT" "model-stock $B --filter-wise $FT" "model-stock $B $T/ft1 $T/ft2"; do
-	name=$(echo "$cmd" | sed "s|$T/||g")
-	"$WELD" $cmd -q -j 1 --max-memory 16M -o "$T/a" 2>"$T/stderr" &&
-	"$WELD" $cmd -q -j 2 --max-memory 1G -o "$T/b" 2>>"$T/stderr" &&
-	"$WELD" $cmd -q -j 3 --max-memory 64M -o "$T/c" 2>>"$T/stderr"
-	if [ $? -ne 0 ]; then
-		not_ok "$name ran"
-	elif cmp -s "$T/a/model.safetensors" "$T/b/model.safetensors" &&
-	     cmp -s "$T/a/model.safetensors" "$T/c/model.safetensors"; then
-		ok "$name: same file for -j 1/2/3 and --max-memory 16M/64M/1G"
-	else
-		not_ok "$name: outputs differ between -j / --max-memory"
-	fi
-	rm -rf "$T/a" "$T/b" "$T/c"
+	same_bytes 16M "$(echo "$cmd" | sed "s|$T/||g")" $cmd
 done
 
 "$WELD" model-stock -q $B -o "$T/ms" $FT
