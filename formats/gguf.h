@@ -53,7 +53,7 @@ struct weld_gguf_writer;
 int weld_gguf_writer_open(struct weld_gguf_writer **w, const char *path,
 			  const struct weld_out_tensor *t, size_t n,
 			  const struct weld_writer_opts *opts, struct weld_error *err);
-int64_t weld_gguf_writer_find(const struct weld_gguf_writer *w, const char *name);
+int64_t weld_gguf_writer_find(struct weld_gguf_writer *w, const char *name);
 int weld_gguf_writer_write(struct weld_gguf_writer *w, size_t i, const void *data, size_t len,
 			   struct weld_error *err);
 int weld_gguf_writer_commit(struct weld_gguf_writer *w, struct weld_error *err);

@@ -24,6 +24,7 @@
  */
 #include "format.h"
 #include "gguf.h"
+#include "name_table.h"
 #include "output_dir.h"
 #include "quant.h"
 
@@ -60,7 +61,7 @@ struct weld_gguf_writer {
 	int fd;
 	struct gtensor *t;
 	size_t n;
-	struct gtensor **names;         /* by name, for find */
+	struct weld_name_table names;   /* name -> index in t, for find */
 	struct weld_gguf_kv *kv;        /* the base's pairs */
 	size_t nkv;
 	char *recipe;
@@ -254,11 +255,6 @@ static int cmp_order(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-static int cmp_name(const void *a, const void *b)
-{
-	return strcmp((*(struct gtensor *const *)a)->name, (*(struct gtensor *const *)b)->name);
-}
-
 /* The base's tensors in file order: pos[i] for tensor i of the base. */
 static int64_t base_position(const weld_model *base, const char *name)
 {
@@ -321,8 +317,7 @@ static int lay_out(struct weld_gguf_writer *w, const struct weld_out_tensor *t, 
 	uint64_t pos = 0;
 
 	w->t = calloc(n ? n : 1, sizeof(*w->t));
-	w->names = calloc(n ? n : 1, sizeof(*w->names));
-	if (!w->t || !w->names)
+	if (!w->t || weld_name_table_init(&w->names, n) < 0)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	w->n = n;
 	for (size_t i = 0; i < n; i++)
@@ -332,13 +327,14 @@ static int lay_out(struct weld_gguf_writer *w, const struct weld_out_tensor *t, 
 	for (size_t i = 0; i < n; i++) {
 		w->t[i].offset = pos;
 		pos += (w->t[i].nbytes + ALIGN - 1) / ALIGN * ALIGN;
-		w->names[i] = &w->t[i];
-	}
-	qsort(w->names, n, sizeof(*w->names), cmp_name);
-	for (size_t i = 1; i < n; i++)
-		if (strcmp(w->names[i - 1]->name, w->names[i]->name) == 0)
+		switch (weld_name_table_add(&w->names, w->t[i].name, i, NULL)) {
+		case 1:
 			return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': written twice", w->out,
-					 w->names[i]->name);
+					 w->t[i].name);
+		case -1:
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		}
+	}
 	w->file_type = file_type(w->t, n);
 	header(w, &count, false);
 	w->header_len = count.len;
@@ -394,22 +390,11 @@ fail:
 	return -1;
 }
 
-int64_t weld_gguf_writer_find(const struct weld_gguf_writer *w, const char *name)
+int64_t weld_gguf_writer_find(struct weld_gguf_writer *w, const char *name)
 {
-	size_t lo = 0, hi = w->n;
+	size_t i;
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(w->names[mid]->name, name);
-
-		if (c == 0)
-			return w->names[mid] - w->t;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
+	return weld_name_table_find(&w->names, name, &i) ? (int64_t)i : -1;
 }
 
 /* ---------------------------------------------------------------- data */
@@ -567,7 +552,7 @@ void weld_gguf_writer_close(struct weld_gguf_writer *w)
 			XXH3_freeState(w->t[i].xxh);
 	}
 	weld_gguf_kvs_free(w->kv, w->nkv);
-	free(w->names);
+	weld_name_table_free(&w->names);
 	free(w->t);
 	free(w->recipe);
 	free(w->path);
