@@ -154,20 +154,20 @@ int weld_recipe_eval_source(weld_recipe *r, const struct rsource *rs, const stru
 		src->weight = v;
 		job->method = WELD_METHOD_AVERAGE;
 	}
-	if (m->params & WELD_PB(WELD_P_LAMBDA))
-		param_value(r, WELD_P_LAMBDA, rs, sl, out_name, in_name, t, &job->lambda, where, sizeof(where));
-	if (m->params & WELD_PB(WELD_P_RAM_EPSILON))
-		param_value(r, WELD_P_RAM_EPSILON, rs, sl, out_name, in_name, t, &job->epsilon, where, sizeof(where));
-	if (m->params & WELD_PB(WELD_P_R))
-		param_value(r, WELD_P_R, rs, sl, out_name, in_name, t, &job->ram_r, where, sizeof(where));
-	if (m->params & WELD_PB(WELD_P_ALPHA))
-		param_value(r, WELD_P_ALPHA, rs, sl, out_name, in_name, t, &job->ram_alpha, where, sizeof(where));
-	if (m->params & WELD_PB(WELD_P_EPS))
-		param_value(r, WELD_P_EPS, rs, sl, out_name, in_name, t, &job->epsilon, where, sizeof(where));
-	if (m->params & WELD_PB(WELD_P_MAX_ITER))
-		param_value(r, WELD_P_MAX_ITER, rs, sl, out_name, in_name, t, &job->max_iter, where, sizeof(where));
-	if (m->params & WELD_PB(WELD_P_TOL))
-		param_value(r, WELD_P_TOL, rs, sl, out_name, in_name, t, &job->tol, where, sizeof(where));
+	{
+		/* the per-tensor values a method may take, and where they go */
+		const struct { enum weld_param p; double *dst; } tv[] = {
+			{ WELD_P_LAMBDA, &job->lambda }, { WELD_P_RAM_EPSILON, &job->epsilon },
+			{ WELD_P_R, &job->ram_r }, { WELD_P_ALPHA, &job->ram_alpha },
+			{ WELD_P_EPS, &job->epsilon }, { WELD_P_MAX_ITER, &job->max_iter },
+			{ WELD_P_TOL, &job->tol },
+		};
+
+		for (size_t k = 0; k < sizeof(tv) / sizeof(tv[0]); k++)
+			if (m->params & WELD_PB(tv[k].p))
+				param_value(r, tv[k].p, rs, sl, out_name, in_name, t, tv[k].dst, where,
+					    sizeof(where));
+	}
 	if (m->params & WELD_PB(WELD_P_T) &&
 	    !param_value(r, WELD_P_T, rs, sl, out_name, in_name, t, &job->t, where, sizeof(where))) {
 		if (r->use_slices && sl->params && cJSON_GetObjectItemCaseSensitive(sl->params, "t"))
