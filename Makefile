@@ -15,9 +15,9 @@ REQ      = -std=c11 -D_GNU_SOURCE -fopenmp -fno-fast-math -ffp-contract=off -fno
 # defines __GNUC__, so the probe reads the --version text).
 CC_IS_GCC := $(shell $(CC) --version 2>/dev/null | grep -q 'Free Software Foundation' && echo yes)
 GCC_ONLY = $(if $(CC_IS_GCC),-fvect-cost-model=dynamic)
-PKGS     = libzip libcjson libxxhash zlib
+PKGS     = libzip libcjson libxxhash zlib openblas lapacke
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lzip -lcjson -lxxhash -lz)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lzip -lcjson -lxxhash -lz -lopenblas -llapacke)
 LIBS     = $(PKG_LIBS) -lm -fopenmp
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin

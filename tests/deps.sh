@@ -12,6 +12,9 @@ have_pc zlib || have_hdr zlib.h || need="$need zlib1g-dev"
 have_pc libzip || have_hdr zip.h || need="$need libzip-dev"
 have_pc libcjson || have_hdr cjson/cJSON.h || need="$need libcjson-dev"
 have_hdr xxhash.h || need="$need libxxhash-dev"
+# the SVD methods and LoRA: BLAS and LAPACK through their C interfaces
+have_pc openblas || need="$need libopenblas-dev"
+have_pc lapacke || have_hdr lapacke.h || need="$need liblapacke-dev"
 have_hdr stdarg.h && printf '#include <stdarg.h>\n#include <stddef.h>\n#include <setjmp.h>\n#include <cmocka.h>\nint main(void){return 0;}\n' | ${CC:-cc} -x c - -o /dev/null 2>/dev/null || need="$need libcmocka-dev"
 # tests: the NumPy reference implementation (in $PYTHON, as the tests run
 # it) and xxhsum for known answers
