@@ -133,7 +133,10 @@ int cli_check_output(const weld_plan *p, const char *out, bool force, bool singl
 {
 	size_t n = weld_plan_model_count(p);
 	const char **in = calloc(n ? n : 1, sizeof(*in));
-	int r;
+	struct weld_error err = { 0 };
+	char **set = NULL;
+	size_t nset = 0;
+	int r = 0;
 
 	if (!in) {
 		cli_error("out of memory");
@@ -141,9 +144,18 @@ int cli_check_output(const weld_plan *p, const char *out, bool force, bool singl
 	}
 	for (size_t i = 0; i < n; i++)
 		in[i] = weld_model_path(weld_plan_model(p, (int)i));
-	/* a GGUF output is one file */
+	/* a GGUF output is one file, or a split set of files beside out */
 	single_file = single_file || weld_plan_output_format(p, NULL) == WELD_FORMAT_GGUF;
-	r = cli_check_paths(out, force, single_file, in, n);
+	if (weld_plan_output_set(p, out, &set, &nset, &err) < 0)
+		r = cli_fail(&err);
+	else if (!nset)
+		r = cli_check_paths(out, force, single_file, in, n);
+	for (size_t k = 0; k < nset; k++) {
+		if (!r)
+			r = cli_check_paths(set[k], force, true, in, n);
+		free(set[k]);
+	}
+	free(set);
 	free(in);
 	return r;
 }

@@ -71,6 +71,7 @@ int cmd_convert(int argc, char **argv)
 				return EXIT_USAGE;
 			break;
 		case O_SHARD:
+			o.shard_size_set = true;
 			if (!cli_size("--shard-size", optarg, &o.shard_size))
 				return EXIT_USAGE;
 			break;

@@ -408,7 +408,9 @@ static int parse_common_opt(int c, struct merge_args *a)
 	case O_DTYPE: return cli_out_dtype(optarg, &a->o) ? 0 : EXIT_USAGE;
 	case O_FORMAT: return cli_format(optarg, &a->o.format) ? 0 : EXIT_USAGE;
 	case O_MAXMEM: return cli_size("--max-memory", optarg, &a->o.max_memory) ? 0 : EXIT_USAGE;
-	case O_SHARD: return cli_size("--shard-size", optarg, &a->o.shard_size) ? 0 : EXIT_USAGE;
+	case O_SHARD:
+		a->o.shard_size_set = true;
+		return cli_size("--shard-size", optarg, &a->o.shard_size) ? 0 : EXIT_USAGE;
 	case O_ALLOW_MISSING: a->o.allow_missing = true; return 0;
 	case O_ALLOW_NONFINITE: a->o.allow_nonfinite = true; return 0;
 	case O_NO_COPY: a->o.copy_files = false; return 0;

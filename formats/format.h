@@ -87,6 +87,9 @@ int weld_model_add_tensor_in(weld_model *m, const struct weld_tensor_info *info,
  * here, so that a header of many keys is read in linear time. */
 int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
 			    struct weld_error *err);
+/* The same, for file `file` of m (a split set recorded by its first file). */
+int weld_model_set_file_metadata(weld_model *m, int file, const char *key, const char *value,
+				 struct weld_error *err);
 
 /* Fill t->stride with C-order strides from t->shape (saturating: only an
  * empty tensor can have a stride product that overflows, and it is never

@@ -186,14 +186,13 @@ static int check_offsets(struct cur *c, struct info *e, size_t n, uint64_t data_
 /* ---------------------------------------------------------------- the file */
 
 
-/* weld.xxh3 (one hex string per tensor, in file order) as the weld_xxh3
- * object weld_verify() reads. */
-static int record_hashes(weld_model *m, struct cur *c, const struct header *h,
-			 const struct info *e, size_t n)
+/* weld.xxh3 of the first file (one hex string per tensor, in the order of
+ * the file, or of the split set) as the weld_xxh3 object of each file that
+ * weld_verify() reads; m holds every tensor of the set. */
+static int record_hashes(weld_model *m, struct cur *c, const struct header *h)
 {
-	cJSON *o;
-	char *text = NULL;
-	int r;
+	size_t n = weld_model_count(m), nf = weld_model_file_count(m);
+	int r = 0;
 
 	if (!h->xxh3)
 		return 0;
@@ -201,17 +200,24 @@ static int record_hashes(weld_model *m, struct cur *c, const struct header *h,
 		return weld_fail(c->err, WELD_ERR_FORMAT,
 				 "'%s': key 'weld.xxh3': %llu checksums for %zu tensors", c->path,
 				 (unsigned long long)h->nxxh3, n);
-	o = cJSON_CreateObject();
-	for (size_t i = 0; o && i < n; i++)
-		if (!cJSON_AddStringToObject(o, e[i].name, h->xxh3[i])) {
-			cJSON_Delete(o);
-			o = NULL;
+	for (size_t f = 0; !r && f < nf; f++) {
+		cJSON *o = cJSON_CreateObject();
+		char *text;
+
+		for (size_t i = 0; o && i < n; i++) {
+			const struct weld_tensor_info *t = weld_model_tensor(m, i);
+
+			if ((size_t)t->file == f && !cJSON_AddStringToObject(o, t->name, h->xxh3[i])) {
+				cJSON_Delete(o);
+				o = NULL;
+			}
 		}
-	text = o ? cJSON_PrintUnformatted(o) : NULL;
-	cJSON_Delete(o);
-	r = !text ? weld_fail(c->err, WELD_ERR_NOMEM, "'%s': out of memory", c->path)
-		  : weld_model_set_metadata(m, "weld_xxh3", text, c->err);
-	free(text);
+		text = o ? cJSON_PrintUnformatted(o) : NULL;
+		cJSON_Delete(o);
+		r = !text ? weld_fail(c->err, WELD_ERR_NOMEM, "'%s': out of memory", c->path)
+			  : weld_model_set_file_metadata(m, (int)f, "weld_xxh3", text, c->err);
+		free(text);
+	}
 	return r;
 }
 
@@ -269,8 +275,7 @@ static int parse_one(weld_model *m, int file, int split_no, struct header *h,
 			  c->path, (unsigned long long)data_start, (unsigned long long)c->size);
 		goto out;
 	}
-	if (check_offsets(c, e, (size_t)h->n_tensors, data_start, h->alignment) < 0 ||
-	    record_hashes(m, c, h, e, (size_t)h->n_tensors) < 0)
+	if (check_offsets(c, e, (size_t)h->n_tensors, data_start, h->alignment) < 0)
 		goto out;
 	if (split_no >= 0 && (!h->split || (int)h->split_no != split_no)) {
 		if (h->split)
@@ -288,6 +293,8 @@ static int parse_one(weld_model *m, int file, int split_no, struct header *h,
 			goto out;
 	}
 	ret = split_no < 0 && h->split && h->split_count > 1 ? parse_split(m, c, h) : 0;
+	if (!ret && split_no < 0)
+		ret = record_hashes(m, c, h);
 out:
 	for (int64_t i = 0; e && i < h->n_tensors; i++)
 		free(e[i].name);

@@ -53,6 +53,12 @@ struct weld_gguf_writer;
 int weld_gguf_writer_open(struct weld_gguf_writer **w, const char *path,
 			  const struct weld_out_tensor *t, size_t n,
 			  const struct weld_writer_opts *opts, struct weld_error *err);
+/* The files a GGUF output OUT of these tensors is written as, when opts
+ * makes it a split set: *paths (n paths beside OUT, caller frees each and
+ * the array); *n = 0 when the output is the one file OUT. */
+int weld_gguf_set_paths(const char *out, const struct weld_out_tensor *t, size_t n,
+			const struct weld_writer_opts *opts, char ***paths, size_t *np,
+			struct weld_error *err);
 int64_t weld_gguf_writer_find(struct weld_gguf_writer *w, const char *name);
 int weld_gguf_writer_write(struct weld_gguf_writer *w, size_t i, const void *data, size_t len,
 			   struct weld_error *err);

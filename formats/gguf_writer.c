@@ -1,20 +1,33 @@
 /*
- * gguf_writer.c - write one GGUF v3 file (llama.cpp) from a merge.
+ * gguf_writer.c - write a GGUF v3 model (llama.cpp) from a merge: one file,
+ * or a split set of files each holding whole tensors.
  *
- *   "GGUF" | u32 3 | i64 tensor_count | i64 kv_count
- *   the base's key/value pairs, in its order, verbatim, except
- *       general.file_type (set to match), general.alignment and split.*
- *       (dropped: the file is single, aligned to 32), general.
- *       quantization_version (2 when a tensor is quantised), weld.*
- *   weld.version (string), weld.recipe (string, when there is a recipe),
- *   weld.xxh3 (array of strings: the XXH3-64 of each tensor's stored
- *       bytes, 16 hex digits, in tensor order; filled at commit)
- *   tensor infos in the base's tensor order (tensors the base lacks after,
- *       by name): ne = the shape reversed, offsets the running sum of
- *       sizes padded to 32
+ *   "GGUF" | u32 3 | i64 tensor_count (of this file) | i64 kv_count
+ *   file 1 (or the one file): the base's key/value pairs, in its order,
+ *       verbatim, except general.file_type (set to match),
+ *       general.alignment and split.* (dropped: the data is aligned to
+ *       32), general.quantization_version (2 when a tensor is
+ *       quantised), weld.*; then
+ *   split.no (u16, 0-based), split.count (u16), split.tensors.count (i32,
+ *       over the set): in every file of a split set; later files hold
+ *       these three keys only
+ *   file 1: weld.version (string), weld.recipe (string, when there is a
+ *       recipe; in a GGUF output its weld.shard_size says whether the
+ *       output is split: 0 for one file), weld.xxh3 (array of strings: the
+ *       XXH3-64 of each tensor's stored bytes, 16 hex digits, in tensor
+ *       order over the set; filled at commit)
+ *   tensor infos of this file: the base's tensor order (tensors the base
+ *       lacks after, by name), ne = the shape reversed, offsets the
+ *       running sum of sizes padded to 32 from this file's data
  *   zero padding to 32, then the data, each tensor padded to 32
  *
- * The layout is fixed at open and the file created at its final size, so
+ * A split set (--shard-size given): OUT = DIR/STEM.gguf is written as
+ * DIR/STEM-00001-of-0000N.gguf ... (llama.cpp's gguf-split names), a file
+ * starting a new one when the next tensor would take its data past the
+ * shard size (a tensor larger than that has a file of its own). The set
+ * is published with output_dir.c's weld_outdir_publish_set().
+ *
+ * The layout is fixed at open and the files created at their final size, so
  * that tensors can then be written at known offsets from any thread, as
  * the safetensors writer does (model.h). A tensor arrives in its dtype
  * (F32, F16 or BF16 for floats) and is stored in its ggml type: as is,
@@ -28,7 +41,9 @@
 #include "output_dir.h"
 #include "quant.h"
 
+#include <cjson/cJSON.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +52,7 @@
 
 #define ALIGN WELD_GGUF_ALIGNMENT
 #define FILE_NAME "model.gguf"
+#define MAX_FILES 99999         /* five digits in the names; split.count is u16 */
 
 struct gtensor {
 	char *name;
@@ -44,7 +60,8 @@ struct gtensor {
 	uint32_t type;                  /* what is stored */
 	int ndim;
 	uint64_t ne[WELD_MAX_DIMS];     /* GGUF order */
-	uint64_t nelem, nbytes, offset; /* offset from the data start */
+	uint64_t nelem, nbytes, offset; /* offset from its file's data start */
+	size_t file;                    /* its file in a split set, else 0 */
 	uint64_t in_done;               /* elements received */
 	uint64_t out_done;              /* bytes stored */
 	float pend[256];                /* elements of a partial block */
@@ -54,18 +71,25 @@ struct gtensor {
 	int64_t base_pos;               /* position in the base's file order */
 };
 
+struct gfile {
+	char *name, *path, *label;      /* in the set, in content, in messages */
+	int fd;
+	size_t first, count;            /* its tensors in t */
+	uint64_t header_len, data_start, total;
+};
+
 struct weld_gguf_writer {
 	struct weld_outdir dir;
 	const char *out;
-	char *path, *label;
-	int fd;
+	struct gfile *f;
+	size_t nf;
+	bool split;                     /* a set, with split.* keys */
 	struct gtensor *t;
 	size_t n;
 	struct weld_name_table names;   /* name -> index in t, for find */
 	struct weld_gguf_kv *kv;        /* the base's pairs */
 	size_t nkv;
 	char *recipe;
-	uint64_t header_len, data_start, total;
 	uint32_t file_type;
 	bool quantised;
 };
@@ -181,21 +205,64 @@ static bool replaced(const char *key)
 	       strncmp(key, "split.", 6) == 0 || strncmp(key, "weld.", 5) == 0;
 }
 
-static uint64_t kv_count(const struct weld_gguf_writer *w)
+static uint64_t kv_count(const struct weld_gguf_writer *w, size_t file)
 {
-	uint64_t n = 3 + (w->recipe != NULL) + w->quantised;      /* file_type, weld.* */
+	uint64_t n = 3 * w->split;                                 /* split.* */
 
+	if (file)
+		return n;
+	n += 3 + (w->recipe != NULL) + w->quantised;              /* file_type, weld.* */
 	for (size_t i = 0; i < w->nkv; i++)
 		n += !replaced(w->kv[i].key);
 	return n;
 }
 
-static void header(const struct weld_gguf_writer *w, struct out *o, bool final)
+static void split_keys(const struct weld_gguf_writer *w, struct out *o, size_t file)
+{
+	unsigned char u16[2];
+
+	put_str(o, "split.no");
+	put_u32(o, WELD_GGUF_U16);
+	u16[0] = (unsigned char)file;
+	u16[1] = (unsigned char)(file >> 8);
+	put(o, u16, 2);
+	put_str(o, "split.count");
+	put_u32(o, WELD_GGUF_U16);
+	u16[0] = (unsigned char)w->nf;
+	u16[1] = (unsigned char)(w->nf >> 8);
+	put(o, u16, 2);
+	put_str(o, "split.tensors.count");
+	put_u32(o, WELD_GGUF_I32);
+	put_u32(o, (uint32_t)w->n);
+}
+
+static void tensor_infos(const struct weld_gguf_writer *w, struct out *o, size_t file)
+{
+	for (size_t i = w->f[file].first; i < w->f[file].first + w->f[file].count; i++) {
+		const struct gtensor *t = &w->t[i];
+
+		put_str(o, t->name);
+		put_u32(o, (uint32_t)t->ndim);
+		for (int d = 0; d < t->ndim; d++)
+			put_u64(o, t->ne[d]);
+		put_u32(o, t->type);
+		put_u64(o, t->offset);
+	}
+}
+
+/* The header of file `file`; final: with the tensors' hashes. */
+static void header(const struct weld_gguf_writer *w, size_t file, struct out *o, bool final)
 {
 	put(o, "GGUF", 4);
 	put_u32(o, 3);
-	put_u64(o, w->n);
-	put_u64(o, kv_count(w));
+	put_u64(o, w->f[file].count);
+	put_u64(o, kv_count(w, file));
+	if (w->split)
+		split_keys(w, o, file);
+	if (file) {
+		tensor_infos(w, o, file);
+		return;
+	}
 	for (size_t i = 0; i < w->nkv; i++) {
 		const struct weld_gguf_kv *kv = &w->kv[i];
 
@@ -232,16 +299,7 @@ static void header(const struct weld_gguf_writer *w, struct out *o, bool final)
 			weld_hex64(w->t[i].hash, hex);
 		put_str(o, hex);
 	}
-	for (size_t i = 0; i < w->n; i++) {
-		const struct gtensor *t = &w->t[i];
-
-		put_str(o, t->name);
-		put_u32(o, (uint32_t)t->ndim);
-		for (int d = 0; d < t->ndim; d++)
-			put_u64(o, t->ne[d]);
-		put_u32(o, t->type);
-		put_u64(o, t->offset);
-	}
+	tensor_infos(w, o, 0);
 }
 
 /* ---------------------------------------------------------------- open */
@@ -310,12 +368,42 @@ static int add_tensor(struct weld_gguf_writer *w, struct gtensor *g,
 	return 0;
 }
 
+/* Cut the tensors (in order) into files of at most `split` data bytes
+ * (0: one file); each file's tensors get offsets from its data start. */
+static int cut_files(struct weld_gguf_writer *w, uint64_t split, struct weld_error *err)
+{
+	uint64_t pos = 0;
+
+	w->f = calloc(w->n ? w->n : 1, sizeof(*w->f));
+	if (!w->f)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	w->nf = 1;
+	for (size_t i = 0; i < w->n; i++) {
+		uint64_t sz = (w->t[i].nbytes + ALIGN - 1) / ALIGN * ALIGN;
+		struct gfile *f = &w->f[w->nf - 1];
+
+		if (split && f->count && (pos + sz < pos || pos + sz > split)) {
+			f = &w->f[w->nf++];
+			f->first = i;
+			pos = 0;
+		}
+		w->t[i].file = w->nf - 1;
+		w->t[i].offset = pos;
+		f->count++;
+		pos += sz;
+	}
+	for (size_t k = 0; k < w->nf; k++)
+		w->f[k].fd = -1;
+	if (w->nf > MAX_FILES)
+		return weld_fail(err, WELD_ERR_ARG,
+				 "'%s': --shard-size cuts the output into %zu files; a GGUF split "
+				 "set holds at most %d", w->out, w->nf, MAX_FILES);
+	return 0;
+}
+
 static int lay_out(struct weld_gguf_writer *w, const struct weld_out_tensor *t, size_t n,
 		   const struct weld_writer_opts *o, struct weld_error *err)
 {
-	struct out count = { NULL, 0 };
-	uint64_t pos = 0;
-
 	w->t = calloc(n ? n : 1, sizeof(*w->t));
 	if (!w->t || weld_name_table_init(&w->names, n) < 0)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
@@ -323,10 +411,11 @@ static int lay_out(struct weld_gguf_writer *w, const struct weld_out_tensor *t, 
 	for (size_t i = 0; i < n; i++)
 		if (add_tensor(w, &w->t[i], &t[i], o, err) < 0)
 			return -1;
+	if (o->gguf_split && n > INT32_MAX)
+		return weld_fail(err, WELD_ERR_ARG, "'%s': %zu tensors; a GGUF split set holds at "
+				 "most %d", w->out, n, INT32_MAX);
 	qsort(w->t, n, sizeof(*w->t), cmp_order);
-	for (size_t i = 0; i < n; i++) {
-		w->t[i].offset = pos;
-		pos += (w->t[i].nbytes + ALIGN - 1) / ALIGN * ALIGN;
+	for (size_t i = 0; i < n; i++)
 		switch (weld_name_table_add(&w->names, w->t[i].name, i, NULL)) {
 		case 1:
 			return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': written twice", w->out,
@@ -334,13 +423,100 @@ static int lay_out(struct weld_gguf_writer *w, const struct weld_out_tensor *t, 
 		case -1:
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		}
-	}
+	w->split = o->gguf_split > 0;
+	if (cut_files(w, o->gguf_split, err) < 0)
+		return -1;
 	w->file_type = file_type(w->t, n);
-	header(w, &count, false);
-	w->header_len = count.len;
-	w->data_start = (count.len + ALIGN - 1) / ALIGN * ALIGN;
-	w->total = w->data_start + pos;
+	for (size_t k = 0; k < w->nf; k++) {
+		struct gfile *f = &w->f[k];
+		struct out count = { NULL, 0 };
+		uint64_t end = 0;
+
+		header(w, k, &count, false);
+		f->header_len = count.len;
+		f->data_start = (count.len + ALIGN - 1) / ALIGN * ALIGN;
+		if (f->count) {
+			const struct gtensor *l = &w->t[f->first + f->count - 1];
+
+			end = l->offset + (l->nbytes + ALIGN - 1) / ALIGN * ALIGN;
+		}
+		f->total = f->data_start + end;
+	}
 	return 0;
+}
+
+/* STEM-0000k-of-0000N.gguf for file k of a set whose output is OUT =
+ * DIR/STEM.gguf (or DIR/STEM), in a new string. */
+static char *set_name(const char *base, size_t k, size_t n)
+{
+	size_t l = strlen(base);
+	char *s;
+
+	if (l > 5 && !strcmp(base + l - 5, ".gguf"))
+		l -= 5;
+	s = malloc(l + 32);
+	if (s)
+		snprintf(s, l + 32, "%.*s-%05zu-of-%05zu.gguf", (int)l, base, k + 1, n);
+	return s;
+}
+
+/* Name every file: its name in the set, its path, its label. */
+static int name_files(struct weld_gguf_writer *w, struct weld_error *err)
+{
+	for (size_t k = 0; k < w->nf; k++) {
+		struct gfile *f = &w->f[k];
+
+		f->name = w->split ? set_name(w->dir.base, k, w->nf) : strdup(FILE_NAME);
+		if (!f->name)
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		if (strlen(f->name) > NAME_MAX)
+			return weld_fail(err, WELD_ERR_ARG, "'%s': the name is longer than %d bytes",
+					 f->name, NAME_MAX);
+		f->path = weld_outdir_path(&w->dir, f->name);
+		f->label = w->split ? weld_outdir_label(&w->dir, f->name) : strdup(w->out);
+		if (!f->path || !f->label)
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		if (weld_outdir_add(&w->dir, f->name, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Create every file at its final size. */
+static int create_files(struct weld_gguf_writer *w, struct weld_error *err)
+{
+	for (size_t k = 0; k < w->nf; k++) {
+		struct gfile *f = &w->f[k];
+
+		f->fd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (f->fd < 0)
+			return weld_fail_errno(err, "cannot create '%s'", f->label);
+		if (ftruncate(f->fd, (off_t)f->total) < 0)
+			return weld_fail_errno(err, "cannot make '%s' %llu bytes long", f->label,
+					       (unsigned long long)f->total);
+	}
+	return 0;
+}
+
+/*
+ * The recipe a GGUF output stores says how it was written: its
+ * weld.shard_size is the size the set was cut at, 0 for one file (the
+ * default of a GGUF output), so that running it again gives the same
+ * files. A recipe without one (convert's) is stored as it is.
+ */
+static int stored_recipe(struct weld_gguf_writer *w, const char *json, uint64_t split,
+			 struct weld_error *err)
+{
+	cJSON *root = cJSON_Parse(json);
+	cJSON *weld = cJSON_GetObjectItemCaseSensitive(root, "weld");
+	cJSON *ss = cJSON_GetObjectItemCaseSensitive(weld, "shard_size");
+
+	if (!root || !cJSON_IsNumber(ss) || ss->valuedouble == (double)split)
+		w->recipe = strdup(json);
+	else if (cJSON_SetNumberValue(ss, (double)split), 1)
+		w->recipe = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	return w->recipe ? 0 : weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 }
 
 int weld_gguf_writer_open(struct weld_gguf_writer **out, const char *path,
@@ -353,41 +529,66 @@ int weld_gguf_writer_open(struct weld_gguf_writer **out, const char *path,
 	*out = NULL;
 	if (!w)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	w->fd = -1;
 	w->out = path;
 	w->dir.owner_fd = -1;
-	if (o->recipe_json && !(w->recipe = strdup(o->recipe_json))) {
-		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (o->recipe_json && stored_recipe(w, o->recipe_json, o->gguf_split, err) < 0)
 		goto fail;
-	}
 	if (weld_gguf_read_kvs(weld_model_file_path(base, 0), &w->kv, &w->nkv, err) < 0 ||
-	    lay_out(w, t, n, o, err) < 0 ||
-	    weld_outdir_init(&w->dir, path, o->force, true, err) < 0)
+	    lay_out(w, t, n, o, err) < 0)
+		goto fail;
+	if ((w->split ? weld_outdir_init_set(&w->dir, path, o->force, err)
+		      : weld_outdir_init(&w->dir, path, o->force, true, err)) < 0)
 		goto fail;
 	w->out = w->dir.out;
-	w->path = weld_outdir_path(&w->dir, FILE_NAME);
-	w->label = strdup(w->out);
-	if (!w->path || !w->label) {
-		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (name_files(w, err) < 0 || weld_outdir_create(&w->dir, err) < 0 ||
+	    create_files(w, err) < 0)
 		goto fail;
-	}
-	if (weld_outdir_add(&w->dir, FILE_NAME, err) < 0 || weld_outdir_create(&w->dir, err) < 0)
-		goto fail;
-	w->fd = open(w->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (w->fd < 0) {
-		weld_fail_errno(err, "cannot create '%s'", w->label);
-		goto fail;
-	}
-	if (ftruncate(w->fd, (off_t)w->total) < 0) {
-		weld_fail_errno(err, "cannot make '%s' %llu bytes long", w->label,
-				(unsigned long long)w->total);
-		goto fail;
-	}
 	*out = w;
 	return 0;
 fail:
 	weld_gguf_writer_close(w);
 	return -1;
+}
+
+int weld_gguf_set_paths(const char *out, const struct weld_out_tensor *t, size_t n,
+			const struct weld_writer_opts *o, char ***paths, size_t *np,
+			struct weld_error *err)
+{
+	struct weld_gguf_writer *w = calloc(1, sizeof(*w));
+	const char *slash = strrchr(out, '/');
+	int r = -1;
+
+	*paths = NULL;
+	*np = 0;
+	if (!w)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	w->out = out;
+	w->dir.owner_fd = -1;
+	if (lay_out(w, t, n, o, err) < 0)
+		goto out;
+	r = 0;
+	if (!w->split)
+		goto out;
+	if (!(*paths = calloc(w->nf, sizeof(**paths)))) {
+		r = weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t k = 0; k < w->nf; k++, ++*np) {
+		char *name = set_name(slash ? slash + 1 : out, k, w->nf);
+		char *dir = slash ? strndup(out, (size_t)(slash - out) + (slash == out)) : NULL;
+
+		(*paths)[k] = !name ? NULL : !slash ? strdup(name) : dir ? weld_path_join(dir, name)
+										 : NULL;
+		free(name);
+		free(dir);
+		if (!(*paths)[k]) {
+			r = weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+out:
+	weld_gguf_writer_close(w);
+	return r;
 }
 
 int64_t weld_gguf_writer_find(struct weld_gguf_writer *w, const char *name)
@@ -410,7 +611,9 @@ static int store(struct weld_gguf_writer *w, struct gtensor *t, const void *data
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		XXH3_64bits_reset(t->xxh);
 	}
-	if (weld_pwrite_full(w->fd, data, len, w->data_start + t->offset + t->out_done, w->label,
+	const struct gfile *f = &w->f[t->file];
+
+	if (weld_pwrite_full(f->fd, data, len, f->data_start + t->offset + t->out_done, f->label,
 			     err) < 0)
 		return -1;
 	XXH3_64bits_update(t->xxh, data, len);
@@ -504,11 +707,35 @@ int weld_gguf_writer_write(struct weld_gguf_writer *w, size_t i, const void *dat
 
 /* ---------------------------------------------------------------- commit */
 
-int weld_gguf_writer_commit(struct weld_gguf_writer *w, struct weld_error *err)
+/* Write file k's final header, fsync and close it. */
+static int finish_file(struct weld_gguf_writer *w, size_t k, struct weld_error *err)
 {
+	struct gfile *f = &w->f[k];
 	struct out o = { NULL, 0 };
 	int r;
 
+	o.p = calloc(1, (size_t)f->data_start);
+	if (!o.p)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	header(w, k, &o, true);
+	r = o.len == f->header_len ? weld_pwrite_full(f->fd, o.p, (size_t)f->data_start, 0,
+						      f->label, err)
+				   : weld_fail(err, WELD_ERR_ARG, "'%s': the header changed length",
+					       f->label);
+	free(o.p);
+	if (r < 0)
+		return -1;
+	if (fsync(f->fd) < 0)
+		return weld_fail_errno(err, "fsync of '%s' failed", f->label);
+	r = close(f->fd);
+	f->fd = -1;
+	if (r < 0)
+		return weld_fail_errno(err, "close of '%s' failed", f->label);
+	return 0;
+}
+
+int weld_gguf_writer_commit(struct weld_gguf_writer *w, struct weld_error *err)
+{
 	for (size_t i = 0; i < w->n; i++) {
 		struct gtensor *t = &w->t[i];
 
@@ -519,32 +746,26 @@ int weld_gguf_writer_commit(struct weld_gguf_writer *w, struct weld_error *err)
 					 (unsigned long long)t->nelem);
 		t->hash = t->xxh ? XXH3_64bits_digest(t->xxh) : XXH3_64bits("", 0);
 	}
-	o.p = calloc(1, (size_t)w->data_start);
-	if (!o.p)
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	header(w, &o, true);
-	r = o.len == w->header_len ? weld_pwrite_full(w->fd, o.p, (size_t)w->data_start, 0,
-						      w->label, err)
-				   : weld_fail(err, WELD_ERR_ARG, "'%s': the header changed length",
-					       w->out);
-	free(o.p);
-	if (r < 0)
-		return -1;
-	if (fsync(w->fd) < 0)
-		return weld_fail_errno(err, "fsync of '%s' failed", w->label);
-	r = close(w->fd);
-	w->fd = -1;
-	if (r < 0)
-		return weld_fail_errno(err, "close of '%s' failed", w->label);
-	return weld_outdir_publish(&w->dir, w->path, err);
+	for (size_t k = 0; k < w->nf; k++)
+		if (finish_file(w, k, err) < 0)
+			return -1;
+	if (w->split)
+		return weld_outdir_publish_set(&w->dir, err);
+	return weld_outdir_publish(&w->dir, w->f[0].path, err);
 }
 
 void weld_gguf_writer_close(struct weld_gguf_writer *w)
 {
 	if (!w)
 		return;
-	if (w->fd >= 0)
-		close(w->fd);
+	for (size_t k = 0; w->f && k < w->nf; k++) {
+		if (w->f[k].fd >= 0)
+			close(w->f[k].fd);
+		free(w->f[k].name);
+		free(w->f[k].path);
+		free(w->f[k].label);
+	}
+	free(w->f);
 	weld_outdir_release(&w->dir);
 	for (size_t i = 0; i < w->n; i++) {
 		free(w->t[i].name);
@@ -555,7 +776,5 @@ void weld_gguf_writer_close(struct weld_gguf_writer *w)
 	weld_name_table_free(&w->names);
 	free(w->t);
 	free(w->recipe);
-	free(w->path);
-	free(w->label);
 	free(w);
 }

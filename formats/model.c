@@ -164,6 +164,12 @@ const char *weld_tensor_type_name(const struct weld_tensor_info *t)
 int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
 			    struct weld_error *err)
 {
+	return weld_model_set_file_metadata(m, m->parsing, key, value, err);
+}
+
+int weld_model_set_file_metadata(weld_model *m, int file, const char *key, const char *value,
+				 struct weld_error *err)
+{
 	struct meta_kv *nm = m->meta;
 
 	if (m->nmeta == m->meta_cap) {
@@ -175,7 +181,7 @@ int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
 		m->meta = nm;
 		m->meta_cap = cap;
 	}
-	nm[m->nmeta].file = m->parsing;
+	nm[m->nmeta].file = file;
 	nm[m->nmeta].key = strdup(key);
 	nm[m->nmeta].value = strdup(value);
 	if (!nm[m->nmeta].key || !nm[m->nmeta].value) {

@@ -143,6 +143,9 @@ struct weld_writer_opts {
 	 * copy_from and the config options are ignored. */
 	const weld_model *gguf_base;
 	int gguf_type;
+	/* A GGUF output: cut it into a split set of files of at most this
+	 * many data bytes (gguf_writer.c); 0: one file. */
+	uint64_t gguf_split;
 };
 
 int weld_writer_open(weld_writer **out, const char *dir,

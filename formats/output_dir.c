@@ -318,8 +318,8 @@ static int make_tmp(struct weld_outdir *d, struct weld_error *err)
 	return write_owner(d, err);
 }
 
-int weld_outdir_init(struct weld_outdir *d, const char *out, bool force, bool single_file,
-		     struct weld_error *err)
+static int init(struct weld_outdir *d, const char *out, bool force, bool single_file,
+		bool set, struct weld_error *err)
 {
 	struct stat st;
 	int st_done = PUB_DONE, sig;
@@ -328,9 +328,10 @@ int weld_outdir_init(struct weld_outdir *d, const char *out, bool force, bool si
 	d->owner_fd = -1;
 	d->force = force;
 	d->single_file = single_file;
+	d->set = set;
 	if (split_out(d, out, err) < 0)
 		return -1;
-	if (!force && lstat(d->out, &st) == 0)
+	if (!force && !set && lstat(d->out, &st) == 0)
 		return weld_fail(err, WELD_ERR_EXISTS,
 				 "'%s' already exists; not overwritten (use -f to replace it)", out);
 	/*
@@ -348,6 +349,18 @@ int weld_outdir_init(struct weld_outdir *d, const char *out, bool force, bool si
 	return make_tmp(d, err);
 }
 
+int weld_outdir_init(struct weld_outdir *d, const char *out, bool force, bool single_file,
+		     struct weld_error *err)
+{
+	return init(d, out, force, single_file, false, err);
+}
+
+int weld_outdir_init_set(struct weld_outdir *d, const char *out, bool force,
+			 struct weld_error *err)
+{
+	return init(d, out, force, false, true, err);
+}
+
 char *weld_outdir_path(const struct weld_outdir *d, const char *name)
 {
 	return weld_path_join(d->content, name);
@@ -355,6 +368,8 @@ char *weld_outdir_path(const struct weld_outdir *d, const char *name)
 
 char *weld_outdir_label(const struct weld_outdir *d, const char *name)
 {
+	if (d->set)
+		return strcmp(d->parent, ".") ? weld_path_join(d->parent, name) : strdup(name);
 	return d->single_file ? strdup(d->out) : weld_path_join(d->out, name);
 }
 
@@ -686,4 +701,105 @@ int weld_outdir_publish(struct weld_outdir *d, const char *file, struct weld_err
 	r = fsync_dir(d->parent, "the folder that holds ", d->out, err);
 	end_publish(true);
 	return r;
+}
+
+/* ---------------------------------------------------------------- sets */
+
+/* The file k of a set: its final path, and where it is kept while
+ * replaced ("old/<name>"). */
+static char *set_final(const struct weld_outdir *d, size_t k)
+{
+	return weld_path_join(d->parent, strrchr(d->paths[k], '/') + 1);
+}
+
+static char *set_kept(const struct weld_outdir *d, size_t k)
+{
+	return weld_path_join(d->old, strrchr(d->paths[k], '/') + 1);
+}
+
+/* Undo the first n renames of a set: take each new file back, put the
+ * kept old one (if any) in its place. */
+static void unpublish_set(struct weld_outdir *d, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		char *fin = set_final(d, k), *kept = set_kept(d, k);
+		struct stat st;
+
+		if (fin && kept) {
+			if (rename(fin, d->paths[k]) < 0)
+				unlink(fin);
+			if (lstat(kept, &st) == 0 && rename(kept, fin) < 0)
+				d->keep = true;
+		}
+		free(fin);
+		free(kept);
+	}
+}
+
+/* Keep a link to every file the set replaces, in old/. */
+static int keep_replaced(struct weld_outdir *d, struct weld_error *err)
+{
+	bool made = false;
+
+	for (size_t k = 0; k < d->npaths; k++) {
+		char *fin = set_final(d, k), *kept = set_kept(d, k);
+		struct stat st;
+		int r = 0;
+
+		if (!fin || !kept)
+			r = weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		else if (lstat(fin, &st) < 0)
+			;
+		else if (!d->force)
+			r = weld_fail(err, WELD_ERR_EXISTS,
+				      "'%s' already exists; not overwritten (use -f to replace it)",
+				      fin);
+		else if (!made && mkdir(d->old, 0700) < 0)
+			r = weld_fail_errno(err, "cannot keep the existing '%s' aside", fin);
+		else if ((made = true, link(fin, kept) < 0))
+			r = weld_fail_errno(err, "cannot keep the existing '%s' aside", fin);
+		free(fin);
+		free(kept);
+		if (r < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int weld_outdir_publish_set(struct weld_outdir *d, struct weld_error *err)
+{
+	size_t k = 0;
+	int r;
+
+	if (begin_publish(d, err) < 0)
+		return -1;
+	if (keep_replaced(d, err) < 0)
+		goto fail;
+	for (; k < d->npaths; k++) {
+		char *fin = set_final(d, k);
+
+		r = fin ? rename(d->paths[k], fin) : -1;
+		if (r < 0) {
+			r = fin ? weld_fail_errno(err, "cannot rename the new output to '%s'", fin)
+				: weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+			free(fin);
+			goto fail;
+		}
+		free(fin);
+	}
+	d->committed = true;
+	set_live(d, NULL);
+	remove_tree(d->old);
+	rmdir(d->content);
+	unlink(d->owner);
+	rmdir(d->tmp);
+	r = fsync_dir(d->parent, "the folder that holds ", d->out, err);
+	end_publish(true);
+	return r;
+fail:
+	unpublish_set(d, k);
+	if (!d->keep)
+		remove_tree(d->old);
+	end_publish(false);
+	return -1;
 }

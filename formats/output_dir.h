@@ -65,6 +65,8 @@ struct weld_outdir {
 	size_t stale_removed;   /* temporary folders of earlier runs removed */
 	bool force;
 	bool single_file;       /* the output is the one file in content */
+	bool set;               /* the output is the files in content, each
+				 * published beside OUT under its own name */
 	bool committed;         /* published: nothing left to remove */
 	bool keep;              /* tmp holds what must not be removed (old) */
 };
@@ -73,10 +75,16 @@ struct weld_outdir {
  * exists and force is false. */
 int weld_outdir_init(struct weld_outdir *d, const char *out, bool force, bool single_file,
 		     struct weld_error *err);
+/* Fill d for an output that is a set of files published in OUT's folder
+ * (a split GGUF model): the files are named by weld_outdir_add(); whether
+ * one of them exists is the caller's check (output_guard.h), not init's. */
+int weld_outdir_init_set(struct weld_outdir *d, const char *out, bool force,
+			 struct weld_error *err);
 /* "<content>/<name>" in a new string (caller frees), or NULL when out of memory. */
 char *weld_outdir_path(const struct weld_outdir *d, const char *name);
-/* How messages call that file: "OUT/<name>", or OUT for a single-file
- * output (caller frees), or NULL when out of memory. */
+/* How messages call that file: "OUT/<name>", OUT for a single-file
+ * output, or the file beside OUT for a set (caller frees), or NULL when
+ * out of memory. */
 char *weld_outdir_label(const struct weld_outdir *d, const char *name);
 /* Name a file the output may hold (before weld_outdir_create()). */
 int weld_outdir_add(struct weld_outdir *d, const char *name, struct weld_error *err);
@@ -99,6 +107,14 @@ int weld_outdir_copy_side_files(struct weld_outdir *d, const char *from,
 /* Publish the output (see above). For a single-file output, `file` is
  * its path in content (NULL for a folder). */
 int weld_outdir_publish(struct weld_outdir *d, const char *file, struct weld_error *err);
+/*
+ * Publish a set: every file named by weld_outdir_add() is renamed from
+ * content to OUT's folder. A file it replaces (force) is first linked
+ * into the temporary folder, so that if a rename fails the files already
+ * renamed are taken back and the old ones put back: the folder then holds
+ * the old set, whole.
+ */
+int weld_outdir_publish_set(struct weld_outdir *d, struct weld_error *err);
 /* Remove the temporary folder and its named files unless published, and
  * free what d holds. */
 void weld_outdir_release(struct weld_outdir *d);

@@ -66,6 +66,8 @@ struct weld_merge_opts {
 	 * save passes: 0 = none, UINT64_MAX = a quarter (the default) */
 	uint64_t record_memory;
 	uint64_t shard_size;
+	bool shard_size_set;          /* given (--shard-size, weld.shard_size): a
+	                               * GGUF output is then a split set */
 	bool allow_missing;
 	bool allow_nonfinite;         /* merge NaN and +-Inf inputs (weld(1)) */
 	bool force;
@@ -205,6 +207,11 @@ void weld_plan_set_recipe(weld_plan *p, const char *recipe_json);
  * and tensor count of each header, with the recipe set so far)? Checked
  * without touching the disk; weld_plan_execute checks it again. */
 int weld_plan_check_output(const weld_plan *p, const char *out, struct weld_error *err);
+/* The files a GGUF output at out is split into (--shard-size, DESIGN
+ * 6.1): *paths (caller frees each and the array) and their count *n; *n =
+ * 0 when the output is not a split set. */
+int weld_plan_output_set(const weld_plan *p, const char *out, char ***paths, size_t *n,
+			 struct weld_error *err);
 
 /*
  * The output's format (DESIGN 6.1): the one asked for, else GGUF when the

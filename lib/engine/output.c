@@ -5,6 +5,7 @@
  * writer thread of write_queue.c; masks are written directly.
  */
 #include "exec.h"
+#include "gguf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,24 @@ int weld_plan_check_output(const weld_plan *p, const char *out, struct weld_erro
 	if (!t)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	r = weld_writer_check(out, t, p->njobs, &wo, err);
+	free(t);
+	return r;
+}
+
+int weld_plan_output_set(const weld_plan *p, const char *out, char ***paths, size_t *n,
+			 struct weld_error *err)
+{
+	struct weld_writer_opts wo;
+	struct weld_out_tensor *t;
+	int r;
+
+	*paths = NULL;
+	*n = 0;
+	if (weld_plan_output_format(p, NULL) != WELD_FORMAT_GGUF)
+		return 0;
+	if (!(t = output_layout(p, &wo)))
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	r = weld_gguf_set_paths(out, t, p->njobs, &wo, paths, n, err);
 	free(t);
 	return r;
 }

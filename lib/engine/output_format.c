@@ -97,6 +97,7 @@ void weld_exec_gguf_opts(const weld_plan *p, struct weld_writer_opts *wo)
 		return;
 	wo->gguf_base = ref_model(p);
 	wo->gguf_type = gguf_type(p);
+	wo->gguf_split = p->o.shard_size_set ? p->o.shard_size : 0;
 }
 
 const char *weld_plan_job_type_name(const weld_plan *p, const struct weld_job *j)

@@ -529,8 +529,10 @@ int weld_recipe_plan(weld_recipe *r, const struct weld_recipe_settings *s, weld_
 		r->o.threads = s->threads;
 		if (s->has_max_memory)
 			r->o.max_memory = s->max_memory;
-		if (s->has_shard_size)
+		if (s->has_shard_size) {
 			r->o.shard_size = s->shard_size;
+			r->o.shard_size_set = true;
+		}
 		r->o.force = s->force;
 		r->o.part = s->part;
 		r->o.parts = s->parts;

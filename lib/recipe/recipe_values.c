@@ -350,6 +350,7 @@ static int weld_key_value(weld_recipe *r, enum weld_key k, const cJSON *e, const
 	case WELD_K_SEED:
 		return parse_seed(r, e, where, &r->o.seed, err);
 	case WELD_K_SHARD_SIZE:
+		r->o.shard_size_set = true;
 		return parse_size_value(r, e, where, &r->o.shard_size, err);
 	case WELD_K_MAX_MEMORY:
 		return parse_size_value(r, e, where, &r->o.max_memory, err);

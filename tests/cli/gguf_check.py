@@ -8,8 +8,14 @@ independent reader.
     gguf_check.py npm NPM.json WELD.json      the npm reader's listing (gguf_list.mjs)
                                              and weld inspect --json agree on every
                                              key, tensor name, shape, type and offset
+    gguf_check.py split ONE.gguf SET-00001-of-0000N.gguf ...
+                                             the files of a split set hold ONE's
+                                             tensors, in order, with the same bytes,
+                                             ONE's keys in the first file, and the
+                                             split.* keys of llama.cpp's gguf-split
 """
 import json
+import struct
 import sys
 
 import numpy as np
@@ -54,5 +60,43 @@ def npm(npm_json, weld_json):
         assert x["offset"] == t["offset"], t["name"]
 
 
+def split_keys(path):
+    """split.no, split.count, split.tensors.count of a file, with their
+    GGUF value types, read at the start of its key/value pairs."""
+    raw = open(path, "rb").read(4096)
+    nkv = struct.unpack("<Q", raw[16:24])[0]
+    pos, found = 24, {}
+    fmt = {2: "<H", 4: "<I", 5: "<i"}
+    for _ in range(min(nkv, 3)):
+        n = struct.unpack("<Q", raw[pos:pos + 8])[0]
+        key = raw[pos + 8:pos + 8 + n].decode()
+        vt = struct.unpack("<I", raw[pos + 8 + n:pos + 12 + n])[0]
+        val = struct.unpack(fmt[vt], raw[pos + 12 + n:pos + 12 + n + struct.calcsize(fmt[vt])])[0]
+        found[key] = (vt, val)
+        pos += 12 + n + struct.calcsize(fmt[vt])
+    return found, nkv
+
+
+def split(one, *files):
+    want, keys = g.read(one)
+    got, names = {}, []
+    for k, f in enumerate(files):
+        t, fkeys = g.read(f)
+        sk, nkv = split_keys(f)
+        assert f.endswith("-%05d-of-%05d.gguf" % (k + 1, len(files))), f
+        assert sk == {"split.no": (2, k), "split.count": (2, len(files)),
+                      "split.tensors.count": (5, len(want))}, (f, sk)
+        if k == 0:
+            assert fkeys[3:] == keys, (fkeys, keys)
+        else:
+            assert nkv == 3 and fkeys == ["split.no", "split.count", "split.tensors.count"], fkeys
+        assert t, "%s holds no tensor" % f
+        names += list(t)
+        got.update(t)
+    assert names == list(want), (names, list(want))
+    for name in want:
+        assert got[name] == want[name], name
+
+
 if __name__ == "__main__":
-    {"quant": quant, "npm": npm}[sys.argv[1]](*sys.argv[2:])
+    {"quant": quant, "npm": npm, "split": split}[sys.argv[1]](*sys.argv[2:])

@@ -134,6 +134,25 @@ refuse "--format is checked" 2 "invalid value 'onnx' for '--format'" - "$WELD" a
 refuse "an existing output is kept" 1 "exists" - "$WELD" average "$T/Q8_0.gguf" -o "$T/m.gguf"
 expect "-f replaces it" "$WELD" average "$T/Q8_0.gguf" "$T/a.gguf" -o "$T/m.gguf" -f -q
 
+# a split set (--shard-size): llama.cpp's file names and split.* keys, the
+# same tensors and bytes as the one file (m1.gguf), verify, -f, a recipe
+# run again
+split_m() { "$WELD" ties --base "$T/f0q8.gguf" "$T/f1q4.gguf" "$T/f2q8.gguf" "$T/Q4_K.gguf" --density 0.4 -q "$@"; }
+expect "--shard-size splits a GGUF output" split_m -o "$T/s.gguf" --shard-size 150K
+expect "the set has llama.cpp's names, and no file OUT" sh -c "ls '$T' | grep -c '^s-0000[1-7]-of-00007.gguf$' | grep -qx 7 && test ! -e '$T/s.gguf'"
+S1="$T/s-00001-of-00007.gguf"
+expect "the set holds the one file's tensors and keys" sh -c "cd '$HERE' && '$PYTHON' gguf_check.py split '$T/m1.gguf' '$T'/s-0000?-of-00007.gguf"
+expect "weld reads the set as the one file" same "$T/m1.gguf" "$S1"
+expect "verify a split set" sh -c "'$WELD' verify '$S1' | grep -q ': 14 tensors OK$'"
+expect "the one file records shard_size 0" sh -c "'$WELD' inspect '$T/m1.gguf' | grep -q '^# weld.recipe = .*\"shard_size\":0,'"
+cat "$T"/s-0000?-of-00007.gguf | xxhsum >"$T/s.sum"
+refuse "an existing set is kept" 1 "s-00001-of-00007.gguf' already exists; not overwritten (use -f to replace it)" - split_m -o "$T/s.gguf" --shard-size 150K
+expect "... whole" sh -c "cat '$T'/s-0000?-of-00007.gguf | xxhsum | cmp -s - '$T/s.sum' && ! ls -a '$T' | grep -q '^.weld-tmp'"
+"$WELD" inspect --json "$S1" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["metadata"]["weld.recipe"])' >"$T/s.json"
+expect "-f replaces a set with the same set, from its recipe" sh -c "'$WELD' run '$T/s.json' -o '$T/s.gguf' -f -q && cat '$T'/s-0000?-of-00007.gguf | xxhsum | cmp -s - '$T/s.sum'"
+expect "same set for any -j and --max-memory" sh -c "'$WELD' run '$T/s.json' -o '$T/s2.gguf' -q -j 1 --max-memory 10M && for k in 1 2 3 4 5 6 7; do cmp '$T/s-0000'\$k'-of-00007.gguf' '$T/s2-0000'\$k'-of-00007.gguf' || exit 1; done"
+expect "a set of one file" sh -c "'$WELD' convert '$T/m1.gguf' -q -o '$T/one.gguf' --shard-size 10G && test -f '$T/one-00001-of-00001.gguf' && '$WELD' verify '$T/one-00001-of-00001.gguf' >/dev/null"
+
 # the independent reader: @huggingface/gguf agrees on every key, tensor,
 # shape, type and offset
 NPM_DIR=${WELD_NPM_DIR:-$ROOT/build/npm}

@@ -27,6 +27,7 @@
 
 #include "weld.h"
 #include "fixtures.h"
+#include "output_dir.h"
 
 /* ---------------------------------------------------------------- rename() */
 
@@ -243,6 +244,123 @@ static void test_old_output_kept_when_it_cannot_go_back(void **state)
 	free(out);
 }
 
+/* ---------------------------------------------------------------- sets */
+
+static const char *const set_names[2] = { "s-00001-of-00002.gguf", "s-00002-of-00002.gguf" };
+
+/* The text of file `name` in dir (at most 15 bytes), or "" if none. */
+static const char *text_of(const char *dir, const char *name)
+{
+	static char buf[16];
+	char *p = fixture_path(dir, name);
+	FILE *f = fopen(p, "rb");
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+
+	if (f)
+		fclose(f);
+	buf[n] = 0;
+	free(p);
+	return buf;
+}
+
+/* A set output dir/s.gguf (forced) whose two files are written "new1",
+ * "new2"; with_old: the folder already holds an old set "old1", "old2". */
+static void set_output(struct weld_outdir *d, const char *dir, bool with_old)
+{
+	char *out = fixture_path(dir, "s.gguf");
+	struct weld_error err = { 0 };
+
+	if (with_old) {
+		free(fixture_write(dir, set_names[0], "old1", 4));
+		free(fixture_write(dir, set_names[1], "old2", 4));
+	}
+	if (weld_outdir_init_set(d, out, true, &err) < 0)
+		fail_msg("weld_outdir_init_set: %s", err.msg);
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(weld_outdir_add(d, set_names[k], &err), 0);
+	assert_int_equal(weld_outdir_create(d, &err), 0);
+	free(fixture_write(d->content, set_names[0], "new1", 4));
+	free(fixture_write(d->content, set_names[1], "new2", 4));
+	free(out);
+}
+
+/* A set is published beside OUT, replacing the files of the same names;
+ * OUT itself is not made, and the temporary folder is gone. */
+static void test_set_published_beside_out(void **state)
+{
+	struct weld_outdir d;
+	struct weld_error err = { 0 };
+	char *out = fixture_path(*state, "s.gguf");
+
+	reset();
+	set_output(&d, *state, true);
+	assert_int_equal(weld_outdir_publish_set(&d, &err), 0);
+	weld_outdir_release(&d);
+	assert_string_equal(text_of(*state, set_names[0]), "new1");
+	assert_string_equal(text_of(*state, set_names[1]), "new2");
+	assert_false(fixture_exists(out));
+	assert_int_equal(tmp_folders(*state), 0);
+	free(out);
+}
+
+/* The second file cannot be renamed: the first is taken back and the old
+ * set is whole again; nothing of the new one is left. */
+static void test_set_failed_rename_puts_old_set_back(void **state)
+{
+	struct weld_outdir d;
+	struct weld_error err = { 0 };
+
+	reset();
+	set_output(&d, *state, true);
+	fail_at = 2;
+	assert_int_equal(weld_outdir_publish_set(&d, &err), -1);
+	assert_non_null(strstr(err.msg, "cannot rename the new output to"));
+	weld_outdir_release(&d);
+	assert_string_equal(text_of(*state, set_names[0]), "old1");
+	assert_string_equal(text_of(*state, set_names[1]), "old2");
+	assert_int_equal(tmp_folders(*state), 0);
+	reset();
+}
+
+/* Without -f, a file of the set that appeared meanwhile is not replaced. */
+static void test_set_refuses_existing_file_unforced(void **state)
+{
+	struct weld_outdir d;
+	struct weld_error err = { 0 };
+	char *out = fixture_path(*state, "s.gguf");
+
+	reset();
+	assert_int_equal(weld_outdir_init_set(&d, out, false, &err), 0);
+	assert_int_equal(weld_outdir_add(&d, set_names[0], &err), 0);
+	assert_int_equal(weld_outdir_create(&d, &err), 0);
+	free(fixture_write(d.content, set_names[0], "new1", 4));
+	free(fixture_write(*state, set_names[0], "old1", 4));
+	assert_int_equal(weld_outdir_publish_set(&d, &err), -1);
+	assert_int_equal(err.status, WELD_ERR_EXISTS);
+	weld_outdir_release(&d);
+	assert_string_equal(text_of(*state, set_names[0]), "old1");
+	assert_int_equal(tmp_folders(*state), 0);
+	free(out);
+}
+
+/* A signal while a set is published: the publication goes on. */
+static void test_set_signal_while_publishing_is_kept(void **state)
+{
+	struct weld_outdir d;
+	struct weld_error err = { 0 };
+
+	reset();
+	set_output(&d, *state, false);
+	signal_at = 2;
+	assert_int_equal(weld_outdir_publish_set(&d, &err), 0);
+	assert_int_equal(handler_said, 0);
+	weld_outdir_release(&d);
+	assert_string_equal(text_of(*state, set_names[1]), "new2");
+	assert_int_equal(tmp_folders(*state), 0);
+	assert_int_equal(weld_writer_take_deferred_signal(), SIGINT);
+	reset();
+}
+
 int main(void)
 {
 #define D(f) cmocka_unit_test_setup_teardown(f, fixture_setup_dir, fixture_teardown_dir)
@@ -251,6 +369,10 @@ int main(void)
 		D(test_signal_after_publication),
 		D(test_failed_publication_raises_kept_signal),
 		D(test_old_output_kept_when_it_cannot_go_back),
+		D(test_set_published_beside_out),
+		D(test_set_failed_rename_puts_old_set_back),
+		D(test_set_refuses_existing_file_unforced),
+		D(test_set_signal_while_publishing_is_kept),
 	};
 #undef D
 	return cmocka_run_group_tests_name("publish", tests, NULL, NULL);
