@@ -399,6 +399,9 @@ static int check_job(const weld_plan *p, const struct weld_job *j, struct weld_e
 	if ((j->nsrc < min_src || j->nsrc > max_src) && needs_base && max_src == 1)
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': %s takes exactly two models (base and one other), not %zu",
 				 j->name, weld_method_name(j->method), j->nsrc + 1);
+	if ((j->nsrc < min_src || j->nsrc > max_src) && min_src == max_src)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': %s takes exactly %zu models, not %zu",
+				 j->name, weld_method_name(j->method), min_src, j->nsrc);
 	if (j->nsrc < min_src || j->nsrc > max_src)
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': %s takes %zu to %zu models, not %zu",
 				 j->name, weld_method_name(j->method), min_src, max_src, j->nsrc);

@@ -57,7 +57,7 @@ expect "plan: karcher's values" \
 expect "plan: multislerp's values" \
 	sh -c '"$1" plan "$2" | grep -q "multislerp eps=1e-08 passes=2"' sh "$WELD" "$T/ms.json"
 
-refuse "nuslerp merges two models" 1 "nuslerp takes 2 to 2 models, not 3" "$T/e1" \
+refuse "nuslerp merges two models" 1 "nuslerp takes exactly 2 models, not 3" "$T/e1" \
 	"$WELD" nuslerp $B -o "$T/e1" $FT
 refuse "karcher takes no weights" 2 "option '--weights' is not used by 'weld karcher'" "$T/e2" \
 	"$WELD" karcher --weights 1,2,3 -o "$T/e2" $FT
