@@ -113,6 +113,13 @@ expect "recipe nuslerp_row_wise = weld nuslerp --no-flatten --row-wise" same_ten
 # model, and a weight sum of 0 with normalize is refused (mergekit: NaN)
 bad "linear needs every weight" "{\"merge_method\": \"linear\", \"models\": [{\"model\": \"$T/ft1\", \"parameters\": {\"weight\": 1}}, {\"model\": \"$T/ft2\"}]}" \
 	"models[1].parameters.weight: linear needs a weight for every model"
+# so do the GTA family's mergekit names (METHODS 1): weld's own names
+# (task-arithmetic, dare, consensus) default a weight to 1 as the commands do
+for m in task_arithmetic ties dare_ties dare_linear breadcrumbs breadcrumbs_ties; do
+	bad "$m needs every weight" "{\"merge_method\": \"$m\", \"base_model\": \"$T/wb\", \"models\": [{\"model\": \"$T/w1\"}]}" \
+		"models[0].parameters.weight: $m needs a weight for every model"
+done
+expect "dare (weld's name) takes weight 1 by default" sh -c "printf '{\"merge_method\": \"dare\", \"base_model\": \"$T/wb\", \"models\": [{\"model\": \"$T/w1\"}]}' >'$T/dw.json' && '$WELD' plan '$T/dw.json' >/dev/null"
 bad "linear: weights summing to 0" "{\"merge_method\": \"linear\", \"models\": [{\"model\": \"$T/ft1\", \"parameters\": {\"weight\": 1}}, {\"model\": \"$T/ft2\", \"parameters\": {\"weight\": -1}}]}" \
 	"the weights sum to 0"
 cat >"$T/lin0.json" <<JSON

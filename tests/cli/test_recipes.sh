@@ -119,7 +119,7 @@ cp "$T/demo/math/"* "$H/snapshots/2222bbbb/"
 echo 1111aaaa >"$H/refs/main"
 echo 2222bbbb >"$H/refs/v2"
 hf_recipe() {
-	printf '{"merge_method": "task_arithmetic", "base_model": "%s", "models": [{"model": "../demo/math"}]}\n' \
+	printf '{"merge_method": "task_arithmetic", "base_model": "%s", "models": [{"model": "../demo/math", "parameters": {"weight": 1}}]}\n' \
 		"$1" >"$T/recipes/hf.json"
 	HF_HUB_CACHE="$T/hf" "$WELD" plan --json "$T/recipes/hf.json" |
 		"$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["recipe"]["base_model"])'

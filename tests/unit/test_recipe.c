@@ -231,7 +231,8 @@ static void test_parse_reads_method_models_and_settings(void **state)
 {
 	weld_recipe *r = parse_ok(state,
 		"{'merge_method': 'dare_ties', 'base_model': '../m/base',"
-		" 'models': [{'model': '../m/math'}, {'model': '../m/code', 'parameters': {'weight': 0.5}}],"
+		" 'models': [{'model': '../m/math', 'parameters': {'weight': 1}},"
+		" {'model': '../m/code', 'parameters': {'weight': 0.5}}],"
 		" 'parameters': {'density': 0.7}, 'out_dtype': 'bfloat16',"
 		" 'weld': {'seed': 7, 'scope': 'row', 'sign': 'count', 'shard_size': '2K'}}");
 	const struct weld_merge_opts *o;
@@ -495,7 +496,7 @@ static void test_filter_without_match_falls_to_next_level(void **state)
 {
 	weld_recipe *r = parse_ok(state, TA_MATH "[{'filter': 'self_attn', 'value': 3}]}},"
 				  " {'model': '../m/code', 'parameters': {'weight': [{'filter': 'self_attn', 'value': 4}]}}],"
-				  " 'parameters': {'weight': [{'filter': 'up_proj', 'value': 0.5}]}}");
+				  " 'parameters': {'weight': [{'filter': 'up_proj', 'value': 0.5}, {'value': 1}]}}");
 	weld_plan *p = plan_ok(r);
 	char name[64];
 
@@ -505,14 +506,15 @@ static void test_filter_without_match_falls_to_next_level(void **state)
 		    "the model's own filter");
 	assert_near(source_of(r, p, up_name(name, sizeof(name), 2), "../m/math")->weight, 0.5,
 		    "the top level's filter");
-	assert_near(source_of(r, p, NORM, "../m/code")->weight, 1, "the default");
+	assert_near(source_of(r, p, NORM, "../m/code")->weight, 1, "the top level's fallback");
 	weld_plan_free(p);
 	weld_recipe_free(r);
 }
 
 /* ---------------------------------------------------------------- defaults */
 
-#define TWO_MODELS "'base_model': '../m/base', 'models': [{'model': '../m/math'}, {'model': '../m/code'}]"
+#define TWO_MODELS "'base_model': '../m/base', 'models': [{'model': '../m/math', 'parameters': {'weight': 1}}," \
+		   " {'model': '../m/code', 'parameters': {'weight': 1}}]"
 
 /* Every source of every merged job has this density, gamma and mask lambda. */
 static void assert_sources(const weld_plan *p, double density, double gamma, double mask_lambda)
@@ -659,7 +661,8 @@ static void test_settings_override_the_recipe(void **state)
 static void test_shape_mismatch_names_recipe(void **state)
 {
 	weld_recipe *r = parse_ok(state, "{'merge_method': 'ties', 'base_model': '../m/base',"
-				  " 'models': [{'model': '../m/math'}, {'model': '../m/wide'}]}");
+				  " 'models': [{'model': '../m/math'}, {'model': '../m/wide'}],"
+				  " 'parameters': {'weight': 1}}");
 	struct weld_recipe_settings s = { .threads = 1 };
 	struct weld_error err = { 0 };
 	weld_plan *p = (weld_plan *)&err;
