@@ -5,10 +5,12 @@
  *
  * Every matrix is a packed row-major array of doubles: element (i, j) of
  * an m x n matrix at a[i * n + j]. Nothing here prints, exits or knows of
- * files. BLAS runs with the threads weld_linalg_threads() set (one until
- * then); on one machine a result does not depend on that number (see
- * tests/unit/test_linalg.c), across machines it may differ in the last
- * bits (BLAS kernels differ by CPU).
+ * files. BLAS runs with the threads weld_linalg_threads() sets. OpenBLAS's
+ * results depend on that number (its products and SVDs with 1 and with 4
+ * threads differ in the last bits of doubles), and across machines on the
+ * CPU (its kernels differ by CPU); with a fixed number they are the same
+ * from run to run on one machine. A caller whose output must not depend on
+ * -j therefore fixes the number (weld's merges use one thread).
  */
 #ifndef WELD_LINALG_H
 #define WELD_LINALG_H
@@ -21,8 +23,7 @@
 #define WELD_LINALG_MAX_DIM 2147483647ull
 
 /* Let BLAS use n threads (n >= 1); returns the number it used before. Call
- * it outside any OpenMP parallel region: weld's own threads are then idle,
- * so the cores are not oversubscribed. */
+ * it outside any OpenMP parallel region. */
 int weld_linalg_threads(int n);
 
 /* Bytes of scratch weld_svd(m, n, ...) allocates (LAPACK's workspace for

@@ -6,9 +6,10 @@
  * streamed in chunks: its base is read whole as float32, each model's
  * weighted task vector D_i = w_i (x_i - base) is built in double when the
  * decomposition asks for it (svd_merge.c), and the output base + update is
- * encoded chunk by chunk into the write queue. One matrix at a time; while
- * it is decomposed weld's own threads are idle and BLAS runs with -j
- * threads. The plan reserves weld_svd_job_bytes() for the largest such
+ * encoded chunk by chunk into the write queue. One matrix at a time, with
+ * weld's own threads idle and BLAS on one thread: OpenBLAS's bits depend on
+ * its thread count (linalg.h), and the output must not depend on -j, so
+ * the decomposition never uses more than one core. The plan reserves weld_svd_job_bytes() for the largest such
  * matrix on top of the streaming buffers (plan.c).
  */
 #include "exec.h"
@@ -146,7 +147,7 @@ int weld_exec_svd_job(struct exec *e, const struct weld_job *j, struct weld_erro
 		r = -1;
 		goto out;
 	}
-	threads = weld_linalg_threads(e->n_threads);
+	threads = weld_linalg_threads(1);
 	r = weld_svd_merge(&a, upd);
 	weld_linalg_threads(threads);
 	if (r == -2 && l.nonfinite)
