@@ -27,6 +27,8 @@ static const struct cmd commands[] = {
 	{ "expert-merge", cmd_expert_merge, "M-SMoE: merge the experts of one MoE checkpoint into fewer groups" },
 	{ "help", cmd_help, "show the usage of weld or of a command" },
 	{ "inspect", cmd_inspect, "list a model's tensors: name, dtype, shape, bytes, file" },
+	{ "iso-c", cmd_iso_c, NULL },
+	{ "iso-cts", cmd_iso_cts, NULL },
 	{ "join", cmd_join, "assemble the parts of a merge split over several machines" },
 	{ "karcher", cmd_karcher, NULL },
 	{ "model-stock", cmd_model_stock, NULL },
@@ -40,6 +42,7 @@ static const struct cmd commands[] = {
 	{ "sce", cmd_sce, NULL },
 	{ "task-arithmetic", cmd_task_arithmetic, NULL },
 	{ "ties", cmd_ties, NULL },
+	{ "tsv-m", cmd_tsv_m, NULL },
 	{ "verify", cmd_verify, "re-hash a weld output against its recorded XXH3 checksums" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

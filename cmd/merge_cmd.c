@@ -12,6 +12,7 @@
 #include "recipe.h"
 
 #include <getopt.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ enum {
 	O_K, O_SAVE_MASKS, O_APPLY_MASK, O_MASKS, O_MERGED, O_ALLOW_NONFINITE, O_PART, O_PARTS,
 	O_EPSILON, O_CLIP, O_SELECT_TOPK,
 	O_T, O_R, O_ALPHA, O_PLUS, O_FILTER_WISE, O_NO_FLATTEN, O_EPS, O_MAX_ITER, O_TOL,
-	O_ROW_WISE, O_FORMAT,
+	O_ROW_WISE, O_FORMAT, O_SVD_EXCLUDE, O_COMMON_FRACTION,
 };
 
 static const struct option long_opts[] = {
@@ -76,6 +77,8 @@ static const struct option long_opts[] = {
 	{ "max-iter", required_argument, NULL, O_MAX_ITER },
 	{ "tol", required_argument, NULL, O_TOL },
 	{ "format", required_argument, NULL, O_FORMAT },
+	{ "svd-exclude", required_argument, NULL, O_SVD_EXCLUDE },
+	{ "common-space-fraction", required_argument, NULL, O_COMMON_FRACTION },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -115,6 +118,8 @@ static bool takes(const struct weld_method_spelling *s, int c)
 		{ O_NORMALIZE, WELD_P_NORMALIZE_WEIGHTS, -1 }, { O_NO_NORMALIZE, WELD_P_NORMALIZE_WEIGHTS, -1 },
 		{ O_EPS, WELD_P_EPS, -1 }, { O_MAX_ITER, WELD_P_MAX_ITER, -1 }, { O_TOL, WELD_P_TOL, -1 },
 		{ O_ROW_WISE, WELD_P_NUSLERP_ROW_WISE, -1 },
+		{ O_SVD_EXCLUDE, -1, WELD_K_SVD_EXCLUDE },
+		{ O_COMMON_FRACTION, WELD_P_COMMON_SPACE_FRACTION, -1 },
 	};
 	bool listed = false;
 
@@ -397,6 +402,27 @@ static int parse_method_opt(int c, struct merge_args *a)
 	case O_EPS: return tensor_value("--eps", WELD_P_EPS, a);
 	case O_MAX_ITER: return tensor_value("--max-iter", WELD_P_MAX_ITER, a);
 	case O_TOL: return tensor_value("--tol", WELD_P_TOL, a);
+	case O_SVD_EXCLUDE: {
+		regex_t re;
+		int rc = regcomp(&re, optarg, REG_EXTENDED | REG_NOSUB);
+
+		if (rc) {
+			char msg[256];
+
+			regerror(rc, &re, msg, sizeof(msg));
+			return cli_usage_error("invalid value '%s' for '--svd-exclude': %s", optarg, msg);
+		}
+		regfree(&re);
+		a->o.svd_exclude = optarg;
+		return 0;
+	}
+	case O_COMMON_FRACTION:
+		if (!cli_double("--common-space-fraction", optarg, &a->o.common_fraction))
+			return EXIT_USAGE;
+		if (!(a->o.common_fraction >= 0 && a->o.common_fraction <= 1))
+			return cli_usage_error("invalid value '%s' for '--common-space-fraction': outside [0, 1]",
+					       optarg);
+		return 0;
 	default: return -1;
 	}
 }

@@ -74,6 +74,13 @@ static void print_options(const struct weld_merge_opts *o, bool json)
 		print_opt(json, &first, "normalize_weights", o->normalize ? "true" : "false", false);
 	if (weld_method_takes(m, WELD_K_PLUS))
 		print_opt(json, &first, "plus", o->ram_plus ? "true" : "false", false);
+	if (weld_method_uses(o, m, WELD_P_COMMON_SPACE_FRACTION)) {
+		snprintf(num, sizeof(num), json ? "%.17g" : "%g", o->common_fraction);
+		print_opt(json, &first, "common_space_fraction", num, false);
+	}
+	/* a regex is any text: printed only as text, JSON-quoted by the caller */
+	if (weld_method_takes(m, WELD_K_SVD_EXCLUDE) && o->svd_exclude && !json)
+		print_opt(json, &first, "svd_exclude", cli_safe(o->svd_exclude), false);
 	if (first && !json)
 		printf("none");
 }
@@ -203,6 +210,7 @@ void plan_print(const weld_plan *p, bool json, const struct plan_labels *labels)
 	const struct weld_merge_opts *o = weld_plan_opts(p);
 	const char *method = labels && labels->method ? labels->method : weld_method_name(o->method);
 	char mem[32], lim[32];
+	const char *matrix = NULL;
 	uint64_t out_bytes = 0;
 
 	for (size_t i = 0; i < weld_plan_job_count(p); i++)
@@ -215,11 +223,23 @@ void plan_print(const weld_plan *p, bool json, const struct plan_labels *labels)
 		printf(",\"options\":{");
 		print_options(o, true);
 		printf("},\"seed\":%llu,\"memory_bytes\":%llu,\"max_memory\":%llu,"
-		       "\"chunk_elements\":%llu,\"input_bytes\":%llu,\"output_bytes\":%llu,\"models\":[",
+		       "\"chunk_elements\":%llu,\"input_bytes\":%llu,\"output_bytes\":%llu,",
 		       (unsigned long long)o->seed, (unsigned long long)weld_plan_memory(p),
 		       (unsigned long long)o->max_memory,
 		       (unsigned long long)weld_plan_chunk_elems(p),
 		       (unsigned long long)weld_plan_input_bytes(p), (unsigned long long)out_bytes);
+		if (weld_plan_matrix_memory(p, &matrix)) {
+			printf("\"matrix_bytes\":%llu,\"matrix_tensor\":",
+			       (unsigned long long)weld_plan_matrix_memory(p, NULL));
+			cli_json_string(stdout, matrix);
+			printf(",");
+		}
+		if (o->svd_exclude) {
+			printf("\"svd_exclude\":");
+			cli_json_string(stdout, o->svd_exclude);
+			printf(",");
+		}
+		printf("\"models\":[");
 		for (size_t m = 0; m < weld_plan_model_count(p); m++) {
 			printf(m ? "," : "");
 			cli_json_string(stdout, labels && labels->models
@@ -247,6 +267,11 @@ void plan_print(const weld_plan *p, bool json, const struct plan_labels *labels)
 		       ? labels->models[m] : weld_model_path(weld_plan_model(p, (int)m))));
 	printf("memory   %s of buffers (--max-memory %s), %llu elements per chunk\n", mem, lim,
 	       (unsigned long long)weld_plan_chunk_elems(p));
+	if (weld_plan_matrix_memory(p, &matrix)) {
+		weld_format_size(weld_plan_matrix_memory(p, NULL), mem, sizeof(mem));
+		printf("matrix   %s of it for the largest matrix decomposed whole, '%s' (one at a time)\n",
+		       mem, cli_safe(matrix));
+	}
 	weld_format_size(weld_plan_input_bytes(p), mem, sizeof(mem));
 	weld_format_size(out_bytes, lim, sizeof(lim));
 	printf("reads    %s\nwrites   %s in %zu tensors\n", mem, lim, weld_plan_job_count(p));

@@ -30,11 +30,13 @@ const struct weld_param_def weld_param_defs[WELD_P_COUNT] = {
 	[WELD_P_EPS] = { "eps", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
 	[WELD_P_MAX_ITER] = { "max_iter", WELD_PER_TENSOR, WELD_RANGE_COUNT },
 	[WELD_P_TOL] = { "tol", WELD_PER_TENSOR, WELD_RANGE_NONNEG },
+	[WELD_P_COMMON_SPACE_FRACTION] = { "common_space_fraction", WELD_WHOLE_MERGE, WELD_RANGE_UNIT },
 };
 
 const char *const weld_key_names[WELD_K_COUNT] = {
 	"scope", "seed", "sign", "rescale", "combine", "trim", "from", "k", NULL,
 	"shard_size", "max_memory", "allow_missing", "copy_files", "allow_nonfinite", "clip", NULL,
+	"svd_exclude",
 };
 
 const char *const weld_scope_names[] = { "tensor", "row", "model", NULL };
@@ -85,6 +87,9 @@ static const struct method_row methods[] = {
 	[WELD_METHOD_NUSLERP] = { "nuslerp", WELD_BASE_OPTIONAL, 2, 2, false, false },
 	[WELD_METHOD_MULTISLERP] = { "multislerp", WELD_BASE_OPTIONAL, 1, WELD_MAX_MODELS, false, false },
 	[WELD_METHOD_KARCHER] = { "karcher", WELD_BASE_NONE, 1, WELD_MAX_MODELS, false, false },
+	[WELD_METHOD_TSV_M] = { "tsv-m", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
+	[WELD_METHOD_ISO_C] = { "iso-c", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
+	[WELD_METHOD_ISO_CTS] = { "iso-cts", WELD_BASE_REQUIRED, 1, WELD_MAX_MODELS, true, false },
 };
 #define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 
@@ -101,6 +106,7 @@ struct method_stats {
 	bool sce;               /* sce's variance selection and energy weights */
 	bool arcee;             /* arcee_fusion's importance quantiles */
 	bool rows;              /* its statistics need whole rows in memory */
+	bool svd;               /* decomposes 2-D tensors whole (svd_pass.c) */
 };
 
 static const struct method_stats stats[] = {
@@ -113,6 +119,11 @@ static const struct method_stats stats[] = {
 			      .pcb = true },
 	[WELD_METHOD_SCE] = { .uses = WELD_PB(WELD_P_SELECT_TOPK), .sce = true },
 	[WELD_METHOD_ARCEE_FUSION] = { .no_params = true, .arcee = true, .rows = true },
+	[WELD_METHOD_TSV_M] = { .uses = WELD_PB(WELD_P_WEIGHT) | WELD_PB(WELD_P_LAMBDA), .svd = true },
+	[WELD_METHOD_ISO_C] = { .uses = WELD_PB(WELD_P_WEIGHT) | WELD_PB(WELD_P_LAMBDA), .svd = true },
+	[WELD_METHOD_ISO_CTS] = { .uses = WELD_PB(WELD_P_WEIGHT) | WELD_PB(WELD_P_LAMBDA) |
+					  WELD_PB(WELD_P_COMMON_SPACE_FRACTION),
+				  .svd = true },
 };
 
 /* Method m's row of stats[] (all false for the others). */
@@ -128,6 +139,7 @@ static const bool exact_shapes[NMETHODS] = {
 	[WELD_METHOD_NEARSWAP] = true, [WELD_METHOD_RAM] = true,
 	[WELD_METHOD_MULTISLERP] = true, [WELD_METHOD_KARCHER] = true,
 	[WELD_METHOD_SCE] = true, [WELD_METHOD_PCB] = true,
+	[WELD_METHOD_TSV_M] = true, [WELD_METHOD_ISO_C] = true, [WELD_METHOD_ISO_CTS] = true,
 };
 
 const char *weld_method_name(enum weld_method m)
@@ -282,6 +294,11 @@ bool weld_method_sce(enum weld_method m)
 bool weld_method_arcee(enum weld_method m)
 {
 	return stats_of(m)->arcee;
+}
+
+bool weld_method_svd(enum weld_method m)
+{
+	return stats_of(m)->svd;
 }
 
 bool weld_method_rescales(enum weld_method m)
@@ -480,6 +497,32 @@ static const struct weld_method_spelling spellings[] = {
 	  .params = P(RAM_EPSILON) | P(R) | P(ALPHA), .keys = K(PLUS), .base = WELD_BASE_REQUIRED,
 	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
 	  .summary = "Reinforced Agent Merging: the surviving deltas, alone or averaged (and RAM+)" },
+	/* the data-free SVD merges (METHODS 13-15): a command and a recipe
+	 * name each; lambda is FusionBench's alpha (TSV-M) and scaling_factor
+	 * (Iso) */
+	{ .name = "tsv_m", .method = WELD_METHOD_TSV_M, .where = WELD_IN_RECIPE,
+	  .params = P(WEIGHT) | P(LAMBDA), .keys = K(SVD_EXCLUDE), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	{ .name = "tsv-m", .method = WELD_METHOD_TSV_M, .where = WELD_IN_COMMAND,
+	  .params = P(WEIGHT) | P(LAMBDA), .keys = K(SVD_EXCLUDE), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "TSV-M: each task's top singular vectors, orthogonalised together" },
+	{ .name = "iso_c", .method = WELD_METHOD_ISO_C, .where = WELD_IN_RECIPE,
+	  .params = P(WEIGHT) | P(LAMBDA), .keys = K(SVD_EXCLUDE), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	{ .name = "iso-c", .method = WELD_METHOD_ISO_C, .where = WELD_IN_COMMAND,
+	  .params = P(WEIGHT) | P(LAMBDA), .keys = K(SVD_EXCLUDE), .base = WELD_BASE_REQUIRED,
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .summary = "Iso-C: the summed task vector with a flat (mean) spectrum" },
+	{ .name = "iso_cts", .method = WELD_METHOD_ISO_CTS, .where = WELD_IN_RECIPE,
+	  .params = P(WEIGHT) | P(LAMBDA) | P(COMMON_SPACE_FRACTION), .keys = K(SVD_EXCLUDE),
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true },
+	{ .name = "iso-cts", .method = WELD_METHOD_ISO_CTS, .where = WELD_IN_COMMAND,
+	  .params = P(WEIGHT) | P(LAMBDA) | P(COMMON_SPACE_FRACTION), .keys = K(SVD_EXCLUDE),
+	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
+	  .combine_fixed = true,
+	  .summary = "Iso-CTS: common and task-specific subspaces with a flat spectrum" },
 };
 #define NSPELLINGS (sizeof(spellings) / sizeof(spellings[0]))
 
@@ -559,6 +602,7 @@ bool weld_method_default(const struct weld_method_spelling *s, enum weld_param p
 	case WELD_P_EPS: *out = WELD_DEFAULT_MULTISLERP_EPS; return true;
 	case WELD_P_MAX_ITER: *out = WELD_DEFAULT_KARCHER_MAX_ITER; return true;
 	case WELD_P_TOL: *out = WELD_DEFAULT_KARCHER_TOL; return true;
+	case WELD_P_COMMON_SPACE_FRACTION: *out = WELD_DEFAULT_COMMON_SPACE_FRACTION; return true;
 	default: return false;
 	}
 }
@@ -582,4 +626,5 @@ void weld_merge_opts_init(struct weld_merge_opts *o, const struct weld_method_sp
 	o->clip = WELD_DEFAULT_CLIP;
 	o->select_topk = WELD_DEFAULT_SELECT_TOPK;
 	o->ram_plus = s->plus;
+	o->common_fraction = WELD_DEFAULT_COMMON_SPACE_FRACTION;
 }

@@ -49,6 +49,7 @@ enum weld_param {
 	WELD_P_FILTER_WISE,                                                            /* whole merge */
 	WELD_P_NUSLERP_FLATTEN, WELD_P_NUSLERP_ROW_WISE, WELD_P_NORMALIZE_WEIGHTS,     /* whole merge */
 	WELD_P_EPS, WELD_P_MAX_ITER, WELD_P_TOL,                                       /* per tensor */
+	WELD_P_COMMON_SPACE_FRACTION,                                                  /* whole merge */
 	WELD_P_COUNT
 };
 
@@ -83,6 +84,7 @@ enum weld_key {
 	WELD_K_ALLOW_NONFINITE,
 	WELD_K_CLIP,
 	WELD_K_PLUS,        /* weld ram --plus: ramplus_tl (command line only) */
+	WELD_K_SVD_EXCLUDE, /* the SVD methods: tensors not decomposed (a regex) */
 	WELD_K_COUNT
 };
 /* The name of each key in a recipe's weld object (NULL: not there). */
@@ -166,6 +168,7 @@ const char *weld_method_recipe_name(const struct weld_method_spelling *s,
 #define WELD_DEFAULT_MULTISLERP_EPS 1e-8
 #define WELD_DEFAULT_KARCHER_MAX_ITER 10
 #define WELD_DEFAULT_KARCHER_TOL 1e-5
+#define WELD_DEFAULT_COMMON_SPACE_FRACTION 0.8
 
 /* The default of parameter p for a spelling; false when it has none (t,
  * scale, rescale, int8_mask). */
@@ -230,6 +233,9 @@ bool weld_method_sce(enum weld_method m);
  * row's KL divergence) is below a quantile fence (arcee_fusion: its own
  * passes and APPLY, arcee_pass.c)? */
 bool weld_method_arcee(enum weld_method m);
+/* Does it decompose each 2-D tensor whole (tsv_m, iso_c, iso_cts: a
+ * whole-matrix job, svd_pass.c)? */
+bool weld_method_svd(enum weld_method m);
 /* Does it take mergekit's `rescale` (the random-drop methods)? */
 bool weld_method_rescales(enum weld_method m);
 /* The passes: weld_job_selections() (merge.h) top-k selections per source,

@@ -149,6 +149,8 @@ static int run_job(struct exec *e, const struct weld_job *j, struct weld_error *
 {
 	if (j->method == WELD_METHOD_COPY)
 		return weld_exec_copy_job(e, j, err);
+	if (weld_plan_svd_matrix(e->plan, j))
+		return weld_exec_svd_job(e, j, err);
 	if (j->method == WELD_METHOD_SLERP) {
 		double *tot = slerp_totals(e);
 

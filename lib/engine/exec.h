@@ -279,6 +279,11 @@ bool weld_exec_row_stats_apply(struct exec *e, const struct weld_job *j, struct 
 /* After APPLY: report the degenerate statistics of job j as a warning. */
 void weld_exec_job_notes(struct exec *e, const struct weld_job *j);
 
+/* svd_pass.c */
+
+/* A whole-matrix job (weld_plan_svd_matrix), decomposed and written. */
+int weld_exec_svd_job(struct exec *e, const struct weld_job *j, struct weld_error *err);
+
 /* tiles.c */
 
 /* Run one pass over elements [first, first + n) of job j: the chunk's

@@ -467,6 +467,15 @@ WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, floa
 		else
 			weld_k_lincomb(a->base, a->v, a->n, len, a->coef, out);
 		return;
+	case WELD_METHOD_TSV_M:
+	case WELD_METHOD_ISO_C:
+	case WELD_METHOD_ISO_CTS:
+		/* tensors that are not decomposed: the mean of the weighted task
+		 * vectors (METHODS 13) */
+		weighted_sum(a, len, acc, scratch);
+		for (size_t j = 0; j < len; j++)
+			out[j] = a->base[j] + a->lambda * (acc[j] / (float)a->n);
+		return;
 	default:
 		if (a->ties) {
 			ties_tile(a, len, a->normalize, acc, scratch);

@@ -38,6 +38,9 @@ enum weld_method {
 	WELD_METHOD_NUSLERP,          /* METHODS 6: nuslerp_flatten false = --scope row */
 	WELD_METHOD_MULTISLERP,       /* METHODS 7 */
 	WELD_METHOD_KARCHER,          /* METHODS 8 */
+	WELD_METHOD_TSV_M,            /* METHODS 13: task singular vectors (whole matrices) */
+	WELD_METHOD_ISO_C,            /* METHODS 14: isotropic, common subspace */
+	WELD_METHOD_ISO_CTS,          /* METHODS 15: isotropic, common and task-specific */
 };
 
 enum weld_scope { WELD_SCOPE_TENSOR, WELD_SCOPE_ROW, WELD_SCOPE_MODEL };
@@ -95,6 +98,11 @@ struct weld_merge_opts {
 	void *cb_ctx;
 	bool ram_plus;                /* ram: RAM+ (ramplus_tl), a statistics pass per tensor */
 	bool nuslerp_columns;         /* nuslerp: vectors along dim 0 (nuslerp_row_wise) */
+	/* the SVD methods: tensors whose name matches this POSIX extended
+	 * regex are merged as non-matrices (NULL: none), and iso_cts's
+	 * common_space_fraction */
+	const char *svd_exclude;
+	double common_fraction;
 };
 
 /* One input of a job. */
@@ -191,6 +199,10 @@ const struct weld_merge_opts *weld_plan_opts(const weld_plan *p);
 /* Peak memory the execution will use for its buffers, and the chunk size. */
 uint64_t weld_plan_memory(const weld_plan *p);
 uint64_t weld_plan_chunk_elems(const weld_plan *p);
+/* The SVD methods: the memory of the largest whole-matrix job (included in
+ * weld_plan_memory), and its tensor's name in *tensor (borrowed; NULL when
+ * there is none, and 0 returned). tensor may be NULL. */
+uint64_t weld_plan_matrix_memory(const weld_plan *p, const char **tensor);
 /* Bytes of tensor data the merge takes from its inputs: each source and
  * base tensor once (the statistics passes read some of it again). */
 uint64_t weld_plan_input_bytes(const weld_plan *p);

@@ -11,6 +11,7 @@
 #include "write_queue.h"
 #include "plan_impl.h"
 #include "rank.h"
+#include "svd_merge.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -58,6 +59,8 @@ void weld_plan_free(weld_plan *p)
 	}
 	for (size_t i = 0; i < p->nmodels; i++)
 		weld_model_close(p->models[i]);
+	if (p->svd_exclude_set)
+		regfree(&p->svd_exclude);
 	free(p->models);
 	free(p->jobs);
 	free(p);
@@ -108,6 +111,13 @@ void weld_plan_set_recipe(weld_plan *p, const char *recipe_json)
 uint64_t weld_plan_memory(const weld_plan *p)
 {
 	return p->memory;
+}
+
+uint64_t weld_plan_matrix_memory(const weld_plan *p, const char **tensor)
+{
+	if (tensor)
+		*tensor = p->matrix_bytes ? p->jobs[p->matrix_job].name : NULL;
+	return p->matrix_bytes;
 }
 
 uint64_t weld_plan_chunk_elems(const weld_plan *p)
@@ -593,10 +603,55 @@ static uint64_t draws_budget(weld_plan *p, uint64_t budget, uint64_t maxsrc, uin
 	return maxsrc * p->drop_stride;
 }
 
+/*
+ * The SVD methods (svd_pass.c): compile --svd-exclude, check iso_cts's
+ * split of each matrix, and find the largest whole-matrix job's memory,
+ * which the execution holds on top of the streaming buffers.
+ */
+static int plan_matrices(weld_plan *p, struct weld_error *err)
+{
+	int rc;
+
+	if (p->o.svd_exclude && !p->svd_exclude_set) {
+		if ((rc = regcomp(&p->svd_exclude, p->o.svd_exclude, REG_EXTENDED | REG_NOSUB)) != 0) {
+			char msg[256];
+
+			regerror(rc, &p->svd_exclude, msg, sizeof(msg));
+			return weld_fail(err, WELD_ERR_ARG, "--svd-exclude '%s': %s", p->o.svd_exclude, msg);
+		}
+		p->svd_exclude_set = true;
+	}
+	for (size_t i = 0; i < p->njobs; i++) {
+		const struct weld_job *j = &p->jobs[i];
+		size_t k, c, per;
+		uint64_t b;
+
+		if (!weld_plan_svd_matrix(p, j))
+			continue;
+		k = (size_t)(j->shape[0] < j->shape[1] ? j->shape[0] : j->shape[1]);
+		if (j->method == WELD_METHOD_ISO_CTS &&
+		    weld_iso_cts_dims(k, j->nsrc, p->o.common_fraction, &c, &per) < 0)
+			return weld_fail(err, WELD_ERR_ARG,
+					 "tensor '%s': common_space_fraction %g leaves %zu dimensions to %zu models, which round to more than %zu (raise it)",
+					 j->name, p->o.common_fraction,
+					 k - (size_t)((double)k * p->o.common_fraction), j->nsrc, k);
+		b = weld_svd_job_bytes(p, j);
+		if (b == UINT64_MAX)
+			return weld_fail(err, WELD_ERR_ARG,
+					 "tensor '%s': %lld x %lld is too large to decompose (LAPACK's dimensions are 32-bit)",
+					 j->name, (long long)j->shape[0], (long long)j->shape[1]);
+		if (b > p->matrix_bytes) {
+			p->matrix_bytes = b;
+			p->matrix_job = i;
+		}
+	}
+	return 0;
+}
+
 int weld_plan_finish(weld_plan *p, struct weld_error *err)
 {
 	uint64_t threads = (uint64_t)weld_plan_threads(p), maxsrc = 1, max_row = 1;
-	uint64_t slices, per_slice, shared;
+	uint64_t slices, per_slice, shared, avail;
 	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 1, maxsel = 0;
 	bool row = p->o.scope == WELD_SCOPE_ROW;
 	const struct weld_job *widest = NULL;  /* the job whose rows are longest */
@@ -649,6 +704,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	}
 	if (p->o.scope == WELD_SCOPE_MODEL && check_model_scope(p, err) < 0)
 		return -1;
+	if (plan_matrices(p, err) < 0)
+		return -1;
 	if (weld_plan_output_format(p, err) < 0)
 		return -1;
 	if (p->o.parts && weld_plan_output_format(p, NULL) == WELD_FORMAT_GGUF)
@@ -682,7 +739,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	 * eighth of the memory; else one per thread.
 	 */
 	slices = threads > 1 ? 4 * threads : 1;
-	if (slices * per_slice > p->o.max_memory / 8)
+	avail = p->o.max_memory > p->matrix_bytes ? p->o.max_memory - p->matrix_bytes : 0;
+	if (slices * per_slice > avail / 8)
 		slices = threads;
 	fixed = slices * per_slice + shared;
 	per_elem = WELD_OUTQ_BUFS * 8 + maxsrc / 8 + 1;  /* output buffers, packed masks */
@@ -693,12 +751,21 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		snprintf(why, sizeof(why), " (--scope row holds whole rows in memory)");
 	/* a STATS pass's sums per block */
 	per_elem += (maxstats * 8 + WELD_BLOCK - 1) / WELD_BLOCK;
-	if (p->o.max_memory < fixed + WELD_MIN_CHUNK * per_elem)
+	if (avail < fixed + WELD_MIN_CHUNK * per_elem && p->matrix_bytes) {
+		const struct weld_job *mj = &p->jobs[p->matrix_job];
+
+		return weld_fail(err, WELD_ERR_ARG,
+				 "--max-memory %llu is too small: tensor '%s' (%s decomposes its %lld x %lld matrix whole) needs at least %llu bytes",
+				 (unsigned long long)p->o.max_memory, mj->name, weld_method_name(mj->method),
+				 (long long)mj->shape[0], (long long)mj->shape[1],
+				 (unsigned long long)(fixed + WELD_MIN_CHUNK * per_elem + p->matrix_bytes));
+	}
+	if (avail < fixed + WELD_MIN_CHUNK * per_elem)
 		return weld_fail(err, WELD_ERR_ARG,
 				 "--max-memory %llu is too small: this merge needs at least %llu bytes%s",
 				 (unsigned long long)p->o.max_memory,
 				 (unsigned long long)(fixed + WELD_MIN_CHUNK * per_elem), why);
-	budget = p->o.max_memory - fixed;
+	budget = avail - fixed;
 	if (maxsel && !row)
 		budget -= record_budget(p, budget, maxsrc, maxsel, slices);
 	if (!row && p->o.scope == WELD_SCOPE_TENSOR)
@@ -723,7 +790,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	p->raw_es = raw_es;
 	p->maxsel = (int)maxsel;
 	p->memory = fixed - RESERVE_BYTES + p->chunk * per_elem + p->record_bytes +
-		    maxsrc * p->drop_stride;
+		    maxsrc * p->drop_stride + p->matrix_bytes;
 	p->finished = true;
 	return 0;
 }

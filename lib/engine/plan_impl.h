@@ -8,6 +8,8 @@
 #include "merge.h"
 #include "select.h"
 
+#include <regex.h>
+
 /* Sums in double are taken per block of WELD_BLOCK elements from the start
  * of their unit, then over blocks in order: the same result for any chunk
  * size and thread count. Chunks are whole blocks. */
@@ -35,7 +37,16 @@ struct weld_plan {
 	bool finished;
 	bool ranks;              /* some job ranks its rows (della): rank_pass.c's buffers */
 	bool hist_stats;         /* order statistics by histograms (pcb, sce): hist_pass.c's buffers */
+	regex_t svd_exclude;     /* --svd-exclude, compiled when svd_exclude_set */
+	bool svd_exclude_set;
+	uint64_t matrix_bytes;   /* the largest whole-matrix job's memory (svd_pass.c), */
+	size_t matrix_job;       /* and its job */
 };
+
+/* svd_pass.c: is job j a whole-matrix job (an SVD method's 2-D tensor not
+ * excluded by --svd-exclude)? Its memory, UINT64_MAX if too large. */
+bool weld_plan_svd_matrix(const weld_plan *p, const struct weld_job *j);
+uint64_t weld_svd_job_bytes(const weld_plan *p, const struct weld_job *j);
 
 /* Threads the execution uses (the option, else every core). */
 int weld_plan_threads(const weld_plan *p);

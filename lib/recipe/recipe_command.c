@@ -73,6 +73,8 @@ static void add_weld(cJSON *r, const struct weld_command_merge *c)
 		cJSON_AddNumberToObject(w, "k", o->k);
 	if (s->keys & WELD_KB(WELD_K_CLIP))
 		cJSON_AddNumberToObject(w, "clip", o->clip);
+	if ((s->keys & WELD_KB(WELD_K_SVD_EXCLUDE)) && o->svd_exclude)
+		cJSON_AddStringToObject(w, "svd_exclude", o->svd_exclude);
 	cJSON_AddNumberToObject(w, "shard_size", (double)o->shard_size);
 	cJSON_AddBoolToObject(w, "allow_missing", o->allow_missing);
 	cJSON_AddBoolToObject(w, "copy_files", o->copy_files);
@@ -99,6 +101,8 @@ char *weld_recipe_of_command(const struct weld_command_merge *c, struct weld_err
 		cJSON_AddBoolToObject(params, "normalize", c->o->normalize);
 	if (s->params & WELD_PB(WELD_P_SELECT_TOPK))
 		cJSON_AddNumberToObject(params, "select_topk", c->o->select_topk);
+	if (s->params & WELD_PB(WELD_P_COMMON_SPACE_FRACTION))
+		cJSON_AddNumberToObject(params, "common_space_fraction", c->o->common_fraction);
 	if (s->params & WELD_PB(WELD_P_T))
 		cJSON_AddNumberToObject(params, "t", c->t);
 	if (s->params & WELD_PB(WELD_P_FILTER_WISE))

@@ -63,6 +63,8 @@ static cJSON *weld_json(const weld_recipe *r)
 		cJSON_AddNumberToObject(w, "k", r->o.k);
 	if (m->keys & WELD_KB(WELD_K_CLIP))
 		cJSON_AddNumberToObject(w, "clip", r->o.clip);
+	if ((m->keys & WELD_KB(WELD_K_SVD_EXCLUDE)) && r->o.svd_exclude)
+		cJSON_AddStringToObject(w, "svd_exclude", r->o.svd_exclude);
 	cJSON_AddNumberToObject(w, "shard_size", (double)r->o.shard_size);
 	cJSON_AddBoolToObject(w, "allow_missing", r->o.allow_missing);
 	cJSON_AddBoolToObject(w, "copy_files", r->o.copy_files);

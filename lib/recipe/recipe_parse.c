@@ -394,6 +394,9 @@ static int parse_root(weld_recipe *r, struct weld_error *err)
 			r->o.normalize = setting_true(v);
 		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "select_topk")) && cJSON_IsNumber(v))
 			r->o.select_topk = v->valuedouble;
+		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "common_space_fraction")) &&
+		    cJSON_IsNumber(v))
+			r->o.common_fraction = v->valuedouble;
 		/* model_stock's statistics per row: weld's row units */
 		if ((v = cJSON_GetObjectItemCaseSensitive(r->params, "filter_wise")) && setting_true(v))
 			r->o.scope = WELD_SCOPE_ROW;

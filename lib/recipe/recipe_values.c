@@ -371,6 +371,11 @@ static int weld_key_value(weld_recipe *r, enum weld_key k, const cJSON *e, const
 			return rfail(r, err, where, "expected a fraction in [0, 0.5)");
 		r->o.clip = e->valuedouble;
 		break;
+	case WELD_K_SVD_EXCLUDE:
+		if (!cJSON_IsString(e) || !*e->valuestring)
+			return rfail(r, err, where, "expected a regular expression (a non-empty string)");
+		r->o.svd_exclude = e->valuestring;
+		break;
 	case WELD_K_MASKS:
 	case WELD_K_PLUS:
 	case WELD_K_COUNT:

@@ -13,8 +13,10 @@
 #                        nearswap ram ramplus model-stock nuslerp multislerp
 #                        karcher, then expert-merge on an 8-expert MoE made by
 #                        tests/tools/mkmodel.c, then gguf: ties of four Q8_0
-#                        GGUF models into Q8_0); the methods after consensus
-#                        have no PyTorch row
+#                        GGUF models into Q8_0; tsv-m and iso-c, and iso-cts
+#                        when named, run once each in a table of their own:
+#                        time and peak RSS against the plan's memory bound);
+#                        the methods after consensus have no PyTorch row
 #   MKMODEL              that generator (make bench passes it)
 #   BENCH_THREADS        threads for weld (-j) and torch (default: nproc)
 #   BENCH_REPEAT         runs of each merge, weld and torch alike; the best
@@ -43,7 +45,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 WELD=${WELD:-./weld}
 BENCH_DIR=${BENCH_DIR:-/tmp/weld-bench}
 BENCH_SIZE=${BENCH_SIZE:-full}
-METHODS=${WELD_BENCH_METHODS:-"average task-arithmetic ties dare breadcrumbs consensus della pcb sce arcee-fusion nearswap ram ramplus model-stock nuslerp multislerp karcher"}
+METHODS=${WELD_BENCH_METHODS:-"average task-arithmetic ties dare breadcrumbs consensus della pcb sce arcee-fusion nearswap ram ramplus model-stock nuslerp multislerp karcher tsv-m iso-c"}
 THREADS=${BENCH_THREADS:-$(nproc)}
 REPEAT=${BENCH_REPEAT:-3}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -194,6 +196,7 @@ for m in $METHODS; do
 	multislerp)      wargs="multislerp --base $B $MODELS"; targs="" ;;
 	karcher)         wargs="karcher $MODELS"; targs="" ;;
 	expert-merge|gguf) continue ;;   # after the loop: they need other models
+	tsv-m|iso-c|iso-cts) continue ;; # after the loop: a table of their own
 	*) say "unknown method $m"; continue ;;
 	esac
 	wout=$OUT/out-weld-$m
@@ -335,4 +338,38 @@ case " $METHODS " in
 	rm -f "$OUT/out-weld.gguf"
 	;;
 esac
+# The SVD methods decompose every 2-D tensor whole (one at a time, one BLAS
+# thread): their memory is the plan's bound for the largest matrix plus the
+# streaming buffers, and the merge runs once with exactly the budget the
+# plan asks for (at least 256M). The row shows the time, the peak RSS, the
+# plan's bound (weld plan --json memory_bytes: the buffers, the largest
+# matrix included) and whether the peak held under that bound.
+svd_header=false
+for m in $METHODS; do
+	case $m in tsv-m|iso-c|iso-cts) ;; *) continue ;; esac
+	if ! $svd_header; then
+		printf '\n%-16s %8s %8s %10s %10s %12s %6s\n' method "weld s" "weld MB" "bound MB" "matrix MB" "--max-memory" holds | tee -a "$result"
+		svd_header=true
+	fi
+	need=$("$WELD" plan "$m" --base "$B" $MODELS --max-memory 1M 2>&1 |
+		sed -n 's/.*needs at least \([0-9]*\) bytes.*/\1/p')
+	budget=$(awk -v n="${need:-0}" 'BEGIN { b = 256e6; if (n + 0 > b) b = n; printf "%.0f", b }')
+	"$WELD" plan "$m" --base "$B" $MODELS --max-memory "$budget" --json >"$logs/plan-$m.json"
+	bound=$("$PYTHON" -c 'import json, sys; d = json.load(open(sys.argv[1])); print("%.0f %.0f" % (d["memory_bytes"] / 1e6, d.get("matrix_bytes", 0) / 1e6))' "$logs/plan-$m.json")
+	wout=$OUT/out-weld-$m
+	saved=$REPEAT
+	REPEAT=1
+	best "$wout" "$logs/weld-$m" "$WELD" "$m" --base "$B" -o "$wout" --max-memory "$budget" -q -f -j "$THREADS" $MODELS
+	REPEAT=$saved
+	rm -rf "$wout"
+	if [ "$ST" != 0 ]; then
+		say "weld $m failed (exit $ST): $(head -n 1 "$logs/weld-$m.err")"
+		continue
+	fi
+	awk -v m="$m" -v ws="$WALL" -v wm="$RSS" -v bd="$bound" -v bu="$budget" 'BEGIN {
+		split(bd, x, " ")
+		printf "%-16s %8s %8s %10s %10s %12.0f %6s\n", m, ws, wm, x[1], x[2], bu / 1e6,
+		       (wm * 1048576 <= x[1] * 1e6) ? "yes" : "NO" }' | tee -a "$result"
+done
+$svd_header && echo "(SVD methods: MB of RSS are MiB; bound MB = the plan's buffers including the largest matrix, decimal; holds = peak RSS <= bound)" | tee -a "$result"
 echo "(x cat = weld time / cat time; x floor = weld time / (cat + write) time; speed-up = torch time / weld time; logs in $logs)" | tee -a "$result"

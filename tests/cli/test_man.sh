@@ -11,7 +11,7 @@ MAN=$ROOT/man
 RUN_EXAMPLES="weld weld-average weld-task-arithmetic weld-ties weld-dare
 weld-breadcrumbs weld-consensus weld-della weld-pcb weld-sce weld-arcee-fusion weld-inspect weld-convert weld-verify
 weld-diff weld-help weld-join weld-nearswap weld-ram weld-model-stock
-weld-nuslerp weld-multislerp weld-karcher"
+weld-nuslerp weld-multislerp weld-karcher weld-tsv-m weld-iso-c weld-iso-cts"
 
 # src PAGE: the page's text with roff escapes for '-', '\' and fonts undone
 src() {

@@ -58,6 +58,7 @@ import safetensors_io as stio  # noqa: E402
 import ref_rank  # noqa: E402
 import weld_ref_swap  # noqa: E402
 import weld_ref_interp  # noqa: E402
+import weld_ref_svd  # noqa: E402
 
 F32 = np.float32
 U64 = np.uint64
@@ -629,7 +630,8 @@ def arcee_fusion(base, models, with_bound=False):
 # command line with weld's syntax (DESIGN 2)
 
 METHODS = ("average", "task-arithmetic", "ties", "dare", "breadcrumbs", "consensus", "della", "pcb", "sce", "arcee-fusion",
-           "nearswap", "ram", "model-stock", "nuslerp", "multislerp", "karcher")
+           "nearswap", "ram", "model-stock", "nuslerp", "multislerp", "karcher",
+           "tsv-m", "iso-c", "iso-cts")
 _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": "weights",
            "--density": "density", "--lambda": "lambda", "--dtype": "dtype",
            "--scope": "scope", "--seed": "seed", "-j": "threads", "--threads": "threads",
@@ -639,7 +641,8 @@ _VALUED = {"-o": "output", "--output": "output", "--base": "base", "--weights": 
            "--k": "k", "--save-masks": "save_masks", "--apply-mask": "apply_mask",
            "--epsilon": "epsilon", "--clip": "clip", "--select-topk": "select_topk",
            "--t": "t", "--r": "r", "--alpha": "alpha",
-           "--eps": "eps", "--max-iter": "max_iter", "--tol": "tol"}
+           "--eps": "eps", "--max-iter": "max_iter", "--tol": "tol",
+           "--svd-exclude": "svd_exclude", "--common-space-fraction": "common_fraction"}
 _FLAGS = {"-f": "force", "--force": "force", "--allow-missing": "allow_missing",
           "--no-copy-files": "no_copy_files", "-q": "quiet", "--quiet": "quiet",
           "-v": "verbose", "--verbose": "verbose", "--json": "json", "--plus": "plus",
@@ -796,6 +799,16 @@ def run(argv, loader=stio.load_model, with_bound=True):
         return _bounded(weld_ref_swap.ram(base, models, eps, bool(a.get("plus")),
                                           float(a.get("r", 0.1)), alpha,
                                           _check_names(base, models)), with_bound)
+    if meth in ("tsv-m", "iso-c", "iso-cts"):
+        f = float(a.get("common_fraction", 0.8))
+        if not 0 <= f <= 1:
+            raise RefError("--common-space-fraction %s: outside [0, 1]" % f)
+        try:
+            res = weld_ref_svd.merge(meth, base, models, w, lam, f, a.get("svd_exclude"),
+                                     _check_names(base, models))
+        except ValueError as e:
+            raise RefError(str(e))
+        return _bounded(res, with_bound)
     if meth == "model-stock":
         if len(models) < 2:
             raise RefError("model-stock needs two models or more")
