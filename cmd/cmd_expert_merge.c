@@ -25,6 +25,7 @@ static const char usage[] =
 	"                         [--layout alias|compact] [--dtype auto|bf16|f16|f32]\n"
 	"                         [-j <n>] [--max-memory <size>] [--shard-size <size>]\n"
 	"                         [-f] [-q | -v] [--json] [--no-copy-files] [--allow-nonfinite]\n"
+	"                         [--part I/N|auto [--parts N]]\n"
 	"                         <moe-model>\n"
 	"\n"
 	"    -o, --output <dir>       output folder (refused if it exists, unless -f)\n"
@@ -45,11 +46,13 @@ static const char usage[] =
 	"    -q, --quiet / -v, --verbose\n"
 	"    --json                   print a JSON summary on stdout\n"
 	"    --no-copy-files          do not copy config and tokenizer files\n"
-	"    --allow-nonfinite        merge experts holding NaN or inf (default: an error)\n";
+	"    --allow-nonfinite        merge experts holding NaN or inf (default: an error)\n"
+	"    --part I/N|auto          write only part I of N of the output (OUT.part-I-of-N,\n"
+	"                             see weld-join(1)); auto: from Slurm or --parts N\n";
 
 enum {
 	O_GROUPS = 256, O_STATS, O_SIMILARITY, O_UNIFORM, O_ALIGN, O_LAYOUT, O_DTYPE,
-	O_MAXMEM, O_SHARD, O_JSON, O_NO_COPY, O_ALLOW_NONFINITE,
+	O_MAXMEM, O_SHARD, O_JSON, O_NO_COPY, O_ALLOW_NONFINITE, O_PART, O_PARTS,
 };
 
 static const struct option long_opts[] = {
@@ -66,15 +69,40 @@ static const struct option long_opts[] = {
 	{ "json", no_argument, NULL, O_JSON },
 	{ "no-copy-files", no_argument, NULL, O_NO_COPY },
 	{ "allow-nonfinite", no_argument, NULL, O_ALLOW_NONFINITE },
+	{ "part", required_argument, NULL, O_PART },
+	{ "parts", required_argument, NULL, O_PARTS },
 	{ NULL, 0, NULL, 0 },
 };
 
 struct args {
 	const char *out, *model, *stats_path;
+	const char *part, *parts;     /* --part, --parts as given */
+	char *part_out;               /* OUT.part-I-of-N (owned) */
+	unsigned part_i, part_n;      /* 0, 0 without --part */
 	struct weld_moe_opts o;
 	uint64_t shard_size;
 	bool force, json, copy_files;
 };
+
+/* --part I/N (or auto): the output becomes OUT.part-I-of-N. 0, or an
+ * exit status. */
+static int parse_part(struct args *a)
+{
+	if (a->parts && !a->part)
+		return cli_usage_error("--parts goes with --part auto");
+	if (!a->part)
+		return 0;
+	if (cli_part(a->part, a->parts, &a->part_i, &a->part_n))
+		return EXIT_USAGE;
+	if (a->out) {
+		if (!(a->part_out = cli_part_output(a->out, a->part_i, a->part_n))) {
+			cli_error("out of memory");
+			return EXIT_FAIL;
+		}
+		a->out = a->part_out;
+	}
+	return 0;
+}
 
 /* 0 to go on, -1 after -h, else an exit status. */
 static int parse(int argc, char **argv, struct args *a)
@@ -134,6 +162,8 @@ static int parse(int argc, char **argv, struct args *a)
 			break;
 		case O_JSON: a->json = true; break;
 		case O_NO_COPY: a->copy_files = false; break;
+		case O_PART: a->part = optarg; break;
+		case O_PARTS: a->parts = optarg; break;
 		default:
 			return cli_bad_option(c, argv);
 		}
@@ -149,7 +179,7 @@ static int parse(int argc, char **argv, struct args *a)
 		return cli_usage_error("an output folder is required (-o OUT)");
 	if (a->o.max_memory == 0)
 		return cli_usage_error("--max-memory must be more than 0");
-	return 0;
+	return parse_part(a);
 }
 
 static void print_int_list(FILE *f, const int *v, int n, const char *sep)
@@ -335,6 +365,8 @@ int cmd_expert_merge(int argc, char **argv)
 	wo.force = a.force;
 	wo.recipe_json = recipe;
 	wo.copy_from = a.copy_files ? weld_model_dir(m) : NULL;
+	wo.part = a.part_i;
+	wo.parts = a.part_n;
 	cli_install_signals();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (weld_moe_write(&plan, m, a.out, &wo, cli_progress, NULL, &err) < 0) {
@@ -351,5 +383,6 @@ out:
 	free(stats);
 	free(config);
 	free(recipe);
+	free(a.part_out);
 	return r;
 }

@@ -112,6 +112,8 @@ static int copy_plain(struct write_ctx *c, const struct weld_out_tensor *ot)
 		if (r->role == WELD_MOE_EXPERT)
 			continue;
 		wi = c->widx[k];
+		if (!weld_writer_holds(c->w, wi))
+			continue;
 		if (r->role == WELD_MOE_ROUTER && p->opts.layout == WELD_MOE_OUT_COMPACT) {
 			const int e_n = p->layout.n_experts;
 			const int *dom = p->dominant + (size_t)r->layer * (size_t)e_n;
@@ -244,6 +246,33 @@ out:
 	return ret;
 }
 
+/* Keep the targets this part writes (all of them without --part); their
+ * count. */
+static int held_targets(const struct write_ctx *c, size_t *targets, int nt)
+{
+	int k = 0;
+
+	for (int i = 0; i < nt; i++)
+		if (weld_writer_holds(c->w, targets[i]))
+			targets[k++] = targets[i];
+	return k;
+}
+
+/* Does this part write any expert tensor of layer l? */
+static bool layer_held(const struct write_ctx *c, int l)
+{
+	const struct weld_moe_layout *lo = &c->p->layout;
+
+	for (int e = 0; e < lo->n_experts; e++)
+		for (int s = 0; s < lo->n_suffix; s++) {
+			const int64_t o = c->out_of[weld_moe_tensor_of(lo, l, e, s)];
+
+			if (o >= 0 && weld_writer_holds(c->w, c->widx[o]))
+				return true;
+		}
+	return false;
+}
+
 static int merge_layer(struct write_ctx *c, int l)
 {
 	const struct weld_moe_plan *p = c->p;
@@ -257,6 +286,10 @@ static int merge_layer(struct write_ctx *c, int l)
 	bool *has = NULL;
 	int ret = -1;
 
+	if (!layer_held(c, l)) {
+		ret = 0;
+		goto out;
+	}
 	if (!members || !coef || !targets) {
 		weld_fail(c->err, WELD_ERR_NOMEM, "out of memory");
 		goto out;
@@ -293,7 +326,8 @@ static int merge_layer(struct write_ctx *c, int l)
 					targets[nt++] = c->widx[o];
 				}
 			}
-			if (merge_tensor(c, l, s, members, nm, coef, perm, has, targets, nt) < 0)
+			nt = held_targets(c, targets, nt);
+			if (nt && merge_tensor(c, l, s, members, nm, coef, perm, has, targets, nt) < 0)
 				goto out;
 		}
 	}

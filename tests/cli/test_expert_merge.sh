@@ -213,6 +213,57 @@ help_text() {
 }
 expect "-h prints the usage on stdout" help_text
 
+# ---------------------------------------------------------------- --part I/N and weld join
+
+# parts_join OUT N ARGS...: expert-merge ARGS in N parts (each with its own
+# -j and --max-memory), joined into OUT
+parts_join() {
+	_o=$1 _n=$2 _i=1
+	shift 2
+	while [ "$_i" -le "$_n" ]; do
+		"$WELD" expert-merge -q -j $((_i % 3 + 1)) --max-memory $((_i * 8))K -o "$_o" \
+			--part "$_i/$_n" "$@" || return 1
+		_i=$((_i + 1))
+	done
+	"$WELD" join -q -o "$_o" "$_o".part-*-of-"$_n"
+}
+parts_alias() {
+	"$WELD" expert-merge -q -o "$T/pa" --groups 2 --align --shard-size 2K \
+		--stats "$T/balanced.json" "$T/perm" &&
+	test "$(ls "$T/pa" | grep -c safetensors$)" -gt 3 &&
+	for n in 1 2 3 9; do
+		parts_join "$T/pa$n" $n --groups 2 --align --shard-size 2K --stats "$T/balanced.json" \
+			"$T/perm" && diff -r "$T/pa" "$T/pa$n" >/dev/null || return 1
+	done
+}
+expect "--part I/N, alias --align --stats: joined output cmp-identical for N = 1, 2, 3, 9" parts_alias
+parts_compact() {
+	"$WELD" expert-merge -q -o "$T/pc" --groups 2 --layout compact --shard-size 1K \
+		"$T/deepseek" &&
+	parts_join "$T/pc3" 3 --groups 2 --layout compact --shard-size 1K "$T/deepseek" &&
+	diff -r "$T/pc" "$T/pc3" >/dev/null && "$WELD" verify -q "$T/pc3"
+}
+expect "--part I/N, compact DeepSeek-MoE in 3 parts: cmp-identical, verify passes" parts_compact
+parts_empty() {
+	"$WELD" expert-merge -q -o "$T/pe" --groups 2 --shard-size 0 --part 1/2 "$T/mix" &&
+	test ! -e "$T/pe.part-1-of-2/model.safetensors" && test -f "$T/pe.part-1-of-2/expert_groups.json" &&
+	"$WELD" verify -q "$T/pe.part-1-of-2" &&
+	"$WELD" expert-merge -q -o "$T/pe" --groups 2 --shard-size 0 --part 2/2 "$T/mix" &&
+	"$WELD" join -q -o "$T/pe" "$T"/pe.part-*-of-2 &&
+	fixture check "$T/mix" "$T/pe" --layout alias --groups 2
+}
+expect "--part 1/2 of a one-file output holds no shard, verifies, and joins" parts_empty
+parts_auto() {
+	SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_COUNT=2 \
+		"$WELD" expert-merge -q -o "$T/pu" --groups 2 --shard-size 2K --part auto "$T/mix" &&
+	test -f "$T/pu.part-2-of-2/weld-part.json"
+}
+expect "--part auto reads Slurm's array variables" parts_auto
+refuse "--parts without --part auto is a usage error" 2 "--parts goes with --part auto" "$T/u6" \
+	"$WELD" expert-merge -o "$T/u6" --groups 2 --parts 2 "$T/mix"
+refuse "--part 3/2 is a usage error" 2 "for '--part'" "$T/u7.part-3-of-2" \
+	"$WELD" expert-merge -o "$T/u7" --groups 2 --part 3/2 "$T/mix"
+
 # ---------------------------------------------------------------- man page examples
 
 # Each command of the man page's EXAMPLES runs verbatim, on fixtures given
