@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -205,6 +206,20 @@ static void print_layers_json(const struct weld_moe_plan *p)
 	printf("]");
 }
 
+/* The compact layout changed DeepSeek's group-limited routing: one line
+ * on stderr (not with -q), and in the plan. */
+static void print_routing(FILE *f, const struct weld_moe_plan *p, const char *lead)
+{
+	const struct weld_moe_config *c = &p->layout.cfg;
+	const struct weld_moe_compact *k = &p->compact;
+
+	if (c->n_group < 0 || (k->n_group == c->n_group && k->topk_group == c->topk_group))
+		return;
+	fprintf(f, "%sconfig.json: n_group %d -> %d, topk_group %d -> %d (group-limited routing "
+		"of %d experts per layer)\n", lead, c->n_group, k->n_group, c->topk_group,
+		k->topk_group, k->experts);
+}
+
 /* 'weld plan expert-merge ...': what would be done, writing nothing. */
 static void print_plan(const struct args *a, const struct weld_moe_plan *p)
 {
@@ -236,6 +251,7 @@ static void print_plan(const struct args *a, const struct weld_moe_plan *p)
 		       hi_g, total);
 	printf("similarity  %s\nlayout      %s\nalign       %s\n", p->sim_source, layout,
 	       a->o.align ? "yes" : "no");
+	print_routing(stdout, p, "routing     ");
 	for (int l = 0; l < lo->n_layers; l++) {
 		printf("layer %d: %d groups, expert->group ", lo->layers[l].index, p->groups[l]);
 		print_int_list(stdout, p->label + (size_t)l * (size_t)lo->n_experts, lo->n_experts, " ");
@@ -359,6 +375,12 @@ int cmd_expert_merge(int argc, char **argv)
 	}
 	if (cli_verbosity >= 2)
 		print_groups(&plan);
+	if (cli_verbosity >= 1 && !a.json) {
+		char lead[64];
+
+		snprintf(lead, sizeof(lead), "%s: --layout compact: ", cli_name);
+		print_routing(stderr, &plan, lead);
+	}
 
 	recipe = weld_moe_recipe_json(a.model, a.stats_path, &a.o, a.shard_size, a.copy_files);
 	wo.shard_size = a.shard_size;

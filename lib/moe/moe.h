@@ -172,6 +172,57 @@ struct weld_moe_ffn {
 int weld_moe_align(const struct weld_moe_ffn *ref, const struct weld_moe_ffn *tgt,
 		   int64_t f, int64_t h, int *perm, struct weld_error *err);
 
+/* ---------------------------------------------------------------- config.json */
+
+#define WELD_MOE_MAX_EXPERTS 65536
+#define WELD_MOE_N_EXPERT_KEYS 3
+
+/* What config.json says about the experts (moe_config.c). -1: absent. */
+struct weld_moe_config {
+	char *model_type;        /* or NULL (owned) */
+	int experts_per_tok;     /* num_experts_per_tok, or 0 */
+	/* num_local_experts, num_experts, n_routed_experts */
+	int experts[WELD_MOE_N_EXPERT_KEYS];
+	int first_dense;         /* first_k_dense_replace */
+	int n_group, topk_group; /* DeepSeek's group-limited routing */
+	bool group_top2;         /* topk_method "noaux_tc": a group scores its best 2 */
+};
+
+/* The routing keys the compact layout writes. */
+struct weld_moe_compact {
+	int experts;             /* every expert-count key present */
+	int n_group, topk_group; /* -1 when config.json has none */
+};
+
+/* Parse config.json (text may be NULL: all absent). Keys that constrain
+ * routing (first_k_dense_replace, n_group, topk_group) must be integers in
+ * range when present. Returns 0, or -1; free with weld_moe_config_release. */
+int weld_moe_config_parse(struct weld_moe_config *c, const char *text, size_t len,
+			  struct weld_error *err);
+void weld_moe_config_release(struct weld_moe_config *c);
+/* The name of expert-count key k (0 <= k < WELD_MOE_N_EXPERT_KEYS). */
+const char *weld_moe_expert_key(int k);
+
+/*
+ * config.json against the checkpoint: every expert count present equals
+ * n_experts, no MoE layer (the first is first_layer) lies below
+ * first_k_dense_replace, and group-limited routing is valid: n_group
+ * divides E, topk_group <= n_group, num_experts_per_tok <= topk_group *
+ * E / n_group, and with noaux_tc at least 2 experts per group.
+ */
+int weld_moe_config_check(const struct weld_moe_config *c, int n_experts, int first_layer,
+			  struct weld_error *err);
+
+/*
+ * The routing keys of a compact output of g experts per layer: n_group and
+ * topk_group kept when still valid for g; else the largest n_group' <
+ * n_group dividing g that is valid with topk_group' = ceil(topk_group *
+ * n_group' / n_group) (raised until the experts per token fit), down to
+ * n_group' = 1. Refused, with the reason, when no choice is valid.
+ */
+int weld_moe_config_compact(const struct weld_moe_config *c, int g, struct weld_moe_compact *out,
+			    struct weld_error *err);
+
 /* ---------------------------------------------------------------- MoE layout of a checkpoint */
 
 enum weld_moe_role {
@@ -204,7 +255,7 @@ struct weld_moe_layer {
 
 struct weld_moe_layout {
 	const char *style;       /* "mixtral" or "qwen" (static strings) */
-	char *model_type;        /* from config.json, or NULL (owned) */
+	struct weld_moe_config cfg; /* from config.json (owned) */
 	int n_experts;
 	int64_t hidden;          /* H */
 	int n_suffix;
@@ -215,7 +266,6 @@ struct weld_moe_layout {
 	struct weld_moe_layer *layers;  /* sorted by index */
 	size_t n_tensors;
 	struct weld_moe_tensor_role *roles;  /* per model tensor */
-	int experts_per_tok;     /* num_experts_per_tok from config.json, or 0 */
 };
 
 /*
@@ -280,6 +330,7 @@ struct weld_moe_plan {
 	int *groups;                      /* per layer */
 	int *label;                       /* n_layers x E: group of each expert */
 	int *dominant;                    /* n_layers x E: first groups[l] valid */
+	struct weld_moe_compact compact;  /* config.json of --layout compact */
 	/* where the similarities came from: "stats", "router", "weight",
 	 * "stats+router", "stats+weight", or "none" (no layer needed one) */
 	const char *sim_source;

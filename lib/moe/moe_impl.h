@@ -28,10 +28,10 @@ static inline uint64_t weld_moe_buffer_budget(const struct weld_moe_opts *o)
 	return m / 2;
 }
 
-/* ---------------------------------------------------------------- moe_layout.c */
+/* ---------------------------------------------------------------- moe_config.c */
 
-/* weld_writer_opts.edit_config of the compact layout: every expert-count
- * key present in config.json becomes *(const int *)ctx, the groups. */
+/* weld_writer_opts.edit_config of the compact layout: the keys present in
+ * config.json take the values of *(const struct weld_moe_compact *)ctx. */
 int weld_moe_config_set_experts(void *ctx, void *cjson_root, struct weld_error *err);
 
 /* ---------------------------------------------------------------- moe_similarity.c */

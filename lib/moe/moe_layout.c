@@ -1,9 +1,8 @@
 /*
  * moe_layout.c - the MoE structure of a checkpoint, found from its tensor
- * names, shapes and config.json: which tensors are experts (layer, expert,
- * projection), which are routers, and which are copied through. Also the
- * one place that knows config.json's expert-count keys, read here and
- * rewritten for the compact layout.
+ * names, shapes and config.json (read by moe_config.c): which tensors are
+ * experts (layer, expert, projection), which are routers, and which are
+ * copied through.
  *
  * Detection runs in steps: read config.json, scan the names for layer
  * prefixes and tensor suffixes, fix the suffix order and the three main
@@ -12,17 +11,14 @@
  */
 #include "moe_impl.h"
 
-#include <cjson/cJSON.h>
 #include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_EXPERTS 65536
-#define N_EXPERT_KEYS (sizeof(expert_keys) / sizeof(expert_keys[0]))
+#define MAX_EXPERTS WELD_MOE_MAX_EXPERTS
 
 /* The projection names of each naming style: gate (W1), up (W3), down (W2). */
 struct moe_style {
@@ -35,9 +31,6 @@ static const struct moe_style styles[] = {
 	{ "mixtral", "block_sparse_moe", { "w1", "w3", "w2" } },
 	{ "qwen", "mlp", { "gate_proj", "up_proj", "down_proj" } },
 };
-
-/* Expert-count keys of config.json, in the order they are reported. */
-static const char *const expert_keys[] = { "num_local_experts", "num_experts", "n_routed_experts" };
 
 static char *dup_range(const char *s, size_t n)
 {
@@ -170,39 +163,6 @@ static int no_experts_error(const struct weld_tensor_info *const *t, size_t n,
 			 "not a recognised MoE checkpoint%s: no expert tensors matching "
 			 "'...block_sparse_moe.experts.E.w1...' or '...mlp.experts.E.gate_proj...'; "
 			 "found 0 expert tensors among %zu", type, n);
-}
-
-/* model_type, num_experts_per_tok and the expert-count keys of config.json. */
-static int read_config(struct weld_moe_layout *lo, const char *config, size_t len,
-		       int *counts, struct weld_error *err)
-{
-	cJSON *root;
-	const cJSON *v;
-
-	for (size_t k = 0; k < N_EXPERT_KEYS; k++)
-		counts[k] = -1;
-	if (!config)
-		return 0;
-	root = cJSON_ParseWithLength(config, len);
-	if (!cJSON_IsObject(root)) {
-		cJSON_Delete(root);
-		return weld_fail(err, WELD_ERR_FORMAT, "config.json: not a JSON object");
-	}
-	v = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-	if (cJSON_IsString(v) && !(lo->model_type = dup_str(v->valuestring))) {
-		cJSON_Delete(root);
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	}
-	v = cJSON_GetObjectItemCaseSensitive(root, "num_experts_per_tok");
-	if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= MAX_EXPERTS)
-		lo->experts_per_tok = (int)v->valuedouble;
-	for (size_t k = 0; k < N_EXPERT_KEYS; k++) {
-		v = cJSON_GetObjectItemCaseSensitive(root, expert_keys[k]);
-		if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= MAX_EXPERTS)
-			counts[k] = (int)v->valuedouble;
-	}
-	cJSON_Delete(root);
-	return 0;
 }
 
 /* Shapes, dtypes and the alignment axis of every expert tensor of a layer. */
@@ -380,7 +340,7 @@ static int scan_names(struct name_scan *sc, struct weld_moe_layout *lo,
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	}
 	if (sc->npre <= 0)
-		return no_experts_error(t, n, lo->model_type, err);
+		return no_experts_error(t, n, lo->cfg.model_type, err);
 	lo->style = sc->style->name;
 	return 0;
 }
@@ -543,9 +503,9 @@ static int check_layer(struct weld_moe_layout *lo, struct weld_moe_layer *ly,
 }
 
 /* Step 5: every layer checked, every router tensor has a row per expert,
- * and E agrees with config.json's expert counts (counts[k], -1 if absent). */
+ * and config.json agrees (moe_config.c). */
 static int check_layers(struct weld_moe_layout *lo, const struct weld_tensor_info *const *t,
-			size_t n, const int *counts, struct weld_error *err)
+			size_t n, struct weld_error *err)
 {
 	for (int l = 0; l < lo->n_layers; l++)
 		if (check_layer(lo, &lo->layers[l], t, err) < 0)
@@ -556,12 +516,7 @@ static int check_layers(struct weld_moe_layout *lo, const struct weld_tensor_inf
 			return weld_fail(err, WELD_ERR_FORMAT,
 					 "router '%s': first dimension %" PRId64 ", expected the %d experts",
 					 t[i]->name, t[i]->ndim ? t[i]->shape[0] : 0, lo->n_experts);
-	for (size_t k = 0; k < N_EXPERT_KEYS; k++)
-		if (counts[k] >= 0 && counts[k] != lo->n_experts)
-			return weld_fail(err, WELD_ERR_MISMATCH,
-					 "config.json: %s is %d but layer %d has %d experts",
-					 expert_keys[k], counts[k], lo->layers[0].index, lo->n_experts);
-	return 0;
+	return weld_moe_config_check(&lo->cfg, lo->n_experts, lo->layers[0].index, err);
 }
 
 int weld_moe_layout_detect(struct weld_moe_layout *lo,
@@ -570,16 +525,15 @@ int weld_moe_layout_detect(struct weld_moe_layout *lo,
 			   struct weld_error *err)
 {
 	struct name_scan sc = { 0 };
-	int counts[N_EXPERT_KEYS];
 	int ret = -1;
 
 	memset(lo, 0, sizeof(*lo));
-	if (read_config(lo, config, config_len, counts, err) < 0 ||
+	if (weld_moe_config_parse(&lo->cfg, config, config_len, err) < 0 ||
 	    scan_names(&sc, lo, t, n, err) < 0 ||
 	    set_suffixes(lo, sc.style, sc.pre[0].prefix, err) < 0 ||
 	    make_layers(lo, &sc, err) < 0 ||
 	    assign_roles(lo, t, n, err) < 0 ||
-	    check_layers(lo, t, n, counts, err) < 0)
+	    check_layers(lo, t, n, err) < 0)
 		weld_moe_layout_release(lo);
 	else
 		ret = 0;
@@ -602,41 +556,6 @@ void weld_moe_layout_release(struct weld_moe_layout *lo)
 		}
 	free(lo->layers);
 	free(lo->roles);
-	free(lo->model_type);
+	weld_moe_config_release(&lo->cfg);
 	memset(lo, 0, sizeof(*lo));
-}
-
-int weld_moe_config_set_experts(void *ctx, void *cjson_root, struct weld_error *err)
-{
-	const int g = *(const int *)ctx;
-	cJSON *root = cjson_root;
-
-	(void)err;
-	for (size_t k = 0; k < N_EXPERT_KEYS; k++) {
-		cJSON *v = cJSON_GetObjectItemCaseSensitive(root, expert_keys[k]);
-
-		if (cJSON_IsNumber(v))
-			cJSON_SetNumberValue(v, g);
-	}
-	return 0;
-}
-
-int weld_moe_read_config(const weld_model *m, char **text, size_t *len, struct weld_error *err)
-{
-	struct weld_error e = { 0 };
-	char *path;
-	int r;
-
-	*text = NULL;
-	*len = 0;
-	if (!(path = weld_path_join(weld_model_dir(m), "config.json")))
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	r = weld_read_small_file(path, WELD_MOE_MAX_TEXT, text, len, &e);
-	free(path);
-	/* config.json is optional: the tensor names alone can decide */
-	if (r < 0 && e.sys_errno == ENOENT)
-		return 0;
-	if (r < 0 && err)
-		*err = e;
-	return r;
 }

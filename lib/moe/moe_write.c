@@ -392,12 +392,12 @@ static int build_outputs(const struct weld_moe_plan *p, const weld_model *m,
  * Open the writer on the count output tensors ot, adding to wopts the
  * expert_groups.json text (*groups_json, the caller frees it), the
  * torch_dtype of an explicit --dtype and, in the compact layout, the edit
- * that sets config.json's expert counts to *compact_groups (which must
- * live until the commit). Fills c->w and c->widx.
+ * that sets config.json's expert counts and group routing to *compact
+ * (which must live until the commit). Fills c->w and c->widx.
  */
 static int open_writer(struct write_ctx *c, const char *out_dir, const struct weld_out_tensor *ot,
 		       size_t count, const struct weld_writer_opts *wopts, char **groups_json,
-		       int *compact_groups)
+		       struct weld_moe_compact *compact)
 {
 	const struct weld_moe_plan *p = c->p;
 	struct weld_writer_opts wo = *wopts;
@@ -411,7 +411,7 @@ static int open_writer(struct write_ctx *c, const char *out_dir, const struct we
 		wo.torch_dtype = weld_dtype_torch_name(p->opts.out_dtype);
 	if (p->opts.layout == WELD_MOE_OUT_COMPACT) {
 		wo.edit_config = weld_moe_config_set_experts;
-		wo.edit_config_ctx = compact_groups;
+		wo.edit_config_ctx = compact;
 	}
 	if (weld_writer_open(&c->w, out_dir, ot, count, &wo, c->err) < 0)
 		return -1;
@@ -435,7 +435,7 @@ int weld_moe_write(const struct weld_moe_plan *p, const weld_model *m,
 	int64_t *out_of = malloc((n ? n : 1) * sizeof(*out_of));
 	struct write_ctx c = { 0 };
 	char *groups_json = NULL;
-	int compact_groups = p->groups ? p->groups[0] : 0;
+	struct weld_moe_compact compact = p->compact;
 	size_t count = 0;
 	int ret = -1;
 
@@ -459,7 +459,7 @@ int weld_moe_write(const struct weld_moe_plan *p, const weld_model *m,
 	for (size_t i = 0; i < n; i++)
 		c.total += weld_model_tensor(m, i)->nbytes;
 	if (build_outputs(p, m, ot, &count, out_of, names, err) < 0 ||
-	    open_writer(&c, out_dir, ot, count, wopts, &groups_json, &compact_groups) < 0 ||
+	    open_writer(&c, out_dir, ot, count, wopts, &groups_json, &compact) < 0 ||
 	    copy_plain(&c, ot) < 0)
 		goto out;
 	for (int l = 0; l < p->layout.n_layers; l++)

@@ -26,6 +26,7 @@ fixture make "$T/perm" --permuted
 fixture make "$T/qwen" --style qwen
 fixture make "$T/deepseek" --style qwen --dense-first
 fixture make "$T/dense" --style dense
+fixture make "$T/v3" --style deepseek_v3
 fixture stats "$T/balanced.json" balanced
 fixture stats "$T/balanced12.json" balanced --layers 1,2
 fixture stats "$T/skewed.json" skewed
@@ -145,6 +146,68 @@ compact_deepseek() {
 	grep -q '"n_routed_experts":[[:space:]]*2' "$T/c2/config.json"
 }
 expect "compact DeepSeek-MoE: dense first layer copied, n_routed_experts updated" compact_deepseek
+
+# DeepSeek-V3: dense layer 0, shared experts and the router's
+# e_score_correction_bias (rows of the dominants when compact), and
+# group-limited routing made valid for 2 experts (n_group 2 -> 1: noaux_tc
+# scores a group by its best 2 experts)
+v3_alias() {
+	"$WELD" expert-merge -q -o "$T/v3a" --groups 2 --stats "$T/balanced12.json" "$T/v3" &&
+	fixture check "$T/v3" "$T/v3a" --layout alias --stats "$T/balanced12.json" --groups 2 &&
+	"$PYTHON" -c 'import json, sys; assert json.load(open(sys.argv[1])) == json.load(open(sys.argv[2]))' \
+		"$T/v3/config.json" "$T/v3a/config.json"
+}
+expect "DeepSeek-V3 alias: shared experts, dense layer, bias copied, config.json unchanged" v3_alias
+v3_compact() {
+	"$WELD" expert-merge -o "$T/v3c" --groups 2 --stats "$T/balanced12.json" --layout compact \
+		"$T/v3" 2>"$T/v3c.err" &&
+	fixture check "$T/v3" "$T/v3c" --layout compact --stats "$T/balanced12.json" --groups 2 &&
+	"$PYTHON" -c '
+import json, sys
+c = json.load(open(sys.argv[1]))
+assert (c["n_routed_experts"], c["n_group"], c["topk_group"]) == (2, 1, 1), c
+assert (c["first_k_dense_replace"], c["num_experts_per_tok"]) == (1, 2), c
+' "$T/v3c/config.json" &&
+	grep -q "n_group 2 -> 1, topk_group 1 -> 1" "$T/v3c.err"
+}
+expect "DeepSeek-V3 compact: bias rows of the dominants, n_group/topk_group made valid" v3_compact
+v3_same() {
+	"$WELD" expert-merge -q -j 1 --max-memory 4K -o "$T/v3c1" --groups 2 \
+		--stats "$T/balanced12.json" --layout compact --align "$T/v3" &&
+	"$WELD" expert-merge -q -j 3 -o "$T/v3c3" --groups 2 \
+		--stats "$T/balanced12.json" --layout compact --align "$T/v3" &&
+	fixture same "$T/v3c1" "$T/v3c3"
+}
+expect "DeepSeek-V3 compact --align: same bytes for -j 1 --max-memory 4K and -j 3" v3_same
+# v3_config NAME PYTHON-EDIT: a copy of the DeepSeek-V3 fixture whose
+# config.json c is edited
+v3_config() {
+	cp -R "$T/v3" "$T/$1" &&
+	"$PYTHON" -c "import json, sys; c = json.load(open(sys.argv[1])); $2; json.dump(c, open(sys.argv[1], 'w'))" \
+		"$T/$1/config.json"
+}
+v3_config v3g3 'c["n_group"] = 3'
+refuse "n_group that does not divide the experts is refused" 1 \
+	"config.json: n_group 3 does not divide the 4 routed experts" "$T/e10" \
+	"$WELD" expert-merge -o "$T/e10" --groups 2 "$T/v3g3"
+v3_config v3tk 'c["topk_group"] = 3'
+refuse "topk_group above n_group is refused" 1 "topk_group 3 is more than the n_group 2 groups" "$T/e11" \
+	"$WELD" expert-merge -o "$T/e11" --groups 2 "$T/v3tk"
+v3_config v3str 'c["n_group"] = "2"'
+refuse "a routing key that is not an integer is refused" 1 "config.json: 'n_group' is not an integer" "$T/e12" \
+	"$WELD" expert-merge -o "$T/e12" --groups 2 "$T/v3str"
+v3_config v3fk 'c["first_k_dense_replace"] = 2'
+refuse "first_k_dense_replace above an MoE layer is refused" 1 \
+	"first_k_dense_replace is 2 (layers 0-1 dense) but layer 1 has experts" "$T/e13" \
+	"$WELD" expert-merge -o "$T/e13" --groups 2 "$T/v3fk"
+v3_config v3k 'c["num_experts_per_tok"] = 3'
+refuse "routing that cannot pick num_experts_per_tok experts is refused" 1 \
+	"cannot pick num_experts_per_tok 3 experts from topk_group 1 of n_group 2 groups of 2" "$T/e14" \
+	"$WELD" expert-merge -o "$T/e14" --groups 2 "$T/v3k"
+v3_config v3one 'c["num_experts_per_tok"] = 1'
+refuse "compact to 1 expert cannot keep noaux_tc group routing: the reason" 1 \
+	"1 experts per layer cannot keep group-limited routing" "$T/e15" \
+	"$WELD" expert-merge -o "$T/e15" --groups 1 --layout compact "$T/v3one"
 
 # ---------------------------------------------------------------- alignment
 

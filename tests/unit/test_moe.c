@@ -564,14 +564,14 @@ static void test_layout_mixtral(void **state)
 	add_tensor(&m, "model.norm.weight", 1, 8, 0);
 	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, config, strlen(config), &err), 0);
 	assert_string_equal(lo.style, "mixtral");
-	assert_string_equal(lo.model_type, "mixtral");
+	assert_string_equal(lo.cfg.model_type, "mixtral");
 	assert_int_equal(lo.n_experts, 4);
 	assert_int_equal(lo.n_layers, 2);
 	assert_int_equal(lo.layers[0].index, 0);
 	assert_string_equal(lo.layers[0].prefix, "model.layers.0.block_sparse_moe.");
 	assert_int_equal(lo.layers[0].ffn, 6);
 	assert_int_equal(lo.hidden, 8);
-	assert_int_equal(lo.experts_per_tok, 2);
+	assert_int_equal(lo.cfg.experts_per_tok, 2);
 	assert_int_equal(lo.n_suffix, 3);
 	assert_string_equal(lo.suffix[lo.gate_suffix], "w1.weight");
 	assert_string_equal(lo.suffix[lo.up_suffix], "w3.weight");
@@ -737,6 +737,90 @@ static void test_layout_step_errors(void **state)
 	assert_null(lo.roles);
 }
 
+/* DeepSeek's routing keys: parsed strictly, checked against the experts,
+ * kept or adjusted for a compact output, worked out by hand. */
+static void test_config_group_routing(void **state)
+{
+	const char *v3 = "{\"n_routed_experts\": 256, \"num_experts_per_tok\": 8, \"n_group\": 8, "
+			 "\"topk_group\": 4, \"topk_method\": \"noaux_tc\", \"first_k_dense_replace\": 3}";
+	struct weld_moe_config c;
+	struct weld_moe_compact out;
+	struct weld_error err = { 0 };
+
+	(void)state;
+	assert_int_equal(weld_moe_config_parse(&c, v3, strlen(v3), &err), 0);
+	assert_int_equal(c.n_group, 8);
+	assert_int_equal(c.topk_group, 4);
+	assert_int_equal(c.first_dense, 3);
+	assert_true(c.group_top2);
+	assert_int_equal(weld_moe_config_check(&c, 256, 3, &err), 0);
+	assert_int_equal(weld_moe_config_check(&c, 256, 2, &err), -1);
+	assert_string_equal(err.msg, "config.json: first_k_dense_replace is 3 (layers 0-2 dense) "
+			    "but layer 2 has experts");
+	/* 64 = 8 groups of 8, 8 <= 4 * 8: kept */
+	assert_int_equal(weld_moe_config_compact(&c, 64, &out, &err), 0);
+	assert_int_equal(out.experts, 64);
+	assert_int_equal(out.n_group, 8);
+	assert_int_equal(out.topk_group, 4);
+	/* 100: 8, 7, 6 do not divide it; 5 groups of 20, ceil(4 * 5 / 8) = 3 */
+	assert_int_equal(weld_moe_config_compact(&c, 100, &out, &err), 0);
+	assert_int_equal(out.n_group, 5);
+	assert_int_equal(out.topk_group, 3);
+	/* 8: 8 groups of 1 cannot score their best 2; 4 groups of 2, topk 2
+	 * gives 4 experts < 8, raised to 4 groups */
+	assert_int_equal(weld_moe_config_compact(&c, 8, &out, &err), 0);
+	assert_int_equal(out.n_group, 4);
+	assert_int_equal(out.topk_group, 4);
+	/* 12 with 8 per token: 6 groups of 2 with topk ceil(4*6/8) = 3 -> 6
+	 * experts, raised to 4 groups (8 experts) */
+	assert_int_equal(weld_moe_config_compact(&c, 12, &out, &err), 0);
+	assert_int_equal(out.n_group, 6);
+	assert_int_equal(out.topk_group, 4);
+	weld_moe_config_release(&c);
+
+	/* one expert per token, one expert left: no group holds 2 */
+	{
+		const char *t = "{\"num_experts_per_tok\": 1, \"n_group\": 2, \"topk_group\": 1, "
+				"\"topk_method\": \"noaux_tc\"}";
+
+		assert_int_equal(weld_moe_config_parse(&c, t, strlen(t), &err), 0);
+		assert_int_equal(weld_moe_config_compact(&c, 1, &out, &err), -1);
+		assert_non_null(strstr(err.msg, "1 experts per layer cannot keep group-limited routing"));
+		/* without noaux_tc (DeepSeek-V2's greedy), 1 group of 1 is valid */
+		c.group_top2 = false;
+		assert_int_equal(weld_moe_config_compact(&c, 1, &out, &err), 0);
+		assert_int_equal(out.n_group, 1);
+		assert_int_equal(out.topk_group, 1);
+		weld_moe_config_release(&c);
+	}
+	/* hostile values */
+	{
+		static const char *const bad[][2] = {
+			{ "{\"n_group\": 2.5, \"topk_group\": 1}", "'n_group' is not an integer" },
+			{ "{\"n_group\": \"8\", \"topk_group\": 1}", "'n_group' is not an integer" },
+			{ "{\"n_group\": 0, \"topk_group\": 1}", "'n_group' is not an integer in [1, 65536]" },
+			{ "{\"n_group\": 2, \"topk_group\": 3}", "topk_group 3 is more than the n_group 2" },
+			{ "{\"n_group\": 2}", "'n_group' is set but not 'topk_group'" },
+			{ "{\"first_k_dense_replace\": -1}", "'first_k_dense_replace' is not an integer" },
+		};
+
+		for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+			assert_int_equal(weld_moe_config_parse(&c, bad[k][0], strlen(bad[k][0]), &err), -1);
+			assert_non_null(strstr(err.msg, bad[k][1]));
+		}
+	}
+	{
+		const char *t = "{\"num_experts_per_tok\": 6, \"n_group\": 4, \"topk_group\": 1}";
+
+		assert_int_equal(weld_moe_config_parse(&c, t, strlen(t), &err), 0);
+		assert_int_equal(weld_moe_config_check(&c, 6, 0, &err), -1);
+		assert_string_equal(err.msg, "config.json: n_group 4 does not divide the 6 routed experts");
+		assert_int_equal(weld_moe_config_check(&c, 16, 0, &err), -1);
+		assert_non_null(strstr(err.msg, "cannot pick num_experts_per_tok 6 experts from topk_group 1 of n_group 4 groups of 4"));
+		weld_moe_config_release(&c);
+	}
+}
+
 /* What the command prints of a plan: its group range, widest FFN and
  * layout name, on a plan filled by hand. */
 static void test_plan_summaries(void **state)
@@ -786,6 +870,7 @@ int main(void)
 		cmocka_unit_test(test_layout_errors),
 		cmocka_unit_test(test_layout_step_errors),
 		cmocka_unit_test(test_plan_summaries),
+		cmocka_unit_test(test_config_group_routing),
 	};
 	return cmocka_run_group_tests_name("moe", tests, NULL, NULL);
 }
