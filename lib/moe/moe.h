@@ -227,7 +227,7 @@ int weld_moe_config_compact(const struct weld_moe_config *c, int g, struct weld_
 
 enum weld_moe_role {
 	WELD_MOE_OTHER = 0,  /* copied through */
-	WELD_MOE_EXPERT,     /* <prefix>experts.<e>.<suffix> */
+	WELD_MOE_EXPERT,     /* <prefix>experts.<e>.<suffix>, or stacked <prefix>experts.<suffix> */
 	WELD_MOE_ROUTER,     /* <prefix>gate.*: first dimension = number of experts */
 };
 
@@ -236,12 +236,13 @@ enum weld_moe_axis {
 	WELD_MOE_AXIS_NONE = -1,
 	WELD_MOE_AXIS_ROWS = 0,   /* gate/up (w1/w3): rows are the FFN neurons */
 	WELD_MOE_AXIS_COLS = 1,   /* down (w2) 2-D: columns are the FFN neurons */
+	WELD_MOE_AXIS_HALVES = 2, /* fused gate_up: rows r and F + r are neuron r */
 };
 
 struct weld_moe_tensor_role {
 	enum weld_moe_role role;
 	int layer;    /* index into weld_moe_layout.layers, or -1 */
-	int expert;   /* expert index, or -1 */
+	int expert;   /* expert index, or -1 (not an expert, or stacked: all) */
 	int suffix;   /* index into weld_moe_layout.suffix, or -1 */
 };
 
@@ -251,6 +252,8 @@ struct weld_moe_layer {
 	int64_t router;        /* tensor index of <prefix>gate.weight, or -1 */
 	int64_t ffn;           /* F of this layer's experts */
 	size_t *tensor;        /* n_experts x n_suffix tensor indices */
+	uint64_t *slice;       /* per suffix: elements of one expert's matrix */
+	int64_t *rows;         /* per suffix: its rows (first dimension) */
 };
 
 struct weld_moe_layout {
@@ -262,6 +265,10 @@ struct weld_moe_layout {
 	char **suffix;           /* "w1.weight", ... sorted by name (owned) */
 	enum weld_moe_axis *axis;/* per suffix, for --align */
 	int gate_suffix, up_suffix, down_suffix;  /* main weights: w1, w3, w2 */
+	bool fused;              /* gate and up in one gate_up matrix [2F, H]
+				  * (gate rows first): gate_suffix == up_suffix */
+	bool stacked;            /* each suffix is one [E, ...] tensor per layer,
+				  * expert e its e-th slice */
 	int n_layers;
 	struct weld_moe_layer *layers;  /* sorted by index */
 	size_t n_tensors;
@@ -273,9 +280,12 @@ struct weld_moe_layout {
  * and its config.json text (config may be NULL: then the tensor names
  * alone decide). Recognised: Mixtral (model.layers.L.block_sparse_moe.
  * experts.E.{w1,w2,w3}.weight, router ...block_sparse_moe.gate.weight) and
- * the Qwen2-MoE / Qwen3-MoE / DeepSeek-MoE family (model.layers.L.mlp.
+ * the Qwen2-MoE / Qwen3-MoE / DeepSeek family (model.layers.L.mlp.
  * experts.E.{gate_proj,up_proj,down_proj}.weight, router
- * model.layers.L.mlp.gate.weight). Shared experts and dense layers are
+ * model.layers.L.mlp.gate.weight), there also with gate and up fused
+ * (experts.E.gate_up_proj.weight [2F, H]) or every expert stacked in 3-D
+ * tensors (experts.gate_up_proj [E, 2F, H] and experts.down_proj
+ * [E, H, F], transformers' layout). Shared experts and dense layers are
  * plain tensors. Checks that every layer has experts 0..E-1 with the same
  * tensors and shapes, floating dtypes, and that E agrees with config.json
  * (num_local_experts / num_experts / n_routed_experts). Returns 0 and fills

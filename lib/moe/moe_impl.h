@@ -19,6 +19,13 @@ static inline size_t weld_moe_tensor_of(const struct weld_moe_layout *lo, int l,
 	return lo->layers[l].tensor[(size_t)e * (size_t)lo->n_suffix + (size_t)s];
 }
 
+/* First element of expert e's matrix of suffix s in its tensor (0 unless
+ * the experts are stacked in one tensor). */
+static inline uint64_t weld_moe_first_of(const struct weld_moe_layout *lo, int l, int e, int s)
+{
+	return lo->stacked ? (uint64_t)e * lo->layers[l].slice[s] : 0;
+}
+
 /* Bytes the streaming buffers may use: half the budget, the rest being
  * left to the reader, the writer and the process itself. */
 static inline uint64_t weld_moe_buffer_budget(const struct weld_moe_opts *o)

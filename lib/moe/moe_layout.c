@@ -20,16 +20,18 @@
 
 #define MAX_EXPERTS WELD_MOE_MAX_EXPERTS
 
-/* The projection names of each naming style: gate (W1), up (W3), down (W2). */
+/* The projection names of each naming style: gate (W1), up (W3), down
+ * (W2), and gate and up fused in one matrix (gate rows first), if any. */
 struct moe_style {
 	const char *name;      /* "mixtral", "qwen" */
 	const char *block;     /* module holding the experts */
 	const char *proj[3];   /* gate, up, down */
+	const char *fused;     /* gate_up, or NULL */
 };
 
 static const struct moe_style styles[] = {
-	{ "mixtral", "block_sparse_moe", { "w1", "w3", "w2" } },
-	{ "qwen", "mlp", { "gate_proj", "up_proj", "down_proj" } },
+	{ "mixtral", "block_sparse_moe", { "w1", "w3", "w2" }, NULL },
+	{ "qwen", "mlp", { "gate_proj", "up_proj", "down_proj" }, "gate_up_proj" },
 };
 
 static char *dup_range(const char *s, size_t n)
@@ -49,8 +51,10 @@ static char *dup_str(const char *s)
 }
 
 /*
- * Split "<P><block>.experts.<e>.<suffix>" (P empty or ending in '.').
- * On success *plen is the length of "<P><block>." and *style the style.
+ * Split "<P><block>.experts.<e>.<suffix>" (P empty or ending in '.'), or
+ * a stacked "<P><block>.experts.<suffix>" holding every expert (*expert
+ * -1). On success *plen is the length of "<P><block>." and *style the
+ * style.
  */
 static bool split_expert_name(const char *name, size_t *plen, long *expert,
 			      const char **suffix, const struct moe_style **style)
@@ -74,6 +78,12 @@ static bool split_expert_name(const char *name, size_t *plen, long *expert,
 		while (isdigit((unsigned char)*q) && digits < 9) {
 			e = e * 10 + (*q++ - '0');
 			digits++;
+		}
+		if (!digits && isalpha((unsigned char)*q)) {
+			*plen = end + 1;
+			*expert = -1;
+			*suffix = q;
+			return true;
 		}
 		if (!digits || *q != '.' || !q[1])
 			continue;
@@ -157,7 +167,7 @@ static int no_experts_error(const struct weld_tensor_info *const *t, size_t n,
 				 "unrecognised MoE layout%s: no expert tensors matching "
 				 "'...block_sparse_moe.experts.E.w1...' or '...mlp.experts.E.gate_proj...'; "
 				 "found %zu other expert tensors among %zu, e.g. '%s' "
-				 "(fused or differently named experts are not supported)",
+				 "(differently named experts are not supported)",
 				 type, found, n, example);
 	return weld_fail(err, WELD_ERR_FORMAT,
 			 "not a recognised MoE checkpoint%s: no expert tensors matching "
@@ -165,57 +175,106 @@ static int no_experts_error(const struct weld_tensor_info *const *t, size_t n,
 			 "found 0 expert tensors among %zu", type, n);
 }
 
-/* Shapes, dtypes and the alignment axis of every expert tensor of a layer. */
+/* The shape of one expert's matrix in tensor x (x's own shape, or without
+ * the leading expert dimension when the experts are stacked): its ndim. */
+static int mat_dims(const struct weld_moe_layout *lo, const struct weld_tensor_info *x,
+		    int64_t *dims)
+{
+	const int skip = lo->stacked ? 1 : 0;
+
+	for (int k = skip; k < x->ndim; k++)
+		dims[k - skip] = x->ndim > k ? x->shape[k] : 0;
+	return x->ndim - skip;
+}
+
+/* The FFN of a layer from its main weights: [F, H], [F, H] and [H, F], or
+ * with gate and up fused [2F, H] and [H, F]; sets ly->ffn and lo->hidden. */
+static int check_ffn(struct weld_moe_layout *lo, struct weld_moe_layer *ly,
+		     const struct weld_tensor_info *const *t, struct weld_error *err)
+{
+	const struct weld_tensor_info *g = t[ly->tensor[lo->gate_suffix]];
+	const struct weld_tensor_info *u = t[ly->tensor[lo->up_suffix]];
+	const struct weld_tensor_info *d = t[ly->tensor[lo->down_suffix]];
+	int64_t gs[WELD_MAX_DIMS], us[WELD_MAX_DIMS], ds[WELD_MAX_DIMS];
+	const int gn = mat_dims(lo, g, gs), un = mat_dims(lo, u, us), dn = mat_dims(lo, d, ds);
+	const int64_t rows = lo->fused ? 2 * ds[1] : ds[1];
+
+	if (gn != 2 || un != 2 || dn != 2 || gs[0] != rows || gs[1] != ds[0] ||
+	    us[0] != gs[0] || us[1] != gs[1] || ds[1] < 1)
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "layer %d: expert shapes do not form an FFN: '%s' %dD, '%s' %dD%s%s "
+				 "(expected %s%s)", ly->index, g->name, g->ndim,
+				 d->name, d->ndim, lo->fused ? "" : ", up ", lo->fused ? "" : u->name,
+				 lo->fused ? "gate_up [2F, H] and down [H, F]" : "[F, H], [F, H], [H, F]",
+				 lo->stacked ? " after the leading expert dimension" : "");
+	ly->ffn = ds[1];
+	if (lo->hidden == 0)
+		lo->hidden = ds[0];
+	else if (lo->hidden != ds[0])
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "layer %d: hidden size %" PRId64 " differs from %" PRId64 " in layer %d",
+				 ly->index, ds[0], lo->hidden, lo->layers[0].index);
+	return 0;
+}
+
+/* Tensor x of suffix s against the first expert's (first): the same shape,
+ * floating, E experts when stacked, and the FFN width where --align
+ * permutes it. */
+static int check_expert_tensor(const struct weld_moe_layout *lo, const struct weld_moe_layer *ly,
+			       int s, const struct weld_tensor_info *x,
+			       const struct weld_tensor_info *first, struct weld_error *err)
+{
+	int64_t dims[WELD_MAX_DIMS];
+	const int nd = mat_dims(lo, x, dims);
+	bool same = x->ndim == first->ndim;
+
+	for (int k = 0; same && k < x->ndim; k++)
+		same = x->shape[k] == first->shape[k];
+	if (!same)
+		return weld_fail(err, WELD_ERR_MISMATCH, "tensor '%s': shape differs from '%s'",
+				 x->name, first->name);
+	if (!weld_dtype_is_float(x->dtype))
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "tensor '%s': dtype %s cannot be merged (expert tensors must be floating)",
+				 x->name, weld_dtype_name(x->dtype));
+	if (lo->stacked && (x->ndim < 2 || x->shape[0] != lo->n_experts))
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "tensor '%s': first dimension %" PRId64 " is not the %d experts of the model",
+				 x->name, x->ndim ? x->shape[0] : 0, lo->n_experts);
+	if (lo->axis[s] == WELD_MOE_AXIS_ROWS && (nd < 1 || dims[0] != ly->ffn))
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "tensor '%s': %s dimension is not the FFN width %" PRId64,
+				 x->name, lo->stacked ? "second" : "first", ly->ffn);
+	if (lo->axis[s] == WELD_MOE_AXIS_HALVES && (nd < 1 || dims[0] != 2 * ly->ffn))
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "tensor '%s': %s dimension is not twice the FFN width %" PRId64 " (gate and up)",
+				 x->name, lo->stacked ? "second" : "first", ly->ffn);
+	if (lo->axis[s] == WELD_MOE_AXIS_COLS && (nd < 2 || dims[1] != ly->ffn))
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "tensor '%s': %s dimension is not the FFN width %" PRId64,
+				 x->name, lo->stacked ? "third" : "second", ly->ffn);
+	return 0;
+}
+
+/* Shapes, dtypes and the alignment axis of every expert tensor of a layer,
+ * and the size of each expert's matrices (ly->slice, ly->rows). */
 static int check_layer_tensors(struct weld_moe_layout *lo, struct weld_moe_layer *ly,
 			       const struct weld_tensor_info *const *t, struct weld_error *err)
 {
 	const int ns = lo->n_suffix;
-	const struct weld_tensor_info *g = t[ly->tensor[lo->gate_suffix]];
-	const struct weld_tensor_info *u = t[ly->tensor[lo->up_suffix]];
-	const struct weld_tensor_info *d = t[ly->tensor[lo->down_suffix]];
 
-	if (g->ndim != 2 || u->ndim != 2 || d->ndim != 2 ||
-	    u->shape[0] != g->shape[0] || u->shape[1] != g->shape[1] ||
-	    d->shape[0] != g->shape[1] || d->shape[1] != g->shape[0])
-		return weld_fail(err, WELD_ERR_FORMAT,
-				 "layer %d: expert shapes do not form an FFN: '%s' %dD [%" PRId64 ", ...], "
-				 "'%s' %dD, '%s' %dD (expected [F, H], [F, H], [H, F])",
-				 ly->index, g->name, g->ndim, g->ndim ? g->shape[0] : 0,
-				 u->name, u->ndim, d->name, d->ndim);
-	ly->ffn = g->shape[0];
-	if (lo->hidden == 0)
-		lo->hidden = g->shape[1];
-	else if (lo->hidden != g->shape[1])
-		return weld_fail(err, WELD_ERR_FORMAT,
-				 "layer %d: hidden size %" PRId64 " differs from %" PRId64 " in layer %d",
-				 ly->index, g->shape[1], lo->hidden, lo->layers[0].index);
-
+	if (check_ffn(lo, ly, t, err) < 0)
+		return -1;
 	for (int s = 0; s < ns; s++) {
 		const struct weld_tensor_info *first = t[ly->tensor[s]];
+		int64_t dims[WELD_MAX_DIMS];
 
-		for (int e = 0; e < lo->n_experts; e++) {
-			const struct weld_tensor_info *x = t[ly->tensor[(size_t)e * (size_t)ns + (size_t)s]];
-			bool same = x->ndim == first->ndim;
-
-			for (int k = 0; same && k < x->ndim; k++)
-				same = x->shape[k] == first->shape[k];
-			if (!same)
-				return weld_fail(err, WELD_ERR_MISMATCH,
-						 "tensor '%s': shape differs from '%s'", x->name, first->name);
-			if (!weld_dtype_is_float(x->dtype))
-				return weld_fail(err, WELD_ERR_FORMAT,
-						 "tensor '%s': dtype %s cannot be merged (expert tensors must be floating)",
-						 x->name, weld_dtype_name(x->dtype));
-		}
-		if (lo->axis[s] == WELD_MOE_AXIS_ROWS &&
-		    (first->ndim < 1 || first->shape[0] != ly->ffn))
-			return weld_fail(err, WELD_ERR_FORMAT,
-					 "tensor '%s': first dimension is not the FFN width %" PRId64,
-					 first->name, ly->ffn);
-		if (lo->axis[s] == WELD_MOE_AXIS_COLS && first->shape[1] != ly->ffn)
-			return weld_fail(err, WELD_ERR_FORMAT,
-					 "tensor '%s': second dimension is not the FFN width %" PRId64,
-					 first->name, ly->ffn);
+		for (int e = 0; e < lo->n_experts; e++)
+			if (check_expert_tensor(lo, ly, s, t[ly->tensor[(size_t)e * (size_t)ns + (size_t)s]],
+						first, err) < 0)
+				return -1;
+		ly->slice[s] = lo->stacked ? first->nelem / (uint64_t)lo->n_experts : first->nelem;
+		ly->rows[s] = mat_dims(lo, first, dims) >= 1 && dims[0] > 0 ? dims[0] : 1;
 	}
 	return 0;
 }
@@ -233,6 +292,7 @@ struct name_scan {
 	int npre, cap;
 	const struct moe_style *style;
 	const char *example;   /* the last expert tensor seen, for messages */
+	const char *per, *stacked;  /* a per-expert and a stacked tensor seen */
 };
 
 static void scan_release(struct name_scan *sc)
@@ -249,12 +309,16 @@ static int check_projection(const struct moe_style *st, const char *suffix, cons
 {
 	const size_t pl = strcspn(suffix, ".");
 
-	for (int p = 0; p < 3; p++)
-		if (strlen(st->proj[p]) == pl && memcmp(suffix, st->proj[p], pl) == 0)
+	for (int p = 0; p < 4; p++) {
+		const char *proj = p < 3 ? st->proj[p] : st->fused;
+
+		if (proj && strlen(proj) == pl && memcmp(suffix, proj, pl) == 0)
 			return 0;
+	}
 	return weld_fail(err, WELD_ERR_FORMAT,
-			 "tensor '%s': unknown expert tensor '%s' (expected %s, %s or %s)",
-			 name, suffix, st->proj[0], st->proj[1], st->proj[2]);
+			 "tensor '%s': unknown expert tensor '%s' (expected %s, %s or %s%s%s)",
+			 name, suffix, st->proj[0], st->proj[1], st->proj[2],
+			 st->fused ? ", or fused " : "", st->fused ? st->fused : "");
 }
 
 /* Index of the prefix name[0..plen) in the scan, added if new; -1 if out
@@ -325,13 +389,24 @@ static int scan_names(struct name_scan *sc, struct weld_moe_layout *lo,
 			return weld_fail(err, WELD_ERR_FORMAT,
 					 "tensor '%s': expert index %ld is too large", t[i]->name, e);
 		/* "experts.01." would be taken for "experts.1.": two tensors, one slot */
-		if (suffix - (t[i]->name + plen + 8) > 2 && t[i]->name[plen + 8] == '0')
+		if (e >= 0 && suffix - (t[i]->name + plen + 8) > 2 && t[i]->name[plen + 8] == '0')
 			return weld_fail(err, WELD_ERR_FORMAT,
 					 "tensor '%s': expert index '%.*s' has a leading zero (the same number as expert %ld)",
 					 t[i]->name, (int)(suffix - (t[i]->name + plen + 8) - 1),
 					 t[i]->name + plen + 8, e);
 		if (check_projection(st, suffix, t[i]->name, err) < 0)
 			return -1;
+		if (e < 0 && (t[i]->ndim < 2 || t[i]->shape[0] < 1 || t[i]->shape[0] > MAX_EXPERTS))
+			return weld_fail(err, WELD_ERR_FORMAT,
+					 "tensor '%s': stacked experts need a shape [E, ...] with 1 <= E <= %d, not %dD [%" PRId64 ", ...]",
+					 t[i]->name, MAX_EXPERTS, t[i]->ndim, t[i]->ndim ? t[i]->shape[0] : 0);
+		*(e < 0 ? &sc->stacked : &sc->per) = t[i]->name;
+		if (sc->per && sc->stacked)
+			return weld_fail(err, WELD_ERR_FORMAT,
+					 "tensor '%s': stacked experts ('%s') mixed with per-expert tensors ('%s')",
+					 t[i]->name, sc->stacked, sc->per);
+		if (e < 0)
+			e = (long)t[i]->shape[0] - 1;
 		if ((k = add_prefix(sc, t[i]->name, plen)) < 0)
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		if (e > sc->pre[k].max_expert)
@@ -342,32 +417,52 @@ static int scan_names(struct name_scan *sc, struct weld_moe_layout *lo,
 	if (sc->npre <= 0)
 		return no_experts_error(t, n, lo->cfg.model_type, err);
 	lo->style = sc->style->name;
+	lo->stacked = sc->stacked != NULL;
 	return 0;
 }
 
+/* Index of projection proj's main weight among the suffixes: "<proj>.weight"
+ * (per expert), or "<proj>" (stacked); -1 if absent. */
+static int find_main(const struct weld_moe_layout *lo, const char *proj)
+{
+	char want[64];
+
+	snprintf(want, sizeof(want), lo->stacked ? "%s" : "%s.weight", proj);
+	return find_string(lo->suffix, lo->n_suffix, want);
+}
+
 /*
- * Step 2: suffixes sorted by name, the three main weights required, and
- * the --align axis of each suffix: the down projection's weight is
- * permuted by columns, its other tensors not at all, every other tensor
- * by rows. first_prefix names the layer in the message.
+ * Step 2: suffixes sorted by name, the main weights required (gate, up and
+ * down, or fused gate_up and down), and the --align axis of each suffix:
+ * the down projection's weight is permuted by columns, its other tensors
+ * not at all, fused gate_up tensors in both halves of their rows, every
+ * other tensor by rows. first_prefix names the layer in the message.
  */
 static int set_suffixes(struct weld_moe_layout *lo, const struct moe_style *style,
 			const char *first_prefix, struct weld_error *err)
 {
 	int *main_idx[3] = { &lo->gate_suffix, &lo->up_suffix, &lo->down_suffix };
+	const int fused = style->fused ? find_main(lo, style->fused) : -1;
 
 	qsort(lo->suffix, (size_t)lo->n_suffix, sizeof(*lo->suffix), cmp_str_ptr);
 	lo->axis = malloc((size_t)lo->n_suffix * sizeof(*lo->axis));
 	if (!lo->axis)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	lo->fused = fused >= 0;
 	for (int p = 0; p < 3; p++) {
-		char want[64];
-
-		snprintf(want, sizeof(want), "%s.weight", style->proj[p]);
-		*main_idx[p] = find_string(lo->suffix, lo->n_suffix, want);
+		if (lo->fused && p < 2) {
+			if (find_main(lo, style->proj[p]) >= 0)
+				return weld_fail(err, WELD_ERR_FORMAT,
+						 "'%sexperts': both fused '%s' and separate '%s' tensors",
+						 first_prefix, style->fused, style->proj[p]);
+			*main_idx[p] = find_main(lo, style->fused);
+			continue;
+		}
+		*main_idx[p] = find_main(lo, style->proj[p]);
 		if (*main_idx[p] < 0)
-			return weld_fail(err, WELD_ERR_FORMAT, "no '%sexperts.0.%s' tensors in '%s' MoE",
-					 first_prefix, want, style->name);
+			return weld_fail(err, WELD_ERR_FORMAT, "no '%sexperts.%s%s%s' tensors in '%s' MoE",
+					 first_prefix, lo->stacked ? "" : "0.", style->proj[p],
+					 lo->stacked ? "" : ".weight", style->name);
 	}
 	for (int s = 0; s < lo->n_suffix; s++) {
 		const size_t pl = strcspn(lo->suffix[s], ".");
@@ -375,6 +470,9 @@ static int set_suffixes(struct weld_moe_layout *lo, const struct moe_style *styl
 		if (strncmp(lo->suffix[s], style->proj[2], pl) == 0 &&
 		    strlen(style->proj[2]) == pl)
 			lo->axis[s] = s == lo->down_suffix ? WELD_MOE_AXIS_COLS : WELD_MOE_AXIS_NONE;
+		else if (lo->fused && strncmp(lo->suffix[s], style->fused, pl) == 0 &&
+			 strlen(style->fused) == pl)
+			lo->axis[s] = WELD_MOE_AXIS_HALVES;
 		else
 			lo->axis[s] = WELD_MOE_AXIS_ROWS;
 	}
@@ -412,7 +510,9 @@ static int make_layers(struct weld_moe_layout *lo, struct name_scan *sc, struct 
 			return weld_fail(err, WELD_ERR_FORMAT,
 					 "'%sexperts': cannot tell which layer this is", ly->prefix);
 		ly->tensor = malloc(cells * sizeof(*ly->tensor));
-		if (!ly->tensor)
+		ly->slice = calloc((size_t)lo->n_suffix, sizeof(*ly->slice));
+		ly->rows = calloc((size_t)lo->n_suffix, sizeof(*ly->rows));
+		if (!ly->tensor || !ly->slice || !ly->rows)
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		for (size_t c = 0; c < cells; c++)
 			ly->tensor[c] = SIZE_MAX;
@@ -450,7 +550,9 @@ static void set_role(struct weld_moe_layout *lo, size_t i, const char *name)
 		r->layer = l;
 		r->expert = (int)e;
 		r->suffix = find_string(lo->suffix, lo->n_suffix, suffix);
-		lo->layers[l].tensor[(size_t)e * (size_t)lo->n_suffix + (size_t)r->suffix] = i;
+		/* a stacked tensor holds every expert (its E is checked later) */
+		for (int x = e < 0 ? 0 : (int)e; x < (e < 0 ? lo->n_experts : (int)e + 1); x++)
+			lo->layers[l].tensor[(size_t)x * (size_t)lo->n_suffix + (size_t)r->suffix] = i;
 		return;
 	}
 	for (int l = 0; l < lo->n_layers; l++) {
@@ -553,6 +655,8 @@ void weld_moe_layout_release(struct weld_moe_layout *lo)
 		for (int l = 0; l < lo->n_layers; l++) {
 			free(lo->layers[l].prefix);
 			free(lo->layers[l].tensor);
+			free(lo->layers[l].slice);
+			free(lo->layers[l].rows);
 		}
 	free(lo->layers);
 	free(lo->roles);

@@ -5,7 +5,7 @@ float64.
 
     expert_merge_fixture.py make DIR [--style mixtral|qwen|deepseek_v3|dense] [--ffn F]
                                      [--dense-first] [--permuted] [--dtype f32|bf16]
-                                     [--experts per|fused|stacked]
+                                     [--experts per|fused|stacked|stacked3]
     expert_merge_fixture.py stats FILE {balanced|skewed|negative}
     expert_merge_fixture.py check MODEL OUT --layout alias|compact
                                      [--stats FILE] [--groups G] [--aligned]
@@ -25,7 +25,8 @@ topk_group 1, topk_method noaux_tc). --experts fused writes each expert's
 gate and up projections as one gate_up_proj [2F, H] (gate rows first);
 --experts stacked writes a layer's experts as two 3-D tensors,
 mlp.experts.gate_up_proj [E, 2F, H] and mlp.experts.down_proj [E, H, F]
-(transformers' layout). The checks read any of them back as per-expert
+(transformers' layout); stacked3 stacks gate_proj, up_proj and down_proj
+separately. The checks read any of them back as per-expert
 gate/up/down matrices.
 """
 import json
@@ -148,6 +149,9 @@ def pack_experts(t, layers, kind):
             for e in range(E):
                 out[p + "%d.gate_up_proj.weight" % e] = gu[e]
                 out[p + "%d.down_proj.weight" % e] = down[e]
+        elif kind == "stacked3":
+            for k, proj in enumerate(("gate_proj", "up_proj", "down_proj")):
+                out[p + proj] = np.stack([t[expert_name("qwen", layer, e, k)] for e in range(E)])
         else:
             out[p + "gate_up_proj"] = np.stack(gu)
             out[p + "down_proj"] = np.stack(down)
@@ -164,7 +168,7 @@ def unpack_experts(model):
             out[name] = (dt, arr)
             continue
         layer = int(head.split(".")[2])
-        if tail in ("gate_up_proj", "down_proj"):
+        if "." not in tail:
             mats = [(e, arr[e]) for e in range(arr.shape[0])]
             proj = tail
         else:

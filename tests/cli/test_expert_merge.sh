@@ -27,6 +27,10 @@ fixture make "$T/qwen" --style qwen
 fixture make "$T/deepseek" --style qwen --dense-first
 fixture make "$T/dense" --style dense
 fixture make "$T/v3" --style deepseek_v3
+for x in fused stacked stacked3; do
+	fixture make "$T/v3$x" --style deepseek_v3 --experts $x
+	fixture make "$T/perm$x" --style qwen --experts $x --permuted
+done
 fixture stats "$T/balanced.json" balanced
 fixture stats "$T/balanced12.json" balanced --layers 1,2
 fixture stats "$T/skewed.json" skewed
@@ -179,6 +183,56 @@ v3_same() {
 	fixture same "$T/v3c1" "$T/v3c3"
 }
 expect "DeepSeek-V3 compact --align: same bytes for -j 1 --max-memory 4K and -j 3" v3_same
+# fused gate_up_proj [2F, H] per expert, and transformers' stacked
+# experts.gate_up_proj [E, 2F, H] / experts.down_proj [E, H, F]: the same
+# groups and merged values as the per-expert checkpoint, both layouts
+fused_stacked() {
+	for x in fused stacked stacked3; do
+		for lay in alias compact; do
+			"$WELD" expert-merge -q -o "$T/$x-$lay" --groups 2 --stats "$T/balanced12.json" \
+				--layout $lay "$T/v3$x" &&
+			fixture check "$T/v3$x" "$T/$x-$lay" --layout $lay --stats "$T/balanced12.json" \
+				--groups 2 || return 1
+		done
+	done
+}
+expect "fused gate_up, stacked 3-D experts (fused or not), alias and compact: hand-checked groups and merges" fused_stacked
+stacked_shapes() {
+	"$WELD" inspect --json "$T/stacked-compact" >"$T/sc.json" &&
+	"$PYTHON" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+t = {x["name"]: x["shape"] for x in d["tensors"]}
+assert t["model.layers.1.mlp.experts.gate_up_proj"] == [2, 12, 8], t
+assert t["model.layers.2.mlp.experts.down_proj"] == [2, 8, 6], t
+assert t["model.layers.1.mlp.gate.weight"] == [2, 8], t
+assert t["model.layers.1.mlp.gate.e_score_correction_bias"] == [2], t
+assert not any(".experts.0." in n for n in t), t
+' "$T/sc.json"
+}
+expect "stacked compact: [G, 2F, H] and [G, H, F] tensors, routers [G, H] and [G]" stacked_shapes
+fused_align() {
+	for x in fused stacked stacked3; do
+		"$WELD" expert-merge -q -o "$T/pa-$x" --groups 2 --align "$T/perm$x" &&
+		fixture check "$T/perm$x" "$T/pa-$x" --layout alias --groups 2 --aligned || return 1
+	done
+}
+expect "--align undoes planted permutations in fused and stacked experts (both halves of gate_up)" fused_align
+stacked_same() {
+	"$WELD" expert-merge -q -j 1 --max-memory 4K -o "$T/ss1" --groups 2 --align "$T/permstacked" &&
+	"$WELD" expert-merge -q -j 3 -o "$T/ss3" --groups 2 --align "$T/permstacked" &&
+	fixture same "$T/ss1" "$T/ss3" &&
+	"$WELD" expert-merge -q -j 1 --max-memory 1K -o "$T/sw1" --groups 2 --similarity weight "$T/v3stacked" &&
+	"$WELD" expert-merge -q -j 3 -o "$T/sw3" --groups 2 --similarity weight "$T/v3stacked" &&
+	fixture same "$T/sw1" "$T/sw3" &&
+	fixture check "$T/v3stacked" "$T/sw1" --layout alias --groups 2
+}
+expect "stacked: same bytes for any -j and --max-memory (--align, --similarity weight)" stacked_same
+stacked_parts() {
+	"$WELD" expert-merge -q -o "$T/sp" --groups 2 --layout compact --shard-size 1K "$T/v3stacked" &&
+	parts_join "$T/sp3" 3 --groups 2 --layout compact --shard-size 1K "$T/v3stacked" &&
+	diff -r "$T/sp" "$T/sp3" >/dev/null
+}
 # v3_config NAME PYTHON-EDIT: a copy of the DeepSeek-V3 fixture whose
 # config.json c is edited
 v3_config() {
@@ -322,6 +376,7 @@ parts_auto() {
 	test -f "$T/pu.part-2-of-2/weld-part.json"
 }
 expect "--part auto reads Slurm's array variables" parts_auto
+expect "--part I/N of stacked experts in 3 parts: cmp-identical" stacked_parts
 refuse "--parts without --part auto is a usage error" 2 "--parts goes with --part auto" "$T/u6" \
 	"$WELD" expert-merge -o "$T/u6" --groups 2 --parts 2 "$T/mix"
 refuse "--part 3/2 is a usage error" 2 "for '--part'" "$T/u7.part-3-of-2" \
@@ -352,6 +407,32 @@ expect "the man page examples run" man_examples
 
 refuse "unknown MoE layout" 1 "found 0 expert tensors among 13" "$T/e1" \
 	"$WELD" expert-merge -o "$T/e1" --groups 2 "$T/dense"
+# hostile stacked tensors: rewrite the header of a copy
+hostile_stacked() {
+	cp -R "$T/v3stacked" "$T/$1" &&
+	"$PYTHON" -c "
+import json, struct, sys
+path = sys.argv[1] + '/model.safetensors'
+data = open(path, 'rb').read()
+n = struct.unpack('<Q', data[:8])[0]
+h = json.loads(data[8:8 + n])
+$2
+text = json.dumps(h).encode()
+text += b' ' * (-len(text) % 8)
+open(path, 'wb').write(struct.pack('<Q', len(text)) + text + data[8 + n:])
+" "$T/$1"
+}
+hostile_stacked hs1 "h['model.layers.2.mlp.experts.gate_up_proj']['shape'] = [3, 16, 8]; h['model.layers.2.mlp.experts.down_proj']['shape'] = [3, 8, 8]"
+refuse "a stacked tensor with another expert count is refused" 1 \
+	"tensor 'model.layers.2.mlp.experts.down_proj': first dimension 3 is not the 4 experts" "$T/e16" \
+	"$WELD" expert-merge -o "$T/e16" --groups 2 "$T/hs1"
+hostile_stacked hs2 "t = h['model.layers.1.mlp.experts.gate_up_proj']; t['shape'] = [4, 8, 12]"
+refuse "stacked gate_up in the transposed [E, H, 2F] order is refused" 1 \
+	"layer 1: expert shapes do not form an FFN" "$T/e17" \
+	"$WELD" expert-merge -o "$T/e17" --groups 2 "$T/hs2"
+hostile_stacked hs3 "h['model.layers.1.mlp.experts.gate_up_proj_bias'] = {'dtype': 'F32', 'shape': [0], 'data_offsets': [0, 0]}"
+refuse "an unknown stacked expert tensor is named" 1 "unknown expert tensor 'gate_up_proj_bias'" "$T/e18" \
+	"$WELD" expert-merge -o "$T/e18" --groups 2 "$T/hs3"
 refuse "negative frequency names its JSON path" 1 \
 	"negative.json: layers.1.frequency[2]: negative value -1" "$T/e2" \
 	"$WELD" expert-merge -o "$T/e2" --groups 2 --stats "$T/negative.json" "$T/mix"
