@@ -321,6 +321,21 @@ static int check_projection(const struct moe_style *st, const char *suffix, cons
 			 st->fused ? ", or fused " : "", st->fused ? st->fused : "");
 }
 
+/* Quantisation scales of an expert ("gate_proj.weight_scale_inv",
+ * "down_proj_scales_inv", "...weight_scale", "...input_scale") are not
+ * weights to merge: the model reader decodes them with their weights when
+ * it knows the format, and then never lists them. Listed, they are
+ * refused: merging raw 8-bit values and their scales apart is wrong. */
+static int check_not_scale(const char *suffix, const char *name, struct weld_error *err)
+{
+	if (!strstr(suffix, "_scale") && !strstr(suffix, ".scale"))
+		return 0;
+	return weld_fail(err, WELD_ERR_FORMAT,
+			 "tensor '%s': expert weights stored with scales (FP8 or another quantisation) "
+			 "that this model reader does not decode; expert-merge merges decoded weights "
+			 "only (convert the checkpoint to BF16 first)", name);
+}
+
 /* Index of the prefix name[0..plen) in the scan, added if new; -1 if out
  * of memory. */
 static int add_prefix(struct name_scan *sc, const char *name, size_t plen)
@@ -394,7 +409,8 @@ static int scan_names(struct name_scan *sc, struct weld_moe_layout *lo,
 					 "tensor '%s': expert index '%.*s' has a leading zero (the same number as expert %ld)",
 					 t[i]->name, (int)(suffix - (t[i]->name + plen + 8) - 1),
 					 t[i]->name + plen + 8, e);
-		if (check_projection(st, suffix, t[i]->name, err) < 0)
+		if (check_projection(st, suffix, t[i]->name, err) < 0 ||
+		    check_not_scale(suffix, t[i]->name, err) < 0)
 			return -1;
 		if (e < 0 && (t[i]->ndim < 2 || t[i]->shape[0] < 1 || t[i]->shape[0] > MAX_EXPERTS))
 			return weld_fail(err, WELD_ERR_FORMAT,

@@ -409,7 +409,14 @@ refuse "unknown MoE layout" 1 "found 0 expert tensors among 13" "$T/e1" \
 	"$WELD" expert-merge -o "$T/e1" --groups 2 "$T/dense"
 # hostile stacked tensors: rewrite the header of a copy
 hostile_stacked() {
-	cp -R "$T/v3stacked" "$T/$1" &&
+	hostile_header v3stacked "$@"
+}
+# hostile_header SRC NAME EDIT: a copy NAME of fixture SRC whose
+# safetensors header h is edited by the Python statement EDIT
+hostile_header() {
+	_src=$1
+	shift
+	cp -R "$T/$_src" "$T/$1" &&
 	"$PYTHON" -c "
 import json, struct, sys
 path = sys.argv[1] + '/model.safetensors'
@@ -431,6 +438,10 @@ refuse "stacked gate_up in the transposed [E, H, 2F] order is refused" 1 \
 	"layer 1: expert shapes do not form an FFN" "$T/e17" \
 	"$WELD" expert-merge -o "$T/e17" --groups 2 "$T/hs2"
 hostile_stacked hs3 "h['model.layers.1.mlp.experts.gate_up_proj_bias'] = {'dtype': 'F32', 'shape': [0], 'data_offsets': [0, 0]}"
+hostile_header v3 hs4 "h['model.layers.1.mlp.experts.0.gate_proj.weight_scale_inv'] = {'dtype': 'F32', 'shape': [0], 'data_offsets': [0, 0]}"
+refuse "expert scales the reader does not decode are refused, not merged apart" 1 \
+	"tensor 'model.layers.1.mlp.experts.0.gate_proj.weight_scale_inv': expert weights stored with scales" "$T/e19" \
+	"$WELD" expert-merge -o "$T/e19" --groups 2 "$T/hs4"
 refuse "an unknown stacked expert tensor is named" 1 "unknown expert tensor 'gate_up_proj_bias'" "$T/e18" \
 	"$WELD" expert-merge -o "$T/e18" --groups 2 "$T/hs3"
 refuse "negative frequency names its JSON path" 1 \
