@@ -220,6 +220,14 @@ static void print_routing(FILE *f, const struct weld_moe_plan *p, const char *le
 		k->topk_group, k->experts);
 }
 
+/* How the experts are stored: "per-expert", "fused", "stacked", "stacked fused". */
+static const char *experts_form(const struct weld_moe_layout *lo)
+{
+	if (lo->stacked)
+		return lo->fused ? "stacked fused" : "stacked";
+	return lo->fused ? "fused" : "per-expert";
+}
+
 /* 'weld plan expert-merge ...': what would be done, writing nothing. */
 static void print_plan(const struct args *a, const struct weld_moe_plan *p)
 {
@@ -232,18 +240,23 @@ static void print_plan(const struct args *a, const struct weld_moe_plan *p)
 	if (a->json) {
 		printf("{\"method\":\"expert-merge\",\"model\":");
 		cli_json_string(stdout, a->model);
-		printf(",\"style\":\"%s\",\"experts\":%d,\"moe_layers\":%d,\"hidden\":%lld,"
-		       "\"layout\":\"%s\",\"similarity\":\"%s\",\"align\":%s,\"align_bytes\":%llu,",
-		       lo->style, lo->n_experts, lo->n_layers, (long long)lo->hidden, layout,
+		printf(",\"style\":\"%s\",\"experts_form\":\"%s\",\"experts\":%d,\"moe_layers\":%d,"
+		       "\"hidden\":%lld,\"layout\":\"%s\",\"similarity\":\"%s\",\"align\":%s,"
+		       "\"align_bytes\":%llu,",
+		       lo->style, experts_form(lo), lo->n_experts, lo->n_layers, (long long)lo->hidden, layout,
 		       p->sim_source, a->o.align ? "true" : "false",
 		       (unsigned long long)p->align_bytes);
+		if (p->compact.n_group > 0)
+			printf("\"n_group\":%d,\"topk_group\":%d,", p->compact.n_group,
+			       p->compact.topk_group);
 		print_layers_json(p);
 		printf("}\n");
 		return;
 	}
 	printf("method      expert-merge (M-SMoE)\n");
-	printf("model       %s (%s layout, %d experts, %d MoE layers, hidden %lld)\n", a->model,
-	       lo->style, lo->n_experts, lo->n_layers, (long long)lo->hidden);
+	printf("model       %s (%s layout, %s experts, %d experts, %d MoE layers, hidden %lld)\n",
+	       a->model, lo->style, experts_form(lo), lo->n_experts, lo->n_layers,
+	       (long long)lo->hidden);
 	if (lo_g == hi_g)
 		printf("groups      %d per layer\n", lo_g);
 	else

@@ -4,8 +4,10 @@
  * routers in the compact one), the copy of every other tensor, then layer
  * by layer the merge of each group, streamed in row chunks sized from
  * --max-memory; with --align the members' neurons are permuted first.
- * Sums run over members in index order, so the bytes do not depend on -j
- * or on the chunk size.
+ * An expert is a matrix: a whole tensor, or one slice of a stacked
+ * [E, ...] tensor, whose slices are then written in order. With --part
+ * only the tensors of this part's shards are merged. Sums run over members
+ * in index order, so the bytes do not depend on -j or on the chunk size.
  */
 #include "moe_impl.h"
 #include "kernels.h"

@@ -211,6 +211,18 @@ assert not any(".experts.0." in n for n in t), t
 ' "$T/sc.json"
 }
 expect "stacked compact: [G, 2F, H] and [G, H, F] tensors, routers [G, H] and [G]" stacked_shapes
+plan_forms() {
+	"$WELD" plan expert-merge --groups 3 --layout compact "$T/v3stacked" >"$T/pf.txt" &&
+	grep -q "(qwen layout, stacked fused experts, 4 experts, 2 MoE layers, hidden 8)" "$T/pf.txt" &&
+	grep -q "^routing     config.json: n_group 2 -> 1, topk_group 1 -> 1" "$T/pf.txt" &&
+	"$WELD" plan expert-merge --json --groups 2 "$T/v3fused" >"$T/pf.json" &&
+	"$PYTHON" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert (d["experts_form"], d["n_group"], d["topk_group"]) == ("fused", 2, 1), d
+' "$T/pf.json"
+}
+expect "weld plan names the experts' form and the routing the output gets" plan_forms
 fused_align() {
 	for x in fused stacked stacked3; do
 		"$WELD" expert-merge -q -o "$T/pa-$x" --groups 2 --align "$T/perm$x" &&
@@ -233,6 +245,25 @@ stacked_parts() {
 	parts_join "$T/sp3" 3 --groups 2 --layout compact --shard-size 1K "$T/v3stacked" &&
 	diff -r "$T/sp" "$T/sp3" >/dev/null
 }
+# DeepSeek-V3's real manifest (BF16, sparse files: no disk): 256 experts in
+# layers 3-61 (the MTP layer 61 included), 100 groups keep group-limited
+# routing as 5 groups, 3 chosen
+v3_real() {
+	"$PYTHON" "$ROOT/tests/tools/deepseek_sparse.py" "$T/dsv3" --bf16 >/dev/null &&
+	"$WELD" plan expert-merge --json --groups 100 --layout compact "$T/dsv3" >"$T/dsv3.json" &&
+	"$PYTHON" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert (d["experts"], d["moe_layers"], d["hidden"]) == (256, 59, 7168), d
+assert [l["layer"] for l in d["layers"]] == list(range(3, 62)), d["layers"][0]
+assert (d["n_group"], d["topk_group"]) == (5, 3), d
+assert all(l["groups"] == 100 and len(l["expert_to_group"]) == 256 for l in d["layers"])
+' "$T/dsv3.json"
+	_r=$?
+	rm -rf "$T/dsv3"
+	return $_r
+}
+expect "DeepSeek-V3-shaped checkpoint: 59 MoE layers of 256 experts, compact 100 -> n_group 5, topk_group 3" v3_real
 # v3_config NAME PYTHON-EDIT: a copy of the DeepSeek-V3 fixture whose
 # config.json c is edited
 v3_config() {
