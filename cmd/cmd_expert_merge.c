@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +26,7 @@ static const char usage[] =
 	"                         [--layout alias|compact] [--dtype auto|bf16|f16|f32]\n"
 	"                         [-j <n>] [--max-memory <size>] [--shard-size <size>]\n"
 	"                         [-f] [-q | -v] [--json] [--no-copy-files] [--allow-nonfinite]\n"
+	"                         [--part I/N|auto [--parts N]]\n"
 	"                         <moe-model>\n"
 	"\n"
 	"    -o, --output <dir>       output folder (refused if it exists, unless -f)\n"
@@ -45,11 +47,13 @@ static const char usage[] =
 	"    -q, --quiet / -v, --verbose\n"
 	"    --json                   print a JSON summary on stdout\n"
 	"    --no-copy-files          do not copy config and tokenizer files\n"
-	"    --allow-nonfinite        merge experts holding NaN or inf (default: an error)\n";
+	"    --allow-nonfinite        merge experts holding NaN or inf (default: an error)\n"
+	"    --part I/N|auto          write only part I of N of the output (OUT.part-I-of-N,\n"
+	"                             see weld-join(1)); auto: from Slurm or --parts N\n";
 
 enum {
 	O_GROUPS = 256, O_STATS, O_SIMILARITY, O_UNIFORM, O_ALIGN, O_LAYOUT, O_DTYPE,
-	O_MAXMEM, O_SHARD, O_JSON, O_NO_COPY, O_ALLOW_NONFINITE,
+	O_MAXMEM, O_SHARD, O_JSON, O_NO_COPY, O_ALLOW_NONFINITE, O_PART, O_PARTS,
 };
 
 static const struct option long_opts[] = {
@@ -66,15 +70,40 @@ static const struct option long_opts[] = {
 	{ "json", no_argument, NULL, O_JSON },
 	{ "no-copy-files", no_argument, NULL, O_NO_COPY },
 	{ "allow-nonfinite", no_argument, NULL, O_ALLOW_NONFINITE },
+	{ "part", required_argument, NULL, O_PART },
+	{ "parts", required_argument, NULL, O_PARTS },
 	{ NULL, 0, NULL, 0 },
 };
 
 struct args {
 	const char *out, *model, *stats_path;
+	const char *part, *parts;     /* --part, --parts as given */
+	char *part_out;               /* OUT.part-I-of-N (owned) */
+	unsigned part_i, part_n;      /* 0, 0 without --part */
 	struct weld_moe_opts o;
 	uint64_t shard_size;
 	bool force, json, copy_files;
 };
+
+/* --part I/N (or auto): the output becomes OUT.part-I-of-N. 0, or an
+ * exit status. */
+static int parse_part(struct args *a)
+{
+	if (a->parts && !a->part)
+		return cli_usage_error("--parts goes with --part auto");
+	if (!a->part)
+		return 0;
+	if (cli_part(a->part, a->parts, &a->part_i, &a->part_n))
+		return EXIT_USAGE;
+	if (a->out) {
+		if (!(a->part_out = cli_part_output(a->out, a->part_i, a->part_n))) {
+			cli_error("out of memory");
+			return EXIT_FAIL;
+		}
+		a->out = a->part_out;
+	}
+	return 0;
+}
 
 /* 0 to go on, -1 after -h, else an exit status. */
 static int parse(int argc, char **argv, struct args *a)
@@ -134,6 +163,8 @@ static int parse(int argc, char **argv, struct args *a)
 			break;
 		case O_JSON: a->json = true; break;
 		case O_NO_COPY: a->copy_files = false; break;
+		case O_PART: a->part = optarg; break;
+		case O_PARTS: a->parts = optarg; break;
 		default:
 			return cli_bad_option(c, argv);
 		}
@@ -149,7 +180,7 @@ static int parse(int argc, char **argv, struct args *a)
 		return cli_usage_error("an output folder is required (-o OUT)");
 	if (a->o.max_memory == 0)
 		return cli_usage_error("--max-memory must be more than 0");
-	return 0;
+	return parse_part(a);
 }
 
 static void print_int_list(FILE *f, const int *v, int n, const char *sep)
@@ -175,6 +206,28 @@ static void print_layers_json(const struct weld_moe_plan *p)
 	printf("]");
 }
 
+/* The compact layout changed DeepSeek's group-limited routing: one line
+ * on stderr (not with -q), and in the plan. */
+static void print_routing(FILE *f, const struct weld_moe_plan *p, const char *lead)
+{
+	const struct weld_moe_config *c = &p->layout.cfg;
+	const struct weld_moe_compact *k = &p->compact;
+
+	if (c->n_group < 0 || (k->n_group == c->n_group && k->topk_group == c->topk_group))
+		return;
+	fprintf(f, "%sconfig.json: n_group %d -> %d, topk_group %d -> %d (group-limited routing "
+		"of %d experts per layer)\n", lead, c->n_group, k->n_group, c->topk_group,
+		k->topk_group, k->experts);
+}
+
+/* How the experts are stored: "per-expert", "fused", "stacked", "stacked fused". */
+static const char *experts_form(const struct weld_moe_layout *lo)
+{
+	if (lo->stacked)
+		return lo->fused ? "stacked fused" : "stacked";
+	return lo->fused ? "fused" : "per-expert";
+}
+
 /* 'weld plan expert-merge ...': what would be done, writing nothing. */
 static void print_plan(const struct args *a, const struct weld_moe_plan *p)
 {
@@ -187,18 +240,23 @@ static void print_plan(const struct args *a, const struct weld_moe_plan *p)
 	if (a->json) {
 		printf("{\"method\":\"expert-merge\",\"model\":");
 		cli_json_string(stdout, a->model);
-		printf(",\"style\":\"%s\",\"experts\":%d,\"moe_layers\":%d,\"hidden\":%lld,"
-		       "\"layout\":\"%s\",\"similarity\":\"%s\",\"align\":%s,\"align_bytes\":%llu,",
-		       lo->style, lo->n_experts, lo->n_layers, (long long)lo->hidden, layout,
+		printf(",\"style\":\"%s\",\"experts_form\":\"%s\",\"experts\":%d,\"moe_layers\":%d,"
+		       "\"hidden\":%lld,\"layout\":\"%s\",\"similarity\":\"%s\",\"align\":%s,"
+		       "\"align_bytes\":%llu,",
+		       lo->style, experts_form(lo), lo->n_experts, lo->n_layers, (long long)lo->hidden, layout,
 		       p->sim_source, a->o.align ? "true" : "false",
 		       (unsigned long long)p->align_bytes);
+		if (p->compact.n_group > 0)
+			printf("\"n_group\":%d,\"topk_group\":%d,", p->compact.n_group,
+			       p->compact.topk_group);
 		print_layers_json(p);
 		printf("}\n");
 		return;
 	}
 	printf("method      expert-merge (M-SMoE)\n");
-	printf("model       %s (%s layout, %d experts, %d MoE layers, hidden %lld)\n", a->model,
-	       lo->style, lo->n_experts, lo->n_layers, (long long)lo->hidden);
+	printf("model       %s (%s layout, %s experts, %d experts, %d MoE layers, hidden %lld)\n",
+	       a->model, lo->style, experts_form(lo), lo->n_experts, lo->n_layers,
+	       (long long)lo->hidden);
 	if (lo_g == hi_g)
 		printf("groups      %d per layer\n", lo_g);
 	else
@@ -206,6 +264,7 @@ static void print_plan(const struct args *a, const struct weld_moe_plan *p)
 		       hi_g, total);
 	printf("similarity  %s\nlayout      %s\nalign       %s\n", p->sim_source, layout,
 	       a->o.align ? "yes" : "no");
+	print_routing(stdout, p, "routing     ");
 	for (int l = 0; l < lo->n_layers; l++) {
 		printf("layer %d: %d groups, expert->group ", lo->layers[l].index, p->groups[l]);
 		print_int_list(stdout, p->label + (size_t)l * (size_t)lo->n_experts, lo->n_experts, " ");
@@ -329,12 +388,20 @@ int cmd_expert_merge(int argc, char **argv)
 	}
 	if (cli_verbosity >= 2)
 		print_groups(&plan);
+	if (cli_verbosity >= 1 && !a.json) {
+		char lead[64];
+
+		snprintf(lead, sizeof(lead), "%s: --layout compact: ", cli_name);
+		print_routing(stderr, &plan, lead);
+	}
 
 	recipe = weld_moe_recipe_json(a.model, a.stats_path, &a.o, a.shard_size, a.copy_files);
 	wo.shard_size = a.shard_size;
 	wo.force = a.force;
 	wo.recipe_json = recipe;
 	wo.copy_from = a.copy_files ? weld_model_dir(m) : NULL;
+	wo.part = a.part_i;
+	wo.parts = a.part_n;
 	cli_install_signals();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (weld_moe_write(&plan, m, a.out, &wo, cli_progress, NULL, &err) < 0) {
@@ -351,5 +418,6 @@ out:
 	free(stats);
 	free(config);
 	free(recipe);
+	free(a.part_out);
 	return r;
 }

@@ -634,6 +634,24 @@ static bool remove_part(const struct part *p)
 	return rmdir(p->dir) == 0 && ok;
 }
 
+int weld_part_check(const char *dir, struct weld_part_info *info, struct weld_error *err)
+{
+	struct part p = { 0 };
+	int r;
+
+	memset(info, 0, sizeof(*info));
+	p.dir = dir;
+	r = read_description(&p, err) < 0 || check_files(&p, err) < 0 ? -1 : 0;
+	if (r == 0) {
+		info->part = p.part;
+		info->parts = p.parts;
+		info->shards = p.ns;
+		info->held = p.count;
+	}
+	part_free(&p);
+	return r;
+}
+
 int weld_parts_join(const char *const *dirs, size_t n, const char *out,
 		    const struct weld_join_opts *o, struct weld_join_result *res,
 		    struct weld_error *err)

@@ -44,6 +44,21 @@ struct weld_part_shard {
 char *weld_part_describe(unsigned part, unsigned parts, const char *recipe, const char *index,
 			 const struct weld_part_shard *s, size_t ns);
 
+/* What weld_part_check() finds in a part folder. */
+struct weld_part_info {
+	unsigned part, parts;
+	size_t shards;          /* shards of the whole output */
+	size_t held;            /* shards this part holds (0 when N > shards) */
+};
+
+/*
+ * Check the part folder dir as weld join would, alone: its description is
+ * valid and it holds exactly its shards at their recorded sizes, plus
+ * copied files. Fills *info. Returns 0, or -1 with err naming the part and
+ * the field.
+ */
+int weld_part_check(const char *dir, struct weld_part_info *info, struct weld_error *err);
+
 struct weld_join_opts {
 	bool force;             /* replace an existing output (as -f) */
 	bool keep_parts;        /* leave the part folders as they are */

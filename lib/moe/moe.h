@@ -172,11 +172,62 @@ struct weld_moe_ffn {
 int weld_moe_align(const struct weld_moe_ffn *ref, const struct weld_moe_ffn *tgt,
 		   int64_t f, int64_t h, int *perm, struct weld_error *err);
 
+/* ---------------------------------------------------------------- config.json */
+
+#define WELD_MOE_MAX_EXPERTS 65536
+#define WELD_MOE_N_EXPERT_KEYS 3
+
+/* What config.json says about the experts (moe_config.c). -1: absent. */
+struct weld_moe_config {
+	char *model_type;        /* or NULL (owned) */
+	int experts_per_tok;     /* num_experts_per_tok, or 0 */
+	/* num_local_experts, num_experts, n_routed_experts */
+	int experts[WELD_MOE_N_EXPERT_KEYS];
+	int first_dense;         /* first_k_dense_replace */
+	int n_group, topk_group; /* DeepSeek's group-limited routing */
+	bool group_top2;         /* topk_method "noaux_tc": a group scores its best 2 */
+};
+
+/* The routing keys the compact layout writes. */
+struct weld_moe_compact {
+	int experts;             /* every expert-count key present */
+	int n_group, topk_group; /* -1 when config.json has none */
+};
+
+/* Parse config.json (text may be NULL: all absent). Keys that constrain
+ * routing (first_k_dense_replace, n_group, topk_group) must be integers in
+ * range when present. Returns 0, or -1; free with weld_moe_config_release. */
+int weld_moe_config_parse(struct weld_moe_config *c, const char *text, size_t len,
+			  struct weld_error *err);
+void weld_moe_config_release(struct weld_moe_config *c);
+/* The name of expert-count key k (0 <= k < WELD_MOE_N_EXPERT_KEYS). */
+const char *weld_moe_expert_key(int k);
+
+/*
+ * config.json against the checkpoint: every expert count present equals
+ * n_experts, no MoE layer (the first is first_layer) lies below
+ * first_k_dense_replace, and group-limited routing is valid: n_group
+ * divides E, topk_group <= n_group, num_experts_per_tok <= topk_group *
+ * E / n_group, and with noaux_tc at least 2 experts per group.
+ */
+int weld_moe_config_check(const struct weld_moe_config *c, int n_experts, int first_layer,
+			  struct weld_error *err);
+
+/*
+ * The routing keys of a compact output of g experts per layer: n_group and
+ * topk_group kept when still valid for g; else the largest n_group' <
+ * n_group dividing g that is valid with topk_group' = ceil(topk_group *
+ * n_group' / n_group) (raised until the experts per token fit), down to
+ * n_group' = 1. Refused, with the reason, when no choice is valid.
+ */
+int weld_moe_config_compact(const struct weld_moe_config *c, int g, struct weld_moe_compact *out,
+			    struct weld_error *err);
+
 /* ---------------------------------------------------------------- MoE layout of a checkpoint */
 
 enum weld_moe_role {
 	WELD_MOE_OTHER = 0,  /* copied through */
-	WELD_MOE_EXPERT,     /* <prefix>experts.<e>.<suffix> */
+	WELD_MOE_EXPERT,     /* <prefix>experts.<e>.<suffix>, or stacked <prefix>experts.<suffix> */
 	WELD_MOE_ROUTER,     /* <prefix>gate.*: first dimension = number of experts */
 };
 
@@ -185,12 +236,13 @@ enum weld_moe_axis {
 	WELD_MOE_AXIS_NONE = -1,
 	WELD_MOE_AXIS_ROWS = 0,   /* gate/up (w1/w3): rows are the FFN neurons */
 	WELD_MOE_AXIS_COLS = 1,   /* down (w2) 2-D: columns are the FFN neurons */
+	WELD_MOE_AXIS_HALVES = 2, /* fused gate_up: rows r and F + r are neuron r */
 };
 
 struct weld_moe_tensor_role {
 	enum weld_moe_role role;
 	int layer;    /* index into weld_moe_layout.layers, or -1 */
-	int expert;   /* expert index, or -1 */
+	int expert;   /* expert index, or -1 (not an expert, or stacked: all) */
 	int suffix;   /* index into weld_moe_layout.suffix, or -1 */
 };
 
@@ -200,22 +252,27 @@ struct weld_moe_layer {
 	int64_t router;        /* tensor index of <prefix>gate.weight, or -1 */
 	int64_t ffn;           /* F of this layer's experts */
 	size_t *tensor;        /* n_experts x n_suffix tensor indices */
+	uint64_t *slice;       /* per suffix: elements of one expert's matrix */
+	int64_t *rows;         /* per suffix: its rows (first dimension) */
 };
 
 struct weld_moe_layout {
 	const char *style;       /* "mixtral" or "qwen" (static strings) */
-	char *model_type;        /* from config.json, or NULL (owned) */
+	struct weld_moe_config cfg; /* from config.json (owned) */
 	int n_experts;
 	int64_t hidden;          /* H */
 	int n_suffix;
 	char **suffix;           /* "w1.weight", ... sorted by name (owned) */
 	enum weld_moe_axis *axis;/* per suffix, for --align */
 	int gate_suffix, up_suffix, down_suffix;  /* main weights: w1, w3, w2 */
+	bool fused;              /* gate and up in one gate_up matrix [2F, H]
+				  * (gate rows first): gate_suffix == up_suffix */
+	bool stacked;            /* each suffix is one [E, ...] tensor per layer,
+				  * expert e its e-th slice */
 	int n_layers;
 	struct weld_moe_layer *layers;  /* sorted by index */
 	size_t n_tensors;
 	struct weld_moe_tensor_role *roles;  /* per model tensor */
-	int experts_per_tok;     /* num_experts_per_tok from config.json, or 0 */
 };
 
 /*
@@ -223,9 +280,12 @@ struct weld_moe_layout {
  * and its config.json text (config may be NULL: then the tensor names
  * alone decide). Recognised: Mixtral (model.layers.L.block_sparse_moe.
  * experts.E.{w1,w2,w3}.weight, router ...block_sparse_moe.gate.weight) and
- * the Qwen2-MoE / Qwen3-MoE / DeepSeek-MoE family (model.layers.L.mlp.
+ * the Qwen2-MoE / Qwen3-MoE / DeepSeek family (model.layers.L.mlp.
  * experts.E.{gate_proj,up_proj,down_proj}.weight, router
- * model.layers.L.mlp.gate.weight). Shared experts and dense layers are
+ * model.layers.L.mlp.gate.weight), there also with gate and up fused
+ * (experts.E.gate_up_proj.weight [2F, H]) or every expert stacked in 3-D
+ * tensors (experts.gate_up_proj [E, 2F, H] and experts.down_proj
+ * [E, H, F], transformers' layout). Shared experts and dense layers are
  * plain tensors. Checks that every layer has experts 0..E-1 with the same
  * tensors and shapes, floating dtypes, and that E agrees with config.json
  * (num_local_experts / num_experts / n_routed_experts). Returns 0 and fills
@@ -280,6 +340,7 @@ struct weld_moe_plan {
 	int *groups;                      /* per layer */
 	int *label;                       /* n_layers x E: group of each expert */
 	int *dominant;                    /* n_layers x E: first groups[l] valid */
+	struct weld_moe_compact compact;  /* config.json of --layout compact */
 	/* where the similarities came from: "stats", "router", "weight",
 	 * "stats+router", "stats+weight", or "none" (no layer needed one) */
 	const char *sim_source;

@@ -150,24 +150,28 @@ int weld_moe_align_plan(struct weld_moe_plan *p, struct weld_error *err)
 	return 0;
 }
 
-/* Read a whole tensor as float32 into a new buffer. */
-static float *read_whole(const weld_model *m, size_t i, struct weld_error *err)
+/* Read expert e's matrix of suffix s as float32 into a new buffer. */
+static float *read_matrix(const weld_model *m, const struct weld_moe_layout *lo, int l, int e,
+			  int s, struct weld_error *err)
 {
-	const struct weld_tensor_info *t = weld_model_tensor(m, i);
-	float *x = malloc((size_t)t->nelem * sizeof(*x) + 1);
+	const size_t i = weld_moe_tensor_of(lo, l, e, s);
+	const uint64_t n = lo->layers[l].slice[s];
+	float *x = malloc((size_t)n * sizeof(*x) + 1);
 
 	if (!x) {
-		weld_fail(err, WELD_ERR_NOMEM, "out of memory reading '%s'", t->name);
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory reading '%s'",
+			  weld_model_tensor(m, i)->name);
 		return NULL;
 	}
-	if (weld_model_read_f32(m, i, 0, (size_t)t->nelem, x, NULL, err) < 0) {
+	if (weld_model_read_f32(m, i, weld_moe_first_of(lo, l, e, s), (size_t)n, x, NULL, err) < 0) {
 		free(x);
 		return NULL;
 	}
 	return x;
 }
 
-/* An expert's three main matrices, read whole, and the view of them. */
+/* An expert's main matrices, read whole (gate_up fused: up is the second
+ * half of gate's buffer), and the view of them. */
 struct loaded_ffn {
 	float *gate, *up, *down;
 	struct weld_moe_ffn view;
@@ -184,15 +188,18 @@ static void free_ffn(struct loaded_ffn *x)
 static int load_ffn(const weld_model *m, const struct weld_moe_layout *lo, int l, int e,
 		    struct loaded_ffn *x, struct weld_error *err)
 {
-	x->gate = read_whole(m, weld_moe_tensor_of(lo, l, e, lo->gate_suffix), err);
-	x->up = x->gate ? read_whole(m, weld_moe_tensor_of(lo, l, e, lo->up_suffix), err) : NULL;
-	x->down = x->up ? read_whole(m, weld_moe_tensor_of(lo, l, e, lo->down_suffix), err) : NULL;
+	const size_t fh = (size_t)lo->layers[l].ffn * (size_t)lo->hidden;
+
+	x->gate = read_matrix(m, lo, l, e, lo->gate_suffix, err);
+	x->up = x->gate && !lo->fused ? read_matrix(m, lo, l, e, lo->up_suffix, err) : NULL;
+	x->down = x->gate && (lo->fused || x->up) ? read_matrix(m, lo, l, e, lo->down_suffix, err)
+						   : NULL;
 	if (!x->down) {
 		free_ffn(x);
 		return -1;
 	}
 	x->view.gate = x->gate;
-	x->view.up = x->up;
+	x->view.up = lo->fused ? x->gate + fh : x->up;
 	x->view.down = x->down;
 	return 0;
 }

@@ -19,6 +19,13 @@ static inline size_t weld_moe_tensor_of(const struct weld_moe_layout *lo, int l,
 	return lo->layers[l].tensor[(size_t)e * (size_t)lo->n_suffix + (size_t)s];
 }
 
+/* First element of expert e's matrix of suffix s in its tensor (0 unless
+ * the experts are stacked in one tensor). */
+static inline uint64_t weld_moe_first_of(const struct weld_moe_layout *lo, int l, int e, int s)
+{
+	return lo->stacked ? (uint64_t)e * lo->layers[l].slice[s] : 0;
+}
+
 /* Bytes the streaming buffers may use: half the budget, the rest being
  * left to the reader, the writer and the process itself. */
 static inline uint64_t weld_moe_buffer_budget(const struct weld_moe_opts *o)
@@ -28,10 +35,10 @@ static inline uint64_t weld_moe_buffer_budget(const struct weld_moe_opts *o)
 	return m / 2;
 }
 
-/* ---------------------------------------------------------------- moe_layout.c */
+/* ---------------------------------------------------------------- moe_config.c */
 
-/* weld_writer_opts.edit_config of the compact layout: every expert-count
- * key present in config.json becomes *(const int *)ctx, the groups. */
+/* weld_writer_opts.edit_config of the compact layout: the keys present in
+ * config.json take the values of *(const struct weld_moe_compact *)ctx. */
 int weld_moe_config_set_experts(void *ctx, void *cjson_root, struct weld_error *err);
 
 /* ---------------------------------------------------------------- moe_similarity.c */

@@ -1,9 +1,8 @@
 /*
  * moe_layout.c - the MoE structure of a checkpoint, found from its tensor
- * names, shapes and config.json: which tensors are experts (layer, expert,
- * projection), which are routers, and which are copied through. Also the
- * one place that knows config.json's expert-count keys, read here and
- * rewritten for the compact layout.
+ * names, shapes and config.json (read by moe_config.c): which tensors are
+ * experts (layer, expert, projection), which are routers, and which are
+ * copied through.
  *
  * Detection runs in steps: read config.json, scan the names for layer
  * prefixes and tensor suffixes, fix the suffix order and the three main
@@ -12,32 +11,28 @@
  */
 #include "moe_impl.h"
 
-#include <cjson/cJSON.h>
 #include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_EXPERTS 65536
-#define N_EXPERT_KEYS (sizeof(expert_keys) / sizeof(expert_keys[0]))
+#define MAX_EXPERTS WELD_MOE_MAX_EXPERTS
 
-/* The projection names of each naming style: gate (W1), up (W3), down (W2). */
+/* The projection names of each naming style: gate (W1), up (W3), down
+ * (W2), and gate and up fused in one matrix (gate rows first), if any. */
 struct moe_style {
 	const char *name;      /* "mixtral", "qwen" */
 	const char *block;     /* module holding the experts */
 	const char *proj[3];   /* gate, up, down */
+	const char *fused;     /* gate_up, or NULL */
 };
 
 static const struct moe_style styles[] = {
-	{ "mixtral", "block_sparse_moe", { "w1", "w3", "w2" } },
-	{ "qwen", "mlp", { "gate_proj", "up_proj", "down_proj" } },
+	{ "mixtral", "block_sparse_moe", { "w1", "w3", "w2" }, NULL },
+	{ "qwen", "mlp", { "gate_proj", "up_proj", "down_proj" }, "gate_up_proj" },
 };
-
-/* Expert-count keys of config.json, in the order they are reported. */
-static const char *const expert_keys[] = { "num_local_experts", "num_experts", "n_routed_experts" };
 
 static char *dup_range(const char *s, size_t n)
 {
@@ -56,8 +51,10 @@ static char *dup_str(const char *s)
 }
 
 /*
- * Split "<P><block>.experts.<e>.<suffix>" (P empty or ending in '.').
- * On success *plen is the length of "<P><block>." and *style the style.
+ * Split "<P><block>.experts.<e>.<suffix>" (P empty or ending in '.'), or
+ * a stacked "<P><block>.experts.<suffix>" holding every expert (*expert
+ * -1). On success *plen is the length of "<P><block>." and *style the
+ * style.
  */
 static bool split_expert_name(const char *name, size_t *plen, long *expert,
 			      const char **suffix, const struct moe_style **style)
@@ -81,6 +78,12 @@ static bool split_expert_name(const char *name, size_t *plen, long *expert,
 		while (isdigit((unsigned char)*q) && digits < 9) {
 			e = e * 10 + (*q++ - '0');
 			digits++;
+		}
+		if (!digits && isalpha((unsigned char)*q)) {
+			*plen = end + 1;
+			*expert = -1;
+			*suffix = q;
+			return true;
 		}
 		if (!digits || *q != '.' || !q[1])
 			continue;
@@ -164,7 +167,7 @@ static int no_experts_error(const struct weld_tensor_info *const *t, size_t n,
 				 "unrecognised MoE layout%s: no expert tensors matching "
 				 "'...block_sparse_moe.experts.E.w1...' or '...mlp.experts.E.gate_proj...'; "
 				 "found %zu other expert tensors among %zu, e.g. '%s' "
-				 "(fused or differently named experts are not supported)",
+				 "(differently named experts are not supported)",
 				 type, found, n, example);
 	return weld_fail(err, WELD_ERR_FORMAT,
 			 "not a recognised MoE checkpoint%s: no expert tensors matching "
@@ -172,90 +175,106 @@ static int no_experts_error(const struct weld_tensor_info *const *t, size_t n,
 			 "found 0 expert tensors among %zu", type, n);
 }
 
-/* model_type, num_experts_per_tok and the expert-count keys of config.json. */
-static int read_config(struct weld_moe_layout *lo, const char *config, size_t len,
-		       int *counts, struct weld_error *err)
+/* The shape of one expert's matrix in tensor x (x's own shape, or without
+ * the leading expert dimension when the experts are stacked): its ndim. */
+static int mat_dims(const struct weld_moe_layout *lo, const struct weld_tensor_info *x,
+		    int64_t *dims)
 {
-	cJSON *root;
-	const cJSON *v;
+	const int skip = lo->stacked ? 1 : 0;
 
-	for (size_t k = 0; k < N_EXPERT_KEYS; k++)
-		counts[k] = -1;
-	if (!config)
-		return 0;
-	root = cJSON_ParseWithLength(config, len);
-	if (!cJSON_IsObject(root)) {
-		cJSON_Delete(root);
-		return weld_fail(err, WELD_ERR_FORMAT, "config.json: not a JSON object");
-	}
-	v = cJSON_GetObjectItemCaseSensitive(root, "model_type");
-	if (cJSON_IsString(v) && !(lo->model_type = dup_str(v->valuestring))) {
-		cJSON_Delete(root);
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	}
-	v = cJSON_GetObjectItemCaseSensitive(root, "num_experts_per_tok");
-	if (cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble <= MAX_EXPERTS)
-		lo->experts_per_tok = (int)v->valuedouble;
-	for (size_t k = 0; k < N_EXPERT_KEYS; k++) {
-		v = cJSON_GetObjectItemCaseSensitive(root, expert_keys[k]);
-		if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= MAX_EXPERTS)
-			counts[k] = (int)v->valuedouble;
-	}
-	cJSON_Delete(root);
+	for (int k = skip; k < x->ndim; k++)
+		dims[k - skip] = x->ndim > k ? x->shape[k] : 0;
+	return x->ndim - skip;
+}
+
+/* The FFN of a layer from its main weights: [F, H], [F, H] and [H, F], or
+ * with gate and up fused [2F, H] and [H, F]; sets ly->ffn and lo->hidden. */
+static int check_ffn(struct weld_moe_layout *lo, struct weld_moe_layer *ly,
+		     const struct weld_tensor_info *const *t, struct weld_error *err)
+{
+	const struct weld_tensor_info *g = t[ly->tensor[lo->gate_suffix]];
+	const struct weld_tensor_info *u = t[ly->tensor[lo->up_suffix]];
+	const struct weld_tensor_info *d = t[ly->tensor[lo->down_suffix]];
+	int64_t gs[WELD_MAX_DIMS], us[WELD_MAX_DIMS], ds[WELD_MAX_DIMS];
+	const int gn = mat_dims(lo, g, gs), un = mat_dims(lo, u, us), dn = mat_dims(lo, d, ds);
+	const int64_t rows = lo->fused ? 2 * ds[1] : ds[1];
+
+	if (gn != 2 || un != 2 || dn != 2 || gs[0] != rows || gs[1] != ds[0] ||
+	    us[0] != gs[0] || us[1] != gs[1] || ds[1] < 1)
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "layer %d: expert shapes do not form an FFN: '%s' %dD, '%s' %dD%s%s "
+				 "(expected %s%s)", ly->index, g->name, g->ndim,
+				 d->name, d->ndim, lo->fused ? "" : ", up ", lo->fused ? "" : u->name,
+				 lo->fused ? "gate_up [2F, H] and down [H, F]" : "[F, H], [F, H], [H, F]",
+				 lo->stacked ? " after the leading expert dimension" : "");
+	ly->ffn = ds[1];
+	if (lo->hidden == 0)
+		lo->hidden = ds[0];
+	else if (lo->hidden != ds[0])
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "layer %d: hidden size %" PRId64 " differs from %" PRId64 " in layer %d",
+				 ly->index, ds[0], lo->hidden, lo->layers[0].index);
 	return 0;
 }
 
-/* Shapes, dtypes and the alignment axis of every expert tensor of a layer. */
+/* Tensor x of suffix s against the first expert's (first): the same shape,
+ * floating, E experts when stacked, and the FFN width where --align
+ * permutes it. */
+static int check_expert_tensor(const struct weld_moe_layout *lo, const struct weld_moe_layer *ly,
+			       int s, const struct weld_tensor_info *x,
+			       const struct weld_tensor_info *first, struct weld_error *err)
+{
+	int64_t dims[WELD_MAX_DIMS];
+	const int nd = mat_dims(lo, x, dims);
+	bool same = x->ndim == first->ndim;
+
+	for (int k = 0; same && k < x->ndim; k++)
+		same = x->shape[k] == first->shape[k];
+	if (!same)
+		return weld_fail(err, WELD_ERR_MISMATCH, "tensor '%s': shape differs from '%s'",
+				 x->name, first->name);
+	if (!weld_dtype_is_float(x->dtype))
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "tensor '%s': dtype %s cannot be merged (expert tensors must be floating)",
+				 x->name, weld_dtype_name(x->dtype));
+	if (lo->stacked && (x->ndim < 2 || x->shape[0] != lo->n_experts))
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "tensor '%s': first dimension %" PRId64 " is not the %d experts of the model",
+				 x->name, x->ndim ? x->shape[0] : 0, lo->n_experts);
+	if (lo->axis[s] == WELD_MOE_AXIS_ROWS && (nd < 1 || dims[0] != ly->ffn))
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "tensor '%s': %s dimension is not the FFN width %" PRId64,
+				 x->name, lo->stacked ? "second" : "first", ly->ffn);
+	if (lo->axis[s] == WELD_MOE_AXIS_HALVES && (nd < 1 || dims[0] != 2 * ly->ffn))
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "tensor '%s': %s dimension is not twice the FFN width %" PRId64 " (gate and up)",
+				 x->name, lo->stacked ? "second" : "first", ly->ffn);
+	if (lo->axis[s] == WELD_MOE_AXIS_COLS && (nd < 2 || dims[1] != ly->ffn))
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "tensor '%s': %s dimension is not the FFN width %" PRId64,
+				 x->name, lo->stacked ? "third" : "second", ly->ffn);
+	return 0;
+}
+
+/* Shapes, dtypes and the alignment axis of every expert tensor of a layer,
+ * and the size of each expert's matrices (ly->slice, ly->rows). */
 static int check_layer_tensors(struct weld_moe_layout *lo, struct weld_moe_layer *ly,
 			       const struct weld_tensor_info *const *t, struct weld_error *err)
 {
 	const int ns = lo->n_suffix;
-	const struct weld_tensor_info *g = t[ly->tensor[lo->gate_suffix]];
-	const struct weld_tensor_info *u = t[ly->tensor[lo->up_suffix]];
-	const struct weld_tensor_info *d = t[ly->tensor[lo->down_suffix]];
 
-	if (g->ndim != 2 || u->ndim != 2 || d->ndim != 2 ||
-	    u->shape[0] != g->shape[0] || u->shape[1] != g->shape[1] ||
-	    d->shape[0] != g->shape[1] || d->shape[1] != g->shape[0])
-		return weld_fail(err, WELD_ERR_FORMAT,
-				 "layer %d: expert shapes do not form an FFN: '%s' %dD [%" PRId64 ", ...], "
-				 "'%s' %dD, '%s' %dD (expected [F, H], [F, H], [H, F])",
-				 ly->index, g->name, g->ndim, g->ndim ? g->shape[0] : 0,
-				 u->name, u->ndim, d->name, d->ndim);
-	ly->ffn = g->shape[0];
-	if (lo->hidden == 0)
-		lo->hidden = g->shape[1];
-	else if (lo->hidden != g->shape[1])
-		return weld_fail(err, WELD_ERR_FORMAT,
-				 "layer %d: hidden size %" PRId64 " differs from %" PRId64 " in layer %d",
-				 ly->index, g->shape[1], lo->hidden, lo->layers[0].index);
-
+	if (check_ffn(lo, ly, t, err) < 0)
+		return -1;
 	for (int s = 0; s < ns; s++) {
 		const struct weld_tensor_info *first = t[ly->tensor[s]];
+		int64_t dims[WELD_MAX_DIMS];
 
-		for (int e = 0; e < lo->n_experts; e++) {
-			const struct weld_tensor_info *x = t[ly->tensor[(size_t)e * (size_t)ns + (size_t)s]];
-			bool same = x->ndim == first->ndim;
-
-			for (int k = 0; same && k < x->ndim; k++)
-				same = x->shape[k] == first->shape[k];
-			if (!same)
-				return weld_fail(err, WELD_ERR_MISMATCH,
-						 "tensor '%s': shape differs from '%s'", x->name, first->name);
-			if (!weld_dtype_is_float(x->dtype))
-				return weld_fail(err, WELD_ERR_FORMAT,
-						 "tensor '%s': dtype %s cannot be merged (expert tensors must be floating)",
-						 x->name, weld_dtype_name(x->dtype));
-		}
-		if (lo->axis[s] == WELD_MOE_AXIS_ROWS &&
-		    (first->ndim < 1 || first->shape[0] != ly->ffn))
-			return weld_fail(err, WELD_ERR_FORMAT,
-					 "tensor '%s': first dimension is not the FFN width %" PRId64,
-					 first->name, ly->ffn);
-		if (lo->axis[s] == WELD_MOE_AXIS_COLS && first->shape[1] != ly->ffn)
-			return weld_fail(err, WELD_ERR_FORMAT,
-					 "tensor '%s': second dimension is not the FFN width %" PRId64,
-					 first->name, ly->ffn);
+		for (int e = 0; e < lo->n_experts; e++)
+			if (check_expert_tensor(lo, ly, s, t[ly->tensor[(size_t)e * (size_t)ns + (size_t)s]],
+						first, err) < 0)
+				return -1;
+		ly->slice[s] = lo->stacked ? first->nelem / (uint64_t)lo->n_experts : first->nelem;
+		ly->rows[s] = mat_dims(lo, first, dims) >= 1 && dims[0] > 0 ? dims[0] : 1;
 	}
 	return 0;
 }
@@ -273,6 +292,7 @@ struct name_scan {
 	int npre, cap;
 	const struct moe_style *style;
 	const char *example;   /* the last expert tensor seen, for messages */
+	const char *per, *stacked;  /* a per-expert and a stacked tensor seen */
 };
 
 static void scan_release(struct name_scan *sc)
@@ -289,12 +309,31 @@ static int check_projection(const struct moe_style *st, const char *suffix, cons
 {
 	const size_t pl = strcspn(suffix, ".");
 
-	for (int p = 0; p < 3; p++)
-		if (strlen(st->proj[p]) == pl && memcmp(suffix, st->proj[p], pl) == 0)
+	for (int p = 0; p < 4; p++) {
+		const char *proj = p < 3 ? st->proj[p] : st->fused;
+
+		if (proj && strlen(proj) == pl && memcmp(suffix, proj, pl) == 0)
 			return 0;
+	}
 	return weld_fail(err, WELD_ERR_FORMAT,
-			 "tensor '%s': unknown expert tensor '%s' (expected %s, %s or %s)",
-			 name, suffix, st->proj[0], st->proj[1], st->proj[2]);
+			 "tensor '%s': unknown expert tensor '%s' (expected %s, %s or %s%s%s)",
+			 name, suffix, st->proj[0], st->proj[1], st->proj[2],
+			 st->fused ? ", or fused " : "", st->fused ? st->fused : "");
+}
+
+/* Quantisation scales of an expert ("gate_proj.weight_scale_inv",
+ * "down_proj_scales_inv", "...weight_scale", "...input_scale") are not
+ * weights to merge: the model reader decodes them with their weights when
+ * it knows the format, and then never lists them. Listed, they are
+ * refused: merging raw 8-bit values and their scales apart is wrong. */
+static int check_not_scale(const char *suffix, const char *name, struct weld_error *err)
+{
+	if (!strstr(suffix, "_scale") && !strstr(suffix, ".scale"))
+		return 0;
+	return weld_fail(err, WELD_ERR_FORMAT,
+			 "tensor '%s': expert weights stored with scales (FP8 or another quantisation) "
+			 "that this model reader does not decode; expert-merge merges decoded weights "
+			 "only (convert the checkpoint to BF16 first)", name);
 }
 
 /* Index of the prefix name[0..plen) in the scan, added if new; -1 if out
@@ -365,13 +404,25 @@ static int scan_names(struct name_scan *sc, struct weld_moe_layout *lo,
 			return weld_fail(err, WELD_ERR_FORMAT,
 					 "tensor '%s': expert index %ld is too large", t[i]->name, e);
 		/* "experts.01." would be taken for "experts.1.": two tensors, one slot */
-		if (suffix - (t[i]->name + plen + 8) > 2 && t[i]->name[plen + 8] == '0')
+		if (e >= 0 && suffix - (t[i]->name + plen + 8) > 2 && t[i]->name[plen + 8] == '0')
 			return weld_fail(err, WELD_ERR_FORMAT,
 					 "tensor '%s': expert index '%.*s' has a leading zero (the same number as expert %ld)",
 					 t[i]->name, (int)(suffix - (t[i]->name + plen + 8) - 1),
 					 t[i]->name + plen + 8, e);
-		if (check_projection(st, suffix, t[i]->name, err) < 0)
+		if (check_projection(st, suffix, t[i]->name, err) < 0 ||
+		    check_not_scale(suffix, t[i]->name, err) < 0)
 			return -1;
+		if (e < 0 && (t[i]->ndim < 2 || t[i]->shape[0] < 1 || t[i]->shape[0] > MAX_EXPERTS))
+			return weld_fail(err, WELD_ERR_FORMAT,
+					 "tensor '%s': stacked experts need a shape [E, ...] with 1 <= E <= %d, not %dD [%" PRId64 ", ...]",
+					 t[i]->name, MAX_EXPERTS, t[i]->ndim, t[i]->ndim ? t[i]->shape[0] : 0);
+		*(e < 0 ? &sc->stacked : &sc->per) = t[i]->name;
+		if (sc->per && sc->stacked)
+			return weld_fail(err, WELD_ERR_FORMAT,
+					 "tensor '%s': stacked experts ('%s') mixed with per-expert tensors ('%s')",
+					 t[i]->name, sc->stacked, sc->per);
+		if (e < 0)
+			e = (long)t[i]->shape[0] - 1;
 		if ((k = add_prefix(sc, t[i]->name, plen)) < 0)
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		if (e > sc->pre[k].max_expert)
@@ -380,34 +431,54 @@ static int scan_names(struct name_scan *sc, struct weld_moe_layout *lo,
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	}
 	if (sc->npre <= 0)
-		return no_experts_error(t, n, lo->model_type, err);
+		return no_experts_error(t, n, lo->cfg.model_type, err);
 	lo->style = sc->style->name;
+	lo->stacked = sc->stacked != NULL;
 	return 0;
 }
 
+/* Index of projection proj's main weight among the suffixes: "<proj>.weight"
+ * (per expert), or "<proj>" (stacked); -1 if absent. */
+static int find_main(const struct weld_moe_layout *lo, const char *proj)
+{
+	char want[64];
+
+	snprintf(want, sizeof(want), lo->stacked ? "%s" : "%s.weight", proj);
+	return find_string(lo->suffix, lo->n_suffix, want);
+}
+
 /*
- * Step 2: suffixes sorted by name, the three main weights required, and
- * the --align axis of each suffix: the down projection's weight is
- * permuted by columns, its other tensors not at all, every other tensor
- * by rows. first_prefix names the layer in the message.
+ * Step 2: suffixes sorted by name, the main weights required (gate, up and
+ * down, or fused gate_up and down), and the --align axis of each suffix:
+ * the down projection's weight is permuted by columns, its other tensors
+ * not at all, fused gate_up tensors in both halves of their rows, every
+ * other tensor by rows. first_prefix names the layer in the message.
  */
 static int set_suffixes(struct weld_moe_layout *lo, const struct moe_style *style,
 			const char *first_prefix, struct weld_error *err)
 {
 	int *main_idx[3] = { &lo->gate_suffix, &lo->up_suffix, &lo->down_suffix };
+	const int fused = style->fused ? find_main(lo, style->fused) : -1;
 
 	qsort(lo->suffix, (size_t)lo->n_suffix, sizeof(*lo->suffix), cmp_str_ptr);
 	lo->axis = malloc((size_t)lo->n_suffix * sizeof(*lo->axis));
 	if (!lo->axis)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	lo->fused = fused >= 0;
 	for (int p = 0; p < 3; p++) {
-		char want[64];
-
-		snprintf(want, sizeof(want), "%s.weight", style->proj[p]);
-		*main_idx[p] = find_string(lo->suffix, lo->n_suffix, want);
+		if (lo->fused && p < 2) {
+			if (find_main(lo, style->proj[p]) >= 0)
+				return weld_fail(err, WELD_ERR_FORMAT,
+						 "'%sexperts': both fused '%s' and separate '%s' tensors",
+						 first_prefix, style->fused, style->proj[p]);
+			*main_idx[p] = find_main(lo, style->fused);
+			continue;
+		}
+		*main_idx[p] = find_main(lo, style->proj[p]);
 		if (*main_idx[p] < 0)
-			return weld_fail(err, WELD_ERR_FORMAT, "no '%sexperts.0.%s' tensors in '%s' MoE",
-					 first_prefix, want, style->name);
+			return weld_fail(err, WELD_ERR_FORMAT, "no '%sexperts.%s%s%s' tensors in '%s' MoE",
+					 first_prefix, lo->stacked ? "" : "0.", style->proj[p],
+					 lo->stacked ? "" : ".weight", style->name);
 	}
 	for (int s = 0; s < lo->n_suffix; s++) {
 		const size_t pl = strcspn(lo->suffix[s], ".");
@@ -415,6 +486,9 @@ static int set_suffixes(struct weld_moe_layout *lo, const struct moe_style *styl
 		if (strncmp(lo->suffix[s], style->proj[2], pl) == 0 &&
 		    strlen(style->proj[2]) == pl)
 			lo->axis[s] = s == lo->down_suffix ? WELD_MOE_AXIS_COLS : WELD_MOE_AXIS_NONE;
+		else if (lo->fused && strncmp(lo->suffix[s], style->fused, pl) == 0 &&
+			 strlen(style->fused) == pl)
+			lo->axis[s] = WELD_MOE_AXIS_HALVES;
 		else
 			lo->axis[s] = WELD_MOE_AXIS_ROWS;
 	}
@@ -452,7 +526,9 @@ static int make_layers(struct weld_moe_layout *lo, struct name_scan *sc, struct 
 			return weld_fail(err, WELD_ERR_FORMAT,
 					 "'%sexperts': cannot tell which layer this is", ly->prefix);
 		ly->tensor = malloc(cells * sizeof(*ly->tensor));
-		if (!ly->tensor)
+		ly->slice = calloc((size_t)lo->n_suffix, sizeof(*ly->slice));
+		ly->rows = calloc((size_t)lo->n_suffix, sizeof(*ly->rows));
+		if (!ly->tensor || !ly->slice || !ly->rows)
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		for (size_t c = 0; c < cells; c++)
 			ly->tensor[c] = SIZE_MAX;
@@ -490,7 +566,9 @@ static void set_role(struct weld_moe_layout *lo, size_t i, const char *name)
 		r->layer = l;
 		r->expert = (int)e;
 		r->suffix = find_string(lo->suffix, lo->n_suffix, suffix);
-		lo->layers[l].tensor[(size_t)e * (size_t)lo->n_suffix + (size_t)r->suffix] = i;
+		/* a stacked tensor holds every expert (its E is checked later) */
+		for (int x = e < 0 ? 0 : (int)e; x < (e < 0 ? lo->n_experts : (int)e + 1); x++)
+			lo->layers[l].tensor[(size_t)x * (size_t)lo->n_suffix + (size_t)r->suffix] = i;
 		return;
 	}
 	for (int l = 0; l < lo->n_layers; l++) {
@@ -543,9 +621,9 @@ static int check_layer(struct weld_moe_layout *lo, struct weld_moe_layer *ly,
 }
 
 /* Step 5: every layer checked, every router tensor has a row per expert,
- * and E agrees with config.json's expert counts (counts[k], -1 if absent). */
+ * and config.json agrees (moe_config.c). */
 static int check_layers(struct weld_moe_layout *lo, const struct weld_tensor_info *const *t,
-			size_t n, const int *counts, struct weld_error *err)
+			size_t n, struct weld_error *err)
 {
 	for (int l = 0; l < lo->n_layers; l++)
 		if (check_layer(lo, &lo->layers[l], t, err) < 0)
@@ -556,12 +634,7 @@ static int check_layers(struct weld_moe_layout *lo, const struct weld_tensor_inf
 			return weld_fail(err, WELD_ERR_FORMAT,
 					 "router '%s': first dimension %" PRId64 ", expected the %d experts",
 					 t[i]->name, t[i]->ndim ? t[i]->shape[0] : 0, lo->n_experts);
-	for (size_t k = 0; k < N_EXPERT_KEYS; k++)
-		if (counts[k] >= 0 && counts[k] != lo->n_experts)
-			return weld_fail(err, WELD_ERR_MISMATCH,
-					 "config.json: %s is %d but layer %d has %d experts",
-					 expert_keys[k], counts[k], lo->layers[0].index, lo->n_experts);
-	return 0;
+	return weld_moe_config_check(&lo->cfg, lo->n_experts, lo->layers[0].index, err);
 }
 
 int weld_moe_layout_detect(struct weld_moe_layout *lo,
@@ -570,16 +643,15 @@ int weld_moe_layout_detect(struct weld_moe_layout *lo,
 			   struct weld_error *err)
 {
 	struct name_scan sc = { 0 };
-	int counts[N_EXPERT_KEYS];
 	int ret = -1;
 
 	memset(lo, 0, sizeof(*lo));
-	if (read_config(lo, config, config_len, counts, err) < 0 ||
+	if (weld_moe_config_parse(&lo->cfg, config, config_len, err) < 0 ||
 	    scan_names(&sc, lo, t, n, err) < 0 ||
 	    set_suffixes(lo, sc.style, sc.pre[0].prefix, err) < 0 ||
 	    make_layers(lo, &sc, err) < 0 ||
 	    assign_roles(lo, t, n, err) < 0 ||
-	    check_layers(lo, t, n, counts, err) < 0)
+	    check_layers(lo, t, n, err) < 0)
 		weld_moe_layout_release(lo);
 	else
 		ret = 0;
@@ -599,44 +671,11 @@ void weld_moe_layout_release(struct weld_moe_layout *lo)
 		for (int l = 0; l < lo->n_layers; l++) {
 			free(lo->layers[l].prefix);
 			free(lo->layers[l].tensor);
+			free(lo->layers[l].slice);
+			free(lo->layers[l].rows);
 		}
 	free(lo->layers);
 	free(lo->roles);
-	free(lo->model_type);
+	weld_moe_config_release(&lo->cfg);
 	memset(lo, 0, sizeof(*lo));
-}
-
-int weld_moe_config_set_experts(void *ctx, void *cjson_root, struct weld_error *err)
-{
-	const int g = *(const int *)ctx;
-	cJSON *root = cjson_root;
-
-	(void)err;
-	for (size_t k = 0; k < N_EXPERT_KEYS; k++) {
-		cJSON *v = cJSON_GetObjectItemCaseSensitive(root, expert_keys[k]);
-
-		if (cJSON_IsNumber(v))
-			cJSON_SetNumberValue(v, g);
-	}
-	return 0;
-}
-
-int weld_moe_read_config(const weld_model *m, char **text, size_t *len, struct weld_error *err)
-{
-	struct weld_error e = { 0 };
-	char *path;
-	int r;
-
-	*text = NULL;
-	*len = 0;
-	if (!(path = weld_path_join(weld_model_dir(m), "config.json")))
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	r = weld_read_small_file(path, WELD_MOE_MAX_TEXT, text, len, &e);
-	free(path);
-	/* config.json is optional: the tensor names alone can decide */
-	if (r < 0 && e.sys_errno == ENOENT)
-		return 0;
-	if (r < 0 && err)
-		*err = e;
-	return r;
 }

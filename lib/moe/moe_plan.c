@@ -45,17 +45,31 @@ static int check_compact(const struct weld_moe_plan *p, struct weld_error *err)
 				 "--layout compact needs the same number of groups in every layer, "
 				 "but the global allocation gave between %d and %d "
 				 "(use --uniform-groups, or --layout alias)", lo_g, hi_g);
-	if (lo->experts_per_tok > p->groups[0])
+	if (lo->cfg.experts_per_tok > p->groups[0])
 		return weld_fail(err, WELD_ERR_ARG,
 				 "--layout compact: config.json routes each token to %d experts "
 				 "(num_experts_per_tok), more than the %d groups",
-				 lo->experts_per_tok, p->groups[0]);
+				 lo->cfg.experts_per_tok, p->groups[0]);
 	for (int l = 0; l < lo->n_layers; l++)
 		if (lo->layers[l].router < 0)
 			return weld_fail(err, WELD_ERR_FORMAT,
 					 "--layout compact: layer %d has no router '%sgate.weight' to shrink",
 					 lo->layers[l].index, lo->layers[l].prefix);
 	return 0;
+}
+
+/* The routing keys of config.json: changed only by the compact layout. */
+static int plan_config(struct weld_moe_plan *p, struct weld_error *err)
+{
+	const struct weld_moe_config *c = &p->layout.cfg;
+
+	if (p->opts.layout != WELD_MOE_OUT_COMPACT) {
+		p->compact.experts = p->layout.n_experts;
+		p->compact.n_group = c->n_group;
+		p->compact.topk_group = c->topk_group;
+		return 0;
+	}
+	return check_compact(p, err) < 0 ? -1 : weld_moe_config_compact(c, p->groups[0], &p->compact, err);
 }
 
 /* Where the similarities of the `needed` layers that merge came from. */
@@ -151,7 +165,7 @@ int weld_moe_plan_build(struct weld_moe_plan *p, const weld_model *m,
 		goto out;
 	if (weld_moe_allocate(p->stats.freq, l_n, e_n, o->groups, o->uniform_groups,
 			      p->groups, err) < 0 ||
-	    (o->layout == WELD_MOE_OUT_COMPACT && check_compact(p, err) < 0) ||
+	    plan_config(p, err) < 0 ||
 	    group_layers(p, m, simbuf, err) < 0 ||
 	    (o->align && weld_moe_align_plan(p, err) < 0))
 		goto out;

@@ -96,7 +96,7 @@ int weld_moe_weight_similarity(const weld_model *m, const struct weld_moe_layout
 	int ret = -1;
 
 	for (int s = 0; s < lo->n_suffix; s++) {
-		const uint64_t ne = weld_model_tensor(m, weld_moe_tensor_of(lo, l, 0, s))->nelem;
+		const uint64_t ne = lo->layers[l].slice[s];
 
 		if (ne > largest)
 			largest = ne;
@@ -117,13 +117,14 @@ int weld_moe_weight_similarity(const weld_model *m, const struct weld_moe_layout
 	for (int e = 0; e < e_n; e++)
 		x[e] = data + (size_t)e * (size_t)chunk;
 	for (int s = 0; s < lo->n_suffix; s++) {
-		const uint64_t ne = weld_model_tensor(m, weld_moe_tensor_of(lo, l, 0, s))->nelem;
+		const uint64_t ne = lo->layers[l].slice[s];
 
 		for (uint64_t off = 0; off < ne; off += chunk) {
 			const size_t len = (size_t)(ne - off < chunk ? ne - off : chunk);
 
 			for (int e = 0; e < e_n; e++)
-				if (weld_model_read_f32(m, weld_moe_tensor_of(lo, l, e, s), off, len,
+				if (weld_model_read_f32(m, weld_moe_tensor_of(lo, l, e, s),
+							weld_moe_first_of(lo, l, e, s) + off, len,
 							data + (size_t)e * (size_t)chunk, scratch, err) < 0)
 					goto out;
 			weld_moe_gram_update(gram, e_n, x, len);

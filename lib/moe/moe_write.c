@@ -4,8 +4,10 @@
  * routers in the compact one), the copy of every other tensor, then layer
  * by layer the merge of each group, streamed in row chunks sized from
  * --max-memory; with --align the members' neurons are permuted first.
- * Sums run over members in index order, so the bytes do not depend on -j
- * or on the chunk size.
+ * An expert is a matrix: a whole tensor, or one slice of a stacked
+ * [E, ...] tensor, whose slices are then written in order. With --part
+ * only the tensors of this part's shards are merged. Sums run over members
+ * in index order, so the bytes do not depend on -j or on the chunk size.
  */
 #include "moe_impl.h"
 #include "kernels.h"
@@ -112,6 +114,8 @@ static int copy_plain(struct write_ctx *c, const struct weld_out_tensor *ot)
 		if (r->role == WELD_MOE_EXPERT)
 			continue;
 		wi = c->widx[k];
+		if (!weld_writer_holds(c->w, wi))
+			continue;
 		if (r->role == WELD_MOE_ROUTER && p->opts.layout == WELD_MOE_OUT_COMPACT) {
 			const int e_n = p->layout.n_experts;
 			const int *dom = p->dominant + (size_t)r->layer * (size_t)e_n;
@@ -135,27 +139,47 @@ out:
 	return ret;
 }
 
-/* Rows [r0, r1) of a [rows, cols] view of tensor i, aligned by perm if given. */
-static int read_rows(struct write_ctx *c, size_t i, uint64_t r0, uint64_t r1, uint64_t cols,
-		     const int *perm, enum weld_moe_axis axis, float *dst, void *scratch,
-		     float *tmp)
+/* One expert matrix: where it starts in tensor i, its columns, and the
+ * permutation of its FFN neurons (perm of width f along axis), or none. */
+struct mat_src {
+	size_t i;
+	uint64_t first, cols;
+	const int *perm;
+	enum weld_moe_axis axis;
+	int64_t f;
+};
+
+/* The source row of output row r under the permutation. */
+static uint64_t src_row(const struct mat_src *x, uint64_t r)
 {
-	if (perm && axis == WELD_MOE_AXIS_ROWS) {
+	if (x->axis == WELD_MOE_AXIS_HALVES)
+		return r < (uint64_t)x->f ? (uint64_t)x->perm[r]
+					  : (uint64_t)x->f + (uint64_t)x->perm[r - (uint64_t)x->f];
+	return (uint64_t)x->perm[r];
+}
+
+/* Rows [r0, r1) of a matrix, aligned by its permutation if it has one. */
+static int read_rows(struct write_ctx *c, const struct mat_src *x, uint64_t r0, uint64_t r1,
+		     float *dst, void *scratch, float *tmp)
+{
+	const uint64_t cols = x->cols;
+
+	if (x->perm && (x->axis == WELD_MOE_AXIS_ROWS || x->axis == WELD_MOE_AXIS_HALVES)) {
 		for (uint64_t r = r0; r < r1; r++)
-			if (weld_model_read_f32(c->m, i, (uint64_t)perm[r] * cols, (size_t)cols,
+			if (weld_model_read_f32(c->m, x->i, x->first + src_row(x, r) * cols, (size_t)cols,
 						dst + (size_t)(r - r0) * (size_t)cols, scratch, c->err) < 0)
 				return -1;
 		return 0;
 	}
-	if (weld_model_read_f32(c->m, i, r0 * cols, (size_t)((r1 - r0) * cols), dst, scratch,
-				c->err) < 0)
+	if (weld_model_read_f32(c->m, x->i, x->first + r0 * cols, (size_t)((r1 - r0) * cols), dst,
+				scratch, c->err) < 0)
 		return -1;
-	if (perm && axis == WELD_MOE_AXIS_COLS) {
+	if (x->perm && x->axis == WELD_MOE_AXIS_COLS) {
 		for (uint64_t r = r0; r < r1; r++) {
 			float *row = dst + (size_t)(r - r0) * (size_t)cols;
 
 			for (uint64_t k = 0; k < cols; k++)
-				tmp[k] = row[perm[k]];
+				tmp[k] = row[x->perm[k]];
 			memcpy(row, tmp, (size_t)cols * sizeof(float));
 		}
 	}
@@ -174,8 +198,9 @@ static int merge_tensor(struct write_ctx *c, int l, int s, const int *members, i
 	const struct weld_tensor_info *t0 = weld_model_tensor(c->m, weld_moe_tensor_of(lo, l, members[0], s));
 	const enum weld_dtype out = merged_dtype(c->p, t0->dtype);
 	const enum weld_moe_axis axis = perm ? lo->axis[s] : WELD_MOE_AXIS_NONE;
-	const uint64_t rows = t0->ndim >= 1 && t0->shape[0] > 0 ? (uint64_t)t0->shape[0] : 1;
-	const uint64_t cols = t0->nelem / rows;
+	const uint64_t slice = lo->layers[l].slice[s];
+	const uint64_t rows = (uint64_t)lo->layers[l].rows[s];
+	const uint64_t cols = slice / rows;
 	const int64_t f = lo->layers[l].ffn;
 	/* per row: member rows and the merged row (float), encode + read scratch */
 	const uint64_t per_row = cols * ((uint64_t)(nm + 1) * sizeof(float) + 16);
@@ -185,7 +210,7 @@ static int merge_tensor(struct write_ctx *c, int l, int s, const int *members, i
 	void *enc = NULL, *scratch = NULL;
 	int ret = -1;
 
-	if (t0->nelem == 0)
+	if (slice == 0)
 		return 0;
 	if (step < 1)
 		step = 1;
@@ -207,13 +232,18 @@ static int merge_tensor(struct write_ctx *c, int l, int s, const int *members, i
 
 		for (int k = 0; k < nm; k++) {
 			const int e = members[k];
-			const int *pe = perm && has[e] ? perm + (size_t)e * (size_t)f : NULL;
-
+			const struct mat_src x = {
+				.i = weld_moe_tensor_of(lo, l, e, s),
+				.first = weld_moe_first_of(lo, l, e, s),
+				.cols = cols,
+				.perm = perm && has[e] ? perm + (size_t)e * (size_t)f : NULL,
+				.axis = axis,
+				.f = f,
+			};
 			float *buf = src + (size_t)k * (size_t)(step * cols);
 
 			srcp[k] = buf;
-			if (read_rows(c, weld_moe_tensor_of(lo, l, e, s), r0, r1, cols, pe, axis, buf,
-				      scratch, tmp) < 0)
+			if (read_rows(c, &x, r0, r1, buf, scratch, tmp) < 0)
 				goto out;
 			if (!c->p->opts.allow_nonfinite && weld_k_count_nonfinite(buf, len)) {
 				weld_nonfinite_error(c->m, weld_moe_tensor_of(lo, l, e, s), c->err);
@@ -231,8 +261,11 @@ static int merge_tensor(struct write_ctx *c, int l, int s, const int *members, i
 					      c->err) < 0)
 				goto out;
 	}
-	for (int k = 0; k < nm; k++)
-		report(c, weld_model_tensor(c->m, weld_moe_tensor_of(lo, l, members[k], s))->nbytes);
+	for (int k = 0; k < nm; k++) {
+		const struct weld_tensor_info *t = weld_model_tensor(c->m, weld_moe_tensor_of(lo, l, members[k], s));
+
+		report(c, t->nelem ? (uint64_t)((double)t->nbytes * (double)slice / (double)t->nelem) : 0);
+	}
 	ret = 0;
 out:
 	free(src);
@@ -244,12 +277,84 @@ out:
 	return ret;
 }
 
+/* Keep the targets this part writes (all of them without --part); their
+ * count. */
+static int held_targets(const struct write_ctx *c, size_t *targets, int nt)
+{
+	int k = 0;
+
+	for (int i = 0; i < nt; i++)
+		if (weld_writer_holds(c->w, targets[i]))
+			targets[k++] = targets[i];
+	return k;
+}
+
+/* Does this part write any expert tensor of layer l? */
+static bool layer_held(const struct write_ctx *c, int l)
+{
+	const struct weld_moe_layout *lo = &c->p->layout;
+
+	for (int e = 0; e < lo->n_experts; e++)
+		for (int s = 0; s < lo->n_suffix; s++) {
+			const int64_t o = c->out_of[weld_moe_tensor_of(lo, l, e, s)];
+
+			if (o >= 0 && weld_writer_holds(c->w, c->widx[o]))
+				return true;
+		}
+	return false;
+}
+
+/* The members of group g of layer l (ascending) and their merge
+ * coefficients: their count. */
+static int group_of(const struct weld_moe_plan *p, int l, int g, int *members, float *coef)
+{
+	const int e_n = p->layout.n_experts;
+	const int *label = p->label + (size_t)l * (size_t)e_n;
+	int nm = 0;
+
+	for (int e = 0; e < e_n; e++)
+		if (label[e] == g)
+			members[nm++] = e;
+	weld_moe_merge_coefs(p->stats.freq ? p->stats.freq + (size_t)l * (size_t)e_n : NULL,
+			     1.0 / e_n, members, nm, coef);
+	return nm;
+}
+
+/*
+ * Stacked experts: each suffix is one output tensor whose expert slices
+ * must be written in order, so each slot (expert e in the alias layout,
+ * group g in the compact one) merges its group in turn; in the alias
+ * layout a group of n members is merged n times.
+ */
+static int merge_stacked(struct write_ctx *c, int l, int *members, float *coef,
+			 const int *perm, const bool *has)
+{
+	const struct weld_moe_plan *p = c->p;
+	const struct weld_moe_layout *lo = &p->layout;
+	const bool compact = p->opts.layout == WELD_MOE_OUT_COMPACT;
+	const int slots = compact ? p->groups[l] : lo->n_experts;
+
+	for (int s = 0; s < lo->n_suffix; s++) {
+		size_t target = c->widx[c->out_of[weld_moe_tensor_of(lo, l, 0, s)]];
+
+		if (!weld_writer_holds(c->w, target))
+			continue;
+		for (int k = 0; k < slots; k++) {
+			const int g = compact ? k : p->label[(size_t)l * (size_t)lo->n_experts + (size_t)k];
+			const int nm = group_of(p, l, g, members, coef);
+
+			if (merge_tensor(c, l, s, members, nm, coef, perm, has, &target, 1) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
 static int merge_layer(struct write_ctx *c, int l)
 {
 	const struct weld_moe_plan *p = c->p;
 	const struct weld_moe_layout *lo = &p->layout;
 	const int e_n = lo->n_experts;
-	const int *label = p->label + (size_t)l * (size_t)e_n;
 	int *members = malloc((size_t)e_n * sizeof(*members));
 	float *coef = malloc((size_t)e_n * sizeof(*coef));
 	size_t *targets = malloc((size_t)e_n * sizeof(*targets));
@@ -257,6 +362,10 @@ static int merge_layer(struct write_ctx *c, int l)
 	bool *has = NULL;
 	int ret = -1;
 
+	if (!layer_held(c, l)) {
+		ret = 0;
+		goto out;
+	}
 	if (!members || !coef || !targets) {
 		weld_fail(c->err, WELD_ERR_NOMEM, "out of memory");
 		goto out;
@@ -271,14 +380,13 @@ static int merge_layer(struct write_ctx *c, int l)
 		if (weld_moe_align_layer(p, c->m, l, perm, has, c->err) < 0)
 			goto out;
 	}
+	if (lo->stacked) {
+		ret = merge_stacked(c, l, members, coef, perm, has);
+		goto out;
+	}
 	for (int g = 0; g < p->groups[l]; g++) {
-		int nm = 0;
+		const int nm = group_of(p, l, g, members, coef);
 
-		for (int e = 0; e < e_n; e++)
-			if (label[e] == g)
-				members[nm++] = e;
-		weld_moe_merge_coefs(p->stats.freq ? p->stats.freq + (size_t)l * (size_t)e_n : NULL,
-				     1.0 / e_n, members, nm, coef);
 		for (int s = 0; s < lo->n_suffix; s++) {
 			int nt = 0;
 
@@ -293,7 +401,8 @@ static int merge_layer(struct write_ctx *c, int l)
 					targets[nt++] = c->widx[o];
 				}
 			}
-			if (merge_tensor(c, l, s, members, nm, coef, perm, has, targets, nt) < 0)
+			nt = held_targets(c, targets, nt);
+			if (nt && merge_tensor(c, l, s, members, nm, coef, perm, has, targets, nt) < 0)
 				goto out;
 		}
 	}
@@ -334,7 +443,9 @@ static int build_outputs(const struct weld_moe_plan *p, const weld_model *m,
 				weld_model_tensor(m, weld_moe_tensor_of(lo, r->layer, 0, r->suffix));
 
 			o->dtype = merged_dtype(p, t0->dtype);
-			if (compact) {
+			if (compact && lo->stacked) {
+				o->shape[0] = p->groups[r->layer];
+			} else if (compact) {
 				const char *prefix = lo->layers[r->layer].prefix;
 				const char *suffix = lo->suffix[r->suffix];
 				const size_t len = strlen(prefix) + strlen(suffix) + 32;
@@ -358,12 +469,12 @@ static int build_outputs(const struct weld_moe_plan *p, const weld_model *m,
  * Open the writer on the count output tensors ot, adding to wopts the
  * expert_groups.json text (*groups_json, the caller frees it), the
  * torch_dtype of an explicit --dtype and, in the compact layout, the edit
- * that sets config.json's expert counts to *compact_groups (which must
- * live until the commit). Fills c->w and c->widx.
+ * that sets config.json's expert counts and group routing to *compact
+ * (which must live until the commit). Fills c->w and c->widx.
  */
 static int open_writer(struct write_ctx *c, const char *out_dir, const struct weld_out_tensor *ot,
 		       size_t count, const struct weld_writer_opts *wopts, char **groups_json,
-		       int *compact_groups)
+		       struct weld_moe_compact *compact)
 {
 	const struct weld_moe_plan *p = c->p;
 	struct weld_writer_opts wo = *wopts;
@@ -377,7 +488,7 @@ static int open_writer(struct write_ctx *c, const char *out_dir, const struct we
 		wo.torch_dtype = weld_dtype_torch_name(p->opts.out_dtype);
 	if (p->opts.layout == WELD_MOE_OUT_COMPACT) {
 		wo.edit_config = weld_moe_config_set_experts;
-		wo.edit_config_ctx = compact_groups;
+		wo.edit_config_ctx = compact;
 	}
 	if (weld_writer_open(&c->w, out_dir, ot, count, &wo, c->err) < 0)
 		return -1;
@@ -401,7 +512,7 @@ int weld_moe_write(const struct weld_moe_plan *p, const weld_model *m,
 	int64_t *out_of = malloc((n ? n : 1) * sizeof(*out_of));
 	struct write_ctx c = { 0 };
 	char *groups_json = NULL;
-	int compact_groups = p->groups ? p->groups[0] : 0;
+	struct weld_moe_compact compact = p->compact;
 	size_t count = 0;
 	int ret = -1;
 
@@ -425,7 +536,7 @@ int weld_moe_write(const struct weld_moe_plan *p, const weld_model *m,
 	for (size_t i = 0; i < n; i++)
 		c.total += weld_model_tensor(m, i)->nbytes;
 	if (build_outputs(p, m, ot, &count, out_of, names, err) < 0 ||
-	    open_writer(&c, out_dir, ot, count, wopts, &groups_json, &compact_groups) < 0 ||
+	    open_writer(&c, out_dir, ot, count, wopts, &groups_json, &compact) < 0 ||
 	    copy_plain(&c, ot) < 0)
 		goto out;
 	for (int l = 0; l < p->layout.n_layers; l++)

@@ -3,8 +3,9 @@
 that compare weld's output with the M-SMoE formulas worked out here in
 float64.
 
-    expert_merge_fixture.py make DIR [--style mixtral|qwen|dense] [--ffn F]
+    expert_merge_fixture.py make DIR [--style mixtral|qwen|deepseek_v3|dense] [--ffn F]
                                      [--dense-first] [--permuted] [--dtype f32|bf16]
+                                     [--experts per|fused|stacked|stacked3]
     expert_merge_fixture.py stats FILE {balanced|skewed|negative}
     expert_merge_fixture.py check MODEL OUT --layout alias|compact
                                      [--stats FILE] [--groups G] [--aligned]
@@ -16,6 +17,17 @@ router and weight similarity group them that way. With --permuted the
 members of a cluster are exact FFN-neuron permutations of its first
 expert (what --align must undo). Safetensors files are written and read
 by hand (8-byte header length, JSON header, raw little-endian data).
+
+deepseek_v3 is the Qwen naming with DeepSeek-V3's extras: a dense first
+layer (first_k_dense_replace 1), shared experts (mlp.shared_experts.*),
+the router's e_score_correction_bias and group-limited routing (n_group 2,
+topk_group 1, topk_method noaux_tc). --experts fused writes each expert's
+gate and up projections as one gate_up_proj [2F, H] (gate rows first);
+--experts stacked writes a layer's experts as two 3-D tensors,
+mlp.experts.gate_up_proj [E, 2F, H] and mlp.experts.down_proj [E, H, F]
+(transformers' layout); stacked3 stacks gate_proj, up_proj and down_proj
+separately. The checks read any of them back as per-expert
+gate/up/down matrices.
 """
 import json
 import os
@@ -110,15 +122,73 @@ def router_name(style, layer):
     return "model.layers.%d.%s.gate.weight" % (layer, names(style)[0])
 
 
+def bias_name(layer):
+    return "model.layers.%d.mlp.gate.e_score_correction_bias" % layer
+
+
 def moe_layers(style, dense_first):
     if style == "dense":
         return []
-    return [1, 2] if dense_first else [0, 1]
+    return [1, 2] if dense_first or style == "deepseek_v3" else [0, 1]
+
+
+def pack_experts(t, layers, kind):
+    """Per-expert gate/up/down (Qwen names) -> fused or stacked tensors."""
+    if kind == "per":
+        return t
+    out = {}
+    for name, arr in t.items():
+        if ".mlp.experts." not in name:
+            out[name] = arr
+    for layer in layers:
+        gu = [np.concatenate([t[expert_name("qwen", layer, e, 0)],
+                              t[expert_name("qwen", layer, e, 1)]]) for e in range(E)]
+        down = [t[expert_name("qwen", layer, e, 2)] for e in range(E)]
+        p = "model.layers.%d.mlp.experts." % layer
+        if kind == "fused":
+            for e in range(E):
+                out[p + "%d.gate_up_proj.weight" % e] = gu[e]
+                out[p + "%d.down_proj.weight" % e] = down[e]
+        elif kind == "stacked3":
+            for k, proj in enumerate(("gate_proj", "up_proj", "down_proj")):
+                out[p + proj] = np.stack([t[expert_name("qwen", layer, e, k)] for e in range(E)])
+        else:
+            out[p + "gate_up_proj"] = np.stack(gu)
+            out[p + "down_proj"] = np.stack(down)
+    return out
+
+
+def unpack_experts(model):
+    """Fused or stacked expert tensors read back as per-expert gate/up/down
+    (Qwen names); (dtype, array) values; other tensors as they are."""
+    out = {}
+    for name, (dt, arr) in model.items():
+        head, _, tail = name.partition(".mlp.experts.")
+        if not tail:
+            out[name] = (dt, arr)
+            continue
+        layer = int(head.split(".")[2])
+        if "." not in tail:
+            mats = [(e, arr[e]) for e in range(arr.shape[0])]
+            proj = tail
+        else:
+            e, proj = tail.split(".", 1)
+            mats = [(int(e), arr)]
+            proj = proj[:-len(".weight")]
+        for e, m in mats:
+            if proj == "gate_up_proj":
+                f = m.shape[0] // 2
+                out[expert_name("qwen", layer, e, 0)] = (dt, m[:f])
+                out[expert_name("qwen", layer, e, 1)] = (dt, m[f:])
+            else:
+                k = {"gate_proj": 0, "up_proj": 1, "down_proj": 2}[proj]
+                out[expert_name("qwen", layer, e, k)] = (dt, m)
+    return out
 
 
 # ------------------------------------------------------------- make
 
-def make(folder, style, dense_first, permuted, dtype):
+def make(folder, style, dense_first, permuted, dtype, experts="per"):
     rng = np.random.default_rng(7)
     t = {"model.embed_tokens.weight": rng.standard_normal((V, H))}
     layers = moe_layers(style, dense_first)
@@ -148,6 +218,11 @@ def make(folder, style, dense_first, permuted, dtype):
                 for k in range(3):
                     t[expert_name(style, layer, e, k)] = mats[k]
         t[router_name(style, layer)] = router
+        if style == "deepseek_v3":
+            t[bias_name(layer)] = rng.standard_normal(E)
+            for k, proj in enumerate(("gate_proj", "up_proj", "down_proj")):
+                shape = (H, F) if k == 2 else (F, H)
+                t[p + "mlp.shared_experts.%s.weight" % proj] = rng.standard_normal(shape)
         if style == "qwen":
             t[p + "mlp.shared_expert.gate_proj.weight"] = rng.standard_normal((F, H))
             t[p + "mlp.shared_expert.up_proj.weight"] = rng.standard_normal((F, H))
@@ -156,6 +231,7 @@ def make(folder, style, dense_first, permuted, dtype):
     t["model.norm.weight"] = np.ones(H)
     t["lm_head.weight"] = rng.standard_normal((V, H))
     t = {k: v.astype(np.float32) for k, v in t.items()}
+    t = pack_experts(t, layers, experts)
 
     os.makedirs(folder, exist_ok=True)
     write_safetensors(os.path.join(folder, "model.safetensors"), t,
@@ -165,6 +241,11 @@ def make(folder, style, dense_first, permuted, dtype):
     elif style == "mixtral":
         config = {"architectures": ["MixtralForCausalLM"], "model_type": "mixtral",
                   "num_local_experts": E}
+    elif style == "deepseek_v3":
+        config = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
+                  "n_routed_experts": E, "n_shared_experts": 1, "first_k_dense_replace": 1,
+                  "n_group": 2, "topk_group": 1, "topk_method": "noaux_tc",
+                  "moe_intermediate_size": F}
     elif dense_first:
         config = {"architectures": ["DeepseekForCausalLM"], "model_type": "deepseek",
                   "n_routed_experts": E, "first_k_dense_replace": 1}
@@ -258,12 +339,12 @@ def detect_style(model):
 
 
 def check(model_dir, out_dir, layout, stats, groups, aligned):
-    src = read_model(model_dir)
-    out = read_model(out_dir)
+    src = unpack_experts(read_model(model_dir))
+    out = unpack_experts(read_model(out_dir))
     style = detect_style(src)
     with open(os.path.join(model_dir, "config.json")) as f:
         config = json.load(f)
-    dense_first = config.get("model_type") == "deepseek"
+    dense_first = "first_k_dense_replace" in config
     layers = moe_layers(style, dense_first)
     freqs = read_stats(stats, layers)
     with open(os.path.join(out_dir, "expert_groups.json")) as f:
@@ -308,9 +389,14 @@ def check(model_dir, out_dir, layout, stats, groups, aligned):
         else:
             close(got, router[dom].astype(np.float64), "compact router of layer %d" % layer,
                   tol_copy)
+        if bias_name(layer) in src:
+            bias = src[bias_name(layer)][1].astype(np.float64)
+            close(out[bias_name(layer)][1], bias if layout == "alias" else bias[dom],
+                  "e_score_correction_bias of layer %d" % layer, tol_copy)
 
     # every other tensor is copied unchanged, and nothing else is written
     routers = {router_name(style, layer) for layer in layers}
+    routers |= {bias_name(layer) for layer in layers}
     for name, (_, arr) in src.items():
         if ".experts." in name or name in routers:
             continue
@@ -359,7 +445,7 @@ def main(argv):
         global F
         F = int(opt("--ffn", F))
         make(args[0], opt("--style", "mixtral"), "--dense-first" in args,
-             "--permuted" in args, opt("--dtype", "f32"))
+             "--permuted" in args, opt("--dtype", "f32"), opt("--experts", "per"))
     elif cmd == "stats":
         layers = [int(x) for x in opt("--layers", "0,1").split(",")]
         write_stats(args[0], args[1], layers)

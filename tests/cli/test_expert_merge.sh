@@ -26,6 +26,11 @@ fixture make "$T/perm" --permuted
 fixture make "$T/qwen" --style qwen
 fixture make "$T/deepseek" --style qwen --dense-first
 fixture make "$T/dense" --style dense
+fixture make "$T/v3" --style deepseek_v3
+for x in fused stacked stacked3; do
+	fixture make "$T/v3$x" --style deepseek_v3 --experts $x
+	fixture make "$T/perm$x" --style qwen --experts $x --permuted
+done
 fixture stats "$T/balanced.json" balanced
 fixture stats "$T/balanced12.json" balanced --layers 1,2
 fixture stats "$T/skewed.json" skewed
@@ -146,6 +151,149 @@ compact_deepseek() {
 }
 expect "compact DeepSeek-MoE: dense first layer copied, n_routed_experts updated" compact_deepseek
 
+# DeepSeek-V3: dense layer 0, shared experts and the router's
+# e_score_correction_bias (rows of the dominants when compact), and
+# group-limited routing made valid for 2 experts (n_group 2 -> 1: noaux_tc
+# scores a group by its best 2 experts)
+v3_alias() {
+	"$WELD" expert-merge -q -o "$T/v3a" --groups 2 --stats "$T/balanced12.json" "$T/v3" &&
+	fixture check "$T/v3" "$T/v3a" --layout alias --stats "$T/balanced12.json" --groups 2 &&
+	"$PYTHON" -c 'import json, sys; assert json.load(open(sys.argv[1])) == json.load(open(sys.argv[2]))' \
+		"$T/v3/config.json" "$T/v3a/config.json"
+}
+expect "DeepSeek-V3 alias: shared experts, dense layer, bias copied, config.json unchanged" v3_alias
+v3_compact() {
+	"$WELD" expert-merge -o "$T/v3c" --groups 2 --stats "$T/balanced12.json" --layout compact \
+		"$T/v3" 2>"$T/v3c.err" &&
+	fixture check "$T/v3" "$T/v3c" --layout compact --stats "$T/balanced12.json" --groups 2 &&
+	"$PYTHON" -c '
+import json, sys
+c = json.load(open(sys.argv[1]))
+assert (c["n_routed_experts"], c["n_group"], c["topk_group"]) == (2, 1, 1), c
+assert (c["first_k_dense_replace"], c["num_experts_per_tok"]) == (1, 2), c
+' "$T/v3c/config.json" &&
+	grep -q "n_group 2 -> 1, topk_group 1 -> 1" "$T/v3c.err"
+}
+expect "DeepSeek-V3 compact: bias rows of the dominants, n_group/topk_group made valid" v3_compact
+v3_same() {
+	"$WELD" expert-merge -q -j 1 --max-memory 4K -o "$T/v3c1" --groups 2 \
+		--stats "$T/balanced12.json" --layout compact --align "$T/v3" &&
+	"$WELD" expert-merge -q -j 3 -o "$T/v3c3" --groups 2 \
+		--stats "$T/balanced12.json" --layout compact --align "$T/v3" &&
+	fixture same "$T/v3c1" "$T/v3c3"
+}
+expect "DeepSeek-V3 compact --align: same bytes for -j 1 --max-memory 4K and -j 3" v3_same
+# fused gate_up_proj [2F, H] per expert, and transformers' stacked
+# experts.gate_up_proj [E, 2F, H] / experts.down_proj [E, H, F]: the same
+# groups and merged values as the per-expert checkpoint, both layouts
+fused_stacked() {
+	for x in fused stacked stacked3; do
+		for lay in alias compact; do
+			"$WELD" expert-merge -q -o "$T/$x-$lay" --groups 2 --stats "$T/balanced12.json" \
+				--layout $lay "$T/v3$x" &&
+			fixture check "$T/v3$x" "$T/$x-$lay" --layout $lay --stats "$T/balanced12.json" \
+				--groups 2 || return 1
+		done
+	done
+}
+expect "fused gate_up, stacked 3-D experts (fused or not), alias and compact: hand-checked groups and merges" fused_stacked
+stacked_shapes() {
+	"$WELD" inspect --json "$T/stacked-compact" >"$T/sc.json" &&
+	"$PYTHON" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+t = {x["name"]: x["shape"] for x in d["tensors"]}
+assert t["model.layers.1.mlp.experts.gate_up_proj"] == [2, 12, 8], t
+assert t["model.layers.2.mlp.experts.down_proj"] == [2, 8, 6], t
+assert t["model.layers.1.mlp.gate.weight"] == [2, 8], t
+assert t["model.layers.1.mlp.gate.e_score_correction_bias"] == [2], t
+assert not any(".experts.0." in n for n in t), t
+' "$T/sc.json"
+}
+expect "stacked compact: [G, 2F, H] and [G, H, F] tensors, routers [G, H] and [G]" stacked_shapes
+plan_forms() {
+	"$WELD" plan expert-merge --groups 3 --layout compact "$T/v3stacked" >"$T/pf.txt" &&
+	grep -q "(qwen layout, stacked fused experts, 4 experts, 2 MoE layers, hidden 8)" "$T/pf.txt" &&
+	grep -q "^routing     config.json: n_group 2 -> 1, topk_group 1 -> 1" "$T/pf.txt" &&
+	"$WELD" plan expert-merge --json --groups 2 "$T/v3fused" >"$T/pf.json" &&
+	"$PYTHON" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert (d["experts_form"], d["n_group"], d["topk_group"]) == ("fused", 2, 1), d
+' "$T/pf.json"
+}
+expect "weld plan names the experts' form and the routing the output gets" plan_forms
+fused_align() {
+	for x in fused stacked stacked3; do
+		"$WELD" expert-merge -q -o "$T/pa-$x" --groups 2 --align "$T/perm$x" &&
+		fixture check "$T/perm$x" "$T/pa-$x" --layout alias --groups 2 --aligned || return 1
+	done
+}
+expect "--align undoes planted permutations in fused and stacked experts (both halves of gate_up)" fused_align
+stacked_same() {
+	"$WELD" expert-merge -q -j 1 --max-memory 4K -o "$T/ss1" --groups 2 --align "$T/permstacked" &&
+	"$WELD" expert-merge -q -j 3 -o "$T/ss3" --groups 2 --align "$T/permstacked" &&
+	fixture same "$T/ss1" "$T/ss3" &&
+	"$WELD" expert-merge -q -j 1 --max-memory 1K -o "$T/sw1" --groups 2 --similarity weight "$T/v3stacked" &&
+	"$WELD" expert-merge -q -j 3 -o "$T/sw3" --groups 2 --similarity weight "$T/v3stacked" &&
+	fixture same "$T/sw1" "$T/sw3" &&
+	fixture check "$T/v3stacked" "$T/sw1" --layout alias --groups 2
+}
+expect "stacked: same bytes for any -j and --max-memory (--align, --similarity weight)" stacked_same
+stacked_parts() {
+	"$WELD" expert-merge -q -o "$T/sp" --groups 2 --layout compact --shard-size 1K "$T/v3stacked" &&
+	parts_join "$T/sp3" 3 --groups 2 --layout compact --shard-size 1K "$T/v3stacked" &&
+	diff -r "$T/sp" "$T/sp3" >/dev/null
+}
+# DeepSeek-V3's real manifest (BF16, sparse files: no disk): 256 experts in
+# layers 3-61 (the MTP layer 61 included), 100 groups keep group-limited
+# routing as 5 groups, 3 chosen
+v3_real() {
+	"$PYTHON" "$ROOT/tests/tools/deepseek_sparse.py" "$T/dsv3" --bf16 >/dev/null &&
+	"$WELD" plan expert-merge --json --groups 100 --layout compact "$T/dsv3" >"$T/dsv3.json" &&
+	"$PYTHON" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert (d["experts"], d["moe_layers"], d["hidden"]) == (256, 59, 7168), d
+assert [l["layer"] for l in d["layers"]] == list(range(3, 62)), d["layers"][0]
+assert (d["n_group"], d["topk_group"]) == (5, 3), d
+assert all(l["groups"] == 100 and len(l["expert_to_group"]) == 256 for l in d["layers"])
+' "$T/dsv3.json"
+	_r=$?
+	rm -rf "$T/dsv3"
+	return $_r
+}
+expect "DeepSeek-V3-shaped checkpoint: 59 MoE layers of 256 experts, compact 100 -> n_group 5, topk_group 3" v3_real
+# v3_config NAME PYTHON-EDIT: a copy of the DeepSeek-V3 fixture whose
+# config.json c is edited
+v3_config() {
+	cp -R "$T/v3" "$T/$1" &&
+	"$PYTHON" -c "import json, sys; c = json.load(open(sys.argv[1])); $2; json.dump(c, open(sys.argv[1], 'w'))" \
+		"$T/$1/config.json"
+}
+v3_config v3g3 'c["n_group"] = 3'
+refuse "n_group that does not divide the experts is refused" 1 \
+	"config.json: n_group 3 does not divide the 4 routed experts" "$T/e10" \
+	"$WELD" expert-merge -o "$T/e10" --groups 2 "$T/v3g3"
+v3_config v3tk 'c["topk_group"] = 3'
+refuse "topk_group above n_group is refused" 1 "topk_group 3 is more than the n_group 2 groups" "$T/e11" \
+	"$WELD" expert-merge -o "$T/e11" --groups 2 "$T/v3tk"
+v3_config v3str 'c["n_group"] = "2"'
+refuse "a routing key that is not an integer is refused" 1 "config.json: 'n_group' is not an integer" "$T/e12" \
+	"$WELD" expert-merge -o "$T/e12" --groups 2 "$T/v3str"
+v3_config v3fk 'c["first_k_dense_replace"] = 2'
+refuse "first_k_dense_replace above an MoE layer is refused" 1 \
+	"first_k_dense_replace is 2 (layers 0-1 dense) but layer 1 has experts" "$T/e13" \
+	"$WELD" expert-merge -o "$T/e13" --groups 2 "$T/v3fk"
+v3_config v3k 'c["num_experts_per_tok"] = 3'
+refuse "routing that cannot pick num_experts_per_tok experts is refused" 1 \
+	"cannot pick num_experts_per_tok 3 experts from topk_group 1 of n_group 2 groups of 2" "$T/e14" \
+	"$WELD" expert-merge -o "$T/e14" --groups 2 "$T/v3k"
+v3_config v3one 'c["num_experts_per_tok"] = 1'
+refuse "compact to 1 expert cannot keep noaux_tc group routing: the reason" 1 \
+	"1 experts per layer cannot keep group-limited routing" "$T/e15" \
+	"$WELD" expert-merge -o "$T/e15" --groups 1 --layout compact "$T/v3one"
+
 # ---------------------------------------------------------------- alignment
 
 align_recovers() {
@@ -213,6 +361,58 @@ help_text() {
 }
 expect "-h prints the usage on stdout" help_text
 
+# ---------------------------------------------------------------- --part I/N and weld join
+
+# parts_join OUT N ARGS...: expert-merge ARGS in N parts (each with its own
+# -j and --max-memory), joined into OUT
+parts_join() {
+	_o=$1 _n=$2 _i=1
+	shift 2
+	while [ "$_i" -le "$_n" ]; do
+		"$WELD" expert-merge -q -j $((_i % 3 + 1)) --max-memory $((_i * 8))K -o "$_o" \
+			--part "$_i/$_n" "$@" || return 1
+		_i=$((_i + 1))
+	done
+	"$WELD" join -q -o "$_o" "$_o".part-*-of-"$_n"
+}
+parts_alias() {
+	"$WELD" expert-merge -q -o "$T/pa" --groups 2 --align --shard-size 2K \
+		--stats "$T/balanced.json" "$T/perm" &&
+	test "$(ls "$T/pa" | grep -c safetensors$)" -gt 3 &&
+	for n in 1 2 3 9; do
+		parts_join "$T/pa$n" $n --groups 2 --align --shard-size 2K --stats "$T/balanced.json" \
+			"$T/perm" && diff -r "$T/pa" "$T/pa$n" >/dev/null || return 1
+	done
+}
+expect "--part I/N, alias --align --stats: joined output cmp-identical for N = 1, 2, 3, 9" parts_alias
+parts_compact() {
+	"$WELD" expert-merge -q -o "$T/pc" --groups 2 --layout compact --shard-size 1K \
+		"$T/deepseek" &&
+	parts_join "$T/pc3" 3 --groups 2 --layout compact --shard-size 1K "$T/deepseek" &&
+	diff -r "$T/pc" "$T/pc3" >/dev/null && "$WELD" verify -q "$T/pc3"
+}
+expect "--part I/N, compact DeepSeek-MoE in 3 parts: cmp-identical, verify passes" parts_compact
+parts_empty() {
+	"$WELD" expert-merge -q -o "$T/pe" --groups 2 --shard-size 0 --part 1/2 "$T/mix" &&
+	test ! -e "$T/pe.part-1-of-2/model.safetensors" && test -f "$T/pe.part-1-of-2/expert_groups.json" &&
+	"$WELD" verify -q "$T/pe.part-1-of-2" &&
+	"$WELD" expert-merge -q -o "$T/pe" --groups 2 --shard-size 0 --part 2/2 "$T/mix" &&
+	"$WELD" join -q -o "$T/pe" "$T"/pe.part-*-of-2 &&
+	fixture check "$T/mix" "$T/pe" --layout alias --groups 2
+}
+expect "--part 1/2 of a one-file output holds no shard, verifies, and joins" parts_empty
+parts_auto() {
+	SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_TASK_COUNT=2 \
+		"$WELD" expert-merge -q -o "$T/pu" --groups 2 --shard-size 2K --part auto "$T/mix" &&
+	test -f "$T/pu.part-2-of-2/weld-part.json"
+}
+expect "--part auto reads Slurm's array variables" parts_auto
+expect "--part I/N of stacked experts in 3 parts: cmp-identical" stacked_parts
+refuse "--parts without --part auto is a usage error" 2 "--parts goes with --part auto" "$T/u6" \
+	"$WELD" expert-merge -o "$T/u6" --groups 2 --parts 2 "$T/mix"
+refuse "--part 3/2 is a usage error" 2 "for '--part'" "$T/u7.part-3-of-2" \
+	"$WELD" expert-merge -o "$T/u7" --groups 2 --part 3/2 "$T/mix"
+
 # ---------------------------------------------------------------- man page examples
 
 # Each command of the man page's EXAMPLES runs verbatim, on fixtures given
@@ -238,6 +438,43 @@ expect "the man page examples run" man_examples
 
 refuse "unknown MoE layout" 1 "found 0 expert tensors among 13" "$T/e1" \
 	"$WELD" expert-merge -o "$T/e1" --groups 2 "$T/dense"
+# hostile stacked tensors: rewrite the header of a copy
+hostile_stacked() {
+	hostile_header v3stacked "$@"
+}
+# hostile_header SRC NAME EDIT: a copy NAME of fixture SRC whose
+# safetensors header h is edited by the Python statement EDIT
+hostile_header() {
+	_src=$1
+	shift
+	cp -R "$T/$_src" "$T/$1" &&
+	"$PYTHON" -c "
+import json, struct, sys
+path = sys.argv[1] + '/model.safetensors'
+data = open(path, 'rb').read()
+n = struct.unpack('<Q', data[:8])[0]
+h = json.loads(data[8:8 + n])
+$2
+text = json.dumps(h).encode()
+text += b' ' * (-len(text) % 8)
+open(path, 'wb').write(struct.pack('<Q', len(text)) + text + data[8 + n:])
+" "$T/$1"
+}
+hostile_stacked hs1 "h['model.layers.2.mlp.experts.gate_up_proj']['shape'] = [3, 16, 8]; h['model.layers.2.mlp.experts.down_proj']['shape'] = [3, 8, 8]"
+refuse "a stacked tensor with another expert count is refused" 1 \
+	"tensor 'model.layers.2.mlp.experts.down_proj': first dimension 3 is not the 4 experts" "$T/e16" \
+	"$WELD" expert-merge -o "$T/e16" --groups 2 "$T/hs1"
+hostile_stacked hs2 "t = h['model.layers.1.mlp.experts.gate_up_proj']; t['shape'] = [4, 8, 12]"
+refuse "stacked gate_up in the transposed [E, H, 2F] order is refused" 1 \
+	"layer 1: expert shapes do not form an FFN" "$T/e17" \
+	"$WELD" expert-merge -o "$T/e17" --groups 2 "$T/hs2"
+hostile_stacked hs3 "h['model.layers.1.mlp.experts.gate_up_proj_bias'] = {'dtype': 'F32', 'shape': [0], 'data_offsets': [0, 0]}"
+hostile_header v3 hs4 "h['model.layers.1.mlp.experts.0.gate_proj.weight_scale_inv'] = {'dtype': 'F32', 'shape': [0], 'data_offsets': [0, 0]}"
+refuse "expert scales the reader does not decode are refused, not merged apart" 1 \
+	"tensor 'model.layers.1.mlp.experts.0.gate_proj.weight_scale_inv': expert weights stored with scales" "$T/e19" \
+	"$WELD" expert-merge -o "$T/e19" --groups 2 "$T/hs4"
+refuse "an unknown stacked expert tensor is named" 1 "unknown expert tensor 'gate_up_proj_bias'" "$T/e18" \
+	"$WELD" expert-merge -o "$T/e18" --groups 2 "$T/hs3"
 refuse "negative frequency names its JSON path" 1 \
 	"negative.json: layers.1.frequency[2]: negative value -1" "$T/e2" \
 	"$WELD" expert-merge -o "$T/e2" --groups 2 --stats "$T/negative.json" "$T/mix"

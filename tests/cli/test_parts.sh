@@ -87,6 +87,15 @@ expect "a part holds its shards, config.json and weld-part.json, no index" \
 	sh -c "cd '$T/p.part-2-of-3' && test -f weld-part.json -a -f config.json -a ! -e model.safetensors.index.json && ls model-*-of-*.safetensors"
 expect "weld verify checks a part's tensors" "$WELD" verify "$T/p.part-2-of-3"
 expect "weld verify checks the joined output" "$WELD" verify "$T/ta3"
+$TA --shard-size 0 -q -o "$T/e" --part 1/2
+verify_empty() {
+	"$WELD" verify "$T/e.part-1-of-2" >"$T/e.out" && test ! -e "$T/e.part-1-of-2/model.safetensors" &&
+	grep -q "part 1 of 2 holds none of the 1 shards: 0 tensors OK" "$T/e.out"
+}
+expect "weld verify of a part that holds no shard: nothing to hash, exit 0" verify_empty
+cp "$T/p.part-2-of-3"/model-*.safetensors "$T/e.part-1-of-2/"
+refuse "weld verify refuses a part holding a shard of another part" 1 "which is not a file of part 1 of 2" - \
+	"$WELD" verify "$T/e.part-1-of-2"
 expect "the parts are removed once joined" test ! -e "$T/ta3.part-1-of-3"
 refuse "a part is refused if it exists (no -f)" 1 "already exists" - $TA -q -o "$T/p" --part 2/3
 expect "-f replaces a part" $TA -q -f -o "$T/p" --part 2/3

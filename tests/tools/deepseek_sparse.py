@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A checkpoint shaped as DeepSeek-V3 / R1, written as sparse files.
 
-    deepseek_sparse.py OUT [--seed-byte B]
+    deepseek_sparse.py OUT [--seed-byte B] [--bf16]
 
 writes OUT/model-00001-of-000163.safetensors ... with the real tensor names,
 shapes and dtypes (FP8 F8_E4M3 weights with their F32 weight_scale_inv,
@@ -9,7 +9,10 @@ BF16 embeddings, norms and routers, the multi-token-prediction layer 61;
 see DeepSeek-V3's config.json), OUT/model.safetensors.index.json and
 OUT/config.json. The tensor data are holes: the files take no disk, and
 every element reads as zero. With --seed-byte B, the first byte of each
-tensor is B instead, so that three such models differ a little.
+tensor is B instead, so that three such models differ a little. With
+--bf16, the FP8 weights are BF16 without scales instead (the checkpoint
+DeepSeek's fp8_cast_bf16.py makes) and config.json has no
+quantization_config.
 About 685 billion parameters, 690 GB of apparent size per model.
 """
 import json
@@ -21,9 +24,13 @@ H, INTER, MOE_INTER, VOCAB = 7168, 18432, 2048, 129280
 LAYERS, MTP, EXPERTS, SHARDS = 61, 1, 256, 163
 DENSE = 3
 SIZE = {"F8_E4M3": 1, "BF16": 2, "F32": 4}
+BF16 = "--bf16" in sys.argv
 
 
 def fp8(name, r, c):
+    if BF16:
+        yield name, "BF16", [r, c]
+        return
     yield name, "F8_E4M3", [r, c]
     yield name + "_scale_inv", "F32", [-(-r // 128), -(-c // 128)]
 
@@ -105,7 +112,7 @@ def write_shard(path, specs, seed):
 
 def main(argv):
     out = argv[1]
-    seed = int(argv[3]) if len(argv) > 3 and argv[2] == "--seed-byte" else None
+    seed = int(argv[argv.index("--seed-byte") + 1]) if "--seed-byte" in argv else None
     os.makedirs(out, exist_ok=True)
     runs, total = shards(list(tensors()))
     names = [f"model-{k + 1:05d}-of-{len(runs):06d}.safetensors" for k in range(len(runs))]
@@ -125,6 +132,8 @@ def main(argv):
               "torch_dtype": "bfloat16",
               "quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3",
                                       "quant_method": "fp8", "weight_block_size": [128, 128]}}
+    if BF16:
+        del config["quantization_config"]
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     params = sum(n for _, d, s in tensors() for n in [nbytes(d, s) // SIZE[d]])

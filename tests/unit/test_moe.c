@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "moe.h"
+#include "moe_impl.h"
 #include "lap.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -564,14 +564,14 @@ static void test_layout_mixtral(void **state)
 	add_tensor(&m, "model.norm.weight", 1, 8, 0);
 	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, config, strlen(config), &err), 0);
 	assert_string_equal(lo.style, "mixtral");
-	assert_string_equal(lo.model_type, "mixtral");
+	assert_string_equal(lo.cfg.model_type, "mixtral");
 	assert_int_equal(lo.n_experts, 4);
 	assert_int_equal(lo.n_layers, 2);
 	assert_int_equal(lo.layers[0].index, 0);
 	assert_string_equal(lo.layers[0].prefix, "model.layers.0.block_sparse_moe.");
 	assert_int_equal(lo.layers[0].ffn, 6);
 	assert_int_equal(lo.hidden, 8);
-	assert_int_equal(lo.experts_per_tok, 2);
+	assert_int_equal(lo.cfg.experts_per_tok, 2);
 	assert_int_equal(lo.n_suffix, 3);
 	assert_string_equal(lo.suffix[lo.gate_suffix], "w1.weight");
 	assert_string_equal(lo.suffix[lo.up_suffix], "w3.weight");
@@ -613,6 +613,94 @@ static void test_layout_deepseek_dense_and_shared(void **state)
 	weld_moe_layout_release(&lo);
 }
 
+/* add_tensor() with a third dimension. */
+static void add_tensor3(struct fake_model *m, const char *name, int64_t d0, int64_t d1, int64_t d2)
+{
+	struct weld_tensor_info *t;
+
+	add_tensor(m, name, 3, d0, d1);
+	t = &m->info[m->n - 1];
+	t->shape[2] = d2;
+	t->nelem = (uint64_t)d0 * (uint64_t)d1 * (uint64_t)d2;
+	t->nbytes = t->nelem * 2;
+}
+
+/* Fused gate_up per expert, and transformers' stacked 3-D experts. */
+static void test_layout_fused_and_stacked(void **state)
+{
+	static struct fake_model m;
+	struct weld_moe_layout lo;
+	struct weld_error err = { 0 };
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	for (int e = 0; e < 3; e++) {
+		char name[96];
+
+		snprintf(name, sizeof(name), "model.layers.2.mlp.experts.%d.gate_up_proj.weight", e);
+		add_tensor(&m, name, 2, 12, 8);
+		snprintf(name, sizeof(name), "model.layers.2.mlp.experts.%d.down_proj.weight", e);
+		add_tensor(&m, name, 2, 8, 6);
+	}
+	add_tensor(&m, "model.layers.2.mlp.gate.weight", 2, 3, 8);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), 0);
+	assert_true(lo.fused);
+	assert_false(lo.stacked);
+	assert_int_equal(lo.n_experts, 3);
+	assert_int_equal(lo.gate_suffix, lo.up_suffix);
+	assert_string_equal(lo.suffix[lo.gate_suffix], "gate_up_proj.weight");
+	assert_int_equal(lo.axis[lo.gate_suffix], WELD_MOE_AXIS_HALVES);
+	assert_int_equal(lo.axis[lo.down_suffix], WELD_MOE_AXIS_COLS);
+	assert_int_equal(lo.layers[0].ffn, 6);
+	assert_int_equal(lo.hidden, 8);
+	assert_int_equal(lo.layers[0].slice[lo.gate_suffix], 96);
+	weld_moe_layout_release(&lo);
+
+	/* fused and separate gate projections together */
+	add_tensor(&m, "model.layers.2.mlp.experts.0.gate_proj.weight", 2, 6, 8);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_string_equal(err.msg, "'model.layers.2.mlp.experts': both fused 'gate_up_proj' and "
+			    "separate 'gate_proj' tensors");
+
+	memset(&m, 0, sizeof(m));
+	add_tensor3(&m, "model.layers.0.mlp.experts.gate_up_proj", 4, 12, 8);
+	add_tensor3(&m, "model.layers.0.mlp.experts.down_proj", 4, 8, 6);
+	add_tensor(&m, "model.layers.0.mlp.gate.weight", 2, 4, 8);
+	add_tensor3(&m, "model.layers.1.mlp.experts.gate_up_proj", 4, 12, 8);
+	add_tensor3(&m, "model.layers.1.mlp.experts.down_proj", 4, 8, 6);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), 0);
+	assert_true(lo.fused);
+	assert_true(lo.stacked);
+	assert_int_equal(lo.n_experts, 4);
+	assert_int_equal(lo.n_layers, 2);
+	assert_int_equal(lo.roles[0].expert, -1);
+	assert_int_equal(weld_moe_tensor_of(&lo, 1, 3, lo.down_suffix), 4);
+	assert_int_equal(weld_moe_first_of(&lo, 1, 3, lo.down_suffix), 3 * 48);
+	assert_int_equal(lo.layers[1].rows[lo.gate_suffix], 12);
+	weld_moe_layout_release(&lo);
+
+	/* a layer with another expert count; a 2-D "stacked" tensor; mixed forms */
+	m.info[4].shape[0] = 3;
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_string_equal(err.msg, "tensor 'model.layers.1.mlp.experts.down_proj': first dimension 3 "
+			    "is not the 4 experts of the model");
+	m.info[4].shape[0] = 4;
+	m.info[4].ndim = 1;
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_non_null(strstr(err.msg, "stacked experts need a shape [E, ...]"));
+	m.info[4].ndim = 3;
+	add_tensor(&m, "model.layers.1.mlp.experts.0.gate_proj.weight", 2, 6, 8);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_non_null(strstr(err.msg, "stacked experts ('model.layers.1.mlp.experts.down_proj') mixed with "
+			       "per-expert tensors"));
+	/* gate_up that is not twice down's width */
+	m.n--;
+	m.info[3].shape[1] = 10;
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_non_null(strstr(err.msg, "layer 1: expert shapes do not form an FFN"));
+	assert_non_null(strstr(err.msg, "after the leading expert dimension"));
+}
+
 static void test_layout_errors(void **state)
 {
 	static struct fake_model m;
@@ -630,10 +718,15 @@ static void test_layout_errors(void **state)
 			    "'...block_sparse_moe.experts.E.w1...' or '...mlp.experts.E.gate_proj...'; "
 			    "found 0 expert tensors among 3");
 
-	/* fused experts are named in the message */
+	/* stacked gate_up without its down projection */
 	add_tensor(&m, "model.layers.0.mlp.experts.gate_up_proj", 3, 4, 24);
+	m.info[m.n - 1].shape[2] = 8;
 	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
-	assert_non_null(strstr(err.msg, "'model.layers.0.mlp.experts.gate_up_proj'"));
+	assert_string_equal(err.msg, "no 'model.layers.0.mlp.experts.down_proj' tensors in 'qwen' MoE");
+	/* GPT-OSS-style extras are named, not guessed at */
+	add_tensor(&m, "model.layers.0.mlp.experts.gate_up_proj_bias", 2, 4, 24);
+	assert_int_equal(weld_moe_layout_detect(&lo, m.ptr, m.n, NULL, 0, &err), -1);
+	assert_non_null(strstr(err.msg, "unknown expert tensor 'gate_up_proj_bias'"));
 
 	/* config disagrees with the tensors */
 	memset(&m, 0, sizeof(m));
@@ -737,6 +830,90 @@ static void test_layout_step_errors(void **state)
 	assert_null(lo.roles);
 }
 
+/* DeepSeek's routing keys: parsed strictly, checked against the experts,
+ * kept or adjusted for a compact output, worked out by hand. */
+static void test_config_group_routing(void **state)
+{
+	const char *v3 = "{\"n_routed_experts\": 256, \"num_experts_per_tok\": 8, \"n_group\": 8, "
+			 "\"topk_group\": 4, \"topk_method\": \"noaux_tc\", \"first_k_dense_replace\": 3}";
+	struct weld_moe_config c;
+	struct weld_moe_compact out;
+	struct weld_error err = { 0 };
+
+	(void)state;
+	assert_int_equal(weld_moe_config_parse(&c, v3, strlen(v3), &err), 0);
+	assert_int_equal(c.n_group, 8);
+	assert_int_equal(c.topk_group, 4);
+	assert_int_equal(c.first_dense, 3);
+	assert_true(c.group_top2);
+	assert_int_equal(weld_moe_config_check(&c, 256, 3, &err), 0);
+	assert_int_equal(weld_moe_config_check(&c, 256, 2, &err), -1);
+	assert_string_equal(err.msg, "config.json: first_k_dense_replace is 3 (layers 0-2 dense) "
+			    "but layer 2 has experts");
+	/* 64 = 8 groups of 8, 8 <= 4 * 8: kept */
+	assert_int_equal(weld_moe_config_compact(&c, 64, &out, &err), 0);
+	assert_int_equal(out.experts, 64);
+	assert_int_equal(out.n_group, 8);
+	assert_int_equal(out.topk_group, 4);
+	/* 100: 8, 7, 6 do not divide it; 5 groups of 20, ceil(4 * 5 / 8) = 3 */
+	assert_int_equal(weld_moe_config_compact(&c, 100, &out, &err), 0);
+	assert_int_equal(out.n_group, 5);
+	assert_int_equal(out.topk_group, 3);
+	/* 8: 8 groups of 1 cannot score their best 2; 4 groups of 2, topk 2
+	 * gives 4 experts < 8, raised to 4 groups */
+	assert_int_equal(weld_moe_config_compact(&c, 8, &out, &err), 0);
+	assert_int_equal(out.n_group, 4);
+	assert_int_equal(out.topk_group, 4);
+	/* 12 with 8 per token: 6 groups of 2 with topk ceil(4*6/8) = 3 -> 6
+	 * experts, raised to 4 groups (8 experts) */
+	assert_int_equal(weld_moe_config_compact(&c, 12, &out, &err), 0);
+	assert_int_equal(out.n_group, 6);
+	assert_int_equal(out.topk_group, 4);
+	weld_moe_config_release(&c);
+
+	/* one expert per token, one expert left: no group holds 2 */
+	{
+		const char *t = "{\"num_experts_per_tok\": 1, \"n_group\": 2, \"topk_group\": 1, "
+				"\"topk_method\": \"noaux_tc\"}";
+
+		assert_int_equal(weld_moe_config_parse(&c, t, strlen(t), &err), 0);
+		assert_int_equal(weld_moe_config_compact(&c, 1, &out, &err), -1);
+		assert_non_null(strstr(err.msg, "1 experts per layer cannot keep group-limited routing"));
+		/* without noaux_tc (DeepSeek-V2's greedy), 1 group of 1 is valid */
+		c.group_top2 = false;
+		assert_int_equal(weld_moe_config_compact(&c, 1, &out, &err), 0);
+		assert_int_equal(out.n_group, 1);
+		assert_int_equal(out.topk_group, 1);
+		weld_moe_config_release(&c);
+	}
+	/* hostile values */
+	{
+		static const char *const bad[][2] = {
+			{ "{\"n_group\": 2.5, \"topk_group\": 1}", "'n_group' is not an integer" },
+			{ "{\"n_group\": \"8\", \"topk_group\": 1}", "'n_group' is not an integer" },
+			{ "{\"n_group\": 0, \"topk_group\": 1}", "'n_group' is not an integer in [1, 65536]" },
+			{ "{\"n_group\": 2, \"topk_group\": 3}", "topk_group 3 is more than the n_group 2" },
+			{ "{\"n_group\": 2}", "'n_group' is set but not 'topk_group'" },
+			{ "{\"first_k_dense_replace\": -1}", "'first_k_dense_replace' is not an integer" },
+		};
+
+		for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+			assert_int_equal(weld_moe_config_parse(&c, bad[k][0], strlen(bad[k][0]), &err), -1);
+			assert_non_null(strstr(err.msg, bad[k][1]));
+		}
+	}
+	{
+		const char *t = "{\"num_experts_per_tok\": 6, \"n_group\": 4, \"topk_group\": 1}";
+
+		assert_int_equal(weld_moe_config_parse(&c, t, strlen(t), &err), 0);
+		assert_int_equal(weld_moe_config_check(&c, 6, 0, &err), -1);
+		assert_string_equal(err.msg, "config.json: n_group 4 does not divide the 6 routed experts");
+		assert_int_equal(weld_moe_config_check(&c, 16, 0, &err), -1);
+		assert_non_null(strstr(err.msg, "cannot pick num_experts_per_tok 6 experts from topk_group 1 of n_group 4 groups of 4"));
+		weld_moe_config_release(&c);
+	}
+}
+
 /* What the command prints of a plan: its group range, widest FFN and
  * layout name, on a plan filled by hand. */
 static void test_plan_summaries(void **state)
@@ -783,9 +960,11 @@ int main(void)
 		cmocka_unit_test(test_align_recovers_planted_permutation),
 		cmocka_unit_test(test_layout_mixtral),
 		cmocka_unit_test(test_layout_deepseek_dense_and_shared),
+		cmocka_unit_test(test_layout_fused_and_stacked),
 		cmocka_unit_test(test_layout_errors),
 		cmocka_unit_test(test_layout_step_errors),
 		cmocka_unit_test(test_plan_summaries),
+		cmocka_unit_test(test_config_group_routing),
 	};
 	return cmocka_run_group_tests_name("moe", tests, NULL, NULL);
 }
