@@ -103,6 +103,8 @@ int cmd_convert(int argc, char **argv)
 		memcpy(j.shape, t->shape, sizeof(j.shape));
 		j.dtype = weld_dtype_is_float(t->dtype) && o.dtype >= 0 ? (enum weld_dtype)o.dtype
 									 : t->dtype;
+		if (t->scaled && o.dtype < 0)
+			j.dtype = WELD_BF16;    /* FP8 with scales: decoded, as a merge's auto */
 		if (weld_plan_add_job(p, &j, &err) < 0)
 			goto fail;
 	}

@@ -44,6 +44,14 @@ struct weld_tensor_info {
 	 * a GGUF file) and dtype is F32, what reads deliver; nbytes counts
 	 * the stored bytes. */
 	uint8_t quant;
+	/* Non-zero (enum weld_fp8_layout, fp8.h): F8_E4M3 values with their
+	 * scale tensor `scale_name` (DESIGN 6.2); dtype is F32, what reads
+	 * deliver (value times scale), nbytes counts the stored codes. The
+	 * scale tensor is not listed among the model's tensors. */
+	uint8_t scaled;
+	enum weld_dtype scale_dtype;
+	int64_t scale_block[2]; /* rows, columns one scale covers */
+	const char *scale_name; /* borrowed */
 };
 
 int weld_model_open(weld_model **out, const char *path, struct weld_error *err);
@@ -72,6 +80,10 @@ bool weld_model_metadata_at(const weld_model *m, size_t i, const char **key,
 /* Bytes that n elements of tensor t take in its file (n a multiple of its
  * block when it is stored in blocks, else rounded down). */
 uint64_t weld_tensor_stored_bytes(const struct weld_tensor_info *t, uint64_t n);
+/* The dtype a tensor's values were stored in, for the output's "auto"
+ * dtype: F8_E4M3 for FP8 codes with scales, else dtype (F32 for a tensor
+ * in ggml blocks). */
+enum weld_dtype weld_tensor_stored_dtype(const struct weld_tensor_info *t);
 /* The type a tensor is stored in: its block type when quant ("Q8_0"),
  * else its dtype's name. */
 const char *weld_tensor_type_name(const struct weld_tensor_info *t);

@@ -27,15 +27,15 @@ int weld_model_hash(const weld_model *m, size_t i, uint64_t *out, struct weld_er
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	}
 	XXH3_64bits_reset(st);
-	/* a tensor stored in blocks: its stored bytes */
-	for (uint64_t off = 0; t->quant && off < t->nbytes && !r; off += STEP * es) {
+	/* a tensor stored in blocks, or FP8 codes with scales: its stored bytes */
+	for (uint64_t off = 0; (t->quant || t->scaled) && off < t->nbytes && !r; off += STEP * es) {
 		size_t n = t->nbytes - off < STEP * es ? (size_t)(t->nbytes - off) : STEP * es;
 
 		r = weld_model_read_stored(m, i, off, n, buf, err);
 		if (!r)
 			XXH3_64bits_update(st, buf, n);
 	}
-	for (uint64_t first = 0; !t->quant && first < t->nelem && !r; first += STEP) {
+	for (uint64_t first = 0; !t->quant && !t->scaled && first < t->nelem && !r; first += STEP) {
 		size_t n = t->nelem - first < STEP ? (size_t)(t->nelem - first) : STEP;
 
 		r = weld_model_read(m, i, first, n, buf, err);

@@ -114,6 +114,11 @@ static struct weld_out_tensor *output_layout(const weld_plan *p, struct weld_wri
 	wo->recipe_json = p->o.recipe_json;
 	wo->edit_config = p->o.edit_config;
 	wo->edit_config_ctx = p->o.edit_config_ctx;
+	if (weld_plan_decodes_fp8(p)) {
+		/* the plan's own edit, then quantization_config removed */
+		wo->edit_config = weld_fp8_edit_config;
+		wo->edit_config_ctx = (void *)p;
+	}
 	wo->copy_from = weld_plan_config_dir(p);
 	wo->torch_dtype = ref ? weld_dtype_torch_name(ref->dtype) : NULL;
 	wo->part = p->o.part;
@@ -144,6 +149,10 @@ int weld_exec_open_writers(struct exec *e, const char *out, struct weld_error *e
 
 	if (!t)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (weld_plan_decodes_fp8(p))
+		weld_plan_warn(p, "FP8 weights with scales are written as %s; quantization_config is "
+			       "removed from config.json",
+			       weld_dtype_name(weld_plan_decodes_fp8(p)->dtype));
 	r = weld_writer_open(&e->writer, out, t, p->njobs, &wo, err);
 	free(t);
 	if (r < 0 || !p->o.masks_out)

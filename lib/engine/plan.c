@@ -292,7 +292,7 @@ int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
 			continue;
 		}
 		j.method = p->o.method;
-		j.dtype = out_dtype(p, rt->dtype);
+		j.dtype = out_dtype(p, weld_tensor_stored_dtype(rt));
 		if (base >= 0) {
 			j.base_model = base;
 			j.base_tensor = (int64_t)i;

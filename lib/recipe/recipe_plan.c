@@ -325,7 +325,7 @@ static int slice_job(weld_recipe *r, weld_plan *p, const struct rslice *sl, long
 		goto out;
 	}
 	j.method = r->o.method;
-	j.dtype = output_dtype(r, rt->dtype);
+	j.dtype = output_dtype(r, weld_tensor_stored_dtype(rt));
 	if (merges_on_base(r, sl)) {
 		j.base_model = ref->model;
 		j.base_tensor = ri;
