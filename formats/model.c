@@ -157,8 +157,12 @@ uint64_t weld_tensor_stored_bytes(const struct weld_tensor_info *t, uint64_t n)
 {
 	const struct weld_ggml_type_info *q = t->quant ? weld_ggml_type(t->quant) : NULL;
 
-	if (t->scaled)
-		return n;       /* one byte a code; the scales are not counted */
+	if (t->scaled) {
+		/* one byte a code, and about the scales that cover n elements */
+		uint64_t per = (uint64_t)t->scale_block[0] * (uint64_t)t->scale_block[1];
+
+		return n + (n + per - 1) / per * weld_dtype_size(t->scale_dtype);
+	}
 	return q ? n / q->block * q->bytes : n * weld_dtype_size(t->dtype);
 }
 

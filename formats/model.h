@@ -78,7 +78,8 @@ size_t weld_model_metadata_count(const weld_model *m);
 bool weld_model_metadata_at(const weld_model *m, size_t i, const char **key,
 			    const char **value, int *file);
 /* Bytes that n elements of tensor t take in its file (n a multiple of its
- * block when it is stored in blocks, else rounded down). */
+ * block when it is stored in blocks, else rounded down; FP8 codes with
+ * scales: the codes and the scales that cover as many elements). */
 uint64_t weld_tensor_stored_bytes(const struct weld_tensor_info *t, uint64_t n);
 /* The dtype a tensor's values were stored in, for the output's "auto"
  * dtype: F8_E4M3 for FP8 codes with scales, else dtype (F32 for a tensor
@@ -127,6 +128,12 @@ struct weld_out_tensor {
 	enum weld_dtype dtype;
 	int ndim;
 	int64_t shape[WELD_MAX_DIMS];
+	/* Non-zero (dtype F8_E4M3, 2 or more dimensions): block-scaled FP8 in
+	 * blocks of these rows and columns (DESIGN 6.2). Writes bring float32;
+	 * the writer encodes them a band of blocks at a time (scale = amax /
+	 * 448) and writes the scales as the tensor `<name>_scale_inv`, F32
+	 * [..., ceil(R/b0), ceil(C/b1)], which it adds to the layout. */
+	int64_t fp8_block[2];
 };
 
 struct weld_writer_opts {

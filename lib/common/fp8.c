@@ -5,6 +5,7 @@
 #include "fp8.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *weld_fp8_layout_name(enum weld_fp8_layout l)
@@ -103,4 +104,61 @@ size_t weld_fp8_encode_band(const float *x, size_t rows, size_t cols, size_t bco
 				q[r * cols + c] = weld_fp8_encode_sat(x[r * cols + c] / s);
 	}
 	return SIZE_MAX;
+}
+
+/* Elements of the band that starts at element s->done. */
+static size_t band_len(const struct weld_fp8_stream *s)
+{
+	uint64_t r = s->done / s->g.cols % s->g.rows, rows = s->g.rows - r;
+
+	return (size_t)((rows < s->g.brows ? rows : s->g.brows) * s->g.cols);
+}
+
+int weld_fp8_stream_feed(struct weld_fp8_stream *s, const float *x, size_t n,
+			 weld_fp8_emit emit, void *ctx, const char *label,
+			 struct weld_error *err)
+{
+	const size_t gc = (size_t)weld_fp8_grid_cols(&s->g);
+
+	if (!s->band) {
+		s->cap = (size_t)(s->g.brows * s->g.cols);
+		s->band = malloc(s->cap * sizeof(float));
+		s->codes = malloc(s->cap);
+		s->scales = malloc(gc * sizeof(float));
+		if (!s->band || !s->codes || !s->scales)
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	while (n) {
+		size_t want = band_len(s), take = want - s->fill < n ? want - s->fill : n;
+		size_t bad;
+
+		memcpy(s->band + s->fill, x, take * sizeof(float));
+		s->fill += take;
+		x += take;
+		n -= take;
+		if (s->fill < want)
+			break;
+		bad = weld_fp8_encode_band(s->band, want / s->g.cols, (size_t)s->g.cols,
+					   (size_t)s->g.bcols, s->codes, s->scales);
+		if (bad != SIZE_MAX)
+			return weld_fail(err, WELD_ERR_ARG,
+					 "%s: value %llu is %s: FP8 cannot hold it", label,
+					 (unsigned long long)(s->done + bad),
+					 isnan(s->band[bad]) ? "NaN" : "infinite");
+		if (emit(ctx, s->codes, want, s->scales, gc, err) < 0)
+			return -1;
+		s->done += want;
+		s->fill = 0;
+	}
+	return 0;
+}
+
+void weld_fp8_stream_free(struct weld_fp8_stream *s)
+{
+	free(s->band);
+	free(s->codes);
+	free(s->scales);
+	s->band = NULL;
+	s->codes = NULL;
+	s->scales = NULL;
 }

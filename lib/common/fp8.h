@@ -64,4 +64,29 @@ uint8_t weld_fp8_encode_sat(float x);
 size_t weld_fp8_encode_band(const float *x, size_t rows, size_t cols, size_t bcols,
 			    uint8_t *q, float *scale_inv);
 
+/*
+ * Block-scaled encoding of a tensor that arrives in pieces, in order: the
+ * values of one band (the block height of rows of a slice, fewer at the
+ * slice's end) are kept until the band is complete, then encoded, and
+ * emit() receives its codes and its row of scales. Memory: one band.
+ */
+struct weld_fp8_stream {
+	struct weld_fp8_geom g;
+	uint64_t done;          /* elements received */
+	float *band;
+	size_t fill, cap;       /* elements in band, its size */
+	uint8_t *codes;
+	float *scales;
+};
+
+typedef int (*weld_fp8_emit)(void *ctx, const uint8_t *codes, size_t ncodes,
+			     const float *scales, size_t nscales, struct weld_error *err);
+
+/* Feed n values; a value that is not finite fails with a message naming
+ * label (the tensor) and the value's flat index. */
+int weld_fp8_stream_feed(struct weld_fp8_stream *s, const float *x, size_t n,
+			 weld_fp8_emit emit, void *ctx, const char *label,
+			 struct weld_error *err);
+void weld_fp8_stream_free(struct weld_fp8_stream *s);
+
 #endif

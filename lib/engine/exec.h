@@ -362,6 +362,9 @@ void weld_exec_gguf_opts(const weld_plan *p, struct weld_writer_opts *wo);
  * edit such an output takes (ctx: the plan): the plan's own edit, then
  * quantization_config removed. */
 const struct weld_job *weld_plan_decodes_fp8(const weld_plan *p);
+/* --dtype fp8 is refused unless some job writes FP8 (a block-scaled FP8
+ * base), and with a GGUF output. */
+int weld_plan_check_fp8(const weld_plan *p, struct weld_error *err);
 int weld_fp8_edit_config(void *ctx, void *cjson_root, struct weld_error *err);
 /* Encode len floats of a tile as dtype t at dst, in the output chunk; a
  * chunk with streamed stores needs an _mm_sfence() before it is written. */

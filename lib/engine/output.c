@@ -102,10 +102,11 @@ static struct weld_out_tensor *output_layout(const weld_plan *p, struct weld_wri
 		const struct weld_job *j = &p->jobs[i];
 
 		t[i].name = j->name;
-		t[i].dtype = j->dtype;
+		t[i].dtype = j->fp8_block[0] ? WELD_F8_E4M3 : j->dtype;
 		t[i].ndim = j->ndim;
 		memcpy(t[i].shape, j->shape, sizeof(t[i].shape));
-		if (!ref && weld_dtype_is_float(j->dtype))
+		memcpy(t[i].fp8_block, j->fp8_block, sizeof(t[i].fp8_block));
+		if (!ref && weld_dtype_is_float(j->dtype) && !j->fp8_block[0])
 			ref = j;
 	}
 	memset(wo, 0, sizeof(*wo));
@@ -135,7 +136,7 @@ int weld_plan_check_output(const weld_plan *p, const char *out, struct weld_erro
 
 	if (!t)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	r = weld_writer_check(out, t, p->njobs, &wo, err);
+	r = weld_plan_check_fp8(p, err) < 0 ? -1 : weld_writer_check(out, t, p->njobs, &wo, err);
 	free(t);
 	return r;
 }

@@ -89,6 +89,37 @@ fi
 "$WELD" average -q --dtype bf16 -o "$T/auto32" "$T/a.f32" "$T/b.f32"
 check_same "... the values of the same merge of the decoded models" "$T/auto" "$T/auto32"
 
+# ---------------------------------------------------------------- --dtype fp8
+
+"$WELD" ties -q --base "$D/a" "$D/b" --density 0.5 --dtype f32 -o "$T/t32"
+expect "ties --dtype fp8 of FP8 models" "$WELD" ties -q --base "$D/a" "$D/b" --density 0.5 --dtype fp8 -o "$T/t8"
+# check_fp8 OUT NAME REF: OUT's FP8 tensors are REF's values encoded
+check_fp8() {
+	if "$PYTHON" "$FIX" check-fp8 "$1" "$3" >"$T/stdout" 2>"$T/stderr"; then ok "$2"; else not_ok "$2"; fi
+}
+check_fp8 "$T/t8" "... scales amax/448 of each [4, 8] block and codes clamped and rounded to nearest even, from the float32 merge" "$T/t32"
+"$WELD" inspect "$T/t8" >"$T/inspect"
+if [ "$(grep -c "F8_E4M3	.*scale: block \[4, 8\] F32" "$T/inspect")" = 4 ] &&
+   grep -q "^lm_head.weight	BF16" "$T/inspect" &&
+   "$PYTHON" -c "import json, sys; c = json.load(open(sys.argv[1]));
+assert c['quantization_config'] == json.load(open(sys.argv[2]))['quantization_config']
+assert c['torch_dtype'] == 'bfloat16'" "$T/t8/config.json" "$D/a/config.json"; then
+	ok "... the base's FP8 weights FP8 again (weight_scale_inv F32), the rest BF16, its quantization_config kept"
+else
+	not_ok "... the base's FP8 weights FP8 again (weight_scale_inv F32), the rest BF16, its quantization_config kept"
+fi
+expect "... verify checks it" "$WELD" verify -q "$T/t8"
+"$WELD" convert -q --dtype f32 -o "$T/t8back" "$T/t8"
+"$PYTHON" "$FIX" decode "$T/t8" "$T/t8.f32"
+check_same "round trip: weld reads its FP8 output as the codes times its scales" "$T/t8back" "$T/t8.f32"
+expect "convert --dtype fp8 of an FP8 model" "$WELD" convert -q --dtype fp8 -o "$T/c8" "$D/a"
+check_fp8 "$T/c8" "... re-encodes the decoded values" "$T/a.f32"
+same_bytes 16M "ties --dtype fp8" ties --base "$D/a" "$D/b" --dtype fp8
+refuse "--dtype fp8 needs a block-scaled FP8 base" 1 "--dtype fp8 writes FP8 in the block size of a block-scaled FP8 model" \
+	"$T/o" "$WELD" average -q --dtype fp8 -o "$T/o" "$D/ct"
+refuse "--dtype fp8 is not written in parts" 1 "FP8 output is not written in parts (--part)" \
+	"$T/o.part-1-of-2" "$WELD" average -q --dtype fp8 --part 1/2 -o "$T/o" "$D/a" "$D/b"
+
 # ---------------------------------------------------------------- hostile
 
 hostile() {

@@ -141,6 +141,77 @@ static void test_apply_scales(void **state)
 		}
 }
 
+/* What a stream emits, gathered. */
+struct sink {
+	uint8_t codes[256];
+	float scales[64];
+	size_t nc, ns, calls;
+};
+
+static int gather(void *ctx, const uint8_t *codes, size_t ncodes, const float *scales,
+		  size_t nscales, struct weld_error *err)
+{
+	struct sink *k = ctx;
+
+	(void)err;
+	memcpy(k->codes + k->nc, codes, ncodes);
+	memcpy(k->scales + k->ns, scales, nscales * sizeof(float));
+	k->nc += ncodes;
+	k->ns += nscales;
+	k->calls++;
+	return 0;
+}
+
+/* Two slices of 5 x 6 in blocks of 2 x 4, fed in pieces of every size:
+ * bands of 2, 2 and 1 rows a slice (6 calls), and the same codes and
+ * scales as each band encoded whole. */
+static void test_stream_bands(void **state)
+{
+	float x[60];
+	struct sink want = { 0 };
+	struct weld_error err = { 0 };
+
+	(void)state;
+	for (int k = 0; k < 60; k++)
+		x[k] = (float)((k * 37) % 23) - 11.5f + (float)k / 64;
+	for (size_t s = 0, at = 0; s < 2; s++)
+		for (size_t r = 0; r < 5; r += 2) {
+			size_t rows = r + 2 <= 5 ? 2 : 1;
+
+			weld_fp8_encode_band(x + at, rows, 6, 4, want.codes + at, want.scales + want.ns);
+			at += rows * 6;
+			want.ns += 2;
+		}
+	for (size_t piece = 1; piece <= 60; piece++) {
+		struct weld_fp8_stream st = { .g = { .slices = 2, .rows = 5, .cols = 6,
+						     .brows = 2, .bcols = 4 } };
+		struct sink got = { 0 };
+
+		for (size_t at = 0; at < 60; at += piece)
+			assert_int_equal(weld_fp8_stream_feed(&st, x + at, at + piece <= 60 ? piece : 60 - at,
+							      gather, &got, "t", &err), 0);
+		weld_fp8_stream_free(&st);
+		assert_int_equal(got.calls, 6);
+		assert_int_equal(got.nc, 60);
+		assert_int_equal(got.ns, 12);
+		assert_memory_equal(got.codes, want.codes, 60);
+		assert_memory_equal(got.scales, want.scales, 12 * sizeof(float));
+	}
+}
+
+static void test_stream_refuses_nonfinite(void **state)
+{
+	struct weld_fp8_stream st = { .g = { .slices = 1, .rows = 2, .cols = 2, .brows = 2, .bcols = 2 } };
+	const float x[4] = { 1, 2, INFINITY, 4 };
+	struct weld_error err = { 0 };
+	struct sink got = { 0 };
+
+	(void)state;
+	assert_int_equal(weld_fp8_stream_feed(&st, x, 4, gather, &got, "tensor 'w'", &err), -1);
+	assert_string_equal(err.msg, "tensor 'w': value 2 is infinite: FP8 cannot hold it");
+	weld_fp8_stream_free(&st);
+}
+
 /* ------------------------------------------------------------ models */
 
 /* A model folder: config.json (NULL: none) and one safetensors file of
@@ -320,6 +391,8 @@ int main(void)
 		cmocka_unit_test(test_encode_band),
 		cmocka_unit_test(test_encode_band_refuses_nonfinite),
 		cmocka_unit_test(test_apply_scales),
+		cmocka_unit_test(test_stream_bands),
+		cmocka_unit_test(test_stream_refuses_nonfinite),
 		cmocka_unit_test_setup_teardown(test_model_block_scales, fixture_setup_dir,
 						fixture_teardown_dir),
 		cmocka_unit_test_setup_teardown(test_model_bf16_scale_no_config, fixture_setup_dir,
