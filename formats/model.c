@@ -959,6 +959,25 @@ out:
 	return r;
 }
 
+const struct weld_tensor_info *weld_model_scale(const weld_model *m, size_t i)
+{
+	return m->t[i].info.scaled ? &m->t[i].scale : NULL;
+}
+
+int weld_model_read_scale_stored(const weld_model *m, size_t i, uint64_t off, size_t n,
+				 void *dst, struct weld_error *err)
+{
+	const struct weld_tensor_info *s = weld_model_scale(m, i);
+
+	if (!s)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': no scales", m->t[i].info.name);
+	if (off > s->nbytes || n > s->nbytes - off)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': read past its %llu bytes",
+				 s->name, (unsigned long long)s->nbytes);
+	return n ? weld_pread_full(m->files[s->file].fd, dst, n, s->offset + off,
+				   m->files[s->file].path, err) : 0;
+}
+
 int weld_model_read_stored(const weld_model *m, size_t i, uint64_t off, size_t n, void *dst,
 			   struct weld_error *err)
 {

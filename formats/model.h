@@ -104,8 +104,17 @@ int weld_model_read_f32(const weld_model *m, size_t i, uint64_t first, size_t n,
 int weld_model_read_stored(const weld_model *m, size_t i, uint64_t off, size_t n, void *dst,
 			   struct weld_error *err);
 
-/* XXH3-64 of tensor i's packed bytes (what a weld output records). */
+/* XXH3-64 of tensor i's packed bytes (what a weld output records); for
+ * FP8 codes with scales, of its codes. */
 int weld_model_hash(const weld_model *m, size_t i, uint64_t *out, struct weld_error *err);
+
+/* The scale tensor of FP8 tensor i (its name, dtype, shape, file, ...),
+ * or NULL when i has none; and n of its stored bytes from byte off. */
+const struct weld_tensor_info *weld_model_scale(const weld_model *m, size_t i);
+int weld_model_read_scale_stored(const weld_model *m, size_t i, uint64_t off, size_t n,
+				 void *dst, struct weld_error *err);
+/* XXH3-64 of the bytes of tensor i's scale tensor. */
+int weld_model_hash_scale(const weld_model *m, size_t i, uint64_t *out, struct weld_error *err);
 
 /* ---------------------------------------------------------------- model writer */
 

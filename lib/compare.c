@@ -48,6 +48,32 @@ int weld_model_hash(const weld_model *m, size_t i, uint64_t *out, struct weld_er
 	return r;
 }
 
+int weld_model_hash_scale(const weld_model *m, size_t i, uint64_t *out, struct weld_error *err)
+{
+	const struct weld_tensor_info *s = weld_model_scale(m, i);
+	XXH3_state_t *st = XXH3_createState();
+	unsigned char *buf = malloc(STEP);
+	int r = 0;
+
+	if (!st || !buf) {
+		XXH3_freeState(st);
+		free(buf);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	XXH3_64bits_reset(st);
+	for (uint64_t off = 0; s && off < s->nbytes && !r; off += STEP) {
+		size_t n = s->nbytes - off < STEP ? (size_t)(s->nbytes - off) : STEP;
+
+		r = weld_model_read_scale_stored(m, i, off, n, buf, err);
+		if (!r)
+			XXH3_64bits_update(st, buf, n);
+	}
+	*out = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	free(buf);
+	return r;
+}
+
 int weld_model_compare(const weld_model *a, size_t ia, const weld_model *b, size_t ib,
 		       struct weld_diff *out, struct weld_error *err)
 {

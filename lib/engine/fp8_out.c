@@ -56,6 +56,24 @@ uint64_t weld_job_stored_bytes(const struct weld_job *j)
 	return j->nelem + (rows && cols ? j->nelem / (rows * cols) * grid * sizeof(float) : 0);
 }
 
+uint64_t weld_plan_fp8_band_bytes(const weld_plan *p)
+{
+	uint64_t most = 0;
+
+	for (size_t i = 0; i < p->njobs; i++) {
+		const struct weld_job *j = &p->jobs[i];
+		uint64_t cols, b;
+
+		if (!j->fp8_block[0])
+			continue;
+		cols = (uint64_t)j->shape[j->ndim - 1];
+		b = (uint64_t)j->fp8_block[0] * cols * (sizeof(float) + 1) +
+		    (cols / (uint64_t)j->fp8_block[1] + 1) * sizeof(float);
+		most = b > most ? b : most;
+	}
+	return most;
+}
+
 const struct weld_job *weld_plan_decodes_fp8(const weld_plan *p)
 {
 	for (size_t i = 0; i < p->njobs; i++) {

@@ -20,6 +20,8 @@ are decoded here from the E4M3 bit layout (sign, 4 exponent bits of bias
     fp8_fixture.py same X Y         exit 0 if models X and Y hold the same
                                     tensor names and the same float32 values
                                     bit for bit
+    fp8_fixture.py flip FILE NAME   flip the lowest bit of the first byte of
+                                    tensor NAME of safetensors FILE, in place
     fp8_fixture.py check-fp8 OUT REF
                                     OUT (written with --dtype fp8) against
                                     REF (float32): every FP8 weight's scale
@@ -250,6 +252,15 @@ def check_fp8(out, ref):
     return 0
 
 
+def flip(path, name):
+    info = sio.read_header(path)[1][name]
+    with open(path, "r+b") as f:
+        f.seek(info.offset)
+        b = f.read(1)
+        f.seek(info.offset)
+        f.write(bytes([b[0] ^ 1]))
+
+
 def main(argv):
     if len(argv) == 3 and argv[1] == "make":
         make(argv[2])
@@ -259,6 +270,8 @@ def main(argv):
         hostile(argv[2], argv[3], argv[4])
     elif len(argv) == 4 and argv[1] == "same":
         return same(argv[2], argv[3])
+    elif len(argv) == 4 and argv[1] == "flip":
+        flip(argv[2], argv[3])
     elif len(argv) == 4 and argv[1] == "check-fp8":
         return check_fp8(argv[2], argv[3])
     else:

@@ -109,6 +109,10 @@ else
 	not_ok "... the base's FP8 weights FP8 again (weight_scale_inv F32), the rest BF16, its quantization_config kept"
 fi
 expect "... verify checks it" "$WELD" verify -q "$T/t8"
+cp -r "$T/t8" "$T/t8bad"
+"$PYTHON" "$FIX" flip "$T/t8bad/model.safetensors" model.layers.0.mlp.down_proj.weight_scale_inv
+refuse "... and finds a changed scale" 1 "tensor 'model.layers.0.mlp.down_proj.weight_scale_inv': XXH3" \
+	- "$WELD" verify -q "$T/t8bad"
 "$WELD" convert -q --dtype f32 -o "$T/t8back" "$T/t8"
 "$PYTHON" "$FIX" decode "$T/t8" "$T/t8.f32"
 check_same "round trip: weld reads its FP8 output as the codes times its scales" "$T/t8back" "$T/t8.f32"
