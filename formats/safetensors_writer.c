@@ -409,7 +409,8 @@ static int with_scales(const char *dir, const struct weld_out_tensor *t, size_t 
 
 	if (!o)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	memcpy(o, t, n * sizeof(*o));
+	if (n)
+		memcpy(o, t, n * sizeof(*o));
 	*out = o;
 	*nout = n;
 	for (size_t i = 0; i < n; i++) {

@@ -225,7 +225,8 @@ static char *write_model(const char *dir, const char *config, const char *scale_
 
 	for (int k = 0; k < 15; k++)
 		data[k] = (uint8_t)(0x38 + k);
-	memcpy(data + 15, scale, scale_len);
+	if (scale_len)
+		memcpy(data + 15, scale, scale_len);
 	snprintf(hdr, sizeof(hdr),
 		 "{\"w\":{\"dtype\":\"F8_E4M3\",\"shape\":[3,5],\"data_offsets\":[0,15]}%s}",
 		 scale_hdr);
@@ -338,16 +339,17 @@ static void refused(const char *dir, bool at_read, const char *text)
 static void test_hostile_scales(void **state)
 {
 	const float s4[4] = { 1, 1, INFINITY, 1 };
+	const float s6[6] = { 1, 1, 1, 1, 1, 1 };
 	const float s1 = NAN;
-	const int8_t i8 = 1;
+	const int8_t i8[4] = { 1, 1, 1, 1 };
 
 	free(write_model(*state, block_config,
 			 ",\"w_scale_inv\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[15,39]}",
-			 s4, 24));
+			 s6, sizeof(s6)));
 	refused(*state, false, "tensor 'w_scale_inv': shape: [2, 3], but blocks of [2, 4]");
 	free(write_model(*state, block_config,
 			 ",\"w_scale_inv\":{\"dtype\":\"I8\",\"shape\":[2,2],\"data_offsets\":[15,19]}",
-			 &i8, 4));
+			 i8, sizeof(i8)));
 	refused(*state, false, "tensor 'w_scale_inv': dtype: I8");
 	free(write_model(*state, block_config, "", NULL, 0));
 	refused(*state, false, "tensor 'w': F8_E4M3 weight without its scale tensor 'w_scale_inv'");
