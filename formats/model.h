@@ -137,12 +137,6 @@ struct weld_out_tensor {
 	enum weld_dtype dtype;
 	int ndim;
 	int64_t shape[WELD_MAX_DIMS];
-	/* Non-zero (dtype F8_E4M3, 2 or more dimensions): block-scaled FP8 in
-	 * blocks of these rows and columns (DESIGN 6.2). Writes bring float32;
-	 * the writer encodes them a band of blocks at a time (scale = amax /
-	 * 448) and writes the scales as the tensor `<name>_scale_inv`, F32
-	 * [..., ceil(R/b0), ceil(C/b1)], which it adds to the layout. */
-	int64_t fp8_block[2];
 };
 
 struct weld_writer_opts {
@@ -171,6 +165,13 @@ struct weld_writer_opts {
 	 * copy_from and the config options are ignored. */
 	const weld_model *gguf_base;
 	int gguf_type;
+	/* NULL, or one {rows, cols} per tensor: non-zero, tensor i (dtype
+	 * F8_E4M3, 2 or more dimensions) is block-scaled FP8 in blocks of that
+	 * size (DESIGN 6.2). Its writes bring float32; the writer encodes them
+	 * a band of blocks at a time (scale = amax / 448) and writes the scales
+	 * as the tensor `<name>_scale_inv`, F32 [..., ceil(R/b0), ceil(C/b1)],
+	 * which it adds to the layout. Not with parts or GGUF. */
+	const int64_t (*fp8_block)[2];
 };
 
 int weld_writer_open(weld_writer **out, const char *dir,

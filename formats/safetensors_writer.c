@@ -398,29 +398,33 @@ static char *scale_name(const char *name)
 /*
  * The layout t[0 .. n) with a _scale_inv tensor after it for each
  * block-scaled FP8 tensor, into *out (the caller frees it and the names of
- * entries n and on), *nout its length.
+ * entries n and on), *nout its length, and each one's block in (*blk)[i]
+ * (the caller frees it; zeros for the others).
  */
 static int with_scales(const char *dir, const struct weld_out_tensor *t, size_t n,
 		       const struct weld_writer_opts *opts, struct weld_out_tensor **out,
-		       size_t *nout, struct weld_error *err)
+		       size_t *nout, int64_t (**blk)[2], struct weld_error *err)
 {
 	size_t k = n;
 	struct weld_out_tensor *o = malloc((2 * n + 1) * sizeof(*o));
 
-	if (!o)
+	*out = o;
+	*nout = n;
+	*blk = calloc(2 * n + 1, sizeof(**blk));
+	if (!o || !*blk)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	if (n)
 		memcpy(o, t, n * sizeof(*o));
-	*out = o;
-	*nout = n;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; opts->fp8_block && i < n; i++) {
 		const struct weld_out_tensor *x = &t[i];
+		const int64_t *b = opts->fp8_block[i];
 		struct weld_out_tensor *s = &o[k];
 
-		if (!x->fp8_block[0])
+		if (!b[0])
 			continue;
-		if (x->dtype != WELD_F8_E4M3 || x->ndim < 2 || x->fp8_block[0] < 1 ||
-		    x->fp8_block[1] < 1)
+		(*blk)[i][0] = b[0];
+		(*blk)[i][1] = b[1];
+		if (x->dtype != WELD_F8_E4M3 || x->ndim < 2 || b[0] < 1 || b[1] < 1)
 			return weld_fail(err, WELD_ERR_ARG,
 					 "'%s': tensor '%s': block-scaled FP8 needs dtype F8_E4M3, 2 or "
 					 "more dimensions and a positive block", dir, x->name);
@@ -429,10 +433,9 @@ static int with_scales(const char *dir, const struct weld_out_tensor *t, size_t 
 					 "'%s': FP8 output is not written in parts (--part): a "
 					 "weight and its scales may lie in different parts' shards", dir);
 		*s = *x;
-		s->fp8_block[0] = s->fp8_block[1] = 0;
 		s->dtype = WELD_F32;
-		s->shape[x->ndim - 2] = (x->shape[x->ndim - 2] + x->fp8_block[0] - 1) / x->fp8_block[0];
-		s->shape[x->ndim - 1] = (x->shape[x->ndim - 1] + x->fp8_block[1] - 1) / x->fp8_block[1];
+		s->shape[x->ndim - 2] = (x->shape[x->ndim - 2] + b[0] - 1) / b[0];
+		s->shape[x->ndim - 1] = (x->shape[x->ndim - 1] + b[1] - 1) / b[1];
 		if (!(s->name = scale_name(x->name)))
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		*nout = ++k;
@@ -440,11 +443,13 @@ static int with_scales(const char *dir, const struct weld_out_tensor *t, size_t 
 	return 0;
 }
 
-static void free_with_scales(struct weld_out_tensor *o, size_t n, size_t nout)
+static void free_with_scales(struct weld_out_tensor *o, size_t n, size_t nout,
+			     int64_t (*blk)[2])
 {
 	for (size_t i = n; o && i < nout; i++)
 		free((char *)o[i].name);
 	free(o);
+	free(blk);
 }
 
 /* Each FP8 tensor's scale tensor, by name. */
@@ -469,7 +474,7 @@ static int find_scales(weld_writer *w, struct weld_error *err)
 }
 
 static int add_tensors(weld_writer *w, const struct weld_out_tensor *t, size_t n,
-		       struct weld_error *err)
+		       const int64_t (*blk)[2], struct weld_error *err)
 {
 	struct out_tensor **ord;
 
@@ -485,8 +490,8 @@ static int add_tensors(weld_writer *w, const struct weld_out_tensor *t, size_t n
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		o->dtype = t[i].dtype;
 		o->ndim = t[i].ndim;
-		o->fp8_block[0] = t[i].fp8_block[0];
-		o->fp8_block[1] = t[i].fp8_block[1];
+		o->fp8_block[0] = blk[i][0];
+		o->fp8_block[1] = blk[i][1];
 		o->nbytes = weld_dtype_size(t[i].dtype);
 		for (int d = 0; d < t[i].ndim; d++) {
 			o->shape[d] = t[i].shape[d];
@@ -545,6 +550,7 @@ int weld_writer_open(weld_writer **out, const char *dir,
 		     const struct weld_writer_opts *opts, struct weld_error *err)
 {
 	struct weld_out_tensor *all = NULL;
+	int64_t (*blk)[2] = NULL;
 	size_t nall = 0;
 	weld_writer *w;
 
@@ -567,19 +573,20 @@ int weld_writer_open(weld_writer **out, const char *dir,
 	w->extra_name = xstrdup(opts->extra_name);
 	w->extra_data = xstrdup(opts->extra_data);
 	/* the layout is checked before anything is made on disk */
-	if (with_scales(dir, t, n, opts, &all, &nall, err) < 0 ||
-	    validate_tensors(dir, all, nall, err) < 0 || add_tensors(w, all, nall, err) < 0 ||
+	if (with_scales(dir, t, n, opts, &all, &nall, &blk, err) < 0 ||
+	    validate_tensors(dir, all, nall, err) < 0 ||
+	    add_tensors(w, all, nall, (const int64_t (*)[2])blk, err) < 0 ||
 	    plan_shards(w, err) < 0 ||
 	    weld_outdir_init(&w->dir, dir, opts->force, opts->single_file, err) < 0)
 		goto fail;
 	w->out = w->dir.out;
 	if (create_files(w, err) < 0)
 		goto fail;
-	free_with_scales(all, n, nall);
+	free_with_scales(all, n, nall, blk);
 	*out = w;
 	return 0;
 fail:
-	free_with_scales(all, n, nall);
+	free_with_scales(all, n, nall, blk);
 	weld_writer_close(w);
 	return -1;
 }
@@ -588,6 +595,7 @@ int weld_writer_check(const char *dir, const struct weld_out_tensor *t, size_t n
 		      const struct weld_writer_opts *opts, struct weld_error *err)
 {
 	struct weld_out_tensor *all = NULL;
+	int64_t (*blk)[2] = NULL;
 	size_t nall = 0;
 	weld_writer *w;
 	int r;
@@ -603,10 +611,10 @@ int weld_writer_check(const char *dir, const struct weld_out_tensor *t, size_t n
 	if (opts->recipe_json && !w->recipe)
 		r = weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	else
-		r = with_scales(dir, t, n, opts, &all, &nall, err) < 0 ||
+		r = with_scales(dir, t, n, opts, &all, &nall, &blk, err) < 0 ||
 		    validate_tensors(dir, all, nall, err) < 0 ||
-		    add_tensors(w, all, nall, err) < 0 || plan_shards(w, err) < 0 ? -1 : 0;
-	free_with_scales(all, n, nall);
+		    add_tensors(w, all, nall, (const int64_t (*)[2])blk, err) < 0 || plan_shards(w, err) < 0 ? -1 : 0;
+	free_with_scales(all, n, nall, blk);
 	weld_writer_close(w);
 	return r;
 }

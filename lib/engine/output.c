@@ -93,7 +93,9 @@ static int open_mask_writer(struct exec *e, struct weld_error *err)
  * memory. The caller frees the list. */
 static struct weld_out_tensor *output_layout(const weld_plan *p, struct weld_writer_opts *wo)
 {
-	struct weld_out_tensor *t = calloc(p->njobs + 1, sizeof(*t));
+	/* the tensors, then their FP8 blocks (one allocation) */
+	struct weld_out_tensor *t = calloc(p->njobs + 1, sizeof(*t) + sizeof(int64_t[2]));
+	int64_t (*blk)[2] = t ? (void *)(t + p->njobs + 1) : NULL;
 	const struct weld_job *ref = NULL;
 
 	if (!t)
@@ -105,7 +107,7 @@ static struct weld_out_tensor *output_layout(const weld_plan *p, struct weld_wri
 		t[i].dtype = j->fp8_block[0] ? WELD_F8_E4M3 : j->dtype;
 		t[i].ndim = j->ndim;
 		memcpy(t[i].shape, j->shape, sizeof(t[i].shape));
-		memcpy(t[i].fp8_block, j->fp8_block, sizeof(t[i].fp8_block));
+		memcpy(blk[i], j->fp8_block, sizeof(blk[i]));
 		if (!ref && weld_dtype_is_float(j->dtype) && !j->fp8_block[0])
 			ref = j;
 	}
@@ -124,6 +126,7 @@ static struct weld_out_tensor *output_layout(const weld_plan *p, struct weld_wri
 	wo->torch_dtype = ref ? weld_dtype_torch_name(ref->dtype) : NULL;
 	wo->part = p->o.part;
 	wo->parts = p->o.parts;
+	wo->fp8_block = (const int64_t (*)[2])blk;
 	weld_exec_gguf_opts(p, wo);
 	return t;
 }
