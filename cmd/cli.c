@@ -369,10 +369,14 @@ bool cli_out_dtype(const char *s, struct weld_merge_opts *o)
 		return true;
 	}
 	o->out_quant = 0;
+	if (strcmp(s, "fp8") == 0) {
+		o->dtype = WELD_F8_E4M3;        /* block-scaled, as the base (DESIGN 6.2) */
+		return true;
+	}
 	if (weld_dtype_parse_output(s, true, &o->dtype) == 0)
 		return true;
 	cli_usage_error("invalid value '%s' for '--dtype': expected auto, bf16, f16, f32, f64, "
-			"or for a GGUF output q8_0 or q4_0", s);
+			"fp8, or for a GGUF output q8_0 or q4_0", s);
 	return false;
 }
 

@@ -17,7 +17,7 @@ static const char usage[] =
 	"  file as a GGUF file (re-typed) or a safetensors folder (GGUF names kept)\n"
 	"  -o, --output DIR        output folder (refused if it exists, unless -f)\n"
 	"  -f, --force             replace an existing output once the new one is complete\n"
-	"      --dtype TYPE        bf16|f16|f32|f64 for floating tensors, or q8_0|q4_0 for a\n"
+	"      --dtype TYPE        bf16|f16|f32|f64|fp8 for floating tensors, or q8_0|q4_0 for a\n"
 	"                          GGUF output (default: unchanged)\n"
 	"      --format FMT        safetensors|gguf (default: the input's; GGUF only from GGUF)\n"
 	"      --shard-size SIZE   largest output shard (default 5G; 0 = one file)\n"
@@ -104,6 +104,11 @@ int cmd_convert(int argc, char **argv)
 		memcpy(j.shape, t->shape, sizeof(j.shape));
 		j.dtype = weld_dtype_is_float(t->dtype) && o.dtype >= 0 ? (enum weld_dtype)o.dtype
 									 : t->dtype;
+		if (t->scaled && (o.dtype < 0 || o.dtype == WELD_F8_E4M3))
+			j.dtype = WELD_BF16;    /* FP8 with scales: decoded, as a merge's auto */
+		else if (o.dtype == WELD_F8_E4M3)
+			j.dtype = t->dtype;     /* fp8: only what is FP8 with scales */
+		weld_plan_fp8_job(p, &j, t);
 		if (weld_plan_add_job(p, &j, &err) < 0)
 			goto fail;
 	}

@@ -3,6 +3,7 @@
  */
 #include "cli.h"
 #include "commands.h"
+#include "fp8.h"
 
 #include <getopt.h>
 #include <string.h>
@@ -10,7 +11,8 @@
 static const char usage[] =
 	"usage: weld inspect [--hash] [--json] MODEL\n"
 	"\n  list every tensor: name, dtype, shape, bytes and the file holding it\n"
-	"  (and, for a GGUF file, its metadata keys)\n"
+	"  (and, for a GGUF file, its metadata keys; for FP8 weights with scales,\n"
+	"  the scales' layout, block, dtype and tensor)\n"
 	"      --hash    add the XXH3-64 of each tensor's bytes\n"
 	"      --json    one JSON object on stdout\n";
 
@@ -52,6 +54,27 @@ static void print_metadata(const weld_model *m, bool json)
 	}
 	if (json)
 		printf("}");
+}
+
+/* FP8 codes with scales: how the scales lie (DESIGN 6.2), as a last
+ * column or a "scale" JSON object. */
+static void print_scale(const struct weld_tensor_info *t, bool json)
+{
+	const char *layout = weld_fp8_layout_name((enum weld_fp8_layout)t->scaled);
+
+	if (!t->scaled)
+		return;
+	if (!json) {
+		printf("\tscale: %s [%lld, %lld] %s '%s'", layout, (long long)t->scale_block[0],
+		       (long long)t->scale_block[1], weld_dtype_name(t->scale_dtype),
+		       cli_safe(t->scale_name));
+		return;
+	}
+	printf(",\"scale\":{\"layout\":\"%s\",\"block\":[%lld,%lld],\"dtype\":\"%s\",\"tensor\":",
+	       layout, (long long)t->scale_block[0], (long long)t->scale_block[1],
+	       weld_dtype_name(t->scale_dtype));
+	cli_json_string(stdout, t->scale_name);
+	printf("}");
 }
 
 static const char *base_name(const char *p)
@@ -119,11 +142,14 @@ int cmd_inspect(int argc, char **argv)
 			cli_json_string(stdout, base_name(weld_model_file_path(m, (size_t)t->file)));
 			if (hash)
 				printf(",\"xxh3\":\"%s\"", hex);
+			print_scale(t, true);
 			printf("}");
 		} else {
-			printf("%s\t%s\t%s\t%llu\t%s%s%s\n", cli_safe(t->name), weld_tensor_type_name(t), sh,
+			printf("%s\t%s\t%s\t%llu\t%s%s%s", cli_safe(t->name), weld_tensor_type_name(t), sh,
 			       (unsigned long long)t->nbytes,
 			       cli_safe(base_name(weld_model_file_path(m, (size_t)t->file))), hash ? "\t" : "", hex);
+			print_scale(t, false);
+			printf("\n");
 		}
 	}
 	if (json) {

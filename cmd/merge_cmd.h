@@ -18,7 +18,7 @@
 	"\n" \
 	"  -o, --output DIR        output folder (refused if it exists, unless -f)\n" \
 	"  -f, --force             replace an existing output once the new one is complete\n" \
-	"      --dtype TYPE        auto|bf16|f16|f32|f64, or q8_0|q4_0 for GGUF (default auto: the base's)\n" \
+	"      --dtype TYPE        auto|bf16|f16|f32|f64|fp8, or q8_0|q4_0 for GGUF (default auto: the base's)\n" \
 	"      --format FMT        safetensors|gguf (default: the base's; GGUF only from GGUF models)\n" \
 	"  -j, --threads N         worker threads (default: OMP_NUM_THREADS, else all cores)\n" \
 	"      --max-memory SIZE   memory budget, e.g. 512M, 4G (default 1G)\n" \

@@ -214,7 +214,7 @@ void plan_print(const weld_plan *p, bool json, const struct plan_labels *labels)
 	uint64_t out_bytes = 0;
 
 	for (size_t i = 0; i < weld_plan_job_count(p); i++)
-		out_bytes += weld_plan_job(p, i)->nelem * weld_dtype_size(weld_plan_job(p, i)->dtype);
+		out_bytes += weld_job_stored_bytes(weld_plan_job(p, i));
 	weld_format_size(weld_plan_memory(p), mem, sizeof(mem));
 	weld_format_size(o->max_memory, lim, sizeof(lim));
 	if (json) {

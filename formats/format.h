@@ -91,6 +91,30 @@ int weld_model_set_metadata(weld_model *m, const char *key, const char *value,
 int weld_model_set_file_metadata(weld_model *m, int file, const char *key, const char *value,
 				 struct weld_error *err);
 
+/* ---------------------------------------------------------------- FP8 scales */
+
+/*
+ * Pair every FP8 weight with its scale tensor (fp8_scales.c, DESIGN 6.2),
+ * once all files are parsed and the tensors sorted: for each pair it calls
+ * weld_model_attach_scale(), then weld_model_drop_scales().
+ */
+int weld_fp8_pair_scales(weld_model *m, struct weld_error *err);
+
+/* Tensor w becomes the decoded view of its codes: w's info takes the
+ * scaled, scale_dtype and scale_block fields of *how* (dtype F32, its
+ * codes' bytes kept), and reads apply the scales of tensor s, which is
+ * marked to be dropped. s must be contiguous. */
+int weld_model_attach_scale(weld_model *m, size_t w, size_t s,
+			    const struct weld_tensor_info *how, struct weld_error *err);
+/* Mark tensor i to be dropped (an activation scale of a quantised model). */
+void weld_model_hide_tensor(weld_model *m, size_t i);
+/* Remove the tensors attached as scales or hidden from the list (order kept). */
+void weld_model_drop_scales(weld_model *m);
+/* The geometry (fp8.h) of a tensor with scales: the layout's blocks over
+ * its last two dimensions (channel and tensor scales: over all rows). */
+struct weld_fp8_geom;
+void weld_fp8_geom_of(const struct weld_tensor_info *t, struct weld_fp8_geom *g);
+
 /* Fill t->stride with C-order strides from t->shape (saturating: only an
  * empty tensor can have a stride product that overflows, and it is never
  * read). */

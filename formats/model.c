@@ -14,6 +14,7 @@
  * serve by range (weld_model_add_source()).
  */
 #include "format.h"
+#include "fp8.h"
 #include "json_scan.h"
 #include "name_table.h"
 #include "quant.h"
@@ -23,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,10 +51,14 @@ struct model_source {
 	char *label;            /* for messages: "<file path> (inflated entries)" */
 };
 
-/* A tensor, and where its bytes are read: its file (source 0) or a source. */
+/* A tensor, and where its bytes are read: its file (source 0) or a source;
+ * for FP8 codes with scales, the scale tensor too (its name owned here). */
 struct model_tensor {
 	struct weld_tensor_info info;
 	int source;
+	struct weld_tensor_info scale;
+	bool is_scale;          /* attached to another tensor: to be dropped */
+	bool hidden;            /* to be dropped, name and all */
 };
 
 struct weld_model {
@@ -151,13 +157,26 @@ uint64_t weld_tensor_stored_bytes(const struct weld_tensor_info *t, uint64_t n)
 {
 	const struct weld_ggml_type_info *q = t->quant ? weld_ggml_type(t->quant) : NULL;
 
+	if (t->scaled) {
+		/* one byte a code, and about the scales that cover n elements */
+		uint64_t per = (uint64_t)t->scale_block[0] * (uint64_t)t->scale_block[1];
+
+		return n + (n + per - 1) / per * weld_dtype_size(t->scale_dtype);
+	}
 	return q ? n / q->block * q->bytes : n * weld_dtype_size(t->dtype);
+}
+
+enum weld_dtype weld_tensor_stored_dtype(const struct weld_tensor_info *t)
+{
+	return t->scaled ? WELD_F8_E4M3 : t->dtype;
 }
 
 const char *weld_tensor_type_name(const struct weld_tensor_info *t)
 {
 	const char *q = t->quant ? weld_ggml_type_name(t->quant) : NULL;
 
+	if (t->scaled)
+		return weld_dtype_name(WELD_F8_E4M3);
 	return q ? q : weld_dtype_name(t->dtype);
 }
 
@@ -226,6 +245,7 @@ int weld_model_add_tensor_in(weld_model *m, const struct weld_tensor_info *info,
 		m->t = t;
 		m->cap = cap;
 	}
+	memset(&m->t[m->n], 0, sizeof(m->t[m->n]));
 	m->t[m->n].info = *info;
 	m->t[m->n].source = source;
 	m->t[m->n].info.name = strdup(info->name);
@@ -675,6 +695,10 @@ int weld_model_open(weld_model **out, const char *path, struct weld_error *err)
 			weld_model_close(m);
 			return -1;
 		}
+	if (weld_fp8_pair_scales(m, err) < 0) {
+		weld_model_close(m);
+		return -1;
+	}
 	*out = m;
 	return 0;
 }
@@ -691,8 +715,12 @@ void weld_model_close(weld_model *m)
 		close(m->sources[i].fd);
 		free(m->sources[i].label);
 	}
-	for (size_t i = 0; i < m->n; i++)
-		free((char *)m->t[i].info.name);
+	for (size_t i = 0; i < m->n; i++) {
+		if (!m->t[i].is_scale)
+			free((char *)m->t[i].info.name);
+		if (m->t[i].info.scaled)
+			free((char *)m->t[i].scale.name);
+	}
 	for (size_t i = 0; i < m->nmeta; i++) {
 		free(m->meta[i].key);
 		free(m->meta[i].value);
@@ -826,6 +854,136 @@ static int read_blocks(int fd, const char *path, const struct weld_tensor_info *
 	return r;
 }
 
+int weld_model_attach_scale(weld_model *m, size_t w, size_t s,
+			    const struct weld_tensor_info *how, struct weld_error *err)
+{
+	struct model_tensor *tw = &m->t[w], *ts = &m->t[s];
+
+	if (!ts->info.contiguous || ts->source || !tw->info.contiguous || tw->source)
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "'%s': tensor '%s': FP8 codes and scales must be stored contiguously",
+				 m->files[tw->info.file].path, tw->info.name);
+	tw->scale = ts->info;
+	ts->is_scale = true;
+	tw->info.dtype = WELD_F32;
+	tw->info.scaled = how->scaled;
+	tw->info.scale_dtype = how->scale_dtype;
+	tw->info.scale_block[0] = how->scale_block[0];
+	tw->info.scale_block[1] = how->scale_block[1];
+	tw->info.scale_name = tw->scale.name;
+	return 0;
+}
+
+void weld_model_hide_tensor(weld_model *m, size_t i)
+{
+	m->t[i].hidden = true;
+}
+
+void weld_model_drop_scales(weld_model *m)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < m->n; i++) {
+		if (m->t[i].hidden && !m->t[i].is_scale)
+			free((char *)m->t[i].info.name);
+		if (!m->t[i].is_scale && !m->t[i].hidden)
+			m->t[k++] = m->t[i];
+	}
+	m->n = k;
+}
+
+/* Is scale value k of the range starting at grid element `at` finite?
+ * Else an error naming the scale tensor and the element's index. */
+static int check_scales(const weld_model *m, const struct weld_tensor_info *s,
+			const float *v, size_t n, uint64_t at, struct weld_error *err)
+{
+	char idx[160];
+
+	for (size_t k = 0; k < n; k++) {
+		uint64_t j = at + k;
+		size_t o = sizeof(idx);
+
+		if (isfinite(v[k]))
+			continue;
+		idx[--o] = 0;
+		for (int d = s->ndim - 1; d >= 0 && o > 24; d--) {
+			uint64_t dim = s->shape[d] ? (uint64_t)s->shape[d] : 1;
+			char part[24];
+			int len = snprintf(part, sizeof(part), "[%llu]",
+					   (unsigned long long)(j % dim));
+
+			o -= (size_t)len;
+			memcpy(idx + o, part, (size_t)len);
+			j /= dim;
+		}
+		return weld_fail(err, WELD_ERR_FORMAT,
+				 "'%s': tensor '%s': value%s is %s: scales must be finite",
+				 m->files[s->file].path, s->name, idx + o, isnan(v[k]) ? "NaN" : "infinite");
+	}
+	return 0;
+}
+
+/*
+ * Elements [first, first + n) of FP8 codes with scales, as float32: the
+ * codes are read into the tail of dst and decoded in place, then the
+ * scale rows the range needs (and only those) are read, checked and
+ * applied.
+ */
+static int read_scaled(const weld_model *m, const struct model_tensor *mt, uint64_t first,
+		       size_t n, float *dst, struct weld_error *err)
+{
+	const struct weld_tensor_info *t = &mt->info, *s = &mt->scale;
+	const size_t ses = weld_dtype_size(s->dtype);
+	struct weld_fp8_geom g;
+	uint64_t g0, gc, ns;
+	unsigned char *raw = (unsigned char *)dst + n * (sizeof(float) - 1);
+	float *sc;
+	int r = -1;
+
+	weld_fp8_geom_of(t, &g);
+	if (weld_pread_full(m->files[t->file].fd, raw, n, t->offset + first,
+			    m->files[t->file].path, err) < 0)
+		return -1;
+	weld_decode_f32(WELD_F8_E4M3, raw, dst, n);
+	g0 = weld_fp8_scale_row(&g, first);
+	gc = weld_fp8_grid_cols(&g);
+	ns = (weld_fp8_scale_row(&g, first + n - 1) - g0 + 1) * gc;
+	sc = malloc((size_t)ns * sizeof(float));
+	if (!sc)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	raw = (unsigned char *)sc + ns * (sizeof(float) - ses);
+	if (weld_pread_full(m->files[s->file].fd, raw, (size_t)(ns * ses),
+			    s->offset + g0 * gc * ses, m->files[s->file].path, err) < 0)
+		goto out;
+	weld_decode_f32(s->dtype, raw, sc, (size_t)ns);
+	if (check_scales(m, s, sc, (size_t)ns, g0 * gc, err) < 0)
+		goto out;
+	weld_fp8_apply_scales(&g, first, n, sc, dst);
+	r = 0;
+out:
+	free(sc);
+	return r;
+}
+
+const struct weld_tensor_info *weld_model_scale(const weld_model *m, size_t i)
+{
+	return m->t[i].info.scaled ? &m->t[i].scale : NULL;
+}
+
+int weld_model_read_scale_stored(const weld_model *m, size_t i, uint64_t off, size_t n,
+				 void *dst, struct weld_error *err)
+{
+	const struct weld_tensor_info *s = weld_model_scale(m, i);
+
+	if (!s)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': no scales", m->t[i].info.name);
+	if (off > s->nbytes || n > s->nbytes - off)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': read past its %llu bytes",
+				 s->name, (unsigned long long)s->nbytes);
+	return n ? weld_pread_full(m->files[s->file].fd, dst, n, s->offset + off,
+				   m->files[s->file].path, err) : 0;
+}
+
 int weld_model_read_stored(const weld_model *m, size_t i, uint64_t off, size_t n, void *dst,
 			   struct weld_error *err)
 {
@@ -864,6 +1022,8 @@ int weld_model_read(const weld_model *m, size_t i, uint64_t first, size_t n,
 	}
 	if (t->quant)
 		return read_blocks(fd, path, t, first, n, dst, err);
+	if (t->scaled)
+		return read_scaled(m, &m->t[i], first, n, dst, err);
 	if (!t->contiguous)
 		return read_strided(fd, path, t, first, n, dst, err);
 	return weld_pread_full(fd, dst, n * es, t->offset + first * es, path, err);

@@ -44,6 +44,14 @@ struct weld_tensor_info {
 	 * a GGUF file) and dtype is F32, what reads deliver; nbytes counts
 	 * the stored bytes. */
 	uint8_t quant;
+	/* Non-zero (enum weld_fp8_layout, fp8.h): F8_E4M3 values with their
+	 * scale tensor `scale_name` (DESIGN 6.2); dtype is F32, what reads
+	 * deliver (value times scale), nbytes counts the stored codes. The
+	 * scale tensor is not listed among the model's tensors. */
+	uint8_t scaled;
+	enum weld_dtype scale_dtype;
+	int64_t scale_block[2]; /* rows, columns one scale covers */
+	const char *scale_name; /* borrowed */
 };
 
 int weld_model_open(weld_model **out, const char *path, struct weld_error *err);
@@ -70,8 +78,13 @@ size_t weld_model_metadata_count(const weld_model *m);
 bool weld_model_metadata_at(const weld_model *m, size_t i, const char **key,
 			    const char **value, int *file);
 /* Bytes that n elements of tensor t take in its file (n a multiple of its
- * block when it is stored in blocks, else rounded down). */
+ * block when it is stored in blocks, else rounded down; FP8 codes with
+ * scales: the codes and the scales that cover as many elements). */
 uint64_t weld_tensor_stored_bytes(const struct weld_tensor_info *t, uint64_t n);
+/* The dtype a tensor's values were stored in, for the output's "auto"
+ * dtype: F8_E4M3 for FP8 codes with scales, else dtype (F32 for a tensor
+ * in ggml blocks). */
+enum weld_dtype weld_tensor_stored_dtype(const struct weld_tensor_info *t);
 /* The type a tensor is stored in: its block type when quant ("Q8_0"),
  * else its dtype's name. */
 const char *weld_tensor_type_name(const struct weld_tensor_info *t);
@@ -91,8 +104,17 @@ int weld_model_read_f32(const weld_model *m, size_t i, uint64_t first, size_t n,
 int weld_model_read_stored(const weld_model *m, size_t i, uint64_t off, size_t n, void *dst,
 			   struct weld_error *err);
 
-/* XXH3-64 of tensor i's packed bytes (what a weld output records). */
+/* XXH3-64 of tensor i's packed bytes (what a weld output records); for
+ * FP8 codes with scales, of its codes. */
 int weld_model_hash(const weld_model *m, size_t i, uint64_t *out, struct weld_error *err);
+
+/* The scale tensor of FP8 tensor i (its name, dtype, shape, file, ...),
+ * or NULL when i has none; and n of its stored bytes from byte off. */
+const struct weld_tensor_info *weld_model_scale(const weld_model *m, size_t i);
+int weld_model_read_scale_stored(const weld_model *m, size_t i, uint64_t off, size_t n,
+				 void *dst, struct weld_error *err);
+/* XXH3-64 of the bytes of tensor i's scale tensor. */
+int weld_model_hash_scale(const weld_model *m, size_t i, uint64_t *out, struct weld_error *err);
 
 /* ---------------------------------------------------------------- model writer */
 
@@ -146,6 +168,13 @@ struct weld_writer_opts {
 	/* A GGUF output: cut it into a split set of files of at most this
 	 * many data bytes (gguf_writer.c); 0: one file. */
 	uint64_t gguf_split;
+	/* NULL, or one {rows, cols} per tensor: non-zero, tensor i (dtype
+	 * F8_E4M3, 2 or more dimensions) is block-scaled FP8 in blocks of that
+	 * size (DESIGN 6.2). Its writes bring float32; the writer encodes them
+	 * a band of blocks at a time (scale = amax / 448) and writes the scales
+	 * as the tensor `<name>_scale_inv`, F32 [..., ceil(R/b0), ceil(C/b1)],
+	 * which it adds to the layout. Not with parts or GGUF. */
+	const int64_t (*fp8_block)[2];
 };
 
 int weld_writer_open(weld_writer **out, const char *dir,

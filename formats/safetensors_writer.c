@@ -23,6 +23,7 @@
  *           name: {"dtype", "shape", "data_offsets": [begin, end]}, ...}
  */
 #include "format.h"
+#include "fp8.h"
 #include "gguf.h"
 #include "output_dir.h"
 #include "output_parts.h"
@@ -49,6 +50,9 @@ struct out_tensor {
 	XXH3_state_t *xxh;
 	uint64_t hash;
 	bool done;
+	int64_t fp8_block[2];   /* block-scaled FP8: see model.h */
+	size_t scale;           /* ... the index of its _scale_inv tensor */
+	struct weld_fp8_stream *fp8;
 };
 
 struct shard {
@@ -377,8 +381,100 @@ static int plan_shards(weld_writer *w, struct weld_error *err)
 }
 
 /* Fill w->t from the caller's tensors, in write order, names unique. */
+/* ---------------------------------------------------------------- FP8 */
+
+static char *scale_name(const char *name)
+{
+	size_t len = strlen(name);
+	char *s = malloc(len + sizeof("_scale_inv"));
+
+	if (s) {
+		memcpy(s, name, len);
+		memcpy(s + len, "_scale_inv", sizeof("_scale_inv"));
+	}
+	return s;
+}
+
+/*
+ * The layout t[0 .. n) with a _scale_inv tensor after it for each
+ * block-scaled FP8 tensor, into *out (the caller frees it and the names of
+ * entries n and on), *nout its length, and each one's block in (*blk)[i]
+ * (the caller frees it; zeros for the others).
+ */
+static int with_scales(const char *dir, const struct weld_out_tensor *t, size_t n,
+		       const struct weld_writer_opts *opts, struct weld_out_tensor **out,
+		       size_t *nout, int64_t (**blk)[2], struct weld_error *err)
+{
+	size_t k = n;
+	struct weld_out_tensor *o = malloc((2 * n + 1) * sizeof(*o));
+
+	*out = o;
+	*nout = n;
+	*blk = calloc(2 * n + 1, sizeof(**blk));
+	if (!o || !*blk)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (n)
+		memcpy(o, t, n * sizeof(*o));
+	for (size_t i = 0; opts->fp8_block && i < n; i++) {
+		const struct weld_out_tensor *x = &t[i];
+		const int64_t *b = opts->fp8_block[i];
+		struct weld_out_tensor *s = &o[k];
+
+		if (!b[0])
+			continue;
+		(*blk)[i][0] = b[0];
+		(*blk)[i][1] = b[1];
+		if (x->dtype != WELD_F8_E4M3 || x->ndim < 2 || b[0] < 1 || b[1] < 1)
+			return weld_fail(err, WELD_ERR_ARG,
+					 "'%s': tensor '%s': block-scaled FP8 needs dtype F8_E4M3, 2 or "
+					 "more dimensions and a positive block", dir, x->name);
+		if (opts->parts)
+			return weld_fail(err, WELD_ERR_ARG,
+					 "'%s': FP8 output is not written in parts (--part): a "
+					 "weight and its scales may lie in different parts' shards", dir);
+		*s = *x;
+		s->dtype = WELD_F32;
+		s->shape[x->ndim - 2] = (x->shape[x->ndim - 2] + b[0] - 1) / b[0];
+		s->shape[x->ndim - 1] = (x->shape[x->ndim - 1] + b[1] - 1) / b[1];
+		if (!(s->name = scale_name(x->name)))
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		*nout = ++k;
+	}
+	return 0;
+}
+
+static void free_with_scales(struct weld_out_tensor *o, size_t n, size_t nout,
+			     int64_t (*blk)[2])
+{
+	for (size_t i = n; o && i < nout; i++)
+		free((char *)o[i].name);
+	free(o);
+	free(blk);
+}
+
+/* Each FP8 tensor's scale tensor, by name. */
+static int find_scales(weld_writer *w, struct weld_error *err)
+{
+	for (size_t i = 0; i < w->n; i++) {
+		char *name;
+		int64_t k;
+
+		if (!w->t[i].fp8_block[0])
+			continue;
+		if (!(name = scale_name(w->t[i].name)))
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		k = weld_writer_find(w, name);
+		free(name);
+		if (k < 0)
+			return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': no scale tensor",
+					 w->out, w->t[i].name);
+		w->t[i].scale = (size_t)k;
+	}
+	return 0;
+}
+
 static int add_tensors(weld_writer *w, const struct weld_out_tensor *t, size_t n,
-		       struct weld_error *err)
+		       const int64_t (*blk)[2], struct weld_error *err)
 {
 	struct out_tensor **ord;
 
@@ -394,6 +490,8 @@ static int add_tensors(weld_writer *w, const struct weld_out_tensor *t, size_t n
 			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		o->dtype = t[i].dtype;
 		o->ndim = t[i].ndim;
+		o->fp8_block[0] = blk[i][0];
+		o->fp8_block[1] = blk[i][1];
 		o->nbytes = weld_dtype_size(t[i].dtype);
 		for (int d = 0; d < t[i].ndim; d++) {
 			o->shape[d] = t[i].shape[d];
@@ -409,7 +507,7 @@ static int add_tensors(weld_writer *w, const struct weld_out_tensor *t, size_t n
 		if (strcmp(ord[i - 1]->name, ord[i]->name) == 0)
 			return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': written twice",
 					 w->out, ord[i]->name);
-	return 0;
+	return find_scales(w, err);
 }
 
 /* Name every file of the output, create the folder it is written in and
@@ -451,6 +549,9 @@ int weld_writer_open(weld_writer **out, const char *dir,
 		     const struct weld_out_tensor *t, size_t n,
 		     const struct weld_writer_opts *opts, struct weld_error *err)
 {
+	struct weld_out_tensor *all = NULL;
+	int64_t (*blk)[2] = NULL;
+	size_t nall = 0;
 	weld_writer *w;
 
 	*out = NULL;
@@ -472,16 +573,20 @@ int weld_writer_open(weld_writer **out, const char *dir,
 	w->extra_name = xstrdup(opts->extra_name);
 	w->extra_data = xstrdup(opts->extra_data);
 	/* the layout is checked before anything is made on disk */
-	if (validate_tensors(dir, t, n, err) < 0 || add_tensors(w, t, n, err) < 0 ||
+	if (with_scales(dir, t, n, opts, &all, &nall, &blk, err) < 0 ||
+	    validate_tensors(dir, all, nall, err) < 0 ||
+	    add_tensors(w, all, nall, (const int64_t (*)[2])blk, err) < 0 ||
 	    plan_shards(w, err) < 0 ||
 	    weld_outdir_init(&w->dir, dir, opts->force, opts->single_file, err) < 0)
 		goto fail;
 	w->out = w->dir.out;
 	if (create_files(w, err) < 0)
 		goto fail;
+	free_with_scales(all, n, nall, blk);
 	*out = w;
 	return 0;
 fail:
+	free_with_scales(all, n, nall, blk);
 	weld_writer_close(w);
 	return -1;
 }
@@ -489,6 +594,9 @@ fail:
 int weld_writer_check(const char *dir, const struct weld_out_tensor *t, size_t n,
 		      const struct weld_writer_opts *opts, struct weld_error *err)
 {
+	struct weld_out_tensor *all = NULL;
+	int64_t (*blk)[2] = NULL;
+	size_t nall = 0;
 	weld_writer *w;
 	int r;
 
@@ -503,8 +611,10 @@ int weld_writer_check(const char *dir, const struct weld_out_tensor *t, size_t n
 	if (opts->recipe_json && !w->recipe)
 		r = weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	else
-		r = validate_tensors(dir, t, n, err) < 0 || add_tensors(w, t, n, err) < 0 ||
-		    plan_shards(w, err) < 0 ? -1 : 0;
+		r = with_scales(dir, t, n, opts, &all, &nall, &blk, err) < 0 ||
+		    validate_tensors(dir, all, nall, err) < 0 ||
+		    add_tensors(w, all, nall, (const int64_t (*)[2])blk, err) < 0 || plan_shards(w, err) < 0 ? -1 : 0;
+	free_with_scales(all, n, nall, blk);
 	weld_writer_close(w);
 	return r;
 }
@@ -541,17 +651,14 @@ bool weld_writer_holds(const weld_writer *w, size_t i)
 	return w->gguf || w->s[w->t[i].shard].mine;
 }
 
-int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
-		      struct weld_error *err)
+/* Append len stored bytes to tensor i. */
+static int write_raw(weld_writer *w, size_t i, const void *data, size_t len,
+		     struct weld_error *err)
 {
-	struct out_tensor *t;
-	struct shard *s;
+	struct out_tensor *t = &w->t[i];
+	struct shard *s = &w->s[t->shard];
 	uint64_t off;
 
-	if (w->gguf)
-		return weld_gguf_writer_write(w->gguf, i, data, len, err);
-	t = &w->t[i];
-	s = &w->s[t->shard];
 	if (!s->mine)
 		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s' is not in part %u of %u",
 				 w->out, t->name, w->opts.part, w->opts.parts);
@@ -585,6 +692,66 @@ int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
 		t->done = true;
 	}
 	return 0;
+}
+
+struct fp8_sink {
+	weld_writer *w;
+	size_t i;
+};
+
+/* A band of codes to the tensor, its scales to its _scale_inv tensor. */
+static int fp8_emit(void *ctx, const uint8_t *codes, size_t ncodes, const float *scales,
+		    size_t nscales, struct weld_error *err)
+{
+	struct fp8_sink *k = ctx;
+
+	if (write_raw(k->w, k->i, codes, ncodes, err) < 0)
+		return -1;
+	return write_raw(k->w, k->w->t[k->i].scale, scales, nscales * sizeof(float), err);
+}
+
+/* float32 values of block-scaled FP8 tensor i, encoded a band at a time. */
+static int write_fp8(weld_writer *w, size_t i, const void *data, size_t len,
+		     struct weld_error *err)
+{
+	struct out_tensor *t = &w->t[i];
+	struct fp8_sink sink = { w, i };
+	char label[512];
+	int r;
+
+	if (len % sizeof(float))
+		return weld_fail(err, WELD_ERR_ARG, "'%s': tensor '%s': FP8 values come as float32",
+				 w->out, t->name);
+	if (!t->fp8) {
+		struct weld_fp8_geom *g;
+
+		if (!(t->fp8 = calloc(1, sizeof(*t->fp8))))
+			return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		g = &t->fp8->g;
+		g->cols = (uint64_t)t->shape[t->ndim - 1];
+		g->rows = (uint64_t)t->shape[t->ndim - 2];
+		g->slices = g->rows && g->cols ? t->nbytes / (g->rows * g->cols) : 0;
+		g->brows = (uint64_t)t->fp8_block[0];
+		g->bcols = (uint64_t)t->fp8_block[1];
+	}
+	snprintf(label, sizeof(label), "'%s': tensor '%s'", w->out, t->name);
+	r = weld_fp8_stream_feed(t->fp8, data, len / sizeof(float), fp8_emit, &sink, label, err);
+	if (r < 0 || t->done) {
+		weld_fp8_stream_free(t->fp8);
+		free(t->fp8);
+		t->fp8 = NULL;
+	}
+	return r;
+}
+
+int weld_writer_write(weld_writer *w, size_t i, const void *data, size_t len,
+		      struct weld_error *err)
+{
+	if (w->gguf)
+		return weld_gguf_writer_write(w->gguf, i, data, len, err);
+	if (w->t[i].fp8_block[0])
+		return write_fp8(w, i, data, len, err);
+	return write_raw(w, i, data, len, err);
 }
 
 /* Shard k's header with the real hashes, padded with spaces, at offset 0. */
@@ -759,6 +926,9 @@ void weld_writer_close(weld_writer *w)
 		free(w->t[i].name);
 		if (w->t[i].xxh)
 			XXH3_freeState(w->t[i].xxh);
+		if (w->t[i].fp8)
+			weld_fp8_stream_free(w->t[i].fp8);
+		free(w->t[i].fp8);
 	}
 	free(w->names);
 	free(w->s);

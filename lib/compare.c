@@ -27,20 +27,46 @@ int weld_model_hash(const weld_model *m, size_t i, uint64_t *out, struct weld_er
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	}
 	XXH3_64bits_reset(st);
-	/* a tensor stored in blocks: its stored bytes */
-	for (uint64_t off = 0; t->quant && off < t->nbytes && !r; off += STEP * es) {
+	/* a tensor stored in blocks, or FP8 codes with scales: its stored bytes */
+	for (uint64_t off = 0; (t->quant || t->scaled) && off < t->nbytes && !r; off += STEP * es) {
 		size_t n = t->nbytes - off < STEP * es ? (size_t)(t->nbytes - off) : STEP * es;
 
 		r = weld_model_read_stored(m, i, off, n, buf, err);
 		if (!r)
 			XXH3_64bits_update(st, buf, n);
 	}
-	for (uint64_t first = 0; !t->quant && first < t->nelem && !r; first += STEP) {
+	for (uint64_t first = 0; !t->quant && !t->scaled && first < t->nelem && !r; first += STEP) {
 		size_t n = t->nelem - first < STEP ? (size_t)(t->nelem - first) : STEP;
 
 		r = weld_model_read(m, i, first, n, buf, err);
 		if (!r)
 			XXH3_64bits_update(st, buf, n * es);
+	}
+	*out = XXH3_64bits_digest(st);
+	XXH3_freeState(st);
+	free(buf);
+	return r;
+}
+
+int weld_model_hash_scale(const weld_model *m, size_t i, uint64_t *out, struct weld_error *err)
+{
+	const struct weld_tensor_info *s = weld_model_scale(m, i);
+	XXH3_state_t *st = XXH3_createState();
+	unsigned char *buf = malloc(STEP);
+	int r = 0;
+
+	if (!st || !buf) {
+		XXH3_freeState(st);
+		free(buf);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	XXH3_64bits_reset(st);
+	for (uint64_t off = 0; s && off < s->nbytes && !r; off += STEP) {
+		size_t n = s->nbytes - off < STEP ? (size_t)(s->nbytes - off) : STEP;
+
+		r = weld_model_read_scale_stored(m, i, off, n, buf, err);
+		if (!r)
+			XXH3_64bits_update(st, buf, n);
 	}
 	*out = XXH3_64bits_digest(st);
 	XXH3_freeState(st);

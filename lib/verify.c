@@ -32,10 +32,12 @@ static void say(struct verify *v, const char *fmt, ...)
 	v->problem(v->ctx, msg);
 }
 
-/* Compare tensor i with its record; true if it matches. */
-static bool check_tensor(struct verify *v, const weld_model *m, size_t i, cJSON *const *rec)
+/* Compare tensor i (scales: the scale tensor of tensor i) with its
+ * record; true if it matches. */
+static bool check_tensor(struct verify *v, const weld_model *m, size_t i, bool scales,
+			 cJSON *const *rec)
 {
-	const struct weld_tensor_info *t = weld_model_tensor(m, i);
+	const struct weld_tensor_info *t = scales ? weld_model_scale(m, i) : weld_model_tensor(m, i);
 	const cJSON *want = cJSON_GetObjectItemCaseSensitive(rec[t->file], t->name);
 	const char *fp = weld_model_file_path(m, (size_t)t->file);
 	struct weld_error err = { 0 };
@@ -46,7 +48,7 @@ static bool check_tensor(struct verify *v, const weld_model *m, size_t i, cJSON 
 		say(v, "'%s': tensor '%s': no recorded checksum", fp, t->name);
 		return false;
 	}
-	if (weld_model_hash(m, i, &h, &err) < 0) {
+	if ((scales ? weld_model_hash_scale(m, i, &h, &err) : weld_model_hash(m, i, &h, &err)) < 0) {
 		say(v, "%s", err.msg);
 		return false;
 	}
@@ -78,7 +80,8 @@ size_t weld_verify(const weld_model *m, void (*problem)(void *ctx, const char *m
 			    weld_model_file_path(m, f));
 	}
 	for (size_t i = 0; !v.n && i < weld_model_count(m); i++)
-		good += check_tensor(&v, m, i, rec);
+		good += check_tensor(&v, m, i, false, rec) &&
+			(!weld_model_scale(m, i) || check_tensor(&v, m, i, true, rec));
 	for (size_t f = 0; f < nf; f++)
 		cJSON_Delete(rec[f]);
 	free(rec);

@@ -362,6 +362,15 @@ int weld_exec_open_writers(struct exec *e, const char *out, struct weld_error *e
 /* For a GGUF output (output_format.c): the model the writer follows and
  * the type asked for, into wo; nothing for a safetensors output. */
 void weld_exec_gguf_opts(const weld_plan *p, struct weld_writer_opts *wo);
+/* fp8_out.c: the first job that reads FP8 weights with scales from its
+ * reference model and writes them decoded, or NULL; and the config.json
+ * edit such an output takes (ctx: the plan): the plan's own edit, then
+ * quantization_config removed. */
+const struct weld_job *weld_plan_decodes_fp8(const weld_plan *p);
+/* --dtype fp8 is refused unless some job writes FP8 (a block-scaled FP8
+ * base), and with a GGUF output. */
+int weld_plan_check_fp8(const weld_plan *p, struct weld_error *err);
+int weld_fp8_edit_config(void *ctx, void *cjson_root, struct weld_error *err);
 /* Encode len floats of a tile as dtype t at dst, in the output chunk; a
  * chunk with streamed stores needs an _mm_sfence() before it is written. */
 void weld_exec_encode_tile(enum weld_dtype t, const float *src, unsigned char *dst, size_t len);

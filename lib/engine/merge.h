@@ -136,9 +136,20 @@ struct weld_job {
 	double epsilon;               /* ram: |delta| > epsilon survives; multislerp: eps */
 	double ram_r, ram_alpha;      /* ramplus_tl: r and alpha */
 	double tol, max_iter;         /* karcher */
+	/* Non-zero: computed and handed to the writer as F32 (dtype), stored
+	 * as block-scaled F8_E4M3 in blocks of these rows and columns, with a
+	 * <name>_scale_inv tensor (--dtype fp8, DESIGN 6.2). */
+	int64_t fp8_block[2];
 };
 
 typedef struct weld_plan weld_plan;
+
+/* --dtype fp8 (o.dtype F8_E4M3): a job whose reference tensor ref is a
+ * block-scaled FP8 weight (weight_scale_inv) becomes one of those above,
+ * in ref's block size; true if it did. */
+bool weld_plan_fp8_job(const weld_plan *p, struct weld_job *j, const struct weld_tensor_info *ref);
+/* Bytes job j takes in the output (codes and scales for FP8). */
+uint64_t weld_job_stored_bytes(const struct weld_job *j);
 
 /* Per-tensor parameters, for recipes whose values vary with the layer: called
  * once per (job, source) with the defaults filled in; may change weight,

@@ -94,7 +94,9 @@ static int open_mask_writer(struct exec *e, struct weld_error *err)
  * memory. The caller frees the list. */
 static struct weld_out_tensor *output_layout(const weld_plan *p, struct weld_writer_opts *wo)
 {
-	struct weld_out_tensor *t = calloc(p->njobs + 1, sizeof(*t));
+	/* the tensors, then their FP8 blocks (one allocation) */
+	struct weld_out_tensor *t = calloc(p->njobs + 1, sizeof(*t) + sizeof(int64_t[2]));
+	int64_t (*blk)[2] = t ? (void *)(t + p->njobs + 1) : NULL;
 	const struct weld_job *ref = NULL;
 
 	if (!t)
@@ -103,10 +105,11 @@ static struct weld_out_tensor *output_layout(const weld_plan *p, struct weld_wri
 		const struct weld_job *j = &p->jobs[i];
 
 		t[i].name = j->name;
-		t[i].dtype = j->dtype;
+		t[i].dtype = j->fp8_block[0] ? WELD_F8_E4M3 : j->dtype;
 		t[i].ndim = j->ndim;
 		memcpy(t[i].shape, j->shape, sizeof(t[i].shape));
-		if (!ref && weld_dtype_is_float(j->dtype))
+		memcpy(blk[i], j->fp8_block, sizeof(blk[i]));
+		if (!ref && weld_dtype_is_float(j->dtype) && !j->fp8_block[0])
 			ref = j;
 	}
 	memset(wo, 0, sizeof(*wo));
@@ -115,10 +118,16 @@ static struct weld_out_tensor *output_layout(const weld_plan *p, struct weld_wri
 	wo->recipe_json = p->o.recipe_json;
 	wo->edit_config = p->o.edit_config;
 	wo->edit_config_ctx = p->o.edit_config_ctx;
+	if (weld_plan_decodes_fp8(p)) {
+		/* the plan's own edit, then quantization_config removed */
+		wo->edit_config = weld_fp8_edit_config;
+		wo->edit_config_ctx = (void *)p;
+	}
 	wo->copy_from = weld_plan_config_dir(p);
 	wo->torch_dtype = ref ? weld_dtype_torch_name(ref->dtype) : NULL;
 	wo->part = p->o.part;
 	wo->parts = p->o.parts;
+	wo->fp8_block = (const int64_t (*)[2])blk;
 	weld_exec_gguf_opts(p, wo);
 	return t;
 }
@@ -131,7 +140,7 @@ int weld_plan_check_output(const weld_plan *p, const char *out, struct weld_erro
 
 	if (!t)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	r = weld_writer_check(out, t, p->njobs, &wo, err);
+	r = weld_plan_check_fp8(p, err) < 0 ? -1 : weld_writer_check(out, t, p->njobs, &wo, err);
 	free(t);
 	return r;
 }
@@ -163,6 +172,10 @@ int weld_exec_open_writers(struct exec *e, const char *out, struct weld_error *e
 
 	if (!t)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (weld_plan_decodes_fp8(p))
+		weld_plan_warn(p, "FP8 weights with scales are written as %s; quantization_config is "
+			       "removed from config.json",
+			       weld_dtype_name(weld_plan_decodes_fp8(p)->dtype));
 	r = weld_writer_open(&e->writer, out, t, p->njobs, &wo, err);
 	free(t);
 	if (r < 0 || !p->o.masks_out)

@@ -106,6 +106,8 @@ const char *weld_plan_job_type_name(const weld_plan *p, const struct weld_job *j
 	int64_t bi;
 	int t;
 
+	if (j->fp8_block[0])
+		return weld_dtype_name(WELD_F8_E4M3);
 	if (weld_plan_output_format(p, NULL) != WELD_FORMAT_GGUF)
 		return weld_dtype_name(j->dtype);
 	bi = weld_model_find(ref, j->name);

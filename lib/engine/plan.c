@@ -210,7 +210,7 @@ int weld_shape_fit(const char *name, const struct weld_tensor_info *t,
 /* Output dtype for a float tensor of dtype t. */
 static enum weld_dtype out_dtype(const weld_plan *p, enum weld_dtype t)
 {
-	if (p->o.dtype >= 0)
+	if (p->o.dtype >= 0 && p->o.dtype != WELD_F8_E4M3)     /* fp8: weld_plan_fp8_job */
 		return (enum weld_dtype)p->o.dtype;
 	if (t == WELD_F64 || t == WELD_F32 || t == WELD_F16 || t == WELD_BF16)
 		return t;
@@ -302,7 +302,8 @@ int weld_plan_standard(weld_plan *p, int base, const int *models, size_t n,
 			continue;
 		}
 		j.method = p->o.method;
-		j.dtype = out_dtype(p, rt->dtype);
+		j.dtype = out_dtype(p, weld_tensor_stored_dtype(rt));
+		weld_plan_fp8_job(p, &j, rt);
 		if (base >= 0) {
 			j.base_model = base;
 			j.base_tensor = (int64_t)i;
@@ -731,6 +732,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		 maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
 	if (p->hist_stats)      /* two histograms per source, per thread and in total */
 		shared += (threads * 4 + 8) * (maxsrc < 2 ? 2 : maxsrc) * 2 * WELD_HIST_BINS;
+	shared += weld_plan_fp8_band_bytes(p);  /* --dtype fp8: the writer's band */
 	/*
 	 * A chunk is cut into more slices than there are threads, handed out as
 	 * threads become free: a thread that the system preempts (for the

@@ -53,4 +53,9 @@ int weld_plan_threads(const weld_plan *p);
 
 void weld_plan_warn(const weld_plan *p, const char *fmt, ...) WELD_PRINTF(2, 3);
 
+/* fp8_out.c: the most memory the writer's FP8 encoding holds at once, one
+ * band of blocks (values, codes and scales) of the widest FP8 job; 0 if
+ * none. */
+uint64_t weld_plan_fp8_band_bytes(const weld_plan *p);
+
 #endif

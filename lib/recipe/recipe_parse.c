@@ -73,9 +73,14 @@ static int parse_dtype(const weld_recipe *r, const cJSON *v, const char *where, 
 		*canon = weld_dtype_torch_name((enum weld_dtype)*out);
 		return 0;
 	}
+	if (strcmp(v->valuestring, "fp8") == 0 || strcmp(v->valuestring, "float8_e4m3fn") == 0) {
+		*out = WELD_F8_E4M3;    /* block-scaled as the base (DESIGN 6.2) */
+		*canon = weld_dtype_torch_name(WELD_F8_E4M3);
+		return 0;
+	}
 	if (strcmp(v->valuestring, "int64") == 0)
 		return rfail(r, err, where, "weld merges floating-point tensors: int64 is not an output dtype (integer tensors are copied as they are)");
-	return rfail(r, err, where, "unknown dtype '%s' (expected bfloat16, float16, float32 or float64)",
+	return rfail(r, err, where, "unknown dtype '%s' (expected bfloat16, float16, float32, float64 or fp8)",
 		     v->valuestring);
 }
 

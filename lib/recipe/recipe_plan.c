@@ -237,7 +237,7 @@ static int slice_shape(const weld_recipe *r, const struct rsource *s, const char
 
 static enum weld_dtype output_dtype(const weld_recipe *r, enum weld_dtype t)
 {
-	if (r->o.dtype >= 0)
+	if (r->o.dtype >= 0 && r->o.dtype != WELD_F8_E4M3)     /* fp8: weld_plan_fp8_job */
 		return (enum weld_dtype)r->o.dtype;
 	if (t == WELD_F64 || t == WELD_F32 || t == WELD_F16 || t == WELD_BF16)
 		return t;
@@ -325,7 +325,8 @@ static int slice_job(weld_recipe *r, weld_plan *p, const struct rslice *sl, long
 		goto out;
 	}
 	j.method = r->o.method;
-	j.dtype = output_dtype(r, rt->dtype);
+	j.dtype = output_dtype(r, weld_tensor_stored_dtype(rt));
+	weld_plan_fp8_job(p, &j, rt);
 	if (merges_on_base(r, sl)) {
 		j.base_model = ref->model;
 		j.base_tensor = ri;

@@ -35,6 +35,7 @@ STORAGE = {
     "I8": (np.dtype("i1"), 1),
     "U8": (np.dtype("u1"), 1),
     "BOOL": (np.dtype("u1"), 1),
+    "F8_E4M3": (np.dtype("u1"), 1),  # codes; fp8_fixture.py decodes them
 }
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 _INT_NAMES = {("i", 8): "I64", ("u", 8): "U64", ("i", 4): "I32", ("u", 4): "U32",
