@@ -88,7 +88,7 @@ static inline float tanh_f(float x)
 }
 
 /* Entries of the memo of intra (a power of two). */
-#define INTRA_MEMO 512
+#define INTRA_MEMO 2048
 
 void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float hi, size_t len,
 		     float *beta)
