@@ -17,11 +17,12 @@ for cmd in "average" "task-arithmetic --lambda 0.7" "ties --density 0.3" "ties -
 	   "dare --rescale l1 --combine ties --trim 0.5" "breadcrumbs --gamma 0.05" \
 	   "consensus --from ties" "convert" "nearswap --t 0.05" "ram --plus --epsilon 0.01" \
 	   "model-stock" "model-stock --filter-wise" "nuslerp --no-flatten --row-wise" \
-	   "multislerp --weights 1,2,3" "karcher"; do
+	   "multislerp --weights 1,2,3" "karcher" "della --rescale l1" "della" "pcb --density 0.2" \
+	   "sce --select-topk 0.3" "arcee-fusion"; do
 	case $cmd in
 	average|karcher) args="$FT" ;;
 	convert) args="$TMP/ft1 --dtype f16" ;;
-	nearswap*) args="--base $TMP/base $TMP/ft1" ;;
+	nearswap*|arcee-fusion) args="--base $TMP/base $TMP/ft1" ;;
 	nuslerp*) args="--base $TMP/base $TMP/ft1 $TMP/ft2" ;;
 	*) args="--base $TMP/base $FT" ;;
 	esac

@@ -19,20 +19,28 @@ static double exps(const float *x, size_t w, double *e)
 	return sum;
 }
 
-void weld_k_arcee_importance(const float *a, const float *b, size_t w, double *scratch,
-			     float *imp)
+float weld_k_arcee_kl(const float *a, const float *b, size_t w, double *scratch)
 {
 	double *eb = scratch, *ea = scratch + w, sb = exps(b, w, eb), sa = exps(a, w, ea), kl = 0;
-	float k;
 
 	for (size_t j = 0; j < w; j++) {
 		double p = eb[j] / sb + 1e-8, q = ea[j] / sa + 1e-8;
 
 		kl += p * log(p / q);
 	}
-	k = (float)kl;
+	return (float)kl;
+}
+
+void weld_k_arcee_scale(const float *a, const float *b, size_t w, float k, float *imp)
+{
 	for (size_t j = 0; j < w; j++)
 		imp[j] = fabsf(b[j] - a[j]) * k;
+}
+
+void weld_k_arcee_importance(const float *a, const float *b, size_t w, double *scratch,
+			     float *imp)
+{
+	weld_k_arcee_scale(a, b, w, weld_k_arcee_kl(a, b, w, scratch), imp);
 }
 
 void weld_k_arcee_apply(const float *a, const float *b, const float *imp, double fence,

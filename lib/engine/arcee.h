@@ -16,6 +16,9 @@
  */
 void weld_k_arcee_importance(const float *a, const float *b, size_t w, double *scratch,
 			     float *imp);
+/* The two halves of it: float(kl) of the row, and imp[j] = |b[j] - a[j]| * k. */
+float weld_k_arcee_kl(const float *a, const float *b, size_t w, double *scratch);
+void weld_k_arcee_scale(const float *a, const float *b, size_t w, float k, float *imp);
 /* out[j] = a[j] + (b[j] - a[j]) * m, m = 1 where imp[j] >= fence (in
  * double), else 0. */
 void weld_k_arcee_apply(const float *a, const float *b, const float *imp, double fence,

@@ -7,36 +7,75 @@
  * importance over the whole tensor (no sampling): a HI pass counts the
  * high 16 bits of the importance keys, a LO pass the low 16 bits inside
  * the three bins that hold the wanted ranks (hist_pass.c). Then APPLY:
- * three reads in all; a 0-D tensor is the model's value, one read.
+ * three reads in all; a 0-D tensor is the model's value, one read. A
+ * row's KL divergence (two softmaxes, a log per element) is the costly
+ * part and the same in every read: the first keeps it, one float per row,
+ * for the others, within a sixty-fourth of --max-memory (a tensor of more
+ * rows computes it in each read).
  */
 #include "exec.h"
 #include "arcee.h"
 #include "hist_pass.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 /* The wanted quantiles, as (source, slot) of the histogram tables. */
 static const struct { size_t s; int q; double x; } quantile[3] = {
 	{ 0, 0, 0.25 }, { 0, 1, 0.5 }, { 1, 0, 0.75 },
 };
 
-/* Importance of the tile's len elements (whole rows), in scratch. */
+/* Importance of the tile's len elements (whole rows, the first at flat
+ * index g), in scratch. */
 static float *tile_importance(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
-			      size_t len)
+			      uint64_t g, size_t len)
 {
+	struct hist_exec *h = e->hs;
 	size_t t = (size_t)(c - e->slices), rl = (size_t)row_len(j);
 	double *scratch = (double *)(void *)(e->rank_scratch + t * RANK_SCRATCH * e->tile_elems);
 
-	for (size_t r = 0; r < len; r += rl)
-		weld_k_arcee_importance(c->base + r, c->vals + r, rl, scratch, c->scratch + r);
+	for (size_t r = 0; r < len; r += rl) {
+		uint64_t row = (g + r) / rl;
+		float k;
+
+		if (h->kl_rows && h->kl_known) {
+			k = h->kl[row];
+		} else {
+			k = weld_k_arcee_kl(c->base + r, c->vals + r, rl, scratch);
+			if (h->kl_rows)
+				h->kl[row] = k;
+		}
+		weld_k_arcee_scale(c->base + r, c->vals + r, rl, k, c->scratch + r);
+	}
 	return c->scratch;
 }
 
-void weld_exec_arcee_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
-			  size_t len, enum pass pass)
+/* Room for the rows' kl of job j, if they fit (kl_rows = 0 if not). */
+static void kl_room(struct exec *e, const struct weld_job *j)
 {
 	struct hist_exec *h = e->hs;
-	const float *imp = tile_importance(e, j, c, len);
+	uint64_t rows = j->nelem / row_len(j), cap = e->opts->max_memory / 64 / sizeof(float);
+
+	h->kl_rows = 0;
+	h->kl_known = false;
+	if (rows > cap)
+		return;
+	if (rows > h->kl_cap) {
+		float *k = realloc(h->kl, (size_t)rows * sizeof(float));
+
+		if (!k)
+			return;         /* computed in each read instead */
+		h->kl = k;
+		h->kl_cap = rows;
+	}
+	h->kl_rows = rows;
+}
+
+void weld_exec_arcee_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			  uint64_t g, size_t len, enum pass pass)
+{
+	struct hist_exec *h = e->hs;
+	const float *imp = tile_importance(e, j, c, g, len);
 	uint32_t *hh = weld_exec_hist_mine(e);
 
 	for (size_t i = 0; i < len; i++) {
@@ -46,6 +85,10 @@ void weld_exec_arcee_tile(struct exec *e, const struct weld_job *j, struct slice
 			hh[k >> 16]++;
 			continue;
 		}
+		/* few keys fall in the three bins: a test first */
+		if ((k >> 16) != h->bin[0][0] && (k >> 16) != h->bin[0][1] &&
+		    (k >> 16) != h->bin[1][0])
+			continue;
 		for (int w = 0; w < 3; w++) {
 			size_t s = quantile[w].s;
 			int q = quantile[w].q;
@@ -63,8 +106,8 @@ void weld_exec_arcee_apply(struct exec *e, const struct weld_job *j, struct slic
 		for (size_t i = 0; i < len; i++)
 			c->out[i] = c->vals[i];
 	} else {
-		weld_k_arcee_apply(c->base, c->vals, tile_importance(e, j, c, len), e->hs->fence, len,
-				   c->out);
+		weld_k_arcee_apply(c->base, c->vals, tile_importance(e, j, c, g, len), e->hs->fence,
+				   len, c->out);
 	}
 	weld_exec_put_tile(e, j, c, first, g, len);
 }
@@ -74,13 +117,16 @@ int weld_exec_arcee_unit(struct exec *e, const struct weld_job *j, struct weld_e
 	struct hist_exec *h = e->hs;
 	double q[3];
 
+	h->kl_rows = 0;
 	if (j->ndim == 0 || !j->nelem)
 		return 0;
+	kl_room(e, j);
 	for (int w = 0; w < 3; w++)
 		h->rank[quantile[w].s][quantile[w].q] =
 			(uint64_t)floor(quantile[w].x * (double)(j->nelem - 1));
 	if (weld_exec_hist_pass(e, &j, 1, P_ARCEE_HI, err) < 0)
 		return -1;
+	h->kl_known = h->kl_rows > 0;
 	for (int w = 0; w < 3; w++)
 		weld_exec_hist_pick_bin(e, 0, quantile[w].s, quantile[w].q);
 	if (weld_exec_hist_pass(e, &j, 1, P_ARCEE_LO, err) < 0)

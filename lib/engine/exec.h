@@ -350,7 +350,7 @@ void weld_exec_sce_apply(struct exec *e, const struct weld_job *j, struct slice_
 int weld_exec_arcee_unit(struct exec *e, const struct weld_job *j, struct weld_error *err);
 /* A statistics pass of arcee_fusion over one tile of whole rows. */
 void weld_exec_arcee_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
-			  size_t len, enum pass pass);
+			  uint64_t g, size_t len, enum pass pass);
 /* arcee_fusion's APPLY of the tile at flat index g. */
 void weld_exec_arcee_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			   uint64_t first, uint64_t g, size_t len);

@@ -44,6 +44,11 @@ struct hist_exec {
 	uint64_t eq_seen;               /* sce: equal keys in the chunks before */
 	float a[WELD_K_MAX_SRC];     /* sce: each model's share */
 	double fence;                   /* arcee_fusion: Q(.5) + 1.5 (Q(.75) - Q(.25)) */
+	/* arcee_fusion: each row's float(kl), taken in the first pass and
+	 * read by the others (kl_rows > 0: rows of the current tensor) */
+	float *kl;
+	uint64_t kl_rows, kl_cap;
+	bool kl_known;
 };
 
 /* Buffers (when the plan needs them; -1 if out of memory), and their end. */

@@ -6,6 +6,7 @@
 #include "pcb.h"
 
 #include <math.h>
+#include <string.h>
 
 uint64_t weld_pcb_lo_index(uint64_t m, double clip)
 {
@@ -76,19 +77,47 @@ static inline float clip_abs(float x, float lo, float hi)
 	return a > hi ? hi : a;
 }
 
+/*
+ * float(tanh(x)) of a float x. For |x| < 2^-13, tanh(x) = x (1 - x^2/3 + ...)
+ * lies within x * 2^-27.5 of x, well inside half the spacing of the floats
+ * around x (at least x * 2^-25), so it rounds to x itself: no libm call.
+ */
+static inline float tanh_f(float x)
+{
+	return fabsf(x) < 0x1p-13f ? x : (float)tanh((double)x);
+}
+
+/* Entries of the memo of intra (a power of two). */
+#define INTRA_MEMO 2048
+
 void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float hi, size_t len,
 		     float *beta)
 {
 	/* the clipped magnitudes range from min(lo, hi) to hi */
 	float mn = lo < hi ? lo : hi, span = hi - mn, fn = (float)n;
+	/* intra depends on the clipped magnitude alone, and deltas of
+	 * low-precision models take few distinct magnitudes: a memo by its
+	 * bits (0xFFFFFFFF, a negative NaN, is no fabsf result) */
+	uint32_t tag[INTRA_MEMO];
+	float val[INTRA_MEMO];
 
+	memset(tag, 0xFF, sizeof(tag));
 	for (size_t j = 0; j < len; j++) {
-		float a = clip_abs(d[j], lo, hi);
-		float nn = span > 0 ? (a - mn) / span : 0.0f;
-		float intra = (float)exp((double)(fn * (nn * nn)));
-		float inter = (float)tanh((double)(d[j] * sum[j]));
+		float a = clip_abs(d[j], lo, hi), intra;
+		uint32_t ab, slot;
 
-		beta[j] = intra * inter;
+		memcpy(&ab, &a, sizeof(ab));
+		slot = (ab ^ ab >> 9 ^ ab >> 18) & (INTRA_MEMO - 1);
+		if (tag[slot] == ab) {
+			intra = val[slot];
+		} else {
+			float nn = span > 0 ? (a - mn) / span : 0.0f;
+
+			intra = (float)exp((double)(fn * (nn * nn)));
+			tag[slot] = ab;
+			val[slot] = intra;
+		}
+		beta[j] = intra * tanh_f(d[j] * sum[j]);
 	}
 }
 

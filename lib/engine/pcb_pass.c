@@ -59,9 +59,11 @@ void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_c
 		for (size_t i = 0; i < len; i++) {
 			uint32_t k = beta ? weld_pcb_signed_key(x[i]) : weld_pcb_abs_key(x[i]);
 
+			/* few keys fall in the two bins of a LO pass: a branch
+			 * costs less than two counts per element */
 			if (hi) {
 				h0[k >> 16]++;
-			} else {
+			} else if ((k >> 16) == b0 || (k >> 16) == b1) {
 				h0[k & 0xFFFF] += (k >> 16) == b0;
 				h1[k & 0xFFFF] += (k >> 16) == b1;
 			}

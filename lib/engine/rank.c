@@ -186,15 +186,46 @@ void weld_k_row_order(const float *v, size_t w, uint32_t *order, uint32_t *scrat
 	}
 }
 
+/* The keep probability of the element of rank i + 1 in a row of w
+ * (METHODS 3 step 3), in double. */
+static inline double keep_p(size_t i, size_t w, double d, double eps)
+{
+	double t = w > 1 ? (double)i / (double)(w - 1) : 0;
+
+	return w > 1 ? (d - eps) + (2 * t) * eps : d;
+}
+
 void weld_k_della_table(size_t w, double d, double eps, uint64_t *thr, float *pf)
 {
 	for (size_t i = 0; i < w; i++) {
-		double t = w > 1 ? (double)i / (double)(w - 1) : 0;
-		double p = w > 1 ? (d - eps) + (2 * t) * eps : d;
+		double p = keep_p(i, w, d, eps);
 
 		thr[i] = weld_rng_threshold(p);
 		pf[i] = (float)p;
 	}
+}
+
+/* The 53 bits of element first + j's draw (DESIGN 4.9), to compare with a
+ * weld_rng_threshold. */
+static inline uint64_t draw53(uint64_t key, uint64_t j)
+{
+	uint64_t z = key + j + 0x9E3779B97F4A7C15ULL;
+
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	z ^= z >> 31;
+	return z >> 11;
+}
+
+/* x kept (y) or dropped (+0), by a bit mask: no branch on the draw */
+static inline float keep_or_zero(float y, bool keep)
+{
+	uint32_t u;
+
+	memcpy(&u, &y, sizeof(u));
+	u &= (uint32_t)0 - (uint32_t)keep;
+	memcpy(&y, &u, sizeof(y));
+	return y;
 }
 
 WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
@@ -206,20 +237,114 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 	weld_k_row_order(v, w, order, scratch);
 	for (size_t i = 0; i < w; i++) {
 		uint32_t j = order[i];
-		/* the draw of DESIGN 4.9, compared in integers (weld_rng_threshold) */
-		uint64_t z = key + first + j + 0x9E3779B97F4A7C15ULL;
-		float x = v[j], y;
-		uint32_t u, m;
+		float x = v[j];
 
-		z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-		z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-		z ^= z >> 31;
-		y = inverse ? x / pf[i] : x * factor;
-		/* kept: y; dropped: +0 (a bit mask: no branch on the draw) */
-		memcpy(&u, &y, sizeof(u));
-		m = (uint32_t)0 - (uint32_t)((z >> 11) < thr[i]);
-		u &= m;
-		memcpy(&y, &u, sizeof(y));
-		v[j] = y;
+		v[j] = keep_or_zero(inverse ? x / pf[i] : x * factor,
+				    draw53(key, first + j) < thr[i]);
+	}
+}
+
+/* Row scratch of weld_k_della_row_scaled (w uint32 each): the keys by
+ * position (then the ranks, by position), the keys and positions in bucket
+ * order, the sort's temporaries, the undecided positions and their values. */
+enum { S_KEY, S_BKEY, S_ORDER, S_TK, S_TI, S_AMB, S_AX };
+
+/* A bucket with at most this many undecided elements is not sorted: each
+ * of them counts the elements of the bucket below it. */
+#define FEW_OPEN 8
+
+/* The rank (0-based) of the element at position i, of key ki, among the
+ * elements [lo, hi) of bucket order: those of smaller key, and those of
+ * equal key at a higher position. */
+static inline uint32_t rank_in(const uint32_t *bk, const uint32_t *order, uint32_t lo,
+			       uint32_t hi, uint32_t ki, uint32_t i)
+{
+	uint32_t n = 0;
+
+	for (uint32_t p = lo; p < hi; p++)
+		n += (bk[p] < ki) | ((bk[p] == ki) & (order[p] > i));
+	return n;
+}
+
+/*
+ * A draw below the threshold of the lowest rank in its element's bucket is
+ * kept, one at or above that of the highest is dropped, whatever the rank
+ * inside the bucket (thresholds grow with the rank); only a draw between
+ * the two needs the rank, and only that bucket is sorted. Buckets are the
+ * high bits of the keys (as weld_k_row_order), so a row's sorting work is
+ * a small part of the row's. The loops over the row do not branch on the
+ * data.
+ */
+WELD_HOT void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t first, double d,
+				      double eps, float factor, uint32_t *scratch)
+{
+	uint32_t *k = scratch + S_KEY * w, *bk = scratch + S_BKEY * w, *rank = k;
+	uint32_t *order = scratch + S_ORDER * w, *amb = scratch + S_AMB * w;
+	float *ax = (float *)(void *)(scratch + S_AX * w);
+	uint32_t start[(1 << 12) + 1], end[1 << 12];
+	uint64_t tlo[1 << 12], thi[1 << 12];
+	uint32_t need[1 << 12];
+	size_t nb, na = 0;
+	int bits = 4, sh;
+
+	while (bits < 12 && ((size_t)1 << bits) < w)
+		bits++;
+	nb = (size_t)1 << bits;
+	sh = 31 - bits;
+	memset(start, 0, (nb + 1) * sizeof(start[0]));
+	for (size_t i = 0; i < w; i++) {
+		k[i] = mag_key(v[i]);
+		start[(k[i] >> sh) + 1]++;
+	}
+	for (size_t b = 0; b < nb; b++) {
+		uint32_t c = start[b + 1];
+
+		start[b + 1] += start[b];
+		if (c) {
+			tlo[b] = weld_rng_threshold(keep_p(start[b], w, d, eps));
+			thi[b] = weld_rng_threshold(keep_p(start[b + 1] - 1, w, d, eps));
+		}
+	}
+	memset(need, 0, nb * sizeof(need[0]));
+	for (size_t i = 0; i < w; i++) {
+		uint32_t b = k[i] >> sh;
+		uint64_t u = draw53(key, first + i);
+		bool open = (u >= tlo[b]) & (u < thi[b]);
+
+		/* an undecided element is noted with its value, and zeroed for now */
+		amb[na] = (uint32_t)i;
+		ax[na] = v[i];
+		na += open;
+		need[b] += open;
+		v[i] = keep_or_zero(v[i] * factor, u < tlo[b]);
+	}
+	if (!na)
+		return;
+	/* the row in bucket order, each bucket from its last position
+	 * (weld_k_row_order's tie rule); the needed buckets sorted, and the
+	 * rank of each of their elements */
+	memcpy(end, start, nb * sizeof(end[0]));
+	for (size_t i = w; i-- > 0;) {
+		uint32_t b = k[i] >> sh, p = end[b]++;
+
+		bk[p] = k[i];
+		order[p] = (uint32_t)i;
+	}
+	for (size_t b = 0; b < nb; b++) {
+		if (need[b] <= FEW_OPEN)
+			continue;
+		sort_msd(bk + start[b], order + start[b], end[b] - start[b], sh,
+			 scratch + S_TK * w, scratch + S_TI * w);
+		for (uint32_t p = start[b]; p < end[b]; p++)
+			rank[order[p]] = p;
+	}
+	for (size_t a = 0; a < na; a++) {
+		uint32_t i = amb[a], b = mag_key(ax[a]) >> sh;
+		uint32_t r = need[b] <= FEW_OPEN ? start[b] + rank_in(bk, order, start[b], end[b],
+								      mag_key(ax[a]), i)
+						 : rank[i];
+		uint64_t t = weld_rng_threshold(keep_p(r, w, d, eps));
+
+		v[i] = keep_or_zero(ax[a] * factor, draw53(key, first + i) < t);
 	}
 }

@@ -56,4 +56,14 @@ void weld_k_della_table(size_t w, double d, double eps, uint64_t *thr, float *pf
 void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first, const uint64_t *thr,
 		      const float *pf, bool inverse, float factor, uint32_t *scratch);
 
+/*
+ * The same drop when every kept element is multiplied by one factor
+ * (--rescale l1 or none), with the same result: the rank is taken only
+ * where the draw falls between the keep thresholds of the lowest and the
+ * highest rank the element's magnitude could have (see rank.c), so most
+ * of a row is never sorted. No table; scratch holds 7 * w uint32_t.
+ */
+void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t first, double d,
+			     double eps, float factor, uint32_t *scratch);
+
 #endif

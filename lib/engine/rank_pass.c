@@ -6,8 +6,10 @@
  *
  * A row is a slice along the last dimension, and every row is whole in one
  * tile (the plan sizes tiles and chunks to hold the longest row, or says
- * how much memory that needs), so ranks are taken in memory by
- * weld_k_row_order. The sums are exact (struct weld_xsum), so what each
+ * how much memory that needs), so ranks are taken in memory: every rank by
+ * weld_k_row_order for --rescale inverse (each kept element is divided by
+ * its own p), and only the ranks a draw needs with one factor for all
+ * (weld_k_della_row_scaled). The sums are exact (struct weld_xsum), so what each
  * slice adds up does not depend on how the tensor was cut.
  */
 #include "exec.h"
@@ -43,16 +45,20 @@ void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_
 		struct weld_xsum *x = e->rank_sums + (t * e->max_src + s) * 2;
 		bool all = j->src[s].density >= 1;
 
-		if (!all)
+		if (!all && inverse)
 			weld_k_della_table(rl, j->src[s].density, j->src[s].epsilon, thr, pf);
 		for (size_t r = 0; r < len; r += rl) {
 			float *v = c->vals + s * e->tile_elems + r;
 
 			if (sums)
 				weld_xsum_add_abs(&x[0], v, rl);
-			if (!all)
-				weld_k_della_row(v, rl, e->rng_key[s], g + r, thr, pf, inverse,
-						 sums ? 1.0f : e->factor[s], scratch);
+			if (!all && inverse)
+				weld_k_della_row(v, rl, e->rng_key[s], g + r, thr, pf, true, 1.0f,
+						 scratch);
+			else if (!all)
+				weld_k_della_row_scaled(v, rl, e->rng_key[s], g + r,
+							j->src[s].density, j->src[s].epsilon,
+							sums ? 1.0f : e->factor[s], scratch);
 			if (sums)
 				weld_xsum_add_abs(&x[1], v, rl);
 		}

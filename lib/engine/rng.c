@@ -32,12 +32,18 @@ double weld_rng_uniform(uint64_t key, uint64_t j)
 uint64_t weld_rng_threshold(double d)
 {
 	/* u < d  <=>  (z >> 11) * 2^-53 < d  <=>  (z >> 11) < ceil(d * 2^53):
-	 * scaling by a power of two is exact, so is ceil */
+	 * scaling by a power of two is exact, so is the ceiling, taken in
+	 * integers (below 2^53 every conversion is exact; no libm call) */
+	double x;
+	uint64_t t;
+
 	if (!(d > 0))
 		return 0;
 	if (d >= 1)
 		return 1ULL << 53;
-	return (uint64_t)ceil(d * 0x1.0p53);
+	x = d * 0x1.0p53;
+	t = (uint64_t)x;
+	return t + ((double)t < x);
 }
 
 /* Integer only, so every instruction set gives the same bits; the clones

@@ -59,10 +59,12 @@ void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_c
 		h->thread_count[omp_get_thread_num()] += n;
 		return;
 	case P_SCE_LO:
+		/* few keys fall in the bin: a test, then the count */
 		for (size_t i = 0; i < len; i++) {
 			uint32_t k = weld_pcb_abs_key(v[i]);
 
-			hh[k & 0xFFFF] += (k >> 16) == h->bin[0][0];
+			if ((k >> 16) == h->bin[0][0])
+				hh[k & 0xFFFF]++;
 		}
 		return;
 	case P_SCE_COUNT:

@@ -314,7 +314,7 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 				break;
 			case P_ARCEE_HI:
 			case P_ARCEE_LO:
-				weld_exec_arcee_tile(e, j, c, len, pass);
+				weld_exec_arcee_tile(e, j, c, first + b, len, pass);
 				break;
 			case P_STATS:
 				weld_exec_tile_job_stats(e, j, c, first + b, len,

@@ -16,7 +16,9 @@
 #                        GGUF models into Q8_0; tsv-m and iso-c, and iso-cts
 #                        when named, run once each in a table of their own:
 #                        time and peak RSS against the plan's memory bound);
-#                        the methods after consensus have no PyTorch row
+#                        of the methods after consensus, della, sce and
+#                        arcee-fusion have a PyTorch row (mergekit's
+#                        per-tensor code), the others none
 #   MKMODEL              that generator (make bench passes it)
 #   BENCH_THREADS        threads for weld (-j) and torch (default: nproc)
 #   BENCH_REPEAT         runs of each merge, weld and torch alike; the best
@@ -183,10 +185,12 @@ for m in $METHODS; do
 	breadcrumbs)     wargs="breadcrumbs --base $B --density 0.9 --gamma 0.01 $MODELS"
 	                 targs="breadcrumbs $B $MODELS --density 0.9 --gamma 0.01" ;;
 	consensus)       wargs="consensus --base $B $MODELS"; targs="consensus $B $MODELS" ;;
-	della)           wargs="della --base $B --density 0.5 --rescale l1 $MODELS"; targs="" ;;
+	della)           wargs="della --base $B --density 0.5 --rescale l1 $MODELS"
+	                 targs="della $B $MODELS --density 0.5" ;;
 	pcb)             wargs="pcb --base $B --density 0.1 $MODELS"; targs="" ;;
-	sce)             wargs="sce --base $B --select-topk 0.3 $MODELS"; targs="" ;;
-	arcee-fusion)    wargs="arcee-fusion --base $B $fam/ft1"; targs="" ;;
+	sce)             wargs="sce --base $B --select-topk 0.3 $MODELS"
+	                 targs="sce $B $MODELS --select-topk 0.3" ;;
+	arcee-fusion)    wargs="arcee-fusion --base $B $fam/ft1"; targs="arcee_fusion $B $fam/ft1" ;;
 	# no PyTorch path for these (targs empty)
 	nearswap)        wargs="nearswap --base $B --t 0.001 ${MODELS%% *}"; targs="" ;;
 	ram)             wargs="ram --base $B --epsilon 1e-4 $MODELS"; targs="" ;;

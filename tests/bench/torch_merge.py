@@ -5,14 +5,16 @@ mergekit's per-tensor code does it, computed in float32.
 Usage: torch_merge.py METHOD OUT BASE MODEL... [options]
 
 METHOD is a mergekit name (linear, task_arithmetic, ties, dare_linear,
-dare_ties, breadcrumbs, breadcrumbs_ties) or weld's (average,
-task-arithmetic, dare = dare_linear), or `consensus` (TALL masks + consensus
-over the task-arithmetic vector, written the same tensor-by-tensor way).
+dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, sce,
+arcee_fusion) or weld's (average, task-arithmetic, dare = dare_linear,
+arcee-fusion), or `consensus` (TALL masks + consensus over the
+task-arithmetic vector, written the same tensor-by-tensor way).
 BASE may be `-` for linear; a BASE given to linear is one more input, put
 last as mergekit does.
 
 Options: --weights W[,W...] (default 1), --density D (mergekit default 1),
---gamma G (0.01), --lambda L (1), --normalize/--no-normalize (mergekit's
+--gamma G (0.01), --epsilon E (della: 0.15), --select-topk T (sce: 1),
+--lambda L (1), --normalize/--no-normalize (mergekit's
 per-method default), --mask-lambda L (0.6), --k K (2), --seed N (0),
 --threads N (default: all cores), --out-dtype bf16|f16|f32 (default: the
 base's dtype), --stable (equal magnitudes ranked by lowest position, as weld
@@ -42,7 +44,8 @@ import safetensors_io as stio  # noqa: E402
 
 TORCH_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32,
                 "F64": torch.float64}
-ALIASES = {"average": "linear", "task-arithmetic": "task_arithmetic", "dare": "dare_linear"}
+ALIASES = {"average": "linear", "task-arithmetic": "task_arithmetic", "dare": "dare_linear",
+           "arcee-fusion": "arcee_fusion"}
 # method -> (sparsifier, consensus, normalize default, rescale default)
 GTA = {
     "task_arithmetic": (None, False, False, False),
@@ -51,7 +54,11 @@ GTA = {
     "dare_linear": ("random", False, False, True),
     "breadcrumbs": ("magnitude_outliers", False, False, False),
     "breadcrumbs_ties": ("magnitude_outliers", True, False, False),
+    "della": ("magprune", True, True, True),
+    "della_linear": ("magprune", False, False, True),
 }
+# methods of their own (not the GTA family)
+OTHERS = ("linear", "consensus", "sce", "arcee_fusion")
 
 
 def load(info):
@@ -143,7 +150,25 @@ def magnitude_outliers(t, density, gamma):
     return t * mask.view_as(t)
 
 
-def sparsify(kind, t, density, gamma, rescale):
+def magprune(t, density, epsilon, rescale):
+    """mergekit's della_magprune: keep probability from the rank of |t| in
+    its row (dim 1; a 1-D tensor is one row), Bernoulli draws, L1 rescale."""
+    if density >= 1:
+        return t
+    if density <= 0:
+        return torch.zeros_like(t)
+    x = t if t.dim() >= 2 else t.reshape(1, -1)
+    ranks = torch.argsort(x.abs(), dim=1).argsort(dim=1).to(torch.float32) + 1
+    lo = ranks.min(dim=1, keepdim=True).values
+    hi = ranks.max(dim=1, keepdim=True).values
+    norm = ((ranks - lo) / (hi - lo)).clamp(0, 1)
+    mask = torch.bernoulli((density - epsilon) + norm * 2 * epsilon)
+    return rescaled_masked(x, mask, rescale).reshape(t.shape)
+
+
+def sparsify(kind, t, density, gamma, rescale, epsilon=0.15):
+    if kind == "magprune":
+        return magprune(t, density, epsilon, rescale)
     if kind == "magnitude":
         return magnitude(t, density)
     if kind == "random":
@@ -175,7 +200,7 @@ def gta(method, b, xs, a):
     normalize = norm_default if a.normalize is None else a.normalize
     deltas = []
     for x, d in zip(xs, expand(a.density, len(xs))):
-        deltas.append(sparsify(kind, x - b, d, a.gamma, rescale))
+        deltas.append(sparsify(kind, x - b, d, a.gamma, rescale, a.epsilon))
     deltas = torch.stack(deltas, dim=0)
     w = torch.tensor(expand(a.weights, len(xs)), dtype=deltas.dtype)
     while w.dim() < deltas.dim():
@@ -213,6 +238,48 @@ def consensus(b, xs, a):
     return b + a.lam * (tau * (count >= a.k))
 
 
+def sce(b, xs, a):
+    """mergekit's sce: top-k variance positions, TIES election on the
+    unweighted task vectors, weights from their mean squares."""
+    tv = torch.stack([x - b for x in xs], dim=0)
+    if a.select_topk < 1:
+        mask = torch.zeros(b.shape, dtype=tv.dtype)
+        if a.select_topk > 0:
+            var = torch.var(tv, dim=0, unbiased=False)
+            k = int(torch.count_nonzero(var).item() * a.select_topk)
+            if k > 0:
+                idx = torch.topk(var.abs().view(-1), k).indices
+                mask.view(-1)[idx] = 1
+        tv = tv * mask
+    majority = (tv.sum(dim=0) >= 0).to(tv.dtype) * 2 - 1
+    erase = (tv.sign() == majority).to(tv.dtype)
+    w = tv.pow(2).reshape(len(xs), -1).mean(dim=1)
+    total = w.sum()
+    w = torch.full_like(w, 1.0 / len(xs)) if total.abs() < 1e-6 else w / total
+    while w.dim() < tv.dim():
+        w = w.unsqueeze(-1)
+    merged = (tv * w * erase).sum(dim=0) / (w * erase).sum(dim=0).clamp(min=1e-6)
+    return b + merged
+
+
+def arcee_fusion(b, x):
+    """mergekit's arcee_fusion: importance |x - b| times the rows' KL of
+    the softmaxes, kept above a fence of sampled quantiles."""
+    diff = (x - b).abs()
+    p = torch.softmax(x, dim=-1) + 1e-8
+    q = torch.softmax(b, dim=-1) + 1e-8
+    kl = torch.sum(p * torch.log(p / q), dim=-1)
+    imp = diff * kl.unsqueeze(-1)
+    flat = imp.reshape(-1)
+    if flat.numel() > 1_000_000:
+        flat = flat[torch.randperm(flat.numel())[:1_000_000]]
+    s = torch.sort(flat).values
+    n = s.numel()
+    qs = [s[int(f * (n - 1))] for f in (0.25, 0.5, 0.75)]
+    fence = qs[1] + 1.5 * (qs[2] - qs[0])
+    return b + (x - b) * (imp >= fence).to(x.dtype)
+
+
 def floats(text):
     return [float(v) for v in text.split(",")]
 
@@ -226,6 +293,8 @@ def main(argv):
     ap.add_argument("--weights", type=floats, default=[1.0])
     ap.add_argument("--density", type=floats, default=[1.0])
     ap.add_argument("--gamma", type=float, default=0.01)
+    ap.add_argument("--epsilon", type=float, default=0.15)
+    ap.add_argument("--select-topk", type=float, default=1.0)
     ap.add_argument("--lambda", dest="lam", type=float, default=1.0)
     ap.add_argument("--normalize", dest="normalize", action="store_true", default=None)
     ap.add_argument("--no-normalize", dest="normalize", action="store_false")
@@ -240,7 +309,7 @@ def main(argv):
     global STABLE
     STABLE = a.stable
     method = ALIASES.get(a.method, a.method)
-    if method not in GTA and method not in ("linear", "consensus"):
+    if method not in GTA and method not in OTHERS:
         ap.error("unknown method %r" % a.method)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -268,6 +337,10 @@ def main(argv):
             res = linear(xs, a.weights, True if a.normalize is None else a.normalize)
         elif method == "consensus":
             res = consensus(load(base[n]), xs, a)
+        elif method == "sce":
+            res = sce(load(base[n]), xs, a)
+        elif method == "arcee_fusion":
+            res = arcee_fusion(load(base[n]), xs[0])
         else:
             res = gta(method, load(base[n]), xs, a)
         dt = out_dt or ref[n].dtype

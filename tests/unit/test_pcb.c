@@ -78,6 +78,38 @@ static void test_beta(void **state)
 	assert_true(b[0] == (float)tanh(0.125));
 }
 
+/* beta as METHODS 12 writes it, element by element, for products
+ * delta * sum on both sides of 2^-13 (where tanh of a float rounds to the
+ * float itself) and magnitudes that repeat (the memo of intra) or collide
+ * in it */
+static void test_beta_fast_paths(void **state)
+{
+	enum { N = 4096 };
+	static float d[N], sum[N], b[N];
+	uint64_t z = 99;
+
+	(void)state;
+	for (size_t j = 0; j < N; j++) {
+		z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+		d[j] = j % 3 ? (float)((int)(z >> 59) - 16) * 0x1p-9f
+			     : ((float)(z >> 40) * 0x1p-24f - 0.5f) * 0.05f;
+		sum[j] = ldexpf((float)(z >> 44 & 0xFFFF) * 0x1p-16f + 0.5f, -(int)(z >> 36 & 15));
+	}
+	d[7] = 0x1p-13f;        /* d * sum = 2^-13 * sum, at and near the bound */
+	sum[7] = 1.0f;
+	d[8] = -0x1p-13f;
+	sum[8] = 0.99999994f;
+	weld_k_pcb_beta(d, sum, 3, 0.001f, 0.02f, N, b);
+	for (size_t j = 0; j < N; j++) {
+		float a = fabsf(d[j]), nn;
+
+		a = a < 0.001f ? 0.001f : a > 0.02f ? 0.02f : a;
+		nn = (a - 0.001f) / (0.02f - 0.001f);
+		assert_true(b[j] == (float)exp((double)(3.0f * (nn * nn))) *
+				    (float)tanh((double)(d[j] * sum[j])));
+	}
+}
+
 /* one model, w = 2, lambda = 0.5: scores 0.5 and 1 */
 static void test_combine(void **state)
 {
@@ -139,6 +171,7 @@ int main(void)
 		cmocka_unit_test(test_indices),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_beta),
+		cmocka_unit_test(test_beta_fast_paths),
 		cmocka_unit_test(test_combine),
 		cmocka_unit_test(test_top_equals_thr),
 		cmocka_unit_test(test_clip_sign),

@@ -69,14 +69,17 @@ static void test_row_order_bytes(void **state)
 static void della_row(float *v, size_t w, uint64_t key, uint64_t first, double d, double eps,
 		      bool inverse, float factor)
 {
-	uint32_t *scratch = malloc(4 * w * sizeof(uint32_t));
+	uint32_t *scratch = malloc(7 * w * sizeof(uint32_t));
 	uint64_t *thr = malloc(w * sizeof(uint64_t));
 	float *pf = malloc(w * sizeof(float));
 
-	/* d >= 1 keeps the row: the engine does not call the kernel */
-	if (d < 1) {
+	/* d >= 1 keeps the row: the engine does not call the kernel; a single
+	 * factor goes to the kernel that ranks only undecided elements */
+	if (d < 1 && inverse) {
 		weld_k_della_table(w, d, eps, thr, pf);
 		weld_k_della_row(v, w, key, first, thr, pf, inverse, factor, scratch);
+	} else if (d < 1) {
+		weld_k_della_row_scaled(v, w, key, first, d, eps, factor, scratch);
 	}
 	free(scratch);
 	free(thr);
@@ -142,6 +145,48 @@ static void test_della_row_density_one(void **state)
 	assert_memory_equal(v, want, sizeof(want));
 }
 
+/* the same bits from both kernels with a factor: ranks taken only where
+ * the draw needs them (weld_k_della_row_scaled) or for every element
+ * (weld_k_della_row), on random magnitudes, on few distinct ones (bf16
+ * deltas: long plateaus), on one plateau and on buckets crowded enough to
+ * be sorted, for widths from 1 past the largest bucket count */
+static void test_della_row_scaled_same(void **state)
+{
+	const size_t widths[] = { 1, 2, 3, 17, 100, 1000, 2048, 5000 };
+	uint64_t key = weld_rng_key("scaled", 3, 7), z = 12345;
+
+	(void)state;
+	for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++) {
+		size_t w = widths[wi];
+		float *a = malloc(w * sizeof(float)), *b = malloc(w * sizeof(float));
+		uint32_t *scratch = malloc(7 * w * sizeof(uint32_t));
+		uint64_t *thr = malloc(w * sizeof(uint64_t));
+		float *pf = malloc(w * sizeof(float));
+
+		for (int kind = 0; kind < 4; kind++) {
+			for (size_t i = 0; i < w; i++) {
+				z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+				float r = (float)(z >> 40) * 0x1p-24f;
+
+				a[i] = kind == 0 ? (r - 0.5f) * 1e-3f
+				       : kind == 1 ? (float)((int)(r * 16) - 8) * 0x1p-12f
+				       : kind == 2 ? 0.25f
+				       : 1.0f + r * 0x1p-10f;   /* one bucket */
+			}
+			memcpy(b, a, w * sizeof(float));
+			weld_k_della_table(w, 0.45, 0.3, thr, pf);
+			weld_k_della_row(a, w, key, 1000 * w, thr, pf, false, 1.25f, scratch);
+			weld_k_della_row_scaled(b, w, key, 1000 * w, 0.45, 0.3, 1.25f, scratch);
+			assert_memory_equal(a, b, w * sizeof(float));
+		}
+		free(a);
+		free(b);
+		free(scratch);
+		free(thr);
+		free(pf);
+	}
+}
+
 static double xsum_of(const float *x, size_t n, size_t split)
 {
 	struct weld_xsum a = { 0 }, b = { 0 };
@@ -187,6 +232,7 @@ int main(void)
 		cmocka_unit_test(test_della_row_probabilities),
 		cmocka_unit_test(test_della_row_width_one),
 		cmocka_unit_test(test_della_row_density_one),
+		cmocka_unit_test(test_della_row_scaled_same),
 		cmocka_unit_test(test_xsum_exact),
 	};
 
