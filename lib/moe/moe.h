@@ -192,6 +192,10 @@ struct weld_moe_config {
 struct weld_moe_compact {
 	int experts;             /* every expert-count key present */
 	int n_group, topk_group; /* -1 when config.json has none */
+	/* what the output's config.json edit does: set the counts above (the
+	 * compact layout), and remove quantization_config (FP8 inputs with
+	 * scales, written decoded) */
+	bool set_experts, drop_quantization;
 };
 
 /* Parse config.json (text may be NULL: all absent). Keys that constrain

@@ -188,6 +188,10 @@ int weld_moe_config_set_experts(void *ctx, void *cjson_root, struct weld_error *
 	cJSON *v;
 
 	(void)err;
+	if (c->drop_quantization)
+		cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
+	if (!c->set_experts)
+		return 0;
 	for (int k = 0; k < WELD_MOE_N_EXPERT_KEYS; k++) {
 		v = cJSON_GetObjectItemCaseSensitive(root, expert_keys[k]);
 		if (cJSON_IsNumber(v))

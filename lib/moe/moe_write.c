@@ -46,12 +46,14 @@ static enum weld_dtype merged_dtype(const struct weld_moe_plan *p, enum weld_dty
 }
 
 /* Output dtype of a copied tensor: converted only for an explicit --dtype,
- * and only if it is floating. */
-static enum weld_dtype copied_dtype(const struct weld_moe_plan *p, enum weld_dtype in)
+ * and only if it is floating; FP8 codes with scales are written decoded,
+ * as BF16 (DESIGN 6.2). */
+static enum weld_dtype copied_dtype(const struct weld_moe_plan *p,
+				    const struct weld_tensor_info *t)
 {
-	if (p->opts.out_dtype >= 0 && weld_dtype_is_float(in))
+	if (p->opts.out_dtype >= 0 && weld_dtype_is_float(t->dtype))
 		return (enum weld_dtype)p->opts.out_dtype;
-	return in;
+	return t->scaled ? WELD_BF16 : t->dtype;
 }
 
 static void report(struct write_ctx *c, uint64_t bytes)
@@ -196,7 +198,7 @@ static int merge_tensor(struct write_ctx *c, int l, int s, const int *members, i
 {
 	const struct weld_moe_layout *lo = &c->p->layout;
 	const struct weld_tensor_info *t0 = weld_model_tensor(c->m, weld_moe_tensor_of(lo, l, members[0], s));
-	const enum weld_dtype out = merged_dtype(c->p, t0->dtype);
+	const enum weld_dtype out = merged_dtype(c->p, weld_tensor_stored_dtype(t0));
 	const enum weld_moe_axis axis = perm ? lo->axis[s] : WELD_MOE_AXIS_NONE;
 	const uint64_t slice = lo->layers[l].slice[s];
 	const uint64_t rows = (uint64_t)lo->layers[l].rows[s];
@@ -435,14 +437,14 @@ static int build_outputs(const struct weld_moe_plan *p, const weld_model *m,
 		o->name = t->name;
 		o->ndim = t->ndim;
 		memcpy(o->shape, t->shape, sizeof(o->shape));
-		o->dtype = copied_dtype(p, t->dtype);
+		o->dtype = copied_dtype(p, t);
 		if (r->role == WELD_MOE_ROUTER && compact) {
 			o->shape[0] = p->groups[r->layer];
 		} else if (r->role == WELD_MOE_EXPERT) {
 			const struct weld_tensor_info *t0 =
 				weld_model_tensor(m, weld_moe_tensor_of(lo, r->layer, 0, r->suffix));
 
-			o->dtype = merged_dtype(p, t0->dtype);
+			o->dtype = merged_dtype(p, weld_tensor_stored_dtype(t0));
 			if (compact && lo->stacked) {
 				o->shape[0] = p->groups[r->layer];
 			} else if (compact) {
@@ -486,7 +488,7 @@ static int open_writer(struct write_ctx *c, const char *out_dir, const struct we
 	wo.extra_data = *groups_json;
 	if (p->opts.out_dtype >= 0)
 		wo.torch_dtype = weld_dtype_torch_name(p->opts.out_dtype);
-	if (p->opts.layout == WELD_MOE_OUT_COMPACT) {
+	if (compact->set_experts || compact->drop_quantization) {
 		wo.edit_config = weld_moe_config_set_experts;
 		wo.edit_config_ctx = compact;
 	}
@@ -533,8 +535,11 @@ int weld_moe_write(const struct weld_moe_plan *p, const weld_model *m,
 		weld_fail(err, WELD_ERR_ARG, "the plan was made for another model");
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++)
+	compact.set_experts = p->opts.layout == WELD_MOE_OUT_COMPACT;
+	for (size_t i = 0; i < n; i++) {
 		c.total += weld_model_tensor(m, i)->nbytes;
+		compact.drop_quantization |= weld_model_tensor(m, i)->scaled;
+	}
 	if (build_outputs(p, m, ot, &count, out_of, names, err) < 0 ||
 	    open_writer(&c, out_dir, ot, count, wopts, &groups_json, &compact) < 0 ||
 	    copy_plain(&c, ot) < 0)

@@ -17,6 +17,12 @@ are decoded here from the E4M3 bit layout (sign, 4 exponent bits of bias
                                     scale-shape, scale-dtype, no-scale,
                                     block-size, inf-scale, orphan-scale,
                                     bad-block-config)
+    fp8_fixture.py quantize M OUT   OUT: model M (one file) with every
+                                    floating tensor of 2 or more dimensions
+                                    whose name has "proj" block-scaled (F32
+                                    weight_scale_inv, blocks [4, 8]; its
+                                    config.json kept, quantization_config
+                                    added)
     fp8_fixture.py same X Y         exit 0 if models X and Y hold the same
                                     tensor names and the same float32 values
                                     bit for bit
@@ -186,6 +192,36 @@ def decode(src, out):
     write(out, dec, None)
 
 
+def quantize(src, out):
+    t, config = load(src)
+    q = {}
+    for n, (a, dt) in t.items():
+        if "proj" not in n or a.ndim < 2 or dt not in ("F32", "BF16", "F16"):
+            q[n] = (a, dt)
+            continue
+        x = sio.to_f32(a, dt)
+        g = grid(x.shape, BLOCK)
+        amax = np.zeros(g, dtype=np.float32)
+        for i in range(g[-2]):
+            for j in range(g[-1]):
+                blk = x[..., i * BLOCK[0]:(i + 1) * BLOCK[0], j * BLOCK[1]:(j + 1) * BLOCK[1]]
+                amax[..., i, j] = np.abs(blk).max(axis=(-2, -1))
+        scale = (amax / np.float32(448)).astype(np.float32)
+        scale[scale == 0] = 1
+        q[n] = (f32_to_e4m3_sat(x / expand(scale, x.shape, BLOCK)), "F8_E4M3")
+        q[n + "_scale_inv"] = (scale, "F32")
+    config["quantization_config"] = FP8_CONFIG
+    os.makedirs(out, exist_ok=True)
+    specs = [(n, dt, tuple(a.shape)) for n, (a, dt) in q.items()]
+    w = sio.StreamWriter(os.path.join(out, "model.safetensors"), specs)
+    for n, (a, dt) in q.items():
+        w.write(n, a)
+    w.close()
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
 def hostile(kind, src, out):
     t, config = load(src)
     q = config.get("quantization_config")
@@ -266,6 +302,8 @@ def main(argv):
         make(argv[2])
     elif len(argv) == 4 and argv[1] == "decode":
         decode(argv[2], argv[3])
+    elif len(argv) == 4 and argv[1] == "quantize":
+        quantize(argv[2], argv[3])
     elif len(argv) == 5 and argv[1] == "hostile":
         hostile(argv[2], argv[3], argv[4])
     elif len(argv) == 4 and argv[1] == "same":

@@ -162,6 +162,23 @@ v3_alias() {
 		"$T/v3/config.json" "$T/v3a/config.json"
 }
 expect "DeepSeek-V3 alias: shared experts, dense layer, bias copied, config.json unchanged" v3_alias
+# FP8 experts with block scales (DESIGN 6.2): merged as their decoded
+# values, written BF16, quantization_config removed from config.json
+"$PYTHON" "$HERE/fp8_fixture.py" quantize "$T/v3" "$T/v3fp8" || exit 1
+"$WELD" convert -q "$T/v3fp8" -o "$T/v3dec" --dtype f32 || exit 1
+v3_fp8() {
+	"$WELD" expert-merge -q -o "$T/v3f-$1" --groups 2 --stats "$T/balanced12.json" --layout compact --dtype bf16 "$T/$1"
+}
+expect "FP8 experts merge" v3_fp8 v3fp8
+expect "... and so do their decoded values" v3_fp8 v3dec
+expect "... the same tensors as from the decoded model" sh -c "'$WELD' diff '$T/v3f-v3fp8' '$T/v3f-v3dec' | tail -1 | grep -q ' 0 different, 0 only in A, 0 only in B$'"
+v3_fp8_alias() {
+	"$WELD" expert-merge -q -o "$T/v3fa" --groups 2 --stats "$T/balanced12.json" "$T/v3fp8" &&
+	"$WELD" inspect "$T/v3fa" | grep 'experts\.0\.down_proj' | grep -q '	BF16	' &&
+	"$PYTHON" -c 'import json, sys; a = json.load(open(sys.argv[1])); del a["quantization_config"]; assert a == json.load(open(sys.argv[2]))' \
+		"$T/v3fp8/config.json" "$T/v3fa/config.json"
+}
+expect "FP8 experts: BF16 out, config.json without quantization_config" v3_fp8_alias
 v3_compact() {
 	"$WELD" expert-merge -o "$T/v3c" --groups 2 --stats "$T/balanced12.json" --layout compact \
 		"$T/v3" 2>"$T/v3c.err" &&
@@ -470,8 +487,8 @@ refuse "stacked gate_up in the transposed [E, H, 2F] order is refused" 1 \
 	"$WELD" expert-merge -o "$T/e17" --groups 2 "$T/hs2"
 hostile_stacked hs3 "h['model.layers.1.mlp.experts.gate_up_proj_bias'] = {'dtype': 'F32', 'shape': [0], 'data_offsets': [0, 0]}"
 hostile_header v3 hs4 "h['model.layers.1.mlp.experts.0.gate_proj.weight_scale_inv'] = {'dtype': 'F32', 'shape': [0], 'data_offsets': [0, 0]}"
-refuse "expert scales the reader does not decode are refused, not merged apart" 1 \
-	"tensor 'model.layers.1.mlp.experts.0.gate_proj.weight_scale_inv': expert weights stored with scales" "$T/e19" \
+refuse "a scale beside an F32 expert weight is refused, not merged apart" 1 \
+	"tensor 'model.layers.1.mlp.experts.0.gate_proj.weight_scale_inv': a scale without its F8_E4M3 weight" "$T/e19" \
 	"$WELD" expert-merge -o "$T/e19" --groups 2 "$T/hs4"
 refuse "an unknown stacked expert tensor is named" 1 "unknown expert tensor 'gate_up_proj_bias'" "$T/e18" \
 	"$WELD" expert-merge -o "$T/e18" --groups 2 "$T/hs3"
