@@ -403,14 +403,16 @@ const struct weld_tensor_info *weld_lora_replacement(const struct weld_lora *l, 
 
 /* ---------------------------------------------------------------- reading */
 
-/* n elements of adapter tensor i from first, as doubles: read as float32
- * into the upper half of dst, then widened forward (element j is read
- * before double j overwrites it). */
+/* n elements of adapter tensor i from first, as doubles: F64 as it is;
+ * else read as float32 into the upper half of dst, then widened forward
+ * (element j is read before double j overwrites it). */
 static int read_f64(const weld_model *m, int64_t i, uint64_t first, size_t n, double *dst,
 		    struct weld_error *err)
 {
 	float *f = (float *)(void *)dst + n;
 
+	if (weld_model_tensor(m, (size_t)i)->dtype == WELD_F64 && !weld_model_tensor(m, (size_t)i)->quant)
+		return weld_model_read(m, (size_t)i, first, n, dst, err);
 	if (weld_model_read_f32(m, (size_t)i, first, n, f, NULL, err) < 0)
 		return -1;
 	for (size_t j = 0; j < n; j++)

@@ -145,6 +145,9 @@ struct weld_writer_opts {
 	/* Write one .safetensors file at `dir` instead of a folder (no index,
 	 * no side files); shard_size is ignored. */
 	bool single_file;
+	/* The name of the file when the output is one file in a folder
+	 * (at most 63 bytes), or NULL: model.safetensors. */
+	const char *file_name;
 	/* Extra file to write in the output folder (name, contents), or NULL. */
 	const char *extra_name;
 	const char *extra_data;
