@@ -40,6 +40,7 @@ struct entry {
 };
 
 struct weld_lora {
+	uint64_t serial;        /* unique in the process (per-thread buffers, below) */
 	struct weld_lora_config cfg;
 	weld_model *adapter;
 	struct entry *e;        /* one per base tensor */
@@ -312,6 +313,8 @@ static int open_weights(struct weld_lora *l, const char *dir, struct weld_error 
 			 "'%s': no adapter_model.safetensors or adapter_model.bin in this folder", dir);
 }
 
+static uint64_t serials;
+
 int weld_lora_open(struct weld_lora **out, const weld_model *base, const char *dir,
 		   struct weld_error *err)
 {
@@ -323,6 +326,7 @@ int weld_lora_open(struct weld_lora **out, const weld_model *base, const char *d
 		free(l);
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	}
+	l->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
 	if (weld_lora_config_read(&l->cfg, dir, err) < 0 || open_weights(l, dir, err) < 0)
 		goto fail;
 	for (size_t i = 0; i < weld_model_count(l->adapter); i++)
@@ -377,7 +381,7 @@ void weld_lora_read_cost(const struct weld_lora *l, const weld_model *base, uint
 
 		if (l->e[i].kind == L_NONE || l->e[i].kind == L_REPLACE)
 			continue;
-		/* delta rows in double, float32 values, rows of B (k ≤ cols) */
+		/* delta rows in double, float32 values, rows of B (k <= cols) */
 		*per_elem = 20;
 		if (l->e[i].kind == L_BIAS)
 			continue;
@@ -420,65 +424,106 @@ static int read_f64(const weld_model *m, int64_t i, uint64_t first, size_t n, do
 	return 0;
 }
 
+/*
+ * Each thread that reads keeps its buffers from one read to the next: the
+ * delta rows, the rows of the factor a read takes a slice of, float32
+ * values, and the whole other factor of the module it read last (keyed by
+ * the adapter's serial number and the tensor, so that a later adapter at
+ * the same address is never mistaken for it). They stay allocated while
+ * the thread lives: one module's worth, which the plan counts
+ * (weld_lora_read_cost).
+ */
+struct workspace {
+	uint64_t serial;        /* of the adapter whose factor `whole` holds; 0: none */
+	size_t tensor;
+	double *whole, *part, *d;
+	float *f;
+	size_t whole_cap, part_cap, d_cap, f_cap;
+};
+
+static _Thread_local struct workspace ws;
+
+static int grow(void **p, size_t *cap, size_t bytes, struct weld_error *err)
+{
+	void *q;
+
+	if (bytes <= *cap)
+		return 0;
+	q = realloc(*p, bytes);
+	if (!q)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	*p = q;
+	*cap = bytes;
+	return 0;
+}
+
 /* dst holds n base values of dtype dt: replace each w by w + scale·d. */
 static int add_delta(enum weld_dtype dt, void *dst, size_t n, const double *d, double scale,
 		     struct weld_error *err)
 {
-	float *f;
+	float *f = dst;
 
 	if (dt == WELD_F64) {
 		for (size_t j = 0; j < n; j++)
 			((double *)dst)[j] += scale * d[j];
 		return 0;
 	}
-	f = dt == WELD_F32 ? dst : malloc(n * sizeof(float));
-	if (!f)
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	if (dt != WELD_F32)
+	if (dt != WELD_F32) {
+		if (grow((void **)&ws.f, &ws.f_cap, n * sizeof(float), err) < 0)
+			return -1;
+		f = ws.f;
 		weld_decode_f32(dt, dst, f, n);
+	}
 	for (size_t j = 0; j < n; j++)
 		f[j] = (float)((double)f[j] + scale * d[j]);
-	if (dt != WELD_F32) {
+	if (dt != WELD_F32)
 		weld_encode_f32(dt, f, dst, n);
-		free(f);
-	}
+	return 0;
+}
+
+/* The factor read whole (A, or B when transposed) of tensor i, in ws. */
+static int whole_factor(const struct weld_lora *l, size_t i, int64_t t, size_t n,
+			struct weld_error *err)
+{
+	if (ws.serial == l->serial && ws.tensor == i)
+		return 0;
+	ws.serial = 0;
+	if (grow((void **)&ws.whole, &ws.whole_cap, n * sizeof(double), err) < 0 ||
+	    read_f64(l->adapter, t, 0, n, ws.whole, err) < 0)
+		return -1;
+	ws.serial = l->serial;
+	ws.tensor = i;
 	return 0;
 }
 
 /*
- * Rows [r0, r0 + nr) of B·A (or of (B·A)ᵀ) into d[nr × cols]: the rows of
- * B and all of A, or the columns of A and all of B.
+ * Rows [r0, r0 + nr) of B·A (or of (B·A)ᵀ) into ws.d [nr × cols]: the
+ * rows of B and all of A, or the columns of A and all of B.
  */
-static int delta_rows(const struct weld_lora *l, const struct entry *e, uint64_t r0,
-		      size_t nr, size_t rows, size_t cols, double *d, struct weld_error *err)
+static int delta_rows(const struct weld_lora *l, size_t i, uint64_t r0, size_t nr,
+		      size_t rows, size_t cols, struct weld_error *err)
 {
-	const struct weld_tensor_info *a = weld_model_tensor(l->adapter, (size_t)e->a);
-	size_t k = (size_t)a->shape[0];
-	double *x = malloc(nr * k * sizeof(double)), *y = malloc(k * cols * sizeof(double));
-	int r = -1;
+	const struct entry *e = &l->e[i];
+	size_t k = (size_t)weld_model_tensor(l->adapter, (size_t)e->a)->shape[0];
 
-	if (!x || !y) {
-		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-		goto out;
+	if (grow((void **)&ws.part, &ws.part_cap, nr * k * sizeof(double), err) < 0 ||
+	    grow((void **)&ws.d, &ws.d_cap, nr * cols * sizeof(double), err) < 0)
+		return -1;
+	if (!e->t) {    /* part = B rows [nr × k], whole = A [k × cols] */
+		if (read_f64(l->adapter, e->b, r0 * k, nr * k, ws.part, err) < 0 ||
+		    whole_factor(l, i, e->a, k * cols, err) < 0)
+			return -1;
+		weld_lora_rows(nr, cols, k, ws.part, ws.whole, ws.d);
+		return 0;
 	}
-	if (!e->t) {    /* x = B rows [nr × k], y = A [k × cols] */
-		if (read_f64(l->adapter, e->b, r0 * k, nr * k, x, err) < 0 ||
-		    read_f64(l->adapter, e->a, 0, k * cols, y, err) < 0)
-			goto out;
-		weld_lora_rows(nr, cols, k, x, y, d);
-	} else {        /* x = A columns [k × nr], y = B [cols × k] */
-		for (size_t kk = 0; kk < k; kk++)
-			if (read_f64(l->adapter, e->a, kk * rows + r0, nr, x + kk * nr, err) < 0)
-				goto out;
-		if (read_f64(l->adapter, e->b, 0, cols * k, y, err) < 0)
-			goto out;
-		weld_lora_rows_t(nr, cols, k, x, y, d);
-	}
-	r = 0;
-out:
-	free(x);
-	free(y);
-	return r;
+	/* part = A columns [k × nr], whole = B [cols × k] */
+	for (size_t kk = 0; kk < k; kk++)
+		if (read_f64(l->adapter, e->a, kk * rows + r0, nr, ws.part + kk * nr, err) < 0)
+			return -1;
+	if (whole_factor(l, i, e->b, cols * k, err) < 0)
+		return -1;
+	weld_lora_rows_t(nr, cols, k, ws.part, ws.whole, ws.d);
+	return 0;
 }
 
 static int read_delta(const struct weld_lora *l, const weld_model *base, size_t i,
@@ -487,31 +532,21 @@ static int read_delta(const struct weld_lora *l, const weld_model *base, size_t 
 	const struct weld_tensor_info *w = weld_model_tensor(base, i);
 	size_t rows = (size_t)w->shape[0], cols = (size_t)w->shape[1];
 	uint64_t r0 = first / cols, r1 = (first + n - 1) / cols + 1;
-	double *d = malloc((size_t)(r1 - r0) * cols * sizeof(double));
-	int r = -1;
 
-	if (!d)
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	if (weld_model_read_plain(base, i, first, n, dst, err) == 0 &&
-	    delta_rows(l, &l->e[i], r0, (size_t)(r1 - r0), rows, cols, d, err) == 0)
-		r = add_delta(w->dtype, dst, n, d + (first - r0 * cols), l->e[i].scale, err);
-	free(d);
-	return r;
+	if (weld_model_read_plain(base, i, first, n, dst, err) < 0 ||
+	    delta_rows(l, i, r0, (size_t)(r1 - r0), rows, cols, err) < 0)
+		return -1;
+	return add_delta(w->dtype, dst, n, ws.d + (first - r0 * cols), l->e[i].scale, err);
 }
 
 static int read_bias(const struct weld_lora *l, const weld_model *base, size_t i,
 		     uint64_t first, size_t n, void *dst, struct weld_error *err)
 {
-	double *d = malloc(n * sizeof(double));
-	int r = -1;
-
-	if (!d)
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	if (weld_model_read_plain(base, i, first, n, dst, err) == 0 &&
-	    read_f64(l->adapter, l->e[i].a, first, n, d, err) == 0)
-		r = add_delta(weld_model_tensor(base, i)->dtype, dst, n, d, l->e[i].scale, err);
-	free(d);
-	return r;
+	if (grow((void **)&ws.d, &ws.d_cap, n * sizeof(double), err) < 0 ||
+	    weld_model_read_plain(base, i, first, n, dst, err) < 0 ||
+	    read_f64(l->adapter, l->e[i].a, first, n, ws.d, err) < 0)
+		return -1;
+	return add_delta(weld_model_tensor(base, i)->dtype, dst, n, ws.d, l->e[i].scale, err);
 }
 
 int weld_lora_read(const struct weld_lora *l, const weld_model *base, size_t i,
