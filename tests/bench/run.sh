@@ -13,7 +13,8 @@
 #                        nearswap ram ramplus model-stock nuslerp multislerp
 #                        karcher, then expert-merge on an 8-expert MoE made by
 #                        tests/tools/mkmodel.c, then gguf: ties of four Q8_0
-#                        GGUF models into Q8_0); the methods after consensus
+#                        GGUF models into Q8_0, then lora: tests/bench/lora.sh);
+#                        the methods after consensus
 #                        have no PyTorch row
 #   MKMODEL              that generator (make bench passes it)
 #   BENCH_THREADS        threads for weld (-j) and torch (default: nproc)
@@ -333,6 +334,13 @@ case " $METHODS " in
 		say "weld ties on GGUF failed (exit $ST): $(head -n 1 "$logs/weld-gguf.err")"
 	fi
 	rm -f "$OUT/out-weld.gguf"
+	;;
+esac
+# LoRA: BASE+ADAPTER merges and extract-lora (tests/bench/lora.sh)
+case " $METHODS " in
+*" lora "*|*" average task-arithmetic ties dare breadcrumbs consensus "*)
+	WELD=$WELD BENCH_DIR=$BENCH_DIR BENCH_SIZE=$BENCH_SIZE BENCH_THREADS=$THREADS PYTHON=$PYTHON \
+		BENCH_RESULT=$result sh "$here/lora.sh" || say "the LoRA rows failed"
 	;;
 esac
 echo "(x cat = weld time / cat time; x floor = weld time / (cat + write) time; speed-up = torch time / weld time; logs in $logs)" | tee -a "$result"
