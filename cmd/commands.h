@@ -13,6 +13,7 @@ int cmd_dare(int argc, char **argv);
 int cmd_della(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_expert_merge(int argc, char **argv);
+int cmd_extract_lora(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_join(int argc, char **argv);

@@ -25,6 +25,7 @@ static const struct cmd commands[] = {
 	{ "della", cmd_della, NULL },
 	{ "diff", cmd_diff, "per-tensor comparison of two models" },
 	{ "expert-merge", cmd_expert_merge, "M-SMoE: merge the experts of one MoE checkpoint into fewer groups" },
+	{ "extract-lora", cmd_extract_lora, "a PEFT LoRA adapter from a fine-tuned model and its base" },
 	{ "help", cmd_help, "show the usage of weld or of a command" },
 	{ "inspect", cmd_inspect, "list a model's tensors: name, dtype, shape, bytes, file" },
 	{ "iso-c", cmd_iso_c, NULL },

@@ -15,7 +15,9 @@
  */
 #include "format.h"
 #include "fp8.h"
+#include "hf_cache.h"
 #include "json_scan.h"
+#include "lora.h"
 #include "name_table.h"
 #include "quant.h"
 
@@ -73,6 +75,7 @@ struct weld_model {
 	struct meta_kv *meta;
 	size_t nmeta, meta_cap;
 	int parsing;            /* file whose header is being parsed */
+	struct weld_lora *lora; /* BASE+ADAPTER: the adapter, else NULL */
 };
 
 uint64_t weld_model_file_size(const weld_model *m, int file)
@@ -108,6 +111,11 @@ const struct weld_tensor_info *weld_model_tensor(const weld_model *m, size_t i)
 const char *weld_model_path(const weld_model *m)
 {
 	return m->path;
+}
+
+const char *weld_model_warning(const weld_model *m)
+{
+	return m->lora ? weld_lora_warning(m->lora) : NULL;
 }
 
 const char *weld_model_dir(const weld_model *m)
@@ -654,6 +662,77 @@ static int cmp_tensor(const void *a, const void *b)
 		      ((const struct model_tensor *)b)->info.name);
 }
 
+/* One side of BASE+ADAPTER: an existing path, else a Hugging Face cache
+ * name; NULL if neither. */
+static char *resolve_side(const char *spec)
+{
+	struct weld_error ignored;
+	char *found = NULL;
+
+	if (*spec && access(spec, F_OK) == 0)
+		return strdup(spec);
+	if (weld_hf_is_name(spec) && weld_hf_snapshot(spec, &found, &ignored) < 0)
+		return NULL;
+	return found;
+}
+
+/* The base model, with the adapter applied (modules_to_save tensors take
+ * the adapter's tensor info; reads of changed tensors go to lora.c). */
+static int attach_adapter(weld_model *m, const char *spec, const char *dir,
+			  struct weld_error *err)
+{
+	char *p = strdup(spec);
+	int adapter_file = -1;
+
+	if (!p)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	free(m->path);
+	m->path = p;
+	if (weld_lora_open(&m->lora, m, dir, err) < 0)
+		return -1;
+	for (size_t i = 0; i < m->n; i++) {
+		const char *file, *name = m->t[i].info.name;
+		const struct weld_tensor_info *r = weld_lora_replacement(m->lora, i, &file);
+
+		if (!r)
+			continue;
+		if (adapter_file < 0 && (adapter_file = add_file(m, file, err)) < 0)
+			return -1;
+		m->t[i].info = *r;
+		m->t[i].info.name = name;
+		m->t[i].info.file = adapter_file;
+	}
+	return 0;
+}
+
+static int open_with_adapter(weld_model **out, const char *spec, struct weld_error *err)
+{
+	for (const char *plus = strchr(spec, '+'); plus; plus = strchr(plus + 1, '+')) {
+		char *left = strndup(spec, (size_t)(plus - spec));
+		char *base = left ? resolve_side(left) : NULL, *dir = resolve_side(plus + 1);
+		int r = -1;
+
+		free(left);
+		if (base && dir && weld_model_open(out, base, err) == 0) {
+			r = attach_adapter(*out, spec, dir, err);
+			if (r < 0) {
+				weld_model_close(*out);
+				*out = NULL;
+			}
+		}
+		if (base && dir) {
+			free(base);
+			free(dir);
+			return r;
+		}
+		free(base);
+		free(dir);
+	}
+	return weld_fail(err, WELD_ERR_ARG,
+			 "cannot open model '%s': no such file or folder, and no '+' splits it into a BASE and an ADAPTER that exist (locally or in the Hugging Face cache)",
+			 spec);
+}
+
 int weld_model_open(weld_model **out, const char *path, struct weld_error *err)
 {
 	weld_model *m;
@@ -661,6 +740,8 @@ int weld_model_open(weld_model **out, const char *path, struct weld_error *err)
 	int r;
 
 	*out = NULL;
+	if (stat(path, &st) < 0 && errno == ENOENT && strchr(path, '+'))
+		return open_with_adapter(out, path, err);
 	if (stat(path, &st) < 0)
 		return weld_fail_errno(err, "cannot open model '%s'", path);
 	m = calloc(1, sizeof(*m));
@@ -707,6 +788,7 @@ void weld_model_close(weld_model *m)
 {
 	if (!m)
 		return;
+	weld_lora_close(m->lora);
 	for (size_t i = 0; i < m->nfiles; i++) {
 		close(m->files[i].fd);
 		free(m->files[i].path);
@@ -990,7 +1072,10 @@ int weld_model_read_stored(const weld_model *m, size_t i, uint64_t off, size_t n
 	const struct weld_tensor_info *t = &m->t[i].info;
 	int fd = m->files[t->file].fd, source = m->t[i].source;
 	const char *path = m->files[t->file].path;
+	size_t es = weld_dtype_size(t->dtype);
 
+	if (m->lora && weld_lora_touches(m->lora, i) && !t->quant && off % es == 0 && n % es == 0)
+		return weld_model_read(m, i, off / es, n / es, dst, err);
 	if (!t->contiguous)
 		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': not stored contiguously", t->name);
 	if (off > t->nbytes || n > t->nbytes - off)
@@ -1005,6 +1090,26 @@ int weld_model_read_stored(const weld_model *m, size_t i, uint64_t off, size_t n
 
 int weld_model_read(const weld_model *m, size_t i, uint64_t first, size_t n,
 		    void *dst, struct weld_error *err)
+{
+	const struct weld_tensor_info *t = &m->t[i].info;
+
+	if (!m->lora || !weld_lora_touches(m->lora, i))
+		return weld_model_read_plain(m, i, first, n, dst, err);
+	if (first > t->nelem || n > t->nelem - first)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': read past its %llu elements",
+				 t->name, (unsigned long long)t->nelem);
+	return weld_lora_read(m->lora, m, i, first, n, dst, err);
+}
+
+void weld_model_read_cost(const weld_model *m, uint64_t *per_elem, uint64_t *fixed)
+{
+	*per_elem = *fixed = 0;
+	if (m->lora)
+		weld_lora_read_cost(m->lora, m, per_elem, fixed);
+}
+
+int weld_model_read_plain(const weld_model *m, size_t i, uint64_t first, size_t n,
+			  void *dst, struct weld_error *err)
 {
 	const struct weld_tensor_info *t = &m->t[i].info;
 	size_t es = weld_dtype_size(t->dtype);

@@ -54,6 +54,13 @@ struct weld_tensor_info {
 	const char *scale_name; /* borrowed */
 };
 
+/*
+ * path may also be BASE+ADAPTER when no file or folder has that name: the
+ * model BASE with the PEFT LoRA adapter folder ADAPTER applied as it is
+ * read (lora.h; DESIGN 6.3). Each side is a path, else a name in the
+ * Hugging Face cache (hf_cache.h); the first '+' that splits path into two
+ * that exist is taken.
+ */
 int weld_model_open(weld_model **out, const char *path, struct weld_error *err);
 void weld_model_close(weld_model *m);
 
@@ -62,6 +69,9 @@ const struct weld_tensor_info *weld_model_tensor(const weld_model *m, size_t i);
 /* Index of the tensor called name, or -1. */
 int64_t weld_model_find(const weld_model *m, const char *name);
 const char *weld_model_path(const weld_model *m);   /* as given */
+/* Something opening found that the user should hear of (an adapter part
+ * that is ignored), or NULL. */
+const char *weld_model_warning(const weld_model *m);
 /* Folder holding config.json & co (the path itself, or a file's folder). */
 const char *weld_model_dir(const weld_model *m);
 const char *weld_model_format(const weld_model *m); /* "safetensors", "pytorch", "gguf" */
@@ -103,6 +113,11 @@ int weld_model_read_f32(const weld_model *m, size_t i, uint64_t first, size_t n,
  * tensor stored in blocks, the blocks as stored). */
 int weld_model_read_stored(const weld_model *m, size_t i, uint64_t off, size_t n, void *dst,
 			   struct weld_error *err);
+
+/* Memory a read of the model may allocate beyond its destination: 0 for
+ * a checkpoint on disk; with a LoRA adapter, *per_elem bytes per element
+ * read plus *fixed bytes per read. */
+void weld_model_read_cost(const weld_model *m, uint64_t *per_elem, uint64_t *fixed);
 
 /* XXH3-64 of tensor i's packed bytes (what a weld output records); for
  * FP8 codes with scales, of its codes. */
@@ -152,6 +167,9 @@ struct weld_writer_opts {
 	/* Write one .safetensors file at `dir` instead of a folder (no index,
 	 * no side files); shard_size is ignored. */
 	bool single_file;
+	/* The name of the file when the output is one file in a folder
+	 * (at most 63 bytes), or NULL: model.safetensors. */
+	const char *file_name;
 	/* Extra file to write in the output folder (name, contents), or NULL. */
 	const char *extra_name;
 	const char *extra_data;

@@ -368,7 +368,8 @@ static int plan_shards(weld_writer *w, struct weld_error *err)
 		char name[64];
 
 		if (w->ns == 1)
-			snprintf(name, sizeof(name), "model.safetensors");
+			snprintf(name, sizeof(name), "%s",
+				 w->opts.file_name ? w->opts.file_name : "model.safetensors");
 		else
 			snprintf(name, sizeof(name), "model-%05zu-of-%05zu.safetensors", k + 1, w->ns);
 		w->s[k].name = xstrdup(name);

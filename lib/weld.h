@@ -14,5 +14,7 @@
 #include "merge.h"
 #include "compare.h"
 #include "verify.h"
+#include "lora_extract.h"
+#include "lora_svd.h"
 
 #endif

@@ -75,6 +75,8 @@ int weld_plan_add_model(weld_plan *p, const char *path, struct weld_error *err)
 	p->models = nm;
 	if (weld_model_open(&nm[p->nmodels], path, err) < 0)
 		return -1;
+	if (weld_model_warning(nm[p->nmodels]))
+		weld_plan_warn(p, "%s", weld_model_warning(nm[p->nmodels]));
 	return (int)p->nmodels++;
 }
 
@@ -652,7 +654,7 @@ static int plan_matrices(weld_plan *p, struct weld_error *err)
 int weld_plan_finish(weld_plan *p, struct weld_error *err)
 {
 	uint64_t threads = (uint64_t)weld_plan_threads(p), maxsrc = 1, max_row = 1;
-	uint64_t slices, per_slice, shared, avail;
+	uint64_t slices, per_slice, shared, avail, read_elem = 0, read_fixed = 0;
 	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 1, maxsel = 0;
 	bool row = p->o.scope == WELD_SCOPE_ROW;
 	const struct weld_job *widest = NULL;  /* the job whose rows are longest */
@@ -740,12 +742,22 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	 * whole share. Four per thread, where their buffers take at most an
 	 * eighth of the memory; else one per thread.
 	 */
+	/* models with a LoRA adapter compute the delta rows of each read */
+	for (size_t i = 0; i < p->nmodels; i++) {
+		uint64_t pe, pf;
+
+		weld_model_read_cost(p->models[i], &pe, &pf);
+		read_elem = pe > read_elem ? pe : read_elem;
+		read_fixed = pf > read_fixed ? pf : read_fixed;
+	}
+	per_slice += read_elem * super + read_fixed;
+	shared += read_fixed;
 	slices = threads > 1 ? 4 * threads : 1;
 	avail = p->o.max_memory > p->matrix_bytes ? p->o.max_memory - p->matrix_bytes : 0;
 	if (slices * per_slice > avail / 8)
 		slices = threads;
 	fixed = slices * per_slice + shared;
-	per_elem = WELD_OUTQ_BUFS * 8 + maxsrc / 8 + 1;  /* output buffers, packed masks */
+	per_elem = WELD_OUTQ_BUFS * 8 + maxsrc / 8 + 1 + read_elem; /* output buffers, packed masks */
 	if (p->ranks && widest)
 		snprintf(why, sizeof(why), " (%s holds whole rows in memory; tensor '%s' has rows of %llu elements)",
 			 weld_method_name(widest->method), widest->name, (unsigned long long)max_row);

@@ -47,6 +47,34 @@ static void tidy_path(char *p)
 	*out = 0;
 }
 
+static char *resolve_model(const weld_recipe *r, const char *spec, const char *where,
+			   struct weld_error *err);
+
+/* BASE+ADAPTER (mergekit's LoRA reference): the first '+' that splits spec
+ * into two references that resolve gives "base path+adapter path", which
+ * the model layer opens as the base with the adapter applied. */
+static char *resolve_lora(const weld_recipe *r, const char *spec, const char *where)
+{
+	for (const char *plus = strchr(spec, '+'); plus; plus = strchr(plus + 1, '+')) {
+		struct weld_error quiet;
+		char *left = strndup(spec, (size_t)(plus - spec)), *base = NULL, *dir = NULL;
+		char *both = NULL;
+
+		if (left && *left && plus[1]) {
+			base = resolve_model(r, left, where, &quiet);
+			dir = base ? resolve_model(r, plus + 1, where, &quiet) : NULL;
+		}
+		if (base && dir)
+			both = weld_strfmt("%s+%s", base, dir);
+		free(left);
+		free(base);
+		free(dir);
+		if (both)
+			return both;
+	}
+	return NULL;
+}
+
 /*
  * A model reference: a local path (absolute, ~/..., or relative to the
  * recipe's folder), else `org/name[@revision]` in the Hugging Face cache.
@@ -85,18 +113,42 @@ static char *resolve_model(const weld_recipe *r, const char *spec, const char *w
 	if (weld_hf_is_name(spec) && weld_hf_snapshot(spec, &found, &hf) < 0 &&
 	    hf.status != WELD_ERR_ARG)
 		hf.msg[0] = 0;
+	if (!found && strchr(spec, '+'))
+		found = resolve_lora(r, spec, where);
 	if (!found) {
 		if (hf.msg[0])
 			rfail(r, err, where, "model '%s' not found: no file or folder '%s'; %s; weld never downloads models",
 			      spec, local, hf.msg);
 		else if (strchr(spec, '+'))
-			rfail(r, err, where, "model '%s' not found: no file or folder '%s' (LoRA references 'model+lora' are not supported)",
+			rfail(r, err, where, "model '%s' not found: no file or folder '%s', and no '+' splits it into a BASE and a LoRA ADAPTER that exist (locally or in the Hugging Face cache)",
 			      spec, local);
 		else
 			rfail(r, err, where, "model '%s' not found: no file or folder '%s'", spec, local);
 	}
 	free(local);
 	return found;
+}
+
+/* mergekit's object form {"model": ..., "lora": {"path", "revision"} or
+ * "path"}: append "+lora" to the model's spec in buf. */
+static int lora_spec(const weld_recipe *r, const cJSON *lora, const char *where, char *buf,
+		     size_t len, struct weld_error *err)
+{
+	const cJSON *p = cJSON_IsString(lora) ? lora : cJSON_GetObjectItemCaseSensitive(lora, "path");
+	const cJSON *rev = cJSON_IsObject(lora) ? cJSON_GetObjectItemCaseSensitive(lora, "revision") : NULL;
+	static const char *const keys[] = { "path", "revision" };
+	char sub[WHERE_LEN];
+	size_t used = strlen(buf);
+
+	set_where(sub, sizeof(sub), "%s.lora", where);
+	if (cJSON_IsObject(lora) && weld_recipe_check_keys(r, lora, sub, keys, 2, err) < 0)
+		return -1;
+	if (!cJSON_IsString(p) || (rev && !cJSON_IsString(rev)))
+		return rfail(r, err, sub, "expected an adapter path, or {\"path\": ..., \"revision\": ...}");
+	if ((size_t)snprintf(buf + used, len - used, "+%s%s%s", p->valuestring, rev ? "@" : "",
+			     rev ? rev->valuestring : "") >= len - used)
+		return rfail(r, err, sub, "reference too long");
+	return 0;
 }
 
 /* Parse a model reference (string or mergekit's object form) and return
@@ -107,6 +159,7 @@ int weld_recipe_add_model(weld_recipe *r, const cJSON *v, const char *where, int
 	static const char *const ref_keys[] = { "model", "lora", "override_architecture" };
 	static const char *const path_keys[] = { "path", "revision" };
 	char spec_buf[4096], sub[WHERE_LEN];
+	const cJSON *lora = NULL;
 	const char *spec;
 	struct rmodel *nm;
 	char *path;
@@ -118,10 +171,7 @@ int weld_recipe_add_model(weld_recipe *r, const cJSON *v, const char *where, int
 
 		if (weld_recipe_check_keys(r, v, where, ref_keys, 3, err) < 0)
 			return -1;
-		if (cJSON_GetObjectItemCaseSensitive(v, "lora")) {
-			set_where(sub, sizeof(sub), "%s.lora", where);
-			return rfail(r, err, sub, "LoRA references are not supported (merge the adapter first)");
-		}
+		lora = cJSON_GetObjectItemCaseSensitive(v, "lora");
 		if (cJSON_GetObjectItemCaseSensitive(v, "override_architecture")) {
 			set_where(sub, sizeof(sub), "%s.override_architecture", where);
 			return rfail(r, err, sub, "not supported: weld works from tensor names, not architectures");
@@ -142,6 +192,8 @@ int weld_recipe_add_model(weld_recipe *r, const cJSON *v, const char *where, int
 		}
 		snprintf(spec_buf, sizeof(spec_buf), "%s%s%s", p->valuestring, rev ? "@" : "",
 			 rev ? rev->valuestring : "");
+		if (lora && lora_spec(r, lora, where, spec_buf, sizeof(spec_buf), err) < 0)
+			return -1;
 		spec = spec_buf;
 	} else {
 		return rfail(r, err, where, "expected a model path (a string), not %s",

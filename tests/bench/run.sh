@@ -15,10 +15,11 @@
 #                        tests/tools/mkmodel.c, then gguf: ties of four Q8_0
 #                        GGUF models into Q8_0; tsv-m and iso-c, and iso-cts
 #                        when named, run once each in a table of their own:
-#                        time and peak RSS against the plan's memory bound);
-#                        of the methods after consensus, della, sce and
-#                        arcee-fusion have a PyTorch row (mergekit's
-#                        per-tensor code), the others none
+#                        time and peak RSS against the plan's memory bound;
+#                        then lora: tests/bench/lora.sh); of the methods
+#                        after consensus, della, sce and arcee-fusion have a
+#                        PyTorch row (mergekit's per-tensor code), the others
+#                        none
 #   MKMODEL              that generator (make bench passes it)
 #   BENCH_THREADS        threads for weld (-j) and torch (default: nproc)
 #   BENCH_REPEAT         runs of each merge, weld and torch alike; the best
@@ -376,4 +377,12 @@ for m in $METHODS; do
 		       (wm * 1048576 <= x[1] * 1e6) ? "yes" : "NO" }' | tee -a "$result"
 done
 $svd_header && echo "(SVD methods: MB of RSS are MiB; bound MB = the plan's buffers including the largest matrix, decimal; holds = peak RSS <= bound)" | tee -a "$result"
+
+# LoRA: BASE+ADAPTER merges and extract-lora (tests/bench/lora.sh)
+case " $METHODS " in
+*" lora "*|*" average task-arithmetic ties dare breadcrumbs consensus "*)
+	WELD=$WELD BENCH_DIR=$BENCH_DIR BENCH_SIZE=$BENCH_SIZE BENCH_THREADS=$THREADS PYTHON=$PYTHON \
+		BENCH_RESULT=$result sh "$here/lora.sh" || say "the LoRA rows failed"
+	;;
+esac
 echo "(x cat = weld time / cat time; x floor = weld time / (cat + write) time; speed-up = torch time / weld time; logs in $logs)" | tee -a "$result"

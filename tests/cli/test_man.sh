@@ -10,6 +10,7 @@ MAN=$ROOT/man
 # statistics files and MoE checkpoints this test does not build.)
 RUN_EXAMPLES="weld weld-average weld-task-arithmetic weld-ties weld-dare
 weld-breadcrumbs weld-consensus weld-della weld-pcb weld-sce weld-arcee-fusion weld-inspect weld-convert weld-verify
+weld-extract-lora
 weld-diff weld-help weld-join weld-nearswap weld-ram weld-model-stock
 weld-nuslerp weld-multislerp weld-karcher weld-tsv-m weld-iso-c weld-iso-cts"
 

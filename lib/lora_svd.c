@@ -1,0 +1,232 @@
+/*
+ * lora_svd.c - LoRA factors of a delta by truncated SVD, exact (LAPACK
+ * dgesdd on the whole matrix) or randomized (Halko, Martinsson & Tropp
+ * 2011, algorithm 4.4: a Gaussian sketch of l = ρ + oversample columns,
+ * q power iterations with a QR after every product, then the exact SVD of
+ * the small l × n matrix Qᵀ·Δ).
+ *
+ * A row-major [m × n] buffer is, to LAPACK's column-major eyes, Δᵀ [n × m].
+ * Its SVD Δᵀ = U'·Σ·V'ᵀ gives Δ's factors without a transposed copy: V'ᵀ
+ * [k × m] column-major is Δ's U [m × k] row-major, and U' [n × k]
+ * column-major is Δ's Vᵀ [k × n] row-major.
+ */
+#include "lora_svd.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double sum_sq(const double *x, size_t n)
+{
+	double s = 0;
+
+	for (size_t i = 0; i < n; i++)
+		s += x[i] * x[i];
+	return s;
+}
+
+/* ρ from the k singular values s (descending). */
+static size_t choose_rank(const double *s, size_t k, const struct weld_lora_svd_opts *o)
+{
+	size_t r = o->max_rank < k ? o->max_rank : k;
+
+	if (o->eps > 0)
+		while (r && !(s[r - 1] > o->eps))
+			r--;
+	return r;
+}
+
+/*
+ * Build A and B from s, u (element (i, r) at u[i * us + r * ur]) and vt
+ * (element (r, j) at vt[r * n + j]).
+ */
+static int build(const double *s, const double *u, size_t us, size_t ur, const double *vt,
+		 size_t m, size_t n, double norm2, const struct weld_lora_svd_opts *o, size_t k,
+		 struct weld_lora_factors *f, struct weld_error *err)
+{
+	double kept = 0;
+
+	f->rank = choose_rank(s, k, o);
+	for (size_t r = 0; r < f->rank; r++)
+		kept += s[r] * s[r];
+	f->rel_err = norm2 > 0 ? sqrt(fmax(0, norm2 - kept) / norm2) : 0;
+	if (!f->rank)
+		return 0;
+	f->a = malloc(f->rank * n * sizeof(double));
+	f->b = malloc(m * f->rank * sizeof(double));
+	if (!f->a || !f->b) {
+		weld_lora_factors_free(f);
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	}
+	for (size_t r = 0; r < f->rank; r++) {
+		double sa = o->distribute ? sqrt(s[r]) : s[r], sb = o->distribute ? sqrt(s[r]) : 1;
+
+		for (size_t j = 0; j < n; j++)
+			f->a[r * n + j] = sa * vt[r * n + j];
+		for (size_t i = 0; i < m; i++)
+			f->b[i * f->rank + r] = sb * u[i * us + r * ur];
+	}
+	return 0;
+}
+
+static int exact(double *delta, size_t m, size_t n, const struct weld_lora_svd_opts *o,
+		 struct weld_lora_factors *f, struct weld_error *err)
+{
+	size_t k = m < n ? m : n;
+	double norm2 = sum_sq(delta, m * n), t0;
+	double *s = malloc(k * sizeof(double)), *u = malloc(m * k * sizeof(double));
+	double *vt = malloc(k * n * sizeof(double));
+	int info, r = -1;
+
+	if (!s || !u || !vt) {
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	t0 = now();
+	/* column-major Δᵀ [n × m]: U' [n × k] is Vᵀ, V'ᵀ [k × m] is U */
+	info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)n, (lapack_int)m, delta,
+			      (lapack_int)n, s, vt, (lapack_int)n, u, (lapack_int)k);
+	f->lapack_seconds += now() - t0;
+	if (info != 0) {
+		weld_fail(err, info < 0 ? WELD_ERR_NOMEM : WELD_ERR_ARG,
+			  "the SVD did not converge (LAPACK dgesdd info %d)", (int)info);
+		goto out;
+	}
+	r = build(s, u, k, 1, vt, m, n, norm2, o, k, f, err);
+out:
+	free(s);
+	free(u);
+	free(vt);
+	return r;
+}
+
+/* splitmix64, then Box-Muller: the Gaussian test matrix, fixed by seed. */
+static uint64_t splitmix(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static void gaussian(double *x, size_t n, uint64_t seed)
+{
+	uint64_t st = seed;
+
+	for (size_t i = 0; i < n; i += 2) {
+		double u1 = ((double)(splitmix(&st) >> 11) + 1) * 0x1p-53;
+		double u2 = (double)(splitmix(&st) >> 11) * 0x1p-53;
+		double rad = sqrt(-2 * log(u1));
+
+		x[i] = rad * cos(2 * M_PI * u2);
+		if (i + 1 < n)
+			x[i + 1] = rad * sin(2 * M_PI * u2);
+	}
+}
+
+/* Replace y [rows × l], column-major, by an orthonormal basis of its range. */
+static int orthonormalize(double *y, size_t rows, size_t l, double *tau, struct weld_error *err)
+{
+	if (LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)rows, (lapack_int)l, y, (lapack_int)rows,
+			   tau) != 0 ||
+	    LAPACKE_dorgqr(LAPACK_COL_MAJOR, (lapack_int)rows, (lapack_int)l, (lapack_int)l, y,
+			   (lapack_int)rows, tau) != 0)
+		return weld_fail(err, WELD_ERR_ARG, "QR factorisation failed (LAPACK)");
+	return 0;
+}
+
+/*
+ * x is Δᵀ column-major [n × m] (ld n). Q [m × l]: range of Δ·Ω, refined
+ * by power_iters products with Δᵀ and Δ. Then W = Δᵀ·Q [n × l] = (Qᵀ·Δ)ᵀ,
+ * W = U_W·Σ·V_Wᵀ, so Δ ≈ (Q·V_W)·Σ·U_Wᵀ.
+ */
+static int randomized(const double *x, size_t m, size_t n, const struct weld_lora_svd_opts *o,
+		      struct weld_lora_factors *f, struct weld_error *err)
+{
+	size_t l = o->max_rank + o->oversample;
+	double norm2 = sum_sq(x, m * n), t0 = now();
+	double *q = malloc(m * l * sizeof(double)), *w = malloc(n * l * sizeof(double));
+	double *tau = malloc(l * sizeof(double)), *s = malloc(l * sizeof(double));
+	double *vtw = malloc(l * l * sizeof(double)), *ud = malloc(m * l * sizeof(double));
+	int r = -1;
+
+	if (!q || !w || !tau || !s || !vtw || !ud) {
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	gaussian(w, n * l, o->seed);
+	cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)m, (int)l, (int)n, 1, x, (int)n,
+		    w, (int)n, 0, q, (int)m);
+	if (orthonormalize(q, m, l, tau, err) < 0)
+		goto out;
+	for (unsigned it = 0; it < o->power_iters; it++) {
+		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)l, (int)m, 1, x,
+			    (int)n, q, (int)m, 0, w, (int)n);
+		if (orthonormalize(w, n, l, tau, err) < 0)
+			goto out;
+		cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)m, (int)l, (int)n, 1, x,
+			    (int)n, w, (int)n, 0, q, (int)m);
+		if (orthonormalize(q, m, l, tau, err) < 0)
+			goto out;
+	}
+	cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)l, (int)m, 1, x, (int)n,
+		    q, (int)m, 0, w, (int)n);
+	/* W [n × l] = U_W [n × l, in w] · Σ · V_Wᵀ [l × l] */
+	if (LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'O', (lapack_int)n, (lapack_int)l, w, (lapack_int)n, s,
+			   NULL, (lapack_int)n, vtw, (lapack_int)l) != 0) {
+		weld_fail(err, WELD_ERR_ARG, "the SVD did not converge (LAPACK dgesdd)");
+		goto out;
+	}
+	/* Δ's U [m × l] column-major = Q·V_W = Q·(V_Wᵀ)ᵀ */
+	cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)m, (int)l, (int)l, 1, q, (int)m,
+		    vtw, (int)l, 0, ud, (int)m);
+	f->lapack_seconds += now() - t0;
+	/* U (i, r) at ud[r * m + i]; Vᵀ (r, j) = U_W (j, r) at w[r * n + j] */
+	r = build(s, ud, 1, m, w, m, n, norm2, o, l < o->max_rank ? l : o->max_rank, f, err);
+out:
+	free(q);
+	free(w);
+	free(tau);
+	free(s);
+	free(vtw);
+	free(ud);
+	return r;
+}
+
+int weld_lora_svd(double *delta, size_t m, size_t n, const struct weld_lora_svd_opts *o,
+		  struct weld_lora_factors *out, struct weld_error *err)
+{
+	size_t k = m < n ? m : n;
+
+	memset(out, 0, sizeof(*out));
+	if (m > INT32_MAX || n > INT32_MAX)
+		return weld_fail(err, WELD_ERR_ARG, "matrix [%zu, %zu] too large for LAPACK", m, n);
+	if (o->fast && o->max_rank + o->oversample < k)
+		return randomized(delta, m, n, o, out, err);
+	return exact(delta, m, n, o, out, err);
+}
+
+void weld_lora_factors_free(struct weld_lora_factors *f)
+{
+	free(f->a);
+	free(f->b);
+	f->a = f->b = NULL;
+	f->rank = 0;
+}
+
+void weld_lora_svd_threads(int n)
+{
+	openblas_set_num_threads(n);
+}
