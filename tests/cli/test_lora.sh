@@ -54,8 +54,8 @@ done
 expect "Hugging Face cache: org/base+org/plain on the command line" \
 	env HF_HUB_CACHE="$T/hf" "$WELD" convert -q "org/base+org/plain" -o "$T/hf-cv"
 expect "Hugging Face cache: same model" identical "$T/hf-cv" "$T/ref-plain"
-printf '{"merge_method": "task_arithmetic", "base_model": "org/base", "models": [{"model": "org/base+org/plain"}]}\n' >"$T/recipes/hf.json"
-printf '{"merge_method": "task_arithmetic", "base_model": "%s", "models": [{"model": "%s"}]}\n' "$D/base" "$T/ref-plain" >"$T/recipes/hf-ref.json"
+printf '{"merge_method": "task_arithmetic", "base_model": "org/base", "models": [{"model": "org/base+org/plain", "parameters": {"weight": 1}}]}\n' >"$T/recipes/hf.json"
+printf '{"merge_method": "task_arithmetic", "base_model": "%s", "models": [{"model": "%s", "parameters": {"weight": 1}}]}\n' "$D/base" "$T/ref-plain" >"$T/recipes/hf-ref.json"
 expect "Hugging Face cache: org/base+org/plain in a recipe" \
 	env HF_HUB_CACHE="$T/hf" "$WELD" run -q "$T/recipes/hf.json" -o "$T/hf-run"
 expect "Hugging Face cache: the same merge of the reference model" "$WELD" run -q "$T/recipes/hf-ref.json" -o "$T/hf-ref"
