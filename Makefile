@@ -108,8 +108,12 @@ check-slurm:  ## install slurm-wlm and munge if missing, then the Slurm test (a 
 fuzz:  ## build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 	@sh tests/fuzz/run.sh
 
-bench: weld $(BUILD)/mkmodel  ## speed and memory against cat and PyTorch (needs ~10 GB of disk)
-	@MKMODEL=$(CURDIR)/$(BUILD)/mkmodel PYTHON=$(PYTHON) sh tests/bench/run.sh
+# make bench FAMILY=zeros runs one family (tests/bench/gen_family.py --kind)
+BENCH_FAMILIES = gauss zeros few heavytail eight huge
+bench: weld $(BUILD)/mkmodel  ## speed and memory against cat and PyTorch, per family (FAMILY=...; ~35 GB of disk for all)
+	@for f in $(or $(FAMILY),$(BENCH_FAMILIES)); do \
+		FAMILY=$$f MKMODEL=$(CURDIR)/$(BUILD)/mkmodel PYTHON=$(PYTHON) sh tests/bench/run.sh || exit 1; \
+	done
 
 install: weld  ## install the binary and man pages under PREFIX
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1

@@ -45,6 +45,7 @@
 #include "kernels.h"
 #include "plan_impl.h"
 #include "rank.h"
+#include "select.h"
 #include "write_queue.h"
 
 #include <math.h>
@@ -98,6 +99,8 @@ struct slice_ctx {
 	/* keys recorded in a statistics pass, per selection, in position order */
 	uint32_t *rec_keys[WELD_K_MAX_SRC * MAX_SEL];
 	size_t rec_len[WELD_K_MAX_SRC * MAX_SEL], rec_cap[WELD_K_MAX_SRC * MAX_SEL];
+	/* per selection: the keys counted as plateaus instead of recorded */
+	uint32_t rec_plateau[WELD_K_MAX_SRC * MAX_SEL][WELD_PLATEAUS];
 	bool rec_overflow;      /* ran out of room: the recorded keys are not usable */
 	uint64_t rec_above[WELD_K_MAX_SRC * MAX_SEL]; /* keys above the range */
 	/* --allow-nonfinite: nan[i] = some input is NaN at element i of the
@@ -115,8 +118,11 @@ struct slice_ctx {
  * bits are counted, the keys whose high bits fall in a range guessed from a
  * sample are kept; if the k-th largest falls in that range, the exact
  * threshold comes from those keys (no pass over the low bits), and so do
- * the positions of the elements equal to it (no counting pass). Anything
- * that does not fit the memory set aside for it falls back to the passes.
+ * the counts of the elements equal to it per chunk and slice (no counting
+ * pass). A key most of a tile's recorded keys share (a plateau) is kept as
+ * one run entry per tile (select.h), so plateaus take neither room nor
+ * passes. Anything that does not fit the memory set aside for it falls
+ * back to the passes.
  * Per-chunk tables are indexed [(chunk * n_slices + t) * sel_slots + q].
  */
 struct recorder {

@@ -8,12 +8,25 @@
  * bin, then the next digit, until the k-th largest key is known exactly.
  * The result is the threshold key T and how many elements equal to T are
  * kept; the elements kept are then those above T plus the first ones equal
- * to T, in position order.
+ * to T, in position order. When the candidates left are all one key (a
+ * plateau of equal magnitudes), that key is T and the digits stop.
  */
 #include "merge.h"
 #include "select.h"
 
 #include <string.h>
+
+/* Whether the m >= 1 keys are all the same. */
+static bool all_equal(const uint32_t *keys, size_t m)
+{
+	uint32_t a = keys[0], o = keys[0];
+
+	for (size_t j = 1; j < m; j++) {
+		a &= keys[j];
+		o |= keys[j];
+	}
+	return a == o;
+}
 
 void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 		      struct weld_topk *out)
@@ -55,16 +68,25 @@ void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 			for (size_t j = 0; j < m; j++) {
 				uint32_t key = weld_key(x[j]);
 
-				if ((key >> shift & 255) == (uint32_t)b)
-					scratch[w++] = key;
+				scratch[w] = key;
+				w += (key >> shift & 255) == (uint32_t)b;
 			}
 			filtered = true;
+		} else if (cnt[b] < m) {
+			for (size_t j = 0; j < m; j++) {
+				uint32_t key = scratch[j];
+
+				scratch[w] = key;
+				w += (key >> shift & 255) == (uint32_t)b;
+			}
 		} else {
-			for (size_t j = 0; j < m; j++)
-				if ((scratch[j] >> shift & 255) == (uint32_t)b)
-					scratch[w++] = scratch[j];
+			w = m;
 		}
 		m = w;
+		if (shift && all_equal(scratch, m)) {
+			prefix = scratch[0];
+			break;
+		}
 	}
 	out->thresh = prefix;
 	out->keep_equal = need;
@@ -92,10 +114,15 @@ WELD_HOT uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_top
 		}
 		return eq;
 	}
-	for (size_t j = 0, seen = (size_t)equal_before; j < n; j++) {
+	/* the kept equal elements are those before the cut */
+	size_t cut = 0;
+
+	for (uint64_t left = sel->keep_equal - equal_before; left; cut++)
+		left -= weld_key(x[cut]) == t;
+	for (size_t j = 0; j < n; j++) {
 		uint32_t key = weld_key(x[j]);
 
-		keep[j] = key > t || (key == t && seen++ < sel->keep_equal);
+		keep[j] = key > t || (key == t && j < cut);
 	}
 	return eq;
 }
@@ -116,20 +143,31 @@ WELD_HOT void weld_hist_lo(const float *x, size_t n, uint32_t bin, uint32_t *h)
 	}
 }
 
-size_t weld_record_keys_generic(const float *x, size_t n, uint32_t lo, uint32_t width,
-				uint32_t *out, uint64_t *above)
+/* Keys of the range minus the plateaus (the plateau keys lie in the range). */
+size_t weld_record_keys_generic(const float *x, size_t n, const struct weld_record_range *r,
+				uint32_t *out, uint64_t *pc, uint64_t *above)
 {
+	const uint32_t *p = r->plateau;
+	uint64_t ab = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
 	size_t w = 0;
-	uint64_t ab = 0;
 
-	/* every key is stored; the length grows only for those in range */
+	/* every key is stored; the length grows only for those kept */
 	for (size_t j = 0; j < n; j++) {
 		uint32_t key = weld_key(x[j]);
+		uint32_t e0 = key == p[0], e1 = key == p[1], e2 = key == p[2], e3 = key == p[3];
 
 		out[w] = key;
-		w += (key >> 16) - lo <= width;
-		ab += (key >> 16) > lo + width;
+		w += ((key >> 16) - r->lo <= r->width) & !(e0 | e1 | e2 | e3);
+		ab += (key >> 16) > r->lo + r->width;
+		c0 += e0;
+		c1 += e1;
+		c2 += e2;
+		c3 += e3;
 	}
+	pc[0] += c0;
+	pc[1] += c1;
+	pc[2] += c2;
+	pc[3] += c3;
 	*above += ab;
 	return w;
 }
@@ -137,19 +175,24 @@ size_t weld_record_keys_generic(const float *x, size_t n, uint32_t lo, uint32_t 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 
-/* 16 keys at a time: compress those in range into a register and store all
+/* 16 keys at a time: compress those kept into a register and store all
  * 16 lanes (out has room for n), which is fast on every AVX-512 core, unlike
  * a compressing store to memory. */
 __attribute__((target("avx512f,popcnt")))
-static size_t record_avx512(const float *x, size_t n, uint32_t lo, uint32_t width,
-			    uint32_t *out, uint64_t *above)
+static size_t record_avx512(const float *x, size_t n, const struct weld_record_range *r,
+			    uint32_t *out, uint64_t *pc, uint64_t *above)
 {
-	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vlo = _mm512_set1_epi32((int)lo);
-	const __m512i vw = _mm512_set1_epi32((int)width);
-	const __m512i vtop = _mm512_set1_epi32((int)(lo + width));
-	__m512i ab = _mm512_setzero_si512();
+	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vlo = _mm512_set1_epi32((int)r->lo);
+	const __m512i vw = _mm512_set1_epi32((int)r->width);
+	const __m512i vtop = _mm512_set1_epi32((int)(r->lo + r->width));
+	__m512i vp[WELD_PLATEAUS], ab = _mm512_setzero_si512();
+	uint64_t c[WELD_PLATEAUS] = { 0 };
+	int np = 0;
 	size_t w = 0, j = 0;
 
+	for (int i = 0; i < WELD_PLATEAUS; i++)
+		if (r->plateau[i] != WELD_NO_KEY)
+			vp[np++] = _mm512_set1_epi32((int)r->plateau[i]);
 	for (; j + 16 <= n; j += 16) {
 		__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j), abs);
 		__m512i hi = _mm512_srli_epi32(key, 16);
@@ -157,29 +200,98 @@ static size_t record_avx512(const float *x, size_t n, uint32_t lo, uint32_t widt
 		__mmask16 up = _mm512_cmpgt_epu32_mask(hi, vtop);
 
 		ab = _mm512_mask_sub_epi32(ab, up, ab, _mm512_set1_epi32(-1));
+		for (int i = 0; i < np; i++) {
+			__mmask16 eq = _mm512_cmpeq_epi32_mask(key, vp[i]);
+
+			c[i] += (uint64_t)__builtin_popcount(eq);
+			in &= (__mmask16)~eq;
+		}
 		if (in) {
 			_mm512_storeu_si512(out + w, _mm512_maskz_compress_epi32(in, key));
 			w += (size_t)__builtin_popcount(in);
 		}
 	}
 	*above += (uint64_t)_mm512_reduce_add_epi32(ab);
-	return w + weld_record_keys_generic(x + j, n - j, lo, width, out + w, above);
+	for (int i = 0, k = 0; i < WELD_PLATEAUS; i++)
+		if (r->plateau[i] != WELD_NO_KEY)
+			pc[i] += c[k++];
+	return w + weld_record_keys_generic(x + j, n - j, r, out + w, pc, above);
 }
 
-size_t weld_record_keys(const float *x, size_t n, uint32_t lo, uint32_t width,
-			uint32_t *out, uint64_t *above)
+size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range *r,
+			uint32_t *out, uint64_t *pc, uint64_t *above)
 {
 	if (__builtin_cpu_supports("avx512f") && n < (1ull << 35))  /* lane counts fit */
-		return record_avx512(x, n, lo, width, out, above);
-	return weld_record_keys_generic(x, n, lo, width, out, above);
+		return record_avx512(x, n, r, out, pc, above);
+	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
 #else
-size_t weld_record_keys(const float *x, size_t n, uint32_t lo, uint32_t width,
-			uint32_t *out, uint64_t *above)
+size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range *r,
+			uint32_t *out, uint64_t *pc, uint64_t *above)
 {
-	return weld_record_keys_generic(x, n, lo, width, out, above);
+	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
 #endif
+
+/* A free slot for a new plateau key: one that counted nothing yet. */
+static int plateau_slot(const struct weld_record_range *r, const uint64_t *pc)
+{
+	for (int i = 0; i < WELD_PLATEAUS; i++)
+		if (r->plateau[i] == WELD_NO_KEY)
+			return i;
+	for (int i = 0; i < WELD_PLATEAUS; i++)
+		if (!pc[i])
+			return i;
+	return -1;
+}
+
+/* Make key cand, held by c of the m keys of seg, plateau key `slot`:
+ * count it and take it out of seg (order kept); returns the new length. */
+static size_t plateau_take(uint32_t *seg, size_t m, uint32_t cand, uint64_t c,
+			   struct weld_record_range *r, uint64_t *pc, int slot)
+{
+	size_t w = 0;
+
+	r->plateau[slot] = cand;
+	pc[slot] += c;
+	for (size_t i = 0; i < m; i++) {
+		seg[w] = seg[i];
+		w += seg[i] != cand;
+	}
+	return w;
+}
+
+size_t weld_plateau_learn(uint32_t *seg, size_t m, struct weld_record_range *r, uint64_t *pc)
+{
+	enum { PROBES = 64, TRIES = 8 };
+	uint32_t probe[PROBES];
+	size_t np = m < PROBES ? m : PROBES;
+	int tries = 0;
+
+	/* probes spread over seg: a key held by an eighth of seg shows up at
+	 * two of them with high probability (a miss only costs room) */
+	for (size_t i = 0; i < np; i++)
+		probe[i] = seg[i * m / np + (i * 7) % (m / np)];
+	for (size_t i = 0; i < np && tries < TRIES; i++) {
+		uint32_t cand = probe[i];
+		size_t seen = 0;
+		uint64_t c;
+		int slot;
+
+		for (size_t j = 0; j < np; j++)
+			seen += probe[j] == cand;
+		if (seen < 2 || weld_count_keys(probe, i, cand))
+			continue;       /* rare, or tried already */
+		tries++;
+		c = weld_count_keys(seg, m, cand);
+		if (c * 8 < m)
+			continue;
+		if ((slot = plateau_slot(r, pc)) < 0)
+			break;
+		m = plateau_take(seg, m, cand, c, r, pc, slot);
+	}
+	return m;
+}
 
 uint32_t weld_hist_pick(const uint64_t *h, uint64_t need, uint64_t *above)
 {
@@ -193,6 +305,15 @@ uint32_t weld_hist_pick(const uint64_t *h, uint64_t need, uint64_t *above)
 	}
 	*above = acc;
 	return b;
+}
+
+WELD_HOT uint64_t weld_count_keys(const uint32_t *keys, size_t n, uint32_t key)
+{
+	uint64_t c = 0;
+
+	for (size_t j = 0; j < n; j++)
+		c += keys[j] == key;
+	return c;
 }
 
 WELD_HOT uint64_t weld_count_equal(const float *x, size_t n, uint32_t key)

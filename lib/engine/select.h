@@ -23,19 +23,46 @@ void weld_hist_hi(const float *x, size_t n, uint32_t *h);
 /* h[key & 0xFFFF]++ for each x whose key >> 16 == bin. */
 void weld_hist_lo(const float *x, size_t n, uint32_t bin, uint32_t *h);
 /*
- * Append to out, in order, the keys of x whose high 16 bits h satisfy
- * h - lo <= width (unsigned), and add to *above how many have h > lo + width.
+ * Plateaus: keys shared by a large part of the elements (exact zeros, a
+ * delta of one unit in the last place). A recorder counts up to
+ * WELD_PLATEAUS such keys instead of storing each of them; a key that
+ * stands for no plateau is WELD_NO_KEY (no magnitude key has bit 31 set).
+ */
+#define WELD_PLATEAUS 4
+#define WELD_NO_KEY 0xFFFFFFFFu
+/* A recorded list holds keys, and runs of a plateau key as two entries:
+ * (WELD_RUN_FLAG | count, key). */
+#define WELD_RUN_FLAG 0x80000000u
+
+struct weld_record_range {
+	uint32_t lo, width;     /* high 16 bits h with h - lo <= width (unsigned) */
+	uint32_t plateau[WELD_PLATEAUS];        /* keys counted, not stored */
+};
+
+/*
+ * Append to out, in order, the keys of x whose high 16 bits are in range r
+ * and that are none of r's plateau keys; add to pc[i] how many equal
+ * plateau key i, and to *above how many have high bits above the range.
  * out must have room for n keys; returns how many were appended.
  */
-size_t weld_record_keys(const float *x, size_t n, uint32_t lo, uint32_t width,
-			uint32_t *out, uint64_t *above);
+size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range *r,
+			uint32_t *out, uint64_t *pc, uint64_t *above);
 /* The same in plain C (what weld_record_keys runs without AVX-512). */
-size_t weld_record_keys_generic(const float *x, size_t n, uint32_t lo, uint32_t width,
-				uint32_t *out, uint64_t *above);
+size_t weld_record_keys_generic(const float *x, size_t n, const struct weld_record_range *r,
+				uint32_t *out, uint64_t *pc, uint64_t *above);
+/*
+ * Among the m keys of seg, find keys held by at least an eighth of them and
+ * make them plateau keys of r, in the slots whose pc is 0 (slots counted
+ * nothing yet for this stretch of keys); their keys are taken out of seg
+ * (order kept) and counted in pc. Returns the new length of seg.
+ */
+size_t weld_plateau_learn(uint32_t *seg, size_t m, struct weld_record_range *r, uint64_t *pc);
 /* The bin holding the need-th largest key (need >= 1), and in *above how
  * many keys lie in higher bins. */
 uint32_t weld_hist_pick(const uint64_t *h, uint64_t need, uint64_t *above);
 /* How many x have this key. */
 uint64_t weld_count_equal(const float *x, size_t n, uint32_t key);
+/* How many of the keys are this key. */
+uint64_t weld_count_keys(const uint32_t *keys, size_t n, uint32_t key);
 
 #endif

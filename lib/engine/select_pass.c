@@ -6,9 +6,13 @@
  * range of high bits it lies in; one pass then counts the keys above that
  * range and records those in it, and the recorded keys give the exact
  * threshold and, per chunk and slice, how many elements equal it (APPLY
- * keeps those of lowest position). When the guess misses, or the keys do not fit
- * the memory set aside for them, histograms of the high and then the low
- * 16 bits give the threshold, and APPLY is preceded by a COUNT pass.
+ * keeps those of lowest position). A key that a large share of a tile's
+ * recorded keys hold (a plateau: exact zeros, one unit in the last place)
+ * is counted instead, as a run entry of the tile, so that the cost and the
+ * room do not depend on how many elements share the threshold. When the
+ * guess misses, or the keys do not fit the memory set aside for them,
+ * histograms of the high and then the low 16 bits give the threshold, and
+ * APPLY is preceded by a COUNT pass.
  * Histograms hold integer counts, so the order of their sums is free.
  */
 #include "exec.h"
@@ -16,22 +20,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Append the keys of vs whose high bits are in selection q's range
- * (branch-free: every key is stored, the length grows only for those in
- * range). */
+/* Entry *i of a recorded list: its key, and in *count how many elements it
+ * stands for (a run of a plateau key, or one key); advances *i. */
+static inline uint32_t rec_next(const uint32_t *keys, size_t *i, uint64_t *count)
+{
+	uint32_t w = keys[(*i)++];
+
+	if (!(w & WELD_RUN_FLAG)) {
+		*count = 1;
+		return w;
+	}
+	*count = w & ~WELD_RUN_FLAG;
+	return keys[(*i)++];
+}
+
+/* Append the keys of vs whose high bits are in selection q's range: each
+ * key, except those of the slice's plateau keys, which end the tile as one
+ * run entry each (WELD_RUN_FLAG | count, key). A tile whose keys are mostly
+ * a few values first learns them as plateau keys. */
 static void record_keys(struct exec *e, struct slice_ctx *c, size_t q, const float *vs, size_t len)
 {
-	uint32_t lo = e->rec.bin_lo[q], width = e->rec.bin_hi[q] - e->rec.bin_lo[q];
-	size_t n = c->rec_len[q];
-	uint64_t above = 0;
+	struct weld_record_range r = { .lo = e->rec.bin_lo[q],
+				       .width = e->rec.bin_hi[q] - e->rec.bin_lo[q] };
+	size_t n = c->rec_len[q], m, room = len + 2 * WELD_PLATEAUS;
+	uint64_t above = 0, pc[WELD_PLATEAUS] = { 0 };
 
-	if (n + len > c->rec_cap[q]) {
+	if (n + room > c->rec_cap[q]) {
 		size_t used = 0, cap = c->rec_cap[q] ? 2 * c->rec_cap[q] : 8192;
 		uint32_t *nb;
 
 		for (size_t k = 0; k < e->sel_slots; k++)
 			used += c->rec_cap[k];
-		while (cap < n + len)
+		while (cap < n + room)
 			cap *= 2;
 		if (used - c->rec_cap[q] + cap > e->rec.per_slice ||
 		    !(nb = realloc(c->rec_keys[q], cap * sizeof(uint32_t)))) {
@@ -41,7 +61,18 @@ static void record_keys(struct exec *e, struct slice_ctx *c, size_t q, const flo
 		c->rec_keys[q] = nb;
 		c->rec_cap[q] = cap;
 	}
-	n += weld_record_keys(vs, len, lo, width, c->rec_keys[q] + n, &above);
+	memcpy(r.plateau, c->rec_plateau[q], sizeof(r.plateau));
+	m = weld_record_keys(vs, len, &r, c->rec_keys[q] + n, pc, &above);
+	if (m >= 64 && m > len / 16) {
+		m = weld_plateau_learn(c->rec_keys[q] + n, m, &r, pc);
+		memcpy(c->rec_plateau[q], r.plateau, sizeof(r.plateau));
+	}
+	n += m;
+	for (int i = 0; i < WELD_PLATEAUS; i++)
+		if (pc[i]) {    /* pc[i] <= len < 2^31 */
+			c->rec_keys[q][n++] = WELD_RUN_FLAG | (uint32_t)pc[i];
+			c->rec_keys[q][n++] = r.plateau[i];
+		}
 	c->rec_len[q] = n;
 	c->rec_above[q] += above;
 }
@@ -82,6 +113,8 @@ void weld_exec_rec_clear(struct exec *e)
 			e->slices[t].rec_keys[q] = NULL;
 			e->slices[t].rec_len[q] = e->slices[t].rec_cap[q] = 0;
 			e->slices[t].rec_above[q] = 0;
+			for (int i = 0; i < WELD_PLATEAUS; i++)
+				e->slices[t].rec_plateau[q][i] = WELD_NO_KEY;
 		}
 		e->slices[t].rec_overflow = false;
 	}
@@ -152,16 +185,21 @@ static bool rec_locate(struct exec *e, size_t q)
 
 	if (e->rec.overflow)
 		return false;
+	memset(st->hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
 	for (int t = 0; t < e->n_slices; t++) {
+		const uint32_t *keys = e->slices[t].rec_keys[q];
+
 		above += e->slices[t].rec_above[q];
-		n += e->slices[t].rec_len[q];
+		for (size_t i = 0; i < e->slices[t].rec_len[q];) {
+			uint64_t cnt;
+			uint32_t key = rec_next(keys, &i, &cnt);
+
+			st->hist[key >> 16] += cnt;
+			n += cnt;
+		}
 	}
 	if (above >= st->k || above + n < st->k)
 		return false;
-	memset(st->hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
-	for (int t = 0; t < e->n_slices; t++)
-		for (size_t i = 0; i < e->slices[t].rec_len[q]; i++)
-			st->hist[e->slices[t].rec_keys[q][i] >> 16]++;
 	st->hi_bin = weld_hist_pick(st->hist, st->k - above, &above2);
 	st->n_above = above + above2;
 	return true;
@@ -174,11 +212,12 @@ static void rec_low_hist(struct exec *e, size_t q)
 
 	memset(st->hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
 	for (int t = 0; t < e->n_slices; t++)
-		for (size_t i = 0; i < e->slices[t].rec_len[q]; i++) {
-			uint32_t key = e->slices[t].rec_keys[q][i];
+		for (size_t i = 0; i < e->slices[t].rec_len[q];) {
+			uint64_t cnt;
+			uint32_t key = rec_next(e->slices[t].rec_keys[q], &i, &cnt);
 
 			if (key >> 16 == st->hi_bin)
-				st->hist[key & 0xFFFF]++;
+				st->hist[key & 0xFFFF] += cnt;
 		}
 }
 
@@ -200,8 +239,11 @@ static void rec_counts(struct exec *e)
 				uint64_t cnt = 0;
 
 				if (!st->sel.all && !st->sel.none && keys)
-					for (uint64_t k = r->chunk_start[i]; k < end; k++)
-						cnt += keys[k] == st->sel.thresh;
+					for (size_t k = (size_t)r->chunk_start[i]; k < end;) {
+						uint64_t c;
+
+						cnt += rec_next(keys, &k, &c) == st->sel.thresh ? c : 0;
+					}
 				r->chunk_eq[i] = cnt;
 			}
 	r->valid = true;

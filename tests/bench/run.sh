@@ -8,18 +8,25 @@
 #   BENCH_DIR            work folder (default /tmp/weld-bench); the family is
 #                        generated once under it and reused
 #   BENCH_SIZE           full (4 x ~1 GB bf16, default) or small (4 x 5 MB)
+#   FAMILY               what the deltas look like (tests/bench/gen_family.py
+#                        --kind): gauss (default), zeros, few, heavytail,
+#                        eight (eight fine-tunes), huge (one 1.25 GB tensor);
+#                        make bench runs each in turn, one table each
 #   WELD_BENCH_METHODS   methods to run (default: average task-arithmetic ties
 #                        dare breadcrumbs consensus della pcb sce arcee-fusion
 #                        nearswap ram ramplus model-stock nuslerp multislerp
 #                        karcher, then expert-merge on an 8-expert MoE made by
 #                        tests/tools/mkmodel.c, then gguf: ties of four Q8_0
-#                        GGUF models into Q8_0; tsv-m and iso-c, and iso-cts
-#                        when named, run once each in a table of their own:
-#                        time and peak RSS against the plan's memory bound;
-#                        then lora: tests/bench/lora.sh); of the methods
-#                        after consensus, della, sce and arcee-fusion have a
-#                        PyTorch row (mergekit's per-tensor code), the others
-#                        none
+#                        GGUF models into Q8_0, these two with FAMILY gauss
+#                        only; tsv-m and iso-c, and iso-cts when named, run
+#                        once each in a table of their own: time and peak RSS
+#                        against the plan's memory bound; then lora:
+#                        tests/bench/lora.sh; these too with FAMILY gauss
+#                        only); of the methods after consensus, della, sce and
+#                        arcee-fusion have a PyTorch row (mergekit's
+#                        per-tensor code), the others none, nor has FAMILY huge
+#                        (PyTorch would hold its 1.25 GB tensor in f32 for each
+#                        of four inputs)
 #   MKMODEL              that generator (make bench passes it)
 #   BENCH_THREADS        threads for weld (-j) and torch (default: nproc)
 #   BENCH_REPEAT         runs of each merge, weld and torch alike; the best
@@ -38,16 +45,17 @@
 # and separately the same plus writing one model-sized output (cp of the
 # base into BENCH_OUT, then sync), since every merge also writes its output.
 #
-# Prints a table: method, weld wall s, GB/s of input, ratio to cat and to the
-# read + write floor, torch
-# wall s, speed-up of weld over torch, peak RSS of each (MB); the table is
-# also saved to $BENCH_DIR/results-$BENCH_SIZE.txt.
+# Prints a table: method, weld wall s, weld user CPU s, GB/s of input, ratio
+# to cat and to the read + write floor, torch wall s, speed-up of weld over
+# torch, peak RSS of each (MB), with the load average before and after; the
+# table is also saved to $BENCH_DIR/results-$FAMILY-$BENCH_SIZE.txt.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 WELD=${WELD:-./weld}
 BENCH_DIR=${BENCH_DIR:-/tmp/weld-bench}
 BENCH_SIZE=${BENCH_SIZE:-full}
+FAMILY=${FAMILY:-gauss}
 METHODS=${WELD_BENCH_METHODS:-"average task-arithmetic ties dare breadcrumbs consensus della pcb sce arcee-fusion nearswap ram ramplus model-stock nuslerp multislerp karcher tsv-m iso-c"}
 THREADS=${BENCH_THREADS:-$(nproc)}
 REPEAT=${BENCH_REPEAT:-3}
@@ -70,6 +78,11 @@ case $BENCH_SIZE in
 full|small) ;;
 *) say "BENCH_SIZE must be full or small"; exit 2 ;;
 esac
+case $FAMILY in
+gauss|zeros|few|heavytail|eight|huge) ;;
+*) say "FAMILY must be gauss, zeros, few, heavytail, eight or huge"; exit 2 ;;
+esac
+[ "$FAMILY" = huge ] && NO_TORCH=1
 
 # tools: GNU time, and numpy/torch for the family and the baseline
 need=""
@@ -84,17 +97,24 @@ if [ -n "$need" ]; then
 fi
 
 mkdir -p "$BENCH_DIR"
-fam=$BENCH_DIR/family-$BENCH_SIZE
-logs=$BENCH_DIR/logs
+if [ "$FAMILY" = gauss ]; then
+	fam=$BENCH_DIR/family-$BENCH_SIZE
+else
+	fam=$BENCH_DIR/family-$FAMILY-$BENCH_SIZE
+fi
+logs=$BENCH_DIR/logs-$FAMILY
 mkdir -p "$logs"
-"$PYTHON" "$here/gen_family.py" "$fam" --size "$BENCH_SIZE" >&2
+"$PYTHON" "$here/gen_family.py" "$fam" --size "$BENCH_SIZE" --kind "$FAMILY" >&2
 
 B=$fam/base
-MODELS="$fam/ft1 $fam/ft2 $fam/ft3"
-files=$(ls "$B"/*.safetensors "$fam"/ft1/*.safetensors "$fam"/ft2/*.safetensors "$fam"/ft3/*.safetensors)
+MODELS=$(ls -d "$fam"/ft? | tr '\n' ' ')
+MODELS=${MODELS% }
+n_models=$(($(echo $MODELS | wc -w) + 1))
+files=$(for d in "$B" $MODELS; do ls "$d"/*.safetensors; done)
 input_bytes=$(cat $files | wc -c)
 
-# run LOG CMD...: run CMD under /usr/bin/time -v; sets WALL (s), RSS (MB), ST
+# run LOG CMD...: run CMD under /usr/bin/time -v; sets WALL (s), USER (s),
+# RSS (MB), ST
 run() {
 	log=$1
 	shift
@@ -104,18 +124,20 @@ run() {
 		awk -F: '{ if (NF == 3) printf "%.2f", $1 * 3600 + $2 * 60 + $3;
 		           else printf "%.2f", $1 * 60 + $2 }')
 	RSS=$(awk -F': ' '/Maximum resident set size/ { printf "%d", $2 / 1024 }' "$log.time")
+	USER=$(awk -F': ' '/User time \(seconds\)/ { print $2 }' "$log.time")
 }
 
 # best OUT LOG CMD...: BENCH_REPEAT runs of CMD, each after removing OUT, a
 # sync (this disk discards freed blocks: a deleted output costs the next run
 # otherwise), and a cat of the inputs ($warm) so that they are in the page
-# cache whatever ran before; WALL is the best time, RSS the largest peak, ST
-# the first failure
+# cache whatever ran before; WALL is the best time, USER the user CPU time
+# of that run, RSS the largest peak, ST the first failure
 best() {
 	bout=$1
 	blog=$2
 	shift 2
 	bw=""
+	bu=""
 	bm=0
 	bst=0
 	i=0
@@ -129,11 +151,15 @@ best() {
 			bst=$ST
 			break
 		fi
-		bw=$(awk -v a="$bw" -v b="$WALL" 'BEGIN { if (a == "" || b + 0 < a + 0) print b; else print a }')
+		if [ -z "$bw" ] || awk -v a="$bw" -v b="$WALL" 'BEGIN { exit !(b + 0 < a + 0) }'; then
+			bw=$WALL
+			bu=$USER
+		fi
 		bm=$(awk -v a="$bm" -v b="$RSS" 'BEGIN { print (b + 0 > a + 0) ? b : a }')
 		i=$((i + 1))
 	done
 	WALL=$bw
+	USER=$bu
 	RSS=$bm
 	ST=$bst
 }
@@ -163,17 +189,18 @@ rm -rf "$OUT/floor-copy"
 floor_s=$(awk -v c="$cat_s" -v w="$wr_s" 'BEGIN { print c + w }')
 
 weld_version=$("$WELD" --version 2>/dev/null | head -n 1 || true)
-result=$BENCH_DIR/results-$BENCH_SIZE.txt
+result=$BENCH_DIR/results-$FAMILY-$BENCH_SIZE.txt
 {
-	echo "weld bench: ${weld_version:-weld}, $BENCH_SIZE family ($fam), $(nproc) cores, $THREADS threads"
-	awk -v b="$input_bytes" -v c="$cat_s" 'BEGIN {
-		printf "input: 4 models, %.3f GB; cat of the inputs (page cache warm): %.2f s = %.2f GB/s\n",
-		       b / 1e9, c, b / 1e9 / c }'
+	echo "weld bench: ${weld_version:-weld}, $FAMILY $BENCH_SIZE family ($fam), $(nproc) cores, $THREADS threads"
+	echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	awk -v b="$input_bytes" -v c="$cat_s" -v m="$n_models" 'BEGIN {
+		printf "input: %d models, %.3f GB; cat of the inputs (page cache warm): %.2f s = %.2f GB/s\n",
+		       m, b / 1e9, c, b / 1e9 / c }'
 	echo "writing one output to $OUT (cp of the base + sync): $wr_s s; read + write floor: $floor_s s"
 	echo "weld runs with --max-memory 256M -q -f -j $THREADS; torch with torch.set_num_threads($THREADS)"
 	echo "each time is the best of $REPEAT runs, each run after a sync; RSS is the largest of them"
 	echo
-	printf '%-16s %8s %7s %7s %7s %9s %9s %8s %9s\n' method "weld s" "GB/s" "x cat" "x floor" "torch s" "speed-up" "weld MB" "torch MB"
+	printf '%-16s %8s %7s %7s %7s %7s %9s %9s %8s %9s\n' method "weld s" "user s" "GB/s" "x cat" "x floor" "torch s" "speed-up" "weld MB" "torch MB"
 } | tee "$result"
 
 for m in $METHODS; do
@@ -214,9 +241,11 @@ for m in $METHODS; do
 	best "$wout" "$logs/weld-$m" "$WELD" "$cmd" -o "$wout" --max-memory 256M -q -f -j "$THREADS" "$@"
 	if [ "$ST" = 0 ]; then
 		w_s=$WALL
+		w_u=$USER
 		w_mb=$RSS
 	else
 		w_s=failed
+		w_u=-
 		w_mb=-
 		say "weld $m failed (exit $ST): $(head -n 1 "$logs/weld-$m.err")"
 	fi
@@ -259,7 +288,7 @@ EOF
 	fi
 	rm -rf "$wout" "$tout"
 
-	awk -v m="$m" -v ws="$w_s" -v ts="$t_s" -v wm="$w_mb" -v tmb="$t_mb" \
+	awk -v m="$m" -v ws="$w_s" -v wu="$w_u" -v ts="$t_s" -v wm="$w_mb" -v tmb="$t_mb" \
 	    -v b="$input_bytes" -v c="$cat_s" -v f="$floor_s" 'BEGIN {
 		if (ws == "failed") { gbs = "-"; xc = "-"; xf = "-"; su = "-" }
 		else {
@@ -268,12 +297,13 @@ EOF
 			xf = sprintf("%.1f", s / f)
 			su = (ts == "-" || ts == "failed") ? "-" : sprintf("%.1fx", (ts + 0) / s)
 		}
-		printf "%-16s %8s %7s %7s %7s %9s %9s %8s %9s\n", m, ws, gbs, xc, xf, ts, su, wm, tmb
+		printf "%-16s %8s %7s %7s %7s %7s %9s %9s %8s %9s\n", m, ws, wu, gbs, xc, xf, ts, su, wm, tmb
 	}' | tee -a "$result"
 done
 # expert-merge works on one MoE checkpoint (made by tests/tools/mkmodel.c);
 # there is no PyTorch baseline for it, only the floors of that model
 MKMODEL=${MKMODEL:-$(pwd)/build/mkmodel}
+[ "$FAMILY" = gauss ] || METHODS=""
 case " $METHODS " in
 *" expert-merge "*|*" average task-arithmetic ties dare breadcrumbs consensus "*|*" consensus della pcb sce arcee-fusion "*)
 	if [ -x "$MKMODEL" ]; then
@@ -296,7 +326,7 @@ case " $METHODS " in
 		if [ "$ST" = 0 ]; then
 			awk -v ws="$WALL" -v wm="$RSS" -v b="$mbytes" -v c="$mcat" -v f="$(awk -v a="$mcat" -v w="$wr_s" 'BEGIN { print a + w / 2 }')" 'BEGIN {
 				s = ws + 0; if (s < 0.01) s = 0.01
-				printf "%-16s %8s %7.2f %7.1f %7.1f %9s %9s %8s %9s\n", "expert-merge", ws,
+				printf "%-16s %8s %7s %7.2f %7.1f %7.1f %9s %9s %8s %9s\n", "expert-merge", ws, "-",
 				       b / 1e9 / s, s / c, s / f, "-", "-", wm, "-" }' | tee -a "$result"
 			echo "(expert-merge: one $(awk -v b="$mbytes" 'BEGIN { printf "%.2f", b / 1e9 }') GB 8-expert MoE to 4 experts per layer, --layout compact; its floor is cat of that model plus writing half a model)" | tee -a "$result"
 		else
@@ -334,7 +364,7 @@ case " $METHODS " in
 	if [ "$ST" = 0 ]; then
 		awk -v ws="$WALL" -v wm="$RSS" -v b="$gbytes" -v c="$gcat" -v f="$(awk -v a="$gcat" -v w="$gwr" 'BEGIN { print a + w }')" 'BEGIN {
 			s = ws + 0; if (s < 0.01) s = 0.01
-			printf "%-16s %8s %7.2f %7.1f %7.1f %9s %9s %8s %9s\n", "ties gguf q8_0", ws,
+			printf "%-16s %8s %7s %7.2f %7.1f %7.1f %9s %9s %8s %9s\n", "ties gguf q8_0", ws, "-",
 			       b / 1e9 / s, s / c, s / f, "-", "-", wm, "-" }' | tee -a "$result"
 		echo "(ties gguf q8_0: 4 Q8_0 GGUF models, $(awk -v b="$gbytes" 'BEGIN { printf "%.2f", b / 1e9 }') GB, decoded, merged and written as Q8_0; its floor is cat of them ($gcat s) plus writing one ($gwr s))" | tee -a "$result"
 	else
@@ -385,4 +415,5 @@ case " $METHODS " in
 		BENCH_RESULT=$result sh "$here/lora.sh" || say "the LoRA rows failed"
 	;;
 esac
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$result"
 echo "(x cat = weld time / cat time; x floor = weld time / (cat + write) time; speed-up = torch time / weld time; logs in $logs)" | tee -a "$result"

@@ -145,13 +145,17 @@ static void test_topk_mask_in_pieces(void **state)
 }
 
 /* weld_record_keys against a plain loop: blocks with and without keys in
- * range, a ragged tail, and keys just outside both ends of the range. */
+ * range, a ragged tail, keys just outside both ends of the range, and two
+ * plateau keys (one frequent, one absent) counted instead of stored. */
 static void test_record_keys(void **state)
 {
 	enum { N = 1000 };
 	float x[N];
-	uint32_t got[N], want[N], lo = 0x3F80, width = 3;
-	uint64_t above = 0, want_above = 0;
+	uint32_t got[N], want[N];
+	struct weld_record_range r = { .lo = 0x3F80, .width = 3,
+				       .plateau = { WELD_NO_KEY, 0x3F810000u, WELD_NO_KEY,
+						    0x3F820001u } };
+	uint64_t above = 0, want_above = 0, pc[WELD_PLATEAUS], want_pc = 0;
 	size_t n, m = 0;
 
 	(void)state;
@@ -160,6 +164,8 @@ static void test_record_keys(void **state)
 
 		if (i >= 160 && i < 480)
 			u = 0x3F000000u;  /* whole blocks with nothing in range */
+		if (i % 5 == 1)
+			u = 0x3F810000u;  /* a plateau */
 		if (i % 3 == 0)
 			u |= 0x80000000u; /* the sign is not part of the key */
 		memcpy(&x[i], &u, sizeof(u));
@@ -167,21 +173,92 @@ static void test_record_keys(void **state)
 	for (int i = 0; i < N; i++) {
 		uint32_t key = weld_key(x[i]);
 
-		if ((key >> 16) - lo <= width)
+		if (key == 0x3F810000u)
+			want_pc++;
+		else if ((key >> 16) - r.lo <= r.width)
 			want[m++] = key;
-		want_above += (key >> 16) > lo + width;
+		want_above += (key >> 16) > r.lo + r.width;
 	}
-	assert_true(m > 100 && want_above > 100);
+	assert_true(m > 100 && want_above > 100 && want_pc == 200);
 	for (int generic = 0; generic < 2; generic++) {
-		size_t (*rec)(const float *, size_t, uint32_t, uint32_t, uint32_t *, uint64_t *) =
+		size_t (*rec)(const float *, size_t, const struct weld_record_range *, uint32_t *,
+			      uint64_t *, uint64_t *) =
 			generic ? weld_record_keys_generic : weld_record_keys;
 
 		above = 0;
-		n = rec(x, N - 5, lo, width, got, &above);
-		n += rec(x + N - 5, 5, lo, width, got + n, &above);
+		memset(pc, 0, sizeof(pc));
+		n = rec(x, N - 5, &r, got, pc, &above);
+		n += rec(x + N - 5, 5, &r, got + n, pc, &above);
 		assert_int_equal(n, m);
 		assert_memory_equal(got, want, m * sizeof(uint32_t));
 		assert_int_equal(above, want_above);
+		assert_int_equal(pc[1], want_pc);
+		assert_int_equal(pc[0] + pc[2] + pc[3], 0);
+	}
+}
+
+/* Learning plateaus: keys held by an eighth of a stretch become plateau
+ * keys in free slots and leave the stretch, the others stay in order. */
+static void test_plateau_learn(void **state)
+{
+	enum { N = 800 };
+	uint32_t seg[N], rest[N];
+	struct weld_record_range r = { .plateau = { 7, WELD_NO_KEY, WELD_NO_KEY, WELD_NO_KEY } };
+	uint64_t pc[WELD_PLATEAUS] = { 3, 0, 0, 0 };
+	size_t m, nrest = 0;
+
+	(void)state;
+	for (uint32_t i = 0; i < N; i++) {
+		seg[i] = i % 2 ? 0 : i % 4 == 0 ? 1000 + i : 5;   /* 400 zeros, 200 fives */
+		if (seg[i] >= 1000)
+			rest[nrest++] = seg[i];
+	}
+	m = weld_plateau_learn(seg, N, &r, pc);
+	assert_int_equal(m, nrest);
+	assert_memory_equal(seg, rest, m * sizeof(uint32_t));
+	assert_int_equal(r.plateau[0], 7);  /* a slot that counted something stays */
+	assert_int_equal(pc[0], 3);
+	for (int i = 1; i < WELD_PLATEAUS; i++)
+		if (r.plateau[i] == 0)
+			assert_int_equal(pc[i], 400);
+		else if (r.plateau[i] == 5)
+			assert_int_equal(pc[i], 200);
+		else
+			assert_true(r.plateau[i] == WELD_NO_KEY && pc[i] == 0);
+	assert_int_equal(pc[0] + pc[1] + pc[2] + pc[3], 603);
+}
+
+/* A plateau of equal magnitudes around the threshold: exactly k kept, the
+ * equal ones by lowest position, whether 3 or all but 5 elements are equal. */
+static void test_topk_plateau(void **state)
+{
+	enum { N = 4096 };
+	float x[N];
+	unsigned char keep[N];
+	uint32_t scratch[N];
+	struct weld_topk sel;
+
+	(void)state;
+	for (int plateau = 3; plateau <= N - 5; plateau = plateau * 8 + 5) {
+		for (int i = 0; i < N; i++)
+			x[i] = i < plateau ? (i % 2 ? -0.0f : 0.0f) : 1.0f + (float)(i % 7);
+		for (uint64_t k = 1; k < N; k = k * 3 + 1) {
+			uint64_t kept_eq = 0, above = (uint64_t)(N - plateau), cut;
+
+			weld_topk_select(x, N, k, scratch, &sel);
+			weld_topk_mask(x, N, &sel, 0, keep);
+			assert_int_equal(count(keep, N), k);
+			if (k <= above)
+				continue;
+			/* the elements above the plateau, then its first k - above */
+			cut = k - above;
+			for (int i = 0; i < plateau; i++) {
+				assert_int_equal(keep[i], (uint64_t)i < cut);
+				kept_eq += keep[i];
+			}
+			assert_int_equal(kept_eq, cut);
+			assert_int_equal(sel.thresh, 0);
+		}
 	}
 }
 
@@ -381,6 +458,8 @@ int main(void)
 		cmocka_unit_test(test_topk_bf16_exact_k),
 		cmocka_unit_test(test_topk_mask_in_pieces),
 		cmocka_unit_test(test_record_keys),
+		cmocka_unit_test(test_plateau_learn),
+		cmocka_unit_test(test_topk_plateau),
 		cmocka_unit_test(test_rng_known_values),
 		cmocka_unit_test(test_rng_keep_rate),
 		cmocka_unit_test(test_rng_keep_matches_uniform),
