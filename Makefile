@@ -35,7 +35,7 @@ TESTS    = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 INCLUDES = -Ilib/common -Iformats -Ilib -Ilib/engine -Ilib/recipe -Ilib/moe
 ALL_CFLAGS = $(REQ) $(WARN) $(PKG_CFLAGS) $(INCLUDES) $(CPPFLAGS) $(CFLAGS)
 
-.PHONY: all weld deps demo check check-layers check-slurm slurm unit cli asan fuzz bench install uninstall clean help
+.PHONY: print-pkgs all weld deps demo check check-layers check-slurm slurm unit cli asan fuzz bench install uninstall clean help
 
 all: weld  ## build ./weld
 
@@ -107,6 +107,10 @@ check-slurm:  ## install slurm-wlm and munge if missing, then the Slurm test (a 
 
 fuzz:  ## build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
 	@sh tests/fuzz/run.sh
+
+# the pkg-config packages weld links (tests/fuzz/run.sh asks for them)
+print-pkgs:
+	@echo $(PKGS)
 
 # make bench FAMILY=zeros runs one family (tests/bench/gen_family.py --kind)
 BENCH_FAMILIES = gauss zeros few heavytail eight huge

@@ -44,9 +44,9 @@ if ! find_clang; then
 	find_clang || { echo "fuzz: no clang that can build libFuzzer targets" >&2; exit 1; }
 fi
 
-PKGS="libzip libcjson libxxhash zlib"
+PKGS=$(make -s --no-print-directory print-pkgs)
 PKG_CFLAGS=$(pkg-config --cflags $PKGS 2>/dev/null)
-PKG_LIBS=$(pkg-config --libs $PKGS 2>/dev/null || echo -lzip -lcjson -lxxhash -lz)
+PKG_LIBS=$(pkg-config --libs $PKGS 2>/dev/null || echo -lzip -lcjson -lxxhash -lz -lopenblas -llapacke)
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fno-fast-math -ffp-contract=off
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -Ilib/common -Iformats -Ilib -Ilib/engine -Ilib/recipe -Ilib/moe"
 
