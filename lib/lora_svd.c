@@ -11,6 +11,7 @@
  * column-major is Δ's Vᵀ [k × n] row-major.
  */
 #include "lora_svd.h"
+#include "linalg.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -228,5 +229,5 @@ void weld_lora_factors_free(struct weld_lora_factors *f)
 
 void weld_lora_svd_threads(int n)
 {
-	openblas_set_num_threads(n);
+	weld_linalg_threads(n);
 }

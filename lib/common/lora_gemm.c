@@ -7,15 +7,14 @@
  * concurrent threaded calls), so BLAS is asked for one thread.
  */
 #include "lora_gemm.h"
-
-#include <cblas.h>
+#include "linalg.h"
 
 static void one_thread(void)
 {
 	static int done;
 
 	if (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) {
-		openblas_set_num_threads(1);
+		weld_linalg_threads(1);
 		__atomic_store_n(&done, 1, __ATOMIC_RELEASE);
 	}
 }
@@ -24,14 +23,12 @@ void weld_lora_rows(size_t m, size_t n, size_t k, const double *b, const double 
 		    double *out)
 {
 	one_thread();
-	cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0,
-		    b, (int)k, a, (int)n, 0.0, out, (int)n);
+	weld_gemm(false, false, m, n, k, 1.0, b, a, 0.0, out);
 }
 
 void weld_lora_rows_t(size_t m, size_t n, size_t k, const double *a, const double *b,
 		      double *out)
 {
 	one_thread();
-	cblas_dgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0,
-		    a, (int)m, b, (int)k, 0.0, out, (int)n);
+	weld_gemm(true, true, m, n, k, 1.0, a, b, 0.0, out);
 }
