@@ -141,7 +141,7 @@ void weld_moe_merge_coefs(const double *freq, double uniform_freq,
 
 /*
  * dst[k] = sum_m coef[m] * src[m][k] for k in [0, len), accumulated in
- * float32 in member order (m = 0, 1, ...), elements split over threads.
+ * float32 in member order (m = 0, 1, ...), on the calling thread.
  */
 void weld_moe_merge(float *dst, const float *const *src, const float *coef, int n,
 		    size_t len);

@@ -112,7 +112,6 @@ void weld_moe_merge(float *dst, const float *const *src, const float *coef, int 
 {
 	if (n < 1)
 		return;
-	#pragma omp parallel for schedule(static) if (len >= 16384)
 	for (size_t k = 0; k < len; k++) {
 		float acc = coef[0] * src[0][k];
 

@@ -29,7 +29,27 @@ struct write_ctx {
 	weld_moe_progress_fn progress;
 	void *progress_ctx;
 	uint64_t done, total;
+	struct merge_bufs *bufs;  /* merge_tensor's buffers, kept between calls */
 };
+
+/*
+ * The buffers of one merge step: the members' rows and the merged rows in
+ * float, the encoded rows, the read scratch and one row for permuting
+ * columns. They grow to the largest step and are reused, so the pages of
+ * one expert are not faulted in again for the next.
+ */
+struct merge_bufs {
+	size_t elems, cols;
+	int nm;
+	float *src, *dst, *tmp;
+	const float **srcp;
+	void *enc, *scratch;
+};
+
+/* Rows of one merge step: enough to fill MERGE_STEP_ELEMS elements per
+ * member (small enough to stay in cache from read to write), at least one
+ * row, and no more than the budget allows. */
+#define MERGE_STEP_ELEMS ((uint64_t)1 << 17)
 
 static bool encodable(enum weld_dtype d)
 {
@@ -141,6 +161,48 @@ out:
 	return ret;
 }
 
+/* Make b hold a step of elems elements of nm members, rows of cols. */
+static int grow_bufs(struct merge_bufs *b, size_t elems, size_t cols, int nm)
+{
+	if (elems > b->elems || nm > b->nm) {
+		const size_t e = elems > b->elems ? elems : b->elems;
+		const int k = nm > b->nm ? nm : b->nm;
+
+		free(b->src);
+		free(b->dst);
+		free(b->enc);
+		free(b->scratch);
+		free(b->srcp);
+		b->src = malloc(e * (size_t)k * sizeof(*b->src));
+		b->dst = malloc(e * sizeof(*b->dst));
+		b->enc = malloc(e * 8);
+		b->scratch = malloc(e * 8);
+		b->srcp = malloc((size_t)k * sizeof(*b->srcp));
+		b->elems = b->src && b->dst && b->enc && b->scratch && b->srcp ? e : 0;
+		b->nm = b->elems ? k : 0;
+		if (!b->elems)
+			return -1;
+	}
+	if (cols > b->cols) {
+		free(b->tmp);
+		b->tmp = malloc(cols * sizeof(*b->tmp));
+		b->cols = b->tmp ? cols : 0;
+		if (!b->tmp)
+			return -1;
+	}
+	return 0;
+}
+
+static void free_bufs(struct merge_bufs *b)
+{
+	free(b->src);
+	free(b->dst);
+	free(b->enc);
+	free(b->scratch);
+	free(b->srcp);
+	free(b->tmp);
+}
+
 /* One expert matrix: where it starts in tensor i, its columns, and the
  * permutation of its FFN neurons (perm of width f along axis), or none. */
 struct mat_src {
@@ -162,19 +224,19 @@ static uint64_t src_row(const struct mat_src *x, uint64_t r)
 
 /* Rows [r0, r1) of a matrix, aligned by its permutation if it has one. */
 static int read_rows(struct write_ctx *c, const struct mat_src *x, uint64_t r0, uint64_t r1,
-		     float *dst, void *scratch, float *tmp)
+		     float *dst, void *scratch, float *tmp, struct weld_error *err)
 {
 	const uint64_t cols = x->cols;
 
 	if (x->perm && (x->axis == WELD_MOE_AXIS_ROWS || x->axis == WELD_MOE_AXIS_HALVES)) {
 		for (uint64_t r = r0; r < r1; r++)
 			if (weld_model_read_f32(c->m, x->i, x->first + src_row(x, r) * cols, (size_t)cols,
-						dst + (size_t)(r - r0) * (size_t)cols, scratch, c->err) < 0)
+						dst + (size_t)(r - r0) * (size_t)cols, scratch, err) < 0)
 				return -1;
 		return 0;
 	}
 	if (weld_model_read_f32(c->m, x->i, x->first + r0 * cols, (size_t)((r1 - r0) * cols), dst,
-				scratch, c->err) < 0)
+				scratch, err) < 0)
 		return -1;
 	if (x->perm && x->axis == WELD_MOE_AXIS_COLS) {
 		for (uint64_t r = r0; r < r1; r++) {
@@ -188,9 +250,57 @@ static int read_rows(struct write_ctx *c, const struct mat_src *x, uint64_t r0, 
 	return 0;
 }
 
+/* What one merge step of a tensor needs besides its rows. */
+struct merge_job {
+	int l, s, nm, nt;
+	const int *members, *perm;
+	const float *coef;
+	const bool *has;
+	const size_t *targets;
+	enum weld_dtype out;
+	enum weld_moe_axis axis;
+	uint64_t cols;
+	const char *name;
+};
+
+/* Rows [r0, r1) of the merged tensor of job j, encoded into b->enc. */
+static int merge_step(struct write_ctx *c, const struct merge_job *j, struct merge_bufs *b,
+		      uint64_t r0, uint64_t r1, struct weld_error *err)
+{
+	const struct weld_moe_layout *lo = &c->p->layout;
+	const size_t len = (size_t)((r1 - r0) * j->cols);
+
+	for (int k = 0; k < j->nm; k++) {
+		const int e = j->members[k];
+		const int64_t f = lo->layers[j->l].ffn;
+		const struct mat_src x = {
+			.i = weld_moe_tensor_of(lo, j->l, e, j->s),
+			.first = weld_moe_first_of(lo, j->l, e, j->s),
+			.cols = j->cols,
+			.perm = j->perm && j->has[e] ? j->perm + (size_t)e * (size_t)f : NULL,
+			.axis = j->axis,
+			.f = f,
+		};
+		float *buf = b->src + (size_t)k * b->elems;
+
+		b->srcp[k] = buf;
+		if (read_rows(c, &x, r0, r1, buf, b->scratch, b->tmp, err) < 0)
+			return -1;
+		if (!c->p->opts.allow_nonfinite && weld_k_count_nonfinite(buf, len))
+			return weld_nonfinite_error(c->m, x.i, err);
+	}
+	weld_moe_merge(b->dst, b->srcp, j->coef, j->nm, len);
+	if (weld_encode_f32(j->out, b->dst, b->enc, len) < 0)
+		return weld_fail(err, WELD_ERR_ARG, "tensor '%s': cannot write dtype %s",
+				 j->name, weld_dtype_name(j->out));
+	return 0;
+}
+
 /*
  * Merge one tensor (suffix s) of group g of layer l and write it to every
- * output tensor that holds the group (targets[0..nt)).
+ * output tensor that holds the group (targets[0..nt)), step by step on
+ * this thread: the work is a weighted sum bound by reading and writing,
+ * where more threads only wait for each other.
  */
 static int merge_tensor(struct write_ctx *c, int l, int s, const int *members, int nm,
 			const float *coef, const int *perm, const bool *has,
@@ -198,85 +308,48 @@ static int merge_tensor(struct write_ctx *c, int l, int s, const int *members, i
 {
 	const struct weld_moe_layout *lo = &c->p->layout;
 	const struct weld_tensor_info *t0 = weld_model_tensor(c->m, weld_moe_tensor_of(lo, l, members[0], s));
-	const enum weld_dtype out = merged_dtype(c->p, weld_tensor_stored_dtype(t0));
-	const enum weld_moe_axis axis = perm ? lo->axis[s] : WELD_MOE_AXIS_NONE;
 	const uint64_t slice = lo->layers[l].slice[s];
 	const uint64_t rows = (uint64_t)lo->layers[l].rows[s];
 	const uint64_t cols = slice / rows;
-	const int64_t f = lo->layers[l].ffn;
 	/* per row: member rows and the merged row (float), encode + read scratch */
 	const uint64_t per_row = cols * ((uint64_t)(nm + 1) * sizeof(float) + 16);
+	const struct merge_job j = {
+		.l = l, .s = s, .nm = nm, .nt = nt,
+		.members = members, .perm = perm, .coef = coef, .has = has,
+		.targets = targets,
+		.out = merged_dtype(c->p, weld_tensor_stored_dtype(t0)),
+		.axis = perm ? lo->axis[s] : WELD_MOE_AXIS_NONE,
+		.cols = cols,
+		.name = t0->name,
+	};
 	uint64_t step = per_row ? c->budget / per_row : rows;
-	float *src = NULL, *dst = NULL, *tmp = NULL;
-	const float **srcp = NULL;
-	void *enc = NULL, *scratch = NULL;
-	int ret = -1;
 
 	if (slice == 0)
 		return 0;
+	if (cols && step > MERGE_STEP_ELEMS / cols)
+		step = MERGE_STEP_ELEMS / cols;
 	if (step < 1)
 		step = 1;
 	if (step > rows)
 		step = rows;
-	src = malloc((size_t)(step * cols) * (size_t)nm * sizeof(*src));
-	dst = malloc((size_t)(step * cols) * sizeof(*dst));
-	enc = malloc((size_t)(step * cols) * 8);
-	scratch = malloc((size_t)(step * cols) * 8);
-	tmp = malloc((size_t)cols * sizeof(*tmp));
-	srcp = malloc((size_t)nm * sizeof(*srcp));
-	if (!src || !dst || !enc || !scratch || !tmp || !srcp) {
-		weld_fail(c->err, WELD_ERR_NOMEM, "out of memory merging '%s'", t0->name);
-		goto out;
-	}
+	if (grow_bufs(c->bufs, (size_t)(step * cols), (size_t)cols, nm) < 0)
+		return weld_fail(c->err, WELD_ERR_NOMEM, "out of memory merging '%s'", t0->name);
 	for (uint64_t r0 = 0; r0 < rows; r0 += step) {
 		const uint64_t r1 = rows - r0 < step ? rows : r0 + step;
-		const size_t len = (size_t)((r1 - r0) * cols);
+		const size_t bytes = (size_t)((r1 - r0) * cols) * weld_dtype_size(j.out);
 
-		for (int k = 0; k < nm; k++) {
-			const int e = members[k];
-			const struct mat_src x = {
-				.i = weld_moe_tensor_of(lo, l, e, s),
-				.first = weld_moe_first_of(lo, l, e, s),
-				.cols = cols,
-				.perm = perm && has[e] ? perm + (size_t)e * (size_t)f : NULL,
-				.axis = axis,
-				.f = f,
-			};
-			float *buf = src + (size_t)k * (size_t)(step * cols);
-
-			srcp[k] = buf;
-			if (read_rows(c, &x, r0, r1, buf, scratch, tmp) < 0)
-				goto out;
-			if (!c->p->opts.allow_nonfinite && weld_k_count_nonfinite(buf, len)) {
-				weld_nonfinite_error(c->m, weld_moe_tensor_of(lo, l, e, s), c->err);
-				goto out;
-			}
-		}
-		weld_moe_merge(dst, srcp, coef, nm, len);
-		if (weld_encode_f32(out, dst, enc, len) < 0) {
-			weld_fail(c->err, WELD_ERR_ARG, "tensor '%s': cannot write dtype %s",
-				  t0->name, weld_dtype_name(out));
-			goto out;
-		}
-		for (int k = 0; k < nt; k++)
-			if (weld_writer_write(c->w, targets[k], enc, len * weld_dtype_size(out),
-					      c->err) < 0)
-				goto out;
+		if (merge_step(c, &j, c->bufs, r0, r1, c->err) < 0)
+			return -1;
+		for (int t = 0; t < nt; t++)
+			if (weld_writer_write(c->w, targets[t], c->bufs->enc, bytes, c->err) < 0)
+				return -1;
 	}
 	for (int k = 0; k < nm; k++) {
 		const struct weld_tensor_info *t = weld_model_tensor(c->m, weld_moe_tensor_of(lo, l, members[k], s));
 
 		report(c, t->nelem ? (uint64_t)((double)t->nbytes * (double)slice / (double)t->nelem) : 0);
 	}
-	ret = 0;
-out:
-	free(src);
-	free(dst);
-	free(enc);
-	free(scratch);
-	free(tmp);
-	free(srcp);
-	return ret;
+	return 0;
 }
 
 /* Keep the targets this part writes (all of them without --part); their
@@ -525,7 +598,8 @@ int weld_moe_write(const struct weld_moe_plan *p, const weld_model *m,
 	c.out_of = out_of;
 	c.progress = progress;
 	c.progress_ctx = progress_ctx;
-	if (!ot || !names || !out_of) {
+	c.bufs = calloc(1, sizeof(*c.bufs));
+	if (!ot || !c.bufs || !names || !out_of) {
 		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -560,5 +634,8 @@ out:
 	free(out_of);
 	free(c.widx);
 	free(groups_json);
+	if (c.bufs)
+		free_bufs(c.bufs);
+	free(c.bufs);
 	return ret;
 }
