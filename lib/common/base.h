@@ -81,6 +81,10 @@ int weld_dtype_write_rank(enum weld_dtype t);
  * environment; both are safe to call from several threads. */
 void weld_decode_f32(enum weld_dtype t, const void *src, float *dst, size_t n);
 int weld_encode_f32(enum weld_dtype t, const float *src, void *dst, size_t n);
+/* The dtype a merged float tensor stored as t is written in when no output
+ * dtype is asked: t itself when weld_encode_f32 writes it, else BF16
+ * (8-bit floats, quantised GGUF blocks). */
+enum weld_dtype weld_dtype_merged(enum weld_dtype t);
 
 float weld_bf16_to_f32(uint16_t h);
 uint16_t weld_f32_to_bf16(float f);

@@ -106,6 +106,13 @@ bool weld_dtype_is_float(enum weld_dtype t)
 	return valid(t) && dtypes[t].is_float;
 }
 
+enum weld_dtype weld_dtype_merged(enum weld_dtype t)
+{
+	if (t == WELD_F64 || t == WELD_F32 || t == WELD_F16 || t == WELD_BF16)
+		return t;
+	return WELD_BF16;
+}
+
 int weld_dtype_write_rank(enum weld_dtype t)
 {
 	return valid(t) ? dtypes[t].rank : -1;

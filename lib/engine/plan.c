@@ -214,9 +214,7 @@ static enum weld_dtype out_dtype(const weld_plan *p, enum weld_dtype t)
 {
 	if (p->o.dtype >= 0 && p->o.dtype != WELD_F8_E4M3)     /* fp8: weld_plan_fp8_job */
 		return (enum weld_dtype)p->o.dtype;
-	if (t == WELD_F64 || t == WELD_F32 || t == WELD_F16 || t == WELD_BF16)
-		return t;
-	return WELD_BF16;
+	return weld_dtype_merged(t);
 }
 
 /* Can model m's tensor `ti` feed an output shaped like `ref`? 0 yes,

@@ -51,18 +51,13 @@ struct merge_bufs {
  * row, and no more than the budget allows. */
 #define MERGE_STEP_ELEMS ((uint64_t)1 << 17)
 
-static bool encodable(enum weld_dtype d)
-{
-	return d == WELD_F64 || d == WELD_F32 || d == WELD_F16 || d == WELD_BF16;
-}
-
 /* Output dtype of a merged expert tensor: --dtype, else the input's when it
  * can be written, else BF16 (8-bit float experts). */
 static enum weld_dtype merged_dtype(const struct weld_moe_plan *p, enum weld_dtype in)
 {
 	if (p->opts.out_dtype >= 0)
 		return (enum weld_dtype)p->opts.out_dtype;
-	return encodable(in) ? in : WELD_BF16;
+	return weld_dtype_merged(in);
 }
 
 /* Output dtype of a copied tensor: converted only for an explicit --dtype,

@@ -239,9 +239,7 @@ static enum weld_dtype output_dtype(const weld_recipe *r, enum weld_dtype t)
 {
 	if (r->o.dtype >= 0 && r->o.dtype != WELD_F8_E4M3)     /* fp8: weld_plan_fp8_job */
 		return (enum weld_dtype)r->o.dtype;
-	if (t == WELD_F64 || t == WELD_F32 || t == WELD_F16 || t == WELD_BF16)
-		return t;
-	return WELD_BF16;
+	return weld_dtype_merged(t);
 }
 
 /* The source a slice's tensor list comes from: the base, else the first. */

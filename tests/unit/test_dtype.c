@@ -627,6 +627,18 @@ static void test_f64_encode_subnormals(void **state)
 }
 
 /* Decoding from the tail of the destination itself, as a reader may. */
+/* A merged tensor keeps a dtype weld writes and becomes BF16 otherwise. */
+static void test_merged_dtype(void **state)
+{
+	(void)state;
+	assert_int_equal(weld_dtype_merged(WELD_F64), WELD_F64);
+	assert_int_equal(weld_dtype_merged(WELD_F32), WELD_F32);
+	assert_int_equal(weld_dtype_merged(WELD_F16), WELD_F16);
+	assert_int_equal(weld_dtype_merged(WELD_BF16), WELD_BF16);
+	assert_int_equal(weld_dtype_merged(WELD_F8_E4M3), WELD_BF16);
+	assert_int_equal(weld_dtype_merged(WELD_F8_E5M2), WELD_BF16);
+}
+
 static void test_decode_in_place(void **state)
 {
 	const size_t n = 1001;
@@ -687,6 +699,7 @@ int main(void)
 		cmocka_unit_test(test_bulk_decode_matches_scalar),
 		cmocka_unit_test(test_bulk_encode_matches_scalar),
 		cmocka_unit_test(test_f64_encode_subnormals),
+		cmocka_unit_test(test_merged_dtype),
 		cmocka_unit_test(test_decode_in_place),
 		cmocka_unit_test(test_bulk_other_types),
 	};
