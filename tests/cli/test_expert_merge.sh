@@ -508,6 +508,22 @@ refuse "compact with fewer groups than experts per token" 1 "num_experts_per_tok
 	"$WELD" expert-merge -o "$T/e7" --groups 1 --layout compact "$T/mix"
 refuse "more groups than experts" 1 "--groups 5: the model has 4 experts per layer" "$T/e8" \
 	"$WELD" expert-merge -o "$T/e8" --groups 5 "$T/mix"
+# a BF16 model with an activation scale on an expert: not a weight to merge
+"$PYTHON" - "$T/mix16" "$T/scaled" "$FIX" <<'EOF' || exit 1
+import importlib.util, os, shutil, sys
+import numpy as np
+spec = importlib.util.spec_from_file_location("fx", sys.argv[3])
+fx = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(fx)
+shutil.copytree(sys.argv[1], sys.argv[2])
+t = {k: v for k, (d, v) in fx.read_model(sys.argv[2]).items()}
+t["model.layers.0.block_sparse_moe.experts.1.w1.input_scale"] = np.ones(1, np.float32)
+os.remove(os.path.join(sys.argv[2], "model.safetensors"))
+fx.write_safetensors(os.path.join(sys.argv[2], "model.safetensors"), t, "BF16")
+EOF
+refuse "an expert's activation scale in an unquantised model is refused" 1 \
+	"experts.1.w1.input_scale': expert weights stored with scales" "$T/e12" \
+	"$WELD" expert-merge -q -o "$T/e12" --groups 2 "$T/scaled"
 refuse "--align beyond --max-memory" 1 "--align needs about" "$T/e9" \
 	"$WELD" expert-merge -o "$T/e9" --groups 2 --align --max-memory 1K "$T/mix"
 refuse "missing --groups is a usage error" 2 "--groups is required" "$T/u1" \
