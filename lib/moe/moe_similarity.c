@@ -82,6 +82,11 @@ int weld_moe_row_similarity(const float *rows, int n, size_t dim, double *sim,
 	return 0;
 }
 
+/* Elements per expert read at a time: the budget's share, at most this
+ * (the experts' chunks then stay in cache between reading and the Gram
+ * update); the sums do not depend on it. */
+#define SIM_CHUNK ((uint64_t)1 << 16)
+
 /* Cosine similarity of the experts' concatenated weights, streamed. */
 int weld_moe_weight_similarity(const weld_model *m, const struct weld_moe_layout *lo, int l,
 			       uint64_t budget, double *sim, struct weld_error *err)
@@ -101,6 +106,8 @@ int weld_moe_weight_similarity(const weld_model *m, const struct weld_moe_layout
 		if (ne > largest)
 			largest = ne;
 	}
+	if (chunk > SIM_CHUNK)
+		chunk = SIM_CHUNK;
 	chunk -= chunk % WELD_MOE_BLOCK;
 	if (chunk < WELD_MOE_BLOCK)
 		chunk = WELD_MOE_BLOCK;
