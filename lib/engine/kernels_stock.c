@@ -177,12 +177,45 @@ double weld_k_model_stock_t(const double *g, size_t n, bool *degenerate)
 	return (double)n * mean / den;
 }
 
+/*
+ * out = t (sum_s x_s / n) + (1 - t) b, the sum from 0 in model order. Up to
+ * four models in one loop (n a constant in each copy), more model by model
+ * over pieces; the same operations either way.
+ */
+static inline __attribute__((always_inline)) void stock_sweep(const float *b, const float *const *x,
+							      size_t n, size_t len, float t,
+							      float *out)
+{
+	float fn = (float)n, u = 1.0f - t;
+
+	for (size_t j = 0; j < len; j++) {
+		float acc = 0;
+
+#pragma GCC unroll 4
+		for (size_t s = 0; s < n; s++)
+			acc += x[s][j];
+		out[j] = t * (acc / fn) + u * b[j];
+	}
+}
+
 WELD_HOT void weld_k_model_stock(const float *b, const float *const *x, size_t n, size_t len,
 				 float t, float *out)
 {
 	float fn = (float)n, u = 1.0f - t, acc[1024];
 
-	/* source by source over pieces, the sum in model order per element */
+	switch (n) {
+	case 2:
+		stock_sweep(b, x, 2, len, t, out);
+		return;
+	case 3:
+		stock_sweep(b, x, 3, len, t, out);
+		return;
+	case 4:
+		stock_sweep(b, x, 4, len, t, out);
+		return;
+	default:
+		break;
+	}
 	for (size_t a = 0; a < len; a += 1024) {
 		size_t m = len - a < 1024 ? len - a : 1024;
 

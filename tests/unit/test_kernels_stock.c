@@ -3,7 +3,8 @@
  * the Gram matrix, t from the mean cosine with each degenerate rule (a zero
  * task vector, colinear and opposite task vectors, 1 + (n - 1) c = 0, a
  * cosine beyond 1), and the output; the Gram matrix's summation pattern
- * for every input count and length, with and without a base.
+ * for every input count and length, with and without a base; the output
+ * for every model count against its element-by-element formula.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -129,6 +130,39 @@ static void test_stock_output(void **state)
 	assert_true(out[0] == 7 && out[1] == 8);
 }
 
+/* The output for 2-6 models is bit for bit t (sum / n) + (1 - t) b, the
+ * sum from 0 in model order. */
+static void test_stock_order(void **state)
+{
+	enum { LEN = 1500, N = 6 };
+	static float b[LEN], x[N][LEN], out[LEN];
+	const float *v[N];
+	const float t = 0.37f;
+	uint32_t r = 3;
+
+	(void)state;
+	for (size_t j = 0; j < LEN; j++) {
+		r = r * 1664525u + 1013904223u;
+		b[j] = (float)(r >> 8) / 16777216.0f - 0.5f;
+		for (size_t s = 0; s < N; s++) {
+			r = r * 1664525u + 1013904223u;
+			x[s][j] = b[j] + ((float)(r >> 8) / 16777216.0f - 0.5f) * 1e-2f;
+		}
+	}
+	for (size_t s = 0; s < N; s++)
+		v[s] = x[s];
+	for (size_t n = 2; n <= N; n++) {
+		weld_k_model_stock(b, v, n, LEN, t, out);
+		for (size_t j = 0; j < LEN; j++) {
+			float acc = 0;
+
+			for (size_t s = 0; s < n; s++)
+				acc += x[s][j];
+			assert_true(out[j] == t * (acc / (float)n) + (1.0f - t) * b[j]);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -136,6 +170,7 @@ int main(void)
 		cmocka_unit_test(test_gram_pattern),
 		cmocka_unit_test(test_stock_t),
 		cmocka_unit_test(test_stock_output),
+		cmocka_unit_test(test_stock_order),
 	};
 	return cmocka_run_group_tests_name("model_stock kernels", tests, NULL, NULL);
 }
