@@ -90,7 +90,8 @@ static void test_ramplus(void **state)
 }
 
 /* ram for 1-6 models, with and without lambdas, is bit for bit its
- * formula: c, the sum and the lambda-weighted sum from 0 in model order. */
+ * formula: c, the sum and the lambda-weighted sum from 0 in model order;
+ * and ramplus_tl's counts are its counts. */
 static void test_ram_order(void **state)
 {
 	enum { LEN = 1500, N = 6 };
@@ -129,6 +130,25 @@ static void test_ram_order(void **state)
 				assert_true(out[j] == b[j] + (c > 1 ? acc / c : one));
 			}
 		}
+	/* ramplus_tl's counts: S_i and U_i element by element */
+	for (size_t n = 1; n <= N; n++) {
+		double counts[2 * N];
+
+		weld_k_ram_counts(v, n, LEN, eps, counts);
+		for (size_t s = 0; s < n; s++) {
+			double sh = 0, un = 0;
+
+			for (size_t j = 0; j < LEN; j++) {
+				int c = 0;
+
+				for (size_t q = 0; q < n; q++)
+					c += fabsf(d[q][j]) > eps;
+				sh += fabsf(d[s][j]) > eps && c > 1;
+				un += fabsf(d[s][j]) > eps && c == 1;
+			}
+			assert_true(counts[2 * s] == sh && counts[2 * s + 1] == un);
+		}
+	}
 }
 
 int main(void)
