@@ -114,7 +114,7 @@ def main(argv):
                 ("nuslerp without base", "nuslerp", "-", fts[:2], ["--weights", "1,3"],
                  ["nuslerp", "--weights", "1,3"] + fts[:2], 2e-4),
                 ("multislerp", "multislerp", b, fts, [], ["multislerp", "--base", b] + fts, 2e-4),
-                ("karcher", "karcher", "-", fts, [], ["karcher"] + fts, 1e-5),
+                ("karcher", "karcher", "-", fts, [], ["karcher"] + fts, 5e-5),
                 ("nearswap", "nearswap", b, fts[:1], ["--t", "0.001"],
                  ["nearswap", "--base", b, "--t", "0.001"] + fts[:1], 1e-6),
                 ("ram", "ram", b, fts, ["--epsilon", "1e-4"],
