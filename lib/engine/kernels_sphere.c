@@ -212,12 +212,56 @@ void weld_k_karcher_coeffs(const double *g, size_t n, int max_iter, double tol, 
 		beta[i] = valid[i] ? scale * u[i] / nrm[i] : 0;
 }
 
+/*
+ * out = b + sum_s beta_s (x_s - b), or sum_s beta_s x_s without b: per
+ * element a sum from 0 in source order, each term rounded to float as
+ * written. Up to four sources in one loop (n a constant in each copy),
+ * more source by source over pieces; the same operations either way.
+ */
+static inline __attribute__((always_inline)) void lincomb_sweep(const float *b,
+								const float *const *x, size_t n,
+								size_t len, const float *beta,
+								float *out)
+{
+	if (!b) {
+		for (size_t j = 0; j < len; j++) {
+			float acc = 0;
+
+#pragma GCC unroll 4
+			for (size_t s = 0; s < n; s++)
+				acc += beta[s] * x[s][j];
+			out[j] = acc;
+		}
+		return;
+	}
+	for (size_t j = 0; j < len; j++) {
+		float acc = 0;
+
+#pragma GCC unroll 4
+		for (size_t s = 0; s < n; s++)
+			acc += beta[s] * (x[s][j] - b[j]);
+		out[j] = b[j] + acc;
+	}
+}
+
 WELD_HOT void weld_k_lincomb(const float *b, const float *const *x, size_t n, size_t len,
 			     const float *beta, float *out)
 {
-	float acc[1024], d[1024];
+	float acc[1024];
 
-	/* source by source over pieces, the sum in source order per element */
+	switch (n) {
+	case 2:
+		lincomb_sweep(b, x, 2, len, beta, out);
+		return;
+	case 3:
+		lincomb_sweep(b, x, 3, len, beta, out);
+		return;
+	case 4:
+		lincomb_sweep(b, x, 4, len, beta, out);
+		return;
+	default:
+		break;
+	}
 	for (size_t a = 0; a < len; a += 1024) {
 		size_t m = len - a < 1024 ? len - a : 1024;
 		const float *bb = b ? b + a : NULL;
@@ -227,13 +271,12 @@ WELD_HOT void weld_k_lincomb(const float *b, const float *const *x, size_t n, si
 			const float *xs = x[s] + a;
 			float bs = beta[s];
 
-			if (bb) {
+			if (bb)
 				for (size_t j = 0; j < m; j++)
-					d[j] = xs[j] - bb[j];
-				xs = d;
-			}
-			for (size_t j = 0; j < m; j++)
-				acc[j] += bs * xs[j];
+					acc[j] += bs * (xs[j] - bb[j]);
+			else
+				for (size_t j = 0; j < m; j++)
+					acc[j] += bs * xs[j];
 		}
 		if (bb)
 			for (size_t j = 0; j < m; j++)

@@ -4,7 +4,11 @@ merges the NumPy reference (tests/ref/weld_ref.py) defines, on the small
 benchmark family: linear, task_arithmetic and consensus must agree bit for
 bit; ties and breadcrumbs too when torch_merge ranks equal magnitudes by
 lowest position (--stable); dare_linear only in distribution (torch's RNG):
-its keep fraction and its mean delta are compared.
+its keep fraction and its mean delta are compared. pcb, model_stock,
+nuslerp, multislerp, karcher, nearswap, ram and ramplus_tl follow mergekit's
+float32 expressions (and pcb the authors') where the reference computes its
+coefficients in double and its formulas in another order: each must agree
+within a stated fraction of the reference's magnitude bound per element.
 
 Usage: check_torch_ref.py [WORKDIR]   (default: a temporary folder)
 Prints one line per check and `N passed, M failed`.
@@ -39,6 +43,18 @@ def exact(got, ref):
     if bad or set(got) != set(ref):
         return False, "differs in %d tensors, e.g. %s" % (len(bad), bad[:2])
     return True, "bit-identical (%d tensors)" % len(ref)
+
+
+def close(got, ref, rtol):
+    """got within rtol of the reference (out, bound) in every element."""
+    out, bound = ref
+    worst = 0.0
+    for n in out:
+        if n not in got or got[n].shape != out[n].shape:
+            return False, "tensor %s missing or of another shape" % n
+        err = np.abs(got[n].astype(np.float64) - out[n]) / np.maximum(bound[n], 1e-30)
+        worst = max(worst, float(err.max()) if err.size else 0.0)
+    return worst <= rtol, "largest |torch - reference| / bound %.2g (allowed %g)" % (worst, rtol)
 
 
 def main(argv):
@@ -80,6 +96,33 @@ def main(argv):
             and abs(np.abs(mr).sum() / np.abs(d).sum() - 1) < 1e-3
         checks.append(("dare_linear (distribution)",
                        (ok, "keep fraction torch %.4f, reference %.4f; L1 of the delta kept" % (kg, kr))))
+        # float32 coefficients (torch, as mergekit) against double ones (the
+        # reference). Element-wise methods: a few float32 roundings of the
+        # bound. The slerps and model_stock take cosines of nearly orthogonal
+        # task vectors (c ~ 1e-3 on this family) from float32 dot products,
+        # right to ~1e-7 absolute, so ~1e-4 relative in c and in t or the
+        # angles. karcher's stop test may end one iteration apart (METHODS
+        # 8), within its tol. pcb's scores in float32 move elements near the
+        # clip and drop thresholds, whose weights then mix the clipped
+        # vectors otherwise.
+        for name, tm, tb, tms, topts, rargs, rtol in (
+                ("pcb", "pcb", b, fts, ["--density", "0.1"],
+                 ["pcb", "--base", b, "--density", "0.1"] + fts, 1e-2),
+                ("model_stock", "model_stock", b, fts, [], ["model-stock", "--base", b] + fts, 2e-4),
+                ("nuslerp", "nuslerp", b, fts[:2], ["--weights", "1,3"],
+                 ["nuslerp", "--base", b, "--weights", "1,3"] + fts[:2], 2e-4),
+                ("nuslerp without base", "nuslerp", "-", fts[:2], ["--weights", "1,3"],
+                 ["nuslerp", "--weights", "1,3"] + fts[:2], 2e-4),
+                ("multislerp", "multislerp", b, fts, [], ["multislerp", "--base", b] + fts, 2e-4),
+                ("karcher", "karcher", "-", fts, [], ["karcher"] + fts, 5e-5),
+                ("nearswap", "nearswap", b, fts[:1], ["--t", "0.001"],
+                 ["nearswap", "--base", b, "--t", "0.001"] + fts[:1], 1e-6),
+                ("ram", "ram", b, fts, ["--epsilon", "1e-4"],
+                 ["ram", "--base", b, "--epsilon", "1e-4"] + fts, 1e-6),
+                ("ramplus_tl", "ramplus_tl", b, fts, ["--epsilon", "1e-4"],
+                 ["ram", "--plus", "--base", b, "--epsilon", "1e-4"] + fts, 1e-6)):
+            got = torch_run(tm, work + "/" + name.replace(" ", "-"), tb, tms, *topts)
+            checks.append((name, close(got, R.run(rargs), rtol)))
     except subprocess.CalledProcessError as e:
         checks.append(("torch_merge", (False, e.stderr.decode()[-300:])))
     finally:

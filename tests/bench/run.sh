@@ -22,18 +22,21 @@
 #                        once each in a table of their own: time and peak RSS
 #                        against the plan's memory bound; then lora:
 #                        tests/bench/lora.sh; these too with FAMILY gauss
-#                        only); of the methods after consensus, della, sce and
-#                        arcee-fusion have a PyTorch row (mergekit's
-#                        per-tensor code), the others none, nor has FAMILY huge
-#                        (PyTorch would hold its 1.25 GB tensor in f32 for each
-#                        of four inputs)
+#                        only); every method of the first table has a PyTorch
+#                        row (mergekit's per-tensor code; pcb the authors'
+#                        pcb-merging.py with the tensor as the unit) except
+#                        on FAMILY huge (PyTorch would hold its 1.25 GB
+#                        tensor in f32 for each of four inputs)
 #   MKMODEL              that generator (make bench passes it)
 #   BENCH_THREADS        threads for weld (-j) and torch (default: nproc)
 #   BENCH_REPEAT         runs of each merge, weld and torch alike; the best
 #                        time is reported, and the largest peak RSS (default 3)
 #   BENCH_NO_TORCH=1     skip the PyTorch runs
 #   BENCH_VERIFY=1       also compare weld's and torch's outputs where they
-#                        must agree (average, task-arithmetic, consensus)
+#                        must agree (average, task-arithmetic, consensus,
+#                        pcb, nearswap, ram, ramplus, model-stock, nuslerp,
+#                        multislerp, karcher): elements that differ, the
+#                        largest difference and in steps of bf16
 #   PYTHON               Python with numpy and torch (default /usr/bin/python3)
 #   BENCH_OUT            folder the merged models are written to (default
 #                        BENCH_DIR; /dev/shm takes the disk out of the timing)
@@ -215,18 +218,20 @@ for m in $METHODS; do
 	consensus)       wargs="consensus --base $B $MODELS"; targs="consensus $B $MODELS" ;;
 	della)           wargs="della --base $B --density 0.5 --rescale l1 $MODELS"
 	                 targs="della $B $MODELS --density 0.5" ;;
-	pcb)             wargs="pcb --base $B --density 0.1 $MODELS"; targs="" ;;
+	pcb)             wargs="pcb --base $B --density 0.1 $MODELS"; targs="pcb $B $MODELS --density 0.1" ;;
 	sce)             wargs="sce --base $B --select-topk 0.3 $MODELS"
 	                 targs="sce $B $MODELS --select-topk 0.3" ;;
 	arcee-fusion)    wargs="arcee-fusion --base $B $fam/ft1"; targs="arcee_fusion $B $fam/ft1" ;;
-	# no PyTorch path for these (targs empty)
-	nearswap)        wargs="nearswap --base $B --t 0.001 ${MODELS%% *}"; targs="" ;;
-	ram)             wargs="ram --base $B --epsilon 1e-4 $MODELS"; targs="" ;;
-	ramplus)         wargs="ram --plus --base $B --epsilon 1e-4 $MODELS"; targs="" ;;
-	model-stock)     wargs="model-stock --base $B $MODELS"; targs="" ;;
-	nuslerp)         wargs="nuslerp --base $B --weights 1,3 $(echo $MODELS | cut -d' ' -f1-2)"; targs="" ;;
-	multislerp)      wargs="multislerp --base $B $MODELS"; targs="" ;;
-	karcher)         wargs="karcher $MODELS"; targs="" ;;
+	nearswap)        wargs="nearswap --base $B --t 0.001 ${MODELS%% *}"
+	                 targs="nearswap $B ${MODELS%% *} --t 0.001" ;;
+	ram)             wargs="ram --base $B --epsilon 1e-4 $MODELS"; targs="ram $B $MODELS --epsilon 1e-4" ;;
+	ramplus)         wargs="ram --plus --base $B --epsilon 1e-4 $MODELS"
+	                 targs="ramplus_tl $B $MODELS --epsilon 1e-4" ;;
+	model-stock)     wargs="model-stock --base $B $MODELS"; targs="model_stock $B $MODELS" ;;
+	nuslerp)         wargs="nuslerp --base $B --weights 1,3 $(echo $MODELS | cut -d' ' -f1-2)"
+	                 targs="nuslerp $B $(echo $MODELS | cut -d' ' -f1-2) --weights 1,3" ;;
+	multislerp)      wargs="multislerp --base $B $MODELS"; targs="multislerp $B $MODELS" ;;
+	karcher)         wargs="karcher $MODELS"; targs="karcher - $MODELS" ;;
 	expert-merge|gguf) continue ;;   # after the loop: they need other models
 	tsv-m|iso-c|iso-cts) continue ;; # after the loop: a table of their own
 	*) say "unknown method $m"; continue ;;
@@ -270,18 +275,26 @@ for m in $METHODS; do
 
 	if [ "$VERIFY" = 1 ] && [ "$w_s" != failed ] && [ "$t_s" != failed ] && [ "$t_s" != - ]; then
 		case $m in
-		average|task-arithmetic|consensus)
+		average|task-arithmetic|consensus|pcb|nearswap|ram|ramplus|model-stock|nuslerp|multislerp|karcher)
 			BENCH_REF="$here/../ref" "$PYTHON" - "$wout" "$tout" "$m" >&2 <<'EOF'
 import sys, os
 sys.path.insert(0, os.environ["BENCH_REF"])
 import numpy as np, safetensors_io as st
 a, b = st.model_index(sys.argv[1]), st.model_index(sys.argv[2])
-worst, diff = 0.0, 0
+worst, diff, total, ulps = 0.0, 0, 0, 0.0
 for n in b:
     x, y = st.read_f32(a[n]), st.read_f32(b[n])
     diff += int(np.sum(x != y))
+    total += x.size
     worst = max(worst, float(np.max(np.abs(x - y))) if x.size else 0.0)
-print("bench: %s: weld vs torch: %d elements differ, max |diff| %.3g" % (sys.argv[3], diff, worst))
+    if x.size and b[n].dtype == "BF16":
+        # the largest difference in steps of bf16 at the tensor's largest
+        # value (a result near 0 from B + delta carries the error of B)
+        top = max(float(np.max(np.abs(y))), 2.0 ** -133)
+        step = 2.0 ** (np.floor(np.log2(top)) - 7)
+        ulps = max(ulps, float(np.max(np.abs(x.astype(np.float64) - y))) / step)
+print("bench: %s: weld vs torch: %d of %d elements differ, max |diff| %.3g, max %.3g bf16 steps of its tensor's largest value"
+      % (sys.argv[3], diff, total, worst, ulps))
 EOF
 			;;
 		esac

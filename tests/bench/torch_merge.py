@@ -6,14 +6,20 @@ Usage: torch_merge.py METHOD OUT BASE MODEL... [options]
 
 METHOD is a mergekit name (linear, task_arithmetic, ties, dare_linear,
 dare_ties, breadcrumbs, breadcrumbs_ties, della, della_linear, sce,
-arcee_fusion) or weld's (average, task-arithmetic, dare = dare_linear,
-arcee-fusion), or `consensus` (TALL masks + consensus over the
-task-arithmetic vector, written the same tensor-by-tensor way).
-BASE may be `-` for linear; a BASE given to linear is one more input, put
-last as mergekit does.
+arcee_fusion, model_stock, nuslerp, multislerp, karcher, nearswap, ram,
+ramplus_tl) or weld's (average, task-arithmetic, dare = dare_linear,
+arcee-fusion, model-stock, ramplus = ramplus_tl), or `consensus` (TALL
+masks + consensus over the task-arithmetic vector) or `pcb` (PCB-Merging,
+following the authors' pcb-merging.py with each tensor as the unit), both
+written the same tensor-by-tensor way.
+BASE may be `-` for linear, nuslerp, multislerp and karcher; a BASE given to
+linear or karcher is one more input, put last as mergekit does.
 
-Options: --weights W[,W...] (default 1), --density D (mergekit default 1),
---gamma G (0.01), --epsilon E (della: 0.15), --select-topk T (sce: 1),
+Options: --weights W[,W...] (default 1), --density D (mergekit default 1;
+pcb: 0.1), --gamma G (0.01), --epsilon E (della: 0.15, ram: 1e-5,
+multislerp's eps: 1e-8), --select-topk T (sce: 1), --t T (nearswap,
+required), --r R (0.1) and --alpha A (0.2) (ramplus_tl), --max-iter N (10)
+and --tol T (1e-5) (karcher), --clip C (pcb: 0.0001),
 --lambda L (1), --normalize/--no-normalize (mergekit's
 per-method default), --mask-lambda L (0.6), --k K (2), --seed N (0),
 --threads N (default: all cores), --out-dtype bf16|f16|f32 (default: the
@@ -24,7 +30,9 @@ Per output tensor, in lexicographic name order (mergekit's schedule): read
 the tensor of every input (pread of its bytes, torch.frombuffer), convert to
 float32, merge with torch operations following mergekit's code (argsort for
 the magnitude top-k, torch.sort for breadcrumbs, torch.bernoulli and the L1
-rescale for DARE, sign election on weighted deltas, 0 divisors -> 1), cast to
+rescale for DARE, sign election on weighted deltas, 0 divisors -> 1; the
+slerps, karcher and model_stock with torch.dot and norms over the flattened
+tensor in float32, karcher's iterations on whole tensors), cast to
 the output dtype and write it into model.safetensors under OUT. Output is
 written as each tensor is done (mergekit buffers a whole shard in memory, so
 this baseline's peak memory is lower than mergekit's).
@@ -45,7 +53,7 @@ import safetensors_io as stio  # noqa: E402
 TORCH_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32,
                 "F64": torch.float64}
 ALIASES = {"average": "linear", "task-arithmetic": "task_arithmetic", "dare": "dare_linear",
-           "arcee-fusion": "arcee_fusion"}
+           "arcee-fusion": "arcee_fusion", "model-stock": "model_stock", "ramplus": "ramplus_tl"}
 # method -> (sparsifier, consensus, normalize default, rescale default)
 GTA = {
     "task_arithmetic": (None, False, False, False),
@@ -58,7 +66,15 @@ GTA = {
     "della_linear": ("magprune", False, False, True),
 }
 # methods of their own (not the GTA family)
-OTHERS = ("linear", "consensus", "sce", "arcee_fusion")
+OTHERS = ("linear", "consensus", "sce", "arcee_fusion", "pcb", "model_stock", "nuslerp",
+          "multislerp", "karcher", "nearswap", "ram", "ramplus_tl")
+# the methods that take no base (BASE `-`), or treat a given one as an input
+NO_BASE = ("linear", "karcher")
+OPTIONAL_BASE = ("nuslerp", "multislerp")
+# per-method defaults of the shared options (mergekit's, or the authors')
+DEFAULTS = {"density": {"pcb": [0.1]},
+            "epsilon": {"della": 0.15, "della_linear": 0.15, "ram": 1e-5, "ramplus_tl": 1e-5,
+                        "multislerp": 1e-8}}
 
 
 def load(info):
@@ -280,6 +296,177 @@ def arcee_fusion(b, x):
     return b + (x - b) * (imp >= fence).to(x.dtype)
 
 
+def model_stock(b, xs):
+    """mergekit's model_stock (filter_wise false): t from the mean pairwise
+    cosine of the task vectors, out = t mean(X) + (1 - t) B."""
+    offs = [(x - b).view(-1) for x in xs]
+    norms = [torch.linalg.vector_norm(o) for o in offs]
+    cos = []
+    for i in range(len(offs)):
+        for j in range(i + 1, len(offs)):
+            c = torch.dot(offs[i], offs[j]) / torch.clamp(norms[i] * norms[j], min=1e-6)
+            cos.append(torch.clamp(c, -1, 1))
+    c = torch.stack(cos).mean()
+    n = len(xs)
+    den = 1 + (n - 1) * c
+    # weld's rule where mergekit divides by zero: t = 0, the base
+    t = n * c / den if den != 0 else torch.zeros(())
+    return t * torch.stack(xs, dim=0).mean(dim=0) + (1 - t) * b
+
+
+def nuslerp_pair(t, v0, v1):
+    """mergekit's nuslerp of two flattened vectors (nuslerp_flatten true)."""
+    shape = v0.shape
+    v0, v1 = v0.reshape(-1), v1.reshape(-1)
+    u0 = v0 / torch.clamp(torch.linalg.vector_norm(v0), min=1e-7)
+    u1 = v1 / torch.clamp(torch.linalg.vector_norm(v1), min=1e-7)
+    theta = torch.acos(torch.clamp(torch.dot(u0, u1), -1, 1))
+    s = torch.sin(theta)
+    if s.abs() < 1e-8:
+        res = (1 - t) * v0 + t * v1
+    else:
+        res = (torch.sin((1 - t) * theta) * v0 + torch.sin(t * theta) * v1) / s
+    return res.reshape(shape)
+
+
+def nuslerp(b, xs, a):
+    w = expand(a.weights, 2)
+    t = 0.5 if abs(w[0] + w[1]) < 1e-6 else w[1] / (w[0] + w[1])
+    if b is None:
+        return nuslerp_pair(t, xs[0], xs[1])
+    return b + nuslerp_pair(t, xs[0] - b, xs[1] - b)
+
+
+def multislerp(b, xs, a):
+    """mergekit's multislerp: weighted mean direction on the sphere (one
+    exponential-map step), scaled by the weighted mean norm."""
+    if len(xs) == 1:
+        return xs[0]
+    eps = a.epsilon
+    f = torch.stack([(x - b if b is not None else x).reshape(-1) for x in xs], dim=0)
+    w = torch.tensor(expand(a.weights, len(xs)), dtype=f.dtype)
+    if a.normalize is not False:
+        w = w / w.sum()
+    norms = torch.linalg.vector_norm(f, dim=1)
+    u = f / (norms.unsqueeze(1) + eps)
+    mu = (w.unsqueeze(1) * u).sum(dim=0)
+    mu_norm = torch.linalg.vector_norm(mu)
+    if mu_norm < eps:
+        if len(xs) != 2:
+            raise ValueError("the weighted sum of the input tensors is zero")
+        res = w[0] * f[0] + w[1] * f[1]
+    else:
+        m = mu / mu_norm
+        g = u - (u @ m).unsqueeze(1) * m.unsqueeze(0)
+        v = (w.unsqueeze(1) * g).sum(dim=0)
+        L = torch.linalg.vector_norm(v) + eps
+        res = (m * torch.cos(L) + v * (torch.sin(L) / L)) * (w * norms).sum()
+    res = res.reshape(xs[0].shape)
+    return res if b is None else b + res
+
+
+def karcher(xs, a):
+    """mergekit's karcher: the Riemannian mean of the directions, on whole
+    flattened tensors, scaled by the mean norm; every input counts 1/N."""
+    if len(xs) == 1:
+        return xs[0]
+    tol = a.tol
+    alphas = [1.0 / len(xs)] * len(xs)
+    flat = [x.reshape(-1) for x in xs]
+    norms = [float(torch.linalg.vector_norm(x)) for x in flat]
+    units = [x / n if n > 0 else torch.zeros_like(x) for x, n in zip(flat, norms)]
+    valid = [i for i, n in enumerate(norms) if n > tol]
+    if not valid:
+        return torch.zeros_like(xs[0])
+    total = sum(alphas[i] for i in valid)
+    aw = {i: alphas[i] / total for i in valid}
+    u = torch.zeros_like(flat[0])
+    for i in valid:
+        u = u + aw[i] * units[i]
+    un = torch.linalg.vector_norm(u)
+    u = u / un if un >= tol else units[valid[0]].clone()
+    for _ in range(a.max_iter):
+        tv = torch.zeros_like(u)
+        for i in valid:
+            c = torch.clamp(torch.dot(u, units[i]), -1, 1)
+            th = torch.acos(c)
+            if th < tol:
+                continue
+            tv = tv + aw[i] * (th / torch.sin(th)) * (units[i] - c * u)
+        tn = torch.linalg.vector_norm(tv)
+        if tn < tol:
+            break
+        u = torch.cos(tn) * u + torch.sin(tn) * (tv / tn)
+        un = torch.linalg.vector_norm(u)
+        if un > tol:
+            u = u / un
+    scale = sum(al * n for al, n in zip(alphas, norms))
+    return (scale * u).reshape(xs[0].shape)
+
+
+def nearswap(b, x, t):
+    """mergekit's nearswap: take x where it is within t of the base."""
+    a = torch.clamp(t / torch.clamp((b - x).abs(), min=1e-6), 0, 1)
+    return a * x + (1 - a) * b
+
+
+def ram(b, xs, a, plus):
+    """mergekit's ram / ramplus_tl: unique task-vector entries kept (times
+    lambda_i with ramplus_tl), overlapping ones averaged."""
+    tv = torch.stack([(x - b).reshape(-1) for x in xs], dim=0)
+    nz = tv.abs() > a.epsilon
+    count = nz.sum(dim=0)
+    overlap = count > 1
+    unique = count == 1
+    if plus:
+        over_n = (nz & overlap).sum(dim=1).to(torch.float32)
+        uniq_n = (nz & unique).sum(dim=1).to(torch.float32)
+        rho = over_n / torch.clamp(uniq_n, min=a.epsilon)
+        lam = (1 + a.r * torch.clamp(rho, 0, a.alpha)).unsqueeze(1)
+    else:
+        lam = 1
+    merged = (tv * nz * unique * lam + tv * nz * overlap / torch.clamp(count, min=1)).sum(dim=0)
+    return b + merged.reshape(b.shape)
+
+
+def clamp_rows(x, min_ratio, max_ratio):
+    """pcb-merging.py's clamp: per row, between the sorted values at
+    int(d min_ratio) and int(d (1 - max_ratio) - 1)."""
+    d = x.shape[1]
+    s = torch.sort(x, dim=1).values
+    lo = s[:, int(d * min_ratio)].unsqueeze(1)
+    hi = s[:, int(d * (1 - max_ratio) - 1)].unsqueeze(1)
+    return torch.minimum(torch.maximum(x, lo), hi)
+
+
+def minmax_rows(x):
+    """Per-row min-max normalisation; a constant row gives 0 (weld's rule,
+    where the authors' code divides by zero)."""
+    lo = x.min(dim=1, keepdim=True).values
+    span = x.max(dim=1, keepdim=True).values - lo
+    return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, torch.ones_like(span)),
+                       torch.zeros_like(x))
+
+
+def pcb(b, xs, a):
+    """PCB-Merging (pcb-merging.py's PCB_merge) with the tensor as the unit:
+    clipped task vectors weighted by the dropped, min-max normalised
+    product of intra (exp(n N^2)) and inter (tanh(tau_i sum tau)) scores."""
+    n = len(xs)
+    tv = torch.stack([(x - b).reshape(-1) for x in xs], dim=0)
+    clipped = clamp_rows(tv.abs(), a.clip, a.clip)
+    signed = tv.sign() * clipped
+    intra = torch.exp(n * minmax_rows(clipped) ** 2)
+    inter = torch.tanh(tv * tv.sum(dim=0, keepdim=True))
+    ratios = expand(a.density, n)
+    scores = intra * inter
+    keep = torch.cat([minmax_rows(clamp_rows(scores[i:i + 1], 1 - r, 0))
+                      for i, r in enumerate(ratios)], dim=0)
+    w = torch.tensor(expand(a.weights, n), dtype=tv.dtype).unsqueeze(1)
+    merged = (w * signed * keep).sum(dim=0) / torch.clamp(keep.sum(dim=0), min=1e-12)
+    return b + a.lam * merged.reshape(b.shape)
+
+
 def floats(text):
     return [float(v) for v in text.split(",")]
 
@@ -291,9 +478,15 @@ def main(argv):
     ap.add_argument("base")
     ap.add_argument("models", nargs="+")
     ap.add_argument("--weights", type=floats, default=[1.0])
-    ap.add_argument("--density", type=floats, default=[1.0])
+    ap.add_argument("--density", type=floats)
     ap.add_argument("--gamma", type=float, default=0.01)
-    ap.add_argument("--epsilon", type=float, default=0.15)
+    ap.add_argument("--epsilon", type=float)
+    ap.add_argument("--t", type=float)
+    ap.add_argument("--r", type=float, default=0.1)
+    ap.add_argument("--alpha", type=float, default=0.2)
+    ap.add_argument("--max-iter", type=int, default=10)
+    ap.add_argument("--tol", type=float, default=1e-5)
+    ap.add_argument("--clip", type=float, default=0.0001)
     ap.add_argument("--select-topk", type=float, default=1.0)
     ap.add_argument("--lambda", dest="lam", type=float, default=1.0)
     ap.add_argument("--normalize", dest="normalize", action="store_true", default=None)
@@ -311,13 +504,21 @@ def main(argv):
     method = ALIASES.get(a.method, a.method)
     if method not in GTA and method not in OTHERS:
         ap.error("unknown method %r" % a.method)
+    if a.density is None:
+        a.density = DEFAULTS["density"].get(method, [1.0])
+    if a.epsilon is None:
+        a.epsilon = DEFAULTS["epsilon"].get(method, 0.15)
+    if method == "nearswap" and a.t is None:
+        ap.error("nearswap needs --t")
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
     paths = list(a.models)
-    if method == "linear":
+    if method in NO_BASE:
         if a.base != "-":
             paths.append(a.base)
+        base = None
+    elif method in OPTIONAL_BASE and a.base == "-":
         base = None
     else:
         if a.base == "-":
@@ -341,6 +542,19 @@ def main(argv):
             res = sce(load(base[n]), xs, a)
         elif method == "arcee_fusion":
             res = arcee_fusion(load(base[n]), xs[0])
+        elif method == "karcher":
+            res = karcher(xs, a)
+        elif method in OPTIONAL_BASE:
+            b = load(base[n]) if base is not None else None
+            res = nuslerp(b, xs, a) if method == "nuslerp" else multislerp(b, xs, a)
+        elif method == "model_stock":
+            res = model_stock(load(base[n]), xs)
+        elif method == "nearswap":
+            res = nearswap(load(base[n]), xs[0], a.t)
+        elif method in ("ram", "ramplus_tl"):
+            res = ram(load(base[n]), xs, a, method == "ramplus_tl")
+        elif method == "pcb":
+            res = pcb(load(base[n]), xs, a)
         else:
             res = gta(method, load(base[n]), xs, a)
         dt = out_dt or ref[n].dtype

@@ -3,7 +3,8 @@
  * hand-computed cases: their coefficients from a Gram matrix and the
  * outputs, with each degenerate rule (colinear and opposite vectors, a zero
  * vector, weights that cancel, inputs whose weighted mean vanishes, no
- * valid input).
+ * valid input); the linear combination for every input count against its
+ * element-by-element formula.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -119,6 +120,40 @@ static void test_lincomb(void **state)
 	assert_true(out[0] == 0.5f * 3 + 0.25f * 5);
 }
 
+/* lincomb for 1-6 inputs, with and without a base, is bit for bit the sum
+ * from 0 in source order of beta_s (x_s - b), then b + it. */
+static void test_lincomb_order(void **state)
+{
+	enum { LEN = 1500, N = 6 };
+	static float b[LEN], x[N][LEN], out[LEN];
+	const float beta[N] = { 0.3f, -1.7f, 2.1f, 0.9f, 1.1f, -0.2f };
+	const float *v[N];
+	uint32_t r = 7;
+
+	(void)state;
+	for (size_t j = 0; j < LEN; j++) {
+		r = r * 1664525u + 1013904223u;
+		b[j] = (float)(r >> 8) / 16777216.0f - 0.5f;
+		for (size_t s = 0; s < N; s++) {
+			r = r * 1664525u + 1013904223u;
+			x[s][j] = b[j] + ((float)(r >> 8) / 16777216.0f - 0.5f) * 1e-2f;
+		}
+	}
+	for (size_t s = 0; s < N; s++)
+		v[s] = x[s];
+	for (size_t n = 1; n <= N; n++)
+		for (int base = 0; base < 2; base++) {
+			weld_k_lincomb(base ? b : NULL, v, n, LEN, beta, out);
+			for (size_t j = 0; j < LEN; j++) {
+				float acc = 0;
+
+				for (size_t s = 0; s < n; s++)
+					acc += beta[s] * (base ? x[s][j] - b[j] : x[s][j]);
+				assert_true(out[j] == (base ? b[j] + acc : acc));
+			}
+		}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -128,6 +163,7 @@ int main(void)
 		cmocka_unit_test(test_multislerp),
 		cmocka_unit_test(test_karcher),
 		cmocka_unit_test(test_lincomb),
+		cmocka_unit_test(test_lincomb_order),
 	};
 	return cmocka_run_group_tests_name("spherical kernels", tests, NULL, NULL);
 }

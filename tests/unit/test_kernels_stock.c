@@ -2,7 +2,9 @@
  * test_kernels_stock.c - Model Stock (METHODS 4) on hand-computed cases:
  * the Gram matrix, t from the mean cosine with each degenerate rule (a zero
  * task vector, colinear and opposite task vectors, 1 + (n - 1) c = 0, a
- * cosine beyond 1), and the output.
+ * cosine beyond 1), and the output; the Gram matrix's summation pattern
+ * for every input count and length, with and without a base; the output
+ * for every model count against its element-by-element formula.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +28,63 @@ static void test_gram(void **state)
 	assert_true(g[0] == 1 && g[1] == 0 && g[2] == 0);    /* <d0,d0> <d0,d1> <d0,d2> */
 	assert_true(g[3] == 5 && g[4] == 0);                 /* <d1,d1> <d1,d2> */
 	assert_true(g[5] == 0);                              /* <d2,d2> */
+}
+
+/* The pattern weld_k_gram states, written out element by element: pieces
+ * of 64, lane j % 4 of each piece summed in order, (l0 + l1) + (l2 + l3). */
+static double pattern_sum(const float *b, const float *x, const float *y, size_t len)
+{
+	double g = 0;
+
+	for (size_t a = 0; a < len; a += 64) {
+		double lane[4] = { 0, 0, 0, 0 };
+
+		for (size_t j = a; j < a + 64; j++) {
+			double p = 0, q = 0;
+
+			if (j < len) {
+				p = b ? (double)(x[j] - b[j]) : (double)x[j];
+				q = b ? (double)(y[j] - b[j]) : (double)y[j];
+			}
+			lane[j % 4] += p * q;
+		}
+		g += (lane[0] + lane[1]) + (lane[2] + lane[3]);
+	}
+	return g;
+}
+
+static void test_gram_pattern(void **state)
+{
+	enum { LEN = 300, N = 6 };
+	static float b[LEN], x[N][LEN];
+	const float *v[N];
+	double g[N * (N + 1) / 2];
+	uint32_t r = 1;
+
+	(void)state;
+	/* values whose products do not sum exactly: any other order shows */
+	for (size_t j = 0; j < LEN; j++) {
+		r = r * 1664525u + 1013904223u;
+		b[j] = (float)(r >> 8) / 16777216.0f - 0.5f;
+		for (size_t s = 0; s < N; s++) {
+			r = r * 1664525u + 1013904223u;
+			x[s][j] = b[j] + ((float)(r >> 8) / 16777216.0f - 0.5f) * 1e-3f * (float)(s + 1);
+		}
+	}
+	for (size_t s = 0; s < N; s++)
+		v[s] = x[s];
+	/* n = 1..4 take one sweep over all pairs, n = 5, 6 the pairs one by one;
+	 * lengths with and without a short last piece */
+	for (size_t n = 1; n <= N; n++)
+		for (size_t len = 1; len <= LEN; len += 37)
+			for (int base = 0; base < 2; base++) {
+				size_t k = 0;
+
+				weld_k_gram(base ? b : NULL, v, n, len, g);
+				for (size_t s = 0; s < n; s++)
+					for (size_t q = s; q < n; q++, k++)
+						assert_true(g[k] == pattern_sum(base ? b : NULL, x[s], x[q], len));
+			}
 }
 
 static void test_stock_t(void **state)
@@ -71,12 +130,47 @@ static void test_stock_output(void **state)
 	assert_true(out[0] == 7 && out[1] == 8);
 }
 
+/* The output for 2-6 models is bit for bit t (sum / n) + (1 - t) b, the
+ * sum from 0 in model order. */
+static void test_stock_order(void **state)
+{
+	enum { LEN = 1500, N = 6 };
+	static float b[LEN], x[N][LEN], out[LEN];
+	const float *v[N];
+	const float t = 0.37f;
+	uint32_t r = 3;
+
+	(void)state;
+	for (size_t j = 0; j < LEN; j++) {
+		r = r * 1664525u + 1013904223u;
+		b[j] = (float)(r >> 8) / 16777216.0f - 0.5f;
+		for (size_t s = 0; s < N; s++) {
+			r = r * 1664525u + 1013904223u;
+			x[s][j] = b[j] + ((float)(r >> 8) / 16777216.0f - 0.5f) * 1e-2f;
+		}
+	}
+	for (size_t s = 0; s < N; s++)
+		v[s] = x[s];
+	for (size_t n = 2; n <= N; n++) {
+		weld_k_model_stock(b, v, n, LEN, t, out);
+		for (size_t j = 0; j < LEN; j++) {
+			float acc = 0;
+
+			for (size_t s = 0; s < n; s++)
+				acc += x[s][j];
+			assert_true(out[j] == t * (acc / (float)n) + (1.0f - t) * b[j]);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_gram),
+		cmocka_unit_test(test_gram_pattern),
 		cmocka_unit_test(test_stock_t),
 		cmocka_unit_test(test_stock_output),
+		cmocka_unit_test(test_stock_order),
 	};
 	return cmocka_run_group_tests_name("model_stock kernels", tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /*
  * test_kernels_swap.c - nearswap and ram / ramplus_tl (METHODS 9, 10) on
  * hand-computed cases, with every degenerate rule: a zero distance, t <= 0,
- * no survivor, |delta| equal to epsilon, U_i = 0.
+ * no survivor, |delta| equal to epsilon, U_i = 0; ram for every model count
+ * against its element-by-element formula.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,8 @@
 #include <setjmp.h>
 #include <string.h>
 #include <cmocka.h>
+
+#include <math.h>
 
 #include "weld.h"
 #include "kernels.h"
@@ -86,12 +89,75 @@ static void test_ramplus(void **state)
 	assert_true(out[4] == 1 + (0.3f + 0.5f + 0.4f) / 3);
 }
 
+/* ram for 1-6 models, with and without lambdas, is bit for bit its
+ * formula: c, the sum and the lambda-weighted sum from 0 in model order;
+ * and ramplus_tl's counts are its counts. */
+static void test_ram_order(void **state)
+{
+	enum { LEN = 1500, N = 6 };
+	static float b[LEN], d[N][LEN], out[LEN];
+	const float lam[N] = { 1.1f, 1.02f, 1.3f, 1.0f, 1.05f, 1.2f }, eps = 1e-4f;
+	const float *v[N];
+	uint32_t r = 5;
+
+	(void)state;
+	for (size_t j = 0; j < LEN; j++) {
+		r = r * 1664525u + 1013904223u;
+		b[j] = (float)(r >> 8) / 16777216.0f - 0.5f;
+		for (size_t s = 0; s < N; s++) {
+			float u;
+
+			r = r * 1664525u + 1013904223u;
+			u = (float)(r >> 8) / 16777216.0f;
+			/* zeros, values at epsilon and small deltas */
+			d[s][j] = u < 0.3f ? 0.0f : u < 0.35f ? eps : (u - 0.675f) * 1e-2f;
+		}
+	}
+	for (size_t s = 0; s < N; s++)
+		v[s] = d[s];
+	for (size_t n = 1; n <= N; n++)
+		for (int with = 0; with < 2; with++) {
+			weld_k_ram(b, v, n, LEN, eps, with ? lam : NULL, out);
+			for (size_t j = 0; j < LEN; j++) {
+				float acc = 0, one = 0, c = 0;
+
+				for (size_t s = 0; s < n; s++)
+					if (fabsf(d[s][j]) > eps) {
+						c += 1;
+						acc += d[s][j];
+						one += d[s][j] * (with ? lam[s] : 1.0f);
+					}
+				assert_true(out[j] == b[j] + (c > 1 ? acc / c : one));
+			}
+		}
+	/* ramplus_tl's counts: S_i and U_i element by element */
+	for (size_t n = 1; n <= N; n++) {
+		double counts[2 * N];
+
+		weld_k_ram_counts(v, n, LEN, eps, counts);
+		for (size_t s = 0; s < n; s++) {
+			double sh = 0, un = 0;
+
+			for (size_t j = 0; j < LEN; j++) {
+				int c = 0;
+
+				for (size_t q = 0; q < n; q++)
+					c += fabsf(d[q][j]) > eps;
+				sh += fabsf(d[s][j]) > eps && c > 1;
+				un += fabsf(d[s][j]) > eps && c == 1;
+			}
+			assert_true(counts[2 * s] == sh && counts[2 * s + 1] == un);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_nearswap),
 		cmocka_unit_test(test_ram),
 		cmocka_unit_test(test_ramplus),
+		cmocka_unit_test(test_ram_order),
 	};
 	return cmocka_run_group_tests_name("nearswap and ram kernels", tests, NULL, NULL);
 }
