@@ -335,6 +335,27 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 #endif
 }
 
+/* One chunk's pass, as handed to the team: slice t of it is item t. */
+struct chunk_run {
+	struct exec *e;
+	const struct weld_job *j;
+	uint64_t first, n, g;
+	enum pass pass;
+	enum drop_mode mode;
+};
+
+static void slice_item(void *ctx, int t)
+{
+	const struct chunk_run *r = ctx;
+	struct exec *e = r->e;
+	uint64_t lo, hi;
+
+	slice(r->n, r->g, t, e->n_slices, &lo, &hi);
+	e->slices[t].hist = e->thread_hist[omp_get_thread_num()];
+	if (lo < hi)
+		run_slice(e, r->j, &e->slices[t], r->first, lo, hi, r->pass, r->mode);
+}
+
 int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
 			enum pass pass, enum drop_mode mode, struct weld_error *err)
 {
@@ -353,15 +374,8 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	if (pass == P_SAMPLE || pass == P_LO || (pass == P_HI && !e->rec.on))
 		e->hist_used = true;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads)
-	for (int t = 0; t < e->n_slices; t++) {
-		uint64_t lo, hi;
-
-		slice(n, g, t, e->n_slices, &lo, &hi);
-		e->slices[t].hist = e->thread_hist[omp_get_thread_num()];
-		if (lo < hi)
-			run_slice(e, j, &e->slices[t], first, lo, hi, pass, mode);
-	}
+	weld_team_run(e->team, e->n_slices, slice_item,
+		      &(struct chunk_run){ e, j, first, n, g, pass, mode });
 	for (int t = 0; t < e->n_slices; t++)
 		if (e->slices[t].nonfinite)
 			return weld_exec_nonfinite_error(e, j, err);
