@@ -32,12 +32,6 @@ static inline float bf16_at(const unsigned char *x, size_t j)
 	return f;
 }
 
-WELD_HOT void weld_k_delta_bf16(const unsigned char *x, const float *b, float *v, size_t n)
-{
-	for (size_t j = 0; j < n; j++)
-		v[j] = bf16_at(x, j) - b[j];
-}
-
 /* The bits of x[j] and of bf16 x[j]: the exponent all ones is NaN or +-Inf. */
 static inline uint32_t f32_bits(const float *x, size_t j)
 {
@@ -61,6 +55,24 @@ static inline uint16_t bf16_bits(const unsigned char *x, size_t j)
 /* Counted in 32-bit lanes over pieces of COUNT_PIECE elements, so that the
  * loops vectorise. */
 #define COUNT_PIECE 4096
+
+WELD_HOT size_t weld_k_delta_bf16(const unsigned char *x, const float *b, float *v, size_t n)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < n; i += COUNT_PIECE) {
+		size_t m = n - i < COUNT_PIECE ? n - i : COUNT_PIECE;
+		const unsigned char *xi = x + 2 * i;
+		uint32_t k = 0;
+
+		for (size_t j = 0; j < m; j++) {
+			v[i + j] = bf16_at(xi, j) - b[i + j];
+			k += (bf16_bits(xi, j) & 0x7f80u) == 0x7f80u;
+		}
+		c += k;
+	}
+	return c;
+}
 
 WELD_HOT size_t weld_k_count_nonfinite(const float *x, size_t n)
 {

@@ -54,18 +54,13 @@ static void slice(uint64_t n, uint64_t g, int t, int nt, uint64_t *lo, uint64_t 
 }
 
 /*
- * APPLY: an input of the tile, as floats x or, when it is bf16, as its raw
- * bits (half the bytes to look at): false if it holds NaN or +-Inf and the
- * merge refuses them; with --allow-nonfinite, its NaN positions are marked
- * instead.
+ * APPLY: an input of the tile that holds NaN or +-Inf, as floats x or, when
+ * it is bf16, as its raw bits: false if the merge refuses them; with
+ * --allow-nonfinite, its NaN positions are marked instead.
  */
-static bool check_input(const struct exec *e, struct slice_ctx *c, const float *x,
-			const unsigned char *bf16, size_t len)
+static bool nonfinite_input(const struct exec *e, struct slice_ctx *c, const float *x,
+			    const unsigned char *bf16, size_t len)
 {
-	size_t nf = bf16 ? weld_k_count_nonfinite_bf16(bf16, len) : weld_k_count_nonfinite(x, len);
-
-	if (!nf)
-		return true;
 	if (!e->opts->allow_nonfinite) {
 		c->nonfinite = true;
 		c->failed = true;
@@ -79,6 +74,16 @@ static bool check_input(const struct exec *e, struct slice_ctx *c, const float *
 	else
 		weld_k_mark_nan(x, len, c->nan);
 	return true;
+}
+
+/* APPLY: an input of the tile (bf16: its raw bits, half the bytes to look
+ * at); false if it holds NaN or +-Inf and the merge refuses them. */
+static bool check_input(const struct exec *e, struct slice_ctx *c, const float *x,
+			const unsigned char *bf16, size_t len)
+{
+	size_t nf = bf16 ? weld_k_count_nonfinite_bf16(bf16, len) : weld_k_count_nonfinite(x, len);
+
+	return !nf || nonfinite_input(e, c, x, bf16, len);
 }
 
 /* Inputs of one tile: b, and v[s] = x (or delta), after dare's drop; APPLY
@@ -103,9 +108,10 @@ static void tile_inputs(struct exec *e, const struct weld_job *j, struct slice_c
 		float *v = c->vals + s * e->tile_elems;
 
 		if (task_vectors(j) && t == WELD_BF16) {
-			if (check && !check_input(e, c, NULL, x, len))
+			size_t nf = weld_k_delta_bf16(x, c->base, v, len);
+
+			if (check && nf && !nonfinite_input(e, c, NULL, x, len))
 				return;
-			weld_k_delta_bf16(x, c->base, v, len);
 		} else {
 			weld_decode_f32(t, x, v, len);
 			if (check && !check_input(e, c, v, t == WELD_BF16 ? x : NULL, len))
