@@ -30,6 +30,10 @@
  * APPLY; with --scope model the statistics passes run over every job
  * before the first APPLY.
  *
+ * The whole execution runs inside one OpenMP parallel region (engine.c):
+ * parallel work goes through weld_team_run(), since a nested `omp
+ * parallel` there would run on one thread.
+ *
  * Inside the batch of slices of a chunk (weld_team_run), a slice writes only
  * its own struct slice_ctx, the histograms of the thread running it, and
  * the parts of the chunk buffers (block_sums, out_chunk, mask_bits,
