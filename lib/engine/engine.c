@@ -14,6 +14,7 @@
 #include "exec.h"
 #include "hist_pass.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -336,10 +337,50 @@ static int exec_alloc(struct exec *e)
 	return ok && weld_exec_rank_alloc(e) == 0 && weld_exec_hist_alloc(e) == 0 ? 0 : -1;
 }
 
+/* Every job in plan order (the statistics of --scope model first), until
+ * the last output chunk is written. */
+static int run_jobs(struct exec *e, struct weld_error *err)
+{
+	weld_plan *p = e->plan;
+	size_t end = merged_end(e);
+
+	/* a part that merges nothing needs no statistics */
+	if (p->o.scope == WELD_SCOPE_MODEL && end && model_stats(e, err) < 0)
+		return -1;
+	for (size_t i = 0; i < p->njobs; i++)
+		if (job_held(e, &p->jobs[i]) ? run_job(e, &p->jobs[i], err) < 0
+		    : i < end && skip_job(e, &p->jobs[i], err) < 0)
+			return -1;
+	return weld_outq_drain(e->queue, err);
+}
+
+/* run_jobs on thread 0 of one parallel region, the other threads serving
+ * the team that runs the slices (team.h). */
+static int run_team(struct exec *e, struct weld_error *err)
+{
+	struct weld_team team;
+	int ret = -1;
+
+	if (weld_team_init(&team) < 0)
+		return weld_fail(err, WELD_ERR_NOMEM, "cannot start the worker threads");
+	e->team = &team;
+#pragma omp parallel num_threads(e->n_threads)
+	{
+		if (omp_get_thread_num() == 0) {
+			ret = run_jobs(e, err);
+			weld_team_stop(&team);
+		} else {
+			weld_team_serve(&team);
+		}
+	}
+	e->team = NULL;
+	weld_team_destroy(&team);
+	return ret;
+}
+
 int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 {
 	struct exec e = { 0 };
-	size_t end;
 	int ret = -1;
 
 	if (!p->finished)
@@ -376,15 +417,7 @@ int weld_plan_execute(weld_plan *p, const char *out, struct weld_error *err)
 		goto out;
 	e.bytes_total = total_bytes(&e);
 	p->bytes_read = e.bytes_total;
-	end = merged_end(&e);
-	/* a part that merges nothing needs no statistics */
-	if (p->o.scope == WELD_SCOPE_MODEL && end && model_stats(&e, err) < 0)
-		goto out;
-	for (size_t i = 0; i < p->njobs; i++)
-		if (job_held(&e, &p->jobs[i]) ? run_job(&e, &p->jobs[i], err) < 0
-		    : i < end && skip_job(&e, &p->jobs[i], err) < 0)
-			goto out;
-	if (weld_outq_drain(e.queue, err) < 0)
+	if (run_team(&e, err) < 0)
 		goto out;
 	if (e.mask_writer && weld_writer_commit(e.mask_writer, err) < 0)
 		goto out;

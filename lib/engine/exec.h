@@ -8,6 +8,7 @@
  *                  tiles, and what each pass does with a tile
  *   output.c       the output: writers, encoding tiles, copied tensors,
  *                  consensus masks
+ *   team.c         the threads that run a chunk's slices
  *
  * A job runs in passes over its unit (DESIGN 4.1: the tensor, each row, or
  * the whole model):
@@ -29,11 +30,15 @@
  * APPLY; with --scope model the statistics passes run over every job
  * before the first APPLY.
  *
- * Inside the parallel loop over the slices of a chunk, a slice writes only
+ * The whole execution runs inside one OpenMP parallel region (engine.c):
+ * parallel work goes through weld_team_run(), since a nested `omp
+ * parallel` there would run on one thread.
+ *
+ * Inside the batch of slices of a chunk (weld_team_run), a slice writes only
  * its own struct slice_ctx, the histograms of the thread running it, and
  * the parts of the chunk buffers (block_sums, out_chunk, mask_bits,
  * draw_bits) that cover its elements; everything else is written between
- * parallel loops. Integer counts are combined in slice order and floating
+ * batches. Integer counts are combined in slice order and floating
  * sums per fixed block of WELD_BLOCK elements, so no byte depends on the
  * thread count or the chunk size.
  */
@@ -46,6 +51,7 @@
 #include "plan_impl.h"
 #include "rank.h"
 #include "select.h"
+#include "team.h"
 #include "write_queue.h"
 
 #include <math.h>
@@ -81,6 +87,7 @@ struct sel_state {
 	uint64_t n_above;       /* after HI: keys in the bins above hi_bin */
 	struct weld_topk sel;   /* the threshold and how many equal to it are kept */
 	uint64_t eq_before;     /* elements equal to the threshold seen so far */
+	bool located;           /* after HI: the threshold lies in the recorded range */
 };
 
 /* What one slice (one value of t) owns. */
@@ -173,6 +180,7 @@ struct exec {
 	uint64_t hist_pending;  /* elements counted in the threads' histograms */
 	struct recorder rec;
 	struct weld_outq *queue;        /* writes the output chunks */
+	struct weld_team *team;         /* runs the slices of each chunk (team.h) */
 	/* della (rank_pass.c): per slice, RANK_SCRATCH tiles of rank scratch,
 	 * and the exact sums of each source (all, kept) */
 	uint32_t *rank_scratch;

@@ -32,12 +32,6 @@ static inline float bf16_at(const unsigned char *x, size_t j)
 	return f;
 }
 
-WELD_HOT void weld_k_delta_bf16(const unsigned char *x, const float *b, float *v, size_t n)
-{
-	for (size_t j = 0; j < n; j++)
-		v[j] = bf16_at(x, j) - b[j];
-}
-
 /* The bits of x[j] and of bf16 x[j]: the exponent all ones is NaN or +-Inf. */
 static inline uint32_t f32_bits(const float *x, size_t j)
 {
@@ -61,6 +55,24 @@ static inline uint16_t bf16_bits(const unsigned char *x, size_t j)
 /* Counted in 32-bit lanes over pieces of COUNT_PIECE elements, so that the
  * loops vectorise. */
 #define COUNT_PIECE 4096
+
+WELD_HOT size_t weld_k_delta_bf16(const unsigned char *x, const float *b, float *v, size_t n)
+{
+	size_t c = 0;
+
+	for (size_t i = 0; i < n; i += COUNT_PIECE) {
+		size_t m = n - i < COUNT_PIECE ? n - i : COUNT_PIECE;
+		const unsigned char *xi = x + 2 * i;
+		uint32_t k = 0;
+
+		for (size_t j = 0; j < m; j++) {
+			v[i + j] = bf16_at(xi, j) - b[i + j];
+			k += (bf16_bits(xi, j) & 0x7f80u) == 0x7f80u;
+		}
+		c += k;
+	}
+	return c;
+}
 
 WELD_HOT size_t weld_k_count_nonfinite(const float *x, size_t n)
 {
@@ -305,12 +317,13 @@ void weld_k_slerp_coeffs(double n0sq, double n1sq, double dot, double t,
  * weld_k_combine gets its own copy (a call would run the baseline one). */
 #define INLINE static inline __attribute__((always_inline))
 
-/* p[j] = w * (kept ? v[j] : 0) for source s. */
-INLINE void weighted_kept(const struct weld_combine_args *a, size_t s, size_t len, float *p)
+/* p[j] = w * (kept ? v[o + j] : 0) for source s, j < len. */
+INLINE void weighted_kept(const struct weld_combine_args *a, size_t s, size_t o, size_t len,
+			  float *p)
 {
-	const float *v = a->v[s];
-	const unsigned char *k = a->keep ? a->keep[s] : NULL;
-	const unsigned char *d = a->drop ? a->drop[s] : NULL;
+	const float *v = a->v[s] + o;
+	const unsigned char *k = a->keep && a->keep[s] ? a->keep[s] + o : NULL;
+	const unsigned char *d = a->drop && a->drop[s] ? a->drop[s] + o : NULL;
 	float w = a->w[s];
 
 	if (k && d)
@@ -324,39 +337,39 @@ INLINE void weighted_kept(const struct weld_combine_args *a, size_t s, size_t le
 			p[j] = w * v[j];
 }
 
-/*
- * TIES election and disjoint merge of the kept values: tau[j]. Source by
- * source over the whole tile (so the loops vectorise); for each element the
- * additions still happen in source order. scratch: (3 + n) * len floats.
- */
-INLINE void ties_tile(const struct weld_combine_args *a, size_t len, bool normalize,
-		      float *tau, float *scratch)
-{
-	float *sum = scratch, *cnt = scratch + len, *den = scratch + 2 * len;
-	float *p = scratch + 3 * len;
+/* Elements the TIES election takes at a time: its sums and every source's
+ * kept values stay in the first-level cache. */
+#define TIES_BLOCK 512
 
-	for (size_t j = 0; j < len; j++)
+/* ties_tile on elements [o, o + m) of the tile, m <= TIES_BLOCK; p holds
+ * n * m floats. */
+INLINE void ties_block(const struct weld_combine_args *a, size_t o, size_t m, bool normalize,
+		       float *tau, float *p)
+{
+	float sum[TIES_BLOCK], cnt[TIES_BLOCK], den[TIES_BLOCK];
+
+	for (size_t j = 0; j < m; j++)
 		sum[j] = cnt[j] = tau[j] = den[j] = 0;
 	for (size_t s = 0; s < a->n; s++) {
-		float *ps = p + s * len;
+		float *ps = p + s * m;
 
-		weighted_kept(a, s, len, ps);
-		for (size_t j = 0; j < len; j++) {
+		weighted_kept(a, s, o, m, ps);
+		for (size_t j = 0; j < m; j++) {
 			sum[j] += ps[j];
 			cnt[j] += (float)(ps[j] > 0) - (float)(ps[j] < 0);
 		}
 	}
 	if (a->sign_count)
-		for (size_t j = 0; j < len; j++)
+		for (size_t j = 0; j < m; j++)
 			sum[j] = cnt[j] >= 0 ? 1.0f : -1.0f;
 	else
-		for (size_t j = 0; j < len; j++)
+		for (size_t j = 0; j < m; j++)
 			sum[j] = sum[j] >= 0 ? 1.0f : -1.0f;
 	for (size_t s = 0; s < a->n; s++) {
-		const float *ps = p + s * len;
+		const float *ps = p + s * m;
 		float w = a->w[s];
 
-		for (size_t j = 0; j < len; j++) {
+		for (size_t j = 0; j < m; j++) {
 			bool agree = sum[j] * ps[j] > 0;
 
 			tau[j] += agree ? ps[j] : 0.0f;
@@ -364,11 +377,27 @@ INLINE void ties_tile(const struct weld_combine_args *a, size_t len, bool normal
 		}
 	}
 	if (normalize)
-		for (size_t j = 0; j < len; j++) {
+		for (size_t j = 0; j < m; j++) {
 			float d = den[j] == 0 ? 1.0f : den[j];
 
 			tau[j] = tau[j] / d;
 		}
+}
+
+/*
+ * TIES election and disjoint merge of the kept values: tau[j]. Block by
+ * block, and in a block source by source (so the loops vectorise); for
+ * each element the additions still happen in source order. scratch: n *
+ * len floats.
+ */
+INLINE void ties_tile(const struct weld_combine_args *a, size_t len, bool normalize,
+		      float *tau, float *scratch)
+{
+	for (size_t o = 0; o < len; o += TIES_BLOCK) {
+		size_t m = len - o < TIES_BLOCK ? len - o : TIES_BLOCK;
+
+		ties_block(a, o, m, normalize, tau + o, scratch);
+	}
 }
 
 /* acc[j] = sum over sources of w * kept value, in source order. */
@@ -381,7 +410,7 @@ INLINE void weighted_sum(const struct weld_combine_args *a, size_t len, float *a
 		float w = a->w[s];
 
 		if ((a->keep && a->keep[s]) || (a->drop && a->drop[s])) {
-			weighted_kept(a, s, len, p);
+			weighted_kept(a, s, 0, len, p);
 			for (size_t j = 0; j < len; j++)
 				acc[j] += p[j];
 		} else {

@@ -13,8 +13,9 @@
 /* v[j] -= b[j] */
 void weld_k_sub(float *v, const float *b, size_t n);
 /* v[j] = x[j] - b[j] for little-endian bf16 x: decoding and weld_k_sub in
- * one pass, with the same result */
-void weld_k_delta_bf16(const unsigned char *x, const float *b, float *v, size_t n);
+ * one pass, with the same result; returns how many x[j] are NaN or +-Inf
+ * (as weld_k_count_nonfinite_bf16 would, in the same pass) */
+size_t weld_k_delta_bf16(const unsigned char *x, const float *b, float *v, size_t n);
 
 /* How many of x[0..n) are NaN or +-Inf (float, or little-endian bf16). */
 size_t weld_k_count_nonfinite(const float *x, size_t n);

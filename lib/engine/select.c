@@ -4,8 +4,8 @@
  * The order used everywhere (DESIGN 4.1): larger |x| first, and among equal
  * magnitudes the lower position first. For non-negative floats the bit
  * pattern of |x| orders like the value, so selection is a radix select on
- * those 32-bit keys: a histogram of one digit narrows the candidates to one
- * bin, then the next digit, until the k-th largest key is known exactly.
+ * those 32-bit keys: a histogram of one digit (11, then 8, 8 and 4 bits)
+ * narrows the candidates to one bin, then the next digit, until the k-th largest key is known exactly.
  * The result is the threshold key T and how many elements equal to T are
  * kept; the elements kept are then those above T plus the first ones equal
  * to T, in position order. When the candidates left are all one key (a
@@ -28,6 +28,14 @@ static bool all_equal(const uint32_t *keys, size_t m)
 	return a == o;
 }
 
+/*
+ * The digits, high to low: the first is 11 bits (the exponent and three
+ * bits of the mantissa; the key's bit 31 is 0), which on the magnitudes of
+ * a row of weights or deltas, packed into a few octaves, leaves a small
+ * part of the row as candidates after one scan; then 8, 8 and 4 bits.
+ */
+static const int digit_shift[] = { 20, 12, 4, 0 }, digit_bits[] = { 11, 8, 8, 4 };
+
 void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 		      struct weld_topk *out)
 {
@@ -45,31 +53,34 @@ void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 		out->all = true;
 		return;
 	}
-	for (int shift = 24; shift >= 0; shift -= 8) {
-		uint64_t cnt[256] = { 0 }, acc = 0;
+	for (int d = 0; d < 4; d++) {
+		int shift = digit_shift[d];
+		uint32_t mask = (1u << digit_bits[d]) - 1;
+		uint64_t cnt[1u << 11], acc = 0;
 		size_t w = 0;
-		int b;
+		uint32_t b;
 
+		memset(cnt, 0, (mask + 1) * sizeof(cnt[0]));
 		if (!filtered)
 			for (size_t j = 0; j < m; j++)
-				cnt[weld_key(x[j]) >> shift & 255]++;
+				cnt[weld_key(x[j]) >> shift & mask]++;
 		else
 			for (size_t j = 0; j < m; j++)
-				cnt[scratch[j] >> shift & 255]++;
-		for (b = 255; b > 0; b--) {
+				cnt[scratch[j] >> shift & mask]++;
+		for (b = mask; b > 0; b--) {
 			if (acc + cnt[b] >= need)
 				break;
 			acc += cnt[b];
 		}
 		need -= acc;
-		prefix |= (uint32_t)b << shift;
+		prefix |= b << shift;
 		/* keep only the candidates of bin b (in place: w <= j) */
 		if (!filtered) {
 			for (size_t j = 0; j < m; j++) {
 				uint32_t key = weld_key(x[j]);
 
 				scratch[w] = key;
-				w += (key >> shift & 255) == (uint32_t)b;
+				w += (key >> shift & mask) == b;
 			}
 			filtered = true;
 		} else if (cnt[b] < m) {
@@ -77,7 +88,7 @@ void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 				uint32_t key = scratch[j];
 
 				scratch[w] = key;
-				w += (key >> shift & 255) == (uint32_t)b;
+				w += (key >> shift & mask) == b;
 			}
 		} else {
 			w = m;

@@ -221,31 +221,39 @@ static void rec_low_hist(struct exec *e, size_t q)
 		}
 }
 
+/* The keys of selection q equal to its threshold, per chunk and slice. */
+static void rec_count_sel(void *ctx, int item)
+{
+	struct exec *e = ctx;
+	struct recorder *r = &e->rec;
+	size_t q = (size_t)item;
+
+	for (uint64_t sq = 0; sq < r->n_chunks; sq++)
+		for (int t = 0; t < e->n_slices; t++) {
+			uint64_t i = rec_index(e, sq, t, q);
+			uint64_t end = sq + 1 < r->n_chunks
+				? r->chunk_start[rec_index(e, sq + 1, t, q)]
+				: e->slices[t].rec_len[q];
+			const struct sel_state *st = &e->sel[q];
+			const uint32_t *keys = e->slices[t].rec_keys[q];
+			uint64_t cnt = 0;
+
+			if (!st->sel.all && !st->sel.none && keys)
+				for (size_t k = (size_t)r->chunk_start[i]; k < end;) {
+					uint64_t c;
+
+					cnt += rec_next(keys, &k, &c) == st->sel.thresh ? c : 0;
+				}
+			r->chunk_eq[i] = cnt;
+		}
+}
+
 /* Keys equal to each threshold, per chunk and slice; then drop the keys. */
 static void rec_counts(struct exec *e)
 {
 	struct recorder *r = &e->rec;
 
-#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads)
-	for (size_t q = 0; q < e->sel_slots; q++)
-		for (uint64_t sq = 0; sq < r->n_chunks; sq++)
-			for (int t = 0; t < e->n_slices; t++) {
-				uint64_t i = rec_index(e, sq, t, q);
-				uint64_t end = sq + 1 < r->n_chunks
-					? r->chunk_start[rec_index(e, sq + 1, t, q)]
-					: e->slices[t].rec_len[q];
-				const struct sel_state *st = &e->sel[q];
-				const uint32_t *keys = e->slices[t].rec_keys[q];
-				uint64_t cnt = 0;
-
-				if (!st->sel.all && !st->sel.none && keys)
-					for (size_t k = (size_t)r->chunk_start[i]; k < end;) {
-						uint64_t c;
-
-						cnt += rec_next(keys, &k, &c) == st->sel.thresh ? c : 0;
-					}
-				r->chunk_eq[i] = cnt;
-			}
+	weld_team_run(e->team, (int)e->sel_slots, rec_count_sel, e);
 	r->valid = true;
 	r->apply_chunk = 0;
 	for (int t = 0; t < e->n_slices; t++)
@@ -489,6 +497,23 @@ static int unit_factors(struct exec *e, const struct weld_job *const *jobs, size
 	return 0;
 }
 
+/* Team items: rec_locate, then rec_low_hist, of each active selection. */
+static void locate_sel(void *ctx, int item)
+{
+	struct exec *e = ctx;
+	struct sel_state *st = &e->sel[item];
+
+	st->located = st->sel.all || st->sel.none || rec_locate(e, (size_t)item);
+}
+
+static void low_hist_sel(void *ctx, int item)
+{
+	struct exec *e = ctx;
+
+	if (!e->sel[item].sel.all && !e->sel[item].sel.none)
+		rec_low_hist(e, (size_t)item);
+}
+
 /* The thresholds from recorded keys: a sample guesses each range, one pass
  * records it; if a guess missed, a HI pass picks the bins and a LO pass
  * records them. The recorded keys then give the counts APPLY needs. */
@@ -512,15 +537,11 @@ static int select_recorded(struct exec *e, const struct weld_job *const *jobs, s
 		return -1;
 	rec_stop(e);
 	/* selections are independent: one thread each */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads) reduction(&& : covered)
+	weld_team_run(e->team, (int)e->sel_slots, locate_sel, e);
 	for (size_t q = 0; q < e->sel_slots; q++)
-		if (!e->sel[q].sel.all && !e->sel[q].sel.none)
-			covered = rec_locate(e, q) && covered;
+		covered = covered && e->sel[q].located;
 	if (covered) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads)
-		for (size_t q = 0; q < e->sel_slots; q++)
-			if (!e->sel[q].sel.all && !e->sel[q].sel.none)
-				rec_low_hist(e, q);
+		weld_team_run(e->team, (int)e->sel_slots, low_hist_sel, e);
 	} else {
 		/* the guess missed: count the high bits, then record just the
 		 * chosen bins while counting their low bits */

@@ -54,18 +54,13 @@ static void slice(uint64_t n, uint64_t g, int t, int nt, uint64_t *lo, uint64_t 
 }
 
 /*
- * APPLY: an input of the tile, as floats x or, when it is bf16, as its raw
- * bits (half the bytes to look at): false if it holds NaN or +-Inf and the
- * merge refuses them; with --allow-nonfinite, its NaN positions are marked
- * instead.
+ * APPLY: an input of the tile that holds NaN or +-Inf, as floats x or, when
+ * it is bf16, as its raw bits: false if the merge refuses them; with
+ * --allow-nonfinite, its NaN positions are marked instead.
  */
-static bool check_input(const struct exec *e, struct slice_ctx *c, const float *x,
-			const unsigned char *bf16, size_t len)
+static bool nonfinite_input(const struct exec *e, struct slice_ctx *c, const float *x,
+			    const unsigned char *bf16, size_t len)
 {
-	size_t nf = bf16 ? weld_k_count_nonfinite_bf16(bf16, len) : weld_k_count_nonfinite(x, len);
-
-	if (!nf)
-		return true;
 	if (!e->opts->allow_nonfinite) {
 		c->nonfinite = true;
 		c->failed = true;
@@ -79,6 +74,16 @@ static bool check_input(const struct exec *e, struct slice_ctx *c, const float *
 	else
 		weld_k_mark_nan(x, len, c->nan);
 	return true;
+}
+
+/* APPLY: an input of the tile (bf16: its raw bits, half the bytes to look
+ * at); false if it holds NaN or +-Inf and the merge refuses them. */
+static bool check_input(const struct exec *e, struct slice_ctx *c, const float *x,
+			const unsigned char *bf16, size_t len)
+{
+	size_t nf = bf16 ? weld_k_count_nonfinite_bf16(bf16, len) : weld_k_count_nonfinite(x, len);
+
+	return !nf || nonfinite_input(e, c, x, bf16, len);
 }
 
 /* Inputs of one tile: b, and v[s] = x (or delta), after dare's drop; APPLY
@@ -103,9 +108,10 @@ static void tile_inputs(struct exec *e, const struct weld_job *j, struct slice_c
 		float *v = c->vals + s * e->tile_elems;
 
 		if (task_vectors(j) && t == WELD_BF16) {
-			if (check && !check_input(e, c, NULL, x, len))
+			size_t nf = weld_k_delta_bf16(x, c->base, v, len);
+
+			if (check && nf && !nonfinite_input(e, c, NULL, x, len))
 				return;
-			weld_k_delta_bf16(x, c->base, v, len);
 		} else {
 			weld_decode_f32(t, x, v, len);
 			if (check && !check_input(e, c, v, t == WELD_BF16 ? x : NULL, len))
@@ -335,6 +341,27 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 #endif
 }
 
+/* One chunk's pass, as handed to the team: slice t of it is item t. */
+struct chunk_run {
+	struct exec *e;
+	const struct weld_job *j;
+	uint64_t first, n, g;
+	enum pass pass;
+	enum drop_mode mode;
+};
+
+static void slice_item(void *ctx, int t)
+{
+	const struct chunk_run *r = ctx;
+	struct exec *e = r->e;
+	uint64_t lo, hi;
+
+	slice(r->n, r->g, t, e->n_slices, &lo, &hi);
+	e->slices[t].hist = e->thread_hist[omp_get_thread_num()];
+	if (lo < hi)
+		run_slice(e, r->j, &e->slices[t], r->first, lo, hi, r->pass, r->mode);
+}
+
 int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
 			enum pass pass, enum drop_mode mode, struct weld_error *err)
 {
@@ -353,15 +380,8 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	if (pass == P_SAMPLE || pass == P_LO || (pass == P_HI && !e->rec.on))
 		e->hist_used = true;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(e->n_threads)
-	for (int t = 0; t < e->n_slices; t++) {
-		uint64_t lo, hi;
-
-		slice(n, g, t, e->n_slices, &lo, &hi);
-		e->slices[t].hist = e->thread_hist[omp_get_thread_num()];
-		if (lo < hi)
-			run_slice(e, j, &e->slices[t], first, lo, hi, pass, mode);
-	}
+	weld_team_run(e->team, e->n_slices, slice_item,
+		      &(struct chunk_run){ e, j, first, n, g, pass, mode });
 	for (int t = 0; t < e->n_slices; t++)
 		if (e->slices[t].nonfinite)
 			return weld_exec_nonfinite_error(e, j, err);

@@ -445,6 +445,16 @@ static void test_count_nonfinite_bf16(void **state)
 
 	assert_int_equal(weld_k_count_nonfinite_bf16(x, 7), 4);
 	assert_int_equal(weld_k_count_nonfinite_bf16(x + 8, 3), 0);
+	/* the delta counts them in the same pass */
+	{
+		const float b[7] = { 0, 0, 0, 0, 0, 0.5f, 1 };
+		float v[7];
+
+		assert_int_equal(weld_k_delta_bf16(x, b, v, 7), 4);
+		assert_true(isnan(v[0]) && isinf(v[2]) && v[2] > 0 && isinf(v[3]) && v[3] < 0);
+		assert_true(v[4] == 0x1.fep127f && v[5] == 0.5f && v[6] == -1);
+		assert_int_equal(weld_k_delta_bf16(x + 8, b + 4, v, 3), 0);
+	}
 	weld_k_mark_nan_bf16(x, 7, nan);
 	assert_memory_equal(nan, want, sizeof(want));
 }
