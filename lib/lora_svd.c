@@ -187,15 +187,52 @@ out:
 	return r;
 }
 
+/* Sizes that saturate at UINT64_MAX instead of overflowing. */
+static uint64_t add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t mul(uint64_t a, uint64_t b)
+{
+	return a && b > UINT64_MAX / a ? UINT64_MAX : a * b;
+}
+
+static bool use_fast(size_t m, size_t n, const struct weld_lora_svd_opts *o)
+{
+	return o->fast && o->max_rank + o->oversample < (m < n ? m : n);
+}
+
+uint64_t weld_lora_svd_bytes(size_t m, size_t n, const struct weld_lora_svd_opts *o)
+{
+	uint64_t k = m < n ? m : n, rank = o->max_rank < k ? o->max_rank : k, l, work, b;
+
+	if (m > INT32_MAX || n > INT32_MAX)
+		return UINT64_MAX;
+	/* the factors A and B (build) */
+	b = mul(8 * rank, (uint64_t)m + n);
+	if (!use_fast(m, n, o)) {
+		/* s, u, vt and dgesdd's workspace */
+		work = weld_svd_scratch_bytes(m, n);
+		return add(add(b, work), mul(8, add(k, mul(k, (uint64_t)m + n))));
+	}
+	/* q, ut [l × m]; w, vtw [l × n]; uw [l × l]; s; the largest workspace */
+	l = o->max_rank + o->oversample;
+	work = weld_svd_scratch_bytes(l, n);
+	if (weld_orthonormal_rows_scratch_bytes(l, m) > work)
+		work = weld_orthonormal_rows_scratch_bytes(l, m);
+	if (weld_orthonormal_rows_scratch_bytes(l, n) > work)
+		work = weld_orthonormal_rows_scratch_bytes(l, n);
+	return add(add(b, work), mul(8 * l, 2 * (uint64_t)m + 2 * (uint64_t)n + l + 1));
+}
+
 int weld_lora_svd(double *delta, size_t m, size_t n, const struct weld_lora_svd_opts *o,
 		  struct weld_lora_factors *out, struct weld_error *err)
 {
-	size_t k = m < n ? m : n;
-
 	memset(out, 0, sizeof(*out));
 	if (m > INT32_MAX || n > INT32_MAX)
 		return weld_fail(err, WELD_ERR_ARG, "matrix [%zu, %zu] too large for LAPACK", m, n);
-	if (o->fast && o->max_rank + o->oversample < k)
+	if (use_fast(m, n, o))
 		return randomized(delta, m, n, o, out, err);
 	return exact(delta, m, n, o, out, err);
 }
@@ -206,9 +243,4 @@ void weld_lora_factors_free(struct weld_lora_factors *f)
 	free(f->b);
 	f->a = f->b = NULL;
 	f->rank = 0;
-}
-
-void weld_lora_svd_threads(int n)
-{
-	weld_linalg_threads(n);
 }
