@@ -42,6 +42,32 @@ for m in tsv-m iso-c iso-cts; do
 		sh -c '"$1" plan $2 --json --base "$3" "$4" | "$5" -c "import json,sys; d=json.load(sys.stdin); assert d[\"matrix_bytes\"] > 0 and d[\"matrix_bytes\"] <= d[\"memory_bytes\"]"' \
 		sh "$WELD" $m "$T/base" "$T/ft1" "$PYTHON"
 done
+# -j N: up to N matrices at once, as many as --max-memory holds
+# jfield ARGS...: matrices_at_once of weld plan --json ARGS
+jfield() {
+	_m=$1
+	shift
+	"$WELD" plan "$_m" --json "$@" | "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)['matrices_at_once'])"
+}
+n=$(need tsv-m $B $FT)
+expect "tsv-m -j 2 --max-memory 1G: two matrices at once" test "$(jfield tsv-m $B -j 2 --max-memory 1G $FT)" = 2
+expect "tsv-m -j 2 in the smallest budget ($n): one at a time" test "$(jfield tsv-m $B -j 2 --max-memory "$n" $FT)" = 1
+expect "tsv-m -j 1: one at a time" test "$(jfield tsv-m $B -j 1 --max-memory 1G $FT)" = 1
+"$WELD" tsv-m -q $B -j 2 --max-memory 1G -o "$T/j2big" $FT &&
+"$WELD" tsv-m -q $B -j 2 --max-memory "$n" -o "$T/j2small" $FT &&
+"$WELD" tsv-m -q $B -j 1 --max-memory 1G -o "$T/j1big" $FT || not_ok "tsv-m -j 1/2 runs"
+expect "tsv-m: same bytes for -j 2 (two at once), -j 2 in $n (one at once) and -j 1" sh -c \
+	"cmp '$T/j2big/model.safetensors' '$T/j2small/model.safetensors' && cmp '$T/j2big/model.safetensors' '$T/j1big/model.safetensors'"
+if [ -x /usr/bin/time ]; then
+	mem=$("$WELD" plan tsv-m --json $B -j 2 --max-memory 1G $FT | "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)['memory_bytes'])")
+	/usr/bin/time -f '%M' -o "$T/rss" "$WELD" tsv-m -q $B -j 2 --max-memory 1G -o "$T/j2rss" $FT ||
+		not_ok "tsv-m under /usr/bin/time"
+	expect "tsv-m -j 2: peak RSS within the plan's memory plus 16 MB for the program ($mem bytes)" \
+		sh -c "[ \$(( \$(tail -1 '$T/rss') * 1024 )) -le \$(( $mem + 16 * 1048576 )) ]"
+else
+	skip "tsv-m -j 2: peak RSS within the plan's memory (no /usr/bin/time)"
+fi
+
 same_bytes 64M "tsv-m weights lambda exclude" tsv-m $B --weights 1,0.5,2 --lambda 0.8 --svd-exclude 'embed|lm_head' $FT
 same_bytes 64M "iso-cts fraction 0.5" iso-cts $B --common-space-fraction 0.5 $T/ft1 $T/ft2
 
