@@ -109,6 +109,28 @@ expect "recipe iso_cts = weld iso-cts with the same values" same_tensors "$T/cts
 expect "plan shows common_space_fraction" \
 	sh -c '"$1" plan "$2" | grep "^options" | grep -q "common_space_fraction=0.6"' sh "$WELD" "$T/cts.json"
 
+# FusionBench's names of lambda: tsv_m's alpha, iso's scaling_factor
+for mr in "tsv-m tsv_m alpha 0.7" "iso-c iso_c scaling_factor 1.3" "iso-cts iso_cts scaling_factor 0.6"; do
+	set -- $mr
+	printf '{"merge_method": "%s", "base_model": "%s", "models": [{"model": "%s"}, {"model": "%s"}], "parameters": {"%s": %s}}\n' \
+		"$2" "$T/base" "$T/ft1" "$T/ft2" "$3" "$4" >"$T/alias-$2.json"
+	"$WELD" $1 -q $B --lambda "$4" -o "$T/alias-cmd-$2" "$T/ft1" "$T/ft2" || not_ok "$1 --lambda $4"
+	expect "recipe $2 with $3 $4 = weld $1 --lambda $4" sh -c \
+		"'$WELD' run -q '$T/alias-$2.json' -o '$T/alias-r-$2' && cmp '$T/alias-cmd-$2/model.safetensors' '$T/alias-r-$2/model.safetensors' >/dev/null ||
+		 { '$WELD' inspect --hash '$T/alias-cmd-$2' | grep -v '^#' >'$T/ha' && '$WELD' inspect --hash '$T/alias-r-$2' | grep -v '^#' >'$T/hb' && cmp -s '$T/ha' '$T/hb'; }"
+	expect "recipe $2 with $3: run --from-output gives the same bytes" sh -c \
+		"'$WELD' run -q --from-output '$T/alias-r-$2' -o '$T/alias-again-$2' && cmp -s '$T/alias-r-$2/model.safetensors' '$T/alias-again-$2/model.safetensors'"
+	printf '{"merge_method": "%s", "base_model": "%s", "models": [{"model": "%s"}], "parameters": {"lambda": 1, "%s": %s}}\n' \
+		"$2" "$T/base" "$T/ft1" "$3" "$4" >"$T/alias-both.json"
+	refuse "recipe $2: $3 and lambda together are refused" 1 \
+		"parameters.$3: '$3' is $2's other name for 'lambda', which this object sets too: give one" "$T/x" \
+		"$WELD" run "$T/alias-both.json" -o "$T/x"
+done
+printf '{"merge_method": "iso_c", "base_model": "%s", "models": [{"model": "%s"}], "parameters": {"alpha": 2}}\n' \
+	"$T/base" "$T/ft1" >"$T/alias-bad.json"
+refuse "recipe iso_c: alpha is tsv_m's name, not iso_c's" 1 "parameters.alpha: 'alpha' is not a parameter of iso_c" "$T/x" \
+	"$WELD" run "$T/alias-bad.json" -o "$T/x"
+
 # errors
 refuse "--svd-exclude: a bad regex is a usage error" 2 "invalid value '(' for '--svd-exclude'" "$T/x" \
 	"$WELD" tsv-m $B --svd-exclude '(' -o "$T/x" $FT
