@@ -407,7 +407,7 @@ for m in $METHODS; do
 		SB=$svd/base
 		SMODELS="$svd/ft1 $svd/ft2 $svd/ft3"
 		warm=$(ls "$svd"/*/*.safetensors)
-		printf '\n%-16s %8s %8s %8s %10s %10s %5s %12s %6s\n' "method (svd family)" "weld s" "CPU s" "weld MB" "bound MB" "matrix MB" "at" "--max-memory" holds | tee -a "$result"
+		printf '\n%-16s %8s %8s %8s %10s %10s %5s %12s %6s\n' "svd-family" "weld s" "CPU s" "weld MB" "bound MB" "matrix MB" "at" "--max-memory" holds | tee -a "$result"
 		svd_header=true
 	fi
 	need=$("$WELD" plan "$m" --base "$SB" $SMODELS --max-memory 1M 2>&1 |
