@@ -33,7 +33,7 @@
 #define PREFIX "base_model.model."
 #define STEP (1u << 20)
 /* the binary, the models' headers, stacks and BLAS's own buffers */
-#define RESERVE_BYTES (16ull << 20)
+#define EXTRACT_RESERVE (16ull << 20)
 
 enum role { R_SKIP, R_SAVE, R_LINEAR, R_EMBED, R_BIAS };
 
@@ -318,7 +318,7 @@ static int plan_memory(struct ctx *c)
 		}
 	}
 	/* the copy buffer of a saved tensor, or a bias delta, after the SVDs */
-	fixed = RESERVE_BYTES + (bias > (uint64_t)STEP * 8 ? bias : (uint64_t)STEP * 8);
+	fixed = EXTRACT_RESERVE + (bias > (uint64_t)STEP * 8 ? bias : (uint64_t)STEP * 8);
 	fixed = sat_add(fixed, kept);
 	if (!jobs) {
 		c->threads = 1;
