@@ -5,6 +5,7 @@
  */
 #include "cli.h"
 #include "commands.h"
+#include "method.h"
 
 #include <cjson/cJSON.h>
 #include <getopt.h>
@@ -29,13 +30,15 @@ static const char usage[] =
 	"      --fast                randomized SVD (range finder) instead of the exact one\n"
 	"      --oversample N        --fast: extra sketch columns (default 10)\n"
 	"      --power-iters N       --fast: subspace iterations (default 2)\n"
-	"  -j, --threads N           BLAS/LAPACK threads (default: all cores)\n"
+	"  -j, --threads N           matrices decomposed at once, one BLAS thread each\n"
+	"                            (default: all cores; fewer if --max-memory holds fewer)\n"
+	"      --max-memory SIZE     memory budget (default 1G)\n"
 	"  -q, --quiet / -v, --verbose  (-v: each module's rank, error and SVD time)\n"
 	"      --json                machine-readable summary on stdout\n";
 
 enum {
 	O_BASE = 256, O_MODEL, O_MAX_RANK, O_EPS, O_DIST, O_NO_DIST, O_EMBED, O_SAVE,
-	O_SKIP, O_FAST, O_OVER, O_POWER, O_JSON,
+	O_SKIP, O_FAST, O_OVER, O_POWER, O_JSON, O_MAXMEM,
 };
 
 #define MAX_LIST 256
@@ -96,6 +99,7 @@ static int parse(int argc, char **argv, struct args *a)
 		{ "oversample", required_argument, NULL, O_OVER },
 		{ "power-iters", required_argument, NULL, O_POWER },
 		{ "json", no_argument, NULL, O_JSON },
+		{ "max-memory", required_argument, NULL, O_MAXMEM },
 		{ NULL, 0, NULL, 0 },
 	};
 	long v;
@@ -152,6 +156,12 @@ static int parse(int argc, char **argv, struct args *a)
 			a->o.power_iters = (unsigned)v;
 			break;
 		case O_JSON: a->json = true; break;
+		case O_MAXMEM:
+			if (!cli_size("--max-memory", optarg, &a->o.max_memory))
+				return EXIT_USAGE;
+			if (!a->o.max_memory)
+				return cli_usage_error("--max-memory must be more than 0");
+			break;
 		default: return cli_bad_option(c, argv);
 		}
 	}
@@ -194,7 +204,8 @@ static char *recipe(const struct args *a)
 int cmd_extract_lora(int argc, char **argv)
 {
 	struct args a = { .o = { .max_rank = 128, .distribute_scale = true, .oversample = 10,
-				 .power_iters = 2, .warn = on_warn, .module = on_module } };
+				 .power_iters = 2, .max_memory = WELD_DEFAULT_MAX_MEMORY,
+				 .warn = on_warn, .module = on_module } };
 	struct weld_extract_stats st;
 	struct weld_error err = { 0 };
 	weld_model *ft = NULL, *base = NULL;
@@ -219,8 +230,7 @@ int cmd_extract_lora(int argc, char **argv)
 		if ((r = cli_check_paths(a.out, a.o.force, false, in, 2)))
 			goto out;
 	}
-	if (a.threads > 0)
-		weld_lora_svd_threads(a.threads);
+	a.o.threads = a.threads;
 	if (!(rec = recipe(&a))) {
 		cli_error("out of memory");
 		r = EXIT_FAIL;
@@ -236,13 +246,19 @@ int cmd_extract_lora(int argc, char **argv)
 		printf("{\"output\":");
 		cli_json_string(stdout, a.out);
 		printf(",\"modules\":%zu,\"rank\":%zu,\"saved\":%zu,\"skipped\":%zu,"
-		       "\"bytes\":%llu,\"seconds\":%.6f,\"lapack_seconds\":%.6f}\n",
+		       "\"bytes\":%llu,\"seconds\":%.6f,\"lapack_seconds\":%.6f,"
+		       "\"memory_bound\":%llu,\"matrices_at_once\":%zu}\n",
 		       st.decomposed, st.rank, st.saved, st.skipped,
-		       (unsigned long long)st.bytes, cli_seconds_since(&t0), st.lapack_seconds);
-	} else if (cli_verbosity >= 1)
-		fprintf(stderr, "%s: %s: %zu modules as LoRA (r %zu), %zu tensors saved whole, %zu skipped; %.2f s (SVDs %.2f s)\n",
+		       (unsigned long long)st.bytes, cli_seconds_since(&t0), st.lapack_seconds,
+		       (unsigned long long)st.memory, st.in_flight);
+	} else if (cli_verbosity >= 1) {
+		char mem[32];
+
+		weld_format_size(st.memory, mem, sizeof(mem));
+		fprintf(stderr, "%s: %s: %zu modules as LoRA (r %zu), %zu tensors saved whole, %zu skipped; %.2f s (SVDs %.2f s); memory bound %s, %zu matrices at once\n",
 			cli_name, cli_safe(a.out), st.decomposed, st.rank, st.saved, st.skipped,
-			cli_seconds_since(&t0), st.lapack_seconds);
+			cli_seconds_since(&t0), st.lapack_seconds, mem, st.in_flight);
+	}
 	r = EXIT_OK;
 out:
 	free(rec);

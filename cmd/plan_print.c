@@ -229,8 +229,9 @@ void plan_print(const weld_plan *p, bool json, const struct plan_labels *labels)
 		       (unsigned long long)weld_plan_chunk_elems(p),
 		       (unsigned long long)weld_plan_input_bytes(p), (unsigned long long)out_bytes);
 		if (weld_plan_matrix_memory(p, &matrix)) {
-			printf("\"matrix_bytes\":%llu,\"matrix_tensor\":",
-			       (unsigned long long)weld_plan_matrix_memory(p, NULL));
+			printf("\"matrix_bytes\":%llu,\"matrices_at_once\":%zu,\"matrix_tensor\":",
+			       (unsigned long long)weld_plan_matrix_memory(p, NULL),
+			       weld_plan_matrices_at_once(p));
 			cli_json_string(stdout, matrix);
 			printf(",");
 		}
@@ -269,8 +270,8 @@ void plan_print(const weld_plan *p, bool json, const struct plan_labels *labels)
 	       (unsigned long long)weld_plan_chunk_elems(p));
 	if (weld_plan_matrix_memory(p, &matrix)) {
 		weld_format_size(weld_plan_matrix_memory(p, NULL), mem, sizeof(mem));
-		printf("matrix   %s of it for the largest matrix decomposed whole, '%s' (one at a time)\n",
-		       mem, cli_safe(matrix));
+		printf("matrix   %s of it for the largest matrix decomposed whole, '%s' (%zu at a time, each counted at that size)\n",
+		       mem, cli_safe(matrix), weld_plan_matrices_at_once(p));
 	}
 	weld_format_size(weld_plan_input_bytes(p), mem, sizeof(mem));
 	weld_format_size(out_bytes, lim, sizeof(lim));

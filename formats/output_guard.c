@@ -21,7 +21,7 @@ const char *const weld_side_files[] = {
 /* What weld writes beside the weights besides the side files; *.safetensors
  * and their index are recognised by suffix. */
 static const char *const written_files[] = { "config.json", "expert_groups.json",
-					      WELD_PART_FILE, NULL };
+					      "adapter_config.json", WELD_PART_FILE, NULL };
 
 static bool ends_with(const char *s, const char *suf)
 {

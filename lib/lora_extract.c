@@ -9,14 +9,21 @@
  * modules are saved whole; a Linear's .bias becomes lora_B.bias (its
  * delta); anything else (norms, other biases, 3-D and more) is saved
  * whole, or dropped with --skip-undecomposable. Regexes skip modules.
- * Then the SVDs run one matrix at a time, the factors kept in the output
- * dtype (the adapter is small), and the folder is written: the factors,
- * the saved tensors streamed from the fine-tune, adapter_config.json.
+ * Memory: the bound (each matrix's delta in double, its SVD's arrays and
+ * workspace, read buffers; every module's factors, kept until written) is
+ * computed before any data is read, and decides how many matrices are
+ * decomposed at once: up to `threads`, each counted at the size of the
+ * largest. BLAS then runs on one thread per matrix, so that no result
+ * depends on -j (OpenBLAS's bits depend on its thread count).
+ * Then the folder is written: the factors, the saved tensors streamed from
+ * the fine-tune, adapter_config.json.
  */
 #include "lora_extract.h"
+#include "linalg.h"
 #include "lora_svd.h"
 
 #include <cjson/cJSON.h>
+#include <omp.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +32,8 @@
 
 #define PREFIX "base_model.model."
 #define STEP (1u << 20)
+/* the binary, the models' headers, stacks and BLAS's own buffers */
+#define EXTRACT_RESERVE (16ull << 20)
 
 enum role { R_SKIP, R_SAVE, R_LINEAR, R_EMBED, R_BIAS };
 
@@ -47,6 +56,7 @@ struct ctx {
 	size_t n;
 	regex_t *inc, *exc;
 	size_t ninc, nexc;
+	int threads;            /* matrices at once (the plan's) */
 	struct weld_error *err;
 };
 
@@ -206,27 +216,155 @@ static int plan(struct ctx *c)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- memory */
+
+static struct weld_lora_svd_opts svd_opts(const struct ctx *c, const char *name)
+{
+	return (struct weld_lora_svd_opts){
+		.max_rank = c->o->max_rank, .eps = c->o->sv_epsilon,
+		.distribute = c->o->distribute_scale, .fast = c->o->fast,
+		.oversample = c->o->oversample, .power_iters = c->o->power_iters,
+		.seed = weld_xxh3(name, strlen(name)),
+	};
+}
+
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* Elements read at once from a tensor of nelem elements. */
+static size_t read_step(uint64_t nelem)
+{
+	return nelem < STEP ? (size_t)nelem : STEP;
+}
+
+/* What one read_delta() call of nelem elements allocates: two float
+ * buffers, a model's conversion buffer, and what a BASE+ADAPTER model
+ * computes per read. */
+static uint64_t read_bytes(const struct ctx *c, uint64_t nelem)
+{
+	uint64_t pe[2], pf[2];
+
+	weld_model_read_cost(c->ft, &pe[0], &pf[0]);
+	weld_model_read_cost(c->base, &pe[1], &pf[1]);
+	return (uint64_t)read_step(nelem) * (2 * sizeof(float) + sizeof(double) + pe[0] + pe[1]) +
+	       pf[0] + pf[1];
+}
+
+/* Memory of decomposing entry i: delta, reads, SVD, encoding; UINT64_MAX
+ * if too large. Sets the entry's rows and cols. */
+static uint64_t job_bytes(const struct ctx *c, size_t i)
+{
+	struct xent *e = &c->e[i];
+	const struct weld_tensor_info *t = weld_model_tensor(c->ft, i);
+	struct weld_lora_svd_opts so = svd_opts(c, t->name);
+	uint64_t svd, rank = c->o->max_rank;
+	bool tr = e->role == R_EMBED;
+
+	e->rows = tr ? t->shape[1] : t->shape[0];
+	e->cols = tr ? t->shape[0] : t->shape[1];
+	svd = weld_lora_svd_bytes((size_t)e->rows, (size_t)e->cols, &so);
+	if (svd == UINT64_MAX || t->nelem > UINT64_MAX / 16 || rank > UINT32_MAX)
+		return UINT64_MAX;
+	/* the float32 copy of a factor that encode() makes */
+	rank *= (uint64_t)(e->rows > e->cols ? e->rows : e->cols) * sizeof(float);
+	return sat_add(sat_add(svd, 8 * t->nelem + read_bytes(c, t->nelem)), rank);
+}
+
+/* Bytes of an entry's output tensors, kept from its SVD to the writer. */
+static uint64_t kept_bytes(const struct ctx *c, size_t i)
+{
+	const struct xent *e = &c->e[i];
+	uint64_t es = weld_dtype_size(e->dt), k = (uint64_t)(e->rows < e->cols ? e->rows : e->cols);
+
+	if (e->role == R_BIAS)
+		return es * weld_model_tensor(c->ft, i)->nelem;
+	k = c->o->max_rank < k ? c->o->max_rank : k;
+	return es * k * (uint64_t)(e->rows + e->cols);
+}
+
+/*
+ * The plan's bound: fixed + the kept factors + in_flight matrices, each
+ * counted at the largest one's size; in_flight = min(threads, matrices,
+ * what the budget holds). A budget without room for one is an error.
+ */
+static int plan_memory(struct ctx *c)
+{
+	uint64_t kept = 0, largest = 0, bias = 0, fixed, room;
+	size_t big = 0, jobs = 0, want;
+
+	for (size_t i = 0; i < c->n; i++) {
+		const struct weld_tensor_info *t = weld_model_tensor(c->ft, i);
+		uint64_t b;
+
+		if (c->e[i].role == R_BIAS) {
+			kept = sat_add(kept, kept_bytes(c, i));
+			b = sat_add(8 * t->nelem, read_bytes(c, t->nelem));
+			bias = b > bias ? b : bias;
+			continue;
+		}
+		if (c->e[i].role != R_LINEAR && c->e[i].role != R_EMBED)
+			continue;
+		if ((b = job_bytes(c, i)) == UINT64_MAX)
+			return weld_fail(c->err, WELD_ERR_ARG,
+					 "tensor '%s': %lld x %lld is too large to decompose (LAPACK's dimensions are 32-bit)",
+					 t->name, (long long)t->shape[0], (long long)t->shape[1]);
+		kept = sat_add(kept, kept_bytes(c, i));
+		jobs++;
+		if (b > largest) {
+			largest = b;
+			big = i;
+		}
+	}
+	/* the copy buffer of a saved tensor, or a bias delta, after the SVDs */
+	fixed = EXTRACT_RESERVE + (bias > (uint64_t)STEP * 8 ? bias : (uint64_t)STEP * 8);
+	fixed = sat_add(fixed, kept);
+	if (!jobs) {
+		c->threads = 1;
+		c->st->memory = fixed;
+		return 0;
+	}
+	if (c->o->max_memory < sat_add(fixed, largest)) {
+		const struct weld_tensor_info *t = weld_model_tensor(c->ft, big);
+
+		return weld_fail(c->err, WELD_ERR_ARG,
+				 "--max-memory %llu is too small: tensor '%s' (its %lld x %lld delta is decomposed whole, in double) needs at least %llu bytes",
+				 (unsigned long long)c->o->max_memory, t->name, (long long)t->shape[0],
+				 (long long)t->shape[1], (unsigned long long)sat_add(fixed, largest));
+	}
+	room = (c->o->max_memory - fixed) / largest;
+	want = c->o->threads > 0 ? (size_t)c->o->threads : (size_t)omp_get_max_threads();
+	want = want < jobs ? want : jobs;
+	c->threads = (int)(room < want ? room : want);
+	c->st->in_flight = (size_t)c->threads;
+	c->st->memory = fixed + (uint64_t)c->threads * largest;
+	return 0;
+}
+
 /* ---------------------------------------------------------------- the SVDs */
 
 /*
  * d = ft − base of tensor i [rows × cols] in double, row-major, or its
  * transpose [cols × rows] (an embedding: Δᵀ is decomposed).
  */
-static int read_delta(struct ctx *c, size_t i, int64_t j, bool transpose, double *d)
+static int read_delta(struct ctx *c, size_t i, int64_t j, bool transpose, double *d,
+		      struct weld_error *err)
 {
 	const struct weld_tensor_info *t = weld_model_tensor(c->ft, i);
 	uint64_t cols = t->ndim == 2 ? (uint64_t)t->shape[1] : 1, rows = t->nelem / (cols ? cols : 1);
-	float *x = malloc(STEP * sizeof(float)), *y = malloc(STEP * sizeof(float));
+	size_t step = read_step(t->nelem);
+	float *x = malloc((step + 1) * sizeof(float)), *y = malloc((step + 1) * sizeof(float));
 	int r = 0;
 
 	if (!x || !y)
-		r = weld_fail(c->err, WELD_ERR_NOMEM, "out of memory");
-	for (uint64_t first = 0; first < t->nelem && !r; first += STEP) {
-		size_t n = t->nelem - first < STEP ? (size_t)(t->nelem - first) : STEP;
+		r = weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	for (uint64_t first = 0; first < t->nelem && !r; first += step) {
+		size_t n = t->nelem - first < step ? (size_t)(t->nelem - first) : step;
 
-		r = weld_model_read_f32(c->ft, i, first, n, x, NULL, c->err);
+		r = weld_model_read_f32(c->ft, i, first, n, x, NULL, err);
 		if (!r)
-			r = weld_model_read_f32(c->base, (size_t)j, first, n, y, NULL, c->err);
+			r = weld_model_read_f32(c->base, (size_t)j, first, n, y, NULL, err);
 		for (size_t k = 0; k < n && !r; k++) {
 			uint64_t e = first + k;
 
@@ -260,56 +398,99 @@ static void *encode(const double *v, size_t n, enum weld_dtype dt)
 	return out;
 }
 
-static uint64_t seed_of(const char *name)
-{
-	return weld_xxh3(name, strlen(name));
-}
-
-static int decompose(struct ctx *c, size_t i)
+/* Decompose entry i (its rows and cols set by the plan); errors in err.
+ * Runs on any thread: it touches only its entry. */
+static int decompose(struct ctx *c, size_t i, struct weld_error *err)
 {
 	struct xent *e = &c->e[i];
 	const struct weld_tensor_info *t = weld_model_tensor(c->ft, i);
 	bool tr = e->role == R_EMBED;
-	struct weld_lora_svd_opts so = {
-		.max_rank = c->o->max_rank, .eps = c->o->sv_epsilon,
-		.distribute = c->o->distribute_scale, .fast = c->o->fast,
-		.oversample = c->o->oversample, .power_iters = c->o->power_iters,
-		.seed = seed_of(t->name),
-	};
+	struct weld_lora_svd_opts so = svd_opts(c, t->name);
 	struct weld_lora_factors f = { 0 };
 	struct weld_extract_module rep;
 	double *d;
 	int r = -1;
 
-	e->rows = tr ? t->shape[1] : t->shape[0];
-	e->cols = tr ? t->shape[0] : t->shape[1];
 	if (!(d = malloc((size_t)t->nelem * sizeof(double) + 1)))
-		return weld_fail(c->err, WELD_ERR_NOMEM,
+		return weld_fail(err, WELD_ERR_NOMEM,
 				 "tensor '%s': out of memory for its %llu-element delta in double",
 				 t->name, (unsigned long long)t->nelem);
-	if (read_delta(c, i, e->base, tr, d) < 0)
+	if (read_delta(c, i, e->base, tr, d, err) < 0)
 		goto out;
-	if (weld_lora_svd(d, (size_t)e->rows, (size_t)e->cols, &so, &f, c->err) < 0) {
-		snprintf(c->err->msg + strlen(c->err->msg), sizeof(c->err->msg) - strlen(c->err->msg),
+	if (weld_lora_svd(d, (size_t)e->rows, (size_t)e->cols, &so, &f, err) < 0) {
+		snprintf(err->msg + strlen(err->msg), sizeof(err->msg) - strlen(err->msg),
 			 " (tensor '%s')", t->name);
 		goto out;
 	}
 	e->rank = f.rank;
 	if (f.rank && (!(e->a = encode(f.a, f.rank * (size_t)e->cols, e->dt)) ||
 		       !(e->b = encode(f.b, (size_t)e->rows * f.rank, e->dt)))) {
-		weld_fail(c->err, WELD_ERR_NOMEM, "out of memory");
+		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	c->st->lapack_seconds += f.lapack_seconds;
-	c->st->decomposed += f.rank > 0;
 	rep = (struct weld_extract_module){ e->module, tr ? "embedding" : "lora", t->shape[0],
 					    t->shape[1], f.rank, f.rel_err, f.lapack_seconds };
-	if (c->o->module)
-		c->o->module(c->o->cb_ctx, &rep);
+	#pragma omp critical(weld_extract_report)
+	{
+		c->st->lapack_seconds += f.lapack_seconds;
+		c->st->decomposed += f.rank > 0;
+		if (c->o->module)
+			c->o->module(c->o->cb_ctx, &rep);
+	}
 	r = 0;
 out:
 	weld_lora_factors_free(&f);
 	free(d);
+	return r;
+}
+
+/*
+ * Every decomposition, c->threads at a time, BLAS on one thread each. The
+ * first error in plan order is reported; after an error no new matrix is
+ * started.
+ */
+static int decompose_all(struct ctx *c)
+{
+	size_t *idx = malloc((c->n + 1) * sizeof(*idx)), nj = 0;
+	struct weld_error *errs = NULL;
+	int *rc = NULL, blas, stop = 0, r = 0;
+
+	for (size_t i = 0; idx && i < c->n; i++)
+		if (c->e[i].role == R_LINEAR || c->e[i].role == R_EMBED)
+			idx[nj++] = i;
+	if (idx) {
+		errs = calloc(nj + 1, sizeof(*errs));
+		rc = calloc(nj + 1, sizeof(*rc));
+	}
+	if (!idx || !errs || !rc) {
+		free(idx);
+		free(errs);
+		free(rc);
+		return weld_fail(c->err, WELD_ERR_NOMEM, "out of memory");
+	}
+	blas = weld_linalg_threads(1);
+	#pragma omp parallel for schedule(dynamic, 1) num_threads(c->threads)
+	for (size_t k = 0; k < nj; k++) {
+		int s;
+
+		#pragma omp atomic read
+		s = stop;
+		if (s)
+			continue;
+		if ((rc[k] = decompose(c, idx[k], &errs[k])) < 0) {
+			#pragma omp atomic write
+			stop = 1;
+		}
+	}
+	weld_linalg_threads(blas);
+	for (size_t k = 0; k < nj && !r; k++)
+		if (rc[k] < 0) {
+			*c->err = errs[k];
+			r = -1;
+		}
+	free(idx);
+	free(errs);
+	free(rc);
 	return r;
 }
 
@@ -322,7 +503,7 @@ static int bias_delta(struct ctx *c, size_t i)
 
 	if (!d)
 		return weld_fail(c->err, WELD_ERR_NOMEM, "out of memory");
-	if (read_delta(c, i, e->base, false, d) == 0) {
+	if (read_delta(c, i, e->base, false, d, c->err) == 0) {
 		e->a = encode(d, (size_t)t->nelem, e->dt);
 		r = e->a ? 0 : weld_fail(c->err, WELD_ERR_NOMEM, "out of memory");
 	}
@@ -332,9 +513,8 @@ static int bias_delta(struct ctx *c, size_t i)
 
 static int compute(struct ctx *c)
 {
-	for (size_t i = 0; i < c->n; i++)
-		if ((c->e[i].role == R_LINEAR || c->e[i].role == R_EMBED) && decompose(c, i) < 0)
-			return -1;
+	if (decompose_all(c) < 0)
+		return -1;
 	for (size_t i = 0; i < c->n; i++) {
 		struct xent *e = &c->e[i];
 
@@ -594,7 +774,7 @@ int weld_extract_lora(const weld_model *ft, const weld_model *base, const char *
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	if (compile(o->include, o->ninclude, &c.inc, &c.ninc, "--include-regex", err) == 0 &&
 	    compile(o->exclude, o->nexclude, &c.exc, &c.nexc, "--exclude-regex", err) == 0 &&
-	    plan(&c) == 0 && compute(&c) == 0)
+	    plan(&c) == 0 && plan_memory(&c) == 0 && compute(&c) == 0)
 		r = write_folder(&c, out);
 	for (size_t i = 0; i < c.n; i++) {
 		free(c.e[i].module);

@@ -2,7 +2,8 @@
  * lora_extract.h - a PEFT LoRA adapter from a fine-tuned model and its base
  * (weld extract-lora; METHODS 17, mergekit-extract-lora's options and
  * defaults). Every 2-D Linear weight's delta is factored by truncated SVD
- * (lora_svd.h), one matrix at a time; embeddings, --save-module modules
+ * (lora_svd.h), whole, up to `threads` matrices at once as the memory
+ * budget allows (the bound is computed first); embeddings, --save-module modules
  * and tensors that are not 2-D Linear weights are saved whole as
  * modules_to_save. The output folder holds adapter_config.json and one
  * adapter_model.safetensors, published atomically like any weld output.
@@ -35,6 +36,11 @@ struct weld_extract_opts {
 	size_t oversample;              /* 10 */
 	unsigned power_iters;           /* 2 */
 	bool force;
+	/* the memory budget (bytes): the plan's bound must fit in it */
+	uint64_t max_memory;
+	/* matrices decomposed at once, at most (each on one BLAS thread);
+	 * 0: omp_get_max_threads() */
+	int threads;
 	const char *base_name;          /* base_model_name_or_path (the BASE as given) */
 	const char *recipe_json;        /* stored in the file's metadata, or NULL */
 	void (*warn)(void *ctx, const char *msg);
@@ -44,10 +50,18 @@ struct weld_extract_opts {
 
 struct weld_extract_stats {
 	size_t decomposed, saved, skipped, rank;   /* rank: r of the config (largest ρ) */
-	double lapack_seconds;
-	uint64_t bytes;                            /* of adapter_model.safetensors' tensors */
+	double lapack_seconds;                     /* summed over the modules */
+	uint64_t bytes;
+	uint64_t memory;                           /* the plan's bound */
+	size_t in_flight;                          /* matrices decomposed at once */                            /* of adapter_model.safetensors' tensors */
 };
 
+/*
+ * Plan, decompose and write the adapter folder out. A budget below the
+ * plan's bound is an error (WELD_ERR_ARG) naming the largest matrix and
+ * the budget needed, before any data is read. The output is the same for
+ * any threads and max_memory. Returns 0, or -1 with err filled.
+ */
 int weld_extract_lora(const weld_model *ft, const weld_model *base, const char *out,
 		      const struct weld_extract_opts *o, struct weld_extract_stats *st,
 		      struct weld_error *err);

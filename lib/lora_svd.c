@@ -3,18 +3,12 @@
  * dgesdd on the whole matrix) or randomized (Halko, Martinsson & Tropp
  * 2011, algorithm 4.4: a Gaussian sketch of l = ρ + oversample columns,
  * q power iterations with a QR after every product, then the exact SVD of
- * the small l × n matrix Qᵀ·Δ).
- *
- * A row-major [m × n] buffer is, to LAPACK's column-major eyes, Δᵀ [n × m].
- * Its SVD Δᵀ = U'·Σ·V'ᵀ gives Δ's factors without a transposed copy: V'ᵀ
- * [k × m] column-major is Δ's U [m × k] row-major, and U' [n × k]
- * column-major is Δ's Vᵀ [k × n] row-major.
+ * the small l × n matrix Qᵀ·Δ). Every LAPACK and BLAS call goes through
+ * linalg.h, on row-major arrays.
  */
 #include "lora_svd.h"
 #include "linalg.h"
 
-#include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,13 +89,11 @@ static int exact(double *delta, size_t m, size_t n, const struct weld_lora_svd_o
 		goto out;
 	}
 	t0 = now();
-	/* column-major Δᵀ [n × m]: U' [n × k] is Vᵀ, V'ᵀ [k × m] is U */
-	info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)n, (lapack_int)m, delta,
-			      (lapack_int)n, s, vt, (lapack_int)n, u, (lapack_int)k);
+	info = weld_svd(m, n, delta, s, u, vt);
 	f->lapack_seconds += now() - t0;
 	if (info != 0) {
 		weld_fail(err, info < 0 ? WELD_ERR_NOMEM : WELD_ERR_ARG,
-			  "the SVD did not converge (LAPACK dgesdd info %d)", (int)info);
+			  info < 0 ? "out of memory" : "the SVD did not converge (LAPACK dgesdd)");
 		goto out;
 	}
 	r = build(s, u, k, 1, vt, m, n, norm2, o, k, f, err);
@@ -137,84 +129,110 @@ static void gaussian(double *x, size_t n, uint64_t seed)
 	}
 }
 
-/* Replace y [rows × l], column-major, by an orthonormal basis of its range. */
-static int orthonormalize(double *y, size_t rows, size_t l, double *tau, struct weld_error *err)
-{
-	if (LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)rows, (lapack_int)l, y, (lapack_int)rows,
-			   tau) != 0 ||
-	    LAPACKE_dorgqr(LAPACK_COL_MAJOR, (lapack_int)rows, (lapack_int)l, (lapack_int)l, y,
-			   (lapack_int)rows, tau) != 0)
-		return weld_fail(err, WELD_ERR_ARG, "QR factorisation failed (LAPACK)");
-	return 0;
-}
-
 /*
- * x is Δᵀ column-major [n × m] (ld n). Q [m × l]: range of Δ·Ω, refined
- * by power_iters products with Δᵀ and Δ. Then W = Δᵀ·Q [n × l] = (Qᵀ·Δ)ᵀ,
- * W = U_W·Σ·V_Wᵀ, so Δ ≈ (Q·V_W)·Σ·U_Wᵀ.
+ * delta is Δ [m × n] row-major. Q: an orthonormal basis (the l rows of q,
+ * [l × m]) of the range of Δ·Ω, refined by power_iters products with Δᵀ
+ * and Δ, each followed by a QR. Then W = Qᵀ·Δ [l × n] = U_W·Σ·V_Wᵀ, so
+ * Δ ≈ (Q·U_W)·Σ·V_Wᵀ: the left vectors Uᵀ = U_Wᵀ·q [l × m].
+ * Products of row-major transposes: q = (Δ·Ω)ᵀ = Ωᵀ·Δᵀ with Ωᵀ in w,
+ * and w = (Δᵀ·Q)ᵀ = q·Δ.
  */
-static int randomized(const double *x, size_t m, size_t n, const struct weld_lora_svd_opts *o,
+static int randomized(const double *delta, size_t m, size_t n, const struct weld_lora_svd_opts *o,
 		      struct weld_lora_factors *f, struct weld_error *err)
 {
 	size_t l = o->max_rank + o->oversample;
-	double norm2 = sum_sq(x, m * n), t0 = now();
-	double *q = malloc(m * l * sizeof(double)), *w = malloc(n * l * sizeof(double));
-	double *tau = malloc(l * sizeof(double)), *s = malloc(l * sizeof(double));
-	double *vtw = malloc(l * l * sizeof(double)), *ud = malloc(m * l * sizeof(double));
-	int r = -1;
+	double norm2 = sum_sq(delta, m * n), t0 = now();
+	double *q = malloc(l * m * sizeof(double)), *w = malloc(l * n * sizeof(double));
+	double *s = malloc(l * sizeof(double)), *uw = malloc(l * l * sizeof(double));
+	double *vtw = malloc(l * n * sizeof(double)), *ut = malloc(l * m * sizeof(double));
+	int r = -1, info = 0;
 
-	if (!q || !w || !tau || !s || !vtw || !ud) {
+	if (!q || !w || !s || !uw || !vtw || !ut) {
 		weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	gaussian(w, n * l, o->seed);
-	cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)m, (int)l, (int)n, 1, x, (int)n,
-		    w, (int)n, 0, q, (int)m);
-	if (orthonormalize(q, m, l, tau, err) < 0)
-		goto out;
-	for (unsigned it = 0; it < o->power_iters; it++) {
-		cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)l, (int)m, 1, x,
-			    (int)n, q, (int)m, 0, w, (int)n);
-		if (orthonormalize(w, n, l, tau, err) < 0)
-			goto out;
-		cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)m, (int)l, (int)n, 1, x,
-			    (int)n, w, (int)n, 0, q, (int)m);
-		if (orthonormalize(q, m, l, tau, err) < 0)
-			goto out;
+	gaussian(w, l * n, o->seed);
+	weld_gemm(false, true, l, m, n, 1, w, delta, 0, q);
+	info = weld_orthonormal_rows(l, m, q);
+	for (unsigned it = 0; it < o->power_iters && !info; it++) {
+		weld_gemm(false, false, l, n, m, 1, q, delta, 0, w);
+		if (!(info = weld_orthonormal_rows(l, n, w))) {
+			weld_gemm(false, true, l, m, n, 1, w, delta, 0, q);
+			info = weld_orthonormal_rows(l, m, q);
+		}
 	}
-	cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)l, (int)m, 1, x, (int)n,
-		    q, (int)m, 0, w, (int)n);
-	/* W [n × l] = U_W [n × l, in w] · Σ · V_Wᵀ [l × l] */
-	if (LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'O', (lapack_int)n, (lapack_int)l, w, (lapack_int)n, s,
-			   NULL, (lapack_int)n, vtw, (lapack_int)l) != 0) {
-		weld_fail(err, WELD_ERR_ARG, "the SVD did not converge (LAPACK dgesdd)");
+	if (info) {
+		weld_fail(err, info < 0 ? WELD_ERR_NOMEM : WELD_ERR_ARG,
+			  info < 0 ? "out of memory" : "QR factorisation failed (LAPACK)");
 		goto out;
 	}
-	/* Δ's U [m × l] column-major = Q·V_W = Q·(V_Wᵀ)ᵀ */
-	cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)m, (int)l, (int)l, 1, q, (int)m,
-		    vtw, (int)l, 0, ud, (int)m);
+	weld_gemm(false, false, l, n, m, 1, q, delta, 0, w);
+	/* W [l × n] = U_W [l × l, in uw] · Σ · V_Wᵀ [l × n, in vtw] */
+	if ((info = weld_svd(l, n, w, s, uw, vtw)) != 0) {
+		weld_fail(err, info < 0 ? WELD_ERR_NOMEM : WELD_ERR_ARG,
+			  info < 0 ? "out of memory" : "the SVD did not converge (LAPACK dgesdd)");
+		goto out;
+	}
+	weld_gemm(true, false, l, m, l, 1, uw, q, 0, ut);
 	f->lapack_seconds += now() - t0;
-	/* U (i, r) at ud[r * m + i]; Vᵀ (r, j) = U_W (j, r) at w[r * n + j] */
-	r = build(s, ud, 1, m, w, m, n, norm2, o, l < o->max_rank ? l : o->max_rank, f, err);
+	/* U (i, r) at ut[r * m + i] */
+	r = build(s, ut, 1, m, vtw, m, n, norm2, o, l < o->max_rank ? l : o->max_rank, f, err);
 out:
 	free(q);
 	free(w);
-	free(tau);
 	free(s);
+	free(uw);
 	free(vtw);
-	free(ud);
+	free(ut);
 	return r;
+}
+
+/* Sizes that saturate at UINT64_MAX instead of overflowing. */
+static uint64_t add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+static uint64_t mul(uint64_t a, uint64_t b)
+{
+	return a && b > UINT64_MAX / a ? UINT64_MAX : a * b;
+}
+
+static bool use_fast(size_t m, size_t n, const struct weld_lora_svd_opts *o)
+{
+	return o->fast && o->max_rank + o->oversample < (m < n ? m : n);
+}
+
+uint64_t weld_lora_svd_bytes(size_t m, size_t n, const struct weld_lora_svd_opts *o)
+{
+	uint64_t k = m < n ? m : n, rank = o->max_rank < k ? o->max_rank : k, l, work, b;
+
+	if (m > INT32_MAX || n > INT32_MAX)
+		return UINT64_MAX;
+	/* the factors A and B (build) */
+	b = mul(8 * rank, (uint64_t)m + n);
+	if (!use_fast(m, n, o)) {
+		/* s, u, vt and dgesdd's workspace */
+		work = weld_svd_scratch_bytes(m, n);
+		return add(add(b, work), mul(8, add(k, mul(k, (uint64_t)m + n))));
+	}
+	/* q, ut [l × m]; w, vtw [l × n]; uw [l × l]; s; the largest workspace */
+	l = o->max_rank + o->oversample;
+	work = weld_svd_scratch_bytes(l, n);
+	if (weld_orthonormal_rows_scratch_bytes(l, m) > work)
+		work = weld_orthonormal_rows_scratch_bytes(l, m);
+	if (weld_orthonormal_rows_scratch_bytes(l, n) > work)
+		work = weld_orthonormal_rows_scratch_bytes(l, n);
+	return add(add(b, work), mul(8 * l, 2 * (uint64_t)m + 2 * (uint64_t)n + l + 1));
 }
 
 int weld_lora_svd(double *delta, size_t m, size_t n, const struct weld_lora_svd_opts *o,
 		  struct weld_lora_factors *out, struct weld_error *err)
 {
-	size_t k = m < n ? m : n;
-
 	memset(out, 0, sizeof(*out));
 	if (m > INT32_MAX || n > INT32_MAX)
 		return weld_fail(err, WELD_ERR_ARG, "matrix [%zu, %zu] too large for LAPACK", m, n);
-	if (o->fast && o->max_rank + o->oversample < k)
+	if (use_fast(m, n, o))
 		return randomized(delta, m, n, o, out, err);
 	return exact(delta, m, n, o, out, err);
 }
@@ -225,9 +243,4 @@ void weld_lora_factors_free(struct weld_lora_factors *f)
 	free(f->b);
 	f->a = f->b = NULL;
 	f->rank = 0;
-}
-
-void weld_lora_svd_threads(int n)
-{
-	weld_linalg_threads(n);
 }

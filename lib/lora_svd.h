@@ -32,11 +32,14 @@ struct weld_lora_svd_opts {
 	uint64_t seed;          /* of the Gaussian test matrix */
 };
 
+/* Bytes weld_lora_svd(m, n, o) allocates at most, the factors it returns
+ * included (not delta, which is the caller's), or UINT64_MAX if a
+ * dimension is too large. */
+uint64_t weld_lora_svd_bytes(size_t m, size_t n, const struct weld_lora_svd_opts *o);
+
 /* Factors of delta [m × n] (overwritten). */
 int weld_lora_svd(double *delta, size_t m, size_t n, const struct weld_lora_svd_opts *o,
 		  struct weld_lora_factors *out, struct weld_error *err);
 void weld_lora_factors_free(struct weld_lora_factors *f);
-/* Threads BLAS and LAPACK may use (n >= 1). */
-void weld_lora_svd_threads(int n);
 
 #endif

@@ -499,17 +499,19 @@ static const struct weld_method_spelling spellings[] = {
 	  .summary = "Reinforced Agent Merging: the surviving deltas, alone or averaged (and RAM+)" },
 	/* the data-free SVD merges (METHODS 13-15): a command and a recipe
 	 * name each; lambda is FusionBench's alpha (TSV-M) and scaling_factor
-	 * (Iso) */
+	 * (Iso), which recipes accept as its other name */
 	{ .name = "tsv_m", .method = WELD_METHOD_TSV_M, .where = WELD_IN_RECIPE,
 	  .params = P(WEIGHT) | P(LAMBDA), .keys = K(SVD_EXCLUDE), .base = WELD_BASE_REQUIRED,
-	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .lambda_alias = "alpha" },
 	{ .name = "tsv-m", .method = WELD_METHOD_TSV_M, .where = WELD_IN_COMMAND,
 	  .params = P(WEIGHT) | P(LAMBDA), .keys = K(SVD_EXCLUDE), .base = WELD_BASE_REQUIRED,
 	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
 	  .summary = "TSV-M: each task's top singular vectors, orthogonalised together" },
 	{ .name = "iso_c", .method = WELD_METHOD_ISO_C, .where = WELD_IN_RECIPE,
 	  .params = P(WEIGHT) | P(LAMBDA), .keys = K(SVD_EXCLUDE), .base = WELD_BASE_REQUIRED,
-	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true },
+	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
+	  .lambda_alias = "scaling_factor" },
 	{ .name = "iso-c", .method = WELD_METHOD_ISO_C, .where = WELD_IN_COMMAND,
 	  .params = P(WEIGHT) | P(LAMBDA), .keys = K(SVD_EXCLUDE), .base = WELD_BASE_REQUIRED,
 	  .density = 1, .rescale = WELD_RESCALE_NONE, .combine_fixed = true,
@@ -517,7 +519,7 @@ static const struct weld_method_spelling spellings[] = {
 	{ .name = "iso_cts", .method = WELD_METHOD_ISO_CTS, .where = WELD_IN_RECIPE,
 	  .params = P(WEIGHT) | P(LAMBDA) | P(COMMON_SPACE_FRACTION), .keys = K(SVD_EXCLUDE),
 	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,
-	  .combine_fixed = true },
+	  .combine_fixed = true, .lambda_alias = "scaling_factor" },
 	{ .name = "iso-cts", .method = WELD_METHOD_ISO_CTS, .where = WELD_IN_COMMAND,
 	  .params = P(WEIGHT) | P(LAMBDA) | P(COMMON_SPACE_FRACTION), .keys = K(SVD_EXCLUDE),
 	  .base = WELD_BASE_REQUIRED, .density = 1, .rescale = WELD_RESCALE_NONE,

@@ -135,6 +135,9 @@ struct weld_method_spelling {
 	bool t_distance;              /* t is a distance (any number), not a fraction in [0, 1] */
 	bool plus;                    /* ram: the name is ramplus_tl */
 	bool weight_required;         /* a recipe gives every model a weight (mergekit requires it) */
+	/* a recipe's other name for lambda (FusionBench's: tsv_m's alpha,
+	 * iso's scaling_factor), or NULL */
+	const char *lambda_alias;
 };
 
 /* The spelling called name and accepted in where (WELD_IN_*), or NULL. */

@@ -75,6 +75,51 @@ out:
 	return r;
 }
 
+/* The optimal workspace (doubles) of dgeqrf and dorgqr for a^T, n x k
+ * column-major; -1 if LAPACK refuses. */
+static int64_t qr_lwork(size_t k, size_t n)
+{
+	lapack_int cm = (lapack_int)n, cn = (lapack_int)k;
+	double q1 = 0, q2 = 0, dummy = 0;
+
+	if (LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, cm, cn, &dummy, cm, &dummy, &q1, -1) != 0 ||
+	    LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, cm, cn, cn, &dummy, cm, &dummy, &q2, -1) != 0)
+		return -1;
+	return (int64_t)(q1 > q2 ? q1 : q2) + 1;
+}
+
+uint64_t weld_orthonormal_rows_scratch_bytes(size_t k, size_t n)
+{
+	int64_t lw;
+
+	if (!dims_ok(k, n) || k > n || (lw = qr_lwork(k, n)) < 0)
+		return UINT64_MAX;
+	return ((uint64_t)lw + k) * sizeof(double);
+}
+
+int weld_orthonormal_rows(size_t k, size_t n, double *a)
+{
+	lapack_int cm = (lapack_int)n, cn = (lapack_int)k;
+	double *work = NULL, *tau = NULL;
+	int64_t lw;
+	int r = -1;
+
+	if (!dims_ok(k, n) || k > n || (lw = qr_lwork(k, n)) < 0 || lw > INT32_MAX)
+		return -1;
+	work = malloc((size_t)lw * sizeof(double));
+	tau = malloc(k * sizeof(double));
+	if (!work || !tau)
+		goto out;
+	/* the rows of a are the columns of a^T, n x k column-major */
+	r = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, cm, cn, a, cm, tau, work, (lapack_int)lw) == 0 &&
+	    LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, cm, cn, cn, a, cm, tau, work, (lapack_int)lw) == 0
+		? 0 : 1;
+out:
+	free(work);
+	free(tau);
+	return r;
+}
+
 void weld_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, double alpha,
 	       const double *a, const double *b, double beta, double *c)
 {

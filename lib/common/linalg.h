@@ -1,7 +1,8 @@
 /*
  * linalg.h - double-precision linear algebra on plain arrays, through
- * LAPACK (LAPACKE) and BLAS (OpenBLAS): the thin SVD and the matrix
- * product the SVD-based methods and LoRA need.
+ * LAPACK (LAPACKE) and BLAS (OpenBLAS): the thin SVD, the orthonormal
+ * basis of a QR factorisation and the matrix product that the SVD-based
+ * methods and LoRA need. The one place weld calls LAPACK and BLAS.
  *
  * Every matrix is a packed row-major array of doubles: element (i, j) of
  * an m x n matrix at a[i * n + j]. Nothing here prints, exits or knows of
@@ -37,6 +38,19 @@ uint64_t weld_svd_scratch_bytes(size_t m, size_t n);
  * 1 when LAPACK did not converge (the outputs are then undefined).
  */
 int weld_svd(size_t m, size_t n, double *a, double *s, double *u, double *vt);
+
+/* Bytes of scratch weld_orthonormal_rows(k, n, ...) allocates, or
+ * UINT64_MAX if too large. */
+uint64_t weld_orthonormal_rows_scratch_bytes(size_t k, size_t n);
+
+/*
+ * Replace the k rows of the k x n matrix a (k <= n) by an orthonormal
+ * basis of their span, the Q of the QR factorisation of a^T (LAPACK
+ * dgeqrf and dorgqr): row i of the result spans the same space as rows
+ * 0..i of a. Returns 0; -1 when out of memory or a dimension is too
+ * large; 1 when LAPACK refused the arguments.
+ */
+int weld_orthonormal_rows(size_t k, size_t n, double *a);
 
 /*
  * c = alpha * op(a) * op(b) + beta * c, c m x n, op(a) m x k, op(b) k x n,

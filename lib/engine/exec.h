@@ -191,6 +191,7 @@ struct exec {
 	double *stats;          /* STATS: the current job's totals */
 	float *coef;            /* STATS: per source coefficients for APPLY */
 	bool note;              /* STATS: the tensor's statistic is degenerate */
+	struct svd_batch *svd;  /* whole-matrix jobs computed, not all written (svd_pass.c) */
 };
 
 /* The input tensor of source s. */

@@ -214,6 +214,9 @@ uint64_t weld_plan_chunk_elems(const weld_plan *p);
  * weld_plan_memory), and its tensor's name in *tensor (borrowed; NULL when
  * there is none, and 0 returned). tensor may be NULL. */
 uint64_t weld_plan_matrix_memory(const weld_plan *p, const char **tensor);
+/* How many whole matrices are decomposed at once (each counted in
+ * weld_plan_memory at weld_plan_matrix_memory's size); 0 when none. */
+size_t weld_plan_matrices_at_once(const weld_plan *p);
 /* Bytes of tensor data the merge takes from its inputs: each source and
  * base tensor once (the statistics passes read some of it again). */
 uint64_t weld_plan_input_bytes(const weld_plan *p);

@@ -750,19 +750,23 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	}
 	per_slice += read_elem * super + read_fixed;
 	shared += read_fixed;
+	per_elem = WELD_OUTQ_BUFS * 8 + maxsrc / 8 + 1 + read_elem; /* output buffers, packed masks */
+	/* a STATS pass's sums per block */
+	per_elem += (maxstats * 8 + WELD_BLOCK - 1) / WELD_BLOCK;
+	/* whole matrices at once: as many as fit beside the least streaming needs */
+	p->matrices = weld_plan_svd_at_once(p, threads * per_slice + shared + WELD_MIN_CHUNK * per_elem);
 	slices = threads > 1 ? 4 * threads : 1;
-	avail = p->o.max_memory > p->matrix_bytes ? p->o.max_memory - p->matrix_bytes : 0;
-	if (slices * per_slice > avail / 8)
+	avail = p->o.max_memory > p->matrices * p->matrix_bytes
+		? p->o.max_memory - p->matrices * p->matrix_bytes : 0;
+	if (slices * per_slice > avail / 8 ||
+	    avail < slices * per_slice + shared + WELD_MIN_CHUNK * per_elem)
 		slices = threads;
 	fixed = slices * per_slice + shared;
-	per_elem = WELD_OUTQ_BUFS * 8 + maxsrc / 8 + 1 + read_elem; /* output buffers, packed masks */
 	if (p->ranks && widest)
 		snprintf(why, sizeof(why), " (%s holds whole rows in memory; tensor '%s' has rows of %llu elements)",
 			 weld_method_name(widest->method), widest->name, (unsigned long long)max_row);
 	else if (row)
 		snprintf(why, sizeof(why), " (--scope row holds whole rows in memory)");
-	/* a STATS pass's sums per block */
-	per_elem += (maxstats * 8 + WELD_BLOCK - 1) / WELD_BLOCK;
 	if (avail < fixed + WELD_MIN_CHUNK * per_elem && p->matrix_bytes) {
 		const struct weld_job *mj = &p->jobs[p->matrix_job];
 
@@ -802,7 +806,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	p->raw_es = raw_es;
 	p->maxsel = (int)maxsel;
 	p->memory = fixed - RESERVE_BYTES + p->chunk * per_elem + p->record_bytes +
-		    maxsrc * p->drop_stride + p->matrix_bytes;
+		    maxsrc * p->drop_stride + p->matrices * p->matrix_bytes;
 	p->finished = true;
 	return 0;
 }

@@ -41,12 +41,17 @@ struct weld_plan {
 	bool svd_exclude_set;
 	uint64_t matrix_bytes;   /* the largest whole-matrix job's memory (svd_pass.c), */
 	size_t matrix_job;       /* and its job */
+	size_t matrices;         /* whole-matrix jobs computed at once (svd_pass.c) */
 };
 
 /* svd_pass.c: is job j a whole-matrix job (an SVD method's 2-D tensor not
  * excluded by --svd-exclude)? Its memory, UINT64_MAX if too large. */
 bool weld_plan_svd_matrix(const weld_plan *p, const struct weld_job *j);
 uint64_t weld_svd_job_bytes(const weld_plan *p, const struct weld_job *j);
+/* How many whole-matrix jobs run at once when the streaming buffers need
+ * at least stream_min bytes: up to the threads, as many as --max-memory
+ * holds counted at matrix_bytes each, at least 1 (0 when there is none). */
+size_t weld_plan_svd_at_once(const weld_plan *p, uint64_t stream_min);
 
 /* Threads the execution uses (the option, else every core). */
 int weld_plan_threads(const weld_plan *p);

@@ -89,18 +89,24 @@ static int param_value(const weld_recipe *r, enum weld_param p, const struct rso
 	levels[2] = r->params;
 	paths[2] = NULL;
 	for (int l = 0; l < 3; l++) {
-		const cJSON *v = levels[l] ? cJSON_GetObjectItemCaseSensitive(levels[l], pd->name) : NULL;
+		const char *key = pd->name;
+		const cJSON *v = levels[l] ? cJSON_GetObjectItemCaseSensitive(levels[l], key) : NULL;
 
+		/* lambda's other name (parsing refused an object with both) */
+		if (!v && levels[l] && p == WELD_P_LAMBDA && r->m->lambda_alias) {
+			key = r->m->lambda_alias;
+			v = cJSON_GetObjectItemCaseSensitive(levels[l], key);
+		}
 		if (!v || !eval_setting(v, name, t, out, &entry))
 			continue;
 		if (paths[l] && entry >= 0)
-			set_where(where, wlen, "%s.parameters.%s[%d]", paths[l], pd->name, entry);
+			set_where(where, wlen, "%s.parameters.%s[%d]", paths[l], key, entry);
 		else if (paths[l])
-			set_where(where, wlen, "%s.parameters.%s", paths[l], pd->name);
+			set_where(where, wlen, "%s.parameters.%s", paths[l], key);
 		else if (entry >= 0)
-			set_where(where, wlen, "parameters.%s[%d]", pd->name, entry);
+			set_where(where, wlen, "parameters.%s[%d]", key, entry);
 		else
-			set_where(where, wlen, "parameters.%s", pd->name);
+			set_where(where, wlen, "parameters.%s", key);
 		return 1;
 	}
 	where[0] = 0;

@@ -115,6 +115,8 @@ int weld_recipe_build_json(weld_recipe *r, struct weld_error *err)
 
 			if (!param_in_use(r, (enum weld_param)p) || p == WELD_P_RESCALE || p == WELD_P_INT8_MASK ||
 			    cJSON_GetObjectItemCaseSensitive(params, weld_param_defs[p].name) ||
+			    (p == WELD_P_LAMBDA && r->m->lambda_alias &&
+			     cJSON_GetObjectItemCaseSensitive(params, r->m->lambda_alias)) ||
 			    !param_default(r, (enum weld_param)p, &v))
 				continue;
 			if (weld_param_defs[p].range == WELD_RANGE_BOOL)

@@ -167,6 +167,12 @@ int weld_recipe_parse_params(const weld_recipe *r, const cJSON *obj, enum level 
 		for (int i = 0; i < WELD_P_COUNT; i++)
 			if (strcmp(k->string, all[i]) == 0 && (p < 0 || mine[i]))
 				p = i;
+		if (r->m->lambda_alias && strcmp(k->string, r->m->lambda_alias) == 0) {
+			if (cJSON_GetObjectItemCaseSensitive(obj, weld_param_defs[WELD_P_LAMBDA].name))
+				return rfail(r, err, path, "'%s' is %s's other name for 'lambda', which this object sets too: give one",
+					     k->string, r->m->name);
+			p = WELD_P_LAMBDA;
+		}
 		if (p < 0) {
 			const char *near = weld_suggest(k->string, mine, WELD_P_COUNT);
 

@@ -19,8 +19,9 @@
 #                        tests/tools/mkmodel.c, then gguf: ties of four Q8_0
 #                        GGUF models into Q8_0, these two with FAMILY gauss
 #                        only; tsv-m and iso-c, and iso-cts when named, run
-#                        once each in a table of their own: time and peak RSS
-#                        against the plan's memory bound; then lora:
+#                        in a table of their own on a smaller family (see
+#                        below): time and peak RSS against the plan's memory
+#                        bound, one matrix and -j matrices at once; then lora:
 #                        tests/bench/lora.sh; these too with FAMILY gauss
 #                        only); every method of the first table has a PyTorch
 #                        row (mergekit's per-tensor code; pcb the authors'
@@ -386,40 +387,73 @@ case " $METHODS " in
 	rm -f "$OUT/out-weld.gguf"
 	;;
 esac
-# The SVD methods decompose every 2-D tensor whole (one at a time, one BLAS
-# thread): their memory is the plan's bound for the largest matrix plus the
-# streaming buffers, and the merge runs once with exactly the budget the
-# plan asks for (at least 256M). The row shows the time, the peak RSS, the
-# plan's bound (weld plan --json memory_bytes: the buffers, the largest
-# matrix included) and whether the peak held under that bound.
+# The SVD methods decompose every 2-D tensor whole, in double: on the full
+# bench family (2048 x 5632 MLP matrices, a 32000 x 2048 embedding) a run
+# takes about 10 minutes per layer, so their rows use a family of their own,
+# made by tests/tools/mkmodel.c: hidden 1024, intermediate 2816, 2 layers,
+# vocabulary 8000, bf16 (81 MB per model, embedding and head 8000 x 1024
+# included), a base and three fine-tunes (--noise 0.1); small: hidden 128,
+# intermediate 352. Each method runs twice: in the smallest budget the plan
+# accepts (at least 256M), where one matrix is decomposed at a time, and in
+# a budget that holds -j matrices at once (the smallest plus -j - 1 times
+# the largest matrix). A row: wall and CPU seconds, peak RSS, the plan's
+# bound (weld plan --json memory_bytes: the buffers and every matrix in
+# flight), the largest matrix's bytes, the matrices at once, the budget and
+# whether the peak held under the bound; the outputs of the two runs must
+# be the same bytes.
 svd_header=false
+svd=$BENCH_DIR/svd-family-$BENCH_SIZE
 for m in $METHODS; do
 	case $m in tsv-m|iso-c|iso-cts) ;; *) continue ;; esac
 	if ! $svd_header; then
-		printf '\n%-16s %8s %8s %10s %10s %12s %6s\n' method "weld s" "weld MB" "bound MB" "matrix MB" "--max-memory" holds | tee -a "$result"
+		if [ ! -f "$svd/ft3/config.json" ]; then
+			rm -rf "$svd"
+			mkdir -p "$svd"
+			if [ "$BENCH_SIZE" = full ]; then
+				g="--layers 2 --hidden 1024 --inter 2816 --vocab 8000 --dtype bf16"
+			else
+				g="--layers 2 --hidden 128 --inter 352 --vocab 1000 --dtype bf16"
+			fi
+			"$MKMODEL" "$svd/base" $g >/dev/null
+			for s in 1 2 3; do "$MKMODEL" "$svd/ft$s" $g --seed $s --noise 0.1 >/dev/null; done
+		fi
+		SB=$svd/base
+		SMODELS="$svd/ft1 $svd/ft2 $svd/ft3"
+		warm=$(ls "$svd"/*/*.safetensors)
+		printf '\n%-16s %8s %8s %8s %10s %10s %5s %12s %6s\n' "svd-family" "weld s" "CPU s" "weld MB" "bound MB" "matrix MB" "at" "--max-memory" holds | tee -a "$result"
 		svd_header=true
 	fi
-	need=$("$WELD" plan "$m" --base "$B" $MODELS --max-memory 1M 2>&1 |
+	need=$("$WELD" plan "$m" --base "$SB" $SMODELS --max-memory 1M 2>&1 |
 		sed -n 's/.*needs at least \([0-9]*\) bytes.*/\1/p')
 	budget=$(awk -v n="${need:-0}" 'BEGIN { b = 256e6; if (n + 0 > b) b = n; printf "%.0f", b }')
-	"$WELD" plan "$m" --base "$B" $MODELS --max-memory "$budget" --json >"$logs/plan-$m.json"
-	bound=$("$PYTHON" -c 'import json, sys; d = json.load(open(sys.argv[1])); print("%.0f %.0f" % (d["memory_bytes"] / 1e6, d.get("matrix_bytes", 0) / 1e6))' "$logs/plan-$m.json")
-	wout=$OUT/out-weld-$m
-	saved=$REPEAT
-	REPEAT=1
-	best "$wout" "$logs/weld-$m" "$WELD" "$m" --base "$B" -o "$wout" --max-memory "$budget" -q -f -j "$THREADS" $MODELS
-	REPEAT=$saved
-	rm -rf "$wout"
-	if [ "$ST" != 0 ]; then
-		say "weld $m failed (exit $ST): $(head -n 1 "$logs/weld-$m.err")"
-		continue
+	for pass in one many; do
+		if [ $pass = many ]; then
+			budget=$("$PYTHON" -c 'import json, sys; d = json.load(open(sys.argv[1])); print("%.0f" % (int(sys.argv[2]) + (int(sys.argv[3]) - 1) * d["matrix_bytes"]))' \
+				"$logs/plan-$m.json" "$budget" "$THREADS")
+		fi
+		"$WELD" plan "$m" --base "$SB" $SMODELS --max-memory "$budget" -j "$THREADS" --json >"$logs/plan-$m.json"
+		bound=$("$PYTHON" -c 'import json, sys; d = json.load(open(sys.argv[1])); print("%.0f %.0f %d" % (d["memory_bytes"] / 1e6, d.get("matrix_bytes", 0) / 1e6, d.get("matrices_at_once", 0)))' "$logs/plan-$m.json")
+		wout=$OUT/out-weld-$m-$pass
+		saved=$REPEAT
+		REPEAT=1
+		best "$wout" "$logs/weld-$m-$pass" "$WELD" "$m" --base "$SB" -o "$wout" --max-memory "$budget" -q -f -j "$THREADS" $SMODELS
+		REPEAT=$saved
+		if [ "$ST" != 0 ]; then
+			say "weld $m failed (exit $ST): $(head -n 1 "$logs/weld-$m-$pass.err")"
+			continue
+		fi
+		cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.2f", s }' "$logs/weld-$m-$pass.time")
+		awk -v m="$m" -v ws="$WALL" -v cpu="$cpu" -v wm="$RSS" -v bd="$bound" -v bu="$budget" 'BEGIN {
+			split(bd, x, " ")
+			printf "%-16s %8s %8s %8s %10s %10s %5s %12.0f %6s\n", m, ws, cpu, wm, x[1], x[2], x[3], bu / 1e6,
+			       (wm * 1048576 <= x[1] * 1e6) ? "yes" : "NO" }' | tee -a "$result"
+	done
+	if [ -f "$OUT/out-weld-$m-one/model.safetensors" ] && ! cmp -s "$OUT/out-weld-$m-one/model.safetensors" "$OUT/out-weld-$m-many/model.safetensors"; then
+		say "weld $m: the outputs of one and of several matrices at once differ"
 	fi
-	awk -v m="$m" -v ws="$WALL" -v wm="$RSS" -v bd="$bound" -v bu="$budget" 'BEGIN {
-		split(bd, x, " ")
-		printf "%-16s %8s %8s %10s %10s %12.0f %6s\n", m, ws, wm, x[1], x[2], bu / 1e6,
-		       (wm * 1048576 <= x[1] * 1e6) ? "yes" : "NO" }' | tee -a "$result"
+	rm -rf "$OUT/out-weld-$m-one" "$OUT/out-weld-$m-many"
 done
-$svd_header && echo "(SVD methods: MB of RSS are MiB; bound MB = the plan's buffers including the largest matrix, decimal; holds = peak RSS <= bound)" | tee -a "$result"
+$svd_header && echo "(SVD methods: MB of RSS are MiB; bound MB = the plan's buffers including every matrix in flight, decimal; at = matrices decomposed at once; holds = peak RSS <= bound)" | tee -a "$result"
 
 # LoRA: BASE+ADAPTER merges and extract-lora (tests/bench/lora.sh)
 case " $METHODS " in

@@ -67,6 +67,45 @@ for mode in "" "--fast"; do
 		cmp -s "$T/j1$mode/adapter_model.safetensors" "$T/j2$mode/adapter_model.safetensors"
 done
 
+# the memory plan: a model of 2 layers (largest factored matrix 256 x 768)
+"$MKMODEL" "$T/mb" --layers 2 --hidden 256 --inter 768 --vocab 512 --dtype f32 >/dev/null &&
+"$MKMODEL" "$T/mf" --layers 2 --hidden 256 --inter 768 --vocab 512 --dtype f32 --seed 3 --noise 0.01 >/dev/null ||
+	not_ok "mkmodel pair"
+# field NAME FILE: a number of the --json summary
+field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" "$2"; }
+"$WELD" extract-lora "$T/mf" --base "$T/mb" -o "$T/mj1" -j 1 --json >"$T/mj1.json" || not_ok "extract-lora -j 1"
+one=$(field memory_bound "$T/mj1.json")
+expect "--json: the plan's bound, one matrix at a time with -j 1" \
+	sh -c "[ '$one' -gt 0 ] && [ '$(field matrices_at_once "$T/mj1.json")' = 1 ]"
+"$WELD" extract-lora "$T/mf" --base "$T/mb" -o "$T/mj2" -j 2 --json >"$T/mj2.json" || not_ok "extract-lora -j 2"
+expect "-j 2 with room for two: two matrices at once, a bound above -j 1's" \
+	sh -c "[ '$(field matrices_at_once "$T/mj2.json")' = 2 ] && [ '$(field memory_bound "$T/mj2.json")' -gt '$one' ]"
+"$WELD" extract-lora "$T/mf" --base "$T/mb" -o "$T/mjs" -j 2 --max-memory "$one" --json >"$T/mjs.json" ||
+	not_ok "extract-lora -j 2 --max-memory $one"
+expect "-j 2 in a budget that holds one matrix: one at a time" \
+	sh -c "[ '$(field matrices_at_once "$T/mjs.json")' = 1 ] && [ '$(field memory_bound "$T/mjs.json")' = '$one' ]"
+expect "same bytes for -j 1, -j 2 and -j 2 --max-memory $one" sh -c \
+	"cmp '$T/mj1/adapter_model.safetensors' '$T/mj2/adapter_model.safetensors' &&
+	 cmp '$T/mj1/adapter_model.safetensors' '$T/mjs/adapter_model.safetensors'"
+expect "-v prints the bound and the matrices at once" sh -c \
+	"'$WELD' extract-lora -v '$T/mf' --base '$T/mb' -o '$T/mjv' -j 2 2>&1 | grep -q 'memory bound .*, 2 matrices at once'"
+# (a sanitizer's shadow memory is not the program's: no RSS check there)
+if ldd "$WELD" 2>/dev/null | grep -q 'libasan'; then
+	skip "peak RSS within the plan's bound (a sanitized build)"
+elif [ -x /usr/bin/time ]; then
+	/usr/bin/time -f '%M' -o "$T/rss" "$WELD" extract-lora -q "$T/mf" --base "$T/mb" -o "$T/mjr" -j 2 \
+		--max-memory "$one" || not_ok "extract-lora under /usr/bin/time"
+	expect "peak RSS within the plan's bound ($one bytes)" sh -c "[ \$(( \$(tail -1 '$T/rss') * 1024 )) -le '$one' ]"
+else
+	skip "peak RSS within the plan's bound (no /usr/bin/time)"
+fi
+refuse "a budget below the largest matrix's need" 1 \
+	"--max-memory $((one - 1)) is too small: tensor 'model.layers.0.mlp.down_proj.weight' (its 256 x 768 delta is decomposed whole, in double) needs at least $one bytes" \
+	"$T/e" "$WELD" extract-lora "$T/mf" --base "$T/mb" -o "$T/e" --max-memory "$((one - 1))"
+expect "-f replaces an adapter folder" "$WELD" extract-lora -q "$T/mf" --base "$T/mb" -o "$T/mj1" -f --max-rank 4
+refuse "--max-memory 0" 2 "--max-memory must be more than 0" "$T/e" \
+	"$WELD" extract-lora "$T/mf" --base "$T/mb" -o "$T/e" --max-memory 0
+
 # errors
 refuse "no --base" 2 "the base model is required" "$T/e" "$WELD" extract-lora "$F64" -o "$T/e"
 refuse "a bad --max-rank" 2 "--max-rank" "$T/e" "$WELD" extract-lora "$F64" --base "$B64" -o "$T/e" --max-rank 0

@@ -42,6 +42,35 @@ for m in tsv-m iso-c iso-cts; do
 		sh -c '"$1" plan $2 --json --base "$3" "$4" | "$5" -c "import json,sys; d=json.load(sys.stdin); assert d[\"matrix_bytes\"] > 0 and d[\"matrix_bytes\"] <= d[\"memory_bytes\"]"' \
 		sh "$WELD" $m "$T/base" "$T/ft1" "$PYTHON"
 done
+# -j N: up to N matrices at once, as many as --max-memory holds
+# jfield ARGS...: matrices_at_once of weld plan --json ARGS
+jfield() {
+	_m=$1
+	shift
+	"$WELD" plan "$_m" --json "$@" | "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)['matrices_at_once'])"
+}
+n=$(need tsv-m $B $FT)
+expect "tsv-m -j 2 --max-memory 1G: two matrices at once" test "$(jfield tsv-m $B -j 2 --max-memory 1G $FT)" = 2
+expect "tsv-m -j 2 in the smallest budget ($n): one at a time" test "$(jfield tsv-m $B -j 2 --max-memory "$n" $FT)" = 1
+expect "tsv-m -j 1: one at a time" test "$(jfield tsv-m $B -j 1 --max-memory 1G $FT)" = 1
+"$WELD" tsv-m -q $B -j 2 --max-memory 1G -o "$T/j2big" $FT &&
+"$WELD" tsv-m -q $B -j 2 --max-memory "$n" -o "$T/j2small" $FT &&
+"$WELD" tsv-m -q $B -j 1 --max-memory 1G -o "$T/j1big" $FT || not_ok "tsv-m -j 1/2 runs"
+expect "tsv-m: same bytes for -j 2 (two at once), -j 2 in $n (one at once) and -j 1" sh -c \
+	"cmp '$T/j2big/model.safetensors' '$T/j2small/model.safetensors' && cmp '$T/j2big/model.safetensors' '$T/j1big/model.safetensors'"
+# (a sanitizer's shadow memory is not the program's: no RSS check there)
+if ldd "$WELD" 2>/dev/null | grep -q 'libasan'; then
+	skip "peak RSS within the plan's bound (a sanitized build)"
+elif [ -x /usr/bin/time ]; then
+	mem=$("$WELD" plan tsv-m --json $B -j 2 --max-memory 1G $FT | "$PYTHON" -c "import json,sys; print(json.load(sys.stdin)['memory_bytes'])")
+	/usr/bin/time -f '%M' -o "$T/rss" "$WELD" tsv-m -q $B -j 2 --max-memory 1G -o "$T/j2rss" $FT ||
+		not_ok "tsv-m under /usr/bin/time"
+	expect "tsv-m -j 2: peak RSS within the plan's memory plus 16 MB for the program ($mem bytes)" \
+		sh -c "[ \$(( \$(tail -1 '$T/rss') * 1024 )) -le \$(( $mem + 16 * 1048576 )) ]"
+else
+	skip "tsv-m -j 2: peak RSS within the plan's memory (no /usr/bin/time)"
+fi
+
 same_bytes 64M "tsv-m weights lambda exclude" tsv-m $B --weights 1,0.5,2 --lambda 0.8 --svd-exclude 'embed|lm_head' $FT
 same_bytes 64M "iso-cts fraction 0.5" iso-cts $B --common-space-fraction 0.5 $T/ft1 $T/ft2
 
@@ -82,6 +111,28 @@ expect "recipe iso_cts runs" "$WELD" run -q "$T/cts.json" -o "$T/cts-r"
 expect "recipe iso_cts = weld iso-cts with the same values" same_tensors "$T/cts-cmd" "$T/cts-r"
 expect "plan shows common_space_fraction" \
 	sh -c '"$1" plan "$2" | grep "^options" | grep -q "common_space_fraction=0.6"' sh "$WELD" "$T/cts.json"
+
+# FusionBench's names of lambda: tsv_m's alpha, iso's scaling_factor
+for mr in "tsv-m tsv_m alpha 0.7" "iso-c iso_c scaling_factor 1.3" "iso-cts iso_cts scaling_factor 0.6"; do
+	set -- $mr
+	printf '{"merge_method": "%s", "base_model": "%s", "models": [{"model": "%s"}, {"model": "%s"}], "parameters": {"%s": %s}}\n' \
+		"$2" "$T/base" "$T/ft1" "$T/ft2" "$3" "$4" >"$T/alias-$2.json"
+	"$WELD" $1 -q $B --lambda "$4" -o "$T/alias-cmd-$2" "$T/ft1" "$T/ft2" || not_ok "$1 --lambda $4"
+	expect "recipe $2 with $3 $4 = weld $1 --lambda $4" sh -c \
+		"'$WELD' run -q '$T/alias-$2.json' -o '$T/alias-r-$2' && cmp '$T/alias-cmd-$2/model.safetensors' '$T/alias-r-$2/model.safetensors' >/dev/null ||
+		 { '$WELD' inspect --hash '$T/alias-cmd-$2' | grep -v '^#' >'$T/ha' && '$WELD' inspect --hash '$T/alias-r-$2' | grep -v '^#' >'$T/hb' && cmp -s '$T/ha' '$T/hb'; }"
+	expect "recipe $2 with $3: run --from-output gives the same bytes" sh -c \
+		"'$WELD' run -q --from-output '$T/alias-r-$2' -o '$T/alias-again-$2' && cmp -s '$T/alias-r-$2/model.safetensors' '$T/alias-again-$2/model.safetensors'"
+	printf '{"merge_method": "%s", "base_model": "%s", "models": [{"model": "%s"}], "parameters": {"lambda": 1, "%s": %s}}\n' \
+		"$2" "$T/base" "$T/ft1" "$3" "$4" >"$T/alias-both.json"
+	refuse "recipe $2: $3 and lambda together are refused" 1 \
+		"parameters.$3: '$3' is $2's other name for 'lambda', which this object sets too: give one" "$T/x" \
+		"$WELD" run "$T/alias-both.json" -o "$T/x"
+done
+printf '{"merge_method": "iso_c", "base_model": "%s", "models": [{"model": "%s"}], "parameters": {"alpha": 2}}\n' \
+	"$T/base" "$T/ft1" >"$T/alias-bad.json"
+refuse "recipe iso_c: alpha is tsv_m's name, not iso_c's" 1 "parameters.alpha: 'alpha' is not a parameter of iso_c" "$T/x" \
+	"$WELD" run "$T/alias-bad.json" -o "$T/x"
 
 # errors
 refuse "--svd-exclude: a bad regex is a usage error" 2 "invalid value '(' for '--svd-exclude'" "$T/x" \

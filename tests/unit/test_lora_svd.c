@@ -107,11 +107,34 @@ static void test_fast_low_rank(void **state)
 	free(want);
 }
 
+/* The bound covers the arrays the SVD keeps (u, vt, s and the factors for
+ * the exact path; q, w and the small SVD for --fast), and --fast needs far
+ * less than the exact SVD when the rank is far below the size. */
+static void test_memory_bound(void **state)
+{
+	struct weld_lora_svd_opts o = { .max_rank = 8, .distribute = true };
+	uint64_t exact, fast, m = 400, n = 1200;
+
+	(void)state;
+	exact = weld_lora_svd_bytes(400, 1200, &o);
+	assert_true(exact >= 8 * (m * m + m * n + m + 8 * (m + n)));
+	o.fast = true;
+	o.oversample = 10;
+	fast = weld_lora_svd_bytes(400, 1200, &o);
+	assert_true(fast >= 8 * 18 * 2 * (m + n));
+	assert_true(fast * 4 < exact);
+	/* l >= min(m, n): the exact SVD, and its bound */
+	o.max_rank = 395;
+	assert_int_equal(weld_lora_svd_bytes(400, 1200, &o), exact + 8 * (395 - 8) * (m + n));
+	assert_int_equal(weld_lora_svd_bytes((size_t)1 << 32, 2, &o), UINT64_MAX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hand_truncation),
 		cmocka_unit_test(test_fast_low_rank),
+		cmocka_unit_test(test_memory_bound),
 	};
 
 	return cmocka_run_group_tests_name("lora_svd", tests, NULL, NULL);

@@ -85,6 +85,26 @@ static void test_gemm_transposes(void **state)
 	assert_matrix(c, ata, 4, 0);
 }
 
+/* Rows [3 0 4; 1 1 1]: Gram-Schmidt gives [3 0 4]/5, then the rest of
+ * [1 1 1] (minus 7/25 of [3 0 4]) normalised: [4 25 -3]/sqrt(650), each
+ * up to its sign. */
+static void test_orthonormal_rows(void **state)
+{
+	double a[6] = { 3, 0, 4, 1, 1, 1 };
+	const double want[6] = { 0.6, 0, 0.8, 4 / sqrt(650), 25 / sqrt(650), -3 / sqrt(650) };
+
+	(void)state;
+	assert_int_equal(weld_orthonormal_rows(2, 3, a), 0);
+	for (size_t r = 0; r < 2; r++) {
+		double sign = a[r * 3] * want[r * 3] + a[r * 3 + 1] * want[r * 3 + 1] < 0 ? -1 : 1;
+
+		for (size_t j = 0; j < 3; j++)
+			assert_float_equal(sign * a[r * 3 + j], want[r * 3 + j], EPS);
+	}
+	assert_true(weld_orthonormal_rows_scratch_bytes(2, 3) >= 2 * sizeof(double));
+	assert_int_equal(weld_orthonormal_rows(3, 2, a), -1);  /* more rows than columns */
+}
+
 /* The task vectors of a test, row-major 2 x 2 each. */
 struct tv {
 	const double *d[4];
@@ -286,6 +306,7 @@ int main(void)
 		cmocka_unit_test(test_svd_of_a_3x2),
 		cmocka_unit_test(test_svd_of_a_wide_matrix),
 		cmocka_unit_test(test_gemm_transposes),
+		cmocka_unit_test(test_orthonormal_rows),
 		cmocka_unit_test(test_tsv_m_orthogonal_tasks),
 		cmocka_unit_test(test_tsv_m_identical_models),
 		cmocka_unit_test(test_tsv_m_zero_task_takes_no_part),
