@@ -19,6 +19,7 @@
  * smaller than the job's working memory.
  */
 #include "exec.h"
+#include "team.h"
 #include "linalg.h"
 #include "svd_merge.h"
 
@@ -242,18 +243,46 @@ static bool batch_member(const struct exec *e, size_t i)
 	return wi >= 0 && weld_writer_holds(e->writer, (size_t)wi);
 }
 
+/* One batch on the team: job k of it, unless an earlier-started one has
+ * failed (then marked not run). */
+struct batch_ctx {
+	struct exec *e;
+	struct svd_batch *b;
+	int stop;
+};
+
+static void batch_item(void *ctx, int item)
+{
+	struct batch_ctx *c = ctx;
+	const size_t k = (size_t)item;
+	int s;
+
+	#pragma omp atomic read
+	s = c->stop;
+	if (s) {
+		c->b->r[k].rc = -3;        /* not run */
+		return;
+	}
+	compute_job(c->e, &c->e->plan->jobs[c->b->first + k], &c->b->r[k]);
+	if (c->b->r[k].rc) {
+		#pragma omp atomic write
+		c->stop = 1;
+	}
+}
+
 /*
  * Compute the batch that starts at plan job `first`: it and the whole-matrix
- * jobs that follow it, up to p->matrices, in parallel. On a failure, the
- * error of the first failed job in plan order (the one a serial run meets
- * first); no job is started after a failure.
+ * jobs that follow it, up to p->matrices, in parallel on the engine's team
+ * (team.h). On a failure, the error of the first failed job in plan order
+ * (the one a serial run meets first); no job is started after a failure.
  */
 static int batch_run(struct exec *e, size_t first, struct weld_error *err)
 {
 	const weld_plan *p = e->plan;
 	size_t cap = p->matrices ? p->matrices : 1, n = 1;
+	struct batch_ctx c = { .e = e };
 	struct svd_batch *b;
-	int blas, stop = 0, r = 0;
+	int blas, r = 0;
 
 	while (n < cap && first + n < p->njobs && batch_member(e, first + n))
 		n++;
@@ -261,23 +290,13 @@ static int batch_run(struct exec *e, size_t first, struct weld_error *err)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	*b = (struct svd_batch){ .first = first, .n = n };
 	e->svd = b;
+	c.b = b;
 	blas = weld_linalg_threads(1);
-	#pragma omp parallel for schedule(dynamic, 1) num_threads((int)n)
-	for (size_t k = 0; k < n; k++) {
-		int s;
-
-		#pragma omp atomic read
-		s = stop;
-		if (s) {
-			b->r[k].rc = -3;        /* not run */
-			continue;
-		}
-		compute_job(e, &p->jobs[first + k], &b->r[k]);
-		if (b->r[k].rc) {
-			#pragma omp atomic write
-			stop = 1;
-		}
-	}
+	if (e->team)
+		weld_team_run(e->team, (int)n, batch_item, &c);
+	else
+		for (size_t k = 0; k < n; k++)
+			batch_item(&c, (int)k);
 	/* a job skipped after a later one failed is run now: the error
 	 * reported is the first in plan order */
 	for (size_t k = 0; k < n && !r; k++) {
