@@ -64,7 +64,7 @@ WELD_HOT void weld_xsum_add_abs(struct weld_xsum *s, const float *x, size_t len)
 			uint64_t sig = (k & 0x7FFFFFu) | 0x800000u;
 
 			v += e >= e0 ? sig << (e - e0) : 0;
-			small += e < e0;
+			small += (e < e0) & (k != 0);
 		}
 		s->m[e0] += v & 0xFFFFFFu;
 		s->m[e0 + 24] += v >> 24 & 0xFFFFFFu;
@@ -72,7 +72,7 @@ WELD_HOT void weld_xsum_add_abs(struct weld_xsum *s, const float *x, size_t len)
 		for (size_t i = 0; i < n && small; i++) {
 			uint32_t k = mag_key(y[i]);
 
-			if (k >> 23 < e0) {
+			if (k >> 23 < e0 && k) {
 				xsum_one(s->m, &s->nan, k);
 				small--;
 			}
@@ -301,7 +301,8 @@ enum { S_KEY, S_BKEY, S_ORDER, S_TK, S_TI, S_BIN };
 
 /* Undecided elements up to this many are ranked by a count over the whole
  * row each; more, and the row is put in bucket order and the buckets that
- * hold them sorted. */
+ * hold many of them sorted (a bucket with at most FEW_OPEN is counted). */
+#define FEW_ROW 32
 #define FEW_OPEN 8
 
 /* The rank (0-based) of the element at position i, of key ki, among the
@@ -317,13 +318,16 @@ static inline uint32_t rank_in(const uint32_t *bk, const uint32_t *order, uint32
 	return n;
 }
 
-/* The same over a whole row of keys k[0..w) by position. */
+/* The same over a whole row of keys k[0..w) by position: the smaller keys
+ * before position i, the smaller or equal ones after it. */
 static uint32_t rank_in_row(const uint32_t *k, size_t w, uint32_t ki, size_t i)
 {
 	uint32_t n = 0;
 
-	for (size_t p = 0; p < w; p++)
-		n += (k[p] < ki) | ((k[p] == ki) & (p > i));
+	for (size_t p = 0; p < i; p++)
+		n += k[p] < ki;
+	for (size_t p = i + 1; p < w; p++)
+		n += k[p] <= ki;
 	return n;
 }
 
@@ -485,7 +489,7 @@ WELD_HOT void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t
 	}
 	if (!na)
 		return;
-	if (na > FEW_OPEN) {
+	if (na > FEW_ROW) {
 		resolve_sorted(v, w, key, first, d, eps, factor, scratch, bin, open, start, nb);
 		return;
 	}
