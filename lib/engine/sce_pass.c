@@ -58,15 +58,18 @@ void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_c
 		}
 		h->thread_count[omp_get_thread_num()] += n;
 		return;
-	case P_SCE_LO:
+	case P_SCE_LO: {
 		/* few keys fall in the bin: a test, then the count */
+		uint32_t bin = (uint32_t)h->bin[0][0];
+
 		for (size_t i = 0; i < len; i++) {
 			uint32_t k = weld_pcb_abs_key(v[i]);
 
-			if ((k >> 16) == h->bin[0][0])
+			if ((k >> 16) == bin)
 				hh[k & 0xFFFF]++;
 		}
 		return;
+	}
 	case P_SCE_COUNT:
 		for (size_t i = 0; i < len; i++)
 			n += weld_pcb_abs_key(v[i]) == h->thr;
@@ -75,14 +78,8 @@ void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_c
 	default:        /* P_SCE_SUM: each model's sum of its selected t^2 */
 		tile_mask(e, c, v, len);
 		for (size_t s = 0; s < j->nsrc; s++) {
-			float *sq = c->out;
-
-			for (size_t i = 0; i < len; i++) {
-				float x = c->keep[i] ? t[s][i] : 0.0f;
-
-				sq[i] = x * x;
-			}
-			weld_xsum_add_abs(&e->rank_sums[(ti * e->max_src + s) * 2], sq, len);
+			weld_k_sce_square(t[s], c->keep, len, c->out);
+			weld_xsum_add_abs(&e->rank_sums[(ti * e->max_src + s) * 2], c->out, len);
 		}
 		return;
 	}
