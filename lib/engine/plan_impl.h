@@ -43,6 +43,10 @@ struct weld_plan {
 	size_t matrix_job;       /* and its job */
 };
 
+/* rank_pass.c: bytes of della's keep flags for job j, one bit an element,
+ * each row from a byte of its own. */
+uint64_t weld_della_bit_bytes(const struct weld_job *j);
+
 /* svd_pass.c: is job j a whole-matrix job (an SVD method's 2-D tensor not
  * excluded by --svd-exclude)? Its memory, UINT64_MAX if too large. */
 bool weld_plan_svd_matrix(const weld_plan *p, const struct weld_job *j);

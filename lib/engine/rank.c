@@ -331,28 +331,27 @@ static uint32_t rank_in_row(const uint32_t *k, size_t w, uint32_t ki, size_t i)
 	return n;
 }
 
-/* The exact decision for the element at position i of rank r. */
-static inline float decide(float x, size_t w, uint64_t key, uint64_t first, size_t i, uint32_t r,
-			   double d, double eps, float factor)
+/* The exact decision for the element at position i of rank r: v[i] kept
+ * (times the factor) or +0, and kb[i] whether it was kept. */
+static inline void decide(float *v, unsigned char *kb, size_t i, size_t w, uint64_t key,
+			  uint64_t first, uint32_t r, double d, double eps, float factor)
 {
-	uint64_t t = weld_rng_threshold(keep_p(r, w, d, eps));
+	bool keep = draw53(key, first + i) < weld_rng_threshold(keep_p(r, w, d, eps));
 
-	return keep_or_zero(x * factor, draw53(key, first + i) < t);
+	v[i] = keep_or_zero(v[i] * factor, keep);
+	kb[i] = keep;
 }
 
 /* Every rank by weld_k_row_order, every threshold from it: for rows the
  * buckets cannot serve (narrow, all zero, not finite, odd parameters). */
 static void della_row_ranked(float *v, size_t w, uint64_t key, uint64_t first, double d,
-			     double eps, float factor, uint32_t *scratch)
+			     double eps, float factor, uint32_t *scratch, unsigned char *kb)
 {
 	uint32_t *order = scratch + S_TI * w;
 
 	weld_k_row_order(v, w, order, scratch);
-	for (size_t r = 0; r < w; r++) {
-		uint32_t i = order[r];
-
-		v[i] = decide(v[i], w, key, first, i, (uint32_t)r, d, eps, factor);
-	}
+	for (size_t r = 0; r < w; r++)
+		decide(v, kb, order[r], w, key, first, (uint32_t)r, d, eps, factor);
 }
 
 /* Many undecided elements (still holding their deltas in v, flagged in
@@ -361,7 +360,8 @@ static void della_row_ranked(float *v, size_t w, uint64_t key, uint64_t first, d
  * ranked, one with few counted. */
 static void resolve_sorted(float *v, size_t w, uint64_t key, uint64_t first, double d,
 			   double eps, float factor, uint32_t *scratch, const uint16_t *bin,
-			   const unsigned char *open, const uint32_t *start, size_t nb)
+			   const unsigned char *open, unsigned char *kb, const uint32_t *start,
+			   size_t nb)
 {
 	uint32_t *k = scratch + S_KEY * w, *bk = scratch + S_BKEY * w, *rank = k;
 	uint32_t *order = scratch + S_ORDER * w;
@@ -388,10 +388,9 @@ static void resolve_sorted(float *v, size_t w, uint64_t key, uint64_t first, dou
 		uint32_t b = bin[i];
 
 		if (open[i] && need[b] <= FEW_OPEN)
-			v[i] = decide(v[i], w, key, first, i,
-				      start[b] + rank_in(bk, order, start[b], end[b], k[i],
-							 (uint32_t)i),
-				      d, eps, factor);
+			decide(v, kb, i, w, key, first,
+			       start[b] + rank_in(bk, order, start[b], end[b], k[i], (uint32_t)i),
+			       d, eps, factor);
 	}
 	for (size_t b = 0; b < nb; b++) {
 		if (need[b] <= FEW_OPEN)
@@ -401,7 +400,7 @@ static void resolve_sorted(float *v, size_t w, uint64_t key, uint64_t first, dou
 	}
 	for (size_t i = 0; i < w; i++)
 		if (open[i] && need[bin[i]] > FEW_OPEN)
-			v[i] = decide(v[i], w, key, first, i, rank[i], d, eps, factor);
+			decide(v, kb, i, w, key, first, rank[i], d, eps, factor);
 }
 
 /*
@@ -415,8 +414,31 @@ static void resolve_sorted(float *v, size_t w, uint64_t key, uint64_t first, dou
  * or two others: its draw is undecided with a probability of about
  * 2 eps * (bucket size - 1) / w, so about one element per row is ranked.
  */
+/* The keep flags kb[0..w) (bytes 0 or 1) as bits, bit i % 8 of byte i / 8:
+ * eight flags at a time, each moved to its bit of the top byte by one
+ * multiplication (no two products meet, so nothing carries). */
+static inline void pack_bits(const unsigned char *kb, size_t w, unsigned char *bits)
+{
+	size_t b = 0;
+
+	for (; b < w / 8; b++) {
+		uint64_t x;
+
+		memcpy(&x, kb + 8 * b, sizeof(x));
+		bits[b] = (unsigned char)((x * 0x0102040810204080ULL) >> 56);
+	}
+	if (w % 8) {
+		unsigned char x = 0;
+
+		for (size_t l = 0; l < w % 8; l++)
+			x |= (unsigned char)(kb[8 * b + l] << l);
+		bits[b] = x;
+	}
+}
+
 WELD_HOT void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t first, double d,
-				      double eps, float factor, uint32_t *scratch)
+				      double eps, float factor, uint32_t *scratch,
+				      unsigned char *bits)
 {
 	uint32_t *k = scratch + S_KEY * w, kmax = 0, nz = 0;
 	uint16_t *bin = (uint16_t *)(void *)(scratch + S_BIN * w);
@@ -425,6 +447,8 @@ WELD_HOT void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t
 	double base, slope, margin;
 	size_t nb = 16, na = 0;
 	float mx, scale, sum[16] = { 0 }, mean = 0, zf = 0.0f * factor;
+	/* the keep flags, after the buckets and the undecided flags */
+	unsigned char *kb = open + w;
 
 	for (size_t i = 0; i < w; i++) {
 		k[i] = mag_key(v[i]);
@@ -435,8 +459,8 @@ WELD_HOT void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t
 	 * probabilities not all inside (0, 1): every rank */
 	if (w < 64 || kmax < 0x0D800000u || kmax >= 0x7F800000u || !(eps >= 0) ||
 	    !(d - eps > 0) || !(d + eps < 1)) {
-		della_row_ranked(v, w, key, first, d, eps, factor, scratch);
-		return;
+		della_row_ranked(v, w, key, first, d, eps, factor, scratch, kb);
+		goto out;
 	}
 	for (size_t i = 0; i + 16 <= w; i += 16)
 		for (size_t l = 0; l < 16; l++)
@@ -484,26 +508,48 @@ WELD_HOT void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t
 
 		/* an undecided element keeps its delta for now */
 		open[i] = op;
+		kb[i] = keep;
 		na += op;
 		v[i] = keep_or_zero(op ? v[i] : v[i] * factor, keep | op);
 	}
-	if (!na)
-		return;
 	if (na > FEW_ROW) {
-		resolve_sorted(v, w, key, first, d, eps, factor, scratch, bin, open, start, nb);
-		return;
+		resolve_sorted(v, w, key, first, d, eps, factor, scratch, bin, open, kb, start,
+			       nb);
+		goto out;
 	}
 	/* the flags eight at a time: most words are zero */
 	for (size_t i0 = 0; i0 < w && na; i0 += 8) {
 		uint64_t word = 0;
 
-		memcpy(&word, open + i0, w - i0 < 8 ? w - i0 : 8);
+		if (w - i0 >= 8)
+			memcpy(&word, open + i0, 8);
+		else
+			memcpy(&word, open + i0, w - i0);
 		for (size_t i = i0; word; i++, word >>= 8) {
 			if (!(word & 0xFF))
 				continue;
-			v[i] = decide(v[i], w, key, first, i, rank_in_row(k, w, k[i], i), d, eps,
-				      factor);
+			decide(v, kb, i, w, key, first, rank_in_row(k, w, k[i], i), d, eps, factor);
 			na--;
 		}
 	}
+out:
+	if (bits)
+		pack_bits(kb, w, bits);
+}
+
+WELD_HOT void weld_k_della_apply_bits(float *v, size_t w, const unsigned char *bits, float factor)
+{
+	size_t b = 0;
+
+	for (; b < w / 8; b++) {
+		unsigned m = bits[b];
+
+		for (int l = 0; l < 8; l++) {
+			float y = v[8 * b + l] * factor;
+
+			v[8 * b + l] = m >> l & 1 ? y : 0.0f;
+		}
+	}
+	for (size_t i = 8 * b; i < w; i++)
+		v[i] = keep_or_zero(v[i] * factor, bits[b] >> (i % 8) & 1);
 }

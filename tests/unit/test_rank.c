@@ -79,7 +79,7 @@ static void della_row(float *v, size_t w, uint64_t key, uint64_t first, double d
 		weld_k_della_table(w, d, eps, thr, pf);
 		weld_k_della_row(v, w, key, first, thr, pf, inverse, factor, scratch);
 	} else if (d < 1) {
-		weld_k_della_row_scaled(v, w, key, first, d, eps, factor, scratch);
+		weld_k_della_row_scaled(v, w, key, first, d, eps, factor, scratch, NULL);
 	}
 	free(scratch);
 	free(thr);
@@ -159,6 +159,8 @@ static void test_della_row_scaled_same(void **state)
 	for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++) {
 		size_t w = widths[wi];
 		float *a = malloc(w * sizeof(float)), *b = malloc(w * sizeof(float));
+		float *c = malloc(w * sizeof(float)), *d = malloc(w * sizeof(float));
+		unsigned char *bits = malloc((w + 7) / 8);
 		uint32_t *scratch = malloc(7 * w * sizeof(uint32_t));
 		uint64_t *thr = malloc(w * sizeof(uint64_t));
 		float *pf = malloc(w * sizeof(float));
@@ -182,13 +184,27 @@ static void test_della_row_scaled_same(void **state)
 				       : (r - 0.5f) / (r * r * r + 1e-3f);
 			}
 			memcpy(b, a, w * sizeof(float));
+			memcpy(c, a, w * sizeof(float));
+			memcpy(d, a, w * sizeof(float));
 			weld_k_della_table(w, 0.45, 0.3, thr, pf);
 			weld_k_della_row(a, w, key, 1000 * w, thr, pf, false, f, scratch);
-			weld_k_della_row_scaled(b, w, key, 1000 * w, 0.45, 0.3, f, scratch);
+			weld_k_della_row_scaled(b, w, key, 1000 * w, 0.45, 0.3, f, scratch, bits);
 			assert_memory_equal(a, b, w * sizeof(float));
+			/* the keep flags are those of the ranking kernel (a NaN
+			 * factor: kept is NaN, dropped +0), but for a +0 the factor
+			 * leaves +0 (kept or not), and give the same row again */
+			weld_k_della_row(d, w, key, 1000 * w, thr, pf, false, NAN, scratch);
+			for (size_t i = 0; i < w; i++)
+				if (!(c[i] == 0 && !signbit(c[i]) && !isnan(f)))
+					assert_int_equal(bits[i / 8] >> (i % 8) & 1, isnan(d[i]));
+			weld_k_della_apply_bits(c, w, bits, f);
+			assert_memory_equal(c, b, w * sizeof(float));
 		}
 		free(a);
 		free(b);
+		free(c);
+		free(d);
+		free(bits);
 		free(scratch);
 		free(thr);
 		free(pf);
