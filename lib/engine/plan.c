@@ -745,6 +745,11 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		 maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
 	if (p->hist_stats)      /* two histograms per source, per thread and in total */
 		shared += (threads * 4 + 8) * (maxsrc < 2 ? 2 : maxsrc) * 2 * WELD_HIST_BINS;
+	for (size_t i = 0; i < p->njobs; i++)
+		if (weld_method_sce(p->jobs[i].method)) {
+			shared += WELD_SCE_EQ_BYTES;    /* sce's equal variances */
+			break;
+		}
 	shared += weld_plan_fp8_band_bytes(p);  /* --dtype fp8: the writer's band */
 	/*
 	 * A chunk is cut into more slices than there are threads, handed out as

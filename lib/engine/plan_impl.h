@@ -43,6 +43,10 @@ struct weld_plan {
 	size_t matrix_job;       /* and its job */
 };
 
+/* sce_pass.c: room for the variances equal to the threshold, recorded
+ * when they fit instead of counted again before each later pass. */
+#define WELD_SCE_EQ_BYTES (1u << 20)
+
 /* rank_pass.c: bytes of della's keep flags for job j, one bit an element,
  * each row from a byte of its own. */
 uint64_t weld_della_bit_bytes(const struct weld_job *j);
