@@ -45,7 +45,7 @@ static void tile_mask(struct exec *e, struct slice_ctx *c, const float *v, size_
 }
 
 /* Words of a record of an equal variance: the order key (chunk, slice,
- * place in the slice), then each model's t^2. */
+ * place in the slice: 24, 8 and 32 bits), then each model's t^2. */
 static size_t rec_words(const struct weld_job *j)
 {
 	return 2 + j->nsrc;
@@ -294,6 +294,7 @@ int weld_exec_sce_unit(struct exec *e, const struct weld_job *j, struct weld_err
 	 * energies' pass when they fit, else counted before each pass */
 	if (!h->keep_none && h->keep_equal > 0 && h->keep_equal < h->n_equal &&
 	    h->n_equal <= WELD_SCE_EQ_BYTES / 4 / rec_words(j) && e->n_slices <= 256 &&
+	    j->nelem / e->chunk_elems < (1u << 23) &&
 	    (h->eq_rec || (h->eq_rec = malloc(WELD_SCE_EQ_BYTES))))
 		h->eq_record = true;
 	if (h->keep_none) {
