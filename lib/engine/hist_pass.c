@@ -44,6 +44,7 @@ void weld_exec_hist_free(struct exec *e)
 	free(h->thread_hist);
 	free(h->thread_count);
 	free(h->eq_run);
+	free(h->eq_rec);
 	free(h->kl);
 	free(h->hist);
 	free(h);

@@ -587,17 +587,28 @@ static uint64_t record_budget(weld_plan *p, uint64_t budget, uint64_t maxsrc, ui
 }
 
 /* dare --rescale l1 per tensor: the L1 pass keeps its draws as bits for
- * the apply pass, where an eighth of the budget left holds them. Sets
- * p->drop_stride and returns the bytes taken (0: the draws are made again). */
+ * the apply pass, where an eighth of the budget left holds them; della
+ * --rescale l1 keeps its drops so, in up to a quarter (ranking a row again
+ * costs far more than a draw). Sets p->drop_stride and returns the bytes
+ * taken (0: the draws are made again). */
 static uint64_t draws_budget(weld_plan *p, uint64_t budget, uint64_t maxsrc, uint64_t per_elem)
 {
-	uint64_t largest = 0;
+	uint64_t largest = 0, share = 8;
 
-	for (size_t i = 0; i < p->njobs; i++)
-		if (weld_method_l1_rescale(&p->o, p->jobs[i].method) && p->jobs[i].nelem > largest)
-			largest = p->jobs[i].nelem;
+	for (size_t i = 0; i < p->njobs; i++) {
+		const struct weld_job *j = &p->jobs[i];
+		uint64_t n = 0;
+
+		if (weld_method_l1_rescale(&p->o, j->method))
+			n = j->nelem;
+		if (weld_method_rank_drop(j->method) && p->o.rescale == WELD_RESCALE_L1) {
+			n = 8 * weld_della_bit_bytes(j);
+			share = 4;
+		}
+		largest = n > largest ? n : largest;
+	}
 	largest = (largest + WELD_BLOCK - 1) / WELD_BLOCK * WELD_BLOCK;
-	if (!largest || maxsrc * (largest / 8) > budget / 8 ||
+	if (!largest || maxsrc * (largest / 8) > budget / share ||
 	    budget - maxsrc * (largest / 8) < WELD_MIN_CHUNK * per_elem)
 		return 0;
 	p->drop_stride = largest / 8;
@@ -732,6 +743,11 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		 maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
 	if (p->hist_stats)      /* two histograms per source, per thread and in total */
 		shared += (threads * 4 + 8) * (maxsrc < 2 ? 2 : maxsrc) * 2 * WELD_HIST_BINS;
+	for (size_t i = 0; i < p->njobs; i++)
+		if (weld_method_sce(p->jobs[i].method)) {
+			shared += WELD_SCE_EQ_BYTES;    /* sce's equal variances */
+			break;
+		}
 	shared += weld_plan_fp8_band_bytes(p);  /* --dtype fp8: the writer's band */
 	/*
 	 * A chunk is cut into more slices than there are threads, handed out as
@@ -784,7 +800,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	budget = avail - fixed;
 	if (maxsel && !row)
 		budget -= record_budget(p, budget, maxsrc, maxsel, slices);
-	if (!row && p->o.scope == WELD_SCOPE_TENSOR)
+	if ((!row || p->ranks) && p->o.scope == WELD_SCOPE_TENSOR)
 		budget -= draws_budget(p, budget, maxsrc, per_elem);
 	p->chunk = budget / per_elem / WELD_BLOCK * WELD_BLOCK;
 	if (p->chunk > WELD_MAX_CHUNK)

@@ -44,6 +44,14 @@ struct weld_plan {
 	size_t matrices;         /* whole-matrix jobs computed at once (svd_pass.c) */
 };
 
+/* sce_pass.c: room for the variances equal to the threshold, recorded
+ * when they fit instead of counted again before each later pass. */
+#define WELD_SCE_EQ_BYTES (1u << 20)
+
+/* rank_pass.c: bytes of della's keep flags for job j, one bit an element,
+ * each row from a byte of its own. */
+uint64_t weld_della_bit_bytes(const struct weld_job *j);
+
 /* svd_pass.c: is job j a whole-matrix job (an SVD method's 2-D tensor not
  * excluded by --svd-exclude)? Its memory, UINT64_MAX if too large. */
 bool weld_plan_svd_matrix(const weld_plan *p, const struct weld_job *j);

@@ -30,7 +30,8 @@ void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 
 		/* two histogram passes for the threshold, one for the energies;
 		 * a counting pass before each of the last two when the threshold
-		 * splits equal variances; nothing but APPLY when nothing is kept */
+		 * splits more equal variances than sce_pass.c records; nothing
+		 * but APPLY when nothing is kept */
 		*lo = tau <= 0 ? 1 : tau < 1 ? 4 : 2;
 		*hi = tau <= 0 ? 1 : tau < 1 ? 6 : 2;
 	}

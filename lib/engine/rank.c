@@ -18,18 +18,64 @@ static inline uint32_t mag_key(float x)
 	return u & 0x7FFFFFFFu;
 }
 
-void weld_xsum_add_abs(struct weld_xsum *s, const float *x, size_t n)
+/* One value into the sums of its exponent field. */
+static inline void xsum_one(uint64_t *m, uint64_t *nan, uint32_t k)
 {
-	for (size_t i = 0; i < n; i++) {
-		uint32_t k = mag_key(x[i]), e = k >> 23, m = k & 0x7FFFFFu;
+	uint32_t e = k >> 23, f = k & 0x7FFFFFu;
 
-		if (e == 255) {
-			if (m)
-				s->nan++;
-			else
-				s->m[255]++;
-		} else {
-			s->m[e] += e ? m | 0x800000u : m;
+	if (e == 255) {
+		*nan += f != 0;
+		m[255] += f == 0;
+	} else {
+		m[e] += e ? f | 0x800000u : f;
+	}
+}
+
+/* A block of values whose exponent fields are within XSPAN of the block's
+ * largest, E, is summed in integers: each significand shifted to the
+ * scale of exponent field E - XSPAN (at most 2^56), XBLOCK of them (at
+ * most 2^63 in all); the sum then goes to the tables in 24-bit parts, as
+ * three significands would. Others (smaller values in the block, blocks
+ * near the ends of the exponent range) go one by one. */
+#define XBLOCK 128
+#define XSPAN 32
+
+WELD_HOT void weld_xsum_add_abs(struct weld_xsum *s, const float *x, size_t len)
+{
+	for (size_t b = 0; b < len; b += XBLOCK) {
+		const float *y = x + b;
+		size_t n = len - b < XBLOCK ? len - b : XBLOCK, small = 0;
+		uint32_t kmax = 0, e0;
+		uint64_t v = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			uint32_t k = mag_key(y[i]);
+
+			kmax = k > kmax ? k : kmax;
+		}
+		if (kmax >> 23 < XSPAN + 1 || kmax >> 23 > 200) {
+			for (size_t i = 0; i < n; i++)
+				xsum_one(s->m, &s->nan, mag_key(y[i]));
+			continue;
+		}
+		e0 = (kmax >> 23) - XSPAN;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t k = mag_key(y[i]), e = k >> 23;
+			uint64_t sig = (k & 0x7FFFFFu) | 0x800000u;
+
+			v += e >= e0 ? sig << (e - e0) : 0;
+			small += (e < e0) & (k != 0);
+		}
+		s->m[e0] += v & 0xFFFFFFu;
+		s->m[e0 + 24] += v >> 24 & 0xFFFFFFu;
+		s->m[e0 + 48] += v >> 48;
+		for (size_t i = 0; i < n && small; i++) {
+			uint32_t k = mag_key(y[i]);
+
+			if (k >> 23 < e0 && k) {
+				xsum_one(s->m, &s->nan, k);
+				small--;
+			}
 		}
 	}
 }
@@ -246,11 +292,17 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 
 /* Row scratch of weld_k_della_row_scaled (w uint32 each): the keys by
  * position (then the ranks, by position), the keys and positions in bucket
- * order, the sort's temporaries, the undecided positions and their values. */
-enum { S_KEY, S_BKEY, S_ORDER, S_TK, S_TI, S_AMB, S_AX };
+ * order, the sort's temporaries, and the buckets (uint16) and the
+ * undecided flags (bytes) by position. */
+enum { S_KEY, S_BKEY, S_ORDER, S_TK, S_TI, S_BIN };
 
-/* A bucket with at most this many undecided elements is not sorted: each
- * of them counts the elements of the bucket below it. */
+/* Buckets of a row: at most this many (uint16 indices, stack tables). */
+#define MAX_BINS 4096
+
+/* Undecided elements up to this many are ranked by a count over the whole
+ * row each; more, and the row is put in bucket order and the buckets that
+ * hold many of them sorted (a bucket with at most FEW_OPEN is counted). */
+#define FEW_ROW 32
 #define FEW_OPEN 8
 
 /* The rank (0-based) of the element at position i, of key ki, among the
@@ -266,85 +318,238 @@ static inline uint32_t rank_in(const uint32_t *bk, const uint32_t *order, uint32
 	return n;
 }
 
-/*
- * A draw below the threshold of the lowest rank in its element's bucket is
- * kept, one at or above that of the highest is dropped, whatever the rank
- * inside the bucket (thresholds grow with the rank); only a draw between
- * the two needs the rank, and only that bucket is sorted. Buckets are the
- * high bits of the keys (as weld_k_row_order), so a row's sorting work is
- * a small part of the row's. The loops over the row do not branch on the
- * data.
- */
-WELD_HOT void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t first, double d,
-				      double eps, float factor, uint32_t *scratch)
+/* The same over a whole row of keys k[0..w) by position: the smaller keys
+ * before position i, the smaller or equal ones after it. */
+static uint32_t rank_in_row(const uint32_t *k, size_t w, uint32_t ki, size_t i)
+{
+	uint32_t n = 0;
+
+	for (size_t p = 0; p < i; p++)
+		n += k[p] < ki;
+	for (size_t p = i + 1; p < w; p++)
+		n += k[p] <= ki;
+	return n;
+}
+
+/* The exact decision for the element at position i of rank r: v[i] kept
+ * (times the factor) or +0, and kb[i] whether it was kept. */
+static inline void decide(float *v, unsigned char *kb, size_t i, size_t w, uint64_t key,
+			  uint64_t first, uint32_t r, double d, double eps, float factor)
+{
+	bool keep = draw53(key, first + i) < weld_rng_threshold(keep_p(r, w, d, eps));
+
+	v[i] = keep_or_zero(v[i] * factor, keep);
+	kb[i] = keep;
+}
+
+/* Every rank by weld_k_row_order, every threshold from it: for rows the
+ * buckets cannot serve (narrow, all zero, not finite, odd parameters). */
+static void della_row_ranked(float *v, size_t w, uint64_t key, uint64_t first, double d,
+			     double eps, float factor, uint32_t *scratch, unsigned char *kb)
+{
+	uint32_t *order = scratch + S_TI * w;
+
+	weld_k_row_order(v, w, order, scratch);
+	for (size_t r = 0; r < w; r++)
+		decide(v, kb, order[r], w, key, first, (uint32_t)r, d, eps, factor);
+}
+
+/* Many undecided elements (still holding their deltas in v, flagged in
+ * open): the row in bucket order, each bucket from its last position
+ * (weld_k_row_order's tie rule); a bucket with many of them sorted and
+ * ranked, one with few counted. */
+static void resolve_sorted(float *v, size_t w, uint64_t key, uint64_t first, double d,
+			   double eps, float factor, uint32_t *scratch, const uint16_t *bin,
+			   const unsigned char *open, unsigned char *kb, const uint32_t *start,
+			   size_t nb)
 {
 	uint32_t *k = scratch + S_KEY * w, *bk = scratch + S_BKEY * w, *rank = k;
-	uint32_t *order = scratch + S_ORDER * w, *amb = scratch + S_AMB * w;
-	float *ax = (float *)(void *)(scratch + S_AX * w);
-	uint32_t start[(1 << 12) + 1], end[1 << 12];
-	uint64_t tlo[1 << 12], thi[1 << 12];
-	uint32_t need[1 << 12];
-	size_t nb, na = 0;
-	int bits = 4, sh;
+	uint32_t *order = scratch + S_ORDER * w;
+	uint32_t end[MAX_BINS], need[MAX_BINS];
 
-	while (bits < 12 && ((size_t)1 << bits) < w)
-		bits++;
-	nb = (size_t)1 << bits;
-	sh = 31 - bits;
-	memset(start, 0, (nb + 1) * sizeof(start[0]));
-	for (size_t i = 0; i < w; i++) {
-		k[i] = mag_key(v[i]);
-		start[(k[i] >> sh) + 1]++;
-	}
-	for (size_t b = 0; b < nb; b++) {
-		uint32_t c = start[b + 1];
-
-		start[b + 1] += start[b];
-		if (c) {
-			tlo[b] = weld_rng_threshold(keep_p(start[b], w, d, eps));
-			thi[b] = weld_rng_threshold(keep_p(start[b + 1] - 1, w, d, eps));
-		}
-	}
-	memset(need, 0, nb * sizeof(need[0]));
-	for (size_t i = 0; i < w; i++) {
-		uint32_t b = k[i] >> sh;
-		uint64_t u = draw53(key, first + i);
-		bool open = (u >= tlo[b]) & (u < thi[b]);
-
-		/* an undecided element is noted with its value, and zeroed for now */
-		amb[na] = (uint32_t)i;
-		ax[na] = v[i];
-		na += open;
-		need[b] += open;
-		v[i] = keep_or_zero(v[i] * factor, u < tlo[b]);
-	}
-	if (!na)
-		return;
-	/* the row in bucket order, each bucket from its last position
-	 * (weld_k_row_order's tie rule); the needed buckets sorted, and the
-	 * rank of each of their elements */
 	memcpy(end, start, nb * sizeof(end[0]));
+	memset(need, 0, nb * sizeof(need[0]));
 	for (size_t i = w; i-- > 0;) {
-		uint32_t b = k[i] >> sh, p = end[b]++;
+		uint32_t b = bin[i], p = end[b]++;
 
 		bk[p] = k[i];
 		order[p] = (uint32_t)i;
+		need[b] += open[i];
 	}
 	for (size_t b = 0; b < nb; b++) {
 		if (need[b] <= FEW_OPEN)
 			continue;
-		sort_msd(bk + start[b], order + start[b], end[b] - start[b], sh,
+		sort_msd(bk + start[b], order + start[b], end[b] - start[b], 32,
 			 scratch + S_TK * w, scratch + S_TI * w);
+	}
+	/* ranks go where the keys were: first every open key of a few-open
+	 * bucket is counted, then the sorted buckets write theirs */
+	for (size_t i = 0; i < w; i++) {
+		uint32_t b = bin[i];
+
+		if (open[i] && need[b] <= FEW_OPEN)
+			decide(v, kb, i, w, key, first,
+			       start[b] + rank_in(bk, order, start[b], end[b], k[i], (uint32_t)i),
+			       d, eps, factor);
+	}
+	for (size_t b = 0; b < nb; b++) {
+		if (need[b] <= FEW_OPEN)
+			continue;
 		for (uint32_t p = start[b]; p < end[b]; p++)
 			rank[order[p]] = p;
 	}
-	for (size_t a = 0; a < na; a++) {
-		uint32_t i = amb[a], b = mag_key(ax[a]) >> sh;
-		uint32_t r = need[b] <= FEW_OPEN ? start[b] + rank_in(bk, order, start[b], end[b],
-								      mag_key(ax[a]), i)
-						 : rank[i];
-		uint64_t t = weld_rng_threshold(keep_p(r, w, d, eps));
+	for (size_t i = 0; i < w; i++)
+		if (open[i] && need[bin[i]] > FEW_OPEN)
+			decide(v, kb, i, w, key, first, rank[i], d, eps, factor);
+}
 
-		v[i] = keep_or_zero(ax[a] * factor, draw53(key, first + i) < t);
+/*
+ * A draw below the keep threshold of the lowest rank its element could
+ * have keeps it, one at or above that of the highest drops it (thresholds
+ * grow with the rank); only a draw between the two needs the rank. The
+ * ranks an element could have come from buckets of its magnitude: any
+ * mapping that never puts a larger magnitude in a lower bucket will do,
+ * and a linear one, |x| * nb / max, spreads the magnitudes of a row of
+ * deltas over the buckets well enough that an element's bucket holds one
+ * or two others: its draw is undecided with a probability of about
+ * 2 eps * (bucket size - 1) / w, so about one element per row is ranked.
+ */
+/* The keep flags kb[0..w) (bytes 0 or 1) as bits, bit i % 8 of byte i / 8:
+ * eight flags at a time, each moved to its bit of the top byte by one
+ * multiplication (no two products meet, so nothing carries). */
+static inline void pack_bits(const unsigned char *kb, size_t w, unsigned char *bits)
+{
+	size_t b = 0;
+
+	for (; b < w / 8; b++) {
+		uint64_t x;
+
+		memcpy(&x, kb + 8 * b, sizeof(x));
+		bits[b] = (unsigned char)((x * 0x0102040810204080ULL) >> 56);
 	}
+	if (w % 8) {
+		unsigned char x = 0;
+
+		for (size_t l = 0; l < w % 8; l++)
+			x |= (unsigned char)(kb[8 * b + l] << l);
+		bits[b] = x;
+	}
+}
+
+WELD_HOT void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t first, double d,
+				      double eps, float factor, uint32_t *scratch,
+				      unsigned char *bits)
+{
+	uint32_t *k = scratch + S_KEY * w, kmax = 0, nz = 0;
+	uint16_t *bin = (uint16_t *)(void *)(scratch + S_BIN * w);
+	unsigned char *open = (unsigned char *)(bin + w);
+	uint32_t start[MAX_BINS + 1], zbits, fbits;
+	double base, slope, margin;
+	size_t nb = 16, na = 0;
+	float mx, scale, sum[16] = { 0 }, mean = 0, zf = 0.0f * factor;
+	/* the keep flags, after the buckets and the undecided flags */
+	unsigned char *kb = open + w;
+
+	for (size_t i = 0; i < w; i++) {
+		k[i] = mag_key(v[i]);
+		kmax = k[i] > kmax ? k[i] : kmax;
+		nz += k[i] != 0;
+	}
+	/* all zero or tiny (no useful scale), not finite, narrow rows, keep
+	 * probabilities not all inside (0, 1): every rank */
+	if (w < 64 || kmax < 0x0D800000u || kmax >= 0x7F800000u || !(eps >= 0) ||
+	    !(d - eps > 0) || !(d + eps < 1)) {
+		della_row_ranked(v, w, key, first, d, eps, factor, scratch, kb);
+		goto out;
+	}
+	for (size_t i = 0; i + 16 <= w; i += 16)
+		for (size_t l = 0; l < 16; l++)
+			sum[l] += fabsf(v[i + l]);
+	for (size_t l = 0; l < 16; l++)
+		mean += sum[l];
+	mean /= (float)nz;
+	while (nb < MAX_BINS && 2 * nb < w)
+		nb *= 2;
+	/* bucket 0 holds the zeros; the others |x| up to 4 times the mean
+	 * magnitude (or the largest), linearly, the larger ones in the last */
+	memcpy(&mx, &kmax, sizeof(mx));
+	scale = (float)(nb - 1) / (mx < 4 * mean || !(mean > 0) ? mx : 4 * mean);
+	for (size_t i = 0; i < w; i++) {
+		float x = fabsf(v[i]) * scale;
+		uint32_t b = x < (float)(nb - 2) ? (uint32_t)x : (uint32_t)nb - 2;
+
+		bin[i] = (uint16_t)(k[i] ? b + 1 : 0);
+	}
+	memset(start, 0, (nb + 1) * sizeof(start[0]));
+	for (size_t i = 0; i < w; i++)
+		start[bin[i] + 1]++;
+	for (size_t b = 0; b < nb; b++)
+		start[b + 1] += start[b];
+	/* a +0 stays +0 kept or dropped, unless the factor makes it another
+	 * zero or a NaN: then its rank is needed as any other's */
+	memcpy(&fbits, &zf, sizeof(fbits));
+	zbits = fbits ? 0xFFFFFFFFu : 0;
+	/* the keep threshold of rank r, in units of 2^-53, is about base +
+	 * r slope: evaluated without keep_p's rounding order, the bounds are
+	 * widened by far more than the few units the roundings move it */
+	base = (d - eps) * 0x1p53;
+	slope = 2 * eps / (double)(w - 1) * 0x1p53;
+	margin = 0x1p16;
+	for (size_t i = 0; i < w; i++) {
+		uint32_t b = bin[i];
+		double u = (double)draw53(key, first + i);
+		double lo = base + (double)start[b] * slope - margin;
+		double hi = base + (double)(start[b + 1] - 1) * slope + margin;
+		uint32_t x;
+		bool keep = u < lo, op;
+
+		memcpy(&x, &v[i], sizeof(x));
+		op = (u >= lo) & (u < hi) & ((x | zbits) != 0);
+
+		/* an undecided element keeps its delta for now */
+		open[i] = op;
+		kb[i] = keep;
+		na += op;
+		v[i] = keep_or_zero(op ? v[i] : v[i] * factor, keep | op);
+	}
+	if (na > FEW_ROW) {
+		resolve_sorted(v, w, key, first, d, eps, factor, scratch, bin, open, kb, start,
+			       nb);
+		goto out;
+	}
+	/* the flags eight at a time: most words are zero */
+	for (size_t i0 = 0; i0 < w && na; i0 += 8) {
+		uint64_t word = 0;
+
+		if (w - i0 >= 8)
+			memcpy(&word, open + i0, 8);
+		else
+			memcpy(&word, open + i0, w - i0);
+		for (size_t i = i0; word; i++, word >>= 8) {
+			if (!(word & 0xFF))
+				continue;
+			decide(v, kb, i, w, key, first, rank_in_row(k, w, k[i], i), d, eps, factor);
+			na--;
+		}
+	}
+out:
+	if (bits)
+		pack_bits(kb, w, bits);
+}
+
+WELD_HOT void weld_k_della_apply_bits(float *v, size_t w, const unsigned char *bits, float factor)
+{
+	size_t b = 0;
+
+	for (; b < w / 8; b++) {
+		unsigned m = bits[b];
+
+		for (int l = 0; l < 8; l++) {
+			float y = v[8 * b + l] * factor;
+
+			v[8 * b + l] = m >> l & 1 ? y : 0.0f;
+		}
+	}
+	for (size_t i = 8 * b; i < w; i++)
+		v[i] = keep_or_zero(v[i] * factor, bits[b] >> (i % 8) & 1);
 }

@@ -61,9 +61,15 @@ void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first, const ui
  * (--rescale l1 or none), with the same result: the rank is taken only
  * where the draw falls between the keep thresholds of the lowest and the
  * highest rank the element's magnitude could have (see rank.c), so most
- * of a row is never sorted. No table; scratch holds 7 * w uint32_t.
+ * of a row is never sorted. No table; scratch holds 7 * w uint32_t. With
+ * bits, the row's keep flags go there too: bit i % 8 of byte i / 8,
+ * (w + 7) / 8 bytes (a +0 that the factor leaves +0 may be flagged
+ * dropped whatever its draw: it is +0 either way).
  */
 void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t first, double d,
-			     double eps, float factor, uint32_t *scratch);
+			     double eps, float factor, uint32_t *scratch, unsigned char *bits);
+/* The drop again from those bits: v[i] * factor where bit i is set, else
+ * +0 (the same values as weld_k_della_row_scaled with that factor). */
+void weld_k_della_apply_bits(float *v, size_t w, const unsigned char *bits, float factor);
 
 #endif

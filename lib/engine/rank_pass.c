@@ -10,7 +10,10 @@
  * weld_k_row_order for --rescale inverse (each kept element is divided by
  * its own p), and only the ranks a draw needs with one factor for all
  * (weld_k_della_row_scaled). The sums are exact (struct weld_xsum), so what each
- * slice adds up does not depend on how the tensor was cut.
+ * slice adds up does not depend on how the tensor was cut. When the plan
+ * set memory aside for them, the L1 pass keeps each row's keep flags as
+ * bits (a row from a byte of its own, so slices never share a byte) and
+ * APPLY drops from them instead of ranking the rows again.
  */
 #include "exec.h"
 
@@ -40,6 +43,9 @@ void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_
 	uint64_t *thr = (uint64_t *)(void *)(scratch + 4 * rl);
 	float *pf = (float *)(void *)(thr + rl);
 	bool inverse = e->opts->rescale == WELD_RESCALE_INVERSE, sums = pass == P_RANK_L1;
+	/* the L1 pass's keep flags, kept for APPLY when they fit */
+	bool store = sums && e->draws == DRAWS_STORE, known = !sums && e->draws == DRAWS_KNOWN;
+	size_t rb = (rl + 7) / 8;
 
 	for (size_t s = 0; s < j->nsrc; s++) {
 		struct weld_xsum *x = e->rank_sums + (t * e->max_src + s) * 2;
@@ -49,16 +55,21 @@ void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_
 			weld_k_della_table(rl, j->src[s].density, j->src[s].epsilon, thr, pf);
 		for (size_t r = 0; r < len; r += rl) {
 			float *v = c->vals + s * e->tile_elems + r;
+			unsigned char *bits = e->draw_bits + s * e->plan->drop_stride +
+					      (g + r) / rl * rb;
 
 			if (sums)
 				weld_xsum_add_abs(&x[0], v, rl);
 			if (!all && inverse)
 				weld_k_della_row(v, rl, e->rng_key[s], g + r, thr, pf, true, 1.0f,
 						 scratch);
+			else if (!all && known)
+				weld_k_della_apply_bits(v, rl, bits, e->factor[s]);
 			else if (!all)
 				weld_k_della_row_scaled(v, rl, e->rng_key[s], g + r,
 							j->src[s].density, j->src[s].epsilon,
-							sums ? 1.0f : e->factor[s], scratch);
+							sums ? 1.0f : e->factor[s], scratch,
+							store ? bits : NULL);
 			if (sums)
 				weld_xsum_add_abs(&x[1], v, rl);
 		}
@@ -97,6 +108,13 @@ static int l1_pass(struct exec *e, const struct weld_job *j, struct weld_error *
 	return 0;
 }
 
+uint64_t weld_della_bit_bytes(const struct weld_job *j)
+{
+	uint64_t w = row_len(j);
+
+	return j->nelem / w * ((w + 7) / 8);
+}
+
 int weld_exec_rank_stats(struct exec *e, const struct weld_job *j, struct weld_error *err)
 {
 	for (size_t s = 0; s < j->nsrc; s++)
@@ -104,5 +122,11 @@ int weld_exec_rank_stats(struct exec *e, const struct weld_job *j, struct weld_e
 	weld_exec_set_keys(e, j);
 	if (e->opts->rescale != WELD_RESCALE_L1)
 		return 0;
-	return l1_pass(e, j, err);
+	if (e->draw_bits && weld_della_bit_bytes(j) <= e->plan->drop_stride)
+		e->draws = DRAWS_STORE;
+	if (l1_pass(e, j, err) < 0)
+		return -1;
+	if (e->draws == DRAWS_STORE)
+		e->draws = DRAWS_KNOWN;
+	return 0;
 }

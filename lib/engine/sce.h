@@ -21,6 +21,8 @@ void weld_k_sce_var(const float *const *t, size_t n, size_t len, float *v);
  */
 void weld_k_sce_mask(const float *v, size_t len, uint32_t thr, uint64_t keep_equal,
 		     uint64_t *run, bool keep_all, bool keep_none, unsigned char *keep);
+/* sq[j] = t[j]^2 where keep[j], else 0. */
+void weld_k_sce_square(const float *t, const unsigned char *keep, size_t len, float *sq);
 /*
  * out = base + sum_i a_i m_i t_i / max(sum_i a_i m_i, 1e-6), t_i zeroed
  * where !keep, m_i = [sign(t_i) = s], s = +1 where sum_i t_i >= 0 else -1.

@@ -8,9 +8,13 @@
  * gives the exact k-th largest key (hist_pass.c). The energy of each model
  * (the mean of its selected t^2) needs one more pass, whose sums are exact
  * (struct weld_xsum); APPLY then writes. When only some of the variances
- * equal to the threshold are kept, a counting pass over each chunk first
- * tells each slice how many of them come before it, for that pass and for
- * APPLY. Passes: 4, or 6 with such ties; 2 with select_topk >= 1 (no
+ * equal to the threshold are kept, the lowest positions are: the energies'
+ * pass records the equal ones (chunk, slice and place in the slice, and
+ * each model's t^2) when WELD_SCE_EQ_BYTES hold them, the first keep_equal
+ * in that order join the sums, and APPLY tells each slice how many come
+ * before it from the record. When they do not fit, a counting pass over
+ * each chunk first tells each slice, for that pass and for APPLY. Passes:
+ * 4, or 6 with such ties that do not fit; 2 with select_topk >= 1 (no
  * selection); 1 when nothing is kept.
  */
 #include "exec.h"
@@ -19,6 +23,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The variances of the tile's len elements, in scratch. */
@@ -37,6 +42,41 @@ static void tile_mask(struct exec *e, struct slice_ctx *c, const float *v, size_
 
 	weld_k_sce_mask(v, len, h->thr, h->keep_equal, &h->eq_run[c - e->slices], h->keep_all,
 			h->keep_none, c->keep);
+}
+
+/* Words of a record of an equal variance: the order key (chunk, slice,
+ * place in the slice: 24, 8 and 32 bits), then each model's t^2. */
+static size_t rec_words(const struct weld_job *j)
+{
+	return 2 + j->nsrc;
+}
+
+static void record_equal(struct exec *e, const struct weld_job *j, const float *const *t,
+			 const float *v, size_t len, size_t ti)
+{
+	struct hist_exec *h = e->hs;
+	size_t cap = WELD_SCE_EQ_BYTES / 4 / rec_words(j);
+
+	for (size_t i = 0; i < len; i++) {
+		uint64_t key = h->eq_chunk << 40 | (uint64_t)ti << 32 | h->eq_run[ti];
+		uint32_t *r;
+		size_t at;
+
+		if (weld_pcb_abs_key(v[i]) != h->thr)
+			continue;
+		h->eq_run[ti]++;
+#pragma omp atomic capture
+		at = h->eq_n++;
+		if (at >= cap)
+			continue;       /* not reached: the unit checked there is room */
+		r = h->eq_rec + at * rec_words(j);
+		memcpy(r, &key, sizeof(key));
+		for (size_t s = 0; s < j->nsrc; s++) {
+			float sq = t[s][i] * t[s][i];
+
+			memcpy(r + 2 + s, &sq, sizeof(sq));
+		}
+	}
 }
 
 void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
@@ -58,31 +98,35 @@ void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_c
 		}
 		h->thread_count[omp_get_thread_num()] += n;
 		return;
-	case P_SCE_LO:
+	case P_SCE_LO: {
 		/* few keys fall in the bin: a test, then the count */
+		uint32_t bin = (uint32_t)h->bin[0][0];
+
 		for (size_t i = 0; i < len; i++) {
 			uint32_t k = weld_pcb_abs_key(v[i]);
 
-			if ((k >> 16) == h->bin[0][0])
+			if ((k >> 16) == bin)
 				hh[k & 0xFFFF]++;
 		}
 		return;
+	}
 	case P_SCE_COUNT:
 		for (size_t i = 0; i < len; i++)
 			n += weld_pcb_abs_key(v[i]) == h->thr;
 		h->eq_run[ti] += n;
 		return;
 	default:        /* P_SCE_SUM: each model's sum of its selected t^2 */
-		tile_mask(e, c, v, len);
+		if (h->eq_record) {
+			/* those above the threshold; the equal ones recorded */
+			weld_k_sce_mask(v, len, h->thr, 0, &n, false, false, c->keep);
+			if (n)
+				record_equal(e, j, t, v, len, ti);
+		} else {
+			tile_mask(e, c, v, len);
+		}
 		for (size_t s = 0; s < j->nsrc; s++) {
-			float *sq = c->out;
-
-			for (size_t i = 0; i < len; i++) {
-				float x = c->keep[i] ? t[s][i] : 0.0f;
-
-				sq[i] = x * x;
-			}
-			weld_xsum_add_abs(&e->rank_sums[(ti * e->max_src + s) * 2], sq, len);
+			weld_k_sce_square(t[s], c->keep, len, c->out);
+			weld_xsum_add_abs(&e->rank_sums[(ti * e->max_src + s) * 2], c->out, len);
 		}
 		return;
 	}
@@ -107,6 +151,30 @@ int weld_exec_sce_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 	memset(h->eq_run, 0, (size_t)e->n_slices * sizeof(uint64_t));
 	if (h->keep_all || h->keep_none || h->keep_equal == 0 || h->keep_equal == h->n_equal)
 		return 0;       /* all or none of the equal ones: their order does not matter */
+	if (h->eq_record)
+		return 0;       /* the pass records them, each slice from 0 */
+	if (h->eq_known) {
+		/* the records of this chunk (sorted) give each slice's count */
+		size_t wd = rec_words(j);
+
+		for (; h->eq_cursor < h->eq_n; h->eq_cursor++) {
+			uint64_t key;
+
+			memcpy(&key, h->eq_rec + h->eq_cursor * wd, sizeof(key));
+			if (key >> 40 != h->eq_chunk)
+				break;
+			h->eq_run[key >> 32 & 0xFF]++;
+		}
+		h->eq_chunk++;
+		for (int t = 0; t < e->n_slices; t++) {
+			uint64_t mine = h->eq_run[t];
+
+			h->eq_run[t] = run;
+			run += mine;
+		}
+		h->eq_seen = run;
+		return 0;
+	}
 	if (weld_exec_run_chunk(e, j, first, n, P_SCE_COUNT, DROP_NONE, err) < 0)
 		return -1;
 	weld_exec_progress(e, j, n);
@@ -146,6 +214,35 @@ static int select_variance(struct exec *e, const struct weld_job *j, struct weld
 	return 0;
 }
 
+static int by_key(const void *a, const void *b)
+{
+	uint64_t x, y;
+
+	memcpy(&x, a, sizeof(x));
+	memcpy(&y, b, sizeof(y));
+	return (x > y) - (x < y);
+}
+
+/* After the energies' pass: the recorded equal variances in position
+ * order, the squares of the first keep_equal added to the sums, and APPLY
+ * told to count them from the records. */
+static void take_recorded(struct exec *e, const struct weld_job *j)
+{
+	struct hist_exec *h = e->hs;
+	size_t wd = rec_words(j);
+
+	qsort(h->eq_rec, h->eq_n, wd * 4, by_key);
+	for (size_t r = 0; r < h->keep_equal; r++)
+		for (size_t s = 0; s < j->nsrc; s++) {
+			float sq;
+
+			memcpy(&sq, h->eq_rec + r * wd + 2 + s, sizeof(sq));
+			weld_xsum_add_abs(&e->rank_sums[s * 2], &sq, 1);
+		}
+	h->eq_record = false;
+	h->eq_known = true;
+}
+
 /* Each model's share a_i of the energy (METHODS 5 step 3). */
 static int energies(struct exec *e, const struct weld_job *j, struct weld_error *err)
 {
@@ -155,14 +252,19 @@ static int energies(struct exec *e, const struct weld_job *j, struct weld_error 
 
 	memset(e->rank_sums, 0, ns * e->max_src * 2 * sizeof(struct weld_xsum));
 	h->eq_seen = 0;
+	h->eq_n = 0;
+	h->eq_chunk = 0;
 	for (uint64_t first = 0; first < j->nelem; first += e->chunk_elems) {
 		uint64_t n = j->nelem - first < e->chunk_elems ? j->nelem - first : e->chunk_elems;
 
 		if (weld_exec_sce_chunk(e, j, first, n, err) < 0 ||
 		    weld_exec_run_chunk(e, j, first, n, P_SCE_SUM, DROP_NONE, err) < 0)
 			return -1;
+		h->eq_chunk++;
 		weld_exec_progress(e, j, n);
 	}
+	if (h->eq_record)
+		take_recorded(e, j);
 	for (size_t s = 0; s < j->nsrc; s++) {
 		struct weld_xsum x = e->rank_sums[s * 2];
 
@@ -185,8 +287,16 @@ int weld_exec_sce_unit(struct exec *e, const struct weld_job *j, struct weld_err
 	h->keep_none = tau <= 0;
 	h->keep_equal = h->n_equal = 0;
 	h->thr = 0;
+	h->eq_record = h->eq_known = false;
 	if (!h->keep_all && !h->keep_none && select_variance(e, j, err) < 0)
 		return -1;
+	/* only some of the equal variances are kept: recorded in the
+	 * energies' pass when they fit, else counted before each pass */
+	if (!h->keep_none && h->keep_equal > 0 && h->keep_equal < h->n_equal &&
+	    h->n_equal <= WELD_SCE_EQ_BYTES / 4 / rec_words(j) && e->n_slices <= 256 &&
+	    j->nelem / e->chunk_elems < (1u << 23) &&
+	    (h->eq_rec || (h->eq_rec = malloc(WELD_SCE_EQ_BYTES))))
+		h->eq_record = true;
 	if (h->keep_none) {
 		/* every t is 0: the shares do not matter */
 		for (size_t s = 0; s < j->nsrc; s++)
@@ -195,5 +305,7 @@ int weld_exec_sce_unit(struct exec *e, const struct weld_job *j, struct weld_err
 		return -1;
 	}
 	h->eq_seen = 0;         /* APPLY counts the equal ones again */
+	h->eq_cursor = 0;
+	h->eq_chunk = 0;
 	return 0;
 }

@@ -105,6 +105,17 @@ if grep -q 'model.norm.weight BF16 \[128\] della lambda=1 ' "$T/plan" &&
 else
 	not_ok "plan della: one pass with --rescale inverse; the command's defaults"
 fi
+# --rescale l1 keeps the first pass's keep flags for the second: a bit an
+# element of the largest tensor (1536 x 128), per model, in the plan's memory
+"$WELD" plan della --json $B --rescale l1 $FT >"$T/l1.json" 2>&1
+"$WELD" plan della --json $B $FT >"$T/inv.json" 2>&1
+if "$PYTHON" -c 'import json, sys
+a, b = (json.load(open(f))["memory_bytes"] for f in sys.argv[1:3])
+assert a - b == 3 * 1536 * 128 // 8, (a, b)' "$T/l1.json" "$T/inv.json" 2>"$T/stderr"; then
+	ok "plan della --rescale l1: the keep bits are in the memory"
+else
+	not_ok "plan della --rescale l1: the keep bits are in the memory"
+fi
 "$WELD" plan della --json $B --rescale l1 $FT >"$T/plan.json" 2>&1
 if "$PYTHON" -c 'import json, sys
 p = json.load(open(sys.argv[1]))

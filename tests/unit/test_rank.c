@@ -79,7 +79,7 @@ static void della_row(float *v, size_t w, uint64_t key, uint64_t first, double d
 		weld_k_della_table(w, d, eps, thr, pf);
 		weld_k_della_row(v, w, key, first, thr, pf, inverse, factor, scratch);
 	} else if (d < 1) {
-		weld_k_della_row_scaled(v, w, key, first, d, eps, factor, scratch);
+		weld_k_della_row_scaled(v, w, key, first, d, eps, factor, scratch, NULL);
 	}
 	free(scratch);
 	free(thr);
@@ -159,11 +159,16 @@ static void test_della_row_scaled_same(void **state)
 	for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++) {
 		size_t w = widths[wi];
 		float *a = malloc(w * sizeof(float)), *b = malloc(w * sizeof(float));
+		float *c = malloc(w * sizeof(float)), *d = malloc(w * sizeof(float));
+		unsigned char *bits = malloc((w + 7) / 8);
 		uint32_t *scratch = malloc(7 * w * sizeof(uint32_t));
 		uint64_t *thr = malloc(w * sizeof(uint64_t));
 		float *pf = malloc(w * sizeof(float));
 
-		for (int kind = 0; kind < 4; kind++) {
+		for (int kind = 0; kind < 8; kind++) {
+			/* a NaN factor keeps a +0 kept apart from one dropped */
+			float f = kind == 7 ? NAN : 1.25f;
+
 			for (size_t i = 0; i < w; i++) {
 				z = z * 6364136223846793005ULL + 1442695040888963407ULL;
 				float r = (float)(z >> 40) * 0x1p-24f;
@@ -171,16 +176,35 @@ static void test_della_row_scaled_same(void **state)
 				a[i] = kind == 0 ? (r - 0.5f) * 1e-3f
 				       : kind == 1 ? (float)((int)(r * 16) - 8) * 0x1p-12f
 				       : kind == 2 ? 0.25f
-				       : 1.0f + r * 0x1p-10f;   /* one bucket */
+				       : kind == 3 ? 1.0f + r * 0x1p-10f   /* one bucket */
+				       /* mostly zeros, some of them -0 */
+				       : kind == 4 || kind == 7 ? (r < 0.6f ? 0.0f : r < 0.7f ? -0.0f : r - 0.7f)
+				       /* one outlier, a heavy tail */
+				       : kind == 5 ? (i == w / 2 ? 1e6f : (r - 0.5f))
+				       : (r - 0.5f) / (r * r * r + 1e-3f);
 			}
 			memcpy(b, a, w * sizeof(float));
+			memcpy(c, a, w * sizeof(float));
+			memcpy(d, a, w * sizeof(float));
 			weld_k_della_table(w, 0.45, 0.3, thr, pf);
-			weld_k_della_row(a, w, key, 1000 * w, thr, pf, false, 1.25f, scratch);
-			weld_k_della_row_scaled(b, w, key, 1000 * w, 0.45, 0.3, 1.25f, scratch);
+			weld_k_della_row(a, w, key, 1000 * w, thr, pf, false, f, scratch);
+			weld_k_della_row_scaled(b, w, key, 1000 * w, 0.45, 0.3, f, scratch, bits);
 			assert_memory_equal(a, b, w * sizeof(float));
+			/* the keep flags are those of the ranking kernel (a NaN
+			 * factor: kept is NaN, dropped +0), but for a +0 the factor
+			 * leaves +0 (kept or not), and give the same row again */
+			weld_k_della_row(d, w, key, 1000 * w, thr, pf, false, NAN, scratch);
+			for (size_t i = 0; i < w; i++)
+				if (!(c[i] == 0 && !signbit(c[i]) && !isnan(f)))
+					assert_int_equal(bits[i / 8] >> (i % 8) & 1, isnan(d[i]));
+			weld_k_della_apply_bits(c, w, bits, f);
+			assert_memory_equal(c, b, w * sizeof(float));
 		}
 		free(a);
 		free(b);
+		free(c);
+		free(d);
+		free(bits);
 		free(scratch);
 		free(thr);
 		free(pf);
@@ -223,6 +247,22 @@ static void test_xsum_exact(void **state)
 	assert_true(isnan(xsum_of(nan_, 3, 1)));
 }
 
+/* values over 36 binades (more than a block sums in integers at once),
+ * whose exact sum a double holds: the same sum for any split */
+static void test_xsum_wide(void **state)
+{
+	float x[1000];
+	double want = 0;
+
+	(void)state;
+	for (size_t i = 0; i < 1000; i++) {
+		x[i] = ldexpf((float)((i * 37) % 255 + 1), -(int)(i * 7 % 36)) * (i & 1 ? -1 : 1);
+		want += fabs((double)x[i]);
+	}
+	for (size_t s = 0; s <= 1000; s += 37)
+		assert_true(xsum_of(x, 1000, s) == want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -234,6 +274,7 @@ int main(void)
 		cmocka_unit_test(test_della_row_density_one),
 		cmocka_unit_test(test_della_row_scaled_same),
 		cmocka_unit_test(test_xsum_exact),
+		cmocka_unit_test(test_xsum_wide),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

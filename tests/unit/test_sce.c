@@ -70,12 +70,52 @@ static void test_combine(void **state)
 	assert_true(out[3] == -1.0f);
 }
 
+/* the blocked kernels against the formulas written element by element,
+ * over more than one block, with ties in sign and exact zeros */
+static void test_blocks(void **state)
+{
+	enum { N = 3, LEN = 1000 };
+	static float x[N][LEN], base[LEN], v[LEN], out[LEN], sq[LEN];
+	const float *t[N] = { x[0], x[1], x[2] }, a[N] = { 0.5f, 0.3f, 0.2f };
+	unsigned char keep[LEN];
+	uint64_t z = 7;
+
+	(void)state;
+	for (size_t j = 0; j < LEN; j++) {
+		for (size_t s = 0; s < N; s++) {
+			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+			x[s][j] = (z >> 60) < 3 ? 0.0f : (float)((int)(z >> 40 & 0xFF) - 128) * 0.37f;
+		}
+		base[j] = (float)j * 0.01f;
+		keep[j] = (z >> 20 & 3) != 0;
+	}
+	weld_k_sce_var(t, N, LEN, v);
+	weld_k_sce_combine(t, keep, N, a, base, LEN, out);
+	weld_k_sce_square(x[1], keep, LEN, sq);
+	for (size_t j = 0; j < LEN; j++) {
+		float sum = x[0][j] + x[1][j] + x[2][j], mean = sum / 3, acc = 0, num = 0, den = 0;
+
+		for (size_t s = 0; s < N; s++)
+			acc += (x[s][j] - mean) * (x[s][j] - mean);
+		assert_true(v[j] == acc / 3);
+		assert_true(sq[j] == (keep[j] ? x[1][j] * x[1][j] : 0.0f));
+		for (size_t s = 0; s < N && keep[j]; s++) {
+			bool agree = sum >= 0 ? x[s][j] > 0 : x[s][j] < 0;
+
+			num += agree ? a[s] * x[s][j] : 0.0f;
+			den += agree ? a[s] : 0.0f;
+		}
+		assert_true(out[j] == base[j] + num / (den > 1e-6f ? den : 1e-6f));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_variance),
 		cmocka_unit_test(test_mask_ties),
 		cmocka_unit_test(test_combine),
+		cmocka_unit_test(test_blocks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
