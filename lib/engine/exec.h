@@ -178,6 +178,7 @@ struct exec {
 	uint32_t *rank_scratch;
 	struct weld_xsum *rank_sums;
 	struct hist_exec *hs;   /* order statistics by histograms (hist_pass.c), or NULL */
+	struct pcb_window *pw;  /* pcb: the current unit's window (pcb_window.c), or NULL */
 	size_t stats_max;       /* most sums per block of any job's STATS pass */
 	size_t stats_total_max; /* most totals of any job's STATS pass */
 	double *stats;          /* STATS: the current job's totals */

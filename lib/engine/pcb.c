@@ -31,11 +31,11 @@ uint64_t weld_pcb_thr_index(uint64_t m, double ratio)
 	return i < m ? i : m - 1;
 }
 
-uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
+const uint32_t *weld_pcb_sort_keys(uint32_t *keys, size_t n, uint32_t *tmp)
 {
 	uint32_t *a = keys, *b = tmp;
 
-	for (int shift = 0; shift < 32; shift += 8) {
+	for (int shift = 0; n && shift < 32; shift += 8) {
 		size_t cnt[256] = { 0 }, pos = 0;
 
 		for (size_t i = 0; i < n; i++)
@@ -57,7 +57,12 @@ uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
 			b = t;
 		}
 	}
-	return a[k];
+	return a;
+}
+
+uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
+{
+	return weld_pcb_sort_keys(keys, n, tmp)[k];
 }
 
 void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum)

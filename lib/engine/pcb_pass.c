@@ -17,6 +17,7 @@
 #include "exec.h"
 #include "hist_pass.h"
 #include "pcb.h"
+#include "pcb_window.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -80,9 +81,14 @@ void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_c
 	bool hi = pass == P_PCB_CLIP_HI || pass == P_PCB_BETA_HI;
 
 	if (pass == P_PCB_BETA_LO) {
-		tile_beta_lo(e, j, c, len, p);
+		if (e->pw && e->pw->counting)
+			weld_pcb_window_tile(e->pw, e, j, c, len);
+		else
+			tile_beta_lo(e, j, c, len, p);
 		return;
 	}
+	if (pass == P_PCB_CLIP_HI && e->pw && e->pw->sampling)
+		weld_pcb_window_sample(e->pw, e, c, len);
 	if (beta)
 		tile_beta(e, j, c, 0, len, p->unit);
 	for (size_t s = 0; s < j->nsrc; s++) {
@@ -123,24 +129,24 @@ static int two_stats(struct exec *e, const struct weld_job *const *jobs, size_t 
 	return 0;
 }
 
-int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_t nj,
-		       struct weld_error *err)
+/* The statistics of the unit, with a window for the threshold when it
+ * pays (pcb_window.c). */
+static int unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t nj, uint64_t m,
+		      struct weld_error *err)
 {
 	struct hist_exec *p = e->hs;
 	const struct weld_job *j0 = jobs[0];
 	uint32_t key[WELD_K_MAX_SRC][2];
-	uint64_t m = 0;
+	int r = 0;
 
-	for (size_t i = 0; i < nj; i++)
-		m += jobs[i]->nelem;
-	if (!m)
-		return 0;
 	for (size_t s = 0; s < j0->nsrc; s++) {
 		p->rank[s][0] = weld_pcb_lo_index(m, e->opts->clip);
 		p->rank[s][1] = weld_pcb_hi_index(m, e->opts->clip);
 	}
 	if (two_stats(e, jobs, nj, P_PCB_CLIP_HI, P_PCB_CLIP_LO, key, err) < 0)
 		return -1;
+	if (e->pw)
+		e->pw->sampling = false;
 	for (size_t s = 0; s < j0->nsrc; s++) {
 		p->unit[s].lo = weld_pcb_key_float(key[s][0], 0);
 		p->unit[s].hi = weld_pcb_key_float(key[s][1], 0);
@@ -148,6 +154,8 @@ int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_
 		p->rank[s][0] = weld_pcb_thr_index(m, j0->src[s].density);
 		p->rank[s][1] = m - 1;
 	}
+	if (e->pw && (r = weld_pcb_window_stats(e->pw, e, jobs, nj, err)) != 0)
+		return r < 0 ? -1 : 0;
 	if (two_stats(e, jobs, nj, P_PCB_BETA_HI, P_PCB_BETA_LO, key, err) < 0)
 		return -1;
 	for (size_t s = 0; s < j0->nsrc; s++) {
@@ -155,6 +163,23 @@ int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_
 		p->unit[s].top = weld_pcb_key_float(key[s][1], 1);
 	}
 	return 0;
+}
+
+int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		       struct weld_error *err)
+{
+	uint64_t m = 0;
+	int r;
+
+	for (size_t i = 0; i < nj; i++)
+		m += jobs[i]->nelem;
+	if (!m)
+		return 0;
+	e->pw = weld_pcb_window_new(e, jobs[0]->nsrc, m);
+	r = unit_stats(e, jobs, nj, m, err);
+	weld_pcb_window_free(e->pw);
+	e->pw = NULL;
+	return r;
 }
 
 /* --scope row: the statistics of the row at offset r of the tile, in
