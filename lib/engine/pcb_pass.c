@@ -17,6 +17,7 @@
 #include "exec.h"
 #include "hist_pass.h"
 #include "pcb.h"
+#include "pcb_tails.h"
 #include "pcb_window.h"
 
 #include <math.h>
@@ -89,6 +90,10 @@ void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_c
 	}
 	if (pass == P_PCB_CLIP_HI && e->pw && e->pw->sampling)
 		weld_pcb_window_sample(e->pw, e, c, len);
+	if (pass == P_PCB_CLIP_HI && e->pt) {
+		weld_pcb_tails_tile(e->pt, e, c, len);
+		return;
+	}
 	if (beta)
 		tile_beta(e, j, c, 0, len, p->unit);
 	for (size_t s = 0; s < j->nsrc; s++) {
@@ -143,8 +148,14 @@ static int unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t
 		p->rank[s][0] = weld_pcb_lo_index(m, e->opts->clip);
 		p->rank[s][1] = weld_pcb_hi_index(m, e->opts->clip);
 	}
-	if (two_stats(e, jobs, nj, P_PCB_CLIP_HI, P_PCB_CLIP_LO, key, err) < 0)
+	if (e->pt) {
+		if (weld_exec_pcb_pass(e, jobs, nj, P_PCB_CLIP_HI, err) < 0)
+			return -1;
+		for (size_t s = 0; s < j0->nsrc; s++)
+			weld_pcb_tails_keys(e->pt, s, &key[s][0], &key[s][1]);
+	} else if (two_stats(e, jobs, nj, P_PCB_CLIP_HI, P_PCB_CLIP_LO, key, err) < 0) {
 		return -1;
+	}
 	if (e->pw)
 		e->pw->sampling = false;
 	for (size_t s = 0; s < j0->nsrc; s++) {
@@ -176,10 +187,28 @@ int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_
 	if (!m)
 		return 0;
 	e->pw = weld_pcb_window_new(e, jobs[0]->nsrc, m);
+	e->pt = weld_pcb_tails_new(e, jobs[0]->nsrc, m, e->opts->clip);
 	r = unit_stats(e, jobs, nj, m, err);
 	weld_pcb_window_free(e->pw);
+	weld_pcb_tails_free(e->pt);
 	e->pw = NULL;
+	e->pt = NULL;
 	return r;
+}
+
+int weld_exec_pcb_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		       enum pass pass, struct weld_error *err)
+{
+	for (size_t i = 0; i < nj; i++)
+		for (uint64_t first = 0; first < jobs[i]->nelem; first += e->chunk_elems) {
+			uint64_t n = jobs[i]->nelem - first;
+
+			n = n < e->chunk_elems ? n : e->chunk_elems;
+			if (weld_exec_run_chunk(e, jobs[i], first, n, pass, DROP_NONE, err) < 0)
+				return -1;
+			weld_exec_progress(e, jobs[i], n);
+		}
+	return 0;
 }
 
 /* --scope row: the statistics of the row at offset r of the tile, in

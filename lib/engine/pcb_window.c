@@ -215,15 +215,8 @@ int weld_pcb_window_stats(struct pcb_window *w, struct exec *e,
 	if (!plan_window(w, e, jobs[0]))
 		return 0;
 	w->counting = true;
-	for (size_t i = 0; i < nj; i++)
-		for (uint64_t first = 0; first < jobs[i]->nelem; first += e->chunk_elems) {
-			uint64_t n = jobs[i]->nelem - first;
-
-			n = n < e->chunk_elems ? n : e->chunk_elems;
-			if (weld_exec_run_chunk(e, jobs[i], first, n, P_PCB_BETA_LO, DROP_NONE, err) < 0)
-				return -1;
-			weld_exec_progress(e, jobs[i], n);
-		}
+	if (weld_exec_pcb_pass(e, jobs, nj, P_PCB_BETA_LO, err) < 0)
+		return -1;
 	w->counting = false;
 	for (size_t s = 0; s < w->nsrc; s++) {
 		if (!pick(w, s, weld_pcb_thr_index(w->m, jobs[0]->src[s].density), &thr[s]))
