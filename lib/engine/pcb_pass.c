@@ -196,6 +196,16 @@ int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_
 	return r;
 }
 
+void weld_pcb_passes(uint64_t m, double clip, int *lo, int *hi)
+{
+	bool window = weld_pcb_window_fits(m);
+
+	/* the clip bounds: tails, or two histogram passes; the threshold: a
+	 * window, or two histogram passes (also after a window that missed) */
+	*lo = 1 + (weld_pcb_tails_fit(m, clip) ? 1 : 2) + (window ? 1 : 2);
+	*hi = *lo + (window ? 2 : 0);
+}
+
 int weld_exec_pcb_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 		       enum pass pass, struct weld_error *err)
 {

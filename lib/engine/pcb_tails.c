@@ -13,6 +13,7 @@
 #include "exec.h"
 #include "pcb.h"
 #include "pcb_tails.h"
+#include "pcb_window.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -20,13 +21,26 @@
 
 #define TAIL_MAX (1u << 16)     /* most keys a tail may need */
 
+/* The keys each tail needs for a unit of m elements. */
+static uint64_t tail_keys(uint64_t m, double clip)
+{
+	uint64_t lo = weld_pcb_lo_index(m, clip), hi = weld_pcb_hi_index(m, clip);
+
+	return lo + 1 > m - hi ? lo + 1 : m - hi;
+}
+
+bool weld_pcb_tails_fit(uint64_t m, double clip)
+{
+	return tail_keys(m, clip) <= TAIL_MAX;
+}
+
 struct pcb_tails *weld_pcb_tails_new(const struct exec *e, size_t nsrc, uint64_t m, double clip)
 {
 	struct pcb_tails *t;
 	uint64_t lo = weld_pcb_lo_index(m, clip), hi = weld_pcb_hi_index(m, clip);
-	uint64_t k = lo + 1 > m - hi ? lo + 1 : m - hi;
+	uint64_t k = tail_keys(m, clip);
 
-	if (k > TAIL_MAX || !(t = calloc(1, sizeof(*t))))
+	if (!weld_pcb_tails_fit(m, clip) || !(t = calloc(1, sizeof(*t))))
 		return NULL;
 	t->nsrc = nsrc;
 	t->m = m;

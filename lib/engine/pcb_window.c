@@ -29,12 +29,16 @@
 #define SAMPLE_CAP (1u << 17)   /* tuples of the sample */
 #define WIDTH_MAX 32            /* bins of a window */
 
+bool weld_pcb_window_fits(uint64_t m)
+{
+	return m >= WINDOW_MIN && m < (1ull << 32);
+}
+
 struct pcb_window *weld_pcb_window_new(const struct exec *e, size_t nsrc, uint64_t m)
 {
 	struct pcb_window *w;
 
-	/* uint32 counts per thread: a unit of fewer than 2^32 elements */
-	if (m < WINDOW_MIN || m >= (1ull << 32) || !(w = calloc(1, sizeof(*w))))
+	if (!weld_pcb_window_fits(m) || !(w = calloc(1, sizeof(*w))))
 		return NULL;
 	w->nsrc = nsrc;
 	w->m = m;

@@ -43,8 +43,16 @@ struct pcb_window {
 	int n_threads;
 };
 
-/* A window for a unit of m elements and nsrc sources, or NULL when the
- * unit is small (the histogram passes cost little there) or out of memory. */
+/* Whether a unit of m elements takes a window: it is large enough for the
+ * histogram passes to cost more, and uint32 counts per thread suffice. */
+bool weld_pcb_window_fits(uint64_t m);
+/* Whether the clip bounds of a unit of m elements come from tails. */
+bool weld_pcb_tails_fit(uint64_t m, double clip);
+/* The passes over a unit of m elements, APPLY included: lo if the
+ * sample's guess holds, hi if not. */
+void weld_pcb_passes(uint64_t m, double clip, int *lo, int *hi);
+/* A window for a unit of m elements and nsrc sources, or NULL when it does
+ * not fit or is out of memory. */
 struct pcb_window *weld_pcb_window_new(const struct exec *e, size_t nsrc, uint64_t m);
 void weld_pcb_window_free(struct pcb_window *w);
 /* In the clip bounds' HI pass: sample the tile's deltas. */
