@@ -169,14 +169,25 @@ void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, fl
  */
 void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi)
 {
-	float mn = lo < hi ? lo : hi, span = hi - mn;
+	float mn = lo < hi ? lo : hi, span = hi - mn, fn = (float)n;
 
 	b->mn = mn;
 	b->scale = span > 0 ? WELD_PCB_BUCKETS / span : 0.0f;
 	for (int i = 0; i < WELD_PCB_BUCKETS + 3; i++) {
-		float q = (float)(i < WELD_PCB_BUCKETS ? i : WELD_PCB_BUCKETS) / WELD_PCB_BUCKETS;
+		int iu = i < WELD_PCB_BUCKETS ? i : WELD_PCB_BUCKETS;
+		int id = i < 3 ? 0 : i - 3 < WELD_PCB_BUCKETS ? i - 3 : WELD_PCB_BUCKETS;
+		float qu = (float)iu / WELD_PCB_BUCKETS, qd = (float)id / WELD_PCB_BUCKETS;
 
-		b->up[i] = nextafterf((float)exp((double)((float)n * (q * q))), INFINITY);
+		b->up[i] = nextafterf((float)exp((double)(fn * (qu * qu))), INFINITY);
+		b->dn[i] = nextafterf((float)exp((double)(fn * (qd * qd))), 0);
+	}
+	if (!(b->scale < INFINITY)) {
+		/* a span too small for buckets: one bucket, intra in [1, e^n] */
+		b->scale = 0;
+		for (int i = 0; i < WELD_PCB_BUCKETS + 3; i++) {
+			b->up[i] = b->up[WELD_PCB_BUCKETS + 2];
+			b->dn[i] = 1.0f;
+		}
 	}
 }
 
@@ -205,21 +216,92 @@ WELD_HOT static void bounds(const float *restrict d, const float *restrict sum,
 	}
 }
 
+/* Elements per block of the bounds: their bounds stay in the first-level
+ * cache until the positions are picked. */
+#define BOUND_BLOCK 256
+
 size_t weld_k_pcb_candidates(const float *d, const float *sum, const struct weld_pcb_bound *b,
 			     float lo, float hi, float cut, size_t len, float *tmp, uint32_t *idx)
 {
+	float ub[BOUND_BLOCK];
 	size_t m = 0;
 
+	(void)tmp;
 	if (!(cut > 0)) {
 		for (size_t j = 0; j < len; j++)
 			idx[j] = (uint32_t)j;
 		return len;
 	}
-	bounds(d, sum, b, lo, hi, len, tmp);
-	for (size_t j = 0; j < len; j++) {
-		idx[m] = (uint32_t)j;
-		m += tmp[j] > cut;
+	for (size_t j0 = 0; j0 < len; j0 += BOUND_BLOCK) {
+		size_t n = len - j0 < BOUND_BLOCK ? len - j0 : BOUND_BLOCK;
+
+		bounds(d + j0, sum + j0, b, lo, hi, n, ub);
+		for (size_t j = 0; j < n; j++) {
+			idx[m] = (uint32_t)(j0 + j);
+			m += ub[j] > cut;
+		}
 	}
+	return m;
+}
+
+/*
+ * Lower bounds: where 0 < p < 2^-13, tanh_f(p) = p and beta = intra * p >=
+ * dn[i] * p, rounded; elsewhere -inf (nothing known).
+ */
+WELD_HOT static void lower_bounds(const float *restrict d, const float *restrict sum,
+				  const struct weld_pcb_bound *b, float lo, float hi, size_t len,
+				  float *restrict lb)
+{
+	const float *restrict dn = b->dn;
+	float mn = b->mn, scale = b->scale;
+
+	for (size_t j = 0; j < len; j++) {
+		float x = d[j], p = x * sum[j];
+		float t = (clip_abs(x, lo, hi) - mn) * scale + 0x1p23f;
+		uint32_t i;
+		float v;
+
+		memcpy(&i, &t, sizeof(i));
+		i = i - 0x4B000000u + 2;
+		i = i < WELD_PCB_BUCKETS + 2 ? i : WELD_PCB_BUCKETS + 2;
+		v = dn[i] * p;
+		lb[j] = p > 0 && p < 0x1p-13f ? v : -INFINITY;
+	}
+}
+
+void weld_k_pcb_bounds(const float *d, const float *sum, const struct weld_pcb_bound *b, float lo,
+		       float hi, size_t len, float *ub, float *lb)
+{
+	bounds(d, sum, b, lo, hi, len, ub);
+	lower_bounds(d, sum, b, lo, hi, len, lb);
+}
+
+size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
+				    const struct weld_pcb_bound *b, float lo, float hi, float cut,
+				    float above, float top, size_t len, uint32_t *idx,
+				    uint64_t *n_above)
+{
+	float ub[BOUND_BLOCK], lb[BOUND_BLOCK];
+	size_t m = 0;
+	uint64_t na = 0;
+
+	if (!(cut > 0))
+		return weld_k_pcb_candidates(d, sum, b, lo, hi, cut, len, NULL, idx);
+	for (size_t j0 = 0; j0 < len; j0 += BOUND_BLOCK) {
+		size_t n = len - j0 < BOUND_BLOCK ? len - j0 : BOUND_BLOCK;
+
+		bounds(d + j0, sum + j0, b, lo, hi, n, ub);
+		lower_bounds(d + j0, sum + j0, b, lo, hi, n, lb);
+		for (size_t j = 0; j < n; j++) {
+			/* no branch: which way each goes is a coin toss */
+			unsigned in = ub[j] > cut, over = in & (lb[j] > above) & (ub[j] <= top);
+
+			idx[m] = (uint32_t)(j0 + j);
+			m += in ^ over;
+			na += over;
+		}
+	}
+	*n_above += na;
 	return m;
 }
 

@@ -7,6 +7,7 @@
 #ifndef WELD_PCB_H
 #define WELD_PCB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -71,6 +72,7 @@ void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, fl
 struct weld_pcb_bound {
 	float mn, scale;        /* bucket of a: (a - mn) * scale, plus 2 */
 	float up[WELD_PCB_BUCKETS + 3];
+	float dn[WELD_PCB_BUCKETS + 3];     /* and a lower bound of intra */
 };
 
 /* The statistics of one model over one unit. */
@@ -81,11 +83,21 @@ struct weld_pcb_unit {
 };
 
 void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi);
+/* ub[j] >= beta_j >= lb[j] (lb = -inf where nothing is known: outside
+ * 0 < delta * sum < 2^-13). */
+void weld_k_pcb_bounds(const float *d, const float *sum, const struct weld_pcb_bound *b, float lo,
+		       float hi, size_t len, float *ub, float *lb);
 /* The positions j < len where beta may exceed cut > 0 (all of them if cut
- * is not positive), ascending, into idx; returns how many. tmp holds len
- * floats. */
+ * is not positive), ascending, into idx; returns how many. tmp is unused. */
 size_t weld_k_pcb_candidates(const float *d, const float *sum, const struct weld_pcb_bound *b,
 			     float lo, float hi, float cut, size_t len, float *tmp, uint32_t *idx);
+/* The same with a window above cut: positions j where beta may exceed cut,
+ * except those where it surely exceeds above and cannot exceed top (a
+ * largest beta known so far); those are counted in *n_above. */
+size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
+				    const struct weld_pcb_bound *b, float lo, float hi, float cut,
+				    float above, float top, size_t len, uint32_t *idx,
+				    uint64_t *n_above);
 /* Step 5 for one model: sc[j] = (beta_j - thr)/(top - thr) where beta_j >
  * thr, else 0 (and 0 everywhere when top = thr); from delta, or from beta. */
 void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,

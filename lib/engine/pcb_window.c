@@ -128,6 +128,10 @@ static bool plan_window(struct pcb_window *w, const struct exec *e, const struct
 	    e->opts->max_memory / 4)
 		return false;
 	w->width = (uint32_t)width;
+	/* the largest value in each window (none past the last bin) */
+	for (size_t s = 0; s < w->nsrc; s++)
+		w->over[s] = w->lo[s] + width <= 0xFFFF
+			? weld_pcb_key_float((uint32_t)((w->lo[s] + width) << 16) - 1, 1) : NAN;
 	for (int t = 0; t < w->n_threads; t++)
 		if (!(w->th[t].fine = calloc(w->nsrc * width * BINS, sizeof(uint32_t))) ||
 		    !(w->th[t].coarse = calloc(w->nsrc * WIDTH_MAX, sizeof(uint64_t))))
@@ -152,8 +156,9 @@ void weld_pcb_window_tile(struct pcb_window *w, const struct exec *e, const stru
 		uint32_t *fine = t->fine + s * w->width * BINS, lo = w->lo[s], top = t->top[s];
 		uint64_t *coarse = t->coarse + s * WIDTH_MAX;
 		uint64_t above = 0, inside = 0;
-		size_t m = weld_k_pcb_candidates(d[s], sum, &u->bound, u->lo, u->hi, w->cut[s], len,
-						 tmp, idx);
+		size_t m = weld_k_pcb_window_candidates(d[s], sum, &u->bound, u->lo, u->hi, w->cut[s],
+							w->over[s], weld_pcb_key_float(top, 1),
+							len, idx, &above);
 
 		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, tmp);
 		for (size_t i = 0; i < m; i++) {

@@ -39,6 +39,7 @@ struct pcb_window {
 	uint32_t lo[WELD_K_MAX_SRC];
 	uint32_t width;
 	float cut[WELD_K_MAX_SRC];
+	float over[WELD_K_MAX_SRC];     /* the largest value in the window */
 	struct pcb_thread *th;      /* one per thread */
 	int n_threads;
 };

@@ -182,8 +182,8 @@ static void test_clip_sign(void **state)
 	assert_true(out[0] == 0.1f && out[1] == -2.0f && out[2] == 0.0f);
 }
 
-/* random deltas of three models over a few units: the bound is never below
- * beta, and the scores from deltas (exact beta only where the bound
+/* random deltas of three models over a few units: the upper bound is never
+ * below beta nor the lower bound above it, and the scores from deltas (exact beta only where the bound
  * reaches thr) are the scores from beta, bit for bit */
 static void test_bound_scores(void **state)
 {
@@ -195,6 +195,8 @@ static void test_bound_scores(void **state)
 	uint64_t z = 7;
 
 	(void)state;
+	size_t lower = 0;
+
 	for (size_t c = 0; c < 4 * 4; c++) {
 		struct weld_pcb_unit u = { 0 };
 
@@ -213,9 +215,12 @@ static void test_bound_scores(void **state)
 		/* every j is a candidate for a cut below min(beta) */
 		assert_int_equal(weld_k_pcb_candidates(d[0], sum, &u.bound, u.lo, u.hi, 0.0f, N, tmp,
 						       idx), N);
-		weld_k_pcb_candidates(d[0], sum, &u.bound, u.lo, u.hi, 1.0f, N, tmp, idx);
-		for (size_t j = 0; j < N; j++)
+		weld_k_pcb_bounds(d[0], sum, &u.bound, u.lo, u.hi, N, tmp, sa);
+		for (size_t j = 0; j < N; j++) {
 			assert_true(tmp[j] >= beta[j] || beta[j] <= 0);
+			assert_true(sa[j] <= beta[j]);
+			lower += sa[j] > -INFINITY;
+		}
 		for (size_t q = 0; q < 4; q++) {
 			uint32_t keys[N], kt[N];
 
@@ -228,6 +233,7 @@ static void test_bound_scores(void **state)
 			assert_memory_equal(sa, sb, sizeof(sa));
 		}
 	}
+	assert_true(lower > 1000);      /* the lower bound was put to the test */
 }
 
 int main(void)
