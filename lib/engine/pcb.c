@@ -60,9 +60,40 @@ const uint32_t *weld_pcb_sort_keys(uint32_t *keys, size_t n, uint32_t *tmp)
 	return a;
 }
 
+/*
+ * A radix select from the high byte down: count the byte, keep the keys of
+ * the byte that holds rank k (none dropped when they all share it, as the
+ * high bytes of a unit's keys mostly do), and so on; the keys left at the
+ * end are all equal to the answer.
+ */
 uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
 {
-	return weld_pcb_sort_keys(keys, n, tmp)[k];
+	uint32_t *a = keys, *b = tmp;
+
+	for (int shift = 24; shift >= 0; shift -= 8) {
+		size_t cnt[256] = { 0 }, below = 0, m = 0;
+		uint32_t d = 0;
+
+		for (size_t i = 0; i < n; i++)
+			cnt[a[i] >> shift & 0xFF]++;
+		while (below + cnt[d] <= k)
+			below += cnt[d++];
+		k -= below;
+		if (cnt[d] == n)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			b[m] = a[i];
+			m += (a[i] >> shift & 0xFF) == d;
+		}
+		{
+			uint32_t *t = a;
+
+			a = b;
+			b = t;
+		}
+		n = m;
+	}
+	return a[0];
 }
 
 void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum)

@@ -47,7 +47,7 @@ uint64_t weld_pcb_hi_index(uint64_t m, double clip);
 uint64_t weld_pcb_thr_index(uint64_t m, double ratio);
 
 /* The k-th smallest (0-based) of keys[0..n), which it reorders; tmp holds
- * n keys. A radix sort: the same time on plateaus of equal keys. */
+ * n keys. A radix select: the same time on plateaus of equal keys. */
 uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp);
 /* keys[0..n) sorted ascending (a radix sort), in keys or in tmp: the one
  * returned. */

@@ -59,6 +59,39 @@ static void test_keys(void **state)
 	assert_true(weld_pcb_key_float(weld_pcb_kth_key(plateau, 1000, 500, ptmp), 1) == 0.25f);
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* the k-th smallest is the sorted array's k-th, for keys that share their
+ * high bytes, that differ in every byte, and that repeat */
+static void test_kth_random(void **state)
+{
+	enum { N = 3000 };
+	static uint32_t v[N], sorted[N], keys[N], tmp[N];
+	uint64_t z = 3;
+
+	(void)state;
+	for (int c = 0; c < 3; c++) {
+		for (size_t i = 0; i < N; i++) {
+			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+			v[i] = c == 0 ? 0xBC000000u | (uint32_t)(z >> 40 & 0xFFFFF)
+			     : c == 1 ? (uint32_t)(z >> 32) : (uint32_t)(z >> 60) << 20;
+		}
+		memcpy(sorted, v, sizeof(v));
+		qsort(sorted, N, sizeof(*sorted), cmp_u32);
+		for (size_t k = 0; k < N; k += 7) {
+			memcpy(keys, v, sizeof(v));
+			assert_int_equal(weld_pcb_kth_key(keys, N, k, tmp), sorted[k]);
+		}
+		memcpy(keys, v, sizeof(v));
+		assert_int_equal(weld_pcb_kth_key(keys, N, N - 1, tmp), sorted[N - 1]);
+	}
+}
+
 /* n = 2, delta = (0.5, -0.25) at one element: S = 0.25; lo = 0.25, hi = 0.5
  * make N = 1 for the first, 0 for the second */
 static void test_beta(void **state)
@@ -241,6 +274,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_indices),
 		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_kth_random),
 		cmocka_unit_test(test_beta),
 		cmocka_unit_test(test_beta_fast_paths),
 		cmocka_unit_test(test_combine),
