@@ -79,8 +79,12 @@ static uint64_t total_bytes(const struct exec *e)
 			passes++;
 		if (weld_method_rank_drop(j->method) && e->opts->rescale == WELD_RESCALE_L1)
 			passes++;
-		if (weld_method_pcb(j->method) && e->opts->scope != WELD_SCOPE_ROW)
-			passes += 4;
+		if (weld_method_pcb(j->method) && e->opts->scope != WELD_SCOPE_ROW) {
+			int lo, hi;
+
+			weld_plan_job_passes(e->plan, i, &lo, &hi);
+			passes += (uint64_t)lo - 1;
+		}
 		if (weld_method_sce(j->method))
 			passes += 3;
 		if (weld_method_arcee(j->method) && j->ndim > 0)

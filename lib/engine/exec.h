@@ -186,6 +186,8 @@ struct exec {
 	uint32_t *rank_scratch;
 	struct weld_xsum *rank_sums;
 	struct hist_exec *hs;   /* order statistics by histograms (hist_pass.c), or NULL */
+	struct pcb_window *pw;  /* pcb: the current unit's window (pcb_window.c), or NULL */
+	struct pcb_tails *pt;   /* pcb: the current unit's tails of |delta| (pcb_tails.c), or NULL */
 	size_t stats_max;       /* most sums per block of any job's STATS pass */
 	size_t stats_total_max; /* most totals of any job's STATS pass */
 	double *stats;          /* STATS: the current job's totals */
@@ -336,6 +338,9 @@ int weld_exec_rank_alloc(struct exec *e);
  * (the nj jobs `jobs`: one tensor, or with --scope model the whole model). */
 int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 		       struct weld_error *err);
+/* One pass of pcb over the unit, without histograms. */
+int weld_exec_pcb_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		       enum pass pass, struct weld_error *err);
 /* A statistics pass of pcb over one tile of len elements (slice loop). */
 void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			size_t len, enum pass pass);

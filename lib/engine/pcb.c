@@ -4,6 +4,7 @@
  * machine and a float64 reference agree. See pcb.h.
  */
 #include "pcb.h"
+#include "target_clones.h"
 
 #include <math.h>
 #include <string.h>
@@ -30,11 +31,11 @@ uint64_t weld_pcb_thr_index(uint64_t m, double ratio)
 	return i < m ? i : m - 1;
 }
 
-uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
+const uint32_t *weld_pcb_sort_keys(uint32_t *keys, size_t n, uint32_t *tmp)
 {
 	uint32_t *a = keys, *b = tmp;
 
-	for (int shift = 0; shift < 32; shift += 8) {
+	for (int shift = 0; n && shift < 32; shift += 8) {
 		size_t cnt[256] = { 0 }, pos = 0;
 
 		for (size_t i = 0; i < n; i++)
@@ -56,7 +57,43 @@ uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
 			b = t;
 		}
 	}
-	return a[k];
+	return a;
+}
+
+/*
+ * A radix select from the high byte down: count the byte, keep the keys of
+ * the byte that holds rank k (none dropped when they all share it, as the
+ * high bytes of a unit's keys mostly do), and so on; the keys left at the
+ * end are all equal to the answer.
+ */
+uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
+{
+	uint32_t *a = keys, *b = tmp;
+
+	for (int shift = 24; shift >= 0; shift -= 8) {
+		size_t cnt[256] = { 0 }, below = 0, m = 0;
+		uint32_t d = 0;
+
+		for (size_t i = 0; i < n; i++)
+			cnt[a[i] >> shift & 0xFF]++;
+		while (below + cnt[d] <= k)
+			below += cnt[d++];
+		k -= below;
+		if (cnt[d] == n)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			b[m] = a[i];
+			m += (a[i] >> shift & 0xFF) == d;
+		}
+		{
+			uint32_t *t = a;
+
+			a = b;
+			b = t;
+		}
+		n = m;
+	}
+	return a[0];
 }
 
 void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum)
@@ -87,57 +124,272 @@ static inline float tanh_f(float x)
 	return fabsf(x) < 0x1p-13f ? x : (float)tanh((double)x);
 }
 
-/* Entries of the memo of intra (a power of two). */
-#define INTRA_MEMO 2048
+/*
+ * intra = float(exp(n N^2)) of a clipped magnitude a, N = (a - mn) / span.
+ * It depends on a alone, and deltas of low-precision models take few
+ * distinct magnitudes: a memo by a's bits (0xFFFFFFFF, a negative NaN, is
+ * no fabsf result).
+ */
+#define INTRA_MEMO 2048         /* entries (a power of two) */
+
+struct intra_memo {
+	float mn, span, fn;
+	uint32_t tag[INTRA_MEMO];
+	float val[INTRA_MEMO];
+};
+
+static void memo_init(struct intra_memo *m, size_t n, float lo, float hi)
+{
+	/* the clipped magnitudes range from min(lo, hi) to hi */
+	m->mn = lo < hi ? lo : hi;
+	m->span = hi - m->mn;
+	m->fn = (float)n;
+	memset(m->tag, 0xFF, sizeof(m->tag));
+}
+
+static float intra_of(float a, float mn, float span, float fn)
+{
+	float nn = span > 0 ? (a - mn) / span : 0.0f;
+
+	return (float)exp((double)(fn * (nn * nn)));
+}
+
+static inline float memo_intra(struct intra_memo *m, float a)
+{
+	uint32_t ab, slot;
+
+	memcpy(&ab, &a, sizeof(ab));
+	slot = (ab ^ ab >> 9 ^ ab >> 18) & (INTRA_MEMO - 1);
+	if (m->tag[slot] != ab) {
+		m->tag[slot] = ab;
+		m->val[slot] = intra_of(a, m->mn, m->span, m->fn);
+	}
+	return m->val[slot];
+}
 
 void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float hi, size_t len,
 		     float *beta)
 {
-	/* the clipped magnitudes range from min(lo, hi) to hi */
-	float mn = lo < hi ? lo : hi, span = hi - mn, fn = (float)n;
-	/* intra depends on the clipped magnitude alone, and deltas of
-	 * low-precision models take few distinct magnitudes: a memo by its
-	 * bits (0xFFFFFFFF, a negative NaN, is no fabsf result) */
-	uint32_t tag[INTRA_MEMO];
-	float val[INTRA_MEMO];
+	struct intra_memo m;
 
-	memset(tag, 0xFF, sizeof(tag));
-	for (size_t j = 0; j < len; j++) {
-		float a = clip_abs(d[j], lo, hi), intra;
-		uint32_t ab, slot;
+	memo_init(&m, n, lo, hi);
+	for (size_t j = 0; j < len; j++)
+		beta[j] = memo_intra(&m, clip_abs(d[j], lo, hi)) * tanh_f(d[j] * sum[j]);
+}
 
-		memcpy(&ab, &a, sizeof(ab));
-		slot = (ab ^ ab >> 9 ^ ab >> 18) & (INTRA_MEMO - 1);
-		if (tag[slot] == ab) {
-			intra = val[slot];
-		} else {
-			float nn = span > 0 ? (a - mn) / span : 0.0f;
+void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, float hi,
+			const uint32_t *idx, size_t m, float *beta)
+{
+	struct intra_memo mm;
 
-			intra = (float)exp((double)(fn * (nn * nn)));
-			tag[slot] = ab;
-			val[slot] = intra;
-		}
-		beta[j] = intra * tanh_f(d[j] * sum[j]);
+	memo_init(&mm, n, lo, hi);
+	for (size_t k = 0; k < m; k++) {
+		size_t j = idx[k];
+
+		beta[k] = memo_intra(&mm, clip_abs(d[j], lo, hi)) * tanh_f(d[j] * sum[j]);
 	}
 }
 
-void weld_k_pcb_combine(const float *const *d, const float *const *beta, size_t n,
-			const struct weld_pcb_unit *u, const float *w, const float *base,
-			float lambda, size_t len, float *out)
+/*
+ * The bound. An element whose t = (a - mn) * B / span rounds to i - 2 has
+ * N = (a - mn) / span <= i / B = q: t <= i - 1.5, and the roundings of t and
+ * N move them by a few float steps, far less than 0.5. N <= q gives n N^2 <= n q^2
+ * (float rounding is monotonic), so intra <= the table's entry, which is
+ * rounded up one more float against any non-monotonic step of exp. tanh of a positive float is at most the float (tanh(p) < p, or
+ * tanh_f(p) = p), so beta = intra * tanh_f(p) <= up * p, rounded.
+ */
+void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi)
 {
-	for (size_t j = 0; j < len; j++) {
-		float num = 0, den = 0;
+	float mn = lo < hi ? lo : hi, span = hi - mn, fn = (float)n;
 
-		for (size_t s = 0; s < n; s++) {
-			float x = d[s][j], a = clip_abs(x, u[s].lo, u[s].hi);
-			float t = x > 0 ? a : x < 0 ? -a : 0.0f;
-			float b = beta[s][j], sc = 0.0f;
+	b->mn = mn;
+	b->scale = span > 0 ? WELD_PCB_BUCKETS / span : 0.0f;
+	for (int i = 0; i < WELD_PCB_BUCKETS + 3; i++) {
+		int iu = i < WELD_PCB_BUCKETS ? i : WELD_PCB_BUCKETS;
+		int id = i < 3 ? 0 : i - 3 < WELD_PCB_BUCKETS ? i - 3 : WELD_PCB_BUCKETS;
+		float qu = (float)iu / WELD_PCB_BUCKETS, qd = (float)id / WELD_PCB_BUCKETS;
 
-			if (u[s].top != u[s].thr && b > u[s].thr)
-				sc = (b - u[s].thr) / (u[s].top - u[s].thr);
-			num = s ? num + (w[s] * t) * sc : (w[s] * t) * sc;
-			den = s ? den + sc : sc;
-		}
-		out[j] = base[j] + lambda * (num / (den > 1e-12f ? den : 1e-12f));
+		b->up[i] = nextafterf((float)exp((double)(fn * (qu * qu))), INFINITY);
+		b->dn[i] = nextafterf((float)exp((double)(fn * (qd * qd))), 0);
 	}
+	if (!(b->scale < INFINITY)) {
+		/* a span too small for buckets: one bucket, intra in [1, e^n] */
+		b->scale = 0;
+		for (int i = 0; i < WELD_PCB_BUCKETS + 3; i++) {
+			b->up[i] = b->up[WELD_PCB_BUCKETS + 2];
+			b->dn[i] = 1.0f;
+		}
+	}
+}
+
+/*
+ * An upper bound of beta at each element, in ub: up[i] * max(p, 0). The
+ * bucket i is t rounded to an integer (adding 2^23 does it, and a NaN or
+ * a t past the table gives bits past its end: the last entry), plus 2.
+ */
+WELD_HOT static void bounds(const float *restrict d, const float *restrict sum,
+			    const struct weld_pcb_bound *b, float lo, float hi, size_t len,
+			    float *restrict ub)
+{
+	const float *restrict up = b->up;
+	float mn = b->mn, scale = b->scale;
+
+	for (size_t j = 0; j < len; j++) {
+		float x = d[j], p = x * sum[j];
+		float t = (clip_abs(x, lo, hi) - mn) * scale + 0x1p23f;
+		uint32_t i;
+
+		memcpy(&i, &t, sizeof(i));
+		i = i - 0x4B000000u + 2;
+		i = i < WELD_PCB_BUCKETS + 2 ? i : WELD_PCB_BUCKETS + 2;
+		p = p > 0 ? p : 0.0f;
+		ub[j] = up[i] * p;
+	}
+}
+
+/* Elements per block of the bounds: their bounds stay in the first-level
+ * cache until the positions are picked. */
+#define BOUND_BLOCK 256
+
+size_t weld_k_pcb_candidates(const float *d, const float *sum, const struct weld_pcb_bound *b,
+			     float lo, float hi, float cut, size_t len, float *tmp, uint32_t *idx)
+{
+	float ub[BOUND_BLOCK];
+	size_t m = 0;
+
+	(void)tmp;
+	if (!(cut > 0)) {
+		for (size_t j = 0; j < len; j++)
+			idx[j] = (uint32_t)j;
+		return len;
+	}
+	for (size_t j0 = 0; j0 < len; j0 += BOUND_BLOCK) {
+		size_t n = len - j0 < BOUND_BLOCK ? len - j0 : BOUND_BLOCK;
+
+		bounds(d + j0, sum + j0, b, lo, hi, n, ub);
+		for (size_t j = 0; j < n; j++) {
+			idx[m] = (uint32_t)(j0 + j);
+			m += ub[j] > cut;
+		}
+	}
+	return m;
+}
+
+/*
+ * Lower bounds: where 0 < p < 2^-13, tanh_f(p) = p and beta = intra * p >=
+ * dn[i] * p, rounded; elsewhere -inf (nothing known).
+ */
+WELD_HOT static void lower_bounds(const float *restrict d, const float *restrict sum,
+				  const struct weld_pcb_bound *b, float lo, float hi, size_t len,
+				  float *restrict lb)
+{
+	const float *restrict dn = b->dn;
+	float mn = b->mn, scale = b->scale;
+
+	for (size_t j = 0; j < len; j++) {
+		float x = d[j], p = x * sum[j];
+		float t = (clip_abs(x, lo, hi) - mn) * scale + 0x1p23f;
+		uint32_t i;
+		float v;
+
+		memcpy(&i, &t, sizeof(i));
+		i = i - 0x4B000000u + 2;
+		i = i < WELD_PCB_BUCKETS + 2 ? i : WELD_PCB_BUCKETS + 2;
+		v = dn[i] * p;
+		lb[j] = p > 0 && p < 0x1p-13f ? v : -INFINITY;
+	}
+}
+
+void weld_k_pcb_bounds(const float *d, const float *sum, const struct weld_pcb_bound *b, float lo,
+		       float hi, size_t len, float *ub, float *lb)
+{
+	bounds(d, sum, b, lo, hi, len, ub);
+	lower_bounds(d, sum, b, lo, hi, len, lb);
+}
+
+size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
+				    const struct weld_pcb_bound *b, float lo, float hi, float cut,
+				    float above, float top, size_t len, uint32_t *idx,
+				    uint64_t *n_above)
+{
+	float ub[BOUND_BLOCK], lb[BOUND_BLOCK];
+	size_t m = 0;
+	uint64_t na = 0;
+
+	if (!(cut > 0))
+		return weld_k_pcb_candidates(d, sum, b, lo, hi, cut, len, NULL, idx);
+	for (size_t j0 = 0; j0 < len; j0 += BOUND_BLOCK) {
+		size_t n = len - j0 < BOUND_BLOCK ? len - j0 : BOUND_BLOCK;
+
+		bounds(d + j0, sum + j0, b, lo, hi, n, ub);
+		lower_bounds(d + j0, sum + j0, b, lo, hi, n, lb);
+		for (size_t j = 0; j < n; j++) {
+			/* no branch: which way each goes is a coin toss */
+			unsigned in = ub[j] > cut, over = in & (lb[j] > above) & (ub[j] <= top);
+
+			idx[m] = (uint32_t)(j0 + j);
+			m += in ^ over;
+			na += over;
+		}
+	}
+	*n_above += na;
+	return m;
+}
+
+void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
+		       const struct weld_pcb_bound *b, size_t len, float *tmp, uint32_t *idx,
+		       float *sc)
+{
+	size_t m;
+
+	memset(sc, 0, len * sizeof(*sc));
+	/* top = thr: nothing scores (METHODS 12) */
+	if (u->top == u->thr)
+		return;
+	m = weld_k_pcb_candidates(d, sum, b, u->lo, u->hi, u->thr, len, tmp, idx);
+	weld_k_pcb_beta_at(d, sum, n, u->lo, u->hi, idx, m, tmp);
+	for (size_t k = 0; k < m; k++)
+		if (tmp[k] > u->thr)
+			sc[idx[k]] = (tmp[k] - u->thr) / (u->top - u->thr);
+}
+
+void weld_k_pcb_beta_scores(const float *beta, const struct weld_pcb_unit *u, size_t len,
+			    float *sc)
+{
+	for (size_t j = 0; j < len; j++)
+		sc[j] = u->top != u->thr && beta[j] > u->thr
+			? (beta[j] - u->thr) / (u->top - u->thr) : 0.0f;
+}
+
+/* The clipped delta with its sign, 0 where delta is 0. */
+static inline float clip_signed(float x, float lo, float hi)
+{
+	float a = clip_abs(x, lo, hi);
+
+	return x > 0 ? a : x < 0 ? -a : 0.0f;
+}
+
+WELD_HOT void weld_k_pcb_mix(const float *const *d, const float *const *sc, size_t n,
+			     const struct weld_pcb_unit *u, const float *w, const float *base,
+			     float lambda, size_t len, float *restrict num, float *restrict den,
+			     float *restrict out)
+{
+	for (size_t s = 0; s < n; s++) {
+		const float *restrict x = d[s], *restrict c = sc[s];
+		float lo = u[s].lo, hi = u[s].hi, ws = w[s];
+
+		if (!s) {
+			for (size_t j = 0; j < len; j++) {
+				num[j] = (ws * clip_signed(x[j], lo, hi)) * c[j];
+				den[j] = c[j];
+			}
+		} else {
+			for (size_t j = 0; j < len; j++) {
+				num[j] = num[j] + (ws * clip_signed(x[j], lo, hi)) * c[j];
+				den[j] = den[j] + c[j];
+			}
+		}
+	}
+	for (size_t j = 0; j < len; j++)
+		out[j] = base[j] + lambda * (num[j] / (den[j] > 1e-12f ? den[j] : 1e-12f));
 }

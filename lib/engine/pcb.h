@@ -7,15 +7,11 @@
 #ifndef WELD_PCB_H
 #define WELD_PCB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-/* The statistics of one model over one unit. */
-struct weld_pcb_unit {
-	float lo, hi;           /* clip bounds of |delta| */
-	float thr, top;         /* drop threshold and largest of beta */
-};
 
 /* Key of |x| (sorts like |x|), and back. */
 static inline uint32_t weld_pcb_abs_key(float x)
@@ -51,20 +47,68 @@ uint64_t weld_pcb_hi_index(uint64_t m, double clip);
 uint64_t weld_pcb_thr_index(uint64_t m, double ratio);
 
 /* The k-th smallest (0-based) of keys[0..n), which it reorders; tmp holds
- * n keys. A radix sort: the same time on plateaus of equal keys. */
+ * n keys. A radix select: the same time on plateaus of equal keys. */
 uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp);
+/* keys[0..n) sorted ascending (a radix sort), in keys or in tmp: the one
+ * returned. */
+const uint32_t *weld_pcb_sort_keys(uint32_t *keys, size_t n, uint32_t *tmp);
 
 /* sum[j] = d[0][j] + d[1][j] + ... in model order (float32). */
 void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum);
 /* beta of one model (steps 1-4): the clipped magnitude's exp(n N^2) times
- * tanh(delta * sum), exp and tanh in double rounded to float32. */
+ * tanh(delta * sum), exp and tanh in double rounded to float32; and the
+ * same at the m positions idx, into beta[0..m). */
 void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float hi, size_t len,
 		     float *beta);
-/* out = base + lambda * sum_i w_i clip(d_i) s_i / max(sum_i s_i, 1e-12),
- * s_i = (beta_i - thr_i)/(top_i - thr_i) where beta_i > thr_i, else 0
- * (and 0 when top_i = thr_i). */
-void weld_k_pcb_combine(const float *const *d, const float *const *beta, size_t n,
-			const struct weld_pcb_unit *u, const float *w, const float *base,
-			float lambda, size_t len, float *out);
+void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, float hi,
+			const uint32_t *idx, size_t m, float *beta);
+
+/*
+ * Most elements score nothing, and need no exp or tanh to know it: beta is
+ * at most up * (delta * sum), up a bound of intra per bucket of the clipped
+ * magnitude, and at most 0 where delta * sum is not positive.
+ */
+#define WELD_PCB_BUCKETS 256
+struct weld_pcb_bound {
+	float mn, scale;        /* bucket of a: (a - mn) * scale, plus 2 */
+	float up[WELD_PCB_BUCKETS + 3];
+	float dn[WELD_PCB_BUCKETS + 3];     /* and a lower bound of intra */
+};
+
+/* The statistics of one model over one unit. */
+struct weld_pcb_unit {
+	float lo, hi;           /* clip bounds of |delta| */
+	float thr, top;         /* drop threshold and largest of beta */
+	struct weld_pcb_bound bound;    /* of beta, from lo and hi */
+};
+
+void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi);
+/* ub[j] >= beta_j >= lb[j] (lb = -inf where nothing is known: outside
+ * 0 < delta * sum < 2^-13). */
+void weld_k_pcb_bounds(const float *d, const float *sum, const struct weld_pcb_bound *b, float lo,
+		       float hi, size_t len, float *ub, float *lb);
+/* The positions j < len where beta may exceed cut > 0 (all of them if cut
+ * is not positive), ascending, into idx; returns how many. tmp is unused. */
+size_t weld_k_pcb_candidates(const float *d, const float *sum, const struct weld_pcb_bound *b,
+			     float lo, float hi, float cut, size_t len, float *tmp, uint32_t *idx);
+/* The same with a window above cut: positions j where beta may exceed cut,
+ * except those where it surely exceeds above and cannot exceed top (a
+ * largest beta known so far); those are counted in *n_above. */
+size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
+				    const struct weld_pcb_bound *b, float lo, float hi, float cut,
+				    float above, float top, size_t len, uint32_t *idx,
+				    uint64_t *n_above);
+/* Step 5 for one model: sc[j] = (beta_j - thr)/(top - thr) where beta_j >
+ * thr, else 0 (and 0 everywhere when top = thr); from delta, or from beta. */
+void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
+		       const struct weld_pcb_bound *b, size_t len, float *tmp, uint32_t *idx,
+		       float *sc);
+void weld_k_pcb_beta_scores(const float *beta, const struct weld_pcb_unit *u, size_t len,
+			    float *sc);
+/* Step 6: out = base + lambda * sum_i w_i clip(d_i) sc_i / max(sum_i sc_i,
+ * 1e-12), summed in model order; num and den hold len floats. */
+void weld_k_pcb_mix(const float *const *d, const float *const *sc, size_t n,
+		    const struct weld_pcb_unit *u, const float *w, const float *base, float lambda,
+		    size_t len, float *restrict num, float *restrict den, float *restrict out);
 
 #endif

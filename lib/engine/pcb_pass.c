@@ -17,7 +17,10 @@
 #include "exec.h"
 #include "hist_pass.h"
 #include "pcb.h"
+#include "pcb_tails.h"
+#include "pcb_window.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,14 +43,57 @@ static void tile_beta(const struct exec *e, const struct weld_job *j, struct sli
 				c->scratch + (1 + s) * e->tile_elems + r);
 }
 
+/* A LO pass over beta counts only the keys in two bins: the elements whose
+ * beta is surely below both need no exp or tanh. */
+static void tile_beta_lo(const struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			 size_t len, const struct hist_exec *p)
+{
+	const float *d[WELD_K_MAX_SRC];
+	float *sum = c->scratch, *tmp = c->scratch + (1 + j->nsrc) * e->tile_elems;
+	uint32_t *idx = (uint32_t *)(void *)(c->scratch + (2 + j->nsrc) * e->tile_elems);
+	uint32_t *h = weld_exec_hist_mine((struct exec *)e);
+
+	for (size_t s = 0; s < j->nsrc; s++)
+		d[s] = c->vals + s * e->tile_elems;
+	weld_k_pcb_sum(d, j->nsrc, len, sum);
+	for (size_t s = 0; s < j->nsrc; s++) {
+		const struct weld_pcb_unit *u = &p->unit[s];
+		uint32_t b0 = p->bin[s][0], b1 = p->bin[s][1], *h0 = h + s * 2 * BINS, *h1 = h0 + BINS;
+		float v = weld_pcb_key_float((b0 < b1 ? b0 : b1) << 16, 1);
+		size_t m = weld_k_pcb_candidates(d[s], sum, &u->bound, u->lo, u->hi,
+						 v > 0 ? nextafterf(v, 0) : 0.0f, len, tmp, idx);
+
+		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, tmp);
+		for (size_t i = 0; i < m; i++) {
+			uint32_t k = weld_pcb_signed_key(tmp[i]);
+
+			h0[k & 0xFFFF] += (k >> 16) == b0;
+			h1[k & 0xFFFF] += (k >> 16) == b1;
+		}
+	}
+}
+
 void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			size_t len, enum pass pass)
 {
 	struct hist_exec *p = e->hs;
 	uint32_t *h = weld_exec_hist_mine(e);
-	bool beta = pass == P_PCB_BETA_HI || pass == P_PCB_BETA_LO;
+	bool beta = pass == P_PCB_BETA_HI;
 	bool hi = pass == P_PCB_CLIP_HI || pass == P_PCB_BETA_HI;
 
+	if (pass == P_PCB_BETA_LO) {
+		if (e->pw && e->pw->counting)
+			weld_pcb_window_tile(e->pw, e, j, c, len);
+		else
+			tile_beta_lo(e, j, c, len, p);
+		return;
+	}
+	if (pass == P_PCB_CLIP_HI && e->pw && e->pw->sampling)
+		weld_pcb_window_sample(e->pw, e, c, len);
+	if (pass == P_PCB_CLIP_HI && e->pt) {
+		weld_pcb_tails_tile(e->pt, e, c, len);
+		return;
+	}
 	if (beta)
 		tile_beta(e, j, c, 0, len, p->unit);
 	for (size_t s = 0; s < j->nsrc; s++) {
@@ -88,36 +134,90 @@ static int two_stats(struct exec *e, const struct weld_job *const *jobs, size_t 
 	return 0;
 }
 
-int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_t nj,
-		       struct weld_error *err)
+/* The statistics of the unit, with a window for the threshold when it
+ * pays (pcb_window.c). */
+static int unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t nj, uint64_t m,
+		      struct weld_error *err)
 {
 	struct hist_exec *p = e->hs;
 	const struct weld_job *j0 = jobs[0];
 	uint32_t key[WELD_K_MAX_SRC][2];
-	uint64_t m = 0;
+	int r = 0;
 
-	for (size_t i = 0; i < nj; i++)
-		m += jobs[i]->nelem;
-	if (!m)
-		return 0;
 	for (size_t s = 0; s < j0->nsrc; s++) {
 		p->rank[s][0] = weld_pcb_lo_index(m, e->opts->clip);
 		p->rank[s][1] = weld_pcb_hi_index(m, e->opts->clip);
 	}
-	if (two_stats(e, jobs, nj, P_PCB_CLIP_HI, P_PCB_CLIP_LO, key, err) < 0)
+	if (e->pt) {
+		if (weld_exec_pcb_pass(e, jobs, nj, P_PCB_CLIP_HI, err) < 0)
+			return -1;
+		for (size_t s = 0; s < j0->nsrc; s++)
+			weld_pcb_tails_keys(e->pt, s, &key[s][0], &key[s][1]);
+	} else if (two_stats(e, jobs, nj, P_PCB_CLIP_HI, P_PCB_CLIP_LO, key, err) < 0) {
 		return -1;
+	}
+	if (e->pw)
+		e->pw->sampling = false;
 	for (size_t s = 0; s < j0->nsrc; s++) {
 		p->unit[s].lo = weld_pcb_key_float(key[s][0], 0);
 		p->unit[s].hi = weld_pcb_key_float(key[s][1], 0);
+		weld_pcb_bound_init(&p->unit[s].bound, j0->nsrc, p->unit[s].lo, p->unit[s].hi);
 		p->rank[s][0] = weld_pcb_thr_index(m, j0->src[s].density);
 		p->rank[s][1] = m - 1;
 	}
+	if (e->pw && (r = weld_pcb_window_stats(e->pw, e, jobs, nj, err)) != 0)
+		return r < 0 ? -1 : 0;
 	if (two_stats(e, jobs, nj, P_PCB_BETA_HI, P_PCB_BETA_LO, key, err) < 0)
 		return -1;
 	for (size_t s = 0; s < j0->nsrc; s++) {
 		p->unit[s].thr = weld_pcb_key_float(key[s][0], 1);
 		p->unit[s].top = weld_pcb_key_float(key[s][1], 1);
 	}
+	return 0;
+}
+
+int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		       struct weld_error *err)
+{
+	uint64_t m = 0;
+	int r;
+
+	for (size_t i = 0; i < nj; i++)
+		m += jobs[i]->nelem;
+	if (!m)
+		return 0;
+	e->pw = weld_pcb_window_new(e, jobs[0]->nsrc, m);
+	e->pt = weld_pcb_tails_new(e, jobs[0]->nsrc, m, e->opts->clip);
+	r = unit_stats(e, jobs, nj, m, err);
+	weld_pcb_window_free(e->pw);
+	weld_pcb_tails_free(e->pt);
+	e->pw = NULL;
+	e->pt = NULL;
+	return r;
+}
+
+void weld_pcb_passes(uint64_t m, double clip, int *lo, int *hi)
+{
+	bool window = weld_pcb_window_fits(m);
+
+	/* the clip bounds: tails, or two histogram passes; the threshold: a
+	 * window, or two histogram passes (also after a window that missed) */
+	*lo = 1 + (weld_pcb_tails_fit(m, clip) ? 1 : 2) + (window ? 1 : 2);
+	*hi = *lo + (window ? 2 : 0);
+}
+
+int weld_exec_pcb_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		       enum pass pass, struct weld_error *err)
+{
+	for (size_t i = 0; i < nj; i++)
+		for (uint64_t first = 0; first < jobs[i]->nelem; first += e->chunk_elems) {
+			uint64_t n = jobs[i]->nelem - first;
+
+			n = n < e->chunk_elems ? n : e->chunk_elems;
+			if (weld_exec_run_chunk(e, jobs[i], first, n, pass, DROP_NONE, err) < 0)
+				return -1;
+			weld_exec_progress(e, jobs[i], n);
+		}
 	return 0;
 }
 
@@ -159,28 +259,36 @@ static void row_stats(struct exec *e, const struct weld_job *j, struct slice_ctx
 void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			 uint64_t first, uint64_t g, size_t len)
 {
-	const float *d[WELD_K_MAX_SRC], *beta[WELD_K_MAX_SRC];
+	const float *d[WELD_K_MAX_SRC], *sc[WELD_K_MAX_SRC];
 	float w[WELD_K_MAX_SRC];
-	size_t rl = row_scope(e, j) ? (size_t)row_len(j) : len;
+	size_t n = j->nsrc, rl = row_scope(e, j) ? (size_t)row_len(j) : len, te = e->tile_elems;
+	float *tmp = c->scratch + (1 + n) * te;
+	uint32_t *idx = (uint32_t *)(void *)(c->scratch + (2 + n) * te);
 
-	for (size_t s = 0; s < j->nsrc; s++)
+	for (size_t s = 0; s < n; s++)
 		w[s] = (float)j->src[s].weight;
 	for (size_t r = 0; r < len; r += rl) {
 		struct weld_pcb_unit row[WELD_K_MAX_SRC];
 		const struct weld_pcb_unit *u = e->hs ? e->hs->unit : row;
 
+		for (size_t s = 0; s < n; s++) {
+			d[s] = c->vals + s * te + r;
+			sc[s] = c->scratch + (1 + s) * te + r;
+		}
 		if (row_scope(e, j)) {
+			/* the row's beta, in memory: scores from it */
 			row_stats(e, j, c, r, rl, row);
 			u = row;
+			for (size_t s = 0; s < n; s++)
+				weld_k_pcb_beta_scores(sc[s], &u[s], rl, (float *)sc[s]);
 		} else {
-			tile_beta(e, j, c, r, rl, u);
+			weld_k_pcb_sum(d, n, rl, c->scratch + r);
+			for (size_t s = 0; s < n; s++)
+				weld_k_pcb_scores(d[s], c->scratch + r, n, &u[s], &u[s].bound, rl,
+						  tmp, idx, (float *)sc[s]);
 		}
-		for (size_t s = 0; s < j->nsrc; s++) {
-			d[s] = c->vals + s * e->tile_elems + r;
-			beta[s] = c->scratch + (1 + s) * e->tile_elems + r;
-		}
-		weld_k_pcb_combine(d, beta, j->nsrc, u, w, c->base + r, (float)j->lambda, rl,
-				   c->out + r);
+		weld_k_pcb_mix(d, sc, n, u, w, c->base + r, (float)j->lambda, rl, c->scratch + r,
+			       tmp, c->out + r);
 	}
 	weld_exec_put_tile(e, j, c, first, g, len);
 }

@@ -4,6 +4,20 @@
  */
 #include "plan_impl.h"
 #include "method.h"
+#include "pcb_window.h"
+
+/* pcb's unit: the tensor, or with --scope model every merged tensor. */
+static uint64_t pcb_unit(const weld_plan *p, const struct weld_job *j)
+{
+	uint64_t m = 0;
+
+	if (p->o.scope != WELD_SCOPE_MODEL)
+		return j->nelem;
+	for (size_t i = 0; i < p->njobs; i++)
+		if (p->jobs[i].method != WELD_METHOD_COPY)
+			m += p->jobs[i].nelem;
+	return m;
+}
 
 void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 {
@@ -20,9 +34,9 @@ void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 		n++;            /* dare's L1 sums */
 	if (weld_method_rank_drop(j->method) && p->o.rescale == WELD_RESCALE_L1)
 		n++;            /* della's L1 sums (its ranks are taken in memory, row by row) */
-	if (weld_method_pcb(j->method) && !row)
-		n += 4;         /* pcb: two histogram passes for the clip bounds, two for beta's */
 	*lo = *hi = n;
+	if (weld_method_pcb(j->method) && !row)
+		weld_pcb_passes(pcb_unit(p, j), p->o.clip, lo, hi);
 	if (weld_method_arcee(j->method) && j->ndim > 0)
 		*lo = *hi = 3;  /* histograms of the importance's high, then low bits */
 	if (weld_method_sce(j->method)) {

@@ -206,6 +206,45 @@ for sc in tensor row model; do
 	rm -rf "$T/pw-$sc" "$T/pr-$sc"
 done
 
+# units of 2^20 elements take their threshold from a sample and a window
+# of bins around it: the reference, bit for bit, where the sample is fair
+# ("wide") and where it sees only every eighth element, whose deltas are
+# small ("striped": the window misses and the histogram passes decide)
+if "$PYTHON" - "$T/pbig" "$ROOT/tests/ref" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import safetensors_io as stio
+rng = np.random.default_rng(8)
+base = {n: rng.standard_normal((1024, 1024)).astype(np.float32) for n in ("wide", "striped")}
+for i in (1, 2):
+    m = {"wide": base["wide"] + rng.standard_normal((1024, 1024)).astype(np.float32)}
+    d = rng.standard_normal(1 << 20).astype(np.float32)
+    d[::8] *= np.float32(1e-3)
+    m["striped"] = base["striped"] + d.reshape(1024, 1024)
+    os.makedirs(os.path.join(sys.argv[1], "m%d" % i))
+    stio.save_file(os.path.join(sys.argv[1], "m%d" % i, "model.safetensors"), m)
+os.makedirs(os.path.join(sys.argv[1], "base"))
+stio.save_file(os.path.join(sys.argv[1], "base", "model.safetensors"), base)
+PY
+then
+	P="$T/pbig"
+	for sc in tensor model; do
+		if "$WELD" pcb --base "$P/base" --scope $sc -q -j 2 --max-memory 64M -o "$P/w-$sc" \
+			"$P/m1" "$P/m2" 2>"$T/stderr" &&
+		   "$PYTHON" "$REF" pcb --base "$P/base" --scope $sc -o "$P/r-$sc" "$P/m1" "$P/m2" \
+			2>>"$T/stderr" &&
+		   same_tensors "$P/w-$sc" "$P/r-$sc"; then
+			ok "pcb --scope $sc: units of 2^20, fair and striped samples, match the reference"
+		else
+			not_ok "pcb --scope $sc: units of 2^20, fair and striped samples, match the reference"
+		fi
+	done
+	rm -rf "$P"
+else
+	not_ok "pcb large-unit fixture"
+fi
+
 # degenerate units: a constant delta (max = min of the clipped values), a
 # unit of 10 at density 0.1 (top = thr: nothing kept, out = base), width-1
 # rows, 0-D
@@ -267,13 +306,21 @@ expect "pcb: weld run --from-output rebuilds the same tensors" \
 	sh -c '"$1" run --from-output "$2" -q -o "$3" && cmp "$2/model.safetensors" "$3/model.safetensors"' \
 	sh "$WELD" "$T/q2" "$T/q3"
 
-# the plan: five passes per tensor (scope tensor or model), one with row
+# the plan: four passes per small tensor (the tails of |delta|, two
+# histograms of beta, APPLY), three over a unit of 2^20 elements or more
+# (five if the sample's window misses), one with row
 "$WELD" plan pcb $B $FT >"$T/plan" 2>&1
 if grep -q '^options  scope=tensor clip=0.0001$' "$T/plan" &&
-   grep -q 'model.norm.weight BF16 \[128\] pcb passes=5 lambda=1 .*(w=1,d=0.1)' "$T/plan"; then
-	ok "plan pcb: options, passes=5, density per model"
+   grep -q 'model.norm.weight BF16 \[128\] pcb passes=4 lambda=1 .*(w=1,d=0.1)' "$T/plan"; then
+	ok "plan pcb: options, passes=4, density per model"
 else
-	not_ok "plan pcb: options, passes=5, density per model"
+	not_ok "plan pcb: options, passes=4, density per model"
+fi
+"$WELD" plan pcb $B --scope model $FT >"$T/plan" 2>&1
+if grep -q 'model.norm.weight BF16 \[128\] pcb passes=3-5 ' "$T/plan"; then
+	ok "plan pcb --scope model: a unit of 2^20 elements or more, 3 to 5 passes"
+else
+	not_ok "plan pcb --scope model: a unit of 2^20 elements or more, 3 to 5 passes"
 fi
 "$WELD" plan pcb $B --scope row $FT >"$T/plan" 2>&1
 if grep -q 'model.norm.weight BF16 \[128\] pcb lambda=1 ' "$T/plan"; then

@@ -1,8 +1,9 @@
 /*
  * test_pcb.c - PCB-Merging's pieces on plain arrays (lib/engine/pcb.c):
  * the indices of the order statistics, the keys and their k-th smallest,
- * beta and the combination on hand-computed cases, and the degenerate
- * rules of METHODS 12 (a constant unit, top = thr).
+ * beta and the combination on hand-computed cases, the degenerate rules of
+ * METHODS 12 (a constant unit, top = thr), and the bound of beta that
+ * spares most elements their exp and tanh.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,6 +59,39 @@ static void test_keys(void **state)
 	assert_true(weld_pcb_key_float(weld_pcb_kth_key(plateau, 1000, 500, ptmp), 1) == 0.25f);
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* the k-th smallest is the sorted array's k-th, for keys that share their
+ * high bytes, that differ in every byte, and that repeat */
+static void test_kth_random(void **state)
+{
+	enum { N = 3000 };
+	static uint32_t v[N], sorted[N], keys[N], tmp[N];
+	uint64_t z = 3;
+
+	(void)state;
+	for (int c = 0; c < 3; c++) {
+		for (size_t i = 0; i < N; i++) {
+			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+			v[i] = c == 0 ? 0xBC000000u | (uint32_t)(z >> 40 & 0xFFFFF)
+			     : c == 1 ? (uint32_t)(z >> 32) : (uint32_t)(z >> 60) << 20;
+		}
+		memcpy(sorted, v, sizeof(v));
+		qsort(sorted, N, sizeof(*sorted), cmp_u32);
+		for (size_t k = 0; k < N; k += 7) {
+			memcpy(keys, v, sizeof(v));
+			assert_int_equal(weld_pcb_kth_key(keys, N, k, tmp), sorted[k]);
+		}
+		memcpy(keys, v, sizeof(v));
+		assert_int_equal(weld_pcb_kth_key(keys, N, N - 1, tmp), sorted[N - 1]);
+	}
+}
+
 /* n = 2, delta = (0.5, -0.25) at one element: S = 0.25; lo = 0.25, hi = 0.5
  * make N = 1 for the first, 0 for the second */
 static void test_beta(void **state)
@@ -110,6 +144,22 @@ static void test_beta_fast_paths(void **state)
 	}
 }
 
+/* steps 5 and 6 from beta: the scores, then the combination */
+static void combine(const float *const *d, const float *const *b, size_t n,
+		    const struct weld_pcb_unit *u, const float *w, const float *base, float lambda,
+		    size_t len, float *out)
+{
+	float sc[4][8], num[8], den[8];
+	const float *scp[4];
+
+	assert_true(n <= 4 && len <= 8);
+	for (size_t s = 0; s < n; s++) {
+		weld_k_pcb_beta_scores(b[s], &u[s], len, sc[s]);
+		scp[s] = sc[s];
+	}
+	weld_k_pcb_mix(d, scp, n, u, w, base, lambda, len, num, den, out);
+}
+
 /* one model, w = 2, lambda = 0.5: scores 0.5 and 1 */
 static void test_combine(void **state)
 {
@@ -120,7 +170,7 @@ static void test_combine(void **state)
 	float out[2];
 
 	(void)state;
-	weld_k_pcb_combine(d, b, 1, &u, w, base, 0.5f, 2, out);
+	combine(d, b, 1, &u, w, base, 0.5f, 2, out);
 	assert_true(out[0] == 10 + 0.5f * ((2 * 1.0f * ((0.5f - 0.1f) / (0.9f - 0.1f))) /
 					   ((0.5f - 0.1f) / (0.9f - 0.1f))));
 	assert_true(out[1] == 8.0f);
@@ -141,12 +191,12 @@ static void test_top_equals_thr(void **state)
 	float out[2];
 
 	(void)state;
-	weld_k_pcb_combine(d, b, 2, u, w, base, 1.0f, 2, out);
+	combine(d, b, 2, u, w, base, 1.0f, 2, out);
 	assert_true(out[0] == 1.5f && out[1] == -0.5f);
 	/* the second model alone counts once its top differs: score 1 at
 	 * element 1, 0 at element 0 (0.2 is below thr) */
 	u[1].thr = 0.5f;
-	weld_k_pcb_combine(d, b, 2, u, w, base, 1.0f, 2, out);
+	combine(d, b, 2, u, w, base, 1.0f, 2, out);
 	assert_true(out[0] == 1.5f && out[1] == -0.5f + 4.0f);
 }
 
@@ -161,8 +211,62 @@ static void test_clip_sign(void **state)
 	float out[3];
 
 	(void)state;
-	weld_k_pcb_combine(d, b, 1, &u, w, base, 1.0f, 3, out);
+	combine(d, b, 1, &u, w, base, 1.0f, 3, out);
 	assert_true(out[0] == 0.1f && out[1] == -2.0f && out[2] == 0.0f);
+}
+
+/* random deltas of three models over a few units: the upper bound is never
+ * below beta nor the lower bound above it, and the scores from deltas (exact beta only where the bound
+ * reaches thr) are the scores from beta, bit for bit */
+static void test_bound_scores(void **state)
+{
+	enum { N = 4096, M = 3 };
+	static float d[M][N], sum[N], beta[N], tmp[N], sa[N], sb[N];
+	static uint32_t idx[N];
+	const float *dp[M] = { d[0], d[1], d[2] };
+	const float scale[] = { 2e-3f, 0.05f, 3.0f, 1e-30f };
+	uint64_t z = 7;
+
+	(void)state;
+	size_t lower = 0;
+
+	for (size_t c = 0; c < 4 * 4; c++) {
+		struct weld_pcb_unit u = { 0 };
+
+		for (size_t s = 0; s < M; s++)
+			for (size_t j = 0; j < N; j++) {
+				z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+				d[s][j] = ((float)(z >> 40) * 0x1p-24f - 0.5f) * scale[c % 4];
+				if ((z >> 20 & 15) == 0)
+					d[s][j] = 0.0f;         /* zeros: p = 0 */
+			}
+		weld_k_pcb_sum(dp, M, N, sum);
+		u.lo = c / 4 == 3 ? scale[c % 4] : 0.01f * scale[c % 4];    /* lo = hi: N = 0 */
+		u.hi = c / 4 == 3 ? scale[c % 4] : 0.4f * scale[c % 4];
+		weld_pcb_bound_init(&u.bound, M, u.lo, u.hi);
+		weld_k_pcb_beta(d[0], sum, M, u.lo, u.hi, N, beta);
+		/* every j is a candidate for a cut below min(beta) */
+		assert_int_equal(weld_k_pcb_candidates(d[0], sum, &u.bound, u.lo, u.hi, 0.0f, N, tmp,
+						       idx), N);
+		weld_k_pcb_bounds(d[0], sum, &u.bound, u.lo, u.hi, N, tmp, sa);
+		for (size_t j = 0; j < N; j++) {
+			assert_true(tmp[j] >= beta[j] || beta[j] <= 0);
+			assert_true(sa[j] <= beta[j]);
+			lower += sa[j] > -INFINITY;
+		}
+		for (size_t q = 0; q < 4; q++) {
+			uint32_t keys[N], kt[N];
+
+			for (size_t j = 0; j < N; j++)
+				keys[j] = weld_pcb_signed_key(beta[j]);
+			u.thr = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N * (5 + q) / 10, kt), 1);
+			u.top = q == 3 ? u.thr : weld_pcb_key_float(weld_pcb_kth_key(keys, N, N - 1, kt), 1);
+			weld_k_pcb_beta_scores(beta, &u, N, sa);
+			weld_k_pcb_scores(d[0], sum, M, &u, &u.bound, N, tmp, idx, sb);
+			assert_memory_equal(sa, sb, sizeof(sa));
+		}
+	}
+	assert_true(lower > 1000);      /* the lower bound was put to the test */
 }
 
 int main(void)
@@ -170,11 +274,13 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_indices),
 		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_kth_random),
 		cmocka_unit_test(test_beta),
 		cmocka_unit_test(test_beta_fast_paths),
 		cmocka_unit_test(test_combine),
 		cmocka_unit_test(test_top_equals_thr),
 		cmocka_unit_test(test_clip_sign),
+		cmocka_unit_test(test_bound_scores),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

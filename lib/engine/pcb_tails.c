@@ -1,0 +1,171 @@
+/*
+ * pcb_tails.c - pcb's clip bounds (METHODS 12 step 1): the floor(d rho)-th
+ * smallest and the trunc(d (1 - rho) - 1)-th smallest |delta| of a unit,
+ * both near an end of the order when rho is small, from one pass.
+ *
+ * Each thread keeps, per source, the k smallest and the k largest keys it
+ * has seen: new keys go into a buffer of 2k while they beat the k-th kept
+ * one; a full buffer is sorted and cut back to k. The union over threads
+ * holds the unit's k smallest and k largest, whatever the threads saw, so
+ * the two keys do not depend on threads or chunks. Almost every key is
+ * refused by one comparison per tail.
+ */
+#include "exec.h"
+#include "pcb.h"
+#include "pcb_tails.h"
+#include "pcb_window.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TAIL_MAX (1u << 16)     /* most keys a tail may need */
+
+/* The keys each tail needs for a unit of m elements. */
+static uint64_t tail_keys(uint64_t m, double clip)
+{
+	uint64_t lo = weld_pcb_lo_index(m, clip), hi = weld_pcb_hi_index(m, clip);
+
+	return lo + 1 > m - hi ? lo + 1 : m - hi;
+}
+
+bool weld_pcb_tails_fit(uint64_t m, double clip)
+{
+	return tail_keys(m, clip) <= TAIL_MAX;
+}
+
+struct pcb_tails *weld_pcb_tails_new(const struct exec *e, size_t nsrc, uint64_t m, double clip)
+{
+	struct pcb_tails *t;
+	uint64_t lo = weld_pcb_lo_index(m, clip), hi = weld_pcb_hi_index(m, clip);
+	uint64_t k = tail_keys(m, clip);
+
+	if (!weld_pcb_tails_fit(m, clip) || !(t = calloc(1, sizeof(*t))))
+		return NULL;
+	t->nsrc = nsrc;
+	t->m = m;
+	t->lo_rank = lo;
+	t->hi_rank = hi;
+	t->k = (size_t)k;
+	t->cap = 2 * t->k;
+	t->n_threads = e->n_threads;
+	t->th = calloc((size_t)e->n_threads, sizeof(*t->th));
+	/* the union of the threads' tails, and room to sort it */
+	t->all = malloc(2 * (size_t)e->n_threads * t->cap * sizeof(uint32_t));
+	if (!t->th || !t->all) {
+		weld_pcb_tails_free(t);
+		return NULL;
+	}
+	for (int i = 0; i < e->n_threads; i++) {
+		struct pcb_tail_thread *h = &t->th[i];
+
+		h->small = malloc(nsrc * t->cap * sizeof(uint32_t));
+		h->large = malloc(nsrc * t->cap * sizeof(uint32_t));
+		h->tmp = malloc(t->cap * sizeof(uint32_t));
+		if (!h->small || !h->large || !h->tmp) {
+			weld_pcb_tails_free(t);
+			return NULL;
+		}
+		for (size_t s = 0; s < nsrc; s++) {
+			h->below[s] = INT64_MAX;
+			h->above[s] = -1;
+		}
+	}
+	return t;
+}
+
+void weld_pcb_tails_free(struct pcb_tails *t)
+{
+	if (!t)
+		return;
+	for (int i = 0; t->th && i < t->n_threads; i++) {
+		free(t->th[i].small);
+		free(t->th[i].large);
+		free(t->th[i].tmp);
+	}
+	free(t->th);
+	free(t->all);
+	free(t);
+}
+
+/* Cut a full buffer back to its k smallest (or largest); returns the new
+ * bound for keys to be kept. */
+static int64_t cut_small(const struct pcb_tails *t, uint32_t *buf, uint32_t *tmp)
+{
+	const uint32_t *sorted = weld_pcb_sort_keys(buf, t->cap, tmp);
+
+	memmove(buf, sorted, t->k * sizeof(*buf));
+	return buf[t->k - 1];
+}
+
+static int64_t cut_large(const struct pcb_tails *t, uint32_t *buf, uint32_t *tmp)
+{
+	const uint32_t *sorted = weld_pcb_sort_keys(buf, t->cap, tmp);
+
+	memmove(buf, sorted + t->cap - t->k, t->k * sizeof(*buf));
+	return buf[0];
+}
+
+void weld_pcb_tails_tile(struct pcb_tails *t, const struct exec *e, const struct slice_ctx *c,
+			 size_t len)
+{
+	struct pcb_tail_thread *h = &t->th[omp_get_thread_num()];
+
+	for (size_t s = 0; s < t->nsrc; s++) {
+		const float *x = c->vals + s * e->tile_elems;
+		uint32_t *small = h->small + s * t->cap, *large = h->large + s * t->cap;
+		size_t ns = h->n_small[s], nl = h->n_large[s];
+		int64_t below = h->below[s], above = h->above[s];
+
+		for (size_t i = 0; i < len; i++) {
+			uint32_t k = weld_pcb_abs_key(x[i]);
+
+			if (k < below) {
+				small[ns++] = k;
+				if (ns == t->cap) {
+					below = cut_small(t, small, h->tmp);
+					ns = t->k;
+				}
+			}
+			if (k > above) {
+				large[nl++] = k;
+				if (nl == t->cap) {
+					above = cut_large(t, large, h->tmp);
+					nl = t->k;
+				}
+			}
+		}
+		h->n_small[s] = ns;
+		h->n_large[s] = nl;
+		h->below[s] = below;
+		h->above[s] = above;
+	}
+}
+
+/* Every thread's keys of one tail of source s, sorted; *n of them. */
+static const uint32_t *gather(const struct pcb_tails *t, size_t s, int large, uint32_t *all,
+			      size_t *n)
+{
+	size_t at = 0;
+
+	for (int i = 0; i < t->n_threads; i++) {
+		const struct pcb_tail_thread *h = &t->th[i];
+		size_t c = large ? h->n_large[s] : h->n_small[s];
+
+		memcpy(all + at, (large ? h->large : h->small) + s * t->cap, c * sizeof(*all));
+		at += c;
+	}
+	*n = at;
+	return weld_pcb_sort_keys(all, at, all + (size_t)t->n_threads * t->cap);
+}
+
+void weld_pcb_tails_keys(const struct pcb_tails *t, size_t s, uint32_t *lo, uint32_t *hi)
+{
+	const uint32_t *sorted;
+	size_t n;
+
+	sorted = gather(t, s, 0, t->all, &n);
+	*lo = sorted[t->lo_rank];
+	sorted = gather(t, s, 1, t->all, &n);
+	*hi = sorted[n - (t->m - t->hi_rank)];
+}

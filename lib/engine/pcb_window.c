@@ -1,0 +1,242 @@
+/*
+ * pcb_window.c - pcb's drop threshold and largest beta (METHODS 12 step 5)
+ * over a large unit, from a sample and one pass instead of two histogram
+ * passes that need beta at every element.
+ *
+ * While the clip bounds' high bits are counted, every stride-th delta of
+ * each tile is kept (at most SAMPLE_CAP tuples of all sources). Once the
+ * clip bounds are known the sample's beta gives, per source, a window of
+ * high-16-bit bins that surely holds the threshold's rank if the sample is
+ * any good: its rank plus or minus six standard deviations of a sampled
+ * quantile. One pass then counts the keys above the window and the low 16
+ * bits of those inside it, per thread; only elements whose bound of beta
+ * reaches the window need beta itself (pcb.h). If the rank falls in the
+ * window the threshold is read off the counts; the largest key is the
+ * largest beta computed. Otherwise the caller takes the histogram passes:
+ * the sample only decides how fast, never what comes out.
+ */
+#include "exec.h"
+#include "hist_pass.h"
+#include "pcb_window.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BINS WELD_HP_BINS
+#define WINDOW_MIN (1u << 20)   /* smaller units take the histogram passes */
+#define SAMPLE_CAP (1u << 17)   /* tuples of the sample */
+#define WIDTH_MAX 32            /* bins of a window */
+
+bool weld_pcb_window_fits(uint64_t m)
+{
+	return m >= WINDOW_MIN && m < (1ull << 32);
+}
+
+struct pcb_window *weld_pcb_window_new(const struct exec *e, size_t nsrc, uint64_t m)
+{
+	struct pcb_window *w;
+
+	if (!weld_pcb_window_fits(m) || !(w = calloc(1, sizeof(*w))))
+		return NULL;
+	w->nsrc = nsrc;
+	w->m = m;
+	w->cap = SAMPLE_CAP;
+	for (w->stride = 1; m / w->stride > SAMPLE_CAP; w->stride *= 2)
+		;
+	w->n_threads = e->n_threads;
+	w->sample = malloc(nsrc * w->cap * sizeof(float));
+	w->th = calloc((size_t)e->n_threads, sizeof(*w->th));
+	if (!w->sample || !w->th) {
+		weld_pcb_window_free(w);
+		return NULL;
+	}
+	w->sampling = true;
+	return w;
+}
+
+void weld_pcb_window_free(struct pcb_window *w)
+{
+	if (!w)
+		return;
+	for (int t = 0; w->th && t < w->n_threads; t++) {
+		free(w->th[t].fine);
+		free(w->th[t].coarse);
+	}
+	free(w->th);
+	free(w->sample);
+	free(w);
+}
+
+void weld_pcb_window_sample(struct pcb_window *w, const struct exec *e, const struct slice_ctx *c,
+			    size_t len)
+{
+	uint64_t cnt = (len + w->stride - 1) / w->stride, at;
+
+	/* the tuples' order depends on the threads; their set does not, and
+	 * only the set is used */
+#pragma omp atomic capture
+	{
+		at = w->taken;
+		w->taken += cnt;
+	}
+	for (uint64_t k = 0; k < cnt && at + k < w->cap; k++)
+		for (size_t s = 0; s < w->nsrc; s++)
+			w->sample[s * w->cap + at + k] = c->vals[s * e->tile_elems + k * w->stride];
+}
+
+/* The window of every source from the sample; false if it is too wide or
+ * out of memory. */
+static bool plan_window(struct pcb_window *w, const struct exec *e, const struct weld_job *j0)
+{
+	size_t n = w->taken < w->cap ? (size_t)w->taken : (size_t)w->cap, width = 1;
+	const struct weld_pcb_unit *u = e->hs->unit;
+	const float *d[WELD_K_MAX_SRC];
+	float *sum = malloc(2 * n * sizeof(float)), *beta = sum + n;
+	uint32_t *keys = malloc(2 * n * sizeof(uint32_t)), hi[WELD_K_MAX_SRC];
+	bool ok = sum && keys && n >= 1024;
+
+	for (size_t s = 0; ok && s < w->nsrc; s++)
+		d[s] = w->sample + s * w->cap;
+	if (ok)
+		weld_k_pcb_sum(d, w->nsrc, n, sum);
+	for (size_t s = 0; ok && s < w->nsrc; s++) {
+		double r = (double)weld_pcb_thr_index(w->m, j0->src[s].density);
+		double f = r / (double)w->m, q = f * (double)n;
+		double margin = 5 * sqrt((double)n * f * (1 - f)) + 32;
+		size_t a = q - margin > 0 ? (size_t)(q - margin) : 0;
+		size_t b = q + margin < (double)(n - 1) ? (size_t)(q + margin) : n - 1;
+		const uint32_t *sorted;
+		float v;
+
+		weld_k_pcb_beta(d[s], sum, w->nsrc, u[s].lo, u[s].hi, n, beta);
+		for (size_t i = 0; i < n; i++)
+			keys[i] = weld_pcb_signed_key(beta[i]);
+		sorted = weld_pcb_sort_keys(keys, n, keys + n);
+		w->lo[s] = sorted[a] >> 16;
+		hi[s] = sorted[b] >> 16;
+		width = hi[s] - w->lo[s] + 1 > width ? hi[s] - w->lo[s] + 1 : width;
+		v = weld_pcb_key_float(w->lo[s] << 16, 1);
+		w->cut[s] = v > 0 ? nextafterf(v, 0) : 0.0f;
+	}
+	free(sum);
+	free(keys);
+	/* the counts of the threads within a quarter of --max-memory */
+	if (!ok || width > WIDTH_MAX ||
+	    (uint64_t)w->n_threads * w->nsrc * width * BINS * sizeof(uint32_t) >
+	    e->opts->max_memory / 4)
+		return false;
+	w->width = (uint32_t)width;
+	/* the largest value in each window (none past the last bin) */
+	for (size_t s = 0; s < w->nsrc; s++)
+		w->over[s] = w->lo[s] + width <= 0xFFFF
+			? weld_pcb_key_float((uint32_t)((w->lo[s] + width) << 16) - 1, 1) : NAN;
+	for (int t = 0; t < w->n_threads; t++)
+		if (!(w->th[t].fine = calloc(w->nsrc * width * BINS, sizeof(uint32_t))) ||
+		    !(w->th[t].coarse = calloc(w->nsrc * WIDTH_MAX, sizeof(uint64_t))))
+			return false;
+	return true;
+}
+
+void weld_pcb_window_tile(struct pcb_window *w, const struct exec *e, const struct weld_job *j,
+			  struct slice_ctx *c, size_t len)
+{
+	struct pcb_thread *t = &w->th[omp_get_thread_num()];
+	const float *d[WELD_K_MAX_SRC];
+	size_t te = e->tile_elems;
+	float *sum = c->scratch, *tmp = c->scratch + (1 + j->nsrc) * te;
+	uint32_t *idx = (uint32_t *)(void *)(c->scratch + (2 + j->nsrc) * te);
+
+	for (size_t s = 0; s < j->nsrc; s++)
+		d[s] = c->vals + s * te;
+	weld_k_pcb_sum(d, j->nsrc, len, sum);
+	for (size_t s = 0; s < j->nsrc; s++) {
+		const struct weld_pcb_unit *u = &e->hs->unit[s];
+		uint32_t *fine = t->fine + s * w->width * BINS, lo = w->lo[s], top = t->top[s];
+		uint64_t *coarse = t->coarse + s * WIDTH_MAX;
+		uint64_t above = 0, inside = 0;
+		size_t m = weld_k_pcb_window_candidates(d[s], sum, &u->bound, u->lo, u->hi, w->cut[s],
+							w->over[s], weld_pcb_key_float(top, 1),
+							len, idx, &above);
+
+		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, tmp);
+		for (size_t i = 0; i < m; i++) {
+			uint32_t k = weld_pcb_signed_key(tmp[i]), b = (k >> 16) - lo;
+
+			top = k > top ? k : top;
+			if (b < w->width) {
+				fine[b * BINS + (k & 0xFFFF)]++;
+				coarse[b]++;
+				inside++;
+			} else {
+				above += (k >> 16) > lo;
+			}
+		}
+		t->top[s] = top;
+		t->above[s] += above;
+		t->inside[s] += inside;
+	}
+}
+
+/* The key of rank r (ascending) of source s, if the window holds it. */
+static bool pick(const struct pcb_window *w, size_t s, uint64_t r, uint32_t *key)
+{
+	uint64_t above = 0, inside = 0, below;
+
+	for (int t = 0; t < w->n_threads; t++) {
+		above += w->th[t].above[s];
+		inside += w->th[t].inside[s];
+	}
+	below = w->m - above - inside;
+	if (r < below || r - below >= inside)
+		return false;
+	r -= below;
+	for (uint32_t b = 0; b < w->width; b++) {
+		uint64_t in_bin = 0;
+
+		for (int t = 0; t < w->n_threads; t++)
+			in_bin += w->th[t].coarse[s * WIDTH_MAX + b];
+		if (r >= in_bin) {
+			r -= in_bin;
+			continue;
+		}
+		for (uint32_t low = 0; low < BINS; low++) {
+			uint64_t cnt = 0;
+
+			for (int t = 0; t < w->n_threads; t++)
+				cnt += w->th[t].fine[(s * w->width + b) * BINS + low];
+			if (r < cnt) {
+				*key = (w->lo[s] + b) << 16 | low;
+				return true;
+			}
+			r -= cnt;
+		}
+	}
+	return false;
+}
+
+int weld_pcb_window_stats(struct pcb_window *w, struct exec *e,
+			  const struct weld_job *const *jobs, size_t nj, struct weld_error *err)
+{
+	uint32_t thr[WELD_K_MAX_SRC], top[WELD_K_MAX_SRC];
+
+	if (!plan_window(w, e, jobs[0]))
+		return 0;
+	w->counting = true;
+	if (weld_exec_pcb_pass(e, jobs, nj, P_PCB_BETA_LO, err) < 0)
+		return -1;
+	w->counting = false;
+	for (size_t s = 0; s < w->nsrc; s++) {
+		if (!pick(w, s, weld_pcb_thr_index(w->m, jobs[0]->src[s].density), &thr[s]))
+			return 0;
+		top[s] = 0;
+		for (int t = 0; t < w->n_threads; t++)
+			top[s] = w->th[t].top[s] > top[s] ? w->th[t].top[s] : top[s];
+	}
+	for (size_t s = 0; s < w->nsrc; s++) {
+		e->hs->unit[s].thr = weld_pcb_key_float(thr[s], 1);
+		e->hs->unit[s].top = weld_pcb_key_float(top[s], 1);
+	}
+	return 1;
+}

@@ -1,0 +1,71 @@
+/*
+ * pcb_window.h - pcb's drop threshold from a sample and one pass (private
+ * to lib/engine; see pcb_window.c).
+ */
+#ifndef WELD_PCB_WINDOW_H
+#define WELD_PCB_WINDOW_H
+
+#include "kernels.h"
+#include "pcb.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct exec;
+struct weld_job;
+struct slice_ctx;
+struct weld_error;
+
+/* What one thread counts in the window pass. */
+struct pcb_thread {
+	uint64_t above[WELD_K_MAX_SRC];     /* keys above the window */
+	uint64_t inside[WELD_K_MAX_SRC];    /* keys in it */
+	uint32_t top[WELD_K_MAX_SRC];       /* the largest key of the candidates */
+	uint32_t *fine;                     /* [source][bin - lo][low 16 bits] counts */
+	uint64_t *coarse;                   /* [source][bin - lo] counts */
+};
+
+struct pcb_window {
+	size_t nsrc;
+	uint64_t m;                 /* elements of the unit */
+	/* the sample, taken while the clip bounds' high bits are counted:
+	 * tuples of nsrc deltas at every stride-th element of a tile */
+	bool sampling;
+	uint64_t stride, taken, cap;
+	float *sample;
+	/* the window: per source the bins [lo, lo + width) of the keys' high
+	 * 16 bits, and the cut below which no beta is in it */
+	bool counting;
+	uint32_t lo[WELD_K_MAX_SRC];
+	uint32_t width;
+	float cut[WELD_K_MAX_SRC];
+	float over[WELD_K_MAX_SRC];     /* the largest value in the window */
+	struct pcb_thread *th;      /* one per thread */
+	int n_threads;
+};
+
+/* Whether a unit of m elements takes a window: it is large enough for the
+ * histogram passes to cost more, and uint32 counts per thread suffice. */
+bool weld_pcb_window_fits(uint64_t m);
+/* Whether the clip bounds of a unit of m elements come from tails. */
+bool weld_pcb_tails_fit(uint64_t m, double clip);
+/* The passes over a unit of m elements, APPLY included: lo if the
+ * sample's guess holds, hi if not. */
+void weld_pcb_passes(uint64_t m, double clip, int *lo, int *hi);
+/* A window for a unit of m elements and nsrc sources, or NULL when it does
+ * not fit or is out of memory. */
+struct pcb_window *weld_pcb_window_new(const struct exec *e, size_t nsrc, uint64_t m);
+void weld_pcb_window_free(struct pcb_window *w);
+/* In the clip bounds' HI pass: sample the tile's deltas. */
+void weld_pcb_window_sample(struct pcb_window *w, const struct exec *e, const struct slice_ctx *c,
+			    size_t len);
+/* The thresholds of every source (p->unit[s].thr and top) from the sample
+ * and one pass over the unit; 1 if found, 0 if the sample's guess missed
+ * (then nothing is set), -1 on a read error. */
+int weld_pcb_window_stats(struct pcb_window *w, struct exec *e,
+			  const struct weld_job *const *jobs, size_t nj, struct weld_error *err);
+/* The window pass over one tile (slice loop). */
+void weld_pcb_window_tile(struct pcb_window *w, const struct exec *e, const struct weld_job *j,
+			  struct slice_ctx *c, size_t len);
+
+#endif
