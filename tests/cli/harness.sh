@@ -130,6 +130,21 @@ same_bytes() {
 	rm -rf "$T/sb1" "$T/sb2" "$T/sb3"
 }
 
+# same_tensors A B: models A and B hold the same tensors, names, dtypes and
+# stored bytes (read by tests/ref's reader, not by weld), whatever their
+# files, shards and metadata
+same_tensors() {
+	"$PYTHON" - "$1" "$2" "$ROOT/tests/ref" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[3])
+import safetensors_io as stio
+a, b = (stio.model_index(p) for p in sys.argv[1:3])
+assert set(a) == set(b), (sorted(a), sorted(b))
+for n in a:
+    assert a[n].dtype == b[n].dtype and stio.read_raw(a[n]).tobytes() == stio.read_raw(b[n]).tobytes(), n
+PY
+}
+
 summary() {
 	echo "$pass passed, $fail failed, $skipped skipped"
 	[ "$fail" -eq 0 ]

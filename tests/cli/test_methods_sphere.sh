@@ -12,10 +12,6 @@ for s in 1 2 3; do "$MKMODEL" "$T/ft$s" $G --seed $s --noise 0.5 >/dev/null; don
 B="--base $T/base"
 FT="$T/ft1 $T/ft2 $T/ft3"
 
-same_tensors() {
-	"$WELD" inspect --hash "$1" | grep -v '^#' >"$T/h1" &&
-	"$WELD" inspect --hash "$2" | grep -v '^#' >"$T/h2" && cmp -s "$T/h1" "$T/h2"
-}
 
 for cmd in "nuslerp $B --weights 1,3 $T/ft1 $T/ft2" "nuslerp --no-flatten $T/ft1 $T/ft2" \
 	   "multislerp $B --weights 1,2,3 $FT" "multislerp $FT" "karcher $FT"; do

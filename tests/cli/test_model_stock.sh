@@ -11,10 +11,6 @@ for s in 1 2 3; do "$MKMODEL" "$T/ft$s" $G --seed $s --noise 0.5 >/dev/null; don
 B="--base $T/base"
 FT="$T/ft1 $T/ft2 $T/ft3"
 
-same_tensors() {
-	"$WELD" inspect --hash "$1" | grep -v '^#' >"$T/h1" &&
-	"$WELD" inspect --hash "$2" | grep -v '^#' >"$T/h2" && cmp -s "$T/h1" "$T/h2"
-}
 
 for cmd in "model-stock $B $FT" "model-stock $B --filter-wise $FT" "model-stock $B $T/ft1 $T/ft2"; do
 	same_bytes 16M "$(echo "$cmd" | sed "s|$T/||g")" $cmd

@@ -10,17 +10,6 @@ REF="$ROOT/tests/ref/weld_ref.py"
 GEN="$ROOT/tests/bench/gen_family.py"
 
 # same_tensors A B: the two models hold the same tensors, byte for byte
-same_tensors() {
-	"$PYTHON" - "$1" "$2" "$ROOT/tests/ref" <<'PY'
-import sys
-sys.path.insert(0, sys.argv[3])
-import safetensors_io as stio
-a, b = (stio.model_index(p) for p in sys.argv[1:3])
-assert set(a) == set(b), (sorted(a), sorted(b))
-for n in a:
-    assert a[n].dtype == b[n].dtype and stio.read_raw(a[n]).tobytes() == stio.read_raw(b[n]).tobytes(), n
-PY
-}
 
 # bytes_read OUT CMD...: the bytes weld CMD read over all its passes
 bytes_read() {

@@ -13,10 +13,6 @@ for s in 1 2 3; do "$MKMODEL" "$T/ft$s" $G --seed $s --noise 0.5 >/dev/null; don
 B="--base $T/base"
 FT="$T/ft1 $T/ft2 $T/ft3"
 
-same_tensors() {
-	"$WELD" inspect --hash "$1" | grep -v '^#' >"$T/h1" &&
-	"$WELD" inspect --hash "$2" | grep -v '^#' >"$T/h2" && cmp -s "$T/h1" "$T/h2"
-}
 
 # the smallest --max-memory the plan of ARGS accepts, from the refusal of 1M
 need() {
