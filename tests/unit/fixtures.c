@@ -105,3 +105,9 @@ char *fixture_path(const char *dir, const char *name)
 	snprintf(p, n, "%s/%s", dir, name);
 	return p;
 }
+
+float fixture_uniform(uint32_t *r)
+{
+	*r = *r * 1664525u + 1013904223u;
+	return (float)(*r >> 8) / 16777216.0f - 0.5f;
+}

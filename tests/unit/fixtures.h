@@ -25,6 +25,9 @@ int fixture_setup_dir(void **state);
 int fixture_teardown_dir(void **state);
 /* dir/name, malloc'd (never NULL: aborts when out of memory). */
 char *fixture_path(const char *dir, const char *name);
+/* The next value of the 32-bit LCG *r (Numerical Recipes' constants) as a
+ * float in [-0.5, 0.5): test data that is the same on every machine. */
+float fixture_uniform(uint32_t *r);
 /* 1 if the path exists. */
 int fixture_exists(const char *path);
 

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "fixtures.h"
+
 #include <math.h>
 
 #include "weld.h"
@@ -132,11 +134,9 @@ static void test_lincomb_order(void **state)
 
 	(void)state;
 	for (size_t j = 0; j < LEN; j++) {
-		r = r * 1664525u + 1013904223u;
-		b[j] = (float)(r >> 8) / 16777216.0f - 0.5f;
+		b[j] = fixture_uniform(&r);
 		for (size_t s = 0; s < N; s++) {
-			r = r * 1664525u + 1013904223u;
-			x[s][j] = b[j] + ((float)(r >> 8) / 16777216.0f - 0.5f) * 1e-2f;
+			x[s][j] = b[j] + fixture_uniform(&r) * 1e-2f;
 		}
 	}
 	for (size_t s = 0; s < N; s++)

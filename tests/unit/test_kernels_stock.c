@@ -13,6 +13,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "fixtures.h"
+
 #include "weld.h"
 #include "kernels.h"
 
@@ -64,11 +66,9 @@ static void test_gram_pattern(void **state)
 	(void)state;
 	/* values whose products do not sum exactly: any other order shows */
 	for (size_t j = 0; j < LEN; j++) {
-		r = r * 1664525u + 1013904223u;
-		b[j] = (float)(r >> 8) / 16777216.0f - 0.5f;
+		b[j] = fixture_uniform(&r);
 		for (size_t s = 0; s < N; s++) {
-			r = r * 1664525u + 1013904223u;
-			x[s][j] = b[j] + ((float)(r >> 8) / 16777216.0f - 0.5f) * 1e-3f * (float)(s + 1);
+			x[s][j] = b[j] + fixture_uniform(&r) * 1e-3f * (float)(s + 1);
 		}
 	}
 	for (size_t s = 0; s < N; s++)
@@ -142,11 +142,9 @@ static void test_stock_order(void **state)
 
 	(void)state;
 	for (size_t j = 0; j < LEN; j++) {
-		r = r * 1664525u + 1013904223u;
-		b[j] = (float)(r >> 8) / 16777216.0f - 0.5f;
+		b[j] = fixture_uniform(&r);
 		for (size_t s = 0; s < N; s++) {
-			r = r * 1664525u + 1013904223u;
-			x[s][j] = b[j] + ((float)(r >> 8) / 16777216.0f - 0.5f) * 1e-2f;
+			x[s][j] = b[j] + fixture_uniform(&r) * 1e-2f;
 		}
 	}
 	for (size_t s = 0; s < N; s++)

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "fixtures.h"
+
 #include <math.h>
 
 #include "weld.h"
@@ -102,13 +104,11 @@ static void test_ram_order(void **state)
 
 	(void)state;
 	for (size_t j = 0; j < LEN; j++) {
-		r = r * 1664525u + 1013904223u;
-		b[j] = (float)(r >> 8) / 16777216.0f - 0.5f;
+		b[j] = fixture_uniform(&r);
 		for (size_t s = 0; s < N; s++) {
 			float u;
 
-			r = r * 1664525u + 1013904223u;
-			u = (float)(r >> 8) / 16777216.0f;
+			u = fixture_uniform(&r) + 0.5f;
 			/* zeros, values at epsilon and small deltas */
 			d[s][j] = u < 0.3f ? 0.0f : u < 0.35f ? eps : (u - 0.675f) * 1e-2f;
 		}
