@@ -133,6 +133,24 @@ double weld_xsum_value(const struct weld_xsum *s)
 	return ldexp((double)(top | sticky), 64 * hi + bit - 63 - 149);
 }
 
+/* Sort n (key, index) pairs by key, stably, by insertion: for a few. */
+#define FEW_SORT 24
+
+static inline void insertion_sort(uint32_t *k, uint32_t *ix, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		uint32_t kk = k[i], ii = ix[i];
+		size_t j = i;
+
+		for (; j > 0 && k[j - 1] > kk; j--) {
+			k[j] = k[j - 1];
+			ix[j] = ix[j - 1];
+		}
+		k[j] = kk;
+		ix[j] = ii;
+	}
+}
+
 /*
  * Sort n (key, index) pairs by their low `bits` bits (the bits above are
  * the same in all of them), stably: nothing to do when all keys are equal
@@ -149,18 +167,8 @@ static void sort_msd(uint32_t *k, uint32_t *ix, size_t n, int bits, uint32_t *tk
 		diff |= k[i] ^ k[0];
 	if (!diff)
 		return;
-	if (n <= 24) {
-		for (size_t i = 1; i < n; i++) {
-			uint32_t kk = k[i], ii = ix[i];
-			size_t j = i;
-
-			for (; j > 0 && k[j - 1] > kk; j--) {
-				k[j] = k[j - 1];
-				ix[j] = ix[j - 1];
-			}
-			k[j] = kk;
-			ix[j] = ii;
-		}
+	if (n <= FEW_SORT) {
+		insertion_sort(k, ix, n);
 		return;
 	}
 	/* the digit: about log2(n) bits (at most 8) below the highest bit in
@@ -194,40 +202,102 @@ static void sort_msd(uint32_t *k, uint32_t *ix, size_t n, int bits, uint32_t *tk
 	}
 }
 
+/* Buckets of a row: at most this many (uint16 indices, stack tables). */
+#define MAX_BINS 4096
+
 /*
- * One bucket pass on the high bits of the keys (up to 12: the exponent and
- * the first mantissa bits, about one bucket per element), then each bucket
- * sorted on the bits below (sort_msd).
+ * Linear buckets of a row's magnitudes, for rows of at least 64 elements
+ * whose largest magnitude (key kmax) is finite and not tiny: bucket 0
+ * holds the zeros, buckets 1 .. nb - 1 |x| * scale (nb - 1 buckets up to
+ * 4 times the mean magnitude of the nz nonzero elements, or the largest),
+ * the larger ones in the last. A larger magnitude never goes to a lower
+ * bucket, and a row of deltas puts one or two elements in each. Returns
+ * nb, or 0 when the row does not qualify.
  */
-void weld_k_row_order(const float *v, size_t w, uint32_t *order, uint32_t *scratch)
+static size_t linear_buckets(const float *v, size_t w, uint32_t kmax, uint32_t nz, float *scale)
+{
+	float sum[16] = { 0 }, mean = 0, mx;
+	size_t nb = 16;
+
+	if (w < 64 || kmax < 0x0D800000u || kmax >= 0x7F800000u)
+		return 0;
+	for (size_t i = 0; i + 16 <= w; i += 16)
+		for (size_t l = 0; l < 16; l++)
+			sum[l] += fabsf(v[i + l]);
+	for (size_t l = 0; l < 16; l++)
+		mean += sum[l];
+	mean /= (float)nz;
+	while (nb < MAX_BINS && 2 * nb < w)
+		nb *= 2;
+	memcpy(&mx, &kmax, sizeof(mx));
+	*scale = (float)(nb - 1) / (mx < 4 * mean || !(mean > 0) ? mx : 4 * mean);
+	return nb;
+}
+
+/* The bucket of key k (magnitude |x|) among nb linear buckets. */
+static inline uint32_t linear_bucket(float x, uint32_t k, float scale, size_t nb)
+{
+	float y = fabsf(x) * scale;
+	uint32_t b = y < (float)(nb - 2) ? (uint32_t)y : (uint32_t)nb - 2;
+
+	return k ? b + 1 : 0;
+}
+
+/*
+ * Bucket order and the tie rule: the positions from the last, so that a
+ * stable sort puts equal magnitudes in descending position (the lower
+ * position later: the higher rank); then each bucket of more than one
+ * sorted on its keys (sort_msd). Linear buckets when the row qualifies
+ * (a few elements each: insertion sorts), else buckets of the high bits
+ * of the keys (up to 12: the exponent and the first mantissa bits).
+ */
+WELD_HOT void weld_k_row_order(const float *v, size_t w, uint32_t *order, uint32_t *scratch)
 {
 	uint32_t *key = scratch, *k2 = scratch + w, *i2 = scratch + 2 * w;
-	uint32_t cnt[(1 << 12) + 1];
+	uint32_t cnt[MAX_BINS + 1], kmax = 0, nz = 0;
 	int bits = 4;
 	size_t nb;
+	float scale = 0;
+	bool linear;
 
-	while (bits < 12 && ((size_t)1 << bits) < w)
-		bits++;
-	nb = (size_t)1 << bits;
+	for (size_t i = 0; i < w; i++) {
+		uint32_t k = mag_key(v[i]);
+
+		kmax = k > kmax ? k : kmax;
+		nz += k != 0;
+	}
+	nb = linear_buckets(v, w, kmax, nz, &scale);
+	linear = nb > 0;
+	if (!linear) {
+		while (bits < 12 && ((size_t)1 << bits) < w)
+			bits++;
+		nb = (size_t)1 << bits;
+	}
+	/* the buckets by position, in i2 until the sort needs it */
+	for (size_t i = 0; i < w; i++) {
+		uint32_t k = mag_key(v[i]);
+
+		i2[i] = linear ? linear_bucket(v[i], k, scale, nb) : k >> (31 - bits);
+	}
 	memset(cnt, 0, (nb + 1) * sizeof(cnt[0]));
 	for (size_t i = 0; i < w; i++)
-		cnt[(mag_key(v[i]) >> (31 - bits)) + 1]++;
+		cnt[i2[i] + 1]++;
 	for (size_t b = 1; b <= nb; b++)
 		cnt[b] += cnt[b - 1];
-	/* positions from the last: a stable sort then puts equal magnitudes in
-	 * descending position, so the lower position comes later (higher rank) */
 	for (size_t i = w; i-- > 0;) {
-		uint32_t k = mag_key(v[i]), p = cnt[k >> (31 - bits)]++;
+		uint32_t p = cnt[i2[i]]++;
 
-		key[p] = k;
+		key[p] = mag_key(v[i]);
 		order[p] = (uint32_t)i;
 	}
 	/* cnt[b] is now the end of bucket b, the start of bucket b + 1 */
 	for (size_t b = 0, lo = 0; b < nb; b++) {
 		size_t hi = cnt[b];
 
-		if (hi - lo > 1)
-			sort_msd(key + lo, order + lo, hi - lo, 31 - bits, k2, i2);
+		if (hi - lo > FEW_SORT)
+			sort_msd(key + lo, order + lo, hi - lo, linear ? 31 : 31 - bits, k2, i2);
+		else if (hi - lo > 1)
+			insertion_sort(key + lo, order + lo, hi - lo);
 		lo = hi;
 	}
 }
@@ -295,9 +365,6 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
  * order, the sort's temporaries, and the buckets (uint16) and the
  * undecided flags (bytes) by position. */
 enum { S_KEY, S_BKEY, S_ORDER, S_TK, S_TI, S_BIN };
-
-/* Buckets of a row: at most this many (uint16 indices, stack tables). */
-#define MAX_BINS 4096
 
 /* Undecided elements up to this many are ranked by a count over the whole
  * row each; more, and the row is put in bucket order and the buckets that
@@ -445,8 +512,8 @@ WELD_HOT void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t
 	unsigned char *open = (unsigned char *)(bin + w);
 	uint32_t start[MAX_BINS + 1], zbits, fbits;
 	double base, slope, margin;
-	size_t nb = 16, na = 0;
-	float mx, scale, sum[16] = { 0 }, mean = 0, zf = 0.0f * factor;
+	size_t nb, na = 0;
+	float scale, zf = 0.0f * factor;
 	/* the keep flags, after the buckets and the undecided flags */
 	unsigned char *kb = open + w;
 
@@ -457,29 +524,13 @@ WELD_HOT void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t
 	}
 	/* all zero or tiny (no useful scale), not finite, narrow rows, keep
 	 * probabilities not all inside (0, 1): every rank */
-	if (w < 64 || kmax < 0x0D800000u || kmax >= 0x7F800000u || !(eps >= 0) ||
-	    !(d - eps > 0) || !(d + eps < 1)) {
+	nb = linear_buckets(v, w, kmax, nz, &scale);
+	if (!nb || !(eps >= 0) || !(d - eps > 0) || !(d + eps < 1)) {
 		della_row_ranked(v, w, key, first, d, eps, factor, scratch, kb);
 		goto out;
 	}
-	for (size_t i = 0; i + 16 <= w; i += 16)
-		for (size_t l = 0; l < 16; l++)
-			sum[l] += fabsf(v[i + l]);
-	for (size_t l = 0; l < 16; l++)
-		mean += sum[l];
-	mean /= (float)nz;
-	while (nb < MAX_BINS && 2 * nb < w)
-		nb *= 2;
-	/* bucket 0 holds the zeros; the others |x| up to 4 times the mean
-	 * magnitude (or the largest), linearly, the larger ones in the last */
-	memcpy(&mx, &kmax, sizeof(mx));
-	scale = (float)(nb - 1) / (mx < 4 * mean || !(mean > 0) ? mx : 4 * mean);
-	for (size_t i = 0; i < w; i++) {
-		float x = fabsf(v[i]) * scale;
-		uint32_t b = x < (float)(nb - 2) ? (uint32_t)x : (uint32_t)nb - 2;
-
-		bin[i] = (uint16_t)(k[i] ? b + 1 : 0);
-	}
+	for (size_t i = 0; i < w; i++)
+		bin[i] = (uint16_t)linear_bucket(v[i], k[i], scale, nb);
 	memset(start, 0, (nb + 1) * sizeof(start[0]));
 	for (size_t i = 0; i < w; i++)
 		start[bin[i] + 1]++;

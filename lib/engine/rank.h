@@ -31,8 +31,10 @@ double weld_xsum_value(const struct weld_xsum *s);
  * Ranks of |v| in a row of w elements (DESIGN 4.1's order counted from the
  * bottom): on return order[i] is the position of the element of rank i + 1,
  * rank 1 the smallest magnitude, rank w the largest; among equal
- * magnitudes the lower position has the higher rank. A stable radix sort
- * over the bits of |v| (O(w), the same time on plateaus of equal values).
+ * magnitudes the lower position has the higher rank. A stable sort over
+ * the bits of |v|: a counting pass into buckets of |v| (linear ones, a
+ * few elements each, when the row allows), then each bucket sorted
+ * (O(w), the same time on plateaus of equal values).
  * scratch holds 3 * w uint32_t; order holds w.
  */
 void weld_k_row_order(const float *v, size_t w, uint32_t *order, uint32_t *scratch);

@@ -34,6 +34,21 @@ int weld_exec_rank_alloc(struct exec *e)
 	return e->rank_sums ? 0 : -1;
 }
 
+/* What a slice's keep table (after its row scratch) was made for: rows of
+ * w, density d, epsilon eps; w = 0 when it holds none. Sources of the same
+ * parameters and the next tiles use it again. */
+struct table_tag {
+	uint64_t w;
+	double d, eps;
+};
+
+static struct table_tag *table_tag(const struct exec *e, size_t t, size_t rl)
+{
+	/* after the row scratch (4 rl), thr (2 rl) and pf (rl) */
+	return (struct table_tag *)(void *)(e->rank_scratch + t * RANK_SCRATCH * e->tile_elems +
+					    (7 * rl + 1) / 2 * 2);
+}
+
 void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			 uint64_t g, size_t len, enum pass pass)
 {
@@ -46,13 +61,17 @@ void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_
 	/* the L1 pass's keep flags, kept for APPLY when they fit */
 	bool store = sums && e->draws == DRAWS_STORE, known = !sums && e->draws == DRAWS_KNOWN;
 	size_t rb = (rl + 7) / 8;
+	struct table_tag *tag = table_tag(e, t, rl);
 
 	for (size_t s = 0; s < j->nsrc; s++) {
 		struct weld_xsum *x = e->rank_sums + (t * e->max_src + s) * 2;
-		bool all = j->src[s].density >= 1;
+		double d = j->src[s].density, eps = j->src[s].epsilon;
+		bool all = d >= 1;
 
-		if (!all && inverse)
-			weld_k_della_table(rl, j->src[s].density, j->src[s].epsilon, thr, pf);
+		if (!all && inverse && (tag->w != rl || tag->d != d || tag->eps != eps)) {
+			weld_k_della_table(rl, d, eps, thr, pf);
+			*tag = (struct table_tag){ rl, d, eps };
+		}
 		for (size_t r = 0; r < len; r += rl) {
 			float *v = c->vals + s * e->tile_elems + r;
 			unsigned char *bits = e->draw_bits + s * e->plan->drop_stride +
@@ -119,6 +138,9 @@ int weld_exec_rank_stats(struct exec *e, const struct weld_job *j, struct weld_e
 {
 	for (size_t s = 0; s < j->nsrc; s++)
 		e->factor[s] = 1.0f;
+	/* the scratch may hold anything from the jobs before */
+	for (size_t t = 0; t < (size_t)e->n_slices; t++)
+		table_tag(e, t, (size_t)row_len(j))->w = 0;
 	weld_exec_set_keys(e, j);
 	if (e->opts->rescale != WELD_RESCALE_L1)
 		return 0;

@@ -66,6 +66,52 @@ static void test_row_order_bytes(void **state)
 		assert_true(fabsf(v[order[i - 1]]) < fabsf(v[order[i]]));
 }
 
+/* the rank order against its definition, counted pair by pair: rows wide
+ * enough for linear buckets (or not), deltas on few distinct values,
+ * zeros of both signs, an outlier, a heavy tail, NaN and infinity */
+static void test_row_order_counted(void **state)
+{
+	const size_t widths[] = { 63, 64, 100, 2048, 5000 };
+	uint64_t z = 777;
+
+	(void)state;
+	for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++) {
+		size_t w = widths[wi];
+		float *v = malloc(w * sizeof(float));
+		uint32_t *order = malloc(w * sizeof(uint32_t));
+
+		for (int kind = 0; kind < 6; kind++) {
+			for (size_t i = 0; i < w; i++) {
+				z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+				float r = (float)(z >> 40) * 0x1p-24f;
+
+				v[i] = kind == 0 ? (r - 0.5f) * 1e-3f
+				       : kind == 1 ? (float)((int)(r * 300) - 150) * 0x1p-14f
+				       : kind == 2 ? (r < 0.5f ? 0.0f : r < 0.6f ? -0.0f : r - 0.6f)
+				       : kind == 3 ? (i == w / 3 ? 1e6f : r - 0.5f)
+				       : kind == 4 ? (r - 0.5f) / (r * r * r + 1e-3f)
+				       : (i == 5 ? NAN : i == 9 ? -INFINITY : r);
+			}
+			order_of(v, w, order);
+			for (size_t i = 0; i < w; i++) {
+				uint32_t ki, kp, n = 0;
+				float a = fabsf(v[i]);
+
+				memcpy(&ki, &a, sizeof(ki));
+				for (size_t p = 0; p < w; p++) {
+					float b = fabsf(v[p]);
+
+					memcpy(&kp, &b, sizeof(kp));
+					n += kp < ki || (kp == ki && p > i);
+				}
+				assert_int_equal(order[n], i);
+			}
+		}
+		free(v);
+		free(order);
+	}
+}
+
 static void della_row(float *v, size_t w, uint64_t key, uint64_t first, double d, double eps,
 		      bool inverse, float factor)
 {
@@ -269,6 +315,7 @@ int main(void)
 		cmocka_unit_test(test_row_order_ties),
 		cmocka_unit_test(test_row_order_plateau),
 		cmocka_unit_test(test_row_order_bytes),
+		cmocka_unit_test(test_row_order_counted),
 		cmocka_unit_test(test_della_row_probabilities),
 		cmocka_unit_test(test_della_row_width_one),
 		cmocka_unit_test(test_della_row_density_one),
