@@ -214,7 +214,8 @@ static void sort_msd(uint32_t *k, uint32_t *ix, size_t n, int bits, uint32_t *tk
  * bucket, and a row of deltas puts one or two elements in each. Returns
  * nb, or 0 when the row does not qualify.
  */
-static size_t linear_buckets(const float *v, size_t w, uint32_t kmax, uint32_t nz, float *scale)
+static inline __attribute__((always_inline)) size_t linear_buckets(const float *v, size_t w,
+							    uint32_t kmax, uint32_t nz, float *scale)
 {
 	float sum[16] = { 0 }, mean = 0, mx;
 	size_t nb = 16;
