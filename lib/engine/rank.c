@@ -388,7 +388,8 @@ static inline uint32_t rank_in(const uint32_t *bk, const uint32_t *order, uint32
 
 /* The same over a whole row of keys k[0..w) by position: the smaller keys
  * before position i, the smaller or equal ones after it. */
-static uint32_t rank_in_row(const uint32_t *k, size_t w, uint32_t ki, size_t i)
+static inline __attribute__((always_inline)) uint32_t rank_in_row(const uint32_t *k, size_t w,
+								   uint32_t ki, size_t i)
 {
 	uint32_t n = 0;
 
