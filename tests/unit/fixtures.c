@@ -111,3 +111,16 @@ float fixture_uniform(uint32_t *r)
 	*r = *r * 1664525u + 1013904223u;
 	return (float)(*r >> 8) / 16777216.0f - 0.5f;
 }
+
+void fixture_near_base(float *b, float *x, size_t n, size_t len, float scale, int grow,
+		       uint32_t seed)
+{
+	uint32_t r = seed;
+
+	for (size_t j = 0; j < len; j++) {
+		b[j] = fixture_uniform(&r);
+		for (size_t s = 0; s < n; s++)
+			x[s * len + j] = b[j] + fixture_uniform(&r) * scale *
+							(grow ? (float)(s + 1) : 1.0f);
+	}
+}

@@ -28,6 +28,12 @@ char *fixture_path(const char *dir, const char *name);
 /* The next value of the 32-bit LCG *r (Numerical Recipes' constants) as a
  * float in [-0.5, 0.5): test data that is the same on every machine. */
 float fixture_uniform(uint32_t *r);
+/* A base b[len] and n models x[s * len + j] near it, the same on every
+ * machine: element by element, b[j] = fixture_uniform(), then each
+ * x = b[j] + fixture_uniform() * scale, times s + 1 when grow (model s
+ * further away than model s - 1); the LCG starts at seed. */
+void fixture_near_base(float *b, float *x, size_t n, size_t len, float scale, int grow,
+		       uint32_t seed);
 /* 1 if the path exists. */
 int fixture_exists(const char *path);
 

@@ -130,15 +130,9 @@ static void test_lincomb_order(void **state)
 	static float b[LEN], x[N][LEN], out[LEN];
 	const float beta[N] = { 0.3f, -1.7f, 2.1f, 0.9f, 1.1f, -0.2f };
 	const float *v[N];
-	uint32_t r = 7;
 
 	(void)state;
-	for (size_t j = 0; j < LEN; j++) {
-		b[j] = fixture_uniform(&r);
-		for (size_t s = 0; s < N; s++) {
-			x[s][j] = b[j] + fixture_uniform(&r) * 1e-2f;
-		}
-	}
+	fixture_near_base(b, &x[0][0], N, LEN, 1e-2f, 0, 7);
 	for (size_t s = 0; s < N; s++)
 		v[s] = x[s];
 	for (size_t n = 1; n <= N; n++)

@@ -61,16 +61,10 @@ static void test_gram_pattern(void **state)
 	static float b[LEN], x[N][LEN];
 	const float *v[N];
 	double g[N * (N + 1) / 2];
-	uint32_t r = 1;
 
 	(void)state;
 	/* values whose products do not sum exactly: any other order shows */
-	for (size_t j = 0; j < LEN; j++) {
-		b[j] = fixture_uniform(&r);
-		for (size_t s = 0; s < N; s++) {
-			x[s][j] = b[j] + fixture_uniform(&r) * 1e-3f * (float)(s + 1);
-		}
-	}
+	fixture_near_base(b, &x[0][0], N, LEN, 1e-3f, 1, 1);
 	for (size_t s = 0; s < N; s++)
 		v[s] = x[s];
 	/* n = 1..4 take one sweep over all pairs, n = 5, 6 the pairs one by one;
@@ -138,15 +132,9 @@ static void test_stock_order(void **state)
 	static float b[LEN], x[N][LEN], out[LEN];
 	const float *v[N];
 	const float t = 0.37f;
-	uint32_t r = 3;
 
 	(void)state;
-	for (size_t j = 0; j < LEN; j++) {
-		b[j] = fixture_uniform(&r);
-		for (size_t s = 0; s < N; s++) {
-			x[s][j] = b[j] + fixture_uniform(&r) * 1e-2f;
-		}
-	}
+	fixture_near_base(b, &x[0][0], N, LEN, 1e-2f, 0, 3);
 	for (size_t s = 0; s < N; s++)
 		v[s] = x[s];
 	for (size_t n = 2; n <= N; n++) {
