@@ -128,25 +128,8 @@ static inline float tanh_f(float x)
  * intra = float(exp(n N^2)) of a clipped magnitude a, N = (a - mn) / span.
  * It depends on a alone, and deltas of low-precision models take few
  * distinct magnitudes: a memo by a's bits (0xFFFFFFFF, a negative NaN, is
- * no fabsf result).
+ * no fabsf result), valid for one (mn, span, n).
  */
-#define INTRA_MEMO 2048         /* entries (a power of two) */
-
-struct intra_memo {
-	float mn, span, fn;
-	uint32_t tag[INTRA_MEMO];
-	float val[INTRA_MEMO];
-};
-
-static void memo_init(struct intra_memo *m, size_t n, float lo, float hi)
-{
-	/* the clipped magnitudes range from min(lo, hi) to hi */
-	m->mn = lo < hi ? lo : hi;
-	m->span = hi - m->mn;
-	m->fn = (float)n;
-	memset(m->tag, 0xFF, sizeof(m->tag));
-}
-
 static float intra_of(float a, float mn, float span, float fn)
 {
 	float nn = span > 0 ? (a - mn) / span : 0.0f;
@@ -154,39 +137,65 @@ static float intra_of(float a, float mn, float span, float fn)
 	return (float)exp((double)(fn * (nn * nn)));
 }
 
-static inline float memo_intra(struct intra_memo *m, float a)
+void weld_pcb_memo_init(struct weld_pcb_memo *m, uint32_t *tag, float *val, unsigned bits)
+{
+	m->key[0] = m->key[1] = m->key[2] = NAN;       /* fits no unit: cleared at first use */
+	m->bits = bits;
+	m->tag = tag;
+	m->val = val;
+}
+
+/* Ready m for the unit of n sources with clip bounds lo, hi: cleared when
+ * it was for another. */
+static void memo_use(struct weld_pcb_memo *m, size_t n, float lo, float hi)
+{
+	/* the clipped magnitudes range from min(lo, hi) to hi */
+	float key[3] = { lo < hi ? lo : hi, 0, (float)n };
+
+	key[1] = hi - key[0];
+	if (memcmp(key, m->key, sizeof(key)) != 0) {
+		memcpy(m->key, key, sizeof(key));
+		memset(m->tag, 0xFF, ((size_t)1 << m->bits) * sizeof(*m->tag));
+	}
+}
+
+static inline float memo_intra(struct weld_pcb_memo *m, float a)
 {
 	uint32_t ab, slot;
 
 	memcpy(&ab, &a, sizeof(ab));
-	slot = (ab ^ ab >> 9 ^ ab >> 18) & (INTRA_MEMO - 1);
+	slot = (ab * 0x9E3779B1u) >> (32 - m->bits);
 	if (m->tag[slot] != ab) {
 		m->tag[slot] = ab;
-		m->val[slot] = intra_of(a, m->mn, m->span, m->fn);
+		m->val[slot] = intra_of(a, m->key[0], m->key[1], m->key[2]);
 	}
 	return m->val[slot];
 }
 
+/* A memo of the caller's stack, for one call. */
+#define LOCAL_BITS 11
+
 void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float hi, size_t len,
 		     float *beta)
 {
-	struct intra_memo m;
+	uint32_t tag[1u << LOCAL_BITS];
+	float val[1u << LOCAL_BITS];
+	struct weld_pcb_memo m;
 
-	memo_init(&m, n, lo, hi);
+	weld_pcb_memo_init(&m, tag, val, LOCAL_BITS);
+	memo_use(&m, n, lo, hi);
 	for (size_t j = 0; j < len; j++)
 		beta[j] = memo_intra(&m, clip_abs(d[j], lo, hi)) * tanh_f(d[j] * sum[j]);
 }
 
 void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, float hi,
-			const uint32_t *idx, size_t m, float *beta)
+			const uint32_t *idx, size_t m, struct weld_pcb_memo *memo, float *beta)
 {
-	struct intra_memo mm;
-
-	memo_init(&mm, n, lo, hi);
+	memo_use(memo, n, lo, hi);
 	for (size_t k = 0; k < m; k++) {
 		size_t j = idx[k];
 
-		beta[k] = memo_intra(&mm, clip_abs(d[j], lo, hi)) * tanh_f(d[j] * sum[j]);
+		beta[k] = memo_intra(memo, clip_abs(d[j], lo, hi)) * tanh_f(d[j] * sum[j]);
 	}
 }
 
@@ -223,38 +232,126 @@ void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi)
 }
 
 /*
- * An upper bound of beta at each element, in ub: up[i] * max(p, 0). The
- * bucket i is t rounded to an integer (adding 2^23 does it, and a NaN or
- * a t past the table gives bits past its end: the last entry), plus 2.
+ * The bucket of an element: t = (a - mn) * scale rounded to an integer
+ * (adding 2^23 does it, and a NaN or a t past the table gives bits past its
+ * end: the last entry), plus 2.
  */
+static inline uint32_t bucket(float x, float lo, float hi, float mn, float scale)
+{
+	float t = (clip_abs(x, lo, hi) - mn) * scale + 0x1p23f;
+	uint32_t i;
+
+	memcpy(&i, &t, sizeof(i));
+	i = i - 0x4B000000u + 2;
+	return i < WELD_PCB_BUCKETS + 2 ? i : WELD_PCB_BUCKETS + 2;
+}
+
+/* The upper bound of beta at one element: up[i] * max(p, 0). */
+static inline float upper(const float *up, uint32_t i, float p)
+{
+	return up[i] * (p > 0 ? p : 0.0f);
+}
+
+/*
+ * The lower bound: where 0 < p < 2^-13, tanh_f(p) = p and beta = intra * p
+ * >= dn[i] * p, rounded; elsewhere -inf (nothing known).
+ */
+static inline float lower(const float *dn, uint32_t i, float p)
+{
+	float v = dn[i] * p;
+
+	return (p > 0) & (p < 0x1p-13f) ? v : -INFINITY;
+}
+
 WELD_HOT static void bounds(const float *restrict d, const float *restrict sum,
 			    const struct weld_pcb_bound *b, float lo, float hi, size_t len,
-			    float *restrict ub)
+			    float *restrict ub, float *restrict lb)
+{
+	for (size_t j = 0; j < len; j++) {
+		float p = d[j] * sum[j];
+		uint32_t i = bucket(d[j], lo, hi, b->mn, b->scale);
+
+		ub[j] = upper(b->up, i, p);
+		lb[j] = lower(b->dn, i, p);
+	}
+}
+
+void weld_k_pcb_bounds(const float *d, const float *sum, const struct weld_pcb_bound *b, float lo,
+		       float hi, size_t len, float *ub, float *lb)
+{
+	bounds(d, sum, b, lo, hi, len, ub, lb);
+}
+
+/* Elements per block of the flags: they stay in the first-level cache
+ * until the positions are picked. */
+#define BOUND_BLOCK 1024
+
+/*
+ * The flags of a block: need[j] = 1 where beta may exceed cut, 0 elsewhere.
+ * No branch, so the loop runs on vectors; most flags are 0.
+ */
+WELD_HOT static void flags_cut(const float *restrict d, const float *restrict sum,
+			       const struct weld_pcb_bound *b, float lo, float hi, float cut,
+			       size_t len, unsigned char *restrict need)
 {
 	const float *restrict up = b->up;
 	float mn = b->mn, scale = b->scale;
 
 	for (size_t j = 0; j < len; j++) {
-		float x = d[j], p = x * sum[j];
-		float t = (clip_abs(x, lo, hi) - mn) * scale + 0x1p23f;
-		uint32_t i;
+		float p = d[j] * sum[j];
 
-		memcpy(&i, &t, sizeof(i));
-		i = i - 0x4B000000u + 2;
-		i = i < WELD_PCB_BUCKETS + 2 ? i : WELD_PCB_BUCKETS + 2;
-		p = p > 0 ? p : 0.0f;
-		ub[j] = up[i] * p;
+		need[j] = upper(up, bucket(d[j], lo, hi, mn, scale), p) > cut;
 	}
 }
 
-/* Elements per block of the bounds: their bounds stay in the first-level
- * cache until the positions are picked. */
-#define BOUND_BLOCK 256
+/*
+ * The same with a window: an element whose beta surely exceeds above and
+ * cannot exceed top is not needed but counted (the return value).
+ */
+WELD_HOT static uint32_t flags_window(const float *restrict d, const float *restrict sum,
+				      const struct weld_pcb_bound *b, float lo, float hi,
+				      float cut, float above, float top, size_t len,
+				      unsigned char *restrict need)
+{
+	const float *restrict up = b->up, *restrict dn = b->dn;
+	float mn = b->mn, scale = b->scale;
+	uint32_t na = 0;
+
+	for (size_t j = 0; j < len; j++) {
+		float p = d[j] * sum[j];
+		uint32_t i = bucket(d[j], lo, hi, mn, scale);
+		float ub = upper(up, i, p);
+		/* lower() > above, without the select */
+		unsigned in = ub > cut;
+		unsigned over = in & (p > 0) & (p < 0x1p-13f) & (dn[i] * p > above) & (ub <= top);
+
+		need[j] = (unsigned char)(in ^ over);
+		na += over;
+	}
+	return na;
+}
+
+/* The positions j0 + j of the set flags of need[0..len), ascending, into
+ * idx; returns how many. need holds len rounded up to 8 bytes. */
+static size_t pick(const unsigned char *need, size_t len, size_t j0, uint32_t *idx)
+{
+	size_t m = 0;
+
+	for (size_t j = 0; j < len; j += 8) {
+		uint64_t w;
+
+		memcpy(&w, need + j, sizeof(w));
+		/* each byte is 0 or 1: bit 8 b stands for byte b */
+		for (; w; w &= w - 1)
+			idx[m++] = (uint32_t)(j0 + j + (size_t)__builtin_ctzll(w) / 8);
+	}
+	return m;
+}
 
 size_t weld_k_pcb_candidates(const float *d, const float *sum, const struct weld_pcb_bound *b,
 			     float lo, float hi, float cut, size_t len, float *tmp, uint32_t *idx)
 {
-	float ub[BOUND_BLOCK];
+	unsigned char need[BOUND_BLOCK + 8];
 	size_t m = 0;
 
 	(void)tmp;
@@ -266,45 +363,14 @@ size_t weld_k_pcb_candidates(const float *d, const float *sum, const struct weld
 	for (size_t j0 = 0; j0 < len; j0 += BOUND_BLOCK) {
 		size_t n = len - j0 < BOUND_BLOCK ? len - j0 : BOUND_BLOCK;
 
-		bounds(d + j0, sum + j0, b, lo, hi, n, ub);
+		flags_cut(d + j0, sum + j0, b, lo, hi, cut, n, need);
+		/* about one in ten is picked: no branch either */
 		for (size_t j = 0; j < n; j++) {
 			idx[m] = (uint32_t)(j0 + j);
-			m += ub[j] > cut;
+			m += need[j];
 		}
 	}
 	return m;
-}
-
-/*
- * Lower bounds: where 0 < p < 2^-13, tanh_f(p) = p and beta = intra * p >=
- * dn[i] * p, rounded; elsewhere -inf (nothing known).
- */
-WELD_HOT static void lower_bounds(const float *restrict d, const float *restrict sum,
-				  const struct weld_pcb_bound *b, float lo, float hi, size_t len,
-				  float *restrict lb)
-{
-	const float *restrict dn = b->dn;
-	float mn = b->mn, scale = b->scale;
-
-	for (size_t j = 0; j < len; j++) {
-		float x = d[j], p = x * sum[j];
-		float t = (clip_abs(x, lo, hi) - mn) * scale + 0x1p23f;
-		uint32_t i;
-		float v;
-
-		memcpy(&i, &t, sizeof(i));
-		i = i - 0x4B000000u + 2;
-		i = i < WELD_PCB_BUCKETS + 2 ? i : WELD_PCB_BUCKETS + 2;
-		v = dn[i] * p;
-		lb[j] = p > 0 && p < 0x1p-13f ? v : -INFINITY;
-	}
-}
-
-void weld_k_pcb_bounds(const float *d, const float *sum, const struct weld_pcb_bound *b, float lo,
-		       float hi, size_t len, float *ub, float *lb)
-{
-	bounds(d, sum, b, lo, hi, len, ub);
-	lower_bounds(d, sum, b, lo, hi, len, lb);
 }
 
 size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
@@ -312,7 +378,7 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 				    float above, float top, size_t len, uint32_t *idx,
 				    uint64_t *n_above)
 {
-	float ub[BOUND_BLOCK], lb[BOUND_BLOCK];
+	unsigned char need[BOUND_BLOCK + 8];
 	size_t m = 0;
 	uint64_t na = 0;
 
@@ -321,24 +387,17 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 	for (size_t j0 = 0; j0 < len; j0 += BOUND_BLOCK) {
 		size_t n = len - j0 < BOUND_BLOCK ? len - j0 : BOUND_BLOCK;
 
-		bounds(d + j0, sum + j0, b, lo, hi, n, ub);
-		lower_bounds(d + j0, sum + j0, b, lo, hi, n, lb);
-		for (size_t j = 0; j < n; j++) {
-			/* no branch: which way each goes is a coin toss */
-			unsigned in = ub[j] > cut, over = in & (lb[j] > above) & (ub[j] <= top);
-
-			idx[m] = (uint32_t)(j0 + j);
-			m += in ^ over;
-			na += over;
-		}
+		na += flags_window(d + j0, sum + j0, b, lo, hi, cut, above, top, n, need);
+		memset(need + n, 0, 8);
+		m += pick(need, n, j0, idx + m);
 	}
 	*n_above += na;
 	return m;
 }
 
 void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
-		       const struct weld_pcb_bound *b, size_t len, float *tmp, uint32_t *idx,
-		       float *sc)
+		       const struct weld_pcb_bound *b, size_t len, struct weld_pcb_memo *memo,
+		       float *tmp, uint32_t *idx, float *sc)
 {
 	size_t m;
 
@@ -347,7 +406,7 @@ void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct 
 	if (u->top == u->thr)
 		return;
 	m = weld_k_pcb_candidates(d, sum, b, u->lo, u->hi, u->thr, len, tmp, idx);
-	weld_k_pcb_beta_at(d, sum, n, u->lo, u->hi, idx, m, tmp);
+	weld_k_pcb_beta_at(d, sum, n, u->lo, u->hi, idx, m, memo, tmp);
 	for (size_t k = 0; k < m; k++)
 		if (tmp[k] > u->thr)
 			sc[idx[k]] = (tmp[k] - u->thr) / (u->top - u->thr);

@@ -55,13 +55,28 @@ const uint32_t *weld_pcb_sort_keys(uint32_t *keys, size_t n, uint32_t *tmp);
 
 /* sum[j] = d[0][j] + d[1][j] + ... in model order (float32). */
 void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum);
+/*
+ * intra = exp(n N^2) depends on the clipped magnitude alone: a memo of it
+ * by the magnitude's bits, for one unit at a time (it clears itself when
+ * the clip bounds or n change), over the caller's 2^bits tags and values.
+ * Keeping one per source and thread across tiles spares most exp calls.
+ */
+struct weld_pcb_memo {
+	float key[3];           /* the unit's lowest magnitude, span and n */
+	unsigned bits;
+	uint32_t *tag;
+	float *val;
+};
+
+void weld_pcb_memo_init(struct weld_pcb_memo *m, uint32_t *tag, float *val, unsigned bits);
+
 /* beta of one model (steps 1-4): the clipped magnitude's exp(n N^2) times
  * tanh(delta * sum), exp and tanh in double rounded to float32; and the
- * same at the m positions idx, into beta[0..m). */
+ * same at the m positions idx, into beta[0..m), with the memo. */
 void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float hi, size_t len,
 		     float *beta);
 void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, float hi,
-			const uint32_t *idx, size_t m, float *beta);
+			const uint32_t *idx, size_t m, struct weld_pcb_memo *memo, float *beta);
 
 /*
  * Most elements score nothing, and need no exp or tanh to know it: beta is
@@ -101,8 +116,8 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 /* Step 5 for one model: sc[j] = (beta_j - thr)/(top - thr) where beta_j >
  * thr, else 0 (and 0 everywhere when top = thr); from delta, or from beta. */
 void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
-		       const struct weld_pcb_bound *b, size_t len, float *tmp, uint32_t *idx,
-		       float *sc);
+		       const struct weld_pcb_bound *b, size_t len, struct weld_pcb_memo *memo,
+		       float *tmp, uint32_t *idx, float *sc);
 void weld_k_pcb_beta_scores(const float *beta, const struct weld_pcb_unit *u, size_t len,
 			    float *sc);
 /* Step 6: out = base + lambda * sum_i w_i clip(d_i) sc_i / max(sum_i sc_i,

@@ -21,10 +21,75 @@
 #include "pcb_window.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BINS WELD_HP_BINS
+#define MEMO_BITS 14            /* entries of a memo: 2^14, if they fit */
+
+/* The memos of intra (pcb.h), one per thread and source: kept from the
+ * statistics passes of a unit to its APPLY, and over units. */
+struct pcb_memos {
+	size_t nsrc;
+	struct weld_pcb_memo *m;        /* [thread][source] */
+	uint32_t *tag;
+	float *val;
+};
+
+/* Entries of a memo (log2): all of them take at most 1/16 of the memory. */
+static unsigned memo_bits(uint64_t max_memory, int threads, size_t nsrc)
+{
+	unsigned bits = MEMO_BITS;
+
+	while (bits > 8 && (uint64_t)threads * nsrc * (8ull << bits) > max_memory / 16)
+		bits--;
+	return bits;
+}
+
+uint64_t weld_pcb_memo_bytes(uint64_t max_memory, int threads, size_t nsrc)
+{
+	return (uint64_t)threads * nsrc * ((8ull << memo_bits(max_memory, threads, nsrc)) +
+					   sizeof(struct weld_pcb_memo));
+}
+
+static int memos_alloc(struct exec *e)
+{
+	struct pcb_memos *pm;
+	size_t n = (size_t)e->n_threads * e->max_src;
+	unsigned bits = memo_bits(e->opts->max_memory, e->n_threads, e->max_src);
+
+	if (e->pm)
+		return 0;
+	if (!(pm = e->pm = calloc(1, sizeof(*pm))))
+		return -1;
+	pm->nsrc = e->max_src;
+	pm->m = malloc(n * sizeof(*pm->m));
+	pm->tag = malloc((n << bits) * sizeof(*pm->tag));
+	pm->val = malloc((n << bits) * sizeof(*pm->val));
+	if (!pm->m || !pm->tag || !pm->val)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		weld_pcb_memo_init(&pm->m[i], pm->tag + (i << bits), pm->val + (i << bits), bits);
+	return 0;
+}
+
+void weld_exec_pcb_free(struct exec *e)
+{
+	if (!e->pm)
+		return;
+	free(e->pm->m);
+	free(e->pm->tag);
+	free(e->pm->val);
+	free(e->pm);
+	e->pm = NULL;
+}
+
+/* This thread's memo for source s. */
+struct weld_pcb_memo *weld_exec_pcb_memo(const struct exec *e, size_t s)
+{
+	return &e->pm->m[(size_t)omp_get_thread_num() * e->pm->nsrc + s];
+}
 
 /* beta of every source over len elements of the tile at offset r, with the
  * clip bounds of u: scratch holds the sum, then beta of source s at
@@ -63,7 +128,7 @@ static void tile_beta_lo(const struct exec *e, const struct weld_job *j, struct 
 		size_t m = weld_k_pcb_candidates(d[s], sum, &u->bound, u->lo, u->hi,
 						 v > 0 ? nextafterf(v, 0) : 0.0f, len, tmp, idx);
 
-		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, tmp);
+		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, weld_exec_pcb_memo(e, s), tmp);
 		for (size_t i = 0; i < m; i++) {
 			uint32_t k = weld_pcb_signed_key(tmp[i]);
 
@@ -186,6 +251,8 @@ int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_
 		m += jobs[i]->nelem;
 	if (!m)
 		return 0;
+	if (memos_alloc(e) < 0)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	e->pw = weld_pcb_window_new(e, jobs[0]->nsrc, m);
 	e->pt = weld_pcb_tails_new(e, jobs[0]->nsrc, m, e->opts->clip);
 	r = unit_stats(e, jobs, nj, m, err);
@@ -285,7 +352,7 @@ void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_
 			weld_k_pcb_sum(d, n, rl, c->scratch + r);
 			for (size_t s = 0; s < n; s++)
 				weld_k_pcb_scores(d[s], c->scratch + r, n, &u[s], &u[s].bound, rl,
-						  tmp, idx, (float *)sc[s]);
+						  weld_exec_pcb_memo(e, s), tmp, idx, (float *)sc[s]);
 		}
 		weld_k_pcb_mix(d, sc, n, u, w, c->base + r, (float)j->lambda, rl, c->scratch + r,
 			       tmp, c->out + r);

@@ -160,7 +160,7 @@ void weld_pcb_window_tile(struct pcb_window *w, const struct exec *e, const stru
 							w->over[s], weld_pcb_key_float(top, 1),
 							len, idx, &above);
 
-		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, tmp);
+		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, weld_exec_pcb_memo(e, s), tmp);
 		for (size_t i = 0; i < m; i++) {
 			uint32_t k = weld_pcb_signed_key(tmp[i]), b = (k >> 16) - lo;
 

@@ -52,6 +52,10 @@ bool weld_pcb_tails_fit(uint64_t m, double clip);
 /* The passes over a unit of m elements, APPLY included: lo if the
  * sample's guess holds, hi if not. */
 void weld_pcb_passes(uint64_t m, double clip, int *lo, int *hi);
+/* The bytes of the memos of intra (pcb_pass.c) of an execution. */
+uint64_t weld_pcb_memo_bytes(uint64_t max_memory, int threads, size_t nsrc);
+/* This thread's memo of intra for source s (pcb_pass.c). */
+struct weld_pcb_memo *weld_exec_pcb_memo(const struct exec *e, size_t s);
 /* A window for a unit of m elements and nsrc sources, or NULL when it does
  * not fit or is out of memory. */
 struct pcb_window *weld_pcb_window_new(const struct exec *e, size_t nsrc, uint64_t m);

@@ -222,7 +222,9 @@ static void test_bound_scores(void **state)
 {
 	enum { N = 4096, M = 3 };
 	static float d[M][N], sum[N], beta[N], tmp[N], sa[N], sb[N];
-	static uint32_t idx[N];
+	static uint32_t idx[N], tag[1 << 10];
+	static float val[1 << 10];
+	struct weld_pcb_memo memo;
 	const float *dp[M] = { d[0], d[1], d[2] };
 	const float scale[] = { 2e-3f, 0.05f, 3.0f, 1e-30f };
 	uint64_t z = 7;
@@ -230,6 +232,8 @@ static void test_bound_scores(void **state)
 	(void)state;
 	size_t lower = 0;
 
+	/* one memo for every unit: it must clear itself when the bounds change */
+	weld_pcb_memo_init(&memo, tag, val, 10);
 	for (size_t c = 0; c < 4 * 4; c++) {
 		struct weld_pcb_unit u = { 0 };
 
@@ -262,7 +266,7 @@ static void test_bound_scores(void **state)
 			u.thr = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N * (5 + q) / 10, kt), 1);
 			u.top = q == 3 ? u.thr : weld_pcb_key_float(weld_pcb_kth_key(keys, N, N - 1, kt), 1);
 			weld_k_pcb_beta_scores(beta, &u, N, sa);
-			weld_k_pcb_scores(d[0], sum, M, &u, &u.bound, N, tmp, idx, sb);
+			weld_k_pcb_scores(d[0], sum, M, &u, &u.bound, N, &memo, tmp, idx, sb);
 			assert_memory_equal(sa, sb, sizeof(sa));
 		}
 	}
