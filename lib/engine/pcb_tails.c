@@ -14,6 +14,7 @@
 #include "pcb.h"
 #include "pcb_tails.h"
 #include "pcb_window.h"
+#include "target_clones.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -106,6 +107,26 @@ static int64_t cut_large(const struct pcb_tails *t, uint32_t *buf, uint32_t *tmp
 	return buf[0];
 }
 
+/* Keys per block of the check below. */
+#define TAIL_BLOCK 256
+
+/*
+ * Whether some key of x[0..n) is below b or at least a (uint32 keys: both
+ * bounds made so by the caller), on vectors: after the first tiles of a
+ * unit almost no block holds one, and the others are skipped whole.
+ */
+WELD_HOT static unsigned block_hits(const float *restrict x, size_t n, uint32_t b, uint32_t a)
+{
+	unsigned any = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = weld_pcb_abs_key(x[i]);
+
+		any |= (k < b) | (k >= a);
+	}
+	return any;
+}
+
 void weld_pcb_tails_tile(struct pcb_tails *t, const struct exec *e, const struct slice_ctx *c,
 			 size_t len)
 {
@@ -117,21 +138,29 @@ void weld_pcb_tails_tile(struct pcb_tails *t, const struct exec *e, const struct
 		size_t ns = h->n_small[s], nl = h->n_large[s];
 		int64_t below = h->below[s], above = h->above[s];
 
-		for (size_t i = 0; i < len; i++) {
-			uint32_t k = weld_pcb_abs_key(x[i]);
+		for (size_t i0 = 0; i0 < len; i0 += TAIL_BLOCK) {
+			size_t n = len - i0 < TAIL_BLOCK ? len - i0 : TAIL_BLOCK;
 
-			if (k < below) {
-				small[ns++] = k;
-				if (ns == t->cap) {
-					below = cut_small(t, small, h->tmp);
-					ns = t->k;
+			/* keys are below 2^31: k < below and k > above as uint32 */
+			if (!block_hits(x + i0, n, below > UINT32_MAX ? UINT32_MAX : (uint32_t)below,
+					(uint32_t)(above + 1)))
+				continue;
+			for (size_t i = i0; i < i0 + n; i++) {
+				uint32_t k = weld_pcb_abs_key(x[i]);
+
+				if (k < below) {
+					small[ns++] = k;
+					if (ns == t->cap) {
+						below = cut_small(t, small, h->tmp);
+						ns = t->k;
+					}
 				}
-			}
-			if (k > above) {
-				large[nl++] = k;
-				if (nl == t->cap) {
-					above = cut_large(t, large, h->tmp);
-					nl = t->k;
+				if (k > above) {
+					large[nl++] = k;
+					if (nl == t->cap) {
+						above = cut_large(t, large, h->tmp);
+						nl = t->k;
+					}
 				}
 			}
 		}
