@@ -199,81 +199,81 @@ void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, fl
 	}
 }
 
-/*
- * The bound. An element whose t = (a - mn) * B / span rounds to i - 2 has
- * N = (a - mn) / span <= i / B = q: t <= i - 1.5, and the roundings of t and
- * N move them by a few float steps, far less than 0.5. N <= q gives n N^2 <= n q^2
- * (float rounding is monotonic), so intra <= the table's entry, which is
- * rounded up one more float against any non-monotonic step of exp. tanh of a positive float is at most the float (tanh(p) < p, or
- * tanh_f(p) = p), so beta = intra * tanh_f(p) <= up * p, rounded.
- */
 void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi)
 {
-	float mn = lo < hi ? lo : hi, span = hi - mn, fn = (float)n;
-
-	b->mn = mn;
-	b->scale = span > 0 ? WELD_PCB_BUCKETS / span : 0.0f;
-	for (int i = 0; i < WELD_PCB_BUCKETS + 3; i++) {
-		int iu = i < WELD_PCB_BUCKETS ? i : WELD_PCB_BUCKETS;
-		int id = i < 3 ? 0 : i - 3 < WELD_PCB_BUCKETS ? i - 3 : WELD_PCB_BUCKETS;
-		float qu = (float)iu / WELD_PCB_BUCKETS, qd = (float)id / WELD_PCB_BUCKETS;
-
-		b->up[i] = nextafterf((float)exp((double)(fn * (qu * qu))), INFINITY);
-		b->dn[i] = nextafterf((float)exp((double)(fn * (qd * qd))), 0);
-	}
-	if (!(b->scale < INFINITY)) {
-		/* a span too small for buckets: one bucket, intra in [1, e^n] */
-		b->scale = 0;
-		for (int i = 0; i < WELD_PCB_BUCKETS + 3; i++) {
-			b->up[i] = b->up[WELD_PCB_BUCKETS + 2];
-			b->dn[i] = 1.0f;
-		}
-	}
+	b->mn = lo < hi ? lo : hi;
+	b->span = hi - b->mn;
+	b->fn = (float)n;
 }
 
 /*
- * The bucket of an element: t = (a - mn) * scale rounded to an integer
- * (adding 2^23 does it, and a NaN or a t past the table gives bits past its
- * end: the last entry), plus 2.
+ * Bounds of intra = float(exp(x)) without exp, on vectors. x = n N^2 is
+ * computed as intra_of() computes it, so it is the same float, in [0, n]
+ * (N <= 1), n <= 64. With t = x log2(e) in float, k = floor(t), f = t - k
+ * (exact) and y = f ln 2 in [0, ln 2]: exp(x) = 2^k e^y up to the rounding
+ * of t and y (|error of t| <= 189 * 2^-24, a factor within 1 +- 2^-16).
+ * Taylor's polynomial of degree 4 is at most e^y (every term positive);
+ * adding y^5/48 makes it at least e^y (the remainder is e^z y^5/120 with
+ * e^z <= 2). Each polynomial has positive terms: float evaluation moves it
+ * by at most 12 roundings, 2^-20. float(exp(x)) is within 2^-23 of exp(x)
+ * (libm's error below one double ulp, then one rounding to float). All
+ * together stay well inside the margin of 2^-12 the bounds take, so
+ *   dn <= intra <= up.
+ * A NaN x (infinite deltas) gives [0, +inf]: nothing known.
  */
-static inline uint32_t bucket(float x, float lo, float hi, float mn, float scale)
+static inline void intra_bounds(float a, float mn, float span, float fn, float *up, float *dn)
 {
-	float t = (clip_abs(x, lo, hi) - mn) * scale + 0x1p23f;
-	uint32_t i;
+	float nn = (a - mn) / span, x, t, k, f, y, q, sc;
+	uint32_t bits;
 
-	memcpy(&i, &t, sizeof(i));
-	i = i - 0x4B000000u + 2;
-	return i < WELD_PCB_BUCKETS + 2 ? i : WELD_PCB_BUCKETS + 2;
-}
-
-/* The upper bound of beta at one element: up[i] * max(p, 0). */
-static inline float upper(const float *up, uint32_t i, float p)
-{
-	return up[i] * (p > 0 ? p : 0.0f);
+	/* as intra_of(); without a branch, so that loops run on vectors */
+	nn = span > 0 ? nn : 0.0f;
+	x = fn * (nn * nn);
+	t = x * 0x1.715476p+0f;
+	t = t < 100.0f ? t : 100.0f;
+	/* k = floor(t): t rounded to an integer by adding 2^23, one less if
+	 * above t; its bits then hold k + 2^23 (k <= 100) */
+	k = t + 0x1p23f;
+	k = k - 0x1p23f > t ? k - 1.0f : k;
+	memcpy(&bits, &k, sizeof(bits));
+	k = k - 0x1p23f;
+	f = t - k;
+	y = f * 0x1.62e43p-1f;
+	bits = (bits - 0x4B000000u + 127) << 23;
+	memcpy(&sc, &bits, sizeof(sc));
+	q = 1.0f + y * (1.0f + y * (0.5f + y * (1.0f / 6 + y * (1.0f / 24))));
+	q = q * sc * (1.0f - 0x1p-12f);
+	*dn = x < 100.0f ? q : 0.0f;
+	q = 1.0f + y * (1.0f + y * (0.5f + y * (1.0f / 6 + y * (1.0f / 24 + y * (1.0f / 48)))));
+	q = q * sc * (1.0f + 0x1p-12f);
+	*up = x < 100.0f ? q : INFINITY;
 }
 
 /*
- * The lower bound: where 0 < p < 2^-13, tanh_f(p) = p and beta = intra * p
- * >= dn[i] * p, rounded; elsewhere -inf (nothing known).
+ * beta's bounds at one element, from intra's: tanh_f(p) <= p for p > 0,
+ * and = p for 0 < p < 2^-13; float rounding is monotonic. So
+ *   beta <= float(up * max(p, 0)), and where 0 < p < 2^-13
+ *   beta >= float(dn * p) (elsewhere nothing is known: -inf).
  */
-static inline float lower(const float *dn, uint32_t i, float p)
+static inline void beta_bounds(float x, float s, float lo, float hi, float mn, float span,
+			       float fn, float *ub, float *lb)
 {
-	float v = dn[i] * p;
+	float p = x * s, up, dn, v;
 
-	return (p > 0) & (p < 0x1p-13f) ? v : -INFINITY;
+	intra_bounds(clip_abs(x, lo, hi), mn, span, fn, &up, &dn);
+	*ub = up * (p > 0 ? p : 0.0f);
+	v = dn * p;
+	*lb = (p > 0) & (p < 0x1p-13f) ? v : -INFINITY;
 }
 
 WELD_HOT static void bounds(const float *restrict d, const float *restrict sum,
 			    const struct weld_pcb_bound *b, float lo, float hi, size_t len,
 			    float *restrict ub, float *restrict lb)
 {
-	for (size_t j = 0; j < len; j++) {
-		float p = d[j] * sum[j];
-		uint32_t i = bucket(d[j], lo, hi, b->mn, b->scale);
+	float mn = b->mn, span = b->span, fn = b->fn;
 
-		ub[j] = upper(b->up, i, p);
-		lb[j] = lower(b->dn, i, p);
-	}
+	for (size_t j = 0; j < len; j++)
+		beta_bounds(d[j], sum[j], lo, hi, mn, span, fn, &ub[j], &lb[j]);
 }
 
 void weld_k_pcb_bounds(const float *d, const float *sum, const struct weld_pcb_bound *b, float lo,
@@ -294,13 +294,13 @@ WELD_HOT static void flags_cut(const float *restrict d, const float *restrict su
 			       const struct weld_pcb_bound *b, float lo, float hi, float cut,
 			       size_t len, unsigned char *restrict need)
 {
-	const float *restrict up = b->up;
-	float mn = b->mn, scale = b->scale;
+	float mn = b->mn, span = b->span, fn = b->fn;
 
 	for (size_t j = 0; j < len; j++) {
-		float p = d[j] * sum[j];
+		float ub, lb;
 
-		need[j] = upper(up, bucket(d[j], lo, hi, mn, scale), p) > cut;
+		beta_bounds(d[j], sum[j], lo, hi, mn, span, fn, &ub, &lb);
+		need[j] = ub > cut;
 	}
 }
 
@@ -313,19 +313,18 @@ WELD_HOT static uint32_t flags_window(const float *restrict d, const float *rest
 				      float cut, float above, float top, size_t len,
 				      unsigned char *restrict need)
 {
-	const float *restrict up = b->up, *restrict dn = b->dn;
-	float mn = b->mn, scale = b->scale;
+	float mn = b->mn, span = b->span, fn = b->fn;
 	uint32_t na = 0;
 
 	for (size_t j = 0; j < len; j++) {
-		float p = d[j] * sum[j];
-		uint32_t i = bucket(d[j], lo, hi, mn, scale);
-		float ub = upper(up, i, p);
-		/* lower() > above, without the select */
-		unsigned in = ub > cut;
-		unsigned over = in & (p > 0) & (p < 0x1p-13f) & (dn[i] * p > above) & (ub <= top);
+		float ub, lb;
+		unsigned in, over;
 
-		need[j] = (unsigned char)(in ^ over);
+		beta_bounds(d[j], sum[j], lo, hi, mn, span, fn, &ub, &lb);
+		in = ub > cut;
+		/* lb > above implies in (above > cut), and NaNs compare false */
+		over = (lb > above) & (ub <= top) & (above > cut);
+		need[j] = (unsigned char)(in - over);
 		na += over;
 	}
 	return na;
