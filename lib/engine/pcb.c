@@ -191,6 +191,14 @@ void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float
 void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, float hi,
 			const uint32_t *idx, size_t m, struct weld_pcb_memo *memo, float *beta)
 {
+	uint32_t tag[1u << LOCAL_BITS];
+	float val[1u << LOCAL_BITS];
+	struct weld_pcb_memo local;
+
+	if (!memo) {
+		weld_pcb_memo_init(&local, tag, val, LOCAL_BITS);
+		memo = &local;
+	}
 	memo_use(memo, n, lo, hi);
 	for (size_t k = 0; k < m; k++) {
 		size_t j = idx[k];

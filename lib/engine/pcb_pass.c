@@ -37,29 +37,35 @@ struct pcb_memos {
 	float *val;
 };
 
-/* Entries of a memo (log2): all of them take at most 1/16 of the memory. */
-static unsigned memo_bits(uint64_t max_memory, int threads, size_t nsrc)
+/* Entries of a memo (log2): as many as fit a quarter of the grant, 0 if
+ * not even 2^8 do. */
+static unsigned memo_bits(int threads, size_t nsrc, uint64_t grant)
 {
 	unsigned bits = MEMO_BITS;
+	uint64_t per = sizeof(uint32_t) + sizeof(float);
 
-	while (bits > 8 && (uint64_t)threads * nsrc * (8ull << bits) > max_memory / 16)
+	while (bits >= 8 && (uint64_t)threads * nsrc * ((per << bits) + sizeof(struct weld_pcb_memo)) >
+	       grant / 4)
 		bits--;
-	return bits;
+	return bits >= 8 ? bits : 0;
 }
 
-uint64_t weld_pcb_memo_bytes(uint64_t max_memory, int threads, size_t nsrc)
+uint64_t weld_pcb_memo_bytes(int threads, size_t nsrc, uint64_t grant)
 {
-	return (uint64_t)threads * nsrc * ((8ull << memo_bits(max_memory, threads, nsrc)) +
-					   sizeof(struct weld_pcb_memo));
+	unsigned bits = memo_bits(threads, nsrc, grant);
+	uint64_t per = sizeof(uint32_t) + sizeof(float);
+
+	return bits ? (uint64_t)threads * nsrc * ((per << bits) + sizeof(struct weld_pcb_memo)) : 0;
 }
 
+/* The memos, once per execution; none when they do not fit. */
 static int memos_alloc(struct exec *e)
 {
 	struct pcb_memos *pm;
 	size_t n = (size_t)e->n_threads * e->max_src;
-	unsigned bits = memo_bits(e->opts->max_memory, e->n_threads, e->max_src);
+	unsigned bits = memo_bits(e->n_threads, e->max_src, e->plan->pcb_grant);
 
-	if (e->pm)
+	if (e->pm || !bits)
 		return 0;
 	if (!(pm = e->pm = calloc(1, sizeof(*pm))))
 		return -1;
@@ -88,7 +94,7 @@ void weld_exec_pcb_free(struct exec *e)
 /* This thread's memo for source s. */
 struct weld_pcb_memo *weld_exec_pcb_memo(const struct exec *e, size_t s)
 {
-	return &e->pm->m[(size_t)omp_get_thread_num() * e->pm->nsrc + s];
+	return e->pm ? &e->pm->m[(size_t)omp_get_thread_num() * e->pm->nsrc + s] : NULL;
 }
 
 /* beta of every source over len elements of the tile at offset r, with the
@@ -263,13 +269,15 @@ int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_
 	return r;
 }
 
-void weld_pcb_passes(uint64_t m, double clip, int *lo, int *hi)
+void weld_pcb_passes(uint64_t m, double clip, size_t nsrc, int threads, uint64_t grant, int *lo,
+		     int *hi)
 {
-	bool window = weld_pcb_window_fits(m);
+	bool window = weld_pcb_window_bytes(m, nsrc, threads, grant) > 0;
+	bool tails = weld_pcb_tails_bytes(m, nsrc, threads, clip, grant) > 0;
 
 	/* the clip bounds: tails, or two histogram passes; the threshold: a
 	 * window, or two histogram passes (also after a window that missed) */
-	*lo = 1 + (weld_pcb_tails_fit(m, clip) ? 1 : 2) + (window ? 1 : 2);
+	*lo = 1 + (tails ? 1 : 2) + (window ? 1 : 2);
 	*hi = *lo + (window ? 2 : 0);
 }
 

@@ -30,9 +30,17 @@ static uint64_t tail_keys(uint64_t m, double clip)
 	return lo + 1 > m - hi ? lo + 1 : m - hi;
 }
 
-bool weld_pcb_tails_fit(uint64_t m, double clip)
+uint64_t weld_pcb_tails_bytes(uint64_t m, size_t nsrc, int threads, double clip, uint64_t grant)
 {
-	return tail_keys(m, clip) <= TAIL_MAX;
+	uint64_t k = tail_keys(m, clip), bytes;
+
+	if (k > TAIL_MAX)
+		return 0;
+	/* per thread two tails per source and a buffer; the union, twice */
+	bytes = sizeof(struct pcb_tails) +
+		(uint64_t)threads * (sizeof(struct pcb_tail_thread) +
+				     (2 * nsrc + 1 + 2) * 2 * k * sizeof(uint32_t));
+	return bytes <= grant / 4 ? bytes : 0;
 }
 
 struct pcb_tails *weld_pcb_tails_new(const struct exec *e, size_t nsrc, uint64_t m, double clip)
@@ -41,7 +49,8 @@ struct pcb_tails *weld_pcb_tails_new(const struct exec *e, size_t nsrc, uint64_t
 	uint64_t lo = weld_pcb_lo_index(m, clip), hi = weld_pcb_hi_index(m, clip);
 	uint64_t k = tail_keys(m, clip);
 
-	if (!weld_pcb_tails_fit(m, clip) || !(t = calloc(1, sizeof(*t))))
+	if (!weld_pcb_tails_bytes(m, nsrc, e->n_threads, clip, e->plan->pcb_grant) ||
+	    !(t = calloc(1, sizeof(*t))))
 		return NULL;
 	t->nsrc = nsrc;
 	t->m = m;

@@ -29,20 +29,47 @@
 #define SAMPLE_CAP (1u << 17)   /* tuples of the sample */
 #define WIDTH_MAX 32            /* bins of a window */
 
-bool weld_pcb_window_fits(uint64_t m)
+/* A unit large enough for the histogram passes to cost more, and small
+ * enough for uint32 counts per thread. */
+static bool big_unit(uint64_t m)
 {
 	return m >= WINDOW_MIN && m < (1ull << 32);
+}
+
+/* What a window holds besides the threads' fine counts. */
+static uint64_t fixed_bytes(size_t nsrc, int threads)
+{
+	return sizeof(struct pcb_window) +
+	       (uint64_t)threads * (sizeof(struct pcb_thread) + nsrc * WIDTH_MAX * sizeof(uint64_t)) +
+	       nsrc * SAMPLE_CAP * sizeof(float);
+}
+
+uint64_t weld_pcb_window_bytes(uint64_t m, size_t nsrc, int threads, uint64_t grant)
+{
+	uint64_t fixed = fixed_bytes(nsrc, threads), most = grant / 2;
+	uint64_t temps = 2 * SAMPLE_CAP * (sizeof(float) + sizeof(uint32_t));
+	uint64_t counts = (uint64_t)threads * nsrc * WIDTH_MAX * BINS * sizeof(uint32_t);
+	uint64_t one = (uint64_t)threads * nsrc * BINS * sizeof(uint32_t);
+
+	/* room for the temporaries of plan_window(), freed before the counts
+	 * are made, and for counts of one bin at least */
+	if (!big_unit(m) || fixed + (temps > one ? temps : one) > most)
+		return 0;
+	counts = counts < most - fixed ? counts : most - fixed;
+	return fixed + (temps > counts ? temps : counts);
 }
 
 struct pcb_window *weld_pcb_window_new(const struct exec *e, size_t nsrc, uint64_t m)
 {
 	struct pcb_window *w;
+	uint64_t bytes = weld_pcb_window_bytes(m, nsrc, e->n_threads, e->plan->pcb_grant);
 
-	if (!weld_pcb_window_fits(m) || !(w = calloc(1, sizeof(*w))))
+	if (!bytes || !(w = calloc(1, sizeof(*w))))
 		return NULL;
 	w->nsrc = nsrc;
 	w->m = m;
 	w->cap = SAMPLE_CAP;
+	w->counts_max = e->plan->pcb_grant / 2 - fixed_bytes(nsrc, e->n_threads);
 	for (w->stride = 1; m / w->stride > SAMPLE_CAP; w->stride *= 2)
 		;
 	w->n_threads = e->n_threads;
@@ -122,10 +149,9 @@ static bool plan_window(struct pcb_window *w, const struct exec *e, const struct
 	}
 	free(sum);
 	free(keys);
-	/* the counts of the threads within a quarter of --max-memory */
+	/* the counts of the threads within the window's share */
 	if (!ok || width > WIDTH_MAX ||
-	    (uint64_t)w->n_threads * w->nsrc * width * BINS * sizeof(uint32_t) >
-	    e->opts->max_memory / 4)
+	    (uint64_t)w->n_threads * w->nsrc * width * BINS * sizeof(uint32_t) > w->counts_max)
 		return false;
 	w->width = (uint32_t)width;
 	/* the largest value in each window (none past the last bin) */
