@@ -37,7 +37,7 @@ struct pcb_memos {
 	float *val;
 };
 
-/* Entries of a memo (log2): as many as fit a quarter of the grant, 0 if
+/* Entries of a memo (log2): as many as fit a sixteenth of the grant, 0 if
  * not even 2^8 do. */
 static unsigned memo_bits(int threads, size_t nsrc, uint64_t grant)
 {
@@ -45,7 +45,7 @@ static unsigned memo_bits(int threads, size_t nsrc, uint64_t grant)
 	uint64_t per = sizeof(uint32_t) + sizeof(float);
 
 	while (bits >= 8 && (uint64_t)threads * nsrc * ((per << bits) + sizeof(struct weld_pcb_memo)) >
-	       grant / 4)
+	       grant / 16)
 		bits--;
 	return bits >= 8 ? bits : 0;
 }

@@ -40,7 +40,7 @@ uint64_t weld_pcb_tails_bytes(uint64_t m, size_t nsrc, int threads, double clip,
 	bytes = sizeof(struct pcb_tails) +
 		(uint64_t)threads * (sizeof(struct pcb_tail_thread) +
 				     (2 * nsrc + 1 + 2) * 2 * k * sizeof(uint32_t));
-	return bytes <= grant / 4 ? bytes : 0;
+	return bytes <= grant / 16 ? bytes : 0;
 }
 
 struct pcb_tails *weld_pcb_tails_new(const struct exec *e, size_t nsrc, uint64_t m, double clip)

@@ -39,6 +39,13 @@ struct pcb_window {
 	uint32_t lo[WELD_K_MAX_SRC];
 	uint32_t width;
 	uint64_t counts_max;        /* bytes the threads' counts may take */
+	/* or, when few keys are expected in the windows, the keys themselves:
+	 * per source [lo << 16, hi_key], up to rec_cap of them in rec (then
+	 * rec_cap more for the select), rec_n[s] so far */
+	bool record, rec_full;
+	uint32_t hi_key[WELD_K_MAX_SRC];
+	uint32_t *rec;
+	uint64_t rec_cap, rec_n[WELD_K_MAX_SRC];
 	float cut[WELD_K_MAX_SRC];
 	float over[WELD_K_MAX_SRC];     /* the largest value in the window */
 	struct pcb_thread *th;      /* one per thread */
@@ -47,7 +54,8 @@ struct pcb_window {
 
 /*
  * What pcb holds per unit comes out of the plan's grant (plan_impl.h):
- * the window at most half of it, the tails and the memos a quarter each;
+ * the tails and the memos at most a sixteenth of it each, the window the
+ * rest;
  * each is left out (histogram passes, or a memo per tile) when it does not
  * fit. The functions below give the most bytes each holds at once, 0 when
  * it is left out.

@@ -802,8 +802,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		budget -= record_budget(p, budget, maxsrc, maxsel, slices);
 	if ((!row || p->ranks) && p->o.scope == WELD_SCOPE_TENSOR)
 		budget -= draws_budget(p, budget, maxsrc, per_elem);
-	/* pcb: at most half of what is left, and a quarter of the memory */
-	p->pcb_grant = budget / 2 < p->o.max_memory / 4 ? budget / 2 : p->o.max_memory / 4;
+	/* pcb: at most three quarters of what is left, and a quarter of the memory */
+	p->pcb_grant = budget / 4 * 3 < p->o.max_memory / 4 ? budget / 4 * 3 : p->o.max_memory / 4;
 	pcb_bytes = weld_plan_pcb_bytes(p);
 	budget -= pcb_bytes;
 	p->chunk = budget / per_elem / WELD_BLOCK * WELD_BLOCK;
