@@ -137,12 +137,11 @@ static float intra_of(float a, float mn, float span, float fn)
 	return (float)exp((double)(fn * (nn * nn)));
 }
 
-void weld_pcb_memo_init(struct weld_pcb_memo *m, uint32_t *tag, float *val, unsigned bits)
+void weld_pcb_memo_init(struct weld_pcb_memo *m, struct weld_pcb_memo_entry *e, unsigned bits)
 {
 	m->key[0] = m->key[1] = m->key[2] = NAN;       /* fits no unit: cleared at first use */
 	m->bits = bits;
-	m->tag = tag;
-	m->val = val;
+	m->e = e;
 }
 
 /* Ready m for the unit of n sources with clip bounds lo, hi: cleared when
@@ -155,7 +154,7 @@ static void memo_use(struct weld_pcb_memo *m, size_t n, float lo, float hi)
 	key[1] = hi - key[0];
 	if (memcmp(key, m->key, sizeof(key)) != 0) {
 		memcpy(m->key, key, sizeof(key));
-		memset(m->tag, 0xFF, ((size_t)1 << m->bits) * sizeof(*m->tag));
+		memset(m->e, 0xFF, ((size_t)1 << m->bits) * sizeof(*m->e));
 	}
 }
 
@@ -165,11 +164,11 @@ static inline float memo_intra(struct weld_pcb_memo *m, float a)
 
 	memcpy(&ab, &a, sizeof(ab));
 	slot = (ab * 0x9E3779B1u) >> (32 - m->bits);
-	if (m->tag[slot] != ab) {
-		m->tag[slot] = ab;
-		m->val[slot] = intra_of(a, m->key[0], m->key[1], m->key[2]);
+	if (m->e[slot].tag != ab) {
+		m->e[slot].tag = ab;
+		m->e[slot].val = intra_of(a, m->key[0], m->key[1], m->key[2]);
 	}
-	return m->val[slot];
+	return m->e[slot].val;
 }
 
 /* A memo of the caller's stack, for one call. */
@@ -178,11 +177,10 @@ static inline float memo_intra(struct weld_pcb_memo *m, float a)
 void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float hi, size_t len,
 		     float *beta)
 {
-	uint32_t tag[1u << LOCAL_BITS];
-	float val[1u << LOCAL_BITS];
+	struct weld_pcb_memo_entry e[1u << LOCAL_BITS];
 	struct weld_pcb_memo m;
 
-	weld_pcb_memo_init(&m, tag, val, LOCAL_BITS);
+	weld_pcb_memo_init(&m, e, LOCAL_BITS);
 	memo_use(&m, n, lo, hi);
 	for (size_t j = 0; j < len; j++)
 		beta[j] = memo_intra(&m, clip_abs(d[j], lo, hi)) * tanh_f(d[j] * sum[j]);
@@ -191,12 +189,11 @@ void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float
 void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, float hi,
 			const uint32_t *idx, size_t m, struct weld_pcb_memo *memo, float *beta)
 {
-	uint32_t tag[1u << LOCAL_BITS];
-	float val[1u << LOCAL_BITS];
+	struct weld_pcb_memo_entry e[1u << LOCAL_BITS];
 	struct weld_pcb_memo local;
 
 	if (!memo) {
-		weld_pcb_memo_init(&local, tag, val, LOCAL_BITS);
+		weld_pcb_memo_init(&local, e, LOCAL_BITS);
 		memo = &local;
 	}
 	memo_use(memo, n, lo, hi);

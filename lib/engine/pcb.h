@@ -58,17 +58,21 @@ void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum);
 /*
  * intra = exp(n N^2) depends on the clipped magnitude alone: a memo of it
  * by the magnitude's bits, for one unit at a time (it clears itself when
- * the clip bounds or n change), over the caller's 2^bits tags and values.
+ * the clip bounds or n change), over the caller's 2^bits entries.
  * Keeping one per source and thread across tiles spares most exp calls.
  */
+struct weld_pcb_memo_entry {
+	uint32_t tag;           /* the magnitude's bits, 0xFFFFFFFF for none */
+	float val;
+};
+
 struct weld_pcb_memo {
 	float key[3];           /* the unit's lowest magnitude, span and n */
 	unsigned bits;
-	uint32_t *tag;
-	float *val;
+	struct weld_pcb_memo_entry *e;      /* 2^bits */
 };
 
-void weld_pcb_memo_init(struct weld_pcb_memo *m, uint32_t *tag, float *val, unsigned bits);
+void weld_pcb_memo_init(struct weld_pcb_memo *m, struct weld_pcb_memo_entry *e, unsigned bits);
 
 /* beta of one model (steps 1-4): the clipped magnitude's exp(n N^2) times
  * tanh(delta * sum), exp and tanh in double rounded to float32; and the

@@ -33,8 +33,7 @@
 struct pcb_memos {
 	size_t nsrc;
 	struct weld_pcb_memo *m;        /* [thread][source] */
-	uint32_t *tag;
-	float *val;
+	struct weld_pcb_memo_entry *entries;
 };
 
 /* Entries of a memo (log2): as many as fit a sixteenth of the grant, 0 if
@@ -42,7 +41,7 @@ struct pcb_memos {
 static unsigned memo_bits(int threads, size_t nsrc, uint64_t grant)
 {
 	unsigned bits = MEMO_BITS;
-	uint64_t per = sizeof(uint32_t) + sizeof(float);
+	uint64_t per = sizeof(struct weld_pcb_memo_entry);
 
 	while (bits >= 8 && (uint64_t)threads * nsrc * ((per << bits) + sizeof(struct weld_pcb_memo)) >
 	       grant / 16)
@@ -53,7 +52,7 @@ static unsigned memo_bits(int threads, size_t nsrc, uint64_t grant)
 uint64_t weld_pcb_memo_bytes(int threads, size_t nsrc, uint64_t grant)
 {
 	unsigned bits = memo_bits(threads, nsrc, grant);
-	uint64_t per = sizeof(uint32_t) + sizeof(float);
+	uint64_t per = sizeof(struct weld_pcb_memo_entry);
 
 	return bits ? (uint64_t)threads * nsrc * ((per << bits) + sizeof(struct weld_pcb_memo)) : 0;
 }
@@ -71,12 +70,11 @@ static int memos_alloc(struct exec *e)
 		return -1;
 	pm->nsrc = e->max_src;
 	pm->m = malloc(n * sizeof(*pm->m));
-	pm->tag = malloc((n << bits) * sizeof(*pm->tag));
-	pm->val = malloc((n << bits) * sizeof(*pm->val));
-	if (!pm->m || !pm->tag || !pm->val)
+	pm->entries = malloc((n << bits) * sizeof(*pm->entries));
+	if (!pm->m || !pm->entries)
 		return -1;
 	for (size_t i = 0; i < n; i++)
-		weld_pcb_memo_init(&pm->m[i], pm->tag + (i << bits), pm->val + (i << bits), bits);
+		weld_pcb_memo_init(&pm->m[i], pm->entries + (i << bits), bits);
 	return 0;
 }
 
@@ -85,8 +83,7 @@ void weld_exec_pcb_free(struct exec *e)
 	if (!e->pm)
 		return;
 	free(e->pm->m);
-	free(e->pm->tag);
-	free(e->pm->val);
+	free(e->pm->entries);
 	free(e->pm);
 	e->pm = NULL;
 }
