@@ -66,9 +66,39 @@ const uint32_t *weld_pcb_sort_keys(uint32_t *keys, size_t n, uint32_t *tmp)
  * high bytes of a unit's keys mostly do), and so on; the keys left at the
  * end are all equal to the answer.
  */
+/* Ranks this near an end are kept in a small sorted list instead. */
+#define NEAR_END 8
+
+/* The k-th smallest (k < NEAR_END) of keys[0..n), or with largest the
+ * k-th largest: one pass that keeps the k + 1 best in order. */
+static uint32_t kth_near_end(const uint32_t *keys, size_t n, size_t k, bool largest)
+{
+	uint32_t best[NEAR_END], flip = largest ? 0xFFFFFFFFu : 0;
+
+	/* with largest, the keys' complements: the smallest of those */
+	for (size_t q = 0; q <= k; q++)
+		best[q] = 0xFFFFFFFFu;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t x = keys[i] ^ flip;
+		size_t q = k;
+
+		if (x >= best[k])
+			continue;
+		for (; q > 0 && best[q - 1] > x; q--)
+			best[q] = best[q - 1];
+		best[q] = x;
+	}
+	return best[k] ^ flip;
+}
+
 uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
 {
 	uint32_t *a = keys, *b = tmp;
+
+	if (k < NEAR_END)
+		return kth_near_end(keys, n, k, false);
+	if (n - 1 - k < NEAR_END)
+		return kth_near_end(keys, n, n - 1 - k, true);
 
 	for (int shift = 24; shift >= 0; shift -= 8) {
 		size_t cnt[256] = { 0 }, below = 0, m = 0;
@@ -191,9 +221,13 @@ void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, fl
 {
 	struct weld_pcb_memo_entry e[1u << LOCAL_BITS];
 	struct weld_pcb_memo local;
+	unsigned bits = 6;
 
 	if (!memo) {
-		weld_pcb_memo_init(&local, e, LOCAL_BITS);
+		/* room for twice the lookups: clearing it costs what they do */
+		while (bits < LOCAL_BITS && ((size_t)1 << bits) < 2 * m)
+			bits++;
+		weld_pcb_memo_init(&local, e, bits);
 		memo = &local;
 	}
 	memo_use(memo, n, lo, hi);
@@ -416,12 +450,22 @@ void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct 
 			sc[idx[k]] = (tmp[k] - u->thr) / (u->top - u->thr);
 }
 
-void weld_k_pcb_beta_scores(const float *beta, const struct weld_pcb_unit *u, size_t len,
-			    float *sc)
+WELD_HOT void weld_k_pcb_beta_scores(const float *beta, const struct weld_pcb_unit *u, size_t len,
+				     float *sc)
 {
-	for (size_t j = 0; j < len; j++)
-		sc[j] = u->top != u->thr && beta[j] > u->thr
-			? (beta[j] - u->thr) / (u->top - u->thr) : 0.0f;
+	float thr = u->thr, span = u->top - u->thr;
+
+	if (u->top == u->thr) {
+		memset(sc, 0, len * sizeof(*sc));
+		return;
+	}
+	/* every quotient, then the select: on vectors (beta and sc may be
+	 * the same array) */
+	for (size_t j = 0; j < len; j++) {
+		float v = (beta[j] - thr) / span;
+
+		sc[j] = beta[j] > thr ? v : 0.0f;
+	}
 }
 
 /* The clipped delta with its sign, 0 where delta is 0. */

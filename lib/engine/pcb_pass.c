@@ -293,39 +293,98 @@ int weld_exec_pcb_pass(struct exec *e, const struct weld_job *const *jobs, size_
 	return 0;
 }
 
+/* --scope row, source s: beta of the row at offset r of the tile (sum
+ * at scratch + r) everywhere, into its scores' place; the threshold and
+ * the largest beta. */
+static void row_full(struct exec *e, const struct weld_job *j, struct slice_ctx *c, size_t r,
+		     size_t w, size_t s, struct weld_pcb_unit *u, uint32_t *keys, uint32_t *tmp)
+{
+	size_t te = e->tile_elems;
+	float *beta = c->scratch + (1 + s) * te + r;
+	uint32_t top = 0;
+
+	weld_k_pcb_beta(c->vals + s * te + r, c->scratch + r, j->nsrc, u->lo, u->hi, w, beta);
+	for (size_t i = 0; i < w; i++) {
+		keys[i] = weld_pcb_signed_key(beta[i]);
+		top = keys[i] > top ? keys[i] : top;
+	}
+	u->top = weld_pcb_key_float(top, 1);
+	u->thr = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_thr_index(w,
+							j->src[s].density), tmp), 1);
+}
+
+/*
+ * The same with beta exact only where its upper bound reaches low, the
+ * threshold's rank among the lower bounds (low <= thr: order statistics
+ * keep the order of the values), -inf elsewhere: every other beta is
+ * finite (a NaN delta * sum is always taken) and below low. The threshold
+ * is then the rank minus those among the exact ones, the largest beta one
+ * of them. Checked: if thr came out below low (NaNs break the order), the
+ * row is done whole.
+ */
+static void row_drop(struct exec *e, const struct weld_job *j, struct slice_ctx *c, size_t r,
+		     size_t w, size_t s, struct weld_pcb_unit *u, uint32_t *keys, uint32_t *tmp)
+{
+	size_t te = e->tile_elems, n = j->nsrc, m = 0;
+	size_t rank = (size_t)weld_pcb_thr_index(w, j->src[s].density);
+	const float *d = c->vals + s * te + r, *sum = c->scratch + r;
+	float *beta = c->scratch + (1 + s) * te + r, *lb = c->scratch + (3 + n) * te + r;
+	float *exact = c->scratch + (1 + n) * te + r;
+	uint32_t *idx = (uint32_t *)(void *)(c->scratch + (2 + n) * te) + r, top = 0, low;
+
+	weld_pcb_bound_init(&u->bound, n, u->lo, u->hi);
+	/* the upper bounds go where beta will be */
+	weld_k_pcb_bounds(d, sum, &u->bound, u->lo, u->hi, w, beta, lb);
+	for (size_t i = 0; i < w; i++)
+		keys[i] = weld_pcb_signed_key(lb[i]);
+	low = weld_pcb_kth_key(keys, w, rank, tmp);
+	for (size_t i = 0; i < w; i++) {
+		float p = d[i] * sum[i];
+
+		idx[m] = (uint32_t)i;
+		m += !(beta[i] < weld_pcb_key_float(low, 1)) | (p != p);
+	}
+	if (w - m > rank) {
+		row_full(e, j, c, r, w, s, u, keys, tmp);
+		return;
+	}
+	weld_k_pcb_beta_at(d, sum, n, u->lo, u->hi, idx, m, NULL, exact);
+	for (size_t i = 0; i < w; i++)
+		beta[i] = -INFINITY;
+	for (size_t k = 0; k < m; k++) {
+		beta[idx[k]] = exact[k];
+		keys[k] = weld_pcb_signed_key(exact[k]);
+		top = keys[k] > top ? keys[k] : top;
+	}
+	u->top = weld_pcb_key_float(top, 1);
+	u->thr = weld_pcb_key_float(weld_pcb_kth_key(keys, m, rank - (w - m), tmp), 1);
+	if (weld_pcb_signed_key(u->thr) < low)
+		row_full(e, j, c, r, w, s, u, keys, tmp);
+}
+
 /* --scope row: the statistics of the row at offset r of the tile, in
- * memory. */
+ * memory; beta in the scores' place. */
 static void row_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c, size_t r,
 		      size_t w, struct weld_pcb_unit *u)
 {
 	size_t t = (size_t)(c - e->slices);
 	uint32_t *keys = e->rank_scratch + t * RANK_SCRATCH * e->tile_elems, *tmp = keys + w;
+	const float *d[WELD_K_MAX_SRC];
 
 	for (size_t s = 0; s < j->nsrc; s++) {
-		const float *d = c->vals + s * e->tile_elems + r;
-
+		d[s] = c->vals + s * e->tile_elems + r;
 		for (size_t i = 0; i < w; i++)
-			keys[i] = weld_pcb_abs_key(d[i]);
+			keys[i] = weld_pcb_abs_key(d[s][i]);
 		u[s].lo = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_lo_index(w, e->opts->clip),
 							      tmp), 0);
 		for (size_t i = 0; i < w; i++)
-			keys[i] = weld_pcb_abs_key(d[i]);
+			keys[i] = weld_pcb_abs_key(d[s][i]);
 		u[s].hi = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_hi_index(w, e->opts->clip),
 							      tmp), 0);
 	}
-	tile_beta(e, j, c, r, w, u);
-	for (size_t s = 0; s < j->nsrc; s++) {
-		const float *b = c->scratch + (1 + s) * e->tile_elems + r;
-		uint32_t top = 0;
-
-		for (size_t i = 0; i < w; i++) {
-			keys[i] = weld_pcb_signed_key(b[i]);
-			top = keys[i] > top ? keys[i] : top;
-		}
-		u[s].top = weld_pcb_key_float(top, 1);
-		u[s].thr = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_thr_index(w,
-								j->src[s].density), tmp), 1);
-	}
+	weld_k_pcb_sum(d, j->nsrc, w, c->scratch + r);
+	for (size_t s = 0; s < j->nsrc; s++)
+		row_drop(e, j, c, r, w, s, &u[s], keys, tmp);
 }
 
 void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,

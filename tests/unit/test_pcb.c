@@ -89,6 +89,22 @@ static void test_kth_random(void **state)
 		}
 		memcpy(keys, v, sizeof(v));
 		assert_int_equal(weld_pcb_kth_key(keys, N, N - 1, tmp), sorted[N - 1]);
+		/* near either end (a small list instead of the radix select),
+		 * also over a few keys */
+		for (size_t k = 0; k < 12; k++) {
+			memcpy(keys, v, sizeof(v));
+			assert_int_equal(weld_pcb_kth_key(keys, N, k, tmp), sorted[k]);
+			memcpy(keys, v, sizeof(v));
+			assert_int_equal(weld_pcb_kth_key(keys, N, N - 1 - k, tmp), sorted[N - 1 - k]);
+		}
+		for (size_t k = 0; k < 5; k++) {
+			uint32_t few[5], fs[5];
+
+			memcpy(few, v, sizeof(few));
+			memcpy(fs, v, sizeof(fs));
+			qsort(fs, 5, sizeof(*fs), cmp_u32);
+			assert_int_equal(weld_pcb_kth_key(few, 5, k, tmp), fs[k]);
+		}
 	}
 }
 
