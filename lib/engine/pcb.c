@@ -91,16 +91,14 @@ static uint32_t kth_near_end(const uint32_t *keys, size_t n, size_t k, bool larg
 	return best[k] ^ flip;
 }
 
-uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
+/* The radix select, byte by byte from the top down to the byte at shift
+ * last: the keys left then share every byte above it (and are all equal
+ * when last is 0). */
+static uint32_t radix_select(uint32_t *keys, size_t n, size_t k, uint32_t *tmp, int last)
 {
 	uint32_t *a = keys, *b = tmp;
 
-	if (k < NEAR_END)
-		return kth_near_end(keys, n, k, false);
-	if (n - 1 - k < NEAR_END)
-		return kth_near_end(keys, n, n - 1 - k, true);
-
-	for (int shift = 24; shift >= 0; shift -= 8) {
+	for (int shift = 24; shift >= last; shift -= 8) {
 		size_t cnt[256] = { 0 }, below = 0, m = 0;
 		uint32_t d = 0;
 
@@ -124,6 +122,20 @@ uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
 		n = m;
 	}
 	return a[0];
+}
+
+uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
+{
+	if (k < NEAR_END)
+		return kth_near_end(keys, n, k, false);
+	if (n - 1 - k < NEAR_END)
+		return kth_near_end(keys, n, n - 1 - k, true);
+	return radix_select(keys, n, k, tmp, 0);
+}
+
+uint32_t weld_pcb_kth_floor(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
+{
+	return radix_select(keys, n, k, tmp, 16) & 0xFFFF0000u;
 }
 
 void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum)

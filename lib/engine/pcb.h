@@ -49,6 +49,9 @@ uint64_t weld_pcb_thr_index(uint64_t m, double ratio);
 /* The k-th smallest (0-based) of keys[0..n), which it reorders; tmp holds
  * n keys. A radix select: the same time on plateaus of equal keys. */
 uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp);
+/* The same with its low 16 bits cleared, at most the k-th smallest: two
+ * bytes of the select instead of four. */
+uint32_t weld_pcb_kth_floor(uint32_t *keys, size_t n, size_t k, uint32_t *tmp);
 /* keys[0..n) sorted ascending (a radix sort), in keys or in tmp: the one
  * returned. */
 const uint32_t *weld_pcb_sort_keys(uint32_t *keys, size_t n, uint32_t *tmp);

@@ -315,8 +315,9 @@ static void row_full(struct exec *e, const struct weld_job *j, struct slice_ctx 
 
 /*
  * The same with beta exact only where its upper bound reaches low, the
- * threshold's rank among the lower bounds (low <= thr: order statistics
- * keep the order of the values), -inf elsewhere: every other beta is
+ * threshold's rank among the lower bounds with the low 16 bits of its key
+ * cleared (low <= thr: order statistics keep the order of the values),
+ * -inf elsewhere: every other beta is
  * finite (a NaN delta * sum is always taken) and below low. The threshold
  * is then the rank minus those among the exact ones, the largest beta one
  * of them. Checked: if thr came out below low (NaNs break the order), the
@@ -329,7 +330,7 @@ static void row_drop(struct exec *e, const struct weld_job *j, struct slice_ctx 
 	size_t rank = (size_t)weld_pcb_thr_index(w, j->src[s].density);
 	const float *d = c->vals + s * te + r, *sum = c->scratch + r;
 	float *beta = c->scratch + (1 + s) * te + r, *lb = c->scratch + (3 + n) * te + r;
-	float *exact = c->scratch + (1 + n) * te + r;
+	float *exact = c->scratch + (1 + n) * te + r, lowf;
 	uint32_t *idx = (uint32_t *)(void *)(c->scratch + (2 + n) * te) + r, top = 0, low;
 
 	weld_pcb_bound_init(&u->bound, n, u->lo, u->hi);
@@ -337,12 +338,13 @@ static void row_drop(struct exec *e, const struct weld_job *j, struct slice_ctx 
 	weld_k_pcb_bounds(d, sum, &u->bound, u->lo, u->hi, w, beta, lb);
 	for (size_t i = 0; i < w; i++)
 		keys[i] = weld_pcb_signed_key(lb[i]);
-	low = weld_pcb_kth_key(keys, w, rank, tmp);
+	low = weld_pcb_kth_floor(keys, w, rank, tmp);
+	lowf = weld_pcb_key_float(low, 1);
 	for (size_t i = 0; i < w; i++) {
 		float p = d[i] * sum[i];
 
 		idx[m] = (uint32_t)i;
-		m += !(beta[i] < weld_pcb_key_float(low, 1)) | (p != p);
+		m += !(beta[i] < lowf) | (p != p);
 	}
 	if (w - m > rank) {
 		row_full(e, j, c, r, w, s, u, keys, tmp);

@@ -86,6 +86,8 @@ static void test_kth_random(void **state)
 		for (size_t k = 0; k < N; k += 7) {
 			memcpy(keys, v, sizeof(v));
 			assert_int_equal(weld_pcb_kth_key(keys, N, k, tmp), sorted[k]);
+			memcpy(keys, v, sizeof(v));
+			assert_int_equal(weld_pcb_kth_floor(keys, N, k, tmp), sorted[k] & 0xFFFF0000u);
 		}
 		memcpy(keys, v, sizeof(v));
 		assert_int_equal(weld_pcb_kth_key(keys, N, N - 1, tmp), sorted[N - 1]);
