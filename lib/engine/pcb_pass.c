@@ -11,8 +11,11 @@
  * itself. Counts are integers (per thread, folded in any order), so the
  * statistics do not depend on threads or chunks, and a plateau of equal
  * values costs what any other data costs. Four statistics passes, then
- * APPLY. With --scope row each row is whole in one tile and its
- * statistics come from a radix sort of its keys, inside APPLY.
+ * APPLY; fewer with the tails (pcb_tails.c) and the window (pcb_window.c).
+ * beta needs exp and tanh only where its bounds (pcb.h) cannot decide,
+ * and a memo per thread and source (kept over units) spares most exp
+ * calls. With --scope row each row is whole in one tile and its
+ * statistics come from radix selects of its keys, inside APPLY.
  */
 #include "exec.h"
 #include "hist_pass.h"

@@ -8,11 +8,13 @@
  * clip bounds are known the sample's beta gives, per source, a window of
  * high-16-bit bins that surely holds the threshold's rank if the sample is
  * any good: its rank plus or minus six standard deviations of a sampled
- * quantile. One pass then counts the keys above the window and the low 16
- * bits of those inside it, per thread; only elements whose bound of beta
- * reaches the window need beta itself (pcb.h). If the rank falls in the
- * window the threshold is read off the counts; the largest key is the
- * largest beta computed. Otherwise the caller takes the histogram passes:
+ * quantile. One pass then counts the keys above the window and records
+ * those inside it (when twice the sample's share of them fits; else it
+ * counts their low 16 bits per thread and bin); only elements whose bounds
+ * of beta reach into the window need beta itself (pcb.h), those surely
+ * above it are counted. If the rank falls in the window the threshold is
+ * selected from the recorded keys or read off the counts; the largest key
+ * is the largest beta computed. Otherwise the caller takes the histogram passes:
  * the sample only decides how fast, never what comes out.
  */
 #include "exec.h"
