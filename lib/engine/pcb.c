@@ -414,10 +414,9 @@ static size_t pick_avx512(const unsigned char *need, size_t n, size_t j0, uint32
 								 (need + j)));
 		__mmask16 k = _mm512_cmpneq_epi32_mask(f, zero);
 
-		if (k) {
-			_mm512_storeu_si512(idx + m, _mm512_maskz_compress_epi32(k, pos));
-			m += (size_t)__builtin_popcount(k);
-		}
+		/* no branch: whether any is set is a coin toss */
+		_mm512_storeu_si512(idx + m, _mm512_maskz_compress_epi32(k, pos));
+		m += (size_t)__builtin_popcount(k);
 		pos = _mm512_add_epi32(pos, step);
 	}
 	return m + pick_generic(need + j, n - j, j0 + j, idx + m);
