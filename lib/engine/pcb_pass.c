@@ -29,7 +29,7 @@
 #include <string.h>
 
 #define BINS WELD_HP_BINS
-#define MEMO_BITS 14            /* entries of a memo: 2^14, if they fit */
+#define MEMO_BITS 12            /* entries of a memo: 2^12 (32 KiB, near the cores), if they fit */
 
 /* The memos of intra (pcb.h), one per thread and source: kept from the
  * statistics passes of a unit to its APPLY, and over units. */
