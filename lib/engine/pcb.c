@@ -314,7 +314,7 @@ static inline void beta_bounds(float x, float s, float lo, float hi, float mn, f
 	intra_bounds(clip_abs(x, lo, hi), mn, span, fn, &up, &dn);
 	*ub = up * (p > 0 ? p : 0.0f);
 	v = dn * p;
-	*lb = (p > 0) & (p < 0x1p-13f) ? v : -INFINITY;
+	*lb = ((p > 0) & (p < 0x1p-13f)) ? v : -INFINITY;
 }
 
 WELD_HOT static void bounds(const float *restrict d, const float *restrict sum,
