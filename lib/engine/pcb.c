@@ -124,6 +124,39 @@ static uint32_t radix_select(uint32_t *keys, size_t n, size_t k, uint32_t *tmp, 
 	return a[0];
 }
 
+bool weld_pcb_clip_keys(const float *x, size_t n, uint64_t lo, uint64_t hi, uint32_t *klo,
+			uint32_t *khi)
+{
+	uint32_t small[NEAR_END], large[NEAR_END];
+	size_t a = (size_t)lo, b = n - 1 - (size_t)hi;
+
+	if (lo >= NEAR_END || n - 1 - hi >= NEAR_END)
+		return false;
+	/* the a + 1 smallest keys ascending, the b + 1 largest descending */
+	for (size_t q = 0; q < NEAR_END; q++) {
+		small[q] = 0xFFFFFFFFu;
+		large[q] = 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = weld_pcb_abs_key(x[i]);
+		size_t q;
+
+		if (k < small[a]) {
+			for (q = a; q > 0 && small[q - 1] > k; q--)
+				small[q] = small[q - 1];
+			small[q] = k;
+		}
+		if (k > large[b]) {
+			for (q = b; q > 0 && large[q - 1] < k; q--)
+				large[q] = large[q - 1];
+			large[q] = k;
+		}
+	}
+	*klo = small[a];
+	*khi = large[b];
+	return true;
+}
+
 uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
 {
 	if (k < NEAR_END)

@@ -52,6 +52,11 @@ uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp);
 /* The same with its low 16 bits cleared, at most the k-th smallest: two
  * bytes of the select instead of four. */
 uint32_t weld_pcb_kth_floor(uint32_t *keys, size_t n, size_t k, uint32_t *tmp);
+/* The lo-th smallest and the hi-th smallest key of |x[0..n)| in one pass,
+ * when both ranks lie within 8 of an end (false, and nothing set, if not):
+ * the clip bounds of a row. */
+bool weld_pcb_clip_keys(const float *x, size_t n, uint64_t lo, uint64_t hi, uint32_t *klo,
+			uint32_t *khi);
 /* keys[0..n) sorted ascending (a radix sort), in keys or in tmp: the one
  * returned. */
 const uint32_t *weld_pcb_sort_keys(uint32_t *keys, size_t n, uint32_t *tmp);

@@ -377,15 +377,21 @@ static void row_stats(struct exec *e, const struct weld_job *j, struct slice_ctx
 	const float *d[WELD_K_MAX_SRC];
 
 	for (size_t s = 0; s < j->nsrc; s++) {
+		uint64_t lo = weld_pcb_lo_index(w, e->opts->clip), hi = weld_pcb_hi_index(w, e->opts->clip);
+		uint32_t klo, khi;
+
 		d[s] = c->vals + s * e->tile_elems + r;
+		if (weld_pcb_clip_keys(d[s], w, lo, hi, &klo, &khi)) {
+			u[s].lo = weld_pcb_key_float(klo, 0);
+			u[s].hi = weld_pcb_key_float(khi, 0);
+			continue;
+		}
 		for (size_t i = 0; i < w; i++)
 			keys[i] = weld_pcb_abs_key(d[s][i]);
-		u[s].lo = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_lo_index(w, e->opts->clip),
-							      tmp), 0);
+		u[s].lo = weld_pcb_key_float(weld_pcb_kth_key(keys, w, (size_t)lo, tmp), 0);
 		for (size_t i = 0; i < w; i++)
 			keys[i] = weld_pcb_abs_key(d[s][i]);
-		u[s].hi = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_hi_index(w, e->opts->clip),
-							      tmp), 0);
+		u[s].hi = weld_pcb_key_float(weld_pcb_kth_key(keys, w, (size_t)hi, tmp), 0);
 	}
 	weld_k_pcb_sum(d, j->nsrc, w, c->scratch + r);
 	for (size_t s = 0; s < j->nsrc; s++)

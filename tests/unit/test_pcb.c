@@ -71,7 +71,8 @@ static int cmp_u32(const void *a, const void *b)
 static void test_kth_random(void **state)
 {
 	enum { N = 3000 };
-	static uint32_t v[N], sorted[N], keys[N], tmp[N];
+	static uint32_t v[N], sorted[N], keys[N], tmp[N], ks[N];
+	static float x[N];
 	uint64_t z = 3;
 
 	(void)state;
@@ -99,6 +100,22 @@ static void test_kth_random(void **state)
 			memcpy(keys, v, sizeof(v));
 			assert_int_equal(weld_pcb_kth_key(keys, N, N - 1 - k, tmp), sorted[N - 1 - k]);
 		}
+		/* both clip bounds of a row in one pass: keys of |x| */
+		for (size_t i = 0; i < N; i++) {
+			uint32_t u = (v[i] & 0x7FFFFFFFu) | (uint32_t)(i & 1u) << 31;  /* signs mixed */
+
+			memcpy(&x[i], &u, sizeof(u));
+			ks[i] = v[i] & 0x7FFFFFFFu;
+		}
+		qsort(ks, N, sizeof(*ks), cmp_u32);
+		for (size_t k = 0; k < 8; k++) {
+			uint32_t klo, khi;
+
+			assert_true(weld_pcb_clip_keys(x, N, k, N - 1 - (7 - k), &klo, &khi));
+			assert_int_equal(klo, ks[k]);
+			assert_int_equal(khi, ks[N - 1 - (7 - k)]);
+		}
+		assert_false(weld_pcb_clip_keys(x, N, 8, N - 1, &keys[0], &keys[1]));
 		for (size_t k = 0; k < 5; k++) {
 			uint32_t few[5], fs[5];
 
