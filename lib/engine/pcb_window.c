@@ -71,7 +71,8 @@ struct pcb_window *weld_pcb_window_new(const struct exec *e, size_t nsrc, uint64
 	w->nsrc = nsrc;
 	w->m = m;
 	w->cap = SAMPLE_CAP;
-	w->counts_max = e->plan->pcb_grant - e->plan->pcb_grant / 8 - fixed_bytes(nsrc, e->n_threads);
+	/* the counts or the recorded keys: what the plan counted */
+	w->counts_max = bytes - fixed_bytes(nsrc, e->n_threads);
 	for (w->stride = 1; m / w->stride > SAMPLE_CAP; w->stride *= 2)
 		;
 	w->n_threads = e->n_threads;
