@@ -288,6 +288,7 @@ static void exec_free(struct exec *e)
 	free(e->rank_scratch);
 	free(e->rank_sums);
 	weld_exec_hist_free(e);
+	weld_exec_pcb_free(e);
 	free(e->stats);
 	free(e->coef);
 	weld_writer_close(e->writer);

@@ -188,6 +188,7 @@ struct exec {
 	struct hist_exec *hs;   /* order statistics by histograms (hist_pass.c), or NULL */
 	struct pcb_window *pw;  /* pcb: the current unit's window (pcb_window.c), or NULL */
 	struct pcb_tails *pt;   /* pcb: the current unit's tails of |delta| (pcb_tails.c), or NULL */
+	struct pcb_memos *pm;   /* pcb: memos of intra per thread and source (pcb_pass.c), or NULL */
 	size_t stats_max;       /* most sums per block of any job's STATS pass */
 	size_t stats_total_max; /* most totals of any job's STATS pass */
 	double *stats;          /* STATS: the current job's totals */
@@ -348,6 +349,8 @@ void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_c
  * --scope row), encoded into the output chunk that starts at first. */
 void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			 uint64_t first, uint64_t g, size_t len);
+/* Free what pcb keeps across units. */
+void weld_exec_pcb_free(struct exec *e);
 
 /* sce_pass.c */
 

@@ -66,11 +66,39 @@ const uint32_t *weld_pcb_sort_keys(uint32_t *keys, size_t n, uint32_t *tmp)
  * high bytes of a unit's keys mostly do), and so on; the keys left at the
  * end are all equal to the answer.
  */
-uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
+/* Ranks this near an end are kept in a small sorted list instead. */
+#define NEAR_END 8
+
+/* The k-th smallest (k < NEAR_END) of keys[0..n), or with largest the
+ * k-th largest: one pass that keeps the k + 1 best in order. */
+static uint32_t kth_near_end(const uint32_t *keys, size_t n, size_t k, bool largest)
+{
+	uint32_t best[NEAR_END], flip = largest ? 0xFFFFFFFFu : 0;
+
+	/* with largest, the keys' complements: the smallest of those */
+	for (size_t q = 0; q <= k; q++)
+		best[q] = 0xFFFFFFFFu;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t x = keys[i] ^ flip;
+		size_t q = k;
+
+		if (x >= best[k])
+			continue;
+		for (; q > 0 && best[q - 1] > x; q--)
+			best[q] = best[q - 1];
+		best[q] = x;
+	}
+	return best[k] ^ flip;
+}
+
+/* The radix select, byte by byte from the top down to the byte at shift
+ * last: the keys left then share every byte above it (and are all equal
+ * when last is 0). */
+static uint32_t radix_select(uint32_t *keys, size_t n, size_t k, uint32_t *tmp, int last)
 {
 	uint32_t *a = keys, *b = tmp;
 
-	for (int shift = 24; shift >= 0; shift -= 8) {
+	for (int shift = 24; shift >= last; shift -= 8) {
 		size_t cnt[256] = { 0 }, below = 0, m = 0;
 		uint32_t d = 0;
 
@@ -94,6 +122,53 @@ uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
 		n = m;
 	}
 	return a[0];
+}
+
+bool weld_pcb_clip_keys(const float *x, size_t n, uint64_t lo, uint64_t hi, uint32_t *klo,
+			uint32_t *khi)
+{
+	uint32_t small[NEAR_END], large[NEAR_END];
+	size_t a = (size_t)lo, b = n - 1 - (size_t)hi;
+
+	if (lo >= NEAR_END || n - 1 - hi >= NEAR_END)
+		return false;
+	/* the a + 1 smallest keys ascending, the b + 1 largest descending */
+	for (size_t q = 0; q < NEAR_END; q++) {
+		small[q] = 0xFFFFFFFFu;
+		large[q] = 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = weld_pcb_abs_key(x[i]);
+		size_t q;
+
+		if (k < small[a]) {
+			for (q = a; q > 0 && small[q - 1] > k; q--)
+				small[q] = small[q - 1];
+			small[q] = k;
+		}
+		if (k > large[b]) {
+			for (q = b; q > 0 && large[q - 1] < k; q--)
+				large[q] = large[q - 1];
+			large[q] = k;
+		}
+	}
+	*klo = small[a];
+	*khi = large[b];
+	return true;
+}
+
+uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
+{
+	if (k < NEAR_END)
+		return kth_near_end(keys, n, k, false);
+	if (n - 1 - k < NEAR_END)
+		return kth_near_end(keys, n, n - 1 - k, true);
+	return radix_select(keys, n, k, tmp, 0);
+}
+
+uint32_t weld_pcb_kth_floor(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
+{
+	return radix_select(keys, n, k, tmp, 16) & 0xFFFF0000u;
 }
 
 void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum)
@@ -128,25 +203,8 @@ static inline float tanh_f(float x)
  * intra = float(exp(n N^2)) of a clipped magnitude a, N = (a - mn) / span.
  * It depends on a alone, and deltas of low-precision models take few
  * distinct magnitudes: a memo by a's bits (0xFFFFFFFF, a negative NaN, is
- * no fabsf result).
+ * no fabsf result), valid for one (mn, span, n).
  */
-#define INTRA_MEMO 2048         /* entries (a power of two) */
-
-struct intra_memo {
-	float mn, span, fn;
-	uint32_t tag[INTRA_MEMO];
-	float val[INTRA_MEMO];
-};
-
-static void memo_init(struct intra_memo *m, size_t n, float lo, float hi)
-{
-	/* the clipped magnitudes range from min(lo, hi) to hi */
-	m->mn = lo < hi ? lo : hi;
-	m->span = hi - m->mn;
-	m->fn = (float)n;
-	memset(m->tag, 0xFF, sizeof(m->tag));
-}
-
 static float intra_of(float a, float mn, float span, float fn)
 {
 	float nn = span > 0 ? (a - mn) / span : 0.0f;
@@ -154,107 +212,267 @@ static float intra_of(float a, float mn, float span, float fn)
 	return (float)exp((double)(fn * (nn * nn)));
 }
 
-static inline float memo_intra(struct intra_memo *m, float a)
+void weld_pcb_memo_init(struct weld_pcb_memo *m, struct weld_pcb_memo_entry *e, unsigned bits)
+{
+	m->key[0] = m->key[1] = m->key[2] = NAN;       /* fits no unit: cleared at first use */
+	m->bits = bits;
+	m->e = e;
+}
+
+/* Ready m for the unit of n sources with clip bounds lo, hi: cleared when
+ * it was for another. */
+static void memo_use(struct weld_pcb_memo *m, size_t n, float lo, float hi)
+{
+	/* the clipped magnitudes range from min(lo, hi) to hi */
+	float key[3] = { lo < hi ? lo : hi, 0, (float)n };
+
+	key[1] = hi - key[0];
+	if (memcmp(key, m->key, sizeof(key)) != 0) {
+		memcpy(m->key, key, sizeof(key));
+		memset(m->e, 0xFF, ((size_t)1 << m->bits) * sizeof(*m->e));
+	}
+}
+
+static inline float memo_intra(struct weld_pcb_memo *m, float a)
 {
 	uint32_t ab, slot;
 
 	memcpy(&ab, &a, sizeof(ab));
-	slot = (ab ^ ab >> 9 ^ ab >> 18) & (INTRA_MEMO - 1);
-	if (m->tag[slot] != ab) {
-		m->tag[slot] = ab;
-		m->val[slot] = intra_of(a, m->mn, m->span, m->fn);
+	slot = (ab * 0x9E3779B1u) >> (32 - m->bits);
+	if (m->e[slot].tag != ab) {
+		m->e[slot].tag = ab;
+		m->e[slot].val = intra_of(a, m->key[0], m->key[1], m->key[2]);
 	}
-	return m->val[slot];
+	return m->e[slot].val;
 }
+
+/* A memo of the caller's stack, for one call. */
+#define LOCAL_BITS 11
 
 void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float hi, size_t len,
 		     float *beta)
 {
-	struct intra_memo m;
+	struct weld_pcb_memo_entry e[1u << LOCAL_BITS];
+	struct weld_pcb_memo m;
 
-	memo_init(&m, n, lo, hi);
+	weld_pcb_memo_init(&m, e, LOCAL_BITS);
+	memo_use(&m, n, lo, hi);
 	for (size_t j = 0; j < len; j++)
 		beta[j] = memo_intra(&m, clip_abs(d[j], lo, hi)) * tanh_f(d[j] * sum[j]);
 }
 
 void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, float hi,
-			const uint32_t *idx, size_t m, float *beta)
+			const uint32_t *idx, size_t m, struct weld_pcb_memo *memo, float *beta)
 {
-	struct intra_memo mm;
+	struct weld_pcb_memo_entry e[1u << LOCAL_BITS];
+	struct weld_pcb_memo local;
+	unsigned bits = 6;
 
-	memo_init(&mm, n, lo, hi);
+	if (!memo) {
+		/* room for twice the lookups: clearing it costs what they do */
+		while (bits < LOCAL_BITS && ((size_t)1 << bits) < 2 * m)
+			bits++;
+		weld_pcb_memo_init(&local, e, bits);
+		memo = &local;
+	}
+	memo_use(memo, n, lo, hi);
 	for (size_t k = 0; k < m; k++) {
 		size_t j = idx[k];
 
-		beta[k] = memo_intra(&mm, clip_abs(d[j], lo, hi)) * tanh_f(d[j] * sum[j]);
+		beta[k] = memo_intra(memo, clip_abs(d[j], lo, hi)) * tanh_f(d[j] * sum[j]);
 	}
 }
 
-/*
- * The bound. An element whose t = (a - mn) * B / span rounds to i - 2 has
- * N = (a - mn) / span <= i / B = q: t <= i - 1.5, and the roundings of t and
- * N move them by a few float steps, far less than 0.5. N <= q gives n N^2 <= n q^2
- * (float rounding is monotonic), so intra <= the table's entry, which is
- * rounded up one more float against any non-monotonic step of exp. tanh of a positive float is at most the float (tanh(p) < p, or
- * tanh_f(p) = p), so beta = intra * tanh_f(p) <= up * p, rounded.
- */
 void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi)
 {
-	float mn = lo < hi ? lo : hi, span = hi - mn, fn = (float)n;
+	b->mn = lo < hi ? lo : hi;
+	b->span = hi - b->mn;
+	b->fn = (float)n;
+}
 
-	b->mn = mn;
-	b->scale = span > 0 ? WELD_PCB_BUCKETS / span : 0.0f;
-	for (int i = 0; i < WELD_PCB_BUCKETS + 3; i++) {
-		int iu = i < WELD_PCB_BUCKETS ? i : WELD_PCB_BUCKETS;
-		int id = i < 3 ? 0 : i - 3 < WELD_PCB_BUCKETS ? i - 3 : WELD_PCB_BUCKETS;
-		float qu = (float)iu / WELD_PCB_BUCKETS, qd = (float)id / WELD_PCB_BUCKETS;
+/*
+ * Bounds of intra = float(exp(x)) without exp, on vectors. x = n N^2 is
+ * computed as intra_of() computes it, so it is the same float, in [0, n]
+ * (N <= 1), n <= 64. With t = x log2(e) in float, k = floor(t), f = t - k
+ * (exact) and y = f ln 2 in [0, ln 2]: exp(x) = 2^k e^y up to the rounding
+ * of t and y (|error of t| <= 189 * 2^-24, a factor within 1 +- 2^-16).
+ * Taylor's polynomial of degree 4 is at most e^y (every term positive);
+ * adding y^5/48 makes it at least e^y (the remainder is e^z y^5/120 with
+ * e^z <= 2). Each polynomial has positive terms: float evaluation moves it
+ * by at most 12 roundings, 2^-20. float(exp(x)) is within 2^-23 of exp(x)
+ * (libm's error below one double ulp, then one rounding to float). All
+ * together stay well inside the margin of 2^-12 the bounds take, so
+ *   dn <= intra <= up.
+ * A NaN x (infinite deltas) gives [0, +inf]: nothing known.
+ */
+static inline void intra_bounds(float a, float mn, float span, float fn, float *up, float *dn)
+{
+	float nn = (a - mn) / span, x, t, k, f, y, q, sc;
+	uint32_t bits;
 
-		b->up[i] = nextafterf((float)exp((double)(fn * (qu * qu))), INFINITY);
-		b->dn[i] = nextafterf((float)exp((double)(fn * (qd * qd))), 0);
-	}
-	if (!(b->scale < INFINITY)) {
-		/* a span too small for buckets: one bucket, intra in [1, e^n] */
-		b->scale = 0;
-		for (int i = 0; i < WELD_PCB_BUCKETS + 3; i++) {
-			b->up[i] = b->up[WELD_PCB_BUCKETS + 2];
-			b->dn[i] = 1.0f;
-		}
+	/* as intra_of(); without a branch, so that loops run on vectors */
+	nn = span > 0 ? nn : 0.0f;
+	x = fn * (nn * nn);
+	t = x * 0x1.715476p+0f;
+	t = t < 100.0f ? t : 100.0f;
+	/* k = floor(t): t rounded to an integer by adding 2^23, one less if
+	 * above t; its bits then hold k + 2^23 (k <= 100) */
+	k = t + 0x1p23f;
+	k = k - 0x1p23f > t ? k - 1.0f : k;
+	memcpy(&bits, &k, sizeof(bits));
+	k = k - 0x1p23f;
+	f = t - k;
+	y = f * 0x1.62e43p-1f;
+	bits = (bits - 0x4B000000u + 127) << 23;
+	memcpy(&sc, &bits, sizeof(sc));
+	q = 1.0f + y * (1.0f + y * (0.5f + y * (1.0f / 6 + y * (1.0f / 24))));
+	q = q * sc * (1.0f - 0x1p-12f);
+	*dn = x < 100.0f ? q : 0.0f;
+	q = 1.0f + y * (1.0f + y * (0.5f + y * (1.0f / 6 + y * (1.0f / 24 + y * (1.0f / 48)))));
+	q = q * sc * (1.0f + 0x1p-12f);
+	*up = x < 100.0f ? q : INFINITY;
+}
+
+/*
+ * beta's bounds at one element, from intra's: tanh_f(p) <= p for p > 0,
+ * and = p for 0 < p < 2^-13; float rounding is monotonic. So
+ *   beta <= float(up * max(p, 0)), and where 0 < p < 2^-13
+ *   beta >= float(dn * p) (elsewhere nothing is known: -inf).
+ */
+static inline void beta_bounds(float x, float s, float lo, float hi, float mn, float span,
+			       float fn, float *ub, float *lb)
+{
+	float p = x * s, up, dn, v;
+
+	intra_bounds(clip_abs(x, lo, hi), mn, span, fn, &up, &dn);
+	*ub = up * (p > 0 ? p : 0.0f);
+	v = dn * p;
+	*lb = ((p > 0) & (p < 0x1p-13f)) ? v : -INFINITY;
+}
+
+WELD_HOT static void bounds(const float *restrict d, const float *restrict sum,
+			    const struct weld_pcb_bound *b, float lo, float hi, size_t len,
+			    float *restrict ub, float *restrict lb)
+{
+	float mn = b->mn, span = b->span, fn = b->fn;
+
+	for (size_t j = 0; j < len; j++)
+		beta_bounds(d[j], sum[j], lo, hi, mn, span, fn, &ub[j], &lb[j]);
+}
+
+void weld_k_pcb_bounds(const float *d, const float *sum, const struct weld_pcb_bound *b, float lo,
+		       float hi, size_t len, float *ub, float *lb)
+{
+	bounds(d, sum, b, lo, hi, len, ub, lb);
+}
+
+/* Elements per block of the flags: they stay in the first-level cache
+ * until the positions are picked. */
+#define BOUND_BLOCK 1024
+
+/*
+ * The flags of a block: need[j] = 1 where beta may exceed cut, 0 elsewhere.
+ * No branch, so the loop runs on vectors; most flags are 0.
+ */
+WELD_HOT static void flags_cut(const float *restrict d, const float *restrict sum,
+			       const struct weld_pcb_bound *b, float lo, float hi, float cut,
+			       size_t len, unsigned char *restrict need)
+{
+	float mn = b->mn, span = b->span, fn = b->fn;
+
+	for (size_t j = 0; j < len; j++) {
+		float ub, lb;
+
+		beta_bounds(d[j], sum[j], lo, hi, mn, span, fn, &ub, &lb);
+		need[j] = ub > cut;
 	}
 }
 
 /*
- * An upper bound of beta at each element, in ub: up[i] * max(p, 0). The
- * bucket i is t rounded to an integer (adding 2^23 does it, and a NaN or
- * a t past the table gives bits past its end: the last entry), plus 2.
+ * The same with a window: an element whose beta surely exceeds above and
+ * cannot exceed top is not needed but counted (the return value).
  */
-WELD_HOT static void bounds(const float *restrict d, const float *restrict sum,
-			    const struct weld_pcb_bound *b, float lo, float hi, size_t len,
-			    float *restrict ub)
+WELD_HOT static uint32_t flags_window(const float *restrict d, const float *restrict sum,
+				      const struct weld_pcb_bound *b, float lo, float hi,
+				      float cut, float above, float top, size_t len,
+				      unsigned char *restrict need)
 {
-	const float *restrict up = b->up;
-	float mn = b->mn, scale = b->scale;
+	float mn = b->mn, span = b->span, fn = b->fn;
+	uint32_t na = 0;
 
 	for (size_t j = 0; j < len; j++) {
-		float x = d[j], p = x * sum[j];
-		float t = (clip_abs(x, lo, hi) - mn) * scale + 0x1p23f;
-		uint32_t i;
+		float ub, lb;
+		unsigned in, over;
 
-		memcpy(&i, &t, sizeof(i));
-		i = i - 0x4B000000u + 2;
-		i = i < WELD_PCB_BUCKETS + 2 ? i : WELD_PCB_BUCKETS + 2;
-		p = p > 0 ? p : 0.0f;
-		ub[j] = up[i] * p;
+		beta_bounds(d[j], sum[j], lo, hi, mn, span, fn, &ub, &lb);
+		in = ub > cut;
+		/* lb > above implies in (above > cut), and NaNs compare false */
+		over = (lb > above) & (ub <= top) & (above > cut);
+		need[j] = (unsigned char)(in - over);
+		na += over;
 	}
+	return na;
 }
 
-/* Elements per block of the bounds: their bounds stay in the first-level
- * cache until the positions are picked. */
-#define BOUND_BLOCK 256
+/* The positions j0 + j of the set flags of need[0..n), ascending, into
+ * idx; returns how many. No branch: about one in ten is picked. */
+static size_t pick_generic(const unsigned char *need, size_t n, size_t j0, uint32_t *idx)
+{
+	size_t m = 0;
+
+	for (size_t j = 0; j < n; j++) {
+		idx[m] = (uint32_t)(j0 + j);
+		m += need[j];
+	}
+	return m;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+
+/* 16 flags at a time: the positions of the set ones compressed into a
+ * register and all 16 lanes stored (idx has room: no more are picked than
+ * looked at, and fewer than n remain). */
+__attribute__((target("avx512f,popcnt")))
+static size_t pick_avx512(const unsigned char *need, size_t n, size_t j0, uint32_t *idx)
+{
+	const __m512i zero = _mm512_setzero_si512(), step = _mm512_set1_epi32(16);
+	__m512i pos = _mm512_add_epi32(_mm512_set1_epi32((int)j0),
+				       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+							 13, 14, 15));
+	size_t m = 0, j = 0;
+
+	for (; j + 16 <= n; j += 16) {
+		__m512i f = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)
+								 (need + j)));
+		__mmask16 k = _mm512_cmpneq_epi32_mask(f, zero);
+
+		/* no branch: whether any is set is a coin toss */
+		_mm512_storeu_si512(idx + m, _mm512_maskz_compress_epi32(k, pos));
+		m += (size_t)__builtin_popcount(k);
+		pos = _mm512_add_epi32(pos, step);
+	}
+	return m + pick_generic(need + j, n - j, j0 + j, idx + m);
+}
+
+static size_t pick(const unsigned char *need, size_t n, size_t j0, uint32_t *idx)
+{
+	/* positions fit int32 lanes: units are below 2^32, tiles far below */
+	if (__builtin_cpu_supports("avx512f") && j0 + n < (1u << 31))
+		return pick_avx512(need, n, j0, idx);
+	return pick_generic(need, n, j0, idx);
+}
+#else
+static size_t pick(const unsigned char *need, size_t n, size_t j0, uint32_t *idx)
+{
+	return pick_generic(need, n, j0, idx);
+}
+#endif
 
 size_t weld_k_pcb_candidates(const float *d, const float *sum, const struct weld_pcb_bound *b,
 			     float lo, float hi, float cut, size_t len, float *tmp, uint32_t *idx)
 {
-	float ub[BOUND_BLOCK];
+	unsigned char need[BOUND_BLOCK];
 	size_t m = 0;
 
 	(void)tmp;
@@ -266,45 +484,10 @@ size_t weld_k_pcb_candidates(const float *d, const float *sum, const struct weld
 	for (size_t j0 = 0; j0 < len; j0 += BOUND_BLOCK) {
 		size_t n = len - j0 < BOUND_BLOCK ? len - j0 : BOUND_BLOCK;
 
-		bounds(d + j0, sum + j0, b, lo, hi, n, ub);
-		for (size_t j = 0; j < n; j++) {
-			idx[m] = (uint32_t)(j0 + j);
-			m += ub[j] > cut;
-		}
+		flags_cut(d + j0, sum + j0, b, lo, hi, cut, n, need);
+		m += pick(need, n, j0, idx + m);
 	}
 	return m;
-}
-
-/*
- * Lower bounds: where 0 < p < 2^-13, tanh_f(p) = p and beta = intra * p >=
- * dn[i] * p, rounded; elsewhere -inf (nothing known).
- */
-WELD_HOT static void lower_bounds(const float *restrict d, const float *restrict sum,
-				  const struct weld_pcb_bound *b, float lo, float hi, size_t len,
-				  float *restrict lb)
-{
-	const float *restrict dn = b->dn;
-	float mn = b->mn, scale = b->scale;
-
-	for (size_t j = 0; j < len; j++) {
-		float x = d[j], p = x * sum[j];
-		float t = (clip_abs(x, lo, hi) - mn) * scale + 0x1p23f;
-		uint32_t i;
-		float v;
-
-		memcpy(&i, &t, sizeof(i));
-		i = i - 0x4B000000u + 2;
-		i = i < WELD_PCB_BUCKETS + 2 ? i : WELD_PCB_BUCKETS + 2;
-		v = dn[i] * p;
-		lb[j] = p > 0 && p < 0x1p-13f ? v : -INFINITY;
-	}
-}
-
-void weld_k_pcb_bounds(const float *d, const float *sum, const struct weld_pcb_bound *b, float lo,
-		       float hi, size_t len, float *ub, float *lb)
-{
-	bounds(d, sum, b, lo, hi, len, ub);
-	lower_bounds(d, sum, b, lo, hi, len, lb);
 }
 
 size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
@@ -312,7 +495,7 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 				    float above, float top, size_t len, uint32_t *idx,
 				    uint64_t *n_above)
 {
-	float ub[BOUND_BLOCK], lb[BOUND_BLOCK];
+	unsigned char need[BOUND_BLOCK];
 	size_t m = 0;
 	uint64_t na = 0;
 
@@ -321,24 +504,16 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 	for (size_t j0 = 0; j0 < len; j0 += BOUND_BLOCK) {
 		size_t n = len - j0 < BOUND_BLOCK ? len - j0 : BOUND_BLOCK;
 
-		bounds(d + j0, sum + j0, b, lo, hi, n, ub);
-		lower_bounds(d + j0, sum + j0, b, lo, hi, n, lb);
-		for (size_t j = 0; j < n; j++) {
-			/* no branch: which way each goes is a coin toss */
-			unsigned in = ub[j] > cut, over = in & (lb[j] > above) & (ub[j] <= top);
-
-			idx[m] = (uint32_t)(j0 + j);
-			m += in ^ over;
-			na += over;
-		}
+		na += flags_window(d + j0, sum + j0, b, lo, hi, cut, above, top, n, need);
+		m += pick(need, n, j0, idx + m);
 	}
 	*n_above += na;
 	return m;
 }
 
 void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
-		       const struct weld_pcb_bound *b, size_t len, float *tmp, uint32_t *idx,
-		       float *sc)
+		       const struct weld_pcb_bound *b, size_t len, struct weld_pcb_memo *memo,
+		       float *tmp, uint32_t *idx, float *sc)
 {
 	size_t m;
 
@@ -347,18 +522,28 @@ void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct 
 	if (u->top == u->thr)
 		return;
 	m = weld_k_pcb_candidates(d, sum, b, u->lo, u->hi, u->thr, len, tmp, idx);
-	weld_k_pcb_beta_at(d, sum, n, u->lo, u->hi, idx, m, tmp);
+	weld_k_pcb_beta_at(d, sum, n, u->lo, u->hi, idx, m, memo, tmp);
 	for (size_t k = 0; k < m; k++)
 		if (tmp[k] > u->thr)
 			sc[idx[k]] = (tmp[k] - u->thr) / (u->top - u->thr);
 }
 
-void weld_k_pcb_beta_scores(const float *beta, const struct weld_pcb_unit *u, size_t len,
-			    float *sc)
+WELD_HOT void weld_k_pcb_beta_scores(const float *beta, const struct weld_pcb_unit *u, size_t len,
+				     float *sc)
 {
-	for (size_t j = 0; j < len; j++)
-		sc[j] = u->top != u->thr && beta[j] > u->thr
-			? (beta[j] - u->thr) / (u->top - u->thr) : 0.0f;
+	float thr = u->thr, span = u->top - u->thr;
+
+	if (u->top == u->thr) {
+		memset(sc, 0, len * sizeof(*sc));
+		return;
+	}
+	/* every quotient, then the select: on vectors (beta and sc may be
+	 * the same array) */
+	for (size_t j = 0; j < len; j++) {
+		float v = (beta[j] - thr) / span;
+
+		sc[j] = beta[j] > thr ? v : 0.0f;
+	}
 }
 
 /* The clipped delta with its sign, 0 where delta is 0. */

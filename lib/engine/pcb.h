@@ -49,30 +49,55 @@ uint64_t weld_pcb_thr_index(uint64_t m, double ratio);
 /* The k-th smallest (0-based) of keys[0..n), which it reorders; tmp holds
  * n keys. A radix select: the same time on plateaus of equal keys. */
 uint32_t weld_pcb_kth_key(uint32_t *keys, size_t n, size_t k, uint32_t *tmp);
+/* The same with its low 16 bits cleared, at most the k-th smallest: two
+ * bytes of the select instead of four. */
+uint32_t weld_pcb_kth_floor(uint32_t *keys, size_t n, size_t k, uint32_t *tmp);
+/* The lo-th smallest and the hi-th smallest key of |x[0..n)| in one pass,
+ * when both ranks lie within 8 of an end (false, and nothing set, if not):
+ * the clip bounds of a row. */
+bool weld_pcb_clip_keys(const float *x, size_t n, uint64_t lo, uint64_t hi, uint32_t *klo,
+			uint32_t *khi);
 /* keys[0..n) sorted ascending (a radix sort), in keys or in tmp: the one
  * returned. */
 const uint32_t *weld_pcb_sort_keys(uint32_t *keys, size_t n, uint32_t *tmp);
 
 /* sum[j] = d[0][j] + d[1][j] + ... in model order (float32). */
 void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum);
+/*
+ * intra = exp(n N^2) depends on the clipped magnitude alone: a memo of it
+ * by the magnitude's bits, for one unit at a time (it clears itself when
+ * the clip bounds or n change), over the caller's 2^bits entries.
+ * Keeping one per source and thread across tiles spares most exp calls.
+ */
+struct weld_pcb_memo_entry {
+	uint32_t tag;           /* the magnitude's bits, 0xFFFFFFFF for none */
+	float val;
+};
+
+struct weld_pcb_memo {
+	float key[3];           /* the unit's lowest magnitude, span and n */
+	unsigned bits;
+	struct weld_pcb_memo_entry *e;      /* 2^bits */
+};
+
+void weld_pcb_memo_init(struct weld_pcb_memo *m, struct weld_pcb_memo_entry *e, unsigned bits);
+
 /* beta of one model (steps 1-4): the clipped magnitude's exp(n N^2) times
  * tanh(delta * sum), exp and tanh in double rounded to float32; and the
- * same at the m positions idx, into beta[0..m). */
+ * same at the m positions idx, into beta[0..m), with the memo (NULL: one
+ * for the call). */
 void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float hi, size_t len,
 		     float *beta);
 void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, float hi,
-			const uint32_t *idx, size_t m, float *beta);
+			const uint32_t *idx, size_t m, struct weld_pcb_memo *memo, float *beta);
 
 /*
- * Most elements score nothing, and need no exp or tanh to know it: beta is
- * at most up * (delta * sum), up a bound of intra per bucket of the clipped
- * magnitude, and at most 0 where delta * sum is not positive.
+ * Most elements score nothing, and need no exp or tanh to know it: bounds
+ * of intra from a polynomial of exp, within 0.4 % (pcb.c), give beta at
+ * most up * (delta * sum), and at most 0 where delta * sum is not positive.
  */
-#define WELD_PCB_BUCKETS 256
 struct weld_pcb_bound {
-	float mn, scale;        /* bucket of a: (a - mn) * scale, plus 2 */
-	float up[WELD_PCB_BUCKETS + 3];
-	float dn[WELD_PCB_BUCKETS + 3];     /* and a lower bound of intra */
+	float mn, span, fn;     /* N = (a - mn) / span, intra = exp(fn N^2) */
 };
 
 /* The statistics of one model over one unit. */
@@ -101,8 +126,8 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 /* Step 5 for one model: sc[j] = (beta_j - thr)/(top - thr) where beta_j >
  * thr, else 0 (and 0 everywhere when top = thr); from delta, or from beta. */
 void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
-		       const struct weld_pcb_bound *b, size_t len, float *tmp, uint32_t *idx,
-		       float *sc);
+		       const struct weld_pcb_bound *b, size_t len, struct weld_pcb_memo *memo,
+		       float *tmp, uint32_t *idx, float *sc);
 void weld_k_pcb_beta_scores(const float *beta, const struct weld_pcb_unit *u, size_t len,
 			    float *sc);
 /* Step 6: out = base + lambda * sum_i w_i clip(d_i) sc_i / max(sum_i sc_i,

@@ -11,8 +11,11 @@
  * itself. Counts are integers (per thread, folded in any order), so the
  * statistics do not depend on threads or chunks, and a plateau of equal
  * values costs what any other data costs. Four statistics passes, then
- * APPLY. With --scope row each row is whole in one tile and its
- * statistics come from a radix sort of its keys, inside APPLY.
+ * APPLY; fewer with the tails (pcb_tails.c) and the window (pcb_window.c).
+ * beta needs exp and tanh only where its bounds (pcb.h) cannot decide,
+ * and a memo per thread and source (kept over units) spares most exp
+ * calls. With --scope row each row is whole in one tile and its
+ * statistics come from radix selects of its keys, inside APPLY.
  */
 #include "exec.h"
 #include "hist_pass.h"
@@ -21,10 +24,78 @@
 #include "pcb_window.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BINS WELD_HP_BINS
+#define MEMO_BITS 12            /* entries of a memo: 2^12 (32 KiB, near the cores), if they fit */
+
+/* The memos of intra (pcb.h), one per thread and source: kept from the
+ * statistics passes of a unit to its APPLY, and over units. */
+struct pcb_memos {
+	size_t nsrc;
+	struct weld_pcb_memo *m;        /* [thread][source] */
+	struct weld_pcb_memo_entry *entries;
+};
+
+/* Entries of a memo (log2): as many as fit a sixteenth of the grant, 0 if
+ * not even 2^8 do. */
+static unsigned memo_bits(int threads, size_t nsrc, uint64_t grant)
+{
+	unsigned bits = MEMO_BITS;
+	uint64_t per = sizeof(struct weld_pcb_memo_entry);
+
+	while (bits >= 8 && (uint64_t)threads * nsrc * ((per << bits) + sizeof(struct weld_pcb_memo)) >
+	       grant / 16)
+		bits--;
+	return bits >= 8 ? bits : 0;
+}
+
+uint64_t weld_pcb_memo_bytes(int threads, size_t nsrc, uint64_t grant)
+{
+	unsigned bits = memo_bits(threads, nsrc, grant);
+	uint64_t per = sizeof(struct weld_pcb_memo_entry);
+
+	return bits ? (uint64_t)threads * nsrc * ((per << bits) + sizeof(struct weld_pcb_memo)) : 0;
+}
+
+/* The memos, once per execution; none when they do not fit. */
+static int memos_alloc(struct exec *e)
+{
+	struct pcb_memos *pm;
+	size_t n = (size_t)e->n_threads * e->max_src;
+	unsigned bits = memo_bits(e->n_threads, e->max_src, e->plan->pcb_grant);
+
+	if (e->pm || !bits)
+		return 0;
+	if (!(pm = e->pm = calloc(1, sizeof(*pm))))
+		return -1;
+	pm->nsrc = e->max_src;
+	pm->m = malloc(n * sizeof(*pm->m));
+	pm->entries = malloc((n << bits) * sizeof(*pm->entries));
+	if (!pm->m || !pm->entries)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		weld_pcb_memo_init(&pm->m[i], pm->entries + (i << bits), bits);
+	return 0;
+}
+
+void weld_exec_pcb_free(struct exec *e)
+{
+	if (!e->pm)
+		return;
+	free(e->pm->m);
+	free(e->pm->entries);
+	free(e->pm);
+	e->pm = NULL;
+}
+
+/* This thread's memo for source s. */
+struct weld_pcb_memo *weld_exec_pcb_memo(const struct exec *e, size_t s)
+{
+	return e->pm ? &e->pm->m[(size_t)omp_get_thread_num() * e->pm->nsrc + s] : NULL;
+}
 
 /* beta of every source over len elements of the tile at offset r, with the
  * clip bounds of u: scratch holds the sum, then beta of source s at
@@ -63,7 +134,7 @@ static void tile_beta_lo(const struct exec *e, const struct weld_job *j, struct 
 		size_t m = weld_k_pcb_candidates(d[s], sum, &u->bound, u->lo, u->hi,
 						 v > 0 ? nextafterf(v, 0) : 0.0f, len, tmp, idx);
 
-		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, tmp);
+		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, weld_exec_pcb_memo(e, s), tmp);
 		for (size_t i = 0; i < m; i++) {
 			uint32_t k = weld_pcb_signed_key(tmp[i]);
 
@@ -186,6 +257,8 @@ int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_
 		m += jobs[i]->nelem;
 	if (!m)
 		return 0;
+	if (memos_alloc(e) < 0)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	e->pw = weld_pcb_window_new(e, jobs[0]->nsrc, m);
 	e->pt = weld_pcb_tails_new(e, jobs[0]->nsrc, m, e->opts->clip);
 	r = unit_stats(e, jobs, nj, m, err);
@@ -196,13 +269,15 @@ int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_
 	return r;
 }
 
-void weld_pcb_passes(uint64_t m, double clip, int *lo, int *hi)
+void weld_pcb_passes(uint64_t m, double clip, size_t nsrc, int threads, uint64_t grant, int *lo,
+		     int *hi)
 {
-	bool window = weld_pcb_window_fits(m);
+	bool window = weld_pcb_window_bytes(m, nsrc, threads, grant) > 0;
+	bool tails = weld_pcb_tails_bytes(m, nsrc, threads, clip, grant) > 0;
 
 	/* the clip bounds: tails, or two histogram passes; the threshold: a
 	 * window, or two histogram passes (also after a window that missed) */
-	*lo = 1 + (weld_pcb_tails_fit(m, clip) ? 1 : 2) + (window ? 1 : 2);
+	*lo = 1 + (tails ? 1 : 2) + (window ? 1 : 2);
 	*hi = *lo + (window ? 2 : 0);
 }
 
@@ -221,39 +296,106 @@ int weld_exec_pcb_pass(struct exec *e, const struct weld_job *const *jobs, size_
 	return 0;
 }
 
+/* --scope row, source s: beta of the row at offset r of the tile (sum
+ * at scratch + r) everywhere, into its scores' place; the threshold and
+ * the largest beta. */
+static void row_full(struct exec *e, const struct weld_job *j, struct slice_ctx *c, size_t r,
+		     size_t w, size_t s, struct weld_pcb_unit *u, uint32_t *keys, uint32_t *tmp)
+{
+	size_t te = e->tile_elems;
+	float *beta = c->scratch + (1 + s) * te + r;
+	uint32_t top = 0;
+
+	weld_k_pcb_beta(c->vals + s * te + r, c->scratch + r, j->nsrc, u->lo, u->hi, w, beta);
+	for (size_t i = 0; i < w; i++) {
+		keys[i] = weld_pcb_signed_key(beta[i]);
+		top = keys[i] > top ? keys[i] : top;
+	}
+	u->top = weld_pcb_key_float(top, 1);
+	u->thr = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_thr_index(w,
+							j->src[s].density), tmp), 1);
+}
+
+/*
+ * The same with beta exact only where its upper bound reaches low, the
+ * threshold's rank among the lower bounds with the low 16 bits of its key
+ * cleared (low <= thr: order statistics keep the order of the values),
+ * -inf elsewhere: every other beta is
+ * finite (a NaN delta * sum is always taken) and below low. The threshold
+ * is then the rank minus those among the exact ones, the largest beta one
+ * of them. Checked: if thr came out below low (NaNs break the order), the
+ * row is done whole.
+ */
+static void row_drop(struct exec *e, const struct weld_job *j, struct slice_ctx *c, size_t r,
+		     size_t w, size_t s, struct weld_pcb_unit *u, uint32_t *keys, uint32_t *tmp)
+{
+	size_t te = e->tile_elems, n = j->nsrc, m = 0;
+	size_t rank = (size_t)weld_pcb_thr_index(w, j->src[s].density);
+	const float *d = c->vals + s * te + r, *sum = c->scratch + r;
+	float *beta = c->scratch + (1 + s) * te + r, *lb = c->scratch + (3 + n) * te + r;
+	float *exact = c->scratch + (1 + n) * te + r, lowf;
+	uint32_t *idx = (uint32_t *)(void *)(c->scratch + (2 + n) * te) + r, top = 0, low;
+
+	weld_pcb_bound_init(&u->bound, n, u->lo, u->hi);
+	/* the upper bounds go where beta will be */
+	weld_k_pcb_bounds(d, sum, &u->bound, u->lo, u->hi, w, beta, lb);
+	for (size_t i = 0; i < w; i++)
+		keys[i] = weld_pcb_signed_key(lb[i]);
+	low = weld_pcb_kth_floor(keys, w, rank, tmp);
+	lowf = weld_pcb_key_float(low, 1);
+	for (size_t i = 0; i < w; i++) {
+		float p = d[i] * sum[i];
+
+		idx[m] = (uint32_t)i;
+		m += !(beta[i] < lowf) | (p != p);
+	}
+	if (w - m > rank) {
+		row_full(e, j, c, r, w, s, u, keys, tmp);
+		return;
+	}
+	weld_k_pcb_beta_at(d, sum, n, u->lo, u->hi, idx, m, NULL, exact);
+	for (size_t i = 0; i < w; i++)
+		beta[i] = -INFINITY;
+	for (size_t k = 0; k < m; k++) {
+		beta[idx[k]] = exact[k];
+		keys[k] = weld_pcb_signed_key(exact[k]);
+		top = keys[k] > top ? keys[k] : top;
+	}
+	u->top = weld_pcb_key_float(top, 1);
+	u->thr = weld_pcb_key_float(weld_pcb_kth_key(keys, m, rank - (w - m), tmp), 1);
+	if (weld_pcb_signed_key(u->thr) < low)
+		row_full(e, j, c, r, w, s, u, keys, tmp);
+}
+
 /* --scope row: the statistics of the row at offset r of the tile, in
- * memory. */
+ * memory; beta in the scores' place. */
 static void row_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c, size_t r,
 		      size_t w, struct weld_pcb_unit *u)
 {
 	size_t t = (size_t)(c - e->slices);
 	uint32_t *keys = e->rank_scratch + t * RANK_SCRATCH * e->tile_elems, *tmp = keys + w;
+	const float *d[WELD_K_MAX_SRC];
 
 	for (size_t s = 0; s < j->nsrc; s++) {
-		const float *d = c->vals + s * e->tile_elems + r;
+		uint64_t lo = weld_pcb_lo_index(w, e->opts->clip), hi = weld_pcb_hi_index(w, e->opts->clip);
+		uint32_t klo, khi;
 
-		for (size_t i = 0; i < w; i++)
-			keys[i] = weld_pcb_abs_key(d[i]);
-		u[s].lo = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_lo_index(w, e->opts->clip),
-							      tmp), 0);
-		for (size_t i = 0; i < w; i++)
-			keys[i] = weld_pcb_abs_key(d[i]);
-		u[s].hi = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_hi_index(w, e->opts->clip),
-							      tmp), 0);
-	}
-	tile_beta(e, j, c, r, w, u);
-	for (size_t s = 0; s < j->nsrc; s++) {
-		const float *b = c->scratch + (1 + s) * e->tile_elems + r;
-		uint32_t top = 0;
-
-		for (size_t i = 0; i < w; i++) {
-			keys[i] = weld_pcb_signed_key(b[i]);
-			top = keys[i] > top ? keys[i] : top;
+		d[s] = c->vals + s * e->tile_elems + r;
+		if (weld_pcb_clip_keys(d[s], w, lo, hi, &klo, &khi)) {
+			u[s].lo = weld_pcb_key_float(klo, 0);
+			u[s].hi = weld_pcb_key_float(khi, 0);
+			continue;
 		}
-		u[s].top = weld_pcb_key_float(top, 1);
-		u[s].thr = weld_pcb_key_float(weld_pcb_kth_key(keys, w, weld_pcb_thr_index(w,
-								j->src[s].density), tmp), 1);
+		for (size_t i = 0; i < w; i++)
+			keys[i] = weld_pcb_abs_key(d[s][i]);
+		u[s].lo = weld_pcb_key_float(weld_pcb_kth_key(keys, w, (size_t)lo, tmp), 0);
+		for (size_t i = 0; i < w; i++)
+			keys[i] = weld_pcb_abs_key(d[s][i]);
+		u[s].hi = weld_pcb_key_float(weld_pcb_kth_key(keys, w, (size_t)hi, tmp), 0);
 	}
+	weld_k_pcb_sum(d, j->nsrc, w, c->scratch + r);
+	for (size_t s = 0; s < j->nsrc; s++)
+		row_drop(e, j, c, r, w, s, &u[s], keys, tmp);
 }
 
 void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
@@ -285,7 +427,7 @@ void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_
 			weld_k_pcb_sum(d, n, rl, c->scratch + r);
 			for (size_t s = 0; s < n; s++)
 				weld_k_pcb_scores(d[s], c->scratch + r, n, &u[s], &u[s].bound, rl,
-						  tmp, idx, (float *)sc[s]);
+						  weld_exec_pcb_memo(e, s), tmp, idx, (float *)sc[s]);
 		}
 		weld_k_pcb_mix(d, sc, n, u, w, c->base + r, (float)j->lambda, rl, c->scratch + r,
 			       tmp, c->out + r);

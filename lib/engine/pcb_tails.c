@@ -14,6 +14,7 @@
 #include "pcb.h"
 #include "pcb_tails.h"
 #include "pcb_window.h"
+#include "target_clones.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -29,9 +30,17 @@ static uint64_t tail_keys(uint64_t m, double clip)
 	return lo + 1 > m - hi ? lo + 1 : m - hi;
 }
 
-bool weld_pcb_tails_fit(uint64_t m, double clip)
+uint64_t weld_pcb_tails_bytes(uint64_t m, size_t nsrc, int threads, double clip, uint64_t grant)
 {
-	return tail_keys(m, clip) <= TAIL_MAX;
+	uint64_t k = tail_keys(m, clip), bytes;
+
+	if (k > TAIL_MAX)
+		return 0;
+	/* per thread two tails per source and a buffer; the union, twice */
+	bytes = sizeof(struct pcb_tails) +
+		(uint64_t)threads * (sizeof(struct pcb_tail_thread) +
+				     (2 * nsrc + 1 + 2) * 2 * k * sizeof(uint32_t));
+	return bytes <= grant / 16 ? bytes : 0;
 }
 
 struct pcb_tails *weld_pcb_tails_new(const struct exec *e, size_t nsrc, uint64_t m, double clip)
@@ -40,7 +49,8 @@ struct pcb_tails *weld_pcb_tails_new(const struct exec *e, size_t nsrc, uint64_t
 	uint64_t lo = weld_pcb_lo_index(m, clip), hi = weld_pcb_hi_index(m, clip);
 	uint64_t k = tail_keys(m, clip);
 
-	if (!weld_pcb_tails_fit(m, clip) || !(t = calloc(1, sizeof(*t))))
+	if (!weld_pcb_tails_bytes(m, nsrc, e->n_threads, clip, e->plan->pcb_grant) ||
+	    !(t = calloc(1, sizeof(*t))))
 		return NULL;
 	t->nsrc = nsrc;
 	t->m = m;
@@ -106,6 +116,26 @@ static int64_t cut_large(const struct pcb_tails *t, uint32_t *buf, uint32_t *tmp
 	return buf[0];
 }
 
+/* Keys per block of the check below. */
+#define TAIL_BLOCK 256
+
+/*
+ * Whether some key of x[0..n) is below b or at least a (uint32 keys: both
+ * bounds made so by the caller), on vectors: after the first tiles of a
+ * unit almost no block holds one, and the others are skipped whole.
+ */
+WELD_HOT static unsigned block_hits(const float *restrict x, size_t n, uint32_t b, uint32_t a)
+{
+	unsigned any = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = weld_pcb_abs_key(x[i]);
+
+		any |= (k < b) | (k >= a);
+	}
+	return any;
+}
+
 void weld_pcb_tails_tile(struct pcb_tails *t, const struct exec *e, const struct slice_ctx *c,
 			 size_t len)
 {
@@ -117,21 +147,29 @@ void weld_pcb_tails_tile(struct pcb_tails *t, const struct exec *e, const struct
 		size_t ns = h->n_small[s], nl = h->n_large[s];
 		int64_t below = h->below[s], above = h->above[s];
 
-		for (size_t i = 0; i < len; i++) {
-			uint32_t k = weld_pcb_abs_key(x[i]);
+		for (size_t i0 = 0; i0 < len; i0 += TAIL_BLOCK) {
+			size_t n = len - i0 < TAIL_BLOCK ? len - i0 : TAIL_BLOCK;
 
-			if (k < below) {
-				small[ns++] = k;
-				if (ns == t->cap) {
-					below = cut_small(t, small, h->tmp);
-					ns = t->k;
+			/* keys are below 2^31: k < below and k > above as uint32 */
+			if (!block_hits(x + i0, n, below > UINT32_MAX ? UINT32_MAX : (uint32_t)below,
+					(uint32_t)(above + 1)))
+				continue;
+			for (size_t i = i0; i < i0 + n; i++) {
+				uint32_t k = weld_pcb_abs_key(x[i]);
+
+				if (k < below) {
+					small[ns++] = k;
+					if (ns == t->cap) {
+						below = cut_small(t, small, h->tmp);
+						ns = t->k;
+					}
 				}
-			}
-			if (k > above) {
-				large[nl++] = k;
-				if (nl == t->cap) {
-					above = cut_large(t, large, h->tmp);
-					nl = t->k;
+				if (k > above) {
+					large[nl++] = k;
+					if (nl == t->cap) {
+						above = cut_large(t, large, h->tmp);
+						nl = t->k;
+					}
 				}
 			}
 		}

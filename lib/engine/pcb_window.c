@@ -8,11 +8,13 @@
  * clip bounds are known the sample's beta gives, per source, a window of
  * high-16-bit bins that surely holds the threshold's rank if the sample is
  * any good: its rank plus or minus six standard deviations of a sampled
- * quantile. One pass then counts the keys above the window and the low 16
- * bits of those inside it, per thread; only elements whose bound of beta
- * reaches the window need beta itself (pcb.h). If the rank falls in the
- * window the threshold is read off the counts; the largest key is the
- * largest beta computed. Otherwise the caller takes the histogram passes:
+ * quantile. One pass then counts the keys above the window and records
+ * those inside it (when twice the sample's share of them fits; else it
+ * counts their low 16 bits per thread and bin); only elements whose bounds
+ * of beta reach into the window need beta itself (pcb.h), those surely
+ * above it are counted. If the rank falls in the window the threshold is
+ * selected from the recorded keys or read off the counts; the largest key
+ * is the largest beta computed. Otherwise the caller takes the histogram passes:
  * the sample only decides how fast, never what comes out.
  */
 #include "exec.h"
@@ -29,20 +31,48 @@
 #define SAMPLE_CAP (1u << 17)   /* tuples of the sample */
 #define WIDTH_MAX 32            /* bins of a window */
 
-bool weld_pcb_window_fits(uint64_t m)
+/* A unit large enough for the histogram passes to cost more, and small
+ * enough for uint32 counts per thread. */
+static bool big_unit(uint64_t m)
 {
 	return m >= WINDOW_MIN && m < (1ull << 32);
+}
+
+/* What a window holds besides the threads' fine counts. */
+static uint64_t fixed_bytes(size_t nsrc, int threads)
+{
+	return sizeof(struct pcb_window) +
+	       (uint64_t)threads * (sizeof(struct pcb_thread) + nsrc * WIDTH_MAX * sizeof(uint64_t)) +
+	       nsrc * SAMPLE_CAP * sizeof(float);
+}
+
+uint64_t weld_pcb_window_bytes(uint64_t m, size_t nsrc, int threads, uint64_t grant)
+{
+	uint64_t fixed = fixed_bytes(nsrc, threads), most = grant - grant / 8;
+	uint64_t temps = 2 * SAMPLE_CAP * (sizeof(float) + sizeof(uint32_t));
+	uint64_t counts = (uint64_t)threads * nsrc * WIDTH_MAX * BINS * sizeof(uint32_t);
+	uint64_t one = (uint64_t)threads * nsrc * BINS * sizeof(uint32_t);
+
+	/* room for the temporaries of plan_window(), freed before the counts
+	 * are made, and for counts of one bin at least */
+	if (!big_unit(m) || fixed + (temps > one ? temps : one) > most)
+		return 0;
+	counts = counts < most - fixed ? counts : most - fixed;
+	return fixed + (temps > counts ? temps : counts);
 }
 
 struct pcb_window *weld_pcb_window_new(const struct exec *e, size_t nsrc, uint64_t m)
 {
 	struct pcb_window *w;
+	uint64_t bytes = weld_pcb_window_bytes(m, nsrc, e->n_threads, e->plan->pcb_grant);
 
-	if (!weld_pcb_window_fits(m) || !(w = calloc(1, sizeof(*w))))
+	if (!bytes || !(w = calloc(1, sizeof(*w))))
 		return NULL;
 	w->nsrc = nsrc;
 	w->m = m;
 	w->cap = SAMPLE_CAP;
+	/* the counts or the recorded keys: what the plan counted */
+	w->counts_max = bytes - fixed_bytes(nsrc, e->n_threads);
 	for (w->stride = 1; m / w->stride > SAMPLE_CAP; w->stride *= 2)
 		;
 	w->n_threads = e->n_threads;
@@ -65,6 +95,7 @@ void weld_pcb_window_free(struct pcb_window *w)
 		free(w->th[t].coarse);
 	}
 	free(w->th);
+	free(w->rec);
 	free(w->sample);
 	free(w);
 }
@@ -90,7 +121,7 @@ void weld_pcb_window_sample(struct pcb_window *w, const struct exec *e, const st
  * out of memory. */
 static bool plan_window(struct pcb_window *w, const struct exec *e, const struct weld_job *j0)
 {
-	size_t n = w->taken < w->cap ? (size_t)w->taken : (size_t)w->cap, width = 1;
+	size_t n = w->taken < w->cap ? (size_t)w->taken : (size_t)w->cap, width = 1, most = 0;
 	const struct weld_pcb_unit *u = e->hs->unit;
 	const float *d[WELD_K_MAX_SRC];
 	float *sum = malloc(2 * n * sizeof(float)), *beta = sum + n;
@@ -117,15 +148,29 @@ static bool plan_window(struct pcb_window *w, const struct exec *e, const struct
 		w->lo[s] = sorted[a] >> 16;
 		hi[s] = sorted[b] >> 16;
 		width = hi[s] - w->lo[s] + 1 > width ? hi[s] - w->lo[s] + 1 : width;
+		/* the sample's keys in the window */
+		for (size_t i = a; i < n && sorted[i] >> 16 <= hi[s]; i++)
+			most = i - a + 1 > most ? i - a + 1 : most;
 		v = weld_pcb_key_float(w->lo[s] << 16, 1);
 		w->cut[s] = v > 0 ? nextafterf(v, 0) : 0.0f;
 	}
 	free(sum);
 	free(keys);
-	/* the counts of the threads within a quarter of --max-memory */
+	/* few keys expected in the windows (twice the sample's share): record
+	 * them; the rest of the memory serves the select */
+	w->rec_cap = w->counts_max / sizeof(uint32_t) / (w->nsrc + 1);
+	if (ok && 2 * (double)most / (double)n * (double)w->m <= (double)w->rec_cap) {
+		w->record = true;
+		for (size_t s = 0; s < w->nsrc; s++) {
+			w->hi_key[s] = hi[s] << 16 | 0xFFFF;
+			w->over[s] = weld_pcb_key_float(w->hi_key[s], 1);
+		}
+		w->rec = malloc((w->nsrc + 1) * w->rec_cap * sizeof(uint32_t));
+		return w->rec != NULL;
+	}
+	/* else counts of the threads within the window's share */
 	if (!ok || width > WIDTH_MAX ||
-	    (uint64_t)w->n_threads * w->nsrc * width * BINS * sizeof(uint32_t) >
-	    e->opts->max_memory / 4)
+	    (uint64_t)w->n_threads * w->nsrc * width * BINS * sizeof(uint32_t) > w->counts_max)
 		return false;
 	w->width = (uint32_t)width;
 	/* the largest value in each window (none past the last bin) */
@@ -137,6 +182,64 @@ static bool plan_window(struct pcb_window *w, const struct exec *e, const struct
 		    !(w->th[t].coarse = calloc(w->nsrc * WIDTH_MAX, sizeof(uint64_t))))
 			return false;
 	return true;
+}
+
+/* Record mode: the keys of beta[0..m) in source s's window go into rec
+ * (through keys, which holds m), those above it are counted. */
+static void record_keys(struct pcb_window *w, size_t s, const float *beta, size_t m,
+			uint32_t *keys, struct pcb_thread *t)
+{
+	uint32_t lo = w->lo[s] << 16, hi = w->hi_key[s], top = t->top[s];
+	uint64_t above = 0, at;
+	size_t n = 0;
+
+	for (size_t i = 0; i < m; i++) {
+		uint32_t k = weld_pcb_signed_key(beta[i]);
+
+		top = k > top ? k : top;
+		keys[n] = k;
+		n += k >= lo && k <= hi;
+		above += k > hi;
+	}
+	/* the keys' order depends on the threads; only their set is used */
+#pragma omp atomic capture
+	{
+		at = w->rec_n[s];
+		w->rec_n[s] += n;
+	}
+	if (at + n <= w->rec_cap)
+		memcpy(w->rec + s * w->rec_cap + at, keys, n * sizeof(*keys));
+	else
+#pragma omp atomic write
+		w->rec_full = true;
+	t->top[s] = top;
+	t->above[s] += above;
+	t->inside[s] += n;
+}
+
+/* Count mode: the keys of beta[0..m) in source s's window are counted
+ * by their low 16 bits, those above it counted. */
+static void count_keys(struct pcb_window *w, size_t s, const float *beta, size_t m,
+		       struct pcb_thread *t)
+{
+	uint32_t *fine = t->fine + s * w->width * BINS, lo = w->lo[s], top = t->top[s];
+	uint64_t *coarse = t->coarse + s * WIDTH_MAX, above = 0, inside = 0;
+
+	for (size_t i = 0; i < m; i++) {
+		uint32_t k = weld_pcb_signed_key(beta[i]), b = (k >> 16) - lo;
+
+		top = k > top ? k : top;
+		if (b < w->width) {
+			fine[b * BINS + (k & 0xFFFF)]++;
+			coarse[b]++;
+			inside++;
+		} else {
+			above += (k >> 16) > lo;
+		}
+	}
+	t->top[s] = top;
+	t->above[s] += above;
+	t->inside[s] += inside;
 }
 
 void weld_pcb_window_tile(struct pcb_window *w, const struct exec *e, const struct weld_job *j,
@@ -153,29 +256,19 @@ void weld_pcb_window_tile(struct pcb_window *w, const struct exec *e, const stru
 	weld_k_pcb_sum(d, j->nsrc, len, sum);
 	for (size_t s = 0; s < j->nsrc; s++) {
 		const struct weld_pcb_unit *u = &e->hs->unit[s];
-		uint32_t *fine = t->fine + s * w->width * BINS, lo = w->lo[s], top = t->top[s];
-		uint64_t *coarse = t->coarse + s * WIDTH_MAX;
-		uint64_t above = 0, inside = 0;
+		uint64_t above = 0;
 		size_t m = weld_k_pcb_window_candidates(d[s], sum, &u->bound, u->lo, u->hi, w->cut[s],
-							w->over[s], weld_pcb_key_float(top, 1),
+							w->over[s], weld_pcb_key_float(t->top[s], 1),
 							len, idx, &above);
 
-		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, tmp);
-		for (size_t i = 0; i < m; i++) {
-			uint32_t k = weld_pcb_signed_key(tmp[i]), b = (k >> 16) - lo;
-
-			top = k > top ? k : top;
-			if (b < w->width) {
-				fine[b * BINS + (k & 0xFFFF)]++;
-				coarse[b]++;
-				inside++;
-			} else {
-				above += (k >> 16) > lo;
-			}
-		}
-		t->top[s] = top;
+		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, weld_exec_pcb_memo(e, s),
+				   tmp);
+		/* those surely above the window, counted without beta */
 		t->above[s] += above;
-		t->inside[s] += inside;
+		if (w->record)
+			record_keys(w, s, tmp, m, idx, t);
+		else
+			count_keys(w, s, tmp, m, t);
 	}
 }
 
@@ -192,6 +285,13 @@ static bool pick(const struct pcb_window *w, size_t s, uint64_t r, uint32_t *key
 	if (r < below || r - below >= inside)
 		return false;
 	r -= below;
+	if (w->record) {
+		if (w->rec_full)
+			return false;
+		*key = weld_pcb_kth_key(w->rec + s * w->rec_cap, (size_t)inside, (size_t)r,
+					w->rec + w->nsrc * w->rec_cap);
+		return true;
+	}
 	for (uint32_t b = 0; b < w->width; b++) {
 		uint64_t in_bin = 0;
 

@@ -38,20 +38,37 @@ struct pcb_window {
 	bool counting;
 	uint32_t lo[WELD_K_MAX_SRC];
 	uint32_t width;
+	uint64_t counts_max;        /* bytes the threads' counts may take */
+	/* or, when few keys are expected in the windows, the keys themselves:
+	 * per source [lo << 16, hi_key], up to rec_cap of them in rec (then
+	 * rec_cap more for the select), rec_n[s] so far */
+	bool record, rec_full;
+	uint32_t hi_key[WELD_K_MAX_SRC];
+	uint32_t *rec;
+	uint64_t rec_cap, rec_n[WELD_K_MAX_SRC];
 	float cut[WELD_K_MAX_SRC];
 	float over[WELD_K_MAX_SRC];     /* the largest value in the window */
 	struct pcb_thread *th;      /* one per thread */
 	int n_threads;
 };
 
-/* Whether a unit of m elements takes a window: it is large enough for the
- * histogram passes to cost more, and uint32 counts per thread suffice. */
-bool weld_pcb_window_fits(uint64_t m);
-/* Whether the clip bounds of a unit of m elements come from tails. */
-bool weld_pcb_tails_fit(uint64_t m, double clip);
+/*
+ * What pcb holds per unit comes out of the plan's grant (plan_impl.h):
+ * the tails and the memos at most a sixteenth of it each, the window the
+ * rest;
+ * each is left out (histogram passes, or a memo per tile) when it does not
+ * fit. The functions below give the most bytes each holds at once, 0 when
+ * it is left out.
+ */
+uint64_t weld_pcb_window_bytes(uint64_t m, size_t nsrc, int threads, uint64_t grant);
+uint64_t weld_pcb_tails_bytes(uint64_t m, size_t nsrc, int threads, double clip, uint64_t grant);
+uint64_t weld_pcb_memo_bytes(int threads, size_t nsrc, uint64_t grant);
 /* The passes over a unit of m elements, APPLY included: lo if the
  * sample's guess holds, hi if not. */
-void weld_pcb_passes(uint64_t m, double clip, int *lo, int *hi);
+void weld_pcb_passes(uint64_t m, double clip, size_t nsrc, int threads, uint64_t grant, int *lo,
+		     int *hi);
+/* This thread's memo of intra for source s (pcb_pass.c), or NULL. */
+struct weld_pcb_memo *weld_exec_pcb_memo(const struct exec *e, size_t s);
 /* A window for a unit of m elements and nsrc sources, or NULL when it does
  * not fit or is out of memory. */
 struct pcb_window *weld_pcb_window_new(const struct exec *e, size_t nsrc, uint64_t m);

@@ -664,7 +664,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 {
 	uint64_t threads = (uint64_t)weld_plan_threads(p), maxsrc = 1, max_row = 1;
 	uint64_t slices, per_slice, shared, avail, read_elem = 0, read_fixed = 0;
-	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 1, maxsel = 0;
+	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 1, maxsel = 0, pcb_bytes;
 	bool row = p->o.scope == WELD_SCOPE_ROW;
 	const struct weld_job *widest = NULL;  /* the job whose rows are longest */
 	char why[512] = "";
@@ -802,6 +802,10 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		budget -= record_budget(p, budget, maxsrc, maxsel, slices);
 	if ((!row || p->ranks) && p->o.scope == WELD_SCOPE_TENSOR)
 		budget -= draws_budget(p, budget, maxsrc, per_elem);
+	/* pcb: at most three quarters of what is left, and a quarter of the memory */
+	p->pcb_grant = budget / 4 * 3 < p->o.max_memory / 4 ? budget / 4 * 3 : p->o.max_memory / 4;
+	pcb_bytes = weld_plan_pcb_bytes(p);
+	budget -= pcb_bytes;
 	p->chunk = budget / per_elem / WELD_BLOCK * WELD_BLOCK;
 	if (p->chunk > WELD_MAX_CHUNK)
 		p->chunk = WELD_MAX_CHUNK;
@@ -822,7 +826,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	p->raw_es = raw_es;
 	p->maxsel = (int)maxsel;
 	p->memory = fixed - RESERVE_BYTES + p->chunk * per_elem + p->record_bytes +
-		    maxsrc * p->drop_stride + p->matrices * p->matrix_bytes;
+		    maxsrc * p->drop_stride + p->matrices * p->matrix_bytes + pcb_bytes;
 	p->finished = true;
 	return 0;
 }

@@ -32,6 +32,7 @@ struct weld_plan {
 	uint64_t record_bytes; /* keys a statistics pass may keep (select_pass.c) */
 	uint64_t drop_stride;  /* dare --rescale l1: bytes of draws kept per source */
 	uint64_t memory;       /* bytes of buffers at that chunk size */
+	uint64_t pcb_grant;    /* pcb: the most its statistics may hold (pcb_pass.c) */
 	uint64_t input_bytes;
 	uint64_t bytes_read;     /* over all passes: estimated, then counted by the execution */
 	bool finished;
@@ -60,6 +61,11 @@ uint64_t weld_svd_job_bytes(const weld_plan *p, const struct weld_job *j);
  * at least stream_min bytes: up to the threads, as many as --max-memory
  * holds counted at matrix_bytes each, at least 1 (0 when there is none). */
 size_t weld_plan_svd_at_once(const weld_plan *p, uint64_t stream_min);
+
+/* plan_passes.c: the most bytes pcb's statistics hold at once beside the
+ * buffers (window, tails and memos: pcb_window.h), within p->pcb_grant; 0
+ * without pcb. */
+uint64_t weld_plan_pcb_bytes(const weld_plan *p);
 
 /* Threads the execution uses (the option, else every core). */
 int weld_plan_threads(const weld_plan *p);

@@ -36,7 +36,8 @@ void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 		n++;            /* della's L1 sums (its ranks are taken in memory, row by row) */
 	*lo = *hi = n;
 	if (weld_method_pcb(j->method) && !row)
-		weld_pcb_passes(pcb_unit(p, j), p->o.clip, lo, hi);
+		weld_pcb_passes(pcb_unit(p, j), p->o.clip, j->nsrc, weld_plan_threads(p), p->pcb_grant,
+				lo, hi);
 	if (weld_method_arcee(j->method) && j->ndim > 0)
 		*lo = *hi = 3;  /* histograms of the importance's high, then low bits */
 	if (weld_method_sce(j->method)) {
@@ -56,4 +57,25 @@ void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 		*lo = n + 1;
 		*hi = n + 3;
 	}
+}
+
+uint64_t weld_plan_pcb_bytes(const weld_plan *p)
+{
+	int threads = weld_plan_threads(p);
+	uint64_t most = 0;
+	size_t nsrc = 0;
+
+	for (size_t i = 0; i < p->njobs; i++) {
+		const struct weld_job *j = &p->jobs[i];
+		uint64_t m, b;
+
+		if (!weld_method_pcb(j->method) || weld_method_row_units(&p->o, j->method))
+			continue;
+		m = pcb_unit(p, j);
+		b = weld_pcb_window_bytes(m, j->nsrc, threads, p->pcb_grant) +
+		    weld_pcb_tails_bytes(m, j->nsrc, threads, p->o.clip, p->pcb_grant);
+		most = b > most ? b : most;
+		nsrc = j->nsrc > nsrc ? j->nsrc : nsrc;
+	}
+	return nsrc ? most + weld_pcb_memo_bytes(threads, nsrc, p->pcb_grant) : 0;
 }

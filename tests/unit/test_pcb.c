@@ -71,7 +71,8 @@ static int cmp_u32(const void *a, const void *b)
 static void test_kth_random(void **state)
 {
 	enum { N = 3000 };
-	static uint32_t v[N], sorted[N], keys[N], tmp[N];
+	static uint32_t v[N], sorted[N], keys[N], tmp[N], ks[N];
+	static float x[N];
 	uint64_t z = 3;
 
 	(void)state;
@@ -86,9 +87,43 @@ static void test_kth_random(void **state)
 		for (size_t k = 0; k < N; k += 7) {
 			memcpy(keys, v, sizeof(v));
 			assert_int_equal(weld_pcb_kth_key(keys, N, k, tmp), sorted[k]);
+			memcpy(keys, v, sizeof(v));
+			assert_int_equal(weld_pcb_kth_floor(keys, N, k, tmp), sorted[k] & 0xFFFF0000u);
 		}
 		memcpy(keys, v, sizeof(v));
 		assert_int_equal(weld_pcb_kth_key(keys, N, N - 1, tmp), sorted[N - 1]);
+		/* near either end (a small list instead of the radix select),
+		 * also over a few keys */
+		for (size_t k = 0; k < 12; k++) {
+			memcpy(keys, v, sizeof(v));
+			assert_int_equal(weld_pcb_kth_key(keys, N, k, tmp), sorted[k]);
+			memcpy(keys, v, sizeof(v));
+			assert_int_equal(weld_pcb_kth_key(keys, N, N - 1 - k, tmp), sorted[N - 1 - k]);
+		}
+		/* both clip bounds of a row in one pass: keys of |x| */
+		for (size_t i = 0; i < N; i++) {
+			uint32_t u = (v[i] & 0x7FFFFFFFu) | (uint32_t)(i & 1u) << 31;  /* signs mixed */
+
+			memcpy(&x[i], &u, sizeof(u));
+			ks[i] = v[i] & 0x7FFFFFFFu;
+		}
+		qsort(ks, N, sizeof(*ks), cmp_u32);
+		for (size_t k = 0; k < 8; k++) {
+			uint32_t klo, khi;
+
+			assert_true(weld_pcb_clip_keys(x, N, k, N - 1 - (7 - k), &klo, &khi));
+			assert_int_equal(klo, ks[k]);
+			assert_int_equal(khi, ks[N - 1 - (7 - k)]);
+		}
+		assert_false(weld_pcb_clip_keys(x, N, 8, N - 1, &keys[0], &keys[1]));
+		for (size_t k = 0; k < 5; k++) {
+			uint32_t few[5], fs[5];
+
+			memcpy(few, v, sizeof(few));
+			memcpy(fs, v, sizeof(fs));
+			qsort(fs, 5, sizeof(*fs), cmp_u32);
+			assert_int_equal(weld_pcb_kth_key(few, 5, k, tmp), fs[k]);
+		}
 	}
 }
 
@@ -223,6 +258,8 @@ static void test_bound_scores(void **state)
 	enum { N = 4096, M = 3 };
 	static float d[M][N], sum[N], beta[N], tmp[N], sa[N], sb[N];
 	static uint32_t idx[N];
+	static struct weld_pcb_memo_entry entries[1 << 10];
+	struct weld_pcb_memo memo;
 	const float *dp[M] = { d[0], d[1], d[2] };
 	const float scale[] = { 2e-3f, 0.05f, 3.0f, 1e-30f };
 	uint64_t z = 7;
@@ -230,6 +267,8 @@ static void test_bound_scores(void **state)
 	(void)state;
 	size_t lower = 0;
 
+	/* one memo for every unit: it must clear itself when the bounds change */
+	weld_pcb_memo_init(&memo, entries, 10);
 	for (size_t c = 0; c < 4 * 4; c++) {
 		struct weld_pcb_unit u = { 0 };
 
@@ -262,11 +301,62 @@ static void test_bound_scores(void **state)
 			u.thr = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N * (5 + q) / 10, kt), 1);
 			u.top = q == 3 ? u.thr : weld_pcb_key_float(weld_pcb_kth_key(keys, N, N - 1, kt), 1);
 			weld_k_pcb_beta_scores(beta, &u, N, sa);
-			weld_k_pcb_scores(d[0], sum, M, &u, &u.bound, N, tmp, idx, sb);
+			weld_k_pcb_scores(d[0], sum, M, &u, &u.bound, N, &memo, tmp, idx, sb);
 			assert_memory_equal(sa, sb, sizeof(sa));
 		}
 	}
 	assert_true(lower > 1000);      /* the lower bound was put to the test */
+}
+
+/* the window's candidates: every element whose beta exceeds cut is either
+ * a candidate or counted, and a counted one surely lies in (above, top] */
+static void test_window_candidates(void **state)
+{
+	enum { N = 8192, M = 3 };
+	static float d[M][N], sum[N], beta[N];
+	static uint32_t idx[N];
+	static unsigned char picked[N];
+	const float *dp[M] = { d[0], d[1], d[2] };
+	struct weld_pcb_unit u = { .lo = 1e-4f, .hi = 6e-3f };
+	uint64_t z = 11;
+
+	(void)state;
+	for (size_t s = 0; s < M; s++)
+		for (size_t j = 0; j < N; j++) {
+			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+			d[s][j] = ((float)(z >> 40) * 0x1p-24f - 0.5f) * 1e-2f;
+		}
+	weld_k_pcb_sum(dp, M, N, sum);
+	weld_pcb_bound_init(&u.bound, M, u.lo, u.hi);
+	weld_k_pcb_beta(d[0], sum, M, u.lo, u.hi, N, beta);
+	for (int q = 0; q < 3; q++) {
+		/* cut near the 80th percentile, above a little higher, top the largest
+		 * beta or one below it */
+		uint32_t keys[N], kt[N];
+		float cut, above, top;
+		uint64_t n_above = 0, counted = 0;
+		size_t m;
+
+		for (size_t j = 0; j < N; j++)
+			keys[j] = weld_pcb_signed_key(beta[j]);
+		cut = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N * 8 / 10, kt), 1);
+		above = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N * (82 + 5 * q) / 100, kt), 1);
+		top = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N - 1 - (size_t)q * 50, kt), 1);
+		m = weld_k_pcb_window_candidates(d[0], sum, &u.bound, u.lo, u.hi, cut, above, top, N,
+						 idx, &n_above);
+		memset(picked, 0, sizeof(picked));
+		for (size_t k = 0; k < m; k++) {
+			assert_true(k == 0 || idx[k] > idx[k - 1]);
+			picked[idx[k]] = 1;
+		}
+		for (size_t j = 0; j < N; j++)
+			if (!picked[j] && beta[j] > cut) {
+				assert_true(beta[j] > above && beta[j] <= top);
+				counted++;
+			}
+		assert_int_equal(counted, n_above);
+		assert_true(n_above > N / 50);  /* the lower bound was put to use */
+	}
 }
 
 int main(void)
@@ -281,6 +371,7 @@ int main(void)
 		cmocka_unit_test(test_top_equals_thr),
 		cmocka_unit_test(test_clip_sign),
 		cmocka_unit_test(test_bound_scores),
+		cmocka_unit_test(test_window_candidates),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
