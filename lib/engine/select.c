@@ -144,13 +144,13 @@ WELD_HOT void weld_hist_hi(const float *x, size_t n, uint32_t *h)
 		h[weld_key(x[j]) >> 16]++;
 }
 
-WELD_HOT void weld_hist_lo(const float *x, size_t n, uint32_t bin, uint32_t *h)
+WELD_HOT void weld_hist_range(const float *x, size_t n, uint32_t lo, int shift, uint32_t *h)
 {
 	for (size_t j = 0; j < n; j++) {
-		uint32_t key = weld_key(x[j]);
+		uint32_t d = (weld_key(x[j]) - lo) >> shift;
 
-		if (key >> 16 == bin)
-			h[key & 0xFFFF]++;
+		if (d < WELD_HIST_BINS)
+			h[d]++;
 	}
 }
 
@@ -168,8 +168,8 @@ size_t weld_record_keys_generic(const float *x, size_t n, const struct weld_reco
 		uint32_t e0 = key == p[0], e1 = key == p[1], e2 = key == p[2], e3 = key == p[3];
 
 		out[w] = key;
-		w += ((key >> 16) - r->lo <= r->width) & !(e0 | e1 | e2 | e3);
-		ab += (key >> 16) > r->lo + r->width;
+		w += (key - r->lo <= r->width) & !(e0 | e1 | e2 | e3);
+		ab += key > r->lo + r->width;
 		c0 += e0;
 		c1 += e1;
 		c2 += e2;
@@ -206,9 +206,8 @@ static size_t record_avx512(const float *x, size_t n, const struct weld_record_r
 			vp[np++] = _mm512_set1_epi32((int)r->plateau[i]);
 	for (; j + 16 <= n; j += 16) {
 		__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j), abs);
-		__m512i hi = _mm512_srli_epi32(key, 16);
-		__mmask16 in = _mm512_cmple_epu32_mask(_mm512_sub_epi32(hi, vlo), vw);
-		__mmask16 up = _mm512_cmpgt_epu32_mask(hi, vtop);
+		__mmask16 in = _mm512_cmple_epu32_mask(_mm512_sub_epi32(key, vlo), vw);
+		__mmask16 up = _mm512_cmpgt_epu32_mask(key, vtop);
 
 		ab = _mm512_mask_sub_epi32(ab, up, ab, _mm512_set1_epi32(-1));
 		for (int i = 0; i < np; i++) {
