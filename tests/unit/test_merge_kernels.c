@@ -142,6 +142,14 @@ static void test_topk_mask_in_pieces(void **state)
 	}
 	assert_memory_equal(whole, part, N);
 	assert_int_equal(count(whole, N), 400);
+	/* against a plain loop: above the threshold, or among its first equals */
+	for (int i = 0, eq = 0; i < N; i++) {
+		uint32_t key = weld_key(x[i]);
+
+		assert_int_equal(whole[i], key > sel.thresh ||
+					   (key == sel.thresh && (uint64_t)eq < sel.keep_equal));
+		eq += key == sel.thresh;
+	}
 }
 
 /* weld_record_keys against a plain loop: blocks with and without keys in
