@@ -152,9 +152,10 @@ struct recorder {
 	bool valid;             /* chunk_eq holds this unit's counts */
 	/* per selection: the range of keys recorded, key_lo..key_hi */
 	uint32_t key_lo[WELD_K_MAX_SRC * MAX_SEL], key_hi[WELD_K_MAX_SRC * MAX_SEL];
-	/* per selection, from the sample: the sample's ranks (from the top)
+	/* per selection, from the sample: its keys, the ranks (from the top)
 	 * the range must hold, its keys above the range, and for SAMPLE_FINE
 	 * the shift of its bins (-1: none) */
+	uint64_t sample_n[WELD_K_MAX_SRC * MAX_SEL];
 	uint64_t rank_top[WELD_K_MAX_SRC * MAX_SEL], rank_bottom[WELD_K_MAX_SRC * MAX_SEL];
 	uint64_t sample_above[WELD_K_MAX_SRC * MAX_SEL];
 	int fine_shift[WELD_K_MAX_SRC * MAX_SEL];

@@ -109,13 +109,14 @@ WELD_HOT void weld_hist_hi(const float *x, size_t n, uint32_t *h)
 		h[weld_key(x[j]) >> 16]++;
 }
 
-WELD_HOT void weld_hist_range(const float *x, size_t n, uint32_t lo, int shift, uint32_t *h)
+WELD_HOT void weld_hist_range(const float *x, size_t n, uint32_t lo, uint32_t hi, int shift,
+			      uint32_t *h)
 {
 	for (size_t j = 0; j < n; j++) {
-		uint32_t d = (weld_key(x[j]) - lo) >> shift;
+		uint32_t d = weld_key(x[j]) - lo;
 
-		if (d < WELD_HIST_BINS)
-			h[d]++;
+		if (d <= hi - lo)
+			h[d >> shift]++;
 	}
 }
 

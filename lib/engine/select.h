@@ -20,9 +20,10 @@ static inline uint32_t weld_key(float x)
 
 /* h[key >> 16]++ for each x. */
 void weld_hist_hi(const float *x, size_t n, uint32_t *h);
-/* h[(key - lo) >> shift]++ for each x whose key is in [lo, lo + (65536 << shift));
- * the low 16 bits of one high-bits bin b are lo = b << 16, shift 0. */
-void weld_hist_range(const float *x, size_t n, uint32_t lo, int shift, uint32_t *h);
+/* h[(key - lo) >> shift]++ for each x whose key is in [lo, hi], which
+ * (hi - lo) >> shift < 65536 bins cover; the low 16 bits of one high-bits
+ * bin b are lo = b << 16, hi = lo | 0xFFFF, shift 0. */
+void weld_hist_range(const float *x, size_t n, uint32_t lo, uint32_t hi, int shift, uint32_t *h);
 /*
  * Plateaus: keys shared by a large part of the elements (exact zeros, a
  * delta of one unit in the last place). A recorder counts up to

@@ -121,9 +121,11 @@ void weld_exec_tile_stats(struct exec *e, const struct weld_job *j, struct slice
 				weld_hist_hi(vs, len, hist);
 			else if (pass == P_SAMPLE_FINE)
 				weld_hist_range(vs, len, e->rec.key_lo[s * MAX_SEL + (size_t)q],
+						e->rec.key_hi[s * MAX_SEL + (size_t)q],
 						e->rec.fine_shift[s * MAX_SEL + (size_t)q], hist);
 			else if (pass == P_LO)
-				weld_hist_range(vs, len, st->hi_bin << 16, 0, hist);
+				weld_hist_range(vs, len, st->hi_bin << 16, st->hi_bin << 16 | 0xFFFFu, 0,
+						hist);
 			else
 				c->n_equal[s * MAX_SEL + (size_t)q] +=
 					weld_count_equal(vs, len, st->sel.thresh);
@@ -344,11 +346,13 @@ static void rec_guess(struct exec *e, size_t q, uint64_t unit)
 
 	for (size_t b = 0; b < WELD_HIST_BINS; b++)
 		ns += st->hist[b];
+	r->sample_n[q] = 0;
 	if (!ns) {
 		r->key_lo[q] = 0;
 		r->key_hi[q] = UINT32_MAX;
 		return;
 	}
+	r->sample_n[q] = ns;
 	ks = (double)st->k * (double)ns / (double)unit;
 	d = 4 * sqrt(ks) + 0.002 * (double)ns + 8;
 	r->rank_top[q] = ks - d < 1 ? 1 : (uint64_t)(ks - d);
@@ -378,13 +382,26 @@ static void rec_fine_start(struct exec *e, size_t q)
 	memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
 }
 
+/* The keys the fine bins b..t of selection q stand for in a unit of
+ * `unit` elements (plateau keys among them included: a bin holds many). */
+static uint64_t fine_expect(const struct exec *e, size_t q, uint32_t b, uint32_t t, uint64_t unit)
+{
+	uint64_t in = 0;
+
+	for (uint32_t i = b; i <= t; i++)
+		in += e->sel[q].hist[i];
+	return e->rec.sample_n[q] ? (uint64_t)((double)in * (double)unit /
+					       (double)e->rec.sample_n[q]) : 0;
+}
+
 /* After SAMPLE_FINE: the range of selection q narrowed to the fine bins of
- * the sample's ranks it must hold, one more on each side. */
-static void rec_refine(struct exec *e, size_t q)
+ * the sample's ranks it must hold, one more on each side; returns the keys
+ * to expect in it. */
+static uint64_t rec_refine(struct exec *e, size_t q, uint64_t unit)
 {
 	struct recorder *r = &e->rec;
 	const uint64_t *h = e->sel[q].hist;
-	uint64_t ab = r->sample_above[q], unused, lo, hi;
+	uint64_t ab = r->sample_above[q], unused, lo, hi, expect;
 	uint64_t top = r->rank_top[q] > ab ? r->rank_top[q] - ab : 1;
 	uint32_t bt = weld_hist_pick(h, top, &unused);
 	uint32_t bb = weld_hist_pick(h, r->rank_bottom[q] - ab, &unused);
@@ -392,11 +409,13 @@ static void rec_refine(struct exec *e, size_t q)
 
 	bt += bt < WELD_HIST_BINS - 1;
 	bb -= bb > 0;
+	expect = fine_expect(e, q, bb, bt, unit);
 	lo = r->key_lo[q] + ((uint64_t)bb << sh);
 	hi = r->key_lo[q] + ((uint64_t)(bt + 1) << sh) - 1;
 	r->key_hi[q] = hi < r->key_hi[q] ? (uint32_t)hi : r->key_hi[q];
 	r->key_lo[q] = (uint32_t)lo;
 	r->fine_shift[q] = -1;
+	return expect;
 }
 
 static void hist_zero(struct exec *e, const struct weld_job *j)
@@ -601,6 +620,19 @@ static void low_hist_sel(void *ctx, int item)
 		rec_low_hist(e, (size_t)item);
 }
 
+/* A slice's room for keys beyond a tile of every active selection (with
+ * its run entries), which it needs at least; 0 if it has not that much:
+ * then recording cannot work. */
+static size_t rec_room(const struct exec *e)
+{
+	size_t active = 0, least;
+
+	for (size_t q = 0; q < e->sel_slots; q++)
+		active += !e->sel[q].sel.all && !e->sel[q].sel.none;
+	least = active * (e->tile_elems + 2 * WELD_PLATEAUS);
+	return e->rec.per_slice > least ? e->rec.per_slice - least : 0;
+}
+
 /* One pass that counts the keys above each range and records those in it;
  * it stops at the first slice out of room (the keys are then of no use). */
 static int record_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
@@ -619,7 +651,8 @@ static int record_pass(struct exec *e, const struct weld_job *const *jobs, size_
 /*
  * The thresholds from recorded keys: a sample guesses each range (whole
  * bins), one pass records it. If the keys do not fit, SAMPLE_FINE narrows
- * each range to whole keys and a pass records it again. If a guess missed,
+ * each range to whole keys and, when the keys the sample finds in them
+ * should fit, a pass records them again. If a guess missed,
  * or the keys still do not fit, a HI pass picks the bins and a LO pass
  * records them. The recorded keys then give the counts APPLY needs.
  */
@@ -642,6 +675,8 @@ static int select_recorded(struct exec *e, const struct weld_job *const *jobs, s
 	if (record_pass(e, jobs, nj, err) < 0)
 		return -1;
 	if (e->rec.overflow) {
+		uint64_t expect = 0;
+
 		for (size_t q = 0; q < e->sel_slots; q++)
 			if (!e->sel[q].sel.all && !e->sel[q].sel.none)
 				rec_fine_start(e, q);
@@ -649,10 +684,14 @@ static int select_recorded(struct exec *e, const struct weld_job *const *jobs, s
 			return -1;
 		for (size_t q = 0; q < e->sel_slots; q++)
 			if (e->rec.fine_shift[q] >= 0) {
-				rec_refine(e, q);
+				expect += rec_refine(e, q, unit);
 				memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
 			}
-		if (record_pass(e, jobs, nj, err) < 0)
+		/* again if the narrower ranges should fit in a quarter of the
+		 * room (slices fill it unevenly, a small sample guesses
+		 * roughly); else the fallback below */
+		if (expect <= rec_room(e) / 4 * (uint64_t)e->n_slices &&
+		    record_pass(e, jobs, nj, err) < 0)
 			return -1;
 	}
 	/* selections are independent: one thread each */
@@ -716,7 +755,7 @@ int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, siz
 	e->rec.valid = false;
 	if (!weld_exec_sel_active(e, j0))
 		return 0;
-	if (e->rec.per_slice)
+	if (rec_room(e))
 		return select_recorded(e, jobs, nj, unit, err);
 	return select_histograms(e, jobs, nj, err);
 }

@@ -277,6 +277,8 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 
 		if (sample_pass(pass) && (first + a) / sl % SAMPLE_STRIDE)
 			continue;
+		if (pass == P_HI && e->rec.on && c->rec_overflow)
+			break;  /* recording failed: the rest is of no use */
 		/* one pread per input per super-tile */
 		for (size_t s = 0; s <= j->nsrc && !c->failed; s++) {
 			int m = s ? j->src[s - 1].model : j->base_model;

@@ -206,8 +206,9 @@ static void test_record_keys(void **state)
 	}
 }
 
-/* weld_hist_range: bins of 2^shift keys from lo; keys below lo and past
- * the last bin are not counted, the sign is not part of the key. */
+/* weld_hist_range: bins of 2^shift keys from lo; keys below lo and above
+ * hi are not counted (the last bin may end past hi), the sign is not part
+ * of the key. */
 static void test_hist_range(void **state)
 {
 	static uint32_t h[WELD_HIST_BINS];
@@ -217,13 +218,17 @@ static void test_hist_range(void **state)
 
 	(void)state;
 	memcpy(x, keys, sizeof(x));
-	weld_hist_range(x, 8, 0x3F800000u, 3, h);      /* 2^19 keys from lo */
+	weld_hist_range(x, 8, 0x3F800000u, 0x3F87FFFFu, 3, h);      /* 2^19 keys from lo */
 	assert_int_equal(h[0], 2);
 	assert_int_equal(h[1], 2);
 	assert_int_equal(h[WELD_HIST_BINS - 1], 1);
 	assert_int_equal(h[0] + h[1] + h[WELD_HIST_BINS - 1], 5);
 	memset(h, 0, sizeof(h));
-	weld_hist_range(x, 8, 0x3F800000u, 0, h);      /* one high-bits bin */
+	weld_hist_range(x, 8, 0x3F800000u, 0x3F87FFFEu, 3, h);      /* the last key left out */
+	assert_int_equal(h[WELD_HIST_BINS - 1], 0);
+	assert_int_equal(h[0] + h[1], 4);
+	memset(h, 0, sizeof(h));
+	weld_hist_range(x, 8, 0x3F800000u, 0x3F80FFFFu, 0, h);      /* one high-bits bin */
 	assert_int_equal(h[0], 1);
 	assert_int_equal(h[7], 1);
 	assert_int_equal(h[8], 1);
