@@ -3,17 +3,18 @@
  * threshold of each selection (DESIGN 4.1), dare's L1 sums, slerp's dots.
  *
  * A threshold is the k-th largest magnitude key. A 1/16 sample guesses the
- * range of keys it lies in: a histogram of the high 16 bits, and when the
- * range of bins this gives holds more keys than the recorder has room for,
- * a finer histogram of the same sample inside those bins narrows it to a
- * range of whole keys. One pass then counts the keys above that range and
- * records those in it, and the recorded keys give the exact
- * threshold and, per chunk and slice, how many elements equal it (APPLY
- * keeps those of lowest position). A key that a large share of a tile's
- * recorded keys hold (a plateau: exact zeros, one unit in the last place)
- * is counted instead, as a run entry of the tile, so that the cost and the
- * room do not depend on how many elements share the threshold. When the
- * guess misses, or the keys do not fit the memory set aside for them,
+ * range of keys it lies in (whole bins of the high 16 bits); one pass then
+ * counts the keys above that range and records those in it, and the
+ * recorded keys give the exact threshold and, per chunk and slice, how
+ * many elements equal it (APPLY keeps those of lowest position). Only
+ * those counts matter, not where in a chunk's slice a key lies: a key that
+ * many of the keys recorded hold (a plateau: exact zeros, one unit in the
+ * last place of the common weights) is counted instead, as a run entry of
+ * the chunk and slice, so that the cost and the room do not depend on how
+ * many elements share the threshold. When the keys do not fit the memory
+ * set aside for them, the pass stops, a finer histogram of the same sample
+ * narrows each range to whole keys, and a pass records them again if they
+ * should fit. When the guess misses, or the keys still do not fit,
  * histograms of the high and then the low 16 bits give the threshold, and
  * APPLY is preceded by a COUNT pass.
  * Histograms hold integer counts, so the order of their sums is free.
@@ -404,7 +405,8 @@ static uint64_t rec_refine(struct exec *e, size_t q, uint64_t unit)
 	uint64_t ab = r->sample_above[q], unused, lo, hi, expect;
 	uint64_t top = r->rank_top[q] > ab ? r->rank_top[q] - ab : 1;
 	uint32_t bt = weld_hist_pick(h, top, &unused);
-	uint32_t bb = weld_hist_pick(h, r->rank_bottom[q] - ab, &unused);
+	uint32_t bb = weld_hist_pick(h, r->rank_bottom[q] > ab ? r->rank_bottom[q] - ab : 1,
+				     &unused);
 	int sh = r->fine_shift[q];
 
 	bt += bt < WELD_HIST_BINS - 1;
