@@ -16,6 +16,9 @@
  *           draws are kept as bits for APPLY when they fit);
  *   SAMPLE  any top-k: a histogram of 1/16 of the magnitude keys, from which
  *           a range of keys around the k-th largest is guessed;
+ *   SAMPLE_FINE  when the keys of that range did not fit the recorder: a
+ *           finer histogram of the same sample inside the range, which
+ *           narrows it to whole keys (and HI records again);
  *   HI      the keys above that range are counted and those in it recorded,
  *           which gives the exact threshold and the positions of the ties
  *           (or, when the guess missed or the keys do not fit, a histogram
@@ -59,7 +62,7 @@
 #define MAX_SEL 2               /* most top-k selections per source */
 #define RANK_SCRATCH 8          /* uint32 per element of a slice's rank scratch */
 
-enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY,
+enum pass { P_L1, P_SAMPLE, P_SAMPLE_FINE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY,
 	    P_RANK_L1, /* della --rescale l1: exact sums of |delta| and of its kept part */
 	    /* pcb: histograms of the high, then the low bits of |delta|, then of beta */
 	    P_PCB_CLIP_HI, P_PCB_CLIP_LO, P_PCB_BETA_HI, P_PCB_BETA_LO,
@@ -70,8 +73,13 @@ enum pass { P_L1, P_SAMPLE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY,
 	    P_STATS,   /* the sums of stats_pass.c (slerp's family, model_stock, ram+) */
 };
 
-/* P_SAMPLE reads one super-tile in SAMPLE_STRIDE. */
+/* P_SAMPLE and P_SAMPLE_FINE read one super-tile in SAMPLE_STRIDE. */
 #define SAMPLE_STRIDE 16
+
+static inline bool sample_pass(int pass)
+{
+	return pass == P_SAMPLE || pass == P_SAMPLE_FINE;
+}
 
 enum drop_mode {
 	DROP_NONE,      /* dare's drop is left to the row code (row + l1) */
@@ -106,8 +114,13 @@ struct slice_ctx {
 	/* keys recorded in a statistics pass, per selection, in position order */
 	uint32_t *rec_keys[WELD_K_MAX_SRC * MAX_SEL];
 	size_t rec_len[WELD_K_MAX_SRC * MAX_SEL], rec_cap[WELD_K_MAX_SRC * MAX_SEL];
-	/* per selection: the keys counted as plateaus instead of recorded */
+	/* per selection: the keys counted as plateaus instead of recorded, how
+	 * many of each the current chunk holds (its run entries, written when
+	 * the chunk ends), and where the keys not yet offered to
+	 * weld_plateau_learn start */
 	uint32_t rec_plateau[WELD_K_MAX_SRC * MAX_SEL][WELD_PLATEAUS];
+	uint64_t rec_pc[WELD_K_MAX_SRC * MAX_SEL][WELD_PLATEAUS];
+	size_t rec_unlearned[WELD_K_MAX_SRC * MAX_SEL];
 	bool rec_overflow;      /* ran out of room: the recorded keys are not usable */
 	uint64_t rec_above[WELD_K_MAX_SRC * MAX_SEL]; /* keys above the range */
 	/* --allow-nonfinite: nan[i] = some input is NaN at element i of the
@@ -126,9 +139,10 @@ struct slice_ctx {
  * sample are kept; if the k-th largest falls in that range, the exact
  * threshold comes from those keys (no pass over the low bits), and so do
  * the counts of the elements equal to it per chunk and slice (no counting
- * pass). A key most of a tile's recorded keys share (a plateau) is kept as
- * one run entry per tile (select.h), so plateaus take neither room nor
- * passes. Anything that does not fit the memory set aside for it falls
+ * pass). Only those counts matter, not the order of the keys inside a
+ * chunk's slice: a key that many of the keys recorded share (a plateau) is
+ * counted instead, and kept as one run entry per chunk and slice
+ * (select.h), so plateaus take neither room nor passes. Anything that does not fit the memory set aside for it falls
  * back to the passes.
  * Per-chunk tables are indexed [(chunk * n_slices + t) * sel_slots + q].
  */
@@ -136,8 +150,15 @@ struct recorder {
 	bool on;                /* keys are being recorded */
 	bool overflow;          /* a slice ran out of room: not usable */
 	bool valid;             /* chunk_eq holds this unit's counts */
-	/* per selection: the range of high-bits bins recorded */
-	uint32_t bin_lo[WELD_K_MAX_SRC * MAX_SEL], bin_hi[WELD_K_MAX_SRC * MAX_SEL];
+	/* per selection: the range of keys recorded, key_lo..key_hi */
+	uint32_t key_lo[WELD_K_MAX_SRC * MAX_SEL], key_hi[WELD_K_MAX_SRC * MAX_SEL];
+	/* per selection, from the sample: its keys, the ranks (from the top)
+	 * the range must hold, its keys above the range, and for SAMPLE_FINE
+	 * the shift of its bins (-1: none) */
+	uint64_t sample_n[WELD_K_MAX_SRC * MAX_SEL];
+	uint64_t rank_top[WELD_K_MAX_SRC * MAX_SEL], rank_bottom[WELD_K_MAX_SRC * MAX_SEL];
+	uint64_t sample_above[WELD_K_MAX_SRC * MAX_SEL];
+	int fine_shift[WELD_K_MAX_SRC * MAX_SEL];
 	size_t per_slice;       /* keys a slice may hold, all selections */
 	uint64_t *chunk_start;  /* where each chunk's keys start in a slice's list */
 	uint64_t *chunk_eq;     /* each chunk's keys equal to the threshold */

@@ -354,10 +354,13 @@ INLINE void ties_block(const struct weld_combine_args *a, size_t o, size_t m, bo
 		float *ps = p + s * m;
 
 		weighted_kept(a, s, o, m, ps);
-		for (size_t j = 0; j < m; j++) {
-			sum[j] += ps[j];
-			cnt[j] += (float)(ps[j] > 0) - (float)(ps[j] < 0);
-		}
+		/* the election counts signs, or adds the values */
+		if (a->sign_count)
+			for (size_t j = 0; j < m; j++)
+				cnt[j] += (float)(ps[j] > 0) - (float)(ps[j] < 0);
+		else
+			for (size_t j = 0; j < m; j++)
+				sum[j] += ps[j];
 	}
 	if (a->sign_count)
 		for (size_t j = 0; j < m; j++)

@@ -52,10 +52,12 @@ void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 	}
 	if (weld_job_selections(&p->o, j) && !row) {
 		/* a 1/16 sample and one pass that records the keys near the
-		 * threshold; when the guess misses, a pass over the low bits and
-		 * one counting the elements equal to the threshold */
+		 * threshold (when they do not fit, the pass stops there and a
+		 * second look at the sample narrows the range for another); when
+		 * the guess misses, passes over the high and the low bits and one
+		 * counting the elements equal to the threshold */
 		*lo = n + 1;
-		*hi = n + 3;
+		*hi = n + 4;
 	}
 }
 

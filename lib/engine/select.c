@@ -103,54 +103,20 @@ void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 	out->keep_equal = need;
 }
 
-WELD_HOT uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
-			uint64_t equal_before, unsigned char *keep)
-{
-	uint32_t t = sel->thresh;
-	uint64_t eq;
-	bool keep_eq;
-
-	if (sel->all || sel->none) {
-		memset(keep, sel->all, n);
-		return 0;
-	}
-	eq = weld_count_equal(x, n, t);
-	/* only the range where the kept equal elements run out needs order */
-	if (equal_before >= sel->keep_equal || equal_before + eq <= sel->keep_equal) {
-		keep_eq = equal_before < sel->keep_equal;
-		for (size_t j = 0; j < n; j++) {
-			uint32_t key = weld_key(x[j]);
-
-			keep[j] = key > t || (keep_eq && key == t);
-		}
-		return eq;
-	}
-	/* the kept equal elements are those before the cut */
-	size_t cut = 0;
-
-	for (uint64_t left = sel->keep_equal - equal_before; left; cut++)
-		left -= weld_key(x[cut]) == t;
-	for (size_t j = 0; j < n; j++) {
-		uint32_t key = weld_key(x[j]);
-
-		keep[j] = key > t || (key == t && j < cut);
-	}
-	return eq;
-}
-
 WELD_HOT void weld_hist_hi(const float *x, size_t n, uint32_t *h)
 {
 	for (size_t j = 0; j < n; j++)
 		h[weld_key(x[j]) >> 16]++;
 }
 
-WELD_HOT void weld_hist_lo(const float *x, size_t n, uint32_t bin, uint32_t *h)
+WELD_HOT void weld_hist_range(const float *x, size_t n, uint32_t lo, uint32_t hi, int shift,
+			      uint32_t *h)
 {
 	for (size_t j = 0; j < n; j++) {
-		uint32_t key = weld_key(x[j]);
+		uint32_t d = weld_key(x[j]) - lo;
 
-		if (key >> 16 == bin)
-			h[key & 0xFFFF]++;
+		if (d <= hi - lo)
+			h[d >> shift]++;
 	}
 }
 
@@ -168,8 +134,8 @@ size_t weld_record_keys_generic(const float *x, size_t n, const struct weld_reco
 		uint32_t e0 = key == p[0], e1 = key == p[1], e2 = key == p[2], e3 = key == p[3];
 
 		out[w] = key;
-		w += ((key >> 16) - r->lo <= r->width) & !(e0 | e1 | e2 | e3);
-		ab += (key >> 16) > r->lo + r->width;
+		w += (key - r->lo <= r->width) & !(e0 | e1 | e2 | e3);
+		ab += key > r->lo + r->width;
 		c0 += e0;
 		c1 += e1;
 		c2 += e2;
@@ -183,56 +149,144 @@ size_t weld_record_keys_generic(const float *x, size_t n, const struct weld_reco
 	return w;
 }
 
+/* keep[j] = key > t, or key == t when keep_eq; returns how many keys are
+ * t. */
+WELD_HOT static uint64_t mask_scan_generic(const float *x, size_t n, uint32_t t, bool keep_eq,
+					   unsigned char *keep)
+{
+	uint64_t eq = 0;
+
+	for (size_t j = 0; j < n; j++) {
+		uint32_t key = weld_key(x[j]);
+
+		keep[j] = key > t || (keep_eq && key == t);
+		eq += key == t;
+	}
+	return eq;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 
-/* 16 keys at a time: compress those kept into a register and store all
- * 16 lanes (out has room for n), which is fast on every AVX-512 core, unlike
- * a compressing store to memory. */
+/* Take r's plateau keys out of the m keys at out (order kept), counting
+ * them in pc; returns how many keys are left. 16 keys at a time, stored
+ * compressed behind those read; a free slot (WELD_NO_KEY) matches no key. */
+__attribute__((target("avx512f,popcnt")))
+static size_t strip_avx512(uint32_t *out, size_t m, const struct weld_record_range *r,
+			   uint64_t *pc)
+{
+	const __m512i p0 = _mm512_set1_epi32((int)r->plateau[0]);
+	const __m512i p1 = _mm512_set1_epi32((int)r->plateau[1]);
+	const __m512i p2 = _mm512_set1_epi32((int)r->plateau[2]);
+	const __m512i p3 = _mm512_set1_epi32((int)r->plateau[3]);
+	uint64_t c0 = 0, c1 = 0, c2 = 0, c3 = 0;
+	size_t w = 0, j = 0;
+
+	for (; j + 16 <= m; j += 16) {
+		__m512i key = _mm512_loadu_si512(out + j);
+		__mmask16 e0 = _mm512_cmpeq_epi32_mask(key, p0), e1 = _mm512_cmpeq_epi32_mask(key, p1);
+		__mmask16 e2 = _mm512_cmpeq_epi32_mask(key, p2), e3 = _mm512_cmpeq_epi32_mask(key, p3);
+		__mmask16 keep = (__mmask16)~(e0 | e1 | e2 | e3);
+
+		c0 += (uint64_t)__builtin_popcount(e0);
+		c1 += (uint64_t)__builtin_popcount(e1);
+		c2 += (uint64_t)__builtin_popcount(e2);
+		c3 += (uint64_t)__builtin_popcount(e3);
+		/* w <= j: the 16 lanes stored end before the next keys read */
+		_mm512_storeu_si512(out + w, _mm512_maskz_compress_epi32(keep, key));
+		w += (size_t)__builtin_popcount(keep);
+	}
+	for (; j < m; j++) {
+		uint32_t key = out[j];
+		uint32_t e0 = key == r->plateau[0], e1 = key == r->plateau[1];
+		uint32_t e2 = key == r->plateau[2], e3 = key == r->plateau[3];
+
+		c0 += e0;
+		c1 += e1;
+		c2 += e2;
+		c3 += e3;
+		out[w] = key;
+		w += !(e0 | e1 | e2 | e3);
+	}
+	pc[0] += c0;
+	pc[1] += c1;
+	pc[2] += c2;
+	pc[3] += c3;
+	return w;
+}
+
+/* 16 keys at a time, without branches (whether a block holds keys of the
+ * range is as good as random): compress those in the range into a
+ * register and store all 16 lanes (out has room for n), which is fast on
+ * every AVX-512 core, unlike a compressing store to memory; the keys
+ * above the range are counted per lane (the top bit of top - key, top
+ * clamped to the largest key). The plateau keys, which lie in the range,
+ * are taken out of the few keys kept afterwards. */
 __attribute__((target("avx512f,popcnt")))
 static size_t record_avx512(const float *x, size_t n, const struct weld_record_range *r,
 			    uint32_t *out, uint64_t *pc, uint64_t *above)
 {
+	uint32_t top = r->lo + r->width;
 	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vlo = _mm512_set1_epi32((int)r->lo);
 	const __m512i vw = _mm512_set1_epi32((int)r->width);
-	const __m512i vtop = _mm512_set1_epi32((int)(r->lo + r->width));
-	__m512i vp[WELD_PLATEAUS], ab = _mm512_setzero_si512();
-	uint64_t c[WELD_PLATEAUS] = { 0 };
-	int np = 0;
+	const __m512i vtop = _mm512_set1_epi32((int)(top < 0x7FFFFFFFu ? top : 0x7FFFFFFFu));
+	__m512i ab = _mm512_setzero_si512();
 	size_t w = 0, j = 0;
+	bool plateaus = false;
 
-	for (int i = 0; i < WELD_PLATEAUS; i++)
-		if (r->plateau[i] != WELD_NO_KEY)
-			vp[np++] = _mm512_set1_epi32((int)r->plateau[i]);
 	for (; j + 16 <= n; j += 16) {
 		__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j), abs);
-		__m512i hi = _mm512_srli_epi32(key, 16);
-		__mmask16 in = _mm512_cmple_epu32_mask(_mm512_sub_epi32(hi, vlo), vw);
-		__mmask16 up = _mm512_cmpgt_epu32_mask(hi, vtop);
+		__mmask16 in = _mm512_cmple_epu32_mask(_mm512_sub_epi32(key, vlo), vw);
 
-		ab = _mm512_mask_sub_epi32(ab, up, ab, _mm512_set1_epi32(-1));
-		for (int i = 0; i < np; i++) {
-			__mmask16 eq = _mm512_cmpeq_epi32_mask(key, vp[i]);
-
-			c[i] += (uint64_t)__builtin_popcount(eq);
-			in &= (__mmask16)~eq;
-		}
-		if (in) {
-			_mm512_storeu_si512(out + w, _mm512_maskz_compress_epi32(in, key));
-			w += (size_t)__builtin_popcount(in);
-		}
+		ab = _mm512_add_epi32(ab, _mm512_srli_epi32(_mm512_sub_epi32(vtop, key), 31));
+		_mm512_storeu_si512(out + w, _mm512_maskz_compress_epi32(in, key));
+		w += (size_t)__builtin_popcount(in);
 	}
-	*above += (uint64_t)_mm512_reduce_add_epi32(ab);
-	for (int i = 0, k = 0; i < WELD_PLATEAUS; i++)
-		if (r->plateau[i] != WELD_NO_KEY)
-			pc[i] += c[k++];
+	*above += (uint64_t)(uint32_t)_mm512_reduce_add_epi32(ab);
+	for (int i = 0; i < WELD_PLATEAUS; i++)
+		plateaus = plateaus || r->plateau[i] != WELD_NO_KEY;
+	if (plateaus)
+		w = strip_avx512(out, w, r, pc);
 	return w + weld_record_keys_generic(x + j, n - j, r, out + w, pc, above);
+}
+
+/* mask_scan_generic, 64 keys at a time: their masks make 64 bytes of 0/1. */
+__attribute__((target("avx512f,avx512bw,popcnt")))
+static uint64_t mask_scan_avx512(const float *x, size_t n, uint32_t t, bool keep_eq,
+				 unsigned char *keep)
+{
+	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vt = _mm512_set1_epi32((int)t);
+	const __m512i one = _mm512_set1_epi8(1);
+	const __mmask64 with_eq = keep_eq ? ~(__mmask64)0 : 0;
+	uint64_t c = 0;
+	size_t j = 0;
+
+	for (; j + 64 <= n; j += 64) {
+		__mmask64 gt = 0, eq = 0;
+
+		for (int k = 0; k < 4; k++) {
+			__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j + 16 * k), abs);
+
+			gt |= (__mmask64)_mm512_cmpgt_epu32_mask(key, vt) << (16 * k);
+			eq |= (__mmask64)_mm512_cmpeq_epi32_mask(key, vt) << (16 * k);
+		}
+		c += (uint64_t)__builtin_popcountll(eq);
+		_mm512_storeu_si512(keep + j, _mm512_maskz_mov_epi8(gt | (eq & with_eq), one));
+	}
+	return c + mask_scan_generic(x + j, n - j, t, keep_eq, keep + j);
+}
+
+static uint64_t mask_scan(const float *x, size_t n, uint32_t t, bool keep_eq, unsigned char *keep)
+{
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
+		return mask_scan_avx512(x, n, t, keep_eq, keep);
+	return mask_scan_generic(x, n, t, keep_eq, keep);
 }
 
 size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range *r,
 			uint32_t *out, uint64_t *pc, uint64_t *above)
 {
-	if (__builtin_cpu_supports("avx512f") && n < (1ull << 35))  /* lane counts fit */
+	if (__builtin_cpu_supports("avx512f") && n < (1ull << 32))  /* lane totals fit */
 		return record_avx512(x, n, r, out, pc, above);
 	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
@@ -242,7 +296,36 @@ size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range
 {
 	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
+
+static uint64_t mask_scan(const float *x, size_t n, uint32_t t, bool keep_eq, unsigned char *keep)
+{
+	return mask_scan_generic(x, n, t, keep_eq, keep);
+}
 #endif
+
+uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
+			uint64_t equal_before, unsigned char *keep)
+{
+	uint32_t t = sel->thresh;
+	bool keep_eq = equal_before < sel->keep_equal;
+	uint64_t eq;
+	size_t cut = 0;
+
+	if (sel->all || sel->none) {
+		memset(keep, sel->all, n);
+		return 0;
+	}
+	/* one scan keeps all or none of the equal elements and counts them */
+	eq = mask_scan(x, n, t, keep_eq, keep);
+	if (!keep_eq || equal_before + eq <= sel->keep_equal)
+		return eq;
+	/* the kept equal elements run out here: those before the cut */
+	for (uint64_t left = sel->keep_equal - equal_before; left; cut++)
+		left -= weld_key(x[cut]) == t;
+	for (size_t j = cut; j < n; j++)
+		keep[j] = weld_key(x[j]) > t;
+	return eq;
+}
 
 /* A free slot for a new plateau key: one that counted nothing yet. */
 static int plateau_slot(const struct weld_record_range *r, const uint64_t *pc)

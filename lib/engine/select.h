@@ -20,8 +20,10 @@ static inline uint32_t weld_key(float x)
 
 /* h[key >> 16]++ for each x. */
 void weld_hist_hi(const float *x, size_t n, uint32_t *h);
-/* h[key & 0xFFFF]++ for each x whose key >> 16 == bin. */
-void weld_hist_lo(const float *x, size_t n, uint32_t bin, uint32_t *h);
+/* h[(key - lo) >> shift]++ for each x whose key is in [lo, hi], which
+ * (hi - lo) >> shift < 65536 bins cover; the low 16 bits of one high-bits
+ * bin b are lo = b << 16, hi = lo | 0xFFFF, shift 0. */
+void weld_hist_range(const float *x, size_t n, uint32_t lo, uint32_t hi, int shift, uint32_t *h);
 /*
  * Plateaus: keys shared by a large part of the elements (exact zeros, a
  * delta of one unit in the last place). A recorder counts up to
@@ -35,14 +37,14 @@ void weld_hist_lo(const float *x, size_t n, uint32_t bin, uint32_t *h);
 #define WELD_RUN_FLAG 0x80000000u
 
 struct weld_record_range {
-	uint32_t lo, width;     /* high 16 bits h with h - lo <= width (unsigned) */
+	uint32_t lo, width;     /* keys with key - lo <= width (unsigned) */
 	uint32_t plateau[WELD_PLATEAUS];        /* keys counted, not stored */
 };
 
 /*
- * Append to out, in order, the keys of x whose high 16 bits are in range r
- * and that are none of r's plateau keys; add to pc[i] how many equal
- * plateau key i, and to *above how many have high bits above the range.
+ * Append to out, in order, the keys of x in range r that are none of r's
+ * plateau keys; add to pc[i] how many equal plateau key i, and to *above
+ * how many are above the range.
  * out must have room for n keys; returns how many were appended.
  */
 size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range *r,

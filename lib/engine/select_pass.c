@@ -3,14 +3,18 @@
  * threshold of each selection (DESIGN 4.1), dare's L1 sums, slerp's dots.
  *
  * A threshold is the k-th largest magnitude key. A 1/16 sample guesses the
- * range of high bits it lies in; one pass then counts the keys above that
- * range and records those in it, and the recorded keys give the exact
- * threshold and, per chunk and slice, how many elements equal it (APPLY
- * keeps those of lowest position). A key that a large share of a tile's
- * recorded keys hold (a plateau: exact zeros, one unit in the last place)
- * is counted instead, as a run entry of the tile, so that the cost and the
- * room do not depend on how many elements share the threshold. When the
- * guess misses, or the keys do not fit the memory set aside for them,
+ * range of keys it lies in (whole bins of the high 16 bits); one pass then
+ * counts the keys above that range and records those in it, and the
+ * recorded keys give the exact threshold and, per chunk and slice, how
+ * many elements equal it (APPLY keeps those of lowest position). Only
+ * those counts matter, not where in a chunk's slice a key lies: a key that
+ * many of the keys recorded hold (a plateau: exact zeros, one unit in the
+ * last place of the common weights) is counted instead, as a run entry of
+ * the chunk and slice, so that the cost and the room do not depend on how
+ * many elements share the threshold. When the keys do not fit the memory
+ * set aside for them, the pass stops, a finer histogram of the same sample
+ * narrows each range to whole keys, and a pass records them again if they
+ * should fit. When the guess misses, or the keys still do not fit,
  * histograms of the high and then the low 16 bits give the threshold, and
  * APPLY is preceded by a COUNT pass.
  * Histograms hold integer counts, so the order of their sums is free.
@@ -34,25 +38,33 @@ static inline uint32_t rec_next(const uint32_t *keys, size_t *i, uint64_t *count
 	return keys[(*i)++];
 }
 
-/* Append the keys of vs whose high bits are in selection q's range: each
- * key, except those of the slice's plateau keys, which end the tile as one
- * run entry each (WELD_RUN_FLAG | count, key). A tile whose keys are mostly
- * a few values first learns them as plateau keys. */
+/* Keys recorded, not yet offered to weld_plateau_learn, that make it look
+ * for plateau keys among them. */
+#define LEARN_KEYS 1024
+
+/* Append the keys of vs in selection q's range, except those of the
+ * slice's plateau keys, which are counted for the chunk's run entries.
+ * Every LEARN_KEYS keys recorded, keys that many of them share become
+ * plateau keys. Room is kept for the run entries. */
 static void record_keys(struct exec *e, struct slice_ctx *c, size_t q, const float *vs, size_t len)
 {
-	struct weld_record_range r = { .lo = e->rec.bin_lo[q],
-				       .width = e->rec.bin_hi[q] - e->rec.bin_lo[q] };
-	size_t n = c->rec_len[q], m, room = len + 2 * WELD_PLATEAUS;
-	uint64_t above = 0, pc[WELD_PLATEAUS] = { 0 };
+	struct weld_record_range r = { .lo = e->rec.key_lo[q],
+				       .width = e->rec.key_hi[q] - e->rec.key_lo[q] };
+	size_t n = c->rec_len[q], from = c->rec_unlearned[q], room = len + 2 * WELD_PLATEAUS;
+	uint64_t above = 0;
 
 	if (n + room > c->rec_cap[q]) {
-		size_t used = 0, cap = c->rec_cap[q] ? 2 * c->rec_cap[q] : 8192;
+		size_t used = 0, cap = c->rec_cap[q] ? 2 * c->rec_cap[q] : room, left;
 		uint32_t *nb;
 
 		for (size_t k = 0; k < e->sel_slots; k++)
 			used += c->rec_cap[k];
 		while (cap < n + room)
 			cap *= 2;
+		/* the last growth takes what is left, if that is enough */
+		left = e->rec.per_slice - (used - c->rec_cap[q]);
+		if (cap > left && left >= n + room)
+			cap = left;
 		if (used - c->rec_cap[q] + cap > e->rec.per_slice ||
 		    !(nb = realloc(c->rec_keys[q], cap * sizeof(uint32_t)))) {
 			c->rec_overflow = true;
@@ -62,19 +74,29 @@ static void record_keys(struct exec *e, struct slice_ctx *c, size_t q, const flo
 		c->rec_cap[q] = cap;
 	}
 	memcpy(r.plateau, c->rec_plateau[q], sizeof(r.plateau));
-	m = weld_record_keys(vs, len, &r, c->rec_keys[q] + n, pc, &above);
-	if (m >= 64 && m > len / 16) {
-		m = weld_plateau_learn(c->rec_keys[q] + n, m, &r, pc);
+	n += weld_record_keys(vs, len, &r, c->rec_keys[q] + n, c->rec_pc[q], &above);
+	if (n - from >= LEARN_KEYS) {
+		n = from + weld_plateau_learn(c->rec_keys[q] + from, n - from, &r, c->rec_pc[q]);
 		memcpy(c->rec_plateau[q], r.plateau, sizeof(r.plateau));
+		c->rec_unlearned[q] = n;
 	}
-	n += m;
-	for (int i = 0; i < WELD_PLATEAUS; i++)
-		if (pc[i]) {    /* pc[i] <= len < 2^31 */
-			c->rec_keys[q][n++] = WELD_RUN_FLAG | (uint32_t)pc[i];
-			c->rec_keys[q][n++] = r.plateau[i];
-		}
 	c->rec_len[q] = n;
 	c->rec_above[q] += above;
+}
+
+/* The end of a chunk: each selection's plateau counts become its run
+ * entries (WELD_RUN_FLAG | count, key); record_keys left room for them. */
+static void rec_runs(struct exec *e, struct slice_ctx *c)
+{
+	for (size_t q = 0; q < e->sel_slots; q++) {
+		for (int i = 0; i < WELD_PLATEAUS; i++)
+			if (c->rec_pc[q][i]) {  /* < a chunk's elements < 2^31 */
+				c->rec_keys[q][c->rec_len[q]++] = WELD_RUN_FLAG | (uint32_t)c->rec_pc[q][i];
+				c->rec_keys[q][c->rec_len[q]++] = c->rec_plateau[q][i];
+				c->rec_pc[q][i] = 0;
+			}
+		c->rec_unlearned[q] = c->rec_len[q];
+	}
 }
 
 void weld_exec_tile_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
@@ -89,7 +111,8 @@ void weld_exec_tile_stats(struct exec *e, const struct weld_job *j, struct slice
 			uint32_t *hist = c->hist + (s * e->hists_per_src + (size_t)q) *
 						   WELD_HIST_BINS;
 
-			if (st->sel.all || st->sel.none)
+			if (st->sel.all || st->sel.none ||
+			    (pass == P_SAMPLE_FINE && e->rec.fine_shift[s * MAX_SEL + (size_t)q] < 0))
 				continue;
 			if (e->rec.on && !c->rec_overflow)
 				record_keys(e, c, s * MAX_SEL + (size_t)q, vs, len);
@@ -97,8 +120,13 @@ void weld_exec_tile_stats(struct exec *e, const struct weld_job *j, struct slice
 				continue;   /* the recorded keys and the count above stand for it */
 			if (pass == P_HI || pass == P_SAMPLE)
 				weld_hist_hi(vs, len, hist);
+			else if (pass == P_SAMPLE_FINE)
+				weld_hist_range(vs, len, e->rec.key_lo[s * MAX_SEL + (size_t)q],
+						e->rec.key_hi[s * MAX_SEL + (size_t)q],
+						e->rec.fine_shift[s * MAX_SEL + (size_t)q], hist);
 			else if (pass == P_LO)
-				weld_hist_lo(vs, len, st->hi_bin, hist);
+				weld_hist_range(vs, len, st->hi_bin << 16, st->hi_bin << 16 | 0xFFFFu, 0,
+						hist);
 			else
 				c->n_equal[s * MAX_SEL + (size_t)q] +=
 					weld_count_equal(vs, len, st->sel.thresh);
@@ -113,8 +141,11 @@ void weld_exec_rec_clear(struct exec *e)
 			e->slices[t].rec_keys[q] = NULL;
 			e->slices[t].rec_len[q] = e->slices[t].rec_cap[q] = 0;
 			e->slices[t].rec_above[q] = 0;
-			for (int i = 0; i < WELD_PLATEAUS; i++)
+			e->slices[t].rec_unlearned[q] = 0;
+			for (int i = 0; i < WELD_PLATEAUS; i++) {
 				e->slices[t].rec_plateau[q][i] = WELD_NO_KEY;
+				e->slices[t].rec_pc[q][i] = 0;
+			}
 		}
 		e->slices[t].rec_overflow = false;
 	}
@@ -122,8 +153,8 @@ void weld_exec_rec_clear(struct exec *e)
 	e->rec.n_chunks = 0;
 }
 
-/* Start recording, for each active selection q, the high bins
- * bin_lo[q]..bin_hi[q]. */
+/* Start recording, for each active selection q, the keys
+ * key_lo[q]..key_hi[q]. */
 static void rec_start(struct exec *e)
 {
 	weld_exec_rec_clear(e);
@@ -136,11 +167,15 @@ static uint64_t rec_index(const struct exec *e, uint64_t chunk, int t, size_t q)
 	return (chunk * (uint64_t)e->n_slices + (uint64_t)t) * e->sel_slots + q;
 }
 
-/* A new chunk: note where its keys start in every list. */
+/* A new chunk: end the last one, note where its keys start in every list. */
 int weld_exec_rec_chunk(struct exec *e)
 {
 	struct recorder *r = &e->rec;
 	size_t per = (size_t)e->n_slices * e->sel_slots;
+
+	for (int t = 0; t < e->n_slices; t++)
+		if (!e->slices[t].rec_overflow)
+			rec_runs(e, &e->slices[t]);
 
 	if (r->n_chunks == r->chunks_cap) {
 		uint64_t cap = r->chunks_cap ? 2 * r->chunks_cap : 64;
@@ -161,13 +196,25 @@ int weld_exec_rec_chunk(struct exec *e)
 	return 0;
 }
 
+/* Whether some slice ran out of room. */
+static bool rec_full(const struct exec *e)
+{
+	for (int t = 0; t < e->n_slices; t++)
+		if (e->slices[t].rec_overflow)
+			return true;
+	return false;
+}
+
 /* Stop recording; true if every list is complete. */
 static bool rec_stop(struct exec *e)
 {
 	bool ok = e->rec.on;
 
-	for (int t = 0; t < e->n_slices; t++)
+	for (int t = 0; t < e->n_slices; t++) {
 		ok = ok && !e->slices[t].rec_overflow;
+		if (!e->slices[t].rec_overflow)
+			rec_runs(e, &e->slices[t]);
+	}
 	e->rec.on = false;
 	e->rec.overflow = !ok;
 	return ok;
@@ -284,34 +331,93 @@ void weld_exec_rec_apply_counts(struct exec *e)
 }
 
 /*
- * The range of high bins to record for selection q: around the rank of the
- * k-th largest in the sample, widened so that the true bin is almost always
- * inside (if not, the passes of the fallback give the same result).
+ * The range of keys to record for selection q: around the rank of the k-th
+ * largest in the sample, widened so that the true threshold is almost
+ * always inside (if not, the passes of the fallback give the same result).
+ * Whole high-bits bins, one more on each side; rec_refine() may narrow
+ * them with SAMPLE_FINE, from the ranks and the count noted here.
  */
 static void rec_guess(struct exec *e, size_t q, uint64_t unit)
 {
 	struct sel_state *st = &e->sel[q];
+	struct recorder *r = &e->rec;
 	uint64_t ns = 0, above;
+	uint32_t lo, hi;
 	double ks, d;
-	uint64_t r_hi, r_lo;
 
 	for (size_t b = 0; b < WELD_HIST_BINS; b++)
 		ns += st->hist[b];
+	r->sample_n[q] = 0;
 	if (!ns) {
-		e->rec.bin_lo[q] = 1;
-		e->rec.bin_hi[q] = 0;
+		r->key_lo[q] = 0;
+		r->key_hi[q] = UINT32_MAX;
 		return;
 	}
+	r->sample_n[q] = ns;
 	ks = (double)st->k * (double)ns / (double)unit;
 	d = 4 * sqrt(ks) + 0.002 * (double)ns + 8;
-	r_lo = ks - d < 1 ? 1 : (uint64_t)(ks - d);
-	r_hi = ks + d > (double)ns ? ns : (uint64_t)(ks + d) + 1;
-	e->rec.bin_hi[q] = weld_hist_pick(st->hist, r_lo, &above);
-	e->rec.bin_lo[q] = weld_hist_pick(st->hist, r_hi, &above);
-	if (e->rec.bin_hi[q] < WELD_HIST_BINS - 1)
-		e->rec.bin_hi[q]++;
-	if (e->rec.bin_lo[q] > 0)
-		e->rec.bin_lo[q]--;
+	r->rank_top[q] = ks - d < 1 ? 1 : (uint64_t)(ks - d);
+	r->rank_bottom[q] = ks + d > (double)ns ? ns : (uint64_t)(ks + d) + 1;
+	hi = weld_hist_pick(st->hist, r->rank_top[q], &above);
+	lo = weld_hist_pick(st->hist, r->rank_bottom[q], &above);
+	hi += hi < WELD_HIST_BINS - 1;
+	lo -= lo > 0;
+	r->key_lo[q] = lo << 16;
+	r->key_hi[q] = hi << 16 | 0xFFFFu;
+	r->sample_above[q] = 0;
+	for (uint32_t b = hi + 1; b < WELD_HIST_BINS; b++)
+		r->sample_above[q] += st->hist[b];
+}
+
+/* SAMPLE_FINE for selection q: bins of 2^shift keys, as few as cover its
+ * range in 65536 bins. */
+static void rec_fine_start(struct exec *e, size_t q)
+{
+	struct recorder *r = &e->rec;
+	uint64_t width = (uint64_t)r->key_hi[q] - r->key_lo[q] + 1;
+	int shift = 0;
+
+	while (width > (uint64_t)WELD_HIST_BINS << shift)
+		shift++;
+	r->fine_shift[q] = shift;
+	memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+}
+
+/* The keys the fine bins b..t of selection q stand for in a unit of
+ * `unit` elements (plateau keys among them included: a bin holds many). */
+static uint64_t fine_expect(const struct exec *e, size_t q, uint32_t b, uint32_t t, uint64_t unit)
+{
+	uint64_t in = 0;
+
+	for (uint32_t i = b; i <= t; i++)
+		in += e->sel[q].hist[i];
+	return e->rec.sample_n[q] ? (uint64_t)((double)in * (double)unit /
+					       (double)e->rec.sample_n[q]) : 0;
+}
+
+/* After SAMPLE_FINE: the range of selection q narrowed to the fine bins of
+ * the sample's ranks it must hold, one more on each side; returns the keys
+ * to expect in it. */
+static uint64_t rec_refine(struct exec *e, size_t q, uint64_t unit)
+{
+	struct recorder *r = &e->rec;
+	const uint64_t *h = e->sel[q].hist;
+	uint64_t ab = r->sample_above[q], unused, lo, hi, expect;
+	uint64_t top = r->rank_top[q] > ab ? r->rank_top[q] - ab : 1;
+	uint32_t bt = weld_hist_pick(h, top, &unused);
+	uint32_t bb = weld_hist_pick(h, r->rank_bottom[q] > ab ? r->rank_bottom[q] - ab : 1,
+				     &unused);
+	int sh = r->fine_shift[q];
+
+	bt += bt < WELD_HIST_BINS - 1;
+	bb -= bb > 0;
+	expect = fine_expect(e, q, bb, bt, unit);
+	lo = r->key_lo[q] + ((uint64_t)bb << sh);
+	hi = r->key_lo[q] + ((uint64_t)(bt + 1) << sh) - 1;
+	r->key_hi[q] = hi < r->key_hi[q] ? (uint32_t)hi : r->key_hi[q];
+	r->key_lo[q] = (uint32_t)lo;
+	r->fine_shift[q] = -1;
+	return expect;
 }
 
 static void hist_zero(struct exec *e, const struct weld_job *j)
@@ -414,14 +520,16 @@ bool weld_exec_sel_partial(const struct exec *e, const struct weld_job *j)
 int weld_exec_over_chunks(struct exec *e, const struct weld_job *j, enum pass pass,
 			  enum drop_mode mode, struct weld_error *err)
 {
-	if (pass == P_HI || pass == P_LO || pass == P_SAMPLE)
+	if (pass == P_HI || pass == P_LO || sample_pass(pass))
 		hist_zero(e, j);
 	for (uint64_t first = 0; first < j->nelem; first += e->chunk_elems) {
 		uint64_t n = j->nelem - first < e->chunk_elems ? j->nelem - first : e->chunk_elems;
 
+		if (pass == P_HI && e->rec.on && rec_full(e))
+			break;  /* the recorded keys are of no use */
 		if (weld_exec_run_chunk(e, j, first, n, pass, mode, err) < 0)
 			return -1;
-		weld_exec_progress(e, j, pass == P_SAMPLE ? n / SAMPLE_STRIDE : n);
+		weld_exec_progress(e, j, sample_pass(pass) ? n / SAMPLE_STRIDE : n);
 		if (pass == P_L1)
 			for (uint64_t b = 0; b < (n + WELD_BLOCK - 1) / WELD_BLOCK; b++)
 				for (size_t s = 0; s < j->nsrc; s++) {
@@ -436,7 +544,7 @@ int weld_exec_over_chunks(struct exec *e, const struct weld_job *j, enum pass pa
 				for (int k = 0; k < 3; k++)
 					slerp_totals(e)[k] += e->block_sums[b * 3 + (size_t)k];
 	}
-	if (pass == P_HI || pass == P_LO || pass == P_SAMPLE)
+	if (pass == P_HI || pass == P_LO || sample_pass(pass))
 		weld_exec_hist_merge(e, j);
 	return 0;
 }
@@ -514,9 +622,42 @@ static void low_hist_sel(void *ctx, int item)
 		rec_low_hist(e, (size_t)item);
 }
 
-/* The thresholds from recorded keys: a sample guesses each range, one pass
- * records it; if a guess missed, a HI pass picks the bins and a LO pass
- * records them. The recorded keys then give the counts APPLY needs. */
+/* A slice's room for keys beyond a tile of every active selection (with
+ * its run entries), which it needs at least; 0 if it has not that much:
+ * then recording cannot work. */
+static size_t rec_room(const struct exec *e)
+{
+	size_t active = 0, least;
+
+	for (size_t q = 0; q < e->sel_slots; q++)
+		active += !e->sel[q].sel.all && !e->sel[q].sel.none;
+	least = active * (e->tile_elems + 2 * WELD_PLATEAUS);
+	return e->rec.per_slice > least ? e->rec.per_slice - least : 0;
+}
+
+/* One pass that counts the keys above each range and records those in it;
+ * it stops at the first slice out of room (the keys are then of no use). */
+static int record_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
+		       struct weld_error *err)
+{
+	rec_start(e);
+	for (size_t i = 0; i < nj && !rec_full(e); i++) {
+		weld_exec_set_keys(e, jobs[i]);
+		if (weld_exec_over_chunks(e, jobs[i], P_HI, DROP_RESCALE, err) < 0)
+			return -1;
+	}
+	rec_stop(e);
+	return 0;
+}
+
+/*
+ * The thresholds from recorded keys: a sample guesses each range (whole
+ * bins), one pass records it. If the keys do not fit, SAMPLE_FINE narrows
+ * each range to whole keys and, when the keys the sample finds in them
+ * should fit, a pass records them again. If a guess missed,
+ * or the keys still do not fit, a HI pass picks the bins and a LO pass
+ * records them. The recorded keys then give the counts APPLY needs.
+ */
 static int select_recorded(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 			   uint64_t unit, struct weld_error *err)
 {
@@ -526,16 +667,35 @@ static int select_recorded(struct exec *e, const struct weld_job *const *jobs, s
 	/* a sample of the unit guesses where each threshold lies */
 	if (stats_pass(e, jobs, nj, P_SAMPLE, err) < 0)
 		return -1;
-	for (size_t q = 0; q < e->sel_slots; q++)
+	for (size_t q = 0; q < e->sel_slots; q++) {
+		e->rec.fine_shift[q] = -1;
 		if (!e->sel[q].sel.all && !e->sel[q].sel.none) {
 			rec_guess(e, q, unit);
 			memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
 		}
-	/* one pass: count the keys above each range, record those in it */
-	rec_start(e);
-	if (stats_pass(e, jobs, nj, P_HI, err) < 0)
+	}
+	if (record_pass(e, jobs, nj, err) < 0)
 		return -1;
-	rec_stop(e);
+	if (e->rec.overflow) {
+		uint64_t expect = 0;
+
+		for (size_t q = 0; q < e->sel_slots; q++)
+			if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+				rec_fine_start(e, q);
+		if (stats_pass(e, jobs, nj, P_SAMPLE_FINE, err) < 0)
+			return -1;
+		for (size_t q = 0; q < e->sel_slots; q++)
+			if (e->rec.fine_shift[q] >= 0) {
+				expect += rec_refine(e, q, unit);
+				memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
+			}
+		/* again if the narrower ranges should fit in a quarter of the
+		 * room (slices fill it unevenly, a small sample guesses
+		 * roughly); else the fallback below */
+		if (expect <= rec_room(e) / 4 * (uint64_t)e->n_slices &&
+		    record_pass(e, jobs, nj, err) < 0)
+			return -1;
+	}
 	/* selections are independent: one thread each */
 	weld_team_run(e->team, (int)e->sel_slots, locate_sel, e);
 	for (size_t q = 0; q < e->sel_slots; q++)
@@ -552,8 +712,10 @@ static int select_recorded(struct exec *e, const struct weld_job *const *jobs, s
 		if (stats_pass(e, jobs, nj, P_HI, err) < 0)
 			return -1;
 		sel_pick(e, j0, false);
-		for (size_t q = 0; q < e->sel_slots; q++)
-			e->rec.bin_lo[q] = e->rec.bin_hi[q] = e->sel[q].hi_bin;
+		for (size_t q = 0; q < e->sel_slots; q++) {
+			e->rec.key_lo[q] = e->sel[q].hi_bin << 16;
+			e->rec.key_hi[q] = e->sel[q].hi_bin << 16 | 0xFFFFu;
+		}
 		rec_start(e);
 		if (stats_pass(e, jobs, nj, P_LO, err) < 0)
 			return -1;
@@ -595,7 +757,7 @@ int weld_exec_unit_stats(struct exec *e, const struct weld_job *const *jobs, siz
 	e->rec.valid = false;
 	if (!weld_exec_sel_active(e, j0))
 		return 0;
-	if (e->rec.per_slice)
+	if (rec_room(e))
 		return select_recorded(e, jobs, nj, unit, err);
 	return select_histograms(e, jobs, nj, err);
 }

@@ -275,8 +275,10 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 	for (uint64_t a = lo; a < hi && !c->failed; a += sl) {
 		uint64_t an = hi - a < sl ? hi - a : sl;
 
-		if (pass == P_SAMPLE && (first + a) / sl % SAMPLE_STRIDE)
+		if (sample_pass(pass) && (first + a) / sl % SAMPLE_STRIDE)
 			continue;
+		if (pass == P_HI && e->rec.on && c->rec_overflow)
+			break;  /* recording failed: the rest is of no use */
 		/* one pread per input per super-tile */
 		for (size_t s = 0; s <= j->nsrc && !c->failed; s++) {
 			int m = s ? j->src[s - 1].model : j->base_model;
@@ -378,7 +380,7 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 	}
 	if (e->rec.on && weld_exec_rec_chunk(e) < 0)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	if (pass == P_SAMPLE || pass == P_LO || (pass == P_HI && !e->rec.on))
+	if (sample_pass(pass) || pass == P_LO || (pass == P_HI && !e->rec.on))
 		e->hist_used = true;
 	weld_team_run(e->team, e->n_slices, slice_item,
 		      &(struct chunk_run){ e, j, first, n, g, pass, mode });
@@ -390,7 +392,7 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 			*err = e->slices[t].err;
 			return -1;
 		}
-	if (pass == P_HI || pass == P_LO || pass == P_SAMPLE) {
+	if (pass == P_HI || pass == P_LO || sample_pass(pass)) {
 		/* uint32 per-thread counts: fold them in before they could wrap */
 		e->hist_pending += n;
 		if (e->hist_pending > (1ull << 31))

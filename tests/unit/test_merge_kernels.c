@@ -142,17 +142,26 @@ static void test_topk_mask_in_pieces(void **state)
 	}
 	assert_memory_equal(whole, part, N);
 	assert_int_equal(count(whole, N), 400);
+	/* against a plain loop: above the threshold, or among its first equals */
+	for (int i = 0, eq = 0; i < N; i++) {
+		uint32_t key = weld_key(x[i]);
+
+		assert_int_equal(whole[i], key > sel.thresh ||
+					   (key == sel.thresh && (uint64_t)eq < sel.keep_equal));
+		eq += key == sel.thresh;
+	}
 }
 
 /* weld_record_keys against a plain loop: blocks with and without keys in
- * range, a ragged tail, keys just outside both ends of the range, and two
- * plateau keys (one frequent, one absent) counted instead of stored. */
+ * range, a ragged tail, keys just outside both ends of the range (which
+ * starts and ends inside a high-bits bin), and two plateau keys (one
+ * frequent, one absent) counted instead of stored. */
 static void test_record_keys(void **state)
 {
 	enum { N = 1000 };
 	float x[N];
 	uint32_t got[N], want[N];
-	struct weld_record_range r = { .lo = 0x3F80, .width = 3,
+	struct weld_record_range r = { .lo = 0x3F7F8000u, .width = 0x2FFFFu,
 				       .plateau = { WELD_NO_KEY, 0x3F810000u, WELD_NO_KEY,
 						    0x3F820001u } };
 	uint64_t above = 0, want_above = 0, pc[WELD_PLATEAUS], want_pc = 0;
@@ -175,9 +184,9 @@ static void test_record_keys(void **state)
 
 		if (key == 0x3F810000u)
 			want_pc++;
-		else if ((key >> 16) - r.lo <= r.width)
+		else if (key >= 0x3F7F8000u && key <= 0x3F827FFFu)
 			want[m++] = key;
-		want_above += (key >> 16) > r.lo + r.width;
+		want_above += key > 0x3F827FFFu;
 	}
 	assert_true(m > 100 && want_above > 100 && want_pc == 200);
 	for (int generic = 0; generic < 2; generic++) {
@@ -195,6 +204,36 @@ static void test_record_keys(void **state)
 		assert_int_equal(pc[1], want_pc);
 		assert_int_equal(pc[0] + pc[2] + pc[3], 0);
 	}
+}
+
+/* weld_hist_range: bins of 2^shift keys from lo; keys below lo and above
+ * hi are not counted (the last bin may end past hi), the sign is not part
+ * of the key. */
+static void test_hist_range(void **state)
+{
+	static uint32_t h[WELD_HIST_BINS];
+	const uint32_t keys[] = { 0x3F7FFFFFu, 0x3F800000u, 0x3F800007u, 0x3F800008u,
+				  0xBF800009u, 0x3F87FFFFu, 0x3F880000u, 0x00000000u };
+	float x[8];
+
+	(void)state;
+	memcpy(x, keys, sizeof(x));
+	weld_hist_range(x, 8, 0x3F800000u, 0x3F87FFFFu, 3, h);      /* 2^19 keys from lo */
+	assert_int_equal(h[0], 2);
+	assert_int_equal(h[1], 2);
+	assert_int_equal(h[WELD_HIST_BINS - 1], 1);
+	assert_int_equal(h[0] + h[1] + h[WELD_HIST_BINS - 1], 5);
+	memset(h, 0, sizeof(h));
+	weld_hist_range(x, 8, 0x3F800000u, 0x3F87FFFEu, 3, h);      /* the last key left out */
+	assert_int_equal(h[WELD_HIST_BINS - 1], 0);
+	assert_int_equal(h[0] + h[1], 4);
+	memset(h, 0, sizeof(h));
+	weld_hist_range(x, 8, 0x3F800000u, 0x3F80FFFFu, 0, h);      /* one high-bits bin */
+	assert_int_equal(h[0], 1);
+	assert_int_equal(h[7], 1);
+	assert_int_equal(h[8], 1);
+	assert_int_equal(h[9], 1);
+	assert_int_equal(h[0xFFFF], 0);
 }
 
 /* Learning plateaus: keys held by an eighth of a stretch become plateau
@@ -468,6 +507,7 @@ int main(void)
 		cmocka_unit_test(test_topk_bf16_exact_k),
 		cmocka_unit_test(test_topk_mask_in_pieces),
 		cmocka_unit_test(test_record_keys),
+		cmocka_unit_test(test_hist_range),
 		cmocka_unit_test(test_plateau_learn),
 		cmocka_unit_test(test_topk_plateau),
 		cmocka_unit_test(test_rng_known_values),
