@@ -139,10 +139,17 @@ import sys
 sys.path.insert(0, sys.argv[3])
 import safetensors_io as stio
 a, b = (stio.model_index(p) for p in sys.argv[1:3])
-assert set(a) == set(b), (sorted(a), sorted(b))
+if set(a) != set(b):
+    sys.exit("same_tensors: other names: %s vs %s" % (sorted(a), sorted(b)))
 for n in a:
-    assert a[n].dtype == b[n].dtype and stio.read_raw(a[n]).tobytes() == stio.read_raw(b[n]).tobytes(), n
+    if a[n].dtype != b[n].dtype or stio.read_raw(a[n]).tobytes() != stio.read_raw(b[n]).tobytes():
+        sys.exit("same_tensors: tensor %s differs" % n)
 PY
+}
+
+# differ A B: A and B do not hold the same tensors (quietly)
+differ() {
+	! same_tensors "$1" "$2" 2>/dev/null
 }
 
 summary() {
