@@ -348,7 +348,7 @@ static inline void beta_bounds(float x, float s, float lo, float hi, float mn, f
 	float p = x * s, up, dn, v;
 
 	intra_bounds(clip_abs(x, lo, hi), mn, span, fn, &up, &dn);
-	*ub = (p != p) | (up == INFINITY) ? INFINITY : up * (p > 0 ? p : 0.0f);
+	*ub = ((p != p) | (up == INFINITY)) ? INFINITY : up * (p > 0 ? p : 0.0f);
 	v = dn * p;
 	*lb = ((p > 0) & (p < 0x1p-13f)) ? v : -INFINITY;
 }
