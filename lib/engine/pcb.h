@@ -42,7 +42,10 @@ static inline uint32_t weld_pcb_signed_key(float x)
 
 static inline uint32_t weld_pcb_beta_key(float x)
 {
-	return x != x ? WELD_PCB_NAN_KEY : weld_pcb_signed_key(x);
+	/* no branch: the loops that count keys stay fast */
+	uint32_t nan = 0u - (uint32_t)(x != x);
+
+	return (weld_pcb_signed_key(x) & ~nan) | (WELD_PCB_NAN_KEY & nan);
 }
 
 static inline float weld_pcb_key_float(uint32_t key, int is_signed)

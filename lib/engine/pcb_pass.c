@@ -144,6 +144,16 @@ static void tile_beta_lo(const struct exec *e, const struct weld_job *j, struct 
 	}
 }
 
+/* Whether x[0..n) holds a NaN (no branch: on vectors). */
+static bool any_nan(const float *x, size_t n)
+{
+	unsigned any = 0;
+
+	for (size_t i = 0; i < n; i++)
+		any |= x[i] != x[i];
+	return any;
+}
+
 void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			size_t len, enum pass pass)
 {
@@ -173,8 +183,19 @@ void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_c
 		uint32_t *h0 = h + s * 2 * BINS, *h1 = h0 + BINS;
 		uint32_t b0 = p->bin[s][0], b1 = p->bin[s][1];
 
+		if (beta) {
+			/* beta's HI pass (its LO pass is tile_beta_lo()); the
+			 * NaN key only in a tile that holds a NaN */
+			if (any_nan(x, len))
+				for (size_t i = 0; i < len; i++)
+					h0[weld_pcb_beta_key(x[i]) >> 16]++;
+			else
+				for (size_t i = 0; i < len; i++)
+					h0[weld_pcb_signed_key(x[i]) >> 16]++;
+			continue;
+		}
 		for (size_t i = 0; i < len; i++) {
-			uint32_t k = beta ? weld_pcb_beta_key(x[i]) : weld_pcb_abs_key(x[i]);
+			uint32_t k = weld_pcb_abs_key(x[i]);
 
 			/* few keys fall in the two bins of a LO pass: a branch
 			 * costs less than two counts per element */
