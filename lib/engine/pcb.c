@@ -338,6 +338,9 @@ static inline void intra_bounds(float a, float mn, float span, float fn, float *
  * and = p for 0 < p < 2^-13; float rounding is monotonic. So
  *   beta <= float(up * max(p, 0)), and where 0 < p < 2^-13
  *   beta >= float(dn * p) (elsewhere nothing is known: -inf).
+ * beta is NaN where p is, or intra (up = +inf: an infinite delta clipped
+ * by an infinite bound); a NaN ranks above every value (pcb.h), so there
+ * the upper bound is +inf, and every path computes and counts it.
  */
 static inline void beta_bounds(float x, float s, float lo, float hi, float mn, float span,
 			       float fn, float *ub, float *lb)
@@ -345,7 +348,7 @@ static inline void beta_bounds(float x, float s, float lo, float hi, float mn, f
 	float p = x * s, up, dn, v;
 
 	intra_bounds(clip_abs(x, lo, hi), mn, span, fn, &up, &dn);
-	*ub = up * (p > 0 ? p : 0.0f);
+	*ub = ((p != p) | (up == INFINITY)) ? INFINITY : up * (p > 0 ? p : 0.0f);
 	v = dn * p;
 	*lb = ((p > 0) & (p < 0x1p-13f)) ? v : -INFINITY;
 }

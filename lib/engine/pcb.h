@@ -31,6 +31,23 @@ static inline uint32_t weld_pcb_signed_key(float x)
 	return u & 0x80000000u ? ~u : u | 0x80000000u;
 }
 
+/*
+ * Key of a beta (sorts like the value; METHODS 12 step 5): every NaN, whatever
+ * its sign and payload, takes one key above +inf, that of the positive quiet
+ * NaN 0x7FC00000, as a selection ranks a NaN above every value (weld(1),
+ * NON-FINITE VALUES). The same on every machine, whatever sign its
+ * arithmetic gives a NaN (inf - inf, 0 * inf).
+ */
+#define WELD_PCB_NAN_KEY 0xFFC00000u
+
+static inline uint32_t weld_pcb_beta_key(float x)
+{
+	/* no branch: the loops that count keys stay fast */
+	uint32_t nan = 0u - (uint32_t)(x != x);
+
+	return (weld_pcb_signed_key(x) & ~nan) | (WELD_PCB_NAN_KEY & nan);
+}
+
 static inline float weld_pcb_key_float(uint32_t key, int is_signed)
 {
 	uint32_t u = !is_signed ? key : key & 0x80000000u ? key & 0x7FFFFFFFu : ~key;

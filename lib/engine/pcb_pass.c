@@ -136,12 +136,22 @@ static void tile_beta_lo(const struct exec *e, const struct weld_job *j, struct 
 
 		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, weld_exec_pcb_memo(e, s), tmp);
 		for (size_t i = 0; i < m; i++) {
-			uint32_t k = weld_pcb_signed_key(tmp[i]);
+			uint32_t k = weld_pcb_beta_key(tmp[i]);
 
 			h0[k & 0xFFFF] += (k >> 16) == b0;
 			h1[k & 0xFFFF] += (k >> 16) == b1;
 		}
 	}
+}
+
+/* Whether x[0..n) holds a NaN (no branch: on vectors). */
+static bool any_nan(const float *x, size_t n)
+{
+	unsigned any = 0;
+
+	for (size_t i = 0; i < n; i++)
+		any |= x[i] != x[i];
+	return any;
 }
 
 void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
@@ -173,8 +183,19 @@ void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_c
 		uint32_t *h0 = h + s * 2 * BINS, *h1 = h0 + BINS;
 		uint32_t b0 = p->bin[s][0], b1 = p->bin[s][1];
 
+		if (beta) {
+			/* beta's HI pass (its LO pass is tile_beta_lo()); the
+			 * NaN key only in a tile that holds a NaN */
+			if (any_nan(x, len))
+				for (size_t i = 0; i < len; i++)
+					h0[weld_pcb_beta_key(x[i]) >> 16]++;
+			else
+				for (size_t i = 0; i < len; i++)
+					h0[weld_pcb_signed_key(x[i]) >> 16]++;
+			continue;
+		}
 		for (size_t i = 0; i < len; i++) {
-			uint32_t k = beta ? weld_pcb_signed_key(x[i]) : weld_pcb_abs_key(x[i]);
+			uint32_t k = weld_pcb_abs_key(x[i]);
 
 			/* few keys fall in the two bins of a LO pass: a branch
 			 * costs less than two counts per element */
@@ -308,7 +329,7 @@ static void row_full(struct exec *e, const struct weld_job *j, struct slice_ctx 
 
 	weld_k_pcb_beta(c->vals + s * te + r, c->scratch + r, j->nsrc, u->lo, u->hi, w, beta);
 	for (size_t i = 0; i < w; i++) {
-		keys[i] = weld_pcb_signed_key(beta[i]);
+		keys[i] = weld_pcb_beta_key(beta[i]);
 		top = keys[i] > top ? keys[i] : top;
 	}
 	u->top = weld_pcb_key_float(top, 1);
@@ -320,8 +341,8 @@ static void row_full(struct exec *e, const struct weld_job *j, struct slice_ctx 
  * The same with beta exact only where its upper bound reaches low, the
  * threshold's rank among the lower bounds with the low 16 bits of its key
  * cleared (low <= thr: order statistics keep the order of the values),
- * -inf elsewhere: every other beta is
- * finite (a NaN delta * sum is always taken) and below low. The threshold
+ * -inf elsewhere: every other beta is below low (a NaN beta, which ranks
+ * above every value, has the upper bound +inf: it is always exact). The threshold
  * is then the rank minus those among the exact ones, the largest beta one
  * of them. Checked: if thr came out below low (NaNs break the order), the
  * row is done whole.
@@ -340,14 +361,12 @@ static void row_drop(struct exec *e, const struct weld_job *j, struct slice_ctx 
 	/* the upper bounds go where beta will be */
 	weld_k_pcb_bounds(d, sum, &u->bound, u->lo, u->hi, w, beta, lb);
 	for (size_t i = 0; i < w; i++)
-		keys[i] = weld_pcb_signed_key(lb[i]);
+		keys[i] = weld_pcb_beta_key(lb[i]);
 	low = weld_pcb_kth_floor(keys, w, rank, tmp);
 	lowf = weld_pcb_key_float(low, 1);
 	for (size_t i = 0; i < w; i++) {
-		float p = d[i] * sum[i];
-
 		idx[m] = (uint32_t)i;
-		m += !(beta[i] < lowf) | (p != p);
+		m += !(beta[i] < lowf);
 	}
 	if (w - m > rank) {
 		row_full(e, j, c, r, w, s, u, keys, tmp);
@@ -358,12 +377,12 @@ static void row_drop(struct exec *e, const struct weld_job *j, struct slice_ctx 
 		beta[i] = -INFINITY;
 	for (size_t k = 0; k < m; k++) {
 		beta[idx[k]] = exact[k];
-		keys[k] = weld_pcb_signed_key(exact[k]);
+		keys[k] = weld_pcb_beta_key(exact[k]);
 		top = keys[k] > top ? keys[k] : top;
 	}
 	u->top = weld_pcb_key_float(top, 1);
 	u->thr = weld_pcb_key_float(weld_pcb_kth_key(keys, m, rank - (w - m), tmp), 1);
-	if (weld_pcb_signed_key(u->thr) < low)
+	if (weld_pcb_beta_key(u->thr) < low)
 		row_full(e, j, c, r, w, s, u, keys, tmp);
 }
 

@@ -143,7 +143,7 @@ static bool plan_window(struct pcb_window *w, const struct exec *e, const struct
 
 		weld_k_pcb_beta(d[s], sum, w->nsrc, u[s].lo, u[s].hi, n, beta);
 		for (size_t i = 0; i < n; i++)
-			keys[i] = weld_pcb_signed_key(beta[i]);
+			keys[i] = weld_pcb_beta_key(beta[i]);
 		sorted = weld_pcb_sort_keys(keys, n, keys + n);
 		w->lo[s] = sorted[a] >> 16;
 		hi[s] = sorted[b] >> 16;
@@ -194,7 +194,7 @@ static void record_keys(struct pcb_window *w, size_t s, const float *beta, size_
 	size_t n = 0;
 
 	for (size_t i = 0; i < m; i++) {
-		uint32_t k = weld_pcb_signed_key(beta[i]);
+		uint32_t k = weld_pcb_beta_key(beta[i]);
 
 		top = k > top ? k : top;
 		keys[n] = k;
@@ -226,7 +226,7 @@ static void count_keys(struct pcb_window *w, size_t s, const float *beta, size_t
 	uint64_t *coarse = t->coarse + s * WIDTH_MAX, above = 0, inside = 0;
 
 	for (size_t i = 0; i < m; i++) {
-		uint32_t k = weld_pcb_signed_key(beta[i]), b = (k >> 16) - lo;
+		uint32_t k = weld_pcb_beta_key(beta[i]), b = (k >> 16) - lo;
 
 		top = k > top ? k : top;
 		if (b < w->width) {
@@ -257,9 +257,10 @@ void weld_pcb_window_tile(struct pcb_window *w, const struct exec *e, const stru
 	for (size_t s = 0; s < j->nsrc; s++) {
 		const struct weld_pcb_unit *u = &e->hs->unit[s];
 		uint64_t above = 0;
+		/* nothing exceeds a NaN, the largest of all (pcb.h) */
+		float top = t->top[s] == WELD_PCB_NAN_KEY ? INFINITY : weld_pcb_key_float(t->top[s], 1);
 		size_t m = weld_k_pcb_window_candidates(d[s], sum, &u->bound, u->lo, u->hi, w->cut[s],
-							w->over[s], weld_pcb_key_float(t->top[s], 1),
-							len, idx, &above);
+							w->over[s], top, len, idx, &above);
 
 		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, weld_exec_pcb_memo(e, s),
 				   tmp);

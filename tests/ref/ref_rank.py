@@ -64,7 +64,9 @@ def della_drop(delta, u, d, eps, rescale):
 #   (0 when hi = min(lo, hi)); intra = f32(exp(f64(f32(n) * (N * N))));
 #   inter = f32(tanh(f64(delta * S))), S = the deltas summed in model order;
 #   beta = intra * inter; thr = b[floor(m (1 - r))], top = b[m - 1], b = beta
-#   sorted ascending by its bits (-0 below +0); score = (beta - thr) / (top -
+#   sorted ascending by its bits (-0 below +0; every NaN, whatever its sign,
+#   above +inf: the positive quiet NaN); a NaN clip bound clips nothing on
+#   its side (the clamp is made of comparisons); score = (beta - thr) / (top -
 #   thr) where beta > thr (0 elsewhere, and everywhere when top = thr);
 #   tau = sum_i (w_i * sign(delta_i) a_i) * score_i / max(sum_i score_i,
 #   1e-12), sums starting with model 1's term; out = B + lambda * tau.
@@ -73,6 +75,12 @@ def della_drop(delta, u, d, eps, rescale):
 def _signed_keys(x):
     u = np.ascontiguousarray(x, F32).view(np.uint32).astype(np.uint64)
     return np.where(u & 0x80000000, (~u) & 0xFFFFFFFF, u | 0x80000000)
+
+
+def _beta_keys(x):
+    # every NaN beta, whatever its sign, takes one key above +inf
+    x = np.asarray(x, F32)
+    return np.where(np.isnan(x), 0xFFC00000, _signed_keys(x))
 
 
 def _key_float(k):
@@ -95,7 +103,11 @@ def pcb_thr_index(m, ratio):
 
 
 def _clip_abs(d, lo, hi):
-    return np.minimum(np.maximum(np.abs(d), lo), hi).astype(F32)
+    # by comparisons: a NaN bound (a unit with more NaN deltas than the
+    # clip fraction) clips nothing on its side
+    a = np.abs(d).astype(F32)
+    a = np.where(a < lo, F32(lo), a)
+    return np.where(a > hi, F32(hi), a).astype(F32)
 
 
 def pcb_beta(d, s, n, lo, hi):
@@ -131,7 +143,7 @@ def pcb_unit(deltas, ratios, clip):
     for i, pieces in enumerate(deltas):
         lo, hi = bounds[i]
         beta = np.concatenate([pcb_beta(p, sums[k], n, lo, hi) for k, p in enumerate(pieces)])
-        keys = np.sort(_signed_keys(beta))
+        keys = np.sort(_beta_keys(beta))
         out.append((lo, hi, _key_float(keys[pcb_thr_index(m, ratios[i])]), _key_float(keys[m - 1])))
     return out, sums
 

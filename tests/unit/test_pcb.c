@@ -359,6 +359,60 @@ static void test_window_candidates(void **state)
 	}
 }
 
+/*
+ * --allow-nonfinite: a NaN beta, whatever its sign (inf - inf and 0 * inf
+ * give a negative NaN on x86), takes one key above +inf; every element
+ * whose beta is NaN is a candidate for any cut and inside any window, so
+ * no path leaves it out of the threshold's rank or the largest beta.
+ */
+static void test_nan_beta(void **state)
+{
+	float pos = NAN, neg = -NAN, inf = INFINITY, payload;
+	uint32_t u = 0x7FC0FFFFu, idx[8];
+	/* model 0: a NaN delta, +inf against -inf, 0 against +inf, an
+	 * infinite delta at an infinite clip bound (intra NaN, p = -inf),
+	 * then finite elements */
+	float d0[8] = { NAN, INFINITY, 0.0f, -INFINITY, 0.5f, 0.25f, -0.5f, 0.125f };
+	float d1[8] = { 1.0f, -INFINITY, INFINITY, 1.0f, 0.5f, -0.25f, 0.5f, 0.125f };
+	const float *dp[2] = { d0, d1 };
+	float sum[8], beta[8], ub[8], lb[8];
+	struct weld_pcb_bound b;
+	uint64_t above = 0;
+	size_t m;
+
+	(void)state;
+	memcpy(&payload, &u, sizeof(payload));
+	assert_int_equal(weld_pcb_beta_key(pos), WELD_PCB_NAN_KEY);
+	assert_int_equal(weld_pcb_beta_key(neg), WELD_PCB_NAN_KEY);
+	assert_int_equal(weld_pcb_beta_key(payload), WELD_PCB_NAN_KEY);
+	assert_true(weld_pcb_beta_key(inf) < WELD_PCB_NAN_KEY);
+	assert_true(weld_pcb_beta_key(-inf) < weld_pcb_beta_key(-1.0f));
+	assert_true(isnan(weld_pcb_key_float(WELD_PCB_NAN_KEY, 1)));
+	assert_true(weld_pcb_beta_key(1.0f) == weld_pcb_signed_key(1.0f));
+
+	weld_k_pcb_sum(dp, 2, 8, sum);
+	/* hi = +inf: the infinite delta's N is inf / inf */
+	weld_pcb_bound_init(&b, 2, 0.125f, INFINITY);
+	weld_k_pcb_beta(d0, sum, 2, 0.125f, INFINITY, 8, beta);
+	for (size_t j = 0; j < 4; j++)
+		assert_true(isnan(beta[j]));
+	for (size_t j = 4; j < 8; j++)
+		assert_false(isnan(beta[j]));
+	weld_k_pcb_bounds(d0, sum, &b, 0.125f, INFINITY, 8, ub, lb);
+	for (size_t j = 0; j < 4; j++)
+		assert_true(ub[j] == INFINITY);
+	/* a cut above every finite beta: the NaN ones alone */
+	m = weld_k_pcb_candidates(d0, sum, &b, 0.125f, INFINITY, 4.0f, 8, NULL, idx);
+	assert_int_equal(m, 4);
+	for (size_t k = 0; k < m; k++)
+		assert_int_equal(idx[k], k);
+	/* a window above every finite beta: the same, none counted without beta */
+	m = weld_k_pcb_window_candidates(d0, sum, &b, 0.125f, INFINITY, 4.0f, 8.0f, INFINITY, 8,
+					 idx, &above);
+	assert_int_equal(m, 4);
+	assert_int_equal(above, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -372,6 +426,7 @@ int main(void)
 		cmocka_unit_test(test_clip_sign),
 		cmocka_unit_test(test_bound_scores),
 		cmocka_unit_test(test_window_candidates),
+		cmocka_unit_test(test_nan_beta),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
