@@ -142,6 +142,21 @@ void weld_exec_sce_apply(struct exec *e, const struct weld_job *j, struct slice_
 	weld_exec_put_tile(e, j, c, first, g, len);
 }
 
+/* Each slice's count of equal variances becomes the count before it, in
+ * slice order after those of the earlier chunks (run). */
+static void eq_runs_to_starts(struct exec *e, uint64_t run)
+{
+	struct hist_exec *h = e->hs;
+
+	for (int t = 0; t < e->n_slices; t++) {
+		uint64_t mine = h->eq_run[t];
+
+		h->eq_run[t] = run;
+		run += mine;
+	}
+	h->eq_seen = run;
+}
+
 int weld_exec_sce_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
 			struct weld_error *err)
 {
@@ -166,25 +181,13 @@ int weld_exec_sce_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 			h->eq_run[key >> 32 & 0xFF]++;
 		}
 		h->eq_chunk++;
-		for (int t = 0; t < e->n_slices; t++) {
-			uint64_t mine = h->eq_run[t];
-
-			h->eq_run[t] = run;
-			run += mine;
-		}
-		h->eq_seen = run;
+		eq_runs_to_starts(e, run);
 		return 0;
 	}
 	if (weld_exec_run_chunk(e, j, first, n, P_SCE_COUNT, DROP_NONE, err) < 0)
 		return -1;
 	weld_exec_progress(e, j, n);
-	for (int t = 0; t < e->n_slices; t++) {
-		uint64_t mine = h->eq_run[t];
-
-		h->eq_run[t] = run;
-		run += mine;
-	}
-	h->eq_seen = run;
+	eq_runs_to_starts(e, run);
 	return 0;
 }
 
