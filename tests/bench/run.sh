@@ -13,9 +13,9 @@
 #                        eight (eight fine-tunes), huge (one 1.25 GB tensor);
 #                        make bench runs each in turn, one table each
 #   WELD_BENCH_METHODS   methods to run (default: average task-arithmetic ties
-#                        dare breadcrumbs consensus della pcb sce arcee-fusion
-#                        nearswap ram ramplus model-stock nuslerp multislerp
-#                        karcher, then expert-merge on an 8-expert MoE made by
+#                        dare breadcrumbs consensus della della-inverse pcb
+#                        sce arcee-fusion nearswap ram ramplus model-stock
+#                        nuslerp multislerp karcher, then expert-merge on an 8-expert MoE made by
 #                        tests/tools/mkmodel.c, then gguf: ties of four Q8_0
 #                        GGUF models into Q8_0, these two with FAMILY gauss
 #                        only; tsv-m and iso-c, and iso-cts when named, run
@@ -25,7 +25,9 @@
 #                        tests/bench/lora.sh; these too with FAMILY gauss
 #                        only); every method of the first table has a PyTorch
 #                        row (mergekit's per-tensor code; pcb the authors'
-#                        pcb-merging.py with the tensor as the unit) except
+#                        pcb-merging.py with the tensor as the unit), but
+#                        della-inverse (della with weld's default rescale,
+#                        which mergekit does not have), except
 #                        on FAMILY huge (PyTorch would hold its 1.25 GB
 #                        tensor in f32 for each of four inputs)
 #   MKMODEL              that generator (make bench passes it)
@@ -60,7 +62,7 @@ WELD=${WELD:-./weld}
 BENCH_DIR=${BENCH_DIR:-/tmp/weld-bench}
 BENCH_SIZE=${BENCH_SIZE:-full}
 FAMILY=${FAMILY:-gauss}
-METHODS=${WELD_BENCH_METHODS:-"average task-arithmetic ties dare breadcrumbs consensus della pcb sce arcee-fusion nearswap ram ramplus model-stock nuslerp multislerp karcher tsv-m iso-c"}
+METHODS=${WELD_BENCH_METHODS:-"average task-arithmetic ties dare breadcrumbs consensus della della-inverse pcb sce arcee-fusion nearswap ram ramplus model-stock nuslerp multislerp karcher tsv-m iso-c"}
 THREADS=${BENCH_THREADS:-$(nproc)}
 REPEAT=${BENCH_REPEAT:-3}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -219,6 +221,8 @@ for m in $METHODS; do
 	consensus)       wargs="consensus --base $B $MODELS"; targs="consensus $B $MODELS" ;;
 	della)           wargs="della --base $B --density 0.5 --rescale l1 $MODELS"
 	                 targs="della $B $MODELS --density 0.5" ;;
+	della-inverse)   wargs="della --base $B --density 0.5 --rescale inverse $MODELS"
+	                 targs="" ;;   # mergekit has only the l1 rescale
 	pcb)             wargs="pcb --base $B --density 0.1 $MODELS"; targs="pcb $B $MODELS --density 0.1" ;;
 	sce)             wargs="sce --base $B --select-topk 0.3 $MODELS"
 	                 targs="sce $B $MODELS --select-topk 0.3" ;;
