@@ -76,9 +76,14 @@ bool weld_dtype_is_float(enum weld_dtype t);       /* merged (F*) or copied */
 int weld_dtype_write_rank(enum weld_dtype t);
 
 /* Element conversions. Decoding is exact (F64 rounds to nearest even);
- * encoding supports F64, F32, F16, BF16 with round-to-nearest-even, NaN kept
- * NaN and f16 overflow to +-inf. Neither touches the floating-point
- * environment; both are safe to call from several threads. */
+ * encoding supports F64, F32, F16, BF16 with round-to-nearest-even and f16
+ * overflow to +-inf. Every NaN is encoded as the canonical one, positive and
+ * quiet with no payload (WELD_NAN_F32 and its F64/F16/BF16 forms 0x7ff8...0,
+ * 0x7e00, 0x7fc0): the sign and payload of a NaN made by arithmetic depend on
+ * the processor and on the compiler's operand order, the output must not.
+ * Neither touches the floating-point environment; both are safe to call
+ * from several threads. */
+#define WELD_NAN_F32 0x7fc00000u
 void weld_decode_f32(enum weld_dtype t, const void *src, float *dst, size_t n);
 int weld_encode_f32(enum weld_dtype t, const float *src, void *dst, size_t n);
 /* The dtype a merged float tensor stored as t is written in when no output

@@ -201,14 +201,14 @@ static inline uint16_t bits_f32_to_bf16(uint32_t u)
 {
 	/*
 	 * A NaN must not be rounded like a number: a signalling NaN with only
-	 * low payload bits would become infinity. Keep its top bits and make
-	 * it quiet. Rounding carries into the exponent where it should, up to
-	 * infinity for values at or past the top tie.
+	 * low payload bits would become infinity. Every NaN is written as the
+	 * one canonical NaN (see WELD_NAN_F32). Rounding carries into the
+	 * exponent where it should, up to infinity for values at or past the
+	 * top tie.
 	 */
-	const uint32_t nan = (u >> 16) | 0x0040u;
 	const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 
-	return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+	return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? WELD_NAN_F32 >> 16 : rounded);
 }
 
 /*
@@ -231,7 +231,7 @@ static inline uint16_t bits_f32_to_f16(uint32_t u)
 		return (uint16_t)(sign | ((r + 0x0fffu + ((r >> 13) & 1u)) >> 13));
 	}
 	if (a > 0x7f800000u)
-		return (uint16_t)(sign | 0x7e00u);      /* NaN: quiet, payload dropped */
+		return 0x7e00u;                         /* the canonical NaN */
 	/* 65520 is the tie between 65504 and 2^16: it rounds up to infinity */
 	if (a >= 0x477ff000u)
 		return (uint16_t)(sign | 0x7c00u);
@@ -292,9 +292,8 @@ static inline uint64_t bits_f32_to_f64(uint32_t u)
 	double x;
 	uint64_t b;
 
-	/* NaN payloads are kept; the NaN is made quiet, as hardware does */
 	if (a > 0x7f800000u)
-		return sign | 0x7ff8000000000000ull | ((uint64_t)(a & 0x7fffffu) << 29);
+		return 0x7ff8000000000000ull;           /* the canonical NaN */
 	if (a == 0x7f800000u)
 		return sign | 0x7ff0000000000000ull;
 	if (a >= 0x00800000u)
@@ -406,7 +405,7 @@ static inline uint64_t enc_f64(uint32_t u)
 
 static inline uint32_t enc_f32(uint32_t u)
 {
-	return LE32(u);
+	return LE32((u & 0x7fffffffu) > 0x7f800000u ? WELD_NAN_F32 : u);
 }
 
 /* decode_NAME(src bytes, dst floats, n) from an element kernel dec_NAME */

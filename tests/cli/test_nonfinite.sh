@@ -67,6 +67,18 @@ for m in average task-arithmetic ties dare breadcrumbs consensus della pcb sce r
 	*) expect "... NaN where an input is NaN, nowhere else" nan_only "$T/m-$m" ;;
 	esac
 done
+# canonical OUT: every NaN of OUT is the one quiet, positive NaN of its
+# dtype; +inf + -inf makes the processor's own NaN (negative on x86-64,
+# positive on ARM), which must not reach the file
+canonical() {
+	"$PYTHON" "$FIX" nan-bits "$1" >"$T/nan-bits" && [ -s "$T/nan-bits" ] &&
+		! grep -v -x -e 'F32 7fc00000' -e 'BF16 7fc0' -e 'F16 7e00' -e 'F64 7ff8000000000000' "$T/nan-bits"
+}
+for d in f32 bf16 f16 f64; do
+	expect "+inf and -inf averaged in $d" \
+		"$WELD" average -q --allow-nonfinite --dtype $d -o "$T/inf-$d" "$T/pinf" "$T/ninf"
+	expect "... give the canonical NaN" canonical "$T/inf-$d"
+done
 expect "ties --allow-nonfinite with -j 1" \
 	"$WELD" ties -q --allow-nonfinite $B -j 1 -o "$T/m-ties-j1" "$T/a" "$T/b"
 expect "... the same as -j 2" cmp -s "$T/m-ties/model.safetensors" "$T/m-ties-j1/model.safetensors"
