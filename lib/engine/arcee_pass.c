@@ -100,14 +100,14 @@ WELD_HOT static void count_low(const struct hist_exec *h, const float *imp, size
 		for (size_t l = 0; l < n; l++) {
 			uint32_t k = weld_pcb_signed_key(imp[i + l]) >> 16;
 
-			hit |= (uint32_t)(k == bin[0]) | (uint32_t)(k == bin[1]) | (uint32_t)(k == bin[2]);
+			hit |= ((uint32_t)(k == bin[0]) | (uint32_t)(k == bin[1]) |
+				(uint32_t)(k == bin[2])) << l;
 		}
-		for (size_t l = 0; hit && l < n; l++) {
-			uint32_t k = weld_pcb_signed_key(imp[i + l]);
+		for (; hit; hit &= hit - 1) {
+			uint32_t k = weld_pcb_signed_key(imp[i + (size_t)__builtin_ctz(hit)]);
 
 			for (int w = 0; w < 3; w++)
-				if (k >> 16 == bin[w])
-					hh[slot[w] + (k & 0xFFFF)]++;
+				hh[slot[w] + (k & 0xFFFF)] += k >> 16 == bin[w];
 		}
 		i += n;
 	}
