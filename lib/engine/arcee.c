@@ -188,7 +188,7 @@ float weld_k_arcee_kl(const float *a, const float *b, size_t w, double *scratch)
 	return (float)kl;
 }
 
-void weld_k_arcee_scale(const float *a, const float *b, size_t w, float k, float *imp)
+WELD_HOT void weld_k_arcee_scale(const float *a, const float *b, size_t w, float k, float *imp)
 {
 	for (size_t j = 0; j < w; j++)
 		imp[j] = fabsf(b[j] - a[j]) * k;
@@ -200,7 +200,7 @@ void weld_k_arcee_importance(const float *a, const float *b, size_t w, double *s
 	weld_k_arcee_scale(a, b, w, weld_k_arcee_kl(a, b, w, scratch), imp);
 }
 
-void weld_k_arcee_apply(const float *a, const float *b, const float *imp, double fence,
+WELD_HOT void weld_k_arcee_apply(const float *a, const float *b, const float *imp, double fence,
 			size_t len, float *out)
 {
 	for (size_t j = 0; j < len; j++) {
