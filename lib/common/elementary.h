@@ -5,7 +5,7 @@
  * variants for one machine (glibc before 2.28 had another; glibc picks an
  * FMA or a non-FMA code path at run time). Where a result's bits must be
  * a definition's (arcee_fusion's kl), weld uses weld_exp instead: it is
- * made of IEEE 754 basic operations only (+ - * / in double, rounded to
+ * made of IEEE 754 basic operations only (+ - * in double, rounded to
  * nearest, never fused; conversions; bit operations for powers of 2), in
  * a fixed order, so a call and any lane of weld_exp_lanes give the same
  * bits on every instruction set, and a NumPy twin (tests/ref/ref_exp.py)
@@ -15,10 +15,11 @@
  *  - NaN: x + x. Every other x is first clamped to [-746, 710] (outside,
  *    exp rounds to 0 or overflows to +inf anyway).
  *  - k = the integer nearest x * (16 / ln 2), found with the shifter
- *    1.5 * 2^52: kd = x * INVLN2N + 1.5 * 2^52 (two roundings), k = its
- *    low bits, kd -= 1.5 * 2^52.
- *  - r = (x - kd * LN2HI) - kd * LN2LO, ln(2)/16 split so that kd * LN2HI
- *    and the first subtraction are exact; |r| <= ln(2)/32 and a little.
+ *    1.5 * 2^52: kd = x * INVLN2N + 1.5 * 2^52 (two roundings; INVLN2N =
+ *    16 / ln 2 rounded), k = its low bits, kd -= 1.5 * 2^52.
+ *  - r = (x - kd * LN2HI) - kd * LN2LO: LN2HI = ln(2)/16 to 35 bits, LN2LO
+ *    = the rest rounded, so that kd * LN2HI (|k| < 2^15) and the first
+ *    subtraction are exact; |r| <= ln(2)/32 and a little.
  *  - j = k mod 16, e = floor(k / 16); hi = 2^(j/16) rounded to double,
  *    tail = (2^(j/16) - hi) / hi rounded (the tables, in elementary.c).
  *  - t = ((tail + r) + r^2 (c2 + r c3)) + r^4 ((c4 + r c5) + r^2 (c6 + r c7)),
@@ -28,8 +29,9 @@
  *    with e1 = floor(e / 2), e2 = e - e1: the first product is exact, the
  *    second rounds once, also where the result is subnormal, 0 or +inf.
  * So exp(+-0) = 1, exp(-inf) = 0, exp(+inf) = +inf. Within 0.6 ulp of e^x
- * (the last rounding 0.5, the table's and the series' the rest), so within
- * 1 ulp of any exp that is itself within 1.4 ulp.
+ * (the last rounding 0.5, the table's and the series' the rest; 0.57 at
+ * most on 2 * 10^7 points against expl), so at most 1 ulp from any exp
+ * whose error is below 1.4 ulp (glibc's is below 0.52).
  */
 #ifndef WELD_ELEMENTARY_H
 #define WELD_ELEMENTARY_H
