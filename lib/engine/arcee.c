@@ -69,12 +69,13 @@ WELD_HOT static float row_max(const float *x, size_t w)
 
 /* eb[j] = weld_exp(b[j] - max b), ea likewise, in lanes, and their sums
  * in row order (two running sums, one loop: the additions of one do not
- * wait for the other's). */
+ * wait for the other's). Each block's values are added from memory while
+ * the next block's are computed: loads, not lane extractions. */
 WELD_HOT static void exps(const float *b, const float *a, size_t w, double *eb, double *ea,
 			  double *sb, double *sa)
 {
 	double mb = row_max(b, w), ma = row_max(a, w), tb = 0, ta = 0;
-	size_t j = 0;
+	size_t j = 0, done = 0;
 
 	for (; j + WELD_EXP_LANES <= w; j += WELD_EXP_LANES) {
 		vfloat8 fb, fa;
@@ -86,18 +87,20 @@ WELD_HOT static void exps(const float *b, const float *a, size_t w, double *eb, 
 		xa = __builtin_convertvector(fa, weld_vexp) - ma;
 		weld_exp_lanes(&xb);
 		weld_exp_lanes(&xa);
+		for (; done < j; done++) {
+			tb += eb[done];
+			ta += ea[done];
+		}
 		memcpy(eb + j, &xb, sizeof(xb));
 		memcpy(ea + j, &xa, sizeof(xa));
-		for (size_t l = 0; l < WELD_EXP_LANES; l++) {
-			tb += xb[l];
-			ta += xa[l];
-		}
 	}
 	for (; j < w; j++) {
 		eb[j] = weld_exp((double)b[j] - mb);
 		ea[j] = weld_exp((double)a[j] - ma);
-		tb += eb[j];
-		ta += ea[j];
+	}
+	for (; done < w; done++) {
+		tb += eb[done];
+		ta += ea[done];
 	}
 	*sb = tb;
 	*sa = ta;
