@@ -2,12 +2,14 @@
  * arcee.c - arcee_fusion's formulas (METHODS 11). See arcee.h.
  *
  * float(kl) decides which elements are taken, so it must have the bits of
- * the definition: the C library's exp and log in double, the sums in row
- * order. Done literally that costs two exp and one log per element; here:
+ * the definition: weld's own exp (elementary.h: the same bits on every
+ * machine and C library, unlike the C library's exp) and the C library's
+ * log, in double, the sums in row order. Done literally that costs two
+ * exp and one log per element; here:
  *
- *  - The exponentials are calls of exp, summed in row order: the
- *    softmaxes p and q are the definition's bits (two running sums, one
- *    loop: the additions of one do not wait for the other's).
+ *  - The exponentials are weld_exp's, in vector lanes, summed in row
+ *    order: the softmaxes p and q are the definition's bits (two running
+ *    sums, one loop: the additions of one do not wait for the other's).
  *  - Each term t_j = p_j log(p_j / q_j) is taken with a series for the log
  *    where p/q is within 2^-6 of 1 (in lanes, vectorised), within 4 units
  *    of 2^-53 of the true log relative to it; the C library's log is
@@ -23,6 +25,7 @@
  *    the same sums.
  */
 #include "arcee.h"
+#include "elementary.h"
 #include "target_clones.h"
 
 #include <math.h>
@@ -32,6 +35,8 @@
 #define LANES 8
 typedef double vdouble __attribute__((vector_size(LANES * sizeof(double))));
 typedef int64_t vlong __attribute__((vector_size(LANES * sizeof(int64_t))));
+#define FLANES 16                /* lanes of the maxima */
+typedef float vfloat8 __attribute__((vector_size(WELD_EXP_LANES * sizeof(float))));
 #define SERIES_MAX 0x1p-6       /* |p/q - 1| up to which the series serves */
 
 static uint32_t float_bits(float x)
@@ -42,22 +47,60 @@ static uint32_t float_bits(float x)
 	return u;
 }
 
-/* eb[j] = exp(b[j] - max b), ea likewise, and their sums, in row order;
- * the maxima in double ((double)x > max, in row order). */
-static void exps(const float *b, const float *a, size_t w, double *eb, double *ea, double *sb,
-		 double *sa)
+/* The largest of the row's w values, -inf if none (NaN is never larger):
+ * in lanes, since any order gives the same value but the sign of a zero,
+ * and x - (+0) and x - (-0) have the same exponential. */
+WELD_HOT static float row_max(const float *x, size_t w)
 {
-	double mb = -INFINITY, ma = -INFINITY, tb = 0, ta = 0;
+	float m[FLANES], mx = -INFINITY;
+	size_t j = 0;
 
-	for (size_t j = 0; j < w; j++) {
-		mb = (double)b[j] > mb ? (double)b[j] : mb;
-		ma = (double)a[j] > ma ? (double)a[j] : ma;
+	for (size_t l = 0; l < FLANES; l++)
+		m[l] = -INFINITY;
+	for (; j + FLANES <= w; j += FLANES)
+		for (size_t l = 0; l < FLANES; l++)
+			m[l] = x[j + l] > m[l] ? x[j + l] : m[l];
+	for (size_t l = 0; l < FLANES; l++)
+		mx = m[l] > mx ? m[l] : mx;
+	for (; j < w; j++)
+		mx = x[j] > mx ? x[j] : mx;
+	return mx;
+}
+
+/* eb[j] = weld_exp(b[j] - max b), ea likewise, in lanes, and their sums
+ * in row order (two running sums, one loop: the additions of one do not
+ * wait for the other's). Each block's values are added from memory while
+ * the next block's are computed: loads, not lane extractions. */
+WELD_HOT static void exps(const float *b, const float *a, size_t w, double *eb, double *ea,
+			  double *sb, double *sa)
+{
+	double mb = row_max(b, w), ma = row_max(a, w), tb = 0, ta = 0;
+	size_t j = 0, done = 0;
+
+	for (; j + WELD_EXP_LANES <= w; j += WELD_EXP_LANES) {
+		vfloat8 fb, fa;
+		weld_vexp xb, xa;
+
+		memcpy(&fb, b + j, sizeof(fb));
+		memcpy(&fa, a + j, sizeof(fa));
+		xb = __builtin_convertvector(fb, weld_vexp) - mb;
+		xa = __builtin_convertvector(fa, weld_vexp) - ma;
+		weld_exp_lanes(&xb);
+		weld_exp_lanes(&xa);
+		for (; done < j; done++) {
+			tb += eb[done];
+			ta += ea[done];
+		}
+		memcpy(eb + j, &xb, sizeof(xb));
+		memcpy(ea + j, &xa, sizeof(xa));
 	}
-	for (size_t j = 0; j < w; j++) {
-		eb[j] = exp((double)b[j] - mb);
-		ea[j] = exp((double)a[j] - ma);
-		tb += eb[j];
-		ta += ea[j];
+	for (; j < w; j++) {
+		eb[j] = weld_exp((double)b[j] - mb);
+		ea[j] = weld_exp((double)a[j] - ma);
+	}
+	for (; done < w; done++) {
+		tb += eb[done];
+		ta += ea[done];
 	}
 	*sb = tb;
 	*sa = ta;
@@ -148,7 +191,7 @@ float weld_k_arcee_kl(const float *a, const float *b, size_t w, double *scratch)
 	return (float)kl;
 }
 
-void weld_k_arcee_scale(const float *a, const float *b, size_t w, float k, float *imp)
+WELD_HOT void weld_k_arcee_scale(const float *a, const float *b, size_t w, float k, float *imp)
 {
 	for (size_t j = 0; j < w; j++)
 		imp[j] = fabsf(b[j] - a[j]) * k;
@@ -160,7 +203,7 @@ void weld_k_arcee_importance(const float *a, const float *b, size_t w, double *s
 	weld_k_arcee_scale(a, b, w, weld_k_arcee_kl(a, b, w, scratch), imp);
 }
 
-void weld_k_arcee_apply(const float *a, const float *b, const float *imp, double fence,
+WELD_HOT void weld_k_arcee_apply(const float *a, const float *b, const float *imp, double fence,
 			size_t len, float *out)
 {
 	for (size_t j = 0; j < len; j++) {

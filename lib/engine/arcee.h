@@ -11,8 +11,8 @@
 /*
  * imp[j] = |b[j] - a[j]| * float(kl) for one row of w elements, kl =
  * sum_j p_j log(p_j / q_j), p = softmax(b) + 1e-8, q = softmax(a) + 1e-8;
- * softmaxes and kl in double, summed in row order. scratch holds 2 * w
- * doubles.
+ * softmaxes (weld_exp(x - max x), elementary.h) and kl (the C library's
+ * log) in double, summed in row order. scratch holds 2 * w doubles.
  */
 void weld_k_arcee_importance(const float *a, const float *b, size_t w, double *scratch,
 			     float *imp);

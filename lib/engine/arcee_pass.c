@@ -16,6 +16,7 @@
 #include "exec.h"
 #include "arcee.h"
 #include "hist_pass.h"
+#include "target_clones.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -71,31 +72,65 @@ static void kl_room(struct exec *e, const struct weld_job *j)
 	h->kl_rows = rows;
 }
 
+/* HI: count the high 16 bits of the importances' keys (taken in lanes, a
+ * block at a time, then counted). */
+#define BLOCK 16
+WELD_HOT static void count_high(const float *imp, size_t len, uint32_t *hh)
+{
+	uint32_t bin[BLOCK];
+
+	for (size_t i = 0; i < len; i += BLOCK) {
+		size_t n = len - i < BLOCK ? len - i : BLOCK;
+
+		for (size_t l = 0; l < n; l++)
+			bin[l] = weld_pcb_signed_key(imp[i + l]) >> 16;
+		for (size_t l = 0; l < n; l++)
+			hh[bin[l]]++;
+	}
+}
+
+/* LO: count the low 16 bits of the keys in the three quantiles' bins (two
+ * may share one), each in its slot's histogram. Few keys fall in them: a
+ * test of a block first, in lanes. */
+WELD_HOT static void count_low(const struct hist_exec *h, const float *imp, size_t len,
+			       uint32_t *hh)
+{
+	uint32_t bin[3];
+	size_t slot[3], i = 0;
+
+	for (int w = 0; w < 3; w++) {
+		bin[w] = h->bin[quantile[w].s][quantile[w].q];
+		slot[w] = (quantile[w].s * 2 + (size_t)quantile[w].q) * WELD_HP_BINS;
+	}
+	while (i < len) {
+		size_t n = len - i < BLOCK ? len - i : BLOCK;
+		uint32_t hit = 0;
+
+		for (size_t l = 0; l < n; l++) {
+			uint32_t k = weld_pcb_signed_key(imp[i + l]) >> 16;
+
+			hit |= ((uint32_t)(k == bin[0]) | (uint32_t)(k == bin[1]) |
+				(uint32_t)(k == bin[2])) << l;
+		}
+		for (; hit; hit &= hit - 1) {
+			uint32_t k = weld_pcb_signed_key(imp[i + (size_t)__builtin_ctz(hit)]);
+
+			for (int w = 0; w < 3; w++)
+				hh[slot[w] + (k & 0xFFFF)] += k >> 16 == bin[w];
+		}
+		i += n;
+	}
+}
+
 void weld_exec_arcee_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			  uint64_t g, size_t len, enum pass pass)
 {
-	struct hist_exec *h = e->hs;
 	const float *imp = tile_importance(e, j, c, g, len);
-	uint32_t *hh = weld_exec_hist_mine(e);
 
-	for (size_t i = 0; i < len; i++) {
-		uint32_t k = weld_pcb_signed_key(imp[i]);
-
-		if (pass == P_ARCEE_HI) {
-			hh[k >> 16]++;
-			continue;
-		}
-		/* few keys fall in the three bins: a test first */
-		if ((k >> 16) != h->bin[0][0] && (k >> 16) != h->bin[0][1] &&
-		    (k >> 16) != h->bin[1][0])
-			continue;
-		for (int w = 0; w < 3; w++) {
-			size_t s = quantile[w].s;
-			int q = quantile[w].q;
-
-			hh[(s * 2 + (size_t)q) * WELD_HP_BINS + (k & 0xFFFF)] += (k >> 16) == h->bin[s][q];
-		}
-	}
+	if (pass == P_ARCEE_HI)
+		count_high(imp, len, weld_exec_hist_mine(e));
+	else
+		count_low(e->hs, imp, len, weld_exec_hist_mine(e));
 }
 
 void weld_exec_arcee_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,

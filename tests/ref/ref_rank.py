@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+import ref_exp
+
 F32 = np.float32
 
 
@@ -220,19 +222,21 @@ def sce_tensor(base, ts, tau):
 
 # ---------------------------------------------------------------------------
 # arcee_fusion (METHODS.md section 11), weld's order of operations: per row
-# (the last dimension), e = exp(x - max x) in double with the C library's
-# exp (Python's math module), s = the e summed in row order, p = e_b/s_b +
-# 1e-8, q = e_a/s_a + 1e-8, kl = sum in row order of p log(p/q);
-# importance = float32(|b - a|) * float32(kl); the fence Q(.5) + 1.5 (Q(.75)
-# - Q(.25)) in double, Q(x) = the floor(x (L - 1))-th smallest importance of
-# the whole tensor; out = a + (b - a) * [importance >= fence]; 0-D: b.
+# (the last dimension), e = exp(x - max x) in double with weld's own exp
+# (ref_exp.py, the NumPy twin of lib/common/elementary.h: the same bits on
+# every machine), s = the e summed in row order, p = e_b/s_b + 1e-8,
+# q = e_a/s_a + 1e-8, kl = sum in row order of p log(p/q) (the C library's
+# log: Python's math module); importance = float32(|b - a|) * float32(kl);
+# the fence Q(.5) + 1.5 (Q(.75) - Q(.25)) in double, Q(x) = the
+# floor(x (L - 1))-th smallest importance of the whole tensor;
+# out = a + (b - a) * [importance >= fence]; 0-D: b.
 
 
 def _row_exps(x):
     mx = -math.inf
     for v in x:
         mx = float(v) if float(v) > mx else mx
-    e = [math.exp(float(v) - mx) for v in x]
+    e = ref_exp.weld_exp(np.asarray(x, np.float64) - mx).tolist()
     s = 0.0
     for v in e:
         s += v

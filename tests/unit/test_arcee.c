@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "arcee.h"
+#include "elementary.h"
 #include "fixtures.h"
 
 /* a = (0, 0): q = (1/2, 1/2); b = (ln 3, 0): p = (3/4, 1/4);
@@ -44,8 +45,8 @@ static void test_width_one(void **state)
 	assert_true(imp[0] == 0.0f);
 }
 
-/* float(kl) by its definition, literally: exp and log of the C library in
- * double, summed in row order */
+/* float(kl) by its definition, literally: weld_exp and the C library's log
+ * in double, summed in row order */
 static float definition_kl(const float *a, const float *b, size_t w)
 {
 	double mb = -INFINITY, ma = -INFINITY, sb = 0, sa = 0, kl = 0;
@@ -55,11 +56,12 @@ static float definition_kl(const float *a, const float *b, size_t w)
 		ma = (double)a[j] > ma ? (double)a[j] : ma;
 	}
 	for (size_t j = 0; j < w; j++) {
-		sb += exp((double)b[j] - mb);
-		sa += exp((double)a[j] - ma);
+		sb += weld_exp((double)b[j] - mb);
+		sa += weld_exp((double)a[j] - ma);
 	}
 	for (size_t j = 0; j < w; j++) {
-		double p = exp((double)b[j] - mb) / sb + 1e-8, q = exp((double)a[j] - ma) / sa + 1e-8;
+		double p = weld_exp((double)b[j] - mb) / sb + 1e-8,
+		       q = weld_exp((double)a[j] - ma) / sa + 1e-8;
 
 		kl += p * log(p / q);
 	}

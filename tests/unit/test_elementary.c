@@ -1,0 +1,187 @@
+/*
+ * test_elementary.c - weld's own exp (lib/common/elementary.c): one call
+ * and the lanes of weld_exp_array (compiled for the machine's widest
+ * vectors) give the same bits; within 1 ulp of the C library's exp; the
+ * special values; the known answer of its NumPy twin; the tables against
+ * long double.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "elementary.h"
+
+#define POINTS 1200000
+
+static uint64_t bits(double x)
+{
+	uint64_t u;
+
+	memcpy(&u, &x, sizeof(u));
+	return u;
+}
+
+/* the distance in ulps of two finite doubles of one sign, or of zero */
+static uint64_t ulps(double a, double b)
+{
+	uint64_t x = bits(a), y = bits(b);
+
+	return x > y ? x - y : y - x;
+}
+
+/* the next double in [0, 1) of the 64-bit LCG *s */
+static double next_unit(uint64_t *s)
+{
+	*s = *s * 6364136223846793005u + 1442695040888963407u;
+	return (double)(*s >> 11) * 0x1p-53;
+}
+
+/* POINTS arguments: arcee's range (x <= 0, mostly near 0), the subnormal
+ * results (-708 .. -746), the whole range, tiny ones, and the edges */
+static double *points(void)
+{
+	static const double edge[] = {
+		0.0, -0.0, 0x1p-1074, -0x1p-1074, 1e-300, -1e-300, 0x1p-60, -0x1p-60,
+		-708.0, -708.39641853226408, -708.4, -709.0, -720.0, -740.0, -744.44007192138126,
+		-745.0, -745.13321910194110, -745.13321910194122, -745.2, -746.0, -746.5, -1000.0,
+		-1e300, -DBL_MAX, -INFINITY, INFINITY, NAN, -NAN, 709.78271289338397, 709.8, 710.0,
+		1e300, 1.0, -1.0, 0.5, -0.5, 0x1.62e42fefa39efp-5, -0x1.62e42fefa39efp-6,
+	};
+	const size_t ne = sizeof(edge) / sizeof(edge[0]);
+	double *x = malloc(POINTS * sizeof(double));
+	uint64_t s = 42;
+
+	assert_non_null(x);
+	memcpy(x, edge, sizeof(edge));
+	for (size_t i = ne; i < POINTS; i++) {
+		double u = next_unit(&s);
+
+		switch (i % 5) {
+		case 0: x[i] = -40 * u; break;
+		case 1: x[i] = -0.05 * u; break;
+		case 2: x[i] = -708 - 40 * u; break;
+		case 3: x[i] = 1420 * u - 710; break;
+		default: x[i] = (u - 0.5) * ldexp(1.0, -(int)(i % 60)); break;
+		}
+	}
+	return x;
+}
+
+/* a call and the array's lanes: the same bits, NaN's included */
+static void test_scalar_is_vector(void **state)
+{
+	double *x = points(), *y = malloc(POINTS * sizeof(double));
+	size_t bad = 0;
+
+	(void)state;
+	assert_non_null(y);
+	/* an odd count: the array's last values go through one call each */
+	weld_exp_array(x, y, POINTS - 3);
+	for (size_t i = 0; i < POINTS - 3; i++) {
+		double z = weld_exp(x[i]);
+
+		bad += memcmp(&z, &y[i], sizeof(z)) != 0;
+	}
+	assert_int_equal(bad, 0);
+	/* in place */
+	weld_exp_array(x, x, POINTS);
+	assert_memory_equal(x, y, (POINTS - 3) * sizeof(double));
+	free(x);
+	free(y);
+}
+
+/* within 1 ulp of the C library's exp everywhere */
+static void test_within_one_ulp(void **state)
+{
+	double *x = points();
+	size_t bad = 0, differ = 0;
+
+	(void)state;
+	for (size_t i = 0; i < POINTS; i++) {
+		double a = weld_exp(x[i]), b = exp(x[i]);
+
+		if (isnan(x[i])) {
+			bad += !isnan(a);
+			continue;
+		}
+		if (ulps(a, b) > 1) {
+			print_message("exp(%a): weld %a, C library %a\n", x[i], a, b);
+			bad++;
+		}
+		differ += a != b;
+	}
+	assert_int_equal(bad, 0);
+	/* most are the same value (1 ulp apart: about one in 200) */
+	assert_true(differ < POINTS / 50);
+	free(x);
+}
+
+static void test_special_values(void **state)
+{
+	(void)state;
+	assert_true(bits(weld_exp(0.0)) == bits(1.0));
+	assert_true(bits(weld_exp(-0.0)) == bits(1.0));
+	assert_true(bits(weld_exp(-INFINITY)) == bits(0.0));
+	assert_true(weld_exp(INFINITY) == INFINITY);
+	assert_true(weld_exp(710.0) == INFINITY);
+	assert_true(weld_exp(709.78) < INFINITY);
+	assert_true(isnan(weld_exp(NAN)));
+	/* the smallest subnormal, and below half of it 0 */
+	assert_true(weld_exp(-745.0) == 0x1p-1074);
+	assert_true(bits(weld_exp(-745.2)) == bits(0.0));
+	assert_true(bits(weld_exp(-1e300)) == bits(0.0));
+	/* exact where e^x is a power of 2 within the range of k */
+	assert_true(weld_exp(0x1p-60) == 1.0);
+	assert_true(weld_exp(1.0) == 0x1.5bf0a8b145769p+1);
+}
+
+/* the sum modulo 2^64 of the bits of weld_exp at 2^20 points (v = (i
+ * 2654435761 mod 2^32) 2^-32; by i mod 3: -750 v, -0.1 v, 1420 v - 710):
+ * tests/ref/ref_exp.py, the NumPy twin, must give the same (test_exp.sh) */
+static void test_known_answer(void **state)
+{
+	uint64_t sum = 0;
+
+	(void)state;
+	for (uint64_t i = 0; i < 1u << 20; i++) {
+		double v = (double)(uint32_t)(i * 2654435761u) * 0x1p-32;
+		double x = i % 3 == 0 ? -750.0 * v : i % 3 == 1 ? -0.1 * v : 1420.0 * v - 710.0;
+
+		sum += bits(weld_exp(x));
+	}
+	assert_true(sum == 0x2f9bcfa68db78bb1u);
+}
+
+/* hi = 2^(j/16) rounded; hi (1 + tail) within 2^-62 of it (long double
+ * holds 2^(j/16) within 2^-63) */
+static void test_tables(void **state)
+{
+	(void)state;
+	for (int j = 0; j < WELD_EXP_N; j++) {
+		long double v = exp2l((long double)j / 16);
+
+		assert_true(weld_exp_hi[j] == (double)v);
+		assert_true(fabsl(((long double)weld_exp_hi[j] * (1 + (long double)weld_exp_tail[j]) - v) /
+				  v) < 0x1p-62L);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_scalar_is_vector),
+		cmocka_unit_test(test_within_one_ulp),
+		cmocka_unit_test(test_special_values),
+		cmocka_unit_test(test_known_answer),
+		cmocka_unit_test(test_tables),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
