@@ -77,7 +77,8 @@ static void record(struct exec *e, const struct weld_job *j, const float *const 
 
 	for (size_t i = 0; i < len; i++) {
 		uint32_t k = weld_pcb_abs_key(v[i]), *r;
-		uint64_t at, pos = g + i;
+		uint64_t pos = g + i;
+		size_t at;
 
 		if ((k & mask) != want)
 			continue;
