@@ -86,7 +86,7 @@ static uint64_t total_bytes(const struct exec *e)
 			passes += (uint64_t)lo - 1;
 		}
 		if (weld_method_sce(j->method))
-			passes += 3;
+			passes += 2;    /* most often: 3 in all (sce_pass.c) */
 		if (weld_method_arcee(j->method) && j->ndim > 0)
 			passes += 2;
 		t += passes * job_bytes(e, j, j->nelem);

@@ -381,9 +381,9 @@ int weld_exec_sce_unit(struct exec *e, const struct weld_job *j, struct weld_err
  * variances before each slice (a counting pass when only some are kept). */
 int weld_exec_sce_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
 			struct weld_error *err);
-/* A statistics pass of sce over one tile (slice loop). */
+/* A statistics pass of sce over the tile at flat index g (slice loop). */
 void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
-			size_t len, enum pass pass);
+			uint64_t g, size_t len, enum pass pass);
 /* sce's APPLY of the tile at flat index g. */
 void weld_exec_sce_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			 uint64_t first, uint64_t g, size_t len);

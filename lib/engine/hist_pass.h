@@ -42,13 +42,15 @@ struct hist_exec {
 	bool keep_all, keep_none;       /* sce: no selection, or nothing kept */
 	uint64_t *eq_run;               /* sce: per slice, equal keys seen before its next element */
 	uint64_t eq_seen;               /* sce: equal keys in the chunks before */
-	/* sce: the variances equal to the threshold, recorded by the energies'
-	 * pass when few (sce_pass.c): order key and squares of each */
+	/* sce: variances recorded by a pass when they fit (sce_pass.c): those
+	 * in the threshold's bin, or those equal to the threshold; position,
+	 * key and squares of each */
 	uint32_t *eq_rec;
-	size_t eq_n, eq_cursor;
-	uint64_t eq_chunk;              /* the chunk the pass is in */
-	bool eq_record;                 /* the energies' pass records them */
-	bool eq_known;                  /* APPLY counts them from the records */
+	size_t eq_n;
+	uint64_t eq_cut;                /* the equal ones kept are those before it */
+	bool bin_record;                /* the LO pass records the bin and sums */
+	bool eq_record;                 /* the energies' pass records the equal ones */
+	bool eq_known;                  /* APPLY keeps the equal ones before eq_cut */
 	float a[WELD_K_MAX_SRC];     /* sce: each model's share */
 	double fence;                   /* arcee_fusion: Q(.5) + 1.5 (Q(.75) - Q(.25)) */
 	/* arcee_fusion: each row's float(kl), taken in the first pass and

@@ -615,6 +615,35 @@ static uint64_t draws_budget(weld_plan *p, uint64_t budget, uint64_t maxsrc, uin
 	return maxsrc * p->drop_stride;
 }
 
+/* sce: room for its records beyond the WELD_SCE_EQ_BYTES of the fixed
+ * buffers, enough for the threshold's bin of a large tensor (a pass
+ * fewer): WELD_SCE_REC_MORE, at most an eighth of the budget left, what
+ * the largest tensor could record, and the whole room at most the record
+ * memory. Sets p->sce_rec_bytes and returns the bytes added. */
+static uint64_t sce_budget(weld_plan *p, uint64_t budget, uint64_t per_elem)
+{
+	uint64_t most = 0, extra = budget / 8 < WELD_SCE_REC_MORE ? budget / 8 : WELD_SCE_REC_MORE;
+
+	for (size_t i = 0; i < p->njobs; i++) {
+		const struct weld_job *j = &p->jobs[i];
+		uint64_t n = j->nelem * (3 + j->nsrc) * 4;
+
+		if (weld_method_sce(j->method) && n > most)
+			most = n;
+	}
+	if (!most)
+		return 0;
+	most = most > WELD_SCE_EQ_BYTES ? most - WELD_SCE_EQ_BYTES : 0;
+	extra = extra < most ? extra : most;
+	extra = extra < p->o.record_memory ? extra : p->o.record_memory;
+	if (budget - extra < WELD_MIN_CHUNK * per_elem)
+		extra = 0;
+	p->sce_rec_bytes = WELD_SCE_EQ_BYTES + extra;
+	if (p->sce_rec_bytes > p->o.record_memory)
+		p->sce_rec_bytes = p->o.record_memory;
+	return extra;
+}
+
 /*
  * The SVD methods (svd_pass.c): compile --svd-exclude, check iso_cts's
  * split of each matrix, and find the largest whole-matrix job's memory,
@@ -665,6 +694,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	uint64_t threads = (uint64_t)weld_plan_threads(p), maxsrc = 1, max_row = 1;
 	uint64_t slices, per_slice, shared, avail, read_elem = 0, read_fixed = 0;
 	uint64_t fixed, per_elem, budget, tile = WELD_BLOCK, super, raw_es = 1, maxsel = 0, pcb_bytes;
+	uint64_t sce_extra;
 	bool row = p->o.scope == WELD_SCOPE_ROW;
 	const struct weld_job *widest = NULL;  /* the job whose rows are longest */
 	char why[512] = "";
@@ -802,6 +832,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		budget -= record_budget(p, budget, maxsrc, maxsel, slices);
 	if ((!row || p->ranks) && p->o.scope == WELD_SCOPE_TENSOR)
 		budget -= draws_budget(p, budget, maxsrc, per_elem);
+	sce_extra = sce_budget(p, budget, per_elem);
+	budget -= sce_extra;
 	/* pcb: at most three quarters of what is left, and a quarter of the memory */
 	p->pcb_grant = budget / 4 * 3 < p->o.max_memory / 4 ? budget / 4 * 3 : p->o.max_memory / 4;
 	pcb_bytes = weld_plan_pcb_bytes(p);
@@ -826,7 +858,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	p->raw_es = raw_es;
 	p->maxsel = (int)maxsel;
 	p->memory = fixed - RESERVE_BYTES + p->chunk * per_elem + p->record_bytes +
-		    maxsrc * p->drop_stride + p->matrices * p->matrix_bytes + pcb_bytes;
+		    maxsrc * p->drop_stride + p->matrices * p->matrix_bytes + pcb_bytes + sce_extra;
 	p->finished = true;
 	return 0;
 }

@@ -43,11 +43,12 @@ void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 	if (weld_method_sce(j->method)) {
 		double tau = p->o.select_topk;
 
-		/* two histogram passes for the threshold, one for the energies;
-		 * a counting pass before each of the last two when the threshold
-		 * splits more equal variances than sce_pass.c records; nothing
-		 * but APPLY when nothing is kept */
-		*lo = tau <= 0 ? 1 : tau < 1 ? 4 : 2;
+		/* two histogram passes for the threshold, the second taking the
+		 * energies when sce_pass.c can record the threshold's bin, else
+		 * a pass for the energies, and a counting pass before each of
+		 * the last two when the threshold splits more equal variances
+		 * than it records; nothing but APPLY when nothing is kept */
+		*lo = tau <= 0 ? 1 : tau < 1 ? 3 : 2;
 		*hi = tau <= 0 ? 1 : tau < 1 ? 6 : 2;
 	}
 	if (weld_job_selections(&p->o, j) && !row) {

@@ -81,6 +81,19 @@ WELD_HOT void weld_k_sce_mask(const float *v, size_t len, uint32_t thr, uint64_t
 	}
 }
 
+WELD_HOT void weld_k_sce_mask_cut(const float *v, size_t len, uint32_t thr, uint64_t first,
+				  uint64_t cut, unsigned char *keep)
+{
+	/* the positions before cut: a count, whatever first is */
+	size_t before = first >= cut ? 0 : cut - first < len ? (size_t)(cut - first) : len;
+
+	for (size_t j = 0; j < len; j++) {
+		uint32_t k = weld_pcb_abs_key(v[j]);
+
+		keep[j] = (k > thr) | ((k == thr) & (j < before));
+	}
+}
+
 WELD_HOT void weld_k_sce_square(const float *t, const unsigned char *keep, size_t len, float *sq)
 {
 	for (size_t j = 0; j < len; j++) {

@@ -21,6 +21,13 @@ void weld_k_sce_var(const float *const *t, size_t n, size_t len, float *v);
  */
 void weld_k_sce_mask(const float *v, size_t len, uint32_t thr, uint64_t keep_equal,
 		     uint64_t *run, bool keep_all, bool keep_none, unsigned char *keep);
+/*
+ * The same selection when the equal keys kept are known by position:
+ * keep[j] = key > thr, or key = thr and first + j < cut (first is the flat
+ * index of v[0]).
+ */
+void weld_k_sce_mask_cut(const float *v, size_t len, uint32_t thr, uint64_t first, uint64_t cut,
+			 unsigned char *keep);
 /* sq[j] = t[j]^2 where keep[j], else 0. */
 void weld_k_sce_square(const float *t, const unsigned char *keep, size_t len, float *sq);
 /*

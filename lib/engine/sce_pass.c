@@ -6,16 +6,21 @@
  * non-zero variances; ties to the lowest position, DESIGN 4.1). A HI pass
  * counts the high bits of the variances' keys and the zeros, a LO pass
  * gives the exact k-th largest key (hist_pass.c). The energy of each model
- * (the mean of its selected t^2) needs one more pass, whose sums are exact
- * (struct weld_xsum); APPLY then writes. When only some of the variances
- * equal to the threshold are kept, the lowest positions are: the energies'
- * pass records the equal ones (chunk, slice and place in the slice, and
- * each model's t^2) when WELD_SCE_EQ_BYTES hold them, the first keep_equal
- * in that order join the sums, and APPLY tells each slice how many come
- * before it from the record. When they do not fit, a counting pass over
- * each chunk first tells each slice, for that pass and for APPLY. Passes:
- * 4, or 6 with such ties that do not fit; 2 with select_topk >= 1 (no
- * selection); 1 when nothing is kept.
+ * (the mean of its selected t^2) is a sum over the selected positions,
+ * exact (struct weld_xsum) and so in any order. When the plan's record
+ * room holds every variance of the threshold's bin (known after HI), the
+ * LO pass takes the sums too: the keys above the bin are selected
+ * whatever the threshold inside it, and the bin's elements are recorded
+ * (flat index, key, each model's t^2), to join the sums once the
+ * threshold is known: those above it, and of those equal to it the first
+ * keep_equal in position order. APPLY then keeps the equal ones before
+ * the position after the last of those (eq_cut). Otherwise a pass of its
+ * own takes the sums; when only some of the equal variances are kept, it
+ * records them when they fit, and when they do not, a counting pass over
+ * each chunk first tells each slice how many come before it, for that
+ * pass and for APPLY. Passes: 3, 4 when the bin does not fit, 6 when the
+ * equal ones do not either; 2 with select_topk >= 1 (no selection); 1
+ * when nothing is kept.
  */
 #include "exec.h"
 #include "hist_pass.h"
@@ -36,51 +41,78 @@ static const float *tile_var(const struct exec *e, const struct weld_job *j, str
 	return c->scratch;
 }
 
-static void tile_mask(struct exec *e, struct slice_ctx *c, const float *v, size_t len)
+static void tile_mask(struct exec *e, struct slice_ctx *c, const float *v, uint64_t g, size_t len)
 {
 	struct hist_exec *h = e->hs;
 
+	if (h->eq_known) {
+		weld_k_sce_mask_cut(v, len, h->thr, g, h->eq_cut, c->keep);
+		return;
+	}
 	weld_k_sce_mask(v, len, h->thr, h->keep_equal, &h->eq_run[c - e->slices], h->keep_all,
 			h->keep_none, c->keep);
 }
 
-/* Words of a record of an equal variance: the order key (chunk, slice,
- * place in the slice: 24, 8 and 32 bits), then each model's t^2. */
+/* Words of a record: the flat index (2), the variance's key, then each
+ * model's t^2. */
 static size_t rec_words(const struct weld_job *j)
 {
-	return 2 + j->nsrc;
+	return 3 + j->nsrc;
 }
 
-static void record_equal(struct exec *e, const struct weld_job *j, const float *const *t,
-			 const float *v, size_t len, size_t ti)
+/* Records the room holds. */
+static size_t rec_cap(const struct exec *e, const struct weld_job *j)
+{
+	return (size_t)(e->plan->sce_rec_bytes / 4 / rec_words(j));
+}
+
+/* Record the elements of the tile at flat index g whose key, masked, is
+ * want (and count the low bits of their keys in hh, when given). */
+static void record(struct exec *e, const struct weld_job *j, const float *const *t,
+		   const float *v, uint64_t g, size_t len, uint32_t mask, uint32_t want,
+		   uint32_t *hh)
 {
 	struct hist_exec *h = e->hs;
-	size_t cap = WELD_SCE_EQ_BYTES / 4 / rec_words(j);
+	size_t cap = rec_cap(e, j);
 
 	for (size_t i = 0; i < len; i++) {
-		uint64_t key = h->eq_chunk << 40 | (uint64_t)ti << 32 | h->eq_run[ti];
-		uint32_t *r;
+		uint32_t k = weld_pcb_abs_key(v[i]), *r;
+		uint64_t pos = g + i;
 		size_t at;
 
-		if (weld_pcb_abs_key(v[i]) != h->thr)
+		if ((k & mask) != want)
 			continue;
-		h->eq_run[ti]++;
+		if (hh)
+			hh[k & 0xFFFF]++;
 #pragma omp atomic capture
 		at = h->eq_n++;
 		if (at >= cap)
 			continue;       /* not reached: the unit checked there is room */
 		r = h->eq_rec + at * rec_words(j);
-		memcpy(r, &key, sizeof(key));
+		memcpy(r, &pos, sizeof(pos));
+		r[2] = k;
 		for (size_t s = 0; s < j->nsrc; s++) {
 			float sq = t[s][i] * t[s][i];
 
-			memcpy(r + 2 + s, &sq, sizeof(sq));
+			memcpy(r + 3 + s, &sq, sizeof(sq));
 		}
 	}
 }
 
+/* Each model's selected t^2 (by c->keep) into the slice's sums. */
+static void add_squares(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
+			const float *const *t, size_t len)
+{
+	size_t ti = (size_t)(c - e->slices);
+
+	for (size_t s = 0; s < j->nsrc; s++) {
+		weld_k_sce_square(t[s], c->keep, len, c->out);
+		weld_xsum_add_abs(&e->rank_sums[(ti * e->max_src + s) * 2], c->out, len);
+	}
+}
+
 void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
-			size_t len, enum pass pass)
+			uint64_t g, size_t len, enum pass pass)
 {
 	struct hist_exec *h = e->hs;
 	const float *t[WELD_K_MAX_SRC], *v = tile_var(e, j, c, len, t);
@@ -102,6 +134,13 @@ void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_c
 		/* few keys fall in the bin: a test, then the count */
 		uint32_t bin = (uint32_t)h->bin[0][0];
 
+		if (h->bin_record) {
+			/* the keys above the bin are selected, the bin recorded */
+			weld_k_sce_mask(v, len, bin << 16 | 0xFFFF, 0, &n, false, false, c->keep);
+			add_squares(e, j, c, t, len);
+			record(e, j, t, v, g, len, 0xFFFF0000u, bin << 16, hh);
+			return;
+		}
 		for (size_t i = 0; i < len; i++) {
 			uint32_t k = weld_pcb_abs_key(v[i]);
 
@@ -120,14 +159,11 @@ void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_c
 			/* those above the threshold; the equal ones recorded */
 			weld_k_sce_mask(v, len, h->thr, 0, &n, false, false, c->keep);
 			if (n)
-				record_equal(e, j, t, v, len, ti);
+				record(e, j, t, v, g, len, 0xFFFFFFFFu, h->thr, NULL);
 		} else {
-			tile_mask(e, c, v, len);
+			tile_mask(e, c, v, g, len);
 		}
-		for (size_t s = 0; s < j->nsrc; s++) {
-			weld_k_sce_square(t[s], c->keep, len, c->out);
-			weld_xsum_add_abs(&e->rank_sums[(ti * e->max_src + s) * 2], c->out, len);
-		}
+		add_squares(e, j, c, t, len);
 		return;
 	}
 }
@@ -137,7 +173,7 @@ void weld_exec_sce_apply(struct exec *e, const struct weld_job *j, struct slice_
 {
 	const float *t[WELD_K_MAX_SRC], *v = tile_var(e, j, c, len, t);
 
-	tile_mask(e, c, v, len);
+	tile_mask(e, c, v, g, len);
 	weld_k_sce_combine(t, c->keep, j->nsrc, e->hs->a, c->base, len, c->out);
 	weld_exec_put_tile(e, j, c, first, g, len);
 }
@@ -166,24 +202,8 @@ int weld_exec_sce_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 	memset(h->eq_run, 0, (size_t)e->n_slices * sizeof(uint64_t));
 	if (h->keep_all || h->keep_none || h->keep_equal == 0 || h->keep_equal == h->n_equal)
 		return 0;       /* all or none of the equal ones: their order does not matter */
-	if (h->eq_record)
-		return 0;       /* the pass records them, each slice from 0 */
-	if (h->eq_known) {
-		/* the records of this chunk (sorted) give each slice's count */
-		size_t wd = rec_words(j);
-
-		for (; h->eq_cursor < h->eq_n; h->eq_cursor++) {
-			uint64_t key;
-
-			memcpy(&key, h->eq_rec + h->eq_cursor * wd, sizeof(key));
-			if (key >> 40 != h->eq_chunk)
-				break;
-			h->eq_run[key >> 32 & 0xFF]++;
-		}
-		h->eq_chunk++;
-		eq_runs_to_starts(e, run);
-		return 0;
-	}
+	if (h->eq_record || h->eq_known)
+		return 0;       /* the pass records them, or they are known by position */
 	if (weld_exec_run_chunk(e, j, first, n, P_SCE_COUNT, DROP_NONE, err) < 0)
 		return -1;
 	weld_exec_progress(e, j, n);
@@ -191,7 +211,92 @@ int weld_exec_sce_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 	return 0;
 }
 
-/* The k-th largest variance: its key, how many equal to it are kept. */
+/* The record room, once per execution (NULL if out of memory). */
+static uint32_t *records(struct exec *e)
+{
+	struct hist_exec *h = e->hs;
+
+	if (!h->eq_rec)
+		h->eq_rec = malloc(e->plan->sce_rec_bytes);
+	return h->eq_rec;
+}
+
+static void clear_sums(struct exec *e)
+{
+	memset(e->rank_sums, 0, (size_t)e->n_slices * e->max_src * 2 * sizeof(struct weld_xsum));
+}
+
+static int by_position(const void *a, const void *b)
+{
+	uint64_t x, y;
+
+	memcpy(&x, a, sizeof(x));
+	memcpy(&y, b, sizeof(y));
+	return (x > y) - (x < y);
+}
+
+static void add_record(struct exec *e, const struct weld_job *j, const uint32_t *r)
+{
+	for (size_t s = 0; s < j->nsrc; s++) {
+		float sq;
+
+		memcpy(&sq, r + 3 + s, sizeof(sq));
+		weld_xsum_add_abs(&e->rank_sums[s * 2], &sq, 1);
+	}
+}
+
+/*
+ * After a pass that recorded variances (the threshold's bin, or those
+ * equal to the threshold): the squares of those above the threshold join
+ * the sums; the equal ones, in position order, the first keep_equal of
+ * them, and APPLY keeps the equal ones before the position after the last.
+ */
+static void take_records(struct exec *e, const struct weld_job *j)
+{
+	struct hist_exec *h = e->hs;
+	size_t wd = rec_words(j), ne = 0;
+	uint32_t *rec = h->eq_rec;
+
+	for (size_t r = 0; r < h->eq_n; r++) {
+		const uint32_t *x = rec + r * wd;
+
+		if (x[2] > h->thr)
+			add_record(e, j, x);
+		else if (x[2] == h->thr && ne++ < r)
+			memcpy(rec + (ne - 1) * wd, x, wd * 4);
+	}
+	qsort(rec, ne, wd * 4, by_position);
+	for (size_t r = 0; r < h->keep_equal && r < ne; r++)
+		add_record(e, j, rec + r * wd);
+	h->eq_cut = 0;
+	if (h->keep_equal > 0 && h->keep_equal <= ne) {
+		memcpy(&h->eq_cut, rec + (h->keep_equal - 1) * wd, sizeof(h->eq_cut));
+		h->eq_cut++;
+	}
+	h->eq_record = h->bin_record = false;
+	h->eq_known = true;
+}
+
+/* Each model's share a_i of the energy (METHODS 5 step 3), from the sums. */
+static void shares(struct exec *e, const struct weld_job *j)
+{
+	struct hist_exec *h = e->hs;
+	double en[WELD_K_MAX_SRC], total = 0;
+
+	for (size_t s = 0; s < j->nsrc; s++) {
+		struct weld_xsum x = e->rank_sums[s * 2];
+
+		for (size_t t = 1; t < (size_t)e->n_slices; t++)
+			weld_xsum_merge(&x, &e->rank_sums[(t * e->max_src + s) * 2]);
+		en[s] = weld_xsum_value(&x) / (double)j->nelem;
+		total += en[s];
+	}
+	for (size_t s = 0; s < j->nsrc; s++)
+		h->a[s] = (float)(fabs(total) < 1e-6 ? 1.0 / (double)j->nsrc : en[s] / total);
+}
+
+/* The k-th largest variance: its key, how many equal to it are kept; and
+ * the sums too when the bin fits the record room. */
 static int select_variance(struct exec *e, const struct weld_job *j, struct weld_error *err)
 {
 	struct hist_exec *h = e->hs;
@@ -208,76 +313,45 @@ static int select_variance(struct exec *e, const struct weld_job *j, struct weld
 	}
 	h->rank[0][0] = m - k;
 	weld_exec_hist_pick_bins(e, 1, 1);
+	/* the HI totals say how many keys the bin holds */
+	if (h->hist[h->bin[0][0]] <= rec_cap(e, j) && records(e)) {
+		h->bin_record = true;
+		h->eq_n = 0;
+		clear_sums(e);
+	}
 	if (weld_exec_hist_pass(e, &j, 1, P_SCE_LO, err) < 0)
 		return -1;
 	h->thr = weld_exec_hist_pick_key(e, 0, 0);
 	h->n_equal = h->equal[0][0];
 	/* k = those above the threshold + the equal ones kept */
 	h->keep_equal = k - (m - h->below[0][0] - h->n_equal);
+	if (h->bin_record) {
+		take_records(e, j);
+		shares(e, j);
+	}
 	return 0;
 }
 
-static int by_key(const void *a, const void *b)
-{
-	uint64_t x, y;
-
-	memcpy(&x, a, sizeof(x));
-	memcpy(&y, b, sizeof(y));
-	return (x > y) - (x < y);
-}
-
-/* After the energies' pass: the recorded equal variances in position
- * order, the squares of the first keep_equal added to the sums, and APPLY
- * told to count them from the records. */
-static void take_recorded(struct exec *e, const struct weld_job *j)
-{
-	struct hist_exec *h = e->hs;
-	size_t wd = rec_words(j);
-
-	qsort(h->eq_rec, h->eq_n, wd * 4, by_key);
-	for (size_t r = 0; r < h->keep_equal; r++)
-		for (size_t s = 0; s < j->nsrc; s++) {
-			float sq;
-
-			memcpy(&sq, h->eq_rec + r * wd + 2 + s, sizeof(sq));
-			weld_xsum_add_abs(&e->rank_sums[s * 2], &sq, 1);
-		}
-	h->eq_record = false;
-	h->eq_known = true;
-}
-
-/* Each model's share a_i of the energy (METHODS 5 step 3). */
+/* The energies' pass: each model's sum of its selected t^2, then the
+ * shares. */
 static int energies(struct exec *e, const struct weld_job *j, struct weld_error *err)
 {
 	struct hist_exec *h = e->hs;
-	double en[WELD_K_MAX_SRC], total = 0;
-	size_t ns = (size_t)e->n_slices;
 
-	memset(e->rank_sums, 0, ns * e->max_src * 2 * sizeof(struct weld_xsum));
+	clear_sums(e);
 	h->eq_seen = 0;
 	h->eq_n = 0;
-	h->eq_chunk = 0;
 	for (uint64_t first = 0; first < j->nelem; first += e->chunk_elems) {
 		uint64_t n = j->nelem - first < e->chunk_elems ? j->nelem - first : e->chunk_elems;
 
 		if (weld_exec_sce_chunk(e, j, first, n, err) < 0 ||
 		    weld_exec_run_chunk(e, j, first, n, P_SCE_SUM, DROP_NONE, err) < 0)
 			return -1;
-		h->eq_chunk++;
 		weld_exec_progress(e, j, n);
 	}
 	if (h->eq_record)
-		take_recorded(e, j);
-	for (size_t s = 0; s < j->nsrc; s++) {
-		struct weld_xsum x = e->rank_sums[s * 2];
-
-		for (size_t t = 1; t < ns; t++)
-			weld_xsum_merge(&x, &e->rank_sums[(t * e->max_src + s) * 2]);
-		en[s] = weld_xsum_value(&x) / (double)j->nelem;
-		total += en[s];
-	}
-	for (size_t s = 0; s < j->nsrc; s++)
-		h->a[s] = (float)(fabs(total) < 1e-6 ? 1.0 / (double)j->nsrc : en[s] / total);
+		take_records(e, j);
+	shares(e, j);
 	return 0;
 }
 
@@ -290,25 +364,21 @@ int weld_exec_sce_unit(struct exec *e, const struct weld_job *j, struct weld_err
 	h->keep_none = tau <= 0;
 	h->keep_equal = h->n_equal = 0;
 	h->thr = 0;
-	h->eq_record = h->eq_known = false;
+	h->eq_record = h->eq_known = h->bin_record = false;
 	if (!h->keep_all && !h->keep_none && select_variance(e, j, err) < 0)
 		return -1;
 	/* only some of the equal variances are kept: recorded in the
 	 * energies' pass when they fit, else counted before each pass */
-	if (!h->keep_none && h->keep_equal > 0 && h->keep_equal < h->n_equal &&
-	    h->n_equal <= WELD_SCE_EQ_BYTES / 4 / rec_words(j) && e->n_slices <= 256 &&
-	    j->nelem / e->chunk_elems < (1u << 23) &&
-	    (h->eq_rec || (h->eq_rec = malloc(WELD_SCE_EQ_BYTES))))
+	if (!h->keep_none && !h->eq_known && h->keep_equal > 0 && h->keep_equal < h->n_equal &&
+	    h->n_equal <= rec_cap(e, j) && records(e))
 		h->eq_record = true;
 	if (h->keep_none) {
 		/* every t is 0: the shares do not matter */
 		for (size_t s = 0; s < j->nsrc; s++)
 			h->a[s] = (float)(1.0 / (double)j->nsrc);
-	} else if (energies(e, j, err) < 0) {
+	} else if (!h->eq_known && energies(e, j, err) < 0) {
 		return -1;
 	}
 	h->eq_seen = 0;         /* APPLY counts the equal ones again */
-	h->eq_cursor = 0;
-	h->eq_chunk = 0;
 	return 0;
 }

@@ -318,7 +318,7 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 			case P_SCE_LO:
 			case P_SCE_COUNT:
 			case P_SCE_SUM:
-				weld_exec_sce_tile(e, j, c, len, pass);
+				weld_exec_sce_tile(e, j, c, first + b, len, pass);
 				break;
 			case P_ARCEE_HI:
 			case P_ARCEE_LO:

@@ -373,6 +373,21 @@ then
 			fi
 		done
 	done
+	# the threshold's bin recorded (the default), only the equal ones
+	# (300K: at 0.77 for 'big'), none (0: counting passes): the same bytes
+	for t in 0.3 0.77; do
+		for rm in 0 300K; do
+			rm -rf "$P/w" "$P/v"
+			if "$WELD" sce --base "$P/base" --select-topk $t -j 3 -q -o "$P/w" "$P/m1" "$P/m2" "$P/m3" 2>"$T/stderr" &&
+			   WELD_RECORD_MEMORY=$rm "$WELD" sce --base "$P/base" --select-topk $t -j 3 -q -o "$P/v" \
+				"$P/m1" "$P/m2" "$P/m3" 2>>"$T/stderr" &&
+			   cmp -s "$P/w/model.safetensors" "$P/v/model.safetensors"; then
+				ok "sce --select-topk $t: records of $rm give the same bytes"
+			else
+				not_ok "sce --select-topk $t: records of $rm give the same bytes"
+			fi
+		done
+	done
 else
 	not_ok "sce plateau fixture"
 fi
@@ -406,10 +421,10 @@ expect "sce: weld run --from-output rebuilds the same tensors" \
 
 "$WELD" plan sce $B --select-topk 0.3 $FT >"$T/plan" 2>&1
 if grep -q '^options  select_topk=0.3$' "$T/plan" &&
-   grep -q 'model.norm.weight BF16 \[128\] sce passes=4-6 base=model0 model1 model2 model3$' "$T/plan"; then
-	ok "plan sce: select_topk, passes=4-6, no weights"
+   grep -q 'model.norm.weight BF16 \[128\] sce passes=3-6 base=model0 model1 model2 model3$' "$T/plan"; then
+	ok "plan sce: select_topk, passes=3-6, no weights"
 else
-	not_ok "plan sce: select_topk, passes=4-6, no weights"
+	not_ok "plan sce: select_topk, passes=3-6, no weights"
 fi
 refuse "sce: --weights is not its option" 2 "option '--weights' is not used by 'weld sce'" "$T/e" \
 	"$WELD" sce $B --weights 1 -o "$T/e" $FT

@@ -51,6 +51,29 @@ static void test_mask_ties(void **state)
 		assert_true(keep[i]);
 }
 
+/* the equal keys kept known by position: those before cut, whatever
+ * tile the positions fall in */
+static void test_mask_cut(void **state)
+{
+	const float v[] = { 1, 2, 1, 0, 1, 3 };
+	uint32_t one = weld_pcb_abs_key(1.0f);
+	unsigned char keep[6];
+
+	(void)state;
+	/* cut after position 2: the 1s at 0 and 2 are kept, the one at 4 not */
+	weld_k_sce_mask_cut(v, 3, one, 100, 103, keep);
+	weld_k_sce_mask_cut(v + 3, 3, one, 103, 103, keep + 3);
+	assert_true(keep[0] && keep[1] && keep[2] && !keep[3] && !keep[4] && keep[5]);
+	/* a tile past the cut keeps none of its 1s; one before it, all */
+	weld_k_sce_mask_cut(v, 6, one, 200, 103, keep);
+	assert_true(!keep[0] && keep[1] && !keep[2] && !keep[3] && !keep[4] && keep[5]);
+	weld_k_sce_mask_cut(v, 6, one, 0, 103, keep);
+	assert_true(keep[0] && keep[1] && keep[2] && !keep[3] && keep[4] && keep[5]);
+	/* cut 0: no equal one */
+	weld_k_sce_mask_cut(v, 6, one, 0, 0, keep);
+	assert_true(!keep[0] && keep[1] && !keep[2] && !keep[3] && !keep[4] && keep[5]);
+}
+
 /* two models, a = (0.25, 0.75): at j = 0 both positive, the mean weighted
  * by a; at j = 1 the sum is negative, only model 1 agrees; j = 2 is not
  * kept; at j = 3 the sum is 0 (elected +) and neither entry is positive */
@@ -114,6 +137,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_variance),
 		cmocka_unit_test(test_mask_ties),
+		cmocka_unit_test(test_mask_cut),
 		cmocka_unit_test(test_combine),
 		cmocka_unit_test(test_blocks),
 	};
