@@ -14,12 +14,15 @@
  * APPLY; fewer with the tails (pcb_tails.c) and the window (pcb_window.c).
  * beta needs exp and tanh only where its bounds (pcb.h) cannot decide,
  * and a memo per thread and source (kept over units) spares most exp
- * calls. With --scope row each row is whole in one tile and its
- * statistics come from radix selects of its keys, inside APPLY.
+ * calls. A unit whose inputs fit the plan's hold is read from the files
+ * by its first pass only (pcb_hold.c). With --scope row each row is whole
+ * in one tile and its statistics come from radix selects of its keys,
+ * inside APPLY.
  */
 #include "exec.h"
 #include "hist_pass.h"
 #include "pcb.h"
+#include "pcb_hold.h"
 #include "pcb_tails.h"
 #include "pcb_window.h"
 
@@ -83,6 +86,7 @@ static int memos_alloc(struct exec *e)
 
 void weld_exec_pcb_free(struct exec *e)
 {
+	weld_pcb_hold_free(e);
 	if (!e->pm)
 		return;
 	free(e->pm->m);
@@ -217,6 +221,7 @@ static int two_stats(struct exec *e, const struct weld_job *const *jobs, size_t 
 
 	if (weld_exec_hist_pass(e, jobs, nj, hi, err) < 0)
 		return -1;
+	weld_pcb_hold_filled(e);
 	weld_exec_hist_pick_bins(e, nsrc, 2);
 	if (weld_exec_hist_pass(e, jobs, nj, lo, err) < 0)
 		return -1;
@@ -278,7 +283,7 @@ int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_
 		m += jobs[i]->nelem;
 	if (!m)
 		return 0;
-	if (memos_alloc(e) < 0)
+	if (memos_alloc(e) < 0 || weld_pcb_hold_begin(e, jobs, nj) < 0)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	e->pw = weld_pcb_window_new(e, jobs[0]->nsrc, m);
 	e->pt = weld_pcb_tails_new(e, jobs[0]->nsrc, m, e->opts->clip);
@@ -314,6 +319,7 @@ int weld_exec_pcb_pass(struct exec *e, const struct weld_job *const *jobs, size_
 				return -1;
 			weld_exec_progress(e, jobs[i], n);
 		}
+	weld_pcb_hold_filled(e);
 	return 0;
 }
 

@@ -1,0 +1,137 @@
+/*
+ * pcb_hold.c - a pcb unit's inputs held in memory between its passes.
+ *
+ * pcb passes over a unit two to four times before APPLY (pcb_pass.c).
+ * When the unit's inputs, as read from the files, fit the hold the plan
+ * grants (plan.c: three quarters of the memory left after the chunk
+ * buffers), the first pass reads each super-tile straight into the hold
+ * and every later pass and APPLY takes its tiles from there: one read of
+ * the files instead of one per pass, and the same bytes by construction.
+ *
+ * Layout: the unit's jobs one after the other; in a job the base, then
+ * each source, nelem elements of its file dtype each. The buffer is taken
+ * once, at the size of the largest unit that fits, and kept over units.
+ */
+#include "pcb_hold.h"
+#include "exec.h"
+
+#include <stdlib.h>
+
+struct pcb_hold {
+	unsigned char *buf;
+	uint64_t *at;           /* per job of the plan: its offset, UINT64_MAX if not held */
+	bool filled;            /* a whole pass has read the unit */
+};
+
+/* The element size of input s of job j (0: the base), 0 if it has none. */
+static uint64_t input_es(const weld_plan *p, const struct weld_job *j, size_t s)
+{
+	int m = s ? j->src[s - 1].model : j->base_model;
+	int64_t t = s ? j->src[s - 1].tensor : j->base_tensor;
+
+	if (m < 0)
+		return 0;
+	return weld_dtype_size(weld_model_tensor(p->models[m], (size_t)t)->dtype);
+}
+
+uint64_t weld_pcb_job_inputs_bytes(const weld_plan *p, const struct weld_job *j)
+{
+	uint64_t b = 0;
+
+	for (size_t s = 0; s <= j->nsrc; s++) {
+		uint64_t es = input_es(p, j, s);
+
+		if (es && j->nelem > (UINT64_MAX - b) / es)
+			return UINT64_MAX;
+		b += j->nelem * es;
+	}
+	return b;
+}
+
+/* Bytes of the inputs of nj jobs, UINT64_MAX if they overflow. */
+static uint64_t inputs_bytes(const weld_plan *p, const struct weld_job *const *jobs, size_t nj)
+{
+	uint64_t b = 0;
+
+	for (size_t i = 0; i < nj; i++) {
+		uint64_t one = weld_pcb_job_inputs_bytes(p, jobs[i]);
+
+		if (one > UINT64_MAX - b)
+			return UINT64_MAX;
+		b += one;
+	}
+	return b;
+}
+
+int weld_pcb_hold_begin(struct exec *e, const struct weld_job *const *jobs, size_t nj)
+{
+	const weld_plan *p = e->plan;
+	struct pcb_hold *h = e->ph;
+	uint64_t off = 0;
+
+	if (!p->pcb_hold || inputs_bytes(p, jobs, nj) > p->pcb_hold)
+		goto out;
+	if (!h) {
+		if (!(h = calloc(1, sizeof(*h))))
+			return -1;
+		e->ph = h;
+		h->at = malloc(p->njobs * sizeof(*h->at));
+		h->buf = malloc((size_t)p->pcb_hold);
+		if (!h->at || !h->buf) {
+			weld_pcb_hold_free(e);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < p->njobs; i++)
+		h->at[i] = UINT64_MAX;
+	for (size_t i = 0; i < nj; i++) {
+		h->at[jobs[i] - p->jobs] = off;
+		off += weld_pcb_job_inputs_bytes(p, jobs[i]);
+	}
+	h->filled = false;
+	return 1;
+out:
+	/* a unit that does not fit: nothing of the last one is served */
+	if (h)
+		for (size_t i = 0; i < p->njobs; i++)
+			h->at[i] = UINT64_MAX;
+	return 0;
+}
+
+void weld_pcb_hold_filled(struct exec *e)
+{
+	if (e->ph)
+		e->ph->filled = true;
+}
+
+unsigned char *weld_pcb_hold_at(const struct exec *e, const struct weld_job *j, size_t s,
+				uint64_t at, bool *filled)
+{
+	const struct pcb_hold *h = e->ph;
+	uint64_t off;
+
+	*filled = false;
+	if (!h || (off = h->at[j - e->plan->jobs]) == UINT64_MAX)
+		return NULL;
+	for (size_t k = 0; k < s; k++)
+		off += j->nelem * input_es(e->plan, j, k);
+	*filled = h->filled;
+	return h->buf + off + at * input_es(e->plan, j, s);
+}
+
+bool weld_pcb_hold_serves(const struct exec *e, const struct weld_job *j)
+{
+	const struct pcb_hold *h = e->ph;
+
+	return h && h->filled && h->at[j - e->plan->jobs] != UINT64_MAX;
+}
+
+void weld_pcb_hold_free(struct exec *e)
+{
+	if (!e->ph)
+		return;
+	free(e->ph->buf);
+	free(e->ph->at);
+	free(e->ph);
+	e->ph = NULL;
+}
