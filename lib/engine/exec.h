@@ -364,9 +364,10 @@ int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_
 /* One pass of pcb over the unit, without histograms. */
 int weld_exec_pcb_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 		       enum pass pass, struct weld_error *err);
-/* A statistics pass of pcb over one tile of len elements (slice loop). */
+/* A statistics pass of pcb over the tile of len elements at flat index g
+ * (slice loop). */
 void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
-			size_t len, enum pass pass);
+			uint64_t g, size_t len, enum pass pass);
 /* pcb's APPLY of the tile at flat index g (its rows' statistics first with
  * --scope row), encoded into the output chunk that starts at first. */
 void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,

@@ -8,12 +8,20 @@
  * and every later pass and APPLY takes its tiles from there: one read of
  * the files instead of one per pass, and the same bytes by construction.
  *
+ * The window pass (pcb_window.c) of a one-job unit also leaves, when they
+ * fit beside, flags for APPLY: a bit per element and source, set where
+ * beta may exceed the window's cut; where thr >= cut they are a superset
+ * of the elements that score, so APPLY computes beta there and takes no
+ * bounds.
+ *
  * Layout: the unit's jobs one after the other; in a job the base, then
- * each source, nelem elements of its file dtype each. The buffer is taken
- * once, at the size of the largest unit that fits, and kept over units.
+ * each source, nelem elements of its file dtype each; then the flags, per
+ * source a word of 64 bits per 64 elements. The buffer is taken once, at
+ * the size of the most a unit keeps, and kept over units.
  */
 #include "pcb_hold.h"
 #include "exec.h"
+#include "pcb_window.h"
 
 #include <stdlib.h>
 
@@ -21,6 +29,13 @@ struct pcb_hold {
 	unsigned char *buf;
 	uint64_t *at;           /* per job of the plan: its offset, UINT64_MAX if not held */
 	bool filled;            /* a whole pass has read the unit */
+	/* the window's flags of a one-job unit: words per source, after the
+	 * inputs (or at the start); whether written, and for which cuts */
+	uint64_t *flags;
+	const struct weld_job *flags_job;
+	size_t words;
+	bool flags_done;
+	float cut[WELD_K_MAX_SRC];
 };
 
 /* The element size of input s of job j (0: the base), 0 if it has none. */
@@ -63,20 +78,36 @@ static uint64_t inputs_bytes(const weld_plan *p, const struct weld_job *const *j
 	return b;
 }
 
+void weld_pcb_hold_sizes(const weld_plan *p, uint64_t m, size_t nsrc, uint64_t in_bytes,
+			 bool one_job, uint64_t grant, uint64_t *inputs, uint64_t *flags)
+{
+	uint64_t f = (m + 63) / 64 * 8 * nsrc;
+
+	*inputs = in_bytes <= grant ? in_bytes : 0;
+	*flags = 0;
+	if (one_job && weld_pcb_window_bytes(m, nsrc, weld_plan_threads(p), p->pcb_grant) &&
+	    f <= grant - *inputs)
+		*flags = f;
+}
+
 int weld_pcb_hold_begin(struct exec *e, const struct weld_job *const *jobs, size_t nj)
 {
 	const weld_plan *p = e->plan;
 	struct pcb_hold *h = e->ph;
-	uint64_t off = 0;
+	uint64_t off = 0, m = 0, in, fl;
 
-	if (!p->pcb_hold || inputs_bytes(p, jobs, nj) > p->pcb_hold)
+	for (size_t i = 0; i < nj; i++)
+		m += jobs[i]->nelem;
+	weld_pcb_hold_sizes(p, m, jobs[0]->nsrc, inputs_bytes(p, jobs, nj), nj == 1, p->pcb_hold,
+			    &in, &fl);
+	if (!in && !fl)
 		goto out;
 	if (!h) {
 		if (!(h = calloc(1, sizeof(*h))))
 			return -1;
 		e->ph = h;
 		h->at = malloc(p->njobs * sizeof(*h->at));
-		h->buf = malloc((size_t)p->pcb_hold);
+		h->buf = malloc((size_t)p->pcb_hold + 8);      /* + the flags' alignment */
 		if (!h->at || !h->buf) {
 			weld_pcb_hold_free(e);
 			return -1;
@@ -84,18 +115,57 @@ int weld_pcb_hold_begin(struct exec *e, const struct weld_job *const *jobs, size
 	}
 	for (size_t i = 0; i < p->njobs; i++)
 		h->at[i] = UINT64_MAX;
-	for (size_t i = 0; i < nj; i++) {
+	for (size_t i = 0; in && i < nj; i++) {
 		h->at[jobs[i] - p->jobs] = off;
 		off += weld_pcb_job_inputs_bytes(p, jobs[i]);
 	}
 	h->filled = false;
-	return 1;
+	h->flags_done = false;
+	h->flags_job = fl ? jobs[0] : NULL;
+	/* the flags after the inputs, on a word boundary */
+	h->flags = (uint64_t *)(void *)(h->buf + (in + 7) / 8 * 8);
+	h->words = (size_t)((m + 63) / 64);
+	return in ? 1 : 0;
 out:
 	/* a unit that does not fit: nothing of the last one is served */
-	if (h)
+	if (h) {
 		for (size_t i = 0; i < p->njobs; i++)
 			h->at[i] = UINT64_MAX;
+		h->flags_job = NULL;
+	}
 	return 0;
+}
+
+uint64_t *weld_pcb_hold_flags_out(const struct exec *e, const struct weld_job *j, size_t s,
+				  uint64_t g)
+{
+	const struct pcb_hold *h = e->ph;
+
+	if (!h || h->flags_job != j || h->flags_done)
+		return NULL;
+	return h->flags + s * h->words + g / 64;
+}
+
+void weld_pcb_hold_flags_done(struct exec *e, const float *cut, size_t nsrc)
+{
+	struct pcb_hold *h = e->ph;
+
+	if (!h || !h->flags_job)
+		return;
+	h->flags_done = true;
+	for (size_t s = 0; s < nsrc; s++)
+		h->cut[s] = cut[s];
+}
+
+const uint64_t *weld_pcb_hold_flags(const struct exec *e, const struct weld_job *j, size_t s,
+				    uint64_t g, float thr)
+{
+	const struct pcb_hold *h = e->ph;
+
+	/* thr >= cut: every beta above thr is above cut (false for a NaN) */
+	if (!h || h->flags_job != j || !h->flags_done || !(thr >= h->cut[s]))
+		return NULL;
+	return h->flags + s * h->words + g / 64;
 }
 
 void weld_pcb_hold_filled(struct exec *e)

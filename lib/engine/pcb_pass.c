@@ -159,7 +159,7 @@ static bool any_nan(const float *x, size_t n)
 }
 
 void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
-			size_t len, enum pass pass)
+			uint64_t g, size_t len, enum pass pass)
 {
 	struct hist_exec *p = e->hs;
 	uint32_t *h = weld_exec_hist_mine(e);
@@ -168,7 +168,7 @@ void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_c
 
 	if (pass == P_PCB_BETA_LO) {
 		if (e->pw && e->pw->counting)
-			weld_pcb_window_tile(e->pw, e, j, c, len);
+			weld_pcb_window_tile(e->pw, e, j, c, g, len);
 		else
 			tile_beta_lo(e, j, c, len, p);
 		return;
@@ -452,7 +452,9 @@ void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_
 			weld_k_pcb_sum(d, n, rl, c->scratch + r);
 			for (size_t s = 0; s < n; s++)
 				weld_k_pcb_scores(d[s], c->scratch + r, n, &u[s], &u[s].bound, rl,
-						  weld_exec_pcb_memo(e, s), tmp, idx, (float *)sc[s]);
+						  weld_exec_pcb_memo(e, s),
+						  weld_pcb_hold_flags(e, j, s, g + r, u[s].thr), tmp,
+						  idx, (float *)sc[s]);
 		}
 		weld_k_pcb_mix(d, sc, n, u, w, c->base + r, (float)j->lambda, rl, c->scratch + r,
 			       tmp, c->out + r);

@@ -52,13 +52,13 @@ uint64_t weld_plan_pcb_hold(const weld_plan *p, uint64_t grant)
 
 	for (size_t i = 0; i < p->njobs; i++) {
 		const struct weld_job *j = &p->jobs[i];
-		uint64_t b;
+		uint64_t in, flags;
 
 		if (!weld_method_pcb(j->method) || weld_method_row_units(&p->o, j->method))
 			continue;
-		b = pcb_unit_bytes(p, j);
-		if (b <= grant && b > most)
-			most = b;
+		weld_pcb_hold_sizes(p, pcb_unit(p, j), j->nsrc, pcb_unit_bytes(p, j),
+				    p->o.scope != WELD_SCOPE_MODEL, grant, &in, &flags);
+		most = in + flags > most ? in + flags : most;
 	}
 	return most;
 }

@@ -316,7 +316,7 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 			case P_PCB_CLIP_LO:
 			case P_PCB_BETA_HI:
 			case P_PCB_BETA_LO:
-				weld_exec_pcb_tile(e, j, c, len, pass);
+				weld_exec_pcb_tile(e, j, c, first + b, len, pass);
 				break;
 			case P_SCE_HI:
 			case P_SCE_LO:
