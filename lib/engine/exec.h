@@ -210,7 +210,7 @@ struct exec {
 	struct pcb_window *pw;  /* pcb: the current unit's window (pcb_window.c), or NULL */
 	struct pcb_tails *pt;   /* pcb: the current unit's tails of |delta| (pcb_tails.c), or NULL */
 	struct pcb_memos *pm;   /* pcb: memos of intra per thread and source (pcb_pass.c), or NULL */
-	struct pcb_hold *ph;    /* pcb: the unit's inputs held in memory (pcb_hold.c), or NULL */
+	struct pcb_hold *ph;    /* pcb: a unit's inputs and flags in memory (pcb_hold.c), or NULL */
 	size_t stats_max;       /* most sums per block of any job's STATS pass */
 	size_t stats_total_max; /* most totals of any job's STATS pass */
 	double *stats;          /* STATS: the current job's totals */

@@ -271,6 +271,8 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 	const unsigned char *rawp[WELD_K_MAX_SRC + 1];
 	uint64_t tl = tile_len(e, j), sl = e->super_elems / tl * tl;
 
+	for (size_t s = 0; s <= j->nsrc; s++)
+		rawp[s] = c->raw + s * e->super_elems * e->raw_elem_size;
 	for (uint64_t a = lo; a < hi && !c->failed; a += sl) {
 		uint64_t an = hi - a < sl ? hi - a : sl;
 
