@@ -13,6 +13,7 @@
  */
 #include "exec.h"
 #include "hist_pass.h"
+#include "pcb_hold.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -40,6 +41,8 @@ static uint64_t job_bytes(const struct exec *e, const struct weld_job *j, uint64
 
 void weld_exec_progress(struct exec *e, const struct weld_job *j, uint64_t n)
 {
+	if (weld_pcb_hold_serves(e, j))
+		return;         /* no read: the inputs are in memory */
 	e->bytes_done += job_bytes(e, j, n);
 	if (e->bytes_done > e->bytes_total)
 		e->bytes_total = e->bytes_done;

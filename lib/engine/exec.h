@@ -210,6 +210,7 @@ struct exec {
 	struct pcb_window *pw;  /* pcb: the current unit's window (pcb_window.c), or NULL */
 	struct pcb_tails *pt;   /* pcb: the current unit's tails of |delta| (pcb_tails.c), or NULL */
 	struct pcb_memos *pm;   /* pcb: memos of intra per thread and source (pcb_pass.c), or NULL */
+	struct pcb_hold *ph;    /* pcb: a unit's inputs and flags in memory (pcb_hold.c), or NULL */
 	size_t stats_max;       /* most sums per block of any job's STATS pass */
 	size_t stats_total_max; /* most totals of any job's STATS pass */
 	double *stats;          /* STATS: the current job's totals */
@@ -363,9 +364,10 @@ int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_
 /* One pass of pcb over the unit, without histograms. */
 int weld_exec_pcb_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 		       enum pass pass, struct weld_error *err);
-/* A statistics pass of pcb over one tile of len elements (slice loop). */
+/* A statistics pass of pcb over the tile of len elements at flat index g
+ * (slice loop). */
 void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
-			size_t len, enum pass pass);
+			uint64_t g, size_t len, enum pass pass);
 /* pcb's APPLY of the tile at flat index g (its rows' statistics first with
  * --scope row), encoded into the output chunk that starts at first. */
 void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_ctx *c,

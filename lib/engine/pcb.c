@@ -288,14 +288,18 @@ void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi)
 	b->mn = lo < hi ? lo : hi;
 	b->span = hi - b->mn;
 	b->fn = (float)n;
+	b->inv = b->span > 0 ? 1.0f / b->span : 0.0f;
 }
 
 /*
  * Bounds of intra = float(exp(x)) without exp, on vectors. x = n N^2 is
- * computed as intra_of() computes it, so it is the same float, in [0, n]
- * (N <= 1), n <= 64. With t = x log2(e) in float, k = floor(t), f = t - k
- * (exact) and y = f ln 2 in [0, ln 2]: exp(x) = 2^k e^y up to the rounding
- * of t and y (|error of t| <= 189 * 2^-24, a factor within 1 +- 2^-16).
+ * computed as intra_of() computes it but for N = (a - mn) * (1 / span), no
+ * division: that N is within 3 float roundings of intra_of()'s, so x
+ * within 7 (x <= n <= 64: exp(x) moves by a factor within 1 +- 2^-16), and
+ * x is in [0, n (1 + 2^-21)]. With t = x log2(e) in float, k = floor(t),
+ * f = t - k (exact) and y = f ln 2 in [0, ln 2]: exp(x) = 2^k e^y up to
+ * the rounding of t and y (|error of t| <= 189 * 2^-24, a factor within
+ * 1 +- 2^-16).
  * Taylor's polynomial of degree 4 is at most e^y (every term positive);
  * adding y^5/48 makes it at least e^y (the remainder is e^z y^5/120 with
  * e^z <= 2). Each polynomial has positive terms: float evaluation moves it
@@ -305,12 +309,14 @@ void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi)
  *   dn <= intra <= up.
  * A NaN x (infinite deltas) gives [0, +inf]: nothing known.
  */
-static inline void intra_bounds(float a, float mn, float span, float fn, float *up, float *dn)
+static inline void intra_bounds(float a, float mn, float span, float inv, float fn, float *up,
+				float *dn)
 {
-	float nn = (a - mn) / span, x, t, k, f, y, q, sc;
+	float nn = (a - mn) * inv, x, t, k, f, y, q, sc;
 	uint32_t bits;
 
-	/* as intra_of(); without a branch, so that loops run on vectors */
+	/* as intra_of() (a product for the quotient); without a branch, so
+	 * that loops run on vectors */
 	nn = span > 0 ? nn : 0.0f;
 	x = fn * (nn * nn);
 	t = x * 0x1.715476p+0f;
@@ -343,11 +349,11 @@ static inline void intra_bounds(float a, float mn, float span, float fn, float *
  * the upper bound is +inf, and every path computes and counts it.
  */
 static inline void beta_bounds(float x, float s, float lo, float hi, float mn, float span,
-			       float fn, float *ub, float *lb)
+			       float inv, float fn, float *ub, float *lb)
 {
 	float p = x * s, up, dn, v;
 
-	intra_bounds(clip_abs(x, lo, hi), mn, span, fn, &up, &dn);
+	intra_bounds(clip_abs(x, lo, hi), mn, span, inv, fn, &up, &dn);
 	*ub = ((p != p) | (up == INFINITY)) ? INFINITY : up * (p > 0 ? p : 0.0f);
 	v = dn * p;
 	*lb = ((p > 0) & (p < 0x1p-13f)) ? v : -INFINITY;
@@ -357,10 +363,10 @@ WELD_HOT static void bounds(const float *restrict d, const float *restrict sum,
 			    const struct weld_pcb_bound *b, float lo, float hi, size_t len,
 			    float *restrict ub, float *restrict lb)
 {
-	float mn = b->mn, span = b->span, fn = b->fn;
+	float mn = b->mn, span = b->span, inv = b->inv, fn = b->fn;
 
 	for (size_t j = 0; j < len; j++)
-		beta_bounds(d[j], sum[j], lo, hi, mn, span, fn, &ub[j], &lb[j]);
+		beta_bounds(d[j], sum[j], lo, hi, mn, span, inv, fn, &ub[j], &lb[j]);
 }
 
 void weld_k_pcb_bounds(const float *d, const float *sum, const struct weld_pcb_bound *b, float lo,
@@ -381,12 +387,12 @@ WELD_HOT static void flags_cut(const float *restrict d, const float *restrict su
 			       const struct weld_pcb_bound *b, float lo, float hi, float cut,
 			       size_t len, unsigned char *restrict need)
 {
-	float mn = b->mn, span = b->span, fn = b->fn;
+	float mn = b->mn, span = b->span, inv = b->inv, fn = b->fn;
 
 	for (size_t j = 0; j < len; j++) {
 		float ub, lb;
 
-		beta_bounds(d[j], sum[j], lo, hi, mn, span, fn, &ub, &lb);
+		beta_bounds(d[j], sum[j], lo, hi, mn, span, inv, fn, &ub, &lb);
 		need[j] = ub > cut;
 	}
 }
@@ -398,20 +404,21 @@ WELD_HOT static void flags_cut(const float *restrict d, const float *restrict su
 WELD_HOT static uint32_t flags_window(const float *restrict d, const float *restrict sum,
 				      const struct weld_pcb_bound *b, float lo, float hi,
 				      float cut, float above, float top, size_t len,
-				      unsigned char *restrict need)
+				      unsigned char *restrict need, unsigned char *restrict inb)
 {
-	float mn = b->mn, span = b->span, fn = b->fn;
+	float mn = b->mn, span = b->span, inv = b->inv, fn = b->fn;
 	uint32_t na = 0;
 
 	for (size_t j = 0; j < len; j++) {
 		float ub, lb;
 		unsigned in, over;
 
-		beta_bounds(d[j], sum[j], lo, hi, mn, span, fn, &ub, &lb);
+		beta_bounds(d[j], sum[j], lo, hi, mn, span, inv, fn, &ub, &lb);
 		in = ub > cut;
 		/* lb > above implies in (above > cut), and NaNs compare false */
 		over = (lb > above) & (ub <= top) & (above > cut);
 		need[j] = (unsigned char)(in - over);
+		inb[j] = (unsigned char)in;
 		na += over;
 	}
 	return na;
@@ -472,6 +479,100 @@ static size_t pick(const unsigned char *need, size_t n, size_t j0, uint32_t *idx
 }
 #endif
 
+/* The flags f[0..n) as bits, bit j % 64 of word j / 64. */
+static void pack_generic(const unsigned char *f, size_t n, uint64_t *bits)
+{
+	for (size_t w = 0; w * 64 < n; w++) {
+		uint64_t v = 0;
+
+		for (size_t k = 0; k < 64 && w * 64 + k < n; k++)
+			v |= (uint64_t)f[w * 64 + k] << k;
+		bits[w] = v;
+	}
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target("avx512f,avx512bw")))
+static void pack_avx512(const unsigned char *f, size_t n, uint64_t *bits)
+{
+	size_t w = 0;
+
+	for (; (w + 1) * 64 <= n; w++)
+		bits[w] = _mm512_test_epi8_mask(_mm512_loadu_si512((const void *)(f + w * 64)),
+						_mm512_set1_epi8(1));
+	if (w * 64 < n)
+		pack_generic(f + w * 64, n - w * 64, bits + w);
+}
+
+static void pack(const unsigned char *f, size_t n, uint64_t *bits)
+{
+	if (__builtin_cpu_supports("avx512bw"))
+		pack_avx512(f, n, bits);
+	else
+		pack_generic(f, n, bits);
+}
+#else
+static void pack(const unsigned char *f, size_t n, uint64_t *bits)
+{
+	pack_generic(f, n, bits);
+}
+#endif
+
+static size_t bits_generic(const uint64_t *bits, size_t len, uint32_t *idx)
+{
+	size_t m = 0;
+
+	for (size_t w = 0; w * 64 < len; w++) {
+		uint64_t v = bits[w];
+
+		if (len - w * 64 < 64)
+			v &= (UINT64_C(1) << (len - w * 64)) - 1;
+		for (; v; v &= v - 1)
+			idx[m++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(v));
+	}
+	return m;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* 16 bits at a time, as pick_avx512() does with flags. */
+__attribute__((target("avx512f,popcnt")))
+static size_t bits_avx512(const uint64_t *bits, size_t len, uint32_t *idx)
+{
+	const __m512i step = _mm512_set1_epi32(16);
+	__m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	size_t m = 0, w = 0;
+
+	for (; (w + 1) * 64 <= len; w++)
+		for (int q = 0; q < 4; q++) {
+			__mmask16 k = (__mmask16)(bits[w] >> (16 * q));
+
+			_mm512_storeu_si512(idx + m, _mm512_maskz_compress_epi32(k, pos));
+			m += (size_t)__builtin_popcount(k);
+			pos = _mm512_add_epi32(pos, step);
+		}
+	if (w * 64 < len) {
+		size_t r = bits_generic(bits + w, len - w * 64, idx + m);
+
+		for (size_t k = 0; k < r; k++)
+			idx[m + k] += (uint32_t)(w * 64);
+		m += r;
+	}
+	return m;
+}
+
+size_t weld_k_pcb_bits_candidates(const uint64_t *bits, size_t len, uint32_t *idx)
+{
+	if (__builtin_cpu_supports("avx512f") && len < (1u << 31))
+		return bits_avx512(bits, len, idx);
+	return bits_generic(bits, len, idx);
+}
+#else
+size_t weld_k_pcb_bits_candidates(const uint64_t *bits, size_t len, uint32_t *idx)
+{
+	return bits_generic(bits, len, idx);
+}
+#endif
+
 size_t weld_k_pcb_candidates(const float *d, const float *sum, const struct weld_pcb_bound *b,
 			     float lo, float hi, float cut, size_t len, float *tmp, uint32_t *idx)
 {
@@ -496,19 +597,26 @@ size_t weld_k_pcb_candidates(const float *d, const float *sum, const struct weld
 size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 				    const struct weld_pcb_bound *b, float lo, float hi, float cut,
 				    float above, float top, size_t len, uint32_t *idx,
-				    uint64_t *n_above)
+				    uint64_t *n_above, uint64_t *in_bits)
 {
-	unsigned char need[BOUND_BLOCK];
+	unsigned char need[BOUND_BLOCK], inb[BOUND_BLOCK];
 	size_t m = 0;
 	uint64_t na = 0;
 
-	if (!(cut > 0))
+	if (!(cut > 0)) {
+		/* every element may exceed cut */
+		if (in_bits)
+			for (size_t w = 0; w * 64 < len; w++)
+				in_bits[w] = ~UINT64_C(0);
 		return weld_k_pcb_candidates(d, sum, b, lo, hi, cut, len, NULL, idx);
+	}
 	for (size_t j0 = 0; j0 < len; j0 += BOUND_BLOCK) {
 		size_t n = len - j0 < BOUND_BLOCK ? len - j0 : BOUND_BLOCK;
 
-		na += flags_window(d + j0, sum + j0, b, lo, hi, cut, above, top, n, need);
+		na += flags_window(d + j0, sum + j0, b, lo, hi, cut, above, top, n, need, inb);
 		m += pick(need, n, j0, idx + m);
+		if (in_bits)
+			pack(inb, n, in_bits + j0 / 64);
 	}
 	*n_above += na;
 	return m;
@@ -516,7 +624,7 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 
 void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
 		       const struct weld_pcb_bound *b, size_t len, struct weld_pcb_memo *memo,
-		       float *tmp, uint32_t *idx, float *sc)
+		       const uint64_t *in_bits, float *tmp, uint32_t *idx, float *sc)
 {
 	size_t m;
 
@@ -524,7 +632,8 @@ void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct 
 	/* top = thr: nothing scores (METHODS 12) */
 	if (u->top == u->thr)
 		return;
-	m = weld_k_pcb_candidates(d, sum, b, u->lo, u->hi, u->thr, len, tmp, idx);
+	m = in_bits ? weld_k_pcb_bits_candidates(in_bits, len, idx)
+		    : weld_k_pcb_candidates(d, sum, b, u->lo, u->hi, u->thr, len, tmp, idx);
 	weld_k_pcb_beta_at(d, sum, n, u->lo, u->hi, idx, m, memo, tmp);
 	for (size_t k = 0; k < m; k++)
 		if (tmp[k] > u->thr)

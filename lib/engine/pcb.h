@@ -115,6 +115,7 @@ void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, fl
  */
 struct weld_pcb_bound {
 	float mn, span, fn;     /* N = (a - mn) / span, intra = exp(fn N^2) */
+	float inv;              /* 1 / span, 0 if span is 0 (the bounds' N) */
 };
 
 /* The statistics of one model over one unit. */
@@ -135,16 +136,24 @@ size_t weld_k_pcb_candidates(const float *d, const float *sum, const struct weld
 			     float lo, float hi, float cut, size_t len, float *tmp, uint32_t *idx);
 /* The same with a window above cut: positions j where beta may exceed cut,
  * except those where it surely exceeds above and cannot exceed top (a
- * largest beta known so far); those are counted in *n_above. */
+ * largest beta known so far); those are counted in *n_above. in_bits (NULL:
+ * none) gets bit j set where beta may exceed cut, the window's or not
+ * (words of 64 bits, len rounded up). */
 size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 				    const struct weld_pcb_bound *b, float lo, float hi, float cut,
 				    float above, float top, size_t len, uint32_t *idx,
-				    uint64_t *n_above);
+				    uint64_t *n_above, uint64_t *in_bits);
+/* The positions j < len of the set bits, ascending, into idx; returns how
+ * many. */
+size_t weld_k_pcb_bits_candidates(const uint64_t *bits, size_t len, uint32_t *idx);
 /* Step 5 for one model: sc[j] = (beta_j - thr)/(top - thr) where beta_j >
- * thr, else 0 (and 0 everywhere when top = thr); from delta, or from beta. */
+ * thr, else 0 (and 0 everywhere when top = thr); from delta, or from beta.
+ * in_bits (NULL: none) has a bit set at least where beta may exceed thr
+ * (weld_k_pcb_window_candidates' for a cut <= thr): beta is then computed
+ * there, and no bound is taken. */
 void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
 		       const struct weld_pcb_bound *b, size_t len, struct weld_pcb_memo *memo,
-		       float *tmp, uint32_t *idx, float *sc);
+		       const uint64_t *in_bits, float *tmp, uint32_t *idx, float *sc);
 void weld_k_pcb_beta_scores(const float *beta, const struct weld_pcb_unit *u, size_t len,
 			    float *sc);
 /* Step 6: out = base + lambda * sum_i w_i clip(d_i) sc_i / max(sum_i sc_i,

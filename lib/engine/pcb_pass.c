@@ -14,12 +14,15 @@
  * APPLY; fewer with the tails (pcb_tails.c) and the window (pcb_window.c).
  * beta needs exp and tanh only where its bounds (pcb.h) cannot decide,
  * and a memo per thread and source (kept over units) spares most exp
- * calls. With --scope row each row is whole in one tile and its
- * statistics come from radix selects of its keys, inside APPLY.
+ * calls. A unit whose inputs fit the plan's hold is read from the files
+ * by its first pass only (pcb_hold.c). With --scope row each row is whole
+ * in one tile and its statistics come from radix selects of its keys,
+ * inside APPLY.
  */
 #include "exec.h"
 #include "hist_pass.h"
 #include "pcb.h"
+#include "pcb_hold.h"
 #include "pcb_tails.h"
 #include "pcb_window.h"
 
@@ -83,6 +86,7 @@ static int memos_alloc(struct exec *e)
 
 void weld_exec_pcb_free(struct exec *e)
 {
+	weld_pcb_hold_free(e);
 	if (!e->pm)
 		return;
 	free(e->pm->m);
@@ -155,7 +159,7 @@ static bool any_nan(const float *x, size_t n)
 }
 
 void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
-			size_t len, enum pass pass)
+			uint64_t g, size_t len, enum pass pass)
 {
 	struct hist_exec *p = e->hs;
 	uint32_t *h = weld_exec_hist_mine(e);
@@ -164,7 +168,7 @@ void weld_exec_pcb_tile(struct exec *e, const struct weld_job *j, struct slice_c
 
 	if (pass == P_PCB_BETA_LO) {
 		if (e->pw && e->pw->counting)
-			weld_pcb_window_tile(e->pw, e, j, c, len);
+			weld_pcb_window_tile(e->pw, e, j, c, g, len);
 		else
 			tile_beta_lo(e, j, c, len, p);
 		return;
@@ -217,6 +221,7 @@ static int two_stats(struct exec *e, const struct weld_job *const *jobs, size_t 
 
 	if (weld_exec_hist_pass(e, jobs, nj, hi, err) < 0)
 		return -1;
+	weld_pcb_hold_filled(e);
 	weld_exec_hist_pick_bins(e, nsrc, 2);
 	if (weld_exec_hist_pass(e, jobs, nj, lo, err) < 0)
 		return -1;
@@ -278,7 +283,7 @@ int weld_exec_pcb_unit(struct exec *e, const struct weld_job *const *jobs, size_
 		m += jobs[i]->nelem;
 	if (!m)
 		return 0;
-	if (memos_alloc(e) < 0)
+	if (memos_alloc(e) < 0 || weld_pcb_hold_begin(e, jobs, nj) < 0)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
 	e->pw = weld_pcb_window_new(e, jobs[0]->nsrc, m);
 	e->pt = weld_pcb_tails_new(e, jobs[0]->nsrc, m, e->opts->clip);
@@ -314,6 +319,7 @@ int weld_exec_pcb_pass(struct exec *e, const struct weld_job *const *jobs, size_
 				return -1;
 			weld_exec_progress(e, jobs[i], n);
 		}
+	weld_pcb_hold_filled(e);
 	return 0;
 }
 
@@ -446,7 +452,9 @@ void weld_exec_pcb_apply(struct exec *e, const struct weld_job *j, struct slice_
 			weld_k_pcb_sum(d, n, rl, c->scratch + r);
 			for (size_t s = 0; s < n; s++)
 				weld_k_pcb_scores(d[s], c->scratch + r, n, &u[s], &u[s].bound, rl,
-						  weld_exec_pcb_memo(e, s), tmp, idx, (float *)sc[s]);
+						  weld_exec_pcb_memo(e, s),
+						  weld_pcb_hold_flags(e, j, s, g + r, u[s].thr), tmp,
+						  idx, (float *)sc[s]);
 		}
 		weld_k_pcb_mix(d, sc, n, u, w, c->base + r, (float)j->lambda, rl, c->scratch + r,
 			       tmp, c->out + r);

@@ -20,6 +20,7 @@
 #include "exec.h"
 #include "hist_pass.h"
 #include "pcb_window.h"
+#include "pcb_hold.h"
 
 #include <math.h>
 #include <omp.h>
@@ -243,7 +244,7 @@ static void count_keys(struct pcb_window *w, size_t s, const float *beta, size_t
 }
 
 void weld_pcb_window_tile(struct pcb_window *w, const struct exec *e, const struct weld_job *j,
-			  struct slice_ctx *c, size_t len)
+			  struct slice_ctx *c, uint64_t g, size_t len)
 {
 	struct pcb_thread *t = &w->th[omp_get_thread_num()];
 	const float *d[WELD_K_MAX_SRC];
@@ -260,7 +261,8 @@ void weld_pcb_window_tile(struct pcb_window *w, const struct exec *e, const stru
 		/* nothing exceeds a NaN, the largest of all (pcb.h) */
 		float top = t->top[s] == WELD_PCB_NAN_KEY ? INFINITY : weld_pcb_key_float(t->top[s], 1);
 		size_t m = weld_k_pcb_window_candidates(d[s], sum, &u->bound, u->lo, u->hi, w->cut[s],
-							w->over[s], top, len, idx, &above);
+							w->over[s], top, len, idx, &above,
+							weld_pcb_hold_flags_out(e, j, s, g));
 
 		weld_k_pcb_beta_at(d[s], sum, j->nsrc, u->lo, u->hi, idx, m, weld_exec_pcb_memo(e, s),
 				   tmp);
@@ -328,6 +330,7 @@ int weld_pcb_window_stats(struct pcb_window *w, struct exec *e,
 	if (weld_exec_pcb_pass(e, jobs, nj, P_PCB_BETA_LO, err) < 0)
 		return -1;
 	w->counting = false;
+	weld_pcb_hold_flags_done(e, w->cut, w->nsrc);
 	for (size_t s = 0; s < w->nsrc; s++) {
 		if (!pick(w, s, weld_pcb_thr_index(w->m, jobs[0]->src[s].density), &thr[s]))
 			return 0;

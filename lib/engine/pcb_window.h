@@ -81,8 +81,9 @@ void weld_pcb_window_sample(struct pcb_window *w, const struct exec *e, const st
  * (then nothing is set), -1 on a read error. */
 int weld_pcb_window_stats(struct pcb_window *w, struct exec *e,
 			  const struct weld_job *const *jobs, size_t nj, struct weld_error *err);
-/* The window pass over one tile (slice loop). */
+/* The window pass over the tile at flat index g (slice loop); the
+ * candidates' flags kept for APPLY when the unit holds them (pcb_hold.c). */
 void weld_pcb_window_tile(struct pcb_window *w, const struct exec *e, const struct weld_job *j,
-			  struct slice_ctx *c, size_t len);
+			  struct slice_ctx *c, uint64_t g, size_t len);
 
 #endif

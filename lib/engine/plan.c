@@ -852,13 +852,17 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	}
 	if (row && p->chunk < 8 * max_row)
 		p->chunk = (8 * max_row + WELD_BLOCK - 1) / WELD_BLOCK * WELD_BLOCK;
+	/* pcb: a unit's inputs held between its passes, in three quarters of what is left */
+	budget = budget > p->chunk * per_elem ? budget - p->chunk * per_elem : 0;
+	p->pcb_hold = weld_plan_pcb_hold(p, budget / 4 * 3);
 	p->tile = tile;
 	p->super = super;
 	p->slices = (int)slices;
 	p->raw_es = raw_es;
 	p->maxsel = (int)maxsel;
 	p->memory = fixed - RESERVE_BYTES + p->chunk * per_elem + p->record_bytes +
-		    maxsrc * p->drop_stride + p->matrices * p->matrix_bytes + pcb_bytes + sce_extra;
+		    maxsrc * p->drop_stride + p->matrices * p->matrix_bytes + pcb_bytes + sce_extra +
+		    p->pcb_hold;
 	p->finished = true;
 	return 0;
 }

@@ -34,6 +34,7 @@ struct weld_plan {
 	uint64_t sce_rec_bytes; /* sce: room for the variances it records (sce_pass.c) */
 	uint64_t memory;       /* bytes of buffers at that chunk size */
 	uint64_t pcb_grant;    /* pcb: the most its statistics may hold (pcb_pass.c) */
+	uint64_t pcb_hold;     /* pcb: the most a unit holds between its passes (pcb_hold.c), 0: none */
 	uint64_t input_bytes;
 	uint64_t bytes_read;     /* over all passes: estimated, then counted by the execution */
 	bool finished;
@@ -69,6 +70,10 @@ size_t weld_plan_svd_at_once(const weld_plan *p, uint64_t stream_min);
  * buffers (window, tails and memos: pcb_window.h), within p->pcb_grant; 0
  * without pcb. */
 uint64_t weld_plan_pcb_bytes(const weld_plan *p);
+/* plan_passes.c: the most bytes a pcb unit holds in memory between its
+ * passes within grant (its inputs, the window's flags: pcb_hold.c); 0 if
+ * none. */
+uint64_t weld_plan_pcb_hold(const weld_plan *p, uint64_t grant);
 
 /* Threads the execution uses (the option, else every core). */
 int weld_plan_threads(const weld_plan *p);

@@ -4,6 +4,7 @@
  */
 #include "plan_impl.h"
 #include "method.h"
+#include "pcb_hold.h"
 #include "pcb_window.h"
 
 /* pcb's unit: the tensor, or with --scope model every merged tensor. */
@@ -17,6 +18,49 @@ static uint64_t pcb_unit(const weld_plan *p, const struct weld_job *j)
 		if (p->jobs[i].method != WELD_METHOD_COPY)
 			m += p->jobs[i].nelem;
 	return m;
+}
+
+/* The bytes of the inputs of job j's pcb unit, UINT64_MAX if they overflow. */
+static uint64_t pcb_unit_bytes(const weld_plan *p, const struct weld_job *j)
+{
+	uint64_t b = 0;
+
+	if (p->o.scope != WELD_SCOPE_MODEL)
+		return weld_pcb_job_inputs_bytes(p, j);
+	for (size_t i = 0; i < p->njobs; i++) {
+		uint64_t one;
+
+		if (p->jobs[i].method == WELD_METHOD_COPY)
+			continue;
+		one = weld_pcb_job_inputs_bytes(p, &p->jobs[i]);
+		if (one > UINT64_MAX - b)
+			return UINT64_MAX;
+		b += one;
+	}
+	return b;
+}
+
+/* Whether job j's pcb unit is held in memory between its passes. */
+static bool pcb_held(const weld_plan *p, const struct weld_job *j)
+{
+	return p->pcb_hold && pcb_unit_bytes(p, j) <= p->pcb_hold;
+}
+
+uint64_t weld_plan_pcb_hold(const weld_plan *p, uint64_t grant)
+{
+	uint64_t most = 0;
+
+	for (size_t i = 0; i < p->njobs; i++) {
+		const struct weld_job *j = &p->jobs[i];
+		uint64_t in, flags;
+
+		if (!weld_method_pcb(j->method) || weld_method_row_units(&p->o, j->method))
+			continue;
+		weld_pcb_hold_sizes(p, pcb_unit(p, j), j->nsrc, pcb_unit_bytes(p, j),
+				    p->o.scope != WELD_SCOPE_MODEL, grant, &in, &flags);
+		most = in + flags > most ? in + flags : most;
+	}
+	return most;
 }
 
 void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
@@ -35,7 +79,8 @@ void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 	if (weld_method_rank_drop(j->method) && p->o.rescale == WELD_RESCALE_L1)
 		n++;            /* della's L1 sums (its ranks are taken in memory, row by row) */
 	*lo = *hi = n;
-	if (weld_method_pcb(j->method) && !row)
+	/* pcb: passes over the unit; one read when it is held in memory */
+	if (weld_method_pcb(j->method) && !row && !pcb_held(p, j))
 		weld_pcb_passes(pcb_unit(p, j), p->o.clip, j->nsrc, weld_plan_threads(p), p->pcb_grant,
 				lo, hi);
 	if (weld_method_arcee(j->method) && j->ndim > 0)

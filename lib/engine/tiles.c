@@ -12,6 +12,7 @@
  * Histograms are per thread; recorded keys and counts are per slice.
  */
 #include "exec.h"
+#include "pcb_hold.h"
 
 #include <math.h>
 #include <omp.h>
@@ -283,8 +284,13 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 		for (size_t s = 0; s <= j->nsrc && !c->failed; s++) {
 			int m = s ? j->src[s - 1].model : j->base_model;
 			int64_t t = s ? j->src[s - 1].tensor : j->base_tensor;
+			bool held;      /* pcb: already in memory (pcb_hold.c) */
+			unsigned char *dst = weld_pcb_hold_at(e, j, s, first + a, &held);
 
 			if (m < 0)
+				continue;
+			rawp[s] = dst ? dst : c->raw + s * e->super_elems * e->raw_elem_size;
+			if (held)
 				continue;
 			if (weld_model_read(e->plan->models[m], (size_t)t, first + a, (size_t)an,
 					    (void *)rawp[s], &c->err) < 0)
@@ -312,7 +318,7 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 			case P_PCB_CLIP_LO:
 			case P_PCB_BETA_HI:
 			case P_PCB_BETA_LO:
-				weld_exec_pcb_tile(e, j, c, len, pass);
+				weld_exec_pcb_tile(e, j, c, first + b, len, pass);
 				break;
 			case P_SCE_HI:
 			case P_SCE_LO:

@@ -295,21 +295,32 @@ expect "pcb: weld run --from-output rebuilds the same tensors" \
 	sh -c '"$1" run --from-output "$2" -q -o "$3" && cmp "$2/model.safetensors" "$3/model.safetensors"' \
 	sh "$WELD" "$T/q2" "$T/q3"
 
-# the plan: four passes per small tensor (the tails of |delta|, two
-# histograms of beta, APPLY), three over a unit of 2^20 elements or more
-# (five if the sample's window misses), one with row
-"$WELD" plan pcb $B $FT >"$T/plan" 2>&1
+# the plan: four passes per tensor (the tails of |delta|, two histograms
+# of beta, APPLY), three over a unit of 2^20 elements or more (five if the
+# sample's window misses), one with row; one read of the files when the
+# unit's inputs are held in memory between the passes
+"$WELD" plan pcb $B --max-memory 16M $FT >"$T/plan" 2>&1
 if grep -q '^options  scope=tensor clip=0.0001$' "$T/plan" &&
-   grep -q 'model.norm.weight BF16 \[128\] pcb passes=4 lambda=1 .*(w=1,d=0.1)' "$T/plan"; then
-	ok "plan pcb: options, passes=4, density per model"
+   grep -q 'model.layers.0.mlp.down_proj.weight BF16 \[128, 1536\] pcb passes=4 lambda=1 .*(w=1,d=0.1)' "$T/plan" &&
+   grep -q 'model.norm.weight BF16 \[128\] pcb lambda=1 ' "$T/plan"; then
+	ok "plan pcb: options, passes=4, density per model, one read of a tensor held in memory"
 else
-	not_ok "plan pcb: options, passes=4, density per model"
+	not_ok "plan pcb: options, passes=4, density per model, one read of a tensor held in memory"
 fi
-"$WELD" plan pcb $B --scope model $FT >"$T/plan" 2>&1
+"$WELD" plan pcb $B --scope model --max-memory 32M $FT >"$T/plan" 2>&1
 if grep -q 'model.norm.weight BF16 \[128\] pcb passes=3-5 ' "$T/plan"; then
 	ok "plan pcb --scope model: a unit of 2^20 elements or more, 3 to 5 passes"
 else
 	not_ok "plan pcb --scope model: a unit of 2^20 elements or more, 3 to 5 passes"
+fi
+"$WELD" plan pcb $B --scope model --max-memory 64M $FT >"$T/plan" 2>&1
+held=$(cat "$T"/base/*.safetensors "$T"/ft[123]/*.safetensors | wc -c)
+if grep -q 'model.norm.weight BF16 \[128\] pcb lambda=1 ' "$T/plan" &&
+   sed -n 's/^memory *\([0-9.]*\) MB.*/\1/p' "$T/plan" |
+   awk -v h="$held" '{ exit !($1 * 1048576 >= 0.99 * h) }'; then
+	ok "plan pcb --scope model: the model's inputs held in memory, read once and counted"
+else
+	not_ok "plan pcb --scope model: the model's inputs held in memory, read once and counted"
 fi
 "$WELD" plan pcb $B --scope row $FT >"$T/plan" 2>&1
 if grep -q 'model.norm.weight BF16 \[128\] pcb lambda=1 ' "$T/plan"; then

@@ -301,7 +301,7 @@ static void test_bound_scores(void **state)
 			u.thr = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N * (5 + q) / 10, kt), 1);
 			u.top = q == 3 ? u.thr : weld_pcb_key_float(weld_pcb_kth_key(keys, N, N - 1, kt), 1);
 			weld_k_pcb_beta_scores(beta, &u, N, sa);
-			weld_k_pcb_scores(d[0], sum, M, &u, &u.bound, N, &memo, tmp, idx, sb);
+			weld_k_pcb_scores(d[0], sum, M, &u, &u.bound, N, &memo, NULL, tmp, idx, sb);
 			assert_memory_equal(sa, sb, sizeof(sa));
 		}
 	}
@@ -316,6 +316,8 @@ static void test_window_candidates(void **state)
 	static float d[M][N], sum[N], beta[N];
 	static uint32_t idx[N];
 	static unsigned char picked[N];
+	static uint64_t bits[N / 64];
+	static float sa[N], sb[N], tmp[N];
 	const float *dp[M] = { d[0], d[1], d[2] };
 	struct weld_pcb_unit u = { .lo = 1e-4f, .hi = 6e-3f };
 	uint64_t z = 11;
@@ -343,7 +345,7 @@ static void test_window_candidates(void **state)
 		above = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N * (82 + 5 * q) / 100, kt), 1);
 		top = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N - 1 - (size_t)q * 50, kt), 1);
 		m = weld_k_pcb_window_candidates(d[0], sum, &u.bound, u.lo, u.hi, cut, above, top, N,
-						 idx, &n_above);
+						 idx, &n_above, bits);
 		memset(picked, 0, sizeof(picked));
 		for (size_t k = 0; k < m; k++) {
 			assert_true(k == 0 || idx[k] > idx[k - 1]);
@@ -356,6 +358,25 @@ static void test_window_candidates(void **state)
 			}
 		assert_int_equal(counted, n_above);
 		assert_true(n_above > N / 50);  /* the lower bound was put to use */
+		/* the bits: set wherever beta exceeds cut (counted or not), and
+		 * few more; scores above a threshold >= cut from them are those
+		 * the bounds give */
+		counted = 0;
+		for (size_t j = 0; j < N; j++) {
+			unsigned bit = bits[j / 64] >> (j % 64) & 1;
+
+			assert_true(bit || !(beta[j] > cut));
+			counted += bit;
+		}
+		assert_true(counted < N / 4);
+		assert_int_equal(weld_k_pcb_bits_candidates(bits, N, idx), counted);
+		assert_int_equal(weld_k_pcb_bits_candidates(bits, N - 37, idx),
+				 counted - (size_t)__builtin_popcountll(bits[N / 64 - 1] >> 27));
+		u.thr = above;
+		u.top = top;
+		weld_k_pcb_scores(d[0], sum, M, &u, &u.bound, N, NULL, NULL, tmp, idx, sa);
+		weld_k_pcb_scores(d[0], sum, M, &u, &u.bound, N, NULL, bits, tmp, idx, sb);
+		assert_memory_equal(sa, sb, sizeof(sa));
 	}
 }
 
@@ -408,7 +429,7 @@ static void test_nan_beta(void **state)
 		assert_int_equal(idx[k], k);
 	/* a window above every finite beta: the same, none counted without beta */
 	m = weld_k_pcb_window_candidates(d0, sum, &b, 0.125f, INFINITY, 4.0f, 8.0f, INFINITY, 8,
-					 idx, &above);
+					 idx, &above, NULL);
 	assert_int_equal(m, 4);
 	assert_int_equal(above, 0);
 }

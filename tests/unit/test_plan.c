@@ -605,7 +605,7 @@ static void test_memory_stays_under_budget(void **state)
 {
 	static const enum weld_method methods[] = {
 		WELD_METHOD_TASK_ARITHMETIC, WELD_METHOD_TIES, WELD_METHOD_BREADCRUMBS,
-		WELD_METHOD_DARE,
+		WELD_METHOD_DARE, WELD_METHOD_PCB,
 	};
 	static const uint64_t budgets[] = { 12u << 20, 16u << 20, 64u << 20, 1u << 30 };
 	static const int threads[] = { 1, 2, 8 };
@@ -635,6 +635,28 @@ static void test_memory_stays_under_budget(void **state)
 				weld_plan_free(p);
 			}
 	assert_true(accepted >= 24);
+}
+
+/* pcb holds a tensor's inputs (base and model: 4 MB) between its passes
+ * when they fit what the plan leaves: one read, counted in the memory;
+ * under a small budget the passes read the files again. */
+static void test_pcb_inputs_held(void **state)
+{
+	struct weld_error err = { 0 };
+	weld_plan *big = big_plan(state, WELD_METHOD_PCB, 1u << 30, 1, &err);
+	weld_plan *small = big_plan(state, WELD_METHOD_PCB, 12u << 20, 1, &err);
+	int lo, hi;
+
+	assert_non_null(big);
+	assert_non_null(small);
+	weld_plan_job_passes(big, 0, &lo, &hi);
+	assert_true(lo == 1 && hi == 1);
+	weld_plan_job_passes(small, 0, &lo, &hi);
+	assert_true(lo >= 3 && hi >= lo);
+	assert_true(weld_plan_memory(big) >= weld_plan_memory(small) + (4u << 20));
+	assert_true(weld_plan_memory(small) <= (12u << 20));
+	weld_plan_free(big);
+	weld_plan_free(small);
 }
 
 /* A budget below what the merge needs is refused, naming the budget and
@@ -880,6 +902,7 @@ int main(void)
 		cmocka_unit_test(test_shape_fit),
 		D(test_chunk_shrinks_with_budget),
 		D(test_memory_stays_under_budget),
+		D(test_pcb_inputs_held),
 		D(test_budget_too_small_refused),
 		cmocka_unit_test(test_empty_plan_refused),
 		cmocka_unit_test(test_add_job_copies_name_and_sources),
