@@ -396,6 +396,65 @@ static void test_ties_one_element(void **state)
 	assert_float_equal(combine1(WELD_METHOD_TIES, v, w, 4, b, true, true, keep_trim), 1 - 0.3f, 1e-7);
 }
 
+/* consensus over a tile that is no multiple of the kernel's steps: every
+ * element as METHODS gives it, tau = sum w_i d_i, mask_i = |d_i| >
+ * l_i |tau - d_i|, out = b + lambda tau where at least k masks hold; the
+ * same bits whether the masks are also saved or not. */
+static void test_consensus_tile(void **state)
+{
+	enum { N = 8, LEN = 1000 };
+	static float d[N][LEN], b[LEN], out[LEN], out_saved[LEN], scratch[(4 + N) * LEN];
+	static unsigned char bits[N][LEN / 8 + 1];
+	const float *v[N];
+	float w[N], ml[N];
+	struct weld_combine_args a = { 0 };
+	uint32_t r = 12345;
+
+	(void)state;
+	for (size_t s = 0; s < N; s++) {
+		v[s] = d[s];
+		w[s] = 0.5f + 0.25f * (float)s;
+		ml[s] = 0.4f + 0.05f * (float)s;
+		for (size_t j = 0; j < LEN; j++) {
+			r = r * 1664525u + 1013904223u;
+			/* a quarter of the deltas are exactly zero */
+			d[s][j] = (r >> 30) == 0 ? 0.0f : ((float)(r >> 8) / 16777216.0f - 0.5f);
+		}
+	}
+	for (size_t j = 0; j < LEN; j++)
+		b[j] = (float)j / LEN;
+	a.method = WELD_METHOD_CONSENSUS;
+	a.n = N;
+	a.w = w;
+	a.v = v;
+	a.base = b;
+	a.mask_lambda = ml;
+	a.lambda = -0.75f;
+	a.k = 3;
+	weld_k_combine(&a, LEN, out, scratch);
+	memset(bits, 0, sizeof(bits));
+	a.maskbits = &bits[0][0];
+	a.maskstride = sizeof(bits[0]);
+	a.bitpos = 0;
+	weld_k_combine(&a, LEN, out_saved, scratch);
+	for (size_t j = 0; j < LEN; j++) {
+		float tau = 0, want;
+		int agree = 0;
+
+		for (size_t s = 0; s < N; s++)
+			tau += w[s] * d[s][j];
+		for (size_t s = 0; s < N; s++) {
+			bool m = fabsf(d[s][j]) > ml[s] * fabsf(tau - d[s][j]);
+
+			agree += m;
+			assert_int_equal(bits[s][j / 8] >> (j % 8) & 1, m);
+		}
+		want = b[j] + a.lambda * (agree >= a.k ? tau : 0.0f);
+		assert_memory_equal(&out[j], &want, sizeof(want));
+		assert_memory_equal(&out_saved[j], &want, sizeof(want));
+	}
+}
+
 static void test_dare_drop_rescale(void **state)
 {
 	enum { N = 64 };
@@ -515,6 +574,7 @@ int main(void)
 		cmocka_unit_test(test_rng_keep_matches_uniform),
 		cmocka_unit_test(test_average_and_task_arithmetic),
 		cmocka_unit_test(test_ties_one_element),
+		cmocka_unit_test(test_consensus_tile),
 		cmocka_unit_test(test_dare_drop_rescale),
 		cmocka_unit_test(test_dare_drop_bits),
 		cmocka_unit_test(test_slerp_coefficients),
