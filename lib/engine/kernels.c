@@ -404,20 +404,26 @@ INLINE void ties_tile(const struct weld_combine_args *a, size_t len, bool normal
 }
 
 /* acc[j] = sum over sources of w * kept value, in source order. */
-INLINE void weighted_sum(const struct weld_combine_args *a, size_t len, float *acc, float *p)
+INLINE void weighted_sum(const struct weld_combine_args *a, size_t len, float *acc)
 {
 	for (size_t j = 0; j < len; j++)
 		acc[j] = 0;
 	for (size_t s = 0; s < a->n; s++) {
 		const float *v = a->v[s];
 		float w = a->w[s];
+		const unsigned char *k = a->keep ? a->keep[s] : NULL;
+		const unsigned char *d = a->drop ? a->drop[s] : NULL;
 
-		if ((a->keep && a->keep[s]) || (a->drop && a->drop[s])) {
-			weighted_kept(a, s, 0, len, p);
+		/* the kept values go straight into the sums, with the same
+		 * roundings as weighted_kept's p[j] then acc[j] += p[j] */
+		if (k && d) {
 			for (size_t j = 0; j < len; j++)
-				acc[j] += p[j];
+				acc[j] += w * masked(v[j], k[j] & !d[j]);
+		} else if (k) {
+			for (size_t j = 0; j < len; j++)
+				acc[j] += w * masked(v[j], k[j]);
 		} else {
-			/* the same roundings as above: w * v, then the sum */
+			/* (weighted_kept ignores a drop without a keep) */
 			for (size_t j = 0; j < len; j++)
 				acc[j] += w * v[j];
 		}
@@ -537,7 +543,7 @@ WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, floa
 		sw += a->w[s];
 	switch (a->method) {
 	case WELD_METHOD_AVERAGE:
-		weighted_sum(a, len, out, scratch);
+		weighted_sum(a, len, out);
 		if (a->normalize)
 			for (size_t j = 0; j < len; j++)
 				out[j] = out[j] / sw;
@@ -579,7 +585,7 @@ WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, floa
 	case WELD_METHOD_ISO_CTS:
 		/* tensors that are not decomposed: the mean of the weighted task
 		 * vectors (METHODS 13) */
-		weighted_sum(a, len, acc, scratch);
+		weighted_sum(a, len, acc);
 		for (size_t j = 0; j < len; j++)
 			out[j] = a->base[j] + a->lambda * (acc[j] / (float)a->n);
 		return;
@@ -587,7 +593,7 @@ WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, floa
 		if (a->ties) {
 			ties_tile(a, len, a->normalize, acc, scratch);
 		} else {
-			weighted_sum(a, len, acc, scratch);
+			weighted_sum(a, len, acc);
 			if (a->normalize && fabsf(sw) >= 1e-8f)
 				for (size_t j = 0; j < len; j++)
 					acc[j] = acc[j] / sw;

@@ -99,6 +99,19 @@ static void rec_runs(struct exec *e, struct slice_ctx *c)
 	}
 }
 
+/* The first selection of source s that counts keys (neither all nor
+ * none), or -1: with hist_shared, the others of s take its histogram. */
+static int sel_counter(const struct exec *e, const struct weld_job *j, size_t s)
+{
+	for (int q = 0; q < nsel(e, j); q++) {
+		const struct sel_state *st = &e->sel[s * MAX_SEL + (size_t)q];
+
+		if (!st->sel.all && !st->sel.none)
+			return q;
+	}
+	return -1;
+}
+
 void weld_exec_tile_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			  enum pass pass, size_t len)
 {
@@ -118,7 +131,7 @@ void weld_exec_tile_stats(struct exec *e, const struct weld_job *j, struct slice
 				record_keys(e, c, s * MAX_SEL + (size_t)q, vs, len);
 			if (pass == P_HI && e->rec.on)
 				continue;   /* the recorded keys and the count above stand for it */
-			if (pass == P_HI || pass == P_SAMPLE)
+			if ((pass == P_HI || pass == P_SAMPLE) && q == sel_counter(e, j, s))
 				weld_hist_hi(vs, len, hist);
 			else if (pass == P_SAMPLE_FINE)
 				weld_hist_range(vs, len, e->rec.key_lo[s * MAX_SEL + (size_t)q],
@@ -439,6 +452,8 @@ void weld_exec_hist_merge(struct exec *e, const struct weld_job *j)
 
 		if (st->sel.all || st->sel.none || (int)k >= nsel(e, j))
 			continue;
+		if (e->hist_shared)
+			k = (size_t)sel_counter(e, j, s);
 		for (int t = 0; t < e->n_threads; t++) {
 			const uint32_t *h =
 				e->thread_hist[t] + (s * e->hists_per_src + k) * WELD_HIST_BINS;
@@ -669,10 +684,8 @@ static int select_recorded(struct exec *e, const struct weld_job *const *jobs, s
 		return -1;
 	for (size_t q = 0; q < e->sel_slots; q++) {
 		e->rec.fine_shift[q] = -1;
-		if (!e->sel[q].sel.all && !e->sel[q].sel.none) {
-			rec_guess(e, q, unit);
-			memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
-		}
+		if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+			rec_guess(e, q, unit);  /* the passes below clear hist first */
 	}
 	if (record_pass(e, jobs, nj, err) < 0)
 		return -1;

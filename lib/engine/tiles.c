@@ -380,8 +380,10 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 	}
 	if (e->rec.on && weld_exec_rec_chunk(e) < 0)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	if (sample_pass(pass) || pass == P_LO || (pass == P_HI && !e->rec.on))
+	if (sample_pass(pass) || pass == P_LO || (pass == P_HI && !e->rec.on)) {
 		e->hist_used = true;
+		e->hist_shared = pass == P_HI || pass == P_SAMPLE;
+	}
 	weld_team_run(e->team, e->n_slices, slice_item,
 		      &(struct chunk_run){ e, j, first, n, g, pass, mode });
 	for (int t = 0; t < e->n_slices; t++)
