@@ -301,6 +301,50 @@ static void test_topk_plateau(void **state)
 	}
 }
 
+/* Two selections in one scan (breadcrumbs: kept by a, not among b's top
+ * outliers) against weld_topk_mask on each, over tiles of n elements at
+ * the start of a unit of 8 N whose few distinct magnitudes make plateaus
+ * at both thresholds, for numbers of equal elements before the tile from
+ * none to past each cut: the same mask when it takes the tile, and the
+ * equal counts of the selections that still keep equal elements. */
+static void test_topk_mask_between(void **state)
+{
+	enum { N = 1000 };
+	static float x[8 * N];
+	static uint32_t scratch[8 * N];
+	unsigned char k1[N], k2[N], both[N];
+	struct weld_topk a, b;
+	int taken = 0, refused = 0;
+
+	(void)state;
+	for (int i = 0; i < 8 * N; i++)
+		x[i] = (float)((i * 37) % 11) * (i % 2 ? -0.25f : 0.25f);
+	weld_topk_select(x, 8 * N, 8 * N * 9 / 10, scratch, &a);
+	weld_topk_select(x, 8 * N, 8 * N / 10 + 1, scratch, &b);
+	for (size_t n = 1; n <= N; n += n < 70 ? 63 : 311)
+		for (uint64_t ab = 0; ab <= a.keep_equal + 1; ab += 1 + a.keep_equal / 7)
+			for (uint64_t bb = 0; bb <= b.keep_equal + 1; bb += 1 + b.keep_equal / 5) {
+				uint64_t ea, eb, wa, wb;
+
+				if (!weld_topk_mask_between(x, n, &a, ab, &b, bb, both, &ea, &eb)) {
+					refused++;
+					continue;
+				}
+				taken++;
+				wa = weld_topk_mask(x, n, &a, ab, k1);
+				wb = weld_topk_mask(x, n, &b, bb, k2);
+				for (size_t i = 0; i < n; i++)
+					assert_int_equal(both[i], k1[i] && !k2[i]);
+				if (ab < a.keep_equal)
+					assert_int_equal(ea, wa);
+				if (bb < b.keep_equal)
+					assert_int_equal(eb, wb);
+			}
+	/* both ways are tried: the one scan, and the refusals at a cut */
+	assert_true(taken > 0);
+	assert_true(refused > 0);
+}
+
 /* Values computed by an independent implementation of DESIGN 4.9
  * (tests/ref/weld_ref.py, its XXH64 checked against xxhsum -H1). */
 static void test_rng_known_values(void **state)
@@ -569,6 +613,7 @@ int main(void)
 		cmocka_unit_test(test_hist_range),
 		cmocka_unit_test(test_plateau_learn),
 		cmocka_unit_test(test_topk_plateau),
+		cmocka_unit_test(test_topk_mask_between),
 		cmocka_unit_test(test_rng_known_values),
 		cmocka_unit_test(test_rng_keep_rate),
 		cmocka_unit_test(test_rng_keep_matches_uniform),
