@@ -507,12 +507,25 @@ size_t weld_plateau_learn(uint32_t *seg, size_t m, struct weld_record_range *r, 
 	return m;
 }
 
+/* Bins weld_hist_pick passes over at a time while their sum falls short. */
+#define PICK_BLOCK 64
+
 uint32_t weld_hist_pick(const uint64_t *h, uint64_t need, uint64_t *above)
 {
 	uint64_t acc = 0;
-	uint32_t b;
+	uint32_t b, top = WELD_HIST_BINS;
 
-	for (b = 0xFFFF; b > 0; b--) {
+	/* whole blocks from the top (most high bins are empty), exactly */
+	for (; top > PICK_BLOCK; top -= PICK_BLOCK) {
+		uint64_t sum = 0;
+
+		for (uint32_t i = top - PICK_BLOCK; i < top; i++)
+			sum += h[i];
+		if (acc + sum >= need)
+			break;
+		acc += sum;
+	}
+	for (b = top - 1; b > 0; b--) {
 		if (acc + h[b] >= need)
 			break;
 		acc += h[b];

@@ -301,6 +301,35 @@ static void test_topk_plateau(void **state)
 	}
 }
 
+/* weld_hist_pick against a bin-by-bin walk from the top, on sparse and
+ * dense histograms, for ranks at bin edges, inside bins and past the
+ * total (bin 0 then). */
+static void test_hist_pick(void **state)
+{
+	static uint64_t h[WELD_HIST_BINS];
+	uint32_t r = 7;
+
+	(void)state;
+	for (int round = 0; round < 4; round++) {
+		uint64_t total = 0;
+
+		for (size_t b = 0; b < WELD_HIST_BINS; b++) {
+			r = r * 1664525u + 1013904223u;
+			h[b] = round % 2 ? r >> 28 : ((r >> 20) % 997 == 0) * (r >> 24);
+			total += h[b];
+		}
+		for (uint64_t need = 1; need <= total + 1; need += 1 + need / 3) {
+			uint64_t acc = 0, above;
+			uint32_t want;
+
+			for (want = WELD_HIST_BINS - 1; want > 0 && acc + h[want] < need; want--)
+				acc += h[want];
+			assert_int_equal(weld_hist_pick(h, need, &above), want);
+			assert_int_equal(above, acc);
+		}
+	}
+}
+
 /* Two selections in one scan (breadcrumbs: kept by a, not among b's top
  * outliers) against weld_topk_mask on each, over tiles of n elements at
  * the start of a unit of 8 N whose few distinct magnitudes make plateaus
@@ -613,6 +642,7 @@ int main(void)
 		cmocka_unit_test(test_hist_range),
 		cmocka_unit_test(test_plateau_learn),
 		cmocka_unit_test(test_topk_plateau),
+		cmocka_unit_test(test_hist_pick),
 		cmocka_unit_test(test_topk_mask_between),
 		cmocka_unit_test(test_rng_known_values),
 		cmocka_unit_test(test_rng_keep_rate),
