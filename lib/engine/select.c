@@ -512,8 +512,13 @@ size_t weld_plateau_learn(uint32_t *seg, size_t m, struct weld_record_range *r, 
 
 uint32_t weld_hist_pick(const uint64_t *h, uint64_t need, uint64_t *above)
 {
+	return weld_hist_pick_from(h, WELD_HIST_BINS - 1, need, above);
+}
+
+uint32_t weld_hist_pick_from(const uint64_t *h, uint32_t from, uint64_t need, uint64_t *above)
+{
 	uint64_t acc = 0;
-	uint32_t b, top = WELD_HIST_BINS;
+	uint32_t b, top = from + 1;
 
 	/* whole blocks from the top (most high bins are empty), exactly */
 	for (; top > PICK_BLOCK; top -= PICK_BLOCK) {

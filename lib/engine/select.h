@@ -63,6 +63,8 @@ size_t weld_plateau_learn(uint32_t *seg, size_t m, struct weld_record_range *r, 
 /* The bin holding the need-th largest key (need >= 1), and in *above how
  * many keys lie in higher bins. */
 uint32_t weld_hist_pick(const uint64_t *h, uint64_t need, uint64_t *above);
+/* The same with the bins above `from` taken as empty (not read). */
+uint32_t weld_hist_pick_from(const uint64_t *h, uint32_t from, uint64_t need, uint64_t *above);
 /*
  * Two selections of x at once, the elements a keeps and b does not
  * (breadcrumbs: kept, minus the top outliers): keep[j] = 1 for those; a

@@ -260,7 +260,8 @@ static bool rec_locate(struct exec *e, size_t q)
 	}
 	if (above >= st->k || above + n < st->k)
 		return false;
-	st->hi_bin = weld_hist_pick(st->hist, st->k - above, &above2);
+	/* the recorded keys are the range's: no bin above it holds any */
+	st->hi_bin = weld_hist_pick_from(st->hist, e->rec.key_hi[q] >> 16, st->k - above, &above2);
 	st->n_above = above + above2;
 	return true;
 }
@@ -354,7 +355,7 @@ static void rec_guess(struct exec *e, size_t q, uint64_t unit)
 {
 	struct sel_state *st = &e->sel[q];
 	struct recorder *r = &e->rec;
-	uint64_t ns = 0, above;
+	uint64_t ns = 0, above, unused;
 	uint32_t lo, hi;
 	double ks, d;
 
@@ -371,15 +372,17 @@ static void rec_guess(struct exec *e, size_t q, uint64_t unit)
 	d = 4 * sqrt(ks) + 0.002 * (double)ns + 8;
 	r->rank_top[q] = ks - d < 1 ? 1 : (uint64_t)(ks - d);
 	r->rank_bottom[q] = ks + d > (double)ns ? ns : (uint64_t)(ks + d) + 1;
+	/* one walk down from the top: the bin of rank_top, then (below it,
+	 * rank_bottom >= rank_top) the bin of rank_bottom */
 	hi = weld_hist_pick(st->hist, r->rank_top[q], &above);
-	lo = weld_hist_pick(st->hist, r->rank_bottom[q], &above);
+	lo = r->rank_bottom[q] > above
+		? weld_hist_pick_from(st->hist, hi, r->rank_bottom[q] - above, &unused) : hi;
+	/* the keys above bin hi + 1, when the range takes that bin too */
+	r->sample_above[q] = hi < WELD_HIST_BINS - 1 ? above - st->hist[hi + 1] : 0;
 	hi += hi < WELD_HIST_BINS - 1;
 	lo -= lo > 0;
 	r->key_lo[q] = lo << 16;
 	r->key_hi[q] = hi << 16 | 0xFFFFu;
-	r->sample_above[q] = 0;
-	for (uint32_t b = hi + 1; b < WELD_HIST_BINS; b++)
-		r->sample_above[q] += st->hist[b];
 }
 
 /* SAMPLE_FINE for selection q: bins of 2^shift keys, as few as cover its

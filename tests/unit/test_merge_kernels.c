@@ -301,7 +301,7 @@ static void test_topk_plateau(void **state)
 	}
 }
 
-/* weld_hist_pick against a bin-by-bin walk from the top, on sparse and
+/* weld_hist_pick and weld_hist_pick_from against a bin-by-bin walk, on sparse and
  * dense histograms, for ranks at bin edges, inside bins and past the
  * total (bin 0 then). */
 static void test_hist_pick(void **state)
@@ -325,6 +325,12 @@ static void test_hist_pick(void **state)
 			for (want = WELD_HIST_BINS - 1; want > 0 && acc + h[want] < need; want--)
 				acc += h[want];
 			assert_int_equal(weld_hist_pick(h, need, &above), want);
+			assert_int_equal(above, acc);
+			/* from a lower bin, the bins above it left out */
+			acc = 0;
+			for (want = 40000; want > 0 && acc + h[want] < need; want--)
+				acc += h[want];
+			assert_int_equal(weld_hist_pick_from(h, 40000, need, &above), want);
 			assert_int_equal(above, acc);
 		}
 	}
