@@ -198,6 +198,9 @@ struct exec {
 	uint64_t bytes_done, bytes_total;       /* progress: bytes read over all passes */
 	uint32_t **thread_hist; /* per thread: max_src * hists_per_src * BINS counts */
 	bool hist_used;         /* thread_hist holds counts not yet merged */
+	/* P_HI and P_SAMPLE: the selections of a source count the same keys,
+	 * once, in the slot of its first selection that counts (sel_counter) */
+	bool hist_shared;
 	uint64_t hist_pending;  /* elements counted in the threads' histograms */
 	struct recorder rec;
 	struct weld_outq *queue;        /* writes the output chunks */

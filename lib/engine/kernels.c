@@ -404,23 +404,134 @@ INLINE void ties_tile(const struct weld_combine_args *a, size_t len, bool normal
 }
 
 /* acc[j] = sum over sources of w * kept value, in source order. */
-INLINE void weighted_sum(const struct weld_combine_args *a, size_t len, float *acc, float *p)
+INLINE void weighted_sum(const struct weld_combine_args *a, size_t len, float *acc)
 {
 	for (size_t j = 0; j < len; j++)
 		acc[j] = 0;
 	for (size_t s = 0; s < a->n; s++) {
 		const float *v = a->v[s];
 		float w = a->w[s];
+		const unsigned char *k = a->keep ? a->keep[s] : NULL;
+		const unsigned char *d = a->drop ? a->drop[s] : NULL;
 
-		if ((a->keep && a->keep[s]) || (a->drop && a->drop[s])) {
-			weighted_kept(a, s, 0, len, p);
+		/* the kept values go straight into the sums, with the same
+		 * roundings as weighted_kept's p[j] then acc[j] += p[j] */
+		if (k && d) {
 			for (size_t j = 0; j < len; j++)
-				acc[j] += p[j];
+				acc[j] += w * masked(v[j], k[j] & !d[j]);
+		} else if (k) {
+			for (size_t j = 0; j < len; j++)
+				acc[j] += w * masked(v[j], k[j]);
 		} else {
-			/* the same roundings as above: w * v, then the sum */
+			/* (weighted_kept ignores a drop without a keep) */
 			for (size_t j = 0; j < len; j++)
 				acc[j] += w * v[j];
 		}
+	}
+}
+
+/*
+ * consensus on elements [o, o + m) of the tile, m <= TIES_BLOCK: tau (the
+ * TIES vector, or the weighted sum of every delta), then the TALL mask of
+ * each source, how many agree, and the output, while the block's deltas
+ * are still in the first-level cache. p holds n * m floats.
+ */
+INLINE void consensus_block(const struct weld_combine_args *a, size_t o, size_t m, float *out,
+			    float *p)
+{
+	float acc[TIES_BLOCK];
+	int32_t cnt[TIES_BLOCK];        /* how many masks are true */
+
+	if (a->ties) {
+		ties_block(a, o, m, false, acc, p);
+	} else {
+		/* the roundings of weighted_sum: w * v, then the sum */
+		for (size_t j = 0; j < m; j++)
+			acc[j] = 0;
+		for (size_t s = 0; s < a->n; s++) {
+			const float *v = a->v[s] + o;
+			float w = a->w[s];
+
+			for (size_t j = 0; j < m; j++)
+				acc[j] += w * v[j];
+		}
+	}
+	for (size_t j = 0; j < m; j++)
+		cnt[j] = 0;
+	for (size_t s = 0; s < a->n; s++) {
+		const float *d = a->v[s] + o;
+		float ml = a->mask_lambda[s];
+
+		for (size_t j = 0; j < m; j++)
+			cnt[j] += fabsf(d[j]) > ml * fabsf(acc[j] - d[j]);
+		if (!a->maskbits)
+			continue;
+		for (size_t j = 0; j < m; j++)
+			if (fabsf(d[j]) > ml * fabsf(acc[j] - d[j])) {
+				uint64_t bit = a->bitpos + o + j;
+
+				a->maskbits[s * a->maskstride + bit / 8] |= (unsigned char)(1u << (bit % 8));
+			}
+	}
+	for (size_t j = 0; j < m; j++)
+		out[o + j] = a->base[o + j] + a->lambda * (cnt[j] >= a->k ? acc[j] : 0.0f);
+}
+
+/* Sixteen lanes of floats and their masks (0 or -1) for consensus_ta. */
+typedef float vf16 __attribute__((vector_size(16 * sizeof(float))));
+typedef int32_t vi16 __attribute__((vector_size(16 * sizeof(int32_t))));
+
+/* |x| of each lane: the sign bit cleared. */
+#define VF16_ABS(x) ((vf16)((vi16)(x) & 0x7FFFFFFF))
+
+/*
+ * consensus from task arithmetic without saved masks, sixteen elements at
+ * a time with tau and the count in registers: the same operations, in the
+ * same order per element, as consensus_block. Returns how many elements it
+ * did (a multiple of 32).
+ */
+INLINE size_t consensus_ta(const struct weld_combine_args *a, size_t len, float *out)
+{
+	const vf16 zero = { 0 };
+	size_t o = 0;
+
+	for (; o + 32 <= len; o += 32) {
+		vf16 acc0 = zero, acc1 = zero, d0, d1, b0, b1;
+		vi16 cnt0 = { 0 }, cnt1 = { 0 };
+
+		for (size_t s = 0; s < a->n; s++) {
+			memcpy(&d0, a->v[s] + o, sizeof(d0));
+			memcpy(&d1, a->v[s] + o + 16, sizeof(d1));
+			acc0 += a->w[s] * d0;
+			acc1 += a->w[s] * d1;
+		}
+		for (size_t s = 0; s < a->n; s++) {
+			float ml = a->mask_lambda[s];
+
+			memcpy(&d0, a->v[s] + o, sizeof(d0));
+			memcpy(&d1, a->v[s] + o + 16, sizeof(d1));
+			cnt0 -= VF16_ABS(d0) > ml * VF16_ABS(acc0 - d0);
+			cnt1 -= VF16_ABS(d1) > ml * VF16_ABS(acc1 - d1);
+		}
+		memcpy(&b0, a->base + o, sizeof(b0));
+		memcpy(&b1, a->base + o + 16, sizeof(b1));
+		b0 += a->lambda * (vf16)((vi16)acc0 & (cnt0 >= a->k));
+		b1 += a->lambda * (vf16)((vi16)acc1 & (cnt1 >= a->k));
+		memcpy(out + o, &b0, sizeof(b0));
+		memcpy(out + o + 16, &b1, sizeof(b1));
+	}
+	return o;
+}
+
+INLINE void consensus_tile(const struct weld_combine_args *a, size_t len, float *out,
+			   float *scratch)
+{
+	size_t o = !a->ties && !a->maskbits ? consensus_ta(a, len, out) : 0;
+
+	for (; o < len; o += TIES_BLOCK) {
+		size_t m = len - o < TIES_BLOCK ? len - o : TIES_BLOCK;
+
+		consensus_block(a, o, m, out, scratch);
 	}
 }
 
@@ -432,7 +543,7 @@ WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, floa
 		sw += a->w[s];
 	switch (a->method) {
 	case WELD_METHOD_AVERAGE:
-		weighted_sum(a, len, out, scratch);
+		weighted_sum(a, len, out);
 		if (a->normalize)
 			for (size_t j = 0; j < len; j++)
 				out[j] = out[j] / sw;
@@ -444,39 +555,9 @@ WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, floa
 			out[j] = s0 * a->base[j] + s1 * a->v[0][j];
 		return;
 	}
-	case WELD_METHOD_CONSENSUS: {
-		float *cnt = scratch;   /* ties_tile is done with its scratch by then */
-
-		if (a->ties)
-			ties_tile(a, len, false, acc, scratch);
-		else {
-			struct weld_combine_args all = *a;
-
-			all.keep = NULL;
-			all.drop = NULL;
-			weighted_sum(&all, len, acc, scratch);
-		}
-		for (size_t j = 0; j < len; j++)
-			cnt[j] = 0;
-		for (size_t s = 0; s < a->n; s++) {
-			const float *d = a->v[s];
-			float ml = a->mask_lambda[s];
-
-			for (size_t j = 0; j < len; j++)
-				cnt[j] += (float)(fabsf(d[j]) > ml * fabsf(acc[j] - d[j]));
-			if (!a->maskbits)
-				continue;
-			for (size_t j = 0; j < len; j++)
-				if (fabsf(d[j]) > ml * fabsf(acc[j] - d[j])) {
-					uint64_t bit = a->bitpos + j;
-
-					a->maskbits[s * a->maskstride + bit / 8] |= (unsigned char)(1u << (bit % 8));
-				}
-		}
-		for (size_t j = 0; j < len; j++)
-			out[j] = a->base[j] + a->lambda * (cnt[j] >= (float)a->k ? acc[j] : 0.0f);
+	case WELD_METHOD_CONSENSUS:
+		consensus_tile(a, len, out, scratch);
 		return;
-	}
 	case WELD_METHOD_NEARSWAP:
 		weld_k_nearswap(a->base, a->v[0], len, a->t, out);
 		return;
@@ -504,7 +585,7 @@ WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, floa
 	case WELD_METHOD_ISO_CTS:
 		/* tensors that are not decomposed: the mean of the weighted task
 		 * vectors (METHODS 13) */
-		weighted_sum(a, len, acc, scratch);
+		weighted_sum(a, len, acc);
 		for (size_t j = 0; j < len; j++)
 			out[j] = a->base[j] + a->lambda * (acc[j] / (float)a->n);
 		return;
@@ -512,7 +593,7 @@ WELD_HOT void weld_k_combine(const struct weld_combine_args *a, size_t len, floa
 		if (a->ties) {
 			ties_tile(a, len, a->normalize, acc, scratch);
 		} else {
-			weighted_sum(a, len, acc, scratch);
+			weighted_sum(a, len, acc);
 			if (a->normalize && fabsf(sw) >= 1e-8f)
 				for (size_t j = 0; j < len; j++)
 					acc[j] = acc[j] / sw;

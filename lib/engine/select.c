@@ -165,6 +165,33 @@ WELD_HOT static uint64_t mask_scan_generic(const float *x, size_t n, uint32_t t,
 	return eq;
 }
 
+/* One key's threshold and whether its equal keys are kept, for the scans
+ * of two selections. */
+struct cut {
+	uint32_t t;
+	bool keep_eq;
+};
+
+/* keep[j] = kept by a and not by b; eq[0], eq[1] += keys equal to each
+ * threshold. */
+WELD_HOT static void between_generic(const float *x, size_t n, struct cut a, struct cut b,
+				     unsigned char *keep, uint64_t eq[2])
+{
+	uint64_t ea = 0, eb = 0;
+
+	for (size_t j = 0; j < n; j++) {
+		uint32_t key = weld_key(x[j]);
+		bool ka = key > a.t || (a.keep_eq && key == a.t);
+		bool kb = key > b.t || (b.keep_eq && key == b.t);
+
+		keep[j] = ka && !kb;
+		ea += key == a.t;
+		eb += key == b.t;
+	}
+	eq[0] += ea;
+	eq[1] += eb;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 
@@ -276,6 +303,72 @@ static uint64_t mask_scan_avx512(const float *x, size_t n, uint32_t t, bool keep
 	return c + mask_scan_generic(x + j, n - j, t, keep_eq, keep + j);
 }
 
+/* Four masks of 16 lanes as one of 64, the first in the low bits. */
+#define JOIN64(m) _mm512_kunpackd(_mm512_kunpackw((m)[3], (m)[2]), _mm512_kunpackw((m)[1], (m)[0]))
+
+/*
+ * between_generic, 64 keys at a time, the masks joined in mask registers:
+ * a selection that keeps its equal keys keeps key > t - 1 (t > 0), and
+ * only such a selection counts them (one at most); the count of one that
+ * keeps none matters no more (0).
+ */
+__attribute__((target("avx512f,avx512bw,popcnt"), always_inline))
+static inline void between_lanes(const float *x, size_t n, struct cut a, struct cut b,
+				 unsigned char *keep, uint64_t eq[2], bool count_a, bool count_b)
+{
+	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi8(1);
+	const __m512i ta = _mm512_set1_epi32((int)a.t), tb = _mm512_set1_epi32((int)b.t);
+	const __m512i ga = _mm512_set1_epi32((int)(a.t - a.keep_eq));
+	const __m512i gb = _mm512_set1_epi32((int)(b.t - b.keep_eq));
+	uint64_t ca = 0, cb = 0;
+	size_t j = 0;
+
+	for (; j + 64 <= n; j += 64) {
+		__mmask16 k[4], qa[4], qb[4];
+
+		for (int i = 0; i < 4; i++) {
+			__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j + 16 * i), abs);
+
+			k[i] = _kandn_mask16(_mm512_cmpgt_epu32_mask(key, gb),
+					     _mm512_cmpgt_epu32_mask(key, ga));
+			if (count_a)
+				qa[i] = _mm512_cmpeq_epi32_mask(key, ta);
+			if (count_b)
+				qb[i] = _mm512_cmpeq_epi32_mask(key, tb);
+		}
+		_mm512_storeu_si512(keep + j, _mm512_maskz_mov_epi8(JOIN64(k), one));
+		if (count_a)
+			ca += (uint64_t)__builtin_popcountll(_cvtmask64_u64(JOIN64(qa)));
+		if (count_b)
+			cb += (uint64_t)__builtin_popcountll(_cvtmask64_u64(JOIN64(qb)));
+	}
+	eq[0] += ca;
+	eq[1] += cb;
+	between_generic(x + j, n - j, a, b, keep + j, eq);
+}
+
+__attribute__((target("avx512f,avx512bw,popcnt")))
+static void between_avx512(const float *x, size_t n, struct cut a, struct cut b,
+			   unsigned char *keep, uint64_t eq[2])
+{
+	if (a.keep_eq)
+		between_lanes(x, n, a, b, keep, eq, true, false);
+	else if (b.keep_eq)
+		between_lanes(x, n, a, b, keep, eq, false, true);
+	else
+		between_lanes(x, n, a, b, keep, eq, false, false);
+}
+
+static void between(const float *x, size_t n, struct cut a, struct cut b, unsigned char *keep,
+		    uint64_t eq[2])
+{
+	/* t - 1 needs t > 0 */
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && a.t && b.t)
+		between_avx512(x, n, a, b, keep, eq);
+	else
+		between_generic(x, n, a, b, keep, eq);
+}
+
 static uint64_t mask_scan(const float *x, size_t n, uint32_t t, bool keep_eq, unsigned char *keep)
 {
 	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
@@ -291,6 +384,12 @@ size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range
 	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
 #else
+static void between(const float *x, size_t n, struct cut a, struct cut b, unsigned char *keep,
+		    uint64_t eq[2])
+{
+	between_generic(x, n, a, b, keep, eq);
+}
+
 size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range *r,
 			uint32_t *out, uint64_t *pc, uint64_t *above)
 {
@@ -325,6 +424,27 @@ uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
 	for (size_t j = cut; j < n; j++)
 		keep[j] = weld_key(x[j]) > t;
 	return eq;
+}
+
+bool weld_topk_mask_between(const float *x, size_t n, const struct weld_topk *a,
+			    uint64_t a_before, const struct weld_topk *b, uint64_t b_before,
+			    unsigned char *keep, uint64_t *eq_a, uint64_t *eq_b)
+{
+	struct cut ca = { a->thresh, a_before < a->keep_equal };
+	struct cut cb = { b->thresh, b_before < b->keep_equal };
+	uint64_t eq[2] = { 0, 0 };
+
+	/* while both count their equal keys, two scans are as fast */
+	if (a->all || a->none || b->all || b->none || (ca.keep_eq && cb.keep_eq))
+		return false;
+	between(x, n, ca, cb, keep, eq);
+	/* the kept equal elements of a selection run out inside the tile */
+	if ((ca.keep_eq && a_before + eq[0] > a->keep_equal) ||
+	    (cb.keep_eq && b_before + eq[1] > b->keep_equal))
+		return false;
+	*eq_a = eq[0];
+	*eq_b = eq[1];
+	return true;
 }
 
 /* A free slot for a new plateau key: one that counted nothing yet. */
@@ -387,12 +507,30 @@ size_t weld_plateau_learn(uint32_t *seg, size_t m, struct weld_record_range *r, 
 	return m;
 }
 
+/* Bins weld_hist_pick passes over at a time while their sum falls short. */
+#define PICK_BLOCK 64
+
 uint32_t weld_hist_pick(const uint64_t *h, uint64_t need, uint64_t *above)
 {
-	uint64_t acc = 0;
-	uint32_t b;
+	return weld_hist_pick_from(h, WELD_HIST_BINS - 1, need, above);
+}
 
-	for (b = 0xFFFF; b > 0; b--) {
+uint32_t weld_hist_pick_from(const uint64_t *h, uint32_t from, uint64_t need, uint64_t *above)
+{
+	uint64_t acc = 0;
+	uint32_t b, top = from + 1;
+
+	/* whole blocks from the top (most high bins are empty), exactly */
+	for (; top > PICK_BLOCK; top -= PICK_BLOCK) {
+		uint64_t sum = 0;
+
+		for (uint32_t i = top - PICK_BLOCK; i < top; i++)
+			sum += h[i];
+		if (acc + sum >= need)
+			break;
+		acc += sum;
+	}
+	for (b = top - 1; b > 0; b--) {
 		if (acc + h[b] >= need)
 			break;
 		acc += h[b];

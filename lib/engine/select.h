@@ -4,6 +4,7 @@
 #ifndef WELD_SELECT_H
 #define WELD_SELECT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -62,6 +63,24 @@ size_t weld_plateau_learn(uint32_t *seg, size_t m, struct weld_record_range *r, 
 /* The bin holding the need-th largest key (need >= 1), and in *above how
  * many keys lie in higher bins. */
 uint32_t weld_hist_pick(const uint64_t *h, uint64_t need, uint64_t *above);
+/* The same with the bins above `from` taken as empty (not read). */
+uint32_t weld_hist_pick_from(const uint64_t *h, uint32_t from, uint64_t need, uint64_t *above);
+/*
+ * Two selections of x at once, the elements a keeps and b does not
+ * (breadcrumbs: kept, minus the top outliers): keep[j] = 1 for those; a
+ * before and b before elements equal to each threshold came before x[0].
+ * Only when the equal elements of a tile are all kept or all not, for
+ * each selection: returns false otherwise (and when a selection keeps all
+ * or none, or both still keep equal elements: two scans are as fast), with
+ * keep undefined; then weld_topk_mask on each. Returns true
+ * with *eq_a and *eq_b the elements equal to each threshold, except that
+ * the count of a selection that keeps no more equal elements (its before
+ * is at its keep_equal already) may be short: it matters no more.
+ */
+struct weld_topk;
+bool weld_topk_mask_between(const float *x, size_t n, const struct weld_topk *a,
+			    uint64_t a_before, const struct weld_topk *b, uint64_t b_before,
+			    unsigned char *keep, uint64_t *eq_a, uint64_t *eq_b);
 /* How many x have this key. */
 uint64_t weld_count_equal(const float *x, size_t n, uint32_t key);
 /* How many of the keys are this key. */

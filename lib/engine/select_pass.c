@@ -99,6 +99,19 @@ static void rec_runs(struct exec *e, struct slice_ctx *c)
 	}
 }
 
+/* The first selection of source s that counts keys (neither all nor
+ * none), or -1: with hist_shared, the others of s take its histogram. */
+static int sel_counter(const struct exec *e, const struct weld_job *j, size_t s)
+{
+	for (int q = 0; q < nsel(e, j); q++) {
+		const struct sel_state *st = &e->sel[s * MAX_SEL + (size_t)q];
+
+		if (!st->sel.all && !st->sel.none)
+			return q;
+	}
+	return -1;
+}
+
 void weld_exec_tile_stats(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			  enum pass pass, size_t len)
 {
@@ -118,7 +131,7 @@ void weld_exec_tile_stats(struct exec *e, const struct weld_job *j, struct slice
 				record_keys(e, c, s * MAX_SEL + (size_t)q, vs, len);
 			if (pass == P_HI && e->rec.on)
 				continue;   /* the recorded keys and the count above stand for it */
-			if (pass == P_HI || pass == P_SAMPLE)
+			if ((pass == P_HI || pass == P_SAMPLE) && q == sel_counter(e, j, s))
 				weld_hist_hi(vs, len, hist);
 			else if (pass == P_SAMPLE_FINE)
 				weld_hist_range(vs, len, e->rec.key_lo[s * MAX_SEL + (size_t)q],
@@ -247,7 +260,8 @@ static bool rec_locate(struct exec *e, size_t q)
 	}
 	if (above >= st->k || above + n < st->k)
 		return false;
-	st->hi_bin = weld_hist_pick(st->hist, st->k - above, &above2);
+	/* the recorded keys are the range's: no bin above it holds any */
+	st->hi_bin = weld_hist_pick_from(st->hist, e->rec.key_hi[q] >> 16, st->k - above, &above2);
 	st->n_above = above + above2;
 	return true;
 }
@@ -341,7 +355,7 @@ static void rec_guess(struct exec *e, size_t q, uint64_t unit)
 {
 	struct sel_state *st = &e->sel[q];
 	struct recorder *r = &e->rec;
-	uint64_t ns = 0, above;
+	uint64_t ns = 0, above, unused;
 	uint32_t lo, hi;
 	double ks, d;
 
@@ -358,15 +372,17 @@ static void rec_guess(struct exec *e, size_t q, uint64_t unit)
 	d = 4 * sqrt(ks) + 0.002 * (double)ns + 8;
 	r->rank_top[q] = ks - d < 1 ? 1 : (uint64_t)(ks - d);
 	r->rank_bottom[q] = ks + d > (double)ns ? ns : (uint64_t)(ks + d) + 1;
+	/* one walk down from the top: the bin of rank_top, then (below it,
+	 * rank_bottom >= rank_top) the bin of rank_bottom */
 	hi = weld_hist_pick(st->hist, r->rank_top[q], &above);
-	lo = weld_hist_pick(st->hist, r->rank_bottom[q], &above);
+	lo = r->rank_bottom[q] > above
+		? weld_hist_pick_from(st->hist, hi, r->rank_bottom[q] - above, &unused) : hi;
+	/* the keys above bin hi + 1, when the range takes that bin too */
+	r->sample_above[q] = hi < WELD_HIST_BINS - 1 ? above - st->hist[hi + 1] : 0;
 	hi += hi < WELD_HIST_BINS - 1;
 	lo -= lo > 0;
 	r->key_lo[q] = lo << 16;
 	r->key_hi[q] = hi << 16 | 0xFFFFu;
-	r->sample_above[q] = 0;
-	for (uint32_t b = hi + 1; b < WELD_HIST_BINS; b++)
-		r->sample_above[q] += st->hist[b];
 }
 
 /* SAMPLE_FINE for selection q: bins of 2^shift keys, as few as cover its
@@ -439,6 +455,8 @@ void weld_exec_hist_merge(struct exec *e, const struct weld_job *j)
 
 		if (st->sel.all || st->sel.none || (int)k >= nsel(e, j))
 			continue;
+		if (e->hist_shared)
+			k = (size_t)sel_counter(e, j, s);
 		for (int t = 0; t < e->n_threads; t++) {
 			const uint32_t *h =
 				e->thread_hist[t] + (s * e->hists_per_src + k) * WELD_HIST_BINS;
@@ -669,10 +687,8 @@ static int select_recorded(struct exec *e, const struct weld_job *const *jobs, s
 		return -1;
 	for (size_t q = 0; q < e->sel_slots; q++) {
 		e->rec.fine_shift[q] = -1;
-		if (!e->sel[q].sel.all && !e->sel[q].sel.none) {
-			rec_guess(e, q, unit);
-			memset(e->sel[q].hist, 0, WELD_HIST_BINS * sizeof(uint64_t));
-		}
+		if (!e->sel[q].sel.all && !e->sel[q].sel.none)
+			rec_guess(e, q, unit);  /* the passes below clear hist first */
 	}
 	if (record_pass(e, jobs, nj, err) < 0)
 		return -1;

@@ -166,6 +166,40 @@ static void tile_rows(struct exec *e, const struct weld_job *j, struct slice_ctx
 		}
 }
 
+/*
+ * APPLY at tensor or model scope: each source's top-k masks of the tile.
+ * With two selections (the second one drops: breadcrumbs), one scan makes
+ * the first mask without the second's elements, and merged[s] is set,
+ * unless a selection's kept equal elements run out inside the tile.
+ */
+static void tile_masks(struct exec *e, const struct weld_job *j, struct slice_ctx *c, size_t len,
+		       bool *merged)
+{
+	int ns = nsel(e, j);
+
+	for (size_t s = 0; s < j->nsrc; s++) {
+		const float *vs = c->vals + s * e->tile_elems;
+		size_t s0 = s * MAX_SEL;
+		uint64_t ea, eb;
+
+		if (ns == 2 && weld_topk_mask_between(vs, len, &e->sel[s0].sel, c->n_equal[s0],
+						      &e->sel[s0 + 1].sel, c->n_equal[s0 + 1],
+						      c->keep + s0 * e->tile_elems, &ea, &eb)) {
+			c->n_equal[s0] += ea;
+			c->n_equal[s0 + 1] += eb;
+			merged[s] = true;
+			continue;
+		}
+		for (int q = 0; q < ns; q++) {
+			size_t sq = s0 + (size_t)q;
+			uint64_t *eq = &c->n_equal[sq];
+
+			*eq += weld_topk_mask(vs, len, &e->sel[sq].sel, *eq,
+					      c->keep + sq * e->tile_elems);
+		}
+	}
+}
+
 void weld_exec_put_tile(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			uint64_t first, uint64_t g, size_t len)
 {
@@ -188,6 +222,7 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 	float w[WELD_K_MAX_SRC], ml[WELD_K_MAX_SRC];
 	const float *v[WELD_K_MAX_SRC];
 	const unsigned char *k1[WELD_K_MAX_SRC], *k2[WELD_K_MAX_SRC];
+	bool merged[WELD_K_MAX_SRC] = { false };
 	int ns = nsel(e, j);
 
 	if (weld_method_pcb(j->method)) {
@@ -213,25 +248,16 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 		weld_exec_put_tile(e, j, c, first, g, len);
 		return;
 	}
-	if (row_scope(e, j)) {
+	if (row_scope(e, j))
 		tile_rows(e, j, c, g, len);
-	} else {
-		for (size_t s = 0; s < j->nsrc; s++)
-			for (int q = 0; q < ns; q++) {
-				size_t sq = s * MAX_SEL + (size_t)q;
-				const float *vs = c->vals + s * e->tile_elems;
-				uint64_t *eq = &c->n_equal[sq];
-
-				*eq += weld_topk_mask(vs, len, &e->sel[sq].sel, *eq,
-						      c->keep + sq * e->tile_elems);
-			}
-	}
+	else
+		tile_masks(e, j, c, len, merged);
 	for (size_t s = 0; s < j->nsrc; s++) {
 		w[s] = (float)j->src[s].weight;
 		ml[s] = (float)j->src[s].mask_lambda;
 		v[s] = c->vals + s * e->tile_elems;
 		k1[s] = ns >= 1 ? c->keep + s * MAX_SEL * e->tile_elems : NULL;
-		k2[s] = ns >= 2 ? c->keep + (s * MAX_SEL + 1) * e->tile_elems : NULL;
+		k2[s] = ns >= 2 && !merged[s] ? c->keep + (s * MAX_SEL + 1) * e->tile_elems : NULL;
 	}
 	a.method = j->method;
 	a.n = j->nsrc;
@@ -386,8 +412,10 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 	}
 	if (e->rec.on && weld_exec_rec_chunk(e) < 0)
 		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	if (sample_pass(pass) || pass == P_LO || (pass == P_HI && !e->rec.on))
+	if (sample_pass(pass) || pass == P_LO || (pass == P_HI && !e->rec.on)) {
 		e->hist_used = true;
+		e->hist_shared = pass == P_HI || pass == P_SAMPLE;
+	}
 	weld_team_run(e->team, e->n_slices, slice_item,
 		      &(struct chunk_run){ e, j, first, n, g, pass, mode });
 	for (int t = 0; t < e->n_slices; t++)

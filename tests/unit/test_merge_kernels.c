@@ -301,6 +301,85 @@ static void test_topk_plateau(void **state)
 	}
 }
 
+/* weld_hist_pick and weld_hist_pick_from against a bin-by-bin walk, on sparse and
+ * dense histograms, for ranks at bin edges, inside bins and past the
+ * total (bin 0 then). */
+static void test_hist_pick(void **state)
+{
+	static uint64_t h[WELD_HIST_BINS];
+	uint32_t r = 7;
+
+	(void)state;
+	for (int round = 0; round < 4; round++) {
+		uint64_t total = 0;
+
+		for (size_t b = 0; b < WELD_HIST_BINS; b++) {
+			r = r * 1664525u + 1013904223u;
+			h[b] = round % 2 ? r >> 28 : ((r >> 20) % 997 == 0) * (r >> 24);
+			total += h[b];
+		}
+		for (uint64_t need = 1; need <= total + 1; need += 1 + need / 3) {
+			uint64_t acc = 0, above;
+			uint32_t want;
+
+			for (want = WELD_HIST_BINS - 1; want > 0 && acc + h[want] < need; want--)
+				acc += h[want];
+			assert_int_equal(weld_hist_pick(h, need, &above), want);
+			assert_int_equal(above, acc);
+			/* from a lower bin, the bins above it left out */
+			acc = 0;
+			for (want = 40000; want > 0 && acc + h[want] < need; want--)
+				acc += h[want];
+			assert_int_equal(weld_hist_pick_from(h, 40000, need, &above), want);
+			assert_int_equal(above, acc);
+		}
+	}
+}
+
+/* Two selections in one scan (breadcrumbs: kept by a, not among b's top
+ * outliers) against weld_topk_mask on each, over tiles of n elements at
+ * the start of a unit of 8 N whose few distinct magnitudes make plateaus
+ * at both thresholds, for numbers of equal elements before the tile from
+ * none to past each cut: the same mask when it takes the tile, and the
+ * equal counts of the selections that still keep equal elements. */
+static void test_topk_mask_between(void **state)
+{
+	enum { N = 1000 };
+	static float x[8 * N];
+	static uint32_t scratch[8 * N];
+	unsigned char k1[N], k2[N], both[N];
+	struct weld_topk a, b;
+	int taken = 0, refused = 0;
+
+	(void)state;
+	for (int i = 0; i < 8 * N; i++)
+		x[i] = (float)((i * 37) % 11) * (i % 2 ? -0.25f : 0.25f);
+	weld_topk_select(x, 8 * N, 8 * N * 9 / 10, scratch, &a);
+	weld_topk_select(x, 8 * N, 8 * N / 10 + 1, scratch, &b);
+	for (size_t n = 1; n <= N; n += n < 70 ? 63 : 311)
+		for (uint64_t ab = 0; ab <= a.keep_equal + 1; ab += 1 + a.keep_equal / 7)
+			for (uint64_t bb = 0; bb <= b.keep_equal + 1; bb += 1 + b.keep_equal / 5) {
+				uint64_t ea, eb, wa, wb;
+
+				if (!weld_topk_mask_between(x, n, &a, ab, &b, bb, both, &ea, &eb)) {
+					refused++;
+					continue;
+				}
+				taken++;
+				wa = weld_topk_mask(x, n, &a, ab, k1);
+				wb = weld_topk_mask(x, n, &b, bb, k2);
+				for (size_t i = 0; i < n; i++)
+					assert_int_equal(both[i], k1[i] && !k2[i]);
+				if (ab < a.keep_equal)
+					assert_int_equal(ea, wa);
+				if (bb < b.keep_equal)
+					assert_int_equal(eb, wb);
+			}
+	/* both ways are tried: the one scan, and the refusals at a cut */
+	assert_true(taken > 0);
+	assert_true(refused > 0);
+}
+
 /* Values computed by an independent implementation of DESIGN 4.9
  * (tests/ref/weld_ref.py, its XXH64 checked against xxhsum -H1). */
 static void test_rng_known_values(void **state)
@@ -394,6 +473,65 @@ static void test_ties_one_element(void **state)
 	assert_float_equal(combine1(WELD_METHOD_TIES, v, w, 4, b, true, false, keep), 1 + 0.7f, 1e-7);
 	/* 0.5 trimmed: -0.3 + 0.2 < 0 elects -, only -0.3 agrees */
 	assert_float_equal(combine1(WELD_METHOD_TIES, v, w, 4, b, true, true, keep_trim), 1 - 0.3f, 1e-7);
+}
+
+/* consensus over a tile that is no multiple of the kernel's steps: every
+ * element as METHODS gives it, tau = sum w_i d_i, mask_i = |d_i| >
+ * l_i |tau - d_i|, out = b + lambda tau where at least k masks hold; the
+ * same bits whether the masks are also saved or not. */
+static void test_consensus_tile(void **state)
+{
+	enum { N = 8, LEN = 1000 };
+	static float d[N][LEN], b[LEN], out[LEN], out_saved[LEN], scratch[(4 + N) * LEN];
+	static unsigned char bits[N][LEN / 8 + 1];
+	const float *v[N];
+	float w[N], ml[N];
+	struct weld_combine_args a = { 0 };
+	uint32_t r = 12345;
+
+	(void)state;
+	for (size_t s = 0; s < N; s++) {
+		v[s] = d[s];
+		w[s] = 0.5f + 0.25f * (float)s;
+		ml[s] = 0.4f + 0.05f * (float)s;
+		for (size_t j = 0; j < LEN; j++) {
+			r = r * 1664525u + 1013904223u;
+			/* a quarter of the deltas are exactly zero */
+			d[s][j] = (r >> 30) == 0 ? 0.0f : ((float)(r >> 8) / 16777216.0f - 0.5f);
+		}
+	}
+	for (size_t j = 0; j < LEN; j++)
+		b[j] = (float)j / LEN;
+	a.method = WELD_METHOD_CONSENSUS;
+	a.n = N;
+	a.w = w;
+	a.v = v;
+	a.base = b;
+	a.mask_lambda = ml;
+	a.lambda = -0.75f;
+	a.k = 3;
+	weld_k_combine(&a, LEN, out, scratch);
+	memset(bits, 0, sizeof(bits));
+	a.maskbits = &bits[0][0];
+	a.maskstride = sizeof(bits[0]);
+	a.bitpos = 0;
+	weld_k_combine(&a, LEN, out_saved, scratch);
+	for (size_t j = 0; j < LEN; j++) {
+		float tau = 0, want;
+		int agree = 0;
+
+		for (size_t s = 0; s < N; s++)
+			tau += w[s] * d[s][j];
+		for (size_t s = 0; s < N; s++) {
+			bool m = fabsf(d[s][j]) > ml[s] * fabsf(tau - d[s][j]);
+
+			agree += m;
+			assert_int_equal(bits[s][j / 8] >> (j % 8) & 1, m);
+		}
+		want = b[j] + a.lambda * (agree >= a.k ? tau : 0.0f);
+		assert_memory_equal(&out[j], &want, sizeof(want));
+		assert_memory_equal(&out_saved[j], &want, sizeof(want));
+	}
 }
 
 static void test_dare_drop_rescale(void **state)
@@ -510,11 +648,14 @@ int main(void)
 		cmocka_unit_test(test_hist_range),
 		cmocka_unit_test(test_plateau_learn),
 		cmocka_unit_test(test_topk_plateau),
+		cmocka_unit_test(test_hist_pick),
+		cmocka_unit_test(test_topk_mask_between),
 		cmocka_unit_test(test_rng_known_values),
 		cmocka_unit_test(test_rng_keep_rate),
 		cmocka_unit_test(test_rng_keep_matches_uniform),
 		cmocka_unit_test(test_average_and_task_arithmetic),
 		cmocka_unit_test(test_ties_one_element),
+		cmocka_unit_test(test_consensus_tile),
 		cmocka_unit_test(test_dare_drop_rescale),
 		cmocka_unit_test(test_dare_drop_bits),
 		cmocka_unit_test(test_slerp_coefficients),
