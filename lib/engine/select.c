@@ -308,9 +308,10 @@ static uint64_t mask_scan_avx512(const float *x, size_t n, uint32_t t, bool keep
 
 /*
  * between_generic, 64 keys at a time, the masks joined in mask registers:
- * a selection that keeps its equal keys keeps key > t - 1 (t > 0), and
- * only such a selection counts them (one at most); the count of one that
- * keeps none matters no more (0).
+ * a selection keeps key >= t + 1, or key >= t when it keeps its equal keys
+ * (keys are at most 0x7FFFFFFF: t + 1 does not wrap), and only such a
+ * selection counts them (one at most); the count of one that keeps none
+ * matters no more (0).
  */
 __attribute__((target("avx512f,avx512bw,popcnt"), always_inline))
 static inline void between_lanes(const float *x, size_t n, struct cut a, struct cut b,
@@ -318,8 +319,8 @@ static inline void between_lanes(const float *x, size_t n, struct cut a, struct 
 {
 	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi8(1);
 	const __m512i ta = _mm512_set1_epi32((int)a.t), tb = _mm512_set1_epi32((int)b.t);
-	const __m512i ga = _mm512_set1_epi32((int)(a.t - a.keep_eq));
-	const __m512i gb = _mm512_set1_epi32((int)(b.t - b.keep_eq));
+	const __m512i ga = _mm512_set1_epi32((int)(a.t + !a.keep_eq));
+	const __m512i gb = _mm512_set1_epi32((int)(b.t + !b.keep_eq));
 	uint64_t ca = 0, cb = 0;
 	size_t j = 0;
 
@@ -329,8 +330,8 @@ static inline void between_lanes(const float *x, size_t n, struct cut a, struct 
 		for (int i = 0; i < 4; i++) {
 			__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j + 16 * i), abs);
 
-			k[i] = _kandn_mask16(_mm512_cmpgt_epu32_mask(key, gb),
-					     _mm512_cmpgt_epu32_mask(key, ga));
+			k[i] = _kandn_mask16(_mm512_cmpge_epu32_mask(key, gb),
+					     _mm512_cmpge_epu32_mask(key, ga));
 			if (count_a)
 				qa[i] = _mm512_cmpeq_epi32_mask(key, ta);
 			if (count_b)
@@ -362,8 +363,7 @@ static void between_avx512(const float *x, size_t n, struct cut a, struct cut b,
 static void between(const float *x, size_t n, struct cut a, struct cut b, unsigned char *keep,
 		    uint64_t eq[2])
 {
-	/* t - 1 needs t > 0 */
-	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && a.t && b.t)
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
 		between_avx512(x, n, a, b, keep, eq);
 	else
 		between_generic(x, n, a, b, keep, eq);

@@ -338,34 +338,40 @@ static void test_hist_pick(void **state)
 
 /* Two selections in one scan (breadcrumbs: kept by a, not among b's top
  * outliers) against weld_topk_mask on each, over tiles of n elements at
- * the start of a unit of 8 N whose few distinct magnitudes make plateaus
- * at both thresholds, for numbers of equal elements before the tile from
+ * the start of a unit of 8 BETWEEN_N whose few distinct magnitudes make
+ * plateaus at both thresholds (in the second unit, the lower one at key
+ * 0, the zeros of a bf16 fine-tune), for numbers of equal elements before the tile from
  * none to past each cut: the same mask when it takes the tile, and the
  * equal counts of the selections that still keep equal elements. */
-static void test_topk_mask_between(void **state)
+enum { BETWEEN_N = 1000 };
+
+/* The checks of test_topk_mask_between on one unit x of 8 BETWEEN_N
+ * values; counts the tiles the one scan took and refused. */
+static void between_unit(const float *x, int *taken, int *refused, bool *zero_cut)
 {
-	enum { N = 1000 };
-	static float x[8 * N];
+	enum { N = BETWEEN_N };
 	static uint32_t scratch[8 * N];
 	unsigned char k1[N], k2[N], both[N];
 	struct weld_topk a, b;
-	int taken = 0, refused = 0;
 
-	(void)state;
-	for (int i = 0; i < 8 * N; i++)
-		x[i] = (float)((i * 37) % 11) * (i % 2 ? -0.25f : 0.25f);
 	weld_topk_select(x, 8 * N, 8 * N * 9 / 10, scratch, &a);
 	weld_topk_select(x, 8 * N, 8 * N / 10 + 1, scratch, &b);
+	*zero_cut = a.thresh == 0;
 	for (size_t n = 1; n <= N; n += n < 70 ? 63 : 311)
-		for (uint64_t ab = 0; ab <= a.keep_equal + 1; ab += 1 + a.keep_equal / 7)
-			for (uint64_t bb = 0; bb <= b.keep_equal + 1; bb += 1 + b.keep_equal / 5) {
+		/* equal keys counted before the tile: none, some, all but one,
+		 * all (the selection keeps no more of them), past all */
+		for (int ia = 0; ia < 5; ia++)
+			for (int ib = 0; ib < 5; ib++) {
+				const uint64_t ka = a.keep_equal, kb = b.keep_equal;
+				uint64_t ab = (uint64_t[]){ 0, ka / 3, ka ? ka - 1 : 0, ka, ka + 1 }[ia];
+				uint64_t bb = (uint64_t[]){ 0, kb / 3, kb ? kb - 1 : 0, kb, kb + 1 }[ib];
 				uint64_t ea, eb, wa, wb;
 
 				if (!weld_topk_mask_between(x, n, &a, ab, &b, bb, both, &ea, &eb)) {
-					refused++;
+					(*refused)++;
 					continue;
 				}
-				taken++;
+				(*taken)++;
 				wa = weld_topk_mask(x, n, &a, ab, k1);
 				wb = weld_topk_mask(x, n, &b, bb, k2);
 				for (size_t i = 0; i < n; i++)
@@ -375,9 +381,28 @@ static void test_topk_mask_between(void **state)
 				if (bb < b.keep_equal)
 					assert_int_equal(eb, wb);
 			}
-	/* both ways are tried: the one scan, and the refusals at a cut */
+}
+
+static void test_topk_mask_between(void **state)
+{
+	static float x[8 * BETWEEN_N];
+	int taken = 0, refused = 0;
+	bool zero_cut[2];
+
+	(void)state;
+	/* plateaus; then half zeros too, so that the lower cut's key is 0 */
+	for (int zeros = 0; zeros < 2; zeros++) {
+		for (int i = 0; i < 8 * BETWEEN_N; i++)
+			x[i] = zeros && i % 2 ? 0.0f
+					      : (float)((i * 37) % 11) * (i % 4 > 1 ? -0.25f : 0.25f);
+		between_unit(x, &taken, &refused, &zero_cut[zeros]);
+	}
+	/* both ways are tried: the one scan, and the refusals at a cut; and a
+	 * lower cut at key 0 */
 	assert_true(taken > 0);
 	assert_true(refused > 0);
+	assert_false(zero_cut[0]);
+	assert_true(zero_cut[1]);
 }
 
 /* Values computed by an independent implementation of DESIGN 4.9
