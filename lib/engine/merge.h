@@ -294,7 +294,8 @@ void weld_rng_keep(uint64_t key, uint64_t first, size_t n, uint64_t thr, unsigne
  * bits of |x|). Fills *thresh with the k-th largest |x| (as raw f32 bits)
  * and *n_equal_keep with how many elements equal to it are kept (the ones
  * with the lowest positions). k == 0 selects nothing; k >= n everything.
- * scratch must hold n uint32_t.
+ * scratch must hold n uint32_t; n <= UINT32_MAX (the plan refuses longer
+ * rows with --scope row).
  */
 struct weld_topk {
 	uint32_t thresh;     /* key of the k-th largest |x| */

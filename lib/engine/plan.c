@@ -760,6 +760,11 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	 * Shared: the encoded output chunk, the packed masks and the histogram
 	 * totals.
 	 */
+	/* a row's top-k counts its keys in 32 bits (weld_topk_select) */
+	if (row && widest && max_row > UINT32_MAX)
+		return weld_fail(err, WELD_ERR_ARG,
+				 "--scope row: tensor '%s' has rows of %llu elements, more than the %lu a row may hold",
+				 widest->name, (unsigned long long)max_row, (unsigned long)UINT32_MAX);
 	if (row && max_row > tile)
 		tile = max_row;
 	super = tile > WELD_SUPER ? tile : WELD_SUPER;

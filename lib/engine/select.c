@@ -36,6 +36,37 @@ static bool all_equal(const uint32_t *keys, size_t m)
  */
 static const int digit_shift[] = { 20, 12, 4, 0 }, digit_bits[] = { 11, 8, 8, 4 };
 
+static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shift, uint32_t mask,
+			   uint32_t b);
+
+/* c0[d] + c1[d] = the keys of x (scratch when x is NULL) whose digit is d,
+ * even and odd positions counted apart, so that a run of one digit (a row
+ * packed into a few octaves) does not wait on its own increments; returns
+ * the largest key. */
+static uint32_t count_digits(const float *x, const uint32_t *scratch, size_t m, int shift,
+			     uint32_t mask, uint32_t *c0, uint32_t *c1)
+{
+	uint32_t top0 = 0, top1 = 0;
+	size_t j = 0;
+
+	for (; j + 2 <= m; j += 2) {
+		uint32_t k0 = x ? weld_key(x[j]) : scratch[j];
+		uint32_t k1 = x ? weld_key(x[j + 1]) : scratch[j + 1];
+
+		c0[k0 >> shift & mask]++;
+		c1[k1 >> shift & mask]++;
+		top0 = k0 > top0 ? k0 : top0;
+		top1 = k1 > top1 ? k1 : top1;
+	}
+	if (j < m) {
+		uint32_t k0 = x ? weld_key(x[j]) : scratch[j];
+
+		c0[k0 >> shift & mask]++;
+		top0 = k0 > top0 ? k0 : top0;
+	}
+	return top0 > top1 ? top0 : top1;
+}
+
 void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 		      struct weld_topk *out)
 {
@@ -56,44 +87,28 @@ void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 	for (int d = 0; d < 4; d++) {
 		int shift = digit_shift[d];
 		uint32_t mask = (1u << digit_bits[d]) - 1;
-		uint64_t cnt[1u << 11], acc = 0;
-		size_t w = 0;
-		uint32_t b;
+		uint32_t c0[1u << 11], c1[1u << 11];
+		uint64_t acc = 0, cb;
+		uint32_t b, top;
 
-		memset(cnt, 0, (mask + 1) * sizeof(cnt[0]));
-		if (!filtered)
-			for (size_t j = 0; j < m; j++)
-				cnt[weld_key(x[j]) >> shift & mask]++;
-		else
-			for (size_t j = 0; j < m; j++)
-				cnt[scratch[j] >> shift & mask]++;
-		for (b = mask; b > 0; b--) {
-			if (acc + cnt[b] >= need)
+		memset(c0, 0, (mask + 1) * sizeof(c0[0]));
+		memset(c1, 0, (mask + 1) * sizeof(c1[0]));
+		top = count_digits(filtered ? NULL : x, scratch, m, shift, mask, c0, c1);
+		/* the bins above the largest key's are empty (its digit is the
+		 * largest: the higher digits are the prefix, the same for all) */
+		for (b = top >> shift & mask; b > 0; b--) {
+			cb = (uint64_t)c0[b] + c1[b];
+			if (acc + cb >= need)
 				break;
-			acc += cnt[b];
+			acc += cb;
 		}
+		cb = (uint64_t)c0[b] + c1[b];
 		need -= acc;
 		prefix |= b << shift;
 		/* keep only the candidates of bin b (in place: w <= j) */
-		if (!filtered) {
-			for (size_t j = 0; j < m; j++) {
-				uint32_t key = weld_key(x[j]);
-
-				scratch[w] = key;
-				w += (key >> shift & mask) == b;
-			}
-			filtered = true;
-		} else if (cnt[b] < m) {
-			for (size_t j = 0; j < m; j++) {
-				uint32_t key = scratch[j];
-
-				scratch[w] = key;
-				w += (key >> shift & mask) == b;
-			}
-		} else {
-			w = m;
-		}
-		m = w;
+		if (!filtered || cb < m)
+			m = filter_digit(filtered ? NULL : x, scratch, m, shift, mask, b);
+		filtered = true;
 		if (shift && all_equal(scratch, m)) {
 			prefix = scratch[0];
 			break;
@@ -163,6 +178,22 @@ WELD_HOT static uint64_t mask_scan_generic(const float *x, size_t n, uint32_t t,
 		eq += key == t;
 	}
 	return eq;
+}
+
+/* scratch[0..w) = the keys of x (scratch itself when x is NULL, in place:
+ * w <= j) whose digit (key >> shift & mask) is b; returns w. */
+static size_t filter_generic(const float *x, uint32_t *scratch, size_t m, int shift,
+			     uint32_t mask, uint32_t b)
+{
+	size_t w = 0;
+
+	for (size_t j = 0; j < m; j++) {
+		uint32_t key = x ? weld_key(x[j]) : scratch[j];
+
+		scratch[w] = key;
+		w += (key >> shift & mask) == b;
+	}
+	return w;
 }
 
 /* One key's threshold and whether its equal keys are kept, for the scans
@@ -369,6 +400,44 @@ static void between(const float *x, size_t n, struct cut a, struct cut b, unsign
 		between_generic(x, n, a, b, keep, eq);
 }
 
+/* filter_generic, 16 keys at a time: the matching ones compressed to the
+ * front of a vector, all 16 lanes stored at w (w + 16 <= j + 16: only keys
+ * already loaded are overwritten). */
+__attribute__((target("avx512f,popcnt")))
+static size_t filter_avx512(const float *x, uint32_t *scratch, size_t m, int shift,
+			    uint32_t mask, uint32_t b)
+{
+	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vm = _mm512_set1_epi32((int)mask);
+	const __m512i vb = _mm512_set1_epi32((int)b);
+	const __m128i sh = _mm_cvtsi32_si128(shift);
+	size_t w = 0, j = 0;
+
+	for (; j + 16 <= m; j += 16) {
+		__m512i key = x ? _mm512_and_si512(_mm512_loadu_si512(x + j), abs)
+				: _mm512_loadu_si512(scratch + j);
+		__mmask16 k = _mm512_cmpeq_epi32_mask(
+			_mm512_and_si512(_mm512_srl_epi32(key, sh), vm), vb);
+
+		_mm512_storeu_si512(scratch + w, _mm512_maskz_compress_epi32(k, key));
+		w += (size_t)__builtin_popcount(k);
+	}
+	for (; j < m; j++) {
+		uint32_t key = x ? weld_key(x[j]) : scratch[j];
+
+		scratch[w] = key;
+		w += (key >> shift & mask) == b;
+	}
+	return w;
+}
+
+static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shift, uint32_t mask,
+			   uint32_t b)
+{
+	if (__builtin_cpu_supports("avx512f"))
+		return filter_avx512(x, scratch, m, shift, mask, b);
+	return filter_generic(x, scratch, m, shift, mask, b);
+}
+
 static uint64_t mask_scan(const float *x, size_t n, uint32_t t, bool keep_eq, unsigned char *keep)
 {
 	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
@@ -384,6 +453,12 @@ size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range
 	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
 #else
+static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shift, uint32_t mask,
+			   uint32_t b)
+{
+	return filter_generic(x, scratch, m, shift, mask, b);
+}
+
 static void between(const float *x, size_t n, struct cut a, struct cut b, unsigned char *keep,
 		    uint64_t eq[2])
 {
