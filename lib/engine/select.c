@@ -196,6 +196,17 @@ static size_t filter_generic(const float *x, uint32_t *scratch, size_t m, int sh
 	return w;
 }
 
+/* The position just after the left-th key of x equal to t (left >= 1, and
+ * x holds that many). */
+static size_t cut_generic(const float *x, uint32_t t, uint64_t left)
+{
+	size_t cut = 0;
+
+	for (; left; cut++)
+		left -= weld_key(x[cut]) == t;
+	return cut;
+}
+
 /* One key's threshold and whether its equal keys are kept, for the scans
  * of two selections. */
 struct cut {
@@ -430,6 +441,35 @@ static size_t filter_avx512(const float *x, uint32_t *scratch, size_t m, int shi
 	return w;
 }
 
+/* cut_generic, 16 keys at a time: the equal ones counted until the block
+ * that holds the left-th. */
+__attribute__((target("avx512f,popcnt")))
+static size_t cut_avx512(const float *x, size_t n, uint32_t t, uint64_t left)
+{
+	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vt = _mm512_set1_epi32((int)t);
+	size_t j = 0;
+
+	for (; j + 16 <= n; j += 16) {
+		unsigned m = _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_loadu_si512(x + j), abs), vt);
+		unsigned c = (unsigned)__builtin_popcount(m);
+
+		if (c >= left) {
+			while (--left)
+				m &= m - 1;
+			return j + (size_t)__builtin_ctz(m) + 1;
+		}
+		left -= c;
+	}
+	return j + cut_generic(x + j, t, left);
+}
+
+static size_t find_cut(const float *x, size_t n, uint32_t t, uint64_t left)
+{
+	if (__builtin_cpu_supports("avx512f"))
+		return cut_avx512(x, n, t, left);
+	return cut_generic(x, t, left);
+}
+
 static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shift, uint32_t mask,
 			   uint32_t b)
 {
@@ -453,6 +493,12 @@ size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range
 	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
 #else
+static size_t find_cut(const float *x, size_t n, uint32_t t, uint64_t left)
+{
+	(void)n;
+	return cut_generic(x, t, left);
+}
+
 static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shift, uint32_t mask,
 			   uint32_t b)
 {
@@ -483,7 +529,7 @@ uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
 	uint32_t t = sel->thresh;
 	bool keep_eq = equal_before < sel->keep_equal;
 	uint64_t eq;
-	size_t cut = 0;
+	size_t cut;
 
 	if (sel->all || sel->none) {
 		memset(keep, sel->all, n);
@@ -494,8 +540,7 @@ uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
 	if (!keep_eq || equal_before + eq <= sel->keep_equal)
 		return eq;
 	/* the kept equal elements run out here: those before the cut */
-	for (uint64_t left = sel->keep_equal - equal_before; left; cut++)
-		left -= weld_key(x[cut]) == t;
+	cut = find_cut(x, n, t, sel->keep_equal - equal_before);
 	for (size_t j = cut; j < n; j++)
 		keep[j] = weld_key(x[j]) > t;
 	return eq;
