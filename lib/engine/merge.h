@@ -304,6 +304,19 @@ struct weld_topk {
 };
 void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 		      struct weld_topk *out);
+/* The first digit's counts of x's keys (the top 11 bits, even and odd
+ * positions apart) and its largest key: weld_topk_count takes them once for
+ * several selections over the same x, weld_topk_select_counted selects as
+ * weld_topk_select does from them (first may be NULL when k == 0 or
+ * k >= n). */
+struct weld_topk_counts {
+	uint32_t c0[1u << 11], c1[1u << 11];
+	uint32_t top;
+};
+void weld_topk_count(const float *x, size_t n, struct weld_topk_counts *c);
+void weld_topk_select_counted(const float *x, size_t n, uint64_t k,
+			      const struct weld_topk_counts *first, uint32_t *scratch,
+			      struct weld_topk *out);
 /* Apply a selection: keep[j] = 1 for the selected elements of x, given
  * that equal_before elements equal to the threshold came before x[0] in
  * the unit. Returns how many elements of x equal the threshold. */

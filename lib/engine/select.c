@@ -67,8 +67,31 @@ static uint32_t count_digits(const float *x, const uint32_t *scratch, size_t m, 
 	return top0 > top1 ? top0 : top1;
 }
 
+void weld_topk_count(const float *x, size_t n, struct weld_topk_counts *c)
+{
+	const uint32_t mask = (1u << digit_bits[0]) - 1;
+
+	memset(c->c0, 0, sizeof(c->c0));
+	memset(c->c1, 0, sizeof(c->c1));
+	c->top = count_digits(x, NULL, n, digit_shift[0], mask, c->c0, c->c1);
+}
+
 void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 		      struct weld_topk *out)
+{
+	struct weld_topk_counts c;
+
+	if (k == 0 || k >= n) {
+		weld_topk_select_counted(x, n, k, NULL, scratch, out);
+		return;
+	}
+	weld_topk_count(x, n, &c);
+	weld_topk_select_counted(x, n, k, &c, scratch, out);
+}
+
+void weld_topk_select_counted(const float *x, size_t n, uint64_t k,
+			      const struct weld_topk_counts *first, uint32_t *scratch,
+			      struct weld_topk *out)
 {
 	uint64_t need = k;
 	uint32_t prefix = 0;
@@ -87,13 +110,20 @@ void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 	for (int d = 0; d < 4; d++) {
 		int shift = digit_shift[d];
 		uint32_t mask = (1u << digit_bits[d]) - 1;
-		uint32_t c0[1u << 11], c1[1u << 11];
+		uint32_t l0[1u << 8], l1[1u << 8];
+		const uint32_t *c0 = l0, *c1 = l1;
 		uint64_t acc = 0, cb;
 		uint32_t b, top;
 
-		memset(c0, 0, (mask + 1) * sizeof(c0[0]));
-		memset(c1, 0, (mask + 1) * sizeof(c1[0]));
-		top = count_digits(filtered ? NULL : x, scratch, m, shift, mask, c0, c1);
+		if (d == 0) {
+			c0 = first->c0;
+			c1 = first->c1;
+			top = first->top;
+		} else {
+			memset(l0, 0, (mask + 1) * sizeof(l0[0]));
+			memset(l1, 0, (mask + 1) * sizeof(l1[0]));
+			top = count_digits(NULL, scratch, m, shift, mask, l0, l1);
+		}
 		/* the bins above the largest key's are empty (its digit is the
 		 * largest: the higher digits are the prefix, the same for all) */
 		for (b = top >> shift & mask; b > 0; b--) {

@@ -150,16 +150,20 @@ static void tile_rows(struct exec *e, const struct weld_job *j, struct slice_ctx
 	for (uint64_t r = 0; r < len; r += rl)
 		for (size_t s = 0; s < j->nsrc; s++) {
 			float *v = c->vals + s * e->tile_elems + r;
+			struct weld_topk_counts counts;
 
 			if (needs_l1(e, j))
 				weld_k_dare_row_l1(v, (size_t)rl, e->rng_key[s], g + r,
 						   j->src[s].density);
+			/* one count of the row serves every selection */
+			if (ns > 0)
+				weld_topk_count(v, (size_t)rl, &counts);
 			for (int q = 0; q < ns; q++) {
 				size_t sq = s * MAX_SEL + (size_t)q;
 				struct weld_topk sel;
 
-				weld_topk_select(v, (size_t)rl, unit_k(e, j, s, q, rl), c->row_keys,
-						 &sel);
+				weld_topk_select_counted(v, (size_t)rl, unit_k(e, j, s, q, rl),
+							 &counts, c->row_keys, &sel);
 				weld_topk_mask(v, (size_t)rl, &sel, 0,
 					       c->keep + sq * e->tile_elems + r);
 			}

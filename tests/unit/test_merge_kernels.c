@@ -343,6 +343,32 @@ static void test_hist_pick(void **state)
  * 0, the zeros of a bf16 fine-tune), for numbers of equal elements before the tile from
  * none to past each cut: the same mask when it takes the tile, and the
  * equal counts of the selections that still keep equal elements. */
+/* One count of a row serves several selections: weld_topk_select_counted
+ * from weld_topk_count's counts, used again and again, selects as
+ * weld_topk_select does, on a plateau-heavy row and for k from 0 to n. */
+static void test_topk_counted(void **state)
+{
+	enum { N = 2053 };
+	static float x[N];
+	static uint32_t scratch[N];
+	struct weld_topk_counts counts;
+
+	(void)state;
+	for (int i = 0; i < N; i++)
+		x[i] = i % 3 ? (float)((i * 37) % 13) * (i % 2 ? -0.125f : 0.125f) : 1e-3f * (float)i;
+	weld_topk_count(x, N, &counts);
+	for (uint64_t k = 0; k <= N; k += k < 20 ? 1 : 97) {
+		struct weld_topk a, b;
+
+		weld_topk_select(x, N, k, scratch, &a);
+		weld_topk_select_counted(x, N, k, &counts, scratch, &b);
+		assert_int_equal(a.thresh, b.thresh);
+		assert_int_equal(a.keep_equal, b.keep_equal);
+		assert_int_equal(a.all, b.all);
+		assert_int_equal(a.none, b.none);
+	}
+}
+
 enum { BETWEEN_N = 1000 };
 
 /* The checks of test_topk_mask_between on one unit x of 8 BETWEEN_N
@@ -675,6 +701,7 @@ int main(void)
 		cmocka_unit_test(test_topk_plateau),
 		cmocka_unit_test(test_hist_pick),
 		cmocka_unit_test(test_topk_mask_between),
+		cmocka_unit_test(test_topk_counted),
 		cmocka_unit_test(test_rng_known_values),
 		cmocka_unit_test(test_rng_keep_rate),
 		cmocka_unit_test(test_rng_keep_matches_uniform),
