@@ -1,14 +1,14 @@
 #!/usr/bin/python3
-"""weld's own exp (lib/common/elementary.h) in NumPy, for ref_rank.py.
+"""weld's own exp and log (lib/common/elementary.h) in NumPy, for ref_rank.py.
 
-Written from the definition in elementary.h: the same IEEE 754 operations
+Written from the definitions in elementary.h: the same IEEE 754 operations
 in double, in the same order (NumPy rounds each one; it never fuses a
-multiply and an add), so the bits are weld_exp's. The tables of 2^(j/16)
-are made here from Python's decimal module, as elementary.c says its
-entries were.
+multiply and an add), so the bits are weld_exp's and weld_log's. The tables of 2^(j/16) and
+of log(i/128) are made here from Python's decimal module, as elementary.c
+says its entries were.
 
 Run as a program, it checks itself (tests/cli/test_exp.sh): the tables
-against elementary.c's, the special values, and the known answer that
+against elementary.c's, the special values, and the known answers that
 tests/unit/test_elementary.c asserts for the C code.
 """
 
@@ -71,6 +71,63 @@ def weld_exp(x):
         return np.where(np.isnan(x), x + x, y)
 
 
+LOG_FIRST, LOG_N = 96, 97
+LOG_LN2HI = float.fromhex("0x1.62e42fefa3800p-1")
+LOG_LN2LO = float.fromhex("0x1.ef35793c76730p-45")
+# 1/3, 1/6, 1/7 rounded to double
+L3, L6, L7 = (float.fromhex(h) for h in (
+    "0x1.5555555555555p-2", "0x1.5555555555555p-3", "0x1.2492492492492p-3"))
+
+
+def log_tables():
+    """hi = log(i/128) rounded to double, lo = the rest rounded, i = 96..192."""
+    getcontext().prec = 60
+    hi, lo = [], []
+    for i in range(LOG_FIRST, LOG_FIRST + LOG_N):
+        v = (Decimal(i) / 128).ln()
+        h = float(v)
+        hi.append(h)
+        lo.append(float(v - Decimal(h)))
+    return np.array(hi), np.array(lo)
+
+
+LOGHI, LOGLO = log_tables()
+
+
+def _two_sum(a, b):
+    s = a + b
+    t = s - a
+    return s, (a - (s - t)) + (b - t)
+
+
+def weld_log(x):
+    """weld_log of each value of x (float64 array or scalar)."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        sub = x < 2.0 ** -1022
+        b = np.where(sub, x * 2.0 ** 54, x).view(U64)
+        e = (b >> U64(52)).astype(np.int64) - 1023 - np.where(sub, 54, 0)
+        m = ((b & U64(0xFFFFFFFFFFFFF)) | U64(1023 << 52)).view(np.float64)
+        big = m >= 1.5
+        m = np.where(big, m * 0.5, m)
+        e = e + big
+        i = np.clip((m * 128.0 + 0.5).astype(np.int64), LOG_FIRST, LOG_FIRST + LOG_N - 1)
+        c = i * 2.0 ** -7
+        d = m - c
+        u = d / c
+        uh = (u.view(U64) & ~U64(0xFF)).view(np.float64)
+        ul = u - uh
+        ed = e.astype(np.float64)
+        s, err = _two_sum(ed * LOG_LN2HI, LOGHI[i - LOG_FIRST])
+        h, err2 = _two_sum(s, u)
+        p = u * u * (-0.5 + u * (L3 + u * (-0.25 + u * (0.2 + u * (-L6 + u * L7)))))
+        y = h + ((((err2 + err) + (ed * LOG_LN2LO + LOGLO[i - LOG_FIRST])) + ((d - uh * c) - ul * c) / c) + p)
+        y = np.where(x == np.inf, np.inf, y)
+        y = np.where(x == 0, -np.inf, y)
+        y = np.where(x < 0, np.nan, y)
+        return np.where(np.isnan(x), x + x, y)
+
+
 def known_answer_points():
     """The points of test_elementary.c's known answer: u = i * 2654435761
     mod 2^32, v = u 2^-32; by i mod 3: -750 v, -0.1 v, 1420 v - 710."""
@@ -90,13 +147,29 @@ def known_answer():
 KNOWN_ANSWER = 0x2f9bcfa68db78bb1
 
 
+def log_known_answer():
+    """The sum of the bits of weld_log at test_elementary.c's points, modulo
+    2^64: v as above; by i mod 3: 2 v, 1 + (v - 0.5) 2^-5, (v + 0.5)
+    2^((i mod 2001) - 1000)."""
+    i = np.arange(1 << 20, dtype=U64)
+    v = ((i * U64(2654435761)) & U64(0xFFFFFFFF)).astype(np.float64) * 2.0 ** -32
+    k = i % U64(3)
+    far = np.ldexp(v + 0.5, (i % U64(2001)).astype(np.int64) - 1000)
+    x = np.where(k == 0, 2 * v, np.where(k == 1, 1 + (v - 0.5) * 2.0 ** -5, far))
+    return int(weld_log(x).view(U64).sum(dtype=U64))
+
+
+LOG_KNOWN_ANSWER = 0x6cb502d1b0792d78
+
+
 def _c_tables():
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "..", "..", "lib", "common", "elementary.c")) as f:
         src = f.read()
     out = []
-    for name in ("weld_exp_hi", "weld_exp_tail"):
-        body = re.search(name + r"\[WELD_EXP_N\] = \{(.*?)\};", src, re.S).group(1)
+    for name, n in (("weld_exp_hi", "WELD_EXP_N"), ("weld_exp_tail", "WELD_EXP_N"),
+                    ("weld_log_hi", "WELD_LOG_N"), ("weld_log_lo", "WELD_LOG_N")):
+        body = re.search(name + r"\[" + n + r"\] = \{(.*?)\};", src, re.S).group(1)
         out.append([float.fromhex(t) if "x" in t else float(t)
                     for t in re.findall(r"-?0x[0-9a-f.]+p[-+]\d+|-?\d+\.\d+", body)])
     return out
@@ -110,8 +183,9 @@ def self_test():
         print("%s - ref_exp: %s" % ("ok" if ok else "not ok", what))
         fails += not ok
 
-    chi, ctail = _c_tables()
+    chi, ctail, clhi, cllo = _c_tables()
     check(chi == list(HI) and ctail == list(TAIL), "elementary.c's tables are 2^(j/16) and its tails")
+    check(clhi == list(LOGHI) and cllo == list(LOGLO), "elementary.c's tables are log(i/128) and its rests")
     sp = weld_exp(np.array([0.0, -0.0, -np.inf, np.inf, -745.0, -745.2, 710.0, 1.0, np.nan]))
     check(list(sp[:7]) == [1.0, 1.0, 0.0, np.inf, 2.0 ** -1074, 0.0, np.inf]
           and sp[7] == float.fromhex("0x1.5bf0a8b145769p+1") and np.isnan(sp[8]),
@@ -119,7 +193,16 @@ def self_test():
     got = known_answer()
     check(got == KNOWN_ANSWER, "known answer 0x%016x (test_elementary.c: 0x%016x)"
           % (got, KNOWN_ANSWER))
-    print("%d passed, %d failed" % (3 - fails, fails))
+    sp = weld_log(np.array([1.0, 0.0, -0.0, np.inf, -1.0, np.nan, 2.0, 2.0 ** -1074,
+                            1 + 2.0 ** -52]))
+    check(list(sp[:4]) == [0.0, -np.inf, -np.inf, np.inf] and np.isnan(sp[4]) and np.isnan(sp[5])
+          and list(sp[6:]) == [float.fromhex(h) for h in (
+              "0x1.62e42fefa39efp-1", "-0x1.74385446d71c3p+9", "0x1.fffffffffffffp-53")],
+          "log's special values")
+    got = log_known_answer()
+    check(got == LOG_KNOWN_ANSWER, "log's known answer 0x%016x (test_elementary.c: 0x%016x)"
+          % (got, LOG_KNOWN_ANSWER))
+    print("%d passed, %d failed" % (6 - fails, fails))
     return 1 if fails else 0
 
 

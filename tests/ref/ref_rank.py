@@ -225,8 +225,8 @@ def sce_tensor(base, ts, tau):
 # (the last dimension), e = exp(x - max x) in double with weld's own exp
 # (ref_exp.py, the NumPy twin of lib/common/elementary.h: the same bits on
 # every machine), s = the e summed in row order, p = e_b/s_b + 1e-8,
-# q = e_a/s_a + 1e-8, kl = sum in row order of p log(p/q) (the C library's
-# log: Python's math module); importance = float32(|b - a|) * float32(kl);
+# q = e_a/s_a + 1e-8, kl = sum in row order of p log(p/q) (weld's own log,
+# also from ref_exp.py); importance = float32(|b - a|) * float32(kl);
 # the fence Q(.5) + 1.5 (Q(.75) - Q(.25)) in double, Q(x) = the
 # floor(x (L - 1))-th smallest importance of the whole tensor;
 # out = a + (b - a) * [importance >= fence]; 0-D: b.
@@ -254,11 +254,11 @@ def arcee_tensor(a, b):
     for r in range(ra.shape[0]):
         eb, sb = _row_exps(rb[r])
         ea, sa = _row_exps(ra[r])
+        p = np.asarray(eb) / sb + 1e-8
+        q = np.asarray(ea) / sa + 1e-8
         kl = 0.0
-        for j in range(w):
-            p = eb[j] / sb + 1e-8
-            q = ea[j] / sa + 1e-8
-            kl += p * math.log(p / q)
+        for t in (p * ref_exp.weld_log(p / q)).tolist():
+            kl += t
         imp[r] = (np.abs((rb[r] - ra[r]).astype(F32)) * F32(kl)).astype(F32)
     keys = np.sort(_signed_keys(imp.ravel()))
     n = keys.size

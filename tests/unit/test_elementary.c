@@ -1,9 +1,9 @@
 /*
- * test_elementary.c - weld's own exp (lib/common/elementary.c): one call
- * and the lanes of weld_exp_array (compiled for the machine's widest
- * vectors) give the same bits; within 1 ulp of the C library's exp; the
- * special values; the known answer of its NumPy twin; the tables against
- * long double.
+ * test_elementary.c - weld's own exp and log (lib/common/elementary.c):
+ * one call and the lanes of weld_exp_array (compiled for the machine's
+ * widest vectors) give the same bits; within 1 ulp of the C library's exp;
+ * weld_log within 0.52 ulp of long double's log; the special values; the
+ * known answers of their NumPy twin; the tables against long double.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +19,7 @@
 #include "elementary.h"
 
 #define POINTS 1200000
+#define LOG_KNOWN_ANSWER 0x6cb502d1b0792d78u
 
 static uint64_t bits(double x)
 {
@@ -173,6 +174,119 @@ static void test_tables(void **state)
 	}
 }
 
+/* LOG_POINTS positive arguments: the whole range of doubles (random bits),
+ * arcee's ratios (1e-8 .. 1e8), near 1 from both sides at every scale,
+ * around each table entry's edges, subnormals */
+#define LOG_POINTS 1200000
+static double *log_points(void)
+{
+	double *x = malloc(LOG_POINTS * sizeof(double));
+	uint64_t s = 7;
+
+	assert_non_null(x);
+	for (size_t i = 0; i < LOG_POINTS; i++) {
+		double u = next_unit(&s);
+		uint64_t b;
+
+		switch (i % 5) {
+		case 0:
+			b = (uint64_t)(u * 0x1p63);     /* below +inf's bits */
+			b = b < 0x7FF0000000000000u ? b : b - 0x7FF0000000000000u;
+			memcpy(&x[i], &b, sizeof(b));
+			break;
+		case 1: x[i] = exp((u - 0.5) * 36.8); break;
+		case 2: x[i] = 1 + (u - 0.5) * ldexp(1.0, -(int)(i % 53)); break;
+		case 3: x[i] = (96 + (double)(i % 97) + (u - 0.5) * 0x1p-20) / 128 *
+			       ldexp(1.0, (int)(i % 7) - 3); break;
+		default: x[i] = u * 0x1p-1022; break;
+		}
+		if (!(x[i] > 0))
+			x[i] = 1.5;
+	}
+	return x;
+}
+
+/* within 0.52 ulp of log x (long double's log, within 2^-63 of it, is the
+ * truth here), so within 1 ulp of the C library's */
+static void test_log_accuracy(void **state)
+{
+	double *x = log_points(), worst = 0;
+	size_t bad = 0;
+
+	(void)state;
+	for (size_t i = 0; i < LOG_POINTS; i++) {
+		long double v = logl((long double)x[i]);
+		double a = weld_log(x[i]), r = fabs((double)v), ulp, err;
+
+		if (r == 0) {
+			bad += a != 0;
+			continue;
+		}
+		ulp = nextafter(r, INFINITY) - r;
+		if (fabsl(v) < (long double)r)       /* r rounded up: the ulp below it */
+			ulp = r - nextafter(r, 0);
+		err = (double)(fabsl((long double)a - v) / ulp);
+		if (err > worst)
+			worst = err;
+		bad += ulps(a, log(x[i])) > 1;
+	}
+	print_message("weld_log: %.4f ulp at most\n", worst);
+	assert_int_equal(bad, 0);
+	assert_true(worst < 0.52);
+	free(x);
+}
+
+static void test_log_special_values(void **state)
+{
+	(void)state;
+	assert_true(bits(weld_log(1.0)) == bits(0.0));
+	assert_true(weld_log(0.0) == -INFINITY);
+	assert_true(weld_log(-0.0) == -INFINITY);
+	assert_true(weld_log(INFINITY) == INFINITY);
+	assert_true(bits(weld_log(-1.0)) == 0x7FF8000000000000u);
+	assert_true(bits(weld_log(-INFINITY)) == 0x7FF8000000000000u);
+	assert_true(isnan(weld_log(NAN)));
+	assert_true(weld_log(2.0) == 0x1.62e42fefa39efp-1);
+	assert_true(weld_log(0x1p-1074) == -0x1.74385446d71c3p+9);
+	assert_true(weld_log(DBL_MAX) == 0x1.62e42fefa39efp+9);
+	/* near 1: log(1 + 2^-52) = 2^-52 - 2^-105 + ..., a double */
+	assert_true(weld_log(1 + 0x1p-52) == 0x1.fffffffffffffp-53);
+}
+
+/* the sum modulo 2^64 of the bits of weld_log at 2^20 points (v as in
+ * test_known_answer; by i mod 3: 2 v, 1 + (v - 0.5) 2^-5, (v + 0.5)
+ * 2^((i mod 2001) - 1000)): tests/ref/ref_exp.py must give the same */
+static void test_log_known_answer(void **state)
+{
+	uint64_t sum = 0;
+
+	(void)state;
+	for (uint64_t i = 0; i < 1u << 20; i++) {
+		double v = (double)(uint32_t)(i * 2654435761u) * 0x1p-32;
+		double x = i % 3 == 0 ? 2 * v : i % 3 == 1 ? 1 + (v - 0.5) * 0x1p-5 :
+			   ldexp(v + 0.5, (int)(i % 2001) - 1000);
+
+		sum += bits(weld_log(x));
+	}
+	print_message("weld_log known answer: 0x%016llx\n", (unsigned long long)sum);
+	assert_true(sum == LOG_KNOWN_ANSWER);
+}
+
+/* loghi = log(i / 128) rounded; loghi + loglo within 2^-62 of it */
+static void test_log_tables(void **state)
+{
+	(void)state;
+	for (int i = 0; i < WELD_LOG_N; i++) {
+		long double v = logl((long double)(i + WELD_LOG_FIRST) / 128);
+
+		assert_true(weld_log_hi[i] == (double)v);
+		assert_true(fabsl((long double)weld_log_hi[i] + (long double)weld_log_lo[i] - v) <=
+			    0x1p-62L * fabsl(v));
+	}
+	assert_true((long double)WELD_LOG_LN2HI + (long double)WELD_LOG_LN2LO - logl(2.0L) <= 0x1p-62L);
+	assert_true((bits(WELD_LOG_LN2HI) & 0x7FF) == 0);     /* 42 bits */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -181,6 +295,10 @@ int main(void)
 		cmocka_unit_test(test_special_values),
 		cmocka_unit_test(test_known_answer),
 		cmocka_unit_test(test_tables),
+		cmocka_unit_test(test_log_accuracy),
+		cmocka_unit_test(test_log_special_values),
+		cmocka_unit_test(test_log_known_answer),
+		cmocka_unit_test(test_log_tables),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
