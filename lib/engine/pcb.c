@@ -289,6 +289,7 @@ void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi)
 	b->span = hi - b->mn;
 	b->fn = (float)n;
 	b->inv = b->span > 0 ? 1.0f / b->span : 0.0f;
+	b->chords = false;
 }
 
 /*
@@ -600,9 +601,13 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 				    uint64_t *n_above, uint64_t *in_bits)
 {
 	unsigned char need[BOUND_BLOCK], inb[BOUND_BLOCK];
-	size_t m = 0;
+	size_t m = weld_k_pcb_window_chords(d, sum, b, lo, hi, cut, above, top, len, idx, n_above,
+					    in_bits);
 	uint64_t na = 0;
 
+	if (m != SIZE_MAX)
+		return m;
+	m = 0;
 	if (!(cut > 0)) {
 		/* every element may exceed cut */
 		if (in_bits)

@@ -1,0 +1,159 @@
+/*
+ * pcb_chords.c - bounds of intra = exp(n N^2) from chords and tangents of
+ * the curve over 32 pieces of N, for the window pass over a unit (pcb.h):
+ * a few operations per element where the polynomial of pcb.c takes dozens.
+ *
+ * f(N) = exp(fn N^2) is convex on [0, 1]. On piece i, N = (i + r) / 32
+ * with r in [0, 1]:
+ *   f(N) <= at[i] + rise[i] r     (the chord: convexity)
+ *   f(N) >= at[i] + slope[i] r    (the tangent at i / 32: convexity)
+ * with at[i] = f(i/32), rise[i] = f((i+1)/32) - f(i/32) and slope[i] =
+ * f'(i/32) / 32, taken in double and rounded to float (a relative error
+ * below 2^-22 on the line: f rises at most by e^0.99 over a piece for
+ * fn <= 16; more sources take pcb.c's polynomial). N here is (a - mn) * (1 / span) and 32 N is exact, so the
+ * piece and r are exact; intra_of()'s N, (a - mn) / span, is within
+ * 2^-22 of it (and at most 1), which moves exp(fn N^2) by less than
+ * 2^-16 for fn <= 16; its x = fn N^2 in float and the rounding of exp to
+ * float move it by less than 2^-16 more. The float evaluation of the
+ * lines (every term positive) adds 3 roundings. All of it stays inside
+ * the margin of 2^-12 the bounds take:
+ *   dn = (at + slope r) (1 - 2^-12) <= intra <= (at + rise r) (1 + 2^-12) = up.
+ * beta's bounds then follow as in pcb.c's beta_bounds(): beta <= up p for
+ * p = delta * sum > 0 (beta <= 0 else), beta >= dn p where 0 < p < 2^-13,
+ * and nothing is known (+inf) where p is NaN or N is not in [0, 1 + 2^-20]
+ * (an infinite delta at an infinite clip bound).
+ */
+#include "pcb.h"
+
+#include <math.h>
+
+void weld_pcb_bound_chords(struct weld_pcb_bound *b)
+{
+	double f[WELD_PCB_CHORDS + 1];
+
+	b->chords = false;
+	/* the chords' width grows with fn^2: more sources take pcb.c's
+	 * polynomial */
+	if (!(b->fn <= 16))
+		return;
+	for (int i = 0; i <= WELD_PCB_CHORDS; i++) {
+		double nn = (double)i / WELD_PCB_CHORDS;
+
+		f[i] = exp((double)b->fn * nn * nn);
+	}
+	for (int i = 0; i < WELD_PCB_CHORDS; i++) {
+		double nn = (double)i / WELD_PCB_CHORDS;
+
+		b->at[i] = (float)f[i];
+		b->rise[i] = (float)(f[i + 1] - f[i]);
+		b->slope[i] = (float)(2 * (double)b->fn * nn * f[i] / WELD_PCB_CHORDS);
+	}
+	b->chords = true;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+
+/* The window's flags of 16 elements (lanes of lm) from the chords: in
+ * where beta may exceed cut, *over where it surely exceeds above and
+ * cannot exceed top (count_over: above > cut). */
+__attribute__((target("avx512f"))) static inline __mmask16
+chord_flags(__m512 x, __m512 s, __mmask16 lm, const struct weld_pcb_bound *b, __m512 lo, __m512 hi,
+	    __m512 cut, __m512 above, __m512 top, bool count_over, __mmask16 *over)
+{
+	const __m512 zero = _mm512_setzero_ps(), k = _mm512_set1_ps(WELD_PCB_CHORDS);
+	const __m512i last = _mm512_set1_epi32(WELD_PCB_CHORDS - 1);
+	__m512 p = _mm512_mul_ps(x, s);
+	__m512 a = _mm512_min_ps(_mm512_max_ps(_mm512_abs_ps(x), lo), hi);
+	__m512 nn = _mm512_mul_ps(_mm512_sub_ps(a, _mm512_set1_ps(b->mn)), _mm512_set1_ps(b->inv));
+	__mmask16 ok = _mm512_cmp_ps_mask(nn, _mm512_set1_ps(1.0f + 0x1p-20f), _CMP_LE_OQ);
+	__m512 u = _mm512_min_ps(_mm512_mul_ps(nn, k), k);
+	__m512i i = _mm512_min_epi32(_mm512_cvttps_epi32(u), last);
+	__m512 r = _mm512_sub_ps(u, _mm512_cvtepi32_ps(i));
+	__m512 at = _mm512_permutex2var_ps(_mm512_loadu_ps(b->at), i, _mm512_loadu_ps(b->at + 16));
+	__m512 rise = _mm512_permutex2var_ps(_mm512_loadu_ps(b->rise), i,
+					     _mm512_loadu_ps(b->rise + 16));
+	__m512 up = _mm512_mul_ps(_mm512_add_ps(at, _mm512_mul_ps(rise, r)),
+				  _mm512_set1_ps(1.0f + 0x1p-12f));
+	__m512 ub = _mm512_mul_ps(up, _mm512_max_ps(p, zero));
+	__mmask16 in;
+
+	/* nothing known: +inf */
+	ub = _mm512_mask_mov_ps(ub, (__mmask16)(~ok | _mm512_cmp_ps_mask(p, p, _CMP_UNORD_Q)),
+				_mm512_set1_ps(INFINITY));
+	in = _mm512_mask_cmp_ps_mask(lm, ub, cut, _CMP_GT_OQ);
+	*over = 0;
+	if (count_over) {
+		__m512 slope = _mm512_permutex2var_ps(_mm512_loadu_ps(b->slope), i,
+						      _mm512_loadu_ps(b->slope + 16));
+		__m512 dn = _mm512_mul_ps(_mm512_add_ps(at, _mm512_mul_ps(slope, r)),
+					  _mm512_set1_ps(1.0f - 0x1p-12f));
+		__mmask16 tiny = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(p, zero, _CMP_GT_OQ), p,
+							 _mm512_set1_ps(0x1p-13f), _CMP_LT_OQ);
+		__mmask16 lb_over = _mm512_mask_cmp_ps_mask(tiny, _mm512_mul_ps(dn, p), above,
+							    _CMP_GT_OQ);
+
+		/* lb > above > cut: in, unless the bounds were wrong */
+		*over = _mm512_mask_cmp_ps_mask(lb_over & in, ub, top, _CMP_LE_OQ);
+	}
+	return in;
+}
+
+__attribute__((target("avx512f,popcnt")))
+static size_t window_avx512(const float *d, const float *sum, const struct weld_pcb_bound *b,
+			    float lo, float hi, float cut, float above, float top, size_t len,
+			    uint32_t *idx, uint64_t *n_above, uint64_t *in_bits)
+{
+	const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vcut = _mm512_set1_ps(cut);
+	const __m512 vabove = _mm512_set1_ps(above), vtop = _mm512_set1_ps(top);
+	const __m512i step = _mm512_set1_epi32(16);
+	__m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	bool count_over = above > cut;
+	uint64_t na = 0, word = 0;
+	size_t m = 0;
+
+	for (size_t j = 0; j < len; j += 16) {
+		__mmask16 lm = len - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (len - j)) - 1);
+		__m512 x = _mm512_maskz_loadu_ps(lm, d + j), s = _mm512_maskz_loadu_ps(lm, sum + j);
+		__mmask16 over, in = chord_flags(x, s, lm, b, vlo, vhi, vcut, vabove, vtop,
+						 count_over, &over);
+		__mmask16 need = (__mmask16)(in & ~over);
+
+		/* the positions of the needed ones, all 16 lanes stored while
+		 * idx has room for them (no more are picked than looked at) */
+		if (lm == 0xFFFF)
+			_mm512_storeu_si512(idx + m, _mm512_maskz_compress_epi32(need, pos));
+		else
+			_mm512_mask_compressstoreu_epi32(idx + m, need, pos);
+		m += (size_t)__builtin_popcount(need);
+		na += (uint64_t)__builtin_popcount(over);
+		pos = _mm512_add_epi32(pos, step);
+		word |= (uint64_t)in << (j % 64);
+		if (in_bits && (j % 64 == 48 || j + 16 >= len)) {
+			in_bits[j / 64] = word;
+			word = 0;
+		}
+	}
+	*n_above += na;
+	return m;
+}
+
+size_t weld_k_pcb_window_chords(const float *d, const float *sum, const struct weld_pcb_bound *b,
+				float lo, float hi, float cut, float above, float top, size_t len,
+				uint32_t *idx, uint64_t *n_above, uint64_t *in_bits)
+{
+	/* positions fit int32 lanes */
+	if (!b->chords || !(cut > 0) || len >= (1u << 31) || !__builtin_cpu_supports("avx512f"))
+		return SIZE_MAX;
+	return window_avx512(d, sum, b, lo, hi, cut, above, top, len, idx, n_above, in_bits);
+}
+#else
+size_t weld_k_pcb_window_chords(const float *d, const float *sum, const struct weld_pcb_bound *b,
+				float lo, float hi, float cut, float above, float top, size_t len,
+				uint32_t *idx, uint64_t *n_above, uint64_t *in_bits)
+{
+	(void)d, (void)sum, (void)b, (void)lo, (void)hi, (void)cut, (void)above, (void)top;
+	(void)len, (void)idx, (void)n_above, (void)in_bits;
+	return SIZE_MAX;
+}
+#endif
