@@ -627,18 +627,53 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 	return m;
 }
 
+/* The scores of the elements whose bit is set in in_bits, straight from
+ * the bits (sc cleared by the caller): beta as weld_k_pcb_beta_at() takes
+ * it, no positions kept. */
+static void scores_bits(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
+			size_t len, struct weld_pcb_memo *memo, const uint64_t *in_bits, float *sc)
+{
+	struct weld_pcb_memo_entry e[1u << LOCAL_BITS];
+	struct weld_pcb_memo local;
+	float lo = u->lo, hi = u->hi, thr = u->thr, span = u->top - u->thr;
+
+	if (!memo) {
+		weld_pcb_memo_init(&local, e, LOCAL_BITS);
+		memo = &local;
+	}
+	memo_use(memo, n, lo, hi);
+	for (size_t w = 0; w * 64 < len; w++) {
+		uint64_t v = in_bits[w];
+
+		if (len - w * 64 < 64)
+			v &= (UINT64_C(1) << (len - w * 64)) - 1;
+		for (; v; v &= v - 1) {
+			size_t j = w * 64 + (size_t)__builtin_ctzll(v);
+			float beta = memo_intra(memo, clip_abs(d[j], lo, hi)) * tanh_f(d[j] * sum[j]);
+
+			if (beta > thr)
+				sc[j] = (beta - thr) / span;
+		}
+	}
+}
+
 void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
 		       const struct weld_pcb_bound *b, size_t len, struct weld_pcb_memo *memo,
 		       const uint64_t *in_bits, float *tmp, uint32_t *idx, float *sc)
 {
 	size_t m;
 
-	memset(sc, 0, len * sizeof(*sc));
 	/* top = thr: nothing scores (METHODS 12) */
-	if (u->top == u->thr)
+	if (u->top == u->thr) {
+		memset(sc, 0, len * sizeof(*sc));
 		return;
-	m = in_bits ? weld_k_pcb_bits_candidates(in_bits, len, idx)
-		    : weld_k_pcb_candidates(d, sum, b, u->lo, u->hi, u->thr, len, tmp, idx);
+	}
+	memset(sc, 0, len * sizeof(*sc));
+	if (in_bits) {
+		scores_bits(d, sum, n, u, len, memo, in_bits, sc);
+		return;
+	}
+	m = weld_k_pcb_candidates(d, sum, b, u->lo, u->hi, u->thr, len, tmp, idx);
 	weld_k_pcb_beta_at(d, sum, n, u->lo, u->hi, idx, m, memo, tmp);
 	for (size_t k = 0; k < m; k++)
 		if (tmp[k] > u->thr)
