@@ -118,6 +118,13 @@ void weld_pcb_window_sample(struct pcb_window *w, const struct exec *e, const st
 			w->sample[s * w->cap + at + k] = c->vals[s * e->tile_elems + k * w->stride];
 }
 
+/* The keys of beta[0..n). */
+static void sample_keys(const float *beta, size_t n, uint32_t *keys)
+{
+	for (size_t i = 0; i < n; i++)
+		keys[i] = weld_pcb_beta_key(beta[i]);
+}
+
 /* The window of every source from the sample; false if it is too wide or
  * out of memory. */
 static bool plan_window(struct pcb_window *w, const struct exec *e, const struct weld_job *j0)
@@ -139,19 +146,21 @@ static bool plan_window(struct pcb_window *w, const struct exec *e, const struct
 		double margin = 5 * sqrt((double)n * f * (1 - f)) + 32;
 		size_t a = q - margin > 0 ? (size_t)(q - margin) : 0;
 		size_t b = q + margin < (double)(n - 1) ? (size_t)(q + margin) : n - 1;
-		const uint32_t *sorted;
+		size_t in = 0;
 		float v;
 
 		weld_k_pcb_beta(d[s], sum, w->nsrc, u[s].lo, u[s].hi, n, beta);
-		for (size_t i = 0; i < n; i++)
-			keys[i] = weld_pcb_beta_key(beta[i]);
-		sorted = weld_pcb_sort_keys(keys, n, keys + n);
-		w->lo[s] = sorted[a] >> 16;
-		hi[s] = sorted[b] >> 16;
+		/* the keys of ranks a and b (a select reorders its keys) */
+		sample_keys(beta, n, keys);
+		w->lo[s] = weld_pcb_kth_key(keys, n, a, keys + n) >> 16;
+		sample_keys(beta, n, keys);
+		hi[s] = weld_pcb_kth_key(keys, n, b, keys + n) >> 16;
 		width = hi[s] - w->lo[s] + 1 > width ? hi[s] - w->lo[s] + 1 : width;
-		/* the sample's keys in the window */
-		for (size_t i = a; i < n && sorted[i] >> 16 <= hi[s]; i++)
-			most = i - a + 1 > most ? i - a + 1 : most;
+		/* the sample's keys in the window: ranks a and up whose bin is at
+		 * most hi's */
+		for (size_t i = 0; i < n; i++)
+			in += weld_pcb_beta_key(beta[i]) >> 16 <= hi[s];
+		most = in - a > most ? in - a : most;
 		v = weld_pcb_key_float(w->lo[s] << 16, 1);
 		w->cut[s] = v > 0 ? nextafterf(v, 0) : 0.0f;
 	}
