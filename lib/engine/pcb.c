@@ -212,6 +212,16 @@ static float intra_of(float a, float mn, float span, float fn)
 	return (float)exp((double)(fn * (nn * nn)));
 }
 
+float weld_pcb_intra(float a, float mn, float span, float fn)
+{
+	return intra_of(a, mn, span, fn);
+}
+
+float weld_pcb_tanh(float p)
+{
+	return tanh_f(p);
+}
+
 void weld_pcb_memo_init(struct weld_pcb_memo *m, struct weld_pcb_memo_entry *e, unsigned bits)
 {
 	m->key[0] = m->key[1] = m->key[2] = NAN;       /* fits no unit: cleared at first use */
@@ -668,6 +678,8 @@ void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct 
 		memset(sc, 0, len * sizeof(*sc));
 		return;
 	}
+	if (in_bits && weld_k_pcb_scores_flags(d, sum, n, u, len, in_bits, tmp, idx, sc))
+		return;
 	memset(sc, 0, len * sizeof(*sc));
 	if (in_bits) {
 		scores_bits(d, sum, n, u, len, memo, in_bits, sc);

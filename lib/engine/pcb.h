@@ -169,6 +169,16 @@ size_t weld_k_pcb_bits_candidates(const uint64_t *bits, size_t len, uint32_t *id
 void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
 		       const struct weld_pcb_bound *b, size_t len, struct weld_pcb_memo *memo,
 		       const uint64_t *in_bits, float *tmp, uint32_t *idx, float *sc);
+/* The same from in_bits (not NULL) with exp on vectors (pcb_scores.c);
+ * false, nothing done, where the processor lacks AVX-512 or n > 16. */
+bool weld_k_pcb_scores_flags(const float *d, const float *sum, size_t n,
+			     const struct weld_pcb_unit *u, size_t len, const uint64_t *in_bits,
+			     float *tmp, uint32_t *idx, float *sc);
+/* intra (step 2) of a clipped magnitude a, and tanh (step 3) of p, as
+ * beta takes them (float(exp(n N^2)) with N = (a - mn) / span, 0 when
+ * span is not positive; p itself where |p| < 2^-13). */
+float weld_pcb_intra(float a, float mn, float span, float fn);
+float weld_pcb_tanh(float p);
 void weld_k_pcb_beta_scores(const float *beta, const struct weld_pcb_unit *u, size_t len,
 			    float *sc);
 /* Step 6: out = base + lambda * sum_i w_i clip(d_i) sc_i / max(sum_i sc_i,

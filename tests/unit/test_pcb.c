@@ -413,6 +413,47 @@ static void test_window_candidates(void **state)
 	}
 }
 
+/* scores from bits set everywhere, for 1 to 16 sources and magnitudes
+ * over the whole clip range (exp of n N^2 over [0, n], on vectors where the
+ * processor has them), are those from beta itself, bit for bit */
+static void test_scores_flags(void **state)
+{
+	enum { N = 1 << 15 };
+	static float d[N], sum[N], beta[N], tmp[N], sa[N], sb[N];
+	static uint32_t idx[N], keys[N], kt[N];
+	static uint64_t bits[N / 64];
+	uint64_t z = 17;
+
+	(void)state;
+	memset(bits, 0xFF, sizeof(bits));
+	for (size_t n = 1; n <= 16; n++) {
+		struct weld_pcb_unit u = { .lo = 1e-3f, .hi = 0.75f + 0.01f * (float)n };
+
+		for (size_t j = 0; j < N; j++) {
+			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+			d[j] = ((float)(z >> 40) * 0x1p-24f - 0.5f) * 2.0f;
+			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+			/* products mostly below 2^-13 (tanh is p), some above */
+			sum[j] = ((float)(z >> 40) * 0x1p-24f) * (j % 8 ? 1e-4f : 1e-2f);
+			if (j % 97 == 0)
+				d[j] = 0.0f;
+		}
+		weld_pcb_bound_init(&u.bound, n, u.lo, u.hi);
+		weld_k_pcb_beta(d, sum, n, u.lo, u.hi, N, beta);
+		for (size_t j = 0; j < N; j++)
+			keys[j] = weld_pcb_signed_key(beta[j]);
+		u.thr = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N / 100, kt), 1);
+		u.top = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N - 1, kt), 1);
+		weld_k_pcb_beta_scores(beta, &u, N, sa);
+		weld_k_pcb_scores(d, sum, n, &u, &u.bound, N, NULL, bits, tmp, idx, sb);
+		assert_memory_equal(sa, sb, sizeof(sa));
+		/* a length that ends inside a vector */
+		weld_k_pcb_beta_scores(beta, &u, N - 5, sa);
+		weld_k_pcb_scores(d, sum, n, &u, &u.bound, N - 5, NULL, bits, tmp, idx, sb);
+		assert_memory_equal(sa, sb, (N - 5) * sizeof(*sa));
+	}
+}
+
 /*
  * --allow-nonfinite: a NaN beta, whatever its sign (inf - inf and 0 * inf
  * give a negative NaN on x86), takes one key above +inf; every element
@@ -488,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_clip_sign),
 		cmocka_unit_test(test_bound_scores),
 		cmocka_unit_test(test_window_candidates),
+		cmocka_unit_test(test_scores_flags),
 		cmocka_unit_test(test_nan_beta),
 	};
 
