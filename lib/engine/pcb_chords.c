@@ -20,8 +20,8 @@
  *   dn = (at + slope r) (1 - 2^-12) <= intra <= (at + rise r) (1 + 2^-12) = up.
  * beta's bounds then follow as in pcb.c's beta_bounds(): beta <= up p for
  * p = delta * sum > 0 (beta <= 0 else), beta >= dn p where 0 < p < 2^-13,
- * and nothing is known (+inf) where p is NaN or N is not in [0, 1 + 2^-20]
- * (an infinite delta at an infinite clip bound).
+ * and nothing is known where p or N is NaN or N is infinite (an infinite
+ * delta at an infinite clip bound, a span whose inverse overflows).
  */
 #include "pcb.h"
 
@@ -54,34 +54,34 @@ void weld_pcb_bound_chords(struct weld_pcb_bound *b)
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 
-/* The window's flags of 16 elements (lanes of lm) from the chords: in
+/*
+ * The window's flags of 16 elements (lanes of lm) from the chords: in
  * where beta may exceed cut, *over where it surely exceeds above and
- * cannot exceed top (count_over: above > cut). */
+ * cannot exceed top (count_over: above > cut). u = 32 N is taken as
+ * (a - mn) * (32 / span). Where nothing is known the upper bound comes out
+ * NaN, which in takes as "may exceed": p NaN (max(0, NaN) is NaN), N NaN
+ * or infinite (its piece's r is NaN or infinite, rise > 0); N above 1 by a
+ * rounding gives r a little above 1 on the last piece, and the chord
+ * beyond its end only grows.
+ */
 __attribute__((target("avx512f"))) static inline __mmask16
 chord_flags(__m512 x, __m512 s, __mmask16 lm, const struct weld_pcb_bound *b, __m512 lo, __m512 hi,
-	    __m512 cut, __m512 above, __m512 top, bool count_over, __mmask16 *over)
+	    __m512 inv32, __m512 cut, __m512 above, __m512 top, bool count_over, __mmask16 *over)
 {
-	const __m512 zero = _mm512_setzero_ps(), k = _mm512_set1_ps(WELD_PCB_CHORDS);
-	const __m512i last = _mm512_set1_epi32(WELD_PCB_CHORDS - 1);
+	const __m512 zero = _mm512_setzero_ps();
 	__m512 p = _mm512_mul_ps(x, s);
 	__m512 a = _mm512_min_ps(_mm512_max_ps(_mm512_abs_ps(x), lo), hi);
-	__m512 nn = _mm512_mul_ps(_mm512_sub_ps(a, _mm512_set1_ps(b->mn)), _mm512_set1_ps(b->inv));
-	__mmask16 ok = _mm512_cmp_ps_mask(nn, _mm512_set1_ps(1.0f + 0x1p-20f), _CMP_LE_OQ);
-	__m512 u = _mm512_min_ps(_mm512_mul_ps(nn, k), k);
-	__m512i i = _mm512_min_epi32(_mm512_cvttps_epi32(u), last);
+	__m512 u = _mm512_mul_ps(_mm512_sub_ps(a, _mm512_set1_ps(b->mn)), inv32);
+	__m512i i = _mm512_min_epi32(_mm512_cvttps_epi32(u), _mm512_set1_epi32(WELD_PCB_CHORDS - 1));
 	__m512 r = _mm512_sub_ps(u, _mm512_cvtepi32_ps(i));
 	__m512 at = _mm512_permutex2var_ps(_mm512_loadu_ps(b->at), i, _mm512_loadu_ps(b->at + 16));
 	__m512 rise = _mm512_permutex2var_ps(_mm512_loadu_ps(b->rise), i,
 					     _mm512_loadu_ps(b->rise + 16));
 	__m512 up = _mm512_mul_ps(_mm512_add_ps(at, _mm512_mul_ps(rise, r)),
 				  _mm512_set1_ps(1.0f + 0x1p-12f));
-	__m512 ub = _mm512_mul_ps(up, _mm512_max_ps(p, zero));
-	__mmask16 in;
+	__m512 ub = _mm512_mul_ps(up, _mm512_max_ps(zero, p));
+	__mmask16 in = _mm512_mask_cmp_ps_mask(lm, ub, cut, _CMP_NLE_UQ);
 
-	/* nothing known: +inf */
-	ub = _mm512_mask_mov_ps(ub, (__mmask16)(~ok | _mm512_cmp_ps_mask(p, p, _CMP_UNORD_Q)),
-				_mm512_set1_ps(INFINITY));
-	in = _mm512_mask_cmp_ps_mask(lm, ub, cut, _CMP_GT_OQ);
 	*over = 0;
 	if (count_over) {
 		__m512 slope = _mm512_permutex2var_ps(_mm512_loadu_ps(b->slope), i,
@@ -105,6 +105,7 @@ static size_t window_avx512(const float *d, const float *sum, const struct weld_
 			    uint32_t *idx, uint64_t *n_above, uint64_t *in_bits)
 {
 	const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vcut = _mm512_set1_ps(cut);
+	const __m512 inv32 = _mm512_set1_ps(b->inv * WELD_PCB_CHORDS);
 	const __m512 vabove = _mm512_set1_ps(above), vtop = _mm512_set1_ps(top);
 	const __m512i step = _mm512_set1_epi32(16);
 	__m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -115,7 +116,7 @@ static size_t window_avx512(const float *d, const float *sum, const struct weld_
 	for (size_t j = 0; j < len; j += 16) {
 		__mmask16 lm = len - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (len - j)) - 1);
 		__m512 x = _mm512_maskz_loadu_ps(lm, d + j), s = _mm512_maskz_loadu_ps(lm, sum + j);
-		__mmask16 over, in = chord_flags(x, s, lm, b, vlo, vhi, vcut, vabove, vtop,
+		__mmask16 over, in = chord_flags(x, s, lm, b, vlo, vhi, inv32, vcut, vabove, vtop,
 						 count_over, &over);
 		__mmask16 need = (__mmask16)(in & ~over);
 
