@@ -64,37 +64,41 @@ void weld_pcb_bound_chords(struct weld_pcb_bound *b)
  * rounding gives r a little above 1 on the last piece, and the chord
  * beyond its end only grows.
  */
+/* What the flags of a unit and source take, in registers. */
+struct chord_regs {
+	__m512 lo, hi, mn, inv32, cut, above, top;
+	__m512 at[2], rise[2], slope[2];
+	bool count_over;
+};
+
 __attribute__((target("avx512f"))) static inline __mmask16
-chord_flags(__m512 x, __m512 s, __mmask16 lm, const struct weld_pcb_bound *b, __m512 lo, __m512 hi,
-	    __m512 inv32, __m512 cut, __m512 above, __m512 top, bool count_over, __mmask16 *over)
+chord_flags(__m512 x, __m512 s, __mmask16 lm, const struct chord_regs *c, __mmask16 *over)
 {
 	const __m512 zero = _mm512_setzero_ps();
 	__m512 p = _mm512_mul_ps(x, s);
-	__m512 a = _mm512_min_ps(_mm512_max_ps(_mm512_abs_ps(x), lo), hi);
-	__m512 u = _mm512_mul_ps(_mm512_sub_ps(a, _mm512_set1_ps(b->mn)), inv32);
+	__m512 a = _mm512_min_ps(_mm512_max_ps(_mm512_abs_ps(x), c->lo), c->hi);
+	__m512 u = _mm512_mul_ps(_mm512_sub_ps(a, c->mn), c->inv32);
 	__m512i i = _mm512_min_epi32(_mm512_cvttps_epi32(u), _mm512_set1_epi32(WELD_PCB_CHORDS - 1));
 	__m512 r = _mm512_sub_ps(u, _mm512_cvtepi32_ps(i));
-	__m512 at = _mm512_permutex2var_ps(_mm512_loadu_ps(b->at), i, _mm512_loadu_ps(b->at + 16));
-	__m512 rise = _mm512_permutex2var_ps(_mm512_loadu_ps(b->rise), i,
-					     _mm512_loadu_ps(b->rise + 16));
+	__m512 at = _mm512_permutex2var_ps(c->at[0], i, c->at[1]);
+	__m512 rise = _mm512_permutex2var_ps(c->rise[0], i, c->rise[1]);
 	__m512 up = _mm512_mul_ps(_mm512_add_ps(at, _mm512_mul_ps(rise, r)),
 				  _mm512_set1_ps(1.0f + 0x1p-12f));
 	__m512 ub = _mm512_mul_ps(up, _mm512_max_ps(zero, p));
-	__mmask16 in = _mm512_mask_cmp_ps_mask(lm, ub, cut, _CMP_NLE_UQ);
+	__mmask16 in = _mm512_mask_cmp_ps_mask(lm, ub, c->cut, _CMP_NLE_UQ);
 
 	*over = 0;
-	if (count_over) {
-		__m512 slope = _mm512_permutex2var_ps(_mm512_loadu_ps(b->slope), i,
-						      _mm512_loadu_ps(b->slope + 16));
+	if (c->count_over) {
+		__m512 slope = _mm512_permutex2var_ps(c->slope[0], i, c->slope[1]);
 		__m512 dn = _mm512_mul_ps(_mm512_add_ps(at, _mm512_mul_ps(slope, r)),
 					  _mm512_set1_ps(1.0f - 0x1p-12f));
 		__mmask16 tiny = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(p, zero, _CMP_GT_OQ), p,
 							 _mm512_set1_ps(0x1p-13f), _CMP_LT_OQ);
-		__mmask16 lb_over = _mm512_mask_cmp_ps_mask(tiny, _mm512_mul_ps(dn, p), above,
+		__mmask16 lb_over = _mm512_mask_cmp_ps_mask(tiny, _mm512_mul_ps(dn, p), c->above,
 							    _CMP_GT_OQ);
 
 		/* lb > above > cut: in, unless the bounds were wrong */
-		*over = _mm512_mask_cmp_ps_mask(lb_over & in, ub, top, _CMP_LE_OQ);
+		*over = _mm512_mask_cmp_ps_mask(lb_over & in, ub, c->top, _CMP_LE_OQ);
 	}
 	return in;
 }
@@ -104,29 +108,33 @@ static size_t window_avx512(const float *d, const float *sum, const struct weld_
 			    float lo, float hi, float cut, float above, float top, size_t len,
 			    uint32_t *idx, uint64_t *n_above, uint64_t *in_bits)
 {
-	const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi), vcut = _mm512_set1_ps(cut);
-	const __m512 inv32 = _mm512_set1_ps(b->inv * WELD_PCB_CHORDS);
-	const __m512 vabove = _mm512_set1_ps(above), vtop = _mm512_set1_ps(top);
+	const struct chord_regs c = {
+		.lo = _mm512_set1_ps(lo), .hi = _mm512_set1_ps(hi), .mn = _mm512_set1_ps(b->mn),
+		.inv32 = _mm512_set1_ps(b->inv * WELD_PCB_CHORDS), .cut = _mm512_set1_ps(cut),
+		.above = _mm512_set1_ps(above), .top = _mm512_set1_ps(top),
+		.at = { _mm512_loadu_ps(b->at), _mm512_loadu_ps(b->at + 16) },
+		.rise = { _mm512_loadu_ps(b->rise), _mm512_loadu_ps(b->rise + 16) },
+		.slope = { _mm512_loadu_ps(b->slope), _mm512_loadu_ps(b->slope + 16) },
+		.count_over = above > cut,
+	};
 	const __m512i step = _mm512_set1_epi32(16);
 	__m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-	bool count_over = above > cut;
 	uint64_t na = 0, word = 0;
 	size_t m = 0;
 
 	for (size_t j = 0; j < len; j += 16) {
 		__mmask16 lm = len - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (len - j)) - 1);
 		__m512 x = _mm512_maskz_loadu_ps(lm, d + j), s = _mm512_maskz_loadu_ps(lm, sum + j);
-		__mmask16 over, in = chord_flags(x, s, lm, b, vlo, vhi, inv32, vcut, vabove, vtop,
-						 count_over, &over);
+		__mmask16 over, in = chord_flags(x, s, lm, &c, &over);
 		__mmask16 need = (__mmask16)(in & ~over);
 
-		/* the positions of the needed ones, all 16 lanes stored while
-		 * idx has room for them (no more are picked than looked at) */
-		if (lm == 0xFFFF)
-			_mm512_storeu_si512(idx + m, _mm512_maskz_compress_epi32(need, pos));
-		else
-			_mm512_mask_compressstoreu_epi32(idx + m, need, pos);
-		m += (size_t)__builtin_popcount(need);
+		/* the positions of the needed ones (few), packed in a register:
+		 * a compressing store to memory is slow on some processors */
+		if (need) {
+			_mm512_mask_storeu_epi32(idx + m, (__mmask16)((1u << __builtin_popcount(need)) - 1),
+						 _mm512_maskz_compress_epi32(need, pos));
+			m += (size_t)__builtin_popcount(need);
+		}
 		na += (uint64_t)__builtin_popcount(over);
 		pos = _mm512_add_epi32(pos, step);
 		word |= (uint64_t)in << (j % 64);
