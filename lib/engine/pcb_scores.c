@@ -121,25 +121,29 @@ static void scores_avx512(const float *d, const float *sum, size_t n,
 {
 	float mn = u->lo < u->hi ? u->lo : u->hi, span = u->hi - mn, fn = (float)n;
 	float thr = u->thr, width = u->top - u->thr;
-	__m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 	size_t m = 0;
 
 	for (size_t j = 0; j < len; j += 16) {
 		__mmask16 lm = len - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (len - j)) - 1);
-		__mmask16 in = (__mmask16)(in_bits[j / 64] >> (j % 64)) & lm;
-		__m512 x = _mm512_maskz_loadu_ps(in, d + j);
-		__m512 p = _mm512_mul_ps(x, _mm512_maskz_loadu_ps(in, sum + j));
+		__mmask16 in = (__mmask16)(in_bits[j / 64] >> (j % 64)) & lm, first;
+		__m512 x, p;
+		int c;
 
-		int c = __builtin_popcount(in);
-		__mmask16 first = (__mmask16)((1u << c) - 1);
-
+		if (!in)
+			continue;
+		x = _mm512_maskz_loadu_ps(in, d + j);
+		p = _mm512_mul_ps(x, _mm512_maskz_loadu_ps(in, sum + j));
+		c = __builtin_popcount(in);
+		first = (__mmask16)((1u << c) - 1);
 		/* packed in registers, then stored: a compressing store to
 		 * memory is slow on some processors */
-		_mm512_mask_storeu_epi32(idx + m, first, _mm512_maskz_compress_epi32(in, pos));
+		_mm512_mask_storeu_epi32(idx + m, first,
+					 _mm512_maskz_compress_epi32(in, _mm512_add_epi32(
+						 iota, _mm512_set1_epi32((int)j))));
 		_mm512_mask_storeu_ps(tmp + m, first, _mm512_maskz_compress_ps(in, x));
 		_mm512_mask_storeu_ps(sc + m, first, _mm512_maskz_compress_ps(in, p));
 		m += (size_t)c;
-		pos = _mm512_add_epi32(pos, _mm512_set1_epi32(16));
 	}
 	for (size_t i = 0; i < m; i += 16) {
 		__mmask16 lm = m - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (m - i)) - 1);
