@@ -128,13 +128,12 @@ static size_t window_avx512(const float *d, const float *sum, const struct weld_
 		__mmask16 over, in = chord_flags(x, s, lm, &c, &over);
 		__mmask16 need = (__mmask16)(in & ~over);
 
-		/* the positions of the needed ones (few), packed in a register:
-		 * a compressing store to memory is slow on some processors */
-		if (need) {
-			_mm512_mask_storeu_epi32(idx + m, (__mmask16)((1u << __builtin_popcount(need)) - 1),
-						 _mm512_maskz_compress_epi32(need, pos));
-			m += (size_t)__builtin_popcount(need);
-		}
+		/* the positions of the needed ones packed in a register (a
+		 * compressing store to memory is slow on some processors), with
+		 * no branch: whether any is needed is hard to foresee */
+		_mm512_mask_storeu_epi32(idx + m, (__mmask16)((1u << __builtin_popcount(need)) - 1),
+					 _mm512_maskz_compress_epi32(need, pos));
+		m += (size_t)__builtin_popcount(need);
 		na += (uint64_t)__builtin_popcount(over);
 		pos = _mm512_add_epi32(pos, step);
 		word |= (uint64_t)in << (j % 64);
