@@ -265,6 +265,8 @@ void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float
 	struct weld_pcb_memo_entry e[1u << LOCAL_BITS];
 	struct weld_pcb_memo m;
 
+	if (weld_k_pcb_beta_vec(d, sum, n, lo, hi, len, beta))
+		return;
 	weld_pcb_memo_init(&m, e, LOCAL_BITS);
 	memo_use(&m, n, lo, hi);
 	for (size_t j = 0; j < len; j++)

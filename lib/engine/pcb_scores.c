@@ -62,8 +62,8 @@ __attribute__((target("avx512f,avx512dq"))) static inline __m512d exp8(__m512d x
 
 /* beta of 16 packed elements: deltas x, products p; the lanes of lm. */
 __attribute__((target("avx512f,avx512dq"))) static __m512 beta16(__m512 x, __m512 p, __mmask16 lm,
-								 const struct weld_pcb_unit *u,
-								 float mn, float span, float fn)
+								 float lo, float hi, float mn,
+								 float span, float fn)
 {
 	__m512 a = _mm512_abs_ps(x), nn, xx, intra, t = p;
 	__m512d y0, y1;
@@ -72,10 +72,10 @@ __attribute__((target("avx512f,avx512dq"))) static __m512 beta16(__m512 x, __m51
 	float av[16], iv[16], pv[16];
 
 	/* clip_abs(): a NaN stays NaN, lo > hi gives hi */
-	a = _mm512_mask_mov_ps(a, _mm512_cmp_ps_mask(a, _mm512_set1_ps(u->lo), _CMP_LT_OQ),
-			       _mm512_set1_ps(u->lo));
-	a = _mm512_mask_mov_ps(a, _mm512_cmp_ps_mask(a, _mm512_set1_ps(u->hi), _CMP_GT_OQ),
-			       _mm512_set1_ps(u->hi));
+	a = _mm512_mask_mov_ps(a, _mm512_cmp_ps_mask(a, _mm512_set1_ps(lo), _CMP_LT_OQ),
+			       _mm512_set1_ps(lo));
+	a = _mm512_mask_mov_ps(a, _mm512_cmp_ps_mask(a, _mm512_set1_ps(hi), _CMP_GT_OQ),
+			       _mm512_set1_ps(hi));
 	nn = span > 0 ? _mm512_div_ps(_mm512_sub_ps(a, _mm512_set1_ps(mn)), _mm512_set1_ps(span))
 		      : _mm512_setzero_ps();
 	xx = _mm512_mul_ps(_mm512_set1_ps(fn), _mm512_mul_ps(nn, nn));
@@ -148,7 +148,7 @@ static void scores_avx512(const float *d, const float *sum, size_t n,
 	for (size_t i = 0; i < m; i += 16) {
 		__mmask16 lm = m - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (m - i)) - 1);
 		__m512 beta = beta16(_mm512_maskz_loadu_ps(lm, tmp + i), _mm512_maskz_loadu_ps(lm, sc + i),
-				     lm, u, mn, span, fn);
+				     lm, u->lo, u->hi, mn, span, fn);
 		__mmask16 keep = _mm512_cmp_ps_mask(beta, _mm512_set1_ps(thr), _CMP_GT_OQ);
 
 		/* (beta - thr) / (top - thr) where beta > thr, else 0 */
@@ -161,17 +161,56 @@ static void scores_avx512(const float *d, const float *sum, size_t n,
 		sc[idx[i]] = tmp[i];
 }
 
+/* beta of every element, 16 at a time. */
+__attribute__((target("avx512f,avx512dq")))
+static void beta_avx512(const float *d, const float *sum, size_t n, float lo, float hi, size_t len,
+			float *beta)
+{
+	float mn = lo < hi ? lo : hi, span = hi - mn;
+
+	for (size_t j = 0; j < len; j += 16) {
+		__mmask16 lm = len - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (len - j)) - 1);
+		__m512 x = _mm512_maskz_loadu_ps(lm, d + j);
+
+		_mm512_mask_storeu_ps(beta + j, lm,
+				      beta16(x, _mm512_mul_ps(x, _mm512_maskz_loadu_ps(lm, sum + j)), lm,
+					     lo, hi, mn, span, (float)n));
+	}
+}
+
+/* Whether the vectors serve n sources here. */
+static bool vectors(size_t n, size_t len)
+{
+	return n <= 16 && len < (1u << 31) && __builtin_cpu_supports("avx512f") &&
+	       __builtin_cpu_supports("avx512dq");
+}
+
+bool weld_k_pcb_beta_vec(const float *d, const float *sum, size_t n, float lo, float hi,
+			 size_t len, float *beta)
+{
+	if (!vectors(n, len))
+		return false;
+	beta_avx512(d, sum, n, lo, hi, len, beta);
+	return true;
+}
+
 bool weld_k_pcb_scores_flags(const float *d, const float *sum, size_t n,
 			     const struct weld_pcb_unit *u, size_t len, const uint64_t *in_bits,
 			     float *tmp, uint32_t *idx, float *sc)
 {
-	if (n > 16 || len >= (1u << 31) || !__builtin_cpu_supports("avx512f") ||
-	    !__builtin_cpu_supports("avx512dq"))
+	if (!vectors(n, len))
 		return false;
 	scores_avx512(d, sum, n, u, len, in_bits, tmp, idx, sc);
 	return true;
 }
 #else
+bool weld_k_pcb_beta_vec(const float *d, const float *sum, size_t n, float lo, float hi,
+			 size_t len, float *beta)
+{
+	(void)d, (void)sum, (void)n, (void)lo, (void)hi, (void)len, (void)beta;
+	return false;
+}
+
 bool weld_k_pcb_scores_flags(const float *d, const float *sum, size_t n,
 			     const struct weld_pcb_unit *u, size_t len, const uint64_t *in_bits,
 			     float *tmp, uint32_t *idx, float *sc)

@@ -413,9 +413,22 @@ static void test_window_candidates(void **state)
 	}
 }
 
-/* scores from bits set everywhere, for 1 to 16 sources and magnitudes
- * over the whole clip range (exp of n N^2 over [0, n], on vectors where the
- * processor has them), are those from beta itself, bit for bit */
+/* beta by METHODS 12's formulas, element by element (pcb.c's rules:
+ * exp and tanh in double rounded once, tanh(p) = p below 2^-13) */
+static float ref_beta(float x, float s, size_t n, float lo, float hi)
+{
+	float a = fabsf(x), mn = lo < hi ? lo : hi, span = hi - mn, nn, p = x * s;
+
+	a = a < lo ? lo : a;
+	a = a > hi ? hi : a;
+	nn = span > 0 ? (a - mn) / span : 0.0f;
+	return (float)exp((double)((float)n * (nn * nn))) *
+	       (fabsf(p) < 0x1p-13f ? p : (float)tanh((double)p));
+}
+
+/* beta for 1 to 16 sources and magnitudes over the whole clip range (exp
+ * of n N^2 over [0, n], on vectors where the processor has them) is the
+ * formulas', bit for bit, and so are the scores from bits set everywhere */
 static void test_scores_flags(void **state)
 {
 	enum { N = 1 << 15 };
@@ -440,8 +453,12 @@ static void test_scores_flags(void **state)
 		}
 		weld_pcb_bound_init(&u.bound, n, u.lo, u.hi);
 		weld_k_pcb_beta(d, sum, n, u.lo, u.hi, N, beta);
-		for (size_t j = 0; j < N; j++)
+		for (size_t j = 0; j < N; j++) {
+			float want = ref_beta(d[j], sum[j], n, u.lo, u.hi);
+
+			assert_memory_equal(&beta[j], &want, sizeof(want));
 			keys[j] = weld_pcb_signed_key(beta[j]);
+		}
 		u.thr = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N / 100, kt), 1);
 		u.top = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N - 1, kt), 1);
 		weld_k_pcb_beta_scores(beta, &u, N, sa);
