@@ -280,6 +280,8 @@ void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, fl
 	struct weld_pcb_memo local;
 	unsigned bits = 6;
 
+	if (weld_k_pcb_beta_at_vec(d, sum, n, lo, hi, idx, m, beta))
+		return;
 	if (!memo) {
 		/* room for twice the lookups: clearing it costs what they do */
 		while (bits < LOCAL_BITS && ((size_t)1 << bits) < 2 * m)

@@ -174,10 +174,13 @@ void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct 
 bool weld_k_pcb_scores_flags(const float *d, const float *sum, size_t n,
 			     const struct weld_pcb_unit *u, size_t len, const uint64_t *in_bits,
 			     float *tmp, uint32_t *idx, float *sc);
-/* weld_k_pcb_beta() on vectors, the same bits (pcb_scores.c); false,
+/* weld_k_pcb_beta() and weld_k_pcb_beta_at() on vectors, the same bits
+ * (pcb_scores.c; no memo); false,
  * nothing done, where the processor lacks AVX-512 or n > 16. */
 bool weld_k_pcb_beta_vec(const float *d, const float *sum, size_t n, float lo, float hi,
 			 size_t len, float *beta);
+bool weld_k_pcb_beta_at_vec(const float *d, const float *sum, size_t n, float lo, float hi,
+			    const uint32_t *idx, size_t m, float *beta);
 /* intra (step 2) of a clipped magnitude a, and tanh (step 3) of p, as
  * beta takes them (float(exp(n N^2)) with N = (a - mn) / span, 0 when
  * span is not positive; p itself where |p| < 2^-13). */

@@ -459,6 +459,12 @@ static void test_scores_flags(void **state)
 			assert_memory_equal(&beta[j], &want, sizeof(want));
 			keys[j] = weld_pcb_signed_key(beta[j]);
 		}
+		/* and at positions (every third, 21 of them: a vector and a part) */
+		for (size_t k = 0; k < 21; k++)
+			idx[k] = (uint32_t)(3 * k * n);
+		weld_k_pcb_beta_at(d, sum, n, u.lo, u.hi, idx, 21, NULL, tmp);
+		for (size_t k = 0; k < 21; k++)
+			assert_memory_equal(&tmp[k], &beta[idx[k]], sizeof(*tmp));
 		u.thr = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N / 100, kt), 1);
 		u.top = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N - 1, kt), 1);
 		weld_k_pcb_beta_scores(beta, &u, N, sa);
