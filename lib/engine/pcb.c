@@ -212,6 +212,16 @@ static float intra_of(float a, float mn, float span, float fn)
 	return (float)exp((double)(fn * (nn * nn)));
 }
 
+float weld_pcb_intra(float a, float mn, float span, float fn)
+{
+	return intra_of(a, mn, span, fn);
+}
+
+float weld_pcb_tanh(float p)
+{
+	return tanh_f(p);
+}
+
 void weld_pcb_memo_init(struct weld_pcb_memo *m, struct weld_pcb_memo_entry *e, unsigned bits)
 {
 	m->key[0] = m->key[1] = m->key[2] = NAN;       /* fits no unit: cleared at first use */
@@ -255,6 +265,8 @@ void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float
 	struct weld_pcb_memo_entry e[1u << LOCAL_BITS];
 	struct weld_pcb_memo m;
 
+	if (weld_k_pcb_beta_vec(d, sum, n, lo, hi, len, beta))
+		return;
 	weld_pcb_memo_init(&m, e, LOCAL_BITS);
 	memo_use(&m, n, lo, hi);
 	for (size_t j = 0; j < len; j++)
@@ -268,6 +280,8 @@ void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, fl
 	struct weld_pcb_memo local;
 	unsigned bits = 6;
 
+	if (weld_k_pcb_beta_at_vec(d, sum, n, lo, hi, idx, m, beta))
+		return;
 	if (!memo) {
 		/* room for twice the lookups: clearing it costs what they do */
 		while (bits < LOCAL_BITS && ((size_t)1 << bits) < 2 * m)
@@ -289,6 +303,7 @@ void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi)
 	b->span = hi - b->mn;
 	b->fn = (float)n;
 	b->inv = b->span > 0 ? 1.0f / b->span : 0.0f;
+	b->chords = false;
 }
 
 /*
@@ -600,9 +615,13 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 				    uint64_t *n_above, uint64_t *in_bits)
 {
 	unsigned char need[BOUND_BLOCK], inb[BOUND_BLOCK];
-	size_t m = 0;
+	size_t m = weld_k_pcb_window_chords(d, sum, b, lo, hi, cut, above, top, len, idx, n_above,
+					    in_bits);
 	uint64_t na = 0;
 
+	if (m != SIZE_MAX)
+		return m;
+	m = 0;
 	if (!(cut > 0)) {
 		/* every element may exceed cut */
 		if (in_bits)
@@ -622,18 +641,55 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 	return m;
 }
 
+/* The scores of the elements whose bit is set in in_bits, straight from
+ * the bits (sc cleared by the caller): beta as weld_k_pcb_beta_at() takes
+ * it, no positions kept. */
+static void scores_bits(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
+			size_t len, struct weld_pcb_memo *memo, const uint64_t *in_bits, float *sc)
+{
+	struct weld_pcb_memo_entry e[1u << LOCAL_BITS];
+	struct weld_pcb_memo local;
+	float lo = u->lo, hi = u->hi, thr = u->thr, span = u->top - u->thr;
+
+	if (!memo) {
+		weld_pcb_memo_init(&local, e, LOCAL_BITS);
+		memo = &local;
+	}
+	memo_use(memo, n, lo, hi);
+	for (size_t w = 0; w * 64 < len; w++) {
+		uint64_t v = in_bits[w];
+
+		if (len - w * 64 < 64)
+			v &= (UINT64_C(1) << (len - w * 64)) - 1;
+		for (; v; v &= v - 1) {
+			size_t j = w * 64 + (size_t)__builtin_ctzll(v);
+			float beta = memo_intra(memo, clip_abs(d[j], lo, hi)) * tanh_f(d[j] * sum[j]);
+
+			if (beta > thr)
+				sc[j] = (beta - thr) / span;
+		}
+	}
+}
+
 void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
 		       const struct weld_pcb_bound *b, size_t len, struct weld_pcb_memo *memo,
 		       const uint64_t *in_bits, float *tmp, uint32_t *idx, float *sc)
 {
 	size_t m;
 
-	memset(sc, 0, len * sizeof(*sc));
 	/* top = thr: nothing scores (METHODS 12) */
-	if (u->top == u->thr)
+	if (u->top == u->thr) {
+		memset(sc, 0, len * sizeof(*sc));
 		return;
-	m = in_bits ? weld_k_pcb_bits_candidates(in_bits, len, idx)
-		    : weld_k_pcb_candidates(d, sum, b, u->lo, u->hi, u->thr, len, tmp, idx);
+	}
+	if (in_bits && weld_k_pcb_scores_flags(d, sum, n, u, len, in_bits, tmp, idx, sc))
+		return;
+	memset(sc, 0, len * sizeof(*sc));
+	if (in_bits) {
+		scores_bits(d, sum, n, u, len, memo, in_bits, sc);
+		return;
+	}
+	m = weld_k_pcb_candidates(d, sum, b, u->lo, u->hi, u->thr, len, tmp, idx);
 	weld_k_pcb_beta_at(d, sum, n, u->lo, u->hi, idx, m, memo, tmp);
 	for (size_t k = 0; k < m; k++)
 		if (tmp[k] > u->thr)

@@ -113,9 +113,15 @@ void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, fl
  * of intra from a polynomial of exp, within 0.4 % (pcb.c), give beta at
  * most up * (delta * sum), and at most 0 where delta * sum is not positive.
  */
+#define WELD_PCB_CHORDS 32        /* pieces of [0, 1] in the chord bounds */
+
 struct weld_pcb_bound {
 	float mn, span, fn;     /* N = (a - mn) / span, intra = exp(fn N^2) */
 	float inv;              /* 1 / span, 0 if span is 0 (the bounds' N) */
+	/* with chords, on piece i of N (pcb.c): exp(fn (i/32)^2), the rise to
+	 * the next piece's, and the slope of the tangent there (per piece) */
+	bool chords;
+	float at[WELD_PCB_CHORDS], rise[WELD_PCB_CHORDS], slope[WELD_PCB_CHORDS];
 };
 
 /* The statistics of one model over one unit. */
@@ -126,6 +132,9 @@ struct weld_pcb_unit {
 };
 
 void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi);
+/* The chords of b, for a unit's window pass: cheaper bounds where the
+ * processor has AVX-512 (not set for more than 16 sources). */
+void weld_pcb_bound_chords(struct weld_pcb_bound *b);
 /* ub[j] >= beta_j >= lb[j] (lb = -inf where nothing is known: outside
  * 0 < delta * sum < 2^-13). */
 void weld_k_pcb_bounds(const float *d, const float *sum, const struct weld_pcb_bound *b, float lo,
@@ -143,6 +152,12 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 				    const struct weld_pcb_bound *b, float lo, float hi, float cut,
 				    float above, float top, size_t len, uint32_t *idx,
 				    uint64_t *n_above, uint64_t *in_bits);
+/* The same from b's chords (pcb_chords.c), or SIZE_MAX (nothing done)
+ * where they are not set, cut is not positive or the processor lacks
+ * AVX-512. */
+size_t weld_k_pcb_window_chords(const float *d, const float *sum, const struct weld_pcb_bound *b,
+				float lo, float hi, float cut, float above, float top, size_t len,
+				uint32_t *idx, uint64_t *n_above, uint64_t *in_bits);
 /* The positions j < len of the set bits, ascending, into idx; returns how
  * many. */
 size_t weld_k_pcb_bits_candidates(const uint64_t *bits, size_t len, uint32_t *idx);
@@ -154,6 +169,23 @@ size_t weld_k_pcb_bits_candidates(const uint64_t *bits, size_t len, uint32_t *id
 void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct weld_pcb_unit *u,
 		       const struct weld_pcb_bound *b, size_t len, struct weld_pcb_memo *memo,
 		       const uint64_t *in_bits, float *tmp, uint32_t *idx, float *sc);
+/* The same from in_bits (not NULL) with exp on vectors (pcb_scores.c);
+ * false, nothing done, where the processor lacks AVX-512 or n > 16. */
+bool weld_k_pcb_scores_flags(const float *d, const float *sum, size_t n,
+			     const struct weld_pcb_unit *u, size_t len, const uint64_t *in_bits,
+			     float *tmp, uint32_t *idx, float *sc);
+/* weld_k_pcb_beta() and weld_k_pcb_beta_at() on vectors, the same bits
+ * (pcb_scores.c; no memo); false,
+ * nothing done, where the processor lacks AVX-512 or n > 16. */
+bool weld_k_pcb_beta_vec(const float *d, const float *sum, size_t n, float lo, float hi,
+			 size_t len, float *beta);
+bool weld_k_pcb_beta_at_vec(const float *d, const float *sum, size_t n, float lo, float hi,
+			    const uint32_t *idx, size_t m, float *beta);
+/* intra (step 2) of a clipped magnitude a, and tanh (step 3) of p, as
+ * beta takes them (float(exp(n N^2)) with N = (a - mn) / span, 0 when
+ * span is not positive; p itself where |p| < 2^-13). */
+float weld_pcb_intra(float a, float mn, float span, float fn);
+float weld_pcb_tanh(float p);
 void weld_k_pcb_beta_scores(const float *beta, const struct weld_pcb_unit *u, size_t len,
 			    float *sc);
 /* Step 6: out = base + lambda * sum_i w_i clip(d_i) sc_i / max(sum_i sc_i,

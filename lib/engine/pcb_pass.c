@@ -259,6 +259,7 @@ static int unit_stats(struct exec *e, const struct weld_job *const *jobs, size_t
 		p->unit[s].lo = weld_pcb_key_float(key[s][0], 0);
 		p->unit[s].hi = weld_pcb_key_float(key[s][1], 0);
 		weld_pcb_bound_init(&p->unit[s].bound, j0->nsrc, p->unit[s].lo, p->unit[s].hi);
+		weld_pcb_bound_chords(&p->unit[s].bound);
 		p->rank[s][0] = weld_pcb_thr_index(m, j0->src[s].density);
 		p->rank[s][1] = m - 1;
 	}

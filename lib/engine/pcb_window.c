@@ -31,6 +31,7 @@
 #define WINDOW_MIN (1u << 20)   /* smaller units take the histogram passes */
 #define SAMPLE_CAP (1u << 17)   /* tuples of the sample */
 #define WIDTH_MAX 32            /* bins of a window */
+#define REC_BATCH 2048          /* recorded keys a thread gathers before it adds them to rec */
 
 /* A unit large enough for the histogram passes to cost more, and small
  * enough for uint32 counts per thread. */
@@ -44,7 +45,7 @@ static uint64_t fixed_bytes(size_t nsrc, int threads)
 {
 	return sizeof(struct pcb_window) +
 	       (uint64_t)threads * (sizeof(struct pcb_thread) + nsrc * WIDTH_MAX * sizeof(uint64_t)) +
-	       nsrc * SAMPLE_CAP * sizeof(float);
+	       (uint64_t)threads * nsrc * (SAMPLE_CAP * sizeof(float) + REC_BATCH * sizeof(uint32_t));
 }
 
 uint64_t weld_pcb_window_bytes(uint64_t m, size_t nsrc, int threads, uint64_t grant)
@@ -77,7 +78,7 @@ struct pcb_window *weld_pcb_window_new(const struct exec *e, size_t nsrc, uint64
 	for (w->stride = 1; m / w->stride > SAMPLE_CAP; w->stride *= 2)
 		;
 	w->n_threads = e->n_threads;
-	w->sample = malloc(nsrc * w->cap * sizeof(float));
+	w->sample = malloc(nsrc * (size_t)e->n_threads * w->cap * sizeof(float));
 	w->th = calloc((size_t)e->n_threads, sizeof(*w->th));
 	if (!w->sample || !w->th) {
 		weld_pcb_window_free(w);
@@ -92,6 +93,7 @@ void weld_pcb_window_free(struct pcb_window *w)
 	if (!w)
 		return;
 	for (int t = 0; w->th && t < w->n_threads; t++) {
+		free(w->th[t].batch);
 		free(w->th[t].fine);
 		free(w->th[t].coarse);
 	}
@@ -104,25 +106,49 @@ void weld_pcb_window_free(struct pcb_window *w)
 void weld_pcb_window_sample(struct pcb_window *w, const struct exec *e, const struct slice_ctx *c,
 			    size_t len)
 {
-	uint64_t cnt = (len + w->stride - 1) / w->stride, at;
+	int t = omp_get_thread_num();
+	uint64_t cnt = (len + w->stride - 1) / w->stride, at = w->th[t].taken;
+	float *mine = w->sample + (size_t)t * w->cap;
+	size_t per_src = (size_t)w->n_threads * w->cap;
 
-	/* the tuples' order depends on the threads; their set does not, and
-	 * only the set is used */
-#pragma omp atomic capture
-	{
-		at = w->taken;
-		w->taken += cnt;
-	}
+	/* each thread in its own part: nothing shared while the pass runs */
+	w->th[t].taken += cnt;
 	for (uint64_t k = 0; k < cnt && at + k < w->cap; k++)
 		for (size_t s = 0; s < w->nsrc; s++)
-			w->sample[s * w->cap + at + k] = c->vals[s * e->tile_elems + k * w->stride];
+			mine[s * per_src + at + k] = c->vals[s * e->tile_elems + k * w->stride];
+}
+
+/* The threads' parts of the sample, one after the other (at most cap
+ * tuples, which the stride leaves room for): how many. The tuples' order
+ * depends on the threads; their set does not, and only the set is used. */
+static size_t gather_sample(struct pcb_window *w)
+{
+	size_t n = 0, per_src = (size_t)w->n_threads * w->cap;
+
+	for (int t = 0; t < w->n_threads; t++) {
+		size_t c = w->th[t].taken < w->cap ? (size_t)w->th[t].taken : (size_t)w->cap;
+
+		c = c < w->cap - n ? c : (size_t)w->cap - n;
+		for (size_t s = 0; s < w->nsrc; s++)
+			memmove(w->sample + s * per_src + n, w->sample + s * per_src + (size_t)t * w->cap,
+				c * sizeof(float));
+		n += c;
+	}
+	return n;
+}
+
+/* The keys of beta[0..n). */
+static void sample_keys(const float *beta, size_t n, uint32_t *keys)
+{
+	for (size_t i = 0; i < n; i++)
+		keys[i] = weld_pcb_beta_key(beta[i]);
 }
 
 /* The window of every source from the sample; false if it is too wide or
  * out of memory. */
 static bool plan_window(struct pcb_window *w, const struct exec *e, const struct weld_job *j0)
 {
-	size_t n = w->taken < w->cap ? (size_t)w->taken : (size_t)w->cap, width = 1, most = 0;
+	size_t n = gather_sample(w), width = 1, most = 0;
 	const struct weld_pcb_unit *u = e->hs->unit;
 	const float *d[WELD_K_MAX_SRC];
 	float *sum = malloc(2 * n * sizeof(float)), *beta = sum + n;
@@ -130,7 +156,7 @@ static bool plan_window(struct pcb_window *w, const struct exec *e, const struct
 	bool ok = sum && keys && n >= 1024;
 
 	for (size_t s = 0; ok && s < w->nsrc; s++)
-		d[s] = w->sample + s * w->cap;
+		d[s] = w->sample + s * (size_t)w->n_threads * w->cap;
 	if (ok)
 		weld_k_pcb_sum(d, w->nsrc, n, sum);
 	for (size_t s = 0; ok && s < w->nsrc; s++) {
@@ -139,34 +165,44 @@ static bool plan_window(struct pcb_window *w, const struct exec *e, const struct
 		double margin = 5 * sqrt((double)n * f * (1 - f)) + 32;
 		size_t a = q - margin > 0 ? (size_t)(q - margin) : 0;
 		size_t b = q + margin < (double)(n - 1) ? (size_t)(q + margin) : n - 1;
-		const uint32_t *sorted;
+		size_t in = 0;
 		float v;
 
 		weld_k_pcb_beta(d[s], sum, w->nsrc, u[s].lo, u[s].hi, n, beta);
-		for (size_t i = 0; i < n; i++)
-			keys[i] = weld_pcb_beta_key(beta[i]);
-		sorted = weld_pcb_sort_keys(keys, n, keys + n);
-		w->lo[s] = sorted[a] >> 16;
-		hi[s] = sorted[b] >> 16;
+		/* the keys of ranks a and b (a select reorders its keys) */
+		sample_keys(beta, n, keys);
+		w->lo[s] = weld_pcb_kth_key(keys, n, a, keys + n) >> 16;
+		sample_keys(beta, n, keys);
+		hi[s] = weld_pcb_kth_key(keys, n, b, keys + n) >> 16;
 		width = hi[s] - w->lo[s] + 1 > width ? hi[s] - w->lo[s] + 1 : width;
-		/* the sample's keys in the window */
-		for (size_t i = a; i < n && sorted[i] >> 16 <= hi[s]; i++)
-			most = i - a + 1 > most ? i - a + 1 : most;
+		/* the sample's keys in the window: ranks a and up whose bin is at
+		 * most hi's */
+		for (size_t i = 0; i < n; i++)
+			in += weld_pcb_beta_key(beta[i]) >> 16 <= hi[s];
+		most = in - a > most ? in - a : most;
 		v = weld_pcb_key_float(w->lo[s] << 16, 1);
 		w->cut[s] = v > 0 ? nextafterf(v, 0) : 0.0f;
 	}
 	free(sum);
 	free(keys);
 	/* few keys expected in the windows (twice the sample's share): record
-	 * them; the rest of the memory serves the select */
+	 * them, with room for that many (and as many for the select) */
 	w->rec_cap = w->counts_max / sizeof(uint32_t) / (w->nsrc + 1);
 	if (ok && 2 * (double)most / (double)n * (double)w->m <= (double)w->rec_cap) {
+		uint64_t want = (uint64_t)(2 * (double)most / (double)n * (double)w->m) + 1024;
+
+		/* no more than that: a buffer the allocator can keep from one
+		 * unit to the next, not fresh pages every unit */
+		w->rec_cap = want < w->rec_cap ? want : w->rec_cap;
 		w->record = true;
 		for (size_t s = 0; s < w->nsrc; s++) {
 			w->hi_key[s] = hi[s] << 16 | 0xFFFF;
 			w->over[s] = weld_pcb_key_float(w->hi_key[s], 1);
 		}
 		w->rec = malloc((w->nsrc + 1) * w->rec_cap * sizeof(uint32_t));
+		for (int t = 0; w->rec && t < w->n_threads; t++)
+			if (!(w->th[t].batch = malloc(w->nsrc * REC_BATCH * sizeof(uint32_t))))
+				return false;
 		return w->rec != NULL;
 	}
 	/* else counts of the threads within the window's share */
@@ -185,24 +221,12 @@ static bool plan_window(struct pcb_window *w, const struct exec *e, const struct
 	return true;
 }
 
-/* Record mode: the keys of beta[0..m) in source s's window go into rec
- * (through keys, which holds m), those above it are counted. */
-static void record_keys(struct pcb_window *w, size_t s, const float *beta, size_t m,
-			uint32_t *keys, struct pcb_thread *t)
+/* n keys of source s into rec (the keys' order depends on the threads;
+ * only their set is used), or rec_full when they do not fit. */
+static void add_keys(struct pcb_window *w, size_t s, const uint32_t *keys, size_t n)
 {
-	uint32_t lo = w->lo[s] << 16, hi = w->hi_key[s], top = t->top[s];
-	uint64_t above = 0, at;
-	size_t n = 0;
+	uint64_t at;
 
-	for (size_t i = 0; i < m; i++) {
-		uint32_t k = weld_pcb_beta_key(beta[i]);
-
-		top = k > top ? k : top;
-		keys[n] = k;
-		n += k >= lo && k <= hi;
-		above += k > hi;
-	}
-	/* the keys' order depends on the threads; only their set is used */
 #pragma omp atomic capture
 	{
 		at = w->rec_n[s];
@@ -213,6 +237,41 @@ static void record_keys(struct pcb_window *w, size_t s, const float *beta, size_
 	else
 #pragma omp atomic write
 		w->rec_full = true;
+}
+
+/* Thread t's batch of source s into rec. */
+static void flush_keys(struct pcb_window *w, size_t s, struct pcb_thread *t)
+{
+	add_keys(w, s, t->batch + s * REC_BATCH, t->n_batch[s]);
+	t->n_batch[s] = 0;
+}
+
+/* Record mode: the keys of beta[0..m) in source s's window go into rec
+ * (through keys, which holds m), those above it are counted. */
+static void record_keys(struct pcb_window *w, size_t s, const float *beta, size_t m,
+			uint32_t *keys, struct pcb_thread *t)
+{
+	uint32_t lo = w->lo[s] << 16, hi = w->hi_key[s], top = t->top[s];
+	uint64_t above = 0;
+	size_t n = 0;
+
+	for (size_t i = 0; i < m; i++) {
+		uint32_t k = weld_pcb_beta_key(beta[i]);
+
+		top = k > top ? k : top;
+		keys[n] = k;
+		n += k >= lo && k <= hi;
+		above += k > hi;
+	}
+	/* gathered per thread, added to rec a batch at a time: the threads
+	 * share no cache line while the pass runs */
+	if (t->n_batch[s] + n > REC_BATCH)
+		flush_keys(w, s, t);
+	if (n > REC_BATCH)
+		add_keys(w, s, keys, n);
+	else
+		memcpy(t->batch + s * REC_BATCH + t->n_batch[s], keys, n * sizeof(*keys));
+	t->n_batch[s] += n <= REC_BATCH ? (uint32_t)n : 0;
 	t->top[s] = top;
 	t->above[s] += above;
 	t->inside[s] += n;
@@ -330,6 +389,9 @@ int weld_pcb_window_stats(struct pcb_window *w, struct exec *e,
 	if (weld_exec_pcb_pass(e, jobs, nj, P_PCB_BETA_LO, err) < 0)
 		return -1;
 	w->counting = false;
+	for (int t = 0; w->record && t < w->n_threads; t++)
+		for (size_t s = 0; s < w->nsrc; s++)
+			flush_keys(w, s, &w->th[t]);
 	weld_pcb_hold_flags_done(e, w->cut, w->nsrc);
 	for (size_t s = 0; s < w->nsrc; s++) {
 		if (!pick(w, s, weld_pcb_thr_index(w->m, jobs[0]->src[s].density), &thr[s]))

@@ -21,6 +21,9 @@ struct pcb_thread {
 	uint64_t above[WELD_K_MAX_SRC];     /* keys above the window */
 	uint64_t inside[WELD_K_MAX_SRC];    /* keys in it */
 	uint32_t top[WELD_K_MAX_SRC];       /* the largest key of the candidates */
+	uint64_t taken;                     /* tuples of the sample it took */
+	uint32_t *batch;                    /* [source][REC_BATCH] recorded keys not yet in rec */
+	uint32_t n_batch[WELD_K_MAX_SRC];
 	uint32_t *fine;                     /* [source][bin - lo][low 16 bits] counts */
 	uint64_t *coarse;                   /* [source][bin - lo] counts */
 };
@@ -29,9 +32,10 @@ struct pcb_window {
 	size_t nsrc;
 	uint64_t m;                 /* elements of the unit */
 	/* the sample, taken while the clip bounds' high bits are counted:
-	 * tuples of nsrc deltas at every stride-th element of a tile */
+	 * tuples of nsrc deltas at every stride-th element of a tile, each
+	 * thread into its own cap of them ([source][thread][cap]) */
 	bool sampling;
-	uint64_t stride, taken, cap;
+	uint64_t stride, cap;
 	float *sample;
 	/* the window: per source the bins [lo, lo + width) of the keys' high
 	 * 16 bits, and the cut below which no beta is in it */

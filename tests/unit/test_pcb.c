@@ -308,33 +308,21 @@ static void test_bound_scores(void **state)
 	assert_true(lower > 1000);      /* the lower bound was put to the test */
 }
 
-/* the window's candidates: every element whose beta exceeds cut is either
- * a candidate or counted, and a counted one surely lies in (above, top] */
-static void test_window_candidates(void **state)
+/* the window's candidates of one unit (n sources in intra, bound b,
+ * chords or not): every element whose beta exceeds cut is either a
+ * candidate or counted, and a counted one surely lies in (above, top] */
+static void window_case(const float *d, const float *sum, size_t n, struct weld_pcb_unit *u,
+			const float *beta)
 {
-	enum { N = 8192, M = 3 };
-	static float d[M][N], sum[N], beta[N];
-	static uint32_t idx[N];
+	enum { N = 8192 };
+	static uint32_t idx[N], keys[N], kt[N];
 	static unsigned char picked[N];
-	static uint64_t bits[N / 64];
+	static uint64_t bits[N / 64], part[N / 64];
 	static float sa[N], sb[N], tmp[N];
-	const float *dp[M] = { d[0], d[1], d[2] };
-	struct weld_pcb_unit u = { .lo = 1e-4f, .hi = 6e-3f };
-	uint64_t z = 11;
 
-	(void)state;
-	for (size_t s = 0; s < M; s++)
-		for (size_t j = 0; j < N; j++) {
-			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
-			d[s][j] = ((float)(z >> 40) * 0x1p-24f - 0.5f) * 1e-2f;
-		}
-	weld_k_pcb_sum(dp, M, N, sum);
-	weld_pcb_bound_init(&u.bound, M, u.lo, u.hi);
-	weld_k_pcb_beta(d[0], sum, M, u.lo, u.hi, N, beta);
 	for (int q = 0; q < 3; q++) {
 		/* cut near the 80th percentile, above a little higher, top the largest
 		 * beta or one below it */
-		uint32_t keys[N], kt[N];
 		float cut, above, top;
 		uint64_t n_above = 0, counted = 0;
 		size_t m;
@@ -344,7 +332,7 @@ static void test_window_candidates(void **state)
 		cut = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N * 8 / 10, kt), 1);
 		above = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N * (82 + 5 * q) / 100, kt), 1);
 		top = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N - 1 - (size_t)q * 50, kt), 1);
-		m = weld_k_pcb_window_candidates(d[0], sum, &u.bound, u.lo, u.hi, cut, above, top, N,
+		m = weld_k_pcb_window_candidates(d, sum, &u->bound, u->lo, u->hi, cut, above, top, N,
 						 idx, &n_above, bits);
 		memset(picked, 0, sizeof(picked));
 		for (size_t k = 0; k < m; k++) {
@@ -372,11 +360,120 @@ static void test_window_candidates(void **state)
 		assert_int_equal(weld_k_pcb_bits_candidates(bits, N, idx), counted);
 		assert_int_equal(weld_k_pcb_bits_candidates(bits, N - 37, idx),
 				 counted - (size_t)__builtin_popcountll(bits[N / 64 - 1] >> 27));
-		u.thr = above;
-		u.top = top;
-		weld_k_pcb_scores(d[0], sum, M, &u, &u.bound, N, NULL, NULL, tmp, idx, sa);
-		weld_k_pcb_scores(d[0], sum, M, &u, &u.bound, N, NULL, bits, tmp, idx, sb);
+		/* a length that ends inside a vector and a word */
+		n_above = 0;
+		m = weld_k_pcb_window_candidates(d, sum, &u->bound, u->lo, u->hi, cut, above, top,
+						 N - 37, idx, &n_above, part);
+		for (size_t k = 0; k < m; k++)
+			assert_true(idx[k] < N - 37 && picked[idx[k]]);
+		assert_int_equal(part[(N - 37) / 64] >> ((N - 37) % 64), 0);
+		assert_memory_equal(part, bits, (N - 37) / 64 * sizeof(*bits));
+		u->thr = above;
+		u->top = top;
+		weld_k_pcb_scores(d, sum, n, u, &u->bound, N, NULL, NULL, tmp, idx, sa);
+		weld_k_pcb_scores(d, sum, n, u, &u->bound, N, NULL, bits, tmp, idx, sb);
 		assert_memory_equal(sa, sb, sizeof(sa));
+	}
+}
+
+/* the window's candidates with intra for 1 to 16 sources, from the
+ * polynomial bounds and from the chords (pcb_chords.c); none for more */
+static void test_window_candidates(void **state)
+{
+	enum { N = 8192, M = 3 };
+	static float d[M][N], sum[N], beta[N];
+	const float *dp[M] = { d[0], d[1], d[2] };
+	const size_t ns[] = { 1, 3, 8, 16 };
+	uint64_t z = 11;
+
+	(void)state;
+	for (size_t s = 0; s < M; s++)
+		for (size_t j = 0; j < N; j++) {
+			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+			d[s][j] = ((float)(z >> 40) * 0x1p-24f - 0.5f) * 1e-2f;
+		}
+	weld_k_pcb_sum(dp, M, N, sum);
+	for (size_t c = 0; c < 2 * sizeof(ns) / sizeof(ns[0]); c++) {
+		struct weld_pcb_unit u = { .lo = 1e-4f, .hi = 4e-3f };
+
+		weld_pcb_bound_init(&u.bound, ns[c / 2], u.lo, u.hi);
+		if (c % 2) {
+			weld_pcb_bound_chords(&u.bound);
+			assert_true(u.bound.chords);
+		}
+		weld_k_pcb_beta(d[0], sum, ns[c / 2], u.lo, u.hi, N, beta);
+		window_case(d[0], sum, ns[c / 2], &u, beta);
+	}
+	{
+		struct weld_pcb_bound b;
+
+		weld_pcb_bound_init(&b, 17, 1e-4f, 4e-3f);
+		weld_pcb_bound_chords(&b);
+		assert_false(b.chords);
+	}
+}
+
+/* beta by METHODS 12's formulas, element by element (pcb.c's rules:
+ * exp and tanh in double rounded once, tanh(p) = p below 2^-13) */
+static float ref_beta(float x, float s, size_t n, float lo, float hi)
+{
+	float a = fabsf(x), mn = lo < hi ? lo : hi, span = hi - mn, nn, p = x * s;
+
+	a = a < lo ? lo : a;
+	a = a > hi ? hi : a;
+	nn = span > 0 ? (a - mn) / span : 0.0f;
+	return (float)exp((double)((float)n * (nn * nn))) *
+	       (fabsf(p) < 0x1p-13f ? p : (float)tanh((double)p));
+}
+
+/* beta for 1 to 16 sources and magnitudes over the whole clip range (exp
+ * of n N^2 over [0, n], on vectors where the processor has them) is the
+ * formulas', bit for bit, and so are the scores from bits set everywhere */
+static void test_scores_flags(void **state)
+{
+	enum { N = 1 << 15 };
+	static float d[N], sum[N], beta[N], tmp[N], sa[N], sb[N];
+	static uint32_t idx[N], keys[N], kt[N];
+	static uint64_t bits[N / 64];
+	uint64_t z = 17;
+
+	(void)state;
+	memset(bits, 0xFF, sizeof(bits));
+	for (size_t n = 1; n <= 16; n++) {
+		struct weld_pcb_unit u = { .lo = 1e-3f, .hi = 0.75f + 0.01f * (float)n };
+
+		for (size_t j = 0; j < N; j++) {
+			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+			d[j] = ((float)(z >> 40) * 0x1p-24f - 0.5f) * 2.0f;
+			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+			/* products mostly below 2^-13 (tanh is p), some above */
+			sum[j] = ((float)(z >> 40) * 0x1p-24f) * (j % 8 ? 1e-4f : 1e-2f);
+			if (j % 97 == 0)
+				d[j] = 0.0f;
+		}
+		weld_pcb_bound_init(&u.bound, n, u.lo, u.hi);
+		weld_k_pcb_beta(d, sum, n, u.lo, u.hi, N, beta);
+		for (size_t j = 0; j < N; j++) {
+			float want = ref_beta(d[j], sum[j], n, u.lo, u.hi);
+
+			assert_memory_equal(&beta[j], &want, sizeof(want));
+			keys[j] = weld_pcb_signed_key(beta[j]);
+		}
+		/* and at positions (every third, 21 of them: a vector and a part) */
+		for (size_t k = 0; k < 21; k++)
+			idx[k] = (uint32_t)(3 * k * n);
+		weld_k_pcb_beta_at(d, sum, n, u.lo, u.hi, idx, 21, NULL, tmp);
+		for (size_t k = 0; k < 21; k++)
+			assert_memory_equal(&tmp[k], &beta[idx[k]], sizeof(*tmp));
+		u.thr = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N / 100, kt), 1);
+		u.top = weld_pcb_key_float(weld_pcb_kth_key(keys, N, N - 1, kt), 1);
+		weld_k_pcb_beta_scores(beta, &u, N, sa);
+		weld_k_pcb_scores(d, sum, n, &u, &u.bound, N, NULL, bits, tmp, idx, sb);
+		assert_memory_equal(sa, sb, sizeof(sa));
+		/* a length that ends inside a vector */
+		weld_k_pcb_beta_scores(beta, &u, N - 5, sa);
+		weld_k_pcb_scores(d, sum, n, &u, &u.bound, N - 5, NULL, bits, tmp, idx, sb);
+		assert_memory_equal(sa, sb, (N - 5) * sizeof(*sa));
 	}
 }
 
@@ -432,6 +529,14 @@ static void test_nan_beta(void **state)
 					 idx, &above, NULL);
 	assert_int_equal(m, 4);
 	assert_int_equal(above, 0);
+	/* and from the chords */
+	weld_pcb_bound_chords(&b);
+	m = weld_k_pcb_window_candidates(d0, sum, &b, 0.125f, INFINITY, 4.0f, 8.0f, INFINITY, 8,
+					 idx, &above, NULL);
+	assert_int_equal(m, 4);
+	for (size_t k = 0; k < m; k++)
+		assert_int_equal(idx[k], k);
+	assert_int_equal(above, 0);
 }
 
 int main(void)
@@ -447,6 +552,7 @@ int main(void)
 		cmocka_unit_test(test_clip_sign),
 		cmocka_unit_test(test_bound_scores),
 		cmocka_unit_test(test_window_candidates),
+		cmocka_unit_test(test_scores_flags),
 		cmocka_unit_test(test_nan_beta),
 	};
 
