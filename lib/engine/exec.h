@@ -81,6 +81,21 @@ static inline bool sample_pass(int pass)
 	return pass == P_SAMPLE || pass == P_SAMPLE_FINE;
 }
 
+/*
+ * Whether the sample takes super-tile i of its unit: the first, and one in
+ * SAMPLE_STRIDE of the others, chosen by a hash of i rather than every
+ * SAMPLE_STRIDE-th, so that data repeating with a period near a multiple
+ * of the stride (a tensor built from one pool of numbers, rows of a
+ * fixed pattern) is not sampled at the same phase each time.
+ */
+static inline bool sample_takes(uint64_t i)
+{
+	i ^= i >> 33;
+	i *= 0xFF51AFD7ED558CCDull;
+	i ^= i >> 33;
+	return i == 0 || i % SAMPLE_STRIDE == 0;
+}
+
 enum drop_mode {
 	DROP_NONE,      /* dare's drop is left to the row code (row + l1) */
 	DROP_PLAIN,     /* drop, no rescale (the L1 pass) */
@@ -202,6 +217,10 @@ struct exec {
 	 * once, in the slot of its first selection that counts (sel_counter) */
 	bool hist_shared;
 	uint64_t hist_pending;  /* elements counted in the threads' histograms */
+	/* SAMPLE and SAMPLE_FINE: elements of the unit before the current job,
+	 * so that the sample takes one super-tile in SAMPLE_STRIDE of the whole
+	 * unit, not the first of every tensor (--scope model) */
+	uint64_t sample_at;
 	struct recorder rec;
 	struct weld_outq *queue;        /* writes the output chunks */
 	struct weld_team *team;         /* runs the slices of each chunk (team.h) */
