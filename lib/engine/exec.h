@@ -53,6 +53,7 @@
 #include "kernels.h"
 #include "plan_impl.h"
 #include "rank.h"
+#include "sample.h"
 #include "select.h"
 #include "team.h"
 #include "write_queue.h"
@@ -73,27 +74,11 @@ enum pass { P_L1, P_SAMPLE, P_SAMPLE_FINE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY
 	    P_STATS,   /* the sums of stats_pass.c (slerp's family, model_stock, ram+) */
 };
 
-/* P_SAMPLE and P_SAMPLE_FINE read one super-tile in SAMPLE_STRIDE. */
-#define SAMPLE_STRIDE 16
-
+/* P_SAMPLE and P_SAMPLE_FINE read one super-tile in SAMPLE_STRIDE
+ * (sample.h). */
 static inline bool sample_pass(int pass)
 {
 	return pass == P_SAMPLE || pass == P_SAMPLE_FINE;
-}
-
-/*
- * Whether the sample takes super-tile i of its unit: the first, and one in
- * SAMPLE_STRIDE of the others, chosen by a hash of i rather than every
- * SAMPLE_STRIDE-th, so that data repeating with a period near a multiple
- * of the stride (a tensor built from one pool of numbers, rows of a
- * fixed pattern) is not sampled at the same phase each time.
- */
-static inline bool sample_takes(uint64_t i)
-{
-	i ^= i >> 33;
-	i *= 0xFF51AFD7ED558CCDull;
-	i ^= i >> 33;
-	return i == 0 || i % SAMPLE_STRIDE == 0;
 }
 
 enum drop_mode {
