@@ -2,8 +2,10 @@
  * select_pass.c - the statistics passes, which run before APPLY: the top-k
  * threshold of each selection (DESIGN 4.1), dare's L1 sums, slerp's dots.
  *
- * A threshold is the k-th largest magnitude key. A 1/16 sample guesses the
- * range of keys it lies in (whole bins of the high 16 bits); one pass then
+ * A threshold is the k-th largest magnitude key. A 1/16 sample (sample.h)
+ * guesses the range of keys it lies in (whole bins of the high 16 bits,
+ * with a margin that shrinks towards the sample's own error when the
+ * ranges of all selections would not fit the room); one pass then
  * counts the keys above that range and records those in it, and the
  * recorded keys give the exact threshold and, per chunk and slice, how
  * many elements equal it (APPLY keeps those of lowest position). Only
