@@ -53,6 +53,7 @@
 #include "kernels.h"
 #include "plan_impl.h"
 #include "rank.h"
+#include "sample.h"
 #include "select.h"
 #include "team.h"
 #include "write_queue.h"
@@ -73,9 +74,8 @@ enum pass { P_L1, P_SAMPLE, P_SAMPLE_FINE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY
 	    P_STATS,   /* the sums of stats_pass.c (slerp's family, model_stock, ram+) */
 };
 
-/* P_SAMPLE and P_SAMPLE_FINE read one super-tile in SAMPLE_STRIDE. */
-#define SAMPLE_STRIDE 16
-
+/* P_SAMPLE and P_SAMPLE_FINE read one super-tile in SAMPLE_STRIDE
+ * (sample.h). */
 static inline bool sample_pass(int pass)
 {
 	return pass == P_SAMPLE || pass == P_SAMPLE_FINE;
@@ -202,6 +202,10 @@ struct exec {
 	 * once, in the slot of its first selection that counts (sel_counter) */
 	bool hist_shared;
 	uint64_t hist_pending;  /* elements counted in the threads' histograms */
+	/* SAMPLE and SAMPLE_FINE: elements of the unit before the current job,
+	 * so that the sample takes one super-tile in SAMPLE_STRIDE of the whole
+	 * unit, not the first of every tensor (--scope model) */
+	uint64_t sample_at;
 	struct recorder rec;
 	struct weld_outq *queue;        /* writes the output chunks */
 	struct weld_team *team;         /* runs the slices of each chunk (team.h) */

@@ -563,11 +563,14 @@ static int check_config(const weld_plan *p, struct weld_error *err)
 }
 
 /* Top-k: a quarter of the budget left may hold recorded keys, never more
- * than every key of the largest unit. Sets and returns p->record_bytes. */
+ * than every key of the largest unit. With --scope model, where every
+ * selection of every model records at once, what a chunk of the largest
+ * size leaves, up to three quarters. Sets and returns p->record_bytes. */
 static uint64_t record_budget(weld_plan *p, uint64_t budget, uint64_t maxsrc, uint64_t maxsel,
-			      uint64_t slices)
+			      uint64_t slices, uint64_t per_elem)
 {
-	uint64_t unit = 0, most;
+	uint64_t unit = 0, most, spare = budget > WELD_MAX_CHUNK * per_elem
+		? budget - WELD_MAX_CHUNK * per_elem : 0;
 
 	for (size_t i = 0; i < p->njobs; i++) {
 		uint64_t n = p->jobs[i].method == WELD_METHOD_COPY ? 0 : p->jobs[i].nelem;
@@ -579,6 +582,8 @@ static uint64_t record_budget(weld_plan *p, uint64_t budget, uint64_t maxsrc, ui
 	}
 	most = unit * maxsrc * maxsel * sizeof(uint32_t) + slices * 8192 * 4 * maxsrc * maxsel;
 	p->record_bytes = budget / 4;
+	if (p->o.scope == WELD_SCOPE_MODEL && spare > p->record_bytes)
+		p->record_bytes = spare < budget / 4 * 3 ? spare : budget / 4 * 3;
 	if (p->record_bytes > most)
 		p->record_bytes = most;
 	if (p->o.record_memory < p->record_bytes)
@@ -834,7 +839,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 				 (unsigned long long)(fixed + WELD_MIN_CHUNK * per_elem), why);
 	budget = avail - fixed;
 	if (maxsel && !row)
-		budget -= record_budget(p, budget, maxsrc, maxsel, slices);
+		budget -= record_budget(p, budget, maxsrc, maxsel, slices, per_elem);
 	if ((!row || p->ranks) && p->o.scope == WELD_SCOPE_TENSOR)
 		budget -= draws_budget(p, budget, maxsrc, per_elem);
 	sce_extra = sce_budget(p, budget, per_elem);

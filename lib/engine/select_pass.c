@@ -2,8 +2,10 @@
  * select_pass.c - the statistics passes, which run before APPLY: the top-k
  * threshold of each selection (DESIGN 4.1), dare's L1 sums, slerp's dots.
  *
- * A threshold is the k-th largest magnitude key. A 1/16 sample guesses the
- * range of keys it lies in (whole bins of the high 16 bits); one pass then
+ * A threshold is the k-th largest magnitude key. A 1/16 sample (sample.h)
+ * guesses the range of keys it lies in (whole bins of the high 16 bits,
+ * with a margin that shrinks towards the sample's own error when the
+ * ranges of all selections would not fit the room); one pass then
  * counts the keys above that range and records those in it, and the
  * recorded keys give the exact threshold and, per chunk and slice, how
  * many elements equal it (APPLY keeps those of lowest position). Only
@@ -344,20 +346,56 @@ void weld_exec_rec_apply_counts(struct exec *e)
 	}
 }
 
+/* The margin of a guessed rank beyond the sample's statistical error (4
+ * standard deviations) is a share of the sample, for units whose sampled
+ * super-tiles are not alike; it is halved, up to GUESS_HALVINGS times and
+ * then dropped, while the range would hold more keys than its share of
+ * the recorder's room. */
+#define GUESS_SLACK 0.002
+#define GUESS_HALVINGS 4
+
+/* The range of selection q for ranks ks - d .. ks + d of the sample (of ns
+ * keys): whole high-bits bins, one more on each side. Returns the keys a
+ * unit of `unit` elements should hold in it (plateau keys included). */
+static uint64_t guess_range(struct exec *e, size_t q, double ks, double d, uint64_t ns,
+			    uint64_t unit)
+{
+	const uint64_t *h = e->sel[q].hist;
+	struct recorder *r = &e->rec;
+	uint64_t above, unused, in = 0;
+	uint32_t lo, hi;
+
+	r->rank_top[q] = ks - d < 1 ? 1 : (uint64_t)(ks - d);
+	r->rank_bottom[q] = ks + d > (double)ns ? ns : (uint64_t)(ks + d) + 1;
+	/* one walk down from the top: the bin of rank_top, then (below it,
+	 * rank_bottom >= rank_top) the bin of rank_bottom */
+	hi = weld_hist_pick(h, r->rank_top[q], &above);
+	lo = r->rank_bottom[q] > above
+		? weld_hist_pick_from(h, hi, r->rank_bottom[q] - above, &unused) : hi;
+	/* the keys above bin hi + 1, when the range takes that bin too */
+	r->sample_above[q] = hi < WELD_HIST_BINS - 1 ? above - h[hi + 1] : 0;
+	hi += hi < WELD_HIST_BINS - 1;
+	lo -= lo > 0;
+	r->key_lo[q] = lo << 16;
+	r->key_hi[q] = hi << 16 | 0xFFFFu;
+	for (uint32_t b = lo; b <= hi; b++)
+		in += h[b];
+	return (uint64_t)((double)in * (double)unit / (double)ns);
+}
+
 /*
  * The range of keys to record for selection q: around the rank of the k-th
  * largest in the sample, widened so that the true threshold is almost
- * always inside (if not, the passes of the fallback give the same result).
- * Whole high-bits bins, one more on each side; rec_refine() may narrow
- * them with SAMPLE_FINE, from the ranks and the count noted here.
+ * always inside (if not, the passes of the fallback give the same result),
+ * as far as `share` keys allow (see GUESS_SLACK). rec_refine() may narrow
+ * it with SAMPLE_FINE, from the ranks and the count noted here.
  */
-static void rec_guess(struct exec *e, size_t q, uint64_t unit)
+static void rec_guess(struct exec *e, size_t q, uint64_t unit, uint64_t share)
 {
 	struct sel_state *st = &e->sel[q];
 	struct recorder *r = &e->rec;
-	uint64_t ns = 0, above, unused;
-	uint32_t lo, hi;
-	double ks, d;
+	uint64_t ns = 0;
+	double ks;
 
 	for (size_t b = 0; b < WELD_HIST_BINS; b++)
 		ns += st->hist[b];
@@ -369,20 +407,12 @@ static void rec_guess(struct exec *e, size_t q, uint64_t unit)
 	}
 	r->sample_n[q] = ns;
 	ks = (double)st->k * (double)ns / (double)unit;
-	d = 4 * sqrt(ks) + 0.002 * (double)ns + 8;
-	r->rank_top[q] = ks - d < 1 ? 1 : (uint64_t)(ks - d);
-	r->rank_bottom[q] = ks + d > (double)ns ? ns : (uint64_t)(ks + d) + 1;
-	/* one walk down from the top: the bin of rank_top, then (below it,
-	 * rank_bottom >= rank_top) the bin of rank_bottom */
-	hi = weld_hist_pick(st->hist, r->rank_top[q], &above);
-	lo = r->rank_bottom[q] > above
-		? weld_hist_pick_from(st->hist, hi, r->rank_bottom[q] - above, &unused) : hi;
-	/* the keys above bin hi + 1, when the range takes that bin too */
-	r->sample_above[q] = hi < WELD_HIST_BINS - 1 ? above - st->hist[hi + 1] : 0;
-	hi += hi < WELD_HIST_BINS - 1;
-	lo -= lo > 0;
-	r->key_lo[q] = lo << 16;
-	r->key_hi[q] = hi << 16 | 0xFFFFu;
+	for (int i = 0; i <= GUESS_HALVINGS; i++) {
+		double slack = i < GUESS_HALVINGS ? GUESS_SLACK / (double)(1 << i) : 0;
+
+		if (guess_range(e, q, ks, 4 * sqrt(ks) + slack * (double)ns + 8, ns, unit) <= share)
+			break;
+	}
 }
 
 /* SAMPLE_FINE for selection q: bins of 2^shift keys, as few as cover its
@@ -588,11 +618,14 @@ static void l1_factors(struct exec *e, const struct weld_job *j)
 static int stats_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 		      enum pass pass, struct weld_error *err)
 {
+	e->sample_at = 0;
 	for (size_t i = 0; i < nj; i++) {
 		weld_exec_set_keys(e, jobs[i]);
 		if (weld_exec_over_chunks(e, jobs[i], pass, DROP_RESCALE, err) < 0)
 			return -1;
+		e->sample_at += jobs[i]->nelem;
 	}
+	e->sample_at = 0;
 	return 0;
 }
 
@@ -681,14 +714,21 @@ static int select_recorded(struct exec *e, const struct weld_job *const *jobs, s
 {
 	const struct weld_job *j0 = jobs[0];
 	bool covered = true;
+	uint64_t share;
+	size_t active = 0;
 
-	/* a sample of the unit guesses where each threshold lies */
+	/* a sample of the unit guesses where each threshold lies; each range
+	 * should take at most an equal share of half the room (slices fill it
+	 * unevenly, and lists grow by steps) */
 	if (stats_pass(e, jobs, nj, P_SAMPLE, err) < 0)
 		return -1;
+	for (size_t q = 0; q < e->sel_slots; q++)
+		active += !e->sel[q].sel.all && !e->sel[q].sel.none;
+	share = active ? rec_room(e) / 2 * (uint64_t)e->n_slices / active : 0;
 	for (size_t q = 0; q < e->sel_slots; q++) {
 		e->rec.fine_shift[q] = -1;
 		if (!e->sel[q].sel.all && !e->sel[q].sel.none)
-			rec_guess(e, q, unit);  /* the passes below clear hist first */
+			rec_guess(e, q, unit, share);   /* the passes below clear hist first */
 	}
 	if (record_pass(e, jobs, nj, err) < 0)
 		return -1;

@@ -306,7 +306,7 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 	for (uint64_t a = lo; a < hi && !c->failed; a += sl) {
 		uint64_t an = hi - a < sl ? hi - a : sl;
 
-		if (sample_pass(pass) && (first + a) / sl % SAMPLE_STRIDE)
+		if (sample_pass(pass) && !sample_takes((e->sample_at + first + a) / sl))
 			continue;
 		if (pass == P_HI && e->rec.on && c->rec_overflow)
 			break;  /* recording failed: the rest is of no use */
