@@ -40,44 +40,64 @@ static inline void xsum_one(uint64_t *m, uint64_t *nan, uint32_t k)
 #define XBLOCK 128
 #define XSPAN 32
 
+/* One block of n values, whose magnitudes' keys are at most kmax. */
+static inline __attribute__((always_inline)) void xsum_block(struct weld_xsum *s, const float *y,
+							     size_t n, uint32_t kmax)
+{
+	size_t small = 0;
+	uint32_t e0;
+	uint64_t v = 0;
+
+	if (kmax >> 23 < XSPAN + 1 || kmax >> 23 > 200) {
+		for (size_t i = 0; i < n; i++)
+			xsum_one(s->m, &s->nan, mag_key(y[i]));
+		return;
+	}
+	e0 = (kmax >> 23) - XSPAN;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = mag_key(y[i]), e = k >> 23;
+		uint64_t sig = (k & 0x7FFFFFu) | 0x800000u;
+
+		v += e >= e0 ? sig << (e - e0) : 0;
+		small += (e < e0) & (k != 0);
+	}
+	s->m[e0] += v & 0xFFFFFFu;
+	s->m[e0 + 24] += v >> 24 & 0xFFFFFFu;
+	s->m[e0 + 48] += v >> 48;
+	for (size_t i = 0; i < n && small; i++) {
+		uint32_t k = mag_key(y[i]);
+
+		if (k >> 23 < e0 && k) {
+			xsum_one(s->m, &s->nan, k);
+			small--;
+		}
+	}
+}
+
 WELD_HOT void weld_xsum_add_abs(struct weld_xsum *s, const float *x, size_t len)
 {
 	for (size_t b = 0; b < len; b += XBLOCK) {
 		const float *y = x + b;
-		size_t n = len - b < XBLOCK ? len - b : XBLOCK, small = 0;
-		uint32_t kmax = 0, e0;
-		uint64_t v = 0;
+		size_t n = len - b < XBLOCK ? len - b : XBLOCK;
+		uint32_t kmax = 0;
 
 		for (size_t i = 0; i < n; i++) {
 			uint32_t k = mag_key(y[i]);
 
 			kmax = k > kmax ? k : kmax;
 		}
-		if (kmax >> 23 < XSPAN + 1 || kmax >> 23 > 200) {
-			for (size_t i = 0; i < n; i++)
-				xsum_one(s->m, &s->nan, mag_key(y[i]));
-			continue;
-		}
-		e0 = (kmax >> 23) - XSPAN;
-		for (size_t i = 0; i < n; i++) {
-			uint32_t k = mag_key(y[i]), e = k >> 23;
-			uint64_t sig = (k & 0x7FFFFFu) | 0x800000u;
-
-			v += e >= e0 ? sig << (e - e0) : 0;
-			small += (e < e0) & (k != 0);
-		}
-		s->m[e0] += v & 0xFFFFFFu;
-		s->m[e0 + 24] += v >> 24 & 0xFFFFFFu;
-		s->m[e0 + 48] += v >> 48;
-		for (size_t i = 0; i < n && small; i++) {
-			uint32_t k = mag_key(y[i]);
-
-			if (k >> 23 < e0 && k) {
-				xsum_one(s->m, &s->nan, k);
-				small--;
-			}
-		}
+		xsum_block(s, y, n, kmax);
 	}
+}
+
+/* The same when every key is known to be at most kmax: each block is
+ * scaled to it (the sum is exact either way). */
+static inline __attribute__((always_inline)) void xsum_add_below(struct weld_xsum *s,
+								 const float *x, size_t len,
+								 uint32_t kmax)
+{
+	for (size_t b = 0; b < len; b += XBLOCK)
+		xsum_block(s, x + b, len - b < XBLOCK ? len - b : XBLOCK, kmax);
 }
 
 void weld_xsum_merge(struct weld_xsum *dst, const struct weld_xsum *src)
@@ -304,45 +324,39 @@ INLINE void last_ranks(const uint32_t *restrict cnt, size_t nb, uint32_t *restri
 	}
 }
 
-INLINE void ranks_from_last(const uint16_t *restrict bk, uint32_t w, const uint32_t *restrict last,
-			    uint32_t *restrict rank)
-{
-#pragma omp simd
-	for (uint32_t i = 0; i < w; i++)
-		rank[i] = last[bk[i]] - rank[i];
-}
-
 /*
- * rank[i] = the rank - 1 of key k[i] in the row (DESIGN 4.1's order from
- * the bottom). Zeros rank among themselves by position only when
- * exact_zeros (else each holds some rank among the zeros': the caller does
- * not need theirs).
+ * The ranks of keys k[0..w) (DESIGN 4.1's order from the bottom): the
+ * element at position i has rank - 1 last[bk[i]] - pos[i], bk the buckets
+ * (in the scratch), last[0..NB_MAX) and pos[0..w) filled here. Zeros rank
+ * among themselves by position only when exact_zeros (else each holds
+ * some rank among the zeros': the caller does not need theirs).
  */
 INLINE void row_ranks(const uint32_t *k, uint32_t w, uint32_t kmax, bool exact_zeros,
-		      uint32_t *rank, uint32_t *scratch)
+		      uint32_t *pos, uint32_t *last, uint32_t *scratch)
 {
 	uint32_t *li = scratch + R_LIST * (size_t)w, *sk = scratch + R_SKEY * (size_t)w;
 	uint32_t *si = scratch + R_SPOS * (size_t)w;
 	uint16_t *bk = (uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w);
-	uint32_t cnt[NB_MAX], last[NB_MAX], m, n = 0;
+	uint32_t cnt[NB_MAX], m, n = 0;
 	struct span sp = row_span(w, kmax);
 
 	buckets_of(k, w, sp.lo, exact_zeros ? 0 : 2 * (ZERO_BUCKETS - 1), bk);
 	memset(cnt, 0, sp.nb * sizeof(cnt[0]));
-	m = count_buckets(bk, w, cnt, rank, li);
+	m = count_buckets(bk, w, cnt, pos, li);
 	last_ranks(cnt, sp.nb, last);
-	ranks_from_last(bk, w, last, rank);
-	/* odd buckets of two or more: their members are in their bucket's
-	 * ranks from the last position to the first; sorted on the keys,
-	 * stably, they rank by magnitude and equal ones the lower position
-	 * higher */
+	/* odd buckets of two or more: their members, in their bucket's ranks
+	 * from the last position to the first, sorted on the keys, stably,
+	 * rank by magnitude and equal ones the lower position higher; pos
+	 * then says their ranks */
 	for (uint32_t j = 0; j < m; j++) {
 		li[n] = li[j];
 		n += cnt[bk[li[j]]] > 1;
 	}
 	for (uint32_t j = 0; j < n; j++) {
-		sk[rank[li[j]]] = k[li[j]];
-		si[rank[li[j]]] = li[j];
+		uint32_t i = li[j], r = last[bk[i]] - pos[i];
+
+		sk[r] = k[i];
+		si[r] = i;
 	}
 	for (uint32_t j = 0; j < n; j++) {
 		uint32_t b = bk[li[j]], c = cnt[b], first = last[b] + 1 - c;
@@ -352,7 +366,7 @@ INLINE void row_ranks(const uint32_t *k, uint32_t w, uint32_t kmax, bool exact_z
 		sort_msd(sk + first, si + first, c, 32, scratch + R_TK * (size_t)w,
 			 scratch + R_TI * (size_t)w);
 		for (uint32_t r = first; r < first + c; r++)
-			rank[si[r]] = r;
+			pos[si[r]] = last[b] - r;
 		cnt[b] = 0;
 	}
 }
@@ -380,14 +394,17 @@ INLINE uint32_t keys_of(const float *restrict v, uint32_t w, uint32_t *restrict 
 
 WELD_HOT void weld_k_row_ranks(const float *v, size_t w, uint32_t *rank, uint32_t *scratch)
 {
-	uint32_t kmax;
+	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * w);
+	uint32_t kmax, last[NB_MAX];
 
 	if (w < 2) {
 		memset(rank, 0, w * sizeof(*rank));
 		return;
 	}
 	keys_of(v, (uint32_t)w, scratch + R_KEY * w, &kmax);
-	row_ranks(scratch + R_KEY * w, (uint32_t)w, kmax, true, rank, scratch);
+	row_ranks(scratch + R_KEY * w, (uint32_t)w, kmax, true, rank, last, scratch);
+	for (size_t i = 0; i < w; i++)
+		rank[i] = last[bk[i]] - rank[i];
 }
 
 /* The 53 bits of element first + j's draw (DESIGN 4.9), to compare with a
@@ -452,14 +469,15 @@ static inline bool keeps_inside(uint64_t key, uint64_t j, double p)
  * factor. inside: every p is known to lie in (0, 1).
  */
 INLINE void della_ranked(float *restrict v, uint32_t w, uint64_t key, double d, double eps,
-			 bool inverse, bool inside, float factor, const uint32_t *restrict rank,
+			 bool inverse, bool inside, float factor, const uint16_t *restrict bk,
+			 const uint32_t *restrict pos, const uint32_t *restrict last,
 			 unsigned char *restrict kb)
 {
 	double lo = d - eps, wm1 = (double)(w - 1);
 
 	if (!inside) {
 		for (uint32_t i = 0; i < w; i++) {
-			double t = (double)rank[i] / wm1, p = lo + (2 * t) * eps;
+			double t = (double)(last[bk[i]] - pos[i]) / wm1, p = lo + (2 * t) * eps;
 			bool keep = draw53(key, i) < weld_rng_threshold(p);
 
 			v[i] = keep_or_zero(inverse ? v[i] / (float)p : v[i] * factor, keep);
@@ -469,7 +487,7 @@ INLINE void della_ranked(float *restrict v, uint32_t w, uint64_t key, double d, 
 	}
 #pragma omp simd
 	for (uint32_t i = 0; i < w; i++) {
-		double t = (double)rank[i] / wm1, p = lo + (2 * t) * eps;
+		double t = (double)(last[bk[i]] - pos[i]) / wm1, p = lo + (2 * t) * eps;
 		bool keep = keeps_inside(key, i, p);
 
 		v[i] = keep_or_zero(inverse ? v[i] / (float)p : v[i] * factor, keep);
@@ -479,9 +497,11 @@ INLINE void della_ranked(float *restrict v, uint32_t w, uint64_t key, double d, 
 
 WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first, double d,
 			       double eps, bool inverse, float factor, uint32_t *scratch,
-			       unsigned char *bits)
+			       unsigned char *bits, struct weld_xsum *sums)
 {
-	uint32_t *k = scratch + R_KEY * w, *rank = scratch + R_RANK * w, kmax, zeros, zbits;
+	uint32_t *k = scratch + R_KEY * w, *pos = scratch + R_RANK * w, kmax, zeros, zbits;
+	uint32_t last[NB_MAX];
+	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * w);
 	unsigned char *kb = (unsigned char *)(scratch + R_BUCKET * w) + (w + 1) / 2 * 4;
 	float zf = 0.0f * factor;
 	bool inside;
@@ -489,24 +509,37 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 	if (w == 1) {
 		bool keep = draw53(key, first) < weld_rng_threshold(d);
 
+		if (sums)
+			weld_xsum_add_abs(&sums[0], v, 1);
 		v[0] = keep_or_zero(inverse ? v[0] / (float)d : v[0] * factor, keep);
 		kb[0] = keep;
+		if (sums)
+			weld_xsum_add_abs(&sums[1], v, 1);
 		goto out;
 	}
 	zeros = keys_of(v, (uint32_t)w, k, &kmax);
+	if (sums)
+		xsum_add_below(&sums[0], v, w, kmax);
 	/* a zero's rank matters when a kept one differs from a dropped one:
 	 * -0, or a factor that makes +0 another zero or a NaN */
 	memcpy(&zbits, &zf, sizeof(zbits));
-	row_ranks(k, (uint32_t)w, kmax, zeros >> 1 || (zeros && !inverse && zbits), rank, scratch);
+	row_ranks(k, (uint32_t)w, kmax, zeros >> 1 || (zeros && !inverse && zbits), pos, last,
+		  scratch);
 	/* the draws of elements first + i: key + first is the key of element 0 */
 	/* p runs from about d - eps to d + eps: well inside (0, 1), no clamp */
 	inside = eps >= 0 && d - eps > 0 && d + eps < 0.999;
 	if (inverse && inside)
-		della_ranked(v, (uint32_t)w, key + first, d, eps, true, true, 1.0f, rank, kb);
+		della_ranked(v, (uint32_t)w, key + first, d, eps, true, true, 1.0f, bk, pos, last,
+			     kb);
 	else if (inside)
-		della_ranked(v, (uint32_t)w, key + first, d, eps, false, true, factor, rank, kb);
+		della_ranked(v, (uint32_t)w, key + first, d, eps, false, true, factor, bk, pos,
+			     last, kb);
 	else
-		della_ranked(v, (uint32_t)w, key + first, d, eps, inverse, false, factor, rank, kb);
+		della_ranked(v, (uint32_t)w, key + first, d, eps, inverse, false, factor, bk, pos,
+			     last, kb);
+	/* a kept element is at most as large as before when the factor is 1 */
+	if (sums)
+		xsum_add_below(&sums[1], v, w, kmax);
 out:
 	if (bits)
 		pack_bits(kb, w, bits);

@@ -65,15 +65,15 @@ void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_
 			unsigned char *bits = !e->draw_bits ? NULL
 				: e->draw_bits + s * e->plan->drop_stride + (g + r) / rl * rb;
 
-			if (sums)
-				weld_xsum_add_abs(&x[0], v, rl);
 			if (!all && from_bits)
 				weld_k_della_apply_bits(v, rl, bits, factor);
-			else if (!all)
+			else if (!all)  /* the L1 pass's sums come with the drop */
 				weld_k_della_row(v, rl, e->rng_key[s], g + r, d, eps, inverse, factor,
-						 scratch, store ? bits : NULL);
-			if (sums)
+						 scratch, store ? bits : NULL, sums ? x : NULL);
+			if (sums && all) {
+				weld_xsum_add_abs(&x[0], v, rl);
 				weld_xsum_add_abs(&x[1], v, rl);
+			}
 		}
 	}
 }

@@ -152,7 +152,7 @@ static void della_row(float *v, size_t w, uint64_t key, uint64_t first, double d
 
 	/* d >= 1 keeps the row: the engine does not call the kernel */
 	if (d < 1)
-		weld_k_della_row(v, w, key, first, d, eps, inverse, factor, scratch, NULL);
+		weld_k_della_row(v, w, key, first, d, eps, inverse, factor, scratch, NULL, NULL);
 	free(scratch);
 }
 
@@ -215,6 +215,16 @@ static void test_della_row_density_one(void **state)
 	assert_memory_equal(v, want, sizeof(want));
 }
 
+static double xsum_of(const float *x, size_t n, size_t split)
+{
+	struct weld_xsum a = { 0 }, b = { 0 };
+
+	weld_xsum_add_abs(&a, x, split);
+	weld_xsum_add_abs(&b, x + split, n - split);
+	weld_xsum_merge(&a, &b);
+	return weld_xsum_value(&a);
+}
+
 /* |x| as the integer that orders like it */
 static uint32_t mag(float x)
 {
@@ -249,7 +259,7 @@ static void della_by_definition(float *v, size_t w, uint64_t key, uint64_t first
  * float32 magnitudes, few distinct ones (long plateaus), one plateau,
  * bf16 deltas, zeros of both signs (with a NaN factor a +0 kept is NaN,
  * one dropped +0), an outlier, a heavy tail; probabilities reaching 0 and
- * 1; its keep flags, and the drop again from them */
+ * 1; its keep flags, the drop again from them, and its exact sums */
 static void test_della_row_definition(void **state)
 {
 	const size_t widths[] = { 1, 2, 3, 17, 100, 1000, 2048, 5000 };
@@ -263,6 +273,8 @@ static void test_della_row_definition(void **state)
 		float *c = malloc(w * sizeof(float));
 		unsigned char *bits = malloc((w + 7) / 8), *kept = malloc(w);
 		uint32_t *scratch = malloc(WELD_RANK_SCRATCH * w * sizeof(uint32_t));
+		struct weld_xsum sums[2];
+		double want[2], got[2];
 
 		for (int kind = 0; kind < 9; kind++) {
 			/* a NaN factor keeps a +0 kept apart from one dropped */
@@ -287,9 +299,16 @@ static void test_della_row_definition(void **state)
 			}
 			memcpy(b, a, w * sizeof(float));
 			memcpy(c, a, w * sizeof(float));
-			weld_k_della_row(a, w, key, 1000 * w, d, eps, inverse, f, scratch, bits);
+			memset(sums, 0, sizeof(sums));
+			weld_k_della_row(a, w, key, 1000 * w, d, eps, inverse, f, scratch, bits, sums);
 			della_by_definition(b, w, key, 1000 * w, d, eps, inverse, f, kept);
 			assert_memory_equal(a, b, w * sizeof(float));
+			/* the exact sums of |v| before and after the drop */
+			want[0] = xsum_of(c, w, w / 3);
+			want[1] = xsum_of(b, w, w / 2);
+			got[0] = weld_xsum_value(&sums[0]);
+			got[1] = weld_xsum_value(&sums[1]);
+			assert_memory_equal(got, want, sizeof(want));
 			/* the flags, but for a +0 that the factor leaves +0 (kept or
 			 * not); and the same row again from them */
 			for (size_t i = 0; i < w; i++)
@@ -307,16 +326,6 @@ static void test_della_row_definition(void **state)
 		free(kept);
 		free(scratch);
 	}
-}
-
-static double xsum_of(const float *x, size_t n, size_t split)
-{
-	struct weld_xsum a = { 0 }, b = { 0 };
-
-	weld_xsum_add_abs(&a, x, split);
-	weld_xsum_add_abs(&b, x + split, n - split);
-	weld_xsum_merge(&a, &b);
-	return weld_xsum_value(&a);
 }
 
 /* the exact sum, rounded once: the same for any split of the values */
