@@ -538,8 +538,10 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 		della_ranked(v, (uint32_t)w, key + first, d, eps, inverse, false, factor, bk, pos,
 			     last, kb);
 	/* a kept element is at most as large as before when the factor is 1 */
-	if (sums)
+	if (sums && !inverse && factor == 1.0f)
 		xsum_add_below(&sums[1], v, w, kmax);
+	else if (sums)
+		weld_xsum_add_abs(&sums[1], v, w);
 out:
 	if (bits)
 		pack_bits(kb, w, bits);

@@ -276,11 +276,15 @@ static void test_della_row_definition(void **state)
 		struct weld_xsum sums[2];
 		double want[2], got[2];
 
-		for (int kind = 0; kind < 9; kind++) {
-			/* a NaN factor keeps a +0 kept apart from one dropped */
+		for (int run = 0; run < 18; run++) {
+			/* every kind with the rescale by one factor (most of its
+			 * decisions from the buckets' bounds), then with other
+			 * parameters; a NaN factor keeps a +0 kept apart from one
+			 * dropped */
+			int kind = run / 2;
 			float f = kind == 7 ? NAN : 1.25f;
-			double d = dd[kind % 3], eps = ee[kind % 3];
-			bool inverse = kind % 2;
+			double d = run % 2 ? dd[kind % 3] : 0.45, eps = run % 2 ? ee[kind % 3] : 0.3;
+			bool inverse = run % 2 && kind % 2;
 
 			for (size_t i = 0; i < w; i++) {
 				z = z * 6364136223846793005ULL + 1442695040888963407ULL;
