@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* a slice's rank scratch holds a row's of weld_k_della_row */
+_Static_assert(RANK_SCRATCH >= WELD_RANK_SCRATCH, "rank scratch too small for della's rows");
+
 int weld_exec_rank_alloc(struct exec *e)
 {
 	size_t n = (size_t)e->n_slices;
