@@ -1,6 +1,6 @@
 /*
- * rank.c - per-row ranks (a stable radix sort) and exact sums of
- * magnitudes: the statistics of della. See rank.h.
+ * rank.c - per-row ranks (by counting) and exact sums of magnitudes: the
+ * statistics of della, and its drop. See rank.h.
  */
 #include "rank.h"
 #include "merge.h"
