@@ -1,6 +1,6 @@
 /*
- * rank.c - per-row ranks (a stable radix sort) and exact sums of
- * magnitudes: the statistics of della. See rank.h.
+ * rank.c - per-row ranks (by counting) and exact sums of magnitudes: the
+ * statistics of della, and its drop. See rank.h.
  */
 #include "rank.h"
 #include "merge.h"
@@ -40,44 +40,64 @@ static inline void xsum_one(uint64_t *m, uint64_t *nan, uint32_t k)
 #define XBLOCK 128
 #define XSPAN 32
 
+/* One block of n values, whose magnitudes' keys are at most kmax. */
+static inline __attribute__((always_inline)) void xsum_block(struct weld_xsum *s, const float *y,
+							     size_t n, uint32_t kmax)
+{
+	size_t small = 0;
+	uint32_t e0;
+	uint64_t v = 0;
+
+	if (kmax >> 23 < XSPAN + 1 || kmax >> 23 > 200) {
+		for (size_t i = 0; i < n; i++)
+			xsum_one(s->m, &s->nan, mag_key(y[i]));
+		return;
+	}
+	e0 = (kmax >> 23) - XSPAN;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = mag_key(y[i]), e = k >> 23;
+		uint64_t sig = (k & 0x7FFFFFu) | 0x800000u;
+
+		v += e >= e0 ? sig << (e - e0) : 0;
+		small += (e < e0) & (k != 0);
+	}
+	s->m[e0] += v & 0xFFFFFFu;
+	s->m[e0 + 24] += v >> 24 & 0xFFFFFFu;
+	s->m[e0 + 48] += v >> 48;
+	for (size_t i = 0; i < n && small; i++) {
+		uint32_t k = mag_key(y[i]);
+
+		if (k >> 23 < e0 && k) {
+			xsum_one(s->m, &s->nan, k);
+			small--;
+		}
+	}
+}
+
 WELD_HOT void weld_xsum_add_abs(struct weld_xsum *s, const float *x, size_t len)
 {
 	for (size_t b = 0; b < len; b += XBLOCK) {
 		const float *y = x + b;
-		size_t n = len - b < XBLOCK ? len - b : XBLOCK, small = 0;
-		uint32_t kmax = 0, e0;
-		uint64_t v = 0;
+		size_t n = len - b < XBLOCK ? len - b : XBLOCK;
+		uint32_t kmax = 0;
 
 		for (size_t i = 0; i < n; i++) {
 			uint32_t k = mag_key(y[i]);
 
 			kmax = k > kmax ? k : kmax;
 		}
-		if (kmax >> 23 < XSPAN + 1 || kmax >> 23 > 200) {
-			for (size_t i = 0; i < n; i++)
-				xsum_one(s->m, &s->nan, mag_key(y[i]));
-			continue;
-		}
-		e0 = (kmax >> 23) - XSPAN;
-		for (size_t i = 0; i < n; i++) {
-			uint32_t k = mag_key(y[i]), e = k >> 23;
-			uint64_t sig = (k & 0x7FFFFFu) | 0x800000u;
-
-			v += e >= e0 ? sig << (e - e0) : 0;
-			small += (e < e0) & (k != 0);
-		}
-		s->m[e0] += v & 0xFFFFFFu;
-		s->m[e0 + 24] += v >> 24 & 0xFFFFFFu;
-		s->m[e0 + 48] += v >> 48;
-		for (size_t i = 0; i < n && small; i++) {
-			uint32_t k = mag_key(y[i]);
-
-			if (k >> 23 < e0 && k) {
-				xsum_one(s->m, &s->nan, k);
-				small--;
-			}
-		}
+		xsum_block(s, y, n, kmax);
 	}
+}
+
+/* The same when every key is known to be at most kmax: each block is
+ * scaled to it (the sum is exact either way). */
+static inline __attribute__((always_inline)) void xsum_add_below(struct weld_xsum *s,
+								 const float *x, size_t len,
+								 uint32_t kmax)
+{
+	for (size_t b = 0; b < len; b += XBLOCK)
+		xsum_block(s, x + b, len - b < XBLOCK ? len - b : XBLOCK, kmax);
 }
 
 void weld_xsum_merge(struct weld_xsum *dst, const struct weld_xsum *src)
@@ -202,124 +222,189 @@ static void sort_msd(uint32_t *k, uint32_t *ix, size_t n, int bits, uint32_t *tk
 	}
 }
 
-/* Buckets of a row: at most this many (uint16 indices, stack tables). */
-#define MAX_BINS 4096
-
 /*
- * Linear buckets of a row's magnitudes, for rows of at least 64 elements
- * whose largest magnitude (key kmax) is finite and not tiny: bucket 0
- * holds the zeros, buckets 1 .. nb - 1 |x| * scale (nb - 1 buckets up to
- * 4 times the mean magnitude of the nz nonzero elements, or the largest),
- * the larger ones in the last. A larger magnitude never goes to a lower
- * bucket, and a row of deltas puts one or two elements in each. Returns
- * nb, or 0 when the row does not qualify.
+ * Ranks of a row by counting. A bucket per value of the high 16 bits of a
+ * magnitude (its exponent and first 7 mantissa bits), over the 2 * span
+ * values below the row's largest (span from half the row's width up to
+ * SPAN_MAX): such a bucket holds one magnitude when the low 16 bits are
+ * zero, as they are for the difference of two bf16 numbers of one binade,
+ * so its members rank by position alone. The others (low bits set) count
+ * in a bucket of their own beside it, zeros in ZERO_BUCKETS, magnitudes
+ * below the span in one more: a bucket of those that gets two members or
+ * more is sorted (few elements on bf16 deltas; any float32 still ranks,
+ * more slowly). The counting pass gives each element its position among
+ * the members of its bucket before it: the rank of a one-magnitude bucket's
+ * member is the bucket's last rank minus that position (the lower position
+ * ranks higher). Every step is linear in the row, plateaus included.
  */
-static inline __attribute__((always_inline)) size_t linear_buckets(const float *v, size_t w,
-							    uint32_t kmax, uint32_t nz, float *scale)
-{
-	float sum[16] = { 0 }, mean = 0, mx;
-	size_t nb = 16;
+#define SPAN_MAX 1024
+#define ZERO_BUCKETS 4  /* zeros by position mod 4: fewer counts in a row on one counter */
+#define B_LOW (2 * ZERO_BUCKETS - 1)    /* below the span (odd: sorted) */
+#define B_FIRST (2 * ZERO_BUCKETS)      /* the span: 2 buckets per high-bits value */
+#define NB_MAX (B_FIRST + 2 * SPAN_MAX)
 
-	if (w < 64 || kmax < 0x0D800000u || kmax >= 0x7F800000u)
-		return 0;
-	for (size_t i = 0; i + 16 <= w; i += 16)
-		for (size_t l = 0; l < 16; l++)
-			sum[l] += fabsf(v[i + l]);
-	for (size_t l = 0; l < 16; l++)
-		mean += sum[l];
-	mean /= (float)nz;
-	while (nb < MAX_BINS && 2 * nb < w)
-		nb *= 2;
-	memcpy(&mx, &kmax, sizeof(mx));
-	*scale = (float)(nb - 1) / (mx < 4 * mean || !(mean > 0) ? mx : 4 * mean);
-	return nb;
+/* Where a row's scratch (8 w uint32_t) keeps what: keys and ranks by
+ * position; the elements of odd buckets; keys and positions by rank for
+ * the buckets to sort, the sort's temporaries; the buckets (uint16) and
+ * keep flags (bytes) by position. */
+enum { R_KEY, R_RANK, R_LIST, R_SKEY, R_SPOS, R_TK, R_TI, R_BUCKET };
+
+struct span {
+	uint32_t lo;    /* high bits of the first value with its own buckets */
+	size_t nb;      /* buckets in all */
+};
+
+static inline struct span row_span(size_t w, uint32_t kmax)
+{
+	uint32_t hmax = kmax >> 16, span = w / 2 < 1 ? 1 : w / 2 > SPAN_MAX ? SPAN_MAX : (uint32_t)(w / 2);
+	uint32_t lo = hmax >= span - 1 ? hmax - (span - 1) : 0;
+
+	return (struct span){ lo, B_FIRST + 2 * (size_t)(hmax - lo + 1) };
 }
 
-/* The bucket of key k (magnitude |x|) among nb linear buckets. */
-static inline uint32_t linear_bucket(float x, uint32_t k, float scale, size_t nb)
-{
-	float y = fabsf(x) * scale;
-	uint32_t b = y < (float)(nb - 2) ? (uint32_t)y : (uint32_t)nb - 2;
+#define INLINE static inline __attribute__((always_inline))
 
-	return k ? b + 1 : 0;
+/* The bucket of a nonzero key. */
+INLINE uint32_t key_bucket(uint32_t k, uint32_t lo)
+{
+	uint32_t h = k >> 16;
+
+	return h < lo ? B_LOW : B_FIRST + 2 * (h - lo) + ((k & 0xFFFFu) != 0);
+}
+
+/* Each element's bucket; zeros by position mod ZERO_BUCKETS, or all in
+ * bucket 0 (zmask 0). */
+INLINE void buckets_of(const uint32_t *restrict k, uint32_t w, uint32_t lo, uint32_t zmask,
+		       uint16_t *restrict bk)
+{
+#pragma omp simd
+	for (uint32_t i = 0; i < w; i++) {
+		uint32_t b = key_bucket(k[i], lo), z = 2 * i & zmask;
+
+		bk[i] = (uint16_t)(k[i] ? b : z);
+	}
+}
+
+/* The counting pass: cnt[b] members of bucket b, pos[i] the members of
+ * element i's bucket before it; li[0..return) the elements of odd buckets. */
+INLINE uint32_t count_buckets(const uint16_t *restrict bk, uint32_t w, uint32_t *restrict cnt,
+			      uint32_t *restrict pos, uint32_t *restrict li)
+{
+	uint32_t m = 0;
+
+	for (uint32_t i = 0; i < w; i++) {
+		uint32_t b = bk[i];
+
+		pos[i] = cnt[b]++;
+		li[m] = i;
+		m += b & 1;
+	}
+	return m;
+}
+
+/* A prefix sum on vectors: gcc does it, clang does not (and says so). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define SCAN_LOOP _Pragma("omp simd reduction(inscan, + : acc)")
+#define SCAN_INCLUSIVE _Pragma("omp scan inclusive(acc)")
+#else
+#define SCAN_LOOP
+#define SCAN_INCLUSIVE
+#endif
+
+/* last[b]: the rank - 1 of bucket b's last element (a prefix sum). */
+INLINE void last_ranks(const uint32_t *restrict cnt, size_t nb, uint32_t *restrict last)
+{
+	uint32_t acc = 0;
+
+	SCAN_LOOP
+	for (size_t b = 0; b < nb; b++) {
+		acc += cnt[b];
+		SCAN_INCLUSIVE
+		last[b] = acc - 1;
+	}
 }
 
 /*
- * Bucket order and the tie rule: the positions from the last, so that a
- * stable sort puts equal magnitudes in descending position (the lower
- * position later: the higher rank); then each bucket of more than one
- * sorted on its keys (sort_msd). Linear buckets when the row qualifies
- * (a few elements each: insertion sorts), else buckets of the high bits
- * of the keys (up to 12: the exponent and the first mantissa bits).
+ * The ranks of keys k[0..w) (DESIGN 4.1's order from the bottom): the
+ * element at position i has rank - 1 last[bk[i]] - pos[i], bk the buckets
+ * (in the scratch), last[0..NB_MAX) and pos[0..w) filled here. Zeros rank
+ * among themselves by position only when exact_zeros (else each holds
+ * some rank among the zeros': the caller does not need theirs).
  */
-WELD_HOT void weld_k_row_order(const float *v, size_t w, uint32_t *order, uint32_t *scratch)
+INLINE void row_ranks(const uint32_t *k, uint32_t w, uint32_t kmax, bool exact_zeros,
+		      uint32_t *pos, uint32_t *last, uint32_t *scratch)
 {
-	uint32_t *key = scratch, *k2 = scratch + w, *i2 = scratch + 2 * w;
-	uint32_t cnt[MAX_BINS + 1], kmax = 0, nz = 0;
-	int bits = 4;
-	size_t nb;
-	float scale = 0;
-	bool linear;
+	uint32_t *li = scratch + R_LIST * (size_t)w, *sk = scratch + R_SKEY * (size_t)w;
+	uint32_t *si = scratch + R_SPOS * (size_t)w;
+	uint16_t *bk = (uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w);
+	uint32_t cnt[NB_MAX], m, n = 0;
+	struct span sp = row_span(w, kmax);
 
-	for (size_t i = 0; i < w; i++) {
-		uint32_t k = mag_key(v[i]);
+	buckets_of(k, w, sp.lo, exact_zeros ? 0 : 2 * (ZERO_BUCKETS - 1), bk);
+	memset(cnt, 0, sp.nb * sizeof(cnt[0]));
+	m = count_buckets(bk, w, cnt, pos, li);
+	last_ranks(cnt, sp.nb, last);
+	/* odd buckets of two or more: their members, in their bucket's ranks
+	 * from the last position to the first, sorted on the keys, stably,
+	 * rank by magnitude and equal ones the lower position higher; pos
+	 * then says their ranks */
+	for (uint32_t j = 0; j < m; j++) {
+		li[n] = li[j];
+		n += cnt[bk[li[j]]] > 1;
+	}
+	for (uint32_t j = 0; j < n; j++) {
+		uint32_t i = li[j], r = last[bk[i]] - pos[i];
 
-		kmax = k > kmax ? k : kmax;
-		nz += k != 0;
+		sk[r] = k[i];
+		si[r] = i;
 	}
-	nb = linear_buckets(v, w, kmax, nz, &scale);
-	linear = nb > 0;
-	if (!linear) {
-		while (bits < 12 && ((size_t)1 << bits) < w)
-			bits++;
-		nb = (size_t)1 << bits;
-	}
-	/* the buckets by position, in i2 until the sort needs it */
-	for (size_t i = 0; i < w; i++) {
-		uint32_t k = mag_key(v[i]);
+	for (uint32_t j = 0; j < n; j++) {
+		uint32_t b = bk[li[j]], c = cnt[b], first = last[b] + 1 - c;
 
-		i2[i] = linear ? linear_bucket(v[i], k, scale, nb) : k >> (31 - bits);
+		if (c < 2)
+			continue;       /* sorted already */
+		sort_msd(sk + first, si + first, c, 32, scratch + R_TK * (size_t)w,
+			 scratch + R_TI * (size_t)w);
+		for (uint32_t r = first; r < first + c; r++)
+			pos[si[r]] = last[b] - r;
+		cnt[b] = 0;
 	}
-	memset(cnt, 0, (nb + 1) * sizeof(cnt[0]));
+}
+
+/* Keys (|x| as integers that order like |x|, NaN above infinity) and
+ * their largest; returns what zeros the row holds: bit 0 any, bit 1 a -0. */
+INLINE uint32_t keys_of(const float *restrict v, uint32_t w, uint32_t *restrict k,
+			uint32_t *kmax_out)
+{
+	uint32_t kmax = 0, zeros = 0, signed0 = 0;
+
+#pragma omp simd reduction(max : kmax) reduction(| : zeros, signed0)
+	for (uint32_t i = 0; i < w; i++) {
+		uint32_t u;
+
+		memcpy(&u, &v[i], sizeof(u));
+		k[i] = u & 0x7FFFFFFFu;
+		kmax = k[i] > kmax ? k[i] : kmax;
+		zeros |= k[i] == 0;
+		signed0 |= u == 0x80000000u;
+	}
+	*kmax_out = kmax;
+	return zeros | signed0 << 1;
+}
+
+WELD_HOT void weld_k_row_ranks(const float *v, size_t w, uint32_t *rank, uint32_t *scratch)
+{
+	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * w);
+	uint32_t kmax, last[NB_MAX];
+
+	if (w < 2) {
+		memset(rank, 0, w * sizeof(*rank));
+		return;
+	}
+	keys_of(v, (uint32_t)w, scratch + R_KEY * w, &kmax);
+	row_ranks(scratch + R_KEY * w, (uint32_t)w, kmax, true, rank, last, scratch);
 	for (size_t i = 0; i < w; i++)
-		cnt[i2[i] + 1]++;
-	for (size_t b = 1; b <= nb; b++)
-		cnt[b] += cnt[b - 1];
-	for (size_t i = w; i-- > 0;) {
-		uint32_t p = cnt[i2[i]]++;
-
-		key[p] = mag_key(v[i]);
-		order[p] = (uint32_t)i;
-	}
-	/* cnt[b] is now the end of bucket b, the start of bucket b + 1 */
-	for (size_t b = 0, lo = 0; b < nb; b++) {
-		size_t hi = cnt[b];
-
-		if (hi - lo > FEW_SORT)
-			sort_msd(key + lo, order + lo, hi - lo, linear ? 31 : 31 - bits, k2, i2);
-		else if (hi - lo > 1)
-			insertion_sort(key + lo, order + lo, hi - lo);
-		lo = hi;
-	}
-}
-
-/* The keep probability of the element of rank i + 1 in a row of w
- * (METHODS 3 step 3), in double. */
-static inline double keep_p(size_t i, size_t w, double d, double eps)
-{
-	double t = w > 1 ? (double)i / (double)(w - 1) : 0;
-
-	return w > 1 ? (d - eps) + (2 * t) * eps : d;
-}
-
-void weld_k_della_table(size_t w, double d, double eps, uint64_t *thr, float *pf)
-{
-	for (size_t i = 0; i < w; i++) {
-		double p = keep_p(i, w, d, eps);
-
-		thr[i] = weld_rng_threshold(p);
-		pf[i] = (float)p;
-	}
+		rank[i] = last[bk[i]] - rank[i];
 }
 
 /* The 53 bits of element first + j's draw (DESIGN 4.9), to compare with a
@@ -345,144 +430,6 @@ static inline float keep_or_zero(float y, bool keep)
 	return y;
 }
 
-WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
-			       const uint64_t *thr, const float *pf, bool inverse, float factor,
-			       uint32_t *scratch)
-{
-	uint32_t *order = scratch + 3 * w;
-
-	weld_k_row_order(v, w, order, scratch);
-	for (size_t i = 0; i < w; i++) {
-		uint32_t j = order[i];
-		float x = v[j];
-
-		v[j] = keep_or_zero(inverse ? x / pf[i] : x * factor,
-				    draw53(key, first + j) < thr[i]);
-	}
-}
-
-/* Row scratch of weld_k_della_row_scaled (w uint32 each): the keys by
- * position (then the ranks, by position), the keys and positions in bucket
- * order, the sort's temporaries, and the buckets (uint16) and the
- * undecided flags (bytes) by position. */
-enum { S_KEY, S_BKEY, S_ORDER, S_TK, S_TI, S_BIN };
-
-/* Undecided elements up to this many are ranked by a count over the whole
- * row each; more, and the row is put in bucket order and the buckets that
- * hold many of them sorted (a bucket with at most FEW_OPEN is counted). */
-#define FEW_ROW 32
-#define FEW_OPEN 8
-
-/* The rank (0-based) of the element at position i, of key ki, among the
- * elements [lo, hi) of bucket order: those of smaller key, and those of
- * equal key at a higher position. */
-static inline uint32_t rank_in(const uint32_t *bk, const uint32_t *order, uint32_t lo,
-			       uint32_t hi, uint32_t ki, uint32_t i)
-{
-	uint32_t n = 0;
-
-	for (uint32_t p = lo; p < hi; p++)
-		n += (bk[p] < ki) | ((bk[p] == ki) & (order[p] > i));
-	return n;
-}
-
-/* The same over a whole row of keys k[0..w) by position: the smaller keys
- * before position i, the smaller or equal ones after it. */
-static inline __attribute__((always_inline)) uint32_t rank_in_row(const uint32_t *k, size_t w,
-								   uint32_t ki, size_t i)
-{
-	uint32_t n = 0;
-
-	for (size_t p = 0; p < i; p++)
-		n += k[p] < ki;
-	for (size_t p = i + 1; p < w; p++)
-		n += k[p] <= ki;
-	return n;
-}
-
-/* The exact decision for the element at position i of rank r: v[i] kept
- * (times the factor) or +0, and kb[i] whether it was kept. */
-static inline void decide(float *v, unsigned char *kb, size_t i, size_t w, uint64_t key,
-			  uint64_t first, uint32_t r, double d, double eps, float factor)
-{
-	bool keep = draw53(key, first + i) < weld_rng_threshold(keep_p(r, w, d, eps));
-
-	v[i] = keep_or_zero(v[i] * factor, keep);
-	kb[i] = keep;
-}
-
-/* Every rank by weld_k_row_order, every threshold from it: for rows the
- * buckets cannot serve (narrow, all zero, not finite, odd parameters). */
-static void della_row_ranked(float *v, size_t w, uint64_t key, uint64_t first, double d,
-			     double eps, float factor, uint32_t *scratch, unsigned char *kb)
-{
-	uint32_t *order = scratch + S_TI * w;
-
-	weld_k_row_order(v, w, order, scratch);
-	for (size_t r = 0; r < w; r++)
-		decide(v, kb, order[r], w, key, first, (uint32_t)r, d, eps, factor);
-}
-
-/* Many undecided elements (still holding their deltas in v, flagged in
- * open): the row in bucket order, each bucket from its last position
- * (weld_k_row_order's tie rule); a bucket with many of them sorted and
- * ranked, one with few counted. */
-static void resolve_sorted(float *v, size_t w, uint64_t key, uint64_t first, double d,
-			   double eps, float factor, uint32_t *scratch, const uint16_t *bin,
-			   const unsigned char *open, unsigned char *kb, const uint32_t *start,
-			   size_t nb)
-{
-	uint32_t *k = scratch + S_KEY * w, *bk = scratch + S_BKEY * w, *rank = k;
-	uint32_t *order = scratch + S_ORDER * w;
-	uint32_t end[MAX_BINS], need[MAX_BINS];
-
-	memcpy(end, start, nb * sizeof(end[0]));
-	memset(need, 0, nb * sizeof(need[0]));
-	for (size_t i = w; i-- > 0;) {
-		uint32_t b = bin[i], p = end[b]++;
-
-		bk[p] = k[i];
-		order[p] = (uint32_t)i;
-		need[b] += open[i];
-	}
-	for (size_t b = 0; b < nb; b++) {
-		if (need[b] <= FEW_OPEN)
-			continue;
-		sort_msd(bk + start[b], order + start[b], end[b] - start[b], 32,
-			 scratch + S_TK * w, scratch + S_TI * w);
-	}
-	/* ranks go where the keys were: first every open key of a few-open
-	 * bucket is counted, then the sorted buckets write theirs */
-	for (size_t i = 0; i < w; i++) {
-		uint32_t b = bin[i];
-
-		if (open[i] && need[b] <= FEW_OPEN)
-			decide(v, kb, i, w, key, first,
-			       start[b] + rank_in(bk, order, start[b], end[b], k[i], (uint32_t)i),
-			       d, eps, factor);
-	}
-	for (size_t b = 0; b < nb; b++) {
-		if (need[b] <= FEW_OPEN)
-			continue;
-		for (uint32_t p = start[b]; p < end[b]; p++)
-			rank[order[p]] = p;
-	}
-	for (size_t i = 0; i < w; i++)
-		if (open[i] && need[bin[i]] > FEW_OPEN)
-			decide(v, kb, i, w, key, first, rank[i], d, eps, factor);
-}
-
-/*
- * A draw below the keep threshold of the lowest rank its element could
- * have keeps it, one at or above that of the highest drops it (thresholds
- * grow with the rank); only a draw between the two needs the rank. The
- * ranks an element could have come from buckets of its magnitude: any
- * mapping that never puts a larger magnitude in a lower bucket will do,
- * and a linear one, |x| * nb / max, spreads the magnitudes of a row of
- * deltas over the buckets well enough that an element's bucket holds one
- * or two others: its draw is undecided with a probability of about
- * 2 eps * (bucket size - 1) / w, so about one element per row is ranked.
- */
 /* The keep flags kb[0..w) (bytes 0 or 1) as bits, bit i % 8 of byte i / 8:
  * eight flags at a time, each moved to its bit of the top byte by one
  * multiplication (no two products meet, so nothing carries). */
@@ -505,86 +452,96 @@ static inline void pack_bits(const unsigned char *kb, size_t w, unsigned char *b
 	}
 }
 
-WELD_HOT void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t first, double d,
-				      double eps, float factor, uint32_t *scratch,
-				      unsigned char *bits)
+/* The draw of element j against the threshold of p, when p is known to
+ * lie in (0, 1) (no clamp: the loop then runs on vectors). */
+static inline bool keeps_inside(uint64_t key, uint64_t j, double p)
 {
-	uint32_t *k = scratch + S_KEY * w, kmax = 0, nz = 0;
-	uint16_t *bin = (uint16_t *)(void *)(scratch + S_BIN * w);
-	unsigned char *open = (unsigned char *)(bin + w);
-	uint32_t start[MAX_BINS + 1], zbits, fbits;
-	double base, slope, margin;
-	size_t nb, na = 0;
-	float scale, zf = 0.0f * factor;
-	/* the keep flags, after the buckets and the undecided flags */
-	unsigned char *kb = open + w;
+	double x = p * 0x1p53;
+	int64_t t = (int64_t)x;
 
-	for (size_t i = 0; i < w; i++) {
-		k[i] = mag_key(v[i]);
-		kmax = k[i] > kmax ? k[i] : kmax;
-		nz += k[i] != 0;
-	}
-	/* all zero or tiny (no useful scale), not finite, narrow rows, keep
-	 * probabilities not all inside (0, 1): every rank */
-	nb = linear_buckets(v, w, kmax, nz, &scale);
-	if (!nb || !(eps >= 0) || !(d - eps > 0) || !(d + eps < 1)) {
-		della_row_ranked(v, w, key, first, d, eps, factor, scratch, kb);
-		goto out;
-	}
-	for (size_t i = 0; i < w; i++)
-		bin[i] = (uint16_t)linear_bucket(v[i], k[i], scale, nb);
-	memset(start, 0, (nb + 1) * sizeof(start[0]));
-	for (size_t i = 0; i < w; i++)
-		start[bin[i] + 1]++;
-	for (size_t b = 0; b < nb; b++)
-		start[b + 1] += start[b];
-	/* a +0 stays +0 kept or dropped, unless the factor makes it another
-	 * zero or a NaN: then its rank is needed as any other's */
-	memcpy(&fbits, &zf, sizeof(fbits));
-	zbits = fbits ? 0xFFFFFFFFu : 0;
-	/* the keep threshold of rank r, in units of 2^-53, is about base +
-	 * r slope: evaluated without keep_p's rounding order, the bounds are
-	 * widened by far more than the few units the roundings move it */
-	base = (d - eps) * 0x1p53;
-	slope = 2 * eps / (double)(w - 1) * 0x1p53;
-	margin = 0x1p16;
-	for (size_t i = 0; i < w; i++) {
-		uint32_t b = bin[i];
-		double u = (double)draw53(key, first + i);
-		double lo = base + (double)start[b] * slope - margin;
-		double hi = base + (double)(start[b + 1] - 1) * slope + margin;
-		uint32_t x;
-		bool keep = u < lo, op;
+	return (int64_t)draw53(key, j) < t + ((double)t < x);
+}
 
-		memcpy(&x, &v[i], sizeof(x));
-		op = (u >= lo) & (u < hi) & ((x | zbits) != 0);
+/*
+ * The drop of a ranked row (METHODS 3 steps 3-5), rows of two or more: p
+ * from the rank in double exactly as step 3 writes it, the draw against
+ * its threshold, the kept element divided by float(p) or multiplied by the
+ * factor. inside: every p is known to lie in (0, 1).
+ */
+INLINE void della_ranked(float *restrict v, uint32_t w, uint64_t key, double d, double eps,
+			 bool inverse, bool inside, float factor, const uint16_t *restrict bk,
+			 const uint32_t *restrict pos, const uint32_t *restrict last,
+			 unsigned char *restrict kb)
+{
+	double lo = d - eps, wm1 = (double)(w - 1);
 
-		/* an undecided element keeps its delta for now */
-		open[i] = op;
-		kb[i] = keep;
-		na += op;
-		v[i] = keep_or_zero(op ? v[i] : v[i] * factor, keep | op);
-	}
-	if (na > FEW_ROW) {
-		resolve_sorted(v, w, key, first, d, eps, factor, scratch, bin, open, kb, start,
-			       nb);
-		goto out;
-	}
-	/* the flags eight at a time: most words are zero */
-	for (size_t i0 = 0; i0 < w && na; i0 += 8) {
-		uint64_t word = 0;
+	if (!inside) {
+		for (uint32_t i = 0; i < w; i++) {
+			double t = (double)(last[bk[i]] - pos[i]) / wm1, p = lo + (2 * t) * eps;
+			bool keep = draw53(key, i) < weld_rng_threshold(p);
 
-		if (w - i0 >= 8)
-			memcpy(&word, open + i0, 8);
-		else
-			memcpy(&word, open + i0, w - i0);
-		for (size_t i = i0; word; i++, word >>= 8) {
-			if (!(word & 0xFF))
-				continue;
-			decide(v, kb, i, w, key, first, rank_in_row(k, w, k[i], i), d, eps, factor);
-			na--;
+			v[i] = keep_or_zero(inverse ? v[i] / (float)p : v[i] * factor, keep);
+			kb[i] = keep;
 		}
+		return;
 	}
+#pragma omp simd
+	for (uint32_t i = 0; i < w; i++) {
+		double t = (double)(last[bk[i]] - pos[i]) / wm1, p = lo + (2 * t) * eps;
+		bool keep = keeps_inside(key, i, p);
+
+		v[i] = keep_or_zero(inverse ? v[i] / (float)p : v[i] * factor, keep);
+		kb[i] = keep;
+	}
+}
+
+WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first, double d,
+			       double eps, bool inverse, float factor, uint32_t *scratch,
+			       unsigned char *bits, struct weld_xsum *sums)
+{
+	uint32_t *k = scratch + R_KEY * w, *pos = scratch + R_RANK * w, kmax, zeros, zbits;
+	uint32_t last[NB_MAX];
+	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * w);
+	unsigned char *kb = (unsigned char *)(scratch + R_BUCKET * w) + (w + 1) / 2 * 4;
+	float zf = 0.0f * factor;
+	bool inside;
+
+	if (w == 1) {
+		bool keep = draw53(key, first) < weld_rng_threshold(d);
+
+		if (sums)
+			weld_xsum_add_abs(&sums[0], v, 1);
+		v[0] = keep_or_zero(inverse ? v[0] / (float)d : v[0] * factor, keep);
+		kb[0] = keep;
+		if (sums)
+			weld_xsum_add_abs(&sums[1], v, 1);
+		goto out;
+	}
+	zeros = keys_of(v, (uint32_t)w, k, &kmax);
+	if (sums)
+		xsum_add_below(&sums[0], v, w, kmax);
+	/* a zero's rank matters when a kept one differs from a dropped one:
+	 * -0, or a factor that makes +0 another zero or a NaN */
+	memcpy(&zbits, &zf, sizeof(zbits));
+	row_ranks(k, (uint32_t)w, kmax, zeros >> 1 || (zeros && !inverse && zbits), pos, last,
+		  scratch);
+	/* the draws of elements first + i: key + first is the key of element 0 */
+	/* p runs from about d - eps to d + eps: well inside (0, 1), no clamp */
+	inside = eps >= 0 && d - eps > 0 && d + eps < 0.999;
+	if (inverse && inside)
+		della_ranked(v, (uint32_t)w, key + first, d, eps, true, true, 1.0f, bk, pos, last,
+			     kb);
+	else if (inside)
+		della_ranked(v, (uint32_t)w, key + first, d, eps, false, true, factor, bk, pos,
+			     last, kb);
+	else
+		della_ranked(v, (uint32_t)w, key + first, d, eps, inverse, false, factor, bk, pos,
+			     last, kb);
+	/* a kept element is at most as large as before when the factor is 1 */
+	if (sums && !inverse && factor == 1.0f)
+		xsum_add_below(&sums[1], v, w, kmax);
+	else if (sums)
+		weld_xsum_add_abs(&sums[1], v, w);
 out:
 	if (bits)
 		pack_bits(kb, w, bits);

@@ -27,51 +27,37 @@ void weld_xsum_merge(struct weld_xsum *dst, const struct weld_xsum *src);
  * if an infinity or a NaN was added. */
 double weld_xsum_value(const struct weld_xsum *s);
 
-/*
- * Ranks of |v| in a row of w elements (DESIGN 4.1's order counted from the
- * bottom): on return order[i] is the position of the element of rank i + 1,
- * rank 1 the smallest magnitude, rank w the largest; among equal
- * magnitudes the lower position has the higher rank. A stable sort over
- * the bits of |v|: a counting pass into buckets of |v| (linear ones, a
- * few elements each, when the row allows), then each bucket sorted
- * (O(w), the same time on plateaus of equal values).
- * scratch holds 3 * w uint32_t; order holds w.
- */
-void weld_k_row_order(const float *v, size_t w, uint32_t *order, uint32_t *scratch);
+/* uint32_t of scratch per element of a row, for the functions below */
+#define WELD_RANK_SCRATCH 8
 
 /*
- * della's keep probabilities for rows of width w (METHODS 3 step 3): the
- * element of rank i + 1 keeps with p = (d - eps) + (2 t) eps, t = i/(w - 1)
- * (p = d for w = 1), in double; thr[i] = weld_rng_threshold(p) (a draw is
- * kept iff its 53 bits are below it: u < p) and pf[i] = float(p).
+ * Ranks of |v| in a row of w elements (DESIGN 4.1's order counted from the
+ * bottom): rank[i] is the rank - 1 of element i, 0 for the smallest
+ * magnitude, w - 1 for the largest; among equal magnitudes the lower
+ * position has the higher rank. By counting (see rank.c): linear in w, the
+ * same time on plateaus of equal values. scratch holds WELD_RANK_SCRATCH * w.
  */
-void weld_k_della_table(size_t w, double d, double eps, uint64_t *thr, float *pf);
+void weld_k_row_ranks(const float *v, size_t w, uint32_t *rank, uint32_t *scratch);
 
 /*
  * della's drop on one row (METHODS 3 steps 2-5): v[0..w) are the deltas of
  * the elements whose flat indices are first..first+w-1, key the source's
- * DESIGN 4.9 key, thr and pf its weld_k_della_table. A kept element
- * becomes v / pf[rank] when inverse, else v * factor; a dropped one +0.
- * scratch holds 4 * w uint32_t. (d >= 1 keeps the row as it is: the caller
- * does not call this.)
+ * DESIGN 4.9 key. The element of rank r + 1 keeps with p = (d - eps) +
+ * (2 t) eps, t = r/(w - 1) (p = d for w = 1), in double, iff its draw u <
+ * p; a kept element becomes v / float(p) when inverse, else v * factor; a
+ * dropped one +0. scratch holds WELD_RANK_SCRATCH * w. With bits, the keep
+ * flags go there too: bit i % 8 of byte i / 8, (w + 7) / 8 bytes (a +0
+ * that the factor leaves +0 may be flagged either way: it is +0 kept or
+ * dropped). With sums, |v| of the row is added to sums[0] and of the row
+ * after the drop to sums[1] (inverse false and factor 1: the kept part).
+ * (d >= 1 keeps the row as it is: the caller does not call this.)
  */
-void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first, const uint64_t *thr,
-		      const float *pf, bool inverse, float factor, uint32_t *scratch);
-
-/*
- * The same drop when every kept element is multiplied by one factor
- * (--rescale l1 or none), with the same result: the rank is taken only
- * where the draw falls between the keep thresholds of the lowest and the
- * highest rank the element's magnitude could have (see rank.c), so most
- * of a row is never sorted. No table; scratch holds 7 * w uint32_t. With
- * bits, the row's keep flags go there too: bit i % 8 of byte i / 8,
- * (w + 7) / 8 bytes (a +0 that the factor leaves +0 may be flagged
- * dropped whatever its draw: it is +0 either way).
- */
-void weld_k_della_row_scaled(float *v, size_t w, uint64_t key, uint64_t first, double d,
-			     double eps, float factor, uint32_t *scratch, unsigned char *bits);
+void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first, double d, double eps,
+		      bool inverse, float factor, uint32_t *scratch, unsigned char *bits,
+		      struct weld_xsum *sums);
 /* The drop again from those bits: v[i] * factor where bit i is set, else
- * +0 (the same values as weld_k_della_row_scaled with that factor). */
+ * +0 (the same values as weld_k_della_row with that factor, when the
+ * factor leaves +0 as +0). */
 void weld_k_della_apply_bits(float *v, size_t w, const unsigned char *bits, float factor);
 
 #endif

@@ -6,11 +6,9 @@
  *
  * A row is a slice along the last dimension, and every row is whole in one
  * tile (the plan sizes tiles and chunks to hold the longest row, or says
- * how much memory that needs), so ranks are taken in memory: every rank by
- * weld_k_row_order for --rescale inverse (each kept element is divided by
- * its own p), and only the ranks a draw needs with one factor for all
- * (weld_k_della_row_scaled). The sums are exact (struct weld_xsum), so what each
- * slice adds up does not depend on how the tensor was cut. When the plan
+ * how much memory that needs), so ranks are taken in memory, row by row,
+ * by counting (weld_k_della_row). The sums are exact (struct weld_xsum), so
+ * what each slice adds up does not depend on how the tensor was cut. When the plan
  * set memory aside for them, the L1 pass keeps each row's keep flags as
  * bits (a row from a byte of its own, so slices never share a byte) and
  * APPLY drops from them instead of ranking the rows again.
@@ -19,6 +17,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+/* a slice's rank scratch holds a row's of weld_k_della_row */
+_Static_assert(RANK_SCRATCH >= WELD_RANK_SCRATCH, "rank scratch too small for della's rows");
 
 int weld_exec_rank_alloc(struct exec *e)
 {
@@ -34,19 +35,16 @@ int weld_exec_rank_alloc(struct exec *e)
 	return e->rank_sums ? 0 : -1;
 }
 
-/* What a slice's keep table (after its row scratch) was made for: rows of
- * w, density d, epsilon eps; w = 0 when it holds none. Sources of the same
- * parameters and the next tiles use it again. */
-struct table_tag {
-	uint64_t w;
-	double d, eps;
-};
-
-static struct table_tag *table_tag(const struct exec *e, size_t t, size_t rl)
+/* A +0 kept and a +0 dropped are the same value after the factor: the
+ * keep flags of the L1 pass then decide every element (its zeros' flags
+ * are not exact, see weld_k_della_row). */
+static bool zero_stays(float factor)
 {
-	/* after the row scratch (4 rl), thr (2 rl) and pf (rl) */
-	return (struct table_tag *)(void *)(e->rank_scratch + t * RANK_SCRATCH * e->tile_elems +
-					    (7 * rl + 1) / 2 * 2);
+	float z = 0.0f * factor;
+	uint32_t u;
+
+	memcpy(&u, &z, sizeof(u));
+	return u == 0;
 }
 
 void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
@@ -54,43 +52,31 @@ void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_
 {
 	size_t t = (size_t)(c - e->slices), rl = (size_t)row_len(j);
 	uint32_t *scratch = e->rank_scratch + t * RANK_SCRATCH * e->tile_elems;
-	/* the keep table of the source, after the row scratch */
-	uint64_t *thr = (uint64_t *)(void *)(scratch + 4 * rl);
-	float *pf = (float *)(void *)(thr + rl);
 	bool inverse = e->opts->rescale == WELD_RESCALE_INVERSE, sums = pass == P_RANK_L1;
 	/* the L1 pass's keep flags, kept for APPLY when they fit */
 	bool store = sums && e->draws == DRAWS_STORE, known = !sums && e->draws == DRAWS_KNOWN;
 	size_t rb = (rl + 7) / 8;
-	struct table_tag *tag = table_tag(e, t, rl);
 
 	for (size_t s = 0; s < j->nsrc; s++) {
 		struct weld_xsum *x = e->rank_sums + (t * e->max_src + s) * 2;
 		double d = j->src[s].density, eps = j->src[s].epsilon;
-		bool all = d >= 1;
+		float factor = sums || inverse ? 1.0f : e->factor[s];
+		bool all = d >= 1, from_bits = known && zero_stays(factor);
 
-		if (!all && inverse && (tag->w != rl || tag->d != d || tag->eps != eps)) {
-			weld_k_della_table(rl, d, eps, thr, pf);
-			*tag = (struct table_tag){ rl, d, eps };
-		}
 		for (size_t r = 0; r < len; r += rl) {
 			float *v = c->vals + s * e->tile_elems + r;
-			unsigned char *bits = e->draw_bits + s * e->plan->drop_stride +
-					      (g + r) / rl * rb;
+			unsigned char *bits = !e->draw_bits ? NULL
+				: e->draw_bits + s * e->plan->drop_stride + (g + r) / rl * rb;
 
-			if (sums)
+			if (!all && from_bits)
+				weld_k_della_apply_bits(v, rl, bits, factor);
+			else if (!all)  /* the L1 pass's sums come with the drop */
+				weld_k_della_row(v, rl, e->rng_key[s], g + r, d, eps, inverse, factor,
+						 scratch, store ? bits : NULL, sums ? x : NULL);
+			if (sums && all) {
 				weld_xsum_add_abs(&x[0], v, rl);
-			if (!all && inverse)
-				weld_k_della_row(v, rl, e->rng_key[s], g + r, thr, pf, true, 1.0f,
-						 scratch);
-			else if (!all && known)
-				weld_k_della_apply_bits(v, rl, bits, e->factor[s]);
-			else if (!all)
-				weld_k_della_row_scaled(v, rl, e->rng_key[s], g + r,
-							j->src[s].density, j->src[s].epsilon,
-							sums ? 1.0f : e->factor[s], scratch,
-							store ? bits : NULL);
-			if (sums)
 				weld_xsum_add_abs(&x[1], v, rl);
+			}
 		}
 	}
 }
@@ -138,9 +124,6 @@ int weld_exec_rank_stats(struct exec *e, const struct weld_job *j, struct weld_e
 {
 	for (size_t s = 0; s < j->nsrc; s++)
 		e->factor[s] = 1.0f;
-	/* the scratch may hold anything from the jobs before */
-	for (size_t t = 0; t < (size_t)e->n_slices; t++)
-		table_tag(e, t, (size_t)row_len(j))->w = 0;
 	weld_exec_set_keys(e, j);
 	if (e->opts->rescale != WELD_RESCALE_L1)
 		return 0;

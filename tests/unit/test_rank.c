@@ -16,12 +16,41 @@
 #include "weld.h"
 #include "rank.h"
 
+/* order[r] = the position of the element of rank r + 1 */
 static void order_of(const float *v, size_t w, uint32_t *order)
 {
-	uint32_t *scratch = malloc(3 * w * sizeof(uint32_t));
+	uint32_t *scratch = malloc(WELD_RANK_SCRATCH * w * sizeof(uint32_t));
+	uint32_t *rank = malloc(w * sizeof(uint32_t));
 
-	weld_k_row_order(v, w, order, scratch);
+	weld_k_row_ranks(v, w, rank, scratch);
+	for (size_t i = 0; i < w; i++)
+		order[i] = (uint32_t)w;
+	for (size_t i = 0; i < w; i++) {
+		assert_true(rank[i] < w && order[rank[i]] == w);
+		order[rank[i]] = (uint32_t)i;
+	}
 	free(scratch);
+	free(rank);
+}
+
+/* x rounded to bf16 (to nearest even) */
+static float bf16(float x)
+{
+	uint32_t u;
+
+	memcpy(&u, &x, sizeof(u));
+	u = (u + 0x7FFFu + (u >> 16 & 1)) & 0xFFFF0000u;
+	memcpy(&x, &u, sizeof(x));
+	return x;
+}
+
+/* a fine-tune's delta in bf16: bf16(b + d) - b for a bf16 weight b and a
+ * small d, as the benchmark families have them */
+static float bf16_delta(float r, uint64_t z)
+{
+	float b = bf16(((float)(z >> 44 & 0xFFFF) * 0x1p-16f - 0.5f) * 0.08f);
+
+	return bf16(b + (r - 0.5f) * 0.008f) - b;
 }
 
 /* rank 1 = smallest |v|; equal magnitudes: the lower position ranks higher */
@@ -66,12 +95,14 @@ static void test_row_order_bytes(void **state)
 		assert_true(fabsf(v[order[i - 1]]) < fabsf(v[order[i]]));
 }
 
-/* the rank order against its definition, counted pair by pair: rows wide
- * enough for linear buckets (or not), deltas on few distinct values,
- * zeros of both signs, an outlier, a heavy tail, NaN and infinity */
+/* the rank order against its definition, counted pair by pair: float32
+ * magnitudes (every bucket sorted), deltas on few distinct values, zeros
+ * of both signs, an outlier (everything else below the buckets' span), a
+ * heavy tail, NaN and infinity, differences of bf16 numbers (one
+ * magnitude a bucket, some with low bits set), magnitudes over 20 binades */
 static void test_row_order_counted(void **state)
 {
-	const size_t widths[] = { 63, 64, 100, 2048, 5000 };
+	const size_t widths[] = { 1, 2, 3, 63, 64, 100, 2048, 5000 };
 	uint64_t z = 777;
 
 	(void)state;
@@ -80,7 +111,7 @@ static void test_row_order_counted(void **state)
 		float *v = malloc(w * sizeof(float));
 		uint32_t *order = malloc(w * sizeof(uint32_t));
 
-		for (int kind = 0; kind < 6; kind++) {
+		for (int kind = 0; kind < 8; kind++) {
 			for (size_t i = 0; i < w; i++) {
 				z = z * 6364136223846793005ULL + 1442695040888963407ULL;
 				float r = (float)(z >> 40) * 0x1p-24f;
@@ -90,7 +121,9 @@ static void test_row_order_counted(void **state)
 				       : kind == 2 ? (r < 0.5f ? 0.0f : r < 0.6f ? -0.0f : r - 0.6f)
 				       : kind == 3 ? (i == w / 3 ? 1e6f : r - 0.5f)
 				       : kind == 4 ? (r - 0.5f) / (r * r * r + 1e-3f)
-				       : (i == 5 ? NAN : i == 9 ? -INFINITY : r);
+				       : kind == 5 ? (i == 5 ? NAN : i == 9 ? -INFINITY : r)
+				       : kind == 6 ? bf16_delta(r, z)
+				       : ldexpf(r, -(int)(z >> 59) - (int)(z >> 61));
 			}
 			order_of(v, w, order);
 			for (size_t i = 0; i < w; i++) {
@@ -115,21 +148,12 @@ static void test_row_order_counted(void **state)
 static void della_row(float *v, size_t w, uint64_t key, uint64_t first, double d, double eps,
 		      bool inverse, float factor)
 {
-	uint32_t *scratch = malloc(7 * w * sizeof(uint32_t));
-	uint64_t *thr = malloc(w * sizeof(uint64_t));
-	float *pf = malloc(w * sizeof(float));
+	uint32_t *scratch = malloc(WELD_RANK_SCRATCH * w * sizeof(uint32_t));
 
-	/* d >= 1 keeps the row: the engine does not call the kernel; a single
-	 * factor goes to the kernel that ranks only undecided elements */
-	if (d < 1 && inverse) {
-		weld_k_della_table(w, d, eps, thr, pf);
-		weld_k_della_row(v, w, key, first, thr, pf, inverse, factor, scratch);
-	} else if (d < 1) {
-		weld_k_della_row_scaled(v, w, key, first, d, eps, factor, scratch, NULL);
-	}
+	/* d >= 1 keeps the row: the engine does not call the kernel */
+	if (d < 1)
+		weld_k_della_row(v, w, key, first, d, eps, inverse, factor, scratch, NULL, NULL);
 	free(scratch);
-	free(thr);
-	free(pf);
 }
 
 /* three elements, d = 0.5, eps = 0.2: p = 0.3, 0.5, 0.7 by rank; each kept
@@ -191,72 +215,6 @@ static void test_della_row_density_one(void **state)
 	assert_memory_equal(v, want, sizeof(want));
 }
 
-/* the same bits from both kernels with a factor: ranks taken only where
- * the draw needs them (weld_k_della_row_scaled) or for every element
- * (weld_k_della_row), on random magnitudes, on few distinct ones (bf16
- * deltas: long plateaus), on one plateau and on buckets crowded enough to
- * be sorted, for widths from 1 past the largest bucket count */
-static void test_della_row_scaled_same(void **state)
-{
-	const size_t widths[] = { 1, 2, 3, 17, 100, 1000, 2048, 5000 };
-	uint64_t key = weld_rng_key("scaled", 3, 7), z = 12345;
-
-	(void)state;
-	for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++) {
-		size_t w = widths[wi];
-		float *a = malloc(w * sizeof(float)), *b = malloc(w * sizeof(float));
-		float *c = malloc(w * sizeof(float)), *d = malloc(w * sizeof(float));
-		unsigned char *bits = malloc((w + 7) / 8);
-		uint32_t *scratch = malloc(7 * w * sizeof(uint32_t));
-		uint64_t *thr = malloc(w * sizeof(uint64_t));
-		float *pf = malloc(w * sizeof(float));
-
-		for (int kind = 0; kind < 8; kind++) {
-			/* a NaN factor keeps a +0 kept apart from one dropped */
-			float f = kind == 7 ? NAN : 1.25f;
-
-			for (size_t i = 0; i < w; i++) {
-				z = z * 6364136223846793005ULL + 1442695040888963407ULL;
-				float r = (float)(z >> 40) * 0x1p-24f;
-
-				a[i] = kind == 0 ? (r - 0.5f) * 1e-3f
-				       : kind == 1 ? (float)((int)(r * 16) - 8) * 0x1p-12f
-				       : kind == 2 ? 0.25f
-				       : kind == 3 ? 1.0f + r * 0x1p-10f   /* one bucket */
-				       /* mostly zeros, some of them -0 */
-				       : kind == 4 || kind == 7 ? (r < 0.6f ? 0.0f : r < 0.7f ? -0.0f : r - 0.7f)
-				       /* one outlier, a heavy tail */
-				       : kind == 5 ? (i == w / 2 ? 1e6f : (r - 0.5f))
-				       : (r - 0.5f) / (r * r * r + 1e-3f);
-			}
-			memcpy(b, a, w * sizeof(float));
-			memcpy(c, a, w * sizeof(float));
-			memcpy(d, a, w * sizeof(float));
-			weld_k_della_table(w, 0.45, 0.3, thr, pf);
-			weld_k_della_row(a, w, key, 1000 * w, thr, pf, false, f, scratch);
-			weld_k_della_row_scaled(b, w, key, 1000 * w, 0.45, 0.3, f, scratch, bits);
-			assert_memory_equal(a, b, w * sizeof(float));
-			/* the keep flags are those of the ranking kernel (a NaN
-			 * factor: kept is NaN, dropped +0), but for a +0 the factor
-			 * leaves +0 (kept or not), and give the same row again */
-			weld_k_della_row(d, w, key, 1000 * w, thr, pf, false, NAN, scratch);
-			for (size_t i = 0; i < w; i++)
-				if (!(c[i] == 0 && !signbit(c[i]) && !isnan(f)))
-					assert_int_equal(bits[i / 8] >> (i % 8) & 1, isnan(d[i]));
-			weld_k_della_apply_bits(c, w, bits, f);
-			assert_memory_equal(c, b, w * sizeof(float));
-		}
-		free(a);
-		free(b);
-		free(c);
-		free(d);
-		free(bits);
-		free(scratch);
-		free(thr);
-		free(pf);
-	}
-}
-
 static double xsum_of(const float *x, size_t n, size_t split)
 {
 	struct weld_xsum a = { 0 }, b = { 0 };
@@ -265,6 +223,113 @@ static double xsum_of(const float *x, size_t n, size_t split)
 	weld_xsum_add_abs(&b, x + split, n - split);
 	weld_xsum_merge(&a, &b);
 	return weld_xsum_value(&a);
+}
+
+/* |x| as the integer that orders like it */
+static uint32_t mag(float x)
+{
+	uint32_t u;
+
+	memcpy(&u, &x, sizeof(u));
+	return u & 0x7FFFFFFFu;
+}
+
+/* The row's drop from METHODS 3 as written: each rank counted pair by
+ * pair, p in double, u < p, then v / float(p) or v * factor. */
+static void della_by_definition(float *v, size_t w, uint64_t key, uint64_t first, double d,
+				double eps, bool inverse, float factor, unsigned char *kept)
+{
+	float *in = malloc(w * sizeof(float));
+
+	memcpy(in, v, w * sizeof(float));
+	for (size_t i = 0; i < w; i++) {
+		size_t r = 0;
+		double p;
+
+		for (size_t q = 0; q < w; q++)
+			r += mag(in[q]) < mag(in[i]) || (mag(in[q]) == mag(in[i]) && q > i);
+		p = w > 1 ? (d - eps) + (2 * ((double)r / (double)(w - 1))) * eps : d;
+		kept[i] = weld_rng_uniform(key, first + i) < p;
+		v[i] = kept[i] ? (inverse ? in[i] / (float)p : in[i] * factor) : 0.0f;
+	}
+	free(in);
+}
+
+/* the kernel against the definition, bit for bit, with both rescales, on
+ * float32 magnitudes, few distinct ones (long plateaus), one plateau,
+ * bf16 deltas, zeros of both signs (with a NaN factor a +0 kept is NaN,
+ * one dropped +0), an outlier, a heavy tail; probabilities reaching 0 and
+ * 1; its keep flags, the drop again from them, and its exact sums */
+static void test_della_row_definition(void **state)
+{
+	const size_t widths[] = { 1, 2, 3, 17, 100, 1000, 2048, 5000 };
+	const double dd[] = { 0.45, 0.5, 0.3 }, ee[] = { 0.3, 0.5, 0.0 };
+	uint64_t key = weld_rng_key("scaled", 3, 7), z = 12345;
+
+	(void)state;
+	for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++) {
+		size_t w = widths[wi];
+		float *a = malloc(w * sizeof(float)), *b = malloc(w * sizeof(float));
+		float *c = malloc(w * sizeof(float));
+		unsigned char *bits = malloc((w + 7) / 8), *kept = malloc(w);
+		uint32_t *scratch = malloc(WELD_RANK_SCRATCH * w * sizeof(uint32_t));
+		struct weld_xsum sums[2];
+		double want[2], got[2];
+
+		for (int run = 0; run < 18; run++) {
+			/* every kind with the rescale by one factor (most of its
+			 * decisions from the buckets' bounds), then with other
+			 * parameters; a NaN factor keeps a +0 kept apart from one
+			 * dropped */
+			int kind = run / 2;
+			float f = kind == 7 ? NAN : 1.25f;
+			double d = run % 2 ? dd[kind % 3] : 0.45, eps = run % 2 ? ee[kind % 3] : 0.3;
+			bool inverse = run % 2 && kind % 2;
+
+			for (size_t i = 0; i < w; i++) {
+				z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+				float r = (float)(z >> 40) * 0x1p-24f;
+
+				a[i] = kind == 0 ? (r - 0.5f) * 1e-3f
+				       : kind == 1 ? (float)((int)(r * 16) - 8) * 0x1p-12f
+				       : kind == 2 ? 0.25f
+				       : kind == 3 ? bf16_delta(r, z)
+				       /* mostly zeros, some of them -0 */
+				       : kind == 4 || kind == 7 ? (r < 0.6f ? 0.0f : r < 0.7f ? -0.0f : r - 0.7f)
+				       /* one outlier, a heavy tail */
+				       : kind == 5 ? (i == w / 2 ? 1e6f : (r - 0.5f))
+				       : kind == 6 ? (r - 0.5f) / (r * r * r + 1e-3f)
+				       : bf16_delta(r, z) * 0x1p-100f;
+			}
+			memcpy(b, a, w * sizeof(float));
+			memcpy(c, a, w * sizeof(float));
+			memset(sums, 0, sizeof(sums));
+			weld_k_della_row(a, w, key, 1000 * w, d, eps, inverse, f, scratch, bits, sums);
+			della_by_definition(b, w, key, 1000 * w, d, eps, inverse, f, kept);
+			assert_memory_equal(a, b, w * sizeof(float));
+			/* the exact sums of |v| before and after the drop */
+			want[0] = xsum_of(c, w, w / 3);
+			want[1] = xsum_of(b, w, w / 2);
+			got[0] = weld_xsum_value(&sums[0]);
+			got[1] = weld_xsum_value(&sums[1]);
+			assert_memory_equal(got, want, sizeof(want));
+			/* the flags, but for a +0 that the factor leaves +0 (kept or
+			 * not); and the same row again from them */
+			for (size_t i = 0; i < w; i++)
+				if (!(c[i] == 0 && !signbit(c[i]) && (inverse || !isnan(f))))
+					assert_int_equal(bits[i / 8] >> (i % 8) & 1, kept[i]);
+			if (!inverse && !isnan(f)) {
+				weld_k_della_apply_bits(c, w, bits, f);
+				assert_memory_equal(c, b, w * sizeof(float));
+			}
+		}
+		free(a);
+		free(b);
+		free(c);
+		free(bits);
+		free(kept);
+		free(scratch);
+	}
 }
 
 /* the exact sum, rounded once: the same for any split of the values */
@@ -319,7 +384,7 @@ int main(void)
 		cmocka_unit_test(test_della_row_probabilities),
 		cmocka_unit_test(test_della_row_width_one),
 		cmocka_unit_test(test_della_row_density_one),
-		cmocka_unit_test(test_della_row_scaled_same),
+		cmocka_unit_test(test_della_row_definition),
 		cmocka_unit_test(test_xsum_exact),
 		cmocka_unit_test(test_xsum_wide),
 	};
