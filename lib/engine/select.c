@@ -29,12 +29,12 @@ static bool all_equal(const uint32_t *keys, size_t m)
 }
 
 /*
- * The digits, high to low: the first is 11 bits (the exponent and three
- * bits of the mantissa; the key's bit 31 is 0), which on the magnitudes of
- * a row of weights or deltas, packed into a few octaves, leaves a small
- * part of the row as candidates after one scan; then 8, 8 and 4 bits.
+ * The first digit is 11 bits (the exponent and three bits of the mantissa;
+ * the key's bit 31 is 0), which on the magnitudes of a row of weights or
+ * deltas, packed into a few octaves, leaves a small part of the row as
+ * candidates after one scan; then digits of 8 bits, and the last 4.
  */
-static const int digit_shift[] = { 20, 12, 4, 0 }, digit_bits[] = { 11, 8, 8, 4 };
+static const int digit_shift = 20;
 
 static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shift, uint32_t mask,
 			   uint32_t b);
@@ -69,11 +69,11 @@ static uint32_t count_digits(const float *x, const uint32_t *scratch, size_t m, 
 
 void weld_topk_count(const float *x, size_t n, struct weld_topk_counts *c)
 {
-	const uint32_t mask = (1u << digit_bits[0]) - 1;
+	const uint32_t mask = (1u << (32 - digit_shift)) - 1;
 
 	memset(c->c0, 0, sizeof(c->c0));
 	memset(c->c1, 0, sizeof(c->c1));
-	c->top = count_digits(x, NULL, n, digit_shift[0], mask, c->c0, c->c1);
+	c->top = count_digits(x, NULL, n, digit_shift, mask, c->c0, c->c1);
 }
 
 void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
@@ -89,14 +89,67 @@ void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 	weld_topk_select_counted(x, n, k, &c, scratch, out);
 }
 
+/* The bin of the need-th largest key counted in c0 + c1, from the bin of
+ * the largest key down (the bins above it are empty); *need becomes the
+ * rank inside the bin, *cb its count. */
+static uint32_t pick_bin(const uint32_t *c0, const uint32_t *c1, uint32_t from, uint64_t *need,
+			 uint64_t *cb)
+{
+	uint64_t acc = 0;
+	uint32_t b;
+
+	for (b = from; b > 0; b--) {
+		*cb = (uint64_t)c0[b] + c1[b];
+		if (acc + *cb >= *need)
+			break;
+		acc += *cb;
+	}
+	*cb = (uint64_t)c0[b] + c1[b];
+	*need -= acc;
+	return b;
+}
+
+void weld_topk_narrow(uint32_t *scratch, size_t m, uint64_t need, int bits, struct weld_topk *out)
+{
+	uint32_t prefix = bits < 32 ? scratch[0] >> bits << bits : 0;
+
+	memset(out, 0, sizeof(*out));
+	if (all_equal(scratch, m)) {
+		prefix = scratch[0];
+		bits = 0;
+	}
+	/* digits of 8 bits, the last one what is left */
+	while (bits > 0) {
+		int shift = bits > 8 ? bits - 8 : 0;
+		uint32_t mask = (1u << (bits - shift)) - 1;
+		uint32_t c0[1u << 8], c1[1u << 8], top, b;
+		uint64_t cb;
+
+		memset(c0, 0, (mask + 1) * sizeof(c0[0]));
+		memset(c1, 0, (mask + 1) * sizeof(c1[0]));
+		top = count_digits(NULL, scratch, m, shift, mask, c0, c1);
+		b = pick_bin(c0, c1, top >> shift & mask, &need, &cb);
+		prefix |= b << shift;
+		if (cb < m)
+			m = filter_digit(NULL, scratch, m, shift, mask, b);
+		bits = shift;
+		if (bits && all_equal(scratch, m)) {
+			prefix = scratch[0];
+			break;
+		}
+	}
+	out->thresh = prefix;
+	out->keep_equal = need;
+}
+
 void weld_topk_select_counted(const float *x, size_t n, uint64_t k,
 			      const struct weld_topk_counts *first, uint32_t *scratch,
 			      struct weld_topk *out)
 {
-	uint64_t need = k;
-	uint32_t prefix = 0;
-	size_t m = n;
-	bool filtered = false;
+	const int shift = digit_shift, bits = 32 - digit_shift;
+	uint64_t need = k, cb;
+	size_t m;
+	uint32_t b;
 
 	memset(out, 0, sizeof(*out));
 	if (k == 0) {
@@ -107,45 +160,10 @@ void weld_topk_select_counted(const float *x, size_t n, uint64_t k,
 		out->all = true;
 		return;
 	}
-	for (int d = 0; d < 4; d++) {
-		int shift = digit_shift[d];
-		uint32_t mask = (1u << digit_bits[d]) - 1;
-		uint32_t l0[1u << 8], l1[1u << 8];
-		const uint32_t *c0 = l0, *c1 = l1;
-		uint64_t acc = 0, cb;
-		uint32_t b, top;
-
-		if (d == 0) {
-			c0 = first->c0;
-			c1 = first->c1;
-			top = first->top;
-		} else {
-			memset(l0, 0, (mask + 1) * sizeof(l0[0]));
-			memset(l1, 0, (mask + 1) * sizeof(l1[0]));
-			top = count_digits(NULL, scratch, m, shift, mask, l0, l1);
-		}
-		/* the bins above the largest key's are empty (its digit is the
-		 * largest: the higher digits are the prefix, the same for all) */
-		for (b = top >> shift & mask; b > 0; b--) {
-			cb = (uint64_t)c0[b] + c1[b];
-			if (acc + cb >= need)
-				break;
-			acc += cb;
-		}
-		cb = (uint64_t)c0[b] + c1[b];
-		need -= acc;
-		prefix |= b << shift;
-		/* keep only the candidates of bin b (in place: w <= j) */
-		if (!filtered || cb < m)
-			m = filter_digit(filtered ? NULL : x, scratch, m, shift, mask, b);
-		filtered = true;
-		if (shift && all_equal(scratch, m)) {
-			prefix = scratch[0];
-			break;
-		}
-	}
-	out->thresh = prefix;
-	out->keep_equal = need;
+	/* the first digit from the counts, then the keys of its bin */
+	b = pick_bin(first->c0, first->c1, first->top >> shift, &need, &cb);
+	m = filter_digit(x, scratch, n, shift, (1u << bits) - 1, b);
+	weld_topk_narrow(scratch, m, need, shift, out);
 }
 
 WELD_HOT void weld_hist_hi(const float *x, size_t n, uint32_t *h)
@@ -235,6 +253,15 @@ static size_t cut_generic(const float *x, uint32_t t, uint64_t left)
 	for (; left; cut++)
 		left -= weld_key(x[cut]) == t;
 	return cut;
+}
+
+/* keep[j] = v where x[j]'s key is t. */
+static void set_equal_generic(const float *x, size_t n, uint32_t t, unsigned char v,
+			      unsigned char *keep)
+{
+	for (size_t j = 0; j < n; j++)
+		if (weld_key(x[j]) == t)
+			keep[j] = v;
 }
 
 /* One key's threshold and whether its equal keys are kept, for the scans
@@ -424,7 +451,9 @@ __attribute__((target("avx512f,avx512bw,popcnt")))
 static void between_avx512(const float *x, size_t n, struct cut a, struct cut b,
 			   unsigned char *keep, uint64_t eq[2])
 {
-	if (a.keep_eq)
+	if (a.keep_eq && b.keep_eq)
+		between_lanes(x, n, a, b, keep, eq, true, true);
+	else if (a.keep_eq)
 		between_lanes(x, n, a, b, keep, eq, true, false);
 	else if (b.keep_eq)
 		between_lanes(x, n, a, b, keep, eq, false, true);
@@ -493,6 +522,34 @@ static size_t cut_avx512(const float *x, size_t n, uint32_t t, uint64_t left)
 	return j + cut_generic(x + j, t, left);
 }
 
+/* set_equal_generic, 64 keys at a time: a masked store of their bytes. */
+__attribute__((target("avx512f,avx512bw")))
+static void set_equal_avx512(const float *x, size_t n, uint32_t t, unsigned char v,
+			     unsigned char *keep)
+{
+	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vt = _mm512_set1_epi32((int)t);
+	const __m512i vv = _mm512_set1_epi8((char)v);
+	size_t j = 0;
+
+	for (; j + 64 <= n; j += 64) {
+		__mmask16 eq[4];
+
+		for (int i = 0; i < 4; i++)
+			eq[i] = _mm512_cmpeq_epi32_mask(
+				_mm512_and_si512(_mm512_loadu_si512(x + j + 16 * i), abs), vt);
+		_mm512_mask_storeu_epi8(keep + j, JOIN64(eq), vv);
+	}
+	set_equal_generic(x + j, n - j, t, v, keep + j);
+}
+
+static void set_equal(const float *x, size_t n, uint32_t t, unsigned char v, unsigned char *keep)
+{
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
+		set_equal_avx512(x, n, t, v, keep);
+	else
+		set_equal_generic(x, n, t, v, keep);
+}
+
 static size_t find_cut(const float *x, size_t n, uint32_t t, uint64_t left)
 {
 	if (__builtin_cpu_supports("avx512f"))
@@ -523,6 +580,11 @@ size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range
 	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
 #else
+static void set_equal(const float *x, size_t n, uint32_t t, unsigned char v, unsigned char *keep)
+{
+	set_equal_generic(x, n, t, v, keep);
+}
+
 static size_t find_cut(const float *x, size_t n, uint32_t t, uint64_t left)
 {
 	(void)n;
@@ -571,8 +633,7 @@ uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
 		return eq;
 	/* the kept equal elements run out here: those before the cut */
 	cut = find_cut(x, n, t, sel->keep_equal - equal_before);
-	for (size_t j = cut; j < n; j++)
-		keep[j] = weld_key(x[j]) > t;
+	set_equal(x + cut, n - cut, t, 0, keep + cut);
 	return eq;
 }
 
@@ -595,6 +656,44 @@ bool weld_topk_mask_between(const float *x, size_t n, const struct weld_topk *a,
 	*eq_a = eq[0];
 	*eq_b = eq[1];
 	return true;
+}
+
+/* keep[j] = a[j] && !b[j]. */
+static void and_not(unsigned char *a, const unsigned char *b, size_t n)
+{
+	for (size_t j = 0; j < n; j++)
+		a[j] &= (unsigned char)!b[j];
+}
+
+void weld_topk_mask_pair(const float *x, size_t n, const struct weld_topk *a,
+			 const struct weld_topk *b, unsigned char *keep, unsigned char *spare)
+{
+	struct cut ca = { a->thresh, true }, cb = { b->thresh, true };
+	uint64_t eq[2] = { 0, 0 };
+
+	/* the one scan needs b's elements among a's: b's threshold the higher,
+	 * or the same with fewer equal elements kept */
+	if (a->all || a->none || b->all || b->none || b->thresh < a->thresh ||
+	    (b->thresh == a->thresh && b->keep_equal > a->keep_equal)) {
+		weld_topk_mask(x, n, a, 0, keep);
+		weld_topk_mask(x, n, b, 0, spare);
+		and_not(keep, spare, n);
+		return;
+	}
+	/* keys >= a's threshold and not >= b's: every equal element kept by
+	 * both; past b's cut, those equal to b's threshold are a's alone,
+	 * then past a's cut, those equal to a's threshold are nobody's */
+	between(x, n, ca, cb, keep, eq);
+	if (eq[1] > b->keep_equal) {
+		size_t cut = find_cut(x, n, b->thresh, b->keep_equal);
+
+		set_equal(x + cut, n - cut, b->thresh, 1, keep + cut);
+	}
+	if (eq[0] > a->keep_equal) {
+		size_t cut = find_cut(x, n, a->thresh, a->keep_equal);
+
+		set_equal(x + cut, n - cut, a->thresh, 0, keep + cut);
+	}
 }
 
 /* A free slot for a new plateau key: one that counted nothing yet. */
