@@ -212,20 +212,43 @@ size_t weld_record_keys_generic(const float *x, size_t n, const struct weld_reco
 	return w;
 }
 
-/* keep[j] = key > t, or key == t when keep_eq; returns how many keys are
- * t. */
-WELD_HOT static uint64_t mask_scan_generic(const float *x, size_t n, uint32_t t, bool keep_eq,
-					   unsigned char *keep)
+/* A selection's scan: its threshold key, and how many of the elements
+ * equal to it are still to be kept (the first ones). */
+struct run {
+	uint32_t t;
+	uint64_t left;
+};
+
+/* keep[j] = key > t, or key == t for the first r->left of those; returns
+ * how many keys are t, r->left less those kept. */
+static uint64_t mask_generic(const float *x, size_t n, struct run *r, unsigned char *keep)
 {
-	uint64_t eq = 0;
+	uint64_t eq = 0, left = r->left;
 
 	for (size_t j = 0; j < n; j++) {
 		uint32_t key = weld_key(x[j]);
+		bool e = key == r->t, take = e && left;
 
-		keep[j] = key > t || (keep_eq && key == t);
-		eq += key == t;
+		keep[j] = key > r->t || take;
+		left -= take;
+		eq += e;
 	}
+	r->left = left;
 	return eq;
+}
+
+/* keep[j] = kept by a and not by b. */
+static void pair_generic(const float *x, size_t n, struct run *a, struct run *b,
+			 unsigned char *keep)
+{
+	for (size_t j = 0; j < n; j++) {
+		uint32_t key = weld_key(x[j]);
+		bool ta = key == a->t && a->left, tb = key == b->t && b->left;
+
+		keep[j] = (key > a->t || ta) && !(key > b->t || tb);
+		a->left -= ta;
+		b->left -= tb;
+	}
 }
 
 /* scratch[0..w) = the keys of x (scratch itself when x is NULL, in place:
@@ -242,26 +265,6 @@ static size_t filter_generic(const float *x, uint32_t *scratch, size_t m, int sh
 		w += (key >> shift & mask) == b;
 	}
 	return w;
-}
-
-/* The position just after the left-th key of x equal to t (left >= 1, and
- * x holds that many). */
-static size_t cut_generic(const float *x, uint32_t t, uint64_t left)
-{
-	size_t cut = 0;
-
-	for (; left; cut++)
-		left -= weld_key(x[cut]) == t;
-	return cut;
-}
-
-/* keep[j] = v where x[j]'s key is t. */
-static void set_equal_generic(const float *x, size_t n, uint32_t t, unsigned char v,
-			      unsigned char *keep)
-{
-	for (size_t j = 0; j < n; j++)
-		if (weld_key(x[j]) == t)
-			keep[j] = v;
 }
 
 /* One key's threshold and whether its equal keys are kept, for the scans
@@ -376,32 +379,6 @@ static size_t record_avx512(const float *x, size_t n, const struct weld_record_r
 	return w + weld_record_keys_generic(x + j, n - j, r, out + w, pc, above);
 }
 
-/* mask_scan_generic, 64 keys at a time: their masks make 64 bytes of 0/1. */
-__attribute__((target("avx512f,avx512bw,popcnt")))
-static uint64_t mask_scan_avx512(const float *x, size_t n, uint32_t t, bool keep_eq,
-				 unsigned char *keep)
-{
-	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vt = _mm512_set1_epi32((int)t);
-	const __m512i one = _mm512_set1_epi8(1);
-	const __mmask64 with_eq = keep_eq ? ~(__mmask64)0 : 0;
-	uint64_t c = 0;
-	size_t j = 0;
-
-	for (; j + 64 <= n; j += 64) {
-		__mmask64 gt = 0, eq = 0;
-
-		for (int k = 0; k < 4; k++) {
-			__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j + 16 * k), abs);
-
-			gt |= (__mmask64)_mm512_cmpgt_epu32_mask(key, vt) << (16 * k);
-			eq |= (__mmask64)_mm512_cmpeq_epi32_mask(key, vt) << (16 * k);
-		}
-		c += (uint64_t)__builtin_popcountll(eq);
-		_mm512_storeu_si512(keep + j, _mm512_maskz_mov_epi8(gt | (eq & with_eq), one));
-	}
-	return c + mask_scan_generic(x + j, n - j, t, keep_eq, keep + j);
-}
-
 /* Four masks of 16 lanes as one of 64, the first in the low bits. */
 #define JOIN64(m) _mm512_kunpackd(_mm512_kunpackw((m)[3], (m)[2]), _mm512_kunpackw((m)[1], (m)[0]))
 
@@ -451,9 +428,7 @@ __attribute__((target("avx512f,avx512bw,popcnt")))
 static void between_avx512(const float *x, size_t n, struct cut a, struct cut b,
 			   unsigned char *keep, uint64_t eq[2])
 {
-	if (a.keep_eq && b.keep_eq)
-		between_lanes(x, n, a, b, keep, eq, true, true);
-	else if (a.keep_eq)
+	if (a.keep_eq)
 		between_lanes(x, n, a, b, keep, eq, true, false);
 	else if (b.keep_eq)
 		between_lanes(x, n, a, b, keep, eq, false, true);
@@ -500,61 +475,95 @@ static size_t filter_avx512(const float *x, uint32_t *scratch, size_t m, int shi
 	return w;
 }
 
-/* cut_generic, 16 keys at a time: the equal ones counted until the block
- * that holds the left-th. */
-__attribute__((target("avx512f,popcnt")))
-static size_t cut_avx512(const float *x, size_t n, uint32_t t, uint64_t left)
+/* The first r of the set bits of m (all of them when it has no more). */
+__attribute__((target("bmi2"), always_inline))
+static inline uint64_t first_bits(uint64_t m, uint64_t r)
 {
-	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vt = _mm512_set1_epi32((int)t);
-	size_t j = 0;
-
-	for (; j + 16 <= n; j += 16) {
-		unsigned m = _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_loadu_si512(x + j), abs), vt);
-		unsigned c = (unsigned)__builtin_popcount(m);
-
-		if (c >= left) {
-			while (--left)
-				m &= m - 1;
-			return j + (size_t)__builtin_ctz(m) + 1;
-		}
-		left -= c;
-	}
-	return j + cut_generic(x + j, t, left);
+	return r >= 64 ? m : _pdep_u64((1ull << r) - 1, m);
 }
 
-/* set_equal_generic, 64 keys at a time: a masked store of their bytes. */
-__attribute__((target("avx512f,avx512bw")))
-static void set_equal_avx512(const float *x, size_t n, uint32_t t, unsigned char v,
-			     unsigned char *keep)
+/* mask_generic, 64 keys at a time: their masks make 64 bytes of 0/1, the
+ * equal keys kept picked from their mask by a bit deposit. */
+__attribute__((target("avx512f,avx512bw,bmi2,popcnt")))
+static uint64_t mask_avx512(const float *x, size_t n, struct run *r, unsigned char *keep)
 {
-	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vt = _mm512_set1_epi32((int)t);
-	const __m512i vv = _mm512_set1_epi8((char)v);
+	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vt = _mm512_set1_epi32((int)r->t);
+	const __m512i one = _mm512_set1_epi8(1);
+	uint64_t c = 0, left = r->left;
 	size_t j = 0;
 
 	for (; j + 64 <= n; j += 64) {
-		__mmask16 eq[4];
+		__mmask16 gt[4], eq[4];
+		uint64_t e, take;
 
-		for (int i = 0; i < 4; i++)
-			eq[i] = _mm512_cmpeq_epi32_mask(
-				_mm512_and_si512(_mm512_loadu_si512(x + j + 16 * i), abs), vt);
-		_mm512_mask_storeu_epi8(keep + j, JOIN64(eq), vv);
+		for (int i = 0; i < 4; i++) {
+			__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j + 16 * i), abs);
+
+			gt[i] = _mm512_cmpgt_epu32_mask(key, vt);
+			eq[i] = _mm512_cmpeq_epi32_mask(key, vt);
+		}
+		e = _cvtmask64_u64(JOIN64(eq));
+		take = first_bits(e, left);
+		left -= (uint64_t)__builtin_popcountll(take);
+		c += (uint64_t)__builtin_popcountll(e);
+		_mm512_storeu_si512(keep + j, _mm512_maskz_mov_epi8(JOIN64(gt) | take, one));
 	}
-	set_equal_generic(x + j, n - j, t, v, keep + j);
+	r->left = left;
+	return c + mask_generic(x + j, n - j, r, keep + j);
 }
 
-static void set_equal(const float *x, size_t n, uint32_t t, unsigned char v, unsigned char *keep)
+/* pair_generic, 64 keys at a time, as mask_avx512 does each selection. */
+__attribute__((target("avx512f,avx512bw,bmi2,popcnt")))
+static void pair_avx512(const float *x, size_t n, struct run *a, struct run *b,
+			unsigned char *keep)
 {
-	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
-		set_equal_avx512(x, n, t, v, keep);
+	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi8(1);
+	const __m512i ta = _mm512_set1_epi32((int)a->t), tb = _mm512_set1_epi32((int)b->t);
+	uint64_t la = a->left, lb = b->left;
+	size_t j = 0;
+
+	for (; j + 64 <= n; j += 64) {
+		__mmask16 ga[4], qa[4], gb[4], qb[4];
+		uint64_t ka, kb;
+
+		for (int i = 0; i < 4; i++) {
+			__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j + 16 * i), abs);
+
+			ga[i] = _mm512_cmpgt_epu32_mask(key, ta);
+			qa[i] = _mm512_cmpeq_epi32_mask(key, ta);
+			gb[i] = _mm512_cmpgt_epu32_mask(key, tb);
+			qb[i] = _mm512_cmpeq_epi32_mask(key, tb);
+		}
+		ka = first_bits(_cvtmask64_u64(JOIN64(qa)), la);
+		kb = first_bits(_cvtmask64_u64(JOIN64(qb)), lb);
+		la -= (uint64_t)__builtin_popcountll(ka);
+		lb -= (uint64_t)__builtin_popcountll(kb);
+		ka |= _cvtmask64_u64(JOIN64(ga));
+		kb |= _cvtmask64_u64(JOIN64(gb));
+		_mm512_storeu_si512(keep + j, _mm512_maskz_mov_epi8(ka & ~kb, one));
+	}
+	a->left = la;
+	b->left = lb;
+	pair_generic(x + j, n - j, a, b, keep + j);
+}
+
+static bool mask_lanes(void)
+{
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("bmi2");
+}
+
+static uint64_t mask_run(const float *x, size_t n, struct run *r, unsigned char *keep)
+{
+	return mask_lanes() ? mask_avx512(x, n, r, keep) : mask_generic(x, n, r, keep);
+}
+
+static void pair_run(const float *x, size_t n, struct run *a, struct run *b, unsigned char *keep)
+{
+	if (mask_lanes())
+		pair_avx512(x, n, a, b, keep);
 	else
-		set_equal_generic(x, n, t, v, keep);
-}
-
-static size_t find_cut(const float *x, size_t n, uint32_t t, uint64_t left)
-{
-	if (__builtin_cpu_supports("avx512f"))
-		return cut_avx512(x, n, t, left);
-	return cut_generic(x, t, left);
+		pair_generic(x, n, a, b, keep);
 }
 
 static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shift, uint32_t mask,
@@ -565,13 +574,6 @@ static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shif
 	return filter_generic(x, scratch, m, shift, mask, b);
 }
 
-static uint64_t mask_scan(const float *x, size_t n, uint32_t t, bool keep_eq, unsigned char *keep)
-{
-	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
-		return mask_scan_avx512(x, n, t, keep_eq, keep);
-	return mask_scan_generic(x, n, t, keep_eq, keep);
-}
-
 size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range *r,
 			uint32_t *out, uint64_t *pc, uint64_t *above)
 {
@@ -580,15 +582,14 @@ size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range
 	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
 #else
-static void set_equal(const float *x, size_t n, uint32_t t, unsigned char v, unsigned char *keep)
+static uint64_t mask_run(const float *x, size_t n, struct run *r, unsigned char *keep)
 {
-	set_equal_generic(x, n, t, v, keep);
+	return mask_generic(x, n, r, keep);
 }
 
-static size_t find_cut(const float *x, size_t n, uint32_t t, uint64_t left)
+static void pair_run(const float *x, size_t n, struct run *a, struct run *b, unsigned char *keep)
 {
-	(void)n;
-	return cut_generic(x, t, left);
+	pair_generic(x, n, a, b, keep);
 }
 
 static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shift, uint32_t mask,
@@ -609,32 +610,19 @@ size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range
 	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
 
-static uint64_t mask_scan(const float *x, size_t n, uint32_t t, bool keep_eq, unsigned char *keep)
-{
-	return mask_scan_generic(x, n, t, keep_eq, keep);
-}
 #endif
 
 uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
 			uint64_t equal_before, unsigned char *keep)
 {
-	uint32_t t = sel->thresh;
-	bool keep_eq = equal_before < sel->keep_equal;
-	uint64_t eq;
-	size_t cut;
+	struct run r = { sel->thresh,
+			 equal_before < sel->keep_equal ? sel->keep_equal - equal_before : 0 };
 
 	if (sel->all || sel->none) {
 		memset(keep, sel->all, n);
 		return 0;
 	}
-	/* one scan keeps all or none of the equal elements and counts them */
-	eq = mask_scan(x, n, t, keep_eq, keep);
-	if (!keep_eq || equal_before + eq <= sel->keep_equal)
-		return eq;
-	/* the kept equal elements run out here: those before the cut */
-	cut = find_cut(x, n, t, sel->keep_equal - equal_before);
-	set_equal(x + cut, n - cut, t, 0, keep + cut);
-	return eq;
+	return mask_run(x, n, &r, keep);
 }
 
 bool weld_topk_mask_between(const float *x, size_t n, const struct weld_topk *a,
@@ -658,42 +646,23 @@ bool weld_topk_mask_between(const float *x, size_t n, const struct weld_topk *a,
 	return true;
 }
 
-/* keep[j] = a[j] && !b[j]. */
-static void and_not(unsigned char *a, const unsigned char *b, size_t n)
+/* A selection of a whole unit as a scan: all, as key >= 0; none, as key
+ * > KEY_MAX (keys are at most that). */
+static struct run unit_run(const struct weld_topk *sel)
 {
-	for (size_t j = 0; j < n; j++)
-		a[j] &= (unsigned char)!b[j];
+	if (sel->all)
+		return (struct run){ 0, UINT64_MAX };
+	if (sel->none)
+		return (struct run){ 0x7FFFFFFFu, 0 };
+	return (struct run){ sel->thresh, sel->keep_equal };
 }
 
 void weld_topk_mask_pair(const float *x, size_t n, const struct weld_topk *a,
-			 const struct weld_topk *b, unsigned char *keep, unsigned char *spare)
+			 const struct weld_topk *b, unsigned char *keep)
 {
-	struct cut ca = { a->thresh, true }, cb = { b->thresh, true };
-	uint64_t eq[2] = { 0, 0 };
+	struct run ra = unit_run(a), rb = unit_run(b);
 
-	/* the one scan needs b's elements among a's: b's threshold the higher,
-	 * or the same with fewer equal elements kept */
-	if (a->all || a->none || b->all || b->none || b->thresh < a->thresh ||
-	    (b->thresh == a->thresh && b->keep_equal > a->keep_equal)) {
-		weld_topk_mask(x, n, a, 0, keep);
-		weld_topk_mask(x, n, b, 0, spare);
-		and_not(keep, spare, n);
-		return;
-	}
-	/* keys >= a's threshold and not >= b's: every equal element kept by
-	 * both; past b's cut, those equal to b's threshold are a's alone,
-	 * then past a's cut, those equal to a's threshold are nobody's */
-	between(x, n, ca, cb, keep, eq);
-	if (eq[1] > b->keep_equal) {
-		size_t cut = find_cut(x, n, b->thresh, b->keep_equal);
-
-		set_equal(x + cut, n - cut, b->thresh, 1, keep + cut);
-	}
-	if (eq[0] > a->keep_equal) {
-		size_t cut = find_cut(x, n, a->thresh, a->keep_equal);
-
-		set_equal(x + cut, n - cut, a->thresh, 0, keep + cut);
-	}
+	pair_run(x, n, &ra, &rb, keep);
 }
 
 /* A free slot for a new plateau key: one that counted nothing yet. */

@@ -82,14 +82,11 @@ uint32_t weld_hist_pick_from(const uint64_t *h, uint32_t from, uint64_t need, ui
 bool weld_topk_mask_between(const float *x, size_t n, const struct weld_topk *a,
 			    uint64_t a_before, const struct weld_topk *b, uint64_t b_before,
 			    unsigned char *keep, uint64_t *eq_a, uint64_t *eq_b);
-/*
- * keep[j] = 1 for the elements of a whole unit x (no equal elements
- * before it) that selection a keeps and b does not, b's elements among
- * a's (breadcrumbs: kept, minus the top outliers); in one scan, unless a
- * selection keeps all or none (then spare, n bytes, holds b's mask).
- */
+/* keep[j] = 1 for the elements of a whole unit x (no equal elements
+ * before it) that selection a keeps and b does not (breadcrumbs: kept,
+ * minus the top outliers), in one scan. */
 void weld_topk_mask_pair(const float *x, size_t n, const struct weld_topk *a,
-			 const struct weld_topk *b, unsigned char *keep, unsigned char *spare);
+			 const struct weld_topk *b, unsigned char *keep);
 /*
  * The rest of a radix select: the need-th largest (1 <= need <= m) of the
  * m >= 1 keys at scratch, which share all but their low `bits` bits, as

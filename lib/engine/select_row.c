@@ -10,10 +10,12 @@
  * the row's first digit is counted in full (weld_topk_count) and selected
  * from as weld_topk_select does. Either way the result is exact, the same
  * as weld_topk_select's: the guess only decides how fast it comes.
- * The window doubles after a miss, and narrows while it gathers more than
- * a sixteenth of the row.
+ * The window doubles after a miss, and narrows while it gathers more keys
+ * than the rows' differences call for.
  */
 #include "select.h"
+
+#include <math.h>
 
 /* The window of a first guess: 2^18 keys on each side, 1/32 of an octave. */
 #define FIRST_WIDTH (1u << 18)
@@ -27,6 +29,17 @@ WELD_HOT static uint64_t keys_above(const uint32_t *keys, size_t m, uint32_t key
 	for (size_t j = 0; j < m; j++)
 		c += keys[j] > key;
 	return c;
+}
+
+/*
+ * The keys a window should gather: from row to row, the rank of a key
+ * varies by about sqrt(k (n - k) / n) (a binomial's deviation), and the
+ * window is to hold the k-th largest key with room for six of those on
+ * each side.
+ */
+static size_t enough(size_t n, uint64_t k)
+{
+	return 16 + (size_t)(12 * sqrt((double)k * (double)(n - k) / (double)n));
 }
 
 /* How many low bits the keys in [lo, hi] may differ in. */
@@ -83,7 +96,7 @@ void weld_topk_select_row(struct weld_topk_row *row, uint64_t k, struct weld_top
 		return;
 	}
 	if (h->set && select_near(row->x, row->n, k, h, row->scratch, out, &held)) {
-		if (held > row->n / 16)
+		if (held > enough(row->n, k))
 			h->width -= h->width / 8;
 		h->key = out->thresh;
 		return;

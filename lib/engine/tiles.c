@@ -168,8 +168,7 @@ static void tile_rows(struct exec *e, const struct weld_job *j, struct slice_ctx
 				weld_topk_select_row(&row, unit_k(e, j, s, q, rl),
 						     &c->row_hint[s * MAX_SEL + (size_t)q], &sel[q]);
 			if (ns == 2) {
-				weld_topk_mask_pair(v, (size_t)rl, &sel[0], &sel[1], keep,
-						    keep + e->tile_elems);
+				weld_topk_mask_pair(v, (size_t)rl, &sel[0], &sel[1], keep);
 				merged[s] = true;
 			} else if (ns == 1) {
 				weld_topk_mask(v, (size_t)rl, &sel[0], 0, keep);
