@@ -493,20 +493,18 @@ static uint64_t mask_avx512(const float *x, size_t n, struct run *r, unsigned ch
 	size_t j = 0;
 
 	for (; j + 64 <= n; j += 64) {
-		__mmask16 gt[4], eq[4];
-		uint64_t e, take;
+		uint64_t gt = 0, e = 0, take;
 
 		for (int i = 0; i < 4; i++) {
 			__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j + 16 * i), abs);
 
-			gt[i] = _mm512_cmpgt_epu32_mask(key, vt);
-			eq[i] = _mm512_cmpeq_epi32_mask(key, vt);
+			gt |= (uint64_t)_cvtmask16_u32(_mm512_cmpgt_epu32_mask(key, vt)) << (16 * i);
+			e |= (uint64_t)_cvtmask16_u32(_mm512_cmpeq_epi32_mask(key, vt)) << (16 * i);
 		}
-		e = _cvtmask64_u64(JOIN64(eq));
 		take = first_bits(e, left);
 		left -= (uint64_t)__builtin_popcountll(take);
 		c += (uint64_t)__builtin_popcountll(e);
-		_mm512_storeu_si512(keep + j, _mm512_maskz_mov_epi8(JOIN64(gt) | take, one));
+		_mm512_storeu_si512(keep + j, _mm512_maskz_mov_epi8(_cvtu64_mask64(gt | take), one));
 	}
 	r->left = left;
 	return c + mask_generic(x + j, n - j, r, keep + j);
@@ -523,24 +521,22 @@ static void pair_avx512(const float *x, size_t n, struct run *a, struct run *b,
 	size_t j = 0;
 
 	for (; j + 64 <= n; j += 64) {
-		__mmask16 ga[4], qa[4], gb[4], qb[4];
-		uint64_t ka, kb;
+		uint64_t ga = 0, qa = 0, gb = 0, qb = 0;
 
 		for (int i = 0; i < 4; i++) {
 			__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j + 16 * i), abs);
 
-			ga[i] = _mm512_cmpgt_epu32_mask(key, ta);
-			qa[i] = _mm512_cmpeq_epi32_mask(key, ta);
-			gb[i] = _mm512_cmpgt_epu32_mask(key, tb);
-			qb[i] = _mm512_cmpeq_epi32_mask(key, tb);
+			ga |= (uint64_t)_cvtmask16_u32(_mm512_cmpgt_epu32_mask(key, ta)) << (16 * i);
+			qa |= (uint64_t)_cvtmask16_u32(_mm512_cmpeq_epi32_mask(key, ta)) << (16 * i);
+			gb |= (uint64_t)_cvtmask16_u32(_mm512_cmpgt_epu32_mask(key, tb)) << (16 * i);
+			qb |= (uint64_t)_cvtmask16_u32(_mm512_cmpeq_epi32_mask(key, tb)) << (16 * i);
 		}
-		ka = first_bits(_cvtmask64_u64(JOIN64(qa)), la);
-		kb = first_bits(_cvtmask64_u64(JOIN64(qb)), lb);
-		la -= (uint64_t)__builtin_popcountll(ka);
-		lb -= (uint64_t)__builtin_popcountll(kb);
-		ka |= _cvtmask64_u64(JOIN64(ga));
-		kb |= _cvtmask64_u64(JOIN64(gb));
-		_mm512_storeu_si512(keep + j, _mm512_maskz_mov_epi8(ka & ~kb, one));
+		qa = first_bits(qa, la);
+		qb = first_bits(qb, lb);
+		la -= (uint64_t)__builtin_popcountll(qa);
+		lb -= (uint64_t)__builtin_popcountll(qb);
+		_mm512_storeu_si512(keep + j, _mm512_maskz_mov_epi8(_cvtu64_mask64((ga | qa) & ~(gb | qb)),
+								    one));
 	}
 	a->left = la;
 	b->left = lb;
