@@ -212,6 +212,28 @@ size_t weld_record_keys_generic(const float *x, size_t n, const struct weld_reco
 	return w;
 }
 
+/* The keys of x in [lo, hi] but p, in order; counts those equal to p
+ * and those above hi. */
+static size_t window_generic(const float *x, size_t n, uint32_t lo, uint32_t hi, uint32_t p,
+			     uint32_t *out, uint64_t *eq, uint64_t *above)
+{
+	uint64_t e = 0, ab = 0;
+	size_t w = 0;
+
+	for (size_t j = 0; j < n; j++) {
+		uint32_t key = weld_key(x[j]);
+		bool is_p = key == p;
+
+		out[w] = key;
+		w += key - lo <= hi - lo && !is_p;
+		e += is_p;
+		ab += key > hi;
+	}
+	*eq += e;
+	*above += ab;
+	return w;
+}
+
 /* A selection's scan: its threshold key, and how many of the elements
  * equal to it are still to be kept (the first ones). */
 struct run {
@@ -570,6 +592,42 @@ static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shif
 	return filter_generic(x, scratch, m, shift, mask, b);
 }
 
+/* window_generic, 16 keys at a time, compressed into a register and all
+ * 16 lanes stored (as record_avx512 does); the counts kept per lane. */
+__attribute__((target("avx512f,popcnt")))
+static size_t window_avx512(const float *x, size_t n, uint32_t lo, uint32_t hi, uint32_t p,
+			    uint32_t *out, uint64_t *eq, uint64_t *above)
+{
+	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi32(1);
+	const __m512i vlo = _mm512_set1_epi32((int)lo), vw = _mm512_set1_epi32((int)(hi - lo));
+	const __m512i vhi = _mm512_set1_epi32((int)hi), vp = _mm512_set1_epi32((int)p);
+	__m512i ce = _mm512_setzero_si512(), ca = _mm512_setzero_si512();
+	size_t w = 0, j = 0;
+
+	for (; j + 16 <= n; j += 16) {
+		__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j), abs);
+		__mmask16 in = _mm512_cmple_epu32_mask(_mm512_sub_epi32(key, vlo), vw);
+		__mmask16 e = _mm512_cmpeq_epi32_mask(key, vp);
+
+		ce = _mm512_mask_add_epi32(ce, e, ce, one);
+		ca = _mm512_mask_add_epi32(ca, _mm512_cmpgt_epu32_mask(key, vhi), ca, one);
+		in = _kandn_mask16(e, in);
+		_mm512_storeu_si512(out + w, _mm512_maskz_compress_epi32(in, key));
+		w += (size_t)__builtin_popcount(in);
+	}
+	*eq += (uint64_t)(uint32_t)_mm512_reduce_add_epi32(ce);
+	*above += (uint64_t)(uint32_t)_mm512_reduce_add_epi32(ca);
+	return w + window_generic(x + j, n - j, lo, hi, p, out + w, eq, above);
+}
+
+size_t weld_window_keys(const float *x, size_t n, uint32_t lo, uint32_t hi, uint32_t p,
+			uint32_t *out, uint64_t *eq, uint64_t *above)
+{
+	if (__builtin_cpu_supports("avx512f") && n < (1ull << 32))  /* lane totals fit */
+		return window_avx512(x, n, lo, hi, p, out, eq, above);
+	return window_generic(x, n, lo, hi, p, out, eq, above);
+}
+
 size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range *r,
 			uint32_t *out, uint64_t *pc, uint64_t *above)
 {
@@ -578,6 +636,12 @@ size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range
 	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
 #else
+size_t weld_window_keys(const float *x, size_t n, uint32_t lo, uint32_t hi, uint32_t p,
+			uint32_t *out, uint64_t *eq, uint64_t *above)
+{
+	return window_generic(x, n, lo, hi, p, out, eq, above);
+}
+
 static uint64_t mask_run(const float *x, size_t n, struct run *r, unsigned char *keep)
 {
 	return mask_generic(x, n, r, keep);

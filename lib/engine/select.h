@@ -56,6 +56,13 @@ size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range
 size_t weld_record_keys_generic(const float *x, size_t n, const struct weld_record_range *r,
 				uint32_t *out, uint64_t *pc, uint64_t *above);
 /*
+ * Append to out, in order, the keys of x in [lo, hi] other than p (a key
+ * in that range); add to *eq how many equal p, and to *above how many are
+ * above hi. out must have room for n keys; returns how many were appended.
+ */
+size_t weld_window_keys(const float *x, size_t n, uint32_t lo, uint32_t hi, uint32_t p,
+			uint32_t *out, uint64_t *eq, uint64_t *above);
+/*
  * Among the m keys of seg, find keys held by at least an eighth of them and
  * make them plateau keys of r, in the slots whose pc is 0 (slots counted
  * nothing yet for this stretch of keys); their keys are taken out of seg

@@ -2,9 +2,9 @@
  * select_row.c - top-k of one row after another (--scope row), from a guess.
  *
  * The rows of a tensor are alike, so the threshold of the last row is a
- * good guess of the next one's. One vectorised scan (weld_record_keys)
- * counts the row's keys above a window of keys around the guess and
- * gathers those inside it, the guess itself counted as a plateau rather
+ * good guess of the next one's. One vectorised scan
+ * (weld_window_keys) counts the row's keys above a window of keys around
+ * the guess and gathers those inside it, the guess itself counted rather
  * than gathered; when the k-th largest key falls in the window, it is the
  * guess, or a radix select over the few keys gathered finds it. Otherwise
  * the row's first digit is counted in full (weld_topk_count) and selected
@@ -55,16 +55,12 @@ static int window_bits(uint32_t lo, uint32_t hi)
 static bool select_near(const float *x, size_t n, uint64_t k, const struct weld_topk_hint *h,
 			uint32_t *scratch, struct weld_topk *out, size_t *held)
 {
-	uint64_t hi = (uint64_t)h->key + h->width;
-	struct weld_record_range r = {
-		.lo = h->key > h->width ? h->key - h->width : 0,
-		.plateau = { h->key, WELD_NO_KEY, WELD_NO_KEY, WELD_NO_KEY },
-	};
-	uint64_t pc[WELD_PLATEAUS] = { 0 }, above = 0, need, gt;
+	uint64_t top = (uint64_t)h->key + h->width, eq = 0, above = 0, need, gt;
+	uint32_t lo = h->key > h->width ? h->key - h->width : 0;
+	uint32_t hi = (uint32_t)(top < KEY_MAX ? top : KEY_MAX);
 	size_t m;
 
-	r.width = (uint32_t)(hi < KEY_MAX ? hi : KEY_MAX) - r.lo;
-	m = weld_record_keys(x, n, &r, scratch, pc, &above);
+	m = weld_window_keys(x, n, lo, hi, h->key, scratch, &eq, &above);
 	*held = m;
 	if (above >= k)
 		return false;
@@ -72,17 +68,17 @@ static bool select_near(const float *x, size_t n, uint64_t k, const struct weld_
 	 * guess's own, then those below it */
 	need = k - above;
 	gt = keys_above(scratch, m, h->key);
-	if (need > gt && need <= gt + pc[0]) {
+	if (need > gt && need <= gt + eq) {
 		memset(out, 0, sizeof(*out));
 		out->thresh = h->key;
 		out->keep_equal = need - gt;
 		return true;
 	}
 	if (need > gt)
-		need -= pc[0];
+		need -= eq;
 	if (need > m)
 		return false;
-	weld_topk_narrow(scratch, m, need, window_bits(r.lo, r.lo + r.width), out);
+	weld_topk_narrow(scratch, m, need, window_bits(lo, hi), out);
 	return true;
 }
 

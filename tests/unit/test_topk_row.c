@@ -1,8 +1,9 @@
 /*
  * test_topk_row.c - --scope row's selection kernels against plain ones: the
  * selection of one row after another from a guess (weld_topk_select_row)
- * against a sort, and the mask of two selections in one scan
- * (weld_topk_mask_pair) against weld_topk_mask on each.
+ * against a sort, its window's scan (weld_window_keys) against a loop, and
+ * the mask of two selections in one scan (weld_topk_mask_pair) against
+ * weld_topk_mask on each.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -148,6 +149,45 @@ static void test_select_row(void **state)
 	assert_true(counted > 0);
 }
 
+/* The window's scan against a plain loop, over rows of each kind and
+ * windows around keys of the row, narrow to wide (the whole key range
+ * too), lengths not a multiple of 16. */
+static void test_window_keys(void **state)
+{
+	static const size_t lens[] = { 5, 16, 2051 };
+	static float x[MAX_N];
+	static uint32_t got[MAX_N], want[MAX_N];
+
+	(void)state;
+	rng_state = 3;
+	for (int kind = 0; kind < KINDS; kind++)
+		for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+			size_t n = lens[l];
+
+			make_row((enum kind)kind, 0, x, n);
+			for (uint32_t shift = 0; shift <= 31; shift += 3) {
+				uint32_t p = weld_key(x[rnd() % n]), w = (1u << shift) - 1;
+				uint32_t lo = p > w ? p - w : 0;
+				uint32_t hi = (uint64_t)p + w < 0x7FFFFFFFu ? p + w : 0x7FFFFFFFu;
+				uint64_t eq = 1, above = 2, weq = 1, wabove = 2;
+				size_t m = weld_window_keys(x, n, lo, hi, p, got, &eq, &above), wm = 0;
+
+				for (size_t i = 0; i < n; i++) {
+					uint32_t key = weld_key(x[i]);
+
+					weq += key == p;
+					wabove += key > hi;
+					if (key >= lo && key <= hi && key != p)
+						want[wm++] = key;
+				}
+				assert_int_equal(m, wm);
+				assert_memory_equal(got, want, m * sizeof(got[0]));
+				assert_int_equal(eq, weq);
+				assert_int_equal(above, wabove);
+			}
+		}
+}
+
 /* keep = a's mask and not b's, from weld_topk_mask on each. */
 static void pair_plain(const float *x, size_t n, const struct weld_topk *a,
 		       const struct weld_topk *b, unsigned char *keep)
@@ -219,6 +259,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_select_row),
+		cmocka_unit_test(test_window_keys),
 		cmocka_unit_test(test_mask_pair),
 	};
 
