@@ -52,6 +52,7 @@
 #include "method.h"
 #include "kernels.h"
 #include "plan_impl.h"
+#include "select.h"
 #include "rank.h"
 #include "sample.h"
 #include "select.h"
@@ -108,6 +109,7 @@ struct slice_ctx {
 	unsigned char *keep;    /* max_src * MAX_SEL tiles of top-k masks */
 	uint32_t *hist;         /* the running thread's histograms */
 	uint32_t *row_keys;     /* one tile of keys for weld_topk_select (--scope row) */
+	struct weld_topk_hint row_hint[WELD_K_MAX_SRC * MAX_SEL]; /* --scope row: per selection */
 	/* per selection: the elements equal to its threshold before this slice
 	 * (COUNT first counts those of the slice; APPLY advances it) */
 	uint64_t n_equal[WELD_K_MAX_SRC * MAX_SEL];

@@ -29,12 +29,12 @@ static bool all_equal(const uint32_t *keys, size_t m)
 }
 
 /*
- * The digits, high to low: the first is 11 bits (the exponent and three
- * bits of the mantissa; the key's bit 31 is 0), which on the magnitudes of
- * a row of weights or deltas, packed into a few octaves, leaves a small
- * part of the row as candidates after one scan; then 8, 8 and 4 bits.
+ * The first digit is 11 bits (the exponent and three bits of the mantissa;
+ * the key's bit 31 is 0), which on the magnitudes of a row of weights or
+ * deltas, packed into a few octaves, leaves a small part of the row as
+ * candidates after one scan; then digits of 8 bits, and the last 4.
  */
-static const int digit_shift[] = { 20, 12, 4, 0 }, digit_bits[] = { 11, 8, 8, 4 };
+static const int digit_shift = 20;
 
 static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shift, uint32_t mask,
 			   uint32_t b);
@@ -69,11 +69,11 @@ static uint32_t count_digits(const float *x, const uint32_t *scratch, size_t m, 
 
 void weld_topk_count(const float *x, size_t n, struct weld_topk_counts *c)
 {
-	const uint32_t mask = (1u << digit_bits[0]) - 1;
+	const uint32_t mask = (1u << (32 - digit_shift)) - 1;
 
 	memset(c->c0, 0, sizeof(c->c0));
 	memset(c->c1, 0, sizeof(c->c1));
-	c->top = count_digits(x, NULL, n, digit_shift[0], mask, c->c0, c->c1);
+	c->top = count_digits(x, NULL, n, digit_shift, mask, c->c0, c->c1);
 }
 
 void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
@@ -89,14 +89,67 @@ void weld_topk_select(const float *x, size_t n, uint64_t k, uint32_t *scratch,
 	weld_topk_select_counted(x, n, k, &c, scratch, out);
 }
 
+/* The bin of the need-th largest key counted in c0 + c1, from the bin of
+ * the largest key down (the bins above it are empty); *need becomes the
+ * rank inside the bin, *cb its count. */
+static uint32_t pick_bin(const uint32_t *c0, const uint32_t *c1, uint32_t from, uint64_t *need,
+			 uint64_t *cb)
+{
+	uint64_t acc = 0;
+	uint32_t b;
+
+	for (b = from; b > 0; b--) {
+		*cb = (uint64_t)c0[b] + c1[b];
+		if (acc + *cb >= *need)
+			break;
+		acc += *cb;
+	}
+	*cb = (uint64_t)c0[b] + c1[b];
+	*need -= acc;
+	return b;
+}
+
+void weld_topk_narrow(uint32_t *scratch, size_t m, uint64_t need, int bits, struct weld_topk *out)
+{
+	uint32_t prefix = bits < 32 ? scratch[0] >> bits << bits : 0;
+
+	memset(out, 0, sizeof(*out));
+	if (all_equal(scratch, m)) {
+		prefix = scratch[0];
+		bits = 0;
+	}
+	/* digits of 8 bits, the last one what is left */
+	while (bits > 0) {
+		int shift = bits > 8 ? bits - 8 : 0;
+		uint32_t mask = (1u << (bits - shift)) - 1;
+		uint32_t c0[1u << 8], c1[1u << 8], top, b;
+		uint64_t cb;
+
+		memset(c0, 0, (mask + 1) * sizeof(c0[0]));
+		memset(c1, 0, (mask + 1) * sizeof(c1[0]));
+		top = count_digits(NULL, scratch, m, shift, mask, c0, c1);
+		b = pick_bin(c0, c1, top >> shift & mask, &need, &cb);
+		prefix |= b << shift;
+		if (cb < m)
+			m = filter_digit(NULL, scratch, m, shift, mask, b);
+		bits = shift;
+		if (bits && all_equal(scratch, m)) {
+			prefix = scratch[0];
+			break;
+		}
+	}
+	out->thresh = prefix;
+	out->keep_equal = need;
+}
+
 void weld_topk_select_counted(const float *x, size_t n, uint64_t k,
 			      const struct weld_topk_counts *first, uint32_t *scratch,
 			      struct weld_topk *out)
 {
-	uint64_t need = k;
-	uint32_t prefix = 0;
-	size_t m = n;
-	bool filtered = false;
+	const int shift = digit_shift, bits = 32 - digit_shift;
+	uint64_t need = k, cb;
+	size_t m;
+	uint32_t b;
 
 	memset(out, 0, sizeof(*out));
 	if (k == 0) {
@@ -107,45 +160,10 @@ void weld_topk_select_counted(const float *x, size_t n, uint64_t k,
 		out->all = true;
 		return;
 	}
-	for (int d = 0; d < 4; d++) {
-		int shift = digit_shift[d];
-		uint32_t mask = (1u << digit_bits[d]) - 1;
-		uint32_t l0[1u << 8], l1[1u << 8];
-		const uint32_t *c0 = l0, *c1 = l1;
-		uint64_t acc = 0, cb;
-		uint32_t b, top;
-
-		if (d == 0) {
-			c0 = first->c0;
-			c1 = first->c1;
-			top = first->top;
-		} else {
-			memset(l0, 0, (mask + 1) * sizeof(l0[0]));
-			memset(l1, 0, (mask + 1) * sizeof(l1[0]));
-			top = count_digits(NULL, scratch, m, shift, mask, l0, l1);
-		}
-		/* the bins above the largest key's are empty (its digit is the
-		 * largest: the higher digits are the prefix, the same for all) */
-		for (b = top >> shift & mask; b > 0; b--) {
-			cb = (uint64_t)c0[b] + c1[b];
-			if (acc + cb >= need)
-				break;
-			acc += cb;
-		}
-		cb = (uint64_t)c0[b] + c1[b];
-		need -= acc;
-		prefix |= b << shift;
-		/* keep only the candidates of bin b (in place: w <= j) */
-		if (!filtered || cb < m)
-			m = filter_digit(filtered ? NULL : x, scratch, m, shift, mask, b);
-		filtered = true;
-		if (shift && all_equal(scratch, m)) {
-			prefix = scratch[0];
-			break;
-		}
-	}
-	out->thresh = prefix;
-	out->keep_equal = need;
+	/* the first digit from the counts, then the keys of its bin */
+	b = pick_bin(first->c0, first->c1, first->top >> shift, &need, &cb);
+	m = filter_digit(x, scratch, n, shift, (1u << bits) - 1, b);
+	weld_topk_narrow(scratch, m, need, shift, out);
 }
 
 WELD_HOT void weld_hist_hi(const float *x, size_t n, uint32_t *h)
@@ -194,20 +212,65 @@ size_t weld_record_keys_generic(const float *x, size_t n, const struct weld_reco
 	return w;
 }
 
-/* keep[j] = key > t, or key == t when keep_eq; returns how many keys are
- * t. */
-WELD_HOT static uint64_t mask_scan_generic(const float *x, size_t n, uint32_t t, bool keep_eq,
-					   unsigned char *keep)
+/* The keys of x in [lo, hi] but p, in order; counts those equal to p
+ * and those above hi. */
+static size_t window_generic(const float *x, size_t n, uint32_t lo, uint32_t hi, uint32_t p,
+			     uint32_t *out, uint64_t *eq, uint64_t *above)
 {
-	uint64_t eq = 0;
+	uint64_t e = 0, ab = 0;
+	size_t w = 0;
 
 	for (size_t j = 0; j < n; j++) {
 		uint32_t key = weld_key(x[j]);
+		bool is_p = key == p;
 
-		keep[j] = key > t || (keep_eq && key == t);
-		eq += key == t;
+		out[w] = key;
+		w += key - lo <= hi - lo && !is_p;
+		e += is_p;
+		ab += key > hi;
 	}
+	*eq += e;
+	*above += ab;
+	return w;
+}
+
+/* A selection's scan: its threshold key, and how many of the elements
+ * equal to it are still to be kept (the first ones). */
+struct run {
+	uint32_t t;
+	uint64_t left;
+};
+
+/* keep[j] = key > t, or key == t for the first r->left of those; returns
+ * how many keys are t, r->left less those kept. */
+static uint64_t mask_generic(const float *x, size_t n, struct run *r, unsigned char *keep)
+{
+	uint64_t eq = 0, left = r->left;
+
+	for (size_t j = 0; j < n; j++) {
+		uint32_t key = weld_key(x[j]);
+		bool e = key == r->t, take = e && left;
+
+		keep[j] = key > r->t || take;
+		left -= take;
+		eq += e;
+	}
+	r->left = left;
 	return eq;
+}
+
+/* keep[j] = kept by a and not by b. */
+static void pair_generic(const float *x, size_t n, struct run *a, struct run *b,
+			 unsigned char *keep)
+{
+	for (size_t j = 0; j < n; j++) {
+		uint32_t key = weld_key(x[j]);
+		bool ta = key == a->t && a->left, tb = key == b->t && b->left;
+
+		keep[j] = (key > a->t || ta) && !(key > b->t || tb);
+		a->left -= ta;
+		b->left -= tb;
+	}
 }
 
 /* scratch[0..w) = the keys of x (scratch itself when x is NULL, in place:
@@ -224,17 +287,6 @@ static size_t filter_generic(const float *x, uint32_t *scratch, size_t m, int sh
 		w += (key >> shift & mask) == b;
 	}
 	return w;
-}
-
-/* The position just after the left-th key of x equal to t (left >= 1, and
- * x holds that many). */
-static size_t cut_generic(const float *x, uint32_t t, uint64_t left)
-{
-	size_t cut = 0;
-
-	for (; left; cut++)
-		left -= weld_key(x[cut]) == t;
-	return cut;
 }
 
 /* One key's threshold and whether its equal keys are kept, for the scans
@@ -349,32 +401,6 @@ static size_t record_avx512(const float *x, size_t n, const struct weld_record_r
 	return w + weld_record_keys_generic(x + j, n - j, r, out + w, pc, above);
 }
 
-/* mask_scan_generic, 64 keys at a time: their masks make 64 bytes of 0/1. */
-__attribute__((target("avx512f,avx512bw,popcnt")))
-static uint64_t mask_scan_avx512(const float *x, size_t n, uint32_t t, bool keep_eq,
-				 unsigned char *keep)
-{
-	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vt = _mm512_set1_epi32((int)t);
-	const __m512i one = _mm512_set1_epi8(1);
-	const __mmask64 with_eq = keep_eq ? ~(__mmask64)0 : 0;
-	uint64_t c = 0;
-	size_t j = 0;
-
-	for (; j + 64 <= n; j += 64) {
-		__mmask64 gt = 0, eq = 0;
-
-		for (int k = 0; k < 4; k++) {
-			__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j + 16 * k), abs);
-
-			gt |= (__mmask64)_mm512_cmpgt_epu32_mask(key, vt) << (16 * k);
-			eq |= (__mmask64)_mm512_cmpeq_epi32_mask(key, vt) << (16 * k);
-		}
-		c += (uint64_t)__builtin_popcountll(eq);
-		_mm512_storeu_si512(keep + j, _mm512_maskz_mov_epi8(gt | (eq & with_eq), one));
-	}
-	return c + mask_scan_generic(x + j, n - j, t, keep_eq, keep + j);
-}
-
 /* Four masks of 16 lanes as one of 64, the first in the low bits. */
 #define JOIN64(m) _mm512_kunpackd(_mm512_kunpackw((m)[3], (m)[2]), _mm512_kunpackw((m)[1], (m)[0]))
 
@@ -471,33 +497,91 @@ static size_t filter_avx512(const float *x, uint32_t *scratch, size_t m, int shi
 	return w;
 }
 
-/* cut_generic, 16 keys at a time: the equal ones counted until the block
- * that holds the left-th. */
-__attribute__((target("avx512f,popcnt")))
-static size_t cut_avx512(const float *x, size_t n, uint32_t t, uint64_t left)
+/* The first r of the set bits of m (all of them when it has no more). */
+__attribute__((target("bmi2"), always_inline))
+static inline uint64_t first_bits(uint64_t m, uint64_t r)
 {
-	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vt = _mm512_set1_epi32((int)t);
-	size_t j = 0;
-
-	for (; j + 16 <= n; j += 16) {
-		unsigned m = _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_loadu_si512(x + j), abs), vt);
-		unsigned c = (unsigned)__builtin_popcount(m);
-
-		if (c >= left) {
-			while (--left)
-				m &= m - 1;
-			return j + (size_t)__builtin_ctz(m) + 1;
-		}
-		left -= c;
-	}
-	return j + cut_generic(x + j, t, left);
+	return r >= 64 ? m : _pdep_u64((1ull << r) - 1, m);
 }
 
-static size_t find_cut(const float *x, size_t n, uint32_t t, uint64_t left)
+/* mask_generic, 64 keys at a time: their masks make 64 bytes of 0/1, the
+ * equal keys kept picked from their mask by a bit deposit. */
+__attribute__((target("avx512f,avx512bw,bmi2,popcnt")))
+static uint64_t mask_avx512(const float *x, size_t n, struct run *r, unsigned char *keep)
 {
-	if (__builtin_cpu_supports("avx512f"))
-		return cut_avx512(x, n, t, left);
-	return cut_generic(x, t, left);
+	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), vt = _mm512_set1_epi32((int)r->t);
+	const __m512i one = _mm512_set1_epi8(1);
+	uint64_t c = 0, left = r->left;
+	size_t j = 0;
+
+	for (; j + 64 <= n; j += 64) {
+		uint64_t gt = 0, e = 0, take;
+
+		for (int i = 0; i < 4; i++) {
+			__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j + 16 * i), abs);
+
+			gt |= (uint64_t)_cvtmask16_u32(_mm512_cmpgt_epu32_mask(key, vt)) << (16 * i);
+			e |= (uint64_t)_cvtmask16_u32(_mm512_cmpeq_epi32_mask(key, vt)) << (16 * i);
+		}
+		take = first_bits(e, left);
+		left -= (uint64_t)__builtin_popcountll(take);
+		c += (uint64_t)__builtin_popcountll(e);
+		_mm512_storeu_si512(keep + j, _mm512_maskz_mov_epi8(_cvtu64_mask64(gt | take), one));
+	}
+	r->left = left;
+	return c + mask_generic(x + j, n - j, r, keep + j);
+}
+
+/* pair_generic, 64 keys at a time, as mask_avx512 does each selection. */
+__attribute__((target("avx512f,avx512bw,bmi2,popcnt")))
+static void pair_avx512(const float *x, size_t n, struct run *a, struct run *b,
+			unsigned char *keep)
+{
+	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi8(1);
+	const __m512i ta = _mm512_set1_epi32((int)a->t), tb = _mm512_set1_epi32((int)b->t);
+	uint64_t la = a->left, lb = b->left;
+	size_t j = 0;
+
+	for (; j + 64 <= n; j += 64) {
+		uint64_t ga = 0, qa = 0, gb = 0, qb = 0;
+
+		for (int i = 0; i < 4; i++) {
+			__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j + 16 * i), abs);
+
+			ga |= (uint64_t)_cvtmask16_u32(_mm512_cmpgt_epu32_mask(key, ta)) << (16 * i);
+			qa |= (uint64_t)_cvtmask16_u32(_mm512_cmpeq_epi32_mask(key, ta)) << (16 * i);
+			gb |= (uint64_t)_cvtmask16_u32(_mm512_cmpgt_epu32_mask(key, tb)) << (16 * i);
+			qb |= (uint64_t)_cvtmask16_u32(_mm512_cmpeq_epi32_mask(key, tb)) << (16 * i);
+		}
+		qa = first_bits(qa, la);
+		qb = first_bits(qb, lb);
+		la -= (uint64_t)__builtin_popcountll(qa);
+		lb -= (uint64_t)__builtin_popcountll(qb);
+		_mm512_storeu_si512(keep + j, _mm512_maskz_mov_epi8(_cvtu64_mask64((ga | qa) & ~(gb | qb)),
+								    one));
+	}
+	a->left = la;
+	b->left = lb;
+	pair_generic(x + j, n - j, a, b, keep + j);
+}
+
+static bool mask_lanes(void)
+{
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("bmi2");
+}
+
+static uint64_t mask_run(const float *x, size_t n, struct run *r, unsigned char *keep)
+{
+	return mask_lanes() ? mask_avx512(x, n, r, keep) : mask_generic(x, n, r, keep);
+}
+
+static void pair_run(const float *x, size_t n, struct run *a, struct run *b, unsigned char *keep)
+{
+	if (mask_lanes())
+		pair_avx512(x, n, a, b, keep);
+	else
+		pair_generic(x, n, a, b, keep);
 }
 
 static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shift, uint32_t mask,
@@ -508,11 +592,40 @@ static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shif
 	return filter_generic(x, scratch, m, shift, mask, b);
 }
 
-static uint64_t mask_scan(const float *x, size_t n, uint32_t t, bool keep_eq, unsigned char *keep)
+/* window_generic, 16 keys at a time, compressed into a register and all
+ * 16 lanes stored (as record_avx512 does); the counts kept per lane. */
+__attribute__((target("avx512f,popcnt")))
+static size_t window_avx512(const float *x, size_t n, uint32_t lo, uint32_t hi, uint32_t p,
+			    uint32_t *out, uint64_t *eq, uint64_t *above)
 {
-	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
-		return mask_scan_avx512(x, n, t, keep_eq, keep);
-	return mask_scan_generic(x, n, t, keep_eq, keep);
+	const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF), one = _mm512_set1_epi32(1);
+	const __m512i vlo = _mm512_set1_epi32((int)lo), vw = _mm512_set1_epi32((int)(hi - lo));
+	const __m512i vhi = _mm512_set1_epi32((int)hi), vp = _mm512_set1_epi32((int)p);
+	__m512i ce = _mm512_setzero_si512(), ca = _mm512_setzero_si512();
+	size_t w = 0, j = 0;
+
+	for (; j + 16 <= n; j += 16) {
+		__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + j), abs);
+		__mmask16 in = _mm512_cmple_epu32_mask(_mm512_sub_epi32(key, vlo), vw);
+		__mmask16 e = _mm512_cmpeq_epi32_mask(key, vp);
+
+		ce = _mm512_mask_add_epi32(ce, e, ce, one);
+		ca = _mm512_mask_add_epi32(ca, _mm512_cmpgt_epu32_mask(key, vhi), ca, one);
+		in = _kandn_mask16(e, in);
+		_mm512_storeu_si512(out + w, _mm512_maskz_compress_epi32(in, key));
+		w += (size_t)__builtin_popcount(in);
+	}
+	*eq += (uint64_t)(uint32_t)_mm512_reduce_add_epi32(ce);
+	*above += (uint64_t)(uint32_t)_mm512_reduce_add_epi32(ca);
+	return w + window_generic(x + j, n - j, lo, hi, p, out + w, eq, above);
+}
+
+size_t weld_window_keys(const float *x, size_t n, uint32_t lo, uint32_t hi, uint32_t p,
+			uint32_t *out, uint64_t *eq, uint64_t *above)
+{
+	if (__builtin_cpu_supports("avx512f") && n < (1ull << 32))  /* lane totals fit */
+		return window_avx512(x, n, lo, hi, p, out, eq, above);
+	return window_generic(x, n, lo, hi, p, out, eq, above);
 }
 
 size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range *r,
@@ -523,10 +636,20 @@ size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range
 	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
 #else
-static size_t find_cut(const float *x, size_t n, uint32_t t, uint64_t left)
+size_t weld_window_keys(const float *x, size_t n, uint32_t lo, uint32_t hi, uint32_t p,
+			uint32_t *out, uint64_t *eq, uint64_t *above)
 {
-	(void)n;
-	return cut_generic(x, t, left);
+	return window_generic(x, n, lo, hi, p, out, eq, above);
+}
+
+static uint64_t mask_run(const float *x, size_t n, struct run *r, unsigned char *keep)
+{
+	return mask_generic(x, n, r, keep);
+}
+
+static void pair_run(const float *x, size_t n, struct run *a, struct run *b, unsigned char *keep)
+{
+	pair_generic(x, n, a, b, keep);
 }
 
 static size_t filter_digit(const float *x, uint32_t *scratch, size_t m, int shift, uint32_t mask,
@@ -547,33 +670,19 @@ size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range
 	return weld_record_keys_generic(x, n, r, out, pc, above);
 }
 
-static uint64_t mask_scan(const float *x, size_t n, uint32_t t, bool keep_eq, unsigned char *keep)
-{
-	return mask_scan_generic(x, n, t, keep_eq, keep);
-}
 #endif
 
 uint64_t weld_topk_mask(const float *x, size_t n, const struct weld_topk *sel,
 			uint64_t equal_before, unsigned char *keep)
 {
-	uint32_t t = sel->thresh;
-	bool keep_eq = equal_before < sel->keep_equal;
-	uint64_t eq;
-	size_t cut;
+	struct run r = { sel->thresh,
+			 equal_before < sel->keep_equal ? sel->keep_equal - equal_before : 0 };
 
 	if (sel->all || sel->none) {
 		memset(keep, sel->all, n);
 		return 0;
 	}
-	/* one scan keeps all or none of the equal elements and counts them */
-	eq = mask_scan(x, n, t, keep_eq, keep);
-	if (!keep_eq || equal_before + eq <= sel->keep_equal)
-		return eq;
-	/* the kept equal elements run out here: those before the cut */
-	cut = find_cut(x, n, t, sel->keep_equal - equal_before);
-	for (size_t j = cut; j < n; j++)
-		keep[j] = weld_key(x[j]) > t;
-	return eq;
+	return mask_run(x, n, &r, keep);
 }
 
 bool weld_topk_mask_between(const float *x, size_t n, const struct weld_topk *a,
@@ -595,6 +704,25 @@ bool weld_topk_mask_between(const float *x, size_t n, const struct weld_topk *a,
 	*eq_a = eq[0];
 	*eq_b = eq[1];
 	return true;
+}
+
+/* A selection of a whole unit as a scan: all, as key >= 0; none, as key
+ * > KEY_MAX (keys are at most that). */
+static struct run unit_run(const struct weld_topk *sel)
+{
+	if (sel->all)
+		return (struct run){ 0, UINT64_MAX };
+	if (sel->none)
+		return (struct run){ 0x7FFFFFFFu, 0 };
+	return (struct run){ sel->thresh, sel->keep_equal };
+}
+
+void weld_topk_mask_pair(const float *x, size_t n, const struct weld_topk *a,
+			 const struct weld_topk *b, unsigned char *keep)
+{
+	struct run ra = unit_run(a), rb = unit_run(b);
+
+	pair_run(x, n, &ra, &rb, keep);
 }
 
 /* A free slot for a new plateau key: one that counted nothing yet. */

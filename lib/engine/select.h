@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "merge.h"
+
 #define WELD_HIST_BINS 65536
 
 /* The sortable key of |x|: its bit pattern without the sign. */
@@ -54,6 +56,13 @@ size_t weld_record_keys(const float *x, size_t n, const struct weld_record_range
 size_t weld_record_keys_generic(const float *x, size_t n, const struct weld_record_range *r,
 				uint32_t *out, uint64_t *pc, uint64_t *above);
 /*
+ * Append to out, in order, the keys of x in [lo, hi] other than p (a key
+ * in that range); add to *eq how many equal p, and to *above how many are
+ * above hi. out must have room for n keys; returns how many were appended.
+ */
+size_t weld_window_keys(const float *x, size_t n, uint32_t lo, uint32_t hi, uint32_t p,
+			uint32_t *out, uint64_t *eq, uint64_t *above);
+/*
  * Among the m keys of seg, find keys held by at least an eighth of them and
  * make them plateau keys of r, in the slots whose pc is 0 (slots counted
  * nothing yet for this stretch of keys); their keys are taken out of seg
@@ -77,10 +86,45 @@ uint32_t weld_hist_pick_from(const uint64_t *h, uint32_t from, uint64_t need, ui
  * the count of a selection that keeps no more equal elements (its before
  * is at its keep_equal already) may be short: it matters no more.
  */
-struct weld_topk;
 bool weld_topk_mask_between(const float *x, size_t n, const struct weld_topk *a,
 			    uint64_t a_before, const struct weld_topk *b, uint64_t b_before,
 			    unsigned char *keep, uint64_t *eq_a, uint64_t *eq_b);
+/* keep[j] = 1 for the elements of a whole unit x (no equal elements
+ * before it) that selection a keeps and b does not (breadcrumbs: kept,
+ * minus the top outliers), in one scan. */
+void weld_topk_mask_pair(const float *x, size_t n, const struct weld_topk *a,
+			 const struct weld_topk *b, unsigned char *keep);
+/*
+ * The rest of a radix select: the need-th largest (1 <= need <= m) of the
+ * m >= 1 keys at scratch, which share all but their low `bits` bits, as
+ * out's threshold and its equal keys kept; scratch is overwritten.
+ */
+void weld_topk_narrow(uint32_t *scratch, size_t m, uint64_t need, int bits, struct weld_topk *out);
+
+/*
+ * --scope row: the selections of one row after another (select_row.c).
+ * A hint is a guess of the next row's threshold, per source and
+ * selection, and the width of the window of keys around it tried first;
+ * all zero: no guess yet.
+ */
+struct weld_topk_hint {
+	uint32_t key, width;
+	bool set;
+};
+/* One row, the keys' room (n of them) and its first digit's counts, once
+ * taken (counted: set counted false for a new row, counts untouched). */
+struct weld_topk_row {
+	const float *x;
+	size_t n;
+	uint32_t *scratch;
+	bool counted;
+	struct weld_topk_counts counts;
+};
+/* weld_topk_select of the row, its result the same; tries the hint's
+ * window first, and updates the hint. */
+void weld_topk_select_row(struct weld_topk_row *row, uint64_t k, struct weld_topk_hint *h,
+			  struct weld_topk *out);
+
 /* How many x have this key. */
 uint64_t weld_count_equal(const float *x, size_t n, uint32_t key);
 /* How many of the keys are this key. */

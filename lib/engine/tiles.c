@@ -136,9 +136,11 @@ static void tile_inputs(struct exec *e, const struct weld_job *j, struct slice_c
 	}
 }
 
-/* --scope row: dare's l1 and the top-k of each row of the tile. */
+/* --scope row: dare's l1 and the top-k of each row of the tile; with two
+ * selections (breadcrumbs), the first mask without the second's elements,
+ * merged[s] set. */
 static void tile_rows(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
-		      uint64_t g, size_t len)
+		      uint64_t g, size_t len, bool *merged)
 {
 	uint64_t rl = row_len(j);
 	int ns = nsel(e, j);
@@ -150,22 +152,26 @@ static void tile_rows(struct exec *e, const struct weld_job *j, struct slice_ctx
 	for (uint64_t r = 0; r < len; r += rl)
 		for (size_t s = 0; s < j->nsrc; s++) {
 			float *v = c->vals + s * e->tile_elems + r;
-			struct weld_topk_counts counts;
+			unsigned char *keep = c->keep + s * MAX_SEL * e->tile_elems + r;
+			struct weld_topk sel[MAX_SEL];
+			struct weld_topk_row row;
 
 			if (needs_l1(e, j))
 				weld_k_dare_row_l1(v, (size_t)rl, e->rng_key[s], g + r,
 						   j->src[s].density);
-			/* one count of the row serves every selection */
-			if (ns > 0)
-				weld_topk_count(v, (size_t)rl, &counts);
-			for (int q = 0; q < ns; q++) {
-				size_t sq = s * MAX_SEL + (size_t)q;
-				struct weld_topk sel;
-
-				weld_topk_select_counted(v, (size_t)rl, unit_k(e, j, s, q, rl),
-							 &counts, c->row_keys, &sel);
-				weld_topk_mask(v, (size_t)rl, &sel, 0,
-					       c->keep + sq * e->tile_elems + r);
+			/* the row's count, if one is needed, serves every selection */
+			row.x = v;
+			row.n = (size_t)rl;
+			row.scratch = c->row_keys;
+			row.counted = false;
+			for (int q = 0; q < ns; q++)
+				weld_topk_select_row(&row, unit_k(e, j, s, q, rl),
+						     &c->row_hint[s * MAX_SEL + (size_t)q], &sel[q]);
+			if (ns == 2) {
+				weld_topk_mask_pair(v, (size_t)rl, &sel[0], &sel[1], keep);
+				merged[s] = true;
+			} else if (ns == 1) {
+				weld_topk_mask(v, (size_t)rl, &sel[0], 0, keep);
 			}
 		}
 }
@@ -253,7 +259,7 @@ static void tile_apply(struct exec *e, const struct weld_job *j, struct slice_ct
 		return;
 	}
 	if (row_scope(e, j))
-		tile_rows(e, j, c, g, len);
+		tile_rows(e, j, c, g, len, merged);
 	else
 		tile_masks(e, j, c, len, merged);
 	for (size_t s = 0; s < j->nsrc; s++) {
