@@ -512,10 +512,11 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 		if (sums)
 			weld_xsum_add_abs(&sums[0], v, 1);
 		v[0] = keep_or_zero(inverse ? v[0] / (float)d : v[0] * factor, keep);
-		kb[0] = keep;
 		if (sums)
 			weld_xsum_add_abs(&sums[1], v, 1);
-		goto out;
+		if (bits)
+			bits[0] = keep;
+		return;
 	}
 	zeros = keys_of(v, (uint32_t)w, k, &kmax);
 	if (sums)
@@ -542,7 +543,6 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 		xsum_add_below(&sums[1], v, w, kmax);
 	else if (sums)
 		weld_xsum_add_abs(&sums[1], v, w);
-out:
 	if (bits)
 		pack_bits(kb, w, bits);
 }
