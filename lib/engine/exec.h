@@ -52,7 +52,6 @@
 #include "method.h"
 #include "kernels.h"
 #include "plan_impl.h"
-#include "select.h"
 #include "rank.h"
 #include "sample.h"
 #include "select.h"
