@@ -533,61 +533,6 @@ static void pack(const unsigned char *f, size_t n, uint64_t *bits)
 }
 #endif
 
-static size_t bits_generic(const uint64_t *bits, size_t len, uint32_t *idx)
-{
-	size_t m = 0;
-
-	for (size_t w = 0; w * 64 < len; w++) {
-		uint64_t v = bits[w];
-
-		if (len - w * 64 < 64)
-			v &= (UINT64_C(1) << (len - w * 64)) - 1;
-		for (; v; v &= v - 1)
-			idx[m++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(v));
-	}
-	return m;
-}
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-/* 16 bits at a time, as pick_avx512() does with flags. */
-__attribute__((target("avx512f,popcnt")))
-static size_t bits_avx512(const uint64_t *bits, size_t len, uint32_t *idx)
-{
-	const __m512i step = _mm512_set1_epi32(16);
-	__m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-	size_t m = 0, w = 0;
-
-	for (; (w + 1) * 64 <= len; w++)
-		for (int q = 0; q < 4; q++) {
-			__mmask16 k = (__mmask16)(bits[w] >> (16 * q));
-
-			_mm512_storeu_si512(idx + m, _mm512_maskz_compress_epi32(k, pos));
-			m += (size_t)__builtin_popcount(k);
-			pos = _mm512_add_epi32(pos, step);
-		}
-	if (w * 64 < len) {
-		size_t r = bits_generic(bits + w, len - w * 64, idx + m);
-
-		for (size_t k = 0; k < r; k++)
-			idx[m + k] += (uint32_t)(w * 64);
-		m += r;
-	}
-	return m;
-}
-
-size_t weld_k_pcb_bits_candidates(const uint64_t *bits, size_t len, uint32_t *idx)
-{
-	if (__builtin_cpu_supports("avx512f") && len < (1u << 31))
-		return bits_avx512(bits, len, idx);
-	return bits_generic(bits, len, idx);
-}
-#else
-size_t weld_k_pcb_bits_candidates(const uint64_t *bits, size_t len, uint32_t *idx)
-{
-	return bits_generic(bits, len, idx);
-}
-#endif
-
 size_t weld_k_pcb_candidates(const float *d, const float *sum, const struct weld_pcb_bound *b,
 			     float lo, float hi, float cut, size_t len, float *tmp, uint32_t *idx)
 {

@@ -158,9 +158,6 @@ size_t weld_k_pcb_window_candidates(const float *d, const float *sum,
 size_t weld_k_pcb_window_chords(const float *d, const float *sum, const struct weld_pcb_bound *b,
 				float lo, float hi, float cut, float above, float top, size_t len,
 				uint32_t *idx, uint64_t *n_above, uint64_t *in_bits);
-/* The positions j < len of the set bits, ascending, into idx; returns how
- * many. */
-size_t weld_k_pcb_bits_candidates(const uint64_t *bits, size_t len, uint32_t *idx);
 /* Step 5 for one model: sc[j] = (beta_j - thr)/(top - thr) where beta_j >
  * thr, else 0 (and 0 everywhere when top = thr); from delta, or from beta.
  * in_bits (NULL: none) has a bit set at least where beta may exceed thr
