@@ -74,6 +74,51 @@ static inline __attribute__((always_inline)) void xsum_block(struct weld_xsum *s
 	}
 }
 
+/* The same over keys k[0..n) at most kmax, into s; and those whose flag
+ * keep[i] is 1 into kept as well: both sums from one pass. */
+static inline __attribute__((always_inline)) void xsum_keys_block(struct weld_xsum *s,
+								  struct weld_xsum *kept,
+								  const uint32_t *k,
+								  const unsigned char *keep,
+								  size_t n, uint32_t kmax)
+{
+	size_t small = 0;
+	uint32_t e0;
+	uint64_t v = 0, vk = 0;
+
+	if (kmax >> 23 < XSPAN + 1 || kmax >> 23 > 200) {
+		for (size_t i = 0; i < n; i++) {
+			xsum_one(s->m, &s->nan, k[i]);
+			if (keep[i])
+				xsum_one(kept->m, &kept->nan, k[i]);
+		}
+		return;
+	}
+	e0 = (kmax >> 23) - XSPAN;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t e = k[i] >> 23;
+		uint64_t sig = (k[i] & 0x7FFFFFu) | 0x800000u, x = e >= e0 ? sig << (e - e0) : 0;
+
+		v += x;
+		vk += x & ((uint64_t)0 - keep[i]);
+		small += (e < e0) & (k[i] != 0);
+	}
+	s->m[e0] += v & 0xFFFFFFu;
+	s->m[e0 + 24] += v >> 24 & 0xFFFFFFu;
+	s->m[e0 + 48] += v >> 48;
+	kept->m[e0] += vk & 0xFFFFFFu;
+	kept->m[e0 + 24] += vk >> 24 & 0xFFFFFFu;
+	kept->m[e0 + 48] += vk >> 48;
+	for (size_t i = 0; i < n && small; i++) {
+		if (k[i] >> 23 < e0 && k[i]) {
+			xsum_one(s->m, &s->nan, k[i]);
+			if (keep[i])
+				xsum_one(kept->m, &kept->nan, k[i]);
+			small--;
+		}
+	}
+}
+
 WELD_HOT void weld_xsum_add_abs(struct weld_xsum *s, const float *x, size_t len)
 {
 	for (size_t b = 0; b < len; b += XBLOCK) {
@@ -286,20 +331,76 @@ INLINE void buckets_of(const uint32_t *restrict k, uint32_t w, uint32_t lo, uint
 }
 
 /* The counting pass: cnt[b] members of bucket b, pos[i] the members of
- * element i's bucket before it; li[0..return) the elements of odd buckets. */
-INLINE uint32_t count_buckets(const uint16_t *restrict bk, uint32_t w, uint32_t *restrict cnt,
-			      uint32_t *restrict pos, uint32_t *restrict li)
+ * element i's bucket before it. */
+INLINE void count_buckets(const uint16_t *restrict bk, uint32_t w, uint32_t *restrict cnt,
+			  uint32_t *restrict pos)
+{
+	for (uint32_t i = 0; i < w; i++)
+		pos[i] = cnt[bk[i]]++;
+}
+
+/* The positions of the elements of odd buckets, ascending, into li;
+ * returns how many. No branch: some are odd, most are not. */
+static uint32_t odd_generic(const uint16_t *bk, uint32_t i0, uint32_t w, uint32_t *li)
 {
 	uint32_t m = 0;
 
-	for (uint32_t i = 0; i < w; i++) {
-		uint32_t b = bk[i];
-
-		pos[i] = cnt[b]++;
+	for (uint32_t i = i0; i < w; i++) {
 		li[m] = i;
-		m += b & 1;
+		m += bk[i] & 1;
 	}
 	return m;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+
+/* 32 buckets at a time: the positions of the odd ones compressed into a
+ * register, 16 at a time, and all 16 lanes stored (li has room: no more
+ * are picked than looked at). */
+__attribute__((target("avx512f,avx512bw,popcnt")))
+static uint32_t odd_avx512(const uint16_t *bk, uint32_t w, uint32_t *li)
+{
+	const __m512i one = _mm512_set1_epi16(1), step = _mm512_set1_epi32(16);
+	__m512i at = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	uint32_t m = 0, i = 0;
+
+	for (; i + 32 <= w; i += 32) {
+		__mmask32 odd = _mm512_test_epi16_mask(_mm512_loadu_si512((const void *)(bk + i)),
+						       one);
+
+		_mm512_storeu_si512(li + m, _mm512_maskz_compress_epi32((__mmask16)odd, at));
+		m += (uint32_t)__builtin_popcount(odd & 0xFFFFu);
+		at = _mm512_add_epi32(at, step);
+		_mm512_storeu_si512(li + m, _mm512_maskz_compress_epi32((__mmask16)(odd >> 16), at));
+		m += (uint32_t)__builtin_popcount(odd >> 16);
+		at = _mm512_add_epi32(at, step);
+	}
+	return m + odd_generic(bk, i, w, li + m);
+}
+
+static uint32_t odd_members(const uint16_t *bk, uint32_t w, uint32_t *li)
+{
+	if (__builtin_cpu_supports("avx512bw"))
+		return odd_avx512(bk, w, li);
+	return odd_generic(bk, 0, w, li);
+}
+#else
+static uint32_t odd_members(const uint16_t *bk, uint32_t w, uint32_t *li)
+{
+	return odd_generic(bk, 0, w, li);
+}
+#endif
+
+/* Whether some odd bucket has two members or more. */
+INLINE bool odd_to_sort(const uint32_t *restrict cnt, size_t nb)
+{
+	uint32_t any = 0;
+
+#pragma omp simd reduction(| : any)
+	for (uint32_t b = 1; b < nb; b += 2)
+		any |= cnt[b] > 1;
+	return any;
 }
 
 /* A prefix sum on vectors: gcc does it, clang does not (and says so). */
@@ -337,12 +438,14 @@ INLINE void row_ranks(const uint32_t *k, uint32_t w, uint32_t kmax, bool exact_z
 	uint32_t *li = scratch + R_LIST * (size_t)w, *sk = scratch + R_SKEY * (size_t)w;
 	uint32_t *si = scratch + R_SPOS * (size_t)w;
 	uint16_t *bk = (uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w);
-	uint32_t cnt[NB_MAX], m, n = 0;
+	uint32_t cnt[NB_MAX], m = 0, n = 0;
 	struct span sp = row_span(w, kmax);
 
 	buckets_of(k, w, sp.lo, exact_zeros ? 0 : 2 * (ZERO_BUCKETS - 1), bk);
 	memset(cnt, 0, sp.nb * sizeof(cnt[0]));
-	m = count_buckets(bk, w, cnt, pos, li);
+	count_buckets(bk, w, cnt, pos);
+	if (odd_to_sort(cnt, sp.nb))
+		m = odd_members(bk, w, li);
 	last_ranks(cnt, sp.nb, last);
 	/* odd buckets of two or more: their members, in their bucket's ranks
 	 * from the last position to the first, sorted on the keys, stably,
@@ -504,7 +607,7 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * w);
 	unsigned char *kb = (unsigned char *)(scratch + R_BUCKET * w) + (w + 1) / 2 * 4;
 	float zf = 0.0f * factor;
-	bool inside;
+	bool inside, fused;
 
 	if (w == 1) {
 		bool keep = draw53(key, first) < weld_rng_threshold(d);
@@ -519,7 +622,9 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 		return;
 	}
 	zeros = keys_of(v, (uint32_t)w, k, &kmax);
-	if (sums)
+	/* the L1 pass (factor 1): both sums from the keys and keep flags, after the drop */
+	fused = sums && !inverse && factor == 1.0f;
+	if (sums && !fused)
 		xsum_add_below(&sums[0], v, w, kmax);
 	/* a zero's rank matters when a kept one differs from a dropped one:
 	 * -0, or a factor that makes +0 another zero or a NaN */
@@ -538,9 +643,10 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 	else
 		della_ranked(v, (uint32_t)w, key + first, d, eps, inverse, false, factor, bk, pos,
 			     last, kb);
-	/* a kept element is at most as large as before when the factor is 1 */
-	if (sums && !inverse && factor == 1.0f)
-		xsum_add_below(&sums[1], v, w, kmax);
+	if (fused)
+		for (size_t b = 0; b < w; b += XBLOCK)
+			xsum_keys_block(&sums[0], &sums[1], k + b, kb + b,
+					w - b < XBLOCK ? w - b : XBLOCK, kmax);
 	else if (sums)
 		weld_xsum_add_abs(&sums[1], v, w);
 	if (bits)
