@@ -1,10 +1,11 @@
 /*
- * elementary.c - weld's own exp and log (see elementary.h for their
+ * elementary.c - weld's own exp, log and tanh (see elementary.h for their
  * definitions).
  */
 #include "elementary.h"
 #include "target_clones.h"
 
+#include <math.h>
 #include <string.h>
 
 /*
@@ -32,6 +33,24 @@ double weld_exp(double x)
 
 	weld_exp_lanes(&v);
 	return v[0];
+}
+
+double weld_tanh(double x)
+{
+	double a = fabs(x), s, t, e;
+
+	if (x != x)
+		return x + x;
+	if (a < 0x1p-5) {
+		s = a * a;
+		t = a + a * (s * (-0x1.5555555555555p-2 +
+				  s * (0x1.1111111111111p-3 +
+				       s * (-0x1.ba1ba1ba1ba1cp-5 + s * 0x1.664f4882c10fap-6))));
+	} else {
+		e = weld_exp(-2 * a);
+		t = (1 - e) / (1 + e);
+	}
+	return signbit(x) ? -t : t;
 }
 
 WELD_HOT void weld_exp_array(const double *x, double *y, size_t n)

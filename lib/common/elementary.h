@@ -1,11 +1,12 @@
 /*
- * elementary.h - weld's own exp and log, whose bits are the same on every
- * machine.
+ * elementary.h - weld's own exp, log and tanh, whose bits are the same on
+ * every machine.
  *
  * The C library's exp (and log) differs between libraries, their versions and their
  * variants for one machine (glibc before 2.28 had another; glibc picks an
  * FMA or a non-FMA code path at run time). Where a result's bits must be
- * a definition's (arcee_fusion's kl), weld uses weld_exp and weld_log instead: it is
+ * a definition's (arcee_fusion's kl, pcb's intra and inter), weld uses
+ * weld_exp, weld_log and weld_tanh instead: each is
  * made of IEEE 754 basic operations only (+ - * in double, rounded to
  * nearest, never fused; conversions; bit operations for powers of 2), in
  * a fixed order, so a call and any lane of weld_exp_lanes give the same
@@ -54,6 +55,18 @@
  * So log(1) = +0. Within 0.52 ulp of log x (0.510 at most on 6 * 10^4
  * points against Python's decimal module to 60 digits, across the whole
  * range of doubles and near 1).
+ *
+ * weld_tanh, for a double x:
+ *  - NaN: x + x. Otherwise a = |x|, and the result takes x's sign (so
+ *    tanh(-0) = -0).
+ *  - a < 2^-5: s = a * a, t = a + a (s (T3 + s (T5 + s (T7 + s T9)))),
+ *    T3..T9 = -1/3, 2/15, -17/315, 62/2835 rounded to double, each
+ *    product and sum rounded in that order (Taylor's series: the first
+ *    term left out is below 2^-56 a).
+ *  - Else e = weld_exp(-2 a) (0 for a > 373), t = (1 - e) / (1 + e).
+ * Within 2^-48 of tanh x relative to it (the subtraction 1 - e loses at
+ * most 5 bits at a = 2^-5); so tanh rounded to float is the correctly
+ * rounded float but where tanh lies within 2^-48 of a midpoint.
  */
 #ifndef WELD_ELEMENTARY_H
 #define WELD_ELEMENTARY_H
@@ -91,6 +104,9 @@ double weld_log(double x);
 
 /* e^x as defined above, one value. */
 double weld_exp(double x);
+
+/* tanh x as defined above. */
+double weld_tanh(double x);
 
 /* y[i] = weld_exp(x[i]) for n values (x and y may be the same array). */
 void weld_exp_array(const double *x, double *y, size_t n);

@@ -4,6 +4,7 @@
  * machine and a float64 reference agree. See pcb.h.
  */
 #include "pcb.h"
+#include "elementary.h"
 #include "target_clones.h"
 
 #include <math.h>
@@ -190,17 +191,19 @@ static inline float clip_abs(float x, float lo, float hi)
 }
 
 /*
- * float(tanh(x)) of a float x. For |x| < 2^-13, tanh(x) = x (1 - x^2/3 + ...)
- * lies within x * 2^-27.5 of x, well inside half the spacing of the floats
- * around x (at least x * 2^-25), so it rounds to x itself: no libm call.
+ * float(weld_tanh(x)) of a float x (weld's own tanh: the same bits on every
+ * machine). For |x| < 2^-13, tanh(x) = x (1 - x^2/3 + ...) lies within
+ * x * 2^-27.5 of x, well inside half the spacing of the floats around x
+ * (at least x * 2^-25), so it rounds to x itself, and so does weld_tanh's:
+ * no call.
  */
 static inline float tanh_f(float x)
 {
-	return fabsf(x) < 0x1p-13f ? x : (float)tanh((double)x);
+	return fabsf(x) < 0x1p-13f ? x : (float)weld_tanh((double)x);
 }
 
 /*
- * intra = float(exp(n N^2)) of a clipped magnitude a, N = (a - mn) / span.
+ * intra = float(weld_exp(n N^2)) of a clipped magnitude a, N = (a - mn) / span.
  * It depends on a alone, and deltas of low-precision models take few
  * distinct magnitudes: a memo by a's bits (0xFFFFFFFF, a negative NaN, is
  * no fabsf result), valid for one (mn, span, n).
@@ -209,7 +212,7 @@ static float intra_of(float a, float mn, float span, float fn)
 {
 	float nn = span > 0 ? (a - mn) / span : 0.0f;
 
-	return (float)exp((double)(fn * (nn * nn)));
+	return (float)weld_exp((double)(fn * (nn * nn)));
 }
 
 float weld_pcb_intra(float a, float mn, float span, float fn)
@@ -319,7 +322,7 @@ void weld_pcb_bound_init(struct weld_pcb_bound *b, size_t n, float lo, float hi)
  * adding y^5/48 makes it at least e^y (the remainder is e^z y^5/120 with
  * e^z <= 2). Each polynomial has positive terms: float evaluation moves it
  * by at most 12 roundings, 2^-20. float(exp(x)) is within 2^-23 of exp(x)
- * (libm's error below one double ulp, then one rounding to float). All
+ * (weld_exp's error below one double ulp, then one rounding to float). All
  * together stay well inside the margin of 2^-12 the bounds take, so
  *   dn <= intra <= up.
  * A NaN x (infinite deltas) gives [0, +inf]: nothing known.

@@ -100,9 +100,9 @@ struct weld_pcb_memo {
 void weld_pcb_memo_init(struct weld_pcb_memo *m, struct weld_pcb_memo_entry *e, unsigned bits);
 
 /* beta of one model (steps 1-4): the clipped magnitude's exp(n N^2) times
- * tanh(delta * sum), exp and tanh in double rounded to float32; and the
- * same at the m positions idx, into beta[0..m), with the memo (NULL: one
- * for the call). */
+ * tanh(delta * sum), weld_exp and weld_tanh (elementary.h) in double
+ * rounded to float32; and the same at the m positions idx, into
+ * beta[0..m), with the memo (NULL: one for the call). */
 void weld_k_pcb_beta(const float *d, const float *sum, size_t n, float lo, float hi, size_t len,
 		     float *beta);
 void weld_k_pcb_beta_at(const float *d, const float *sum, size_t n, float lo, float hi,

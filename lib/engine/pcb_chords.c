@@ -24,6 +24,7 @@
  * delta at an infinite clip bound, a span whose inverse overflows).
  */
 #include "pcb.h"
+#include "elementary.h"
 
 #include <math.h>
 
@@ -39,7 +40,7 @@ void weld_pcb_bound_chords(struct weld_pcb_bound *b)
 	for (int i = 0; i <= WELD_PCB_CHORDS; i++) {
 		double nn = (double)i / WELD_PCB_CHORDS;
 
-		f[i] = exp((double)b->fn * nn * nn);
+		f[i] = weld_exp((double)b->fn * nn * nn);
 	}
 	for (int i = 0; i < WELD_PCB_CHORDS; i++) {
 		double nn = (double)i / WELD_PCB_CHORDS;

@@ -4,60 +4,30 @@
  * packed, and their beta taken 16 at a time with exp on vectors instead
  * of a memo looked up element by element.
  *
- * beta = float(exp(x)) * tanh_f(p) needs libm's exp rounded to float, bit
- * for bit. exp(x) for x = n N^2 in [0, 16.5] is taken in double: x = k ln 2
- * + r (ln 2 in two parts, |r| <= 0.3466), Taylor's polynomial of degree
- * 13 in r (its remainder below 2^-57 relative), scaled by 2^k: within a
- * few units of the last place of double (2^-50 relative; every power of r
- * below 0.35 in size), as libm's exp is within one. Both then round to the same float unless the double lies
- * within 2^10 units of the last place of a midpoint between two floats:
- * such elements (one in 2^18), those outside the range (a NaN, more than
- * 16 sources) and those whose tanh is not p itself (|p| >= 2^-13) take
- * libm's functions as pcb.c does.
+ * beta = float(weld_exp(x)) * tanh_f(p): weld_exp is taken on the
+ * vectors themselves (weld_exp_lanes, the same bits as a call); the
+ * elements whose tanh is not p itself (|p| >= 2^-13) take weld_tanh as
+ * pcb.c does.
  */
 #include "pcb.h"
+#include "elementary.h"
 
 #include <math.h>
+#include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 
-#define X_MAX 16.5      /* the largest x = n N^2 taken on vectors (n <= 16) */
-
-/* 1 / i! */
-static const double inv_fact[14] = { 1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720,
-			      1.0 / 5040, 1.0 / 40320, 1.0 / 362880, 1.0 / 3628800,
-			      1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0 };
-
-/* a + b r */
-__attribute__((target("avx512f"))) static inline __m512d lin(int i, __m512d r)
+/* weld_exp of 8 doubles */
+__attribute__((target("avx512f,avx512dq"))) static inline __m512d exp8(__m512d x)
 {
-	return _mm512_fmadd_pd(_mm512_set1_pd(inv_fact[i + 1]), r, _mm512_set1_pd(inv_fact[i]));
-}
+	weld_vexp v;
 
-/* exp(x) of 8 doubles in [0, X_MAX] (see above; the polynomial by
- * Estrin's scheme, a short chain of operations); *near gets the lanes
- * whose rounding to float is in doubt. */
-__attribute__((target("avx512f,avx512dq"))) static inline __m512d exp8(__m512d x,
-								       __mmask8 *near)
-{
-	const __m512d ln2hi = _mm512_set1_pd(6.93147180369123816490e-01);
-	const __m512d ln2lo = _mm512_set1_pd(1.90821492927058770002e-10);
-	__m512d k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)),
-					 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	__m512d r = _mm512_fnmadd_pd(k, ln2lo, _mm512_fnmadd_pd(k, ln2hi, x));
-	__m512d r2 = _mm512_mul_pd(r, r), r4 = _mm512_mul_pd(r2, r2), r8 = _mm512_mul_pd(r4, r4);
-	__m512d p0 = _mm512_fmadd_pd(r2, lin(2, r), lin(0, r));
-	__m512d p4 = _mm512_fmadd_pd(r2, lin(6, r), lin(4, r));
-	__m512d p8 = _mm512_fmadd_pd(r4, lin(12, r), _mm512_fmadd_pd(r2, lin(10, r), lin(8, r)));
-	__m512d y = _mm512_scalef_pd(_mm512_fmadd_pd(r8, p8, _mm512_fmadd_pd(r4, p4, p0)), k);
-	__m512i low;
-
-	/* the 29 bits a float drops, against half of them */
-	low = _mm512_and_si512(_mm512_castpd_si512(y), _mm512_set1_epi64((1 << 29) - 1));
-	low = _mm512_abs_epi64(_mm512_sub_epi64(low, _mm512_set1_epi64(1 << 28)));
-	*near = _mm512_cmple_epi64_mask(low, _mm512_set1_epi64(1 << 10));
-	return y;
+	_Static_assert(sizeof(v) == sizeof(x), "8 lanes of double");
+	memcpy(&v, &x, sizeof(v));
+	weld_exp_lanes(&v);
+	memcpy(&x, &v, sizeof(x));
+	return x;
 }
 
 /* beta of 16 packed elements: deltas x, products p; the lanes of lm. */
@@ -66,10 +36,8 @@ __attribute__((target("avx512f,avx512dq"))) static __m512 beta16(__m512 x, __m51
 								 float span, float fn)
 {
 	__m512 a = _mm512_abs_ps(x), nn, xx, intra, t = p;
-	__m512d y0, y1;
-	__mmask8 n0, n1;
-	__mmask16 slow, big;
-	float av[16], iv[16], pv[16];
+	__mmask16 big;
+	float pv[16];
 
 	/* clip_abs(): a NaN stays NaN, lo > hi gives hi */
 	a = _mm512_mask_mov_ps(a, _mm512_cmp_ps_mask(a, _mm512_set1_ps(lo), _CMP_LT_OQ),
@@ -79,22 +47,10 @@ __attribute__((target("avx512f,avx512dq"))) static __m512 beta16(__m512 x, __m51
 	nn = span > 0 ? _mm512_div_ps(_mm512_sub_ps(a, _mm512_set1_ps(mn)), _mm512_set1_ps(span))
 		      : _mm512_setzero_ps();
 	xx = _mm512_mul_ps(_mm512_set1_ps(fn), _mm512_mul_ps(nn, nn));
-	slow = _mm512_mask_cmp_ps_mask(lm, xx, _mm512_set1_ps((float)X_MAX), _CMP_NLE_UQ);
-	y0 = exp8(_mm512_cvtps_pd(_mm512_castps512_ps256(xx)), &n0);
-	y1 = exp8(_mm512_cvtps_pd(_mm512_extractf32x8_ps(xx, 1)), &n1);
-	intra = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(y0)), _mm512_cvtpd_ps(y1),
-				   1);
-	slow |= (__mmask16)(((unsigned)n1 << 8 | n0) & lm);
-	if (slow) {
-		_mm512_storeu_ps(av, a);
-		_mm512_storeu_ps(iv, intra);
-		for (unsigned m = slow; m; m &= m - 1) {
-			int l = __builtin_ctz(m);
-
-			iv[l] = weld_pcb_intra(av[l], mn, span, fn);
-		}
-		intra = _mm512_loadu_ps(iv);
-	}
+	intra = _mm512_insertf32x8(
+		_mm512_castps256_ps512(_mm512_cvtpd_ps(exp8(_mm512_cvtps_pd(
+			_mm512_castps512_ps256(xx))))),
+		_mm512_cvtpd_ps(exp8(_mm512_cvtps_pd(_mm512_extractf32x8_ps(xx, 1)))), 1);
 	/* tanh_f(): p itself where |p| < 2^-13 */
 	big = _mm512_mask_cmp_ps_mask(lm, _mm512_abs_ps(p), _mm512_set1_ps(0x1p-13f), _CMP_NLT_UQ);
 	if (big) {

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""weld's own exp and log (lib/common/elementary.h) in NumPy, for ref_rank.py.
+"""weld's own exp, log and tanh (lib/common/elementary.h) in NumPy, for ref_rank.py.
 
 Written from the definitions in elementary.h: the same IEEE 754 operations
 in double, in the same order (NumPy rounds each one; it never fuses a
-multiply and an add), so the bits are weld_exp's and weld_log's. The tables of 2^(j/16) and
+multiply and an add), so the bits are weld_exp's, weld_log's and weld_tanh's. The tables of 2^(j/16) and
 of log(i/128) are made here from Python's decimal module, as elementary.c
 says its entries were.
 
@@ -128,6 +128,25 @@ def weld_log(x):
         return np.where(np.isnan(x), x + x, y)
 
 
+# tanh's series: -1/3, 2/15, -17/315, 62/2835 rounded to double
+T3, T5, T7, T9 = (float.fromhex(h) for h in (
+    "-0x1.5555555555555p-2", "0x1.1111111111111p-3", "-0x1.ba1ba1ba1ba1cp-5",
+    "0x1.664f4882c10fap-6"))
+
+
+def weld_tanh(x):
+    """weld_tanh of each value of x (float64 array or scalar)."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = np.abs(x)
+        s = a * a
+        series = a + a * (s * (T3 + s * (T5 + s * (T7 + s * T9))))
+        e = weld_exp(-2 * a)
+        t = np.where(a < 2.0 ** -5, series, (1 - e) / (1 + e))
+        t = np.where(np.signbit(x), -t, t)
+        return np.where(np.isnan(x), x + x, t)
+
+
 def known_answer_points():
     """The points of test_elementary.c's known answer: u = i * 2654435761
     mod 2^32, v = u 2^-32; by i mod 3: -750 v, -0.1 v, 1420 v - 710."""
@@ -160,6 +179,21 @@ def log_known_answer():
 
 
 LOG_KNOWN_ANSWER = 0x6cb502d1b0792d78
+
+
+def tanh_known_answer():
+    """The sum of the bits of weld_tanh at test_elementary.c's points,
+    modulo 2^64: v as above; by i mod 3: (v - 0.5) 2^-3, (v - 0.5) 50,
+    (v + 0.5) 2^((i mod 64) - 60)."""
+    i = np.arange(1 << 20, dtype=U64)
+    v = ((i * U64(2654435761)) & U64(0xFFFFFFFF)).astype(np.float64) * 2.0 ** -32
+    k = i % U64(3)
+    far = np.ldexp(v + 0.5, (i % U64(64)).astype(np.int64) - 60)
+    x = np.where(k == 0, (v - 0.5) * 2.0 ** -3, np.where(k == 1, (v - 0.5) * 50, far))
+    return int(weld_tanh(x).view(U64).sum(dtype=U64))
+
+
+TANH_KNOWN_ANSWER = 0x89970d46fe8e926b
 
 
 def _c_tables():
@@ -202,7 +236,13 @@ def self_test():
     got = log_known_answer()
     check(got == LOG_KNOWN_ANSWER, "log's known answer 0x%016x (test_elementary.c: 0x%016x)"
           % (got, LOG_KNOWN_ANSWER))
-    print("%d passed, %d failed" % (6 - fails, fails))
+    sp = weld_tanh(np.array([0.0, -0.0, np.inf, -np.inf, 400.0, 2.0 ** -1074, -1e-300, np.nan]))
+    check(list(sp[:7]) == [0.0, -0.0, 1.0, -1.0, 1.0, 2.0 ** -1074, -1e-300]
+          and np.signbit(sp[1]) and np.isnan(sp[7]), "tanh's special values")
+    got = tanh_known_answer()
+    check(got == TANH_KNOWN_ANSWER, "tanh's known answer 0x%016x (test_elementary.c: 0x%016x)"
+          % (got, TANH_KNOWN_ANSWER))
+    print("%d passed, %d failed" % (8 - fails, fails))
     return 1 if fails else 0
 
 

@@ -120,8 +120,12 @@ def pcb_beta(d, s, n, lo, hi):
         nn = ((a - F32(mn)) / span).astype(F32)
     else:
         nn = np.zeros_like(a)
-    intra = np.exp((F32(n) * (nn * nn)).astype(np.float64)).astype(F32)
-    inter = np.tanh((d * s).astype(F32).astype(np.float64)).astype(F32)
+    # weld's own exp and tanh (elementary.h); tanh(p) rounds to p itself
+    # where |p| < 2^-13, and weld takes p there
+    intra = ref_exp.weld_exp((F32(n) * (nn * nn)).astype(np.float64)).astype(F32)
+    p = (d * s).astype(F32)
+    inter = np.where(np.abs(p) < F32(2.0 ** -13), p,
+                     ref_exp.weld_tanh(p.astype(np.float64)).astype(F32)).astype(F32)
     return (intra * inter).astype(F32)
 
 

@@ -1,8 +1,9 @@
 /*
- * test_elementary.c - weld's own exp and log (lib/common/elementary.c):
+ * test_elementary.c - weld's own exp, log and tanh (lib/common/elementary.c):
  * one call and the lanes of weld_exp_array (compiled for the machine's
  * widest vectors) give the same bits; within 1 ulp of the C library's exp;
- * weld_log within 0.52 ulp of long double's log; the special values; the
+ * weld_log within 0.52 ulp of long double's log, weld_tanh within 2^-48 of
+ * long double's tanh; the special values; the
  * known answers of their NumPy twin; the tables against long double.
  */
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 
 #define POINTS 1200000
 #define LOG_KNOWN_ANSWER 0x6cb502d1b0792d78u
+#define TANH_KNOWN_ANSWER 0x89970d46fe8e926bu
 
 static uint64_t bits(double x)
 {
@@ -287,6 +289,66 @@ static void test_log_tables(void **state)
 	assert_true((bits(WELD_LOG_LN2HI) & 0x7FF) == 0);     /* 42 bits */
 }
 
+/* within 2^-48 of tanh relative to it: both branches, their border, the
+ * range where it rounds to +-1, and the tiny */
+static void test_tanh_accuracy(void **state)
+{
+	uint64_t s = 7;
+	long double worst = 0;
+
+	(void)state;
+	for (int i = 0; i < POINTS / 4; i++) {
+		double u = next_unit(&s), x;
+
+		switch (i % 4) {
+		case 0: x = (u - 0.5) * 0x1p-3; break;
+		case 1: x = (u - 0.5) * 50; break;
+		case 2: x = 0x1p-5 * (1 + (u - 0.5) * 0x1p-10); break;
+		default: x = ldexp(u + 0.5, -(int)(i % 1060)); break;
+		}
+		{
+			long double t = tanhl((long double)x), err = fabsl(((long double)weld_tanh(x) - t) / t);
+
+			if (t != 0)
+				worst = err > worst ? err : worst;
+		}
+	}
+	print_message("weld_tanh: worst relative error 2^%.2f\n", (double)log2l(worst));
+	assert_true(worst < 0x1p-48L);
+}
+
+static void test_tanh_special_values(void **state)
+{
+	(void)state;
+	assert_true(bits(weld_tanh(0.0)) == bits(0.0));
+	assert_true(bits(weld_tanh(-0.0)) == bits(-0.0));
+	assert_true(weld_tanh(INFINITY) == 1.0 && weld_tanh(-INFINITY) == -1.0);
+	assert_true(weld_tanh(400.0) == 1.0 && weld_tanh(-DBL_MAX) == -1.0);
+	assert_true(isnan(weld_tanh(NAN)));
+	assert_true(weld_tanh(0x1p-1074) == 0x1p-1074 && weld_tanh(-1e-300) == -1e-300);
+	/* odd: -x gives exactly -tanh x */
+	assert_true(weld_tanh(-0.75) == -weld_tanh(0.75) && weld_tanh(-0.01) == -weld_tanh(0.01));
+}
+
+/* the sum modulo 2^64 of the bits of weld_tanh at 2^20 points (v as in
+ * test_known_answer; by i mod 3: (v - 0.5) 2^-3, (v - 0.5) 50, (v + 0.5)
+ * 2^((i mod 64) - 60)): tests/ref/ref_exp.py must give the same */
+static void test_tanh_known_answer(void **state)
+{
+	uint64_t sum = 0;
+
+	(void)state;
+	for (uint64_t i = 0; i < 1u << 20; i++) {
+		double v = (double)(uint32_t)(i * 2654435761u) * 0x1p-32;
+		double x = i % 3 == 0 ? (v - 0.5) * 0x1p-3 : i % 3 == 1 ? (v - 0.5) * 50 :
+			   ldexp(v + 0.5, (int)(i % 64) - 60);
+
+		sum += bits(weld_tanh(x));
+	}
+	print_message("weld_tanh known answer: 0x%016llx\n", (unsigned long long)sum);
+	assert_true(sum == TANH_KNOWN_ANSWER);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -299,6 +361,9 @@ int main(void)
 		cmocka_unit_test(test_log_special_values),
 		cmocka_unit_test(test_log_known_answer),
 		cmocka_unit_test(test_log_tables),
+		cmocka_unit_test(test_tanh_accuracy),
+		cmocka_unit_test(test_tanh_special_values),
+		cmocka_unit_test(test_tanh_known_answer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
