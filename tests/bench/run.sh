@@ -27,7 +27,10 @@
 #                        row (mergekit's per-tensor code; pcb the authors'
 #                        pcb-merging.py with the tensor as the unit), but
 #                        della-inverse (della with weld's default rescale,
-#                        which mergekit does not have), except
+#                        which mergekit does not have) and the scoped rows
+#                        (a method of the first table, one that selects, with
+#                        @row or @model: ties@row runs ties --scope row;
+#                        mergekit has tensor scope only), except
 #                        on FAMILY huge (PyTorch would hold its 1.25 GB
 #                        tensor in f32 for each of four inputs)
 #   MKMODEL              that generator (make bench passes it)
@@ -206,11 +209,15 @@ result=$BENCH_DIR/results-$FAMILY-$BENCH_SIZE.txt
 	echo "weld runs with --max-memory 256M -q -f -j $THREADS; torch with torch.set_num_threads($THREADS)"
 	echo "each time is the best of $REPEAT runs, each run after a sync; RSS is the largest of them"
 	echo
-	printf '%-16s %8s %7s %7s %7s %7s %9s %9s %8s %9s\n' method "weld s" "user s" "GB/s" "x cat" "x floor" "torch s" "speed-up" "weld MB" "torch MB"
+	printf '%-18s %8s %7s %7s %7s %7s %9s %9s %8s %9s\n' method "weld s" "user s" "GB/s" "x cat" "x floor" "torch s" "speed-up" "weld MB" "torch MB"
 } | tee "$result"
 
 for m in $METHODS; do
 	case $m in
+	*@row|*@model) scope=${m##*@} ;;
+	*) scope= ;;
+	esac
+	case ${m%@*} in
 	average)         wargs="average $B $MODELS";         targs="linear - $B $MODELS" ;;
 	task-arithmetic) wargs="task-arithmetic --base $B $MODELS"; targs="task_arithmetic $B $MODELS" ;;
 	ties)            wargs="ties --base $B --density 0.2 $MODELS"; targs="ties $B $MODELS --density 0.2" ;;
@@ -241,6 +248,10 @@ for m in $METHODS; do
 	tsv-m|iso-c|iso-cts) continue ;; # after the loop: a table of their own
 	*) say "unknown method $m"; continue ;;
 	esac
+	if [ -n "$scope" ]; then
+		wargs="$wargs --scope $scope"
+		targs=""
+	fi
 	wout=$OUT/out-weld-$m
 	tout=$OUT/out-torch-$m
 	rm -rf "$wout" "$tout"
@@ -315,7 +326,7 @@ EOF
 			xf = sprintf("%.1f", s / f)
 			su = (ts == "-" || ts == "failed") ? "-" : sprintf("%.1fx", (ts + 0) / s)
 		}
-		printf "%-16s %8s %7s %7s %7s %7s %9s %9s %8s %9s\n", m, ws, wu, gbs, xc, xf, ts, su, wm, tmb
+		printf "%-18s %8s %7s %7s %7s %7s %9s %9s %8s %9s\n", m, ws, wu, gbs, xc, xf, ts, su, wm, tmb
 	}' | tee -a "$result"
 done
 # expert-merge works on one MoE checkpoint (made by tests/tools/mkmodel.c);
@@ -344,7 +355,7 @@ case " $METHODS " in
 		if [ "$ST" = 0 ]; then
 			awk -v ws="$WALL" -v wm="$RSS" -v b="$mbytes" -v c="$mcat" -v f="$(awk -v a="$mcat" -v w="$wr_s" 'BEGIN { print a + w / 2 }')" 'BEGIN {
 				s = ws + 0; if (s < 0.01) s = 0.01
-				printf "%-16s %8s %7s %7.2f %7.1f %7.1f %9s %9s %8s %9s\n", "expert-merge", ws, "-",
+				printf "%-18s %8s %7s %7.2f %7.1f %7.1f %9s %9s %8s %9s\n", "expert-merge", ws, "-",
 				       b / 1e9 / s, s / c, s / f, "-", "-", wm, "-" }' | tee -a "$result"
 			echo "(expert-merge: one $(awk -v b="$mbytes" 'BEGIN { printf "%.2f", b / 1e9 }') GB 8-expert MoE to 4 experts per layer, --layout compact; its floor is cat of that model plus writing half a model)" | tee -a "$result"
 		else
@@ -382,7 +393,7 @@ case " $METHODS " in
 	if [ "$ST" = 0 ]; then
 		awk -v ws="$WALL" -v wm="$RSS" -v b="$gbytes" -v c="$gcat" -v f="$(awk -v a="$gcat" -v w="$gwr" 'BEGIN { print a + w }')" 'BEGIN {
 			s = ws + 0; if (s < 0.01) s = 0.01
-			printf "%-16s %8s %7s %7.2f %7.1f %7.1f %9s %9s %8s %9s\n", "ties gguf q8_0", ws, "-",
+			printf "%-18s %8s %7s %7.2f %7.1f %7.1f %9s %9s %8s %9s\n", "ties gguf q8_0", ws, "-",
 			       b / 1e9 / s, s / c, s / f, "-", "-", wm, "-" }' | tee -a "$result"
 		echo "(ties gguf q8_0: 4 Q8_0 GGUF models, $(awk -v b="$gbytes" 'BEGIN { printf "%.2f", b / 1e9 }') GB, decoded, merged and written as Q8_0; its floor is cat of them ($gcat s) plus writing one ($gwr s))" | tee -a "$result"
 	else
