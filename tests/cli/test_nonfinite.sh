@@ -82,6 +82,15 @@ done
 expect "ties --allow-nonfinite with -j 1" \
 	"$WELD" ties -q --allow-nonfinite $B -j 1 -o "$T/m-ties-j1" "$T/a" "$T/b"
 expect "... the same as -j 2" cmp -s "$T/m-ties/model.safetensors" "$T/m-ties-j1/model.safetensors"
+# della --rescale l1 over an infinite delta: the factor is not finite, so
+# the writing pass ranks the rows again instead of taking the keep bits
+# of the L1 pass (weld-della(1)); the bytes do not depend on which
+expect "della --rescale l1 --allow-nonfinite, -j 2 --max-memory 256M" \
+	"$WELD" della -q --allow-nonfinite --rescale l1 $B -j 2 --max-memory 256M -o "$T/dl-a" "$T/a" "$T/b"
+expect "... and -j 1 --max-memory 16M" \
+	"$WELD" della -q --allow-nonfinite --rescale l1 $B -j 1 --max-memory 16M -o "$T/dl-b" "$T/a" "$T/b"
+expect "... give the same bytes" cmp -s "$T/dl-a/model.safetensors" "$T/dl-b/model.safetensors"
+expect "... NaN where an input is NaN, nowhere else" nan_only "$T/dl-a"
 expect "the stored recipe says allow_nonfinite" sh -c \
 	"head -c 4000 '$T/m-ties/model.safetensors' | grep -q 'allow_nonfinite'"
 expect "... and runs again from it" "$WELD" run -q --from-output "$T/m-ties" -o "$T/m-again"
