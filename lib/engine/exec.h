@@ -67,8 +67,9 @@ enum pass { P_L1, P_SAMPLE, P_SAMPLE_FINE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY
 	    P_RANK_L1, /* della --rescale l1: exact sums of |delta| and of its kept part */
 	    /* pcb: histograms of the high, then the low bits of |delta|, then of beta */
 	    P_PCB_CLIP_HI, P_PCB_CLIP_LO, P_PCB_BETA_HI, P_PCB_BETA_LO,
-	    /* sce: the variances' histograms, the equal ones per slice, the energies */
-	    P_SCE_HI, P_SCE_LO, P_SCE_COUNT, P_SCE_SUM,
+	    /* sce: the variances' histograms (of a sample, or of all: HI), the
+	     * equal ones per slice, the energies */
+	    P_SCE_SAMPLE, P_SCE_HI, P_SCE_LO, P_SCE_COUNT, P_SCE_SUM,
 	    /* arcee_fusion: the importances' histograms */
 	    P_ARCEE_HI, P_ARCEE_LO,
 	    P_STATS,   /* the sums of stats_pass.c (slerp's family, model_stock, ram+) */
@@ -79,6 +80,12 @@ enum pass { P_L1, P_SAMPLE, P_SAMPLE_FINE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY
 static inline bool sample_pass(int pass)
 {
 	return pass == P_SAMPLE || pass == P_SAMPLE_FINE;
+}
+
+/* Passes over the sample only: the top-k's, and sce's. */
+static inline bool sampled(int pass)
+{
+	return sample_pass(pass) || pass == P_SCE_SAMPLE;
 }
 
 enum drop_mode {

@@ -24,8 +24,9 @@ int weld_exec_hist_alloc(struct exec *e)
 	h->hist = calloc(per, sizeof(uint64_t));
 	h->thread_hist = calloc((size_t)e->n_threads, sizeof(*h->thread_hist));
 	h->thread_count = calloc((size_t)e->n_threads, sizeof(uint64_t));
+	h->thread_below = calloc((size_t)e->n_threads, sizeof(uint64_t));
 	h->eq_run = calloc((size_t)e->n_slices, sizeof(uint64_t));
-	if (!h->hist || !h->thread_hist || !h->thread_count || !h->eq_run)
+	if (!h->hist || !h->thread_hist || !h->thread_count || !h->thread_below || !h->eq_run)
 		return -1;
 	for (int t = 0; t < e->n_threads; t++)
 		if (!(h->thread_hist[t] = calloc(per, sizeof(uint32_t))))
@@ -43,6 +44,7 @@ void weld_exec_hist_free(struct exec *e)
 		free(h->thread_hist[t]);
 	free(h->thread_hist);
 	free(h->thread_count);
+	free(h->thread_below);
 	free(h->eq_run);
 	free(h->eq_rec);
 	free(h->kl);
@@ -80,6 +82,7 @@ int weld_exec_hist_pass(struct exec *e, const struct weld_job *const *jobs, size
 
 	memset(h->hist, 0, nsrc * 2 * BINS * sizeof(uint64_t));
 	memset(h->thread_count, 0, (size_t)e->n_threads * sizeof(uint64_t));
+	memset(h->thread_below, 0, (size_t)e->n_threads * sizeof(uint64_t));
 	for (size_t i = 0; i < nj; i++) {
 		/* with rows in memory, chunks are whole groups of 8 rows */
 		uint64_t g = row_scope(e, jobs[i]) ? 8 * row_len(jobs[i]) : 1;
@@ -91,7 +94,7 @@ int weld_exec_hist_pass(struct exec *e, const struct weld_job *const *jobs, size
 			n = n < step ? n : step;
 			if (weld_exec_run_chunk(e, jobs[i], first, n, (enum pass)pass, DROP_NONE, err) < 0)
 				return -1;
-			weld_exec_progress(e, jobs[i], n);
+			weld_exec_progress(e, jobs[i], sampled(pass) ? n / SAMPLE_STRIDE : n);
 			/* uint32 per-thread counts: fold them in before they could wrap */
 			if ((h->pending += n) > (1ull << 31))
 				fold(e, nsrc);

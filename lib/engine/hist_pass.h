@@ -29,6 +29,7 @@ struct hist_exec {
 	uint32_t **thread_hist;         /* per thread: max_src * 2 histograms */
 	uint64_t *hist;                 /* their totals */
 	uint64_t *thread_count;         /* per thread: a count the pass keeps (sce: zeros) */
+	uint64_t *thread_below;         /* per thread: another (sce: keys below the recorded range) */
 	uint32_t bin[WELD_K_MAX_SRC][2];     /* after a HI pass: the bin of each slot */
 	uint64_t rank[WELD_K_MAX_SRC][2];    /* the wanted rank; after HI, inside its bin */
 	uint64_t pending;               /* elements counted in the threads' histograms */
@@ -48,7 +49,8 @@ struct hist_exec {
 	uint32_t *eq_rec;
 	size_t eq_n;
 	uint64_t eq_cut;                /* the equal ones kept are those before it */
-	bool bin_record;                /* the LO pass records the bin and sums */
+	bool bin_record;                /* the LO pass records a range of keys and sums */
+	uint32_t rec_lo, rec_hi;        /* that range's first and last keys */
 	bool eq_record;                 /* the energies' pass records the equal ones */
 	bool eq_known;                  /* APPLY keeps the equal ones before eq_cut */
 	float a[WELD_K_MAX_SRC];     /* sce: each model's share */

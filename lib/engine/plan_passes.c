@@ -88,13 +88,16 @@ void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 	if (weld_method_sce(j->method)) {
 		double tau = p->o.select_topk;
 
-		/* two histogram passes for the threshold, the second taking the
-		 * energies when sce_pass.c can record the threshold's bin, else
-		 * a pass for the energies, and a counting pass before each of
-		 * the last two when the threshold splits more equal variances
-		 * than it records; nothing but APPLY when nothing is kept */
-		*lo = tau <= 0 ? 1 : tau < 1 ? 3 : 2;
-		*hi = tau <= 0 ? 1 : tau < 1 ? 6 : 2;
+		/* a 1/16 sample and one pass that records the variances near
+		 * the threshold and takes the energies (sce_pass.c); when the
+		 * guess misses, two histogram passes for the threshold, the
+		 * second taking the energies when the threshold's bin can be
+		 * recorded, else a pass for the energies, and a counting pass
+		 * before each of the last two when the threshold splits more
+		 * equal variances than it records; nothing but APPLY when
+		 * nothing is kept */
+		*lo = tau <= 0 ? 1 : 2;
+		*hi = tau <= 0 ? 1 : tau < 1 ? 7 : 2;
 	}
 	if (weld_job_selections(&p->o, j) && !row) {
 		/* a 1/16 sample and one pass that records the keys near the

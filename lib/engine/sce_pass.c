@@ -3,24 +3,32 @@
  *
  * With 0 < select_topk < 1 the positions kept are those of the k largest
  * variances across the models (k = floor(c * select_topk), c the number of
- * non-zero variances; ties to the lowest position, DESIGN 4.1). A HI pass
- * counts the high bits of the variances' keys and the zeros, a LO pass
- * gives the exact k-th largest key (hist_pass.c). The energy of each model
- * (the mean of its selected t^2) is a sum over the selected positions,
- * exact (struct weld_xsum) and so in any order. When the plan's record
- * room holds every variance of the threshold's bin (known after HI), the
- * LO pass takes the sums too: the keys above the bin are selected
- * whatever the threshold inside it, and the bin's elements are recorded
- * (flat index, key, each model's t^2), to join the sums once the
- * threshold is known: those above it, and of those equal to it the first
- * keep_equal in position order. APPLY then keeps the equal ones before
- * the position after the last of those (eq_cut). Otherwise a pass of its
- * own takes the sums; when only some of the equal variances are kept, it
- * records them when they fit, and when they do not, a counting pass over
- * each chunk first tells each slice how many come before it, for that
- * pass and for APPLY. Passes: 3, 4 when the bin does not fit, 6 when the
- * equal ones do not either; 2 with select_topk >= 1 (no selection); 1
- * when nothing is kept.
+ * non-zero variances; ties to the lowest position, DESIGN 4.1). The
+ * energy of each model (the mean of its selected t^2) is a sum over the
+ * selected positions, exact (struct weld_xsum) and so in any order.
+ *
+ * A 1/16 sample (sample.h) of the high bits of the variances' keys
+ * guesses a range of bins that holds the threshold (select_in_range); one
+ * pass then records the variances in the range (flat index, key, each
+ * model's t^2), counts those below it and the zeros, and sums the squares
+ * of those above it, which are selected whatever the threshold inside
+ * the range. When the threshold's rank falls in the range, the records
+ * give it, and join the sums: those above it, and of those equal to it
+ * the first keep_equal in position order; APPLY then keeps the equal ones
+ * before the position after the last of those (eq_cut). The sample
+ * decides only which passes run, never a value.
+ *
+ * When the guess misses, a HI pass counts the high bits of all the keys
+ * and the zeros, a LO pass gives the exact k-th largest key (hist_pass.c).
+ * When the record room holds every variance of the threshold's bin (known
+ * after HI), the LO pass takes the sums too, as above with the bin for
+ * the range. Otherwise a pass of its own takes the sums; when only some
+ * of the equal variances are kept, it records them when they fit, and
+ * when they do not, a counting pass over each chunk first tells each
+ * slice how many come before it, for that pass and for APPLY. Passes: 2
+ * and the sample; when the guess misses, 3 more, 4 when the bin does not
+ * fit, 6 when the equal ones do not either; 2 with select_topk >= 1 (no
+ * selection); 1 when nothing is kept.
  */
 #include "exec.h"
 #include "hist_pass.h"
@@ -66,29 +74,49 @@ static size_t rec_cap(const struct exec *e, const struct weld_job *j)
 	return (size_t)(e->plan->sce_rec_bytes / 4 / rec_words(j));
 }
 
-/* Record the elements of the tile at flat index g whose key, masked, is
- * want (and count the low bits of their keys in hh, when given). */
+/* Record the elements of the tile at flat index g whose key lies in
+ * [lo, hi] (and count the low bits of their keys in hh, when given); and
+ * count the zeros and the keys below lo in *zeros and *below, when given.
+ * The positions recorded are listed first in idx (len of room), without a
+ * branch: which ones are is a coin toss; the room for the tile's records
+ * is then taken at once. */
 static void record(struct exec *e, const struct weld_job *j, const float *const *t,
-		   const float *v, uint64_t g, size_t len, uint32_t mask, uint32_t want,
-		   uint32_t *hh)
+		   const float *v, uint64_t g, size_t len, uint32_t lo, uint32_t hi, uint32_t *hh,
+		   uint64_t *zeros, uint64_t *below, uint32_t *idx)
 {
 	struct hist_exec *h = e->hs;
-	size_t cap = rec_cap(e, j);
+	size_t cap = rec_cap(e, j), wd = rec_words(j), n = 0, at;
+	uint64_t z = 0, b = 0;
 
 	for (size_t i = 0; i < len; i++) {
+		uint32_t k = weld_pcb_abs_key(v[i]);
+
+		idx[n] = (uint32_t)i;
+		n += k >= lo && k <= hi;
+		z += k == 0;
+		b += k < lo;
+	}
+	if (zeros)
+		*zeros += z;
+	if (below)
+		*below += b;
+	if (!n)
+		return;
+#pragma omp atomic capture
+	{
+		at = h->eq_n;
+		h->eq_n += n;
+	}
+	for (size_t x = 0; x < n; x++) {
+		size_t i = idx[x];
 		uint32_t k = weld_pcb_abs_key(v[i]), *r;
 		uint64_t pos = g + i;
-		size_t at;
 
-		if ((k & mask) != want)
-			continue;
 		if (hh)
 			hh[k & 0xFFFF]++;
-#pragma omp atomic capture
-		at = h->eq_n++;
 		if (at >= cap)
-			continue;       /* not reached: the unit checked there is room */
-		r = h->eq_rec + at * rec_words(j);
+			continue;       /* the caller sees eq_n > cap */
+		r = h->eq_rec + at++ * wd;
 		memcpy(r, &pos, sizeof(pos));
 		r[2] = k;
 		for (size_t s = 0; s < j->nsrc; s++) {
@@ -121,6 +149,7 @@ void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_c
 	uint64_t n = 0;
 
 	switch (pass) {
+	case P_SCE_SAMPLE:
 	case P_SCE_HI:
 		for (size_t i = 0; i < len; i++) {
 			uint32_t k = weld_pcb_abs_key(v[i]);
@@ -135,10 +164,15 @@ void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_c
 		uint32_t bin = (uint32_t)h->bin[0][0];
 
 		if (h->bin_record) {
-			/* the keys above the bin are selected, the bin recorded */
-			weld_k_sce_mask(v, len, bin << 16 | 0xFFFF, 0, &n, false, false, c->keep);
+			/* the keys above the range are selected, the range
+			 * recorded; the zeros and the keys below it counted */
+			int th = omp_get_thread_num();
+
+			weld_k_sce_mask(v, len, h->rec_hi, 0, &n, false, false, c->keep);
 			add_squares(e, j, c, t, len);
-			record(e, j, t, v, g, len, 0xFFFF0000u, bin << 16, hh);
+			record(e, j, t, v, g, len, h->rec_lo, h->rec_hi,
+			       h->rec_lo >> 16 == h->rec_hi >> 16 ? hh : NULL, &h->thread_count[th],
+			       &h->thread_below[th], (uint32_t *)(void *)c->out);
 			return;
 		}
 		for (size_t i = 0; i < len; i++) {
@@ -159,7 +193,8 @@ void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_c
 			/* those above the threshold; the equal ones recorded */
 			weld_k_sce_mask(v, len, h->thr, 0, &n, false, false, c->keep);
 			if (n)
-				record(e, j, t, v, g, len, 0xFFFFFFFFu, h->thr, NULL);
+				record(e, j, t, v, g, len, h->thr, h->thr, NULL, NULL, NULL,
+				       (uint32_t *)(void *)c->out);
 		} else {
 			tile_mask(e, c, v, g, len);
 		}
@@ -295,13 +330,130 @@ static void shares(struct exec *e, const struct weld_job *j)
 		h->a[s] = (float)(fabs(total) < 1e-6 ? 1.0 / (double)j->nsrc : en[s] / total);
 }
 
+/* The key at rank r (0-based, ascending) of the recorded variances, and
+ * how many of them lie below it and equal it: histograms of their high,
+ * then low 16 bits, in the room of the passes' totals. */
+static uint32_t rec_key_at(struct exec *e, const struct weld_job *j, uint64_t r, uint64_t *below,
+			   uint64_t *equal)
+{
+	struct hist_exec *h = e->hs;
+	uint64_t *hs = h->hist, *lo = h->hist + WELD_HP_BINS, under = 0;
+	size_t wd = rec_words(j);
+	uint32_t b = 0, l = 0;
+
+	memset(hs, 0, 2 * WELD_HP_BINS * sizeof(*hs));
+	for (size_t i = 0; i < h->eq_n; i++)
+		hs[h->eq_rec[i * wd + 2] >> 16]++;
+	while (b < WELD_HP_BINS - 1 && under + hs[b] <= r)
+		under += hs[b++];
+	for (size_t i = 0; i < h->eq_n; i++) {
+		uint32_t key = h->eq_rec[i * wd + 2];
+
+		if (key >> 16 == b)
+			lo[key & 0xFFFF]++;
+	}
+	while (l < WELD_HP_BINS - 1 && under + lo[l] <= r)
+		under += lo[l++];
+	*below = under;
+	*equal = lo[l];
+	return b << 16 | l;
+}
+
+/*
+ * A guess from a sample: a pass over one super-tile in SAMPLE_STRIDE
+ * (sample.h) counts the high bits of the variances' keys and the zeros;
+ * the threshold's rank is guessed from them, with a margin of four
+ * standard errors of the sample for the rank and for the zeros (which
+ * move k), and the whole bins around it become the range that one pass
+ * records, counting the keys below it and the zeros, and summing the
+ * squares of those above it. When the threshold's rank falls inside the
+ * range, the records give the threshold and the rest of the sums: one
+ * pass and a sixteenth instead of two. *done false: it missed (or the
+ * range would not fit the room), and the sums are cleared.
+ */
+static int select_in_range(struct exec *e, const struct weld_job *j, bool *done,
+			   struct weld_error *err)
+{
+	struct hist_exec *h = e->hs;
+	double tau = e->opts->select_topk, f, q, p, rank, margin;
+	uint64_t m = j->nelem, ns = 0, zs = 0, zeros = 0, below = 0, k, r, cum = 0, in, eqb, eq;
+	uint32_t lo = 0, hi;
+	size_t cap = rec_cap(e, j);
+
+	*done = false;
+	e->sample_at = 0;       /* the tensor is the sample's unit */
+	if (weld_exec_hist_pass(e, &j, 1, P_SCE_SAMPLE, err) < 0)
+		return -1;
+	for (uint32_t b = 0; b < WELD_HP_BINS; b++)
+		ns += h->hist[b];
+	for (int t = 0; t < e->n_threads; t++)
+		zs += h->thread_count[t];
+	if (!ns || !records(e))
+		return 0;
+	f = (double)m / (double)ns;
+	q = (double)zs / (double)ns;
+	rank = ((double)m - floor(((double)m - (double)zs * f) * tau)) / f;    /* in the sample */
+	p = rank / (double)ns;
+	p = p < 0 ? 0 : p > 1 ? 1 : p;
+	margin = 4 * sqrt((double)ns * p * (1 - p)) + 4 * tau * sqrt((double)ns * q * (1 - q)) + 16;
+	/* the bins holding the sample's ranks rank - margin and rank + margin */
+	while (lo < WELD_HP_BINS - 1 && (double)(cum + h->hist[lo]) <= rank - margin)
+		cum += h->hist[lo++];
+	in = 0;
+	for (hi = lo; hi < WELD_HP_BINS - 1 && (double)(cum + in + h->hist[hi]) <= rank + margin;
+	     hi++)
+		in += h->hist[hi];
+	in += h->hist[hi];
+	/* zeros in the range, or more records than a quarter to spare */
+	if (lo == 0 || (double)in * f * 1.25 + 1024 > (double)cap)
+		return 0;
+	h->bin_record = true;
+	h->rec_lo = lo << 16;
+	h->rec_hi = hi << 16 | 0xFFFF;
+	h->eq_n = 0;
+	clear_sums(e);
+	if (weld_exec_hist_pass(e, &j, 1, P_SCE_LO, err) < 0)
+		return -1;
+	h->bin_record = false;
+	for (int t = 0; t < e->n_threads; t++) {
+		zeros += h->thread_count[t];
+		below += h->thread_below[t];
+	}
+	k = (uint64_t)floor((double)(m - zeros) * tau);
+	if (k == 0) {
+		h->keep_none = true;
+		*done = true;
+		return 0;
+	}
+	r = m - k;
+	if (h->eq_n > cap || r < below || r - below >= h->eq_n) {
+		clear_sums(e);
+		return 0;
+	}
+	h->thr = rec_key_at(e, j, r - below, &eqb, &eq);
+	h->n_equal = eq;
+	/* k = those above the threshold + the equal ones kept */
+	h->keep_equal = k - (m - (below + eqb) - eq);
+	take_records(e, j);
+	shares(e, j);
+	*done = true;
+	return 0;
+}
+
 /* The k-th largest variance: its key, how many equal to it are kept; and
- * the sums too when the bin fits the record room. */
+ * the sums too. From a sample's guess when it holds, else from a HI pass
+ * and a LO pass that also takes the sums when the bin fits the record
+ * room. */
 static int select_variance(struct exec *e, const struct weld_job *j, struct weld_error *err)
 {
 	struct hist_exec *h = e->hs;
 	uint64_t m = j->nelem, zeros = 0, k;
+	bool done;
 
+	if (select_in_range(e, j, &done, err) < 0)
+		return -1;
+	if (done)
+		return 0;
 	if (weld_exec_hist_pass(e, &j, 1, P_SCE_HI, err) < 0)
 		return -1;
 	for (int t = 0; t < e->n_threads; t++)
@@ -316,6 +468,8 @@ static int select_variance(struct exec *e, const struct weld_job *j, struct weld
 	/* the HI totals say how many keys the bin holds */
 	if (h->hist[h->bin[0][0]] <= rec_cap(e, j) && records(e)) {
 		h->bin_record = true;
+		h->rec_lo = h->bin[0][0] << 16;
+		h->rec_hi = h->bin[0][0] << 16 | 0xFFFF;
 		h->eq_n = 0;
 		clear_sums(e);
 	}

@@ -312,7 +312,7 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 	for (uint64_t a = lo; a < hi && !c->failed; a += sl) {
 		uint64_t an = hi - a < sl ? hi - a : sl;
 
-		if (sample_pass(pass) && !sample_takes((e->sample_at + first + a) / sl))
+		if (sampled(pass) && !sample_takes((e->sample_at + first + a) / sl))
 			continue;
 		if (pass == P_HI && e->rec.on && c->rec_overflow)
 			break;  /* recording failed: the rest is of no use */
@@ -356,6 +356,7 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 			case P_PCB_BETA_LO:
 				weld_exec_pcb_tile(e, j, c, first + b, len, pass);
 				break;
+			case P_SCE_SAMPLE:
 			case P_SCE_HI:
 			case P_SCE_LO:
 			case P_SCE_COUNT:

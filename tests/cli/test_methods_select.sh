@@ -403,6 +403,62 @@ else
 	not_ok "sce plateau fixture"
 fi
 
+# The threshold's range guessed from a sample (one super-tile of 65536
+# elements in 16): 'even' has the same deltas everywhere, so the guess
+# holds; in 'skew' the sampled first super-tile's deltas are 1024 times
+# smaller than the rest's, so the guess misses and HI and LO passes find
+# the threshold. Both match the reference, for any -j and --max-memory,
+# and the miss reads the inputs more times.
+if "$PYTHON" - "$T/skw" "$ROOT/tests/ref" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import safetensors_io as stio
+rng = np.random.default_rng(12)
+base = (rng.standard_normal((8, 65536)) * 0.02).astype(np.float32)
+for kind in ("even", "skew"):
+    os.makedirs(os.path.join(sys.argv[1], kind, "base"))
+    stio.save_file(os.path.join(sys.argv[1], kind, "base", "model.safetensors"), {"w": base})
+    for i in (1, 2, 3):
+        d = rng.standard_normal(base.shape) * 0.002
+        if kind == "skew":
+            d[0] /= 1024
+        os.makedirs(os.path.join(sys.argv[1], kind, "m%d" % i))
+        stio.save_file(os.path.join(sys.argv[1], kind, "m%d" % i, "model.safetensors"),
+                       {"w": (base + d).astype(np.float32)})
+PY
+then
+	for kind in even skew; do
+		P="$T/skw/$kind"
+		M="--base $P/base $P/m1 $P/m2 $P/m3"
+		for t in 0.3 0.9; do
+			rm -rf "$P/w" "$P/v" "$P/r"
+			if "$WELD" sce $M --select-topk $t -j 2 -o "$P/w" 2>"$P/said-$t" &&
+			   "$WELD" sce $M --select-topk $t -j 1 --max-memory 16M -q -o "$P/v" 2>"$T/stderr" &&
+			   "$PYTHON" "$REF" sce $M --select-topk $t -o "$P/r" 2>>"$T/stderr" &&
+			   same_tensors "$P/w" "$P/r" && cmp -s "$P/w/model.safetensors" "$P/v/model.safetensors"; then
+				ok "sce --select-topk $t, $kind deltas: the reference, for any -j and --max-memory"
+			else
+				not_ok "sce --select-topk $t, $kind deltas: the reference, for any -j and --max-memory"
+			fi
+		done
+	done
+	# "wrote 'DIR' (1 tensors, 17.83 MB read in ...)": the bytes read
+	read_of() { sed -n 's/.*, \([0-9.]*\) MB read in.*/\1/p' "$1"; }
+	for t in 0.3 0.9; do
+		even=$(read_of "$T/skw/even/said-$t")
+		skew=$(read_of "$T/skw/skew/said-$t")
+		if [ -n "$even" ] && [ -n "$skew" ] &&
+		   awk -v a="$even" -v b="$skew" 'BEGIN { exit !(a < 2.2 * 8.39 && b > a + 2 * 8.38) }'; then
+			ok "sce --select-topk $t: a guess that holds reads the inputs 2 times and a sample ($even MB), one that misses twice more ($skew MB)"
+		else
+			not_ok "sce --select-topk $t: a guess that holds reads the inputs 2 times and a sample ($even MB), one that misses twice more ($skew MB)"
+		fi
+	done
+else
+	not_ok "sce sample fixture"
+fi
+
 # k = 0 (one model: every variance is 0) gives the base
 "$WELD" sce $B --select-topk 0.5 -q -o "$T/s1" "$T/ft1" 2>"$T/stderr" &&
 "$WELD" diff "$T/base" "$T/s1" >"$T/diff" 2>>"$T/stderr"
@@ -432,10 +488,10 @@ expect "sce: weld run --from-output rebuilds the same tensors" \
 
 "$WELD" plan sce $B --select-topk 0.3 $FT >"$T/plan" 2>&1
 if grep -q '^options  select_topk=0.3$' "$T/plan" &&
-   grep -q 'model.norm.weight BF16 \[128\] sce passes=3-6 base=model0 model1 model2 model3$' "$T/plan"; then
-	ok "plan sce: select_topk, passes=3-6, no weights"
+   grep -q 'model.norm.weight BF16 \[128\] sce passes=2-7 base=model0 model1 model2 model3$' "$T/plan"; then
+	ok "plan sce: select_topk, passes=2-7, no weights"
 else
-	not_ok "plan sce: select_topk, passes=3-6, no weights"
+	not_ok "plan sce: select_topk, passes=2-7, no weights"
 fi
 refuse "sce: --weights is not its option" 2 "option '--weights' is not used by 'weld sce'" "$T/e" \
 	"$WELD" sce $B --weights 1 -o "$T/e" $FT
