@@ -138,3 +138,39 @@ uint32_t weld_exec_hist_pick_key(struct exec *e, size_t s, int q)
 	h->equal[s][q] = hs[b];
 	return h->bin[s][q] << 16 | b;
 }
+
+uint32_t *weld_exec_hist_records(struct exec *e)
+{
+	struct hist_exec *h = e->hs;
+
+	if (!h->eq_rec)
+		h->eq_rec = malloc(e->plan->rec_bytes);
+	return h->eq_rec;
+}
+
+uint32_t weld_exec_hist_key_at(struct exec *e, const uint32_t *keys, size_t stride, size_t n,
+			       uint32_t lo, uint32_t hi, uint64_t r, uint64_t *below,
+			       uint64_t *equal)
+{
+	uint64_t *hs = e->hs->hist, *low = e->hs->hist + BINS, under = 0;
+	uint32_t b = 0, l = 0;
+
+	memset(hs, 0, 2 * BINS * sizeof(*hs));
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = keys[i * stride];
+
+		hs[k >> 16] += k >= lo && k <= hi;
+	}
+	while (b < BINS - 1 && under + hs[b] <= r)
+		under += hs[b++];
+	for (size_t i = 0; i < n; i++) {
+		uint32_t k = keys[i * stride];
+
+		low[k & 0xFFFF] += k >> 16 == b && k >= lo && k <= hi;
+	}
+	while (l < BINS - 1 && under + low[l] <= r)
+		under += low[l++];
+	*below = under;
+	*equal = low[l];
+	return b << 16 | l;
+}

@@ -79,5 +79,16 @@ void weld_exec_hist_pick_bin(struct exec *e, size_t from, size_t s, int q);
 uint32_t weld_exec_hist_pick_key(struct exec *e, size_t s, int q);
 /* This thread's histograms (inside the slice loop). */
 uint32_t *weld_exec_hist_mine(struct exec *e);
+/* The record room (the plan's rec_bytes, eq_rec), taken at the first call
+ * of an execution; NULL if out of memory. */
+uint32_t *weld_exec_hist_records(struct exec *e);
+/* Of n records of stride words from keys (a key in the first word of
+ * each), those whose key lies in [lo, hi]: the key at rank r (0-based,
+ * ascending) among them, and in *below and *equal how many of them lie
+ * below it and equal it. By histograms of the high, then the low 16 bits,
+ * in the room of the totals. */
+uint32_t weld_exec_hist_key_at(struct exec *e, const uint32_t *keys, size_t stride, size_t n,
+			       uint32_t lo, uint32_t hi, uint64_t r, uint64_t *below,
+			       uint64_t *equal);
 
 #endif

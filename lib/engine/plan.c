@@ -620,32 +620,32 @@ static uint64_t draws_budget(weld_plan *p, uint64_t budget, uint64_t maxsrc, uin
 	return maxsrc * p->drop_stride;
 }
 
-/* sce: room for its records beyond the WELD_SCE_EQ_BYTES of the fixed
- * buffers, enough for the threshold's bin of a large tensor (a pass
- * fewer): WELD_SCE_REC_MORE, at most an eighth of the budget left, what
- * the largest tensor could record, and the whole room at most the record
- * memory. Sets p->sce_rec_bytes and returns the bytes added. */
-static uint64_t sce_budget(weld_plan *p, uint64_t budget, uint64_t per_elem)
+/* sce: room for its records beyond the WELD_REC_BYTES of the fixed
+ * buffers, enough for the threshold's range of a large tensor (a pass
+ * fewer): WELD_REC_MORE, at most an eighth of the budget left, what the
+ * largest tensor could record, and the whole room at most the record
+ * memory. Sets p->rec_bytes and returns the bytes added. */
+static uint64_t rec_budget(weld_plan *p, uint64_t budget, uint64_t per_elem)
 {
-	uint64_t most = 0, extra = budget / 8 < WELD_SCE_REC_MORE ? budget / 8 : WELD_SCE_REC_MORE;
+	uint64_t most = 0, extra = budget / 8 < WELD_REC_MORE ? budget / 8 : WELD_REC_MORE;
 
 	for (size_t i = 0; i < p->njobs; i++) {
 		const struct weld_job *j = &p->jobs[i];
-		uint64_t n = j->nelem * (3 + j->nsrc) * 4;
+		uint64_t n = j->nelem * (3 + j->nsrc) * 4;   /* a position, a key, the squares */
 
 		if (weld_method_sce(j->method) && n > most)
 			most = n;
 	}
 	if (!most)
 		return 0;
-	most = most > WELD_SCE_EQ_BYTES ? most - WELD_SCE_EQ_BYTES : 0;
+	most = most > WELD_REC_BYTES ? most - WELD_REC_BYTES : 0;
 	extra = extra < most ? extra : most;
 	extra = extra < p->o.record_memory ? extra : p->o.record_memory;
 	if (budget - extra < WELD_MIN_CHUNK * per_elem)
 		extra = 0;
-	p->sce_rec_bytes = WELD_SCE_EQ_BYTES + extra;
-	if (p->sce_rec_bytes > p->o.record_memory)
-		p->sce_rec_bytes = p->o.record_memory;
+	p->rec_bytes = WELD_REC_BYTES + extra;
+	if (p->rec_bytes > p->o.record_memory)
+		p->rec_bytes = p->o.record_memory;
 	return extra;
 }
 
@@ -785,7 +785,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		shared += (threads * 4 + 8) * (maxsrc < 2 ? 2 : maxsrc) * 2 * WELD_HIST_BINS;
 	for (size_t i = 0; i < p->njobs; i++)
 		if (weld_method_sce(p->jobs[i].method)) {
-			shared += WELD_SCE_EQ_BYTES;    /* sce's equal variances */
+			shared += WELD_REC_BYTES;    /* sce's records */
 			break;
 		}
 	shared += weld_plan_fp8_band_bytes(p);  /* --dtype fp8: the writer's band */
@@ -842,7 +842,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		budget -= record_budget(p, budget, maxsrc, maxsel, slices, per_elem);
 	if ((!row || p->ranks) && p->o.scope == WELD_SCOPE_TENSOR)
 		budget -= draws_budget(p, budget, maxsrc, per_elem);
-	sce_extra = sce_budget(p, budget, per_elem);
+	sce_extra = rec_budget(p, budget, per_elem);
 	budget -= sce_extra;
 	/* pcb: at most three quarters of what is left, and a quarter of the memory */
 	p->pcb_grant = budget / 4 * 3 < p->o.max_memory / 4 ? budget / 4 * 3 : p->o.max_memory / 4;

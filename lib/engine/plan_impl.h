@@ -31,7 +31,7 @@ struct weld_plan {
 	int maxsel;            /* most top-k selections per source of any job */
 	uint64_t record_bytes; /* keys a statistics pass may keep (select_pass.c) */
 	uint64_t drop_stride;  /* dare --rescale l1: bytes of draws kept per source */
-	uint64_t sce_rec_bytes; /* sce: room for the variances it records (sce_pass.c) */
+	uint64_t rec_bytes;      /* sce: room for the variances it records (sce_pass.c) */
 	uint64_t memory;       /* bytes of buffers at that chunk size */
 	uint64_t pcb_grant;    /* pcb: the most its statistics may hold (pcb_pass.c) */
 	uint64_t pcb_hold;     /* pcb: the most a unit holds between its passes (pcb_hold.c), 0: none */
@@ -47,11 +47,11 @@ struct weld_plan {
 	size_t matrices;         /* whole-matrix jobs computed at once (svd_pass.c) */
 };
 
-/* sce_pass.c: the least room for the variances it records (those in the
- * threshold's bin, or those equal to it) instead of passing over the
- * tensor again; the plan may add up to WELD_SCE_REC_MORE (sce_rec_bytes). */
-#define WELD_SCE_EQ_BYTES (1u << 20)
-#define WELD_SCE_REC_MORE (15u << 20)
+/* sce_pass.c: the least room for the variances it records (those in a
+ * range around the threshold, or equal to it) instead of passing over the
+ * tensor again; the plan may add up to WELD_REC_MORE (rec_bytes). */
+#define WELD_REC_BYTES (1u << 20)
+#define WELD_REC_MORE (15u << 20)
 
 /* rank_pass.c: bytes of della's keep flags for job j, one bit an element,
  * each row from a byte of its own. */

@@ -71,7 +71,7 @@ static size_t rec_words(const struct weld_job *j)
 /* Records the room holds. */
 static size_t rec_cap(const struct exec *e, const struct weld_job *j)
 {
-	return (size_t)(e->plan->sce_rec_bytes / 4 / rec_words(j));
+	return (size_t)(e->plan->rec_bytes / 4 / rec_words(j));
 }
 
 /* Record the elements of the tile at flat index g whose key lies in
@@ -246,16 +246,6 @@ int weld_exec_sce_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 	return 0;
 }
 
-/* The record room, once per execution (NULL if out of memory). */
-static uint32_t *records(struct exec *e)
-{
-	struct hist_exec *h = e->hs;
-
-	if (!h->eq_rec)
-		h->eq_rec = malloc(e->plan->sce_rec_bytes);
-	return h->eq_rec;
-}
-
 static void clear_sums(struct exec *e)
 {
 	memset(e->rank_sums, 0, (size_t)e->n_slices * e->max_src * 2 * sizeof(struct weld_xsum));
@@ -330,35 +320,6 @@ static void shares(struct exec *e, const struct weld_job *j)
 		h->a[s] = (float)(fabs(total) < 1e-6 ? 1.0 / (double)j->nsrc : en[s] / total);
 }
 
-/* The key at rank r (0-based, ascending) of the recorded variances, and
- * how many of them lie below it and equal it: histograms of their high,
- * then low 16 bits, in the room of the passes' totals. */
-static uint32_t rec_key_at(struct exec *e, const struct weld_job *j, uint64_t r, uint64_t *below,
-			   uint64_t *equal)
-{
-	struct hist_exec *h = e->hs;
-	uint64_t *hs = h->hist, *lo = h->hist + WELD_HP_BINS, under = 0;
-	size_t wd = rec_words(j);
-	uint32_t b = 0, l = 0;
-
-	memset(hs, 0, 2 * WELD_HP_BINS * sizeof(*hs));
-	for (size_t i = 0; i < h->eq_n; i++)
-		hs[h->eq_rec[i * wd + 2] >> 16]++;
-	while (b < WELD_HP_BINS - 1 && under + hs[b] <= r)
-		under += hs[b++];
-	for (size_t i = 0; i < h->eq_n; i++) {
-		uint32_t key = h->eq_rec[i * wd + 2];
-
-		if (key >> 16 == b)
-			lo[key & 0xFFFF]++;
-	}
-	while (l < WELD_HP_BINS - 1 && under + lo[l] <= r)
-		under += lo[l++];
-	*below = under;
-	*equal = lo[l];
-	return b << 16 | l;
-}
-
 /*
  * A guess from a sample: a pass over one super-tile in SAMPLE_STRIDE
  * (sample.h) counts the high bits of the variances' keys and the zeros;
@@ -388,7 +349,7 @@ static int select_in_range(struct exec *e, const struct weld_job *j, bool *done,
 		ns += h->hist[b];
 	for (int t = 0; t < e->n_threads; t++)
 		zs += h->thread_count[t];
-	if (!ns || !records(e))
+	if (!ns || !weld_exec_hist_records(e))
 		return 0;
 	f = (double)m / (double)ns;
 	q = (double)zs / (double)ns;
@@ -430,7 +391,8 @@ static int select_in_range(struct exec *e, const struct weld_job *j, bool *done,
 		clear_sums(e);
 		return 0;
 	}
-	h->thr = rec_key_at(e, j, r - below, &eqb, &eq);
+	h->thr = weld_exec_hist_key_at(e, h->eq_rec + 2, rec_words(j), h->eq_n, h->rec_lo,
+				       h->rec_hi, r - below, &eqb, &eq);
 	h->n_equal = eq;
 	/* k = those above the threshold + the equal ones kept */
 	h->keep_equal = k - (m - (below + eqb) - eq);
@@ -466,7 +428,7 @@ static int select_variance(struct exec *e, const struct weld_job *j, struct weld
 	h->rank[0][0] = m - k;
 	weld_exec_hist_pick_bins(e, 1, 1);
 	/* the HI totals say how many keys the bin holds */
-	if (h->hist[h->bin[0][0]] <= rec_cap(e, j) && records(e)) {
+	if (h->hist[h->bin[0][0]] <= rec_cap(e, j) && weld_exec_hist_records(e)) {
 		h->bin_record = true;
 		h->rec_lo = h->bin[0][0] << 16;
 		h->rec_hi = h->bin[0][0] << 16 | 0xFFFF;
@@ -524,7 +486,7 @@ int weld_exec_sce_unit(struct exec *e, const struct weld_job *j, struct weld_err
 	/* only some of the equal variances are kept: recorded in the
 	 * energies' pass when they fit, else counted before each pass */
 	if (!h->keep_none && !h->eq_known && h->keep_equal > 0 && h->keep_equal < h->n_equal &&
-	    h->n_equal <= rec_cap(e, j) && records(e))
+	    h->n_equal <= rec_cap(e, j) && weld_exec_hist_records(e))
 		h->eq_record = true;
 	if (h->keep_none) {
 		/* every t is 0: the shares do not matter */
