@@ -40,47 +40,20 @@ static inline void xsum_one(uint64_t *m, uint64_t *nan, uint32_t k)
 #define XBLOCK 128
 #define XSPAN 32
 
-/* One block of n values, whose magnitudes' keys are at most kmax. */
-static inline __attribute__((always_inline)) void xsum_block(struct weld_xsum *s, const float *y,
-							     size_t n, uint32_t kmax)
+/* The key of value i: of the float y[i], or k[i] itself (y NULL). */
+static inline uint32_t key_at(const float *y, const uint32_t *k, size_t i)
 {
-	size_t small = 0;
-	uint32_t e0;
-	uint64_t v = 0;
-
-	if (kmax >> 23 < XSPAN + 1 || kmax >> 23 > 200) {
-		for (size_t i = 0; i < n; i++)
-			xsum_one(s->m, &s->nan, mag_key(y[i]));
-		return;
-	}
-	e0 = (kmax >> 23) - XSPAN;
-	for (size_t i = 0; i < n; i++) {
-		uint32_t k = mag_key(y[i]), e = k >> 23;
-		uint64_t sig = (k & 0x7FFFFFu) | 0x800000u;
-
-		v += e >= e0 ? sig << (e - e0) : 0;
-		small += (e < e0) & (k != 0);
-	}
-	s->m[e0] += v & 0xFFFFFFu;
-	s->m[e0 + 24] += v >> 24 & 0xFFFFFFu;
-	s->m[e0 + 48] += v >> 48;
-	for (size_t i = 0; i < n && small; i++) {
-		uint32_t k = mag_key(y[i]);
-
-		if (k >> 23 < e0 && k) {
-			xsum_one(s->m, &s->nan, k);
-			small--;
-		}
-	}
+	return y ? mag_key(y[i]) : k[i];
 }
 
-/* The same over keys k[0..n) at most kmax, into s; and those whose flag
- * keep[i] is 1 into kept as well: both sums from one pass. */
-static inline __attribute__((always_inline)) void xsum_keys_block(struct weld_xsum *s,
-								  struct weld_xsum *kept,
-								  const uint32_t *k,
-								  const unsigned char *keep,
-								  size_t n, uint32_t kmax)
+/* One block of n values, whose magnitudes' keys are at most kmax: the
+ * floats y, or the keys k (y NULL). With keep (else NULL), those whose
+ * flag keep[i] is 1 go into kept as well, from the same pass. */
+static inline __attribute__((always_inline)) void xsum_block_of(struct weld_xsum *s,
+								struct weld_xsum *kept,
+								const float *y, const uint32_t *k,
+								const unsigned char *keep,
+								size_t n, uint32_t kmax)
 {
 	size_t small = 0;
 	uint32_t e0;
@@ -88,35 +61,46 @@ static inline __attribute__((always_inline)) void xsum_keys_block(struct weld_xs
 
 	if (kmax >> 23 < XSPAN + 1 || kmax >> 23 > 200) {
 		for (size_t i = 0; i < n; i++) {
-			xsum_one(s->m, &s->nan, k[i]);
-			if (keep[i])
-				xsum_one(kept->m, &kept->nan, k[i]);
+			xsum_one(s->m, &s->nan, key_at(y, k, i));
+			if (keep && keep[i])
+				xsum_one(kept->m, &kept->nan, key_at(y, k, i));
 		}
 		return;
 	}
 	e0 = (kmax >> 23) - XSPAN;
 	for (size_t i = 0; i < n; i++) {
-		uint32_t e = k[i] >> 23;
-		uint64_t sig = (k[i] & 0x7FFFFFu) | 0x800000u, x = e >= e0 ? sig << (e - e0) : 0;
+		uint32_t key = key_at(y, k, i), e = key >> 23;
+		uint64_t sig = (key & 0x7FFFFFu) | 0x800000u, x = e >= e0 ? sig << (e - e0) : 0;
 
 		v += x;
-		vk += x & ((uint64_t)0 - keep[i]);
-		small += (e < e0) & (k[i] != 0);
+		if (keep)
+			vk += x & ((uint64_t)0 - keep[i]);
+		small += (e < e0) & (key != 0);
 	}
 	s->m[e0] += v & 0xFFFFFFu;
 	s->m[e0 + 24] += v >> 24 & 0xFFFFFFu;
 	s->m[e0 + 48] += v >> 48;
-	kept->m[e0] += vk & 0xFFFFFFu;
-	kept->m[e0 + 24] += vk >> 24 & 0xFFFFFFu;
-	kept->m[e0 + 48] += vk >> 48;
+	if (keep) {
+		kept->m[e0] += vk & 0xFFFFFFu;
+		kept->m[e0 + 24] += vk >> 24 & 0xFFFFFFu;
+		kept->m[e0 + 48] += vk >> 48;
+	}
 	for (size_t i = 0; i < n && small; i++) {
-		if (k[i] >> 23 < e0 && k[i]) {
-			xsum_one(s->m, &s->nan, k[i]);
-			if (keep[i])
-				xsum_one(kept->m, &kept->nan, k[i]);
+		uint32_t key = key_at(y, k, i);
+
+		if (key >> 23 < e0 && key) {
+			xsum_one(s->m, &s->nan, key);
+			if (keep && keep[i])
+				xsum_one(kept->m, &kept->nan, key);
 			small--;
 		}
 	}
+}
+
+static inline __attribute__((always_inline)) void xsum_block(struct weld_xsum *s, const float *y,
+							     size_t n, uint32_t kmax)
+{
+	xsum_block_of(s, NULL, y, NULL, NULL, n, kmax);
 }
 
 WELD_HOT void weld_xsum_add_abs(struct weld_xsum *s, const float *x, size_t len)
@@ -645,8 +629,8 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 			     last, kb);
 	if (fused)
 		for (size_t b = 0; b < w; b += XBLOCK)
-			xsum_keys_block(&sums[0], &sums[1], k + b, kb + b,
-					w - b < XBLOCK ? w - b : XBLOCK, kmax);
+			xsum_block_of(&sums[0], &sums[1], NULL, k + b, kb + b,
+				      w - b < XBLOCK ? w - b : XBLOCK, kmax);
 	else if (sums)
 		weld_xsum_add_abs(&sums[1], v, w);
 	if (bits)
