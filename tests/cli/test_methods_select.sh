@@ -407,8 +407,11 @@ fi
 # elements in 16): 'even' has the same deltas everywhere, so the guess
 # holds; in 'skew' the sampled first super-tile's deltas are 1024 times
 # smaller than the rest's, so the guess misses and HI and LO passes find
-# the threshold. Both match the reference, for any -j and --max-memory,
-# and the miss reads the inputs more times.
+# the threshold; in 'sparse' only 999 variances are not 0, all of them in
+# the sample, which puts the range above the zeros; at 0.001 the range
+# pass then finds k = floor(999 * 0.001) = 0, so nothing is kept. All
+# match the reference, for any -j and --max-memory, and the miss reads the
+# inputs more times.
 if "$PYTHON" - "$T/skw" "$ROOT/tests/ref" <<'PY'
 import os, sys
 sys.path.insert(0, sys.argv[2])
@@ -416,22 +419,27 @@ import numpy as np
 import safetensors_io as stio
 rng = np.random.default_rng(12)
 base = (rng.standard_normal((8, 65536)) * 0.02).astype(np.float32)
-for kind in ("even", "skew"):
+for kind in ("even", "skew", "sparse"):
     os.makedirs(os.path.join(sys.argv[1], kind, "base"))
     stio.save_file(os.path.join(sys.argv[1], kind, "base", "model.safetensors"), {"w": base})
     for i in (1, 2, 3):
         d = rng.standard_normal(base.shape) * 0.002
         if kind == "skew":
             d[0] /= 1024
+        if kind == "sparse":        # 999 variances not 0, all in the sample
+            d[:] = 0
+            d[0, :999] = rng.standard_normal(999) * 0.002
         os.makedirs(os.path.join(sys.argv[1], kind, "m%d" % i))
         stio.save_file(os.path.join(sys.argv[1], kind, "m%d" % i, "model.safetensors"),
                        {"w": (base + d).astype(np.float32)})
 PY
 then
-	for kind in even skew; do
+	for kind in even skew sparse; do
 		P="$T/skw/$kind"
 		M="--base $P/base $P/m1 $P/m2 $P/m3"
-		for t in 0.3 0.9; do
+		ts="0.3 0.9"
+		[ $kind = sparse ] && ts="0.001 0.3"
+		for t in $ts; do
 			rm -rf "$P/w" "$P/v" "$P/r"
 			if "$WELD" sce $M --select-topk $t -j 2 -o "$P/w" 2>"$P/said-$t" &&
 			   "$WELD" sce $M --select-topk $t -j 1 --max-memory 16M -q -o "$P/v" 2>"$T/stderr" &&
