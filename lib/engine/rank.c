@@ -323,15 +323,16 @@ INLINE void count_buckets(const uint16_t *restrict bk, uint32_t w, uint32_t *res
 		pos[i] = cnt[bk[i]]++;
 }
 
-/* The positions of the elements of odd buckets, ascending, into li;
- * returns how many. No branch: some are odd, most are not. */
-static uint32_t odd_generic(const uint16_t *bk, uint32_t i0, uint32_t w, uint32_t *li)
+/* The positions of the elements of odd buckets (one < 0), or of bucket
+ * one, ascending, into li; returns how many. No branch: some are picked,
+ * most are not. */
+static uint32_t pick_generic(const uint16_t *bk, uint32_t i0, uint32_t w, int one, uint32_t *li)
 {
 	uint32_t m = 0;
 
 	for (uint32_t i = i0; i < w; i++) {
 		li[m] = i;
-		m += bk[i] & 1;
+		m += one < 0 ? bk[i] & 1 : bk[i] == one;
 	}
 	return m;
 }
@@ -339,52 +340,53 @@ static uint32_t odd_generic(const uint16_t *bk, uint32_t i0, uint32_t w, uint32_
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 
-/* 32 buckets at a time: the positions of the odd ones compressed into a
- * register, 16 at a time, and all 16 lanes stored (li has room: no more
+/* 32 buckets at a time: the positions of the picked ones compressed into
+ * a register, 16 at a time, and all 16 lanes stored (li has room: no more
  * are picked than looked at). */
 __attribute__((target("avx512f,avx512bw,popcnt")))
-static uint32_t odd_avx512(const uint16_t *bk, uint32_t w, uint32_t *li)
+static uint32_t pick_avx512(const uint16_t *bk, uint32_t w, int one, uint32_t *li)
 {
-	const __m512i one = _mm512_set1_epi16(1), step = _mm512_set1_epi32(16);
+	const __m512i odd = _mm512_set1_epi16(1), b = _mm512_set1_epi16((short)one);
+	const __m512i step = _mm512_set1_epi32(16);
 	__m512i at = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 	uint32_t m = 0, i = 0;
 
 	for (; i + 32 <= w; i += 32) {
-		__mmask32 odd = _mm512_test_epi16_mask(_mm512_loadu_si512((const void *)(bk + i)),
-						       one);
+		__m512i x = _mm512_loadu_si512((const void *)(bk + i));
+		__mmask32 p = one < 0 ? _mm512_test_epi16_mask(x, odd) : _mm512_cmpeq_epi16_mask(x, b);
 
-		_mm512_storeu_si512(li + m, _mm512_maskz_compress_epi32((__mmask16)odd, at));
-		m += (uint32_t)__builtin_popcount(odd & 0xFFFFu);
+		_mm512_storeu_si512(li + m, _mm512_maskz_compress_epi32((__mmask16)p, at));
+		m += (uint32_t)__builtin_popcount(p & 0xFFFFu);
 		at = _mm512_add_epi32(at, step);
-		_mm512_storeu_si512(li + m, _mm512_maskz_compress_epi32((__mmask16)(odd >> 16), at));
-		m += (uint32_t)__builtin_popcount(odd >> 16);
+		_mm512_storeu_si512(li + m, _mm512_maskz_compress_epi32((__mmask16)(p >> 16), at));
+		m += (uint32_t)__builtin_popcount(p >> 16);
 		at = _mm512_add_epi32(at, step);
 	}
-	return m + odd_generic(bk, i, w, li + m);
+	return m + pick_generic(bk, i, w, one, li + m);
 }
 
-static uint32_t odd_members(const uint16_t *bk, uint32_t w, uint32_t *li)
+static uint32_t pick(const uint16_t *bk, uint32_t w, int one, uint32_t *li)
 {
 	if (__builtin_cpu_supports("avx512bw"))
-		return odd_avx512(bk, w, li);
-	return odd_generic(bk, 0, w, li);
+		return pick_avx512(bk, w, one, li);
+	return pick_generic(bk, 0, w, one, li);
 }
 #else
-static uint32_t odd_members(const uint16_t *bk, uint32_t w, uint32_t *li)
+static uint32_t pick(const uint16_t *bk, uint32_t w, int one, uint32_t *li)
 {
-	return odd_generic(bk, 0, w, li);
+	return pick_generic(bk, 0, w, one, li);
 }
 #endif
 
-/* Whether some odd bucket has two members or more. */
-INLINE bool odd_to_sort(const uint32_t *restrict cnt, size_t nb)
+/* The members of odd buckets of two members or more: those sort_odd sorts. */
+INLINE uint32_t odd_to_sort(const uint32_t *restrict cnt, size_t nb)
 {
-	uint32_t any = 0;
+	uint32_t n = 0;
 
-#pragma omp simd reduction(| : any)
+#pragma omp simd reduction(+ : n)
 	for (uint32_t b = 1; b < nb; b += 2)
-		any |= cnt[b] > 1;
-	return any;
+		n += cnt[b] > 1 ? cnt[b] : 0;
+	return n;
 }
 
 /* A prefix sum on vectors: gcc does it, clang does not (and says so). */
@@ -410,31 +412,32 @@ INLINE void last_ranks(const uint32_t *restrict cnt, size_t nb, uint32_t *restri
 }
 
 /*
- * The ranks of keys k[0..w) (DESIGN 4.1's order from the bottom): the
- * element at position i has rank - 1 last[bk[i]] - pos[i], bk the buckets
- * (in the scratch), last[0..NB_MAX) and pos[0..w) filled here. Zeros rank
- * among themselves by position only when exact_zeros (else each holds
- * some rank among the zeros': the caller does not need theirs).
+ * The ranks of keys k[0..w) (DESIGN 4.1's order from the bottom), bk their
+ * buckets (row_buckets, in the scratch). The count fills cnt, pos and
+ * last[0..NB_MAX): the element at position i has rank - 1 last[bk[i]] -
+ * pos[i], exactly but in odd buckets of two or more, where it is one of
+ * its bucket's ranks (sort_odd makes those exact too).
  */
-INLINE void row_ranks(const uint32_t *k, uint32_t w, uint32_t kmax, bool exact_zeros,
-		      uint32_t *pos, uint32_t *last, uint32_t *scratch)
+INLINE void row_count(const uint16_t *restrict bk, uint32_t w, struct span sp,
+		      uint32_t *restrict cnt, uint32_t *restrict pos, uint32_t *restrict last)
+{
+	memset(cnt, 0, sp.nb * sizeof(cnt[0]));
+	count_buckets(bk, w, cnt, pos);
+	last_ranks(cnt, sp.nb, last);
+}
+
+/* Then the odd buckets of two or more (when odd_to_sort finds some): their members, in their bucket's
+ * ranks from the last position to the first, sorted on the keys, stably,
+ * rank by magnitude and equal ones the lower position higher; pos then
+ * says their ranks. */
+INLINE void sort_odd(const uint32_t *k, uint32_t w, uint32_t *cnt,
+		     uint32_t *pos, const uint32_t *last, uint32_t *scratch)
 {
 	uint32_t *li = scratch + R_LIST * (size_t)w, *sk = scratch + R_SKEY * (size_t)w;
 	uint32_t *si = scratch + R_SPOS * (size_t)w;
-	uint16_t *bk = (uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w);
-	uint32_t cnt[NB_MAX], m = 0, n = 0;
-	struct span sp = row_span(w, kmax);
+	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w);
+	uint32_t m = pick(bk, w, -1, li), n = 0;
 
-	buckets_of(k, w, sp.lo, exact_zeros ? 0 : 2 * (ZERO_BUCKETS - 1), bk);
-	memset(cnt, 0, sp.nb * sizeof(cnt[0]));
-	count_buckets(bk, w, cnt, pos);
-	if (odd_to_sort(cnt, sp.nb))
-		m = odd_members(bk, w, li);
-	last_ranks(cnt, sp.nb, last);
-	/* odd buckets of two or more: their members, in their bucket's ranks
-	 * from the last position to the first, sorted on the keys, stably,
-	 * rank by magnitude and equal ones the lower position higher; pos
-	 * then says their ranks */
 	for (uint32_t j = 0; j < m; j++) {
 		li[n] = li[j];
 		n += cnt[bk[li[j]]] > 1;
@@ -458,6 +461,17 @@ INLINE void row_ranks(const uint32_t *k, uint32_t w, uint32_t kmax, bool exact_z
 	}
 }
 
+INLINE void row_ranks(const uint32_t *k, uint32_t w, struct span sp, uint32_t *pos,
+		      uint32_t *last, uint32_t *scratch)
+{
+	uint32_t cnt[NB_MAX];
+
+	row_count((const uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w), w, sp, cnt, pos,
+		  last);
+	if (odd_to_sort(cnt, sp.nb))
+		sort_odd(k, w, cnt, pos, last, scratch);
+}
+
 /* Keys (|x| as integers that order like |x|, NaN above infinity) and
  * their largest; returns what zeros the row holds: bit 0 any, bit 1 a -0. */
 INLINE uint32_t keys_of(const float *restrict v, uint32_t w, uint32_t *restrict k,
@@ -479,6 +493,19 @@ INLINE uint32_t keys_of(const float *restrict v, uint32_t w, uint32_t *restrict 
 	return zeros | signed0 << 1;
 }
 
+/* Each element's bucket into the scratch, and the row's span. Zeros rank
+ * among themselves by position only when exact_zeros (else each holds
+ * some rank among the zeros': the caller does not need theirs). */
+INLINE struct span row_buckets(const uint32_t *k, uint32_t w, uint32_t kmax, bool exact_zeros,
+			       uint32_t *scratch)
+{
+	struct span sp = row_span(w, kmax);
+
+	buckets_of(k, w, sp.lo, exact_zeros ? 0 : 2 * (ZERO_BUCKETS - 1),
+		   (uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w));
+	return sp;
+}
+
 WELD_HOT void weld_k_row_ranks(const float *v, size_t w, uint32_t *rank, uint32_t *scratch)
 {
 	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * w);
@@ -489,7 +516,9 @@ WELD_HOT void weld_k_row_ranks(const float *v, size_t w, uint32_t *rank, uint32_
 		return;
 	}
 	keys_of(v, (uint32_t)w, scratch + R_KEY * w, &kmax);
-	row_ranks(scratch + R_KEY * w, (uint32_t)w, kmax, true, rank, last, scratch);
+	row_ranks(scratch + R_KEY * w, (uint32_t)w,
+		  row_buckets(scratch + R_KEY * w, (uint32_t)w, kmax, true, scratch), rank, last,
+		  scratch);
 	for (size_t i = 0; i < w; i++)
 		rank[i] = last[bk[i]] - rank[i];
 }
@@ -541,12 +570,231 @@ static inline void pack_bits(const unsigned char *kb, size_t w, unsigned char *b
 
 /* The draw of element j against the threshold of p, when p is known to
  * lie in (0, 1) (no clamp: the loop then runs on vectors). */
-static inline bool keeps_inside(uint64_t key, uint64_t j, double p)
+static inline int64_t threshold_inside(double p)
 {
 	double x = p * 0x1p53;
 	int64_t t = (int64_t)x;
 
-	return (int64_t)draw53(key, j) < t + ((double)t < x);
+	return t + ((double)t < x);
+}
+
+static inline bool keeps_inside(uint64_t key, uint64_t j, double p)
+{
+	return (int64_t)draw53(key, j) < threshold_inside(p);
+}
+
+/* p of the element of rank r + 1 in a row of w = wm1 + 1 (METHODS 3 step 3) */
+static inline double p_of(uint32_t r, double lo, double wm1, double eps)
+{
+	return lo + (2 * ((double)r / wm1)) * eps;
+}
+
+/*
+ * The drop by the band (no inverse, p known to lie in (0, 1)), for rows
+ * whose odd buckets would take long to sort. An element keeps iff u <
+ * p(rank), and p grows with the rank: u below p of the row's lowest rank
+ * keeps whatever the rank, u at or above p of its highest drops. A pass
+ * over the draws settles those (about 1 - 2 eps of the row) and lists the
+ * others; each of these is settled by its bucket's range of ranks [f, l],
+ * u against the line lo + r s that p lies on: below the line at f keeps,
+ * at or above it at l drops, each with BAND_MARGIN to spare (far more
+ * than p's rounding error). The few left ("open") take their exact rank,
+ * and step 3's p.
+ */
+#define BAND_MARGIN 0x1p-40
+
+/* The draws that keep whatever the rank (below sure) and that keep for
+ * none (never and above), and the slope s of lo + r s. */
+struct band {
+	int64_t sure, never;
+	double lo, s;
+};
+
+static inline struct band band_of(uint32_t w, double lo, double eps)
+{
+	double wm1 = (double)(w - 1);
+
+	return (struct band){ threshold_inside(p_of(0, lo, wm1, eps)),
+			      threshold_inside(p_of(w - 1, lo, wm1, eps)), lo, 2 * eps / wm1 };
+}
+
+/* Elements i0..w of the draw pass, one at a time: v and kb of the settled
+ * ones, the others' positions into li and draws into lu (kb 0, v as it
+ * was); returns how many are listed, from m listed before. */
+static uint32_t draws_generic(float *restrict v, uint32_t i0, uint32_t w, uint64_t key,
+			      struct band bd, float factor, unsigned char *restrict kb,
+			      uint32_t *restrict li, int64_t *restrict lu, uint32_t m)
+{
+	for (uint32_t i = i0; i < w; i++) {
+		int64_t u = (int64_t)draw53(key, i);
+		bool keep = u < bd.sure, mid = !keep && u < bd.never;
+
+		if (!mid)
+			v[i] = keep_or_zero(v[i] * factor, keep);
+		kb[i] = keep;
+		li[m] = i;
+		lu[m] = u;
+		m += mid;
+	}
+	return m;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* Eight at a time, the draws in 64-bit lanes. */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt")))
+static uint32_t draws_avx512(float *v, uint32_t w, uint64_t key, struct band bd, float factor,
+			     unsigned char *kb, uint32_t *li, int64_t *lu)
+{
+	const __m512i c1 = _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ULL);
+	const __m512i c2 = _mm512_set1_epi64((long long)0x94D049BB133111EBULL);
+	const __m512i sure = _mm512_set1_epi64(bd.sure), never = _mm512_set1_epi64(bd.never);
+	const __m256 fac = _mm256_set1_ps(factor);
+	__m512i at = _mm512_add_epi64(_mm512_set1_epi64((long long)(key + 0x9E3779B97F4A7C15ULL)),
+				      _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+	__m256i pos = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	uint32_t i = 0, m = 0;
+
+	for (; i + 8 <= w; i += 8) {
+		__m512i z = at, u;
+		__mmask8 keep, mid;
+		__m256 y;
+
+		z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), c1);
+		z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), c2);
+		u = _mm512_srli_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 31)), 11);
+		keep = _mm512_cmplt_epi64_mask(u, sure);
+		mid = _mm512_cmplt_epi64_mask(u, never) & (__mmask8)~keep;
+		y = _mm256_loadu_ps(v + i);
+		y = _mm256_mask_blend_ps(keep, _mm256_maskz_mov_ps(mid, y), _mm256_mul_ps(y, fac));
+		_mm256_storeu_ps(v + i, y);
+		_mm_storel_epi64((__m128i *)(void *)(kb + i), _mm_maskz_set1_epi8(keep, 1));
+		/* all lanes stored, the listed ones first (li and lu have room) */
+		_mm256_storeu_si256((__m256i *)(void *)(li + m), _mm256_maskz_compress_epi32(mid, pos));
+		_mm512_storeu_si512(lu + m, _mm512_maskz_compress_epi64(mid, u));
+		m += (uint32_t)__builtin_popcount(mid);
+		at = _mm512_add_epi64(at, _mm512_set1_epi64(8));
+		pos = _mm256_add_epi32(pos, _mm256_set1_epi32(8));
+	}
+	return draws_generic(v, i, w, key, bd, factor, kb, li, lu, m);
+}
+
+static uint32_t draws_listed(float *v, uint32_t w, uint64_t key, struct band bd, float factor,
+			     unsigned char *kb, uint32_t *li, int64_t *lu)
+{
+	if (__builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+	    __builtin_cpu_supports("avx512vl"))
+		return draws_avx512(v, w, key, bd, factor, kb, li, lu);
+	return draws_generic(v, 0, w, key, bd, factor, kb, li, lu, 0);
+}
+#else
+static uint32_t draws_listed(float *v, uint32_t w, uint64_t key, struct band bd, float factor,
+			     unsigned char *kb, uint32_t *li, int64_t *lu)
+{
+	return draws_generic(v, 0, w, key, bd, factor, kb, li, lu, 0);
+}
+#endif
+
+/*
+ * Whether a row with more than w / BAND_ODD members of odd buckets to sort
+ * (float32 deltas) goes by the band rather than sort_odd: when about
+ * BAND_PICKS odd buckets at most are expected to hold an open element,
+ * and about w / BAND_OPEN elements at most are expected open (each a few
+ * dozen instructions). One element of bucket b is open with chance at
+ * most q (cnt[b] - 1), q = 2 eps / (w - 1).
+ */
+#define BAND_ODD 16
+#define BAND_PICKS 4
+#define BAND_OPEN 16
+
+INLINE bool band_pays(const uint32_t *restrict cnt, size_t nb, uint32_t w, double eps)
+{
+	float q = (float)(2 * eps / (double)(w - 1)), picks = 0, open = 0;
+
+#pragma omp simd reduction(+ : picks, open)
+	for (size_t b = 0; b < nb; b++) {
+		float c = (float)cnt[b], x = q * c * (c - 1);
+
+		open += x;
+		picks += b & 1 ? (x < 1 ? x : 1) : 0;
+	}
+	return picks <= BAND_PICKS && open <= (float)(w / BAND_OPEN);
+}
+
+/* The exact ranks - 1 of odd bucket b's members, as pos[i] = last[b] -
+ * rank: sorted on their keys, from the last position to the first,
+ * stably. */
+static void odd_ranks(const uint32_t *k, const uint16_t *bk, uint32_t w, uint32_t b,
+		      uint32_t *pos, uint32_t *scratch)
+{
+	uint32_t *li = scratch + R_LIST * (size_t)w, *sk = scratch + R_SKEY * (size_t)w;
+	uint32_t *si = scratch + R_SPOS * (size_t)w, m = pick(bk, w, (int)b, li);
+
+	for (uint32_t j = 0; j < m; j++) {
+		sk[j] = k[li[m - 1 - j]];
+		si[j] = li[m - 1 - j];
+	}
+	sort_msd(sk, si, m, 32, scratch + R_TK * (size_t)w, scratch + R_TI * (size_t)w);
+	for (uint32_t j = 0; j < m; j++)
+		pos[si[j]] = m - 1 - j;
+}
+
+#define RANKED (1u << 31)       /* in cnt[b]: odd_ranks ranked bucket b */
+
+/*
+ * The drop of a row counted but not sorted (row_count): the draw pass,
+ * then the listed ones one at a time (two lookups each: on vectors,
+ * gathers cost more than they save). The open ones (flag 2 in kb, v as
+ * it was) take their exact rank: last[b] - pos[i] in a bucket of one
+ * magnitude, and in an odd one once odd_ranks has sorted it (the first
+ * time one of its members is open).
+ */
+static void della_band(float *restrict v, uint32_t w, uint64_t key, double d, double eps,
+		       float factor, const uint32_t *restrict k, uint32_t *restrict cnt,
+		       uint32_t *restrict pos, const uint32_t *restrict last, unsigned char *kb,
+		       uint32_t *scratch)
+{
+	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w);
+	uint32_t *li = scratch + R_LIST * (size_t)w;
+	int64_t *lu = (int64_t *)(void *)(scratch + R_SKEY * (size_t)w);
+	struct band bd = band_of(w, d - eps, eps);
+	uint32_t m = draws_listed(v, w, key, bd, factor, kb, li, lu), n = 0;
+	double wm1 = (double)(w - 1);
+
+	for (uint32_t j = 0; j < m; j++) {
+		uint32_t i = li[j], b = bk[i], l = last[b], f = l + 1 - cnt[b];
+		double x = (double)lu[j] * 0x1p-53;
+		unsigned keep = x < bd.lo + (double)f * bd.s - BAND_MARGIN;
+		unsigned open = !keep & (x < bd.lo + (double)l * bd.s + BAND_MARGIN);
+		uint32_t y, z;
+		float vy = v[i] * factor;
+
+		memcpy(&y, &vy, sizeof(y));
+		memcpy(&z, &v[i], sizeof(z));
+		y = (y & (0u - keep)) | (z & (0u - open));
+		memcpy(&v[i], &y, sizeof(y));
+		kb[i] = (unsigned char)(keep | open << 1);
+		n += open;
+	}
+	if (!n)
+		return;
+	for (uint32_t i8 = 0; i8 < w; i8 += 8) {
+		uint64_t x = 0;
+
+		memcpy(&x, kb + i8, w - i8 < 8 ? w - i8 : 8);
+		for (x &= 0x0202020202020202ULL; x; x &= x - 1) {
+			uint32_t i = i8 + (uint32_t)__builtin_ctzll(x) / 8, b = bk[i], r;
+			bool keep;
+
+			if ((b & 1) && !(cnt[b] & RANKED)) {
+				odd_ranks(k, bk, w, b, pos, scratch);
+				cnt[b] |= RANKED;
+			}
+			r = last[b] - pos[i];
+			keep = keeps_inside(key, i, p_of(r, d - eps, wm1, eps));
+			v[i] = keep_or_zero(v[i] * factor, keep);
+			kb[i] = keep;
+		}
+	}
 }
 
 /*
@@ -574,7 +822,7 @@ INLINE void della_ranked(float *restrict v, uint32_t w, uint64_t key, double d, 
 	}
 #pragma omp simd
 	for (uint32_t i = 0; i < w; i++) {
-		double t = (double)(last[bk[i]] - pos[i]) / wm1, p = lo + (2 * t) * eps;
+		double p = p_of(last[bk[i]] - pos[i], lo, wm1, eps);
 		bool keep = keeps_inside(key, i, p);
 
 		v[i] = keep_or_zero(inverse ? v[i] / (float)p : v[i] * factor, keep);
@@ -586,12 +834,13 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 			       double eps, bool inverse, float factor, uint32_t *scratch,
 			       unsigned char *bits, struct weld_xsum *sums)
 {
-	uint32_t *k = scratch + R_KEY * w, *pos = scratch + R_RANK * w, kmax, zeros, zbits;
-	uint32_t last[NB_MAX];
+	uint32_t *k = scratch + R_KEY * w, *pos = scratch + R_RANK * w, kmax, zeros, zbits, odd;
+	uint32_t last[NB_MAX], cnt[NB_MAX];
 	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * w);
 	unsigned char *kb = (unsigned char *)(scratch + R_BUCKET * w) + (w + 1) / 2 * 4;
 	float zf = 0.0f * factor;
-	bool inside, fused;
+	bool inside, fused, band;
+	struct span sp;
 
 	if (w == 1) {
 		bool keep = draw53(key, first) < weld_rng_threshold(d);
@@ -613,12 +862,23 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 	/* a zero's rank matters when a kept one differs from a dropped one:
 	 * -0, or a factor that makes +0 another zero or a NaN */
 	memcpy(&zbits, &zf, sizeof(zbits));
-	row_ranks(k, (uint32_t)w, kmax, zeros >> 1 || (zeros && !inverse && zbits), pos, last,
-		  scratch);
+	sp = row_buckets(k, (uint32_t)w, kmax, zeros >> 1 || (zeros && !inverse && zbits), scratch);
 	/* the draws of elements first + i: key + first is the key of element 0 */
 	/* p runs from about d - eps to d + eps: well inside (0, 1), no clamp */
 	inside = eps >= 0 && d - eps > 0 && d + eps < 0.999;
-	if (inverse && inside)
+	row_count(bk, (uint32_t)w, sp, cnt, pos, last);
+	/* rows with many odd buckets to sort (float32 deltas) drop by the
+	 * band, which ranks only some of their members */
+	odd = odd_to_sort(cnt, sp.nb);
+	band = !inverse && inside && odd > w / BAND_ODD && band_pays(cnt, sp.nb, (uint32_t)w, eps);
+	if (band)
+		della_band(v, (uint32_t)w, key + first, d, eps, factor, k, cnt, pos, last, kb,
+			   scratch);
+	else if (odd)
+		sort_odd(k, (uint32_t)w, cnt, pos, last, scratch);
+	if (band)
+		;
+	else if (inverse && inside)
 		della_ranked(v, (uint32_t)w, key + first, d, eps, true, true, 1.0f, bk, pos, last,
 			     kb);
 	else if (inside)
