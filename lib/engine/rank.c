@@ -40,18 +40,21 @@ static inline void xsum_one(uint64_t *m, uint64_t *nan, uint32_t k)
 #define XBLOCK 128
 #define XSPAN 32
 
-/* The key of value i: of the float y[i], or k[i] itself (y NULL). */
-static inline uint32_t key_at(const float *y, const uint32_t *k, size_t i)
+/* The key of value i of x: floats, or keys already. Callers pass floats
+ * as a constant, so that each loop below is compiled for one kind (and
+ * on vectors): a test of the kind inside the loop would keep it scalar. */
+static inline __attribute__((always_inline)) uint32_t key_at(const void *x, bool floats,
+							     size_t i)
 {
-	return y ? mag_key(y[i]) : k[i];
+	return floats ? mag_key(((const float *)x)[i]) : ((const uint32_t *)x)[i];
 }
 
-/* One block of n values, whose magnitudes' keys are at most kmax: the
- * floats y, or the keys k (y NULL). With keep (else NULL), those whose
- * flag keep[i] is 1 go into kept as well, from the same pass. */
+/* One block of n values x (floats, or keys), whose magnitudes' keys are at
+ * most kmax. With keep (else NULL), those whose flag keep[i] is 1 go into
+ * kept as well, from the same pass. */
 static inline __attribute__((always_inline)) void xsum_block_of(struct weld_xsum *s,
 								struct weld_xsum *kept,
-								const float *y, const uint32_t *k,
+								const void *x, bool floats,
 								const unsigned char *keep,
 								size_t n, uint32_t kmax)
 {
@@ -61,20 +64,20 @@ static inline __attribute__((always_inline)) void xsum_block_of(struct weld_xsum
 
 	if (kmax >> 23 < XSPAN + 1 || kmax >> 23 > 200) {
 		for (size_t i = 0; i < n; i++) {
-			xsum_one(s->m, &s->nan, key_at(y, k, i));
+			xsum_one(s->m, &s->nan, key_at(x, floats, i));
 			if (keep && keep[i])
-				xsum_one(kept->m, &kept->nan, key_at(y, k, i));
+				xsum_one(kept->m, &kept->nan, key_at(x, floats, i));
 		}
 		return;
 	}
 	e0 = (kmax >> 23) - XSPAN;
 	for (size_t i = 0; i < n; i++) {
-		uint32_t key = key_at(y, k, i), e = key >> 23;
-		uint64_t sig = (key & 0x7FFFFFu) | 0x800000u, x = e >= e0 ? sig << (e - e0) : 0;
+		uint32_t key = key_at(x, floats, i), e = key >> 23;
+		uint64_t sig = (key & 0x7FFFFFu) | 0x800000u, a = e >= e0 ? sig << (e - e0) : 0;
 
-		v += x;
+		v += a;
 		if (keep)
-			vk += x & ((uint64_t)0 - keep[i]);
+			vk += a & ((uint64_t)0 - keep[i]);
 		small += (e < e0) & (key != 0);
 	}
 	s->m[e0] += v & 0xFFFFFFu;
@@ -86,7 +89,7 @@ static inline __attribute__((always_inline)) void xsum_block_of(struct weld_xsum
 		kept->m[e0 + 48] += vk >> 48;
 	}
 	for (size_t i = 0; i < n && small; i++) {
-		uint32_t key = key_at(y, k, i);
+		uint32_t key = key_at(x, floats, i);
 
 		if (key >> 23 < e0 && key) {
 			xsum_one(s->m, &s->nan, key);
@@ -100,7 +103,7 @@ static inline __attribute__((always_inline)) void xsum_block_of(struct weld_xsum
 static inline __attribute__((always_inline)) void xsum_block(struct weld_xsum *s, const float *y,
 							     size_t n, uint32_t kmax)
 {
-	xsum_block_of(s, NULL, y, NULL, NULL, n, kmax);
+	xsum_block_of(s, NULL, y, true, NULL, n, kmax);
 }
 
 WELD_HOT void weld_xsum_add_abs(struct weld_xsum *s, const float *x, size_t len)
@@ -889,7 +892,7 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 			     last, kb);
 	if (fused)
 		for (size_t b = 0; b < w; b += XBLOCK)
-			xsum_block_of(&sums[0], &sums[1], NULL, k + b, kb + b,
+			xsum_block_of(&sums[0], &sums[1], k + b, false, kb + b,
 				      w - b < XBLOCK ? w - b : XBLOCK, kmax);
 	else if (sums)
 		weld_xsum_add_abs(&sums[1], v, w);
