@@ -172,13 +172,19 @@ uint32_t weld_pcb_kth_floor(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
 	return radix_select(keys, n, k, tmp, 16) & 0xFFFF0000u;
 }
 
-void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum)
+/* The sources added in their order, over blocks small enough that the
+ * sums stay near the core between sources. */
+WELD_HOT void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum)
 {
-	for (size_t j = 0; j < len; j++)
-		sum[j] = d[0][j];
-	for (size_t s = 1; s < n; s++)
-		for (size_t j = 0; j < len; j++)
-			sum[j] += d[s][j];
+	for (size_t b = 0; b < len; b += 2048) {
+		size_t e = len - b < 2048 ? len : b + 2048;
+
+		for (size_t j = b; j < e; j++)
+			sum[j] = d[0][j];
+		for (size_t s = 1; s < n; s++)
+			for (size_t j = b; j < e; j++)
+				sum[j] += d[s][j];
+	}
 }
 
 /* min(max(|x|, lo), hi): the clipped magnitude */
