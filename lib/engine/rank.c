@@ -276,9 +276,10 @@ static void sort_msd(uint32_t *k, uint32_t *ix, size_t n, int bits, uint32_t *tk
 #define NB_MAX (B_FIRST + 2 * SPAN_MAX)
 
 /* Where a row's scratch (8 w uint32_t) keeps what: keys and ranks by
- * position; the elements of odd buckets; keys and positions by rank for
- * the buckets to sort, the sort's temporaries; the buckets (uint16) and
- * keep flags (bytes) by position. */
+ * position; the elements of odd buckets (or those the band lists); keys
+ * and positions by rank for the buckets to sort (or the band's draws),
+ * the sort's temporaries; the buckets (uint16) and keep flags (bytes) by
+ * position. */
 enum { R_KEY, R_RANK, R_LIST, R_SKEY, R_SPOS, R_TK, R_TI, R_BUCKET };
 
 struct span {
@@ -758,7 +759,9 @@ static void della_band(float *restrict v, uint32_t w, uint64_t key, double d, do
 {
 	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w);
 	uint32_t *li = scratch + R_LIST * (size_t)w;
-	int64_t *lu = (int64_t *)(void *)(scratch + R_SKEY * (size_t)w);
+	/* the draws on 8 bytes (as the scratch is): R_SKEY w made even, one
+	 * slot into R_TK at most, unused while the list is */
+	int64_t *lu = (int64_t *)(void *)(scratch + R_SKEY * (size_t)w + R_SKEY * (size_t)w % 2);
 	struct band bd = band_of(w, d - eps, eps);
 	uint32_t m = draws_listed(v, w, key, bd, factor, kb, li, lu), n = 0;
 	double wm1 = (double)(w - 1);
