@@ -332,6 +332,47 @@ static void test_della_row_definition(void **state)
 	}
 }
 
+/* Many rows, so that the draws that fall near the keep probability of
+ * their rank (with a chance of about 1e-3 each on these rows, so hundreds
+ * in all) and those whose bucket's range of ranks straddles it are
+ * settled one by one, on bf16 deltas (the ranks known for every element)
+ * and on float32 ones (the band): the kernel against the definition, row
+ * by row, with its flags and sums. */
+static void test_della_row_open_draws(void **state)
+{
+	const size_t w = 4096, rows = 24;
+	float *a = malloc(w * sizeof(float)), *b = malloc(w * sizeof(float));
+	unsigned char *bits = malloc((w + 7) / 8), *kept = malloc(w);
+	uint32_t *scratch = malloc(WELD_RANK_SCRATCH * w * sizeof(uint32_t));
+	uint64_t key = weld_rng_key("open", 1, 11), z = 99;
+
+	(void)state;
+	for (size_t r = 0; r < 2 * rows; r++) {
+		struct weld_xsum sums[2];
+
+		for (size_t i = 0; i < w; i++) {
+			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+			float u = (float)(z >> 40) * 0x1p-24f;
+
+			a[i] = r < rows ? bf16_delta(u, z) : (u - 0.5f) * 1e-3f;
+		}
+		memcpy(b, a, w * sizeof(float));
+		memset(sums, 0, sizeof(sums));
+		weld_k_della_row(a, w, key, r * w, 0.5, 0.15, false, 1.0f, scratch, bits, sums);
+		della_by_definition(b, w, key, r * w, 0.5, 0.15, false, 1.0f, kept);
+		assert_memory_equal(a, b, w * sizeof(float));
+		assert_true(weld_xsum_value(&sums[1]) == xsum_of(b, w, w / 2));
+		for (size_t i = 0; i < w; i++)
+			if (a[i] != 0)
+				assert_int_equal(bits[i / 8] >> (i % 8) & 1, kept[i]);
+	}
+	free(a);
+	free(b);
+	free(bits);
+	free(kept);
+	free(scratch);
+}
+
 /* the exact sum, rounded once: the same for any split of the values */
 static void test_xsum_exact(void **state)
 {
@@ -385,6 +426,7 @@ int main(void)
 		cmocka_unit_test(test_della_row_width_one),
 		cmocka_unit_test(test_della_row_density_one),
 		cmocka_unit_test(test_della_row_definition),
+		cmocka_unit_test(test_della_row_open_draws),
 		cmocka_unit_test(test_xsum_exact),
 		cmocka_unit_test(test_xsum_wide),
 	};
