@@ -920,6 +920,22 @@ static uint32_t della_line(float *v, uint32_t w, uint64_t key, struct band bd, f
 }
 #endif
 
+/* The drop of a ranked row by the line (no inverse, p known to lie in
+ * (0, 1)), pos[i] the position of element i in its bucket (made its rank
+ * - 1 here). */
+INLINE void della_lined(float *restrict v, uint32_t w, uint64_t key, double d, double eps,
+			float factor, uint32_t *restrict pos, const uint32_t *restrict last,
+			unsigned char *restrict kb, uint32_t *scratch)
+{
+	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w);
+	uint32_t *li = scratch + R_LIST * (size_t)w, n;
+
+	ranks_in_place(bk, w, last, pos);
+	n = della_line(v, w, key, band_of(w, d - eps, eps), factor, pos, kb, li);
+	for (uint32_t j = 0; j < n; j++)
+		settle_one(v, kb, li[j], key, pos[li[j]], d, eps, (double)(w - 1), factor);
+}
+
 /*
  * The drop of a ranked row (METHODS 3 steps 3-5), rows of two or more: p
  * from the rank in double exactly as step 3 writes it, the draw against
@@ -962,7 +978,7 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * w);
 	unsigned char *kb = (unsigned char *)(scratch + R_BUCKET * w) + (w + 1) / 2 * 4;
 	float zf = 0.0f * factor;
-	bool inside, fused, band;
+	bool inside, fused;
 	struct span sp;
 
 	if (w == 1) {
@@ -990,32 +1006,24 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 	/* p runs from about d - eps to d + eps: well inside (0, 1), no clamp */
 	inside = eps >= 0 && d - eps > 0 && d + eps < 0.999;
 	row_count(bk, (uint32_t)w, sp, cnt, pos, last);
-	/* rows with many odd buckets to sort (float32 deltas) drop by the
-	 * band, which ranks only some of their members */
 	odd = odd_to_sort(cnt, sp.nb);
-	band = !inverse && inside && odd > w / BAND_ODD && band_pays(cnt, sp.nb, (uint32_t)w, eps);
-	if (band)
+	if (!inverse && inside && odd > w / BAND_ODD && band_pays(cnt, sp.nb, (uint32_t)w, eps)) {
+		/* many odd buckets to sort (float32 deltas): the band ranks
+		 * only some of their members */
 		della_band(v, (uint32_t)w, key + first, d, eps, factor, k, cnt, pos, last, kb,
 			   scratch);
-	else if (odd)
-		sort_odd(k, (uint32_t)w, cnt, pos, last, scratch);
-	if (band) {
-		;
-	} else if (inverse && inside) {
-		della_ranked(v, (uint32_t)w, key + first, d, eps, true, true, 1.0f, bk, pos, last,
-			     kb);
-	} else if (inside) {
-		uint32_t *li = scratch + R_LIST * w, n;
-
-		ranks_in_place(bk, (uint32_t)w, last, pos);
-		n = della_line(v, (uint32_t)w, key + first, band_of((uint32_t)w, d - eps, eps), factor,
-			       pos, kb, li);
-		for (uint32_t j = 0; j < n; j++)
-			settle_one(v, kb, li[j], key + first, pos[li[j]], d, eps, (double)(w - 1),
-				   factor);
 	} else {
-		della_ranked(v, (uint32_t)w, key + first, d, eps, inverse, false, factor, bk, pos,
-			     last, kb);
+		if (odd)
+			sort_odd(k, (uint32_t)w, cnt, pos, last, scratch);
+		if (inside && !inverse)
+			della_lined(v, (uint32_t)w, key + first, d, eps, factor, pos, last, kb,
+				    scratch);
+		else if (inside)
+			della_ranked(v, (uint32_t)w, key + first, d, eps, true, true, 1.0f, bk, pos,
+				     last, kb);
+		else
+			della_ranked(v, (uint32_t)w, key + first, d, eps, inverse, false, factor, bk,
+				     pos, last, kb);
 	}
 	if (fused)
 		for (size_t b = 0; b < w; b += XBLOCK)
