@@ -333,11 +333,11 @@ static void test_della_row_definition(void **state)
 }
 
 /* Many rows, so that the draws that fall near the keep probability of
- * their rank (with a chance of about 1e-3 each on these rows, so hundreds
- * in all) and those whose bucket's range of ranks straddles it are
- * settled one by one, on bf16 deltas (the ranks known for every element)
- * and on float32 ones (the band): the kernel against the definition, row
- * by row, with its flags and sums. */
+ * their rank (within 2^-12: about one in 2000, so dozens here) and those
+ * whose bucket's range of ranks straddles it are settled one by one, on
+ * bf16 deltas (the ranks known for every element) and on float32 ones
+ * (the band): the kernel against the definition, row by row, with its
+ * flags and sums. */
 static void test_della_row_open_draws(void **state)
 {
 	const size_t w = 4096, rows = 24;
