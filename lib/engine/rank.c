@@ -527,14 +527,19 @@ WELD_HOT void weld_k_row_ranks(const float *v, size_t w, uint32_t *rank, uint32_
 		rank[i] = last[bk[i]] - rank[i];
 }
 
+/* The constants of DESIGN 4.9's draws (rng.c), for the loops below */
+#define DRAW_ADD 0x9E3779B97F4A7C15ULL
+#define DRAW_MUL1 0xBF58476D1CE4E5B9ULL
+#define DRAW_MUL2 0x94D049BB133111EBULL
+
 /* The 53 bits of element first + j's draw (DESIGN 4.9), to compare with a
  * weld_rng_threshold. */
 static inline uint64_t draw53(uint64_t key, uint64_t j)
 {
-	uint64_t z = key + j + 0x9E3779B97F4A7C15ULL;
+	uint64_t z = key + j + DRAW_ADD;
 
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	z = (z ^ (z >> 30)) * DRAW_MUL1;
+	z = (z ^ (z >> 27)) * DRAW_MUL2;
 	z ^= z >> 31;
 	return z >> 11;
 }
@@ -645,28 +650,51 @@ static uint32_t draws_generic(float *restrict v, uint32_t i0, uint32_t w, uint64
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define AVX512_DRAWS "avx512f,avx512bw,avx512dq,avx512vl,popcnt"
+
+/* Whether the processor runs the loops below. */
+static bool avx512_draws(void)
+{
+	return __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("avx512vl");
+}
+
+/* The lanes' counters for elements 0..7 of key, then draw53 of eight
+ * elements from them (advanced to the next eight). */
+__attribute__((target(AVX512_DRAWS))) static inline __m512i draws_from(uint64_t key)
+{
+	return _mm512_add_epi64(_mm512_set1_epi64((long long)(key + DRAW_ADD)),
+				_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+__attribute__((target(AVX512_DRAWS))) static inline __m512i draws8(__m512i *at)
+{
+	__m512i z = *at;
+
+	z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
+			       _mm512_set1_epi64((long long)DRAW_MUL1));
+	z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
+			       _mm512_set1_epi64((long long)DRAW_MUL2));
+	*at = _mm512_add_epi64(*at, _mm512_set1_epi64(8));
+	return _mm512_srli_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 31)), 11);
+}
+
 /* Eight at a time, the draws in 64-bit lanes. */
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt")))
+__attribute__((target(AVX512_DRAWS)))
 static uint32_t draws_avx512(float *v, uint32_t w, uint64_t key, struct band bd, float factor,
 			     unsigned char *kb, uint32_t *li, int64_t *lu)
 {
-	const __m512i c1 = _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ULL);
-	const __m512i c2 = _mm512_set1_epi64((long long)0x94D049BB133111EBULL);
 	const __m512i sure = _mm512_set1_epi64(bd.sure), never = _mm512_set1_epi64(bd.never);
 	const __m256 fac = _mm256_set1_ps(factor);
-	__m512i at = _mm512_add_epi64(_mm512_set1_epi64((long long)(key + 0x9E3779B97F4A7C15ULL)),
-				      _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+	__m512i at = draws_from(key);
 	__m256i pos = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
 	uint32_t i = 0, m = 0;
 
 	for (; i + 8 <= w; i += 8) {
-		__m512i z = at, u;
+		__m512i u = draws8(&at);
 		__mmask8 keep, mid;
 		__m256 y;
 
-		z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), c1);
-		z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), c2);
-		u = _mm512_srli_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 31)), 11);
 		keep = _mm512_cmplt_epi64_mask(u, sure);
 		mid = _mm512_cmplt_epi64_mask(u, never) & (__mmask8)~keep;
 		y = _mm256_loadu_ps(v + i);
@@ -677,7 +705,6 @@ static uint32_t draws_avx512(float *v, uint32_t w, uint64_t key, struct band bd,
 		_mm256_storeu_si256((__m256i *)(void *)(li + m), _mm256_maskz_compress_epi32(mid, pos));
 		_mm512_storeu_si512(lu + m, _mm512_maskz_compress_epi64(mid, u));
 		m += (uint32_t)__builtin_popcount(mid);
-		at = _mm512_add_epi64(at, _mm512_set1_epi64(8));
 		pos = _mm256_add_epi32(pos, _mm256_set1_epi32(8));
 	}
 	return draws_generic(v, i, w, key, bd, factor, kb, li, lu, m);
@@ -686,8 +713,7 @@ static uint32_t draws_avx512(float *v, uint32_t w, uint64_t key, struct band bd,
 static uint32_t draws_listed(float *v, uint32_t w, uint64_t key, struct band bd, float factor,
 			     unsigned char *kb, uint32_t *li, int64_t *lu)
 {
-	if (__builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-	    __builtin_cpu_supports("avx512vl"))
+	if (avx512_draws())
 		return draws_avx512(v, w, key, bd, factor, kb, li, lu);
 	return draws_generic(v, 0, w, key, bd, factor, kb, li, lu, 0);
 }
@@ -859,31 +885,22 @@ static uint32_t line_generic(float *restrict v, uint32_t i0, uint32_t w, uint64_
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 /* Eight at a time, the draws in 64-bit lanes. */
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,popcnt")))
+__attribute__((target(AVX512_DRAWS)))
 static uint32_t line_avx512(float *v, uint32_t w, uint64_t key, struct band bd, float factor,
 			    const uint32_t *rank, unsigned char *kb, uint32_t *li)
 {
-	const __m512i c1 = _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ULL);
-	const __m512i c2 = _mm512_set1_epi64((long long)0x94D049BB133111EBULL);
 	const __m512d lo = _mm512_set1_pd(bd.lo), s = _mm512_set1_pd(bd.s);
 	const __m512d margin = _mm512_set1_pd(BAND_MARGIN), unit = _mm512_set1_pd(0x1p-53);
 	const __m256 fac = _mm256_set1_ps(factor);
-	__m512i at = _mm512_add_epi64(_mm512_set1_epi64((long long)(key + 0x9E3779B97F4A7C15ULL)),
-				      _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
+	__m512i at = draws_from(key);
 	__m256i pos = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
 	uint32_t i = 0, n = 0;
 
 	for (; i + 8 <= w; i += 8) {
-		__m512i z = at;
-		__m512d x, line;
+		__m512d x = _mm512_mul_pd(_mm512_cvtepi64_pd(draws8(&at)), unit), line;
 		__mmask8 keep, open;
 		__m256 y;
 
-		z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), c1);
-		z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), c2);
-		z = _mm512_srli_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 31)), 11);
-		at = _mm512_add_epi64(at, _mm512_set1_epi64(8));
-		x = _mm512_mul_pd(_mm512_cvtepi64_pd(z), unit);
 		line = _mm512_cvtepu32_pd(_mm256_loadu_si256((const __m256i *)(const void *)(rank + i)));
 		line = _mm512_add_pd(lo, _mm512_mul_pd(line, s));
 		keep = _mm512_cmp_pd_mask(x, _mm512_sub_pd(line, margin), _CMP_LT_OQ);
@@ -907,8 +924,7 @@ static uint32_t line_avx512(float *v, uint32_t w, uint64_t key, struct band bd, 
 static uint32_t della_line(float *v, uint32_t w, uint64_t key, struct band bd, float factor,
 			   const uint32_t *rank, unsigned char *kb, uint32_t *li)
 {
-	if (__builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-	    __builtin_cpu_supports("avx512vl"))
+	if (avx512_draws())
 		return line_avx512(v, w, key, bd, factor, rank, kb, li);
 	return line_generic(v, 0, w, key, bd, factor, rank, kb, li, 0);
 }
