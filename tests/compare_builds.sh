@@ -13,13 +13,18 @@ G="--layers 2 --hidden 96 --inter 640 --vocab 300"
 "$MKMODEL" "$TMP/base" $G >/dev/null
 for s in 1 2 3; do "$MKMODEL" "$TMP/ft$s" $G --seed $s --noise 0.5 >/dev/null; done
 FT="$TMP/ft1 $TMP/ft2 $TMP/ft3"
+# float32 fine-tunes too: della ranks their rows by another path
+"$MKMODEL" "$TMP/b32" $G --dtype f32 >/dev/null
+for s in 1 2; do "$MKMODEL" "$TMP/f32_$s" $G --dtype f32 --seed $s --noise 0.5 >/dev/null; done
 for cmd in "average" "task-arithmetic --lambda 0.7" "ties --density 0.3" "ties --scope row" \
 	   "dare --rescale l1 --combine ties --trim 0.5" "breadcrumbs --gamma 0.05" \
 	   "consensus --from ties" "convert" "nearswap --t 0.05" "ram --plus --epsilon 0.01" \
 	   "model-stock" "model-stock --filter-wise" "nuslerp --no-flatten --row-wise" \
 	   "multislerp --weights 1,2,3" "karcher" "della --rescale l1" "della" "pcb --density 0.2" \
-	   "sce --select-topk 0.3" "arcee-fusion"; do
+	   "sce --select-topk 0.3" "arcee-fusion" "della --rescale l1 --dtype f32" \
+	   "della --rescale none --dtype f32"; do
 	case $cmd in
+	*f32) args="--base $TMP/b32 $TMP/f32_1 $TMP/f32_2" ;;
 	average|karcher) args="$FT" ;;
 	convert) args="$TMP/ft1 --dtype f16" ;;
 	nearswap*|arcee-fusion) args="--base $TMP/base $TMP/ft1" ;;

@@ -1,5 +1,6 @@
 /*
- * target_clones.h - WELD_HOT marks the loops that carry a merge.
+ * target_clones.h - WELD_HOT marks the loops that carry a merge; WELD_AVX512
+ * says whether the AVX-512 kernels are built.
  */
 #ifndef WELD_TARGET_CLONES_H
 #define WELD_TARGET_CLONES_H
@@ -12,6 +13,15 @@
 #define WELD_HOT __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define WELD_HOT
+#endif
+
+/* Kernels written for AVX-512 in intrinsics (picked at run time by
+ * __builtin_cpu_supports, beside a plain version of each) are compiled
+ * by gcc on x86-64. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WELD_AVX512 1
+#else
+#define WELD_AVX512 0
 #endif
 
 #endif

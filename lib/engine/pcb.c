@@ -461,7 +461,7 @@ static size_t pick_generic(const unsigned char *need, size_t n, size_t j0, uint3
 	return m;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if WELD_AVX512
 #include <immintrin.h>
 
 /* 16 flags at a time: the positions of the set ones compressed into a
@@ -515,7 +515,7 @@ static void pack_generic(const unsigned char *f, size_t n, uint64_t *bits)
 	}
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if WELD_AVX512
 __attribute__((target("avx512f,avx512bw")))
 static void pack_avx512(const unsigned char *f, size_t n, uint64_t *bits)
 {

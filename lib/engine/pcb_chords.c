@@ -25,6 +25,7 @@
  */
 #include "pcb.h"
 #include "elementary.h"
+#include "target_clones.h"
 
 #include <math.h>
 
@@ -52,7 +53,7 @@ void weld_pcb_bound_chords(struct weld_pcb_bound *b)
 	b->chords = true;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if WELD_AVX512
 #include <immintrin.h>
 
 /*

@@ -11,11 +11,12 @@
  */
 #include "pcb.h"
 #include "elementary.h"
+#include "target_clones.h"
 
 #include <math.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if WELD_AVX512
 #include <immintrin.h>
 
 /* weld_exp of 8 doubles */

@@ -157,7 +157,7 @@ static inline void take(const struct pcb_tails *t, uint32_t *tmp, uint32_t k, ui
 	}
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if WELD_AVX512
 #include <immintrin.h>
 
 /*

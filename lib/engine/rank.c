@@ -341,7 +341,7 @@ static uint32_t pick_generic(const uint16_t *bk, uint32_t i0, uint32_t w, int on
 	return m;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if WELD_AVX512
 #include <immintrin.h>
 
 /* 32 buckets at a time: the positions of the picked ones compressed into
@@ -649,7 +649,7 @@ static uint32_t draws_generic(float *restrict v, uint32_t i0, uint32_t w, uint64
 	return m;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if WELD_AVX512
 #define AVX512_DRAWS "avx512f,avx512bw,avx512dq,avx512vl,popcnt"
 
 /* Whether the processor runs the loops below. */
@@ -731,15 +731,15 @@ static uint32_t draws_listed(float *v, uint32_t w, uint64_t key, struct band bd,
  * BAND_PICKS odd buckets at most are expected to hold an open element,
  * and about w / BAND_OPEN elements at most are expected open (each a few
  * dozen instructions). One element of bucket b is open with chance at
- * most q (cnt[b] - 1), q = 2 eps / (w - 1).
+ * most q (cnt[b] - 1), q = 2 eps / (w - 1), the line's slope.
  */
 #define BAND_ODD 16
 #define BAND_PICKS 4
 #define BAND_OPEN 16
 
-INLINE bool band_pays(const uint32_t *restrict cnt, size_t nb, uint32_t w, double eps)
+INLINE bool band_pays(const uint32_t *restrict cnt, size_t nb, uint32_t w, struct band bd)
 {
-	float q = (float)(2 * eps / (double)(w - 1)), picks = 0, open = 0;
+	float q = (float)bd.s, picks = 0, open = 0;
 
 #pragma omp simd reduction(+ : picks, open)
 	for (size_t b = 0; b < nb; b++) {
@@ -815,8 +815,8 @@ static void settle_band(float *v, uint32_t w, uint64_t key, double d, double eps
  * magnitude, and in an odd one once odd_ranks has sorted it (the first
  * time one of its members is open).
  */
-static void della_band(float *restrict v, uint32_t w, uint64_t key, double d, double eps,
-		       float factor, const uint32_t *restrict k, uint32_t *restrict cnt,
+static void della_band(float *restrict v, uint32_t w, uint64_t key, struct band bd, double d,
+		       double eps, float factor, const uint32_t *restrict k, uint32_t *restrict cnt,
 		       uint32_t *restrict pos, const uint32_t *restrict last, unsigned char *kb,
 		       uint32_t *scratch)
 {
@@ -825,7 +825,6 @@ static void della_band(float *restrict v, uint32_t w, uint64_t key, double d, do
 	/* the draws on 8 bytes (as the scratch is): R_SKEY w made even, one
 	 * slot into R_TK at most, unused while the list is */
 	int64_t *lu = (int64_t *)(void *)(scratch + R_SKEY * (size_t)w + R_SKEY * (size_t)w % 2);
-	struct band bd = band_of(w, d - eps, eps);
 	uint32_t m = draws_listed(v, w, key, bd, factor, kb, li, lu), n = 0;
 
 	for (uint32_t j = 0; j < m; j++) {
@@ -883,7 +882,7 @@ static uint32_t line_generic(float *restrict v, uint32_t i0, uint32_t w, uint64_
 	return n;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if WELD_AVX512
 /* Eight at a time, the draws in 64-bit lanes. */
 __attribute__((target(AVX512_DRAWS)))
 static uint32_t line_avx512(float *v, uint32_t w, uint64_t key, struct band bd, float factor,
@@ -939,15 +938,15 @@ static uint32_t della_line(float *v, uint32_t w, uint64_t key, struct band bd, f
 /* The drop of a ranked row by the line (no inverse, p known to lie in
  * (0, 1)), pos[i] the position of element i in its bucket (made its rank
  * - 1 here). */
-INLINE void della_lined(float *restrict v, uint32_t w, uint64_t key, double d, double eps,
-			float factor, uint32_t *restrict pos, const uint32_t *restrict last,
+INLINE void della_lined(float *restrict v, uint32_t w, uint64_t key, struct band bd, double d,
+			double eps, float factor, uint32_t *restrict pos, const uint32_t *restrict last,
 			unsigned char *restrict kb, uint32_t *scratch)
 {
 	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w);
 	uint32_t *li = scratch + R_LIST * (size_t)w, n;
 
 	ranks_in_place(bk, w, last, pos);
-	n = della_line(v, w, key, band_of(w, d - eps, eps), factor, pos, kb, li);
+	n = della_line(v, w, key, bd, factor, pos, kb, li);
 	for (uint32_t j = 0; j < n; j++)
 		settle_one(v, kb, li[j], key, pos[li[j]], d, eps, (double)(w - 1), factor);
 }
@@ -994,7 +993,8 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * w);
 	unsigned char *kb = (unsigned char *)(scratch + R_BUCKET * w) + (w + 1) / 2 * 4;
 	float zf = 0.0f * factor;
-	bool inside, fused;
+	bool inside, fused, lined;
+	struct band bd = { 0 };
 	struct span sp;
 
 	if (w == 1) {
@@ -1023,16 +1023,20 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 	inside = eps >= 0 && d - eps > 0 && d + eps < 0.999;
 	row_count(bk, (uint32_t)w, sp, cnt, pos, last);
 	odd = odd_to_sort(cnt, sp.nb);
-	if (!inverse && inside && odd > w / BAND_ODD && band_pays(cnt, sp.nb, (uint32_t)w, eps)) {
+	/* p only decides the drop: the draws go against its line */
+	lined = !inverse && inside;
+	if (lined)
+		bd = band_of((uint32_t)w, d - eps, eps);
+	if (lined && odd > w / BAND_ODD && band_pays(cnt, sp.nb, (uint32_t)w, bd)) {
 		/* many odd buckets to sort (float32 deltas): the band ranks
 		 * only some of their members */
-		della_band(v, (uint32_t)w, key + first, d, eps, factor, k, cnt, pos, last, kb,
+		della_band(v, (uint32_t)w, key + first, bd, d, eps, factor, k, cnt, pos, last, kb,
 			   scratch);
 	} else {
 		if (odd)
 			sort_odd(k, (uint32_t)w, cnt, pos, last, scratch);
-		if (inside && !inverse)
-			della_lined(v, (uint32_t)w, key + first, d, eps, factor, pos, last, kb,
+		if (lined)
+			della_lined(v, (uint32_t)w, key + first, bd, d, eps, factor, pos, last, kb,
 				    scratch);
 		else if (inside)
 			della_ranked(v, (uint32_t)w, key + first, d, eps, true, true, 1.0f, bk, pos,

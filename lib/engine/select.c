@@ -13,6 +13,7 @@
  */
 #include "merge.h"
 #include "select.h"
+#include "target_clones.h"
 
 #include <string.h>
 
@@ -316,7 +317,7 @@ WELD_HOT static void between_generic(const float *x, size_t n, struct cut a, str
 	eq[1] += eb;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if WELD_AVX512
 #include <immintrin.h>
 
 /* Take r's plateau keys out of the m keys at out (order kept), counting
