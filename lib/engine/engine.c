@@ -90,8 +90,10 @@ static uint64_t total_bytes(const struct exec *e)
 		}
 		if (weld_method_sce(j->method))
 			passes += 2;    /* most often: 3 in all (sce_pass.c) */
-		if (weld_method_arcee(j->method) && j->ndim > 0)
-			passes += 2;
+		if (weld_method_arcee(j->method) && j->ndim > 0) {
+			passes += 1;    /* most often: 2 in all and a sample (arcee_pass.c) */
+			t += job_bytes(e, j, j->nelem) / SAMPLE_STRIDE;
+		}
 		t += passes * job_bytes(e, j, j->nelem);
 		/* top-k: a 1/16 sample and one pass (more only if the guess misses) */
 		if (nsel(e, j) && e->opts->scope != WELD_SCOPE_ROW)

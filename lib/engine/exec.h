@@ -70,8 +70,9 @@ enum pass { P_L1, P_SAMPLE, P_SAMPLE_FINE, P_HI, P_LO, P_SLERP, P_COUNT, P_APPLY
 	    /* sce: the variances' histograms (of a sample, or of all: HI), the
 	     * equal ones per slice, the energies */
 	    P_SCE_SAMPLE, P_SCE_HI, P_SCE_LO, P_SCE_COUNT, P_SCE_SUM,
-	    /* arcee_fusion: the importances' histograms */
-	    P_ARCEE_HI, P_ARCEE_LO,
+	    /* arcee_fusion: the importances' high bits in a sample, the keys
+	     * near the quantiles (recorded), or histograms of all */
+	    P_ARCEE_SAMPLE, P_ARCEE_RANGE, P_ARCEE_HI, P_ARCEE_LO,
 	    P_STATS,   /* the sums of stats_pass.c (slerp's family, model_stock, ram+) */
 };
 
@@ -82,10 +83,10 @@ static inline bool sample_pass(int pass)
 	return pass == P_SAMPLE || pass == P_SAMPLE_FINE;
 }
 
-/* Passes over the sample only: the top-k's, and sce's. */
+/* Passes over the sample only: the top-k's, sce's and arcee_fusion's. */
 static inline bool sampled(int pass)
 {
-	return sample_pass(pass) || pass == P_SCE_SAMPLE;
+	return sample_pass(pass) || pass == P_SCE_SAMPLE || pass == P_ARCEE_SAMPLE;
 }
 
 enum drop_mode {

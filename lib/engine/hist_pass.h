@@ -30,6 +30,8 @@ struct hist_exec {
 	uint64_t *hist;                 /* their totals */
 	uint64_t *thread_count;         /* per thread: a count the pass keeps (sce: zeros) */
 	uint64_t *thread_below;         /* per thread: another (sce: keys below the recorded range) */
+	uint64_t *thread_under;         /* per thread, 4 each: arcee_fusion's keys below each
+					 * range, and its zeros */
 	uint32_t bin[WELD_K_MAX_SRC][2];     /* after a HI pass: the bin of each slot */
 	uint64_t rank[WELD_K_MAX_SRC][2];    /* the wanted rank; after HI, inside its bin */
 	uint64_t pending;               /* elements counted in the threads' histograms */
@@ -55,6 +57,7 @@ struct hist_exec {
 	bool eq_known;                  /* APPLY keeps the equal ones before eq_cut */
 	float a[WELD_K_MAX_SRC];     /* sce: each model's share */
 	double fence;                   /* arcee_fusion: Q(.5) + 1.5 (Q(.75) - Q(.25)) */
+	uint32_t range_lo[3], range_hi[3];      /* arcee_fusion: the keys recorded */
 	/* arcee_fusion: each row's float(kl), taken in the first pass and
 	 * read by the others (kl_rows > 0: rows of the current tensor) */
 	float *kl;

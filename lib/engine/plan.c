@@ -620,8 +620,8 @@ static uint64_t draws_budget(weld_plan *p, uint64_t budget, uint64_t maxsrc, uin
 	return maxsrc * p->drop_stride;
 }
 
-/* sce: room for its records beyond the WELD_REC_BYTES of the fixed
- * buffers, enough for the threshold's range of a large tensor (a pass
+/* sce and arcee_fusion: room for their records beyond the WELD_REC_BYTES
+ * of the fixed buffers, enough for the ranges of a large tensor (a pass
  * fewer): WELD_REC_MORE, at most an eighth of the budget left, what the
  * largest tensor could record, and the whole room at most the record
  * memory. Sets p->rec_bytes and returns the bytes added. */
@@ -631,10 +631,13 @@ static uint64_t rec_budget(weld_plan *p, uint64_t budget, uint64_t per_elem)
 
 	for (size_t i = 0; i < p->njobs; i++) {
 		const struct weld_job *j = &p->jobs[i];
-		uint64_t n = j->nelem * (3 + j->nsrc) * 4;   /* a position, a key, the squares */
+		uint64_t n = 0;
 
-		if (weld_method_sce(j->method) && n > most)
-			most = n;
+		if (weld_method_sce(j->method))
+			n = j->nelem * (3 + j->nsrc) * 4;   /* a position, a key, the squares */
+		if (weld_method_arcee(j->method))
+			n = j->nelem * 4;                   /* a key */
+		most = n > most ? n : most;
 	}
 	if (!most)
 		return 0;
@@ -784,8 +787,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 	if (p->hist_stats)      /* two histograms per source, per thread and in total */
 		shared += (threads * 4 + 8) * (maxsrc < 2 ? 2 : maxsrc) * 2 * WELD_HIST_BINS;
 	for (size_t i = 0; i < p->njobs; i++)
-		if (weld_method_sce(p->jobs[i].method)) {
-			shared += WELD_REC_BYTES;    /* sce's records */
+		if (weld_method_sce(p->jobs[i].method) || weld_method_arcee(p->jobs[i].method)) {
+			shared += WELD_REC_BYTES;    /* sce's and arcee_fusion's records */
 			break;
 		}
 	shared += weld_plan_fp8_band_bytes(p);  /* --dtype fp8: the writer's band */

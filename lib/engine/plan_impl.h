@@ -47,9 +47,10 @@ struct weld_plan {
 	size_t matrices;         /* whole-matrix jobs computed at once (svd_pass.c) */
 };
 
-/* sce_pass.c: the least room for the variances it records (those in a
- * range around the threshold, or equal to it) instead of passing over the
- * tensor again; the plan may add up to WELD_REC_MORE (rec_bytes). */
+/* sce_pass.c and arcee_pass.c: the least room for the keys they record
+ * (those in ranges around the wanted ranks, or equal to sce's threshold)
+ * instead of passing over the tensor again; the plan may add up to
+ * WELD_REC_MORE (rec_bytes). */
 #define WELD_REC_BYTES (1u << 20)
 #define WELD_REC_MORE (15u << 20)
 

@@ -83,8 +83,13 @@ void weld_plan_job_passes(const weld_plan *p, size_t i, int *lo, int *hi)
 	if (weld_method_pcb(j->method) && !row && !pcb_held(p, j))
 		weld_pcb_passes(pcb_unit(p, j), p->o.clip, j->nsrc, weld_plan_threads(p), p->pcb_grant,
 				lo, hi);
-	if (weld_method_arcee(j->method) && j->ndim > 0)
-		*lo = *hi = 3;  /* histograms of the importance's high, then low bits */
+	if (weld_method_arcee(j->method) && j->ndim > 0) {
+		/* a 1/16 sample and one pass that records the keys near the
+		 * quantiles; histograms of the importance's high, then low
+		 * bits when the ranges do not fit (3) or a guess misses (4) */
+		*lo = 2;
+		*hi = 4;
+	}
 	if (weld_method_sce(j->method)) {
 		double tau = p->o.select_topk;
 

@@ -363,6 +363,8 @@ static void run_slice(struct exec *e, const struct weld_job *j, struct slice_ctx
 			case P_SCE_SUM:
 				weld_exec_sce_tile(e, j, c, first + b, len, pass);
 				break;
+			case P_ARCEE_SAMPLE:
+			case P_ARCEE_RANGE:
 			case P_ARCEE_HI:
 			case P_ARCEE_LO:
 				weld_exec_arcee_tile(e, j, c, first + b, len, pass);
