@@ -140,37 +140,64 @@ static inline void weld_exp_table_lookup(const weld_vexp_bits *m, weld_vexp *hi,
 #endif
 }
 
+/* The common part of the lanes' exp: *y = hi + hi t in [0.97, 1.97] for
+ * each lane of *xc (already clamped), and *m, whose bits 4 and up give e
+ * (pointers: see weld_exp_lanes). */
+static inline void weld_exp_lanes_y(const weld_vexp *xcp, weld_vexp *y, weld_vexp_bits *m)
+{
+	const weld_vexp zero = { 0 }, shift = zero + 0x1.8p52;
+	const weld_vexp_bits low52 = (weld_vexp_bits){ 0 } + 0xFFFFFFFFFFFFFu;
+	weld_vexp xc = *xcp, kd, r, r2, hi, tail, t;
+
+	kd = xc * 0x1.71547652b82fep+4 + shift;
+	/* the low 52 bits of kd are 2^51 + k (|k| < 2^15) */
+	*m = (weld_vexp_bits)kd & low52;
+	kd = kd - shift;
+	r = xc - kd * 0x1.62e42fefc0000p-5;
+	r = r - kd * -0x1.c610ca86c3899p-41;
+	weld_exp_table_lookup(m, &hi, &tail);
+	r2 = r * r;
+	t = ((tail + r) + r2 * (0.5 + r * 0x1.5555555555555p-3)) +
+	    (r2 * r2) * ((0x1.5555555555555p-5 + r * 0x1.1111111111111p-7) +
+			 r2 * (0x1.6c16c16c16c17p-10 + r * 0x1.a01a01a01a01ap-13));
+	*y = hi + hi * t;
+}
+
 /* *v = weld_exp of each lane of *v: inline, so that a caller compiled for
  * another instruction set (a target clone) runs it in its own vectors (a
  * pointer, not a value: vectors as arguments change the ABI between
  * instruction sets). */
 static inline void weld_exp_lanes(weld_vexp *v)
 {
-	const weld_vexp zero = { 0 }, shift = zero + 0x1.8p52;
-	const weld_vexp_bits low52 = (weld_vexp_bits){ 0 } + 0xFFFFFFFFFFFFFu;
-	weld_vexp x = *v, xc, kd, r, r2, hi, tail, t, y;
+	const weld_vexp zero = { 0 };
+	weld_vexp x = *v, xc, y;
 	weld_vexp_bits m, eb, e1b;
 
 	xc = WELD_VEXP_PICK(x < -746.0, zero - 746.0, x);
 	xc = WELD_VEXP_PICK(xc > 710.0, zero + 710.0, xc);
-	kd = xc * 0x1.71547652b82fep+4 + shift;
-	/* the low 52 bits of kd are 2^51 + k (|k| < 2^15) */
-	m = (weld_vexp_bits)kd & low52;
-	kd = kd - shift;
-	r = xc - kd * 0x1.62e42fefc0000p-5;
-	r = r - kd * -0x1.c610ca86c3899p-41;
-	weld_exp_table_lookup(&m, &hi, &tail);
-	r2 = r * r;
-	t = ((tail + r) + r2 * (0.5 + r * 0x1.5555555555555p-3)) +
-	    (r2 * r2) * ((0x1.5555555555555p-5 + r * 0x1.1111111111111p-7) +
-			 r2 * (0x1.6c16c16c16c17p-10 + r * 0x1.a01a01a01a01ap-13));
-	y = hi + hi * t;
+	weld_exp_lanes_y(&xc, &y, &m);
 	/* e = floor(k / 16) = (m >> 4) - 2^47; eb = e + 2048 > 0, e1 = floor(e / 2) */
 	eb = (m >> 4) - (((weld_vexp_bits){ 0 } + 1) << 47) + 2048;
 	e1b = eb >> 1;                  /* e1 + 1024 */
 	/* 2^e1 has exponent bits e1 + 1023 = e1b - 1; 2^e2 has e - e1 + 1023 */
 	y = (y * (weld_vexp)((e1b - 1) << 52)) * (weld_vexp)((eb - e1b - 1) << 52);
 	*v = WELD_VEXP_PICK(x != x, x + x, y);
+}
+
+/* The same bits when every lane of *v is known to lie in [-WELD_EXP_NORMAL,
+ * WELD_EXP_NORMAL]: no clamp or NaN to take care of, |e| <= 1010, so that
+ * 2^e and y 2^e are normal and the two products of the scaling are one,
+ * exact. */
+#define WELD_EXP_NORMAL 700.0
+
+static inline void weld_exp_lanes_normal(weld_vexp *v)
+{
+	weld_vexp_bits m;
+	weld_vexp y;
+
+	weld_exp_lanes_y(v, &y, &m);
+	/* 2^e has exponent bits e + 1023 = (m >> 4) - 2^47 + 1023 */
+	*v = y * (weld_vexp)(((m >> 4) - (((weld_vexp_bits){ 0 } + 1) << 47) + 1023) << 52);
 }
 
 #endif

@@ -29,6 +29,7 @@
 #include "target_clones.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -49,50 +50,73 @@ static uint32_t float_bits(float x)
 
 /* The largest of the row's w values, -inf if none (NaN is never larger):
  * in lanes, since any order gives the same value but the sign of a zero,
- * and x - (+0) and x - (-0) have the same exponential. */
-WELD_HOT static float row_max(const float *x, size_t w)
+ * and x - (+0) and x - (-0) have the same exponential. *normal: whether
+ * every x - max lies in [-WELD_EXP_NORMAL, 0] (no NaN, no infinity). */
+WELD_HOT static float row_max(const float *x, size_t w, bool *normal)
 {
-	float m[FLANES], mx = -INFINITY;
+	float m[FLANES], n[FLANES], mx = -INFINITY, mn = INFINITY;
+	int nan[FLANES], any = 0;
 	size_t j = 0;
 
-	for (size_t l = 0; l < FLANES; l++)
+	for (size_t l = 0; l < FLANES; l++) {
 		m[l] = -INFINITY;
+		n[l] = INFINITY;
+		nan[l] = 0;
+	}
 	for (; j + FLANES <= w; j += FLANES)
-		for (size_t l = 0; l < FLANES; l++)
+		for (size_t l = 0; l < FLANES; l++) {
 			m[l] = x[j + l] > m[l] ? x[j + l] : m[l];
-	for (size_t l = 0; l < FLANES; l++)
+			n[l] = x[j + l] < n[l] ? x[j + l] : n[l];
+			nan[l] |= x[j + l] != x[j + l];
+		}
+	for (size_t l = 0; l < FLANES; l++) {
 		mx = m[l] > mx ? m[l] : mx;
-	for (; j < w; j++)
+		mn = n[l] < mn ? n[l] : mn;
+		any |= nan[l];
+	}
+	for (; j < w; j++) {
 		mx = x[j] > mx ? x[j] : mx;
+		mn = x[j] < mn ? x[j] : mn;
+		any |= x[j] != x[j];
+	}
+	*normal = !any && (double)mn - (double)mx >= -WELD_EXP_NORMAL;
 	return mx;
 }
 
-/* eb[j] = weld_exp(b[j] - max b), ea likewise, in lanes, and their sums
- * in row order (two running sums, one loop: the additions of one do not
- * wait for the other's). Each block's values are added from memory while
- * the next block's are computed: loads, not lane extractions. */
-WELD_HOT static void exps(const float *b, const float *a, size_t w, double *eb, double *ea,
-			  double *sb, double *sa)
+/* e[j] = weld_exp(x[j] - mx) for the lanes of block j of x (normal: by
+ * weld_exp_lanes_normal, the same bits). */
+static inline __attribute__((always_inline)) void exp_block(const float *x, double mx,
+							    bool normal, double *e)
 {
-	double mb = row_max(b, w), ma = row_max(a, w), tb = 0, ta = 0;
+	vfloat8 f;
+	weld_vexp v;
+
+	memcpy(&f, x, sizeof(f));
+	v = __builtin_convertvector(f, weld_vexp) - mx;
+	if (normal)
+		weld_exp_lanes_normal(&v);
+	else
+		weld_exp_lanes(&v);
+	memcpy(e, &v, sizeof(v));
+}
+
+/* exps for each kind of row: normal_b and normal_a constants at each call,
+ * so that each loop is compiled for its case. */
+static inline __attribute__((always_inline)) void exps_of(const float *b, const float *a,
+							  size_t w, double mb, double ma,
+							  bool normal_b, bool normal_a, double *eb,
+							  double *ea, double *sb, double *sa)
+{
+	double tb = 0, ta = 0;
 	size_t j = 0, done = 0;
 
 	for (; j + WELD_EXP_LANES <= w; j += WELD_EXP_LANES) {
-		vfloat8 fb, fa;
-		weld_vexp xb, xa;
-
-		memcpy(&fb, b + j, sizeof(fb));
-		memcpy(&fa, a + j, sizeof(fa));
-		xb = __builtin_convertvector(fb, weld_vexp) - mb;
-		xa = __builtin_convertvector(fa, weld_vexp) - ma;
-		weld_exp_lanes(&xb);
-		weld_exp_lanes(&xa);
+		exp_block(b + j, mb, normal_b, eb + j);
+		exp_block(a + j, ma, normal_a, ea + j);
 		for (; done < j; done++) {
 			tb += eb[done];
 			ta += ea[done];
 		}
-		memcpy(eb + j, &xb, sizeof(xb));
-		memcpy(ea + j, &xa, sizeof(xa));
 	}
 	for (; j < w; j++) {
 		eb[j] = weld_exp((double)b[j] - mb);
@@ -104,6 +128,22 @@ WELD_HOT static void exps(const float *b, const float *a, size_t w, double *eb, 
 	}
 	*sb = tb;
 	*sa = ta;
+}
+
+/* eb[j] = weld_exp(b[j] - max b), ea likewise, in lanes, and their sums
+ * in row order (two running sums, one loop: the additions of one do not
+ * wait for the other's). Each block's values are added from memory while
+ * the next block's are computed: loads, not lane extractions. */
+WELD_HOT static void exps(const float *b, const float *a, size_t w, double *eb, double *ea,
+			  double *sb, double *sa)
+{
+	bool nb, na;
+	double mb = row_max(b, w, &nb), ma = row_max(a, w, &na);
+
+	if (nb && na)
+		exps_of(b, a, w, mb, ma, true, true, eb, ea, sb, sa);
+	else
+		exps_of(b, a, w, mb, ma, false, false, eb, ea, sb, sa);
 }
 
 /* The definition's term of element j. */

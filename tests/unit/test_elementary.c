@@ -1,7 +1,8 @@
 /*
  * test_elementary.c - weld's own exp, log and tanh (lib/common/elementary.c):
  * one call and the lanes of weld_exp_array (compiled for the machine's
- * widest vectors) give the same bits; within 1 ulp of the C library's exp;
+ * widest vectors) give the same bits, and so do weld_exp_lanes_normal's
+ * in its range; within 1 ulp of the C library's exp;
  * weld_log within 0.52 ulp of long double's log, weld_tanh within 2^-48 of
  * long double's tanh; the special values; the
  * known answers of their NumPy twin; the tables against long double.
@@ -98,6 +99,42 @@ static void test_scalar_is_vector(void **state)
 	assert_memory_equal(x, y, (POINTS - 3) * sizeof(double));
 	free(x);
 	free(y);
+}
+
+/* weld_exp_lanes_normal: the bits of a call wherever it may be used,
+ * [-WELD_EXP_NORMAL, WELD_EXP_NORMAL], its ends and the edges of the
+ * scaling included */
+static void test_normal_lanes(void **state)
+{
+	static const double edge[] = {
+		-WELD_EXP_NORMAL, WELD_EXP_NORMAL, 0.0, -0.0, 0x1p-1074, -0x1p-1074, -0x1p-60,
+		-1.0, 1.0, -699.999, 699.999, -0x1.62e42fefa39efp-5, 0x1.62e42fefa39efp-5,
+		-693.1471805599453, 693.1471805599453, -0.04332169878499658, 0.04332169878499658,
+	};
+	const size_t ne = sizeof(edge) / sizeof(edge[0]), n = POINTS / 8 * 8;
+	double *x = malloc(n * sizeof(double));
+	uint64_t s = 7;
+	size_t bad = 0;
+
+	(void)state;
+	assert_non_null(x);
+	memcpy(x, edge, sizeof(edge));
+	for (size_t i = ne; i < n; i++) {
+		double u = next_unit(&s);
+
+		x[i] = i % 3 == 0 ? -40 * u : i % 3 == 1 ? (2 * u - 1) * WELD_EXP_NORMAL :
+			(u - 0.5) * ldexp(1.0, -(int)(i % 60));
+	}
+	for (size_t i = 0; i < n; i += WELD_EXP_LANES) {
+		weld_vexp v;
+
+		memcpy(&v, x + i, sizeof(v));
+		weld_exp_lanes_normal(&v);
+		for (size_t l = 0; l < WELD_EXP_LANES; l++)
+			bad += bits(v[l]) != bits(weld_exp(x[i + l]));
+	}
+	assert_int_equal(bad, 0);
+	free(x);
 }
 
 /* within 1 ulp of the C library's exp everywhere */
@@ -353,6 +390,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_scalar_is_vector),
+		cmocka_unit_test(test_normal_lanes),
 		cmocka_unit_test(test_within_one_ulp),
 		cmocka_unit_test(test_special_values),
 		cmocka_unit_test(test_known_answer),
