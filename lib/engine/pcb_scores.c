@@ -19,14 +19,18 @@
 #if WELD_AVX512
 #include <immintrin.h>
 
-/* weld_exp of 8 doubles */
+/* weld_exp of 8 doubles (weld_exp_lanes_normal where it serves: the
+ * same bits) */
 __attribute__((target("avx512f,avx512dq"))) static inline __m512d exp8(__m512d x)
 {
 	weld_vexp v;
 
 	_Static_assert(sizeof(v) == sizeof(x), "8 lanes of double");
 	memcpy(&v, &x, sizeof(v));
-	weld_exp_lanes(&v);
+	if (_mm512_cmp_pd_mask(_mm512_abs_pd(x), _mm512_set1_pd(WELD_EXP_NORMAL), _CMP_LE_OQ) == 0xFF)
+		weld_exp_lanes_normal(&v);
+	else
+		weld_exp_lanes(&v);
 	memcpy(&x, &v, sizeof(x));
 	return x;
 }
