@@ -667,7 +667,8 @@ __attribute__((target(AVX512_DRAWS))) static inline __m512i draws_from(uint64_t 
 				_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-__attribute__((target(AVX512_DRAWS))) static inline __m512i draws8(__m512i *at)
+/* The 64 bits of splitmix64 for eight elements (their top 53 are draw53's). */
+__attribute__((target(AVX512_DRAWS))) static inline __m512i mix8(__m512i *at)
 {
 	__m512i z = *at;
 
@@ -676,7 +677,12 @@ __attribute__((target(AVX512_DRAWS))) static inline __m512i draws8(__m512i *at)
 	z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
 			       _mm512_set1_epi64((long long)DRAW_MUL2));
 	*at = _mm512_add_epi64(*at, _mm512_set1_epi64(8));
-	return _mm512_srli_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 31)), 11);
+	return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+}
+
+__attribute__((target(AVX512_DRAWS))) static inline __m512i draws8(__m512i *at)
+{
+	return _mm512_srli_epi64(mix8(at), 11);
 }
 
 /* Eight at a time, the draws in 64-bit lanes. */
@@ -883,39 +889,48 @@ static uint32_t line_generic(float *restrict v, uint32_t i0, uint32_t w, uint64_
 }
 
 #if WELD_AVX512
-/* Eight at a time, the draws in 64-bit lanes. */
+/*
+ * Sixteen at a time, in float lanes scaled by 2^32: the top 32 bits of
+ * each draw (two vectors of eight, their high halves) against the line.
+ * Each of the float values is within 2^11 of what it stands for (the
+ * draw's 53 bits, lo + r s; roundings of 2^-24 relative, all below 2^32),
+ * far inside BAND_MARGIN's 2^20: what keeps here keeps, what drops drops,
+ * and the others are left open as in line_generic.
+ */
 __attribute__((target(AVX512_DRAWS)))
 static uint32_t line_avx512(float *v, uint32_t w, uint64_t key, struct band bd, float factor,
 			    const uint32_t *rank, unsigned char *kb, uint32_t *li)
 {
-	const __m512d lo = _mm512_set1_pd(bd.lo), s = _mm512_set1_pd(bd.s);
-	const __m512d margin = _mm512_set1_pd(BAND_MARGIN), unit = _mm512_set1_pd(0x1p-53);
-	const __m256 fac = _mm256_set1_ps(factor);
+	const __m512 lo = _mm512_set1_ps((float)(bd.lo * 0x1p32));
+	const __m512 s = _mm512_set1_ps((float)(bd.s * 0x1p32));
+	const __m512 margin = _mm512_set1_ps((float)(BAND_MARGIN * 0x1p32));
+	const __m512 fac = _mm512_set1_ps(factor);
+	const __m512i high = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27,
+					       29, 31);
 	__m512i at = draws_from(key);
-	__m256i pos = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	__m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 	uint32_t i = 0, n = 0;
 
-	for (; i + 8 <= w; i += 8) {
-		__m512d x = _mm512_mul_pd(_mm512_cvtepi64_pd(draws8(&at)), unit), line;
-		__mmask8 keep, open;
-		__m256 y;
+	for (; i + 16 <= w; i += 16) {
+		__m512i z0 = mix8(&at), z1 = mix8(&at);
+		__m512 x = _mm512_cvtepu32_ps(_mm512_permutex2var_epi32(z0, high, z1)), line, y;
+		__mmask16 keep, open;
 
-		line = _mm512_cvtepu32_pd(_mm256_loadu_si256((const __m256i *)(const void *)(rank + i)));
-		line = _mm512_add_pd(lo, _mm512_mul_pd(line, s));
-		keep = _mm512_cmp_pd_mask(x, _mm512_sub_pd(line, margin), _CMP_LT_OQ);
-		open = _mm512_mask_cmp_pd_mask((__mmask8)~keep, x, _mm512_add_pd(line, margin),
+		line = _mm512_cvtepu32_ps(_mm512_loadu_si512((const void *)(rank + i)));
+		line = _mm512_add_ps(lo, _mm512_mul_ps(line, s));
+		keep = _mm512_cmp_ps_mask(x, _mm512_sub_ps(line, margin), _CMP_LT_OQ);
+		open = _mm512_mask_cmp_ps_mask((__mmask16)~keep, x, _mm512_add_ps(line, margin),
 					       _CMP_LT_OQ);
-		y = _mm256_loadu_ps(v + i);
-		y = _mm256_mask_blend_ps(keep, _mm256_maskz_mov_ps(open, y), _mm256_mul_ps(y, fac));
-		_mm256_storeu_ps(v + i, y);
-		_mm_storel_epi64((__m128i *)(void *)(kb + i), _mm_maskz_set1_epi8(keep, 1));
+		y = _mm512_loadu_ps(v + i);
+		y = _mm512_mask_blend_ps(keep, _mm512_maskz_mov_ps(open, y), _mm512_mul_ps(y, fac));
+		_mm512_storeu_ps(v + i, y);
+		_mm_storeu_si128((__m128i *)(void *)(kb + i), _mm_maskz_set1_epi8(keep, 1));
 		if (open) {
 			/* all lanes stored, the listed ones first (li has room) */
-			_mm256_storeu_si256((__m256i *)(void *)(li + n),
-					    _mm256_maskz_compress_epi32(open, pos));
+			_mm512_storeu_si512(li + n, _mm512_maskz_compress_epi32(open, pos));
 			n += (uint32_t)__builtin_popcount(open);
 		}
-		pos = _mm256_add_epi32(pos, _mm256_set1_epi32(8));
+		pos = _mm512_add_epi32(pos, _mm512_set1_epi32(16));
 	}
 	return line_generic(v, i, w, key, bd, factor, rank, kb, li, n);
 }
