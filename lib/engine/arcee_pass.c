@@ -295,20 +295,16 @@ static uint64_t rank_of(int w, uint64_t m)
 
 /* From the sample's totals (ns keys, zs zeros, f elements per sampled
  * one): quantile w's range, and the records it is expected to add. */
-static double guess_range(struct hist_exec *h, int w, uint64_t ns, uint64_t zs, double f,
+static double guess_range(struct exec *e, int w, uint64_t ns, uint64_t zs, double f,
 			  uint64_t m)
 {
-	double rank = (double)rank_of(w, m) / f, p = rank / (double)ns, margin, in = 0;
-	uint64_t cum = 0;
-	uint32_t lo = 0, hi;
+	struct hist_exec *h = e->hs;
+	double rank = (double)rank_of(w, m) / f, p = rank / (double)ns, in;
+	uint32_t lo, hi;
 
 	p = p < 0 ? 0 : p > 1 ? 1 : p;
-	margin = 4 * sqrt((double)ns * p * (1 - p)) + 16;
-	while (lo < WELD_HP_BINS - 1 && (double)(cum + h->hist[lo]) <= rank - margin)
-		cum += h->hist[lo++];
-	for (hi = lo; hi < WELD_HP_BINS - 1 && (double)(cum + h->hist[hi]) <= rank + margin; hi++)
-		cum += h->hist[hi], in += (double)h->hist[hi];
-	in += (double)h->hist[hi];
+	in = (double)weld_exec_hist_bins_around(e, rank, 4 * sqrt((double)ns * p * (1 - p)) + 16,
+						&lo, &hi);
 	if (lo <= ZERO_KEY >> 16 && ZERO_KEY >> 16 <= hi)
 		in -= (double)zs;       /* zeros are counted, not recorded */
 	h->range_lo[w] = lo << 16;
@@ -353,23 +349,18 @@ static int keys_in_ranges(struct exec *e, const struct weld_job *j, uint32_t *ke
 			  struct weld_error *err)
 {
 	struct hist_exec *h = e->hs;
-	uint64_t m = j->nelem, ns = 0, zs = 0, below[4] = { 0 };
+	uint64_t m = j->nelem, ns, zs, below[4] = { 0 };
 	size_t cap = (size_t)(e->plan->rec_bytes / 4);
 	double f, want = 0;
 
 	*done = false;
-	e->sample_at = 0;       /* the tensor is the sample's unit */
-	if (weld_exec_hist_pass(e, &j, 1, P_ARCEE_SAMPLE, err) < 0)
+	if (weld_exec_hist_sample(e, j, P_ARCEE_SAMPLE, &ns, &zs, err) < 0)
 		return -1;
-	for (uint32_t b = 0; b < WELD_HP_BINS; b++)
-		ns += h->hist[b];
-	for (int t = 0; t < e->n_threads; t++)
-		zs += h->thread_count[t];
 	if (!ns || !weld_exec_hist_records(e))
 		return 0;
 	f = (double)m / (double)ns;
 	for (int w = 0; w < 3; w++)
-		want += guess_range(h, w, ns, zs, f, m);
+		want += guess_range(e, w, ns, zs, f, m);
 	if (want * 1.25 + 1024 > (double)cap)
 		return 0;
 	h->eq_n = 0;

@@ -108,6 +108,38 @@ int weld_exec_hist_pass(struct exec *e, const struct weld_job *const *jobs, size
 	return 0;
 }
 
+int weld_exec_hist_sample(struct exec *e, const struct weld_job *j, int pass, uint64_t *ns,
+			  uint64_t *count, struct weld_error *err)
+{
+	struct hist_exec *h = e->hs;
+
+	*ns = *count = 0;
+	e->sample_at = 0;       /* the tensor is the sample's unit */
+	if (weld_exec_hist_pass(e, &j, 1, pass, err) < 0)
+		return -1;
+	for (uint32_t b = 0; b < BINS; b++)
+		*ns += h->hist[b];
+	for (int t = 0; t < e->n_threads; t++)
+		*count += h->thread_count[t];
+	return 0;
+}
+
+uint64_t weld_exec_hist_bins_around(const struct exec *e, double rank, double margin,
+				    uint32_t *lo, uint32_t *hi)
+{
+	const uint64_t *hs = e->hs->hist;
+	uint64_t cum = 0, in = 0;
+	uint32_t b = 0, t;
+
+	while (b < BINS - 1 && (double)(cum + hs[b]) <= rank - margin)
+		cum += hs[b++];
+	for (t = b; t < BINS - 1 && (double)(cum + in + hs[t]) <= rank + margin; t++)
+		in += hs[t];
+	*lo = b;
+	*hi = t;
+	return in + hs[t];
+}
+
 void weld_exec_hist_pick_bin(struct exec *e, size_t from, size_t s, int q)
 {
 	struct hist_exec *h = e->hs;

@@ -72,6 +72,16 @@ void weld_exec_hist_free(struct exec *e);
  * the threads' counts folded in at the end. */
 int weld_exec_hist_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 			int pass, struct weld_error *err);
+/* A pass over the sample (sample.h) of job j's tensor, its own unit: the
+ * keys counted in the histogram of source 0 into *ns, and the threads'
+ * thread_count into *count. */
+int weld_exec_hist_sample(struct exec *e, const struct weld_job *j, int pass, uint64_t *ns,
+			  uint64_t *count, struct weld_error *err);
+/* After a sample's pass: the bins [*lo, *hi] of the histogram of source
+ * 0 that hold its ranks rank - margin to rank + margin; returns the keys
+ * they hold. */
+uint64_t weld_exec_hist_bins_around(const struct exec *e, double rank, double margin,
+				    uint32_t *lo, uint32_t *hi);
 /* After a HI pass: the bin of each slot's rank (nslots slots of nsrc
  * sources), and the rank inside it. */
 void weld_exec_hist_pick_bins(struct exec *e, size_t nsrc, int nslots);

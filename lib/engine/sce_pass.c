@@ -337,18 +337,13 @@ static int select_in_range(struct exec *e, const struct weld_job *j, bool *done,
 {
 	struct hist_exec *h = e->hs;
 	double tau = e->opts->select_topk, f, q, p, rank, margin;
-	uint64_t m = j->nelem, ns = 0, zs = 0, zeros = 0, below = 0, k, r, cum = 0, in, eqb, eq;
-	uint32_t lo = 0, hi;
+	uint64_t m = j->nelem, ns, zs, zeros = 0, below = 0, k, r, in, eqb, eq;
+	uint32_t lo, hi;
 	size_t cap = rec_cap(e, j);
 
 	*done = false;
-	e->sample_at = 0;       /* the tensor is the sample's unit */
-	if (weld_exec_hist_pass(e, &j, 1, P_SCE_SAMPLE, err) < 0)
+	if (weld_exec_hist_sample(e, j, P_SCE_SAMPLE, &ns, &zs, err) < 0)
 		return -1;
-	for (uint32_t b = 0; b < WELD_HP_BINS; b++)
-		ns += h->hist[b];
-	for (int t = 0; t < e->n_threads; t++)
-		zs += h->thread_count[t];
 	if (!ns || !weld_exec_hist_records(e))
 		return 0;
 	f = (double)m / (double)ns;
@@ -357,14 +352,7 @@ static int select_in_range(struct exec *e, const struct weld_job *j, bool *done,
 	p = rank / (double)ns;
 	p = p < 0 ? 0 : p > 1 ? 1 : p;
 	margin = 4 * sqrt((double)ns * p * (1 - p)) + 4 * tau * sqrt((double)ns * q * (1 - q)) + 16;
-	/* the bins holding the sample's ranks rank - margin and rank + margin */
-	while (lo < WELD_HP_BINS - 1 && (double)(cum + h->hist[lo]) <= rank - margin)
-		cum += h->hist[lo++];
-	in = 0;
-	for (hi = lo; hi < WELD_HP_BINS - 1 && (double)(cum + in + h->hist[hi]) <= rank + margin;
-	     hi++)
-		in += h->hist[hi];
-	in += h->hist[hi];
+	in = weld_exec_hist_bins_around(e, rank, margin, &lo, &hi);
 	/* zeros in the range, or more records than a quarter to spare */
 	if (lo == 0 || (double)in * f * 1.25 + 1024 > (double)cap)
 		return 0;
