@@ -152,6 +152,15 @@ differ() {
 	! same_tensors "$1" "$2" 2>/dev/null
 }
 
+# bytes_read OUT ARGS...: the bytes `weld ARGS` read over all its passes
+# (its --json summary), the output in OUT
+bytes_read() {
+	_o=$1
+	shift
+	"$WELD" "$@" -q -f --json -o "$_o" 2>>"$T/stderr" |
+		sed -n 's/.*"bytes_read":\([0-9]*\).*/\1/p'
+}
+
 summary() {
 	echo "$pass passed, $fail failed, $skipped skipped"
 	[ "$fail" -eq 0 ]

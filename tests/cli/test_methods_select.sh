@@ -570,6 +570,35 @@ else
 	not_ok "arcee-fusion degenerate fixture"
 fi
 
+# the quantiles from the sample's ranges read the inputs 2 + 1/16 times (a
+# tensor of 32 super-tiles, changed alike everywhere); by histograms, 3 +
+# 1/16 times
+if "$PYTHON" - "$T/ar" "$ROOT/tests/ref" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[2])
+import numpy as np
+import safetensors_io as stio
+rng = np.random.default_rng(6)
+base = {"w": rng.standard_normal((4096, 512)).astype(np.float32)}
+m = {"w": base["w"] + rng.uniform(-0.01, 0.01, (4096, 512)).astype(np.float32)}
+for name, d in (("base", base), ("m", m)):
+    os.makedirs(os.path.join(sys.argv[1], name))
+    stio.save_file(os.path.join(sys.argv[1], name, "model.safetensors"), d)
+PY
+then
+	A="--base $T/ar/base $T/ar/m"
+	once=$(bytes_read "$T/ar/o" task-arithmetic $A)
+	rg=$(bytes_read "$T/ar/o" arcee-fusion $A -j 2)
+	hist=$(WELD_RECORD_MEMORY=1K bytes_read "$T/ar/o" arcee-fusion $A -j 2)
+	expect "arcee-fusion reads its inputs 2 + 1/16 times ($rg bytes; once: $once)" \
+		awk -v b="$rg" -v t="$once" 'BEGIN { exit !(t > 0 && b <= t * (2 + 1 / 16) * 1.001) }'
+	expect "arcee-fusion by histograms reads them 3 + 1/16 times ($hist bytes)" \
+		awk -v b="$hist" -v t="$once" 'BEGIN { exit !(t > 0 && b >= t * 3 && b <= t * (3 + 1 / 16) * 1.001) }'
+	rm -rf "$T/ar"
+else
+	not_ok "arcee-fusion reads fixture"
+fi
+
 # the quantiles' three ways: the sample's ranges (above), the histograms
 # when the ranges do not fit the record room, and both when the sample
 # misses: a tensor of 4 super-tiles whose first (the sample) changed much

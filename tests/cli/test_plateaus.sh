@@ -12,14 +12,6 @@ GEN="$ROOT/tests/bench/gen_family.py"
 
 # same_tensors A B: the two models hold the same tensors, byte for byte
 
-# bytes_read OUT CMD...: the bytes weld CMD read over all its passes
-bytes_read() {
-	_o=$1
-	shift
-	"$WELD" "$@" -q -f --json -o "$_o" 2>>"$T/stderr" |
-		sed -n 's/.*"bytes_read":\([0-9]*\).*/\1/p'
-}
-
 for k in zeros few; do
 	"$PYTHON" "$GEN" "$T/$k" --size small --kind $k >/dev/null 2>"$T/stderr" ||
 		not_ok "the $k family is generated"
