@@ -219,13 +219,14 @@ static size_t ranges_avx512(const float *imp, size_t len, const uint32_t *lo,
 }
 #endif
 
-/* RANGE: the keys below each range and the zeros into the thread's
- * counts, the keys inside the ranges into list (len of room), then the
+/* RANGE: the keys below each range (thread_below) and the zeros
+ * (thread_count) into the thread's counts, the keys inside the ranges into list (len of room), then the
  * room for the tile's records taken at once. */
 static void record_ranges(struct exec *e, const float *imp, size_t len, uint32_t *list)
 {
 	struct hist_exec *h = e->hs;
-	uint64_t *under = h->thread_under + 4 * (size_t)omp_get_thread_num();
+	int th = omp_get_thread_num();
+	uint64_t under[4] = { 0 };      /* below each range, and the zeros */
 	size_t cap = (size_t)(e->plan->rec_bytes / 4), n, at;
 	uint32_t lo[3], span[3];
 
@@ -241,6 +242,9 @@ static void record_ranges(struct exec *e, const float *imp, size_t len, uint32_t
 	else
 #endif
 		n = ranges_generic(imp, 0, len, lo, span, under, list, 0);
+	for (int w = 0; w < 3; w++)
+		h->thread_below[WELD_HP_RANGES * th + w] += under[w];
+	h->thread_count[th] += under[3];
 	if (!n)
 		return;
 #pragma omp atomic capture
@@ -349,7 +353,7 @@ static int keys_in_ranges(struct exec *e, const struct weld_job *j, uint32_t *ke
 			  struct weld_error *err)
 {
 	struct hist_exec *h = e->hs;
-	uint64_t m = j->nelem, ns, zs, below[4] = { 0 };
+	uint64_t m = j->nelem, ns, zs, below[3] = { 0 }, zeros = 0;
 	size_t cap = (size_t)(e->plan->rec_bytes / 4);
 	double f, want = 0;
 
@@ -367,13 +371,15 @@ static int keys_in_ranges(struct exec *e, const struct weld_job *j, uint32_t *ke
 	if (weld_exec_hist_pass(e, &j, 1, P_ARCEE_RANGE, err) < 0)
 		return -1;
 	h->kl_known = h->kl_rows > 0;
-	for (int t = 0; t < e->n_threads; t++)
-		for (int w = 0; w < 4; w++)
-			below[w] += h->thread_under[4 * t + w];
+	for (int t = 0; t < e->n_threads; t++) {
+		for (int w = 0; w < 3; w++)
+			below[w] += h->thread_below[WELD_HP_RANGES * t + w];
+		zeros += h->thread_count[t];
+	}
 	if (h->eq_n > cap)
 		return 0;
 	for (int w = 0; w < 3; w++)
-		if (!key_in_range(e, w, m, below, below[3], &key[w]))
+		if (!key_in_range(e, w, m, below, zeros, &key[w]))
 			return 0;
 	*done = true;
 	return 0;

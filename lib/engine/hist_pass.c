@@ -24,11 +24,9 @@ int weld_exec_hist_alloc(struct exec *e)
 	h->hist = calloc(per, sizeof(uint64_t));
 	h->thread_hist = calloc((size_t)e->n_threads, sizeof(*h->thread_hist));
 	h->thread_count = calloc((size_t)e->n_threads, sizeof(uint64_t));
-	h->thread_below = calloc((size_t)e->n_threads, sizeof(uint64_t));
-	h->thread_under = calloc((size_t)e->n_threads * 4, sizeof(uint64_t));
+	h->thread_below = calloc((size_t)e->n_threads * WELD_HP_RANGES, sizeof(uint64_t));
 	h->eq_run = calloc((size_t)e->n_slices, sizeof(uint64_t));
-	if (!h->hist || !h->thread_hist || !h->thread_count || !h->thread_below || !h->thread_under ||
-	    !h->eq_run)
+	if (!h->hist || !h->thread_hist || !h->thread_count || !h->thread_below || !h->eq_run)
 		return -1;
 	for (int t = 0; t < e->n_threads; t++)
 		if (!(h->thread_hist[t] = calloc(per, sizeof(uint32_t))))
@@ -47,7 +45,6 @@ void weld_exec_hist_free(struct exec *e)
 	free(h->thread_hist);
 	free(h->thread_count);
 	free(h->thread_below);
-	free(h->thread_under);
 	free(h->eq_run);
 	free(h->eq_rec);
 	free(h->kl);
@@ -85,8 +82,7 @@ int weld_exec_hist_pass(struct exec *e, const struct weld_job *const *jobs, size
 
 	memset(h->hist, 0, nsrc * 2 * BINS * sizeof(uint64_t));
 	memset(h->thread_count, 0, (size_t)e->n_threads * sizeof(uint64_t));
-	memset(h->thread_below, 0, (size_t)e->n_threads * sizeof(uint64_t));
-	memset(h->thread_under, 0, (size_t)e->n_threads * 4 * sizeof(uint64_t));
+	memset(h->thread_below, 0, (size_t)e->n_threads * WELD_HP_RANGES * sizeof(uint64_t));
 	for (size_t i = 0; i < nj; i++) {
 		/* with rows in memory, chunks are whole groups of 8 rows */
 		uint64_t g = row_scope(e, jobs[i]) ? 8 * row_len(jobs[i]) : 1;

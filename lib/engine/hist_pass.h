@@ -20,6 +20,7 @@
 #include <stdbool.h>
 
 #define WELD_HP_BINS 65536
+#define WELD_HP_RANGES 3
 
 struct exec;
 struct weld_job;
@@ -29,9 +30,9 @@ struct hist_exec {
 	uint32_t **thread_hist;         /* per thread: max_src * 2 histograms */
 	uint64_t *hist;                 /* their totals */
 	uint64_t *thread_count;         /* per thread: a count the pass keeps (sce: zeros) */
-	uint64_t *thread_below;         /* per thread: another (sce: keys below the recorded range) */
-	uint64_t *thread_under;         /* per thread, 4 each: arcee_fusion's keys below each
-					 * range, and its zeros */
+	/* per thread, WELD_HP_RANGES each: keys below recorded ranges (sce's
+	 * one, arcee_fusion's three) */
+	uint64_t *thread_below;
 	uint32_t bin[WELD_K_MAX_SRC][2];     /* after a HI pass: the bin of each slot */
 	uint64_t rank[WELD_K_MAX_SRC][2];    /* the wanted rank; after HI, inside its bin */
 	uint64_t pending;               /* elements counted in the threads' histograms */

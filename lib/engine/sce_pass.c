@@ -172,7 +172,7 @@ void weld_exec_sce_tile(struct exec *e, const struct weld_job *j, struct slice_c
 			add_squares(e, j, c, t, len);
 			record(e, j, t, v, g, len, h->rec_lo, h->rec_hi,
 			       h->rec_lo >> 16 == h->rec_hi >> 16 ? hh : NULL, &h->thread_count[th],
-			       &h->thread_below[th], (uint32_t *)(void *)c->out);
+			       &h->thread_below[WELD_HP_RANGES * th], (uint32_t *)(void *)c->out);
 			return;
 		}
 		for (size_t i = 0; i < len; i++) {
@@ -366,7 +366,7 @@ static int select_in_range(struct exec *e, const struct weld_job *j, bool *done,
 	h->bin_record = false;
 	for (int t = 0; t < e->n_threads; t++) {
 		zeros += h->thread_count[t];
-		below += h->thread_below[t];
+		below += h->thread_below[WELD_HP_RANGES * t];
 	}
 	k = (uint64_t)floor((double)(m - zeros) * tau);
 	if (k == 0) {
