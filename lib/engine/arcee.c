@@ -100,19 +100,19 @@ static inline __attribute__((always_inline)) void exp_block(const float *x, doub
 	memcpy(e, &v, sizeof(v));
 }
 
-/* exps for each kind of row: normal_b and normal_a constants at each call,
- * so that each loop is compiled for its case. */
+/* exps for each kind of row: normal (both rows within WELD_EXP_NORMAL of
+ * their largest) a constant at each call, so that each loop is compiled
+ * for its case. */
 static inline __attribute__((always_inline)) void exps_of(const float *b, const float *a,
-							  size_t w, double mb, double ma,
-							  bool normal_b, bool normal_a, double *eb,
-							  double *ea, double *sb, double *sa)
+							  size_t w, double mb, double ma, bool normal,
+							  double *eb, double *ea, double *sb, double *sa)
 {
 	double tb = 0, ta = 0;
 	size_t j = 0, done = 0;
 
 	for (; j + WELD_EXP_LANES <= w; j += WELD_EXP_LANES) {
-		exp_block(b + j, mb, normal_b, eb + j);
-		exp_block(a + j, ma, normal_a, ea + j);
+		exp_block(b + j, mb, normal, eb + j);
+		exp_block(a + j, ma, normal, ea + j);
 		for (; done < j; done++) {
 			tb += eb[done];
 			ta += ea[done];
@@ -141,9 +141,9 @@ WELD_HOT static void exps(const float *b, const float *a, size_t w, double *eb, 
 	double mb = row_max(b, w, &nb), ma = row_max(a, w, &na);
 
 	if (nb && na)
-		exps_of(b, a, w, mb, ma, true, true, eb, ea, sb, sa);
+		exps_of(b, a, w, mb, ma, true, eb, ea, sb, sa);
 	else
-		exps_of(b, a, w, mb, ma, false, false, eb, ea, sb, sa);
+		exps_of(b, a, w, mb, ma, false, eb, ea, sb, sa);
 }
 
 /* The definition's term of element j. */
