@@ -852,17 +852,45 @@ static void della_band(float *restrict v, uint32_t w, uint64_t key, struct band 
 		settle_band(v, w, key, d, eps, factor, k, cnt, pos, last, kb, scratch);
 }
 
-/* Each element's rank - 1 in place of its position in its bucket, one at
- * a time: loads from the bucket table cost less than gathers. */
-#if defined(__GNUC__) && !defined(__clang__)
-__attribute__((optimize("no-tree-vectorize")))
-#endif
-static void ranks_in_place(const uint16_t *restrict bk, uint32_t w, const uint32_t *restrict last,
-			   uint32_t *restrict pos)
+/* Each element's rank - 1 in place of its position in its bucket
+ * (elements i0..w, one at a time: loads from the bucket table). */
+static void ranks_generic(const uint16_t *restrict bk, uint32_t i0, uint32_t w,
+			  const uint32_t *restrict last, uint32_t *restrict pos)
 {
-	for (uint32_t i = 0; i < w; i++)
+	for (uint32_t i = i0; i < w; i++)
 		pos[i] = last[bk[i]] - pos[i];
 }
+
+#if WELD_AVX512
+/* Sixteen at a time, the table's entries gathered (in a loop of their own:
+ * beside the divisions of della_inverse, gathers wait). */
+__attribute__((target(AVX512_DRAWS)))
+static void ranks_avx512(const uint16_t *bk, uint32_t w, const uint32_t *last, uint32_t *pos)
+{
+	uint32_t i = 0;
+
+	for (; i + 16 <= w; i += 16) {
+		__m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)(bk + i)));
+
+		_mm512_storeu_si512(pos + i, _mm512_sub_epi32(_mm512_i32gather_epi32(b, last, 4),
+							      _mm512_loadu_si512(pos + i)));
+	}
+	ranks_generic(bk, i, w, last, pos);
+}
+
+static void ranks_in_place(const uint16_t *bk, uint32_t w, const uint32_t *last, uint32_t *pos)
+{
+	if (avx512_draws())
+		ranks_avx512(bk, w, last, pos);
+	else
+		ranks_generic(bk, 0, w, last, pos);
+}
+#else
+static void ranks_in_place(const uint16_t *bk, uint32_t w, const uint32_t *last, uint32_t *pos)
+{
+	ranks_generic(bk, 0, w, last, pos);
+}
+#endif
 
 /* The drop of a ranked row (no inverse, p known to lie in (0, 1)) without
  * step 3's p for every element: u against the line lo + r s, with
@@ -967,32 +995,100 @@ INLINE void della_lined(float *restrict v, uint32_t w, uint64_t key, struct band
 }
 
 /*
- * The drop of a ranked row (METHODS 3 steps 3-5), rows of two or more: p
- * from the rank in double exactly as step 3 writes it, the draw against
- * its threshold, the kept element divided by float(p) or multiplied by the
- * factor. inside: every p is known to lie in (0, 1).
+ * The drop of a ranked row by --rescale inverse when every p is known to
+ * lie in (0, 1) (METHODS 3 steps 3-5), rank[i] the rank - 1 of element i:
+ * p from the rank in double exactly as step 3 writes it, the draw against
+ * its threshold, the kept element divided by float(p). Elements i0..w.
  */
+INLINE void inverse_generic(float *restrict v, uint32_t i0, uint32_t w, uint64_t key, double lo,
+			    double eps, const uint32_t *restrict rank, unsigned char *restrict kb)
+{
+	double wm1 = (double)(w - 1);
+
+#pragma omp simd
+	for (uint32_t i = i0; i < w; i++) {
+		double p = p_of(rank[i], lo, wm1, eps);
+		bool keep = keeps_inside(key, i, p);
+
+		v[i] = keep_or_zero(v[i] / (float)p, keep);
+		kb[i] = keep;
+	}
+}
+
+#if WELD_AVX512
+/* Eight lanes of r (ranks - 1) of the elements at v: p and its threshold
+ * in double lanes by the same operations as p_of (2t as t + t) and
+ * threshold_inside, the draws against it, v kept divided by float(p) or
+ * dropped. */
+__attribute__((target(AVX512_DRAWS)))
+static inline void inverse8(float *v, __m256i r, __m512d lo, __m512d wm1, __m512d eps,
+			    __m512i *at, unsigned char *kb)
+{
+	__m512d t = _mm512_div_pd(_mm512_cvtepu32_pd(r), wm1);
+	__m512d p = _mm512_add_pd(lo, _mm512_mul_pd(_mm512_add_pd(t, t), eps));
+	__m512d x = _mm512_mul_pd(p, _mm512_set1_pd(0x1p53));
+	__m512i th = _mm512_cvttpd_epi64(x);
+	__mmask8 up = _mm512_cmp_pd_mask(_mm512_cvtepi64_pd(th), x, _CMP_LT_OQ), keep;
+	__m256 y = _mm256_div_ps(_mm256_loadu_ps(v), _mm512_cvtpd_ps(p));
+
+	th = _mm512_mask_add_epi64(th, up, th, _mm512_set1_epi64(1));
+	keep = _mm512_cmplt_epi64_mask(draws8(at), th);
+	_mm256_storeu_ps(v, _mm256_maskz_mov_ps(keep, y));
+	_mm_storel_epi64((__m128i *)(void *)kb, _mm_maskz_set1_epi8(keep, 1));
+}
+
+/* Eight at a time. Returns where it stopped. */
+__attribute__((target(AVX512_DRAWS)))
+static uint32_t inverse_avx512(float *v, uint32_t w, uint64_t key, double lo, double eps,
+			       const uint32_t *rank, unsigned char *kb)
+{
+	const __m512d vlo = _mm512_set1_pd(lo), wm1 = _mm512_set1_pd((double)(w - 1));
+	const __m512d veps = _mm512_set1_pd(eps);
+	__m512i at = draws_from(key);
+	uint32_t i = 0;
+
+	for (; i + 8 <= w; i += 8)
+		inverse8(v + i, _mm256_loadu_si256((const void *)(rank + i)), vlo, wm1, veps, &at,
+			 kb + i);
+	return i;
+}
+
+static uint32_t inverse_fast(float *v, uint32_t w, uint64_t key, double lo, double eps,
+			     const uint32_t *rank, unsigned char *kb)
+{
+	return avx512_draws() ? inverse_avx512(v, w, key, lo, eps, rank, kb) : 0;
+}
+#else
+static uint32_t inverse_fast(float *v, uint32_t w, uint64_t key, double lo, double eps,
+			     const uint32_t *rank, unsigned char *kb)
+{
+	(void)v, (void)w, (void)key, (void)lo, (void)eps, (void)rank, (void)kb;
+	return 0;
+}
+#endif
+
+/* The drop by inverse of a counted row, pos[i] the position of element i
+ * in its bucket (made its rank - 1 here). */
+INLINE void della_inverse(float *v, uint32_t w, uint64_t key, double lo, double eps,
+			  const uint16_t *bk, const uint32_t *last, uint32_t *pos, unsigned char *kb)
+{
+	ranks_in_place(bk, w, last, pos);
+	inverse_generic(v, inverse_fast(v, w, key, lo, eps, pos, kb), w, key, lo, eps, pos, kb);
+}
+
+/* The drop of a ranked row (METHODS 3 steps 3-5), rows of two or more,
+ * whatever p: as della_inverse, p clamped to [0, 1] by its threshold, the
+ * kept element divided by float(p) (inverse) or multiplied by the factor. */
 INLINE void della_ranked(float *restrict v, uint32_t w, uint64_t key, double d, double eps,
-			 bool inverse, bool inside, float factor, const uint16_t *restrict bk,
+			 bool inverse, float factor, const uint16_t *restrict bk,
 			 const uint32_t *restrict pos, const uint32_t *restrict last,
 			 unsigned char *restrict kb)
 {
 	double lo = d - eps, wm1 = (double)(w - 1);
 
-	if (!inside) {
-		for (uint32_t i = 0; i < w; i++) {
-			double t = (double)(last[bk[i]] - pos[i]) / wm1, p = lo + (2 * t) * eps;
-			bool keep = draw53(key, i) < weld_rng_threshold(p);
-
-			v[i] = keep_or_zero(inverse ? v[i] / (float)p : v[i] * factor, keep);
-			kb[i] = keep;
-		}
-		return;
-	}
-#pragma omp simd
 	for (uint32_t i = 0; i < w; i++) {
-		double p = p_of(last[bk[i]] - pos[i], lo, wm1, eps);
-		bool keep = keeps_inside(key, i, p);
+		double t = (double)(last[bk[i]] - pos[i]) / wm1, p = lo + (2 * t) * eps;
+		bool keep = draw53(key, i) < weld_rng_threshold(p);
 
 		v[i] = keep_or_zero(inverse ? v[i] / (float)p : v[i] * factor, keep);
 		kb[i] = keep;
@@ -1053,12 +1149,11 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 		if (lined)
 			della_lined(v, (uint32_t)w, key + first, bd, d, eps, factor, pos, last, kb,
 				    scratch);
-		else if (inside)
-			della_ranked(v, (uint32_t)w, key + first, d, eps, true, true, 1.0f, bk, pos,
-				     last, kb);
+		else if (inside)        /* and inverse */
+			della_inverse(v, (uint32_t)w, key + first, d - eps, eps, bk, last, pos, kb);
 		else
-			della_ranked(v, (uint32_t)w, key + first, d, eps, inverse, false, factor, bk,
-				     pos, last, kb);
+			della_ranked(v, (uint32_t)w, key + first, d, eps, inverse, factor, bk, pos,
+				     last, kb);
 	}
 	if (fused)
 		for (size_t b = 0; b < w; b += XBLOCK)
