@@ -319,11 +319,30 @@ INLINE void buckets_of(const uint32_t *restrict k, uint32_t w, uint32_t lo, uint
 }
 
 /* The counting pass: cnt[b] members of bucket b, pos[i] the members of
- * element i's bucket before it. */
+ * element i's bucket before it. A store per element would bound the loop:
+ * in a row of at most 2^16, where positions fit 16 bits, they go four to
+ * a store into p16 (w of them), then to pos on vectors. */
 INLINE void count_buckets(const uint16_t *restrict bk, uint32_t w, uint32_t *restrict cnt,
-			  uint32_t *restrict pos)
+			  uint32_t *restrict pos, uint16_t *restrict p16)
 {
-	for (uint32_t i = 0; i < w; i++)
+	uint32_t i = 0;
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (w <= 1u << 16) {
+		for (; i + 4 <= w; i += 4) {
+			uint64_t a = cnt[bk[i]]++, b = cnt[bk[i + 1]]++;
+			uint64_t c = cnt[bk[i + 2]]++, d = cnt[bk[i + 3]]++;
+			uint64_t x = a | b << 16 | c << 32 | d << 48;
+
+			memcpy(p16 + i, &x, sizeof(x));
+		}
+		for (uint32_t j = 0; j < i; j++)
+			pos[j] = p16[j];
+	}
+#else
+	(void)p16;
+#endif
+	for (; i < w; i++)
 		pos[i] = cnt[bk[i]]++;
 }
 
@@ -417,16 +436,17 @@ INLINE void last_ranks(const uint32_t *restrict cnt, size_t nb, uint32_t *restri
 
 /*
  * The ranks of keys k[0..w) (DESIGN 4.1's order from the bottom), bk their
- * buckets (row_buckets, in the scratch). The count fills cnt, pos and
+ * buckets (row_buckets, in the scratch; R_LIST its temporary). The count fills cnt, pos and
  * last[0..NB_MAX): the element at position i has rank - 1 last[bk[i]] -
  * pos[i], exactly but in odd buckets of two or more, where it is one of
  * its bucket's ranks (sort_odd makes those exact too).
  */
 INLINE void row_count(const uint16_t *restrict bk, uint32_t w, struct span sp,
-		      uint32_t *restrict cnt, uint32_t *restrict pos, uint32_t *restrict last)
+		      uint32_t *restrict cnt, uint32_t *restrict pos, uint32_t *restrict last,
+		      uint32_t *scratch)
 {
 	memset(cnt, 0, sp.nb * sizeof(cnt[0]));
-	count_buckets(bk, w, cnt, pos);
+	count_buckets(bk, w, cnt, pos, (uint16_t *)(void *)(scratch + R_LIST * (size_t)w));
 	last_ranks(cnt, sp.nb, last);
 }
 
@@ -471,7 +491,7 @@ INLINE void row_ranks(const uint32_t *k, uint32_t w, struct span sp, uint32_t *p
 	uint32_t cnt[NB_MAX];
 
 	row_count((const uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w), w, sp, cnt, pos,
-		  last);
+		  last, scratch);
 	if (odd_to_sort(cnt, sp.nb))
 		sort_odd(k, w, cnt, pos, last, scratch);
 }
@@ -1132,7 +1152,7 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 	/* the draws of elements first + i: key + first is the key of element 0 */
 	/* p runs from about d - eps to d + eps: well inside (0, 1), no clamp */
 	inside = eps >= 0 && d - eps > 0 && d + eps < 0.999;
-	row_count(bk, (uint32_t)w, sp, cnt, pos, last);
+	row_count(bk, (uint32_t)w, sp, cnt, pos, last, scratch);
 	odd = odd_to_sort(cnt, sp.nb);
 	/* p only decides the drop: the draws go against its line */
 	lined = !inverse && inside;

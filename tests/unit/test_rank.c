@@ -156,6 +156,53 @@ static void della_row(float *v, size_t w, uint64_t key, uint64_t first, double d
 	free(scratch);
 }
 
+/* the keys of qsort's reference: |v| as bits, the position */
+static const float *wide_v;
+
+static int by_rank(const void *a, const void *b)
+{
+	uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b, ki, kj;
+	float x = fabsf(wide_v[i]), y = fabsf(wide_v[j]);
+
+	memcpy(&ki, &x, sizeof(ki));
+	memcpy(&kj, &y, sizeof(kj));
+	if (ki != kj)
+		return ki < kj ? -1 : 1;
+	return i > j ? -1 : i < j;      /* equal: the lower position ranks higher */
+}
+
+/* rows around 2^16 wide, where the counted positions in a bucket stop
+ * fitting 16 bits: a plateau (one bucket of all), zeros, bf16 deltas;
+ * against a sort */
+static void test_row_order_wide(void **state)
+{
+	const size_t widths[] = { 65535, 65536, 65537, 70000 };
+	uint64_t z = 99;
+
+	(void)state;
+	for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++) {
+		size_t w = widths[wi];
+		float *v = malloc(w * sizeof(float));
+		uint32_t *order = malloc(w * sizeof(uint32_t)), *want = malloc(w * sizeof(uint32_t));
+
+		for (int kind = 0; kind < 3; kind++) {
+			for (size_t i = 0; i < w; i++) {
+				z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+				v[i] = kind == 0 ? -0.5f : kind == 1 ? 0.0f
+				       : bf16_delta((float)(z >> 40) * 0x1p-24f, z);
+				want[i] = (uint32_t)i;
+			}
+			wide_v = v;
+			qsort(want, w, sizeof(*want), by_rank);
+			order_of(v, w, order);
+			assert_memory_equal(order, want, w * sizeof(*order));
+		}
+		free(v);
+		free(order);
+		free(want);
+	}
+}
+
 /* three elements, d = 0.5, eps = 0.2: p = 0.3, 0.5, 0.7 by rank; each kept
  * iff its draw is below its p, divided by float(p) */
 static void test_della_row_probabilities(void **state)
@@ -422,6 +469,7 @@ int main(void)
 		cmocka_unit_test(test_row_order_plateau),
 		cmocka_unit_test(test_row_order_bytes),
 		cmocka_unit_test(test_row_order_counted),
+		cmocka_unit_test(test_row_order_wide),
 		cmocka_unit_test(test_della_row_probabilities),
 		cmocka_unit_test(test_della_row_width_one),
 		cmocka_unit_test(test_della_row_density_one),
