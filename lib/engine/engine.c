@@ -290,8 +290,7 @@ static void exec_free(struct exec *e)
 	free(e->factor);
 	free(e->rng_key);
 	free(e->draw_bits);
-	free(e->rank_scratch);
-	free(e->rank_sums);
+	weld_exec_rank_free(e);
 	weld_exec_hist_free(e);
 	weld_exec_pcb_free(e);
 	free(e->stats);

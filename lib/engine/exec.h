@@ -219,9 +219,11 @@ struct exec {
 	struct weld_outq *queue;        /* writes the output chunks */
 	struct weld_team *team;         /* runs the slices of each chunk (team.h) */
 	/* della (rank_pass.c): per slice, RANK_SCRATCH tiles of rank scratch,
-	 * and the exact sums of each source (all, kept) */
+	 * and the exact sums of each source (all, kept); with --rescale
+	 * inverse, per thread, the memo of its rows' p (rank.h) */
 	uint32_t *rank_scratch;
 	struct weld_xsum *rank_sums;
+	struct weld_della_memo **della_memo;
 	struct hist_exec *hs;   /* order statistics by histograms (hist_pass.c), or NULL */
 	struct pcb_window *pw;  /* pcb: the current unit's window (pcb_window.c), or NULL */
 	struct pcb_tails *pt;   /* pcb: the current unit's tails of |delta| (pcb_tails.c), or NULL */
@@ -368,8 +370,10 @@ int weld_exec_rank_stats(struct exec *e, const struct weld_job *j, struct weld_e
  * drop and its sums (P_RANK_L1). Runs inside the slice loop. */
 void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_ctx *c,
 			 uint64_t g, size_t len, enum pass pass);
-/* Buffers for della's rows; -1 if out of memory. */
+/* Buffers for della's rows; -1 if out of memory. free: all of them (a
+ * partial set-up is fine). */
 int weld_exec_rank_alloc(struct exec *e);
+void weld_exec_rank_free(struct exec *e);
 
 /* pcb_pass.c */
 

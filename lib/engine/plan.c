@@ -784,6 +784,8 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		per_slice += maxsrc * 2 * sizeof(struct weld_xsum);
 	shared = threads * maxsrc * maxsel * WELD_HIST_BINS * 4 +
 		 maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
+	if (p->ranks && p->o.rescale == WELD_RESCALE_INVERSE)  /* della's memos, per thread */
+		shared += threads * tile * (sizeof(int64_t) + sizeof(float));
 	if (p->hist_stats)      /* two histograms per source, per thread and in total */
 		shared += (threads * 4 + 8) * (maxsrc < 2 ? 2 : maxsrc) * 2 * WELD_HIST_BINS;
 	for (size_t i = 0; i < p->njobs; i++)

@@ -7,6 +7,7 @@
 #include "target_clones.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* |x| as an integer key that orders like |x| (NaN above infinity). */
@@ -1035,65 +1036,128 @@ INLINE void inverse_generic(float *restrict v, uint32_t i0, uint32_t w, uint64_t
 	}
 }
 
-#if WELD_AVX512
-/* Eight lanes of r (ranks - 1) of the elements at v: p and its threshold
- * in double lanes by the same operations as p_of (2t as t + t) and
- * threshold_inside, the draws against it, v kept divided by float(p) or
- * dropped. */
-__attribute__((target(AVX512_DRAWS)))
-static inline void inverse8(float *v, __m256i r, __m512d lo, __m512d wm1, __m512d eps,
-			    __m512i *at, unsigned char *kb)
-{
-	__m512d t = _mm512_div_pd(_mm512_cvtepu32_pd(r), wm1);
-	__m512d p = _mm512_add_pd(lo, _mm512_mul_pd(_mm512_add_pd(t, t), eps));
-	__m512d x = _mm512_mul_pd(p, _mm512_set1_pd(0x1p53));
-	__m512i th = _mm512_cvttpd_epi64(x);
-	__mmask8 up = _mm512_cmp_pd_mask(_mm512_cvtepi64_pd(th), x, _CMP_LT_OQ), keep;
-	__m256 y = _mm256_div_ps(_mm256_loadu_ps(v), _mm512_cvtpd_ps(p));
+/* The memo of the drop by inverse (rank.h): per rank r - 1 of rows of w,
+ * for lo = d - eps and eps, the threshold of p and float(p). */
+struct weld_della_memo {
+	size_t cap;     /* ranks it has room for */
+	uint32_t w;     /* the rows it holds, 0 for none */
+	double lo, eps;
+	int64_t *thr;
+	float *pf;
+};
 
-	th = _mm512_mask_add_epi64(th, up, th, _mm512_set1_epi64(1));
-	keep = _mm512_cmplt_epi64_mask(draws8(at), th);
-	_mm256_storeu_ps(v, _mm256_maskz_mov_ps(keep, y));
-	_mm_storel_epi64((__m128i *)(void *)kb, _mm_maskz_set1_epi8(keep, 1));
+struct weld_della_memo *weld_della_memo_new(size_t cap)
+{
+	struct weld_della_memo *m;
+
+	if (!cap || cap > SIZE_MAX / sizeof(int64_t) || !(m = calloc(1, sizeof(*m))))
+		return NULL;
+	m->cap = cap;
+	m->thr = malloc(cap * sizeof(*m->thr));
+	m->pf = malloc(cap * sizeof(*m->pf));
+	if (!m->thr || !m->pf) {
+		weld_della_memo_free(m);
+		return NULL;
+	}
+	return m;
 }
 
-/* Eight at a time. Returns where it stopped. */
-__attribute__((target(AVX512_DRAWS)))
-static uint32_t inverse_avx512(float *v, uint32_t w, uint64_t key, double lo, double eps,
-			       const uint32_t *rank, unsigned char *kb)
+void weld_della_memo_free(struct weld_della_memo *m)
 {
-	const __m512d vlo = _mm512_set1_pd(lo), wm1 = _mm512_set1_pd((double)(w - 1));
-	const __m512d veps = _mm512_set1_pd(eps);
+	if (!m)
+		return;
+	free(m->thr);
+	free(m->pf);
+	free(m);
+}
+
+/* The memo for rows of w (filled anew when it held others), or NULL. */
+INLINE const struct weld_della_memo *memo_for(struct weld_della_memo *m, uint32_t w, double lo,
+					      double eps)
+{
+	double wm1 = (double)(w - 1);
+
+	if (!m || w > m->cap)
+		return NULL;
+	if (m->w == w && m->lo == lo && m->eps == eps)
+		return m;
+	for (uint32_t r = 0; r < w; r++) {
+		double p = p_of(r, lo, wm1, eps);
+
+		m->thr[r] = threshold_inside(p);
+		m->pf[r] = (float)p;
+	}
+	m->w = w;
+	m->lo = lo;
+	m->eps = eps;
+	return m;
+}
+
+/* della_inverse from a memo, elements i0..w, one at a time. */
+INLINE void inverse_memo_generic(float *restrict v, uint32_t i0, uint32_t w, uint64_t key,
+				 const struct weld_della_memo *m, const uint32_t *restrict rank,
+				 unsigned char *restrict kb)
+{
+	for (uint32_t i = i0; i < w; i++) {
+		bool keep = (int64_t)draw53(key, i) < m->thr[rank[i]];
+
+		v[i] = keep_or_zero(v[i] / m->pf[rank[i]], keep);
+		kb[i] = keep;
+	}
+}
+
+#if WELD_AVX512
+/* Eight at a time, the memo's entries gathered. Returns where it stopped. */
+__attribute__((target(AVX512_DRAWS)))
+static uint32_t inverse_memo_avx512(float *v, uint32_t w, uint64_t key,
+				    const struct weld_della_memo *m, const uint32_t *rank,
+				    unsigned char *kb)
+{
 	__m512i at = draws_from(key);
 	uint32_t i = 0;
 
-	for (; i + 8 <= w; i += 8)
-		inverse8(v + i, _mm256_loadu_si256((const void *)(rank + i)), vlo, wm1, veps, &at,
-			 kb + i);
+	for (; i + 8 <= w; i += 8) {
+		__m256i r = _mm256_loadu_si256((const void *)(rank + i));
+		__m512i thr = _mm512_i32gather_epi64(r, (const long long *)m->thr, 8);
+		__m256 y = _mm256_div_ps(_mm256_loadu_ps(v + i), _mm256_i32gather_ps(m->pf, r, 4));
+		__mmask8 keep = _mm512_cmplt_epi64_mask(draws8(&at), thr);
+
+		_mm256_storeu_ps(v + i, _mm256_maskz_mov_ps(keep, y));
+		_mm_storel_epi64((__m128i *)(void *)(kb + i), _mm_maskz_set1_epi8(keep, 1));
+	}
 	return i;
 }
 
-static uint32_t inverse_fast(float *v, uint32_t w, uint64_t key, double lo, double eps,
-			     const uint32_t *rank, unsigned char *kb)
+static uint32_t inverse_memo_fast(float *v, uint32_t w, uint64_t key,
+				  const struct weld_della_memo *m, const uint32_t *rank,
+				  unsigned char *kb)
 {
-	return avx512_draws() ? inverse_avx512(v, w, key, lo, eps, rank, kb) : 0;
+	return avx512_draws() ? inverse_memo_avx512(v, w, key, m, rank, kb) : 0;
 }
 #else
-static uint32_t inverse_fast(float *v, uint32_t w, uint64_t key, double lo, double eps,
-			     const uint32_t *rank, unsigned char *kb)
+static uint32_t inverse_memo_fast(float *v, uint32_t w, uint64_t key,
+				  const struct weld_della_memo *m, const uint32_t *rank,
+				  unsigned char *kb)
 {
-	(void)v, (void)w, (void)key, (void)lo, (void)eps, (void)rank, (void)kb;
+	(void)v, (void)w, (void)key, (void)m, (void)rank, (void)kb;
 	return 0;
 }
 #endif
 
 /* The drop by inverse of a counted row, pos[i] the position of element i
- * in its bucket (made its rank - 1 here). */
+ * in its bucket (made its rank - 1 here): from the memo when there is one. */
 INLINE void della_inverse(float *v, uint32_t w, uint64_t key, double lo, double eps,
-			  const uint16_t *bk, const uint32_t *last, uint32_t *pos, unsigned char *kb)
+			  const uint16_t *bk, const uint32_t *last, uint32_t *pos, unsigned char *kb,
+			  struct weld_della_memo *memo)
 {
+	const struct weld_della_memo *m = memo_for(memo, w, lo, eps);
+
 	ranks_in_place(bk, w, last, pos);
-	inverse_generic(v, inverse_fast(v, w, key, lo, eps, pos, kb), w, key, lo, eps, pos, kb);
+	if (m)
+		inverse_memo_generic(v, inverse_memo_fast(v, w, key, m, pos, kb), w, key, m, pos,
+				     kb);
+	else
+		inverse_generic(v, 0, w, key, lo, eps, pos, kb);
 }
 
 /* The drop of a ranked row (METHODS 3 steps 3-5), rows of two or more,
@@ -1117,7 +1181,8 @@ INLINE void della_ranked(float *restrict v, uint32_t w, uint64_t key, double d, 
 
 WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first, double d,
 			       double eps, bool inverse, float factor, uint32_t *scratch,
-			       unsigned char *bits, struct weld_xsum *sums)
+			       unsigned char *bits, struct weld_xsum *sums,
+			       struct weld_della_memo *memo)
 {
 	uint32_t *k = scratch + R_KEY * w, *pos = scratch + R_RANK * w, kmax, zeros, zbits, odd;
 	uint32_t last[NB_MAX], cnt[NB_MAX];
@@ -1170,7 +1235,8 @@ WELD_HOT void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first,
 			della_lined(v, (uint32_t)w, key + first, bd, d, eps, factor, pos, last, kb,
 				    scratch);
 		else if (inside)        /* and inverse */
-			della_inverse(v, (uint32_t)w, key + first, d - eps, eps, bk, last, pos, kb);
+			della_inverse(v, (uint32_t)w, key + first, d - eps, eps, bk, last, pos, kb,
+				      memo);
 		else
 			della_ranked(v, (uint32_t)w, key + first, d, eps, inverse, factor, bk, pos,
 				     last, kb);

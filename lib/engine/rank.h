@@ -39,22 +39,36 @@ double weld_xsum_value(const struct weld_xsum *s);
  */
 void weld_k_row_ranks(const float *v, size_t w, uint32_t *rank, uint32_t *scratch);
 
+struct weld_della_memo;
+
 /*
  * della's drop on one row (METHODS 3 steps 2-5): v[0..w) are the deltas of
  * the elements whose flat indices are first..first+w-1, key the source's
  * DESIGN 4.9 key. The element of rank r + 1 keeps with p = (d - eps) +
  * (2 t) eps, t = r/(w - 1) (p = d for w = 1), in double, iff its draw u <
  * p; a kept element becomes v / float(p) when inverse, else v * factor; a
- * dropped one +0. scratch holds WELD_RANK_SCRATCH * w. With bits, the keep
- * flags go there too: bit i % 8 of byte i / 8, (w + 7) / 8 bytes (a +0
- * that the factor leaves +0 may be flagged either way: it is +0 kept or
- * dropped). With sums, |v| of the row is added to sums[0] and of the row
+ * dropped one +0. scratch holds WELD_RANK_SCRATCH * w; memo is a
+ * weld_della_memo or NULL (below). With bits, the keep flags go there
+ * too: bit i % 8 of byte i / 8, (w + 7) / 8 bytes (a +0 that the factor
+ * leaves +0 may be flagged either way: it is +0 kept or dropped). With sums, |v| of the row is added to sums[0] and of the row
  * after the drop to sums[1] (inverse false and factor 1: the kept part).
  * (d >= 1 keeps the row as it is: the caller does not call this.)
  */
 void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first, double d, double eps,
 		      bool inverse, float factor, uint32_t *scratch, unsigned char *bits,
-		      struct weld_xsum *sums);
+		      struct weld_xsum *sums, struct weld_della_memo *memo);
+
+/*
+ * The drop by inverse takes, for each rank, a threshold of the draws and
+ * float(p): a memo keeps them for rows of one width and one (d, eps), so
+ * that the rows after the first need no division per element. Optional
+ * (memo NULL: every p taken again), one per thread; the same bytes either
+ * way. new returns NULL when out of memory; room for rows of up to cap
+ * elements (wider ones go without). free takes NULL.
+ */
+struct weld_della_memo *weld_della_memo_new(size_t cap);
+void weld_della_memo_free(struct weld_della_memo *m);
+
 /* The drop again from those bits: v[i] * factor where bit i is set, else
  * +0 (the same values as weld_k_della_row with that factor, when the
  * factor leaves +0 as +0). */

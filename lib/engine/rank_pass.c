@@ -15,6 +15,7 @@
  */
 #include "exec.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,8 +32,24 @@ int weld_exec_rank_alloc(struct exec *e)
 	if (e->plan->ranks &&
 	    !(e->rank_scratch = malloc(n * RANK_SCRATCH * e->tile_elems * sizeof(uint32_t))))
 		return -1;
+	if (e->plan->ranks && e->opts->rescale == WELD_RESCALE_INVERSE) {
+		if (!(e->della_memo = calloc((size_t)e->n_threads, sizeof(*e->della_memo))))
+			return -1;
+		for (int t = 0; t < e->n_threads; t++)
+			if (!(e->della_memo[t] = weld_della_memo_new(e->tile_elems)))
+				return -1;
+	}
 	e->rank_sums = calloc(n * e->max_src * 2, sizeof(struct weld_xsum));
 	return e->rank_sums ? 0 : -1;
+}
+
+void weld_exec_rank_free(struct exec *e)
+{
+	for (int t = 0; e->della_memo && t < e->n_threads; t++)
+		weld_della_memo_free(e->della_memo[t]);
+	free(e->della_memo);
+	free(e->rank_scratch);
+	free(e->rank_sums);
 }
 
 /* A +0 kept and a +0 dropped are the same value after the factor: the
@@ -56,6 +73,7 @@ void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_
 	/* the L1 pass's keep flags, kept for APPLY when they fit */
 	bool store = sums && e->draws == DRAWS_STORE, known = !sums && e->draws == DRAWS_KNOWN;
 	size_t rb = (rl + 7) / 8;
+	struct weld_della_memo *memo = e->della_memo ? e->della_memo[omp_get_thread_num()] : NULL;
 
 	for (size_t s = 0; s < j->nsrc; s++) {
 		struct weld_xsum *x = e->rank_sums + (t * e->max_src + s) * 2;
@@ -72,7 +90,7 @@ void weld_exec_rank_rows(struct exec *e, const struct weld_job *j, struct slice_
 				weld_k_della_apply_bits(v, rl, bits, factor);
 			else if (!all)  /* the L1 pass's sums come with the drop */
 				weld_k_della_row(v, rl, e->rng_key[s], g + r, d, eps, inverse, factor,
-						 scratch, store ? bits : NULL, sums ? x : NULL);
+						 scratch, store ? bits : NULL, sums ? x : NULL, memo);
 			if (sums && all) {
 				weld_xsum_add_abs(&x[0], v, rl);
 				weld_xsum_add_abs(&x[1], v, rl);

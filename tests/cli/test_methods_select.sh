@@ -95,15 +95,27 @@ else
 	not_ok "plan della: one pass with --rescale inverse; the command's defaults"
 fi
 # --rescale l1 keeps the first pass's keep flags for the second: a bit an
-# element of the largest tensor (1536 x 128), per model, in the plan's memory
+# element of the largest tensor (1536 x 128), per model, in the plan's
+# memory; --rescale inverse a memo of its p per thread
 "$WELD" plan della --json $B --rescale l1 $FT >"$T/l1.json" 2>&1
-"$WELD" plan della --json $B $FT >"$T/inv.json" 2>&1
+for j in 1 2; do
+	"$WELD" plan della --json -j $j $B $FT >"$T/inv$j.json" 2>&1
+	"$WELD" plan della --json -j $j $B --rescale none $FT >"$T/none$j.json" 2>&1
+done
 if "$PYTHON" -c 'import json, sys
 a, b = (json.load(open(f))["memory_bytes"] for f in sys.argv[1:3])
-assert a - b == 3 * 1536 * 128 // 8, (a, b)' "$T/l1.json" "$T/inv.json" 2>"$T/stderr"; then
+assert a - b == 3 * 1536 * 128 // 8, (a, b)' "$T/l1.json" "$T/none2.json" 2>"$T/stderr"; then
 	ok "plan della --rescale l1: the keep bits are in the memory"
 else
 	not_ok "plan della --rescale l1: the keep bits are in the memory"
+fi
+if "$PYTHON" -c 'import json, sys
+i1, n1, i2, n2 = (json.load(open(f))["memory_bytes"] for f in sys.argv[1:5])
+assert i1 > n1 and i2 - n2 == 2 * (i1 - n1), (i1, n1, i2, n2)' "$T/inv1.json" "$T/none1.json" \
+	"$T/inv2.json" "$T/none2.json" 2>"$T/stderr"; then
+	ok "plan della --rescale inverse: a memo per thread in the memory"
+else
+	not_ok "plan della --rescale inverse: a memo per thread in the memory"
 fi
 "$WELD" plan della --json $B --rescale l1 $FT >"$T/plan.json" 2>&1
 if "$PYTHON" -c 'import json, sys

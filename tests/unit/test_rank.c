@@ -152,7 +152,7 @@ static void della_row(float *v, size_t w, uint64_t key, uint64_t first, double d
 
 	/* d >= 1 keeps the row: the engine does not call the kernel */
 	if (d < 1)
-		weld_k_della_row(v, w, key, first, d, eps, inverse, factor, scratch, NULL, NULL);
+		weld_k_della_row(v, w, key, first, d, eps, inverse, factor, scratch, NULL, NULL, NULL);
 	free(scratch);
 }
 
@@ -306,14 +306,18 @@ static void della_by_definition(float *v, size_t w, uint64_t key, uint64_t first
  * float32 magnitudes, few distinct ones (long plateaus), one plateau,
  * bf16 deltas, zeros of both signs (with a NaN factor a +0 kept is NaN,
  * one dropped +0), an outlier, a heavy tail; probabilities reaching 0 and
- * 1; its keep flags, the drop again from them, and its exact sums */
+ * 1; its keep flags, the drop again from them, and its exact sums. One
+ * memo serves every row, filled anew as the width and (d, eps) change;
+ * rows wider than its room go without */
 static void test_della_row_definition(void **state)
 {
 	const size_t widths[] = { 1, 2, 3, 17, 100, 1000, 2048, 5000 };
 	const double dd[] = { 0.45, 0.5, 0.3 }, ee[] = { 0.3, 0.5, 0.0 };
 	uint64_t key = weld_rng_key("scaled", 3, 7), z = 12345;
+	struct weld_della_memo *memo = weld_della_memo_new(4096);
 
 	(void)state;
+	assert_non_null(memo);
 	for (size_t wi = 0; wi < sizeof(widths) / sizeof(widths[0]); wi++) {
 		size_t w = widths[wi];
 		float *a = malloc(w * sizeof(float)), *b = malloc(w * sizeof(float));
@@ -351,7 +355,8 @@ static void test_della_row_definition(void **state)
 			memcpy(b, a, w * sizeof(float));
 			memcpy(c, a, w * sizeof(float));
 			memset(sums, 0, sizeof(sums));
-			weld_k_della_row(a, w, key, 1000 * w, d, eps, inverse, f, scratch, bits, sums);
+			weld_k_della_row(a, w, key, 1000 * w, d, eps, inverse, f, scratch, bits, sums,
+					 memo);
 			della_by_definition(b, w, key, 1000 * w, d, eps, inverse, f, kept);
 			assert_memory_equal(a, b, w * sizeof(float));
 			/* the exact sums of |v| before and after the drop */
@@ -377,6 +382,7 @@ static void test_della_row_definition(void **state)
 		free(kept);
 		free(scratch);
 	}
+	weld_della_memo_free(memo);
 }
 
 /* Many rows, so that the draws that fall near the keep probability of
@@ -405,7 +411,7 @@ static void test_della_row_open_draws(void **state)
 		}
 		memcpy(b, a, w * sizeof(float));
 		memset(sums, 0, sizeof(sums));
-		weld_k_della_row(a, w, key, r * w, 0.5, 0.15, false, 1.0f, scratch, bits, sums);
+		weld_k_della_row(a, w, key, r * w, 0.5, 0.15, false, 1.0f, scratch, bits, sums, NULL);
 		della_by_definition(b, w, key, r * w, 0.5, 0.15, false, 1.0f, kept);
 		assert_memory_equal(a, b, w * sizeof(float));
 		assert_true(weld_xsum_value(&sums[1]) == xsum_of(b, w, w / 2));
