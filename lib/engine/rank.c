@@ -10,6 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if WELD_AVX512
+#include <immintrin.h>
+
+#define AVX512_DRAWS "avx512f,avx512bw,avx512dq,avx512vl,popcnt"
+
+/* Whether the processor runs the AVX-512 loops below. */
+static bool avx512_draws(void)
+{
+	return __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("avx512vl");
+}
+#endif
+
 /* |x| as an integer key that orders like |x| (NaN above infinity). */
 static inline uint32_t mag_key(float x)
 {
@@ -33,13 +46,56 @@ static inline void xsum_one(uint64_t *m, uint64_t *nan, uint32_t k)
 }
 
 /* A block of values whose exponent fields are within XSPAN of the block's
- * largest, E, is summed in integers: each significand shifted to the
- * scale of exponent field E - XSPAN (at most 2^56), XBLOCK of them (at
- * most 2^63 in all); the sum then goes to the tables in 24-bit parts, as
- * three significands would. Others (smaller values in the block, blocks
- * near the ends of the exponent range) go one by one. */
+ * largest, E, is summed as integers of the unit of exponent field E -
+ * XSPAN: each below 2^(XSPAN + 24) of them, XBLOCK of them below 2^53; the
+ * sum then goes to the tables in 24-bit parts, as three significands
+ * would. Others (smaller values in the block, blocks near the ends of the
+ * exponent range) go one by one. In 64-bit integers, each significand
+ * shifted; with AVX-512 in double lanes, where every partial sum, an
+ * integer of units below 2^53, is exact in any order. */
 #define XBLOCK 128
-#define XSPAN 32
+#define XSPAN 22
+_Static_assert(XSPAN + 24 + 7 <= 53 && XBLOCK <= 128, "a block's sum must be exact in double");
+
+#if WELD_AVX512
+/* Sixteen at a time, values x (floats or keys: the sign bit is cleared
+ * either way) of keys at least lo in double lanes, into *v and, where
+ * keep[i] (keep not NULL), *vk; the others but zeros counted in *small.
+ * Returns where it stopped. */
+__attribute__((target(AVX512_DRAWS)))
+static size_t xsum_avx512(const uint32_t *x, const unsigned char *keep, size_t n, uint32_t lo,
+			  double *v, double *vk, size_t *small)
+{
+	const __m512i vlo = _mm512_set1_epi32((int)lo), mag = _mm512_set1_epi32(0x7FFFFFFF);
+	__m512d s0 = _mm512_setzero_pd(), s1 = s0, k0 = s0, k1 = s0;
+	size_t i = 0, few = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		__m512i key = _mm512_and_si512(_mm512_loadu_si512(x + i), mag);
+		__mmask16 big = _mm512_cmpge_epu32_mask(key, vlo);
+		__m512 f = _mm512_castsi512_ps(key);
+		__m512d a0 = _mm512_maskz_cvtps_pd((__mmask8)big, _mm512_castps512_ps256(f));
+		__m512d a1 = _mm512_maskz_cvtps_pd((__mmask8)(big >> 8),
+						   _mm512_extractf32x8_ps(f, 1));
+
+		s0 = _mm512_add_pd(s0, a0);
+		s1 = _mm512_add_pd(s1, a1);
+		if (keep) {
+			__m128i kb = _mm_loadu_si128((const __m128i *)(const void *)(keep + i));
+			__mmask16 k = _mm_test_epi8_mask(kb, kb);
+
+			k0 = _mm512_mask_add_pd(k0, (__mmask8)k, k0, a0);
+			k1 = _mm512_mask_add_pd(k1, (__mmask8)(k >> 8), k1, a1);
+		}
+		few += (size_t)__builtin_popcount(_mm512_mask_test_epi32_mask((__mmask16)~big, key,
+									       key));
+	}
+	*v = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+	*vk = _mm512_reduce_add_pd(_mm512_add_pd(k0, k1));
+	*small = few;
+	return i;
+}
+#endif
 
 /* The key of value i of x: floats, or keys already. Callers pass floats
  * as a constant, so that each loop below is compiled for one kind (and
@@ -59,7 +115,7 @@ static inline __attribute__((always_inline)) void xsum_block_of(struct weld_xsum
 								const unsigned char *keep,
 								size_t n, uint32_t kmax)
 {
-	size_t small = 0;
+	size_t small = 0, i0 = 0;
 	uint32_t e0;
 	uint64_t v = 0, vk = 0;
 
@@ -72,7 +128,19 @@ static inline __attribute__((always_inline)) void xsum_block_of(struct weld_xsum
 		return;
 	}
 	e0 = (kmax >> 23) - XSPAN;
-	for (size_t i = 0; i < n; i++) {
+#if WELD_AVX512
+	if (avx512_draws()) {
+		double dv, dk, unit;
+		/* in units of exponent field e0: times 2^(150 - e0), exactly */
+		uint64_t unit_bits = (uint64_t)(1023 + 150 - e0) << 52;
+
+		i0 = xsum_avx512(x, keep, n, e0 << 23, &dv, &dk, &small);
+		memcpy(&unit, &unit_bits, sizeof(unit));
+		v = (uint64_t)(dv * unit);
+		vk = (uint64_t)(dk * unit);
+	}
+#endif
+	for (size_t i = i0; i < n; i++) {
 		uint32_t key = key_at(x, floats, i), e = key >> 23;
 		uint64_t sig = (key & 0x7FFFFFu) | 0x800000u, a = e >= e0 ? sig << (e - e0) : 0;
 
@@ -362,8 +430,6 @@ static uint32_t pick_generic(const uint16_t *bk, uint32_t i0, uint32_t w, int on
 }
 
 #if WELD_AVX512
-#include <immintrin.h>
-
 /* 32 buckets at a time: the positions of the picked ones compressed into
  * a register, 16 at a time, and all 16 lanes stored (li has room: no more
  * are picked than looked at). */
@@ -671,15 +737,6 @@ static uint32_t draws_generic(float *restrict v, uint32_t i0, uint32_t w, uint64
 }
 
 #if WELD_AVX512
-#define AVX512_DRAWS "avx512f,avx512bw,avx512dq,avx512vl,popcnt"
-
-/* Whether the processor runs the loops below. */
-static bool avx512_draws(void)
-{
-	return __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-	       __builtin_cpu_supports("avx512vl");
-}
-
 /* The lanes' counters for elements 0..7 of key, then draw53 of eight
  * elements from them (advanced to the next eight). */
 __attribute__((target(AVX512_DRAWS))) static inline __m512i draws_from(uint64_t key)
