@@ -940,8 +940,7 @@ static void ranks_generic(const uint16_t *restrict bk, uint32_t i0, uint32_t w,
 }
 
 #if WELD_AVX512
-/* Sixteen at a time, the table's entries gathered (in a loop of their own:
- * beside the divisions of della_inverse, gathers wait). */
+/* Sixteen at a time, the table's entries gathered. */
 __attribute__((target(AVX512_DRAWS)))
 static void ranks_avx512(const uint16_t *bk, uint32_t w, const uint32_t *last, uint32_t *pos)
 {
@@ -971,17 +970,18 @@ static void ranks_in_place(const uint16_t *bk, uint32_t w, const uint32_t *last,
 #endif
 
 /* The drop of a ranked row (no inverse, p known to lie in (0, 1)) without
- * step 3's p for every element: u against the line lo + r s, with
- * BAND_MARGIN to spare; the few within it are left open (v as it was) and
- * listed in li. Returns how many, from n listed before. Elements i0..w,
- * one at a time. */
+ * step 3's p for every element: u against the line lo + r s, r = last[bk[i]]
+ * - pos[i] the rank - 1 of element i, with BAND_MARGIN to spare; the few
+ * within it are left open (v as it was) and listed in li. Returns how
+ * many, from n listed before. Elements i0..w, one at a time. */
 static uint32_t line_generic(float *restrict v, uint32_t i0, uint32_t w, uint64_t key,
-			     struct band bd, float factor, const uint32_t *restrict rank,
+			     struct band bd, float factor, const uint16_t *restrict bk,
+			     const uint32_t *restrict last, const uint32_t *restrict pos,
 			     unsigned char *restrict kb, uint32_t *restrict li, uint32_t n)
 {
 	for (uint32_t i = i0; i < w; i++) {
 		double x = (double)(int64_t)draw53(key, i) * 0x1p-53;
-		double line = bd.lo + (double)rank[i] * bd.s;
+		double line = bd.lo + (double)(last[bk[i]] - pos[i]) * bd.s;
 		unsigned keep = x < line - BAND_MARGIN;
 		unsigned open = !keep & (x < line + BAND_MARGIN);
 
@@ -1001,11 +1001,13 @@ static uint32_t line_generic(float *restrict v, uint32_t i0, uint32_t w, uint64_
  * Each of the float values is within 2^11 of what it stands for (the
  * draw's 53 bits, lo + r s; roundings of 2^-24 relative, all below 2^32),
  * far inside BAND_MARGIN's 2^20: what keeps here keeps, what drops drops,
- * and the others are left open as in line_generic.
+ * and the others are left open as in line_generic. The ranks' last[bk[i]]
+ * are gathered.
  */
 __attribute__((target(AVX512_DRAWS)))
 static uint32_t line_avx512(float *v, uint32_t w, uint64_t key, struct band bd, float factor,
-			    const uint32_t *rank, unsigned char *kb, uint32_t *li)
+			    const uint16_t *bk, const uint32_t *last, const uint32_t *pos,
+			    unsigned char *kb, uint32_t *li)
 {
 	const __m512 lo = _mm512_set1_ps((float)(bd.lo * 0x1p32));
 	const __m512 s = _mm512_set1_ps((float)(bd.s * 0x1p32));
@@ -1014,16 +1016,18 @@ static uint32_t line_avx512(float *v, uint32_t w, uint64_t key, struct band bd, 
 	const __m512i high = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27,
 					       29, 31);
 	__m512i at = draws_from(key);
-	__m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+	__m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 	uint32_t i = 0, n = 0;
 
 	for (; i + 16 <= w; i += 16) {
 		__m512i z0 = mix8(&at), z1 = mix8(&at);
+		__m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const void *)(bk + i)));
+		__m512i r = _mm512_sub_epi32(_mm512_i32gather_epi32(b, last, 4),
+					     _mm512_loadu_si512((const void *)(pos + i)));
 		__m512 x = _mm512_cvtepu32_ps(_mm512_permutex2var_epi32(z0, high, z1)), line, y;
 		__mmask16 keep, open;
 
-		line = _mm512_cvtepu32_ps(_mm512_loadu_si512((const void *)(rank + i)));
-		line = _mm512_add_ps(lo, _mm512_mul_ps(line, s));
+		line = _mm512_add_ps(lo, _mm512_mul_ps(_mm512_cvtepu32_ps(r), s));
 		keep = _mm512_cmp_ps_mask(x, _mm512_sub_ps(line, margin), _CMP_LT_OQ);
 		open = _mm512_mask_cmp_ps_mask((__mmask16)~keep, x, _mm512_add_ps(line, margin),
 					       _CMP_LT_OQ);
@@ -1033,43 +1037,45 @@ static uint32_t line_avx512(float *v, uint32_t w, uint64_t key, struct band bd, 
 		_mm_storeu_si128((__m128i *)(void *)(kb + i), _mm_maskz_set1_epi8(keep, 1));
 		if (open) {
 			/* all lanes stored, the listed ones first (li has room) */
-			_mm512_storeu_si512(li + n, _mm512_maskz_compress_epi32(open, pos));
+			_mm512_storeu_si512(li + n, _mm512_maskz_compress_epi32(open, idx));
 			n += (uint32_t)__builtin_popcount(open);
 		}
-		pos = _mm512_add_epi32(pos, _mm512_set1_epi32(16));
+		idx = _mm512_add_epi32(idx, _mm512_set1_epi32(16));
 	}
-	return line_generic(v, i, w, key, bd, factor, rank, kb, li, n);
+	return line_generic(v, i, w, key, bd, factor, bk, last, pos, kb, li, n);
 }
 
 static uint32_t della_line(float *v, uint32_t w, uint64_t key, struct band bd, float factor,
-			   const uint32_t *rank, unsigned char *kb, uint32_t *li)
+			   const uint16_t *bk, const uint32_t *last, const uint32_t *pos,
+			   unsigned char *kb, uint32_t *li)
 {
 	if (avx512_draws())
-		return line_avx512(v, w, key, bd, factor, rank, kb, li);
-	return line_generic(v, 0, w, key, bd, factor, rank, kb, li, 0);
+		return line_avx512(v, w, key, bd, factor, bk, last, pos, kb, li);
+	return line_generic(v, 0, w, key, bd, factor, bk, last, pos, kb, li, 0);
 }
 #else
 static uint32_t della_line(float *v, uint32_t w, uint64_t key, struct band bd, float factor,
-			   const uint32_t *rank, unsigned char *kb, uint32_t *li)
+			   const uint16_t *bk, const uint32_t *last, const uint32_t *pos,
+			   unsigned char *kb, uint32_t *li)
 {
-	return line_generic(v, 0, w, key, bd, factor, rank, kb, li, 0);
+	return line_generic(v, 0, w, key, bd, factor, bk, last, pos, kb, li, 0);
 }
 #endif
 
 /* The drop of a ranked row by the line (no inverse, p known to lie in
- * (0, 1)), pos[i] the position of element i in its bucket (made its rank
- * - 1 here). */
+ * (0, 1)), pos[i] the position of element i in its bucket. */
 INLINE void della_lined(float *restrict v, uint32_t w, uint64_t key, struct band bd, double d,
-			double eps, float factor, uint32_t *restrict pos, const uint32_t *restrict last,
+			double eps, float factor, const uint32_t *restrict pos,
+			const uint32_t *restrict last,
 			unsigned char *restrict kb, uint32_t *scratch)
 {
 	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w);
 	uint32_t *li = scratch + R_LIST * (size_t)w, n;
 
-	ranks_in_place(bk, w, last, pos);
-	n = della_line(v, w, key, bd, factor, pos, kb, li);
+	n = della_line(v, w, key, bd, factor, bk, last, pos, kb, li);
 	for (uint32_t j = 0; j < n; j++)
-		settle_one(v, kb, li[j], key, pos[li[j]], d, eps, (double)(w - 1), factor);
+		settle_one(v, kb, li[j], key, last[bk[li[j]]] - pos[li[j]], d, eps, (double)(w - 1),
+			   factor);
 }
 
 /*
