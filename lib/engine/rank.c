@@ -503,10 +503,10 @@ INLINE void last_ranks(const uint32_t *restrict cnt, size_t nb, uint32_t *restri
 
 /*
  * The ranks of keys k[0..w) (DESIGN 4.1's order from the bottom), bk their
- * buckets (row_buckets, in the scratch; R_LIST its temporary). The count fills cnt, pos and
- * last[0..NB_MAX): the element at position i has rank - 1 last[bk[i]] -
- * pos[i], exactly but in odd buckets of two or more, where it is one of
- * its bucket's ranks (sort_odd makes those exact too).
+ * buckets (row_buckets, in the scratch; R_LIST its temporary). The count
+ * fills cnt, pos and last[0..NB_MAX): the element at position i has rank
+ * - 1 last[bk[i]] - pos[i], exactly but in odd buckets of two or more,
+ * where it is one of its bucket's ranks (sort_odd makes those exact too).
  */
 INLINE void row_count(const uint16_t *restrict bk, uint32_t w, struct span sp,
 		      uint32_t *restrict cnt, uint32_t *restrict pos, uint32_t *restrict last,
@@ -1066,8 +1066,7 @@ static uint32_t della_line(float *v, uint32_t w, uint64_t key, struct band bd, f
  * (0, 1)), pos[i] the position of element i in its bucket. */
 INLINE void della_lined(float *restrict v, uint32_t w, uint64_t key, struct band bd, double d,
 			double eps, float factor, const uint32_t *restrict pos,
-			const uint32_t *restrict last,
-			unsigned char *restrict kb, uint32_t *scratch)
+			const uint32_t *restrict last, unsigned char *restrict kb, uint32_t *scratch)
 {
 	const uint16_t *bk = (const uint16_t *)(void *)(scratch + R_BUCKET * (size_t)w);
 	uint32_t *li = scratch + R_LIST * (size_t)w, n;

@@ -50,9 +50,10 @@ struct weld_della_memo;
  * dropped one +0. scratch holds WELD_RANK_SCRATCH * w; memo is a
  * weld_della_memo or NULL (below). With bits, the keep flags go there
  * too: bit i % 8 of byte i / 8, (w + 7) / 8 bytes (a +0 that the factor
- * leaves +0 may be flagged either way: it is +0 kept or dropped). With sums, |v| of the row is added to sums[0] and of the row
- * after the drop to sums[1] (inverse false and factor 1: the kept part).
- * (d >= 1 keeps the row as it is: the caller does not call this.)
+ * leaves +0 may be flagged either way: it is +0 kept or dropped). With
+ * sums, |v| of the row is added to sums[0] and of the row after the drop
+ * to sums[1] (inverse false and factor 1: the kept part). (d >= 1 keeps
+ * the row as it is: the caller does not call this.)
  */
 void weld_k_della_row(float *v, size_t w, uint64_t key, uint64_t first, double d, double eps,
 		      bool inverse, float factor, uint32_t *scratch, unsigned char *bits,
