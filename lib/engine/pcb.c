@@ -636,7 +636,7 @@ void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct 
 		memset(sc, 0, len * sizeof(*sc));
 		return;
 	}
-	if (in_bits && weld_k_pcb_scores_flags(d, sum, n, u, len, in_bits, tmp, idx, sc))
+	if (in_bits && weld_k_pcb_scores_flags(d, sum, n, u, len, in_bits, tmp, sc))
 		return;
 	memset(sc, 0, len * sizeof(*sc));
 	if (in_bits) {

@@ -170,7 +170,7 @@ void weld_k_pcb_scores(const float *d, const float *sum, size_t n, const struct 
  * false, nothing done, where the processor lacks AVX-512 or n > 16. */
 bool weld_k_pcb_scores_flags(const float *d, const float *sum, size_t n,
 			     const struct weld_pcb_unit *u, size_t len, const uint64_t *in_bits,
-			     float *tmp, uint32_t *idx, float *sc);
+			     float *tmp, float *sc);
 /* weld_k_pcb_beta() and weld_k_pcb_beta_at() on vectors, the same bits
  * (pcb_scores.c; no memo); false,
  * nothing done, where the processor lacks AVX-512 or n > 16. */

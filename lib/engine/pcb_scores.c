@@ -71,18 +71,17 @@ __attribute__((target("avx512f,avx512dq"))) static __m512 beta16(__m512 x, __m51
 }
 
 /*
- * Pack the flagged elements (positions into idx, deltas into tmp, products
- * into sc: m <= j, so nothing is overwritten before it is read), take their
- * beta and score, then clear sc and put the scores in place.
+ * Pack the flagged elements (deltas into tmp, products into sc: m <= j, so
+ * nothing is overwritten before it is read), take their beta and score,
+ * then put the scores in place, 0 elsewhere.
  */
 __attribute__((target("avx512f,avx512dq")))
 static void scores_avx512(const float *d, const float *sum, size_t n,
 			  const struct weld_pcb_unit *u, size_t len, const uint64_t *in_bits,
-			  float *tmp, uint32_t *idx, float *sc)
+			  float *tmp, float *sc)
 {
 	float mn = u->lo < u->hi ? u->lo : u->hi, span = u->hi - mn, fn = (float)n;
 	float thr = u->thr, width = u->top - u->thr;
-	const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 	size_t m = 0;
 
 	for (size_t j = 0; j < len; j += 16) {
@@ -99,9 +98,6 @@ static void scores_avx512(const float *d, const float *sum, size_t n,
 		first = (__mmask16)((1u << c) - 1);
 		/* packed in registers, then stored: a compressing store to
 		 * memory is slow on some processors */
-		_mm512_mask_storeu_epi32(idx + m, first,
-					 _mm512_maskz_compress_epi32(in, _mm512_add_epi32(
-						 iota, _mm512_set1_epi32((int)j))));
 		_mm512_mask_storeu_ps(tmp + m, first, _mm512_maskz_compress_ps(in, x));
 		_mm512_mask_storeu_ps(sc + m, first, _mm512_maskz_compress_ps(in, p));
 		m += (size_t)c;
@@ -117,9 +113,19 @@ static void scores_avx512(const float *d, const float *sum, size_t n,
 				      _mm512_maskz_div_ps(keep, _mm512_sub_ps(beta, _mm512_set1_ps(thr)),
 							  _mm512_set1_ps(width)));
 	}
-	memset(sc, 0, len * sizeof(*sc));
-	for (size_t i = 0; i < m; i++)
-		sc[idx[i]] = tmp[i];
+	/* the scores back in place: each 16's packed ones expanded over the
+	 * lanes of their flags, 0 elsewhere */
+	m = 0;
+	for (size_t j = 0; j < len; j += 16) {
+		__mmask16 lm = len - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (len - j)) - 1);
+		__mmask16 in = (__mmask16)(in_bits[j / 64] >> (j % 64)) & lm;
+		int c = __builtin_popcount(in);
+
+		_mm512_mask_storeu_ps(sc + j, lm,
+				      _mm512_maskz_expand_ps(in, _mm512_maskz_loadu_ps(
+					      (__mmask16)((1u << c) - 1), tmp + m)));
+		m += (size_t)c;
+	}
 }
 
 /* beta of every element, 16 at a time. */
@@ -189,11 +195,11 @@ bool weld_k_pcb_beta_at_vec(const float *d, const float *sum, size_t n, float lo
 
 bool weld_k_pcb_scores_flags(const float *d, const float *sum, size_t n,
 			     const struct weld_pcb_unit *u, size_t len, const uint64_t *in_bits,
-			     float *tmp, uint32_t *idx, float *sc)
+			     float *tmp, float *sc)
 {
 	if (!vectors(n, len))
 		return false;
-	scores_avx512(d, sum, n, u, len, in_bits, tmp, idx, sc);
+	scores_avx512(d, sum, n, u, len, in_bits, tmp, sc);
 	return true;
 }
 #else
@@ -213,10 +219,9 @@ bool weld_k_pcb_beta_vec(const float *d, const float *sum, size_t n, float lo, f
 
 bool weld_k_pcb_scores_flags(const float *d, const float *sum, size_t n,
 			     const struct weld_pcb_unit *u, size_t len, const uint64_t *in_bits,
-			     float *tmp, uint32_t *idx, float *sc)
+			     float *tmp, float *sc)
 {
-	(void)d, (void)sum, (void)n, (void)u, (void)len, (void)in_bits, (void)tmp, (void)idx;
-	(void)sc;
+	(void)d, (void)sum, (void)n, (void)u, (void)len, (void)in_bits, (void)tmp, (void)sc;
 	return false;
 }
 #endif
