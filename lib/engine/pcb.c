@@ -174,14 +174,23 @@ uint32_t weld_pcb_kth_floor(uint32_t *keys, size_t n, size_t k, uint32_t *tmp)
 
 /* The sources added in their order, over blocks small enough that the
  * sums stay near the core between sources. */
-WELD_HOT void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *sum)
+WELD_HOT void weld_k_pcb_sum(const float *const *d, size_t n, size_t len, float *restrict sum)
 {
 	for (size_t b = 0; b < len; b += 2048) {
-		size_t e = len - b < 2048 ? len : b + 2048;
+		size_t e = len - b < 2048 ? len : b + 2048, s = n < 3 ? n : 3;
+		const float *restrict x = d[0], *restrict y = d[n > 1], *restrict z = d[s - 1];
 
-		for (size_t j = b; j < e; j++)
-			sum[j] = d[0][j];
-		for (size_t s = 1; s < n; s++)
+		/* the first three sources in one pass, in order: (d0 + d1) + d2 */
+		if (s == 3)
+			for (size_t j = b; j < e; j++)
+				sum[j] = (x[j] + y[j]) + z[j];
+		else if (s == 2)
+			for (size_t j = b; j < e; j++)
+				sum[j] = x[j] + y[j];
+		else
+			for (size_t j = b; j < e; j++)
+				sum[j] = x[j];
+		for (; s < n; s++)
 			for (size_t j = b; j < e; j++)
 				sum[j] += d[s][j];
 	}
