@@ -127,6 +127,39 @@ static void test_kth_random(void **state)
 	}
 }
 
+/* the sum of the deltas in model order, one rounding after each model, for
+ * 1 to 5 models and rows across the kernel's blocks: 2^24 + 1 - 2^24 is 0
+ * in that order (1 in another), a -0 alone stays -0 */
+static void test_sum_model_order(void **state)
+{
+	enum { LEN = 5000 };
+	static float x[5][LEN], sum[LEN];
+	const float *d[5] = { x[0], x[1], x[2], x[3], x[4] };
+
+	(void)state;
+	for (size_t j = 0; j < LEN; j++) {
+		x[0][j] = 0x1p24f;
+		x[1][j] = 1.0f;
+		x[2][j] = -0x1p24f;
+		x[3][j] = (float)j;
+		x[4][j] = 0.5f;
+	}
+	for (size_t n = 1; n <= 5; n++) {
+		weld_k_pcb_sum(d, n, LEN, sum);
+		for (size_t j = 0; j < LEN; j++) {
+			float want = x[0][j];
+
+			for (size_t s = 1; s < n; s++)
+				want += x[s][j];
+			assert_true(sum[j] == want);
+		}
+		assert_true(n < 3 || sum[7] == (n == 3 ? 0.0f : n == 4 ? 7.0f : 7.5f));
+	}
+	x[0][3] = -0.0f;
+	weld_k_pcb_sum(d, 1, LEN, sum);
+	assert_true(sum[3] == 0.0f && signbit(sum[3]));
+}
+
 /* n = 2, delta = (0.5, -0.25) at one element: S = 0.25; lo = 0.25, hi = 0.5
  * make N = 1 for the first, 0 for the second */
 static void test_beta(void **state)
@@ -542,6 +575,7 @@ int main(void)
 		cmocka_unit_test(test_indices),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_kth_random),
+		cmocka_unit_test(test_sum_model_order),
 		cmocka_unit_test(test_beta),
 		cmocka_unit_test(test_beta_fast_paths),
 		cmocka_unit_test(test_combine),
