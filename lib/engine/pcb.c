@@ -690,6 +690,24 @@ WELD_HOT void weld_k_pcb_mix(const float *const *d, const float *const *sc, size
 			     float lambda, size_t len, float *restrict num, float *restrict den,
 			     float *restrict out)
 {
+	if (n == 3) {
+		/* three models, as often: one pass, the same operations in the
+		 * same order as the passes per model below */
+		const float *restrict x0 = d[0], *restrict x1 = d[1], *restrict x2 = d[2];
+		const float *restrict c0 = sc[0], *restrict c1 = sc[1], *restrict c2 = sc[2];
+
+		for (size_t j = 0; j < len; j++) {
+			float nm = (w[0] * clip_signed(x0[j], u[0].lo, u[0].hi)) * c0[j];
+			float dn = c0[j];
+
+			nm = nm + (w[1] * clip_signed(x1[j], u[1].lo, u[1].hi)) * c1[j];
+			dn = dn + c1[j];
+			nm = nm + (w[2] * clip_signed(x2[j], u[2].lo, u[2].hi)) * c2[j];
+			dn = dn + c2[j];
+			out[j] = base[j] + lambda * (nm / (dn > 1e-12f ? dn : 1e-12f));
+		}
+		return;
+	}
 	for (size_t s = 0; s < n; s++) {
 		const float *restrict x = d[s], *restrict c = sc[s];
 		float lo = u[s].lo, hi = u[s].hi, ws = w[s];

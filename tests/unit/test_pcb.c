@@ -228,6 +228,51 @@ static void combine(const float *const *d, const float *const *b, size_t n,
 	weld_k_pcb_mix(d, scp, n, u, w, base, lambda, len, num, den, out);
 }
 
+/* step 6 for one to four models against its definition, bit for bit:
+ * each model's term (w clip(delta)) score added in model order, the
+ * scores' sum floored at 1e-12; scores of 0 (signed zeros of the terms,
+ * a -0 base), deltas of +-0, inside and outside the clip bounds */
+static void test_mix_definition(void **state)
+{
+	enum { LEN = 67 };
+	static float x[4][LEN], c[4][LEN], base[LEN], num[LEN], den[LEN], out[LEN];
+	const float *d[4] = { x[0], x[1], x[2], x[3] }, *sc[4] = { c[0], c[1], c[2], c[3] };
+	const struct weld_pcb_unit u[4] = { { .lo = 0.01f, .hi = 0.5f }, { .lo = 0.02f, .hi = 0.3f },
+					    { .lo = 0.0f, .hi = 1.0f }, { .lo = 0.05f, .hi = 0.2f } };
+	const float w[4] = { 1.0f, -0.5f, 2.0f, 0.75f }, lambda = 1.5f;
+	uint64_t z = 5;
+
+	(void)state;
+	for (size_t j = 0; j < LEN; j++) {
+		for (size_t s = 0; s < 4; s++) {
+			z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+			x[s][j] = (z >> 61) == 0 ? ((z >> 40) & 1 ? -0.0f : 0.0f)
+				  : ((float)(z >> 40 & 0xFFFFF) * 0x1p-19f - 1.0f);
+			/* 24 significant bits over 16 binades: the sums round */
+			c[s][j] = (z >> 58 & 3) == 0 ? 0.0f
+				  : ldexpf((float)(z >> 8 & 0xFFFFFF) * 0x1p-24f, -(int)(z >> 4 & 15));
+		}
+		base[j] = j % 5 == 0 ? -0.0f : (float)j * 0.125f - 3.0f;
+	}
+	for (size_t n = 1; n <= 4; n++) {
+		weld_k_pcb_mix(d, sc, n, u, w, base, lambda, LEN, num, den, out);
+		for (size_t j = 0; j < LEN; j++) {
+			float nm = 0, dn = 0, want;
+
+			for (size_t s = 0; s < n; s++) {
+				float a = fabsf(x[s][j]), t;
+
+				a = a < u[s].lo ? u[s].lo : a > u[s].hi ? u[s].hi : a;
+				t = (w[s] * (x[s][j] > 0 ? a : x[s][j] < 0 ? -a : 0.0f)) * c[s][j];
+				nm = s ? nm + t : t;
+				dn = s ? dn + c[s][j] : c[s][j];
+			}
+			want = base[j] + lambda * (nm / (dn > 1e-12f ? dn : 1e-12f));
+			assert_memory_equal(&out[j], &want, sizeof(want));
+		}
+	}
+}
+
 /* one model, w = 2, lambda = 0.5: scores 0.5 and 1 */
 static void test_combine(void **state)
 {
@@ -579,6 +624,7 @@ int main(void)
 		cmocka_unit_test(test_beta),
 		cmocka_unit_test(test_beta_fast_paths),
 		cmocka_unit_test(test_combine),
+		cmocka_unit_test(test_mix_definition),
 		cmocka_unit_test(test_top_equals_thr),
 		cmocka_unit_test(test_clip_sign),
 		cmocka_unit_test(test_bound_scores),
