@@ -525,6 +525,16 @@ int weld_plan_threads(const weld_plan *p)
 	return p->o.threads > 0 ? p->o.threads : omp_get_max_threads();
 }
 
+bool weld_plan_della_memos(const weld_plan *p)
+{
+	if (p->o.rescale != WELD_RESCALE_INVERSE)
+		return false;
+	for (size_t i = 0; i < p->njobs; i++)
+		if (weld_method_rank_drop(p->jobs[i].method))
+			return true;
+	return false;
+}
+
 const char *weld_plan_config_dir(const weld_plan *p)
 {
 	const struct weld_job *j0;
@@ -784,7 +794,7 @@ int weld_plan_finish(weld_plan *p, struct weld_error *err)
 		per_slice += maxsrc * 2 * sizeof(struct weld_xsum);
 	shared = threads * maxsrc * maxsel * WELD_HIST_BINS * 4 +
 		 maxsrc * maxsel * WELD_HIST_BINS * 8 + RESERVE_BYTES;
-	if (p->ranks && p->o.rescale == WELD_RESCALE_INVERSE)  /* della's memos, per thread */
+	if (weld_plan_della_memos(p))     /* della --rescale inverse: its memos, per thread */
 		shared += threads * tile * (sizeof(int64_t) + sizeof(float));
 	if (p->hist_stats)      /* two histograms per source, per thread and in total */
 		shared += (threads * 4 + 8) * (maxsrc < 2 ? 2 : maxsrc) * 2 * WELD_HIST_BINS;

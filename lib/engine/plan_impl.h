@@ -79,6 +79,10 @@ uint64_t weld_plan_pcb_hold(const weld_plan *p, uint64_t grant);
 /* Threads the execution uses (the option, else every core). */
 int weld_plan_threads(const weld_plan *p);
 
+/* Whether della's drop by --rescale inverse runs, with its memos of p per
+ * thread (rank.h). */
+bool weld_plan_della_memos(const weld_plan *p);
+
 void weld_plan_warn(const weld_plan *p, const char *fmt, ...) WELD_PRINTF(2, 3);
 
 /* fp8_out.c: the most memory the writer's FP8 encoding holds at once, one

@@ -32,7 +32,7 @@ int weld_exec_rank_alloc(struct exec *e)
 	if (e->plan->ranks &&
 	    !(e->rank_scratch = malloc(n * RANK_SCRATCH * e->tile_elems * sizeof(uint32_t))))
 		return -1;
-	if (e->plan->ranks && e->opts->rescale == WELD_RESCALE_INVERSE) {
+	if (weld_plan_della_memos(e->plan)) {
 		if (!(e->della_memo = calloc((size_t)e->n_threads, sizeof(*e->della_memo))))
 			return -1;
 		for (int t = 0; t < e->n_threads; t++)
