@@ -60,8 +60,7 @@ shapes = {"col": (37, 1), "vec": (50,), "one": (1, 9), "cube": (3, 4, 6), "scala
 base = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
 for name, m in [("base", base)] + [("m%d" % i, {n: (v + rng.uniform(-0.1, 0.1, v.shape)).astype(np.float32)
                                              for n, v in base.items()}) for i in (1, 2)]:
-    os.makedirs(os.path.join(sys.argv[1], name))
-    stio.save_file(os.path.join(sys.argv[1], name, "model.safetensors"), m)
+    stio.save_model(os.path.join(sys.argv[1], name), m)
 PY
 then
 	for opts in "--rescale inverse --density 0.5" "--rescale l1 --density 0.3 --epsilon 0.25" \
@@ -149,9 +148,8 @@ sys.path.insert(0, sys.argv[2])
 import numpy as np
 import safetensors_io as stio
 for i, name in enumerate(("base", "m1")):
-    os.makedirs(os.path.join(sys.argv[1], name))
-    stio.save_file(os.path.join(sys.argv[1], name, "model.safetensors"),
-                   {"wide.weight": np.full((2, 1 << 21), i, np.float32)})
+    stio.save_model(os.path.join(sys.argv[1], name),
+                    {"wide.weight": np.full((2, 1 << 21), i, np.float32)})
 PY
 then
 	refuse "della: a row wider than --max-memory holds" 1 \
@@ -223,10 +221,8 @@ for i in (1, 2):
     d = rng.standard_normal(1 << 20).astype(np.float32)
     d[::8] *= np.float32(1e-3)
     m["striped"] = base["striped"] + d.reshape(1024, 1024)
-    os.makedirs(os.path.join(sys.argv[1], "m%d" % i))
-    stio.save_file(os.path.join(sys.argv[1], "m%d" % i, "model.safetensors"), m)
-os.makedirs(os.path.join(sys.argv[1], "base"))
-stio.save_file(os.path.join(sys.argv[1], "base", "model.safetensors"), base)
+    stio.save_model(os.path.join(sys.argv[1], "m%d" % i), m)
+stio.save_model(os.path.join(sys.argv[1], "base"), base)
 PY
 then
 	P="$T/pbig"
@@ -260,10 +256,8 @@ base = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
 for i in (1, 2):
     m = {n: (v + rng.uniform(-0.1, 0.1, v.shape)).astype(np.float32) for n, v in base.items()}
     m["flat"] = (base["flat"] + np.float32(0.125 * i)).astype(np.float32)
-    os.makedirs(os.path.join(sys.argv[1], "m%d" % i))
-    stio.save_file(os.path.join(sys.argv[1], "m%d" % i, "model.safetensors"), m)
-os.makedirs(os.path.join(sys.argv[1], "base"))
-stio.save_file(os.path.join(sys.argv[1], "base", "model.safetensors"), base)
+    stio.save_model(os.path.join(sys.argv[1], "m%d" % i), m)
+stio.save_model(os.path.join(sys.argv[1], "base"), base)
 PY
 then
 	P="$T/pdeg"
@@ -374,13 +368,11 @@ rng = np.random.default_rng(9)
 vals = np.array([0, 0.125, -0.125, 0.25, -0.25, 0.5], np.float32)
 shapes = {"big": (700, 300), "ramp": (4096 * 5 + 7,), "scalar": ()}
 base = {n: (rng.integers(-8, 9, s) / 8).astype(np.float32) for n, s in shapes.items()}
-os.makedirs(os.path.join(sys.argv[1], "base"))
-stio.save_file(os.path.join(sys.argv[1], "base", "model.safetensors"), base)
+stio.save_model(os.path.join(sys.argv[1], "base"), base)
 for i in (1, 2, 3):
     m = {n: (v + rng.choice(vals, size=v.shape, p=[0.4, 0.15, 0.15, 0.1, 0.1, 0.1])).astype(np.float32)
          for n, v in base.items()}
-    os.makedirs(os.path.join(sys.argv[1], "m%d" % i))
-    stio.save_file(os.path.join(sys.argv[1], "m%d" % i, "model.safetensors"), m)
+    stio.save_model(os.path.join(sys.argv[1], "m%d" % i), m)
 PY
 then
 	P="$T/plat"
@@ -432,8 +424,7 @@ import safetensors_io as stio
 rng = np.random.default_rng(12)
 base = (rng.standard_normal((8, 65536)) * 0.02).astype(np.float32)
 for kind in ("even", "skew", "sparse"):
-    os.makedirs(os.path.join(sys.argv[1], kind, "base"))
-    stio.save_file(os.path.join(sys.argv[1], kind, "base", "model.safetensors"), {"w": base})
+    stio.save_model(os.path.join(sys.argv[1], kind, "base"), {"w": base})
     for i in (1, 2, 3):
         d = rng.standard_normal(base.shape) * 0.002
         if kind == "skew":
@@ -441,9 +432,8 @@ for kind in ("even", "skew", "sparse"):
         if kind == "sparse":        # 999 variances not 0, all in the sample
             d[:] = 0
             d[0, :999] = rng.standard_normal(999) * 0.002
-        os.makedirs(os.path.join(sys.argv[1], kind, "m%d" % i))
-        stio.save_file(os.path.join(sys.argv[1], kind, "m%d" % i, "model.safetensors"),
-                       {"w": (base + d).astype(np.float32)})
+        stio.save_model(os.path.join(sys.argv[1], kind, "m%d" % i),
+                        {"w": (base + d).astype(np.float32)})
 PY
 then
 	for kind in even skew sparse; do
@@ -556,8 +546,7 @@ base = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
 m = {n: (v + rng.uniform(-0.2, 0.2, v.shape)).astype(np.float32) for n, v in base.items()}
 m["mostly"][:35] = base["mostly"][:35]
 for name, d in (("base", base), ("m", m)):
-    os.makedirs(os.path.join(sys.argv[1], name))
-    stio.save_file(os.path.join(sys.argv[1], name, "model.safetensors"), d)
+    stio.save_model(os.path.join(sys.argv[1], name), d)
 PY
 then
 	A="$T/af"
@@ -594,8 +583,7 @@ rng = np.random.default_rng(6)
 base = {"w": rng.standard_normal((4096, 512)).astype(np.float32)}
 m = {"w": base["w"] + rng.uniform(-0.01, 0.01, (4096, 512)).astype(np.float32)}
 for name, d in (("base", base), ("m", m)):
-    os.makedirs(os.path.join(sys.argv[1], name))
-    stio.save_file(os.path.join(sys.argv[1], name, "model.safetensors"), d)
+    stio.save_model(os.path.join(sys.argv[1], name), d)
 PY
 then
 	A="--base $T/ar/base $T/ar/m"
@@ -625,8 +613,7 @@ base = {"w": rng.standard_normal((1024, 256)).astype(np.float32)}
 m = {"w": base["w"] + rng.uniform(-1e-3, 1e-3, (1024, 256)).astype(np.float32)}
 m["w"][:256] = base["w"][:256] + rng.uniform(-1, 1, (256, 256)).astype(np.float32)
 for name, d in (("base", base), ("m", m)):
-    os.makedirs(os.path.join(sys.argv[1], name))
-    stio.save_file(os.path.join(sys.argv[1], name, "model.safetensors"), d)
+    stio.save_model(os.path.join(sys.argv[1], name), d)
 PY
 then
 	A="$T/am"

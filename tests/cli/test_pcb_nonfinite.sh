@@ -42,8 +42,7 @@ fts[0][11, 7], fts[1][11, 7] = np.inf, base[11, 7]
 fts[0][20, 3] = fts[0][20, 900] = np.nan
 fts[1][21, 8] = fts[1][21, 600] = np.inf
 for name, t in [("base", base)] + [("ft%d" % (i + 1), f) for i, f in enumerate(fts)]:
-    os.makedirs(os.path.join(sys.argv[1], name))
-    stio.save_file(os.path.join(sys.argv[1], name, "model.safetensors"), {"w": t})
+    stio.save_model(os.path.join(sys.argv[1], name), {"w": t})
 PY
 IN="--base $T/base $T/ft1 $T/ft2 $T/ft3"
 
