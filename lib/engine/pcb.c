@@ -685,43 +685,55 @@ static inline float clip_signed(float x, float lo, float hi)
 	return x > 0 ? a : x < 0 ? -a : 0.0f;
 }
 
+/* Step 6's sums over the first k <= 3 models at element j, in model
+ * order: the numerator's terms (w clip(delta)) score and the scores. The
+ * models past k repeat the first's pointers and are not added (a select,
+ * so that the loop stays on vectors). */
+static inline void mix_first(const float *const *x, const float *const *c,
+			     const struct weld_pcb_unit *u, const float *w, size_t k, size_t j,
+			     float *nm, float *dn)
+{
+	float a = (w[0] * clip_signed(x[0][j], u[0].lo, u[0].hi)) * c[0][j], b = c[0][j];
+	float a1 = a + (w[1] * clip_signed(x[1][j], u[1].lo, u[1].hi)) * c[1][j];
+	float b1 = b + c[1][j];
+
+	a = k > 1 ? a1 : a;
+	b = k > 1 ? b1 : b;
+	a1 = a + (w[2] * clip_signed(x[2][j], u[2].lo, u[2].hi)) * c[2][j];
+	b1 = b + c[2][j];
+	*nm = k > 2 ? a1 : a;
+	*dn = k > 2 ? b1 : b;
+}
+
 WELD_HOT void weld_k_pcb_mix(const float *const *d, const float *const *sc, size_t n,
 			     const struct weld_pcb_unit *u, const float *w, const float *base,
 			     float lambda, size_t len, float *restrict num, float *restrict den,
 			     float *restrict out)
 {
-	if (n == 3) {
-		/* three models, as often: one pass, the same operations in the
-		 * same order as the passes per model below */
-		const float *restrict x0 = d[0], *restrict x1 = d[1], *restrict x2 = d[2];
-		const float *restrict c0 = sc[0], *restrict c1 = sc[1], *restrict c2 = sc[2];
+	size_t k = n < 3 ? n : 3;
+	/* the first three models in one pass (as the sum's kernel) */
+	const float *x[3] = { d[0], d[k > 1], d[k - 1] }, *c[3] = { sc[0], sc[k > 1], sc[k - 1] };
+	const struct weld_pcb_unit v[3] = { u[0], u[k > 1], u[k - 1] };
+	const float wv[3] = { w[0], w[k > 1], w[k - 1] };
 
+	if (n == k) {
 		for (size_t j = 0; j < len; j++) {
-			float nm = (w[0] * clip_signed(x0[j], u[0].lo, u[0].hi)) * c0[j];
-			float dn = c0[j];
+			float nm, dn;
 
-			nm = nm + (w[1] * clip_signed(x1[j], u[1].lo, u[1].hi)) * c1[j];
-			dn = dn + c1[j];
-			nm = nm + (w[2] * clip_signed(x2[j], u[2].lo, u[2].hi)) * c2[j];
-			dn = dn + c2[j];
+			mix_first(x, c, v, wv, k, j, &nm, &dn);
 			out[j] = base[j] + lambda * (nm / (dn > 1e-12f ? dn : 1e-12f));
 		}
 		return;
 	}
-	for (size_t s = 0; s < n; s++) {
-		const float *restrict x = d[s], *restrict c = sc[s];
+	for (size_t j = 0; j < len; j++)
+		mix_first(x, c, v, wv, k, j, &num[j], &den[j]);
+	for (size_t s = k; s < n; s++) {
+		const float *restrict xs = d[s], *restrict cs = sc[s];
 		float lo = u[s].lo, hi = u[s].hi, ws = w[s];
 
-		if (!s) {
-			for (size_t j = 0; j < len; j++) {
-				num[j] = (ws * clip_signed(x[j], lo, hi)) * c[j];
-				den[j] = c[j];
-			}
-		} else {
-			for (size_t j = 0; j < len; j++) {
-				num[j] = num[j] + (ws * clip_signed(x[j], lo, hi)) * c[j];
-				den[j] = den[j] + c[j];
-			}
+		for (size_t j = 0; j < len; j++) {
+			num[j] = num[j] + (ws * clip_signed(xs[j], lo, hi)) * cs[j];
+			den[j] = den[j] + cs[j];
 		}
 	}
 	for (size_t j = 0; j < len; j++)
