@@ -153,6 +153,17 @@ differ() {
 }
 
 # bytes_read OUT ARGS...: the bytes `weld ARGS` read over all its passes
+# fixture_py DIR: run the Python script on standard input with DIR as
+# sys.argv[1], after os, sys, numpy (np) and tests/ref's safetensors_io
+# (stio) are imported: the preamble of every script that writes a fixture
+fixture_py() {
+	{
+		printf 'import os, sys\nsys.path.insert(0, %s)\n' "'$ROOT/tests/ref'"
+		printf 'import numpy as np\nimport safetensors_io as stio\n'
+		cat
+	} | "$PYTHON" - "$1"
+}
+
 # (its --json summary), the output in OUT
 bytes_read() {
 	_o=$1

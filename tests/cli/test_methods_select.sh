@@ -50,11 +50,7 @@ else
 fi
 
 # rows of width 1, one row, 0-D and 3-D tensors: bit for bit the reference
-if "$PYTHON" - "$T/odd" "$ROOT/tests/ref" <<'PY'
-import os, sys
-sys.path.insert(0, sys.argv[2])
-import numpy as np
-import safetensors_io as stio
+if fixture_py "$T/odd" <<'PY'
 rng = np.random.default_rng(3)
 shapes = {"col": (37, 1), "vec": (50,), "one": (1, 9), "cube": (3, 4, 6), "scalar": ()}
 base = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
@@ -142,11 +138,7 @@ refuse "della: --gamma is not its option" 2 "option '--gamma' is not used by 'we
 refuse "della: MODEL:gamma=" 2 "'gamma'" "$T/e" "$WELD" della $B -o "$T/e" "$T/ft1:gamma=0.1"
 
 # a row longer than the memory budget holds: refused, naming the tensor
-if "$PYTHON" - "$T/wide" "$ROOT/tests/ref" <<'PY'
-import os, sys
-sys.path.insert(0, sys.argv[2])
-import numpy as np
-import safetensors_io as stio
+if fixture_py "$T/wide" <<'PY'
 for i, name in enumerate(("base", "m1")):
     stio.save_model(os.path.join(sys.argv[1], name),
                     {"wide.weight": np.full((2, 1 << 21), i, np.float32)})
@@ -209,11 +201,7 @@ done
 # of bins around it: the reference, bit for bit, where the sample is fair
 # ("wide") and where it sees only every eighth element, whose deltas are
 # small ("striped": the window misses and the histogram passes decide)
-if "$PYTHON" - "$T/pbig" "$ROOT/tests/ref" <<'PY'
-import os, sys
-sys.path.insert(0, sys.argv[2])
-import numpy as np
-import safetensors_io as stio
+if fixture_py "$T/pbig" <<'PY'
 rng = np.random.default_rng(8)
 base = {n: rng.standard_normal((1024, 1024)).astype(np.float32) for n in ("wide", "striped")}
 for i in (1, 2):
@@ -245,11 +233,7 @@ fi
 # degenerate units: a constant delta (max = min of the clipped values), a
 # unit of 10 at density 0.1 (top = thr: nothing kept, out = base), width-1
 # rows, 0-D
-if "$PYTHON" - "$T/pdeg" "$ROOT/tests/ref" <<'PY'
-import os, sys
-sys.path.insert(0, sys.argv[2])
-import numpy as np
-import safetensors_io as stio
+if fixture_py "$T/pdeg" <<'PY'
 rng = np.random.default_rng(5)
 shapes = {"ten": (10,), "flat": (4, 6), "col": (9, 1), "scalar": (), "cube": (2, 3, 5)}
 base = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
@@ -359,11 +343,7 @@ done
 # plateaus: deltas of a few values make many equal variances, so the
 # threshold splits them across chunks and slices (a counting pass); the
 # reference keeps the lowest positions too
-if "$PYTHON" - "$T/plat" "$ROOT/tests/ref" <<'PY'
-import os, sys
-sys.path.insert(0, sys.argv[2])
-import numpy as np
-import safetensors_io as stio
+if fixture_py "$T/plat" <<'PY'
 rng = np.random.default_rng(9)
 vals = np.array([0, 0.125, -0.125, 0.25, -0.25, 0.5], np.float32)
 shapes = {"big": (700, 300), "ramp": (4096 * 5 + 7,), "scalar": ()}
@@ -416,11 +396,7 @@ fi
 # pass then finds k = floor(999 * 0.001) = 0, so nothing is kept. All
 # match the reference, for any -j and --max-memory, and the miss reads the
 # inputs more times.
-if "$PYTHON" - "$T/skw" "$ROOT/tests/ref" <<'PY'
-import os, sys
-sys.path.insert(0, sys.argv[2])
-import numpy as np
-import safetensors_io as stio
+if fixture_py "$T/skw" <<'PY'
 rng = np.random.default_rng(12)
 base = (rng.standard_normal((8, 65536)) * 0.02).astype(np.float32)
 for kind in ("even", "skew", "sparse"):
@@ -535,11 +511,7 @@ rm -rf "$T/a" "$T/b"
 # degenerate: most rows unchanged (Q(.25) = Q(.75) = 0: the fence is Q(.5)
 # and everything at or above it is taken), width-1 rows (kl = 0), 0-D
 # (the model's value)
-if "$PYTHON" - "$T/af" "$ROOT/tests/ref" <<'PY'
-import os, sys
-sys.path.insert(0, sys.argv[2])
-import numpy as np
-import safetensors_io as stio
+if fixture_py "$T/af" <<'PY'
 rng = np.random.default_rng(11)
 shapes = {"mostly": (40, 16), "col": (30, 1), "scalar": (), "cube": (3, 4, 7), "vec": (33,)}
 base = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
@@ -574,11 +546,7 @@ fi
 # the quantiles from the sample's ranges read the inputs 2 + 1/16 times (a
 # tensor of 32 super-tiles, changed alike everywhere); by histograms, 3 +
 # 1/16 times
-if "$PYTHON" - "$T/ar" "$ROOT/tests/ref" <<'PY'
-import os, sys
-sys.path.insert(0, sys.argv[2])
-import numpy as np
-import safetensors_io as stio
+if fixture_py "$T/ar" <<'PY'
 rng = np.random.default_rng(6)
 base = {"w": rng.standard_normal((4096, 512)).astype(np.float32)}
 m = {"w": base["w"] + rng.uniform(-0.01, 0.01, (4096, 512)).astype(np.float32)}
@@ -603,11 +571,7 @@ fi
 # when the ranges do not fit the record room, and both when the sample
 # misses: a tensor of 4 super-tiles whose first (the sample) changed much
 # more than the rest, so that every guessed range lies above its rank
-if "$PYTHON" - "$T/am" "$ROOT/tests/ref" <<'PY'
-import os, sys
-sys.path.insert(0, sys.argv[2])
-import numpy as np
-import safetensors_io as stio
+if fixture_py "$T/am" <<'PY'
 rng = np.random.default_rng(5)
 base = {"w": rng.standard_normal((1024, 256)).astype(np.float32)}
 m = {"w": base["w"] + rng.uniform(-1e-3, 1e-3, (1024, 256)).astype(np.float32)}

@@ -22,11 +22,7 @@ fi
 # +inf and -inf at one element (inf - inf: a NaN of the machine's sign),
 # +inf where another delta is 0 (0 * inf), two NaN in a row and two +inf
 # in another (NaN and infinite clip bounds with --scope row).
-"$PYTHON" - "$T" "$ROOT/tests/ref" <<'PY'
-import os, sys
-sys.path.insert(0, sys.argv[2])
-import numpy as np
-import safetensors_io as stio
+fixture_py "$T" <<'PY'
 rng = np.random.default_rng(12)
 shape = (1200, 1024)
 base = rng.standard_normal(shape).astype(np.float32)
