@@ -35,7 +35,7 @@ TESTS    = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 INCLUDES = -Ilib/common -Iformats -Ilib -Ilib/engine -Ilib/recipe -Ilib/moe
 ALL_CFLAGS = $(REQ) $(WARN) $(PKG_CFLAGS) $(INCLUDES) $(CPPFLAGS) $(CFLAGS)
 
-.PHONY: print-pkgs all weld deps demo check check-layers check-slurm slurm unit cli asan fuzz bench install uninstall clean help
+.PHONY: print-pkgs all weld deps demo check check-layers check-slurm slurm unit cli asan clang fuzz bench install uninstall clean help
 
 all: weld  ## build ./weld
 
@@ -94,7 +94,15 @@ check: deps  ## install what is missing, build, run every test (plain and saniti
 	@WELD=$(CURDIR)/build-asan/weld-asan MKMODEL=$(CURDIR)/$(BUILD)/mkmodel PYTHON=$(PYTHON) \
 	  sh tests/cli/run.sh quick
 	@MKMODEL=$(CURDIR)/$(BUILD)/mkmodel sh tests/compare_builds.sh $(CURDIR)/weld $(CURDIR)/build-asan/weld-asan
+	@$(MAKE) --no-print-directory clang
 	@$(MAKE) --no-print-directory slurm
+
+# gcc's build runs its hot loops as AVX-512 or AVX2 clones and intrinsics
+# where the processor has them; clang's runs the plain loops, which the
+# unit tests then check on any machine, and both must write the same bytes
+clang: weld $(BUILD)/mkmodel  ## build with clang in build-clang, run its unit tests, compare its merges with ./weld's
+	@$(MAKE) --no-print-directory CC=clang BUILD=build-clang build-clang/weld unit
+	@MKMODEL=$(CURDIR)/$(BUILD)/mkmodel sh tests/compare_builds.sh $(CURDIR)/weld $(CURDIR)/build-clang/weld
 
 slurm: weld $(BUILD)/mkmodel  ## a merge in parts on a one-node Slurm cluster (skipped if Slurm is missing)
 	@echo "== tests/slurm/test_slurm.sh"

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Same bytes from two builds of weld: the optimised one (whose hot loops
-# may run as AVX2 clones) and the sanitizer one (baseline instructions
-# only). Usage: compare_builds.sh WELD_A WELD_B
+# Same bytes from two builds of weld: gcc's optimised one (whose hot loops
+# may run as AVX-512 or AVX2 clones, and AVX-512 intrinsics) and another:
+# the sanitizer one (no clones) or clang's (plain loops only).
+# Usage: compare_builds.sh WELD_A WELD_B
 set -u
 A=$1
 B=$2

@@ -16,6 +16,10 @@ have_hdr xxhash.h || need="$need libxxhash-dev"
 have_pc openblas || need="$need libopenblas-dev"
 have_pc lapacke || have_hdr lapacke.h || need="$need liblapacke-dev"
 have_hdr stdarg.h && printf '#include <stdarg.h>\n#include <stddef.h>\n#include <setjmp.h>\n#include <cmocka.h>\nint main(void){return 0;}\n' | ${CC:-cc} -x c - -o /dev/null 2>/dev/null || need="$need libcmocka-dev"
+# tests: a second build with clang (no gcc clones, no AVX-512 intrinsics)
+# must write the same bytes, so clang and its OpenMP runtime
+printf '#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n' |
+	clang -fopenmp -x c - -o /dev/null 2>/dev/null || need="$need clang libomp-dev"
 # tests: the NumPy reference implementation (in $PYTHON, as the tests run
 # it) and xxhsum for known answers
 PYTHON=${PYTHON:-/usr/bin/python3}
