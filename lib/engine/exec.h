@@ -348,6 +348,13 @@ int weld_exec_svd_job(struct exec *e, const struct weld_job *j, struct weld_erro
  * slices in parallel, then the slice-order folding of their counts. */
 int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
 			enum pass pass, enum drop_mode mode, struct weld_error *err);
+/* One pass (DROP_NONE) over elements [first, first + n) of job j in
+ * chunks of step, handed to the team at once: no wait at the end of each
+ * chunk. Only for passes whose results do not depend on which thread or
+ * slice context computes a slice (per-thread histograms, exact sums; no
+ * per-slice counts or recorded keys). */
+int weld_exec_run_pass(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
+		       uint64_t step, enum pass pass, struct weld_error *err);
 /* The tile at flat index g, computed in c->out: NaN where an input is NaN
  * (--allow-nonfinite), then encoded into the output chunk that starts at
  * first. Every APPLY ends with it. */

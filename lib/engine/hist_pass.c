@@ -58,6 +58,10 @@ uint32_t *weld_exec_hist_mine(struct exec *e)
 	return e->hs->thread_hist[omp_get_thread_num()];
 }
 
+/* Elements a pass hands to the team at once, at most: with the 2^31 that
+ * may be pending before a fold, no thread's uint32 count can wrap. */
+#define HIST_BATCH (1ull << 30)
+
 /* Add the threads' counts to the totals and clear them. */
 static void fold(struct exec *e, size_t nsrc)
 {
@@ -87,12 +91,15 @@ int weld_exec_hist_pass(struct exec *e, const struct weld_job *const *jobs, size
 		/* with rows in memory, chunks are whole groups of 8 rows */
 		uint64_t g = row_scope(e, jobs[i]) ? 8 * row_len(jobs[i]) : 1;
 		uint64_t step = e->chunk_elems / g * g;
+		/* the counts are per thread, whatever slice it takes: the chunks
+		 * of a batch go to the team at once */
+		uint64_t batch = (HIST_BATCH > step ? HIST_BATCH / step : 1) * step;
 
-		for (uint64_t first = 0; first < jobs[i]->nelem; first += step) {
+		for (uint64_t first = 0; first < jobs[i]->nelem; first += batch) {
 			uint64_t n = jobs[i]->nelem - first;
 
-			n = n < step ? n : step;
-			if (weld_exec_run_chunk(e, jobs[i], first, n, (enum pass)pass, DROP_NONE, err) < 0)
+			n = n < batch ? n : batch;
+			if (weld_exec_run_pass(e, jobs[i], first, n, step, (enum pass)pass, err) < 0)
 				return -1;
 			weld_exec_progress(e, jobs[i], sampled(pass) ? n / SAMPLE_STRIDE : n);
 			/* uint32 per-thread counts: fold them in before they could wrap */

@@ -311,15 +311,13 @@ void weld_pcb_passes(uint64_t m, double clip, size_t nsrc, int threads, uint64_t
 int weld_exec_pcb_pass(struct exec *e, const struct weld_job *const *jobs, size_t nj,
 		       enum pass pass, struct weld_error *err)
 {
-	for (size_t i = 0; i < nj; i++)
-		for (uint64_t first = 0; first < jobs[i]->nelem; first += e->chunk_elems) {
-			uint64_t n = jobs[i]->nelem - first;
-
-			n = n < e->chunk_elems ? n : e->chunk_elems;
-			if (weld_exec_run_chunk(e, jobs[i], first, n, pass, DROP_NONE, err) < 0)
-				return -1;
-			weld_exec_progress(e, jobs[i], n);
-		}
+	/* the tails, the window and the sample are per thread: each job's
+	 * chunks go to the team at once */
+	for (size_t i = 0; i < nj; i++) {
+		if (weld_exec_run_pass(e, jobs[i], 0, jobs[i]->nelem, e->chunk_elems, pass, err) < 0)
+			return -1;
+		weld_exec_progress(e, jobs[i], jobs[i]->nelem);
+	}
 	weld_pcb_hold_filled(e);
 	return 0;
 }

@@ -106,13 +106,11 @@ static int l1_pass(struct exec *e, const struct weld_job *j, struct weld_error *
 	size_t ns = (size_t)e->n_slices;
 
 	memset(e->rank_sums, 0, ns * e->max_src * 2 * sizeof(struct weld_xsum));
-	for (uint64_t first = 0; first < j->nelem; first += step) {
-		uint64_t n = j->nelem - first < step ? j->nelem - first : step;
-
-		if (weld_exec_run_chunk(e, j, first, n, P_RANK_L1, DROP_NONE, err) < 0)
-			return -1;
-		weld_exec_progress(e, j, n);
-	}
+	/* the sums are exact and the keep bits go by row: any thread may take
+	 * any slice, so the whole pass is one batch */
+	if (weld_exec_run_pass(e, j, 0, j->nelem, step, P_RANK_L1, err) < 0)
+		return -1;
+	weld_exec_progress(e, j, j->nelem);
 	for (size_t s = 0; s < j->nsrc; s++) {
 		struct weld_xsum all, kept;
 		double a, k;

@@ -14,8 +14,10 @@
 #include "exec.h"
 #include "pcb_hold.h"
 
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <string.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -409,28 +411,9 @@ static void slice_item(void *ctx, int t)
 		run_slice(e, r->j, &e->slices[t], r->first, lo, hi, r->pass, r->mode);
 }
 
-int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
-			enum pass pass, enum drop_mode mode, struct weld_error *err)
+/* After a batch of the team: the error of a slice that failed, if any. */
+static int slices_ok(const struct exec *e, const struct weld_job *j, struct weld_error *err)
 {
-	uint64_t g = granule(e, j);
-	size_t nq = j->nsrc * MAX_SEL;
-
-	for (int t = 0; t < e->n_slices; t++) {
-		struct slice_ctx *c = &e->slices[t];
-
-		c->failed = false;
-		c->nonfinite = false;
-		if (pass == P_COUNT)
-			memset(c->n_equal, 0, sizeof(c->n_equal));
-	}
-	if (e->rec.on && weld_exec_rec_chunk(e) < 0)
-		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
-	if (sample_pass(pass) || pass == P_LO || (pass == P_HI && !e->rec.on)) {
-		e->hist_used = true;
-		e->hist_shared = pass == P_HI || pass == P_SAMPLE;
-	}
-	weld_team_run(e->team, e->n_slices, slice_item,
-		      &(struct chunk_run){ e, j, first, n, g, pass, mode });
 	for (int t = 0; t < e->n_slices; t++)
 		if (e->slices[t].nonfinite)
 			return weld_exec_nonfinite_error(e, j, err);
@@ -439,6 +422,89 @@ int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first
 			*err = e->slices[t].err;
 			return -1;
 		}
+	return 0;
+}
+
+static void slices_reset(struct exec *e)
+{
+	for (int t = 0; t < e->n_slices; t++) {
+		e->slices[t].failed = false;
+		e->slices[t].nonfinite = false;
+	}
+}
+
+/* A pass handed to the team at once, not chunk by chunk: item i is slice
+ * i % n_slices of the chunk at first + (i / n_slices) step (elements
+ * before end), run in the context of the thread that takes it; after a
+ * slice fails, the items left do nothing. */
+struct pass_run {
+	struct exec *e;
+	const struct weld_job *j;
+	uint64_t first, end, step, g;
+	enum pass pass;
+	atomic_bool failed;
+};
+
+static void pass_item(void *ctx, int i)
+{
+	struct pass_run *r = ctx;
+	struct exec *e = r->e;
+	struct slice_ctx *c = &e->slices[omp_get_thread_num()];
+	uint64_t first = r->first + (uint64_t)(i / e->n_slices) * r->step, n, lo, hi;
+
+	if (atomic_load_explicit(&r->failed, memory_order_relaxed))
+		return;
+	n = r->end - first < r->step ? r->end - first : r->step;
+	slice(n, r->g, i % e->n_slices, e->n_slices, &lo, &hi);
+	c->hist = e->thread_hist[omp_get_thread_num()];
+	if (lo < hi)
+		run_slice(e, r->j, c, first, lo, hi, r->pass, DROP_NONE);
+	if (c->failed)
+		atomic_store_explicit(&r->failed, true, memory_order_relaxed);
+}
+
+/* Chunks per batch of the team, which counts its items in an int. */
+#define PASS_CHUNKS (1u << 16)
+
+int weld_exec_run_pass(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
+		       uint64_t step, enum pass pass, struct weld_error *err)
+{
+	struct pass_run r = { e, j, first, first + n, step, granule(e, j), pass, false };
+	uint64_t most = INT_MAX / (uint64_t)e->n_slices;
+
+	slices_reset(e);
+	while (r.first < r.end) {
+		uint64_t chunks = (r.end - r.first + step - 1) / step;
+
+		chunks = chunks < most ? chunks : most;
+		chunks = chunks < PASS_CHUNKS ? chunks : PASS_CHUNKS;
+		weld_team_run(e->team, (int)(chunks * (uint64_t)e->n_slices), pass_item, &r);
+		if (slices_ok(e, j, err) < 0)
+			return -1;
+		r.first = r.end - r.first > chunks * step ? r.first + chunks * step : r.end;
+	}
+	return 0;
+}
+
+int weld_exec_run_chunk(struct exec *e, const struct weld_job *j, uint64_t first, uint64_t n,
+			enum pass pass, enum drop_mode mode, struct weld_error *err)
+{
+	uint64_t g = granule(e, j);
+	size_t nq = j->nsrc * MAX_SEL;
+
+	slices_reset(e);
+	for (int t = 0; pass == P_COUNT && t < e->n_slices; t++)
+		memset(e->slices[t].n_equal, 0, sizeof(e->slices[t].n_equal));
+	if (e->rec.on && weld_exec_rec_chunk(e) < 0)
+		return weld_fail(err, WELD_ERR_NOMEM, "out of memory");
+	if (sample_pass(pass) || pass == P_LO || (pass == P_HI && !e->rec.on)) {
+		e->hist_used = true;
+		e->hist_shared = pass == P_HI || pass == P_SAMPLE;
+	}
+	weld_team_run(e->team, e->n_slices, slice_item,
+		      &(struct chunk_run){ e, j, first, n, g, pass, mode });
+	if (slices_ok(e, j, err) < 0)
+		return -1;
 	if (pass == P_HI || pass == P_LO || sample_pass(pass)) {
 		/* uint32 per-thread counts: fold them in before they could wrap */
 		e->hist_pending += n;
