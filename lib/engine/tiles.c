@@ -9,7 +9,9 @@
  * the statistics passes then hand the tile to select_pass.c, and APPLY
  * masks it (the top-k of each row first with --scope row), combines it
  * (kernels.c) and encodes it into the output chunk.
- * Histograms are per thread; recorded keys and counts are per slice.
+ * Histograms are per thread; recorded keys and counts are per slice. A
+ * pass whose results do not depend on which thread computes a slice may
+ * hand all of a tensor's chunks to the team at once (weld_exec_run_pass).
  */
 #include "exec.h"
 #include "pcb_hold.h"
