@@ -220,8 +220,9 @@ static size_t ranges_avx512(const float *imp, size_t len, const uint32_t *lo,
 #endif
 
 /* RANGE: the keys below each range (thread_below) and the zeros
- * (thread_count) into the thread's counts, the keys inside the ranges into list (len of room), then the
- * room for the tile's records taken at once. */
+ * (thread_count) into the thread's counts, the keys inside the ranges
+ * into list (len of room), then the room for the tile's records taken at
+ * once. */
 static void record_ranges(struct exec *e, const float *imp, size_t len, uint32_t *list)
 {
 	struct hist_exec *h = e->hs;

@@ -153,6 +153,14 @@ differ() {
 }
 
 # bytes_read OUT ARGS...: the bytes `weld ARGS` read over all its passes
+# (its --json summary), the output in OUT
+bytes_read() {
+	_o=$1
+	shift
+	"$WELD" "$@" -q -f --json -o "$_o" 2>>"$T/stderr" |
+		sed -n 's/.*"bytes_read":\([0-9]*\).*/\1/p'
+}
+
 # fixture_py DIR: run the Python script on standard input with DIR as
 # sys.argv[1], after os, sys, numpy (np) and tests/ref's safetensors_io
 # (stio) are imported: the preamble of every script that writes a fixture
@@ -162,14 +170,6 @@ fixture_py() {
 		printf 'import numpy as np\nimport safetensors_io as stio\n'
 		cat
 	} | "$PYTHON" - "$1"
-}
-
-# (its --json summary), the output in OUT
-bytes_read() {
-	_o=$1
-	shift
-	"$WELD" "$@" -q -f --json -o "$_o" 2>>"$T/stderr" |
-		sed -n 's/.*"bytes_read":\([0-9]*\).*/\1/p'
 }
 
 summary() {

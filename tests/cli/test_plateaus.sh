@@ -10,8 +10,6 @@
 REF="$ROOT/tests/ref/weld_ref.py"
 GEN="$ROOT/tests/bench/gen_family.py"
 
-# same_tensors A B: the two models hold the same tensors, byte for byte
-
 for k in zeros few; do
 	"$PYTHON" "$GEN" "$T/$k" --size small --kind $k >/dev/null 2>"$T/stderr" ||
 		not_ok "the $k family is generated"
