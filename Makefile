@@ -86,7 +86,7 @@ build-asan/weld-asan: $(BUILD)/libweld.a $(CMD_OBJ)
 check-layers:  ## fail on an #include that points up the layering (lib/common < formats < lib < cmd)
 	@sh tests/check_layers.sh
 
-check: deps  ## install what is missing, build, run every test (plain and sanitized)
+check: deps  ## install what is missing, build, run every test (plain, sanitized, and with clang)
 	@$(MAKE) --no-print-directory check-layers
 	@$(MAKE) --no-print-directory weld unit
 	@$(MAKE) --no-print-directory cli
